@@ -1,0 +1,18 @@
+"""Errors of the agent (configuration, reading stores, the daemon)."""
+
+from __future__ import annotations
+
+__all__ = ["AgentError", "ConfigError"]
+
+
+class AgentError(Exception):
+    """Root of the agent's errors. ``exit_code`` is stable across releases."""
+
+    exit_code = 30
+
+
+class ConfigError(AgentError):
+    """The configuration file is unreadable, not TOML, or has an unknown key or a wrong type.
+    The message names the file and the key."""
+
+    exit_code = 31

@@ -1,0 +1,118 @@
+"""Findings and decisions: the values every rule returns.
+
+A decision carries everything ``explain`` needs (its clause, the dates it computed, the facts it
+used, an English and a Japanese sentence), so explaining is printing, never recomputing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["Action", "Decision", "Finding", "Severity"]
+
+
+class Severity(enum.IntEnum):
+    """Ordered so that ``max()`` gives the worst; maps onto monitoring exit codes."""
+
+    OK = 0
+    INFO = 1
+    WARNING = 2
+    CRITICAL = 3
+
+
+class Action(enum.Enum):
+    """What follows from the contract. The value is the stable name used in JSON and the CLI."""
+
+    NOTIFY = "notify"
+    """Art.6(1): send the renewal notice by ``due``."""
+    AWAIT_ANSWER = "await-answer"
+    """Art.6(2)/(3): the notice is out; the customer's answer is due by ``due``."""
+    RENEW_BY_DEFAULT = "renew-by-default"
+    """Art.6(2): category I/II, no answer by the deadline: the provider renews."""
+    RENEW = "renew"
+    """Art.6(2): the customer answered "renew": the provider renews (I/II)."""
+    CUSTOMER_RENEWS = "customer-renews"
+    """Art.6(3): category III answered "renew": the customer renews the certificate themselves."""
+    RENEWAL_BLOCKED = "renewal-blocked"
+    """Art.6(3) proviso: validity period of 90 days or less, the service cannot be renewed."""
+    ANSWER_OVERDUE = "answer-overdue"
+    """Art.6(3): category III has no default; a missing answer is escalated."""
+    TERMINATE = "terminate"
+    """Art.9: the contract ends on ``due``."""
+    FEE_OWED = "fee-owed"
+    """Art.10: a fee obligation arises on ``due``."""
+    REFUSE = "refuse"
+    """Art.7 / Art.4(1): the application cannot be accepted."""
+    ABOLISH = "abolish"
+    """Art.8: the CA ended the product; the item is abolished on ``due``."""
+    NON_COMPLIANT = "non-compliant"
+    """Art.3: the certificate's validity period exceeds its contracted tier."""
+    REPLACE_CERTIFICATE = "replace-certificate"
+    """The bound certificate has expired or is about to, and no successor has been observed."""
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """Something true about a certificate or contract that a person should know.
+
+    ``code`` is a stable kebab-case identifier; ``clause`` cites the article it comes from (or
+    ``""`` for findings outside the terms, such as an unencrypted key on disk).
+    """
+
+    code: str
+    clause: str
+    message: str
+    severity: Severity = Severity.INFO
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "clause": self.clause,
+            "message": self.message,
+            "severity": self.severity.name.lower(),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """An action the contract calls for, with its clause and its reasons.
+
+    ``due`` is an Asia/Tokyo calendar date (inclusive: the action is due *on* that day).
+    ``computed`` holds the dates and durations the rule derived, ``facts`` the inputs it used,
+    both as JSON-ready scalars.
+    """
+
+    action: Action
+    clause: str
+    due: date | None
+    explanation_en: str
+    explanation_ja: str
+    contract_id: str | None = None
+    severity: Severity = Severity.INFO
+    computed: Mapping[str, Any] = field(default_factory=dict)
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "computed", _frozen(self.computed))
+        object.__setattr__(self, "facts", _frozen(self.facts))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action.value,
+            "clause": self.clause,
+            "due": self.due.isoformat() if self.due else None,
+            "contract": self.contract_id,
+            "severity": self.severity.name.lower(),
+            "explanation": {"en": self.explanation_en, "ja": self.explanation_ja},
+            "computed": dict(self.computed),
+            "facts": dict(self.facts),
+        }

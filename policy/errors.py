@@ -1,0 +1,55 @@
+"""Errors of the policy core.
+
+A breach of the contract is a :class:`~policy.decisions.Decision`, never an exception. These
+exceptions are for input the core cannot work with: a bad catalogue, an unknown item or tier, an
+unreadable ledger, an event that contradicts the journal. Each class has a message a user can act
+on and a stable exit code the CLI returns.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CatalogueError",
+    "ContractStateError",
+    "LedgerError",
+    "PolicyError",
+    "UnknownContractError",
+    "UnknownItemError",
+]
+
+
+class PolicyError(Exception):
+    """Root of the policy core's errors. ``exit_code`` is stable across releases."""
+
+    exit_code = 10
+
+
+class CatalogueError(PolicyError):
+    """The catalogue (or the CA/B Forum schedule) file is missing, malformed or inconsistent."""
+
+    exit_code = 11
+
+
+class UnknownItemError(PolicyError):
+    """An item handle, category or tier that the catalogue does not know."""
+
+    exit_code = 12
+
+
+class LedgerError(PolicyError):
+    """The ledger file cannot be opened, is not a certescrow ledger, or is of a newer format."""
+
+    exit_code = 13
+
+
+class UnknownContractError(PolicyError):
+    """A contract id that the ledger has no record of."""
+
+    exit_code = 14
+
+
+class ContractStateError(PolicyError):
+    """An event that the contract's current state does not admit (e.g. answering a terminated
+    contract)."""
+
+    exit_code = 15

@@ -1,0 +1,43 @@
+"""Parsing the instants and dates users type (``--at``, ``--arrived``, ``--requested``).
+
+A time without an offset is Asia/Tokyo wall time: the people who type these are the contract
+desk, and the contract's days are Tokyo days. ``Z`` or an explicit offset is honoured. A bare
+date means the start (00:00) of that Tokyo day.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from .tokyo import TOKYO
+
+__all__ = ["parse_date", "parse_instant"]
+
+
+def parse_instant(text: str) -> datetime:
+    """Parse ISO 8601 into an aware UTC datetime; raise ``ValueError`` with a usable message."""
+    raw = text.strip()
+    if not raw:
+        raise ValueError("empty time: expected ISO 8601 such as 2026-11-24T09:00 or 2026-11-24")
+    candidate = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
+    try:
+        if len(candidate) == 10:
+            parsed = datetime.combine(date.fromisoformat(candidate), datetime.min.time())
+        else:
+            parsed = datetime.fromisoformat(candidate)
+    except ValueError:
+        raise ValueError(
+            f"cannot read {text!r} as a time: expected ISO 8601 such as "
+            "2026-11-24T09:00:00+09:00, 2026-11-24T00:00:00Z or 2026-11-24 (Asia/Tokyo)"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=TOKYO)
+    return parsed.astimezone(UTC)
+
+
+def parse_date(text: str) -> date:
+    """Parse a calendar date ``YYYY-MM-DD`` (a contract day, Asia/Tokyo)."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"cannot read {text!r} as a date: expected YYYY-MM-DD") from None
