@@ -1,0 +1,109 @@
+"""Small pieces every certescrow CLI that deals with contract time shares.
+
+The real clock is read here and only here (``resolve_at``), the outermost layer: everything below
+takes ``at`` as an argument.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .timeparse import parse_date, parse_instant
+
+__all__ = [
+    "AT_OPTION_HELP",
+    "DateType",
+    "InstantType",
+    "config_section",
+    "echo_json",
+    "resolve_at",
+    "to_jsonable",
+]
+
+AT_OPTION_HELP = (
+    "Evaluate as of this time (ISO 8601; no offset = Asia/Tokyo; a bare date = 00:00 JST). "
+    "Default: now."
+)
+
+
+class InstantType(click.ParamType):
+    """``--at``-style option: ISO 8601 instant, naive = Asia/Tokyo, returned as aware UTC."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_instant(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class DateType(click.ParamType):
+    """A contract day, ``YYYY-MM-DD`` (Asia/Tokyo)."""
+
+    name = "DATE"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> date:
+        if isinstance(value, date):
+            return value
+        try:
+            return parse_date(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def resolve_at(at: datetime | None) -> datetime:
+    """``at`` if given, else the real clock (UTC). The one sanctioned clock read for CLIs.
+
+    ``CERTESCROW_NOW`` (ISO 8601) pins the clock for reproducible demos and subprocess tests.
+    """
+    if at is not None:
+        return at
+    pinned = os.environ.get("CERTESCROW_NOW")
+    if pinned:
+        return parse_instant(pinned)
+    return datetime.now(UTC)  # noqa: TID251 - outermost layer
+
+
+def config_section(ctx: click.Context | None, name: str) -> dict[str, Any]:
+    """The ``[name]`` table of the configuration the root command loaded (empty when run
+    without configuration, or when a package's group is invoked on its own in tests)."""
+    root = ctx.find_root() if ctx is not None else None
+    obj = root.obj if root is not None else None
+    if not isinstance(obj, dict):
+        return {}
+    section = obj.get("config", {}).get(name, {})
+    return section if isinstance(section, dict) else {}
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dates as ``YYYY-MM-DD``, instants as ISO 8601 UTC with ``Z``, paths as strings."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_json"):
+        return to_jsonable(value.to_json())
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "value") and hasattr(value, "name"):  # enum
+        return value.value
+    return value
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(to_jsonable(value), ensure_ascii=False, indent=2))
