@@ -32,7 +32,7 @@ AT_OPTION_HELP = (
 )
 
 
-class InstantType(click.ParamType):
+class InstantType(click.ParamType[datetime]):
     """``--at``-style option: ISO 8601 instant, naive = Asia/Tokyo, returned as aware UTC."""
 
     name = "TIME"
@@ -47,7 +47,7 @@ class InstantType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class DateType(click.ParamType):
+class DateType(click.ParamType[date]):
     """A contract day, ``YYYY-MM-DD`` (Asia/Tokyo)."""
 
     name = "DATE"
