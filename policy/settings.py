@@ -67,9 +67,9 @@ class PriceList:
                     raise ValueError(f"{key}: {exc}") from None
                 initial[tier] = _yen(amount, key)
             agency = table.get("agency")
+            agency_key = f"policy.prices.items.{handle}.agency"
             items[handle] = ItemPrices(
-                initial=initial,
-                agency=None if agency is None else _yen(agency, f"policy.prices.items.{handle}.agency"),
+                initial=initial, agency=None if agency is None else _yen(agency, agency_key)
             )
         change = raw.get("change_fee")
         return cls(items=items,
