@@ -1,0 +1,35 @@
+"""Parsing what the contract desk types: naive = Asia/Tokyo, bare date = 00:00 JST."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from policy.timeparse import parse_date, parse_instant
+
+
+def test_naive_time_is_tokyo_wall_time() -> None:
+    assert parse_instant("2026-11-24T09:00") == datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
+
+
+def test_bare_date_is_tokyo_midnight_which_is_1500_utc_the_day_before() -> None:
+    assert parse_instant("2026-11-24") == datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+
+
+def test_z_suffix_and_explicit_offsets_are_honoured() -> None:
+    assert parse_instant("2026-11-24T00:00:00Z") == datetime(2026, 11, 24, tzinfo=UTC)
+    assert parse_instant("2026-11-24T00:00:00+09:00") == datetime(2026, 11, 23, 15, tzinfo=UTC)
+    assert parse_instant("2026-11-24T00:00:00-05:00") == datetime(2026, 11, 24, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["", "tomorrow", "2026-13-01", "2026-02-30", "24/11/2026"])
+def test_unreadable_times_say_what_is_expected(text: str) -> None:
+    with pytest.raises(ValueError, match=r"ISO 8601|empty time"):
+        parse_instant(text)
+
+
+def test_dates_parse_and_reject_with_the_expected_form() -> None:
+    assert parse_date("2024-02-29") == date(2024, 2, 29)
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        parse_date("2025-02-29")
