@@ -1,15 +1,54 @@
-"""Configuration file loading (placeholder: replaced by the full validated schema)."""
+"""The configuration file: one TOML file, every key validated, every default embedded.
+
+A mistyped key is the classic way a daemon silently does the wrong thing for months (``escrw =
+true`` escrows nothing), so unknown keys and wrong types are errors that name the file and the
+key, e.g. ``config.toml: agent.stores[1].tier: unknown tier "7m": expected one of 6m, 1y, 2y,
+3y, unlimited``. Store indexes count from 0, the way TOML arrays are indexed.
+
+Everything runs with no configuration at all: the embedded defaults watch the certbot layout
+``/etc/letsencrypt/live`` (following its links into ``/etc/letsencrypt/archive``).
+``/etc/ssl/certs`` is deliberately *not* a default store: it is the system's CA trust store,
+hundreds of root certificates that are not server certificates under any contract; watching it
+would fill the ledger with unbound CA certificates and bury the findings that matter.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from policy.category import Category
+from policy.intake import Binding
+from policy.settings import PolicySettings
+from policy.tiers import Tier
+
 from .errors import ConfigError
 
-__all__ = ["default_config_paths", "load_raw_config"]
+__all__ = [
+    "DEFAULT_STORES",
+    "OBSERVERS",
+    "AgentConfig",
+    "Config",
+    "PolicyConfig",
+    "StoreConfig",
+    "VaultConfig",
+    "config_from_raw",
+    "default_config_paths",
+    "default_ledger_path",
+    "default_vault_path",
+    "load_config",
+    "load_raw_config",
+]
+
+LOG_FORMATS = ("text", "json")
+OBSERVERS = ("auto", "inotify", "polling")
+KEY_SOURCES = ("keyring", "credential", "key-file", "passphrase")
+DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
 
 
 def default_config_paths() -> tuple[Path, ...]:
@@ -18,6 +57,8 @@ def default_config_paths() -> tuple[Path, ...]:
 
 
 def load_raw_config(path: Path | None) -> tuple[dict[str, Any], Path | None]:
+    """The parsed TOML of ``path`` (or of the first default path that exists) and the path used;
+    ``({}, None)`` when there is no configuration file at all."""
     if path is None:
         path = next((p for p in default_config_paths() if p.is_file()), None)
         if path is None:
@@ -29,3 +70,413 @@ def load_raw_config(path: Path | None) -> tuple[dict[str, Any], Path | None]:
         raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def default_ledger_path() -> Path:
+    """``$XDG_STATE_HOME/certescrow/ledger.sqlite3`` (``~/.local/state`` when unset). Under
+    systemd the unit sets ``XDG_STATE_HOME`` to the ``StateDirectory=`` parent."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "certescrow" / "ledger.sqlite3"
+
+
+def default_vault_path() -> Path:
+    """``$XDG_DATA_HOME/certescrow/vault.sqlite3`` (``~/.local/share`` when unset)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "certescrow" / "vault.sqlite3"
+
+
+# ------------------------------------------------------------------------------ typed values
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig:
+    """One ``[[agent.stores]]`` table: a directory to watch and what its certificates are."""
+
+    path: Path
+    follow_links_into: tuple[Path, ...] = ()
+    """Roots a symlink inside the store may point into (the store itself is always allowed)."""
+    category: Category | None = None
+    item: str | None = None
+    tier: Tier | None = None
+    contract: str | None = None
+    match_by_san: bool = False
+    escrow: bool = False
+    """Art.4(7): escrow private keys found here, with their certificates, into the vault."""
+    pkcs12_passwords: tuple[str, ...] = field(default=(), repr=False)
+    pkcs12_password_vault_ids: tuple[str, ...] = ()
+
+    @property
+    def binding(self) -> Binding:
+        return Binding(contract_id=self.contract, category=self.category, item=self.item,
+                       tier=self.tier, match_by_san=self.match_by_san)
+
+    @property
+    def allowed_roots(self) -> tuple[Path, ...]:
+        return self.follow_links_into
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "follow_links_into": [str(p) for p in self.follow_links_into],
+            "category": self.category.value if self.category else "",
+            "item": self.item or "",
+            "tier": self.tier.value if self.tier else "",
+            "contract": self.contract or "",
+            "match_by_san": self.match_by_san,
+            "escrow": self.escrow,
+            # Secrets are never printed: only how many there are.
+            "pkcs12_passwords": ["***"] * len(self.pkcs12_passwords),
+            "pkcs12_password_vault_ids": list(self.pkcs12_password_vault_ids),
+        }
+
+
+def _certbot_store(path: str) -> StoreConfig:
+    live = Path(path)
+    return StoreConfig(path=live, follow_links_into=(live.parent / "archive",))
+
+
+DEFAULT_STORES: tuple[StoreConfig, ...] = (_certbot_store("/etc/letsencrypt/live"),)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentConfig:
+    host: str
+    log_format: str = "text"
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    quiet_period_ms: int = 300
+    """Events on a path are coalesced until it has been quiet this long (certbot's unlink +
+    symlink dance takes a few milliseconds per file)."""
+    resync_interval_s: int = 3600
+    """A full rescan this often catches anything the observers missed; 0 disables it."""
+    observer: str = "auto"
+    stores: tuple[StoreConfig, ...] = DEFAULT_STORES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "log_format": self.log_format,
+            "max_file_size": self.max_file_size,
+            "quiet_period_ms": self.quiet_period_ms,
+            "resync_interval_s": self.resync_interval_s,
+            "observer": self.observer,
+            "stores": [s.to_json() for s in self.stores],
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyConfig:
+    ledger: Path
+    catalogue: Path | None
+    settings: PolicySettings
+
+    def to_json(self) -> dict[str, Any]:
+        prices = self.settings.prices
+        return {
+            "ledger": str(self.ledger),
+            "catalogue": str(self.catalogue) if self.catalogue else "",
+            "notice_lead_days": self.settings.notice_lead_days,
+            "answer_deadline_days": self.settings.answer_deadline_days,
+            "prices": {
+                "change_fee": prices.change_fee,
+                "items": {
+                    handle: {"initial": {t.value: v for t, v in p.initial.items()},
+                             "agency": p.agency}
+                    for handle, p in prices.items.items()
+                },
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VaultConfig:
+    path: Path
+    key_source: str = "keyring"
+    key_file: Path | None = None
+    credential: str = "certescrow-vault-key"
+    keyring_service: str = "certescrow"
+    keyring_username: str = "vault-master-key"
+
+    def as_settings(self) -> dict[str, Any]:
+        """The ``[vault]`` mapping ``vault.key_source_from_settings`` reads."""
+        return {
+            "path": str(self.path),
+            "key_source": self.key_source,
+            "key_file": str(self.key_file) if self.key_file else "",
+            "credential": self.credential,
+            "keyring_service": self.keyring_service,
+            "keyring_username": self.keyring_username,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return self.as_settings()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole validated configuration; ``source`` is the file it came from (``None`` =
+    embedded defaults only)."""
+
+    policy: PolicyConfig
+    vault: VaultConfig
+    agent: AgentConfig
+    source: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": str(self.source) if self.source else None,
+            "policy": self.policy.to_json(),
+            "vault": self.vault.to_json(),
+            "agent": self.agent.to_json(),
+        }
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+class _Checker:
+    """Reads typed values out of raw TOML tables, raising ConfigError naming file and key."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {reason}")
+
+    def table(self, raw: Any, key: str, allowed: Sequence[str]) -> dict[str, Any]:
+        if not isinstance(raw, Mapping):
+            raise self.fail(key, f"expected a table, got {_type_name(raw)}")
+        for name in raw:
+            if name not in allowed:
+                hint = ", ".join(allowed)
+                raise self.fail(f"{key}.{name}" if key else name,
+                                f"unknown key (known keys here: {hint})")
+        return dict(raw)
+
+    def string(self, raw: Mapping[str, Any], key: str, name: str, default: str) -> str:
+        value = raw.get(name, default)
+        if not isinstance(value, str):
+            raise self.fail(f"{key}.{name}", f"expected a string, got {_type_name(value)}")
+        return value
+
+    def choice(self, raw: Mapping[str, Any], key: str, name: str, default: str,
+               choices: Sequence[str]) -> str:
+        value = self.string(raw, key, name, default)
+        if value not in choices:
+            raise self.fail(f"{key}.{name}",
+                            f'unknown value "{value}": expected one of {", ".join(choices)}')
+        return value
+
+    def integer(self, raw: Mapping[str, Any], key: str, name: str, default: int, *,
+                minimum: int = 0) -> int:
+        value = raw.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(f"{key}.{name}", f"expected an integer, got {_type_name(value)}")
+        if value < minimum:
+            raise self.fail(f"{key}.{name}", f"must be at least {minimum}, got {value}")
+        return value
+
+    def boolean(self, raw: Mapping[str, Any], key: str, name: str, default: bool) -> bool:
+        value = raw.get(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{key}.{name}", f"expected true or false, got {_type_name(value)}")
+        return value
+
+    def strings(self, raw: Mapping[str, Any], key: str, name: str) -> tuple[str, ...]:
+        value = raw.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(f"{key}.{name}", "expected a list of strings")
+        return tuple(value)
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _path(text: str) -> Path:
+    return Path(os.path.expanduser(text))
+
+
+_TOP_KEYS = ("policy", "vault", "agent")
+_POLICY_KEYS = ("ledger", "catalogue", "notice_lead_days", "answer_deadline_days", "prices")
+_PRICES_KEYS = ("change_fee", "items")
+_ITEM_PRICE_KEYS = ("initial", "agency")
+_VAULT_KEYS = ("path", "key_source", "key_file", "credential", "keyring_service",
+               "keyring_username")
+_AGENT_KEYS = ("host", "log_format", "max_file_size", "quiet_period_ms", "resync_interval_s",
+               "observer", "stores")
+_STORE_KEYS = ("path", "follow_links_into", "category", "item", "tier", "contract",
+               "match_by_san", "escrow", "pkcs12_passwords", "pkcs12_password_vault_ids")
+
+
+def _policy(check: _Checker, raw: Any) -> PolicyConfig:
+    table = check.table(raw, "policy", _POLICY_KEYS)
+    ledger = check.string(table, "policy", "ledger", "")
+    catalogue = check.string(table, "policy", "catalogue", "")
+    check.integer(table, "policy", "notice_lead_days", 90)
+    check.integer(table, "policy", "answer_deadline_days", 30)
+    prices = check.table(table.get("prices", {}), "policy.prices", _PRICES_KEYS)
+    if "change_fee" in prices:
+        check.integer(prices, "policy.prices", "change_fee", 0)
+    items = prices.get("items", {})
+    if not isinstance(items, Mapping):
+        raise check.fail("policy.prices.items", f"expected a table, got {_type_name(items)}")
+    for handle, item in items.items():
+        key = f'policy.prices.items."{handle}"'
+        item_table = check.table(item, key, _ITEM_PRICE_KEYS)
+        check.table(item_table.get("initial", {}), f"{key}.initial",
+                    [t.value for t in Tier])
+    try:
+        settings = PolicySettings.from_mapping(table)
+    except ValueError as exc:  # PolicySettings names the key in its message
+        raise ConfigError(f"{check.source}: {exc}") from None
+    return PolicyConfig(ledger=_path(ledger) if ledger else default_ledger_path(),
+                        catalogue=_path(catalogue) if catalogue else None,
+                        settings=settings)
+
+
+def _vault(check: _Checker, raw: Any) -> VaultConfig:
+    table = check.table(raw, "vault", _VAULT_KEYS)
+    path = check.string(table, "vault", "path", "")
+    key_file = check.string(table, "vault", "key_file", "")
+    key_source = check.choice(table, "vault", "key_source", "keyring", KEY_SOURCES)
+    if key_source == "key-file" and not key_file:
+        raise check.fail("vault.key_file", 'required when key_source = "key-file"')
+    credential = check.string(table, "vault", "credential", "certescrow-vault-key")
+    if not credential or "/" in credential:
+        raise check.fail("vault.credential",
+                         f'"{credential}" is not a credential name (a file name, no "/")')
+    return VaultConfig(
+        path=_path(path) if path else default_vault_path(),
+        key_source=key_source,
+        key_file=_path(key_file) if key_file else None,
+        credential=credential,
+        keyring_service=check.string(table, "vault", "keyring_service", "certescrow"),
+        keyring_username=check.string(table, "vault", "keyring_username", "vault-master-key"),
+    )
+
+
+def _store(check: _Checker, raw: Any, key: str) -> StoreConfig:
+    table = check.table(raw, key, _STORE_KEYS)
+    if "path" not in table:
+        raise check.fail(f"{key}.path", "missing: every store needs a directory path")
+    path_text = check.string(table, key, "path", "")
+    if not path_text:
+        raise check.fail(f"{key}.path", "must not be empty")
+    path = _path(path_text)
+    if not path.is_absolute():
+        raise check.fail(f"{key}.path", f'"{path_text}" is not an absolute path')
+    if "follow_links_into" in table:
+        follow = tuple(_path(p) for p in check.strings(table, key, "follow_links_into"))
+        for root, text in zip(follow, table["follow_links_into"], strict=True):
+            if not root.is_absolute():
+                raise check.fail(f"{key}.follow_links_into", f'"{text}" is not an absolute path')
+    elif path.name == "live":
+        # certbot: live/<name>/cert.pem -> ../../archive/<name>/cert1.pem
+        follow = (path.parent / "archive",)
+    else:
+        follow = ()
+
+    category: Category | None = None
+    text = check.string(table, key, "category", "")
+    if text:
+        try:
+            category = Category.parse(text)
+        except ValueError:
+            raise check.fail(f"{key}.category",
+                             f'unknown category "{text}": expected one of I, II, III') from None
+    tier: Tier | None = None
+    text = check.string(table, key, "tier", "")
+    if text:
+        try:
+            tier = Tier.parse(text)
+        except ValueError:
+            valid = ", ".join(t.value for t in Tier)
+            raise check.fail(f"{key}.tier",
+                             f'unknown tier "{text}": expected one of {valid}') from None
+    item = check.string(table, key, "item", "") or None
+    contract = check.string(table, key, "contract", "") or None
+    return StoreConfig(
+        path=path,
+        follow_links_into=follow,
+        category=category,
+        item=item,
+        tier=tier,
+        contract=contract,
+        match_by_san=check.boolean(table, key, "match_by_san", False),
+        escrow=check.boolean(table, key, "escrow", False),
+        pkcs12_passwords=check.strings(table, key, "pkcs12_passwords"),
+        pkcs12_password_vault_ids=check.strings(table, key, "pkcs12_password_vault_ids"),
+    )
+
+
+def _agent(check: _Checker, raw: Any, *, hostname: Callable[[], str]) -> AgentConfig:
+    table = check.table(raw, "agent", _AGENT_KEYS)
+    stores: tuple[StoreConfig, ...] = DEFAULT_STORES
+    if "stores" in table:
+        raw_stores = table["stores"]
+        if not isinstance(raw_stores, list):
+            raise check.fail("agent.stores",
+                             "expected an array of tables ([[agent.stores]] blocks)")
+        stores = tuple(_store(check, s, f"agent.stores[{i}]") for i, s in enumerate(raw_stores))
+        seen: dict[Path, int] = {}
+        for i, store in enumerate(stores):
+            if store.path in seen:
+                raise check.fail(f"agent.stores[{i}].path",
+                                 f'"{store.path}" is already agent.stores[{seen[store.path]}]')
+            seen[store.path] = i
+    return AgentConfig(
+        host=check.string(table, "agent", "host", "") or hostname(),
+        log_format=check.choice(table, "agent", "log_format", "text", LOG_FORMATS),
+        max_file_size=check.integer(table, "agent", "max_file_size", DEFAULT_MAX_FILE_SIZE,
+                                    minimum=1),
+        quiet_period_ms=check.integer(table, "agent", "quiet_period_ms", 300),
+        resync_interval_s=check.integer(table, "agent", "resync_interval_s", 3600),
+        observer=check.choice(table, "agent", "observer", "auto", OBSERVERS),
+        stores=stores,
+    )
+
+
+def _check_items(check: _Checker, config: Config) -> None:
+    """Store ``item`` handles must exist in the (possibly amended) catalogue: a typo would
+    otherwise bind every certificate of the store to nothing."""
+    if not any(s.item for s in config.agent.stores):
+        return
+    try:
+        from policy.catalogue import load_catalogue  # optional until it lands
+    except ImportError:  # pragma: no cover - the catalogue module is another slice's
+        return
+    from policy.errors import PolicyError
+
+    try:
+        catalogue = load_catalogue(config.policy.catalogue)
+    except PolicyError as exc:
+        raise check.fail("policy.catalogue", str(exc)) from None
+    for i, store in enumerate(config.agent.stores):
+        if store.item and store.item != "byo" and store.item not in catalogue.items:
+            valid = ", ".join(sorted(catalogue.items))
+            raise check.fail(f"agent.stores[{i}].item",
+                             f'unknown item "{store.item}": expected one of {valid}')
+
+
+def config_from_raw(raw: Mapping[str, Any], *, source: Path | None = None,
+                    hostname: Callable[[], str] = socket.gethostname) -> Config:
+    """Validate a parsed TOML document into a :class:`Config`; raises :class:`ConfigError`
+    naming ``source`` (or ``<defaults>``) and the offending key."""
+    check = _Checker(str(source) if source is not None else "<defaults>")
+    top = check.table(raw, "", _TOP_KEYS)
+    config = Config(
+        policy=_policy(check, top.get("policy", {})),
+        vault=_vault(check, top.get("vault", {})),
+        agent=_agent(check, top.get("agent", {}), hostname=hostname),
+        source=source,
+    )
+    _check_items(check, config)
+    return config
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate ``path`` (``None``: the first default path that exists, else the
+    embedded defaults)."""
+    raw, used = load_raw_config(path)
+    return config_from_raw(raw, source=used)
