@@ -1,0 +1,232 @@
+"""Art.6 — renewal of the validity period (有効期間の更新).
+
+* (1) the provider notifies the customer before the day the validity period ends; the lead time
+  is the provider's choice (``PolicySettings.notice_lead_days``, default 90 days).
+* (2) category I/II: the customer answers renew / don't renew; **no answer is "renew"**.
+* (3) category III: the customer renews the certificate themselves; **proviso: a certificate
+  whose validity period is 90 days or less cannot be renewed**; no answer is never a renewal.
+
+Days are Asia/Tokyo calendar days (``policy.tokyo``); the validity period is Art.3's inclusive
+``notAfter - notBefore + 1 s``. A "don't renew" answer ends the contract under Art.9(1), which is
+``policy.rules.art9``'s decision: this module emits nothing renewal-wise for it.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from policy.category import Category
+from policy.decisions import Action, Decision, Severity
+from policy.facts import CertificateFacts
+from policy.settings import PolicySettings
+from policy.tiers import validity_period
+from policy.tokyo import add_days, tokyo_date
+
+__all__ = [
+    "BLOCKED_MAX_VALIDITY",
+    "Answer",
+    "answer_deadline",
+    "renewal_blocked",
+    "renewal_decisions",
+    "renewal_notice_due",
+]
+
+BLOCKED_MAX_VALIDITY = timedelta(days=90)
+"""Art.6(3) proviso: a validity period of at most this (inclusive) blocks renewal."""
+
+
+class Answer(enum.Enum):
+    """The customer's answer to the renewal notice (Art.6(2)/(3))."""
+
+    RENEW = "renew"
+    DONT_RENEW = "dont-renew"
+
+
+def renewal_notice_due(not_after_utc: datetime, *, lead_days: int) -> date:
+    """Art.6(1): the Asia/Tokyo day by which the renewal notice is due (inclusive): the Tokyo
+    date of ``notAfter`` minus ``lead_days`` days."""
+    if lead_days < 0:
+        raise ValueError(f"lead_days must not be negative, got {lead_days}")
+    return add_days(tokyo_date(not_after_utc), -lead_days)
+
+
+def answer_deadline(notice_sent: date, not_after_utc: datetime, *, deadline_days: int) -> date:
+    """Art.6(2)/(3): the last Asia/Tokyo day (inclusive) for the customer's answer:
+    ``notice_sent + deadline_days``, never later than the Tokyo date of ``notAfter``."""
+    if deadline_days < 0:
+        raise ValueError(f"deadline_days must not be negative, got {deadline_days}")
+    return min(add_days(notice_sent, deadline_days), tokyo_date(not_after_utc))
+
+
+def renewal_blocked(facts: CertificateFacts) -> bool:
+    """Art.6(3) proviso: validity period of 90 days or less (exactly 90 days is blocked,
+    90 days + 1 s is not). Only category III is subject to it; the caller checks the category."""
+    return validity_period(facts.not_before_utc, facts.not_after_utc) <= BLOCKED_MAX_VALIDITY
+
+
+def _facts(facts: CertificateFacts) -> dict[str, Any]:
+    return {
+        "sha256": facts.sha256,
+        "not_before": facts.not_before_utc.isoformat().replace("+00:00", "Z"),
+        "not_after": facts.not_after_utc.isoformat().replace("+00:00", "Z"),
+        "validity_seconds": int(
+            validity_period(facts.not_before_utc, facts.not_after_utc).total_seconds()),
+    }
+
+
+def renewal_decisions(
+    *,
+    category: Category,
+    facts: CertificateFacts,
+    contract_id: str | None,
+    notice_sent: date | None,
+    answer: Answer | None,
+    at: datetime,
+    settings: PolicySettings,
+) -> tuple[Decision, ...]:
+    """What Art.6 calls for about the certificate ``facts`` as of ``at``.
+
+    * no notice sent yet: ``NOTIFY`` due on :func:`renewal_notice_due` (upcoming until then,
+      overdue — severity warning — once ``at``'s Tokyo day is past it);
+    * notice sent, no answer, deadline not passed: ``AWAIT_ANSWER`` due on the deadline;
+    * deadline passed without an answer: I/II ``RENEW_BY_DEFAULT`` (due the day after the
+      deadline), III ``ANSWER_OVERDUE`` (never automatic);
+    * answered renew: I/II ``RENEW``, III ``CUSTOMER_RENEWS``, both due by the last day of
+      validity;
+    * category III whose validity period is <= 90 days: ``RENEWAL_BLOCKED`` always, and never
+      ``CUSTOMER_RENEWS``;
+    * answered don't renew: nothing here (Art.9(1) ends the contract).
+    """
+    today = tokyo_date(at)
+    end_day = tokyo_date(facts.not_after_utc)
+    used = _facts(facts)
+    decisions: list[Decision] = []
+    blocked = category is Category.III and renewal_blocked(facts)
+    period = validity_period(facts.not_before_utc, facts.not_after_utc)
+
+    if blocked:
+        decisions.append(Decision(
+            action=Action.RENEWAL_BLOCKED,
+            clause="Art.6(3) proviso",
+            due=end_day,
+            contract_id=contract_id,
+            severity=Severity.CRITICAL if today >= end_day else Severity.WARNING,
+            explanation_en=(
+                f"The certificate's validity period is {_human(period)} (90 days or less), so "
+                f"the service cannot be renewed; it ends with the certificate on {end_day}."),
+            explanation_ja=(
+                f"SSL サーバ証明書の有効期間が {_human_ja(period)}（90 日以内）のため、"
+                f"サービスを更新することはできません（有効期間の末日 {end_day}）。"),
+            computed={"validity_seconds": int(period.total_seconds()),
+                      "blocked_at_most_seconds": int(BLOCKED_MAX_VALIDITY.total_seconds()),
+                      "end_of_validity": end_day.isoformat()},
+            facts=used,
+        ))
+
+    if answer is Answer.DONT_RENEW:
+        return tuple(decisions)
+
+    if notice_sent is None:
+        due = renewal_notice_due(facts.not_after_utc, lead_days=settings.notice_lead_days)
+        overdue = today > due
+        decisions.append(Decision(
+            action=Action.NOTIFY,
+            clause="Art.6(1)",
+            due=due,
+            contract_id=contract_id,
+            severity=Severity.WARNING if overdue else Severity.INFO,
+            explanation_en=(
+                f"Send the renewal notice by {due} ({settings.notice_lead_days} days before "
+                f"the validity period ends on {end_day})" + (": it is overdue." if overdue
+                                                             else ".")),
+            explanation_ja=(
+                f"{due} までに更新に係る通知を行うこと（有効期間の末日 {end_day} の "
+                f"{settings.notice_lead_days} 日前）" + ("。期限を過ぎています。" if overdue
+                                                       else "。")),
+            computed={"notice_due": due.isoformat(), "lead_days": settings.notice_lead_days,
+                      "end_of_validity": end_day.isoformat(), "overdue": overdue,
+                      "is_due": today >= due},
+            facts=used,
+        ))
+        return tuple(decisions)
+
+    deadline = answer_deadline(notice_sent, facts.not_after_utc,
+                               deadline_days=settings.answer_deadline_days)
+    computed: dict[str, Any] = {
+        "notice_sent": notice_sent.isoformat(),
+        "answer_deadline": deadline.isoformat(),
+        "deadline_days": settings.answer_deadline_days,
+        "end_of_validity": end_day.isoformat(),
+    }
+    paragraph = "Art.6(3)" if category is Category.III else "Art.6(2)"
+
+    if answer is Answer.RENEW:
+        if category is Category.III:
+            if not blocked:
+                decisions.append(Decision(
+                    action=Action.CUSTOMER_RENEWS, clause="Art.6(3)", due=end_day,
+                    contract_id=contract_id,
+                    severity=Severity.WARNING if today > end_day else Severity.INFO,
+                    explanation_en=(f"The customer answered renew: they renew the certificate "
+                                    f"themselves before it ends on {end_day}."),
+                    explanation_ja=(f"契約者が更新すると通知したため、契約者自ら {end_day} までに"
+                                    "更新手続きを行います。"),
+                    computed=computed, facts=used,
+                ))
+        else:
+            decisions.append(Decision(
+                action=Action.RENEW, clause="Art.6(2)", due=end_day, contract_id=contract_id,
+                severity=Severity.WARNING if today > end_day else Severity.INFO,
+                explanation_en=(f"The customer answered renew: renew the certificate before "
+                                f"it ends on {end_day}."),
+                explanation_ja=(f"契約者が更新すると通知したため、{end_day} までに有効期間を"
+                                "更新します。"),
+                computed=computed, facts=used,
+            ))
+        return tuple(decisions)
+
+    if today <= deadline:
+        decisions.append(Decision(
+            action=Action.AWAIT_ANSWER, clause=paragraph, due=deadline, contract_id=contract_id,
+            explanation_en=(f"Notice sent on {notice_sent}; the customer's answer (renew or "
+                            f"not) is due by {deadline}."),
+            explanation_ja=(f"{notice_sent} に通知済み。更新を行うか否かの回答期限は "
+                            f"{deadline} です。"),
+            computed=computed, facts=used,
+        ))
+    elif category is Category.III:
+        decisions.append(Decision(
+            action=Action.ANSWER_OVERDUE, clause="Art.6(3)", due=deadline,
+            contract_id=contract_id, severity=Severity.WARNING,
+            explanation_en=(f"No answer by {deadline}: category III has no default renewal; "
+                            "escalate to the customer."),
+            explanation_ja=(f"{deadline} までに回答がありません。品目区分 III に自動更新は"
+                            "ないため、契約者に督促してください。"),
+            computed=computed, facts=used,
+        ))
+    else:
+        renew_on = add_days(deadline, 1)
+        decisions.append(Decision(
+            action=Action.RENEW_BY_DEFAULT, clause="Art.6(2)", due=renew_on,
+            contract_id=contract_id,
+            severity=Severity.WARNING if today > end_day else Severity.INFO,
+            explanation_en=(f"No answer by {deadline}: the renewal is taken as requested "
+                            f"(default renewal from {renew_on})."),
+            explanation_ja=(f"{deadline} までに通知が無かったため、有効期間の更新をするものとして"
+                            f"取り扱います（{renew_on} から）。"),
+            computed={**computed, "renewal_taken_as_made": renew_on.isoformat()},
+            facts=used,
+        ))
+    return tuple(decisions)
+
+
+def _human(period: timedelta) -> str:
+    days, seconds = divmod(int(period.total_seconds()), 86_400)
+    return f"{days} days" + (f" {seconds} s" if seconds else "")
+
+
+def _human_ja(period: timedelta) -> str:
+    days, seconds = divmod(int(period.total_seconds()), 86_400)
+    return f"{days} 日" + (f" {seconds} 秒" if seconds else "")
