@@ -1,0 +1,60 @@
+"""Where the policy core's files live when nobody says: the per-user defaults.
+
+Every command runs with no configuration at all, so each file has a default under the XDG base
+directories; ``--ledger``/``--catalogue`` beat the ``[policy]`` configuration, which beats the
+default. This module reads the environment (never the clock) and is used only by CLIs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from policy.errors import CatalogueError, LedgerError
+
+__all__ = [
+    "catalogue_path",
+    "default_ledger_path",
+    "ledger_path",
+    "state_home",
+]
+
+
+def state_home() -> Path:
+    """``$XDG_STATE_HOME``, else ``~/.local/state`` (XDG Base Directory Specification; a
+    relative value is ignored, as the specification requires)."""
+    raw = os.environ.get("XDG_STATE_HOME", "")
+    if raw and Path(raw).is_absolute():
+        return Path(raw)
+    return Path.home() / ".local" / "state"
+
+
+def default_ledger_path() -> Path:
+    """``$XDG_STATE_HOME/certescrow/ledger.sqlite3``: the embedded ledger's per-user default."""
+    return state_home() / "certescrow" / "ledger.sqlite3"
+
+
+def ledger_path(option: Path | None, section: Mapping[str, Any]) -> Path:
+    """The ledger to use: ``--ledger``, else ``[policy].ledger`` (``~`` expanded; ``""`` means
+    the default), else :func:`default_ledger_path`."""
+    if option is not None:
+        return Path(option).expanduser()
+    configured = section.get("ledger", "")
+    if not isinstance(configured, str):
+        raise LedgerError(f"policy.ledger: expected a path string, got {configured!r}")
+    if configured.strip():
+        return Path(configured.strip()).expanduser()
+    return default_ledger_path()
+
+
+def catalogue_path(option: Path | None, section: Mapping[str, Any]) -> Path | None:
+    """An amended catalogue to load: ``--catalogue``, else ``[policy].catalogue``; ``None`` (the
+    embedded catalogue) when neither names one."""
+    if option is not None:
+        return Path(option).expanduser()
+    configured = section.get("catalogue", "")
+    if not isinstance(configured, str):
+        raise CatalogueError(f"policy.catalogue: expected a path string, got {configured!r}")
+    return Path(configured.strip()).expanduser() if configured.strip() else None
