@@ -24,6 +24,7 @@ from typing import Any
 
 from policy.category import Category
 from policy.intake import Binding
+from policy.paths import default_ledger_path
 from policy.settings import PolicySettings
 from policy.tiers import Tier
 
@@ -70,13 +71,6 @@ def load_raw_config(path: Path | None) -> tuple[dict[str, Any], Path | None]:
         raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
-def default_ledger_path() -> Path:
-    """``$XDG_STATE_HOME/certescrow/ledger.sqlite3`` (``~/.local/state`` when unset). Under
-    systemd the unit sets ``XDG_STATE_HOME`` to the ``StateDirectory=`` parent."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "certescrow" / "ledger.sqlite3"
 
 
 def default_vault_path() -> Path:

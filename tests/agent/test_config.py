@@ -210,3 +210,11 @@ agency = 2000
     assert settings.prices.change_fee == 3000
     assert settings.prices.initial_fee("globalsign-ov", Tier.ONE_YEAR) == 50000
     assert settings.prices.agency_fee("globalsign-ov") == 2000
+
+
+def test_unknown_store_item_is_checked_against_the_catalogue(tmp_path: Path) -> None:
+    message = error_of(tmp_path, '[[agent.stores]]\npath = "/a"\nitem = "globalsign-xx"\n')
+    assert 'agent.stores[0].item: unknown item "globalsign-xx": expected one of' in message
+    assert "globalsign-ov" in message
+    ok = load_config(write(tmp_path, '[[agent.stores]]\npath = "/a"\nitem = "globalsign-ov"\n'))
+    assert ok.agent.stores[0].item == "globalsign-ov"

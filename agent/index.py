@@ -1,0 +1,103 @@
+"""What the daemon has already read: path -> (stat identity, result).
+
+A store of 100,000 certificates must not be parsed again because one file changed. A file whose
+``(st_dev, st_ino, st_size, st_mtime_ns)`` is the one recorded when it was read is taken as
+unchanged; anything else (a rewrite, a rename over it, a symlink retargeted to another file)
+changes at least one of the four. The stat follows symlinks: certbot's ``live/x/cert.pem`` is a
+link, and what matters is the file it points to now.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+__all__ = ["FileIndex", "StatKey", "stat_key"]
+
+StatKey = tuple[int, int, int, int]
+"""``(st_dev, st_ino, st_size, st_mtime_ns)``."""
+
+R = TypeVar("R")
+
+
+def stat_key(path: Path | str) -> StatKey | None:
+    """The identity of what ``path`` names now, ``None`` if nothing is there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry(Generic[R]):
+    key: StatKey | None
+    result: R
+    target: str
+
+
+class FileIndex(Generic[R]):
+    """The results of reading, by path, with the stat identity each was read at.
+
+    ``target`` is the file a path resolved to (for a link, the file in ``archive/``), so an
+    event on the target can be traced back to the store paths that show it.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry[R]] = {}
+        self._by_target: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, path: object) -> bool:
+        return str(path) in self._entries
+
+    def unchanged(self, path: Path | str, key: StatKey | None) -> bool:
+        """Whether ``path`` was read at exactly this identity (so reading it again is waste)."""
+        entry = self._entries.get(str(path))
+        return entry is not None and key is not None and entry.key == key
+
+    def get(self, path: Path | str) -> R | None:
+        entry = self._entries.get(str(path))
+        return None if entry is None else entry.result
+
+    def key_of(self, path: Path | str) -> StatKey | None:
+        entry = self._entries.get(str(path))
+        return None if entry is None else entry.key
+
+    def put(self, path: Path | str, key: StatKey | None, result: R,
+            target: Path | str | None = None) -> None:
+        name = str(path)
+        self.remove(name)
+        resolved = str(target) if target is not None else name
+        self._entries[name] = _Entry(key, result, resolved)
+        if resolved != name:
+            self._by_target.setdefault(resolved, set()).add(name)
+
+    def remove(self, path: Path | str) -> R | None:
+        name = str(path)
+        entry = self._entries.pop(name, None)
+        if entry is None:
+            return None
+        if entry.target != name:
+            names = self._by_target.get(entry.target)
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self._by_target[entry.target]
+        return entry.result
+
+    def linked_from(self, target: Path | str) -> tuple[str, ...]:
+        """Indexed paths that resolved to ``target`` when they were read."""
+        return tuple(sorted(self._by_target.get(str(target), ())))
+
+    def paths(self) -> Iterator[str]:
+        return iter(list(self._entries))
+
+    def paths_under(self, directory: Path | str) -> tuple[str, ...]:
+        prefix = str(directory).rstrip("/") + "/"
+        return tuple(p for p in self._entries if p.startswith(prefix))

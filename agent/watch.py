@@ -1,0 +1,253 @@
+"""File watching: watchdog observers that only put paths on a queue.
+
+Two traps shape this module. An exception raised inside a watchdog handler kills the
+observer's thread while the process lives on, watching nothing: so the handler does nothing but
+enqueue (and swallows even its own failures), all reading happens in the daemon's worker, and
+:meth:`StoreWatcher.dead_threads` lets the daemon withhold the systemd watchdog ping when any
+observer thread has died. And inotify watches are a per-user kernel budget
+(``/proc/sys/fs/inotify/max_user_watches``): when they run out (``ENOSPC``) or inotify instances
+do (``EMFILE``), the watcher falls back to polling and says so in the log.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from .logs import EventLog
+
+__all__ = ["EnqueueHandler", "PathQueue", "StoreWatcher", "inotify_limits"]
+
+_WATCH_EXHAUSTED = (errno.ENOSPC, errno.EMFILE)
+
+
+class PathQueue:
+    """Paths with pending events, coalesced: a path is due once no event has touched it for
+    ``quiet_s`` seconds (certbot's unlink + symlink of four files is one batch, not eight).
+
+    Thread-safe; the clock is injected so tests can step it.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._pending: dict[str, float] = {}
+        self._cond = threading.Condition()
+
+    def put(self, path: str) -> None:
+        with self._cond:
+            self._pending[path] = self._clock()
+            self._cond.notify_all()
+
+    def put_many(self, paths: Iterable[str]) -> None:
+        with self._cond:
+            now = self._clock()
+            for path in paths:
+                self._pending[path] = now
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def take_due(self, quiet_s: float) -> list[str]:
+        """Remove and return the paths that have been quiet for ``quiet_s``, oldest first."""
+        with self._cond:
+            now = self._clock()
+            due = sorted((t, p) for p, t in self._pending.items() if now - t >= quiet_s)
+            for _, path in due:
+                del self._pending[path]
+            return [p for _, p in due]
+
+    def next_due_in(self, quiet_s: float) -> float | None:
+        """Seconds until the next path becomes due (0 if one is due now), ``None`` if none."""
+        with self._cond:
+            if not self._pending:
+                return None
+            oldest = min(self._pending.values())
+            return max(0.0, oldest + quiet_s - self._clock())
+
+    def wait(self, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, waking early when a path is enqueued."""
+        with self._cond:
+            self._cond.wait(timeout)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+class EnqueueHandler(FileSystemEventHandler):
+    """The only thing watchdog calls: it enqueues the paths an event names and never raises."""
+
+    def __init__(self, enqueue: Callable[[str], None]) -> None:
+        super().__init__()
+        self._enqueue = enqueue
+        self.failures = 0
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            if event.event_type in ("opened", "closed_no_write"):
+                return  # reading a file changes nothing (and our own reads cause these)
+            for raw in (event.src_path, getattr(event, "dest_path", "")):
+                if raw:
+                    self._enqueue(raw if isinstance(raw, str) else raw.decode("utf-8",
+                                                                               "surrogateescape"))
+        except Exception:  # a raising handler kills the observer thread
+            self.failures += 1
+
+
+def _inotify_observer() -> BaseObserver:
+    from watchdog.observers.inotify import InotifyObserver
+
+    return InotifyObserver()
+
+
+def inotify_limits() -> dict[str, int | None]:
+    """The kernel's inotify budgets (``None`` when not readable, e.g. not Linux)."""
+    limits: dict[str, int | None] = {}
+    for name in ("max_user_watches", "max_user_instances", "max_queued_events"):
+        try:
+            limits[name] = int(Path(f"/proc/sys/fs/inotify/{name}").read_text().strip())
+        except (OSError, ValueError):
+            limits[name] = None
+    return limits
+
+
+class StoreWatcher:
+    """One observer over every watched root (recursive), inotify or polling.
+
+    ``mode`` is ``auto`` (inotify, polling when watches run out), ``inotify`` (no fallback: a
+    failure to watch is logged and the roots are left to the periodic resync) or ``polling``.
+    """
+
+    def __init__(self, enqueue: Callable[[str], None], *, mode: str = "auto",
+                 log: EventLog | None = None, polling_interval_s: float = 1.0,
+                 inotify_factory: Callable[[], BaseObserver] = _inotify_observer) -> None:
+        if mode not in ("auto", "inotify", "polling"):
+            raise ValueError(f"unknown observer mode {mode!r}")
+        self.mode = mode
+        self.handler = EnqueueHandler(enqueue)
+        self.log = log if log is not None else EventLog()
+        self.kind = ""
+        self.observer: BaseObserver | None = None
+        self.watched: list[Path] = []
+        self.missing: list[Path] = []
+        self._polling_interval_s = polling_interval_s
+        self._inotify_factory = inotify_factory
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, roots: Iterable[Path]) -> str:
+        """Watch ``roots``; returns the observer kind in use (``inotify`` or ``polling``)."""
+        wanted = list(dict.fromkeys(roots))
+        if self.mode == "polling":
+            self._start_polling(wanted, reason="configured (observer = \"polling\")")
+            return self.kind
+        try:
+            observer = self._inotify_factory()
+            observer.start()
+        except OSError as exc:
+            if exc.errno in _WATCH_EXHAUSTED and self.mode == "auto":
+                self._start_polling(wanted, reason=f"inotify unavailable: {exc.strerror}")
+                return self.kind
+            raise
+        self.observer, self.kind = observer, "inotify"
+        self.watched, self.missing = [], []
+        for root in wanted:
+            try:
+                self._schedule(root)
+            except OSError as exc:
+                if exc.errno in _WATCH_EXHAUSTED and self.mode == "auto":
+                    self.stop()
+                    limits = inotify_limits()
+                    self._start_polling(
+                        wanted,
+                        reason=f"inotify watches ran out ({exc.strerror}; "
+                        f"fs.inotify.max_user_watches={limits['max_user_watches']})")
+                    return self.kind
+                raise
+        self.log.info("watching", f"watching {len(self.watched)} root(s) with {self.kind}",
+                      observer=self.kind, roots=len(self.watched))
+        return self.kind
+
+    def _start_polling(self, roots: list[Path], *, reason: str) -> None:
+        self.observer = PollingObserver(timeout=self._polling_interval_s)
+        self.observer.start()
+        self.kind = "polling"
+        self.watched, self.missing = [], []
+        for root in roots:
+            self._schedule(root)
+        self.log.warning("polling", f"watching with polling: {reason}", observer="polling",
+                         roots=len(self.watched))
+
+    def _schedule(self, root: Path) -> None:
+        if self.observer is None:
+            raise RuntimeError("watcher not started")
+        if not root.is_dir():
+            self.missing.append(root)
+            self.log.warning("store-missing",
+                             f"{root}: not a directory (yet); not watched, retried at resync",
+                             path=str(root))
+            return
+        self.observer.schedule(self.handler, str(root), recursive=True)
+        self.watched.append(root)
+
+    def retry_missing(self) -> list[Path]:
+        """Start watching roots that did not exist at start; returns the ones now watched."""
+        if self.observer is None:
+            return []
+        added: list[Path] = []
+        for root in list(self.missing):
+            if root.is_dir():
+                self.missing.remove(root)
+                try:
+                    self.observer.schedule(self.handler, str(root), recursive=True)
+                except OSError as exc:
+                    self.log.error("watch-failed", f"{root}: cannot watch: {exc.strerror}",
+                                   path=str(root))
+                    self.missing.append(root)
+                    continue
+                self.watched.append(root)
+                added.append(root)
+                self.log.info("store-appeared", f"{root}: now watched", path=str(root))
+        return added
+
+    def stop(self) -> None:
+        observer, self.observer = self.observer, None
+        if observer is None:
+            return
+        observer.stop()
+        if observer.is_alive():
+            observer.join(timeout=5)
+
+    # ------------------------------------------------------------------ liveness
+
+    def threads(self) -> list[tuple[str, Any]]:
+        """Every thread that must be alive for events to arrive: the observer, one emitter per
+        watched root, and inotify's reader thread."""
+        observer = self.observer
+        if observer is None:
+            return []
+        found: list[tuple[str, Any]] = [("observer", observer)]
+        found.extend((f"emitter {e.watch.path}", e) for e in observer.emitters)
+        reader = getattr(observer, "_inotify_fd", None)
+        if isinstance(reader, threading.Thread):
+            found.append(("inotify reader", reader))
+        return found
+
+    def dead_threads(self) -> list[str]:
+        """Names of observer threads that have died (empty when all is well)."""
+        if self.observer is None:
+            return ["observer (not started)"]
+        return [name for name, thread in self.threads() if not thread.is_alive()]
+
+    def alive(self) -> bool:
+        return not self.dead_threads()
