@@ -1,0 +1,136 @@
+"""Art.9 — the day a termination takes effect (解除の効力が生ずる日).
+
+Two roads lead to termination and each fixes its own day:
+
+* (1) the customer answered "don't renew" under Art.6(2)/(3): the contract ends on the day the
+  validity period ends, i.e. the Asia/Tokyo calendar date of the certificate's ``notAfter``
+  (a certificate ending 14:59:59Z ends on that Tokyo day; one ending 15:00:00Z already falls on
+  the next Tokyo day);
+* (2) a cancellation form (解約申込書) that arrives *during the validity period*: the later of
+  the day 30 days have passed from arrival and the day the customer named. The arrival day is
+  not counted (Civil Code Art.140, 初日不算入), so a form arriving on D takes effect on D + 30.
+
+Either way fees already paid are not refunded (Art.9(2), second sentence); the decision says so,
+so that nobody promises a pro-rata refund the terms exclude.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from policy.decisions import Action, Decision, Severity
+from policy.errors import ContractStateError
+from policy.tokyo import tokyo_date
+
+__all__ = [
+    "CANCELLATION_NOTICE_DAYS",
+    "NO_REFUND_EN",
+    "NO_REFUND_JA",
+    "check_cancellation_admissible",
+    "effective_on_cancellation",
+    "effective_on_non_renewal",
+    "termination_decisions",
+]
+
+CANCELLATION_NOTICE_DAYS = 30
+"""Art.9(2): days that must pass from the (uncounted) arrival day of the cancellation form."""
+
+NO_REFUND_EN = "Fees already paid are not refunded (Art.9(2))."
+NO_REFUND_JA = "支払済みの料金は返金しません(第9条第2項)。"
+
+
+def effective_on_non_renewal(not_after_utc: datetime) -> date:
+    """Art.9(1): the Tokyo calendar date of ``notAfter`` — the day the validity period ends.
+
+    The contract is terminated *on* that day (inclusive): it is the last day of the validity
+    period and the day the termination takes effect.
+    """
+    return tokyo_date(not_after_utc)
+
+
+def effective_on_cancellation(arrived: date, requested: date | None) -> date:
+    """Art.9(2): the later of ``arrived + 30 days`` and ``requested``.
+
+    ``arrived`` is the Tokyo day the form reached the provider. The arrival day is not counted
+    (Civil Code Art.140), so the 30 days run from the next day and end at the end of
+    ``arrived + 30``: that is the day they "have passed" in the terms' sense. A requested day
+    earlier than that is overridden; a later one is honoured.
+    """
+    earliest = arrived + timedelta(days=CANCELLATION_NOTICE_DAYS)
+    if requested is None or requested <= earliest:
+        return earliest
+    return requested
+
+
+def check_cancellation_admissible(arrived: date, not_after_utc: datetime | None) -> None:
+    """Refuse a cancellation form that arrived after the certificate's validity ended.
+
+    Art.9(2) speaks only of a form sent "during the validity period" (有効期間中). After the
+    validity ended without renewal there is nothing left for the form to cancel, and silently
+    computing a date for it would invent a rule the terms do not contain, so it is refused
+    with a clear error. A contract with no bound certificate yet has no validity period to be
+    outside of; its form is accepted.
+    """
+    if not_after_utc is None:
+        return
+    last_day = tokyo_date(not_after_utc)
+    if arrived > last_day:
+        raise ContractStateError(
+            f"the cancellation form arrived on {arrived.isoformat()}, after the certificate's "
+            f"validity period ended on {last_day.isoformat()} (Asia/Tokyo); Art.9(2) applies "
+            "only to a form received during the validity period"
+        )
+
+
+def termination_decisions(
+    *,
+    contract_id: str | None,
+    effective: date,
+    clause: str,
+    at: datetime,
+    arrived: date | None = None,
+    requested: date | None = None,
+    not_after_utc: datetime | None = None,
+) -> tuple[Decision, ...]:
+    """The TERMINATE decision for a termination that takes effect on ``effective``.
+
+    Nothing is returned once the effective day is over (``at``'s Tokyo date after
+    ``effective``): the contract has ended and there is no action left to take. ``clause`` is
+    ``"Art.9(1)"`` or ``"Art.9(2)"``.
+    """
+    today = tokyo_date(at)
+    if today > effective:
+        return ()
+    facts: dict[str, str | None] = {}
+    computed: dict[str, str | int] = {"effective": effective.isoformat()}
+    if clause == "Art.9(2)":
+        if arrived is not None:
+            facts["arrived"] = arrived.isoformat()
+            computed["arrival_plus_30"] = (
+                arrived + timedelta(days=CANCELLATION_NOTICE_DAYS)
+            ).isoformat()
+        facts["requested"] = requested.isoformat() if requested else None
+        why_en = "the cancellation form takes effect on the later of arrival + 30 days and the " \
+                 "requested day"
+        why_ja = ("解約申込書の到達日から30日を経過する日と指定日のいずれか遅い日に"
+                  "解除の効力が生じます")
+    else:
+        if not_after_utc is not None:
+            facts["not_after"] = not_after_utc.isoformat().replace("+00:00", "Z")
+        why_en = "the customer answered \"don't renew\"; the contract ends on the day the " \
+                 "validity period ends"
+        why_ja = "更新を行わない旨の通知により、有効期間を経過する日に解除の効力が生じます"
+    computed["days_left"] = (effective - today).days
+    return (
+        Decision(
+            action=Action.TERMINATE,
+            clause=clause,
+            due=effective,
+            contract_id=contract_id,
+            severity=Severity.WARNING if effective == today else Severity.INFO,
+            explanation_en=f"Terminate on {effective.isoformat()}: {why_en}. {NO_REFUND_EN}",
+            explanation_ja=f"{effective.isoformat()} に解除: {why_ja}。{NO_REFUND_JA}",
+            computed={**computed, "refund": False},
+            facts=facts,
+        ),
+    )
