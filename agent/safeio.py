@@ -1,0 +1,309 @@
+"""Open and read one file of a certificate store without being tricked by the filesystem.
+
+Traps handled here, once:
+
+* a FIFO in a store would block a naive ``open()`` forever: the type is checked with ``stat``
+  before opening, and the open uses ``O_NONBLOCK`` in case the file is swapped in between;
+* a symbolic link may point anywhere (``/etc/shadow``) or at itself: with a store root the path
+  is resolved one component at a time from held directory descriptors (``dir_fd`` +
+  ``O_NOFOLLOW``), so what is checked is what is opened, and the resolved target must lie inside
+  the root or an allowed root; without a root (one-shot scan) the kernel follows links and
+  reports loops (``ELOOP``);
+* a huge file is refused from ``fstat`` before a byte is read, and reading stops at the cap in
+  case it grows;
+* a file replaced or removed while it is read (certbot renews by unlink + symlink) is
+  ``vanished``, so the daemon can retry it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as statmod
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .records import ReadLimits
+
+__all__ = [
+    "ReadError",
+    "SafeRead",
+    "error_for_os_error",
+    "read_bytes",
+    "resolve_within",
+    "within_roots",
+]
+
+_MAX_LINKS = 40  # as the kernel's MAXSYMLINKS
+_CHUNK = 1 << 16
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOCTTY = getattr(os, "O_NOCTTY", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_READ_FLAGS = os.O_RDONLY | _O_CLOEXEC | _O_NOCTTY | _O_NONBLOCK
+
+
+class ReadError(Exception):
+    """A file that cannot be read, with the stable code of :data:`agent.records.ERROR_CODES`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class SafeRead:
+    data: bytes
+    st: os.stat_result
+    real_path: str
+
+
+# Tests replace this to make a file vanish in the middle of a read.
+_read: Callable[[int, int], bytes] = os.read
+
+
+def _type_failure(st: os.stat_result) -> ReadError | None:
+    mode = st.st_mode
+    if statmod.S_ISREG(mode):
+        return None
+    if statmod.S_ISFIFO(mode):
+        return ReadError("fifo", "is a named pipe (FIFO); not read, a reader would block")
+    if statmod.S_ISDIR(mode):
+        return ReadError("not-regular-file", "is a directory, not a file")
+    if statmod.S_ISSOCK(mode):
+        return ReadError("not-regular-file", "is a socket, not a file")
+    if statmod.S_ISCHR(mode) or statmod.S_ISBLK(mode):
+        return ReadError("not-regular-file", "is a device, not a file")
+    return ReadError("not-regular-file", "is not a regular file")
+
+
+def _os_failure(exc: OSError, *, what: str = "") -> ReadError:
+    prefix = f"{what}: " if what else ""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return ReadError("permission-denied", f"{prefix}permission denied")
+    if exc.errno == errno.ELOOP:
+        return ReadError("symlink-loop", f"{prefix}too many levels of symbolic links (a loop)")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return ReadError("not-found", f"{prefix}no such file")
+    if exc.errno == errno.ESTALE:
+        return ReadError("vanished", f"{prefix}the file vanished while being read")
+    if exc.errno in (errno.ENXIO, errno.EAGAIN):
+        return ReadError("not-regular-file", f"{prefix}not a readable regular file ({reason})")
+    return ReadError("io-error", f"{prefix}{reason}")
+
+
+@lru_cache(maxsize=256)
+def _real_root(root: str) -> str:
+    return os.path.realpath(root)
+
+
+def _within(path: str, roots: tuple[str, ...]) -> bool:
+    for root in roots:
+        if path == root or path.startswith(root.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def error_for_os_error(exc: OSError, *, what: str = "") -> ReadError:
+    """The stable error code and message for an ``OSError`` met while reading a store."""
+    return _os_failure(exc, what=what)
+
+
+def within_roots(real_path: str, limits: ReadLimits) -> bool:
+    """Whether an already resolved path lies inside ``limits``' root or allowed roots (always
+    true without a root: the one-shot scan follows links anywhere)."""
+    if limits.root is None:
+        return True
+    roots = (_real_root(str(limits.root)),
+             *(_real_root(str(r)) for r in limits.allowed_roots))
+    return _within(real_path, roots)
+
+
+def _split(path: str) -> list[str]:
+    return [part for part in path.split("/") if part and part != "."]
+
+
+def resolve_within(path: Path, limits: ReadLimits) -> tuple[int, str, str]:
+    """Resolve ``path`` component by component from held directory descriptors.
+
+    Returns ``(parent_dir_fd, final_name, real_path)`` where ``final_name`` is not a symbolic
+    link (at the moment it was checked) and ``real_path`` lies inside the allowed roots. The
+    caller owns ``parent_dir_fd``. Raises :class:`ReadError`.
+    """
+    if limits.root is None:
+        raise ValueError("resolve_within needs a store root")
+    roots = (_real_root(str(limits.root)),
+             *(_real_root(str(r)) for r in limits.allowed_roots))
+    pending = _split(os.path.abspath(path))
+    real: list[str] = []
+    dir_fd = os.open("/", os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    links = 0
+    followed_link = False
+    try:
+        while True:
+            if not pending:
+                raise ReadError("not-regular-file", "is a directory, not a file")
+            name = pending.pop(0)
+            if name == "..":
+                if real:
+                    real.pop()
+                parent = os.open("..", os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC, dir_fd=dir_fd)
+                os.close(dir_fd)
+                dir_fd = parent
+                continue
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except OSError as exc:
+                if followed_link and exc.errno == errno.ENOENT:
+                    raise ReadError("not-found", "dangling symbolic link: its target "
+                                      "does not exist") from None
+                raise _os_failure(exc) from None
+            if statmod.S_ISLNK(st.st_mode):
+                links += 1
+                if links > _MAX_LINKS:
+                    raise ReadError("symlink-loop",
+                                      "too many levels of symbolic links (a loop)")
+                target = os.readlink(name, dir_fd=dir_fd)
+                followed_link = True
+                if target.startswith("/"):
+                    os.close(dir_fd)
+                    dir_fd = os.open("/", os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+                    real = []
+                pending = _split(target) + pending
+                continue
+            if pending:
+                if not statmod.S_ISDIR(st.st_mode):
+                    raise ReadError("not-found", "a path component is not a directory")
+                try:
+                    child = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC,
+                                    dir_fd=dir_fd)
+                except OSError as exc:
+                    raise _os_failure(exc) from None
+                os.close(dir_fd)
+                dir_fd = child
+                real.append(name)
+                continue
+            real.append(name)
+            real_path = "/" + "/".join(real)
+            if not _within(real_path, roots):
+                allowed = ", ".join(roots)
+                what = "symbolic link resolves to" if followed_link else "path lies at"
+                raise ReadError(
+                    "link-outside-root",
+                    f"{what} {real_path}, outside the store's allowed roots ({allowed}); "
+                    "not followed",
+                )
+            result_fd, dir_fd = dir_fd, -1
+            return result_fd, name, real_path
+    finally:
+        if dir_fd >= 0:
+            os.close(dir_fd)
+
+
+def read_bytes(path: Path, *, limits: ReadLimits) -> SafeRead:
+    """Read a whole regular file under the link policy and size cap of ``limits``.
+
+    Raises :class:`ReadError` (never anything else for a bad file): the message does not
+    repeat the path, the caller prefixes it.
+    """
+    try:
+        if limits.root is None:
+            return _read_unrooted(path, limits)
+        return _read_rooted(path, limits)
+    except ReadError:
+        raise
+    except OSError as exc:
+        raise _os_failure(exc) from None
+
+
+def _read_unrooted(path: Path, limits: ReadLimits) -> SafeRead:
+    text = os.fspath(path)
+    try:
+        st = os.stat(text)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT and os.path.islink(text):
+            raise ReadError("not-found", "dangling symbolic link: its target does not "
+                              "exist") from None
+        raise _os_failure(exc) from None
+    failure = _type_failure(st)
+    if failure is not None:
+        raise failure
+    if st.st_size > limits.max_size:
+        raise _too_large(st.st_size, limits)
+    try:
+        fd = os.open(text, _READ_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise ReadError("vanished", "the file vanished before it could be opened") from None
+        raise _os_failure(exc) from None
+    return _read_fd(fd, limits, st, os.path.realpath(text))
+
+
+def _read_rooted(path: Path, limits: ReadLimits) -> SafeRead:
+    for _attempt in range(3):
+        dir_fd, name, real_path = resolve_within(path, limits)
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if statmod.S_ISLNK(st.st_mode):
+                continue  # swapped for a link after we looked: resolve again
+            failure = _type_failure(st)
+            if failure is not None:
+                raise failure
+            if st.st_size > limits.max_size:
+                raise _too_large(st.st_size, limits)
+            try:
+                fd = os.open(name, _READ_FLAGS | _O_NOFOLLOW, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    continue  # became a link between stat and open
+                if exc.errno == errno.ENOENT:
+                    raise ReadError("vanished",
+                                      "the file vanished before it could be opened") from None
+                raise _os_failure(exc) from None
+        finally:
+            os.close(dir_fd)
+        return _read_fd(fd, limits, st, real_path)
+    raise ReadError("vanished", "the file kept being replaced while it was opened")
+
+
+def _too_large(size: int, limits: ReadLimits) -> ReadError:
+    return ReadError("too-large", f"{size} bytes, over the {limits.max_size}-byte cap; not read")
+
+
+def _read_fd(fd: int, limits: ReadLimits, before: os.stat_result, real_path: str) -> SafeRead:
+    try:
+        st = os.fstat(fd)
+        failure = _type_failure(st)
+        if failure is not None:
+            raise failure
+        if (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            raise ReadError("vanished", "the file was replaced while it was opened")
+        if st.st_size > limits.max_size:
+            raise _too_large(st.st_size, limits)
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            try:
+                chunk = _read(fd, _CHUNK if total else max(st.st_size + 1, 1))
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ESTALE):
+                    raise ReadError("vanished",
+                                      "the file vanished while being read") from None
+                raise _os_failure(exc) from None
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limits.max_size:
+                raise _too_large(total, limits)
+        after = os.fstat(fd)
+        if after.st_nlink == 0:
+            raise ReadError("vanished", "the file was removed while it was being read")
+        return SafeRead(data=b"".join(chunks), st=after, real_path=real_path)
+    finally:
+        os.close(fd)

@@ -1,0 +1,145 @@
+"""Walk certificate stores and read every file in them, accounting for each one.
+
+Directory links are followed under the same policy as file links (:class:`ReadLimits`), and a
+link back to a directory already on the current path is a ``symlink-loop`` error for that link,
+not an endless walk. A directory reached by two different non-looping paths is walked twice on
+purpose: a certificate reached by several paths is reported once per path (same ``sha256``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as statmod
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from .reader import read_file
+from .records import FileError, FileResult, ReadLimits
+from .safeio import error_for_os_error, within_roots
+
+__all__ = ["ProgressCallback", "collect_targets", "iter_store_files", "scan_paths"]
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` after each file is read."""
+
+_MAX_DEPTH = 64
+
+
+def _error(path: Path | str, code: str, message: str) -> FileError:
+    return FileError(path=str(path), code=code, message=message)
+
+
+def iter_store_files(root: Path, *, limits: ReadLimits) -> Iterator[Path | FileError]:
+    """Every file under ``root`` (sorted, depth first), or a :class:`FileError` for a directory
+    or link that cannot be walked. Files are not opened here: FIFOs, dangling links and the
+    like are yielded as paths, and :func:`~agent.reader.read_file` reports them."""
+    try:
+        st = os.stat(root)
+    except OSError as exc:
+        failure = error_for_os_error(exc)
+        if exc.errno == errno.ENOENT and os.path.islink(root):
+            yield _error(root, "not-found", "dangling symbolic link: its target does not exist")
+        else:
+            yield _error(root, failure.code, failure.message)
+        return
+    if not statmod.S_ISDIR(st.st_mode):
+        yield root
+        return
+    stack: list[tuple[Path, frozenset[tuple[int, int]]]] = [
+        (root, frozenset({(st.st_dev, st.st_ino)}))
+    ]
+    while stack:
+        directory, ancestors = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            failure = error_for_os_error(exc, what="cannot list directory")
+            yield _error(directory, failure.code, failure.message)
+            continue
+        subdirs: list[tuple[Path, frozenset[tuple[int, int]]]] = []
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    est = entry.stat(follow_symlinks=False)
+                    subdirs.append((path, ancestors | {(est.st_dev, est.st_ino)}))
+                    continue
+                if not entry.is_symlink():
+                    yield path
+                    continue
+            except OSError as exc:
+                failure = error_for_os_error(exc)
+                yield _error(path, failure.code, failure.message)
+                continue
+            # a symbolic link: to a directory (walk it, by policy) or to anything else (yield)
+            try:
+                target = os.stat(path)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    yield _error(path, "symlink-loop",
+                                 "too many levels of symbolic links (a loop)")
+                else:
+                    yield path  # dangling: the reader names it
+                continue
+            if not statmod.S_ISDIR(target.st_mode):
+                yield path
+                continue
+            key = (target.st_dev, target.st_ino)
+            if key in ancestors:
+                yield _error(path, "symlink-loop",
+                             "link to a directory that contains it (a loop); not followed")
+                continue
+            if limits.root is not None:
+                real = os.path.realpath(path)
+                if not within_roots(real, limits):
+                    yield _error(path, "link-outside-root",
+                                 f"directory link resolves to {real}, outside the store's "
+                                 "allowed roots; not followed")
+                    continue
+            if len(ancestors) >= _MAX_DEPTH:
+                yield _error(path, "symlink-loop",
+                             f"directories nested deeper than {_MAX_DEPTH} levels; not followed")
+                continue
+            subdirs.append((path, ancestors | {key}))
+        stack.extend(reversed(subdirs))
+
+
+def collect_targets(paths: Sequence[Path], *, limits: ReadLimits) -> list[Path | FileError]:
+    """Expand directories into their files; files (and things that are not there) stay as
+    given, so each argument is accounted for."""
+    out: list[Path | FileError] = []
+    for path in paths:
+        try:
+            is_dir = statmod.S_ISDIR(os.stat(path).st_mode)
+        except OSError:
+            is_dir = False
+        if is_dir:
+            out.extend(iter_store_files(path, limits=limits))
+        else:
+            out.append(path)
+    return out
+
+
+def scan_paths(
+    paths: Sequence[Path],
+    *,
+    limits: ReadLimits,
+    passwords: Sequence[bytes] = (),
+    progress: ProgressCallback | None = None,
+    keep_key_pem: bool = False,
+) -> list[FileResult]:
+    """Read every file under ``paths`` (files or directories), in order, one result each."""
+    targets = collect_targets(paths, limits=limits)
+    total = len(targets)
+    results: list[FileResult] = []
+    for done, target in enumerate(targets, start=1):
+        if isinstance(target, FileError):
+            results.append(FileResult(path=target.path, error=target))
+        else:
+            results.append(read_file(target, limits=limits, passwords=passwords,
+                                     keep_key_pem=keep_key_pem))
+        if progress is not None:
+            progress(done, total)
+    return results

@@ -1,0 +1,213 @@
+"""One X.509 certificate -> :class:`~policy.facts.CertificateFacts`, inside an error boundary.
+
+``cryptography`` parses lazily: a certificate loads, and a malformed extension or name raises
+only when it is read. So every field the agent needs is read here, at once, inside one
+``try``: a certificate that fails anywhere becomes one :class:`MalformedCertificateError` for its
+position, and the rest of the file goes on. Library warnings about odd-but-parseable
+certificates (a serial number that is zero or negative, ...) are recorded and turned into
+findings, never printed to stderr: a warning filter set to ``error`` (as in the tests) must not
+turn a readable certificate into a crash.
+
+``warnings.catch_warnings`` swaps process-global state; the agent parses on one worker thread,
+which is what makes that safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import NameOID
+
+from policy.decisions import Finding, Severity
+from policy.facts import CertificateFacts
+
+__all__ = [
+    "MalformedCertificateError",
+    "ParsedCertificate",
+    "capture_warnings",
+    "facts_from_certificate",
+    "key_description",
+    "parse_der_certificate",
+    "spki_sha256",
+    "warning_findings",
+]
+
+T = TypeVar("T")
+
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+class MalformedCertificateError(Exception):
+    """A certificate that cannot be parsed or whose fields cannot all be read."""
+
+    def __init__(self, message: str, findings: tuple[Finding, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.findings = findings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParsedCertificate:
+    facts: CertificateFacts
+    findings: tuple[Finding, ...]
+    spki_sha256: str | None
+    der: bytes
+
+
+def capture_warnings(func: Callable[[], T]) -> tuple[T, tuple[warnings.WarningMessage, ...]]:
+    """Run ``func`` with every warning recorded instead of shown (or raised)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = func()
+    return result, tuple(caught)
+
+
+def warning_findings(caught: Iterable[warnings.WarningMessage]) -> tuple[Finding, ...]:
+    """Library warnings as findings, one per distinct message."""
+    seen: dict[str, Finding] = {}
+    for item in caught:
+        text = str(item.message)
+        if text in seen:
+            continue
+        lowered = text.lower()
+        if "serial number" in lowered:
+            code = "non-positive-serial"
+            message = ("serial number is zero or negative, which RFC 5280 §4.1.2.2 forbids; "
+                       f"cryptography warns: {text}")
+        else:
+            code = "parser-warning"
+            message = f"{item.category.__name__}: {text}"
+        seen[text] = Finding(code=code, clause="", message=message, severity=Severity.WARNING)
+    return tuple(seen.values())
+
+
+def spki_sha256(public_key: object) -> str | None:
+    """SHA-256 of the DER SubjectPublicKeyInfo; what pairs a certificate with its key."""
+    try:
+        der = public_key.public_bytes(*_SPKI)  # type: ignore[attr-defined]
+    except Exception:  # an exotic key simply cannot be paired
+        return None
+    return hashlib.sha256(der).hexdigest()
+
+
+def key_description(public_key: object) -> tuple[str, int | None]:
+    """(``rsa``/``ec``/``ed25519``/``ed448``/``dsa``/``unknown``, size in bits)."""
+    if isinstance(public_key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
+        return "rsa", public_key.key_size
+    if isinstance(public_key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
+        return "ec", public_key.curve.key_size
+    if isinstance(public_key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey):
+        return "ed25519", 256
+    if isinstance(public_key, ed448.Ed448PublicKey | ed448.Ed448PrivateKey):
+        return "ed448", 456
+    if isinstance(public_key, dsa.DSAPublicKey | dsa.DSAPrivateKey):
+        return "dsa", public_key.key_size
+    return "unknown", None
+
+
+def _first(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
+    for attribute in name.get_attributes_for_oid(oid):
+        value = attribute.value
+        return value if isinstance(value, str) else value.hex()
+    return None
+
+
+def parse_der_certificate(der: bytes) -> ParsedCertificate:
+    """Load a DER certificate and read every field; raises :class:`MalformedCertificateError`."""
+
+    def load() -> x509.Certificate:
+        return x509.load_der_x509_certificate(der)
+
+    try:
+        cert, caught = capture_warnings(load)
+    except Exception as exc:  # the boundary: any parse failure is one error
+        raise MalformedCertificateError(_describe(exc)) from None
+    return facts_from_certificate(cert, der=der, caught=caught)
+
+
+def facts_from_certificate(
+    cert: x509.Certificate,
+    *,
+    der: bytes | None = None,
+    caught: Iterable[warnings.WarningMessage] = (),
+) -> ParsedCertificate:
+    """Read every field of ``cert``; raises :class:`MalformedCertificateError` on the first that
+    fails. ``caught`` are warnings already recorded while loading it."""
+    try:
+        (facts, spki, der_bytes), more = capture_warnings(lambda: _read_all(cert, der))
+    except Exception as exc:  # the boundary: any lazy parse failure
+        raise MalformedCertificateError(_describe(exc)) from None
+    findings = warning_findings((*caught, *more))
+    return ParsedCertificate(facts=facts, findings=findings, spki_sha256=spki, der=der_bytes)
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"cannot parse certificate: {text}"
+
+
+def _read_all(
+    cert: x509.Certificate, der: bytes | None
+) -> tuple[CertificateFacts, str | None, bytes]:
+    if der is None:
+        der = cert.public_bytes(serialization.Encoding.DER)
+    subject = cert.subject
+    issuer = cert.issuer
+    sans: list[str] = []
+    policy_oids: list[str] = []
+    is_ca = False
+    for extension in cert.extensions:
+        value = extension.value
+        if isinstance(value, x509.SubjectAlternativeName):
+            for general_name in value:
+                if isinstance(general_name, x509.DNSName):
+                    sans.append(general_name.value)
+                elif isinstance(general_name, x509.IPAddress):
+                    sans.append(str(general_name.value))
+        elif isinstance(value, x509.CertificatePolicies):
+            policy_oids.extend(p.policy_identifier.dotted_string for p in value)
+        elif isinstance(value, x509.BasicConstraints):
+            is_ca = value.ca
+    try:
+        public_key: object = cert.public_key()
+    except Exception:  # an unsupported algorithm is odd, not malformed
+        public_key = None
+    key_type, key_size = key_description(public_key)
+    spki = spki_sha256(public_key) if public_key is not None else None
+    oid = cert.signature_algorithm_oid
+    signature_algorithm = getattr(oid, "_name", "") or oid.dotted_string
+    if signature_algorithm == "Unknown OID":
+        signature_algorithm = oid.dotted_string
+    self_signed = False
+    if subject.public_bytes() == issuer.public_bytes():
+        try:
+            cert.verify_directly_issued_by(cert)
+            self_signed = True
+        except Exception:  # self-issued but not self-signed
+            self_signed = False
+    facts = CertificateFacts(
+        sha256=hashlib.sha256(der).hexdigest(),
+        not_before_utc=cert.not_valid_before_utc,
+        not_after_utc=cert.not_valid_after_utc,
+        subject=subject.rfc4514_string(),
+        subject_cn=_first(subject, NameOID.COMMON_NAME),
+        issuer=issuer.rfc4514_string(),
+        issuer_org=_first(issuer, NameOID.ORGANIZATION_NAME),
+        issuer_cn=_first(issuer, NameOID.COMMON_NAME),
+        serial=format(cert.serial_number, "x"),
+        sans=tuple(sans),
+        policy_oids=tuple(policy_oids),
+        is_ca=is_ca,
+        self_signed=self_signed,
+        key_type=key_type,
+        key_size=key_size,
+        signature_algorithm=signature_algorithm,
+    )
+    return facts, spki, der
