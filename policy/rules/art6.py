@@ -14,7 +14,7 @@ Days are Asia/Tokyo calendar days (``policy.tokyo``); the validity period is Art
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from policy.category import Category
@@ -26,13 +26,18 @@ from policy.tokyo import add_days, tokyo_date
 
 __all__ = [
     "BLOCKED_MAX_VALIDITY",
+    "NO_WELL_DEFINED_EXPIRATION_UTC",
     "Answer",
     "answer_deadline",
+    "end_of_validity",
+    "never_expires",
     "renewal_blocked",
     "renewal_decisions",
     "renewal_notice_due",
 ]
 
+NO_WELL_DEFINED_EXPIRATION_UTC = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""RFC 5280 §4.1.2.5 ``99991231235959Z``."""
 BLOCKED_MAX_VALIDITY = timedelta(days=90)
 """Art.6(3) proviso: a validity period of at most this (inclusive) blocks renewal."""
 
@@ -44,12 +49,30 @@ class Answer(enum.Enum):
     DONT_RENEW = "dont-renew"
 
 
+def end_of_validity(not_after_utc: datetime) -> date:
+    """The Asia/Tokyo day on which the validity period ends (the Tokyo date of ``notAfter``).
+
+    RFC 5280's ``99991231235959Z`` ("no well-defined expiration") falls on 10000-01-01 in Tokyo,
+    which ``date`` cannot hold: it is clamped to ``date.max``.
+    """
+    try:
+        return tokyo_date(not_after_utc)
+    except OverflowError:
+        return date.max
+
+
+def never_expires(facts: CertificateFacts) -> bool:
+    """RFC 5280 §4.1.2.5: ``99991231235959Z`` means the certificate has no well-defined
+    expiration; nothing about it ever falls due under Art.6."""
+    return facts.not_after_utc >= NO_WELL_DEFINED_EXPIRATION_UTC
+
+
 def renewal_notice_due(not_after_utc: datetime, *, lead_days: int) -> date:
     """Art.6(1): the Asia/Tokyo day by which the renewal notice is due (inclusive): the Tokyo
     date of ``notAfter`` minus ``lead_days`` days."""
     if lead_days < 0:
         raise ValueError(f"lead_days must not be negative, got {lead_days}")
-    return add_days(tokyo_date(not_after_utc), -lead_days)
+    return add_days(end_of_validity(not_after_utc), -lead_days)
 
 
 def answer_deadline(notice_sent: date, not_after_utc: datetime, *, deadline_days: int) -> date:
@@ -57,7 +80,11 @@ def answer_deadline(notice_sent: date, not_after_utc: datetime, *, deadline_days
     ``notice_sent + deadline_days``, never later than the Tokyo date of ``notAfter``."""
     if deadline_days < 0:
         raise ValueError(f"deadline_days must not be negative, got {deadline_days}")
-    return min(add_days(notice_sent, deadline_days), tokyo_date(not_after_utc))
+    try:
+        asked = add_days(notice_sent, deadline_days)
+    except OverflowError:
+        asked = date.max
+    return min(asked, end_of_validity(not_after_utc))
 
 
 def renewal_blocked(facts: CertificateFacts) -> bool:
@@ -97,10 +124,13 @@ def renewal_decisions(
       validity;
     * category III whose validity period is <= 90 days: ``RENEWAL_BLOCKED`` always, and never
       ``CUSTOMER_RENEWS``;
-    * answered don't renew: nothing here (Art.9(1) ends the contract).
+    * answered don't renew: nothing here (Art.9(1) ends the contract);
+    * a certificate with no well-defined expiration (``99991231235959Z``): nothing ever.
     """
+    if never_expires(facts):
+        return ()
     today = tokyo_date(at)
-    end_day = tokyo_date(facts.not_after_utc)
+    end_day = end_of_validity(facts.not_after_utc)
     used = _facts(facts)
     decisions: list[Decision] = []
     blocked = category is Category.III and renewal_blocked(facts)

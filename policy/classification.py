@@ -1,0 +1,272 @@
+"""Classifying one certificate against the contract: everything ``policy classify`` and the
+agent report about it, from facts, a binding and a clock.
+
+The binding (store configuration or ``--category/--item/--tier``) beats what the matchers infer,
+because a certificate cannot show its contract: DigiCert Secure Server ID and Global Server ID,
+and categories I and II, look the same. A certificate that matches no catalogue item and whose
+binding names none is category III ``byo``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from policy.catalogue import Catalogue, CertificateAuthority, Item
+from policy.category import Category
+from policy.decisions import Decision, Finding, Severity
+from policy.facts import CertificateFacts
+from policy.forecast import MaxValiditySchedule, br_days, embedded_schedule
+from policy.intake import Binding
+from policy.matchers import ItemMatch, match_item
+from policy.rules.art3 import compliance, compliance_decisions
+from policy.rules.art6 import end_of_validity, renewal_blocked, renewal_decisions
+from policy.rules.art8 import abolition_decisions
+from policy.settings import PolicySettings
+from policy.tiers import Tier, classify, validity_period
+from policy.tokyo import tokyo_date
+
+__all__ = ["CertificateClassification", "PolicySettings", "classify_certificate"]
+
+
+def _instant(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateClassification:
+    facts: CertificateFacts
+    validity_seconds: int
+    tier: Tier
+    """The strict tier (Art.3): the smallest that admits the certificate, no allowance."""
+    item: str | None
+    category: Category
+    contracted_tier: Tier | None
+    compliant: bool | None
+    """``None`` when no contracted tier is known."""
+    renewable: bool
+    """``False`` for category III whose validity period is <= 90 days (Art.6(3) proviso)."""
+    days_left: int
+    """Asia/Tokyo calendar days from ``at``'s date to notAfter's date (negative: expired)."""
+    findings: tuple[Finding, ...]
+    actions: tuple[Decision, ...]
+    candidates: tuple[str, ...] = ()
+    """Items the certificate is consistent with when the binding did not decide."""
+    ca: str | None = None
+    """Catalogue key of the recognised issuing CA."""
+    validation: str | None = None
+    by_allowance: bool = False
+    """Compliant only under the Art.3 proviso's CA transition allowance."""
+
+    @property
+    def severity(self) -> Severity:
+        worst = [f.severity for f in self.findings] + [a.severity for a in self.actions]
+        return max(worst, default=Severity.OK)
+
+    def to_json(self) -> dict[str, Any]:
+        f = self.facts
+        return {
+            "sha256": f.sha256,
+            "subject": f.subject,
+            "subject_cn": f.subject_cn,
+            "issuer": f.issuer,
+            "sans": list(f.sans),
+            "not_before": _instant(f.not_before_utc),
+            "not_after": _instant(f.not_after_utc),
+            "validity_seconds": self.validity_seconds,
+            "tier": self.tier.value,
+            "renewable": self.renewable,
+            "item": self.item,
+            "candidates": list(self.candidates),
+            "category": self.category.value,
+            "ca": self.ca,
+            "validation": self.validation,
+            "contracted_tier": self.contracted_tier.value if self.contracted_tier else None,
+            "compliant": self.compliant,
+            "by_allowance": self.by_allowance,
+            "days_left": self.days_left,
+            "severity": self.severity.name.lower(),
+            "findings": [x.to_json() for x in self.findings],
+            "actions": [x.to_json() for x in self.actions],
+        }
+
+
+def _resolve_item(match: ItemMatch, binding: Binding, catalogue: Catalogue,
+                  findings: list[Finding]) -> tuple[Item | None, Category, tuple[str, ...]]:
+    """Binding first, matchers second, BYO last."""
+    if binding.item:
+        item = catalogue.item(binding.item)
+        if binding.category is not None and binding.category is not item.category:
+            findings.append(Finding(
+                code="binding-category-mismatch", clause="Art.1", severity=Severity.WARNING,
+                message=f"the binding says category {binding.category.value} but item "
+                        f"{item.handle} is category {item.category.value}; the item decides",
+            ))
+        if match.candidates and item.handle not in match.candidates:
+            findings.append(Finding(
+                code="item-mismatch", clause="Art.1", severity=Severity.WARNING,
+                message=f"bound to {item.handle} but the certificate looks like "
+                        f"{' or '.join(match.candidates)}",
+            ))
+        return item, item.category, ()
+    candidates = [catalogue.items[h] for h in match.candidates]
+    if binding.category is Category.III:
+        return catalogue.byo_item(), Category.III, ()
+    if binding.category is not None:
+        candidates = [c for c in candidates if c.category is binding.category]
+        if not candidates:
+            findings.append(Finding(
+                code="item-unidentified", clause="Art.1", severity=Severity.WARNING,
+                message=f"bound to category {binding.category.value} but the certificate "
+                        "matches none of its items; bind an item to check it",
+            ))
+            return None, binding.category, ()
+    if not candidates:
+        return catalogue.byo_item(), Category.III, ()
+    if len(candidates) == 1:
+        return candidates[0], candidates[0].category, ()
+    handles = tuple(c.handle for c in candidates)
+    categories = sorted({c.category for c in candidates}, key=lambda c: len(c.value))
+    findings.append(Finding(
+        code="ambiguous-item", clause="Art.1", severity=Severity.INFO,
+        message=f"the certificate fits {', '.join(handles)}; it cannot show which (nor category"
+                " I vs II): bind the contract's item to decide",
+    ))
+    return None, categories[0], handles
+
+
+def _contracted_tier(binding: Binding, item: Item | None,
+                     candidates: tuple[str, ...], catalogue: Catalogue,
+                     findings: list[Finding]) -> Tier | None:
+    if binding.tier is not None:
+        if item is not None and binding.tier not in item.tiers:
+            findings.append(Finding(
+                code="tier-not-offered", clause="Appx1.1", severity=Severity.WARNING,
+                message=f"item {item.handle} is not offered for {binding.tier.value} "
+                        f"(Appx1.1: {', '.join(t.value for t in item.tiers)})",
+            ))
+        return binding.tier
+    if item is not None:
+        return item.tiers[0] if len(item.tiers) == 1 else None
+    tiers = {catalogue.items[h].tiers for h in candidates}
+    if len(tiers) == 1:
+        (only,) = tiers
+        return only[0] if len(only) == 1 else None
+    return None
+
+
+def _days(seconds: int) -> str:
+    days, rest = divmod(seconds, 86_400)
+    return f"{days} d" + (f" {rest} s" if rest else "")
+
+
+def classify_certificate(
+    facts: CertificateFacts,
+    catalogue: Catalogue,
+    *,
+    binding: Binding,
+    at: datetime,
+    previous: CertificateFacts | None = None,
+    settings: PolicySettings = PolicySettings(),  # noqa: B008 - frozen, immutable default
+    schedule: MaxValiditySchedule | None = None,
+) -> CertificateClassification:
+    """Tier, item, compliance, renewability, findings and due actions for one certificate.
+
+    ``previous`` is the contract's previous certificate (for the Art.3 proviso's transition
+    allowance). ``schedule`` defaults to the embedded SC-081 schedule.
+    """
+    sched = schedule if schedule is not None else embedded_schedule()
+    findings: list[Finding] = []
+    nb, na = facts.not_before_utc, facts.not_after_utc
+    period = validity_period(nb, na)
+    seconds = int(period.total_seconds())
+    tier = classify(nb, na)
+    today = tokyo_date(at)
+    end_day = end_of_validity(na)
+    days_left = (end_day - today).days
+
+    match = match_item(facts, catalogue)
+    findings.extend(match.findings)
+    item, category, candidates = _resolve_item(match, binding, catalogue, findings)
+    contracted = _contracted_tier(binding, item, candidates, catalogue, findings)
+
+    ca: CertificateAuthority | None = match.ca or catalogue.ca_for_issuer(facts.issuer_org)
+    if ca is None and item is not None and item.ca in catalogue.cas and item.ca != "any":
+        ca = catalogue.ca_of(item)
+    if ca is not None and not ca.organisations:
+        ca = None
+
+    if na < nb:
+        findings.append(Finding(
+            code="inverted-validity", clause="Art.3", severity=Severity.CRITICAL,
+            message=f"notAfter {_instant(na)} is before notBefore {_instant(nb)}: the "
+                    "certificate is never valid",
+        ))
+    if facts.is_ca:
+        findings.append(Finding(
+            code="ca-certificate", clause="Art.1", severity=Severity.WARNING,
+            message="a CA certificate (basicConstraints CA:TRUE), not a server certificate: "
+                    "it cannot be the certificate of a contract",
+        ))
+    if at > na:
+        findings.append(Finding(
+            code="expired", clause="Art.6(1)", severity=Severity.CRITICAL,
+            message=f"expired on {_instant(na)} ({-days_left} day(s) ago, Asia/Tokyo)",
+        ))
+    elif at < nb:
+        findings.append(Finding(
+            code="not-yet-valid", clause="", severity=Severity.WARNING,
+            message=f"not valid before {_instant(nb)}",
+        ))
+    if not facts.sans and not facts.is_ca:
+        findings.append(Finding(
+            code="no-san", clause="", severity=Severity.WARNING,
+            message="no subjectAltName: browsers ignore the CN, so the certificate names no "
+                    "server (BR §7.1.2.7.12)",
+        ))
+    extra_public = tuple(o for c in catalogue.cas.values() for o in c.organisations)
+    if (not facts.is_ca and sched.is_public_issuer(facts.issuer_org, extra_public)
+            and sched.exceeds(facts)):
+        limit = sched.max_days_at(nb)
+        findings.append(Finding(
+            code="public-max-validity-exceeded", clause="BR §6.3.2", severity=Severity.WARNING,
+            message=f"{br_days(period)} days ({_days(seconds)}) exceeds the {limit}-day maximum "
+                    f"for a publicly trusted certificate issued on {nb.date()} ({sched.ballot}); "
+                    "browsers may reject it",
+        ))
+
+    compliant: bool | None = None
+    by_allowance = False
+    actions: list[Decision] = []
+    contract_id = binding.contract_id
+    if contracted is not None:
+        result = compliance(facts, contracted, category=category, ca=ca, previous=previous)
+        compliant = result.compliant
+        by_allowance = result.by_allowance
+        findings.extend(result.findings)
+        actions.extend(compliance_decisions(result, facts, contract_id=contract_id))
+
+    blocked = category is Category.III and renewal_blocked(facts)
+    if blocked:
+        findings.append(Finding(
+            code="renewal-blocked", clause="Art.6(3) proviso", severity=Severity.WARNING,
+            message=f"validity period {_days(seconds)} is 90 days or less: a category III "
+                    "contract cannot be renewed with it",
+        ))
+    if not facts.is_ca:
+        actions.extend(renewal_decisions(
+            category=category, facts=facts, contract_id=contract_id, notice_sent=None,
+            answer=None, at=at, settings=settings))
+    if item is not None:
+        actions.extend(abolition_decisions(item, contract_id=contract_id, at=at))
+    actions.sort(key=lambda d: (d.due is None, d.due or today, d.action.value))
+
+    return CertificateClassification(
+        facts=facts, validity_seconds=seconds, tier=tier,
+        item=item.handle if item is not None else None, category=category,
+        contracted_tier=contracted, compliant=compliant, renewable=not blocked,
+        days_left=days_left, findings=tuple(findings), actions=tuple(actions),
+        candidates=candidates, ca=ca.key if ca is not None else None,
+        validation=match.validation, by_allowance=by_allowance,
+    )

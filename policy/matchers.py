@@ -1,0 +1,125 @@
+"""Recognising a catalogue item from what a certificate shows.
+
+A certificate shows its issuer (organisation and CN), its CA/B Forum policy OID and its SANs;
+it does not show which *contract* it belongs to. So the matcher narrows the catalogue to the
+items the certificate is consistent with and returns them as candidates:
+
+* the CA by issuer ``O=`` plus an issuing-CA CN *pattern* from the catalogue (a regex, so a new
+  intermediate of the same family is recognised without a code change);
+* the validation level by the CA/B Forum policy OID, of which a subscriber certificate carries
+  exactly one (EV ``2.23.140.1.1``, DV ``2.23.140.1.2.1``, OV ``2.23.140.1.2.2``, IV
+  ``2.23.140.1.2.3``); none or several is a finding and leaves the level open; the CA's own
+  vendor OIDs are only a cross-check;
+* the wildcard option by a ``*.`` SAN, for CAs whose catalogue has wildcard items.
+
+DigiCert Secure Server ID and Global Server ID look the same in a certificate, and so do
+categories I and II: those remain several candidates, and the contract binding decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from policy.catalogue import Catalogue, CertificateAuthority
+from policy.decisions import Finding, Severity
+from policy.facts import CertificateFacts
+
+__all__ = ["CABF_VALIDATION_OIDS", "ItemMatch", "match_item", "validation_level"]
+
+CABF_VALIDATION_OIDS: dict[str, str] = {
+    "2.23.140.1.1": "ev",
+    "2.23.140.1.2.1": "dv",
+    "2.23.140.1.2.2": "ov",
+    "2.23.140.1.2.3": "iv",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemMatch:
+    """What the certificate alone says about its item."""
+
+    ca: CertificateAuthority | None
+    """The catalogue CA recognised by issuer organisation and CN pattern, else ``None``."""
+    validation: str | None
+    """``ev`` | ``ov`` | ``dv`` | ``iv`` from the single CA/B Forum OID, else ``None``."""
+    candidates: tuple[str, ...]
+    """Item handles consistent with the certificate, in catalogue order (empty: unidentified)."""
+    findings: tuple[Finding, ...]
+
+    @property
+    def item(self) -> str | None:
+        """The handle when exactly one item matches."""
+        return self.candidates[0] if len(self.candidates) == 1 else None
+
+    @property
+    def ambiguous(self) -> bool:
+        return len(self.candidates) > 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ca": self.ca.key if self.ca else None,
+            "validation": self.validation,
+            "candidates": list(self.candidates),
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+def validation_level(facts: CertificateFacts) -> tuple[str | None, tuple[Finding, ...]]:
+    """The validation level from the CA/B Forum policy OID, with findings when there is not
+    exactly one such OID."""
+    levels = [(oid, CABF_VALIDATION_OIDS[oid]) for oid in dict.fromkeys(facts.policy_oids)
+              if oid in CABF_VALIDATION_OIDS]
+    if len(levels) == 1:
+        return levels[0][1], ()
+    if not levels:
+        return None, (Finding(
+            code="no-cabf-policy-oid", clause="", severity=Severity.INFO,
+            message="no CA/B Forum validation policy OID (EV/OV/DV/IV): validation level "
+                    "unknown",
+        ),)
+    listed = ", ".join(f"{oid} ({level})" for oid, level in levels)
+    return None, (Finding(
+        code="several-cabf-policy-oids", clause="", severity=Severity.WARNING,
+        message=f"several CA/B Forum validation policy OIDs ({listed}): a subscriber "
+                "certificate carries exactly one; validation level unknown",
+    ),)
+
+
+def _issuer_ca(facts: CertificateFacts, catalogue: Catalogue) -> CertificateAuthority | None:
+    for ca in catalogue.cas.values():
+        if ca.organisations and ca.recognises_org(facts.issuer_org):
+            return ca
+    return None
+
+
+def match_item(facts: CertificateFacts, catalogue: Catalogue) -> ItemMatch:
+    """The catalogue items ``facts`` is consistent with (see the module docstring)."""
+    level, findings_list = validation_level(facts)
+    findings = list(findings_list)
+    ca = _issuer_ca(facts, catalogue)
+    if ca is None or facts.is_ca:
+        return ItemMatch(ca=None, validation=level, candidates=(), findings=tuple(findings))
+    if not ca.recognises_issuer_cn(facts.issuer_cn):
+        findings.append(Finding(
+            code="issuer-not-recognised", clause="Art.1", severity=Severity.INFO,
+            message=f"issued by {ca.name} (O={facts.issuer_org}) but the issuing CA "
+                    f"{facts.issuer_cn!r} matches none of the catalogue's patterns for its "
+                    "products: item unidentified",
+        ))
+        return ItemMatch(ca=None, validation=level, candidates=(), findings=tuple(findings))
+    for oid in facts.policy_oids:
+        vendor = ca.vendor_policy_oids.get(oid)
+        if vendor is not None and level is not None and vendor != level:
+            findings.append(Finding(
+                code="vendor-policy-oid-mismatch", clause="", severity=Severity.WARNING,
+                message=f"{ca.name} policy OID {oid} says {vendor.upper()} but the CA/B Forum "
+                        f"OID says {level.upper()}; the CA/B Forum OID decides",
+            ))
+    items = [item for item in catalogue.items.values() if item.ca == ca.key]
+    if level is not None:
+        items = [item for item in items if item.validation == level]
+    if any(item.wildcard for item in items):
+        items = [item for item in items if item.wildcard == facts.is_wildcard]
+    return ItemMatch(ca=ca, validation=level, candidates=tuple(i.handle for i in items),
+                     findings=tuple(findings))
