@@ -9,6 +9,7 @@ on and a stable exit code the CLI returns.
 from __future__ import annotations
 
 __all__ = [
+    "ApplicationRefusedError",
     "CatalogueError",
     "ContractStateError",
     "LedgerError",
@@ -53,3 +54,9 @@ class ContractStateError(PolicyError):
     contract)."""
 
     exit_code = 15
+
+
+class ApplicationRefusedError(PolicyError):
+    """An application the terms refuse (Art.7, Art.4(1), Art.8); nothing was recorded."""
+
+    exit_code = 16

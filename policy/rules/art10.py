@@ -74,11 +74,13 @@ def fee_decision(
     moment_ja: str,
     facts: dict[str, str | None] | None = None,
     provider_designates: bool = False,
+    prospective: bool = False,
 ) -> Decision:
     """One FEE_OWED decision: ``due`` is the Tokyo day the obligation arises (inclusive).
 
     ``provider_designates`` marks the Art.6(2) default-renewal case, where ``arises`` is the
-    earliest day the provider may designate, not a fixed day.
+    earliest day the provider may designate, not a fixed day. ``prospective`` marks a fee that
+    will arise from a step still to come (a renewal the rules call for), not one recorded.
     """
     if amount_yen is None:
         amount_en = "amount shown to the customer separately, not configured in [policy.prices]"
@@ -106,6 +108,7 @@ def fee_decision(
             "amount_configured": amount_yen is not None,
             "arises": arises.isoformat(),
             "provider_designates": provider_designates,
+            "prospective": prospective,
         },
         facts=facts or {},
     )
@@ -155,6 +158,7 @@ def fees_on_renewal(
     by_default: bool,
     prices: PriceList,
     designated: date | None = None,
+    prospective: bool = False,
 ) -> tuple[Decision, ...]:
     """Fees that arise when a renewal is made (Appx1.1 and Appx1.3 are "per renewal").
 
@@ -179,12 +183,13 @@ def fees_on_renewal(
     out = [
         fee_decision(fee=Fee.INITIAL, amount_yen=prices.initial_fee(item, tier), arises=arises,
                      contract_id=contract_id, moment_en=moment_en, moment_ja=moment_ja,
-                     facts=facts, provider_designates=flag),
+                     facts=facts, provider_designates=flag, prospective=prospective),
     ]
     if category.provider_issued:
         out.append(fee_decision(fee=Fee.AGENCY, amount_yen=prices.agency_fee(item),
                                 arises=arises, contract_id=contract_id, moment_en=moment_en,
-                                moment_ja=moment_ja, facts=facts, provider_designates=flag))
+                                moment_ja=moment_ja, facts=facts, provider_designates=flag,
+                                prospective=prospective))
     return tuple(out)
 
 

@@ -1,0 +1,574 @@
+"""``certescrow contract …`` and ``certescrow policy actions``: drive a contract's life.
+
+Thin by design: each command parses its options, appends one event to the ledger (which checks
+the contract's state admits it) or folds states, calls ``evaluate_contract`` and renders the
+result, as a table or as ``--json`` from the same objects. The clock is read once, here, through
+``resolve_at``; ``--at`` replaces it everywhere.
+
+Ledger location: ``--ledger PATH``, else ``[policy].ledger``, else the per-user default
+(``policy.paths.default_ledger_path``). Read-only commands never create a ledger.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from policy.catalogue import Catalogue, load_catalogue
+from policy.cliutil import (
+    AT_OPTION_HELP,
+    DateType,
+    InstantType,
+    config_section,
+    echo_json,
+    resolve_at,
+)
+from policy.decisions import Decision
+from policy.errors import (
+    ApplicationRefusedError,
+    ContractStateError,
+    PolicyError,
+    UnknownContractError,
+    UnknownItemError,
+)
+from policy.evaluate import due_actions, evaluate_contract, fee_history
+from policy.events import (
+    AnswerReceived,
+    ApplicationAccepted,
+    CancellationArrived,
+    CertificateBound,
+    CertificateObserved,
+    ContractChanged,
+    Event,
+    NoticeSent,
+    RenewalMade,
+    event_to_json,
+)
+from policy.facts import CertificateFacts
+from policy.ledger import JournalEntry, Ledger
+from policy.paths import catalogue_path, ledger_path
+from policy.rules.art6 import Answer, answer_deadline
+from policy.rules.art7 import Application, application_refusals
+from policy.settings import PolicySettings
+from policy.state import ContractState
+from policy.tiers import Tier
+from policy.tokyo import tokyo_date
+
+__all__ = ["actions_command", "contract_group"]
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}")
+
+ledger_option = click.option(
+    "--ledger", "ledger_opt", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="Ledger file. Default: [policy].ledger from the configuration, else "
+         "$XDG_STATE_HOME/certescrow/ledger.sqlite3.")
+at_option = click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@dataclass(frozen=True, slots=True)
+class _Env:
+    settings: PolicySettings
+    catalogue: Catalogue
+    ledger_path: Path
+
+
+def _env(ledger_opt: Path | None) -> _Env:
+    section = config_section(click.get_current_context(silent=True), "policy")
+    try:
+        settings = PolicySettings.from_mapping(section)
+    except ValueError as exc:
+        raise PolicyError(f"configuration: {exc}") from None
+    catalogue = load_catalogue(catalogue_path(None, section))
+    return _Env(settings=settings, catalogue=catalogue,
+                ledger_path=ledger_path(ledger_opt, section))
+
+
+@contextmanager
+def _ledger(env: _Env, *, create: bool) -> Iterator[Ledger | None]:
+    """The ledger, or ``None`` for a read-only command when none exists yet."""
+    if not create and not env.ledger_path.exists():
+        yield None
+        return
+    ledger = Ledger.open(env.ledger_path, create=create)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def _check_id(contract_id: str) -> str:
+    if not _ID.fullmatch(contract_id):
+        raise click.BadParameter(
+            "a contract id is 1-128 characters: letters, digits and . _ : @ / + - "
+            "(starting with a letter or digit)", param_hint="'ID'")
+    return contract_id
+
+
+# ---------------------------------------------------------------------- rendering
+def _day(value: date | None) -> str:
+    return value.isoformat() if value else "-"
+
+
+def _cert_end(state: ContractState) -> str:
+    cert = state.certificate
+    return tokyo_date(cert.not_after_utc).isoformat() if cert else "-"
+
+
+def _echo_actions(decisions: Sequence[Decision], *, at: datetime, with_contract: bool) -> None:
+    if not decisions:
+        click.echo("  (nothing due)")
+        return
+    today = tokyo_date(at)
+    for d in decisions:
+        when = _day(d.due)
+        mark = " overdue" if d.due is not None and d.due < today else ""
+        who = f"{d.contract_id:<16} " if with_contract else ""
+        click.echo(f"  {when}{mark:<8} {who}{d.action.value:<20} {d.clause:<18} "
+                   f"{d.severity.name.lower():<8} {d.explanation_en}")
+
+
+def _summary(entry: JournalEntry) -> str:
+    payload = event_to_json(entry.event)
+    skip = {"kind", "contract", "at", "facts"}
+    parts = [f"{k}={v}" for k, v in payload.items() if k not in skip and v not in (None, "")]
+    facts = payload.get("facts")
+    if isinstance(facts, dict):
+        parts.insert(0, f"sha256={str(facts['sha256'])[:16]}… notAfter={facts['not_after']}")
+    return " ".join(parts)
+
+
+def _echo_state(state: ContractState) -> None:
+    tier = state.tier.value if state.tier else "(none)"
+    click.echo(f"Contract {state.contract_id}: {state.status.value}")
+    click.echo(f"  item          {state.item} (category {state.category.value}), tier {tier}")
+    click.echo(f"  accepted on   {state.accepted_on.isoformat()}")
+    if state.service:
+        click.echo(f"  service       {state.service}")
+    cert = state.certificate
+    if cert is not None:
+        click.echo(f"  certificate   {cert.sha256} ({state.certificate_source})")
+        click.echo(f"                valid {cert.not_before_utc.isoformat()} .. "
+                   f"{cert.not_after_utc.isoformat()} (ends {_cert_end(state)} Asia/Tokyo)")
+    else:
+        click.echo("  certificate   (none bound or observed)")
+    click.echo(f"  notice sent   {_day(state.notice_sent)}")
+    answer = state.answer.value if state.answer else "-"
+    click.echo(f"  answer        {answer} {_day(state.answered_on) if state.answer else ''}")
+    if state.cancellation is not None:
+        c = state.cancellation
+        click.echo(f"  cancellation  arrived {c.arrived}, requested {_day(c.requested)}, "
+                   f"effective {c.effective}")
+    if state.terminated_on is not None:
+        click.echo(f"  terminates on {state.terminated_on} ({state.termination_clause})")
+    if state.locations:
+        click.echo(f"  seen at       {', '.join(state.locations)}")
+
+
+# ---------------------------------------------------------------------- the group
+@click.group("contract")
+def contract_group() -> None:
+    """Drive a contract's life in the ledger: add, list, show, notify, answer, bind, change,
+    cancel, renew."""
+
+
+def _evaluate(env: _Env, state: ContractState, at: datetime) -> tuple[Decision, ...]:
+    return evaluate_contract(state, env.catalogue, env.settings, at=at)
+
+
+def _record(env: _Env, event: Event, at: datetime) -> tuple[ContractState, tuple[Decision, ...]]:
+    with _ledger(env, create=True) as ledger:
+        assert ledger is not None  # noqa: S101 - create=True always yields a ledger
+        ledger.append(event)
+        state = ledger.state(str(event.contract_id), at=at)
+    return state, _evaluate(env, state, at)
+
+
+def _current(env: _Env, contract_id: str, at: datetime) -> ContractState:
+    with _ledger(env, create=False) as ledger:
+        if ledger is None:
+            raise UnknownContractError(
+                f"no contract {contract_id!r}: the ledger {env.ledger_path} does not exist yet")
+        return ledger.state(contract_id, at=at)
+
+
+def _echo_result(as_json: bool, headline: str, state: ContractState,
+                 decisions: Sequence[Decision], at: datetime, **extra: Any) -> None:
+    if as_json:
+        echo_json({**extra, "contract": state, "actions": list(decisions)})
+        return
+    click.echo(headline)
+    click.echo("Due actions:")
+    _echo_actions(decisions, at=at, with_contract=False)
+
+
+@contract_group.command("add")
+@click.argument("contract_id", metavar="ID")
+@click.option("--item", "handle", required=True, metavar="HANDLE",
+              help="Catalogue item handle (see `certescrow policy catalogue`).")
+@click.option("--tier", type=click.Choice([t.value for t in Tier]), default=None,
+              help="Contracted validity period; default: the item's only tier.")
+@at_option
+@click.option("--country", default="JP", show_default=True, metavar="CC",
+              help="ISO 3166 country of the applicant organisation (Art.7(2)).")
+@click.option("--migrating", is_flag=True,
+              help="The certificate is moved from a server outside the provider's designated "
+                   "services (refused for category I/II, Art.7(1)).")
+@click.option("--designated-service", default=None, metavar="NAME",
+              help="The designated provider service (required for category II, Art.4(1)).")
+@json_option
+@ledger_option
+def add_command(contract_id: str, handle: str, tier: str | None, at: datetime | None,
+                country: str, migrating: bool, designated_service: str | None, as_json: bool,
+                ledger_opt: Path | None) -> None:
+    """Accept an application for ITEM as contract ID (refused under Art.7/Art.4(1)/Art.8)."""
+    _check_id(contract_id)
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    item = env.catalogue.item(handle)
+    contracted = _contracted_tier(item.handle, item.tiers, tier)
+    refusals = application_refusals(
+        Application(item=item.handle, organisation_country=country,
+                    migrating_from_outside=migrating, designated_service=designated_service),
+        env.catalogue, at=now)
+    if refusals:
+        if as_json:
+            echo_json({"contract": contract_id, "accepted": False, "refusals": list(refusals)})
+        reasons = "; ".join(f"{d.clause}: {d.explanation_en}" for d in refusals)
+        raise ApplicationRefusedError(
+            f"application for contract {contract_id!r} ({item.handle}) refused, nothing "
+            f"recorded — {reasons}")
+    event = ApplicationAccepted(
+        contract_id=contract_id, at_utc=now, item=item.handle, category=item.category,
+        tier=contracted, organisation_country=country.strip().upper(),
+        migrating_from_outside=migrating, designated_service=designated_service)
+    state, decisions = _record(env, event, now)
+    if contracted is None and not as_json:
+        click.echo("Warning: no --tier given and the item offers several; Art.3 compliance "
+                   "and the initial fee cannot be determined until a tier is known.", err=True)
+    tier_text = contracted.value if contracted else "(none)"
+    _echo_result(as_json, f"Contract {contract_id} accepted on {state.accepted_on}: "
+                 f"{item.handle} (category {item.category.value}), tier {tier_text}.",
+                 state, decisions, now, accepted=True)
+
+
+def _contracted_tier(handle: str, offered: Sequence[Tier], name: str | None) -> Tier | None:
+    if name is None:
+        return offered[0] if len(offered) == 1 else None
+    tier = Tier.parse(name)
+    if tier not in offered:
+        raise UnknownItemError(
+            f"item {handle!r} does not offer tier {tier.value}: it offers "
+            f"{', '.join(t.value for t in offered)} (Appx1.1)")
+    return tier
+
+
+@contract_group.command("list")
+@json_option
+@at_option
+@ledger_option
+def list_command(as_json: bool, at: datetime | None, ledger_opt: Path | None) -> None:
+    """Every contract with its status and next action."""
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    rows: list[tuple[ContractState, tuple[Decision, ...]]] = []
+    with _ledger(env, create=False) as ledger:
+        if ledger is not None:
+            rows = [(s, _evaluate(env, s, now)) for s in ledger.states(at=now)]
+    if as_json:
+        echo_json([{**_jsonable_state(s), "actions": list(d)} for s, d in rows])
+        return
+    if not rows:
+        click.echo("No contracts.")
+        return
+    click.echo(f"{'ID':<16} {'ITEM':<26} {'CAT':<4} {'TIER':<9} {'STATUS':<12} "
+               f"{'CERT ENDS':<11} NEXT ACTION")
+    for state, decisions in rows:
+        nxt = decisions[0] if decisions else None
+        nxt_text = f"{nxt.action.value} {_day(nxt.due)}" if nxt else "-"
+        click.echo(f"{state.contract_id:<16} {state.item:<26} {state.category.value:<4} "
+                   f"{(state.tier.value if state.tier else '-'):<9} {state.status.value:<12} "
+                   f"{_cert_end(state):<11} {nxt_text}")
+
+
+def _jsonable_state(state: ContractState) -> dict[str, Any]:
+    return state.to_json()
+
+
+@contract_group.command("show")
+@click.argument("contract_id", metavar="ID")
+@json_option
+@at_option
+@ledger_option
+def show_command(contract_id: str, as_json: bool, at: datetime | None,
+                 ledger_opt: Path | None) -> None:
+    """The contract's state, its journal and the actions due, as of --at."""
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    with _ledger(env, create=False) as ledger:
+        if ledger is None:
+            raise UnknownContractError(
+                f"no contract {contract_id!r}: the ledger {env.ledger_path} does not exist yet")
+        state = ledger.state(contract_id, at=now)
+        journal = ledger.journal(contract_id, at=now)
+    decisions = _evaluate(env, state, now)
+    fees = fee_history(state, env.settings.prices)
+    if as_json:
+        echo_json({"state": state, "journal": journal, "actions": list(decisions),
+                   "fees": list(fees)})
+        return
+    _echo_state(state)
+    click.echo("Journal:")
+    for entry in journal:
+        click.echo(f"  #{entry.seq:<5} {entry.event.at_utc.isoformat()}  "
+                   f"{entry.event.KIND:<21} {_summary(entry)}")
+    click.echo("Fees (Art.10):")
+    _echo_actions(fees, at=now, with_contract=False)
+    click.echo("Due actions:")
+    _echo_actions(decisions, at=now, with_contract=False)
+
+
+@contract_group.command("notify")
+@click.argument("contract_id", metavar="ID")
+@at_option
+@json_option
+@ledger_option
+def notify_command(contract_id: str, at: datetime | None, as_json: bool,
+                   ledger_opt: Path | None) -> None:
+    """Record that the renewal notice (Art.6(1)) was sent."""
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    before = _current(env, contract_id, now)
+    sha = before.certificate.sha256 if before.certificate else None
+    state, decisions = _record(env, NoticeSent(contract_id=contract_id, at_utc=now,
+                                               certificate_sha256=sha), now)
+    deadline = None
+    if state.certificate is not None and state.notice_sent is not None:
+        deadline = answer_deadline(state.notice_sent, state.certificate.not_after_utc,
+                                   deadline_days=env.settings.answer_deadline_days)
+    _echo_result(as_json, f"Renewal notice for {contract_id} recorded on {state.notice_sent}; "
+                 f"answer due by {_day(deadline)}.", state, decisions, now,
+                 notice_sent=state.notice_sent, answer_deadline=deadline)
+
+
+@contract_group.command("answer")
+@click.argument("contract_id", metavar="ID")
+@click.argument("answer", type=click.Choice([a.value for a in Answer]))
+@at_option
+@json_option
+@ledger_option
+def answer_command(contract_id: str, answer: str, at: datetime | None, as_json: bool,
+                   ledger_opt: Path | None) -> None:
+    """Record the customer's answer to the renewal notice: renew or dont-renew."""
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    before = _current(env, contract_id, now)
+    sha = before.certificate.sha256 if before.certificate else None
+    value = Answer(answer)
+    state, decisions = _record(env, AnswerReceived(contract_id=contract_id, at_utc=now,
+                                                   answer=value, certificate_sha256=sha), now)
+    headline = f"Answer {value.value!r} for {contract_id} recorded on {state.answered_on}."
+    if value is Answer.DONT_RENEW and state.terminated_on is not None:
+        headline += (f" The contract terminates on {state.terminated_on} "
+                     f"({state.termination_clause}).")
+    _echo_result(as_json, headline, state, decisions, now, answer=value.value,
+                 terminated_on=state.terminated_on)
+
+
+@contract_group.command("bind")
+@click.argument("contract_id", metavar="ID")
+@click.argument("certfile", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--index", type=click.IntRange(min=0), default=None,
+              help="Which certificate of the file (0-based); default: the first that is not "
+                   "a CA certificate.")
+@at_option
+@json_option
+@ledger_option
+def bind_command(contract_id: str, certfile: Path, index: int | None, at: datetime | None,
+                 as_json: bool, ledger_opt: Path | None) -> None:
+    """Bind the certificate in CERTFILE (PEM or DER) to contract ID."""
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    facts = _pick_certificate(certfile, index)
+    state, decisions = _record(env, CertificateBound(contract_id=contract_id, at_utc=now,
+                                                     facts=facts, source=str(certfile)), now)
+    _echo_result(as_json, f"Certificate {facts.sha256} bound to {contract_id} "
+                 f"(ends {tokyo_date(facts.not_after_utc)} Asia/Tokyo).", state, decisions,
+                 now, sha256=facts.sha256)
+
+
+def _pick_certificate(path: Path, index: int | None) -> CertificateFacts:
+    from policy.certfile import read_certificate_file  # the adapter that imports cryptography
+
+    certificates = [entry.facts for entry in read_certificate_file(path)]
+    if not certificates:
+        raise ContractStateError(f"{path}: contains no certificate")
+    if index is not None:
+        if index >= len(certificates):
+            raise ContractStateError(
+                f"{path}: has {len(certificates)} certificate(s); --index {index} is out of range")
+        return certificates[index]
+    for facts in certificates:
+        if not facts.is_ca:
+            return facts
+    raise ContractStateError(
+        f"{path}: holds only CA certificates; a contract binds a server certificate "
+        "(use --index to force one)")
+
+
+@contract_group.command("change")
+@click.argument("contract_id", metavar="ID")
+@click.option("--service", required=True, metavar="NAME",
+              help="The provider-designated service that will use the certificate (Art.5).")
+@at_option
+@json_option
+@ledger_option
+def change_command(contract_id: str, service: str, at: datetime | None, as_json: bool,
+                   ledger_opt: Path | None) -> None:
+    """Record an accepted contract change (Art.5); the one-time fee is owed (Art.10)."""
+    if not service.strip():
+        raise click.BadParameter("the service name is empty", param_hint="'--service'")
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    state, decisions = _record(env, ContractChanged(contract_id=contract_id, at_utc=now,
+                                                    service=service.strip()), now)
+    _echo_result(as_json, f"Change of {contract_id} to service {service.strip()!r} accepted on "
+                 f"{tokyo_date(now)}.", state, decisions, now)
+
+
+@contract_group.command("cancel")
+@click.argument("contract_id", metavar="ID")
+@click.option("--arrived", type=DateType(), required=True,
+              help="Day the cancellation form reached the provider (YYYY-MM-DD, Asia/Tokyo).")
+@click.option("--requested", type=DateType(), default=None,
+              help="Day the customer named for the termination to take effect.")
+@json_option
+@at_option
+@ledger_option
+def cancel_command(contract_id: str, arrived: date, requested: date | None, as_json: bool,
+                   at: datetime | None, ledger_opt: Path | None) -> None:
+    """Record a cancellation form (Art.9(2)) and print the day the termination takes effect."""
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    state, decisions = _record(env, CancellationArrived(
+        contract_id=contract_id, at_utc=now, arrived=arrived, requested=requested), now)
+    assert state.cancellation is not None  # noqa: S101 - just recorded
+    effective = state.cancellation.effective
+    if as_json:
+        echo_json({"contract": contract_id, "arrived": arrived, "requested": requested,
+                   "effective": effective, "clause": "Art.9(2)", "refund": False,
+                   "terminated_on": state.terminated_on, "actions": list(decisions)})
+        return
+    click.echo(f"effective {effective.isoformat()}")
+    click.echo(f"Cancellation of {contract_id}: form arrived {arrived}, requested "
+               f"{_day(requested)}; the termination takes effect on {effective} (Art.9(2)). "
+               "Fees already paid are not refunded.")
+    if state.terminated_on is not None and state.terminated_on != effective:
+        click.echo(f"Note: an earlier termination is already fixed for {state.terminated_on} "
+                   f"({state.termination_clause}).")
+
+
+@contract_group.command("renew")
+@click.argument("contract_id", metavar="ID")
+@click.option("--default", "by_default", is_flag=True,
+              help="The renewal was taken as made for lack of an answer (Art.6(2)).")
+@click.option("--designated", type=DateType(), default=None,
+              help="Day the provider designates for the default renewal's initial fee "
+                   "(Art.10; on or after the renewal day).")
+@at_option
+@json_option
+@ledger_option
+def renew_command(contract_id: str, by_default: bool, designated: date | None,
+                  at: datetime | None, as_json: bool, ledger_opt: Path | None) -> None:
+    """Record that the renewal of the current certificate's validity period was made."""
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    before = _current(env, contract_id, now)
+    sha = before.certificate.sha256 if before.certificate else None
+    state, decisions = _record(env, RenewalMade(contract_id=contract_id, at_utc=now,
+                                                by_default=by_default, designated=designated,
+                                                certificate_sha256=sha), now)
+    _echo_result(as_json, f"Renewal of {contract_id} recorded on {tokyo_date(now)}"
+                 + (" (by default, Art.6(2))." if by_default else "."), state, decisions, now)
+
+
+@contract_group.command("unbound")
+@json_option
+@at_option
+@ledger_option
+def unbound_command(as_json: bool, at: datetime | None, ledger_opt: Path | None) -> None:
+    """Certificates the agent observed that no contract claims."""
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    entries: list[JournalEntry] = []
+    with _ledger(env, create=False) as ledger:
+        if ledger is not None:
+            entries = ledger.unbound_observations(at=now)
+    if as_json:
+        echo_json(entries)
+        return
+    if not entries:
+        click.echo("No unbound observations.")
+        return
+    for entry in entries:
+        event = entry.event
+        assert isinstance(event, CertificateObserved)  # noqa: S101 - selected by kind
+        click.echo(f"#{entry.seq:<5} {event.at_utc.isoformat()} {event.host}:{event.location}"
+                   f"[{event.index}] {event.facts.sha256} ends "
+                   f"{tokyo_date(event.facts.not_after_utc)} {','.join(event.facts.sans)}")
+
+
+# ---------------------------------------------------------------------- policy actions
+@click.command("actions")
+@json_option
+@at_option
+@click.option("--within", type=click.IntRange(min=0), default=None, metavar="DAYS",
+              help="Only actions due within DAYS days of --at (overdue ones always shown).")
+@ledger_option
+def actions_command(as_json: bool, at: datetime | None, within: int | None,
+                    ledger_opt: Path | None) -> None:
+    """Every action due across all contracts, soonest first."""
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    decisions: list[Decision] = []
+    failures: list[tuple[str, PolicyError]] = []
+    with _ledger(env, create=False) as ledger:
+        if ledger is not None:
+            show_progress = sys.stderr.isatty() and not as_json
+            states = ledger.states(at=now)
+            if show_progress:
+                total = len(ledger.contract_ids())
+                with click.progressbar(states, length=total, label="Evaluating contracts",
+                                       file=sys.stderr) as bar:
+                    _sweep(env, bar, now, decisions, failures)
+            else:
+                _sweep(env, states, now, decisions, failures)
+    due = due_actions(decisions, at=now, within=within)
+    if as_json:
+        echo_json(due)
+    elif not due:
+        click.echo("Nothing due.")
+    else:
+        click.echo(f"{len(due)} action(s) as of {tokyo_date(now)} (Asia/Tokyo):")
+        _echo_actions(due, at=now, with_contract=True)
+    for contract_id, exc in failures:
+        click.echo(f"Error: contract {contract_id}: {exc}", err=True)
+    if failures:
+        sys.exit(max(int(getattr(e, "exit_code", 1)) for _, e in failures))
+
+
+def _sweep(env: _Env, states: Any, now: datetime, out: list[Decision],
+           failures: list[tuple[str, PolicyError]]) -> None:
+    for state in states:
+        try:
+            out.extend(_evaluate(env, state, now))
+        except PolicyError as exc:  # one bad contract must not hide the others' actions
+            failures.append((state.contract_id, exc))

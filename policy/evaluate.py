@@ -1,0 +1,147 @@
+"""What a contract calls for now: every article's rule applied to one folded state.
+
+``evaluate_contract`` is pure (state, catalogue, settings, ``at`` in; decisions out) and cheap
+enough to sweep 100,000 contracts: it touches no file and no clock, and it composes the article
+modules rather than re-deriving anything:
+
+* Art.3 (compliance of the certificate with the contracted tier) via ``classify_certificate``;
+* Art.6 renewal (notice, answer, default renewal, the 90-day proviso) via ``renewal_decisions``;
+* Art.8 abolition; Art.9 termination; Art.10 fees.
+
+Fees: a fee obligation that arose before ``at``'s Tokyo day is history (``fee_history``, shown
+by ``contract show``), not an action; obligations arising today or later are actions, including
+the prospective fees of a renewal the rules call for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+
+from policy.catalogue import Catalogue
+from policy.classification import classify_certificate
+from policy.decisions import Action, Decision, Severity
+from policy.intake import Binding
+from policy.rules.art6 import renewal_decisions
+from policy.rules.art8 import abolition_decisions
+from policy.rules.art9 import termination_decisions
+from policy.rules.art10 import fees_on_acceptance, fees_on_change, fees_on_renewal
+from policy.settings import PolicySettings, PriceList
+from policy.state import ContractState
+from policy.tokyo import tokyo_date
+
+__all__ = ["due_actions", "evaluate_contract", "fee_history", "sort_key"]
+
+_RENEWING = (Action.RENEW, Action.RENEW_BY_DEFAULT, Action.CUSTOMER_RENEWS)
+
+
+def fee_history(state: ContractState, prices: PriceList) -> tuple[Decision, ...]:
+    """Every fee obligation the contract's journal has given rise to (Art.10), oldest first."""
+    cid = state.contract_id
+    out = list(fees_on_acceptance(contract_id=cid, item=state.item, category=state.category,
+                                  tier=state.tier, accepted_on=state.accepted_on, prices=prices))
+    for renewal in state.renewals:
+        out.extend(fees_on_renewal(contract_id=cid, item=state.item, category=state.category,
+                                   tier=state.tier, renewed_on=renewal.on,
+                                   by_default=renewal.by_default, prices=prices,
+                                   designated=renewal.designated))
+    for change in state.changes:
+        out.extend(fees_on_change(contract_id=cid, service=change.service,
+                                  accepted_on=change.accepted_on, prices=prices))
+    out.sort(key=lambda d: d.due or date.min)
+    return tuple(out)
+
+
+def evaluate_contract(state: ContractState, catalogue: Catalogue, settings: PolicySettings,
+                      *, at: datetime) -> tuple[Decision, ...]:
+    """Every action the contract calls for as of ``at``, soonest first.
+
+    A contract whose termination day is over calls for nothing. A contract with a termination
+    fixed calls for the termination (Art.9) and no renewal step. Raises ``UnknownItemError``
+    when the catalogue no longer knows the contract's item.
+    """
+    today = tokyo_date(at)
+    ended = state.terminated_on
+    if ended is not None and today > ended:
+        return ()
+    cid = state.contract_id
+    item = catalogue.item(state.item)
+    out: list[Decision] = []
+
+    if ended is not None:
+        cert_end = state.certificate.not_after_utc if state.certificate else None
+        out.extend(termination_decisions(
+            contract_id=cid, effective=ended, clause=state.termination_clause or "Art.9",
+            at=at, arrived=state.cancellation.arrived if state.cancellation else None,
+            requested=state.cancellation.requested if state.cancellation else None,
+            not_after_utc=cert_end))
+
+    # Art.8: an abolition matters unless the contract ends before the product does.
+    if ended is None or (item.product_end is not None and item.product_end <= ended):
+        out.extend(abolition_decisions(item, contract_id=cid, at=at))
+
+    cert = state.certificate
+    if cert is not None and ended is None:
+        classification = classify_certificate(
+            cert, catalogue,
+            binding=Binding(contract_id=cid, category=state.category, item=state.item,
+                            tier=state.tier),
+            at=at, previous=state.previous_certificate, settings=settings)
+        # Art.3: the rule's own NON_COMPLIANT decision (it names any CA allowance it used).
+        out.extend(d for d in classification.actions if d.action is Action.NON_COMPLIANT)
+        if state.renewal_made_for == cert.sha256:
+            out.append(_replace_certificate(state, today=today))
+        else:
+            renewal = renewal_decisions(
+                category=state.category, facts=cert, contract_id=cid,
+                notice_sent=state.notice_sent, answer=state.answer, at=at, settings=settings)
+            out.extend(renewal)
+            for decision in renewal:
+                if decision.action in _RENEWING and decision.due is not None:
+                    out.extend(fees_on_renewal(
+                        contract_id=cid, item=state.item, category=state.category,
+                        tier=state.tier, renewed_on=decision.due,
+                        by_default=decision.action is Action.RENEW_BY_DEFAULT,
+                        prices=settings.prices, prospective=True))
+
+    out.extend(d for d in fee_history(state, settings.prices)
+               if d.due is not None and d.due >= today)
+    out.sort(key=sort_key)
+    return tuple(out)
+
+
+def _replace_certificate(state: ContractState, *, today: date) -> Decision:
+    cert = state.certificate
+    assert cert is not None  # noqa: S101 - the caller checked
+    end = tokyo_date(cert.not_after_utc)
+    late = today > end
+    return Decision(
+        action=Action.REPLACE_CERTIFICATE,
+        clause="Art.6",
+        due=end,
+        contract_id=state.contract_id,
+        severity=Severity.CRITICAL if late else Severity.WARNING,
+        explanation_en=(f"The renewal was made but no successor certificate has been bound or "
+                        f"observed; install it before {end.isoformat()}"
+                        + (" (the current one has expired)." if late else ".")),
+        explanation_ja=(f"更新済みですが後継の証明書が未確認です。{end.isoformat()} までに"
+                        "設置してください。"),
+        computed={"end_of_validity": end.isoformat(), "expired": late},
+        facts={"sha256": cert.sha256},
+    )
+
+
+def sort_key(decision: Decision) -> tuple[date, int, str, str]:
+    """Soonest first; on the same day the most severe first; then contract and action."""
+    return (decision.due or date.max, -int(decision.severity), decision.contract_id or "",
+            decision.action.value)
+
+
+def due_actions(decisions: Iterable[Decision], *, at: datetime,
+                within: int | None = None) -> list[Decision]:
+    """Decisions due by ``at``'s Tokyo day + ``within`` days (inclusive; overdue ones
+    included), soonest first. ``within=None`` keeps everything."""
+    if within is None:
+        return sorted(decisions, key=sort_key)
+    horizon = tokyo_date(at) + timedelta(days=within)
+    return sorted((d for d in decisions if d.due is None or d.due <= horizon), key=sort_key)
