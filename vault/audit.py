@@ -1,0 +1,171 @@
+"""The vault's append-only audit log: who did what, when; never a secret.
+
+Each record carries the SHA-256 of its predecessor, so editing or deleting a record breaks the
+chain. A chain alone can be truncated (drop the last records) or rebuilt end to end by someone
+who edits a record and recomputes every later hash, so the chain *head* (last sequence number
+and hash) is kept in the vault header with an HMAC under a subkey of the vault secret: without
+the master key nobody can move the head, and ``verify`` compares the chain against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .envelope import hmac_tag, integrity_error
+
+__all__ = [
+    "AuditHead",
+    "AuditRecord",
+    "append",
+    "genesis_hash",
+    "head_mac",
+    "read_head",
+    "read_records",
+    "record_hash",
+    "verify_chain",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditRecord:
+    seq: int
+    at: str  # ISO 8601 UTC, "Z"
+    actor: str
+    action: str
+    entry_id: str | None
+    kind: str | None
+    version: int | None
+    detail: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "at": self.at, "actor": self.actor, "action": self.action,
+                "entry_id": self.entry_id, "kind": self.kind, "version": self.version,
+                "detail": dict(self.detail), "hash": self.hash}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditHead:
+    seq: int
+    hash: str
+    mac: str
+
+
+def genesis_hash(vault_id: bytes) -> str:
+    return hashlib.sha256(b"certescrow-vault audit genesis\x00" + vault_id).hexdigest()
+
+
+def _canonical_detail(detail: Mapping[str, Any]) -> str:
+    return json.dumps(dict(detail), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_hash(*, seq: int, at: str, actor: str, action: str, entry_id: str | None,
+                kind: str | None, version: int | None, detail: str, prev_hash: str) -> str:
+    body = json.dumps([seq, at, actor, action, entry_id, kind, version, detail, prev_hash],
+                      separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(b"certescrow-vault audit v1\x00" + body.encode()).hexdigest()
+
+
+def head_mac(audit_key: bytes, vault_id: bytes, seq: int, hash_: str) -> str:
+    return hmac_tag(audit_key, b"audit-head", vault_id, str(seq).encode(), hash_.encode())
+
+
+def read_head(conn: sqlite3.Connection) -> AuditHead | None:
+    row = conn.execute("SELECT value FROM meta WHERE name = 'audit_head'").fetchone()
+    if row is None:
+        return None
+    try:
+        data = json.loads(bytes(row[0]).decode() if not isinstance(row[0], str) else row[0])
+        return AuditHead(seq=int(data["seq"]), hash=str(data["hash"]), mac=str(data["mac"]))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise integrity_error("audit log head") from None
+
+
+def write_head(conn: sqlite3.Connection, head: AuditHead) -> None:
+    value = json.dumps({"seq": head.seq, "hash": head.hash, "mac": head.mac}).encode()
+    conn.execute("INSERT INTO meta(name, value) VALUES ('audit_head', ?) "
+                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (value,))
+
+
+def append(conn: sqlite3.Connection, *, audit_key: bytes, vault_id: bytes, at: datetime,
+           actor: str, action: str, entry_id: str | None = None, kind: str | None = None,
+           version: int | None = None, detail: Mapping[str, Any] | None = None) -> AuditRecord:
+    """Append one record inside the caller's write transaction and move the MAC'd head."""
+    last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, genesis_hash(vault_id))
+    at_text = at.isoformat().replace("+00:00", "Z")
+    detail_text = _canonical_detail(detail or {})
+    digest = record_hash(seq=seq, at=at_text, actor=actor, action=action, entry_id=entry_id,
+                         kind=kind, version=version, detail=detail_text, prev_hash=prev)
+    conn.execute(
+        "INSERT INTO audit(seq, at, actor, action, entry_id, kind, version, detail, prev_hash, "
+        "hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, at_text, actor, action, entry_id, kind, version, detail_text, prev, digest),
+    )
+    write_head(conn, AuditHead(seq=seq, hash=digest,
+                               mac=head_mac(audit_key, vault_id, seq, digest)))
+    return AuditRecord(seq=seq, at=at_text, actor=actor, action=action, entry_id=entry_id,
+                       kind=kind, version=version, detail=dict(detail or {}), prev_hash=prev,
+                       hash=digest)
+
+
+def read_records(conn: sqlite3.Connection, *, entry_id: str | None = None) -> list[AuditRecord]:
+    sql = ("SELECT seq, at, actor, action, entry_id, kind, version, detail, prev_hash, hash "
+           "FROM audit")
+    args: tuple[Any, ...] = ()
+    if entry_id is not None:
+        sql += " WHERE entry_id = ?"
+        args = (entry_id,)
+    records = []
+    for row in conn.execute(sql + " ORDER BY seq", args):
+        try:
+            detail = json.loads(row[7])
+        except (ValueError, TypeError):
+            detail = {"unreadable": True}
+        records.append(AuditRecord(
+            seq=int(row[0]), at=str(row[1]), actor=str(row[2]), action=str(row[3]),
+            entry_id=row[4], kind=row[5], version=row[6],
+            detail=detail if isinstance(detail, dict) else {"value": detail},
+            prev_hash=str(row[8]), hash=str(row[9]),
+        ))
+    return records
+
+
+def verify_chain(conn: sqlite3.Connection, *, audit_key: bytes, vault_id: bytes) -> list[str]:
+    """Problems found in the chain (empty = whole). Names the record, never a secret."""
+    problems: list[str] = []
+    prev = genesis_hash(vault_id)
+    expected_seq = 1
+    last_seq, last_hash = 0, prev
+    for row in conn.execute("SELECT seq, at, actor, action, entry_id, kind, version, detail, "
+                            "prev_hash, hash FROM audit ORDER BY seq"):
+        seq = int(row[0])
+        if seq != expected_seq:
+            problems.append(f"audit record {expected_seq}"
+                            + (f"..{seq - 1}" if seq - 1 > expected_seq else "")
+                            + " missing (deleted)")
+        if row[8] != prev:
+            problems.append(f"audit record {seq}: does not follow its predecessor")
+        digest = record_hash(seq=seq, at=row[1], actor=row[2], action=row[3], entry_id=row[4],
+                             kind=row[5], version=row[6], detail=row[7], prev_hash=row[8])
+        if digest != row[9]:
+            problems.append(f"audit record {seq}: content does not match its hash (edited)")
+        prev = str(row[9])
+        expected_seq = seq + 1
+        last_seq, last_hash = seq, prev
+    head = read_head(conn)
+    if head is None:
+        problems.append("audit log head is missing")
+    elif head.mac != head_mac(audit_key, vault_id, head.seq, head.hash):
+        problems.append("audit log head: authentication failed (altered)")
+    elif (head.seq, head.hash) != (last_seq, last_hash):
+        problems.append(f"audit log ends at record {last_seq} but its authenticated head is "
+                        f"record {head.seq} (records removed or rewritten)")
+    return problems

@@ -1,0 +1,471 @@
+"""Where the master key comes from, behind one small protocol.
+
+* :class:`KeyringSource` - the OS keyring (``keyring``); the default for an operator's shell.
+* :class:`CredentialSource` - a systemd credential, ``$CREDENTIALS_DIRECTORY/<name>``; the
+  default for the daemon (``LoadCredentialEncrypted=`` keeps it encrypted at rest by the TPM or
+  the host key).
+* :class:`KeyFileSource` - a file holding 32 random bytes (base64), refused unless 0600 or
+  stricter; :func:`create_key_file` writes one atomically.
+* :class:`PassphraseSource` - scrypt over a passphrase; the salt and cost parameters live in the
+  vault header so the vault describes how to unlock itself (as borg's key blob does).
+
+A source only produces bytes; whether they open the vault is decided by the key check value in
+the header (:mod:`vault.service`), before anything is written. Sources that can hold a second,
+*pending* key (keyring and key file) support in-place rotation that survives a crash at any
+moment: the new key is staged before the rotation commits and promoted after, and a vault that
+no longer opens with the current key is tried with the pending one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+import stat
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from .envelope import KEY_SIZE, new_key, scrypt_derive
+from .errors import (
+    VaultConflictError,
+    VaultFormatError,
+    VaultInputError,
+    VaultLockedError,
+    VaultPermissionError,
+)
+
+__all__ = [
+    "KEY_SOURCE_KINDS",
+    "PASSPHRASE_ENV",
+    "CredentialSource",
+    "KdfParams",
+    "KeyFileSource",
+    "KeyringSource",
+    "MasterKeySource",
+    "PassphraseSource",
+    "StagedRotation",
+    "create_key_file",
+    "key_source_from_settings",
+    "read_key_file",
+]
+
+KEY_SOURCE_KINDS = ("keyring", "credential", "key-file", "passphrase")
+PASSPHRASE_ENV = "CERTESCROW_VAULT_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
+
+# scrypt defaults: N=2^17, r=8, p=1 is the cost the scrypt paper recommends for file encryption
+# (~128 MiB, a few hundred ms). The limits stop a hostile header from demanding unbounded work.
+SCRYPT_DEFAULT = {"n": 2**17, "r": 8, "p": 1}
+_SCRYPT_MAX_N, _SCRYPT_MAX_R, _SCRYPT_MAX_P = 2**22, 32, 16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KdfParams:
+    """scrypt parameters, stored in the vault header (never secret)."""
+
+    salt: bytes
+    n: int
+    r: int
+    p: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kdf": "scrypt", "salt": base64.b64encode(self.salt).decode(), "n": self.n,
+                "r": self.r, "p": self.p}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> KdfParams:
+        try:
+            if data.get("kdf") != "scrypt":
+                raise VaultFormatError(f"unknown key derivation {data.get('kdf')!r} in the "
+                                       "vault header (this release knows scrypt)")
+            params = cls(salt=base64.b64decode(data["salt"]), n=int(data["n"]),
+                         r=int(data["r"]), p=int(data["p"]))
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            raise VaultFormatError("malformed scrypt parameters in the vault header") from None
+        n, r, p = params.n, params.r, params.p
+        if n < 2 or n & (n - 1) or n > _SCRYPT_MAX_N or not 1 <= r <= _SCRYPT_MAX_R \
+                or not 1 <= p <= _SCRYPT_MAX_P or len(params.salt) < 16:
+            raise VaultFormatError(f"scrypt parameters out of range in the vault header "
+                                   f"(n={n}, r={r}, p={p})")
+        return params
+
+
+@runtime_checkable
+class MasterKeySource(Protocol):
+    """Produces the 32-byte master key. ``kind`` is one of :data:`KEY_SOURCE_KINDS`."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def describe(self) -> str:
+        """Where the key comes from, for messages (never the key)."""
+        ...
+
+    def load(self, kdf: KdfParams | None) -> bytes:
+        """The key, or :class:`VaultLockedError` saying what is missing."""
+        ...
+
+    def create(self) -> tuple[bytes, KdfParams | None]:
+        """A key for a new vault (or a rotation target): the existing one where the source
+        already holds a key (keyring entry, key file), else a fresh one it stores."""
+        ...
+
+
+@runtime_checkable
+class StagedRotation(Protocol):
+    """A source that can hold a pending key next to the current one (in-place rotation)."""
+
+    def stage(self, key: bytes) -> None: ...
+
+    def pending(self) -> bytes | None: ...
+
+    def promote(self) -> None: ...
+
+
+def _decode_key(raw: bytes, where: str) -> bytes:
+    """32 raw bytes, or 32 bytes as base64 or hex text (trailing whitespace ignored)."""
+    if len(raw) == KEY_SIZE:
+        return raw
+    text = raw.strip()
+    try:
+        if len(text) == 2 * KEY_SIZE:
+            key = bytes.fromhex(text.decode("ascii"))
+        else:
+            key = base64.b64decode(text, validate=True)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        key = b""
+    if len(key) != KEY_SIZE:
+        raise VaultLockedError(f"{where} does not hold a 32-byte key (expected base64, hex or "
+                               "32 raw bytes)")
+    return key
+
+
+def _encode_key(key: bytes) -> str:
+    return base64.b64encode(key).decode("ascii")
+
+
+# ------------------------------------------------------------------ key files and credentials
+
+def read_key_file(path: Path, *, what: str = "key file", strict_mode: bool = True) -> bytes:
+    """Read a key file, refusing one that group or others can read (checked on the open file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise VaultLockedError(f"{what} {path} does not exist") from None
+    except PermissionError:
+        raise VaultPermissionError(f"{what} {path}: permission denied") from None
+    except OSError as exc:
+        raise VaultLockedError(f"{what} {path}: cannot open: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise VaultLockedError(f"{what} {path} is not a regular file")
+        loose = st.st_mode & (0o077 if strict_mode else 0o007)
+        if loose:
+            raise VaultPermissionError(
+                f"{what} {path} has mode {stat.S_IMODE(st.st_mode):04o}: others can read it; "
+                f"the vault refuses it (chmod 600 {path}, and replace the key if it was exposed)"
+            )
+        if st.st_size > 4096:
+            raise VaultLockedError(f"{what} {path} is too large to be a key file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            raw = fh.read()
+    finally:
+        os.close(fd)
+    return _decode_key(raw, f"{what} {path}")
+
+
+def create_key_file(path: Path, key: bytes | None = None) -> bytes:
+    """Write a new random key to ``path`` (0600), atomically, never over an existing file.
+
+    The key is written to a temporary file in the same directory, fsynced, then hard-linked to
+    its name (``link`` fails if the name exists, unlike ``rename``), so a crash leaves either no
+    key file or a complete one.
+    """
+    key = new_key() if key is None else key
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise VaultConflictError(f"key file {path} already exists; refusing to overwrite it")
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise VaultInputError(f"cannot create key file {path}: directory {directory} does "
+                              "not exist")
+    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (_encode_key(key) + "\n").encode("ascii"))
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise VaultConflictError(f"key file {path} already exists; refusing to overwrite "
+                                     "it") from None
+        _fsync_dir(directory)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+    return key
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_key_file(path: Path, key: bytes) -> None:
+    """Atomically replace (or create) ``path`` with ``key`` (0600)."""
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (_encode_key(key) + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFileSource:
+    """A key file, 0600 enforced. Its pending key (rotation) lives in ``<file>.next``."""
+
+    path: Path
+
+    @property
+    def kind(self) -> str:
+        return "key-file"
+
+    def describe(self) -> str:
+        return f"key file {self.path}"
+
+    @property
+    def pending_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".next")
+
+    def load(self, kdf: KdfParams | None) -> bytes:
+        return read_key_file(self.path)
+
+    def create(self) -> tuple[bytes, KdfParams | None]:
+        if self.path.exists():
+            return read_key_file(self.path), None
+        return create_key_file(self.path), None
+
+    def stage(self, key: bytes) -> None:
+        _replace_key_file(self.pending_path, key)
+
+    def pending(self) -> bytes | None:
+        if not self.pending_path.exists():
+            return None
+        try:
+            return read_key_file(self.pending_path, what="pending key file")
+        except VaultLockedError:
+            return None
+
+    def promote(self) -> None:
+        try:
+            os.replace(self.pending_path, self.path)
+        except FileNotFoundError:
+            return  # another process promoted it already
+        _fsync_dir(self.path.parent)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialSource:
+    """A systemd credential (``LoadCredential=``/``LoadCredentialEncrypted=``)."""
+
+    name: str = "certescrow-vault-key"
+
+    @property
+    def kind(self) -> str:
+        return "credential"
+
+    def describe(self) -> str:
+        return f"systemd credential {self.name!r}"
+
+    def _path(self) -> Path:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            raise VaultLockedError(
+                f"the vault's master key is the systemd credential {self.name!r}, but "
+                "$CREDENTIALS_DIRECTORY is not set (run under systemd with "
+                f"LoadCredentialEncrypted={self.name}:..., or use --key-file)"
+            )
+        if "/" in self.name or self.name in ("", ".", ".."):
+            raise VaultInputError(f"invalid credential name {self.name!r}")
+        return Path(directory) / self.name
+
+    def load(self, kdf: KdfParams | None) -> bytes:
+        # systemd owns the mode of credential files (0400, sometimes group-readable by the
+        # service's group); refuse only a world-readable one.
+        return read_key_file(self._path(), what="credential file", strict_mode=False)
+
+    def create(self) -> tuple[bytes, KdfParams | None]:
+        # A service cannot mint its own credential: it is provisioned by the operator
+        # (`systemd-creds encrypt`), so a new vault adopts the existing one.
+        return self.load(None), None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyringSource:
+    """The OS keyring through ``keyring`` (base64 text). The pending key is ``<username>.next``."""
+
+    service: str = "certescrow"
+    username: str = "vault-master-key"
+
+    @property
+    def kind(self) -> str:
+        return "keyring"
+
+    def describe(self) -> str:
+        return f"OS keyring (service {self.service!r}, user {self.username!r})"
+
+    def _get(self, username: str) -> str | None:
+        import keyring
+        import keyring.errors
+
+        try:
+            value = keyring.get_password(self.service, username)
+        except keyring.errors.KeyringError as exc:
+            raise VaultLockedError(f"{self.describe()}: the keyring cannot be read: "
+                                   f"{exc.__class__.__name__}") from None
+        return value if isinstance(value, str) else None
+
+    def _set(self, username: str, value: str) -> None:
+        import keyring
+        import keyring.errors
+
+        try:
+            keyring.set_password(self.service, username, value)
+        except keyring.errors.KeyringError as exc:
+            raise VaultLockedError(f"{self.describe()}: cannot store the key: "
+                                   f"{exc.__class__.__name__}") from None
+
+    def load(self, kdf: KdfParams | None) -> bytes:
+        value = self._get(self.username)
+        if value is None:
+            raise VaultLockedError(f"no master key in the {self.describe()}; create the vault "
+                                   "with `certescrow vault init`, or use --key-file")
+        return _decode_key(value.encode("ascii", "replace"), self.describe())
+
+    def create(self) -> tuple[bytes, KdfParams | None]:
+        if self._get(self.username) is not None:
+            return self.load(None), None
+        key = new_key()
+        self._set(self.username, _encode_key(key))
+        return key, None
+
+    def stage(self, key: bytes) -> None:
+        self._set(self.username + ".next", _encode_key(key))
+
+    def pending(self) -> bytes | None:
+        value = self._get(self.username + ".next")
+        if value is None:
+            return None
+        try:
+            return _decode_key(value.encode("ascii", "replace"), self.describe())
+        except VaultLockedError:
+            return None
+
+    def promote(self) -> None:
+        import keyring
+        import keyring.errors
+
+        value = self._get(self.username + ".next")
+        if value is None:
+            return
+        self._set(self.username, value)
+        try:
+            keyring.delete_password(self.service, self.username + ".next")
+        except keyring.errors.PasswordDeleteError:
+            pass
+
+
+def _default_passphrase(confirm: bool) -> str:
+    """The passphrase from ``$CERTESCROW_VAULT_PASSPHRASE``, else a prompt on a terminal.
+
+    Never from argv: command lines are visible to every user of the machine.
+    """
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise VaultLockedError(f"the vault is locked with a passphrase: set {PASSPHRASE_ENV} or "
+                               "run on a terminal to be asked for it")
+    import click
+
+    text: str = click.prompt("Vault passphrase", hide_input=True,
+                             confirmation_prompt=confirm, err=True)
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class PassphraseSource:
+    """scrypt(passphrase); ``get_passphrase(confirm)`` supplies it (prompt or environment)."""
+
+    get_passphrase: Callable[[bool], str] = _default_passphrase
+    new_params: Mapping[str, int] | None = None  # scrypt n/r/p for new keys (tests lower n)
+
+    @property
+    def kind(self) -> str:
+        return "passphrase"
+
+    def describe(self) -> str:
+        return "passphrase (scrypt)"
+
+    def _passphrase(self, confirm: bool) -> bytes:
+        text = self.get_passphrase(confirm)
+        if not text:
+            raise VaultLockedError("an empty passphrase cannot lock a vault")
+        return text.encode("utf-8")
+
+    def load(self, kdf: KdfParams | None) -> bytes:
+        if kdf is None:
+            raise VaultLockedError("this vault was not created with a passphrase (its header "
+                                   "holds no scrypt parameters); use its key file or keyring")
+        return scrypt_derive(self._passphrase(False), salt=kdf.salt, n=kdf.n, r=kdf.r, p=kdf.p)
+
+    def create(self) -> tuple[bytes, KdfParams | None]:
+        params = dict(SCRYPT_DEFAULT)
+        params.update(self.new_params or {})
+        kdf = KdfParams(salt=os.urandom(16), n=params["n"], r=params["r"], p=params["p"])
+        key = scrypt_derive(self._passphrase(True), salt=kdf.salt, n=kdf.n, r=kdf.r, p=kdf.p)
+        return key, kdf
+
+
+def key_source_from_settings(settings: Mapping[str, Any], *,
+                             key_file: Path | None = None) -> MasterKeySource:
+    """The source the ``[vault]`` configuration names; ``key_file`` (``--key-file``) wins."""
+    if key_file is not None:
+        return KeyFileSource(Path(key_file).expanduser())
+    kind = str(settings.get("key_source") or "keyring")
+    if kind == "keyring":
+        return KeyringSource(service=str(settings.get("keyring_service") or "certescrow"),
+                             username=str(settings.get("keyring_username")
+                                          or "vault-master-key"))
+    if kind == "credential":
+        return CredentialSource(str(settings.get("credential") or "certescrow-vault-key"))
+    if kind == "key-file":
+        configured = str(settings.get("key_file") or "")
+        if not configured:
+            raise VaultInputError('[vault] key_source = "key-file" needs [vault] key_file '
+                                  "(or pass --key-file)")
+        return KeyFileSource(Path(configured).expanduser())
+    if kind == "passphrase":
+        return PassphraseSource()
+    raise VaultInputError(f"[vault] key_source = {kind!r} is not one of "
+                          f"{', '.join(KEY_SOURCE_KINDS)}")

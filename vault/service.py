@@ -1,0 +1,892 @@
+"""The ``Vault``: what the CLI and the daemon call. Wires envelope, key source, store and audit.
+
+Opening a vault checks the master key against the header's key check value (the wrapped vault
+secret) *before* anything is written, so a wrong key is a clear :class:`VaultLockedError`, never
+a half-written entry. Every change is one SQLite transaction that also appends its audit record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import audit as audit_log
+from . import formats
+from .envelope import (
+    Binding,
+    Sealed,
+    VaultKeys,
+    derive_subkeys,
+    hmac_tag,
+    integrity_error,
+    metadata_digest,
+    new_key,
+    rewrap,
+    seal,
+    unseal,
+    unwrap_secret,
+    wrap_secret,
+)
+from .errors import (
+    VaultConflictError,
+    VaultEntryNotFoundError,
+    VaultError,
+    VaultFormatError,
+    VaultInputError,
+    VaultIntegrityError,
+    VaultLockedError,
+    VaultNotFoundError,
+)
+from .keysource import KdfParams, MasterKeySource, StagedRotation
+from .store import FORMAT_VERSION, Store, translate_sqlite_error
+
+__all__ = [
+    "EntryInfo",
+    "GenCsrResult",
+    "MatchGroup",
+    "MatchReport",
+    "PutRequest",
+    "PutResult",
+    "RestoreResult",
+    "RotateResult",
+    "Vault",
+    "VaultStatus",
+    "VerifyReport",
+    "default_actor",
+    "open_vault",
+    "restore_vault",
+]
+
+Clock = Callable[[], datetime]
+Progress = Callable[[int, int], None]  # (done, total)
+
+_ENTRY_COLUMNS = ("id, kind, version, label, contract_id, meta, created_at, updated_at, size, "
+                  "fingerprint, match_tag")
+
+
+def _system_clock() -> datetime:
+    # The vault stamps its audit records; callers (tests, the daemon) may inject their clock.
+    return datetime.now(UTC)  # noqa: TID251 - default clock of the outermost API
+
+
+def default_actor() -> str:
+    """``user@host`` for audit records (the uid when the user has no passwd entry)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutResult:
+    entry_id: str
+    created: bool  # False: identical bytes of that kind were already in the vault
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutRequest:
+    kind: str
+    data: bytes
+    contract_id: str | None = None
+    label: str | None = None
+    meta: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryInfo:
+    """An entry's metadata: everything ``list``/``show`` print, nothing decrypted."""
+
+    entry_id: str
+    kind: str
+    version: int
+    label: str | None
+    contract_id: str | None
+    meta: Mapping[str, str]
+    created_at: str
+    updated_at: str
+    size: int
+    matchable: bool  # has a public-key tag, so `match` can pair it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.entry_id, "kind": self.kind, "version": self.version,
+                "label": self.label, "contract_id": self.contract_id, "meta": dict(self.meta),
+                "created_at": self.created_at, "updated_at": self.updated_at,
+                "size": self.size}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchGroup:
+    """Entries that share one public key."""
+
+    keys: tuple[str, ...]
+    certificates: tuple[str, ...]
+    csrs: tuple[str, ...]
+    pkcs12: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"keys": list(self.keys), "certificates": list(self.certificates),
+                "csrs": list(self.csrs), "pkcs12": list(self.pkcs12)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchReport:
+    groups: tuple[MatchGroup, ...]  # at least one key and one certificate/CSR
+    keys_without_certificate: tuple[str, ...]
+    certificates_without_key: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"groups": [g.to_json() for g in self.groups],
+                "keys_without_certificate": list(self.keys_without_certificate),
+                "certificates_without_key": list(self.certificates_without_key)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyReport:
+    entries_checked: int
+    audit_records: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "entries_checked": self.entries_checked,
+                "audit_records": self.audit_records, "problems": list(self.problems)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RotateResult:
+    entries_rewrapped: int
+    key_source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entries_rewrapped": self.entries_rewrapped, "key_source": self.key_source}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreResult:
+    path: Path
+    entries: int
+    replaced: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "entries": self.entries, "replaced": self.replaced}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenCsrResult:
+    key_id: str
+    csr_id: str
+    csr_pem: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key_id": self.key_id, "csr_id": self.csr_id, "csr": self.csr_pem.decode()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VaultStatus:
+    path: Path
+    format_version: int
+    vault_id: str
+    created_at: str
+    key_source: str  # the source this command was given
+    keyed_with: str  # the kind of source the vault was last keyed with (header)
+    locked: bool
+    lock_reason: str | None
+    counts: Mapping[str, int] = field(default_factory=dict)
+    audit_records: int = 0
+    size_bytes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format_version": self.format_version,
+                "vault_id": self.vault_id, "created_at": self.created_at,
+                "key_source": self.key_source, "keyed_with": self.keyed_with,
+                "locked": self.locked, "lock_reason": self.lock_reason,
+                "entries": sum(self.counts.values()), "counts": dict(self.counts),
+                "audit_records": self.audit_records, "size_bytes": self.size_bytes}
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    vault_id: bytes
+    created_at: str
+    keyed_with: str
+    kdf: KdfParams | None
+    wrapped_secret: bytes
+
+
+def _as_staged(source: object) -> StagedRotation | None:
+    return source if isinstance(source, StagedRotation) else None
+
+
+def _read_header(store: Store) -> _Header | None:
+    try:
+        vault_id = store.get_meta("vault_id")
+        wrapped = store.get_meta("wrapped_secret")
+        if vault_id is None or wrapped is None:
+            return None
+        version = int((store.get_meta("format_version") or b"0").decode())
+        if version != FORMAT_VERSION:
+            raise VaultFormatError(f"vault {store.path} has header format version {version}; "
+                                   f"this release reads version {FORMAT_VERSION}")
+        kdf_raw = store.get_meta("kdf")
+        kdf = KdfParams.from_json(json.loads(kdf_raw)) if kdf_raw else None
+        return _Header(vault_id=vault_id, wrapped_secret=wrapped,
+                       created_at=(store.get_meta("created_at") or b"").decode(),
+                       keyed_with=(store.get_meta("key_source") or b"?").decode(), kdf=kdf)
+    except sqlite3.Error as exc:
+        raise translate_sqlite_error(store.path, exc) from None
+    except (ValueError, UnicodeDecodeError):
+        raise integrity_error("vault header") from None
+
+
+def _canonical_meta(meta: Mapping[str, str]) -> str:
+    return json.dumps({str(k): str(v) for k, v in meta.items()}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+def _row_digest(row: Mapping[str, Any]) -> bytes:
+    """The metadata an entry's ciphertexts are bound to (see docs/vault-format.md)."""
+    return metadata_digest([(name, json.dumps(row[name], ensure_ascii=False)) for name in (
+        "label", "contract_id", "meta", "created_at", "updated_at", "size", "fingerprint",
+        "match_tag")])
+
+
+class Vault:
+    """An open vault. Thread-safe (one lock); use as a context manager or call :meth:`close`.
+
+    A vault opened without a key source (``source=None``) is *locked*: metadata (list, show,
+    status, audit) works, anything that decrypts or writes raises :class:`VaultLockedError`.
+    """
+
+    def __init__(self, store: Store, header: _Header, *, clock: Clock, actor: str) -> None:
+        self._store = store
+        self._header = header
+        self._clock = clock
+        self._actor = actor
+        self._keys: VaultKeys | None = None
+        self._source: MasterKeySource | None = None
+        self._lock_reason: str | None = "no key source given"
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def path(self) -> Path:
+        return self._store.path
+
+    @property
+    def unlocked(self) -> bool:
+        return self._keys is not None
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._keys = None
+            self._store.close()
+
+    def unlock(self, source: MasterKeySource) -> None:
+        """Check ``source``'s key against the header; finish an interrupted rotation."""
+        with self._lock:
+            header = self._header
+            key = None
+            try:
+                key = source.load(header.kdf)
+            except VaultLockedError:
+                if not isinstance(source, StagedRotation) or source.pending() is None:
+                    raise
+            secret = unwrap_secret(key, header.vault_id, header.wrapped_secret) \
+                if key is not None else None
+            if secret is None and isinstance(source, StagedRotation):
+                # A rotation committed but did not get to promote its new key: adopt it.
+                pending = source.pending()
+                if pending is not None:
+                    secret = unwrap_secret(pending, header.vault_id, header.wrapped_secret)
+                    if secret is not None:
+                        key = pending
+                        source.promote()
+            if secret is None or key is None:
+                raise VaultLockedError(
+                    f"the master key from the {source.describe()} does not open vault "
+                    f"{self.path} (wrong key, or the vault header was altered); the vault was "
+                    f"last keyed with a {header.keyed_with} source"
+                )
+            self._keys = derive_subkeys(key, header.vault_id, secret)
+            self._source = source
+            self._lock_reason = None
+
+    def _need_keys(self) -> VaultKeys:
+        if self._keys is None:
+            raise VaultLockedError(f"vault {self.path} is locked ({self._lock_reason}); this "
+                                   "operation needs the master key")
+        return self._keys
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._store.write() as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(self.path, exc) from None
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._store.read() as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(self.path, exc) from None
+
+    def _audit(self, conn: sqlite3.Connection, action: str, **fields: Any) -> None:
+        keys = self._need_keys()
+        audit_log.append(conn, audit_key=keys.audit, vault_id=self._header.vault_id,
+                         at=self._clock(), actor=self._actor, action=action, **fields)
+
+    def _binding(self, row: Mapping[str, Any]) -> Binding:
+        return Binding(vault_id=self._header.vault_id, entry_id=str(row["id"]),
+                       kind=str(row["kind"]), version=int(row["version"]),
+                       meta_digest=_row_digest(row))
+
+    # ------------------------------------------------------------------ writing
+    def put(self, kind: str, data: bytes, *, contract_id: str | None = None,
+            label: str | None = None, meta: Mapping[str, str] | None = None) -> PutResult:
+        """Store ``data``; identical bytes of the same kind return the existing entry."""
+        return self.put_many([PutRequest(kind=kind, data=data, contract_id=contract_id,
+                                         label=label, meta=meta)])[0]
+
+    def put_many(self, requests: Iterable[PutRequest]) -> list[PutResult]:
+        """Store several objects in ONE transaction: all of them, or (on error) none."""
+        requests = list(requests)
+        for request in requests:
+            formats.validate(request.kind, request.data)
+        with self._lock:
+            keys = self._need_keys()
+            results: list[PutResult] = []
+            with self._tx() as conn:
+                for request in requests:
+                    results.append(self._put_in_tx(conn, keys, request))
+            return results
+
+    def _put_in_tx(self, conn: sqlite3.Connection, keys: VaultKeys,
+                   request: PutRequest) -> PutResult:
+        fingerprint = hmac_tag(keys.fingerprint, request.kind.encode(), request.data)
+        existing = conn.execute("SELECT id FROM entries WHERE fingerprint = ?",
+                                (fingerprint,)).fetchone()
+        if existing is not None:
+            return PutResult(entry_id=str(existing[0]), created=False)
+        spki = formats.public_key_der(request.kind, request.data)
+        meta = formats.describe(request.kind, request.data)
+        meta.update({str(k): str(v) for k, v in (request.meta or {}).items()})
+        now = _iso(self._clock())
+        row: dict[str, Any] = {
+            "id": secrets.token_hex(8), "kind": request.kind, "version": 1,
+            "label": request.label, "contract_id": request.contract_id,
+            "meta": _canonical_meta(meta), "created_at": now, "updated_at": now,
+            "size": len(request.data), "fingerprint": fingerprint,
+            "match_tag": hmac_tag(keys.match, spki) if spki is not None else None,
+        }
+        sealed = seal(keys.master, self._binding(row), request.data)
+        conn.execute(
+            f"INSERT INTO entries({_ENTRY_COLUMNS}, wrapped_key, ciphertext) "  # noqa: S608 - constant column list
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*(row[c] for c in ("id", "kind", "version", "label", "contract_id", "meta",
+                                "created_at", "updated_at", "size", "fingerprint",
+                                "match_tag")), sealed.wrapped_key, sealed.ciphertext),
+        )
+        self._audit(conn, "put", entry_id=row["id"], kind=request.kind, version=1,
+                    detail={"label": request.label, "contract_id": request.contract_id,
+                            "size": len(request.data)})
+        return PutResult(entry_id=str(row["id"]), created=True)
+
+    def update(self, entry_id: str, *, label: str | None, contract_id: str | None) -> EntryInfo:
+        """New label/contract id: a new entry version, re-sealed under a fresh data key."""
+        with self._lock:
+            keys = self._need_keys()
+            with self._tx() as conn:
+                row = self._row(conn, entry_id)
+                data = self._open_row(conn, keys, row)
+                new = dict(row)
+                new.update(label=label, contract_id=contract_id, version=int(row["version"]) + 1,
+                           updated_at=_iso(self._clock()))
+                sealed = seal(keys.master, self._binding(new), data)
+                conn.execute("UPDATE entries SET label = ?, contract_id = ?, version = ?, "
+                             "updated_at = ?, wrapped_key = ?, ciphertext = ? WHERE id = ?",
+                             (label, contract_id, new["version"], new["updated_at"],
+                              sealed.wrapped_key, sealed.ciphertext, row["id"]))
+                self._audit(conn, "update", entry_id=row["id"], kind=row["kind"],
+                            version=new["version"],
+                            detail={"label": label, "contract_id": contract_id})
+            return self.info(str(row["id"]))
+
+    def remove(self, entry_id: str) -> EntryInfo:
+        """Delete an entry; the audit log keeps that it existed and who removed it."""
+        with self._lock:
+            self._need_keys()
+            with self._tx() as conn:
+                row = self._row(conn, entry_id)
+                info = self._info(row)
+                conn.execute("DELETE FROM entries WHERE id = ?", (row["id"],))
+                self._audit(conn, "rm", entry_id=row["id"], kind=row["kind"],
+                            version=row["version"], detail={"label": row["label"],
+                                                            "contract_id": row["contract_id"]})
+            return info
+
+    def gen_csr(self, *, common_name: str, sans: tuple[str, ...] = (),
+                key_spec: str = "ec:p256", contract_id: str | None = None) -> GenCsrResult:
+        """A new key and its CSR, both stored in one transaction; the key never leaves memory."""
+        key = formats.generate_key(key_spec)
+        key_pem, csr_pem = formats.build_csr(key, common_name=common_name, sans=sans)
+        origin = {"origin": "vault gen-csr"}
+        key_result, csr_result = self.put_many([
+            PutRequest(kind="private-key", data=key_pem, contract_id=contract_id,
+                       label=common_name, meta=origin),
+            PutRequest(kind="csr", data=csr_pem, contract_id=contract_id, label=common_name,
+                       meta=origin),
+        ])
+        return GenCsrResult(key_id=key_result.entry_id, csr_id=csr_result.entry_id,
+                            csr_pem=csr_pem)
+
+    # ------------------------------------------------------------------ reading
+    def _row(self, conn: sqlite3.Connection, entry_id: str) -> dict[str, Any]:
+        cursor = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id = ?", (entry_id,))  # noqa: S608 - constant column list
+        rows = cursor.fetchall()
+        if not rows and 4 <= len(entry_id) < 16 and all(c in "0123456789abcdef"
+                                                         for c in entry_id):
+            cursor = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id LIKE ? "  # noqa: S608 - constant column list
+                                  "LIMIT 2", (entry_id + "%",))
+            rows = cursor.fetchall()
+            if len(rows) > 1:
+                raise VaultEntryNotFoundError(f"entry id prefix {entry_id!r} is ambiguous; "
+                                              "give more characters")
+        if not rows:
+            raise VaultEntryNotFoundError(f"no entry {entry_id!r} in vault {self.path} "
+                                          "(see `certescrow vault list`)")
+        names = [d[0] for d in cursor.description]
+        return dict(zip(names, rows[0], strict=True))
+
+    def _open_row(self, conn: sqlite3.Connection, keys: VaultKeys,
+                  row: Mapping[str, Any]) -> bytes:
+        """Decrypt and check every binding of one row (ids, version against the audit log,
+        fingerprint, public-key tag)."""
+        blobs = conn.execute("SELECT wrapped_key, ciphertext FROM entries WHERE id = ?",
+                             (row["id"],)).fetchone()
+        where = f"entry {row['id']}"
+        if blobs is None:
+            raise integrity_error(where)
+        data = unseal(keys.master, self._binding(row),
+                      Sealed(wrapped_key=bytes(blobs[0]), ciphertext=bytes(blobs[1])))
+        audited = conn.execute("SELECT action, version FROM audit WHERE entry_id = ? "
+                               "ORDER BY seq DESC LIMIT 1", (row["id"],)).fetchone()
+        # A row restored from an older copy still decrypts (its own AAD is consistent); the
+        # audit log is what knows the current version.
+        if audited is None or audited[0] not in ("put", "update") \
+                or int(audited[1]) != int(row["version"]):
+            raise integrity_error(where)
+        if hmac_tag(keys.fingerprint, str(row["kind"]).encode(), data) != row["fingerprint"]:
+            raise integrity_error(where)
+        spki = formats.public_key_der(str(row["kind"]), data)
+        tag = hmac_tag(keys.match, spki) if spki is not None else None
+        if tag != row["match_tag"]:
+            raise integrity_error(where)
+        return data
+
+    def get(self, entry_id: str) -> bytes:
+        """The bytes as stored, after every integrity check (see :meth:`_open_row`)."""
+        with self._lock:
+            keys = self._need_keys()
+            with self._snapshot() as conn:
+                return self._open_row(conn, keys, self._row(conn, entry_id))
+
+    @staticmethod
+    def _info(row: Mapping[str, Any]) -> EntryInfo:
+        try:
+            meta = json.loads(row["meta"])
+        except (ValueError, TypeError):
+            meta = {}
+        return EntryInfo(entry_id=str(row["id"]), kind=str(row["kind"]),
+                         version=int(row["version"]), label=row["label"],
+                         contract_id=row["contract_id"],
+                         meta=meta if isinstance(meta, dict) else {},
+                         created_at=str(row["created_at"]), updated_at=str(row["updated_at"]),
+                         size=int(row["size"]), matchable=row["match_tag"] is not None)
+
+    def info(self, entry_id: str) -> EntryInfo:
+        with self._lock, self._snapshot() as conn:
+            return self._info(self._row(conn, entry_id))
+
+    def history(self, entry_id: str) -> list[audit_log.AuditRecord]:
+        with self._lock, self._snapshot() as conn:
+            return audit_log.read_records(conn, entry_id=entry_id)
+
+    def entries(self, *, kind: str | None = None,
+                contract_id: str | None = None) -> list[EntryInfo]:
+        """Metadata of every entry (oldest first); nothing is decrypted."""
+        if kind is not None and kind not in formats.KINDS:
+            raise VaultInputError(f"unknown kind {kind!r}; kinds are {', '.join(formats.KINDS)}")
+        sql = f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE 1 = 1"  # noqa: S608 - constant column list
+        args: list[Any] = []
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind)
+        if contract_id is not None:
+            sql += " AND contract_id = ?"
+            args.append(contract_id)
+        with self._lock, self._snapshot() as conn:
+            cursor = conn.execute(sql + " ORDER BY created_at, id", args)
+            names = [d[0] for d in cursor.description]
+            return [self._info(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
+
+    def export(self, entry_id: str, fmt: str | None = None, *,
+               p12_password: Callable[[], bytes] | None = None) -> bytes:
+        """The entry converted to ``fmt`` (``None`` = as stored); ``p12`` bundles key and
+        certificate found through ``match``."""
+        with self._lock:
+            keys = self._need_keys()
+            with self._snapshot() as conn:
+                row = self._row(conn, entry_id)
+                data = self._open_row(conn, keys, row)
+                key_pem: bytes | None = None
+                certificates: tuple[bytes, ...] = ()
+                if fmt == "p12" and row["match_tag"] is not None:
+                    if row["kind"] == "certificate":
+                        partner = self._partners(conn, row, "private-key")
+                        key_pem = self._open_row(conn, keys, partner[0]) if partner else None
+                    elif row["kind"] == "private-key":
+                        partners = self._partners(conn, row, "certificate")
+                        partners.sort(key=lambda r: json.loads(r["meta"]).get("not_after", ""),
+                                      reverse=True)
+                        certificates = tuple(self._open_row(conn, keys, p)
+                                             for p in partners[:1])
+                kind = str(row["kind"])
+                entry = str(row["id"])
+            return formats.convert(kind, data, fmt, entry_id=entry, p12_password=p12_password,
+                                   key_pem=key_pem, certificates=certificates)
+
+    def _partners(self, conn: sqlite3.Connection, row: Mapping[str, Any],
+                  kind: str) -> list[dict[str, Any]]:
+        cursor = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE match_tag = ? AND "  # noqa: S608 - constant column list
+                              "kind = ? ORDER BY created_at", (row["match_tag"], kind))
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+    def match(self) -> MatchReport:
+        """Pair keys with certificates and CSRs by public key, through the keyed tags (no
+        payload is decrypted; ``verify`` checks the tags against the payloads)."""
+        groups: dict[str, dict[str, list[str]]] = {}
+        with self._lock, self._snapshot() as conn:
+            for entry_id, kind, tag in conn.execute(
+                    "SELECT id, kind, match_tag FROM entries WHERE match_tag IS NOT NULL "
+                    "ORDER BY created_at, id"):
+                groups.setdefault(tag, {}).setdefault(kind, []).append(entry_id)
+        matched: list[MatchGroup] = []
+        lonely_keys: list[str] = []
+        lonely_certs: list[str] = []
+        for group in groups.values():
+            keys = tuple(group.get("private-key", ()))
+            certs = tuple(group.get("certificate", ()))
+            csrs = tuple(group.get("csr", ()))
+            bundles = tuple(group.get("pkcs12", ()))
+            if (keys or bundles) and (certs or csrs):
+                matched.append(MatchGroup(keys=keys, certificates=certs, csrs=csrs,
+                                          pkcs12=bundles))
+            elif keys:
+                lonely_keys.extend(keys)
+            elif certs:
+                lonely_certs.extend(certs)
+        return MatchReport(groups=tuple(matched), keys_without_certificate=tuple(lonely_keys),
+                           certificates_without_key=tuple(lonely_certs))
+
+    def audit_records(self) -> list[audit_log.AuditRecord]:
+        with self._lock, self._snapshot() as conn:
+            return audit_log.read_records(conn)
+
+    def status(self) -> VaultStatus:
+        with self._lock, self._snapshot() as conn:
+            counts = {str(k): int(n) for k, n in conn.execute(
+                "SELECT kind, count(*) FROM entries GROUP BY kind ORDER BY kind")}
+            records = int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+        size = sum(p.stat().st_size for p in (self.path, self.path.with_name(
+            self.path.name + "-wal")) if p.exists())
+        return VaultStatus(
+            path=self.path, format_version=FORMAT_VERSION, vault_id=self._header.vault_id.hex(),
+            created_at=self._header.created_at,
+            key_source=self._source.describe() if self._source else "none",
+            keyed_with=self._header.keyed_with, locked=self._keys is None,
+            lock_reason=self._lock_reason, counts=counts, audit_records=records,
+            size_bytes=size)
+
+    # ------------------------------------------------------------------ whole-vault work
+    def verify(self, *, progress: Progress | None = None) -> VerifyReport:
+        """Every entry decrypts and every binding holds; the audit chain is whole and matches
+        the live entries (nothing rolled back, nothing deleted behind the log's back)."""
+        with self._lock:
+            keys = self._need_keys()
+            problems: list[str] = []
+            with self._snapshot() as conn:
+                check = conn.execute("PRAGMA quick_check").fetchall()
+                if [r[0] for r in check] != ["ok"]:
+                    problems.append("SQLite structure: " + "; ".join(str(r[0])
+                                                                      for r in check[:5]))
+                records = audit_log.read_records(conn)
+                problems.extend(audit_log.verify_chain(conn, audit_key=keys.audit,
+                                                       vault_id=self._header.vault_id))
+                cursor = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY id")  # noqa: S608 - constant column list
+                names = [d[0] for d in cursor.description]
+                rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+                total = len(rows)
+                for done, row in enumerate(rows, start=1):
+                    try:
+                        self._open_row(conn, keys, row)
+                    except (VaultIntegrityError, VaultFormatError) as exc:
+                        problems.append(str(exc))
+                    if progress is not None:
+                        progress(done, total)
+                live = {str(r["id"]) for r in rows}
+                last: dict[str, str] = {}
+                for record in records:
+                    if record.entry_id is not None:
+                        last[record.entry_id] = record.action
+                for entry_id, action in sorted(last.items()):
+                    if action in ("put", "update") and entry_id not in live:
+                        problems.append(f"entry {entry_id}: missing (deleted outside the vault; "
+                                        "the audit log says it is live)")
+            return VerifyReport(entries_checked=total, audit_records=len(records),
+                                problems=tuple(problems))
+
+    def rotate_key(self, new_source: MasterKeySource | None = None, *,
+                   progress: Progress | None = None) -> RotateResult:
+        """Re-wrap every data key and the vault secret under a new master key, in ONE
+        transaction: an interruption leaves the old key working, or the new one.
+
+        ``new_source=None`` rotates in place: a keyring or key-file source stages the new key
+        as its *pending* key before the commit and promotes it after; :meth:`unlock` finishes a
+        promotion a crash interrupted.
+        """
+        with self._lock:
+            keys = self._need_keys()
+            source = self._source
+            staged: StagedRotation | None = None
+            kdf: KdfParams | None = None
+            if new_source is None:
+                staged = _as_staged(source)
+                if staged is None:
+                    raise VaultInputError(
+                        f"the {source.describe() if source else 'current source'} cannot hold "
+                        "a second key: rotate to a new key file (--new-key-file FILE)")
+                new_master = new_key()
+                target: MasterKeySource | None = source
+            else:
+                new_master, kdf = new_source.create()
+                target = new_source
+            if new_master == keys.master:
+                raise VaultInputError(f"the {target.describe() if target else 'new source'} "
+                                      "holds the current key; rotation needs a new one")
+            vault_id = self._header.vault_id
+            with self._tx() as conn:
+                wrapped = conn.execute("SELECT value FROM meta WHERE name = 'wrapped_secret'"
+                                       ).fetchone()
+                secret = unwrap_secret(keys.master, vault_id, bytes(wrapped[0])) \
+                    if wrapped else None
+                if secret is None:
+                    raise VaultLockedError(f"vault {self.path} was re-keyed by another process "
+                                           "since it was opened; open it again")
+                if staged is not None:
+                    staged.stage(new_master)
+                cursor = conn.execute(f"SELECT {_ENTRY_COLUMNS}, wrapped_key FROM entries")  # noqa: S608 - constant column list
+                names = [d[0] for d in cursor.description]
+                rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+                for done, row in enumerate(rows, start=1):
+                    conn.execute("UPDATE entries SET wrapped_key = ? WHERE id = ?",
+                                 (rewrap(keys.master, new_master, self._binding(row),
+                                         bytes(row["wrapped_key"])), row["id"]))
+                    if progress is not None:
+                        progress(done, len(rows))
+                new_wrapped = wrap_secret(new_master, vault_id, secret)
+                Store.set_meta(conn, "wrapped_secret", new_wrapped)
+                Store.set_meta(conn, "key_source", (target.kind if target else "?").encode())
+                if kdf is not None:
+                    Store.set_meta(conn, "kdf", json.dumps(kdf.to_json()).encode())
+                else:
+                    conn.execute("DELETE FROM meta WHERE name = 'kdf'")
+                self._audit(conn, "rotate-key", detail={
+                    "entries": len(rows), "key_source": target.kind if target else "?"})
+            if staged is not None:
+                staged.promote()
+            self._keys = derive_subkeys(new_master, vault_id, secret)
+            self._source = target
+            self._header = _Header(vault_id=vault_id, created_at=self._header.created_at,
+                                   keyed_with=target.kind if target else "?", kdf=kdf,
+                                   wrapped_secret=new_wrapped)
+            return RotateResult(entries_rewrapped=len(rows),
+                                key_source=target.describe() if target else "?")
+
+    def backup(self, dest: Path, *, force: bool = False) -> Path:
+        """A consistent, still-encrypted copy (SQLite online backup), written 0600 and renamed
+        into place, so ``dest`` is never a half-written file."""
+        dest = Path(dest)
+        with self._lock:
+            self._need_keys()
+            if dest.exists() and not force:
+                raise VaultConflictError(f"{dest} exists; use --force to overwrite it")
+            if dest.resolve() == self.path.resolve():
+                raise VaultInputError("the backup cannot overwrite the vault itself")
+            if not dest.parent.is_dir():
+                raise VaultInputError(f"directory {dest.parent} does not exist")
+            with self._tx() as conn:
+                self._audit(conn, "backup", detail={"to": str(dest)})
+            tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+            try:
+                target = sqlite3.connect(tmp)
+                try:
+                    self._store.conn.backup(target)
+                    target.execute("PRAGMA journal_mode = DELETE")
+                finally:
+                    target.close()
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, dest)
+            except sqlite3.Error as exc:
+                raise translate_sqlite_error(self.path, exc) from None
+            finally:
+                tmp.unlink(missing_ok=True)
+            return dest
+
+
+def open_vault(path: Path, source: MasterKeySource | None, *, create: bool = False,
+               clock: Clock | None = None, actor: str | None = None) -> Vault:
+    """Open (or with ``create=True`` create) the vault at ``path`` and unlock it with ``source``.
+
+    A new vault takes its key from ``source.create()`` (a key file that does not exist is
+    written, an empty keyring entry filled, a passphrase asked twice). ``source=None`` opens it
+    locked, for metadata only.
+    """
+    path = Path(path).expanduser()
+    store = Store.open(path, create=create)
+    try:
+        clock = clock or _system_clock
+        actor = actor or default_actor()
+        header = _read_header(store)
+        if header is None:
+            if not create:
+                raise VaultNotFoundError(f"{path} is an empty vault file (an interrupted "
+                                         "`vault init`?); run `certescrow vault init` again")
+            if source is None:
+                raise VaultLockedError("creating a vault needs a key source")
+            header = _initialise(store, source, clock=clock, actor=actor)
+        vault = Vault(store, header, clock=clock, actor=actor)
+        if source is not None:
+            vault.unlock(source)
+        return vault
+    except BaseException:
+        store.close()
+        raise
+
+
+def _initialise(store: Store, source: MasterKeySource, *, clock: Clock, actor: str) -> _Header:
+    key, kdf = source.create()  # may prompt or touch the keyring: outside the write lock
+    vault_id, secret = os.urandom(16), new_key()
+    created_at = _iso(clock())
+    try:
+        with store.write() as conn:
+            if conn.execute("SELECT 1 FROM meta WHERE name = 'vault_id'").fetchone():
+                pass  # another process initialised it first; fall through to read its header
+            else:
+                for name, value in (("format_version", str(FORMAT_VERSION).encode()),
+                                    ("vault_id", vault_id), ("created_at", created_at.encode()),
+                                    ("key_source", source.kind.encode()),
+                                    ("wrapped_secret", wrap_secret(key, vault_id, secret))):
+                    Store.set_meta(conn, name, value)
+                if kdf is not None:
+                    Store.set_meta(conn, "kdf", json.dumps(kdf.to_json()).encode())
+                keys = derive_subkeys(key, vault_id, secret)
+                audit_log.append(conn, audit_key=keys.audit, vault_id=vault_id, at=clock(),
+                                 actor=actor, action="init",
+                                 detail={"key_source": source.kind})
+    except sqlite3.Error as exc:
+        raise translate_sqlite_error(store.path, exc) from None
+    header = _read_header(store)
+    if header is None:  # pragma: no cover - the transaction above wrote it
+        raise VaultError(f"vault {store.path}: initialisation did not persist")
+    return header
+
+
+def restore_vault(backup: Path, path: Path, source: MasterKeySource, *, force: bool = False,
+                  clock: Clock | None = None, actor: str | None = None) -> RestoreResult:
+    """Replace the vault at ``path`` with ``backup`` after verifying the backup end to end with
+    ``source``'s key. Into a live vault the copy goes through SQLite's backup API, so other
+    connections (the daemon) switch atomically from the old content to the restored one."""
+    backup, path = Path(backup).expanduser(), Path(path).expanduser()
+    if not backup.is_file():
+        raise VaultNotFoundError(f"backup {backup} does not exist")
+    exists = path.exists()
+    if exists and not force:
+        raise VaultConflictError(f"vault {path} exists; restoring replaces its whole content "
+                                 "(use --force)")
+    if not path.parent.exists():
+        Store.open(path, create=True).close()  # makes the private directory and empty file
+        path.unlink()
+    staging = path.with_name(f".{path.name}.restore-{secrets.token_hex(6)}")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
+        try:
+            src = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+            try:
+                dst = sqlite3.connect(staging)
+                try:
+                    src.backup(dst)
+                finally:
+                    dst.close()
+            finally:
+                src.close()
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(backup, exc) from None
+        with open_vault(staging, source, clock=clock, actor=actor) as candidate:
+            report = candidate.verify()
+            if not report.ok:
+                raise VaultIntegrityError(f"backup {backup} fails verification: "
+                                          f"{report.problems[0]}")
+            entries = report.entries_checked
+        if exists:
+            with open_vault(path, None) as live:
+                target = sqlite3.connect(staging)
+                try:
+                    target.backup(live._store.conn)
+                except sqlite3.Error as exc:
+                    raise translate_sqlite_error(path, exc) from None
+                finally:
+                    target.close()
+        else:
+            os.replace(staging, path)
+        with open_vault(path, source, clock=clock, actor=actor) as restored:
+            with restored._tx() as conn:
+                restored._audit(conn, "restore", detail={"from": str(backup)})
+        return RestoreResult(path=path, entries=entries, replaced=exists)
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(str(staging) + suffix).unlink(missing_ok=True)

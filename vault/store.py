@@ -1,0 +1,253 @@
+"""SQLite storage: one file, WAL, transactions, permissions.
+
+Writers serialise with ``BEGIN IMMEDIATE`` (the write lock is taken at the start, so two writers
+never both read-then-write and deadlock) and wait up to ``busy_timeout``. Readers run in WAL
+snapshots, so a reader never sees a half-written entry: an entry is one row, written in one
+transaction together with its audit record. ``synchronous=FULL`` makes a commit durable before
+``put`` returns, so "returned success" means "on disk".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import (
+    VaultBusyError,
+    VaultError,
+    VaultFormatError,
+    VaultIntegrityError,
+    VaultNotFoundError,
+    VaultPermissionError,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SCHEMA",
+    "Store",
+    "check_private_dir",
+    "check_private_file",
+    "translate_sqlite_error",
+]
+
+FORMAT_VERSION = 1
+APPLICATION_ID = 0x43455256  # "CERV" in PRAGMA application_id: `file` and humans can tell
+
+SCHEMA = """
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE entries (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    label       TEXT,
+    contract_id TEXT,
+    meta        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    fingerprint TEXT NOT NULL UNIQUE,
+    match_tag   TEXT,
+    wrapped_key BLOB NOT NULL,
+    ciphertext  BLOB NOT NULL
+);
+CREATE INDEX entries_match ON entries(match_tag);
+CREATE INDEX entries_kind ON entries(kind, created_at);
+CREATE TABLE audit (
+    seq       INTEGER PRIMARY KEY,
+    at        TEXT NOT NULL,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    entry_id  TEXT,
+    kind      TEXT,
+    version   INTEGER,
+    detail    TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE INDEX audit_entry ON audit(entry_id, seq);
+-- Append-only against mistakes; against an attacker the hash chain and its MAC'd head do the work.
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+
+
+def check_private_dir(directory: Path) -> None:
+    try:
+        st = directory.stat()
+    except FileNotFoundError:
+        raise VaultNotFoundError(f"directory {directory} does not exist") from None
+    if st.st_mode & 0o077:
+        raise VaultPermissionError(
+            f"vault directory {directory} has mode {stat.S_IMODE(st.st_mode):04o}; the vault "
+            f"needs a private directory (chmod 700 {directory})"
+        )
+
+
+def check_private_file(path: Path) -> None:
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise VaultPermissionError(f"vault {path} is not a regular file")
+    if st.st_mode & 0o177:
+        raise VaultPermissionError(
+            f"vault {path} has mode {stat.S_IMODE(st.st_mode):04o}; it must be 0600 or "
+            f"stricter (chmod 600 {path})"
+        )
+
+
+def translate_sqlite_error(path: Path, exc: sqlite3.Error) -> VaultError:
+    """A clear vault error for what SQLite reports (a locked file, a damaged one)."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return VaultBusyError(f"vault {path} is busy: another process held its write lock too "
+                              "long; try again")
+    if isinstance(exc, sqlite3.DatabaseError) and (
+            "malformed" in text or "not a database" in text or "disk image" in text
+            or "corrupt" in text or "short read" in text):
+        return VaultIntegrityError(f"vault {path} is damaged or truncated ({text}); restore it "
+                                   "from a backup (`certescrow vault restore`)")
+    return VaultError(f"vault {path}: storage error: {text}")
+
+
+class Store:
+    """The SQLite file. Knows tables and transactions, nothing of cryptography."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = False, busy_timeout_s: float = 30.0) -> Store:
+        path = Path(path)
+        created = False
+        if not path.exists():
+            if not create:
+                raise VaultNotFoundError(f"no vault at {path}; create one with `certescrow "
+                                         "vault init`")
+            _make_private_dir(path.parent)
+            # O_EXCL: two concurrent `init`s cannot both think they created it.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                os.fchmod(fd, 0o600)
+                os.close(fd)
+                created = True
+        check_private_dir(path.parent)
+        check_private_file(path)
+        for suffix in ("-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                check_private_file(side)
+        old_umask = os.umask(0o077)  # SQLite creates -wal/-shm with the database's mode anyway
+        try:
+            conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                store = cls(path, conn)
+                if created or store._is_empty():
+                    store._initialise_schema()
+                store._check_format()
+            except sqlite3.Error as exc:
+                conn.close()
+                raise translate_sqlite_error(path, exc) from None
+            except BaseException:
+                conn.close()
+                raise
+        finally:
+            os.umask(old_umask)
+        return store
+
+    def _is_empty(self) -> bool:
+        row = self.conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        return int(row[0]) == 0
+
+    def _initialise_schema(self) -> None:
+        with self.write() as conn:
+            if int(conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]):
+                return  # another process initialised it while we waited for the lock
+            for statement in SCHEMA.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {FORMAT_VERSION}")
+
+    def _check_format(self) -> None:
+        app = int(self.conn.execute("PRAGMA application_id").fetchone()[0])
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        if app != APPLICATION_ID:
+            raise VaultFormatError(f"{self.path} is not a certescrow vault")
+        if version != FORMAT_VERSION:
+            raise VaultFormatError(
+                f"vault {self.path} has format version {version}; this release reads version "
+                f"{FORMAT_VERSION} (upgrade certescrow)"
+            )
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the write lock is taken up front (BEGIN IMMEDIATE)."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(self.path, exc) from None
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            raise translate_sqlite_error(self.path, exc) from None
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot over several statements."""
+        try:
+            self.conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(self.path, exc) from None
+        try:
+            yield self.conn
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("COMMIT")
+
+    def get_meta(self, name: str) -> bytes | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        value = row[0]
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+    @staticmethod
+    def set_meta(conn: sqlite3.Connection, name: str, value: bytes) -> None:
+        conn.execute("INSERT INTO meta(name, value) VALUES (?, ?) "
+                     "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (name, value))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _make_private_dir(directory: Path) -> None:
+    if directory.exists():
+        return
+    old_umask = os.umask(0o077)
+    try:
+        directory.mkdir(parents=True, mode=0o700, exist_ok=True)
+    finally:
+        os.umask(old_umask)
