@@ -96,6 +96,10 @@ class EnqueueHandler(FileSystemEventHandler):
         try:
             if event.event_type in ("opened", "closed_no_write"):
                 return  # reading a file changes nothing (and our own reads cause these)
+            if event.is_directory and event.event_type == "modified":
+                # A directory's "modified" is the echo of a file event in it, which arrives
+                # on its own; acting on it would rescan the whole directory for every file.
+                return
             for raw in (event.src_path, getattr(event, "dest_path", "")):
                 if raw:
                     self._enqueue(raw if isinstance(raw, str) else raw.decode("utf-8",

@@ -1,0 +1,246 @@
+"""The daemon's worker, driven without watchdog: paths are enqueued by hand and the clock is
+stepped, so each trap is tested deterministically with real certificates, the real reader and
+the real SQLite ledger."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from agent.daemon import MAX_SET_ATTEMPTS
+from agent.records import FileError, FileResult
+from tests.agent.daemon_helpers import (
+    Certbot,
+    CountingReader,
+    SteppingClock,
+    make_daemon,
+    store_config,
+)
+from tests.certfactory import make_cert
+
+
+def test_initial_scan_reports_certbot_live_through_archive_links(tmp_path: Path) -> None:
+    certbot = Certbot(tmp_path / "le")
+    issued = certbot.install()
+    config = store_config([{"path": str(tmp_path / "le" / "live")}])
+    daemon, intake = make_daemon(config, tmp_path)
+
+    summary = daemon.full_scan(collect=True)
+
+    by_location = {(o.location, o.index): o for o in intake.reported}
+    cert = by_location[(str(certbot.live / "cert.pem"), 0)]
+    assert cert.facts.sha256 == issued.sha256
+    assert cert.key_matches is True
+    assert cert.host == "web1"
+    full = by_location[(str(certbot.live / "fullchain.pem"), 0)]
+    assert full.facts.sha256 == issued.sha256 and full.key_matches is True
+    assert by_location[(str(certbot.live / "fullchain.pem"), 1)].key_matches is None  # CA
+    assert summary.errors == []
+    # The ledger has them, unbound (no binding in the store's configuration).
+    seen = {e.event.location for e in intake.ledger.unbound_observations()}  # type: ignore[attr-defined]
+    assert str(certbot.live / "cert.pem") in seen
+
+
+def test_certbot_one_file_at_a_time_update_never_reports_a_mismatched_pair(
+        tmp_path: Path) -> None:
+    certbot = Certbot(tmp_path / "le")
+    certbot.install()
+    clock = SteppingClock()
+    daemon, intake = make_daemon(store_config([{"path": str(tmp_path / "le" / "live")}]),
+                                 tmp_path, clock=clock)
+    daemon.full_scan()
+    intake.clear()
+
+    renewed = certbot.write_generation()
+    # certbot relinks cert.pem first: for a moment it disagrees with privkey.pem.
+    daemon.enqueue(str(certbot.link("cert")))
+    clock.advance(0.2)
+    assert daemon.process_due() == 0  # still inside the quiet period
+    clock.advance(0.2)
+    daemon.process_due()
+    assert intake.reported == []  # key and certificate disagree: nothing reported yet
+    # The set is re-checked after another quiet period; meanwhile certbot carries on.
+    for kind in ("chain", "fullchain", "privkey"):
+        daemon.enqueue(str(certbot.link(kind)))
+        clock.advance(0.05)
+    clock.advance(0.35)
+    daemon.process_due()
+
+    new = [o for o in intake.reported if o.facts.sha256 == renewed.sha256]
+    assert {o.location for o in new} == {str(certbot.live / "cert.pem"),
+                                         str(certbot.live / "fullchain.pem")}
+    assert all(o.key_matches is True for o in new)
+    assert not any(o.key_matches is False for o in intake.reported)
+
+
+def test_certbot_set_that_keeps_disagreeing_is_reported_as_mismatched(tmp_path: Path) -> None:
+    certbot = Certbot(tmp_path / "le")
+    certbot.install()
+    clock = SteppingClock()
+    daemon, intake = make_daemon(store_config([{"path": str(tmp_path / "le" / "live")}]),
+                                 tmp_path, clock=clock)
+    daemon.full_scan()
+    intake.clear()
+    renewed = certbot.write_generation()
+    daemon.enqueue(str(certbot.link("cert")))  # and certbot dies before the other links
+    for _ in range(MAX_SET_ATTEMPTS):
+        clock.advance(0.31)
+        daemon.process_due()
+        if intake.reported:
+            break
+    assert intake.reported == []  # still waiting after MAX-1 quiet periods
+    clock.advance(0.31)
+    daemon.process_due()
+    (obs,) = [o for o in intake.reported if o.facts.sha256 == renewed.sha256]
+    assert obs.key_matches is False
+
+
+def test_certbot_file_vanishing_mid_read_is_retried_not_reported_gone(tmp_path: Path) -> None:
+    certbot = Certbot(tmp_path / "le")
+    certbot.install()
+    clock = SteppingClock()
+    vanish_once = {"armed": True}
+    real = CountingReader()
+
+    def flaky_reader(path: Path, **kwargs: Any) -> FileResult:
+        if vanish_once["armed"] and path.name == "privkey.pem":
+            vanish_once["armed"] = False
+            return FileResult(path=str(path), error=FileError(
+                path=str(path), code="vanished", message="replaced while reading"))
+        return real(path, **kwargs)
+
+    daemon, intake = make_daemon(store_config([{"path": str(tmp_path / "le" / "live")}]),
+                                 tmp_path, clock=clock, reader=flaky_reader)
+    daemon.full_scan()  # privkey.pem "vanishes" during the initial read of the set
+    assert intake.reported == [] and intake.gone == []
+    clock.advance(0.31)
+    daemon.process_due()
+    assert {o.location for o in intake.reported} >= {str(certbot.live / "cert.pem")}
+    assert all(o.key_matches in (True, None) for o in intake.reported)
+    assert intake.gone == []
+
+
+def test_unchanged_files_are_not_read_again_and_one_change_reads_one_file(
+        tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    for i in range(60):
+        (store / f"site{i:03}.pem").write_bytes(make_cert(sans=(f"s{i}.example.jp",)).pem)
+    reader = CountingReader()
+    clock = SteppingClock()
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path,
+                                 clock=clock, reader=reader)
+    daemon.full_scan()
+    assert len(reader.calls) == 60 and len(intake.reported) == 60
+
+    reader.calls.clear()
+    intake.clear()
+    daemon.full_scan()  # the periodic resync: nothing changed, nothing read
+    assert reader.calls == [] and intake.reported == []
+
+    replacement = make_cert(sans=("s7.example.jp",), serial=77)
+    (store / "site007.pem").write_bytes(replacement.pem)
+    daemon.enqueue(str(store / "site007.pem"))
+    clock.advance(0.31)
+    daemon.process_due()
+    assert reader.calls == [str(store / "site007.pem")]
+    assert [o.facts.sha256 for o in intake.reported] == [replacement.sha256]
+
+
+def test_deleted_file_and_removed_directory_are_reported_gone(tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    (store / "sub").mkdir(parents=True)
+    (store / "a.pem").write_bytes(make_cert().pem)
+    (store / "sub" / "b.pem").write_bytes(make_cert(sans=("b.example.jp",)).pem)
+    clock = SteppingClock()
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path, clock=clock)
+    daemon.full_scan()
+
+    (store / "a.pem").unlink()
+    (store / "sub" / "b.pem").unlink()
+    (store / "sub").rmdir()
+    daemon.enqueue(str(store / "a.pem"))
+    daemon.enqueue(str(store / "sub"))
+    clock.advance(0.31)
+    daemon.process_due()
+    assert sorted(intake.gone) == [str(store / "a.pem"), str(store / "sub" / "b.pem")]
+    assert len(daemon.index) == 0
+
+
+def test_new_directory_is_followed(tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    clock = SteppingClock()
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path, clock=clock)
+    daemon.full_scan()
+    (store / "new" / "deeper").mkdir(parents=True)
+    issued = make_cert(sans=("new.example.jp",))
+    (store / "new" / "deeper" / "c.pem").write_bytes(issued.pem)
+    daemon.enqueue(str(store / "new"))  # inotify reports the directory, not what is in it
+    clock.advance(0.31)
+    daemon.process_due()
+    assert [o.facts.sha256 for o in intake.reported] == [issued.sha256]
+
+
+def test_link_outside_the_store_is_a_per_file_error_not_a_report(tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    outside = tmp_path / "elsewhere.pem"
+    outside.write_bytes(make_cert().pem)
+    os.symlink(outside, store / "sneaky.pem")
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path)
+    summary = daemon.full_scan(collect=True)
+    assert intake.reported == []
+    assert [(e.path, e.code) for e in summary.errors] == [
+        (str(store / "sneaky.pem"), "link-outside-root")]
+
+
+def test_missing_store_root_is_a_warning_not_a_crash(tmp_path: Path) -> None:
+    daemon, intake = make_daemon(store_config([{"path": str(tmp_path / "not-yet")}]), tmp_path)
+    summary = daemon.full_scan(collect=True)
+    assert summary.missing_stores == [str(tmp_path / "not-yet")]
+    (tmp_path / "not-yet").mkdir()
+    (tmp_path / "not-yet" / "c.pem").write_bytes(make_cert().pem)
+    daemon.full_scan()  # the periodic resync picks it up once it exists
+    assert len(intake.reported) == 1
+
+
+def test_store_binding_reaches_the_ledger(tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    (store / "c.pem").write_bytes(make_cert().pem)
+    config = store_config([{"path": str(store), "category": "III", "tier": "6m",
+                            "item": "byo"}])
+    daemon, intake = make_daemon(config, tmp_path)
+    summary = daemon.full_scan(collect=True)
+    (obs,) = intake.reported
+    assert obs.binding.tier is not None and obs.binding.tier.value == "6m"
+    (seen,) = summary.certificates
+    assert seen.classification.item == "byo"
+    assert seen.classification.renewable is False  # 90-day BYO: Art.6(3) proviso
+
+
+def test_reload_refuses_a_bad_configuration_and_keeps_the_old(tmp_path: Path) -> None:
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir()
+    second.mkdir()
+    (first / "a.pem").write_bytes(make_cert().pem)
+    (second / "b.pem").write_bytes(make_cert(sans=("b.example.jp",)).pem)
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(f'[agent]\nhost = "web1"\n[[agent.stores]]\npath = "{first}"\n')
+    from agent.config import load_config
+
+    daemon, intake = make_daemon(load_config(config_file), tmp_path, config_path=config_file)
+    daemon.full_scan()
+    assert intake.locations() == [str(first / "a.pem")]
+
+    config_file.write_text('[agent]\nquiet_period_ms = "soon"\n')
+    assert daemon.reload() is False
+    assert daemon.config.agent.stores[0].path == first
+
+    config_file.write_text(f'[agent]\nhost = "web1"\n[[agent.stores]]\npath = "{second}"\n')
+    assert daemon.reload() is True
+    assert daemon.config.agent.stores[0].path == second
+    assert str(second / "b.pem") in intake.locations()
+    daemon.stop_watching()
