@@ -328,7 +328,7 @@ def _pem_block(label: bytes, body: bytes, whole: bytes, ctx: _Context) -> None:
     elif label in _PKCS7_LABELS:
         _parse_pkcs7_der(der, ctx, fmt="pkcs7")
     elif label.endswith(b"PRIVATE KEY"):
-        _pem_key(label, whole, header_encrypted, ctx)
+        _pem_key(label, whole + b"\n", header_encrypted, ctx)
     else:
         ctx.parsed.others.append(_OTHER_LABELS.get(label, f"a '{label.decode()}' PEM block"))
 

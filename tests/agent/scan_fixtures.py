@@ -1,0 +1,56 @@
+"""Odd but real certificates for the reader's tests, built with ``cryptography`` at test time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtensionOID, NameOID
+
+from tests.certfactory import make_ca, make_cert, shared_key
+
+__all__ = ["malformed_san_der", "nonpositive_serial_der", "write"]
+
+
+def write(path: Path, data: bytes, mode: int = 0o644) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    path.chmod(mode)
+    return path
+
+
+def malformed_san_der() -> bytes:
+    """A certificate that loads, but whose subjectAltName is an INTEGER where a SEQUENCE of
+    GeneralName belongs: ``cryptography`` raises only when the extensions are read."""
+    ca = make_ca()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bad.example")]))
+        .issuer_name(ca.name)
+        .public_key(shared_key().public_key())
+        .serial_number(0x5A5A)
+        .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2026, 3, 1, tzinfo=UTC))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+                                       b"\x30\x03\x02\x01\x00"),
+            critical=False,
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return cert.public_bytes(Encoding.DER)
+
+
+def nonpositive_serial_der(value: int = -1) -> bytes:
+    """A certificate whose serial number is ``value`` (0 or -1): RFC 5280 forbids it, and
+    cryptography parses it with a deprecation warning. Built by re-encoding the one-byte serial
+    of an ordinary certificate (its signature no longer verifies, which parsing ignores)."""
+    der = make_cert(serial=1, sans=("negative.example",)).der
+    marker = bytes.fromhex("a003020102020101")  # [0] version v3, INTEGER serial = 1
+    at = der.index(marker)
+    replacement = value.to_bytes(1, "big", signed=True)
+    return der[: at + len(marker) - 1] + replacement + der[at + len(marker):]

@@ -1,0 +1,296 @@
+"""Formats are recognised by content: PEM, DER, PKCS#7, PKCS#12, keys; JKS refused by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+
+from agent.formats import parse_content, sniff
+from agent.reader import read_file
+from agent.records import ReadLimits
+from policy.decisions import Severity
+from tests.agent.scan_fixtures import write
+from tests.certfactory import fresh_key, make_ca, make_cert, shared_key
+
+ONE_SHOT = ReadLimits()
+
+
+def _read(tmp_path: Path, name: str, data: bytes, mode: int = 0o644,
+          passwords: tuple[bytes, ...] = ()) -> object:
+    return read_file(write(tmp_path / name, data, mode), limits=ONE_SHOT, passwords=passwords)
+
+
+def test_pem_with_many_certificates_text_crlf_and_a_key(tmp_path: Path) -> None:
+    a = make_cert(sans=("a.example",))
+    b = make_cert(sans=("b.example",), key=shared_key("ec", 7))
+    data = (b"Bag Attributes\r\n  friendlyName: a\r\nsubject=CN=a.example\r\n"
+            + a.pem.replace(b"\n", b"\r\n") + b"\r\nsome notes between blocks\n"
+            + a.key_pem() + b.pem + b"trailing words\n")
+    result = read_file(write(tmp_path / "bundle.txt", data, 0o600), limits=ONE_SHOT)
+    assert result.error is None
+    assert [(c.index, c.fmt, c.facts.sha256) for c in result.certificates] == [
+        (0, "pem", a.sha256), (1, "pem", b.sha256)]
+    assert len(result.keys) == 1
+    key = result.keys[0]
+    assert (key.key_type, key.key_size, key.encrypted) == ("ec", 256, False)
+    assert key.spki_sha256 == result.certificates[0].spki_sha256
+    assert key.spki_sha256 != result.certificates[1].spki_sha256
+    assert key.mode == 0o600
+    assert key.pem is None  # no key material unless escrow asks for it
+
+
+def test_key_pem_is_kept_only_when_escrow_asks(tmp_path: Path) -> None:
+    issued = make_cert()
+    path = write(tmp_path / "combined.pem", issued.pem + issued.key_pem(), 0o600)
+    result = read_file(path, limits=ONE_SHOT, keep_key_pem=True)
+    assert result.keys[0].pem == issued.key_pem()
+
+
+def test_der_certificate_is_recognised_whatever_its_name(tmp_path: Path) -> None:
+    issued = make_cert(sans=("der.example",))
+    result = read_file(write(tmp_path / "looks-like.pem", issued.der), limits=ONE_SHOT)
+    assert result.error is None
+    assert [(c.fmt, c.facts.sha256) for c in result.certificates] == [("der", issued.sha256)]
+
+
+def test_concatenated_der_certificates_are_all_read(tmp_path: Path) -> None:
+    a, b = make_cert(sans=("a.example",)), make_cert(sans=("b.example",))
+    result = read_file(write(tmp_path / "two.der", a.der + b.der), limits=ONE_SHOT)
+    assert [c.facts.sha256 for c in result.certificates] == [a.sha256, b.sha256]
+
+
+@pytest.mark.parametrize("encoding", [serialization.Encoding.PEM, serialization.Encoding.DER])
+def test_pkcs7_bundle_pem_and_der(tmp_path: Path, encoding: serialization.Encoding) -> None:
+    leaf = make_cert(sans=("p7.example",))
+    ca = make_ca()
+    data = pkcs7.serialize_certificates([leaf.cert, ca.cert], encoding)
+    if encoding is serialization.Encoding.PEM:
+        assert data.startswith(b"-----BEGIN PKCS7-----")
+    result = read_file(write(tmp_path / "chain.p7b", data), limits=ONE_SHOT)
+    assert result.error is None
+    assert {c.fmt for c in result.certificates} == {"pkcs7"}
+    assert {c.facts.sans for c in result.certificates} == {("p7.example",), ()}
+    assert [c.index for c in result.certificates] == [0, 1]
+
+
+def test_pkcs12_without_password(tmp_path: Path) -> None:
+    leaf = make_cert(sans=("p12.example",))
+    data = pkcs12.serialize_key_and_certificates(
+        b"leaf", leaf.key, leaf.cert, [make_ca().cert], serialization.NoEncryption())  # type: ignore[arg-type]
+    result = read_file(write(tmp_path / "bundle.pfx", data, 0o600), limits=ONE_SHOT)
+    assert result.error is None
+    assert result.certificates[0].facts.sha256 == leaf.sha256
+    assert result.certificates[0].fmt == "pkcs12"
+    assert len(result.certificates) == 2
+    assert result.keys[0].encrypted is False
+    assert result.keys[0].spki_sha256 == result.certificates[0].spki_sha256
+    assert "private-key-unencrypted" in {f.code for f in result.findings}
+
+
+def test_pkcs12_with_the_configured_password(tmp_path: Path) -> None:
+    leaf = make_cert(sans=("p12.example",))
+    data = pkcs12.serialize_key_and_certificates(
+        b"leaf", leaf.key, leaf.cert, None,  # type: ignore[arg-type]
+        serialization.BestAvailableEncryption(b"s3cret"))
+    path = write(tmp_path / "store.bin", data, 0o600)
+    result = read_file(path, limits=ONE_SHOT, passwords=(b"wrong", b"s3cret"))
+    assert result.error is None
+    assert result.certificates[0].facts.sha256 == leaf.sha256
+    assert result.keys[0].encrypted is True
+    assert "private-key-unencrypted" not in {f.code for f in result.findings}
+
+
+def test_pkcs12_with_a_wrong_password_is_pkcs12_password(tmp_path: Path) -> None:
+    leaf = make_cert()
+    data = pkcs12.serialize_key_and_certificates(
+        b"leaf", leaf.key, leaf.cert, None,  # type: ignore[arg-type]
+        serialization.BestAvailableEncryption(b"s3cret"))
+    result = read_file(write(tmp_path / "store.p12", data), limits=ONE_SHOT,
+                       passwords=(b"guess",))
+    assert result.error is not None
+    assert result.error.code == "pkcs12-password"
+    assert "1 configured password" in result.error.message
+    assert b"guess".decode() not in result.error.message  # secrets never in messages
+
+
+@pytest.mark.parametrize(("magic", "what"), [(b"\xfe\xed\xfe\xed", "Java KeyStore"),
+                                             (b"\xce\xce\xce\xce", "JCEKS")])
+def test_java_keystore_is_unsupported_format(tmp_path: Path, magic: bytes, what: str) -> None:
+    data = magic + b"\x00\x00\x00\x02\x00\x00\x00\x01" + b"\x00" * 64
+    result = read_file(write(tmp_path / "keystore", data), limits=ONE_SHOT)
+    assert result.error is not None
+    assert result.error.code == "unsupported-format"
+    assert what in result.error.message
+
+
+@pytest.mark.parametrize("data", [b"\x00\x01\x02 random bytes \xff", b"just some text\n",
+                                  b"\x30\x03\x06\x01\x00"])
+def test_garbage_is_garbage(tmp_path: Path, data: bytes) -> None:
+    result = read_file(write(tmp_path / "junk", data), limits=ONE_SHOT)
+    assert result.error is not None
+    assert result.error.code == "garbage"
+
+
+@pytest.mark.parametrize("data", [b"", b"  \r\n\n"])
+def test_empty_file_is_empty(tmp_path: Path, data: bytes) -> None:
+    result = read_file(write(tmp_path / "empty.pem", data), limits=ONE_SHOT)
+    assert result.error is not None
+    assert result.error.code == "empty"
+
+
+def test_truncated_pem_is_truncated(tmp_path: Path) -> None:
+    pem = make_cert().pem
+    result = read_file(write(tmp_path / "cut.pem", pem[: len(pem) // 2]), limits=ONE_SHOT)
+    assert result.error is not None
+    assert result.error.code == "truncated"
+
+
+def test_truncated_second_pem_block_keeps_the_first(tmp_path: Path) -> None:
+    a, b = make_cert(sans=("a.example",)), make_cert(sans=("b.example",))
+    data = a.pem + b.pem[:300]
+    result = read_file(write(tmp_path / "cut.pem", data), limits=ONE_SHOT)
+    assert result.error is None
+    assert [c.facts.sha256 for c in result.certificates] == [a.sha256]
+    assert [(e.code, e.index) for e in result.cert_errors] == [("truncated", 1)]
+    assert any(f.code == "truncated" and f.severity is Severity.CRITICAL
+               for f in result.findings)
+
+
+def test_pem_block_missing_its_end_before_another_block(tmp_path: Path) -> None:
+    a, b = make_cert(sans=("a.example",)), make_cert(sans=("b.example",))
+    cut = a.pem.split(b"-----END")[0]
+    result = read_file(write(tmp_path / "cut.pem", cut + b.pem), limits=ONE_SHOT)
+    assert [c.facts.sha256 for c in result.certificates] == [b.sha256]
+    assert [e.code for e in result.cert_errors] == ["truncated"]
+
+
+def test_truncated_der_is_truncated(tmp_path: Path) -> None:
+    der = make_cert().der
+    result = read_file(write(tmp_path / "cut.der", der[:-40]), limits=ONE_SHOT)
+    assert result.error is not None
+    assert result.error.code == "truncated"
+
+
+def test_truncated_der_inside_a_pem_block_is_truncated(tmp_path: Path) -> None:
+    import base64
+
+    der = make_cert().der[:-30]
+    pem = (b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der)
+           + b"-----END CERTIFICATE-----\n")
+    result = read_file(write(tmp_path / "cut.pem", pem), limits=ONE_SHOT)
+    assert result.error is not None
+    assert result.error.code == "truncated"
+
+
+def test_encrypted_private_key_is_recorded_without_its_spki(tmp_path: Path) -> None:
+    issued = make_cert()
+    result = read_file(write(tmp_path / "key.pem", issued.key_pem(b"pass"), 0o600),
+                       limits=ONE_SHOT)
+    assert result.error is None
+    assert result.certificates == ()
+    key = result.keys[0]
+    assert (key.encrypted, key.spki_sha256) == (True, None)
+    assert {f.code for f in result.findings} == set()
+
+
+def test_encrypted_private_key_opened_by_a_configured_password_is_matched(
+    tmp_path: Path,
+) -> None:
+    issued = make_cert()
+    path = write(tmp_path / "both.pem", issued.pem + issued.key_pem(b"pass"), 0o600)
+    result = read_file(path, limits=ONE_SHOT, passwords=(b"pass",))
+    assert result.keys[0].encrypted is True
+    assert result.keys[0].spki_sha256 == result.certificates[0].spki_sha256
+
+
+def test_rsa_key_in_traditional_format(tmp_path: Path) -> None:
+    key = shared_key("rsa")
+    pem = key.private_bytes(serialization.Encoding.PEM,  # type: ignore[union-attr]
+                            serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    result = read_file(write(tmp_path / "rsa.key", pem, 0o600), limits=ONE_SHOT)
+    assert (result.keys[0].key_type, result.keys[0].key_size) == ("rsa", 2048)
+
+
+def test_der_private_key_is_a_key(tmp_path: Path) -> None:
+    key = fresh_key("ed25519")
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    result = read_file(write(tmp_path / "key.der", der, 0o600), limits=ONE_SHOT)
+    assert result.error is None
+    assert result.keys[0].key_type == "ed25519"
+
+
+def test_world_readable_unencrypted_key_is_critical(tmp_path: Path) -> None:
+    result = read_file(write(tmp_path / "privkey.pem", make_cert().key_pem(), 0o644),
+                       limits=ONE_SHOT)
+    by_code = {f.code: f for f in result.findings}
+    assert by_code["private-key-world-readable"].severity is Severity.CRITICAL
+    assert "0644" in by_code["private-key-world-readable"].message
+    assert by_code["private-key-unencrypted"].severity is Severity.INFO
+
+
+def test_group_readable_unencrypted_key_is_a_warning(tmp_path: Path) -> None:
+    result = read_file(write(tmp_path / "privkey.pem", make_cert().key_pem(), 0o640),
+                       limits=ONE_SHOT)
+    by_code = {f.code: f for f in result.findings}
+    assert by_code["private-key-group-readable"].severity is Severity.WARNING
+    assert "private-key-world-readable" not in by_code
+
+
+def test_owner_only_unencrypted_key_is_only_informational(tmp_path: Path) -> None:
+    result = read_file(write(tmp_path / "privkey.pem", make_cert().key_pem(), 0o600),
+                       limits=ONE_SHOT)
+    assert [(f.code, f.severity) for f in result.findings] == [
+        ("private-key-unencrypted", Severity.INFO)]
+
+
+def test_csr_only_file_has_no_certificate_and_says_what_it_holds(tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csr.example")]))
+           .sign(shared_key(), hashes.SHA256()))  # type: ignore[arg-type]
+    pem = csr.public_bytes(serialization.Encoding.PEM)
+    result = read_file(write(tmp_path / "req.pem", pem), limits=ONE_SHOT)
+    assert result.error is None
+    assert result.certificates == ()
+    assert [f.code for f in result.findings] == ["no-certificate"]
+    assert "signing request" in result.findings[0].message
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [(b"", "empty"), (b"\xfe\xed\xfe\xed", "jks"), (b"-----BEGIN X-----", "pem"),
+     (b"\x01", "garbage")],
+)
+def test_sniff_names_the_format(data: bytes, kind: str) -> None:
+    assert sniff(data) == kind
+
+
+def test_sniff_tells_der_shapes_apart() -> None:
+    leaf = make_cert()
+    assert sniff(leaf.der) == "der"
+    assert sniff(pkcs7.serialize_certificates([leaf.cert], serialization.Encoding.DER)) == "pkcs7"
+    p12 = pkcs12.serialize_key_and_certificates(b"x", leaf.key, leaf.cert, None,  # type: ignore[arg-type]
+                                                serialization.NoEncryption())
+    assert sniff(p12) == "pkcs12"
+
+
+def test_parse_content_never_raises_on_random_input() -> None:
+    import random
+
+    rng = random.Random(5280)
+    leaf = make_cert().der
+    for _ in range(300):
+        cut = rng.randrange(len(leaf))
+        data = bytearray(leaf[:cut])
+        if data:
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        parsed = parse_content(bytes(data), path="fuzz")
+        assert parsed.error is not None or parsed.certificates or parsed.findings

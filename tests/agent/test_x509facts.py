@@ -1,0 +1,110 @@
+"""Every field of a certificate, read inside one error boundary; warnings become findings."""
+
+from __future__ import annotations
+
+import base64
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.reader import read_file
+from agent.records import ReadLimits
+from agent.x509facts import MalformedCertificateError, parse_der_certificate
+from policy.decisions import Severity
+from tests.agent.scan_fixtures import malformed_san_der, nonpositive_serial_der, write
+from tests.certfactory import OV_OID, fresh_key, make_ca, make_cert
+
+ONE_SHOT = ReadLimits()
+
+
+def _pem(der: bytes) -> bytes:
+    return (b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der)
+            + b"-----END CERTIFICATE-----\n")
+
+
+def test_facts_carry_every_field_the_issue_lists() -> None:
+    nb = datetime(2026, 2, 1, 0, 0, 0, tzinfo=UTC)
+    issued = make_cert(not_before=nb, lifetime=timedelta(days=199),
+                       sans=("www.example.jp", "192.0.2.7", "*.example.jp"),
+                       issuer_org="GlobalSign nv-sa", issuer_cn="GlobalSign GCC R3 OV TLS CA 2024",
+                       policy_oids=(OV_OID, "1.3.6.1.4.1.4146.1.20"), serial=0x1F2E)
+    parsed = parse_der_certificate(issued.der)
+    facts = parsed.facts
+    assert facts.sha256 == issued.sha256
+    assert facts.subject == "CN=www.example.jp"
+    assert facts.subject_cn == "www.example.jp"
+    assert facts.issuer == "CN=GlobalSign GCC R3 OV TLS CA 2024,O=GlobalSign nv-sa"
+    assert (facts.issuer_org, facts.issuer_cn) == ("GlobalSign nv-sa",
+                                                   "GlobalSign GCC R3 OV TLS CA 2024")
+    assert facts.serial == "1f2e"
+    assert facts.sans == ("www.example.jp", "192.0.2.7", "*.example.jp")
+    assert facts.not_before_utc == nb
+    assert facts.not_after_utc == nb + timedelta(days=199) - timedelta(seconds=1)
+    assert facts.not_after_utc.tzinfo is not None
+    assert (facts.key_type, facts.key_size) == ("ec", 256)
+    assert facts.signature_algorithm == "ecdsa-with-SHA256"
+    assert facts.policy_oids == (OV_OID, "1.3.6.1.4.1.4146.1.20")
+    assert (facts.is_ca, facts.self_signed) == (False, False)
+    assert parsed.findings == ()
+    assert parsed.spki_sha256 is not None
+
+
+def test_self_signed_ca_is_recognised() -> None:
+    ca = make_ca("Self Org", "Self Root", slot=3)
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    facts = parse_der_certificate(ca.cert.public_bytes(Encoding.DER)).facts
+    assert (facts.is_ca, facts.self_signed) == (True, True)
+
+
+def test_rsa_key_type_and_size() -> None:
+    facts = parse_der_certificate(make_cert(key=fresh_key("rsa")).der).facts
+    assert (facts.key_type, facts.key_size) == ("rsa", 2048)
+
+
+def test_malformed_extension_raising_lazily_is_a_per_certificate_error(tmp_path: Path) -> None:
+    good_before = make_cert(sans=("before.example",))
+    good_after = make_cert(sans=("after.example",))
+    data = good_before.pem + _pem(malformed_san_der()) + good_after.pem
+    result = read_file(write(tmp_path / "mixed.pem", data), limits=ONE_SHOT)
+    assert result.error is None
+    assert [(c.index, c.facts.sha256) for c in result.certificates] == [
+        (0, good_before.sha256), (2, good_after.sha256)]
+    assert [(e.code, e.index) for e in result.cert_errors] == [("malformed-certificate", 1)]
+    assert "subject_alternative_name" in result.cert_errors[0].message
+    assert any(f.code == "malformed-certificate" and "certificate #1" in f.message
+               for f in result.findings)
+
+
+def test_file_holding_only_a_malformed_certificate_fails_with_that_code(tmp_path: Path) -> None:
+    result = read_file(write(tmp_path / "bad.der", malformed_san_der()), limits=ONE_SHOT)
+    assert result.error is not None
+    assert result.error.code == "malformed-certificate"
+
+
+def test_malformed_certificate_raises_one_error_type() -> None:
+    with pytest.raises(MalformedCertificateError, match="subject_alternative_name"):
+        parse_der_certificate(malformed_san_der())
+
+
+@pytest.mark.parametrize("serial", [0, -1])
+def test_nonpositive_serial_warning_becomes_a_finding_not_stderr_noise(
+    tmp_path: Path, serial: int
+) -> None:
+    der = nonpositive_serial_der(serial)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as pytest's filterwarnings=error: any leak would raise
+        result = read_file(write(tmp_path / "neg.pem", _pem(der)), limits=ONE_SHOT)
+    assert result.error is None
+    record = result.certificates[0]
+    assert record.facts.serial == format(serial, "x")
+    assert [(f.code, f.severity) for f in record.findings] == [
+        ("non-positive-serial", Severity.WARNING)]
+    assert "RFC 5280" in record.findings[0].message
+
+
+def test_nonpositive_serial_in_der_file_is_also_caught(tmp_path: Path) -> None:
+    result = read_file(write(tmp_path / "neg.der", nonpositive_serial_der(0)), limits=ONE_SHOT)
+    assert [f.code for f in result.certificates[0].findings] == ["non-positive-serial"]
