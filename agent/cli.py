@@ -22,3 +22,10 @@ def inspect_command() -> None:
 @click.group("agent")
 def agent_group() -> None:
     """The daemon that watches certificate stores."""
+
+
+# `agent run` and `agent check-config` live in agent/daemon_cli.py (the daemon's shell).
+from .daemon_cli import check_config_command, run_command  # noqa: E402
+
+agent_group.add_command(run_command)
+agent_group.add_command(check_config_command)
