@@ -34,7 +34,8 @@ def test_initial_scan_reports_certbot_live_through_archive_links(tmp_path: Path)
     assert cert.key_matches is True
     assert cert.host == "web1"
     full = by_location[(str(certbot.live / "fullchain.pem"), 0)]
-    assert full.facts.sha256 == issued.sha256 and full.key_matches is True
+    assert full.facts.sha256 == issued.sha256
+    assert full.key_matches is True
     assert by_location[(str(certbot.live / "fullchain.pem"), 1)].key_matches is None  # CA
     assert summary.errors == []
     # The ledger has them, unbound (no binding in the store's configuration).
@@ -113,7 +114,8 @@ def test_certbot_file_vanishing_mid_read_is_retried_not_reported_gone(tmp_path: 
     daemon, intake = make_daemon(store_config([{"path": str(tmp_path / "le" / "live")}]),
                                  tmp_path, clock=clock, reader=flaky_reader)
     daemon.full_scan()  # privkey.pem "vanishes" during the initial read of the set
-    assert intake.reported == [] and intake.gone == []
+    assert intake.reported == []
+    assert intake.gone == []
     clock.advance(0.31)
     daemon.process_due()
     assert {o.location for o in intake.reported} >= {str(certbot.live / "cert.pem")}
@@ -132,12 +134,14 @@ def test_unchanged_files_are_not_read_again_and_one_change_reads_one_file(
     daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path,
                                  clock=clock, reader=reader)
     daemon.full_scan()
-    assert len(reader.calls) == 60 and len(intake.reported) == 60
+    assert len(reader.calls) == 60
+    assert len(intake.reported) == 60
 
     reader.calls.clear()
     intake.clear()
     daemon.full_scan()  # the periodic resync: nothing changed, nothing read
-    assert reader.calls == [] and intake.reported == []
+    assert reader.calls == []
+    assert intake.reported == []
 
     replacement = make_cert(sans=("s7.example.jp",), serial=77)
     (store / "site007.pem").write_bytes(replacement.pem)
@@ -215,7 +219,8 @@ def test_store_binding_reaches_the_ledger(tmp_path: Path) -> None:
     daemon, intake = make_daemon(config, tmp_path)
     summary = daemon.full_scan(collect=True)
     (obs,) = intake.reported
-    assert obs.binding.tier is not None and obs.binding.tier.value == "6m"
+    assert obs.binding.tier is not None
+    assert obs.binding.tier.value == "6m"
     (seen,) = summary.certificates
     assert seen.classification.item == "byo"
     assert seen.classification.renewable is False  # 90-day BYO: Art.6(3) proviso
