@@ -48,6 +48,7 @@ from .errors import (
     VaultIntegrityError,
     VaultLockedError,
     VaultNotFoundError,
+    VaultPermissionError,
 )
 from .keysource import KdfParams, MasterKeySource, StagedRotation
 from .store import FORMAT_VERSION, Store, translate_sqlite_error
@@ -337,6 +338,16 @@ class Vault:
             self._keys = derive_subkeys(key, header.vault_id, secret)
             self._source = source
             self._lock_reason = None
+
+    def try_unlock(self, source: MasterKeySource) -> bool:
+        """:meth:`unlock`, recording why it failed instead of raising (for ``status``)."""
+        try:
+            self.unlock(source)
+        except (VaultLockedError, VaultPermissionError, VaultFormatError) as exc:
+            self._source = source
+            self._lock_reason = str(exc)
+            return False
+        return True
 
     def _need_keys(self) -> VaultKeys:
         if self._keys is None:
