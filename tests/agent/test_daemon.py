@@ -249,3 +249,46 @@ def test_reload_refuses_a_bad_configuration_and_keeps_the_old(tmp_path: Path) ->
     assert daemon.config.agent.stores[0].path == second
     assert str(second / "b.pem") in intake.locations()
     daemon.stop_watching()
+
+
+def test_art4_7_escrow_puts_key_and_certificate_into_a_real_vault(tmp_path: Path) -> None:
+    from vault import KeyFileSource, open_vault
+
+    certbot = Certbot(tmp_path / "le")
+    issued = certbot.install()
+    key_file = tmp_path / "keys" / "vault.key"
+    key_file.parent.mkdir(mode=0o700)
+    vault_path = tmp_path / "vault" / "vault.sqlite3"
+    opened: list[Any] = []
+
+    def factory() -> Any:
+        vault = open_vault(vault_path, KeyFileSource(key_file), create=True)
+        opened.append(vault)
+        return vault
+
+    config = store_config([{"path": str(tmp_path / "le" / "live"), "escrow": True,
+                            "contract": "C-42"}])
+    daemon, _ = make_daemon(config, tmp_path, vault_factory=factory)
+    summary = daemon.full_scan(collect=True)
+
+    kinds = {(e.kind, e.path) for e in summary.escrowed}
+    assert ("private-key", str(certbot.live / "privkey.pem")) in kinds
+    assert ("certificate", str(certbot.live / "cert.pem")) in kinds
+    cert_seen = next(c for c in summary.certificates
+                     if c.record.path == str(certbot.live / "cert.pem"))
+    (finding,) = [f for f in cert_seen.findings if f.code == "escrowed"]
+    assert finding.clause == "Art.4(7)"
+    vault = opened[0]
+    key_entry = next(e.entry_id for e in summary.escrowed if e.kind == "private-key")
+    cert_entry = next(e.entry_id for e in summary.escrowed
+                      if e.kind == "certificate" and e.path.endswith("cert.pem"))
+    assert vault.get(key_entry) == issued.key_pem()
+    assert vault.get(cert_entry) == issued.der
+    daemon.shutdown()
+
+    # A second daemon run escrows nothing twice (put is idempotent).
+    again, _ = make_daemon(config, tmp_path, vault_factory=factory)
+    second = again.full_scan(collect=True)
+    assert second.escrowed
+    assert not any(e.created for e in second.escrowed)
+    again.shutdown()

@@ -1,0 +1,223 @@
+"""The real watchdog observer on a temporary store: what reaches the queue, and what never
+kills the observer."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from watchdog.observers.api import BaseObserver
+
+from agent.logs import EventLog
+from agent.watch import PathQueue, StoreWatcher, inotify_limits
+from tests.certfactory import make_cert
+
+
+class Collected:
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, path: str) -> None:
+        with self.lock:
+            self.paths.append(path)
+
+    def wait_for(self, predicate: Callable[[list[str]], bool], timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if predicate(list(self.paths)):
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def clear(self) -> None:
+        with self.lock:
+            self.paths.clear()
+
+
+@pytest.fixture
+def watched(tmp_path: Path) -> Iterator[tuple[Path, Collected, StoreWatcher]]:
+    store = tmp_path / "store"
+    store.mkdir()
+    collected = Collected()
+    watcher = StoreWatcher(collected, mode="inotify")
+    assert watcher.start([store]) == "inotify"
+    try:
+        yield store, collected, watcher
+    finally:
+        watcher.stop()
+
+
+def test_create_modify_and_delete_reach_the_queue(
+        watched: tuple[Path, Collected, StoreWatcher]) -> None:
+    store, collected, _ = watched
+    target = store / "a.pem"
+    target.write_bytes(make_cert().pem)
+    assert collected.wait_for(lambda p: str(target) in p)
+    collected.clear()
+    with target.open("ab") as fh:
+        fh.write(b"\n")
+    assert collected.wait_for(lambda p: str(target) in p)
+    collected.clear()
+    target.unlink()
+    assert collected.wait_for(lambda p: str(target) in p)
+
+
+def test_rename_replace_reports_the_destination(
+        watched: tuple[Path, Collected, StoreWatcher]) -> None:
+    store, collected, _ = watched
+    (store / "site.pem").write_bytes(make_cert().pem)
+    assert collected.wait_for(lambda p: str(store / "site.pem") in p)
+    collected.clear()
+    tmp = store / ".site.pem.tmp"
+    tmp.write_bytes(make_cert(sans=("new.example.jp",)).pem)
+    os.replace(tmp, store / "site.pem")  # what certbot and most deploy tools do
+    assert collected.wait_for(lambda p: str(store / "site.pem") in p)
+
+
+def test_new_subdirectory_is_followed(watched: tuple[Path, Collected, StoreWatcher]) -> None:
+    store, collected, _ = watched
+    sub = store / "new"
+    sub.mkdir()
+    assert collected.wait_for(lambda p: str(sub) in p)
+    time.sleep(0.1)  # watchdog adds the watch on the new directory
+    (sub / "c.pem").write_bytes(make_cert().pem)
+    assert collected.wait_for(lambda p: str(sub / "c.pem") in p)
+
+
+def test_handler_exception_never_kills_the_observer(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    calls: list[str] = []
+
+    def explode(path: str) -> None:
+        calls.append(path)
+        raise RuntimeError("a bug in the enqueue callback")
+
+    watcher = StoreWatcher(explode, mode="inotify")
+    watcher.start([store])
+    try:
+        (store / "a.pem").write_bytes(b"x")
+        deadline = time.monotonic() + 5
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (store / "b.pem").write_bytes(b"y")
+        while not any(p.endswith("b.pem") for p in calls) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any(p.endswith("b.pem") for p in calls)  # still dispatching after a failure
+        assert watcher.handler.failures >= 2
+        assert watcher.alive()
+        assert watcher.dead_threads() == []
+    finally:
+        watcher.stop()
+
+
+def test_a_stopped_emitter_is_reported_dead(
+        watched: tuple[Path, Collected, StoreWatcher]) -> None:
+    _, _, watcher = watched
+    assert watcher.alive()
+    observer = watcher.observer
+    assert observer is not None
+    (emitter,) = list(observer.emitters)
+    emitter.stop()
+    emitter.join(timeout=5)
+    assert not watcher.alive()
+    assert any(name.startswith("emitter ") for name in watcher.dead_threads())
+
+
+class _ExhaustedObserver(BaseObserver):
+    """An inotify observer whose kernel budget is used up (what ENOSPC looks like)."""
+
+    def __init__(self) -> None:
+        from watchdog.observers.inotify import InotifyEmitter
+
+        super().__init__(InotifyEmitter)
+
+    def schedule(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+
+def test_inotify_watch_exhaustion_falls_back_to_polling_and_says_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    collected = Collected()
+    logger = logging.getLogger("test.watch")
+    watcher = StoreWatcher(collected, mode="auto", log=EventLog(logger),
+                           polling_interval_s=0.1, inotify_factory=_ExhaustedObserver)
+    with caplog.at_level(logging.WARNING, logger="test.watch"):
+        assert watcher.start([store]) == "polling"
+    try:
+        assert any("inotify watches ran out" in r.getMessage() for r in caplog.records)
+        (store / "a.pem").write_bytes(make_cert().pem)
+        assert collected.wait_for(lambda p: str(store / "a.pem") in p)
+        assert watcher.alive()
+    finally:
+        watcher.stop()
+
+
+def test_inotify_mode_has_no_fallback(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    watcher = StoreWatcher(lambda p: None, mode="inotify", inotify_factory=_ExhaustedObserver)
+    with pytest.raises(OSError, match="limit"):
+        watcher.start([store])
+    watcher.stop()
+
+
+def test_configured_polling_is_used_and_logged(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    logger = logging.getLogger("test.watch.polling")
+    watcher = StoreWatcher(lambda p: None, mode="polling", log=EventLog(logger),
+                           polling_interval_s=0.1)
+    with caplog.at_level(logging.WARNING, logger="test.watch.polling"):
+        assert watcher.start([store]) == "polling"
+    watcher.stop()
+    assert any('configured (observer = "polling")' in r.getMessage() for r in caplog.records)
+
+
+def test_missing_root_is_not_watched_until_it_appears(tmp_path: Path) -> None:
+    collected = Collected()
+    watcher = StoreWatcher(collected, mode="inotify")
+    watcher.start([tmp_path / "later"])
+    try:
+        assert watcher.missing == [tmp_path / "later"]
+        assert watcher.alive()
+        (tmp_path / "later").mkdir()
+        assert watcher.retry_missing() == [tmp_path / "later"]
+        (tmp_path / "later" / "c.pem").write_bytes(b"x")
+        assert collected.wait_for(lambda p: str(tmp_path / "later" / "c.pem") in p)
+    finally:
+        watcher.stop()
+
+
+def test_queue_coalesces_events_until_quiet() -> None:
+    now = [0.0]
+    queue = PathQueue(clock=lambda: now[0])
+    queue.put("/s/cert.pem")
+    now[0] = 0.2
+    queue.put("/s/cert.pem")  # a second event restarts the quiet period
+    queue.put("/s/privkey.pem")
+    now[0] = 0.45
+    assert queue.take_due(0.3) == []
+    assert queue.next_due_in(0.3) == pytest.approx(0.05)
+    now[0] = 0.5
+    assert sorted(queue.take_due(0.3)) == ["/s/cert.pem", "/s/privkey.pem"]
+    assert len(queue) == 0
+    assert queue.next_due_in(0.3) is None
+
+
+def test_inotify_limits_are_read_from_proc() -> None:
+    limits = inotify_limits()
+    assert set(limits) == {"max_user_watches", "max_user_instances", "max_queued_events"}
+    if Path("/proc/sys/fs/inotify/max_user_watches").exists():
+        assert isinstance(limits["max_user_watches"], int)

@@ -1,0 +1,117 @@
+"""``certescrow agent run --once`` and ``certescrow agent check-config``, through the real root
+command (so exit codes are the ones a shell sees)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.main import main
+from policy.ledger import Ledger
+from tests.agent.daemon_helpers import Certbot
+from tests.certfactory import make_cert
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    out, err = capsys.readouterr()
+    code = info.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def write_config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def test_check_config_prints_the_effective_configuration(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, f'[agent]\nhost = "web1"\n[[agent.stores]]\n'
+                                    f'path = "{tmp_path}/le/live"\n')
+    code, out, err = run(["agent", "check-config", str(config)], capsys)
+    assert code == 0
+    assert "(valid)" in out
+    assert 'host = "web1"' in out
+    assert f'follow_links_into = ["{tmp_path}/le/archive"]' in out
+    assert "quiet_period_ms = 300" in out
+    assert f"store {tmp_path}/le/live does not exist" in err
+
+
+def test_check_config_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, '[agent]\nobserver = "polling"\n')
+    code, out, _ = run(["agent", "check-config", "--json", str(config)], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["agent"]["observer"] == "polling"
+    assert data["agent"]["stores"][0]["path"] == "/etc/letsencrypt/live"
+    assert data["vault"]["key_source"] == "keyring"
+    assert data["source"] == str(config)
+
+
+def test_check_config_error_names_file_and_key_and_exits_31(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, '[[agent.stores]]\npath = "/srv"\ntier = "7m"\n')
+    code, _, err = run(["agent", "check-config", str(config)], capsys)
+    assert code == 31
+    assert err.strip() == (f'Error: {config}: agent.stores[0].tier: unknown tier "7m": '
+                           "expected one of 6m, 1y, 2y, 3y, unlimited")
+
+
+def test_run_once_reports_to_the_ledger_and_prints_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    certbot = Certbot(tmp_path / "le")
+    issued = certbot.install()
+    ledger = tmp_path / "ledger.sqlite3"
+    config = write_config(tmp_path, f'[policy]\nledger = "{ledger}"\n[agent]\nhost = "web1"\n'
+                                    f'[[agent.stores]]\npath = "{tmp_path}/le/live"\n')
+    code, out, _ = run(["agent", "run", "--once", "--json", "--config", str(config),
+                        "--at", "2026-02-01T12:00:00+09:00"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    rows = {(c["path"], c["index"]): c for c in data["certificates"]}
+    cert = rows[(str(certbot.live / "cert.pem"), 0)]
+    assert cert["sha256"] == issued.sha256
+    assert cert["key_matches"] is True
+    assert cert["category"] == "III"
+    assert cert["renewable"] is False
+    assert data["errors"] == []
+    with Ledger.open(ledger) as opened:
+        locations = {e.event.location for e in opened.unbound_observations()}  # type: ignore[attr-defined]
+    assert str(certbot.live / "cert.pem") in locations
+
+
+def test_run_once_table_and_exit_status(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    (store / "ok.pem").write_bytes(make_cert().pem)
+    (store / "junk.pem").write_bytes(b"not a certificate at all")
+    config = write_config(tmp_path, f'[policy]\nledger = "{tmp_path}/l.sqlite3"\n'
+                                    f'[[agent.stores]]\npath = "{store}"\n')
+    code, out, err = run(["agent", "run", "--once", "--exit-status", "--config", str(config),
+                          "--at", "2026-02-01"], capsys)
+    # The 90-day BYO certificate's overdue renewal notice is a warning; an unreadable file
+    # makes the run "unknown" (3) unless something is critical.
+    assert code == 3
+    assert f"{store / 'ok.pem'}[0]" in out
+    assert "1 certificate(s) in 2 file(s); 1 error(s)" in out
+    assert f"error: {store / 'junk.pem'}: garbage:" in err
+
+
+def test_real_subprocess_check_config(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "[agent]\nmax_file_size = 0\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([str(Path(sys.executable).parent / "certescrow"), "agent",
+                           "check-config", str(config)], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+    assert done.returncode == 31
+    assert "agent.max_file_size: must be at least 1" in done.stderr
