@@ -1,0 +1,311 @@
+"""The ledger file: creation, refusal of foreign or newer files, append-only journal, intake."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from policy.errors import ContractStateError, LedgerError, UnknownContractError
+from policy.events import AnswerReceived, CertificateObserved, NoticeSent
+from policy.intake import Binding, Observation
+from policy.ledger import APPLICATION_ID, SCHEMA_VERSION, Ledger
+from policy.rules.art6 import Answer
+from tests.policy.ledger_fixtures import T0, accepted, bound, facts
+
+UNBOUND = Binding()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    led = Ledger.open(tmp_path / "state" / "ledger.sqlite3")
+    yield led
+    led.close()
+
+
+def _obs(cert_tag: str = "a", *, location: str = "/etc/ssl/site.pem", index: int = 0,
+         binding: Binding = UNBOUND, sans: tuple[str, ...] = ("www.example.jp",),
+         is_ca: bool = False) -> Observation:
+    return Observation(facts=facts(tag=cert_tag, sans=sans, is_ca=is_ca), host="web1",
+                       location=location, index=index, observed_at_utc=T0, binding=binding)
+
+
+# ---------------------------------------------------------------- the file
+
+
+def test_ledger_file_is_created_0600_in_a_0700_directory(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "dir" / "ledger.sqlite3"
+    with Ledger.open(path) as led:
+        led.append(accepted())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    for sidecar in path.parent.glob("ledger.sqlite3-*"):
+        assert stat.S_IMODE(sidecar.stat().st_mode) & 0o077 == 0
+
+
+def test_ledger_is_sqlite_in_wal_mode_with_application_id_and_version(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite3"
+    Ledger.open(path).close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        conn.close()
+
+
+def test_ledger_refuses_a_file_that_is_not_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"certificate notes, definitely not a database\n" * 100)
+    with pytest.raises(LedgerError, match=r"notes\.txt: not a certescrow ledger"):
+        Ledger.open(path)
+    assert path.read_bytes().startswith(b"certificate notes")
+
+
+def test_ledger_refuses_an_sqlite_database_of_another_application(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE customers (id INTEGER)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError, match="another application"):
+        Ledger.open(path)
+
+
+def test_ledger_refuses_a_foreign_application_id(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA application_id = 1234")
+    conn.execute("CREATE TABLE t (id INTEGER)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError, match="application_id"):
+        Ledger.open(path)
+
+
+def test_ledger_refuses_a_newer_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite3"
+    with Ledger.open(path) as led:
+        led.append(accepted())
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError, match="newer certescrow"):
+        Ledger.open(path)
+
+
+def test_ledger_refuses_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError, match="is a directory"):
+        Ledger.open(tmp_path)
+
+
+def test_ledger_open_without_create_does_not_create_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.sqlite3"
+    with pytest.raises(LedgerError, match="no ledger here"):
+        Ledger.open(path, create=False)
+    assert not path.exists()
+
+
+def test_ledger_events_survive_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite3"
+    with Ledger.open(path) as led:
+        led.append(accepted())
+        led.append(bound())
+    with Ledger.open(path) as led:
+        assert led.contract_ids() == ["c1"]
+        assert [e.event.KIND for e in led.journal("c1")] == ["application-accepted",
+                                                             "certificate-bound"]
+
+
+# ---------------------------------------------------------------- append-only
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE journal SET payload = '{}'",
+    "UPDATE journal SET at_utc = '2000-01-01T00:00:00.000000Z' WHERE seq = 1",
+    "DELETE FROM journal",
+    "DELETE FROM journal WHERE seq = 1",
+])
+def test_ledger_journal_is_append_only(tmp_path: Path, statement: str) -> None:
+    path = tmp_path / "l.sqlite3"
+    with Ledger.open(path) as led:
+        led.append(accepted())
+    conn = sqlite3.connect(path)
+    try:
+        before = conn.execute("SELECT seq, payload, at_utc FROM journal").fetchall()
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute(statement)
+        conn.rollback()
+        assert conn.execute("SELECT seq, payload, at_utc FROM journal").fetchall() == before
+    finally:
+        conn.close()
+
+
+def test_ledger_refused_event_records_nothing(ledger: Ledger) -> None:
+    ledger.append(accepted())
+    count = ledger.count()
+    with pytest.raises(ContractStateError, match="no certificate yet"):
+        ledger.append(AnswerReceived(contract_id="c1", at_utc=T0 + timedelta(days=1),
+                                     answer=Answer.RENEW))
+    assert ledger.count() == count
+
+
+def test_ledger_duplicate_contract_id_is_refused(ledger: Ledger) -> None:
+    ledger.append(accepted())
+    with pytest.raises(ContractStateError, match="already exists"):
+        ledger.append(accepted(at=T0 + timedelta(days=3)))
+    with pytest.raises(ContractStateError, match="already exists"):
+        ledger.append(accepted(at=T0 - timedelta(days=3)))  # even "before" the first one
+    assert ledger.count() == 1
+
+
+def test_ledger_event_for_an_unknown_contract_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(UnknownContractError, match="no contract 'ghost'"):
+        ledger.append(NoticeSent(contract_id="ghost", at_utc=T0))
+
+
+def test_ledger_event_before_the_contract_was_accepted_is_refused(ledger: Ledger) -> None:
+    ledger.append(accepted())
+    with pytest.raises(UnknownContractError):
+        ledger.append(bound(at=T0 - timedelta(seconds=1)))
+
+
+def test_ledger_dedup_key_makes_append_idempotent(ledger: Ledger) -> None:
+    ledger.append(accepted())
+    first = ledger.append(bound(), dedup_key="bind-1")
+    again = ledger.append(bound(), dedup_key="bind-1")
+    assert first == again
+    assert ledger.count() == 2
+
+
+# ---------------------------------------------------------------- idempotent intake
+
+
+def test_intake_same_observation_twice_changes_nothing(ledger: Ledger) -> None:
+    first = ledger.report([_obs()], at=T0)
+    count = ledger.count()
+    second = ledger.report([_obs()], at=T0 + timedelta(hours=1))
+    assert (first.recorded, first.unchanged) == (1, 0)
+    assert (second.recorded, second.unchanged) == (0, 1)
+    assert ledger.count() == count
+
+
+def test_intake_new_certificate_at_the_same_place_is_recorded(ledger: Ledger) -> None:
+    ledger.report([_obs("a")], at=T0)
+    receipt = ledger.report([_obs("b")], at=T0 + timedelta(days=1))
+    assert receipt.recorded == 1
+    assert ledger.count() == 2
+
+
+def test_intake_gone_then_seen_again_is_recorded_again(ledger: Ledger) -> None:
+    ledger.report([_obs("a", index=0), _obs("ca", index=1, is_ca=True)], at=T0)
+    assert ledger.report_gone("web1", "/etc/ssl/site.pem", at=T0 + timedelta(hours=1)) == 2
+    assert ledger.report_gone("web1", "/etc/ssl/site.pem", at=T0 + timedelta(hours=2)) == 0
+    receipt = ledger.report([_obs("a")], at=T0 + timedelta(hours=3))
+    assert receipt.recorded == 1
+    kinds = [e.event.KIND for e in ledger.unbound_observations()]
+    assert kinds == ["certificate-observed"] * 3
+
+
+def test_intake_unbound_observations_are_kept_and_listable(ledger: Ledger) -> None:
+    receipt = ledger.report([_obs("a"), _obs("b", location="/etc/ssl/other.pem")], at=T0)
+    assert receipt.contracts == (None, None)
+    unbound = ledger.unbound_observations()
+    assert len(unbound) == 2
+    event = unbound[0].event
+    assert isinstance(event, CertificateObserved)
+    assert event.contract_id is None
+    assert event.location == "/etc/ssl/site.pem"
+
+
+def test_intake_binding_contract_id_attributes_the_observation(ledger: Ledger) -> None:
+    ledger.append(accepted())
+    receipt = ledger.report([_obs(binding=Binding(contract_id="c1"))], at=T0)
+    assert receipt.contracts == ("c1",)
+    assert ledger.unbound_observations() == []
+    assert [e.event.KIND for e in ledger.journal("c1")][-1] == "certificate-observed"
+
+
+def test_intake_match_by_san_attributes_to_the_contract_whose_bound_cert_shares_a_san(
+        ledger: Ledger) -> None:
+    ledger.append(accepted("c1"))
+    ledger.append(bound("c1", cert=facts(tag="c1", sans=("shop.example.jp", "example.jp"))))
+    ledger.append(accepted("c2"))
+    ledger.append(bound("c2", cert=facts(tag="c2", sans=("mail.example.jp",))))
+    receipt = ledger.report(
+        [_obs("renewed", sans=("EXAMPLE.jp",), binding=Binding(match_by_san=True)),
+         _obs("other", location="/x.pem", sans=("nobody.example.jp",),
+              binding=Binding(match_by_san=True))],
+        at=T0 + timedelta(days=1))
+    assert receipt.contracts == ("c1", None)
+
+
+def test_intake_match_by_san_with_two_candidate_contracts_stays_unbound(ledger: Ledger) -> None:
+    ledger.append(accepted("c1"))
+    ledger.append(bound("c1", cert=facts(tag="c1", sans=("a.example.jp",))))
+    ledger.append(accepted("c2"))
+    ledger.append(bound("c2", cert=facts(tag="c2", sans=("b.example.jp",))))
+    receipt = ledger.report(
+        [_obs("both", sans=("a.example.jp", "b.example.jp"), binding=Binding(match_by_san=True))],
+        at=T0)
+    assert receipt.contracts == (None,)
+    assert len(ledger.unbound_observations()) == 1
+
+
+def test_intake_match_by_san_off_does_not_attribute(ledger: Ledger) -> None:
+    ledger.append(accepted("c1"))
+    ledger.append(bound("c1", cert=facts(tag="c1", sans=("a.example.jp",))))
+    receipt = ledger.report([_obs("x", sans=("a.example.jp",))], at=T0)
+    assert receipt.contracts == (None,)
+
+
+# ---------------------------------------------------------------- --at in the past
+
+
+def test_state_at_a_past_instant_ignores_later_events(ledger: Ledger) -> None:
+    ledger.append(accepted())
+    ledger.append(bound(at=T0 + timedelta(days=1)))
+    ledger.append(NoticeSent(contract_id="c1", at_utc=T0 + timedelta(days=200)))
+    past = ledger.state("c1", at=T0 + timedelta(days=100))
+    now = ledger.state("c1", at=T0 + timedelta(days=201))
+    assert past.notice_sent is None
+    assert past.certificate is not None
+    assert now.notice_sent is not None
+    assert [e.event.KIND for e in ledger.journal("c1", at=T0 + timedelta(hours=1))] == [
+        "application-accepted"]
+
+
+def test_state_before_the_contract_existed_is_unknown(ledger: Ledger) -> None:
+    ledger.append(accepted())
+    with pytest.raises(UnknownContractError):
+        ledger.state("c1", at=T0 - timedelta(seconds=1))
+    assert ledger.state("c1", at=T0).contract_id == "c1"
+
+
+def test_states_sweep_equals_state_per_contract(ledger: Ledger) -> None:
+    for n in range(5):
+        ledger.append(accepted(f"c{n}"))
+        ledger.append(bound(f"c{n}", cert=facts(tag=str(n))))
+    ledger.report([_obs("unbound")], at=T0)
+    at = T0 + timedelta(days=10)
+    swept = list(ledger.states(at=at))
+    assert [s.contract_id for s in swept] == ledger.contract_ids()
+    assert swept == [ledger.state(cid, at=at) for cid in ledger.contract_ids()]
+
+
+def test_ledger_file_mode_not_loosened_by_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        path = tmp_path / "d" / "l.sqlite3"
+        Ledger.open(path).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
