@@ -514,7 +514,9 @@ class Daemon:
             return None
 
     def _log_findings(self, seen: CertificateSeen) -> None:
-        if seen.classification is None:
+        # A CA certificate in a store is a chain (certbot's chain.pem), not a finding to shout
+        # about; its classification is still in the --once summary.
+        if seen.classification is None or seen.record.facts.is_ca:
             return
         for finding in seen.classification.findings:
             if finding.severity >= Severity.WARNING:
@@ -790,7 +792,7 @@ class Daemon:
 
     def shutdown(self) -> None:
         self.notifier.stopping()
-        self.log.info("stopping", "stopping: observers, ledger and vault closed")
+        self.log.info("stopping", "observers stopped; ledger and vault closed")
         self.stop_watching()
         close = getattr(self.intake, "close", None)
         if callable(close):

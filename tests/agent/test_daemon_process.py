@@ -1,0 +1,160 @@
+"""A real ``certescrow agent run`` process: real inotify, real signals, a NOTIFY_SOCKET bound
+here to read what it tells systemd, and the real ledger file it writes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from policy.ledger import Ledger
+from tests.agent.daemon_helpers import Certbot
+from tests.certfactory import make_cert
+
+REPO = Path(__file__).resolve().parents[2]
+CERTESCROW = Path(sys.executable).parent / "certescrow"
+
+
+class Manager:
+    """Plays systemd's part: the notification socket."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[str] = []
+
+    def wait_for(self, text: str, timeout: float = 20.0, *, after: int = 0) -> int:
+        """Index of the first message (from ``after``) containing ``text``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, message in enumerate(self.messages[after:], start=after):
+                if text in message:
+                    return i
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {text!r} from the daemon; got {self.messages}")
+            self.sock.settimeout(remaining)
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def observations(ledger: Path) -> list[tuple[str, str, bool | None]]:
+    with Ledger.open(ledger) as opened:
+        return [(e.event.location, e.event.facts.sha256, e.event.key_matches)  # type: ignore[attr-defined]
+                for e in opened.unbound_observations()]
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> Iterator[Manager]:
+    m = Manager(tmp_path / "notify.sock")
+    yield m
+    m.close()
+
+
+def config_text(ledger: Path, *stores: Path) -> str:
+    body = (f'[policy]\nledger = "{ledger}"\n[agent]\nhost = "web1"\nquiet_period_ms = 100\n'
+            "resync_interval_s = 3600\n")
+    for store in stores:
+        body += f'[[agent.stores]]\npath = "{store}"\n'
+    return body
+
+
+@pytest.mark.slow
+def test_real_daemon_process_signals_and_reports(tmp_path: Path, manager: Manager) -> None:
+    certbot = Certbot(tmp_path / "le")
+    first = certbot.install()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "o.pem").write_bytes(make_cert(sans=("other.example.jp",)).pem)
+    ledger = tmp_path / "state" / "ledger.sqlite3"
+    config = tmp_path / "config.toml"
+    config.write_text(config_text(ledger, certbot.root / "live", plain))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
+    env.update(NOTIFY_SOCKET=str(manager.path), WATCHDOG_USEC="1000000",
+               CERTESCROW_NOW="2026-02-01T12:00:00+09:00", PYTHONPATH=str(REPO))
+    stderr = (tmp_path / "daemon.log").open("w+")
+    proc = subprocess.Popen([str(CERTESCROW), "agent", "run", "--config", str(config)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        ready = manager.wait_for("READY=1")
+        assert "STATUS=watching 2 store(s) with inotify" in manager.messages[ready]
+        assert (str(certbot.live / "cert.pem"), first.sha256, True) in observations(ledger)
+        manager.wait_for("WATCHDOG=1")  # every observer thread alive: pings flow
+
+        # A new file in a watched store is reported.
+        new = make_cert(sans=("new.example.jp",))
+        (plain / "new.pem").write_bytes(new.pem)
+        eventually(lambda: (str(plain / "new.pem"), new.sha256, None) in observations(ledger))
+
+        # certbot renews: archive first, then the live links one at a time.
+        renewed = certbot.write_generation()
+        for kind in ("cert", "chain", "fullchain", "privkey"):
+            certbot.link(kind)
+            time.sleep(0.03)
+        eventually(lambda: (str(certbot.live / "cert.pem"), renewed.sha256, True)
+                   in observations(ledger))
+        assert not any(sha == renewed.sha256 and matches is False
+                       for _, sha, matches in observations(ledger))
+
+        # A file removed is reported gone.
+        (plain / "new.pem").unlink()
+        eventually(lambda: f"gone: {plain / 'new.pem'}: no longer there"
+                   in (tmp_path / "daemon.log").read_text())
+
+        # SIGHUP with a bad configuration: refused, the old one keeps running.
+        config.write_text("[agent]\nobserver = \"telepathy\"\n")
+        proc.send_signal(signal.SIGHUP)
+        eventually(lambda: "reload-refused" in (tmp_path / "daemon.log").read_text())
+        assert proc.poll() is None
+        later = make_cert(sans=("later.example.jp",))
+        (plain / "later.pem").write_bytes(later.pem)
+        eventually(lambda: (str(plain / "later.pem"), later.sha256, None)
+                   in observations(ledger))
+
+        # SIGHUP with a good configuration that adds a store: reloaded and scanned.
+        config.write_text(config_text(ledger, certbot.root / "live", plain, other))
+        count = len(manager.messages)
+        proc.send_signal(signal.SIGHUP)
+        manager.wait_for("RELOADING=1", after=count)
+        manager.wait_for("READY=1", after=count)
+        eventually(lambda: any(loc == str(other / "o.pem")
+                               for loc, _, _ in observations(ledger)))
+
+        # SIGTERM: a clean stop.
+        count = len(manager.messages)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        manager.wait_for("STOPPING=1", after=count, timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr.close()
+    log = (tmp_path / "daemon.log").read_text()
+    assert "observers stopped; ledger and vault closed" in log
+    assert "Traceback" not in log
+    assert "PRIVATE KEY" not in log
