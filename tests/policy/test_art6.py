@@ -1,0 +1,229 @@
+"""Art.6 — renewal: notice, answer, default renewal (I/II), the 90-day proviso (III)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from policy.category import Category
+from policy.decisions import Action, Severity
+from policy.rules.art6 import (
+    Answer,
+    answer_deadline,
+    renewal_blocked,
+    renewal_decisions,
+    renewal_notice_due,
+)
+from policy.settings import PolicySettings
+from tests.policy.factsutil import ONE_SECOND, facts, utc
+
+DAY = timedelta(days=1)
+SETTINGS = PolicySettings()
+
+
+def actions(category: Category, f, *, at: datetime, notice: date | None = None,  # type: ignore[no-untyped-def]
+            answer: Answer | None = None, settings: PolicySettings = SETTINGS):
+    return {d.action: d for d in renewal_decisions(
+        category=category, facts=f, contract_id="C-1", notice_sent=notice, answer=answer,
+        at=at, settings=settings)}
+
+
+# ---------------------------------------------------------------- Art.6(1) notice
+
+def test_art6_1_notice_due_90_days_before_the_tokyo_end_of_validity() -> None:
+    # notAfter 2026-12-31T14:59:59Z is 23:59:59 JST on Dec 31; one second later is Jan 1 JST.
+    assert renewal_notice_due(utc(2026, 12, 31, 14, 59, 59), lead_days=90) == date(2026, 10, 2)
+    assert renewal_notice_due(utc(2026, 12, 31, 15, 0, 0), lead_days=90) == date(2026, 10, 3)
+
+
+def test_art6_1_lead_time_is_the_providers_choice() -> None:
+    assert renewal_notice_due(utc(2026, 12, 31, 3), lead_days=30) == date(2026, 12, 1)
+    assert renewal_notice_due(utc(2026, 12, 31, 3), lead_days=0) == date(2026, 12, 31)
+
+
+def test_art6_1_notify_is_upcoming_before_the_due_day_and_overdue_after() -> None:
+    f = facts(utc(2026, 1, 1), lifetime=365 * DAY)  # ends 2026-12-31T23:59:59Z = Jan 1 JST
+    due = renewal_notice_due(f.not_after_utc, lead_days=90)
+    assert due == date(2026, 10, 3)
+    # 2026-10-03 00:00 JST is 2026-10-02T15:00Z: due from then, overdue from the next Tokyo day.
+    before = actions(Category.I, f, at=utc(2026, 10, 2, 14, 59, 59))[Action.NOTIFY]
+    on = actions(Category.I, f, at=utc(2026, 10, 2, 15, 0, 0))[Action.NOTIFY]
+    after = actions(Category.I, f, at=utc(2026, 10, 3, 15, 0, 0))[Action.NOTIFY]
+    assert before.due == on.due == after.due == due
+    assert (before.computed["is_due"], on.computed["is_due"]) == (False, True)
+    assert (on.computed["overdue"], after.computed["overdue"]) == (False, True)
+    assert after.severity is Severity.WARNING and on.severity is Severity.INFO
+    assert before.clause == "Art.6(1)"
+
+
+def test_art6_1_notice_sent_replaces_notify() -> None:
+    f = facts(utc(2026, 1, 1), lifetime=365 * DAY)
+    got = actions(Category.I, f, at=utc(2026, 10, 10), notice=date(2026, 10, 3))
+    assert Action.NOTIFY not in got
+    assert got[Action.AWAIT_ANSWER].due == date(2026, 11, 2)
+
+
+# ---------------------------------------------------------------- answer deadline
+
+def test_art6_2_answer_deadline_is_notice_plus_30_days() -> None:
+    assert answer_deadline(date(2026, 10, 3), utc(2027, 1, 1), deadline_days=30) == \
+        date(2026, 11, 2)
+
+
+def test_art6_2_answer_deadline_never_after_end_of_validity() -> None:
+    end = utc(2026, 10, 20, 14, 59, 59)  # 2026-10-20 23:59:59 JST
+    assert answer_deadline(date(2026, 10, 3), end, deadline_days=30) == date(2026, 10, 20)
+    end_next_day = utc(2026, 10, 20, 15, 0, 0)  # 2026-10-21 00:00 JST
+    assert answer_deadline(date(2026, 10, 3), end_next_day, deadline_days=30) == \
+        date(2026, 10, 21)
+    assert answer_deadline(date(2026, 10, 3), end, deadline_days=10) == date(2026, 10, 13)
+
+
+# ---------------------------------------------------------------- Art.6(2) categories I/II
+
+@pytest.mark.parametrize("category", [Category.I, Category.II])
+def test_art6_2_no_answer_by_the_deadline_is_taken_as_renew(category: Category) -> None:
+    f = facts(utc(2026, 1, 1), lifetime=365 * DAY)
+    notice = date(2026, 10, 3)  # deadline 2026-11-02
+    on_deadline = actions(category, f, at=utc(2026, 11, 2, 14, 59, 59), notice=notice)
+    assert set(on_deadline) == {Action.AWAIT_ANSWER}
+    day_after = actions(category, f, at=utc(2026, 11, 2, 15, 0, 0), notice=notice)
+    assert set(day_after) == {Action.RENEW_BY_DEFAULT}
+    decision = day_after[Action.RENEW_BY_DEFAULT]
+    assert decision.clause == "Art.6(2)"
+    assert decision.due == date(2026, 11, 3)
+    assert decision.computed["answer_deadline"] == "2026-11-02"
+
+
+@pytest.mark.parametrize("category", [Category.I, Category.II])
+def test_art6_2_answer_renew_means_the_provider_renews(category: Category) -> None:
+    f = facts(utc(2026, 1, 1), lifetime=365 * DAY)
+    got = actions(category, f, at=utc(2026, 10, 10), notice=date(2026, 10, 3),
+                  answer=Answer.RENEW)
+    assert set(got) == {Action.RENEW}
+    assert got[Action.RENEW].due == date(2027, 1, 1)
+
+
+@pytest.mark.parametrize("category", list(Category))
+def test_art6_dont_renew_emits_nothing_renewal_wise(category: Category) -> None:
+    f = facts(utc(2026, 1, 1), lifetime=365 * DAY)
+    got = actions(category, f, at=utc(2026, 12, 1), notice=date(2026, 10, 3),
+                  answer=Answer.DONT_RENEW)
+    assert got == {}
+
+
+# ---------------------------------------------------------------- Art.6(3) category III
+
+def test_art6_3_byo_exactly_90_days_cannot_renew() -> None:
+    f = facts(utc(2026, 1, 1), lifetime=90 * DAY)
+    assert renewal_blocked(f)
+    got = actions(Category.III, f, at=utc(2026, 1, 2))
+    assert got[Action.RENEWAL_BLOCKED].clause == "Art.6(3) proviso"
+    assert got[Action.RENEWAL_BLOCKED].due == date(2026, 4, 1)
+
+
+def test_art6_3_byo_90_days_and_one_second_can_renew() -> None:
+    f = facts(utc(2026, 1, 1), lifetime=90 * DAY + ONE_SECOND)
+    assert not renewal_blocked(f)
+    assert Action.RENEWAL_BLOCKED not in actions(Category.III, f, at=utc(2026, 1, 2))
+
+
+def test_art6_3_lets_encrypt_certificate_is_blocked() -> None:
+    nb = utc(2026, 3, 1, 7, 12, 0)
+    f = facts(nb, not_after=nb + 90 * DAY - ONE_SECOND)
+    assert renewal_blocked(f)
+
+
+def test_art6_3_answer_renew_means_the_customer_renews() -> None:
+    f = facts(utc(2026, 1, 1), lifetime=200 * DAY)
+    got = actions(Category.III, f, at=utc(2026, 5, 1), notice=date(2026, 4, 20),
+                  answer=Answer.RENEW)
+    assert set(got) == {Action.CUSTOMER_RENEWS}
+    assert got[Action.CUSTOMER_RENEWS].clause == "Art.6(3)"
+
+
+def test_art6_3_proviso_answer_renew_on_a_90_day_certificate_is_still_blocked() -> None:
+    f = facts(utc(2026, 1, 1), lifetime=90 * DAY)
+    got = actions(Category.III, f, at=utc(2026, 1, 10), notice=date(2026, 1, 5),
+                  answer=Answer.RENEW)
+    assert set(got) == {Action.RENEWAL_BLOCKED}
+
+
+def test_art6_3_no_answer_is_overdue_never_automatic() -> None:
+    f = facts(utc(2026, 1, 1), lifetime=200 * DAY)
+    notice = date(2026, 4, 20)  # deadline 2026-05-20
+    on_deadline = actions(Category.III, f, at=utc(2026, 5, 20, 14, 59, 59), notice=notice)
+    assert set(on_deadline) == {Action.AWAIT_ANSWER}
+    after = actions(Category.III, f, at=utc(2026, 5, 20, 15, 0, 0), notice=notice)
+    assert set(after) == {Action.ANSWER_OVERDUE}
+    assert Action.RENEW_BY_DEFAULT not in after
+    assert after[Action.ANSWER_OVERDUE].severity is Severity.WARNING
+
+
+def test_art6_3_proviso_does_not_apply_to_categories_i_and_ii() -> None:
+    f = facts(utc(2026, 1, 1), lifetime=90 * DAY)
+    assert Action.RENEWAL_BLOCKED not in actions(Category.I, f, at=utc(2026, 1, 2))
+
+
+def test_art6_no_well_defined_expiration_never_falls_due() -> None:
+    f = facts(utc(2026, 1, 1), not_after=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+    assert actions(Category.III, f, at=utc(2026, 1, 2)) == {}
+    assert renewal_notice_due(f.not_after_utc, lead_days=90) == date(9999, 10, 2)
+
+
+def test_art6_settings_change_lead_and_deadline() -> None:
+    f = facts(utc(2026, 1, 1), lifetime=365 * DAY)
+    settings = PolicySettings(notice_lead_days=60, answer_deadline_days=14)
+    got = actions(Category.I, f, at=utc(2026, 1, 2), settings=settings)
+    assert got[Action.NOTIFY].due == date(2026, 11, 2)
+    got = actions(Category.I, f, at=utc(2026, 11, 5), notice=date(2026, 11, 2),
+                  settings=settings)
+    assert got[Action.AWAIT_ANSWER].due == date(2026, 11, 16)
+
+
+def test_art6_decisions_explain_themselves_in_english_and_japanese() -> None:
+    f = facts(utc(2026, 1, 1), lifetime=90 * DAY)
+    for decision in actions(Category.III, f, at=utc(2026, 1, 2)).values():
+        assert decision.explanation_en and decision.explanation_ja
+        assert decision.contract_id == "C-1"
+        assert decision.facts["sha256"] == f.sha256
+
+
+# ---------------------------------------------------------------- once due, stays due
+
+@given(st.integers(min_value=0, max_value=400 * 86_400),
+       st.integers(min_value=0, max_value=400 * 86_400),
+       st.integers(min_value=30, max_value=800),
+       st.sampled_from(list(Category)))
+def test_art6_once_due_stays_due_as_time_advances(s1: int, s2: int, lifetime_days: int,
+                                                  category: Category) -> None:
+    f = facts(utc(2026, 1, 1), lifetime=lifetime_days * DAY)
+    t1, t2 = sorted((s1, s2))
+    at1 = utc(2026, 1, 1) + timedelta(seconds=t1)
+    at2 = utc(2026, 1, 1) + timedelta(seconds=t2)
+    first = actions(category, f, at=at1)
+    later = actions(category, f, at=at2)
+    assert set(first) == set(later)  # without events, nothing appears or disappears
+    if first[Action.NOTIFY].computed["is_due"]:
+        assert later[Action.NOTIFY].computed["is_due"]
+    if first[Action.NOTIFY].computed["overdue"]:
+        assert later[Action.NOTIFY].computed["overdue"]
+    assert later[Action.NOTIFY].severity >= first[Action.NOTIFY].severity
+
+
+@given(st.integers(min_value=0, max_value=120 * 86_400),
+       st.integers(min_value=0, max_value=120 * 86_400),
+       st.sampled_from(list(Category)))
+def test_art6_missed_deadline_stays_missed(s1: int, s2: int, category: Category) -> None:
+    f = facts(utc(2026, 1, 1), lifetime=200 * DAY)
+    notice = date(2026, 4, 20)
+    t1, t2 = sorted((s1, s2))
+    base = utc(2026, 4, 20)
+    first = actions(category, f, at=base + timedelta(seconds=t1), notice=notice)
+    later = actions(category, f, at=base + timedelta(seconds=t2), notice=notice)
+    escalated = {Action.ANSWER_OVERDUE, Action.RENEW_BY_DEFAULT}
+    if escalated & set(first):
+        assert escalated & set(later)
