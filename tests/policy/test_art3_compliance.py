@@ -28,7 +28,9 @@ def previous_ending(overlap: timedelta):  # type: ignore[no-untyped-def]
 def test_art3_within_tier_complies() -> None:
     result = compliance(facts(NB, lifetime=199 * DAY), Tier.ONE_YEAR, category=Category.III,
                         ca=None)
-    assert result.compliant and result.tier is Tier.ONE_YEAR and not result.findings
+    assert result.compliant
+    assert result.tier is Tier.ONE_YEAR
+    assert not result.findings
 
 
 def test_art3_longer_than_tier_does_not_comply() -> None:
@@ -38,7 +40,8 @@ def test_art3_longer_than_tier_does_not_comply() -> None:
     assert result.findings[0].code == "non-compliant"
     assert result.findings[0].clause == "Art.3"
     (decision,) = compliance_decisions(result, f, contract_id="C-9")
-    assert decision.action is Action.NON_COMPLIANT and decision.clause == "Art.3"
+    assert decision.action is Action.NON_COMPLIANT
+    assert decision.clause == "Art.3"
     assert decision.contract_id == "C-9"
 
 
@@ -47,11 +50,13 @@ def test_art3_proviso_globalsign_397_days_complies_with_1y_after_31_days_overlap
     result = compliance(new, Tier.ONE_YEAR, category=Category.III, ca=GLOBALSIGN,
                         previous=previous_ending(31 * DAY))
     assert result.tier is Tier.TWO_YEARS  # the reported tier stays strict
-    assert result.compliant and result.by_allowance
+    assert result.compliant
+    assert result.by_allowance
     assert result.clause == "Art.3 proviso"
     (finding,) = result.findings
     assert finding.code == "transition-allowance"
-    assert "GlobalSign" in finding.message and "31 d" in finding.message
+    assert "GlobalSign" in finding.message
+    assert "31 d" in finding.message
 
 
 def test_art3_proviso_globalsign_397_days_fails_with_30_days_overlap() -> None:
@@ -122,4 +127,5 @@ def test_art3_proviso_no_overlap_no_allowance() -> None:
 def test_appx1_provider_issued_items_cite_the_appendix() -> None:
     f = facts(NB, lifetime=397 * DAY)
     result = compliance(f, Tier.ONE_YEAR, category=Category.I, ca=GLOBALSIGN)
-    assert not result.compliant and result.clause == "Appx1.1"
+    assert not result.compliant
+    assert result.clause == "Appx1.1"

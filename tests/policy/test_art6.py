@@ -55,7 +55,8 @@ def test_art6_1_notify_is_upcoming_before_the_due_day_and_overdue_after() -> Non
     assert before.due == on.due == after.due == due
     assert (before.computed["is_due"], on.computed["is_due"]) == (False, True)
     assert (on.computed["overdue"], after.computed["overdue"]) == (False, True)
-    assert after.severity is Severity.WARNING and on.severity is Severity.INFO
+    assert after.severity is Severity.WARNING
+    assert on.severity is Severity.INFO
     assert before.clause == "Art.6(1)"
 
 
@@ -187,7 +188,8 @@ def test_art6_settings_change_lead_and_deadline() -> None:
 def test_art6_decisions_explain_themselves_in_english_and_japanese() -> None:
     f = facts(utc(2026, 1, 1), lifetime=90 * DAY)
     for decision in actions(Category.III, f, at=utc(2026, 1, 2)).values():
-        assert decision.explanation_en and decision.explanation_ja
+        assert decision.explanation_en
+        assert decision.explanation_ja
         assert decision.contract_id == "C-1"
         assert decision.facts["sha256"] == f.sha256
 

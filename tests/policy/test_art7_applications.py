@@ -62,7 +62,8 @@ def test_art4_1_only_category_ii_needs_a_designated_service() -> None:
     assert designated_service_refusal(CATALOGUE.item("byo"), None, at=AT) is None
     refusal = designated_service_refusal(CATALOGUE.item("secure-server-id-ev-cloud"), "  ",
                                          at=AT)
-    assert refusal is not None and refusal.action is Action.REFUSE
+    assert refusal is not None
+    assert refusal.action is Action.REFUSE
 
 
 def test_art7_refusals_are_decisions_citing_their_clause() -> None:
@@ -71,7 +72,8 @@ def test_art7_refusals_are_decisions_citing_their_clause() -> None:
     assert decision.action is Action.REFUSE
     assert decision.due == date(2026, 6, 1)
     assert decision.facts["organisation_country"] == "KR"
-    assert "Japan" in decision.explanation_en and "日本国外" in decision.explanation_ja
+    assert "Japan" in decision.explanation_en
+    assert "日本国外" in decision.explanation_ja
 
 
 def test_art7_unknown_item_is_an_error_not_a_refusal() -> None:
@@ -93,11 +95,14 @@ def test_art8_application_for_an_abolished_item_is_refused_from_its_end_date() -
 def test_art8_abolition_is_announced_before_and_effective_on_the_end_date() -> None:
     item = with_product_end("sureserver-cloud", date(2027, 3, 31)).item("sureserver-cloud")
     (upcoming,) = abolition_decisions(item, contract_id="C-3", at=utc(2027, 1, 1))
-    assert upcoming.action is Action.ABOLISH and upcoming.clause == "Art.8"
-    assert upcoming.due == date(2027, 3, 31) and upcoming.severity is Severity.INFO
+    assert upcoming.action is Action.ABOLISH
+    assert upcoming.clause == "Art.8"
+    assert upcoming.due == date(2027, 3, 31)
+    assert upcoming.severity is Severity.INFO
     assert upcoming.computed["days_until"] == 89
     (effective,) = abolition_decisions(item, contract_id="C-3", at=utc(2027, 3, 30, 15))
-    assert effective.severity is Severity.WARNING and effective.computed["abolished"]
+    assert effective.severity is Severity.WARNING
+    assert effective.computed["abolished"]
     assert abolished(item, at=utc(2027, 3, 30, 15))
     assert not abolished(item, at=utc(2027, 3, 30, 14, 59, 59))
 

@@ -79,7 +79,7 @@ def test_appx1_fees_agency_fee_for_i_and_ii_monthly_zero() -> None:
 
 
 def test_unknown_item_lists_the_valid_handles() -> None:
-    with pytest.raises(UnknownItemError, match="unknown item 'nope'.*secure-server-id"):
+    with pytest.raises(UnknownItemError, match=r"unknown item 'nope'.*secure-server-id"):
         load_catalogue().item("nope")
 
 
@@ -157,4 +157,5 @@ def test_catalogue_json_lists_items_with_tiers() -> None:
     assert body["terms_date"] == date(2024, 6, 1)
     byo = body["items"][-1]
     assert byo["tiers"] == [t.value for t in Tier]
-    assert byo["fees"]["monthly_yen"] == 0 and byo["fees"]["agency"] is None
+    assert byo["fees"]["monthly_yen"] == 0
+    assert byo["fees"]["agency"] is None
