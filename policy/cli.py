@@ -1,10 +1,75 @@
-"""``certescrow policy …`` and ``certescrow contract …`` (placeholders)."""
+"""``certescrow policy …``: the catalogue, classification of certificate files, the SC-081
+forecast (and ``policy actions``, from ``policy.contract_cli``).
+
+Thin by design: a command parses options, calls one library function per input and renders the
+result as a table or, with ``--json``, from the same objects. The clock is read once, here,
+through ``resolve_at``; ``--at`` replaces it.
+"""
 
 from __future__ import annotations
 
+import sys
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
 import click
 
+from policy.catalogue import Catalogue, load_catalogue
+from policy.category import Category
+from policy.certfile import CertificateFileError, read_certificate_file
+from policy.classification import CertificateClassification, classify_certificate
+from policy.cliutil import AT_OPTION_HELP, InstantType, config_section, echo_json, resolve_at
+from policy.errors import PolicyError
+from policy.facts import CertificateFacts
+from policy.forecast import (
+    ContractOutlook,
+    contract_outlook,
+    embedded_schedule,
+    tier_outlooks,
+)
+from policy.intake import Binding
+from policy.paths import catalogue_path, ledger_path
+from policy.settings import PolicySettings
+from policy.tiers import Tier
+from policy.tokyo import tokyo_date
+
+from .contract_cli import actions_command, contract_group
+
 __all__ = ["contract_group", "policy_group"]
+
+CATALOGUE_OPTION_HELP = ("An amended catalogue TOML file. Default: [policy].catalogue, else the "
+                         "embedded catalogue (terms of 2024-06-01).")
+
+
+def _catalogue(ctx: click.Context, option: Path | None) -> Catalogue:
+    return load_catalogue(catalogue_path(option, config_section(ctx, "policy")))
+
+
+def _settings(ctx: click.Context) -> PolicySettings:
+    try:
+        return PolicySettings.from_mapping(config_section(ctx, "policy"))
+    except ValueError as exc:
+        raise PolicyError(f"configuration: {exc}") from None
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A plain aligned table (East Asian wide characters count double)."""
+    def width(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+    widths = [max([width(h)] + [width(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c + " " * (w - width(c)) for c, w in zip(cells, widths, strict=True))
+
+    click.echo(line(headers).rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for row in rows:
+        click.echo(line(row).rstrip())
 
 
 @click.group("policy")
@@ -12,6 +77,231 @@ def policy_group() -> None:
     """The contract as code: catalogue, classification, forecast, due actions."""
 
 
-@click.group("contract")
-def contract_group() -> None:
-    """Drive a contract's life in the ledger."""
+policy_group.add_command(actions_command)
+
+
+# --------------------------------------------------------------------------- catalogue
+@policy_group.command("catalogue")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--catalogue", "catalogue_file",
+              type=click.Path(dir_okay=False, path_type=Path), help=CATALOGUE_OPTION_HELP)
+@click.pass_context
+def catalogue_command(ctx: click.Context, as_json: bool, catalogue_file: Path | None) -> None:
+    """The items of Art.1 / Appendix 1: category, CA, permitted tiers, validation level."""
+    catalogue = _catalogue(ctx, catalogue_file)
+    if as_json:
+        echo_json(catalogue)
+        return
+    click.echo(f"Catalogue {catalogue.source} (terms of {catalogue.terms_date})")
+    rows = [
+        [item.handle, item.category.value, item.name_ja, catalogue.ca_of(item).name,
+         ", ".join(t.value for t in item.tiers), (item.validation or "-").upper(),
+         "yes" if item.wildcard else "", str(item.product_end or "")]
+        for item in catalogue.items.values()
+    ]
+    _table(["HANDLE", "CAT", "ITEM", "CA", "TIERS", "VALIDATION", "WILDCARD", "PRODUCT END"],
+           rows)
+    click.echo("Fees: initial and (categories I/II) agency fee per acquisition or renewal from "
+               "the price list ([policy.prices]); monthly fee 0 yen (Appx1.2).")
+
+
+# --------------------------------------------------------------------------- classify
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Row:
+    path: str
+    index: int
+    result: CertificateClassification
+    read_findings: tuple[Any, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        body = self.result.to_json()
+        body["findings"] = [f.to_json() for f in self.read_findings] + body["findings"]
+        return {"path": self.path, "index": self.index, **body}
+
+
+def _read_previous(path: Path) -> CertificateFacts:
+    entries = read_certificate_file(path)
+    return entries[0].facts
+
+
+@policy_group.command("classify")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(path_type=Path, dir_okay=True))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per certificate.")
+@click.option("--category", type=click.Choice(["I", "II", "III"], case_sensitive=False),
+              help="Bind the certificates to this category (overrides what they show).")
+@click.option("--item", "handle", metavar="HANDLE",
+              help="Bind the certificates to this catalogue item.")
+@click.option("--tier", type=click.Choice([t.value for t in Tier]),
+              help="The contracted tier to check compliance against (Art.3).")
+@click.option("--contract", "contract_id", metavar="ID",
+              help="Contract id to cite in the actions.")
+@click.option("--previous", "previous_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="The contract's previous certificate (first in the file), for the Art.3 "
+                   "proviso's CA transition allowance.")
+@click.option("--at", type=InstantType(), help=AT_OPTION_HELP)
+@click.option("--catalogue", "catalogue_file",
+              type=click.Path(dir_okay=False, path_type=Path), help=CATALOGUE_OPTION_HELP)
+@click.pass_context
+def classify_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool,
+                     category: str | None, handle: str | None, tier: str | None,
+                     contract_id: str | None, previous_file: Path | None,
+                     at: datetime | None, catalogue_file: Path | None) -> None:
+    """Tier, renewability, item and findings for each certificate in FILE...
+
+    Files may hold several PEM certificates, DER, PKCS#7 or unencrypted PKCS#12. A file that
+    cannot be read is reported with its error code and the others are still classified; the
+    exit status is then 17. A certificate that matches no catalogue item is BYO (category III)
+    unless --category/--item says otherwise.
+    """
+    now = resolve_at(at)
+    catalogue = _catalogue(ctx, catalogue_file)
+    settings = _settings(ctx)
+    if handle is not None:
+        catalogue.item(handle)  # an unknown item is a usage error before any file is read
+    binding = Binding(
+        contract_id=contract_id,
+        category=Category.parse(category) if category else None,
+        item=handle,
+        tier=Tier.parse(tier) if tier else None,
+    )
+    previous = _read_previous(previous_file) if previous_file is not None else None
+    rows: list[_Row] = []
+    errors: list[CertificateFileError] = []
+    for path in files:
+        try:
+            entries = read_certificate_file(path)
+        except CertificateFileError as exc:
+            errors.append(exc)
+            click.echo(f"Error: {exc} [{exc.code}]", err=True)
+            continue
+        for entry in entries:
+            result = classify_certificate(entry.facts, catalogue, binding=binding, at=now,
+                                          previous=previous, settings=settings)
+            rows.append(_Row(path=str(path), index=entry.index, result=result,
+                             read_findings=entry.findings))
+    if as_json:
+        out: list[Any] = [row.to_json() for row in rows]
+        out += [{"path": e.path, "error": {"code": e.code, "message": e.reason}}
+                for e in errors]
+        echo_json(out)
+    else:
+        _echo_classifications(rows, now)
+    if errors:
+        sys.exit(CertificateFileError.exit_code)
+
+
+def _echo_classifications(rows: Sequence[_Row], now: datetime) -> None:
+    if not rows:
+        return
+    click.echo(f"As of {tokyo_date(now)} (Asia/Tokyo):")
+    table = []
+    for row in rows:
+        r = row.result
+        compliant = "-" if r.compliant is None else ("yes" if r.compliant else "NO")
+        if r.by_allowance:
+            compliant = "yes*"
+        table.append([
+            f"{row.path}#{row.index}" if row.index else row.path,
+            r.item or ("?" if r.candidates else "-"),
+            r.category.value,
+            r.tier.value,
+            r.contracted_tier.value if r.contracted_tier else "-",
+            compliant,
+            "yes" if r.renewable else "NO",
+            str(r.days_left),
+            r.facts.not_after_utc.isoformat().replace("+00:00", "Z"),
+        ])
+    _table(["FILE", "ITEM", "CAT", "TIER", "CONTRACT", "COMPLIES", "RENEWABLE", "DAYS LEFT",
+            "NOT AFTER"], table)
+    for row in rows:
+        notes = [*row.read_findings, *row.result.findings]
+        if not notes and not row.result.actions:
+            continue
+        label = f"{row.path}#{row.index}" if row.index else row.path
+        click.echo(f"\n{label} ({row.result.facts.subject_cn or row.result.facts.sha256[:16]}):")
+        for finding in notes:
+            clause = f" [{finding.clause}]" if finding.clause else ""
+            click.echo(f"  {finding.severity.name.lower():8} {finding.code}{clause}: "
+                       f"{finding.message}")
+        for action in row.result.actions:
+            click.echo(f"  {action.action.value:8} due {action.due} [{action.clause}]: "
+                       f"{action.explanation_en}")
+
+
+# --------------------------------------------------------------------------- forecast
+@policy_group.command("forecast")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--at", type=InstantType(), help=AT_OPTION_HELP)
+@click.option("--ledger", "ledger_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Ledger file. Default: [policy].ledger, else "
+                   "$XDG_STATE_HOME/certescrow/ledger.sqlite3.")
+@click.pass_context
+def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
+                     ledger_file: Path | None) -> None:
+    """The CA/B Forum maximum-validity outlook (SC-081) per tier and per ledger contract.
+
+    For each tier: the longest public certificate issuable now, from which date a new public
+    certificate can no longer span the tier, and from which date every new one is 90 days or
+    shorter (non-renewable under Art.6(3)'s proviso). For each contract: the same at its next
+    renewals. A missing default ledger just means there are no contracts yet.
+    """
+    now = resolve_at(at)
+    schedule = embedded_schedule()
+    tiers = tier_outlooks(schedule, at=now)
+    path = ledger_path(ledger_file, config_section(ctx, "policy"))
+    contracts: list[ContractOutlook] = []
+    ledger_used: str | None = None
+    if path.exists() or ledger_file is not None:
+        contracts = _contract_outlooks(path, now)
+        ledger_used = str(path)
+    if as_json:
+        echo_json({"at": now, "schedule": schedule, "tiers": list(tiers),
+                   "ledger": ledger_used, "contracts": contracts})
+        return
+    click.echo(f"Public TLS maximum validity ({schedule.ballot}, BR §6.3.2), as of "
+               f"{tokyo_date(now)}:")
+    _table(["ISSUED FROM (UTC)", "MAX DAYS"],
+           [[str(s.start_utc.date()) if s.start_utc else "(before)", str(s.max_days)]
+            for s in schedule.steps])
+    click.echo("")
+    _table(["TIER", "LONGEST NOW", "FILLS NOW", "CANNOT FILL FROM", "BYO NON-RENEWABLE FROM"],
+           [[t.tier.value, f"{t.longest_days} d ({t.longest_tier.value})",
+             "yes" if t.fills else "no",
+             "never could" if t.never_fillable else str(t.cannot_fill_from or "-"),
+             str(t.non_renewable_from or "-")] for t in tiers])
+    if ledger_used is None:
+        click.echo(f"\nNo ledger at {path}: no contracts to forecast.")
+        return
+    if not contracts:
+        click.echo(f"\nNo contracts in {path}.")
+        return
+    click.echo("")
+    rows = []
+    for c in contracts:
+        nxt = c.renewals[0] if c.renewals else None
+        rows.append([
+            c.contract_id, c.item or "-", c.category.value if c.category else "-",
+            c.tier.value if c.tier else "-",
+            str(nxt.renewal_day) if nxt else ("terminated" if c.terminated_on else "-"),
+            f"{nxt.longest_days} d ({nxt.longest_tier.value})" if nxt else "-",
+            "-" if nxt is None or nxt.fills_contracted is None
+            else ("yes" if nxt.fills_contracted else "no"),
+            "NOW" if c.currently_blocked else str(c.non_renewable_from or "-"),
+        ])
+    _table(["CONTRACT", "ITEM", "CAT", "TIER", "NEXT RENEWAL", "LONGEST THEN", "FILLS TIER",
+            "NON-RENEWABLE FROM"], rows)
+
+
+def _contract_outlooks(path: Path, now: datetime) -> list[ContractOutlook]:
+    from policy.ledger import Ledger  # the ledger is only needed when one exists
+
+    schedule = embedded_schedule()
+    out: list[ContractOutlook] = []
+    with Ledger.open(path, create=False) as ledger:
+        for state in ledger.states(at=now):
+            out.append(contract_outlook(
+                contract_id=state.contract_id, item=state.item, category=state.category,
+                tier=state.tier, certificate=state.certificate,
+                terminated_on=state.terminated_on, schedule=schedule, at=now))
+    return out
