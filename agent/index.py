@@ -49,6 +49,8 @@ class FileIndex(Generic[R]):
     def __init__(self) -> None:
         self._entries: dict[str, _Entry[R]] = {}
         self._by_target: dict[str, set[str]] = {}
+        self._by_dir: dict[str, set[str]] = {}
+        """Direct children per directory, so ``paths_under`` visits directories, not files."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -75,6 +77,7 @@ class FileIndex(Generic[R]):
         self.remove(name)
         resolved = str(target) if target is not None else name
         self._entries[name] = _Entry(key, result, resolved)
+        self._by_dir.setdefault(os.path.dirname(name), set()).add(name)
         if resolved != name:
             self._by_target.setdefault(resolved, set()).add(name)
 
@@ -83,6 +86,11 @@ class FileIndex(Generic[R]):
         entry = self._entries.pop(name, None)
         if entry is None:
             return None
+        siblings = self._by_dir.get(os.path.dirname(name))
+        if siblings is not None:
+            siblings.discard(name)
+            if not siblings:
+                del self._by_dir[os.path.dirname(name)]
         if entry.target != name:
             names = self._by_target.get(entry.target)
             if names is not None:
@@ -99,5 +107,11 @@ class FileIndex(Generic[R]):
         return iter(list(self._entries))
 
     def paths_under(self, directory: Path | str) -> tuple[str, ...]:
-        prefix = str(directory).rstrip("/") + "/"
-        return tuple(p for p in self._entries if p.startswith(prefix))
+        """Indexed paths anywhere below ``directory``, sorted."""
+        top = str(directory).rstrip("/")
+        prefix = top + "/"
+        found: list[str] = []
+        for parent, names in self._by_dir.items():
+            if parent == top or parent.startswith(prefix):
+                found.extend(names)
+        return tuple(sorted(found))
