@@ -275,8 +275,8 @@ def tier_outlooks(schedule: MaxValiditySchedule, *, at: datetime) -> tuple[TierO
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RenewalOutlook:
     renewal_utc: datetime
-    """When the renewal certificate starts: the current certificate's notAfter, then each
-    projected certificate's end (the latest a renewal can take over)."""
+    """When the renewal certificate starts at the latest: the second after the current
+    certificate's notAfter, then after each projected certificate's end."""
     renewal_day: date
     longest_days: int
     longest_tier: Tier
@@ -339,7 +339,9 @@ def contract_outlook(*, contract_id: str, item: str | None, category: Category |
         <= BLOCKED_MAX_VALIDITY)
     renewals: list[RenewalOutlook] = []
     if terminated_on is None and not (certificate is not None and never_expires(certificate)):
-        start = at if certificate is None else max(certificate.not_after_utc, at)
+        # The successor takes over, at the latest, the second after the current one ends.
+        start = at if certificate is None else max(
+            certificate.not_after_utc + timedelta(seconds=1), at)
         for _ in range(horizon):
             longest = schedule.longest_validity_at(start)
             try:
