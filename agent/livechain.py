@@ -27,6 +27,7 @@ from cryptography.x509 import verification
 from OpenSSL import SSL
 
 from .errors import AgentError
+from .x509facts import capture_warnings
 
 __all__ = ["LiveChain", "LiveChainError", "fetch_chain", "parse_target", "verify_chain"]
 
@@ -153,15 +154,22 @@ def _handshake(conn: SSL.Connection, sock: socket.socket, deadline: float, where
             raise LiveChainError(f"{where}: no TLS handshake within {timeout:g} s (timeout)")
 
 
+def _load_pem_quietly(data: bytes) -> list[x509.Certificate]:
+    # System trust stores hold old roots with serial 0; cryptography warns about those, and a
+    # warning must not become stderr noise (or an error under -W error).
+    certs, _caught = capture_warnings(lambda: x509.load_pem_x509_certificates(data))
+    return certs
+
+
 def _system_anchors() -> list[x509.Certificate]:
     paths = ssl.get_default_verify_paths()
     anchors: list[x509.Certificate] = []
     if paths.cafile and Path(paths.cafile).is_file():
-        anchors.extend(x509.load_pem_x509_certificates(Path(paths.cafile).read_bytes()))
+        anchors.extend(_load_pem_quietly(Path(paths.cafile).read_bytes()))
     elif paths.capath and Path(paths.capath).is_dir():
         for entry in sorted(Path(paths.capath).glob("*.pem")):
             try:
-                anchors.extend(x509.load_pem_x509_certificates(entry.read_bytes()))
+                anchors.extend(_load_pem_quietly(entry.read_bytes()))
             except ValueError:
                 continue
     return anchors
@@ -175,14 +183,15 @@ def verify_chain(chain: Sequence[bytes], *, server: str, at: datetime,
     if not chain:
         return "no certificate presented"
     try:
-        anchors = (x509.load_pem_x509_certificates(ca_file.read_bytes()) if ca_file
+        anchors = (_load_pem_quietly(ca_file.read_bytes()) if ca_file
                    else _system_anchors())
     except (OSError, ValueError) as exc:
         return f"cannot load trust anchors: {exc}"
     if not anchors:
         return "no trust anchors available to verify against"
     try:
-        certs = [x509.load_der_x509_certificate(der) for der in chain]
+        certs, _caught = capture_warnings(
+            lambda: [x509.load_der_x509_certificate(der) for der in chain])
         subject: x509.DNSName | x509.IPAddress = (
             x509.IPAddress(ip_address(server)) if _is_ip(server) else x509.DNSName(server))
         verifier = (verification.PolicyBuilder().store(verification.Store(anchors)).time(at)
@@ -190,6 +199,6 @@ def verify_chain(chain: Sequence[bytes], *, server: str, at: datetime,
         verifier.verify(certs[0], certs[1:])
     except verification.VerificationError as exc:
         return str(exc)
-    except ValueError as exc:
+    except Exception as exc:  # unsupported algorithms, odd names: not verified, say why
         return f"cannot verify: {exc}"
     return None

@@ -1,0 +1,224 @@
+"""Report rows: the policy's classification per certificate, keys paired, sorted by urgency."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from agent.records import ReadLimits
+from agent.report import EXIT_STATUS, ScanReport, build_report, render_csv, render_table
+from agent.scan import scan_paths
+from policy.catalogue import Catalogue, load_catalogue
+from policy.category import Category
+from policy.intake import Binding
+from policy.tiers import Tier
+from tests.agent.scan_fixtures import malformed_san_der, write
+from tests.certfactory import make_ca, make_cert, shared_key
+
+NB = datetime(2026, 1, 15, 3, 0, 0, tzinfo=UTC)
+AT = datetime(2026, 2, 1, 3, 0, 0, tzinfo=UTC)
+BYO = Binding(category=Category.III)
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    return load_catalogue()
+
+
+def _report(paths: list[Path], catalogue: Catalogue, binding: Binding = BYO,
+            at: datetime = AT) -> ScanReport:
+    results = scan_paths(paths, limits=ReadLimits())
+    return build_report(results, catalogue, binding=binding, at=at)
+
+
+def test_json_row_carries_every_field_the_issue_names(tmp_path: Path, catalogue: Catalogue) -> None:
+    issued = make_cert(not_before=NB, sans=("le.example", "192.0.2.1"))  # Let's Encrypt shape
+    path = write(tmp_path / "cert.pem", issued.pem)
+    (row,) = _report([path], catalogue).to_json()
+    assert row["kind"] == "certificate"
+    assert (row["path"], row["index"], row["sha256"]) == (str(path), 0, issued.sha256)
+    assert row["subject"] == "CN=le.example"
+    assert row["issuer"] == "CN=Test Issuing CA,O=Test CA Org"
+    assert row["sans"] == ["le.example", "192.0.2.1"]
+    assert row["not_before"] == "2026-01-15T03:00:00Z"
+    assert row["not_after"] == "2026-04-15T02:59:59Z"
+    assert row["validity_seconds"] == 90 * 86_400
+    assert row["tier"] == "6m"
+    assert row["renewable"] is False  # Art.6(3) proviso: exactly 90 days cannot renew
+    assert row["days_left"] == (date(2026, 4, 15) - date(2026, 2, 1)).days
+    assert (row["item"], row["category"]) == ("byo", "III")
+    codes = {f["code"]: f for f in row["findings"]}
+    assert codes["renewal-blocked"]["clause"] == "Art.6(3) proviso"
+    assert set(codes["renewal-blocked"]) >= {"code", "clause", "message"}
+    assert any(a["action"] == "renewal-blocked" and a["clause"] == "Art.6(3) proviso"
+               and a["due"] == "2026-04-15" for a in row["actions"])
+    assert all(set(a) >= {"action", "clause", "due"} for a in row["actions"])
+
+
+def test_art6_3_byo_ninety_days_and_one_second_is_renewable(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    issued = make_cert(not_before=NB, lifetime=timedelta(days=90, seconds=1))
+    (row,) = _report([write(tmp_path / "c.pem", issued.pem)], catalogue).to_json()
+    assert row["validity_seconds"] == 90 * 86_400 + 1
+    assert row["renewable"] is True
+
+
+def test_binding_from_options_reaches_the_policy(tmp_path: Path, catalogue: Catalogue) -> None:
+    issued = make_cert(not_before=NB, lifetime=timedelta(days=199))
+    path = write(tmp_path / "c.pem", issued.pem)
+    (row,) = _report([path], catalogue, Binding(category=Category.III,
+                                                 tier=Tier.SIX_MONTHS)).to_json()
+    assert (row["tier"], row["contracted_tier"], row["compliant"]) == ("1y", "6m", False)
+
+
+def test_failed_file_is_one_error_object(tmp_path: Path, catalogue: Catalogue) -> None:
+    path = write(tmp_path / "junk.pem", b"\x01\x02")
+    assert _report([path], catalogue).to_json() == [
+        {"kind": "error", "path": str(path),
+         "error": {"code": "garbage",
+                   "message": "not a certificate: neither PEM nor DER (PKCS#7, PKCS#12, X.509)"}}]
+
+
+def test_malformed_certificate_among_good_ones_is_an_error_with_its_index(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    import base64
+
+    bad = (b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(malformed_san_der())
+           + b"-----END CERTIFICATE-----\n")
+    path = write(tmp_path / "mixed.pem", make_cert(not_before=NB).pem + bad)
+    report = _report([path], catalogue)
+    out = report.to_json()
+    assert [o["kind"] for o in out] == ["certificate", "error"]
+    assert out[1]["index"] == 1
+    assert out[1]["error"]["code"] == "malformed-certificate"
+    # the certificate row does not repeat the neighbour's failure as its own finding
+    assert "malformed-certificate" not in {f["code"] for f in out[0]["findings"]}
+    assert report.exit_status() == EXIT_STATUS["unknown"]
+
+
+def test_key_file_without_certificates_is_reported_with_its_findings(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    path = write(tmp_path / "privkey.pem", make_cert().key_pem(), 0o604)
+    (obj,) = _report([path], catalogue).to_json()
+    assert obj["kind"] == "file"
+    assert obj["keys"][0]["mode"] == "0604"
+    assert obj["severity"] == "critical"
+    assert {f["code"] for f in obj["findings"]} == {"private-key-unencrypted",
+                                                    "private-key-world-readable"}
+
+
+def test_rows_are_sorted_by_urgency(tmp_path: Path, catalogue: Catalogue) -> None:
+    fine = make_cert(not_before=NB, lifetime=timedelta(days=300), sans=("fine.example",))
+    blocked = make_cert(not_before=NB, sans=("blocked.example",))
+    expired = make_cert(not_before=NB - timedelta(days=200), sans=("expired.example",))
+    soon = make_cert(not_before=NB - timedelta(days=120), lifetime=timedelta(days=200),
+                     sans=("soon.example",))
+    for name, issued in (("a", fine), ("b", blocked), ("c", expired), ("d", soon)):
+        write(tmp_path / f"{name}.pem", issued.pem)
+    report = _report([tmp_path], catalogue)
+    assert [r.record.facts.sans[0] for r in report.rows] == [
+        "expired.example", "soon.example", "blocked.example", "fine.example"]
+    assert report.rows[0].severity.name == "CRITICAL"
+    table = render_table(report)
+    lines = table.splitlines()
+    assert lines[0].startswith("SEVERITY")
+    assert [n for line in lines[1:5] for n in ("expired", "soon", "blocked", "fine")
+            if f"{n}.example" in line] == ["expired", "soon", "blocked", "fine"]
+
+
+def test_key_in_the_same_file_decides_key_matches(tmp_path: Path, catalogue: Catalogue) -> None:
+    issued = make_cert(not_before=NB)
+    other_key = make_cert(key=shared_key("ec", 9)).key_pem()
+    write(tmp_path / "good" / "combined.pem", issued.pem + issued.key_pem(), 0o600)
+    write(tmp_path / "bad" / "combined.pem", issued.pem + other_key, 0o600)
+    rows = {Path(r.record.path).parent.name: r.key_matches
+            for r in _report([tmp_path], catalogue).rows}
+    assert rows == {"good": True, "bad": False}
+
+
+def test_certbot_directory_pairs_cert_with_privkey_and_leaves_the_chain_alone(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    issued = make_cert(not_before=NB)
+    live = tmp_path / "live" / "x"
+    write(live / "cert.pem", issued.pem)
+    write(live / "chain.pem", make_ca().cert.public_bytes(Encoding.PEM))
+    write(live / "privkey.pem", issued.key_pem(), 0o600)
+    rows = {Path(r.record.path).name: r.key_matches
+            for r in _report([tmp_path / "live"], catalogue).rows}
+    assert rows == {"cert.pem": True, "chain.pem": None}
+
+
+def test_certbot_directory_with_a_mismatched_key_says_so(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    issued = make_cert(not_before=NB)
+    write(tmp_path / "cert.pem", issued.pem)
+    write(tmp_path / "privkey.pem", make_cert(key=shared_key("ec", 11)).key_pem(), 0o600)
+    (row,) = _report([tmp_path], catalogue).rows
+    assert row.key_matches is False
+
+
+def test_no_key_anywhere_is_none(tmp_path: Path, catalogue: Catalogue) -> None:
+    (row,) = _report([write(tmp_path / "c.pem", make_cert(not_before=NB).pem)], catalogue).rows
+    assert row.key_matches is None
+
+
+@pytest.mark.parametrize(
+    ("files", "status"),
+    [
+        ({"ok.pem": "ok"}, "ok"),
+        ({"ok.pem": "ok", "le.pem": "blocked"}, "warning"),
+        ({"ok.pem": "ok", "old.pem": "expired"}, "critical"),
+        ({"ok.pem": "ok", "junk": "garbage"}, "unknown"),
+        ({"le.pem": "blocked", "junk": "garbage"}, "unknown"),
+        ({"old.pem": "expired", "junk": "garbage"}, "critical"),
+    ],
+)
+def test_exit_status_follows_the_nagios_mapping(tmp_path: Path, catalogue: Catalogue,
+                                                files: dict[str, str], status: str) -> None:
+    contents = {
+        "ok": make_cert(not_before=NB, lifetime=timedelta(days=300)).pem,
+        "blocked": make_cert(not_before=NB).pem,
+        "expired": make_cert(not_before=NB - timedelta(days=200)).pem,
+        "garbage": b"\x00garbage",
+    }
+    for name, kind in files.items():
+        write(tmp_path / name, contents[kind])
+    report = _report([tmp_path], catalogue)
+    assert report.exit_status() == EXIT_STATUS[status]
+
+
+def test_csv_has_one_line_per_certificate_and_error(tmp_path: Path, catalogue: Catalogue) -> None:
+    issued = make_cert(not_before=NB, sans=("a.example", "b.example"))
+    write(tmp_path / "c.pem", issued.pem)
+    write(tmp_path / "junk", b"\x00\x01")
+    lines = list(csv.DictReader(io.StringIO(render_csv(_report([tmp_path], catalogue)))))
+    assert [line["kind"] for line in lines] == ["certificate", "error"]
+    cert = lines[0]
+    assert cert["sha256"] == issued.sha256
+    assert cert["sans"] == "a.example;b.example"
+    assert (cert["tier"], cert["renewable"], cert["category"]) == ("6m", "false", "III")
+    assert "renewal-blocked@2026-04-15" in cert["actions"].split(";")
+    assert (lines[1]["error_code"], lines[1]["path"]) == ("garbage", str(tmp_path / "junk"))
+
+
+def test_same_certificate_two_paths_two_rows_same_sha256(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    issued = make_cert(not_before=NB)
+    write(tmp_path / "a" / "cert.pem", issued.pem)
+    os.symlink(tmp_path / "a" / "cert.pem", tmp_path / "link.pem")
+    rows = _report([tmp_path], catalogue).to_json()
+    assert sorted(r["path"] for r in rows) == sorted(
+        [str(tmp_path / "a" / "cert.pem"), str(tmp_path / "link.pem")])
+    assert {r["sha256"] for r in rows} == {issued.sha256}
