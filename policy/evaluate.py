@@ -104,10 +104,20 @@ def evaluate_contract(state: ContractState, catalogue: Catalogue, settings: Poli
                         by_default=decision.action is Action.RENEW_BY_DEFAULT,
                         prices=settings.prices, prospective=True))
 
-    out.extend(d for d in fee_history(state, settings.prices)
-               if d.due is not None and d.due >= today)
+    if _fee_may_arise_from(state, today):
+        out.extend(d for d in fee_history(state, settings.prices)
+                   if d.due is not None and d.due >= today)
     out.sort(key=sort_key)
     return tuple(out)
+
+
+def _fee_may_arise_from(state: ContractState, today: date) -> bool:
+    """Cheap pre-check for the sweep: whether any recorded fee moment is today or later (most
+    contracts' fees are all history, and building their decisions would be wasted)."""
+    return (state.accepted_on >= today
+            or any(r.on >= today or (r.designated is not None and r.designated >= today)
+                   for r in state.renewals)
+            or any(c.accepted_on >= today for c in state.changes))
 
 
 def _replace_certificate(state: ContractState, *, today: date) -> Decision:
