@@ -1,0 +1,285 @@
+"""``certescrow policy catalogue|classify|forecast`` through click, plus one real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agent.main import certescrow, main
+from tests.certfactory import DV_OID, OV_OID, make_cert
+
+ROOT = Path(__file__).resolve().parents[2]
+NB = datetime(2026, 1, 15, 3, tzinfo=UTC)
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(certescrow, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> dict[str, Path]:
+    le = make_cert(not_before=NB, sans=("le.example.jp",), issuer_org="Let's Encrypt",
+                   issuer_cn="R11")
+    gs = make_cert(not_before=NB, lifetime=timedelta(days=199), sans=("*.example.jp",),
+                   issuer_org="GlobalSign nv-sa", issuer_cn="GlobalSign GCC R3 DV TLS CA 2020",
+                   policy_oids=(DV_OID,))
+    dc = make_cert(not_before=NB, lifetime=timedelta(days=199), sans=("dc.example.jp",),
+                   issuer_org="DigiCert Inc", issuer_cn="DigiCert TLS RSA SHA256 2020 CA1",
+                   policy_oids=(OV_OID,))
+    paths = {
+        "le": tmp_path / "le.pem",
+        "bundle": tmp_path / "bundle.pem",
+        "der": tmp_path / "dc.der",
+        "bad": tmp_path / "bad.pem",
+        "empty": tmp_path / "empty.pem",
+    }
+    paths["le"].write_bytes(le.pem)
+    paths["bundle"].write_bytes(gs.pem + le.pem)
+    paths["der"].write_bytes(dc.der)
+    paths["bad"].write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    paths["empty"].write_bytes(b"")
+    return paths
+
+
+# ------------------------------------------------------------------ catalogue
+
+def test_policy_catalogue_table_lists_all_items() -> None:
+    code, out, _ = run("policy", "catalogue")
+    assert code == 0
+    assert "terms of 2024-06-01" in out
+    for handle in ("secure-server-id", "globalsign-dv-wildcard", "global-server-id-ev-cloud",
+                   "byo"):
+        assert handle in out
+    assert "持ち込み証明書" in out
+
+
+def test_policy_catalogue_json() -> None:
+    code, out, _ = run("policy", "catalogue", "--json")
+    assert code == 0
+    body = json.loads(out)
+    assert body["terms_date"] == "2024-06-01"
+    assert len(body["items"]) == 15
+    byo = next(i for i in body["items"] if i["handle"] == "byo")
+    assert byo["tiers"] == ["6m", "1y", "2y", "3y", "unlimited"]
+    assert byo["category"] == "III"
+
+
+def test_policy_catalogue_from_an_amended_file_and_a_broken_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (ROOT / "policy" / "data" / "catalogue.toml").read_text(encoding="utf-8")
+    amended = tmp_path / "amended.toml"
+    amended.write_text(text.replace('handle = "globalsign-dv"\n',
+                                    'handle = "globalsign-dv"\nproduct_end = 2027-03-31\n'),
+                       encoding="utf-8")
+    code, out, _ = run("policy", "catalogue", "--catalogue", str(amended), "--json")
+    assert code == 0
+    dv = next(i for i in json.loads(out)["items"] if i["handle"] == "globalsign-dv")
+    assert dv["product_end"] == "2027-03-31"
+    broken = tmp_path / "broken.toml"
+    broken.write_text(text.replace('ca = "cybertrust"', 'ca = "nobody"', 1), encoding="utf-8")
+    code, out, err = run_main(capsys, "policy", "catalogue", "--catalogue", str(broken))
+    assert code == 11
+    assert err.startswith(f"Error: {broken}: items[4] (sureserver-cloud).ca: unknown CA")
+
+
+def test_policy_catalogue_path_from_configuration(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[policy]\ncatalogue = "{tmp_path / "missing.toml"}"\n', encoding="utf-8")
+    code, _, err = run_main(capsys, "--config", str(config), "policy", "catalogue")
+    assert code == 11
+    assert "catalogue file not found" in err
+
+
+# ------------------------------------------------------------------ classify
+
+def test_policy_classify_json_one_object_per_certificate_and_per_failed_file(
+        certs: dict[str, Path]) -> None:
+    code, out, err = run("policy", "classify", "--json", "--at", "2026-02-01",
+                         str(certs["bundle"]), str(certs["bad"]), str(certs["der"]),
+                         str(certs["empty"]))
+    assert code == 17
+    rows = json.loads(out)
+    assert [(r["path"], r.get("index")) for r in rows] == [
+        (str(certs["bundle"]), 0), (str(certs["bundle"]), 1), (str(certs["der"]), 0),
+        (str(certs["bad"]), None), (str(certs["empty"]), None)]
+    gs, le, dc, bad, empty = rows
+    for row in (gs, le, dc):
+        for key in ("path", "sha256", "not_before", "not_after", "validity_seconds", "tier",
+                    "renewable", "item", "findings", "index", "category", "compliant",
+                    "days_left", "actions"):
+            assert key in row
+    assert gs["item"] == "globalsign-dv-wildcard"
+    assert gs["tier"] == "1y"
+    assert gs["validity_seconds"] == 199 * 86_400
+    assert le["item"] == "byo"
+    assert le["renewable"] is False
+    assert le["not_after"] == "2026-04-15T02:59:59Z"
+    assert "renewal-blocked" in [f["code"] for f in le["findings"]]
+    assert dc["item"] is None
+    assert len(dc["candidates"]) == 4
+    assert bad["error"]["code"] == "malformed-certificate"
+    assert empty["error"] == {"code": "empty", "message": "empty file"}
+    assert f"Error: {certs['bad']}:" in err  # the failure is also said on stderr
+
+
+def test_policy_classify_table_goes_on_after_a_malformed_file(certs: dict[str, Path]) -> None:
+    code, out, err = run("policy", "classify", "--at", "2026-02-01", str(certs["bad"]),
+                         str(certs["le"]))
+    assert code == 17
+    assert f"Error: {certs['bad']}: PEM block 1 (CERTIFICATE) is not a valid certificate" in err
+    assert "[malformed-certificate]" in err
+    assert "byo" in out
+    assert "renewal-blocked [Art.6(3) proviso]" in out
+    assert "2026-04-15T02:59:59Z" in out
+
+
+def test_policy_classify_binding_options(certs: dict[str, Path]) -> None:
+    code, out, _ = run("policy", "classify", "--json", "--at", "2026-02-01", "--item",
+                       "global-server-id-cloud", str(certs["der"]))
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["item"] == "global-server-id-cloud"
+    assert row["category"] == "II"
+    assert row["compliant"] is True
+    code, out, _ = run("policy", "classify", "--json", "--at", "2026-02-01", "--category",
+                       "III", "--tier", "6m", str(certs["der"]))
+    (row,) = json.loads(out)
+    assert (row["item"], row["category"], row["tier"]) == ("byo", "III", "1y")
+    assert row["compliant"] is False
+    assert "non-compliant" in [f["code"] for f in row["findings"]]
+
+
+def test_policy_classify_previous_certificate_grants_the_globalsign_allowance(
+        tmp_path: Path) -> None:
+    new_nb = datetime(2027, 6, 1, 3, tzinfo=UTC)
+    previous = make_cert(not_before=new_nb - timedelta(days=300),
+                         not_after=new_nb + timedelta(days=31), sans=("gs.example.jp",))
+    renewal = make_cert(not_before=new_nb, lifetime=timedelta(days=397), sans=("gs.example.jp",),
+                        issuer_org="GlobalSign nv-sa", issuer_cn="Some GlobalSign CA")
+    (tmp_path / "prev.pem").write_bytes(previous.pem)
+    (tmp_path / "new.pem").write_bytes(renewal.pem)
+    args = ["policy", "classify", "--json", "--at", "2027-06-02", "--tier", "1y",
+            str(tmp_path / "new.pem")]
+    _, out, _ = run(*args)
+    assert json.loads(out)[0]["compliant"] is False
+    _, out, _ = run(*args, "--previous", str(tmp_path / "prev.pem"))
+    (row,) = json.loads(out)
+    assert row["tier"] == "2y"
+    assert row["compliant"] is True
+    assert "transition-allowance" in [f["code"] for f in row["findings"]]
+
+
+def test_policy_classify_unknown_item_is_exit_12(certs: dict[str, Path],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(capsys, "policy", "classify", "--item", "sectigo",
+                            str(certs["le"]))
+    assert code == 12
+    assert "unknown item 'sectigo'" in err
+
+
+def test_policy_classify_bad_at_is_a_usage_error(certs: dict[str, Path]) -> None:
+    result = CliRunner().invoke(certescrow, ["policy", "classify", "--at", "yesterday",
+                                             str(certs["le"])])
+    assert result.exit_code == 2
+    assert "cannot read 'yesterday' as a time" in result.stderr
+
+
+# ------------------------------------------------------------------ forecast
+
+def test_policy_forecast_per_tier_without_a_ledger() -> None:
+    code, out, _ = run("policy", "forecast", "--at", "2026-02-01")
+    assert code == 0
+    assert "No ledger at" in out
+    assert "2026-03-15" in out
+    code, out, _ = run("policy", "forecast", "--json", "--at", "2026-02-01")
+    body = json.loads(out)
+    tiers = {t["tier"]: t for t in body["tiers"]}
+    assert tiers["1y"]["cannot_fill_from"] == "2026-03-15"
+    assert tiers["6m"]["cannot_fill_from"] == "2027-03-15"
+    assert tiers["2y"]["never_fillable"] is True
+    assert tiers["1y"]["non_renewable_from"] == "2029-03-15"
+    assert body["contracts"] == []
+    assert body["ledger"] is None
+
+
+def test_policy_forecast_missing_explicit_ledger_is_an_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(capsys, "policy", "forecast", "--ledger",
+                            str(tmp_path / "none.sqlite3"))
+    assert code == 13
+    assert "no ledger here" in err
+
+
+def test_policy_forecast_per_contract_from_the_ledger(tmp_path: Path,
+                                                      certs: dict[str, Path]) -> None:
+    ledger = str(tmp_path / "ledger.sqlite3")
+    assert run("contract", "add", "BYO-1", "--item", "byo", "--tier", "1y", "--at",
+               "2026-01-16", "--ledger", ledger)[0] == 0
+    assert run("contract", "bind", "BYO-1", str(certs["le"]), "--at", "2026-01-16",
+               "--ledger", ledger)[0] == 0
+    assert run("contract", "add", "GS-1", "--item", "globalsign-ov", "--tier", "1y", "--at",
+               "2026-01-16", "--ledger", ledger)[0] == 0
+    code, out, _ = run("policy", "forecast", "--json", "--at", "2026-02-01", "--ledger",
+                       ledger)
+    assert code == 0
+    contracts = {c["contract"]: c for c in json.loads(out)["contracts"]}
+    byo = contracts["BYO-1"]
+    assert byo["currently_blocked"] is True  # a Let's Encrypt 90-day certificate
+    assert byo["non_renewable_from"] == "2026-02-01"
+    assert byo["renewals"][0]["renewal"] == "2026-04-15T03:00:00Z"
+    assert byo["renewals"][0]["longest_days"] == 200
+    gs = contracts["GS-1"]
+    assert gs["certificate"] is None
+    assert gs["non_renewable_from"] is None
+    code, out, _ = run("policy", "forecast", "--at", "2026-02-01", "--ledger", ledger)
+    assert "BYO-1" in out
+    assert "NOW" in out
+
+
+def test_policy_forecast_uses_the_configured_ledger(tmp_path: Path) -> None:
+    ledger = tmp_path / "cfg-ledger.sqlite3"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[policy]\nledger = "{ledger}"\n', encoding="utf-8")
+    assert run("--config", str(config), "contract", "add", "X-1", "--item", "byo", "--at",
+               "2026-01-16")[0] == 0
+    code, out, _ = run("--config", str(config), "policy", "forecast", "--json", "--at",
+                       "2026-02-01")
+    assert code == 0
+    body = json.loads(out)
+    assert body["ledger"] == str(ledger)
+    assert [c["contract"] for c in body["contracts"]] == ["X-1"]
+
+
+# ------------------------------------------------------------------ a real process
+
+def test_policy_classify_json_in_a_real_process(certs: dict[str, Path]) -> None:
+    exe = Path(sys.executable).with_name("certescrow")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "agent.main"]
+    proc = subprocess.run(
+        [*command, "policy", "classify", "--json", "--at", "2026-02-01T09:00:00+09:00",
+         str(certs["le"]), str(certs["bad"])],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONWARNINGS": "error"}, cwd=ROOT)
+    assert proc.returncode == 17, proc.stderr
+    le, bad = json.loads(proc.stdout)
+    assert le["item"] == "byo"
+    assert le["renewable"] is False
+    assert le["days_left"] == 73
+    assert bad["error"]["code"] == "malformed-certificate"
+    assert "Traceback" not in proc.stderr
