@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from tests.certfactory import make_ca, make_cert, shared_key
 
-__all__ = ["malformed_san_der", "nonpositive_serial_der", "write"]
+__all__ = [
+    "TlsServer",
+    "malformed_san_der",
+    "nonpositive_serial_der",
+    "serve_tls",
+    "webpki_chain",
+    "write",
+]
 
 
 def write(path: Path, data: bytes, mode: int = 0o644) -> Path:
@@ -40,9 +53,7 @@ def malformed_san_der() -> bytes:
         )
         .sign(ca.key, hashes.SHA256())
     )
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return cert.public_bytes(Encoding.DER)
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def nonpositive_serial_der(value: int = -1) -> bytes:
@@ -110,3 +121,72 @@ def webpki_chain(host: str = "www.example.jp") -> tuple[x509.Certificate, x509.C
                            critical=False)
             .sign(mid_key, hashes.SHA256()))
     return root, mid, leaf, leaf_key
+
+
+@dataclass
+class TlsServer:
+    port: int
+    root_pem: Path
+    chain_der: tuple[bytes, ...]
+    sni_seen: list[str | None]
+
+
+def _pem_of(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def _serve(listener: socket.socket, context: ssl.SSLContext, stop: threading.Event) -> None:
+    listener.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            return
+        conn.settimeout(5)
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+
+
+@contextmanager
+def serve_tls(directory: Path) -> Iterator[TlsServer]:
+    """A real TLS server (the ``ssl`` module) on 127.0.0.1 presenting leaf + intermediate of
+    :func:`webpki_chain`; ``root_pem`` is the trust anchor that makes it verify."""
+    root, mid, leaf, leaf_key = webpki_chain()
+    chain_file = directory / "server-fullchain.pem"
+    chain_file.write_bytes(_pem_of(leaf, mid))
+    key_file = directory / "server-privkey.pem"
+    key_file.write_bytes(leaf_key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    key_file.chmod(0o600)
+    root_file = directory / "server-root.pem"
+    root_file.write_bytes(_pem_of(root))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain_file, key_file)
+    sni_seen: list[str | None] = []
+
+    def remember_sni(_sock: object, name: str | None, _ctx: object) -> None:
+        sni_seen.append(name)
+
+    context.sni_callback = remember_sni  # type: ignore[assignment]
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+    thread = threading.Thread(target=_serve, args=(listener, context, stop), daemon=True)
+    thread.start()
+    ders = tuple(c.public_bytes(serialization.Encoding.DER) for c in (leaf, mid))
+    try:
+        yield TlsServer(port=listener.getsockname()[1], root_pem=root_file, chain_der=ders,
+                        sni_seen=sni_seen)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()

@@ -4,84 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import ssl
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from agent.livechain import LiveChainError, fetch_chain, parse_target, verify_chain
-from tests.agent.scan_fixtures import webpki_chain
+from tests.agent.scan_fixtures import TlsServer, serve_tls
 
 AT = datetime(2026, 2, 1, tzinfo=UTC)
 
 
-@dataclass
-class Server:
-    port: int
-    root_pem: Path
-    chain_der: tuple[bytes, ...]
-    sni_seen: list[str | None]
-
-
-def _pem(*certs: x509.Certificate) -> bytes:
-    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-
-
-def _serve(listener: socket.socket, context: ssl.SSLContext, stop: threading.Event) -> None:
-    listener.settimeout(0.2)
-    while not stop.is_set():
-        try:
-            conn, _ = listener.accept()
-        except TimeoutError:
-            continue
-        except OSError:
-            return
-        conn.settimeout(5)
-        try:
-            with context.wrap_socket(conn, server_side=True) as tls:
-                tls.recv(1)
-        except (OSError, ssl.SSLError):
-            pass
-        finally:
-            conn.close()
-
-
 @pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[Server]:
-    root, mid, leaf, leaf_key = webpki_chain()
-    chain_file = tmp_path / "fullchain.pem"
-    chain_file.write_bytes(_pem(leaf, mid))
-    key_file = tmp_path / "privkey.pem"
-    key_file.write_bytes(leaf_key.private_bytes(  # type: ignore[attr-defined]
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    root_file = tmp_path / "root.pem"
-    root_file.write_bytes(_pem(root))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(chain_file, key_file)
-    sni_seen: list[str | None] = []
-    context.sni_callback = lambda _sock, name, _ctx: sni_seen.append(name)  # type: ignore[assignment,func-returns-value]
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    stop = threading.Event()
-    thread = threading.Thread(target=_serve, args=(listener, context, stop), daemon=True)
-    thread.start()
-    ders = tuple(c.public_bytes(serialization.Encoding.DER) for c in (leaf, mid))
-    yield Server(port=listener.getsockname()[1], root_pem=root_file, chain_der=ders,
-                 sni_seen=sni_seen)
-    stop.set()
-    thread.join(timeout=5)
-    listener.close()
+def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
+    with serve_tls(tmp_path) as server:
+        yield server
 
 
-def test_fetches_the_whole_presented_chain_in_order_with_sni(tls_server: Server) -> None:
+def test_fetches_the_whole_presented_chain_in_order_with_sni(tls_server: TlsServer) -> None:
     chain = fetch_chain("127.0.0.1", tls_server.port, servername="www.example.jp", timeout=5)
     assert chain.certificates == tls_server.chain_der
     assert chain.location == f"127.0.0.1:{tls_server.port}"
@@ -91,27 +33,27 @@ def test_fetches_the_whole_presented_chain_in_order_with_sni(tls_server: Server)
         hashlib.sha256(d).hexdigest() for d in tls_server.chain_der]
 
 
-def test_presented_chain_verifies_against_its_root(tls_server: Server) -> None:
+def test_presented_chain_verifies_against_its_root(tls_server: TlsServer) -> None:
     chain = fetch_chain("127.0.0.1", tls_server.port, servername="www.example.jp", timeout=5)
     assert verify_chain(chain.certificates, server="www.example.jp", at=AT,
                         ca_file=tls_server.root_pem) is None
 
 
-def test_presented_chain_does_not_verify_for_another_name(tls_server: Server) -> None:
+def test_presented_chain_does_not_verify_for_another_name(tls_server: TlsServer) -> None:
     chain = fetch_chain("127.0.0.1", tls_server.port, servername="www.example.jp", timeout=5)
     reason = verify_chain(chain.certificates, server="other.example", at=AT,
                           ca_file=tls_server.root_pem)
     assert reason is not None
 
 
-def test_presented_chain_does_not_verify_after_it_expired(tls_server: Server) -> None:
+def test_presented_chain_does_not_verify_after_it_expired(tls_server: TlsServer) -> None:
     chain = fetch_chain("127.0.0.1", tls_server.port, servername="www.example.jp", timeout=5)
     reason = verify_chain(chain.certificates, server="www.example.jp",
                           at=datetime(2026, 7, 1, tzinfo=UTC), ca_file=tls_server.root_pem)
     assert reason is not None
 
 
-def test_presented_chain_does_not_verify_against_the_system_store(tls_server: Server) -> None:
+def test_presented_chain_does_not_verify_against_the_system_store(tls_server: TlsServer) -> None:
     chain = fetch_chain("127.0.0.1", tls_server.port, servername="www.example.jp", timeout=5)
     assert verify_chain(chain.certificates, server="www.example.jp", at=AT) is not None
 

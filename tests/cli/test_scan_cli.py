@@ -1,0 +1,190 @@
+"""``certescrow scan``: one-shot, no configuration, JSON/CSV/table, monitoring exit status."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from agent.cli import PROGRESS_THRESHOLD, _Progress
+from agent.main import certescrow
+from tests.agent.scan_fixtures import write
+from tests.certfactory import make_cert
+
+NB = datetime(2026, 1, 15, 3, 0, 0, tzinfo=UTC)
+AT = "2026-02-01T12:00:00"  # Asia/Tokyo
+CERTESCROW = Path(sys.executable).with_name("certescrow")
+
+
+def _scan(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(certescrow, ["scan", *args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    write(tmp_path / "store" / "ok.pem",
+          make_cert(not_before=NB, lifetime=timedelta(days=300), sans=("ok.example",)).pem)
+    write(tmp_path / "store" / "le.pem", make_cert(not_before=NB, sans=("le.example",)).pem)
+    return tmp_path / "store"
+
+
+def test_scan_json_prints_one_object_per_certificate(store: Path) -> None:
+    code, out, err = _scan(str(store), "--json", "--at", AT, "--category", "III")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert {r["sans"][0]: r["renewable"] for r in rows} == {"le.example": False,
+                                                           "ok.example": True}
+    for row in rows:
+        assert {"path", "index", "sha256", "subject", "issuer", "sans", "not_before",
+                "not_after", "validity_seconds", "tier", "renewable", "days_left", "item",
+                "category", "findings", "actions"} <= set(row)
+        assert row["not_after"].endswith("Z")
+
+
+def test_scan_without_exit_status_exits_1_when_a_file_failed(store: Path) -> None:
+    write(store / "junk.bin", b"\x00garbage")
+    code, out, _ = _scan(str(store), "--json", "--at", AT)
+    assert code == 1
+    errors = [r for r in json.loads(out) if "error" in r]
+    assert errors == [{"kind": "error", "path": str(store / "junk.bin"),
+                       "error": {"code": "garbage", "message": errors[0]["error"]["message"]}}]
+
+
+def test_scan_csv(store: Path) -> None:
+    code, out, _ = _scan(str(store), "--csv", "--at", AT)
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert sorted(r["sans"] for r in rows) == ["le.example", "ok.example"]
+
+
+def test_scan_json_and_csv_exclude_each_other(store: Path) -> None:
+    code, _, err = _scan(str(store), "--csv", "--json")
+    assert code == 2
+    assert "exclude each other" in err
+
+
+def test_scan_human_table_is_sorted_by_urgency(store: Path) -> None:
+    code, out, _ = _scan(str(store), "--at", AT)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("SEVERITY")
+    assert "le.example" in lines[1]  # renewal blocked: more urgent than the 300-day one
+    assert "ok.example" in lines[2]
+    assert "2 certificate(s), 0 error(s)" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [({}, 0), ({"le.pem": "blocked"}, 1), ({"old.pem": "expired"}, 2), ({"junk": "junk"}, 3),
+     ({"old.pem": "expired", "junk": "junk"}, 2)],
+)
+def test_scan_exit_status_for_monitoring(tmp_path: Path, extra: dict[str, str],
+                                         status: int) -> None:
+    write(tmp_path / "ok.pem", make_cert(not_before=NB, lifetime=timedelta(days=300)).pem)
+    contents = {"blocked": make_cert(not_before=NB).pem,
+                "expired": make_cert(not_before=NB - timedelta(days=200)).pem,
+                "junk": b"\x00junk"}
+    for name, kind in extra.items():
+        write(tmp_path / name, contents[kind])
+    code, _, _ = _scan(str(tmp_path), "--exit-status", "--json", "--at", AT)
+    assert code == status
+
+
+def test_scan_tier_option_checks_compliance(tmp_path: Path) -> None:
+    write(tmp_path / "c.pem", make_cert(not_before=NB, lifetime=timedelta(days=199)).pem)
+    _, out, _ = _scan(str(tmp_path), "--json", "--at", AT, "--category", "III", "--tier", "6m")
+    (row,) = json.loads(out)
+    assert (row["tier"], row["compliant"]) == ("1y", False)
+    assert "non-compliant" in {a["action"] for a in row["actions"]} or any(
+        f["clause"].startswith("Art.3") for f in row["findings"])
+
+
+def test_scan_at_decides_days_left(store: Path) -> None:
+    _, early, _ = _scan(str(store / "le.pem"), "--json", "--at", "2026-02-01")
+    _, late, _ = _scan(str(store / "le.pem"), "--json", "--at", "2026-02-11")
+    assert json.loads(early)[0]["days_left"] - json.loads(late)[0]["days_left"] == 10
+
+
+def test_scan_reads_pkcs12_with_a_password_file(tmp_path: Path) -> None:
+    leaf = make_cert(not_before=NB)
+    data = pkcs12.serialize_key_and_certificates(
+        b"x", leaf.key, leaf.cert, None,  # type: ignore[arg-type]
+        serialization.BestAvailableEncryption(b"open sesame"))
+    write(tmp_path / "bundle.p12", data, 0o600)
+    passwords = write(tmp_path / "passwords", b"first\nopen sesame\n", 0o600)
+    code, out, _ = _scan(str(tmp_path / "bundle.p12"), "--json", "--at", AT)
+    assert code == 1
+    assert json.loads(out)[0]["error"]["code"] == "pkcs12-password"
+    code, out, _ = _scan(str(tmp_path / "bundle.p12"), "--json", "--at", AT,
+                         "--password-file", str(passwords))
+    assert code == 0
+    assert json.loads(out)[0]["sha256"] == leaf.sha256
+
+
+def test_scan_honours_the_configured_size_cap(tmp_path: Path) -> None:
+    write(tmp_path / "c.pem", make_cert(not_before=NB).pem)
+    config = write(tmp_path / "config.toml", b"[agent]\nmax_file_size = 100\n")
+    result = CliRunner().invoke(certescrow, ["--config", str(config), "scan", "--json",
+                                             str(tmp_path / "c.pem")])
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)[0]["error"]["code"] == "too-large"
+
+
+def test_scan_needs_a_path() -> None:
+    code, _, err = _scan()
+    assert code == 2
+    assert "PATH" in err
+
+
+def test_no_progress_bar_when_stderr_is_piped(tmp_path: Path) -> None:
+    pem = make_cert(not_before=NB).pem
+    for i in range(PROGRESS_THRESHOLD):
+        write(tmp_path / f"{i:04}.pem", pem)
+    code, out, err = _scan(str(tmp_path), "--json", "--at", AT)
+    assert code == 0
+    assert len(json.loads(out)) == PROGRESS_THRESHOLD
+    assert err == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_for_long_scans_only() -> None:
+    terminal = _Terminal()
+    progress = _Progress(terminal)  # type: ignore[arg-type]
+    for done in range(1, PROGRESS_THRESHOLD + 1):
+        progress(done, PROGRESS_THRESHOLD)
+    progress.close()
+    assert "Scanning" in terminal.getvalue()
+    short = _Terminal()
+    quiet = _Progress(short)  # type: ignore[arg-type]
+    quiet(1, 3)
+    quiet.close()
+    assert short.getvalue() == ""
+
+
+def test_real_subprocess_scan_json_and_unknown_item(store: Path) -> None:
+    env = {**os.environ, "CERTESCROW_NOW": "2026-02-01T00:00:00Z"}
+    done = subprocess.run([str(CERTESCROW), "scan", "--json", str(store)], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) == 2
+    assert done.stderr == ""
+    bad = subprocess.run([str(CERTESCROW), "scan", "--item", "no-such-item", str(store)],
+                         capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert bad.returncode == 12
+    assert bad.stderr.startswith("Error: ")
+    assert "byo" in bad.stderr  # the message lists the valid handles
