@@ -7,6 +7,7 @@ loader, which are the package's own adapters) or imports ``agent``/``vault``.
 from .category import Category
 from .decisions import Action, Decision, Finding, Severity
 from .errors import (
+    ApplicationRefusedError,
     CatalogueError,
     ContractStateError,
     LedgerError,
@@ -14,21 +15,29 @@ from .errors import (
     UnknownContractError,
     UnknownItemError,
 )
+from .evaluate import evaluate_contract
 from .facts import CertificateFacts
 from .intake import Binding, Intake, IntakeReceipt, Observation
+from .ledger import JournalEntry, Ledger
+from .state import ContractState, ContractStatus
 from .tiers import Tier, admits, classify, validity_period
 
 __all__ = [
     "Action",
+    "ApplicationRefusedError",
     "Binding",
     "CatalogueError",
     "Category",
     "CertificateFacts",
+    "ContractState",
     "ContractStateError",
+    "ContractStatus",
     "Decision",
     "Finding",
     "Intake",
     "IntakeReceipt",
+    "JournalEntry",
+    "Ledger",
     "LedgerError",
     "Observation",
     "PolicyError",
@@ -38,5 +47,6 @@ __all__ = [
     "UnknownItemError",
     "admits",
     "classify",
+    "evaluate_contract",
     "validity_period",
 ]
