@@ -59,10 +59,16 @@ class CertificateAuthority:
     """Regular expressions for the CA's TLS issuing-CA common names (full match)."""
     vendor_policy_oids: Mapping[str, str] = field(default_factory=dict)
     """The CA's own policy OIDs → validation level; a cross-check only."""
+    _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
+    _orgs: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Compiled once: the matchers run for every certificate of a 100,000-contract sweep.
         object.__setattr__(self, "vendor_policy_oids",
                            MappingProxyType(dict(self.vendor_policy_oids)))
+        object.__setattr__(self, "_patterns",
+                           tuple(re.compile(p) for p in self.issuer_cn_patterns))
+        object.__setattr__(self, "_orgs", frozenset(o.casefold() for o in self.organisations))
 
     def allowance_open_on(self, day: date) -> bool:
         """Whether the CA's transition window contains ``day`` (both ends inclusive)."""
@@ -75,13 +81,13 @@ class CertificateAuthority:
     def recognises_org(self, organisation: str | None) -> bool:
         if not organisation:
             return False
-        wanted = organisation.strip().casefold()
-        return any(org.casefold() == wanted for org in self.organisations)
+        return organisation.strip().casefold() in self._orgs
 
     def recognises_issuer_cn(self, common_name: str | None) -> bool:
         if not common_name:
             return False
-        return any(re.fullmatch(p, common_name.strip()) for p in self.issuer_cn_patterns)
+        name = common_name.strip()
+        return any(p.fullmatch(name) for p in self._patterns)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,9 +157,16 @@ class Catalogue:
     source: str = EMBEDDED_CATALOGUE
     """Where it was loaded from (a path, or the embedded name), for explanations."""
 
+    _by_org: Mapping[str, CertificateAuthority] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "items", MappingProxyType(dict(self.items)))
         object.__setattr__(self, "cas", MappingProxyType(dict(self.cas)))
+        by_org: dict[str, CertificateAuthority] = {}
+        for ca in self.cas.values():
+            for org in ca.organisations:
+                by_org.setdefault(org.casefold(), ca)
+        object.__setattr__(self, "_by_org", MappingProxyType(by_org))
 
     def item(self, handle: str) -> Item:
         """The item named ``handle``; an unknown handle lists the valid ones."""
@@ -170,10 +183,9 @@ class Catalogue:
 
     def ca_for_issuer(self, issuer_org: str | None) -> CertificateAuthority | None:
         """The catalogue CA whose organisations include ``issuer_org`` (``None`` if none)."""
-        for ca in self.cas.values():
-            if ca.recognises_org(issuer_org):
-                return ca
-        return None
+        if not issuer_org:
+            return None
+        return self._by_org.get(issuer_org.strip().casefold())
 
     def byo_item(self) -> Item:
         """The category III item (``byo`` in the embedded catalogue)."""

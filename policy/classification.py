@@ -225,9 +225,9 @@ def classify_certificate(
             message="no subjectAltName: browsers ignore the CN, so the certificate names no "
                     "server (BR §7.1.2.7.12)",
         ))
-    extra_public = tuple(o for c in catalogue.cas.values() for o in c.organisations)
-    if (not facts.is_ca and sched.is_public_issuer(facts.issuer_org, extra_public)
-            and sched.exceeds(facts)):
+    public = catalogue.ca_for_issuer(facts.issuer_org) is not None or \
+        sched.is_public_issuer(facts.issuer_org)
+    if not facts.is_ca and public and sched.exceeds(facts):
         limit = sched.max_days_at(nb)
         findings.append(Finding(
             code="public-max-validity-exceeded", clause="BR §6.3.2", severity=Severity.WARNING,

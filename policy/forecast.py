@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
@@ -75,6 +74,11 @@ class MaxValiditySchedule:
     """Ascending by start; the first has ``start_utc=None``."""
     public_organisations: tuple[str, ...] = ()
     source: str = EMBEDDED_SCHEDULE
+    _public: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_public",
+                           frozenset(o.casefold() for o in self.public_organisations))
 
     def step_at(self, at: datetime) -> ScheduleStep:
         current = self.steps[0]
@@ -97,11 +101,12 @@ class MaxValiditySchedule:
         return br_days(period, day_seconds=self.day_seconds) > self.max_days_at(
             facts.not_before_utc)
 
-    def is_public_issuer(self, organisation: str | None, extra: Sequence[str] = ()) -> bool:
+    def is_public_issuer(self, organisation: str | None) -> bool:
+        """Whether ``organisation`` is one of the schedule's publicly trusted CAs (the
+        catalogue's own CAs are checked by the caller)."""
         if not organisation:
             return False
-        wanted = organisation.strip().casefold()
-        return any(o.casefold() == wanted for o in (*self.public_organisations, *extra))
+        return organisation.strip().casefold() in self._public
 
     def non_renewable_from(self) -> date | None:
         """First day from which every new public certificate is <= 90 days (Art.6(3) proviso);

@@ -87,10 +87,7 @@ def validation_level(facts: CertificateFacts) -> tuple[str | None, tuple[Finding
 
 
 def _issuer_ca(facts: CertificateFacts, catalogue: Catalogue) -> CertificateAuthority | None:
-    for ca in catalogue.cas.values():
-        if ca.organisations and ca.recognises_org(facts.issuer_org):
-            return ca
-    return None
+    return catalogue.ca_for_issuer(facts.issuer_org)
 
 
 def match_item(facts: CertificateFacts, catalogue: Catalogue) -> ItemMatch:
