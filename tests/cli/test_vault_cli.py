@@ -1,0 +1,297 @@
+"""``certescrow vault …`` through click's CliRunner, plus one real subprocess run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from tests.vault.helpers import PDF, issued, key_pem, sql
+from vault.cli import vault_group
+from vault.errors import (
+    VaultConflictError,
+    VaultInputError,
+    VaultIntegrityError,
+    VaultLockedError,
+)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, Path]:
+    vault_dir = tmp_path / "v"
+    return {"vault": vault_dir / "vault.sqlite3", "key": tmp_path / "master.key",
+            "tmp": tmp_path}
+
+
+@pytest.fixture
+def keyring_backend() -> Iterator[object]:
+    """The real file-backed keyring under the isolated HOME (keyring caches its backend)."""
+    import keyring
+    from keyrings.alt.file import PlaintextKeyring
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(PlaintextKeyring())
+    try:
+        yield keyring.get_keyring()
+    finally:
+        keyring.set_keyring(previous)
+
+
+def run(args: list[str], *, config: dict[str, Any] | None = None,
+        input: bytes | None = None) -> Result:
+    return CliRunner().invoke(vault_group, args, obj={"config": config or {}}, input=input)
+
+
+def ok(args: list[str], **kwargs: Any) -> Result:
+    result = run(args, **kwargs)
+    assert result.exception is None, (result.output, result.exception)
+    assert result.exit_code == 0
+    return result
+
+
+def common(env: dict[str, Path]) -> list[str]:
+    return ["--vault", str(env["vault"]), "--key-file", str(env["key"])]
+
+
+@pytest.fixture
+def initialised(env: dict[str, Path]) -> dict[str, Path]:
+    ok(["init", *common(env)])
+    return env
+
+
+def test_init_with_a_new_key_file_creates_it_0600_and_the_vault(env: dict[str, Path]) -> None:
+    result = ok(["init", *common(env)])
+    assert "Created vault" in result.output
+    assert (env["key"].stat().st_mode & 0o777) == 0o600
+    assert (env["vault"].stat().st_mode & 0o777) == 0o600
+    again = run(["init", *common(env)])
+    assert isinstance(again.exception, VaultConflictError)
+
+
+def test_vault_path_defaults_to_xdg_data_home_then_configuration(env: dict[str, Path]) -> None:
+    ok(["init", "--key-file", str(env["key"])])
+    default = Path(os.environ["XDG_DATA_HOME"]) / "certescrow" / "vault.sqlite3"
+    assert default.is_file()
+    configured = env["tmp"] / "conf" / "vault.sqlite3"
+    config = {"vault": {"path": str(configured), "key_source": "key-file",
+                        "key_file": str(env["key"])}}
+    ok(["init"], config=config)
+    assert configured.is_file()
+    status = json.loads(ok(["status", "--json"], config=config).stdout)
+    assert status["path"] == str(configured)
+    assert status["locked"] is False
+
+
+def test_status_reports_a_locked_vault_without_failing(initialised: dict[str, Path]) -> None:
+    other = initialised["tmp"] / "other.key"
+    ok(["init", "--vault", str(initialised["tmp"] / "x" / "v.sqlite3"), "--key-file", str(other)])
+    status = json.loads(ok(["status", "--json", "--vault", str(initialised["vault"]),
+                            "--key-file", str(other)]).stdout)
+    assert status["locked"] is True
+    assert "does not open" in status["lock_reason"]
+    text = ok(["status", *common(initialised)]).output
+    assert "unlocked" in text
+    assert "format version: 1" in text
+
+
+def test_gen_csr_prints_the_csr_and_match_pairs_it_with_its_key(
+        initialised: dict[str, Path]) -> None:
+    result = ok(["gen-csr", *common(initialised), "--cn", "shop.example.jp", "--san",
+                 "shop.example.jp", "--san", "www.shop.example.jp", "--key", "ed25519",
+                 "--contract", "C-7"])
+    csr = x509.load_pem_x509_csr(result.stdout.encode())
+    assert csr.subject.rfc4514_string() == "CN=shop.example.jp"
+    entries = json.loads(ok(["list", "--json", "--vault", str(initialised["vault"])]).stdout)
+    assert sorted(e["kind"] for e in entries) == ["csr", "private-key"]
+    assert {e["contract_id"] for e in entries} == {"C-7"}
+    match = json.loads(ok(["match", "--json", *common(initialised)]).stdout)
+    assert len(match["groups"]) == 1
+    assert len(match["groups"][0]["keys"]) == 1
+    assert len(match["groups"][0]["csrs"]) == 1
+
+
+def test_import_recognises_every_kind_and_asks_passwords_from_a_file(
+        initialised: dict[str, Path]) -> None:
+    tmp = initialised["tmp"]
+    item, chain_other = issued("a.example"), issued("b.example")
+    (tmp / "fullchain.pem").write_bytes(item.pem + chain_other.pem)
+    (tmp / "enc.key").write_bytes(key_pem(item, b"key-pass"))
+    (tmp / "approval.pdf").write_bytes(PDF)
+    (tmp / "pass").write_text("key-pass\n")
+    result = ok(["import", *common(initialised), "--contract", "C-1", "--password-file",
+                 str(tmp / "pass"), str(tmp / "fullchain.pem"), str(tmp / "enc.key"),
+                 str(tmp / "approval.pdf"), "--json"])
+    rows = json.loads(result.stdout)
+    assert [r["kind"] for r in rows] == ["certificate", "certificate", "private-key", "document"]
+    assert all(r["created"] for r in rows)
+    again = json.loads(ok(["import", *common(initialised), "--json", str(tmp / "approval.pdf")])
+                       .stdout)
+    assert again[0]["created"] is False
+    listed = json.loads(ok(["list", "--json", "--kind", "certificate", "--contract", "C-1",
+                            "--vault", str(initialised["vault"])]).stdout)
+    assert len(listed) == 2
+    match = json.loads(ok(["match", "--json", *common(initialised)]).stdout)
+    assert len(match["groups"]) == 1
+    assert match["certificates_without_key"] == [rows[1]["id"]]
+
+
+def test_import_of_an_encrypted_key_without_a_terminal_or_password_file_is_refused(
+        initialised: dict[str, Path]) -> None:
+    path = initialised["tmp"] / "enc.key"
+    path.write_bytes(key_pem(issued(), b"pw"))
+    result = run(["import", *common(initialised), str(path)])
+    assert isinstance(result.exception, VaultInputError)
+    assert "--password-file" in str(result.exception)
+
+
+def test_import_is_all_or_nothing(initialised: dict[str, Path]) -> None:
+    tmp = initialised["tmp"]
+    (tmp / "good.pdf").write_bytes(PDF)
+    (tmp / "bad.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n")
+    result = run(["import", *common(initialised), str(tmp / "good.pdf"), str(tmp / "bad.pem")])
+    assert isinstance(result.exception, VaultInputError)
+    assert "bad.pem" in str(result.exception)
+    assert json.loads(ok(["list", "--json", "--vault", str(initialised["vault"])]).stdout) == []
+
+
+def test_put_from_stdin_and_export_to_a_private_file(initialised: dict[str, Path]) -> None:
+    entry = ok(["put", *common(initialised), "--kind", "document", "--label", "contract scan"],
+               input=PDF).stdout.strip()
+    out = initialised["tmp"] / "out.pdf"
+    ok(["export", *common(initialised), entry, "--out", str(out)])
+    assert out.read_bytes() == PDF
+    assert (out.stat().st_mode & 0o777) == 0o600
+    refused = run(["export", *common(initialised), entry, "--out", str(out)])
+    assert isinstance(refused.exception, VaultConflictError)
+    out.write_bytes(b"old")
+    ok(["export", *common(initialised), entry, "--out", str(out), "--force"])
+    assert out.read_bytes() == PDF
+
+
+def test_export_formats_and_p12_with_a_password(initialised: dict[str, Path]) -> None:
+    tmp = initialised["tmp"]
+    item = issued()
+    (tmp / "site.pem").write_bytes(key_pem(item) + item.pem)
+    rows = json.loads(ok(["import", *common(initialised), "--json", str(tmp / "site.pem")])
+                      .stdout)
+    key_id, cert_id = rows[0]["id"], rows[1]["id"]
+    der = ok(["export", *common(initialised), cert_id, "--format", "der"]).stdout_bytes
+    assert der == item.der
+    (tmp / "p12pass").write_text("export-pass\n")
+    ok(["export", *common(initialised), key_id, "--format", "p12", "--out", str(tmp / "s.p12"),
+        "--password-file", str(tmp / "p12pass")])
+    key, cert, _ = pkcs12.load_key_and_certificates((tmp / "s.p12").read_bytes(), b"export-pass")
+    assert key is not None
+    assert cert is not None
+    assert cert.public_bytes(serialization.Encoding.DER) == item.der
+
+
+def test_show_and_rm_keep_the_history_in_the_audit_log(initialised: dict[str, Path]) -> None:
+    entry = ok(["put", *common(initialised), "--kind", "document"], input=b"tmp").stdout.strip()
+    shown = json.loads(ok(["show", "--json", "--vault", str(initialised["vault"]), entry]).stdout)
+    assert shown["id"] == entry
+    assert [h["action"] for h in shown["history"]] == ["put"]
+    assert f"removed document {entry}" in ok(["rm", *common(initialised), entry]).output
+    records = json.loads(ok(["audit", "--json", "--vault", str(initialised["vault"])]).stdout)
+    assert [r["action"] for r in records] == ["init", "put", "rm"]
+    assert records[-1]["entry_id"] == entry
+
+
+def test_rotate_key_in_place_and_to_a_new_key_file(initialised: dict[str, Path]) -> None:
+    entry = ok(["put", *common(initialised), "--kind", "document"], input=b"x").stdout.strip()
+    old = initialised["key"].read_bytes()
+    rotated = json.loads(ok(["rotate-key", *common(initialised), "--json"]).stdout)
+    assert rotated["entries_rewrapped"] == 1
+    assert initialised["key"].read_bytes() != old
+    new = initialised["tmp"] / "new.key"
+    ok(["rotate-key", *common(initialised), "--new-key-file", str(new)])
+    locked = run(["export", *common(initialised), entry])
+    assert isinstance(locked.exception, VaultLockedError)
+    assert ok(["export", "--vault", str(initialised["vault"]), "--key-file", str(new),
+               entry]).stdout_bytes == b"x"
+
+
+def test_verify_passes_then_reports_tampering_with_a_failing_exit(
+        initialised: dict[str, Path]) -> None:
+    ok(["put", *common(initialised), "--kind", "document"], input=b"x")
+    report = json.loads(ok(["verify", "--json", *common(initialised)]).stdout)
+    assert report["ok"] is True
+    sql(initialised["vault"], "UPDATE entries SET label = 'forged'")
+    failed = run(["verify", "--json", *common(initialised)])
+    assert isinstance(failed.exception, VaultIntegrityError)
+    assert json.loads(failed.stdout)["ok"] is False
+
+
+def test_backup_and_restore(initialised: dict[str, Path]) -> None:
+    entry = ok(["put", *common(initialised), "--kind", "document"], input=b"keep").stdout.strip()
+    backup = initialised["tmp"] / "backup.sqlite3"
+    ok(["backup", *common(initialised), str(backup)])
+    ok(["rm", *common(initialised), entry])
+    refused = run(["restore", *common(initialised), str(backup)])
+    assert isinstance(refused.exception, VaultConflictError)
+    ok(["restore", *common(initialised), str(backup), "--force"])
+    assert ok(["export", *common(initialised), entry]).stdout_bytes == b"keep"
+
+
+def test_the_configured_keyring_source_is_the_default(env: dict[str, Path],
+                                                      keyring_backend: object) -> None:
+    ok(["init", "--vault", str(env["vault"])])
+    entry = ok(["put", "--vault", str(env["vault"]), "--kind", "document"],
+               input=b"keyring").stdout.strip()
+    assert ok(["export", "--vault", str(env["vault"]), entry]).stdout_bytes == b"keyring"
+
+
+def test_passphrase_source_reads_the_environment(env: dict[str, Path],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    config = {"vault": {"key_source": "passphrase", "path": str(env["vault"])}}
+    monkeypatch.setenv("CERTESCROW_VAULT_PASSPHRASE", "a long passphrase")
+    ok(["init"], config=config)
+    entry = ok(["put", "--kind", "document"], config=config, input=b"p").stdout.strip()
+    monkeypatch.setenv("CERTESCROW_VAULT_PASSPHRASE", "not it")
+    assert isinstance(run(["export", entry], config=config).exception, VaultLockedError)
+
+
+# ------------------------------------------------------------------ a real process
+
+def certescrow(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    exe = Path(sys.executable).parent / "certescrow"
+    return subprocess.run([str(exe), *args], input=stdin, capture_output=True, timeout=60,
+                          check=False, env=os.environ.copy())
+
+
+def test_real_certescrow_vault_process(env: dict[str, Path]) -> None:
+    opts = ["--vault", str(env["vault"]), "--key-file", str(env["key"])]
+    assert certescrow("vault", "init", *opts).returncode == 0
+    (env["tmp"] / "cert.pem").write_bytes(issued().pem)
+    imported = certescrow("vault", "import", *opts, "--json", str(env["tmp"] / "cert.pem"))
+    assert imported.returncode == 0, imported.stderr
+    entry = json.loads(imported.stdout)[0]["id"]
+    listed = certescrow("vault", "list", "--json", "--vault", str(env["vault"]))
+    assert [e["id"] for e in json.loads(listed.stdout)] == [entry]
+    assert certescrow("vault", "verify", *opts).returncode == 0
+    wrong = env["tmp"] / "wrong.key"
+    wrong.write_text("A" * 43 + "=\n")
+    wrong.chmod(0o600)
+    failed = certescrow("vault", "export", "--vault", str(env["vault"]), "--key-file", str(wrong),
+                        entry)
+    assert failed.returncode == VaultLockedError.exit_code
+    assert failed.stderr.decode().startswith("Error: the master key from the key file")
+    assert failed.stdout == b""
+    loose = certescrow("vault", "export", *opts, entry, "--out", str(env["tmp"] / "c.pem"))
+    assert loose.returncode == 0
+    env["key"].chmod(0o644)
+    refused = certescrow("vault", "list", "--vault", str(env["vault"]))  # no key needed
+    assert refused.returncode == 0
+    perm = certescrow("vault", "verify", *opts)
+    assert perm.returncode == 25
+    assert b"chmod 600" in perm.stderr
