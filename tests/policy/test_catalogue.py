@@ -123,7 +123,7 @@ def _broken(old: str, new: str, count: int = 1) -> str:
      r"globalsign-ov-wildcard\)\.wildcard: expected true or false"),
     (_broken('handle = "byo"\n', 'handle = "byo"\nproduct_end = 2027-01-01\n'),
      r"byo\)\.product_end: Art\.8 abolition applies to category I/II items only"),
-    (_broken('"Cybertrust Japan SureServer CA G\\\\d+",', '"Cybertrust (",'),
+    (_broken("'Cybertrust Japan SureServer CA G\\d+',", "'Cybertrust (',"),
      r"cas\.cybertrust\.issuer_cn_patterns\[0\]: not a valid regular expression"),
     ("format = 2\n" + EMBEDDED.replace("format = 1\n", ""),
      r"format: unsupported catalogue format 2"),
