@@ -137,9 +137,11 @@ class AgentConfig:
     host: str
     log_format: str = "text"
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
-    quiet_period_ms: int = 300
-    """Events on a path are coalesced until it has been quiet this long (certbot's unlink +
-    symlink dance takes a few milliseconds per file)."""
+    quiet_period_ms: int = 100
+    """Events on a path are coalesced until it has been quiet this long. certbot relinks its
+    four files within milliseconds, and a set whose key and certificate still disagree is
+    re-checked anyway, so 100 ms is enough; it is also the floor of the daemon's latency
+    (target: change reported within 200 ms at p95, see BENCHMARKS.md)."""
     resync_interval_s: int = 3600
     """A full rescan this often catches anything the observers missed; 0 disables it."""
     observer: str = "auto"
@@ -424,7 +426,7 @@ def _agent(check: _Checker, raw: Any, *, hostname: Callable[[], str]) -> AgentCo
         log_format=check.choice(table, "agent", "log_format", "text", LOG_FORMATS),
         max_file_size=check.integer(table, "agent", "max_file_size", DEFAULT_MAX_FILE_SIZE,
                                     minimum=1),
-        quiet_period_ms=check.integer(table, "agent", "quiet_period_ms", 300),
+        quiet_period_ms=check.integer(table, "agent", "quiet_period_ms", 100),
         resync_interval_s=check.integer(table, "agent", "resync_interval_s", 3600),
         observer=check.choice(table, "agent", "observer", "auto", OBSERVERS),
         stores=stores,

@@ -1,6 +1,6 @@
 """Daemon latency: from a file change to the daemon's report, with N certificates watched.
 
-    .venv/bin/python bench/bench_daemon.py [--certs 100000] [--changes 200] [--quiet-ms 50]
+    .venv/bin/python bench/bench_daemon.py [--certs 100000] [--changes 200] [--quiet-ms 100]
 
 Builds (once, cached under bench/out/) a store of N certificate files in directories of 100,
 then in one run measures:
@@ -40,7 +40,7 @@ from cryptography.x509.oid import NameOID  # noqa: E402
 from watchdog.events import FileSystemEvent, FileSystemEventHandler  # noqa: E402
 from watchdog.observers.inotify import InotifyObserver  # noqa: E402
 
-from agent.config import config_from_raw  # noqa: E402
+from agent.config import AgentConfig, config_from_raw  # noqa: E402
 from agent.daemon import Daemon  # noqa: E402
 from agent.logs import EventLog, configure_logging  # noqa: E402
 from agent.watch import inotify_limits  # noqa: E402
@@ -204,8 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--certs", type=int, default=100_000)
     parser.add_argument("--changes", type=int, default=200)
-    parser.add_argument("--quiet-ms", type=int, default=50,
-                        help="quiet_period_ms for the daemon run (default config: 300)")
+    parser.add_argument("--quiet-ms", type=int, default=AgentConfig.quiet_period_ms,
+                        help="quiet_period_ms for the daemon run (default: the configuration "
+                        "default, %(default)s)")
     args = parser.parse_args(argv)
     random.seed(3)
     root = build_store(args.certs)

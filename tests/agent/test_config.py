@@ -41,7 +41,7 @@ def test_no_configuration_runs_on_embedded_defaults() -> None:
     (store,) = config.agent.stores
     assert store.path == Path("/etc/letsencrypt/live")
     assert store.follow_links_into == (Path("/etc/letsencrypt/archive"),)
-    assert config.agent.quiet_period_ms == 300
+    assert config.agent.quiet_period_ms == 100
     assert config.agent.resync_interval_s == 3600
     assert config.agent.observer == "auto"
     assert config.agent.max_file_size == 10 * 1024 * 1024

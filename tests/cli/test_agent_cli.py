@@ -42,7 +42,7 @@ def test_check_config_prints_the_effective_configuration(
     assert "(valid)" in out
     assert 'host = "web1"' in out
     assert f'follow_links_into = ["{tmp_path}/le/archive"]' in out
-    assert "quiet_period_ms = 300" in out
+    assert "quiet_period_ms = 100" in out
     assert f"store {tmp_path}/le/live does not exist" in err
 
 
