@@ -4,7 +4,9 @@ Nothing in this package reads the clock, touches files (except the ledger and th
 loader, which are the package's own adapters) or imports ``agent``/``vault``.
 """
 
+from .catalogue import Catalogue, CertificateAuthority, Item, load_catalogue
 from .category import Category
+from .classification import CertificateClassification, classify_certificate
 from .decisions import Action, Decision, Finding, Severity
 from .errors import (
     ApplicationRefusedError,
@@ -17,18 +19,37 @@ from .errors import (
 )
 from .evaluate import evaluate_contract
 from .facts import CertificateFacts
+from .forecast import (
+    ContractOutlook,
+    MaxValiditySchedule,
+    TierOutlook,
+    contract_outlook,
+    embedded_schedule,
+    tier_outlooks,
+)
 from .intake import Binding, Intake, IntakeReceipt, Observation
 from .ledger import JournalEntry, Ledger
+from .matchers import ItemMatch, match_item
+from .paths import default_ledger_path
+from .rules.art6 import Answer, renewal_decisions
+from .rules.art7 import Application, application_refusals
+from .settings import PolicySettings, PriceList
 from .state import ContractState, ContractStatus
 from .tiers import Tier, admits, classify, validity_period
 
 __all__ = [
     "Action",
+    "Answer",
+    "Application",
     "ApplicationRefusedError",
     "Binding",
+    "Catalogue",
     "CatalogueError",
     "Category",
+    "CertificateAuthority",
+    "CertificateClassification",
     "CertificateFacts",
+    "ContractOutlook",
     "ContractState",
     "ContractStateError",
     "ContractStatus",
@@ -36,17 +57,32 @@ __all__ = [
     "Finding",
     "Intake",
     "IntakeReceipt",
+    "Item",
+    "ItemMatch",
     "JournalEntry",
     "Ledger",
     "LedgerError",
+    "MaxValiditySchedule",
     "Observation",
     "PolicyError",
+    "PolicySettings",
+    "PriceList",
     "Severity",
     "Tier",
+    "TierOutlook",
     "UnknownContractError",
     "UnknownItemError",
     "admits",
+    "application_refusals",
     "classify",
+    "classify_certificate",
+    "contract_outlook",
+    "default_ledger_path",
+    "embedded_schedule",
     "evaluate_contract",
+    "load_catalogue",
+    "match_item",
+    "renewal_decisions",
+    "tier_outlooks",
     "validity_period",
 ]
