@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -127,6 +128,9 @@ class Ledger:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
+        # One connection may be shared by the daemon's threads: a transaction must not
+        # interleave with another thread's statements on it.
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -216,7 +220,8 @@ class Ledger:
         delay = 0.005
         for attempt in range(_RETRIES):
             try:
-                return fn()
+                with self._lock:
+                    return fn()
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or attempt == _RETRIES - 1:
                     raise LedgerError(f"{self.path}: {exc}") from None
@@ -425,21 +430,27 @@ class Ledger:
         """Every contract accepted by ``at``, folded in one pass over the journal (the sweep
         ``policy actions`` and the benchmark use), in contract-id order."""
         require_aware(at, "at")
-        cursor = self._conn.execute(
-            "SELECT contract_id, payload FROM journal "
-            "WHERE contract_id IS NOT NULL AND at_utc <= ? "
-            "ORDER BY contract_id, at_utc, seq", (instant_to_text(at),))
+        with self._lock:
+            cursor = self._conn.execute(
+                "SELECT contract_id, payload FROM journal "
+                "WHERE contract_id IS NOT NULL AND at_utc <= ? "
+                "ORDER BY contract_id, at_utc, seq", (instant_to_text(at),))
         current: str | None = None
         events: list[Event] = []
         accepted = False
-        for contract_id, payload in cursor:
-            if contract_id != current:
-                if current is not None and accepted:
-                    yield fold(current, events, at=at)
-                current, events, accepted = contract_id, [], False
-            event = event_from_json(json.loads(payload))
-            accepted = accepted or isinstance(event, ApplicationAccepted)
-            events.append(event)
+        while True:
+            with self._lock:
+                chunk = cursor.fetchmany(2048)
+            if not chunk:
+                break
+            for contract_id, payload in chunk:
+                if contract_id != current:
+                    if current is not None and accepted:
+                        yield fold(current, events, at=at)
+                    current, events, accepted = contract_id, [], False
+                event = event_from_json(json.loads(payload))
+                accepted = accepted or isinstance(event, ApplicationAccepted)
+                events.append(event)
         if current is not None and accepted:
             yield fold(current, events, at=at)
 
@@ -451,12 +462,14 @@ class Ledger:
         if at is not None:
             sql += " AND at_utc <= ?"
             params.append(instant_to_text(at))
-        rows = self._conn.execute(sql + " ORDER BY at_utc, seq", params).fetchall()
+        rows = self._retry(
+            lambda: self._conn.execute(sql + " ORDER BY at_utc, seq", params).fetchall())
         return [JournalEntry(seq=int(s), event=self._decode(s, p), recorded_utc=str(r))
                 for s, p, r in rows]
 
     def count(self) -> int:
-        return int(self._conn.execute("SELECT count(*) FROM journal").fetchone()[0])
+        return int(self._retry(
+            lambda: self._conn.execute("SELECT count(*) FROM journal").fetchone()[0]))
 
 
 def _split_sql(script: str) -> list[str]:
