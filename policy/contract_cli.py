@@ -123,14 +123,15 @@ def _cert_end(state: ContractState) -> str:
     return tokyo_date(cert.not_after_utc).isoformat() if cert else "-"
 
 
-def _echo_actions(decisions: Sequence[Decision], *, at: datetime, with_contract: bool) -> None:
+def _echo_actions(decisions: Sequence[Decision], *, at: datetime, with_contract: bool,
+                  history: bool = False) -> None:
     if not decisions:
-        click.echo("  (nothing due)")
+        click.echo("  (none)" if history else "  (nothing due)")
         return
     today = tokyo_date(at)
     for d in decisions:
         when = _day(d.due)
-        mark = " overdue" if d.due is not None and d.due < today else ""
+        mark = " overdue" if not history and d.due is not None and d.due < today else ""
         who = f"{d.contract_id:<16} " if with_contract else ""
         click.echo(f"  {when}{mark:<8} {who}{d.action.value:<20} {d.clause:<18} "
                    f"{d.severity.name.lower():<8} {d.explanation_en}")
@@ -331,7 +332,7 @@ def show_command(contract_id: str, as_json: bool, at: datetime | None,
         click.echo(f"  #{entry.seq:<5} {entry.event.at_utc.isoformat()}  "
                    f"{entry.event.KIND:<21} {_summary(entry)}")
     click.echo("Fees (Art.10):")
-    _echo_actions(fees, at=now, with_contract=False)
+    _echo_actions(fees, at=now, with_contract=False, history=True)
     click.echo("Due actions:")
     _echo_actions(decisions, at=now, with_contract=False)
 

@@ -339,3 +339,32 @@ def test_real_subprocess_contract_add_and_cancel_json(tmp_path: Path) -> None:
     assert refused.stderr.startswith("Error: ")
     assert "Art.7(2)" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+# ---------------------------------------------------------------- unbound observations, bad files
+
+
+def test_contract_unbound_lists_what_no_contract_claims(tmp_path: Path, ledger: Path) -> None:
+    from policy.intake import Observation
+    from policy.ledger import Ledger
+    from tests.policy.ledger_fixtures import T0, facts
+
+    with Ledger.open(ledger) as led:
+        led.report([Observation(facts=facts(tag="stray"), host="web9", location="/srv/x.pem",
+                                index=0, observed_at_utc=T0)], at=T0)
+    out = _json(["contract", "unbound", "--json", "--ledger", str(ledger)])
+    assert [(o["host"], o["location"], o["contract"]) for o in out] == [
+        ("web9", "/srv/x.pem", None)]
+    assert "web9:/srv/x.pem" in _ok(["contract", "unbound", "--ledger", str(ledger)]).stdout
+
+
+def test_contract_commands_refuse_a_file_that_is_not_a_ledger(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.sqlite3"
+    bogus.write_bytes(b"\x00not sqlite at all" * 64)
+    code, result = _run(["contract", "list", "--ledger", str(bogus)])
+    assert code == 13
+    assert "not a certescrow ledger" in str(result.exception)
+    code, _ = _run(["contract", "add", "Z", "--item", "byo", "--tier", "1y",
+                    "--ledger", str(bogus)])
+    assert code == 13
+    assert bogus.read_bytes().startswith(b"\x00not sqlite")
