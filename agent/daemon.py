@@ -52,6 +52,8 @@ MAX_SET_ATTEMPTS = 10
 """Quiet periods a key/certificate set may disagree before the disagreement is reported."""
 SET_MAX_FILES = 64
 """A directory with more entries than this is a flat store, not a certbot-style set."""
+SUPERVISE_EVERY_S = 30.0
+"""How often a dead or unstartable observer is restarted."""
 REPORT_BATCH = 2000
 """Observations per intake transaction during full scans."""
 _TRANSIENT = frozenset({"vanished", "not-found"})
@@ -204,6 +206,9 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.reports = 0
+        self._ping_every = watchdog_interval_s()
+        self._next_ping = monotonic()
+        self._next_supervise = monotonic()
         self.escrow_log: list[EscrowRecord] = []
         self.log_format_override: str | None = None
         self.last_resync = monotonic()
@@ -609,6 +614,10 @@ class Daemon:
             seen.add(name)
             by_dir.setdefault(os.path.dirname(name), []).append(name)
         for parent, names in by_dir.items():
+            self.tick()
+            if self._stop.is_set():
+                # SIGTERM during a long scan: stop now; nothing unseen is taken for gone.
+                return observations
             if self._is_set(parent):
                 if parent not in handled_sets:
                     handled_sets.add(parent)
@@ -633,6 +642,8 @@ class Daemon:
         handled: set[str] = set()
         escrowed_before = len(self.escrow_log)
         for store in self.config.agent.stores:
+            if self._stop.is_set():
+                break
             if not store.path.is_dir():
                 summary.missing_stores.append(str(store.path))
                 self.log.warning("store-missing", f"{store.path}: store root does not exist "
@@ -681,18 +692,42 @@ class Daemon:
                 return False
         return self.notifier.watchdog()
 
-    def supervise(self) -> None:
-        """Restart a watcher whose threads died, then rescan to catch what it missed."""
-        if self.watcher is None or self.watcher.alive():
+    def tick(self) -> None:
+        """Send the watchdog ping when it is due (also from inside long scans: the initial
+        scan of a large store can outlast ``WatchdogSec=``)."""
+        if self._ping_every is None:
             return
-        self.log.warning("observer-restart", "restarting the file observers")
-        self.watcher.stop()
-        self.start_watching()
-        self.full_scan()
+        now = self.monotonic()
+        if now >= self._next_ping:
+            self._next_ping = now + self._ping_every
+            self.heartbeat()
 
-    def start_watching(self) -> None:
+    def supervise(self) -> None:
+        """Restart a watcher whose threads died (at most every ``SUPERVISE_EVERY_S``), then
+        rescan to catch what it missed."""
+        if self.watcher is None or self.watcher.alive():
+            return  # not watching by design (--once), or all is well
+        now = self.monotonic()
+        if now < self._next_supervise:
+            return
+        self._next_supervise = now + SUPERVISE_EVERY_S
+        self.log.warning("observer-restart", "restarting the file observers")
+        self.stop_watching()
+        if self.start_watching():
+            self.full_scan()
+
+    def start_watching(self) -> bool:
+        """Start the observers; a failure (``observer = "inotify"`` out of watches) is logged
+        and leaves the daemon resyncing periodically with its watchdog ping withheld."""
         self.watcher = StoreWatcher(self.enqueue, mode=self.config.agent.observer, log=self.log)
-        self.watcher.start(self.watch_roots())
+        try:
+            self.watcher.start(self.watch_roots())
+        except OSError as exc:
+            self.log.error("watch-failed", f"cannot watch the stores: {exc.strerror or exc}; "
+                           "watchdog ping withheld", observer=self.config.agent.observer)
+            self.watcher.stop()
+            return False
+        return True
 
     def stop_watching(self) -> None:
         if self.watcher is not None:
@@ -751,24 +786,21 @@ class Daemon:
 
     def run(self) -> int:
         """Watch until SIGTERM/SIGINT: initial scan, observers, events, resyncs, pings."""
-        self.start_watching()  # before the scan, so nothing changed during it is lost
-        self.full_scan()
-        self.notifier.ready(self.status_line())
-        self.log.info("ready", self.status_line())
-        ping_every = watchdog_interval_s()
-        next_ping = self.monotonic()
         status_every = 30.0
         next_status = self.monotonic() + status_every
         try:
+            self.notifier.status("initial scan")
+            self.start_watching()  # before the scan, so nothing changed during it is lost
+            self.full_scan()
+            self.notifier.ready(self.status_line())
+            self.log.info("ready", self.status_line())
             while not self._stop.is_set():
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
                 self.process_due()
                 now = self.monotonic()
-                if ping_every is not None and now >= next_ping:
-                    self.heartbeat()
-                    next_ping = now + ping_every
+                self.tick()
                 self.supervise()
                 interval = self.config.agent.resync_interval_s
                 if interval and now - self.last_resync >= interval:
@@ -782,8 +814,8 @@ class Daemon:
                 due_in = self.queue.next_due_in(self.quiet_s)
                 if due_in is not None:
                     waits.append(due_in)
-                if ping_every is not None:
-                    waits.append(max(0.0, next_ping - self.monotonic()))
+                if self._ping_every is not None:
+                    waits.append(max(0.0, self._next_ping - self.monotonic()))
                 if not self._stop.is_set() and not self._reload.is_set():
                     self.queue.wait(max(0.005, min(waits)))
         finally:

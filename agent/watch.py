@@ -134,7 +134,7 @@ class StoreWatcher:
 
     def __init__(self, enqueue: Callable[[str], None], *, mode: str = "auto",
                  log: EventLog | None = None, polling_interval_s: float = 1.0,
-                 inotify_factory: Callable[[], BaseObserver] = _inotify_observer) -> None:
+                 inotify_factory: Callable[[], BaseObserver] | None = None) -> None:
         if mode not in ("auto", "inotify", "polling"):
             raise ValueError(f"unknown observer mode {mode!r}")
         self.mode = mode
@@ -156,7 +156,8 @@ class StoreWatcher:
             self._start_polling(wanted, reason="configured (observer = \"polling\")")
             return self.kind
         try:
-            observer = self._inotify_factory()
+            factory = self._inotify_factory or _inotify_observer
+            observer = factory()
             observer.start()
         except OSError as exc:
             if exc.errno in _WATCH_EXHAUSTED and self.mode == "auto":

@@ -292,3 +292,47 @@ def test_art4_7_escrow_puts_key_and_certificate_into_a_real_vault(tmp_path: Path
     assert second.escrowed
     assert not any(e.created for e in second.escrowed)
     again.shutdown()
+
+
+def test_stop_requested_during_a_scan_ends_it_without_reporting_anything_gone(
+        tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    for d in range(3):
+        (store / f"d{d}").mkdir(parents=True)
+        (store / f"d{d}" / "c.pem").write_bytes(make_cert(sans=(f"d{d}.example.jp",)).pem)
+    reader = CountingReader()
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path, reader=reader)
+    daemon.full_scan()
+    assert len(daemon.index) == 3
+    for d in range(3):
+        (store / f"d{d}" / "c.pem").write_bytes(make_cert(sans=(f"n{d}.example.jp",)).pem)
+    reader.calls.clear()
+    real = reader.__call__
+
+    def stop_after_first(path: Path, **kwargs: Any) -> FileResult:
+        daemon.request_stop()  # SIGTERM arrives while the scan is reading
+        return real(path, **kwargs)
+
+    daemon.reader = stop_after_first
+    daemon.full_scan()
+    assert len(reader.calls) == 1  # the scan stopped after the file it was reading
+    assert intake.gone == []
+    assert len(daemon.index) == 3
+
+
+def test_unstartable_inotify_observer_withholds_the_watchdog_ping(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    import errno
+
+    from agent import watch
+
+    def exhausted() -> Any:
+        raise OSError(errno.EMFILE, "inotify instance limit reached")
+
+    monkeypatch.setattr(watch, "_inotify_observer", exhausted)
+    store = tmp_path / "certs"
+    store.mkdir()
+    daemon, _ = make_daemon(store_config([{"path": str(store)}], observer="inotify"), tmp_path)
+    monkeypatch.setattr(daemon.notifier, "watchdog", lambda: True)
+    assert daemon.start_watching() is False  # logged as watch-failed, no crash
+    assert daemon.heartbeat() is False
