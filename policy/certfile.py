@@ -148,6 +148,17 @@ def facts_from_certificate(cert: x509.Certificate) -> CertificateEntry:
     return CertificateEntry(index=0, facts=facts, findings=tuple(findings))
 
 
+def _reason(error: Exception | str) -> str:
+    """The parser's complaint without the Rust debug dump (``ParseError { kind: … }``)."""
+    text = str(error)
+    if "ParseError" not in text:
+        return text
+    kind = re.search(r"kind: (\w+)", text)
+    location = re.search(r'location: \["?([^"\]]+)', text)
+    where = f" in {location.group(1)}" if location else ""
+    return f"ASN.1 parse error ({kind.group(1) if kind else 'invalid encoding'}{where})"
+
+
 def _load_bytes(path: Path, max_size: int) -> bytes:
     try:
         info = path.stat()
@@ -203,7 +214,8 @@ def _from_pem(path: Path, data: bytes) -> list[x509.Certificate]:
         except ValueError as exc:
             raise CertificateFileError(
                 path, "malformed-certificate",
-                f"PEM block {number} ({kind}) is not a valid certificate: {exc}") from None
+                f"PEM block {number} ({kind}) is not a valid certificate: {_reason(exc)}",
+            ) from None
     if not certs:
         raise CertificateFileError(
             path, "unsupported-format",
@@ -242,8 +254,26 @@ def _from_der(path: Path, data: bytes) -> list[x509.Certificate]:
             c.certificate for c in loaded.additional_certs]
         if found:
             return found
+    declared = _der_length(data)
+    if declared is not None and declared > len(data):
+        raise CertificateFileError(path, "truncated",
+                                   f"DER data ends after {len(data)} of its {declared} bytes "
+                                   "(truncated file?)")
     raise CertificateFileError(path, "malformed-certificate",
-                               f"DER data that is not a valid certificate: {reason}")
+                               f"DER data that is not a valid certificate: {_reason(reason)}")
+
+
+def _der_length(data: bytes) -> int | None:
+    """Total length the outer DER SEQUENCE header declares (``None`` if unreadable)."""
+    if len(data) < 2:
+        return None
+    first = data[1]
+    if first < 0x80:
+        return 2 + first
+    count = first & 0x7F
+    if count == 0 or count > 4 or len(data) < 2 + count:
+        return None
+    return 2 + count + int.from_bytes(data[2:2 + count], "big")
 
 
 def read_certificate_file(path: Path, *,

@@ -211,7 +211,7 @@ def classify_certificate(
         ))
     if at > na:
         findings.append(Finding(
-            code="expired", clause="Art.6(1)", severity=Severity.CRITICAL,
+            code="expired", clause="", severity=Severity.CRITICAL,
             message=f"expired on {_instant(na)} ({-days_left} day(s) ago, Asia/Tokyo)",
         ))
     elif at < nb:

@@ -120,8 +120,13 @@ class _Row:
 
 
 def _read_previous(path: Path) -> CertificateFacts:
+    """The previous server certificate: the first one in the file that is not a CA's."""
     entries = read_certificate_file(path)
-    return entries[0].facts
+    for entry in entries:
+        if not entry.facts.is_ca:
+            return entry.facts
+    raise CertificateFileError(path, "unsupported-format",
+                               "--previous holds only CA certificates, no server certificate")
 
 
 @policy_group.command("classify")

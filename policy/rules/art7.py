@@ -10,11 +10,13 @@ reasons an application for an item cannot be accepted.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from policy.catalogue import Catalogue
 from policy.decisions import Action, Decision, Severity
+from policy.errors import PolicyError
 from policy.rules.art4 import designated_service_refusal
 from policy.rules.art8 import abolished
 from policy.tokyo import tokyo_date
@@ -22,6 +24,7 @@ from policy.tokyo import tokyo_date
 __all__ = ["Application", "application_refusals"]
 
 JAPAN = "JP"
+_COUNTRY = re.compile(r"[A-Za-z]{2}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +39,13 @@ class Application:
     to be moved onto the provider's servers."""
     designated_service: str | None = None
     """Art.4(1): the designated provider service a category II applicant uses."""
+
+    def __post_init__(self) -> None:
+        # "Japan" or "JPN" must not silently count as "outside Japan" under Art.7(2).
+        if not _COUNTRY.fullmatch(self.organisation_country.strip()):
+            raise PolicyError(
+                f"organisation country {self.organisation_country!r} is not an ISO 3166-1 "
+                "alpha-2 code such as JP, US or SG")
 
 
 def application_refusals(application: Application, catalogue: Catalogue, *,

@@ -9,7 +9,7 @@ import pytest
 
 from policy.catalogue import Catalogue, load_catalogue
 from policy.decisions import Action, Severity
-from policy.errors import UnknownItemError
+from policy.errors import PolicyError, UnknownItemError
 from policy.rules.art4 import designated_service_refusal, needs_designated_service
 from policy.rules.art7 import Application, application_refusals
 from policy.rules.art8 import abolished, abolition_decisions
@@ -44,6 +44,12 @@ def test_art7_category_ii_refuses_both_and_needs_a_designated_service() -> None:
     application = Application(item="global-server-id-cloud", organisation_country="SG",
                               migrating_from_outside=True)
     assert clauses(application) == ["Art.7(1)", "Art.7(2)", "Art.4(1)"]
+
+
+@pytest.mark.parametrize("country", ["Japan", "JPN", "", "J"])
+def test_art7_2_country_must_be_an_iso_code_not_silently_foreign(country: str) -> None:
+    with pytest.raises(PolicyError, match="ISO 3166-1 alpha-2"):
+        Application(item="globalsign-ov", organisation_country=country)
 
 
 def test_art7_does_not_restrict_category_iii() -> None:

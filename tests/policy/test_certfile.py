@@ -81,7 +81,8 @@ def test_pkcs12_without_password_and_with_one(tmp_path: Path) -> None:
     (b"\xfe\xed\xfe\xed\x00\x00\x00\x02", "unsupported-format"),
     (b"-----BEGIN CERTIFICATE-----\nMIIB\n", "truncated"),
     (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "malformed-certificate"),
-    (b"\x30\x82\x01\x00garbage", "malformed-certificate"),
+    (b"\x30\x03\x02\x01\x05", "malformed-certificate"),  # a SEQUENCE holding INTEGER 5
+    (b"\x30\x82\x01\x00garbage", "truncated"),  # declares 260 bytes, has 11
 ])
 def test_unreadable_content_gets_a_stable_code(tmp_path: Path, content: bytes,
                                                code: str) -> None:
@@ -91,6 +92,25 @@ def test_unreadable_content_gets_a_stable_code(tmp_path: Path, content: bytes,
         read_certificate_file(path)
     assert info.value.code == code
     assert str(info.value).startswith(f"{path}: ")
+
+
+def test_truncated_der_is_reported_as_truncated(tmp_path: Path) -> None:
+    der = make_cert(not_before=NB).der
+    path = tmp_path / "cut.der"
+    path.write_bytes(der[: len(der) // 2])
+    with pytest.raises(CertificateFileError, match=f"ends after {len(der) // 2} of its "
+                                                   f"{len(der)} bytes") as info:
+        read_certificate_file(path)
+    assert info.value.code == "truncated"
+
+
+def test_malformed_message_has_no_parser_debug_dump(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pem"
+    path.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    with pytest.raises(CertificateFileError) as info:
+        read_certificate_file(path)
+    assert "{" not in str(info.value)
+    assert "ASN.1 parse error" in str(info.value)
 
 
 def test_pem_with_only_a_private_key_is_not_a_certificate(tmp_path: Path) -> None:
