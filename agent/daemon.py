@@ -449,7 +449,9 @@ class Daemon:
                 if summary is not None:
                     self._summarise(store, result, keys, summary)
                 continue
-            self.index.put(path, key, result, target=os.path.realpath(path))
+            # Only a link needs tracing back from its target (certbot live/ -> archive/).
+            target = os.path.realpath(path) if os.path.islink(path) else path
+            self.index.put(path, key, result, target=target)
             if result.error is not None:
                 self.log.warning("file-error", f"{path}: {result.error.message}",
                                  path=path, code=result.error.code)

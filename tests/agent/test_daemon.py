@@ -336,3 +336,24 @@ def test_unstartable_inotify_observer_withholds_the_watchdog_ping(
     monkeypatch.setattr(daemon.notifier, "watchdog", lambda: True)
     assert daemon.start_watching() is False  # logged as watch-failed, no crash
     assert daemon.heartbeat() is False
+
+
+def test_in_place_change_in_the_allowed_archive_rereads_the_live_link(tmp_path: Path) -> None:
+    certbot = Certbot(tmp_path / "le")
+    first = certbot.install()
+    clock = SteppingClock()
+    daemon, intake = make_daemon(store_config([{"path": str(tmp_path / "le" / "live")}]),
+                                 tmp_path, clock=clock)
+    daemon.full_scan()
+    intake.clear()
+    rewritten = make_cert(sans=(certbot.name,), key=first.key, serial=4242)
+    target = certbot.archive / "cert1.pem"
+    target.write_bytes(rewritten.pem)  # not certbot's way, but operators do it
+    daemon.enqueue(str(target))  # the event arrives on the archive file, not the link
+    clock.advance(0.31)
+    daemon.process_due()
+    clock.advance(0.31)
+    daemon.process_due()
+    (obs,) = [o for o in intake.reported if o.facts.sha256 == rewritten.sha256]
+    assert obs.location == str(certbot.live / "cert.pem")
+    assert obs.key_matches is True
