@@ -696,3 +696,19 @@ def test_status_reports_counts_source_and_lock_state(vault: Vault, vault_path: P
         status = locked.status()
         assert status.locked
         assert "does not open" in (status.lock_reason or "")
+
+
+def test_verify_recomputes_fingerprint_and_key_tag_from_the_plaintext(vault: Vault,
+                                                                      vault_path: Path) -> None:
+    from vault.envelope import seal
+
+    entry = vault.put("document", b"x").entry_id
+    # A row sealed consistently *with* the key but carrying a wrong fingerprint (a bug, or a
+    # forger who holds the key): get trusts the AEAD binding, verify recomputes.
+    row = vault._row(vault._store.conn, entry)
+    row["fingerprint"] = "0" * 64
+    sealed = seal(vault._need_keys().master, vault._binding(row), b"x")
+    sql(vault_path, "UPDATE entries SET fingerprint = ?, wrapped_key = ?, ciphertext = ?",
+        (row["fingerprint"], sealed.wrapped_key, sealed.ciphertext))
+    assert vault.get(entry) == b"x"
+    assert any(entry in p for p in vault.verify().problems)
