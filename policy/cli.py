@@ -41,6 +41,7 @@ from .contract_cli import actions_command, contract_group
 
 __all__ = ["contract_group", "policy_group"]
 
+PROGRESS_MIN_FILES = 50
 CATALOGUE_OPTION_HELP = ("An amended catalogue TOML file. Default: [policy].catalogue, else the "
                          "embedded catalogue (terms of 2024-06-01).")
 
@@ -173,18 +174,26 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool,
     previous = _read_previous(previous_file) if previous_file is not None else None
     rows: list[_Row] = []
     errors: list[CertificateFileError] = []
-    for path in files:
-        try:
-            entries = read_certificate_file(path)
-        except CertificateFileError as exc:
-            errors.append(exc)
-            click.echo(f"Error: {exc} [{exc.code}]", err=True)
-            continue
-        for entry in entries:
-            result = classify_certificate(entry.facts, catalogue, binding=binding, at=now,
-                                          previous=previous, settings=settings)
-            rows.append(_Row(path=str(path), index=entry.index, result=result,
-                             read_findings=entry.findings))
+    # Progress on stderr only for long runs at a terminal; errors then follow the bar.
+    show_progress = len(files) >= PROGRESS_MIN_FILES and sys.stderr.isatty()
+    with click.progressbar(files, label="Classifying", file=sys.stderr,
+                           hidden=not show_progress) as bar:
+        for path in bar:
+            try:
+                entries = read_certificate_file(path)
+            except CertificateFileError as exc:
+                errors.append(exc)
+                if not show_progress:
+                    click.echo(f"Error: {exc} [{exc.code}]", err=True)
+                continue
+            for entry in entries:
+                result = classify_certificate(entry.facts, catalogue, binding=binding, at=now,
+                                              previous=previous, settings=settings)
+                rows.append(_Row(path=str(path), index=entry.index, result=result,
+                                 read_findings=entry.findings))
+    if show_progress:
+        for failure in errors:
+            click.echo(f"Error: {failure} [{failure.code}]", err=True)
     if as_json:
         out: list[Any] = [row.to_json() for row in rows]
         out += [{"path": e.path, "error": {"code": e.code, "message": e.reason}}
