@@ -66,6 +66,8 @@ class VaultLike(Protocol):
     def put(self, kind: str, data: bytes, *, contract_id: str | None = None,
             label: str | None = None, meta: Any = None) -> Any: ...
 
+    def get(self, entry_id: str) -> bytes: ...
+
     def close(self) -> None: ...
 
 
@@ -206,6 +208,7 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self.reports = 0
+        self._password_cache: dict[Path, tuple[bytes, ...]] = {}
         self._ping_every = watchdog_interval_s()
         self._next_ping = monotonic()
         self._next_supervise = monotonic()
@@ -319,8 +322,26 @@ class Daemon:
 
     def _read(self, store: StoreConfig, path: str) -> FileResult:
         return self.reader(Path(path), limits=self.limits_for(store),
-                           passwords=tuple(p.encode() for p in store.pkcs12_passwords),
+                           passwords=self._passwords(store),
                            keep_key_pem=store.escrow, keep_der=store.escrow)
+
+    def _passwords(self, store: StoreConfig) -> tuple[bytes, ...]:
+        """PKCS#12 passwords: the configured ones, then those kept in the vault
+        (``pkcs12_password_vault_ids``), fetched once per store and never logged."""
+        cached = self._password_cache.get(store.path)
+        if cached is not None:
+            return cached
+        passwords = [p.encode() for p in store.pkcs12_passwords]
+        for entry_id in store.pkcs12_password_vault_ids:
+            try:
+                passwords.append(self._vault_handle().get(entry_id).rstrip(b"\r\n"))
+            except Exception as exc:
+                self.log.error("password-unavailable",
+                               f"{store.path}: PKCS#12 password from vault entry {entry_id} "
+                               f"unavailable: {type(exc).__name__}", path=str(store.path))
+        result = tuple(passwords)
+        self._password_cache[store.path] = result
+        return result
 
     def _is_set(self, directory: str) -> bool:
         """A directory holding a private key beside certificates (certbot's ``live/x``)."""
@@ -759,6 +780,7 @@ class Daemon:
             return False
         old = self.config
         self.config = new
+        self._password_cache.clear()
         self._configure_policy()
         fmt = self.log_format_override or new.agent.log_format
         if fmt != (self.log_format_override or old.agent.log_format):

@@ -357,3 +357,27 @@ def test_in_place_change_in_the_allowed_archive_rereads_the_live_link(tmp_path: 
     (obs,) = [o for o in intake.reported if o.facts.sha256 == rewritten.sha256]
     assert obs.location == str(certbot.live / "cert.pem")
     assert obs.key_matches is True
+
+
+def test_pkcs12_password_from_the_vault_opens_the_store_file(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+
+    from vault import KeyFileSource, open_vault
+
+    key_file = tmp_path / "keys" / "vault.key"
+    key_file.parent.mkdir(mode=0o700)
+    vault_path = tmp_path / "vault" / "vault.sqlite3"
+    with open_vault(vault_path, KeyFileSource(key_file), create=True) as vault:
+        entry = vault.put("document", b"s3cret\n", label="p12 password").entry_id
+    issued = make_cert(sans=("p12.example.jp",))
+    store = tmp_path / "certs"
+    store.mkdir()
+    (store / "site.p12").write_bytes(pkcs12.serialize_key_and_certificates(
+        b"site", issued.key, issued.cert, None, BestAvailableEncryption(b"s3cret")))  # type: ignore[arg-type]
+    config = store_config([{"path": str(store), "pkcs12_password_vault_ids": [entry]}])
+    daemon, intake = make_daemon(
+        config, tmp_path, vault_factory=lambda: open_vault(vault_path, KeyFileSource(key_file)))
+    summary = daemon.full_scan(collect=True)
+    assert summary.errors == []
+    assert [o.facts.sha256 for o in intake.reported] == [issued.sha256]
+    daemon.shutdown()
