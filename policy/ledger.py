@@ -147,6 +147,9 @@ class Ledger:
             if not create:
                 raise LedgerError(f"{path}: no ledger here (nothing has been recorded yet)")
             _create_private_file(path)
+        elif not os.access(path, os.R_OK | os.W_OK):
+            raise LedgerError(f"{path}: cannot open the ledger: permission denied (it needs "
+                              "read and write access, also for the -wal/-shm files beside it)")
         try:
             conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                    check_same_thread=False)
@@ -155,6 +158,9 @@ class Ledger:
         ledger = cls(conn, path)
         try:
             ledger._initialise()
+        except sqlite3.OperationalError as exc:  # permissions, read-only medium, locks…
+            conn.close()
+            raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise LedgerError(
