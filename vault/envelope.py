@@ -226,9 +226,15 @@ def unwrap_secret(master_key: bytes, vault_id: bytes, wrapped: bytes) -> bytes |
     return secret if len(secret) == KEY_SIZE else None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class VaultKeys:
-    """The unlocked master key and the subkeys HKDF derives from the vault secret."""
+    """The unlocked master key and the subkeys HKDF derives from the vault secret.
+
+    ``repr`` is redacted so a traceback or debug log that prints locals shows no key.
+    """
+
+    def __repr__(self) -> str:
+        return "VaultKeys(<redacted>)"
 
     master: bytes
     fingerprint: bytes  # keyed fingerprint of (kind, plaintext): idempotent put

@@ -127,7 +127,6 @@ class Store:
     @classmethod
     def open(cls, path: Path, *, create: bool = False, busy_timeout_s: float = 30.0) -> Store:
         path = Path(path)
-        created = False
         if not path.exists():
             if not create:
                 raise VaultNotFoundError(f"no vault at {path}; create one with `certescrow "
@@ -137,13 +136,16 @@ class Store:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
-                pass
+                pass  # another process created it meanwhile
             else:
                 os.fchmod(fd, 0o600)
                 os.close(fd)
-                created = True
         check_private_dir(path.parent)
         check_private_file(path)
+        if not create and path.stat().st_size == 0:
+            # Connecting would write a database header into it; an empty file is not a vault.
+            raise VaultNotFoundError(f"{path} is an empty file, not a vault; create one with "
+                                     "`certescrow vault init`")
         for suffix in ("-wal", "-shm"):
             side = path.with_name(path.name + suffix)
             if side.exists():
@@ -157,7 +159,7 @@ class Store:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
                 store = cls(path, conn)
-                if created or store._is_empty():
+                if store._is_empty():
                     store._initialise_schema()
                 store._check_format()
             except sqlite3.Error as exc:

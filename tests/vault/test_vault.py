@@ -712,3 +712,18 @@ def test_verify_recomputes_fingerprint_and_key_tag_from_the_plaintext(vault: Vau
         (row["fingerprint"], sealed.wrapped_key, sealed.ciphertext))
     assert vault.get(entry) == b"x"
     assert any(entry in p for p in vault.verify().problems)
+
+
+def test_unlocked_keys_never_show_in_a_repr(vault: Vault) -> None:
+    keys = vault._need_keys()
+    assert repr(keys) == "VaultKeys(<redacted>)"
+    assert keys.master.hex() not in repr(vault.__dict__ if hasattr(vault, "__dict__") else vault)
+
+
+def test_an_empty_file_is_not_silently_turned_into_a_vault(private_dir: Path,
+                                                           source: KeyFileSource) -> None:
+    path = private_dir / "empty.sqlite3"
+    path.touch(mode=0o600)
+    with pytest.raises(VaultNotFoundError, match="empty file"):
+        open_vault(path, source)
+    assert path.stat().st_size == 0
