@@ -301,10 +301,13 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
             f"{nxt.longest_days} d ({nxt.longest_tier.value})" if nxt else "-",
             "-" if nxt is None or nxt.fills_contracted is None
             else ("yes" if nxt.fills_contracted else "no"),
-            "NOW" if c.currently_blocked else str(c.non_renewable_from or "-"),
+            str(c.first_unfilled_renewal or "-"),
+            "NOW" if c.currently_blocked else str(c.first_blocked_renewal or "-"),
         ])
     _table(["CONTRACT", "ITEM", "CAT", "TIER", "NEXT RENEWAL", "LONGEST THEN", "FILLS TIER",
-            "NON-RENEWABLE FROM"], rows)
+            "TIER UNFILLED FROM", "BLOCKED FROM"], rows)
+    click.echo("\nRenewals are projected the second after each certificate ends, with the longest "
+               "public certificate then issuable; BLOCKED = Art.6(3) proviso (category III).")
 
 
 def _contract_outlooks(path: Path, now: datetime) -> list[ContractOutlook]:

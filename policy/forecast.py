@@ -45,7 +45,9 @@ __all__ = [
 
 EMBEDDED_SCHEDULE = "policy/data/sc081.toml"
 RENEWAL_HORIZON = 4
-"""How many future renewals a contract outlook projects."""
+"""How many future renewals a contract outlook lists."""
+MAX_PROJECTED_RENEWALS = 64
+"""A bound on the projection (47-day certificates renew about 8 times a year)."""
 
 
 def br_days(period: timedelta, *, day_seconds: int = 86_400) -> int:
@@ -308,6 +310,12 @@ class ContractOutlook:
     currently_blocked: bool
     """Category III whose current certificate is already <= 90 days (Art.6(3) proviso)."""
     renewals: tuple[RenewalOutlook, ...]
+    """The next ``horizon`` projected renewals."""
+    first_unfilled_renewal: date | None
+    """Tokyo day of the first projected renewal whose longest certificate no longer spans the
+    contracted tier."""
+    first_blocked_renewal: date | None
+    """Tokyo day of the first projected renewal blocked by Art.6(3)'s proviso (category III)."""
     cannot_fill_from: date | None
     never_fillable: bool
     non_renewable_from: date | None
@@ -327,6 +335,8 @@ class ContractOutlook:
             "cannot_fill_from": self.cannot_fill_from,
             "never_fillable": self.never_fillable,
             "non_renewable_from": self.non_renewable_from,
+            "first_unfilled_renewal": self.first_unfilled_renewal,
+            "first_blocked_renewal": self.first_blocked_renewal,
             "renewals": [r.to_json() for r in self.renewals],
         }
 
@@ -347,7 +357,12 @@ def contract_outlook(*, contract_id: str, item: str | None, category: Category |
         # The successor takes over, at the latest, the second after the current one ends.
         start = at if certificate is None else max(
             certificate.not_after_utc + timedelta(seconds=1), at)
-        for _ in range(horizon):
+        # Project at least `horizon` renewals, and on until one falls under the schedule's
+        # last step, so the first unfilled / blocked renewal is known even years ahead.
+        last_step = schedule.steps[-1].start_utc
+        for count in range(MAX_PROJECTED_RENEWALS):
+            if count >= horizon and (last_step is None or renewals[-1].renewal_utc >= last_step):
+                break
             longest = schedule.longest_validity_at(start)
             try:
                 end = start + longest
@@ -362,6 +377,9 @@ def contract_outlook(*, contract_id: str, item: str | None, category: Category |
             ))
             start = end
     outlook = tier_outlook(tier, schedule, at=at) if tier is not None else None
+    first_unfilled = next((r.renewal_day for r in renewals if r.fills_contracted is False),
+                          None)
+    first_blocked = next((r.renewal_day for r in renewals if not r.renewable), None)
     non_renewable: date | None = None
     if is_byo:
         non_renewable = tokyo_date(at) if blocked_now else schedule.non_renewable_from()
@@ -370,7 +388,8 @@ def contract_outlook(*, contract_id: str, item: str | None, category: Category |
         certificate_sha256=certificate.sha256 if certificate else None,
         certificate_not_after=certificate.not_after_utc if certificate else None,
         terminated_on=terminated_on, currently_blocked=blocked_now,
-        renewals=tuple(renewals),
+        renewals=tuple(renewals[:horizon]),
+        first_unfilled_renewal=first_unfilled, first_blocked_renewal=first_blocked,
         cannot_fill_from=outlook.cannot_fill_from if outlook else None,
         never_fillable=outlook.never_fillable if outlook else False,
         non_renewable_from=non_renewable,

@@ -97,6 +97,11 @@ def test_forecast_contract_next_renewals_follow_the_schedule() -> None:
     assert outlook.cannot_fill_from == date(2026, 3, 15)
     assert outlook.non_renewable_from == date(2029, 3, 15)
     assert not outlook.currently_blocked
+    assert outlook.first_unfilled_renewal == date(2026, 3, 20)
+    # 2026-03-20 +200 (2026-10-06) +200 (2027-04-24) then +100 each: 2027-08-02, 2027-11-10,
+    # 2028-02-18, 2028-05-28, 2028-09-05, 2028-12-14, 2029-03-24 — the first renewal after
+    # 2029-03-15, where the 47-day maximum blocks a BYO renewal.
+    assert outlook.first_blocked_renewal == date(2029, 3, 24)
 
 
 def test_forecast_byo_renewal_after_2029_03_15_is_blocked_by_the_90_day_rule() -> None:
