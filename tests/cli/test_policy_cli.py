@@ -149,6 +149,16 @@ def test_policy_classify_table_goes_on_after_a_malformed_file(certs: dict[str, P
     assert "2026-04-15T02:59:59Z" in out
 
 
+def test_policy_classify_directory_and_missing_file_are_per_file_errors(
+        tmp_path: Path, certs: dict[str, Path]) -> None:
+    code, out, _ = run("policy", "classify", "--json", "--at", "2026-02-01", str(tmp_path),
+                       str(tmp_path / "absent.pem"), str(certs["le"]))
+    assert code == 17
+    rows = json.loads(out)
+    assert [r.get("error", {}).get("code") for r in rows] == [None, "not-regular-file",
+                                                              "not-found"]
+
+
 def test_policy_classify_binding_options(certs: dict[str, Path]) -> None:
     code, out, _ = run("policy", "classify", "--json", "--at", "2026-02-01", "--item",
                        "global-server-id-cloud", str(certs["der"]))

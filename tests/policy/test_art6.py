@@ -229,3 +229,18 @@ def test_art6_missed_deadline_stays_missed(s1: int, s2: int, category: Category)
     escalated = {Action.ANSWER_OVERDUE, Action.RENEW_BY_DEFAULT}
     if escalated & set(first):
         assert escalated & set(later)
+
+
+@given(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2090, 1, 1),  # noqa: DTZ001
+                    timezones=st.just(UTC)),
+       st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=400),
+       st.integers(min_value=0, max_value=120))
+def test_art6_deadline_is_the_earlier_of_notice_plus_n_and_end_of_validity(
+        not_after: datetime, lead: int, sent_before_end: int, deadline_days: int) -> None:
+    end_day = renewal_notice_due(not_after, lead_days=0)
+    assert renewal_notice_due(not_after, lead_days=lead) == end_day - timedelta(days=lead)
+    notice = end_day - timedelta(days=sent_before_end)
+    deadline = answer_deadline(notice, not_after, deadline_days=deadline_days)
+    assert deadline <= end_day
+    assert deadline <= notice + timedelta(days=deadline_days)
+    assert deadline in (end_day, notice + timedelta(days=deadline_days))
