@@ -50,6 +50,7 @@ from policy.events import (
     Event,
     NoticeSent,
     RenewalMade,
+    Terminated,
     event_to_json,
 )
 from policy.facts import CertificateFacts
@@ -178,7 +179,7 @@ def _echo_state(state: ContractState) -> None:
 @click.group("contract")
 def contract_group() -> None:
     """Drive a contract's life in the ledger: add, list, show, notify, answer, bind, change,
-    cancel, renew."""
+    cancel, renew, terminate; unbound lists observations no contract claims."""
 
 
 def _evaluate(env: _Env, state: ContractState, at: datetime) -> tuple[Decision, ...]:
@@ -499,6 +500,31 @@ def renew_command(contract_id: str, by_default: bool, designated: date | None,
                                                 certificate_sha256=sha), now)
     _echo_result(as_json, f"Renewal of {contract_id} recorded on {tokyo_date(now)}"
                  + (" (by default, Art.6(2))." if by_default else "."), state, decisions, now)
+
+
+@contract_group.command("terminate")
+@click.argument("contract_id", metavar="ID")
+@click.option("--effective", type=DateType(), required=True,
+              help="Day the termination takes effect (YYYY-MM-DD, Asia/Tokyo, inclusive).")
+@click.option("--clause", required=True, metavar="CLAUSE",
+              help="The clause it rests on, e.g. Art.8 (abolition) or Art.9(1).")
+@click.option("--reason", default="", help="Free text kept in the journal.")
+@at_option
+@json_option
+@ledger_option
+def terminate_command(contract_id: str, effective: date, clause: str, reason: str,
+                      at: datetime | None, as_json: bool, ledger_opt: Path | None) -> None:
+    """Record a termination the provider fixed (e.g. the item's abolition under Art.8)."""
+    if not clause.strip():
+        raise click.BadParameter("the clause is empty", param_hint="'--clause'")
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    state, decisions = _record(env, Terminated(contract_id=contract_id, at_utc=now,
+                                               effective=effective, clause=clause.strip(),
+                                               reason=reason), now)
+    _echo_result(as_json, f"Termination of {contract_id} recorded: terminates on "
+                 f"{state.terminated_on} ({state.termination_clause}).", state, decisions, now,
+                 terminated_on=state.terminated_on)
 
 
 @contract_group.command("unbound")

@@ -368,3 +368,38 @@ def test_contract_commands_refuse_a_file_that_is_not_a_ledger(tmp_path: Path) ->
                     "--ledger", str(bogus)])
     assert code == 13
     assert bogus.read_bytes().startswith(b"\x00not sqlite")
+
+
+def test_contract_terminate_records_the_providers_termination(ledger: Path) -> None:
+    lg = ["--ledger", str(ledger)]
+    _ok(["contract", "add", "T1", "--item", "globalsign-ov", "--tier", "1y",
+         "--at", "2026-01-05", *lg])
+    out = _json(["contract", "terminate", "T1", "--effective", "2026-03-31", "--clause", "Art.8",
+                 "--reason", "product ended", "--at", "2026-02-01", "--json", *lg])
+    assert out["terminated_on"] == "2026-03-31"
+    assert [a["action"] for a in out["actions"] if a["action"] == "terminate"] == ["terminate"]
+    assert _json(["contract", "show", "T1", "--json", "--at", "2026-03-31", *lg])["state"][
+        "status"] == "terminated"
+    code, result = _run(["contract", "notify", "T1", "--at", "2026-04-01", *lg])
+    assert code == 15
+    assert "terminated on 2026-03-31" in str(result.exception)
+
+
+def test_policy_actions_reports_a_broken_contract_and_lists_the_others(
+        tmp_path: Path, ledger: Path) -> None:
+    lg = ["--ledger", str(ledger)]
+    _ok(["contract", "add", "OK1", "--item", "byo", "--tier", "1y", "--at", AT, *lg])
+    _ok(["contract", "add", "DV1", "--item", "globalsign-dv", "--tier", "1y", "--at", AT, *lg])
+    embedded = (Path(__file__).resolve().parents[2] / "policy" / "data" / "catalogue.toml")
+    text = embedded.read_text(encoding="utf-8")
+    start = text.index('[[items]]\nhandle = "globalsign-dv"\n')
+    amended = tmp_path / "amended.toml"
+    amended.write_text(text[:start] + text[text.index("[[items]]", start + 5):],
+                       encoding="utf-8")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[policy]\ncatalogue = "{amended}"\n')
+    code, result = _run(["policy", "actions", "--json", "--at", AT, *lg], config=config)
+    assert code == 12
+    listed = json.loads(result.stdout)
+    assert {a["contract"] for a in listed} == {"OK1"}
+    assert "contract DV1" in result.stderr
