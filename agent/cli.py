@@ -24,7 +24,14 @@ from policy.tiers import Tier
 from .errors import AgentError, ConfigError
 from .livechain import fetch_chain, parse_target, verify_chain
 from .records import FileResult, ReadLimits
-from .report import CertificateRow, ScanReport, build_report, render_csv, render_table
+from .report import (
+    CertificateRow,
+    ScanReport,
+    build_report,
+    iter_json,
+    render_csv,
+    render_table,
+)
 from .scan import scan_paths
 from .x509facts import MalformedCertificateError, parse_der_certificate
 
@@ -148,7 +155,9 @@ def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | No
         progress.close()
     report = build_report(results, catalogue, binding=binding, at=when, settings=settings)
     if as_json:
-        echo_json(report.to_json())
+        for chunk in iter_json(report):
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
     elif as_csv:
         click.echo(render_csv(report), nl=False)
     else:

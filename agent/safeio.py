@@ -60,6 +60,8 @@ class SafeRead:
     data: bytes
     st: os.stat_result
     real_path: str
+    """The resolved path under a store root; the path as given for one-shot reads (where
+    resolving it would cost more syscalls than the read itself)."""
 
 
 # Tests replace this to make a file vanish in the middle of a read.
@@ -241,7 +243,7 @@ def _read_unrooted(path: Path, limits: ReadLimits) -> SafeRead:
         if exc.errno == errno.ENOENT:
             raise ReadError("vanished", "the file vanished before it could be opened") from None
         raise _os_failure(exc) from None
-    return _read_fd(fd, limits, st, os.path.realpath(text))
+    return _read_fd(fd, limits, st, text)
 
 
 def _read_rooted(path: Path, limits: ReadLimits) -> SafeRead:
@@ -287,9 +289,11 @@ def _read_fd(fd: int, limits: ReadLimits, before: os.stat_result, real_path: str
             raise _too_large(st.st_size, limits)
         chunks: list[bytes] = []
         total = 0
+        first = st.st_size + 1
         while True:
+            want = first if not chunks else _CHUNK
             try:
-                chunk = _read(fd, _CHUNK if total else max(st.st_size + 1, 1))
+                chunk = _read(fd, want)
             except OSError as exc:
                 if exc.errno in (errno.ENOENT, errno.ESTALE):
                     raise ReadError("vanished",
@@ -301,6 +305,8 @@ def _read_fd(fd: int, limits: ReadLimits, before: os.stat_result, real_path: str
             total += len(chunk)
             if total > limits.max_size:
                 raise _too_large(total, limits)
+            if len(chunks) == 1 and len(chunk) <= st.st_size:
+                break  # asked for one byte more than fstat's size and got less: that was EOF
         after = os.fstat(fd)
         if after.st_nlink == 0:
             raise ReadError("vanished", "the file was removed while it was being read")

@@ -122,14 +122,15 @@ def _first(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
 def parse_der_certificate(der: bytes) -> ParsedCertificate:
     """Load a DER certificate and read every field; raises :class:`MalformedCertificateError`."""
 
-    def load() -> x509.Certificate:
-        return x509.load_der_x509_certificate(der)
+    def load_and_read() -> tuple[CertificateFacts, str | None, bytes]:
+        return _read_all(x509.load_der_x509_certificate(der), der)
 
     try:
-        cert, caught = capture_warnings(load)
+        (facts, spki, der_bytes), caught = capture_warnings(load_and_read)
     except Exception as exc:  # the boundary: any parse failure is one error
         raise MalformedCertificateError(_describe(exc)) from None
-    return facts_from_certificate(cert, der=der, caught=caught)
+    return ParsedCertificate(facts=facts, findings=warning_findings(caught), spki_sha256=spki,
+                             der=der_bytes)
 
 
 def facts_from_certificate(
@@ -153,13 +154,119 @@ def _describe(exc: Exception) -> str:
     return f"cannot parse certificate: {text}"
 
 
+# ---------------------------------------------------------------- raw DER shortcuts
+# cryptography builds Python objects for names and keys on first access, and that, not the
+# parse, is what a scan of 100,000 certificates spends its time on. The raw TBS fields are
+# sliced out here instead (cryptography has already validated the whole structure when it
+# loaded the certificate), names are rendered once per distinct encoding, and the key's type
+# and size are read from the SubjectPublicKeyInfo. Anything unexpected falls back to the
+# cryptography objects.
+
+def _header(data: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of content, end of element) of the DER element at ``pos``."""
+    tag = data[pos]
+    first = data[pos + 1]
+    if first < 0x80:
+        return tag, pos + 2, pos + 2 + first
+    count = first & 0x7F
+    if count == 0 or count > 4:
+        raise ValueError("unsupported DER length")
+    length = int.from_bytes(data[pos + 2 : pos + 2 + count], "big")
+    start = pos + 2 + count
+    return tag, start, start + length
+
+
+def _tbs_fields(der: bytes) -> tuple[bytes, bytes, bytes]:
+    """(issuer, subject, subjectPublicKeyInfo) encodings of a certificate's TBS."""
+    _tag, cert_start, _end = _header(der, 0)
+    _tag, pos, _tbs_end = _header(der, cert_start)
+    tag, _start, end = _header(der, pos)
+    if tag == 0xA0:  # [0] EXPLICIT version
+        pos = end
+        tag, _start, end = _header(der, pos)
+    pos = end  # serialNumber
+    pos = _header(der, pos)[2]  # signature AlgorithmIdentifier
+    _tag, _start, end = _header(der, pos)
+    issuer = der[pos:end]
+    pos = _header(der, end)[2]  # validity
+    _tag, _start, end = _header(der, pos)
+    subject = der[pos:end]
+    _tag, _start, spki_end = _header(der, end)
+    return issuer, subject, der[end:spki_end]
+
+
+_RSA = bytes.fromhex("2a864886f70d010101")
+_EC = bytes.fromhex("2a8648ce3d0201")
+_CURVES = {
+    bytes.fromhex("2a8648ce3d030107"): 256,  # P-256
+    bytes.fromhex("2b81040022"): 384,  # P-384
+    bytes.fromhex("2b81040023"): 521,  # P-521
+    bytes.fromhex("2b8104000a"): 256,  # secp256k1
+}
+_EDWARDS = {bytes.fromhex("2b6570"): ("ed25519", 256), bytes.fromhex("2b6571"): ("ed448", 456)}
+
+
+def _key_from_spki(spki: bytes) -> tuple[str, int | None] | None:
+    _tag, pos, _end = _header(spki, 0)
+    _tag, alg_start, alg_end = _header(spki, pos)
+    tag, oid_start, oid_end = _header(spki, alg_start)
+    if tag != 0x06:
+        return None
+    oid = spki[oid_start:oid_end]
+    if oid in _EDWARDS:
+        return _EDWARDS[oid]
+    if oid == _EC and oid_end < alg_end:
+        tag, curve_start, curve_end = _header(spki, oid_end)
+        size = _CURVES.get(spki[curve_start:curve_end]) if tag == 0x06 else None
+        return ("ec", size) if size is not None else None
+    if oid == _RSA:
+        tag, bits_start, _bits_end = _header(spki, alg_end)
+        if tag != 0x03:
+            return None
+        _tag, seq_start, _seq_end = _header(spki, bits_start + 1)  # skip unused-bits byte
+        tag, n_start, n_end = _header(spki, seq_start)
+        if tag != 0x02:
+            return None
+        return "rsa", int.from_bytes(spki[n_start:n_end], "big").bit_length()
+    return None
+
+
+_NAME_CACHE: dict[bytes, tuple[str, str | None, str | None]] = {}
+_NAME_CACHE_MAX = 8192
+
+
+def _name_info(raw: bytes | None, name: Callable[[], x509.Name]) -> tuple[str, str | None,
+                                                                          str | None]:
+    """(RFC 4514 string, first O, first CN) of a name, memoised by its encoding: a store's
+    certificates share a handful of issuers."""
+    if raw is not None:
+        hit = _NAME_CACHE.get(raw)
+        if hit is not None:
+            return hit
+    value = name()
+    info = (value.rfc4514_string(), _first(value, NameOID.ORGANIZATION_NAME),
+            _first(value, NameOID.COMMON_NAME))
+    if raw is not None:
+        if len(_NAME_CACHE) >= _NAME_CACHE_MAX:
+            _NAME_CACHE.clear()
+        _NAME_CACHE[raw] = info
+    return info
+
+
 def _read_all(
     cert: x509.Certificate, der: bytes | None
 ) -> tuple[CertificateFacts, str | None, bytes]:
     if der is None:
         der = cert.public_bytes(serialization.Encoding.DER)
-    subject = cert.subject
-    issuer = cert.issuer
+    try:
+        raw_issuer, raw_subject, raw_spki = _tbs_fields(der)
+        key = _key_from_spki(raw_spki)
+    except (IndexError, ValueError):
+        raw_issuer = raw_subject = raw_spki = b""
+        key = None
+    subject_text, _subject_org, subject_cn = _name_info(raw_subject or None,
+                                                        lambda: cert.subject)
+    issuer_text, issuer_org, issuer_cn = _name_info(raw_issuer or None, lambda: cert.issuer)
     sans: list[str] = []
     policy_oids: list[str] = []
     is_ca = False
@@ -175,18 +282,24 @@ def _read_all(
             policy_oids.extend(p.policy_identifier.dotted_string for p in value)
         elif isinstance(value, x509.BasicConstraints):
             is_ca = value.ca
-    try:
-        public_key: object = cert.public_key()
-    except Exception:  # an unsupported algorithm is odd, not malformed
-        public_key = None
-    key_type, key_size = key_description(public_key)
-    spki = spki_sha256(public_key) if public_key is not None else None
+    spki: str | None
+    if key is not None:
+        key_type, key_size = key
+        spki = hashlib.sha256(raw_spki).hexdigest()
+    else:
+        try:
+            public_key: object = cert.public_key()
+        except Exception:  # an unsupported algorithm is odd, not malformed
+            public_key = None
+        key_type, key_size = key_description(public_key)
+        spki = spki_sha256(public_key) if public_key is not None else None
     oid = cert.signature_algorithm_oid
     signature_algorithm = getattr(oid, "_name", "") or oid.dotted_string
     if signature_algorithm == "Unknown OID":
         signature_algorithm = oid.dotted_string
     self_signed = False
-    if subject.public_bytes() == issuer.public_bytes():
+    if (raw_subject == raw_issuer if raw_subject else
+            cert.subject.public_bytes() == cert.issuer.public_bytes()):
         try:
             cert.verify_directly_issued_by(cert)
             self_signed = True
@@ -196,11 +309,11 @@ def _read_all(
         sha256=hashlib.sha256(der).hexdigest(),
         not_before_utc=cert.not_valid_before_utc,
         not_after_utc=cert.not_valid_after_utc,
-        subject=subject.rfc4514_string(),
-        subject_cn=_first(subject, NameOID.COMMON_NAME),
-        issuer=issuer.rfc4514_string(),
-        issuer_org=_first(issuer, NameOID.ORGANIZATION_NAME),
-        issuer_cn=_first(issuer, NameOID.COMMON_NAME),
+        subject=subject_text,
+        subject_cn=subject_cn,
+        issuer=issuer_text,
+        issuer_org=issuer_org,
+        issuer_cn=issuer_cn,
         serial=format(cert.serial_number, "x"),
         sans=tuple(sans),
         policy_oids=tuple(policy_oids),

@@ -108,3 +108,24 @@ def test_nonpositive_serial_warning_becomes_a_finding_not_stderr_noise(
 def test_nonpositive_serial_in_der_file_is_also_caught(tmp_path: Path) -> None:
     result = read_file(write(tmp_path / "neg.der", nonpositive_serial_der(0)), limits=ONE_SHOT)
     assert [f.code for f in result.certificates[0].findings] == ["non-positive-serial"]
+
+
+@pytest.mark.parametrize("kind", ["ec", "ec384", "rsa", "ed25519"])
+def test_key_type_size_and_spki_from_raw_der_match_cryptography(kind: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from agent.x509facts import key_description, spki_sha256
+
+    key = ec.generate_private_key(ec.SECP384R1()) if kind == "ec384" else fresh_key(kind)
+    issued = make_cert(key=key)
+    parsed = parse_der_certificate(issued.der)
+    public = issued.cert.public_key()
+    assert (parsed.facts.key_type, parsed.facts.key_size) == key_description(public)
+    assert parsed.spki_sha256 == spki_sha256(public)
+
+
+def test_issuer_names_are_rendered_the_same_from_the_memo() -> None:
+    first = parse_der_certificate(make_cert(issuer_org="Memo Org", issuer_cn="Memo CA").der)
+    second = parse_der_certificate(make_cert(issuer_org="Memo Org", issuer_cn="Memo CA").der)
+    assert first.facts.issuer == second.facts.issuer == "CN=Memo CA,O=Memo Org"
+    assert (second.facts.issuer_org, second.facts.issuer_cn) == ("Memo Org", "Memo CA")

@@ -43,6 +43,8 @@ def test_scan_json_prints_one_object_per_certificate(store: Path) -> None:
     code, out, err = _scan(str(store), "--json", "--at", AT, "--category", "III")
     assert code == 0, err
     rows = json.loads(out)
+    lines = out.splitlines()  # one object per line, inside one JSON array
+    assert (lines[0], lines[-1], len(lines)) == ("[", "]", len(rows) + 2)
     assert {r["sans"][0]: r["renewable"] for r in rows} == {"le.example": False,
                                                            "ok.example": True}
     for row in rows:
