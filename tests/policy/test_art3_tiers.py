@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy.tiers import Tier, admits, classify, tier_end_utc, validity_period
@@ -102,6 +102,7 @@ instants = st.datetimes(min_value=datetime(2000, 1, 1),  # noqa: DTZ001
                         timezones=st.just(UTC))
 
 
+@settings(deadline=None)
 @given(instants, st.integers(min_value=0, max_value=480))
 def test_add_calendar_months_keeps_the_day_clamped_to_month_end(at: datetime,
                                                                months: int) -> None:
@@ -115,6 +116,7 @@ def test_add_calendar_months_keeps_the_day_clamped_to_month_end(at: datetime,
     assert result.time() == local.time()
 
 
+@settings(deadline=None)
 @given(instants, instants, st.sampled_from([6, 12, 24, 36]))
 def test_add_calendar_months_is_monotone_in_the_start(a: datetime, b: datetime,
                                                      months: int) -> None:
@@ -122,6 +124,7 @@ def test_add_calendar_months_is_monotone_in_the_start(a: datetime, b: datetime,
     assert add_calendar_months(lo, months) <= add_calendar_months(hi, months)
 
 
+@settings(deadline=None)
 @given(instants, st.integers(min_value=0, max_value=240), st.integers(min_value=0, max_value=240))
 def test_add_calendar_months_is_monotone_in_months(at: datetime, m1: int, m2: int) -> None:
     lo, hi = sorted((m1, m2))
@@ -129,6 +132,7 @@ def test_add_calendar_months_is_monotone_in_months(at: datetime, m1: int, m2: in
     assert add_calendar_months(at, hi) >= at
 
 
+@settings(deadline=None)
 @given(instants, st.integers(min_value=1, max_value=2000 * 86_400),
        st.integers(min_value=0, max_value=2000 * 86_400))
 def test_classify_longer_certificate_never_classifies_shorter(nb: datetime, s1: int,
@@ -139,6 +143,7 @@ def test_classify_longer_certificate_never_classifies_shorter(nb: datetime, s1: 
     assert t_short <= t_long
 
 
+@settings(deadline=None)
 @given(instants, st.integers(min_value=1, max_value=2000 * 86_400))
 def test_classify_returns_the_smallest_admitting_tier(nb: datetime, seconds: int) -> None:
     na = nb + timedelta(seconds=seconds) - ONE_SECOND

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy.category import Category
@@ -196,6 +196,7 @@ def test_art6_decisions_explain_themselves_in_english_and_japanese() -> None:
 
 # ---------------------------------------------------------------- once due, stays due
 
+@settings(deadline=None)
 @given(st.integers(min_value=0, max_value=400 * 86_400),
        st.integers(min_value=0, max_value=400 * 86_400),
        st.integers(min_value=30, max_value=800),
@@ -216,6 +217,7 @@ def test_art6_once_due_stays_due_as_time_advances(s1: int, s2: int, lifetime_day
     assert later[Action.NOTIFY].severity >= first[Action.NOTIFY].severity
 
 
+@settings(deadline=None)
 @given(st.integers(min_value=0, max_value=120 * 86_400),
        st.integers(min_value=0, max_value=120 * 86_400),
        st.sampled_from(list(Category)))
@@ -231,6 +233,7 @@ def test_art6_missed_deadline_stays_missed(s1: int, s2: int, category: Category)
         assert escalated & set(later)
 
 
+@settings(deadline=None)
 @given(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2090, 1, 1),  # noqa: DTZ001
                     timezones=st.just(UTC)),
        st.integers(min_value=0, max_value=400), st.integers(min_value=0, max_value=400),
