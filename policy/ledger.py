@@ -454,7 +454,11 @@ class Ledger:
                     if current is not None and accepted:
                         yield fold(current, events, at=at)
                     current, events, accepted = contract_id, [], False
-                event = event_from_json(json.loads(payload))
+                try:
+                    event = event_from_json(json.loads(payload))
+                except ValueError as exc:
+                    raise LedgerError(f"{self.path}: an event of contract {contract_id!r} "
+                                      f"cannot be read: {exc}") from None
                 accepted = accepted or isinstance(event, ApplicationAccepted)
                 events.append(event)
         if current is not None and accepted:
