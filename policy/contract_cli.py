@@ -284,7 +284,13 @@ def list_command(as_json: bool, at: datetime | None, ledger_opt: Path | None) ->
     rows: list[tuple[ContractState, tuple[Decision, ...]]] = []
     with _ledger(env, create=False) as ledger:
         if ledger is not None:
-            rows = [(s, _evaluate(env, s, now)) for s in ledger.states(at=now)]
+            if sys.stderr.isatty() and not as_json:
+                total = len(ledger.contract_ids())
+                with click.progressbar(ledger.states(at=now), length=total, file=sys.stderr,
+                                       label="Evaluating contracts") as bar:
+                    rows = [(s, _evaluate(env, s, now)) for s in bar]
+            else:
+                rows = [(s, _evaluate(env, s, now)) for s in ledger.states(at=now)]
     if as_json:
         echo_json([{**_jsonable_state(s), "actions": list(d)} for s, d in rows])
         return
