@@ -115,3 +115,49 @@ def test_real_subprocess_check_config(tmp_path: Path) -> None:
                           env=env, timeout=60, check=False)
     assert done.returncode == 31
     assert "agent.max_file_size: must be at least 1" in done.stderr
+
+
+def test_run_once_escrows_with_the_systemd_credential_and_logs_json(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the unit does: the vault key arrives as $CREDENTIALS_DIRECTORY/<credential>."""
+    import base64
+    import secrets
+
+    from vault import CredentialSource, open_vault
+
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    key = credentials / "certescrow-vault-key"
+    key.write_text(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    key.chmod(0o400)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    certbot = Certbot(tmp_path / "le")
+    issued = certbot.install()
+    vault_path = tmp_path / "state" / "vault.sqlite3"
+    config = write_config(tmp_path, f"""
+[policy]
+ledger = "{tmp_path}/state/ledger.sqlite3"
+[vault]
+path = "{vault_path}"
+key_source = "credential"
+[[agent.stores]]
+path = "{tmp_path}/le/live"
+escrow = true
+contract = "C-7"
+""")
+    code, out, err = run(["agent", "run", "--once", "--json", "--log-format", "json",
+                          "--config", str(config), "--at", "2026-02-01"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    escrowed = {(e["kind"], Path(e["path"]).name): e["entry_id"] for e in data["escrowed"]}
+    assert {("private-key", "privkey.pem"), ("certificate", "cert.pem")} <= set(escrowed)
+    cert = next(c for c in data["certificates"] if c["path"].endswith("/cert.pem"))
+    assert any(f["code"] == "escrowed" and f["clause"] == "Art.4(7)" for f in cert["findings"])
+    with open_vault(vault_path, CredentialSource()) as vault:
+        assert vault.get(escrowed[("private-key", "privkey.pem")]) == issued.key_pem()
+        assert vault.get(escrowed[("certificate", "cert.pem")]) == issued.der
+    events = [json.loads(line) for line in err.splitlines() if line.strip()]  # all JSON
+    assert events
+    assert any(e["event"] == "escrowed" for e in events)
+    assert "PRIVATE KEY" not in err
