@@ -50,6 +50,8 @@ __all__ = [
 
 MAX_SET_ATTEMPTS = 10
 """Quiet periods a key/certificate set may disagree before the disagreement is reported."""
+CERTBOT_LEAF_FILES = frozenset({"cert.pem", "fullchain.pem"})
+"""certbot's files whose first certificate must match ``privkey.pem``."""
 SET_MAX_FILES = 64
 """A directory with more entries than this is a flat store, not a certbot-style set."""
 SUPERVISE_EVERY_S = 30.0
@@ -203,6 +205,8 @@ class Daemon:
         self.watcher: StoreWatcher | None = None
         self._vault: VaultLike | None = None
         self._set_attempts: dict[str, int] = {}
+        self._paired: set[str] = set()
+        """Paths whose leaf certificate matched a key beside it when last accepted."""
         self._catalogue: Any = None
         self._classify_enabled = classify
         self._stop = threading.Event()
@@ -305,6 +309,7 @@ class Daemon:
     def _gone(self, path: str, *, at: datetime, summary: ScanSummary | None) -> list[Observation]:
         gone = [p for p in (path, *self.index.paths_under(path)) if p in self.index]
         for name in gone:
+            self._paired.discard(name)
             previous = self.index.remove(name)
             if previous is not None and previous.certificates:
                 count = self.intake.report_gone(self.config.agent.host, name, at=at)
@@ -447,14 +452,21 @@ class Daemon:
         return None
 
     def _mismatched_leaves(self, results: Sequence[FileResult]) -> list[str]:
+        """Files whose leaf certificate should pair with a key of the set and does not: the
+        ones that paired when last accepted, and certbot's ``cert.pem``/``fullchain.pem``. A
+        certificate that never had its key here (a directory of several sites, one key
+        missing) is reported at once, with ``key_matches = false``, rather than waited for."""
         keys = self._key_lookup(results)
         if not keys:
             return []
         bad: list[str] = []
         for result in results:
             leaf = self._leaf(result)
-            if leaf is not None and leaf.spki_sha256 is not None and leaf.spki_sha256 not in keys:
-                bad.append(os.path.basename(result.path))
+            if leaf is None or leaf.spki_sha256 is None or leaf.spki_sha256 in keys:
+                continue
+            name = os.path.basename(result.path)
+            if result.path in self._paired or name in CERTBOT_LEAF_FILES:
+                bad.append(name)
         return bad
 
     def _accept(self, store: StoreConfig, results: Sequence[FileResult], *, at: datetime,
@@ -473,6 +485,11 @@ class Daemon:
             # Only a link needs tracing back from its target (certbot live/ -> archive/).
             target = os.path.realpath(path) if os.path.islink(path) else path
             self.index.put(path, key, result, target=target)
+            leaf = self._leaf(result)
+            if leaf is not None and leaf.spki_sha256 is not None and leaf.spki_sha256 in keys:
+                self._paired.add(path)
+            else:
+                self._paired.discard(path)
             if result.error is not None:
                 self.log.warning("file-error", f"{path}: {result.error.message}",
                                  path=path, code=result.error.code)

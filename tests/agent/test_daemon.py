@@ -17,7 +17,7 @@ from tests.agent.daemon_helpers import (
     make_daemon,
     store_config,
 )
-from tests.certfactory import make_cert
+from tests.certfactory import fresh_key, make_cert
 
 
 def test_initial_scan_reports_certbot_live_through_archive_links(tmp_path: Path) -> None:
@@ -381,3 +381,18 @@ def test_pkcs12_password_from_the_vault_opens_the_store_file(tmp_path: Path) -> 
     assert summary.errors == []
     assert [o.facts.sha256 for o in intake.reported] == [issued.sha256]
     daemon.shutdown()
+
+
+def test_directory_of_several_sites_with_one_key_missing_is_reported_at_once(
+        tmp_path: Path) -> None:
+    store = tmp_path / "ssl"
+    store.mkdir()
+    a = make_cert(sans=("a.example.jp",), key=fresh_key())
+    b = make_cert(sans=("b.example.jp",), key=fresh_key())
+    (store / "a.crt").write_bytes(a.pem)
+    (store / "a.key").write_bytes(a.key_pem())
+    (store / "b.crt").write_bytes(b.pem)  # b's key lives elsewhere
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path)
+    daemon.full_scan()
+    matches = {Path(o.location).name: o.key_matches for o in intake.reported}
+    assert matches == {"a.crt": True, "b.crt": False}
