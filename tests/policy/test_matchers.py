@@ -33,6 +33,10 @@ def cert(org: str | None, cn: str | None, oids: tuple[str, ...] = (), *,
     # an R46 successor follows the pattern: recognised without a code change
     ("GlobalSign nv-sa", "GlobalSign GCC R46 OV TLS CA 2025", OV, ("a.example.jp",),
      ("globalsign-ov",)),
+    ("GlobalSign nv-sa", "GlobalSign RSA OV SSL CA 2018", OV, ("a.example.jp",),
+     ("globalsign-ov",)),
+    ("GlobalSign nv-sa", "GlobalSign Domain Validation CA - SHA256 - G2", DV,
+     ("*.example.jp",), ("globalsign-dv-wildcard",)),
     ("Cybertrust Japan Co., Ltd.", "Cybertrust Japan SureServer CA G8", OV, ("a.example.jp",),
      ("sureserver-cloud",)),
     ("Cybertrust Japan Co., Ltd.", "Cybertrust Japan SureServer EV CA G9", EV,
@@ -54,6 +58,12 @@ def test_art1_digicert_secure_and_global_server_id_cannot_be_told_apart() -> Non
     assert match.item is None
     assert set(match.candidates) == {"secure-server-id", "global-server-id",
                                      "secure-server-id-cloud", "global-server-id-cloud"}
+
+
+def test_art1_other_globalsign_brands_are_not_catalogue_items() -> None:
+    match = match_item(cert("GlobalSign nv-sa", "GlobalSign GCC R6 AlphaSSL CA 2023", (DV,)),
+                       CATALOGUE)
+    assert match.candidates == ()
 
 
 def test_art1_unknown_issuer_is_unidentified() -> None:
