@@ -396,3 +396,22 @@ def test_directory_of_several_sites_with_one_key_missing_is_reported_at_once(
     daemon.full_scan()
     matches = {Path(o.location).name: o.key_matches for o in intake.reported}
     assert matches == {"a.crt": True, "b.crt": False}
+
+
+def test_reload_without_a_file_at_start_picks_up_one_created_later(
+        tmp_path: Path, isolated_environment: Path) -> None:
+    from agent.config import load_config
+
+    store = tmp_path / "certs"
+    store.mkdir()
+    (store / "c.pem").write_bytes(make_cert().pem)
+    config = load_config(None)  # no file anywhere: built-in defaults
+    assert config.source is None
+    daemon, intake = make_daemon(config, tmp_path, config_path=config.source)
+    created = isolated_environment / ".config" / "certescrow" / "config.toml"
+    created.parent.mkdir(parents=True)
+    created.write_text(f'[[agent.stores]]\npath = "{store}"\n')
+    assert daemon.reload() is True
+    assert daemon.config.source == created
+    assert intake.locations() == [str(store / "c.pem")]
+    daemon.shutdown()

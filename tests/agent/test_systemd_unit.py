@@ -69,7 +69,7 @@ def test_unit_has_what_the_daemon_relies_on() -> None:
     assert d["NotifyAccess"] == ["main"]
     assert d["WatchdogSec"] == ["60s"]
     assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
-    assert d["ExecStart"][0].endswith("agent run --config /etc/certescrow/config.toml")
+    assert d["ExecStart"] == ["/usr/bin/certescrow agent run"]
     assert d["User"] == ["certescrow"]
     assert d["StateDirectory"] == ["certescrow"]
     assert d["StateDirectoryMode"] == ["0700"]
