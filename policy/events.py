@@ -51,9 +51,10 @@ def instant_to_text(instant: datetime) -> str:
 
 
 def text_to_instant(text: str) -> datetime:
-    raw = text[:-1] if text.endswith("Z") else text
-    parsed = datetime.fromisoformat(raw)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    parsed = datetime.fromisoformat(text)  # Python 3.11 reads the "Z" suffix itself
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 
 def _opt_date(text: Any) -> date | None:
