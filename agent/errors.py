@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AgentError", "ConfigError"]
+__all__ = ["AgentError", "ConfigError", "LiveChainError"]
 
 
 class AgentError(Exception):
@@ -16,3 +16,10 @@ class ConfigError(AgentError):
     The message names the file and the key."""
 
     exit_code = 31
+
+
+class LiveChainError(AgentError):
+    """A live server could not be read: connection refused, timeout, not TLS, no certificate.
+    The message names ``host:port`` and the reason."""
+
+    exit_code = 35

@@ -26,16 +26,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
 from OpenSSL import SSL
 
-from .errors import AgentError
+from .errors import LiveChainError
 from .x509facts import capture_warnings
 
 __all__ = ["LiveChain", "LiveChainError", "fetch_chain", "parse_target", "verify_chain"]
-
-
-class LiveChainError(AgentError):
-    """The server could not be reached, did not answer, or did not speak TLS."""
-
-    exit_code = 35
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
