@@ -254,7 +254,10 @@ def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
         case CertificateGone():
             acc.locations.pop(f"{event.host}:{event.location}", None)
         case NoticeSent():
-            acc.notice_sent = day
+            # A repeated notice is a reminder: the first one of the cycle starts the answer
+            # deadline, and a reminder must not extend it.
+            if acc.notice_sent is None:
+                acc.notice_sent = day
         case AnswerReceived():
             acc.answer = event.answer
             acc.answered_on = day

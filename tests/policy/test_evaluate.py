@@ -72,6 +72,13 @@ def test_state_after_certificate_bound() -> None:
     assert state.previous_certificate is None
 
 
+def test_state_repeated_notice_is_a_reminder_and_keeps_the_first_day() -> None:
+    first, reminder = utc(2026, 8, 13, 1), utc(2026, 9, 1, 1)
+    state = _fold(accepted(), bound(cert=CERT), NoticeSent(contract_id="c1", at_utc=first),
+                  NoticeSent(contract_id="c1", at_utc=reminder), at=reminder)
+    assert state.notice_sent == date(2026, 8, 13)
+
+
 def test_state_after_notice_sent_and_answer_renew() -> None:
     notice_at = utc(2026, 8, 20, 1)
     state = _fold(accepted(), bound(cert=CERT),
