@@ -362,8 +362,13 @@ def notify_command(contract_id: str, at: datetime | None, as_json: bool,
     if state.certificate is not None and state.notice_sent is not None:
         deadline = answer_deadline(state.notice_sent, state.certificate.not_after_utc,
                                    deadline_days=env.settings.answer_deadline_days)
-    _echo_result(as_json, f"Renewal notice for {contract_id} recorded on {state.notice_sent}; "
-                 f"answer due by {_day(deadline)}.", state, decisions, now,
+    today = tokyo_date(now)
+    if state.notice_sent == today:
+        headline = f"Renewal notice for {contract_id} recorded on {today}"
+    else:  # the first notice of the cycle keeps the deadline (Art.6: no extension by reminder)
+        headline = (f"Reminder for {contract_id} recorded on {today}; the first notice went "
+                    f"out on {_day(state.notice_sent)}")
+    _echo_result(as_json, f"{headline}; answer due by {_day(deadline)}.", state, decisions, now,
                  notice_sent=state.notice_sent, answer_deadline=deadline)
 
 
