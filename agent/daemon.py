@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -156,6 +156,15 @@ class ScanSummary:
         }
 
 
+def _without_material(result: FileResult) -> FileResult:
+    """``result`` without private key PEM or certificate DER (kept only for escrow)."""
+    if not any(k.pem for k in result.keys) and not any(c.der for c in result.certificates):
+        return result
+    return replace(result,
+                   keys=tuple(replace(k, pem=None) for k in result.keys),
+                   certificates=tuple(replace(c, der=None) for c in result.certificates))
+
+
 def _default_reader() -> Reader:
     from .reader import read_file
 
@@ -206,6 +215,8 @@ class Daemon:
         self._vault: VaultLike | None = None
         self._set_attempts: dict[str, int] = {}
         self._paired: set[str] = set()
+        self._escrowed_keys: dict[str, str] = {}
+        """SPKI SHA-256 -> vault entry id of private keys already escrowed."""
         """Paths whose leaf certificate matched a key beside it when last accepted."""
         self._catalogue: Any = None
         self._classify_enabled = classify
@@ -484,7 +495,10 @@ class Daemon:
                 continue
             # Only a link needs tracing back from its target (certbot live/ -> archive/).
             target = os.path.realpath(path) if os.path.islink(path) else path
-            self.index.put(path, key, result, target=target)
+            escrow_findings = self._escrow(store, result, results) if store.escrow else {}
+            # Key material is not kept past its escrow: the index holds no private keys.
+            self.index.put(path, key, _without_material(result) if store.escrow else result,
+                           target=target)
             leaf = self._leaf(result)
             if leaf is not None and leaf.spki_sha256 is not None and leaf.spki_sha256 in keys:
                 self._paired.add(path)
@@ -502,7 +516,6 @@ class Daemon:
                     summary.errors.append(error)
             if previous is not None and previous.certificates and not result.certificates:
                 self.intake.report_gone(self.config.agent.host, path, at=at)
-            escrow_findings = self._escrow(store, result, results) if store.escrow else {}
             for record in result.certificates:
                 matches = self._matches(record, result, keys)
                 observations.append(Observation(
@@ -589,7 +602,8 @@ class Daemon:
         keys = {k.spki_sha256: k for r in unit for k in r.keys
                 if k.pem is not None and k.spki_sha256}
         own_keys = [k for k in result.keys if k.pem is not None]
-        paired = [c for c in result.certificates if c.spki_sha256 in keys]
+        paired = [c for c in result.certificates
+                  if c.spki_sha256 in keys or c.spki_sha256 in self._escrowed_keys]
         if not own_keys and not paired:
             return out
         meta = {"host": self.config.agent.host, "path": result.path}
@@ -600,13 +614,20 @@ class Daemon:
                     put = vault.put("private-key", key.pem, contract_id=store.contract,
                                     label=f"{result.path}#key{key.index}", meta=meta)
                     self._escrowed(result.path, "private-key", put)
+                    if key.spki_sha256:
+                        self._escrowed_keys[key.spki_sha256] = str(put.entry_id)
             for record in paired:
-                key = keys[record.spki_sha256 or ""]
-                if key.pem is None:
-                    continue
-                key_put = vault.put("private-key", key.pem, contract_id=store.contract,
-                                    label=f"{key.path}#key{key.index}",
-                                    meta={"host": self.config.agent.host, "path": key.path})
+                spki = record.spki_sha256 or ""
+                key_id = self._escrowed_keys.get(spki)
+                if key_id is None:
+                    key = keys[spki]
+                    if key.pem is None:
+                        continue
+                    key_put = vault.put("private-key", key.pem, contract_id=store.contract,
+                                        label=f"{key.path}#key{key.index}",
+                                        meta={"host": self.config.agent.host, "path": key.path})
+                    self._escrowed(key.path, "private-key", key_put)
+                    key_id = self._escrowed_keys[spki] = str(key_put.entry_id)
                 if record.der is None:
                     raise AgentError(f"{result.path}: certificate bytes were not kept")
                 cert_put = vault.put("certificate", record.der, contract_id=store.contract,
@@ -615,7 +636,7 @@ class Daemon:
                 out.setdefault(record.index, []).append(Finding(
                     code="escrowed", clause="Art.4(7)",
                     message=f"certificate and its private key escrowed into the vault "
-                    f"(certificate {cert_put.entry_id}, key {key_put.entry_id})",
+                    f"(certificate {cert_put.entry_id}, key {key_id})",
                     severity=Severity.INFO))
         except Exception as exc:  # a vault failure must not stop the watching
             self.log.error("escrow-failed", f"{result.path}: escrow into the vault failed: "

@@ -415,3 +415,40 @@ def test_reload_without_a_file_at_start_picks_up_one_created_later(
     assert daemon.config.source == created
     assert intake.locations() == [str(store / "c.pem")]
     daemon.shutdown()
+
+
+def test_art4_7_escrow_follows_a_certbot_renewal_and_keeps_no_key_in_memory(
+        tmp_path: Path) -> None:
+    from vault import KeyFileSource, open_vault
+
+    certbot = Certbot(tmp_path / "le")
+    certbot.install()
+    key_file = tmp_path / "keys" / "vault.key"
+    key_file.parent.mkdir(mode=0o700)
+    vault_path = tmp_path / "vault" / "vault.sqlite3"
+    clock = SteppingClock()
+    config = store_config([{"path": str(tmp_path / "le" / "live"), "escrow": True}])
+    daemon, intake = make_daemon(
+        config, tmp_path, clock=clock,
+        vault_factory=lambda: open_vault(vault_path, KeyFileSource(key_file), create=True))
+    daemon.full_scan()
+    for path in daemon.index.paths():
+        cached = daemon.index.get(path)
+        assert cached is not None
+        assert all(k.pem is None for k in cached.keys)
+
+    renewed = certbot.write_generation()
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        daemon.enqueue(str(certbot.link(kind)))
+    clock.advance(0.31)
+    daemon.process_due()
+    new_entries = {(e.kind, e.path): e.entry_id for e in daemon.escrow_log if e.created}
+    key_id = new_entries[("private-key", str(certbot.live / "privkey.pem"))]
+    cert_id = [v for (kind, path), v in new_entries.items()
+               if kind == "certificate" and path == str(certbot.live / "cert.pem")][-1]
+    vault = daemon._vault
+    assert vault is not None
+    assert vault.get(key_id) == renewed.key_pem()
+    assert vault.get(cert_id) == renewed.der
+    assert any(o.facts.sha256 == renewed.sha256 and o.key_matches for o in intake.reported)
+    daemon.shutdown()
