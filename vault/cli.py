@@ -312,6 +312,14 @@ def show_command(ctx: click.Context, vault_path: Path | None, key_file: Path | N
         click.echo(f"  {record.at}  {record.action:<7} v{record.version}  {record.actor}")
 
 
+def _is_text(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\x00" not in data
+
+
 def _write_private(path: Path, data: bytes, *, force: bool) -> None:
     """Write 0600; never over an existing file unless ``force`` (then atomically)."""
     if path.exists() and not force:
@@ -365,6 +373,8 @@ def export_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
 
     with _open(ctx, vault_path, key_file) as vault:
         data = vault.export(entry_id, fmt, p12_password=p12_password)
+    if out is None and sys.stdout.isatty() and not _is_text(data):
+        raise VaultInputError("refusing to write binary data to a terminal; use --out FILE")
     if out is None:
         stdout: BinaryIO = sys.stdout.buffer
         stdout.write(data)

@@ -51,7 +51,7 @@ from .errors import (
     VaultPermissionError,
 )
 from .keysource import KdfParams, MasterKeySource, StagedRotation
-from .store import FORMAT_VERSION, Store, translate_sqlite_error
+from .store import FORMAT_VERSION, Store, make_private_dir, translate_sqlite_error
 
 __all__ = [
     "EntryInfo",
@@ -863,9 +863,7 @@ def restore_vault(backup: Path, path: Path, source: MasterKeySource, *, force: b
     if exists and not force:
         raise VaultConflictError(f"vault {path} exists; restoring replaces its whole content "
                                  "(use --force)")
-    if not path.parent.exists():
-        Store.open(path, create=True).close()  # makes the private directory and empty file
-        path.unlink()
+    make_private_dir(path.parent)
     staging = path.with_name(f".{path.name}.restore-{secrets.token_hex(6)}")
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)

@@ -31,6 +31,7 @@ __all__ = [
     "Store",
     "check_private_dir",
     "check_private_file",
+    "make_private_dir",
     "translate_sqlite_error",
 ]
 
@@ -243,6 +244,11 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def make_private_dir(directory: Path) -> None:
+    """Create ``directory`` (and parents) with mode 0700; an existing one is left alone."""
+    _make_private_dir(directory)
 
 
 def _make_private_dir(directory: Path) -> None:

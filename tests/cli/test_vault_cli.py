@@ -295,3 +295,65 @@ def test_real_certescrow_vault_process(env: dict[str, Path]) -> None:
     perm = certescrow("vault", "verify", *opts)
     assert perm.returncode == 25
     assert b"chmod 600" in perm.stderr
+
+
+def run_on_terminal(args: list[str], answers: list[tuple[bytes, bytes]],
+                    timeout: float = 60) -> tuple[int, bytes]:
+    """Run ``certescrow`` on a real pseudo-terminal, answering each prompt as it appears."""
+    import pty
+    import select
+    import time
+
+    exe = Path(sys.executable).parent / "certescrow"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(exe), *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=os.environ.copy(), close_fds=True)
+    os.close(slave)
+    seen, pending = b"", list(answers)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            while pending and pending[0][0] in seen:
+                prompt, answer = pending.pop(0)
+                seen = seen.replace(prompt, b"<" + prompt + b">", 1)
+                os.write(master, answer)
+            if proc.poll() is not None and not ready:
+                break
+        return proc.wait(timeout=10), seen
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_encrypted_key_import_and_p12_export_ask_on_the_terminal(env: dict[str, Path]) -> None:
+    opts = ["--vault", str(env["vault"]), "--key-file", str(env["key"])]
+    assert certescrow("vault", "init", *opts).returncode == 0
+    item = issued()
+    (env["tmp"] / "enc.key").write_bytes(key_pem(item, b"typed-at-the-prompt"))
+    (env["tmp"] / "cert.pem").write_bytes(item.pem)
+    code, screen = run_on_terminal(
+        ["vault", "import", *opts, str(env["tmp"] / "enc.key"), str(env["tmp"] / "cert.pem")],
+        [(b"Password for private key in", b"typed-at-the-prompt\n")])
+    assert code == 0, screen
+    assert b"typed-at-the-prompt" not in screen  # hidden input, never echoed
+    entries = json.loads(certescrow("vault", "list", "--json", *opts[:2]).stdout)
+    key_id = next(e["id"] for e in entries if e["kind"] == "private-key")
+    out = env["tmp"] / "site.p12"
+    code, screen = run_on_terminal(
+        ["vault", "export", *opts, key_id, "--format", "p12", "--out", str(out)],
+        [(b"Password for the PKCS#12 file", b"p12-secret\n"), (b"Repeat", b"p12-secret\n")])
+    assert code == 0, screen
+    key, cert, _ = pkcs12.load_key_and_certificates(out.read_bytes(), b"p12-secret")
+    assert key is not None
+    assert cert is not None
+    assert (out.stat().st_mode & 0o777) == 0o600

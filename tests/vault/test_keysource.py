@@ -175,3 +175,33 @@ def test_key_source_from_settings_rejects_bad_configuration() -> None:
         key_source_from_settings({"key_source": "key-file"})
     with pytest.raises(VaultInputError, match="not one of keyring, credential"):
         key_source_from_settings({"key_source": "tpm"})
+
+
+def test_keyring_rotation_in_place_replaces_the_key_and_survives_a_lost_promotion(
+        keyring_backend: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keyring
+
+    path = tmp_path / "d" / "v.sqlite3"
+    source = KeyringSource(service="certescrow-rot")
+    with open_vault(path, source, create=True) as vault:
+        entry = vault.put("document", b"rotated in the keyring").entry_id
+        first = keyring.get_password("certescrow-rot", "vault-master-key")
+        vault.rotate_key()
+    second = keyring.get_password("certescrow-rot", "vault-master-key")
+    assert second != first
+    assert keyring.get_password("certescrow-rot", "vault-master-key.next") is None
+
+    # Commit done, promotion lost (crash): the next open adopts the pending key.
+    def crash(self: KeyringSource) -> None:
+        raise KeyboardInterrupt
+
+    with open_vault(path, source) as vault, monkeypatch.context() as patch:
+        patch.setattr(KeyringSource, "promote", crash)
+        with pytest.raises(KeyboardInterrupt):
+            vault.rotate_key()
+    assert keyring.get_password("certescrow-rot", "vault-master-key") == second
+    with open_vault(path, source) as vault:
+        assert vault.get(entry) == b"rotated in the keyring"
+    third = keyring.get_password("certescrow-rot", "vault-master-key")
+    assert third not in (first, second)
+    assert keyring.get_password("certescrow-rot", "vault-master-key.next") is None

@@ -552,10 +552,10 @@ def test_rotation_interrupted_after_commit_is_finished_on_next_open(
     def crash(self: KeyFileSource) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(KeyFileSource, "promote", crash)
-    with pytest.raises(KeyboardInterrupt):
-        vault.rotate_key()
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(KeyFileSource, "promote", crash)
+        with pytest.raises(KeyboardInterrupt):
+            vault.rotate_key()
     assert key_file.read_bytes() == old_key  # committed, but the new key is still pending
     vault.close()
     with open_vault(vault_path, KeyFileSource(key_file)) as reopened:
