@@ -59,6 +59,11 @@ class CertificateAuthority:
     """Regular expressions for the CA's TLS issuing-CA common names (full match)."""
     vendor_policy_oids: Mapping[str, str] = field(default_factory=dict)
     """The CA's own policy OIDs → validation level; a cross-check only."""
+    tier_days: Mapping[Tier, int] = field(default_factory=dict)
+    """The CA's own length of a tier during its transition period, in days of 86,400 s
+    (GlobalSign: "6 months" = 183 days, "1 year" = 366 days). Inside the allowance window a
+    certificate of the CA also complies when its validity period is at most this plus the
+    carried-over allowance (366 + 31 = 397 days). Empty = calendar tiers only."""
     _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
     _orgs: frozenset[str] = field(init=False, repr=False, compare=False)
 
@@ -69,6 +74,7 @@ class CertificateAuthority:
         object.__setattr__(self, "_patterns",
                            tuple(re.compile(p) for p in self.issuer_cn_patterns))
         object.__setattr__(self, "_orgs", frozenset(o.casefold() for o in self.organisations))
+        object.__setattr__(self, "tier_days", MappingProxyType(dict(self.tier_days)))
 
     def allowance_open_on(self, day: date) -> bool:
         """Whether the CA's transition window contains ``day`` (both ends inclusive)."""
@@ -99,6 +105,7 @@ class CertificateAuthority:
             "allowance_until": self.allowance_until,
             "issuer_cn_patterns": list(self.issuer_cn_patterns),
             "vendor_policy_oids": dict(self.vendor_policy_oids),
+            "tier_days": {tier.value: days for tier, days in self.tier_days.items()},
         }
 
 
@@ -210,7 +217,7 @@ class Catalogue:
 _CA_KEYS = {
     "name": True, "organisations": True, "transition_allowance_days": False,
     "allowance_from": False, "allowance_until": False, "issuer_cn_patterns": False,
-    "vendor_policy_oids": False,
+    "vendor_policy_oids": False, "tier_days": False,
 }
 _ITEM_KEYS = {
     "handle": True, "name_ja": True, "name_en": True, "category": True, "ca": True,
@@ -345,10 +352,30 @@ class _Parser:
             if level not in VALIDATION_LEVELS:
                 raise self.fail(okey, f"unknown validation level {level!r} "
                                       f"(expected {', '.join(VALIDATION_LEVELS)})")
+        raw_days = self.typed(table.get("tier_days", {}), dict, where + "tier_days",
+                              'a table of tier = days, e.g. { "1y" = 366 }')
+        tier_days: dict[Tier, int] = {}
+        for tier_name, days in raw_days.items():
+            dkey = f'{where}tier_days."{tier_name}"'
+            try:
+                tier = Tier.parse(tier_name)
+            except ValueError as exc:
+                raise self.fail(dkey, str(exc)) from None
+            if tier is Tier.UNLIMITED:
+                raise self.fail(dkey, "an unlimited tier has no length")
+            self.typed(days, int, dkey, "a whole number of days")
+            if days <= 0:
+                raise self.fail(dkey, f"must be a positive number of days, got {days}")
+            tier_days[tier] = days
+        if tier_days and allowance is None:
+            raise self.fail(where + "tier_days",
+                            "needs transition_allowance_days: the CA's own tier lengths apply "
+                            "only inside its transition window")
         return CertificateAuthority(
             key=key, name=name, organisations=organisations,
             transition_allowance_days=allowance, allowance_from=start_day,
             allowance_until=until_day, issuer_cn_patterns=patterns, vendor_policy_oids=oids,
+            tier_days=tier_days,
         )
 
     def item(self, index: int, table: Any,

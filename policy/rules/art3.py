@@ -98,20 +98,28 @@ def compliance(facts: CertificateFacts, contracted: Tier, *, category: Category,
     overlap = _overlap(facts, previous)
     allowance = transition_allowance(facts, previous, ca)
     period = validity_period(nb, na)
+    # The CA's own length of the tier (GlobalSign "1 year" = 366 days) applies only inside its
+    # transition window; with the allowance it makes 366 + 31 = 397 days comply in any year.
+    ca_days = (ca.tier_days.get(contracted)
+               if ca is not None and ca.allowance_open_on(tokyo_date(nb)) else None)
     if tier <= contracted:
         return Compliance(tier=tier, contracted=contracted, compliant=True, allowance=allowance,
                           overlap=overlap, by_allowance=False, clause=clause, findings=())
     ca_name = ca.name if ca is not None else "the issuing CA"
-    if allowance and admits(contracted, nb, na, allowance=allowance):
+    by_calendar = bool(allowance) and admits(contracted, nb, na, allowance=allowance)
+    by_ca_length = ca_days is not None and period <= timedelta(days=ca_days) + allowance
+    if by_calendar or by_ca_length:
+        base = (f"{ca_name}'s own {contracted.value} of {ca_days} d" if by_ca_length
+                else f"the calendar {contracted.value}")
         finding = Finding(
             code="transition-allowance",
             clause="Art.3 proviso",
             severity=Severity.INFO,
             message=(f"validity period {_days(period)} classifies as {tier.value} but complies "
                      f"with the contracted {contracted.value} under {ca_name}'s transition "
-                     f"allowance: {_days(allowance)} carried over from the previous certificate "
-                     f"(overlap {_days(overlap)}, cap {ca.transition_allowance_days if ca else 0}"
-                     " d)"),
+                     f"period: {base} plus {_days(allowance)} carried over from the previous "
+                     f"certificate (overlap {_days(overlap)}, cap "
+                     f"{ca.transition_allowance_days if ca else 0} d)"),
         )
         return Compliance(tier=tier, contracted=contracted, compliant=True, allowance=allowance,
                           overlap=overlap, by_allowance=True, clause="Art.3 proviso",

@@ -75,17 +75,51 @@ def test_art3_proviso_allowance_is_capped_at_31_days_for_globalsign() -> None:
     assert not result.compliant
 
 
-def test_art3_proviso_in_a_365_day_year_397_days_needs_32_days() -> None:
-    # CONTRACT.md's formula: notBefore + validity <= add_calendar(notBefore, 12 months) +
-    # allowance. Without a leap day in the year the tier is 365 days, so 397 days would need
-    # 32 days of allowance: the 31-day cap is one day short.
+def test_art3_proviso_globalsign_397_days_complies_in_an_ordinary_year_too() -> None:
+    # The example holds in every year: GlobalSign's own "1 year" is 366 days, and
+    # 366 + 31 = 397. The calendar year from 2026-04-01 has 365 days, so the calendar formula
+    # alone would need 32 days of allowance; the CA's tier length (catalogue tier_days) is
+    # what its transition period defines.
     nb = utc(2026, 4, 1, 3)
-    new = facts(nb, lifetime=397 * DAY)
     prev = facts(nb - 300 * DAY, not_after=nb + 31 * DAY)
-    assert not compliance(new, Tier.ONE_YEAR, category=Category.III, ca=GLOBALSIGN,
-                          previous=prev).compliant
-    assert compliance(facts(nb, lifetime=396 * DAY), Tier.ONE_YEAR, category=Category.III,
+    result = compliance(facts(nb, lifetime=397 * DAY), Tier.ONE_YEAR, category=Category.III,
+                        ca=GLOBALSIGN, previous=prev)
+    assert result.compliant
+    assert result.tier is Tier.TWO_YEARS
+    assert "own 1y of 366 d" in result.findings[0].message
+    one_second_more = facts(nb, lifetime=397 * DAY + timedelta(seconds=1))
+    assert not compliance(one_second_more, Tier.ONE_YEAR, category=Category.III,
+                          ca=GLOBALSIGN, previous=prev).compliant
+    prev_30 = facts(nb - 300 * DAY, not_after=nb + 30 * DAY)
+    assert not compliance(facts(nb, lifetime=397 * DAY), Tier.ONE_YEAR, category=Category.III,
+                          ca=GLOBALSIGN, previous=prev_30).compliant
+
+
+def test_art3_proviso_globalsign_6m_is_183_plus_31_is_214_days() -> None:
+    nb = utc(2026, 4, 1, 3)
+    prev = facts(nb - 100 * DAY, not_after=nb + 31 * DAY)
+    assert compliance(facts(nb, lifetime=214 * DAY), Tier.SIX_MONTHS, category=Category.III,
                       ca=GLOBALSIGN, previous=prev).compliant
+    assert not compliance(facts(nb, lifetime=215 * DAY), Tier.SIX_MONTHS,
+                          category=Category.III, ca=GLOBALSIGN, previous=prev).compliant
+
+
+def test_art3_proviso_globalsign_366_day_year_without_overlap_is_its_own_1y() -> None:
+    nb = utc(2026, 4, 1, 3)  # a 365-day calendar year: 366 days is strictly 2y
+    result = compliance(facts(nb, lifetime=366 * DAY), Tier.ONE_YEAR, category=Category.III,
+                        ca=GLOBALSIGN)
+    assert result.tier is Tier.TWO_YEARS
+    assert result.compliant
+    assert result.findings[0].code == "transition-allowance"
+    assert not compliance(facts(nb, lifetime=367 * DAY), Tier.ONE_YEAR,
+                          category=Category.III, ca=GLOBALSIGN).compliant
+
+
+def test_art3_the_cas_own_tier_length_needs_its_window_open() -> None:
+    nb = utc(2026, 4, 1, 3)
+    closed = dataclasses.replace(GLOBALSIGN, allowance_until=date(2026, 3, 31))
+    assert not compliance(facts(nb, lifetime=366 * DAY), Tier.ONE_YEAR, category=Category.III,
+                          ca=closed).compliant
 
 
 def test_art3_proviso_outside_the_cas_window_fails() -> None:

@@ -128,6 +128,14 @@ def _broken(old: str, new: str, count: int = 1) -> str:
     ("format = 2\n" + EMBEDDED.replace("format = 1\n", ""),
      r"format: unsupported catalogue format 2"),
     ("items = [", r"not valid TOML"),
+    (_broken('tier_days = { "6m" = 183, "1y" = 366 }', 'tier_days = { "7m" = 183 }'),
+     r'cas\.globalsign\.tier_days\."7m": unknown tier'),
+    (_broken('tier_days = { "6m" = 183, "1y" = 366 }', 'tier_days = { "1y" = 0 }'),
+     r'cas\.globalsign\.tier_days\."1y": must be a positive number of days'),
+    (_broken('tier_days = { "6m" = 183, "1y" = 366 }', 'tier_days = { "unlimited" = 9 }'),
+     r"an unlimited tier has no length"),
+    (_broken("\ntransition_allowance_days = 31\n", "\n"),
+     r"cas\.globalsign\.tier_days: needs transition_allowance_days"),
 ])
 def test_catalogue_validation_errors_name_file_and_key(tmp_path: Path, text: str,
                                                        message: str) -> None:
