@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from policy.decisions import Finding, Severity
+from policy.facts import CertificateFacts
 from policy.intake import Intake, Observation
 
 from .config import Config, StoreConfig, load_config
@@ -154,6 +155,16 @@ class ScanSummary:
             "gone": self.gone,
             "missing_stores": self.missing_stores,
         }
+
+
+def _predecessor(previous: FileResult | None, record: CertificateRecord) -> CertificateFacts | None:
+    """The certificate that was at ``record``'s place before it, if it was a different one."""
+    if previous is None:
+        return None
+    for old in previous.certificates:
+        if old.index == record.index and old.facts.sha256 != record.facts.sha256:
+            return old.facts
+    return None
 
 
 def _without_material(result: FileResult) -> FileResult:
@@ -524,7 +535,8 @@ class Daemon:
                     key_matches=matches))
                 seen = CertificateSeen(
                     record=record, store=str(store.path), key_matches=matches,
-                    classification=self._classify(store, record, at=at),
+                    classification=self._classify(store, record, at=at,
+                                                  previous=_predecessor(previous, record)),
                     findings=tuple(escrow_findings.get(record.index, ())))
                 self._log_findings(seen)
                 if summary is not None:
@@ -558,14 +570,18 @@ class Daemon:
             return None
         return record.spki_sha256 in local
 
-    def _classify(self, store: StoreConfig, record: CertificateRecord, *, at: datetime) -> Any:
+    def _classify(self, store: StoreConfig, record: CertificateRecord, *, at: datetime,
+                  previous: CertificateFacts | None = None) -> Any:
+        """The policy core's classification; ``previous`` is the certificate this one replaced
+        at the same place (a renewal: the Art.3 proviso's CA transition allowance needs it)."""
         if self._catalogue is None:
             return None
         from policy.classification import classify_certificate
 
         try:
             return classify_certificate(record.facts, self._catalogue, binding=store.binding,
-                                        at=at, settings=self.config.policy.settings)
+                                        at=at, previous=previous,
+                                        settings=self.config.policy.settings)
         except Exception:
             self.log.error("classify-failed", f"{record.path}[{record.index}]: cannot classify",
                            exc_info=True, path=record.path)
@@ -576,11 +592,22 @@ class Daemon:
         # about; its classification is still in the --once summary.
         if seen.classification is None or seen.record.facts.is_ca:
             return
+        where = f"{seen.record.path}[{seen.record.index}]"
+        logged: set[str] = set()
         for finding in seen.classification.findings:
             if finding.severity >= Severity.WARNING:
-                self.log.warning("finding", f"{seen.record.path}[{seen.record.index}]: "
-                                 f"{finding.message}", path=seen.record.path,
-                                 code=finding.code, clause=finding.clause,
+                logged.add(finding.code)
+                self.log.warning("finding", f"{where}: {finding.message}",
+                                 path=seen.record.path, code=finding.code,
+                                 clause=finding.clause, sha256=seen.record.facts.sha256)
+        # What the contract now calls for (a non-compliant certificate, a notice due), unless a
+        # finding above already said it.
+        for action in seen.classification.actions:
+            if action.severity >= Severity.WARNING and action.action.value not in logged:
+                due = action.due.isoformat() if action.due else ""
+                self.log.warning("action", f"{where}: {action.explanation_en}",
+                                 path=seen.record.path, action=action.action.value,
+                                 clause=action.clause, due=due,
                                  sha256=seen.record.facts.sha256)
 
     # ------------------------------------------------------------------ escrow (Art.4(7))

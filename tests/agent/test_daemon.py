@@ -452,3 +452,46 @@ def test_art4_7_escrow_follows_a_certbot_renewal_and_keeps_no_key_in_memory(
     assert vault.get(cert_id) == renewed.der
     assert any(o.facts.sha256 == renewed.sha256 and o.key_matches for o in intake.reported)
     daemon.shutdown()
+
+
+def test_art3_proviso_renewal_is_classified_against_the_certificate_it_replaced(
+        tmp_path: Path, caplog: Any) -> None:
+    """GlobalSign's "1 year" of 366 + 31 days complies only as the renewal of a certificate it
+    overlaps by 31 days or more: the daemon passes the replaced certificate as ``previous``."""
+    import logging
+    from datetime import UTC, datetime, timedelta
+
+    from tests.certfactory import OV_OID
+
+    store = tmp_path / "certs"
+    store.mkdir()
+    org = "GlobalSign nv-sa"
+    first = make_cert(not_before=datetime(2025, 3, 1, 3, tzinfo=UTC),
+                      lifetime=timedelta(days=366), issuer_org=org,
+                      issuer_cn="GlobalSign GCC R3 OV TLS CA 2020", policy_oids=(OV_OID,))
+    renewal = make_cert(not_before=first.cert.not_valid_after_utc - timedelta(days=40),
+                        lifetime=timedelta(days=397), issuer_org=org,
+                        issuer_cn="GlobalSign GCC R3 OV TLS CA 2020", policy_oids=(OV_OID,))
+    (store / "site.pem").write_bytes(first.pem)
+    config = store_config([{"path": str(store), "item": "globalsign-ov", "tier": "1y"}])
+    clock = SteppingClock()
+    daemon, _ = make_daemon(config, tmp_path, clock=clock)
+    daemon.full_scan()
+    (store / "site.pem").write_bytes(renewal.pem)
+    daemon.enqueue(str(store / "site.pem"))
+    clock.advance(0.31)
+    with caplog.at_level(logging.WARNING, logger="certescrow.agent"):
+        daemon.process_due()
+    assert not any(_says_non_compliant(r) for r in caplog.records)
+
+    # The same certificate seen with no predecessor exceeds the contracted year.
+    caplog.clear()
+    fresh, _ = make_daemon(config, tmp_path / "fresh")
+    with caplog.at_level(logging.WARNING, logger="certescrow.agent"):
+        fresh.full_scan()
+    assert any(_says_non_compliant(r) for r in caplog.records)
+
+
+def _says_non_compliant(record: Any) -> bool:
+    fields = getattr(record, "fields", {})
+    return "non-compliant" in (fields.get("code"), fields.get("action"))
