@@ -525,7 +525,9 @@ class Daemon:
                                  code=error.code, index=error.index)
                 if summary is not None:
                     summary.errors.append(error)
-            if previous is not None and previous.certificates and not result.certificates:
+            if previous is not None and len(previous.certificates) > len(result.certificates):
+                # Fewer certificates than before (or none: the file turned to garbage): the
+                # ledger forgets the place, and what is still there is reported afresh below.
                 self.intake.report_gone(self.config.agent.host, path, at=at)
             for record in result.certificates:
                 matches = self._matches(record, result, keys)

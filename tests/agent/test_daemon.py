@@ -495,3 +495,29 @@ def test_art3_proviso_renewal_is_classified_against_the_certificate_it_replaced(
 def _says_non_compliant(record: Any) -> bool:
     fields = getattr(record, "fields", {})
     return "non-compliant" in (fields.get("code"), fields.get("action"))
+
+
+def test_bundle_losing_a_certificate_and_file_turning_to_garbage(tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    a, b = make_cert(sans=("a.example.jp",)), make_cert(sans=("b.example.jp",))
+    (store / "bundle.pem").write_bytes(a.pem + b.pem)
+    clock = SteppingClock()
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path, clock=clock)
+    daemon.full_scan()
+    assert [(o.index, o.facts.sha256) for o in intake.reported] == [(0, a.sha256),
+                                                                    (1, b.sha256)]
+    intake.clear()
+    (store / "bundle.pem").write_bytes(a.pem)
+    daemon.enqueue(str(store / "bundle.pem"))
+    clock.advance(0.31)
+    daemon.process_due()
+    assert intake.gone == [str(store / "bundle.pem")]
+    assert [(o.index, o.facts.sha256) for o in intake.reported] == [(0, a.sha256)]
+    intake.clear()
+    (store / "bundle.pem").write_bytes(b"overwritten by mistake")
+    daemon.enqueue(str(store / "bundle.pem"))
+    clock.advance(0.31)
+    daemon.process_due()
+    assert intake.gone == [str(store / "bundle.pem")]
+    assert intake.reported == []
