@@ -6,8 +6,10 @@ Thin on purpose: each command parses options, calls the reader/scan and
 
 from __future__ import annotations
 
+import gc
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -116,6 +118,24 @@ class _Progress:
             self.bar.__exit__(None, None, None)
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector during a bulk scan.
+
+    A scan allocates millions of small acyclic objects (facts, findings, JSON dicts); the
+    collector's full passes over them found nothing to collect and cost ~15 % of a 20,000-file
+    scan (bench/bench_scan.py). Reference counting still frees everything. Only the one-shot
+    command does this; the daemon, which runs for months, leaves the collector alone.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 # ---------------------------------------------------------------- scan
 
 @click.command("scan")
@@ -148,20 +168,22 @@ def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | No
     settings = _settings(ctx)
     limits = ReadLimits(max_size=_max_size(ctx))
     progress = _Progress(sys.stderr)
-    try:
-        results = scan_paths(list(paths), limits=limits, passwords=_passwords(password_file),
-                             progress=progress)
-    finally:
-        progress.close()
-    report = build_report(results, catalogue, binding=binding, at=when, settings=settings)
-    if as_json:
-        for chunk in iter_json(report):
-            sys.stdout.write(chunk)
-        sys.stdout.flush()
-    elif as_csv:
-        click.echo(render_csv(report), nl=False)
-    else:
-        click.echo(render_table(report))
+    with _gc_paused():
+        try:
+            results = scan_paths(list(paths), limits=limits,
+                                 passwords=_passwords(password_file), progress=progress)
+        finally:
+            progress.close()
+        report = build_report(results, catalogue, binding=binding, at=when, settings=settings)
+        del results
+        if as_json:
+            for chunk in iter_json(report):
+                sys.stdout.write(chunk)
+            sys.stdout.flush()
+        elif as_csv:
+            click.echo(render_csv(report), nl=False)
+        else:
+            click.echo(render_table(report))
     if want_exit_status:
         ctx.exit(report.exit_status())
     if report.errors:

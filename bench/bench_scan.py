@@ -27,6 +27,8 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -81,41 +83,61 @@ def store_files(store: Path) -> list[Path]:
     return sorted(p for d in sorted(store.iterdir()) if d.is_dir() for p in d.iterdir())
 
 
-def floor(files: list[Path]) -> float:
-    started = time.perf_counter()
-    for path in files:
-        with open(path, "rb") as fh:
-            x509.load_pem_x509_certificate(fh.read())
-    return time.perf_counter() - started
+@dataclass(frozen=True)
+class Measure:
+    wall: float
+    cpu: float
+    """user + system CPU seconds: the robust number on a shared, loaded machine."""
+    count: int = 0
+    rss_kib: int | None = None
 
 
-def floor_fields(files: list[Path]) -> float:
+def _timed(body: Callable[[], int]) -> Measure:
+    gc.collect()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    count = body()
+    return Measure(wall=time.perf_counter() - wall0, cpu=time.process_time() - cpu0,
+                   count=count)
+
+
+def floor(files: list[Path]) -> Measure:
+    def body() -> int:
+        for path in files:
+            with open(path, "rb") as fh:
+                x509.load_pem_x509_certificate(fh.read())
+        return len(files)
+
+    return _timed(body)
+
+
+def floor_fields(files: list[Path]) -> Measure:
     """The floor for the *information* a scan reports: read, load, and read with cryptography
     the fields the issue lists (names, dates, SANs, policies, CA flag, key, fingerprint).
     cryptography parses names and extensions lazily, so ``floor`` alone reads none of them."""
     spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    started = time.perf_counter()
-    for path in files:
-        with open(path, "rb") as fh:
-            cert = x509.load_pem_x509_certificate(fh.read())
-        _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(),
-             cert.not_valid_before_utc, cert.not_valid_after_utc, cert.serial_number,
-             [ext.value for ext in cert.extensions], cert.public_key().public_bytes(*spki),
-             cert.fingerprint(hashes.SHA256()), cert.signature_algorithm_oid)
-    return time.perf_counter() - started
+
+    def body() -> int:
+        for path in files:
+            with open(path, "rb") as fh:
+                cert = x509.load_pem_x509_certificate(fh.read())
+            _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(),
+                 cert.not_valid_before_utc, cert.not_valid_after_utc, cert.serial_number,
+                 [ext.value for ext in cert.extensions], cert.public_key().public_bytes(*spki),
+                 cert.fingerprint(hashes.SHA256()), cert.signature_algorithm_oid)
+        return len(files)
+
+    return _timed(body)
 
 
-def scan_only(store: Path) -> tuple[float, int]:
+def scan_only(store: Path) -> Measure:
     from agent.records import ReadLimits
     from agent.scan import scan_paths
 
-    started = time.perf_counter()
-    results = scan_paths([store], limits=ReadLimits())
-    elapsed = time.perf_counter() - started
-    return elapsed, sum(len(r.certificates) for r in results)
+    return _timed(lambda: sum(len(r.certificates)
+                              for r in scan_paths([store], limits=ReadLimits())))
 
 
-def scan_and_classify(store: Path) -> tuple[float, int]:
+def scan_and_classify(store: Path) -> Measure:
     from agent.records import ReadLimits
     from agent.report import build_report
     from agent.scan import scan_paths
@@ -124,60 +146,64 @@ def scan_and_classify(store: Path) -> tuple[float, int]:
     from policy.intake import Binding
 
     catalogue = load_catalogue()
-    started = time.perf_counter()
-    results = scan_paths([store], limits=ReadLimits())
-    report = build_report(results, catalogue, binding=Binding(category=Category.III), at=AT)
-    elapsed = time.perf_counter() - started
-    return elapsed, len(report.rows)
+
+    def body() -> int:
+        results = scan_paths([store], limits=ReadLimits())
+        report = build_report(results, catalogue, binding=Binding(category=Category.III),
+                              at=AT)
+        return len(report.rows)
+
+    return _timed(body)
 
 
-def cli_run(store: Path) -> tuple[float, int]:
-    """The real command, output to /dev/null; returns (seconds, peak RSS in KiB)."""
-    env = {**os.environ, "CERTESCROW_NOW": "2026-03-01T00:00:00Z"}
+def _child(argv: list[str], env: dict[str, str] | None = None) -> Measure:
     started = time.perf_counter()
     with open(os.devnull, "wb") as sink:
-        proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "certescrow"), "scan", "--json",
-                                 str(store)], stdout=sink, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.PIPE, env=env)
         _pid, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - started
+    wall = time.perf_counter() - started
     if status != 0:
-        raise SystemExit(f"certescrow scan failed with wait status {status}")
-    return elapsed, usage.ru_maxrss
+        raise SystemExit(f"{argv[0]} failed with wait status {status}")
+    return Measure(wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss_kib=usage.ru_maxrss)
 
 
-def openssl_sample(files: list[Path], sample: int) -> float:
-    """Seconds per file for one `openssl x509` process per file."""
+def cli_run(store: Path) -> Measure:
+    """The real command, output to /dev/null, with its peak RSS."""
+    env = {**os.environ, "CERTESCROW_NOW": "2026-03-01T00:00:00Z"}
+    return _child([str(ROOT / ".venv" / "bin" / "certescrow"), "scan", "--json", str(store)],
+                  env)
+
+
+def openssl_sample(files: list[Path], sample: int) -> Measure:
+    """One `openssl x509` process per file on a sample; per-file cost (wall, CPU)."""
     step = max(1, len(files) // sample)
     chosen = files[::step][:sample]
-    started = time.perf_counter()
+    wall = cpu = 0.0
     for path in chosen:
-        subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", str(path)],
-                       check=True, stdout=subprocess.DEVNULL)
-    return (time.perf_counter() - started) / len(chosen)
+        m = _child(["openssl", "x509", "-noout", "-enddate", "-in", str(path)])
+        wall += m.wall
+        cpu += m.cpu
+    return Measure(wall=wall / len(chosen), cpu=cpu / len(chosen))
 
 
-def best_of(runs: int, func, *args):  # type: ignore[no-untyped-def]
-    best = None
-    for _ in range(runs):
-        gc.collect()
-        result = func(*args)
-        value = result[0] if isinstance(result, tuple) else result
-        if best is None or value < (best[0] if isinstance(best, tuple) else best):
-            best = result
-    return best
+def best_of(runs: int, func: Callable[..., Measure], *args: object) -> Measure:
+    results = [func(*args) for _ in range(runs)]
+    return min(results, key=lambda m: m.cpu)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="20000,100000")
     parser.add_argument("--no-cli", action="store_true")
-    parser.add_argument("--runs", type=int, default=2, help="best of N for the timed loops")
+    parser.add_argument("--runs", type=int, default=2, help="best of N (by CPU time)")
     parser.add_argument("--openssl-sample", type=int, default=200)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(f"# cpus={os.cpu_count()} python={sys.version.split()[0]}")
-    header = (f"{'store':>8} {'what':<30} {'seconds':>9} {'us/cert':>9} {'vs floor':>9} "
-              f"{'vs fields':>9} {'peak RSS':>10}")
+    load = os.getloadavg()[0]
+    print(f"# cpus={os.cpu_count()} python={sys.version.split()[0]} loadavg={load:.1f} "
+          f"runs={args.runs} (best by CPU)")
+    header = (f"{'store':>7} {'what':<31} {'wall s':>7} {'cpu s':>7} {'cpu us/cert':>11} "
+              f"{'cpu/floor':>9} {'cpu/fields':>10} {'wall/floor':>10} {'peak RSS':>9}")
     print(header)
     print("-" * len(header))
     for size in sizes:
@@ -188,26 +214,27 @@ def main() -> None:
         assert len(files) == size, (len(files), size)
         if built > 1:
             print(f"# built store-{size} in {built:.1f} s")
-        t_floor = best_of(args.runs, floor, files)
-        t_fields = best_of(args.runs, floor_fields, files)
-        t_read, n_read = best_of(args.runs, scan_only, store)
-        t_scan, n_scan = best_of(args.runs, scan_and_classify, store)
-        assert n_read == n_scan == size, (n_read, n_scan, size)
-        rows = [("floor (read + load_pem)", t_floor, None),
-                ("floor-fields (+ read fields)", t_fields, None),
-                ("scan_paths (read + all facts)", t_read, None),
-                ("scan + classify (library)", t_scan, None)]
+        m_floor = best_of(args.runs, floor, files)
+        m_fields = best_of(args.runs, floor_fields, files)
+        m_read = best_of(args.runs, scan_only, store)
+        m_scan = best_of(args.runs, scan_and_classify, store)
+        assert m_read.count == m_scan.count == size, (m_read.count, m_scan.count, size)
+        rows = [("floor (read + load_pem)", m_floor),
+                ("floor-fields (+ read the fields)", m_fields),
+                ("scan_paths (read + all facts)", m_read),
+                ("scan + classify (library)", m_scan)]
         if not args.no_cli:
-            t_cli, rss = cli_run(store)
-            rows.append(("certescrow scan --json (CLI)", t_cli, rss))
-        per_openssl = openssl_sample(files, args.openssl_sample)
-        rows.append((f"openssl x509 per file (x{size})", per_openssl * size, None))
-        for name, seconds, rss in rows:
-            rss_text = f"{rss / 1024:.0f} MiB" if rss else ""
-            print(f"{size:>8} {name:<30} {seconds:>9.2f} {seconds / size * 1e6:>9.1f} "
-                  f"{seconds / t_floor:>8.2f}x {seconds / t_fields:>8.2f}x {rss_text:>10}")
+            rows.append(("certescrow scan --json (CLI)", cli_run(store)))
+        per = openssl_sample(files, args.openssl_sample)
+        rows.append((f"openssl x509/file (x{size})",
+                     Measure(wall=per.wall * size, cpu=per.cpu * size)))
+        for name, m in rows:
+            rss = f"{m.rss_kib / 1024:.0f} MiB" if m.rss_kib else ""
+            print(f"{size:>7} {name:<31} {m.wall:>7.2f} {m.cpu:>7.2f} "
+                  f"{m.cpu / size * 1e6:>11.1f} {m.cpu / m_floor.cpu:>8.2f}x "
+                  f"{m.cpu / m_fields.cpu:>9.2f}x {m.wall / m_floor.wall:>9.2f}x {rss:>9}")
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"# this process peak RSS: {usage.ru_maxrss / 1024:.0f} MiB")
+    print(f"# library runs (this process) peak RSS: {usage.ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

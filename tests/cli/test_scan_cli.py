@@ -190,3 +190,12 @@ def test_real_subprocess_scan_json_and_unknown_item(store: Path) -> None:
     assert bad.returncode == 12
     assert bad.stderr.startswith("Error: ")
     assert "byo" in bad.stderr  # the message lists the valid handles
+
+
+def test_scan_leaves_the_garbage_collector_as_it_found_it(store: Path) -> None:
+    import gc
+
+    assert gc.isenabled()
+    code, _, _ = _scan(str(store), "--json", "--at", AT)
+    assert code == 0
+    assert gc.isenabled()
