@@ -400,10 +400,17 @@ class Daemon:
             return []
         result = self._read(store, path)
         if result.error is not None and result.error.code in _TRANSIENT:
-            if os.path.lexists(path):
-                self.queue.put(path)  # replaced while we read it: read the new one later
+            if not os.path.lexists(path):
+                self._set_attempts.pop(path, None)
+                return self._gone(path, at=at, summary=summary)
+            attempts = self._set_attempts.get(path, 0) + 1
+            if attempts < MAX_SET_ATTEMPTS and summary is None:
+                # Replaced while we read it: read the new one after the quiet period.
+                self._set_attempts[path] = attempts
+                self.queue.put(path)
                 return []
-            return self._gone(path, at=at, summary=summary)
+            # Still there and still unreadable (a dangling link): a per-file error.
+        self._set_attempts.pop(path, None)
         return self._accept(store, [result], at=at, summary=summary)
 
     def _process_set(self, store: StoreConfig, directory: str, *, at: datetime,
@@ -421,9 +428,11 @@ class Daemon:
                 continue
             changed = True
             result = self._read(store, path)
-            if result.error is not None and result.error.code in _TRANSIENT:
-                return self._retry_set(store, directory, "a file vanished while the set was read",
-                                       at=at, summary=summary)
+            if (result.error is not None and result.error.code in _TRANSIENT
+                    and self._set_attempts.get(directory, 0) < MAX_SET_ATTEMPTS):
+                return self._retry_set(store, directory,
+                                       f"{os.path.basename(path)} vanished while the set was "
+                                       "read", at=at, summary=summary)
             results.append(result)
         for gone in set(self.index.paths_under(directory)) - set(paths):
             if os.path.dirname(gone) == directory:

@@ -521,3 +521,38 @@ def test_bundle_losing_a_certificate_and_file_turning_to_garbage(tmp_path: Path)
     daemon.process_due()
     assert intake.gone == [str(store / "bundle.pem")]
     assert intake.reported == []
+
+
+def test_dangling_link_in_a_certbot_set_settles_as_a_per_file_error(tmp_path: Path) -> None:
+    certbot = Certbot(tmp_path / "le")
+    certbot.install()
+    (certbot.archive / "chain1.pem").unlink()  # chain.pem now dangles, for good
+    clock = SteppingClock()
+    daemon, intake = make_daemon(store_config([{"path": str(tmp_path / "le" / "live")}]),
+                                 tmp_path, clock=clock)
+    daemon.full_scan()
+    for _ in range(MAX_SET_ATTEMPTS + 1):
+        clock.advance(0.31)
+        daemon.process_due()
+    assert len(daemon.queue) == 0  # no endless retry loop
+    assert str(certbot.live / "cert.pem") in intake.locations()
+    cached = daemon.index.get(str(certbot.live / "chain.pem"))
+    assert cached is not None
+    assert cached.error is not None
+    assert cached.error.code == "not-found"
+
+
+def test_dangling_link_in_a_plain_store_is_not_retried_forever(tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    os.symlink(store / "nowhere.pem", store / "dangling.pem")
+    clock = SteppingClock()
+    daemon, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path, clock=clock)
+    daemon.enqueue(str(store / "dangling.pem"))
+    for _ in range(MAX_SET_ATTEMPTS + 1):
+        clock.advance(0.31)
+        daemon.process_due()
+    assert len(daemon.queue) == 0
+    cached = daemon.index.get(str(store / "dangling.pem"))
+    assert cached is not None
+    assert cached.error is not None
