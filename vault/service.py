@@ -359,6 +359,7 @@ class Vault:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         try:
             with self._store.write() as conn:
+                self._refresh()
                 yield conn
         except sqlite3.Error as exc:
             raise translate_sqlite_error(self.path, exc) from None
@@ -367,9 +368,37 @@ class Vault:
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
         try:
             with self._store.read() as conn:
+                self._refresh()
                 yield conn
         except sqlite3.Error as exc:
             raise translate_sqlite_error(self.path, exc) from None
+
+    def _refresh(self) -> None:
+        """Follow a re-key or restore done by another process since this one unlocked.
+
+        Without this a long-running daemon would keep wrapping new data keys with a master key
+        that `rotate-key` in an operator's shell has retired. Runs inside the caller's
+        transaction, so the header it reads is the one the operation sees.
+        """
+        if self._keys is None:
+            return
+        wrapped = self._store.get_meta("wrapped_secret")
+        vault_id = self._store.get_meta("vault_id")
+        if wrapped == self._header.wrapped_secret and vault_id == self._header.vault_id:
+            return
+        header = _read_header(self._store)
+        if header is None:
+            raise integrity_error("vault header")
+        self._header = header
+        secret = unwrap_secret(self._keys.master, header.vault_id, header.wrapped_secret)
+        if secret is not None:  # restored content under the same key
+            self._keys = derive_subkeys(self._keys.master, header.vault_id, secret)
+            return
+        self._keys = None
+        self._lock_reason = "re-keyed by another process"
+        if self._source is None:
+            raise VaultLockedError(f"vault {self.path} was re-keyed by another process")
+        self.unlock(self._source)
 
     def _audit(self, conn: sqlite3.Connection, action: str, **fields: Any) -> None:
         keys = self._need_keys()
@@ -393,9 +422,10 @@ class Vault:
         requests = list(requests)
         analyses = [formats.analyse(r.kind, r.data) for r in requests]  # validate first
         with self._lock:
-            keys = self._need_keys()
+            self._need_keys()
             results: list[PutResult] = []
             with self._tx() as conn:
+                keys = self._need_keys()
                 for request, analysis in zip(requests, analyses, strict=True):
                     results.append(self._put_in_tx(conn, keys, request, analysis))
             return results
@@ -436,8 +466,9 @@ class Vault:
     def update(self, entry_id: str, *, label: str | None, contract_id: str | None) -> EntryInfo:
         """New label/contract id: a new entry version, re-sealed under a fresh data key."""
         with self._lock:
-            keys = self._need_keys()
+            self._need_keys()
             with self._tx() as conn:
+                keys = self._need_keys()
                 row = self._row(conn, entry_id)
                 data = self._open_row(conn, keys, row)
                 new = dict(row)
@@ -532,9 +563,9 @@ class Vault:
     def get(self, entry_id: str) -> bytes:
         """The bytes as stored, after every integrity check (see :meth:`_open_row`)."""
         with self._lock:
-            keys = self._need_keys()
+            self._need_keys()
             with self._snapshot() as conn:
-                return self._open_row(conn, keys, self._row(conn, entry_id))
+                return self._open_row(conn, self._need_keys(), self._row(conn, entry_id))
 
     @staticmethod
     def _info(row: Mapping[str, Any]) -> EntryInfo:
@@ -580,8 +611,9 @@ class Vault:
         """The entry converted to ``fmt`` (``None`` = as stored); ``p12`` bundles key and
         certificate found through ``match``."""
         with self._lock:
-            keys = self._need_keys()
+            self._need_keys()
             with self._snapshot() as conn:
+                keys = self._need_keys()
                 row = self._row(conn, entry_id)
                 data = self._open_row(conn, keys, row)
                 key_pem: bytes | None = None
@@ -659,9 +691,10 @@ class Vault:
         """Every entry decrypts and every binding holds; the audit chain is whole and matches
         the live entries (nothing rolled back, nothing deleted behind the log's back)."""
         with self._lock:
-            keys = self._need_keys()
+            self._need_keys()
             problems: list[str] = []
             with self._snapshot() as conn:
+                keys = self._need_keys()
                 check = conn.execute("PRAGMA quick_check").fetchall()
                 if [r[0] for r in check] != ["ok"]:
                     problems.append("SQLite structure: " + "; ".join(str(r[0])
@@ -720,8 +753,11 @@ class Vault:
             if new_master == keys.master:
                 raise VaultInputError(f"the {target.describe() if target else 'new source'} "
                                       "holds the current key; rotation needs a new one")
-            vault_id = self._header.vault_id
             with self._tx() as conn:
+                keys = self._need_keys()  # the refreshed ones, should another process have
+                vault_id = self._header.vault_id  # rotated meanwhile
+                if new_master == keys.master:
+                    raise VaultInputError("the new key is the current key")
                 wrapped = conn.execute("SELECT value FROM meta WHERE name = 'wrapped_secret'"
                                        ).fetchone()
                 secret = unwrap_secret(keys.master, vault_id, bytes(wrapped[0])) \

@@ -727,3 +727,29 @@ def test_an_empty_file_is_not_silently_turned_into_a_vault(private_dir: Path,
     with pytest.raises(VaultNotFoundError, match="empty file"):
         open_vault(path, source)
     assert path.stat().st_size == 0
+
+
+def test_a_process_holding_the_vault_open_follows_a_rotation_done_elsewhere(
+        vault: Vault, vault_path: Path, key_file: Path) -> None:
+    before = vault.put("document", b"before").entry_id
+    with open_vault(vault_path, KeyFileSource(key_file)) as operator:
+        operator.rotate_key()
+    # The long-running holder (the daemon) must not wrap new data keys with the retired key.
+    after = vault.put("document", b"after").entry_id
+    assert vault.get(before) == b"before"
+    with open_vault(vault_path, KeyFileSource(key_file)) as fresh:
+        assert fresh.get(after) == b"after"
+        assert fresh.verify().ok
+
+
+def test_a_holder_whose_key_was_rotated_to_elsewhere_gets_a_clear_locked_error(
+        vault: Vault, vault_path: Path, key_file: Path, tmp_path: Path) -> None:
+    entry = vault.put("document", b"x").entry_id
+    with open_vault(vault_path, KeyFileSource(key_file)) as operator:
+        operator.rotate_key(KeyFileSource(tmp_path / "moved.key"))
+    with pytest.raises(VaultLockedError, match="does not open"):
+        vault.get(entry)
+    with pytest.raises(VaultLockedError):
+        vault.put("document", b"y")
+    with open_vault(vault_path, KeyFileSource(tmp_path / "moved.key")) as moved:
+        assert moved.verify().ok
