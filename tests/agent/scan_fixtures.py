@@ -155,12 +155,20 @@ def _serve(listener: socket.socket, context: ssl.SSLContext, stop: threading.Eve
 
 
 @contextmanager
-def serve_tls(directory: Path) -> Iterator[TlsServer]:
-    """A real TLS server (the ``ssl`` module) on 127.0.0.1 presenting leaf + intermediate of
-    :func:`webpki_chain`; ``root_pem`` is the trust anchor that makes it verify."""
-    root, mid, leaf, leaf_key = webpki_chain()
+def serve_tls(
+    directory: Path,
+    chain: tuple[tuple[x509.Certificate, ...], object, x509.Certificate] | None = None,
+) -> Iterator[TlsServer]:
+    """A real TLS server (the ``ssl`` module) on 127.0.0.1 presenting ``chain`` = (certificates
+    in the order sent, leaf key, trust anchor); by default leaf + intermediate of
+    :func:`webpki_chain`, whose ``root_pem`` makes it verify."""
+    if chain is None:
+        root, mid, leaf, leaf_key = webpki_chain()
+        presented: tuple[x509.Certificate, ...] = (leaf, mid)
+    else:
+        presented, leaf_key, root = chain
     chain_file = directory / "server-fullchain.pem"
-    chain_file.write_bytes(_pem_of(leaf, mid))
+    chain_file.write_bytes(_pem_of(*presented))
     key_file = directory / "server-privkey.pem"
     key_file.write_bytes(leaf_key.private_bytes(  # type: ignore[attr-defined]
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -182,7 +190,7 @@ def serve_tls(directory: Path) -> Iterator[TlsServer]:
     stop = threading.Event()
     thread = threading.Thread(target=_serve, args=(listener, context, stop), daemon=True)
     thread.start()
-    ders = tuple(c.public_bytes(serialization.Encoding.DER) for c in (leaf, mid))
+    ders = tuple(c.public_bytes(serialization.Encoding.DER) for c in presented)
     try:
         yield TlsServer(port=listener.getsockname()[1], root_pem=root_file, chain_der=ders,
                         sni_seen=sni_seen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -11,10 +12,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from agent.main import certescrow
 from tests.agent.scan_fixtures import serve_tls, write
-from tests.certfactory import OV_OID, make_cert
+from tests.certfactory import OV_OID, make_ca, make_cert
 
 NB = datetime(2026, 1, 15, 3, 0, 0, tzinfo=UTC)
 CERTESCROW = Path(sys.executable).with_name("certescrow")
@@ -109,3 +111,22 @@ def test_real_subprocess_inspect_live_chain(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["verified"] is True
     assert done.stderr == ""
+
+
+def test_inspect_live_server_with_a_certfactory_chain(tmp_path: Path) -> None:
+    ca = make_ca("Factory Org", "Factory Issuing CA", slot=5)
+    leaf = make_cert(not_before=NB, issuer=ca, sans=("factory.example.jp",))
+    with serve_tls(tmp_path, chain=((leaf.cert, ca.cert), leaf.key, ca.cert)) as server:
+        code, out, err = _inspect(f"127.0.0.1:{server.port}", "--servername",
+                                  "factory.example.jp", "--ca-file", str(server.root_pem),
+                                  "--json", "--at", "2026-02-01", "--category", "III")
+    assert code == 0, err
+    doc = json.loads(out)
+    ca_sha256 = hashlib.sha256(ca.cert.public_bytes(Encoding.DER)).hexdigest()
+    assert [c["sha256"] for c in doc["certificates"]] == [leaf.sha256, ca_sha256]
+    assert doc["certificates"][0]["renewable"] is False  # 90 days, Art.6(3) proviso
+    assert doc["certificates"][1]["self_signed"] is True
+    # certfactory certificates carry no key identifiers, which a WebPKI verifier requires:
+    # the chain is read and classified all the same, and the report says it does not verify
+    assert doc["verified"] is False
+    assert "2.5.29.35" in doc["verify_error"]  # authorityKeyIdentifier missing
