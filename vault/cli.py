@@ -401,6 +401,33 @@ def rm_command(ctx: click.Context, vault_path: Path | None, key_file: Path | Non
     click.echo(f"removed {info.kind} {info.entry_id}")
 
 
+@vault_group.command("label")
+@_vault_options
+@click.argument("entry_id")
+@click.option("--label", help="New label ('' clears it). Default: unchanged.")
+@click.option("--contract", "contract_id", help="New contract id ('' clears it). Default: "
+              "unchanged.")
+@_json_option
+@click.pass_context
+def label_command(ctx: click.Context, vault_path: Path | None, key_file: Path | None,
+                  entry_id: str, label: str | None, contract_id: str | None,
+                  as_json: bool) -> None:
+    """Change an entry's label or contract id (a new entry version, re-encrypted)."""
+    if label is None and contract_id is None:
+        raise VaultInputError("give --label and/or --contract")
+    with _open(ctx, vault_path, key_file) as vault:
+        current = vault.info(entry_id)
+        info = vault.update(
+            current.entry_id,
+            label=current.label if label is None else (label or None),
+            contract_id=current.contract_id if contract_id is None else (contract_id or None))
+    if as_json:
+        _echo_json(info.to_json())
+    else:
+        click.echo(f"{info.entry_id} is now version {info.version} (label {info.label!r}, "
+                   f"contract {info.contract_id!r})")
+
+
 @vault_group.command("match")
 @_vault_options
 @_json_option

@@ -357,3 +357,15 @@ def test_encrypted_key_import_and_p12_export_ask_on_the_terminal(env: dict[str, 
     assert key is not None
     assert cert is not None
     assert (out.stat().st_mode & 0o777) == 0o600
+
+
+def test_label_changes_label_and_contract_as_a_new_version(initialised: dict[str, Path]) -> None:
+    entry = ok(["put", *common(initialised), "--kind", "document", "--label", "old",
+                "--contract", "C-1"], input=b"x").stdout.strip()
+    info = json.loads(ok(["label", *common(initialised), entry, "--contract", "C-2",
+                          "--json"]).stdout)
+    assert (info["version"], info["label"], info["contract_id"]) == (2, "old", "C-2")
+    info = json.loads(ok(["label", *common(initialised), entry, "--label", "", "--json"]).stdout)
+    assert (info["version"], info["label"], info["contract_id"]) == (3, None, "C-2")
+    assert isinstance(run(["label", *common(initialised), entry]).exception, VaultInputError)
+    assert json.loads(ok(["verify", "--json", *common(initialised)]).stdout)["ok"] is True
