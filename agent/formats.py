@@ -410,12 +410,15 @@ def _der_element(der: bytes, ctx: _Context) -> None:
                 continue
             ctx.parsed.others.append(what)
             return
+        # Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version | serial INTEGER
+        # ... }: that shape is a certificate cryptography refused, anything else is not one.
         try:
-            tbs_tag = _tlv(der, _tlv(der, 0)[1])[0]
-            inner_first = _tlv(der, _tlv(der, 0)[1] + _tlv(der, _tlv(der, 0)[1])[1])[0]
+            outer_header = _tlv(der, 0)[1]
+            tbs_tag, tbs_header, _length = _tlv(der, outer_header)
+            first_in_tbs = _tlv(der, outer_header + tbs_header)[0]
         except (_TruncatedError, ValueError):
-            tbs_tag = inner_first = -1
-        if tbs_tag == 0x30 and inner_first in (0xA0, 0x02):
+            tbs_tag = first_in_tbs = -1
+        if tbs_tag == 0x30 and first_in_tbs in (0xA0, 0x02):
             ctx.add_problem("malformed-certificate", exc.message)
         else:
             ctx.add_problem("garbage", "a DER structure that is not an X.509 certificate")

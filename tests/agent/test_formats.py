@@ -294,3 +294,24 @@ def test_parse_content_never_raises_on_random_input() -> None:
             data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
         parsed = parse_content(bytes(data), path="fuzz")
         assert parsed.error is not None or parsed.certificates or parsed.findings
+
+
+def test_der_csr_is_not_a_certificate_and_says_so(tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csr.example")]))
+           .sign(shared_key(), hashes.SHA256()))  # type: ignore[arg-type]
+    result = read_file(write(tmp_path / "req.der", csr.public_bytes(serialization.Encoding.DER)),
+                       limits=ONE_SHOT)
+    assert result.error is None
+    assert [f.code for f in result.findings] == ["no-certificate"]
+
+
+def test_der_sequence_that_is_no_known_structure_is_garbage(tmp_path: Path) -> None:
+    data = bytes.fromhex("300a") + bytes.fromhex("3003010100") + bytes.fromhex("0403010203")
+    result = read_file(write(tmp_path / "odd.der", data), limits=ONE_SHOT)
+    assert result.error is not None
+    assert result.error.code == "garbage"
