@@ -312,6 +312,10 @@ class Vault:
     def unlock(self, source: MasterKeySource) -> None:
         """Check ``source``'s key against the header; finish an interrupted rotation."""
         with self._lock:
+            if not self._store.conn.in_transaction:
+                # The header may have moved since open (a rotation elsewhere): read it afresh.
+                with self._snapshot_raw():
+                    self._header = _read_header(self._store) or self._header
             header = self._header
             key = None
             try:
@@ -360,6 +364,14 @@ class Vault:
         try:
             with self._store.write() as conn:
                 self._refresh()
+                yield conn
+        except sqlite3.Error as exc:
+            raise translate_sqlite_error(self.path, exc) from None
+
+    @contextlib.contextmanager
+    def _snapshot_raw(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._store.read() as conn:
                 yield conn
         except sqlite3.Error as exc:
             raise translate_sqlite_error(self.path, exc) from None
