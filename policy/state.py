@@ -155,7 +155,13 @@ class ContractState:
             "accepted_on": self.accepted_on,
             "organisation_country": self.organisation_country,
             "service": self.service,
-            "certificate": None if cert is None else facts_to_json(cert),
+            # Instants stay datetimes here so every CLI renders them alike (…:00Z); the
+            # fixed-width microsecond text is the ledger's storage format, not a display one.
+            "certificate": None if cert is None else {
+                **facts_to_json(cert),
+                "not_before": cert.not_before_utc,
+                "not_after": cert.not_after_utc,
+            },
             "certificate_source": self.certificate_source,
             "previous_certificate": None if prev is None else prev.sha256,
             "notice_sent": self.notice_sent,

@@ -156,7 +156,7 @@ def test_contract_life_bind_notify_answer_show(tmp_path: Path, ledger: Path) -> 
          "--at", "2026-02-20", *lg])
     bound = _json(["contract", "bind", "L1", str(cert), "--at", "2026-03-01T12:00", "--json",
                    *lg])
-    assert bound["contract"]["certificate"]["not_after"] == "2027-02-28T23:59:59.000000Z"
+    assert bound["contract"]["certificate"]["not_after"] == "2027-02-28T23:59:59Z"
     notify = [a for a in bound["actions"] if a["action"] == "notify"]
     assert notify[0]["due"] == "2026-12-01"  # Tokyo end 2027-03-01 minus 90 days
     notified = _json(["contract", "notify", "L1", "--at", "2026-12-01T10:00", "--json", *lg])
