@@ -37,11 +37,10 @@ __all__ = [
     "analyse",
     "build_csr",
     "convert",
-    "describe",
     "generate_key",
     "public_key_der",
     "recognise",
-    "validate",
+    "validate_kind",
 ]
 
 KINDS = ("private-key", "csr", "certificate", "pkcs12", "document")
@@ -134,22 +133,6 @@ def _cert_meta(cert: x509.Certificate) -> dict[str, str]:
     }
 
 
-def describe(kind: str, data: bytes) -> dict[str, str]:
-    """Public facts about an object, kept as unencrypted metadata (never key material)."""
-    try:
-        if kind == "private-key":
-            return {"key": _key_description(_load_key(data))}
-        if kind == "certificate":
-            return _cert_meta(_load_cert(data))
-        if kind == "csr":
-            csr = _load_csr(data)
-            return {"subject": _name(csr.subject), "sans": _sans(csr),
-                    "key": _key_description(csr.public_key())}
-    except (ValueError, TypeError):
-        return {}
-    return {}
-
-
 def public_key_der(kind: str, data: bytes, *, pkcs12_password: bytes | None = None) -> bytes | None:
     """The SubjectPublicKeyInfo an object holds or certifies (what ``match`` pairs on)."""
     try:
@@ -209,29 +192,6 @@ def validate_kind(kind: str, data: bytes) -> None:
         raise VaultInputError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
     if not data:
         raise VaultInputError(f"empty {kind}: nothing to store")
-
-
-def validate(kind: str, data: bytes) -> None:
-    """Refuse data that is not what ``kind`` says (with the reason)."""
-    if kind not in KINDS:
-        raise VaultInputError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
-    if not data:
-        raise VaultInputError(f"empty {kind}: nothing to store")
-    try:
-        if kind == "private-key":
-            _load_key(data)
-        elif kind == "certificate":
-            _load_cert(data)
-        elif kind == "csr":
-            _load_csr(data)
-        elif kind == "pkcs12":
-            _check_pkcs12_structure(data)
-    except TypeError:
-        raise VaultInputError("the private key is encrypted: store it with `vault import`, "
-                              "which asks for its password and keeps it decrypted under the "
-                              "vault's own encryption") from None
-    except ValueError as exc:
-        raise VaultInputError(f"not a valid {kind}: {_reason(exc)}") from None
 
 
 def _check_pkcs12_structure(data: bytes) -> None:
