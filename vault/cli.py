@@ -230,6 +230,9 @@ def import_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
     with _open(ctx, vault_path, key_file) as vault:
         for path in files:
             try:
+                if path.stat().st_size > formats.MAX_ENTRY_SIZE:
+                    raise VaultInputError(f"{path}: larger than the vault's limit of "
+                                          f"{formats.MAX_ENTRY_SIZE // 2**20} MiB per entry")
                 data = path.read_bytes()
             except OSError as exc:
                 raise VaultInputError(f"{path}: cannot read: {exc.strerror}") from None

@@ -31,6 +31,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "KEY_SPECS",
     "KINDS",
+    "MAX_ENTRY_SIZE",
     "Analysis",
     "ImportedItem",
     "PasswordCallback",
@@ -45,6 +46,8 @@ __all__ = [
 
 KINDS = ("private-key", "csr", "certificate", "pkcs12", "document")
 EXPORT_FORMATS = ("pem", "der", "p12")
+# An entry is sealed in memory in one piece; CA documents are far smaller than this.
+MAX_ENTRY_SIZE = 64 * 2**20
 KEY_SPECS = ("rsa:2048", "rsa:3072", "rsa:4096", "ec:p256", "ec:p384", "ed25519")
 
 # (description of what needs a password) -> password, or None to give up
@@ -192,6 +195,9 @@ def validate_kind(kind: str, data: bytes) -> None:
         raise VaultInputError(f"unknown kind {kind!r}; kinds are {', '.join(KINDS)}")
     if not data:
         raise VaultInputError(f"empty {kind}: nothing to store")
+    if len(data) > MAX_ENTRY_SIZE:
+        raise VaultInputError(f"{kind} of {len(data)} bytes is larger than the vault's limit of "
+                              f"{MAX_ENTRY_SIZE // 2**20} MiB per entry")
 
 
 def _check_pkcs12_structure(data: bytes) -> None:

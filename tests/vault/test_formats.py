@@ -124,3 +124,9 @@ def test_unknown_key_types_and_bad_common_names_are_refused() -> None:
         formats.generate_key("dsa:1024")
     with pytest.raises(VaultInputError, match="1 to 64 characters"):
         formats.build_csr(formats.generate_key("ec:p256"), common_name="x" * 65)
+
+
+def test_an_entry_larger_than_the_limit_is_refused_with_the_limit_named() -> None:
+    with pytest.raises(VaultInputError, match="limit of 64 MiB"):
+        formats.analyse("document", b"\0" * (formats.MAX_ENTRY_SIZE + 1))
+    assert formats.analyse("document", b"\0" * 1024).spki is None
