@@ -295,6 +295,14 @@ def test_real_certescrow_vault_process(env: dict[str, Path]) -> None:
     perm = certescrow("vault", "verify", *opts)
     assert perm.returncode == 25
     assert b"chmod 600" in perm.stderr
+    env["key"].chmod(0o600)
+    sql(env["vault"], "UPDATE entries SET label = 'forged'")
+    tampered = certescrow("vault", "verify", *opts)
+    assert tampered.returncode == VaultIntegrityError.exit_code
+    assert b"PROBLEM: entry " + entry.encode() in tampered.stdout
+    missing = certescrow("vault", "status", "--vault", str(env["tmp"] / "none.sqlite3"))
+    assert missing.returncode == 21
+    assert missing.stderr.startswith(b"Error: no vault at")
 
 
 def run_on_terminal(args: list[str], answers: list[tuple[bytes, bytes]],
