@@ -218,3 +218,8 @@ def test_unknown_store_item_is_checked_against_the_catalogue(tmp_path: Path) -> 
     assert "globalsign-ov" in message
     ok = load_config(write(tmp_path, '[[agent.stores]]\npath = "/a"\nitem = "globalsign-ov"\n'))
     assert ok.agent.stores[0].item == "globalsign-ov"
+
+
+def test_amended_catalogue_that_cannot_be_read_is_a_config_error(tmp_path: Path) -> None:
+    message = error_of(tmp_path, f'[policy]\ncatalogue = "{tmp_path}/missing.toml"\n')
+    assert message.startswith(f"{tmp_path / 'config.toml'}: policy.catalogue: ")
