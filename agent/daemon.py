@@ -233,6 +233,7 @@ class Daemon:
         self._classify_enabled = classify
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self._resync = threading.Event()
         self.reports = 0
         self._password_cache: dict[Path, tuple[bytes, ...]] = {}
         self._ping_every = watchdog_interval_s()
@@ -818,7 +819,8 @@ class Daemon:
     def start_watching(self) -> bool:
         """Start the observers; a failure (``observer = "inotify"`` out of watches) is logged
         and leaves the daemon resyncing periodically with its watchdog ping withheld."""
-        self.watcher = StoreWatcher(self.enqueue, mode=self.config.agent.observer, log=self.log)
+        self.watcher = StoreWatcher(self.enqueue, mode=self.config.agent.observer, log=self.log,
+                                    on_overflow=self.request_resync)
         try:
             self.watcher.start(self.watch_roots())
         except OSError as exc:
@@ -834,6 +836,11 @@ class Daemon:
 
     def request_stop(self) -> None:
         self._stop.set()
+        self.queue.wake()
+
+    def request_resync(self) -> None:
+        """Events were lost (inotify queue overflow): rescan everything soon."""
+        self._resync.set()
         self.queue.wake()
 
     def request_reload(self) -> None:
@@ -903,7 +910,12 @@ class Daemon:
                 self.tick()
                 self.supervise()
                 interval = self.config.agent.resync_interval_s
-                if interval and now - self.last_resync >= interval:
+                if self._resync.is_set():
+                    self._resync.clear()
+                    self.log.warning("resync", "inotify queue overflowed: events were lost; "
+                                     "rescanning every store")
+                    self.full_scan()
+                elif interval and now - self.last_resync >= interval:
                     if self.watcher is not None:
                         self.watcher.retry_missing()
                     self.full_scan()
@@ -916,7 +928,8 @@ class Daemon:
                     waits.append(due_in)
                 if self._ping_every is not None:
                     waits.append(max(0.0, self._next_ping - self.monotonic()))
-                if not self._stop.is_set() and not self._reload.is_set():
+                if not (self._stop.is_set() or self._reload.is_set()
+                        or self._resync.is_set()):
                     self.queue.wait(max(0.005, min(waits)))
         finally:
             self.shutdown()

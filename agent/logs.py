@@ -110,8 +110,15 @@ def configure_logging(fmt: str = "text", *, stream: IO[str] | None = None,
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
-    # watchdog's own loggers talk through ours: one format on stderr.
-    logging.getLogger("watchdog").setLevel(logging.WARNING)
+    # watchdog's own warnings (e.g. "Inotify queue overflowed") go through the same handler:
+    # one format on stderr, never Python's bare last-resort output.
+    library = logging.getLogger("watchdog")
+    for old in list(library.handlers):
+        if isinstance(old, logging.StreamHandler):
+            library.removeHandler(old)
+    library.addHandler(handler)
+    library.setLevel(logging.WARNING)
+    library.propagate = False
     return logger
 
 

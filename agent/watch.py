@@ -12,6 +12,7 @@ do (``EMFILE``), the watcher falls back to polling and says so in the log.
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,7 +25,7 @@ from watchdog.observers.polling import PollingObserver
 
 from .logs import EventLog
 
-__all__ = ["EnqueueHandler", "PathQueue", "StoreWatcher", "inotify_limits"]
+__all__ = ["EnqueueHandler", "OverflowHook", "PathQueue", "StoreWatcher", "inotify_limits"]
 
 _WATCH_EXHAUSTED = (errno.ENOSPC, errno.EMFILE)
 
@@ -84,6 +85,23 @@ class PathQueue:
             self._cond.notify_all()
 
 
+class OverflowHook(logging.Handler):
+    """watchdog reports a kernel inotify queue overflow (events lost) only as a log warning;
+    this turns that warning into a callback so the daemon can rescan at once instead of
+    waiting for the periodic resync."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__(level=logging.WARNING)
+        self._callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if "overflow" in record.getMessage().lower():
+                self._callback()
+        except Exception:  # a logging handler must never raise into watchdog's thread
+            self.handleError(record)
+
+
 class EnqueueHandler(FileSystemEventHandler):
     """The only thing watchdog calls: it enqueues the paths an event names and never raises."""
 
@@ -134,7 +152,8 @@ class StoreWatcher:
 
     def __init__(self, enqueue: Callable[[str], None], *, mode: str = "auto",
                  log: EventLog | None = None, polling_interval_s: float = 1.0,
-                 inotify_factory: Callable[[], BaseObserver] | None = None) -> None:
+                 inotify_factory: Callable[[], BaseObserver] | None = None,
+                 on_overflow: Callable[[], None] | None = None) -> None:
         if mode not in ("auto", "inotify", "polling"):
             raise ValueError(f"unknown observer mode {mode!r}")
         self.mode = mode
@@ -146,12 +165,15 @@ class StoreWatcher:
         self.missing: list[Path] = []
         self._polling_interval_s = polling_interval_s
         self._inotify_factory = inotify_factory
+        self._overflow_hook = OverflowHook(on_overflow) if on_overflow is not None else None
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, roots: Iterable[Path]) -> str:
         """Watch ``roots``; returns the observer kind in use (``inotify`` or ``polling``)."""
         wanted = list(dict.fromkeys(roots))
+        if self._overflow_hook is not None:
+            logging.getLogger("watchdog").addHandler(self._overflow_hook)
         if self.mode == "polling":
             self._start_polling(wanted, reason="configured (observer = \"polling\")")
             return self.kind
@@ -226,6 +248,8 @@ class StoreWatcher:
         return added
 
     def stop(self) -> None:
+        if self._overflow_hook is not None:
+            logging.getLogger("watchdog").removeHandler(self._overflow_hook)
         observer, self.observer = self.observer, None
         if observer is None:
             return

@@ -556,3 +556,18 @@ def test_dangling_link_in_a_plain_store_is_not_retried_forever(tmp_path: Path) -
     cached = daemon.index.get(str(store / "dangling.pem"))
     assert cached is not None
     assert cached.error is not None
+
+
+def test_lost_events_request_an_immediate_resync(tmp_path: Path) -> None:
+    import logging
+
+    store = tmp_path / "certs"
+    store.mkdir()
+    daemon, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path)
+    daemon.start_watching()
+    try:
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost")
+        assert daemon._resync.is_set()
+    finally:
+        daemon.shutdown()

@@ -19,9 +19,11 @@ from tests.certfactory import make_cert
 @pytest.fixture(autouse=True)
 def restore_logger() -> Iterator[None]:
     yield
-    logger = logging.getLogger(LOGGER_NAME)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
+    for name in (LOGGER_NAME, "watchdog"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def test_text_is_one_line_per_event_with_fields() -> None:
@@ -81,6 +83,14 @@ def test_private_key_material_never_reaches_the_log() -> None:
         assert "PRIVATE KEY" not in out
         assert pem.splitlines()[1] not in out
         assert "[private key redacted]" in out
+
+
+def test_watchdog_library_warnings_use_the_same_format() -> None:
+    stream = io.StringIO()
+    configure_logging("json", stream=stream)
+    logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed")
+    (line,) = stream.getvalue().splitlines()
+    assert json.loads(line)["message"] == "Inotify queue overflowed"
 
 
 def test_unknown_log_format_is_refused() -> None:

@@ -221,3 +221,21 @@ def test_inotify_limits_are_read_from_proc() -> None:
     assert set(limits) == {"max_user_watches", "max_user_instances", "max_queued_events"}
     if Path("/proc/sys/fs/inotify/max_user_watches").exists():
         assert isinstance(limits["max_user_watches"], int)
+
+
+def test_inotify_queue_overflow_warning_triggers_the_callback(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    overflows: list[bool] = []
+    watcher = StoreWatcher(lambda p: None, mode="inotify",
+                           on_overflow=lambda: overflows.append(True))
+    watcher.start([store])
+    library = logging.getLogger("watchdog.observers.inotify_c")
+    try:
+        library.warning("Inotify queue overflowed; filesystem events were lost")
+        library.warning("something else")
+        assert overflows == [True]
+    finally:
+        watcher.stop()
+    library.warning("Inotify queue overflowed; filesystem events were lost")
+    assert overflows == [True]  # the hook goes with the watcher

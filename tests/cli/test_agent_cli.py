@@ -4,9 +4,11 @@ command (so exit codes are the ones a shell sees)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,18 @@ from tests.agent.daemon_helpers import Certbot
 from tests.certfactory import make_cert
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def detach_log_handlers() -> Iterator[None]:
+    """`agent run` points the agent's (and watchdog's) loggers at this test's captured
+    stderr; detach them so later tests never write to a closed capture."""
+    yield
+    for name in ("certescrow.agent", "watchdog"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
