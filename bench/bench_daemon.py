@@ -40,7 +40,7 @@ from cryptography.x509.oid import NameOID  # noqa: E402
 from watchdog.events import FileSystemEvent, FileSystemEventHandler  # noqa: E402
 from watchdog.observers.inotify import InotifyObserver  # noqa: E402
 
-from agent.config import AgentConfig, config_from_raw  # noqa: E402
+from agent.config import config_from_raw  # noqa: E402
 from agent.daemon import Daemon  # noqa: E402
 from agent.logs import EventLog, configure_logging  # noqa: E402
 from agent.watch import inotify_limits  # noqa: E402
@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--certs", type=int, default=100_000)
     parser.add_argument("--changes", type=int, default=200)
-    parser.add_argument("--quiet-ms", type=int, default=AgentConfig.quiet_period_ms,
+    default_quiet = config_from_raw({}).agent.quiet_period_ms
+    parser.add_argument("--quiet-ms", type=int, default=default_quiet,
                         help="quiet_period_ms for the daemon run (default: the configuration "
                         "default, %(default)s)")
     args = parser.parse_args(argv)
