@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.formats import parse_content, sniff
 from agent.reader import read_file
-from agent.records import ReadLimits
+from agent.records import ERROR_CODES, ReadLimits
 from policy.decisions import Severity
 from tests.agent.scan_fixtures import write
 from tests.certfactory import fresh_key, make_ca, make_cert, shared_key
@@ -282,18 +284,31 @@ def test_sniff_tells_der_shapes_apart() -> None:
     assert sniff(p12) == "pkcs12"
 
 
-def test_parse_content_never_raises_on_random_input() -> None:
-    import random
+_LEAF_DER = make_cert(sans=("fuzz.example",)).der
+_LEAF_PEM = make_cert(sans=("fuzz.example",)).pem
 
-    rng = random.Random(5280)
-    leaf = make_cert().der
-    for _ in range(300):
-        cut = rng.randrange(len(leaf))
-        data = bytearray(leaf[:cut])
-        if data:
-            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
-        parsed = parse_content(bytes(data), path="fuzz")
-        assert parsed.error is not None or parsed.certificates or parsed.findings
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2048))
+def test_parse_content_never_raises_on_arbitrary_bytes(data: bytes) -> None:
+    parsed = parse_content(data, path="fuzz")
+    assert parsed.error is not None or parsed.certificates or parsed.keys or parsed.findings
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([_LEAF_DER, _LEAF_PEM]), st.integers(min_value=0), st.integers(0, 7),
+       st.integers(min_value=0))
+def test_parse_content_never_raises_on_damaged_certificates(
+    original: bytes, cut: int, bit: int, where: int
+) -> None:
+    data = bytearray(original[: cut % (len(original) + 1)])
+    if data:
+        data[where % len(data)] ^= 1 << bit
+    parsed = parse_content(bytes(data), path="fuzz")
+    # every outcome is accounted for: certificates, or a coded error or finding
+    assert parsed.error is not None or parsed.certificates or parsed.findings or parsed.keys
+    if parsed.error is not None:
+        assert parsed.error.code in ERROR_CODES
 
 
 def test_der_csr_is_not_a_certificate_and_says_so(tmp_path: Path) -> None:
@@ -315,3 +330,14 @@ def test_der_sequence_that_is_no_known_structure_is_garbage(tmp_path: Path) -> N
     result = read_file(write(tmp_path / "odd.der", data), limits=ONE_SHOT)
     assert result.error is not None
     assert result.error.code == "garbage"
+
+
+def test_openssl_trusted_certificate_block_is_read_without_its_trust_data(tmp_path: Path) -> None:
+    import base64
+
+    issued = make_cert(sans=("trusted.example",))
+    aux = bytes.fromhex("300c300a06082b06010505070301")  # X509_CERT_AUX: trust serverAuth
+    pem = (b"-----BEGIN TRUSTED CERTIFICATE-----\n" + base64.encodebytes(issued.der + aux)
+           + b"-----END TRUSTED CERTIFICATE-----\n")
+    result = read_file(write(tmp_path / "trusted.pem", pem), limits=ONE_SHOT)
+    assert [c.facts.sha256 for c in result.certificates] == [issued.sha256]
