@@ -239,3 +239,16 @@ def test_inotify_queue_overflow_warning_triggers_the_callback(tmp_path: Path) ->
         watcher.stop()
     library.warning("Inotify queue overflowed; filesystem events were lost")
     assert overflows == [True]  # the hook goes with the watcher
+
+
+def test_reading_a_file_raises_no_event(watched: tuple[Path, Collected, StoreWatcher]) -> None:
+    """The daemon's own reads must not wake the observer (IN_OPEN/IN_CLOSE_NOWRITE are not
+    asked for), or every scan would feed itself events."""
+    store, collected, _ = watched
+    target = store / "a.pem"
+    target.write_bytes(make_cert().pem)
+    assert collected.wait_for(lambda p: str(target) in p)
+    time.sleep(0.2)
+    collected.clear()
+    target.read_bytes()
+    assert not collected.wait_for(lambda p: bool(p), timeout=0.3)
