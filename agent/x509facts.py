@@ -231,22 +231,96 @@ def _key_from_spki(spki: bytes) -> tuple[str, int | None] | None:
     return None
 
 
+# RFC 4514 short names exactly as cryptography renders them (x509/name.py _NAMEOID_TO_NAME);
+# any other attribute type sends the name down cryptography's own path.
+_SHORT_NAMES = {
+    bytes.fromhex("550403"): "CN",
+    bytes.fromhex("550407"): "L",
+    bytes.fromhex("550408"): "ST",
+    bytes.fromhex("55040a"): "O",
+    bytes.fromhex("55040b"): "OU",
+    bytes.fromhex("550406"): "C",
+    bytes.fromhex("550409"): "STREET",
+    bytes.fromhex("0992268993f22c640119"): "DC",
+    bytes.fromhex("0992268993f22c640101"): "UID",
+}
+_TEXT_TAGS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii"}  # UTF8/Printable/IA5String
+_PRINTABLE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
+
+
+def _escape_dn_value(value: str) -> str:
+    """RFC 4514 §2.4 escaping, character for character as cryptography does it."""
+    if not value:
+        return ""
+    value = (value.replace("\\", "\\\\").replace('"', '\\"').replace("+", "\\+")
+             .replace(",", "\\,").replace(";", "\\;").replace("<", "\\<")
+             .replace(">", "\\>").replace("\0", "\\00"))
+    if value[0] in ("#", " "):
+        value = "\\" + value
+    if value[-1] == " ":
+        value = value[:-1] + "\\ "
+    return value
+
+
+def _fast_name(raw: bytes) -> tuple[str, str | None, str | None] | None:
+    """(RFC 4514 string, first O, first CN) straight from the DER of a Name whose every RDN
+    is one attribute of a common type with a text value; ``None`` for anything else."""
+    tag, pos, end = _header(raw, 0)
+    if tag != 0x30 or end != len(raw):
+        return None
+    parts: list[str] = []
+    org = cn = None
+    while pos < end:
+        tag, set_start, set_end = _header(raw, pos)
+        if tag != 0x31:
+            return None
+        tag, atv_start, atv_end = _header(raw, set_start)
+        if tag != 0x30 or atv_end != set_end:
+            return None  # several attributes in one RDN: cryptography's path
+        tag, oid_start, oid_end = _header(raw, atv_start)
+        short = _SHORT_NAMES.get(raw[oid_start:oid_end]) if tag == 0x06 else None
+        if short is None:
+            return None
+        tag, value_start, value_end = _header(raw, oid_end)
+        encoding = _TEXT_TAGS.get(tag)
+        if encoding is None or value_end != atv_end:
+            return None
+        try:
+            value = raw[value_start:value_end].decode(encoding)
+        except UnicodeDecodeError:
+            return None  # cryptography decides whether that is malformed
+        if tag == 0x13 and not _PRINTABLE.issuperset(value):
+            return None  # not a valid PrintableString: let cryptography judge it
+        if short == "O" and org is None:
+            org = value
+        elif short == "CN" and cn is None:
+            cn = value
+        parts.append(f"{short}={_escape_dn_value(value)}")
+        pos = set_end
+    parts.reverse()  # RFC 4514 writes the most specific RDN first
+    return ",".join(parts), org, cn
+
+
 _NAME_CACHE: dict[bytes, tuple[str, str | None, str | None]] = {}
 _NAME_CACHE_MAX = 8192
 
 
-def _name_info(raw: bytes | None, name: Callable[[], x509.Name]) -> tuple[str, str | None,
-                                                                          str | None]:
-    """(RFC 4514 string, first O, first CN) of a name, memoised by its encoding: a store's
-    certificates share a handful of issuers."""
-    if raw is not None:
+def _name_info(raw: bytes | None, name: Callable[[], x509.Name], *,
+               memo: bool) -> tuple[str, str | None, str | None]:
+    """(RFC 4514 string, first O, first CN) of a name; with ``memo`` remembered by its
+    encoding (a store's certificates share a handful of issuers; subjects are all distinct)."""
+    if raw is not None and memo:
         hit = _NAME_CACHE.get(raw)
         if hit is not None:
             return hit
-    value = name()
-    info = (value.rfc4514_string(), _first(value, NameOID.ORGANIZATION_NAME),
-            _first(value, NameOID.COMMON_NAME))
-    if raw is not None:
+    fast = _fast_name(raw) if raw is not None else None
+    if fast is not None:
+        info = fast
+    else:
+        value = name()
+        info = (value.rfc4514_string(), _first(value, NameOID.ORGANIZATION_NAME),
+                _first(value, NameOID.COMMON_NAME))
+    if raw is not None and memo:
         if len(_NAME_CACHE) >= _NAME_CACHE_MAX:
             _NAME_CACHE.clear()
         _NAME_CACHE[raw] = info
@@ -265,8 +339,9 @@ def _read_all(
         raw_issuer = raw_subject = raw_spki = b""
         key = None
     subject_text, _subject_org, subject_cn = _name_info(raw_subject or None,
-                                                        lambda: cert.subject)
-    issuer_text, issuer_org, issuer_cn = _name_info(raw_issuer or None, lambda: cert.issuer)
+                                                        lambda: cert.subject, memo=False)
+    issuer_text, issuer_org, issuer_cn = _name_info(raw_issuer or None, lambda: cert.issuer,
+                                                    memo=True)
     sans: list[str] = []
     policy_oids: list[str] = []
     is_ca = False

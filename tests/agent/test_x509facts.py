@@ -8,6 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.reader import read_file
 from agent.records import ReadLimits
@@ -129,3 +135,70 @@ def test_issuer_names_are_rendered_the_same_from_the_memo() -> None:
     second = parse_der_certificate(make_cert(issuer_org="Memo Org", issuer_cn="Memo CA").der)
     assert first.facts.issuer == second.facts.issuer == "CN=Memo CA,O=Memo Org"
     assert (second.facts.issuer_org, second.facts.issuer_cn) == ("Memo Org", "Memo CA")
+
+
+_NAME_OIDS = [NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME,
+              NameOID.LOCALITY_NAME, NameOID.STATE_OR_PROVINCE_NAME, NameOID.STREET_ADDRESS,
+              NameOID.DOMAIN_COMPONENT, NameOID.USER_ID, NameOID.SERIAL_NUMBER,
+              NameOID.EMAIL_ADDRESS]
+_PRINTABLE_CHARS = set(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
+_TYPES = [_ASN1Type.UTF8String, _ASN1Type.PrintableString, _ASN1Type.IA5String,
+          _ASN1Type.BMPString]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(
+    st.tuples(st.sampled_from(_NAME_OIDS), st.sampled_from(_TYPES),
+              st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)),
+                      min_size=1, max_size=12),
+              st.booleans()),
+    min_size=1, max_size=5))
+def test_names_read_from_raw_der_match_cryptography(
+    attrs: list[tuple[x509.ObjectIdentifier, _ASN1Type, str, bool]],
+) -> None:
+    """The raw-DER fast path renders exactly what cryptography renders, or steps aside."""
+    rdns: list[x509.RelativeDistinguishedName] = []
+    for oid, asn1_type, value, pair in attrs:
+        text = value
+        if asn1_type is _ASN1Type.PrintableString:
+            text = "".join(c for c in value if c in _PRINTABLE_CHARS) or "x"
+        elif asn1_type is _ASN1Type.IA5String:
+            text = value.encode("ascii", "ignore").decode() or "x"
+        first = x509.NameAttribute(oid, text, asn1_type)
+        extra = [x509.NameAttribute(NameOID.COMMON_NAME, "z")] if pair else []
+        rdns.append(x509.RelativeDistinguishedName([first, *extra]))
+    name = x509.Name(rdns)
+    parsed = parse_der_certificate(_issued_by_name(name))
+    reference = x509.load_der_x509_certificate(_issued_by_name(name)).issuer
+    assert parsed.facts.issuer == reference.rfc4514_string()
+    assert parsed.facts.issuer_org == next(
+        (a.value for a in reference.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)), None)
+    assert parsed.facts.issuer_cn == next(
+        (a.value for a in reference.get_attributes_for_oid(NameOID.COMMON_NAME)), None)
+
+
+def test_fast_path_handles_the_common_shape_and_escapes_like_cryptography() -> None:
+    from agent.x509facts import _fast_name
+
+    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Acme, Inc. <+;\\> "),
+                      x509.NameAttribute(NameOID.COMMON_NAME, "#1 Server")])
+    fast = _fast_name(name.public_bytes())
+    assert fast == (name.rfc4514_string(), "Acme, Inc. <+;\\> ", "#1 Server")
+
+
+def _issued_by_name(issuer: x509.Name) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.certfactory import shared_key
+
+    key = shared_key()
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "s")]))
+            .issuer_name(issuer)
+            .public_key(key.public_key()).serial_number(7)
+            .not_valid_before(datetime(2026, 1, 1, tzinfo=UTC))
+            .not_valid_after(datetime(2026, 2, 1, tzinfo=UTC))
+            .sign(key, hashes.SHA256()))  # type: ignore[arg-type]
+    return cert.public_bytes(Encoding.DER)
