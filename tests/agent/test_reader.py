@@ -270,3 +270,31 @@ def test_every_error_code_is_documented() -> None:
     doc = (REPO / "docs" / "agent.md").read_text(encoding="utf-8")
     for code in ERROR_CODES:
         assert f"`{code}`" in doc, code
+
+
+def test_unix_socket_is_not_a_regular_file(tmp_path: Path) -> None:
+    import socket
+
+    path = tmp_path / "s.pem"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        result = read_file(path, limits=ReadLimits(root=tmp_path))
+    assert result.error is not None
+    assert (result.error.code, result.error.message) == ("not-regular-file",
+                                                         "is a socket, not a file")
+
+
+def test_file_growing_past_the_cap_while_read_is_too_large(
+    tmp_path: Path, cert_pem: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "cert.pem", cert_pem)
+
+    def read_then_grow(fd: int, size: int) -> bytes:
+        with open(path, "ab") as fh:  # a writer appends while we read
+            fh.write(b"\n" * 4096)
+        return os.read(fd, size)
+
+    monkeypatch.setattr(safeio, "_read", read_then_grow)
+    result = read_file(path, limits=ReadLimits(max_size=len(cert_pem) + 100))
+    assert result.error is not None
+    assert result.error.code == "too-large"
