@@ -725,6 +725,9 @@ class Daemon:
                                                           summary=summary))
                 continue
             for name in names:
+                self.tick()
+                if self._stop.is_set():
+                    return observations
                 observations.extend(self._process_file(store, name, at=at, summary=summary))
             if len(observations) >= REPORT_BATCH:
                 self._report(observations, at=at)

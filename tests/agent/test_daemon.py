@@ -571,3 +571,25 @@ def test_lost_events_request_an_immediate_resync(tmp_path: Path) -> None:
         assert daemon._resync.is_set()
     finally:
         daemon.shutdown()
+
+
+def test_watchdog_is_pinged_during_a_long_initial_scan(tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    for i in range(4):  # one flat directory: the pings must come between files
+        (store / f"c{i}.pem").write_bytes(make_cert(sans=(f"c{i}.example.jp",)).pem)
+    clock = SteppingClock()
+    real = CountingReader()
+
+    def slow_reader(path: Path, **kwargs: Any) -> FileResult:
+        clock.advance(0.6)  # each file takes 0.6 s
+        return real(path, **kwargs)
+
+    pings: list[float] = []
+    daemon, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path, clock=clock,
+                            reader=slow_reader)
+    daemon.notifier.watchdog = lambda: pings.append(clock.now) or True  # type: ignore[method-assign]
+    daemon._ping_every = 1.0  # WATCHDOG_USEC=2000000
+    daemon._next_ping = clock.now
+    daemon.full_scan()
+    assert len(pings) >= 2  # 2.4 s of scanning, a ping at least every second
