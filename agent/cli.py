@@ -28,13 +28,14 @@ from .livechain import fetch_chain, parse_target, verify_chain
 from .records import FileResult, ReadLimits
 from .report import (
     CertificateRow,
+    RenderedReport,
     ScanReport,
     build_report,
-    iter_json,
-    render_csv,
+    iter_report,
+    render_streaming,
     render_table,
 )
-from .scan import scan_paths
+from .scan import iter_scan, scan_paths
 from .x509facts import MalformedCertificateError, parse_der_certificate
 
 __all__ = ["agent_group", "inspect_command", "scan_command"]
@@ -168,25 +169,32 @@ def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | No
     settings = _settings(ctx)
     limits = ReadLimits(max_size=_max_size(ctx))
     progress = _Progress(sys.stderr)
+    results = iter_scan(list(paths), limits=limits, passwords=_passwords(password_file),
+                        progress=progress, group_directories=True)
+    outcome: RenderedReport | ScanReport
     with _gc_paused():
         try:
-            results = scan_paths(list(paths), limits=limits,
-                                 passwords=_passwords(password_file), progress=progress)
+            if as_json or as_csv:
+                # rendered as classified: 100,000 rows are kept as text, not as objects
+                outcome = render_streaming(
+                    iter_report(results, catalogue, binding=binding, at=when,
+                                settings=settings),
+                    "json" if as_json else "csv")
+            else:
+                outcome = build_report(results, catalogue, binding=binding, at=when,
+                                       settings=settings)
         finally:
             progress.close()
-        report = build_report(results, catalogue, binding=binding, at=when, settings=settings)
-        del results
-        if as_json:
-            for chunk in iter_json(report):
-                sys.stdout.write(chunk)
+        if isinstance(outcome, RenderedReport):
+            outcome.write(sys.stdout, separator=",\n" if as_json else "")
             sys.stdout.flush()
-        elif as_csv:
-            click.echo(render_csv(report), nl=False)
         else:
-            click.echo(render_table(report))
+            click.echo(render_table(outcome))
+    failed = (outcome.errors > 0 if isinstance(outcome, RenderedReport)
+              else bool(outcome.errors))
     if want_exit_status:
-        ctx.exit(report.exit_status())
-    if report.errors:
+        ctx.exit(outcome.exit_status())
+    if failed:
         ctx.exit(1)
 
 

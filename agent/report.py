@@ -12,11 +12,10 @@ import csv
 import io
 import json
 import os
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from policy.catalogue import Catalogue
 from policy.classification import CertificateClassification, classify_certificate
@@ -31,16 +30,34 @@ __all__ = [
     "EXIT_STATUS",
     "CertificateRow",
     "FileRow",
+    "RenderedReport",
+    "ReportItem",
     "ScanReport",
     "build_report",
+    "exit_status_for",
+    "group_by_directory",
     "iter_json",
+    "iter_report",
     "render_csv",
+    "render_streaming",
     "render_table",
+    "urgency_key",
 ]
 
 EXIT_STATUS: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
 """``--exit-status`` codes (Nagios plugin convention). Precedence: critical, then unknown (a file
 or certificate could not be read), then warning, then ok."""
+
+
+def exit_status_for(worst: Severity, *, has_errors: bool) -> int:
+    """The ``--exit-status`` code: critical beats unknown beats warning beats ok."""
+    if worst >= Severity.CRITICAL:
+        return EXIT_STATUS["critical"]
+    if has_errors:
+        return EXIT_STATUS["unknown"]
+    if worst >= Severity.WARNING:
+        return EXIT_STATUS["warning"]
+    return EXIT_STATUS["ok"]
 
 
 def _instant(value: datetime) -> str:
@@ -143,25 +160,10 @@ class ScanReport:
     def exit_status(self) -> int:
         """Nagios: 2 critical; else 3 unknown when anything could not be read; else 1 warning;
         else 0."""
-        worst = self.severity
-        if worst >= Severity.CRITICAL:
-            return EXIT_STATUS["critical"]
-        if self.errors:
-            return EXIT_STATUS["unknown"]
-        if worst >= Severity.WARNING:
-            return EXIT_STATUS["warning"]
-        return EXIT_STATUS["ok"]
+        return exit_status_for(self.severity, has_errors=bool(self.errors))
 
     def to_json(self) -> list[dict[str, Any]]:
         return list(_iter_objects(self))
-
-
-def _pairing(results: Sequence[FileResult]) -> dict[str, set[str]]:
-    by_dir: dict[str, set[str]] = defaultdict(set)
-    for result in results:
-        directory = os.path.dirname(result.path)
-        by_dir[directory].update(k.spki_sha256 for k in result.keys if k.spki_sha256)
-    return by_dir
 
 
 def _key_matches(record: CertificateRecord, result: FileResult,
@@ -181,8 +183,82 @@ def _key_matches(record: CertificateRecord, result: FileResult,
     return None if record.facts.is_ca else False
 
 
+ReportItem = CertificateRow | FileRow | FileError
+"""What :func:`iter_report` yields: a classified certificate, a key file, or a failure."""
+
+
 def _sort_key(row: CertificateRow) -> tuple[int, int, str, int]:
     return (-int(row.severity), row.classification.days_left, row.record.path, row.record.index)
+
+
+def urgency_key(item: ReportItem, seq: int) -> tuple[Any, ...]:
+    """Report order: certificates by urgency (worst severity, then fewest days left), then
+    key files (worst first), then failures in the order met (``seq``)."""
+    if isinstance(item, CertificateRow):
+        return (0, *_sort_key(item))
+    if isinstance(item, FileRow):
+        return (1, -int(item.severity), item.path, 0)
+    return (2, seq, "", 0)
+
+
+def group_by_directory(results: Iterable[FileResult]) -> list[FileResult]:
+    """Stable reordering that puts the files of one directory next to each other, which is
+    what :func:`iter_report` needs to pair keys with certificates."""
+    groups: dict[str, list[FileResult]] = {}
+    for result in results:
+        groups.setdefault(os.path.dirname(result.path), []).append(result)
+    return [result for group in groups.values() for result in group]
+
+
+def iter_report(
+    results: Iterable[FileResult],
+    catalogue: Catalogue,
+    *,
+    binding: Binding,
+    at: datetime,
+    settings: PolicySettings | None = None,
+) -> Iterator[ReportItem]:
+    """Classify as the results arrive, one directory at a time, so a caller can render and
+    drop each row instead of holding 100,000 classified certificates.
+
+    Key pairing looks at the keys of the file and of its directory, so the results of one
+    directory must be consecutive (:func:`group_by_directory`, or the order a walk yields).
+    """
+    settings = settings if settings is not None else PolicySettings()
+    batch: list[FileResult] = []
+    current = ""
+    for result in results:
+        directory = os.path.dirname(result.path)
+        if batch and directory != current:
+            yield from _classify_directory(batch, catalogue, binding, at, settings)
+            batch = []
+        current = directory
+        batch.append(result)
+    if batch:
+        yield from _classify_directory(batch, catalogue, binding, at, settings)
+
+
+def _classify_directory(batch: Sequence[FileResult], catalogue: Catalogue, binding: Binding,
+                        at: datetime, settings: PolicySettings) -> Iterator[ReportItem]:
+    keys_here = {k.spki_sha256 for r in batch for k in r.keys if k.spki_sha256}
+    for result in batch:
+        if result.error is not None:
+            yield result.error
+            continue
+        yield from result.cert_errors
+        position_codes = {e.code for e in result.cert_errors}
+        file_findings = tuple(f for f in result.findings if f.code not in position_codes)
+        if not result.certificates:
+            if file_findings or result.keys:
+                yield FileRow(path=result.path, keys=result.keys, findings=file_findings)
+            continue
+        for record in result.certificates:
+            classification = classify_certificate(record.facts, catalogue, binding=binding,
+                                                  at=at, settings=settings)
+            yield CertificateRow(
+                record=record, classification=classification,
+                findings=(*record.findings, *file_findings, *classification.findings),
+                key_matches=_key_matches(record, result, keys_here))
 
 
 def build_report(
@@ -194,35 +270,66 @@ def build_report(
     settings: PolicySettings | None = None,
 ) -> ScanReport:
     """Classify every certificate of ``results`` with ``binding`` as of ``at``."""
-    results = list(results)
-    settings = settings if settings is not None else PolicySettings()
-    dir_keys = _pairing(results)
     rows: list[CertificateRow] = []
     files: list[FileRow] = []
     errors: list[FileError] = []
-    for result in results:
-        if result.error is not None:
-            errors.append(result.error)
-            continue
-        errors.extend(result.cert_errors)
-        position_codes = {e.code for e in result.cert_errors}
-        file_findings = tuple(f for f in result.findings if f.code not in position_codes)
-        if not result.certificates:
-            if file_findings or result.keys:
-                files.append(FileRow(path=result.path, keys=result.keys,
-                                     findings=file_findings))
-            continue
-        keys_here = dir_keys.get(os.path.dirname(result.path), set())
-        for record in result.certificates:
-            classification = classify_certificate(record.facts, catalogue, binding=binding,
-                                                  at=at, settings=settings)
-            rows.append(CertificateRow(
-                record=record, classification=classification,
-                findings=(*record.findings, *file_findings, *classification.findings),
-                key_matches=_key_matches(record, result, keys_here)))
+    for item in iter_report(group_by_directory(results), catalogue, binding=binding, at=at,
+                            settings=settings):
+        if isinstance(item, CertificateRow):
+            rows.append(item)
+        elif isinstance(item, FileRow):
+            files.append(item)
+        else:
+            errors.append(item)
     rows.sort(key=_sort_key)
     files.sort(key=lambda f: (-int(f.severity), f.path))
     return ScanReport(rows=tuple(rows), files=tuple(files), errors=tuple(errors), at=at)
+
+
+@dataclass(slots=True)
+class RenderedReport:
+    """A report already rendered line by line (JSON or CSV), sorted by urgency: what the
+    one-shot scan keeps in memory instead of the classified objects."""
+
+    header: str
+    lines: list[str]
+    footer: str
+    worst: Severity
+    errors: int
+    certificates: int
+
+    def exit_status(self) -> int:
+        return exit_status_for(self.worst, has_errors=self.errors > 0)
+
+    def write(self, out: IO[str], *, separator: str) -> None:
+        out.write(self.header)
+        out.write(separator.join(self.lines))
+        out.write(self.footer)
+
+
+def render_streaming(items: Iterable[ReportItem], fmt: str) -> RenderedReport:
+    """Render each item as it is classified (``fmt`` = ``json`` or ``csv``), keep only the
+    text and its sort key, and sort once at the end."""
+    keyed: list[tuple[tuple[Any, ...], str]] = []
+    worst = Severity.OK
+    errors = certificates = 0
+    render = _json_line if fmt == "json" else _csv_line
+    for seq, item in enumerate(items):
+        if isinstance(item, FileError):
+            errors += 1
+        else:
+            worst = max(worst, item.severity)
+            if isinstance(item, CertificateRow):
+                certificates += 1
+        keyed.append((urgency_key(item, seq), render(item)))
+    keyed.sort(key=lambda pair: pair[0])
+    lines = [text for _key, text in keyed]
+    if fmt == "json":
+        header, footer = ("[\n", "\n]\n") if lines else ("[", "]\n")
+    else:
+        header, footer = _csv_row(list(CSV_COLUMNS)), ""
+    return RenderedReport(header=header, lines=lines, footer=footer, worst=worst,
+                          errors=errors, certificates=certificates)
 
 
 # ---------------------------------------------------------------- rendering
@@ -249,7 +356,16 @@ def _iter_objects(report: ScanReport) -> Iterator[dict[str, Any]]:
     for file_row in report.files:
         yield file_row.to_json()
     for error in report.errors:
-        yield {"kind": "error", **error.to_json()}
+        yield _error_json(error)
+
+
+def _error_json(error: FileError) -> dict[str, Any]:
+    return {"kind": "error", **error.to_json()}
+
+
+def _json_line(item: ReportItem) -> str:
+    obj = _error_json(item) if isinstance(item, FileError) else item.to_json()
+    return json.dumps(obj, ensure_ascii=False, default=to_jsonable)
 
 
 CSV_COLUMNS = (
@@ -267,38 +383,47 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
-def render_csv(report: ScanReport) -> str:
-    """One line per certificate, key file and error. Multi-valued cells are ``;``-separated;
-    actions are ``action@due``."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in report.rows:
-        c = row.classification
-        f = row.record.facts
-        cells: dict[str, Any] = {
-            "kind": "certificate", "path": row.record.path, "index": row.record.index,
+def _csv_cells(item: ReportItem) -> list[str]:
+    cells: dict[str, Any]
+    if isinstance(item, CertificateRow):
+        c = item.classification
+        f = item.record.facts
+        cells = {
+            "kind": "certificate", "path": item.record.path, "index": item.record.index,
             "sha256": f.sha256, "subject": f.subject, "issuer": f.issuer,
             "sans": ";".join(f.sans), "not_before": _instant(f.not_before_utc),
             "not_after": _instant(f.not_after_utc), "validity_seconds": c.validity_seconds,
             "tier": c.tier.value, "renewable": c.renewable, "days_left": c.days_left,
             "item": c.item, "category": c.category.value, "compliant": c.compliant,
-            "key_matches": row.key_matches, "severity": row.severity.name.lower(),
-            "findings": ";".join(x.code for x in row.findings),
+            "key_matches": item.key_matches, "severity": item.severity.name.lower(),
+            "findings": ";".join(x.code for x in item.findings),
             "actions": ";".join(f"{a.action.value}@{a.due.isoformat() if a.due else ''}"
                                 for a in c.actions),
         }
-        writer.writerow([_csv_value(cells.get(col)) for col in CSV_COLUMNS])
-    for file_row in report.files:
-        cells = {"kind": "file", "path": file_row.path,
-                 "severity": file_row.severity.name.lower(),
-                 "findings": ";".join(x.code for x in file_row.findings)}
-        writer.writerow([_csv_value(cells.get(col)) for col in CSV_COLUMNS])
-    for error in report.errors:
-        cells = {"kind": "error", "path": error.path, "index": error.index,
-                 "error_code": error.code, "error_message": error.message}
-        writer.writerow([_csv_value(cells.get(col)) for col in CSV_COLUMNS])
+    elif isinstance(item, FileRow):
+        cells = {"kind": "file", "path": item.path, "severity": item.severity.name.lower(),
+                 "findings": ";".join(x.code for x in item.findings)}
+    else:
+        cells = {"kind": "error", "path": item.path, "index": item.index,
+                 "error_code": item.code, "error_message": item.message}
+    return [_csv_value(cells.get(col)) for col in CSV_COLUMNS]
+
+
+def _csv_row(cells: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
     return buffer.getvalue()
+
+
+def _csv_line(item: ReportItem) -> str:
+    return _csv_row(_csv_cells(item))
+
+
+def render_csv(report: ScanReport) -> str:
+    """One line per certificate, key file and error. Multi-valued cells are ``;``-separated;
+    actions are ``action@due``."""
+    items: list[ReportItem] = [*report.rows, *report.files, *report.errors]
+    return _csv_row(list(CSV_COLUMNS)) + "".join(_csv_line(item) for item in items)
 
 
 def _cut(text: str, width: int) -> str:

@@ -18,7 +18,13 @@ from .reader import read_file
 from .records import FileError, FileResult, ReadLimits
 from .safeio import error_for_os_error, within_roots
 
-__all__ = ["ProgressCallback", "collect_targets", "iter_store_files", "scan_paths"]
+__all__ = [
+    "ProgressCallback",
+    "collect_targets",
+    "iter_scan",
+    "iter_store_files",
+    "scan_paths",
+]
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` after each file is read."""
@@ -122,6 +128,36 @@ def collect_targets(paths: Sequence[Path], *, limits: ReadLimits) -> list[Path |
     return out
 
 
+def iter_scan(
+    paths: Sequence[Path],
+    *,
+    limits: ReadLimits,
+    passwords: Sequence[bytes] = (),
+    progress: ProgressCallback | None = None,
+    keep_key_pem: bool = False,
+    group_directories: bool = False,
+) -> Iterator[FileResult]:
+    """Read every file under ``paths`` lazily, one result each. With ``group_directories``
+    the files of one directory come out together (stable otherwise), which key pairing in
+    :func:`agent.report.iter_report` relies on."""
+    targets = collect_targets(paths, limits=limits)
+    if group_directories:
+        groups: dict[str, list[Path | FileError]] = {}
+        for target in targets:
+            name = target.path if isinstance(target, FileError) else str(target)
+            groups.setdefault(os.path.dirname(name), []).append(target)
+        targets = [target for group in groups.values() for target in group]
+    total = len(targets)
+    for done, target in enumerate(targets, start=1):
+        if isinstance(target, FileError):
+            yield FileResult(path=target.path, error=target)
+        else:
+            yield read_file(target, limits=limits, passwords=passwords,
+                            keep_key_pem=keep_key_pem)
+        if progress is not None:
+            progress(done, total)
+
+
 def scan_paths(
     paths: Sequence[Path],
     *,
@@ -131,15 +167,5 @@ def scan_paths(
     keep_key_pem: bool = False,
 ) -> list[FileResult]:
     """Read every file under ``paths`` (files or directories), in order, one result each."""
-    targets = collect_targets(paths, limits=limits)
-    total = len(targets)
-    results: list[FileResult] = []
-    for done, target in enumerate(targets, start=1):
-        if isinstance(target, FileError):
-            results.append(FileResult(path=target.path, error=target))
-        else:
-            results.append(read_file(target, limits=limits, passwords=passwords,
-                                     keep_key_pem=keep_key_pem))
-        if progress is not None:
-            progress(done, total)
-    return results
+    return list(iter_scan(paths, limits=limits, passwords=passwords, progress=progress,
+                          keep_key_pem=keep_key_pem))

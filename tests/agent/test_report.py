@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -12,8 +13,17 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from agent.records import ReadLimits
-from agent.report import EXIT_STATUS, ScanReport, build_report, render_csv, render_table
-from agent.scan import scan_paths
+from agent.report import (
+    EXIT_STATUS,
+    CertificateRow,
+    ScanReport,
+    build_report,
+    iter_report,
+    render_csv,
+    render_streaming,
+    render_table,
+)
+from agent.scan import iter_scan, scan_paths
 from policy.catalogue import Catalogue, load_catalogue
 from policy.category import Category
 from policy.intake import Binding
@@ -222,3 +232,47 @@ def test_same_certificate_two_paths_two_rows_same_sha256(
     assert sorted(r["path"] for r in rows) == sorted(
         [str(tmp_path / "a" / "cert.pem"), str(tmp_path / "link.pem")])
     assert {r["sha256"] for r in rows} == {issued.sha256}
+
+
+def _mixed_store(tmp_path: Path) -> Path:
+    issued = make_cert(not_before=NB, sans=("paired.example",))
+    write(tmp_path / "s" / "live" / "cert.pem", issued.pem)
+    write(tmp_path / "s" / "live" / "privkey.pem", issued.key_pem(), 0o640)
+    write(tmp_path / "s" / "old.pem", make_cert(not_before=NB - timedelta(days=200)).pem)
+    write(tmp_path / "s" / "long.pem",
+          make_cert(not_before=NB, lifetime=timedelta(days=300)).pem)
+    write(tmp_path / "s" / "junk", b"\x00junk")
+    write(tmp_path / "s" / "empty.pem", b"")
+    return tmp_path / "s"
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_streamed_rendering_matches_the_report(tmp_path: Path, catalogue: Catalogue,
+                                               fmt: str) -> None:
+    store = _mixed_store(tmp_path)
+    report = _report([store], catalogue)
+    streamed = render_streaming(
+        iter_report(iter_scan([store], limits=ReadLimits(), group_directories=True),
+                    catalogue, binding=BYO, at=AT), fmt)
+    out = io.StringIO()
+    streamed.write(out, separator=",\n" if fmt == "json" else "")
+    if fmt == "json":
+        assert json.loads(out.getvalue()) == json.loads(json.dumps(report.to_json()))
+    else:
+        assert out.getvalue() == render_csv(report)
+    assert streamed.exit_status() == report.exit_status()
+    assert (streamed.errors, streamed.certificates) == (len(report.errors), len(report.rows))
+
+
+def test_keys_pair_with_certificates_given_as_separate_arguments(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    issued = make_cert(not_before=NB)
+    cert = write(tmp_path / "a" / "cert.pem", issued.pem)
+    other = write(tmp_path / "b" / "other.pem", make_cert(not_before=NB).pem)
+    key = write(tmp_path / "a" / "privkey.pem", issued.key_pem(), 0o600)
+    results = iter_scan([cert, other, key], limits=ReadLimits(), group_directories=True)
+    rows = [i for i in iter_report(results, catalogue, binding=BYO, at=AT)
+            if isinstance(i, CertificateRow)]
+    assert {Path(r.record.path).name: r.key_matches for r in rows} == {
+        "cert.pem": True, "other.pem": None}
