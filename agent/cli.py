@@ -186,15 +186,13 @@ def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | No
         finally:
             progress.close()
         if isinstance(outcome, RenderedReport):
-            outcome.write(sys.stdout, separator=",\n" if as_json else "")
+            outcome.write(sys.stdout)
             sys.stdout.flush()
         else:
             click.echo(render_table(outcome))
-    failed = (outcome.errors > 0 if isinstance(outcome, RenderedReport)
-              else bool(outcome.errors))
     if want_exit_status:
         ctx.exit(outcome.exit_status())
-    if failed:
+    if outcome.has_errors:
         ctx.exit(1)
 
 

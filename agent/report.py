@@ -157,10 +157,14 @@ class ScanReport:
         return max([r.severity for r in self.rows] + [f.severity for f in self.files],
                    default=Severity.OK)
 
+    @property
+    def has_errors(self) -> bool:
+        return bool(self.errors)
+
     def exit_status(self) -> int:
         """Nagios: 2 critical; else 3 unknown when anything could not be read; else 1 warning;
         else 0."""
-        return exit_status_for(self.severity, has_errors=bool(self.errors))
+        return exit_status_for(self.severity, has_errors=self.has_errors)
 
     def to_json(self) -> list[dict[str, Any]]:
         return list(_iter_objects(self))
@@ -293,17 +297,22 @@ class RenderedReport:
 
     header: str
     lines: list[str]
+    separator: str
     footer: str
     worst: Severity
     errors: int
     certificates: int
 
-    def exit_status(self) -> int:
-        return exit_status_for(self.worst, has_errors=self.errors > 0)
+    @property
+    def has_errors(self) -> bool:
+        return self.errors > 0
 
-    def write(self, out: IO[str], *, separator: str) -> None:
+    def exit_status(self) -> int:
+        return exit_status_for(self.worst, has_errors=self.has_errors)
+
+    def write(self, out: IO[str]) -> None:
         out.write(self.header)
-        out.write(separator.join(self.lines))
+        out.write(self.separator.join(self.lines))
         out.write(self.footer)
 
 
@@ -325,11 +334,11 @@ def render_streaming(items: Iterable[ReportItem], fmt: str) -> RenderedReport:
     keyed.sort(key=lambda pair: pair[0])
     lines = [text for _key, text in keyed]
     if fmt == "json":
-        header, footer = ("[\n", "\n]\n") if lines else ("[", "]\n")
+        header, separator, footer = ("[\n", ",\n", "\n]\n") if lines else ("[", "", "]\n")
     else:
-        header, footer = _csv_row(list(CSV_COLUMNS)), ""
-    return RenderedReport(header=header, lines=lines, footer=footer, worst=worst,
-                          errors=errors, certificates=certificates)
+        header, separator, footer = _csv_row(list(CSV_COLUMNS)), "", ""
+    return RenderedReport(header=header, lines=lines, separator=separator, footer=footer,
+                          worst=worst, errors=errors, certificates=certificates)
 
 
 # ---------------------------------------------------------------- rendering

@@ -255,7 +255,7 @@ def test_streamed_rendering_matches_the_report(tmp_path: Path, catalogue: Catalo
         iter_report(iter_scan([store], limits=ReadLimits(), group_directories=True),
                     catalogue, binding=BYO, at=AT), fmt)
     out = io.StringIO()
-    streamed.write(out, separator=",\n" if fmt == "json" else "")
+    streamed.write(out)
     if fmt == "json":
         assert json.loads(out.getvalue()) == json.loads(json.dumps(report.to_json()))
     else:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from agent.cli import PROGRESS_THRESHOLD, _Progress
 from agent.main import certescrow
+from agent.report import CSV_COLUMNS
 from tests.agent.scan_fixtures import write
 from tests.certfactory import make_cert
 
@@ -199,3 +200,12 @@ def test_scan_leaves_the_garbage_collector_as_it_found_it(store: Path) -> None:
     code, _, _ = _scan(str(store), "--json", "--at", AT)
     assert code == 0
     assert gc.isenabled()
+
+
+def test_scan_of_an_empty_directory_is_an_empty_json_array(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    code, out, _ = _scan(str(tmp_path / "empty"), "--json", "--exit-status")
+    assert (code, out) == (0, "[]\n")
+    code, out, _ = _scan(str(tmp_path / "empty"), "--csv")
+    assert code == 0
+    assert out.splitlines() == [",".join(CSV_COLUMNS)]
