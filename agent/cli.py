@@ -186,8 +186,9 @@ def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | No
         finally:
             progress.close()
         if isinstance(outcome, RenderedReport):
-            outcome.write(sys.stdout)
             sys.stdout.flush()
+            outcome.write(sys.stdout.buffer)
+            sys.stdout.buffer.flush()
         else:
             click.echo(render_table(outcome))
     if want_exit_status:

@@ -254,12 +254,13 @@ def test_streamed_rendering_matches_the_report(tmp_path: Path, catalogue: Catalo
     streamed = render_streaming(
         iter_report(iter_scan([store], limits=ReadLimits(), group_directories=True),
                     catalogue, binding=BYO, at=AT), fmt)
-    out = io.StringIO()
+    out = io.BytesIO()
     streamed.write(out)
+    text = out.getvalue().decode("utf-8")
     if fmt == "json":
-        assert json.loads(out.getvalue()) == json.loads(json.dumps(report.to_json()))
+        assert json.loads(text) == json.loads(json.dumps(report.to_json()))
     else:
-        assert out.getvalue() == render_csv(report)
+        assert text == render_csv(report)
     assert streamed.exit_status() == report.exit_status()
     assert (streamed.errors, streamed.certificates) == (len(report.errors), len(report.rows))
 
