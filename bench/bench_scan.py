@@ -160,18 +160,33 @@ def _child(argv: list[str], env: dict[str, str] | None = None) -> Measure:
     started = time.perf_counter()
     with open(os.devnull, "wb") as sink:
         proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.PIPE, env=env)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
         _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     if status != 0:
-        raise SystemExit(f"{argv[0]} failed with wait status {status}")
-    return Measure(wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss_kib=usage.ru_maxrss)
+        raise SystemExit(f"{argv[0]} failed with wait status {status}: {err[-500:]!r}")
+    # ru_maxrss from wait4 includes the pages the child shared with this (large) process
+    # between fork and exec, so a child that can report its own peak does.
+    marker = err.rfind(b"MAXRSS ")
+    rss = int(err[marker + 7:].split()[0]) if marker >= 0 else None
+    return Measure(wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss_kib=rss)
+
+
+_CLI = (
+    "import atexit, resource, sys\n"
+    "atexit.register(lambda: sys.stderr.write("
+    "f'MAXRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n'))\n"
+    "from agent.main import main\n"
+    "main(sys.argv[1:])\n"
+)
 
 
 def cli_run(store: Path) -> Measure:
-    """The real command, output to /dev/null, with its peak RSS."""
+    """The real command (``agent.main:main``, what the ``certescrow`` script runs), output to
+    /dev/null, with its own peak RSS."""
     env = {**os.environ, "CERTESCROW_NOW": "2026-03-01T00:00:00Z"}
-    return _child([str(ROOT / ".venv" / "bin" / "certescrow"), "scan", "--json", str(store)],
-                  env)
+    return _child([sys.executable, "-c", _CLI, "scan", "--json", str(store)], env)
 
 
 def openssl_sample(files: list[Path], sample: int) -> Measure:
