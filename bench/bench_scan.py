@@ -166,17 +166,21 @@ def _child(argv: list[str], env: dict[str, str] | None = None) -> Measure:
     wall = time.perf_counter() - started
     if status != 0:
         raise SystemExit(f"{argv[0]} failed with wait status {status}: {err[-500:]!r}")
-    # ru_maxrss from wait4 includes the pages the child shared with this (large) process
-    # between fork and exec, so a child that can report its own peak does.
+    # ru_maxrss from wait4 is carried across execve from this (large) process, so a child
+    # that can report its own peak (VmHWM) does.
     marker = err.rfind(b"MAXRSS ")
     rss = int(err[marker + 7:].split()[0]) if marker >= 0 else None
     return Measure(wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss_kib=rss)
 
 
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across execve, so a child forked
+# from this (large) process would report this process's peak.
 _CLI = (
-    "import atexit, resource, sys\n"
-    "atexit.register(lambda: sys.stderr.write("
-    "f'MAXRSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}\\n'))\n"
+    "import atexit, re, sys\n"
+    "def hwm():\n"
+    "    text = open('/proc/self/status').read()\n"
+    "    sys.stderr.write('MAXRSS ' + re.search(r'VmHWM:\\s+(\\d+)', text).group(1) + '\\n')\n"
+    "atexit.register(hwm)\n"
     "from agent.main import main\n"
     "main(sys.argv[1:])\n"
 )
