@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from policy.certsource import READER_KEY
 from policy.cli import contract_group, policy_group
 from policy.errors import PolicyError
 from vault.cli import vault_group
@@ -21,6 +22,7 @@ from vault.errors import VaultError
 from .cli import agent_group, inspect_command, scan_command
 from .config import load_raw_config
 from .errors import AgentError
+from .policy_reader import read_certificate_file
 
 __all__ = ["certescrow", "main"]
 
@@ -41,7 +43,10 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (PolicyError, VaultError, AgentError
 def certescrow(ctx: click.Context, config_path: Path | None) -> None:
     """Keep server certificates, and the contract that governs them, honest."""
     raw, used = load_raw_config(config_path)
-    obj: dict[str, Any] = {"config": raw, "config_path": used}
+    # Policy commands that take certificate files read them with the agent's reader: the
+    # policy package itself never parses X.509.
+    obj: dict[str, Any] = {"config": raw, "config_path": used,
+                           READER_KEY: read_certificate_file}
     ctx.obj = obj
 
 

@@ -15,6 +15,7 @@ which is what makes that safe.
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -150,7 +151,15 @@ def facts_from_certificate(
 
 
 def _describe(exc: Exception) -> str:
+    """A parse failure as a sentence for people: cryptography's Rust errors carry a debug dump
+    (``ParseError { kind: UnexpectedTag { actual: Tag { … } } }``) that is kept out of messages;
+    its kind and ASN.1 location are what an operator can act on."""
     text = str(exc) or type(exc).__name__
+    if "ParseError" in text:
+        kind = re.search(r"kind: (\w+)", text)
+        location = re.search(r'location: \["?([^"\]]+)', text)
+        where = f" in {location.group(1)}" if location else ""
+        text = f"ASN.1 parse error ({kind.group(1) if kind else 'invalid encoding'}{where})"
     return f"cannot parse certificate: {text}"
 
 

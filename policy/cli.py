@@ -20,7 +20,13 @@ import click
 
 from policy.catalogue import Catalogue, load_catalogue
 from policy.category import Category
-from policy.certfile import CertificateFileError, read_certificate_file
+from policy.certsource import (
+    CertificateEntry,
+    CertificateFileError,
+    CertificateReader,
+    entries_or_raise,
+    require_reader,
+)
 from policy.classification import CertificateClassification, classify_certificate
 from policy.cliutil import AT_OPTION_HELP, InstantType, config_section, echo_json, resolve_at
 from policy.errors import PolicyError
@@ -120,10 +126,9 @@ class _Row:
         return {"path": self.path, "index": self.index, **body}
 
 
-def _read_previous(path: Path) -> CertificateFacts:
+def _read_previous(read: CertificateReader, path: Path) -> CertificateFacts:
     """The previous server certificate: the first one in the file that is not a CA's."""
-    entries = read_certificate_file(path)
-    for entry in entries:
+    for entry in entries_or_raise(read(path)):
         if not entry.facts.is_ca:
             return entry.facts
     raise CertificateFileError(path, "unsupported-format",
@@ -171,7 +176,8 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool,
         item=handle,
         tier=Tier.parse(tier) if tier else None,
     )
-    previous = _read_previous(previous_file) if previous_file is not None else None
+    read = require_reader(ctx.find_root().obj)
+    previous = _read_previous(read, previous_file) if previous_file is not None else None
     rows: list[_Row] = []
     errors: list[CertificateFileError] = []
     # Progress on stderr only for long runs at a terminal; errors then follow the bar.
@@ -179,13 +185,17 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool,
     with click.progressbar(files, label="Classifying", file=sys.stderr,
                            hidden=not show_progress) as bar:
         for path in bar:
+            entries: Sequence[CertificateEntry] = ()
             try:
-                entries = read_certificate_file(path)
+                contents = read(path)
             except CertificateFileError as exc:
-                errors.append(exc)
-                if not show_progress:
-                    click.echo(f"Error: {exc} [{exc.code}]", err=True)
-                continue
+                failures: tuple[CertificateFileError, ...] = (exc,)
+            else:
+                failures, entries = contents.errors, contents.entries
+            errors.extend(failures)
+            if not show_progress:
+                for failure in failures:
+                    click.echo(f"Error: {failure} [{failure.code}]", err=True)
             for entry in entries:
                 result = classify_certificate(entry.facts, catalogue, binding=binding, at=now,
                                               previous=previous, settings=settings)
@@ -196,8 +206,8 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool,
             click.echo(f"Error: {failure} [{failure.code}]", err=True)
     if as_json:
         out: list[Any] = [row.to_json() for row in rows]
-        out += [{"path": e.path, "error": {"code": e.code, "message": e.reason}}
-                for e in errors]
+        out += [{"path": e.path, **({} if e.index is None else {"index": e.index}),
+                 "error": {"code": e.code, "message": e.reason}} for e in errors]
         echo_json(out)
     else:
         _echo_classifications(rows, now)

@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from policy.catalogue import Catalogue, load_catalogue
+from policy.certsource import CertificateReader, entries_or_raise, require_reader
 from policy.cliutil import (
     AT_OPTION_HELP,
     DateType,
@@ -410,7 +411,8 @@ def bind_command(contract_id: str, certfile: Path, index: int | None, at: dateti
     """Bind the certificate in CERTFILE (PEM or DER) to contract ID."""
     env = _env(ledger_opt)
     now = resolve_at(at)
-    facts = _pick_certificate(certfile, index)
+    facts = _pick_certificate(require_reader(click.get_current_context().find_root().obj),
+                              certfile, index)
     state, decisions = _record(env, CertificateBound(contract_id=contract_id, at_utc=now,
                                                      facts=facts, source=str(certfile)), now)
     _echo_result(as_json, f"Certificate {facts.sha256} bound to {contract_id} "
@@ -418,10 +420,9 @@ def bind_command(contract_id: str, certfile: Path, index: int | None, at: dateti
                  now, sha256=facts.sha256)
 
 
-def _pick_certificate(path: Path, index: int | None) -> CertificateFacts:
-    from policy.certfile import read_certificate_file  # the adapter that imports cryptography
-
-    certificates = [entry.facts for entry in read_certificate_file(path)]
+def _pick_certificate(read: CertificateReader, path: Path,
+                      index: int | None) -> CertificateFacts:
+    certificates = [entry.facts for entry in entries_or_raise(read(path))]
     if not certificates:
         raise ContractStateError(f"{path}: contains no certificate")
     if index is not None:

@@ -134,7 +134,7 @@ def test_policy_classify_json_one_object_per_certificate_and_per_failed_file(
     assert dc["item"] is None
     assert len(dc["candidates"]) == 4
     assert bad["error"]["code"] == "malformed-certificate"
-    assert empty["error"] == {"code": "empty", "message": "empty file"}
+    assert empty["error"] == {"code": "empty", "message": "the file is empty"}
     assert f"Error: {certs['bad']}:" in err  # the failure is also said on stderr
 
 
@@ -142,8 +142,10 @@ def test_policy_classify_table_goes_on_after_a_malformed_file(certs: dict[str, P
     code, out, err = run("policy", "classify", "--at", "2026-02-01", str(certs["bad"]),
                          str(certs["le"]))
     assert code == 17
-    assert f"Error: {certs['bad']}: PEM block 1 (CERTIFICATE) is not a valid certificate" in err
-    assert "[malformed-certificate]" in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith(f"Error: {certs['bad']}")]
+    assert "cannot parse certificate" in line
+    assert line.endswith("[malformed-certificate]")
+    assert "ParseError {" not in line  # the parser's debug dump is not a message for people
     assert "byo" in out
     assert "renewal-blocked [Art.6(3) proviso]" in out
     assert "2026-04-15T02:59:59Z" in out

@@ -1,8 +1,9 @@
-"""policy.certfile: the policy CLI's adapter from certificate files to CertificateFacts."""
+"""agent.policy_reader: the agent's reader as the policy commands see it (policy classify,
+contract bind). The reader itself is tested in test_reader*.py; these pin the contract the policy
+CLI relies on: entries in file order with their facts, and one error code per unreadable file."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
-from policy.certfile import CertificateFileError, read_certificate_file
+from agent.policy_reader import read_certificate_file
+from policy.certsource import CertificateFileError
 from tests.certfactory import OV_OID, make_cert
 
 NB = datetime(2026, 4, 1, 3, tzinfo=UTC)
@@ -23,7 +25,7 @@ def test_pem_bundle_yields_every_certificate_in_order(tmp_path: Path) -> None:
     b = make_cert(not_before=NB, sans=("*.example.jp",))
     path = tmp_path / "bundle.pem"
     path.write_bytes(b"subject=... text before\n" + a.pem + b"\n" + b.pem)
-    first, second = read_certificate_file(path)
+    first, second = read_certificate_file(path).entries
     assert (first.index, second.index) == (0, 1)
     assert first.facts.sha256 == a.sha256
     assert second.facts.sha256 == b.sha256
@@ -36,7 +38,7 @@ def test_pem_bundle_yields_every_certificate_in_order(tmp_path: Path) -> None:
     assert f.policy_oids == (OV_OID,)
     assert f.subject_cn == "a.example.jp"
     assert not f.is_ca
-    assert f.key_type == "ec-secp256r1"
+    assert (f.key_type, f.key_size) == ("ec", 256)
     assert second.facts.is_wildcard
 
 
@@ -44,7 +46,7 @@ def test_der_certificate(tmp_path: Path) -> None:
     issued = make_cert(not_before=NB)
     path = tmp_path / "cert.der"
     path.write_bytes(issued.der)
-    (entry,) = read_certificate_file(path)
+    (entry,) = read_certificate_file(path).entries
     assert entry.facts.sha256 == issued.sha256
 
 
@@ -55,7 +57,8 @@ def test_pkcs7_pem_and_der(tmp_path: Path) -> None:
     der = tmp_path / "chain.p7c"
     der.write_bytes(pkcs7.serialize_certificates([a.cert, b.cert], serialization.Encoding.DER))
     for path in (pem, der):
-        assert {e.facts.sha256 for e in read_certificate_file(path)} == {a.sha256, b.sha256}
+        got = {e.facts.sha256 for e in read_certificate_file(path).entries}
+        assert got == {a.sha256, b.sha256}
 
 
 def test_pkcs12_without_password_and_with_one(tmp_path: Path) -> None:
@@ -63,7 +66,7 @@ def test_pkcs12_without_password_and_with_one(tmp_path: Path) -> None:
     plain = tmp_path / "plain.p12"
     plain.write_bytes(pkcs12.serialize_key_and_certificates(
         b"x", issued.key, issued.cert, None, serialization.NoEncryption()))  # type: ignore[arg-type]
-    (entry,) = read_certificate_file(plain)
+    (entry,) = read_certificate_file(plain).entries
     assert entry.facts.sha256 == issued.sha256
     locked = tmp_path / "locked.p12"
     locked.write_bytes(pkcs12.serialize_key_and_certificates(
@@ -81,8 +84,8 @@ def test_pkcs12_without_password_and_with_one(tmp_path: Path) -> None:
     (b"\xfe\xed\xfe\xed\x00\x00\x00\x02", "unsupported-format"),
     (b"-----BEGIN CERTIFICATE-----\nMIIB\n", "truncated"),
     (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "malformed-certificate"),
-    (b"\x30\x03\x02\x01\x05", "malformed-certificate"),  # a SEQUENCE holding INTEGER 5
-    (b"\x30\x82\x01\x00garbage", "truncated"),  # declares 260 bytes, has 11
+    (b"\x30\x03\x02\x01\x05", "garbage"),  # DER, but a SEQUENCE holding INTEGER 5
+    (b"\x30\x82\x01\x00garbage", "garbage"),  # a DER header, then no DER at all
 ])
 def test_unreadable_content_gets_a_stable_code(tmp_path: Path, content: bytes,
                                                code: str) -> None:
@@ -98,8 +101,8 @@ def test_truncated_der_is_reported_as_truncated(tmp_path: Path) -> None:
     der = make_cert(not_before=NB).der
     path = tmp_path / "cut.der"
     path.write_bytes(der[: len(der) // 2])
-    with pytest.raises(CertificateFileError, match=f"ends after {len(der) // 2} of its "
-                                                   f"{len(der)} bytes") as info:
+    with pytest.raises(CertificateFileError, match=f"DER declares {len(der)} bytes but the "
+                                                   f"file holds {len(der) // 2}") as info:
         read_certificate_file(path)
     assert info.value.code == "truncated"
 
@@ -116,18 +119,22 @@ def test_malformed_message_has_no_parser_debug_dump(tmp_path: Path) -> None:
 def test_pem_with_only_a_private_key_is_not_a_certificate(tmp_path: Path) -> None:
     path = tmp_path / "key.pem"
     path.write_bytes(make_cert(not_before=NB).key_pem())
-    with pytest.raises(CertificateFileError, match="no certificate in this PEM file") as info:
+    with pytest.raises(CertificateFileError, match=r"no certificate in this file \(it holds "
+                                                   r"1 private key\(s\)\)") as info:
         read_certificate_file(path)
-    assert info.value.code == "unsupported-format"
+    assert info.value.code == "no-certificate"
 
 
-def test_truncated_second_block_fails_the_file(tmp_path: Path) -> None:
-    pem = make_cert(not_before=NB).pem
+def test_truncated_second_block_keeps_the_first_and_reports_the_second(tmp_path: Path) -> None:
+    issued = make_cert(not_before=NB)
     path = tmp_path / "cut.pem"
-    path.write_bytes(pem + pem[: len(pem) // 2])
-    with pytest.raises(CertificateFileError) as info:
-        read_certificate_file(path)
-    assert info.value.code == "truncated"
+    path.write_bytes(issued.pem + issued.pem[: len(issued.pem) // 2])
+    contents = read_certificate_file(path)
+    assert [e.facts.sha256 for e in contents.entries] == [issued.sha256]
+    (failure,) = contents.errors
+    assert failure.code == "truncated"
+    assert failure.index == 1
+    assert str(failure).startswith(f"{path}[1]: ")
 
 
 def test_missing_directory_and_oversized_files(tmp_path: Path) -> None:
@@ -137,25 +144,10 @@ def test_missing_directory_and_oversized_files(tmp_path: Path) -> None:
     with pytest.raises(CertificateFileError) as info:
         read_certificate_file(tmp_path)
     assert info.value.code == "not-regular-file"
-    big = tmp_path / "big.pem"
-    big.write_bytes(make_cert(not_before=NB).pem)
-    with pytest.raises(CertificateFileError) as info:
-        read_certificate_file(big, max_size=100)
-    assert info.value.code == "too-large"
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
-def test_unreadable_file_is_permission_denied(tmp_path: Path) -> None:
-    path = tmp_path / "secret.pem"
-    path.write_bytes(make_cert(not_before=NB).pem)
-    path.chmod(0)
-    with pytest.raises(CertificateFileError) as info:
-        read_certificate_file(path)
-    assert info.value.code == "permission-denied"
 
 
 def test_ca_certificate_is_marked(tmp_path: Path) -> None:
     path = tmp_path / "ca.pem"
     path.write_bytes(make_cert(not_before=NB, is_ca=True).pem)
-    (entry,) = read_certificate_file(path)
+    (entry,) = read_certificate_file(path).entries
     assert entry.facts.is_ca
