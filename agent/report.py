@@ -482,5 +482,5 @@ def render_table(report: ScanReport) -> str:
     lines.append("")
     lines.append(
         f"{len(report.rows)} certificate(s), {len(report.errors)} error(s); worst: "
-        f"{report.severity.name.lower()} (as of {_instant(report.at)})")
+        f"{report.severity.name.lower()} (as of {_instant(report.at.replace(microsecond=0))})")
     return "\n".join(lines)
