@@ -282,29 +282,32 @@ def _pem_body(body: bytes) -> tuple[bytes, bool]:
 
 
 def _parse_pem(data: bytes, ctx: _Context) -> None:
+    blocks = _parse_pem_region(data, ctx)
+    if blocks == 0 and not ctx.parsed.problems:
+        ctx.parsed.fail("garbage", "text mentions a PEM header but holds no complete PEM block")
+
+
+def _parse_pem_region(data: bytes, ctx: _Context) -> int:
+    """Every PEM block of ``data``; returns how many were complete."""
     blocks = 0
     end = 0
     for match in _PEM_BLOCK.finditer(data):
         label, body, end_label = match.group(1), match.group(2), match.group(3)
-        # a BEGIN whose END went missing swallows up to the next block's END: split there
+        end = match.end()
+        # a BEGIN whose END went missing swallows up to the next block's END: that block is
+        # truncated, and what follows its stray BEGIN is parsed again on its own
         inner = _BEGIN.search(body)
         if inner is not None or label != end_label:
             _truncated_block(label, ctx)
             if inner is not None:
-                sub = data[match.start(2) + inner.start() : match.end()]
-                for submatch in _PEM_BLOCK.finditer(sub):
-                    _pem_block(submatch.group(1), submatch.group(2), submatch.group(0), ctx)
-                    blocks += 1
-            end = match.end()
+                blocks += _parse_pem_region(data[match.start(2) + inner.start() : end], ctx)
             continue
         blocks += 1
-        end = match.end()
         _pem_block(label, body, match.group(0), ctx)
     tail = _BEGIN.search(data, end)
     if tail is not None:
         _truncated_block(tail.group(1), ctx)
-    elif blocks == 0 and not ctx.parsed.problems:
-        ctx.parsed.fail("garbage", "text mentions a PEM header but holds no complete PEM block")
+    return blocks
 
 
 def _truncated_block(label: bytes, ctx: _Context) -> None:

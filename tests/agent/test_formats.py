@@ -341,3 +341,12 @@ def test_openssl_trusted_certificate_block_is_read_without_its_trust_data(tmp_pa
            + b"-----END TRUSTED CERTIFICATE-----\n")
     result = read_file(write(tmp_path / "trusted.pem", pem), limits=ONE_SHOT)
     assert [c.facts.sha256 for c in result.certificates] == [issued.sha256]
+
+
+def test_two_pem_blocks_missing_their_end_lines_before_a_good_one(tmp_path: Path) -> None:
+    a, b, c = (make_cert(sans=(f"{n}.example",)) for n in "abc")
+    cut_a = a.pem.split(b"-----END")[0]
+    cut_b = b.pem.split(b"-----END")[0]
+    result = read_file(write(tmp_path / "cut.pem", cut_a + cut_b + c.pem), limits=ONE_SHOT)
+    assert [x.facts.sha256 for x in result.certificates] == [c.sha256]
+    assert [e.code for e in result.cert_errors] == ["truncated", "truncated"]
