@@ -209,3 +209,20 @@ def test_scan_of_an_empty_directory_is_an_empty_json_array(tmp_path: Path) -> No
     code, out, _ = _scan(str(tmp_path / "empty"), "--csv")
     assert code == 0
     assert out.splitlines() == [",".join(CSV_COLUMNS)]
+
+
+def test_library_warnings_become_findings_not_stderr_in_a_real_process(tmp_path: Path) -> None:
+    import base64
+
+    from tests.agent.scan_fixtures import nonpositive_serial_der
+
+    pem = (b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(nonpositive_serial_der(0))
+           + b"-----END CERTIFICATE-----\n")
+    path = write(tmp_path / "zero-serial.pem", pem)
+    env = {**os.environ, "CERTESCROW_NOW": "2026-02-01T00:00:00Z", "PYTHONWARNINGS": "default"}
+    done = subprocess.run([str(CERTESCROW), "scan", "--json", str(path)], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0
+    assert done.stderr == ""  # Python would print CryptographyDeprecationWarning here
+    (row,) = json.loads(done.stdout)
+    assert "non-positive-serial" in {f["code"] for f in row["findings"]}
