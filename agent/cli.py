@@ -26,16 +26,9 @@ from policy.tiers import Tier
 from .errors import AgentError, ConfigError
 from .livechain import fetch_chain, parse_target, verify_chain
 from .records import FileResult, ReadLimits
-from .report import (
-    CertificateRow,
-    RenderedReport,
-    ScanReport,
-    build_report,
-    iter_report,
-    render_streaming,
-    render_table,
-)
+from .report import CertificateRow, RenderedReport, ScanReport, build_report, render_table
 from .scan import iter_scan, scan_paths
+from .scanpool import MIN_FILES_PER_JOB, default_jobs, render_parallel
 from .x509facts import MalformedCertificateError, parse_der_certificate
 
 __all__ = ["agent_group", "inspect_command", "scan_command"]
@@ -105,6 +98,7 @@ class _Progress:
         self.stream = stream
         self.bar: Any = None
         self.enabled = stream.isatty()
+        self.shown = 0
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled or total < PROGRESS_THRESHOLD:
@@ -112,7 +106,8 @@ class _Progress:
         if self.bar is None:
             self.bar = click.progressbar(length=total, label="Scanning", file=self.stream)
             self.bar.__enter__()
-        self.bar.update(1)
+        self.bar.update(done - self.shown)
+        self.shown = done
 
     def close(self) -> None:
         if self.bar is not None:
@@ -151,10 +146,14 @@ def _gc_paused() -> Iterator[None]:
                    "(a file could not be read).")
 @click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
               help="PKCS#12/encrypted-key passwords, one per line.")
+@click.option("--jobs", "-j", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Worker processes for --json/--csv (0 = one per CPU). Used from "
+                   f"{MIN_FILES_PER_JOB} files per worker.")
 @click.pass_context
 def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | None,
                  item: str | None, tier: str | None, at: datetime | None, as_json: bool,
-                 as_csv: bool, want_exit_status: bool, password_file: Path | None) -> None:
+                 as_csv: bool, want_exit_status: bool, password_file: Path | None,
+                 jobs: int) -> None:
     """Scan certificate files or directories once and classify every certificate.
 
     Needs no configuration. Directories are walked (links followed, loops reported);
@@ -169,18 +168,19 @@ def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | No
     settings = _settings(ctx)
     limits = ReadLimits(max_size=_max_size(ctx))
     progress = _Progress(sys.stderr)
-    results = iter_scan(list(paths), limits=limits, passwords=_passwords(password_file),
-                        progress=progress, group_directories=True)
+    passwords = _passwords(password_file)
     outcome: RenderedReport | ScanReport
     with _gc_paused():
         try:
             if as_json or as_csv:
                 # rendered as classified: 100,000 rows are kept as text, not as objects
-                outcome = render_streaming(
-                    iter_report(results, catalogue, binding=binding, at=when,
-                                settings=settings),
-                    "json" if as_json else "csv")
+                outcome = render_parallel(
+                    list(paths), catalogue, binding=binding, at=when, settings=settings,
+                    limits=limits, fmt="json" if as_json else "csv",
+                    jobs=jobs or default_jobs(), passwords=passwords, progress=progress)
             else:
+                results = iter_scan(list(paths), limits=limits, passwords=passwords,
+                                    progress=progress, group_directories=True)
                 outcome = build_report(results, catalogue, binding=binding, at=when,
                                        settings=settings)
         finally:

@@ -30,15 +30,18 @@ __all__ = [
     "EXIT_STATUS",
     "CertificateRow",
     "FileRow",
+    "RenderedLine",
     "RenderedReport",
     "ReportItem",
     "ScanReport",
+    "assemble",
     "build_report",
     "exit_status_for",
     "group_by_directory",
     "iter_json",
     "iter_report",
     "render_csv",
+    "render_items",
     "render_streaming",
     "render_table",
     "urgency_key",
@@ -195,7 +198,7 @@ def _sort_key(row: CertificateRow) -> tuple[int, int, str, int]:
     return (-int(row.severity), row.classification.days_left, row.record.path, row.record.index)
 
 
-def urgency_key(item: ReportItem, seq: int) -> tuple[Any, ...]:
+def urgency_key(item: ReportItem, seq: Any) -> tuple[Any, ...]:
     """Report order: certificates by urgency (worst severity, then fewest days left), then
     key files (worst first), then failures in the order met (``seq``)."""
     if isinstance(item, CertificateRow):
@@ -321,29 +324,51 @@ class RenderedReport:
         out.write(self.footer)
 
 
-def render_streaming(items: Iterable[ReportItem], fmt: str) -> RenderedReport:
-    """Render each item as it is classified (``fmt`` = ``json`` or ``csv``), keep only the
-    text and its sort key, and sort once at the end."""
-    keyed: list[tuple[tuple[Any, ...], bytes]] = []
-    worst = Severity.OK
-    errors = certificates = 0
+@dataclass(frozen=True, slots=True)
+class RenderedLine:
+    """One rendered report item: its urgency key, its text (UTF-8), what it counts for."""
+
+    key: tuple[Any, ...]
+    text: bytes
+    severity: int
+    kind: int
+    """0 certificate, 1 key file, 2 error."""
+
+
+def render_items(items: Iterable[ReportItem], fmt: str,
+                 seq_base: tuple[int, ...] = (0,)) -> list[RenderedLine]:
+    """Render each item as it is classified (``fmt`` = ``json`` or ``csv``). ``seq_base``
+    orders failures met in different batches (the parallel scan)."""
     render = _json_line if fmt == "json" else _csv_line
+    out: list[RenderedLine] = []
     for seq, item in enumerate(items):
-        if isinstance(item, FileError):
-            errors += 1
-        else:
-            worst = max(worst, item.severity)
-            if isinstance(item, CertificateRow):
-                certificates += 1
-        keyed.append((urgency_key(item, seq), render(item).encode("utf-8")))
-    keyed.sort(key=lambda pair: pair[0])
-    lines = [text for _key, text in keyed]
+        kind = 0 if isinstance(item, CertificateRow) else 1 if isinstance(item, FileRow) else 2
+        severity = 0 if isinstance(item, FileError) else int(item.severity)
+        out.append(RenderedLine(key=urgency_key(item, (*seq_base, seq)),
+                                text=render(item).encode("utf-8"), severity=severity,
+                                kind=kind))
+    return out
+
+
+def assemble(lines: list[RenderedLine], fmt: str) -> RenderedReport:
+    """Sort rendered lines by urgency into one document."""
+    lines.sort(key=lambda line: line.key)
+    worst = Severity(max((line.severity for line in lines), default=0))
+    errors = sum(1 for line in lines if line.kind == 2)
+    certificates = sum(1 for line in lines if line.kind == 0)
+    texts = [line.text for line in lines]
     if fmt == "json":
-        header, separator, footer = (b"[\n", b",\n", b"\n]\n") if lines else (b"[", b"", b"]\n")
+        header, separator, footer = (b"[\n", b",\n", b"\n]\n") if texts else (b"[", b"", b"]\n")
     else:
         header, separator, footer = _csv_row(list(CSV_COLUMNS)).encode("utf-8"), b"", b""
-    return RenderedReport(header=header, lines=lines, separator=separator, footer=footer,
+    return RenderedReport(header=header, lines=texts, separator=separator, footer=footer,
                           worst=worst, errors=errors, certificates=certificates)
+
+
+def render_streaming(items: Iterable[ReportItem], fmt: str) -> RenderedReport:
+    """Render each item as it is classified, keep only the text and its sort key, and sort
+    once at the end."""
+    return assemble(render_items(items, fmt), fmt)
 
 
 # ---------------------------------------------------------------- rendering
