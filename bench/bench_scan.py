@@ -8,7 +8,8 @@ Prints, in one run, per store size:
 * scan       - ``scan_paths`` + ``build_report`` (policy classification of every certificate):
                what ``certescrow scan`` does, as a library call; ratio to the floor (target
                <= 1.5x);
-* cli --json - the real ``certescrow scan --json DIR > /dev/null`` process, with its peak RSS;
+* cli --json - the real ``certescrow scan --json DIR > /dev/null`` process, with its peak RSS,
+               on one core (``--jobs 1``) and with the default (one worker per CPU);
 * openssl    - ``openssl x509 -noout -enddate`` run once per file on a sample, extrapolated
                (what shell scripts do today).
 
@@ -186,11 +187,12 @@ _CLI = (
 )
 
 
-def cli_run(store: Path) -> Measure:
+def cli_run(store: Path, jobs: int) -> Measure:
     """The real command (``agent.main:main``, what the ``certescrow`` script runs), output to
-    /dev/null, with its own peak RSS."""
+    /dev/null, with its own peak RSS (workers' CPU included, their memory not)."""
     env = {**os.environ, "CERTESCROW_NOW": "2026-03-01T00:00:00Z"}
-    return _child([sys.executable, "-c", _CLI, "scan", "--json", str(store)], env)
+    return _child([sys.executable, "-c", _CLI, "scan", "--json", "--jobs", str(jobs),
+                   str(store)], env)
 
 
 def openssl_sample(files: list[Path], sample: int) -> Measure:
@@ -243,7 +245,8 @@ def main() -> None:
                 ("scan_paths (read + all facts)", m_read),
                 ("scan + classify (library)", m_scan)]
         if not args.no_cli:
-            rows.append(("certescrow scan --json (CLI)", cli_run(store)))
+            rows.append(("scan --json --jobs 1 (CLI)", cli_run(store, 1)))
+            rows.append(("scan --json (CLI, default jobs)", cli_run(store, 0)))
         per = openssl_sample(files, args.openssl_sample)
         rows.append((f"openssl x509/file (x{size})",
                      Measure(wall=per.wall * size, cpu=per.cpu * size)))
