@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from policy.catalogue import Catalogue
 from policy.intake import Binding
 from policy.settings import PolicySettings
 
+from .errors import AgentError
 from .reader import read_file
 from .records import FileError, FileResult, ReadLimits
 from .report import RenderedLine, RenderedReport, assemble, iter_report, render_items
@@ -126,6 +128,9 @@ def render_parallel(
                 done += len(batches[index])
                 if progress is not None:
                     progress(done, total)
+    except BrokenProcessPool:
+        raise AgentError("a scan worker process died (killed, or out of memory); run again "
+                         "with --jobs 1 to scan in one process") from None
     finally:
         _JOB = None
     return assemble(lines, fmt)

@@ -92,3 +92,31 @@ def test_progress_counts_every_file_across_batches(tmp_path: Path) -> None:
     total = sum(1 for p in store.rglob("*") if p.is_file())
     assert calls[-1] == (total, total)
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
+def test_a_dead_worker_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    from agent.errors import AgentError
+
+    class DyingPool:
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def __enter__(self) -> DyingPool:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+        def map(self, *_: object) -> list[object]:
+            raise BrokenProcessPool("a child process terminated abruptly")
+
+    store = _store(tmp_path / "store", per_dir=2)
+    monkeypatch.setattr(scanpool, "MIN_FILES_PER_JOB", 1)
+    monkeypatch.setattr(scanpool.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(scanpool, "ProcessPoolExecutor", DyingPool)
+    with pytest.raises(AgentError, match="--jobs 1"):
+        scanpool.render_parallel([store], load_catalogue(), binding=Binding(), at=AT,
+                                 settings=PolicySettings(), limits=ReadLimits(), fmt="json",
+                                 jobs=2)
