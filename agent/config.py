@@ -475,4 +475,23 @@ def load_config(path: Path | None = None) -> Config:
     """Read and validate ``path`` (``None``: the first default path that exists, else the
     embedded defaults)."""
     raw, used = load_raw_config(path)
-    return config_from_raw(raw, source=used)
+    config = config_from_raw(raw, source=used)
+    if used is not None:
+        _refuse_readable_secrets(config, used)
+    return config
+
+
+def _refuse_readable_secrets(config: Config, path: Path) -> None:
+    """PKCS#12 passwords written into the configuration make it a secret: refuse to use it while
+    group or others can read it, rather than run with secrets in a loose file."""
+    holders = [f"agent.stores[{index}].pkcs12_passwords"
+               for index, store in enumerate(config.agent.stores) if store.pkcs12_passwords]
+    if not holders:
+        return
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path}: {holders[0]} holds passwords but the file is readable by group or others "
+            f"(mode {mode:04o}): run `chmod 600 {path}`, or keep the passwords in the vault "
+            "with pkcs12_password_vault_ids"
+        )

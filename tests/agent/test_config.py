@@ -23,8 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str) -> Path:
+    """A configuration file as an operator keeps one that may hold passwords: 0600."""
     path = tmp_path / "config.toml"
     path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
     return path
 
 
@@ -223,3 +225,27 @@ def test_unknown_store_item_is_checked_against_the_catalogue(tmp_path: Path) -> 
 def test_amended_catalogue_that_cannot_be_read_is_a_config_error(tmp_path: Path) -> None:
     message = error_of(tmp_path, f'[policy]\ncatalogue = "{tmp_path}/missing.toml"\n')
     assert message.startswith(f"{tmp_path / 'config.toml'}: policy.catalogue: ")
+
+
+def test_a_config_holding_pkcs12_passwords_must_not_be_readable_by_others(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[[agent.stores]]\npath = "/srv/certs"\npkcs12_passwords = ["hunter2"]\n')
+    path.chmod(0o644)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "agent.stores[0].pkcs12_passwords" in message
+    assert "mode 0644" in message
+    assert "chmod 600" in message
+    assert "hunter2" not in message
+    path.chmod(0o600)
+    assert load_config(path).agent.stores[0].pkcs12_passwords == ("hunter2",)
+
+
+def test_a_config_without_secrets_may_be_world_readable(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[[agent.stores]]\npath = "/srv/certs"\n')
+    path.chmod(0o644)
+    assert load_config(path).agent.stores[0].path == Path("/srv/certs")
