@@ -408,7 +408,7 @@ def answer_command(contract_id: str, answer: str, at: datetime | None, as_json: 
 @ledger_option
 def bind_command(contract_id: str, certfile: Path, index: int | None, at: datetime | None,
                  as_json: bool, ledger_opt: Path | None) -> None:
-    """Bind the certificate in CERTFILE (PEM or DER) to contract ID."""
+    """Bind the certificate in CERTFILE (PEM, DER, PKCS#7 or PKCS#12) to contract ID."""
     env = _env(ledger_opt)
     now = resolve_at(at)
     facts = _pick_certificate(require_reader(click.get_current_context().find_root().obj),
