@@ -242,6 +242,11 @@ class Daemon:
         self.escrow_log: list[EscrowRecord] = []
         self.log_format_override: str | None = None
         self.last_resync = monotonic()
+        # The first scan after start reads every certificate again (the index lives in
+        # memory): its findings are counted and logged as one line per kind, not one line per
+        # certificate, so a restart does not flood the journal with what it already said.
+        self._scanned_once = False
+        self._tally: dict[tuple[str, str, str], list[Any]] | None = None
         self._configure_policy()
 
     # ------------------------------------------------------------------ configuration
@@ -609,18 +614,42 @@ class Daemon:
         for finding in seen.classification.findings:
             if finding.severity >= Severity.WARNING:
                 logged.add(finding.code)
-                self.log.warning("finding", f"{where}: {finding.message}",
-                                 path=seen.record.path, code=finding.code,
-                                 clause=finding.clause, sha256=seen.record.facts.sha256)
+                self._warn(("finding", finding.code, finding.clause), seen,
+                           f"{where}: {finding.message}", code=finding.code,
+                           clause=finding.clause)
         # What the contract now calls for (a non-compliant certificate, a notice due), unless a
         # finding above already said it.
         for action in seen.classification.actions:
             if action.severity >= Severity.WARNING and action.action.value not in logged:
                 due = action.due.isoformat() if action.due else ""
-                self.log.warning("action", f"{where}: {action.explanation_en}",
-                                 path=seen.record.path, action=action.action.value,
-                                 clause=action.clause, due=due,
-                                 sha256=seen.record.facts.sha256)
+                self._warn(("action", action.action.value, action.clause), seen,
+                           f"{where}: {action.explanation_en}", action=action.action.value,
+                           clause=action.clause, due=due)
+
+    def _warn(self, kind: tuple[str, str, str], seen: CertificateSeen, message: str,
+              **fields: Any) -> None:
+        """A per-certificate warning; during the first scan it is counted (and logged at debug
+        level) for :meth:`_log_tally`."""
+        fields.update(path=seen.record.path, sha256=seen.record.facts.sha256)
+        if self._tally is None:
+            self.log.warning(kind[0], message, **fields)
+            return
+        self.log.debug(kind[0], message, **fields)
+        entry = self._tally.setdefault(kind, [0, seen.record.path])
+        entry[0] += 1
+
+    def _log_tally(self) -> None:
+        """One line per kind of finding or action counted in the first scan."""
+        tally, self._tally = self._tally, None
+        for (event, code, clause), (count, example) in sorted((tally or {}).items()):
+            self.log.warning(
+                event,
+                f"initial scan: {count} certificate(s) with {code}"
+                + (f" [{clause}]" if clause else "")
+                + f", e.g. {example}; `certescrow scan` or `certescrow policy actions` lists them",
+                count=count, example=example, clause=clause,
+                **({"code": code} if event == "finding" else {"action": code}),
+            )
 
     # ------------------------------------------------------------------ escrow (Art.4(7))
 
@@ -743,6 +772,8 @@ class Daemon:
         at = self.clock()
         summary = ScanSummary()
         handled: set[str] = set()
+        if not self._scanned_once:
+            self._tally = {}
         escrowed_before = len(self.escrow_log)
         for store in self.config.agent.stores:
             if self._stop.is_set():
@@ -764,6 +795,8 @@ class Daemon:
             if self.store_for(name) is None:
                 self.index.remove(name)
         self.last_resync = self.monotonic()
+        self._log_tally()
+        self._scanned_once = True
         summary.escrowed = self.escrow_log[escrowed_before:]
         count = len(self.index)
         self.log.info("scanned", f"full scan done: {count} file(s) indexed", files=count)
