@@ -67,8 +67,10 @@ def _source(ctx: click.Context, key_file: Path | None) -> MasterKeySource:
 
 def _vault_options(func: F) -> F:
     func = click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
-                        help="Use this key file as the master key (else the configured "
-                             "[vault] key_source).")(func)
+                        envvar="CERTESCROW_VAULT_KEY_FILE",
+                        help="Use this key file as the master key. Default: "
+                             "$CERTESCROW_VAULT_KEY_FILE, else the configured [vault] "
+                             "key_source.")(func)
     func = click.option("--vault", "vault_path", type=click.Path(dir_okay=False, path_type=Path),
                         help="Vault file. Default: [vault] path, else "
                              "$XDG_DATA_HOME/certescrow/vault.sqlite3.")(func)

@@ -92,6 +92,22 @@ def test_vault_path_defaults_to_xdg_data_home_then_configuration(env: dict[str, 
     assert status["locked"] is False
 
 
+def test_key_file_from_the_environment_serves_every_command(
+    env: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An operator sets it once per shell instead of repeating --key-file on every command.
+    monkeypatch.setenv("CERTESCROW_VAULT_KEY_FILE", str(env["key"]))
+    ok(["init", "--vault", str(env["vault"])])
+    assert (env["key"].stat().st_mode & 0o777) == 0o600
+    ok(["put", "--vault", str(env["vault"]), "--kind", "document", "--label", "memo"],
+       input=b"hello")
+    status = json.loads(ok(["status", "--json", "--vault", str(env["vault"])]).stdout)
+    assert status["locked"] is False
+    monkeypatch.delenv("CERTESCROW_VAULT_KEY_FILE")
+    # Without it the configured source (the OS keyring) is used, which holds no key here.
+    assert run(["verify", "--vault", str(env["vault"])]).exit_code != 0
+
+
 def test_status_reports_a_locked_vault_without_failing(initialised: dict[str, Path]) -> None:
     other = initialised["tmp"] / "other.key"
     ok(["init", "--vault", str(initialised["tmp"] / "x" / "v.sqlite3"), "--key-file", str(other)])
