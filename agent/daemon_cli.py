@@ -173,8 +173,13 @@ def check_config_command(ctx: click.Context, file: Path | None, as_json: bool) -
 
 
 def _print_table(name: str, table: dict[str, Any]) -> None:
+    """Print a table so that the output is itself valid TOML (an operator copies it): TOML has
+    no null, so an unset value is printed as a comment."""
     import json
 
     click.echo(f"\n{name}")
     for key, value in table.items():
-        click.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+        if value is None:
+            click.echo(f"# {key} is not set")
+        else:
+            click.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")

@@ -58,6 +58,13 @@ def test_check_config_prints_the_effective_configuration(
     assert f'follow_links_into = ["{tmp_path}/le/archive"]' in out
     assert "quiet_period_ms = 100" in out
     assert f"store {tmp_path}/le/live does not exist" in err
+    # What it prints is itself a valid configuration an operator can copy (TOML has no null).
+    effective = tmp_path / "effective.toml"
+    effective.write_text(out)
+    effective.chmod(0o600)
+    code, again, _ = run(["agent", "check-config", str(effective)], capsys)
+    assert code == 0
+    assert again.splitlines()[1:] == out.splitlines()[1:]
 
 
 def test_check_config_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
