@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -162,17 +163,66 @@ def inotify_limits() -> dict[str, int | None]:
     return limits
 
 
+# Filesystems on which inotify sees only the changes made by this host (or none at all): a
+# certificate renewed on another NFS client, or behind a FUSE daemon, raises no event here.
+POLLED_FILESYSTEMS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "afs", "lustre",
+    "gpfs", "gfs2", "ocfs2", "davfs", "virtiofs",
+})
+
+
+def needs_polling(fstype: str | None) -> bool:
+    """Whether a store on ``fstype`` must be polled (network, cluster and FUSE filesystems)."""
+    if not fstype:
+        return False
+    return fstype in POLLED_FILESYSTEMS or fstype == "fuse" or fstype.startswith("fuse.")
+
+
+def _unescape_mount(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def filesystem_type(path: Path, *, mountinfo: str | None = None) -> str | None:
+    """The type of the filesystem ``path`` lives on, from ``/proc/self/mountinfo`` (the mount
+    with the longest mount point containing the resolved path); ``None`` when unknown."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8",
+                                                              errors="replace")
+        except OSError:
+            return None
+    try:
+        target = str(path.resolve())
+    except OSError:
+        target = str(path)
+    best: tuple[int, str] | None = None
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if not sep or len(fields) < 5 or not tail:
+            continue
+        mount = _unescape_mount(fields[4])
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and (best is None or len(mount) >= best[0]):
+            best = (len(mount), tail[0])
+    return best[1] if best is not None else None
+
+
 class StoreWatcher:
     """One observer over every watched root (recursive), inotify or polling.
 
-    ``mode`` is ``auto`` (inotify, polling when watches run out), ``inotify`` (no fallback: a
-    failure to watch is logged and the roots are left to the periodic resync) or ``polling``.
+    ``mode`` is ``auto`` (inotify, polling when watches run out; roots on a network, cluster
+    or FUSE filesystem are polled by a second observer from the start, since inotify would not
+    see changes made elsewhere), ``inotify`` (no fallback: a failure to watch is logged and the
+    roots are left to the periodic resync) or ``polling``.
     """
 
     def __init__(self, enqueue: Callable[[str], None], *, mode: str = "auto",
                  log: EventLog | None = None, polling_interval_s: float = 1.0,
                  inotify_factory: Callable[[], BaseObserver] | None = None,
-                 on_overflow: Callable[[], None] | None = None) -> None:
+                 on_overflow: Callable[[], None] | None = None,
+                 fstype: Callable[[Path], str | None] = filesystem_type) -> None:
         if mode not in ("auto", "inotify", "polling"):
             raise ValueError(f"unknown observer mode {mode!r}")
         self.mode = mode
@@ -185,17 +235,26 @@ class StoreWatcher:
         self._polling_interval_s = polling_interval_s
         self._inotify_factory = inotify_factory
         self._overflow_hook = OverflowHook(on_overflow) if on_overflow is not None else None
+        self._fstype = fstype
+        self.poller: BaseObserver | None = None
+        """The second observer, polling the roots whose filesystem inotify cannot watch."""
+        self.polled: list[Path] = []
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, roots: Iterable[Path]) -> str:
         """Watch ``roots``; returns the observer kind in use (``inotify`` or ``polling``)."""
-        wanted = list(dict.fromkeys(roots))
+        wanted = everything = list(dict.fromkeys(roots))
         if self._overflow_hook is not None:
             logging.getLogger("watchdog").addHandler(self._overflow_hook)
         if self.mode == "polling":
             self._start_polling(wanted, reason="configured (observer = \"polling\")")
             return self.kind
+        if self.mode == "auto":
+            wanted = self._poll_remote(wanted)
+            if not wanted:
+                self.kind = "polling"
+                return self.kind
         try:
             factory = self._inotify_factory or _inotify_observer
             observer = factory()
@@ -212,17 +271,40 @@ class StoreWatcher:
                 self._schedule(root)
             except OSError as exc:
                 if exc.errno in _WATCH_EXHAUSTED and self.mode == "auto":
-                    self.stop()
+                    self.stop()  # the poller too: one polling observer takes every root
                     limits = inotify_limits()
                     self._start_polling(
-                        wanted,
+                        everything,
                         reason=f"inotify watches ran out ({exc.strerror}; "
                         f"fs.inotify.max_user_watches={limits['max_user_watches']})")
                     return self.kind
                 raise
-        self.log.info("watching", f"watching {len(self.watched)} root(s) with {self.kind}",
-                      observer=self.kind, roots=len(self.watched))
+        if self.polled:
+            self.kind = "inotify+polling"
+        self.log.info("watching", f"watching {len(self.watched)} root(s) with inotify"
+                      + (f" and {len(self.polled)} with polling" if self.polled else ""),
+                      observer=self.kind, roots=len(self.watched) + len(self.polled))
         return self.kind
+
+    def _poll_remote(self, roots: list[Path]) -> list[Path]:
+        """Start the second (polling) observer for the roots on filesystems inotify cannot
+        watch; returns the roots left for inotify."""
+        local: list[Path] = []
+        for root in roots:
+            fstype = self._fstype(root) if root.is_dir() else None
+            if not needs_polling(fstype):
+                local.append(root)
+                continue
+            if self.poller is None:
+                self.poller = PollingObserver(timeout=self._polling_interval_s)
+                self.poller.start()
+            self.poller.schedule(self.handler, str(root), recursive=True, event_filter=EVENTS)
+            self.polled.append(root)
+            self.log.warning(
+                "polling", f"{root}: on a {fstype} filesystem, which delivers no inotify events "
+                "for changes made elsewhere: watching it with polling", observer="polling",
+                path=str(root), fstype=fstype)
+        return local
 
     def _start_polling(self, roots: list[Path], *, reason: str) -> None:
         self.observer = PollingObserver(timeout=self._polling_interval_s)
@@ -254,6 +336,9 @@ class StoreWatcher:
         for root in list(self.missing):
             if root.is_dir():
                 self.missing.remove(root)
+                if self.mode == "auto" and self.kind != "polling" and not self._poll_remote([root]):
+                    added.append(root)  # on a network filesystem: the poller has it now
+                    continue
                 try:
                     self.observer.schedule(self.handler, str(root), recursive=True,
                                            event_filter=EVENTS)
@@ -270,31 +355,34 @@ class StoreWatcher:
     def stop(self) -> None:
         if self._overflow_hook is not None:
             logging.getLogger("watchdog").removeHandler(self._overflow_hook)
-        observer, self.observer = self.observer, None
-        if observer is None:
-            return
-        observer.stop()
-        if observer.is_alive():
-            observer.join(timeout=5)
+        observers = (self.observer, self.poller)
+        self.observer, self.poller, self.polled = None, None, []
+        for observer in observers:
+            if observer is None:
+                continue
+            observer.stop()
+            if observer.is_alive():
+                observer.join(timeout=5)
 
     # ------------------------------------------------------------------ liveness
 
     def threads(self) -> list[tuple[str, Any]]:
         """Every thread that must be alive for events to arrive: the observer, one emitter per
         watched root, and inotify's reader thread."""
-        observer = self.observer
-        if observer is None:
-            return []
-        found: list[tuple[str, Any]] = [("observer", observer)]
-        found.extend((f"emitter {e.watch.path}", e) for e in observer.emitters)
-        reader = getattr(observer, "_inotify_fd", None)
-        if isinstance(reader, threading.Thread):
-            found.append(("inotify reader", reader))
+        found: list[tuple[str, Any]] = []
+        for label, observer in (("observer", self.observer), ("poller", self.poller)):
+            if observer is None:
+                continue
+            found.append((label, observer))
+            found.extend((f"emitter {e.watch.path}", e) for e in observer.emitters)
+            reader = getattr(observer, "_inotify_fd", None)
+            if isinstance(reader, threading.Thread):
+                found.append(("inotify reader", reader))
         return found
 
     def dead_threads(self) -> list[str]:
         """Names of observer threads that have died (empty when all is well)."""
-        if self.observer is None:
+        if self.observer is None and self.poller is None:
             return ["observer (not started)"]
         return [name for name, thread in self.threads() if not thread.is_alive()]
 

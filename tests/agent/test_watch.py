@@ -15,7 +15,13 @@ import pytest
 from watchdog.observers.api import BaseObserver
 
 from agent.logs import EventLog
-from agent.watch import PathQueue, StoreWatcher, inotify_limits
+from agent.watch import (
+    PathQueue,
+    StoreWatcher,
+    filesystem_type,
+    inotify_limits,
+    needs_polling,
+)
 from tests.certfactory import make_cert
 
 
@@ -252,3 +258,75 @@ def test_reading_a_file_raises_no_event(watched: tuple[Path, Collected, StoreWat
     collected.clear()
     target.read_bytes()
     assert not collected.wait_for(lambda p: bool(p), timeout=0.3)
+
+
+MOUNTINFO = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+35 22 0:30 / /srv rw,relatime shared:2 - xfs /dev/sdb1 rw
+41 35 0:45 / /srv/certs rw,relatime shared:3 - nfs4 fs1:/export/certs rw,vers=4.2
+47 22 0:50 / /mnt/my\\040certs rw,relatime shared:4 - fuse.sshfs user@host:/certs rw
+"""
+
+
+def test_filesystem_type_is_the_longest_mount_containing_the_path(tmp_path: Path) -> None:
+    assert filesystem_type(Path("/srv/certs/live/a.pem"), mountinfo=MOUNTINFO) == "nfs4"
+    assert filesystem_type(Path("/srv/certs"), mountinfo=MOUNTINFO) == "nfs4"
+    assert filesystem_type(Path("/srv/certsX"), mountinfo=MOUNTINFO) == "xfs"  # not a prefix
+    assert filesystem_type(Path("/etc/ssl"), mountinfo=MOUNTINFO) == "ext4"
+    assert filesystem_type(Path("/mnt/my certs/x.pem"), mountinfo=MOUNTINFO) == "fuse.sshfs"
+    assert filesystem_type(tmp_path) is not None  # this machine's own mountinfo is read
+
+
+@pytest.mark.parametrize(("fstype", "polled"), [
+    ("nfs", True), ("nfs4", True), ("cifs", True), ("fuse.sshfs", True), ("fuse", True),
+    ("ceph", True), ("ext4", False), ("xfs", False), ("tmpfs", False), ("overlay", False),
+    (None, False),
+])
+def test_network_cluster_and_fuse_filesystems_need_polling(fstype: str | None,
+                                                           polled: bool) -> None:
+    assert needs_polling(fstype) is polled
+
+
+def test_a_root_on_a_network_filesystem_is_polled_the_others_use_inotify(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    local.mkdir()
+    remote.mkdir()
+    collected = Collected()
+    logger = logging.getLogger("test.watch")
+    watcher = StoreWatcher(collected, mode="auto", log=EventLog(logger), polling_interval_s=0.1,
+                           fstype=lambda p: "nfs4" if p == remote else "ext4")
+    with caplog.at_level(logging.WARNING, logger="test.watch"):
+        assert watcher.start([local, remote]) == "inotify+polling"
+    try:
+        assert watcher.polled == [remote]
+        assert watcher.watched == [local]
+        (warning,) = [r for r in caplog.records if r.getMessage().startswith(f"{remote}:")]
+        assert "nfs4" in warning.getMessage()
+        assert "polling" in warning.getMessage()
+        (remote / "a.pem").write_bytes(make_cert().pem)
+        (local / "b.pem").write_bytes(make_cert().pem)
+        assert collected.wait_for(lambda p: str(remote / "a.pem") in p)
+        assert collected.wait_for(lambda p: str(local / "b.pem") in p)
+        assert any(name == "poller" for name, _ in watcher.threads())
+        assert watcher.alive()
+    finally:
+        watcher.stop()
+    assert watcher.poller is None
+
+
+def test_exhaustion_after_a_network_root_polls_every_root(tmp_path: Path) -> None:
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    local.mkdir()
+    remote.mkdir()
+    collected = Collected()
+    watcher = StoreWatcher(collected, mode="auto", polling_interval_s=0.1,
+                           inotify_factory=_ExhaustedObserver,
+                           fstype=lambda p: "nfs4" if p == remote else "ext4")
+    assert watcher.start([local, remote]) == "polling"
+    try:
+        assert sorted(watcher.watched) == sorted([local, remote])  # the network root kept
+        (remote / "a.pem").write_bytes(make_cert().pem)
+        assert collected.wait_for(lambda p: str(remote / "a.pem") in p)
+    finally:
+        watcher.stop()
