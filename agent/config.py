@@ -483,15 +483,22 @@ def load_config(path: Path | None = None) -> Config:
 
 def _refuse_readable_secrets(config: Config, path: Path) -> None:
     """PKCS#12 passwords written into the configuration make it a secret: refuse to use it while
-    group or others can read it, rather than run with secrets in a loose file."""
+    others can read it, or a group other than this process's own (``root:certescrow 0640`` is
+    how the service user is given it, and is accepted for that user)."""
     holders = [f"agent.stores[{index}].pkcs12_passwords"
                for index, store in enumerate(config.agent.stores) if store.pkcs12_passwords]
     if not holders:
         return
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path}: {holders[0]} holds passwords but the file is readable by group or others "
-            f"(mode {mode:04o}): run `chmod 600 {path}`, or keep the passwords in the vault "
-            "with pkcs12_password_vault_ids"
-        )
+    st = path.stat()
+    mode = st.st_mode & 0o777
+    if mode & 0o007:
+        who = "others"
+    elif mode & 0o070 and st.st_gid != os.getegid():
+        who = f"group {st.st_gid}, which this process does not run as"
+    else:
+        return
+    raise ConfigError(
+        f"{path}: {holders[0]} holds passwords but the file is readable by {who} "
+        f"(mode {mode:04o}): run `chmod 600 {path}` (or `chmod 640` with the service's own "
+        "group), or keep the passwords in the vault with pkcs12_password_vault_ids"
+    )

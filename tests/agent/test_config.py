@@ -3,6 +3,7 @@ embedded and documented by config.example.toml."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -237,11 +238,34 @@ def test_a_config_holding_pkcs12_passwords_must_not_be_readable_by_others(
         load_config(path)
     message = str(info.value)
     assert "agent.stores[0].pkcs12_passwords" in message
-    assert "mode 0644" in message
+    assert "readable by others (mode 0644)" in message
     assert "chmod 600" in message
     assert "hunter2" not in message
     path.chmod(0o600)
     assert load_config(path).agent.stores[0].pkcs12_passwords == ("hunter2",)
+
+
+def test_a_secret_config_may_be_group_readable_by_the_service_s_own_group_only(
+    tmp_path: Path,
+) -> None:
+    # The install guide's root:certescrow 0640: the service user reads it through its group.
+    path = tmp_path / "config.toml"
+    path.write_text('[[agent.stores]]\npath = "/srv/certs"\npkcs12_passwords = ["hunter2"]\n')
+    path.chmod(0o640)
+    os.chown(path, -1, os.getegid())
+    assert load_config(path).agent.stores[0].pkcs12_passwords == ("hunter2",)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file a group it is not in")
+def test_a_secret_config_readable_by_another_group_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[[agent.stores]]\npath = "/srv/certs"\npkcs12_passwords = ["hunter2"]\n')
+    path.chmod(0o640)
+    other_group = os.getegid() + 4242
+    os.chown(path, -1, other_group)
+    with pytest.raises(ConfigError, match=f"readable by group {other_group}, which this "
+                                          "process does not run as"):
+        load_config(path)
 
 
 def test_a_config_without_secrets_may_be_world_readable(tmp_path: Path) -> None:
