@@ -22,6 +22,7 @@ from policy.cliutil import AT_OPTION_HELP, InstantType, config_section, echo_jso
 from policy.intake import Binding
 from policy.settings import PolicySettings
 from policy.tiers import Tier
+from policy.timeparse import format_instant
 
 from .errors import AgentError, ConfigError
 from .livechain import fetch_chain, parse_target, verify_chain
@@ -214,8 +215,8 @@ def _render_row(row: CertificateRow, heading: str) -> list[str]:
         f"  serial:         {f.serial}",
         f"  sha256:         {f.sha256}",
         f"  SANs:           {', '.join(f.sans) or '-'}",
-        f"  not before:     {f.not_before_utc.isoformat().replace('+00:00', 'Z')}",
-        f"  not after:      {f.not_after_utc.isoformat().replace('+00:00', 'Z')} "
+        f"  not before:     {format_instant(f.not_before_utc)}",
+        f"  not after:      {format_instant(f.not_after_utc)} "
         f"({c.days_left} day(s) left, Asia/Tokyo)",
         f"  validity:       {days} d{f' {rest} s' if rest else ''} ({c.validity_seconds} s) "
         f"-> tier {c.tier.value}",

@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO, Any
 
 from policy.catalogue import Catalogue
@@ -23,6 +23,7 @@ from policy.cliutil import to_jsonable
 from policy.decisions import Finding, Severity
 from policy.intake import Binding
 from policy.settings import PolicySettings
+from policy.timeparse import format_instant
 
 from .records import CertificateRecord, FileError, FileResult, KeyRecord
 
@@ -63,10 +64,6 @@ def exit_status_for(worst: Severity, *, has_errors: bool) -> int:
     return EXIT_STATUS["ok"]
 
 
-def _instant(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateRow:
     """One certificate at one place, with what the contract makes of it."""
@@ -103,8 +100,8 @@ class CertificateRow:
             "serial": f.serial,
             "issuer_org": f.issuer_org,
             "issuer_cn": f.issuer_cn,
-            "not_before": _instant(f.not_before_utc),
-            "not_after": _instant(f.not_after_utc),
+            "not_before": format_instant(f.not_before_utc),
+            "not_after": format_instant(f.not_after_utc),
             "key_type": f.key_type,
             "key_size": f.key_size,
             "signature_algorithm": f.signature_algorithm,
@@ -430,8 +427,8 @@ def _csv_cells(item: ReportItem) -> list[str]:
         cells = {
             "kind": "certificate", "path": item.record.path, "index": item.record.index,
             "sha256": f.sha256, "subject": f.subject, "issuer": f.issuer,
-            "sans": ";".join(f.sans), "not_before": _instant(f.not_before_utc),
-            "not_after": _instant(f.not_after_utc), "validity_seconds": c.validity_seconds,
+            "sans": ";".join(f.sans), "not_before": format_instant(f.not_before_utc),
+            "not_after": format_instant(f.not_after_utc), "validity_seconds": c.validity_seconds,
             "tier": c.tier.value, "renewable": c.renewable, "days_left": c.days_left,
             "item": c.item, "category": c.category.value, "compliant": c.compliant,
             "key_matches": item.key_matches, "severity": item.severity.name.lower(),
@@ -505,7 +502,8 @@ def render_table(report: ScanReport) -> str:
             where = error.path if error.index is None else f"{error.path}#{error.index}"
             lines.append(f"  {where}: {error.code}: {error.message}")
     lines.append("")
+    as_of = format_instant(report.at.replace(microsecond=0))
     lines.append(
         f"{len(report.rows)} certificate(s), {len(report.errors)} error(s); worst: "
-        f"{report.severity.name.lower()} (as of {_instant(report.at.replace(microsecond=0))})")
+        f"{report.severity.name.lower()} (as of {as_of})")
     return "\n".join(lines)

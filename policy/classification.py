@@ -25,13 +25,10 @@ from policy.rules.art6 import end_of_validity, renewal_blocked, renewal_decision
 from policy.rules.art8 import abolition_decisions
 from policy.settings import PolicySettings
 from policy.tiers import Tier, classify, validity_period
+from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
 
 __all__ = ["CertificateClassification", "PolicySettings", "classify_certificate"]
-
-
-def _instant(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,8 +69,8 @@ class CertificateClassification:
             "subject_cn": f.subject_cn,
             "issuer": f.issuer,
             "sans": list(f.sans),
-            "not_before": _instant(f.not_before_utc),
-            "not_after": _instant(f.not_after_utc),
+            "not_before": format_instant(f.not_before_utc),
+            "not_after": format_instant(f.not_after_utc),
             "validity_seconds": self.validity_seconds,
             "tier": self.tier.value,
             "renewable": self.renewable,
@@ -200,7 +197,7 @@ def classify_certificate(
     if na < nb:
         findings.append(Finding(
             code="inverted-validity", clause="Art.3", severity=Severity.CRITICAL,
-            message=f"notAfter {_instant(na)} is before notBefore {_instant(nb)}: the "
+            message=f"notAfter {format_instant(na)} is before notBefore {format_instant(nb)}: the "
                     "certificate is never valid",
         ))
     if facts.is_ca:
@@ -212,12 +209,12 @@ def classify_certificate(
     if at > na:
         findings.append(Finding(
             code="expired", clause="", severity=Severity.CRITICAL,
-            message=f"expired on {_instant(na)} ({-days_left} day(s) ago, Asia/Tokyo)",
+            message=f"expired on {format_instant(na)} ({-days_left} day(s) ago, Asia/Tokyo)",
         ))
     elif at < nb:
         findings.append(Finding(
             code="not-yet-valid", clause="", severity=Severity.WARNING,
-            message=f"not valid before {_instant(nb)}",
+            message=f"not valid before {format_instant(nb)}",
         ))
     if not facts.sans and not facts.is_ca:
         findings.append(Finding(

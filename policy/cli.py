@@ -41,6 +41,7 @@ from policy.intake import Binding
 from policy.paths import catalogue_path, ledger_path
 from policy.settings import PolicySettings
 from policy.tiers import Tier
+from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
 
 from .contract_cli import actions_command, contract_group
@@ -234,7 +235,7 @@ def _echo_classifications(rows: Sequence[_Row], now: datetime) -> None:
             compliant,
             "yes" if r.renewable else "NO",
             str(r.days_left),
-            r.facts.not_after_utc.isoformat().replace("+00:00", "Z"),
+            format_instant(r.facts.not_after_utc),
         ])
     _table(["FILE", "ITEM", "CAT", "TIER", "CONTRACT", "COMPLIES", "RENEWABLE", "DAYS LEFT",
             "NOT AFTER"], table)

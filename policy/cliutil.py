@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .timeparse import parse_date, parse_instant
+from .timeparse import format_instant, parse_date, parse_instant
 
 __all__ = [
     "AT_OPTION_HELP",
@@ -89,7 +89,7 @@ def config_section(ctx: click.Context | None, name: str) -> dict[str, Any]:
 def to_jsonable(value: Any) -> Any:
     """Dates as ``YYYY-MM-DD``, instants as ISO 8601 UTC with ``Z``, paths as strings."""
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return format_instant(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Path):

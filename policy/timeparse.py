@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 
 from .tokyo import TOKYO
 
-__all__ = ["parse_date", "parse_instant"]
+__all__ = ["format_instant", "parse_date", "parse_instant"]
 
 
 def parse_instant(text: str) -> datetime:
@@ -33,6 +33,12 @@ def parse_instant(text: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=TOKYO)
     return parsed.astimezone(UTC)
+
+
+def format_instant(value: datetime) -> str:
+    """An instant as ISO 8601 UTC with ``Z`` (``2026-11-24T00:00:00Z``): how every command and
+    explanation writes certificate times, the inverse of :func:`parse_instant`."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_date(text: str) -> date:

@@ -24,6 +24,7 @@ from policy.category import Category
 from policy.decisions import Action, Decision, Finding, Severity
 from policy.facts import CertificateFacts
 from policy.tiers import Tier, admits, classify, validity_period
+from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
 
 __all__ = ["Compliance", "compliance", "compliance_decisions", "transition_allowance"]
@@ -164,6 +165,6 @@ def compliance_decisions(result: Compliance, facts: CertificateFacts, *,
                         f"契約の有効期間（{result.contracted.label_ja}）を超えています。"),
         computed=result.to_json(),
         facts={"sha256": facts.sha256,
-               "not_before": facts.not_before_utc.isoformat().replace("+00:00", "Z"),
-               "not_after": facts.not_after_utc.isoformat().replace("+00:00", "Z")},
+               "not_before": format_instant(facts.not_before_utc),
+               "not_after": format_instant(facts.not_after_utc)},
     ),)

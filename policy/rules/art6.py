@@ -22,6 +22,7 @@ from policy.decisions import Action, Decision, Severity
 from policy.facts import CertificateFacts
 from policy.settings import PolicySettings
 from policy.tiers import validity_period
+from policy.timeparse import format_instant
 from policy.tokyo import add_days, tokyo_date
 
 __all__ = [
@@ -96,8 +97,8 @@ def renewal_blocked(facts: CertificateFacts) -> bool:
 def _facts(facts: CertificateFacts) -> dict[str, Any]:
     return {
         "sha256": facts.sha256,
-        "not_before": facts.not_before_utc.isoformat().replace("+00:00", "Z"),
-        "not_after": facts.not_after_utc.isoformat().replace("+00:00", "Z"),
+        "not_before": format_instant(facts.not_before_utc),
+        "not_after": format_instant(facts.not_after_utc),
         "validity_seconds": int(
             validity_period(facts.not_before_utc, facts.not_after_utc).total_seconds()),
     }

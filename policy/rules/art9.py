@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 
 from policy.decisions import Action, Decision, Severity
 from policy.errors import ContractStateError
+from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
 
 __all__ = [
@@ -116,7 +117,7 @@ def termination_decisions(
                   "解除の効力が生じます")
     else:
         if not_after_utc is not None:
-            facts["not_after"] = not_after_utc.isoformat().replace("+00:00", "Z")
+            facts["not_after"] = format_instant(not_after_utc)
         why_en = "the customer answered \"don't renew\"; the contract ends on the day the " \
                  "validity period ends"
         why_ja = "更新を行わない旨の通知により、有効期間を経過する日に解除の効力が生じます"
