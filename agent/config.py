@@ -27,6 +27,7 @@ from policy.intake import Binding
 from policy.paths import default_ledger_path
 from policy.settings import PolicySettings
 from policy.tiers import Tier
+from vault.store import default_vault_path
 
 from .errors import ConfigError
 
@@ -71,12 +72,6 @@ def load_raw_config(path: Path | None) -> tuple[dict[str, Any], Path | None]:
         raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
-def default_vault_path() -> Path:
-    """``$XDG_DATA_HOME/certescrow/vault.sqlite3`` (``~/.local/share`` when unset)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "certescrow" / "vault.sqlite3"
 
 
 # ------------------------------------------------------------------------------ typed values

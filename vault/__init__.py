@@ -35,6 +35,7 @@ from .service import (
     open_vault,
     restore_vault,
 )
+from .store import default_vault_path
 
 __all__ = [
     "KINDS",
@@ -59,6 +60,7 @@ __all__ = [
     "VaultPermissionError",
     "VerifyReport",
     "create_key_file",
+    "default_vault_path",
     "key_source_from_settings",
     "open_vault",
     "restore_vault",

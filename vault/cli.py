@@ -31,6 +31,7 @@ from .keysource import (
     key_source_from_settings,
 )
 from .service import PutRequest, Vault, open_vault, restore_vault
+from .store import default_vault_path
 
 __all__ = ["default_vault_path", "vault_group"]
 
@@ -47,11 +48,6 @@ def _vault_settings(ctx: click.Context) -> dict[str, Any]:
     config = obj.get("config")
     section = config.get("vault", {}) if isinstance(config, dict) else {}
     return section if isinstance(section, dict) else {}
-
-
-def default_vault_path() -> Path:
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "certescrow" / "vault.sqlite3"
 
 
 def _vault_path(ctx: click.Context, option: Path | None) -> Path:

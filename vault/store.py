@@ -31,6 +31,7 @@ __all__ = [
     "Store",
     "check_private_dir",
     "check_private_file",
+    "default_vault_path",
     "make_private_dir",
     "translate_sqlite_error",
 ]
@@ -79,6 +80,13 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
+
+
+def default_vault_path() -> Path:
+    """``$XDG_DATA_HOME/certescrow/vault.sqlite3`` (``~/.local/share`` when unset): the per-user
+    vault when neither ``--vault`` nor ``[vault].path`` names one."""
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "certescrow" / "vault.sqlite3"
 
 
 def check_private_dir(directory: Path) -> None:
