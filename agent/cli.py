@@ -20,6 +20,7 @@ from policy.catalogue import Catalogue, load_catalogue
 from policy.category import Category
 from policy.cliutil import AT_OPTION_HELP, InstantType, config_section, echo_json, resolve_at
 from policy.intake import Binding
+from policy.paths import catalogue_path
 from policy.settings import PolicySettings
 from policy.tiers import Tier
 from policy.timeparse import format_instant
@@ -61,8 +62,7 @@ def _binding(catalogue: Catalogue, category: str | None, item: str | None,
 
 
 def _catalogue(ctx: click.Context) -> Catalogue:
-    configured = config_section(ctx, "policy").get("catalogue") or ""
-    return load_catalogue(Path(configured).expanduser() if configured else None)
+    return load_catalogue(catalogue_path(None, config_section(ctx, "policy")))
 
 
 def _settings(ctx: click.Context) -> PolicySettings:

@@ -18,7 +18,6 @@ from typing import Any
 
 import click
 
-from policy.catalogue import Catalogue, load_catalogue
 from policy.category import Category
 from policy.certsource import (
     CertificateEntry,
@@ -28,8 +27,15 @@ from policy.certsource import (
     require_reader,
 )
 from policy.classification import CertificateClassification, classify_certificate
-from policy.cliutil import AT_OPTION_HELP, InstantType, config_section, echo_json, resolve_at
-from policy.errors import PolicyError
+from policy.cliutil import (
+    AT_OPTION_HELP,
+    InstantType,
+    catalogue_from,
+    config_section,
+    echo_json,
+    resolve_at,
+    settings_from,
+)
 from policy.facts import CertificateFacts
 from policy.forecast import (
     ContractOutlook,
@@ -38,8 +44,7 @@ from policy.forecast import (
     tier_outlooks,
 )
 from policy.intake import Binding
-from policy.paths import catalogue_path, ledger_path
-from policy.settings import PolicySettings
+from policy.paths import ledger_path
 from policy.tiers import Tier
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
@@ -51,17 +56,6 @@ __all__ = ["contract_group", "policy_group"]
 PROGRESS_MIN_FILES = 50
 CATALOGUE_OPTION_HELP = ("An amended catalogue TOML file. Default: [policy].catalogue, else the "
                          "embedded catalogue (terms of 2024-06-01).")
-
-
-def _catalogue(ctx: click.Context, option: Path | None) -> Catalogue:
-    return load_catalogue(catalogue_path(option, config_section(ctx, "policy")))
-
-
-def _settings(ctx: click.Context) -> PolicySettings:
-    try:
-        return PolicySettings.from_mapping(config_section(ctx, "policy"))
-    except ValueError as exc:
-        raise PolicyError(f"configuration: {exc}") from None
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -96,7 +90,7 @@ policy_group.add_command(actions_command)
 @click.pass_context
 def catalogue_command(ctx: click.Context, as_json: bool, catalogue_file: Path | None) -> None:
     """The items of Art.1 / Appendix 1: category, CA, permitted tiers, validation level."""
-    catalogue = _catalogue(ctx, catalogue_file)
+    catalogue = catalogue_from(ctx, catalogue_file)
     if as_json:
         echo_json(catalogue)
         return
@@ -167,8 +161,8 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool,
     unless --category/--item says otherwise.
     """
     now = resolve_at(at)
-    catalogue = _catalogue(ctx, catalogue_file)
-    settings = _settings(ctx)
+    catalogue = catalogue_from(ctx, catalogue_file)
+    settings = settings_from(ctx)
     if handle is not None:
         catalogue.item(handle)  # an unknown item is a usage error before any file is read
     binding = Binding(

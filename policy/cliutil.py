@@ -14,15 +14,21 @@ from typing import Any
 
 import click
 
+from .catalogue import Catalogue, load_catalogue
+from .errors import PolicyError
+from .paths import catalogue_path
+from .settings import PolicySettings
 from .timeparse import format_instant, parse_date, parse_instant
 
 __all__ = [
     "AT_OPTION_HELP",
     "DateType",
     "InstantType",
+    "catalogue_from",
     "config_section",
     "echo_json",
     "resolve_at",
+    "settings_from",
     "to_jsonable",
 ]
 
@@ -84,6 +90,19 @@ def config_section(ctx: click.Context | None, name: str) -> dict[str, Any]:
         return {}
     section = obj.get("config", {}).get(name, {})
     return section if isinstance(section, dict) else {}
+
+
+def settings_from(ctx: click.Context | None) -> PolicySettings:
+    """The provider's settings from ``[policy]`` (defaults without configuration)."""
+    try:
+        return PolicySettings.from_mapping(config_section(ctx, "policy"))
+    except ValueError as exc:
+        raise PolicyError(f"configuration: {exc}") from None
+
+
+def catalogue_from(ctx: click.Context | None, option: Path | None = None) -> Catalogue:
+    """``--catalogue``, else ``[policy].catalogue``, else the embedded catalogue."""
+    return load_catalogue(catalogue_path(option, config_section(ctx, "policy")))
 
 
 def to_jsonable(value: Any) -> Any:

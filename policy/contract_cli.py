@@ -22,15 +22,17 @@ from typing import Any
 
 import click
 
-from policy.catalogue import Catalogue, load_catalogue
+from policy.catalogue import Catalogue
 from policy.certsource import CertificateReader, entries_or_raise, require_reader
 from policy.cliutil import (
     AT_OPTION_HELP,
     DateType,
     InstantType,
+    catalogue_from,
     config_section,
     echo_json,
     resolve_at,
+    settings_from,
 )
 from policy.decisions import Decision
 from policy.errors import (
@@ -56,7 +58,7 @@ from policy.events import (
 )
 from policy.facts import CertificateFacts
 from policy.ledger import JournalEntry, Ledger
-from policy.paths import catalogue_path, ledger_path
+from policy.paths import ledger_path
 from policy.rules.art6 import Answer, answer_deadline
 from policy.rules.art7 import Application, application_refusals
 from policy.settings import PolicySettings
@@ -84,14 +86,9 @@ class _Env:
 
 
 def _env(ledger_opt: Path | None) -> _Env:
-    section = config_section(click.get_current_context(silent=True), "policy")
-    try:
-        settings = PolicySettings.from_mapping(section)
-    except ValueError as exc:
-        raise PolicyError(f"configuration: {exc}") from None
-    catalogue = load_catalogue(catalogue_path(None, section))
-    return _Env(settings=settings, catalogue=catalogue,
-                ledger_path=ledger_path(ledger_opt, section))
+    ctx = click.get_current_context(silent=True)
+    return _Env(settings=settings_from(ctx), catalogue=catalogue_from(ctx),
+                ledger_path=ledger_path(ledger_opt, config_section(ctx, "policy")))
 
 
 @contextmanager
