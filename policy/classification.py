@@ -20,7 +20,7 @@ from policy.facts import CertificateFacts
 from policy.forecast import MaxValiditySchedule, br_days, embedded_schedule
 from policy.intake import Binding
 from policy.matchers import ItemMatch, match_item
-from policy.rules.art3 import compliance, compliance_decisions
+from policy.rules.art3 import Compliance, compliance, compliance_decisions
 from policy.rules.art6 import end_of_validity, renewal_blocked, renewal_decisions
 from policy.rules.art8 import abolition_decisions
 from policy.settings import PolicySettings
@@ -28,7 +28,12 @@ from policy.tiers import Tier, classify, validity_period
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
 
-__all__ = ["CertificateClassification", "PolicySettings", "classify_certificate"]
+__all__ = [
+    "CertificateClassification",
+    "PolicySettings",
+    "classify_certificate",
+    "contract_compliance",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +163,44 @@ def _days(seconds: int) -> str:
     return f"{days} d" + (f" {rest} s" if rest else "")
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Resolved:
+    """What the certificate is to the contract: item, category, contracted tier, CA."""
+
+    match: ItemMatch
+    item: Item | None
+    category: Category
+    candidates: tuple[str, ...]
+    contracted: Tier | None
+    ca: CertificateAuthority | None
+
+
+def _resolve(facts: CertificateFacts, catalogue: Catalogue, binding: Binding,
+             findings: list[Finding]) -> _Resolved:
+    match = match_item(facts, catalogue)
+    findings.extend(match.findings)
+    item, category, candidates = _resolve_item(match, binding, catalogue, findings)
+    contracted = _contracted_tier(binding, item, candidates, catalogue, findings)
+    ca: CertificateAuthority | None = match.ca or catalogue.ca_for_issuer(facts.issuer_org)
+    if ca is None and item is not None and item.ca in catalogue.cas and item.ca != "any":
+        ca = catalogue.ca_of(item)
+    if ca is not None and not ca.organisations:
+        ca = None
+    return _Resolved(match=match, item=item, category=category, candidates=candidates,
+                     contracted=contracted, ca=ca)
+
+
+def contract_compliance(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding,
+                        previous: CertificateFacts | None = None) -> Compliance | None:
+    """Art.3 compliance exactly as :func:`classify_certificate` judges it, without the rest of
+    the classification: what a contract sweep needs (``None`` when no tier is contracted)."""
+    resolved = _resolve(facts, catalogue, binding, [])
+    if resolved.contracted is None:
+        return None
+    return compliance(facts, resolved.contracted, category=resolved.category, ca=resolved.ca,
+                      previous=previous)
+
+
 def classify_certificate(
     facts: CertificateFacts,
     catalogue: Catalogue,
@@ -183,16 +226,9 @@ def classify_certificate(
     end_day = end_of_validity(na)
     days_left = (end_day - today).days
 
-    match = match_item(facts, catalogue)
-    findings.extend(match.findings)
-    item, category, candidates = _resolve_item(match, binding, catalogue, findings)
-    contracted = _contracted_tier(binding, item, candidates, catalogue, findings)
-
-    ca: CertificateAuthority | None = match.ca or catalogue.ca_for_issuer(facts.issuer_org)
-    if ca is None and item is not None and item.ca in catalogue.cas and item.ca != "any":
-        ca = catalogue.ca_of(item)
-    if ca is not None and not ca.organisations:
-        ca = None
+    resolved = _resolve(facts, catalogue, binding, findings)
+    match, item, category = resolved.match, resolved.item, resolved.category
+    candidates, contracted, ca = resolved.candidates, resolved.contracted, resolved.ca
 
     if na < nb:
         findings.append(Finding(

@@ -4,7 +4,7 @@
 enough to sweep 100,000 contracts: it touches no file and no clock, and it composes the article
 modules rather than re-deriving anything:
 
-* Art.3 (compliance of the certificate with the contracted tier) via ``classify_certificate``;
+* Art.3 (compliance of the certificate with the contracted tier) via ``contract_compliance``;
 * Art.6 renewal (notice, answer, default renewal, the 90-day proviso) via ``renewal_decisions``;
 * Art.8 abolition; Art.9 termination; Art.10 fees.
 
@@ -19,9 +19,10 @@ from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
 from policy.catalogue import Catalogue
-from policy.classification import classify_certificate
+from policy.classification import contract_compliance
 from policy.decisions import Action, Decision, Severity
 from policy.intake import Binding
+from policy.rules.art3 import compliance_decisions
 from policy.rules.art6 import renewal_decisions
 from policy.rules.art8 import abolition_decisions
 from policy.rules.art9 import termination_decisions
@@ -82,13 +83,14 @@ def evaluate_contract(state: ContractState, catalogue: Catalogue, settings: Poli
 
     cert = state.certificate
     if cert is not None and ended is None:
-        classification = classify_certificate(
+        # Art.3: the rule's own NON_COMPLIANT decision (it names any CA allowance it used).
+        result = contract_compliance(
             cert, catalogue,
             binding=Binding(contract_id=cid, category=state.category, item=state.item,
                             tier=state.tier),
-            at=at, previous=state.previous_certificate, settings=settings)
-        # Art.3: the rule's own NON_COMPLIANT decision (it names any CA allowance it used).
-        out.extend(d for d in classification.actions if d.action is Action.NON_COMPLIANT)
+            previous=state.previous_certificate)
+        if result is not None:
+            out.extend(compliance_decisions(result, cert, contract_id=cid))
         if state.renewal_made_for == cert.sha256:
             out.append(_replace_certificate(state, today=today))
         else:
