@@ -6,12 +6,15 @@ rules see it, so the rules stay pure and the policy package never imports a cryp
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from .tokyo import require_aware
 
 __all__ = ["CertificateFacts"]
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,7 +52,7 @@ class CertificateFacts:
     def __post_init__(self) -> None:
         require_aware(self.not_before_utc, "not_before_utc")
         require_aware(self.not_after_utc, "not_after_utc")
-        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
+        if _SHA256_HEX.fullmatch(self.sha256) is None:
             raise ValueError(f"sha256 must be 64 lowercase hex digits, got {self.sha256!r}")
 
     @property

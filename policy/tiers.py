@@ -13,11 +13,12 @@ Three traps this module exists to get right once:
 from __future__ import annotations
 
 import enum
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from .tokyo import add_calendar_months, require_aware
 
 __all__ = [
+    "MONTH_SPAN_DAYS",
     "ONE_SECOND",
     "TIERS_ASCENDING",
     "Tier",
@@ -137,9 +138,36 @@ def admits(
     return require_aware(not_after_utc, "not_after_utc") <= bound
 
 
+MONTH_SPAN_DAYS: dict[int, tuple[int, int]] = {6: (181, 184), 12: (365, 366), 24: (730, 731),
+                                              36: (1095, 1096)}
+"""The shortest and longest length, in whole days, of N calendar months counted (and clamped)
+from any day: Aug 31 + 6 months is Feb 28 (181 days), Jul 1 + 6 months is Jan 1 (184).
+Checked against the calendar for every day of a whole 400-year Gregorian cycle by the tests."""
+
+_FIXED_OFFSET_SINCE = datetime(1952, 1, 1, tzinfo=UTC)
+"""Asia/Tokyo has kept UTC+9 without DST since 1951: from here on a calendar month span is the
+same length in Tokyo wall time as in UTC, so the day bounds above are exact."""
+
+
 def classify(not_before_utc: datetime, not_after_utc: datetime) -> Tier:
-    """The smallest tier that admits the certificate (Art.3); always the strict tier."""
+    """The smallest tier that admits the certificate (Art.3); always the strict tier.
+
+    A period no longer than a tier's shortest possible span is admitted and one longer than its
+    longest is not, without any calendar arithmetic; only a period in between (a day or three
+    wide) needs the calendar. That is what makes classifying 100,000 certificates cheap.
+    """
+    period = validity_period(not_before_utc, not_after_utc)
+    fixed_offset = not_before_utc >= _FIXED_OFFSET_SINCE
     for tier in TIERS_ASCENDING:
+        months = tier.months
+        if months is None:
+            return tier
+        if fixed_offset:
+            shortest, longest = MONTH_SPAN_DAYS[months]
+            if period <= timedelta(days=shortest):
+                return tier
+            if period > timedelta(days=longest):
+                continue
         if admits(tier, not_before_utc, not_after_utc):
             return tier
     return Tier.UNLIMITED  # pragma: no cover - unlimited admits everything

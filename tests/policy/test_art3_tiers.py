@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy.tiers import Tier, admits, classify, tier_end_utc, validity_period
+from policy.tiers import MONTH_SPAN_DAYS, Tier, admits, classify, tier_end_utc, validity_period
 from policy.tokyo import TOKYO, add_calendar_months
 from tests.policy.factsutil import ONE_SECOND, utc
 
@@ -151,3 +151,55 @@ def test_classify_returns_the_smallest_admitting_tier(nb: datetime, seconds: int
     assert admits(tier, nb, na)
     smaller = [t for t in Tier if t < tier]
     assert not any(admits(t, nb, na) for t in smaller)
+
+
+def _calendar_classify(nb: datetime, na: datetime) -> Tier:
+    """The definition, with no shortcut: the first tier whose calendar end admits it."""
+    return next(t for t in sorted(Tier, key=lambda t: (t.months is None, t.months or 0))
+                if admits(t, nb, na))
+
+
+def test_month_span_bounds_hold_for_every_day_of_a_400_year_cycle() -> None:
+    # The Gregorian calendar repeats every 400 years, so 2000-2399 covers every start day.
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    for months, (shortest, longest) in MONTH_SPAN_DAYS.items():
+        seen: set[int] = set()
+        day = start
+        while day.year < 2400:
+            seen.add((add_calendar_months(day, months) - day).days)
+            day += DAY
+        assert (min(seen), max(seen)) == (shortest, longest), months
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.datetimes(min_value=datetime(1950, 1, 1),  # noqa: DTZ001
+                    max_value=datetime(2100, 12, 31),  # noqa: DTZ001
+                    timezones=st.just(UTC)),
+       st.sampled_from([0, 1, 2, 3]), st.sampled_from([6, 12, 24, 36]),
+       st.integers(min_value=-2 * 86_400, max_value=2 * 86_400))
+def test_classify_shortcut_agrees_with_the_calendar_near_every_tier_edge(
+        nb: datetime, lengths: int, months: int, jitter: int) -> None:
+    # Periods within two days of each span bound (where the shortcut hands over to the
+    # calendar), on both sides, from 1950 (Tokyo still had DST) onwards.
+    shortest, longest = MONTH_SPAN_DAYS[months]
+    days = (shortest, longest, shortest - 1, longest + 1)[lengths]
+    na = nb + timedelta(days=days, seconds=jitter) - ONE_SECOND
+    if na < nb:
+        return
+    assert classify(nb, na) is _calendar_classify(nb, na)
+
+
+def test_classify_before_1952_uses_the_calendar_with_tokyo_dst() -> None:
+    # 1950-07-01 00:00 JDT (UTC+10) + 6 months = 1951-01-01 00:00 JST (UTC+9): 184 days and one
+    # hour in UTC, one hour longer than any 6 months since 1952, so 184 days + 30 minutes is
+    # still 6m here (a day-bound shortcut would call it 1y).
+    nb = datetime(1950, 7, 1, tzinfo=TOKYO).astimezone(UTC)
+    assert (nb.day, nb.hour) == (30, 14)
+    na = nb + 184 * DAY + timedelta(minutes=30) - ONE_SECOND
+    assert classify(nb, na) is Tier.SIX_MONTHS is _calendar_classify(nb, na)
+    assert classify(nb, na + timedelta(minutes=31)) is Tier.ONE_YEAR
+
+
+def test_classify_year_9999_not_after_is_unlimited() -> None:
+    nb = utc(2026, 1, 1)
+    assert classify(nb, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)) is Tier.UNLIMITED
