@@ -13,7 +13,7 @@ import io
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
@@ -75,11 +75,13 @@ class CertificateRow:
     key_matches: bool | None
     """Whether a private key in the same file (or, for a leaf, the same directory) matches;
     ``None`` when there is no key to compare with."""
+    severity: Severity = field(init=False)
+    """The worst of the findings and actions (sorting, rendering and the exit status all ask)."""
 
-    @property
-    def severity(self) -> Severity:
-        return max([f.severity for f in self.findings]
-                   + [a.severity for a in self.classification.actions], default=Severity.OK)
+    def __post_init__(self) -> None:
+        worst = max([f.severity for f in self.findings]
+                    + [a.severity for a in self.classification.actions], default=Severity.OK)
+        object.__setattr__(self, "severity", worst)
 
     @property
     def location(self) -> str:
@@ -94,14 +96,11 @@ class CertificateRow:
             "index": self.record.index,
             "format": self.record.fmt,
         }
-        base = c.to_json()
-        out.update(base)
+        out.update(c.to_json(findings=self.findings, severity=self.severity))
         out.update({
             "serial": f.serial,
             "issuer_org": f.issuer_org,
             "issuer_cn": f.issuer_cn,
-            "not_before": format_instant(f.not_before_utc),
-            "not_after": format_instant(f.not_after_utc),
             "key_type": f.key_type,
             "key_size": f.key_size,
             "signature_algorithm": f.signature_algorithm,
@@ -109,8 +108,6 @@ class CertificateRow:
             "is_ca": f.is_ca,
             "self_signed": f.self_signed,
             "key_matches": self.key_matches,
-            "severity": self.severity.name.lower(),
-            "findings": [x.to_json() for x in self.findings],
         })
         return out
 

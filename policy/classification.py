@@ -9,6 +9,7 @@ binding names none is category III ``byo``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -66,8 +67,13 @@ class CertificateClassification:
         worst = [f.severity for f in self.findings] + [a.severity for a in self.actions]
         return max(worst, default=Severity.OK)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, findings: Sequence[Finding] | None = None,
+                severity: Severity | None = None) -> dict[str, Any]:
+        """``findings``/``severity`` replace the classification's own, for a caller (the scan
+        report) that adds findings of its own and would otherwise render these twice."""
         f = self.facts
+        shown = self.findings if findings is None else findings
+        worst = self.severity if severity is None else severity
         return {
             "sha256": f.sha256,
             "subject": f.subject,
@@ -88,8 +94,8 @@ class CertificateClassification:
             "compliant": self.compliant,
             "by_allowance": self.by_allowance,
             "days_left": self.days_left,
-            "severity": self.severity.name.lower(),
-            "findings": [x.to_json() for x in self.findings],
+            "severity": worst.name.lower(),
+            "findings": [x.to_json() for x in shown],
             "actions": [x.to_json() for x in self.actions],
         }
 

@@ -38,7 +38,9 @@ def parse_instant(text: str) -> datetime:
 def format_instant(value: datetime) -> str:
     """An instant as ISO 8601 UTC with ``Z`` (``2026-11-24T00:00:00Z``): how every command and
     explanation writes certificate times, the inverse of :func:`parse_instant`."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def parse_date(text: str) -> date:

@@ -94,13 +94,12 @@ def renewal_blocked(facts: CertificateFacts) -> bool:
     return validity_period(facts.not_before_utc, facts.not_after_utc) <= BLOCKED_MAX_VALIDITY
 
 
-def _facts(facts: CertificateFacts) -> dict[str, Any]:
+def _facts(facts: CertificateFacts, period: timedelta) -> dict[str, Any]:
     return {
         "sha256": facts.sha256,
         "not_before": format_instant(facts.not_before_utc),
         "not_after": format_instant(facts.not_after_utc),
-        "validity_seconds": int(
-            validity_period(facts.not_before_utc, facts.not_after_utc).total_seconds()),
+        "validity_seconds": int(period.total_seconds()),
     }
 
 
@@ -132,10 +131,10 @@ def renewal_decisions(
         return ()
     today = tokyo_date(at)
     end_day = end_of_validity(facts.not_after_utc)
-    used = _facts(facts)
+    period = validity_period(facts.not_before_utc, facts.not_after_utc)
+    used = _facts(facts, period)
     decisions: list[Decision] = []
     blocked = category is Category.III and renewal_blocked(facts)
-    period = validity_period(facts.not_before_utc, facts.not_after_utc)
 
     if blocked:
         decisions.append(Decision(
