@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
+import orjson
+
 from policy.catalogue import Catalogue
 from policy.classification import CertificateClassification, classify_certificate
 from policy.cliutil import to_jsonable
@@ -333,14 +335,13 @@ def render_items(items: Iterable[ReportItem], fmt: str,
                  seq_base: tuple[int, ...] = (0,)) -> list[RenderedLine]:
     """Render each item as it is classified (``fmt`` = ``json`` or ``csv``). ``seq_base``
     orders failures met in different batches (the parallel scan)."""
-    render = _json_line if fmt == "json" else _csv_line
+    render = _json_line if fmt == "json" else _csv_bytes
     out: list[RenderedLine] = []
     for seq, item in enumerate(items):
         kind = 0 if isinstance(item, CertificateRow) else 1 if isinstance(item, FileRow) else 2
         severity = 0 if isinstance(item, FileError) else int(item.severity)
         out.append(RenderedLine(key=urgency_key(item, (*seq_base, seq)),
-                                text=render(item).encode("utf-8"), severity=severity,
-                                kind=kind))
+                                text=render(item), severity=severity, kind=kind))
     return out
 
 
@@ -377,8 +378,7 @@ def iter_json(report: ScanReport) -> Iterator[str]:
     yield "["
     first = True
     for obj in _iter_objects(report):
-        yield ("\n" if first else ",\n") + json.dumps(obj, ensure_ascii=False,
-                                                        default=to_jsonable)
+        yield ("\n" if first else ",\n") + _dumps(obj).decode("utf-8")
         first = False
     yield "\n]\n"
 
@@ -396,9 +396,19 @@ def _error_json(error: FileError) -> dict[str, Any]:
     return {"kind": "error", **error.to_json()}
 
 
-def _json_line(item: ReportItem) -> str:
-    obj = _error_json(item) if isinstance(item, FileError) else item.to_json()
-    return json.dumps(obj, ensure_ascii=False, default=to_jsonable)
+def _dumps(obj: Any) -> bytes:
+    """One compact JSON object as UTF-8. orjson writes it about five times faster than the
+    standard library, which at 100,000 rows of ~2.5 KB is a tenth of a scan; a value orjson
+    refuses (an integer beyond 64 bits) falls back to the standard library, same document."""
+    try:
+        return orjson.dumps(obj, default=to_jsonable)
+    except orjson.JSONEncodeError:
+        return json.dumps(obj, ensure_ascii=False, default=to_jsonable,
+                          separators=(",", ":")).encode("utf-8")
+
+
+def _json_line(item: ReportItem) -> bytes:
+    return _dumps(_error_json(item) if isinstance(item, FileError) else item.to_json())
 
 
 CSV_COLUMNS = (
@@ -450,6 +460,10 @@ def _csv_row(cells: list[str]) -> str:
 
 def _csv_line(item: ReportItem) -> str:
     return _csv_row(_csv_cells(item))
+
+
+def _csv_bytes(item: ReportItem) -> bytes:
+    return _csv_line(item).encode("utf-8")
 
 
 def render_csv(report: ScanReport) -> str:

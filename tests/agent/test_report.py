@@ -277,3 +277,13 @@ def test_keys_pair_with_certificates_given_as_separate_arguments(
             if isinstance(i, CertificateRow)]
     assert {Path(r.record.path).name: r.key_matches for r in rows} == {
         "cert.pem": True, "other.pem": None}
+
+
+def test_json_rows_beyond_64_bit_integers_fall_back_to_the_json_module() -> None:
+    from agent.report import _dumps
+
+    obj = {"serial_int": 2**70, "name": "証明書", "nested": {"n": -(2**65)}}
+    line = _dumps(obj)
+    assert json.loads(line) == obj
+    assert b"\n" not in line  # one line
+    assert "証明書".encode() in line  # UTF-8, not \\u-escaped
