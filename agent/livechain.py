@@ -20,16 +20,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import ip_address
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
-from OpenSSL import SSL
 
 from .errors import LiveChainError
 from .x509facts import capture_warnings
 
+if TYPE_CHECKING:
+    from OpenSSL import SSL
+
 __all__ = ["LiveChain", "LiveChainError", "fetch_chain", "parse_target", "verify_chain"]
+
+# pyOpenSSL is imported where a chain is fetched, not here: it takes ~140 ms to import, which
+# every other command (a scan, a vault export) would otherwise pay at each start.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +82,8 @@ def fetch_chain(host: str, port: int, *, servername: str | None = None,
     """Connect, handshake (SNI = ``servername``, or ``host`` when it is a name) and return
     what the server presented. Raises :class:`LiveChainError` with a message naming the
     server and the reason."""
+    from OpenSSL import SSL
+
     where = f"{host}:{port}"
     sni = servername if servername is not None else (None if _is_ip(host) else host)
     deadline = time.monotonic() + timeout
@@ -116,6 +124,8 @@ def fetch_chain(host: str, port: int, *, servername: str | None = None,
 
 def _handshake(conn: SSL.Connection, sock: socket.socket, deadline: float, where: str,
                timeout: float) -> None:
+    from OpenSSL import SSL
+
     while True:
         wait: tuple[list[socket.socket], list[socket.socket]]
         try:
