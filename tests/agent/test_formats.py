@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.formats import parse_content, sniff
+from agent.formats import _PEM_BLOCK, parse_content, sniff
 from agent.reader import read_file
 from agent.records import ERROR_CODES, ReadLimits
 from policy.decisions import Severity
@@ -350,3 +351,19 @@ def test_two_pem_blocks_missing_their_end_lines_before_a_good_one(tmp_path: Path
     result = read_file(write(tmp_path / "cut.pem", cut_a + cut_b + c.pem), limits=ONE_SHOT)
     assert [x.facts.sha256 for x in result.certificates] == [c.sha256]
     assert [e.code for e in result.cert_errors] == ["truncated", "truncated"]
+
+
+_LAZY_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 #]+)-----[ \t]*\r?\n(.*?)-----END ([A-Z0-9 #]+)-----", re.S)
+_PEM_PIECES = [b"-", b"-----", b"-----BEGIN A-----\n", b"-----BEGIN A-----\r\n", b"-----END A-----",
+               b"-----END B-----", b"-----END  A-----", b"x", b"\n", b"A", b" ", b"MIIB+/=="]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(_PEM_PIECES), max_size=40))
+def test_pem_block_pattern_splits_exactly_like_the_plain_lazy_pattern(pieces: list[bytes]) -> None:
+    # The fast pattern must take every block (and stop every body) exactly where the obvious
+    # lazy regular expression does, whatever mix of dashes, stray BEGINs and ENDs surrounds it.
+    data = b"".join(pieces)
+    expected = [(m.span(), m.groups()) for m in _LAZY_PEM_BLOCK.finditer(data)]
+    assert [(m.span(), m.groups()) for m in _PEM_BLOCK.finditer(data)] == expected
