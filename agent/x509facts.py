@@ -264,7 +264,7 @@ def _escape_dn_value(value: str) -> str:
     value = (value.replace("\\", "\\\\").replace('"', '\\"').replace("+", "\\+")
              .replace(",", "\\,").replace(";", "\\;").replace("<", "\\<")
              .replace(">", "\\>").replace("\0", "\\00"))
-    if value[0] in ("#", " "):
+    if value[0] == "#" or (value[0] == " " and len(value) > 1):
         value = "\\" + value
     if value[-1] == " ":
         value = value[:-1] + "\\ "
