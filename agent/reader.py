@@ -19,7 +19,7 @@ __all__ = ["ReadLimits", "read_file"]
 
 
 def read_file(
-    path: Path,
+    path: Path | str,
     *,
     limits: ReadLimits,
     passwords: Sequence[bytes] = (),

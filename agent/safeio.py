@@ -130,7 +130,7 @@ def _split(path: str) -> list[str]:
     return [part for part in path.split("/") if part and part != "."]
 
 
-def resolve_within(path: Path, limits: ReadLimits) -> tuple[int, str, str]:
+def resolve_within(path: Path | str, limits: ReadLimits) -> tuple[int, str, str]:
     """Resolve ``path`` component by component from held directory descriptors.
 
     Returns ``(parent_dir_fd, final_name, real_path)`` where ``final_name`` is not a symbolic
@@ -207,7 +207,7 @@ def resolve_within(path: Path, limits: ReadLimits) -> tuple[int, str, str]:
             os.close(dir_fd)
 
 
-def read_bytes(path: Path, *, limits: ReadLimits) -> SafeRead:
+def read_bytes(path: Path | str, *, limits: ReadLimits) -> SafeRead:
     """Read a whole regular file under the link policy and size cap of ``limits``.
 
     Raises :class:`ReadError` (never anything else for a bad file): the message does not
@@ -223,7 +223,7 @@ def read_bytes(path: Path, *, limits: ReadLimits) -> SafeRead:
         raise _os_failure(exc) from None
 
 
-def _read_unrooted(path: Path, limits: ReadLimits) -> SafeRead:
+def _read_unrooted(path: Path | str, limits: ReadLimits) -> SafeRead:
     text = os.fspath(path)
     try:
         st = os.stat(text)
@@ -246,7 +246,7 @@ def _read_unrooted(path: Path, limits: ReadLimits) -> SafeRead:
     return _read_fd(fd, limits, st, text)
 
 
-def _read_rooted(path: Path, limits: ReadLimits) -> SafeRead:
+def _read_rooted(path: Path | str, limits: ReadLimits) -> SafeRead:
     for _attempt in range(3):
         dir_fd, name, real_path = resolve_within(path, limits)
         try:

@@ -41,7 +41,7 @@ MIN_FILES_PER_JOB = 500
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    batches: list[list[Path | FileError]]
+    batches: list[list[str | FileError]]
     limits: ReadLimits
     passwords: tuple[bytes, ...]
     catalogue: Catalogue
@@ -62,15 +62,15 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _batches(targets: Sequence[Path | FileError]) -> list[list[Path | FileError]]:
-    groups: dict[str, list[Path | FileError]] = {}
+def _batches(targets: Sequence[str | FileError]) -> list[list[str | FileError]]:
+    groups: dict[str, list[str | FileError]] = {}
     for target in targets:
-        name = target.path if isinstance(target, FileError) else str(target)
+        name = target.path if isinstance(target, FileError) else target
         groups.setdefault(os.path.dirname(name), []).append(target)
     return list(groups.values())
 
 
-def _results(job: _Job, batch: list[Path | FileError]) -> list[FileResult]:
+def _results(job: _Job, batch: list[str | FileError]) -> list[FileResult]:
     return [FileResult(path=t.path, error=t) if isinstance(t, FileError)
             else read_file(t, limits=job.limits, passwords=job.passwords) for t in batch]
 
