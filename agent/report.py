@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
-import orjson
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a platform orjson has no wheel for (see pyproject)
+    orjson = None  # type: ignore[assignment]
 
 from policy.catalogue import Catalogue
 from policy.classification import CertificateClassification, classify_certificate
@@ -398,15 +401,18 @@ def _error_json(error: FileError) -> dict[str, Any]:
 
 def _dumps(obj: Any) -> bytes:
     """One compact JSON object as UTF-8. orjson writes it about five times faster than the
-    standard library, which at 100,000 rows of ~2.5 KB is a tenth of a scan; a value orjson
-    refuses (an integer beyond 64 bits) falls back to the standard library, same document."""
-    try:
-        # orjson's result sits in a buffer of ~8 KB whatever its length; a scan keeps 100,000
-        # rows to sort them, so each is copied into an object of its own size (2.5 KB, not 8).
-        return bytes(memoryview(orjson.dumps(obj, default=to_jsonable)))
-    except orjson.JSONEncodeError:
-        return json.dumps(obj, ensure_ascii=False, default=to_jsonable,
-                          separators=(",", ":")).encode("utf-8")
+    standard library, which at 100,000 rows of ~2.5 KB is a tenth of a scan. Without orjson (a
+    platform it has no wheel for), or for a value it refuses (an integer beyond 64 bits), the
+    standard library writes the same document."""
+    if orjson is not None:
+        try:
+            # orjson's result sits in a buffer of ~8 KB whatever its length; a scan keeps
+            # 100,000 rows to sort them, so each is copied into an object of its own size.
+            return bytes(memoryview(orjson.dumps(obj, default=to_jsonable)))
+        except orjson.JSONEncodeError:
+            pass
+    return json.dumps(obj, ensure_ascii=False, default=to_jsonable,
+                      separators=(",", ":")).encode("utf-8")
 
 
 def _json_line(item: ReportItem) -> bytes:

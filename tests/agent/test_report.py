@@ -287,3 +287,21 @@ def test_json_rows_beyond_64_bit_integers_fall_back_to_the_json_module() -> None
     assert json.loads(line) == obj
     assert b"\n" not in line  # one line
     assert "証明書".encode() in line  # UTF-8, not \\u-escaped
+
+
+def test_without_orjson_the_json_module_writes_the_same_bytes(
+        tmp_path: Path, catalogue: Catalogue, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where orjson has no wheel it is not installed (pyproject); the output must not change.
+    import agent.report as report_module
+
+    issued = make_cert(not_before=NB, sans=("xn--wgv71a.example", "192.0.2.1"))
+    write(tmp_path / "cert.pem", issued.pem)
+    write(tmp_path / 'junk "\\ \u2028\t.pem', b"\x00\x01 not a certificate")  # escapes in paths
+    items = list(iter_report(iter_scan([tmp_path], limits=ReadLimits(), group_directories=True),
+                             catalogue, binding=BYO, at=AT))
+    with_orjson = render_streaming(items, "json")
+    monkeypatch.setattr(report_module, "orjson", None)
+    without = render_streaming(items, "json")
+    assert without.lines == with_orjson.lines
+    assert [o["kind"] for o in json.loads(b"[" + b",".join(without.lines) + b"]")] == [
+        "certificate", "error"]
