@@ -7,8 +7,9 @@ Traps handled here, once:
 * a symbolic link may point anywhere (``/etc/shadow``) or at itself: with a store root the path
   is resolved one component at a time from held directory descriptors (``dir_fd`` +
   ``O_NOFOLLOW``), so what is checked is what is opened, and the resolved target must lie inside
-  the root or an allowed root; without a root (one-shot scan) the kernel follows links and
-  reports loops (``ELOOP``);
+  the root or an allowed root (the walk starts at the root itself while the root is still the
+  directory it was, which halves the syscalls of a read); without a root (one-shot scan) the
+  kernel follows links and reports loops (``ELOOP``);
 * a huge file is refused from ``fstat`` before a byte is read, and reading stops at the cap in
   case it grows;
 * a file replaced or removed while it is read (certbot renews by unlink + symlink) is
@@ -130,6 +131,54 @@ def _split(path: str) -> list[str]:
     return [part for part in path.split("/") if part and part != "."]
 
 
+@lru_cache(maxsize=256)
+def _root_identity(real_root: str) -> tuple[int, int] | None:
+    """(device, inode) of the directory at ``real_root`` reached without following any link
+    (``O_NOFOLLOW`` on every component); ``None`` when a component is a link or missing, in
+    which case files under it are always resolved from ``/``."""
+    dir_fd = os.open("/", os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    try:
+        for name in _split(real_root):
+            child = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC,
+                            dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = child
+        st = os.fstat(dir_fd)
+    except OSError:
+        return None
+    finally:
+        os.close(dir_fd)
+    return st.st_dev, st.st_ino
+
+
+def _open_root(absolute: str, roots: tuple[str, ...]) -> tuple[int, list[str], list[str]] | None:
+    """Start the walk at the allowed root that contains ``absolute``, not at ``/``: the
+    components above a store root are the same for all its files, and walking them again cost
+    three syscalls each per file. The root is opened by its resolved path and used only while
+    it is the directory that path led to without following any link (same device and inode,
+    so the same tree below it: a component swapped for a link elsewhere changes the inode);
+    otherwise, or for a path under no root, the walk starts at ``/``.
+    Returns ``(dir_fd, real components so far, components still to walk)``."""
+    for root in roots:
+        if root == "/" or not absolute.startswith(root + "/"):
+            continue
+        try:
+            fd = os.open(root, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            same = (st.st_dev, st.st_ino) == _root_identity(root)
+        except OSError:
+            same = False
+        if not same:  # replaced, or reached through a link: take the long way this time
+            os.close(fd)
+            _root_identity.cache_clear()
+            return None
+        return fd, _split(root), _split(absolute[len(root):])
+    return None
+
+
 def resolve_within(path: Path | str, limits: ReadLimits) -> tuple[int, str, str]:
     """Resolve ``path`` component by component from held directory descriptors.
 
@@ -141,9 +190,14 @@ def resolve_within(path: Path | str, limits: ReadLimits) -> tuple[int, str, str]
         raise ValueError("resolve_within needs a store root")
     roots = (_real_root(str(limits.root)),
              *(_real_root(str(r)) for r in limits.allowed_roots))
-    pending = _split(os.path.abspath(path))
-    real: list[str] = []
-    dir_fd = os.open("/", os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+    absolute = os.path.abspath(path)
+    start = _open_root(absolute, roots)
+    if start is not None:
+        dir_fd, real, pending = start
+    else:
+        pending = _split(absolute)
+        real = []
+        dir_fd = os.open("/", os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
     links = 0
     followed_link = False
     try:

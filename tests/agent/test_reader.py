@@ -266,6 +266,36 @@ def test_store_root_that_is_itself_a_link_is_resolved(tmp_path: Path, cert_pem: 
     assert result.error is None
 
 
+def test_store_root_swapped_for_a_link_after_a_read_is_refused(tmp_path: Path) -> None:
+    # The walk starts at the store root once the root is known; a root later replaced by a link
+    # to another tree must not turn that tree into the store.
+    store = tmp_path / "store"
+    limits = ReadLimits(root=store)
+    write(store / "cert.pem", make_cert().pem)
+    assert read_file(store / "cert.pem", limits=limits).error is None
+    write(tmp_path / "elsewhere" / "cert.pem", make_cert(sans=("secret.example",)).pem)
+    store.rename(tmp_path / "store.old")
+    os.symlink(tmp_path / "elsewhere", store)
+    for _ in range(2):  # the first read after the swap, and the next
+        result = read_file(store / "cert.pem", limits=limits)
+        assert result.error is not None
+        assert result.error.code == "link-outside-root"
+        assert not result.certificates
+
+
+def test_store_root_recreated_between_reads_is_read_afresh(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    limits = ReadLimits(root=store)
+    write(store / "cert.pem", make_cert(sans=("before.example",)).pem)
+    assert read_file(store / "cert.pem", limits=limits).certificates[0].facts.sans == (
+        "before.example",)
+    shutil.rmtree(store)
+    write(store / "cert.pem", make_cert(sans=("after.example",)).pem)
+    for _ in range(2):
+        result = read_file(store / "cert.pem", limits=limits)
+        assert [c.facts.sans for c in result.certificates] == [("after.example",)]
+
+
 def test_every_error_code_is_documented() -> None:
     doc = (REPO / "docs" / "agent.md").read_text(encoding="utf-8")
     for code in ERROR_CODES:
