@@ -270,6 +270,13 @@ def main() -> None:
             print(f"{size:>7} {name:<31} {m.wall:>7.2f} {m.cpu:>7.2f} "
                   f"{m.cpu / size * 1e6:>11.1f} {m.cpu / m_floor.cpu:>8.2f}x "
                   f"{m.cpu / m_fields.cpu:>9.2f}x {m.wall / m_floor.wall:>9.2f}x {rss:>9}")
+        if not args.no_cli:
+            cli = rows[5][1]  # scan --json with the default workers: what a user runs
+            ratio = cli.wall / m_floor.wall
+            verdict = "met" if ratio <= 1.5 else "NOT met"
+            print(f"# {size}: target scan <= 1.5x floor (wall): {ratio:.2f}x, {verdict}; "
+                  f"against floor-fields: {cli.wall / m_fields.wall:.2f}x wall, "
+                  f"{cli.cpu / m_fields.cpu:.2f}x CPU")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(f"# library runs (this process) peak RSS: {usage.ru_maxrss / 1024:.0f} MiB")
 
