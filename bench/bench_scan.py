@@ -11,12 +11,14 @@ Prints, in one run, per store size:
 * cli --json - the real ``certescrow scan --json DIR > /dev/null`` process, with its peak RSS,
                on one core (``--jobs 1``) and with the default (one worker per CPU);
 * openssl    - ``openssl x509 -noout -enddate`` run once per file on a sample, extrapolated
-               (what shell scripts do today).
+               (what shell scripts do today);
+* daemon     - then ``bench_daemon.py`` on the largest size, in its own process: the latency
+               from a file change to the daemon's report (skip with ``--daemon-changes 0``).
 
 Stores are generated once (one key, many certificates; ~1,000 files a directory) and cached
 under ``bench/out/`` (gitignored). Usage::
 
-    .venv/bin/python bench/bench_scan.py [--sizes 20000,100000] [--no-cli]
+    .venv/bin/python bench/bench_scan.py [--sizes 20000,100000] [--no-cli] [--daemon-changes N]
 """
 
 from __future__ import annotations
@@ -231,6 +233,9 @@ def main() -> None:
     parser.add_argument("--no-cli", action="store_true")
     parser.add_argument("--runs", type=int, default=2, help="best of N (by CPU time)")
     parser.add_argument("--openssl-sample", type=int, default=200)
+    parser.add_argument("--daemon-changes", type=int, default=200,
+                        help="then measure the daemon's latency on the largest store with this "
+                        "many changes (bench_daemon.py, in its own process); 0 to skip")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     load = os.getloadavg()[0]
@@ -279,6 +284,12 @@ def main() -> None:
                   f"{cli.cpu / m_fields.cpu:.2f}x CPU")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(f"# library runs (this process) peak RSS: {usage.ru_maxrss / 1024:.0f} MiB")
+    if args.daemon_changes > 0:
+        # Its own process, so that its peak memory is the daemon's, not this run's.
+        print(f"\n# daemon latency, {max(sizes)} certificates watched (bench/bench_daemon.py)",
+              flush=True)
+        subprocess.run([sys.executable, str(ROOT / "bench" / "bench_daemon.py"), "--certs",
+                        str(max(sizes)), "--changes", str(args.daemon_changes)], check=True)
 
 
 if __name__ == "__main__":
