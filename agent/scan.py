@@ -21,8 +21,10 @@ from .safeio import error_for_os_error, within_roots
 __all__ = [
     "ProgressCallback",
     "collect_targets",
+    "directory_batches",
     "iter_scan",
     "iter_store_files",
+    "read_target",
     "scan_paths",
 ]
 
@@ -150,20 +152,30 @@ def iter_scan(
     :func:`agent.report.iter_report` relies on."""
     targets = collect_targets(paths, limits=limits)
     if group_directories:
-        groups: dict[str, list[str | FileError]] = {}
-        for target in targets:
-            name = target.path if isinstance(target, FileError) else target
-            groups.setdefault(os.path.dirname(name), []).append(target)
-        targets = [target for group in groups.values() for target in group]
+        targets = [target for batch in directory_batches(targets) for target in batch]
     total = len(targets)
     for done, target in enumerate(targets, start=1):
-        if isinstance(target, FileError):
-            yield FileResult(path=target.path, error=target)
-        else:
-            yield read_file(target, limits=limits, passwords=passwords,
-                            keep_key_pem=keep_key_pem)
+        yield read_target(target, limits=limits, passwords=passwords, keep_key_pem=keep_key_pem)
         if progress is not None:
             progress(done, total)
+
+
+def directory_batches(targets: Sequence[str | FileError]) -> list[list[str | FileError]]:
+    """The targets grouped by directory, in order of first appearance: keys are paired with
+    the certificates of their directory, so a directory must be read as one piece."""
+    groups: dict[str, list[str | FileError]] = {}
+    for target in targets:
+        name = target.path if isinstance(target, FileError) else target
+        groups.setdefault(os.path.dirname(name), []).append(target)
+    return list(groups.values())
+
+
+def read_target(target: str | FileError, *, limits: ReadLimits,
+                passwords: Sequence[bytes] = (), keep_key_pem: bool = False) -> FileResult:
+    """Read one target of :func:`collect_targets`; a walk failure is already its result."""
+    if isinstance(target, FileError):
+        return FileResult(path=target.path, error=target)
+    return read_file(target, limits=limits, passwords=passwords, keep_key_pem=keep_key_pem)
 
 
 def scan_paths(

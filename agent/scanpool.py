@@ -28,10 +28,9 @@ from policy.intake import Binding
 from policy.settings import PolicySettings
 
 from .errors import AgentError
-from .reader import read_file
 from .records import FileError, FileResult, ReadLimits
 from .report import RenderedLine, RenderedReport, assemble, iter_report, render_items
-from .scan import ProgressCallback, collect_targets
+from .scan import ProgressCallback, collect_targets, directory_batches, read_target
 
 __all__ = ["MIN_FILES_PER_JOB", "default_jobs", "render_parallel"]
 
@@ -62,17 +61,8 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _batches(targets: Sequence[str | FileError]) -> list[list[str | FileError]]:
-    groups: dict[str, list[str | FileError]] = {}
-    for target in targets:
-        name = target.path if isinstance(target, FileError) else target
-        groups.setdefault(os.path.dirname(name), []).append(target)
-    return list(groups.values())
-
-
 def _results(job: _Job, batch: list[str | FileError]) -> list[FileResult]:
-    return [FileResult(path=t.path, error=t) if isinstance(t, FileError)
-            else read_file(t, limits=job.limits, passwords=job.passwords) for t in batch]
+    return [read_target(t, limits=job.limits, passwords=job.passwords) for t in batch]
 
 
 def _run_batch(index: int) -> list[RenderedLine]:
@@ -101,7 +91,7 @@ def render_parallel(
     to one process when there is too little to share, or when threads are running."""
     global _JOB
     targets = collect_targets(paths, limits=limits)
-    batches = _batches(targets)
+    batches = directory_batches(targets)
     total = len(targets)
     workers = min(jobs, len(batches), max(1, total // MIN_FILES_PER_JOB))
     job = _Job(batches=batches, limits=limits, passwords=tuple(passwords),
