@@ -200,7 +200,7 @@ def _cli_env() -> dict[str, str]:
     """The command as an installed copy runs: with its compiled bytecode (pip compiles it at
     install; a sandbox that sets PYTHONDONTWRITEBYTECODE would make every run recompile every
     module, ~0.3 s that no user pays)."""
-    env = {**os.environ, "CERTESCROW_NOW": "2026-03-01T00:00:00Z"}
+    env = {**os.environ, "CERTESCROW_TESTONLY_NOW": "2026-03-01T00:00:00Z"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 

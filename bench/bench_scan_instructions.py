@@ -84,7 +84,7 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
     files = store_files(build_store(20000))[: args.files]
-    env = {**os.environ, "CERTESCROW_NOW": "2026-03-01T00:00:00Z"}
+    env = {**os.environ, "CERTESCROW_TESTONLY_NOW": "2026-03-01T00:00:00Z"}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: compiled bytecode
     subprocess.run([sys.executable, "-c", _CLI, "--help"], env=env, check=True,
                    stdout=subprocess.DEVNULL)

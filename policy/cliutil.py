@@ -22,6 +22,7 @@ from .timeparse import format_instant, parse_date, parse_instant
 
 __all__ = [
     "AT_OPTION_HELP",
+    "TESTONLY_NOW_ENV",
     "DateType",
     "InstantType",
     "catalogue_from",
@@ -71,14 +72,38 @@ class DateType(click.ParamType[date]):
 def resolve_at(at: datetime | None) -> datetime:
     """``at`` if given, else the real clock (UTC). The one sanctioned clock read for CLIs.
 
-    ``CERTESCROW_NOW`` (ISO 8601) pins the clock for reproducible demos and subprocess tests.
+    ``CERTESCROW_TESTONLY_NOW`` (ISO 8601) pins the clock for subprocess tests. It pins every
+    command's clock, the daemon's included, so a stray export must never go unnoticed: whenever it
+    is set a warning goes to stderr (once per process, the daemon reads the clock often), and a
+    malformed value is a :class:`~policy.errors.PolicyError` naming the variable, not a traceback.
     """
     if at is not None:
         return at
-    pinned = os.environ.get("CERTESCROW_NOW")
+    pinned = os.environ.get(TESTONLY_NOW_ENV)
     if pinned:
-        return parse_instant(pinned)
+        try:
+            when = parse_instant(pinned)
+        except ValueError:
+            raise PolicyError(
+                f"{TESTONLY_NOW_ENV} is not an ISO 8601 time (e.g. 2026-02-01T12:00:00+09:00); "
+                "it is a test hook: unset it to use the real clock") from None
+        _warn_pinned_clock(pinned)
+        return when
     return datetime.now(UTC)  # noqa: TID251 - outermost layer
+
+
+TESTONLY_NOW_ENV = "CERTESCROW_TESTONLY_NOW"
+_warned_pins: set[str] = set()
+
+
+def _warn_pinned_clock(value: str) -> None:
+    """Say on stderr, once per process and value, that the clock is pinned by the test hook."""
+    if value in _warned_pins:
+        return
+    _warned_pins.add(value)
+    shown = value.encode("ascii", "backslashreplace").decode("ascii")[:64]
+    click.echo(f"warning: {TESTONLY_NOW_ENV} is set: the clock is pinned at {shown} "
+               "(a test hook; unset it in production)", err=True)
 
 
 def config_section(ctx: click.Context | None, name: str) -> dict[str, Any]:

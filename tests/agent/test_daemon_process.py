@@ -95,7 +95,7 @@ def test_real_daemon_process_signals_and_reports(tmp_path: Path, manager: Manage
     config.write_text(config_text(ledger, certbot.root / "live", plain))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
     env.update(NOTIFY_SOCKET=str(manager.path), WATCHDOG_USEC="1000000",
-               CERTESCROW_NOW="2026-02-01T12:00:00+09:00", PYTHONPATH=str(REPO))
+               CERTESCROW_TESTONLY_NOW="2026-02-01T12:00:00+09:00", PYTHONPATH=str(REPO))
     stderr = (tmp_path / "daemon.log").open("w+")
     proc = subprocess.Popen([str(CERTESCROW), "agent", "run", "--config", str(config)],
                             env=env, stdout=subprocess.DEVNULL, stderr=stderr)

@@ -44,7 +44,7 @@ def _store(root: Path, per_dir: int) -> Path:
 
 def test_jobs_give_byte_identical_output_in_a_real_process(tmp_path: Path) -> None:
     store = _store(tmp_path / "store", per_dir=400)  # 1,200+ files: two workers
-    env = {**os.environ, "CERTESCROW_NOW": "2026-02-01T00:00:00Z"}
+    env = {**os.environ, "CERTESCROW_TESTONLY_NOW": "2026-02-01T00:00:00Z"}
     outputs = {}
     for jobs in ("1", "2"):
         done = subprocess.run([str(CERTESCROW), "scan", "--json", "--jobs", jobs,

@@ -17,6 +17,7 @@ from agent.main import certescrow
 from policy.errors import PolicyError
 from policy.paths import default_ledger_path
 from tests.certfactory import make_cert
+from tests.clockhook import without_clock_warning
 
 AT = "2026-11-24T10:00:00+09:00"
 
@@ -323,7 +324,7 @@ def test_ledger_location_config_then_default(tmp_path: Path) -> None:
 def test_real_subprocess_contract_add_and_cancel_json(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("certescrow")
     ledger = tmp_path / "l.sqlite3"
-    env = {**os.environ, "CERTESCROW_NOW": "2026-11-24T10:00:00+09:00"}
+    env = {**os.environ, "CERTESCROW_TESTONLY_NOW": "2026-11-24T10:00:00+09:00"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(script), *args, "--ledger", str(ledger)], capture_output=True,
@@ -336,7 +337,7 @@ def test_real_subprocess_contract_add_and_cancel_json(tmp_path: Path) -> None:
     assert json.loads(cancelled.stdout)["effective"] == "2026-12-24"
     refused = run("contract", "add", "C101", "--item", "globalsign-ov", "--country", "US")
     assert refused.returncode == 16
-    assert refused.stderr.startswith("Error: ")
+    assert without_clock_warning(refused.stderr).startswith("Error: ")
     assert "Art.7(2)" in refused.stderr
     assert "Traceback" not in refused.stderr
 

@@ -21,6 +21,7 @@ from agent.main import certescrow
 from agent.report import CSV_COLUMNS
 from tests.agent.scan_fixtures import write
 from tests.certfactory import make_cert
+from tests.clockhook import without_clock_warning
 
 NB = datetime(2026, 1, 15, 3, 0, 0, tzinfo=UTC)
 AT = "2026-02-01T12:00:00"  # Asia/Tokyo
@@ -180,16 +181,16 @@ def test_progress_bar_on_a_terminal_for_long_scans_only() -> None:
 
 
 def test_real_subprocess_scan_json_and_unknown_item(store: Path) -> None:
-    env = {**os.environ, "CERTESCROW_NOW": "2026-02-01T00:00:00Z"}
+    env = {**os.environ, "CERTESCROW_TESTONLY_NOW": "2026-02-01T00:00:00Z"}
     done = subprocess.run([str(CERTESCROW), "scan", "--json", str(store)], capture_output=True,
                           text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)) == 2
-    assert done.stderr == ""
+    assert without_clock_warning(done.stderr) == ""
     bad = subprocess.run([str(CERTESCROW), "scan", "--item", "no-such-item", str(store)],
                          capture_output=True, text=True, env=env, timeout=120, check=False)
     assert bad.returncode == 12
-    assert bad.stderr.startswith("Error: ")
+    assert without_clock_warning(bad.stderr).startswith("Error: ")
     assert "byo" in bad.stderr  # the message lists the valid handles
 
 
@@ -219,10 +220,12 @@ def test_library_warnings_become_findings_not_stderr_in_a_real_process(tmp_path:
     pem = (b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(nonpositive_serial_der(0))
            + b"-----END CERTIFICATE-----\n")
     path = write(tmp_path / "zero-serial.pem", pem)
-    env = {**os.environ, "CERTESCROW_NOW": "2026-02-01T00:00:00Z", "PYTHONWARNINGS": "default"}
+    env = {**os.environ, "CERTESCROW_TESTONLY_NOW": "2026-02-01T00:00:00Z",
+           "PYTHONWARNINGS": "default"}
     done = subprocess.run([str(CERTESCROW), "scan", "--json", str(path)], capture_output=True,
                           text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0
-    assert done.stderr == ""  # Python would print CryptographyDeprecationWarning here
+    # Python would print CryptographyDeprecationWarning here
+    assert without_clock_warning(done.stderr) == ""
     (row,) = json.loads(done.stdout)
     assert "non-positive-serial" in {f["code"] for f in row["findings"]}
