@@ -15,9 +15,11 @@ from policy.facts import CertificateFacts
 
 __all__ = [
     "ERROR_CODES",
+    "SKIP_CODES",
     "CertificateRecord",
     "FileError",
     "FileResult",
+    "FileSkip",
     "KeyRecord",
     "ReadLimits",
 ]
@@ -40,6 +42,15 @@ ERROR_CODES: dict[str, str] = {
     "io-error": "any other operating-system error while reading",
 }
 """Stable, kebab-case error codes with what each means; docs/agent.md renders this table."""
+
+SKIP_CODES: dict[str, str] = {
+    "not-certificate-material": "text (a README, a configuration file) or binary data with no "
+                                "PEM marker and no DER structure: not a certificate store entry",
+    "no-certificate": "PEM or DER holding only objects that are not certificates or private keys "
+                      "(a certificate signing request, a public key, a CRL, parameters)",
+}
+"""Why a file was skipped: it is plainly not a store entry. A skip is information (severity
+info), never an error; a file that looks like a certificate and cannot be read is an error."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +125,19 @@ class FileError:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FileSkip:
+    """Why a readable file holds nothing for the agent (a code of :data:`SKIP_CODES`). Its
+    severity is info: certbot's ``live/README`` beside the certificates is normal."""
+
+    path: str
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"path": self.path, "skipped": {"code": self.code, "message": self.message}}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FileResult:
     """Everything one read of one file produced."""
 
@@ -130,6 +154,9 @@ class FileResult:
     cert_errors: tuple[FileError, ...] = ()
     """Per-position failures (``malformed-certificate`` with ``index``) in an otherwise
     readable file; each also appears as a finding."""
+    skipped: FileSkip | None = None
+    """Set when the file is plainly not a certificate store entry (then ``error`` is ``None``
+    and there are no certificates or keys): accounted for, at severity info."""
 
     @property
     def ok(self) -> bool:
