@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agent.daemon import MAX_SET_ATTEMPTS
+from agent.certset import MAX_SET_ATTEMPTS
 from agent.records import FileError, FileResult
 from tests.agent.daemon_helpers import (
     Certbot,
@@ -313,7 +313,7 @@ def test_stop_requested_during_a_scan_ends_it_without_reporting_anything_gone(
         daemon.request_stop()  # SIGTERM arrives while the scan is reading
         return real(path, **kwargs)
 
-    daemon.reader = stop_after_first
+    daemon.sync.reader = stop_after_first
     daemon.full_scan()
     assert len(reader.calls) == 1  # the scan stopped after the file it was reading
     assert intake.gone == []
@@ -446,7 +446,7 @@ def test_art4_7_escrow_follows_a_certbot_renewal_and_keeps_no_key_in_memory(
     key_id = new_entries[("private-key", str(certbot.live / "privkey.pem"))]
     cert_id = [v for (kind, path), v in new_entries.items()
                if kind == "certificate" and path == str(certbot.live / "cert.pem")][-1]
-    vault = daemon._vault
+    vault = daemon.escrow.vault
     assert vault is not None
     assert vault.get(key_id) == renewed.key_pem()
     assert vault.get(cert_id) == renewed.der

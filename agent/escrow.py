@@ -1,0 +1,157 @@
+"""Art.4(7) escrow for the daemon: private keys and their certificates into the vault.
+
+Split from the daemon's worker because it is the one part that touches the vault: the vault is
+opened lazily (a store without ``escrow = true`` never needs the master key), PKCS#12 passwords
+kept in the vault are fetched through the same handle, and a vault failure is a logged finding,
+never a stopped daemon. ``Vault.put`` is idempotent, so re-reads and restarts escrow nothing
+twice. Entry ids are remembered; key material never is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from policy.decisions import Finding, Severity
+
+from .config import StoreConfig
+from .errors import AgentError
+from .logs import EventLog
+from .records import FileResult
+
+__all__ = ["Escrow", "EscrowRecord", "VaultLike"]
+
+
+class VaultLike(Protocol):
+    def put(self, kind: str, data: bytes, *, contract_id: str | None = None,
+            label: str | None = None, meta: Any = None) -> Any: ...
+
+    def get(self, entry_id: str) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EscrowRecord:
+    """Art.4(7): what went into the vault (entry ids only, never material)."""
+
+    path: str
+    kind: str
+    entry_id: str
+    created: bool
+
+
+class Escrow:
+    """The daemon's vault handle: escrow puts and PKCS#12 passwords kept in the vault."""
+
+    def __init__(self, *, vault_factory: Callable[[], VaultLike] | None, log: EventLog) -> None:
+        self.vault_factory = vault_factory
+        self.log = log
+        self.vault: VaultLike | None = None
+        self.records: list[EscrowRecord] = []
+        self._escrowed_keys: dict[str, str] = {}
+        """SPKI SHA-256 -> vault entry id of private keys already escrowed."""
+        self._password_cache: dict[Path, tuple[bytes, ...]] = {}
+
+    def handle(self) -> VaultLike:
+        if self.vault is None:
+            if self.vault_factory is None:
+                raise AgentError("escrow is configured but no vault is available")
+            self.vault = self.vault_factory()
+        return self.vault
+
+    def close(self) -> None:
+        if self.vault is not None:
+            self.vault.close()
+            self.vault = None
+
+    # ------------------------------------------------------------------ PKCS#12 passwords
+
+    def forget_passwords(self) -> None:
+        """A reload may name other vault entries: fetch them again."""
+        self._password_cache.clear()
+
+    def passwords(self, store: StoreConfig) -> tuple[bytes, ...]:
+        """PKCS#12 passwords: the configured ones, then those kept in the vault
+        (``pkcs12_password_vault_ids``), fetched once per store and never logged."""
+        cached = self._password_cache.get(store.path)
+        if cached is not None:
+            return cached
+        passwords = [p.encode() for p in store.pkcs12_passwords]
+        for entry_id in store.pkcs12_password_vault_ids:
+            try:
+                passwords.append(self.handle().get(entry_id).rstrip(b"\r\n"))
+            except Exception as exc:
+                self.log.error("password-unavailable",
+                               f"{store.path}: PKCS#12 password from vault entry {entry_id} "
+                               f"unavailable: {type(exc).__name__}", path=str(store.path))
+        result = tuple(passwords)
+        self._password_cache[store.path] = result
+        return result
+
+    # ------------------------------------------------------------------ escrow
+
+    def escrow(self, store: StoreConfig, result: FileResult, unit: Sequence[FileResult], *,
+               host: str) -> dict[int, list[Finding]]:
+        """Art.4(7): put each private key of ``result`` into the vault, and each certificate of
+        ``result`` whose key is in the same unit (file or certbot set) together with that key.
+        Returns the findings saying so, by certificate index. ``put`` is idempotent, so a
+        re-read or a resync escrows nothing twice."""
+        out: dict[int, list[Finding]] = {}
+        keys = {k.spki_sha256: k for r in unit for k in r.keys
+                if k.pem is not None and k.spki_sha256}
+        own_keys = [k for k in result.keys if k.pem is not None]
+        paired = [c for c in result.certificates
+                  if c.spki_sha256 in keys or c.spki_sha256 in self._escrowed_keys]
+        if not own_keys and not paired:
+            return out
+        meta = {"host": host, "path": result.path}
+        try:
+            vault = self.handle()
+            for key in own_keys:
+                if key.pem is not None:
+                    put = vault.put("private-key", key.pem, contract_id=store.contract,
+                                    label=f"{result.path}#key{key.index}", meta=meta)
+                    self._record(result.path, "private-key", put)
+                    if key.spki_sha256:
+                        self._escrowed_keys[key.spki_sha256] = str(put.entry_id)
+            for record in paired:
+                spki = record.spki_sha256 or ""
+                key_id = self._escrowed_keys.get(spki)
+                if key_id is None:
+                    key = keys[spki]
+                    if key.pem is None:
+                        continue
+                    key_put = vault.put("private-key", key.pem, contract_id=store.contract,
+                                        label=f"{key.path}#key{key.index}",
+                                        meta={"host": host, "path": key.path})
+                    self._record(key.path, "private-key", key_put)
+                    key_id = self._escrowed_keys[spki] = str(key_put.entry_id)
+                if record.der is None:
+                    raise AgentError(f"{result.path}: certificate bytes were not kept")
+                cert_put = vault.put("certificate", record.der, contract_id=store.contract,
+                                     label=f"{result.path}#{record.index}", meta=meta)
+                self._record(result.path, "certificate", cert_put)
+                out.setdefault(record.index, []).append(Finding(
+                    code="escrowed", clause="Art.4(7)",
+                    message=f"certificate and its private key escrowed into the vault "
+                    f"(certificate {cert_put.entry_id}, key {key_id})",
+                    severity=Severity.INFO))
+        except Exception as exc:  # a vault failure must not stop the watching
+            self.log.error("escrow-failed", f"{result.path}: escrow into the vault failed: "
+                           f"{type(exc).__name__}: {exc}", path=result.path)
+            for record in result.certificates:
+                out.setdefault(record.index, []).append(Finding(
+                    code="escrow-failed", clause="Art.4(7)",
+                    message=f"escrow into the vault failed: {exc}", severity=Severity.CRITICAL))
+        return out
+
+    def _record(self, path: str, kind: str, put: Any) -> None:
+        record = EscrowRecord(path=path, kind=kind, entry_id=str(put.entry_id),
+                              created=bool(put.created))
+        self.records.append(record)
+        if record.created:
+            self.log.info("escrowed", f"{path}: {kind} escrowed into the vault (Art.4(7))",
+                          path=path, kind=kind, entry=record.entry_id)

@@ -1,0 +1,77 @@
+"""The daemon's per-certificate warnings, and the first scan's one line per kind.
+
+A start reads every certificate again, so the first scan does not log one warning per
+certificate: it counts them by kind (event, code, clause) and logs one line per kind with the
+count and an example path (the per-certificate lines go to debug level). From then on a
+certificate that changes is logged on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policy.decisions import Severity
+
+from .logs import EventLog
+from .summary import CertificateSeen
+
+__all__ = ["FindingLog"]
+
+
+class FindingLog:
+    """Logs what the contract says about each certificate the daemon accepts."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self._tally: dict[tuple[str, str, str], list[Any]] | None = None
+
+    def start_counting(self) -> None:
+        """From now until :meth:`flush`, count per kind instead of logging each certificate."""
+        self._tally = {}
+
+    def certificate(self, seen: CertificateSeen) -> None:
+        # A CA certificate in a store is a chain (certbot's chain.pem), not a finding to shout
+        # about; its classification is still in the --once summary.
+        if seen.classification is None or seen.record.facts.is_ca:
+            return
+        where = f"{seen.record.path}[{seen.record.index}]"
+        logged: set[str] = set()
+        for finding in seen.classification.findings:
+            if finding.severity >= Severity.WARNING:
+                logged.add(finding.code)
+                self._warn(("finding", finding.code, finding.clause), seen,
+                           f"{where}: {finding.message}", code=finding.code,
+                           clause=finding.clause)
+        # What the contract now calls for (a non-compliant certificate, a notice due), unless a
+        # finding above already said it.
+        for action in seen.classification.actions:
+            if action.severity >= Severity.WARNING and action.action.value not in logged:
+                due = action.due.isoformat() if action.due else ""
+                self._warn(("action", action.action.value, action.clause), seen,
+                           f"{where}: {action.explanation_en}", action=action.action.value,
+                           clause=action.clause, due=due)
+
+    def _warn(self, kind: tuple[str, str, str], seen: CertificateSeen, message: str,
+              **fields: Any) -> None:
+        """A per-certificate warning; while counting it is counted (and logged at debug
+        level) for :meth:`flush`."""
+        fields.update(path=seen.record.path, sha256=seen.record.facts.sha256)
+        if self._tally is None:
+            self.log.warning(kind[0], message, **fields)
+            return
+        self.log.debug(kind[0], message, **fields)
+        entry = self._tally.setdefault(kind, [0, seen.record.path])
+        entry[0] += 1
+
+    def flush(self) -> None:
+        """One line per kind of finding or action counted; back to one line per certificate."""
+        tally, self._tally = self._tally, None
+        for (event, code, clause), (count, example) in sorted((tally or {}).items()):
+            self.log.warning(
+                event,
+                f"initial scan: {count} certificate(s) with {code}"
+                + (f" [{clause}]" if clause else "")
+                + f", e.g. {example}; `certescrow scan` or `certescrow policy actions` lists them",
+                count=count, example=example, clause=clause,
+                **({"code": code} if event == "finding" else {"action": code}),
+            )

@@ -1,0 +1,508 @@
+"""Keep the ledger's picture of the certificate stores in step with the files.
+
+The worker half of the daemon: given paths (from events, once quiet) or whole stores (a full
+scan), it reads what changed (:mod:`agent.reader`), turns it into facts, asks the policy core
+what each certificate means, reports observations to the intake, marks what is no longer there
+as gone, and hands keys to :mod:`agent.escrow`. Directories holding a key beside certificates
+go through :mod:`agent.certset` first (the certbot trap). The watch loop around it — observers,
+signals, reloads, the systemd watchdog — is :mod:`agent.daemon`.
+
+Everything is injected (reader, lister, intake, clocks, escrow), so tests drive
+:meth:`StoreSync.process_due` and :meth:`StoreSync.full_scan` with no observer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from policy.decisions import Severity
+from policy.facts import CertificateFacts
+from policy.intake import Intake, Observation
+
+from .certset import MAX_SET_ATTEMPTS, SetState, key_lookup
+from .config import Config, StoreConfig
+from .errors import AgentError
+from .escrow import Escrow
+from .findinglog import FindingLog
+from .index import FileIndex, stat_key
+from .logs import EventLog
+from .records import CertificateRecord, FileError, FileResult, ReadLimits
+from .summary import CertificateSeen, ScanSummary
+from .watch import PathQueue
+
+__all__ = ["REPORT_BATCH", "Lister", "Reader", "StoreSync"]
+
+REPORT_BATCH = 2000
+"""Observations per intake transaction during full scans."""
+_TRANSIENT = frozenset({"vanished", "not-found"})
+
+Reader = Callable[..., FileResult]
+Lister = Callable[..., Iterator[Path | FileError]]
+
+
+def _predecessor(previous: FileResult | None, record: CertificateRecord) -> CertificateFacts | None:
+    """The certificate that was at ``record``'s place before it, if it was a different one."""
+    if previous is None:
+        return None
+    for old in previous.certificates:
+        if old.index == record.index and old.facts.sha256 != record.facts.sha256:
+            return old.facts
+    return None
+
+
+def _without_material(result: FileResult) -> FileResult:
+    """``result`` without private key PEM or certificate DER (kept only for escrow)."""
+    if not any(k.pem for k in result.keys) and not any(c.der for c in result.certificates):
+        return result
+    return replace(result,
+                   keys=tuple(replace(k, pem=None) for k in result.keys),
+                   certificates=tuple(replace(c, der=None) for c in result.certificates))
+
+
+def _default_reader() -> Reader:
+    from .reader import read_file
+
+    return read_file
+
+
+def _default_lister() -> Lister:
+    from .scan import iter_store_files
+
+    return iter_store_files
+
+
+class StoreSync:
+    """The index of what was read, and the steps that keep the ledger true to the stores.
+
+    Not thread-safe except :meth:`enqueue` (watchdog threads). ``tick`` is called between
+    files of long scans (the systemd watchdog ping) and ``stopping`` is asked there too
+    (SIGTERM during a long scan ends it at once).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        intake: Intake,
+        clock: Callable[[], datetime],
+        escrow: Escrow,
+        log: EventLog,
+        queue: PathQueue,
+        reader: Reader | None = None,
+        lister: Lister | None = None,
+        sleep: Callable[[float], None],
+        classify: bool = True,
+        tick: Callable[[], None] = lambda: None,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.config = config
+        self.intake = intake
+        self.clock = clock
+        self.escrow = escrow
+        self.log = log
+        self.queue = queue
+        self.reader = reader if reader is not None else _default_reader()
+        self.lister = lister if lister is not None else _default_lister()
+        self.sleep = sleep
+        self.tick = tick
+        self.stopping = stopping
+        self.index: FileIndex[FileResult] = FileIndex()
+        self.sets = SetState()
+        self.findings = FindingLog(log)
+        self.reports = 0
+        self._catalogue: Any = None
+        self._classify_enabled = classify
+        # The first scan after start reads every certificate again (the index lives in
+        # memory): its findings are counted and logged as one line per kind, not one line per
+        # certificate, so a restart does not flood the journal with what it already said.
+        self._scanned_once = False
+        self.configure_policy()
+
+    # ------------------------------------------------------------------ configuration
+
+    def configure_policy(self) -> None:
+        if not self._classify_enabled:
+            self._catalogue = None
+            return
+        from policy.catalogue import load_catalogue
+
+        self._catalogue = load_catalogue(self.config.policy.catalogue)
+
+    @property
+    def classify_enabled(self) -> bool:
+        return self._classify_enabled
+
+    def limits_for(self, store: StoreConfig) -> ReadLimits:
+        return ReadLimits(max_size=self.config.agent.max_file_size, root=store.path,
+                          allowed_roots=store.follow_links_into)
+
+    @property
+    def quiet_s(self) -> float:
+        return self.config.agent.quiet_period_ms / 1000
+
+    def store_for(self, path: str) -> StoreConfig | None:
+        """The store a path belongs to (the deepest store root containing it)."""
+        best: StoreConfig | None = None
+        for store in self.config.agent.stores:
+            root = str(store.path).rstrip("/")
+            if (path == root or path.startswith(root + "/")) and (
+                    best is None or len(root) > len(str(best.path))):
+                best = store
+        return best
+
+    # ------------------------------------------------------------------ events
+
+    def enqueue(self, path: str) -> None:
+        """Called from watchdog threads: record the path, nothing else."""
+        self.queue.put(path)
+
+    def process_due(self) -> int:
+        """Process every path whose quiet period has elapsed; returns how many."""
+        due = self.queue.take_due(self.quiet_s)
+        if not due:
+            return 0
+        at = self.clock()
+        observations: list[Observation] = []
+        handled_sets: set[str] = set()
+        for path in due:
+            try:
+                observations.extend(self._handle_path(path, at=at, handled_sets=handled_sets,
+                                                      summary=None))
+            except AgentError as exc:
+                self.log.error("process-failed", f"{path}: {exc}", path=path)
+            except Exception:
+                # A bug in one path must not stop the daemon; it is logged with its traceback.
+                self.log.error("process-failed", f"{path}: unexpected error", exc_info=True,
+                               path=path)
+        self.report(observations, at=at)
+        return len(due)
+
+    def _handle_path(self, path: str, *, at: datetime, handled_sets: set[str],
+                     summary: ScanSummary | None) -> list[Observation]:
+        store = self.store_for(path)
+        if store is None:
+            # An event in an allowed root (certbot's archive/): re-read the store paths that
+            # showed that file.
+            linked = self.index.linked_from(os.path.realpath(path)) + self.index.linked_from(path)
+            for name in linked:
+                self.queue.put(name)
+            return []
+        if not os.path.lexists(path):
+            return self.gone(path, at=at, summary=summary)
+        if os.path.isdir(path) and not os.path.islink(path):
+            return self._scan_directory(store, Path(path), at=at, summary=summary,
+                                        handled_sets=handled_sets)
+        directory = os.path.dirname(path)
+        if self._is_set(directory):
+            if directory in handled_sets:
+                return []
+            handled_sets.add(directory)
+            return self._process_set(store, directory, at=at, summary=summary)
+        return self._process_file(store, path, at=at, summary=summary)
+
+    def gone(self, path: str, *, at: datetime, summary: ScanSummary | None) -> list[Observation]:
+        """``path`` (and everything indexed under it) is no longer there: report it gone."""
+        gone = [p for p in (path, *self.index.paths_under(path)) if p in self.index]
+        for name in gone:
+            self.sets.paired.discard(name)
+            previous = self.index.remove(name)
+            if previous is not None and previous.certificates:
+                count = self.intake.report_gone(self.config.agent.host, name, at=at)
+                self.log.info("gone", f"{name}: no longer there", path=name, certificates=count)
+                if summary is not None:
+                    summary.gone += 1
+        directory = os.path.dirname(path)
+        if self._is_set(directory):
+            # certbot unlinks before it re-links: re-check the rest of the set later.
+            for sibling in self.index.paths_under(directory):
+                self.queue.put(sibling)
+        return []
+
+    # ------------------------------------------------------------------ reading
+
+    def _read(self, store: StoreConfig, path: str) -> FileResult:
+        return self.reader(Path(path), limits=self.limits_for(store),
+                           passwords=self.escrow.passwords(store),
+                           keep_key_pem=store.escrow, keep_der=store.escrow)
+
+    def _is_set(self, directory: str) -> bool:
+        if self.store_for(directory) is None:
+            return False
+
+        def has_keys(path: str) -> bool:
+            cached = self.index.get(path)
+            return cached is not None and bool(cached.keys)
+
+        return self.sets.is_set(directory, has_keys=has_keys)
+
+    def _process_file(self, store: StoreConfig, path: str, *, at: datetime,
+                      summary: ScanSummary | None) -> list[Observation]:
+        key = stat_key(path)
+        if summary is not None:
+            summary.files += 1
+        if self.index.unchanged(path, key):
+            cached = self.index.get(path)
+            if summary is not None and cached is not None:
+                self._summarise(store, cached, key_lookup([cached]), summary)
+            return []
+        result = self._read(store, path)
+        attempts_by_path = self.sets.attempts
+        if result.error is not None and result.error.code in _TRANSIENT:
+            if not os.path.lexists(path):
+                attempts_by_path.pop(path, None)
+                return self.gone(path, at=at, summary=summary)
+            attempts = attempts_by_path.get(path, 0) + 1
+            if attempts < MAX_SET_ATTEMPTS and summary is None:
+                # Replaced while we read it: read the new one after the quiet period.
+                attempts_by_path[path] = attempts
+                self.queue.put(path)
+                return []
+            # Still there and still unreadable (a dangling link): a per-file error.
+        attempts_by_path.pop(path, None)
+        return self._accept(store, [result], at=at, summary=summary)
+
+    def _process_set(self, store: StoreConfig, directory: str, *, at: datetime,
+                     summary: ScanSummary | None) -> list[Observation]:
+        names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+        paths = [os.path.join(directory, n) for n in names
+                 if not os.path.isdir(os.path.join(directory, n))]
+        results: list[FileResult] = []
+        changed = False
+        attempts_by_dir = self.sets.attempts
+        for path in paths:
+            key = stat_key(path)
+            cached = self.index.get(path)
+            if cached is not None and self.index.unchanged(path, key):
+                results.append(cached)
+                continue
+            changed = True
+            result = self._read(store, path)
+            if (result.error is not None and result.error.code in _TRANSIENT
+                    and attempts_by_dir.get(directory, 0) < MAX_SET_ATTEMPTS):
+                return self._retry_set(store, directory,
+                                       f"{os.path.basename(path)} vanished while the set was "
+                                       "read", at=at, summary=summary)
+            results.append(result)
+        for gone in set(self.index.paths_under(directory)) - set(paths):
+            if os.path.dirname(gone) == directory:
+                self.gone(gone, at=at, summary=summary)
+        if summary is not None:
+            summary.files += len(results)
+        if not changed:
+            if summary is not None:
+                for result in results:
+                    self._summarise(store, result, key_lookup(results), summary)
+            return []
+        mismatched = self.sets.mismatched_leaves(results)
+        attempts = attempts_by_dir.get(directory, 0)
+        if mismatched and attempts < MAX_SET_ATTEMPTS:
+            return self._retry_set(store, directory,
+                                   f"key and certificate disagree ({', '.join(mismatched)})",
+                                   at=at, summary=summary)
+        if mismatched:
+            self.log.warning("key-mismatch",
+                             f"{directory}: private key and certificate still disagree after "
+                             f"{attempts} quiet periods; reporting as mismatched",
+                             path=directory, files=",".join(mismatched))
+        attempts_by_dir.pop(directory, None)
+        return self._accept(store, results, at=at, summary=summary)
+
+    def _retry_set(self, store: StoreConfig, directory: str, reason: str, *, at: datetime,
+                   summary: ScanSummary | None) -> list[Observation]:
+        attempts = self.sets.attempts.get(directory, 0) + 1
+        self.sets.attempts[directory] = attempts
+        self.log.info("set-unsettled", f"{directory}: {reason}; re-reading after the quiet "
+                      f"period (attempt {attempts})", path=directory, attempt=attempts)
+        if summary is not None:
+            # A one-shot scan (--once) has no event loop to come back to: wait here.
+            self.sleep(self.quiet_s)
+            return self._process_set(store, directory, at=at, summary=summary)
+        self.queue.put(directory)
+        return []
+
+    def _accept(self, store: StoreConfig, results: Sequence[FileResult], *, at: datetime,
+                summary: ScanSummary | None) -> list[Observation]:
+        """Index, classify, escrow and turn into observations the results of one unit."""
+        keys = key_lookup(results)
+        observations: list[Observation] = []
+        host = self.config.agent.host
+        for result in results:
+            path = result.path
+            previous = self.index.get(path)
+            key = result.stat if result.stat is not None else stat_key(path)
+            if self.index.unchanged(path, key) and previous is result:
+                if summary is not None:
+                    self._summarise(store, result, keys, summary)
+                continue
+            # Only a link needs tracing back from its target (certbot live/ -> archive/).
+            target = os.path.realpath(path) if os.path.islink(path) else path
+            escrow_findings = (self.escrow.escrow(store, result, results, host=host)
+                               if store.escrow else {})
+            # Key material is not kept past its escrow: the index holds no private keys.
+            self.index.put(path, key, _without_material(result) if store.escrow else result,
+                           target=target)
+            self.sets.accepted(result, keys)
+            if result.error is not None:
+                self.log.warning("file-error", f"{path}: {result.error.message}",
+                                 path=path, code=result.error.code)
+                if summary is not None:
+                    summary.errors.append(result.error)
+            for error in result.cert_errors:
+                self.log.warning("certificate-error", f"{path}: {error.message}", path=path,
+                                 code=error.code, index=error.index)
+                if summary is not None:
+                    summary.errors.append(error)
+            if previous is not None and len(previous.certificates) > len(result.certificates):
+                # Fewer certificates than before (or none: the file turned to garbage): the
+                # ledger forgets the place, and what is still there is reported afresh below.
+                self.intake.report_gone(host, path, at=at)
+            for record in result.certificates:
+                matches = self._matches(record, result, keys)
+                observations.append(Observation(
+                    facts=record.facts, host=host, location=path,
+                    index=record.index, observed_at_utc=at, binding=store.binding,
+                    key_matches=matches))
+                seen = CertificateSeen(
+                    record=record, store=str(store.path), key_matches=matches,
+                    classification=self._classify(store, record, at=at,
+                                                  previous=_predecessor(previous, record)),
+                    findings=tuple(escrow_findings.get(record.index, ())))
+                self.findings.certificate(seen)
+                if summary is not None:
+                    summary.certificates.append(seen)
+            for finding in result.findings:
+                if finding.severity >= Severity.WARNING:
+                    self.log.warning("finding", f"{path}: {finding.message}", path=path,
+                                     code=finding.code, clause=finding.clause)
+        return observations
+
+    def _summarise(self, store: StoreConfig, result: FileResult, keys: set[str],
+                   summary: ScanSummary) -> None:
+        at = self.clock()
+        if result.error is not None:
+            summary.errors.append(result.error)
+        summary.errors.extend(result.cert_errors)
+        for record in result.certificates:
+            summary.certificates.append(CertificateSeen(
+                record=record, store=str(store.path),
+                key_matches=self._matches(record, result, keys),
+                classification=self._classify(store, record, at=at)))
+
+    @staticmethod
+    def _matches(record: CertificateRecord, result: FileResult, keys: set[str]) -> bool | None:
+        """Whether a private key beside the certificate matches it; ``None`` for CA
+        certificates and when no key is there."""
+        if record.facts.is_ca:
+            return None
+        local = {k.spki_sha256 for k in result.keys if k.spki_sha256} or keys
+        if not local or record.spki_sha256 is None:
+            return None
+        return record.spki_sha256 in local
+
+    def _classify(self, store: StoreConfig, record: CertificateRecord, *, at: datetime,
+                  previous: CertificateFacts | None = None) -> Any:
+        """The policy core's classification; ``previous`` is the certificate this one replaced
+        at the same place (a renewal: the Art.3 proviso's CA transition allowance needs it)."""
+        if self._catalogue is None:
+            return None
+        from policy.classification import classify_certificate
+
+        try:
+            return classify_certificate(record.facts, self._catalogue, binding=store.binding,
+                                        at=at, previous=previous,
+                                        settings=self.config.policy.settings)
+        except Exception:
+            self.log.error("classify-failed", f"{record.path}[{record.index}]: cannot classify",
+                           exc_info=True, path=record.path)
+            return None
+
+    # ------------------------------------------------------------------ scans
+
+    def _scan_directory(self, store: StoreConfig, directory: Path, *, at: datetime,
+                        summary: ScanSummary | None,
+                        handled_sets: set[str]) -> list[Observation]:
+        observations: list[Observation] = []
+        seen: set[str] = set()
+        by_dir: dict[str, list[str]] = {}
+        for item in self.lister(directory, limits=self.limits_for(store)):
+            if isinstance(item, FileError):
+                seen.add(item.path)
+                if summary is not None:
+                    summary.errors.append(item)
+                self.log.warning("file-error", f"{item.path}: {item.message}", path=item.path,
+                                 code=item.code)
+                continue
+            name = str(item)
+            seen.add(name)
+            by_dir.setdefault(os.path.dirname(name), []).append(name)
+        for parent, names in by_dir.items():
+            self.tick()
+            if self.stopping():
+                # SIGTERM during a long scan: stop now; nothing unseen is taken for gone.
+                return observations
+            if self._is_set(parent):
+                if parent not in handled_sets:
+                    handled_sets.add(parent)
+                    observations.extend(self._process_set(store, parent, at=at,
+                                                          summary=summary))
+                continue
+            for name in names:
+                self.tick()
+                if self.stopping():
+                    return observations
+                observations.extend(self._process_file(store, name, at=at, summary=summary))
+            if len(observations) >= REPORT_BATCH:
+                self.report(observations, at=at)
+                observations = []
+        for name in self.index.paths_under(directory):
+            if name not in seen and not os.path.lexists(name):
+                observations.extend(self.gone(name, at=at, summary=summary))
+        return observations
+
+    def full_scan(self, *, collect: bool = False) -> ScanSummary:
+        """Walk every store; read only what changed since the last read; report; mark what is
+        no longer there as gone. ``collect`` fills the summary with every certificate."""
+        at = self.clock()
+        summary = ScanSummary()
+        handled: set[str] = set()
+        if not self._scanned_once:
+            self.findings.start_counting()
+        escrowed_before = len(self.escrow.records)
+        for store in self.config.agent.stores:
+            if self.stopping():
+                break
+            if not store.path.is_dir():
+                summary.missing_stores.append(str(store.path))
+                self.log.warning("store-missing", f"{store.path}: store root does not exist "
+                                 "(or is not a directory); nothing to scan there",
+                                 path=str(store.path))
+                for name in self.index.paths_under(store.path):
+                    self.gone(name, at=at, summary=summary)
+                continue
+            observations = self._scan_directory(store, store.path, at=at,
+                                                summary=summary if collect else None,
+                                                handled_sets=handled)
+            self.report(observations, at=at)
+        # Forget stores that are no longer configured (after a reload).
+        for name in list(self.index.paths()):
+            if self.store_for(name) is None:
+                self.index.remove(name)
+        self.findings.flush()
+        self._scanned_once = True
+        summary.escrowed = self.escrow.records[escrowed_before:]
+        count = len(self.index)
+        self.log.info("scanned", f"full scan done: {count} file(s) indexed", files=count)
+        return summary
+
+    def report(self, observations: Sequence[Observation], *, at: datetime) -> None:
+        for start in range(0, len(observations), REPORT_BATCH):
+            batch = observations[start:start + REPORT_BATCH]
+            receipt = self.intake.report(batch, at=at)
+            self.reports += len(batch)
+            self.log.info("reported", f"{len(batch)} observation(s) reported",
+                          observations=len(batch), recorded=receipt.recorded)
