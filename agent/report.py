@@ -42,12 +42,14 @@ __all__ = [
     "ScanReport",
     "assemble",
     "build_report",
+    "csv_header",
     "exit_status_for",
     "group_by_directory",
     "iter_json",
     "iter_report",
     "render_csv",
     "render_items",
+    "render_line",
     "render_streaming",
     "render_table",
     "urgency_key",
@@ -223,12 +225,15 @@ def iter_report(
     binding: Binding,
     at: datetime,
     settings: PolicySettings | None = None,
+    dir_keys: frozenset[str] = frozenset(),
 ) -> Iterator[ReportItem]:
     """Classify as the results arrive, one directory at a time, so a caller can render and
     drop each row instead of holding 100,000 classified certificates.
 
     Key pairing looks at the keys of the file and of its directory, so the results of one
     directory must be consecutive (:func:`group_by_directory`, or the order a walk yields).
+    ``dir_keys``: SPKI SHA-256 of keys found in parts of the directory read elsewhere (a large
+    directory split over the scan's workers, :mod:`agent.scanpool`).
     """
     settings = settings if settings is not None else PolicySettings()
     batch: list[FileResult] = []
@@ -236,17 +241,18 @@ def iter_report(
     for result in results:
         directory = os.path.dirname(result.path)
         if batch and directory != current:
-            yield from _classify_directory(batch, catalogue, binding, at, settings)
+            yield from _classify_directory(batch, catalogue, binding, at, settings, dir_keys)
             batch = []
         current = directory
         batch.append(result)
     if batch:
-        yield from _classify_directory(batch, catalogue, binding, at, settings)
+        yield from _classify_directory(batch, catalogue, binding, at, settings, dir_keys)
 
 
 def _classify_directory(batch: Sequence[FileResult], catalogue: Catalogue, binding: Binding,
-                        at: datetime, settings: PolicySettings) -> Iterator[ReportItem]:
-    keys_here = {k.spki_sha256 for r in batch for k in r.keys if k.spki_sha256}
+                        at: datetime, settings: PolicySettings,
+                        dir_keys: frozenset[str] = frozenset()) -> Iterator[ReportItem]:
+    keys_here = {k.spki_sha256 for r in batch for k in r.keys if k.spki_sha256} | dir_keys
     for result in batch:
         if result.error is not None:
             yield result.error
@@ -349,6 +355,17 @@ def render_items(items: Iterable[ReportItem], fmt: str,
         out.append(RenderedLine(key=urgency_key(item, (*seq_base, seq)),
                                 text=render(item), severity=severity, kind=kind))
     return out
+
+
+def render_line(item: ReportItem, fmt: str) -> bytes:
+    """One item as one line of ``fmt`` (``json``: a compact object, no separator; ``csv``: a
+    row with its newline), UTF-8: what the streaming scan writes (:mod:`agent.scanpool`)."""
+    return _json_line(item) if fmt == "json" else _csv_bytes(item)
+
+
+def csv_header() -> bytes:
+    """The CSV header row."""
+    return _csv_row(list(CSV_COLUMNS)).encode("utf-8")
 
 
 def assemble(lines: list[RenderedLine], fmt: str) -> RenderedReport:
