@@ -1,9 +1,10 @@
 """What the daemon has already read: path -> (stat identity, result).
 
 A store of 100,000 certificates must not be parsed again because one file changed. A file whose
-``(st_dev, st_ino, st_size, st_mtime_ns)`` is the one recorded when it was read is taken as
-unchanged; anything else (a rewrite, a rename over it, a symlink retargeted to another file)
-changes at least one of the four. The stat follows symlinks: certbot's ``live/x/cert.pem`` is a
+``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` is the one recorded when it was read is
+taken as unchanged; anything else (a rewrite, a rename over it, a symlink retargeted to another
+file, a ``chmod`` or ``chown`` — a key turned world-readable is a new finding) changes at least
+one of the five. The stat follows symlinks: certbot's ``live/x/cert.pem`` is a
 link, and what matters is the file it points to now.
 """
 
@@ -17,8 +18,8 @@ from typing import Generic, TypeVar
 
 __all__ = ["FileIndex", "StatKey", "stat_key"]
 
-StatKey = tuple[int, int, int, int]
-"""``(st_dev, st_ino, st_size, st_mtime_ns)``."""
+StatKey = tuple[int, int, int, int, int]
+"""``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)``."""
 
 R = TypeVar("R")
 
@@ -29,7 +30,7 @@ def stat_key(path: Path | str) -> StatKey | None:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,6 @@ def read_file(
         keys=tuple(parsed.keys) if parsed.error is None else (),
         error=parsed.error,
         findings=tuple(parsed.findings),
-        stat=(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns),
+        stat=(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
         cert_errors=tuple(parsed.problems) if parsed.error is None else (),
     )

@@ -149,8 +149,9 @@ class FileResult:
     findings: tuple[Finding, ...] = ()
     """File-level findings: private keys on disk, their permissions, a malformed certificate
     among good ones, trailing data."""
-    stat: tuple[int, int, int, int] | None = None
-    """``(st_dev, st_ino, st_size, st_mtime_ns)`` of the file actually read (after links)."""
+    stat: tuple[int, int, int, int, int] | None = None
+    """``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of the file actually read
+    (after links); the ctime changes with a chmod or chown, which can change a finding."""
     cert_errors: tuple[FileError, ...] = ()
     """Per-position failures (``malformed-certificate`` with ``index``) in an otherwise
     readable file; each also appears as a finding."""

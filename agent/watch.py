@@ -24,6 +24,7 @@ from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -43,9 +44,11 @@ _WATCH_EXHAUSTED = (errno.ENOSPC, errno.EMFILE)
 
 EVENTS: list[type[FileSystemEvent]] = [
     FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileDeletedEvent, FileMovedEvent,
-    DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
+    FileAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent,
 ]
-"""The events that can change what a store holds. Asking the kernel for these only (no
+"""The events that can change what a store holds or says. ``FileAttribEvent`` is how watchdog 7
+delivers ``chmod``, ``chown`` and ``touch``: a private key turned world-readable is a critical
+finding, so it must not wait for the next resync. Asking the kernel for these only (no
 IN_OPEN / IN_CLOSE_NOWRITE) matters: the daemon's own reads would otherwise wake the observer
 thread twice per file, and a full scan of 100,000 files took 80 % longer for it."""
 

@@ -35,7 +35,7 @@ def test_reads_a_plain_pem_file_and_records_its_identity(tmp_path: Path, cert_pe
     assert result.error is None
     assert [c.facts.sans for c in result.certificates] == [("reader.example",)]
     st = path.stat()
-    assert result.stat == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    assert result.stat == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def test_missing_file_is_not_found(tmp_path: Path) -> None:

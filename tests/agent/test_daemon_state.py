@@ -1,0 +1,86 @@
+"""Issue 9, "state that stays true": what the daemon tells the ledger and the log stays true
+across restarts, attribute changes and faults. Real observers, real ledger, real processes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent.daemon import Daemon
+from policy.ledger import Ledger
+from tests.agent.daemon_helpers import RecordingIntake, store_config
+from tests.certfactory import make_cert
+
+QUIET_MS = 200
+
+
+def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def _events(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
+    return [r for r in list(caplog.records) if getattr(r, "event", None) == event]
+
+
+@pytest.fixture
+def running(tmp_path: Path, caplog: pytest.LogCaptureFixture
+            ) -> Iterator[Callable[[Path], Daemon]]:
+    """Start a real Daemon.run() (inotify observers) in a thread over a store; stop it after."""
+    started: list[tuple[Daemon, threading.Thread]] = []
+
+    def start(store: Path) -> Daemon:
+        config = store_config([{"path": str(store)}], quiet_period_ms=QUIET_MS,
+                              observer="inotify")
+        intake = RecordingIntake(Ledger.open(tmp_path / "state" / "ledger.sqlite3"))
+        daemon = Daemon(config, intake=intake,
+                        clock=lambda: datetime(2026, 2, 1, 3, tzinfo=UTC))
+        thread = threading.Thread(target=daemon.run, name="daemon-under-test")
+        started.append((daemon, thread))
+        with caplog.at_level(logging.DEBUG, logger="certescrow.agent"):
+            thread.start()
+            assert _wait(lambda: bool(_events(caplog, "ready")), 20)
+        return daemon
+
+    caplog.set_level(logging.DEBUG, logger="certescrow.agent")
+    try:
+        yield start
+    finally:
+        for daemon, thread in started:
+            daemon.request_stop()
+            thread.join(10)
+
+
+def test_a_watched_key_turned_world_readable_is_a_critical_finding_within_the_quiet_period(
+        tmp_path: Path, running: Callable[[Path], Daemon],
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    issued = make_cert(sans=("www.example.jp",))
+    (store / "site.pem").write_bytes(issued.pem)
+    key = store / "site.key"
+    key.write_bytes(issued.key_pem())
+    key.chmod(0o600)
+    running(store)
+    assert not [r for r in _events(caplog, "finding")
+                if r.fields.get("code") == "private-key-world-readable"]  # type: ignore[attr-defined]
+
+    changed = time.monotonic()
+    key.chmod(0o644)  # an attribute event only: no write, no close
+    assert _wait(lambda: any(r.fields.get("code") == "private-key-world-readable"  # type: ignore[attr-defined]
+                             for r in _events(caplog, "finding")), QUIET_MS / 1000 + 2.0)
+    latency = time.monotonic() - changed
+    assert latency < QUIET_MS / 1000 + 2.0
+    record = next(r for r in _events(caplog, "finding")
+                  if r.fields.get("code") == "private-key-world-readable")  # type: ignore[attr-defined]
+    assert record.fields["path"] == str(key)  # type: ignore[attr-defined]
