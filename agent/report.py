@@ -1,9 +1,10 @@
 """Reading results + a binding + the policy core's classification -> report rows.
 
 No rule lives here: validity, tier, renewability, findings and actions all come from
-:func:`policy.classification.classify_certificate`. This module pairs keys with certificates,
-merges the reader's findings with the policy's, sorts by urgency and renders JSON, CSV and a
-table. The monitoring exit status (Nagios convention) is decided here, once, from severities.
+:func:`policy.classification.classify_certificate`; the row a certificate becomes (its role, its
+key pairing, the host findings) from :mod:`agent.rows`; the exit status from
+:mod:`agent.monitoring`. This module walks the results one directory at a time, sorts by urgency
+and keeps the streaming render path of the one-shot scan.
 """
 
 from __future__ import annotations
@@ -23,14 +24,16 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for (se
     orjson = None  # type: ignore[assignment]
 
 from policy.catalogue import Catalogue
-from policy.classification import CertificateClassification, classify_certificate
+from policy.classification import classify_certificate
 from policy.cliutil import to_jsonable
-from policy.decisions import Finding, Severity
+from policy.decisions import Severity
 from policy.intake import Binding
 from policy.settings import PolicySettings
 from policy.timeparse import format_instant
 
-from .records import CertificateRecord, FileError, FileResult, KeyRecord
+from .monitoring import EXIT_STATUS, ExitMode, ExpiryWindows, MonitorTally, exit_status
+from .records import FileError, FileResult, FileSkip
+from .rows import CertificateRow, FileRow, certificate_row, pair_key, place_certificates
 
 __all__ = [
     "EXIT_STATUS",
@@ -43,7 +46,6 @@ __all__ = [
     "assemble",
     "build_report",
     "csv_header",
-    "exit_status_for",
     "group_by_directory",
     "iter_json",
     "iter_report",
@@ -52,99 +54,32 @@ __all__ = [
     "render_line",
     "render_streaming",
     "render_table",
+    "tally_item",
     "urgency_key",
 ]
 
-EXIT_STATUS: dict[str, int] = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
-"""``--exit-status`` codes (Nagios plugin convention). Precedence: critical, then unknown (a file
-or certificate could not be read), then warning, then ok."""
+ReportItem = CertificateRow | FileRow | FileError | FileSkip
+"""What :func:`iter_report` yields: a classified certificate, a key file, a failure, or a file
+skipped as plainly not a store entry."""
 
 
 def exit_status_for(worst: Severity, *, has_errors: bool) -> int:
-    """The ``--exit-status`` code: critical beats unknown beats warning beats ok."""
-    if worst >= Severity.CRITICAL:
-        return EXIT_STATUS["critical"]
-    if has_errors:
-        return EXIT_STATUS["unknown"]
-    if worst >= Severity.WARNING:
-        return EXIT_STATUS["warning"]
-    return EXIT_STATUS["ok"]
+    """Deprecated shim for the streaming scan until it carries a :class:`MonitorTally`: counts
+    ``worst`` in every mode. Use :func:`tally_item` and :func:`agent.monitoring.exit_status`."""
+    return exit_status(MonitorTally(host=worst, contract=worst, errors=int(has_errors)),
+                       ExitMode.ALL)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateRow:
-    """One certificate at one place, with what the contract makes of it."""
-
-    record: CertificateRecord
-    classification: CertificateClassification
-    findings: tuple[Finding, ...]
-    """Reader findings (odd encodings, keys on disk in the same file) then the policy's."""
-    key_matches: bool | None
-    """Whether a private key in the same file (or, for a leaf, the same directory) matches;
-    ``None`` when there is no key to compare with."""
-    severity: Severity = field(init=False)
-    """The worst of the findings and actions (sorting, rendering and the exit status all ask)."""
-
-    def __post_init__(self) -> None:
-        worst = max([f.severity for f in self.findings]
-                    + [a.severity for a in self.classification.actions], default=Severity.OK)
-        object.__setattr__(self, "severity", worst)
-
-    @property
-    def location(self) -> str:
-        return f"{self.record.path}#{self.record.index}"
-
-    def to_json(self) -> dict[str, Any]:
-        c = self.classification
-        f = self.record.facts
-        out: dict[str, Any] = {
-            "kind": "certificate",
-            "path": self.record.path,
-            "index": self.record.index,
-            "format": self.record.fmt,
-        }
-        out.update(c.to_json(findings=self.findings, severity=self.severity))
-        out.update({
-            "serial": f.serial,
-            "issuer_org": f.issuer_org,
-            "issuer_cn": f.issuer_cn,
-            "key_type": f.key_type,
-            "key_size": f.key_size,
-            "signature_algorithm": f.signature_algorithm,
-            "policy_oids": list(f.policy_oids),
-            "is_ca": f.is_ca,
-            "self_signed": f.self_signed,
-            "key_matches": self.key_matches,
-        })
-        return out
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FileRow:
-    """A readable file without certificates that still has something to say (a key file)."""
-
-    path: str
-    keys: tuple[KeyRecord, ...]
-    findings: tuple[Finding, ...]
-
-    @property
-    def severity(self) -> Severity:
-        return max((f.severity for f in self.findings), default=Severity.OK)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": "file",
-            "path": self.path,
-            "keys": [_key_json(k) for k in self.keys],
-            "severity": self.severity.name.lower(),
-            "findings": [x.to_json() for x in self.findings],
-        }
-
-
-def _key_json(key: KeyRecord) -> dict[str, Any]:
-    return {"index": key.index, "key_type": key.key_type, "key_size": key.key_size,
-            "encrypted": key.encrypted, "spki_sha256": key.spki_sha256,
-            "mode": f"{key.mode:04o}", "owner_uid": key.owner_uid}
+def tally_item(tally: MonitorTally, item: ReportItem) -> None:
+    """Count one report item for the exit status (the daemon's summary counts the same way)."""
+    if isinstance(item, FileError):
+        tally.errors += 1
+    elif isinstance(item, FileSkip):
+        return  # information: certbot's README beside the certificates is normal
+    else:
+        if isinstance(item, CertificateRow):
+            tally.certificates += 1
+        tally.add(host=item.host_severity, contract=item.contract_severity)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +91,9 @@ class ScanReport:
     """Files that failed, and certificates that failed at a position (with ``index``)."""
     at: datetime
 
+    skipped: tuple[FileSkip, ...] = ()
+    """Files plainly not a store entry (certbot's ``README``): information only."""
+
     @property
     def severity(self) -> Severity:
         return max([r.severity for r in self.rows] + [f.severity for f in self.files],
@@ -165,34 +103,25 @@ class ScanReport:
     def has_errors(self) -> bool:
         return bool(self.errors)
 
-    def exit_status(self) -> int:
-        """Nagios: 2 critical; else 3 unknown when anything could not be read; else 1 warning;
-        else 0."""
-        return exit_status_for(self.severity, has_errors=self.has_errors)
+    def tally(self) -> MonitorTally:
+        tally = MonitorTally()
+        for row in self.rows:
+            tally_item(tally, row)
+        for file_row in self.files:
+            tally_item(tally, file_row)
+        for error in self.errors:
+            tally_item(tally, error)
+        if not self.rows and not self.errors:
+            tally.unknown("no certificate was read: nothing is monitored")
+        return tally
+
+    def exit_status(self, mode: ExitMode = ExitMode.HOST) -> int:
+        """Nagios: 2 critical; else 3 unknown when anything could not be read, or nothing was;
+        else 1 warning; else 0 (:func:`agent.monitoring.exit_status`)."""
+        return exit_status(self.tally(), mode)
 
     def to_json(self) -> list[dict[str, Any]]:
         return list(_iter_objects(self))
-
-
-def _key_matches(record: CertificateRecord, result: FileResult,
-                 dir_keys: set[str]) -> bool | None:
-    """Keys in the same file decide; otherwise a leaf is compared with the keys of its
-    directory (certbot's ``cert.pem`` / ``privkey.pem``). A CA certificate beside a key (the
-    chain in ``chain.pem``) is not expected to match, so it is ``None`` rather than ``False``."""
-    if record.spki_sha256 is None:
-        return None
-    own = {k.spki_sha256 for k in result.keys if k.spki_sha256}
-    if own:
-        return record.spki_sha256 in own
-    if not dir_keys:
-        return None
-    if record.spki_sha256 in dir_keys:
-        return True
-    return None if record.facts.is_ca else False
-
-
-ReportItem = CertificateRow | FileRow | FileError
-"""What :func:`iter_report` yields: a classified certificate, a key file, or a failure."""
 
 
 def _sort_key(row: CertificateRow) -> tuple[int, int, str, int]:
@@ -206,6 +135,8 @@ def urgency_key(item: ReportItem, seq: Any) -> tuple[Any, ...]:
         return (0, *_sort_key(item))
     if isinstance(item, FileRow):
         return (1, -int(item.severity), item.path, 0)
+    if isinstance(item, FileSkip):
+        return (3, seq, "", 0)
     return (2, seq, "", 0)
 
 
@@ -226,6 +157,7 @@ def iter_report(
     at: datetime,
     settings: PolicySettings | None = None,
     dir_keys: frozenset[str] = frozenset(),
+    windows: ExpiryWindows | None = None,
 ) -> Iterator[ReportItem]:
     """Classify as the results arrive, one directory at a time, so a caller can render and
     drop each row instead of holding 100,000 classified certificates.
@@ -236,26 +168,33 @@ def iter_report(
     directory split over the scan's workers, :mod:`agent.scanpool`).
     """
     settings = settings if settings is not None else PolicySettings()
+    windows = windows if windows is not None else ExpiryWindows()
     batch: list[FileResult] = []
     current = ""
     for result in results:
         directory = os.path.dirname(result.path)
         if batch and directory != current:
-            yield from _classify_directory(batch, catalogue, binding, at, settings, dir_keys)
+            yield from _classify_directory(batch, catalogue, binding, at, settings, dir_keys,
+                                           windows)
             batch = []
         current = directory
         batch.append(result)
     if batch:
-        yield from _classify_directory(batch, catalogue, binding, at, settings, dir_keys)
+        yield from _classify_directory(batch, catalogue, binding, at, settings, dir_keys,
+                                       windows)
 
 
 def _classify_directory(batch: Sequence[FileResult], catalogue: Catalogue, binding: Binding,
-                        at: datetime, settings: PolicySettings,
-                        dir_keys: frozenset[str] = frozenset()) -> Iterator[ReportItem]:
-    keys_here = {k.spki_sha256 for r in batch for k in r.keys if k.spki_sha256} | dir_keys
+                        at: datetime, settings: PolicySettings, elsewhere: frozenset[str],
+                        windows: ExpiryWindows) -> Iterator[ReportItem]:
+    dir_keys = [k for r in batch for k in r.keys]
+    placements = place_certificates(batch)
     for result in batch:
         if result.error is not None:
             yield result.error
+            continue
+        if result.skipped is not None:
+            yield result.skipped
             continue
         yield from result.cert_errors
         position_codes = {e.code for e in result.cert_errors}
@@ -265,12 +204,14 @@ def _classify_directory(batch: Sequence[FileResult], catalogue: Catalogue, bindi
                 yield FileRow(path=result.path, keys=result.keys, findings=file_findings)
             continue
         for record in result.certificates:
+            placement = placements[(record.path, record.index)]
             classification = classify_certificate(record.facts, catalogue, binding=binding,
                                                   at=at, settings=settings)
-            yield CertificateRow(
-                record=record, classification=classification,
-                findings=(*record.findings, *file_findings, *classification.findings),
-                key_matches=_key_matches(record, result, keys_here))
+            yield certificate_row(
+                record, classification, placement=placement,
+                pairing=pair_key(record, role=placement.role, file_keys=result.keys,
+                                 dir_keys=dir_keys, elsewhere=elsewhere),
+                at=at, windows=windows, file_findings=file_findings)
 
 
 def build_report(
@@ -280,22 +221,27 @@ def build_report(
     binding: Binding,
     at: datetime,
     settings: PolicySettings | None = None,
+    windows: ExpiryWindows | None = None,
 ) -> ScanReport:
     """Classify every certificate of ``results`` with ``binding`` as of ``at``."""
     rows: list[CertificateRow] = []
     files: list[FileRow] = []
     errors: list[FileError] = []
+    skipped: list[FileSkip] = []
     for item in iter_report(group_by_directory(results), catalogue, binding=binding, at=at,
-                            settings=settings):
+                            settings=settings, windows=windows):
         if isinstance(item, CertificateRow):
             rows.append(item)
         elif isinstance(item, FileRow):
             files.append(item)
+        elif isinstance(item, FileSkip):
+            skipped.append(item)
         else:
             errors.append(item)
     rows.sort(key=_sort_key)
     files.sort(key=lambda f: (-int(f.severity), f.path))
-    return ScanReport(rows=tuple(rows), files=tuple(files), errors=tuple(errors), at=at)
+    return ScanReport(rows=tuple(rows), files=tuple(files), errors=tuple(errors), at=at,
+                      skipped=tuple(skipped))
 
 
 @dataclass(slots=True)
@@ -312,13 +258,15 @@ class RenderedReport:
     worst: Severity
     errors: int
     certificates: int
+    tally: MonitorTally = field(default_factory=MonitorTally)
+    """What the exit status is decided from (:func:`agent.monitoring.exit_status`)."""
 
     @property
     def has_errors(self) -> bool:
         return self.errors > 0
 
-    def exit_status(self) -> int:
-        return exit_status_for(self.worst, has_errors=self.has_errors)
+    def exit_status(self, mode: ExitMode = ExitMode.HOST) -> int:
+        return exit_status(self.tally, mode)
 
     def write(self, out: IO[bytes]) -> None:
         out.write(self.header)
@@ -340,7 +288,11 @@ class RenderedLine(NamedTuple):
     text: bytes
     severity: int
     kind: int
-    """0 certificate, 1 key file, 2 error."""
+    """0 certificate, 1 key file, 2 error, 3 skipped."""
+    host: int = 0
+    """The severity counted by ``--exit-status=host``."""
+    contract: int = 0
+    """The severity counted by ``--exit-status=contract``."""
 
 
 def render_items(items: Iterable[ReportItem], fmt: str,
@@ -350,11 +302,17 @@ def render_items(items: Iterable[ReportItem], fmt: str,
     render = _json_line if fmt == "json" else _csv_bytes
     out: list[RenderedLine] = []
     for seq, item in enumerate(items):
-        kind = 0 if isinstance(item, CertificateRow) else 1 if isinstance(item, FileRow) else 2
-        severity = 0 if isinstance(item, FileError) else int(item.severity)
-        out.append(RenderedLine(key=urgency_key(item, (*seq_base, seq)),
-                                text=render(item), severity=severity, kind=kind))
+        out.append(_rendered(item, render(item), (*seq_base, seq)))
     return out
+
+
+def _rendered(item: ReportItem, text: bytes, seq: Any) -> RenderedLine:
+    if isinstance(item, FileError | FileSkip):
+        kind = 2 if isinstance(item, FileError) else 3
+        return RenderedLine(key=urgency_key(item, seq), text=text, severity=0, kind=kind)
+    return RenderedLine(key=urgency_key(item, seq), text=text, severity=int(item.severity),
+                        kind=0 if isinstance(item, CertificateRow) else 1,
+                        host=int(item.host_severity), contract=int(item.contract_severity))
 
 
 def render_line(item: ReportItem, fmt: str) -> bytes:
@@ -374,13 +332,18 @@ def assemble(lines: list[RenderedLine], fmt: str) -> RenderedReport:
     worst = Severity(max((line.severity for line in lines), default=0))
     errors = sum(1 for line in lines if line.kind == 2)
     certificates = sum(1 for line in lines if line.kind == 0)
+    tally = MonitorTally(host=Severity(max((line.host for line in lines), default=0)),
+                         contract=Severity(max((line.contract for line in lines), default=0)),
+                         errors=errors, certificates=certificates)
+    if not certificates and not errors:
+        tally.unknown("no certificate was read: nothing is monitored")
     texts = [line.text for line in lines]
     if fmt == "json":
         header, separator, footer = (b"[\n", b",\n", b"\n]\n") if texts else (b"[", b"", b"]\n")
     else:
         header, separator, footer = _csv_row(list(CSV_COLUMNS)).encode("utf-8"), b"", b""
     return RenderedReport(header=header, lines=texts, separator=separator, footer=footer,
-                          worst=worst, errors=errors, certificates=certificates)
+                          worst=worst, errors=errors, certificates=certificates, tally=tally)
 
 
 def render_streaming(items: Iterable[ReportItem], fmt: str) -> RenderedReport:
@@ -415,7 +378,9 @@ def _iter_objects(report: ScanReport) -> Iterator[dict[str, Any]]:
         yield _error_json(error)
 
 
-def _error_json(error: FileError) -> dict[str, Any]:
+def _error_json(error: FileError | FileSkip) -> dict[str, Any]:
+    if isinstance(error, FileSkip):
+        return {"kind": "skipped", **error.to_json(), "severity": "info"}
     return {"kind": "error", **error.to_json()}
 
 
@@ -436,7 +401,9 @@ def _dumps(obj: Any) -> bytes:
 
 
 def _json_line(item: ReportItem) -> bytes:
-    return _dumps(_error_json(item) if isinstance(item, FileError) else item.to_json())
+    if isinstance(item, FileError | FileSkip):
+        return _dumps(_error_json(item))
+    return _dumps(item.to_json())
 
 
 CSV_COLUMNS = (
@@ -469,11 +436,14 @@ def _csv_cells(item: ReportItem) -> list[str]:
             "key_matches": item.key_matches, "severity": item.severity.name.lower(),
             "findings": ";".join(x.code for x in item.findings),
             "actions": ";".join(f"{a.action.value}@{a.due.isoformat() if a.due else ''}"
-                                for a in c.actions),
+                                for a in item.actions),
         }
     elif isinstance(item, FileRow):
         cells = {"kind": "file", "path": item.path, "severity": item.severity.name.lower(),
                  "findings": ";".join(x.code for x in item.findings)}
+    elif isinstance(item, FileSkip):
+        cells = {"kind": "skipped", "path": item.path, "severity": "info",
+                 "findings": item.code}
     else:
         cells = {"kind": "error", "path": item.path, "index": item.index,
                  "error_code": item.code, "error_message": item.message}

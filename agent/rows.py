@@ -1,0 +1,459 @@
+"""One view of a classified certificate: the row model every output renders.
+
+``scan``, ``inspect``, ``agent run --once`` and the daemon's logs all describe a certificate
+with a :class:`CertificateRow`, built by :func:`certificate_row` from a reading, the policy
+core's classification and the certificate's place among its neighbours:
+
+* its **role** (:func:`place_certificates`): a leaf, the chain that comes with a leaf
+  (intermediate, root), a trust anchor of a trust store, or a lone CA certificate. Only a leaf
+  and a lone CA certificate in a store of server certificates are contract certificates; a
+  chain's own validity is a finding on its leaf's row;
+* whether the private key beside it matches (:func:`pair_key`, the one key-pairing rule);
+* the host findings the agent adds: the expiry windows (:class:`~agent.monitoring.ExpiryWindows`),
+  a key that does not match, a chain that expires first.
+
+No contract rule lives here: those are :func:`policy.classification.classify_certificate`'s.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from policy.classification import CertificateClassification
+from policy.decisions import Action, Decision, Finding, Severity
+from policy.rules.art6 import end_of_validity, never_expires
+
+from .monitoring import ExitMode, ExpiryWindows, worst_counted
+from .records import CertificateRecord, FileResult, KeyRecord
+
+__all__ = [
+    "CONTRACT_ROLES",
+    "CertificateRow",
+    "FileRow",
+    "KeyPairing",
+    "Placement",
+    "Role",
+    "certificate_row",
+    "key_json",
+    "pair_key",
+    "place_certificates",
+    "what_to_do",
+]
+
+
+class Role(enum.StrEnum):
+    """What a certificate is where it was found (JSON ``role``)."""
+
+    LEAF = "leaf"
+    """A server (end-entity) certificate: basicConstraints CA is not set."""
+    INTERMEDIATE = "intermediate"
+    """A CA certificate that comes with a leaf (``chain.pem``, ``fullchain.pem`` positions >= 1,
+    a bundle beside the leaf) and is not self-signed."""
+    ROOT = "root"
+    """A self-signed CA certificate that comes with a leaf."""
+    TRUST_ANCHOR = "trust-anchor"
+    """A self-signed CA certificate in a directory of CA certificates only (``/etc/ssl/certs``)."""
+    CA = "ca"
+    """A lone CA certificate: no leaf it belongs to."""
+
+
+CONTRACT_ROLES = frozenset({Role.LEAF})
+"""Roles that are contract certificates (tier, compliance, actions). A lone CA certificate in a
+store of server certificates is too (:attr:`Placement.contract_view`)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Placement:
+    """A certificate's role among its neighbours, and (for a leaf) the CA certificates that
+    came with it, nearest first."""
+
+    role: Role
+    contract_view: bool
+    """Whether the policy core's contract view (tier, compliance, actions, ``ca-certificate``)
+    applies: for leaves, and for a lone CA certificate among server certificates."""
+    chain: tuple[CertificateRecord, ...] = ()
+
+
+def place_certificates(results: Sequence[FileResult]) -> dict[tuple[str, int], Placement]:
+    """The placement of every certificate of ``results``, the files of one directory.
+
+    A CA certificate is a leaf's chain when it is in the same file as a leaf, or when a leaf of
+    the directory chains up to it by issuer name (``chain.pem`` beside ``cert.pem``). A CA
+    certificate no leaf chains to is lone: in a directory that holds leaves it is a CA
+    certificate in a store of server certificates (the only case that keeps ``ca-certificate``);
+    in a directory of CA certificates only it is a trust anchor (self-signed) or a CA.
+    Linear in the number of certificates; no recursion (chains are walked with a bound).
+    """
+    by_subject: dict[str, list[CertificateRecord]] = {}
+    leaves: list[CertificateRecord] = []
+    leaf_files: set[str] = set()
+    for result in results:
+        for record in result.certificates:
+            if record.facts.is_ca:
+                by_subject.setdefault(record.facts.subject, []).append(record)
+            else:
+                leaves.append(record)
+                leaf_files.add(record.path)
+    out: dict[tuple[str, int], Placement] = {}
+    chained: set[tuple[str, int]] = set()
+    bound = sum(len(v) for v in by_subject.values()) + 1
+    for leaf in leaves:
+        chain = _walk_chain(leaf, by_subject, bound)
+        chained.update((c.path, c.index) for c in chain)
+        out[(leaf.path, leaf.index)] = Placement(role=Role.LEAF, contract_view=True,
+                                                 chain=tuple(chain))
+    for records in by_subject.values():
+        for record in records:
+            key = (record.path, record.index)
+            if key in chained or record.path in leaf_files:
+                role = Role.ROOT if record.facts.self_signed else Role.INTERMEDIATE
+                out[key] = Placement(role=role, contract_view=False)
+            elif leaves:
+                out[key] = Placement(role=Role.CA, contract_view=True)
+            else:
+                role = Role.TRUST_ANCHOR if record.facts.self_signed else Role.CA
+                out[key] = Placement(role=role, contract_view=False)
+    return out
+
+
+def _walk_chain(leaf: CertificateRecord, by_subject: dict[str, list[CertificateRecord]],
+                bound: int) -> list[CertificateRecord]:
+    """The leaf's issuers found among the directory's CA certificates, nearest first; a
+    candidate in the leaf's own file is preferred (``fullchain.pem``)."""
+    chain: list[CertificateRecord] = []
+    seen: set[str] = set()
+    name = leaf.facts.issuer
+    for _ in range(bound):
+        candidates = by_subject.get(name)
+        if not candidates:
+            break
+        issuer = next((c for c in candidates if c.path == leaf.path), candidates[0])
+        if issuer.facts.sha256 in seen:
+            break
+        seen.add(issuer.facts.sha256)
+        chain.append(issuer)
+        if issuer.facts.self_signed:
+            break
+        name = issuer.facts.issuer
+    return chain
+
+
+# ---------------------------------------------------------------- key pairing
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyPairing:
+    """Whether a private key beside a certificate matches it: ``None`` when there is no key to
+    compare with (or the certificate is not expected to have one here)."""
+
+    matches: bool | None
+    finding: Finding | None = None
+    """``key-mismatch`` (critical) when a leaf's keys are there and none matches."""
+
+
+def pair_key(record: CertificateRecord, *, role: Role, file_keys: Sequence[KeyRecord],
+             dir_keys: Sequence[KeyRecord],
+             elsewhere: AbstractSet[str] = frozenset()) -> KeyPairing:
+    """The one key-pairing rule (scan, inspect, the daemon).
+
+    The keys in the certificate's own file decide; without any, the keys of its directory do
+    (certbot's ``cert.pem`` / ``privkey.pem``). Keys are compared by SubjectPublicKeyInfo
+    SHA-256; an encrypted key nobody could open has none and is not compared. A leaf with keys
+    around and none matching is critical: a server configured with that pair cannot serve the
+    certificate. A CA certificate beside a key (``chain.pem``) is not expected to match: it is
+    ``True`` when it does, else ``None``. ``elsewhere``: SPKI SHA-256 of the directory's keys
+    read in another batch (a directory split over the scan's workers).
+    """
+    if record.spki_sha256 is None:
+        return KeyPairing(matches=None)
+    keys = [k for k in file_keys if k.spki_sha256]
+    others: AbstractSet[str] = frozenset()
+    if not keys:
+        keys = [k for k in dir_keys if k.spki_sha256]
+        others = elsewhere
+    if not keys and not others:
+        return KeyPairing(matches=None)
+    if record.spki_sha256 in others or any(k.spki_sha256 == record.spki_sha256 for k in keys):
+        return KeyPairing(matches=True)
+    if role is not Role.LEAF:
+        return KeyPairing(matches=None)
+    names = sorted({os.path.basename(k.path) for k in keys}) or ["its directory"]
+    where = f"{os.path.basename(record.path)}#{record.index}"
+    return KeyPairing(matches=False, finding=Finding(
+        code="key-mismatch", clause="", severity=Severity.CRITICAL,
+        message=f"the certificate in {where} does not match the private key in "
+                f"{', '.join(names)}: a server configured with them cannot serve it"))
+
+
+# ---------------------------------------------------------------- the row
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificateRow:
+    """One certificate at one place, with what the contract and the host make of it."""
+
+    record: CertificateRecord
+    classification: CertificateClassification
+    role: Role = Role.LEAF
+    contract_view: bool = True
+    """``False`` for a chain certificate or a trust anchor: no tier, compliance or actions."""
+    findings: tuple[Finding, ...]
+    """Reader findings, then the policy core's (contract view only), then the agent's host
+    findings (expiry windows, key pairing, the chain)."""
+    actions: tuple[Decision, ...]
+    """The policy core's actions (empty without the contract view)."""
+    key_matches: bool | None
+    store: str | None = None
+    """The daemon's store root this certificate was found under (``None`` for ``scan``)."""
+    severity: Severity = field(init=False)
+    """The worst of the findings and actions, whatever the mode: what sorting shows first."""
+    host_severity: Severity = field(init=False)
+    contract_severity: Severity = field(init=False)
+
+    def __post_init__(self) -> None:
+        host = worst_counted(self.findings, self.actions, ExitMode.HOST)
+        contract = worst_counted(self.findings, self.actions, ExitMode.CONTRACT)
+        object.__setattr__(self, "host_severity", host)
+        object.__setattr__(self, "contract_severity", contract)
+        object.__setattr__(self, "severity", max(host, contract))
+
+    @property
+    def location(self) -> str:
+        return f"{self.record.path}#{self.record.index}"
+
+    @property
+    def not_after_day(self) -> date:
+        """The Asia/Tokyo date the certificate ends on: the date ``days_left`` counts to."""
+        return end_of_validity(self.record.facts.not_after_utc)
+
+    def to_json(self) -> dict[str, Any]:
+        """The one JSON object of a certificate (docs/agent.md lists every key)."""
+        c = self.classification
+        f = self.record.facts
+        out: dict[str, Any] = {
+            "kind": "certificate",
+            "path": self.record.path,
+            "index": self.record.index,
+            "format": self.record.fmt,
+            "role": self.role.value,
+            "store": self.store,
+        }
+        out.update(c.to_json(findings=self.findings, severity=self.severity))
+        out["actions"] = [a.to_json() for a in self.actions]
+        if not self.contract_view:
+            out.update(item=None, candidates=[], category=None, contracted_tier=None,
+                       compliant=None, by_allowance=False, renewable=None)
+        out.update({
+            "host_severity": self.host_severity.name.lower(),
+            "contract_severity": self.contract_severity.name.lower(),
+            "serial": f.serial,
+            "issuer_org": f.issuer_org,
+            "issuer_cn": f.issuer_cn,
+            "key_type": f.key_type,
+            "key_size": f.key_size,
+            "signature_algorithm": f.signature_algorithm,
+            "policy_oids": list(f.policy_oids),
+            "is_ca": f.is_ca,
+            "self_signed": f.self_signed,
+            "key_matches": self.key_matches,
+        })
+        return out
+
+
+def certificate_row(
+    record: CertificateRecord,
+    classification: CertificateClassification,
+    *,
+    placement: Placement,
+    pairing: KeyPairing,
+    at: datetime,
+    windows: ExpiryWindows = ExpiryWindows(),  # noqa: B008 - frozen, immutable default
+    file_findings: Sequence[Finding] = (),
+    extra_findings: Sequence[Finding] = (),
+    store: str | None = None,
+) -> CertificateRow:
+    """Build the row of ``record``: the one place that decides which findings a certificate
+    shows (``file_findings``: the file's own, e.g. trailing data; ``extra_findings``: the
+    daemon's escrow findings)."""
+    findings: list[Finding] = [*record.findings, *file_findings]
+    actions: tuple[Decision, ...] = ()
+    if placement.contract_view:
+        findings.extend(classification.findings)
+        actions = classification.actions
+    if placement.role is Role.LEAF or (placement.role is Role.CA and placement.contract_view):
+        findings.extend(_expiry(record, classification, windows))
+    if pairing.finding is not None:
+        findings.append(pairing.finding)
+    findings.extend(_chain_findings(record, placement.chain, at))
+    findings.extend(extra_findings)
+    return CertificateRow(record=record, classification=classification, role=placement.role,
+                          contract_view=placement.contract_view, findings=tuple(findings),
+                          actions=actions, key_matches=pairing.matches, store=store)
+
+
+def _expiry(record: CertificateRecord, classification: CertificateClassification,
+            windows: ExpiryWindows) -> list[Finding]:
+    facts = record.facts
+    days = classification.days_left
+    if days < 0 or never_expires(facts) or facts.not_after_utc < facts.not_before_utc:
+        return []  # expired (the policy core's `expired`) or never valid: said already
+    severity = windows.severity(days)
+    if severity is Severity.OK:
+        return []
+    day = end_of_validity(facts.not_after_utc).isoformat()
+    critical = severity is Severity.CRITICAL
+    window = windows.critical_days if critical else windows.warning_days
+    return [Finding(code="expires-soon", clause="", severity=severity,
+                    message=f"expires in {days} day(s), on {day} (Asia/Tokyo): inside the "
+                            f"{'critical' if critical else 'warning'} window of {window} "
+                            "day(s)")]
+
+
+def _chain_findings(leaf: CertificateRecord, chain: Sequence[CertificateRecord],
+                    at: datetime) -> list[Finding]:
+    out: list[Finding] = []
+    leaf_end = leaf.facts.not_after_utc
+    for ca in chain:
+        what = "root" if ca.facts.self_signed else "intermediate"
+        name = ca.facts.subject_cn or ca.facts.subject
+        where = f"{os.path.basename(ca.path)}#{ca.index}"
+        day = end_of_validity(ca.facts.not_after_utc).isoformat()
+        if at > ca.facts.not_after_utc:
+            out.append(Finding(
+                code="chain-expired", clause="", severity=Severity.CRITICAL,
+                message=f"the {what} certificate {name} ({where}) that comes with it expired "
+                        f"on {day} (Asia/Tokyo): clients reject the chain"))
+        elif ca.facts.not_after_utc < leaf_end:
+            leaf_day = end_of_validity(leaf_end).isoformat()
+            out.append(Finding(
+                code="chain-expires-first", clause="", severity=Severity.WARNING,
+                message=f"the {what} certificate {name} ({where}) that comes with it expires "
+                        f"on {day}, before this certificate ({leaf_day}, Asia/Tokyo)"))
+    return out
+
+
+# ---------------------------------------------------------------- files without certificates
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileRow:
+    """A readable file without certificates that still has something to say (a key file)."""
+
+    path: str
+    keys: tuple[KeyRecord, ...]
+    findings: tuple[Finding, ...]
+
+    @property
+    def severity(self) -> Severity:
+        return max((f.severity for f in self.findings), default=Severity.OK)
+
+    @property
+    def host_severity(self) -> Severity:
+        return worst_counted(self.findings, (), ExitMode.HOST)
+
+    @property
+    def contract_severity(self) -> Severity:
+        return worst_counted(self.findings, (), ExitMode.CONTRACT)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "file",
+            "path": self.path,
+            "keys": [key_json(k) for k in self.keys],
+            "severity": self.severity.name.lower(),
+            "host_severity": self.host_severity.name.lower(),
+            "contract_severity": self.contract_severity.name.lower(),
+            "findings": [x.to_json() for x in self.findings],
+        }
+
+
+def key_json(key: KeyRecord) -> dict[str, Any]:
+    return {"index": key.index, "key_type": key.key_type, "key_size": key.key_size,
+            "encrypted": key.encrypted, "spki_sha256": key.spki_sha256,
+            "mode": f"{key.mode:04o}", "owner_uid": key.owner_uid}
+
+
+# ---------------------------------------------------------------- what to do
+
+_ADVICE: dict[str, str] = {
+    "expired": "renew the certificate now and deploy it (certbot: `certbot renew`, then reload "
+               "the server)",
+    "expires-soon": "renew and deploy before it ends; if certbot manages it, check that its "
+                    "timer runs (`systemctl list-timers 'certbot*'`)",
+    "not-yet-valid": "check the host's clock, or keep serving the previous certificate until "
+                     "this one is valid",
+    "inverted-validity": "replace it: a certificate that ends before it begins is never valid",
+    "key-mismatch": "pair the certificate with its own private key (restore the key it was "
+                    "issued for, or reissue) before the server reloads",
+    "private-key-world-readable": "make the key file readable by its owner only (chmod 600) "
+                                  "and treat the key as exposed: reissue with a new key",
+    "private-key-group-readable": "make the key file readable by its owner only (chmod 600), "
+                                  "unless the group is the server's own",
+    "chain-expired": "install the CA's current intermediate certificate with this one "
+                     "(certbot: `certbot renew --force-renewal` fetches it)",
+    "chain-expires-first": "install the CA's current chain: the one deployed ends before the "
+                           "certificate",
+    "no-san": "reissue with a subjectAltName naming the server",
+    "public-max-validity-exceeded": "reissue within the CA/B Forum maximum validity: browsers "
+                                    "may reject it",
+    "malformed-certificate": "replace the file with a well-formed copy from the CA",
+    "trailing-data": "remove the data after the last certificate block",
+    "parser-warning": "ask the CA to reissue: the certificate's encoding is not standard",
+    "non-positive-serial": "ask the CA to reissue: a serial number must be positive "
+                           "(RFC 5280)",
+    "renewal-blocked": "contract desk: a category III contract cannot be renewed with a "
+                       "certificate of 90 days or less (Art.6(3) proviso)",
+    "non-compliant": "contract desk: the validity period exceeds the contracted tier (Art.3); "
+                     "reissue within the tier or change the contract",
+    "ca-certificate": "move the CA certificate out of the server store, or put it beside the "
+                      "server certificate it belongs to",
+    "item-mismatch": "check the bound item (--item, or the store's `item`): its CA cannot have "
+                     "issued this certificate",
+    "tier-not-offered": "check the bound tier (--tier, or the store's `tier`)",
+    "binding-category-mismatch": "check the binding: the item's category decides",
+    "item-unidentified": "bind the contract's item (--item, or the store's `item`)",
+    "several-cabf-policy-oids": "bind the contract's item (--item, or the store's `item`)",
+    "vendor-policy-oid-mismatch": "bind the contract's item (--item, or the store's `item`)",
+    "escrow-failed": "check the vault (`certescrow vault verify`) and its key source: the key "
+                     "is not escrowed yet",
+}
+
+_ACTION_ADVICE: dict[Action, str] = {
+    Action.NOTIFY: "contract desk: send the renewal notice (`certescrow contract notify`)",
+    Action.AWAIT_ANSWER: "contract desk: the customer's answer is awaited",
+    Action.ANSWER_OVERDUE: "contract desk: the customer's answer is overdue; escalate",
+    Action.RENEWAL_BLOCKED: "contract desk: the contract cannot be renewed with this "
+                            "certificate (Art.6(3) proviso)",
+    Action.NON_COMPLIANT: "contract desk: the certificate does not comply with its tier (Art.3)",
+    Action.REPLACE_CERTIFICATE: "renew the certificate and deploy it",
+}
+
+
+def what_to_do(findings: Sequence[Finding], actions: Sequence[Decision], *,
+               limit: int = 2) -> list[str]:
+    """Advice for the warning and critical findings and actions, worst first, at most
+    ``limit`` distinct sentences (a row's "what to do" line)."""
+    ranked: list[tuple[int, int, str]] = []
+    for n, finding in enumerate(findings):
+        if finding.severity >= Severity.WARNING:
+            text = _ADVICE.get(finding.code, f"see `certescrow inspect` ({finding.code})")
+            ranked.append((-int(finding.severity), n, text))
+    for n, action in enumerate(actions, start=len(findings)):
+        if action.severity >= Severity.WARNING:
+            text = _ACTION_ADVICE.get(action.action, f"contract desk: {action.action.value}")
+            if action.due is not None:
+                text += f" (due {action.due.isoformat()})"
+            ranked.append((-int(action.severity), n, text))
+    out: list[str] = []
+    for _, _, text in sorted(ranked):
+        if text not in out:
+            out.append(text)
+        if len(out) >= limit:
+            break
+    return out
