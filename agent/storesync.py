@@ -31,6 +31,7 @@ from .escrow import Escrow
 from .findinglog import FindingLog
 from .index import FileIndex, stat_key
 from .logs import EventLog
+from .reconcile import Reconciliation, plan_reconciliation
 from .records import CertificateRecord, FileError, FileResult, ReadLimits
 from .summary import CertificateSeen, ScanSummary
 from .watch import PathQueue
@@ -492,12 +493,73 @@ class StoreSync:
         for name in list(self.index.paths()):
             if self.store_for(name) is None:
                 self.index.remove(name)
+        if not self.stopping():
+            self.reconcile(at=at, summary=summary)
         self.findings.flush()
         self._scanned_once = True
         summary.escrowed = self.escrow.records[escrowed_before:]
         count = len(self.index)
         self.log.info("scanned", f"full scan done: {count} file(s) indexed", files=count)
         return summary
+
+    def reconcile(self, *, at: datetime, summary: ScanSummary | None = None) -> Reconciliation:
+        """Make the ledger's open sightings for this host and these stores say what the index
+        says is there now (:mod:`agent.reconcile`): what went while the daemon was not
+        watching is reported gone, a shrunk file is reported afresh, and certificates the
+        ledger does not show (a ledger replaced under the daemon) are reported again."""
+        source = getattr(self.intake, "open_sightings", None)
+        if source is None:  # an intake that cannot list what it holds: nothing to compare
+            return Reconciliation(gone=(), refresh=(), report=())
+        host = self.config.agent.host
+        current: dict[str, dict[int, str]] = {}
+        for name in self.index.paths():
+            result = self.index.get(name)
+            if result is not None:
+                current[name] = {c.index: c.facts.sha256 for c in result.certificates}
+        attempts = self.sets.attempts
+
+        def pending(location: str) -> bool:
+            return (location in self.queue or location in attempts
+                    or os.path.dirname(location) in attempts)
+
+        plan = plan_reconciliation(source(host), current=current,
+                                   in_scope=lambda loc: self.store_for(loc) is not None,
+                                   pending=pending)
+        if not plan:
+            return plan
+        observations: list[Observation] = []
+        for location in (*plan.gone, *plan.refresh):
+            count = self.intake.report_gone(host, location, at=at)
+            if location in plan.gone:
+                self.log.info("gone", f"{location}: no longer there (found at reconciliation)",
+                              path=location, certificates=count)
+                if summary is not None:
+                    summary.gone += 1
+        for location in (*plan.refresh, *plan.report):
+            observations.extend(self._observations_of(location, at=at))
+        self.report(observations, at=at)
+        self.log.info("reconciled", f"ledger reconciled with the stores: {len(plan.gone)} "
+                      f"gone, {len(plan.refresh)} shrunk, {len(plan.report)} re-reported",
+                      gone=len(plan.gone), shrunk=len(plan.refresh), reported=len(plan.report))
+        return plan
+
+    def _observations_of(self, path: str, *, at: datetime) -> list[Observation]:
+        """Observations of what the index holds for ``path`` (as :meth:`_accept` made them)."""
+        result = self.index.get(path)
+        store = self.store_for(path)
+        if result is None or store is None:
+            return []
+        directory = os.path.dirname(path)
+        if self._is_set(directory):
+            unit = [r for r in (self.index.get(p) for p in self.index.paths_under(directory)
+                                if os.path.dirname(p) == directory) if r is not None]
+        else:
+            unit = [result]
+        keys = key_lookup(unit)
+        return [Observation(facts=record.facts, host=self.config.agent.host, location=path,
+                            index=record.index, observed_at_utc=at, binding=store.binding,
+                            key_matches=self._matches(record, result, keys))
+                for record in result.certificates]
 
     def report(self, observations: Sequence[Observation], *, at: datetime) -> None:
         for start in range(0, len(observations), REPORT_BATCH):

@@ -81,6 +81,10 @@ class PathQueue:
         with self._cond:
             return len(self._pending)
 
+    def __contains__(self, path: object) -> bool:
+        with self._cond:
+            return path in self._pending
+
     def take_due(self, quiet_s: float) -> list[str]:
         """Remove and return the paths that have been quiet for ``quiet_s``, oldest first."""
         with self._cond:

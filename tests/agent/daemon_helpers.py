@@ -50,6 +50,9 @@ class RecordingIntake:
         self.gone.append(location)
         return self.ledger.report_gone(host, location, at=at)
 
+    def open_sightings(self, host: str) -> list[tuple[str, int, str]]:
+        return list(self.ledger.open_sightings(host))
+
     def close(self) -> None:
         self.ledger.close()
 

@@ -14,7 +14,7 @@ import pytest
 
 from agent.daemon import Daemon
 from policy.ledger import Ledger
-from tests.agent.daemon_helpers import RecordingIntake, store_config
+from tests.agent.daemon_helpers import RecordingIntake, make_daemon, store_config
 from tests.certfactory import make_cert
 
 QUIET_MS = 200
@@ -84,3 +84,57 @@ def test_a_watched_key_turned_world_readable_is_a_critical_finding_within_the_qu
     record = next(r for r in _events(caplog, "finding")
                   if r.fields.get("code") == "private-key-world-readable")  # type: ignore[attr-defined]
     assert record.fields["path"] == str(key)  # type: ignore[attr-defined]
+
+
+def _open(ledger: Ledger, host: str = "web1") -> set[tuple[str, int, str]]:
+    return set(ledger.open_sightings(host))
+
+
+def test_a_restart_reports_what_went_while_the_daemon_was_down(tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    other = tmp_path / "other"  # a store no longer configured after the restart
+    other.mkdir()
+    a, b1, b2, c, o = (make_cert(sans=(f"{n}.example.jp",)) for n in "abcdo")
+    (store / "a.pem").write_bytes(a.pem)
+    (store / "bundle.pem").write_bytes(b1.pem + b2.pem)
+    (store / "c.pem").write_bytes(c.pem)
+    (store / "kept.pem").write_bytes(o.pem)
+    (other / "o.pem").write_bytes(o.pem)
+    first, intake = make_daemon(store_config([{"path": str(store)}, {"path": str(other)}]),
+                                tmp_path)
+    first.full_scan()
+    first.shutdown()
+
+    # While nobody watches: deleted, shrunk, turned to garbage.
+    (store / "a.pem").unlink()
+    (store / "bundle.pem").write_bytes(b1.pem)
+    (store / "c.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\ngarbage\n")
+
+    second, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path)
+    second.full_scan()
+    ledger = intake.ledger
+    assert _open(ledger) == {
+        (str(store / "bundle.pem"), 0, b1.sha256),
+        (str(store / "kept.pem"), 0, o.sha256),
+        (str(other / "o.pem"), 0, o.sha256),  # not this daemon's store any more: left alone
+    }
+    assert sorted(intake.gone) == sorted([str(store / "a.pem"), str(store / "bundle.pem"),
+                                          str(store / "c.pem")])
+    second.shutdown()
+
+
+def test_a_ledger_replaced_under_the_daemon_is_filled_again_at_the_next_resync(
+        tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    issued = make_cert(sans=("www.example.jp",))
+    (store / "site.pem").write_bytes(issued.pem)
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path)
+    daemon.full_scan()
+    fresh = Ledger.open(tmp_path / "replacement.sqlite3")
+    intake.ledger.close()
+    intake.ledger = fresh  # what the daemon writes to now knows nothing
+    daemon.full_scan()  # the periodic resync: nothing changed on disk, nothing read
+    assert _open(fresh) == {(str(store / "site.pem"), 0, issued.sha256)}
+    daemon.shutdown()

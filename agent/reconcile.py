@@ -1,0 +1,82 @@
+"""Make the ledger's open sightings say what is on disk, after any restart or lost event.
+
+The daemon's index of what it read says what is in the stores now; the ledger's ``sightings``
+say what it was last told. They drift apart whenever the daemon was not watching — killed,
+stopped cleanly, or the host rebooted while certbot ran — and whenever the ledger was replaced
+under it: a file deleted, shrunk or turned to garbage meanwhile stays "seen" forever. After
+every full scan the daemon compares the two for its own host and its own stores and reports the
+difference (:meth:`agent.storesync.StoreSync.reconcile`). This module holds the comparison; it
+decides, it does not write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Reconciliation", "SightingSource", "plan_reconciliation"]
+
+
+class SightingSource(Protocol):
+    """What the ledger must answer for reconciliation (``policy.ledger.Ledger`` does)."""
+
+    def open_sightings(self, host: str) -> Iterable[tuple[str, int, str]]:
+        """``(location, index, sha256)`` of every certificate currently seen on ``host``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reconciliation:
+    gone: tuple[str, ...]
+    """Locations the ledger still shows but that hold no certificate now (deleted, turned to
+    garbage, unreadable, out of the link policy): report them gone."""
+    refresh: tuple[str, ...]
+    """Locations that hold fewer certificates than the ledger shows (a shrunk bundle): report
+    the place gone, then what is there now."""
+    report: tuple[str, ...]
+    """Locations whose certificates the ledger does not show as they are (another certificate
+    at a position, a position missing, a ledger replaced under the daemon): report them."""
+
+    def __bool__(self) -> bool:
+        return bool(self.gone or self.refresh or self.report)
+
+
+def plan_reconciliation(
+    sightings: Iterable[tuple[str, int, str]],
+    *,
+    current: Mapping[str, Mapping[int, str]],
+    in_scope: Callable[[str], bool],
+    pending: Callable[[str], bool],
+) -> Reconciliation:
+    """Compare the ledger's ``sightings`` with ``current`` (location -> index -> sha256 of what
+    the daemon read, for every indexed location of its stores).
+
+    ``in_scope(location)`` says whether a location belongs to a configured store (sightings
+    elsewhere — another store, removed from the configuration — are left alone);
+    ``pending(location)`` whether it is waiting to be read again (a certbot set that did not
+    agree yet, a file replaced mid-read): those are decided when they are read, not now.
+    Linear in the number of sightings plus indexed locations.
+    """
+    seen: dict[str, dict[int, str]] = {}
+    for location, index, sha in sightings:
+        if in_scope(location):
+            seen.setdefault(location, {})[index] = sha
+    gone: list[str] = []
+    refresh: list[str] = []
+    report: list[str] = []
+    for location, sighted in seen.items():
+        if pending(location):
+            continue
+        now = current.get(location)
+        if not now:
+            gone.append(location)
+        elif any(index not in now for index in sighted):
+            refresh.append(location)
+        elif any(sighted.get(index) != sha for index, sha in now.items()):
+            report.append(location)
+    for location, now in current.items():
+        if now and location not in seen and in_scope(location) and not pending(location):
+            report.append(location)
+    return Reconciliation(gone=tuple(sorted(gone)), refresh=tuple(sorted(refresh)),
+                          report=tuple(sorted(report)))
