@@ -22,6 +22,7 @@ from vault.errors import VaultError
 from .cli import agent_group, inspect_command, scan_command
 from .config import load_raw_config
 from .errors import AgentError
+from .fleet_cli import enroll_command, fleet_group, serve_command
 from .policy_reader import read_certificate_file
 
 __all__ = ["certescrow", "main"]
@@ -56,6 +57,10 @@ certescrow.add_command(vault_group)
 certescrow.add_command(scan_command)
 certescrow.add_command(inspect_command)
 certescrow.add_command(agent_group)
+# The fleet (issue 13): these need cryptography and the vault, so they live in agent/.
+certescrow.add_command(fleet_group)
+policy_group.add_command(serve_command)
+agent_group.add_command(enroll_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,324 @@
+"""The fleet CA: the X.509 half of enrolment, and TLS contexts whose keys never touch a disk.
+
+Why it looks like this:
+
+* **Everything through ``cryptography``.** Keys, CSRs, certificates and their checks; TLS itself
+  is the standard library's ``ssl`` (OpenSSL). Nothing here implements a primitive.
+* **Time is an argument.** ``issue_*`` take ``at``; the CLI reads the clock.
+* **Identity is the certificate's.** A client certificate names its host in the subject CN and
+  nowhere else; the CSR's own subject is ignored (the desk names the host with ``--host``), so
+  an agent cannot choose who it is.
+* **Short-lived.** Client certificates default to 30 days: revocation is immediate through the
+  registry, and expiry bounds the damage of a key that leaks without anyone noticing.
+* **Keys stay in memory.** ``ssl.SSLContext.load_cert_chain`` only reads files, so a key from
+  the vault is handed to it re-encrypted under a one-time password, through an anonymous memory
+  file (``memfd``) where the platform has one, else a ``0600`` temporary file that is removed at
+  once. The plaintext key is never written anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import ssl
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from policy.service import PeerIdentity
+
+from .errors import AgentError
+
+__all__ = [
+    "CLIENT_LIFETIME",
+    "HOST_NAME",
+    "FleetCAError",
+    "IssuedCertificate",
+    "client_ssl_context",
+    "identity_from_pem",
+    "issue_ca",
+    "issue_client_certificate",
+    "issue_server_certificate",
+    "make_agent_csr",
+    "server_ssl_context",
+]
+
+CLIENT_LIFETIME = timedelta(days=30)
+SERVER_LIFETIME = timedelta(days=397)
+CA_LIFETIME = timedelta(days=3650)
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+"""What a fleet host may be called: it ends up in logs, SQL parameters and the subject CN."""
+_MAX_PEM = 64 * 1024
+
+
+class FleetCAError(AgentError):
+    """Enrolment input refused (bad CSR, bad host name, a certificate of another CA)."""
+
+    exit_code = 41
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuedCertificate:
+    """A certificate the fleet CA issued (PEM) with the fields the registry records."""
+
+    host: str
+    serial: str
+    """Lowercase hex, no leading zeros (the form :class:`policy.service.PeerIdentity` uses)."""
+    not_before_utc: datetime
+    not_after_utc: datetime
+    pem: bytes
+
+
+def check_host_name(host: str) -> str:
+    if HOST_NAME.fullmatch(host) is None:
+        raise FleetCAError("a host name is 1-253 characters of letters, digits, '.', '_' and "
+                           "'-', starting with a letter or digit")
+    return host
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _load_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise FleetCAError("the stored key cannot be read as a PEM private key") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise FleetCAError("the fleet CA key must be an EC key")
+    return key
+
+
+def _load_cert(pem: bytes, what: str) -> x509.Certificate:
+    if len(pem) > _MAX_PEM:
+        raise FleetCAError(f"{what}: larger than {_MAX_PEM} bytes")
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise FleetCAError(f"{what}: not a PEM certificate") from None
+
+
+def _serial_text(serial: int) -> str:
+    return format(serial, "x")
+
+
+def issue_ca(*, name: str, at: datetime, lifetime: timedelta = CA_LIFETIME
+             ) -> tuple[bytes, bytes]:
+    """A new fleet CA: ``(key_pem, certificate_pem)``. ``at`` is its notBefore."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
+                         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME,
+                                            "certescrow fleet")])
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(at).not_valid_after(at + lifetime)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=False, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _key_pem(key), cert.public_bytes(serialization.Encoding.PEM)
+
+
+def make_agent_csr(*, host: str) -> tuple[bytes, bytes]:
+    """An agent's new key and its CSR: ``(key_pem, csr_pem)``. The key goes to the vault."""
+    check_host_name(host)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+           .sign(key, hashes.SHA256()))
+    return _key_pem(key), csr.public_bytes(serialization.Encoding.PEM)
+
+
+def _leaf(*, ca_key_pem: bytes, ca_cert_pem: bytes, public_key: ec.EllipticCurvePublicKey,
+          subject: x509.Name, at: datetime, lifetime: timedelta,
+          usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> x509.Certificate:
+    ca_key = _load_key(ca_key_pem)
+    ca_cert = _load_cert(ca_cert_pem, "fleet CA certificate")
+    if at + lifetime > ca_cert.not_valid_after_utc:
+        lifetime = ca_cert.not_valid_after_utc - at
+    if lifetime <= timedelta(0):
+        raise FleetCAError("the fleet CA certificate has expired; make a new CA")
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(at).not_valid_after(at + lifetime)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            ca_key.public_key()), critical=False)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def _issued(cert: x509.Certificate, host: str) -> IssuedCertificate:
+    return IssuedCertificate(host=host, serial=_serial_text(cert.serial_number),
+                             not_before_utc=cert.not_valid_before_utc,
+                             not_after_utc=cert.not_valid_after_utc,
+                             pem=cert.public_bytes(serialization.Encoding.PEM))
+
+
+def issue_client_certificate(*, ca_key_pem: bytes, ca_cert_pem: bytes, csr_pem: bytes,
+                             host: str, at: datetime,
+                             lifetime: timedelta = CLIENT_LIFETIME) -> IssuedCertificate:
+    """Sign an agent's CSR as host ``host`` (the CSR's own subject is ignored)."""
+    check_host_name(host)
+    if len(csr_pem) > _MAX_PEM:
+        raise FleetCAError(f"the CSR is larger than {_MAX_PEM} bytes")
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError:
+        raise FleetCAError("not a PEM certificate signing request") from None
+    if not csr.is_signature_valid:
+        raise FleetCAError("the CSR's signature does not verify (altered, or not made with "
+                           "the key it carries)")
+    public_key = csr.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise FleetCAError("the CSR's key must be an EC key (certescrow agent enroll makes one)")
+    cert = _leaf(ca_key_pem=ca_key_pem, ca_cert_pem=ca_cert_pem, public_key=public_key,
+                 subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]), at=at,
+                 lifetime=lifetime, usage=ExtendedKeyUsageOID.CLIENT_AUTH, sans=[])
+    return _issued(cert, host)
+
+
+def issue_server_certificate(*, ca_key_pem: bytes, ca_cert_pem: bytes, names: list[str],
+                             at: datetime, lifetime: timedelta = SERVER_LIFETIME
+                             ) -> tuple[bytes, IssuedCertificate]:
+    """A key and a server certificate for ``policy serve``: ``(key_pem, issued)``. ``names``
+    are DNS names or IP addresses the agents connect to."""
+    import ipaddress
+
+    if not names:
+        raise FleetCAError("a server certificate needs at least one name")
+    sans: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            check_host_name(name)
+            sans.append(x509.DNSName(name))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = _leaf(ca_key_pem=ca_key_pem, ca_cert_pem=ca_cert_pem, public_key=key.public_key(),
+                 subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]),
+                 at=at, lifetime=lifetime, usage=ExtendedKeyUsageOID.SERVER_AUTH, sans=sans)
+    return _key_pem(key), _issued(cert, names[0])
+
+
+def identity_from_pem(pem: bytes, *, ca_cert_pem: bytes, at: datetime) -> PeerIdentity | None:
+    """The identity in a client certificate a trusted proxy forwarded, or ``None`` when it was
+    not issued by the fleet CA, is not valid at ``at``, or is not a client certificate.
+
+    The proxy verified the chain already; this checks again (issuer and signature) so that a
+    misconfigured proxy cannot make the service accept another CA's certificate.
+    """
+    try:
+        cert = _load_cert(pem, "forwarded certificate")
+        ca = _load_cert(ca_cert_pem, "fleet CA certificate")
+        cert.verify_directly_issued_by(ca)
+    except (FleetCAError, ValueError, TypeError, InvalidSignature):
+        return None
+    if not cert.not_valid_before_utc <= at.astimezone(UTC) <= cert.not_valid_after_utc:
+        return None
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usage:
+        return None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1 or not isinstance(names[0].value, str) \
+            or HOST_NAME.fullmatch(names[0].value) is None:
+        return None
+    return PeerIdentity(host=names[0].value, serial=_serial_text(cert.serial_number),
+                        not_after_utc=cert.not_valid_after_utc)
+
+
+@contextlib.contextmanager
+def _key_file(key_pem: bytes) -> Iterator[tuple[str, bytes]]:
+    """A path OpenSSL can read the key from, and the one-time password it is encrypted under."""
+    password = secrets.token_bytes(32)
+    sealed = _load_key(key_pem).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password))
+    memfd = getattr(os, "memfd_create", None)
+    if memfd is not None:
+        fd = memfd("certescrow-tls-key", getattr(os, "MFD_CLOEXEC", 0))
+        try:
+            os.write(fd, sealed)
+            yield f"/proc/self/fd/{fd}", password
+        finally:
+            os.close(fd)
+        return
+    handle, path = tempfile.mkstemp(prefix="certescrow-tls-key-")  # pragma: no cover - no memfd
+    try:  # pragma: no cover
+        os.write(handle, sealed)
+        os.close(handle)
+        yield path, password
+    finally:  # pragma: no cover
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+@contextlib.contextmanager
+def _cert_file(cert_pem: bytes) -> Iterator[str]:
+    with tempfile.NamedTemporaryFile(prefix="certescrow-tls-cert-") as handle:
+        handle.write(cert_pem)
+        handle.flush()
+        yield handle.name
+
+
+def _load_chain(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    with _key_file(key_pem) as (key_path, password), _cert_file(cert_pem) as cert_path:
+        try:
+            context.load_cert_chain(cert_path, key_path, password=password)
+        except ssl.SSLError:
+            raise FleetCAError("the TLS certificate does not match its key") from None
+
+
+def server_ssl_context(*, cert_pem: bytes, key_pem: bytes, ca_cert_pem: bytes) -> ssl.SSLContext:
+    """TLS for ``policy serve``: TLS 1.2+, a client certificate from the fleet CA required."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=ca_cert_pem.decode("ascii"))
+    _load_chain(context, cert_pem, key_pem)
+    return context
+
+
+def client_ssl_context(*, cert_pem: bytes, key_pem: bytes, ca_cert_pem: bytes
+                       ) -> ssl.SSLContext:
+    """TLS for an agent: the service must present a certificate from the fleet CA bundle, for
+    the name in the URL; the agent presents its client certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.check_hostname = True
+    context.load_verify_locations(cadata=ca_cert_pem.decode("ascii"))
+    _load_chain(context, cert_pem, key_pem)
+    return context

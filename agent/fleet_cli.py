@@ -1,0 +1,433 @@
+"""``certescrow fleet …``, ``certescrow policy serve`` and ``certescrow agent enroll``.
+
+The shell of the fleet: it reads the clock, opens the vault (where the fleet CA's key, the
+service's key and each agent's key live) and the ledger (where the fleet registry lives), and
+calls :mod:`agent.fleet_ca`, :mod:`policy.fleet_registry` and :mod:`policy.service`. These
+commands live in ``agent/`` because they need ``cryptography`` and the vault, which the policy
+package may not import; ``agent/main.py`` adds ``serve`` to the ``policy`` group and
+``enroll`` to the ``agent`` group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from policy.cliutil import AT_OPTION_HELP, InstantType, config_section, echo_json, resolve_at
+from policy.fleet_registry import FleetRegistry, IssuedRecord
+from policy.paths import ledger_path
+from policy.timeparse import format_instant
+
+from .errors import ConfigError
+from .fleet_ca import (
+    CLIENT_LIFETIME,
+    FleetCAError,
+    check_host_name,
+    identity_from_pem,
+    issue_ca,
+    issue_client_certificate,
+    issue_server_certificate,
+    make_agent_csr,
+    server_ssl_context,
+)
+
+__all__ = ["enroll_command", "fleet_group", "serve_command"]
+
+CA_LABEL = "certescrow fleet CA"
+SERVER_LABEL = "certescrow policy service"
+CLIENT_LABEL = "certescrow fleet client"
+DEFAULT_SILENT_AFTER_S = 300
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# ---------------------------------------------------------------------- shared plumbing
+def _root_config(ctx: click.Context) -> dict[str, Any]:
+    obj = ctx.find_root().obj
+    config = obj.get("config") if isinstance(obj, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
+def _vault_settings(ctx: click.Context) -> dict[str, Any]:
+    section = _root_config(ctx).get("vault", {})
+    return section if isinstance(section, dict) else {}
+
+
+def _open_vault(settings: Mapping[str, Any], vault_path: Path | None,
+                key_file: Path | None) -> Any:
+    from vault import default_vault_path, key_source_from_settings, open_vault
+
+    path = vault_path or (Path(str(settings["path"])).expanduser() if settings.get("path")
+                          else default_vault_path())
+    return open_vault(path, key_source_from_settings(settings, key_file=key_file), create=True)
+
+
+def _vault_options(func: F) -> F:
+    func = click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
+                        envvar="CERTESCROW_VAULT_KEY_FILE",
+                        help="The vault's master key file (default: $CERTESCROW_VAULT_KEY_FILE, "
+                             "else the configured [vault] key_source).")(func)
+    func = click.option("--vault", "vault_path", type=click.Path(dir_okay=False, path_type=Path),
+                        help="Vault file (default: [vault] path, else the per-user vault).")(func)
+    return func
+
+
+def _ledger_option(func: F) -> F:
+    return click.option("--ledger", "ledger_option",
+                        type=click.Path(dir_okay=False, path_type=Path),
+                        help="The ledger (and fleet registry): default [policy].ledger, else "
+                             "the per-user ledger.")(func)
+
+
+@contextlib.contextmanager
+def _registry(ctx: click.Context, option: Path | None) -> Iterator[FleetRegistry]:
+    from policy.ledger import Ledger
+
+    path = ledger_path(option, config_section(ctx, "policy"))
+    with Ledger.open(path), FleetRegistry.open(path) as registry:
+        yield registry
+
+
+def _labelled(vault: Any, kind: str, label: str) -> list[Any]:
+    return [e for e in vault.entries(kind=kind) if e.label == label]
+
+
+def _ca_material(vault: Any) -> tuple[bytes, bytes]:
+    keys = _labelled(vault, "private-key", CA_LABEL)
+    certs = _labelled(vault, "certificate", CA_LABEL)
+    if not keys or not certs:
+        raise FleetCAError("this vault holds no fleet CA; run `certescrow fleet ca init` first")
+    return vault.get(keys[-1].entry_id), vault.get(certs[-1].entry_id)
+
+
+def _write_public(path: Path | None, data: bytes) -> None:
+    """Certificates and CSRs are public: written 0644 (or to stdout)."""
+    if path is None:
+        click.echo(data.decode("ascii"), nl=False)
+        return
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+# ---------------------------------------------------------------------- certescrow fleet
+@click.group("fleet")
+def fleet_group() -> None:
+    """The fleet: its CA, agents' client certificates, revocation, the hosts' view."""
+
+
+@fleet_group.group("ca")
+def ca_group() -> None:
+    """The fleet CA (its key lives in the vault, never in a file)."""
+
+
+@ca_group.command("init")
+@click.option("--name", default="certescrow fleet CA", show_default=True,
+              help="The CA certificate's common name.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the CA certificate (public: for agents and the service) here.")
+@click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+@_vault_options
+@click.pass_context
+def ca_init_command(ctx: click.Context, name: str, out: Path | None, at: datetime | None,
+                    vault_path: Path | None, key_file: Path | None) -> None:
+    """Make the fleet CA: key and certificate into the vault, the certificate to --out."""
+    now = resolve_at(at)
+    with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
+        if _labelled(vault, "private-key", CA_LABEL):
+            raise FleetCAError("this vault already holds a fleet CA (one CA per vault; "
+                               "its certificate: `certescrow vault list`)")
+        key_pem, cert_pem = issue_ca(name=name, at=now)
+        vault.put_many(_put_requests([("private-key", key_pem), ("certificate", cert_pem)],
+                                     CA_LABEL))
+    _write_public(out, cert_pem)
+    if out is not None:
+        click.echo(f"fleet CA {name!r} made; its key is in the vault, its certificate in {out}")
+
+
+def _put_requests(items: list[tuple[str, bytes]], label: str) -> list[Any]:
+    from vault import PutRequest
+
+    return [PutRequest(kind=kind, data=data, label=label, meta={"origin": "certescrow fleet"})
+            for kind, data in items]
+
+
+@fleet_group.command("sign")
+@click.argument("csr", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--host", required=True, help="The host this certificate identifies (the CSR's "
+              "own subject is ignored).")
+@click.option("--days", type=click.IntRange(1, 397), default=CLIENT_LIFETIME.days,
+              show_default=True, help="Lifetime of the client certificate.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the certificate here (default: stdout).")
+@click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+@_ledger_option
+@_vault_options
+@click.pass_context
+def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path | None,
+                 at: datetime | None, ledger_option: Path | None, vault_path: Path | None,
+                 key_file: Path | None) -> None:
+    """Issue an agent's short-lived client certificate from its CSR, and register it."""
+    now = resolve_at(at)
+    check_host_name(host)
+    csr_pem = csr.read_bytes()[:65537]
+    with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
+        ca_key, ca_cert = _ca_material(vault)
+    issued = issue_client_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert, csr_pem=csr_pem,
+                                      host=host, at=now, lifetime=timedelta(days=days))
+    with _registry(ctx, ledger_option) as registry:
+        registry.record_certificate(IssuedRecord(
+            host=issued.host, serial=issued.serial, not_before_utc=issued.not_before_utc,
+            not_after_utc=issued.not_after_utc), at=now)
+    _write_public(out, issued.pem)
+    if out is not None:
+        click.echo(f"client certificate for {host} (serial {issued.serial}) valid until "
+                   f"{format_instant(issued.not_after_utc)}: {out}")
+
+
+@fleet_group.command("server-cert")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Write the service's certificate here; its key goes into the vault.")
+@click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+@_vault_options
+@click.pass_context
+def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
+                        at: datetime | None, vault_path: Path | None,
+                        key_file: Path | None) -> None:
+    """Issue the service's TLS certificate for NAMES (DNS names or IP addresses)."""
+    now = resolve_at(at)
+    with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
+        ca_key, ca_cert = _ca_material(vault)
+        key_pem, issued = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
+                                                   names=list(names), at=now)
+        results = vault.put_many(_put_requests([("private-key", key_pem),
+                                                ("certificate", issued.pem)], SERVER_LABEL))
+    _write_public(out, issued.pem)
+    click.echo(f"key = \"{results[0].entry_id}\"   # [serve] key: the vault entry of its key")
+
+
+@fleet_group.command("revoke")
+@click.argument("host")
+@click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+@_ledger_option
+@click.pass_context
+def revoke_command(ctx: click.Context, host: str, at: datetime | None,
+                   ledger_option: Path | None) -> None:
+    """Revoke every client certificate of HOST; the service refuses it from its next request."""
+    now = resolve_at(at)
+    with _registry(ctx, ledger_option) as registry:
+        count = registry.revoke_host(host, at=now)
+    if count == 0:
+        raise FleetCAError(f"no live client certificate of host {host!r} to revoke")
+    click.echo(f"revoked {count} client certificate(s) of {host}")
+
+
+@fleet_group.command("hosts")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--silent-after", type=click.IntRange(1), default=DEFAULT_SILENT_AFTER_S,
+              show_default=True, help="Seconds without a request after which a host is silent.")
+@click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+@_ledger_option
+@click.pass_context
+def hosts_command(ctx: click.Context, as_json: bool, silent_after: int, at: datetime | None,
+                  ledger_option: Path | None) -> None:
+    """Every host: last seen, certificates by severity, errors, client certificate expiry."""
+    from .untrusted import for_terminal
+
+    now = resolve_at(at)
+    with _registry(ctx, ledger_option) as registry:
+        hosts = registry.hosts(at=now, silent_after=timedelta(seconds=silent_after))
+    if as_json:
+        echo_json({"at": format_instant(now), "hosts": [h.to_json() for h in hosts]})
+        return
+    click.echo(f"{'HOST':<24} {'LAST SEEN':<20} {'CERTS':>6} {'CRIT':>5} {'WARN':>5} "
+               f"{'ERRORS':>6} {'CLIENT CERT UNTIL':<20} STATE")
+    for host in hosts:
+        inventory = host.inventory
+        by = inventory.get("by_severity", {}) if isinstance(inventory, dict) else {}
+        state = "revoked" if host.revoked else "SILENT" if host.silent else "ok"
+        seen = format_instant(host.last_seen_utc) if host.last_seen_utc else "never"
+        until = format_instant(host.client_not_after_utc) if host.client_not_after_utc else "-"
+        click.echo(f"{for_terminal(host.host):<24} {seen:<20} "
+                   f"{inventory.get('certificates', '-')!s:>6} {by.get('critical', 0)!s:>5} "
+                   f"{by.get('warning', 0)!s:>5} {inventory.get('errors', '-')!s:>6} "
+                   f"{until:<20} {state}")
+
+
+# ---------------------------------------------------------------------- certescrow agent enroll
+@click.command("enroll")
+@click.option("--host", default=None, help="This host's name in the fleet (default: [agent] "
+              "host, else the hostname).")
+@click.option("--csr-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the CSR here (default: stdout).")
+@_vault_options
+@click.pass_context
+def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
+                   vault_path: Path | None, key_file: Path | None) -> None:
+    """Make this agent's fleet key (kept in its vault) and a CSR for the desk to sign."""
+    if host is None:
+        agent = _root_config(ctx).get("agent", {})
+        configured = agent.get("host") if isinstance(agent, dict) else None
+        host = configured if isinstance(configured, str) and configured else os.uname().nodename
+    key_pem, csr_pem = make_agent_csr(host=host)
+    with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
+        result = vault.put_many(_put_requests([("private-key", key_pem)], CLIENT_LABEL))[0]
+    _write_public(csr_out, csr_pem)
+    click.echo(f'client_key = "{result.entry_id}"   # [report]: the vault entry of the key',
+               err=csr_out is None)
+
+
+# ---------------------------------------------------------------------- certescrow policy serve
+_SERVE_KEYS = ("listen", "port", "ledger", "ca_certificate", "certificate", "key",
+               "max_body_bytes", "max_observations", "trusted_proxies", "proxy_header", "tls")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeConfig:
+    listen: str
+    port: int
+    ledger: Path
+    ca_certificate: Path
+    certificate: Path | None
+    key: str | None
+    tls: bool
+    max_body_bytes: int
+    max_observations: int
+    trusted_proxies: tuple[str, ...]
+    proxy_header: str
+    vault: Mapping[str, Any]
+
+
+def load_serve_config(path: Path) -> ServeConfig:
+    """The service's configuration file: ``[serve]`` and ``[vault]``."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    serve = raw.get("serve")
+    if not isinstance(serve, dict):
+        raise ConfigError(f"{path}: needs a [serve] table")
+    unknown = sorted(set(serve) - set(_SERVE_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: [serve]: unknown key {unknown[0]!r}")
+
+    def get(key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        value = serve.get(key, default)
+        if value is not None and (not isinstance(value, kind)
+                                  or (isinstance(value, bool) and kind is int)):
+            raise ConfigError(f"{path}: [serve] {key}: wrong type")
+        return value
+
+    tls = serve.get("tls", True)
+    if not isinstance(tls, bool):
+        raise ConfigError(f"{path}: [serve] tls: true or false")
+    proxies = get("trusted_proxies", list, [])
+    if not all(isinstance(p, str) for p in proxies):
+        raise ConfigError(f"{path}: [serve] trusted_proxies: a list of addresses")
+    ledger_text = get("ledger", str, "")
+    ca = get("ca_certificate", str, None)
+    if not ca:
+        raise ConfigError(f"{path}: [serve] ca_certificate: the fleet CA certificate file")
+    certificate = get("certificate", str, None)
+    key = get("key", str, None)
+    if tls and (not certificate or not key):
+        raise ConfigError(f"{path}: [serve] certificate and key (a vault entry id) are needed "
+                          "for TLS (tls = false only behind a TLS-terminating proxy)")
+    if not tls and not proxies:
+        raise ConfigError(f"{path}: [serve] tls = false needs trusted_proxies")
+    vault = raw.get("vault", {})
+    from policy.paths import default_ledger_path
+
+    return ServeConfig(
+        listen=get("listen", str, "127.0.0.1"), port=get("port", int, 8443),
+        ledger=Path(ledger_text).expanduser() if ledger_text else default_ledger_path(),
+        ca_certificate=Path(ca).expanduser(),
+        certificate=Path(certificate).expanduser() if certificate else None, key=key, tls=tls,
+        max_body_bytes=get("max_body_bytes", int, 4 * 1024 * 1024),
+        max_observations=get("max_observations", int, 1000),
+        trusted_proxies=tuple(proxies), proxy_header=get("proxy_header", str, "X-Client-Cert"),
+        vault=vault if isinstance(vault, dict) else {})
+
+
+@click.command("serve")
+@click.option("--config", "config_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The service's configuration ([serve] and [vault]).")
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="CERTESCROW_VAULT_KEY_FILE", help="The vault's master key file.")
+def serve_command(config_file: Path, key_file: Path | None) -> None:
+    """Serve the policy core to the fleet over HTTPS with mutual TLS (until SIGTERM)."""
+    import logging
+
+    from policy.ledger import Ledger
+    from policy.service import ServiceSettings, build_app
+
+    config = load_serve_config(config_file)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        ca_pem = config.ca_certificate.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{config.ca_certificate}: cannot read: {exc.strerror}") from None
+    context = None
+    if config.tls and config.certificate is not None and config.key is not None:
+        try:
+            cert_pem = config.certificate.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{config.certificate}: cannot read: {exc.strerror}") from None
+        with _open_vault(config.vault, None, key_file) as vault:
+            key_pem = vault.get(config.key)
+        context = server_ssl_context(cert_pem=cert_pem, key_pem=key_pem, ca_cert_pem=ca_pem)
+        del key_pem
+    ledger = Ledger.open(config.ledger)
+    registry = FleetRegistry.open(config.ledger)
+
+    def forwarded(pem: bytes, at: datetime) -> Any:
+        return identity_from_pem(pem, ca_cert_pem=ca_pem, at=at)
+
+    app = build_app(intake=ledger, registry=registry, clock=lambda: resolve_at(None),
+                    settings=ServiceSettings(max_body_bytes=config.max_body_bytes,
+                                             max_observations=config.max_observations,
+                                             trusted_proxies=config.trusted_proxies,
+                                             proxy_header=config.proxy_header),
+                    forwarded=forwarded if config.trusted_proxies else None)
+    try:
+        asyncio.run(_serve(app, config, context))
+    finally:
+        registry.close()
+        ledger.close()
+
+
+async def _serve(app: Any, config: ServeConfig, context: Any) -> None:
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.listen, config.port, ssl_context=context)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    scheme = "https" if context is not None else "http"
+    for address in runner.addresses:
+        host, port = address[0], address[1]
+        print(f"listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,342 @@
+"""The agent's side of the fleet: report to ``policy serve`` through the outbox, and heartbeat.
+
+:class:`OutboxIntake` is an :class:`policy.intake.Intake`, so the daemon does not know whether it
+reports to the local ledger or to a service: ``[report] server = "https://…"`` picks this one.
+``report``/``report_gone`` only commit a batch to the outbox (:mod:`agent.outbox`) and return;
+a sender thread sends the oldest batch, deletes it once the service acknowledged it, and
+otherwise retries with exponential backoff and full jitter (so a thousand agents that lost the
+service together do not come back in lockstep). Every ``heartbeat_s`` it sends an inventory
+snapshot, so the desk sees a host that went silent or whose certificates disappeared.
+
+What happens when the service is down: reports accumulate in the outbox (bounded, see
+:mod:`agent.outbox`), the daemon goes on watching, and everything is sent in order once the
+service answers again. A batch the service refuses as malformed (400/413) stays at the head of
+the outbox and is logged on every attempt: it is a bug to fix, never something to drop quietly.
+
+The HTTP client is the standard library's ``http.client`` over the ``ssl`` context built by
+:func:`agent.fleet_ca.client_ssl_context` (the daemon is threaded; one request at a time).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from policy.events import instant_to_text
+from policy.fleet_wire import heartbeat_body, observation_to_wire, report_body
+from policy.intake import IntakeReceipt, Observation
+
+from .errors import ConfigError
+from .logs import EventLog
+from .outbox import Outbox, OutboxBatch, OutboxFullError
+
+__all__ = [
+    "FleetClient",
+    "OutboxIntake",
+    "ReportSettings",
+    "SendResult",
+    "report_settings",
+]
+
+DEFAULT_HEARTBEAT_S = 60.0
+DEFAULT_BATCH = 500
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 300.0
+_REPORT_KEYS = ("server", "client_certificate", "client_key", "ca_bundle", "heartbeat_s",
+                "outbox", "outbox_capacity", "batch", "timeout_s")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportSettings:
+    """``[report]``: where to report, with which client certificate."""
+
+    server: str
+    """``https://host:port`` of ``policy serve``."""
+    client_certificate: Path
+    client_key: str
+    """The vault entry id of the agent's key (``certescrow agent enroll`` prints it)."""
+    ca_bundle: Path
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    outbox: Path | None = None
+    outbox_capacity: int = 200_000
+    batch: int = DEFAULT_BATCH
+    timeout_s: float = 30.0
+
+
+def report_settings(raw: Mapping[str, Any], *, source: str, default_outbox: Path
+                    ) -> ReportSettings | None:
+    """``[report]`` of the raw configuration, checked (``None`` when there is none, i.e. the
+    local ledger)."""
+    table = raw.get("report")
+    if table is None:
+        return None
+    where = f"{source}: [report]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    unknown = sorted(set(table) - set(_REPORT_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
+
+    def text(key: str) -> str:
+        value = table.get(key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}.{key}: required, a non-empty string")
+        return value
+
+    def number(key: str, default: float, low: float) -> float:
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+            raise ConfigError(f"{where}.{key}: a number >= {low}")
+        return float(value)
+
+    server = text("server")
+    parsed = urllib.parse.urlsplit(server)
+    if parsed.scheme != "https" or not parsed.hostname:
+        raise ConfigError(f"{where}.server: an https:// URL")
+    outbox = table.get("outbox")
+    if outbox is not None and not isinstance(outbox, str):
+        raise ConfigError(f"{where}.outbox: a path")
+    return ReportSettings(
+        server=server, client_certificate=Path(text("client_certificate")).expanduser(),
+        client_key=text("client_key"), ca_bundle=Path(text("ca_bundle")).expanduser(),
+        heartbeat_s=number("heartbeat_s", DEFAULT_HEARTBEAT_S, 1),
+        outbox=Path(outbox).expanduser() if outbox else default_outbox,
+        outbox_capacity=int(number("outbox_capacity", 200_000, 1)),
+        batch=int(number("batch", DEFAULT_BATCH, 1)),
+        timeout_s=number("timeout_s", 30.0, 0.1))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendResult:
+    """One request's outcome: ``status`` 0 means the service could not be reached."""
+
+    status: int
+    body: Mapping[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    @property
+    def message(self) -> str:
+        error = self.body.get("error")
+        return str(error)[:300] if isinstance(error, str) else f"HTTP {self.status}"
+
+
+class FleetClient:
+    """One HTTPS connection to the service (reopened after any failure)."""
+
+    def __init__(self, server: str, context: ssl.SSLContext, *, timeout_s: float = 30.0
+                 ) -> None:
+        parsed = urllib.parse.urlsplit(server)
+        if parsed.scheme != "https" or parsed.hostname is None:
+            raise ConfigError(f"{server!r}: the policy service is an https:// URL")
+        self.host = parsed.hostname
+        self.port = parsed.port or 443
+        self.prefix = parsed.path.rstrip("/")
+        self.context = context
+        self.timeout_s = timeout_s
+        self._conn: http.client.HTTPSConnection | None = None
+
+    def _connection(self) -> http.client.HTTPSConnection:
+        if self._conn is None:
+            self._conn = http.client.HTTPSConnection(self.host, self.port, context=self.context,
+                                                     timeout=self.timeout_s)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(self, method: str, path: str, body: Mapping[str, Any] | None = None
+                ) -> SendResult:
+        data = None if body is None else json.dumps(
+            dict(body), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        try:
+            conn = self._connection()
+            conn.request(method, self.prefix + path, body=data, headers=headers)
+            response = conn.getresponse()
+            raw = response.read(1 << 20)
+            status = response.status
+        except (OSError, http.client.HTTPException):
+            # Connection refused, reset, TLS refused, timeout: the service is unreachable for
+            # now. The library's text is not ours to log; the status 0 says it.
+            self.close()
+            return SendResult(status=0, body={"error": "the policy service is unreachable"})
+        try:
+            parsed = json.loads(raw) if raw else {}
+        except ValueError:
+            parsed = {}
+        return SendResult(status=status, body=parsed if isinstance(parsed, dict) else {})
+
+
+def _chunks(items: Sequence[Observation], size: int) -> list[Sequence[Observation]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+class OutboxIntake:
+    """The daemon's :class:`policy.intake.Intake` when it reports to a service."""
+
+    def __init__(self, *, outbox: Outbox, client: FleetClient, host: str,
+                 clock: Callable[[], datetime], log: EventLog | None = None,
+                 batch: int = DEFAULT_BATCH, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
+                 inventory: Callable[[], Mapping[str, Any]] | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.outbox = outbox
+        self.client = client
+        self.host = host
+        self.clock = clock
+        self.log = log if log is not None else EventLog()
+        self.batch = batch
+        self.heartbeat_s = heartbeat_s
+        self.inventory = inventory
+        self.rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter, not secrets
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failures = 0
+        self._warned_level = "ok"
+        self.acknowledged = 0
+
+    # ------------------------------------------------------------------ Intake
+    def report(self, observations: Sequence[Observation], *, at: datetime) -> IntakeReceipt:
+        """Commit the observations to the outbox (``recorded`` counts what was queued; the
+        service decides later what is new)."""
+        queued = 0
+        for chunk in _chunks(observations, self.batch):
+            body = {"at": instant_to_text(at),
+                    "observations": [observation_to_wire(o) for o in chunk], "gone": []}
+            self._add(body, len(chunk))
+            queued += len(chunk)
+        self._wake.set()
+        return IntakeReceipt(recorded=queued, unchanged=0, contracts=())
+
+    def report_gone(self, host: str, location: str, *, at: datetime) -> int:
+        body = {"at": instant_to_text(at), "observations": [],
+                "gone": [{"location": location, "at": instant_to_text(at)}]}
+        self._add(body, 1)
+        self._wake.set()
+        return 0
+
+    def _add(self, body: Mapping[str, Any], size: int) -> None:
+        try:
+            self.outbox.add(body, size=size)
+        except OutboxFullError as exc:
+            self.log.error("outbox-full", str(exc))
+            raise
+        self._check_level()
+
+    def _check_level(self) -> None:
+        level = self.outbox.status().level
+        if level != self._warned_level and level != "ok":
+            finding = self.outbox.finding()
+            if finding is not None:
+                self.log.warning(finding.code, finding.message)
+        self._warned_level = level
+
+    # ------------------------------------------------------------------ sending
+    def send_one(self) -> bool | None:
+        """Send the oldest batch. ``True``: acknowledged and deleted; ``False``: not
+        (unreachable or refused; it stays); ``None``: the outbox is empty."""
+        batch = self.outbox.oldest()
+        if batch is None:
+            return None
+        result = self.client.request("POST", "/v1/report", self._body(batch))
+        if result.ok and result.body.get("sequence") == batch.sequence \
+                and result.body.get("outbox") == self.outbox.outbox_id:
+            self.outbox.acknowledge(batch.sequence)
+            self.acknowledged += 1
+            self._failures = 0
+            self._check_level()
+            return True
+        self._failures += 1
+        if result.status == 0:
+            self.log.warning("report-unreachable", "the policy service is unreachable; "
+                             f"{self.outbox.status().pending_batches} batch(es) wait in the "
+                             "outbox", failures=self._failures)
+        else:
+            self.log.error("report-refused", f"the policy service refused batch "
+                           f"{batch.sequence}: {result.message}", status=result.status)
+        return False
+
+    def _body(self, batch: OutboxBatch) -> dict[str, Any]:
+        from policy.events import text_to_instant
+
+        return report_body(host=self.host, outbox=self.outbox.outbox_id,
+                           sequence=batch.sequence, at=text_to_instant(str(batch.body["at"])),
+                           observations=batch.body.get("observations", []),
+                           gone=batch.body.get("gone", []))
+
+    def drain(self, *, attempts: int = 1) -> int:
+        """Send until the outbox is empty or ``attempts`` sends failed; returns how many
+        batches were acknowledged (``agent run --once`` and tests)."""
+        sent = failed = 0
+        while failed < attempts:
+            outcome = self.send_one()
+            if outcome is None:
+                break
+            if outcome:
+                sent += 1
+            else:
+                failed += 1
+        return sent
+
+    def backoff_s(self) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**failures)]."""
+        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** min(self._failures, 20)))
+        return self.rng.uniform(0, ceiling)
+
+    def heartbeat(self) -> bool:
+        inventory = dict(self.inventory()) if self.inventory is not None else {}
+        inventory["outbox_pending"] = self.outbox.status().pending_observations
+        result = self.client.request("POST", "/v1/heartbeat", heartbeat_body(
+            host=self.host, at=self.clock(), inventory=inventory))
+        if not result.ok and result.status != 0:
+            self.log.error("heartbeat-refused", f"the policy service refused the heartbeat: "
+                           f"{result.message}", status=result.status)
+        return result.ok
+
+    def _run(self, monotonic: Callable[[], float]) -> None:
+        next_beat = monotonic()
+        while not self._stop.is_set():
+            if monotonic() >= next_beat:
+                self.heartbeat()
+                next_beat = monotonic() + self.heartbeat_s
+            outcome = self.send_one()
+            if outcome is True:
+                continue
+            until_beat = max(0.0, next_beat - monotonic()) + 0.01
+            if outcome is False:
+                # New reports must not cut the backoff short: wait on the stop event only.
+                self._stop.wait(min(self.backoff_s(), until_beat))
+            else:
+                self._wake.wait(until_beat)
+                self._wake.clear()
+
+    def start(self, *, monotonic: Callable[[], float] | None = None) -> None:
+        """Start the sender thread (the daemon's long-running mode)."""
+        import time
+
+        self._thread = threading.Thread(target=self._run, args=(monotonic or time.monotonic,),
+                                        name="certescrow-fleet-sender", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the sender and close the outbox; what was not acknowledged stays on disk."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.client.timeout_s + 5)
+        self.client.close()
+        self.outbox.close()

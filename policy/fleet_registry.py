@@ -1,0 +1,260 @@
+"""The fleet registry: which client certificates the desk issued, which it revoked, which report
+batches were recorded, and what each host last said about itself.
+
+It lives in the ledger's database (its own ``fleet_*`` tables) so that every ``policy serve``
+instance shares it: the service itself keeps no state, a revocation made with
+``certescrow fleet revoke`` is seen by every instance on its next request, and a batch recorded
+by one instance is a replay for another.
+
+Why each table:
+
+* ``fleet_certs`` — a client certificate is accepted only when its serial is here and not
+  revoked. The TLS layer already proved the fleet CA signed it and that it is in its validity
+  period; this adds revocation *without CRLs* (the service asks the database on each request,
+  so revocation takes effect on the next request, not at the next CRL refresh).
+* ``fleet_batches`` — ``(host, outbox, sequence)`` of every batch recorded. An agent resends a
+  batch it got no acknowledgement for; the service finds it here and acknowledges without
+  recording anything. ``outbox`` is a random id an agent's outbox is created with, so an agent
+  whose outbox was lost and restarts at sequence 1 is not mistaken for a replay.
+* ``fleet_hosts`` — the last heartbeat: when, the inventory snapshot, the client certificate's
+  expiry. ``certescrow fleet hosts`` reads it.
+* ``fleet_bindings`` — the store bindings the desk assigned to a host (``GET /v1/bindings``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from .errors import LedgerError
+from .events import instant_to_text, text_to_instant
+from .tokyo import require_aware
+
+__all__ = ["FleetRegistry", "HostStatus", "IssuedRecord"]
+
+BUSY_TIMEOUT_MS = 30_000
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS fleet_certs (
+        serial        TEXT PRIMARY KEY,
+        host          TEXT NOT NULL,
+        not_before    TEXT NOT NULL,
+        not_after     TEXT NOT NULL,
+        issued_utc    TEXT NOT NULL,
+        revoked_utc   TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS fleet_certs_by_host ON fleet_certs (host)",
+    """CREATE TABLE IF NOT EXISTS fleet_batches (
+        host          TEXT NOT NULL,
+        outbox        TEXT NOT NULL,
+        seq           INTEGER NOT NULL,
+        recorded      INTEGER NOT NULL,
+        received_utc  TEXT NOT NULL,
+        PRIMARY KEY (host, outbox, seq)
+    )""",
+    """CREATE TABLE IF NOT EXISTS fleet_hosts (
+        host            TEXT PRIMARY KEY,
+        last_seen_utc   TEXT NOT NULL,
+        heartbeat_utc   TEXT,
+        inventory       TEXT,
+        client_serial   TEXT,
+        client_not_after TEXT
+    )""",
+    """CREATE TABLE IF NOT EXISTS fleet_bindings (
+        host     TEXT NOT NULL,
+        store    TEXT NOT NULL,
+        binding  TEXT NOT NULL,
+        PRIMARY KEY (host, store)
+    )""",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuedRecord:
+    """A client certificate the desk issued, as the registry knows it."""
+
+    host: str
+    serial: str
+    not_before_utc: datetime
+    not_after_utc: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostStatus:
+    """One host as ``certescrow fleet hosts`` shows it (``silent`` is computed for ``at``)."""
+
+    host: str
+    last_seen_utc: datetime | None
+    heartbeat_utc: datetime | None
+    inventory: Mapping[str, Any]
+    client_not_after_utc: datetime | None
+    revoked: bool
+    silent: bool
+
+    def to_json(self) -> dict[str, Any]:
+        def text(value: datetime | None) -> str | None:
+            return None if value is None else instant_to_text(value)
+
+        return {"host": self.host, "last_seen": text(self.last_seen_utc),
+                "heartbeat": text(self.heartbeat_utc), "inventory": dict(self.inventory),
+                "client_certificate_not_after": text(self.client_not_after_utc),
+                "revoked": self.revoked, "silent": self.silent}
+
+
+class FleetRegistry:
+    """The ``fleet_*`` tables of one ledger database. Thread-safe (one lock)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: Path) -> FleetRegistry:
+        """Open the registry in the ledger at ``path`` (which must exist: open the
+        :class:`policy.ledger.Ledger` first, it creates and checks the file)."""
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise LedgerError(f"{path}: no ledger here (open the ledger first)")
+        try:
+            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                   timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{path}: cannot open the fleet registry: {exc}") from None
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self._lock:
+                return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: fleet registry: {exc}") from None
+
+    # ------------------------------------------------------------------ certificates
+    def record_certificate(self, issued: IssuedRecord, *, at: datetime) -> None:
+        require_aware(at, "at")
+        self._run("INSERT OR REPLACE INTO fleet_certs VALUES (?, ?, ?, ?, ?, NULL)",
+                  (issued.serial, issued.host, instant_to_text(issued.not_before_utc),
+                   instant_to_text(issued.not_after_utc), instant_to_text(at)))
+
+    def revoke_host(self, host: str, *, at: datetime) -> int:
+        """Revoke every certificate issued to ``host`` so far; returns how many were live."""
+        require_aware(at, "at")
+        with self._lock:
+            rows = self._run("SELECT count(*) FROM fleet_certs WHERE host = ? AND "
+                             "revoked_utc IS NULL", (host,))
+            self._run("UPDATE fleet_certs SET revoked_utc = ? WHERE host = ? AND "
+                      "revoked_utc IS NULL", (instant_to_text(at), host))
+        return int(rows[0][0])
+
+    def refusal(self, *, host: str, serial: str) -> str | None:
+        """Why a client certificate the TLS layer accepted is still refused, or ``None``."""
+        rows = self._run("SELECT host, revoked_utc FROM fleet_certs WHERE serial = ?",
+                         (serial,))
+        if not rows:
+            return "this client certificate was not issued by `certescrow fleet sign`"
+        if rows[0][0] != host:
+            return "this client certificate was issued to another host"
+        if rows[0][1] is not None:
+            return "this client certificate was revoked"
+        return None
+
+    # ------------------------------------------------------------------ batches
+    def batch_recorded(self, *, host: str, outbox: str, sequence: int) -> bool:
+        rows = self._run("SELECT 1 FROM fleet_batches WHERE host = ? AND outbox = ? AND seq = ?",
+                         (host, outbox, sequence))
+        return bool(rows)
+
+    def mark_batch(self, *, host: str, outbox: str, sequence: int, recorded: int,
+                   at: datetime) -> None:
+        self._run("INSERT OR IGNORE INTO fleet_batches VALUES (?, ?, ?, ?, ?)",
+                  (host, outbox, sequence, recorded, instant_to_text(at)))
+
+    # ------------------------------------------------------------------ hosts
+    def seen(self, *, host: str, serial: str, client_not_after: datetime, at: datetime,
+             inventory: Mapping[str, Any] | None = None) -> None:
+        """Record that ``host`` made a request at ``at`` (with a heartbeat's inventory)."""
+        now = instant_to_text(at)
+        expiry = instant_to_text(client_not_after)
+        if inventory is None:
+            self._run(
+                "INSERT INTO fleet_hosts (host, last_seen_utc, client_serial, client_not_after) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET "
+                "last_seen_utc = max(last_seen_utc, excluded.last_seen_utc), "
+                "client_serial = excluded.client_serial, "
+                "client_not_after = excluded.client_not_after", (host, now, serial, expiry))
+            return
+        text = json.dumps(dict(inventory), ensure_ascii=False, sort_keys=True)
+        self._run(
+            "INSERT INTO fleet_hosts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET "
+            "last_seen_utc = max(last_seen_utc, excluded.last_seen_utc), "
+            "heartbeat_utc = excluded.heartbeat_utc, inventory = excluded.inventory, "
+            "client_serial = excluded.client_serial, "
+            "client_not_after = excluded.client_not_after",
+            (host, now, now, text, serial, expiry))
+
+    def hosts(self, *, at: datetime, silent_after: timedelta) -> list[HostStatus]:
+        """Every host the desk issued a certificate to or that ever reported, by name.
+        ``silent``: no request for longer than ``silent_after`` before ``at`` (or never)."""
+        require_aware(at, "at")
+        rows = self._run(
+            "SELECT n.host, h.last_seen_utc, h.heartbeat_utc, h.inventory, h.client_not_after, "
+            "(SELECT count(*) FROM fleet_certs c WHERE c.host = n.host AND "
+            " c.revoked_utc IS NULL), "
+            "(SELECT max(c.not_after) FROM fleet_certs c WHERE c.host = n.host AND "
+            " c.revoked_utc IS NULL) "
+            "FROM (SELECT host FROM fleet_certs UNION SELECT host FROM fleet_hosts) n "
+            "LEFT JOIN fleet_hosts h ON h.host = n.host ORDER BY n.host")
+        out = []
+        for host, seen, beat, inventory, not_after, live, issued_not_after in rows:
+            last = None if seen is None else text_to_instant(seen)
+            expiry_text = not_after or issued_not_after
+            try:
+                parsed = json.loads(inventory) if inventory else {}
+            except ValueError:
+                parsed = {}
+            out.append(HostStatus(
+                host=str(host), last_seen_utc=last,
+                heartbeat_utc=None if beat is None else text_to_instant(beat),
+                inventory=parsed if isinstance(parsed, dict) else {},
+                client_not_after_utc=None if expiry_text is None
+                else text_to_instant(expiry_text),
+                revoked=int(live) == 0,
+                silent=last is None or at - last > silent_after))
+        return out
+
+    # ------------------------------------------------------------------ bindings
+    def assign(self, *, host: str, store: str, binding: Mapping[str, Any]) -> None:
+        self._run("INSERT OR REPLACE INTO fleet_bindings VALUES (?, ?, ?)",
+                  (host, store, json.dumps(dict(binding), ensure_ascii=False, sort_keys=True)))
+
+    def bindings(self, host: str) -> list[dict[str, Any]]:
+        rows = self._run("SELECT store, binding FROM fleet_bindings WHERE host = ? "
+                         "ORDER BY store", (host,))
+        return [{"store": str(store), "binding": json.loads(binding)} for store, binding in rows]

@@ -1,0 +1,292 @@
+"""The fleet's wire format: what an agent sends ``policy serve``, checked field by field.
+
+Every body is hostile until proven otherwise. The reader here refuses, with a message naming
+the field, anything that is not exactly the documented shape: an unknown field (a typo or a
+newer agent must not be half-understood), a wrong type, a string or list past its bound. It
+never recurses on the input (the nesting is fixed), and every bound is checked before a value
+is used. Strings are otherwise kept verbatim: the ledger stores them as SQL parameters, never
+as SQL.
+
+Both directions live here so the agent and the service cannot drift: ``report_body`` /
+``heartbeat_body`` build what :func:`read_report` / :func:`read_heartbeat` accept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .category import Category
+from .events import facts_to_json, instant_to_text, text_to_instant
+from .facts import CertificateFacts
+from .intake import Binding, Observation
+from .tiers import Tier
+
+__all__ = [
+    "MAX_STRING",
+    "Gone",
+    "Heartbeat",
+    "ReportBatch",
+    "WireError",
+    "heartbeat_body",
+    "observation_to_wire",
+    "read_heartbeat",
+    "read_report",
+    "report_body",
+]
+
+MAX_STRING = 4096
+"""Longest string anywhere in a body (a path, a subject)."""
+MAX_LIST = 1000
+"""Longest list inside one observation (SANs, policy OIDs, extra pairs)."""
+MAX_SEVERITIES = 16
+
+
+class WireError(ValueError):
+    """A body that is not the documented shape; the message names the field."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gone:
+    location: str
+    at_utc: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportBatch:
+    """One outbox batch: observations and places found empty, in the agent's order."""
+
+    host: str
+    outbox: str
+    sequence: int
+    at_utc: datetime
+    observations: tuple[Observation, ...]
+    gone: tuple[Gone, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat:
+    host: str
+    at_utc: datetime
+    inventory: Mapping[str, Any]
+
+
+# ---------------------------------------------------------------------- writing (agent side)
+def _binding_to_wire(binding: Binding) -> dict[str, Any]:
+    return {"contract_id": binding.contract_id,
+            "category": None if binding.category is None else binding.category.value,
+            "item": binding.item,
+            "tier": None if binding.tier is None else binding.tier.value,
+            "match_by_san": binding.match_by_san}
+
+
+def observation_to_wire(obs: Observation) -> dict[str, Any]:
+    """An observation as the agent sends it (no host: the service takes it from the
+    certificate)."""
+    return {"location": obs.location, "index": obs.index,
+            "observed_at": instant_to_text(obs.observed_at_utc),
+            "key_matches": obs.key_matches, "binding": _binding_to_wire(obs.binding),
+            "facts": facts_to_json(obs.facts)}
+
+
+def report_body(*, host: str, outbox: str, sequence: int, at: datetime,
+                observations: Sequence[Mapping[str, Any]],
+                gone: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {"host": host, "outbox": outbox, "sequence": sequence, "at": instant_to_text(at),
+            "observations": list(observations), "gone": list(gone)}
+
+
+def heartbeat_body(*, host: str, at: datetime, inventory: Mapping[str, Any]) -> dict[str, Any]:
+    return {"host": host, "at": instant_to_text(at), "inventory": dict(inventory)}
+
+
+# ---------------------------------------------------------------------- reading (service side)
+def _object(value: Any, where: str, required: Sequence[str],
+            optional: Sequence[str] = ()) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise WireError(f"{where}: expected an object")
+    unknown = sorted(set(value) - set(required) - set(optional))
+    if unknown:
+        raise WireError(f"{where}: unknown field {str(unknown[0])[:64]!r}")
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise WireError(f"{where}: missing field {missing[0]!r}")
+    return value
+
+
+def _string(value: Any, where: str, *, null: bool = False, limit: int = MAX_STRING
+            ) -> Any:
+    if value is None and null:
+        return None
+    if not isinstance(value, str):
+        raise WireError(f"{where}: expected a string")
+    if len(value) > limit:
+        raise WireError(f"{where}: longer than {limit} characters")
+    if "\x00" in value:
+        raise WireError(f"{where}: contains a NUL character")
+    return value
+
+
+def _integer(value: Any, where: str, *, low: int, high: int, null: bool = False) -> Any:
+    if value is None and null:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise WireError(f"{where}: expected an integer")
+    if not low <= value <= high:
+        raise WireError(f"{where}: out of range {low}..{high}")
+    return value
+
+
+def _boolean(value: Any, where: str, *, null: bool = False) -> Any:
+    if value is None and null:
+        return None
+    if not isinstance(value, bool):
+        raise WireError(f"{where}: expected true or false")
+    return value
+
+
+def _instant(value: Any, where: str) -> datetime:
+    text = _string(value, where, limit=64)
+    try:
+        return text_to_instant(text)
+    except ValueError:
+        raise WireError(f"{where}: not an ISO 8601 instant") from None
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise WireError(f"{where}: expected a list")
+    if len(value) > MAX_LIST:
+        raise WireError(f"{where}: more than {MAX_LIST} entries")
+    return tuple(_string(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+_FACT_FIELDS = ("sha256", "not_before", "not_after", "subject", "subject_cn", "issuer",
+                "issuer_org", "issuer_cn", "serial", "sans", "policy_oids", "is_ca",
+                "self_signed", "key_type", "key_size", "signature_algorithm", "extra")
+
+
+def _facts(value: Any, where: str) -> CertificateFacts:
+    raw = _object(value, where, ("sha256", "not_before", "not_after"), _FACT_FIELDS)
+    extra_raw = raw.get("extra", [])
+    if not isinstance(extra_raw, list) or len(extra_raw) > MAX_LIST:
+        raise WireError(f"{where}.extra: expected a list of at most {MAX_LIST} pairs")
+    extra = []
+    for i, pair in enumerate(extra_raw):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise WireError(f"{where}.extra[{i}]: expected a [name, value] pair")
+        extra.append((_string(pair[0], f"{where}.extra[{i}]"),
+                      _string(pair[1], f"{where}.extra[{i}]")))
+    try:
+        return CertificateFacts(
+            sha256=_string(raw["sha256"], f"{where}.sha256", limit=64),
+            not_before_utc=_instant(raw["not_before"], f"{where}.not_before"),
+            not_after_utc=_instant(raw["not_after"], f"{where}.not_after"),
+            subject=_string(raw.get("subject", ""), f"{where}.subject"),
+            subject_cn=_string(raw.get("subject_cn"), f"{where}.subject_cn", null=True),
+            issuer=_string(raw.get("issuer", ""), f"{where}.issuer"),
+            issuer_org=_string(raw.get("issuer_org"), f"{where}.issuer_org", null=True),
+            issuer_cn=_string(raw.get("issuer_cn"), f"{where}.issuer_cn", null=True),
+            serial=_string(raw.get("serial", ""), f"{where}.serial", limit=256),
+            sans=_strings(raw.get("sans", []), f"{where}.sans"),
+            policy_oids=_strings(raw.get("policy_oids", []), f"{where}.policy_oids"),
+            is_ca=_boolean(raw.get("is_ca", False), f"{where}.is_ca"),
+            self_signed=_boolean(raw.get("self_signed", False), f"{where}.self_signed"),
+            key_type=_string(raw.get("key_type", ""), f"{where}.key_type", limit=64),
+            key_size=_integer(raw.get("key_size"), f"{where}.key_size", low=0, high=1 << 20,
+                              null=True),
+            signature_algorithm=_string(raw.get("signature_algorithm", ""),
+                                        f"{where}.signature_algorithm", limit=256),
+            extra=tuple(sorted(extra)))
+    except WireError:
+        raise
+    except ValueError:
+        raise WireError(f"{where}.sha256: expected 64 lowercase hex digits") from None
+
+
+def _binding(value: Any, where: str) -> Binding:
+    raw = _object(value, where, (), ("contract_id", "category", "item", "tier",
+                                     "match_by_san"))
+    category = _string(raw.get("category"), f"{where}.category", null=True, limit=16)
+    tier = _string(raw.get("tier"), f"{where}.tier", null=True, limit=16)
+    try:
+        return Binding(
+            contract_id=_string(raw.get("contract_id"), f"{where}.contract_id", null=True,
+                                limit=256),
+            category=None if category is None else Category(category),
+            item=_string(raw.get("item"), f"{where}.item", null=True, limit=256),
+            tier=None if tier is None else Tier(tier),
+            match_by_san=_boolean(raw.get("match_by_san", False), f"{where}.match_by_san"))
+    except ValueError:
+        raise WireError(f"{where}: unknown category or tier") from None
+
+
+def _observation(value: Any, where: str, host: str) -> Observation:
+    raw = _object(value, where, ("location", "index", "observed_at", "facts"),
+                  ("key_matches", "binding"))
+    return Observation(
+        facts=_facts(raw["facts"], f"{where}.facts"), host=host,
+        location=_string(raw["location"], f"{where}.location"),
+        index=_integer(raw["index"], f"{where}.index", low=0, high=1 << 20),
+        observed_at_utc=_instant(raw["observed_at"], f"{where}.observed_at"),
+        binding=_binding(raw.get("binding", {}), f"{where}.binding"),
+        key_matches=_boolean(raw.get("key_matches"), f"{where}.key_matches", null=True))
+
+
+def read_report(value: Any, *, max_observations: int) -> ReportBatch:
+    """A report body, checked; raises :class:`WireError`. ``ValueError`` subclasses only."""
+    raw = _object(value, "body", ("host", "outbox", "sequence", "at", "observations", "gone"))
+    host = _string(raw["host"], "body.host", limit=253)
+    outbox = _string(raw["outbox"], "body.outbox", limit=64)
+    observations, gone = raw["observations"], raw["gone"]
+    if not isinstance(observations, list) or not isinstance(gone, list):
+        raise WireError("body.observations and body.gone: expected lists")
+    if len(observations) + len(gone) > max_observations:
+        raise TooManyError(f"a batch carries at most {max_observations} observations and "
+                           "places; split it")
+    return ReportBatch(
+        host=host, outbox=outbox,
+        sequence=_integer(raw["sequence"], "body.sequence", low=1, high=(1 << 62)),
+        at_utc=_instant(raw["at"], "body.at"),
+        observations=tuple(_observation(o, f"body.observations[{i}]", host)
+                           for i, o in enumerate(observations)),
+        gone=tuple(_gone(g, f"body.gone[{i}]") for i, g in enumerate(gone)))
+
+
+class TooManyError(WireError):
+    """A batch past the configured cap (HTTP 413)."""
+
+
+def _gone(value: Any, where: str) -> Gone:
+    raw = _object(value, where, ("location", "at"))
+    return Gone(location=_string(raw["location"], f"{where}.location"),
+                at_utc=_instant(raw["at"], f"{where}.at"))
+
+
+_INVENTORY_COUNTS = ("certificates", "files", "errors", "stores", "outbox_pending")
+
+
+def read_heartbeat(value: Any) -> Heartbeat:
+    raw = _object(value, "body", ("host", "at", "inventory"))
+    inventory = _object(raw["inventory"], "body.inventory", (),
+                        (*_INVENTORY_COUNTS, "by_severity", "agent_version"))
+    clean: dict[str, Any] = {}
+    for name in _INVENTORY_COUNTS:
+        if name in inventory:
+            clean[name] = _integer(inventory[name], f"body.inventory.{name}", low=0,
+                                   high=1 << 40)
+    if "agent_version" in inventory:
+        clean["agent_version"] = _string(inventory["agent_version"],
+                                         "body.inventory.agent_version", limit=64)
+    if "by_severity" in inventory:
+        severities = inventory["by_severity"]
+        if not isinstance(severities, dict) or len(severities) > MAX_SEVERITIES:
+            raise WireError("body.inventory.by_severity: expected an object of counts")
+        clean["by_severity"] = {
+            _string(k, "body.inventory.by_severity", limit=32):
+                _integer(v, f"body.inventory.by_severity.{str(k)[:32]}", low=0, high=1 << 40)
+            for k, v in severities.items()}
+    return Heartbeat(host=_string(raw["host"], "body.host", limit=253),
+                     at_utc=_instant(raw["at"], "body.at"), inventory=clean)

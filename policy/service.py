@@ -1,0 +1,262 @@
+"""``policy serve``: the policy core as an HTTPS service for a fleet of agents.
+
+Why it is built this way:
+
+* **aiohttp, TLS in-process.** The service must know *which* agent is calling, and that is the
+  client certificate. aiohttp runs on the standard library's ``ssl`` and hands the verified
+  peer certificate to the handler (``transport.get_extra_info("peercert")``); an ASGI server
+  such as uvicorn terminates TLS itself and the ASGI scope carries no client certificate, so the
+  application could not tell agents apart (docs/fleet.md).
+* **Stateless.** Everything is in the database (the ledger and the fleet registry): several
+  instances can run behind a load balancer, and a revocation is seen on the next request.
+* **The host is the certificate's.** A body names its host only so that a mismatch can be
+  *refused* (403, nothing written); the ledger records the certificate's host.
+* **Hostile input, bounded.** Bodies are capped (``max_body_bytes``, 413) before they are
+  read, parsed as JSON (400), checked field by field (:mod:`policy.fleet_wire`, unknown fields
+  400) with a cap on observations per batch (413). Strings are stored verbatim as SQL
+  parameters. Error texts are ours: no library exception text reaches a client or a log.
+* **Exactly once.** A batch carries ``(outbox, sequence)``; one already recorded is
+  acknowledged again and records nothing, so an agent can resend until it is acknowledged.
+
+This module imports no crypto library (the policy layer never does): the TLS context and, in
+proxy mode, the parser of a forwarded certificate are built by the shell and injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import ssl
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from .fleet_registry import FleetRegistry
+from .fleet_wire import ReportBatch, TooManyError, WireError, read_heartbeat, read_report
+from .intake import Intake
+
+__all__ = [
+    "API_VERSION",
+    "PeerIdentity",
+    "ServiceSettings",
+    "build_app",
+    "identity_from_peercert",
+]
+
+API_VERSION = "v1"
+log = logging.getLogger("certescrow.service")
+
+ForwardedParser = Callable[[bytes, datetime], "PeerIdentity | None"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerIdentity:
+    """Who is calling, from a client certificate the fleet CA issued."""
+
+    host: str
+    serial: str
+    """Lowercase hex, no leading zeros."""
+    not_after_utc: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceSettings:
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_observations: int = 1000
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses (or networks) whose forwarded client certificate header is believed."""
+    proxy_header: str = "X-Client-Cert"
+    """nginx: ``proxy_set_header X-Client-Cert $ssl_client_escaped_cert;``"""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def identity_from_peercert(peercert: Mapping[str, Any] | None) -> PeerIdentity | None:
+    """The identity in ``ssl.SSLSocket.getpeercert()``'s dictionary (a certificate OpenSSL
+    already verified against the fleet CA), or ``None`` when it names no single host."""
+    if not peercert:
+        return None
+    names = [value for rdn in peercert.get("subject", ()) for key, value in rdn
+             if key == "commonName"]
+    serial = peercert.get("serialNumber")
+    not_after = peercert.get("notAfter")
+    if len(names) != 1 or not isinstance(serial, str) or not isinstance(not_after, str):
+        return None
+    try:
+        expiry = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), tz=UTC)
+        serial_text = format(int(serial, 16), "x")
+    except ValueError:
+        return None
+    return PeerIdentity(host=str(names[0]), serial=serial_text, not_after_utc=expiry)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+class _Refused(Exception):  # noqa: N818 - a control-flow signal carrying a response
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+class _Service:
+    def __init__(self, *, intake: Intake, registry: FleetRegistry,
+                 clock: Callable[[], datetime], settings: ServiceSettings,
+                 forwarded: ForwardedParser | None) -> None:
+        self.intake = intake
+        self.registry = registry
+        self.clock = clock
+        self.settings = settings
+        self.forwarded = forwarded
+        self.proxies = tuple(ipaddress.ip_network(p, strict=False)
+                             for p in settings.trusted_proxies)
+
+    # ------------------------------------------------------------------ identity
+    def _from_proxy(self, request: web.Request) -> bool:
+        if not self.proxies or request.remote is None:
+            return False
+        try:
+            address = ipaddress.ip_address(request.remote)
+        except ValueError:
+            return False
+        return any(address in network for network in self.proxies)
+
+    def _peer(self, request: web.Request) -> PeerIdentity:
+        """The caller's identity from the TLS session (or a trusted proxy's header)."""
+        now = self.clock()
+        identity: PeerIdentity | None = None
+        if self._from_proxy(request) and self.forwarded is not None:
+            header = request.headers.get(self.settings.proxy_header)
+            if header:
+                pem = urllib.parse.unquote(header[:65536]).encode("ascii", "replace")
+                identity = self.forwarded(pem, now)
+                if identity is None:
+                    raise _Refused(_error(403, "the forwarded client certificate is not a "
+                                               "valid certificate of the fleet CA"))
+        if identity is None and request.transport is not None:
+            identity = identity_from_peercert(request.transport.get_extra_info("peercert"))
+        if identity is None:
+            raise _Refused(_error(401, "a client certificate of the fleet CA is required"))
+        if identity.not_after_utc < now:
+            raise _Refused(_error(403, "the client certificate has expired"))
+        return identity
+
+    def _check(self, identity: PeerIdentity) -> PeerIdentity:
+        """Revocation, asked of the database on every request (runs in a worker thread)."""
+        refusal = self.registry.refusal(host=identity.host, serial=identity.serial)
+        if refusal is not None:
+            log.warning("refused a client certificate of %r: %s", identity.host, refusal)
+            raise _Refused(_error(403, refusal))
+        return identity
+
+    async def _identify(self, request: web.Request) -> PeerIdentity:
+        return await asyncio.to_thread(self._check, self._peer(request))
+
+    async def _body(self, request: web.Request) -> Any:
+        length = request.content_length
+        if length is not None and length > self.settings.max_body_bytes:
+            raise _Refused(_error(413, f"the body is larger than "
+                                       f"{self.settings.max_body_bytes} bytes"))
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _Refused(_error(413, f"the body is larger than "
+                                       f"{self.settings.max_body_bytes} bytes")) from None
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise _Refused(_error(400, "the body is not JSON")) from None
+
+    # ------------------------------------------------------------------ endpoints
+    async def report(self, request: web.Request) -> web.Response:
+        identity = await self._identify(request)
+        body = await self._body(request)
+        try:
+            batch = read_report(body, max_observations=self.settings.max_observations)
+        except TooManyError as exc:
+            return _error(413, str(exc))
+        except WireError as exc:
+            return _error(400, str(exc))
+        if batch.host != identity.host:
+            log.warning("refused a report of %r for another host", identity.host)
+            return _error(403, "a host reports only for itself (the client certificate "
+                               "names another host)")
+        recorded, replay = await asyncio.to_thread(self._record, identity, batch)
+        return web.json_response({"outbox": batch.outbox, "sequence": batch.sequence,
+                                  "recorded": recorded, "replay": replay})
+
+    def _record(self, identity: PeerIdentity, batch: ReportBatch) -> tuple[int, bool]:
+        host = identity.host
+        now = self.clock()
+        self.registry.seen(host=host, serial=identity.serial,
+                           client_not_after=identity.not_after_utc, at=now)
+        if self.registry.batch_recorded(host=host, outbox=batch.outbox,
+                                        sequence=batch.sequence):
+            return 0, True
+        recorded = 0
+        for gone in batch.gone:
+            recorded += min(1, self.intake.report_gone(host, gone.location, at=gone.at_utc))
+        if batch.observations:
+            recorded += self.intake.report(batch.observations, at=batch.at_utc).recorded
+        self.registry.mark_batch(host=host, outbox=batch.outbox, sequence=batch.sequence,
+                                 recorded=recorded, at=now)
+        return recorded, False
+
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        identity = await self._identify(request)
+        body = await self._body(request)
+        try:
+            beat = read_heartbeat(body)
+        except WireError as exc:
+            return _error(400, str(exc))
+        if beat.host != identity.host:
+            return _error(403, "a host reports only for itself (the client certificate "
+                               "names another host)")
+        await asyncio.to_thread(
+            self.registry.seen, host=identity.host, serial=identity.serial,
+            client_not_after=identity.not_after_utc, at=self.clock(),
+            inventory=beat.inventory)
+        return web.json_response({"host": identity.host, "ok": True})
+
+    async def bindings(self, request: web.Request) -> web.Response:
+        identity = await self._identify(request)
+        rows = await asyncio.to_thread(self.registry.bindings, identity.host)
+        return web.json_response({"host": identity.host, "stores": rows})
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn a refusal into its response; anything unexpected is a 500 with our text only."""
+    try:
+        return await handler(request)
+    except _Refused as refused:
+        return refused.response
+    except web.HTTPException as exc:
+        return _error(exc.status, exc.reason)
+    except Exception:
+        log.exception("internal error serving %s", request.path)
+        return _error(500, "internal error (see the service's log)")
+
+
+def build_app(*, intake: Intake, registry: FleetRegistry, clock: Callable[[], datetime],
+              settings: ServiceSettings | None = None,
+              forwarded: ForwardedParser | None = None) -> web.Application:
+    """The service's application; the shell runs it with its TLS context."""
+    settings = settings or ServiceSettings()
+    service = _Service(intake=intake, registry=registry, clock=clock, settings=settings,
+                       forwarded=forwarded)
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[_refusals])
+    app.router.add_post(f"/{API_VERSION}/report", service.report)
+    app.router.add_post(f"/{API_VERSION}/heartbeat", service.heartbeat)
+    app.router.add_get(f"/{API_VERSION}/bindings", service.bindings)
+    return app
