@@ -25,6 +25,7 @@ from typing import Any
 from policy.category import Category
 from policy.intake import Binding
 from policy.paths import default_ledger_path
+from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule
 from policy.settings import PolicySettings
 from policy.tiers import Tier
 from vault.store import default_vault_path
@@ -167,6 +168,7 @@ class PolicyConfig:
             "catalogue": str(self.catalogue) if self.catalogue else "",
             "notice_lead_days": self.settings.notice_lead_days,
             "answer_deadline_days": self.settings.answer_deadline_days,
+            "period_rule": self.settings.period_rule.value,
             "prices": {
                 "change_fee": prices.change_fee,
                 "items": {
@@ -289,7 +291,8 @@ def _path(text: str) -> Path:
 
 
 _TOP_KEYS = ("policy", "vault", "agent")
-_POLICY_KEYS = ("ledger", "catalogue", "notice_lead_days", "answer_deadline_days", "prices")
+_POLICY_KEYS = ("ledger", "catalogue", "notice_lead_days", "answer_deadline_days", "prices",
+                "period_rule")
 _PRICES_KEYS = ("change_fee", "items")
 _ITEM_PRICE_KEYS = ("initial", "agency")
 _VAULT_KEYS = ("path", "key_source", "key_file", "credential", "keyring_service",
@@ -306,6 +309,8 @@ def _policy(check: _Checker, raw: Any) -> PolicyConfig:
     catalogue = check.string(table, "policy", "catalogue", "")
     check.integer(table, "policy", "notice_lead_days", 90)
     check.integer(table, "policy", "answer_deadline_days", 30)
+    check.choice(table, "policy", "period_rule", DEFAULT_PERIOD_RULE.value,
+                 [r.value for r in PeriodRule])
     prices = check.table(table.get("prices", {}), "policy.prices", _PRICES_KEYS)
     if "change_fee" in prices:
         check.integer(prices, "policy.prices", "change_fee", 0)

@@ -21,6 +21,7 @@ from policy.facts import CertificateFacts
 from policy.forecast import MaxValiditySchedule, br_days, embedded_schedule
 from policy.intake import Binding
 from policy.matchers import ItemMatch, match_item
+from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule
 from policy.rules.art3 import Compliance, compliance, compliance_decisions
 from policy.rules.art6 import end_of_validity, renewal_blocked, renewal_decisions
 from policy.rules.art8 import abolition_decisions
@@ -197,14 +198,15 @@ def _resolve(facts: CertificateFacts, catalogue: Catalogue, binding: Binding,
 
 
 def contract_compliance(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding,
-                        previous: CertificateFacts | None = None) -> Compliance | None:
+                        previous: CertificateFacts | None = None,
+                        rule: PeriodRule = DEFAULT_PERIOD_RULE) -> Compliance | None:
     """Art.3 compliance exactly as :func:`classify_certificate` judges it, without the rest of
     the classification: what a contract sweep needs (``None`` when no tier is contracted)."""
     resolved = _resolve(facts, catalogue, binding, [])
     if resolved.contracted is None:
         return None
     return compliance(facts, resolved.contracted, category=resolved.category, ca=resolved.ca,
-                      previous=previous)
+                      previous=previous, rule=rule)
 
 
 def classify_certificate(
@@ -227,7 +229,8 @@ def classify_certificate(
     nb, na = facts.not_before_utc, facts.not_after_utc
     period = validity_period(nb, na)
     seconds = int(period.total_seconds())
-    tier = classify(nb, na)
+    rule = settings.period_rule
+    tier = classify(nb, na, rule=rule)
     today = tokyo_date(at)
     end_day = end_of_validity(na)
     days_left = (end_day - today).days
@@ -280,13 +283,14 @@ def classify_certificate(
     actions: list[Decision] = []
     contract_id = binding.contract_id
     if contracted is not None:
-        result = compliance(facts, contracted, category=category, ca=ca, previous=previous)
+        result = compliance(facts, contracted, category=category, ca=ca, previous=previous,
+                            rule=rule)
         compliant = result.compliant
         by_allowance = result.by_allowance
         findings.extend(result.findings)
         actions.extend(compliance_decisions(result, facts, contract_id=contract_id))
 
-    blocked = category is Category.III and renewal_blocked(facts)
+    blocked = category is Category.III and renewal_blocked(facts, rule)
     if blocked:
         findings.append(Finding(
             code="renewal-blocked", clause="Art.6(3) proviso", severity=Severity.WARNING,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from .periods import DEFAULT_PERIOD_RULE, PeriodRule
 from .tiers import Tier
 
 __all__ = ["ItemPrices", "PolicySettings", "PriceList"]
@@ -90,6 +91,9 @@ class PolicySettings:
     """Art.6(2)/(3): days after the notice for the customer's answer (never past the end of
     validity)."""
     prices: PriceList = field(default_factory=PriceList)
+    period_rule: PeriodRule = DEFAULT_PERIOD_RULE
+    """How the terms' periods (Art.3 tiers, the Art.6(3) 90 days) are counted: the Civil Code
+    by default (the terms say nothing of it, 民法第138条), or ``elapsed`` instant arithmetic."""
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> PolicySettings:
@@ -99,5 +103,13 @@ class PolicySettings:
         for key, value in (("notice_lead_days", lead), ("answer_deadline_days", deadline)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"policy.{key}: expected a whole number of days, got {value!r}")
+        rule_name = raw.get("period_rule", DEFAULT_PERIOD_RULE.value)
+        if not isinstance(rule_name, str):
+            raise ValueError(f"policy.period_rule: expected a string, got {rule_name!r}")
+        try:
+            rule = PeriodRule.parse(rule_name)
+        except ValueError as exc:
+            raise ValueError(f"policy.period_rule: {exc}") from None
         return cls(notice_lead_days=lead, answer_deadline_days=deadline,
-                   prices=PriceList.from_mapping(dict(raw.get("prices", {}))))
+                   prices=PriceList.from_mapping(dict(raw.get("prices", {}))),
+                   period_rule=rule)

@@ -5,8 +5,11 @@ Three traps this module exists to get right once:
 * RFC 5280 and the Baseline Requirements count both ends of the validity inclusive, so the period
   is ``notAfter - notBefore + 1 s``: a Let's Encrypt certificate is exactly 90 days, not 90 days
   minus a second.
-* Months and years are calendar periods in Asia/Tokyo (Civil Code Art.143), clamped at month
-  ends, so "6 months" is not 182.5 days and its length depends on ``notBefore``.
+* Months and years are calendar periods in Asia/Tokyo, so "6 months" is not 182.5 days and its
+  length depends on ``notBefore``. How they are counted is the configured
+  :class:`~policy.periods.PeriodRule`: the Civil Code's by default (reckoning day, month-end
+  proviso, expiry at the end of the last day: 民法第140条, 第141条, 第143条), or ``elapsed``
+  instant arithmetic (``notBefore`` + N calendar months, clamped at month ends).
 * ``99991231235959Z`` ("no well-defined expiration") must not overflow ``datetime``.
 """
 
@@ -15,7 +18,8 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime, timedelta
 
-from .tokyo import add_calendar_months, require_aware
+from .periods import DEFAULT_PERIOD_RULE, Period, PeriodRule, months_period
+from .tokyo import require_aware
 
 __all__ = [
     "MONTH_SPAN_DAYS",
@@ -25,10 +29,12 @@ __all__ = [
     "admits",
     "classify",
     "tier_end_utc",
+    "tier_period",
     "validity_period",
 ]
 
 ONE_SECOND = timedelta(seconds=1)
+_DAY = timedelta(days=1)
 
 
 class Tier(enum.Enum):
@@ -100,17 +106,24 @@ def validity_period(not_before_utc: datetime, not_after_utc: datetime) -> timede
     return not_after_utc - not_before_utc + ONE_SECOND
 
 
-def tier_end_utc(not_before_utc: datetime, tier: Tier) -> datetime | None:
-    """The exclusive end of ``tier`` for a certificate starting at ``not_before_utc``:
-    ``add_calendar(notBefore, N months)`` in Asia/Tokyo. ``None`` when the tier is unlimited or
-    the end lies beyond year 9999 (then nothing representable can exceed it)."""
+def tier_period(not_before_utc: datetime, tier: Tier, *,
+                rule: PeriodRule = DEFAULT_PERIOD_RULE) -> Period | None:
+    """The period ``tier`` gives a certificate starting at ``not_before_utc``, counted by
+    ``rule``; ``None`` for unlimited (無期限)."""
     months = tier.months
     if months is None:
         return None
-    try:
-        return add_calendar_months(not_before_utc, months)
-    except (OverflowError, ValueError):
-        return None
+    return months_period(not_before_utc, months, rule=rule)
+
+
+def tier_end_utc(not_before_utc: datetime, tier: Tier, *,
+                 rule: PeriodRule = DEFAULT_PERIOD_RULE) -> datetime | None:
+    """The exclusive end of ``tier`` for a certificate starting at ``not_before_utc``: under
+    ``elapsed`` ``add_calendar(notBefore, N months)`` in Asia/Tokyo, under the civil code the
+    Tokyo midnight after the period's last day. ``None`` when the tier is unlimited or the end
+    lies beyond year 9999 (then nothing representable can exceed it)."""
+    period = tier_period(not_before_utc, tier, rule=rule)
+    return None if period is None else period.end_utc
 
 
 def admits(
@@ -119,29 +132,26 @@ def admits(
     not_after_utc: datetime,
     *,
     allowance: timedelta = timedelta(0),
+    rule: PeriodRule = DEFAULT_PERIOD_RULE,
 ) -> bool:
-    """Whether ``tier`` admits the certificate: ``notBefore + validity <= tier end (+ allowance)``.
+    """Whether ``tier`` admits the certificate: ``notAfter`` before the tier's exclusive end
+    (+ allowance). Under the civil code: ``notAfter``'s Tokyo date on or before the last day;
+    under ``elapsed``: ``notBefore + validity <= end``.
 
-    The comparison is inclusive: a certificate whose last second is the one just before the tier
-    end is admitted; one second more is not. ``allowance`` is the Art.3 proviso's CA transition
-    allowance (zero for the strict tier).
+    ``allowance`` is the Art.3 proviso's CA transition allowance (zero for the strict tier).
     """
-    end = tier_end_utc(not_before_utc, tier)
-    if end is None:
+    period = tier_period(not_before_utc, tier, rule=rule)
+    if period is None:
         return True
-    # notBefore + (notAfter - notBefore + 1 s) <= end + allowance, rearranged so that
-    # notAfter = 9999-12-31T23:59:59Z never has a second added to it.
-    try:
-        bound = end + allowance - ONE_SECOND
-    except OverflowError:
-        return True
-    return require_aware(not_after_utc, "not_after_utc") <= bound
+    return period.admits(not_after_utc, allowance=allowance)
 
 
 MONTH_SPAN_DAYS: dict[int, tuple[int, int]] = {6: (181, 184), 12: (365, 366), 24: (730, 731),
                                               36: (1095, 1096)}
 """The shortest and longest length, in whole days, of N calendar months counted (and clamped)
-from any day: Aug 31 + 6 months is Feb 28 (181 days), Jul 1 + 6 months is Jan 1 (184).
+from any instant by ``elapsed`` arithmetic: Aug 31 + 6 months is Feb 28 (181 days), Jul 1 +
+6 months is Jan 1 (184). The civil code's span from its reckoning day lies within the same
+bounds, and the reckoning day is less than a day after ``notBefore``.
 Checked against the calendar for every day of a whole 400-year Gregorian cycle by the tests."""
 
 _FIXED_OFFSET_SINCE = datetime(1952, 1, 1, tzinfo=UTC)
@@ -151,15 +161,21 @@ database ever give Tokyo DST again, the 400-year bounds test fails rather than t
 going quietly wrong."""
 
 
-def classify(not_before_utc: datetime, not_after_utc: datetime) -> Tier:
-    """The smallest tier that admits the certificate (Art.3); always the strict tier.
+def classify(not_before_utc: datetime, not_after_utc: datetime, *,
+             rule: PeriodRule = DEFAULT_PERIOD_RULE) -> Tier:
+    """The smallest tier that admits the certificate (Art.3), counted by ``rule``; always the
+    strict tier.
 
     A period no longer than a tier's shortest possible span is admitted and one longer than its
     longest is not, without any calendar arithmetic; only a period in between (a day or three
-    wide) needs the calendar. That is what makes classifying 100,000 certificates cheap.
+    wide) needs the calendar. That is what makes classifying 100,000 certificates cheap. The
+    civil code's end is at most one day later than the elapsed end (a non-midnight start adds
+    the rest of its first day, and the month-end proviso at most a day), so its upper bound is
+    one day wider.
     """
     period = validity_period(not_before_utc, not_after_utc)
     fixed_offset = not_before_utc >= _FIXED_OFFSET_SINCE
+    slack = _DAY if rule is PeriodRule.CIVIL_CODE else timedelta(0)
     for tier in TIERS_ASCENDING:
         months = tier.months
         if months is None:
@@ -168,8 +184,8 @@ def classify(not_before_utc: datetime, not_after_utc: datetime) -> Tier:
             shortest, longest = MONTH_SPAN_DAYS[months]
             if period <= timedelta(days=shortest):
                 return tier
-            if period > timedelta(days=longest):
+            if period > timedelta(days=longest) + slack:
                 continue
-        if admits(tier, not_before_utc, not_after_utc):
+        if admits(tier, not_before_utc, not_after_utc, rule=rule):
             return tier
     return Tier.UNLIMITED  # pragma: no cover - unlimited admits everything

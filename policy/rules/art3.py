@@ -23,6 +23,7 @@ from policy.catalogue import CertificateAuthority
 from policy.category import Category
 from policy.decisions import Action, Decision, Finding, Severity
 from policy.facts import CertificateFacts
+from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule
 from policy.tiers import Tier, admits, classify, validity_period
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
@@ -87,14 +88,15 @@ def _days(delta: timedelta) -> str:
 
 def compliance(facts: CertificateFacts, contracted: Tier, *, category: Category,
                ca: CertificateAuthority | None,
-               previous: CertificateFacts | None = None) -> Compliance:
+               previous: CertificateFacts | None = None,
+               rule: PeriodRule = DEFAULT_PERIOD_RULE) -> Compliance:
     """Whether the certificate complies with ``contracted`` (Art.3 for III, Appx1.1 for I/II).
 
     Complies when its strict tier is no longer than the contracted one, or, under the proviso,
     when the contracted tier admits it once the CA's transition allowance is added.
     """
     nb, na = facts.not_before_utc, facts.not_after_utc
-    tier = classify(nb, na)
+    tier = classify(nb, na, rule=rule)
     clause = "Art.3" if category is Category.III else "Appx1.1"
     overlap = _overlap(facts, previous)
     allowance = transition_allowance(facts, previous, ca)
@@ -107,7 +109,8 @@ def compliance(facts: CertificateFacts, contracted: Tier, *, category: Category,
         return Compliance(tier=tier, contracted=contracted, compliant=True, allowance=allowance,
                           overlap=overlap, by_allowance=False, clause=clause, findings=())
     ca_name = ca.name if ca is not None else "the issuing CA"
-    by_calendar = bool(allowance) and admits(contracted, nb, na, allowance=allowance)
+    by_calendar = bool(allowance) and admits(contracted, nb, na, allowance=allowance,
+                                                    rule=rule)
     by_ca_length = ca_days is not None and period <= timedelta(days=ca_days) + allowance
     if by_calendar or by_ca_length:
         base = (f"{ca_name}'s own {contracted.value} of {ca_days} d" if by_ca_length

@@ -20,6 +20,7 @@ from typing import Any
 from policy.category import Category
 from policy.decisions import Action, Decision, Severity
 from policy.facts import CertificateFacts
+from policy.periods import DEFAULT_PERIOD_RULE, Period, PeriodRule, days_period
 from policy.settings import PolicySettings
 from policy.tiers import validity_period
 from policy.timeparse import format_instant
@@ -28,8 +29,11 @@ from policy.tokyo import add_days, tokyo_date
 __all__ = [
     "BLOCKED_MAX_VALIDITY",
     "NO_WELL_DEFINED_EXPIRATION_UTC",
+    "PROVISO_DAYS",
     "Answer",
     "answer_deadline",
+    "art6_3_cannot_renew",
+    "art6_3_period",
     "end_of_validity",
     "never_expires",
     "renewal_blocked",
@@ -39,8 +43,11 @@ __all__ = [
 
 NO_WELL_DEFINED_EXPIRATION_UTC = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 """RFC 5280 §4.1.2.5 ``99991231235959Z``."""
-BLOCKED_MAX_VALIDITY = timedelta(days=90)
-"""Art.6(3) proviso: a validity period of at most this (inclusive) blocks renewal."""
+PROVISO_DAYS = 90
+"""Art.6(3) proviso: a validity period within this many days (90 日以内) blocks renewal."""
+BLOCKED_MAX_VALIDITY = timedelta(days=PROVISO_DAYS)
+"""The proviso read by ``elapsed`` arithmetic: a validity period of at most this (inclusive)
+blocks renewal. The civil code reads it as a period of 90 days (see :func:`art6_3_period`)."""
 
 
 class Answer(enum.Enum):
@@ -88,10 +95,28 @@ def answer_deadline(notice_sent: date, not_after_utc: datetime, *, deadline_days
     return min(asked, end_of_validity(not_after_utc))
 
 
-def renewal_blocked(facts: CertificateFacts) -> bool:
-    """Art.6(3) proviso: validity period of 90 days or less (exactly 90 days is blocked,
-    90 days + 1 s is not). Only category III is subject to it; the caller checks the category."""
-    return validity_period(facts.not_before_utc, facts.not_after_utc) <= BLOCKED_MAX_VALIDITY
+def art6_3_period(facts: CertificateFacts, rule: PeriodRule = DEFAULT_PERIOD_RULE) -> Period:
+    """The proviso's period of 90 days from the certificate's ``notBefore``, counted by
+    ``rule`` (its last day is what a decision shows)."""
+    return days_period(facts.not_before_utc, PROVISO_DAYS, rule=rule)
+
+
+def art6_3_cannot_renew(facts: CertificateFacts,
+                        rule: PeriodRule = DEFAULT_PERIOD_RULE) -> bool:
+    """Art.6(3) proviso: the certificate's validity period is within 90 days (90 日以内), so a
+    category III service cannot be renewed with it. The caller checks the category.
+
+    Civil code (default): ``notAfter``'s Tokyo date is on or before the last day of 90 days
+    reckoned from the day after ``notBefore`` (from ``notBefore``'s own day when it is 00:00 JST),
+    so a Let's Encrypt certificate (90 days − 1 s) and one of 90 days + 1 s issued mid-day are
+    both blocked. ``elapsed``: validity ``notAfter − notBefore + 1 s`` of at most 90 × 86,400 s.
+    """
+    return art6_3_period(facts, rule).admits(facts.not_after_utc)
+
+
+def renewal_blocked(facts: CertificateFacts, rule: PeriodRule = DEFAULT_PERIOD_RULE) -> bool:
+    """Alias of :func:`art6_3_cannot_renew` (the name the classification has always used)."""
+    return art6_3_cannot_renew(facts, rule)
 
 
 def _facts(facts: CertificateFacts, period: timedelta) -> dict[str, Any]:
@@ -134,7 +159,7 @@ def renewal_decisions(
     period = validity_period(facts.not_before_utc, facts.not_after_utc)
     used = _facts(facts, period)
     decisions: list[Decision] = []
-    blocked = category is Category.III and renewal_blocked(facts)
+    blocked = category is Category.III and renewal_blocked(facts, settings.period_rule)
 
     if blocked:
         decisions.append(Decision(

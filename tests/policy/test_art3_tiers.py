@@ -8,11 +8,14 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from policy.periods import PeriodRule
 from policy.tiers import MONTH_SPAN_DAYS, Tier, admits, classify, tier_end_utc, validity_period
 from policy.tokyo import TOKYO, add_calendar_months
 from tests.policy.factsutil import ONE_SECOND, utc
 
 DAY = timedelta(days=1)
+ELAPSED = PeriodRule.ELAPSED
+CIVIL = PeriodRule.CIVIL_CODE
 
 
 def jst(*args: int) -> datetime:
@@ -31,30 +34,43 @@ def test_art3_lets_encrypt_90_days_minus_one_second_is_exactly_90_days() -> None
 
 def test_appx1_6m_from_jan_31_ends_jul_31() -> None:
     nb = jst(2026, 1, 31)
-    assert tier_end_utc(nb, Tier.SIX_MONTHS) == jst(2026, 7, 31)
-    assert classify(nb, jst(2026, 7, 31) - ONE_SECOND) is Tier.SIX_MONTHS
-    assert classify(nb, jst(2026, 7, 31)) is Tier.ONE_YEAR
+    for rule in PeriodRule:  # a 00:00 JST start: both readings agree (last day Jul 30)
+        assert tier_end_utc(nb, Tier.SIX_MONTHS, rule=rule) == jst(2026, 7, 31)
+        assert classify(nb, jst(2026, 7, 31) - ONE_SECOND, rule=rule) is Tier.SIX_MONTHS
+        assert classify(nb, jst(2026, 7, 31), rule=rule) is Tier.ONE_YEAR
 
 
 def test_appx1_6m_from_aug_31_clamps_to_feb_28() -> None:
     nb = jst(2026, 8, 31)
-    assert tier_end_utc(nb, Tier.SIX_MONTHS) == jst(2027, 2, 28)
-    assert classify(nb, jst(2027, 2, 28) - ONE_SECOND) is Tier.SIX_MONTHS
-    assert classify(nb, jst(2027, 2, 28)) is Tier.ONE_YEAR
+    assert tier_end_utc(nb, Tier.SIX_MONTHS, rule=ELAPSED) == jst(2027, 2, 28)
+    assert classify(nb, jst(2027, 2, 28) - ONE_SECOND, rule=ELAPSED) is Tier.SIX_MONTHS
+    assert classify(nb, jst(2027, 2, 28), rule=ELAPSED) is Tier.ONE_YEAR
+    # 民法第143条: no Feb 31, so the last day is Feb 28 and the period ends at its end.
+    assert tier_end_utc(nb, Tier.SIX_MONTHS, rule=CIVIL) == jst(2027, 3, 1)
+    assert classify(nb, jst(2027, 3, 1) - ONE_SECOND, rule=CIVIL) is Tier.SIX_MONTHS
+    assert classify(nb, jst(2027, 3, 1), rule=CIVIL) is Tier.ONE_YEAR
 
 
 def test_appx1_6m_from_aug_31_clamps_to_feb_29_in_a_leap_year() -> None:
     nb = jst(2027, 8, 31)
-    assert tier_end_utc(nb, Tier.SIX_MONTHS) == jst(2028, 2, 29)
-    assert classify(nb, jst(2028, 2, 29) - ONE_SECOND) is Tier.SIX_MONTHS
-    assert classify(nb, jst(2028, 2, 29)) is Tier.ONE_YEAR
+    assert tier_end_utc(nb, Tier.SIX_MONTHS, rule=ELAPSED) == jst(2028, 2, 29)
+    assert classify(nb, jst(2028, 2, 29) - ONE_SECOND, rule=ELAPSED) is Tier.SIX_MONTHS
+    assert classify(nb, jst(2028, 2, 29), rule=ELAPSED) is Tier.ONE_YEAR
+    assert tier_end_utc(nb, Tier.SIX_MONTHS, rule=CIVIL) == jst(2028, 3, 1)
+    assert classify(nb, jst(2028, 2, 29, 23, 59, 59), rule=CIVIL) is Tier.SIX_MONTHS
+    assert classify(nb, jst(2028, 3, 1), rule=CIVIL) is Tier.ONE_YEAR
 
 
 def test_appx1_1y_from_leap_day_ends_feb_28() -> None:
     nb = jst(2028, 2, 29, 10)
-    assert tier_end_utc(nb, Tier.ONE_YEAR) == jst(2029, 2, 28, 10)
-    assert classify(nb, jst(2029, 2, 28, 10) - ONE_SECOND) is Tier.ONE_YEAR
-    assert classify(nb, jst(2029, 2, 28, 10)) is Tier.TWO_YEARS
+    assert tier_end_utc(nb, Tier.ONE_YEAR, rule=ELAPSED) == jst(2029, 2, 28, 10)
+    assert classify(nb, jst(2029, 2, 28, 10) - ONE_SECOND, rule=ELAPSED) is Tier.ONE_YEAR
+    assert classify(nb, jst(2029, 2, 28, 10), rule=ELAPSED) is Tier.TWO_YEARS
+    # 10:00 JST: reckoning day Mar 1, so the year's last day is 2029-02-28 (the day before
+    # Mar 1) and it ends at the end of that day.
+    assert tier_end_utc(nb, Tier.ONE_YEAR, rule=CIVIL) == jst(2029, 3, 1)
+    assert classify(nb, jst(2029, 2, 28, 23, 59, 59), rule=CIVIL) is Tier.ONE_YEAR
+    assert classify(nb, jst(2029, 3, 1), rule=CIVIL) is Tier.TWO_YEARS
 
 
 def test_appx1_tier_counted_in_tokyo_not_utc_at_midnight() -> None:
@@ -62,11 +78,18 @@ def test_appx1_tier_counted_in_tokyo_not_utc_at_midnight() -> None:
     # "+6 months" clamps to Feb 28: the later start has the *earlier* tier end.
     before_midnight = utc(2026, 8, 30, 14, 59, 59)
     at_midnight = utc(2026, 8, 30, 15, 0, 0)
-    assert tier_end_utc(before_midnight, Tier.SIX_MONTHS) == utc(2027, 2, 28, 14, 59, 59)
-    assert tier_end_utc(at_midnight, Tier.SIX_MONTHS) == utc(2027, 2, 27, 15, 0, 0)
+    assert tier_end_utc(before_midnight, Tier.SIX_MONTHS, rule=ELAPSED) == utc(2027, 2, 28, 14,
+                                                                               59, 59)
+    assert tier_end_utc(at_midnight, Tier.SIX_MONTHS, rule=ELAPSED) == utc(2027, 2, 27, 15, 0, 0)
     not_after = utc(2027, 2, 28, 14, 59, 58)
-    assert classify(before_midnight, not_after) is Tier.SIX_MONTHS
-    assert classify(at_midnight, not_after) is Tier.ONE_YEAR
+    assert classify(before_midnight, not_after, rule=ELAPSED) is Tier.SIX_MONTHS
+    assert classify(at_midnight, not_after, rule=ELAPSED) is Tier.ONE_YEAR
+    # Civil code: 23:59:59 JST on Aug 30 reckons from Aug 31, and 00:00 JST on Aug 31 counts
+    # Aug 31 itself: both end at the end of Feb 28 (JST), i.e. 2027-02-28T15:00Z.
+    for start in (before_midnight, at_midnight):
+        assert tier_end_utc(start, Tier.SIX_MONTHS, rule=CIVIL) == utc(2027, 2, 28, 15, 0, 0)
+        assert classify(start, utc(2027, 2, 28, 14, 59, 59), rule=CIVIL) is Tier.SIX_MONTHS
+        assert classify(start, utc(2027, 2, 28, 15, 0, 0), rule=CIVIL) is Tier.ONE_YEAR
 
 
 def test_appx1_unlimited_admits_no_well_defined_expiration() -> None:
@@ -132,31 +155,36 @@ def test_add_calendar_months_is_monotone_in_months(at: datetime, m1: int, m2: in
     assert add_calendar_months(at, hi) >= at
 
 
+rules = st.sampled_from(list(PeriodRule))
+
+
 @settings(deadline=None)
 @given(instants, st.integers(min_value=1, max_value=2000 * 86_400),
-       st.integers(min_value=0, max_value=2000 * 86_400))
+       st.integers(min_value=0, max_value=2000 * 86_400), rules)
 def test_classify_longer_certificate_never_classifies_shorter(nb: datetime, s1: int,
-                                                              s2: int) -> None:
+                                                              s2: int, rule: PeriodRule) -> None:
     short, long_ = sorted((s1, s2))
-    t_short = classify(nb, nb + timedelta(seconds=short) - ONE_SECOND)
-    t_long = classify(nb, nb + timedelta(seconds=long_) - ONE_SECOND)
+    t_short = classify(nb, nb + timedelta(seconds=short) - ONE_SECOND, rule=rule)
+    t_long = classify(nb, nb + timedelta(seconds=long_) - ONE_SECOND, rule=rule)
     assert t_short <= t_long
 
 
 @settings(deadline=None)
-@given(instants, st.integers(min_value=1, max_value=2000 * 86_400))
-def test_classify_returns_the_smallest_admitting_tier(nb: datetime, seconds: int) -> None:
+@given(instants, st.integers(min_value=1, max_value=2000 * 86_400), rules)
+def test_classify_returns_the_smallest_admitting_tier(nb: datetime, seconds: int,
+                                                      rule: PeriodRule) -> None:
     na = nb + timedelta(seconds=seconds) - ONE_SECOND
-    tier = classify(nb, na)
-    assert admits(tier, nb, na)
+    tier = classify(nb, na, rule=rule)
+    assert admits(tier, nb, na, rule=rule)
     smaller = [t for t in Tier if t < tier]
-    assert not any(admits(t, nb, na) for t in smaller)
+    assert not any(admits(t, nb, na, rule=rule) for t in smaller)
 
 
-def _calendar_classify(nb: datetime, na: datetime) -> Tier:
+def _calendar_classify(nb: datetime, na: datetime,
+                       rule: PeriodRule = CIVIL) -> Tier:
     """The definition, with no shortcut: the first tier whose calendar end admits it."""
     return next(t for t in sorted(Tier, key=lambda t: (t.months is None, t.months or 0))
-                if admits(t, nb, na))
+                if admits(t, nb, na, rule=rule))
 
 
 def test_month_span_bounds_hold_for_every_day_of_a_400_year_cycle() -> None:
@@ -175,18 +203,18 @@ def test_month_span_bounds_hold_for_every_day_of_a_400_year_cycle() -> None:
 @given(st.datetimes(min_value=datetime(1950, 1, 1),  # noqa: DTZ001
                     max_value=datetime(2100, 12, 31),  # noqa: DTZ001
                     timezones=st.just(UTC)),
-       st.sampled_from([0, 1, 2, 3]), st.sampled_from([6, 12, 24, 36]),
-       st.integers(min_value=-2 * 86_400, max_value=2 * 86_400))
+       st.sampled_from([0, 1, 2, 3, 4]), st.sampled_from([6, 12, 24, 36]),
+       st.integers(min_value=-2 * 86_400, max_value=2 * 86_400), rules)
 def test_classify_shortcut_agrees_with_the_calendar_near_every_tier_edge(
-        nb: datetime, lengths: int, months: int, jitter: int) -> None:
+        nb: datetime, lengths: int, months: int, jitter: int, rule: PeriodRule) -> None:
     # Periods within two days of each span bound (where the shortcut hands over to the
     # calendar), on both sides, from 1950 (Tokyo still had DST) onwards.
     shortest, longest = MONTH_SPAN_DAYS[months]
-    days = (shortest, longest, shortest - 1, longest + 1)[lengths]
+    days = (shortest, longest, shortest - 1, longest + 1, longest + 2)[lengths]
     na = nb + timedelta(days=days, seconds=jitter) - ONE_SECOND
     if na < nb:
         return
-    assert classify(nb, na) is _calendar_classify(nb, na)
+    assert classify(nb, na, rule=rule) is _calendar_classify(nb, na, rule)
 
 
 def test_classify_before_1952_uses_the_calendar_with_tokyo_dst() -> None:
@@ -196,8 +224,9 @@ def test_classify_before_1952_uses_the_calendar_with_tokyo_dst() -> None:
     nb = datetime(1950, 7, 1, tzinfo=TOKYO).astimezone(UTC)
     assert (nb.day, nb.hour) == (30, 14)
     na = nb + 184 * DAY + timedelta(minutes=30) - ONE_SECOND
-    assert classify(nb, na) is Tier.SIX_MONTHS is _calendar_classify(nb, na)
-    assert classify(nb, na + timedelta(minutes=31)) is Tier.ONE_YEAR
+    assert classify(nb, na, rule=ELAPSED) is Tier.SIX_MONTHS
+    assert _calendar_classify(nb, na, ELAPSED) is Tier.SIX_MONTHS
+    assert classify(nb, na + timedelta(minutes=31), rule=ELAPSED) is Tier.ONE_YEAR
 
 
 def test_classify_year_9999_not_after_is_unlimited() -> None:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from policy.category import Category
 from policy.decisions import Action, Severity
+from policy.periods import PeriodRule
 from policy.rules.art6 import (
     Answer,
     answer_deadline,
@@ -126,10 +127,25 @@ def test_art6_3_byo_exactly_90_days_cannot_renew() -> None:
     assert got[Action.RENEWAL_BLOCKED].due == date(2026, 4, 1)
 
 
-def test_art6_3_byo_90_days_and_one_second_can_renew() -> None:
+def test_art6_3_byo_90_days_and_one_second_from_mid_day_is_within_90_civil_days() -> None:
+    """utc(2026, 1, 1) is 09:00 JST: the 90 days reckon from Jan 2 and end at the end of
+    Apr 1, so a certificate ending on Apr 1 (JST) is within them; ``elapsed`` says not."""
     f = facts(utc(2026, 1, 1), lifetime=90 * DAY + ONE_SECOND)
+    assert renewal_blocked(f)
+    assert not renewal_blocked(f, PeriodRule.ELAPSED)
+    elapsed = PolicySettings(period_rule=PeriodRule.ELAPSED)
+    assert Action.RENEWAL_BLOCKED not in actions(Category.III, f, at=utc(2026, 1, 2),
+                                                 settings=elapsed)
+
+
+def test_art6_3_byo_ending_the_day_after_the_90th_can_renew() -> None:
+    nb = utc(2026, 1, 1)  # 09:00 JST; the 90th day is Apr 1 (JST)
+    f = facts(nb, not_after=datetime(2026, 4, 1, 15, 0, 0, tzinfo=UTC))  # Apr 2 00:00 JST
     assert not renewal_blocked(f)
     assert Action.RENEWAL_BLOCKED not in actions(Category.III, f, at=utc(2026, 1, 2))
+    g = facts(nb, not_after=datetime(2026, 4, 1, 14, 59, 59, tzinfo=UTC))  # Apr 1 23:59:59 JST
+    assert renewal_blocked(g)
+    assert Action.RENEWAL_BLOCKED in actions(Category.III, g, at=utc(2026, 1, 2))
 
 
 def test_art6_3_lets_encrypt_certificate_is_blocked() -> None:

@@ -12,6 +12,7 @@ from policy.category import Category
 from policy.classification import PolicySettings, classify_certificate
 from policy.decisions import Action
 from policy.intake import Binding
+from policy.periods import PeriodRule
 from policy.tiers import Tier
 from tests.policy.factsutil import ONE_SECOND, facts, utc
 
@@ -44,8 +45,21 @@ def test_art6_3_byo_exactly_90_days_is_not_renewable() -> None:
     assert Action.RENEWAL_BLOCKED in [a.action for a in result.actions]
 
 
-def test_art6_3_byo_90_days_and_a_second_is_renewable() -> None:
+def test_art6_3_byo_90_days_and_a_second_renewable_only_under_elapsed() -> None:
+    """09:00 JST start: 90 days + 1 s still ends on the 90th civil day (Apr 1), so the Civil
+    Code blocks it; ``elapsed`` counts seconds and does not."""
     f = facts(utc(2026, 1, 1), lifetime=90 * DAY + ONE_SECOND)
+    civil = classify_certificate(f, CATALOGUE, binding=UNBOUND, at=utc(2026, 1, 2))
+    assert not civil.renewable
+    assert "renewal-blocked" in codes(civil)
+    elapsed = classify_certificate(f, CATALOGUE, binding=UNBOUND, at=utc(2026, 1, 2),
+                                   settings=PolicySettings(period_rule=PeriodRule.ELAPSED))
+    assert elapsed.renewable
+    assert "renewal-blocked" not in codes(elapsed)
+
+
+def test_art6_3_byo_ending_after_the_90th_civil_day_is_renewable() -> None:
+    f = facts(utc(2026, 1, 1), not_after=datetime(2026, 4, 1, 15, tzinfo=UTC))  # Apr 2 JST
     result = classify_certificate(f, CATALOGUE, binding=UNBOUND, at=utc(2026, 1, 2))
     assert result.renewable
     assert "renewal-blocked" not in codes(result)

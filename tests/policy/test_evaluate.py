@@ -248,8 +248,11 @@ def test_evaluate_art6_3_byo_exactly_90_days_cannot_renew() -> None:
     assert Action.RENEWAL_BLOCKED in _actions(state, at)
 
 
-def test_evaluate_art6_3_byo_90_days_plus_one_second_can_renew() -> None:
-    cert = facts(tag="le+1", lifetime=timedelta(days=90, seconds=1))
+def test_evaluate_art6_3_byo_90_days_plus_one_second_from_midnight_can_renew() -> None:
+    """From 00:00 JST the first day counts (民法第140条ただし書): 90 days + 1 s ends on the
+    91st day, outside the 90. From T0 (12:00 JST) it would still end on the 90th day."""
+    start = tokyo_midnight_utc(tokyo_date(T0))
+    cert = facts(tag="le+1", not_before=start, lifetime=timedelta(days=90, seconds=1))
     at = T0 + timedelta(days=1)
     state = _fold(accepted(tier=Tier.SIX_MONTHS), bound(cert=cert), at=at)
     assert Action.RENEWAL_BLOCKED not in _actions(state, at)

@@ -1,0 +1,268 @@
+"""How the terms' periods are counted: the Civil Code (the default) or instant arithmetic.
+
+The terms name periods in days, months and years (Art.3's tiers, Art.6(3)'s "90 days or less")
+and say nothing of how to count them, so the Civil Code's general rules apply (民法第138条:
+unless a statute, court order or juristic act provides otherwise). CONTRACT.md Art.3 fixes them:
+
+* 民法第140条 — a period counted in days, weeks, months or years does not count its first day,
+  unless it starts at 00:00 (Asia/Tokyo). The *reckoning day* (起算日) is ``notBefore``'s Tokyo
+  date when ``notBefore`` is exactly midnight, otherwise the next day.
+* N days: the last day is the reckoning day + (N − 1) days.
+* 民法第143条 — months and years follow the calendar: the last day is the day before the day of
+  the final month that corresponds to the reckoning day; when the final month has no such day
+  (the 31st, Feb 29), the last day is that month's last day.
+* 民法第141条 — a period expires at the end (24:00 JST) of its last day.
+* A certificate's validity is *within* a period when its ``notAfter``'s Tokyo date is on or
+  before the period's last day.
+
+``elapsed`` keeps the older instant arithmetic for providers who read the tiers as CA-style
+durations: a period of N days is N × 86,400 s from ``notBefore``, a period of N months ends at
+``notBefore`` plus N calendar months in Tokyo wall time (day of month clamped at month ends), and
+a certificate is within it when ``notBefore + validity <= end``. Its end is never later than the
+civil-code end and at most one day earlier, so ``elapsed`` is never the more lenient reading.
+
+Both readings reduce to one comparison, ``notAfter < end_utc`` with ``end_utc`` the period's
+exclusive end (the civil code's is the Tokyo midnight after the last day), which is what
+:meth:`Period.admits` does. Every bound that would leave ``datetime``'s range (a certificate
+dated 9999-12-31) makes the period unbounded rather than raising: nothing representable lies
+beyond it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import enum
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from .tokyo import TOKYO, add_calendar_months, require_aware, tokyo_midnight_utc
+
+__all__ = [
+    "DEFAULT_PERIOD_RULE",
+    "Period",
+    "PeriodRule",
+    "days_period",
+    "months_period",
+]
+
+
+class PeriodRule(enum.Enum):
+    """How periods are counted. The value is the name used in ``[policy] period_rule`` and JSON."""
+
+    CIVIL_CODE = "civil-code"
+    """民法第138条–第143条: reckoning day, calendar months, expiry at the end of the last day."""
+    ELAPSED = "elapsed"
+    """Instant arithmetic from ``notBefore`` (N × 86,400 s; N calendar months, clamped)."""
+
+    @classmethod
+    def parse(cls, name: str) -> PeriodRule:
+        """Parse a rule name; the error lists the valid names."""
+        for rule in cls:
+            if rule.value == name:
+                return rule
+        valid = ", ".join(r.value for r in cls)
+        raise ValueError(f"unknown period rule {name!r}: expected one of {valid}")
+
+
+DEFAULT_PERIOD_RULE = PeriodRule.CIVIL_CODE
+"""CONTRACT.md Art.3: the terms say nothing of how to count, so the Civil Code applies."""
+
+_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Period:
+    """A period of ``length`` days or months that starts at ``start_utc``, counted by ``rule``.
+
+    ``end_utc`` is the exclusive end: the first instant no longer in the period (civil code: the
+    Tokyo midnight after ``last_day``). ``None`` means the end lies beyond what ``datetime`` can
+    hold, so every representable certificate is within the period. ``last_day`` is the last
+    Tokyo day the period touches (inclusive), ``None`` when beyond 9999-12-31. ``reckoning_day``
+    is the civil code's 起算日; ``None`` under ``elapsed``, which has none.
+    """
+
+    rule: PeriodRule
+    start_utc: datetime
+    length: int
+    unit: str
+    """``"days"`` or ``"months"`` (years are 12 months, as the calendar counts them)."""
+    reckoning_day: date | None
+    last_day: date | None
+    end_utc: datetime | None
+
+    def admits(self, not_after_utc: datetime, *, allowance: timedelta = timedelta(0)) -> bool:
+        """Whether a certificate ending at ``not_after_utc`` is within the period, optionally
+        extended by ``allowance`` (Art.3 proviso). Civil code: ``notAfter``'s Tokyo date is on or
+        before the last day; elapsed: ``notBefore + validity <= end``. Both are
+        ``notAfter < end_utc``, and stay exact at ``99991231235959Z``."""
+        if self.end_utc is None:
+            return True
+        try:
+            bound = self.end_utc + allowance
+        except OverflowError:
+            return True
+        return require_aware(not_after_utc, "not_after_utc") < bound
+
+    @property
+    def label_en(self) -> str:
+        if self.unit == "months" and self.length % 12 == 0:
+            years = self.length // 12
+            return f"{years} year" + ("s" if years != 1 else "")
+        return f"{self.length} {self.unit if self.length != 1 else self.unit[:-1]}"
+
+    @property
+    def label_ja(self) -> str:
+        if self.unit == "months":
+            if self.length % 12 == 0:
+                return f"{self.length // 12} 年"
+            return f"{self.length} ヶ月"
+        return f"{self.length} 日"
+
+    def explain_en(self) -> str:
+        """The period in words: which rule, from when, and its last day."""
+        last = self.last_day.isoformat() if self.last_day is not None else "after 9999-12-31"
+        if self.rule is PeriodRule.CIVIL_CODE:
+            if self.reckoning_day is None:
+                return (f"{self.label_en} counted by the Civil Code start after 9999-12-31: "
+                        "nothing representable lies beyond them")
+            first = ("the period starts at 00:00 JST, so its first day counts (Civil Code "
+                     "Art.140 proviso)" if self._starts_at_midnight()
+                     else "the first day is not counted, Civil Code Art.140")
+            calendar_note = ", by the calendar (Art.143)" if self.unit == "months" else ""
+            return (f"reckoning day {self.reckoning_day} ({first}); {self.label_en}"
+                    f"{calendar_note} end at the end of {last} (Art.141)")
+        start = _jst_text(self.start_utc)
+        end = _jst_text(self.end_utc) if self.end_utc is not None else "after 9999-12-31"
+        how = ("× 86,400 s" if self.unit == "days" else "calendar months, clamped at month ends")
+        return (f"elapsed time: {self.label_en} ({how}) from {start} end just before {end} "
+                f"(last day {last})")
+
+    def explain_ja(self) -> str:
+        """The same in Japanese, e.g.
+        「起算日 2026-05-11（初日不算入、民法第140条）から 90 日、2026-08-08 満了」."""
+        last = self.last_day.isoformat() if self.last_day is not None else "9999-12-31 より後"
+        if self.rule is PeriodRule.CIVIL_CODE:
+            if self.reckoning_day is None:
+                return f"起算日が 9999-12-31 より後のため、{self.label_ja}の期間は満了しません"
+            first = ("午前零時に始まるため初日算入、民法第140条ただし書"
+                     if self._starts_at_midnight() else "初日不算入、民法第140条")
+            calendar_note = "（暦に従って計算、民法第143条）" if self.unit == "months" else ""
+            return (f"起算日 {self.reckoning_day}（{first}）から {self.label_ja}{calendar_note}、"
+                    f"{last} 満了")
+        start = _jst_text(self.start_utc)
+        end = _jst_text(self.end_utc) if self.end_utc is not None else "9999-12-31 より後"
+        return (f"経過時間による計算で {start} から {self.label_ja}、{end} の直前に満了"
+                f"（末日 {last}）")
+
+    def _starts_at_midnight(self) -> bool:
+        try:
+            return self.start_utc.astimezone(TOKYO).time() == time(0)
+        except OverflowError:
+            return False
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``computed`` fields every decision that used a period carries."""
+        return {
+            "period_rule": self.rule.value,
+            "period_length": f"{self.length} {self.unit}",
+            "period_reckoning_day": (self.reckoning_day.isoformat()
+                                     if self.reckoning_day is not None else None),
+            "period_last_day": self.last_day.isoformat() if self.last_day is not None else None,
+        }
+
+
+def _jst_text(instant: datetime | None) -> str:
+    if instant is None:
+        return "9999-12-31"
+    try:
+        return instant.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M:%S JST")
+    except OverflowError:
+        return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _reckoning_day(start_utc: datetime) -> date | None:
+    """民法第140条: the start's Tokyo date when it is exactly 00:00 JST, else the next day;
+    ``None`` when that lies beyond 9999-12-31."""
+    try:
+        local = start_utc.astimezone(TOKYO)
+    except OverflowError:
+        return None
+    day = local.date()
+    if local.time() == time(0):
+        return day
+    return None if day == date.max else day + _DAY
+
+
+def _civil_end(last_day: date | None) -> datetime | None:
+    """The instant the civil-code period expires: the end (24:00 JST) of its last day."""
+    if last_day is None or last_day == date.max:
+        return None
+    return tokyo_midnight_utc(last_day + _DAY)
+
+
+def _last_touched(end_utc: datetime | None) -> date | None:
+    """The last Tokyo day an exclusive end ``end_utc`` leaves inside the period."""
+    if end_utc is None:
+        return None
+    try:
+        return (end_utc - timedelta(microseconds=1)).astimezone(TOKYO).date()
+    except OverflowError:
+        return None
+
+
+def days_period(start_utc: datetime, days: int, *, rule: PeriodRule) -> Period:
+    """A period of ``days`` days (``days >= 1``) that starts at ``start_utc``."""
+    require_aware(start_utc, "start_utc")
+    if days < 1:
+        raise ValueError(f"a period has at least one day, got {days}")
+    if rule is PeriodRule.CIVIL_CODE:
+        reckoning = _reckoning_day(start_utc)
+        last: date | None = None
+        if reckoning is not None:
+            try:
+                last = reckoning + timedelta(days=days - 1)
+            except OverflowError:
+                last = None
+        return Period(rule=rule, start_utc=start_utc, length=days, unit="days",
+                      reckoning_day=reckoning, last_day=last, end_utc=_civil_end(last))
+    try:
+        end: datetime | None = start_utc + timedelta(days=days)
+    except OverflowError:
+        end = None
+    return Period(rule=rule, start_utc=start_utc, length=days, unit="days", reckoning_day=None,
+                  last_day=_last_touched(end), end_utc=end)
+
+
+def months_period(start_utc: datetime, months: int, *, rule: PeriodRule) -> Period:
+    """A period of ``months`` calendar months (``months >= 1``; a year is 12) from
+    ``start_utc``."""
+    require_aware(start_utc, "start_utc")
+    if months < 1:
+        raise ValueError(f"a period has at least one month, got {months}")
+    if rule is PeriodRule.CIVIL_CODE:
+        reckoning = _reckoning_day(start_utc)
+        last = None if reckoning is None else _civil_month_last_day(reckoning, months)
+        return Period(rule=rule, start_utc=start_utc, length=months, unit="months",
+                      reckoning_day=reckoning, last_day=last, end_utc=_civil_end(last))
+    try:
+        end: datetime | None = add_calendar_months(start_utc, months)
+    except (OverflowError, ValueError):
+        end = None
+    return Period(rule=rule, start_utc=start_utc, length=months, unit="months",
+                  reckoning_day=None, last_day=_last_touched(end), end_utc=end)
+
+
+def _civil_month_last_day(reckoning: date, months: int) -> date | None:
+    """民法第143条第2項: the day before the day of the final month corresponding to the
+    reckoning day; that month's last day when it has no corresponding day."""
+    index = reckoning.year * 12 + (reckoning.month - 1) + months
+    year, month0 = divmod(index, 12)
+    if year > date.max.year:
+        return None
+    month = month0 + 1
+    month_days = calendar.monthrange(year, month)[1]
+    if reckoning.day > month_days:
+        return date(year, month, month_days)
+    corresponding = date(year, month, reckoning.day)
+    return corresponding - _DAY
