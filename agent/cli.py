@@ -85,10 +85,12 @@ def _passwords(password_file: Path | None) -> tuple[bytes, ...]:
     of the machine could read them."""
     if password_file is None:
         return ()
+    from vault.secretfile import SecretFileError, read_secret_file  # a FIFO must not hang us
+
     try:
-        text = password_file.read_bytes()
-    except OSError as exc:
-        raise AgentError(f"{password_file}: cannot read password file: {exc.strerror}") from None
+        text = read_secret_file(password_file, what="password file", max_bytes=64 * 1024)
+    except SecretFileError as exc:
+        raise AgentError(str(exc)) from None
     return tuple(line.rstrip(b"\r") for line in text.split(b"\n") if line.rstrip(b"\r"))
 
 

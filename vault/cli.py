@@ -26,16 +26,19 @@ from .errors import (
 )
 from .keysource import (
     KeyFileSource,
+    KeyringSource,
     MasterKeySource,
     PassphraseSource,
     key_source_from_settings,
 )
+from .secretfile import SecretFileError, read_secret_file, write_secret_file
 from .service import PutRequest, Vault, open_vault, restore_vault
 from .store import default_vault_path
 
 __all__ = ["default_vault_path", "vault_group"]
 
 NEW_PASSPHRASE_ENV = "CERTESCROW_VAULT_NEW_PASSPHRASE"  # noqa: S105 - a variable name
+PASSWORD_FILE_MAX = 64 * 1024  # a password file holds a line or a few, never a megabyte
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -112,10 +115,13 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
 
 
 def _read_password_file(path: Path) -> bytes:
+    """The first line of ``path`` (a regular file; a FIFO is refused, never waited on)."""
     try:
-        return path.read_bytes().rstrip(b"\r\n")
-    except OSError as exc:
-        raise VaultInputError(f"{path}: cannot read the password file: {exc.strerror}") from None
+        data = read_secret_file(path.expanduser(), what="password file",
+                                max_bytes=PASSWORD_FILE_MAX)
+    except SecretFileError as exc:
+        raise VaultInputError(str(exc)) from None
+    return data.split(b"\n", 1)[0].rstrip(b"\r")
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> None:
@@ -137,8 +143,10 @@ def vault_group() -> None:
 def init_command(ctx: click.Context, vault_path: Path | None, key_file: Path | None) -> None:
     """Create a vault. With --key-file FILE, FILE is created (random key, 0600) if missing."""
     path = _vault_path(ctx, vault_path)
-    if path.exists() and path.stat().st_size > 0:
-        raise VaultConflictError(f"a vault already exists at {path}")
+    if path.exists() or path.is_symlink():
+        raise VaultConflictError(f"{path} already exists; `vault init` never replaces it (a "
+                                 "file left by an interrupted init of an older release holds "
+                                 "no entries: move it away first)")
     source = _source(ctx, key_file)
     with open_vault(path, source, create=True) as vault:
         status = vault.status()
@@ -322,26 +330,14 @@ def _is_text(data: bytes) -> bool:
 
 
 def _write_private(path: Path, data: bytes, *, force: bool) -> None:
-    """Write 0600; never over an existing file unless ``force`` (then atomically)."""
-    if path.exists() and not force:
-        raise VaultConflictError(f"{path} exists; use --force to overwrite it")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Write 0600, never over an existing file unless ``force``, and never leaving a copy of
+    the (plaintext) data anywhere but ``path`` (see :func:`vault.secretfile.write_secret_file`)."""
     try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        if force:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if the file appeared meanwhile
-    except FileExistsError:
-        raise VaultConflictError(f"{path} exists; use --force to overwrite it") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        write_secret_file(path, data, what="output file", replace=force)
+    except SecretFileError as exc:
+        if exc.problem == "exists":
+            raise VaultConflictError(f"{path} exists; use --force to overwrite it") from None
+        raise VaultInputError(str(exc)) from None
 
 
 @vault_group.command("export")
@@ -476,11 +472,18 @@ def _new_passphrase(confirm: bool) -> str:
 @click.option("--new-key-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Re-key to this key file (created, 0600, if missing). Default: a new key "
                    "in the same place (keyring entry, key file) or a new passphrase.")
+@click.option("--keep-old-key", is_flag=True,
+              help="Before an in-place rotation, keep a dated copy of the old key (beside the "
+                   "key file as FILE.retired-<UTC time>, mode 0600, or as a keyring entry): "
+                   "backups made before the rotation open only with it. Asked on a terminal.")
 @_json_option
 @click.pass_context
 def rotate_key_command(ctx: click.Context, vault_path: Path | None, key_file: Path | None,
-                       new_key_file: Path | None, as_json: bool) -> None:
-    """Re-wrap every data key under a new master key, in one transaction."""
+                       new_key_file: Path | None, keep_old_key: bool, as_json: bool) -> None:
+    """Re-wrap every data key under a new master key, in one transaction.
+
+    Backups made before the rotation stay wrapped under the old key: keep it
+    (--keep-old-key) for as long as you keep those backups."""
     with _open(ctx, vault_path, key_file) as vault:
         current = _source(ctx, key_file)
         target: MasterKeySource | None = None
@@ -488,13 +491,20 @@ def rotate_key_command(ctx: click.Context, vault_path: Path | None, key_file: Pa
             target = KeyFileSource(new_key_file.expanduser())
         elif isinstance(current, PassphraseSource):
             target = PassphraseSource(get_passphrase=_new_passphrase)
+        in_place_key = target is None and isinstance(current, (KeyFileSource, KeyringSource))
+        if in_place_key and not keep_old_key and sys.stdin.isatty() and not as_json:
+            keep_old_key = click.confirm(
+                "Backups made before this rotation open only with the old key, which the "
+                "rotation replaces. Keep a dated copy of the old key (mode 0600)?",
+                default=True, err=True)
         with _progress("re-wrapping") as progress:
-            result = vault.rotate_key(target, progress=progress)
+            result = vault.rotate_key(target, progress=progress, keep_old_key=keep_old_key)
     if as_json:
         _echo_json(result.to_json())
         return
     click.echo(f"re-wrapped {result.entries_rewrapped} data keys; the vault now opens with the "
                f"{result.key_source}")
+    click.echo(f"note: {result.old_key_note}", err=True)
     if new_key_file is not None:
         click.echo(f"update [vault] key_source/key_file (or pass --key-file {new_key_file})",
                    err=True)

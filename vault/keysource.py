@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
-import secrets
-import stat
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -37,12 +36,17 @@ from .errors import (
     VaultLockedError,
     VaultPermissionError,
 )
+from .secretfile import SecretFileError, fsync_dir, read_secret_file, write_secret_file
+from .store import make_private_dir
 
 __all__ = [
+    "ALLOW_PLAINTEXT_KEYRING_ENV",
+    "KEY_FILE_ADVICE",
     "KEY_SOURCE_KINDS",
     "PASSPHRASE_ENV",
     "CredentialSource",
     "KdfParams",
+    "KeepsOldKey",
     "KeyFileSource",
     "KeyringSource",
     "MasterKeySource",
@@ -115,14 +119,29 @@ class MasterKeySource(Protocol):
 
 
 @runtime_checkable
+class KeepsOldKey(Protocol):
+    """A source that can keep a retired key beside its current one (for older backups)."""
+
+    def keep_copy(self, key: bytes, label: str) -> str: ...
+
+
+@runtime_checkable
 class StagedRotation(Protocol):
     """A source that can hold a pending key next to the current one (in-place rotation)."""
 
     def stage(self, key: bytes) -> None: ...
 
+    def has_pending(self) -> bool:
+        """A pending key exists, readable or not (a partial one from a killed rotation)."""
+        ...
+
     def pending(self) -> bytes | None: ...
 
     def promote(self) -> None: ...
+
+    def discard(self) -> None:
+        """Remove the pending key (a rotation that never committed)."""
+        ...
 
 
 def _decode_key(raw: bytes, where: str) -> bytes:
@@ -149,41 +168,35 @@ def _encode_key(key: bytes) -> str:
 
 # ------------------------------------------------------------------ key files and credentials
 
-def read_key_file(path: Path, *, what: str = "key file", strict_mode: bool = True) -> bytes:
-    """Read a key file, refusing one that group or others can read (checked on the open file)."""
+def read_key_file(path: Path, *, what: str = "key file", strict_mode: bool = True,
+                  follow_symlinks: bool = True) -> bytes:
+    """Read a key file, refusing one that group or others can read (checked on the open file),
+    and anything but a regular file (a FIFO would block the open forever)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise VaultLockedError(f"{what} {path} does not exist") from None
-    except PermissionError:
-        raise VaultPermissionError(f"{what} {path}: permission denied") from None
-    except OSError as exc:
-        raise VaultLockedError(f"{what} {path}: cannot open: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise VaultLockedError(f"{what} {path} is not a regular file")
-        loose = st.st_mode & (0o077 if strict_mode else 0o007)
-        if loose:
-            raise VaultPermissionError(
-                f"{what} {path} has mode {stat.S_IMODE(st.st_mode):04o}: others can read it; "
-                f"the vault refuses it (chmod 600 {path}, and replace the key if it was exposed)"
-            )
-        if st.st_size > 4096:
-            raise VaultLockedError(f"{what} {path} is too large to be a key file")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            raw = fh.read()
-    finally:
-        os.close(fd)
+        raw = read_secret_file(path, what=what, max_bytes=4096,
+                               refuse_mode=0o077 if strict_mode else 0o007,
+                               follow_symlinks=follow_symlinks)
+    except SecretFileError as exc:
+        if exc.problem == "exposed":
+            raise VaultPermissionError(f"{exc}; the vault refuses it (chmod 600 {path}, and "
+                                       "replace the key if it was exposed)") from None
+        if exc.problem == "permission":
+            raise VaultPermissionError(str(exc)) from None
+        raise VaultLockedError(str(exc)) from None
     return _decode_key(raw, f"{what} {path}")
 
 
-def create_key_file(path: Path, key: bytes | None = None) -> bytes:
-    """Write a new random key to ``path`` (0600), atomically, never over an existing file.
+def _key_file_bytes(key: bytes) -> bytes:
+    return (_encode_key(key) + "\n").encode("ascii")
 
-    The key is written to a temporary file in the same directory, fsynced, then hard-linked to
-    its name (``link`` fails if the name exists, unlike ``rename``), so a crash leaves either no
-    key file or a complete one.
+
+def create_key_file(path: Path, key: bytes | None = None) -> bytes:
+    """Write a new random key to ``path`` (0600), never over an existing file.
+
+    A missing directory is created with mode 0700 (the README's first run names a key file in
+    a directory that does not exist yet). The key goes through :func:`write_secret_file`: an
+    anonymous file linked into place when complete, so a crash leaves either no key file or a
+    complete one, and never a stray copy of the key beside it.
     """
     key = new_key() if key is None else key
     path = Path(path)
@@ -191,53 +204,27 @@ def create_key_file(path: Path, key: bytes | None = None) -> bytes:
         raise VaultConflictError(f"key file {path} already exists; refusing to overwrite it")
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
-        raise VaultInputError(f"cannot create key file {path}: directory {directory} does "
-                              "not exist")
-    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (_encode_key(key) + "\n").encode("ascii"))
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
         try:
-            os.link(tmp, path)
-        except FileExistsError:
+            make_private_dir(directory)
+        except OSError as exc:
+            raise VaultInputError(f"cannot create key file {path}: cannot create directory "
+                                  f"{directory}: {exc.strerror}") from None
+    try:
+        write_secret_file(path, _key_file_bytes(key), what="key file")
+    except SecretFileError as exc:
+        if exc.problem == "exists":
             raise VaultConflictError(f"key file {path} already exists; refusing to overwrite "
                                      "it") from None
-        _fsync_dir(directory)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
+        raise VaultInputError(str(exc)) from None
     return key
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
+def _replace_key_file(path: Path, key: bytes, *, what: str) -> None:
+    """Replace (or create) ``path`` with ``key`` (0600), leaving no other copy of the key."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace_key_file(path: Path, key: bytes) -> None:
-    """Atomically replace (or create) ``path`` with ``key`` (0600)."""
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (_encode_key(key) + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+        write_secret_file(path, _key_file_bytes(key), what=what, replace=True)
+    except SecretFileError as exc:
+        raise VaultInputError(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,22 +253,40 @@ class KeyFileSource:
         return create_key_file(self.path), None
 
     def stage(self, key: bytes) -> None:
-        _replace_key_file(self.pending_path, key)
+        _replace_key_file(self.pending_path, key, what="pending key file")
+
+    def has_pending(self) -> bool:
+        return self.pending_path.exists() or self.pending_path.is_symlink()
 
     def pending(self) -> bytes | None:
-        if not self.pending_path.exists():
+        if not self.has_pending():
             return None
         try:
-            return read_key_file(self.pending_path, what="pending key file")
-        except VaultLockedError:
-            return None
+            return read_key_file(self.pending_path, what="pending key file",
+                                 follow_symlinks=False)
+        except (VaultLockedError, VaultPermissionError):
+            return None  # a partial or foreign file: never a key to adopt
 
     def promote(self) -> None:
         try:
             os.replace(self.pending_path, self.path)
         except FileNotFoundError:
             return  # another process promoted it already
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
+
+    def discard(self) -> None:
+        self.pending_path.unlink(missing_ok=True)
+        fsync_dir(self.path.parent)
+
+    def keep_copy(self, key: bytes, label: str) -> str:
+        """Keep ``key`` in ``<file>.<label>`` (0600, never over a file); returns its path."""
+        copy = self.path.with_name(f"{self.path.name}.{label}")
+        try:
+            write_secret_file(copy, _key_file_bytes(key), what="old key file")
+        except SecretFileError as exc:
+            raise VaultConflictError(str(exc)) if exc.problem == "exists" \
+                else VaultInputError(str(exc)) from None
+        return str(copy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,12 +325,44 @@ class CredentialSource:
         return self.load(None), None
 
 
+KEY_FILE_ADVICE = ("use a key file instead: pass --key-file FILE or set "
+                   "CERTESCROW_VAULT_KEY_FILE=FILE (`certescrow vault init` creates it, mode "
+                   '0600), or set [vault] key_source = "key-file" and key_file in the '
+                   "configuration")
+ALLOW_PLAINTEXT_KEYRING_ENV = "CERTESCROW_VAULT_ALLOW_PLAINTEXT_KEYRING"
+
+_log = logging.getLogger("certescrow.vault")
+
+
+def _backend_name(backend: object) -> str:
+    return f"{type(backend).__module__}.{type(backend).__name__}"
+
+
+def _is_plaintext_backend(backend: object) -> bool:
+    """keyrings.alt's PlaintextKeyring (and anything named like it) keeps passwords in a
+    plaintext file: it is not an OS keyring, whatever ``keyring`` chose it for."""
+    return any(cls.__name__ == "PlaintextKeyring" for cls in type(backend).__mro__)
+
+
+def _is_no_backend(backend: object) -> bool:
+    module = type(backend).__module__
+    return module in ("keyring.backends.fail", "keyring.backends.null")
+
+
 @dataclass(frozen=True, slots=True)
 class KeyringSource:
-    """The OS keyring through ``keyring`` (base64 text). The pending key is ``<username>.next``."""
+    """The OS keyring through ``keyring`` (base64 text). The pending key is ``<username>.next``.
+
+    A plaintext file "keyring" (keyrings.alt's PlaintextKeyring, which ``keyring`` picks on a
+    machine with no OS keyring when keyrings.alt is installed) is refused unless
+    ``allow_plaintext`` (``$CERTESCROW_VAULT_ALLOW_PLAINTEXT_KEYRING=1``), and then used with a
+    warning: the master key would sit unencrypted in a file, which a key file does as well but
+    says so.
+    """
 
     service: str = "certescrow"
     username: str = "vault-master-key"
+    allow_plaintext: bool = False
 
     @property
     def kind(self) -> str:
@@ -334,12 +371,41 @@ class KeyringSource:
     def describe(self) -> str:
         return f"OS keyring (service {self.service!r}, user {self.username!r})"
 
+    def _check_backend(self) -> None:
+        import keyring
+
+        try:
+            backend = keyring.get_keyring()
+        except Exception as exc:  # keyring's own start-up failure (a bad backend), mapped here
+            raise VaultLockedError(f"the OS keyring cannot be used ({exc.__class__.__name__}); "
+                                   f"{KEY_FILE_ADVICE}") from None
+        chain = list(getattr(backend, "backends", None) or ()) \
+            if type(backend).__name__ == "ChainerBackend" else [backend]
+        usable = [b for b in chain if not _is_no_backend(b)]
+        if not usable:
+            raise VaultLockedError(f"no OS keyring is available on this machine (keyring "
+                                   f"backend: {_backend_name(backend)}); {KEY_FILE_ADVICE}")
+        if _is_plaintext_backend(usable[0]):
+            if not self.allow_plaintext:
+                raise VaultLockedError(
+                    f"the keyring backend is {_backend_name(usable[0])}, a plaintext file, not "
+                    "an OS keyring: the vault will not keep its master key there; "
+                    f"{KEY_FILE_ADVICE} (to accept the plaintext file anyway, set "
+                    f"{ALLOW_PLAINTEXT_KEYRING_ENV}=1)")
+            _log.warning("the vault's master key is kept in %s, a plaintext file keyring "
+                         "(allowed by %s): anyone who can read that file can open the vault",
+                         _backend_name(usable[0]), ALLOW_PLAINTEXT_KEYRING_ENV)
+
     def _get(self, username: str) -> str | None:
         import keyring
         import keyring.errors
 
+        self._check_backend()
         try:
             value = keyring.get_password(self.service, username)
+        except keyring.errors.NoKeyringError:
+            raise VaultLockedError(f"no OS keyring is available on this machine; "
+                                   f"{KEY_FILE_ADVICE}") from None
         except keyring.errors.KeyringError as exc:
             raise VaultLockedError(f"{self.describe()}: the keyring cannot be read: "
                                    f"{exc.__class__.__name__}") from None
@@ -349,10 +415,26 @@ class KeyringSource:
         import keyring
         import keyring.errors
 
+        self._check_backend()
         try:
             keyring.set_password(self.service, username, value)
+        except keyring.errors.NoKeyringError:
+            raise VaultLockedError(f"no OS keyring is available on this machine; "
+                                   f"{KEY_FILE_ADVICE}") from None
         except keyring.errors.KeyringError as exc:
             raise VaultLockedError(f"{self.describe()}: cannot store the key: "
+                                   f"{exc.__class__.__name__}") from None
+
+    def _delete(self, username: str) -> None:
+        import keyring
+        import keyring.errors
+
+        try:
+            keyring.delete_password(self.service, username)
+        except keyring.errors.PasswordDeleteError:
+            pass
+        except keyring.errors.KeyringError as exc:
+            raise VaultLockedError(f"{self.describe()}: cannot delete the pending key: "
                                    f"{exc.__class__.__name__}") from None
 
     def load(self, kdf: KdfParams | None) -> bytes:
@@ -372,6 +454,9 @@ class KeyringSource:
     def stage(self, key: bytes) -> None:
         self._set(self.username + ".next", _encode_key(key))
 
+    def has_pending(self) -> bool:
+        return self._get(self.username + ".next") is not None
+
     def pending(self) -> bytes | None:
         value = self._get(self.username + ".next")
         if value is None:
@@ -382,17 +467,20 @@ class KeyringSource:
             return None
 
     def promote(self) -> None:
-        import keyring
-        import keyring.errors
-
         value = self._get(self.username + ".next")
         if value is None:
             return
         self._set(self.username, value)
-        try:
-            keyring.delete_password(self.service, self.username + ".next")
-        except keyring.errors.PasswordDeleteError:
-            pass
+        self._delete(self.username + ".next")
+
+    def discard(self) -> None:
+        self._delete(self.username + ".next")
+
+    def keep_copy(self, key: bytes, label: str) -> str:
+        """Keep ``key`` as the entry ``<username>.<label>``; returns where (for messages)."""
+        username = f"{self.username}.{label}"
+        self._set(username, _encode_key(key))
+        return f"keyring entry (service {self.service!r}, user {username!r})"
 
 
 def _default_passphrase(confirm: bool) -> str:
@@ -447,16 +535,20 @@ class PassphraseSource:
         return key, kdf
 
 
-def key_source_from_settings(settings: Mapping[str, Any], *,
-                             key_file: Path | None = None) -> MasterKeySource:
-    """The source the ``[vault]`` configuration names; ``key_file`` (``--key-file``) wins."""
+def key_source_from_settings(settings: Mapping[str, Any], *, key_file: Path | None = None,
+                             environ: Mapping[str, str] | None = None) -> MasterKeySource:
+    """The source the ``[vault]`` configuration names; ``key_file`` (``--key-file``) wins.
+    ``environ`` (default ``os.environ``) may allow a plaintext file keyring."""
+    environ = os.environ if environ is None else environ
     if key_file is not None:
         return KeyFileSource(Path(key_file).expanduser())
     kind = str(settings.get("key_source") or "keyring")
     if kind == "keyring":
         return KeyringSource(service=str(settings.get("keyring_service") or "certescrow"),
                              username=str(settings.get("keyring_username")
-                                          or "vault-master-key"))
+                                          or "vault-master-key"),
+                             allow_plaintext=environ.get(ALLOW_PLAINTEXT_KEYRING_ENV, "")
+                             .strip().lower() in ("1", "yes", "true"))
     if kind == "credential":
         return CredentialSource(str(settings.get("credential") or "certescrow-vault-key"))
     if kind == "key-file":

@@ -50,8 +50,15 @@ from .errors import (
     VaultNotFoundError,
     VaultPermissionError,
 )
-from .keysource import KdfParams, MasterKeySource, StagedRotation
-from .store import FORMAT_VERSION, Store, make_private_dir, translate_sqlite_error
+from .keysource import KdfParams, KeepsOldKey, MasterKeySource, StagedRotation
+from .secretfile import fsync_dir
+from .store import (
+    FORMAT_VERSION,
+    Store,
+    check_private_dir,
+    make_private_dir,
+    translate_sqlite_error,
+)
 
 __all__ = [
     "EntryInfo",
@@ -177,9 +184,12 @@ class VerifyReport:
 class RotateResult:
     entries_rewrapped: int
     key_source: str
+    old_key_kept: str | None  # where a dated copy of the retired key was written
+    old_key_note: str  # what opens the backups made before the rotation
 
     def to_json(self) -> dict[str, Any]:
-        return {"entries_rewrapped": self.entries_rewrapped, "key_source": self.key_source}
+        return {"entries_rewrapped": self.entries_rewrapped, "key_source": self.key_source,
+                "old_key_kept": self.old_key_kept, "old_key_note": self.old_key_note}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -238,6 +248,10 @@ def _as_staged(source: object) -> StagedRotation | None:
     return source if isinstance(source, StagedRotation) else None
 
 
+def _as_keeper(source: object) -> KeepsOldKey | None:
+    return source if isinstance(source, KeepsOldKey) else None
+
+
 def _read_header(store: Store) -> _Header | None:
     try:
         vault_id = store.get_meta("vault_id")
@@ -257,6 +271,35 @@ def _read_header(store: Store) -> _Header | None:
         raise translate_sqlite_error(store.path, exc) from None
     except (ValueError, UnicodeDecodeError):
         raise integrity_error("vault header") from None
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """SQLite's own diagnostic line, with anything unprintable replaced, shortened."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
+def _rows_with_invalid_text(conn: sqlite3.Connection) -> dict[str, list[int]]:
+    """Row ids, per table, holding a TEXT value that is not UTF-8. sqlite3 refuses to return
+    such a value, and its error quotes the bytes: so the bytes are read as blobs and only the
+    row id is reported (a message must never quote stored content)."""
+    found: dict[str, list[int]] = {}
+    for table in ("meta", "entries", "audit"):
+        columns = [str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")]
+        if not columns:
+            continue
+        quoted = ['"' + c.replace('"', '""') + '"' for c in columns]
+        probes = ", ".join(f"CASE WHEN typeof({q}) = 'text' THEN CAST({q} AS BLOB) END"
+                           for q in quoted)
+        for row in conn.execute(f"SELECT rowid, {probes} FROM {table}"):  # noqa: S608 - fixed tables, quoted column names
+            for value in row[1:]:
+                if value is None:
+                    continue
+                try:
+                    bytes(value).decode("utf-8")
+                except UnicodeDecodeError:
+                    found.setdefault(table, []).append(int(row[0]))
+                    break
+    return found
 
 
 def _canonical_meta(meta: Mapping[str, str]) -> str:
@@ -309,8 +352,9 @@ class Vault:
             self._keys = None
             self._store.close()
 
-    def unlock(self, source: MasterKeySource) -> None:
-        """Check ``source``'s key against the header; finish an interrupted rotation."""
+    def unlock(self, source: MasterKeySource, *, settle_pending_key: bool = True) -> None:
+        """Check ``source``'s key against the header; finish an interrupted rotation, or
+        remove the pending key a rotation killed before its commit left behind."""
         with self._lock:
             if not self._store.conn.in_transaction:
                 # The header may have moved since open (a rotation elsewhere): read it afresh.
@@ -339,9 +383,43 @@ class Vault:
                     f"{self.path} (wrong key, or the vault header was altered); the vault was "
                     f"last keyed with a {header.keyed_with} source"
                 )
-            self._keys = derive_subkeys(key, header.vault_id, secret)
+            if settle_pending_key and isinstance(source, StagedRotation) \
+                    and not self._store.conn.in_transaction:
+                key, secret = self._settle_pending_key(source, key, secret)
+            self._keys = derive_subkeys(key, self._header.vault_id, secret)
             self._source = source
             self._lock_reason = None
+
+    def _settle_pending_key(self, source: StagedRotation, key: bytes,
+                            secret: bytes) -> tuple[bytes, bytes]:
+        """A pending key left by a killed rotation: promote it if the vault is keyed with it
+        (the rotation committed), remove it if the current key still opens the vault (it never
+        did). Decided under the write lock, because a rotation in another process stages its
+        key while it holds that lock: a pending key seen without it may be one about to
+        commit. Returns the key and vault secret to use. A failure here (busy, read-only) only
+        leaves the pending key for the next open."""
+        try:
+            if not source.has_pending():
+                return key, secret
+            with self._store.write():
+                header = _read_header(self._store)
+                if header is None:
+                    return key, secret
+                pending = source.pending()
+                adopted = unwrap_secret(pending, header.vault_id, header.wrapped_secret) \
+                    if pending is not None else None
+                if pending is not None and adopted is not None:
+                    source.promote()
+                    self._header = header
+                    return pending, adopted
+                current = unwrap_secret(key, header.vault_id, header.wrapped_secret)
+                if current is not None:
+                    source.discard()
+                    self._header = header
+                    return key, current
+        except (VaultError, OSError):
+            pass
+        return key, secret
 
     def try_unlock(self, source: MasterKeySource) -> bool:
         """:meth:`unlock`, recording why it failed instead of raising (for ``status``)."""
@@ -707,14 +785,28 @@ class Vault:
             problems: list[str] = []
             with self._snapshot() as conn:
                 keys = self._need_keys()
-                check = conn.execute("PRAGMA quick_check").fetchall()
-                if [r[0] for r in check] != ["ok"]:
-                    problems.append("SQLite structure: " + "; ".join(str(r[0])
-                                                                      for r in check[:5]))
-                records = audit_log.read_records(conn)
-                problems.extend(audit_log.verify_chain(conn, audit_key=keys.audit,
-                                                       vault_id=self._header.vault_id))
-                cursor = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries ORDER BY id")  # noqa: S608 - constant column list
+                # integrity_check, not quick_check: only the full check compares every index
+                # with its table, so a damaged index that would hide a row from a lookup by
+                # fingerprint (and let a duplicate in) is found too.
+                check = [str(r[0]) for r in conn.execute("PRAGMA integrity_check").fetchall()]
+                if check != ["ok"]:
+                    problems.append("SQLite structure: " + "; ".join(
+                        _printable(line) for line in check[:5]))
+                bad_text = _rows_with_invalid_text(conn)
+                for table, rowids in sorted(bad_text.items()):
+                    problems.extend(f"{table} row {rowid}: a stored text value is not valid "
+                                    "UTF-8 (the file was damaged or altered)"
+                                    for rowid in rowids[:20])
+                if bad_text.get("audit") or bad_text.get("meta"):
+                    records = []
+                    problems.append("audit log: not checked (damaged text in the file)")
+                else:
+                    records = audit_log.read_records(conn)
+                    problems.extend(audit_log.verify_chain(conn, audit_key=keys.audit,
+                                                           vault_id=self._header.vault_id))
+                skip = ",".join(str(int(r)) for r in bad_text.get("entries", ()))
+                cursor = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries "  # noqa: S608 - constant columns, integer row ids
+                                      f"WHERE rowid NOT IN ({skip}) ORDER BY id")
                 names = [d[0] for d in cursor.description]
                 rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
                 total = len(rows)
@@ -738,17 +830,25 @@ class Vault:
                                 problems=tuple(problems))
 
     def rotate_key(self, new_source: MasterKeySource | None = None, *,
-                   progress: Progress | None = None) -> RotateResult:
+                   progress: Progress | None = None, keep_old_key: bool = False) -> RotateResult:
         """Re-wrap every data key and the vault secret under a new master key, in ONE
         transaction: an interruption leaves the old key working, or the new one.
 
         ``new_source=None`` rotates in place: a keyring or key-file source stages the new key
         as its *pending* key before the commit and promotes it after; :meth:`unlock` finishes a
-        promotion a crash interrupted.
+        promotion a crash interrupted. An in-place rotation destroys the old key, which every
+        backup taken before it still needs: ``keep_old_key`` first writes a dated copy beside
+        it (``<key file>.retired-<UTC time>``, 0600, or keyring user
+        ``<username>.retired-<UTC time>``), before anything changes.
         """
         with self._lock:
             keys = self._need_keys()
             source = self._source
+            kept: str | None = None
+            keeper = _as_keeper(source)
+            if keep_old_key and new_source is None and keeper is not None:
+                label = "retired-" + self._clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+                kept = keeper.keep_copy(keys.master, label)
             staged: StagedRotation | None = None
             kdf: KdfParams | None = None
             if new_source is None:
@@ -805,7 +905,9 @@ class Vault:
                                    keyed_with=target.kind if target else "?", kdf=kdf,
                                    wrapped_secret=new_wrapped)
             return RotateResult(entries_rewrapped=len(rows),
-                                key_source=target.describe() if target else "?")
+                                key_source=target.describe() if target else "?",
+                                old_key_kept=kept,
+                                old_key_note=_old_key_note(source, new_source, kept))
 
     def backup(self, dest: Path, *, force: bool = False) -> Path:
         """A consistent, still-encrypted copy (SQLite online backup), written 0600 and renamed
@@ -841,83 +943,137 @@ class Vault:
             return dest
 
 
+def _old_key_note(source: MasterKeySource | None, new_source: MasterKeySource | None,
+                  kept: str | None) -> str:
+    """What opens the backups made before a rotation (they are wrapped under the old key)."""
+    if kept is not None:
+        return (f"the old key was kept in {kept} (mode 0600): backups made before this "
+                "rotation open only with it")
+    if source is not None and source.kind == "passphrase":
+        return ("backups made before this rotation open only with the old passphrase")
+    if new_source is not None and source is not None:
+        return (f"the old key is still in the {source.describe()}: keep it, backups made "
+                "before this rotation open only with it")
+    return ("backups made before this rotation open only with the old key, which this "
+            "rotation replaced (rotate with --keep-old-key to keep a dated copy)")
+
+
 def open_vault(path: Path, source: MasterKeySource | None, *, create: bool = False,
-               clock: Clock | None = None, actor: str | None = None) -> Vault:
+               clock: Clock | None = None, actor: str | None = None,
+               settle_pending_key: bool = True) -> Vault:
     """Open (or with ``create=True`` create) the vault at ``path`` and unlock it with ``source``.
 
     A new vault takes its key from ``source.create()`` (a key file that does not exist is
-    written, an empty keyring entry filled, a passphrase asked twice). ``source=None`` opens it
-    locked, for metadata only.
+    written, an empty keyring entry filled, a passphrase asked twice) and is built completely in
+    a temporary file before it appears at ``path`` (:func:`_create_vault_file`). ``source=None``
+    opens it locked, for metadata only. ``settle_pending_key=False`` leaves a pending rotation
+    key alone (restore opens a backup's copy with it, which must not decide for the live vault).
     """
     path = Path(path).expanduser()
-    store = Store.open(path, create=create)
+    clock = clock or _system_clock
+    actor = actor or default_actor()
+    if create and not (path.exists() or path.is_symlink()):
+        if source is None:
+            raise VaultLockedError("creating a vault needs a key source")
+        _create_vault_file(path, source, clock=clock, actor=actor)
+    store = Store.open(path)
     try:
-        clock = clock or _system_clock
-        actor = actor or default_actor()
         header = _read_header(store)
         if header is None:
-            if not create:
-                raise VaultNotFoundError(f"{path} is an empty vault file (an interrupted "
-                                         "`vault init`?); run `certescrow vault init` again")
-            if source is None:
-                raise VaultLockedError("creating a vault needs a key source")
-            header = _initialise(store, source, clock=clock, actor=actor)
+            raise VaultNotFoundError(
+                f"{path} is not a complete vault (no header; a `vault init` of an older release "
+                "was interrupted?): it holds no entries; move it away and run `certescrow "
+                "vault init` again")
         vault = Vault(store, header, clock=clock, actor=actor)
         if source is not None:
-            vault.unlock(source)
+            vault.unlock(source, settle_pending_key=settle_pending_key)
         return vault
     except BaseException:
         store.close()
         raise
 
 
-def _initialise(store: Store, source: MasterKeySource, *, clock: Clock, actor: str) -> _Header:
-    key, kdf = source.create()  # may prompt or touch the keyring: outside the write lock
+_STAGING_MARK = ".init-"
+
+
+def _remove_abandoned_staging(path: Path) -> None:
+    """Staging files of ``vault init`` runs that were killed (their process is gone)."""
+    prefix = f".{path.name}{_STAGING_MARK}"
+    with contextlib.suppress(OSError):
+        for candidate in path.parent.iterdir():
+            name = candidate.name
+            if not name.startswith(prefix):
+                continue
+            pid_text = name[len(prefix):].split("-", 1)[0]
+            if not pid_text.isdigit():
+                continue
+            try:
+                os.kill(int(pid_text), 0)
+            except ProcessLookupError:
+                candidate.unlink(missing_ok=True)
+            except OSError:
+                continue  # alive (EPERM: another user's process)
+
+
+def _create_vault_file(path: Path, source: MasterKeySource, *, clock: Clock,
+                       actor: str) -> None:
+    """Build a complete vault in ``.<name>.init-<pid>-<random>`` beside ``path`` and link it
+    into place: a failure or a kill at any moment leaves no vault at ``path`` (a later
+    ``init`` works), never a half-built one that every command refuses. ``link`` fails if
+    another process created the vault meanwhile; that one is then used."""
+    make_private_dir(path.parent)
+    check_private_dir(path.parent)
+    _remove_abandoned_staging(path)
+    key, kdf = source.create()  # may prompt or touch the keyring: before any file is made
+    staging = path.with_name(f".{path.name}{_STAGING_MARK}{os.getpid()}-"
+                             f"{secrets.token_hex(4)}")
+    try:
+        store = Store.open(staging, create=True)
+        try:
+            _initialise(store, source.kind, key, kdf, clock=clock, actor=actor)
+        finally:
+            store.close()  # the last connection checkpoints the WAL into the file
+        fd = os.open(staging, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileExistsError):
+            os.link(staging, path)
+        fsync_dir(path.parent)
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(str(staging) + suffix).unlink(missing_ok=True)
+
+
+def _initialise(store: Store, key_source_kind: str, key: bytes, kdf: KdfParams | None, *,
+                clock: Clock, actor: str) -> None:
     vault_id, secret = os.urandom(16), new_key()
     created_at = _iso(clock())
     try:
         with store.write() as conn:
-            if conn.execute("SELECT 1 FROM meta WHERE name = 'vault_id'").fetchone():
-                pass  # another process initialised it first; fall through to read its header
-            else:
-                for name, value in (("format_version", str(FORMAT_VERSION).encode()),
-                                    ("vault_id", vault_id), ("created_at", created_at.encode()),
-                                    ("key_source", source.kind.encode()),
-                                    ("wrapped_secret", wrap_secret(key, vault_id, secret))):
-                    Store.set_meta(conn, name, value)
-                if kdf is not None:
-                    Store.set_meta(conn, "kdf", json.dumps(kdf.to_json()).encode())
-                keys = derive_subkeys(key, vault_id, secret)
-                audit_log.append(conn, audit_key=keys.audit, vault_id=vault_id, at=clock(),
-                                 actor=actor, action="init",
-                                 detail={"key_source": source.kind})
+            for name, value in (("format_version", str(FORMAT_VERSION).encode()),
+                                ("vault_id", vault_id), ("created_at", created_at.encode()),
+                                ("key_source", key_source_kind.encode()),
+                                ("wrapped_secret", wrap_secret(key, vault_id, secret))):
+                Store.set_meta(conn, name, value)
+            if kdf is not None:
+                Store.set_meta(conn, "kdf", json.dumps(kdf.to_json()).encode())
+            keys = derive_subkeys(key, vault_id, secret)
+            audit_log.append(conn, audit_key=keys.audit, vault_id=vault_id, at=clock(),
+                             actor=actor, action="init", detail={"key_source": key_source_kind})
     except sqlite3.Error as exc:
         raise translate_sqlite_error(store.path, exc) from None
-    header = _read_header(store)
-    if header is None:  # pragma: no cover - the transaction above wrote it
-        raise VaultError(f"vault {store.path}: initialisation did not persist")
-    return header
 
 
-def restore_vault(backup: Path, path: Path, source: MasterKeySource, *, force: bool = False,
-                  clock: Clock | None = None, actor: str | None = None) -> RestoreResult:
-    """Replace the vault at ``path`` with ``backup`` after verifying the backup end to end with
-    ``source``'s key. Into a live vault the copy goes through SQLite's backup API, so other
-    connections (the daemon) switch atomically from the old content to the restored one."""
-    backup, path = Path(backup).expanduser(), Path(path).expanduser()
-    if not backup.is_file():
-        raise VaultNotFoundError(f"backup {backup} does not exist")
-    exists = path.exists()
-    if exists and not force:
-        raise VaultConflictError(f"vault {path} exists; restoring replaces its whole content "
-                                 "(use --force)")
-    make_private_dir(path.parent)
-    staging = path.with_name(f".{path.name}.restore-{secrets.token_hex(6)}")
-    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
+def _check_backup(backup: Path, staging: Path, source: MasterKeySource, *,
+                  clock: Clock | None, actor: str | None) -> int:
+    """Copy ``backup`` to ``staging`` and verify it end to end with ``source``'s key, before
+    anything is replaced. Every error names the backup (never the staging copy), and a key that
+    does not open it says which key a backup needs. Returns the number of entries."""
     try:
         try:
-            src = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+            src = sqlite3.connect(backup.absolute().as_uri() + "?mode=ro", uri=True)
             try:
                 dst = sqlite3.connect(staging)
                 try:
@@ -928,12 +1084,45 @@ def restore_vault(backup: Path, path: Path, source: MasterKeySource, *, force: b
                 src.close()
         except sqlite3.Error as exc:
             raise translate_sqlite_error(backup, exc) from None
-        with open_vault(staging, source, clock=clock, actor=actor) as candidate:
+        with open_vault(staging, source, clock=clock, actor=actor,
+                        settle_pending_key=False) as candidate:
             report = candidate.verify()
-            if not report.ok:
-                raise VaultIntegrityError(f"backup {backup} fails verification: "
-                                          f"{report.problems[0]}")
-            entries = report.entries_checked
+    except VaultLockedError as exc:
+        raise VaultLockedError(
+            f"backup {backup}: " + str(exc).replace(str(staging), "it")
+            + "; a backup opens only with the master key that was current when it was taken "
+            "(after `vault rotate-key`, the old key: see `vault rotate-key --keep-old-key`)"
+        ) from None
+    except VaultError as exc:
+        message = str(exc).replace(str(staging), str(backup))
+        if str(backup) not in message:
+            message = f"backup {backup}: {message}"
+        raise type(exc)(message) from None
+    if not report.ok:
+        raise VaultIntegrityError(f"backup {backup} fails verification: {report.problems[0]}")
+    return report.entries_checked
+
+
+def restore_vault(backup: Path, path: Path, source: MasterKeySource, *, force: bool = False,
+                  clock: Clock | None = None, actor: str | None = None) -> RestoreResult:
+    """Replace the vault at ``path`` with ``backup`` after verifying the backup end to end with
+    ``source``'s key. Into a live vault the copy goes through SQLite's backup API, so other
+    connections (the daemon) switch atomically from the old content to the restored one."""
+    backup, path = Path(backup).expanduser(), Path(path).expanduser()
+    if not backup.exists():
+        raise VaultNotFoundError(f"backup {backup} does not exist")
+    if not backup.is_file():
+        raise VaultInputError(f"backup {backup} is not a regular file")
+    exists = path.exists()
+    if exists and not force:
+        raise VaultConflictError(f"vault {path} exists; restoring replaces its whole content "
+                                 "(use --force)")
+    make_private_dir(path.parent)
+    staging = path.with_name(f".{path.name}.restore-{secrets.token_hex(6)}")
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
+        entries = _check_backup(backup, staging, source, clock=clock, actor=actor)
         if exists:
             with open_vault(path, None) as live:
                 target = sqlite3.connect(staging)

@@ -32,6 +32,7 @@ __all__ = [
     "check_private_dir",
     "check_private_file",
     "default_vault_path",
+    "is_shared_or_system_dir",
     "make_private_dir",
     "translate_sqlite_error",
 ]
@@ -89,14 +90,49 @@ def default_vault_path() -> Path:
     return Path(data_home) / "certescrow" / "vault.sqlite3"
 
 
+# Directories that are shared or belong to the system: advice to `chmod 700` one of them would
+# break the machine (/tmp) or other users' access (/home). Their contents may still be private.
+_SYSTEM_DIRS = frozenset({"/", "/tmp", "/var/tmp", "/dev/shm", "/etc", "/var", "/var/lib",  # noqa: S108 - names compared, not used
+                          "/var/local", "/var/opt", "/usr", "/usr/local", "/opt", "/srv",
+                          "/run", "/mnt", "/media", "/home", "/root", "/Users"})
+
+
+def is_shared_or_system_dir(directory: Path, st: os.stat_result | None = None) -> bool:
+    """True for a directory whose mode is not the user's to tighten: sticky (``/tmp``), owned
+    by someone else, a system directory, a home directory or the root of home directories."""
+    try:
+        st = st or directory.stat()
+        resolved = directory.resolve()
+    except OSError:
+        return True
+    if st.st_mode & stat.S_ISVTX or st.st_uid != os.geteuid():
+        return True
+    if str(resolved) in _SYSTEM_DIRS:
+        return True
+    with contextlib.suppress(RuntimeError, KeyError, OSError):
+        home = Path.home().resolve()
+        if resolved in (home, home.parent):
+            return True
+    return False
+
+
 def check_private_dir(directory: Path) -> None:
     try:
         st = directory.stat()
     except FileNotFoundError:
         raise VaultNotFoundError(f"directory {directory} does not exist") from None
     if st.st_mode & 0o077:
+        mode = stat.S_IMODE(st.st_mode)
+        if is_shared_or_system_dir(directory, st):
+            raise VaultPermissionError(
+                f"vault directory {directory} has mode {mode:04o} and is a shared or system "
+                "directory: the vault needs a private directory of its own. Do not change the "
+                "mode of this one; choose a private directory instead (--vault PATH or "
+                f"[vault] path), such as the default {default_vault_path()}, whose directory "
+                "is created 0700"
+            )
         raise VaultPermissionError(
-            f"vault directory {directory} has mode {stat.S_IMODE(st.st_mode):04o}; the vault "
+            f"vault directory {directory} has mode {mode:04o}; the vault "
             f"needs a private directory (chmod 700 {directory})"
         )
 
@@ -115,6 +151,11 @@ def check_private_file(path: Path) -> None:
 def translate_sqlite_error(path: Path, exc: sqlite3.Error) -> VaultError:
     """A clear vault error for what SQLite reports (a locked file, a damaged one)."""
     text = str(exc)
+    if "decode to UTF-8" in text:
+        # sqlite3's message quotes the stored bytes: never repeat it.
+        return VaultIntegrityError(f"vault {path} is damaged or was altered (a stored text "
+                                   "value is not valid UTF-8); run `certescrow vault verify`, "
+                                   "and restore it from a backup (`certescrow vault restore`)")
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return VaultBusyError(f"vault {path} is busy: another process held its write lock too "
                               "long; try again")

@@ -34,10 +34,13 @@ def env(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.fixture
-def keyring_backend() -> Iterator[object]:
-    """The real file-backed keyring under the isolated HOME (keyring caches its backend)."""
+def keyring_backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """The real file-backed keyring under the isolated HOME (keyring caches its backend).
+    It is a plaintext file, which the vault accepts only when told to."""
     import keyring
     from keyrings.alt.file import PlaintextKeyring
+
+    monkeypatch.setenv("CERTESCROW_VAULT_ALLOW_PLAINTEXT_KEYRING", "1")
 
     previous = keyring.get_keyring()
     keyring.set_keyring(PlaintextKeyring())

@@ -100,7 +100,8 @@ def test_real_keyring_backend_stores_and_returns_the_key(keyring_backend: object
                                                          tmp_path: Path) -> None:
     import keyring
 
-    source = KeyringSource(service="certescrow-test", username="vault-master-key")
+    source = KeyringSource(service="certescrow-test", username="vault-master-key",
+                           allow_plaintext=True)
     with pytest.raises(VaultLockedError, match="no master key in the OS keyring"):
         source.load(None)
     key, kdf = source.create()
@@ -116,10 +117,10 @@ def test_real_keyring_backend_stores_and_returns_the_key(keyring_backend: object
 
 def test_vault_opens_from_the_real_keyring(keyring_backend: object, tmp_path: Path) -> None:
     directory = tmp_path / "d"
-    source = KeyringSource()
+    source = KeyringSource(allow_plaintext=True)
     with open_vault(directory / "v.sqlite3", source, create=True) as vault:
         entry = vault.put("document", b"kept in the keyring's vault").entry_id
-    with open_vault(directory / "v.sqlite3", KeyringSource()) as vault:
+    with open_vault(directory / "v.sqlite3", KeyringSource(allow_plaintext=True)) as vault:
         assert vault.get(entry) == b"kept in the keyring's vault"
 
 
@@ -182,7 +183,7 @@ def test_keyring_rotation_in_place_replaces_the_key_and_survives_a_lost_promotio
     import keyring
 
     path = tmp_path / "d" / "v.sqlite3"
-    source = KeyringSource(service="certescrow-rot")
+    source = KeyringSource(service="certescrow-rot", allow_plaintext=True)
     with open_vault(path, source, create=True) as vault:
         entry = vault.put("document", b"rotated in the keyring").entry_id
         first = keyring.get_password("certescrow-rot", "vault-master-key")

@@ -475,7 +475,7 @@ def test_a_vault_file_readable_by_others_is_refused(vault: Vault, vault_path: Pa
         open_vault(vault_path, source)
 
 
-@pytest.mark.parametrize("mode", [0o755, 0o750, 0o1777])
+@pytest.mark.parametrize("mode", [0o755, 0o750, 0o707])
 def test_a_vault_in_a_directory_others_can_enter_is_refused(vault: Vault, vault_path: Path,
                                                             source: KeyFileSource,
                                                             mode: int) -> None:

@@ -1,0 +1,220 @@
+"""Reading and writing small secret files: master keys, pending keys, passwords, exports.
+
+One place for the traps, because each of them has bitten a caller:
+
+* **Reading.** A FIFO given as ``--key-file`` would block ``open()`` forever, and ``/dev/zero``
+  would be read until memory runs out: the file is opened ``O_NONBLOCK`` (an open of a FIFO
+  then returns at once), checked with ``fstat`` on the descriptor it was opened as, and refused
+  unless it is a regular file. Reading stops at a size cap. ``follow_symlinks=False`` adds
+  ``O_NOFOLLOW`` for files the vault itself creates (a pending key), where a link can only be
+  someone else's doing.
+* **Writing.** A plaintext secret written to a temporary file and renamed survives a
+  ``SIGKILL`` between the two as a stray copy beside the destination. So a secret is written to
+  an anonymous ``O_TMPFILE`` inode (which the kernel frees if the process dies) and linked to
+  its name only once complete; where the filesystem or the sandbox cannot do that, the
+  destination itself is created exclusively (mode 0600) and written in place, so a kill leaves
+  at most a partial destination and never a second file.
+
+Errors are :class:`SecretFileError` with a ``problem`` code and a message naming the file and
+never its content; each caller maps them to its own error class (a missing key file locks the
+vault, a missing password file is bad input).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from pathlib import Path
+
+__all__ = [
+    "SecretFileError",
+    "fsync_dir",
+    "read_secret_file",
+    "write_secret_file",
+]
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class SecretFileError(Exception):
+    """A secret file that cannot be used. ``problem`` is one of ``missing``, ``permission``,
+    ``not-regular``, ``too-large``, ``exposed`` (group/others can read it), ``exists`` (a write
+    that would overwrite), ``io``. The message names the file, never its content."""
+
+    def __init__(self, message: str, *, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file"
+
+
+def read_secret_file(path: Path, *, what: str, max_bytes: int = 4096,
+                     refuse_mode: int = 0, follow_symlinks: bool = True) -> bytes:
+    """The bytes of the regular file ``path`` (at most ``max_bytes``), never blocking.
+
+    ``refuse_mode``: permission bits that must be clear (``0o077``: only the owner may read it;
+    ``0o007``: others may not); checked on the open descriptor, so what is checked is what is
+    read.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC | (0 if follow_symlinks else _NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise SecretFileError(f"{what} {path} does not exist", problem="missing") from None
+    except PermissionError:
+        raise SecretFileError(f"{what} {path}: permission denied", problem="permission") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow_symlinks:
+            raise SecretFileError(f"{what} {path} is a symbolic link; the vault wrote it as a "
+                                  "file and refuses to follow a link there",
+                                  problem="not-regular") from None
+        raise SecretFileError(f"{what} {path}: cannot open: {exc.strerror}",
+                              problem="io") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SecretFileError(f"{what} {path} is {_kind_of(st.st_mode)}; it must be a "
+                                  "regular file", problem="not-regular")
+        loose = st.st_mode & refuse_mode
+        if loose:
+            who = "others" if loose & 0o007 else "its group"
+            raise SecretFileError(
+                f"{what} {path} has mode {stat.S_IMODE(st.st_mode):04o}: {who} can read it",
+                problem="exposed")
+        if st.st_size > max_bytes:
+            raise SecretFileError(f"{what} {path} is too large ({st.st_size} bytes; at most "
+                                  f"{max_bytes})", problem="too-large")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= max_bytes:  # stop at the cap should the file grow meanwhile
+            chunk = os.read(fd, max_bytes + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:
+            raise SecretFileError(f"{what} {path} is too large (more than {max_bytes} bytes)",
+                                  problem="too-large")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise SecretFileError(f"{what} {path}: cannot read: {exc.strerror}",
+                              problem="io") from None
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a link, rename or unlink in ``directory`` durable."""
+    with contextlib.suppress(OSError):  # some filesystems refuse to fsync a directory
+        fd = os.open(directory, os.O_RDONLY | _CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _link_anonymous(directory: Path, path: Path, data: bytes, *, replace: bool) -> bool:
+    """Write ``data`` to an ``O_TMPFILE`` inode in ``directory`` and link it as ``path``.
+
+    False when the filesystem (or the sandbox: the ``/proc/self/fd`` link may be refused with
+    ``EXDEV``) cannot do it; the caller then writes in place. Nothing named exists until the
+    complete, fsynced file is linked, and a process killed before that leaves nothing at all.
+    """
+    tmpfile = getattr(os, "O_TMPFILE", 0)
+    if not tmpfile:
+        return False
+    try:
+        fd = os.open(directory, tmpfile | os.O_WRONLY | _CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return False
+        raise
+    try:
+        os.fchmod(fd, 0o600)
+        _write_all(fd, data)
+        os.fsync(fd)
+        for _attempt in range(5):
+            if replace:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+            try:
+                os.link(f"/proc/self/fd/{fd}", path, follow_symlinks=True)
+                return True
+            except FileExistsError:
+                if not replace:
+                    raise
+            except OSError as exc:
+                if exc.errno in (errno.EXDEV, errno.ENOENT, errno.EPERM, errno.EACCES,
+                                 errno.EOPNOTSUPP):
+                    return False
+                raise
+        raise FileExistsError(errno.EEXIST, "the destination keeps reappearing", str(path))
+    finally:
+        os.close(fd)
+
+
+def _write_in_place(path: Path, data: bytes, *, replace: bool) -> None:
+    """Create ``path`` exclusively (0600, no link followed) and write it; on an error the
+    partial file is removed. A SIGKILL can leave a partial ``path``, never another file."""
+    if replace:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        _write_all(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def write_secret_file(path: Path, data: bytes, *, what: str, replace: bool = False,
+                      anonymous: bool = True) -> None:
+    """Write ``data`` to ``path`` with mode 0600, leaving no other copy at any moment.
+
+    ``replace=False`` never overwrites (an existing ``path`` is ``problem="exists"``).
+    ``anonymous=False`` skips the ``O_TMPFILE`` attempt (tests of the in-place path).
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    old_umask = os.umask(0o077)
+    try:
+        if not (anonymous and _link_anonymous(directory, path, data, replace=replace)):
+            _write_in_place(path, data, replace=replace)
+    except FileExistsError:
+        raise SecretFileError(f"{what} {path} already exists", problem="exists") from None
+    except FileNotFoundError:
+        raise SecretFileError(f"cannot write {what} {path}: directory {directory} does not "
+                              "exist", problem="missing") from None
+    except PermissionError:
+        raise SecretFileError(f"cannot write {what} {path}: permission denied",
+                              problem="permission") from None
+    except OSError as exc:
+        raise SecretFileError(f"cannot write {what} {path}: {exc.strerror}",
+                              problem="io") from None
+    finally:
+        os.umask(old_umask)
+    fsync_dir(directory)
