@@ -290,7 +290,7 @@ def _path(text: str) -> Path:
     return Path(os.path.expanduser(text))
 
 
-_TOP_KEYS = ("policy", "vault", "agent")
+_TOP_KEYS = ("policy", "vault", "agent", "report")  # [report]: agent/fleet_client.py
 _POLICY_KEYS = ("ledger", "catalogue", "notice_lead_days", "answer_deadline_days", "prices",
                 "period_rule")
 _PRICES_KEYS = ("change_fee", "items")

@@ -15,8 +15,9 @@ import click
 
 from policy.cliutil import AT_OPTION_HELP, InstantType, echo_json, resolve_at
 from policy.decisions import Severity
+from policy.intake import Intake
 
-from .config import Config, load_config
+from .config import Config, load_config, load_raw_config
 from .daemon import CertificateSeen, Daemon, ScanSummary, VaultLike
 from .logs import EventLog, configure_logging
 from .sdnotify import Notifier
@@ -65,12 +66,24 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                  notifier: Notifier, log: EventLog) -> Daemon:
     from policy.ledger import Ledger
 
-    intake = Ledger.open(config.policy.ledger)
+    from .fleet_client import inventory_of, open_reporting
+
+    # [report] server = "https://…" (issue 13): report to the policy service through the
+    # outbox instead of the local ledger.
+    raw = load_raw_config(config.source)[0] if config.source is not None else {}
+    remote = open_reporting(raw, source=str(config.source), host=config.agent.host,
+                            state_dir=config.policy.ledger.parent,
+                            vault_settings=config.vault.as_settings(),
+                            clock=lambda: resolve_at(at), log=log)
+    intake: Intake = remote if remote is not None else Ledger.open(config.policy.ledger)
     ref: list[Daemon] = []
     daemon = Daemon(config, intake=intake, clock=lambda: resolve_at(at),
                     config_path=config_path, vault_factory=_vault_factory(ref),
                     notifier=notifier, log=log)
     ref.append(daemon)
+    if remote is not None:
+        remote.inventory = lambda: inventory_of(daemon.index)
+        remote.start()
     return daemon
 
 

@@ -333,10 +333,69 @@ class OutboxIntake:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop the sender and close the outbox; what was not acknowledged stays on disk."""
+        """Stop the sender, make one last attempt to deliver what is pending (``agent run
+        --once`` ends right after its scan), and close the outbox: what was not acknowledged
+        stays on disk for the next run."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=self.client.timeout_s + 5)
+        self.drain(attempts=1)
         self.client.close()
         self.outbox.close()
+
+
+def inventory_of(index: Any) -> dict[str, Any]:
+    """The heartbeat's snapshot of a :class:`agent.index.FileIndex` of file results: files,
+    certificates, files that could not be read, and certificates by the worst severity of
+    their findings (file-level findings included)."""
+    from policy.decisions import Severity
+
+    files = certificates = errors = 0
+    by_severity: dict[str, int] = {}
+    for path in index.paths():
+        result = index.get(path)
+        if result is None:
+            continue
+        files += 1
+        if result.error is not None:
+            errors += 1
+        file_worst = max((f.severity for f in result.findings), default=Severity.OK)
+        for record in result.certificates:
+            certificates += 1
+            worst = max([file_worst, *(f.severity for f in record.findings)])
+            name = worst.name.lower()
+            by_severity[name] = by_severity.get(name, 0) + 1
+    return {"files": files, "certificates": certificates, "errors": errors,
+            "by_severity": by_severity}
+
+
+def open_reporting(raw: Mapping[str, Any], *, source: str, host: str, state_dir: Path,
+                   vault_settings: Mapping[str, Any], clock: Callable[[], datetime],
+                   log: EventLog) -> OutboxIntake | None:
+    """The daemon's intake when ``[report] server`` is set (``None``: the local ledger). The
+    client key is read from the agent's vault into memory, once, here."""
+    settings = report_settings(raw, source=source, default_outbox=state_dir / "outbox.sqlite3")
+    if settings is None:
+        return None
+    from vault import key_source_from_settings, open_vault
+
+    from .fleet_ca import client_ssl_context
+
+    def read(path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{source}: [report]: {path}: {exc.strerror}") from None
+
+    vault_path = Path(str(vault_settings["path"])).expanduser()
+    with open_vault(vault_path, key_source_from_settings(vault_settings)) as vault:
+        key_pem = vault.get(settings.client_key)
+    context = client_ssl_context(cert_pem=read(settings.client_certificate), key_pem=key_pem,
+                                 ca_cert_pem=read(settings.ca_bundle))
+    del key_pem
+    assert settings.outbox is not None  # noqa: S101 - report_settings fills it in
+    outbox = Outbox.open(settings.outbox, capacity=settings.outbox_capacity)
+    client = FleetClient(settings.server, context, timeout_s=settings.timeout_s)
+    return OutboxIntake(outbox=outbox, client=client, host=host, clock=clock, log=log,
+                        batch=settings.batch, heartbeat_s=settings.heartbeat_s)
