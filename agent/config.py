@@ -14,7 +14,9 @@ would fill the ledger with unbound CA certificates and bury the findings that ma
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +33,7 @@ from policy.tiers import Tier
 from vault.store import default_vault_path
 
 from .errors import ConfigError
+from .monitoring import ExpiryWindows
 
 __all__ = [
     "DEFAULT_STORES",
@@ -59,18 +62,59 @@ def default_config_paths() -> tuple[Path, ...]:
     return (Path(xdg) / "certescrow" / "config.toml", Path("/etc/certescrow/config.toml"))
 
 
+def _first_existing(paths: Sequence[Path]) -> Path | None:
+    """The first of ``paths`` that is a file. A directory on the way that cannot be searched
+    (an unreadable ``~/.config``) is an error naming it: silently falling through to
+    ``/etc/certescrow`` would run with another configuration than the one the user wrote."""
+    for candidate in paths:
+        try:
+            os.stat(candidate)
+        except FileNotFoundError:
+            continue
+        except NotADirectoryError:
+            continue
+        except OSError as exc:
+            blocked = _first_unsearchable(candidate)
+            raise ConfigError(
+                f"{blocked}: cannot look for the configuration file {candidate}: "
+                f"{exc.strerror}; make it readable (and searchable) for this user, or name a "
+                "file with --config or $CERTESCROW_CONFIG") from None
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _first_unsearchable(path: Path) -> Path:
+    """The outermost directory of ``path`` this process may not search (or ``path``)."""
+    for parent in reversed(path.parents):
+        if parent.is_dir() and not os.access(parent, os.X_OK):
+            return parent
+    return path
+
+
 def load_raw_config(path: Path | None) -> tuple[dict[str, Any], Path | None]:
     """The parsed TOML of ``path`` (or of the first default path that exists) and the path used;
-    ``({}, None)`` when there is no configuration file at all."""
+    ``({}, None)`` when there is no configuration file at all. Every failure is a
+    :class:`ConfigError` naming the file: unreadable, not UTF-8 (TOML is UTF-8; a Shift_JIS file
+    is a realistic mistake here), not TOML."""
     if path is None:
-        path = next((p for p in default_config_paths() if p.is_file()), None)
+        path = _first_existing(default_config_paths())
         if path is None:
             return {}, None
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh), path
+            data = fh.read()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}): a configuration "
+            "file must be UTF-8; convert it, e.g. `iconv -f SHIFT_JIS -t UTF-8`") from None
+    try:
+        return tomllib.loads(text), path
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
@@ -141,7 +185,16 @@ class AgentConfig:
     resync_interval_s: int = 3600
     """A full rescan this often catches anything the observers missed; 0 disables it."""
     observer: str = "auto"
+    expiry_warning_days: int = 28
+    """``expires-soon`` is a warning with this many Asia/Tokyo days left or fewer (inclusive)."""
+    expiry_critical_days: int = 14
+    """...and critical with this many or fewer (inclusive); expired is always critical."""
     stores: tuple[StoreConfig, ...] = DEFAULT_STORES
+
+    @property
+    def windows(self) -> ExpiryWindows:
+        return ExpiryWindows(warning_days=self.expiry_warning_days,
+                             critical_days=self.expiry_critical_days)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,6 +204,8 @@ class AgentConfig:
             "quiet_period_ms": self.quiet_period_ms,
             "resync_interval_s": self.resync_interval_s,
             "observer": self.observer,
+            "expiry_warning_days": self.expiry_warning_days,
+            "expiry_critical_days": self.expiry_critical_days,
             "stores": [s.to_json() for s in self.stores],
         }
 
@@ -213,6 +268,9 @@ class Config:
     vault: VaultConfig
     agent: AgentConfig
     source: Path | None = None
+    report: Mapping[str, Any] = field(default_factory=dict)
+    """The ``[report]`` table as written (read by :mod:`agent.fleet_client`), kept so that
+    ``check-config`` prints it back."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -221,6 +279,70 @@ class Config:
             "vault": self.vault.to_json(),
             "agent": self.agent.to_json(),
         }
+
+    def to_toml(self) -> str:
+        """The effective configuration as TOML that means the same when read back (defaults
+        filled in; ``stores = []`` when nothing is watched). Secrets are not printed:
+        ``pkcs12_passwords`` becomes a comment saying how many there are, so that file alone
+        reads back without them."""
+        data = self.to_json()
+        policy = dict(data["policy"])
+        prices = policy.pop("prices")
+        agent = dict(data["agent"])
+        stores = agent.pop("stores")
+        out: list[str] = []
+        _toml_table(out, "policy", policy)
+        items = prices.pop("items")
+        _toml_table(out, "policy.prices", {k: v for k, v in prices.items() if v is not None})
+        for handle, item in items.items():
+            entry = {"initial": item["initial"], **({"agency": item["agency"]}
+                                                    if item.get("agency") is not None else {})}
+            _toml_table(out, f"policy.prices.items.{_toml_key(handle)}", entry)
+        _toml_table(out, "vault", data["vault"])
+        if not stores:
+            agent["stores"] = []
+        _toml_table(out, "agent", agent)
+        for store, config in zip(stores, self.agent.stores, strict=True):
+            shown = {k: v for k, v in store.items() if k != "pkcs12_passwords"}
+            _toml_table(out, "agent.stores", shown, array=True)
+            if config.pkcs12_passwords:
+                out.append(f"# pkcs12_passwords: {len(config.pkcs12_passwords)} set in "
+                           f"{self.source} (not printed)")
+        if self.report:
+            _toml_table(out, "report", dict(self.report))
+        return "\n".join(out).lstrip("\n") + "\n"
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML value: JSON's strings, numbers, booleans and arrays are TOML's too; tables become
+    inline tables. ``None`` has no TOML form and is left out by the callers."""
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}"
+                          for k, v in value.items() if v is not None)
+        return "{ " + inner + " }" if inner else "{}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Path):
+        value = str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _toml_table(out: list[str], name: str, table: Mapping[str, Any], *,
+                array: bool = False) -> None:
+    out.append("")
+    out.append(f"[[{name}]]" if array else f"[{name}]")
+    for key, value in table.items():
+        if value is None:
+            out.append(f"# {key} is not set")
+        else:
+            out.append(f"{_toml_key(key)} = {_toml_value(value)}")
 
 
 # ------------------------------------------------------------------------------ validation
@@ -298,6 +420,7 @@ _ITEM_PRICE_KEYS = ("initial", "agency")
 _VAULT_KEYS = ("path", "key_source", "key_file", "credential", "keyring_service",
                "keyring_username")
 _AGENT_KEYS = ("host", "log_format", "max_file_size", "quiet_period_ms", "resync_interval_s",
+               "expiry_warning_days", "expiry_critical_days",
                "observer", "stores")
 _STORE_KEYS = ("path", "follow_links_into", "category", "item", "tier", "contract",
                "match_by_san", "escrow", "pkcs12_passwords", "pkcs12_password_vault_ids")
@@ -421,6 +544,12 @@ def _agent(check: _Checker, raw: Any, *, hostname: Callable[[], str]) -> AgentCo
                 raise check.fail(f"agent.stores[{i}].path",
                                  f'"{store.path}" is already agent.stores[{seen[store.path]}]')
             seen[store.path] = i
+    warning_days = check.integer(table, "agent", "expiry_warning_days", 28)
+    critical_days = check.integer(table, "agent", "expiry_critical_days", 14)
+    if critical_days > warning_days:
+        raise check.fail("agent.expiry_critical_days",
+                         f"{critical_days} is more than expiry_warning_days ({warning_days}): "
+                         "the critical window must lie inside the warning window")
     return AgentConfig(
         host=check.string(table, "agent", "host", "") or hostname(),
         log_format=check.choice(table, "agent", "log_format", "text", LOG_FORMATS),
@@ -429,6 +558,8 @@ def _agent(check: _Checker, raw: Any, *, hostname: Callable[[], str]) -> AgentCo
         quiet_period_ms=check.integer(table, "agent", "quiet_period_ms", 100),
         resync_interval_s=check.integer(table, "agent", "resync_interval_s", 3600),
         observer=check.choice(table, "agent", "observer", "auto", OBSERVERS),
+        expiry_warning_days=warning_days,
+        expiry_critical_days=critical_days,
         stores=stores,
     )
 
@@ -466,6 +597,7 @@ def config_from_raw(raw: Mapping[str, Any], *, source: Path | None = None,
         vault=_vault(check, top.get("vault", {})),
         agent=_agent(check, top.get("agent", {}), hostname=hostname),
         source=source,
+        report=dict(top.get("report", {})) if isinstance(top.get("report"), Mapping) else {},
     )
     _check_items(check, config)
     return config

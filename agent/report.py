@@ -9,30 +9,30 @@ and keeps the streaming render path of the one-shot scan.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, NamedTuple
 
-try:
-    import orjson
-except ImportError:  # pragma: no cover - a platform orjson has no wheel for (see pyproject)
-    orjson = None  # type: ignore[assignment]
-
 from policy.catalogue import Catalogue
 from policy.classification import classify_certificate
-from policy.cliutil import to_jsonable
 from policy.decisions import Severity
 from policy.intake import Binding
 from policy.settings import PolicySettings
-from policy.timeparse import format_instant
 
 from .monitoring import EXIT_STATUS, ExitMode, ExpiryWindows, MonitorTally, exit_status
 from .records import FileError, FileResult, FileSkip
+from .render import (
+    CSV_COLUMNS,
+    csv_line,
+    csv_row,
+    item_json,
+    iter_json,
+    json_line,
+    render_csv,
+    render_table,
+)
 from .rows import CertificateRow, FileRow, certificate_row, pair_key, place_certificates
 
 __all__ = [
@@ -121,7 +121,8 @@ class ScanReport:
         return exit_status(self.tally(), mode)
 
     def to_json(self) -> list[dict[str, Any]]:
-        return list(_iter_objects(self))
+        items: list[ReportItem] = [*self.rows, *self.files, *self.errors, *self.skipped]
+        return [item_json(item) for item in items]
 
 
 def _sort_key(row: CertificateRow) -> tuple[int, int, str, int]:
@@ -299,7 +300,7 @@ def render_items(items: Iterable[ReportItem], fmt: str,
                  seq_base: tuple[int, ...] = (0,)) -> list[RenderedLine]:
     """Render each item as it is classified (``fmt`` = ``json`` or ``csv``). ``seq_base``
     orders failures met in different batches (the parallel scan)."""
-    render = _json_line if fmt == "json" else _csv_bytes
+    render = json_line if fmt == "json" else csv_line
     out: list[RenderedLine] = []
     for seq, item in enumerate(items):
         out.append(_rendered(item, render(item), (*seq_base, seq)))
@@ -318,12 +319,12 @@ def _rendered(item: ReportItem, text: bytes, seq: Any) -> RenderedLine:
 def render_line(item: ReportItem, fmt: str) -> bytes:
     """One item as one line of ``fmt`` (``json``: a compact object, no separator; ``csv``: a
     row with its newline), UTF-8: what the streaming scan writes (:mod:`agent.scanpool`)."""
-    return _json_line(item) if fmt == "json" else _csv_bytes(item)
+    return json_line(item) if fmt == "json" else csv_line(item)
 
 
 def csv_header() -> bytes:
     """The CSV header row."""
-    return _csv_row(list(CSV_COLUMNS)).encode("utf-8")
+    return csv_row(list(CSV_COLUMNS)).encode("utf-8")
 
 
 def assemble(lines: list[RenderedLine], fmt: str) -> RenderedReport:
@@ -341,7 +342,7 @@ def assemble(lines: list[RenderedLine], fmt: str) -> RenderedReport:
     if fmt == "json":
         header, separator, footer = (b"[\n", b",\n", b"\n]\n") if texts else (b"[", b"", b"]\n")
     else:
-        header, separator, footer = _csv_row(list(CSV_COLUMNS)).encode("utf-8"), b"", b""
+        header, separator, footer = csv_row(list(CSV_COLUMNS)).encode("utf-8"), b"", b""
     return RenderedReport(header=header, lines=texts, separator=separator, footer=footer,
                           worst=worst, errors=errors, certificates=certificates, tally=tally)
 
@@ -350,169 +351,3 @@ def render_streaming(items: Iterable[ReportItem], fmt: str) -> RenderedReport:
     """Render each item as it is classified, keep only the text and its sort key, and sort
     once at the end."""
     return assemble(render_items(items, fmt), fmt)
-
-
-# ---------------------------------------------------------------- rendering
-
-def iter_json(report: ScanReport) -> Iterator[str]:
-    """The report as one JSON array, streamed: one object per line.
-
-    A scan of 100,000 certificates produces hundreds of megabytes of indented JSON; one
-    compact object per line keeps memory flat, is several times faster to encode, and is
-    still a single JSON document (``jq '.[]'`` reads it, ``grep`` finds a line).
-    """
-    yield "["
-    first = True
-    for obj in _iter_objects(report):
-        yield ("\n" if first else ",\n") + _dumps(obj).decode("utf-8")
-        first = False
-    yield "\n]\n"
-
-
-def _iter_objects(report: ScanReport) -> Iterator[dict[str, Any]]:
-    for row in report.rows:
-        yield row.to_json()
-    for file_row in report.files:
-        yield file_row.to_json()
-    for error in report.errors:
-        yield _error_json(error)
-
-
-def _error_json(error: FileError | FileSkip) -> dict[str, Any]:
-    if isinstance(error, FileSkip):
-        return {"kind": "skipped", **error.to_json(), "severity": "info"}
-    return {"kind": "error", **error.to_json()}
-
-
-def _dumps(obj: Any) -> bytes:
-    """One compact JSON object as UTF-8. orjson writes it about five times faster than the
-    standard library, which at 100,000 rows of ~2.5 KB is a tenth of a scan. Without orjson (a
-    platform it has no wheel for), or for a value it refuses (an integer beyond 64 bits), the
-    standard library writes the same document."""
-    if orjson is not None:
-        try:
-            # orjson's result sits in a buffer of ~8 KB whatever its length; a scan keeps
-            # 100,000 rows to sort them, so each is copied into an object of its own size.
-            return bytes(memoryview(orjson.dumps(obj, default=to_jsonable)))
-        except orjson.JSONEncodeError:
-            pass
-    return json.dumps(obj, ensure_ascii=False, default=to_jsonable,
-                      separators=(",", ":")).encode("utf-8")
-
-
-def _json_line(item: ReportItem) -> bytes:
-    if isinstance(item, FileError | FileSkip):
-        return _dumps(_error_json(item))
-    return _dumps(item.to_json())
-
-
-CSV_COLUMNS = (
-    "kind", "path", "index", "sha256", "subject", "issuer", "sans", "not_before", "not_after",
-    "validity_seconds", "tier", "renewable", "days_left", "item", "category", "compliant",
-    "key_matches", "severity", "findings", "actions", "error_code", "error_message",
-)
-
-
-def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _csv_cells(item: ReportItem) -> list[str]:
-    cells: dict[str, Any]
-    if isinstance(item, CertificateRow):
-        c = item.classification
-        f = item.record.facts
-        cells = {
-            "kind": "certificate", "path": item.record.path, "index": item.record.index,
-            "sha256": f.sha256, "subject": f.subject, "issuer": f.issuer,
-            "sans": ";".join(f.sans), "not_before": format_instant(f.not_before_utc),
-            "not_after": format_instant(f.not_after_utc), "validity_seconds": c.validity_seconds,
-            "tier": c.tier.value, "renewable": c.renewable, "days_left": c.days_left,
-            "item": c.item, "category": c.category.value, "compliant": c.compliant,
-            "key_matches": item.key_matches, "severity": item.severity.name.lower(),
-            "findings": ";".join(x.code for x in item.findings),
-            "actions": ";".join(f"{a.action.value}@{a.due.isoformat() if a.due else ''}"
-                                for a in item.actions),
-        }
-    elif isinstance(item, FileRow):
-        cells = {"kind": "file", "path": item.path, "severity": item.severity.name.lower(),
-                 "findings": ";".join(x.code for x in item.findings)}
-    elif isinstance(item, FileSkip):
-        cells = {"kind": "skipped", "path": item.path, "severity": "info",
-                 "findings": item.code}
-    else:
-        cells = {"kind": "error", "path": item.path, "index": item.index,
-                 "error_code": item.code, "error_message": item.message}
-    return [_csv_value(cells.get(col)) for col in CSV_COLUMNS]
-
-
-def _csv_row(cells: list[str]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(cells)
-    return buffer.getvalue()
-
-
-def _csv_line(item: ReportItem) -> str:
-    return _csv_row(_csv_cells(item))
-
-
-def _csv_bytes(item: ReportItem) -> bytes:
-    return _csv_line(item).encode("utf-8")
-
-
-def render_csv(report: ScanReport) -> str:
-    """One line per certificate, key file and error. Multi-valued cells are ``;``-separated;
-    actions are ``action@due``."""
-    items: list[ReportItem] = [*report.rows, *report.files, *report.errors]
-    return _csv_row(list(CSV_COLUMNS)) + "".join(_csv_line(item) for item in items)
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def render_table(report: ScanReport) -> str:
-    """A human table, most urgent first, then key files and errors."""
-    lines: list[str] = []
-    header = (f"{'SEVERITY':<9} {'DAYS':>5} {'NOT AFTER':<10} {'TIER':<9} {'CAT':<3} "
-              f"{'ITEM':<22} {'RENEW':<5} {'NAME':<28} {'FINDINGS / ACTIONS':<30} LOCATION")
-    if report.rows:
-        lines.append(header)
-    for row in report.rows:
-        c = row.classification
-        f = row.record.facts
-        name = f.sans[0] if f.sans else (f.subject_cn or f.subject)
-        if len(f.sans) > 1:
-            name += f" +{len(f.sans) - 1}"
-        notes = [x.code for x in row.findings if x.severity >= Severity.WARNING]
-        notes += [f"{a.action.value}@{a.due.isoformat()}" if a.due else a.action.value
-                  for a in c.actions[:2]]
-        lines.append(
-            f"{row.severity.name.lower():<9} {c.days_left:>5} "
-            f"{f.not_after_utc.date().isoformat():<10} {c.tier.value:<9} "
-            f"{c.category.value:<3} {_cut(c.item or '?', 22):<22} "
-            f"{'yes' if c.renewable else 'no':<5} {_cut(name, 28):<28} "
-            f"{_cut(', '.join(notes) or '-', 30):<30} {row.location}")
-    if report.files:
-        lines.append("")
-        lines.append("Files without certificates:")
-        for file_row in report.files:
-            codes = ", ".join(x.code for x in file_row.findings) or "-"
-            lines.append(f"  {file_row.severity.name.lower():<9} {file_row.path}: "
-                         f"{len(file_row.keys)} key(s); {codes}")
-    if report.errors:
-        lines.append("")
-        lines.append("Errors:")
-        for error in report.errors:
-            where = error.path if error.index is None else f"{error.path}#{error.index}"
-            lines.append(f"  {where}: {error.code}: {error.message}")
-    lines.append("")
-    as_of = format_instant(report.at.replace(microsecond=0))
-    lines.append(
-        f"{len(report.rows)} certificate(s), {len(report.errors)} error(s); worst: "
-        f"{report.severity.name.lower()} (as of {as_of})")
-    return "\n".join(lines)

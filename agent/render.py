@@ -1,0 +1,509 @@
+"""The one renderer of report items: JSON lines, CSV rows, the human table and ``inspect``'s
+detail, for ``scan``, ``inspect`` and ``agent run --once`` alike.
+
+Every string a certificate or a file name supplies is written by whoever made the file, so each
+output escapes it with its own function from :mod:`agent.untrusted`: the table and ``inspect``
+with :func:`~agent.untrusted.for_terminal` (a CN cannot clear the screen, retitle the terminal
+or forge a row), CSV with :func:`~agent.untrusted.for_csv`; JSON is safe by construction
+(:func:`~agent.untrusted.json_utf8` keeps a file name that is not UTF-8 exact).
+
+The human table shows dates as Asia/Tokyo calendar days (NOT AFTER is the day DAYS counts to),
+fits the terminal width (columns that do not fit are dropped, a name is shortened, but a date,
+an action or a finding code is never cut: detail lines wrap between whole items), aligns East
+Asian wide characters by their display width (``wcwidth``), shows a certificate found in
+several files as one row listing its places, sorts key problems among the certificates by
+severity, and gives every warning and critical row a "what to do" line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from wcwidth import wcswidth
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a platform orjson has no wheel for (see pyproject)
+    orjson = None  # type: ignore[assignment]
+
+from policy.cliutil import to_jsonable
+from policy.decisions import Decision, Finding, Severity
+from policy.timeparse import format_instant
+from policy.tokyo import TOKYO
+
+from .monitoring import ExitMode, MonitorTally, exit_status
+from .records import FileError, FileResult, FileSkip
+from .rows import CertificateRow, FileRow, Role, what_to_do
+from .untrusted import for_csv, for_terminal, json_utf8
+
+if TYPE_CHECKING:
+    from .report import ReportItem, ScanReport
+
+__all__ = [
+    "CSV_COLUMNS",
+    "csv_line",
+    "csv_row",
+    "display_width",
+    "dumps",
+    "item_json",
+    "iter_json",
+    "json_line",
+    "render_csv",
+    "render_detail",
+    "render_table",
+    "status_line",
+    "tokyo_time",
+]
+
+# ---------------------------------------------------------------- JSON
+
+
+def dumps(obj: Any) -> bytes:
+    """One compact JSON object as UTF-8. orjson writes it about five times faster than the
+    standard library, which at 100,000 rows of ~2.5 KB is a tenth of a scan. Without orjson (a
+    platform it has no wheel for), or for a value it refuses (an integer beyond 64 bits, a file
+    name that is not UTF-8), the standard library writes the same document."""
+    if orjson is not None:
+        try:
+            # orjson's result sits in a buffer of ~8 KB whatever its length; a scan keeps
+            # 100,000 rows to sort them, so each is copied into an object of its own size.
+            return bytes(memoryview(orjson.dumps(obj, default=to_jsonable)))
+        except orjson.JSONEncodeError:
+            pass
+    return json_utf8(json.dumps(obj, ensure_ascii=False, default=to_jsonable,
+                                separators=(",", ":")))
+
+
+def item_json(item: ReportItem) -> dict[str, Any]:
+    """The JSON object of one report item (docs/agent.md, "JSON objects")."""
+    if isinstance(item, FileSkip):
+        return {"kind": "skipped", **item.to_json(), "severity": "info"}
+    if isinstance(item, FileError):
+        return {"kind": "error", **item.to_json()}
+    return item.to_json()
+
+
+def json_line(item: ReportItem) -> bytes:
+    return dumps(item_json(item))
+
+
+def iter_json(report: ScanReport) -> Iterator[str]:
+    """The report as one JSON array, streamed: one object per line.
+
+    A scan of 100,000 certificates produces hundreds of megabytes of indented JSON; one
+    compact object per line keeps memory flat, is several times faster to encode, and is
+    still a single JSON document (``jq '.[]'`` reads it, ``grep`` finds a line).
+    """
+    yield "["
+    first = True
+    for item in _items(report):
+        yield ("\n" if first else ",\n") + json_line(item).decode("utf-8", "surrogateescape")
+        first = False
+    yield "\n]\n"
+
+
+def _items(report: ScanReport) -> Iterator[ReportItem]:
+    yield from report.rows
+    yield from report.files
+    yield from report.errors
+    yield from report.skipped
+
+
+# ---------------------------------------------------------------- CSV
+
+CSV_COLUMNS = (
+    "kind", "path", "index", "sha256", "subject", "issuer", "sans", "not_before", "not_after",
+    "validity_seconds", "tier", "renewable", "days_left", "item", "category", "compliant",
+    "key_matches", "severity", "findings", "actions", "error_code", "error_message", "role",
+)
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return for_csv(str(value))
+
+
+def _csv_cells(item: ReportItem) -> list[str]:
+    cells: dict[str, Any]
+    if isinstance(item, CertificateRow):
+        c = item.classification
+        f = item.record.facts
+        contract = item.contract_view
+        cells = {
+            "kind": "certificate", "path": item.record.path, "index": item.record.index,
+            "sha256": f.sha256, "subject": f.subject, "issuer": f.issuer,
+            "sans": ";".join(f.sans), "not_before": format_instant(f.not_before_utc),
+            "not_after": format_instant(f.not_after_utc), "validity_seconds": c.validity_seconds,
+            "tier": c.tier.value, "renewable": c.renewable if contract else None,
+            "days_left": c.days_left, "item": c.item if contract else None,
+            "category": c.category.value if contract else None,
+            "compliant": c.compliant if contract else None,
+            "key_matches": item.key_matches, "severity": item.severity.name.lower(),
+            "findings": ";".join(x.code for x in item.findings),
+            "actions": ";".join(f"{a.action.value}@{a.due.isoformat() if a.due else ''}"
+                                for a in item.actions),
+            "role": item.role.value,
+        }
+    elif isinstance(item, FileRow):
+        cells = {"kind": "file", "path": item.path, "severity": item.severity.name.lower(),
+                 "findings": ";".join(x.code for x in item.findings)}
+    elif isinstance(item, FileSkip):
+        cells = {"kind": "skipped", "path": item.path, "severity": "info",
+                 "findings": item.code}
+    else:
+        cells = {"kind": "error", "path": item.path, "index": item.index,
+                 "error_code": item.code, "error_message": item.message}
+    return [_csv_value(cells.get(col)) for col in CSV_COLUMNS]
+
+
+def csv_row(cells: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue()
+
+
+def csv_line(item: ReportItem) -> bytes:
+    """One CSV row (with its newline), UTF-8; every cell escaped with :func:`for_csv`."""
+    return csv_row(_csv_cells(item)).encode("utf-8")
+
+
+def render_csv(report: ScanReport) -> str:
+    """One line per certificate, key file, error and skipped file. Multi-valued cells are
+    ``;``-separated; actions are ``action@due``."""
+    return csv_row(list(CSV_COLUMNS)) + "".join(
+        csv_line(item).decode("utf-8") for item in _items(report))
+
+
+# ---------------------------------------------------------------- terminal text
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes on a terminal (East Asian wide characters take two)."""
+    width = wcswidth(text)
+    return width if width >= 0 else len(text)
+
+
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` display columns with an ellipsis (names only, never dates)."""
+    if display_width(text) <= width:
+        return text
+    out: list[str] = []
+    used = 0
+    for char in text:
+        w = max(display_width(char), 0)
+        if used + w > width - 1:
+            break
+        out.append(char)
+        used += w
+    return "".join(out) + "…"
+
+
+def _pad(text: str, width: int, *, right: bool = False) -> str:
+    gap = max(width - display_width(text), 0)
+    return " " * gap + text if right else text + " " * gap
+
+
+def _wrap(label: str, pieces: Sequence[str], width: int, *, joiner: str = ", ",
+          indent: str = "    ") -> list[str]:
+    """``label`` then ``pieces`` packed into lines of at most ``width`` columns, broken only
+    between pieces: a piece (a date, an action, a path) is never cut; one longer than a line
+    stands alone on its line."""
+    lines: list[str] = []
+    current = f"{indent}{label}"
+    start = True
+    for piece in pieces:
+        addition = piece if start else joiner + piece
+        if not start and display_width(current + addition) > width:
+            lines.append(current + joiner.rstrip())
+            current = indent + "  " + piece
+        else:
+            current += addition
+        start = False
+    lines.append(current)
+    return lines
+
+
+def _words(text: str) -> list[str]:
+    return text.split(" ")
+
+
+def tokyo_time(at: datetime) -> str:
+    """An instant as Asia/Tokyo wall time, to the minute."""
+    return at.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M JST")
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    title: str
+    width: int
+    right: bool = False
+    optional: bool = False
+
+
+_COLUMNS = (
+    _Column("SEVERITY", 8),
+    _Column("DAYS", 5, right=True),
+    _Column("NOT AFTER", 10),
+    _Column("TIER", 9, optional=True),
+    _Column("CAT", 3, optional=True),
+    _Column("ITEM", 16, optional=True),
+)
+_MIN_NAME = 12
+
+
+def _fit_columns(width: int) -> tuple[list[_Column], int]:
+    """The columns that fit ``width`` with at least ``_MIN_NAME`` columns left for NAME (the
+    optional ones are dropped from the right), and the NAME width."""
+    columns = list(_COLUMNS)
+    while True:
+        used = sum(c.width + 1 for c in columns)
+        if width - used >= _MIN_NAME or not any(c.optional for c in columns):
+            return columns, max(width - used, _MIN_NAME)
+        last = max(i for i, c in enumerate(columns) if c.optional)
+        columns.pop(last)
+
+
+@dataclass(frozen=True, slots=True)
+class _TableRow:
+    """One line of the table: a certificate (all its places) or a key file."""
+
+    severity: Severity
+    days: int | None
+    cells: dict[str, str]
+    name: str
+    findings: tuple[Finding, ...]
+    actions: tuple[Decision, ...]
+    places: tuple[str, ...]
+
+
+def _merge(rows: Sequence[CertificateRow]) -> list[_TableRow]:
+    """One table row per certificate (SHA-256) and role: ``cert.pem`` and ``fullchain.pem#0``
+    are one row listing both places, shown with the worst of their findings."""
+    groups: dict[tuple[str, Role], list[CertificateRow]] = {}
+    for row in rows:
+        groups.setdefault((row.record.facts.sha256, row.role), []).append(row)
+    out: list[_TableRow] = []
+    for group in groups.values():
+        worst = max(group, key=lambda r: (int(r.severity), -r.classification.days_left))
+        c = worst.classification
+        f = worst.record.facts
+        findings: dict[tuple[str, str], Finding] = {}
+        for row in group:
+            for finding in row.findings:
+                findings.setdefault((finding.code, finding.message), finding)
+        name = f.sans[0] if f.sans else (f.subject_cn or f.subject)
+        if len(f.sans) > 1:
+            name += f" +{len(f.sans) - 1}"
+        contract = worst.contract_view
+        out.append(_TableRow(
+            severity=max(r.severity for r in group), days=c.days_left,
+            cells={"NOT AFTER": worst.not_after_day.isoformat(),
+                   "TIER": c.tier.value if contract else worst.role.value,
+                   "CAT": c.category.value if contract else "-",
+                   "ITEM": (c.item or " or ".join(c.candidates) or "?") if contract else "-"},
+            name=name, findings=tuple(findings.values()), actions=worst.actions,
+            places=tuple(r.location for r in group)))
+    return out
+
+
+def _file_row(file_row: FileRow) -> _TableRow:
+    keys = len(file_row.keys)
+    return _TableRow(severity=file_row.severity, days=None,
+                     cells={"NOT AFTER": "-", "TIER": "key", "CAT": "-", "ITEM": "-"},
+                     name=f"private key file ({keys} key(s))" if keys else "file",
+                     findings=file_row.findings, actions=(), places=(file_row.path,))
+
+
+def _render_table_row(row: _TableRow, columns: Sequence[_Column], name_width: int,
+                      width: int) -> list[str]:
+    values = {"SEVERITY": row.severity.name.lower(),
+              "DAYS": "-" if row.days is None else str(row.days), **row.cells}
+    head = " ".join(_pad(for_terminal(_shorten(values[c.title], c.width)) if c.optional
+                         else values[c.title], c.width, right=c.right) for c in columns)
+    lines = [f"{head} {_shorten(for_terminal(row.name), name_width)}".rstrip()]
+    notes = [x.code for x in row.findings if x.severity >= Severity.WARNING]
+    notes += [f"{a.action.value}@{a.due.isoformat()}" if a.due else a.action.value
+              for a in row.actions]
+    if notes:
+        lines.extend(_wrap("findings/actions: ", notes, width))
+    if row.severity >= Severity.WARNING:
+        advice = what_to_do(row.findings, row.actions)
+        if advice:
+            lines.extend(_wrap("what to do: ", _words("; ".join(advice)), width, joiner=" "))
+    lines.extend(_wrap("in: ", [for_terminal(p) for p in row.places], width))
+    return lines
+
+
+def render_table(report: ScanReport, *, width: int | None = None,
+                 mode: ExitMode = ExitMode.HOST) -> str:
+    """The human table: most urgent first (key files among the certificates), each row with
+    its findings, what to do and where it was found; then errors and skipped files."""
+    width = width if width is not None else shutil.get_terminal_size().columns
+    width = max(width, 40)
+    columns, name_width = _fit_columns(width)
+    shown = [r for r in report.rows
+             if r.role not in (Role.INTERMEDIATE, Role.ROOT) or r.severity >= Severity.WARNING]
+    chain = len(report.rows) - len(shown)
+    quiet_keys = sum(1 for f in report.files if f.severity < Severity.WARNING)
+    table = _merge(shown) + [_file_row(f) for f in report.files
+                             if f.severity >= Severity.WARNING]
+    table.sort(key=lambda r: (-int(r.severity), r.days is None,
+                              r.days if r.days is not None else 0, r.places[0]))
+    lines: list[str] = []
+    if table:
+        header = " ".join(_pad(c.title, c.width, right=c.right) for c in columns)
+        lines.append(f"{header} NAME")
+        for row in table:
+            lines.extend(_render_table_row(row, columns, name_width, width))
+    if report.errors:
+        lines.append("")
+        lines.append("Errors (could not be read):")
+        for error in report.errors:
+            where = error.path if error.index is None else f"{error.path}#{error.index}"
+            lines.extend(_wrap("", _words(for_terminal(
+                f"{where}: {error.code}: {error.message}")), width, joiner=" ", indent="  "))
+    if report.skipped:
+        lines.append("")
+        lines.append("Skipped (not certificate store entries, info):")
+        for skip in report.skipped:
+            lines.extend(_wrap("", _words(for_terminal(
+                f"{skip.path}: {skip.code}: {skip.message}")), width, joiner=" ", indent="  "))
+    lines.append("")
+    lines.extend(_wrap("", _words(status_line(report, mode=mode)), width, joiner=" ",
+                       indent=""))
+    if chain or quiet_keys:
+        lines.append(f"({chain} chain certificate(s) shown with their leaves, {quiet_keys} key "
+                     "file(s) without a problem; --json lists them)")
+    return "\n".join(lines)
+
+
+def status_line(report: ScanReport, *, mode: ExitMode = ExitMode.HOST) -> str:
+    """The summary under the table: counts, the monitoring verdict and why, the time."""
+    tally = report.tally()
+    return summary_text(tally, mode=mode, at=report.at, certificates=len(report.rows),
+                        skipped=len(report.skipped))
+
+
+def summary_text(tally: MonitorTally, *, mode: ExitMode, at: datetime, certificates: int,
+                 skipped: int = 0) -> str:
+    verdict = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}[exit_status(tally, mode)]
+    reasons = "".join(f"; {r}" for r in tally.unknown_reasons)
+    return (f"{certificates} certificate(s), {tally.errors} error(s), {skipped} skipped; "
+            f"{mode.value} status {verdict}{reasons} (as of {tokyo_time(at)})")
+
+
+# ---------------------------------------------------------------- inspect
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _instant(at: datetime) -> str:
+    """An instant as its Asia/Tokyo day and time, with the UTC instant it is."""
+    try:
+        return f"{tokyo_time(at)} ({format_instant(at)})"
+    except OverflowError:  # 9999-12-31 plus nine hours is past what datetime holds
+        return format_instant(at)
+
+
+def render_certificate(row: CertificateRow, heading: str) -> list[str]:
+    """``inspect``'s block for one certificate: every field, escaped for the terminal."""
+    t = for_terminal
+    c = row.classification
+    f = row.record.facts
+    days, rest = divmod(c.validity_seconds, 86_400)
+    lines = [
+        t(heading),
+        f"  role:           {row.role.value}",
+        f"  subject:        {t(f.subject)}",
+        f"  issuer:         {t(f.issuer)}",
+        f"  serial:         {t(f.serial)}",
+        f"  sha256:         {f.sha256}",
+        f"  SANs:           {t(', '.join(f.sans)) or '-'}",
+        f"  not before:     {_instant(f.not_before_utc)}",
+        f"  not after:      {row.not_after_day.isoformat()} ({c.days_left} day(s) left, "
+        f"Asia/Tokyo; {format_instant(f.not_after_utc)})",
+        f"  validity:       {days} d{f' {rest} s' if rest else ''} ({c.validity_seconds} s) "
+        f"-> tier {c.tier.value}",
+        f"  key:            {t(f.key_type)}{f' {f.key_size}' if f.key_size else ''}; "
+        f"signature {t(f.signature_algorithm)}",
+        f"  policies:       {t(', '.join(f.policy_oids)) or '-'}",
+        f"  CA / self-signed: {_yes_no(f.is_ca)} / {_yes_no(f.self_signed)}",
+    ]
+    if row.contract_view:
+        lines += [
+            f"  item:           {t(c.item or ' or '.join(c.candidates) or '?')} "
+            f"(category {c.category.value}); contracted tier "
+            f"{c.contracted_tier.value if c.contracted_tier else '-'}; compliant "
+            f"{_yes_no(c.compliant)}",
+            f"  renewable:      {_yes_no(c.renewable)}",
+        ]
+    else:
+        why = ("it comes with a leaf" if row.role in (Role.INTERMEDIATE, Role.ROOT)
+               else "no server certificate beside it")
+        lines.append(f"  contract:       - (not a contract certificate: {why})")
+    lines += [
+        f"  key matches:    {_yes_no(row.key_matches)}",
+        f"  severity:       {row.severity.name.lower()} (host {row.host_severity.name.lower()},"
+        f" contract {row.contract_severity.name.lower()})",
+    ]
+    if row.findings:
+        lines.append("  findings:")
+        for finding in row.findings:
+            clause = f" ({finding.clause})" if finding.clause else ""
+            lines.append(f"    [{finding.severity.name.lower()}] {finding.code}{clause}: "
+                         f"{t(finding.message)}")
+    if row.actions:
+        lines.append("  actions:")
+        for action in row.actions:
+            due = f" due {action.due.isoformat()}" if action.due else ""
+            lines.append(f"    {action.action.value}{due} ({action.clause}): "
+                         f"{t(action.explanation_en)}")
+    advice = what_to_do(row.findings, row.actions, limit=4)
+    if advice and row.severity >= Severity.WARNING:
+        lines.append("  what to do:")
+        lines.extend(f"    - {t(a)}" for a in advice)
+    return lines
+
+
+def render_detail(report: ScanReport, result: FileResult | None) -> str:
+    """``inspect FILE``: every certificate in file order, the keys, the file's own findings
+    and the failures, all escaped for the terminal."""
+    t = for_terminal
+    lines: list[str] = []
+    for row in sorted(report.rows, key=lambda r: r.record.index):
+        if lines:
+            lines.append("")
+        lines.extend(render_certificate(
+            row, f"Certificate #{row.record.index} ({row.record.fmt}) {row.record.path}"))
+    if result is not None and result.keys:
+        lines.append("")
+        lines.append("Private keys:")
+        for key in result.keys:
+            lines.append(f"  #{key.index}: {t(key.key_type)}"
+                         f"{f' {key.key_size}' if key.key_size else ''}, "
+                         f"{'encrypted' if key.encrypted else 'unencrypted'}, mode "
+                         f"{key.mode:04o}, owner uid {key.owner_uid}")
+    for file_row in report.files:
+        for finding in file_row.findings:
+            lines.append(f"  [{finding.severity.name.lower()}] {finding.code}: "
+                         f"{t(finding.message)}")
+    for skip in report.skipped:
+        lines.append(t(f"Skipped: {skip.path}: {skip.code}: {skip.message}"))
+    if report.errors:
+        lines.append("")
+        for error in report.errors:
+            where = error.path if error.index is None else f"{error.path}#{error.index}"
+            lines.append(t(f"Error: {where}: {error.code}: {error.message}"))
+    return "\n".join(lines)
