@@ -85,7 +85,9 @@ def fee_decision(
     if amount_yen is None:
         amount_en = "amount shown to the customer separately, not configured in [policy.prices]"
         amount_ja = "金額は別途提示(設定 [policy.prices] に未設定)"
-        severity = Severity.WARNING
+        # Information, not a warning: a missing price is said once per run by the CLI
+        # (issue 11), and must not bury the real actions under one warning per contract.
+        severity = Severity.INFO
     else:
         amount_en = f"{amount_yen:,} yen"
         amount_ja = f"{amount_yen:,} 円"

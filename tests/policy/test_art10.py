@@ -70,7 +70,7 @@ def test_art10_amount_not_configured_is_none_and_said_never_zero() -> None:
         assert decision.computed["amount_yen"] is None
         assert decision.computed["amount_configured"] is False
         assert "not configured" in decision.explanation_en
-        assert decision.severity is Severity.WARNING
+        assert decision.severity is Severity.INFO  # said once per run by the CLI (issue 11)
 
 
 def test_art10_initial_fee_for_a_tier_without_a_price_is_not_configured() -> None:
