@@ -34,6 +34,7 @@ from .config import Config, StoreConfig, load_config
 from .errors import AgentError, ConfigError
 from .escrow import Escrow, EscrowRecord, VaultLike
 from .index import FileIndex
+from .ledgerwriter import LedgerWriter
 from .logs import EventLog, configure_logging
 from .records import FileResult
 from .sdnotify import Notifier, watchdog_interval_s
@@ -52,6 +53,9 @@ __all__ = [
 
 SUPERVISE_EVERY_S = 30.0
 """How often a dead or unstartable observer is restarted."""
+LEDGER_DRAIN_S = 10.0
+"""At a stop, how long pending ledger writes may take (inside the unit's TimeoutStopSec=30s);
+what is left is caught up by the next start's reconciliation."""
 
 
 class Daemon:
@@ -74,6 +78,9 @@ class Daemon:
         sleep: Callable[[float], None] = time.sleep,
         classify: bool = True,
         config_loader: Callable[[Path | None], Config] = load_config,
+        ledger_path: Path | None = None,
+        reopen_intake: Callable[[], Intake] | None = None,
+        ledger_stalled_after_s: float | None = None,
     ) -> None:
         self.config_path = config_path
         self.notifier = notifier if notifier is not None else Notifier("")
@@ -86,11 +93,20 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._resync = threading.Event()
-        self.sync = StoreSync(config, intake=intake, clock=clock, escrow=self.escrow,
+        self._ping_every = watchdog_interval_s()
+        if ledger_stalled_after_s is None:
+            # "Locked for longer than the watchdog interval" is the fault worth an error line.
+            ledger_stalled_after_s = (2 * self._ping_every if self._ping_every is not None
+                                      else 60.0)
+        self.writer = LedgerWriter(intake, log=self.log, path=ledger_path, reopen=reopen_intake,
+                                   stalled_after_s=ledger_stalled_after_s, monotonic=monotonic)
+        self.sync = StoreSync(config, intake=self.writer, clock=clock, escrow=self.escrow,
                               log=self.log, queue=self.queue, reader=reader, lister=lister,
                               sleep=sleep, classify=classify, tick=self.tick,
                               stopping=self._stop.is_set)
-        self._ping_every = watchdog_interval_s()
+        if self._ping_every is not None:
+            # A ledger read may hold up the loop this long: well inside one ping interval.
+            self.sync.ledger_patience_s = min(1.0, self._ping_every / 4)
         self._next_ping = monotonic()
         self._next_supervise = monotonic()
         self.log_format_override: str | None = None
@@ -104,7 +120,7 @@ class Daemon:
 
     @property
     def intake(self) -> Intake:
-        return self.sync.intake
+        return self.writer.intake
 
     @property
     def index(self) -> FileIndex[FileResult]:
@@ -160,8 +176,14 @@ class Daemon:
                 f"{len(self.index)} file(s) indexed; {self.reports} observation(s) reported")
 
     def heartbeat(self) -> bool:
-        """Send WATCHDOG=1 only while every observer thread is alive; a dead observer means
-        changes are silently missed, which is exactly what the systemd watchdog is for."""
+        """Send WATCHDOG=1 only while every observer thread and the ledger writer are alive: a
+        dead observer means changes are silently missed, a dead writer that nothing reaches
+        the ledger, which is exactly what the systemd watchdog is for. A writer merely waiting
+        for the ledger's lock is alive: the loop that pings never waits for the ledger."""
+        if not self.writer.alive():
+            self.log.error("ledger-writer-dead", "the ledger writer thread died; watchdog ping "
+                           "withheld", fault="ledger-writer-dead")
+            return False
         if self.watcher is not None:
             dead = self.watcher.dead_threads()
             if dead:
@@ -275,6 +297,7 @@ class Daemon:
         status_every = 30.0
         next_status = self.monotonic() + status_every
         try:
+            self.writer.start()  # from now on the ledger never holds up this loop
             self.notifier.status("initial scan")
             self.start_watching()  # before the scan, so nothing changed during it is lost
             self.full_scan()
@@ -288,6 +311,11 @@ class Daemon:
                 now = self.monotonic()
                 self.tick()
                 self.supervise()
+                self.writer.check()
+                if self.writer.take_reopened():
+                    self.sync.reconcile_due = True  # the new file learns what is seen now
+                if self.sync.reconcile_due and self.writer.pending() == 0:
+                    self.sync.reconcile(at=self.sync.clock())
                 interval = self.config.agent.resync_interval_s
                 if self._resync.is_set():
                     self._resync.clear()
@@ -318,6 +346,7 @@ class Daemon:
         self.notifier.stopping()
         self.log.info("stopping", "observers stopped; ledger and vault closed")
         self.stop_watching()
+        self.writer.stop(drain_s=LEDGER_DRAIN_S)
         close = getattr(self.intake, "close", None)
         if callable(close):
             close()

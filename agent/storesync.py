@@ -17,12 +17,13 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from policy.decisions import Severity
 from policy.facts import CertificateFacts
-from policy.intake import Intake, Observation
+from policy.intake import Intake, IntakeReceipt, Observation
 
 from .certset import MAX_SET_ATTEMPTS, SetState, key_lookup
 from .config import Config, StoreConfig
@@ -30,8 +31,9 @@ from .errors import AgentError
 from .escrow import Escrow
 from .findinglog import FindingLog
 from .index import FileIndex, stat_key
+from .ledgerwriter import LedgerWriter
 from .logs import EventLog
-from .reconcile import Reconciliation, plan_reconciliation
+from .reconcile import Reconciliation, SightingSource, plan_reconciliation
 from .records import CertificateRecord, FileError, FileResult, ReadLimits
 from .summary import CertificateSeen, ScanSummary
 from .watch import PathQueue
@@ -65,6 +67,15 @@ def _without_material(result: FileResult) -> FileResult:
                    certificates=tuple(replace(c, der=None) for c in result.certificates))
 
 
+def _gone_op(intake: Intake, *, host: str, location: str, at: datetime) -> int:
+    return intake.report_gone(host, location, at=at)
+
+
+def _report_op(intake: Intake, *, observations: list[Observation],
+               at: datetime) -> IntakeReceipt:
+    return intake.report(observations, at=at)
+
+
 def _default_reader() -> Reader:
     from .reader import read_file
 
@@ -89,7 +100,7 @@ class StoreSync:
         self,
         config: Config,
         *,
-        intake: Intake,
+        intake: Intake | LedgerWriter,
         clock: Callable[[], datetime],
         escrow: Escrow,
         log: EventLog,
@@ -102,7 +113,14 @@ class StoreSync:
         stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.config = config
-        self.intake = intake
+        self.writer = (intake if isinstance(intake, LedgerWriter)
+                       else LedgerWriter(intake, log=log))
+        """Every ledger write goes through it, in order (:mod:`agent.ledgerwriter`)."""
+        self.reconcile_due = False
+        """A reconciliation could not run (the ledger was busy): the watch loop retries it."""
+        self.ledger_patience_s = 1.0
+        """How long a read of the ledger may hold up the caller (the watch loop pings the
+        systemd watchdog between two)."""
         self.clock = clock
         self.escrow = escrow
         self.log = log
@@ -213,8 +231,7 @@ class StoreSync:
             self.sets.paired.discard(name)
             previous = self.index.remove(name)
             if previous is not None and previous.certificates:
-                count = self.intake.report_gone(self.config.agent.host, name, at=at)
-                self.log.info("gone", f"{name}: no longer there", path=name, certificates=count)
+                self._report_gone(name, at=at, why="")
                 if summary is not None:
                     summary.gone += 1
         directory = os.path.dirname(path)
@@ -361,7 +378,7 @@ class StoreSync:
             if previous is not None and len(previous.certificates) > len(result.certificates):
                 # Fewer certificates than before (or none: the file turned to garbage): the
                 # ledger forgets the place, and what is still there is reported afresh below.
-                self.intake.report_gone(host, path, at=at)
+                self.writer.submit(partial(_gone_op, host=host, location=path, at=at))
             for record in result.certificates:
                 matches = self._matches(record, result, keys)
                 observations.append(Observation(
@@ -507,10 +524,17 @@ class StoreSync:
         says is there now (:mod:`agent.reconcile`): what went while the daemon was not
         watching is reported gone, a shrunk file is reported afresh, and certificates the
         ledger does not show (a ledger replaced under the daemon) are reported again."""
-        source = getattr(self.intake, "open_sightings", None)
-        if source is None:  # an intake that cannot list what it holds: nothing to compare
-            return Reconciliation(gone=(), refresh=(), report=())
+        nothing = Reconciliation(gone=(), refresh=(), report=())
+        if getattr(self.writer.intake, "open_sightings", None) is None:
+            return nothing  # an intake that cannot list what it holds: nothing to compare
         host = self.config.agent.host
+        answered, rows = self.writer.call(
+            lambda intake: list(cast(SightingSource, intake).open_sightings(host)),
+            timeout=self.ledger_patience_s)
+        if not answered or rows is None:
+            self.reconcile_due = True  # the ledger is busy or faulty: the loop tries again
+            return nothing
+        self.reconcile_due = False
         current: dict[str, dict[int, str]] = {}
         for name in self.index.paths():
             result = self.index.get(name)
@@ -522,19 +546,18 @@ class StoreSync:
             return (location in self.queue or location in attempts
                     or os.path.dirname(location) in attempts)
 
-        plan = plan_reconciliation(source(host), current=current,
+        plan = plan_reconciliation(rows, current=current,
                                    in_scope=lambda loc: self.store_for(loc) is not None,
                                    pending=pending)
         if not plan:
             return plan
         observations: list[Observation] = []
-        for location in (*plan.gone, *plan.refresh):
-            count = self.intake.report_gone(host, location, at=at)
-            if location in plan.gone:
-                self.log.info("gone", f"{location}: no longer there (found at reconciliation)",
-                              path=location, certificates=count)
-                if summary is not None:
-                    summary.gone += 1
+        for location in plan.gone:
+            self._report_gone(location, at=at, why=" (found at reconciliation)")
+            if summary is not None:
+                summary.gone += 1
+        for location in plan.refresh:
+            self.writer.submit(partial(_gone_op, host=host, location=location, at=at))
         for location in (*plan.refresh, *plan.report):
             observations.extend(self._observations_of(location, at=at))
         self.report(observations, at=at)
@@ -561,10 +584,26 @@ class StoreSync:
                             key_matches=self._matches(record, result, keys))
                 for record in result.certificates]
 
+    def _report_gone(self, location: str, *, at: datetime, why: str) -> None:
+        host = self.config.agent.host
+
+        def said(count: int) -> None:
+            self.log.info("gone", f"{location}: no longer there{why}", path=location,
+                          certificates=count)
+
+        self.writer.submit(partial(_gone_op, host=host, location=location, at=at),
+                           on_done=said)
+
     def report(self, observations: Sequence[Observation], *, at: datetime) -> None:
+        """Report in batches of :data:`REPORT_BATCH`, one transaction each, in order with
+        every other write (the writer keeps them through ledger faults)."""
         for start in range(0, len(observations), REPORT_BATCH):
-            batch = observations[start:start + REPORT_BATCH]
-            receipt = self.intake.report(batch, at=at)
-            self.reports += len(batch)
-            self.log.info("reported", f"{len(batch)} observation(s) reported",
-                          observations=len(batch), recorded=receipt.recorded)
+            batch = list(observations[start:start + REPORT_BATCH])
+
+            def said(receipt: IntakeReceipt, size: int = len(batch)) -> None:
+                self.reports += size
+                self.log.info("reported", f"{size} observation(s) reported",
+                              observations=size, recorded=receipt.recorded)
+
+            self.writer.submit(partial(_report_op, observations=batch, at=at),
+                               observations=len(batch), on_done=said)

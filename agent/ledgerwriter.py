@@ -1,0 +1,340 @@
+"""The daemon's writes to the ledger: in order, never dropped on a fault, never blocking the loop.
+
+A ledger can be locked by another process (a CLI holding a write transaction, a backup), full,
+read-only, deleted or replaced under a running daemon. Before this module each of those either
+stopped the watch loop inside SQLite's busy wait — no systemd watchdog ping for 75 s under
+``WatchdogSec=60``, so systemd killed a daemon that was merely waiting — or raised out of it and
+lost the observations in hand. Now:
+
+* every write (a batch of observations, a ``report_gone``) is an operation on one FIFO, applied
+  by one writer thread in order; the watch loop only enqueues, so it keeps processing events
+  and pinging the watchdog whatever the ledger does;
+* an operation that fails with a ledger fault is kept at the head of the queue and retried with
+  a growing pause; the fault is logged once, at error level, with an event naming it
+  (``ledger-disk-full``, ``ledger-read-only``, ``ledger-locked``, ``ledger-unusable``,
+  ``ledger-failed``) and ``ledger-recovered`` when writes go through again;
+* an operation in flight for longer than ``stalled_after_s`` (the watchdog timeout) is logged as
+  ``ledger-locked``: SQLite is waiting for another process's lock;
+* before each operation the file at the ledger's path is compared with the one opened: a ledger
+  deleted (``ledger-deleted``) or replaced (``ledger-replaced``) is closed and the path opened
+  again (a deleted one is created afresh), and the daemon reconciles, so the new file learns
+  everything currently seen;
+* an operation the ledger refuses for its content (not a fault: retrying cannot help) is logged
+  (``ledger-refused``) and dropped, so one bad observation cannot block all the others;
+* the thread's death is a stuck daemon: :meth:`LedgerWriter.alive` is false and the watchdog
+  ping is withheld.
+
+Without :meth:`LedgerWriter.start` (``agent run --once``, most tests) every operation runs at
+once in the caller's thread and a failure raises, as a one-shot command should.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from policy.errors import LedgerError
+from policy.intake import Intake
+
+from .logs import EventLog
+
+__all__ = ["LedgerWriter", "fault_of"]
+
+T = TypeVar("T")
+
+FIRST_PAUSE_S = 0.5
+MAX_PAUSE_S = 30.0
+
+_FAULT_MESSAGES = {
+    "ledger-disk-full": "the disk holding the ledger is full",
+    "ledger-read-only": "the ledger is read-only (file mode, read-only mount or medium)",
+    "ledger-locked": "the ledger is locked by another process",
+    "ledger-unusable": "the file at the ledger's path is not a usable certescrow ledger",
+    "ledger-failed": "writing to the ledger failed",
+}
+
+
+def fault_of(exc: BaseException) -> str | None:
+    """The fault an exception from the ledger stands for, ``None`` when it is not a fault of
+    the ledger's storage (a refusal of the content, or a bug: retrying cannot help)."""
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "ledger-disk-full"
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return "ledger-read-only"
+        return "ledger-failed"
+    if not isinstance(exc, (LedgerError, sqlite3.Error)):
+        return None
+    text = str(exc).lower()
+    if "full" in text:
+        return "ledger-disk-full"
+    if "readonly" in text or "read-only" in text or "permission denied" in text:
+        return "ledger-read-only"
+    if "locked" in text or "busy" in text:
+        return "ledger-locked"
+    if ("not a database" in text or "not a certescrow ledger" in text or "malformed" in text
+            or "newer certescrow" in text or "no ledger here" in text):
+        return "ledger-unusable"
+    return "ledger-failed"
+
+
+def _identity(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+@dataclass(slots=True)
+class _Op:
+    run: Callable[[Intake], Any]
+    observations: int
+    on_done: Callable[[Any], None] | None = None
+    result: list[Any] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class LedgerWriter:
+    """One FIFO of ledger operations and the thread that applies them (see the module)."""
+
+    def __init__(self, intake: Intake, *, log: EventLog, path: Path | None = None,
+                 reopen: Callable[[], Intake] | None = None,
+                 stalled_after_s: float = 30.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.intake = intake
+        self.log = log
+        self.path = path
+        self._reopen = reopen
+        self._identity = _identity(path)
+        self.stalled_after_s = stalled_after_s
+        self._monotonic = monotonic
+        self._queue: deque[_Op] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._busy_since: float | None = None
+        self._fault: str | None = None
+        self._stall_logged = False
+        self._reopened = False
+
+    # ------------------------------------------------------------------ the caller's side
+
+    @property
+    def threaded(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Apply operations in a thread of their own from now on."""
+        if self._thread is None:
+            self._stop = False
+            self._thread = threading.Thread(target=self._run, name="ledger-writer",
+                                            daemon=True)
+            self._thread.start()
+
+    def submit(self, run: Callable[[Intake], T], *, observations: int = 0,
+               on_done: Callable[[T], None] | None = None) -> None:
+        """Apply ``run(intake)`` after everything submitted before it. Unthreaded: now, and a
+        failure raises."""
+        if self._thread is None:
+            result = run(self.intake)
+            if on_done is not None:
+                on_done(result)
+            return
+        with self._cond:
+            self._queue.append(_Op(run=run, observations=observations, on_done=on_done))
+            self._cond.notify_all()
+
+    def call(self, run: Callable[[Intake], T], *, timeout: float) -> tuple[bool, T | None]:
+        """Apply ``run(intake)`` after everything before it and wait up to ``timeout`` for its
+        result: ``(True, result)``, or ``(False, None)`` when the ledger did not answer in time
+        (it still runs later; its result is then dropped)."""
+        if self._thread is None:
+            return True, run(self.intake)
+        op = _Op(run=run, observations=0)
+        with self._cond:
+            self._queue.append(op)
+            self._cond.notify_all()
+        if op.done.wait(timeout):
+            return True, op.result[0] if op.result else None
+        return False, None
+
+    def pending(self) -> int:
+        """Operations not yet written."""
+        with self._cond:
+            return len(self._queue)
+
+    def pending_observations(self) -> int:
+        with self._cond:
+            return sum(op.observations for op in self._queue)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for every submitted operation to be written."""
+        deadline = self._monotonic() + timeout
+        with self._cond:
+            while self._queue:
+                left = deadline - self._monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    def alive(self) -> bool:
+        """False only when the writer thread was started and has died (a stuck daemon)."""
+        return self._thread is None or self._thread.is_alive()
+
+    def take_reopened(self) -> bool:
+        """Whether the ledger was opened again (deleted or replaced) since the last call: the
+        daemon then reconciles, so the new file learns what is currently seen."""
+        with self._cond:
+            reopened, self._reopened = self._reopened, False
+            return reopened
+
+    def check(self) -> None:
+        """From the watch loop: say so once when an operation has been waiting longer than
+        ``stalled_after_s`` (SQLite waits for another process's write lock)."""
+        with self._cond:
+            since, logged = self._busy_since, self._stall_logged
+            if since is None or logged:
+                return
+            waited = self._monotonic() - since
+            if waited < self.stalled_after_s:
+                return
+            self._stall_logged = True
+            kept = sum(op.observations for op in self._queue)
+        self.log.error("ledger-locked",
+                       f"{self.path or 'ledger'}: a write has waited {waited:.0f} s for the "
+                       f"ledger (locked by another process?); {kept} observation(s) kept and "
+                       "written when it is free; watching goes on",
+                       path=str(self.path or ""), waited_s=round(waited, 1),
+                       pending=kept, fault="ledger-locked")
+
+    def stop(self, *, drain_s: float) -> int:
+        """Write what is pending for up to ``drain_s``, stop the thread; returns how many
+        observations could not be written (the next start's reconciliation catches up)."""
+        if self._thread is None:
+            return 0
+        self.wait_idle(drain_s)
+        with self._cond:
+            self._stop = True
+            lost = sum(op.observations for op in self._queue)
+            self._cond.notify_all()
+        self._thread.join(timeout=2.0)
+        self._thread = None
+        if lost:
+            self.log.error("ledger-pending-lost",
+                           f"stopping with {lost} observation(s) not yet in the ledger; the "
+                           "next start reconciles the ledger with the stores",
+                           pending=lost, fault=self._fault or "ledger-locked")
+        return lost
+
+    # ------------------------------------------------------------------ the writer thread
+
+    def _run(self) -> None:
+        pause = FIRST_PAUSE_S
+        while True:
+            with self._cond:
+                while not self._queue and not self._stop:
+                    self._cond.wait(1.0)
+                if self._stop:
+                    return
+                op = self._queue[0]
+                self._busy_since = self._monotonic()
+            try:
+                self._check_file()
+                result = op.run(self.intake)
+            except Exception as exc:  # classified below; the thread must not die of it
+                fault = fault_of(exc)
+                with self._cond:
+                    self._busy_since = None
+                    self._stall_logged = False
+                if fault is None:
+                    self._drop(op, exc)
+                    continue
+                self._faulted(fault, exc)
+                if self._sleep(pause):
+                    return
+                pause = min(pause * 2, MAX_PAUSE_S)
+                continue
+            pause = FIRST_PAUSE_S
+            with self._cond:
+                self._busy_since = None
+                self._stall_logged = False
+                self._queue.popleft()
+                op.result.append(result)
+                self._cond.notify_all()
+            op.done.set()
+            if self._fault is not None:
+                self.log.info("ledger-recovered", f"{self.path or 'ledger'}: writing again "
+                              f"(after {self._fault})", path=str(self.path or ""),
+                              fault=self._fault)
+                self._fault = None
+            if op.on_done is not None:
+                try:
+                    op.on_done(result)
+                except Exception:
+                    self.log.error("process-failed", "after a ledger write: unexpected error",
+                                   exc_info=True)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Pause between retries; True when asked to stop meanwhile."""
+        with self._cond:
+            if not self._stop:
+                self._cond.wait(seconds)
+            return self._stop
+
+    def _drop(self, op: _Op, exc: Exception) -> None:
+        with self._cond:
+            self._queue.popleft()
+            self._cond.notify_all()
+        op.done.set()
+        self.log.error("ledger-refused",
+                       f"{self.path or 'ledger'}: the ledger refused a write "
+                       f"({type(exc).__name__}); {op.observations} observation(s) not recorded",
+                       path=str(self.path or ""), error=type(exc).__name__, exc_info=True)
+
+    def _faulted(self, fault: str, exc: Exception) -> None:
+        if fault == self._fault:
+            return  # said once per episode
+        self._fault = fault
+        kept = self.pending_observations()
+        self.log.error(fault, f"{self.path or 'ledger'}: {_FAULT_MESSAGES[fault]}; "
+                       f"{kept} observation(s) kept and retried; watching goes on",
+                       path=str(self.path or ""), fault=fault, pending=kept,
+                       error=type(exc).__name__)
+
+    def _check_file(self) -> None:
+        """A ledger deleted or replaced under the daemon: close it and open the path again."""
+        if self.path is None or self._reopen is None:
+            return
+        now = _identity(self.path)
+        if now is not None and now == self._identity:
+            return
+        fault = "ledger-deleted" if now is None else "ledger-replaced"
+        if fault != self._fault:
+            self._fault = fault
+            self.log.error(fault, f"{self.path}: the ledger was "
+                           f"{'deleted' if now is None else 'replaced by another file'} under "
+                           "the running daemon; opening the path again "
+                           + ("(a new ledger)" if now is None else "")
+                           + " and reporting everything currently seen",
+                           path=str(self.path), fault=fault)
+        close = getattr(self.intake, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):  # the old file is gone either way
+                close()
+        self.intake = self._reopen()  # a LedgerError here is a fault: retried
+        self._identity = _identity(self.path)
+        with self._cond:
+            self._reopened = True
