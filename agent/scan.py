@@ -12,6 +12,7 @@ import errno
 import os
 import stat as statmod
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .reader import read_file
@@ -19,11 +20,13 @@ from .records import FileError, FileResult, ReadLimits
 from .safeio import error_for_os_error, within_roots
 
 __all__ = [
+    "Batch",
     "ProgressCallback",
     "collect_targets",
     "directory_batches",
     "iter_scan",
     "iter_store_files",
+    "iter_targets",
     "read_target",
     "scan_paths",
 ]
@@ -122,20 +125,26 @@ def _walk(root: Path, *, limits: ReadLimits) -> Iterator[str | FileError]:
         stack.extend(reversed(subdirs))
 
 
-def collect_targets(paths: Sequence[Path], *, limits: ReadLimits) -> list[str | FileError]:
-    """Expand directories into their files; files (and things that are not there) stay as
-    given, so each argument is accounted for."""
-    out: list[str | FileError] = []
+def _is_dir(path: Path | str) -> bool:
+    try:
+        return statmod.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def iter_targets(paths: Sequence[Path], *, limits: ReadLimits) -> Iterator[str | FileError]:
+    """Expand directories into their files, lazily; files (and things that are not there) stay
+    as given, so each argument is accounted for."""
     for path in paths:
-        try:
-            is_dir = statmod.S_ISDIR(os.stat(path).st_mode)
-        except OSError:
-            is_dir = False
-        if is_dir:
-            out.extend(_walk(path, limits=limits))
+        if _is_dir(path):
+            yield from _walk(path, limits=limits)
         else:
-            out.append(str(path))
-    return out
+            yield str(path)
+
+
+def collect_targets(paths: Sequence[Path], *, limits: ReadLimits) -> list[str | FileError]:
+    """:func:`iter_targets` as a list."""
+    return list(iter_targets(paths, limits=limits))
 
 
 def iter_scan(
@@ -150,9 +159,10 @@ def iter_scan(
     """Read every file under ``paths`` lazily, one result each. With ``group_directories``
     the files of one directory come out together (stable otherwise), which key pairing in
     :func:`agent.report.iter_report` relies on."""
-    targets = collect_targets(paths, limits=limits)
     if group_directories:
-        targets = [target for batch in directory_batches(targets) for target in batch]
+        targets = [t for batch in directory_batches(paths, limits=limits) for t in batch.targets]
+    else:
+        targets = collect_targets(paths, limits=limits)
     total = len(targets)
     for done, target in enumerate(targets, start=1):
         yield read_target(target, limits=limits, passwords=passwords, keep_key_pem=keep_key_pem)
@@ -160,14 +170,95 @@ def iter_scan(
             progress(done, total)
 
 
-def directory_batches(targets: Sequence[str | FileError]) -> list[list[str | FileError]]:
-    """The targets grouped by directory, in order of first appearance: keys are paired with
-    the certificates of their directory, so a directory must be read as one piece."""
-    groups: dict[str, list[str | FileError]] = {}
-    for target in targets:
-        name = target.path if isinstance(target, FileError) else target
-        groups.setdefault(os.path.dirname(name), []).append(target)
-    return list(groups.values())
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Targets to read and classify together: whole directories, or one part of a directory
+    too large for one batch."""
+
+    targets: list[str | FileError]
+    split: int | None = None
+    """Set on every part of one split directory (the same number on consecutive batches): keys
+    pair within a directory, so its parts must learn each other's keys."""
+
+
+def _tagged_targets(paths: Sequence[Path], *,
+                    limits: ReadLimits) -> Iterator[tuple[int, str | FileError]]:
+    """Every target with the number of its run (one directory of one walk, or the file
+    arguments of one directory, gathered at the place of the first)."""
+    is_dir = [_is_dir(path) for path in paths]
+    explicit: dict[str, list[str]] = {}
+    for path, directory in zip(paths, is_dir, strict=True):
+        if not directory:
+            explicit.setdefault(os.path.dirname(str(path)), []).append(str(path))
+    run = 0
+    for path, directory in zip(paths, is_dir, strict=True):
+        if not directory:
+            group = explicit.pop(os.path.dirname(str(path)), None)
+            if group is not None:  # None: already given with the first of its directory
+                run += 1
+                for name in group:
+                    yield run, name
+            continue
+        current = None
+        for target in _walk(path, limits=limits):
+            parent = os.path.dirname(target.path if isinstance(target, FileError) else target)
+            if parent != current:
+                run += 1
+                current = parent
+            yield run, target
+
+
+def directory_batches(paths: Sequence[Path], *, limits: ReadLimits,
+                      max_files: int | None = None) -> Iterator[Batch]:
+    """The targets of ``paths`` grouped by directory, lazily: a scan holds a batch at a time,
+    not a list of every file in the store.
+
+    Keys are paired with the certificates of their directory, so a directory stays whole in a
+    batch, unless it has more than ``max_files`` files (a flat store like ``/etc/ssl/certs``):
+    then it is cut into parts of ``max_files`` that share one ``split`` number, so that the
+    work is shared by files, not only by directory. Small directories are packed together up
+    to ``max_files``. Without ``max_files`` each directory is one batch.
+    """
+    packed: list[str | FileError] = []
+    part: list[str | FileError] = []
+    current = 0
+    split: int | None = None
+    splits = 0
+    for run, target in _tagged_targets(paths, limits=limits):
+        if run != current and part:
+            if max_files is None:
+                yield Batch(part)
+            elif split is not None:
+                yield Batch(part, split)
+            elif len(packed) + len(part) > max_files:
+                if packed:
+                    yield Batch(packed)
+                packed = part
+            else:
+                packed.extend(part)
+            part, split = [], None
+        current = run
+        part.append(target)
+        if max_files is not None and len(part) > max_files:
+            if split is None:
+                if packed:
+                    yield Batch(packed)
+                    packed = []
+                splits += 1
+                split = splits
+            yield Batch(part[:max_files], split)
+            part = part[max_files:]
+    if part:
+        if split is not None:
+            yield Batch(part, split)
+        elif max_files is not None and len(packed) + len(part) <= max_files:
+            packed.extend(part)
+        else:
+            if packed:
+                yield Batch(packed)
+            packed = part
+    if packed:
+        yield Batch(packed)
 
 
 def read_target(target: str | FileError, *, limits: ReadLimits,

@@ -1,56 +1,123 @@
-"""The one-shot scan on several cores: each worker reads, classifies and renders whole
-directories and hands back only rendered lines.
+"""The one-shot ``scan --json/--csv``: read, classify and render in batches, on several cores,
+and write each batch as soon as it and every batch before it are done.
 
-Handing back objects does not pay: pickling a ``FileResult`` to the parent costs about as much
-as producing it, and the policy's classification objects do not pickle at all. A rendered line
-is a ``bytes`` object and a small sort key, which cost next to nothing to send. Directories stay
-whole inside one batch because keys are paired with the certificates of their directory.
+Memory stays flat in the store's size: the walk is lazy, a bounded window of batches is in
+flight, and a rendered batch is written and dropped. The output is in walk order (directories
+depth first, names sorted), which is the same whatever the number of workers; the human table,
+which sorts by urgency, is built elsewhere (:func:`agent.report.build_report`).
 
 Workers are forked (they inherit the catalogue, binding and read limits, none of which needs to
-pickle). A process that already runs threads is never forked (a lock held by another thread at
-the fork would be held forever in the child): it scans serially instead.
+pickle), receive a batch of paths and hand back one ``bytes`` object: the batch's rendered
+lines, already joined. Handing back objects does not pay: pickling a ``FileResult`` costs about
+as much as producing it. A process that already runs threads is never forked (a lock held by
+another thread at the fork would be held forever in the child): it scans in-process instead,
+through the same batches, so the bytes are the same.
+
+A row depends on the rest of its directory (key pairing, a leaf's chain, a CA certificate's
+role). A directory larger than a batch is split (:func:`agent.scan.directory_batches`); its
+parts are held until the last one is back, and when one part holds something another part's
+rows depend on (keys; leaves and CA certificates in different parts) the directory is rendered
+again as one piece. A flat store of leaves, or of CA certificates only (``/etc/ssl/certs``),
+never needs it.
+
+A worker that dies (killed, out of memory) breaks the pool. The batches that were in flight
+are then run again one at a time in a new pool; a batch that kills its worker on its own is
+reported as one ``worker-died`` error per file, so every file is still accounted for.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import IO, NamedTuple, Protocol
 
 from policy.catalogue import Catalogue
 from policy.intake import Binding
 from policy.settings import PolicySettings
 
-from .errors import AgentError
-from .records import FileError, FileResult, ReadLimits
-from .report import RenderedLine, RenderedReport, assemble, iter_report, render_items
-from .scan import ProgressCallback, collect_targets, directory_batches, read_target
+from .monitoring import ExitMode, ExpiryWindows, MonitorTally, exit_status
+from .records import FileError, ReadLimits
+from .report import csv_header, iter_report, render_line, tally_item
+from .scan import Batch, ProgressCallback, directory_batches, iter_targets, read_target
 
-__all__ = ["MIN_FILES_PER_JOB", "default_jobs", "render_parallel"]
+__all__ = [
+    "BATCH_FILES",
+    "MIN_FILES_PER_JOB",
+    "ScanOutcome",
+    "default_jobs",
+    "stream_scan",
+]
 
 MIN_FILES_PER_JOB = 500
 """Below this many files per worker the fork costs more than it saves."""
+BATCH_FILES = 250
+"""Files per batch: small enough that a flat directory of 20,000 files is shared by every
+worker and that the batches in flight weigh a few MiB, large enough that sending a batch costs
+little against scanning it (~25 ms)."""
+WINDOW_PER_WORKER = 3
+"""Batches in flight per worker: enough that no worker waits for the parent to write."""
+WORKER_DIED = "worker-died"
 
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    batches: list[list[str | FileError]]
     limits: ReadLimits
     passwords: tuple[bytes, ...]
     catalogue: Catalogue
     binding: Binding
     at: datetime
     settings: PolicySettings
+    windows: ExpiryWindows | None
     fmt: str
 
 
 _JOB: _Job | None = None  # set in the parent just before the workers are forked
+
+
+class _Rendered(NamedTuple):
+    """One batch, rendered: the lines joined by the format's separator, and what they count.
+    A named tuple because it crosses from a worker to the parent (cheapest to pickle)."""
+
+    text: bytes
+    lines: int
+    tally: MonitorTally
+    context: int
+    """What of the batch a row elsewhere in its directory depends on (:data:`_KEYS`,
+    :data:`_LEAVES`, :data:`_CAS`), or :data:`_DIED`."""
+    files: int
+
+
+_KEYS, _LEAVES, _CAS, _DIED = 1, 2, 4, 8
+"""A row depends on the rest of its directory through its keys (pairing) and its certificates
+(a leaf's chain, a CA certificate's role: chain, lone CA or trust anchor) -- see
+:func:`agent.rows.place_certificates` and :func:`agent.rows.pair_key`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanOutcome:
+    """What a streamed scan wrote: enough for the exit status."""
+
+    tally: MonitorTally
+
+    @property
+    def has_errors(self) -> bool:
+        return self.tally.errors > 0
+
+    @property
+    def certificates(self) -> int:
+        return self.tally.certificates
+
+    def exit_status(self, mode: ExitMode = ExitMode.HOST) -> int:
+        return exit_status(self.tally, mode)
 
 
 def default_jobs() -> int:
@@ -61,20 +128,229 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _results(job: _Job, batch: list[str | FileError]) -> list[FileResult]:
-    return [read_target(t, limits=job.limits, passwords=job.passwords) for t in batch]
+def _separator(fmt: str) -> bytes:
+    return b",\n" if fmt == "json" else b""
 
 
-def _run_batch(index: int) -> list[RenderedLine]:
+def _render(job: _Job, targets: Sequence[str | FileError]) -> _Rendered:
+    results = [read_target(t, limits=job.limits, passwords=job.passwords) for t in targets]
+    context = 0
+    for result in results:
+        if result.keys:
+            context |= _KEYS
+        for record in result.certificates:
+            context |= _CAS if record.facts.is_ca else _LEAVES
+    lines: list[bytes] = []
+    tally = MonitorTally()
+    for item in iter_report(results, job.catalogue, binding=job.binding, at=job.at,
+                            settings=job.settings, windows=job.windows):
+        lines.append(render_line(item, job.fmt))
+        tally_item(tally, item)
+    return _Rendered(text=_separator(job.fmt).join(lines), lines=len(lines), tally=tally,
+                     context=context, files=len(targets))
+
+
+def _run_batch(targets: list[str | FileError]) -> _Rendered:
     job = _JOB
     if job is None:  # pragma: no cover - only reachable if forked without a job
         raise RuntimeError("scan worker started without a job")
-    items = iter_report(_results(job, job.batches[index]), job.catalogue,
-                        binding=job.binding, at=job.at, settings=job.settings)
-    return render_items(items, job.fmt, seq_base=(index,))
+    return _render(job, targets)
 
 
-def render_parallel(
+def _died(job: _Job, targets: Sequence[str | FileError]) -> _Rendered:
+    """Every file of a batch whose worker died on it, accounted for as an error."""
+    errors = [FileError(path=t.path if isinstance(t, FileError) else t, code=WORKER_DIED,
+                        message="the scan worker process died while reading this file's batch "
+                        "(killed, or out of memory); not read") for t in targets]
+    tally = MonitorTally()
+    for error in errors:
+        tally_item(tally, error)
+    return _Rendered(text=_separator(job.fmt).join(render_line(e, job.fmt) for e in errors),
+                     lines=len(errors), tally=tally, context=_DIED, files=len(targets))
+
+
+class _Pool(Protocol):
+    def submit(self, targets: list[str | FileError]) -> Future[_Rendered]: ...
+
+    def restart(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class _InProcess:
+    """The batches run here, one by one, as they are asked for."""
+
+    def __init__(self, job: _Job) -> None:
+        self.job = job
+
+    def submit(self, targets: list[str | FileError]) -> Future[_Rendered]:
+        future: Future[_Rendered] = Future()
+        future.set_result(_render(self.job, targets))
+        return future
+
+    def restart(self) -> None:  # pragma: no cover - nothing here can break
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Forked:
+    """A pool of forked workers, restarted when one dies."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers,
+                                   mp_context=multiprocessing.get_context("fork"))
+
+    def submit(self, targets: list[str | FileError]) -> Future[_Rendered]:
+        return self.pool.submit(_run_batch, targets)
+
+    def restart(self) -> None:
+        # The broken pool's manager thread must be gone before the next fork.
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool = self._start()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(slots=True)
+class _Writer:
+    """Frames the document and counts what it wrote."""
+
+    out: IO[bytes]
+    fmt: str
+    wrote_lines: bool = False
+    tally: MonitorTally = field(default_factory=MonitorTally)
+
+    def start(self) -> None:
+        if self.fmt == "csv":
+            self.out.write(csv_header())
+
+    def write(self, rendered: _Rendered) -> None:
+        part = rendered.tally
+        self.tally.add(host=part.host, contract=part.contract)
+        self.tally.errors += part.errors
+        self.tally.certificates += part.certificates
+        self.tally.unknown_reasons.extend(part.unknown_reasons)
+        if not rendered.lines:
+            return
+        if self.fmt == "json":
+            self.out.write(b",\n" if self.wrote_lines else b"[\n")
+        self.wrote_lines = True
+        self.out.write(rendered.text)
+
+    def finish(self) -> ScanOutcome:
+        if self.fmt == "json":
+            self.out.write(b"\n]\n" if self.wrote_lines else b"[]\n")
+        if not self.tally.certificates and not self.tally.errors:
+            self.tally.unknown("no certificate was read: nothing is monitored")
+        return ScanOutcome(tally=self.tally)
+
+
+@dataclass(slots=True)
+class _Task:
+    batch: Batch
+    future: Future[_Rendered] | None = None
+    suspect: bool = False
+    """In flight when a worker died: runs again, alone."""
+
+
+def _submit(queue: deque[_Task], pool: _Pool) -> None:
+    """Submit what may run: everything, or while suspects remain, one batch at a time (a
+    suspect that breaks the pool while it runs alone is the one that kills its worker)."""
+    if any(task.suspect for task in queue):
+        if any(task.future is not None and not task.future.done() for task in queue):
+            return
+        for task in queue:
+            if task.future is None:
+                task.future = pool.submit(task.batch.targets)
+                return
+        return
+    for task in queue:
+        if task.future is None:
+            task.future = pool.submit(task.batch.targets)
+
+
+def _failed(future: Future[_Rendered] | None) -> bool:
+    return future is None or (future.done() and future.exception() is not None)
+
+
+def _result(future: Future[_Rendered] | None) -> _Rendered:
+    if future is None:  # pragma: no cover - _submit always submits the head
+        raise RuntimeError("scan batch was never submitted")
+    return future.result()
+
+
+def _drive(batches: Iterator[Batch], pool: _Pool, job: _Job, writer: _Writer, window: int,
+           progress: ProgressCallback | None, total: int) -> None:
+    """Keep ``window`` batches in flight and write them back in order."""
+    queue: deque[_Task] = deque()
+    held: list[tuple[Batch, _Rendered]] = []  # the parts of one split directory so far
+    done = 0
+    exhausted = False
+
+    def flush_split() -> None:
+        """Write a split directory's parts, or, when a row of one part depends on another
+        part, the directory rendered again as one piece (rare: more than BATCH_FILES files
+        with keys, or with leaves and CA certificates in different parts)."""
+        contexts = [rendered.context for _, rendered in held]
+        involved = sum(1 for c in contexts if c & (_LEAVES | _CAS))
+        either = 0
+        for c in contexts:
+            either |= c
+        whole = not either & _DIED and (
+            bool(either & _KEYS)
+            or (either & _LEAVES and either & _CAS and involved > 1))
+        if whole:
+            writer.write(_render(job, [t for batch, _ in held for t in batch.targets]))
+        else:
+            for _, rendered in held:
+                writer.write(rendered)
+        held.clear()
+
+    while True:
+        while not exhausted and len(queue) < window:
+            batch = next(batches, None)
+            if batch is None:
+                exhausted = True
+            else:
+                queue.append(_Task(batch))
+        if not queue:
+            break
+        _submit(queue, pool)
+        head = queue[0]
+        try:
+            rendered = _result(head.future)
+        except BrokenProcessPool:
+            pool.restart()
+            if not head.suspect:
+                for task in queue:
+                    if _failed(task.future):
+                        task.future, task.suspect = None, True
+                continue
+            print(f"certescrow: a scan worker died on a batch of {len(head.batch.targets)} "
+                  f"file(s); they are reported as {WORKER_DIED} errors", file=sys.stderr)
+            rendered = _died(job, head.batch.targets)
+        queue.popleft()
+        if held and head.batch.split != held[0][0].split:
+            flush_split()
+        if head.batch.split is not None:
+            held.append((head.batch, rendered))
+        else:
+            writer.write(rendered)
+        done += rendered.files
+        if progress is not None:
+            progress(done, max(done, total))
+    if held:
+        flush_split()
+
+
+def stream_scan(
     paths: Sequence[Path],
     catalogue: Catalogue,
     *,
@@ -84,43 +360,49 @@ def render_parallel(
     limits: ReadLimits,
     fmt: str,
     jobs: int,
+    out: IO[bytes],
     passwords: Sequence[bytes] = (),
     progress: ProgressCallback | None = None,
-) -> RenderedReport:
-    """Scan ``paths`` with up to ``jobs`` worker processes and render as ``fmt``. Falls back
-    to one process when there is too little to share, or when threads are running."""
+    windows: ExpiryWindows | None = None,
+) -> ScanOutcome:
+    """Scan ``paths`` with up to ``jobs`` worker processes and write the report as ``fmt``
+    (``json`` or ``csv``) to ``out`` as it is produced. One process when there is too little to
+    share, or when threads are running.
+
+    With ``progress``, the store is walked once more first, only to count its files (~1 s for
+    a million), so that the total is known."""
     global _JOB
-    targets = collect_targets(paths, limits=limits)
-    batches = directory_batches(targets)
-    total = len(targets)
-    workers = min(jobs, len(batches), max(1, total // MIN_FILES_PER_JOB))
-    job = _Job(batches=batches, limits=limits, passwords=tuple(passwords),
-               catalogue=catalogue, binding=binding, at=at, settings=settings, fmt=fmt)
-    lines: list[RenderedLine] = []
-    done = 0
+    total = sum(1 for _ in iter_targets(paths, limits=limits)) if progress is not None else 0
+    job = _Job(limits=limits, passwords=tuple(passwords), catalogue=catalogue, binding=binding,
+               at=at, settings=settings, windows=windows, fmt=fmt)
+    batches = directory_batches(paths, limits=limits, max_files=BATCH_FILES)
+    # Enough batches to know whether workers pay (the walk is lazy: the total is not known).
+    ahead: list[Batch] = []
+    seen = 0
+    while seen < jobs * MIN_FILES_PER_JOB:
+        batch = next(batches, None)
+        if batch is None:
+            break
+        ahead.append(batch)
+        seen += len(batch.targets)
+    workers = min(jobs, max(1, seen // MIN_FILES_PER_JOB))
+    everything = _chain(ahead, batches)
+    writer = _Writer(out, fmt)
+    writer.start()
+    pool: _Pool
     if workers <= 1 or threading.active_count() > 1:
+        pool, window = _InProcess(job), 1
+    else:
         _JOB = job
-        try:
-            for index, batch in enumerate(batches):
-                lines.extend(_run_batch(index))
-                done += len(batch)
-                if progress is not None:
-                    progress(done, total)
-        finally:
-            _JOB = None
-        return assemble(lines, fmt)
-    _JOB = job
+        pool, window = _Forked(workers), workers * WINDOW_PER_WORKER
     try:
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            for index, batch_lines in enumerate(pool.map(_run_batch, range(len(batches)))):
-                lines.extend(batch_lines)
-                done += len(batches[index])
-                if progress is not None:
-                    progress(done, total)
-    except BrokenProcessPool:
-        raise AgentError("a scan worker process died (killed, or out of memory); run again "
-                         "with --jobs 1 to scan in one process") from None
+        _drive(everything, pool, job, writer, window, progress, total)
     finally:
+        pool.close()
         _JOB = None
-    return assemble(lines, fmt)
+    return writer.finish()
+
+
+def _chain(first: list[Batch], rest: Iterator[Batch]) -> Iterator[Batch]:
+    yield from first
+    yield from rest
