@@ -77,9 +77,13 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                             clock=lambda: resolve_at(at), log=log)
     intake: Intake = remote if remote is not None else Ledger.open(config.policy.ledger)
     ref: list[Daemon] = []
+    # A local ledger deleted or replaced under the daemon is opened again at its path.
+    local = remote is None
     daemon = Daemon(config, intake=intake, clock=lambda: resolve_at(at),
                     config_path=config_path, vault_factory=_vault_factory(ref),
-                    notifier=notifier, log=log)
+                    notifier=notifier, log=log,
+                    ledger_path=config.policy.ledger if local else None,
+                    reopen_intake=(lambda: Ledger.open(config.policy.ledger)) if local else None)
     ref.append(daemon)
     if remote is not None:
         remote.inventory = lambda: inventory_of(daemon.index)
