@@ -1,0 +1,130 @@
+"""The agent's outbox: what is committed survives, only acknowledged batches go, it is bounded
+and says so before it is full."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent.errors import ConfigError
+from agent.fleet_client import BACKOFF_CAP_S, FleetClient, OutboxIntake, report_settings
+from agent.outbox import Outbox, OutboxFullError
+from agent.x509facts import facts_from_certificate
+from policy.decisions import Severity
+from policy.fleet_wire import read_report
+from policy.intake import Observation
+from tests.certfactory import make_cert
+
+AT = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+
+
+def _observation(location: str) -> Observation:
+    facts = facts_from_certificate(make_cert().cert).facts
+    return Observation(facts=facts, host="h1", location=location, index=0, observed_at_utc=AT)
+
+
+def test_batches_survive_a_reopen_in_order_and_go_only_when_acknowledged(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "outbox.sqlite3"
+    with Outbox.open(path) as outbox:
+        first = outbox.add({"n": 1}, size=2)
+        second = outbox.add({"n": 2}, size=3)
+        outbox_id = outbox.outbox_id
+    assert (path.stat().st_mode & 0o777) == 0o600
+    with Outbox.open(path) as outbox:
+        assert outbox.outbox_id == outbox_id
+        assert outbox.status().pending_observations == 5
+        oldest = outbox.oldest()
+        assert oldest is not None
+        assert (oldest.sequence, oldest.body) == (first, {"n": 1})
+        outbox.acknowledge(first)
+        outbox.acknowledge(first)  # a late duplicate acknowledgement changes nothing
+        assert outbox.oldest().sequence == second  # type: ignore[union-attr]
+        assert outbox.status().pending_observations == 3
+
+
+def test_a_new_outbox_has_a_new_id(tmp_path: Path) -> None:
+    with Outbox.open(tmp_path / "a.sqlite3") as a, Outbox.open(tmp_path / "b.sqlite3") as b:
+        assert a.outbox_id != b.outbox_id
+
+
+def test_the_outbox_is_bounded_and_warns_before_it_is_full(tmp_path: Path) -> None:
+    with Outbox.open(tmp_path / "o.sqlite3", capacity=10, warning_ratio=0.8) as outbox:
+        outbox.add({}, size=7)
+        assert outbox.finding() is None
+        assert outbox.status().level == "ok"
+        outbox.add({}, size=1)  # 8 of 10: the warning level, inclusive
+        finding = outbox.finding()
+        assert finding is not None
+        assert (finding.code, finding.severity) == ("outbox-filling", Severity.WARNING)
+        outbox.add({}, size=2)
+        assert outbox.finding().severity == Severity.CRITICAL  # type: ignore[union-attr]
+        with pytest.raises(OutboxFullError):
+            outbox.add({}, size=1)
+        assert outbox.status().pending_observations == 10
+
+
+def _unreachable_client() -> FleetClient:
+    import ssl
+
+    # Port 9 on 127.0.0.1 (discard): nothing listens, the connection is refused.
+    return FleetClient("https://127.0.0.1:9", ssl.create_default_context(), timeout_s=1)
+
+
+def test_reports_wait_in_the_outbox_while_the_service_is_unreachable(tmp_path: Path) -> None:
+    outbox = Outbox.open(tmp_path / "o.sqlite3")
+    intake = OutboxIntake(outbox=outbox, client=_unreachable_client(), host="h1",
+                          clock=lambda: AT, batch=2)
+    receipt = intake.report([_observation(f"/etc/ssl/{i}.pem") for i in range(5)], at=AT)
+    assert receipt.recorded == 5
+    intake.report_gone("h1", "/etc/ssl/old.pem", at=AT)
+    assert outbox.status().pending_batches == 4  # 2 + 2 + 1 observations, then one place
+    assert intake.send_one() is False
+    assert outbox.status().pending_batches == 4
+    intake.close()
+    with Outbox.open(tmp_path / "o.sqlite3") as reopened:
+        assert reopened.status().pending_batches == 4
+
+
+def test_outbox_bodies_are_what_the_service_accepts(tmp_path: Path) -> None:
+    with Outbox.open(tmp_path / "o.sqlite3") as outbox:
+        intake = OutboxIntake(outbox=outbox, client=_unreachable_client(), host="h1",
+                              clock=lambda: AT)
+        sent = _observation("/etc/ssl/x.pem")
+        intake.report([sent], at=AT)
+        batch = outbox.oldest()
+        assert batch is not None
+        parsed = read_report(intake._body(batch), max_observations=10)
+    assert parsed.host == "h1"
+    assert parsed.outbox == outbox.outbox_id
+    assert parsed.observations[0] == sent
+
+
+def test_backoff_has_full_jitter_and_a_cap(tmp_path: Path) -> None:
+    with Outbox.open(tmp_path / "o.sqlite3") as outbox:
+        intake = OutboxIntake(outbox=outbox, client=_unreachable_client(), host="h1",
+                              clock=lambda: AT, rng=random.Random(7))
+        intake._failures = 3
+        delays = [intake.backoff_s() for _ in range(200)]
+        assert all(0 <= d <= 8 for d in delays)
+        assert max(delays) > 6
+        assert min(delays) < 2
+        intake._failures = 60
+        assert all(d <= BACKOFF_CAP_S for d in (intake.backoff_s() for _ in range(50)))
+
+
+def test_report_settings_are_checked(tmp_path: Path) -> None:
+    base = {"server": "https://policy.example:8443", "client_certificate": "c.pem",
+            "client_key": "abcd", "ca_bundle": "ca.pem"}
+    settings = report_settings({"report": base}, source="x.toml",
+                               default_outbox=tmp_path / "o.sqlite3")
+    assert settings is not None
+    assert settings.heartbeat_s == 60
+    assert settings.outbox == tmp_path / "o.sqlite3"
+    assert report_settings({}, source="x.toml", default_outbox=tmp_path) is None
+    for bad in ({**base, "server": "http://plain"}, {**base, "typo": 1},
+                {**base, "heartbeat_s": 0}, {k: v for k, v in base.items() if k != "ca_bundle"}):
+        with pytest.raises(ConfigError):
+            report_settings({"report": bad}, source="x.toml", default_outbox=tmp_path)
