@@ -401,7 +401,7 @@ class Vault:
         try:
             if not source.has_pending():
                 return key, secret
-            with self._store.write():
+            with self._store.write_or_skip(500):
                 header = _read_header(self._store)
                 if header is None:
                     return key, secret

@@ -173,6 +173,19 @@ class Store:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self.conn = conn
+        self.busy_timeout_ms = 30_000
+
+    @contextlib.contextmanager
+    def write_or_skip(self, wait_ms: int) -> Iterator[sqlite3.Connection]:
+        """:meth:`write`, waiting at most ``wait_ms`` for the lock (:class:`VaultBusyError`
+        after that): for housekeeping that can as well be done by the next open."""
+        self.conn.execute(f"PRAGMA busy_timeout = {int(wait_ms)}")
+        try:
+            with self.write() as conn:
+                self.conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+                yield conn
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
 
     @classmethod
     def open(cls, path: Path, *, create: bool = False, busy_timeout_s: float = 30.0) -> Store:
@@ -206,9 +219,11 @@ class Store:
                                    check_same_thread=False)
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+                store_busy_ms = int(busy_timeout_s * 1000)
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
                 store = cls(path, conn)
+                store.busy_timeout_ms = store_busy_ms
                 if store._is_empty():
                     store._initialise_schema()
                 store._check_format()

@@ -89,6 +89,9 @@ def test_sigkill_during_import_and_rotation_loses_nothing_acknowledged(tmp_path:
         for entry_id, data in acknowledged.items():
             assert vault.get(entry_id) == data
         assert report.entries_checked >= len(acknowledged)
+    # A rotation killed before its commit left its staged key behind: the open settled it.
+    assert not key_file.with_name(key_file.name + ".next").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["master.key", "vault"]
     assert len(acknowledged) > ITERATIONS  # the children really did work before dying
     assert rotations > 0
     elapsed = time.monotonic() - started
