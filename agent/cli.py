@@ -10,6 +10,7 @@ import gc
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,19 +19,22 @@ import click
 
 from policy.catalogue import Catalogue, load_catalogue
 from policy.category import Category
-from policy.cliutil import AT_OPTION_HELP, InstantType, config_section, echo_json, resolve_at
+from policy.cliutil import AT_OPTION_HELP, InstantType, echo_json, resolve_at
+from policy.decisions import Finding, Severity
 from policy.intake import Binding
-from policy.paths import catalogue_path
 from policy.settings import PolicySettings
 from policy.tiers import Tier
-from policy.timeparse import format_instant
 
-from .errors import AgentError, ConfigError
-from .livechain import fetch_chain, parse_target, verify_chain
+from .config import Config, root_config
+from .errors import AgentError
+from .livechain import ChainVerdict, fetch_chain, parse_target, verify_chain
+from .monitoring import EXIT_STATUS, ExitMode, ExpiryWindows, MonitorTally, exit_status
 from .records import FileResult, ReadLimits
-from .report import CertificateRow, RenderedReport, ScanReport, build_report, render_table
+from .render import render_detail, render_table
+from .report import ScanReport, build_report
 from .scan import iter_scan, scan_paths
-from .scanpool import MIN_FILES_PER_JOB, default_jobs, render_parallel
+from .scanpool import MIN_FILES_PER_JOB, ScanOutcome, default_jobs, stream_scan
+from .untrusted import for_terminal
 from .x509facts import MalformedCertificateError, parse_der_certificate
 
 __all__ = ["agent_group", "inspect_command", "scan_command"]
@@ -61,23 +65,26 @@ def _binding(catalogue: Catalogue, category: str | None, item: str | None,
                    tier=Tier.parse(tier) if tier else None)
 
 
+def _config(ctx: click.Context) -> Config:
+    """The configuration the root command read and validated (one reading for every
+    command)."""
+    return root_config(ctx.find_root().obj)
+
+
 def _catalogue(ctx: click.Context) -> Catalogue:
-    return load_catalogue(catalogue_path(None, config_section(ctx, "policy")))
+    return load_catalogue(_config(ctx).policy.catalogue)
 
 
 def _settings(ctx: click.Context) -> PolicySettings:
-    try:
-        return PolicySettings.from_mapping(config_section(ctx, "policy"))
-    except ValueError as exc:
-        raise ConfigError(f"configuration: {exc}") from None
+    return _config(ctx).policy.settings
 
 
 def _max_size(ctx: click.Context) -> int:
-    value = config_section(ctx, "agent").get("max_file_size", DEFAULT_MAX_SIZE)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"configuration: agent.max_file_size: expected a positive number of "
-                          f"bytes, got {value!r}")
-    return value
+    return _config(ctx).agent.max_file_size
+
+
+def _windows(ctx: click.Context) -> ExpiryWindows:
+    return _config(ctx).agent.windows
 
 
 def _passwords(password_file: Path | None) -> tuple[bytes, ...]:
@@ -137,16 +144,69 @@ def _gc_paused() -> Iterator[None]:
 
 # ---------------------------------------------------------------- scan
 
-@click.command("scan")
+class ExitStatusCommand(click.Command):
+    """A command whose ``--exit-status`` takes an optional ``=MODE`` (``host``, ``contract``,
+    ``all``).
+
+    A click option with an optional value would swallow the next argument
+    (``scan --exit-status /etc/letsencrypt/live`` would read the path as the mode), so the value
+    is accepted only attached with ``=``: ``--exit-status=contract`` becomes ``--exit-status
+    --exit-mode contract`` before click parses the line.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rewritten: list[str] = []
+        for n, arg in enumerate(args):
+            if arg == "--":
+                rewritten.extend(args[n:])
+                break
+            if arg.startswith("--exit-status="):
+                rewritten.extend(["--exit-status", "--exit-mode", arg.split("=", 1)[1]])
+            else:
+                rewritten.append(arg)
+        return super().parse_args(ctx, rewritten)
+
+
+def exit_status_options(func: Any) -> Any:
+    """``--exit-status[=host|contract|all]`` (with :class:`ExitStatusCommand`)."""
+    func = click.option("--exit-mode", type=click.Choice([m.value for m in ExitMode]),
+                        default=None, hidden=True)(func)
+    func = click.option(
+        "--exit-status", "want_exit_status", is_flag=True,
+        help="Exit for monitoring (Nagios): 0 ok, 1 warning, 2 critical, 3 unknown (a file "
+             "could not be read, or nothing was monitored). --exit-status=host (the default) "
+             "counts expiry, keys, unreadable files and chains; =contract counts contract "
+             "actions only; =all counts both. docs/agent.md has the table.")(func)
+    return func
+
+
+def _exit_mode(want_exit_status: bool, mode: str | None) -> ExitMode | None:
+    """The mode ``--exit-status`` asked for, ``None`` without it."""
+    if mode is not None and not want_exit_status:
+        raise click.UsageError("--exit-mode goes with --exit-status; write --exit-status=MODE")
+    if not want_exit_status:
+        return None
+    return ExitMode(mode) if mode else ExitMode.HOST
+
+
+def say_unknown(tally: MonitorTally, mode: ExitMode) -> None:
+    """On stderr, why the answer is UNKNOWN (a monitoring system shows stderr to the operator)."""
+    if exit_status(tally, mode) != EXIT_STATUS["unknown"]:
+        return
+    reasons = list(tally.unknown_reasons)
+    if tally.errors:
+        reasons.insert(0, f"{tally.errors} file(s) or certificate(s) could not be read")
+    click.echo(f"UNKNOWN: {'; '.join(reasons)}", err=True)
+
+
+@click.command("scan", cls=ExitStatusCommand)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_binding_options
 @click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per certificate, key file and failed file.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, one line per certificate/file/error.")
-@click.option("--exit-status", "want_exit_status", is_flag=True,
-              help="Exit for monitoring (Nagios): 0 ok, 1 warning, 2 critical, 3 unknown "
-                   "(a file could not be read).")
+@exit_status_options
 @click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
               help="PKCS#12/encrypted-key passwords, one per line.")
 @click.option("--jobs", "-j", type=click.IntRange(min=0), default=0, show_default=True,
@@ -155,8 +215,8 @@ def _gc_paused() -> Iterator[None]:
 @click.pass_context
 def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | None,
                  item: str | None, tier: str | None, at: datetime | None, as_json: bool,
-                 as_csv: bool, want_exit_status: bool, password_file: Path | None,
-                 jobs: int) -> None:
+                 as_csv: bool, want_exit_status: bool, exit_mode: str | None,
+                 password_file: Path | None, jobs: int) -> None:
     """Scan certificate files or directories once and classify every certificate.
 
     Needs no configuration. Directories are walked (links followed, loops reported);
@@ -165,6 +225,7 @@ def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | No
     """
     if as_json and as_csv:
         raise click.UsageError("--json and --csv exclude each other")
+    mode = _exit_mode(want_exit_status, exit_mode)
     when = resolve_at(at)
     catalogue = _catalogue(ctx)
     binding = _binding(catalogue, category, item, tier)
@@ -172,109 +233,36 @@ def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | No
     limits = ReadLimits(max_size=_max_size(ctx))
     progress = _Progress(sys.stderr)
     passwords = _passwords(password_file)
-    outcome: RenderedReport | ScanReport
+    outcome: ScanOutcome | ScanReport
     with _gc_paused():
         try:
             if as_json or as_csv:
-                # rendered as classified: 100,000 rows are kept as text, not as objects
-                outcome = render_parallel(
+                # written as classified, batch by batch: memory does not grow with the store
+                sys.stdout.flush()
+                outcome = stream_scan(
                     list(paths), catalogue, binding=binding, at=when, settings=settings,
                     limits=limits, fmt="json" if as_json else "csv",
-                    jobs=jobs or default_jobs(), passwords=passwords, progress=progress)
+                    jobs=jobs or default_jobs(), out=sys.stdout.buffer, passwords=passwords,
+                    progress=progress if progress.enabled else None, windows=_windows(ctx))
+                sys.stdout.buffer.flush()
             else:
                 results = iter_scan(list(paths), limits=limits, passwords=passwords,
                                     progress=progress, group_directories=True)
                 outcome = build_report(results, catalogue, binding=binding, at=when,
-                                       settings=settings)
+                                       settings=settings, windows=_windows(ctx))
         finally:
             progress.close()
-        if isinstance(outcome, RenderedReport):
-            sys.stdout.flush()
-            outcome.write(sys.stdout.buffer)
-            sys.stdout.buffer.flush()
-        else:
-            click.echo(render_table(outcome))
-    if want_exit_status:
-        ctx.exit(outcome.exit_status())
+        if isinstance(outcome, ScanReport):
+            click.echo(render_table(outcome, mode=mode or ExitMode.HOST))
+    if mode is not None:
+        tally = outcome.tally() if isinstance(outcome, ScanReport) else outcome.tally
+        say_unknown(tally, mode)
+        ctx.exit(exit_status(tally, mode))
     if outcome.has_errors:
         ctx.exit(1)
 
 
 # ---------------------------------------------------------------- inspect
-
-def _yes_no(value: bool | None) -> str:
-    return "-" if value is None else ("yes" if value else "no")
-
-
-def _render_row(row: CertificateRow, heading: str) -> list[str]:
-    c = row.classification
-    f = row.record.facts
-    days, rest = divmod(c.validity_seconds, 86_400)
-    lines = [
-        heading,
-        f"  subject:        {f.subject}",
-        f"  issuer:         {f.issuer}",
-        f"  serial:         {f.serial}",
-        f"  sha256:         {f.sha256}",
-        f"  SANs:           {', '.join(f.sans) or '-'}",
-        f"  not before:     {format_instant(f.not_before_utc)}",
-        f"  not after:      {format_instant(f.not_after_utc)} "
-        f"({c.days_left} day(s) left, Asia/Tokyo)",
-        f"  validity:       {days} d{f' {rest} s' if rest else ''} ({c.validity_seconds} s) "
-        f"-> tier {c.tier.value}",
-        f"  key:            {f.key_type}{f' {f.key_size}' if f.key_size else ''}; "
-        f"signature {f.signature_algorithm}",
-        f"  policies:       {', '.join(f.policy_oids) or '-'}",
-        f"  CA / self-signed: {_yes_no(f.is_ca)} / {_yes_no(f.self_signed)}",
-        f"  item:           {c.item or ' or '.join(c.candidates) or '?'} "
-        f"(category {c.category.value}); contracted tier "
-        f"{c.contracted_tier.value if c.contracted_tier else '-'}; compliant "
-        f"{_yes_no(c.compliant)}",
-        f"  renewable:      {_yes_no(c.renewable)}",
-        f"  key matches:    {_yes_no(row.key_matches)}",
-        f"  severity:       {row.severity.name.lower()}",
-    ]
-    if row.findings:
-        lines.append("  findings:")
-        for finding in row.findings:
-            clause = f" ({finding.clause})" if finding.clause else ""
-            lines.append(f"    [{finding.severity.name.lower()}] {finding.code}{clause}: "
-                         f"{finding.message}")
-    if c.actions:
-        lines.append("  actions:")
-        for action in c.actions:
-            due = f" due {action.due.isoformat()}" if action.due else ""
-            lines.append(f"    {action.action.value}{due} ({action.clause}): "
-                         f"{action.explanation_en}")
-    return lines
-
-
-def _render_report_detail(report: ScanReport, result: FileResult | None) -> str:
-    lines: list[str] = []
-    for row in sorted(report.rows, key=lambda r: r.record.index):
-        if lines:
-            lines.append("")
-        lines.extend(_render_row(
-            row, f"Certificate #{row.record.index} ({row.record.fmt}) {row.record.path}"))
-    if result is not None and result.keys:
-        lines.append("")
-        lines.append("Private keys:")
-        for key in result.keys:
-            lines.append(f"  #{key.index}: {key.key_type}"
-                         f"{f' {key.key_size}' if key.key_size else ''}, "
-                         f"{'encrypted' if key.encrypted else 'unencrypted'}, mode "
-                         f"{key.mode:04o}, owner uid {key.owner_uid}")
-    for file_row in report.files:
-        for finding in file_row.findings:
-            lines.append(f"  [{finding.severity.name.lower()}] {finding.code}: "
-                         f"{finding.message}")
-    if report.errors:
-        lines.append("")
-        for error in report.errors:
-            where = error.path if error.index is None else f"{error.path}#{error.index}"
-            lines.append(f"Error: {where}: {error.code}: {error.message}")
-    return "\n".join(lines)
-
 
 @click.command("inspect")
 @click.argument("target")
@@ -310,7 +298,8 @@ def inspect_command(ctx: click.Context, target: str, category: str | None, item:
     if live is None:
         limits = ReadLimits(max_size=_max_size(ctx))
         results = scan_paths([Path(target)], limits=limits, passwords=_passwords(password_file))
-        report = build_report(results, catalogue, binding=binding, at=when, settings=settings)
+        report = build_report(results, catalogue, binding=binding, at=when, settings=settings,
+                              windows=_windows(ctx))
         result = results[0] if len(results) == 1 else None
         if as_json:
             echo_json({
@@ -319,19 +308,23 @@ def inspect_command(ctx: click.Context, target: str, category: str | None, item:
                                  sorted(report.rows, key=lambda r: r.record.index)],
                 "files": [f.to_json() for f in report.files],
                 "errors": [e.to_json() for e in report.errors],
+                "skipped": [s.to_json() for s in report.skipped],
                 "severity": report.severity.name.lower(),
             })
         else:
-            click.echo(_render_report_detail(report, result))
+            click.echo(render_detail(report, result))
         if report.errors:
             ctx.exit(1)
         return
     host, port = live
     chain = fetch_chain(host, port, servername=servername, timeout=timeout)
-    verify_error = verify_chain(chain.certificates, server=servername or host, at=when,
-                                ca_file=ca_file)
+    verdict = verify_chain(chain.certificates, server=servername or host, at=when,
+                           ca_file=ca_file)
     live_result = _chain_result(chain.location, chain.certificates)
-    report = build_report([live_result], catalogue, binding=binding, at=when, settings=settings)
+    report = build_report([live_result], catalogue, binding=binding, at=when, settings=settings,
+                          windows=_windows(ctx))
+    if verdict is not None:
+        report = _with_unverified_chain(report, verdict)
     rows = sorted(report.rows, key=lambda r: r.record.index)
     if as_json:
         echo_json({
@@ -340,22 +333,33 @@ def inspect_command(ctx: click.Context, target: str, category: str | None, item:
             "protocol": chain.protocol,
             "cipher": chain.cipher,
             "presented": len(chain.certificates),
-            "verified": verify_error is None,
-            "verify_error": verify_error,
+            "verified": verdict is None,
+            "verify_problem": verdict.problem if verdict is not None else None,
+            "verify_error": verdict.message if verdict is not None else None,
             "certificates": [r.to_json() for r in rows],
             "errors": [e.to_json() for e in report.errors],
             "severity": report.severity.name.lower(),
         })
     else:
-        click.echo(f"{chain.location} ({chain.protocol}, {chain.cipher}); SNI "
-                   f"{chain.servername or '-'}; {len(chain.certificates)} certificate(s) "
-                   "presented")
-        click.echo("chain verifies" if verify_error is None
-                   else f"chain does NOT verify: {verify_error}")
+        click.echo(for_terminal(
+            f"{chain.location} ({chain.protocol}, {chain.cipher}); SNI "
+            f"{chain.servername or '-'}; {len(chain.certificates)} certificate(s) presented"))
+        click.echo("chain verifies" if verdict is None
+                   else for_terminal(f"chain does NOT verify: {verdict.message}"))
         click.echo("")
-        click.echo(_render_report_detail(report, None))
+        click.echo(render_detail(report, None))
     if report.errors:
         ctx.exit(1)
+
+
+def _with_unverified_chain(report: ScanReport, verdict: ChainVerdict) -> ScanReport:
+    """A live chain that does not verify is a warning on the server's certificate (position 0),
+    saying what to do."""
+    finding = Finding(code="chain-unverified", clause="", severity=Severity.WARNING,
+                      message=verdict.message)
+    rows = tuple(replace(r, findings=(*r.findings, finding)) if r.record.index == 0 else r
+                 for r in report.rows)
+    return replace(report, rows=rows)
 
 
 def _chain_result(location: str, ders: Sequence[bytes]) -> FileResult:

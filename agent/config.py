@@ -36,6 +36,7 @@ from .errors import ConfigError
 from .monitoring import ExpiryWindows
 
 __all__ = [
+    "CONFIG_KEY",
     "DEFAULT_STORES",
     "OBSERVERS",
     "AgentConfig",
@@ -49,6 +50,8 @@ __all__ = [
     "default_vault_path",
     "load_config",
     "load_raw_config",
+    "refuse_readable_secrets",
+    "root_config",
 ]
 
 LOG_FORMATS = ("text", "json")
@@ -603,17 +606,30 @@ def config_from_raw(raw: Mapping[str, Any], *, source: Path | None = None,
     return config
 
 
+CONFIG_KEY = "validated_config"
+"""Where the root command keeps the validated :class:`Config` in ``ctx.obj``."""
+
+
 def load_config(path: Path | None = None) -> Config:
     """Read and validate ``path`` (``None``: the first default path that exists, else the
     embedded defaults)."""
     raw, used = load_raw_config(path)
     config = config_from_raw(raw, source=used)
     if used is not None:
-        _refuse_readable_secrets(config, used)
+        refuse_readable_secrets(config, used)
     return config
 
 
-def _refuse_readable_secrets(config: Config, path: Path) -> None:
+def root_config(obj: Any) -> Config:
+    """The configuration the root command validated (``obj`` is the root context's ``obj``);
+    the embedded defaults when a command runs without the root (a test invoking a group)."""
+    if isinstance(obj, dict) and isinstance(obj.get(CONFIG_KEY), Config):
+        config: Config = obj[CONFIG_KEY]
+        return config
+    return config_from_raw({})
+
+
+def refuse_readable_secrets(config: Config, path: Path) -> None:
     """PKCS#12 passwords written into the configuration make it a secret: refuse to use it while
     others can read it, or a group other than this process's own (``root:certescrow 0640`` is
     how the service user is given it, and is accepted for that user)."""

@@ -32,7 +32,8 @@ from .x509facts import capture_warnings
 if TYPE_CHECKING:
     from OpenSSL import SSL
 
-__all__ = ["LiveChain", "LiveChainError", "fetch_chain", "parse_target", "verify_chain"]
+__all__ = ["ChainVerdict", "LiveChain", "LiveChainError", "fetch_chain", "parse_target",
+           "verify_chain"]
 
 # pyOpenSSL is imported where a chain is fetched, not here: it takes ~140 ms to import, which
 # every other command (a scan, a vault export) would otherwise pay at each start.
@@ -179,30 +180,150 @@ def _system_anchors() -> list[x509.Certificate]:
     return anchors
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainVerdict:
+    """Why a presented chain does not verify, in words an operator can act on. ``problem`` is a
+    stable code: ``missing-intermediate``, ``unknown-root``, ``name-mismatch``, ``expired``,
+    ``not-yet-valid``, ``no-trust-anchors``, ``invalid-chain``."""
+
+    problem: str
+    message: str
+
+
 def verify_chain(chain: Sequence[bytes], *, server: str, at: datetime,
-                 ca_file: Path | None = None) -> str | None:
+                 ca_file: Path | None = None) -> ChainVerdict | None:
     """``None`` when the presented chain verifies for ``server`` (a DNS name or an IP address)
-    at ``at`` against the trust anchors (``ca_file``, else the system store); otherwise why
-    not, in a sentence."""
+    at ``at`` against the trust anchors (``ca_file``, else the system store); otherwise a
+    :class:`ChainVerdict` saying what is wrong and what to do.
+
+    The verifier's own text is never shown (it is the library's, and names internals): the
+    cause is diagnosed from the certificates themselves, in the order an operator would fix
+    it: validity dates, the server name, a missing intermediate, an unknown root.
+    """
     if not chain:
-        return "no certificate presented"
+        return ChainVerdict(problem="invalid-chain", message="the server presented no certificate")
     try:
         anchors = (_load_pem_quietly(ca_file.read_bytes()) if ca_file
                    else _system_anchors())
-    except (OSError, ValueError) as exc:
-        return f"cannot load trust anchors: {exc}"
+    except OSError as exc:
+        return ChainVerdict(problem="no-trust-anchors",
+                            message=f"cannot read the trust anchors ({exc.strerror}): check "
+                                    "--ca-file")
+    except ValueError:
+        return ChainVerdict(problem="no-trust-anchors",
+                            message="the trust anchors are not PEM certificates: check --ca-file")
     if not anchors:
-        return "no trust anchors available to verify against"
+        return ChainVerdict(problem="no-trust-anchors",
+                            message="no trust anchors to verify against: install the system's "
+                                    "CA certificates, or give --ca-file")
     try:
         certs, _caught = capture_warnings(
             lambda: [x509.load_der_x509_certificate(der) for der in chain])
-        subject: x509.DNSName | x509.IPAddress = (
-            x509.IPAddress(ip_address(server)) if _is_ip(server) else x509.DNSName(server))
-        verifier = (verification.PolicyBuilder().store(verification.Store(anchors)).time(at)
-                    .build_server_verifier(subject))
-        verifier.verify(certs[0], certs[1:])
-    except verification.VerificationError as exc:
-        return str(exc)
-    except Exception as exc:  # unsupported algorithms, odd names: not verified, say why
-        return f"cannot verify: {exc}"
-    return None
+    except ValueError:
+        return ChainVerdict(problem="invalid-chain",
+                            message="a presented certificate cannot be parsed: the server sends "
+                                    "a damaged chain; reinstall it from the CA's files")
+    if _verifies(certs, anchors, server, at):
+        return None
+    return _diagnose(certs, anchors, server, at)
+
+
+def _subject_for(name: str) -> x509.DNSName | x509.IPAddress:
+    return x509.IPAddress(ip_address(name)) if _is_ip(name) else x509.DNSName(name)
+
+
+def _verifies(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate],
+              server: str, at: datetime) -> bool:
+    try:
+        verifier = (verification.PolicyBuilder().store(verification.Store(list(anchors)))
+                    .time(at).build_server_verifier(_subject_for(server)))
+        verifier.verify(certs[0], list(certs[1:]))
+    except Exception:  # any failure is "does not verify"; _diagnose says why
+        return False
+    return True
+
+
+def _cn(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    value = names[0].value if names else cert.subject.rfc4514_string()
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def _sans(cert: x509.Certificate) -> list[str]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except Exception:  # absent or malformed: no names
+        return []
+    return [str(n) for n in ext.get_values_for_type(x509.DNSName)] + \
+        [str(n) for n in ext.get_values_for_type(x509.IPAddress)]
+
+
+def _diagnose(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Certificate],
+              server: str, at: datetime) -> ChainVerdict:
+    """Say why the chain does not verify, in the order an operator would fix it."""
+    from policy.tokyo import tokyo_date
+
+    leaf = certs[0]
+    for n, cert in enumerate(certs):
+        what = "the server's certificate" if n == 0 else f"the intermediate {_cn(cert)}"
+        end, start = cert.not_valid_after_utc, cert.not_valid_before_utc
+        if at > end:
+            fix = ("deploy the renewed certificate" if n == 0
+                   else "install the CA's current intermediate with the certificate")
+            return ChainVerdict(problem="expired",
+                                message=f"{what} expired on {tokyo_date(end)} (Asia/Tokyo): "
+                                        f"{fix}")
+        if at < start:
+            return ChainVerdict(problem="not-yet-valid",
+                                message=f"{what} is not valid before {tokyo_date(start)} "
+                                        "(Asia/Tokyo): check the clocks, or keep serving the "
+                                        "previous certificate until then")
+    names = _sans(leaf)
+    matched = next((n for n in names if not n.startswith("*.")
+                    and _verifies(certs, anchors, n, at)), None)
+    if matched is not None or (names and not any(
+            _name_matches(pattern, server) for pattern in names)):
+        shown = ", ".join(names[:4]) + (" …" if len(names) > 4 else "")
+        return ChainVerdict(problem="name-mismatch",
+                            message=f"the certificate does not name {server} (it names "
+                                    f"{shown or 'nothing'}): serve a certificate for {server}, "
+                                    "or check --servername")
+    anchor_subjects = {a.subject for a in anchors}
+    presented = {c.subject: c for c in certs}
+    top = leaf
+    for _ in range(len(certs)):  # bounded: no loop through a chain that cycles
+        if top.issuer == top.subject or top.issuer not in presented:
+            break
+        top = presented[top.issuer]
+    if top.issuer != top.subject and top.issuer not in anchor_subjects and top is leaf:
+        # Nothing the server sent issued its certificate, and no trust anchor did either.
+        return ChainVerdict(
+            problem="missing-intermediate",
+            message=f"the server does not send the intermediate certificate that issued its "
+                    f"certificate ({top.issuer.rfc4514_string()}): configure the full chain "
+                    "(certbot: fullchain.pem, not cert.pem)")
+    if top.issuer not in anchor_subjects:
+        return _unknown_root(top)
+    return ChainVerdict(problem="invalid-chain",
+                        message="the chain does not verify (a signature, key usage or "
+                                "extension the verifier refuses): reinstall the certificate "
+                                "and the chain the CA issued")
+
+
+def _unknown_root(top: x509.Certificate) -> ChainVerdict:
+    return ChainVerdict(problem="unknown-root",
+                        message=f"the chain ends at {_cn(top)}, which is not a trusted root "
+                                "here: the certificate is from a private or untrusted CA, or "
+                                "--ca-file does not hold its root")
+
+
+def _name_matches(pattern: str, server: str) -> bool:
+    """RFC 6125 matching, enough to tell a name mismatch: exact, or a left-most ``*.``
+    wildcard covering exactly one label."""
+    pattern, server = pattern.lower().rstrip("."), server.lower().rstrip(".")
+    if pattern == server:
+        return True
+    if pattern.startswith("*."):
+        head, _, rest = server.partition(".")
+        return bool(head) and rest == pattern[2:]
+    return False

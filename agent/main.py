@@ -20,7 +20,7 @@ from vault.cli import vault_group
 from vault.errors import VaultError
 
 from .cli import agent_group, inspect_command, scan_command
-from .config import load_raw_config
+from .config import CONFIG_KEY, config_from_raw, load_raw_config, refuse_readable_secrets
 from .errors import AgentError
 from .fleet_cli import enroll_command, fleet_group, serve_command
 from .policy_reader import read_certificate_file
@@ -30,7 +30,20 @@ __all__ = ["certescrow", "main"]
 KNOWN_ERRORS: tuple[type[Exception], ...] = (PolicyError, VaultError, AgentError)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Root(click.Group):
+    """The root group; it remembers the command line so that its callback can tell
+    ``agent check-config FILE`` and ``--help`` apart from every other command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGV_KEY] = list(args)
+        return super().parse_args(ctx, args)
+
+
+_ARGV_KEY = "certescrow.argv"
+
+
+@click.group(cls=_Root,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--config",
     "config_path",
@@ -43,12 +56,35 @@ KNOWN_ERRORS: tuple[type[Exception], ...] = (PolicyError, VaultError, AgentError
 @click.pass_context
 def certescrow(ctx: click.Context, config_path: Path | None) -> None:
     """Keep server certificates, and the contract that governs them, honest."""
+    # The configuration is read and validated here, once, for every command: a typo such as
+    # `notice_lead_day` is the same error (exit 31, naming the file and the key) whether the
+    # command is `scan`, `contract` or `agent run`. `agent check-config FILE` checks FILE itself.
     raw, used = load_raw_config(config_path)
+    if not _checks_another_file(ctx):
+        config = config_from_raw(raw, source=used)
+        if used is not None:
+            refuse_readable_secrets(config, used)
+    else:
+        config = None
     # Policy commands that take certificate files read them with the agent's reader: the
     # policy package itself never parses X.509.
-    obj: dict[str, Any] = {"config": raw, "config_path": used,
+    obj: dict[str, Any] = {"config": raw, "config_path": used, CONFIG_KEY: config,
                            READER_KEY: read_certificate_file}
     ctx.obj = obj
+
+
+def _checks_another_file(ctx: click.Context) -> bool:
+    """``agent check-config FILE`` (or ``--help``): the default configuration must not stand in
+    the way of checking another file or reading the help."""
+    argv: list[str] = ctx.meta.get(_ARGV_KEY, [])
+    if "--" in argv:
+        argv = argv[:argv.index("--")]
+    if any(arg in ("-h", "--help") for arg in argv):
+        return True
+    if "check-config" not in argv:
+        return False
+    after = argv[argv.index("check-config") + 1:]
+    return any(not arg.startswith("-") for arg in after)
 
 
 certescrow.add_command(policy_group)
