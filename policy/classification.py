@@ -20,13 +20,13 @@ from policy.decisions import Decision, Finding, Severity
 from policy.facts import CertificateFacts
 from policy.forecast import MaxValiditySchedule, br_days, embedded_schedule
 from policy.intake import Binding
-from policy.matchers import ItemMatch, match_item
-from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule
+from policy.matchers import ItemMatch, bound_item_mismatch, match_item
+from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule, duration_en
 from policy.rules.art3 import Compliance, compliance, compliance_decisions
-from policy.rules.art6 import end_of_validity, renewal_blocked, renewal_decisions
+from policy.rules.art6 import art6_3_period, end_of_validity, renewal_decisions
 from policy.rules.art8 import abolition_decisions
 from policy.settings import PolicySettings
-from policy.tiers import Tier, classify, validity_period
+from policy.tiers import TIERS_ASCENDING, Tier, classify, validity_period
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
 
@@ -101,7 +101,8 @@ class CertificateClassification:
         }
 
 
-def _resolve_item(match: ItemMatch, binding: Binding, catalogue: Catalogue,
+def _resolve_item(facts: CertificateFacts, match: ItemMatch, binding: Binding,
+                  catalogue: Catalogue,
                   findings: list[Finding]) -> tuple[Item | None, Category, tuple[str, ...]]:
     """Binding first, matchers second, BYO last."""
     if binding.item:
@@ -112,7 +113,10 @@ def _resolve_item(match: ItemMatch, binding: Binding, catalogue: Catalogue,
                 message=f"the binding says category {binding.category.value} but item "
                         f"{item.handle} is category {item.category.value}; the item decides",
             ))
-        if match.candidates and item.handle not in match.candidates:
+        mismatch = bound_item_mismatch(facts, item, catalogue)
+        if mismatch is not None:
+            findings.append(mismatch)
+        elif match.candidates and item.handle not in match.candidates:
             findings.append(Finding(
                 code="item-mismatch", clause="Art.1", severity=Severity.WARNING,
                 message=f"bound to {item.handle} but the certificate looks like "
@@ -165,9 +169,36 @@ def _contracted_tier(binding: Binding, item: Item | None,
     return None
 
 
-def _days(seconds: int) -> str:
-    days, rest = divmod(seconds, 86_400)
-    return f"{days} d" + (f" {rest} s" if rest else "")
+def _beyond_every_offered_period(facts: CertificateFacts, item: Item | None,
+                                 candidates: tuple[str, ...], catalogue: Catalogue,
+                                 category: Category, *, ca: CertificateAuthority | None,
+                                 previous: CertificateFacts | None,
+                                 rule: PeriodRule) -> Finding | None:
+    """With no contracted tier: a certificate longer than every period its item offers (the
+    longest of Appx1.1's rows for it, the CA's carry-over allowance included) cannot comply with
+    any contract for the item, whichever tier is bound later. For an item that is still
+    ambiguous, the longest period any candidate offers."""
+    offered = item.tiers if item is not None else tuple(
+        t for handle in candidates for t in catalogue.items[handle].tiers)
+    if not offered:
+        return None
+    longest = max(offered, key=TIERS_ASCENDING.index)
+    if longest is Tier.UNLIMITED:
+        return None
+    result = compliance(facts, longest, category=category, ca=ca, previous=previous,
+                        rule=rule)
+    if result.compliant:
+        return None
+    name = item.handle if item is not None else " / ".join(candidates)
+    clause = "Art.3" if category is Category.III else "Appx1.1"
+    window = result.tier_period.explain_en() if result.tier_period is not None else ""
+    period = validity_period(facts.not_before_utc, facts.not_after_utc)
+    return Finding(
+        code="exceeds-item-periods", clause=clause,
+        severity=Severity.CRITICAL if category is Category.III else Severity.WARNING,
+        message=f"validity period {duration_en(period)} is longer than every period {name} "
+                f"offers (longest {longest.value}: {window}); no tier of the item admits it",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,7 +217,7 @@ def _resolve(facts: CertificateFacts, catalogue: Catalogue, binding: Binding,
              findings: list[Finding]) -> _Resolved:
     match = match_item(facts, catalogue)
     findings.extend(match.findings)
-    item, category, candidates = _resolve_item(match, binding, catalogue, findings)
+    item, category, candidates = _resolve_item(facts, match, binding, catalogue, findings)
     contracted = _contracted_tier(binding, item, candidates, catalogue, findings)
     ca: CertificateAuthority | None = match.ca or catalogue.ca_for_issuer(facts.issuer_org)
     if ca is None and item is not None and item.ca in catalogue.cas and item.ca != "any":
@@ -273,9 +304,9 @@ def classify_certificate(
         limit = sched.max_days_at(nb)
         findings.append(Finding(
             code="public-max-validity-exceeded", clause="BR §6.3.2", severity=Severity.WARNING,
-            message=f"{br_days(period)} days ({_days(seconds)}) exceeds the {limit}-day maximum "
-                    f"for a publicly trusted certificate issued on {nb.date()} ({sched.ballot}); "
-                    "browsers may reject it",
+            message=f"{br_days(period)} days ({duration_en(period)}) exceeds the {limit}-day "
+                    f"maximum for a publicly trusted certificate issued on {nb.date()} "
+                    f"({sched.ballot}); browsers may reject it",
         ))
 
     compliant: bool | None = None
@@ -289,13 +320,20 @@ def classify_certificate(
         by_allowance = result.by_allowance
         findings.extend(result.findings)
         actions.extend(compliance_decisions(result, facts, contract_id=contract_id))
+    else:
+        beyond = _beyond_every_offered_period(facts, item, candidates, catalogue, category,
+                                              ca=ca, previous=previous, rule=rule)
+        if beyond is not None:
+            findings.append(beyond)
 
-    blocked = category is Category.III and renewal_blocked(facts, rule)
+    proviso = art6_3_period(facts, rule)
+    blocked = category is Category.III and proviso.admits(na)
     if blocked:
         findings.append(Finding(
             code="renewal-blocked", clause="Art.6(3) proviso", severity=Severity.WARNING,
-            message=f"validity period {_days(seconds)} is 90 days or less: a category III "
-                    "contract cannot be renewed with it",
+            message=f"validity period {duration_en(period)} is within 90 days "
+                    f"({proviso.explain_en()}): a category III contract cannot be renewed "
+                    "with it",
         ))
     if not facts.is_ca:
         actions.extend(renewal_decisions(

@@ -24,8 +24,9 @@ from typing import Any
 from policy.category import Category
 from policy.errors import CatalogueError
 from policy.facts import CertificateFacts
-from policy.rules.art6 import BLOCKED_MAX_VALIDITY, never_expires
-from policy.tiers import TIERS_ASCENDING, Tier, classify, tier_end_utc, validity_period
+from policy.periods import DEFAULT_PERIOD_RULE, Period, PeriodRule, days_period
+from policy.rules.art6 import PROVISO_DAYS, art6_3_cannot_renew, never_expires
+from policy.tiers import TIERS_ASCENDING, Tier, classify, tier_period, validity_period
 from policy.tokyo import tokyo_date
 
 __all__ = [
@@ -110,11 +111,13 @@ class MaxValiditySchedule:
             return False
         return organisation.strip().casefold() in self._public
 
-    def non_renewable_from(self) -> date | None:
-        """First day from which every new public certificate is <= 90 days (Art.6(3) proviso);
-        ``None`` when the schedule never gets there."""
-        for step in self.steps:
-            if timedelta(seconds=step.max_days * self.day_seconds) <= BLOCKED_MAX_VALIDITY:
+    def non_renewable_from(self, rule: PeriodRule = DEFAULT_PERIOD_RULE) -> date | None:
+        """First day from which every new public certificate is within 90 days (Art.6(3)
+        proviso, counted by ``rule``); ``None`` when the schedule never gets there."""
+        for index, step in enumerate(self.steps):
+            start = _probe(self, index)
+            longest = timedelta(seconds=step.max_days * self.day_seconds)
+            if _blocked(start, longest, rule):
                 return step.start_utc.date() if step.start_utc else None
         return None
 
@@ -202,13 +205,31 @@ def embedded_schedule() -> MaxValiditySchedule:
 
 # ------------------------------------------------------------------------- per tier
 
-def _fills(tier: Tier, start_utc: datetime, longest: timedelta) -> bool:
+def _fills(tier: Tier, start_utc: datetime, longest: timedelta, rule: PeriodRule) -> bool:
     """Whether a certificate of validity ``longest`` starting at ``start_utc`` spans the whole
-    tier (unlimited is never filled by a public certificate)."""
-    end = tier_end_utc(start_utc, tier)
-    if end is None:
+    tier counted by ``rule`` (unlimited is never filled by a public certificate)."""
+    period = tier_period(start_utc, tier, rule=rule)
+    if period is None:
         return False
-    return longest >= end - start_utc
+    try:
+        not_after = start_utc + longest - timedelta(seconds=1)
+    except OverflowError:
+        return False
+    return period.filled_by(not_after)
+
+
+def _blocked(start_utc: datetime, longest: timedelta, rule: PeriodRule) -> bool:
+    """Art.6(3) proviso for a certificate of validity ``longest`` starting at ``start_utc``."""
+    try:
+        not_after = start_utc + longest - timedelta(seconds=1)
+    except OverflowError:
+        return False
+    return art6_3_period_from(start_utc, rule).admits(not_after)
+
+
+def art6_3_period_from(start_utc: datetime, rule: PeriodRule) -> Period:
+    """The proviso's 90 days from a projected certificate's start."""
+    return days_period(start_utc, PROVISO_DAYS, rule=rule)
 
 
 def _probe(schedule: MaxValiditySchedule, index: int) -> datetime:
@@ -237,12 +258,14 @@ class TierOutlook:
     ``None`` when it never can (``never_fillable``) or always will under the schedule."""
     never_fillable: bool
     non_renewable_from: date | None
-    """First day from which every new public certificate is <= 90 days, so a BYO contract
+    """First day from which every new public certificate is within 90 days, so a BYO contract
     renewed with one is blocked by Art.6(3)'s proviso."""
+    period_rule: PeriodRule = DEFAULT_PERIOD_RULE
 
     def to_json(self) -> dict[str, Any]:
         return {
             "tier": self.tier.value,
+            "period_rule": self.period_rule.value,
             "at": self.at,
             "longest_days": self.longest_days,
             "longest_tier": self.longest_tier.value,
@@ -253,13 +276,17 @@ class TierOutlook:
         }
 
 
-def tier_outlook(tier: Tier, schedule: MaxValiditySchedule, *, at: datetime) -> TierOutlook:
+def tier_outlook(tier: Tier, schedule: MaxValiditySchedule, *, at: datetime,
+                 rule: PeriodRule = DEFAULT_PERIOD_RULE) -> TierOutlook:
+    """Whether public certificates can span ``tier`` (counted by ``rule``) now and from when
+    they no longer can."""
     longest = schedule.longest_validity_at(at)
     cannot: date | None = None
     never = False
     for index, step in enumerate(schedule.steps):
         probe = _probe(schedule, index)
-        if not _fills(tier, probe, timedelta(seconds=step.max_days * schedule.day_seconds)):
+        if not _fills(tier, probe, timedelta(seconds=step.max_days * schedule.day_seconds),
+                      rule):
             if step.start_utc is None:
                 never = True
             else:
@@ -267,14 +294,15 @@ def tier_outlook(tier: Tier, schedule: MaxValiditySchedule, *, at: datetime) -> 
             break
     return TierOutlook(
         tier=tier, at=at, longest_days=schedule.max_days_at(at),
-        longest_tier=classify(at, at + longest - timedelta(seconds=1)),
-        fills=_fills(tier, at, longest), cannot_fill_from=cannot, never_fillable=never,
-        non_renewable_from=schedule.non_renewable_from(),
+        longest_tier=classify(at, at + longest - timedelta(seconds=1), rule=rule),
+        fills=_fills(tier, at, longest, rule), cannot_fill_from=cannot, never_fillable=never,
+        non_renewable_from=schedule.non_renewable_from(rule), period_rule=rule,
     )
 
 
-def tier_outlooks(schedule: MaxValiditySchedule, *, at: datetime) -> tuple[TierOutlook, ...]:
-    return tuple(tier_outlook(t, schedule, at=at) for t in TIERS_ASCENDING)
+def tier_outlooks(schedule: MaxValiditySchedule, *, at: datetime,
+                  rule: PeriodRule = DEFAULT_PERIOD_RULE) -> tuple[TierOutlook, ...]:
+    return tuple(tier_outlook(t, schedule, at=at, rule=rule) for t in TIERS_ASCENDING)
 
 
 # ------------------------------------------------------------------------- per contract
@@ -290,7 +318,7 @@ class RenewalOutlook:
     fills_contracted: bool | None
     """``None`` when the contracted tier is unknown."""
     renewable: bool
-    """``False`` for category III when the longest public certificate is <= 90 days."""
+    """``False`` for category III when the longest public certificate is within 90 days."""
 
     def to_json(self) -> dict[str, Any]:
         return {"renewal": self.renewal_utc, "renewal_day": self.renewal_day,
@@ -321,10 +349,12 @@ class ContractOutlook:
     non_renewable_from: date | None
     """For category III: the first day from which a renewal is blocked (today's day when the
     current certificate already is); ``None`` for I/II."""
+    period_rule: PeriodRule = DEFAULT_PERIOD_RULE
 
     def to_json(self) -> dict[str, Any]:
         return {
             "contract": self.contract_id,
+            "period_rule": self.period_rule.value,
             "item": self.item,
             "category": self.category.value if self.category else None,
             "tier": self.tier.value if self.tier else None,
@@ -344,14 +374,13 @@ class ContractOutlook:
 def contract_outlook(*, contract_id: str, item: str | None, category: Category | None,
                      tier: Tier | None, certificate: CertificateFacts | None,
                      terminated_on: date | None, schedule: MaxValiditySchedule,
-                     at: datetime, horizon: int = RENEWAL_HORIZON) -> ContractOutlook:
+                     at: datetime, horizon: int = RENEWAL_HORIZON,
+                     rule: PeriodRule = DEFAULT_PERIOD_RULE) -> ContractOutlook:
     """The schedule's effect on one contract at its next ``horizon`` renewals, each assumed to
-    use the longest public certificate issuable then."""
+    use the longest public certificate issuable then; periods counted by ``rule``."""
     is_byo = category is Category.III
-    blocked_now = bool(
-        is_byo and certificate is not None
-        and validity_period(certificate.not_before_utc, certificate.not_after_utc)
-        <= BLOCKED_MAX_VALIDITY)
+    blocked_now = bool(is_byo and certificate is not None
+                       and art6_3_cannot_renew(certificate, rule))
     renewals: list[RenewalOutlook] = []
     if terminated_on is None and not (certificate is not None and never_expires(certificate)):
         # The successor takes over, at the latest, the second after the current one ends.
@@ -366,23 +395,24 @@ def contract_outlook(*, contract_id: str, item: str | None, category: Category |
             longest = schedule.longest_validity_at(start)
             try:
                 end = start + longest
-                longest_tier = classify(start, end - timedelta(seconds=1))
+                longest_tier = classify(start, end - timedelta(seconds=1), rule=rule)
+                renewal_day = tokyo_date(start)
             except OverflowError:
                 break
             renewals.append(RenewalOutlook(
-                renewal_utc=start, renewal_day=tokyo_date(start),
+                renewal_utc=start, renewal_day=renewal_day,
                 longest_days=schedule.max_days_at(start), longest_tier=longest_tier,
-                fills_contracted=None if tier is None else _fills(tier, start, longest),
-                renewable=not (is_byo and longest <= BLOCKED_MAX_VALIDITY),
+                fills_contracted=None if tier is None else _fills(tier, start, longest, rule),
+                renewable=not (is_byo and _blocked(start, longest, rule)),
             ))
             start = end
-    outlook = tier_outlook(tier, schedule, at=at) if tier is not None else None
+    outlook = tier_outlook(tier, schedule, at=at, rule=rule) if tier is not None else None
     first_unfilled = next((r.renewal_day for r in renewals if r.fills_contracted is False),
                           None)
     first_blocked = next((r.renewal_day for r in renewals if not r.renewable), None)
     non_renewable: date | None = None
     if is_byo:
-        non_renewable = tokyo_date(at) if blocked_now else schedule.non_renewable_from()
+        non_renewable = tokyo_date(at) if blocked_now else schedule.non_renewable_from(rule)
     return ContractOutlook(
         contract_id=contract_id, item=item, category=category, tier=tier,
         certificate_sha256=certificate.sha256 if certificate else None,
@@ -392,5 +422,5 @@ def contract_outlook(*, contract_id: str, item: str | None, category: Category |
         first_unfilled_renewal=first_unfilled, first_blocked_renewal=first_blocked,
         cannot_fill_from=outlook.cannot_fill_from if outlook else None,
         never_fillable=outlook.never_fillable if outlook else False,
-        non_renewable_from=non_renewable,
+        non_renewable_from=non_renewable, period_rule=rule,
     )

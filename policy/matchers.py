@@ -21,11 +21,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from policy.catalogue import Catalogue, CertificateAuthority
+from policy.catalogue import Catalogue, CertificateAuthority, Item
 from policy.decisions import Finding, Severity
 from policy.facts import CertificateFacts
 
-__all__ = ["CABF_VALIDATION_OIDS", "ItemMatch", "match_item", "validation_level"]
+__all__ = [
+    "CABF_VALIDATION_OIDS",
+    "ItemMatch",
+    "bound_item_mismatch",
+    "match_item",
+    "validation_level",
+]
 
 CABF_VALIDATION_OIDS: dict[str, str] = {
     "2.23.140.1.1": "ev",
@@ -120,3 +126,31 @@ def match_item(facts: CertificateFacts, catalogue: Catalogue) -> ItemMatch:
         items = [item for item in items if item.wildcard == facts.is_wildcard]
     return ItemMatch(ca=ca, validation=level, candidates=tuple(i.handle for i in items),
                      findings=tuple(findings))
+
+
+def bound_item_mismatch(facts: CertificateFacts, item: Item,
+                        catalogue: Catalogue) -> Finding | None:
+    """An ``item-mismatch`` finding when the item a binding names (``--item``, a store's
+    ``item``) cannot be the certificate's: its CA cannot have issued it (the issuer ``O=`` is
+    not one of the CA's organisations), or its validation level contradicts the certificate's
+    single CA/B Forum OID. Category III takes a certificate from any CA, so nothing is checked
+    for it; ``None`` when the item can be the certificate's."""
+    if not item.category.provider_issued or item.ca not in catalogue.cas:
+        return None
+    ca = catalogue.cas[item.ca]
+    if not ca.recognises_org(facts.issuer_org):
+        issuer = facts.issuer_org or "no organisation"
+        return Finding(
+            code="item-mismatch", clause="Art.1", severity=Severity.WARNING,
+            message=f"bound to {item.handle}, a {ca.name} product, but the certificate was "
+                    f"issued by {issuer!r}: {ca.name} cannot have issued it",
+        )
+    level, _ = validation_level(facts)
+    if level is not None and item.validation is not None and level != item.validation:
+        return Finding(
+            code="item-mismatch", clause="Art.1", severity=Severity.WARNING,
+            message=f"bound to {item.handle} ({item.validation.upper()}) but the certificate's "
+                    f"CA/B Forum policy OID says {level.upper()}: {ca.name} does not issue it "
+                    "under that item",
+        )
+    return None

@@ -43,6 +43,8 @@ __all__ = [
     "Period",
     "PeriodRule",
     "days_period",
+    "duration_en",
+    "duration_ja",
     "months_period",
 ]
 
@@ -104,6 +106,22 @@ class Period:
             return True
         return require_aware(not_after_utc, "not_after_utc") < bound
 
+    def filled_by(self, not_after_utc: datetime) -> bool:
+        """Whether a certificate ending at ``not_after_utc`` lasts through the whole period (the
+        SC-081 forecast's "fills"): civil code, its Tokyo last day is on or after the period's
+        last day; elapsed, ``notAfter + 1 s`` reaches the end. An unbounded period is never
+        filled."""
+        if self.end_utc is None:
+            return False
+        if self.rule is PeriodRule.CIVIL_CODE:
+            if self.last_day is None:
+                return False
+            try:
+                return not_after_utc.astimezone(TOKYO).date() >= self.last_day
+            except OverflowError:
+                return True
+        return not_after_utc >= self.end_utc - timedelta(seconds=1)
+
     @property
     def label_en(self) -> str:
         if self.unit == "months" and self.length % 12 == 0:
@@ -150,8 +168,8 @@ class Period:
             calendar_note = "（暦に従って計算、民法第143条）" if self.unit == "months" else ""
             return (f"起算日 {self.reckoning_day}（{first}）から {self.label_ja}{calendar_note}、"
                     f"{last} 満了")
-        start = _jst_text(self.start_utc)
-        end = _jst_text(self.end_utc) if self.end_utc is not None else "9999-12-31 より後"
+        start = _jst_text(self.start_utc, ja=True)
+        end = _jst_text(self.end_utc, ja=True) if self.end_utc is not None else "9999-12-31 より後"
         return (f"経過時間による計算で {start} から {self.label_ja}、{end} の直前に満了"
                 f"（末日 {last}）")
 
@@ -172,13 +190,28 @@ class Period:
         }
 
 
-def _jst_text(instant: datetime | None) -> str:
+def duration_en(delta: timedelta) -> str:
+    """A validity period in words: ``181 days 1 s`` (whole days, then any seconds left)."""
+    days, seconds = divmod(int(delta.total_seconds()), 86_400)
+    text = f"{days} day" + ("" if days == 1 else "s")
+    return text + (f" {seconds} s" if seconds else "")
+
+
+def duration_ja(delta: timedelta) -> str:
+    """The same as a Japanese contract desk writes it: 「181日」, 「181日と1秒」."""
+    days, seconds = divmod(int(delta.total_seconds()), 86_400)
+    return f"{days}日" + (f"と{seconds}秒" if seconds else "")
+
+
+def _jst_text(instant: datetime | None, *, ja: bool = False) -> str:
     if instant is None:
         return "9999-12-31"
     try:
-        return instant.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M:%S JST")
+        local = instant.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M:%S")
     except OverflowError:
-        return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        utc = instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return f"{utc}（協定世界時）" if ja else f"{utc} UTC"
+    return f"{local}（日本時間）" if ja else f"{local} JST"
 
 
 def _reckoning_day(start_utc: datetime) -> date | None:

@@ -1,9 +1,16 @@
 """The one place where instants become contract days.
 
-The terms are a Japanese contract: a "day" is an Asia/Tokyo calendar day and months and years
-are counted by the calendar (Civil Code Art.143). Certificates speak UTC. Every conversion
-between the two goes through this module so that the boundary (Tokyo midnight = 15:00 UTC the
-day before) is handled, and tested, once.
+The terms are a Japanese contract: a "day" is an Asia/Tokyo calendar day. Certificates speak
+UTC. Every conversion between the two goes through this module so that the boundary (Tokyo
+midnight = 15:00 UTC the day before) is handled, and tested, once. How periods are counted
+(the Civil Code's reckoning day and month-end proviso, or instant arithmetic) is
+``policy.periods``'s business; this module only converts.
+
+Certificates may carry any instant ``datetime`` holds, 0001-01-01 and 9999-12-31 included, and
+Tokyo is nine hours ahead: 9999-12-31T15:00Z is a Tokyo day ``date`` cannot hold, and
+0001-01-01 minus a day is none either. Day arithmetic here *saturates* at ``date.min`` /
+``date.max`` instead of raising, so one certificate at the ends of the range is a finding for
+the rules to report (``policy.facts.unevaluable``), never an exception that takes a scan down.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ __all__ = [
     "tokyo_midnight_utc",
 ]
 
+_MIN_UTC = datetime.min.replace(tzinfo=UTC)
+_MAX_UTC = datetime.max.replace(tzinfo=UTC)
+
 
 def require_aware(instant: datetime, name: str = "instant") -> datetime:
     """Refuse naive datetimes: a naive time in a contract computation is a latent 9-hour bug."""
@@ -34,25 +44,40 @@ def require_aware(instant: datetime, name: str = "instant") -> datetime:
 
 
 def tokyo_date(instant: datetime) -> date:
-    """The Asia/Tokyo calendar date on which ``instant`` falls."""
-    return require_aware(instant).astimezone(TOKYO).date()
+    """The Asia/Tokyo calendar date on which ``instant`` falls; ``date.max`` for an instant
+    from 9999-12-31T15:00Z on, whose Tokyo day (10000-01-01) ``date`` cannot hold."""
+    try:
+        return require_aware(instant).astimezone(TOKYO).date()
+    except OverflowError:
+        return date.max if instant >= _MAX_UTC - timedelta(days=1) else date.min
 
 
 def tokyo_midnight_utc(day: date) -> datetime:
-    """The UTC instant at which Tokyo calendar day ``day`` begins (00:00 JST, inclusive)."""
-    return datetime.combine(day, time(0, 0), tzinfo=TOKYO).astimezone(UTC)
+    """The UTC instant at which Tokyo calendar day ``day`` begins (00:00 JST, inclusive);
+    ``datetime.min`` (UTC) for 0001-01-01, which began the day before anything representable."""
+    try:
+        return datetime.combine(day, time(0, 0), tzinfo=TOKYO).astimezone(UTC)
+    except OverflowError:
+        return _MIN_UTC
 
 
 def add_days(day: date, days: int) -> date:
-    return day + timedelta(days=days)
+    """``day`` plus ``days`` days, saturating at ``date.min`` / ``date.max``."""
+    try:
+        return day + timedelta(days=days)
+    except OverflowError:
+        return date.max if days > 0 else date.min
 
 
 def add_calendar_months(instant: datetime, months: int) -> datetime:
-    """``instant`` plus ``months`` calendar months, counted in Asia/Tokyo wall time.
+    """``instant`` plus ``months`` calendar months, counted in Asia/Tokyo wall time: the
+    ``elapsed`` reading of a month period (``policy.periods``).
 
     The day of month is kept and clamped to the target month's last day (Jan 31 + 1 month =
-    Feb 28, or Feb 29 in a leap year), as the Civil Code counts month periods. The result is
-    returned in UTC. Tokyo has no DST, so wall-time arithmetic is exact.
+    Feb 28, or Feb 29 in a leap year). This is instant arithmetic, not the Civil Code's count,
+    which starts from a reckoning day and ends at the end of a day (民法第140条, 第143条). The
+    result is returned in UTC. Tokyo has no DST since 1952, so wall-time arithmetic is exact.
+    Raises ``OverflowError``/``ValueError`` past year 9999; callers treat that as unbounded.
     """
     local = require_aware(instant).astimezone(TOKYO)
     index = local.year * 12 + (local.month - 1) + months

@@ -8,9 +8,11 @@ only while the CA's window (inclusive Asia/Tokyo dates, compared with the new ce
 notBefore) is open.
 
 The *tier* of a certificate is always the strict one (``policy.tiers.classify``); the allowance
-only turns a longer tier into compliance, and the finding names it. Categories I/II are checked
-the same way against their item's tier (Appx1.1), citing Appx1.1 rather than Art.3, because the
-provider itself must deliver what the item promises.
+only turns a longer tier into compliance, and the finding names it. Art.3 governs category III
+alone: categories I/II are checked the same way against their item's permitted periods, citing
+Appx1.1 (and the CA's carry-over allowance under that citation), because the provider itself
+must deliver what the item promises. The tiers' periods are counted by the configured
+:class:`~policy.periods.PeriodRule` (the Civil Code by default).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from policy.catalogue import CertificateAuthority
 from policy.category import Category
 from policy.decisions import Action, Decision, Finding, Severity
 from policy.facts import CertificateFacts
-from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule
-from policy.tiers import Tier, admits, classify, validity_period
+from policy.periods import DEFAULT_PERIOD_RULE, Period, PeriodRule, duration_en, duration_ja
+from policy.tiers import ONE_SECOND, Tier, admits, classify, tier_period, validity_period
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
 
@@ -49,9 +51,12 @@ class Compliance:
     """Compliant only thanks to the allowance."""
     clause: str
     findings: tuple[Finding, ...]
+    tier_period: Period | None = None
+    """The contracted tier's period from the certificate's notBefore, counted by the configured
+    rule; ``None`` for unlimited."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "tier": self.tier.value,
             "contracted": self.contracted.value,
             "compliant": self.compliant,
@@ -60,12 +65,19 @@ class Compliance:
             "by_allowance": self.by_allowance,
             "clause": self.clause,
         }
+        if self.tier_period is not None:
+            out.update(self.tier_period.to_json())
+        return out
 
 
 def _overlap(facts: CertificateFacts, previous: CertificateFacts | None) -> timedelta:
+    """The time both certificates cover, counted inclusively like every other period (RFC 5280:
+    both ``notBefore`` and ``notAfter`` are inside the validity): ``previous.notAfter −
+    new.notBefore + 1 s`` when positive. A successor starting the second after its predecessor
+    ends overlaps by nothing; one starting at the predecessor's last second overlaps by 1 s."""
     if previous is None:
         return timedelta(0)
-    return max(previous.not_after_utc - facts.not_before_utc, timedelta(0))
+    return max(previous.not_after_utc - facts.not_before_utc + ONE_SECOND, timedelta(0))
 
 
 def transition_allowance(facts: CertificateFacts, previous: CertificateFacts | None,
@@ -81,91 +93,109 @@ def transition_allowance(facts: CertificateFacts, previous: CertificateFacts | N
     return min(overlap, timedelta(days=ca.transition_allowance_days))
 
 
-def _days(delta: timedelta) -> str:
-    days, seconds = divmod(int(delta.total_seconds()), 86_400)
-    return f"{days} d" + (f" {seconds} s" if seconds else "")
-
-
 def compliance(facts: CertificateFacts, contracted: Tier, *, category: Category,
                ca: CertificateAuthority | None,
                previous: CertificateFacts | None = None,
                rule: PeriodRule = DEFAULT_PERIOD_RULE) -> Compliance:
-    """Whether the certificate complies with ``contracted`` (Art.3 for III, Appx1.1 for I/II).
+    """Whether the certificate complies with ``contracted`` (Art.3 for III, Appx1.1 for I/II),
+    the tier's period counted by ``rule``.
 
-    Complies when its strict tier is no longer than the contracted one, or, under the proviso,
-    when the contracted tier admits it once the CA's transition allowance is added.
+    Complies when its strict tier is no longer than the contracted one, or, under the CA's
+    carry-over allowance (Art.3 proviso for III; the same CA practice under Appx1.1 for I/II),
+    when the contracted tier admits it once the allowance is added. A CA's own length of a tier
+    (GlobalSign "1 year" = 366 days) is the CA's count, in seconds, as the CA defines its
+    transition period; the contract's tier is counted by ``rule``.
     """
     nb, na = facts.not_before_utc, facts.not_after_utc
     tier = classify(nb, na, rule=rule)
-    clause = "Art.3" if category is Category.III else "Appx1.1"
+    byo = category is Category.III
+    clause = "Art.3" if byo else "Appx1.1"
+    allowance_clause = "Art.3 proviso" if byo else "Appx1.1"
     overlap = _overlap(facts, previous)
     allowance = transition_allowance(facts, previous, ca)
     period = validity_period(nb, na)
+    tier_window = tier_period(nb, contracted, rule=rule)
+
+    def verdict(*, compliant: bool, by_allowance: bool, clause: str,
+                findings: tuple[Finding, ...]) -> Compliance:
+        return Compliance(tier=tier, contracted=contracted, compliant=compliant,
+                          allowance=allowance, overlap=overlap, by_allowance=by_allowance,
+                          clause=clause, findings=findings, tier_period=tier_window)
+
     # The CA's own length of the tier (GlobalSign "1 year" = 366 days) applies only inside its
     # transition window; with the allowance it makes 366 + 31 = 397 days comply in any year.
     ca_days = (ca.tier_days.get(contracted)
                if ca is not None and ca.allowance_open_on(tokyo_date(nb)) else None)
     if tier <= contracted:
-        return Compliance(tier=tier, contracted=contracted, compliant=True, allowance=allowance,
-                          overlap=overlap, by_allowance=False, clause=clause, findings=())
+        return verdict(compliant=True, by_allowance=False, clause=clause, findings=())
     ca_name = ca.name if ca is not None else "the issuing CA"
-    by_calendar = bool(allowance) and admits(contracted, nb, na, allowance=allowance,
-                                                    rule=rule)
+    cap = ca.transition_allowance_days if ca is not None and ca.transition_allowance_days else 0
+    by_calendar = bool(allowance) and admits(contracted, nb, na, allowance=allowance, rule=rule)
     by_ca_length = ca_days is not None and period <= timedelta(days=ca_days) + allowance
     if by_calendar or by_ca_length:
-        base = (f"{ca_name}'s own {contracted.value} of {ca_days} d" if by_ca_length
-                else f"the calendar {contracted.value}")
+        base = (f"{ca_name}'s own {contracted.value} of {ca_days} days" if by_ca_length
+                else f"the {contracted.value} period ({_tier_words(tier_window)})")
         finding = Finding(
             code="transition-allowance",
-            clause="Art.3 proviso",
+            clause=allowance_clause,
             severity=Severity.INFO,
-            message=(f"validity period {_days(period)} classifies as {tier.value} but complies "
-                     f"with the contracted {contracted.value} under {ca_name}'s transition "
-                     f"period: {base} plus {_days(allowance)} carried over from the previous "
-                     f"certificate (overlap {_days(overlap)}, cap "
-                     f"{ca.transition_allowance_days if ca else 0} d)"),
+            message=(f"validity period {duration_en(period)} classifies as {tier.value} but "
+                     f"complies with the contracted {contracted.value} under {ca_name}'s "
+                     f"transition period: {base} plus {duration_en(allowance)} carried over "
+                     f"from the previous certificate (overlap {duration_en(overlap)}, "
+                     f"cap {cap} days)"),
         )
-        return Compliance(tier=tier, contracted=contracted, compliant=True, allowance=allowance,
-                          overlap=overlap, by_allowance=True, clause="Art.3 proviso",
-                          findings=(finding,))
+        return verdict(compliant=True, by_allowance=True, clause=allowance_clause,
+                       findings=(finding,))
     reason = ""
     if overlap and ca is not None and ca.transition_allowance_days is not None and not allowance:
         reason = (f"; {ca_name}'s transition allowance does not apply: notBefore "
                   f"{tokyo_date(nb)} is outside its window "
                   f"({ca.allowance_from or 'open'} – {ca.allowance_until or 'open'})")
     elif allowance:
-        reason = (f"; even with {ca_name}'s transition allowance of {_days(allowance)} "
-                  f"(overlap {_days(overlap)}, cap {ca.transition_allowance_days if ca else 0} d)"
-                  " it exceeds the tier")
+        reason = (f"; even with {ca_name}'s transition allowance of {duration_en(allowance)} "
+                  f"(overlap {duration_en(overlap)}, cap {cap} days) it exceeds the tier")
     elif overlap and (ca is None or ca.transition_allowance_days is None):
         reason = f"; {ca_name} has no transition allowance in the catalogue"
     finding = Finding(
         code="non-compliant",
         clause=clause,
-        severity=Severity.CRITICAL if category is Category.III else Severity.WARNING,
-        message=(f"validity period {_days(period)} classifies as {tier.value}, longer than the "
-                 f"contracted {contracted.value}{reason}"),
+        severity=Severity.CRITICAL if byo else Severity.WARNING,
+        message=(f"validity period {duration_en(period)} classifies as {tier.value}, longer "
+                 f"than the contracted {contracted.value} ({_tier_words(tier_window)})"
+                 f"{reason}"),
     )
-    return Compliance(tier=tier, contracted=contracted, compliant=False, allowance=allowance,
-                      overlap=overlap, by_allowance=False, clause=clause, findings=(finding,))
+    return verdict(compliant=False, by_allowance=False, clause=clause, findings=(finding,))
+
+
+def _tier_words(window: Period | None) -> str:
+    return "unlimited" if window is None else window.explain_en()
 
 
 def compliance_decisions(result: Compliance, facts: CertificateFacts, *,
                          contract_id: str | None) -> tuple[Decision, ...]:
-    """``NON_COMPLIANT`` (due on the certificate's first Tokyo day) when it does not comply."""
+    """``NON_COMPLIANT`` (due on the certificate's first Tokyo day) when it does not comply.
+
+    It names the contracted tier's period in words (rule, reckoning day, last day), so the
+    reader sees why a certificate ending on a given day is outside it."""
     if result.compliant:
         return ()
     period = validity_period(facts.not_before_utc, facts.not_after_utc)
+    window = result.tier_period
+    why_en = f" ({window.explain_en()})" if window is not None else ""
+    why_ja = f"（{window.explain_ja()}）" if window is not None else ""
     return (Decision(
         action=Action.NON_COMPLIANT,
         clause=result.clause,
         due=tokyo_date(facts.not_before_utc),
         contract_id=contract_id,
         severity=Severity.CRITICAL if result.clause.startswith("Art.3") else Severity.WARNING,
-        explanation_en=(f"The certificate's validity period ({_days(period)}, tier "
-                        f"{result.tier.value}) exceeds the contracted {result.contracted.value}."),
-        explanation_ja=(f"SSL サーバ証明書の有効期間（{_days(period)}、{result.tier.label_ja}）が"
-                        f"契約の有効期間（{result.contracted.label_ja}）を超えています。"),
+        explanation_en=(f"The certificate's validity period ({duration_en(period)}, tier "
+                        f"{result.tier.value}) exceeds the contracted {result.contracted.value}"
+                        f"{why_en}."),
+        explanation_ja=(f"SSL サーバ証明書の有効期間（{duration_ja(period)}、"
+                        f"{result.tier.label_ja}）が契約の有効期間（{result.contracted.label_ja}"
+                        f"）を超えています{why_ja}。"),
         computed=result.to_json(),
         facts={"sha256": facts.sha256,
                "not_before": format_instant(facts.not_before_utc),

@@ -20,7 +20,14 @@ from typing import Any
 from policy.category import Category
 from policy.decisions import Action, Decision, Severity
 from policy.facts import CertificateFacts
-from policy.periods import DEFAULT_PERIOD_RULE, Period, PeriodRule, days_period
+from policy.periods import (
+    DEFAULT_PERIOD_RULE,
+    Period,
+    PeriodRule,
+    days_period,
+    duration_en,
+    duration_ja,
+)
 from policy.settings import PolicySettings
 from policy.tiers import validity_period
 from policy.timeparse import format_instant
@@ -61,12 +68,9 @@ def end_of_validity(not_after_utc: datetime) -> date:
     """The Asia/Tokyo day on which the validity period ends (the Tokyo date of ``notAfter``).
 
     RFC 5280's ``99991231235959Z`` ("no well-defined expiration") falls on 10000-01-01 in Tokyo,
-    which ``date`` cannot hold: it is clamped to ``date.max``.
+    which ``date`` cannot hold: ``tokyo_date`` clamps it to ``date.max``.
     """
-    try:
-        return tokyo_date(not_after_utc)
-    except OverflowError:
-        return date.max
+    return tokyo_date(not_after_utc)
 
 
 def never_expires(facts: CertificateFacts) -> bool:
@@ -75,12 +79,22 @@ def never_expires(facts: CertificateFacts) -> bool:
     return facts.not_after_utc >= NO_WELL_DEFINED_EXPIRATION_UTC
 
 
-def renewal_notice_due(not_after_utc: datetime, *, lead_days: int) -> date:
+def renewal_notice_due(not_after_utc: datetime, *, lead_days: int,
+                       not_before_utc: datetime | None = None,
+                       bound_on: date | None = None) -> date:
     """Art.6(1): the Asia/Tokyo day by which the renewal notice is due (inclusive): the Tokyo
-    date of ``notAfter`` minus ``lead_days`` days."""
+    date of ``notAfter`` minus ``lead_days`` days, but never before the certificate was issued
+    (``notBefore``'s Tokyo day) nor before it was bound to the contract or first observed
+    (``bound_on``): a 47-day certificate is not "overdue" 43 days before it existed, its notice
+    is due the day it arrives."""
     if lead_days < 0:
         raise ValueError(f"lead_days must not be negative, got {lead_days}")
-    return add_days(end_of_validity(not_after_utc), -lead_days)
+    due = add_days(end_of_validity(not_after_utc), -lead_days)
+    if not_before_utc is not None:
+        due = max(due, tokyo_date(not_before_utc))
+    if bound_on is not None:
+        due = max(due, bound_on)
+    return due
 
 
 def answer_deadline(notice_sent: date, not_after_utc: datetime, *, deadline_days: int) -> date:
@@ -88,11 +102,7 @@ def answer_deadline(notice_sent: date, not_after_utc: datetime, *, deadline_days
     ``notice_sent + deadline_days``, never later than the Tokyo date of ``notAfter``."""
     if deadline_days < 0:
         raise ValueError(f"deadline_days must not be negative, got {deadline_days}")
-    try:
-        asked = add_days(notice_sent, deadline_days)
-    except OverflowError:
-        asked = date.max
-    return min(asked, end_of_validity(not_after_utc))
+    return min(add_days(notice_sent, deadline_days), end_of_validity(not_after_utc))
 
 
 def art6_3_period(facts: CertificateFacts, rule: PeriodRule = DEFAULT_PERIOD_RULE) -> Period:
@@ -137,20 +147,25 @@ def renewal_decisions(
     answer: Answer | None,
     at: datetime,
     settings: PolicySettings,
+    bound_on: date | None = None,
 ) -> tuple[Decision, ...]:
     """What Art.6 calls for about the certificate ``facts`` as of ``at``.
 
-    * no notice sent yet: ``NOTIFY`` due on :func:`renewal_notice_due` (upcoming until then,
-      overdue — severity warning — once ``at``'s Tokyo day is past it);
+    * no notice sent yet: ``NOTIFY`` due on :func:`renewal_notice_due` (never before the
+      certificate was issued or ``bound_on``; upcoming until then, overdue — severity warning —
+      once ``at``'s Tokyo day is past it);
     * notice sent, no answer, deadline not passed: ``AWAIT_ANSWER`` due on the deadline;
     * deadline passed without an answer: I/II ``RENEW_BY_DEFAULT`` (due the day after the
       deadline), III ``ANSWER_OVERDUE`` (never automatic);
     * answered renew: I/II ``RENEW``, III ``CUSTOMER_RENEWS``, both due by the last day of
       validity;
-    * category III whose validity period is <= 90 days: ``RENEWAL_BLOCKED`` always, and never
-      ``CUSTOMER_RENEWS``;
+    * category III whose validity period is within 90 days (counted by
+      ``settings.period_rule``): ``RENEWAL_BLOCKED`` always, and never ``CUSTOMER_RENEWS``;
     * answered don't renew: nothing here (Art.9(1) ends the contract);
     * a certificate with no well-defined expiration (``99991231235959Z``): nothing ever.
+
+    Every category III decision used the proviso's period, so each carries
+    ``computed.period_rule`` and ``computed.period_last_day``.
     """
     if never_expires(facts):
         return ()
@@ -159,7 +174,10 @@ def renewal_decisions(
     period = validity_period(facts.not_before_utc, facts.not_after_utc)
     used = _facts(facts, period)
     decisions: list[Decision] = []
-    blocked = category is Category.III and renewal_blocked(facts, settings.period_rule)
+    byo = category is Category.III
+    proviso = art6_3_period(facts, settings.period_rule)
+    blocked = byo and proviso.admits(facts.not_after_utc)
+    period_fields: dict[str, Any] = proviso.to_json() if byo else {}
 
     if blocked:
         decisions.append(Decision(
@@ -169,14 +187,15 @@ def renewal_decisions(
             contract_id=contract_id,
             severity=Severity.CRITICAL if today >= end_day else Severity.WARNING,
             explanation_en=(
-                f"The certificate's validity period is {_human(period)} (90 days or less), so "
-                f"the service cannot be renewed; it ends with the certificate on {end_day}."),
+                f"The certificate's validity period ({duration_en(period)}) is within 90 days "
+                f"({proviso.explain_en()}), so the service cannot be renewed; it ends with the "
+                f"certificate on {end_day}."),
             explanation_ja=(
-                f"SSL サーバ証明書の有効期間が {_human_ja(period)}（90 日以内）のため、"
-                f"サービスを更新することはできません（有効期間の末日 {end_day}）。"),
+                f"SSL サーバ証明書の有効期間（{duration_ja(period)}）が 90 日以内"
+                f"（{proviso.explain_ja()}）のため、サービスを更新することはできません"
+                f"（有効期間の末日 {end_day}）。"),
             computed={"validity_seconds": int(period.total_seconds()),
-                      "blocked_at_most_seconds": int(BLOCKED_MAX_VALIDITY.total_seconds()),
-                      "end_of_validity": end_day.isoformat()},
+                      "end_of_validity": end_day.isoformat(), **period_fields},
             facts=used,
         ))
 
@@ -184,8 +203,17 @@ def renewal_decisions(
         return tuple(decisions)
 
     if notice_sent is None:
-        due = renewal_notice_due(facts.not_after_utc, lead_days=settings.notice_lead_days)
+        due = renewal_notice_due(facts.not_after_utc, lead_days=settings.notice_lead_days,
+                                 not_before_utc=facts.not_before_utc, bound_on=bound_on)
+        nominal = add_days(end_day, -settings.notice_lead_days)
         overdue = today > due
+        late_start_en = late_start_ja = ""
+        if due > nominal:
+            late_start_en = (f"; the certificate is shorter than the lead time, so the notice is "
+                             f"due from the day it was {'bound' if due == bound_on else 'issued'}")
+            late_start_ja = ("。証明書の有効期間が通知期間より短いため、"
+                             + ("契約に紐付けた日" if due == bound_on else "発行日")
+                             + "を期日とします")
         decisions.append(Decision(
             action=Action.NOTIFY,
             clause="Art.6(1)",
@@ -194,15 +222,15 @@ def renewal_decisions(
             severity=Severity.WARNING if overdue else Severity.INFO,
             explanation_en=(
                 f"Send the renewal notice by {due} ({settings.notice_lead_days} days before "
-                f"the validity period ends on {end_day})" + (": it is overdue." if overdue
-                                                             else ".")),
+                f"the validity period ends on {end_day}{late_start_en})"
+                + (": it is overdue." if overdue else ".")),
             explanation_ja=(
-                f"{due} までに更新に係る通知を行うこと（有効期間の末日 {end_day} の "
-                f"{settings.notice_lead_days} 日前）" + ("。期限を過ぎています。" if overdue
-                                                       else "。")),
+                f"{due} までに更新に係る通知を行ってください（有効期間の末日 {end_day} の "
+                f"{settings.notice_lead_days} 日前{late_start_ja}）"
+                + ("。期限を過ぎています。" if overdue else "。")),
             computed={"notice_due": due.isoformat(), "lead_days": settings.notice_lead_days,
                       "end_of_validity": end_day.isoformat(), "overdue": overdue,
-                      "is_due": today >= due},
+                      "is_due": today >= due, **period_fields},
             facts=used,
         ))
         return tuple(decisions)
@@ -214,20 +242,23 @@ def renewal_decisions(
         "answer_deadline": deadline.isoformat(),
         "deadline_days": settings.answer_deadline_days,
         "end_of_validity": end_day.isoformat(),
+        **period_fields,
     }
-    paragraph = "Art.6(3)" if category is Category.III else "Art.6(2)"
+    paragraph = "Art.6(3)" if byo else "Art.6(2)"
 
     if answer is Answer.RENEW:
-        if category is Category.III:
+        if byo:
             if not blocked:
                 decisions.append(Decision(
                     action=Action.CUSTOMER_RENEWS, clause="Art.6(3)", due=end_day,
                     contract_id=contract_id,
                     severity=Severity.WARNING if today > end_day else Severity.INFO,
                     explanation_en=(f"The customer answered renew: they renew the certificate "
-                                    f"themselves before it ends on {end_day}."),
+                                    f"themselves before it ends on {end_day} (its validity "
+                                    f"is longer than 90 days: {proviso.explain_en()})."),
                     explanation_ja=(f"契約者が更新すると通知したため、契約者自ら {end_day} までに"
-                                    "更新手続きを行います。"),
+                                    "更新手続きを行います（有効期間は 90 日を超えています。"
+                                    f"{proviso.explain_ja()}）。"),
                     computed=computed, facts=used,
                 ))
         else:
@@ -247,18 +278,19 @@ def renewal_decisions(
             action=Action.AWAIT_ANSWER, clause=paragraph, due=deadline, contract_id=contract_id,
             explanation_en=(f"Notice sent on {notice_sent}; the customer's answer (renew or "
                             f"not) is due by {deadline}."),
-            explanation_ja=(f"{notice_sent} に通知済み。更新を行うか否かの回答期限は "
+            explanation_ja=(f"{notice_sent} に通知済みです。更新を行うか否かの回答期限は "
                             f"{deadline} です。"),
             computed=computed, facts=used,
         ))
-    elif category is Category.III:
+    elif byo:
         decisions.append(Decision(
             action=Action.ANSWER_OVERDUE, clause="Art.6(3)", due=deadline,
             contract_id=contract_id, severity=Severity.WARNING,
             explanation_en=(f"No answer by {deadline}: category III has no default renewal; "
-                            "escalate to the customer."),
-            explanation_ja=(f"{deadline} までに回答がありません。品目区分 III に自動更新は"
-                            "ないため、契約者に督促してください。"),
+                            "ask the customer for their answer."),
+            explanation_ja=(f"{deadline} までに回答がありません。品目区分 III では回答が無くても"
+                            "更新するものとしては取り扱わないため、契約者に回答を催促して"
+                            "ください。"),
             computed=computed, facts=used,
         ))
     else:
@@ -275,13 +307,3 @@ def renewal_decisions(
             facts=used,
         ))
     return tuple(decisions)
-
-
-def _human(period: timedelta) -> str:
-    days, seconds = divmod(int(period.total_seconds()), 86_400)
-    return f"{days} days" + (f" {seconds} s" if seconds else "")
-
-
-def _human_ja(period: timedelta) -> str:
-    days, seconds = divmod(int(period.total_seconds()), 86_400)
-    return f"{days} 日" + (f" {seconds} 秒" if seconds else "")
