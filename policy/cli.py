@@ -36,6 +36,7 @@ from policy.cliutil import (
     resolve_at,
     settings_from,
 )
+from policy.errors import LedgerError
 from policy.facts import CertificateFacts
 from policy.forecast import (
     ContractOutlook,
@@ -44,7 +45,8 @@ from policy.forecast import (
     tier_outlooks,
 )
 from policy.intake import Binding
-from policy.paths import ledger_path
+from policy.paths import ledger_is_explicit, ledger_path
+from policy.state import PROVISO
 from policy.tiers import Tier
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
@@ -263,15 +265,20 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
     For each tier: the longest public certificate issuable now, from which date a new public
     certificate can no longer span the tier, and from which date every new one is 90 days or
     shorter (non-renewable under Art.6(3)'s proviso). For each contract: the same at its next
-    renewals. A missing default ledger just means there are no contracts yet.
+    renewals. A missing default ledger just means there are no contracts yet; a ledger named
+    by --ledger or [policy].ledger that does not exist is an error naming it.
     """
     now = resolve_at(at)
     schedule = embedded_schedule()
     tiers = tier_outlooks(schedule, at=now)
-    path = ledger_path(ledger_file, config_section(ctx, "policy"))
+    section = config_section(ctx, "policy")
+    path = ledger_path(ledger_file, section)
     contracts: list[ContractOutlook] = []
     ledger_used: str | None = None
-    if path.exists() or ledger_file is not None:
+    if not path.exists() and ledger_is_explicit(ledger_file, section):
+        raise LedgerError(f"{path}: no ledger here (check the path given with --ledger or "
+                          "[policy].ledger)")
+    if path.exists():
         contracts = _contract_outlooks(path, now)
         ledger_used = str(path)
     if as_json:
@@ -325,5 +332,9 @@ def _contract_outlooks(path: Path, now: datetime) -> list[ContractOutlook]:
             out.append(contract_outlook(
                 contract_id=state.contract_id, item=state.item, category=state.category,
                 tier=state.tier, certificate=state.certificate,
-                terminated_on=state.terminated_on, schedule=schedule, at=now))
+                # A contract ending only by the Art.6(3) proviso is what the forecast is for:
+                # its renewals are projected, and shown blocked.
+                terminated_on=(None if state.termination_clause == PROVISO
+                               else state.terminated_on),
+                schedule=schedule, at=now))
     return out

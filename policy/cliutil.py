@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "echo_json",
     "resolve_at",
     "settings_from",
+    "terminal_text",
     "to_jsonable",
 ]
 
@@ -149,5 +151,34 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+_UNSAFE_TERMINAL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
+    "\ud800-\udfff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the byte that was not UTF-8
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
+
+
+def terminal_text(text: str) -> str:
+    """Attacker-controlled text (file names, SANs) safe for a terminal: control characters and
+    the bytes of a file name that are not UTF-8 (lone surrogates) escaped, exactly as the
+    agent's ``agent.untrusted.for_terminal`` does (the policy package cannot import it)."""
+    if not _UNSAFE_TERMINAL.search(text):
+        return text
+    return _UNSAFE_TERMINAL.sub(_escape_one, text)
+
+
 def echo_json(value: Any) -> None:
-    click.echo(json.dumps(to_jsonable(value), ensure_ascii=False, indent=2))
+    """``value`` as indented JSON. A lone surrogate (a file name that is not UTF-8) is written
+    as the ``\\udcNN`` escape that decodes back to it, instead of failing to encode."""
+    text = json.dumps(to_jsonable(value), ensure_ascii=False, indent=2)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    click.echo(text)

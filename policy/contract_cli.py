@@ -3,10 +3,18 @@
 Thin by design: each command parses its options, appends one event to the ledger (which checks
 the contract's state admits it) or folds states, calls ``evaluate_contract`` and renders the
 result, as a table or as ``--json`` from the same objects. The clock is read once, here, through
-``resolve_at``; ``--at`` replaces it everywhere.
+``resolve_at``, and handed to the ledger as ``now``.
+
+Two times: a recording command's ``--at`` is when the event happened in the world (default:
+now) and may not be in the future (the ledger records what happened); the ledger stamps the
+row with the real clock as the time it learned of it. A reading command's ``--at`` asks "what
+was true then, by everything recorded so far"; ``--as-recorded`` asks "what did the ledger know
+then" (and is the default ``--at``).
 
 Ledger location: ``--ledger PATH``, else ``[policy].ledger``, else the per-user default
-(``policy.paths.default_ledger_path``). Read-only commands never create a ledger.
+(``policy.paths.default_ledger_path``). Read-only commands never create a ledger, and a ledger
+someone named that does not exist is an error naming it (a mistyped path must never answer
+"Nothing due").
 """
 
 from __future__ import annotations
@@ -15,8 +23,8 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +41,20 @@ from policy.cliutil import (
     echo_json,
     resolve_at,
     settings_from,
+    terminal_text,
 )
 from policy.decisions import Decision
 from policy.errors import (
     ApplicationRefusedError,
     ContractStateError,
+    LedgerError,
     PolicyError,
     UnknownContractError,
     UnknownItemError,
 )
 from policy.evaluate import due_actions, evaluate_contract, fee_history
 from policy.events import (
+    TERMINATION_CLAUSES,
     AnswerReceived,
     ApplicationAccepted,
     CancellationArrived,
@@ -57,14 +68,14 @@ from policy.events import (
     event_to_json,
 )
 from policy.facts import CertificateFacts
-from policy.ledger import JournalEntry, Ledger
-from policy.paths import ledger_path
-from policy.rules.art6 import Answer, answer_deadline
+from policy.ledger import JournalEntry, JournalProblem, Ledger
+from policy.paths import ledger_is_explicit, ledger_path
+from policy.rules.art6 import Answer, answer_deadline, end_of_validity
 from policy.rules.art7 import Application, application_refusals
 from policy.settings import PolicySettings
 from policy.state import ContractState
 from policy.tiers import Tier
-from policy.tokyo import tokyo_date
+from policy.tokyo import tokyo_date, tokyo_midnight_utc
 
 __all__ = ["actions_command", "contract_group"]
 
@@ -75,6 +86,14 @@ ledger_option = click.option(
     help="Ledger file. Default: [policy].ledger from the configuration, else "
          "$XDG_STATE_HOME/certescrow/ledger.sqlite3.")
 at_option = click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+record_at_option = click.option(
+    "--at", type=InstantType(), default=None,
+    help="When it happened (ISO 8601; no offset = Asia/Tokyo; a bare date = 00:00 JST). "
+         "Default: now. Never in the future: the ledger records what happened.")
+as_recorded_option = click.option(
+    "--as-recorded", "as_recorded", type=InstantType(), default=None,
+    help="Answer from what the ledger had recorded by this time (default: everything). "
+         "Without --at, also the time the question is about.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
@@ -83,25 +102,48 @@ class _Env:
     settings: PolicySettings
     catalogue: Catalogue
     ledger_path: Path
+    ledger_named: bool
+    """``--ledger`` or ``[policy].ledger`` named it (a missing one is then an error)."""
+    problems: list[JournalProblem] = field(default_factory=list)
+    """Journal events the ledger skipped while reading, reported by :func:`_finish`."""
 
 
 def _env(ledger_opt: Path | None) -> _Env:
     ctx = click.get_current_context(silent=True)
+    section = config_section(ctx, "policy")
     return _Env(settings=settings_from(ctx), catalogue=catalogue_from(ctx),
-                ledger_path=ledger_path(ledger_opt, config_section(ctx, "policy")))
+                ledger_path=ledger_path(ledger_opt, section),
+                ledger_named=ledger_is_explicit(ledger_opt, section))
+
+
+def _no_ledger_error(path: Path) -> LedgerError:
+    return LedgerError(f"{path}: no ledger here (check the path given with --ledger or "
+                       "[policy].ledger; a command that records creates it)")
 
 
 @contextmanager
 def _ledger(env: _Env, *, create: bool) -> Iterator[Ledger | None]:
-    """The ledger, or ``None`` for a read-only command when none exists yet."""
+    """The ledger, or ``None`` for a read-only command when the per-user default does not
+    exist yet. A named ledger that does not exist is an error naming it. Events the ledger
+    could not read are kept in ``env.problems`` for :func:`_finish`."""
     if not create and not env.ledger_path.exists():
+        if env.ledger_named:
+            raise _no_ledger_error(env.ledger_path)
         yield None
         return
-    ledger = Ledger.open(env.ledger_path, create=create)
+    ledger = Ledger.open(env.ledger_path, create=create, settings=env.settings)
     try:
         yield ledger
     finally:
+        env.problems.extend(p for p in ledger.problems if p not in env.problems)
         ledger.close()
+
+
+
+
+def _times(at: datetime | None, as_recorded: datetime | None) -> tuple[datetime, datetime | None]:
+    """A reading command's instant: ``--at``, else ``--as-recorded``, else now."""
+    return resolve_at(at if at is not None else as_recorded), as_recorded
 
 
 def _check_id(contract_id: str) -> str:
@@ -119,7 +161,7 @@ def _day(value: date | None) -> str:
 
 def _cert_end(state: ContractState) -> str:
     cert = state.certificate
-    return tokyo_date(cert.not_after_utc).isoformat() if cert else "-"
+    return end_of_validity(cert.not_after_utc).isoformat() if cert else "-"
 
 
 def _echo_actions(decisions: Sequence[Decision], *, at: datetime, with_contract: bool,
@@ -160,9 +202,15 @@ def _echo_state(state: ContractState) -> None:
                    f"{cert.not_after_utc.isoformat()} (ends {_cert_end(state)} Asia/Tokyo)")
     else:
         click.echo("  certificate   (none bound or observed)")
+    if state.renewable is False:
+        click.echo(f"  renewable     no: validity within 90 days (Art.6(3) proviso); the "
+                   f"contract ends with the certificate on {_cert_end(state)}")
     click.echo(f"  notice sent   {_day(state.notice_sent)}")
     answer = state.answer.value if state.answer else "-"
-    click.echo(f"  answer        {answer} {_day(state.answered_on) if state.answer else ''}")
+    timing = f" ({state.answer_timing})" if state.answer and state.answer_timing in (
+        "early", "late") else ""
+    click.echo(f"  answer        {answer} "
+               f"{_day(state.answered_on) if state.answer else ''}{timing}".rstrip())
     if state.cancellation is not None:
         c = state.cancellation
         click.echo(f"  cancellation  arrived {c.arrived}, requested {_day(c.requested)}, "
@@ -184,19 +232,27 @@ def _evaluate(env: _Env, state: ContractState, at: datetime) -> tuple[Decision, 
     return evaluate_contract(state, env.catalogue, env.settings, at=at)
 
 
-def _record(env: _Env, event: Event, at: datetime) -> tuple[ContractState, tuple[Decision, ...]]:
+def _when(at: datetime | None) -> tuple[datetime, datetime]:
+    """A recording command's (happened, now): ``--at`` (default: now) and the real clock."""
+    now = resolve_at(None)
+    return (at if at is not None else now), now
+
+
+def _record(env: _Env, event: Event, at: datetime,
+            now: datetime) -> tuple[ContractState, tuple[Decision, ...]]:
     with _ledger(env, create=True) as ledger:
         assert ledger is not None  # noqa: S101 - create=True always yields a ledger
-        ledger.append(event)
-        state = ledger.state(str(event.contract_id), at=at)
-    return state, _evaluate(env, state, at)
+        ledger.append(event, now=now)
+        state = ledger.state(str(event.contract_id), at=max(at, event.at_utc))
+    return state, _evaluate(env, state, max(at, event.at_utc))
 
 
 def _current(env: _Env, contract_id: str, at: datetime) -> ContractState:
+    if not env.ledger_path.exists():
+        raise UnknownContractError(
+            f"no contract {contract_id!r}: the ledger {env.ledger_path} does not exist yet")
     with _ledger(env, create=False) as ledger:
-        if ledger is None:
-            raise UnknownContractError(
-                f"no contract {contract_id!r}: the ledger {env.ledger_path} does not exist yet")
+        assert ledger is not None  # noqa: S101 - it exists
         return ledger.state(contract_id, at=at)
 
 
@@ -216,7 +272,7 @@ def _echo_result(as_json: bool, headline: str, state: ContractState,
               help="Catalogue item handle (see `certescrow policy catalogue`).")
 @click.option("--tier", type=click.Choice([t.value for t in Tier]), default=None,
               help="Contracted validity period; default: the item's only tier.")
-@at_option
+@record_at_option
 @click.option("--country", default="JP", show_default=True, metavar="CC",
               help="ISO 3166 country of the applicant organisation (Art.7(2)).")
 @click.option("--migrating", is_flag=True,
@@ -232,7 +288,7 @@ def add_command(contract_id: str, handle: str, tier: str | None, at: datetime | 
     """Accept an application for ITEM as contract ID (refused under Art.7/Art.4(1)/Art.8)."""
     _check_id(contract_id)
     env = _env(ledger_opt)
-    now = resolve_at(at)
+    now, clock = _when(at)
     item = env.catalogue.item(handle)
     contracted = _contracted_tier(item.handle, item.tiers, tier)
     refusals = application_refusals(
@@ -250,7 +306,7 @@ def add_command(contract_id: str, handle: str, tier: str | None, at: datetime | 
         contract_id=contract_id, at_utc=now, item=item.handle, category=item.category,
         tier=contracted, organisation_country=country.strip().upper(),
         migrating_from_outside=migrating, designated_service=designated_service)
-    state, decisions = _record(env, event, now)
+    state, decisions = _record(env, event, now, clock)
     if contracted is None and not as_json:
         click.echo("Warning: no --tier given and the item offers several; Art.3 compliance "
                    "and the initial fee cannot be determined until a tier is known.", err=True)
@@ -274,27 +330,75 @@ def _contracted_tier(handle: str, offered: Sequence[Tier], name: str | None) -> 
 @contract_group.command("list")
 @json_option
 @at_option
+@as_recorded_option
 @ledger_option
-def list_command(as_json: bool, at: datetime | None, ledger_opt: Path | None) -> None:
+def list_command(as_json: bool, at: datetime | None, as_recorded: datetime | None,
+                 ledger_opt: Path | None) -> None:
     """Every contract with its status and next action."""
     env = _env(ledger_opt)
-    now = resolve_at(at)
+    now, known = _times(at, as_recorded)
     rows: list[tuple[ContractState, tuple[Decision, ...]]] = []
+    failures: list[tuple[str, PolicyError]] = []
     with _ledger(env, create=False) as ledger:
         if ledger is not None:
+            states = ledger.states(at=now, as_recorded=known)
             if sys.stderr.isatty() and not as_json:
                 total = len(ledger.contract_ids())
-                with click.progressbar(ledger.states(at=now), length=total, file=sys.stderr,
+                with click.progressbar(states, length=total, file=sys.stderr,
                                        label="Evaluating contracts") as bar:
-                    rows = [(s, _evaluate(env, s, now)) for s in bar]
+                    rows = _evaluate_all(env, bar, now, failures)
             else:
-                rows = [(s, _evaluate(env, s, now)) for s in ledger.states(at=now)]
+                rows = _evaluate_all(env, states, now, failures)
     if as_json:
         echo_json([{**_jsonable_state(s), "actions": list(d)} for s, d in rows])
-        return
-    if not rows:
+    elif not rows:
         click.echo("No contracts.")
-        return
+    else:
+        _echo_list(rows)
+    _finish(env, failures)
+
+
+def _evaluate_all(env: _Env, states: Any, now: datetime,
+                  failures: list[tuple[str, PolicyError]]
+                  ) -> list[tuple[ContractState, tuple[Decision, ...]]]:
+    """Each contract with its decisions; one that cannot be evaluated is listed with none and
+    reported (``failures``), never hiding the others."""
+    rows = []
+    for state in states:
+        try:
+            rows.append((state, _evaluate(env, state, now)))
+        except PolicyError as exc:
+            failures.append((state.contract_id, exc))
+            rows.append((state, ()))
+        except (OverflowError, ValueError):
+            failures.append((state.contract_id, _unevaluable(state)))
+            rows.append((state, ()))
+    return rows
+
+
+def _unevaluable(state: ContractState) -> PolicyError:
+    return ContractStateError(
+        f"its certificate has dates the contract rules cannot evaluate (at the ends of the "
+        f"representable range); rebind a certificate with `certescrow contract bind "
+        f"{state.contract_id} CERTFILE`")
+
+
+def _finish(env: _Env, failures: Sequence[tuple[str, PolicyError]] = ()) -> None:
+    """Once the output is complete: each contract that could not be evaluated and each journal
+    event that could not be read, on stderr, and the highest of their exit statuses (the rest
+    was read and shown)."""
+    codes = []
+    for contract_id, exc in failures:
+        click.echo(f"Error: contract {contract_id}: {exc}", err=True)
+        codes.append(int(getattr(exc, "exit_code", 1)))
+    for problem in env.problems:
+        click.echo(f"Error: {env.ledger_path}: {problem}", err=True)
+        codes.append(LedgerError.exit_code)
+    if codes:
+        sys.exit(max(codes))
+
+
+def _echo_list(rows: Sequence[tuple[ContractState, tuple[Decision, ...]]]) -> None:
     click.echo(f"{'ID':<16} {'ITEM':<26} {'CAT':<4} {'TIER':<9} {'STATUS':<12} "
                f"{'CERT ENDS':<11} NEXT ACTION")
     for state, decisions in rows:
@@ -313,49 +417,58 @@ def _jsonable_state(state: ContractState) -> dict[str, Any]:
 @click.argument("contract_id", metavar="ID")
 @json_option
 @at_option
+@as_recorded_option
 @ledger_option
 def show_command(contract_id: str, as_json: bool, at: datetime | None,
-                 ledger_opt: Path | None) -> None:
-    """The contract's state, its journal and the actions due, as of --at."""
+                 as_recorded: datetime | None, ledger_opt: Path | None) -> None:
+    """The contract's state, its journal (when each event happened and when it was recorded)
+    and the actions due, as of --at (by what was recorded by --as-recorded)."""
     env = _env(ledger_opt)
-    now = resolve_at(at)
+    now, known = _times(at, as_recorded)
     with _ledger(env, create=False) as ledger:
         if ledger is None:
             raise UnknownContractError(
                 f"no contract {contract_id!r}: the ledger {env.ledger_path} does not exist yet")
-        state = ledger.state(contract_id, at=now)
-        journal = ledger.journal(contract_id, at=now)
-    decisions = _evaluate(env, state, now)
+        state = ledger.state(contract_id, at=now, as_recorded=known)
+        journal = ledger.journal(contract_id, at=now, as_recorded=known)
+    failures: list[tuple[str, PolicyError]] = []
+    [(_, decisions)] = _evaluate_all(env, [state], now, failures)
     fees = fee_history(state, env.settings.prices)
     if as_json:
-        echo_json({"state": state, "journal": journal, "actions": list(decisions),
-                   "fees": list(fees)})
-        return
-    _echo_state(state)
-    click.echo("Journal:")
-    for entry in journal:
-        click.echo(f"  #{entry.seq:<5} {entry.event.at_utc.isoformat()}  "
-                   f"{entry.event.KIND:<21} {_summary(entry)}")
-    click.echo("Fees (Art.10):")
-    _echo_actions(fees, at=now, with_contract=False, history=True)
-    click.echo("Due actions:")
-    _echo_actions(decisions, at=now, with_contract=False)
+        echo_json({"state": state, "as_recorded": known, "journal": journal,
+                   "actions": list(decisions), "fees": list(fees),
+                   "problems": list(env.problems)})
+    else:
+        _echo_state(state)
+        click.echo("Journal (happened / recorded, UTC):")
+        for entry in journal:
+            click.echo(f"  #{entry.seq:<5} {_instant(entry.event.at_utc)}  "
+                       f"{_instant(entry.recorded)}  {entry.event.KIND:<21} {_summary(entry)}")
+        click.echo("Fees (Art.10):")
+        _echo_actions(fees, at=now, with_contract=False, history=True)
+        click.echo("Due actions:")
+        _echo_actions(decisions, at=now, with_contract=False)
+    _finish(env, failures)
+
+
+def _instant(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @contract_group.command("notify")
 @click.argument("contract_id", metavar="ID")
-@at_option
+@record_at_option
 @json_option
 @ledger_option
 def notify_command(contract_id: str, at: datetime | None, as_json: bool,
                    ledger_opt: Path | None) -> None:
     """Record that the renewal notice (Art.6(1)) was sent."""
     env = _env(ledger_opt)
-    now = resolve_at(at)
+    now, clock = _when(at)
     before = _current(env, contract_id, now)
     sha = before.certificate.sha256 if before.certificate else None
     state, decisions = _record(env, NoticeSent(contract_id=contract_id, at_utc=now,
-                                               certificate_sha256=sha), now)
+                                               certificate_sha256=sha), now, clock)
     deadline = None
     if state.certificate is not None and state.notice_sent is not None:
         deadline = answer_deadline(state.notice_sent, state.certificate.not_after_utc,
@@ -373,25 +486,32 @@ def notify_command(contract_id: str, at: datetime | None, as_json: bool,
 @contract_group.command("answer")
 @click.argument("contract_id", metavar="ID")
 @click.argument("answer", type=click.Choice([a.value for a in Answer]))
-@at_option
+@record_at_option
 @json_option
 @ledger_option
 def answer_command(contract_id: str, answer: str, at: datetime | None, as_json: bool,
                    ledger_opt: Path | None) -> None:
     """Record the customer's answer to the renewal notice: renew or dont-renew."""
     env = _env(ledger_opt)
-    now = resolve_at(at)
+    now, clock = _when(at)
     before = _current(env, contract_id, now)
     sha = before.certificate.sha256 if before.certificate else None
     value = Answer(answer)
     state, decisions = _record(env, AnswerReceived(contract_id=contract_id, at_utc=now,
-                                                   answer=value, certificate_sha256=sha), now)
-    headline = f"Answer {value.value!r} for {contract_id} recorded on {state.answered_on}."
+                                                   answer=value, certificate_sha256=sha),
+                               now, clock)
+    headline = f"Answer {value.value!r} for {contract_id} recorded on {state.answered_on}"
+    if state.answer_timing == "late":
+        headline += " (late: after the answer deadline)."
+    elif state.answer_timing == "early":
+        headline += " (early: before any renewal notice)."
+    else:
+        headline += "."
     if value is Answer.DONT_RENEW and state.terminated_on is not None:
         headline += (f" The contract terminates on {state.terminated_on} "
                      f"({state.termination_clause}).")
     _echo_result(as_json, headline, state, decisions, now, answer=value.value,
-                 terminated_on=state.terminated_on)
+                 terminated_on=state.terminated_on, answer_timing=state.answer_timing)
 
 
 @contract_group.command("bind")
@@ -400,21 +520,42 @@ def answer_command(contract_id: str, answer: str, at: datetime | None, as_json: 
 @click.option("--index", type=click.IntRange(min=0), default=None,
               help="Which certificate of the file (0-based); default: the first that is not "
                    "a CA certificate.")
-@at_option
+@record_at_option
 @json_option
 @ledger_option
 def bind_command(contract_id: str, certfile: Path, index: int | None, at: datetime | None,
                  as_json: bool, ledger_opt: Path | None) -> None:
     """Bind the certificate in CERTFILE (PEM, DER, PKCS#7 or PKCS#12) to contract ID."""
     env = _env(ledger_opt)
-    now = resolve_at(at)
+    now, clock = _when(at)
     facts = _pick_certificate(require_reader(click.get_current_context().find_root().obj),
                               certfile, index)
     state, decisions = _record(env, CertificateBound(contract_id=contract_id, at_utc=now,
-                                                     facts=facts, source=str(certfile)), now)
-    _echo_result(as_json, f"Certificate {facts.sha256} bound to {contract_id} "
-                 f"(ends {tokyo_date(facts.not_after_utc)} Asia/Tokyo).", state, decisions,
-                 now, sha256=facts.sha256)
+                                                     facts=facts, source=str(certfile)),
+                               now, clock)
+    findings = _validity_findings(facts, now)
+    headline = (f"Certificate {facts.sha256} bound to {contract_id} "
+                f"(ends {end_of_validity(facts.not_after_utc)} Asia/Tokyo).")
+    for finding in findings:
+        headline += f"\nWarning: {finding['message']}"
+    _echo_result(as_json, headline, state, decisions, now, sha256=facts.sha256,
+                 findings=findings)
+
+
+def _validity_findings(facts: CertificateFacts, at: datetime) -> list[dict[str, str]]:
+    """A certificate bound outside its validity is recorded (it is what the customer has) but
+    never silently: the output says it has expired or is not yet valid."""
+    if at > facts.not_after_utc:
+        return [{"code": "certificate-expired", "severity": "warning",
+                 "message": f"the certificate expired on "
+                            f"{end_of_validity(facts.not_after_utc)} (Asia/Tokyo), before it "
+                            f"was bound; bind its successor when it arrives"}]
+    if at < facts.not_before_utc:
+        return [{"code": "certificate-not-yet-valid", "severity": "warning",
+                 "message": f"the certificate is not valid until "
+                            f"{_instant(facts.not_before_utc)}; it was bound before its "
+                            f"validity starts"}]
+    return []
 
 
 def _pick_certificate(read: CertificateReader, path: Path,
@@ -439,7 +580,7 @@ def _pick_certificate(read: CertificateReader, path: Path,
 @click.argument("contract_id", metavar="ID")
 @click.option("--service", required=True, metavar="NAME",
               help="The provider-designated service that will use the certificate (Art.5).")
-@at_option
+@record_at_option
 @json_option
 @ledger_option
 def change_command(contract_id: str, service: str, at: datetime | None, as_json: bool,
@@ -448,9 +589,9 @@ def change_command(contract_id: str, service: str, at: datetime | None, as_json:
     if not service.strip():
         raise click.BadParameter("the service name is empty", param_hint="'--service'")
     env = _env(ledger_opt)
-    now = resolve_at(at)
+    now, clock = _when(at)
     state, decisions = _record(env, ContractChanged(contract_id=contract_id, at_utc=now,
-                                                    service=service.strip()), now)
+                                                    service=service.strip()), now, clock)
     _echo_result(as_json, f"Change of {contract_id} to service {service.strip()!r} accepted on "
                  f"{tokyo_date(now)}.", state, decisions, now)
 
@@ -462,15 +603,21 @@ def change_command(contract_id: str, service: str, at: datetime | None, as_json:
 @click.option("--requested", type=DateType(), default=None,
               help="Day the customer named for the termination to take effect.")
 @json_option
-@at_option
+@record_at_option
 @ledger_option
 def cancel_command(contract_id: str, arrived: date, requested: date | None, as_json: bool,
                    at: datetime | None, ledger_opt: Path | None) -> None:
-    """Record a cancellation form (Art.9(2)) and print the day the termination takes effect."""
+    """Record a cancellation form (Art.9(2)) and print the day the termination takes effect.
+
+    The event happened when the form arrived: on ``--arrived`` (at ``--at`` when that falls on
+    the arrival day, else at its start, 00:00 JST), however late it is entered, so that the
+    contract as of any later day knows of it."""
     env = _env(ledger_opt)
-    now = resolve_at(at)
+    now, clock = _when(at)
+    happened = _arrival_instant(arrived, at, clock)
     state, decisions = _record(env, CancellationArrived(
-        contract_id=contract_id, at_utc=now, arrived=arrived, requested=requested), now)
+        contract_id=contract_id, at_utc=happened, arrived=arrived, requested=requested),
+        now, clock)
     assert state.cancellation is not None  # noqa: S101 - just recorded
     effective = state.cancellation.effective
     if as_json:
@@ -487,6 +634,14 @@ def cancel_command(contract_id: str, arrived: date, requested: date | None, as_j
                    f"({state.termination_clause}).")
 
 
+def _arrival_instant(arrived: date, at: datetime | None, clock: datetime) -> datetime:
+    """When the cancellation form arrived, as precisely as we know it."""
+    for candidate in (at, clock):
+        if candidate is not None and tokyo_date(candidate) == arrived:
+            return candidate
+    return tokyo_midnight_utc(arrived)
+
+
 @contract_group.command("renew")
 @click.argument("contract_id", metavar="ID")
 @click.option("--default", "by_default", is_flag=True,
@@ -494,19 +649,19 @@ def cancel_command(contract_id: str, arrived: date, requested: date | None, as_j
 @click.option("--designated", type=DateType(), default=None,
               help="Day the provider designates for the default renewal's initial fee "
                    "(Art.10; on or after the renewal day).")
-@at_option
+@record_at_option
 @json_option
 @ledger_option
 def renew_command(contract_id: str, by_default: bool, designated: date | None,
                   at: datetime | None, as_json: bool, ledger_opt: Path | None) -> None:
     """Record that the renewal of the current certificate's validity period was made."""
     env = _env(ledger_opt)
-    now = resolve_at(at)
+    now, clock = _when(at)
     before = _current(env, contract_id, now)
     sha = before.certificate.sha256 if before.certificate else None
     state, decisions = _record(env, RenewalMade(contract_id=contract_id, at_utc=now,
                                                 by_default=by_default, designated=designated,
-                                                certificate_sha256=sha), now)
+                                                certificate_sha256=sha), now, clock)
     _echo_result(as_json, f"Renewal of {contract_id} recorded on {tokyo_date(now)}"
                  + (" (by default, Art.6(2))." if by_default else "."), state, decisions, now)
 
@@ -515,22 +670,22 @@ def renew_command(contract_id: str, by_default: bool, designated: date | None,
 @click.argument("contract_id", metavar="ID")
 @click.option("--effective", type=DateType(), required=True,
               help="Day the termination takes effect (YYYY-MM-DD, Asia/Tokyo, inclusive).")
-@click.option("--clause", required=True, metavar="CLAUSE",
-              help="The clause it rests on, e.g. Art.8 (abolition) or Art.9(1).")
+@click.option("--clause", required=True, type=click.Choice(TERMINATION_CLAUSES),
+              help="The clause that ends the contract: Art.6(3) proviso (a certificate that "
+                   "cannot be renewed), Art.8 (abolition), Art.9(1) (don't renew), Art.9(2) "
+                   "(cancellation form).")
 @click.option("--reason", default="", help="Free text kept in the journal.")
-@at_option
+@record_at_option
 @json_option
 @ledger_option
 def terminate_command(contract_id: str, effective: date, clause: str, reason: str,
                       at: datetime | None, as_json: bool, ledger_opt: Path | None) -> None:
     """Record a termination the provider fixed (e.g. the item's abolition under Art.8)."""
-    if not clause.strip():
-        raise click.BadParameter("the clause is empty", param_hint="'--clause'")
     env = _env(ledger_opt)
-    now = resolve_at(at)
+    now, clock = _when(at)
     state, decisions = _record(env, Terminated(contract_id=contract_id, at_utc=now,
                                                effective=effective, clause=clause.strip(),
-                                               reason=reason), now)
+                                               reason=reason), now, clock)
     _echo_result(as_json, f"Termination of {contract_id} recorded: terminates on "
                  f"{state.terminated_on} ({state.termination_clause}).", state, decisions, now,
                  terminated_on=state.terminated_on)
@@ -539,27 +694,30 @@ def terminate_command(contract_id: str, effective: date, clause: str, reason: st
 @contract_group.command("unbound")
 @json_option
 @at_option
+@as_recorded_option
 @ledger_option
-def unbound_command(as_json: bool, at: datetime | None, ledger_opt: Path | None) -> None:
-    """Certificates the agent observed that no contract claims."""
+def unbound_command(as_json: bool, at: datetime | None, as_recorded: datetime | None,
+                    ledger_opt: Path | None) -> None:
+    """Certificates the agent sees that no contract claims (those since reported gone or
+    replaced are history, kept in the journal)."""
     env = _env(ledger_opt)
-    now = resolve_at(at)
+    now, known = _times(at, as_recorded)
     entries: list[JournalEntry] = []
     with _ledger(env, create=False) as ledger:
         if ledger is not None:
-            entries = ledger.unbound_observations(at=now)
+            entries = ledger.unbound_observations(at=now, as_recorded=known)
     if as_json:
         echo_json(entries)
-        return
-    if not entries:
+    elif not entries:
         click.echo("No unbound observations.")
-        return
-    for entry in entries:
+    for entry in entries if not as_json else ():
         event = entry.event
         assert isinstance(event, CertificateObserved)  # noqa: S101 - selected by kind
-        click.echo(f"#{entry.seq:<5} {event.at_utc.isoformat()} {event.host}:{event.location}"
-                   f"[{event.index}] {event.facts.sha256} ends "
-                   f"{tokyo_date(event.facts.not_after_utc)} {','.join(event.facts.sans)}")
+        click.echo(terminal_text(
+            f"#{entry.seq:<5} {_instant(event.at_utc)} {event.host}:{event.location}"
+            f"[{event.index}] {event.facts.sha256} ends "
+            f"{end_of_validity(event.facts.not_after_utc)} {','.join(event.facts.sans)}"))
+    _finish(env)
 
 
 # ---------------------------------------------------------------------- policy actions
@@ -568,18 +726,19 @@ def unbound_command(as_json: bool, at: datetime | None, ledger_opt: Path | None)
 @at_option
 @click.option("--within", type=click.IntRange(min=0), default=None, metavar="DAYS",
               help="Only actions due within DAYS days of --at (overdue ones always shown).")
+@as_recorded_option
 @ledger_option
 def actions_command(as_json: bool, at: datetime | None, within: int | None,
-                    ledger_opt: Path | None) -> None:
+                    as_recorded: datetime | None, ledger_opt: Path | None) -> None:
     """Every action due across all contracts, soonest first."""
     env = _env(ledger_opt)
-    now = resolve_at(at)
+    now, known = _times(at, as_recorded)
     decisions: list[Decision] = []
     failures: list[tuple[str, PolicyError]] = []
     with _ledger(env, create=False) as ledger:
         if ledger is not None:
             show_progress = sys.stderr.isatty() and not as_json
-            states = ledger.states(at=now)
+            states = ledger.states(at=now, as_recorded=known)
             if show_progress:
                 total = len(ledger.contract_ids())
                 with click.progressbar(states, length=total, label="Evaluating contracts",
@@ -595,10 +754,23 @@ def actions_command(as_json: bool, at: datetime | None, within: int | None,
     else:
         click.echo(f"{len(due)} action(s) as of {tokyo_date(now)} (Asia/Tokyo):")
         _echo_actions(due, at=now, with_contract=True)
-    for contract_id, exc in failures:
-        click.echo(f"Error: contract {contract_id}: {exc}", err=True)
-    if failures:
-        sys.exit(max(int(getattr(e, "exit_code", 1)) for _, e in failures))
+        _echo_unpriced(due)
+    _finish(env, failures)
+
+
+def _echo_unpriced(decisions: Sequence[Decision]) -> None:
+    """Prices missing from ``[policy.prices]``, said once per run as information: a fee is
+    still owed, its amount is shown to the customer separately (Art.10)."""
+    missing = sorted({" ".join(str(part) for part in (
+        d.facts.get("item") or "contract change", d.facts.get("tier") or "",
+        d.computed.get("fee")) if part)
+        for d in decisions if d.computed.get("amount_configured") is False})
+    if not missing:
+        return
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    click.echo(f"Info: {len(missing)} fee amount(s) are not configured in [policy.prices] "
+               f"({shown}); the fees are owed, their amounts are shown to the customer "
+               "separately (Art.10).")
 
 
 def _sweep(env: _Env, states: Any, now: datetime, out: list[Decision],
@@ -608,3 +780,5 @@ def _sweep(env: _Env, states: Any, now: datetime, out: list[Decision],
             out.extend(_evaluate(env, state, now))
         except PolicyError as exc:  # one bad contract must not hide the others' actions
             failures.append((state.contract_id, exc))
+        except (OverflowError, ValueError):
+            failures.append((state.contract_id, _unevaluable(state)))

@@ -6,7 +6,10 @@ modules rather than re-deriving anything:
 
 * Art.3 (compliance of the certificate with the contracted tier) via ``contract_compliance``;
 * Art.6 renewal (notice, answer, default renewal, the 90-day proviso) via ``renewal_decisions``;
-* Art.8 abolition; Art.9 termination; Art.10 fees.
+* Art.8 abolition; Art.9 termination; Art.10 fees;
+* a contract whose certificate cannot be renewed (Art.6(3) proviso) ends with it: its state
+  carries that termination (``policy.state``), and the decision says so beside the renewal
+  steps.
 
 Fees: a fee obligation that arose before ``at``'s Tokyo day is history (``fee_history``, shown
 by ``contract show``), not an action; obligations arising today or later are actions, including
@@ -28,7 +31,7 @@ from policy.rules.art8 import abolition_decisions
 from policy.rules.art9 import termination_decisions
 from policy.rules.art10 import fees_on_acceptance, fees_on_change, fees_on_renewal
 from policy.settings import PolicySettings, PriceList
-from policy.state import ContractState
+from policy.state import PROVISO, ContractState
 from policy.tokyo import tokyo_date
 
 __all__ = ["due_actions", "evaluate_contract", "fee_history", "sort_key"]
@@ -82,7 +85,9 @@ def evaluate_contract(state: ContractState, catalogue: Catalogue, settings: Poli
         out.extend(abolition_decisions(item, contract_id=cid, at=at))
 
     cert = state.certificate
-    if cert is not None and ended is None:
+    # A contract that ends only because its certificate cannot be renewed (Art.6(3) proviso)
+    # still shows the renewal side: the notice is due and the blocked renewal is the reason.
+    if cert is not None and (ended is None or state.termination_clause == PROVISO):
         # Art.3: the rule's own NON_COMPLIANT decision (it names any CA allowance it used).
         result = contract_compliance(
             cert, catalogue,

@@ -1,11 +1,15 @@
 """The journal's vocabulary: everything that can happen in a contract's life, as values.
 
 The ledger stores these and nothing else; a contract's state is what folding them yields
-(``policy.state``). Each event is a frozen dataclass with ``at_utc`` (the instant it happened,
-aware UTC) and ``contract_id`` (``None`` only for a certificate observation no contract claims).
+(``policy.state``). Each event is a frozen dataclass with ``at_utc`` (the instant it happened *in
+the world*: the form's arrival, the answer's receipt, the certificate's observation; aware UTC)
+and ``contract_id`` (``None`` only for a certificate observation no contract claims). When the
+ledger learned of it is not part of the event but of its journal row
+(``policy.ledger.JournalEntry.recorded_utc``): the two differ whenever something is entered late.
 ``KIND`` is the stable name stored in the journal; :func:`event_to_json` /
 :func:`event_from_json` are exact inverses, so the journal can be read back by any later version
-that knows the kind.
+that knows the kind. Paths (``location``, ``source``) are ``os.fsdecode``'d text and may hold
+lone surrogates (a file name that is not UTF-8): they survive the round trip unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from .tiers import Tier
 from .tokyo import require_aware
 
 __all__ = [
+    "ANSWER_TIMINGS",
     "EVENT_KINDS",
+    "TERMINATION_CLAUSES",
     "AnswerReceived",
     "ApplicationAccepted",
     "CancellationArrived",
@@ -154,12 +160,19 @@ class NoticeSent(_EventBase):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AnswerReceived(_EventBase):
-    """Art.6(2)/(3): the customer answered renew / don't renew."""
+    """Art.6(2)/(3): the customer answered renew / don't renew (``at_utc``: when the answer
+    was received).
+
+    ``timing`` is the ledger's mark, set when it records the answer (CONTRACT.md "What the
+    ledger refuses"): ``"early"`` (before any notice of the cycle), ``"late"`` (after the answer
+    deadline) or ``"on-time"``; ``None`` in journals written before answers were marked.
+    """
 
     KIND: ClassVar[str] = "answer-received"
     contract_id: str
     answer: Answer
     certificate_sha256: str | None = None
+    timing: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -227,7 +240,8 @@ class RenewalMade(_EventBase):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Terminated(_EventBase):
     """The provider recorded a termination taking effect on ``effective`` (e.g. Art.8
-    abolition, or an Art.9 termination confirmed by hand)."""
+    abolition, or an Art.9 termination confirmed by hand). ``clause`` is one of
+    :data:`TERMINATION_CLAUSES`."""
 
     KIND: ClassVar[str] = "terminated"
     contract_id: str
@@ -235,6 +249,12 @@ class Terminated(_EventBase):
     clause: str
     reason: str = ""
 
+
+ANSWER_TIMINGS: tuple[str, ...] = ("early", "on-time", "late")
+"""The marks an answer gets when recorded (``AnswerReceived.timing``)."""
+
+TERMINATION_CLAUSES: tuple[str, ...] = ("Art.6(3) proviso", "Art.8", "Art.9(1)", "Art.9(2)")
+"""The clauses that end a contract (CONTRACT.md): a termination citing another is refused."""
 
 Event: TypeAlias = (
     ApplicationAccepted | CertificateBound | NoticeSent | AnswerReceived | CancellationArrived
@@ -268,7 +288,8 @@ def event_to_json(event: Event) -> dict[str, Any]:
         case NoticeSent():
             out.update(certificate=event.certificate_sha256)
         case AnswerReceived():
-            out.update(answer=event.answer.value, certificate=event.certificate_sha256)
+            out.update(answer=event.answer.value, certificate=event.certificate_sha256,
+                       timing=event.timing)
         case CancellationArrived():
             out.update(arrived=event.arrived.isoformat(),
                        requested=event.requested.isoformat() if event.requested else None)
@@ -324,7 +345,8 @@ _READERS: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], Event]] = {
     NoticeSent.KIND: lambda raw, common: NoticeSent(
         **common, certificate_sha256=raw.get("certificate")),
     AnswerReceived.KIND: lambda raw, common: AnswerReceived(
-        **common, answer=Answer(raw["answer"]), certificate_sha256=raw.get("certificate")),
+        **common, answer=Answer(raw["answer"]), certificate_sha256=raw.get("certificate"),
+        timing=raw.get("timing")),
     CancellationArrived.KIND: lambda raw, common: CancellationArrived(
         **common, arrived=date.fromisoformat(raw["arrived"]),
         requested=_opt_date(raw.get("requested"))),
@@ -347,12 +369,18 @@ _READERS: dict[str, Callable[[Mapping[str, Any], dict[str, Any]], Event]] = {
 def event_from_json(raw: Mapping[str, Any]) -> Event:
     """Rebuild an event from :func:`event_to_json`'s output; ``ValueError`` names what is
     wrong (an unknown kind means the journal was written by a newer certescrow)."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"an event is a JSON object, got {type(raw).__name__}")
     kind = raw.get("kind")
     reader = _READERS.get(str(kind))
     if reader is None:
         raise ValueError(f"unknown event kind {kind!r}: expected one of {', '.join(EVENT_KINDS)}")
-    common = {"contract_id": raw.get("contract"), "at_utc": text_to_instant(str(raw["at"]))}
     try:
+        common = {"contract_id": raw.get("contract"), "at_utc": text_to_instant(str(raw["at"]))}
         return reader(raw, common)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"malformed {kind} event: {exc}") from exc
+    except KeyError as exc:
+        raise ValueError(f"malformed {kind} event: field {str(exc)[:40]} missing") from exc
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        # The stored text may be anything: say what is wrong without quoting it.
+        raise ValueError(f"malformed {kind} event: a field has the wrong type or an "
+                         f"out-of-range value ({type(exc).__name__})") from exc

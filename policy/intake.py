@@ -72,6 +72,9 @@ class IntakeReceipt:
     recorded: int
     unchanged: int
     contracts: tuple[str | None, ...]
+    refused: int = 0
+    """Observations refused because the rules cannot evaluate their certificate (dates at
+    the ends of the representable range): never recorded, the agent reports them itself."""
 
 
 class Intake(Protocol):

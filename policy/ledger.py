@@ -15,7 +15,24 @@ Why it is built the way it is:
 * **Self-describing.** ``PRAGMA application_id`` marks the file as a certescrow ledger and
   ``PRAGMA user_version`` holds the schema version: another SQLite file, or one written by a
   newer certescrow, is refused with a clear :class:`LedgerError` instead of being "migrated".
+* **Two times.** Every journal row carries when the event happened in the world (``at_utc``,
+  the event's own instant) and when the ledger learned of it (``recorded_utc``, the caller's
+  ``now``: the real clock enters at the CLI edge, never here). Reading "as of T" uses the first
+  (everything recorded so far); ``as_recorded`` adds the second (what the ledger knew then).
+* **Refuses what the terms rule out.** ``append`` folds the contract at the event's instant and
+  lets :func:`policy.state.check_event` refuse (CONTRACT.md "What the ledger refuses"); an event
+  dated after ``now`` is refused too: the ledger records what happened.
+* **Reading never fails because of one event.** An event that cannot be decoded or applied is
+  skipped and described in :attr:`Ledger.problems`; every other event is still read.
+* **Versioned.** ``PRAGMA user_version`` is the schema version; an older ledger is migrated on
+  open, one version step at a time, in the same transaction that stamps the new version.
+* **Paths round-trip.** A location is ``os.fsdecode``'d text and may hold lone surrogates
+  (SQLite TEXT cannot): the ``sightings`` keys store the bytes (``surrogateescape``), and the
+  JSON payload escapes them (``\\udcXX``), both exact inverses.
 * **Private.** Created ``0600`` inside a directory created ``0700``.
+
+The SQL lives in the methods below the ``# --- SQL`` markers of each section, so that another
+backend can implement the same methods.
 """
 
 from __future__ import annotations
@@ -28,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -40,24 +57,31 @@ from .events import (
     CertificateGone,
     CertificateObserved,
     Event,
+    RenewalMade,
     event_from_json,
     event_to_json,
     instant_to_text,
+    text_to_instant,
 )
 from .intake import Binding, IntakeReceipt, Observation
-from .state import ContractState, check_event, fold
-from .tokyo import require_aware
+from .settings import PolicySettings
+from .state import ContractState, FoldProblem, check_event, facts_evaluable, fold
+from .tokyo import require_aware, tokyo_date
 
 __all__ = [
     "APPLICATION_ID",
     "SCHEMA_VERSION",
     "JournalEntry",
+    "JournalProblem",
     "Ledger",
 ]
 
 APPLICATION_ID = 0x43455254
 """``PRAGMA application_id`` of a certescrow ledger ("CERT")."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first format. 2: ``recorded_utc`` is the caller's ``now`` in the fixed-width
+microsecond form of ``at_utc`` (version 1 let SQLite's clock fill it in milliseconds), and the
+``sightings`` keys are bytes so that any file name round-trips."""
 BUSY_TIMEOUT_S = 30.0
 _RETRIES = 50
 
@@ -86,8 +110,8 @@ BEGIN
     SELECT RAISE(ABORT, 'the certescrow journal is append-only: events cannot be deleted');
 END;
 CREATE TABLE IF NOT EXISTS sightings (
-    host        TEXT NOT NULL,
-    location    TEXT NOT NULL,
+    host        BLOB NOT NULL,
+    location    BLOB NOT NULL,
     idx         INTEGER NOT NULL,
     sha256      TEXT NOT NULL,
     contract_id TEXT,
@@ -102,19 +126,83 @@ CREATE TABLE IF NOT EXISTS bound_sans (
 CREATE INDEX IF NOT EXISTS bound_sans_by_san ON bound_sans (san);
 """
 
+_APPEND_ONLY_UPDATE = """
+CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
+BEGIN
+    SELECT RAISE(ABORT, 'the certescrow journal is append-only: events cannot be changed');
+END;
+"""
+
+_MIGRATE_1_TO_2 = [
+    # The one sanctioned rewrite of history's *format*, never its content: lift the trigger,
+    # widen version 1's millisecond recorded_utc to the fixed-width microsecond form, restore it.
+    "DROP TRIGGER IF EXISTS journal_no_update",
+    "UPDATE journal SET recorded_utc = substr(recorded_utc, 1, 23) || '000Z' "
+    "WHERE length(recorded_utc) = 24",
+    _APPEND_ONLY_UPDATE.strip(),
+    "UPDATE sightings SET host = CAST(host AS BLOB), location = CAST(location AS BLOB) "
+    "WHERE typeof(location) = 'text' OR typeof(host) = 'text'",
+]
+_MIGRATIONS: dict[int, list[str]] = {1: _MIGRATE_1_TO_2}
+"""Statements taking a ledger from version ``key`` to ``key + 1``."""
+
 T = TypeVar("T")
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JournalEntry:
-    """One journal row: its sequence number, the event, and when the ledger wrote it."""
+    """One journal row: its sequence number, the event (``event.at_utc``: when it happened),
+    and when the ledger recorded it (fixed-width ISO 8601 UTC text)."""
 
     seq: int
     event: Event
     recorded_utc: str
 
+    @property
+    def recorded(self) -> datetime:
+        return text_to_instant(self.recorded_utc)
+
     def to_json(self) -> dict[str, Any]:
+        # "at" (happened) and "recorded" (learned) in the same fixed-width form.
         return {"seq": self.seq, "recorded": self.recorded_utc, **event_to_json(self.event)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalProblem:
+    """A journal event that could not be read or applied: it was skipped, the rest was read."""
+
+    seq: int | None
+    contract_id: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"journal event #{self.seq}" if self.seq is not None else "a journal event"
+        who = f" of contract {self.contract_id}" if self.contract_id else ""
+        return f"{where}{who}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "contract": self.contract_id, "message": self.message}
+
+
+def _key(text: str) -> bytes:
+    """A sightings key: the name's bytes (``os.fsencode``'s mapping, whatever the locale)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _unkey(raw: bytes | str) -> str:
+    return raw if isinstance(raw, str) else raw.decode("utf-8", "surrogateescape")
+
+
+def _payload(event: Event) -> str:
+    """The event's JSON. Lone surrogates (a non-UTF-8 file name) cannot be stored as SQLite
+    TEXT: such a payload is written with ``\\u`` escapes, which ``json.loads`` reverses."""
+    text = json.dumps(event_to_json(event), ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(event_to_json(event), ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -125,17 +213,25 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class Ledger:
     """The embedded :class:`policy.intake.Intake`: contract events in one SQLite file."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path,
+                 settings: PolicySettings | None = None) -> None:
         self._conn = conn
         self.path = path
+        self.settings = settings or PolicySettings()
+        """The provider's settings the admission checks use (answer deadline, period rule)."""
+        self.problems: list[JournalProblem] = []
+        """Events skipped while reading (each once), for the caller to report."""
+        self._problem_keys: set[tuple[int | None, str | None, str]] = set()
         # One connection may be shared by the daemon's threads: a transaction must not
         # interleave with another thread's statements on it.
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> Ledger:
-        """Open (and with ``create``, create) the ledger at ``path``.
+    def open(cls, path: Path, *, create: bool = True,
+             settings: PolicySettings | None = None) -> Ledger:
+        """Open (and with ``create``, create) the ledger at ``path``; an older schema version is
+        migrated. ``settings`` are the provider's settings the admission checks apply.
 
         Raises :class:`LedgerError` when the file is not a certescrow ledger, was written by a
         newer certescrow, or cannot be created or read (the message names the file and why).
@@ -155,7 +251,7 @@ class Ledger:
                                    check_same_thread=False)
         except sqlite3.Error as exc:
             raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
-        ledger = cls(conn, path)
+        ledger = cls(conn, path, settings)
         try:
             ledger._initialise()
         except sqlite3.OperationalError as exc:  # permissions, read-only medium, locks…
@@ -201,12 +297,17 @@ class Ledger:
         return app_id, version
 
     def _create_schema(self) -> None:
-        # Re-checked inside the write lock: two processes may create a new ledger at once.
+        # Re-checked inside the write lock: two processes may create or migrate it at once.
         app_id, version = self._header()
         if app_id == APPLICATION_ID and version >= SCHEMA_VERSION:
             return
-        for statement in _split_sql(_SCHEMA):
-            self._conn.execute(statement)
+        if app_id == APPLICATION_ID:
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step]:
+                    self._conn.execute(statement)
+        else:
+            for statement in _split_sql(_SCHEMA):
+                self._conn.execute(statement)
         self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('format', 'certescrow-ledger')")
         self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -253,84 +354,137 @@ class Ledger:
         return self._retry(attempt)
 
     # ------------------------------------------------------------------ writing
-    def append(self, event: Event, *, dedup_key: str | None = None) -> int:
+    def append(self, event: Event, *, dedup_key: str | None = None,
+               now: datetime | None = None) -> int:
         """Append ``event`` after checking the contract's state at its instant admits it.
 
+        ``now`` is when it is recorded (the real clock, read by the caller): an event dated
+        after it is refused, and it is the row's ``recorded_utc``. Without ``now`` (library
+        callers replaying history) the event's own instant is taken as its recording time.
         Returns the event's sequence number. Raises ``ContractStateError`` /
         ``UnknownContractError`` when the state refuses it (nothing is written then). A
         ``dedup_key`` already present makes this a no-op returning the existing sequence.
         """
+        if now is not None:
+            require_aware(now, "now")
 
         def run() -> int:
             if dedup_key is not None:
-                row = self._conn.execute("SELECT seq FROM journal WHERE dedup_key = ?",
-                                         (dedup_key,)).fetchone()
-                if row is not None:
-                    return int(row[0])
-            if event.contract_id is not None and not isinstance(
-                    event, (CertificateObserved, CertificateGone)):
-                state = self._state_or_none(event.contract_id, at=event.at_utc)
-                check_event(state, event)
-            return self._insert(event, dedup_key)
+                found = self._sql_seq_by_dedup(dedup_key)
+                if found is not None:
+                    return found
+            admitted = self._admit(event, now)
+            return self._insert(admitted, dedup_key, now)
 
         return self._write(run)
 
-    def _insert(self, event: Event, dedup_key: str | None) -> int:
+    def append_many(self, events: Sequence[Event], *, now: datetime | None = None) -> list[int]:
+        """Append several events in one transaction (all or none), each checked in turn."""
+        if now is not None:
+            require_aware(now, "now")
+
+        def run() -> list[int]:
+            return [self._insert(self._admit(event, now), None, now) for event in events]
+
+        return self._write(run)
+
+    def _admit(self, event: Event, now: datetime | None) -> Event:
+        """The event as it is to be recorded, or a :class:`ContractStateError` saying why the
+        terms rule it out. Runs inside the write transaction."""
+        if now is not None and event.at_utc > now:
+            raise ContractStateError(
+                f"a {event.KIND} event dated {instant_to_text(event.at_utc)} is in the future "
+                f"(now {instant_to_text(now)}): the ledger records what happened; a future "
+                "--at is for questions (contract show/list, policy actions), not for records")
+        if isinstance(event, CertificateBound) and not facts_evaluable(event.facts):
+            raise ContractStateError(
+                f"the certificate {event.facts.sha256[:16]}… has validity dates the contract "
+                "rules cannot evaluate (at the ends of the representable range); not recorded")
+        cid = event.contract_id
+        if cid is None or isinstance(event, (CertificateObserved, CertificateGone)):
+            return event
+        state = self._state_or_none(cid, at=event.at_utc)
+        if state is None and not isinstance(event, ApplicationAccepted):
+            accepted = self._sql_accepted_at(cid)
+            if accepted is not None:
+                raise ContractStateError(
+                    f"a {event.KIND} event dated {tokyo_date(event.at_utc).isoformat()} is "
+                    f"before contract {cid!r} was accepted "
+                    f"({tokyo_date(accepted).isoformat()}, Asia/Tokyo): a contract's events "
+                    "begin with its acceptance (Art.2)")
+        renewed: frozenset[str | None] = frozenset()
+        if isinstance(event, RenewalMade):
+            # Every renewal the journal holds, later-dated ones included: one renewal, one fee.
+            everything = self._state_or_none(cid, at=_END_OF_TIME)
+            renewed = frozenset(r.certificate_sha256 for r in everything.renewals) \
+                if everything is not None else frozenset()
+        return check_event(state, event, settings=self.settings, renewed=renewed)
+
+    def _insert(self, event: Event, dedup_key: str | None,
+                recorded: datetime | None = None) -> int:
         key = dedup_key
         if isinstance(event, ApplicationAccepted):
             key = f"accepted|{event.contract_id}"
-        payload = json.dumps(event_to_json(event), ensure_ascii=False, separators=(",", ":"))
         try:
-            cur = self._conn.execute(
-                "INSERT INTO journal (contract_id, kind, at_utc, payload, dedup_key) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (event.contract_id, event.KIND, instant_to_text(event.at_utc), payload, key))
+            seq = self._sql_insert(event, key, recorded or event.at_utc)
         except sqlite3.IntegrityError:
             if isinstance(event, ApplicationAccepted):
                 raise ContractStateError(
                     f"contract {event.contract_id!r} already exists: choose another id"
                 ) from None
             raise
-        seq = int(cur.lastrowid or 0)
         if isinstance(event, CertificateBound):
-            self._conn.execute("DELETE FROM bound_sans WHERE contract_id = ?",
-                               (event.contract_id,))
-            self._add_sans(event.contract_id, event.facts.sans)
+            self._sql_replace_sans(event.contract_id, event.facts.sans)
         return seq
+
+    # --- SQL (writing)
+    def _sql_seq_by_dedup(self, dedup_key: str) -> int | None:
+        row = self._conn.execute("SELECT seq FROM journal WHERE dedup_key = ?",
+                                 (dedup_key,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _sql_insert(self, event: Event, key: str | None, recorded: datetime) -> int:
+        cur = self._conn.execute(
+            "INSERT INTO journal (contract_id, kind, at_utc, payload, dedup_key, recorded_utc) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (event.contract_id, event.KIND, instant_to_text(event.at_utc), _payload(event), key,
+             instant_to_text(recorded)))
+        return int(cur.lastrowid or 0)
+
+    def _sql_accepted_at(self, contract_id: str) -> datetime | None:
+        row = self._conn.execute(
+            "SELECT at_utc FROM journal WHERE contract_id = ? AND kind = ? ORDER BY seq LIMIT 1",
+            (contract_id, ApplicationAccepted.KIND)).fetchone()
+        return None if row is None else text_to_instant(str(row[0]))
+
+    def _sql_replace_sans(self, contract_id: str, sans: Sequence[str]) -> None:
+        self._conn.execute("DELETE FROM bound_sans WHERE contract_id = ?", (contract_id,))
+        self._add_sans(contract_id, sans)
 
     def _add_sans(self, contract_id: str, sans: Sequence[str]) -> None:
         self._conn.executemany(
             "INSERT OR IGNORE INTO bound_sans (contract_id, san) VALUES (?, ?)",
             [(contract_id, san.lower()) for san in sans])
 
-    def append_many(self, events: Sequence[Event]) -> list[int]:
-        """Append several events in one transaction (all or none), each checked in turn."""
-
-        def run() -> list[int]:
-            out = []
-            for event in events:
-                if event.contract_id is not None and not isinstance(
-                        event, (CertificateObserved, CertificateGone)):
-                    check_event(self._state_or_none(event.contract_id, at=event.at_utc), event)
-                out.append(self._insert(event, None))
-            return out
-
-        return self._write(run)
-
     # ------------------------------------------------------------------ intake
     def report(self, observations: Sequence[Observation], *, at: datetime) -> IntakeReceipt:
-        """Record observations made at ``at``. An observation identical to what is already known
-        to be at its place (same host, location, index and certificate) records nothing."""
+        """Record observations made at ``at`` (``at`` is also their recording time). An
+        observation identical to what is already known to be at its place (same host,
+        location, index and certificate) records nothing. A certificate the rules cannot
+        evaluate (dates at the ends of the representable range) is refused: counted in
+        ``IntakeReceipt.refused``, never recorded. A certificate that replaces one another
+        contract was seen with at that place ends that contract's sighting there."""
         require_aware(at, "at")
 
         def run() -> IntakeReceipt:
-            recorded = unchanged = 0
+            recorded = unchanged = refused = 0
             contracts: list[str | None] = []
             for obs in observations:
-                row = self._conn.execute(
-                    "SELECT sha256, contract_id FROM sightings "
-                    "WHERE host = ? AND location = ? AND idx = ?",
-                    (obs.host, obs.location, obs.index)).fetchone()
+                if not facts_evaluable(obs.facts):
+                    refused += 1
+                    contracts.append(None)
+                    continue
+                row = self._sql_sighting(obs.host, obs.location, obs.index)
                 if row is not None and row[0] == obs.facts.sha256:
                     unchanged += 1
                     contracts.append(row[1])
@@ -343,16 +497,19 @@ class Ledger:
                     key_matches=obs.key_matches, binding_category=binding.category,
                     binding_item=binding.item, binding_tier=binding.tier,
                     match_by_san=binding.match_by_san)
-                seq = self._insert(event, None)
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO sightings VALUES (?, ?, ?, ?, ?, ?)",
-                    (obs.host, obs.location, obs.index, obs.facts.sha256, contract, seq))
+                seq = self._insert(event, None, at)
+                self._sql_put_sighting(obs, contract, seq)
+                if row is not None and row[1] is not None and row[1] != contract \
+                        and not self._sql_contract_at(obs.host, obs.location, row[1]):
+                    self._insert(CertificateGone(
+                        contract_id=row[1], at_utc=obs.observed_at_utc, host=obs.host,
+                        location=obs.location, sha256s=(row[0],)), None, at)
                 if contract is not None and not obs.facts.is_ca:
                     self._add_sans(contract, obs.facts.sans)
                 recorded += 1
                 contracts.append(contract)
             return IntakeReceipt(recorded=recorded, unchanged=unchanged,
-                                 contracts=tuple(contracts))
+                                 contracts=tuple(contracts), refused=refused)
 
         return self._write(run)
 
@@ -364,11 +521,8 @@ class Ledger:
             return binding.contract_id
         if not binding.match_by_san or not sans:
             return None
-        marks = ",".join("?" * len(sans))
-        rows = self._conn.execute(
-            f"SELECT DISTINCT contract_id FROM bound_sans WHERE san IN ({marks})",  # noqa: S608
-            [s.lower() for s in sans]).fetchall()
-        return str(rows[0][0]) if len(rows) == 1 else None
+        rows = self._sql_contracts_by_san(sans)
+        return str(rows[0]) if len(rows) == 1 else None
 
     def report_gone(self, host: str, location: str, *, at: datetime) -> int:
         """Record that nothing is at ``location`` any more; returns how many certificates were
@@ -376,9 +530,7 @@ class Ledger:
         require_aware(at, "at")
 
         def run() -> int:
-            rows = self._conn.execute(
-                "SELECT sha256, contract_id FROM sightings WHERE host = ? AND location = ? "
-                "ORDER BY idx", (host, location)).fetchall()
+            rows = self._sql_sightings_at(host, location)
             if not rows:
                 return 0
             by_contract: dict[str | None, list[str]] = {}
@@ -386,14 +538,82 @@ class Ledger:
                 by_contract.setdefault(contract, []).append(sha)
             for contract, shas in by_contract.items():
                 self._insert(CertificateGone(contract_id=contract, at_utc=at, host=host,
-                                             location=location, sha256s=tuple(shas)), None)
-            self._conn.execute("DELETE FROM sightings WHERE host = ? AND location = ?",
-                               (host, location))
+                                             location=location, sha256s=tuple(shas)), None, at)
+            self._sql_drop_sightings(host, location)
             return len(rows)
 
         return self._write(run)
 
+    def open_sightings(self, host: str) -> list[tuple[str, int, str]]:
+        """What the ledger believes is deployed on ``host`` now: ``(location, index, sha256)``
+        for every sighting not reported gone or replaced (for a restarted agent to reconcile
+        with what is on disk)."""
+        rows = self._retry(lambda: self._conn.execute(
+            "SELECT location, idx, sha256 FROM sightings WHERE host = ? ORDER BY location, idx",
+            (_key(host),)).fetchall())
+        return [(_unkey(loc), int(idx), str(sha)) for loc, idx, sha in rows]
+
+    # --- SQL (intake)
+    def _sql_sighting(self, host: str, location: str, index: int) -> tuple[str, str | None] | None:
+        row = self._conn.execute(
+            "SELECT sha256, contract_id FROM sightings WHERE host = ? AND location = ? AND idx = ?",
+            (_key(host), _key(location), index)).fetchone()
+        return None if row is None else (str(row[0]), row[1])
+
+    def _sql_put_sighting(self, obs: Observation, contract: str | None, seq: int) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO sightings VALUES (?, ?, ?, ?, ?, ?)",
+            (_key(obs.host), _key(obs.location), obs.index, obs.facts.sha256, contract, seq))
+
+    def _sql_contract_at(self, host: str, location: str, contract: str) -> bool:
+        return self._conn.execute(
+            "SELECT 1 FROM sightings WHERE host = ? AND location = ? AND contract_id = ?",
+            (_key(host), _key(location), contract)).fetchone() is not None
+
+    def _sql_contracts_by_san(self, sans: Sequence[str]) -> list[str]:
+        marks = ",".join("?" * len(sans))
+        rows = self._conn.execute(
+            f"SELECT DISTINCT contract_id FROM bound_sans WHERE san IN ({marks})",  # noqa: S608
+            [s.lower() for s in sans]).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def _sql_sightings_at(self, host: str, location: str) -> list[tuple[str, str | None]]:
+        rows = self._conn.execute(
+            "SELECT sha256, contract_id FROM sightings WHERE host = ? AND location = ? "
+            "ORDER BY idx", (_key(host), _key(location))).fetchall()
+        return [(str(sha), contract) for sha, contract in rows]
+
+    def _sql_drop_sightings(self, host: str, location: str) -> None:
+        self._conn.execute("DELETE FROM sightings WHERE host = ? AND location = ?",
+                           (_key(host), _key(location)))
+
     # ------------------------------------------------------------------ reading
+    def _problem(self, seq: int | None, contract_id: str | None, message: str) -> None:
+        key = (seq, contract_id, message)
+        if key not in self._problem_keys:
+            self._problem_keys.add(key)
+            self.problems.append(JournalProblem(seq=seq, contract_id=contract_id,
+                                                message=message))
+
+    def _decode(self, seq: int, payload: Any, contract_id: str | None = None) -> Event | None:
+        """The event of journal row ``seq``, or ``None`` (and a problem noted) when it cannot
+        be read: one bad row never makes the journal unreadable."""
+        try:
+            return event_from_json(json.loads(payload))
+        except (ValueError, TypeError, RecursionError) as exc:
+            reason = str(exc) if isinstance(exc, ValueError) and str(exc).startswith(
+                ("malformed ", "unknown event kind", "an event is")) else "not valid JSON"
+            self._problem(seq, contract_id, f"cannot be read ({reason[:160]}); skipped")
+            return None
+
+    def _fold(self, contract_id: str, events: list[Event], at: datetime) -> ContractState:
+        problems: list[FoldProblem] = []
+        state = fold(contract_id, events, at=at, settings=self.settings, problems=problems)
+        for p in problems:
+            self._problem(None, contract_id,
+                          f"the {p.kind} event of {instant_to_text(p.at_utc)} was {p.message}")
+        return state
+
     def contract_ids(self) -> list[str]:
         """Every contract ever accepted, sorted."""
         rows = self._retry(lambda: self._conn.execute(
@@ -401,46 +621,43 @@ class Ledger:
             (ApplicationAccepted.KIND,)).fetchall())
         return [str(r[0]) for r in rows]
 
-    def journal(self, contract_id: str, *, at: datetime | None = None) -> list[JournalEntry]:
-        """The contract's events in journal order (``at_utc``, then sequence), up to ``at``."""
-        sql = ("SELECT seq, payload, recorded_utc FROM journal WHERE contract_id = ?")
-        params: list[Any] = [contract_id]
-        if at is not None:
-            sql += " AND at_utc <= ?"
-            params.append(instant_to_text(at))
-        sql += " ORDER BY at_utc, seq"
-        rows = self._retry(lambda: self._conn.execute(sql, params).fetchall())
-        return [JournalEntry(seq=int(seq), event=self._decode(seq, payload),
-                             recorded_utc=str(recorded)) for seq, payload, recorded in rows]
-
-    def _decode(self, seq: int, payload: str) -> Event:
-        try:
-            return event_from_json(json.loads(payload))
-        except ValueError as exc:
-            raise LedgerError(f"{self.path}: journal event #{seq} cannot be read: {exc}") from None
+    def journal(self, contract_id: str, *, at: datetime | None = None,
+                as_recorded: datetime | None = None) -> list[JournalEntry]:
+        """The contract's events in journal order (``at_utc``, then sequence): those that
+        happened by ``at`` and, with ``as_recorded``, were recorded by then. An unreadable
+        event is left out and noted in :attr:`problems`."""
+        rows = self._retry(lambda: self._sql_journal(contract_id, at, as_recorded))
+        out = []
+        for seq, payload, recorded in rows:
+            event = self._decode(seq, payload, contract_id)
+            if event is not None:
+                out.append(JournalEntry(seq=int(seq), event=event, recorded_utc=str(recorded)))
+        return out
 
     def _state_or_none(self, contract_id: str, *, at: datetime) -> ContractState | None:
         events = [e.event for e in self.journal(contract_id, at=at)]
         try:
-            return fold(contract_id, events, at=at)
+            return fold(contract_id, events, at=at, settings=self.settings)
         except UnknownContractError:
             return None
 
-    def state(self, contract_id: str, *, at: datetime) -> ContractState:
-        """The contract as of ``at`` (events after ``at`` ignored). Raises
-        :class:`UnknownContractError` when it had not been accepted by then."""
+    def state(self, contract_id: str, *, at: datetime,
+              as_recorded: datetime | None = None) -> ContractState:
+        """The contract as of ``at`` (events after ``at`` ignored; with ``as_recorded``, also
+        those recorded after it). Raises :class:`UnknownContractError` when it had not been
+        accepted by then."""
         require_aware(at, "at")
-        return fold(contract_id, [e.event for e in self.journal(contract_id, at=at)], at=at)
+        events = [e.event for e in self.journal(contract_id, at=at, as_recorded=as_recorded)]
+        return self._fold(contract_id, events, at)
 
-    def states(self, *, at: datetime) -> Iterator[ContractState]:
+    def states(self, *, at: datetime,
+               as_recorded: datetime | None = None) -> Iterator[ContractState]:
         """Every contract accepted by ``at``, folded in one pass over the journal (the sweep
-        ``policy actions`` and the benchmark use), in contract-id order."""
+        ``policy actions`` and the benchmark use), in contract-id order. Unreadable events are
+        skipped and noted in :attr:`problems`."""
         require_aware(at, "at")
         with self._lock:
-            cursor = self._conn.execute(
-                "SELECT contract_id, payload FROM journal "
-                "WHERE contract_id IS NOT NULL AND at_utc <= ? "
-                "ORDER BY contract_id, at_utc, seq", (instant_to_text(at),))
+            cursor = self._sql_sweep(at, as_recorded)
         current: str | None = None
         events: list[Event] = []
         accepted = False
@@ -449,37 +666,72 @@ class Ledger:
                 chunk = cursor.fetchmany(2048)
             if not chunk:
                 break
-            for contract_id, payload in chunk:
+            for seq, contract_id, payload in chunk:
                 if contract_id != current:
                     if current is not None and accepted:
-                        yield fold(current, events, at=at)
+                        yield self._fold(current, events, at)
                     current, events, accepted = contract_id, [], False
-                try:
-                    event = event_from_json(json.loads(payload))
-                except ValueError as exc:
-                    raise LedgerError(f"{self.path}: an event of contract {contract_id!r} "
-                                      f"cannot be read: {exc}") from None
+                event = self._decode(seq, payload, contract_id)
+                if event is None:
+                    continue
                 accepted = accepted or isinstance(event, ApplicationAccepted)
                 events.append(event)
         if current is not None and accepted:
-            yield fold(current, events, at=at)
+            yield self._fold(current, events, at)
 
-    def unbound_observations(self, *, at: datetime | None = None) -> list[JournalEntry]:
-        """Certificates the agent saw that no contract claims (kept, never dropped)."""
-        sql = ("SELECT seq, payload, recorded_utc FROM journal "
-               "WHERE contract_id IS NULL AND kind = ?")
-        params: list[Any] = [CertificateObserved.KIND]
-        if at is not None:
-            sql += " AND at_utc <= ?"
-            params.append(instant_to_text(at))
-        rows = self._retry(
-            lambda: self._conn.execute(sql + " ORDER BY at_utc, seq", params).fetchall())
-        return [JournalEntry(seq=int(s), event=self._decode(s, p), recorded_utc=str(r))
-                for s, p, r in rows]
+    def unbound_observations(self, *, at: datetime | None = None,
+                             as_recorded: datetime | None = None) -> list[JournalEntry]:
+        """Certificates the agent sees, as of ``at``, that no contract claims: every
+        observation not since replaced at its place (host, location, index) or reported gone
+        from it. Sightings gone or replaced are history (the journal keeps them)."""
+        rows = self._retry(lambda: self._sql_placements(at, as_recorded))
+        current: dict[tuple[str, str, int], JournalEntry] = {}
+        for seq, payload, recorded in rows:
+            event = self._decode(seq, payload)
+            if isinstance(event, CertificateObserved):
+                current[(event.host, event.location, event.index)] = JournalEntry(
+                    seq=int(seq), event=event, recorded_utc=str(recorded))
+            elif isinstance(event, CertificateGone):
+                for key in [k for k in current if k[:2] == (event.host, event.location)]:
+                    del current[key]
+        unbound = [e for e in current.values() if e.event.contract_id is None]
+        return sorted(unbound, key=lambda e: (e.event.at_utc, e.seq))
 
     def count(self) -> int:
         return int(self._retry(
             lambda: self._conn.execute("SELECT count(*) FROM journal").fetchone()[0]))
+
+    # --- SQL (reading)
+    def _sql_journal(self, contract_id: str, at: datetime | None,
+                     as_recorded: datetime | None) -> list[Any]:
+        sql = "SELECT seq, payload, recorded_utc FROM journal WHERE contract_id = ?"
+        params: list[Any] = [contract_id]
+        sql, params = _time_filters(sql, params, at, as_recorded)
+        return self._conn.execute(sql + " ORDER BY at_utc, seq", params).fetchall()
+
+    def _sql_sweep(self, at: datetime, as_recorded: datetime | None) -> sqlite3.Cursor:
+        sql = "SELECT seq, contract_id, payload FROM journal WHERE contract_id IS NOT NULL"
+        sql, params = _time_filters(sql, [], at, as_recorded)
+        return self._conn.execute(sql + " ORDER BY contract_id, at_utc, seq", params)
+
+    def _sql_placements(self, at: datetime | None, as_recorded: datetime | None) -> list[Any]:
+        sql = "SELECT seq, payload, recorded_utc FROM journal WHERE kind IN (?, ?)"
+        params: list[Any] = [CertificateObserved.KIND, CertificateGone.KIND]
+        sql, params = _time_filters(sql, params, at, as_recorded)
+        # Intake order (seq), as the sightings table applies them: an observation's own time
+        # may trail a later gone report's.
+        return self._conn.execute(sql + " ORDER BY seq", params).fetchall()
+
+
+def _time_filters(sql: str, params: list[Any], at: datetime | None,
+                  as_recorded: datetime | None) -> tuple[str, list[Any]]:
+    if at is not None:
+        sql += " AND at_utc <= ?"
+        params.append(instant_to_text(at))
+    if as_recorded is not None:
+        sql += " AND recorded_utc <= ?"
+        params.append(instant_to_text(as_recorded))
+    return sql, params
 
 
 def _split_sql(script: str) -> list[str]:

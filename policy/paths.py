@@ -17,6 +17,7 @@ from policy.errors import CatalogueError, LedgerError
 __all__ = [
     "catalogue_path",
     "default_ledger_path",
+    "ledger_is_explicit",
     "ledger_path",
     "state_home",
 ]
@@ -47,6 +48,15 @@ def ledger_path(option: Path | None, section: Mapping[str, Any]) -> Path:
     if configured.strip():
         return Path(configured.strip()).expanduser()
     return default_ledger_path()
+
+
+def ledger_is_explicit(option: Path | None, section: Mapping[str, Any]) -> bool:
+    """Whether someone named the ledger (``--ledger`` or ``[policy].ledger``): a named ledger
+    that does not exist is a mistake to report, not an empty ledger (a mistyped path must never
+    answer "Nothing due"); the per-user default not existing yet just means nothing was
+    recorded."""
+    configured = section.get("ledger", "")
+    return option is not None or (isinstance(configured, str) and bool(configured.strip()))
 
 
 def catalogue_path(option: Path | None, section: Mapping[str, Any]) -> Path | None:

@@ -13,19 +13,27 @@ Derivation rules (documented in ``docs/ledger.md``):
 * a "don't renew" answer fixes the Art.9(1) termination day (that certificate's ``notAfter``);
   a cancellation form fixes the Art.9(2) day; a ``terminated`` event fixes its own; the
   contract terminates on the earliest of them (``terminated_on``), and is ``terminated`` from
-  that Tokyo day on.
+  that Tokyo day on;
+* a category III certificate whose validity is within 90 days cannot be renewed (Art.6(3)
+  proviso): the contract ends with it, on the last day of its validity, unless a certificate
+  that can be renewed becomes the contract's before then (``renewable`` says which it is).
+
+Reading never stops at one bad event: with a ``problems`` list, :func:`fold` skips an event it
+cannot apply (a certificate at the ends of ``datetime``'s range in an old journal) and says so
+there, and the rest of the contract is still derived.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 
 from .category import Category
 from .errors import ContractStateError, UnknownContractError
 from .events import (
+    TERMINATION_CLAUSES,
     AnswerReceived,
     ApplicationAccepted,
     CancellationArrived,
@@ -39,24 +47,68 @@ from .events import (
     Terminated,
 )
 from .facts import CertificateFacts
-from .rules.art6 import Answer
+from .rules.art6 import (
+    NO_WELL_DEFINED_EXPIRATION_UTC,
+    Answer,
+    answer_deadline,
+    end_of_validity,
+    never_expires,
+    renewal_blocked,
+)
 from .rules.art9 import (
     check_cancellation_admissible,
     effective_on_cancellation,
     effective_on_non_renewal,
 )
+from .settings import PolicySettings
 from .tiers import Tier
 from .tokyo import tokyo_date
 
 __all__ = [
+    "PROVISO",
     "Cancellation",
     "ContractChange",
     "ContractState",
     "ContractStatus",
+    "FoldProblem",
     "Renewal",
     "check_event",
+    "facts_evaluable",
     "fold",
+    "renewal_blocked_under",
 ]
+
+PROVISO = "Art.6(3) proviso"
+_DEFAULT_SETTINGS = PolicySettings()
+
+
+def renewal_blocked_under(facts: CertificateFacts, settings: PolicySettings | None) -> bool:
+    """Art.6(3) proviso: whether ``facts``' validity is within 90 days under the configured
+    period rule (the caller checks the category)."""
+    del settings  # the period rule is applied by the rules module once it is configurable
+    return renewal_blocked(facts)
+
+
+def facts_evaluable(facts: CertificateFacts) -> bool:
+    """Whether the rules can evaluate ``facts``: its instants leave room for the day, month and
+    year arithmetic of the articles (a certificate dated 0001-01-01, or ending on 9999-12-31 at
+    15:00 UTC or later other than RFC 5280's ``99991231235959Z``, does not). The ledger refuses
+    what this refuses, so that a journal never holds a certificate no rule can read."""
+    low, high = datetime(2, 1, 1, tzinfo=UTC), datetime(9997, 12, 31, tzinfo=UTC)
+    nb, na = facts.not_before_utc, facts.not_after_utc
+    if not low <= nb <= high:
+        return False
+    return low <= na <= high or na == NO_WELL_DEFINED_EXPIRATION_UTC
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FoldProblem:
+    """An event :func:`fold` could not apply (it was skipped): which, and why, in our words."""
+
+    contract_id: str
+    kind: str
+    at_utc: datetime
+    message: str
 
 
 class ContractStatus(enum.Enum):
@@ -123,6 +175,11 @@ class ContractState:
     terminated_on: date | None = None
     """The day the contract terminates (earliest of every fixed termination), or ``None``."""
     termination_clause: str | None = None
+    answer_timing: str | None = None
+    """The ledger's mark on the answer: ``"early"``, ``"on-time"``, ``"late"`` (or ``None``)."""
+    renewable: bool | None = None
+    """``False`` when the certificate cannot be renewed (Art.6(3) proviso: the contract ends
+    with it), ``True`` when it can, ``None`` with no certificate."""
     renewals: tuple[Renewal, ...] = ()
     changes: tuple[ContractChange, ...] = ()
     renewal_made_for: str | None = None
@@ -167,6 +224,8 @@ class ContractState:
             "notice_sent": self.notice_sent,
             "answer": self.answer.value if self.answer else None,
             "answered_on": self.answered_on,
+            "answer_timing": self.answer_timing,
+            "renewable": self.renewable,
             "cancellation": None if self.cancellation is None else {
                 "arrived": self.cancellation.arrived,
                 "requested": self.cancellation.requested,
@@ -196,6 +255,7 @@ class _Acc:
     notice_sent: date | None = None
     answer: Answer | None = None
     answered_on: date | None = None
+    answer_timing: str | None = None
     cancellation: Cancellation | None = None
     non_renewal: date | None = None
     recorded: tuple[date, str] | None = None
@@ -218,6 +278,7 @@ class _Acc:
         self.notice_sent = None
         self.answer = None
         self.answered_on = None
+        self.answer_timing = None
         if self.renewal_made_for is not None and self.renewal_made_for != facts.sha256:
             self.renewal_made_for = None
 
@@ -229,19 +290,31 @@ def _observed_is_newer(acc: _Acc, facts: CertificateFacts) -> bool:
     return current is None or facts.not_after_utc > current.not_after_utc
 
 
-def fold(contract_id: str, events: Iterable[Event], *, at: datetime) -> ContractState:
+def fold(contract_id: str, events: Iterable[Event], *, at: datetime,
+         settings: PolicySettings | None = None,
+         problems: list[FoldProblem] | None = None) -> ContractState:
     """Derive ``contract_id``'s state from its events, ignoring those after ``at``.
 
     ``events`` must be in journal order (``at_utc``, then sequence). Raises
-    :class:`UnknownContractError` when no application was accepted by ``at``.
+    :class:`UnknownContractError` when no application was accepted by ``at``. ``settings``
+    carries the period rule of the Art.6(3) proviso. With ``problems``, an event that cannot be
+    applied is skipped and described there instead of failing the whole contract.
     """
     acc = _Acc()
     for event in events:
         if event.at_utc > at:
             continue
         acc.count += 1
-        _apply(acc, event, contract_id)
-    return _finish(acc, contract_id, at)
+        if problems is None:
+            _apply(acc, event, contract_id)
+            continue
+        try:
+            _apply(acc, event, contract_id)
+        except (OverflowError, ValueError):
+            problems.append(FoldProblem(
+                contract_id=contract_id, kind=event.KIND, at_utc=event.at_utc,
+                message="skipped: it holds a date the contract rules cannot evaluate"))
+    return _finish(acc, contract_id, at, settings)
 
 
 def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
@@ -265,8 +338,11 @@ def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
             if acc.notice_sent is None:
                 acc.notice_sent = day
         case AnswerReceived():
+            if event.answer is Answer.DONT_RENEW and acc.certificate is not None:
+                effective_on_non_renewal(acc.certificate.not_after_utc)  # may not overflow
             acc.answer = event.answer
             acc.answered_on = day
+            acc.answer_timing = event.timing
             if event.answer is Answer.DONT_RENEW and acc.certificate is not None:
                 acc.non_renewal = effective_on_non_renewal(acc.certificate.not_after_utc)
             elif event.answer is Answer.RENEW:
@@ -280,17 +356,19 @@ def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
             acc.service = event.service
             acc.changes.append(ContractChange(service=event.service, accepted_on=day))
         case RenewalMade():
+            renewed = event.certificate_sha256 or (
+                acc.certificate.sha256 if acc.certificate else None)
             acc.renewals.append(Renewal(on=day, by_default=event.by_default,
                                         designated=event.designated,
-                                        certificate_sha256=event.certificate_sha256))
-            acc.renewal_made_for = event.certificate_sha256 or (
-                acc.certificate.sha256 if acc.certificate else None)
+                                        certificate_sha256=renewed))
+            acc.renewal_made_for = renewed
         case Terminated():
             if acc.recorded is None or event.effective < acc.recorded[0]:
                 acc.recorded = (event.effective, event.clause)
 
 
-def _finish(acc: _Acc, contract_id: str, at: datetime) -> ContractState:
+def _finish(acc: _Acc, contract_id: str, at: datetime,
+            settings: PolicySettings | None) -> ContractState:
     base = acc.accepted
     if base is None:
         raise UnknownContractError(
@@ -304,6 +382,13 @@ def _finish(acc: _Acc, contract_id: str, at: datetime) -> ContractState:
         candidates.append((acc.cancellation.effective, "Art.9(2)"))
     if acc.recorded is not None:
         candidates.append(acc.recorded)
+    cert = acc.certificate
+    renewable: bool | None = None
+    if cert is not None:
+        renewable = not (base.category is Category.III and not never_expires(cert)
+                         and renewal_blocked_under(cert, settings))
+        if not renewable:
+            candidates.append((end_of_validity(cert.not_after_utc), PROVISO))
     terminated_on, clause = min(candidates) if candidates else (None, None)
     # Built once, directly: this runs for every contract of a 100,000-contract sweep.
     return ContractState(
@@ -327,6 +412,8 @@ def _finish(acc: _Acc, contract_id: str, at: datetime) -> ContractState:
         termination_recorded_clause=acc.recorded[1] if acc.recorded else None,
         terminated_on=terminated_on,
         termination_clause=clause,
+        answer_timing=acc.answer_timing,
+        renewable=renewable,
         renewals=tuple(acc.renewals),
         changes=tuple(acc.changes),
         renewal_made_for=acc.renewal_made_for,
@@ -340,14 +427,20 @@ _NEEDS_LIVE_CONTRACT = (NoticeSent, AnswerReceived, CancellationArrived, Contrac
                         CertificateBound, RenewalMade)
 
 
-def check_event(state: ContractState | None, event: Event) -> None:
-    """Refuse an event the contract's state at the event's instant does not admit.
+def check_event(state: ContractState | None, event: Event, *,
+                settings: PolicySettings | None = None,
+                renewed: frozenset[str | None] = frozenset()) -> Event:
+    """Refuse an event the contract's state at the event's instant does not admit; return the
+    event as it is to be recorded (an answer gets its ``timing`` mark).
 
-    ``state`` is the fold up to the event's instant (``None``: no such contract yet). Agent
-    observations are always admitted: the agent reports what it sees, whatever the contract.
+    ``state`` is the fold up to the event's instant (``None``: no such contract yet).
+    ``renewed`` holds the certificates (sha256) whose renewal the whole journal records, later
+    entries included: one renewal, one fee. Agent observations are always admitted: the agent
+    reports what it sees, whatever the contract. Each refusal is a
+    :class:`ContractStateError` that cites the clause it rests on.
     """
     if isinstance(event, (CertificateObserved, CertificateGone)):
-        return
+        return event
     cid = event.contract_id
     when = tokyo_date(event.at_utc).isoformat()
     if isinstance(event, ApplicationAccepted):
@@ -355,41 +448,153 @@ def check_event(state: ContractState | None, event: Event) -> None:
             raise ContractStateError(
                 f"contract {cid!r} already exists (accepted on {state.accepted_on.isoformat()})"
                 ": choose another id")
-        return
+        return event
     if state is None:
         raise UnknownContractError(
             f"no contract {cid!r} in the ledger as of {when} (Asia/Tokyo): add it first "
             "with `certescrow contract add`, or check the id and --at")
+    settings = settings or _DEFAULT_SETTINGS
     if isinstance(event, Terminated):
-        return
-    if isinstance(event, _NEEDS_LIVE_CONTRACT) and state.terminated_on is not None \
-            and tokyo_date(event.at_utc) >= state.terminated_on:
+        if event.clause not in TERMINATION_CLAUSES:
+            raise ContractStateError(
+                f"a termination rests on one of the clauses that end a contract "
+                f"({', '.join(TERMINATION_CLAUSES)}); {event.clause[:40]!r} is not one of them")
+        return event  # the record that it ended is admitted even after it took effect
+    _check_live(state, event, when)
+    if isinstance(event, (NoticeSent, AnswerReceived, RenewalMade)) \
+            and state.certificate is None:
         raise ContractStateError(
-            f"contract {cid!r} terminated on {state.terminated_on.isoformat()} "
-            f"({state.termination_clause}); a {event.KIND} event on {when} cannot apply to it")
-    if isinstance(event, (NoticeSent, AnswerReceived)) and state.certificate is None:
+            f"contract {cid!r} has no certificate yet: a renewal notice, answer or renewal "
+            "concerns a certificate's validity period (Art.6); bind one first with "
+            "`certescrow contract bind`")
+    if isinstance(event, CertificateBound) and not facts_evaluable(event.facts):
         raise ContractStateError(
-            f"contract {cid!r} has no certificate yet: a renewal notice or answer concerns a "
-            "certificate's validity period (Art.6); bind one first with `certescrow contract "
-            "bind`")
+            f"the certificate {event.facts.sha256[:16]}… has validity dates the contract rules "
+            "cannot evaluate (at the ends of the representable range); it is not recorded")
+    if isinstance(event, AnswerReceived):
+        return _check_answer(state, event, settings)
     if isinstance(event, CancellationArrived):
-        if event.arrived > tokyo_date(event.at_utc):
-            raise ContractStateError(
-                f"the cancellation form cannot have arrived on {event.arrived.isoformat()}, "
-                f"after the day it is recorded ({when})")
-        if event.arrived < state.accepted_on:
-            raise ContractStateError(
-                f"the cancellation form arrived on {event.arrived.isoformat()}, before contract "
-                f"{cid!r} was accepted ({state.accepted_on.isoformat()})")
-        if state.cancellation is not None:
-            raise ContractStateError(
-                f"contract {cid!r} already has a cancellation form (arrived "
-                f"{state.cancellation.arrived.isoformat()}, effective "
-                f"{state.cancellation.effective.isoformat()})")
-        cert = state.certificate
-        check_cancellation_admissible(event.arrived, None if cert is None else cert.not_after_utc)
-    if isinstance(event, RenewalMade) and event.designated is not None \
-            and event.designated < tokyo_date(event.at_utc):
+        _check_cancellation(state, event, when)
+    if isinstance(event, RenewalMade):
+        return _check_renewal(state, event, when, settings, renewed)
+    return event
+
+
+def _check_live(state: ContractState, event: Event, when: str) -> None:
+    """Any event after the termination took effect is refused. The Art.6(3) proviso ends the
+    contract at the end of the certificate's last day, so a renewable certificate bound on that
+    day still saves it."""
+    ended = state.terminated_on
+    if not isinstance(event, _NEEDS_LIVE_CONTRACT) or ended is None:
+        return
+    day = tokyo_date(event.at_utc)
+    if state.termination_clause == PROVISO and isinstance(event, CertificateBound) \
+            and day <= ended:
+        return
+    if day >= ended:
+        raise ContractStateError(
+            f"contract {event.contract_id!r} terminated on {ended.isoformat()} "
+            f"({state.termination_clause}); a {event.KIND} event on {when} cannot apply to it")
+
+
+def _deadline(state: ContractState, settings: PolicySettings) -> date | None:
+    cert = state.certificate
+    if state.notice_sent is None or cert is None:
+        return None
+    return answer_deadline(state.notice_sent, cert.not_after_utc,
+                           deadline_days=settings.answer_deadline_days)
+
+
+def _check_answer(state: ContractState, event: AnswerReceived,
+                  settings: PolicySettings) -> AnswerReceived:
+    """A "don't renew" after a default renewal is refused (the way out is Art.9(2)); any other
+    answer is recorded, marked early (no notice yet) or late (after the deadline)."""
+    cert = state.certificate
+    assert cert is not None  # noqa: S101 - checked by the caller
+    if event.answer is Answer.DONT_RENEW and any(
+            r.by_default and r.certificate_sha256 in (None, cert.sha256)
+            for r in state.renewals):
+        raise ContractStateError(
+            f"contract {event.contract_id!r}: the renewal was already taken as made by default "
+            "(Art.6(2)), so a \"don't renew\" answer can no longer end the contract under "
+            "Art.9(1); the customer's way out is a cancellation form under Art.9(2): record it "
+            "with `certescrow contract cancel ID --arrived DATE`")
+    deadline = _deadline(state, settings)
+    if deadline is None:
+        timing = "early"
+    elif tokyo_date(event.at_utc) > deadline:
+        timing = "late"
+    else:
+        timing = "on-time"
+    return replace(event, timing=timing)
+
+
+def _check_cancellation(state: ContractState, event: CancellationArrived, when: str) -> None:
+    cid = event.contract_id
+    if event.arrived > tokyo_date(event.at_utc):
+        raise ContractStateError(
+            f"the cancellation form cannot have arrived on {event.arrived.isoformat()}, "
+            f"after the day it is dated ({when})")
+    if event.arrived < state.accepted_on:
+        raise ContractStateError(
+            f"the cancellation form arrived on {event.arrived.isoformat()}, before contract "
+            f"{cid!r} was accepted ({state.accepted_on.isoformat()})")
+    if state.cancellation is not None:
+        raise ContractStateError(
+            f"contract {cid!r} already has a cancellation form (arrived "
+            f"{state.cancellation.arrived.isoformat()}, effective "
+            f"{state.cancellation.effective.isoformat()})")
+    cert = state.certificate
+    check_cancellation_admissible(event.arrived, None if cert is None else cert.not_after_utc)
+
+
+def _check_renewal(state: ContractState, event: RenewalMade, when: str,
+                   settings: PolicySettings, renewed: frozenset[str | None]) -> RenewalMade:
+    cid = event.contract_id
+    cert = state.certificate
+    assert cert is not None  # noqa: S101 - checked by the caller
+    sha = event.certificate_sha256 or cert.sha256
+    if sha in renewed or any(r.certificate_sha256 == sha for r in state.renewals):
+        raise ContractStateError(
+            f"contract {cid!r}: the renewal of certificate {sha[:16]}… is already recorded; "
+            "fees are per acquisition or renewal (Appx1.1, Appx1.3): one renewal, one fee")
+    if state.category is Category.III and renewal_blocked_under(cert, settings):
+        raise ContractStateError(
+            f"contract {cid!r} cannot be renewed: its certificate's validity period is within "
+            f"90 days (Art.6(3) proviso); the contract ends with the certificate on "
+            f"{end_of_validity(cert.not_after_utc).isoformat()}")
+    if event.by_default:
+        _check_default_renewal(state, event, when, settings)
+    if event.designated is not None and event.designated < tokyo_date(event.at_utc):
         raise ContractStateError(
             f"the designated billing day {event.designated.isoformat()} is before the day the "
             f"renewal was made ({when}); Art.10 requires a moment on or after it")
+    return replace(event, certificate_sha256=sha)  # the journal names what was renewed
+
+
+def _check_default_renewal(state: ContractState, event: RenewalMade, when: str,
+                           settings: PolicySettings) -> None:
+    cid = event.contract_id
+    if state.category is Category.III:
+        raise ContractStateError(
+            f"contract {cid!r} is category III: it has no renewal by default (Art.6(3)); no "
+            "answer is an overdue answer to escalate, and the customer renews the certificate "
+            "themselves")
+    deadline = _deadline(state, settings)
+    if deadline is None:
+        raise ContractStateError(
+            f"contract {cid!r}: no renewal notice was recorded for this certificate, so no "
+            "renewal can be taken as made by default (Art.6(2): the default follows the notice "
+            "and an unanswered deadline); record the notice with `certescrow contract notify`")
+    if tokyo_date(event.at_utc) <= deadline:
+        raise ContractStateError(
+            f"contract {cid!r}: the answer deadline {deadline.isoformat()} has not passed on "
+            f"{when}; a renewal is taken as made by default only when no answer came by then "
+            "(Art.6(2))")
+    if state.answer is Answer.DONT_RENEW and state.answered_on is not None \
+            and state.answered_on <= deadline:
+        raise ContractStateError(
+            f"contract {cid!r}: the customer answered \"don't renew\" on "
+            f"{state.answered_on.isoformat()}, by the deadline {deadline.isoformat()}; there is "
+            "no renewal by default after a timely answer (Art.6(2)); the contract ends under "
+            "Art.9(1)")

@@ -91,7 +91,7 @@ def test_contract_add_refusal_is_a_clear_error_and_records_nothing(
     assert code == 16
     assert clause in str(result.exception)
     assert "nothing recorded" in str(result.exception)
-    assert _json(["contract", "list", "--json", "--ledger", str(ledger)]) == []
+    assert not ledger.exists()
 
 
 def test_contract_add_refusal_json_lists_the_refusals(ledger: Path) -> None:
@@ -143,10 +143,40 @@ def test_contract_add_bad_id_is_a_usage_error(ledger: Path) -> None:
 # ---------------------------------------------------------------- list / show / life
 
 
-def test_contract_list_without_a_ledger_is_empty_and_creates_nothing(ledger: Path) -> None:
-    assert _json(["contract", "list", "--json", "--ledger", str(ledger)]) == []
-    assert "No contracts." in _ok(["contract", "list", "--ledger", str(ledger)]).stdout
-    assert not ledger.exists()
+@pytest.mark.parametrize("command", [
+    ["contract", "list"], ["contract", "list", "--json"], ["contract", "show", "C1"],
+    ["contract", "unbound"], ["policy", "actions"], ["policy", "actions", "--json"],
+    ["policy", "forecast"],
+])
+def test_a_named_ledger_that_does_not_exist_is_an_error_naming_it(
+        tmp_path: Path, command: list[str]) -> None:
+    """Issue 11: a mistyped path must never answer "Nothing due"; and nothing is created."""
+    mistyped = tmp_path / "ledgr.sqlite3"
+    code, result = _run([*command, "--ledger", str(mistyped)])
+    assert code == 13
+    assert str(mistyped) in str(result.exception)
+    assert "Nothing due" not in result.output
+    assert not mistyped.exists()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[policy]\nledger = "{mistyped}"\n')
+    code, result = _run(command, config=config)
+    assert code == 13
+    assert str(mistyped) in str(result.exception)
+    assert not mistyped.exists()
+
+
+def test_the_default_ledger_not_existing_yet_means_nothing_recorded() -> None:
+    assert not default_ledger_path().exists()
+    assert _json(["contract", "list", "--json"]) == []
+    assert "No contracts." in _ok(["contract", "list"]).stdout
+    assert _json(["policy", "actions", "--json"]) == []
+    assert not default_ledger_path().exists()
+
+
+def test_a_recording_command_creates_the_named_ledger(ledger: Path) -> None:
+    _ok(["contract", "add", "C1", "--item", "byo", "--tier", "1y", "--at", AT,
+         "--ledger", str(ledger)])
+    assert ledger.exists()
 
 
 def test_contract_life_bind_notify_answer_show(tmp_path: Path, ledger: Path) -> None:
@@ -160,21 +190,22 @@ def test_contract_life_bind_notify_answer_show(tmp_path: Path, ledger: Path) -> 
     assert bound["contract"]["certificate"]["not_after"] == "2027-02-28T23:59:59Z"
     notify = [a for a in bound["actions"] if a["action"] == "notify"]
     assert notify[0]["due"] == "2026-12-01"  # Tokyo end 2027-03-01 minus 90 days
-    notified = _json(["contract", "notify", "L1", "--at", "2026-12-01T10:00", "--json", *lg])
-    assert notified["notice_sent"] == "2026-12-01"
-    assert notified["answer_deadline"] == "2026-12-31"
-    answered = _json(["contract", "answer", "L1", "dont-renew", "--at", "2026-12-05",
+    notified = _json(["contract", "notify", "L1", "--at", "2026-11-20T10:00", "--json", *lg])
+    assert notified["notice_sent"] == "2026-11-20"
+    assert notified["answer_deadline"] == "2026-12-20"
+    answered = _json(["contract", "answer", "L1", "dont-renew", "--at", "2026-11-25",
                       "--json", *lg])
     assert answered["terminated_on"] == "2027-03-01"
+    assert answered["answer_timing"] == "on-time"
     assert [a["action"] for a in answered["actions"]] == ["terminate"]
-    shown = _json(["contract", "show", "L1", "--json", "--at", "2026-12-06", *lg])
+    shown = _json(["contract", "show", "L1", "--json", "--at", "2026-11-26", *lg])
     assert shown["state"]["status"] == "terminating"
     assert [e["kind"] for e in shown["journal"]] == [
         "application-accepted", "certificate-bound", "notice-sent", "answer-received"]
     assert {f["computed"]["fee"] for f in shown["fees"]} == {"initial", "agency", "monthly"}
-    text = _ok(["contract", "show", "L1", "--at", "2026-12-06", *lg]).stdout
+    text = _ok(["contract", "show", "L1", "--at", "2026-11-26", *lg]).stdout
     assert "Contract L1: terminating" in text
-    assert "Journal:" in text
+    assert "Journal (happened / recorded, UTC):" in text
     assert "Due actions:" in text
 
 
@@ -183,7 +214,7 @@ def test_contract_show_at_in_the_past_ignores_later_events(tmp_path: Path, ledge
     lg = ["--ledger", str(ledger)]
     _ok(["contract", "add", "P1", "--item", "byo", "--tier", "1y", "--at", "2026-02-20", *lg])
     _ok(["contract", "bind", "P1", str(cert), "--at", "2026-03-02", *lg])
-    _ok(["contract", "notify", "P1", "--at", "2026-12-01", *lg])
+    _ok(["contract", "notify", "P1", "--at", "2026-11-01", *lg])
     past = _json(["contract", "show", "P1", "--json", "--at", "2026-06-01", *lg])
     assert past["state"]["notice_sent"] is None
     assert [e["kind"] for e in past["journal"]] == ["application-accepted", "certificate-bound"]
@@ -223,12 +254,13 @@ def test_contract_renew_records_the_renewal_and_its_fees(tmp_path: Path, ledger:
     _ok(["contract", "add", "N1", "--item", "globalsign-ov", "--tier", "1y",
          "--at", "2026-02-20", *lg])
     _ok(["contract", "bind", "N1", str(cert), "--at", "2026-03-02", *lg])
-    out = _json(["contract", "renew", "N1", "--default", "--designated", "2027-01-10",
-                 "--at", "2027-01-05", "--json", *lg])
+    _ok(["contract", "notify", "N1", "--at", "2026-10-01", *lg])  # answer due by 2026-10-31
+    out = _json(["contract", "renew", "N1", "--default", "--designated", "2026-11-10",
+                 "--at", "2026-11-05", "--json", *lg])
     kinds = [a["action"] for a in out["actions"]]
     assert "replace-certificate" in kinds
     fees = [a for a in out["actions"] if a["action"] == "fee-owed"]
-    assert {f["due"] for f in fees} == {"2027-01-10"}
+    assert {f["due"] for f in fees} == {"2026-11-10"}
 
 
 # ---------------------------------------------------------------- contract cancel
@@ -255,14 +287,14 @@ def test_contract_cancel_requested_later_is_honoured_and_printed(ledger: Path) -
 
 def test_contract_cancel_after_the_validity_period_is_refused(tmp_path: Path,
                                                               ledger: Path) -> None:
-    cert = _cert_file(tmp_path, not_before=datetime(2026, 1, 1, tzinfo=UTC), days=90)
+    cert = _cert_file(tmp_path, not_before=datetime(2026, 1, 1, tzinfo=UTC), days=100)
     lg = ["--ledger", str(ledger)]
     _ok(["contract", "add", "Q3", "--item", "byo", "--tier", "6m", "--at", "2026-01-01", *lg])
     _ok(["contract", "bind", "Q3", str(cert), "--at", "2026-01-02", *lg])
-    code, result = _run(["contract", "cancel", "Q3", "--arrived", "2026-04-02",
-                         "--at", "2026-04-03", *lg])
+    code, result = _run(["contract", "cancel", "Q3", "--arrived", "2026-04-12",
+                         "--at", "2026-04-13", *lg])
     assert code == 15
-    assert "validity period ended on 2026-04-01" in str(result.exception)
+    assert "validity period ended on 2026-04-11" in str(result.exception)
 
 
 def test_contract_cancel_bad_date_is_a_usage_error(ledger: Path) -> None:
@@ -293,9 +325,6 @@ def test_policy_actions_soonest_first_across_contracts(tmp_path: Path, ledger: P
     assert "Nothing due." in _ok(["policy", "actions", "--at", "2026-09-01", "--within", "1",
                                   *lg]).stdout
 
-
-def test_policy_actions_without_a_ledger_is_nothing_due(ledger: Path) -> None:
-    assert _json(["policy", "actions", "--json", "--ledger", str(ledger)]) == []
 
 
 # ---------------------------------------------------------------- ledger location

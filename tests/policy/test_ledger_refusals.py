@@ -1,0 +1,308 @@
+"""CONTRACT.md "What the ledger refuses": each refusal cites its clause and writes nothing.
+
+Every test here reads like the clause it enforces. The ledger's ``now`` (the time of recording)
+is an argument, as the CLI passes the real clock: these tests fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from policy.category import Category
+from policy.errors import ContractStateError
+from policy.events import (
+    TERMINATION_CLAUSES,
+    AnswerReceived,
+    CertificateBound,
+    ContractChanged,
+    Event,
+    NoticeSent,
+    RenewalMade,
+    Terminated,
+)
+from policy.facts import CertificateFacts
+from policy.ledger import Ledger
+from policy.rules.art6 import Answer
+from policy.state import PROVISO, ContractStatus
+from policy.tiers import Tier
+from policy.tokyo import tokyo_date, tokyo_midnight_utc
+from tests.policy.ledger_fixtures import accepted, facts, utc
+
+NOW = utc(2027, 6, 1, 3)
+"""The recording clock of every test: after every event below."""
+MIDNIGHT = tokyo_midnight_utc(date(2026, 2, 1))
+"""2026-02-01 00:00 JST: a period starting here counts its first day (民法第140条)."""
+LE_90 = facts(tag="le", not_before=MIDNIGHT, lifetime=timedelta(days=90))
+"""Let's Encrypt: 90 days inclusive, ends 2026-05-01 23:59:59 JST (the 90th day)."""
+BYO_91 = facts(tag="91", not_before=MIDNIGHT, lifetime=timedelta(days=91))
+"""One day longer than the proviso's 90 days under either period rule: renewable."""
+YEARLY = facts(tag="yearly", not_before=MIDNIGHT, lifetime=timedelta(days=300))
+"""Ends 2026-11-27 (Tokyo); notice sent 2026-09-01 makes the answer deadline 2026-10-01."""
+NOTICE = utc(2026, 9, 1, 3)
+DEADLINE = date(2026, 10, 1)
+
+
+def at_day(day: date, hour_jst: int = 12) -> datetime:
+    return tokyo_midnight_utc(day) + timedelta(hours=hour_jst)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
+        yield led
+
+
+def _contract(ledger: Ledger, cert: CertificateFacts, *, category: Category = Category.III,
+              item: str = "byo", tier: Tier | None = Tier.SIX_MONTHS) -> None:
+    ledger.append(accepted(at=MIDNIGHT - timedelta(days=1), item=item, category=category,
+                           tier=tier), now=NOW)
+    ledger.append(CertificateBound(contract_id="c1", at_utc=MIDNIGHT, facts=cert), now=NOW)
+
+
+def _yearly_category_i(ledger: Ledger, *, notice: bool = True) -> None:
+    _contract(ledger, YEARLY, category=Category.I, item="globalsign-ov", tier=Tier.ONE_YEAR)
+    if notice:
+        ledger.append(NoticeSent(contract_id="c1", at_utc=NOTICE), now=NOW)
+
+
+def _refused(ledger: Ledger, event: Event, match: str, *, now: datetime = NOW) -> str:
+    """The event is refused with a message matching ``match``, and nothing is written."""
+    before = ledger.count()
+    with pytest.raises(ContractStateError, match=match) as caught:
+        ledger.append(event, now=now)
+    assert ledger.count() == before
+    assert caught.value.exit_code == 15  # the policy family's "refused by the contract"
+    return str(caught.value)
+
+
+def _renewal(at: datetime, *, by_default: bool = False, sha: str | None = None) -> RenewalMade:
+    return RenewalMade(contract_id="c1", at_utc=at, by_default=by_default,
+                       certificate_sha256=sha)
+
+
+# ---------------------------------------------------------------- Art.6(3) proviso
+
+
+def test_a_category_iii_renewal_whose_certificate_is_within_90_days_is_refused(
+        ledger: Ledger) -> None:
+    _contract(ledger, LE_90)
+    ledger.append(NoticeSent(contract_id="c1", at_utc=at_day(date(2026, 3, 1))), now=NOW)
+    message = _refused(ledger, _renewal(at_day(date(2026, 4, 1))), r"Art\.6\(3\) proviso")
+    assert "within 90 days" in message
+    assert "2026-05-01" in message  # it ends with the certificate
+
+
+def test_a_category_iii_certificate_one_day_longer_than_90_days_is_renewed(
+        ledger: Ledger) -> None:
+    _contract(ledger, BYO_91)
+    ledger.append(_renewal(at_day(date(2026, 4, 1))), now=NOW)
+    assert len(ledger.state("c1", at=NOW).renewals) == 1
+
+
+def test_the_proviso_does_not_apply_to_category_i(ledger: Ledger) -> None:
+    short = facts(tag="short-i", not_before=MIDNIGHT, lifetime=timedelta(days=90))
+    _contract(ledger, short, category=Category.I, item="globalsign-ov", tier=Tier.SIX_MONTHS)
+    ledger.append(_renewal(at_day(date(2026, 4, 1))), now=NOW)
+
+
+# ---------------------------------------------------------------- renewal by default
+
+
+def test_a_renewal_by_default_on_category_iii_is_refused(ledger: Ledger) -> None:
+    _contract(ledger, YEARLY)
+    ledger.append(NoticeSent(contract_id="c1", at_utc=NOTICE), now=NOW)
+    message = _refused(ledger, _renewal(at_day(date(2026, 10, 10)), by_default=True),
+                       r"category III: it has no renewal by default \(Art\.6\(3\)\)")
+    assert "overdue answer" in message
+
+
+def test_a_renewal_by_default_before_any_notice_is_refused(ledger: Ledger) -> None:
+    _yearly_category_i(ledger, notice=False)
+    _refused(ledger, _renewal(at_day(date(2026, 10, 10)), by_default=True),
+             r"no renewal notice was recorded.*Art\.6\(2\)")
+
+
+def test_a_renewal_by_default_on_the_answer_deadline_is_refused_and_the_day_after_admitted(
+        ledger: Ledger) -> None:
+    _yearly_category_i(ledger)
+    _refused(ledger, _renewal(at_day(DEADLINE, 23), by_default=True),
+             r"the answer deadline 2026-10-01 has not passed.*Art\.6\(2\)")
+    ledger.append(_renewal(tokyo_midnight_utc(DEADLINE + timedelta(days=1)), by_default=True),
+                  now=NOW)
+    assert ledger.state("c1", at=NOW).renewals[0].by_default
+
+
+def test_a_renewal_by_default_after_a_timely_dont_renew_is_refused(ledger: Ledger) -> None:
+    _yearly_category_i(ledger)
+    ledger.append(AnswerReceived(contract_id="c1", at_utc=at_day(DEADLINE, 23),
+                                 answer=Answer.DONT_RENEW), now=NOW)
+    _refused(ledger, _renewal(at_day(date(2026, 10, 5)), by_default=True),
+             r"answered \"don't renew\" on 2026-10-01, by the deadline")
+
+
+# ---------------------------------------------------------------- one renewal, one fee
+
+
+def test_a_second_renewal_of_the_same_certificate_is_refused(ledger: Ledger) -> None:
+    _yearly_category_i(ledger)
+    ledger.append(_renewal(at_day(date(2026, 9, 10))), now=NOW)
+    message = _refused(ledger, _renewal(at_day(date(2026, 9, 11))), "already recorded")
+    assert "one renewal, one fee" in message
+    assert "Appx1.1" in message
+
+
+def test_a_second_renewal_recorded_earlier_in_time_is_refused_too(ledger: Ledger) -> None:
+    """Entered late with an earlier date, it would still bill the same renewal twice."""
+    _yearly_category_i(ledger)
+    ledger.append(_renewal(at_day(date(2026, 9, 20))), now=NOW)
+    _refused(ledger, _renewal(at_day(date(2026, 9, 10))), "one renewal, one fee")
+
+
+def test_the_successors_renewal_is_a_new_renewal(ledger: Ledger) -> None:
+    _yearly_category_i(ledger)
+    ledger.append(_renewal(at_day(date(2026, 9, 10))), now=NOW)
+    successor = facts(tag="successor", not_before=at_day(date(2026, 11, 1)),
+                      lifetime=timedelta(days=300))
+    ledger.append(CertificateBound(contract_id="c1", at_utc=at_day(date(2026, 11, 2)),
+                                   facts=successor), now=NOW)
+    ledger.append(_renewal(at_day(date(2027, 5, 1))), now=NOW)
+    assert len(ledger.state("c1", at=NOW).renewals) == 2
+
+
+def test_a_renewal_without_a_certificate_is_refused(ledger: Ledger) -> None:
+    ledger.append(accepted(at=MIDNIGHT), now=NOW)
+    _refused(ledger, _renewal(at_day(date(2026, 3, 1))), r"no certificate yet.*Art\.6")
+
+
+# ---------------------------------------------------------------- when events may happen
+
+
+def test_an_event_dated_before_acceptance_is_refused(ledger: Ledger) -> None:
+    ledger.append(accepted(at=MIDNIGHT), now=NOW)
+    _refused(ledger, ContractChanged(contract_id="c1", at_utc=MIDNIGHT - timedelta(seconds=1),
+                                     service="x"), "before contract 'c1' was accepted")
+    ledger.append(ContractChanged(contract_id="c1", at_utc=MIDNIGHT, service="x"), now=NOW)
+
+
+def test_an_event_after_the_termination_took_effect_is_refused_but_its_record_is_not(
+        ledger: Ledger) -> None:
+    _yearly_category_i(ledger)
+    ledger.append(Terminated(contract_id="c1", at_utc=NOTICE, effective=date(2026, 9, 30),
+                             clause="Art.8"), now=NOW)
+    ledger.append(ContractChanged(contract_id="c1", at_utc=at_day(date(2026, 9, 29)),
+                                  service="last day before"), now=NOW)
+    _refused(ledger, ContractChanged(contract_id="c1", at_utc=at_day(date(2026, 9, 30)),
+                                     service="too late"), r"terminated on 2026-09-30 \(Art\.8\)")
+    ledger.append(Terminated(contract_id="c1", at_utc=at_day(date(2026, 10, 2)),
+                             effective=date(2026, 9, 30), clause="Art.8",
+                             reason="the record that it ended"), now=NOW)
+
+
+def test_an_event_in_the_future_of_the_clock_is_refused(ledger: Ledger) -> None:
+    """The ledger records what happened: --at in the future is for questions."""
+    message = _refused(ledger, accepted(at=NOW + timedelta(seconds=1)), "in the future",
+                       now=NOW)
+    assert "for questions" in message
+    ledger.append(accepted(at=NOW), now=NOW)
+
+
+def test_the_time_of_recording_is_the_callers_now(ledger: Ledger) -> None:
+    ledger.append(accepted(at=MIDNIGHT), now=NOW)
+    [entry] = ledger.journal("c1")
+    assert entry.event.at_utc == MIDNIGHT
+    assert entry.recorded == NOW
+
+
+# ---------------------------------------------------------------- answers
+
+
+def test_dont_renew_after_a_default_renewal_is_refused_pointing_to_art9_2(
+        ledger: Ledger) -> None:
+    _yearly_category_i(ledger)
+    ledger.append(_renewal(at_day(date(2026, 10, 2)), by_default=True), now=NOW)
+    message = _refused(ledger, AnswerReceived(contract_id="c1", at_utc=at_day(date(2026, 10, 3)),
+                                              answer=Answer.DONT_RENEW), r"Art\.9\(1\)")
+    assert "cancellation form under Art.9(2)" in message
+    assert "certescrow contract cancel" in message
+
+
+@pytest.mark.parametrize(("day", "timing"), [
+    (DEADLINE, "on-time"),
+    (DEADLINE + timedelta(days=1), "late"),
+])
+def test_an_answer_after_the_deadline_is_recorded_and_marked_late(
+        ledger: Ledger, day: date, timing: str) -> None:
+    _yearly_category_i(ledger)
+    ledger.append(AnswerReceived(contract_id="c1", at_utc=at_day(day, 23),
+                                 answer=Answer.RENEW), now=NOW)
+    assert ledger.state("c1", at=NOW).answer_timing == timing
+    [answer] = [e.event for e in ledger.journal("c1") if isinstance(e.event, AnswerReceived)]
+    assert answer.timing == timing
+    assert ledger.journal("c1")[-1].to_json()["timing"] == timing
+
+
+def test_an_answer_before_any_notice_is_recorded_and_marked_early(ledger: Ledger) -> None:
+    _yearly_category_i(ledger, notice=False)
+    ledger.append(AnswerReceived(contract_id="c1", at_utc=NOTICE, answer=Answer.RENEW), now=NOW)
+    assert ledger.state("c1", at=NOW).answer_timing == "early"
+
+
+# ---------------------------------------------------------------- termination clauses
+
+
+def test_a_termination_under_an_unknown_clause_is_refused(ledger: Ledger) -> None:
+    _yearly_category_i(ledger)
+    message = _refused(ledger, Terminated(contract_id="c1", at_utc=NOTICE,
+                                          effective=date(2026, 9, 30), clause="Art.99"),
+                       "clauses that end a contract")
+    for clause in TERMINATION_CLAUSES:
+        assert clause in message
+
+
+@pytest.mark.parametrize("clause", TERMINATION_CLAUSES)
+def test_each_clause_that_ends_a_contract_is_admitted(ledger: Ledger, clause: str) -> None:
+    _yearly_category_i(ledger)
+    ledger.append(Terminated(contract_id="c1", at_utc=NOTICE, effective=date(2026, 9, 30),
+                             clause=clause), now=NOW)
+    assert ledger.state("c1", at=NOW).termination_clause == clause
+
+
+# ---------------------------------------------------------------- cannot be renewed (proviso)
+
+
+def test_a_contract_whose_certificate_cannot_be_renewed_ends_with_it(ledger: Ledger) -> None:
+    _contract(ledger, LE_90)
+    last_day = tokyo_date(LE_90.not_after_utc)
+    assert last_day == date(2026, 5, 1)
+    known = ledger.state("c1", at=at_day(date(2026, 2, 2)))
+    assert known.renewable is False
+    assert known.status is ContractStatus.TERMINATING  # said from the moment it is known
+    assert (known.terminated_on, known.termination_clause) == (last_day, PROVISO)
+    assert ledger.state("c1", at=at_day(last_day + timedelta(days=1))).status is \
+        ContractStatus.TERMINATED
+    assert known.to_json()["renewable"] is False
+
+
+def test_a_renewable_certificate_bound_on_the_last_day_saves_the_contract(
+        ledger: Ledger) -> None:
+    _contract(ledger, LE_90)
+    last_day = tokyo_date(LE_90.not_after_utc)
+    successor = facts(tag="renewable", not_before=at_day(last_day), lifetime=timedelta(days=200))
+    ledger.append(CertificateBound(contract_id="c1", at_utc=at_day(last_day, 20),
+                                   facts=successor), now=NOW)
+    state = ledger.state("c1", at=NOW)
+    assert state.renewable is True
+    assert state.terminated_on is None
+    assert state.status is ContractStatus.ACTIVE
+
+
+def test_a_certificate_bound_the_day_after_comes_too_late(ledger: Ledger) -> None:
+    _contract(ledger, LE_90)
+    after = tokyo_date(LE_90.not_after_utc) + timedelta(days=1)
+    successor = facts(tag="late", not_before=at_day(after), lifetime=timedelta(days=200))
+    _refused(ledger, CertificateBound(contract_id="c1", at_utc=at_day(after), facts=successor),
+             r"terminated on 2026-05-01 \(Art\.6\(3\) proviso\)")
