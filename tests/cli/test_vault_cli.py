@@ -396,3 +396,134 @@ def test_label_changes_label_and_contract_as_a_new_version(initialised: dict[str
     assert (info["version"], info["label"], info["contract_id"]) == (3, None, "C-2")
     assert isinstance(run(["label", *common(initialised), entry]).exception, VaultInputError)
     assert json.loads(ok(["verify", "--json", *common(initialised)]).stdout)["ok"] is True
+
+
+# ------------------------------------------------------------------ a first run that works
+
+def _readme_vault_block() -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### The vault", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def _fresh_shell_env(home: Path, **extra: str) -> dict[str, str]:
+    """What a new login shell on a fresh machine has: a HOME, a PATH, no keyring."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {"HOME": str(home), "PATH": f"{venv_bin}:/usr/bin:/bin", "LANG": "C.UTF-8",
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring", **extra}
+
+
+def test_the_readme_vault_block_runs_as_pasted_into_a_fresh_shell(tmp_path: Path) -> None:
+    home = tmp_path / "fresh-home"
+    home.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    item = issued()
+    (work / "server.key").write_bytes(key_pem(item))
+    (work / "server.crt").write_bytes(item.pem)
+    (work / "ca-documents.pdf").write_bytes(PDF)
+    block = _readme_vault_block()
+    assert "vault init" in block
+    # `ID` is the one placeholder: the id of the certificate just imported.
+    pick = (f"ID=$(certescrow vault list --kind certificate --json | {sys.executable} -c "
+            "'import json, sys; print(json.load(sys.stdin)[0][\"id\"])')\n")
+    lines = [pick + line.replace(" ID ", ' "$ID" ') if " ID " in line else line
+             for line in block.splitlines()]
+    script = "set -euo pipefail\n" + "\n".join(lines) + "\n"
+    done = subprocess.run(["bash", "-c", script], cwd=work, capture_output=True, timeout=120,
+                          check=False, env=_fresh_shell_env(home))
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert b"Traceback" not in done.stderr
+    key_file = home / ".config" / "certescrow" / "vault.key"
+    assert (key_file.stat().st_mode & 0o777) == 0o600
+    assert (key_file.parent.stat().st_mode & 0o777) == 0o700
+    assert (work / "server.crt.copy").read_bytes() == item.pem
+
+
+def test_no_os_keyring_says_how_to_use_a_key_file(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    exe = Path(sys.executable).parent / "certescrow"
+    done = subprocess.run([str(exe), "vault", "init"], capture_output=True, timeout=60,
+                          check=False, env=_fresh_shell_env(home))
+    assert done.returncode == VaultLockedError.exit_code
+    stderr = done.stderr.decode()
+    assert stderr.startswith("Error: no OS keyring is available")
+    assert "--key-file" in stderr
+    assert "CERTESCROW_VAULT_KEY_FILE" in stderr
+    assert "Traceback" not in stderr
+    assert not (home / ".local" / "share" / "certescrow" / "vault.sqlite3").exists()
+
+
+def test_a_plaintext_file_keyring_is_refused_unless_allowed_with_a_warning(
+        tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    exe = Path(sys.executable).parent / "certescrow"
+    plaintext = {"PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring"}
+    refused = subprocess.run([str(exe), "vault", "init"], capture_output=True, timeout=60,
+                             check=False, env=_fresh_shell_env(home, **plaintext))
+    assert refused.returncode == VaultLockedError.exit_code
+    assert b"a plaintext file, not an OS keyring" in refused.stderr
+    assert b"--key-file" in refused.stderr
+    allowed = subprocess.run(
+        [str(exe), "vault", "init"], capture_output=True, timeout=60, check=False,
+        env=_fresh_shell_env(home, CERTESCROW_VAULT_ALLOW_PLAINTEXT_KEYRING="1", **plaintext))
+    assert allowed.returncode == 0, allowed.stderr
+    assert b"plaintext file keyring" in allowed.stderr  # the warning
+
+
+def test_a_fifo_as_key_file_is_a_clear_error_not_a_hang(env: dict[str, Path]) -> None:
+    assert certescrow("vault", "init", *common(env)).returncode == 0
+    fifo = env["tmp"] / "key.fifo"
+    os.mkfifo(fifo, 0o600)
+    done = certescrow("vault", "verify", "--vault", str(env["vault"]), "--key-file", str(fifo))
+    assert done.returncode == VaultLockedError.exit_code
+    assert done.stderr.decode().startswith(f"Error: key file {fifo} is a FIFO")
+
+
+def test_rotate_key_offers_to_keep_the_old_key_for_older_backups(
+        initialised: dict[str, Path]) -> None:
+    ok(["put", *common(initialised), "--kind", "document"], input=b"x")
+    plain = ok(["rotate-key", *common(initialised)])
+    assert "backups made before this rotation open only with the old key" in plain.output
+    assert "--keep-old-key" in plain.output
+    old = initialised["key"].read_bytes()
+    kept = json.loads(ok(["rotate-key", *common(initialised), "--keep-old-key",
+                          "--json"]).stdout)
+    copy = Path(kept["old_key_kept"])
+    assert copy.read_bytes() == old
+    assert (copy.stat().st_mode & 0o777) == 0o600
+    assert copy.name.startswith("master.key.retired-")
+
+
+def test_restore_with_a_key_that_does_not_open_the_backup_names_it_and_replaces_nothing(
+        initialised: dict[str, Path]) -> None:
+    entry = ok(["put", *common(initialised), "--kind", "document"], input=b"x").stdout.strip()
+    backup = initialised["tmp"] / "old-backup.sqlite3"
+    ok(["backup", *common(initialised), str(backup)])
+    ok(["rotate-key", *common(initialised)])
+    ok(["rm", *common(initialised), entry])
+    failed = certescrow("vault", "restore", *common(initialised), str(backup), "--force")
+    assert failed.returncode == VaultLockedError.exit_code
+    stderr = failed.stderr.decode()
+    assert stderr.startswith(f"Error: backup {backup}: ")
+    assert "--keep-old-key" in stderr
+    assert "Traceback" not in stderr
+    listed = json.loads(ok(["list", "--json", "--vault", str(initialised["vault"])]).stdout)
+    assert listed == []  # the live vault was not replaced
+
+
+def test_verify_reports_damaged_text_as_an_integrity_error_quoting_nothing(
+        initialised: dict[str, Path]) -> None:
+    ok(["put", *common(initialised), "--kind", "document", "--label", "ok"], input=b"x")
+    sql(initialised["vault"],
+        "UPDATE entries SET label = CAST(X'544f505345435245545fff' AS TEXT)")  # TOPSECRET_\xff
+    done = certescrow("vault", "verify", *common(initialised))
+    assert done.returncode == VaultIntegrityError.exit_code
+    assert b"not valid UTF-8" in done.stdout
+    assert b"TOPSECRET" not in done.stdout + done.stderr
+    assert b"Traceback" not in done.stderr
+    listed = certescrow("vault", "list", "--vault", str(initialised["vault"]))
+    assert listed.returncode == VaultIntegrityError.exit_code
+    assert b"TOPSECRET" not in listed.stdout + listed.stderr
