@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from policy.service import PeerIdentity
+from policy.fleet_wire import PeerIdentity
 
 from .errors import AgentError
 
@@ -72,7 +72,7 @@ class IssuedCertificate:
 
     host: str
     serial: str
-    """Lowercase hex, no leading zeros (the form :class:`policy.service.PeerIdentity` uses)."""
+    """Lowercase hex, no leading zeros (the form :class:`policy.fleet_wire.PeerIdentity` uses)."""
     not_before_utc: datetime
     not_after_utc: datetime
     pem: bytes

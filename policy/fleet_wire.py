@@ -13,9 +13,10 @@ Both directions live here so the agent and the service cannot drift: ``report_bo
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .category import Category
@@ -28,9 +29,11 @@ __all__ = [
     "MAX_STRING",
     "Gone",
     "Heartbeat",
+    "PeerIdentity",
     "ReportBatch",
     "WireError",
     "heartbeat_body",
+    "identity_from_peercert",
     "observation_to_wire",
     "read_heartbeat",
     "read_report",
@@ -42,6 +45,35 @@ MAX_STRING = 4096
 MAX_LIST = 1000
 """Longest list inside one observation (SANs, policy OIDs, extra pairs)."""
 MAX_SEVERITIES = 16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerIdentity:
+    """Who is calling, from a client certificate the fleet CA issued."""
+
+    host: str
+    serial: str
+    """Lowercase hex, no leading zeros."""
+    not_after_utc: datetime
+
+
+def identity_from_peercert(peercert: Mapping[str, Any] | None) -> PeerIdentity | None:
+    """The identity in ``ssl.SSLSocket.getpeercert()``'s dictionary (a certificate OpenSSL
+    already verified against the fleet CA), or ``None`` when it names no single host."""
+    if not peercert:
+        return None
+    names = [value for rdn in peercert.get("subject", ()) for key, value in rdn
+             if key == "commonName"]
+    serial = peercert.get("serialNumber")
+    not_after = peercert.get("notAfter")
+    if len(names) != 1 or not isinstance(serial, str) or not isinstance(not_after, str):
+        return None
+    try:
+        expiry = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), tz=UTC)
+        serial_text = format(int(serial, 16), "x")
+    except ValueError:
+        return None
+    return PeerIdentity(host=str(names[0]), serial=serial_text, not_after_utc=expiry)
 
 
 class WireError(ValueError):

@@ -28,17 +28,24 @@ import asyncio
 import ipaddress
 import json
 import logging
-import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from .fleet_registry import FleetRegistry
-from .fleet_wire import ReportBatch, TooManyError, WireError, read_heartbeat, read_report
+from .fleet_wire import (
+    PeerIdentity,
+    ReportBatch,
+    TooManyError,
+    WireError,
+    identity_from_peercert,
+    read_heartbeat,
+    read_report,
+)
 from .intake import Intake
 
 __all__ = [
@@ -56,16 +63,6 @@ ForwardedParser = Callable[[bytes, datetime], "PeerIdentity | None"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PeerIdentity:
-    """Who is calling, from a client certificate the fleet CA issued."""
-
-    host: str
-    serial: str
-    """Lowercase hex, no leading zeros."""
-    not_after_utc: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceSettings:
     max_body_bytes: int = 4 * 1024 * 1024
     max_observations: int = 1000
@@ -74,25 +71,6 @@ class ServiceSettings:
     proxy_header: str = "X-Client-Cert"
     """nginx: ``proxy_set_header X-Client-Cert $ssl_client_escaped_cert;``"""
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-def identity_from_peercert(peercert: Mapping[str, Any] | None) -> PeerIdentity | None:
-    """The identity in ``ssl.SSLSocket.getpeercert()``'s dictionary (a certificate OpenSSL
-    already verified against the fleet CA), or ``None`` when it names no single host."""
-    if not peercert:
-        return None
-    names = [value for rdn in peercert.get("subject", ()) for key, value in rdn
-             if key == "commonName"]
-    serial = peercert.get("serialNumber")
-    not_after = peercert.get("notAfter")
-    if len(names) != 1 or not isinstance(serial, str) or not isinstance(not_after, str):
-        return None
-    try:
-        expiry = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), tz=UTC)
-        serial_text = format(int(serial, 16), "x")
-    except ValueError:
-        return None
-    return PeerIdentity(host=str(names[0]), serial=serial_text, not_after_utc=expiry)
 
 
 def _error(status: int, message: str) -> web.Response:

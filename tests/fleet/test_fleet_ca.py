@@ -1,0 +1,176 @@
+"""The fleet CA's certificates (identity is the desk's choice, never the CSR's), the forwarded
+certificate check of proxy mode, and the enrolment commands end to end: no private key ever
+lands on disk in the clear."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from agent.fleet_ca import (
+    FleetCAError,
+    identity_from_pem,
+    issue_ca,
+    issue_client_certificate,
+    issue_server_certificate,
+    make_agent_csr,
+)
+
+AT = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ca() -> tuple[bytes, bytes]:
+    return issue_ca(name="fleet CA", at=AT - timedelta(days=1))
+
+
+def test_the_host_is_the_desks_choice_not_the_csrs(ca: tuple[bytes, bytes]) -> None:
+    _, csr = make_agent_csr(host="i-claim-to-be-the-desk")
+    issued = issue_client_certificate(ca_key_pem=ca[0], ca_cert_pem=ca[1], csr_pem=csr,
+                                      host="web01", at=AT)
+    cert = x509.load_pem_x509_certificate(issued.pem)
+    assert [a.value for a in cert.subject] == ["web01"]
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "web01"
+    usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(days=30)
+    assert issued.serial == format(cert.serial_number, "x")
+
+
+def test_a_tampered_csr_is_refused(ca: tuple[bytes, bytes]) -> None:
+    _, csr = make_agent_csr(host="web01")
+    other_key, _ = make_agent_csr(host="web02")
+    # Re-sign the CSR's content with another key: the signature no longer verifies.
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    loaded = x509.load_pem_x509_csr(csr)
+    key = serialization.load_pem_private_key(other_key, password=None)
+    forged = (x509.CertificateSigningRequestBuilder().subject_name(loaded.subject)
+              .sign(key, hashes.SHA256()))  # type: ignore[arg-type]
+    der = bytearray(forged.public_bytes(serialization.Encoding.DER))
+    der[-5] ^= 0x01  # flip a bit of the signature
+    tampered = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM)
+    with pytest.raises(FleetCAError, match="signature"):
+        issue_client_certificate(ca_key_pem=ca[0], ca_cert_pem=ca[1], csr_pem=tampered,
+                                 host="web01", at=AT)
+    with pytest.raises(FleetCAError, match="not a PEM"):
+        issue_client_certificate(ca_key_pem=ca[0], ca_cert_pem=ca[1], csr_pem=b"junk",
+                                 host="web01", at=AT)
+
+
+@pytest.mark.parametrize("host", ["", "-leading-dash", "a b", "x" * 254, "web01\n",
+                                  "../etc", "web01;DROP"])
+def test_host_names_are_a_plain_charset(ca: tuple[bytes, bytes], host: str) -> None:
+    _, csr = make_agent_csr(host="web01")
+    with pytest.raises(FleetCAError):
+        issue_client_certificate(ca_key_pem=ca[0], ca_cert_pem=ca[1], csr_pem=csr, host=host,
+                                 at=AT)
+
+
+def test_a_client_certificate_never_outlives_its_ca(ca: tuple[bytes, bytes]) -> None:
+    ca_cert = x509.load_pem_x509_certificate(ca[1])
+    _, csr = make_agent_csr(host="web01")
+    late = ca_cert.not_valid_after_utc - timedelta(days=2)
+    issued = issue_client_certificate(ca_key_pem=ca[0], ca_cert_pem=ca[1], csr_pem=csr,
+                                      host="web01", at=late)
+    assert issued.not_after_utc == ca_cert.not_valid_after_utc
+    with pytest.raises(FleetCAError, match="expired"):
+        issue_client_certificate(ca_key_pem=ca[0], ca_cert_pem=ca[1], csr_pem=csr,
+                                 host="web01", at=ca_cert.not_valid_after_utc)
+
+
+def test_forwarded_certificates_are_checked_again(ca: tuple[bytes, bytes]) -> None:
+    _, csr = make_agent_csr(host="web01")
+    good = issue_client_certificate(ca_key_pem=ca[0], ca_cert_pem=ca[1], csr_pem=csr,
+                                    host="web01", at=AT)
+    identity = identity_from_pem(good.pem, ca_cert_pem=ca[1], at=AT + timedelta(days=1))
+    assert identity is not None
+    assert (identity.host, identity.serial) == ("web01", good.serial)
+    # Expired (the day after notAfter), not yet valid, another CA's, a server certificate,
+    # garbage: no identity.
+    assert identity_from_pem(good.pem, ca_cert_pem=ca[1], at=AT + timedelta(days=31)) is None
+    assert identity_from_pem(good.pem, ca_cert_pem=ca[1], at=AT - timedelta(seconds=1)) is None
+    other = issue_ca(name="other", at=AT - timedelta(days=1))
+    foreign = issue_client_certificate(ca_key_pem=other[0], ca_cert_pem=other[1], csr_pem=csr,
+                                       host="web01", at=AT)
+    assert identity_from_pem(foreign.pem, ca_cert_pem=ca[1], at=AT) is None
+    _, server = issue_server_certificate(ca_key_pem=ca[0], ca_cert_pem=ca[1],
+                                         names=["web01"], at=AT)
+    assert identity_from_pem(server.pem, ca_cert_pem=ca[1], at=AT) is None
+    assert identity_from_pem(b"-----BEGIN CERTIFICATE-----\nAAAA\n", ca_cert_pem=ca[1],
+                             at=AT) is None
+
+
+# ---------------------------------------------------------------------- the commands, for real
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent.main", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_enrolment_commands_end_to_end_without_a_plaintext_key_on_disk(tmp_path: Path) -> None:
+    desk, host = tmp_path / "desk", tmp_path / "host"
+    desk.mkdir(mode=0o700)
+    host.mkdir(mode=0o700)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTESCROW_")}
+    env["PYTHONPATH"] = str(REPO)
+    desk_env = {**env, "CERTESCROW_VAULT_KEY_FILE": str(desk / "vault.key")}
+    host_env = {**env, "CERTESCROW_VAULT_KEY_FILE": str(host / "vault.key")}
+    ledger = str(desk / "ledger.sqlite3")
+
+    done = _run(["fleet", "ca", "init", "--vault", str(desk / "vault.sqlite3"),
+                 "--out", str(desk / "ca.pem")], desk_env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    again = _run(["fleet", "ca", "init", "--vault", str(desk / "vault.sqlite3")], desk_env,
+                 tmp_path)
+    assert again.returncode != 0
+    assert "already holds a fleet CA" in again.stderr
+
+    done = _run(["agent", "enroll", "--host", "web01", "--vault", str(host / "vault.sqlite3"),
+                 "--csr-out", str(host / "web01.csr")], host_env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('client_key = "')
+
+    done = _run(["fleet", "sign", str(host / "web01.csr"), "--host", "web01", "--days", "7",
+                 "--vault", str(desk / "vault.sqlite3"), "--ledger", ledger,
+                 "--out", str(desk / "web01.pem")], desk_env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    cert = x509.load_pem_x509_certificate((desk / "web01.pem").read_bytes())
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == timedelta(days=7)
+
+    hosts = _run(["fleet", "hosts", "--json", "--ledger", ledger], env, tmp_path)
+    [web01] = json.loads(hosts.stdout)["hosts"]
+    assert web01["host"] == "web01"
+    assert web01["silent"] is True  # issued, never heard from
+    assert web01["revoked"] is False
+
+    assert _run(["fleet", "revoke", "web01", "--ledger", ledger], env, tmp_path).returncode == 0
+    twice = _run(["fleet", "revoke", "web01", "--ledger", ledger], env, tmp_path)
+    assert twice.returncode != 0
+    assert "no live client certificate" in twice.stderr
+    [revoked] = json.loads(_run(["fleet", "hosts", "--json", "--ledger", ledger], env,
+                                tmp_path).stdout)["hosts"]
+    assert revoked["revoked"] is True
+
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert b"PRIVATE KEY" not in path.read_bytes(), f"a plaintext key in {path}"
+
+
+def test_the_cli_starts_without_the_fleet_extra(tmp_path: Path) -> None:
+    # The Quick start installs no aiohttp/psycopg: every other command must still work.
+    code = ("import sys; sys.modules['aiohttp'] = None; sys.modules['psycopg'] = None; "
+            "sys.argv = ['certescrow', 'fleet', '--help']; "
+            "from agent.main import main; main()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "revoke" in done.stdout
