@@ -6,9 +6,12 @@ from __future__ import annotations
 import dataclasses
 from datetime import date, timedelta
 
+import pytest
+
 from policy.catalogue import load_catalogue
 from policy.category import Category
 from policy.decisions import Action
+from policy.periods import PeriodRule
 from policy.rules.art3 import compliance, compliance_decisions, transition_allowance
 from policy.tiers import Tier
 from tests.policy.factsutil import facts, utc
@@ -163,3 +166,65 @@ def test_appx1_provider_issued_items_cite_the_appendix() -> None:
     result = compliance(f, Tier.ONE_YEAR, category=Category.I, ca=GLOBALSIGN)
     assert not result.compliant
     assert result.clause == "Appx1.1"
+
+
+def test_art3_overlap_is_counted_inclusively() -> None:
+    """A successor starting the second after its predecessor's notAfter overlaps by nothing;
+    one starting at that very second overlaps by one second (both ends are inside)."""
+    new = facts(NB, lifetime=397 * DAY)
+    adjacent = facts(NB - 300 * DAY, not_after=NB - timedelta(seconds=1))
+    same_second = facts(NB - 300 * DAY, not_after=NB)
+    assert transition_allowance(new, adjacent, GLOBALSIGN) == timedelta(0)
+    assert transition_allowance(new, same_second, GLOBALSIGN) == timedelta(seconds=1)
+    assert transition_allowance(new, previous_ending(30 * DAY), GLOBALSIGN) == \
+        30 * DAY + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("category", [Category.I, Category.II])
+def test_appx1_categories_i_ii_cite_appx1_for_the_carry_over_allowance(
+        category: Category) -> None:
+    new = facts(NB, lifetime=397 * DAY)
+    result = compliance(new, Tier.ONE_YEAR, category=category, ca=GLOBALSIGN,
+                        previous=previous_ending(31 * DAY))
+    assert result.compliant
+    assert result.clause == "Appx1.1"
+    assert result.findings[0].clause == "Appx1.1"
+    assert "Art.3" not in result.findings[0].clause
+
+
+def test_art3_cited_for_category_iii_only() -> None:
+    new = facts(NB, lifetime=397 * DAY)
+    byo = compliance(new, Tier.ONE_YEAR, category=Category.III, ca=GLOBALSIGN,
+                     previous=previous_ending(31 * DAY))
+    assert byo.clause == "Art.3 proviso"
+    assert byo.findings[0].clause == "Art.3 proviso"
+
+
+def test_art3_non_compliant_decision_names_the_period_rule_and_last_day() -> None:
+    f = facts(utc(2026, 4, 1, 3), lifetime=199 * DAY)  # 12:00 JST: reckoning day Apr 2
+    result = compliance(f, Tier.SIX_MONTHS, category=Category.III, ca=None)
+    (decision,) = compliance_decisions(result, f, contract_id="C-9")
+    assert decision.computed["period_rule"] == "civil-code"
+    assert decision.computed["period_last_day"] == "2026-10-01"
+    assert "2026-10-01 満了" in decision.explanation_ja
+    assert "民法第143条" in decision.explanation_ja
+    assert "199日" in decision.explanation_ja
+    assert " d" not in decision.explanation_ja
+    elapsed = compliance(f, Tier.SIX_MONTHS, category=Category.III, ca=None,
+                         rule=PeriodRule.ELAPSED)
+    (d2,) = compliance_decisions(elapsed, f, contract_id="C-9")
+    assert d2.computed["period_rule"] == "elapsed"
+    assert d2.computed["period_last_day"] == "2026-10-01"
+
+
+def test_art3_six_months_civil_code_boundary_both_sides() -> None:
+    nb = utc(2026, 4, 1, 3)  # 12:00 JST on Apr 1: 6 months end at the end of Oct 1 (JST)
+    inside = facts(nb, not_after=utc(2026, 10, 1, 14, 59, 59))
+    outside = facts(nb, not_after=utc(2026, 10, 1, 15, 0, 0))
+    assert compliance(inside, Tier.SIX_MONTHS, category=Category.III, ca=None).compliant
+    assert not compliance(outside, Tier.SIX_MONTHS, category=Category.III, ca=None).compliant
+    assert not compliance(inside, Tier.SIX_MONTHS, category=Category.III, ca=None,
+                          rule=PeriodRule.ELAPSED).compliant
+    at_elapsed_end = facts(nb, not_after=utc(2026, 10, 1, 2, 59, 59))
+    assert compliance(at_elapsed_end, Tier.SIX_MONTHS, category=Category.III, ca=None,
+                      rule=PeriodRule.ELAPSED).compliant

@@ -263,3 +263,61 @@ def test_art6_deadline_is_the_earlier_of_notice_plus_n_and_end_of_validity(
     assert deadline <= end_day
     assert deadline <= notice + timedelta(days=deadline_days)
     assert deadline in (end_day, notice + timedelta(days=deadline_days))
+
+
+# ---------------------------------------------------------------- issue 10: notices and words
+
+def test_art6_1_a_47_day_certificate_is_not_overdue_before_it_existed() -> None:
+    """A certificate shorter than the 90-day lead time: its notice is due the day it was
+    issued (never 43 days before), and once bound later, the day it was bound."""
+    nb = utc(2029, 4, 1, 3)  # 12:00 JST
+    f = facts(nb, lifetime=47 * DAY)
+    got = actions(Category.I, f, at=nb)[Action.NOTIFY]
+    assert got.due == date(2029, 4, 1)
+    assert got.computed["overdue"] is False
+    assert "shorter than the lead time" in got.explanation_en
+    bound = renewal_decisions(category=Category.I, facts=f, contract_id="C-1", notice_sent=None,
+                              answer=None, at=utc(2029, 4, 10), settings=SETTINGS,
+                              bound_on=date(2029, 4, 10))
+    (notify,) = bound
+    assert notify.due == date(2029, 4, 10)
+    assert notify.computed["overdue"] is False
+    assert "bound" in notify.explanation_en
+    # A certificate longer than the lead time keeps its ordinary due day, on both sides.
+    assert renewal_notice_due(utc(2026, 12, 31, 3), lead_days=90,
+                              not_before_utc=utc(2026, 1, 1)) == date(2026, 10, 2)
+    assert renewal_notice_due(nb + 90 * DAY, lead_days=90, not_before_utc=nb) == \
+        date(2029, 4, 1)
+    assert renewal_notice_due(nb + 91 * DAY, lead_days=90, not_before_utc=nb) == \
+        date(2029, 4, 2)
+
+
+def test_art6_3_overdue_answer_asks_for_the_answer_not_payment() -> None:
+    f = facts(utc(2026, 1, 1), lifetime=200 * DAY)
+    got = actions(Category.III, f, at=utc(2026, 6, 1), notice=date(2026, 4, 20))
+    text = got[Action.ANSWER_OVERDUE].explanation_ja
+    assert "回答を催促" in text
+    assert "督促" not in text
+
+
+def test_art6_3_blocked_decision_names_the_rule_and_last_day_in_both_languages() -> None:
+    nb = datetime(2026, 5, 10, 3, 4, 5, tzinfo=UTC)  # 12:04:05 JST
+    f = facts(nb, lifetime=90 * DAY + ONE_SECOND)
+    decision = actions(Category.III, f, at=nb)[Action.RENEWAL_BLOCKED]
+    assert decision.computed["period_rule"] == "civil-code"
+    assert decision.computed["period_last_day"] == "2026-08-08"
+    assert "起算日 2026-05-11（初日不算入、民法第140条）から 90 日、2026-08-08 満了" in \
+        decision.explanation_ja
+    assert "90日と1秒" in decision.explanation_ja
+    assert "reckoning day 2026-05-11" in decision.explanation_en
+    assert "90 days 1 s" in decision.explanation_en
+    elapsed = actions(Category.III, facts(nb, lifetime=90 * DAY), at=nb,
+                      settings=PolicySettings(period_rule=PeriodRule.ELAPSED))
+    blocked = elapsed[Action.RENEWAL_BLOCKED]
+    assert blocked.computed["period_rule"] == "elapsed"
+    assert blocked.computed["period_last_day"] == "2026-08-08"
+    # Every category III decision used the proviso's period and says which rule.
+    notify = actions(Category.III, facts(nb, lifetime=200 * DAY), at=nb)[Action.NOTIFY]
+    assert notify.computed["period_rule"] == "civil-code"
+    assert "period_rule" not in actions(Category.I, facts(nb, lifetime=200 * DAY),
+                                        at=nb)[Action.NOTIFY].computed

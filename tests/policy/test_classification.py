@@ -249,3 +249,61 @@ def test_classify_once_due_stays_due_as_time_advances(t1: int, t2: int, days: in
     assert b.days_left <= a.days_left
     if "expired" in codes(a):
         assert "expired" in codes(b)
+
+
+# ---------------------------------------------------------------- issue 10/11: items and periods
+
+CT_OV = {"issuer_org": "Cybertrust Japan Co., Ltd.",
+         "issuer_cn": "Cybertrust Japan SureServer CA G4", "policy_oids": (OV,)}
+
+
+def test_appx1_certificate_longer_than_every_period_its_item_offers_is_a_finding() -> None:
+    """sureserver-cloud offers 6 months and 1 year; no tier is contracted (it offers two), yet
+    a certificate longer than 1 year cannot comply with any contract for the item."""
+    nb = utc(2026, 4, 1, 3)  # 12:00 JST: 1 year ends at the end of 2027-04-01 (JST)
+    inside = facts(nb, not_after=utc(2027, 4, 1, 14, 59, 59), **CT_OV)
+    outside = facts(nb, not_after=utc(2027, 4, 1, 15, 0, 0), **CT_OV)
+    bound = Binding(item="sureserver-cloud")
+    ok = classify_certificate(inside, CATALOGUE, binding=bound, at=nb)
+    assert ok.contracted_tier is None
+    assert "exceeds-item-periods" not in codes(ok)
+    bad = classify_certificate(outside, CATALOGUE, binding=bound, at=nb)
+    (finding,) = [f for f in bad.findings if f.code == "exceeds-item-periods"]
+    assert finding.clause == "Appx1.1"
+    assert "sureserver-cloud" in finding.message
+    # Recognised without a binding too (the matcher's single candidate).
+    unbound = classify_certificate(outside, CATALOGUE, binding=UNBOUND, at=nb)
+    assert unbound.item == "sureserver-cloud"
+    assert "exceeds-item-periods" in codes(unbound)
+
+
+def test_art1_bound_item_whose_ca_cannot_have_issued_the_certificate_is_a_mismatch() -> None:
+    le = facts(utc(2026, 4, 1), lifetime=90 * DAY, issuer_org="Let's Encrypt",
+               issuer_cn="R11", policy_oids=(DV,))
+    result = classify_certificate(le, CATALOGUE, binding=Binding(item="globalsign-dv"),
+                                  at=utc(2026, 4, 2))
+    (finding,) = [f for f in result.findings if f.code == "item-mismatch"]
+    assert "GlobalSign cannot have issued it" in finding.message
+    assert result.item == "globalsign-dv"  # the binding still decides the contract's item
+
+
+def test_art1_bound_item_whose_validation_level_contradicts_the_oid_is_a_mismatch() -> None:
+    dv = facts(utc(2026, 4, 1), lifetime=199 * DAY, issuer_org="GlobalSign nv-sa",
+               issuer_cn="Some future GlobalSign CA", policy_oids=(DV,))
+    result = classify_certificate(dv, CATALOGUE, binding=Binding(item="globalsign-ov"),
+                                  at=utc(2026, 4, 2))
+    (finding,) = [f for f in result.findings if f.code == "item-mismatch"]
+    assert "(OV)" in finding.message
+    assert "DV" in finding.message
+    ov = facts(utc(2026, 4, 1), lifetime=199 * DAY, issuer_org="GlobalSign nv-sa",
+               issuer_cn="Some future GlobalSign CA", policy_oids=(OV,))
+    fine = classify_certificate(ov, CATALOGUE, binding=Binding(item="globalsign-ov"),
+                                at=utc(2026, 4, 2))
+    assert "item-mismatch" not in codes(fine)
+
+
+def test_art1_byo_item_takes_a_certificate_from_any_ca() -> None:
+    le = facts(utc(2026, 4, 1), lifetime=90 * DAY, issuer_org="Let's Encrypt", issuer_cn="R11")
+    result = classify_certificate(le, CATALOGUE, binding=Binding(item="byo"),
+                                  at=utc(2026, 4, 2))
+    assert "item-mismatch" not in codes(result)

@@ -16,7 +16,8 @@ from policy.forecast import (
     load_schedule,
     tier_outlook,
 )
-from policy.tiers import Tier
+from policy.periods import PeriodRule
+from policy.tiers import Tier, tier_period
 from tests.policy.factsutil import ONE_SECOND, facts, utc
 
 SCHEDULE = embedded_schedule()
@@ -157,3 +158,38 @@ def test_schedule_file_is_validated(tmp_path: Path) -> None:
                     encoding="utf-8")
     with pytest.raises(CatalogueError, match=r"ballots: unknown key"):
         load_schedule(path)
+
+
+def test_forecast_uses_the_configured_period_rule() -> None:
+    """09:00 JST on Feb 28 of a common year: 6 elapsed months end at 09:00 on Aug 28, 6
+    civil-code months (reckoned from Mar 1: March to August) at the end of Aug 31. A 183-day
+    certificate fills the first and not the second."""
+    start = utc(2027, 2, 28, 0)  # 09:00 JST
+    longest = 183 * DAY  # ends 2027-08-30 08:59:59 JST
+    civil = tier_period(start, Tier.SIX_MONTHS, rule=PeriodRule.CIVIL_CODE)
+    elapsed = tier_period(start, Tier.SIX_MONTHS, rule=PeriodRule.ELAPSED)
+    assert civil is not None
+    assert elapsed is not None
+    not_after = start + longest - ONE_SECOND
+    assert elapsed.filled_by(not_after)
+    assert not civil.filled_by(not_after)
+    assert civil.filled_by(utc(2027, 8, 31, 14, 59, 59))  # 23:59:59 JST on Aug 31
+    outlook = tier_outlook(Tier.ONE_YEAR, SCHEDULE, at=utc(2026, 1, 1),
+                           rule=PeriodRule.ELAPSED)
+    assert outlook.period_rule is PeriodRule.ELAPSED
+    assert outlook.to_json()["period_rule"] == "elapsed"
+    assert tier_outlook(Tier.ONE_YEAR, SCHEDULE, at=utc(2026, 1, 1)).to_json()[
+        "period_rule"] == "civil-code"
+
+
+def test_forecast_proviso_counts_by_the_rule() -> None:
+    """90 days + 1 s from 12:00 JST is within 90 civil-code days (it ends on the 90th day) but
+    not within 90 × 86,400 s."""
+    cert = facts(utc(2026, 1, 1, 3), lifetime=90 * DAY + ONE_SECOND)
+    args = {"contract_id": "C-6", "item": "byo", "category": Category.III,
+            "tier": Tier.SIX_MONTHS, "certificate": cert, "terminated_on": None,
+            "schedule": SCHEDULE, "at": utc(2026, 2, 1)}
+    assert contract_outlook(**args).currently_blocked  # type: ignore[arg-type]
+    assert not contract_outlook(**args, rule=PeriodRule.ELAPSED).currently_blocked  # type: ignore[arg-type]
+    assert SCHEDULE.non_renewable_from(PeriodRule.ELAPSED) == \
+        SCHEDULE.non_renewable_from(PeriodRule.CIVIL_CODE) == date(2029, 3, 15)
