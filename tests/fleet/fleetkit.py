@@ -111,7 +111,7 @@ class Fleet:
             if not line:
                 break
             self.stderr.append(line)
-            found = re.search(r"listening on https://127\.0\.0\.1:(\d+)", line)
+            found = re.search(r"listening on https?://127\.0\.0\.1:(\d+)", line)
             if found:
                 self.port = int(found.group(1))
                 return
