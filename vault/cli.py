@@ -235,13 +235,14 @@ def import_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
     requests: list[tuple[formats.ImportedItem, PutRequest]] = []
     with _open(ctx, vault_path, key_file) as vault:
         for path in files:
-            try:
-                if path.stat().st_size > formats.MAX_ENTRY_SIZE:
+            try:  # non-blocking, regular files only: a FIFO named here must not hang us
+                data = read_secret_file(path, what="file", max_bytes=formats.MAX_ENTRY_SIZE)
+            except SecretFileError as exc:
+                if exc.problem == "too-large":
                     raise VaultInputError(f"{path}: larger than the vault's limit of "
-                                          f"{formats.MAX_ENTRY_SIZE // 2**20} MiB per entry")
-                data = path.read_bytes()
-            except OSError as exc:
-                raise VaultInputError(f"{path}: cannot read: {exc.strerror}") from None
+                                          f"{formats.MAX_ENTRY_SIZE // 2**20} MiB per "
+                                          "entry") from None
+                raise VaultInputError(str(exc)) from None
             for item in formats.recognise(data, source=str(path), ask=ask, kind=kind):
                 requests.append((item, PutRequest(
                     kind=item.kind, data=item.data, contract_id=contract_id,

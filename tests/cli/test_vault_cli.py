@@ -527,3 +527,17 @@ def test_verify_reports_damaged_text_as_an_integrity_error_quoting_nothing(
     listed = certescrow("vault", "list", "--vault", str(initialised["vault"]))
     assert listed.returncode == VaultIntegrityError.exit_code
     assert b"TOPSECRET" not in listed.stdout + listed.stderr
+
+
+def test_import_of_a_fifo_is_refused_naming_it(initialised: dict[str, Path]) -> None:
+    import signal
+
+    fifo = initialised["tmp"] / "server.key"
+    os.mkfifo(fifo, 0o600)
+    signal.alarm(10)  # a regression would block in open() forever
+    try:
+        refused = run(["import", *common(initialised), str(fifo)])
+    finally:
+        signal.alarm(0)
+    assert isinstance(refused.exception, VaultInputError)
+    assert f"file {fifo} is a FIFO" in str(refused.exception)
