@@ -207,8 +207,8 @@ class Store:
         check_private_file(path)
         if not create and path.stat().st_size == 0:
             # Connecting would write a database header into it; an empty file is not a vault.
-            raise VaultNotFoundError(f"{path} is an empty file, not a vault; create one with "
-                                     "`certescrow vault init`")
+            raise VaultNotFoundError(f"{path} is an empty file, not a vault; move it away, "
+                                     "then create the vault with `certescrow vault init`")
         for suffix in ("-wal", "-shm"):
             side = path.with_name(path.name + suffix)
             if side.exists():
