@@ -59,6 +59,7 @@ __all__ = [
     "render_detail",
     "render_table",
     "status_line",
+    "summary_pieces",
     "tokyo_time",
 ]
 
@@ -379,27 +380,33 @@ def render_table(report: ScanReport, *, width: int | None = None,
             lines.extend(_wrap("", _words(for_terminal(
                 f"{skip.path}: {skip.code}: {skip.message}")), width, joiner=" ", indent="  "))
     lines.append("")
-    lines.extend(_wrap("", _words(status_line(report, mode=mode)), width, joiner=" ",
-                       indent=""))
+    lines.extend(_wrap("", _status_pieces(report, mode), width, joiner=" ", indent=""))
     if chain or quiet_keys:
         lines.append(f"({chain} chain certificate(s) shown with their leaves, {quiet_keys} key "
                      "file(s) without a problem; --json lists them)")
     return "\n".join(lines)
 
 
+def _status_pieces(report: ScanReport, mode: ExitMode) -> list[str]:
+    return summary_pieces(report.tally(), mode=mode, at=report.at,
+                          certificates=len(report.rows), skipped=len(report.skipped))
+
+
 def status_line(report: ScanReport, *, mode: ExitMode = ExitMode.HOST) -> str:
     """The summary under the table: counts, the monitoring verdict and why, the time."""
-    tally = report.tally()
-    return summary_text(tally, mode=mode, at=report.at, certificates=len(report.rows),
-                        skipped=len(report.skipped))
+    return " ".join(_status_pieces(report, mode))
 
 
-def summary_text(tally: MonitorTally, *, mode: ExitMode, at: datetime, certificates: int,
-                 skipped: int = 0) -> str:
+def summary_pieces(tally: MonitorTally, *, mode: ExitMode, at: datetime, certificates: int,
+                   skipped: int = 0) -> list[str]:
+    """The summary line in pieces that a narrow terminal may put on separate lines (a count, a
+    verdict and the time are never split)."""
     verdict = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}[exit_status(tally, mode)]
-    reasons = "".join(f"; {r}" for r in tally.unknown_reasons)
-    return (f"{certificates} certificate(s), {tally.errors} error(s), {skipped} skipped; "
-            f"{mode.value} status {verdict}{reasons} (as of {tokyo_time(at)})")
+    pieces = [f"{certificates} certificate(s),", f"{tally.errors} error(s),",
+              f"{skipped} skipped;", f"{mode.value} status {verdict}"]
+    pieces += [f"({for_terminal(reason)})" for reason in tally.unknown_reasons]
+    pieces.append(f"(as of {tokyo_time(at)})")
+    return pieces
 
 
 # ---------------------------------------------------------------- inspect

@@ -108,10 +108,13 @@ def place_certificates(results: Sequence[FileResult]) -> dict[tuple[str, int], P
         chained.update((c.path, c.index) for c in chain)
         out[(leaf.path, leaf.index)] = Placement(role=Role.LEAF, contract_view=True,
                                                  chain=tuple(chain))
+    # The same CA certificate in chain.pem as in fullchain.pem after the leaf is the chain too.
+    chain_shas = {record.facts.sha256 for records in by_subject.values() for record in records
+                  if (record.path, record.index) in chained or record.path in leaf_files}
     for records in by_subject.values():
         for record in records:
             key = (record.path, record.index)
-            if key in chained or record.path in leaf_files:
+            if key in chained or record.facts.sha256 in chain_shas:
                 role = Role.ROOT if record.facts.self_signed else Role.INTERMEDIATE
                 out[key] = Placement(role=role, contract_view=False)
             elif leaves:

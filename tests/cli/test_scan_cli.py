@@ -56,13 +56,16 @@ def test_scan_json_prints_one_object_per_certificate(store: Path) -> None:
         assert row["not_after"].endswith("Z")
 
 
+TRUNCATED = b"-----BEGIN CERTIFICATE-----\nMIIB\n"
+
+
 def test_scan_without_exit_status_exits_1_when_a_file_failed(store: Path) -> None:
-    write(store / "junk.bin", b"\x00garbage")
+    write(store / "cut.pem", TRUNCATED)
     code, out, _ = _scan(str(store), "--json", "--at", AT)
     assert code == 1
     errors = [r for r in json.loads(out) if "error" in r]
-    assert errors == [{"kind": "error", "path": str(store / "junk.bin"),
-                       "error": {"code": "garbage", "message": errors[0]["error"]["message"]}}]
+    assert errors == [{"kind": "error", "path": str(store / "cut.pem"),
+                       "error": {"code": "truncated", "message": errors[0]["error"]["message"]}}]
 
 
 def test_scan_csv(store: Path) -> None:
@@ -81,28 +84,50 @@ def test_scan_json_and_csv_exclude_each_other(store: Path) -> None:
 def test_scan_human_table_is_sorted_by_urgency(store: Path) -> None:
     code, out, _ = _scan(str(store), "--at", AT)
     assert code == 0
-    lines = out.splitlines()
-    assert lines[0].startswith("SEVERITY")
-    assert "le.example" in lines[1]  # renewal blocked: more urgent than the 300-day one
-    assert "ok.example" in lines[2]
+    rows = [line for line in out.splitlines()[1:] if line and not line.startswith(" ")]
+    assert out.startswith("SEVERITY")
+    assert "le.example" in rows[0]  # renewal blocked: more urgent than the 300-day one
+    assert "ok.example" in rows[1]
     assert "2 certificate(s), 0 error(s)" in out
+    assert "(as of 2026-02-01 12:00 JST)" in out
 
 
 @pytest.mark.parametrize(
-    ("extra", "status"),
-    [({}, 0), ({"le.pem": "blocked"}, 1), ({"old.pem": "expired"}, 2), ({"junk": "junk"}, 3),
-     ({"old.pem": "expired", "junk": "junk"}, 2)],
+    ("extra", "option", "status"),
+    [({}, "--exit-status", 0),
+     ({"le.pem": "blocked"}, "--exit-status", 0),  # the contract desk's, not the host's
+     ({"le.pem": "blocked"}, "--exit-status=host", 0),
+     ({"le.pem": "blocked"}, "--exit-status=contract", 1),
+     ({"le.pem": "blocked"}, "--exit-status=all", 1),
+     ({"old.pem": "expired"}, "--exit-status", 2),
+     ({"junk": "junk"}, "--exit-status", 3),
+     ({"junk": "junk"}, "--exit-status=contract", 3),
+     ({"old.pem": "expired", "junk": "junk"}, "--exit-status", 2),
+     ({"README": "readme"}, "--exit-status", 0)],  # skipped, info: never UNKNOWN
 )
-def test_scan_exit_status_for_monitoring(tmp_path: Path, extra: dict[str, str],
-                                         status: int) -> None:
+@pytest.mark.parametrize("fmt", ["--json", "--csv", "--table"])
+def test_scan_exit_status_for_monitoring(tmp_path: Path, extra: dict[str, str], option: str,
+                                         status: int, fmt: str) -> None:
     write(tmp_path / "ok.pem", make_cert(not_before=NB, lifetime=timedelta(days=300)).pem)
     contents = {"blocked": make_cert(not_before=NB).pem,
                 "expired": make_cert(not_before=NB - timedelta(days=200)).pem,
-                "junk": b"\x00junk"}
+                "junk": TRUNCATED, "readme": b"This directory contains your keys.\n"}
     for name, kind in extra.items():
         write(tmp_path / name, contents[kind])
-    code, _, _ = _scan(str(tmp_path), "--exit-status", "--json", "--at", AT)
+    args = [str(tmp_path), option, "--at", AT] + ([] if fmt == "--table" else [fmt])
+    code, _, err = _scan(*args)
     assert code == status
+    assert ("UNKNOWN: 1 file(s) or certificate(s) could not be read" in err) == (status == 3)
+
+
+def test_exit_status_before_a_path_is_the_flag_not_a_mode(tmp_path: Path) -> None:
+    write(tmp_path / "ok.pem", make_cert(not_before=NB, lifetime=timedelta(days=300)).pem)
+    code, out, err = _scan("--exit-status", str(tmp_path), "--at", AT)
+    assert (code, err) == (0, "")
+    assert "host status OK" in out
+    code, _, err = _scan("--exit-status=sometimes", str(tmp_path))
+    assert code == 2
+    assert "sometimes" in err
 
 
 def test_scan_tier_option_checks_compliance(tmp_path: Path) -> None:
@@ -203,13 +228,23 @@ def test_scan_leaves_the_garbage_collector_as_it_found_it(store: Path) -> None:
     assert gc.isenabled()
 
 
-def test_scan_of_an_empty_directory_is_an_empty_json_array(tmp_path: Path) -> None:
+def test_scan_of_an_empty_directory_is_an_empty_json_array_and_unknown(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    code, out, _ = _scan(str(tmp_path / "empty"), "--json", "--exit-status")
+    code, out, _ = _scan(str(tmp_path / "empty"), "--json")
     assert (code, out) == (0, "[]\n")
+    code, out, err = _scan(str(tmp_path / "empty"), "--json", "--exit-status")
+    assert (code, out) == (3, "[]\n")  # nothing monitored is never OK
+    assert "UNKNOWN: no certificate was read: nothing is monitored" in err
     code, out, _ = _scan(str(tmp_path / "empty"), "--csv")
     assert code == 0
     assert out.splitlines() == [",".join(CSV_COLUMNS)]
+
+
+def test_scan_of_a_path_that_does_not_exist_is_unknown_with_the_reason(tmp_path: Path) -> None:
+    code, out, err = _scan(str(tmp_path / "nowhere"), "--exit-status")
+    assert code == 3
+    assert "not-found" in out
+    assert "UNKNOWN" in err
 
 
 def test_library_warnings_become_findings_not_stderr_in_a_real_process(tmp_path: Path) -> None:
