@@ -29,13 +29,14 @@ from types import FrameType
 
 from policy.intake import Intake
 
-from .certset import MAX_SET_ATTEMPTS
+from .certset import MAX_SET_ATTEMPTS, key_lookup
 from .config import Config, StoreConfig, load_config
 from .errors import AgentError, ConfigError
 from .escrow import Escrow, EscrowRecord, VaultLike
 from .index import FileIndex
 from .ledgerwriter import LedgerWriter
 from .logs import EventLog, configure_logging
+from .readindex import PersistentIndex, ReadIndexFile
 from .records import FileResult
 from .sdnotify import Notifier, watchdog_interval_s
 from .storesync import Lister, Reader, StoreSync
@@ -81,6 +82,7 @@ class Daemon:
         ledger_path: Path | None = None,
         reopen_intake: Callable[[], Intake] | None = None,
         ledger_stalled_after_s: float | None = None,
+        read_index_path: Path | None = None,
     ) -> None:
         self.config_path = config_path
         self.notifier = notifier if notifier is not None else Notifier("")
@@ -111,6 +113,13 @@ class Daemon:
         self._next_supervise = monotonic()
         self.log_format_override: str | None = None
         self.last_resync = monotonic()
+        # What was read, kept across restarts (agent/readindex.py): unchanged files are not
+        # read again after a restart.
+        self.read_index: PersistentIndex | None = None
+        if read_index_path is not None:
+            self.read_index = PersistentIndex(ReadIndexFile(
+                read_index_path, host=config.agent.host, log=self.log))
+            self.sync.index = self.read_index
 
     # ------------------------------------------------------------------ the parts
 
@@ -160,11 +169,28 @@ class Daemon:
 
     def process_due(self) -> int:
         """Process every path whose quiet period has elapsed; returns how many."""
-        return self.sync.process_due()
+        done = self.sync.process_due()
+        if self.read_index is not None:
+            self.read_index.flush()
+        return done
 
     def full_scan(self, *, collect: bool = False) -> ScanSummary:
         """Walk every store; read only what changed; report; mark what is gone."""
+        if self.read_index is not None and self.read_index.loaded < 0:
+            self.read_index.load()
+            for name in self.read_index.paths():
+                store = self.sync.store_for(name)
+                if store is not None and store.escrow:
+                    # Read again: escrow is idempotent, and a vault replaced while the
+                    # daemon was down gets its keys back.
+                    self.read_index.remove(name)
+            for unit in self.read_index.units_with_keys():
+                keys = key_lookup(unit)
+                for result in unit:
+                    self.sync.sets.accepted(result, keys)
         summary = self.sync.full_scan(collect=collect)
+        if self.read_index is not None:
+            self.read_index.flush()
         self.last_resync = self.monotonic()
         return summary
 
@@ -347,6 +373,9 @@ class Daemon:
         self.log.info("stopping", "observers stopped; ledger and vault closed")
         self.stop_watching()
         self.writer.stop(drain_s=LEDGER_DRAIN_S)
+        if self.read_index is not None:
+            self.read_index.flush()
+            self.read_index.file.close()
         close = getattr(self.intake, "close", None)
         if callable(close):
             close()

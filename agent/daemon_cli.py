@@ -20,6 +20,7 @@ from policy.intake import Intake
 from .config import Config, load_config, load_raw_config
 from .daemon import CertificateSeen, Daemon, ScanSummary, VaultLike
 from .logs import EventLog, configure_logging
+from .readindex import READ_INDEX_NAME
 from .sdnotify import Notifier
 
 __all__ = ["EXIT_STATUS", "check_config_command", "exit_status", "run_command"]
@@ -83,7 +84,8 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                     config_path=config_path, vault_factory=_vault_factory(ref),
                     notifier=notifier, log=log,
                     ledger_path=config.policy.ledger if local else None,
-                    reopen_intake=(lambda: Ledger.open(config.policy.ledger)) if local else None)
+                    reopen_intake=(lambda: Ledger.open(config.policy.ledger)) if local else None,
+                    read_index_path=config.policy.ledger.parent / READ_INDEX_NAME)
     ref.append(daemon)
     if remote is not None:
         remote.inventory = lambda: inventory_of(daemon.index)

@@ -1,0 +1,418 @@
+"""The daemon's read index on disk: what it read, at which stat identity, so that a restart
+reads nothing that did not change (issue 12).
+
+One SQLite file in the state directory (beside the ledger). A row per file: its path, the stat
+identity it was read at (device, inode, size, mtime, ctime; :mod:`agent.index`), the file a link
+resolved to, the SHA-256 of the row's content, and what reading it produced (a
+:class:`~agent.records.FileResult`, without key material, as compact JSON). SQLite transactions
+make every write crash-safe: a crash loses at most the last batch, whose files are read again.
+
+The file is input like any other. A file that is not an SQLite database, another program's
+database, an index of another host or of another version of the records (a schema fingerprint
+of every field of every record type), a row whose digest does not match, or a value of the
+wrong type is discarded whole, with one log line, and the daemon reads every file again: a
+row is never half-trusted, and nothing is unpickled (the codec builds only the record types it
+knows, checking each value's type).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import os
+import sqlite3
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a platform orjson has no wheel for
+    orjson = None  # type: ignore[assignment]
+
+from policy.decisions import Finding
+from policy.facts import CertificateFacts
+
+from .index import FileIndex, StatKey
+from .logs import EventLog
+from .records import CertificateRecord, FileError, FileResult, FileSkip, KeyRecord
+
+__all__ = [
+    "FORMAT",
+    "READ_INDEX_NAME",
+    "PersistentIndex",
+    "ReadIndexFile",
+    "UntrustedIndexError",
+    "schema_fingerprint",
+]
+
+READ_INDEX_NAME = "read-index.sqlite3"
+"""Its name in the state directory (beside the ledger)."""
+FORMAT = "certescrow-read-index"
+VERSION = 1
+_RECORD_TYPES: tuple[type[Any], ...] = (FileResult, CertificateRecord, KeyRecord, FileError,
+                                        FileSkip, Finding, CertificateFacts)
+
+
+class UntrustedIndexError(Exception):
+    """The file on disk is not an index this daemon may trust (the message says why)."""
+
+
+# ---------------------------------------------------------------- the codec
+
+Decoder = Callable[[Any], Any]
+Encoder = Callable[[Any], Any]
+
+
+def _fields(cls: type[Any]) -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(cls) if f.init]
+
+
+def schema_fingerprint() -> str:
+    """Names and types of every field of every record type: an index written by a version
+    whose records differ is foreign."""
+    parts = []
+    for cls in _RECORD_TYPES:
+        hints = typing.get_type_hints(cls)
+        parts.append(cls.__name__ + ":" + ",".join(f"{f.name}={hints[f.name]}"
+                                                   for f in _fields(cls)))
+    return hashlib.sha256(";".join(parts).encode()).hexdigest()
+
+
+def _check(kind: type[Any]) -> Decoder:
+    def decode(value: Any) -> Any:
+        if type(value) is not kind:
+            raise UntrustedIndexError(f"expected {kind.__name__}, found {type(value).__name__}")
+        return value
+
+    return decode
+
+
+def _decoder(tp: Any, memo: dict[Any, Decoder]) -> Decoder:
+    """A decoder for values of type ``tp`` that rejects anything else. Built once per type;
+    no recursion on input (only on the fixed record types)."""
+    if tp in memo:
+        return memo[tp]
+    decoder: Decoder
+    origin = typing.get_origin(tp)
+    if tp is str or tp is int or tp is bool:
+        decoder = _check(tp)
+    elif tp is type(None):
+        decoder = _check(type(None))
+    elif tp is bytes:
+        def decoder(value: Any) -> Any:  # key material is never written
+            raise UntrustedIndexError("key material in a read index")
+    elif tp is datetime:
+        def decoder(value: Any) -> Any:
+            if type(value) is not str:
+                raise UntrustedIndexError("instant is not text")
+            instant = datetime.fromisoformat(value)
+            if instant.tzinfo is None:
+                raise UntrustedIndexError("instant without a time zone")
+            return instant
+    elif isinstance(tp, type) and issubclass(tp, enum.IntEnum):
+        enum_type = tp
+
+        def decoder(value: Any) -> Any:
+            if type(value) is not int:
+                raise UntrustedIndexError(f"{enum_type.__name__} is not a number")
+            return enum_type(value)
+    elif origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        inner = [o for o in options if o is not type(None)]
+        if len(inner) != 1 or len(options) != 2:
+            raise TypeError(f"read index: no codec for {tp}")
+        if inner[0] is bytes:
+            decoder = _check(type(None))  # material: always written as null
+        else:
+            some = _decoder(inner[0], memo)
+
+            def decoder(value: Any) -> Any:
+                return None if value is None else some(value)
+    elif origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = _decoder(args[0], memo)
+
+            def decoder(value: Any) -> Any:
+                if type(value) is not list:
+                    raise UntrustedIndexError("expected a list")
+                return tuple(item(v) for v in value)
+        else:
+            items = [_decoder(a, memo) for a in args]
+
+            def decoder(value: Any) -> Any:
+                if type(value) is not list or len(value) != len(items):
+                    raise UntrustedIndexError("expected a fixed-length list")
+                return tuple(d(v) for d, v in zip(items, value, strict=True))
+    elif dataclasses.is_dataclass(tp) and tp in _RECORD_TYPES:
+        cls = tp
+        memo[tp] = lambda value: inner_decoder(value)  # placeholder for nested self-reference
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in _fields(cls)]
+        parts = [_decoder(hints[name], memo) for name in names]
+
+        def inner_decoder(value: Any) -> Any:
+            if type(value) is not list or len(value) != len(parts):
+                raise UntrustedIndexError(f"malformed {cls.__name__}")
+            return cls(**{n: d(v) for n, d, v in zip(names, parts, value, strict=True)})
+
+        decoder = inner_decoder
+    else:
+        raise TypeError(f"read index: no codec for {tp}")
+    memo[tp] = decoder
+    return decoder
+
+
+def _encode(value: Any) -> Any:
+    """Records as lists of their fields in order, tuples as lists, instants as ISO text,
+    enums as numbers, key material as null."""
+    if isinstance(value, str | bool | int) or value is None:
+        return int(value) if isinstance(value, enum.IntEnum) else value
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return None
+    if dataclasses.is_dataclass(value) and type(value) in _RECORD_TYPES:
+        return [_encode(getattr(value, f.name)) for f in _fields(type(value))]
+    raise TypeError(f"read index: cannot write a {type(value).__name__}")
+
+
+def _json_dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+_dumps: Callable[[Any], bytes] = orjson.dumps if orjson is not None else _json_dumps
+_loads: Callable[[bytes], Any] = orjson.loads if orjson is not None else json.loads
+
+
+# ---------------------------------------------------------------- the file
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    result BLOB NOT NULL
+);
+"""
+
+
+class ReadIndexFile:
+    """The index file: load it once at start, then write what changed, a transaction a batch.
+
+    Any failure to read it is an :class:`UntrustedIndexError` from :meth:`load`, which the caller
+    turns into one log line and a fresh file; a failure to write it is logged and leaves the
+    daemon running without persistence until the next flush succeeds.
+    """
+
+    def __init__(self, path: Path, *, host: str, log: EventLog) -> None:
+        self.path = path
+        self.host = host
+        self.log = log
+        self._db: sqlite3.Connection | None = None
+        self._decode = _decoder(FileResult, {})
+        self._fingerprint = schema_fingerprint()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            os.chmod(self.path, 0o600)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        except (OSError, sqlite3.Error):
+            db.close()
+            raise
+        return db
+
+    def _expected_meta(self) -> dict[str, str]:
+        return {"format": FORMAT, "version": str(VERSION), "host": self.host,
+                "schema": self._fingerprint}
+
+    def load(self) -> Iterator[tuple[str, StatKey, str, FileResult]]:
+        """Every row, checked. Raises :class:`UntrustedIndexError` at the first doubt (the caller
+        discards everything it got so far)."""
+        if not self.path.exists():
+            return
+        try:
+            db = self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            raise UntrustedIndexError(f"cannot open it ({type(exc).__name__})") from None
+        self._db = db
+        try:
+            tables = {row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not {"meta", "files"} <= tables:
+                raise UntrustedIndexError("not a certescrow read index (tables missing)")
+            meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+            for name, want in self._expected_meta().items():
+                if meta.get(name) != want:
+                    raise UntrustedIndexError(f"not this daemon's index ({name} differs)")
+            for row in db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
+                                  "digest, result FROM files"):
+                yield self._row(row)
+        except sqlite3.Error as exc:
+            raise UntrustedIndexError(f"unreadable ({type(exc).__name__})") from None
+
+    def _row(self, row: tuple[Any, ...]) -> tuple[str, StatKey, str, FileResult]:
+        path, dev, ino, size, mtime_ns, ctime_ns, target, digest, blob = row
+        if not (type(path) is str and type(target) is str and type(blob) is bytes
+                and all(type(v) is int for v in (dev, ino, size, mtime_ns, ctime_ns))):
+            raise UntrustedIndexError("a row of the wrong shape")
+        key: StatKey = (dev, ino, size, mtime_ns, ctime_ns)
+        if digest != _digest(path, key, target, blob):
+            raise UntrustedIndexError("a row whose digest does not match")
+        try:
+            result = self._decode(_loads(blob))
+        except UntrustedIndexError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise UntrustedIndexError(
+                f"a row that does not decode ({type(exc).__name__})") from None
+        if result.path != path:
+            raise UntrustedIndexError("a row about another path")
+        return path, key, target, result
+
+    def reset(self) -> None:
+        """Start a new, empty index (the old file, if any, is removed)."""
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(f"{self.path}{suffix}")
+            except FileNotFoundError:
+                pass
+        db = self._connect()
+        db.executescript(_SCHEMA)
+        with db:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                           self._expected_meta().items())
+        self._db = db
+
+    def write(self, puts: Iterable[tuple[str, StatKey, str, FileResult]],
+              removes: Iterable[str]) -> None:
+        """Apply changes in one transaction."""
+        if self._db is None:
+            self.reset()
+        db = self._db
+        assert db is not None  # noqa: S101 - reset() opened it
+        rows = []
+        for path, key, target, result in puts:
+            blob = _dumps(_encode(result))
+            rows.append((path, *key, target, _digest(path, key, target, blob), blob))
+        db.execute("BEGIN")
+        try:
+            db.executemany("DELETE FROM files WHERE path = ?", ((p,) for p in removes))
+            db.executemany("INSERT OR REPLACE INTO files (path, dev, ino, size, mtime_ns, "
+                           "ctime_ns, target, digest, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           rows)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def _digest(path: str, key: StatKey, target: str, blob: bytes) -> str:
+    """Catches a torn or edited row (not an attacker who can write the state directory: they
+    can write the ledger too). Paths cannot hold NUL, so the fields cannot run together."""
+    head = f"{path}\0{key[0]}\0{key[1]}\0{key[2]}\0{key[3]}\0{key[4]}\0{target}\0"
+    return hashlib.sha256(head.encode("utf-8", "surrogateescape") + blob).hexdigest()
+
+
+# ---------------------------------------------------------------- the index that remembers
+
+class PersistentIndex(FileIndex[FileResult]):
+    """A :class:`~agent.index.FileIndex` of file results that notes what changed since the
+    last :meth:`flush` and writes it to its :class:`ReadIndexFile` then."""
+
+    def __init__(self, store: ReadIndexFile) -> None:
+        super().__init__()
+        self.file = store
+        self._dirty: dict[str, bool] = {}
+        """Path -> True (written) or False (removed) since the last flush."""
+        self.loaded = -1
+        """Files restored by :meth:`load`; -1 until it ran."""
+
+    def load(self) -> int:
+        """Fill the index from the file; an index that cannot be trusted is discarded whole,
+        with one log line. Returns how many files were restored."""
+        restored: list[tuple[str, StatKey, str, FileResult]] = []
+        try:
+            restored = list(self.file.load())
+        except UntrustedIndexError as exc:
+            self.file.log.warning("read-index-discarded",
+                                  f"{self.file.path}: read index discarded: {exc}; every file "
+                                  "is read again", path=str(self.file.path))
+            restored = []
+            try:
+                self.file.reset()
+            except (OSError, sqlite3.Error) as err:
+                self._write_failed(err)
+        for path, key, target, result in restored:
+            FileIndex.put(self, path, key, result, target=target)
+        self.loaded = len(restored)
+        return self.loaded
+
+    def put(self, path: Path | str, key: StatKey | None, result: FileResult,
+            target: Path | str | None = None) -> None:
+        super().put(path, key, result, target)
+        self._dirty[str(path)] = key is not None
+
+    def remove(self, path: Path | str) -> FileResult | None:
+        result = super().remove(path)
+        if result is not None:
+            self._dirty[str(path)] = False
+        return result
+
+    def units_with_keys(self) -> Iterator[list[FileResult]]:
+        """The results of each directory that holds a private key (to restore which leaves
+        paired with a key, :mod:`agent.certset`)."""
+        for names in self._by_dir.values():
+            unit = [self._entries[name].result for name in names]
+            if any(result.keys for result in unit):
+                yield unit
+
+    @property
+    def pending(self) -> int:
+        return len(self._dirty)
+
+    def flush(self) -> None:
+        """Write what changed since the last flush (one transaction)."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        puts = []
+        removes = []
+        for path, present in dirty.items():
+            entry = self._entries.get(path)
+            if present and entry is not None and entry.key is not None:
+                puts.append((path, entry.key, entry.target, entry.result))
+            else:
+                removes.append(path)
+        try:
+            self.file.write(puts, removes)
+        except (OSError, sqlite3.Error, TypeError) as exc:
+            self._dirty = {**dirty, **self._dirty}  # try again at the next flush
+            self._write_failed(exc)
+
+    def _write_failed(self, exc: BaseException) -> None:
+        self.file.log.error("read-index-write-failed",
+                            f"{self.file.path}: cannot write the read index "
+                            f"({type(exc).__name__}); a restart will read every file again",
+                            path=str(self.file.path))

@@ -1,0 +1,194 @@
+"""The daemon's read index on disk: a restart reads nothing that did not change, and an index
+that cannot be trusted is discarded whole (issue 12)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.logs import EventLog, configure_logging
+from agent.reader import read_file
+from agent.readindex import READ_INDEX_NAME, PersistentIndex, ReadIndexFile
+from agent.records import FileError, FileResult, FileSkip, ReadLimits
+from policy.decisions import Finding, Severity
+from tests.agent.daemon_helpers import CountingReader, SteppingClock, make_daemon, store_config
+from tests.agent.scan_fixtures import write
+from tests.certfactory import make_cert
+
+
+def _store(root: Path, count: int = 12) -> Path:
+    for i in range(count):
+        write(root / f"d{i % 3}" / f"site{i:03}.pem", make_cert(sans=(f"s{i}.example.jp",)).pem)
+    return root
+
+
+def _log() -> tuple[EventLog, io.StringIO]:
+    stream = io.StringIO()
+    return EventLog(configure_logging("text", stream=stream)), stream
+
+
+def _start(tmp_path: Path, store: Path, **kwargs: object) -> tuple[object, CountingReader]:
+    reader = CountingReader()
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path,
+                                 clock=SteppingClock(), reader=reader,
+                                 read_index_path=tmp_path / "state" / READ_INDEX_NAME, **kwargs)
+    daemon.full_scan()
+    daemon.shutdown()
+    return intake, reader
+
+
+def test_a_restart_on_an_unchanged_store_reads_nothing(tmp_path: Path) -> None:
+    store = _store(tmp_path / "certs")
+    _, first = _start(tmp_path, store)
+    assert len(first.calls) == 12
+    intake, again = _start(tmp_path, store)
+    assert again.calls == []  # nothing read, nothing parsed
+    assert intake.reported == []  # type: ignore[attr-defined]
+    assert intake.gone == []  # type: ignore[attr-defined]
+
+
+def test_a_restart_reads_exactly_what_changed_while_it_was_down(tmp_path: Path) -> None:
+    store = _store(tmp_path / "certs")
+    _start(tmp_path, store)
+    replacement = make_cert(sans=("s4.example.jp",), serial=404)
+    changed = store / "d1" / "site004.pem"
+    write(changed, replacement.pem)
+    gone = store / "d2" / "site005.pem"
+    gone.unlink()
+    chmodded = store / "d0" / "site000.pem"
+    chmodded.chmod(0o600)  # the ctime changes: read again (a finding may change)
+    intake, reader = _start(tmp_path, store)
+    assert sorted(reader.calls) == sorted([str(changed), str(chmodded)])
+    assert [o.facts.sha256 for o in intake.reported  # type: ignore[attr-defined]
+            if o.location == str(changed)] == [replacement.sha256]
+    assert intake.gone == [str(gone)]  # type: ignore[attr-defined]
+
+
+def _index_file(tmp_path: Path) -> Path:
+    return tmp_path / "state" / READ_INDEX_NAME
+
+
+@pytest.mark.parametrize("damage", ["garbage", "another-database", "another-host",
+                                    "edited-row", "wrong-type"])
+def test_an_index_that_cannot_be_trusted_is_discarded_with_a_log_line(
+        tmp_path: Path, damage: str) -> None:
+    store = _store(tmp_path / "certs")
+    _start(tmp_path, store)
+    path = _index_file(tmp_path)
+    if damage == "garbage":
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        path.write_bytes(b"SQLite format 3\x00" + os.urandom(3000))
+    elif damage == "another-database":
+        path.unlink()
+        other = sqlite3.connect(path)
+        other.execute("CREATE TABLE journal (id INTEGER, body TEXT)")
+        other.commit()
+        other.close()
+    else:
+        db = sqlite3.connect(path)
+        if damage == "another-host":
+            db.execute("UPDATE meta SET value = 'web2' WHERE name = 'host'")
+        elif damage == "edited-row":
+            db.execute("UPDATE files SET result = replace(result, 's3.example.jp', "
+                       "'evil.example') WHERE path LIKE '%site003.pem'")
+        else:  # a value of the wrong type, digest recomputed: the codec refuses it
+            from agent.readindex import _digest
+
+            row = db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, result "
+                             "FROM files WHERE path LIKE '%site003.pem'").fetchone()
+            blob = row[7].replace(b'"s3.example.jp"', b"3")
+            db.execute("UPDATE files SET result = ?, digest = ? WHERE path = ?",
+                       (blob, _digest(row[0], tuple(row[1:6]), row[6], blob), row[0]))
+        db.commit()
+        db.close()
+    log, stream = _log()
+    _intake, reader = _start(tmp_path, store, log=log)
+    assert len(reader.calls) == 12  # nothing trusted: every file read again
+    lines = [line for line in stream.getvalue().splitlines() if "read index discarded" in line]
+    assert len(lines) == 1, stream.getvalue()
+    assert "evil" not in stream.getvalue()
+    # and a fresh index was written: the next restart reads nothing
+    _, reader = _start(tmp_path, store)
+    assert reader.calls == []
+
+
+def test_every_kind_of_result_round_trips(tmp_path: Path) -> None:
+    issued = make_cert(sans=("a.example.jp", "192.0.2.1"))
+    write(tmp_path / "s" / "both.pem", issued.pem + issued.key_pem(), 0o644)
+    write(tmp_path / "s" / "junk.pem", b"\x00junk")
+    results = [read_file(tmp_path / "s" / name, limits=ReadLimits(), keep_key_pem=True,
+                         keep_der=True) for name in ("both.pem", "junk.pem")]
+    results.append(FileResult(
+        path=str(tmp_path / "s" / "README"),
+        skipped=FileSkip(path=str(tmp_path / "s" / "README"), code="readme", message="m"),
+        findings=(Finding(code="x", clause="Art.1", message="日本語", severity=Severity.CRITICAL),),
+        cert_errors=(FileError(path="p", code="c", message="m", index=2),)))
+    log, _ = _log()
+    index = PersistentIndex(ReadIndexFile(tmp_path / "ri.sqlite3", host="h", log=log))
+    index.load()
+    for n, result in enumerate(results):
+        index.put(result.path, (1, n, 3, 4, 5), result, target="/t")
+    index.flush()
+    index.file.close()
+    again = PersistentIndex(ReadIndexFile(tmp_path / "ri.sqlite3", host="h", log=log))
+    assert again.load() == 3
+    for result in results:
+        back = again.get(result.path)
+        assert back is not None
+        # key material is never written
+        assert all(k.pem is None for k in back.keys)
+        assert all(c.der is None for c in back.certificates)
+        bare = replace(result, keys=tuple(replace(k, pem=None) for k in result.keys),
+                       certificates=tuple(replace(c, der=None) for c in result.certificates))
+        assert back == bare
+    assert again.key_of(results[0].path) == (1, 0, 3, 4, 5)
+    assert oct(os.stat(tmp_path / "ri.sqlite3").st_mode & 0o777) == "0o600"
+
+
+_WRITER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from agent.logs import EventLog
+from agent.readindex import PersistentIndex, ReadIndexFile
+from agent.records import FileResult
+index = PersistentIndex(ReadIndexFile(__import__("pathlib").Path(sys.argv[2]), host="h",
+                                      log=EventLog()))
+index.load()
+n = 0
+while True:
+    for i in range(500):
+        n += 1
+        index.put(f"/s/{i:04}.pem", (1, n, 3, 4, 5), FileResult(path=f"/s/{i:04}.pem"))
+    index.flush()
+    print(n, flush=True)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_a_loadable_index(tmp_path: Path) -> None:
+    path = tmp_path / "ri.sqlite3"
+    repo = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, repo, str(path)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # at least one transaction committed
+    time.sleep(0.3)  # then killed wherever it is
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    log, stream = _log()
+    index = PersistentIndex(ReadIndexFile(path, host="h", log=log))
+    assert index.load() == 500  # a whole committed batch: all 500 paths, none torn
+    assert "discarded" not in stream.getvalue()
+    generations = {(index.key_of(f"/s/{i:04}.pem")[1] - 1) // 500  # type: ignore[index]
+                   for i in range(500)}
+    assert len(generations) == 1  # every row from the same transaction
