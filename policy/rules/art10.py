@@ -9,7 +9,13 @@ The terms fix the *moments*, not most amounts:
 * application agency fee (申請代行手数料, Appx1.3): categories I and II only, per new acquisition
   or renewal, alongside the initial fee;
 * monthly fee (月額費用, Appx1.2): owed from the billing start date, and 0 yen for every item;
-* one-time fee (一時費用): owed from the moment the provider accepts a contract change (Art.5).
+* one-time fee (一時費用): owed from the moment the provider accepts a contract change (Art.5),
+  *where the price list names one*: Appendix 1 prices no one-time fee for this service, so a
+  change with no configured ``change_fee`` is recorded with no fee line at all.
+
+The Japanese explanations use the terms' own words for each moment: the initial fee arises
+「申込を当社が承諾した時点で」, the default-renewal fee at a moment the provider designates on or
+after the day it took the renewal as made, the monthly fee 「課金開始日に」.
 
 Amounts "shown to the customer separately" come from :class:`policy.settings.PriceList`. A
 missing amount stays ``None`` and the decision says it is not configured: inventing 0 yen would
@@ -57,7 +63,7 @@ _NAME_EN = {
     Fee.CHANGE: "one-time fee for the contract change",
 }
 _NAME_JA = {
-    Fee.INITIAL: "初期費用(証明書料金)",
+    Fee.INITIAL: "初期費用（証明書料金）",
     Fee.AGENCY: "申請代行手数料",
     Fee.MONTHLY: "月額費用",
     Fee.CHANGE: "契約内容変更の一時費用",
@@ -78,24 +84,26 @@ def fee_decision(
 ) -> Decision:
     """One FEE_OWED decision: ``due`` is the Tokyo day the obligation arises (inclusive).
 
+    ``moment_ja`` is the terms' own phrase for the moment, ending in 「で」 or 「に」
+    (「申込を当社が承諾した時点で」), so the sentence reads 「…の支払義務は、<moment>発生します」.
+
     ``provider_designates`` marks the Art.6(2) default-renewal case, where ``arises`` is the
     earliest day the provider may designate, not a fixed day. ``prospective`` marks a fee that
     will arise from a step still to come (a renewal the rules call for), not one recorded.
     """
     if amount_yen is None:
         amount_en = "amount shown to the customer separately, not configured in [policy.prices]"
-        amount_ja = "金額は別途提示(設定 [policy.prices] に未設定)"
+        amount_ja = "金額は当社が別途契約者に示す金額です（設定 policy.prices に未設定）。"
         # Information, not a warning: a missing price is said once per run by the CLI
         # (issue 11), and must not bury the real actions under one warning per contract.
         severity = Severity.INFO
     else:
         amount_en = f"{amount_yen:,} yen"
-        amount_ja = f"{amount_yen:,} 円"
+        amount_ja = f"金額は {amount_yen:,} 円です。"
         severity = Severity.INFO
     when_en = ("from a moment the provider designates on or after " if provider_designates
                else "from ") + arises.isoformat()
-    when_ja = (f"{arises.isoformat()} 以降に当社が指定した時点から" if provider_designates
-               else f"{arises.isoformat()} から")
+    when_ja = (f"{arises.isoformat()} 以降" if provider_designates else arises.isoformat())
     return Decision(
         action=Action.FEE_OWED,
         clause=_CLAUSE[fee],
@@ -103,7 +111,7 @@ def fee_decision(
         contract_id=contract_id,
         severity=severity,
         explanation_en=f"{_NAME_EN[fee].capitalize()} owed {when_en} ({moment_en}): {amount_en}.",
-        explanation_ja=f"{_NAME_JA[fee]}の支払義務が{when_ja}発生({moment_ja}): {amount_ja}。",
+        explanation_ja=f"{_NAME_JA[fee]}の支払義務は、{moment_ja}発生します（{when_ja}）。{amount_ja}",
         computed={
             "fee": fee.value,
             "amount_yen": amount_yen,
@@ -133,7 +141,7 @@ def fees_on_acceptance(
     terms leave it to the provider and nothing else fixes it.
     """
     facts = {"item": item, "category": category.value, "tier": tier.value if tier else None}
-    moment_en, moment_ja = "the provider accepted the application", "申込の承諾"
+    moment_en, moment_ja = "the provider accepted the application", "申込を当社が承諾した時点で"
     out = [
         fee_decision(fee=Fee.INITIAL, amount_yen=prices.initial_fee(item, tier),
                      arises=accepted_on, contract_id=contract_id, moment_en=moment_en,
@@ -146,7 +154,7 @@ def fees_on_acceptance(
     start = billing_start or accepted_on
     out.append(fee_decision(fee=Fee.MONTHLY, amount_yen=prices.monthly_fee, arises=start,
                             contract_id=contract_id, moment_en="billing start date",
-                            moment_ja="課金開始日", facts=facts))
+                            moment_ja="課金開始日に", facts=facts))
     return tuple(out)
 
 
@@ -179,9 +187,10 @@ def fees_on_renewal(
              "renewed_on": renewed_on.isoformat()}
     if by_default:
         moment_en = "renewal taken as made by default, Art.6(2)"
-        moment_ja = "第6条第2項により更新をするものとして取扱い"
+        moment_ja = ("第6条第2項により当社が更新をするものとして取り扱うこととした日以降において"
+                     "当社が指定した時点で")
     else:
-        moment_en, moment_ja = "renewal", "更新"
+        moment_en, moment_ja = "renewal", "更新の申込を当社が承諾した時点で"
     out = [
         fee_decision(fee=Fee.INITIAL, amount_yen=prices.initial_fee(item, tier), arises=arises,
                      contract_id=contract_id, moment_en=moment_en, moment_ja=moment_ja,
@@ -202,10 +211,15 @@ def fees_on_change(
     accepted_on: date,
     prices: PriceList,
 ) -> tuple[Decision, ...]:
-    """The one-time fee owed from the provider's acceptance of a contract change (Art.5)."""
+    """The one-time fee owed from the provider's acceptance of a contract change (Art.5), where
+    the price list names one. Appendix 1 prices no one-time fee for this service, so without a
+    configured ``change_fee`` the change owes nothing and no fee line is made."""
+    if prices.change_fee is None:
+        return ()
     return (
         fee_decision(fee=Fee.CHANGE, amount_yen=prices.change_fee, arises=accepted_on,
-                     contract_id=contract_id, moment_en=f"change to service {service!r} accepted",
-                     moment_ja=f"サービス {service!r} への変更の承諾",
+                     contract_id=contract_id,
+                     moment_en=f"change to service \"{service}\" accepted",
+                     moment_ja=f"サービス「{service}」への契約内容変更の申込を当社が承諾した時点で",
                      facts={"service": service}),
     )

@@ -70,8 +70,10 @@ def application_refusals(application: Application, catalogue: Catalogue, *,
             explanation_en=(f"{item.handle} is category {item.category.value}: a certificate in "
                             "use on a server outside the provider's designated services cannot "
                             "be moved onto the provider's servers under this item."),
-            explanation_ja=("当社が指定するサービスに係るサーバではないサーバにおいて利用している"
-                            "SSL サーバ証明書を移設し利用する態様の申込はできません。"),
+            explanation_ja=("当社の提供するサービス且つ当社が指定するサービスに係るサーバではない"
+                            "サーバにおいて利用している SSL サーバ証明書を、当社の提供する"
+                            "サービスに係るサーバへ移設し利用する態様で契約の申込を行うことは"
+                            "できません。"),
             facts=facts,
         ))
     country = application.organisation_country.strip().upper()

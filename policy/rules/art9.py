@@ -10,18 +10,20 @@ Two roads lead to termination and each fixes its own day:
   the day 30 days have passed from arrival and the day the customer named. The arrival day is
   not counted (Civil Code Art.140, 初日不算入), so a form arriving on D takes effect on D + 30.
 
-Either way fees already paid are not refunded (Art.9(2), second sentence); the decision says so,
-so that nobody promises a pro-rata refund the terms exclude.
+The no-refund sentence is Art.9(2)'s second sentence and belongs to a cancellation alone: a
+termination under Art.9(1), Art.8 (abolition) or the Art.6(3) proviso explains itself in its own
+clause's words and says nothing the terms do not say about money.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from policy.decisions import Action, Decision, Severity
 from policy.errors import ContractStateError
+from policy.periods import Period
 from policy.timeparse import format_instant
-from policy.tokyo import tokyo_date
+from policy.tokyo import add_days, tokyo_date
 
 __all__ = [
     "CANCELLATION_NOTICE_DAYS",
@@ -37,7 +39,9 @@ CANCELLATION_NOTICE_DAYS = 30
 """Art.9(2): days that must pass from the (uncounted) arrival day of the cancellation form."""
 
 NO_REFUND_EN = "Fees already paid are not refunded (Art.9(2))."
-NO_REFUND_JA = "支払済みの料金は返金しません(第9条第2項)。"
+NO_REFUND_JA = "当社に支払われた料金は返金しません（第9条第2項）。"
+
+_PROVISO = "Art.6(3) proviso"
 
 
 def effective_on_non_renewal(not_after_utc: datetime) -> date:
@@ -57,7 +61,7 @@ def effective_on_cancellation(arrived: date, requested: date | None) -> date:
     ``arrived + 30``: that is the day they "have passed" in the terms' sense. A requested day
     earlier than that is overridden; a later one is honoured.
     """
-    earliest = arrived + timedelta(days=CANCELLATION_NOTICE_DAYS)
+    earliest = add_days(arrived, CANCELLATION_NOTICE_DAYS)
     if requested is None or requested <= earliest:
         return earliest
     return requested
@@ -92,35 +96,65 @@ def termination_decisions(
     arrived: date | None = None,
     requested: date | None = None,
     not_after_utc: datetime | None = None,
+    period: Period | None = None,
 ) -> tuple[Decision, ...]:
     """The TERMINATE decision for a termination that takes effect on ``effective``.
 
     Nothing is returned once the effective day is over (``at``'s Tokyo date after
     ``effective``): the contract has ended and there is no action left to take. ``clause`` is
-    ``"Art.9(1)"`` or ``"Art.9(2)"``.
+    the clause the termination rests on, and the explanation is that clause's:
+
+    * ``Art.9(1)``: the customer answered "don't renew"; it ends on the day validity ends;
+    * ``Art.9(2)``: a cancellation form; the later of arrival + 30 days and the named day, and
+      fees paid are not refunded (the only clause that says so);
+    * ``Art.8``: the CA ended the product; the provider abolishes the item;
+    * ``Art.6(3) proviso``: the certificate's validity is within 90 days, so the service cannot
+      be renewed and ends with the certificate (``period``, when given, is the proviso's period,
+      named in words with its rule and last day).
+
+    Any other clause is explained as exactly that, with no words borrowed from another.
     """
     today = tokyo_date(at)
     if today > effective:
         return ()
     facts: dict[str, str | None] = {}
-    computed: dict[str, str | int] = {"effective": effective.isoformat()}
+    computed: dict[str, str | int | bool | None] = {"effective": effective.isoformat()}
+    refund_en = refund_ja = ""
+    if not_after_utc is not None:
+        facts["not_after"] = format_instant(not_after_utc)
     if clause == "Art.9(2)":
         if arrived is not None:
             facts["arrived"] = arrived.isoformat()
-            computed["arrival_plus_30"] = (
-                arrived + timedelta(days=CANCELLATION_NOTICE_DAYS)
-            ).isoformat()
+            computed["arrival_plus_30"] = add_days(arrived, CANCELLATION_NOTICE_DAYS).isoformat()
         facts["requested"] = requested.isoformat() if requested else None
-        why_en = "the cancellation form takes effect on the later of arrival + 30 days and the " \
-                 "requested day"
-        why_ja = ("解約申込書の到達日から30日を経過する日と指定日のいずれか遅い日に"
-                  "解除の効力が生じます")
+        why_en = ("the cancellation form takes effect on the later of the day 30 days have "
+                  "passed from its arrival and the day the customer named")
+        why_ja = ("解約申込書が当社に到達した日から30日を経過する日又は契約者が指定した日の"
+                  "いずれか遅い日に解除の効力が生じます")
+        refund_en, refund_ja = f" {NO_REFUND_EN}", NO_REFUND_JA
+        computed["refund"] = False
+    elif clause == "Art.9(1)":
+        why_en = ("the customer answered \"don't renew\" (Art.6(2)/(3)); the contract ends on "
+                  "the day the validity period ends")
+        why_ja = ("契約者から更新を行わない旨の通知があったため、有効期間を経過する日に解除の"
+                  "効力が生じます")
+    elif clause == "Art.8":
+        why_en = ("the CA ended the product the item corresponds to, so the provider abolishes "
+                  "the item")
+        why_ja = ("認証機関が対応するサービスの提供を終了したため、当社は当該品目を廃止します")
+    elif clause == _PROVISO:
+        why_en = ("the certificate's validity period is within 90 days, so the service cannot "
+                  "be renewed and the contract ends with the certificate at the end of its last "
+                  "day of validity")
+        why_ja = ("SSL サーバ証明書の有効期間が 90 日以内のためサービスを更新することはできず、"
+                  "有効期間の末日の終了をもって契約が終了します")
+        if period is not None:
+            why_en += f" ({period.explain_en()})"
+            why_ja += f"（{period.explain_ja()}）"
+            computed.update(period.to_json())
     else:
-        if not_after_utc is not None:
-            facts["not_after"] = format_instant(not_after_utc)
-        why_en = "the customer answered \"don't renew\"; the contract ends on the day the " \
-                 "validity period ends"
-        why_ja = "更新を行わない旨の通知により、有効期間を経過する日に解除の効力が生じます"
+        why_en = f"the contract terminates under {clause}"
+        why_ja = f"{clause} に基づき契約が終了します"
     computed["days_left"] = (effective - today).days
     return (
         Decision(
@@ -129,9 +163,11 @@ def termination_decisions(
             due=effective,
             contract_id=contract_id,
             severity=Severity.WARNING if effective == today else Severity.INFO,
-            explanation_en=f"Terminate on {effective.isoformat()}: {why_en}. {NO_REFUND_EN}",
-            explanation_ja=f"{effective.isoformat()} に解除: {why_ja}。{NO_REFUND_JA}",
-            computed={**computed, "refund": False},
+            explanation_en=f"Terminate on {effective.isoformat()}: {why_en}.{refund_en}",
+            explanation_ja=(f"{why_ja}（効力発生日 {effective.isoformat()}）。{refund_ja}"
+                            if clause.startswith("Art.9(") else
+                            f"{effective.isoformat()} に契約が終了します。{why_ja}。"),
+            computed=computed,
             facts=facts,
         ),
     )

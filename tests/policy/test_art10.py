@@ -134,8 +134,20 @@ def test_art10_one_time_fee_owed_from_acceptance_of_the_contract_change() -> Non
     assert isinstance(fee.computed["amount_yen"], int)
 
 
-def test_art10_change_fee_not_configured_is_said() -> None:
+def test_appx1_prices_no_one_time_fee_so_an_unpriced_change_owes_nothing() -> None:
+    """Appendix 1 names no one-time fee for this service: a contract change owes one only where
+    the price list names it; otherwise there is no fee line (not an "amount unknown" one)."""
+    assert fees_on_change(contract_id="c1", service="x", accepted_on=ACCEPTED,
+                          prices=PriceList()) == ()
     (fee,) = fees_on_change(contract_id="c1", service="x", accepted_on=ACCEPTED,
-                            prices=PriceList())
-    assert fee.computed["amount_yen"] is None
-    assert "not configured" in fee.explanation_en
+                            prices=PriceList(change_fee=0))
+    assert fee.computed["amount_yen"] == 0
+
+
+def test_art10_initial_fee_arises_when_the_provider_accepts_the_application() -> None:
+    fees = fees_on_acceptance(contract_id="c1", item="byo", category=Category.III,
+                              tier=Tier.ONE_YEAR, accepted_on=ACCEPTED, prices=PriceList())
+    initial = next(f for f in fees if f.computed["fee"] == "initial")
+    assert "申込を当社が承諾した時点で" in initial.explanation_ja
+    assert "初期費用（証明書料金）" in initial.explanation_ja
+    assert "当社が別途契約者に示す金額" in initial.explanation_ja

@@ -116,3 +116,11 @@ def test_art8_abolition_is_announced_before_and_effective_on_the_end_date() -> N
 def test_art8_no_known_end_date_no_decision() -> None:
     assert abolition_decisions(CATALOGUE.item("globalsign-ov"), contract_id=None, at=AT) == ()
     assert abolition_decisions(CATALOGUE.item("byo"), contract_id=None, at=AT) == ()
+
+
+def test_art7_1_refusal_names_the_providers_servers_as_the_clause_does() -> None:
+    (decision,) = application_refusals(
+        Application(item="globalsign-ov", migrating_from_outside=True), CATALOGUE, at=AT)
+    assert "当社の提供するサービスに係るサーバへ移設し利用する態様" in decision.explanation_ja
+    assert "当社の提供するサービス且つ当社が指定するサービスに係るサーバではないサーバ" in \
+        decision.explanation_ja

@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 
 from policy.decisions import Action
 from policy.errors import ContractStateError
+from policy.periods import PeriodRule, days_period
 from policy.rules.art9 import (
+    NO_REFUND_EN,
+    NO_REFUND_JA,
     check_cancellation_admissible,
     effective_on_cancellation,
     effective_on_non_renewal,
@@ -142,3 +145,53 @@ def test_art9_terminate_decision_shown_on_the_effective_day_and_gone_the_day_aft
                                   at=datetime(2026, 5, 1, 15, 0, 0, tzinfo=UTC))
     assert [d.action for d in on_day] == [Action.TERMINATE]
     assert after == ()
+
+
+# ---------------------------------------------------------------- each clause in its own words
+
+AT = datetime(2026, 4, 2, tzinfo=UTC)
+
+
+def _terminate(clause: str, **kw: object) -> tuple[str, str, dict[str, object]]:
+    (decision,) = termination_decisions(contract_id="c1", effective=date(2026, 5, 1),
+                                        clause=clause, at=AT, **kw)  # type: ignore[arg-type]
+    assert decision.clause == clause
+    return decision.explanation_en, decision.explanation_ja, dict(decision.computed)
+
+
+def test_art9_1_dont_renew_explains_itself_without_the_refund_sentence() -> None:
+    en, ja, computed = _terminate("Art.9(1)")
+    assert "don't renew" in en
+    assert "更新を行わない旨の通知" in ja
+    assert "refund" not in en
+    assert "返金" not in ja
+    assert "refund" not in computed
+
+
+def test_art8_abolition_is_not_a_customer_answer() -> None:
+    en, ja, _ = _terminate("Art.8")
+    assert "abolishes" in en
+    assert "don't renew" not in en
+    assert "廃止" in ja
+    assert "更新を行わない" not in ja
+    assert "refund" not in en
+    assert "返金" not in ja
+
+
+def test_art6_3_proviso_termination_names_the_period() -> None:
+    period = days_period(datetime(2026, 2, 1, 3, tzinfo=UTC), 90, rule=PeriodRule.CIVIL_CODE)
+    en, ja, computed = _terminate("Art.6(3) proviso", period=period)
+    assert "within 90 days" in en
+    assert "don't renew" not in en
+    assert "90 日以内" in ja
+    assert "起算日 2026-02-02" in ja
+    assert computed["period_rule"] == "civil-code"
+    assert computed["period_last_day"] == "2026-05-02"
+    assert "返金" not in ja
+
+
+def test_art9_2_alone_says_fees_are_not_refunded() -> None:
+    en, ja, _ = _terminate("Art.9(2)", arrived=date(2026, 4, 1))
+    assert en.endswith(NO_REFUND_EN)
+    assert ja.endswith(NO_REFUND_JA)
+    assert "（第9条第2項）" in NO_REFUND_JA

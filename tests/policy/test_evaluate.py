@@ -25,7 +25,7 @@ from policy.events import (
 from policy.facts import CertificateFacts
 from policy.ledger import Ledger
 from policy.rules.art6 import Answer
-from policy.settings import PolicySettings
+from policy.settings import PolicySettings, PriceList
 from policy.state import ContractState, ContractStatus, fold
 from policy.tiers import Tier
 from policy.tokyo import tokyo_date, tokyo_midnight_utc
@@ -336,9 +336,12 @@ def test_evaluate_art10_change_and_renewal_fees_in_history() -> None:
                               designated=date(2026, 10, 15)), at=at)
     history = fee_history(state, SETTINGS.prices)
     by_due = [(d.due, d.computed["fee"]) for d in history]
-    assert (date(2026, 3, 1), "change") in by_due
+    # Appendix 1 prices no one-time fee: without a configured change_fee, no fee line.
+    assert (date(2026, 3, 1), "change") not in by_due
     assert (date(2026, 10, 15), "initial") in by_due
     assert (date(2026, 10, 15), "agency") in by_due
+    priced = fee_history(state, PriceList(change_fee=3_000))
+    assert (date(2026, 3, 1), "change") in [(d.due, d.computed["fee"]) for d in priced]
 
 
 def test_evaluate_unknown_item_is_a_clear_error() -> None:
