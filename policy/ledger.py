@@ -497,13 +497,13 @@ class Ledger:
                     key_matches=obs.key_matches, binding_category=binding.category,
                     binding_item=binding.item, binding_tier=binding.tier,
                     match_by_san=binding.match_by_san)
-                seq = self._insert(event, None, at)
-                self._sql_put_sighting(obs, contract, seq)
                 if row is not None and row[1] is not None and row[1] != contract \
-                        and not self._sql_contract_at(obs.host, obs.location, row[1]):
+                        and not self._sql_contract_elsewhere_at(obs, row[1]):
                     self._insert(CertificateGone(
                         contract_id=row[1], at_utc=obs.observed_at_utc, host=obs.host,
                         location=obs.location, sha256s=(row[0],)), None, at)
+                seq = self._insert(event, None, at)
+                self._sql_put_sighting(obs, contract, seq)
                 if contract is not None and not obs.facts.is_ca:
                     self._add_sans(contract, obs.facts.sans)
                 recorded += 1
@@ -565,10 +565,12 @@ class Ledger:
             "INSERT OR REPLACE INTO sightings VALUES (?, ?, ?, ?, ?, ?)",
             (_key(obs.host), _key(obs.location), obs.index, obs.facts.sha256, contract, seq))
 
-    def _sql_contract_at(self, host: str, location: str, contract: str) -> bool:
+    def _sql_contract_elsewhere_at(self, obs: Observation, contract: str) -> bool:
+        """Whether ``contract`` still has a certificate at another index of the place."""
         return self._conn.execute(
-            "SELECT 1 FROM sightings WHERE host = ? AND location = ? AND contract_id = ?",
-            (_key(host), _key(location), contract)).fetchone() is not None
+            "SELECT 1 FROM sightings WHERE host = ? AND location = ? AND contract_id = ? "
+            "AND idx != ?", (_key(obs.host), _key(obs.location), contract, obs.index)
+        ).fetchone() is not None
 
     def _sql_contracts_by_san(self, sans: Sequence[str]) -> list[str]:
         marks = ",".join("?" * len(sans))
@@ -637,7 +639,9 @@ class Ledger:
     def _state_or_none(self, contract_id: str, *, at: datetime) -> ContractState | None:
         events = [e.event for e in self.journal(contract_id, at=at)]
         try:
-            return fold(contract_id, events, at=at, settings=self.settings)
+            # An unreadable old event must not block new ones: it is skipped (and reported by
+            # the readers), as everywhere else.
+            return fold(contract_id, events, at=at, settings=self.settings, problems=[])
         except UnknownContractError:
             return None
 
@@ -692,7 +696,9 @@ class Ledger:
                 current[(event.host, event.location, event.index)] = JournalEntry(
                     seq=int(seq), event=event, recorded_utc=str(recorded))
             elif isinstance(event, CertificateGone):
-                for key in [k for k in current if k[:2] == (event.host, event.location)]:
+                place, shas = (event.host, event.location), set(event.sha256s)
+                for key in [k for k, e in current.items() if k[:2] == place and (
+                        not shas or e.event.facts.sha256 in shas)]:  # type: ignore[union-attr]
                     del current[key]
         unbound = [e for e in current.values() if e.event.contract_id is None]
         return sorted(unbound, key=lambda e: (e.event.at_utc, e.seq))

@@ -323,6 +323,8 @@ def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
         case ApplicationAccepted():
             acc.accepted = event
             acc.service = event.designated_service
+        case CertificateBound() | CertificateObserved() if not facts_evaluable(event.facts):
+            raise ValueError("a certificate the rules cannot evaluate")
         case CertificateBound():
             acc.new_certificate(event.facts, "bound")
         case CertificateObserved():

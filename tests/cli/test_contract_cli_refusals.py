@@ -1,0 +1,168 @@
+"""The contract CLI over the ledger's refusals, its two times and a journal with bad events
+(issues 9, 10, 11), in the forms a contract desk types."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from policy.cliutil import TESTONLY_NOW_ENV
+from policy.intake import Observation
+from policy.ledger import Ledger
+from tests.certfactory import make_cert
+from tests.cli.test_contract_cli import _json, _ok, _run
+from tests.policy.ledger_fixtures import T0, facts
+
+
+@pytest.fixture
+def lg(tmp_path: Path) -> list[str]:
+    return ["--ledger", str(tmp_path / "ledger.sqlite3")]
+
+
+def _cert(tmp_path: Path, *, not_before: datetime, days: int, name: str = "cert.pem") -> Path:
+    path = tmp_path / name
+    path.write_bytes(make_cert(not_before=not_before, lifetime=timedelta(days=days)).pem)
+    return path
+
+
+def test_recording_an_event_in_the_future_is_refused(lg: list[str]) -> None:
+    future = (datetime.now(UTC) + timedelta(days=2)).isoformat()  # noqa: TID251 - the test's clock
+    code, result = _run(["contract", "add", "F1", "--item", "byo", "--tier", "1y",
+                         "--at", future, *lg])
+    assert code == 15
+    assert "the ledger records what happened" in str(result.exception)
+    assert not Path(lg[1]).exists() or _json(["contract", "list", "--json", *lg]) == []
+
+
+def test_terminate_offers_only_the_clauses_that_end_a_contract(lg: list[str]) -> None:
+    _ok(["contract", "add", "T1", "--item", "byo", "--tier", "1y", "--at", "2026-01-05", *lg])
+    code, result = _run(["contract", "terminate", "T1", "--effective", "2026-03-31",
+                         "--clause", "Art.99", "--at", "2026-02-01", *lg])
+    assert code == 2
+    assert "Art.6(3) proviso" in result.output
+    assert "Art.9(2)" in result.output
+    out = _json(["contract", "terminate", "T1", "--effective", "2026-03-31", "--clause",
+                 "Art.9(2)", "--at", "2026-02-01", "--json", *lg])
+    assert out["terminated_on"] == "2026-03-31"
+
+
+def test_a_late_answer_is_recorded_and_show_says_so(tmp_path: Path, lg: list[str]) -> None:
+    cert = _cert(tmp_path, not_before=datetime(2026, 1, 1, tzinfo=UTC), days=300)
+    _ok(["contract", "add", "A1", "--item", "globalsign-ov", "--tier", "1y",
+         "--at", "2025-12-20", *lg])
+    _ok(["contract", "bind", "A1", str(cert), "--at", "2026-01-02", *lg])
+    _ok(["contract", "notify", "A1", "--at", "2026-08-01", *lg])  # deadline 2026-08-31
+    answered = _ok(["contract", "answer", "A1", "renew", "--at", "2026-09-01", *lg]).stdout
+    assert "(late: after the answer deadline)" in answered
+    shown = _json(["contract", "show", "A1", "--json", "--at", "2026-09-02", *lg])
+    assert shown["state"]["answer_timing"] == "late"
+    assert shown["journal"][-1]["timing"] == "late"
+    assert "answer        renew 2026-09-01 (late)" in _ok(
+        ["contract", "show", "A1", "--at", "2026-09-02", *lg]).stdout
+
+
+def test_a_cancellation_entered_late_counts_from_its_arrival(
+        lg: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form arrived on 03-01 and was entered in November: as of 04-01 it had taken effect
+    (03-31); the ledger only learned of it in November."""
+    monkeypatch.setenv(TESTONLY_NOW_ENV, "2026-01-05T10:00:00+09:00")  # the recording clock
+    _ok(["contract", "add", "Q1", "--item", "byo", "--tier", "1y", *lg])
+    monkeypatch.setenv(TESTONLY_NOW_ENV, "2026-11-10T10:00:00+09:00")
+    _ok(["contract", "cancel", "Q1", "--arrived", "2026-03-01", *lg])
+    monkeypatch.delenv(TESTONLY_NOW_ENV)
+    april = _json(["contract", "show", "Q1", "--json", "--at", "2026-04-01", *lg])
+    assert april["state"]["status"] == "terminated"
+    assert april["state"]["terminated_on"] == "2026-03-31"
+    known = _json(["contract", "show", "Q1", "--json", "--at", "2026-04-01",
+                   "--as-recorded", "2026-04-01", *lg])
+    assert known["state"]["status"] == "active"
+    assert [e["kind"] for e in known["journal"]] == ["application-accepted"]
+    text = _ok(["contract", "show", "Q1", "--at", "2026-04-01", *lg]).stdout
+    [line] = [ln for ln in text.splitlines() if "cancellation-arrived" in ln]
+    happened, recorded = line.split()[1:3]
+    assert happened == "2026-02-28T15:00:00Z"  # 2026-03-01 00:00 JST
+    assert recorded == "2026-11-10T01:00:00Z"
+
+
+@pytest.mark.parametrize(("offset_days", "code", "word"), [
+    (-400, "certificate-expired", "expired on"),
+    (30, "certificate-not-yet-valid", "is not valid until"),
+])
+def test_binding_a_certificate_outside_its_validity_says_so(
+        tmp_path: Path, lg: list[str], offset_days: int, code: str, word: str) -> None:
+    bind_at = datetime(2026, 6, 1, 3, tzinfo=UTC)
+    cert = _cert(tmp_path, not_before=bind_at + timedelta(days=offset_days), days=200)
+    _ok(["contract", "add", "B1", "--item", "byo", "--tier", "1y", "--at", "2026-01-05", *lg])
+    out = _json(["contract", "bind", "B1", str(cert), "--at", bind_at.isoformat(), "--json", *lg])
+    assert [f["code"] for f in out["findings"]] == [code]
+    text = _ok(["contract", "bind", "B1", str(cert), "--at", bind_at.isoformat(), *lg]).stdout
+    assert f"Warning: the certificate {word}" in text
+
+
+def test_binding_a_valid_certificate_has_no_finding(tmp_path: Path, lg: list[str]) -> None:
+    cert = _cert(tmp_path, not_before=datetime(2026, 5, 1, tzinfo=UTC), days=200)
+    _ok(["contract", "add", "B2", "--item", "byo", "--tier", "1y", "--at", "2026-01-05", *lg])
+    out = _json(["contract", "bind", "B2", str(cert), "--at", "2026-06-01", "--json", *lg])
+    assert out["findings"] == []
+
+
+def test_prices_not_configured_are_said_once_per_run_as_information(lg: list[str]) -> None:
+    for cid in ("P1", "P2", "P3"):
+        _ok(["contract", "add", cid, "--item", "globalsign-ov", "--tier", "1y",
+             "--at", "2026-06-01", *lg])
+    text = _ok(["policy", "actions", "--at", "2026-06-01", *lg]).stdout
+    assert text.count("not configured in [policy.prices] (") == 1
+    assert text.count("Info: ") == 1
+    actions = _json(["policy", "actions", "--json", "--at", "2026-06-01", *lg])
+    unpriced = [a for a in actions if a["computed"].get("amount_configured") is False]
+    assert unpriced
+    assert all(a["severity"] == "info" for a in unpriced)
+
+
+def _ledger_with_a_bad_event(path: Path) -> None:
+    with Ledger.open(path) as ledger:
+        from tests.policy.ledger_fixtures import accepted
+
+        ledger.append(accepted("GOOD", at=T0), now=T0)
+        ledger.append(accepted("BAD", at=T0), now=T0)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO journal (contract_id, kind, at_utc, payload, recorded_utc) "
+                 "VALUES ('BAD', 'notice-sent', '2026-01-16T00:00:00.000000Z', '{\"kind\": 7', "
+                 "'2026-01-16T00:00:00.000000Z')")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("command", [
+    ["contract", "list"], ["contract", "list", "--json"], ["policy", "actions"],
+    ["policy", "actions", "--json"], ["contract", "show", "BAD"],
+])
+def test_one_bad_event_is_reported_and_the_rest_shown(tmp_path: Path,
+                                                      command: list[str]) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    _ledger_with_a_bad_event(path)
+    code, result = _run([*command, "--at", "2026-02-01", "--ledger", str(path)])
+    assert code == 13
+    assert "cannot be read (not valid JSON); skipped" in result.stderr
+    assert "Traceback" not in result.output
+    if command[:2] == ["contract", "list"]:
+        assert "GOOD" in result.stdout
+        assert "BAD" in result.stdout
+    if "--json" in command:
+        json.loads(result.stdout)
+
+
+def test_unbound_renders_a_file_name_that_is_not_utf8(tmp_path: Path, lg: list[str]) -> None:
+    name = os.fsdecode(b"/srv/caf\xe9.pem")
+    with Ledger.open(Path(lg[1])) as ledger:
+        ledger.report([Observation(facts=facts(tag="x"), host="web1", location=name, index=0,
+                                   observed_at_utc=T0)], at=T0)
+    out = _json(["contract", "unbound", "--json", *lg])
+    assert out[0]["location"] == name  # \udce9 in the JSON, decoded back exactly
+    assert os.fsencode(out[0]["location"]) == b"/srv/caf\xe9.pem"
+    assert "web1:/srv/caf\\xe9.pem[0]" in _ok(["contract", "unbound", *lg]).stdout
