@@ -24,8 +24,6 @@ Why each table:
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,11 +33,10 @@ from typing import Any, Self
 
 from .errors import LedgerError
 from .events import instant_to_text, text_to_instant
+from .storage import Storage, is_postgres_dsn, open_storage
 from .tokyo import require_aware
 
 __all__ = ["FleetRegistry", "HostStatus", "IssuedRecord"]
-
-BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS fleet_certs (
@@ -54,8 +51,8 @@ _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS fleet_batches (
         host          TEXT NOT NULL,
         outbox        TEXT NOT NULL,
-        seq           INTEGER NOT NULL,
-        recorded      INTEGER NOT NULL,
+        seq           BIGINT NOT NULL,
+        recorded      BIGINT NOT NULL,
         received_utc  TEXT NOT NULL,
         PRIMARY KEY (host, outbox, seq)
     )""",
@@ -109,38 +106,34 @@ class HostStatus:
 
 
 class FleetRegistry:
-    """The ``fleet_*`` tables of one ledger database. Thread-safe (one lock)."""
+    """The ``fleet_*`` tables of one ledger database (SQLite or PostgreSQL). Thread-safe."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn = conn
-        self.path = path
-        self._lock = threading.RLock()
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self.where = storage.where
 
     @classmethod
-    def open(cls, path: Path) -> FleetRegistry:
-        """Open the registry in the ledger at ``path`` (which must exist: open the
-        :class:`policy.ledger.Ledger` first, it creates and checks the file)."""
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise LedgerError(f"{path}: no ledger here (open the ledger first)")
+    def open(cls, location: str | Path) -> FleetRegistry:
+        """Open the registry in the ledger at ``location`` (a path or a ``postgresql://``
+        DSN). An SQLite ledger must exist: open the :class:`policy.ledger.Ledger` first, it
+        creates and checks the file."""
+        if not is_postgres_dsn(location):
+            path = Path(location).expanduser()
+            if not path.is_file():
+                raise LedgerError(f"{path}: no ledger here (open the ledger first)")
+            location = path
+        storage = open_storage(location)
         try:
-            conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with storage.transaction(lock="certescrow-fleet-schema") as tx:
                 for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise LedgerError(f"{path}: cannot open the fleet registry: {exc}") from None
-        return cls(conn, path)
+                    tx.run(statement)
+        except BaseException:
+            storage.close()
+            raise
+        return cls(storage)
 
     def close(self) -> None:
-        self._conn.close()
+        self._storage.close()
 
     def __enter__(self) -> Self:
         return self
@@ -150,28 +143,22 @@ class FleetRegistry:
         self.close()
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            with self._lock:
-                return self._conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise LedgerError(f"{self.path}: fleet registry: {exc}") from None
+        return self._storage.run(sql, params)
 
     # ------------------------------------------------------------------ certificates
     def record_certificate(self, issued: IssuedRecord, *, at: datetime) -> None:
         require_aware(at, "at")
-        self._run("INSERT OR REPLACE INTO fleet_certs VALUES (?, ?, ?, ?, ?, NULL)",
+        self._run("INSERT INTO fleet_certs (serial, host, not_before, not_after, issued_utc) "
+                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING",
                   (issued.serial, issued.host, instant_to_text(issued.not_before_utc),
                    instant_to_text(issued.not_after_utc), instant_to_text(at)))
 
     def revoke_host(self, host: str, *, at: datetime) -> int:
         """Revoke every certificate issued to ``host`` so far; returns how many were live."""
         require_aware(at, "at")
-        with self._lock:
-            rows = self._run("SELECT count(*) FROM fleet_certs WHERE host = ? AND "
-                             "revoked_utc IS NULL", (host,))
-            self._run("UPDATE fleet_certs SET revoked_utc = ? WHERE host = ? AND "
-                      "revoked_utc IS NULL", (instant_to_text(at), host))
-        return int(rows[0][0])
+        rows = self._run("UPDATE fleet_certs SET revoked_utc = ? WHERE host = ? AND "
+                         "revoked_utc IS NULL RETURNING serial", (instant_to_text(at), host))
+        return len(rows)
 
     def refusal(self, *, host: str, serial: str) -> str | None:
         """Why a client certificate the TLS layer accepted is still refused, or ``None``."""
@@ -193,7 +180,8 @@ class FleetRegistry:
 
     def mark_batch(self, *, host: str, outbox: str, sequence: int, recorded: int,
                    at: datetime) -> None:
-        self._run("INSERT OR IGNORE INTO fleet_batches VALUES (?, ?, ?, ?, ?)",
+        self._run("INSERT INTO fleet_batches (host, outbox, seq, recorded, received_utc) "
+                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                   (host, outbox, sequence, recorded, instant_to_text(at)))
 
     # ------------------------------------------------------------------ hosts
@@ -205,15 +193,19 @@ class FleetRegistry:
         if inventory is None:
             self._run(
                 "INSERT INTO fleet_hosts (host, last_seen_utc, client_serial, client_not_after) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET "
-                "last_seen_utc = max(last_seen_utc, excluded.last_seen_utc), "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET last_seen_utc = "
+                "CASE WHEN excluded.last_seen_utc > fleet_hosts.last_seen_utc "
+                "THEN excluded.last_seen_utc ELSE fleet_hosts.last_seen_utc END, "
                 "client_serial = excluded.client_serial, "
                 "client_not_after = excluded.client_not_after", (host, now, serial, expiry))
             return
         text = json.dumps(dict(inventory), ensure_ascii=False, sort_keys=True)
         self._run(
-            "INSERT INTO fleet_hosts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET "
-            "last_seen_utc = max(last_seen_utc, excluded.last_seen_utc), "
+            "INSERT INTO fleet_hosts (host, last_seen_utc, heartbeat_utc, inventory, "
+            "client_serial, client_not_after) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (host) DO UPDATE SET last_seen_utc = "
+            "CASE WHEN excluded.last_seen_utc > fleet_hosts.last_seen_utc "
+            "THEN excluded.last_seen_utc ELSE fleet_hosts.last_seen_utc END, "
             "heartbeat_utc = excluded.heartbeat_utc, inventory = excluded.inventory, "
             "client_serial = excluded.client_serial, "
             "client_not_after = excluded.client_not_after",
@@ -251,7 +243,8 @@ class FleetRegistry:
 
     # ------------------------------------------------------------------ bindings
     def assign(self, *, host: str, store: str, binding: Mapping[str, Any]) -> None:
-        self._run("INSERT OR REPLACE INTO fleet_bindings VALUES (?, ?, ?)",
+        self._run("INSERT INTO fleet_bindings (host, store, binding) VALUES (?, ?, ?) "
+                  "ON CONFLICT (host, store) DO UPDATE SET binding = excluded.binding",
                   (host, store, json.dumps(dict(binding), ensure_ascii=False, sort_keys=True)))
 
     def bindings(self, host: str) -> list[dict[str, Any]]:

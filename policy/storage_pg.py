@@ -1,0 +1,101 @@
+"""PostgreSQL storage through psycopg 3 and a connection pool (``psycopg_pool``).
+
+Why a pool: the service handles many agents at once and each request's transaction is short;
+a pool keeps a few connections open instead of paying a connection (and its authentication)
+per request, and bounds how many the database sees from one process.
+
+Why advisory locks: PostgreSQL's default isolation (READ COMMITTED) lets two transactions both
+pass a check that only one of them may pass. A transaction that checks before it writes names
+what it checks (``lock``), and holds ``pg_advisory_xact_lock`` on it until it ends, so writers
+of the same thing run one after the other while unrelated writers do not wait.
+
+SQL is written once with ``?`` placeholders (the SQLite form) and translated here. Driver
+errors become :class:`LedgerError` with our text and the DSN without its password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator, Sequence
+from typing import Any, Self
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .errors import LedgerError
+from .storage import StorageConflictError, redact_dsn
+
+__all__ = ["PostgresStorage", "translate"]
+
+POOL_MAX = 8
+CONNECT_TIMEOUT_S = 10.0
+
+
+@functools.lru_cache(maxsize=512)
+def translate(sql: str) -> str:
+    """``?`` placeholders to psycopg's ``%s`` (and a literal ``%`` to ``%%``). The project's
+    SQL never has a ``?`` inside a string literal."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Tx:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            cur = self._conn.execute(translate(sql), tuple(params))
+        except psycopg.errors.IntegrityError:
+            raise StorageConflictError("a row with this key already exists") from None
+        return cur.fetchall() if cur.description is not None else []
+
+
+class PostgresStorage:
+    dialect = "postgresql"
+
+    def __init__(self, pool: ConnectionPool[Any], dsn: str) -> None:
+        self._pool = pool
+        self.where = redact_dsn(dsn)
+
+    @classmethod
+    def open(cls, dsn: str, *, max_size: int = POOL_MAX) -> Self:
+        where = redact_dsn(dsn)
+        try:
+            pool: ConnectionPool[Any] = ConnectionPool(
+                dsn, min_size=1, max_size=max_size, open=False,
+                kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT_S)})
+            pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except (psycopg.Error, PoolTimeout):
+            raise LedgerError(f"{where}: cannot connect to PostgreSQL (is it running, and does "
+                              "the DSN name a database this user may use?)") from None
+        return cls(pool, dsn)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextlib.contextmanager
+    def transaction(self, *, lock: str | None = None) -> Iterator[_Tx]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                if lock is not None:
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                                 (lock,))
+                yield _Tx(conn)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise LedgerError(f"{self.where}: {_describe(exc)}") from None
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.transaction() as tx:
+            return tx.run(sql, params)
+
+
+def _describe(exc: BaseException) -> str:
+    """Our words for a driver error: its SQLSTATE class, never its text (which may quote
+    values)."""
+    if isinstance(exc, PoolTimeout):
+        return "no database connection became free in time"
+    state = getattr(exc, "sqlstate", None)
+    if isinstance(state, str) and state:
+        return f"PostgreSQL refused the statement (SQLSTATE {state})"
+    return "the connection to PostgreSQL failed"

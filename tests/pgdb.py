@@ -1,0 +1,63 @@
+"""PostgreSQL for tests: the local server every development machine and CI runs.
+
+The DSN comes from ``CERTESCROW_TEST_POSTGRES`` (default: the local server, trust auth,
+database ``test``). Each use gets a schema of its own, created here and dropped afterwards, so
+tests never see each other's rows and leave nothing behind. When the server cannot be reached
+the tests skip with the reason, except when ``CERTESCROW_REQUIRE_POSTGRES=1`` (``.ci/run`` sets
+it): then they fail, so a CI without PostgreSQL cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+DSN_ENV = "CERTESCROW_TEST_POSTGRES"
+REQUIRE_ENV = "CERTESCROW_REQUIRE_POSTGRES"
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def base_dsn() -> str:
+    return os.environ.get(DSN_ENV) or DEFAULT_DSN
+
+
+def with_schema(dsn: str, schema: str) -> str:
+    """``dsn`` whose connections use ``schema`` first (libpq ``options``)."""
+    parts = urllib.parse.urlsplit(dsn)
+    query = urllib.parse.parse_qsl(parts.query)
+    query.append(("options", f"-csearch_path={schema}"))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def _unreachable(reason: str) -> None:
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"PostgreSQL is required ({REQUIRE_ENV}=1) but {reason}")
+    pytest.skip(f"PostgreSQL not reachable ({reason}); set {DSN_ENV}")
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A fresh schema on the test server; yields a DSN that uses it; drops it afterwards."""
+    try:
+        import psycopg
+    except ImportError:
+        _unreachable("psycopg is not installed (pip install -e '.[test]')")
+        raise
+    dsn = base_dsn()
+    schema = f"certescrow_test_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
+    except psycopg.Error as exc:
+        _unreachable(f"cannot connect to {dsn}: {type(exc).__name__}")
+        raise
+    try:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        yield with_schema(dsn, schema)
+    finally:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.close()
