@@ -1,27 +1,30 @@
-"""Daemon latency: from a file change to the daemon's report, with N certificates watched.
+"""Daemon benchmark: first start, restart, change -> report latency, peak memory (issue 12).
 
     .venv/bin/python bench/bench_daemon.py [--certs 100000] [--changes 200] [--quiet-ms 100]
 
-Builds (once, cached under bench/out/) a store of N certificate files in directories of 100,
-then in one run measures:
+Builds (once, cached under ``$CERTESCROW_BENCH_DIR``, default /tmp/certescrow-bench) a store of
+N certificate files in directories of 100, then measures, each daemon phase in its own process
+(so that its peak memory is its own):
 
-* baseline: the raw inotify latency — a bare watchdog observer whose handler only records the
-  time — for the same kind of change (a file replaced by rename, as deploy tools do);
-* the daemon: the real ``Daemon`` (real reader, real SQLite ledger, real watchdog observers on
-  every directory of the store) running its event loop; the time from the change to the moment
-  the ledger has the new observation.
-
-The daemon waits ``quiet_period_ms`` after the last event on a path before reading it (the
-certbot trap), so its latency is that quiet period plus the processing; both are printed.
+* first start: the real ``Daemon`` (real reader, SQLite ledger, read index, inotify observers)
+  with an empty state directory, from construction to READY; then the latency of ``--changes``
+  files replaced by rename (as deploy tools do), from the rename to the moment the ledger has
+  the new observation (the quiet period included);
+* restart: a new ``Daemon`` on the same state directory and the unchanged store: time to READY
+  and the number of files it read (parsed);
+* baselines in the same run: ``certescrow scan --json`` of the same store (default jobs), and a
+  bare watchdog inotify observer whose handler only records the time of the event.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +32,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -43,11 +47,15 @@ from watchdog.observers.inotify import InotifyObserver  # noqa: E402
 from agent.config import config_from_raw  # noqa: E402
 from agent.daemon import Daemon  # noqa: E402
 from agent.logs import EventLog, configure_logging  # noqa: E402
+from agent.reader import read_file  # noqa: E402
+from agent.readindex import READ_INDEX_NAME  # noqa: E402
+from agent.records import FileResult  # noqa: E402
+from agent.sdnotify import Notifier  # noqa: E402
 from agent.watch import inotify_limits  # noqa: E402
 from policy.intake import IntakeReceipt, Observation  # noqa: E402
 from policy.ledger import Ledger  # noqa: E402
 
-OUT = REPO / "bench" / "out"
+OUT = Path(os.environ.get("CERTESCROW_BENCH_DIR", "/tmp/certescrow-bench"))
 PER_DIR = 100
 NOT_BEFORE = datetime(2026, 1, 15, 3, 0, tzinfo=UTC)
 
@@ -164,23 +172,52 @@ class TimedIntake:
         self.ledger.close()
 
 
-def daemon_latency(root: Path, files: list[Path], variants: list[bytes], changes: int,
-                   quiet_ms: int, workdir: Path) -> tuple[list[float], float, int]:
+class ReadyNotifier(Notifier):
+    """Notes when the daemon says READY."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.ready_at = 0.0
+        self.is_ready = threading.Event()
+
+    def ready(self, status: str | None = None) -> bool:
+        if not self.is_ready.is_set():
+            self.ready_at = time.perf_counter()
+            self.is_ready.set()
+        return False
+
+
+class CountingReader:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, path: Path, **kwargs: object) -> FileResult:
+        self.calls += 1
+        return read_file(path, **kwargs)  # type: ignore[arg-type]
+
+
+def daemon_phase(root: Path, state: Path, files: list[Path], variants: list[bytes],
+                 changes: int, quiet_ms: int) -> dict[str, object]:
+    """One daemon process's life: start to READY, then ``changes`` changes, then stop."""
     config = config_from_raw({"agent": {"host": "bench", "quiet_period_ms": quiet_ms,
                                         "resync_interval_s": 0, "observer": "inotify",
                                         "stores": [{"path": str(root)}]}})
-    intake = TimedIntake(Ledger.open(workdir / f"ledger-{quiet_ms}.sqlite3"))
-    configure_logging("text", level=40)  # errors only: the run is about latency
-    daemon = Daemon(config, intake=intake, clock=lambda: NOT_BEFORE + timedelta(days=20),
-                    log=EventLog())
+    intake = TimedIntake(Ledger.open(state / "ledger.sqlite3"))
+    configure_logging("text", level=40)  # errors only
+    reader = CountingReader()
+    notifier = ReadyNotifier()
     t0 = time.perf_counter()
+    daemon = Daemon(config, intake=intake, clock=lambda: NOT_BEFORE + timedelta(days=20),
+                    log=EventLog(), notifier=notifier, reader=reader,
+                    read_index_path=state / READ_INDEX_NAME)
     thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
     thread.start()
-    while daemon.last_resync == 0 or len(daemon.index) < len(files):
-        time.sleep(0.2)
+    while not notifier.is_ready.wait(0.2):
         if not thread.is_alive():
-            raise SystemExit("the daemon stopped during its initial scan")
-    startup = time.perf_counter() - t0
+            raise SystemExit("the daemon stopped before READY")
+    ready_s = notifier.ready_at - t0
+    parsed = reader.calls
+    indexed = len(daemon.index)
     samples: list[float] = []
     try:
         for n in range(changes):
@@ -196,18 +233,29 @@ def daemon_latency(root: Path, files: list[Path], variants: list[bytes], changes
             time.sleep(0.005)
     finally:
         daemon.request_stop()
-        thread.join(timeout=30)
-    return samples, startup, len(daemon.index)
+        thread.join(timeout=60)
+    return {"ready_s": ready_s, "parsed": parsed, "indexed": indexed, "latencies": samples,
+            "peak_kib": _peak_rss_kib()}
 
 
 def _peak_rss_kib() -> int:
     """This process's own peak (VmHWM). ``ru_maxrss`` is carried across execve, so run from a
-    large parent (bench_scan.py) it would report the parent's peak."""
+    large parent it would report the parent's peak."""
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # pragma: no cover - not Linux
+
+
+def _phase_in_child(args: argparse.Namespace, state: Path, changes: int) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--certs", str(args.certs), "--quiet-ms",
+                           str(args.quiet_ms), "--phase", str(state), "--changes",
+                           str(changes)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"daemon phase failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -218,41 +266,64 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet-ms", type=int, default=default_quiet,
                         help="quiet_period_ms for the daemon run (default: the configuration "
                         "default, %(default)s)")
+    parser.add_argument("--phase", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     random.seed(3)
     root = build_store(args.certs)
     alt = OUT / f"daemon-alt-{args.certs}"
     variants = [(alt / "v1.pem").read_bytes(), (alt / "v2.pem").read_bytes()]
     files = sorted(root.glob("d*/c*.pem"))
+    if args.phase is not None:  # a child: one daemon life, the result as one JSON line
+        print(json.dumps(daemon_phase(root, args.phase, files, variants, args.changes,
+                                      args.quiet_ms)))
+        return
     dirs = len({f.parent for f in files}) + 1
     limits = inotify_limits()
     print(f"store: {len(files)} certificates in {dirs} directories "
           f"(inotify watches needed: {dirs}; fs.inotify.max_user_watches = "
           f"{limits['max_user_watches']}, max_user_instances = "
-          f"{limits['max_user_instances']})")
+          f"{limits['max_user_instances']})", flush=True)
+    from bench.bench_scan import cli_run, warm_bytecode
 
+    warm_bytecode()
+    scan = cli_run(root, 0)
     base = baseline(root, files, variants, args.changes)
-    with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
-        lat, startup, indexed = daemon_latency(root, files, variants, args.changes,
-                                               args.quiet_ms, Path(tmp))
-    peak_mib = _peak_rss_kib() / 1024
+    with tempfile.TemporaryDirectory(prefix="bench-daemon-", dir=OUT) as tmp:
+        first = _phase_in_child(args, Path(tmp), args.changes)
+        restart = _phase_in_child(args, Path(tmp), 0)
     b50, b95, b99 = percentiles(base)
-    d50, d95, d99 = percentiles(lat)
+    d50, d95, d99 = percentiles(first["latencies"])
     quiet = args.quiet_ms / 1000
     ms = 1000.0
+    mib = 1024
     print()
-    print(f"{'measure':<44} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    print(f"{'phase':<52} {'seconds':>8} {'files read':>10} {'peak RSS':>9}")
+    print(f"{'scan --json, same store (default jobs, baseline)':<52} {scan.wall:>8.2f} "
+          f"{len(files):>10} {(scan.rss_kib or 0) / mib:>5.0f} MiB")
+    print(f"{'daemon first start -> READY (empty state)':<52} {first['ready_s']:>8.2f} "
+          f"{first['parsed']:>10} {first['peak_kib'] / mib:>5.0f} MiB")
+    print(f"{'daemon restart -> READY (store unchanged)':<52} {restart['ready_s']:>8.2f} "
+          f"{restart['parsed']:>10} {restart['peak_kib'] / mib:>5.0f} MiB")
+    print()
+    print(f"{'change -> report':<44} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     print(f"{'baseline: raw inotify event (watchdog)':<44} {len(base):>5} "
           f"{b50 * ms:>8.1f} {b95 * ms:>8.1f} {b99 * ms:>8.1f}")
     print(f"{'daemon: change -> reported (quiet ' + str(args.quiet_ms) + ' ms)':<44} "
-          f"{len(lat):>5} {d50 * ms:>8.1f} {d95 * ms:>8.1f} {d99 * ms:>8.1f}")
-    print(f"{'daemon minus quiet period (processing)':<44} {len(lat):>5} "
+          f"{len(first['latencies']):>5} {d50 * ms:>8.1f} {d95 * ms:>8.1f} {d99 * ms:>8.1f}")
+    print(f"{'daemon minus quiet period (processing)':<44} {len(first['latencies']):>5} "
           f"{(d50 - quiet) * ms:>8.1f} {(d95 - quiet) * ms:>8.1f} {(d99 - quiet) * ms:>8.1f}")
     print()
-    print(f"daemon p95 / baseline p95: {d95 / b95:.1f}x; target p95 < 200 ms: "
+    ratio = first["ready_s"] / scan.wall
+    print(f"# first start / scan --json: {ratio:.2f}x; target <= 1.2x: "
+          f"{'met' if ratio <= 1.2 else 'NOT met'}")
+    ok = restart["ready_s"] <= 3 and restart["parsed"] == 0
+    print(f"# restart: {restart['ready_s']:.2f} s, {restart['parsed']} file(s) parsed; target "
+          f"<= 3 s and 0 parsed: {'met' if ok else 'NOT met'}")
+    peak = max(first["peak_kib"], restart["peak_kib"]) / mib
+    print(f"# daemon peak memory: {peak:.0f} MiB; target <= 150 MiB: "
+          f"{'met' if peak <= 150 else 'NOT met'}")
+    print(f"# latency p95 {d95 * ms:.1f} ms; target < 200 ms: "
           f"{'met' if d95 < 0.2 else 'NOT met'}")
-    print(f"initial scan of {indexed} files (read, classify, report to the ledger): "
-          f"{startup:.1f} s; peak RSS {peak_mib:.0f} MiB")
 
 
 if __name__ == "__main__":
