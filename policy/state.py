@@ -51,9 +51,9 @@ from .rules.art6 import (
     NO_WELL_DEFINED_EXPIRATION_UTC,
     Answer,
     answer_deadline,
+    art6_3_cannot_renew,
     end_of_validity,
     never_expires,
-    renewal_blocked,
 )
 from .rules.art9 import (
     check_cancellation_admissible,
@@ -84,9 +84,9 @@ _DEFAULT_SETTINGS = PolicySettings()
 
 def renewal_blocked_under(facts: CertificateFacts, settings: PolicySettings | None) -> bool:
     """Art.6(3) proviso: whether ``facts``' validity is within 90 days under the configured
-    period rule (the caller checks the category)."""
-    del settings  # the period rule is applied by the rules module once it is configurable
-    return renewal_blocked(facts)
+    period rule (``[policy] period_rule``, Civil Code by default; the caller checks the
+    category)."""
+    return art6_3_cannot_renew(facts, (settings or _DEFAULT_SETTINGS).period_rule)
 
 
 def facts_evaluable(facts: CertificateFacts) -> bool:

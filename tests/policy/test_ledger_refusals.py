@@ -26,7 +26,9 @@ from policy.events import (
 )
 from policy.facts import CertificateFacts
 from policy.ledger import Ledger
+from policy.periods import PeriodRule
 from policy.rules.art6 import Answer
+from policy.settings import PolicySettings
 from policy.state import PROVISO, ContractStatus
 from policy.tiers import Tier
 from policy.tokyo import tokyo_date, tokyo_midnight_utc
@@ -306,3 +308,24 @@ def test_a_certificate_bound_the_day_after_comes_too_late(ledger: Ledger) -> Non
     successor = facts(tag="late", not_before=at_day(after), lifetime=timedelta(days=200))
     _refused(ledger, CertificateBound(contract_id="c1", at_utc=at_day(after), facts=successor),
              r"terminated on 2026-05-01 \(Art\.6\(3\) proviso\)")
+
+
+@pytest.mark.parametrize(("rule", "refused"), [
+    (PeriodRule.CIVIL_CODE, True), (PeriodRule.ELAPSED, False)])
+def test_the_proviso_counts_90_days_by_the_configured_period_rule(
+        tmp_path: Path, rule: PeriodRule, refused: bool) -> None:
+    """Issued 12:00 JST, 90 days and 1 s: under the Civil Code the first day is not counted
+    (民法第140条) and the certificate ends on the period's last day (within 90 days); by
+    elapsed time it is one second longer than 90 days."""
+    mid_day = at_day(date(2026, 2, 1))
+    cert = facts(tag="mid-day", not_before=mid_day, lifetime=timedelta(days=90, seconds=1))
+    settings = PolicySettings(period_rule=rule)
+    with Ledger.open(tmp_path / "l.sqlite3", settings=settings) as ledger:
+        ledger.append(accepted(at=mid_day, tier=Tier.SIX_MONTHS), now=NOW)
+        ledger.append(CertificateBound(contract_id="c1", at_utc=mid_day, facts=cert), now=NOW)
+        assert ledger.state("c1", at=NOW).renewable is not refused
+        renewal = _renewal(at_day(date(2026, 4, 1)))
+        if refused:
+            _refused(ledger, renewal, r"Art\.6\(3\) proviso")
+        else:
+            ledger.append(renewal, now=NOW)
