@@ -26,7 +26,7 @@ from policy.classification import contract_compliance
 from policy.decisions import Action, Decision, Severity
 from policy.intake import Binding
 from policy.rules.art3 import compliance_decisions
-from policy.rules.art6 import renewal_decisions
+from policy.rules.art6 import art6_3_period, renewal_decisions
 from policy.rules.art8 import abolition_decisions
 from policy.rules.art9 import termination_decisions
 from policy.rules.art10 import fees_on_acceptance, fees_on_change, fees_on_renewal
@@ -78,7 +78,9 @@ def evaluate_contract(state: ContractState, catalogue: Catalogue, settings: Poli
             contract_id=cid, effective=ended, clause=state.termination_clause or "Art.9",
             at=at, arrived=state.cancellation.arrived if state.cancellation else None,
             requested=state.cancellation.requested if state.cancellation else None,
-            not_after_utc=cert_end))
+            not_after_utc=cert_end,
+            period=(art6_3_period(state.certificate, settings.period_rule)
+                    if state.termination_clause == PROVISO and state.certificate else None)))
 
     # Art.8: an abolition matters unless the contract ends before the product does.
     if ended is None or (item.product_end is not None and item.product_end <= ended):

@@ -329,3 +329,19 @@ def test_the_proviso_counts_90_days_by_the_configured_period_rule(
             _refused(ledger, renewal, r"Art\.6\(3\) proviso")
         else:
             ledger.append(renewal, now=NOW)
+
+
+def test_the_non_renewable_contracts_termination_explains_the_proviso(ledger: Ledger) -> None:
+    from policy.catalogue import load_catalogue
+    from policy.decisions import Action
+    from policy.evaluate import evaluate_contract
+
+    _contract(ledger, LE_90)
+    at = at_day(date(2026, 4, 20))
+    decisions = evaluate_contract(ledger.state("c1", at=at), load_catalogue(),
+                                  PolicySettings(), at=at)
+    [end] = [d for d in decisions if d.action is Action.TERMINATE]
+    assert (end.clause, end.due) == (PROVISO, date(2026, 5, 1))
+    assert "90" in end.explanation_en
+    assert "not refunded" not in end.explanation_en  # that sentence is Art.9(2)'s alone
+    assert Action.RENEWAL_BLOCKED in {d.action for d in decisions}
