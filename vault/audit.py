@@ -23,8 +23,10 @@ __all__ = [
     "AuditHead",
     "AuditRecord",
     "append",
+    "count",
     "genesis_hash",
     "head_mac",
+    "last_action",
     "read_head",
     "read_records",
     "record_hash",
@@ -114,6 +116,19 @@ def append(conn: sqlite3.Connection, *, audit_key: bytes, vault_id: bytes, at: d
     return AuditRecord(seq=seq, at=at_text, actor=actor, action=action, entry_id=entry_id,
                        kind=kind, version=version, detail=dict(detail or {}), prev_hash=prev,
                        hash=digest)
+
+
+def last_action(conn: sqlite3.Connection, entry_id: str) -> tuple[str, int] | None:
+    """``(action, version)`` of the last record of ``entry_id``, or None."""
+    row = conn.execute("SELECT action, version FROM audit WHERE entry_id = ? "
+                       "ORDER BY seq DESC LIMIT 1", (entry_id,)).fetchone()
+    if row is None:
+        return None
+    return str(row[0]), int(row[1]) if row[1] is not None else -1
+
+
+def count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
 
 
 def read_records(conn: sqlite3.Connection, *, entry_id: str | None = None) -> list[AuditRecord]:

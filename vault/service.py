@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +24,7 @@ from typing import Any
 
 from . import audit as audit_log
 from . import formats
+from . import store as storage
 from .envelope import (
     Binding,
     Sealed,
@@ -51,6 +52,18 @@ from .errors import (
     VaultPermissionError,
 )
 from .keysource import KdfParams, KeepsOldKey, MasterKeySource, StagedRotation
+from .results import (
+    EntryInfo,
+    GenCsrResult,
+    MatchGroup,
+    MatchReport,
+    PutRequest,
+    PutResult,
+    RestoreResult,
+    RotateResult,
+    VaultStatus,
+    VerifyReport,
+)
 from .secretfile import fsync_dir
 from .store import (
     FORMAT_VERSION,
@@ -80,8 +93,6 @@ __all__ = [
 Clock = Callable[[], datetime]
 Progress = Callable[[int, int], None]  # (done, total)
 
-_ENTRY_COLUMNS = ("id, kind, version, label, contract_id, meta, created_at, updated_at, size, "
-                  "fingerprint, match_tag")
 
 
 def _system_clock() -> datetime:
@@ -100,139 +111,6 @@ def default_actor() -> str:
 
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PutResult:
-    entry_id: str
-    created: bool  # False: identical bytes of that kind were already in the vault
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PutRequest:
-    kind: str
-    data: bytes
-    contract_id: str | None = None
-    label: str | None = None
-    meta: Mapping[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EntryInfo:
-    """An entry's metadata: everything ``list``/``show`` print, nothing decrypted."""
-
-    entry_id: str
-    kind: str
-    version: int
-    label: str | None
-    contract_id: str | None
-    meta: Mapping[str, str]
-    created_at: str
-    updated_at: str
-    size: int
-    matchable: bool  # has a public-key tag, so `match` can pair it
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.entry_id, "kind": self.kind, "version": self.version,
-                "label": self.label, "contract_id": self.contract_id, "meta": dict(self.meta),
-                "created_at": self.created_at, "updated_at": self.updated_at,
-                "size": self.size}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MatchGroup:
-    """Entries that share one public key."""
-
-    keys: tuple[str, ...]
-    certificates: tuple[str, ...]
-    csrs: tuple[str, ...]
-    pkcs12: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"keys": list(self.keys), "certificates": list(self.certificates),
-                "csrs": list(self.csrs), "pkcs12": list(self.pkcs12)}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MatchReport:
-    groups: tuple[MatchGroup, ...]  # at least one key and one certificate/CSR
-    keys_without_certificate: tuple[str, ...]
-    certificates_without_key: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"groups": [g.to_json() for g in self.groups],
-                "keys_without_certificate": list(self.keys_without_certificate),
-                "certificates_without_key": list(self.certificates_without_key)}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifyReport:
-    entries_checked: int
-    audit_records: int
-    problems: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "entries_checked": self.entries_checked,
-                "audit_records": self.audit_records, "problems": list(self.problems)}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RotateResult:
-    entries_rewrapped: int
-    key_source: str
-    old_key_kept: str | None  # where a dated copy of the retired key was written
-    old_key_note: str  # what opens the backups made before the rotation
-
-    def to_json(self) -> dict[str, Any]:
-        return {"entries_rewrapped": self.entries_rewrapped, "key_source": self.key_source,
-                "old_key_kept": self.old_key_kept, "old_key_note": self.old_key_note}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RestoreResult:
-    path: Path
-    entries: int
-    replaced: bool
-
-    def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "entries": self.entries, "replaced": self.replaced}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GenCsrResult:
-    key_id: str
-    csr_id: str
-    csr_pem: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        return {"key_id": self.key_id, "csr_id": self.csr_id, "csr": self.csr_pem.decode()}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VaultStatus:
-    path: Path
-    format_version: int
-    vault_id: str
-    created_at: str
-    key_source: str  # the source this command was given
-    keyed_with: str  # the kind of source the vault was last keyed with (header)
-    locked: bool
-    lock_reason: str | None
-    counts: Mapping[str, int] = field(default_factory=dict)
-    audit_records: int = 0
-    size_bytes: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"path": str(self.path), "format_version": self.format_version,
-                "vault_id": self.vault_id, "created_at": self.created_at,
-                "key_source": self.key_source, "keyed_with": self.keyed_with,
-                "locked": self.locked, "lock_reason": self.lock_reason,
-                "entries": sum(self.counts.values()), "counts": dict(self.counts),
-                "audit_records": self.audit_records, "size_bytes": self.size_bytes}
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,30 +154,6 @@ def _read_header(store: Store) -> _Header | None:
 def _printable(text: str, limit: int = 200) -> str:
     """SQLite's own diagnostic line, with anything unprintable replaced, shortened."""
     return "".join(c if c.isprintable() else "?" for c in text[:limit])
-
-
-def _rows_with_invalid_text(conn: sqlite3.Connection) -> dict[str, list[int]]:
-    """Row ids, per table, holding a TEXT value that is not UTF-8. sqlite3 refuses to return
-    such a value, and its error quotes the bytes: so the bytes are read as blobs and only the
-    row id is reported (a message must never quote stored content)."""
-    found: dict[str, list[int]] = {}
-    for table in ("meta", "entries", "audit"):
-        columns = [str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")]
-        if not columns:
-            continue
-        quoted = ['"' + c.replace('"', '""') + '"' for c in columns]
-        probes = ", ".join(f"CASE WHEN typeof({q}) = 'text' THEN CAST({q} AS BLOB) END"
-                           for q in quoted)
-        for row in conn.execute(f"SELECT rowid, {probes} FROM {table}"):  # noqa: S608 - fixed tables, quoted column names
-            for value in row[1:]:
-                if value is None:
-                    continue
-                try:
-                    bytes(value).decode("utf-8")
-                except UnicodeDecodeError:
-                    found.setdefault(table, []).append(int(row[0]))
-                    break
-    return found
 
 
 def _canonical_meta(meta: Mapping[str, str]) -> str:
@@ -525,10 +379,9 @@ class Vault:
         if analysis is None:
             analysis = formats.analyse(request.kind, request.data)
         fingerprint = hmac_tag(keys.fingerprint, request.kind.encode(), request.data)
-        existing = conn.execute("SELECT id FROM entries WHERE fingerprint = ?",
-                                (fingerprint,)).fetchone()
+        existing = storage.entry_id_by_fingerprint(conn, fingerprint)
         if existing is not None:
-            return PutResult(entry_id=str(existing[0]), created=False)
+            return PutResult(entry_id=existing, created=False)
         spki = analysis.spki
         meta = dict(analysis.meta)
         meta.update({str(k): str(v) for k, v in (request.meta or {}).items()})
@@ -541,13 +394,8 @@ class Vault:
             "match_tag": hmac_tag(keys.match, spki) if spki is not None else None,
         }
         sealed = seal(keys.master, self._binding(row), request.data)
-        conn.execute(
-            f"INSERT INTO entries({_ENTRY_COLUMNS}, wrapped_key, ciphertext) "  # noqa: S608 - constant column list
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*(row[c] for c in ("id", "kind", "version", "label", "contract_id", "meta",
-                                "created_at", "updated_at", "size", "fingerprint",
-                                "match_tag")), sealed.wrapped_key, sealed.ciphertext),
-        )
+        storage.insert_entry(conn, row, wrapped_key=sealed.wrapped_key,
+                           ciphertext=sealed.ciphertext)
         self._audit(conn, "put", entry_id=row["id"], kind=request.kind, version=1,
                     detail={"label": request.label, "contract_id": request.contract_id,
                             "size": len(request.data)})
@@ -565,10 +413,8 @@ class Vault:
                 new.update(label=label, contract_id=contract_id, version=int(row["version"]) + 1,
                            updated_at=_iso(self._clock()))
                 sealed = seal(keys.master, self._binding(new), data)
-                conn.execute("UPDATE entries SET label = ?, contract_id = ?, version = ?, "
-                             "updated_at = ?, wrapped_key = ?, ciphertext = ? WHERE id = ?",
-                             (label, contract_id, new["version"], new["updated_at"],
-                              sealed.wrapped_key, sealed.ciphertext, row["id"]))
+                storage.update_entry(conn, new, wrapped_key=sealed.wrapped_key,
+                                   ciphertext=sealed.ciphertext)
                 self._audit(conn, "update", entry_id=row["id"], kind=row["kind"],
                             version=new["version"],
                             detail={"label": label, "contract_id": contract_id})
@@ -581,7 +427,7 @@ class Vault:
             with self._tx() as conn:
                 row = self._row(conn, entry_id)
                 info = self._info(row)
-                conn.execute("DELETE FROM entries WHERE id = ?", (row["id"],))
+                storage.delete_entry(conn, str(row["id"]))
                 self._audit(conn, "rm", entry_id=row["id"], kind=row["kind"],
                             version=row["version"], detail={"label": row["label"],
                                                             "contract_id": row["contract_id"]})
@@ -603,22 +449,15 @@ class Vault:
                             csr_pem=csr_pem)
 
     # ------------------------------------------------------------------ reading
-    def _row(self, conn: sqlite3.Connection, entry_id: str) -> dict[str, Any]:
-        cursor = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id = ?", (entry_id,))  # noqa: S608 - constant column list
-        rows = cursor.fetchall()
-        if not rows and 4 <= len(entry_id) < 16 and all(c in "0123456789abcdef"
-                                                         for c in entry_id):
-            cursor = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE id LIKE ? "  # noqa: S608 - constant column list
-                                  "LIMIT 2", (entry_id + "%",))
-            rows = cursor.fetchall()
-            if len(rows) > 1:
-                raise VaultEntryNotFoundError(f"entry id prefix {entry_id!r} is ambiguous; "
-                                              "give more characters")
+    def _row(self, conn: sqlite3.Connection, entry_id: str) -> storage.EntryRow:
+        rows = storage.find_entry(conn, entry_id)
+        if len(rows) > 1:
+            raise VaultEntryNotFoundError(f"entry id prefix {entry_id!r} is ambiguous; "
+                                          "give more characters")
         if not rows:
             raise VaultEntryNotFoundError(f"no entry {entry_id!r} in vault {self.path} "
                                           "(see `certescrow vault list`)")
-        names = [d[0] for d in cursor.description]
-        return dict(zip(names, rows[0], strict=True))
+        return rows[0]
 
     def _open_row(self, conn: sqlite3.Connection, keys: VaultKeys,
                   row: Mapping[str, Any], *, deep: bool = False) -> bytes:
@@ -626,19 +465,17 @@ class Vault:
         the AEAD, the version against the audit log. ``deep`` (verify) also recomputes the
         fingerprint and public-key tag from the plaintext; both are already bound by the AEAD,
         so this only catches a row sealed wrongly *with* the key, and it costs a key parse."""
-        blobs = conn.execute("SELECT wrapped_key, ciphertext FROM entries WHERE id = ?",
-                             (row["id"],)).fetchone()
+        blobs = storage.entry_blobs(conn, str(row["id"]))
         where = f"entry {row['id']}"
         if blobs is None:
             raise integrity_error(where)
         data = unseal(keys.master, self._binding(row),
-                      Sealed(wrapped_key=bytes(blobs[0]), ciphertext=bytes(blobs[1])))
-        audited = conn.execute("SELECT action, version FROM audit WHERE entry_id = ? "
-                               "ORDER BY seq DESC LIMIT 1", (row["id"],)).fetchone()
+                      Sealed(wrapped_key=blobs[0], ciphertext=blobs[1]))
+        audited = audit_log.last_action(conn, str(row["id"]))
         # A row restored from an older copy still decrypts (its own AAD is consistent); the
         # audit log is what knows the current version.
         if audited is None or audited[0] not in ("put", "update") \
-                or int(audited[1]) != int(row["version"]):
+                or audited[1] != int(row["version"]):
             raise integrity_error(where)
         if not deep:
             return data
@@ -683,18 +520,9 @@ class Vault:
         """Metadata of every entry (oldest first); nothing is decrypted."""
         if kind is not None and kind not in formats.KINDS:
             raise VaultInputError(f"unknown kind {kind!r}; kinds are {', '.join(formats.KINDS)}")
-        sql = f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE 1 = 1"  # noqa: S608 - constant column list
-        args: list[Any] = []
-        if kind is not None:
-            sql += " AND kind = ?"
-            args.append(kind)
-        if contract_id is not None:
-            sql += " AND contract_id = ?"
-            args.append(contract_id)
         with self._lock, self._snapshot() as conn:
-            cursor = conn.execute(sql + " ORDER BY created_at, id", args)
-            names = [d[0] for d in cursor.description]
-            return [self._info(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]
+            return [self._info(row) for row in storage.list_entries(conn, kind=kind,
+                                                                   contract_id=contract_id)]
 
     def export(self, entry_id: str, fmt: str | None = None, *,
                p12_password: Callable[[], bytes] | None = None) -> bytes:
@@ -723,21 +551,17 @@ class Vault:
             return formats.convert(kind, data, fmt, entry_id=entry, p12_password=p12_password,
                                    key_pem=key_pem, certificates=certificates)
 
-    def _partners(self, conn: sqlite3.Connection, row: Mapping[str, Any],
-                  kind: str) -> list[dict[str, Any]]:
-        cursor = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE match_tag = ? AND "  # noqa: S608 - constant column list
-                              "kind = ? ORDER BY created_at", (row["match_tag"], kind))
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    @staticmethod
+    def _partners(conn: sqlite3.Connection, row: Mapping[str, Any],
+                  kind: str) -> list[storage.EntryRow]:
+        return storage.entries_sharing_key(conn, str(row["match_tag"]), kind)
 
     def match(self) -> MatchReport:
         """Pair keys with certificates and CSRs by public key, through the keyed tags (no
         payload is decrypted; ``verify`` checks the tags against the payloads)."""
         groups: dict[str, dict[str, list[str]]] = {}
         with self._lock, self._snapshot() as conn:
-            for entry_id, kind, tag in conn.execute(
-                    "SELECT id, kind, match_tag FROM entries WHERE match_tag IS NOT NULL "
-                    "ORDER BY created_at, id"):
+            for entry_id, kind, tag in storage.match_tags(conn):
                 groups.setdefault(tag, {}).setdefault(kind, []).append(entry_id)
         matched: list[MatchGroup] = []
         lonely_keys: list[str] = []
@@ -763,9 +587,8 @@ class Vault:
 
     def status(self) -> VaultStatus:
         with self._lock, self._snapshot() as conn:
-            counts = {str(k): int(n) for k, n in conn.execute(
-                "SELECT kind, count(*) FROM entries GROUP BY kind ORDER BY kind")}
-            records = int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+            counts = storage.count_by_kind(conn)
+            records = audit_log.count(conn)
         size = sum(p.stat().st_size for p in (self.path, self.path.with_name(
             self.path.name + "-wal")) if p.exists())
         return VaultStatus(
@@ -785,14 +608,11 @@ class Vault:
             problems: list[str] = []
             with self._snapshot() as conn:
                 keys = self._need_keys()
-                # integrity_check, not quick_check: only the full check compares every index
-                # with its table, so a damaged index that would hide a row from a lookup by
-                # fingerprint (and let a duplicate in) is found too.
-                check = [str(r[0]) for r in conn.execute("PRAGMA integrity_check").fetchall()]
+                check = storage.integrity_check(conn)
                 if check != ["ok"]:
                     problems.append("SQLite structure: " + "; ".join(
                         _printable(line) for line in check[:5]))
-                bad_text = _rows_with_invalid_text(conn)
+                bad_text = storage.rows_with_invalid_text(conn)
                 for table, rowids in sorted(bad_text.items()):
                     problems.extend(f"{table} row {rowid}: a stored text value is not valid "
                                     "UTF-8 (the file was damaged or altered)"
@@ -804,11 +624,7 @@ class Vault:
                     records = audit_log.read_records(conn)
                     problems.extend(audit_log.verify_chain(conn, audit_key=keys.audit,
                                                            vault_id=self._header.vault_id))
-                skip = ",".join(str(int(r)) for r in bad_text.get("entries", ()))
-                cursor = conn.execute(f"SELECT {_ENTRY_COLUMNS} FROM entries "  # noqa: S608 - constant columns, integer row ids
-                                      f"WHERE rowid NOT IN ({skip}) ORDER BY id")
-                names = [d[0] for d in cursor.description]
-                rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+                rows = storage.entries_except(conn, bad_text.get("entries", []))
                 total = len(rows)
                 for done, row in enumerate(rows, start=1):
                     try:
@@ -870,22 +686,17 @@ class Vault:
                 vault_id = self._header.vault_id  # rotated meanwhile
                 if new_master == keys.master:
                     raise VaultInputError("the new key is the current key")
-                wrapped = conn.execute("SELECT value FROM meta WHERE name = 'wrapped_secret'"
-                                       ).fetchone()
-                secret = unwrap_secret(keys.master, vault_id, bytes(wrapped[0])) \
-                    if wrapped else None
+                wrapped = self._store.get_meta("wrapped_secret")
+                secret = unwrap_secret(keys.master, vault_id, wrapped) if wrapped else None
                 if secret is None:
                     raise VaultLockedError(f"vault {self.path} was re-keyed by another process "
                                            "since it was opened; open it again")
                 if staged is not None:
                     staged.stage(new_master)
-                cursor = conn.execute(f"SELECT {_ENTRY_COLUMNS}, wrapped_key FROM entries")  # noqa: S608 - constant column list
-                names = [d[0] for d in cursor.description]
-                rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+                rows = storage.entries_with_wrapped_keys(conn)
                 for done, row in enumerate(rows, start=1):
-                    conn.execute("UPDATE entries SET wrapped_key = ? WHERE id = ?",
-                                 (rewrap(keys.master, new_master, self._binding(row),
-                                         bytes(row["wrapped_key"])), row["id"]))
+                    storage.set_wrapped_key(conn, str(row["id"]), rewrap(
+                        keys.master, new_master, self._binding(row), bytes(row["wrapped_key"])))
                     if progress is not None:
                         progress(done, len(rows))
                 new_wrapped = wrap_secret(new_master, vault_id, secret)
@@ -894,7 +705,7 @@ class Vault:
                 if kdf is not None:
                     Store.set_meta(conn, "kdf", json.dumps(kdf.to_json()).encode())
                 else:
-                    conn.execute("DELETE FROM meta WHERE name = 'kdf'")
+                    storage.delete_meta(conn, "kdf")
                 self._audit(conn, "rotate-key", detail={
                     "entries": len(rows), "key_source": target.kind if target else "?"})
             if staged is not None:

@@ -15,6 +15,7 @@ import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import (
     VaultBusyError,
@@ -26,15 +27,33 @@ from .errors import (
 )
 
 __all__ = [
+    "ENTRY_COLUMNS",
     "FORMAT_VERSION",
     "SCHEMA",
+    "EntryRow",
     "Store",
     "check_private_dir",
     "check_private_file",
+    "count_by_kind",
     "default_vault_path",
+    "delete_entry",
+    "delete_meta",
+    "entries_except",
+    "entries_sharing_key",
+    "entries_with_wrapped_keys",
+    "entry_blobs",
+    "entry_id_by_fingerprint",
+    "find_entry",
+    "insert_entry",
+    "integrity_check",
     "is_shared_or_system_dir",
+    "list_entries",
     "make_private_dir",
+    "match_tags",
+    "rows_with_invalid_text",
+    "set_wrapped_key",
     "translate_sqlite_error",
+    "update_entry",
 ]
 
 FORMAT_VERSION = 1
@@ -323,3 +342,145 @@ def _make_private_dir(directory: Path) -> None:
         directory.mkdir(parents=True, mode=0o700, exist_ok=True)
     finally:
         os.umask(old_umask)
+
+
+# ------------------------------------------------------------------ the entries table
+# Every statement on `entries` lives here; the service decides what to seal and check. Rows are
+# returned as dicts keyed by column name (the metadata columns; blobs only where asked for).
+
+ENTRY_COLUMNS = ("id", "kind", "version", "label", "contract_id", "meta", "created_at",
+                 "updated_at", "size", "fingerprint", "match_tag")
+_COLUMNS_SQL = ", ".join(ENTRY_COLUMNS)
+
+EntryRow = dict[str, Any]
+
+
+def _rows(cursor: sqlite3.Cursor) -> list[EntryRow]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+
+def find_entry(conn: sqlite3.Connection, entry_id: str) -> list[EntryRow]:
+    """The row with id ``entry_id``; else the rows (at most two) whose id starts with it, when
+    it is a hex prefix of at least four characters. The caller decides on ambiguity."""
+    rows = _rows(conn.execute(f"SELECT {_COLUMNS_SQL} FROM entries WHERE id = ?", (entry_id,)))  # noqa: S608 - constant column list
+    if not rows and 4 <= len(entry_id) < 16 and all(c in "0123456789abcdef" for c in entry_id):
+        rows = _rows(conn.execute(f"SELECT {_COLUMNS_SQL} FROM entries WHERE id LIKE ? "  # noqa: S608 - constant column list
+                                  "LIMIT 2", (entry_id + "%",)))
+    return rows
+
+
+def entry_id_by_fingerprint(conn: sqlite3.Connection, fingerprint: str) -> str | None:
+    row = conn.execute("SELECT id FROM entries WHERE fingerprint = ?", (fingerprint,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def entry_blobs(conn: sqlite3.Connection, entry_id: str) -> tuple[bytes, bytes] | None:
+    """``(wrapped_key, ciphertext)`` of an entry."""
+    row = conn.execute("SELECT wrapped_key, ciphertext FROM entries WHERE id = ?",
+                       (entry_id,)).fetchone()
+    return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+
+def list_entries(conn: sqlite3.Connection, *, kind: str | None = None,
+                 contract_id: str | None = None) -> list[EntryRow]:
+    """Metadata rows, oldest first."""
+    sql = f"SELECT {_COLUMNS_SQL} FROM entries WHERE 1 = 1"  # noqa: S608 - constant column list
+    args: list[Any] = []
+    if kind is not None:
+        sql += " AND kind = ?"
+        args.append(kind)
+    if contract_id is not None:
+        sql += " AND contract_id = ?"
+        args.append(contract_id)
+    return _rows(conn.execute(sql + " ORDER BY created_at, id", args))
+
+
+def entries_except(conn: sqlite3.Connection, rowids: list[int]) -> list[EntryRow]:
+    """Every row but the given row ids (rows ``verify`` already found unreadable), by id."""
+    skip = ",".join(str(int(r)) for r in rowids)
+    return _rows(conn.execute(f"SELECT {_COLUMNS_SQL} FROM entries "  # noqa: S608 - constant columns, integer row ids
+                              f"WHERE rowid NOT IN ({skip}) ORDER BY id"))
+
+
+def entries_with_wrapped_keys(conn: sqlite3.Connection) -> list[EntryRow]:
+    return _rows(conn.execute(f"SELECT {_COLUMNS_SQL}, wrapped_key FROM entries"))  # noqa: S608 - constant column list
+
+
+def entries_sharing_key(conn: sqlite3.Connection, match_tag: str, kind: str) -> list[EntryRow]:
+    """Rows of ``kind`` with the same public-key tag, oldest first."""
+    return _rows(conn.execute(f"SELECT {_COLUMNS_SQL} FROM entries WHERE match_tag = ? AND "  # noqa: S608 - constant column list
+                              "kind = ? ORDER BY created_at", (match_tag, kind)))
+
+
+def match_tags(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """``(id, kind, match_tag)`` of every row that has a tag, oldest first."""
+    return [(str(i), str(k), str(t)) for i, k, t in conn.execute(
+        "SELECT id, kind, match_tag FROM entries WHERE match_tag IS NOT NULL "
+        "ORDER BY created_at, id")]
+
+
+def count_by_kind(conn: sqlite3.Connection) -> dict[str, int]:
+    return {str(k): int(n) for k, n in conn.execute(
+        "SELECT kind, count(*) FROM entries GROUP BY kind ORDER BY kind")}
+
+
+def insert_entry(conn: sqlite3.Connection, row: EntryRow, *, wrapped_key: bytes,
+                 ciphertext: bytes) -> None:
+    conn.execute(f"INSERT INTO entries({_COLUMNS_SQL}, wrapped_key, ciphertext) "  # noqa: S608 - constant column list
+                 f"VALUES ({', '.join('?' * (len(ENTRY_COLUMNS) + 2))})",
+                 (*(row[c] for c in ENTRY_COLUMNS), wrapped_key, ciphertext))
+
+
+def update_entry(conn: sqlite3.Connection, row: EntryRow, *, wrapped_key: bytes,
+                 ciphertext: bytes) -> None:
+    """A new version of an entry: label, contract id, version, time and both blobs."""
+    conn.execute("UPDATE entries SET label = ?, contract_id = ?, version = ?, updated_at = ?, "
+                 "wrapped_key = ?, ciphertext = ? WHERE id = ?",
+                 (row["label"], row["contract_id"], row["version"], row["updated_at"],
+                  wrapped_key, ciphertext, row["id"]))
+
+
+def set_wrapped_key(conn: sqlite3.Connection, entry_id: str, wrapped_key: bytes) -> None:
+    conn.execute("UPDATE entries SET wrapped_key = ? WHERE id = ?", (wrapped_key, entry_id))
+
+
+def delete_entry(conn: sqlite3.Connection, entry_id: str) -> None:
+    conn.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+
+
+def delete_meta(conn: sqlite3.Connection, name: str) -> None:
+    conn.execute("DELETE FROM meta WHERE name = ?", (name,))
+
+
+# ------------------------------------------------------------------ checks of the file
+
+def integrity_check(conn: sqlite3.Connection) -> list[str]:
+    """``PRAGMA integrity_check``'s lines (``["ok"]`` when sound). Not ``quick_check``: only
+    the full check compares every index with its table, so a damaged index that would hide a
+    row from a lookup by fingerprint (and let a duplicate in) is found too."""
+    return [str(r[0]) for r in conn.execute("PRAGMA integrity_check").fetchall()]
+
+
+def rows_with_invalid_text(conn: sqlite3.Connection) -> dict[str, list[int]]:
+    """Row ids, per table, holding a TEXT value that is not UTF-8. sqlite3 refuses to return
+    such a value, and its error quotes the bytes: so the bytes are read as blobs and only the
+    row id is reported (a message must never quote stored content)."""
+    found: dict[str, list[int]] = {}
+    for table in ("meta", "entries", "audit"):
+        columns = [str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")]
+        if not columns:
+            continue
+        quoted = ['"' + c.replace('"', '""') + '"' for c in columns]
+        probes = ", ".join(f"CASE WHEN typeof({q}) = 'text' THEN CAST({q} AS BLOB) END"
+                           for q in quoted)
+        for row in conn.execute(f"SELECT rowid, {probes} FROM {table}"):  # noqa: S608 - fixed tables, quoted column names
+            for value in row[1:]:
+                if value is None:
+                    continue
+                try:
+                    bytes(value).decode("utf-8")
+                except UnicodeDecodeError:
+                    found.setdefault(table, []).append(int(row[0]))
+                    break
+    return found

@@ -1,0 +1,155 @@
+"""What the vault's operations return: frozen values the CLI renders (``--json`` from the same
+objects) and the daemon reads. Nothing here touches a file or a key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "EntryInfo",
+    "GenCsrResult",
+    "MatchGroup",
+    "MatchReport",
+    "PutRequest",
+    "PutResult",
+    "RestoreResult",
+    "RotateResult",
+    "VaultStatus",
+    "VerifyReport",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutResult:
+    entry_id: str
+    created: bool  # False: identical bytes of that kind were already in the vault
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutRequest:
+    kind: str
+    data: bytes
+    contract_id: str | None = None
+    label: str | None = None
+    meta: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EntryInfo:
+    """An entry's metadata: everything ``list``/``show`` print, nothing decrypted."""
+
+    entry_id: str
+    kind: str
+    version: int
+    label: str | None
+    contract_id: str | None
+    meta: Mapping[str, str]
+    created_at: str
+    updated_at: str
+    size: int
+    matchable: bool  # has a public-key tag, so `match` can pair it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.entry_id, "kind": self.kind, "version": self.version,
+                "label": self.label, "contract_id": self.contract_id, "meta": dict(self.meta),
+                "created_at": self.created_at, "updated_at": self.updated_at,
+                "size": self.size}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchGroup:
+    """Entries that share one public key."""
+
+    keys: tuple[str, ...]
+    certificates: tuple[str, ...]
+    csrs: tuple[str, ...]
+    pkcs12: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"keys": list(self.keys), "certificates": list(self.certificates),
+                "csrs": list(self.csrs), "pkcs12": list(self.pkcs12)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatchReport:
+    groups: tuple[MatchGroup, ...]  # at least one key and one certificate/CSR
+    keys_without_certificate: tuple[str, ...]
+    certificates_without_key: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"groups": [g.to_json() for g in self.groups],
+                "keys_without_certificate": list(self.keys_without_certificate),
+                "certificates_without_key": list(self.certificates_without_key)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyReport:
+    entries_checked: int
+    audit_records: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "entries_checked": self.entries_checked,
+                "audit_records": self.audit_records, "problems": list(self.problems)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RotateResult:
+    entries_rewrapped: int
+    key_source: str
+    old_key_kept: str | None  # where a dated copy of the retired key was written
+    old_key_note: str  # what opens the backups made before the rotation
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entries_rewrapped": self.entries_rewrapped, "key_source": self.key_source,
+                "old_key_kept": self.old_key_kept, "old_key_note": self.old_key_note}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreResult:
+    path: Path
+    entries: int
+    replaced: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "entries": self.entries, "replaced": self.replaced}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenCsrResult:
+    key_id: str
+    csr_id: str
+    csr_pem: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key_id": self.key_id, "csr_id": self.csr_id, "csr": self.csr_pem.decode()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VaultStatus:
+    path: Path
+    format_version: int
+    vault_id: str
+    created_at: str
+    key_source: str  # the source this command was given
+    keyed_with: str  # the kind of source the vault was last keyed with (header)
+    locked: bool
+    lock_reason: str | None
+    counts: Mapping[str, int] = field(default_factory=dict)
+    audit_records: int = 0
+    size_bytes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "format_version": self.format_version,
+                "vault_id": self.vault_id, "created_at": self.created_at,
+                "key_source": self.key_source, "keyed_with": self.keyed_with,
+                "locked": self.locked, "lock_reason": self.lock_reason,
+                "entries": sum(self.counts.values()), "counts": dict(self.counts),
+                "audit_records": self.audit_records, "size_bytes": self.size_bytes}
