@@ -17,7 +17,7 @@ from typing import Any
 from policy.catalogue import Catalogue, CertificateAuthority, Item
 from policy.category import Category
 from policy.decisions import Decision, Finding, Severity
-from policy.facts import CertificateFacts
+from policy.facts import CertificateFacts, unevaluable
 from policy.forecast import MaxValiditySchedule, br_days, embedded_schedule
 from policy.intake import Binding
 from policy.matchers import ItemMatch, bound_item_mismatch, match_item
@@ -269,6 +269,18 @@ def classify_certificate(
     resolved = _resolve(facts, catalogue, binding, findings)
     match, item, category = resolved.match, resolved.item, resolved.category
     candidates, contracted, ca = resolved.candidates, resolved.contracted, resolved.ca
+
+    out_of_range = unevaluable(facts)
+    if out_of_range is not None:
+        # Nothing the contract computes means anything at the ends of the calendar: the
+        # finding, and no actions (issue 9: a finding, never an exception).
+        findings.append(out_of_range)
+        return CertificateClassification(
+            facts=facts, validity_seconds=seconds, tier=tier,
+            item=item.handle if item is not None else None, category=category,
+            contracted_tier=contracted, compliant=None, renewable=True, days_left=days_left,
+            findings=tuple(findings), actions=(), candidates=candidates,
+            ca=ca.key if ca is not None else None, validation=match.validation)
 
     if na < nb:
         findings.append(Finding(

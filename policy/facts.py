@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .tokyo import require_aware
+from .decisions import Finding, Severity
+from .tokyo import TOKYO, require_aware
 
-__all__ = ["CertificateFacts"]
+__all__ = ["CertificateFacts", "unevaluable"]
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -58,3 +59,38 @@ class CertificateFacts:
     @property
     def is_wildcard(self) -> bool:
         return any(name.startswith("*.") for name in self.sans)
+
+
+def _tokyo_year(instant: datetime) -> int:
+    """The Tokyo calendar year of ``instant``; 10000 past 9999-12-31T15:00Z, 0 before
+    0001-01-01 in Tokyo (both beyond what ``date`` holds)."""
+    try:
+        return instant.astimezone(TOKYO).year
+    except OverflowError:
+        return 10_000 if instant.year >= 9999 else 0
+
+
+def unevaluable(facts: CertificateFacts) -> Finding | None:
+    """A ``dates-out-of-range`` finding when the certificate's dates lie where the contract's
+    arithmetic cannot count: a ``notBefore`` in the first or last year ``datetime`` holds (year
+    1 or 9999 in Tokyo, or beyond), or a ``notAfter`` in year 1. ``None`` otherwise.
+
+    The rules never raise for such a certificate (day arithmetic saturates at the ends of the
+    range), but what they would compute is meaningless: no tier, reckoning day, notice or
+    termination day can be counted from the year 1 or into the year 10000. RFC 5280's
+    ``99991231235959Z`` ("no well-defined expiration") is a real ``notAfter`` and evaluable.
+    Classification reports the finding instead of actions; intake and the ledger refuse such a
+    certificate with it, so one hostile file can never poison a contract's journal.
+    """
+    nb_year = _tokyo_year(facts.not_before_utc)
+    na_year = _tokyo_year(facts.not_after_utc)
+    if nb_year > 1 and nb_year < 9999 and na_year > 1:
+        return None
+    which = "notBefore" if not 1 < nb_year < 9999 else "notAfter"
+    value = facts.not_before_utc if which == "notBefore" else facts.not_after_utc
+    return Finding(
+        code="dates-out-of-range", clause="", severity=Severity.CRITICAL,
+        message=f"{which} {value.isoformat()} lies at the end of the calendar (year 1 or 9999, "
+                "Asia/Tokyo): the contract's periods, notice and termination days cannot be "
+                "counted from it",
+    )

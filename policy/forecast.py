@@ -25,7 +25,12 @@ from policy.category import Category
 from policy.errors import CatalogueError
 from policy.facts import CertificateFacts
 from policy.periods import DEFAULT_PERIOD_RULE, Period, PeriodRule, days_period
-from policy.rules.art6 import PROVISO_DAYS, art6_3_cannot_renew, never_expires
+from policy.rules.art6 import (
+    NO_WELL_DEFINED_EXPIRATION_UTC,
+    PROVISO_DAYS,
+    art6_3_cannot_renew,
+    never_expires,
+)
 from policy.tiers import TIERS_ASCENDING, Tier, classify, tier_period, validity_period
 from policy.tokyo import tokyo_date
 
@@ -218,6 +223,15 @@ def _fills(tier: Tier, start_utc: datetime, longest: timedelta, rule: PeriodRule
     return period.filled_by(not_after)
 
 
+def _last_second(start_utc: datetime, longest: timedelta) -> datetime:
+    """The ``notAfter`` of a certificate of validity ``longest`` from ``start_utc``, held at
+    ``99991231235959Z`` when the end of the range comes first."""
+    try:
+        return start_utc + longest - timedelta(seconds=1)
+    except OverflowError:
+        return NO_WELL_DEFINED_EXPIRATION_UTC
+
+
 def _blocked(start_utc: datetime, longest: timedelta, rule: PeriodRule) -> bool:
     """Art.6(3) proviso for a certificate of validity ``longest`` starting at ``start_utc``."""
     try:
@@ -294,7 +308,7 @@ def tier_outlook(tier: Tier, schedule: MaxValiditySchedule, *, at: datetime,
             break
     return TierOutlook(
         tier=tier, at=at, longest_days=schedule.max_days_at(at),
-        longest_tier=classify(at, at + longest - timedelta(seconds=1), rule=rule),
+        longest_tier=classify(at, _last_second(at, longest), rule=rule),
         fills=_fills(tier, at, longest, rule), cannot_fill_from=cannot, never_fillable=never,
         non_renewable_from=schedule.non_renewable_from(rule), period_rule=rule,
     )
@@ -384,8 +398,11 @@ def contract_outlook(*, contract_id: str, item: str | None, category: Category |
     renewals: list[RenewalOutlook] = []
     if terminated_on is None and not (certificate is not None and never_expires(certificate)):
         # The successor takes over, at the latest, the second after the current one ends.
-        start = at if certificate is None else max(
-            certificate.not_after_utc + timedelta(seconds=1), at)
+        try:
+            start = at if certificate is None else max(
+                certificate.not_after_utc + timedelta(seconds=1), at)
+        except OverflowError:  # a notAfter at the very end of the range: nothing follows it
+            start = datetime.max.replace(tzinfo=UTC)
         # Project at least `horizon` renewals, and on until one falls under the schedule's
         # last step, so the first unfilled / blocked renewal is known even years ahead.
         last_step = schedule.steps[-1].start_utc

@@ -33,7 +33,7 @@ from __future__ import annotations
 import calendar
 import enum
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from .tokyo import TOKYO, add_calendar_months, require_aware, tokyo_midnight_utc
@@ -208,9 +208,8 @@ def _jst_text(instant: datetime | None, *, ja: bool = False) -> str:
         return "9999-12-31"
     try:
         local = instant.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M:%S")
-    except OverflowError:
-        utc = instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        return f"{utc}（協定世界時）" if ja else f"{utc} UTC"
+    except OverflowError:  # the ends of the range: say the instant as it was given
+        return instant.isoformat(sep=" ")
     return f"{local}（日本時間）" if ja else f"{local} JST"
 
 

@@ -39,7 +39,10 @@ def format_instant(value: datetime) -> str:
     """An instant as ISO 8601 UTC with ``Z`` (``2026-11-24T00:00:00Z``): how every command and
     explanation writes certificate times, the inverse of :func:`parse_instant`."""
     if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01 with a +09:00 offset is before anything UTC holds
+            return value.isoformat()
     return value.isoformat().replace("+00:00", "Z")
 
 
