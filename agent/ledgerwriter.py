@@ -52,7 +52,8 @@ __all__ = ["LedgerWriter", "fault_of"]
 T = TypeVar("T")
 
 FIRST_PAUSE_S = 0.5
-MAX_PAUSE_S = 30.0
+MAX_PAUSE_S = 5.0
+"""Retrying a failing write this often costs nothing and brings a repaired ledger back soon."""
 
 _FAULT_MESSAGES = {
     "ledger-disk-full": "the disk holding the ledger is full",
@@ -63,9 +64,13 @@ _FAULT_MESSAGES = {
 }
 
 
-def fault_of(exc: BaseException) -> str | None:
+def fault_of(exc: BaseException, *, path: Path | None = None) -> str | None:
     """The fault an exception from the ledger stands for, ``None`` when it is not a fault of
-    the ledger's storage (a refusal of the content, or a bug: retrying cannot help)."""
+    the ledger's storage (a refusal of the content, or a bug: retrying cannot help).
+
+    SQLite's own result code decides when there is one (the ledger raises its
+    :class:`LedgerError` from SQLite's exception, which stays as the context); otherwise the
+    message, without the ledger's path (a path may contain any word)."""
     if isinstance(exc, OSError):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return "ledger-disk-full"
@@ -74,7 +79,16 @@ def fault_of(exc: BaseException) -> str | None:
         return "ledger-failed"
     if not isinstance(exc, (LedgerError, sqlite3.Error)):
         return None
-    text = str(exc).lower()
+    cause = exc if isinstance(exc, sqlite3.Error) else exc.__context__
+    name = getattr(cause, "sqlite_errorname", None) if isinstance(cause, sqlite3.Error) else None
+    if isinstance(name, str):
+        for prefix, fault in _SQLITE_FAULTS:
+            if name.startswith(prefix):
+                return fault
+    text = str(exc)
+    if path is not None:
+        text = text.replace(str(path), "")
+    text = text.lower()
     if "full" in text:
         return "ledger-disk-full"
     if "readonly" in text or "read-only" in text or "permission denied" in text:
@@ -85,6 +99,18 @@ def fault_of(exc: BaseException) -> str | None:
             or "newer certescrow" in text or "no ledger here" in text):
         return "ledger-unusable"
     return "ledger-failed"
+
+
+_SQLITE_FAULTS = (
+    ("SQLITE_FULL", "ledger-disk-full"),
+    ("SQLITE_READONLY", "ledger-read-only"),
+    ("SQLITE_PERM", "ledger-read-only"),
+    ("SQLITE_AUTH", "ledger-read-only"),
+    ("SQLITE_BUSY", "ledger-locked"),
+    ("SQLITE_LOCKED", "ledger-locked"),
+    ("SQLITE_NOTADB", "ledger-unusable"),
+    ("SQLITE_CORRUPT", "ledger-unusable"),
+)
 
 
 def _identity(path: Path | None) -> tuple[int, int] | None:
@@ -128,6 +154,9 @@ class LedgerWriter:
         self._fault: str | None = None
         self._stall_logged = False
         self._reopened = False
+        self._must_reopen = False
+        """The file was deleted or replaced and no reopen has succeeded yet (the old inode's
+        number may be reused by the next file at the path: identity alone cannot say)."""
 
     # ------------------------------------------------------------------ the caller's side
 
@@ -255,7 +284,7 @@ class LedgerWriter:
                 self._check_file()
                 result = op.run(self.intake)
             except Exception as exc:  # classified below; the thread must not die of it
-                fault = fault_of(exc)
+                fault = fault_of(exc, path=self.path)
                 with self._cond:
                     self._busy_since = None
                     self._stall_logged = False
@@ -319,22 +348,27 @@ class LedgerWriter:
         if self.path is None or self._reopen is None:
             return
         now = _identity(self.path)
-        if now is not None and now == self._identity:
+        if now is not None and now == self._identity and not self._must_reopen:
             return
+        self._must_reopen = True
         fault = "ledger-deleted" if now is None else "ledger-replaced"
         if fault != self._fault:
             self._fault = fault
             self.log.error(fault, f"{self.path}: the ledger was "
                            f"{'deleted' if now is None else 'replaced by another file'} under "
-                           "the running daemon; opening the path again "
-                           + ("(a new ledger)" if now is None else "")
+                           "the running daemon; opening the path again"
+                           + (" (a new ledger)" if now is None else "")
                            + " and reporting everything currently seen",
                            path=str(self.path), fault=fault)
-        close = getattr(self.intake, "close", None)
+        # Ledger.release empties the WAL into the old file first: a -wal left at the path
+        # would otherwise be read as part of the file now there (SQLite keeps it, seeing the
+        # database renamed while open).
+        close = getattr(self.intake, "release", None) or getattr(self.intake, "close", None)
         if callable(close):
             with contextlib.suppress(Exception):  # the old file is gone either way
                 close()
         self.intake = self._reopen()  # a LedgerError here is a fault: retried
         self._identity = _identity(self.path)
+        self._must_reopen = False
         with self._cond:
             self._reopened = True
