@@ -315,6 +315,14 @@ class Ledger:
     def close(self) -> None:
         self._conn.close()
 
+    def release(self) -> None:
+        """Close a ledger whose file was deleted or replaced under this connection (H6, the
+        daemon): first write the WAL into the file this connection opened and empty the WAL,
+        so the ``-wal`` left at the path cannot be read as part of whatever is there now."""
+        with contextlib.suppress(sqlite3.Error), self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        self._conn.close()
+
     def __enter__(self) -> Self:
         return self
 
