@@ -46,6 +46,7 @@ from policy.forecast import (
 )
 from policy.intake import Binding
 from policy.paths import ledger_is_explicit, ledger_path
+from policy.settings import PolicySettings
 from policy.state import PROVISO
 from policy.tiers import Tier
 from policy.timeparse import format_instant
@@ -269,8 +270,9 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
     by --ledger or [policy].ledger that does not exist is an error naming it.
     """
     now = resolve_at(at)
+    settings = settings_from(ctx)
     schedule = embedded_schedule()
-    tiers = tier_outlooks(schedule, at=now)
+    tiers = tier_outlooks(schedule, at=now, rule=settings.period_rule)
     section = config_section(ctx, "policy")
     path = ledger_path(ledger_file, section)
     contracts: list[ContractOutlook] = []
@@ -278,12 +280,14 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
     if not path.exists() and ledger_is_explicit(ledger_file, section):
         raise LedgerError(f"{path}: no ledger here (check the path given with --ledger or "
                           "[policy].ledger)")
+    problems: list[str] = []
     if path.exists():
-        contracts = _contract_outlooks(path, now)
+        contracts = _contract_outlooks(path, now, settings, problems)
         ledger_used = str(path)
     if as_json:
         echo_json({"at": now, "schedule": schedule, "tiers": list(tiers),
                    "ledger": ledger_used, "contracts": contracts})
+        _report_problems(problems)
         return
     click.echo(f"Public TLS maximum validity ({schedule.ballot}, BR §6.3.2), as of "
                f"{tokyo_date(now)}:")
@@ -301,6 +305,7 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
         return
     if not contracts:
         click.echo(f"\nNo contracts in {path}.")
+        _report_problems(problems)
         return
     click.echo("")
     rows = []
@@ -320,14 +325,18 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
             "TIER UNFILLED FROM", "BLOCKED FROM"], rows)
     click.echo("\nRenewals are projected the second after each certificate ends, with the longest "
                "public certificate then issuable; BLOCKED = Art.6(3) proviso (category III).")
+    _report_problems(problems)
 
 
-def _contract_outlooks(path: Path, now: datetime) -> list[ContractOutlook]:
+def _contract_outlooks(path: Path, now: datetime, settings: PolicySettings,
+                       problems: list[str]) -> list[ContractOutlook]:
+    """Each contract's outlook; events the ledger could not read are skipped and described in
+    ``problems`` (reported once the output is complete)."""
     from policy.ledger import Ledger  # the ledger is only needed when one exists
 
     schedule = embedded_schedule()
     out: list[ContractOutlook] = []
-    with Ledger.open(path, create=False) as ledger:
+    with Ledger.open(path, create=False, settings=settings) as ledger:
         for state in ledger.states(at=now):
             out.append(contract_outlook(
                 contract_id=state.contract_id, item=state.item, category=state.category,
@@ -336,5 +345,13 @@ def _contract_outlooks(path: Path, now: datetime) -> list[ContractOutlook]:
                 # its renewals are projected, and shown blocked.
                 terminated_on=(None if state.termination_clause == PROVISO
                                else state.terminated_on),
-                schedule=schedule, at=now))
+                schedule=schedule, at=now, rule=settings.period_rule))
+        problems.extend(f"{path}: {problem}" for problem in ledger.problems)
     return out
+
+
+def _report_problems(problems: Sequence[str]) -> None:
+    for problem in problems:
+        click.echo(f"Error: {problem}", err=True)
+    if problems:
+        sys.exit(LedgerError.exit_code)

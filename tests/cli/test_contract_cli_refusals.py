@@ -140,7 +140,8 @@ def _ledger_with_a_bad_event(path: Path) -> None:
 
 @pytest.mark.parametrize("command", [
     ["contract", "list"], ["contract", "list", "--json"], ["policy", "actions"],
-    ["policy", "actions", "--json"], ["contract", "show", "BAD"],
+    ["policy", "actions", "--json"], ["contract", "show", "BAD"], ["policy", "forecast"],
+    ["policy", "forecast", "--json"],
 ])
 def test_one_bad_event_is_reported_and_the_rest_shown(tmp_path: Path,
                                                       command: list[str]) -> None:
