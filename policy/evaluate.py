@@ -95,7 +95,7 @@ def evaluate_contract(state: ContractState, catalogue: Catalogue, settings: Poli
             cert, catalogue,
             binding=Binding(contract_id=cid, category=state.category, item=state.item,
                             tier=state.tier),
-            previous=state.previous_certificate)
+            previous=state.previous_certificate, rule=settings.period_rule)
         if result is not None:
             out.extend(compliance_decisions(result, cert, contract_id=cid))
         if state.renewal_made_for == cert.sha256:

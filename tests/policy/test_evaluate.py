@@ -24,6 +24,7 @@ from policy.events import (
 )
 from policy.facts import CertificateFacts
 from policy.ledger import Ledger
+from policy.periods import PeriodRule
 from policy.rules.art6 import Answer
 from policy.settings import PolicySettings, PriceList
 from policy.state import ContractState, ContractStatus, fold
@@ -370,3 +371,17 @@ def test_evaluate_is_pure_same_inputs_same_decisions() -> None:
     state = _fold(accepted(), bound(cert=CERT), at=at)
     assert evaluate_contract(state, CATALOGUE, SETTINGS, at=at) == evaluate_contract(
         state, CATALOGUE, SETTINGS, at=at)
+
+
+def test_evaluate_art3_counts_the_tier_by_the_configured_rule() -> None:
+    """T0 is 12:00 JST on 2026-01-15: 6 civil-code months end at the end of 2026-07-15 (JST),
+    6 elapsed months at 12:00 that day. A certificate ending at 18:00 JST complies with the
+    first reading only."""
+    cert = facts(tag="6m-edge", not_after=utc(2026, 7, 15, 9))  # 18:00 JST
+    at = T0 + timedelta(days=1)
+    state = _fold(accepted(tier=Tier.SIX_MONTHS), bound(cert=cert), at=at)
+    civil = [d.action for d in evaluate_contract(state, CATALOGUE, SETTINGS, at=at)]
+    elapsed = [d.action for d in evaluate_contract(
+        state, CATALOGUE, PolicySettings(period_rule=PeriodRule.ELAPSED), at=at)]
+    assert Action.NON_COMPLIANT not in civil
+    assert Action.NON_COMPLIANT in elapsed
