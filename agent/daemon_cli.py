@@ -9,37 +9,48 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
 from policy.cliutil import AT_OPTION_HELP, InstantType, echo_json, resolve_at
-from policy.decisions import Severity
 from policy.intake import Intake
 
-from .config import Config, load_config, load_raw_config
-from .daemon import CertificateSeen, Daemon, ScanSummary, VaultLike
+from .cli import ExitStatusCommand, exit_status_options, say_unknown
+from .config import Config, load_config, load_raw_config, root_config
+from .daemon import Daemon, ScanSummary, VaultLike
 from .logs import EventLog, configure_logging
+from .monitoring import ExitMode, MonitorTally, exit_status
 from .readindex import READ_INDEX_NAME
+from .render import render_table
+from .report import ScanReport, tally_item
 from .sdnotify import Notifier
 
-__all__ = ["EXIT_STATUS", "check_config_command", "exit_status", "run_command"]
-
-EXIT_STATUS = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
-"""``--exit-status`` (Nagios convention, as ``certescrow scan``): 2 when any certificate has a
-critical finding or action, else 3 when any file could not be read, else 1 for a warning, else
-0."""
+__all__ = ["check_config_command", "run_command", "summary_tally"]
 
 
-def exit_status(summary: ScanSummary) -> int:
-    worst = max((c.severity for c in summary.certificates), default=Severity.OK)
-    if worst >= Severity.CRITICAL:
-        return EXIT_STATUS["critical"]
-    if summary.errors:
-        return EXIT_STATUS["unknown"]
-    if worst >= Severity.WARNING:
-        return EXIT_STATUS["warning"]
-    return EXIT_STATUS["ok"]
+def summary_tally(summary: ScanSummary, config: Config) -> MonitorTally:
+    """What ``agent run --once --exit-status`` decides from: every certificate and unreadable
+    file of the scan, counted as ``scan`` counts them (:func:`agent.report.tally_item`), and a
+    configured store that does not exist, or holds no certificate, as UNKNOWN with the reason:
+    nothing monitored is never OK."""
+    tally = MonitorTally()
+    seen_in: set[str] = set()
+    for row in summary.certificates:
+        tally_item(tally, row)
+        if row.store is not None:
+            seen_in.add(row.store)
+    for error in summary.errors:
+        tally_item(tally, error)
+    missing = set(summary.missing_stores)
+    for store in config.agent.stores:
+        where = str(store.path)
+        if where in missing:
+            tally.unknown(f"store {where} does not exist")
+        elif where not in seen_in:
+            tally.unknown(f"store {where} holds no certificate")
+    if not config.agent.stores:
+        tally.unknown("no store is configured: nothing is monitored")
+    return tally
 
 
 def _config_path(ctx: click.Context, option: Path | None) -> Path | None:
@@ -93,7 +104,7 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
     return daemon
 
 
-@click.command("run")
+@click.command("run", cls=ExitStatusCommand)
 @click.option("--config", "config_option", type=click.Path(dir_okay=False, path_type=Path),
               help="Configuration file (default: the root --config, $CERTESCROW_CONFIG, the "
               "per-user file, /etc/certescrow/config.toml, else built-in defaults).")
@@ -103,19 +114,24 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
               help="Log lines on stderr (default: [agent].log_format).")
 @click.option("--json", "as_json", is_flag=True, help="With --once: print the summary as JSON.")
-@click.option("--exit-status", "want_exit_status", is_flag=True,
-              help="With --once: exit 0 ok, 1 warning, 2 critical, 3 unknown (a file failed).")
+@exit_status_options
 @click.pass_context
 def run_command(ctx: click.Context, config_option: Path | None, once: bool,
                 at: datetime | None, log_format: str | None, as_json: bool,
-                want_exit_status: bool) -> None:
+                want_exit_status: bool, exit_mode: str | None) -> None:
     """Watch the configured certificate stores and report to the ledger (until SIGTERM).
 
     SIGHUP reloads the configuration (a bad one is refused and the old one keeps running).
     Under systemd (Type=notify) it sends READY, STATUS and WATCHDOG.
     """
-    path = _config_path(ctx, config_option)
-    config = load_config(path)
+    if exit_mode is not None and not want_exit_status:
+        raise click.UsageError("--exit-mode goes with --exit-status; write --exit-status=MODE")
+    mode = (ExitMode(exit_mode) if exit_mode else ExitMode.HOST) if want_exit_status else None
+    if mode is not None and not once:
+        raise click.UsageError("--exit-status goes with --once")
+    # The root command read and validated the configuration; --config here names another file.
+    config = (load_config(config_option) if config_option is not None
+              else root_config(ctx.find_root().obj))
     logger = configure_logging(log_format or config.agent.log_format)
     log = EventLog(logger)
     notifier = Notifier() if not once else Notifier("")
@@ -125,12 +141,14 @@ def run_command(ctx: click.Context, config_option: Path | None, once: bool,
             summary = daemon.full_scan(collect=True)
         finally:
             daemon.shutdown()
+        tally = summary_tally(summary, config)
         if as_json:
             echo_json(summary)
         else:
-            _print_summary(summary)
-        if want_exit_status:
-            ctx.exit(exit_status(summary))
+            _print_summary(summary, tally, at=resolve_at(at), mode=mode or ExitMode.HOST)
+        if mode is not None:
+            say_unknown(tally, mode)
+            ctx.exit(exit_status(tally, mode))
         return
     # A SIGHUP reload keeps the log format the command line asked for.
     daemon.log_format_override = log_format
@@ -138,31 +156,14 @@ def run_command(ctx: click.Context, config_option: Path | None, once: bool,
     ctx.exit(daemon.run())
 
 
-def _print_summary(summary: ScanSummary) -> None:
-    def urgency(seen: CertificateSeen) -> tuple[int, int]:
-        days = seen.classification.days_left if seen.classification is not None else 0
-        return (-int(seen.severity), days)
-
-    rows = sorted(summary.certificates, key=urgency)
-    if rows:
-        click.echo(f"{'SEVERITY':<9} {'DAYS':>5} {'TIER':<9} {'CAT':<4} {'KEY':<5} "
-                   f"{'NOT AFTER':<20} LOCATION")
-    for seen in rows:
-        cls = seen.classification
-        tier = cls.tier.value if cls is not None else "-"
-        category = cls.category.value if cls is not None else "-"
-        days = str(cls.days_left) if cls is not None else "-"
-        key = {None: "-", True: "ok", False: "BAD"}[seen.key_matches]
-        not_after = seen.record.facts.not_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-        click.echo(f"{seen.severity.name.lower():<9} {days:>5} {tier:<9} {category:<4} "
-                   f"{key:<5} {not_after:<20} {seen.record.path}[{seen.record.index}]")
-    for error in summary.errors:
-        where = error.path + (f"[{error.index}]" if error.index is not None else "")
-        click.echo(f"error: {where}: {error.code}: {error.message}", err=True)
-    for store in summary.missing_stores:
-        click.echo(f"warning: store {store} does not exist", err=True)
-    click.echo(f"{len(summary.certificates)} certificate(s) in {summary.files} file(s); "
-               f"{len(summary.errors)} error(s); {len(summary.escrowed)} escrow put(s); "
+def _print_summary(summary: ScanSummary, tally: MonitorTally, *, at: datetime,
+                   mode: ExitMode) -> None:
+    """The same table as ``certescrow scan`` (agent/render.py), then what only the daemon
+    knows: escrow puts and sightings gone."""
+    report = ScanReport(rows=tuple(summary.certificates), files=(),
+                        errors=tuple(summary.errors), at=at)
+    click.echo(render_table(report, mode=mode, tally=tally))
+    click.echo(f"{summary.files} file(s) read; {len(summary.escrowed)} escrow put(s); "
                f"{summary.gone} gone")
 
 
@@ -181,24 +182,7 @@ def check_config_command(ctx: click.Context, file: Path | None, as_json: bool) -
         echo_json(data)
         return
     click.echo(f"# configuration: {config.source or 'built-in defaults'} (valid)")
-    _print_table("[policy]", {k: v for k, v in data["policy"].items() if k != "prices"})
-    _print_table("[policy.prices]", data["policy"]["prices"])
-    _print_table("[vault]", data["vault"])
-    _print_table("[agent]", {k: v for k, v in data["agent"].items() if k != "stores"})
-    for store in data["agent"]["stores"]:
-        _print_table("[[agent.stores]]", store)
+    click.echo("# printed in full: read back, this text is the same configuration")
+    click.echo(config.to_toml(), nl=False)
     for path in missing:
         click.echo(f"warning: store {path} does not exist (watched once it appears)", err=True)
-
-
-def _print_table(name: str, table: dict[str, Any]) -> None:
-    """Print a table so that the output is itself valid TOML (an operator copies it): TOML has
-    no null, so an unset value is printed as a comment."""
-    import json
-
-    click.echo(f"\n{name}")
-    for key, value in table.items():
-        if value is None:
-            click.echo(f"# {key} is not set")
-        else:
-            click.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}")

@@ -13,7 +13,7 @@ from typing import Any
 from policy.decisions import Severity
 
 from .logs import EventLog
-from .summary import CertificateSeen
+from .rows import CertificateRow
 
 __all__ = ["FindingLog"]
 
@@ -29,14 +29,12 @@ class FindingLog:
         """From now until :meth:`flush`, count per kind instead of logging each certificate."""
         self._tally = {}
 
-    def certificate(self, seen: CertificateSeen) -> None:
-        # A CA certificate in a store is a chain (certbot's chain.pem), not a finding to shout
-        # about; its classification is still in the --once summary.
-        if seen.classification is None or seen.record.facts.is_ca:
-            return
-        where = f"{seen.record.path}[{seen.record.index}]"
+    def certificate(self, seen: CertificateRow) -> None:
+        # The row (agent/rows.py) already left the contract view out of a chain certificate
+        # (certbot's chain.pem) and put its validity on its leaf's row.
+        where = seen.location
         logged: set[str] = set()
-        for finding in seen.classification.findings:
+        for finding in seen.findings:
             if finding.severity >= Severity.WARNING:
                 logged.add(finding.code)
                 self._warn(("finding", finding.code, finding.clause), seen,
@@ -44,14 +42,14 @@ class FindingLog:
                            clause=finding.clause)
         # What the contract now calls for (a non-compliant certificate, a notice due), unless a
         # finding above already said it.
-        for action in seen.classification.actions:
+        for action in seen.actions:
             if action.severity >= Severity.WARNING and action.action.value not in logged:
                 due = action.due.isoformat() if action.due else ""
                 self._warn(("action", action.action.value, action.clause), seen,
                            f"{where}: {action.explanation_en}", action=action.action.value,
                            clause=action.clause, due=due)
 
-    def _warn(self, kind: tuple[str, str, str], seen: CertificateSeen, message: str,
+    def _warn(self, kind: tuple[str, str, str], seen: CertificateRow, message: str,
               **fields: Any) -> None:
         """A per-certificate warning; while counting it is counted (and logged at debug
         level) for :meth:`flush`."""

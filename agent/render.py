@@ -346,9 +346,10 @@ def _render_table_row(row: _TableRow, columns: Sequence[_Column], name_width: in
 
 
 def render_table(report: ScanReport, *, width: int | None = None,
-                 mode: ExitMode = ExitMode.HOST) -> str:
+                 mode: ExitMode = ExitMode.HOST, tally: MonitorTally | None = None) -> str:
     """The human table: most urgent first (key files among the certificates), each row with
-    its findings, what to do and where it was found; then errors and skipped files."""
+    its findings, what to do and where it was found; then errors and skipped files. ``tally``:
+    what the summary line says (default: the report's own; the daemon's knows its stores)."""
     width = width if width is not None else shutil.get_terminal_size().columns
     width = max(width, 40)
     columns, name_width = _fit_columns(width)
@@ -380,7 +381,10 @@ def render_table(report: ScanReport, *, width: int | None = None,
             lines.extend(_wrap("", _words(for_terminal(
                 f"{skip.path}: {skip.code}: {skip.message}")), width, joiner=" ", indent="  "))
     lines.append("")
-    lines.extend(_wrap("", _status_pieces(report, mode), width, joiner=" ", indent=""))
+    lines.extend(_wrap("", summary_pieces(
+        tally if tally is not None else report.tally(), mode=mode, at=report.at,
+        certificates=len(report.rows), skipped=len(report.skipped)), width, joiner=" ",
+        indent=""))
     if chain or quiet_keys:
         lines.append(f"({chain} chain certificate(s) shown with their leaves, {quiet_keys} key "
                      "file(s) without a problem; --json lists them)")

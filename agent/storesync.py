@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
-from policy.decisions import Severity
+from policy.decisions import Finding, Severity
 from policy.facts import CertificateFacts
 from policy.intake import Intake, IntakeReceipt, Observation
 
@@ -35,7 +35,8 @@ from .ledgerwriter import LedgerWriter
 from .logs import EventLog
 from .reconcile import Reconciliation, SightingSource, plan_reconciliation
 from .records import CertificateRecord, FileError, FileResult, ReadLimits
-from .summary import CertificateSeen, ScanSummary
+from .rows import CertificateRow, Role, certificate_row, pair_key, place_certificates
+from .summary import ScanSummary
 from .watch import PathQueue
 
 __all__ = ["REPORT_BATCH", "Lister", "Reader", "StoreSync"]
@@ -385,11 +386,11 @@ class StoreSync:
                     facts=record.facts, host=host, location=path,
                     index=record.index, observed_at_utc=at, binding=store.binding,
                     key_matches=matches))
-                seen = CertificateSeen(
-                    record=record, store=str(store.path), key_matches=matches,
-                    classification=self._classify(store, record, at=at,
-                                                  previous=_predecessor(previous, record)),
-                    findings=tuple(escrow_findings.get(record.index, ())))
+                seen = self._row(store, record, result, results, at=at,
+                                 previous=_predecessor(previous, record),
+                                 extra=tuple(escrow_findings.get(record.index, ())))
+                if seen is None:
+                    continue
                 self.findings.certificate(seen)
                 if summary is not None:
                     summary.certificates.append(seen)
@@ -406,21 +407,37 @@ class StoreSync:
             summary.errors.append(result.error)
         summary.errors.extend(result.cert_errors)
         for record in result.certificates:
-            summary.certificates.append(CertificateSeen(
-                record=record, store=str(store.path),
-                key_matches=self._matches(record, result, keys),
-                classification=self._classify(store, record, at=at)))
+            seen = self._row(store, record, result, (result,), at=at, elsewhere=keys)
+            if seen is not None:
+                summary.certificates.append(seen)
 
     @staticmethod
     def _matches(record: CertificateRecord, result: FileResult, keys: set[str]) -> bool | None:
-        """Whether a private key beside the certificate matches it; ``None`` for CA
-        certificates and when no key is there."""
-        if record.facts.is_ca:
+        """Whether a private key beside the certificate matches it (the one rule,
+        :func:`agent.rows.pair_key`); ``None`` when no key is there or it is not expected to."""
+        role = Role.INTERMEDIATE if record.facts.is_ca else Role.LEAF
+        return pair_key(record, role=role, file_keys=result.keys, dir_keys=(),
+                        elsewhere=frozenset(keys)).matches
+
+    def _row(self, store: StoreConfig, record: CertificateRecord, result: FileResult,
+             unit: Sequence[FileResult], *, at: datetime,
+             previous: CertificateFacts | None = None, extra: tuple[Finding, ...] = (),
+             elsewhere: set[str] | None = None) -> CertificateRow | None:
+        """The certificate as the one row model (agent/rows.py) sees it among ``unit`` (its
+        set, or its file): role, key pairing, host findings. ``None`` when it cannot be
+        classified (logged)."""
+        classification = self._classify(store, record, at=at, previous=previous)
+        if classification is None:
             return None
-        local = {k.spki_sha256 for k in result.keys if k.spki_sha256} or keys
-        if not local or record.spki_sha256 is None:
-            return None
-        return record.spki_sha256 in local
+        placement = place_certificates(unit).get((record.path, record.index))
+        if placement is None:  # pragma: no cover - the record is one of the unit's
+            placement = place_certificates((result,))[(record.path, record.index)]
+        pairing = pair_key(record, role=placement.role, file_keys=result.keys,
+                           dir_keys=[k for r in unit for k in r.keys],
+                           elsewhere=frozenset(elsewhere or ()))
+        return certificate_row(record, classification, placement=placement, pairing=pairing,
+                               at=at, windows=self.config.agent.windows, extra_findings=extra,
+                               store=str(store.path))
 
     def _classify(self, store: StoreConfig, record: CertificateRecord, *, at: datetime,
                   previous: CertificateFacts | None = None) -> Any:

@@ -115,17 +115,69 @@ def test_run_once_table_and_exit_status(tmp_path: Path,
     store = tmp_path / "certs"
     store.mkdir()
     (store / "ok.pem").write_bytes(make_cert().pem)
-    (store / "junk.pem").write_bytes(b"not a certificate at all")
+    (store / "cut.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB\n")
     config = write_config(tmp_path, f'[policy]\nledger = "{tmp_path}/l.sqlite3"\n'
                                     f'[[agent.stores]]\npath = "{store}"\n')
     code, out, err = run(["agent", "run", "--once", "--exit-status", "--config", str(config),
                           "--at", "2026-02-01"], capsys)
-    # The 90-day BYO certificate's overdue renewal notice is a warning; an unreadable file
-    # makes the run "unknown" (3) unless something is critical.
+    # The 90-day BYO certificate's overdue renewal notice is the contract desk's; the file that
+    # looks like a certificate and cannot be read makes the run UNKNOWN (3).
     assert code == 3
-    assert f"{store / 'ok.pem'}[0]" in out
-    assert "1 certificate(s) in 2 file(s); 1 error(s)" in out
-    assert f"error: {store / 'junk.pem'}: garbage:" in err
+    assert out.startswith("SEVERITY")  # the same table as `certescrow scan`
+    assert f"{store / 'ok.pem'}#0" in out
+    assert f"{store / 'cut.pem'}: truncated" in " ".join(out.split())
+    assert "UNKNOWN: 1 file(s) or certificate(s) could not be read" in err
+    code, _, _ = run(["agent", "run", "--once", "--exit-status=contract", "--config",
+                      str(config), "--at", "2026-02-01"], capsys)
+    assert code == 3
+
+
+def test_run_once_of_a_store_that_does_not_exist_is_unknown_with_the_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, f'[policy]\nledger = "{tmp_path}/l.sqlite3"\n'
+                                    f'[[agent.stores]]\npath = "{tmp_path}/nowhere"\n')
+    code, out, err = run(["agent", "run", "--once", "--exit-status", "--config", str(config)],
+                         capsys)
+    assert code == 3
+    assert f"UNKNOWN: store {tmp_path}/nowhere does not exist" in err
+    (tmp_path / "empty").mkdir()
+    config = write_config(tmp_path, f'[policy]\nledger = "{tmp_path}/l.sqlite3"\n'
+                                    f'[[agent.stores]]\npath = "{tmp_path}/empty"\n')
+    code, out, err = run(["agent", "run", "--once", "--exit-status", "--config", str(config)],
+                         capsys)
+    assert code == 3
+    assert f"store {tmp_path}/empty holds no certificate" in err
+    config = write_config(tmp_path, f'[policy]\nledger = "{tmp_path}/l.sqlite3"\n'
+                                    "[agent]\nstores = []\n")
+    code, _out, err = run(["agent", "run", "--once", "--exit-status", "--config", str(config)],
+                         capsys)
+    assert code == 3
+    assert "no store is configured" in err
+
+
+def test_check_config_output_reads_back_as_the_same_configuration(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+
+    from agent.config import config_from_raw, load_config
+
+    for body in ("[agent]\nstores = []\n",
+                 '[policy]\nnotice_lead_days = 60\ncatalogue = ""\n[policy.prices]\n'
+                 'change_fee = 500\n[policy.prices.items."globalsign-ov"]\n'
+                 'initial = { "1y" = 50000 }\nagency = 3000\n'
+                 '[agent]\nhost = "web 1"\nexpiry_warning_days = 30\n'
+                 f'[[agent.stores]]\npath = "{tmp_path}/le/live"\ntier = "1y"\n'
+                 'escrow = true\n[[agent.stores]]\npath = "/srv/東京/ssl"\n'
+                 'follow_links_into = []\ncategory = "II"\n',
+                 ""):
+        config = write_config(tmp_path, body)
+        code, out, _ = run(["agent", "check-config", str(config)], capsys)
+        assert code == 0
+        original = load_config(config)
+        again = config_from_raw(tomllib.loads(out), source=config)
+        assert again.to_json() == original.to_json()
+        if "stores = []" in body:
+            assert "stores = []" in out
 
 
 def test_real_subprocess_check_config(tmp_path: Path) -> None:
