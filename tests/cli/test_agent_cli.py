@@ -136,14 +136,14 @@ def test_run_once_of_a_store_that_does_not_exist_is_unknown_with_the_reason(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, f'[policy]\nledger = "{tmp_path}/l.sqlite3"\n'
                                     f'[[agent.stores]]\npath = "{tmp_path}/nowhere"\n')
-    code, out, err = run(["agent", "run", "--once", "--exit-status", "--config", str(config)],
+    code, _, err = run(["agent", "run", "--once", "--exit-status", "--config", str(config)],
                          capsys)
     assert code == 3
     assert f"UNKNOWN: store {tmp_path}/nowhere does not exist" in err
     (tmp_path / "empty").mkdir()
     config = write_config(tmp_path, f'[policy]\nledger = "{tmp_path}/l.sqlite3"\n'
                                     f'[[agent.stores]]\npath = "{tmp_path}/empty"\n')
-    code, out, err = run(["agent", "run", "--once", "--exit-status", "--config", str(config)],
+    code, _, err = run(["agent", "run", "--once", "--exit-status", "--config", str(config)],
                          capsys)
     assert code == 3
     assert f"store {tmp_path}/empty holds no certificate" in err
