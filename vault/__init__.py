@@ -26,15 +26,9 @@ from .keysource import (
     create_key_file,
     key_source_from_settings,
 )
-from .service import (
-    EntryInfo,
-    PutRequest,
-    PutResult,
-    Vault,
-    VerifyReport,
-    open_vault,
-    restore_vault,
-)
+from .lifecycle import open_vault, restore_vault
+from .results import EntryInfo, PutRequest, PutResult, VerifyReport
+from .service import Vault
 from .store import default_vault_path
 
 __all__ = [

@@ -31,8 +31,10 @@ from .keysource import (
     PassphraseSource,
     key_source_from_settings,
 )
+from .lifecycle import open_vault, restore_vault
+from .results import PutRequest
 from .secretfile import SecretFileError, read_secret_file, write_secret_file
-from .service import PutRequest, Vault, open_vault, restore_vault
+from .service import Vault
 from .store import default_vault_path
 
 __all__ = ["default_vault_path", "vault_group"]
