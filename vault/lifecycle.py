@@ -74,16 +74,19 @@ def open_vault(path: Path, source: MasterKeySource | None, *, create: bool = Fal
         raise
 
 
-_STAGING_MARK = ".init-"
+def _staging_path(path: Path, what: str) -> Path:
+    """``.<name>.<what>-<pid>-<random>`` beside ``path``: the pid lets a later run tell the
+    staging file of a killed process from one still in use."""
+    return path.with_name(f".{path.name}.{what}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def _remove_abandoned_staging(path: Path) -> None:
-    """Staging files of ``vault init`` runs that were killed (their process is gone)."""
-    prefix = f".{path.name}{_STAGING_MARK}"
+def _remove_abandoned_staging(path: Path, what: str) -> None:
+    """Staging files (still encrypted) of ``init`` or ``restore`` runs that were killed."""
+    prefix = f".{path.name}.{what}-"
     with contextlib.suppress(OSError):
         for candidate in path.parent.iterdir():
             name = candidate.name
-            if not name.startswith(prefix):
+            if not name.startswith(prefix) or name.endswith(("-wal", "-shm", "-journal")):
                 continue
             pid_text = name[len(prefix):].split("-", 1)[0]
             if not pid_text.isdigit():
@@ -91,7 +94,8 @@ def _remove_abandoned_staging(path: Path) -> None:
             try:
                 os.kill(int(pid_text), 0)
             except ProcessLookupError:
-                candidate.unlink(missing_ok=True)
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(str(candidate) + suffix).unlink(missing_ok=True)
             except OSError:
                 continue  # alive (EPERM: another user's process)
 
@@ -104,10 +108,9 @@ def _create_vault_file(path: Path, source: MasterKeySource, *, clock: Clock,
     another process created the vault meanwhile; that one is then used."""
     make_private_dir(path.parent)
     check_private_dir(path.parent)
-    _remove_abandoned_staging(path)
+    _remove_abandoned_staging(path, "init")
     key, kdf = source.create()  # may prompt or touch the keyring: before any file is made
-    staging = path.with_name(f".{path.name}{_STAGING_MARK}{os.getpid()}-"
-                             f"{secrets.token_hex(4)}")
+    staging = _staging_path(path, "init")
     try:
         store = Store.open(staging, create=True)
         try:
@@ -199,7 +202,8 @@ def restore_vault(backup: Path, path: Path, source: MasterKeySource, *, force: b
         raise VaultConflictError(f"vault {path} exists; restoring replaces its whole content "
                                  "(use --force)")
     make_private_dir(path.parent)
-    staging = path.with_name(f".{path.name}.restore-{secrets.token_hex(6)}")
+    _remove_abandoned_staging(path, "restore")
+    staging = _staging_path(path, "restore")
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
     try:

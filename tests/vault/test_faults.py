@@ -353,3 +353,18 @@ def test_restore_errors_name_the_backup_file(vault: Vault, vault_path: Path,
     with pytest.raises(VaultConflictError, match="use --force"):
         restore_vault(vault.backup(tmp_path / "b.sqlite3"), vault_path, source)
     assert [p.name for p in vault_path.parent.iterdir() if ".restore-" in p.name] == []
+
+
+def test_staging_files_of_killed_restores_are_removed_by_the_next_restore(
+        vault: Vault, vault_path: Path, source: KeyFileSource, tmp_path: Path) -> None:
+    backup = vault.backup(tmp_path / "b.sqlite3")
+    vault.close()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os._exit(0)
+    os.waitpid(pid, 0)  # a process that is gone, as a killed restore's would be
+    abandoned = vault_path.with_name(f".{vault_path.name}.restore-{pid}-0a0b0c0d")
+    abandoned.write_bytes(b"encrypted copy of a backup")
+    restore_vault(backup, vault_path, source, force=True)
+    assert sorted(p.name for p in vault_path.parent.iterdir()
+                  if p.name.startswith(".")) == []
