@@ -541,3 +541,17 @@ def test_import_of_a_fifo_is_refused_naming_it(initialised: dict[str, Path]) -> 
         signal.alarm(0)
     assert isinstance(refused.exception, VaultInputError)
     assert f"file {fifo} is a FIFO" in str(refused.exception)
+
+
+def test_rotate_key_on_a_terminal_asks_whether_to_keep_the_old_key(env: dict[str, Path]) -> None:
+    opts = ["--vault", str(env["vault"]), "--key-file", str(env["key"])]
+    assert certescrow("vault", "init", *opts).returncode == 0
+    old = env["key"].read_bytes()
+    code, screen = run_on_terminal(["vault", "rotate-key", *opts],
+                                   [(b"Keep a dated copy of the old key", b"y\n")])
+    assert code == 0, screen
+    assert b"Backups made before this rotation open only with the old key" in screen
+    kept = [p for p in env["key"].parent.iterdir() if p.name.startswith("master.key.retired-")]
+    assert len(kept) == 1
+    assert kept[0].read_bytes() == old
+    assert str(kept[0]).encode() in screen.replace(b"\r\n", b"")
