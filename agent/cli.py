@@ -7,6 +7,8 @@ Thin on purpose: each command parses options, calls the reader/scan and
 from __future__ import annotations
 
 import gc
+import itertools
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -297,9 +299,14 @@ def inspect_command(ctx: click.Context, target: str, category: str | None, item:
     live = None if Path(target).exists() else parse_target(target)
     if live is None:
         limits = ReadLimits(max_size=_max_size(ctx))
-        results = scan_paths([Path(target)], limits=limits, passwords=_passwords(password_file))
-        report = build_report(results, catalogue, binding=binding, at=when, settings=settings,
-                              windows=_windows(ctx))
+        passwords = _passwords(password_file)
+        results = scan_paths([Path(target)], limits=limits, passwords=passwords)
+        neighbours = _neighbour_keys(Path(target), limits, passwords)
+        report = build_report([*results, *neighbours], catalogue, binding=binding, at=when,
+                              settings=settings, windows=_windows(ctx))
+        # the neighbours lent their keys for pairing; what is shown is the target's
+        report = replace(report, files=tuple(f for f in report.files
+                                             if f.path not in {n.path for n in neighbours}))
         result = results[0] if len(results) == 1 else None
         if as_json:
             echo_json({
@@ -350,6 +357,34 @@ def inspect_command(ctx: click.Context, target: str, category: str | None, item:
         click.echo(render_detail(report, None))
     if report.errors:
         ctx.exit(1)
+
+
+NEIGHBOURS_MAX = 64
+"""``inspect FILE`` reads the keys of at most this many files beside it (a certbot set, an
+nginx directory): enough to pair, never a walk of a flat store."""
+
+
+def _neighbour_keys(target: Path, limits: ReadLimits,
+                    passwords: Sequence[bytes]) -> list[FileResult]:
+    """The private keys in the files beside ``target`` (certbot's ``privkey.pem`` beside
+    ``cert.pem``), as key-only results, so that ``inspect`` pairs a certificate with its key
+    exactly as ``scan`` and the daemon do."""
+    if not target.is_file():
+        return []
+    try:
+        with os.scandir(target.parent) as entries:
+            names = [e.path for e in itertools.islice(entries, NEIGHBOURS_MAX + 1)]
+    except OSError:
+        return []
+    if len(names) > NEIGHBOURS_MAX:
+        return []
+    here = os.path.realpath(target)
+    others = [Path(n) for n in sorted(names) if os.path.realpath(n) != here]
+    out: list[FileResult] = []
+    for result in scan_paths(others, limits=limits, passwords=passwords):
+        if result.keys:
+            out.append(FileResult(path=result.path, keys=result.keys))
+    return out
 
 
 def _with_unverified_chain(report: ScanReport, verdict: ChainVerdict) -> ScanReport:
