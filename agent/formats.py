@@ -10,8 +10,10 @@ garbage. Nothing here touches the filesystem: :func:`parse_content` takes bytes.
 from __future__ import annotations
 
 import binascii
+import os
 import re
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -21,29 +23,21 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
 from policy.decisions import Finding, Severity
 
-from .records import CertificateRecord, FileError, KeyRecord
+from .records import CertificateRecord, FileError, FileSkip, KeyRecord
 from .x509facts import (
     MalformedCertificateError,
     ParsedCertificate,
     capture_warnings,
+    describe_library_error,
     facts_from_certificate,
     key_description,
     parse_der_certificate,
     spki_sha256,
+    warning_findings,
 )
 
 __all__ = ["Parsed", "parse_content", "sniff"]
 
-# The body is everything up to the first complete END line, exactly as a lazy ``(.*?)`` would
-# take it, written as an unrolled possessive loop: base64 has no '-', so the body is consumed in
-# one run instead of trying the END pattern at every byte (4x faster on a certificate; the
-# tests compare the two on fuzzed input).
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 #]+)-----[ \t]*\r?\n"
-    rb"([^-]*+(?:-(?!----END [A-Z0-9 #]+-----)[^-]*+)*+)"
-    rb"-----END ([A-Z0-9 #]+)-----"
-)
-_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 #]+)-----")
 _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _PKCS7_LABELS = {b"PKCS7", b"PKCS #7 SIGNED DATA", b"CMS"}
 _OTHER_LABELS = {
@@ -59,6 +53,15 @@ _JKS_MAGIC = b"\xfe\xed\xfe\xed"
 _JCEKS_MAGIC = b"\xce\xce\xce\xce"
 _SIGNED_DATA_OID = bytes.fromhex("2a864886f70d010702")  # 1.2.840.113549.1.7.2
 _WHITESPACE = b" \t\r\n\x00"
+# Text is UTF-8 without control characters other than layout; DER never is (its INTEGER and
+# OID tags are 0x02 and 0x06), so a text file is plainly not a certificate store entry.
+_TEXT_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
+# A name that promises certificate material makes unrecognised content an error rather than a
+# skip: content decides what a file is, a name only makes the agent stricter.
+_CERTIFICATE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".key", ".p12", ".pfx", ".p7b",
+                         ".p7c", ".p8", ".jks", ".keystore")
+_MAX_LISTED_PROBLEMS = 64
+"""Faults listed one by one per file; more are counted (a hostile file can hold 300,000)."""
 
 
 @dataclass(slots=True)
@@ -72,11 +75,18 @@ class Parsed:
     problems: list[FileError] = field(default_factory=list)
     """Failures at a position; become ``cert_errors``, or the file's error if nothing else."""
     error: FileError | None = None
+    skipped: FileSkip | None = None
     cert_positions: int = 0
+    key_positions: int = 0
+    unlisted_problems: int = 0
     others: list[str] = field(default_factory=list)
 
     def fail(self, code: str, message: str) -> Parsed:
         self.error = FileError(path=self.path, code=code, message=message)
+        return self
+
+    def skip(self, code: str, message: str) -> Parsed:
+        self.skipped = FileSkip(path=self.path, code=code, message=message)
         return self
 
 
@@ -103,9 +113,19 @@ def _tlv(data: bytes | memoryview, pos: int) -> tuple[int, int, int | None]:
     return tag, 2 + count, length
 
 
+def _is_text(data: bytes) -> bool:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return _TEXT_CONTROLS.search(text) is None
+
+
 def sniff(data: bytes) -> str:
     """Name the format of ``data``: ``empty``, ``pem``, ``jks``, ``jceks``, ``pkcs12``,
-    ``pkcs7``, ``der-key``, ``der`` (certificate-shaped DER) or ``garbage``."""
+    ``pkcs7``, ``der-key``, ``der`` (certificate-shaped DER), ``text`` (no PEM marker),
+    ``binary`` (no DER structure) or ``garbage`` (DER-shaped, but no structure the agent
+    knows)."""
     if not data.strip(_WHITESPACE):
         return "empty"
     if data.startswith(_JKS_MAGIC):
@@ -114,8 +134,10 @@ def sniff(data: bytes) -> str:
         return "jceks"
     if b"-----BEGIN " in data:
         return "pem"
+    if _is_text(data):
+        return "text"
     if data[0] != 0x30:
-        return "garbage"
+        return "binary"
     try:
         _tag, header, _length = _tlv(data, 0)
         inner_tag, inner_header, inner_length = _tlv(data, header)
@@ -146,6 +168,10 @@ def sniff(data: bytes) -> str:
     return "garbage"
 
 
+def _promises_certificate(path: str) -> bool:
+    return os.path.basename(path).lower().endswith(_CERTIFICATE_SUFFIXES)
+
+
 def parse_content(
     data: bytes,
     *,
@@ -156,7 +182,7 @@ def parse_content(
     mode: int = 0,
     owner_uid: int = -1,
 ) -> Parsed:
-    """Everything in ``data``. Never raises for bad content."""
+    """Everything in ``data``. Never raises for bad content; its messages never quote it."""
     parsed = Parsed(path=path)
     kind = sniff(data)
     ctx = _Context(parsed, passwords, keep_key_pem, keep_der, mode, owner_uid)
@@ -171,6 +197,13 @@ def parse_content(
         return parsed.fail("unsupported-format",
                            "Java JCEKS keystore; convert it with `keytool -importkeystore "
                            "-deststoretype pkcs12` to let the agent read it")
+    if kind in ("text", "binary"):
+        what = "text without any PEM block" if kind == "text" else \
+            "binary data that is neither PEM nor DER"
+        if _promises_certificate(path):
+            return parsed.fail("garbage", f"named like a certificate or key but holds {what}")
+        return parsed.skip("not-certificate-material",
+                           f"not a certificate store entry: {what}")
     if kind == "pem":
         _parse_pem(data, ctx)
     elif kind == "pkcs12":
@@ -183,30 +216,43 @@ def parse_content(
         _parse_der_sequence(data, ctx)
     else:
         return parsed.fail("garbage",
-                           "not a certificate: neither PEM nor DER (PKCS#7, PKCS#12, X.509)")
+                           "a DER structure that is none the agent knows (X.509, PKCS#7, "
+                           "PKCS#12, private key)")
     return _finish(parsed)
+
+
+def _where(problem: FileError) -> str:
+    if problem.index is not None:
+        return f"certificate #{problem.index}"
+    if problem.key_index is not None:
+        return f"private key #{problem.key_index}"
+    return "the file"
 
 
 def _finish(parsed: Parsed) -> Parsed:
     if parsed.error is not None:
         return parsed
+    unlisted = parsed.unlisted_problems
     if not parsed.certificates and not parsed.keys and parsed.problems:
         first = parsed.problems[0]
         message = first.message
-        if len(parsed.problems) > 1:
-            message += f" (and {len(parsed.problems) - 1} more problem(s))"
+        more = len(parsed.problems) - 1 + unlisted
+        if more:
+            message += f" (and {more} more problem(s))"
         parsed.problems.clear()
         return parsed.fail(first.code, message)
     for problem in parsed.problems:
-        where = f"certificate #{problem.index}" if problem.index is not None else "a block"
         parsed.findings.append(Finding(
-            code=problem.code, clause="", message=f"{where}: {problem.message}",
+            code=problem.code, clause="", message=f"{_where(problem)}: {problem.message}",
             severity=Severity.CRITICAL))
-    if not parsed.certificates and not parsed.keys and parsed.others:
+    if unlisted:
         parsed.findings.append(Finding(
-            code="no-certificate", clause="",
-            message="no certificate in the file; it holds " + ", ".join(parsed.others),
-            severity=Severity.INFO))
+            code="more-problems", clause="",
+            message=f"{unlisted} more problem(s) in this file, not listed one by one",
+            severity=Severity.CRITICAL))
+    if not parsed.certificates and not parsed.keys and not parsed.problems:
+        held = ", ".join(dict.fromkeys(parsed.others)) or "nothing the agent reads"
+        parsed.skip("no-certificate", f"no certificate or private key; it holds {held}")
     return parsed
 
 
@@ -227,27 +273,45 @@ class _Context:
             der=parsed_cert.der if self.keep_der else None))
         p.cert_positions += 1
 
-    def add_problem(self, code: str, message: str, *, position: bool = True) -> None:
+    def add_problem(self, code: str, message: str, *, slot: str | None = "certificate") -> None:
+        """A failure at the next certificate position (``slot="certificate"``), the next
+        private key position (``"key"``), or of the file as a whole (``None``)."""
         p = self.parsed
-        index = p.cert_positions if position else None
-        p.problems.append(FileError(path=p.path, code=code, message=message, index=index))
-        if position:
+        index = key_index = None
+        if slot == "certificate":
+            index = p.cert_positions
             p.cert_positions += 1
+        elif slot == "key":
+            key_index = p.key_positions
+            p.key_positions += 1
+        if len(p.problems) >= _MAX_LISTED_PROBLEMS:
+            p.unlisted_problems += 1
+            return
+        p.problems.append(FileError(path=p.path, code=code, message=message, index=index,
+                                    key_index=key_index))
 
     def add_key(self, *, key_type: str, key_size: int | None, encrypted: bool,
-                spki: str | None, pem: bytes | None) -> None:
+                spki: str | None, pem: bytes | None,
+                caught: Sequence[warnings.WarningMessage] = ()) -> None:
         p = self.parsed
-        index = len(p.keys)
+        index = p.key_positions
+        p.key_positions += 1
         p.keys.append(KeyRecord(
             path=p.path, index=index, key_type=key_type, key_size=key_size,
             encrypted=encrypted, spki_sha256=spki, mode=self.mode, owner_uid=self.owner_uid,
             pem=pem if self.keep_key_pem else None))
         p.findings.extend(_key_findings(index, key_type, key_size, encrypted, self.mode))
+        if caught:
+            p.findings.extend(warning_findings(caught, what=_key_name(index, key_type, key_size)))
+
+
+def _key_name(index: int, key_type: str, key_size: int | None) -> str:
+    return f"private key #{index} ({key_type}{f' {key_size}' if key_size else ''})"
 
 
 def _key_findings(index: int, key_type: str, key_size: int | None, encrypted: bool,
                   mode: int) -> list[Finding]:
-    what = f"private key #{index} ({key_type}{f' {key_size}' if key_size else ''})"
+    what = _key_name(index, key_type, key_size)
     findings: list[Finding] = []
     if not encrypted:
         findings.append(Finding(
@@ -270,6 +334,68 @@ def _key_findings(index: int, key_type: str, key_size: int | None, encrypted: bo
 
 
 # ---------------------------------------------------------------- PEM
+# PEM is read in one pass over its BEGIN/END markers, not with a pattern that looks for a
+# block's END from every BEGIN (a file of BEGIN lines without END made that quadratic: 10 s at
+# 256 KiB) and not by re-parsing the rest of a block whose END went missing (recursion: ~1,000
+# nested BEGIN lines raised RecursionError). Labels cannot hold '-', so each marker is found in
+# time proportional to its own length, and every byte is looked at a bounded number of times.
+# No possessive quantifier or atomic group: Python 3.11.2 (Debian 12) predates them.
+
+_MARKER = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 #]+)-----")
+_AFTER_BEGIN = re.compile(rb"[ \t]*\r?\n")
+
+
+@dataclass(frozen=True, slots=True)
+class _PemBlock:
+    label: bytes
+    body: bytes
+    whole: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _PemFault:
+    label: bytes
+    code: str
+    reason: str
+
+
+def _pem_items(data: bytes) -> Iterator[_PemBlock | _PemFault]:
+    """Complete blocks and faulty ones, in file order. A block runs from a BEGIN line to the
+    first END after it; a BEGIN met before that END means the earlier block lost its END
+    (``truncated``), as does the end of the file. An END whose label differs from its BEGIN's
+    closes the block as truncated too; an END with no open block is text around blocks."""
+    open_label: bytes | None = None
+    open_start = body_start = 0
+    clean_begin = True
+    for marker in _MARKER.finditer(data):
+        kind, label = marker.group(1), marker.group(2)
+        if kind == b"BEGIN":
+            if open_label is not None:
+                yield _PemFault(open_label, "truncated", "has no END line: the file is truncated")
+            open_label, open_start = label, marker.start()
+            after = _AFTER_BEGIN.match(data, marker.end())
+            clean_begin = after is not None
+            body_start = after.end() if after is not None else marker.end()
+            continue
+        if open_label is None:
+            continue
+        if label != open_label:
+            yield _PemFault(open_label, "truncated",
+                            f"ends with an END line for '{_label_text(label)}': its own END "
+                            "line is missing")
+        elif not clean_begin:
+            yield _PemFault(open_label, "garbage", "has text after its BEGIN line")
+        else:
+            yield _PemBlock(open_label, data[body_start : marker.start()],
+                            data[open_start : marker.end()])
+        open_label = None
+    if open_label is not None:
+        yield _PemFault(open_label, "truncated", "has no END line: the file is truncated")
+
+
+def _label_text(label: bytes) -> str:
+    return label.decode("ascii", "replace")[:40]
+
 
 def _pem_body(body: bytes) -> tuple[bytes, bool]:
     """Base64-decode a PEM body; also says whether RFC 1421 headers mark it encrypted."""
@@ -288,47 +414,41 @@ def _pem_body(body: bytes) -> tuple[bytes, bool]:
 
 
 def _parse_pem(data: bytes, ctx: _Context) -> None:
-    blocks = _parse_pem_region(data, ctx)
+    blocks = 0
+    for item in _pem_items(data):
+        if isinstance(item, _PemFault):
+            _pem_fault(item, ctx)
+        else:
+            blocks += 1
+            _pem_block(item.label, item.body, item.whole, ctx)
     if blocks == 0 and not ctx.parsed.problems:
         ctx.parsed.fail("garbage", "text mentions a PEM header but holds no complete PEM block")
 
 
-def _parse_pem_region(data: bytes, ctx: _Context) -> int:
-    """Every PEM block of ``data``; returns how many were complete."""
-    blocks = 0
-    end = 0
-    for match in _PEM_BLOCK.finditer(data):
-        label, body, end_label = match.group(1), match.group(2), match.group(3)
-        end = match.end()
-        # a BEGIN whose END went missing swallows up to the next block's END: that block is
-        # truncated, and what follows its stray BEGIN is parsed again on its own
-        inner = _BEGIN.search(body)
-        if inner is not None or label != end_label:
-            _truncated_block(label, ctx)
-            if inner is not None:
-                blocks += _parse_pem_region(data[match.start(2) + inner.start() : end], ctx)
-            continue
-        blocks += 1
-        _pem_block(label, body, match.group(0), ctx)
-    tail = _BEGIN.search(data, end)
-    if tail is not None:
-        _truncated_block(tail.group(1), ctx)
-    return blocks
+def _slot(label: bytes) -> str | None:
+    """Which position a PEM block takes: a certificate's, a private key's, or none."""
+    if label in _CERT_LABELS or label in _PKCS7_LABELS:
+        return "certificate"
+    if label.endswith(b"PRIVATE KEY"):
+        return "key"
+    return None
 
 
-def _truncated_block(label: bytes, ctx: _Context) -> None:
-    name = label.decode("ascii", "replace")
-    ctx.add_problem("truncated", f"PEM block '{name}' has no END line: the file is truncated",
-                    position=label in _CERT_LABELS or label in _PKCS7_LABELS)
+def _pem_fault(fault: _PemFault, ctx: _Context) -> None:
+    slot = _slot(fault.label)
+    code = fault.code
+    if code == "garbage" and slot == "certificate":
+        code = "malformed-certificate"
+    ctx.add_problem(code, f"PEM block '{_label_text(fault.label)}' {fault.reason}", slot=slot)
 
 
 def _pem_block(label: bytes, body: bytes, whole: bytes, ctx: _Context) -> None:
     try:
         der, header_encrypted = _pem_body(body)
     except (binascii.Error, ValueError):
-        code = "malformed-certificate" if label in _CERT_LABELS else "garbage"
-        ctx.add_problem(code, f"PEM block '{label.decode()}' is not valid base64",
-                        position=label in _CERT_LABELS)
+        slot = _slot(label)
+        code = "malformed-certificate" if slot == "certificate" else "garbage"
+        ctx.add_problem(code, f"PEM block '{_label_text(label)}' is not valid base64", slot=slot)
         return
     if label in _CERT_LABELS:
         if label == b"TRUSTED CERTIFICATE":
@@ -339,7 +459,8 @@ def _pem_block(label: bytes, body: bytes, whole: bytes, ctx: _Context) -> None:
     elif label.endswith(b"PRIVATE KEY"):
         _pem_key(label, whole + b"\n", header_encrypted, ctx)
     else:
-        ctx.parsed.others.append(_OTHER_LABELS.get(label, f"a '{label.decode()}' PEM block"))
+        ctx.parsed.others.append(
+            _OTHER_LABELS.get(label, f"a '{_label_text(label)}' PEM block"))
 
 
 def _first_element(der: bytes) -> bytes:
@@ -371,6 +492,8 @@ def _add_der_certificate(der: bytes, ctx: _Context, *, fmt: str) -> None:
 
 
 # ---------------------------------------------------------------- DER, PKCS#7, PKCS#12
+# Every walk over DER here is a loop over a fixed schema, never a recursion on the input's
+# nesting; what cryptography parses it parses against fixed schemas too.
 
 def _parse_der_sequence(data: bytes, ctx: _Context) -> None:
     pos = 0
@@ -381,8 +504,8 @@ def _parse_der_sequence(data: bytes, ctx: _Context) -> None:
         except _TruncatedError:
             ctx.add_problem("truncated", "DER ends inside an element header: truncated")
             return
-        except ValueError as exc:
-            ctx.add_problem("garbage", f"not DER: {exc}")
+        except ValueError:
+            ctx.add_problem("garbage", "not DER: a length field longer than 8 bytes")
             return
         if length is None or pos + header + length > size:
             if length is None:
@@ -435,21 +558,30 @@ def _der_element(der: bytes, ctx: _Context) -> None:
     ctx.add_certificate(parsed_cert, "der")
 
 
+def _declares_more_than(der: bytes) -> bool:
+    """Whether the outermost element claims more bytes than ``der`` holds."""
+    try:
+        _tag, header, length = _tlv(der, 0)
+    except (_TruncatedError, ValueError):
+        return True
+    return length is not None and header + length > len(der)
+
+
 def _parse_pkcs7_der(der: bytes, ctx: _Context, *, fmt: str) -> None:
     try:
         certs, caught = capture_warnings(lambda: pkcs7.load_der_pkcs7_certificates(der))
-    except UnsupportedAlgorithm as exc:
-        ctx.add_problem("unsupported-format", f"PKCS#7 content the agent cannot read: {exc}",
-                        position=False)
+    except UnsupportedAlgorithm:
+        ctx.add_problem("unsupported-format",
+                        "PKCS#7 content the agent cannot read (a content type or algorithm "
+                        "the library does not support)", slot=None)
         return
     except Exception as exc:  # any parse failure of the container
-        try:
-            _tag, header, length = _tlv(der, 0)
-            short = length is not None and header + length > len(der)
-        except (_TruncatedError, ValueError):
-            short = True
-        code = "truncated" if short else "malformed-certificate"
-        ctx.add_problem(code, f"cannot read PKCS#7: {exc}")
+        if _declares_more_than(der):
+            ctx.add_problem("truncated", "PKCS#7 is shorter than its declared length: the "
+                            "file is truncated")
+        else:
+            ctx.add_problem("malformed-certificate",
+                            describe_library_error(exc, "cannot read PKCS#7"))
         return
     if not certs:
         ctx.parsed.others.append("a PKCS#7 structure without certificates")
@@ -470,28 +602,128 @@ def _password_candidates(passwords: Sequence[bytes]) -> list[bytes | None]:
     return out
 
 
+_PKCS7_DATA_OID = bytes.fromhex("2a864886f70d010701")  # 1.2.840.113549.1.7.1
+_PKCS7_ENCRYPTED_OID = bytes.fromhex("2a864886f70d010706")  # 1.2.840.113549.1.7.6
+_CERT_BAG_OID = bytes.fromhex("2a864886f70d010c0a0103")  # 1.2.840.113549.1.12.10.1.3
+_X509_CERT_OID = bytes.fromhex("2a864886f70d01091601")  # 1.2.840.113549.1.9.22.1
+
+
+class _Pkcs12ShapeError(Exception):
+    """The PKCS#12 structure itself is damaged (not a password question)."""
+
+
+def _element(data: bytes, pos: int, end: int, tag: int | None = None) -> tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at ``pos``, inside ``end``."""
+    try:
+        got, header, length = _tlv(data, pos)
+    except (_TruncatedError, ValueError):
+        raise _Pkcs12ShapeError from None
+    if length is None or pos + header + length > end or (tag is not None and got != tag):
+        raise _Pkcs12ShapeError
+    return got, pos + header, pos + header + length
+
+
+def _pkcs12_outline(data: bytes) -> tuple[list[bytes], bool]:
+    """The certificates a PKCS#12 holds in the clear, and whether any part is encrypted, read
+    by walking RFC 7292's fixed structure (PFX -> AuthenticatedSafe -> SafeContents ->
+    CertBag): used only to tell a damaged file or a malformed certificate from a wrong
+    password when the library refuses the file. Raises :class:`_Pkcs12ShapeError`."""
+    _t, pfx, pfx_end = _element(data, 0, len(data), 0x30)
+    _t, _s, pos = _element(data, pfx, pfx_end, 0x02)  # version
+    _t, ci, ci_end = _element(data, pos, pfx_end, 0x30)  # authSafe ContentInfo
+    _t, oid_start, oid_end = _element(data, ci, ci_end, 0x06)
+    if data[oid_start:oid_end] != _PKCS7_DATA_OID:
+        return [], True  # public-key integrity mode (signedData): not walked
+    _t, wrapped, wrapped_end = _element(data, oid_end, ci_end, 0xA0)
+    _t, safe, safe_end = _element(data, wrapped, wrapped_end, 0x04)
+    _t, pos, seq_end = _element(data, safe, safe_end, 0x30)  # AuthenticatedSafe
+    certificates: list[bytes] = []
+    encrypted = False
+    while pos < seq_end:
+        _t, info, info_end = _element(data, pos, seq_end, 0x30)
+        pos = info_end
+        _t, oid_start, oid_end = _element(data, info, info_end, 0x06)
+        if data[oid_start:oid_end] != _PKCS7_DATA_OID:
+            encrypted = encrypted or data[oid_start:oid_end] == _PKCS7_ENCRYPTED_OID
+            continue
+        _t, wrapped, wrapped_end = _element(data, oid_end, info_end, 0xA0)
+        _t, contents, contents_end = _element(data, wrapped, wrapped_end, 0x04)
+        _t, bag, bags_end = _element(data, contents, contents_end, 0x30)  # SafeContents
+        while bag < bags_end:
+            _t, bag_start, bag_end = _element(data, bag, bags_end, 0x30)
+            bag = bag_end
+            _t, oid_start, oid_end = _element(data, bag_start, bag_end, 0x06)
+            if data[oid_start:oid_end] != _CERT_BAG_OID:
+                continue
+            _t, value, value_end = _element(data, oid_end, bag_end, 0xA0)
+            _t, cert_bag, cert_bag_end = _element(data, value, value_end, 0x30)
+            _t, oid_start, oid_end = _element(data, cert_bag, cert_bag_end, 0x06)
+            if data[oid_start:oid_end] != _X509_CERT_OID:
+                continue
+            _t, explicit, explicit_end = _element(data, oid_end, cert_bag_end, 0xA0)
+            _t, der_start, der_end = _element(data, explicit, explicit_end, 0x04)
+            certificates.append(data[der_start:der_end])
+    return certificates, encrypted
+
+
+def _pkcs12_refused(data: bytes, ctx: _Context, tried: int, damaged: bool) -> None:
+    """No candidate password opened the file: say why without blaming a password for what a
+    password cannot cause."""
+    try:
+        clear_certificates, encrypted = _pkcs12_outline(data)
+    except _Pkcs12ShapeError:
+        if _declares_more_than(data):
+            ctx.parsed.fail("truncated", "PKCS#12 is shorter than its declared length: the "
+                            "file is truncated")
+        else:
+            ctx.parsed.fail("garbage", "PKCS#12 whose structure is damaged (RFC 7292)")
+        return
+    parsed_any = False
+    for der in clear_certificates:
+        try:
+            parsed_cert = parse_der_certificate(der)
+        except MalformedCertificateError as exc:
+            ctx.add_problem("malformed-certificate", exc.message)
+            parsed_any = True
+            continue
+        ctx.add_certificate(parsed_cert, "pkcs12")
+        parsed_any = True
+    if ctx.parsed.problems:
+        # a certificate in the clear is malformed: that, not a password, is why it failed
+        ctx.add_problem("malformed-certificate",
+                        "the library refuses this PKCS#12 because of the malformed "
+                        "certificate(s) in it; its keys were not read", slot=None)
+        return
+    if damaged and not encrypted:
+        ctx.parsed.fail("garbage", "PKCS#12 the library cannot read although nothing in it is "
+                        "encrypted: the file is damaged")
+        return
+    message = ("cannot open PKCS#12: wrong password or damaged file (tried no password, the "
+               f"empty password and {tried} configured password(s))")
+    if parsed_any:
+        ctx.add_problem("pkcs12-password", message, slot=None)
+    else:
+        ctx.parsed.fail("pkcs12-password", message)
+
+
 def _parse_pkcs12(data: bytes, ctx: _Context) -> None:
     candidates = _password_candidates(ctx.passwords)
-    last: Exception | None = None
+    damaged = False
     for password in candidates:
         try:
             bundle, caught = capture_warnings(
                 lambda password=password: pkcs12.load_pkcs12(data, password))  # type: ignore[misc]
-        except UnsupportedAlgorithm as exc:
+        except UnsupportedAlgorithm:
             ctx.parsed.fail("unsupported-format",
-                            f"PKCS#12 uses an algorithm the agent cannot read: {exc}")
+                            "PKCS#12 uses an algorithm the agent cannot read")
             return
         except Exception as exc:  # wrong password and corrupt data look alike
-            last = exc
+            # "Could not deserialize" is a structure the library refused whatever the password
+            damaged = damaged or "password" not in str(exc).lower()
             continue
         break
     else:
-        configured = len(candidates) - 2
-        detail = f": {last}" if last is not None and "password" not in str(last).lower() else ""
-        ctx.parsed.fail(
-            "pkcs12-password",
-            "cannot open PKCS#12: wrong password or damaged file (tried no password, the empty "
-            f"password and {configured} configured password(s)){detail}")
+        _pkcs12_refused(data, ctx, len(candidates) - 2, damaged)
         return
     protected = password not in (None, b"")
     if bundle.key is not None:
@@ -514,39 +746,55 @@ def _parse_pkcs12(data: bytes, ctx: _Context) -> None:
 
 
 # ---------------------------------------------------------------- private keys
+# cryptography's key errors quote the input (a PEM body line: the key itself), so none of their
+# text is ever used here: each failure is one of our own sentences.
 
-def _try_passwords(load: object, data: bytes, passwords: Sequence[bytes]) -> object | None:
+_KeyLoader = Callable[..., object]
+
+
+def _load(load: _KeyLoader, data: bytes, password: bytes | None,
+          ) -> tuple[object, tuple[warnings.WarningMessage, ...]]:
+    return capture_warnings(
+        lambda: load(data, password, unsafe_skip_rsa_key_validation=True))
+
+
+def _try_passwords(load: _KeyLoader, data: bytes, passwords: Sequence[bytes],
+                   ) -> tuple[object, tuple[warnings.WarningMessage, ...]] | None:
     for password in passwords:
         if not password:
             continue
         try:
-            key: object = load(  # type: ignore[operator]
-                data, password, unsafe_skip_rsa_key_validation=True)
-            return key
+            return _load(load, data, password)
         except (TypeError, ValueError, UnsupportedAlgorithm):
             continue
     return None
 
 
-def _load_private(load: object, data: bytes, ctx: _Context, *, label: str,
+def _load_private(load: _KeyLoader, data: bytes, ctx: _Context, *, label: str,
                   header_encrypted: bool, pem: bytes | None) -> None:
     encrypted = header_encrypted or "ENCRYPTED" in label
-    key: object | None = None
+    loaded: tuple[object, tuple[warnings.WarningMessage, ...]] | None = None
     if not encrypted:
         try:
-            key = load(data, None, unsafe_skip_rsa_key_validation=True)  # type: ignore[operator]
+            loaded = _load(load, data, None)
         except TypeError:
             encrypted = True  # "password was not given but private key is encrypted"
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            ctx.add_problem("garbage", f"unreadable private key: {exc}", position=False)
+        except UnsupportedAlgorithm:
+            ctx.add_problem("unsupported-format", f"private key ({label}) uses an algorithm "
+                            "the agent cannot read", slot="key")
+            return
+        except ValueError:
+            ctx.add_problem("garbage", f"private key ({label}) is malformed: its encoding "
+                            "cannot be read (the key's bytes are not repeated here)", slot="key")
             return
     if encrypted:
-        key = _try_passwords(load, data, ctx.passwords)
-    if key is None:
+        loaded = _try_passwords(load, data, ctx.passwords)
+    if loaded is None:
         guessed = {"RSA PRIVATE KEY": "rsa", "EC PRIVATE KEY": "ec",
                    "DSA PRIVATE KEY": "dsa"}.get(label, "unknown")
         ctx.add_key(key_type=guessed, key_size=None, encrypted=True, spki=None, pem=pem)
         return
+    key, caught = loaded
     key_type, key_size = key_description(key)
     public = key.public_key()  # type: ignore[attr-defined]
     if pem is None and ctx.keep_key_pem:
@@ -555,11 +803,11 @@ def _load_private(load: object, data: bytes, ctx: _Context, *, label: str,
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption())
     ctx.add_key(key_type=key_type, key_size=key_size, encrypted=encrypted,
-                spki=spki_sha256(public), pem=pem)
+                spki=spki_sha256(public), pem=pem, caught=caught)
 
 
 def _pem_key(label: bytes, whole: bytes, header_encrypted: bool, ctx: _Context) -> None:
-    text = label.decode("ascii", "replace")
+    text = _label_text(label)
     if label == b"OPENSSH PRIVATE KEY":
         def load_ssh(data: bytes, password: bytes | None, **_: object) -> object:
             return serialization.load_ssh_private_key(data, password)
@@ -577,6 +825,5 @@ def _parse_key_der(data: bytes, ctx: _Context) -> None:
     if len(ctx.parsed.keys) == before and not ctx.parsed.problems:
         ctx.parsed.fail("garbage", "a DER structure that is neither a certificate nor a key")
     elif len(ctx.parsed.keys) == before:
-        ctx.parsed.fail("garbage", ctx.parsed.problems[0].message)
+        ctx.parsed.fail(ctx.parsed.problems[0].code, ctx.parsed.problems[0].message)
         ctx.parsed.problems.clear()
-

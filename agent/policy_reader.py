@@ -19,7 +19,8 @@ __all__ = ["read_certificate_file"]
 
 def read_certificate_file(path: Path) -> CertificateFile:
     """Certificates of ``path`` as policy entries; :class:`CertificateFileError` for a file with
-    none (its code is the reader's, or ``no-certificate`` for a readable file without one)."""
+    none (its code is the reader's: an error's, a skip's such as ``no-certificate``, or
+    ``no-certificate`` for a file of private keys only)."""
     result = read_file(Path(path), limits=ReadLimits())
     if result.error is not None:
         raise CertificateFileError(path, result.error.code, result.error.message)
@@ -27,6 +28,8 @@ def read_certificate_file(path: Path) -> CertificateFile:
         CertificateFileError(path, failure.code, failure.message, index=failure.index)
         for failure in result.cert_errors
     )
+    if result.skipped is not None:
+        raise CertificateFileError(path, result.skipped.code, result.skipped.message)
     if not result.certificates and not errors:
         held = f" (it holds {len(result.keys)} private key(s))" if result.keys else ""
         raise CertificateFileError(path, "no-certificate", f"no certificate in this file{held}")

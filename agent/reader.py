@@ -51,4 +51,5 @@ def read_file(
         findings=tuple(parsed.findings),
         stat=(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
         cert_errors=tuple(parsed.problems) if parsed.error is None else (),
+        skipped=parsed.skipped if parsed.error is None else None,
     )

@@ -40,6 +40,7 @@ ERROR_CODES: dict[str, str] = {
     "pkcs12-password": "a PKCS#12 file that none of the configured passwords opens",
     "malformed-certificate": "a certificate that cryptography cannot parse",
     "io-error": "any other operating-system error while reading",
+    "worker-died": "the scan worker process reading the file died (killed, or out of memory)",
 }
 """Stable, kebab-case error codes with what each means; docs/agent.md renders this table."""
 
@@ -93,9 +94,11 @@ class KeyRecord:
 
     path: str
     index: int
-    """0-based position among the keys of the file."""
+    """0-based position among the keys of the file (a key that cannot be read takes one too,
+    as its error's ``key_index``)."""
     key_type: str
-    """``rsa``, ``ec``, ``ed25519``, ``ed448``, ``dsa``, or ``unknown`` (encrypted, unopened)."""
+    """``rsa``, ``ec``, ``ed25519``, ``ed448``, ``dsa``, ``dh``, or ``unknown`` (encrypted,
+    unopened)."""
     key_size: int | None
     encrypted: bool
     spki_sha256: str | None
@@ -109,17 +112,24 @@ class KeyRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FileError:
-    """Why a file (or, with ``index``, one certificate inside it) could not be read."""
+    """Why a file could not be read, or, at a position inside it, one certificate (``index``)
+    or one private key (``key_index``). A file-level error has neither."""
 
     path: str
     code: str
     message: str
     index: int | None = None
+    """0-based certificate position, counted as :attr:`CertificateRecord.index` is."""
+    key_index: int | None = None
+    """0-based private-key position, counted as :attr:`KeyRecord.index` is (unreadable keys
+    take a position too)."""
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"path": self.path}
         if self.index is not None:
             out["index"] = self.index
+        if self.key_index is not None:
+            out["key_index"] = self.key_index
         out["error"] = {"code": self.code, "message": self.message}
         return out
 

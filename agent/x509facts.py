@@ -33,9 +33,11 @@ __all__ = [
     "MalformedCertificateError",
     "ParsedCertificate",
     "capture_warnings",
+    "describe_library_error",
     "facts_from_certificate",
     "key_description",
     "parse_der_certificate",
+    "safe_library_text",
     "spki_sha256",
     "warning_findings",
 ]
@@ -70,23 +72,54 @@ def capture_warnings(func: Callable[[], T]) -> tuple[T, tuple[warnings.WarningMe
     return result, tuple(caught)
 
 
-def warning_findings(caught: Iterable[warnings.WarningMessage]) -> tuple[Finding, ...]:
-    """Library warnings as findings, one per distinct message."""
+def warning_findings(caught: Iterable[warnings.WarningMessage], *,
+                     what: str = "") -> tuple[Finding, ...]:
+    """Library warnings as findings, one per distinct message. ``what`` names the object
+    (``"private key #0 (dsa 1024)"``) when it is not the certificate the findings sit on.
+
+    The warning's text is the library's, so it passes :func:`safe_library_text` first (it is a
+    static sentence today; nothing guarantees that stays so)."""
     seen: dict[str, Finding] = {}
+    prefix = f"{what}: " if what else ""
     for item in caught:
         text = str(item.message)
         if text in seen:
             continue
         lowered = text.lower()
+        category = item.category.__name__
         if "serial number" in lowered:
             code = "non-positive-serial"
             message = ("serial number is zero or negative, which RFC 5280 §4.1.2.2 forbids; "
-                       f"cryptography warns: {text}")
+                       "cryptography warns that it will refuse such certificates")
+        elif "deprecated" in lowered or category == "CryptographyDeprecationWarning":
+            code = "deprecated-algorithm"
+            said = safe_library_text(text)
+            message = (f"{prefix}cryptography deprecates what this uses and will stop reading "
+                       f"it" + (f" ({said})" if said else ""))
         else:
             code = "parser-warning"
-            message = f"{item.category.__name__}: {text}"
+            said = safe_library_text(text) or "a warning the agent does not repeat"
+            message = f"{prefix}{category}: {said}"
         seen[text] = Finding(code=code, clause="", message=message, severity=Severity.WARNING)
     return tuple(seen.values())
+
+
+# A library message is shown only when it cannot be carrying input bytes: no run of base64 or
+# hex long enough to be key material, no Python bytes literal, no escape sequence, short.
+_LONG_RUN = re.compile(r"[A-Za-z0-9+/=]{16,}")
+_SAFE_TEXT = re.compile(r"[A-Za-z0-9 .,:;()'_/#-]*")
+_MAX_LIBRARY_TEXT = 160
+
+
+def safe_library_text(text: str) -> str | None:
+    """``text`` (a library's exception or warning text) if it is plainly a fixed sentence,
+    else ``None``. cryptography quotes input in some errors (``InvalidHeader("MC4CAQAw…")``
+    quotes a private key's first base64 line), so nothing it says is printed unchecked."""
+    text = text.strip()
+    if (not text or len(text) > _MAX_LIBRARY_TEXT or _LONG_RUN.search(text)
+            or not _SAFE_TEXT.fullmatch(text)):
+        return None
+    return text
 
 
 def spki_sha256(public_key: object) -> str | None:
@@ -150,17 +183,46 @@ def facts_from_certificate(
     return ParsedCertificate(facts=facts, findings=findings, spki_sha256=spki, der=der_bytes)
 
 
-def _describe(exc: Exception) -> str:
-    """A parse failure as a sentence for people: cryptography's Rust errors carry a debug dump
-    (``ParseError { kind: UnexpectedTag { actual: Tag { … } } }``) that is kept out of messages;
-    its kind and ASN.1 location are what an operator can act on."""
-    text = str(exc) or type(exc).__name__
+_PARSE_KINDS = {
+    "ShortData": "the data ends before the structure does (truncated)",
+    "UnexpectedTag": "a field of the wrong type",
+    "InvalidTag": "an invalid tag",
+    "InvalidLength": "an invalid length",
+    "InvalidValue": "an invalid value",
+    "ExtraData": "extra data after the structure",
+    "IntegerOverflow": "a number too large",
+    "InvalidSetOrdering": "a SET whose elements are out of order",
+    "EncodedDefault": "a DEFAULT value that DER must omit",
+    "OidTooLong": "an object identifier too long",
+    "UnknownDefinedBy": "an unknown algorithm or type identifier",
+    "IndefiniteLengthUnsupported": "a BER indefinite length, which DER forbids",
+    "NonCanonicalEncoding": "a non-canonical encoding",
+}
+_PARSE_KIND = re.compile(r"kind: (\w+)")
+_PARSE_LOCATION = re.compile(r'location: \["?([A-Za-z0-9_:]+)')
+
+
+def describe_library_error(exc: BaseException, what: str) -> str:
+    """``what`` failed, in our words: the kind of ASN.1 fault and the field it sits in when
+    cryptography's Rust error says so (never its ``ParseError { kind: … }`` dump), else the
+    library's sentence only if :func:`safe_library_text` passes it."""
+    text = str(exc)
     if "ParseError" in text:
-        kind = re.search(r"kind: (\w+)", text)
-        location = re.search(r'location: \["?([^"\]]+)', text)
-        where = f" in {location.group(1)}" if location else ""
-        text = f"ASN.1 parse error ({kind.group(1) if kind else 'invalid encoding'}{where})"
-    return f"cannot parse certificate: {text}"
+        kind = _PARSE_KIND.search(text)
+        location = _PARSE_LOCATION.search(text)
+        fault = _PARSE_KINDS.get(kind.group(1) if kind else "", "an invalid DER encoding")
+        where = f" in {location.group(1).split('::')[-1]}" if location else ""
+        return f"{what}: ASN.1 parse error{where}: {fault}"
+    said = safe_library_text(text)
+    if said is None:
+        return f"{what} ({type(exc).__name__})"
+    return f"{what}: {said}"
+
+
+def _describe(exc: Exception) -> str:
+    """A certificate parse failure as a sentence for people (see
+    :func:`describe_library_error`)."""
+    return describe_library_error(exc, "cannot parse certificate")
 
 
 # ---------------------------------------------------------------- raw DER shortcuts

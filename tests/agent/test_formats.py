@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.formats import _PEM_BLOCK, parse_content, sniff
+from agent.formats import _pem_items, _PemBlock, parse_content, sniff
 from agent.reader import read_file
 from agent.records import ERROR_CODES, ReadLimits
 from policy.decisions import Severity
@@ -129,12 +129,46 @@ def test_java_keystore_is_unsupported_format(tmp_path: Path, magic: bytes, what:
     assert what in result.error.message
 
 
-@pytest.mark.parametrize("data", [b"\x00\x01\x02 random bytes \xff", b"just some text\n",
-                                  b"\x30\x03\x06\x01\x00"])
-def test_garbage_is_garbage(tmp_path: Path, data: bytes) -> None:
-    result = read_file(write(tmp_path / "junk", data), limits=ONE_SHOT)
+def test_der_shaped_garbage_is_garbage(tmp_path: Path) -> None:
+    result = read_file(write(tmp_path / "junk", b"\x30\x03\x06\x01\x00"), limits=ONE_SHOT)
     assert result.error is not None
     assert result.error.code == "garbage"
+    assert result.skipped is None
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    ("README", b"This directory contains your keys and certificates.\n\n`privkey.pem`  : ..."),
+    ("options-ssl-nginx.conf", b"ssl_session_cache shared:le_nginx_SSL:10m;\r\n\tssl_protocols"),
+    ("日本語.txt", "証明書の更新手順\n".encode()),
+    ("blob", b"\x00\x01\x02 random bytes \xff"),
+])
+def test_text_and_binary_without_certificate_structure_are_skipped_not_errors(
+    tmp_path: Path, name: str, data: bytes,
+) -> None:
+    result = read_file(write(tmp_path / name, data), limits=ONE_SHOT)
+    assert result.error is None
+    assert result.skipped is not None
+    assert result.skipped.code == "not-certificate-material"
+    assert result.certificates == ()
+    assert result.keys == ()
+
+
+@pytest.mark.parametrize("name", ["cert.pem", "site.CRT", "privkey.key", "bundle.p12"])
+def test_a_name_that_promises_a_certificate_keeps_unrecognised_content_an_error(
+    tmp_path: Path, name: str,
+) -> None:
+    result = read_file(write(tmp_path / name, b"just some text\n"), limits=ONE_SHOT)
+    assert result.skipped is None
+    assert result.error is not None
+    assert result.error.code == "garbage"
+
+
+@pytest.mark.parametrize("data", [b"-----BEGIN CERTIFICATE-----\nMIIB\n",
+                                  b"-----BEGIN lowercase-----\n"])
+def test_pem_markers_that_cannot_be_read_stay_errors(tmp_path: Path, data: bytes) -> None:
+    result = read_file(write(tmp_path / "notes", data), limits=ONE_SHOT)
+    assert result.skipped is None
+    assert result.error is not None
 
 
 @pytest.mark.parametrize("data", [b"", b"  \r\n\n"])
@@ -263,14 +297,24 @@ def test_csr_only_file_has_no_certificate_and_says_what_it_holds(tmp_path: Path)
     result = read_file(write(tmp_path / "req.pem", pem), limits=ONE_SHOT)
     assert result.error is None
     assert result.certificates == ()
-    assert [f.code for f in result.findings] == ["no-certificate"]
-    assert "signing request" in result.findings[0].message
+    assert result.skipped is not None
+    assert result.skipped.code == "no-certificate"
+    assert "signing request" in result.skipped.message
+
+
+def test_public_key_file_is_skipped(tmp_path: Path) -> None:
+    pem = shared_key().public_key().public_bytes(  # type: ignore[union-attr]
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    result = read_file(write(tmp_path / "pub.pem", pem), limits=ONE_SHOT)
+    assert result.error is None
+    assert result.skipped is not None
+    assert "public key" in result.skipped.message
 
 
 @pytest.mark.parametrize(
     ("data", "kind"),
     [(b"", "empty"), (b"\xfe\xed\xfe\xed", "jks"), (b"-----BEGIN X-----", "pem"),
-     (b"\x01", "garbage")],
+     (b"\x01", "binary"), (b"hello\n", "text"), (b"\x30\x03\x06\x01\x00", "garbage")],
 )
 def test_sniff_names_the_format(data: bytes, kind: str) -> None:
     assert sniff(data) == kind
@@ -293,7 +337,8 @@ _LEAF_PEM = make_cert(sans=("fuzz.example",)).pem
 @given(st.binary(max_size=2048))
 def test_parse_content_never_raises_on_arbitrary_bytes(data: bytes) -> None:
     parsed = parse_content(data, path="fuzz")
-    assert parsed.error is not None or parsed.certificates or parsed.keys or parsed.findings
+    assert (parsed.error is not None or parsed.skipped is not None or parsed.certificates
+            or parsed.keys)
 
 
 @settings(max_examples=300, deadline=None)
@@ -307,7 +352,8 @@ def test_parse_content_never_raises_on_damaged_certificates(
         data[where % len(data)] ^= 1 << bit
     parsed = parse_content(bytes(data), path="fuzz")
     # every outcome is accounted for: certificates, or a coded error or finding
-    assert parsed.error is not None or parsed.certificates or parsed.findings or parsed.keys
+    assert (parsed.error is not None or parsed.skipped is not None or parsed.certificates
+            or parsed.keys)
     if parsed.error is not None:
         assert parsed.error.code in ERROR_CODES
 
@@ -323,7 +369,8 @@ def test_der_csr_is_not_a_certificate_and_says_so(tmp_path: Path) -> None:
     result = read_file(write(tmp_path / "req.der", csr.public_bytes(serialization.Encoding.DER)),
                        limits=ONE_SHOT)
     assert result.error is None
-    assert [f.code for f in result.findings] == ["no-certificate"]
+    assert result.skipped is not None
+    assert result.skipped.code == "no-certificate"
 
 
 def test_der_sequence_that_is_no_known_structure_is_garbage(tmp_path: Path) -> None:
@@ -355,15 +402,30 @@ def test_two_pem_blocks_missing_their_end_lines_before_a_good_one(tmp_path: Path
 
 _LAZY_PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 #]+)-----[ \t]*\r?\n(.*?)-----END ([A-Z0-9 #]+)-----", re.S)
+_ANY_BEGIN = re.compile(rb"-----BEGIN [A-Z0-9 #]+-----")
 _PEM_PIECES = [b"-", b"-----", b"-----BEGIN A-----\n", b"-----BEGIN A-----\r\n", b"-----END A-----",
-               b"-----END B-----", b"-----END  A-----", b"x", b"\n", b"A", b" ", b"MIIB+/=="]
+               b"-----END B-----", b"-----END  A-----", b"x", b"\n", b"A", b" ", b"MIIB+/==",
+               b"-----BEGIN B-----\n", b"-----BEGIN A----- x\n"]
+
+
+def _blocks_by_lazy_pattern(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The reader as it was (quadratic, recursive): the reference for where blocks are."""
+    out: list[tuple[bytes, bytes]] = []
+    for m in _LAZY_PEM_BLOCK.finditer(data):
+        inner = _ANY_BEGIN.search(m.group(2))
+        if inner is not None:
+            out += _blocks_by_lazy_pattern(data[m.start(2) + inner.start() : m.end()])
+        elif m.group(1) == m.group(3):
+            out.append((m.group(1), m.group(2)))
+    return out
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.sampled_from(_PEM_PIECES), max_size=40))
-def test_pem_block_pattern_splits_exactly_like_the_plain_lazy_pattern(pieces: list[bytes]) -> None:
-    # The fast pattern must take every block (and stop every body) exactly where the obvious
-    # lazy regular expression does, whatever mix of dashes, stray BEGINs and ENDs surrounds it.
+def test_pem_blocks_are_exactly_what_the_plain_lazy_pattern_finds(pieces: list[bytes]) -> None:
+    # The one-pass reader must take every complete block (and stop every body) exactly where
+    # the obvious lazy regular expression, re-applied after each stray BEGIN, does, whatever
+    # mix of dashes, stray BEGINs and ENDs surrounds it.
     data = b"".join(pieces)
-    expected = [(m.span(), m.groups()) for m in _LAZY_PEM_BLOCK.finditer(data)]
-    assert [(m.span(), m.groups()) for m in _PEM_BLOCK.finditer(data)] == expected
+    got = [(b.label, b.body) for b in _pem_items(data) if isinstance(b, _PemBlock)]
+    assert got == _blocks_by_lazy_pattern(data)

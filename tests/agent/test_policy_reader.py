@@ -80,7 +80,7 @@ def test_pkcs12_without_password_and_with_one(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("content", "code"), [
     (b"", "empty"),
     (b"  \n\n", "empty"),
-    (b"hello, I am not a certificate", "garbage"),
+    (b"hello, I am not a certificate", "not-certificate-material"),
     (b"\xfe\xed\xfe\xed\x00\x00\x00\x02", "unsupported-format"),
     (b"-----BEGIN CERTIFICATE-----\nMIIB\n", "truncated"),
     (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "malformed-certificate"),

@@ -32,10 +32,12 @@ def test_every_file_is_accounted_for(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "sub" / "pipe")
     os.symlink("nowhere", tmp_path / "dangling.pem")
     results = scan_paths([tmp_path], limits=ONE_SHOT)
-    summary = {Path(r.path).name: (r.error.code if r.error else len(r.certificates))
+    summary = {Path(r.path).name: (r.error.code if r.error else
+                                   f"skipped: {r.skipped.code}" if r.skipped else
+                                   len(r.certificates))
                for r in results}
-    assert summary == {"a.pem": 1, "b.der": 1, "junk.bin": "garbage", "empty.pem": "empty",
-                       "pipe": "fifo", "dangling.pem": "not-found"}
+    assert summary == {"a.pem": 1, "b.der": 1, "junk.bin": "skipped: not-certificate-material",
+                       "empty.pem": "empty", "pipe": "fifo", "dangling.pem": "not-found"}
 
 
 def test_walk_is_sorted_and_depth_first(tmp_path: Path) -> None:
@@ -78,8 +80,10 @@ def test_certbot_layout_one_shot_follows_links(tmp_path: Path) -> None:
     assert results["cert.pem"].certificates[0].facts.sans == ("x.example",)
     assert results["privkey.pem"].keys[0].spki_sha256 == \
         results["cert.pem"].certificates[0].spki_sha256
-    assert results["README"].error is not None
-    assert results["README"].error.code == "garbage"
+    # certbot's live/README is accounted for as skipped (info), not an error (issue 11)
+    assert results["README"].error is None
+    assert results["README"].skipped is not None
+    assert results["README"].skipped.code == "not-certificate-material"
 
 
 def test_certbot_layout_store_root_with_archive_allowed(tmp_path: Path) -> None:
