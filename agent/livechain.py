@@ -288,26 +288,42 @@ def _diagnose(certs: Sequence[x509.Certificate], anchors: Sequence[x509.Certific
                             message=f"the certificate does not name {server} (it names "
                                     f"{shown or 'nothing'}): serve a certificate for {server}, "
                                     "or check --servername")
-    anchor_subjects = {a.subject for a in anchors}
     presented = {c.subject: c for c in certs}
     top = leaf
     for _ in range(len(certs)):  # bounded: no loop through a chain that cycles
         if top.issuer == top.subject or top.issuer not in presented:
             break
         top = presented[top.issuer]
-    if top.issuer != top.subject and top.issuer not in anchor_subjects and top is leaf:
+    anchored = _issued_by_an_anchor(top, anchors)
+    if top.issuer != top.subject and not anchored and top is leaf:
         # Nothing the server sent issued its certificate, and no trust anchor did either.
         return ChainVerdict(
             problem="missing-intermediate",
             message=f"the server does not send the intermediate certificate that issued its "
                     f"certificate ({top.issuer.rfc4514_string()}): configure the full chain "
                     "(certbot: fullchain.pem, not cert.pem)")
-    if top.issuer not in anchor_subjects:
+    if not anchored:
         return _unknown_root(top)
     return ChainVerdict(problem="invalid-chain",
                         message="the chain does not verify (a signature, key usage or "
                                 "extension the verifier refuses): reinstall the certificate "
                                 "and the chain the CA issued")
+
+
+def _issued_by_an_anchor(cert: x509.Certificate, anchors: Sequence[x509.Certificate]) -> bool:
+    """Whether a trust anchor issued ``cert`` (its name and its key: two roots may share a
+    name), or ``cert`` is itself one of the anchors."""
+    for anchor in anchors:
+        if anchor == cert:
+            return True
+        if anchor.subject != cert.issuer:
+            continue
+        try:
+            cert.verify_directly_issued_by(anchor)
+        except Exception:  # noqa: S112 - another key, or an algorithm not checkable here
+            continue
+        return True
+    return False
 
 
 def _unknown_root(top: x509.Certificate) -> ChainVerdict:

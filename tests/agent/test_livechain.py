@@ -39,23 +39,68 @@ def test_presented_chain_verifies_against_its_root(tls_server: TlsServer) -> Non
                         ca_file=tls_server.root_pem) is None
 
 
+def _verdict(server: TlsServer, *, name: str = "www.example.jp", at: datetime = AT,
+             ca_file: Path | None = None) -> tuple[str, str]:
+    chain = fetch_chain("127.0.0.1", server.port, servername="www.example.jp", timeout=5)
+    verdict = verify_chain(chain.certificates, server=name, at=at,
+                           ca_file=ca_file if ca_file is not None else server.root_pem)
+    assert verdict is not None
+    # words an operator acts on, never the verifier's own text (OIDs, "candidates exhausted")
+    assert "2.5.29" not in verdict.message
+    assert "exhausted" not in verdict.message.lower()
+    return verdict.problem, verdict.message
+
+
 def test_presented_chain_does_not_verify_for_another_name(tls_server: TlsServer) -> None:
-    chain = fetch_chain("127.0.0.1", tls_server.port, servername="www.example.jp", timeout=5)
-    reason = verify_chain(chain.certificates, server="other.example", at=AT,
-                          ca_file=tls_server.root_pem)
-    assert reason is not None
+    problem, message = _verdict(tls_server, name="other.example")
+    assert problem == "name-mismatch"
+    assert message.startswith("the certificate does not name other.example (it names "
+                              "www.example.jp)")
 
 
 def test_presented_chain_does_not_verify_after_it_expired(tls_server: TlsServer) -> None:
-    chain = fetch_chain("127.0.0.1", tls_server.port, servername="www.example.jp", timeout=5)
-    reason = verify_chain(chain.certificates, server="www.example.jp",
-                          at=datetime(2026, 7, 1, tzinfo=UTC), ca_file=tls_server.root_pem)
-    assert reason is not None
+    problem, message = _verdict(tls_server, at=datetime(2026, 7, 1, tzinfo=UTC))
+    assert problem == "expired"
+    assert message == ("the server's certificate expired on 2026-06-30 (Asia/Tokyo): deploy "
+                       "the renewed certificate")
+
+
+def test_presented_chain_does_not_verify_before_it_is_valid(tls_server: TlsServer) -> None:
+    problem, message = _verdict(tls_server, at=datetime(2025, 12, 1, tzinfo=UTC))
+    assert problem == "not-yet-valid"
+    assert "is not valid before 2026-01-01" in message
+
+
+def test_a_server_that_sends_only_its_leaf_is_missing_the_intermediate(tmp_path: Path) -> None:
+    from tests.agent.scan_fixtures import webpki_chain
+
+    root, _mid, leaf, key = webpki_chain()
+    with serve_tls(tmp_path, chain=((leaf,), key, root)) as server:
+        problem, message = _verdict(server)
+    assert problem == "missing-intermediate"
+    assert "configure the full chain" in message
+    assert "Live Issuing CA" in message
+
+
+def test_a_chain_to_a_root_not_trusted_here_is_an_unknown_root(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.agent.scan_fixtures import webpki_chain
+
+    other_root = webpki_chain()[0]
+    anchors = tmp_path / "other-root.pem"
+    anchors.write_bytes(other_root.public_bytes(Encoding.PEM))
+    with serve_tls(tmp_path) as server:
+        problem, message = _verdict(server, ca_file=anchors)
+    assert problem == "unknown-root"
+    assert "not a trusted root here" in message
 
 
 def test_presented_chain_does_not_verify_against_the_system_store(tls_server: TlsServer) -> None:
     chain = fetch_chain("127.0.0.1", tls_server.port, servername="www.example.jp", timeout=5)
-    assert verify_chain(chain.certificates, server="www.example.jp", at=AT) is not None
+    verdict = verify_chain(chain.certificates, server="www.example.jp", at=AT)
+    assert verdict is not None
+    assert verdict.problem in ("unknown-root", "no-trust-anchors")
 
 
 def _free_port() -> int:
