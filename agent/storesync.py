@@ -287,7 +287,17 @@ class StoreSync:
 
     def _process_set(self, store: StoreConfig, directory: str, *, at: datetime,
                      summary: ScanSummary | None) -> list[Observation]:
-        names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+        try:
+            names = sorted(os.listdir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            # Removed (or replaced by a file) since it was seen: what was indexed there is
+            # gone. Every later step tolerates its entry vanishing the same way.
+            names = []
+        except OSError as exc:  # unreadable now: say so, keep what is known
+            self.log.warning("file-error", f"{directory}: cannot list the directory: "
+                             f"{exc.strerror or type(exc).__name__}", path=directory,
+                             code="unreadable")
+            return []
         paths = [os.path.join(directory, n) for n in names
                  if not os.path.isdir(os.path.join(directory, n))]
         results: list[FileResult] = []

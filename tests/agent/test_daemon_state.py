@@ -4,11 +4,13 @@ across restarts, attribute changes and faults. Real observers, real ledger, real
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,4 +139,43 @@ def test_a_ledger_replaced_under_the_daemon_is_filled_again_at_the_next_resync(
     intake.ledger = fresh  # what the daemon writes to now knows nothing
     daemon.full_scan()  # the periodic resync: nothing changed on disk, nothing read
     assert _open(fresh) == {(str(store / "site.pem"), 0, issued.sha256)}
+    daemon.shutdown()
+
+
+def test_a_set_directory_removed_between_seen_and_listed_is_reported_gone_not_a_traceback(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from tests.agent.daemon_helpers import Certbot, SteppingClock
+
+    certbot = Certbot(tmp_path / "le")
+    certbot.install()
+    clock = SteppingClock()
+    daemon, intake = make_daemon(store_config([{"path": str(tmp_path / "le" / "live")}]),
+                                 tmp_path, clock=clock)
+    daemon.full_scan()
+    real_listdir = os.listdir
+    calls = {"n": 0}
+
+    def listdir_after_a_removal(path: Any = ".") -> list[Any]:
+        # `certbot delete` at exactly the wrong moment: after the set was recognised (one
+        # listing), before it is read (the next one).
+        if str(path) == str(certbot.live):
+            calls["n"] += 1
+            if calls["n"] == 2 and os.path.isdir(path):
+                shutil.rmtree(path)
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", listdir_after_a_removal)
+    daemon.enqueue(str(certbot.live / "cert.pem"))
+    clock.advance(1)
+    with caplog.at_level(logging.DEBUG, logger="certescrow.agent"):
+        daemon.process_due()
+    monkeypatch.undo()
+    assert calls["n"] >= 2
+    assert not _events(caplog, "process-failed")
+    assert sorted(intake.gone) == sorted(str(certbot.live / f"{k}.pem")
+                                         for k in ("cert", "fullchain", "chain"))
+    assert intake.ledger.open_sightings("web1") == []
     daemon.shutdown()
