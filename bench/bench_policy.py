@@ -8,7 +8,10 @@ cancelled, changed, renewed, no certificate yet), then measures, in the same run
 * baseline 2 — fold:  ``Ledger.states(at=)``: read + decode + fold every contract's state;
 * full sweep:         ``Ledger.states`` + ``evaluate_contract`` for every contract (what
                       ``certescrow policy actions`` does);
-* evaluate only:      ``evaluate_contract`` over states already in memory.
+* evaluate only:      ``evaluate_contract`` over states already in memory, with the default
+                      ``period_rule = "civil-code"`` and again with ``"elapsed"``, so the cost
+                      of counting periods by the Civil Code (issue 10) shows beside the instant
+                      arithmetic it replaced.
 
 and prints contracts/second per phase, the ratio of each to the fold baseline, and the peak
 resident memory of the process. Usage:
@@ -51,6 +54,7 @@ from policy.events import (  # noqa: E402
 )
 from policy.facts import CertificateFacts  # noqa: E402
 from policy.ledger import Ledger  # noqa: E402
+from policy.periods import PeriodRule  # noqa: E402
 from policy.rules.art6 import Answer  # noqa: E402
 from policy.settings import PolicySettings  # noqa: E402
 from policy.tokyo import tokyo_date  # noqa: E402
@@ -196,6 +200,14 @@ def main() -> None:
         return len(states)
 
     phases.append(timed("evaluate (in memory)", evaluate_only))
+    elapsed_settings = PolicySettings(period_rule=PeriodRule.ELAPSED)
+
+    def evaluate_elapsed() -> int:
+        for state in states:
+            evaluate_contract(state, catalogue, elapsed_settings, at=AT)
+        return len(states)
+
+    phases.append(timed("evaluate (elapsed rule)", evaluate_elapsed))
     rss_peak = peak_rss_mib()
 
     by_label = {label: done / cpu for label, done, _, cpu in phases}
@@ -210,7 +222,8 @@ def main() -> None:
     print(f"|{'-' * 32}|{'-' * 11}|{'-' * 9}|{'-' * 8}|{'-' * 17}|{'-' * 9}|")
     names = {"read": "baseline: read + JSON decode", "fold": "baseline: read + fold",
              "fold+evaluate": "fold + evaluate_contract",
-             "evaluate (in memory)": "evaluate_contract only"}
+             "evaluate (in memory)": "evaluate_contract only",
+             "evaluate (elapsed rule)": "evaluate only, elapsed rule"}
     for label, done, elapsed, cpu in phases:
         rate = done / cpu
         print(f"| {names[label]:<30} | {done:>9,} | {elapsed:>7.2f} | {cpu:>6.2f} | "

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from .tokyo import TOKYO, add_calendar_months, require_aware, tokyo_midnight_utc
+from .tokyo import add_calendar_months, require_aware, tokyo_midnight_utc, tokyo_wall
 
 __all__ = [
     "DEFAULT_PERIOD_RULE",
@@ -117,7 +117,7 @@ class Period:
             if self.last_day is None:
                 return False
             try:
-                return not_after_utc.astimezone(TOKYO).date() >= self.last_day
+                return tokyo_wall(not_after_utc).date() >= self.last_day
             except OverflowError:
                 return True
         return not_after_utc >= self.end_utc - timedelta(seconds=1)
@@ -175,7 +175,7 @@ class Period:
 
     def _starts_at_midnight(self) -> bool:
         try:
-            return self.start_utc.astimezone(TOKYO).time() == time(0)
+            return tokyo_wall(self.start_utc).time() == time(0)
         except OverflowError:
             return False
 
@@ -207,7 +207,7 @@ def _jst_text(instant: datetime | None, *, ja: bool = False) -> str:
     if instant is None:
         return "9999-12-31"
     try:
-        local = instant.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M:%S")
+        local = tokyo_wall(instant).strftime("%Y-%m-%d %H:%M:%S")
     except OverflowError:  # the ends of the range: say the instant as it was given
         return instant.isoformat(sep=" ")
     return f"{local}（日本時間）" if ja else f"{local} JST"
@@ -217,7 +217,7 @@ def _reckoning_day(start_utc: datetime) -> date | None:
     """民法第140条: the start's Tokyo date when it is exactly 00:00 JST, else the next day;
     ``None`` when that lies beyond 9999-12-31."""
     try:
-        local = start_utc.astimezone(TOKYO)
+        local = tokyo_wall(start_utc)
     except OverflowError:
         return None
     day = local.date()
@@ -238,7 +238,7 @@ def _last_touched(end_utc: datetime | None) -> date | None:
     if end_utc is None:
         return None
     try:
-        return (end_utc - timedelta(microseconds=1)).astimezone(TOKYO).date()
+        return tokyo_wall(end_utc - timedelta(microseconds=1)).date()
     except OverflowError:
         return None
 

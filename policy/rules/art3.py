@@ -53,7 +53,8 @@ class Compliance:
     findings: tuple[Finding, ...]
     tier_period: Period | None = None
     """The contracted tier's period from the certificate's notBefore, counted by the configured
-    rule; ``None`` for unlimited."""
+    rule, when the strict tier does not fit it (what a finding or decision shows); ``None`` for
+    unlimited and when the strict tier fits."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -114,7 +115,9 @@ def compliance(facts: CertificateFacts, contracted: Tier, *, category: Category,
     overlap = _overlap(facts, previous)
     allowance = transition_allowance(facts, previous, ca)
     period = validity_period(nb, na)
-    tier_window = tier_period(nb, contracted, rule=rule)
+    # The contracted tier's period in words is only needed when the strict tier does not fit
+    # (a decision or finding will show it); the sweep's common case skips the calendar.
+    tier_window = None if tier <= contracted else tier_period(nb, contracted, rule=rule)
 
     def verdict(*, compliant: bool, by_allowance: bool, clause: str,
                 findings: tuple[Finding, ...]) -> Compliance:

@@ -55,6 +55,9 @@ PROVISO_DAYS = 90
 BLOCKED_MAX_VALIDITY = timedelta(days=PROVISO_DAYS)
 """The proviso read by ``elapsed`` arithmetic: a validity period of at most this (inclusive)
 blocks renewal. The civil code reads it as a period of 90 days (see :func:`art6_3_period`)."""
+_PROVISO_LONGEST = timedelta(days=PROVISO_DAYS + 1)
+"""No reading of the 90 days ends later than this after ``notBefore``."""
+_FIXED_OFFSET_SINCE = datetime(1952, 1, 1, tzinfo=UTC)
 
 
 class Answer(enum.Enum):
@@ -121,6 +124,15 @@ def art6_3_cannot_renew(facts: CertificateFacts,
     so a Let's Encrypt certificate (90 days − 1 s) and one of 90 days + 1 s issued mid-day are
     both blocked. ``elapsed``: validity ``notAfter − notBefore + 1 s`` of at most 90 × 86,400 s.
     """
+    # Most certificates are decided by their length alone: the 90 days end 90 days after
+    # notBefore (elapsed, or a civil-code start at 00:00 JST) or less than 91 days after it (a
+    # civil-code start later in its day). Tokyo kept UTC+9 throughout since 1952.
+    if facts.not_before_utc >= _FIXED_OFFSET_SINCE:
+        period = validity_period(facts.not_before_utc, facts.not_after_utc)
+        if period <= BLOCKED_MAX_VALIDITY:
+            return True
+        if period > _PROVISO_LONGEST:
+            return False
     return art6_3_period(facts, rule).admits(facts.not_after_utc)
 
 
@@ -175,11 +187,11 @@ def renewal_decisions(
     used = _facts(facts, period)
     decisions: list[Decision] = []
     byo = category is Category.III
-    proviso = art6_3_period(facts, settings.period_rule)
-    blocked = byo and proviso.admits(facts.not_after_utc)
-    period_fields: dict[str, Any] = proviso.to_json() if byo else {}
+    proviso = art6_3_period(facts, settings.period_rule) if byo else None
+    blocked = proviso is not None and art6_3_cannot_renew(facts, settings.period_rule)
+    period_fields: dict[str, Any] = proviso.to_json() if proviso is not None else {}
 
-    if blocked:
+    if blocked and proviso is not None:
         decisions.append(Decision(
             action=Action.RENEWAL_BLOCKED,
             clause="Art.6(3) proviso",
@@ -247,7 +259,7 @@ def renewal_decisions(
     paragraph = "Art.6(3)" if byo else "Art.6(2)"
 
     if answer is Answer.RENEW:
-        if byo:
+        if proviso is not None:
             if not blocked:
                 decisions.append(Decision(
                     action=Action.CUSTOMER_RENEWS, clause="Art.6(3)", due=end_day,

@@ -145,3 +145,30 @@ def test_unevaluable_names_what_the_rules_cannot_count(nb: datetime, na: datetim
                                       at=datetime(2026, 5, 1, tzinfo=UTC))
         assert "dates-out-of-range" in [f.code for f in result.findings]
         assert result.actions == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(instant=st.datetimes(min_value=datetime(1, 1, 2),  # noqa: DTZ001
+                            max_value=datetime(9999, 12, 31, 14, 59, 59),  # noqa: DTZ001
+                            timezones=st.just(UTC)))
+def test_tokyo_fixed_offset_shortcut_agrees_with_zoneinfo(instant: datetime) -> None:
+    from policy.tokyo import TOKYO, tokyo_wall
+
+    assert tokyo_wall(instant) == instant.astimezone(TOKYO).replace(tzinfo=None)
+    assert tokyo_date(instant) == instant.astimezone(TOKYO).date()
+    day = instant.astimezone(TOKYO).date()
+    assert tokyo_midnight_utc(day) == datetime.combine(
+        day, datetime.min.time(), tzinfo=TOKYO).astimezone(UTC)
+
+
+@settings(max_examples=300, deadline=None)
+@given(nb=st.datetimes(min_value=datetime(1940, 1, 1),  # noqa: DTZ001
+                       max_value=datetime(2100, 1, 1),  # noqa: DTZ001
+                       timezones=st.just(UTC)),
+       seconds=st.integers(min_value=88 * 86_400, max_value=93 * 86_400),
+       rule=st.sampled_from(list(PeriodRule)))
+def test_art6_3_length_shortcut_agrees_with_the_period(nb: datetime, seconds: int,
+                                                       rule: PeriodRule) -> None:
+    f = certificate(nb, nb + timedelta(seconds=seconds - 1))
+    assert art6_3_cannot_renew(f, rule) is days_period(nb, 90, rule=rule).admits(
+        f.not_after_utc)
