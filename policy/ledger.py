@@ -66,6 +66,7 @@ from .events import (
 from .intake import Binding, IntakeReceipt, Observation
 from .settings import PolicySettings
 from .state import ContractState, FoldProblem, check_event, facts_evaluable, fold
+from .storage import StorageConflictError, is_postgres_dsn, normalise_dsn
 from .tokyo import require_aware, tokyo_date
 
 __all__ = [
@@ -228,7 +229,7 @@ class Ledger:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: Path, *, create: bool = True,
+    def open(cls, path: Path | str, *, create: bool = True,
              settings: PolicySettings | None = None) -> Ledger:
         """Open (and with ``create``, create) the ledger at ``path``; an older schema version is
         migrated. ``settings`` are the provider's settings the admission checks apply.
@@ -236,6 +237,11 @@ class Ledger:
         Raises :class:`LedgerError` when the file is not a certescrow ledger, was written by a
         newer certescrow, or cannot be created or read (the message names the file and why).
         """
+        if is_postgres_dsn(path):  # --ledger postgresql://… (issue 13): policy/ledger_pg.py
+            from .ledger_pg import PostgresLedger
+
+            return PostgresLedger.open_dsn(normalise_dsn(path), create=create,
+                                           settings=settings)
         path = Path(path).expanduser()
         if path.is_dir():
             raise LedgerError(f"{path}: is a directory, expected a ledger file")
@@ -435,7 +441,7 @@ class Ledger:
             key = f"accepted|{event.contract_id}"
         try:
             seq = self._sql_insert(event, key, recorded or event.at_utc)
-        except sqlite3.IntegrityError:
+        except (sqlite3.IntegrityError, StorageConflictError):
             if isinstance(event, ApplicationAccepted):
                 raise ContractStateError(
                     f"contract {event.contract_id!r} already exists: choose another id"

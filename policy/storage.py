@@ -25,6 +25,7 @@ __all__ = [
     "StorageConflictError",
     "Transaction",
     "is_postgres_dsn",
+    "normalise_dsn",
     "open_storage",
     "redact_dsn",
 ]
@@ -62,8 +63,19 @@ class Storage(Protocol):
 
 
 def is_postgres_dsn(location: str | Path) -> bool:
+    """Whether ``location`` names a PostgreSQL database rather than an SQLite file. A DSN that
+    went through :class:`pathlib.Path` (a click path option) lost one ``/``; it still counts."""
     text = str(location)
-    return text.startswith(("postgresql://", "postgres://"))
+    return text.startswith(("postgresql:/", "postgres:/"))
+
+
+def normalise_dsn(location: str | Path) -> str:
+    """The DSN with the ``//`` a :class:`pathlib.Path` collapsed restored."""
+    text = str(location)
+    for scheme in ("postgresql:", "postgres:"):
+        if text.startswith(scheme + "/") and not text.startswith(scheme + "//"):
+            return scheme + "/" + text[len(scheme):]
+    return text
 
 
 def redact_dsn(dsn: str) -> str:
@@ -86,7 +98,7 @@ def open_storage(location: str | Path, *, create: bool = True) -> Storage:
     if is_postgres_dsn(location):
         from .storage_pg import PostgresStorage
 
-        return PostgresStorage.open(str(location))
+        return PostgresStorage.open(normalise_dsn(location))
     from .storage_sqlite import SqliteStorage
 
     return SqliteStorage.open(Path(location), create=create)

@@ -62,6 +62,9 @@ class PostgresStorage:
     def open(cls, dsn: str, *, max_size: int = POOL_MAX) -> Self:
         where = redact_dsn(dsn)
         try:
+            # One direct connection first: a refused or misnamed database fails at once, where
+            # the pool would keep retrying until its timeout.
+            psycopg.connect(dsn, connect_timeout=int(CONNECT_TIMEOUT_S)).close()
             pool: ConnectionPool[Any] = ConnectionPool(
                 dsn, min_size=1, max_size=max_size, open=False,
                 kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT_S)})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,11 +20,7 @@ from tests.policy.ledger_fixtures import T0, accepted, bound, facts
 UNBOUND = Binding()
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    led = Ledger.open(tmp_path / "state" / "ledger.sqlite3")
-    yield led
-    led.close()
+# `ledger`: tests/policy/conftest.py, once per backend (SQLite, PostgreSQL).
 
 
 def _obs(cert_tag: str = "a", *, location: str = "/etc/ssl/site.pem", index: int = 0,

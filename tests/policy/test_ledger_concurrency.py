@@ -25,8 +25,8 @@ WRITER = textwrap.dedent("""
     from policy.ledger import Ledger
     from tests.policy.ledger_fixtures import T0, facts
 
-    path, name, count, mode = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    go = path.with_name("go")
+    path, name, count, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    go = Path(sys.argv[5])
     with Ledger.open(path) as ledger:
         while not go.exists():  # start line: every writer begins at once
             time.sleep(0.001)
@@ -43,19 +43,23 @@ WRITER = textwrap.dedent("""
 """)
 
 
-def _spawn(path: Path, name: str, count: int, mode: str) -> subprocess.Popen[str]:
+def _spawn(path: str, name: str, count: int, mode: str, go: Path) -> subprocess.Popen[str]:
+    # ``path``: an SQLite file or a postgresql:// DSN (tests/policy/conftest.py).
     return subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(path), name, str(count), mode],
+        [sys.executable, "-c", WRITER, path, name, str(count), mode, str(go)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_concurrent_writer_processes_never_lose_an_event(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite3"
+def test_concurrent_writer_processes_never_lose_an_event(tmp_path: Path,
+                                                        ledger_location: str) -> None:
+    path = ledger_location
     with Ledger.open(path) as ledger:
         ledger.append(accepted(at=T0))
     per_process = 60
-    writers = [_spawn(path, f"cli{n}", per_process, "events") for n in range(4)]
-    writers += [_spawn(path, f"agent{n}", per_process, "intake") for n in range(2)]
+    writers = [_spawn(path, f"cli{n}", per_process, "events", tmp_path / "go")
+               for n in range(4)]
+    writers += [_spawn(path, f"agent{n}", per_process, "intake", tmp_path / "go")
+                for n in range(2)]
     (tmp_path / "go").touch()
     for proc in writers:
         out, err = proc.communicate(timeout=120)
@@ -69,11 +73,12 @@ def test_concurrent_writer_processes_never_lose_an_event(tmp_path: Path) -> None
         assert len(ledger.unbound_observations()) == 2 * per_process
 
 
-def test_concurrent_intake_of_the_same_observation_records_it_once(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite3"
+def test_concurrent_intake_of_the_same_observation_records_it_once(
+        tmp_path: Path, ledger_location: str) -> None:
+    path = ledger_location
     Ledger.open(path).close()
     # Every process reports the very same 30 observations (same host name, same places).
-    writers = [_spawn(path, "web1", 30, "intake") for _ in range(4)]
+    writers = [_spawn(path, "web1", 30, "intake", tmp_path / "go") for _ in range(4)]
     (tmp_path / "go").touch()
     for proc in writers:
         _, err = proc.communicate(timeout=120)
@@ -82,11 +87,12 @@ def test_concurrent_intake_of_the_same_observation_records_it_once(tmp_path: Pat
         assert ledger.count() == 30
 
 
-def test_writer_killed_mid_stream_loses_nothing_it_committed(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite3"
+def test_writer_killed_mid_stream_loses_nothing_it_committed(tmp_path: Path,
+                                                             ledger_location: str) -> None:
+    path = ledger_location
     with Ledger.open(path) as ledger:
         ledger.append(accepted(at=T0))
-    proc = _spawn(path, "victim", 100_000, "events")
+    proc = _spawn(path, "victim", 100_000, "events", tmp_path / "go")
     (tmp_path / "go").touch()
     assert proc.stdout is not None
     committed = []
@@ -97,11 +103,12 @@ def test_writer_killed_mid_stream_loses_nothing_it_committed(tmp_path: Path) -> 
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)  # reap it and close its pipes
     assert proc.returncode == -signal.SIGKILL
-    conn = sqlite3.connect(path)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        conn.close()
+    if not path.startswith("postgresql:"):
+        conn = sqlite3.connect(path)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            conn.close()
     with Ledger.open(path) as ledger:
         services = {e.event.service for e in ledger.journal("c1")
                     if isinstance(e.event, ContractChanged)}

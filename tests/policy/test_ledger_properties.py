@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from datetime import date, datetime, timedelta
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -75,26 +74,25 @@ def test_once_the_notice_is_due_it_stays_due_until_sent(day: int, step: int) -> 
         assert notify_due(later)
 
 
-def test_threads_sharing_one_ledger_lose_nothing(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
-        ledger.append(accepted())
-        errors: list[BaseException] = []
+def test_threads_sharing_one_ledger_lose_nothing(ledger: Ledger) -> None:
+    ledger.append(accepted())
+    errors: list[BaseException] = []
 
-        def work(n: int) -> None:
-            try:
-                for i in range(25):
-                    ledger.append(ContractChanged(contract_id="c1", at_utc=T0,
-                                                  service=f"t{n}-{i}"))
-                    list(ledger.states(at=T0))
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
+    def work(n: int) -> None:
+        try:
+            for i in range(25):
+                ledger.append(ContractChanged(contract_id="c1", at_utc=T0,
+                                              service=f"t{n}-{i}"))
+                list(ledger.states(at=T0))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
 
-        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == []
-        assert ledger.count() == 1 + 4 * 25
-        assert fold("c1", [e.event for e in ledger.journal("c1")],
-                    at=T0).changes[-1].accepted_on == date(2026, 1, 15)
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert ledger.count() == 1 + 4 * 25
+    assert fold("c1", [e.event for e in ledger.journal("c1")],
+                at=T0).changes[-1].accepted_on == date(2026, 1, 15)

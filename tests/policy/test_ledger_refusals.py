@@ -6,7 +6,6 @@ is an argument, as the CLI passes the real clock: these tests fix it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -52,10 +51,7 @@ def at_day(day: date, hour_jst: int = 12) -> datetime:
     return tokyo_midnight_utc(day) + timedelta(hours=hour_jst)
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
-        yield led
+# `ledger`: tests/policy/conftest.py, once per backend (SQLite, PostgreSQL).
 
 
 def _contract(ledger: Ledger, cert: CertificateFacts, *, category: Category = Category.III,

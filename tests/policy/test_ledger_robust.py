@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,10 +24,7 @@ NOT_UTF8 = os.fsdecode(b"/etc/ssl/caf\xe9-\xff.pem")
 """A Latin-1 file name as the agent carries it: os.fsdecode'd, two lone surrogates."""
 
 
-@pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger.open(tmp_path / "ledger.sqlite3") as led:
-        yield led
+# `ledger`: tests/policy/conftest.py, once per backend (SQLite, PostgreSQL).
 
 
 def _obs(location: str, *, tag: str = "a", index: int = 0,

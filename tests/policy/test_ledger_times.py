@@ -22,15 +22,16 @@ ENTERED = utc(2026, 11, 10, 3)
 """The cancellation form arrived on 03-01 but was entered in November."""
 
 
-def _late_entered_cancellation(path: Path) -> None:
+def _late_entered_cancellation(path: str) -> None:
     with Ledger.open(path) as ledger:
         ledger.append(accepted(at=ACCEPTED), now=ACCEPTED)
         ledger.append(CancellationArrived(contract_id="c1", at_utc=tokyo_midnight_utc(ARRIVED),
                                           arrived=ARRIVED), now=ENTERED)
 
 
-def test_at_answers_what_was_true_then_by_everything_recorded_so_far(tmp_path: Path) -> None:
-    path = tmp_path / "l.sqlite3"
+def test_at_answers_what_was_true_then_by_everything_recorded_so_far(
+        ledger_location: str) -> None:
+    path = ledger_location
     _late_entered_cancellation(path)
     with Ledger.open(path, create=False) as ledger:
         april = ledger.state("c1", at=utc(2026, 4, 1, 3))
@@ -40,8 +41,8 @@ def test_at_answers_what_was_true_then_by_everything_recorded_so_far(tmp_path: P
         assert march.status is ContractStatus.TERMINATING
 
 
-def test_as_recorded_answers_what_the_ledger_knew_then(tmp_path: Path) -> None:
-    path = tmp_path / "l.sqlite3"
+def test_as_recorded_answers_what_the_ledger_knew_then(ledger_location: str) -> None:
+    path = ledger_location
     _late_entered_cancellation(path)
     with Ledger.open(path, create=False) as ledger:
         known_in_april = ledger.state("c1", at=utc(2026, 4, 1, 3),
@@ -57,8 +58,8 @@ def test_as_recorded_answers_what_the_ledger_knew_then(tmp_path: Path) -> None:
         assert [s.status for s in states] == [ContractStatus.ACTIVE]
 
 
-def test_each_journal_entry_carries_both_times(tmp_path: Path) -> None:
-    path = tmp_path / "l.sqlite3"
+def test_each_journal_entry_carries_both_times(ledger_location: str) -> None:
+    path = ledger_location
     _late_entered_cancellation(path)
     with Ledger.open(path, create=False) as ledger:
         entry = ledger.journal("c1")[-1]
@@ -68,12 +69,11 @@ def test_each_journal_entry_carries_both_times(tmp_path: Path) -> None:
     assert entry.to_json()["recorded"] == "2026-11-10T03:00:00.000000Z"
 
 
-def test_observations_are_recorded_at_the_intakes_time(tmp_path: Path) -> None:
-    with Ledger.open(tmp_path / "l.sqlite3") as ledger:
-        seen = utc(2026, 2, 1)
-        ledger.report([Observation(facts=facts(), host="h", location="/a.pem", index=0,
-                                   observed_at_utc=seen)], at=seen + timedelta(seconds=5))
-        [entry] = ledger.unbound_observations()
+def test_observations_are_recorded_at_the_intakes_time(ledger: Ledger) -> None:
+    seen = utc(2026, 2, 1)
+    ledger.report([Observation(facts=facts(), host="h", location="/a.pem", index=0,
+                               observed_at_utc=seen)], at=seen + timedelta(seconds=5))
+    [entry] = ledger.unbound_observations()
     assert entry.event.at_utc == seen
     assert entry.recorded == seen + timedelta(seconds=5)
 

@@ -1,0 +1,357 @@
+"""The ledger on PostgreSQL: the same :class:`~policy.ledger.Ledger`, another storage.
+
+:class:`~policy.ledger.Ledger` keeps its SQL in the ``_sql_*`` methods (and a few readers)
+precisely so that a backend can supply them; this class supplies them for PostgreSQL through
+psycopg 3 and a connection pool, and inherits everything else: the admission checks, the fold,
+intake's idempotence, the problems list. The ledger's test suite runs on both (one
+parametrised fixture), so the two cannot drift apart unnoticed.
+
+What differs from SQLite, and why:
+
+* **Serialised writers.** SQLite has one write lock; here every write transaction first takes
+  one transaction-scoped advisory lock, so the state check and the insert it admits cannot
+  interleave with another writer's, exactly as with ``BEGIN IMMEDIATE``.
+* **Append-only.** A trigger function refuses ``UPDATE``, ``DELETE`` and ``TRUNCATE`` of the
+  journal, whoever issues them.
+* **Versioned.** PostgreSQL has no ``user_version``: the ``meta`` table holds ``format`` and
+  ``schema_version``. A database whose version is newer than this code is refused; an older
+  one is migrated step by step inside one transaction (DDL is transactional here), which also
+  stamps the new version; a database with a ``journal`` but no certescrow ``meta`` is another
+  application's and is refused untouched.
+* **Byte order.** Text columns compared or sorted by the ledger use the ``"C"`` collation, so
+  the fixed-width instants sort as time and contract ids sort as on SQLite.
+* **The sweep streams.** ``states()`` reads the journal in keyset pages, so memory stays flat
+  and no connection is held between pages.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .errors import LedgerError
+from .events import (
+    ApplicationAccepted,
+    CertificateGone,
+    CertificateObserved,
+    Event,
+    instant_to_text,
+    text_to_instant,
+)
+from .intake import Observation
+from .ledger import SCHEMA_VERSION, Ledger, _key, _payload, _unkey
+from .settings import PolicySettings
+from .storage import StorageConflictError, redact_dsn
+from .storage_pg import CONNECT_TIMEOUT_S, POOL_MAX, _describe, translate
+
+__all__ = ["PostgresLedger"]
+
+T = TypeVar("T")
+_WRITE_LOCK = "certescrow-ledger-write"
+_SCHEMA_LOCK = "certescrow-ledger-schema"
+_SWEEP_PAGE = 2048
+
+_SCHEMA = [
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE journal (
+        seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        contract_id  TEXT COLLATE "C",
+        kind         TEXT COLLATE "C" NOT NULL,
+        at_utc       TEXT COLLATE "C" NOT NULL,
+        payload      TEXT NOT NULL,
+        dedup_key    TEXT UNIQUE,
+        recorded_utc TEXT COLLATE "C" NOT NULL
+    )""",
+    "CREATE INDEX journal_by_contract ON journal (contract_id, at_utc, seq)",
+    "CREATE INDEX journal_by_kind ON journal (kind, contract_id)",
+    """CREATE FUNCTION certescrow_journal_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'the certescrow journal is append-only: events cannot be %',
+            CASE TG_OP WHEN 'UPDATE' THEN 'changed' ELSE 'deleted' END;
+    END
+    $$""",
+    "CREATE TRIGGER journal_no_change BEFORE UPDATE OR DELETE ON journal "
+    "FOR EACH ROW EXECUTE FUNCTION certescrow_journal_append_only()",
+    "CREATE TRIGGER journal_no_truncate BEFORE TRUNCATE ON journal "
+    "FOR EACH STATEMENT EXECUTE FUNCTION certescrow_journal_append_only()",
+    """CREATE TABLE sightings (
+        host        BYTEA NOT NULL,
+        location    BYTEA NOT NULL,
+        idx         INTEGER NOT NULL,
+        sha256      TEXT NOT NULL,
+        contract_id TEXT COLLATE "C",
+        seq         BIGINT NOT NULL,
+        PRIMARY KEY (host, location, idx)
+    )""",
+    """CREATE TABLE bound_sans (
+        contract_id TEXT COLLATE "C" NOT NULL,
+        san         TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (contract_id, san)
+    )""",
+    "CREATE INDEX bound_sans_by_san ON bound_sans (san)",
+]
+
+_MIGRATIONS: dict[int, list[str]] = {}
+"""Statements taking a PostgreSQL ledger from version ``key`` to ``key + 1`` (PostgreSQL
+ledgers began at version 2)."""
+_FIRST_VERSION = 2
+
+
+class _Pager:
+    """``fetchmany`` over the sweep, one keyset page per call (no connection held between)."""
+
+    def __init__(self, ledger: PostgresLedger, sql: str, params: list[Any]) -> None:
+        self._ledger = ledger
+        self._sql = sql
+        self._params = params
+        self._after: tuple[str, str, int] | None = None
+        self._done = False
+
+    def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
+        if self._done:
+            return []
+        sql, params = self._sql, list(self._params)
+        if self._after is not None:
+            sql += " AND (contract_id, at_utc, seq) > (?, ?, ?)"
+            params.extend(self._after)
+        rows = self._ledger._q(sql + ' ORDER BY contract_id, at_utc, seq LIMIT ?',
+                               [*params, size])
+        if len(rows) < size:
+            self._done = True
+        if rows:
+            seq, contract_id, _text, at_utc = rows[-1]
+            self._after = (contract_id, at_utc, seq)
+        return [(seq, contract_id, payload) for seq, contract_id, payload, _ in rows]
+
+
+class PostgresLedger(Ledger):
+    """The ledger in a PostgreSQL database (see the module docstring)."""
+
+    def __init__(self, pool: ConnectionPool[Any], dsn: str,
+                 settings: PolicySettings | None = None) -> None:
+        super().__init__(None, Path(redact_dsn(dsn)), settings)  # type: ignore[arg-type]
+        self._pool = pool
+        self.where = redact_dsn(dsn)
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open_dsn(cls, dsn: str, *, create: bool = True,
+                 settings: PolicySettings | None = None) -> PostgresLedger:
+        where = redact_dsn(dsn)
+        try:
+            # One direct connection first: a refused or misnamed database fails at once, where
+            # the pool would keep retrying until its timeout.
+            psycopg.connect(dsn, connect_timeout=int(CONNECT_TIMEOUT_S)).close()
+            pool: ConnectionPool[Any] = ConnectionPool(
+                dsn, min_size=1, max_size=POOL_MAX, open=False,
+                kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT_S)})
+            pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+        except (psycopg.Error, PoolTimeout):
+            raise LedgerError(f"{where}: cannot connect to PostgreSQL (is it running, and does "
+                              "the DSN name a database this user may use?)") from None
+        ledger = cls(pool, dsn, settings)
+        try:
+            ledger._initialise_pg(create=create)
+        except BaseException:
+            pool.close()
+            raise
+        return ledger
+
+    def _initialise_pg(self, *, create: bool) -> None:
+        def run() -> None:
+            self._q("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [_SCHEMA_LOCK])
+            meta = self._q("SELECT to_regclass('meta') IS NOT NULL, "
+                           "to_regclass('journal') IS NOT NULL")[0]
+            has_meta, has_journal = bool(meta[0]), bool(meta[1])
+            values = dict(self._q("SELECT key, value FROM meta")) if has_meta else {}
+            if (has_meta or has_journal) and values.get("format") != "certescrow-ledger":
+                raise LedgerError(f"{self.where}: the database holds tables of another "
+                                  "application, not a certescrow ledger; refusing to touch it")
+            if not has_meta:
+                if not create:
+                    raise LedgerError(f"{self.where}: no ledger here (nothing has been "
+                                      "recorded yet)")
+                for statement in _SCHEMA:
+                    self._q(statement)
+                self._q("INSERT INTO meta VALUES ('format', 'certescrow-ledger')")
+                self._q("INSERT INTO meta VALUES ('schema_version', ?)", [str(_FIRST_VERSION)])
+                version = _FIRST_VERSION
+            else:
+                try:
+                    version = int(values.get("schema_version", ""))
+                except ValueError:
+                    raise LedgerError(f"{self.where}: the ledger's schema version is not a "
+                                      "number; refusing to touch it") from None
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"{self.where}: ledger schema version {version} was written by a newer "
+                    f"certescrow (this one reads up to version {SCHEMA_VERSION}); upgrade "
+                    "certescrow")
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step]:
+                    self._q(statement)
+            if version < SCHEMA_VERSION:
+                self._q("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                        [str(SCHEMA_VERSION)])
+
+        self._transaction(run, lock=None)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def release(self) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transactions
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement: in this thread's transaction when there is one, else on its own."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        try:
+            if conn is not None:
+                return _rows(conn, sql, params)
+            with self._pool.connection() as own:
+                return _rows(own, sql, params)
+        except psycopg.errors.IntegrityError:
+            raise StorageConflictError("a row with this key already exists") from None
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise LedgerError(f"{self.where}: {_describe(exc)}") from None
+
+    @contextmanager
+    def _connection_for_transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._pool.connection() as conn, conn.transaction():
+            self._local.conn = conn
+            try:
+                yield conn
+            finally:
+                self._local.conn = None
+
+    def _transaction(self, fn: Callable[[], T], *, lock: str | None) -> T:
+        if getattr(self._local, "conn", None) is not None:
+            return fn()  # already inside this thread's transaction
+        try:
+            with self._connection_for_transaction():
+                if lock is not None:
+                    self._q("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [lock])
+                return fn()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise LedgerError(f"{self.where}: {_describe(exc)}") from None
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        return self._transaction(fn, lock=None)
+
+    def _write(self, fn: Callable[[], T]) -> T:
+        return self._transaction(fn, lock=_WRITE_LOCK)
+
+    # --- SQL (writing)
+    def _sql_seq_by_dedup(self, dedup_key: str) -> int | None:
+        rows = self._q("SELECT seq FROM journal WHERE dedup_key = ?", [dedup_key])
+        return None if not rows else int(rows[0][0])
+
+    def _sql_insert(self, event: Event, key: str | None, recorded: datetime) -> int:
+        rows = self._q(
+            "INSERT INTO journal (contract_id, kind, at_utc, payload, dedup_key, recorded_utc) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
+            [event.contract_id, event.KIND, instant_to_text(event.at_utc), _payload(event), key,
+             instant_to_text(recorded)])
+        return int(rows[0][0])
+
+    def _sql_accepted_at(self, contract_id: str) -> datetime | None:
+        rows = self._q("SELECT at_utc FROM journal WHERE contract_id = ? AND kind = ? "
+                       "ORDER BY seq LIMIT 1", [contract_id, ApplicationAccepted.KIND])
+        return None if not rows else text_to_instant(str(rows[0][0]))
+
+    def _sql_replace_sans(self, contract_id: str, sans: Sequence[str]) -> None:
+        self._q("DELETE FROM bound_sans WHERE contract_id = ?", [contract_id])
+        self._add_sans(contract_id, sans)
+
+    def _add_sans(self, contract_id: str, sans: Sequence[str]) -> None:
+        for san in sans:
+            self._q("INSERT INTO bound_sans (contract_id, san) VALUES (?, ?) "
+                    "ON CONFLICT DO NOTHING", [contract_id, san.lower()])
+
+    # --- SQL (intake)
+    def _sql_sighting(self, host: str, location: str, index: int) -> tuple[str, str | None] | None:
+        rows = self._q("SELECT sha256, contract_id FROM sightings WHERE host = ? AND "
+                       "location = ? AND idx = ?", [_key(host), _key(location), index])
+        return None if not rows else (str(rows[0][0]), rows[0][1])
+
+    def _sql_put_sighting(self, obs: Observation, contract: str | None, seq: int) -> None:
+        self._q("INSERT INTO sightings VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (host, location, idx) DO UPDATE SET sha256 = excluded.sha256, "
+                "contract_id = excluded.contract_id, seq = excluded.seq",
+                [_key(obs.host), _key(obs.location), obs.index, obs.facts.sha256, contract, seq])
+
+    def _sql_contract_elsewhere_at(self, obs: Observation, contract: str) -> bool:
+        return bool(self._q(
+            "SELECT 1 FROM sightings WHERE host = ? AND location = ? AND contract_id = ? "
+            "AND idx != ?", [_key(obs.host), _key(obs.location), contract, obs.index]))
+
+    def _sql_contracts_by_san(self, sans: Sequence[str]) -> list[str]:
+        rows = self._q("SELECT DISTINCT contract_id FROM bound_sans WHERE san = ANY(?)",
+                       [[s.lower() for s in sans]])
+        return [str(r[0]) for r in rows]
+
+    def _sql_sightings_at(self, host: str, location: str) -> list[tuple[str, str | None]]:
+        rows = self._q("SELECT sha256, contract_id FROM sightings WHERE host = ? AND "
+                       "location = ? ORDER BY idx", [_key(host), _key(location)])
+        return [(str(sha), contract) for sha, contract in rows]
+
+    def _sql_drop_sightings(self, host: str, location: str) -> None:
+        self._q("DELETE FROM sightings WHERE host = ? AND location = ?",
+                [_key(host), _key(location)])
+
+    def open_sightings(self, host: str) -> list[tuple[str, int, str]]:
+        rows = self._q("SELECT location, idx, sha256 FROM sightings WHERE host = ? "
+                       "ORDER BY location, idx", [_key(host)])
+        return [(_unkey(bytes(loc)), int(idx), str(sha)) for loc, idx, sha in rows]
+
+    # --- SQL (reading)
+    def contract_ids(self) -> list[str]:
+        rows = self._q("SELECT DISTINCT contract_id FROM journal WHERE kind = ? "
+                       "ORDER BY contract_id", [ApplicationAccepted.KIND])
+        return [str(r[0]) for r in rows]
+
+    def count(self) -> int:
+        return int(self._q("SELECT count(*) FROM journal")[0][0])
+
+    def _sql_journal(self, contract_id: str, at: datetime | None,
+                     as_recorded: datetime | None) -> list[Any]:
+        sql = "SELECT seq, payload, recorded_utc FROM journal WHERE contract_id = ?"
+        sql, params = _time_filters(sql, [contract_id], at, as_recorded)
+        return self._q(sql + " ORDER BY at_utc, seq", params)
+
+    def _sql_sweep(self, at: datetime, as_recorded: datetime | None) -> Any:
+        sql = ("SELECT seq, contract_id, payload, at_utc FROM journal "
+               "WHERE contract_id IS NOT NULL")
+        sql, params = _time_filters(sql, [], at, as_recorded)
+        return _Pager(self, sql, params)
+
+    def _sql_placements(self, at: datetime | None, as_recorded: datetime | None) -> list[Any]:
+        sql = "SELECT seq, payload, recorded_utc FROM journal WHERE kind IN (?, ?)"
+        sql, params = _time_filters(sql, [CertificateObserved.KIND, CertificateGone.KIND], at,
+                                    as_recorded)
+        return self._q(sql + " ORDER BY seq", params)
+
+
+def _rows(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> list[Any]:
+    cur = conn.execute(translate(sql), tuple(params))
+    return cur.fetchall() if cur.description is not None else []
+
+
+def _time_filters(sql: str, params: list[Any], at: datetime | None,
+                  as_recorded: datetime | None) -> tuple[str, list[Any]]:
+    if at is not None:
+        sql += " AND at_utc <= ?"
+        params.append(instant_to_text(at))
+    if as_recorded is not None:
+        sql += " AND recorded_utc <= ?"
+        params.append(instant_to_text(as_recorded))
+    return sql, params

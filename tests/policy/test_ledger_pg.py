@@ -1,0 +1,60 @@
+"""What only the PostgreSQL ledger has to prove: its own version stamp and foreign-table
+refusal, the append-only trigger, and error messages that never carry the DSN's password."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from policy.errors import LedgerError
+from policy.ledger import SCHEMA_VERSION, Ledger
+from tests.pgdb import postgres_schema
+from tests.policy.ledger_fixtures import accepted
+
+
+def test_a_ledger_newer_than_the_code_is_refused() -> None:
+    with postgres_schema() as dsn:
+        Ledger.open(dsn).close()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'",
+                         (str(SCHEMA_VERSION + 1),))
+        with pytest.raises(LedgerError, match="newer certescrow"):
+            Ledger.open(dsn)
+
+
+def test_tables_of_another_application_are_refused_untouched() -> None:
+    with postgres_schema() as dsn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE journal (id int)")
+        with pytest.raises(LedgerError, match="another application"):
+            Ledger.open(dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT to_regclass('meta')").fetchone() == (None,)
+
+
+def test_open_without_create_creates_nothing() -> None:
+    with postgres_schema() as dsn:
+        with pytest.raises(LedgerError, match="no ledger here"):
+            Ledger.open(dsn, create=False)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT to_regclass('journal')").fetchone() == (None,)
+
+
+@pytest.mark.parametrize("statement", ["UPDATE journal SET kind = 'x'", "DELETE FROM journal",
+                                       "TRUNCATE journal"])
+def test_the_journal_is_append_only_on_postgres_too(statement: str) -> None:
+    with postgres_schema() as dsn:
+        with Ledger.open(dsn) as ledger:
+            ledger.append(accepted())
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                conn.execute(statement)
+        with Ledger.open(dsn) as ledger:
+            assert ledger.count() == 1
+
+
+def test_an_unreachable_database_error_carries_no_password() -> None:
+    with pytest.raises(LedgerError) as caught:
+        Ledger.open("postgresql://desk:s3cret-pw@127.0.0.1:9/ledger")
+    assert "s3cret-pw" not in str(caught.value)
+    assert "postgresql://desk@127.0.0.1:9/ledger" in str(caught.value)
