@@ -284,7 +284,9 @@ def classify_certificate(
 
     if na < nb:
         findings.append(Finding(
-            code="inverted-validity", clause="Art.3", severity=Severity.CRITICAL,
+            code="inverted-validity",
+            clause="Art.3" if category is Category.III else "Appx1.1",  # Art.3 is III's only
+            severity=Severity.CRITICAL,
             message=f"notAfter {format_instant(na)} is before notBefore {format_instant(nb)}: the "
                     "certificate is never valid",
         ))

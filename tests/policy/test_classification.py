@@ -307,3 +307,15 @@ def test_art1_byo_item_takes_a_certificate_from_any_ca() -> None:
     result = classify_certificate(le, CATALOGUE, binding=Binding(item="byo"),
                                   at=utc(2026, 4, 2))
     assert "item-mismatch" not in codes(result)
+
+
+def test_art3_is_cited_for_category_iii_only_even_for_an_inverted_validity() -> None:
+    inverted = facts(utc(2026, 2, 1), not_after=utc(2026, 1, 1))
+    byo = classify_certificate(inverted, CATALOGUE, binding=UNBOUND, at=utc(2026, 1, 15))
+    (finding,) = [f for f in byo.findings if f.code == "inverted-validity"]
+    assert finding.clause == "Art.3"
+    ov = classify_certificate(inverted, CATALOGUE, binding=Binding(item="globalsign-ov"),
+                              at=utc(2026, 1, 15))
+    (finding,) = [f for f in ov.findings if f.code == "inverted-validity"]
+    assert finding.clause == "Appx1.1"
+    assert not [f for f in ov.findings if f.clause.startswith("Art.3")]
