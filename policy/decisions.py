@@ -51,7 +51,8 @@ class Action(enum.Enum):
     ABOLISH = "abolish"
     """Art.8: the CA ended the product; the item is abolished on ``due``."""
     NON_COMPLIANT = "non-compliant"
-    """Art.3: the certificate's validity period exceeds its contracted tier."""
+    """Art.3 (category III) / Appx1.1 (I, II): the certificate's validity period exceeds its
+    contracted tier."""
     REPLACE_CERTIFICATE = "replace-certificate"
     """The bound certificate has expired or is about to, and no successor has been observed."""
 
