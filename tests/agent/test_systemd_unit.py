@@ -125,4 +125,19 @@ def test_agent_runs_with_memory_deny_write_execute(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, check=False, cwd=REPO)
     assert done.returncode == 0, done.stderr
-    assert "1 certificate(s) in 1 file(s)" in done.stdout
+    assert "1 file(s) read" in done.stdout  # the --once summary: it ran to the end
+    assert "warning" in done.stdout.split("\n", 2)[1]  # and classified the certificate
+
+
+def test_documentation_points_at_the_shipped_docs_not_a_placeholder() -> None:
+    """``systemctl help certescrow-agent`` opens what the install steps put in place."""
+    uris = " ".join(directives(UNIT.read_text())["Documentation"]).split()
+    assert uris
+    install = (REPO / "docs" / "daemon.md").read_text()
+    assert "install -m 0644 docs/*.md /usr/share/doc/certescrow/" in install
+    for uri in uris:
+        if uri.startswith("man:"):
+            continue
+        assert uri.startswith("file:///usr/share/doc/certescrow/"), uri
+        assert (REPO / "docs" / uri.rsplit("/", 1)[1]).is_file(), uri
+    assert not any("example" in uri or "invalid" in uri for uri in uris)
