@@ -27,6 +27,7 @@ import click
 from policy.cliutil import AT_OPTION_HELP, InstantType, config_section, echo_json, resolve_at
 from policy.fleet_registry import FleetRegistry, IssuedRecord
 from policy.paths import ledger_path
+from policy.storage import is_postgres_dsn
 from policy.timeparse import format_instant
 
 from .errors import ConfigError
@@ -299,7 +300,8 @@ _SERVE_KEYS = ("listen", "port", "ledger", "ca_certificate", "certificate", "key
 class ServeConfig:
     listen: str
     port: int
-    ledger: Path
+    ledger: str
+    """A path to an SQLite ledger, or a ``postgresql://`` DSN."""
     ca_certificate: Path
     certificate: Path | None
     key: str | None
@@ -355,7 +357,8 @@ def load_serve_config(path: Path) -> ServeConfig:
 
     return ServeConfig(
         listen=get("listen", str, "127.0.0.1"), port=get("port", int, 8443),
-        ledger=Path(ledger_text).expanduser() if ledger_text else default_ledger_path(),
+        ledger=ledger_text if is_postgres_dsn(ledger_text)
+        else str(Path(ledger_text).expanduser() if ledger_text else default_ledger_path()),
         ca_certificate=Path(ca).expanduser(),
         certificate=Path(certificate).expanduser() if certificate else None, key=key, tls=tls,
         max_body_bytes=get("max_body_bytes", int, 4 * 1024 * 1024),

@@ -42,7 +42,7 @@ class Fleet:
     root: Path
     ca_key: bytes
     ca_cert: bytes
-    ledger: Path
+    ledger: str
     server_cert: Path
     server_key_id: str
     vault_path: Path
@@ -139,7 +139,8 @@ class Fleet:
             return [e.event for e in ledger.unbound_observations()]
 
 
-def make_fleet(root: Path) -> Fleet:
+def make_fleet(root: Path, *, ledger: str | None = None) -> Fleet:
+    """A fleet whose ledger is ``ledger`` (a ``postgresql://`` DSN) or an SQLite file."""
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     ca_key, ca_cert = issue_ca(name="test fleet CA", at=NOW - timedelta(days=1))
@@ -151,7 +152,7 @@ def make_fleet(root: Path) -> Fleet:
     vault_path, vault_key = root / "vault.sqlite3", root / "vault.key"
     with open_vault(vault_path, KeyFileSource(vault_key), create=True) as vault:
         key_id = vault.put("private-key", server_key).entry_id
-    ledger = root / "ledger.sqlite3"
+    ledger = ledger or str(root / "ledger.sqlite3")
     Ledger.open(ledger).close()
     return Fleet(root=root, ca_key=ca_key, ca_cert=ca_cert, ledger=ledger,
                  server_cert=root / "server.pem", server_key_id=key_id, vault_path=vault_path,

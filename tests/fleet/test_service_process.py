@@ -4,6 +4,7 @@ anything."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -15,19 +16,24 @@ import pytest
 
 from agent.fleet_ca import issue_ca, issue_client_certificate, make_agent_csr
 from tests.fleet.fleetkit import NOW, Client, Fleet, make_fleet, observation, report
+from tests.pgdb import postgres_schema
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    made = make_fleet(tmp_path_factory.mktemp("fleet") / "desk")
-    made.start(extra="max_body_bytes = 200000\nmax_observations = 50")
-    try:
-        yield made
-    finally:
-        made.stop()
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def fleet(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """One real service per backend: its ledger an SQLite file, or a PostgreSQL schema."""
+    with contextlib.ExitStack() as stack:
+        dsn = stack.enter_context(postgres_schema()) if request.param == "postgresql" else None
+        made = make_fleet(tmp_path_factory.mktemp("fleet") / "desk", ledger=dsn)
+        made.start(extra="max_body_bytes = 200000\nmax_observations = 50")
+        try:
+            yield made
+        finally:
+            made.stop()
 
 
 @pytest.fixture(autouse=True)
