@@ -94,11 +94,15 @@ def facts_evaluable(facts: CertificateFacts) -> bool:
     year arithmetic of the articles (a certificate dated 0001-01-01, or ending on 9999-12-31 at
     15:00 UTC or later other than RFC 5280's ``99991231235959Z``, does not). The ledger refuses
     what this refuses, so that a journal never holds a certificate no rule can read."""
-    low, high = datetime(2, 1, 1, tzinfo=UTC), datetime(9997, 12, 31, tzinfo=UTC)
     nb, na = facts.not_before_utc, facts.not_after_utc
-    if not low <= nb <= high:
+    if not _EVALUABLE_FROM <= nb <= _EVALUABLE_UNTIL:
         return False
-    return low <= na <= high or na == NO_WELL_DEFINED_EXPIRATION_UTC
+    return _EVALUABLE_FROM <= na <= _EVALUABLE_UNTIL or na == NO_WELL_DEFINED_EXPIRATION_UTC
+
+
+_EVALUABLE_FROM = datetime(2, 1, 1, tzinfo=UTC)
+_EVALUABLE_UNTIL = datetime(9997, 12, 31, tzinfo=UTC)
+"""Room at each end for the rules' day arithmetic (periods past the range saturate)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
