@@ -3,7 +3,8 @@ objects) and the daemon reads. Nothing here touches a file or a key."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,19 @@ class EntryInfo:
     size: int
     matchable: bool  # has a public-key tag, so `match` can pair it
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> EntryInfo:
+        """From a row of the entries table (a damaged ``meta`` column reads as empty)."""
+        try:
+            meta = json.loads(row["meta"])
+        except (ValueError, TypeError):
+            meta = {}
+        return cls(entry_id=str(row["id"]), kind=str(row["kind"]), version=int(row["version"]),
+                   label=row["label"], contract_id=row["contract_id"],
+                   meta=meta if isinstance(meta, dict) else {},
+                   created_at=str(row["created_at"]), updated_at=str(row["updated_at"]),
+                   size=int(row["size"]), matchable=row["match_tag"] is not None)
+
     def to_json(self) -> dict[str, Any]:
         return {"id": self.entry_id, "kind": self.kind, "version": self.version,
                 "label": self.label, "contract_id": self.contract_id, "meta": dict(self.meta),
@@ -78,6 +92,31 @@ class MatchReport:
     groups: tuple[MatchGroup, ...]  # at least one key and one certificate/CSR
     keys_without_certificate: tuple[str, ...]
     certificates_without_key: tuple[str, ...]
+
+    @classmethod
+    def from_tags(cls, tagged: Iterable[tuple[str, str, str]]) -> MatchReport:
+        """Group ``(entry id, kind, public-key tag)`` triples by tag: a key (or PKCS#12) with a
+        certificate or CSR is a group; the rest are lonely keys and certificates."""
+        groups: dict[str, dict[str, list[str]]] = {}
+        for entry_id, kind, tag in tagged:
+            groups.setdefault(tag, {}).setdefault(kind, []).append(entry_id)
+        matched: list[MatchGroup] = []
+        lonely_keys: list[str] = []
+        lonely_certs: list[str] = []
+        for group in groups.values():
+            keys = tuple(group.get("private-key", ()))
+            certs = tuple(group.get("certificate", ()))
+            csrs = tuple(group.get("csr", ()))
+            bundles = tuple(group.get("pkcs12", ()))
+            if (keys or bundles) and (certs or csrs):
+                matched.append(MatchGroup(keys=keys, certificates=certs, csrs=csrs,
+                                          pkcs12=bundles))
+            elif keys:
+                lonely_keys.extend(keys)
+            elif certs:
+                lonely_certs.extend(certs)
+        return cls(groups=tuple(matched), keys_without_certificate=tuple(lonely_keys),
+                   certificates_without_key=tuple(lonely_certs))
 
     def to_json(self) -> dict[str, Any]:
         return {"groups": [g.to_json() for g in self.groups],

@@ -57,11 +57,9 @@ from .keysource import KdfParams, KeepsOldKey, MasterKeySource, StagedRotation
 from .results import (
     EntryInfo,
     GenCsrResult,
-    MatchGroup,
     MatchReport,
     PutRequest,
     PutResult,
-    RestoreResult,
     RotateResult,
     VaultStatus,
     VerifyReport,
@@ -72,20 +70,7 @@ from .store import (
     translate_sqlite_error,
 )
 
-__all__ = [
-    "EntryInfo",
-    "GenCsrResult",
-    "MatchGroup",
-    "MatchReport",
-    "PutRequest",
-    "PutResult",
-    "RestoreResult",
-    "RotateResult",
-    "Vault",
-    "VaultStatus",
-    "VerifyReport",
-    "default_actor",
-]
+__all__ = ["Clock", "Progress", "Vault", "default_actor"]
 
 Clock = Callable[[], datetime]
 Progress = Callable[[int, int], None]  # (done, total)
@@ -493,16 +478,7 @@ class Vault:
 
     @staticmethod
     def _info(row: Mapping[str, Any]) -> EntryInfo:
-        try:
-            meta = json.loads(row["meta"])
-        except (ValueError, TypeError):
-            meta = {}
-        return EntryInfo(entry_id=str(row["id"]), kind=str(row["kind"]),
-                         version=int(row["version"]), label=row["label"],
-                         contract_id=row["contract_id"],
-                         meta=meta if isinstance(meta, dict) else {},
-                         created_at=str(row["created_at"]), updated_at=str(row["updated_at"]),
-                         size=int(row["size"]), matchable=row["match_tag"] is not None)
+        return EntryInfo.from_row(row)
 
     def info(self, entry_id: str) -> EntryInfo:
         with self._lock, self._snapshot() as conn:
@@ -556,27 +532,8 @@ class Vault:
     def match(self) -> MatchReport:
         """Pair keys with certificates and CSRs by public key, through the keyed tags (no
         payload is decrypted; ``verify`` checks the tags against the payloads)."""
-        groups: dict[str, dict[str, list[str]]] = {}
         with self._lock, self._snapshot() as conn:
-            for entry_id, kind, tag in storage.match_tags(conn):
-                groups.setdefault(tag, {}).setdefault(kind, []).append(entry_id)
-        matched: list[MatchGroup] = []
-        lonely_keys: list[str] = []
-        lonely_certs: list[str] = []
-        for group in groups.values():
-            keys = tuple(group.get("private-key", ()))
-            certs = tuple(group.get("certificate", ()))
-            csrs = tuple(group.get("csr", ()))
-            bundles = tuple(group.get("pkcs12", ()))
-            if (keys or bundles) and (certs or csrs):
-                matched.append(MatchGroup(keys=keys, certificates=certs, csrs=csrs,
-                                          pkcs12=bundles))
-            elif keys:
-                lonely_keys.extend(keys)
-            elif certs:
-                lonely_certs.extend(certs)
-        return MatchReport(groups=tuple(matched), keys_without_certificate=tuple(lonely_keys),
-                           certificates_without_key=tuple(lonely_certs))
+            return MatchReport.from_tags(storage.match_tags(conn))
 
     def audit_records(self) -> list[audit_log.AuditRecord]:
         with self._lock, self._snapshot() as conn:
