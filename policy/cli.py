@@ -45,7 +45,7 @@ from policy.forecast import (
     tier_outlooks,
 )
 from policy.intake import Binding
-from policy.paths import ledger_is_explicit, ledger_path
+from policy.paths import ledger_display, ledger_exists, ledger_is_explicit, ledger_path
 from policy.settings import PolicySettings
 from policy.state import PROVISO
 from policy.tiers import Tier
@@ -277,13 +277,13 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
     path = ledger_path(ledger_file, section)
     contracts: list[ContractOutlook] = []
     ledger_used: str | None = None
-    if not path.exists() and ledger_is_explicit(ledger_file, section):
+    if not ledger_exists(path) and ledger_is_explicit(ledger_file, section):
         raise LedgerError(f"{path}: no ledger here (check the path given with --ledger or "
                           "[policy].ledger)")
     problems: list[str] = []
-    if path.exists():
+    if ledger_exists(path):
         contracts = _contract_outlooks(path, now, settings, problems)
-        ledger_used = str(path)
+        ledger_used = ledger_display(path)
     if as_json:
         echo_json({"at": now, "schedule": schedule, "tiers": list(tiers),
                    "ledger": ledger_used, "contracts": contracts})

@@ -69,7 +69,7 @@ from policy.events import (
 )
 from policy.facts import CertificateFacts
 from policy.ledger import JournalEntry, JournalProblem, Ledger
-from policy.paths import ledger_is_explicit, ledger_path
+from policy.paths import ledger_display, ledger_exists, ledger_is_explicit, ledger_path
 from policy.rules.art6 import Answer, answer_deadline, end_of_validity
 from policy.rules.art7 import Application, application_refusals
 from policy.settings import PolicySettings
@@ -126,7 +126,7 @@ def _ledger(env: _Env, *, create: bool) -> Iterator[Ledger | None]:
     """The ledger, or ``None`` for a read-only command when the per-user default does not
     exist yet. A named ledger that does not exist is an error naming it. Events the ledger
     could not read are kept in ``env.problems`` for :func:`_finish`."""
-    if not create and not env.ledger_path.exists():
+    if not create and not ledger_exists(env.ledger_path):
         if env.ledger_named:
             raise _no_ledger_error(env.ledger_path)
         yield None
@@ -248,7 +248,7 @@ def _record(env: _Env, event: Event, at: datetime,
 
 
 def _current(env: _Env, contract_id: str, at: datetime) -> ContractState:
-    if not env.ledger_path.exists():
+    if not ledger_exists(env.ledger_path):
         raise UnknownContractError(
             f"no contract {contract_id!r}: the ledger {env.ledger_path} does not exist yet")
     with _ledger(env, create=False) as ledger:
@@ -392,7 +392,7 @@ def _finish(env: _Env, failures: Sequence[tuple[str, PolicyError]] = ()) -> None
         click.echo(f"Error: contract {contract_id}: {exc}", err=True)
         codes.append(int(getattr(exc, "exit_code", 1)))
     for problem in env.problems:
-        click.echo(f"Error: {env.ledger_path}: {problem}", err=True)
+        click.echo(f"Error: {ledger_display(env.ledger_path)}: {problem}", err=True)
         codes.append(LedgerError.exit_code)
     if codes:
         sys.exit(max(codes))

@@ -68,3 +68,18 @@ def catalogue_path(option: Path | None, section: Mapping[str, Any]) -> Path | No
     if not isinstance(configured, str):
         raise CatalogueError(f"policy.catalogue: expected a path string, got {configured!r}")
     return Path(configured.strip()).expanduser() if configured.strip() else None
+
+
+def ledger_exists(path: Path) -> bool:
+    """Whether there is a ledger at ``path``: a file, or (``postgresql://…``) a database,
+    which the ledger itself checks when it opens it."""
+    from .storage import is_postgres_dsn
+
+    return is_postgres_dsn(path) or path.exists()
+
+
+def ledger_display(path: Path) -> str:
+    """``path`` for messages and output: a PostgreSQL DSN without its password."""
+    from .storage import is_postgres_dsn, normalise_dsn, redact_dsn
+
+    return redact_dsn(normalise_dsn(path)) if is_postgres_dsn(path) else str(path)
