@@ -155,3 +155,32 @@ def test_service_down_when_the_agent_starts_then_back(fleet: Fleet, tmp_path: Pa
         assert all(n == 1 for n in _ledger_counts(fleet, "web2").values())
     finally:
         agent.stop()
+
+
+@pytest.mark.slow
+def test_agent_killed_with_a_full_outbox_delivers_after_restart(fleet: Fleet,
+                                                                tmp_path: Path) -> None:
+    fleet.start()
+    port = fleet.port
+    fleet.stop()
+    agent = Agent(tmp_path / "web3", fleet, "web3", port=port)
+    agent.add_certificates(40, "d")
+    agent.start()
+
+    def queued() -> bool:
+        if not agent.outbox.exists():
+            return False
+        with Outbox.open(agent.outbox) as outbox:
+            return outbox.status().pending_observations >= 40
+
+    eventually(queued, timeout=60)
+    agent.stop(signal.SIGKILL)  # the outbox holds everything; nothing was acknowledged
+    fleet.start(port=port)
+    agent.start()
+    try:
+        eventually(lambda: _all_once(fleet, agent), timeout=90)
+        assert all(n == 1 for n in _ledger_counts(fleet, "web3").values())
+        with Outbox.open(agent.outbox) as outbox:
+            eventually(lambda: outbox.status().pending_batches == 0, timeout=30)
+    finally:
+        agent.stop()
