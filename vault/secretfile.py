@@ -37,6 +37,9 @@ __all__ = [
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# Filesystems (st_dev) where linking an anonymous file failed: later writes there go straight
+# to the in-place path instead of writing (and fsyncing) every secret twice.
+_NO_ANONYMOUS_LINK: set[int] = set()
 
 
 class SecretFileError(Exception):
@@ -143,9 +146,16 @@ def _link_anonymous(directory: Path, path: Path, data: bytes, *, replace: bool) 
     if not tmpfile:
         return False
     try:
+        device = os.stat(directory).st_dev
+    except FileNotFoundError:
+        return False
+    if device in _NO_ANONYMOUS_LINK:
+        return False
+    try:
         fd = os.open(directory, tmpfile | os.O_WRONLY | _CLOEXEC, 0o600)
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            _NO_ANONYMOUS_LINK.add(device)
             return False
         raise
     try:
@@ -165,6 +175,7 @@ def _link_anonymous(directory: Path, path: Path, data: bytes, *, replace: bool) 
             except OSError as exc:
                 if exc.errno in (errno.EXDEV, errno.ENOENT, errno.EPERM, errno.EACCES,
                                  errno.EOPNOTSUPP):
+                    _NO_ANONYMOUS_LINK.add(device)
                     return False
                 raise
         raise FileExistsError(errno.EEXIST, "the destination keeps reappearing", str(path))
