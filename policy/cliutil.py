@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,8 @@ __all__ = [
     "catalogue_from",
     "config_section",
     "echo_json",
+    "echo_json_array",
+    "echo_lines",
     "resolve_at",
     "settings_from",
     "terminal_text",
@@ -132,8 +136,13 @@ def catalogue_from(ctx: click.Context | None, option: Path | None = None) -> Cat
     return load_catalogue(catalogue_path(option, config_section(ctx, "policy")))
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def to_jsonable(value: Any) -> Any:
     """Dates as ``YYYY-MM-DD``, instants as ISO 8601 UTC with ``Z``, paths as strings."""
+    if type(value) in _PLAIN:  # most leaves: answered before any other check
+        return value
     if isinstance(value, datetime):
         return format_instant(value)
     if isinstance(value, date):
@@ -182,3 +191,48 @@ def echo_json(value: Any) -> None:
     except UnicodeEncodeError:
         text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     click.echo(text)
+
+
+_BATCH = 512
+
+
+def _utf8_safe(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
+
+
+def echo_json_array(items: Iterable[Any]) -> None:
+    """Write the JSON array of ``items`` exactly as :func:`echo_json` writes the list, one
+    element at a time: no document-sized string or structure is ever built (``policy
+    actions --json`` over 100,000 contracts), and writes go out in batches."""
+    out = sys.stdout
+    batch: list[str] = []
+    first = True
+    for item in items:
+        text = json.dumps(to_jsonable(item), ensure_ascii=False, indent=2)
+        # Indent the element one level, as json.dumps(list, indent=2) does: its strings hold
+        # no raw newline (JSON escapes them), so every newline is the layout's own.
+        batch.append(("[\n  " if first else ",\n  ") + text.replace("\n", "\n  "))
+        first = False
+        if len(batch) >= _BATCH:
+            out.write(_utf8_safe("".join(batch)))
+            batch = []
+    batch.append("[]\n" if first else "\n]\n")
+    out.write(_utf8_safe("".join(batch)))
+    out.flush()
+
+
+def echo_lines(lines: Iterable[str]) -> None:
+    """``click.echo`` each line, in batches: the same output, a fraction of the calls (a
+    100,000-contract listing)."""
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= _BATCH:
+            click.echo("\n".join(batch))
+            batch = []
+    if batch:
+        click.echo("\n".join(batch))

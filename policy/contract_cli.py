@@ -39,6 +39,8 @@ from policy.cliutil import (
     catalogue_from,
     config_section,
     echo_json,
+    echo_json_array,
+    echo_lines,
     resolve_at,
     settings_from,
     terminal_text,
@@ -170,12 +172,15 @@ def _echo_actions(decisions: Sequence[Decision], *, at: datetime, with_contract:
         click.echo("  (none)" if history else "  (nothing due)")
         return
     today = tokyo_date(at)
-    for d in decisions:
+
+    def line(d: Decision) -> str:
         when = _day(d.due)
         mark = " overdue" if not history and d.due is not None and d.due < today else ""
         who = f"{d.contract_id:<16} " if with_contract else ""
-        click.echo(f"  {when}{mark:<8} {who}{d.action.value:<20} {d.clause:<18} "
-                   f"{d.severity.name.lower():<8} {d.explanation_en}")
+        return (f"  {when}{mark:<8} {who}{d.action.value:<20} {d.clause:<18} "
+                f"{d.severity.name.lower():<8} {d.explanation_en}")
+
+    echo_lines(line(d) for d in decisions)
 
 
 def _summary(entry: JournalEntry) -> str:
@@ -350,7 +355,7 @@ def list_command(as_json: bool, at: datetime | None, as_recorded: datetime | Non
             else:
                 rows = _evaluate_all(env, states, now, failures)
     if as_json:
-        echo_json([{**_jsonable_state(s), "actions": list(d)} for s, d in rows])
+        echo_json_array({**_jsonable_state(s), "actions": list(d)} for s, d in rows)
     elif not rows:
         click.echo("No contracts.")
     else:
@@ -401,12 +406,15 @@ def _finish(env: _Env, failures: Sequence[tuple[str, PolicyError]] = ()) -> None
 def _echo_list(rows: Sequence[tuple[ContractState, tuple[Decision, ...]]]) -> None:
     click.echo(f"{'ID':<16} {'ITEM':<26} {'CAT':<4} {'TIER':<9} {'STATUS':<12} "
                f"{'CERT ENDS':<11} NEXT ACTION")
-    for state, decisions in rows:
+
+    def line(state: ContractState, decisions: tuple[Decision, ...]) -> str:
         nxt = decisions[0] if decisions else None
         nxt_text = f"{nxt.action.value} {_day(nxt.due)}" if nxt else "-"
-        click.echo(f"{state.contract_id:<16} {state.item:<26} {state.category.value:<4} "
-                   f"{(state.tier.value if state.tier else '-'):<9} {state.status.value:<12} "
-                   f"{_cert_end(state):<11} {nxt_text}")
+        return (f"{state.contract_id:<16} {state.item:<26} {state.category.value:<4} "
+                f"{(state.tier.value if state.tier else '-'):<9} {state.status.value:<12} "
+                f"{_cert_end(state):<11} {nxt_text}")
+
+    echo_lines(line(state, decisions) for state, decisions in rows)
 
 
 def _jsonable_state(state: ContractState) -> dict[str, Any]:
@@ -747,8 +755,9 @@ def actions_command(as_json: bool, at: datetime | None, within: int | None,
             else:
                 _sweep(env, states, now, decisions, failures)
     due = due_actions(decisions, at=now, within=within)
+    decisions.clear()  # the sorted copy is all that is needed now
     if as_json:
-        echo_json(due)
+        echo_json_array(due)
     elif not due:
         click.echo("Nothing due.")
     else:
