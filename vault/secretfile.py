@@ -23,6 +23,7 @@ vault, a missing password file is bad input).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import stat
@@ -135,6 +136,36 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+_AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
+_LINK_FAILURES = (errno.EXDEV, errno.ENOENT, errno.EPERM, errno.EACCES, errno.EOPNOTSUPP,
+                  errno.EINVAL, errno.ENOSYS)
+
+
+def _link_fd(fd: int, path: Path) -> None:
+    """Give the open anonymous file ``fd`` the name ``path`` (``linkat``; never replaces).
+
+    ``linkat(fd, "", AT_EMPTY_PATH)`` first (Linux >= 6.10 allows it to the file's opener,
+    older kernels only with CAP_DAC_READ_SEARCH), then ``linkat`` of ``/proc/self/fd/N`` with
+    ``AT_SYMLINK_FOLLOW`` (which a sandboxed /proc may refuse with EXDEV)."""
+    target = os.fsencode(path)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        linkat = libc.linkat
+    except (OSError, AttributeError):
+        linkat = None
+    if linkat is not None:
+        linkat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_int]
+        linkat.restype = ctypes.c_int
+        if linkat(fd, b"", _AT_FDCWD, target, _AT_EMPTY_PATH) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in _LINK_FAILURES:
+            raise OSError(code, os.strerror(code), str(path))
+    os.link(f"/proc/self/fd/{fd}", path, follow_symlinks=True)
+
+
 def _link_anonymous(directory: Path, path: Path, data: bytes, *, replace: bool) -> bool:
     """Write ``data`` to an ``O_TMPFILE`` inode in ``directory`` and link it as ``path``.
 
@@ -167,14 +198,13 @@ def _link_anonymous(directory: Path, path: Path, data: bytes, *, replace: bool) 
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
             try:
-                os.link(f"/proc/self/fd/{fd}", path, follow_symlinks=True)
+                _link_fd(fd, path)
                 return True
             except FileExistsError:
                 if not replace:
                     raise
             except OSError as exc:
-                if exc.errno in (errno.EXDEV, errno.ENOENT, errno.EPERM, errno.EACCES,
-                                 errno.EOPNOTSUPP):
+                if exc.errno in _LINK_FAILURES:
                     _NO_ANONYMOUS_LINK.add(device)
                     return False
                 raise

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vault import KeyFileSource, create_key_file, open_vault
+from vault import KeyFileSource, create_key_file, open_vault, secretfile
 from vault.cli import vault_group
 from vault.secretfile import SecretFileError, read_secret_file, write_secret_file
 
@@ -132,12 +132,17 @@ def test_scan_password_file_that_is_a_fifo_is_an_error_not_a_hang(tmp_path: Path
 
 # ------------------------------------------------------------------ kill loop
 
-KILLS = 30
+KILLS = 20
 
 
-def _export_child(vault_path: Path, key_file: Path, entry: str, out: Path) -> None:
+def _export_child(vault_path: Path, key_file: Path, entry: str, out: Path, mode: str) -> None:
     """Runs in the forked process: the real command, then exit without cleanup."""
     try:
+        device = os.stat(out.parent).st_dev
+        if mode == "in-place":  # as on a filesystem that cannot link an anonymous file
+            secretfile._NO_ANONYMOUS_LINK.add(device)
+        else:
+            secretfile._NO_ANONYMOUS_LINK.discard(device)
         vault_group.main(["export", "--vault", str(vault_path), "--key-file", str(key_file),
                           entry, "--out", str(out), "--force"], standalone_mode=False)
     finally:
@@ -150,8 +155,18 @@ def _files_under(root: Path) -> Iterator[Path]:
             yield Path(directory) / name
 
 
+def _anonymous_link_works(directory: Path) -> bool:
+    probe = directory / "probe"
+    secretfile._NO_ANONYMOUS_LINK.discard(os.stat(directory).st_dev)
+    write_secret_file(probe, b"probe", what="probe")
+    probe.unlink()
+    return os.stat(directory).st_dev not in secretfile._NO_ANONYMOUS_LINK
+
+
 @pytest.mark.slow
-def test_sigkill_during_export_leaves_no_plaintext_but_the_destination(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["anonymous", "in-place"])
+def test_sigkill_during_export_leaves_no_plaintext_but_the_destination(tmp_path: Path,
+                                                                       mode: str) -> None:
     directory = tmp_path / "vault"
     directory.mkdir(mode=0o700)
     vault_path = directory / "vault.sqlite3"
@@ -168,7 +183,7 @@ def test_sigkill_during_export_leaves_no_plaintext_but_the_destination(tmp_path:
     started = time.monotonic()  # one uninterrupted export, to spread the kills over its span
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
-        _export_child(vault_path, key_file, entry, out)
+        _export_child(vault_path, key_file, entry, out, mode)
     os.waitpid(pid, 0)
     span = time.monotonic() - started
     assert out.read_bytes() == payload
@@ -180,8 +195,8 @@ def test_sigkill_during_export_leaves_no_plaintext_but_the_destination(tmp_path:
             out.unlink(missing_ok=True)  # half the runs create it, half replace it (--force)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
-            _export_child(vault_path, key_file, entry, out)
-        time.sleep(rng.uniform(0.0, span * 1.1))
+            _export_child(vault_path, key_file, entry, out, mode)
+        time.sleep(rng.uniform(0.0, span * 2))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         for path in _files_under(tmp_path):
@@ -196,10 +211,12 @@ def test_sigkill_during_export_leaves_no_plaintext_but_the_destination(tmp_path:
         assert stat.S_IMODE(out.stat().st_mode) == 0o600
         assert payload.startswith(data)  # complete, or a prefix written in place
         outcomes["complete" if data == payload else "partial"] += 1
+    if mode == "anonymous" and _anonymous_link_works(out_dir):
+        assert outcomes["partial"] == 0, outcomes  # linked only when complete
     # Kills landed before, during and after the write, not all at one moment.
     assert outcomes["complete"] > 0, outcomes
     assert outcomes["absent"] + outcomes["partial"] > 0, outcomes
-    print(f"export kill loop: {outcomes}, one export takes {span:.2f}s")
+    print(f"export kill loop ({mode}): {outcomes}, one export takes {span:.2f}s")
     # A last, uninterrupted run writes it whole.
     result = CliRunner().invoke(vault_group, ["export", "--vault", str(vault_path), "--key-file",
                                               str(key_file), entry, "--out", str(out),
