@@ -102,7 +102,10 @@ def test_policy_catalogue_path_from_configuration(tmp_path: Path,
     config = tmp_path / "config.toml"
     config.write_text(f'[policy]\ncatalogue = "{tmp_path / "missing.toml"}"\n', encoding="utf-8")
     code, _, err = run_main(capsys, "--config", str(config), "policy", "catalogue")
-    assert code == 11
+    # The root command validates the configuration for every command: the same bad input is
+    # the same configuration error (31), naming the file and the key, whatever the command.
+    assert code == 31
+    assert f"{config}: policy.catalogue:" in err
     assert "catalogue file not found" in err
 
 
