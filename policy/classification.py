@@ -113,7 +113,7 @@ def _resolve_item(facts: CertificateFacts, match: ItemMatch, binding: Binding,
                 message=f"the binding says category {binding.category.value} but item "
                         f"{item.handle} is category {item.category.value}; the item decides",
             ))
-        mismatch = bound_item_mismatch(facts, item, catalogue)
+        mismatch = bound_item_mismatch(facts, item, catalogue, level=match.validation)
         if mismatch is not None:
             findings.append(mismatch)
         elif match.candidates and item.handle not in match.candidates:

@@ -128,13 +128,14 @@ def match_item(facts: CertificateFacts, catalogue: Catalogue) -> ItemMatch:
                      findings=tuple(findings))
 
 
-def bound_item_mismatch(facts: CertificateFacts, item: Item,
-                        catalogue: Catalogue) -> Finding | None:
+def bound_item_mismatch(facts: CertificateFacts, item: Item, catalogue: Catalogue, *,
+                        level: str | bool | None = False) -> Finding | None:
     """An ``item-mismatch`` finding when the item a binding names (``--item``, a store's
     ``item``) cannot be the certificate's: its CA cannot have issued it (the issuer ``O=`` is
     not one of the CA's organisations), or its validation level contradicts the certificate's
     single CA/B Forum OID. Category III takes a certificate from any CA, so nothing is checked
-    for it; ``None`` when the item can be the certificate's."""
+    for it; ``None`` when the item can be the certificate's. ``level`` is the validation level
+    already read by :func:`match_item` (``None`` = unknown), to spare reading it twice."""
     if not item.category.provider_issued or item.ca not in catalogue.cas:
         return None
     ca = catalogue.cas[item.ca]
@@ -145,8 +146,9 @@ def bound_item_mismatch(facts: CertificateFacts, item: Item,
             message=f"bound to {item.handle}, a {ca.name} product, but the certificate was "
                     f"issued by {issuer!r}: {ca.name} cannot have issued it",
         )
-    level, _ = validation_level(facts)
-    if level is not None and item.validation is not None and level != item.validation:
+    if level is False:  # not given: read it from the certificate
+        level, _ = validation_level(facts)
+    if isinstance(level, str) and item.validation is not None and level != item.validation:
         return Finding(
             code="item-mismatch", clause="Art.1", severity=Severity.WARNING,
             message=f"bound to {item.handle} ({item.validation.upper()}) but the certificate's "
