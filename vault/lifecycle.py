@@ -8,6 +8,7 @@ returns does the rest.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -122,8 +123,16 @@ def _create_vault_file(path: Path, source: MasterKeySource, *, clock: Clock,
             os.fsync(fd)
         finally:
             os.close(fd)
-        with contextlib.suppress(FileExistsError):
+        try:
             os.link(staging, path)
+        except FileExistsError:
+            pass  # another process created it meanwhile: that vault is used
+        except OSError as exc:
+            # A filesystem without hard links: rename, which cannot refuse an existing name,
+            # so only when none has appeared (a race with another init is then last-wins).
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK) or path.exists():
+                raise
+            os.rename(staging, path)
         fsync_dir(path.parent)
     finally:
         for suffix in ("", "-wal", "-shm", "-journal"):
