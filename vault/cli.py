@@ -143,7 +143,8 @@ def vault_group() -> None:
 @_vault_options
 @click.pass_context
 def init_command(ctx: click.Context, vault_path: Path | None, key_file: Path | None) -> None:
-    """Create a vault. With --key-file FILE, FILE is created (random key, 0600) if missing."""
+    """Create a vault. With --key-file FILE, FILE is created (random key, 0600) if missing,
+    and its directory (0700) too. The vault appears only once complete."""
     path = _vault_path(ctx, vault_path)
     if path.exists() or path.is_symlink():
         raise VaultConflictError(f"{path} already exists; `vault init` never replaces it (a "
