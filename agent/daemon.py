@@ -289,6 +289,9 @@ class Daemon:
             self.notifier.ready(self.status_line())
             return False
         old = self.config
+        before = {store.path: store.binding for store in old.agent.stores}
+        self.sync.rebind = {store.path for store in new.agent.stores
+                            if store.path in before and before[store.path] != store.binding}
         self.sync.config = new
         self.escrow.forget_passwords()
         self.sync.configure_policy()

@@ -25,6 +25,10 @@ class FindingLog:
         self.log = log
         self._tally: dict[tuple[str, str, str], list[Any]] | None = None
 
+    @property
+    def counting(self) -> bool:
+        return self._tally is not None
+
     def start_counting(self) -> None:
         """From now until :meth:`flush`, count per kind instead of logging each certificate."""
         self._tally = {}

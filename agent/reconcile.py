@@ -37,9 +37,13 @@ class Reconciliation:
     report: tuple[str, ...]
     """Locations whose certificates the ledger does not show as they are (another certificate
     at a position, a position missing, a ledger replaced under the daemon): report them."""
+    rebind: tuple[str, ...] = ()
+    """Locations reported again so that the ledger compares the binding they are seen with
+    (after a start, or a reload that changed their store's binding); the ledger records
+    nothing for those whose binding did not change."""
 
     def __bool__(self) -> bool:
-        return bool(self.gone or self.refresh or self.report)
+        return bool(self.gone or self.refresh or self.report or self.rebind)
 
 
 def plan_reconciliation(
@@ -48,6 +52,7 @@ def plan_reconciliation(
     current: Mapping[str, Mapping[int, str]],
     in_scope: Callable[[str], bool],
     pending: Callable[[str], bool],
+    rebind: Callable[[str], bool] = lambda location: False,
 ) -> Reconciliation:
     """Compare the ledger's ``sightings`` with ``current`` (location -> index -> sha256 of what
     the daemon read, for every indexed location of its stores).
@@ -55,8 +60,9 @@ def plan_reconciliation(
     ``in_scope(location)`` says whether a location belongs to a configured store (sightings
     elsewhere — another store, removed from the configuration — are left alone);
     ``pending(location)`` whether it is waiting to be read again (a certbot set that did not
-    agree yet, a file replaced mid-read): those are decided when they are read, not now.
-    Linear in the number of sightings plus indexed locations.
+    agree yet, a file replaced mid-read): those are decided when they are read, not now;
+    ``rebind(location)`` whether its store's binding may differ from the one the ledger was
+    told. Linear in the number of sightings plus indexed locations.
     """
     seen: dict[str, dict[int, str]] = {}
     for location, index, sha in sightings:
@@ -75,8 +81,14 @@ def plan_reconciliation(
             refresh.append(location)
         elif any(sighted.get(index) != sha for index, sha in now.items()):
             report.append(location)
+    decided = set(refresh).union(report)
+    again: list[str] = []
     for location, now in current.items():
-        if now and location not in seen and in_scope(location) and not pending(location):
+        if not now or not in_scope(location) or pending(location):
+            continue
+        if location not in seen:
             report.append(location)
+        elif location not in decided and rebind(location):
+            again.append(location)
     return Reconciliation(gone=tuple(sorted(gone)), refresh=tuple(sorted(refresh)),
-                          report=tuple(sorted(report)))
+                          report=tuple(sorted(report)), rebind=tuple(sorted(again)))

@@ -122,6 +122,13 @@ class StoreSync:
         self.ledger_patience_s = 1.0
         """How long a read of the ledger may hold up the caller (the watch loop pings the
         systemd watchdog between two)."""
+        self.rebind: bool | set[Path] = True
+        """Store roots whose certificates the next reconciliation reports again, for the ledger
+        to compare their binding: after a start, every certificate not read (and so reported)
+        since (a persisted read index skips unchanged files, and the binding may have changed
+        while the daemon was stopped); after a reload, those of the rebound stores; then none."""
+        self._reported_since_start: set[str] | None = set()
+        """Paths reported since the start, until the first reconciliation."""
         self.clock = clock
         self.escrow = escrow
         self.log = log
@@ -390,6 +397,8 @@ class StoreSync:
                 # Fewer certificates than before (or none: the file turned to garbage): the
                 # ledger forgets the place, and what is still there is reported afresh below.
                 self.writer.submit(partial(_gone_op, host=host, location=path, at=at))
+            if self._reported_since_start is not None:
+                self._reported_since_start.add(path)
             for record in result.certificates:
                 matches = self._matches(record, result, keys)
                 observations.append(Observation(
@@ -573,9 +582,20 @@ class StoreSync:
             return (location in self.queue or location in attempts
                     or os.path.dirname(location) in attempts)
 
+        rebind_roots, fresh = self.rebind, self._reported_since_start
+
+        def rebind(location: str) -> bool:
+            if rebind_roots is True:
+                return fresh is None or location not in fresh
+            store = self.store_for(location)
+            return store is not None and rebind_roots is not False and store.path in rebind_roots
+
         plan = plan_reconciliation(rows, current=current,
                                    in_scope=lambda loc: self.store_for(loc) is not None,
-                                   pending=pending)
+                                   pending=pending, rebind=rebind)
+        relog = isinstance(rebind_roots, set) and bool(plan.rebind)
+        self.rebind = False
+        self._reported_since_start = None
         if not plan:
             return plan
         observations: list[Observation] = []
@@ -585,13 +605,35 @@ class StoreSync:
                 summary.gone += 1
         for location in plan.refresh:
             self.writer.submit(partial(_gone_op, host=host, location=location, at=at))
-        for location in (*plan.refresh, *plan.report):
+        for location in (*plan.refresh, *plan.report, *plan.rebind):
             observations.extend(self._observations_of(location, at=at))
         self.report(observations, at=at)
+        if relog:
+            self._log_rebound(plan.rebind, at=at)
         self.log.info("reconciled", f"ledger reconciled with the stores: {len(plan.gone)} "
-                      f"gone, {len(plan.refresh)} shrunk, {len(plan.report)} re-reported",
-                      gone=len(plan.gone), shrunk=len(plan.refresh), reported=len(plan.report))
+                      f"gone, {len(plan.refresh)} shrunk, {len(plan.report)} re-reported, "
+                      f"{len(plan.rebind)} re-checked for their binding",
+                      gone=len(plan.gone), shrunk=len(plan.refresh), reported=len(plan.report),
+                      rebind=len(plan.rebind))
         return plan
+
+    def _log_rebound(self, locations: Sequence[str], *, at: datetime) -> None:
+        """A reload changed these certificates' binding: what the contract now says of them is
+        news (one line per kind, as after a start)."""
+        counting = self.findings.counting
+        if not counting:
+            self.findings.start_counting()
+        for location in locations:
+            result = self.index.get(location)
+            store = self.store_for(location)
+            if result is None or store is None:
+                continue
+            for record in result.certificates:
+                row = self._row(store, record, result, (result,), at=at)
+                if row is not None:
+                    self.findings.certificate(row)
+        if not counting:
+            self.findings.flush()
 
     def _observations_of(self, path: str, *, at: datetime) -> list[Observation]:
         """Observations of what the index holds for ``path`` (as :meth:`_accept` made them)."""

@@ -499,11 +499,14 @@ class Ledger:
                     contracts.append(None)
                     continue
                 row = self._sql_sighting(obs.host, obs.location, obs.index)
-                if row is not None and row[0] == obs.facts.sha256:
+                contract = self._attribute(obs.binding, obs.facts.sans)
+                # Unchanged only when the binding is the one it was seen with too: a store
+                # rebound (contract, item, tier) applies to certificates already seen (H6).
+                if (row is not None and row[0] == obs.facts.sha256 and row[1] == contract
+                        and self._seen_with_binding(obs)):
                     unchanged += 1
                     contracts.append(row[1])
                     continue
-                contract = self._attribute(obs.binding, obs.facts.sans)
                 binding = obs.binding
                 event = CertificateObserved(
                     contract_id=contract, at_utc=obs.observed_at_utc, facts=obs.facts,
@@ -573,6 +576,32 @@ class Ledger:
             "SELECT sha256, contract_id FROM sightings WHERE host = ? AND location = ? AND idx = ?",
             (_key(host), _key(location), index)).fetchone()
         return None if row is None else (str(row[0]), row[1])
+
+    def _seen_with_binding(self, obs: Observation) -> bool:
+        """Whether the sighting at ``obs``'s place was observed with ``obs``'s binding (its
+        ``certificate-observed`` event says; an event that cannot be read says no)."""
+        payload = self._sql_sighting_payload(obs.host, obs.location, obs.index)
+        if payload is None:
+            return False
+        try:
+            seen = json.loads(payload).get("binding")
+        except (ValueError, AttributeError):
+            return False
+        b = obs.binding
+        return bool(seen == {
+            "category": None if b.category is None else b.category.value,
+            "item": b.item,
+            "tier": None if b.tier is None else b.tier.value,
+            "match_by_san": b.match_by_san,
+        })
+
+    def _sql_sighting_payload(self, host: str, location: str, index: int) -> str | None:
+        """The payload of the event that put the sighting at this place."""
+        row = self._conn.execute(
+            "SELECT j.payload FROM sightings s JOIN journal j ON j.seq = s.seq "
+            "WHERE s.host = ? AND s.location = ? AND s.idx = ?",
+            (_key(host), _key(location), index)).fetchone()
+        return None if row is None else str(row[0])
 
     def _sql_put_sighting(self, obs: Observation, contract: str | None, seq: int) -> None:
         self._conn.execute(

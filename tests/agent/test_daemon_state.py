@@ -179,3 +179,54 @@ def test_a_set_directory_removed_between_seen_and_listed_is_reported_gone_not_a_
                                          for k in ("cert", "fullchain", "chain"))
     assert intake.ledger.open_sightings("web1") == []
     daemon.shutdown()
+
+
+def _contract_sightings(ledger: Ledger, contract: str) -> list[tuple[str, str | None]]:
+    """(location, binding tier) of each observation recorded for ``contract``."""
+    from policy.events import CertificateObserved
+
+    return [(e.event.location, e.event.binding_tier and e.event.binding_tier.value)
+            for e in ledger.journal(contract) if isinstance(e.event, CertificateObserved)]
+
+
+def test_a_binding_changed_by_reload_applies_to_certificates_already_seen(
+        tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    (store / "c.pem").write_bytes(make_cert(sans=("www.example.jp",)).pem)
+    bound = store_config([{"path": str(store), "contract": "C-1", "tier": "1y"}])
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path,
+                                 config_loader=lambda path: bound)
+    daemon.full_scan()
+    assert _contract_sightings(intake.ledger, "C-1") == []
+    assert daemon.reload() is True  # SIGHUP; the file itself did not change
+    assert _contract_sightings(intake.ledger, "C-1") == [(str(store / "c.pem"), "1y")]
+    daemon.shutdown()
+
+
+def test_a_binding_changed_while_stopped_applies_at_the_restart(tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    (store / "c.pem").write_bytes(make_cert(sans=("www.example.jp",)).pem)
+    index = tmp_path / "state" / "read-index.sqlite3"
+    first, intake = make_daemon(store_config([{"path": str(store), "contract": "C-1"}]),
+                                tmp_path, read_index_path=index)
+    first.full_scan()
+    first.shutdown()
+    second, intake = make_daemon(
+        store_config([{"path": str(store), "contract": "C-2", "tier": "2y"}]), tmp_path,
+        read_index_path=index)
+    second.full_scan()  # nothing changed on disk: the persisted index reads nothing again
+    assert _contract_sightings(intake.ledger, "C-2") == [(str(store / "c.pem"), "2y")]
+    # The old contract no longer shows it as deployed there.
+    assert [s for s in intake.ledger.open_sightings("web1")] == [
+        (str(store / "c.pem"), 0, make_sha(store / "c.pem"))]
+    second.shutdown()
+
+
+def make_sha(path: Path) -> str:
+    from agent.reader import read_file
+    from agent.records import ReadLimits
+
+    (cert,) = read_file(path, limits=ReadLimits(root=path.parent)).certificates
+    return cert.facts.sha256
