@@ -142,19 +142,19 @@ class Period:
         last = self.last_day.isoformat() if self.last_day is not None else "after 9999-12-31"
         if self.rule is PeriodRule.CIVIL_CODE:
             if self.reckoning_day is None:
-                return (f"{self.label_en} counted by the Civil Code start after 9999-12-31: "
-                        "nothing representable lies beyond them")
+                return (f"{self.label_en} counted by the Civil Code, reckoned from after "
+                        "9999-12-31: nothing representable lies beyond them")
             first = ("the period starts at 00:00 JST, so its first day counts (Civil Code "
                      "Art.140 proviso)" if self._starts_at_midnight()
                      else "the first day is not counted, Civil Code Art.140")
-            calendar_note = ", by the calendar (Art.143)" if self.unit == "months" else ""
+            calendar_note = " by the calendar (Art.143)" if self.unit == "months" else ""
             return (f"reckoning day {self.reckoning_day} ({first}); {self.label_en}"
-                    f"{calendar_note} end at the end of {last} (Art.141)")
+                    f"{calendar_note}, ending at the end of {last} (Art.141)")
         start = _jst_text(self.start_utc)
         end = _jst_text(self.end_utc) if self.end_utc is not None else "after 9999-12-31"
         how = ("× 86,400 s" if self.unit == "days" else "calendar months, clamped at month ends")
-        return (f"elapsed time: {self.label_en} ({how}) from {start} end just before {end} "
-                f"(last day {last})")
+        return (f"elapsed time: {self.label_en} ({how}) from {start}, ending just before "
+                f"{end} (last day {last})")
 
     def explain_ja(self) -> str:
         """The same in Japanese, e.g.
