@@ -43,6 +43,15 @@ class EscrowRecord:
     created: bool
 
 
+def _reason(exc: Exception) -> str:
+    """Our own errors (the vault's, the agent's) say what went wrong in words written for
+    users; a library's text may quote what it was handed (key material included), so it never
+    reaches a log line: only its type does."""
+    if type(exc).__module__.split(".", 1)[0] in ("vault", "agent", "policy"):
+        return str(exc)
+    return f"{type(exc).__name__} (details withheld: library error text is never logged)"
+
+
 class Escrow:
     """The daemon's vault handle: escrow puts and PKCS#12 passwords kept in the vault."""
 
@@ -140,12 +149,13 @@ class Escrow:
                     f"(certificate {cert_put.entry_id}, key {key_id})",
                     severity=Severity.INFO))
         except Exception as exc:  # a vault failure must not stop the watching
+            why = _reason(exc)
             self.log.error("escrow-failed", f"{result.path}: escrow into the vault failed: "
-                           f"{type(exc).__name__}: {exc}", path=result.path)
+                           f"{why}", path=result.path, error=type(exc).__name__)
             for record in result.certificates:
                 out.setdefault(record.index, []).append(Finding(
                     code="escrow-failed", clause="Art.4(7)",
-                    message=f"escrow into the vault failed: {exc}", severity=Severity.CRITICAL))
+                    message=f"escrow into the vault failed: {why}", severity=Severity.CRITICAL))
         return out
 
     def _record(self, path: str, kind: str, put: Any) -> None:

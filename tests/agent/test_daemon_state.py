@@ -230,3 +230,33 @@ def make_sha(path: Path) -> str:
 
     (cert,) = read_file(path, limits=ReadLimits(root=path.parent)).certificates
     return cert.facts.sha256
+
+
+def test_a_library_error_from_the_vault_never_reaches_the_log_or_the_findings(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 9: library error text may quote what it was handed; only its type is said."""
+    store = tmp_path / "certs"
+    store.mkdir()
+    issued = make_cert(sans=("www.example.jp",))
+    (store / "site.pem").write_bytes(issued.pem + issued.key_pem())
+
+    class Broken:
+        def put(self, *args: Any, **kwargs: Any) -> Any:
+            raise ValueError("could not load MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg")
+
+        def get(self, entry_id: str) -> bytes:
+            raise KeyError(entry_id)
+
+        def close(self) -> None:
+            pass
+
+    daemon, _ = make_daemon(store_config([{"path": str(store), "escrow": True}]), tmp_path,
+                            vault_factory=Broken)
+    with caplog.at_level(logging.DEBUG, logger="certescrow.agent"):
+        summary = daemon.full_scan(collect=True)
+    failed = _events(caplog, "escrow-failed")
+    assert failed
+    assert "ValueError" in failed[0].getMessage()
+    assert "MIGHAgEA" not in caplog.text
+    assert "MIGHAgEA" not in str([row.to_json() for row in summary.certificates])
+    daemon.shutdown()
