@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import date, timedelta
 from pathlib import Path
@@ -9,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from policy.errors import LedgerError
-from policy.events import CancellationArrived, ContractChanged
+from policy.events import (
+    CancellationArrived,
+    CertificateObserved,
+    ContractChanged,
+    event_to_json,
+)
 from policy.intake import Observation
 from policy.ledger import SCHEMA_VERSION, Ledger
 from policy.state import ContractStatus
@@ -116,8 +122,15 @@ def _version_1_ledger(path: Path) -> str:
         "'accepted|c1', '2026-01-05T03:00:01.250Z')",
         ('{"kind":"application-accepted","contract":"c1","at":"2026-01-05T03:00:00.000000Z",'
          '"item":"byo","category":"III","tier":"1y"}',))
+    observed = CertificateObserved(contract_id=None, at_utc=utc(2026, 1, 6), facts=cert,
+                                   host="web1", location="/etc/ssl/site.pem", index=0)
     conn.execute(
-        "INSERT INTO sightings VALUES ('web1', '/etc/ssl/site.pem', 0, ?, NULL, 1)",
+        "INSERT INTO journal (contract_id, kind, at_utc, payload, recorded_utc) "
+        "VALUES (NULL, 'certificate-observed', '2026-01-06T00:00:00.000000Z', ?, "
+        "'2026-01-06T00:00:00.500Z')",
+        (json.dumps(event_to_json(observed), ensure_ascii=False, separators=(",", ":")),))
+    conn.execute(
+        "INSERT INTO sightings VALUES ('web1', '/etc/ssl/site.pem', 0, ?, NULL, 2)",
         (cert.sha256,))
     conn.commit()
     conn.close()
