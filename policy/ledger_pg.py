@@ -45,7 +45,7 @@ from .events import (
     instant_to_text,
     text_to_instant,
 )
-from .intake import Observation
+from .intake import IntakeReceipt, Observation
 from .ledger import SCHEMA_VERSION, Ledger, _key, _payload, _unkey
 from .settings import PolicySettings
 from .storage import StorageConflictError, redact_dsn
@@ -97,6 +97,17 @@ _SCHEMA = [
     )""",
     "CREATE INDEX bound_sans_by_san ON bound_sans (san)",
 ]
+
+_UPSERT_SIGHTING = (
+    "INSERT INTO sightings VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host, location, idx) DO "
+    "UPDATE SET sha256 = excluded.sha256, contract_id = excluded.contract_id, seq = excluded.seq")
+
+_UPSERT_SIGHTING_OF_LAST_INSERT = (
+    "INSERT INTO sightings VALUES (?, ?, ?, ?, ?, currval(pg_get_serial_sequence('journal', "
+    "'seq'))) ON CONFLICT (host, location, idx) DO UPDATE SET sha256 = excluded.sha256, "
+    "contract_id = excluded.contract_id, seq = excluded.seq")
+"""The sighting of the journal row this session inserted last (its number is not known yet
+when the statement is queued)."""
 
 _MIGRATIONS: dict[int, list[str]] = {}
 """Statements taking a PostgreSQL ledger from version ``key`` to ``key + 1`` (PostgreSQL
@@ -216,6 +227,7 @@ class PostgresLedger(Ledger):
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         try:
             if conn is not None:
+                self._flush(conn)
                 return _rows(conn, sql, params)
             with self._pool.connection() as own:
                 return _rows(own, sql, params)
@@ -228,19 +240,74 @@ class PostgresLedger(Ledger):
     def _connection_for_transaction(self) -> Iterator[psycopg.Connection[Any]]:
         with self._pool.connection() as conn, conn.transaction():
             self._local.conn = conn
+            self._local.pending = []
             try:
                 yield conn
             finally:
                 self._local.conn = None
+                self._local.pending = []
+                self._local.batch = None
+
+    # --- intake in batches: one round trip per batch, not three per observation
+    #
+    # Inside ``report`` the rows of the batch's places are read once (``_batch_rows``), and
+    # the writes that return nothing the transaction needs (journal rows with sequence numbers
+    # reserved in advance, sightings, SANs) are queued and sent together in one pipeline,
+    # before any other read and before the commit: the transaction sees the same rows, in the
+    # same order, as if each statement had been sent on its own.
+    def report(self, observations: Sequence[Observation], *, at: datetime) -> IntakeReceipt:
+        self._local.batch_of = observations
+        try:
+            return super().report(observations, at=at)
+        finally:
+            self._local.batch_of = None
+
+    def _batch(self) -> dict[tuple[bytes, bytes, int], tuple[str, str | None, str]] | None:
+        """The batch's sightings ``(sha256, contract, payload)`` by place, read on first use;
+        ``None`` outside ``report``."""
+        cached = getattr(self._local, "batch", None)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        observations = getattr(self._local, "batch_of", None)
+        if not observations or getattr(self._local, "conn", None) is None:
+            return None
+        hosts = sorted({_key(o.host) for o in observations})
+        places = sorted({_key(o.location) for o in observations})
+        rows = self._q("SELECT s.host, s.location, s.idx, s.sha256, s.contract_id, j.payload "
+                       "FROM sightings s JOIN journal j ON j.seq = s.seq "
+                       "WHERE s.host = ANY(?) AND s.location = ANY(?)", [hosts, places])
+        batch = {(bytes(h), bytes(loc), int(i)): (str(sha), contract, str(payload))
+                 for h, loc, i, sha, contract, payload in rows}
+        self._local.batch = batch
+        self._local.payloads = {}
+        return batch
+
+    def _defer(self, sql: str, params: Sequence[Any]) -> None:
+        self._local.pending.append((translate(sql), tuple(params)))
+
+    def _flush(self, conn: psycopg.Connection[Any]) -> None:
+        pending: list[tuple[str, tuple[Any, ...]]] = getattr(self._local, "pending", [])
+        if not pending:
+            return
+        self._local.pending = []
+        try:
+            with conn.pipeline():
+                for sql, params in pending:
+                    conn.execute(sql, params)
+        except psycopg.errors.IntegrityError:
+            raise StorageConflictError("a row with this key already exists") from None
+
 
     def _transaction(self, fn: Callable[[], T], *, lock: str | None) -> T:
         if getattr(self._local, "conn", None) is not None:
             return fn()  # already inside this thread's transaction
         try:
-            with self._connection_for_transaction():
+            with self._connection_for_transaction() as conn:
                 if lock is not None:
                     self._q("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [lock])
-                return fn()
+                result = fn()
+                self._flush(conn)
+                return result
         except (psycopg.Error, PoolTimeout) as exc:
             raise LedgerError(f"{self.where}: {_describe(exc)}") from None
 
@@ -256,6 +323,19 @@ class PostgresLedger(Ledger):
         return None if not rows else int(rows[0][0])
 
     def _sql_insert(self, event: Event, key: str | None, recorded: datetime) -> int:
+        if self._batch() is not None and key is None:
+            # Deferred: the row's number is the identity's next value when the pipeline runs,
+            # so numbers stay dense and in intake order. The caller gets a stand-in that
+            # ``_sql_put_sighting`` (the statement right after) turns back into it: currval.
+            payload = _payload(event)
+            stand_in = -1 - len(self._local.payloads)
+            self._local.payloads[stand_in] = payload
+            self._defer(
+                "INSERT INTO journal (contract_id, kind, at_utc, payload, dedup_key, "
+                "recorded_utc) VALUES (?, ?, ?, ?, NULL, ?)",
+                [event.contract_id, event.KIND, instant_to_text(event.at_utc), payload,
+                 instant_to_text(recorded)])
+            return stand_in
         rows = self._q(
             "INSERT INTO journal (contract_id, kind, at_utc, payload, dedup_key, recorded_utc) "
             "VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
@@ -273,20 +353,43 @@ class PostgresLedger(Ledger):
         self._add_sans(contract_id, sans)
 
     def _add_sans(self, contract_id: str, sans: Sequence[str]) -> None:
+        run = self._defer if self._batch() is not None else self._q
         for san in sans:
-            self._q("INSERT INTO bound_sans (contract_id, san) VALUES (?, ?) "
-                    "ON CONFLICT DO NOTHING", [contract_id, san.lower()])
+            run("INSERT INTO bound_sans (contract_id, san) VALUES (?, ?) "
+                "ON CONFLICT DO NOTHING", [contract_id, san.lower()])
 
     # --- SQL (intake)
     def _sql_sighting(self, host: str, location: str, index: int) -> tuple[str, str | None] | None:
+        batch = self._batch()
+        if batch is not None:
+            found = batch.get((_key(host), _key(location), index))
+            return None if found is None else (found[0], found[1])
         rows = self._q("SELECT sha256, contract_id FROM sightings WHERE host = ? AND "
                        "location = ? AND idx = ?", [_key(host), _key(location), index])
         return None if not rows else (str(rows[0][0]), rows[0][1])
 
+    def _sql_sighting_payload(self, host: str, location: str, index: int) -> str | None:
+        batch = self._batch()
+        if batch is not None:
+            found = batch.get((_key(host), _key(location), index))
+            return None if found is None else found[2]
+        rows = self._q("SELECT j.payload FROM sightings s JOIN journal j ON j.seq = s.seq "
+                       "WHERE s.host = ? AND s.location = ? AND s.idx = ?",
+                       [_key(host), _key(location), index])
+        return None if not rows else str(rows[0][0])
+
     def _sql_put_sighting(self, obs: Observation, contract: str | None, seq: int) -> None:
-        self._q("INSERT INTO sightings VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (host, location, idx) DO UPDATE SET sha256 = excluded.sha256, "
-                "contract_id = excluded.contract_id, seq = excluded.seq",
+        batch = self._batch()
+        if batch is not None:
+            payload = self._local.payloads.get(seq)
+            batch[(_key(obs.host), _key(obs.location), obs.index)] = (
+                obs.facts.sha256, contract, payload if payload is not None else "{}")
+        if batch is not None and seq < 0:
+            self._defer(_UPSERT_SIGHTING_OF_LAST_INSERT,
+                        [_key(obs.host), _key(obs.location), obs.index, obs.facts.sha256,
+                         contract])
+            return
+        self._q(_UPSERT_SIGHTING,
                 [_key(obs.host), _key(obs.location), obs.index, obs.facts.sha256, contract, seq])
 
     def _sql_contract_elsewhere_at(self, obs: Observation, contract: str) -> bool:

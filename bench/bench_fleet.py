@@ -1,0 +1,286 @@
+"""The fleet under load: N simulated agents report to a real ``policy serve`` over mutual TLS.
+
+One run, on this machine (service and database on it too):
+
+1. a fleet CA, a service certificate, and one client certificate per agent (each registered
+   as ``certescrow fleet sign`` registers it);
+2. a real ``certescrow policy serve`` process on 127.0.0.1, its ledger on PostgreSQL (a schema
+   made for the run and dropped after it) or on SQLite (``--backend sqlite``);
+3. **ingest**: every agent (its own TLS session and client certificate; asyncio + aiohttp, in
+   this one process) reports ``--per-agent`` certificate observations in batches of
+   ``--batch``, all agents at once; prints observations/second, request latency p50/p95/p99;
+4. **heartbeat**: every agent heartbeats every ``--beat-every`` seconds for ``--beat-for``
+   seconds (each at its own random offset); prints latency p50/p95/p99;
+5. the CPU seconds the service process and the PostgreSQL server processes used meanwhile
+   (``/proc``; PostgreSQL's figure is the whole server's, other users included);
+6. the baseline: the same observations through ``Ledger.report`` on a local SQLite ledger, in
+   this process, batch by batch (what a lone agent does with no service).
+
+Usage::
+
+    .venv/bin/python bench/bench_fleet.py [--agents 1000] [--per-agent 100] [--batch 100]
+        [--backend postgresql|sqlite] [--beat-every 10] [--beat-for 30]
+
+Targets (issue 13): >= 5,000 observations/s sustained ingest with p95 < 250 ms; heartbeats of
+1,000 agents every 10 s at p95 < 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import re
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+
+from agent.fleet_ca import (  # noqa: E402
+    client_ssl_context,
+    issue_ca,
+    issue_client_certificate,
+    issue_server_certificate,
+    make_agent_csr,
+)
+from policy.events import facts_to_json, instant_to_text  # noqa: E402
+from policy.facts import CertificateFacts  # noqa: E402
+from policy.fleet_registry import FleetRegistry, IssuedRecord  # noqa: E402
+from policy.intake import Observation  # noqa: E402
+from policy.ledger import Ledger  # noqa: E402
+from vault import KeyFileSource, open_vault  # noqa: E402
+
+NOW = datetime.now(UTC)  # noqa: TID251 - a benchmark's shell; OpenSSL checks the real clock
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _facts(agent: int, index: int) -> CertificateFacts:
+    sha = f"{agent:032x}{index:032x}"
+    return CertificateFacts(
+        sha256=sha, not_before_utc=datetime(2026, 1, 1, tzinfo=UTC),
+        not_after_utc=datetime(2026, 12, 31, tzinfo=UTC), subject=f"CN=h{agent}-{index}.example.jp",
+        subject_cn=f"h{agent}-{index}.example.jp", issuer="CN=Bench CA", serial=f"{index:x}",
+        sans=(f"h{agent}-{index}.example.jp",), key_type="ec", key_size=256,
+        signature_algorithm="ecdsa-with-SHA256")
+
+
+def _wire(agent: int, index: int) -> dict[str, Any]:
+    return {"location": f"/etc/ssl/site{index}.pem", "index": 0,
+            "observed_at": instant_to_text(NOW), "facts": facts_to_json(_facts(agent, index))}
+
+
+def _cpu_of(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICKS
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _percentiles(samples: list[float]) -> str:
+    if not samples:
+        return "no samples"
+    q = statistics.quantiles(samples, n=100, method="inclusive")
+    return (f"p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms"
+            f" ({len(samples)} requests)")
+
+
+@contextlib.contextmanager
+def _database(backend: str, root: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield str(root / "ledger.sqlite3")
+        return
+    from tests.pgdb import postgres_schema
+
+    with postgres_schema() as dsn:
+        yield dsn
+
+
+class Service:
+    def __init__(self, root: Path, ledger: str, ca: tuple[bytes, bytes]) -> None:
+        server_key, server = issue_server_certificate(ca_key_pem=ca[0], ca_cert_pem=ca[1],
+                                                      names=["127.0.0.1"],
+                                                      at=NOW - timedelta(hours=1))
+        (root / "server.pem").write_bytes(server.pem)
+        (root / "ca.pem").write_bytes(ca[1])
+        with open_vault(root / "vault.sqlite3", KeyFileSource(root / "vault.key"),
+                        create=True) as vault:
+            key_id = vault.put("private-key", server_key).entry_id
+        config = root / "serve.toml"
+        config.write_text(
+            f'[serve]\nlisten = "127.0.0.1"\nport = 0\nledger = "{ledger}"\n'
+            f'ca_certificate = "{root / "ca.pem"}"\ncertificate = "{root / "server.pem"}"\n'
+            f'key = "{key_id}"\nmax_observations = 1000\n'
+            f'[vault]\npath = "{root / "vault.sqlite3"}"\nkey_source = "key-file"\n'
+            f'key_file = "{root / "vault.key"}"\n')
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent.main", "policy", "serve", "--config", str(config)],
+            cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        assert self.process.stderr is not None
+        self.port = 0
+        for raw in self.process.stderr:
+            found = re.search(rb"listening on https://127\.0\.0\.1:(\d+)", raw)
+            if found:
+                self.port = int(found.group(1))
+                break
+        if not self.port:
+            raise SystemExit("policy serve did not start")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+async def _agent_reports(session: aiohttp.ClientSession, url: str, agent: int, per_agent: int,
+                         batch: int, latencies: list[float]) -> int:
+    host = f"bench-{agent:05d}"
+    recorded = 0
+    for sequence, start in enumerate(range(0, per_agent, batch), start=1):
+        body = {"host": host, "outbox": f"bench-{agent}", "sequence": sequence,
+                "at": instant_to_text(NOW), "gone": [],
+                "observations": [_wire(agent, i) for i in range(start,
+                                                                 min(per_agent, start + batch))]}
+        began = time.perf_counter()
+        async with session.post(url + "/v1/report", json=body) as response:
+            answer = await response.json()
+            if response.status != 200:
+                raise SystemExit(f"{host}: HTTP {response.status}: {answer}")
+        latencies.append(time.perf_counter() - began)
+        recorded += int(answer["recorded"])
+    return recorded
+
+
+async def _agent_heartbeats(session: aiohttp.ClientSession, url: str, agent: int,
+                            every: float, duration: float, latencies: list[float]) -> None:
+    host = f"bench-{agent:05d}"
+    await asyncio.sleep(random.uniform(0, every))
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        body = {"host": host, "at": instant_to_text(NOW),
+                "inventory": {"certificates": 100, "files": 100, "errors": 0,
+                              "by_severity": {"ok": 100}}}
+        began = time.perf_counter()
+        async with session.post(url + "/v1/heartbeat", json=body) as response:
+            await response.read()
+            if response.status != 200:
+                raise SystemExit(f"{host}: heartbeat HTTP {response.status}")
+        latencies.append(time.perf_counter() - began)
+        await asyncio.sleep(every)
+
+
+async def _run_agents(port: int, contexts: list[ssl.SSLContext], args: argparse.Namespace
+                      ) -> None:
+    url = f"https://127.0.0.1:{port}"
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=1))
+                for ctx in contexts]
+    try:
+        latencies: list[float] = []
+        began = time.perf_counter()
+        recorded = await asyncio.gather(*(
+            _agent_reports(s, url, n, args.per_agent, args.batch, latencies)
+            for n, s in enumerate(sessions)))
+        wall = time.perf_counter() - began
+        total = args.agents * args.per_agent
+        print(f"ingest: {total} observations from {args.agents} agents in {wall:.1f} s = "
+              f"{total / wall:,.0f} observations/s (recorded {sum(recorded)}); latency "
+              f"{_percentiles(latencies)}")
+        beats: list[float] = []
+        await asyncio.gather(*(_agent_heartbeats(s, url, n, args.beat_every, args.beat_for,
+                                                 beats) for n, s in enumerate(sessions)))
+        print(f"heartbeat: {args.agents} agents every {args.beat_every:g} s for "
+              f"{args.beat_for:g} s; latency {_percentiles(beats)}")
+    finally:
+        for session in sessions:
+            await session.close()
+
+
+def _baseline(root: Path, args: argparse.Namespace) -> None:
+    with Ledger.open(root / "baseline.sqlite3") as ledger:
+        began = time.perf_counter()
+        for agent in range(args.agents):
+            for start in range(0, args.per_agent, args.batch):
+                ledger.report([Observation(facts=_facts(agent, i), host=f"bench-{agent:05d}",
+                                           location=f"/etc/ssl/site{i}.pem", index=0,
+                                           observed_at_utc=NOW)
+                               for i in range(start, min(args.per_agent, start + args.batch))],
+                              at=NOW)
+        wall = time.perf_counter() - began
+    total = args.agents * args.per_agent
+    print(f"baseline (local SQLite ledger, Ledger.report): {total / wall:,.0f} observations/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--per-agent", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--beat-every", type=float, default=10.0)
+    parser.add_argument("--beat-for", type=float, default=30.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        root = Path(tmp)
+        os.chmod(root, 0o700)
+        ca = issue_ca(name="bench fleet CA", at=NOW - timedelta(days=1))
+        with _database(args.backend, root) as ledger:
+            Ledger.open(ledger).close()
+            contexts = []
+            made = time.perf_counter()
+            with FleetRegistry.open(ledger) as registry:
+                for n in range(args.agents):
+                    host = f"bench-{n:05d}"
+                    key_pem, csr_pem = make_agent_csr(host=host)
+                    issued = issue_client_certificate(ca_key_pem=ca[0], ca_cert_pem=ca[1],
+                                                      csr_pem=csr_pem, host=host,
+                                                      at=NOW - timedelta(hours=1))
+                    registry.record_certificate(IssuedRecord(
+                        host=host, serial=issued.serial, not_before_utc=issued.not_before_utc,
+                        not_after_utc=issued.not_after_utc), at=NOW)
+                    contexts.append(client_ssl_context(cert_pem=issued.pem, key_pem=key_pem,
+                                                       ca_cert_pem=ca[1]))
+            print(f"setup: {args.agents} client certificates in "
+                  f"{time.perf_counter() - made:.1f} s; backend {args.backend}")
+            service = Service(root, ledger, ca)
+            try:
+                service_cpu = _cpu_of([service.process.pid])
+                pg_before = _cpu_of(_postgres_pids())
+                asyncio.run(_run_agents(service.port, contexts, args))
+                print(f"CPU: service {_cpu_of([service.process.pid]) - service_cpu:.1f} s, "
+                      f"PostgreSQL server {_cpu_of(_postgres_pids()) - pg_before:.1f} s "
+                      "(whole server)")
+            finally:
+                service.stop()
+        _baseline(root, args)
+
+
+if __name__ == "__main__":
+    main()
