@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from .category import Category
 from .errors import ContractStateError, UnknownContractError
@@ -46,9 +46,8 @@ from .events import (
     RenewalMade,
     Terminated,
 )
-from .facts import CertificateFacts
+from .facts import CertificateFacts, unevaluable
 from .rules.art6 import (
-    NO_WELL_DEFINED_EXPIRATION_UTC,
     Answer,
     answer_deadline,
     art6_3_cannot_renew,
@@ -90,19 +89,12 @@ def renewal_blocked_under(facts: CertificateFacts, settings: PolicySettings | No
 
 
 def facts_evaluable(facts: CertificateFacts) -> bool:
-    """Whether the rules can evaluate ``facts``: its instants leave room for the day, month and
-    year arithmetic of the articles (a certificate dated 0001-01-01, or ending on 9999-12-31 at
-    15:00 UTC or later other than RFC 5280's ``99991231235959Z``, does not). The ledger refuses
-    what this refuses, so that a journal never holds a certificate no rule can read."""
-    nb, na = facts.not_before_utc, facts.not_after_utc
-    if not _EVALUABLE_FROM <= nb <= _EVALUABLE_UNTIL:
-        return False
-    return _EVALUABLE_FROM <= na <= _EVALUABLE_UNTIL or na == NO_WELL_DEFINED_EXPIRATION_UTC
-
-
-_EVALUABLE_FROM = datetime(2, 1, 1, tzinfo=UTC)
-_EVALUABLE_UNTIL = datetime(9997, 12, 31, tzinfo=UTC)
-"""Room at each end for the rules' day arithmetic (periods past the range saturate)."""
+    """Whether the rules can evaluate ``facts`` (``policy.facts.unevaluable``, the one
+    predicate intake, the ledger and classification share): a certificate dated 0001-01-01,
+    or ending in the year 9999 other than RFC 5280's ``99991231235959Z``, cannot be counted
+    from. The ledger refuses what this refuses, so that a journal never holds a certificate
+    no rule can read."""
+    return unevaluable(facts) is None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
