@@ -40,12 +40,11 @@ from .readindex import PersistentIndex, ReadIndexFile
 from .records import FileResult
 from .sdnotify import Notifier, watchdog_interval_s
 from .storesync import Lister, Reader, StoreSync
-from .summary import CertificateSeen, ScanSummary
+from .summary import ScanSummary
 from .watch import PathQueue, StoreWatcher
 
 __all__ = [
     "MAX_SET_ATTEMPTS",
-    "CertificateSeen",
     "Daemon",
     "EscrowRecord",
     "ScanSummary",

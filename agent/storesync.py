@@ -471,7 +471,7 @@ class StoreSync:
                                         at=at, previous=previous,
                                         settings=self.config.policy.settings)
         except Exception:
-            self.log.error("classify-failed", f"{record.path}[{record.index}]: cannot classify",
+            self.log.error("classify-failed", f"{record.path}#{record.index}: cannot classify",
                            exc_info=True, path=record.path)
             return None
 

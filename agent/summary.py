@@ -10,17 +10,14 @@ from .escrow import EscrowRecord
 from .records import FileError
 from .rows import CertificateRow
 
-__all__ = ["CertificateSeen", "ScanSummary"]
-
-
-CertificateSeen = CertificateRow
-"""The daemon's row is the one row model of :mod:`agent.rows` (issue 11): the same JSON object,
-roles, key pairing and host findings as ``certescrow scan``."""
+__all__ = ["ScanSummary"]
 
 
 @dataclass(slots=True)
 class ScanSummary:
-    """What a full scan found; ``--once`` prints it."""
+    """What a full scan found; ``--once`` prints it. Its certificates are the one row model of
+    :mod:`agent.rows` (issue 11): the same JSON object, roles, key pairing and host findings as
+    ``certescrow scan``; the daemon has no row of its own."""
 
     files: int = 0
     certificates: list[CertificateRow] = field(default_factory=list)
