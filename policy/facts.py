@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from .decisions import Finding, Severity
-from .tokyo import TOKYO, require_aware
+from .tokyo import require_aware
 
-__all__ = ["CertificateFacts", "unevaluable"]
+__all__ = [
+    "EVALUABLE_FROM_UTC",
+    "EVALUABLE_UNTIL_UTC",
+    "NO_WELL_DEFINED_EXPIRATION_UTC",
+    "CertificateFacts",
+    "unevaluable",
+]
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -61,36 +67,38 @@ class CertificateFacts:
         return any(name.startswith("*.") for name in self.sans)
 
 
-def _tokyo_year(instant: datetime) -> int:
-    """The Tokyo calendar year of ``instant``; 10000 past 9999-12-31T15:00Z, 0 before
-    0001-01-01 in Tokyo (both beyond what ``date`` holds)."""
-    try:
-        return instant.astimezone(TOKYO).year
-    except OverflowError:
-        return 10_000 if instant.year >= 9999 else 0
+EVALUABLE_FROM_UTC = datetime(2, 1, 1, tzinfo=UTC)
+EVALUABLE_UNTIL_UTC = datetime(9997, 12, 31, tzinfo=UTC)
+"""The instants (inclusive) the contract's arithmetic can count from: a year of room at the
+start of ``datetime``'s range and two at its end for the day, month and year arithmetic of the
+articles (three-year tiers, lead times, 30-day notices)."""
+NO_WELL_DEFINED_EXPIRATION_UTC = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""RFC 5280 §4.1.2.5 ``99991231235959Z``: a real ``notAfter``, "no well-defined expiration"."""
 
 
 def unevaluable(facts: CertificateFacts) -> Finding | None:
     """A ``dates-out-of-range`` finding when the certificate's dates lie where the contract's
-    arithmetic cannot count: a ``notBefore`` in the first or last year ``datetime`` holds (year
-    1 or 9999 in Tokyo, or beyond), or a ``notAfter`` in year 1. ``None`` otherwise.
+    arithmetic cannot count: ``notBefore`` outside 0002-01-01 … 9997-12-31 (UTC), or
+    ``notAfter`` outside it other than RFC 5280's ``99991231235959Z`` ("no well-defined
+    expiration", a real and evaluable ``notAfter``). ``None`` otherwise.
 
     The rules never raise for such a certificate (day arithmetic saturates at the ends of the
     range), but what they would compute is meaningless: no tier, reckoning day, notice or
-    termination day can be counted from the year 1 or into the year 10000. RFC 5280's
-    ``99991231235959Z`` ("no well-defined expiration") is a real ``notAfter`` and evaluable.
-    Classification reports the finding instead of actions; intake and the ledger refuse such a
-    certificate with it, so one hostile file can never poison a contract's journal.
+    termination day can be counted from the year 1 or into the year 10000. Classification
+    reports the finding instead of actions; intake and the ledger refuse such a certificate, so
+    one hostile file can never poison a contract's journal. One predicate for all of them.
     """
-    nb_year = _tokyo_year(facts.not_before_utc)
-    na_year = _tokyo_year(facts.not_after_utc)
-    if nb_year > 1 and nb_year < 9999 and na_year > 1:
+    nb, na = facts.not_before_utc, facts.not_after_utc
+    if not EVALUABLE_FROM_UTC <= nb <= EVALUABLE_UNTIL_UTC:
+        which, value = "notBefore", nb
+    elif not (EVALUABLE_FROM_UTC <= na <= EVALUABLE_UNTIL_UTC
+              or na == NO_WELL_DEFINED_EXPIRATION_UTC):
+        which, value = "notAfter", na
+    else:
         return None
-    which = "notBefore" if not 1 < nb_year < 9999 else "notAfter"
-    value = facts.not_before_utc if which == "notBefore" else facts.not_after_utc
     return Finding(
         code="dates-out-of-range", clause="", severity=Severity.CRITICAL,
-        message=f"{which} {value.isoformat()} lies at the end of the calendar (year 1 or 9999, "
-                "Asia/Tokyo): the contract's periods, notice and termination days cannot be "
-                "counted from it",
+        message=f"{which} {value.isoformat()} lies at the end of the calendar (outside "
+                "0002-01-01 … 9997-12-31): the contract's periods, notice and termination "
+                "days cannot be counted from it",
     )

@@ -19,7 +19,7 @@ from typing import Any
 
 from policy.category import Category
 from policy.decisions import Action, Decision, Severity
-from policy.facts import CertificateFacts
+from policy.facts import NO_WELL_DEFINED_EXPIRATION_UTC, CertificateFacts
 from policy.periods import (
     DEFAULT_PERIOD_RULE,
     Period,
@@ -48,8 +48,6 @@ __all__ = [
     "renewal_notice_due",
 ]
 
-NO_WELL_DEFINED_EXPIRATION_UTC = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
-"""RFC 5280 §4.1.2.5 ``99991231235959Z``."""
 PROVISO_DAYS = 90
 """Art.6(3) proviso: a validity period within this many days (90 日以内) blocks renewal."""
 BLOCKED_MAX_VALIDITY = timedelta(days=PROVISO_DAYS)

@@ -127,13 +127,16 @@ def test_tokyo_conversions_saturate_at_the_ends() -> None:
 @pytest.mark.parametrize(("nb", "na", "bad"), [
     (datetime(1, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), True),
     (datetime(1, 1, 1, tzinfo=JST), datetime(2026, 1, 1, tzinfo=UTC), True),
+    (datetime(1, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), True),
     (datetime(2, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), False),
     (datetime(2026, 1, 1, tzinfo=UTC), datetime(1, 12, 31, tzinfo=UTC), True),
-    (datetime(9999, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), True),
-    (datetime(9998, 12, 31, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), False),
+    (datetime(9997, 12, 31, tzinfo=UTC), datetime(9997, 12, 31, tzinfo=UTC), False),
+    (datetime(9997, 12, 31, 0, 0, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59,
+                                                              tzinfo=UTC), True),
+    (datetime(2026, 1, 1, tzinfo=UTC), datetime(9997, 12, 31, 0, 0, 1, tzinfo=UTC), True),
     # RFC 5280's 99991231235959Z "no well-defined expiration" is a real, evaluable notAfter.
     (datetime(2026, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), False),
-    (datetime(2026, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=JST), False),
+    (datetime(2026, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=JST), True),
 ])
 def test_unevaluable_names_what_the_rules_cannot_count(nb: datetime, na: datetime,
                                                        bad: bool) -> None:
