@@ -33,6 +33,8 @@ from .findinglog import FindingLog
 from .index import FileIndex, stat_key
 from .ledgerwriter import LedgerWriter
 from .logs import EventLog
+from .readpool import MIN_FILES as READ_AHEAD_MIN_FILES
+from .readpool import ReadAhead, read_ahead_workers
 from .reconcile import Reconciliation, SightingSource, plan_reconciliation
 from .records import CertificateRecord, FileError, FileResult, ReadLimits
 from .rows import CertificateRow, Role, certificate_row, pair_key, place_certificates
@@ -142,6 +144,14 @@ class StoreSync:
         self.sets = SetState()
         self.findings = FindingLog(log)
         self.reports = 0
+        self.files_read = 0
+        """Files read (parsed) since start, by this process or read ahead by workers."""
+        self.files_read_ahead = 0
+        """Of which read by the workers of :mod:`agent.readpool`."""
+        self.read_ahead_workers: int | None = None
+        """Workers that read ahead of a full scan (:mod:`agent.readpool`); ``None``: one
+        fewer than the CPUs, 0: none."""
+        self._read_ahead: ReadAhead | None = None
         self._catalogue: Any = None
         self._classify_enabled = classify
         # The first scan after start reads every certificate again (the index lives in
@@ -252,6 +262,11 @@ class StoreSync:
     # ------------------------------------------------------------------ reading
 
     def _read(self, store: StoreConfig, path: str) -> FileResult:
+        self.files_read += 1
+        if self._read_ahead is not None:
+            ahead = self._read_ahead.take(path)
+            if ahead is not None:
+                return ahead
         return self.reader(Path(path), limits=self.limits_for(store),
                            passwords=self.escrow.passwords(store),
                            keep_key_pem=store.escrow, keep_der=store.escrow)
@@ -480,6 +495,34 @@ class StoreSync:
     def _scan_directory(self, store: StoreConfig, directory: Path, *, at: datetime,
                         summary: ScanSummary | None,
                         handled_sets: set[str]) -> list[Observation]:
+        try:
+            return self._scan_directory_once(store, directory, at=at, summary=summary,
+                                             handled_sets=handled_sets)
+        finally:
+            if self._read_ahead is not None:
+                self._read_ahead.close()
+                self.files_read_ahead += self._read_ahead.read
+                self._read_ahead = None
+
+    def _start_read_ahead(self, store: StoreConfig, by_dir: dict[str, list[str]]) -> None:
+        """Have worker processes read, ahead of this scan, the files it will read (not for
+        escrow stores, whose key material stays in this process)."""
+        from .reader import read_file
+
+        workers = (read_ahead_workers() if self.read_ahead_workers is None
+                   else self.read_ahead_workers)
+        if workers < 1 or store.escrow or self.reader is not read_file:
+            return
+        paths = [name for parent, names in by_dir.items() if not self._is_set(parent)
+                 for name in names if not self.index.unchanged(name, stat_key(name))]
+        if len(paths) >= READ_AHEAD_MIN_FILES:
+            self._read_ahead = ReadAhead(paths, limits=self.limits_for(store),
+                                         passwords=self.escrow.passwords(store),
+                                         workers=workers)
+
+    def _scan_directory_once(self, store: StoreConfig, directory: Path, *, at: datetime,
+                             summary: ScanSummary | None,
+                             handled_sets: set[str]) -> list[Observation]:
         observations: list[Observation] = []
         seen: set[str] = set()
         by_dir: dict[str, list[str]] = {}
@@ -494,6 +537,7 @@ class StoreSync:
             name = str(item)
             seen.add(name)
             by_dir.setdefault(os.path.dirname(name), []).append(name)
+        self._start_read_ahead(store, by_dir)
         for parent, names in by_dir.items():
             self.tick()
             if self.stopping():

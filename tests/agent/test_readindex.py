@@ -48,11 +48,15 @@ def _start(tmp_path: Path, store: Path, **kwargs: object) -> tuple[object, Count
 
 def test_a_restart_on_an_unchanged_store_reads_nothing(tmp_path: Path) -> None:
     store = _store(tmp_path / "certs")
-    _, first = _start(tmp_path, store)
+    before, first = _start(tmp_path, store)
     assert len(first.calls) == 12
     intake, again = _start(tmp_path, store)
     assert again.calls == []  # nothing read, nothing parsed
-    assert intake.reported == []  # type: ignore[attr-defined]
+    # (the certificates are offered to the ledger once more, from the index, so that it can
+    # compare their binding: the same certificates at the same places)
+    seen = {(o.location, o.facts.sha256) for o in before.reported}  # type: ignore[attr-defined]
+    assert {(o.location, o.facts.sha256)
+            for o in intake.reported} <= seen  # type: ignore[attr-defined]
     assert intake.gone == []  # type: ignore[attr-defined]
 
 
@@ -192,3 +196,26 @@ def test_a_writer_killed_mid_write_leaves_a_loadable_index(tmp_path: Path) -> No
     generations = {(index.key_of(f"/s/{i:04}.pem")[1] - 1) // 500  # type: ignore[index]
                    for i in range(500)}
     assert len(generations) == 1  # every row from the same transaction
+
+
+def test_a_first_scan_read_ahead_by_workers_reports_what_one_process_does(
+        tmp_path: Path) -> None:
+    from agent import readpool
+
+    store = tmp_path / "certs"
+    pem = make_cert(sans=("many.example.jp",)).pem
+    for i in range(readpool.MIN_FILES + 100):
+        write(store / f"d{i // 200}" / f"c{i:04}.pem", pem)
+    reported = {}
+    for workers in (0, 1):
+        daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path / str(workers),
+                                     clock=SteppingClock())
+        daemon.sync.read_ahead_workers = workers
+        daemon.full_scan()
+        daemon.shutdown()
+        assert daemon.sync.files_read == readpool.MIN_FILES + 100
+        assert daemon.sync.files_read_ahead == (readpool.MIN_FILES + 100) * workers
+        reported[workers] = sorted(((o.location, o.facts) for o in intake.reported),
+                                   key=lambda pair: pair[0])
+    assert reported[1] == reported[0]
+    assert len(reported[1]) == readpool.MIN_FILES + 100
