@@ -61,7 +61,8 @@ _TEXT_CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f]")
 _CERTIFICATE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".key", ".p12", ".pfx", ".p7b",
                          ".p7c", ".p8", ".jks", ".keystore")
 _MAX_LISTED_PROBLEMS = 64
-"""Faults listed one by one per file; more are counted (a hostile file can hold 300,000)."""
+"""Faults listed one by one per file; at the next one, reading stops (a hostile file can hold
+300,000, each a parse attempt and a finding), and the bytes left unread are said."""
 
 
 @dataclass(slots=True)
@@ -79,6 +80,8 @@ class Parsed:
     cert_positions: int = 0
     key_positions: int = 0
     unlisted_problems: int = 0
+    unread_bytes: int = 0
+    """Bytes not read because the file had too many problems already."""
     others: list[str] = field(default_factory=list)
 
     def fail(self, code: str, message: str) -> Parsed:
@@ -229,6 +232,11 @@ def _where(problem: FileError) -> str:
     return "the file"
 
 
+def _more_problems(parsed: Parsed) -> str:
+    return (f"reading stopped after {_MAX_LISTED_PROBLEMS + parsed.unlisted_problems} "
+            f"problems; the last {parsed.unread_bytes} byte(s) of the file were not read")
+
+
 def _finish(parsed: Parsed) -> Parsed:
     if parsed.error is not None:
         return parsed
@@ -236,19 +244,20 @@ def _finish(parsed: Parsed) -> Parsed:
     if not parsed.certificates and not parsed.keys and parsed.problems:
         first = parsed.problems[0]
         message = first.message
-        more = len(parsed.problems) - 1 + unlisted
+        more = len(parsed.problems) - 1
         if more:
             message += f" (and {more} more problem(s))"
+        if unlisted or parsed.unread_bytes:
+            message += f"; {_more_problems(parsed)}"
         parsed.problems.clear()
         return parsed.fail(first.code, message)
     for problem in parsed.problems:
         parsed.findings.append(Finding(
             code=problem.code, clause="", message=f"{_where(problem)}: {problem.message}",
             severity=Severity.CRITICAL))
-    if unlisted:
+    if unlisted or parsed.unread_bytes:
         parsed.findings.append(Finding(
-            code="more-problems", clause="",
-            message=f"{unlisted} more problem(s) in this file, not listed one by one",
+            code="more-problems", clause="", message=_more_problems(parsed),
             severity=Severity.CRITICAL))
     if not parsed.certificates and not parsed.keys and not parsed.problems:
         held = ", ".join(dict.fromkeys(parsed.others)) or "nothing the agent reads"
@@ -347,6 +356,7 @@ _AFTER_BEGIN = re.compile(rb"[ \t]*\r?\n")
 
 @dataclass(frozen=True, slots=True)
 class _PemBlock:
+    start: int
     label: bytes
     body: bytes
     whole: bytes
@@ -354,6 +364,7 @@ class _PemBlock:
 
 @dataclass(frozen=True, slots=True)
 class _PemFault:
+    start: int
     label: bytes
     code: str
     reason: str
@@ -371,7 +382,8 @@ def _pem_items(data: bytes) -> Iterator[_PemBlock | _PemFault]:
         kind, label = marker.group(1), marker.group(2)
         if kind == b"BEGIN":
             if open_label is not None:
-                yield _PemFault(open_label, "truncated", "has no END line: the file is truncated")
+                yield _PemFault(open_start, open_label, "truncated",
+                                "has no END line: the file is truncated")
             open_label, open_start = label, marker.start()
             after = _AFTER_BEGIN.match(data, marker.end())
             clean_begin = after is not None
@@ -380,17 +392,18 @@ def _pem_items(data: bytes) -> Iterator[_PemBlock | _PemFault]:
         if open_label is None:
             continue
         if label != open_label:
-            yield _PemFault(open_label, "truncated",
+            yield _PemFault(open_start, open_label, "truncated",
                             f"ends with an END line for '{_label_text(label)}': its own END "
                             "line is missing")
         elif not clean_begin:
-            yield _PemFault(open_label, "garbage", "has text after its BEGIN line")
+            yield _PemFault(open_start, open_label, "garbage", "has text after its BEGIN line")
         else:
-            yield _PemBlock(open_label, data[body_start : marker.start()],
+            yield _PemBlock(open_start, open_label, data[body_start : marker.start()],
                             data[open_start : marker.end()])
         open_label = None
     if open_label is not None:
-        yield _PemFault(open_label, "truncated", "has no END line: the file is truncated")
+        yield _PemFault(open_start, open_label, "truncated",
+                        "has no END line: the file is truncated")
 
 
 def _label_text(label: bytes) -> str:
@@ -416,6 +429,9 @@ def _pem_body(body: bytes) -> tuple[bytes, bool]:
 def _parse_pem(data: bytes, ctx: _Context) -> None:
     blocks = 0
     for item in _pem_items(data):
+        if ctx.parsed.unlisted_problems:
+            ctx.parsed.unread_bytes = len(data) - item.start
+            break
         if isinstance(item, _PemFault):
             _pem_fault(item, ctx)
         else:
@@ -498,7 +514,11 @@ def _add_der_certificate(der: bytes, ctx: _Context, *, fmt: str) -> None:
 def _parse_der_sequence(data: bytes, ctx: _Context) -> None:
     pos = 0
     size = len(data)
+    significant = len(data.rstrip(_WHITESPACE))  # no slicing per element: 2 bytes each is legal
     while pos < size:
+        if ctx.parsed.unlisted_problems:
+            ctx.parsed.unread_bytes = size - pos
+            return
         try:
             _tag, header, length = _tlv(data, pos)
         except _TruncatedError:
@@ -519,13 +539,12 @@ def _parse_der_sequence(data: bytes, ctx: _Context) -> None:
         element = data[pos : pos + header + length]
         _der_element(element, ctx)
         pos += header + length
-        rest = data[pos:]
-        if not rest.strip(_WHITESPACE):
+        if pos >= significant:
             return
-        if rest[0] != 0x30:
+        if data[pos] != 0x30:
             ctx.parsed.findings.append(Finding(
                 code="trailing-data", clause="",
-                message=f"{len(rest)} bytes of unrecognised data after the last DER element",
+                message=f"{size - pos} bytes of unrecognised data after the last DER element",
                 severity=Severity.WARNING))
             return
 
