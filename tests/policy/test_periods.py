@@ -162,6 +162,13 @@ def test_four_years_from_leap_day_land_on_a_leap_day() -> None:
     assert two.last_day == date(2026, 2, 28)  # 2026 has no Feb 29: its last day
     assert two.admits(jst(2026, 2, 28, 23, 59, 59))
     assert not two.admits(jst(2026, 3, 1))
+    # elapsed: Feb 29 + 48 months is Feb 29 (00:00), + 24 months is clamped to Feb 28 (00:00).
+    four_elapsed = months_period(jst(2024, 2, 29), 48, rule=ELAPSED)
+    assert four_elapsed.admits(jst(2028, 2, 28, 23, 59, 59))
+    assert not four_elapsed.admits(jst(2028, 2, 29))
+    two_elapsed = months_period(jst(2024, 2, 29), 24, rule=ELAPSED)
+    assert two_elapsed.admits(jst(2026, 2, 27, 23, 59, 59))
+    assert not two_elapsed.admits(jst(2026, 2, 28))
 
 
 def test_one_year_from_mar_1_across_feb_29() -> None:
@@ -169,6 +176,16 @@ def test_one_year_from_mar_1_across_feb_29() -> None:
     assert civil.last_day == date(2028, 2, 29)
     assert civil.admits(jst(2028, 2, 29, 23, 59, 59))
     assert not civil.admits(jst(2028, 3, 1))
+    elapsed = months_period(jst(2027, 3, 1), 12, rule=ELAPSED)  # 00:00 start: the same
+    assert elapsed.last_day == date(2028, 2, 29)
+    assert elapsed.admits(jst(2028, 2, 29, 23, 59, 59))
+    assert not elapsed.admits(jst(2028, 3, 1))
+    mid_day = months_period(jst(2027, 3, 1, 12), 12, rule=CIVIL)  # reckons from Mar 2
+    assert mid_day.last_day == date(2028, 3, 1)
+    assert not mid_day.admits(jst(2028, 3, 2))
+    mid_day_elapsed = months_period(jst(2027, 3, 1, 12), 12, rule=ELAPSED)
+    assert mid_day_elapsed.admits(jst(2028, 3, 1, 11, 59, 59))
+    assert not mid_day_elapsed.admits(jst(2028, 3, 1, 12))
 
 
 # ------------------------------------------------------------ tiers and the proviso use the rule
