@@ -528,6 +528,8 @@ class StoreSync:
         by_dir: dict[str, list[str]] = {}
         for item in self.lister(directory, limits=self.limits_for(store)):
             if isinstance(item, FileError):
+                if item.code in _TRANSIENT and not os.path.lexists(item.path):
+                    continue  # vanished while the walk reached it: gone, below, not an error
                 seen.add(item.path)
                 if summary is not None:
                     summary.errors.append(item)

@@ -260,3 +260,32 @@ def test_a_library_error_from_the_vault_never_reaches_the_log_or_the_findings(
     assert "MIGHAgEA" not in caplog.text
     assert "MIGHAgEA" not in str([row.to_json() for row in summary.certificates])
     daemon.shutdown()
+
+
+def test_a_directory_removed_while_the_scan_walks_to_it_is_gone_not_an_error(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    store = tmp_path / "certs"
+    (store / "sub").mkdir(parents=True)
+    (store / "sub" / "a.pem").write_bytes(make_cert(sans=("a.example.jp",)).pem)
+    (store / "b.pem").write_bytes(make_cert(sans=("b.example.jp",)).pem)
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path)
+    daemon.full_scan()
+    real_scandir = os.scandir
+
+    def scandir_after_a_removal(path: Any = ".") -> Any:
+        if str(path) == str(store / "sub") and os.path.isdir(path):
+            shutil.rmtree(path)  # removed after its parent listed it, before it is listed
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir_after_a_removal)
+    with caplog.at_level(logging.DEBUG, logger="certescrow.agent"):
+        summary = daemon.full_scan(collect=True)
+    monkeypatch.undo()
+    assert not _events(caplog, "file-error")
+    assert summary.errors == []
+    assert intake.gone == [str(store / "sub" / "a.pem")]
+    assert {loc for loc, _, _ in intake.ledger.open_sightings("web1")} == {str(store / "b.pem")}
+    daemon.shutdown()
