@@ -3,8 +3,10 @@
 Under systemd, stderr is connected to the journal and ``$JOURNAL_STREAM`` is set; a ``<N>``
 prefix (sd-daemon(3)) then gives each line its syslog priority, so ``journalctl -p warning``
 works. ``json`` prints one JSON object a line for log shippers. Whatever the format, a line never
-spans two lines (a traceback is folded into one field) and a PEM private key that somehow reaches
-a message is replaced, never printed.
+spans two lines (a traceback is folded into one field), carries no terminal control character
+and no byte that is not UTF-8 (file names and subjects are attacker-controlled: text lines use
+:func:`agent.untrusted.for_log`, which round-trips, JSON lines :func:`agent.untrusted.json_text`),
+and a PEM private key that somehow reaches a message is replaced, never printed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import re
 import sys
 from datetime import UTC, datetime
 from typing import IO, Any
+
+from .untrusted import for_log, json_text
 
 __all__ = ["EventLog", "configure_logging", "journal_attached"]
 
@@ -37,10 +41,6 @@ _PRIVATE_KEY = re.compile(
 def redact(text: str) -> str:
     """Private key material never reaches a log line, whatever put it in the message."""
     return _PRIVATE_KEY.sub("[private key redacted]", text)
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def journal_attached(stream: IO[str] | None = None) -> bool:
@@ -81,18 +81,24 @@ class _Formatter(logging.Formatter):
             for key, value in fields.items():
                 payload.setdefault(key, value if isinstance(value, (int, float, bool)) or
                                    value is None else redact(str(value)))
-            return json.dumps(payload, ensure_ascii=False, sort_keys=False)
-        parts = [f"{record.levelname.lower():<7} {event}: {message}"]
-        parts.extend(f"{key}={_quote(redact(str(value)))}" for key, value in fields.items())
-        line = _one_line(" ".join(parts))
+            return json_text(json.dumps(payload, ensure_ascii=False, sort_keys=False))
+        parts = [f"{record.levelname.lower():<7} {for_log(event)}: {for_log(message)}"]
+        parts.extend(f"{for_log(str(key))}={_quote(for_log(redact(str(value))))}"
+                     for key, value in fields.items())
+        line = " ".join(parts)
         if self.journal:
             return f"<{_PRIORITY.get(record.levelno, 6)}>{line}"
         return line
 
 
 def _quote(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False) if (not value or " " in value
-                                                      or '"' in value) else value
+    """A field value, quoted when it holds a space or a quote. ``value`` is already escaped by
+    :func:`for_log`, so a quote inside becomes ``\\u0022``: :func:`agent.untrusted.unescape`
+    of what is between the quotes is the original value."""
+    if value and " " not in value and '"' not in value:
+        return value
+    return '"' + value.replace('"', "\\u0022") + '"'
+
 
 
 def configure_logging(fmt: str = "text", *, stream: IO[str] | None = None,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
+from collections.abc import Iterator
 
 import pytest
 
-from agent.untrusted import for_csv, for_log, for_terminal, json_utf8, unescape
+from agent.logs import LOGGER_NAME, EventLog, configure_logging
+from agent.untrusted import for_csv, for_log, for_terminal, json_text, json_utf8, unescape
 
 HOSTILE = [
     "plain.example.jp",
@@ -46,7 +50,7 @@ def test_csv_and_log_escapes_round_trip(text: str) -> None:
 def test_undecodable_file_name_bytes_come_back_exactly() -> None:
     raw = b"dir/\x80\xff name\n.pem"
     text = os.fsdecode(raw)
-    assert for_csv(text) == "dir/\\x80\\xff name\\u000a.pem"
+    assert for_csv(text) == "dir/\\x80\\xff name\\n.pem"
     assert os.fsencode(unescape(for_csv(text))) == raw
 
 
@@ -63,3 +67,38 @@ def test_json_utf8_escapes_lone_surrogates_so_json_decodes_them_back() -> None:
     encoded.decode("utf-8")  # valid UTF-8
     assert json.loads(encoded)["path"] == name
     assert "日本".encode() in encoded  # the rest stays as it was
+
+
+def test_json_text_escapes_what_json_dumps_leaves_raw_and_still_decodes_the_same() -> None:
+    value = "c1\x9b31m del\x7f sep\u2028 bidi\u202e " + os.fsdecode(b"\xfe")
+    document = json_text(json.dumps({"cn": value}, ensure_ascii=False))
+    assert all(ord(c) < 0x7F for c in document)
+    assert json.loads(document)["cn"] == value
+
+
+@pytest.fixture
+def restored_logger() -> Iterator[None]:
+    yield
+    for name in (LOGGER_NAME, "watchdog"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
+@pytest.mark.usefixtures("restored_logger")
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_hostile_file_name_in_a_log_line_is_escaped_and_exact(fmt: str) -> None:
+    name = os.fsdecode(b"/s/\x1b]0;owned\x07 \"q\"\n\xff.pem")
+    stream = io.StringIO()
+    log = EventLog(configure_logging(fmt, stream=stream))
+    log.warning("file-error", f"{name}: garbage", path=name)
+    line = stream.getvalue()
+    assert line.count("\n") == 1
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in line.rstrip("\n"))
+    line.encode("utf-8")
+    if fmt == "json":
+        assert json.loads(line)["path"] == name
+    else:
+        quoted = line.rstrip("\n").split(" path=", 1)[1]
+        assert unescape(quoted[1:-1]) == name
