@@ -43,11 +43,13 @@ __all__ = [
     "HOST_NAME",
     "FleetCAError",
     "IssuedCertificate",
+    "certificate_validity",
     "client_ssl_context",
     "identity_from_pem",
     "issue_ca",
     "issue_client_certificate",
     "issue_server_certificate",
+    "key_matches_certificate",
     "make_agent_csr",
     "server_ssl_context",
 ]
@@ -322,3 +324,23 @@ def client_ssl_context(*, cert_pem: bytes, key_pem: bytes, ca_cert_pem: bytes
     context.load_verify_locations(cadata=ca_cert_pem.decode("ascii"))
     _load_chain(context, cert_pem, key_pem)
     return context
+
+
+def certificate_validity(cert_pem: bytes) -> tuple[datetime, datetime]:
+    """``(notBefore, notAfter)`` of a PEM certificate."""
+    cert = _load_cert(cert_pem, "client certificate")
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+def key_matches_certificate(key_pem: bytes, cert_pem: bytes) -> bool:
+    """Whether ``key_pem`` is the private key of the certificate ``cert_pem``."""
+    try:
+        key = _load_key(key_pem)
+        cert = _load_cert(cert_pem, "client certificate")
+    except FleetCAError:
+        return False
+    mine = key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    theirs = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    return mine == theirs

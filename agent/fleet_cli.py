@@ -42,12 +42,12 @@ from .fleet_ca import (
     make_agent_csr,
     server_ssl_context,
 )
+from .fleet_client import CLIENT_LABEL
 
 __all__ = ["enroll_command", "fleet_group", "serve_command"]
 
 CA_LABEL = "certescrow fleet CA"
 SERVER_LABEL = "certescrow policy service"
-CLIENT_LABEL = "certescrow fleet client"
 DEFAULT_SILENT_AFTER_S = 300
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -292,7 +292,7 @@ def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
 
 
 # ---------------------------------------------------------------------- certescrow policy serve
-_SERVE_KEYS = ("listen", "port", "ledger", "ca_certificate", "certificate", "key",
+_SERVE_KEYS = ("listen", "port", "ledger", "ca_certificate", "certificate", "key", "ca_key",
                "max_body_bytes", "max_observations", "trusted_proxies", "proxy_header", "tls")
 
 
@@ -305,6 +305,9 @@ class ServeConfig:
     ca_certificate: Path
     certificate: Path | None
     key: str | None
+    ca_key: str | None
+    """Vault entry of the fleet CA key: enables ``POST /v1/renew`` (agents renew their own
+    client certificates). Without it agents need the desk's ``fleet sign`` again."""
     tls: bool
     max_body_bytes: int
     max_observations: int
@@ -360,7 +363,8 @@ def load_serve_config(path: Path) -> ServeConfig:
         ledger=ledger_text if is_postgres_dsn(ledger_text)
         else str(Path(ledger_text).expanduser() if ledger_text else default_ledger_path()),
         ca_certificate=Path(ca).expanduser(),
-        certificate=Path(certificate).expanduser() if certificate else None, key=key, tls=tls,
+        certificate=Path(certificate).expanduser() if certificate else None, key=key,
+        ca_key=get("ca_key", str, None), tls=tls,
         max_body_bytes=get("max_body_bytes", int, 4 * 1024 * 1024),
         max_observations=get("max_observations", int, 1000),
         trusted_proxies=tuple(proxies), proxy_header=get("proxy_header", str, "X-Client-Cert"),
@@ -387,6 +391,7 @@ def serve_command(config_file: Path, key_file: Path | None) -> None:
     except OSError as exc:
         raise ConfigError(f"{config.ca_certificate}: cannot read: {exc.strerror}") from None
     context = None
+    ca_key_pem: bytes | None = None
     if config.tls and config.certificate is not None and config.key is not None:
         try:
             cert_pem = config.certificate.read_bytes()
@@ -394,6 +399,7 @@ def serve_command(config_file: Path, key_file: Path | None) -> None:
             raise ConfigError(f"{config.certificate}: cannot read: {exc.strerror}") from None
         with _open_vault(config.vault, None, key_file) as vault:
             key_pem = vault.get(config.key)
+            ca_key_pem = vault.get(config.ca_key) if config.ca_key else None
         context = server_ssl_context(cert_pem=cert_pem, key_pem=key_pem, ca_cert_pem=ca_pem)
         del key_pem
     ledger = Ledger.open(config.ledger)
@@ -402,17 +408,35 @@ def serve_command(config_file: Path, key_file: Path | None) -> None:
     def forwarded(pem: bytes, at: datetime) -> Any:
         return identity_from_pem(pem, ca_cert_pem=ca_pem, at=at)
 
+    renewer = _renewer(ca_key_pem, ca_pem) if config.tls and ca_key_pem is not None else None
+
     app = build_app(intake=ledger, registry=registry, clock=lambda: resolve_at(None),
                     settings=ServiceSettings(max_body_bytes=config.max_body_bytes,
                                              max_observations=config.max_observations,
                                              trusted_proxies=config.trusted_proxies,
                                              proxy_header=config.proxy_header),
-                    forwarded=forwarded if config.trusted_proxies else None)
+                    forwarded=forwarded if config.trusted_proxies else None, renewer=renewer)
     try:
         asyncio.run(_serve(app, config, context))
     finally:
         registry.close()
         ledger.close()
+
+
+def _renewer(ca_key_pem: bytes, ca_cert_pem: bytes) -> Callable[..., Any]:
+    """``POST /v1/renew``'s signer: the same issuance as ``fleet sign``, same lifetime."""
+
+    def renew(csr_pem: bytes, host: str, at: datetime) -> tuple[IssuedRecord, bytes]:
+        try:
+            issued = issue_client_certificate(ca_key_pem=ca_key_pem, ca_cert_pem=ca_cert_pem,
+                                              csr_pem=csr_pem, host=host, at=at)
+        except FleetCAError as exc:
+            raise ValueError(str(exc)) from None
+        return IssuedRecord(host=issued.host, serial=issued.serial,
+                            not_before_utc=issued.not_before_utc,
+                            not_after_utc=issued.not_after_utc), issued.pem
+
+    return renew
 
 
 async def _serve(app: Any, config: ServeConfig, context: Any) -> None:

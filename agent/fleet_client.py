@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import ssl
 import threading
@@ -185,6 +186,92 @@ def _chunks(items: Sequence[Observation], size: int) -> list[Sequence[Observatio
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+CLIENT_LABEL = "certescrow fleet client"
+"""The vault label of an agent's fleet keys (``agent enroll`` and renewals)."""
+RENEW_FRACTION = 3
+"""Renew when less than a third of the certificate's lifetime is left (10 of 30 days)."""
+
+
+class ClientCredentials:
+    """The agent's client certificate (a public file) and its key (in the agent's vault).
+
+    The key is the one in the vault whose public key is the certificate's: ``client_key`` is
+    tried first, then every key labelled :data:`CLIENT_LABEL`, so after a renewal (new key in
+    the vault first, then the new certificate file) a restarted agent finds the pair that goes
+    together whichever step a crash interrupted.
+    """
+
+    def __init__(self, *, certificate: Path, ca_pem: bytes, host: str, client_key: str | None,
+                 open_vault: Callable[[], Any], log: EventLog | None = None) -> None:
+        self.certificate = certificate
+        self.ca_pem = ca_pem
+        self.host = host
+        self.client_key = client_key
+        self.open_vault = open_vault
+        self.log = log if log is not None else EventLog()
+        self.cert_pem = b""
+
+    def context(self) -> ssl.SSLContext:
+        """TLS context with the certificate on disk and its key from the vault."""
+        from .fleet_ca import client_ssl_context, key_matches_certificate
+
+        try:
+            self.cert_pem = self.certificate.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"[report] client_certificate {self.certificate}: "
+                              f"{exc.strerror}") from None
+        with self.open_vault() as vault:
+            candidates = [self.client_key] if self.client_key else []
+            candidates += [e.entry_id for e in reversed(vault.entries(kind="private-key"))
+                           if e.label == CLIENT_LABEL and e.entry_id not in candidates]
+            for entry in candidates:
+                key_pem = vault.get(entry)
+                if key_matches_certificate(key_pem, self.cert_pem):
+                    return client_ssl_context(cert_pem=self.cert_pem, key_pem=key_pem,
+                                              ca_cert_pem=self.ca_pem)
+        raise ConfigError(f"[report]: no key in the vault matches the client certificate "
+                          f"{self.certificate} (run `certescrow agent enroll` again)")
+
+    def renewal_due(self, at: datetime) -> bool:
+        from .fleet_ca import certificate_validity
+
+        not_before, not_after = certificate_validity(self.cert_pem)
+        return not_after - at < (not_after - not_before) / RENEW_FRACTION
+
+    def renew(self, client: FleetClient, at: datetime) -> bool:
+        """Ask the service for a new certificate with the current one; on success the new key
+        is in the vault, the new certificate in the file, and ``client`` uses them."""
+        from .fleet_ca import certificate_validity, key_matches_certificate, make_agent_csr
+
+        key_pem, csr_pem = make_agent_csr(host=self.host)
+        result = client.request("POST", "/v1/renew",
+                                {"host": self.host, "csr": csr_pem.decode("ascii")})
+        pem = result.body.get("certificate")
+        if not result.ok or not isinstance(pem, str):
+            if result.status != 0:
+                self.log.error("renew-refused", "the policy service refused to renew the "
+                               f"client certificate: {result.message}", status=result.status)
+            return False
+        new_pem = pem.encode("ascii", "replace")
+        if not key_matches_certificate(key_pem, new_pem) or certificate_validity(new_pem)[1] <= at:
+            self.log.error("renew-refused", "the renewed client certificate does not match "
+                           "the key sent for it; keeping the current one")
+            return False
+        from vault import PutRequest
+
+        with self.open_vault() as vault:  # the key first: see the class docstring
+            vault.put_many([PutRequest(kind="private-key", data=key_pem, label=CLIENT_LABEL,
+                                       meta={"origin": "certescrow fleet renewal"})])
+        tmp = self.certificate.with_name(self.certificate.name + ".new")
+        tmp.write_bytes(new_pem)
+        os.replace(tmp, self.certificate)
+        client.context = self.context()
+        client.close()
+        self.log.info("renewed", "client certificate renewed, valid until "
+                      f"{instant_to_text(certificate_validity(new_pem)[1])}")
+        return True
+
+
 class OutboxIntake:
     """The daemon's :class:`policy.intake.Intake` when it reports to a service."""
 
@@ -192,7 +279,9 @@ class OutboxIntake:
                  clock: Callable[[], datetime], log: EventLog | None = None,
                  batch: int = DEFAULT_BATCH, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
                  inventory: Callable[[], Mapping[str, Any]] | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 credentials: ClientCredentials | None = None) -> None:
+        self.credentials = credentials
         self.outbox = outbox
         self.client = client
         self.host = host
@@ -297,6 +386,13 @@ class OutboxIntake:
         ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** min(self._failures, 20)))
         return self.rng.uniform(0, ceiling)
 
+    def renew_if_due(self) -> bool:
+        """Renew the client certificate when a third of its lifetime is left (checked with
+        every heartbeat); ``True`` when it was renewed."""
+        if self.credentials is None or not self.credentials.renewal_due(self.clock()):
+            return False
+        return self.credentials.renew(self.client, self.clock())
+
     def heartbeat(self) -> bool:
         inventory = dict(self.inventory()) if self.inventory is not None else {}
         inventory["outbox_pending"] = self.outbox.status().pending_observations
@@ -312,6 +408,7 @@ class OutboxIntake:
         while not self._stop.is_set():
             if monotonic() >= next_beat:
                 self.heartbeat()
+                self.renew_if_due()
                 next_beat = monotonic() + self.heartbeat_s
             outcome = self.send_one()
             if outcome is True:
@@ -380,8 +477,6 @@ def open_reporting(raw: Mapping[str, Any], *, source: str, host: str, state_dir:
         return None
     from vault import key_source_from_settings, open_vault
 
-    from .fleet_ca import client_ssl_context
-
     def read(path: Path) -> bytes:
         try:
             return path.read_bytes()
@@ -389,13 +484,15 @@ def open_reporting(raw: Mapping[str, Any], *, source: str, host: str, state_dir:
             raise ConfigError(f"{source}: [report]: {path}: {exc.strerror}") from None
 
     vault_path = Path(str(vault_settings["path"])).expanduser()
-    with open_vault(vault_path, key_source_from_settings(vault_settings)) as vault:
-        key_pem = vault.get(settings.client_key)
-    context = client_ssl_context(cert_pem=read(settings.client_certificate), key_pem=key_pem,
-                                 ca_cert_pem=read(settings.ca_bundle))
-    del key_pem
+    credentials = ClientCredentials(
+        certificate=settings.client_certificate, ca_pem=read(settings.ca_bundle), host=host,
+        client_key=settings.client_key,
+        open_vault=lambda: open_vault(vault_path, key_source_from_settings(vault_settings)),
+        log=log)
+    context = credentials.context()
     assert settings.outbox is not None  # noqa: S101 - report_settings fills it in
     outbox = Outbox.open(settings.outbox, capacity=settings.outbox_capacity)
     client = FleetClient(settings.server, context, timeout_s=settings.timeout_s)
     return OutboxIntake(outbox=outbox, client=client, host=host, clock=clock, log=log,
-                        batch=settings.batch, heartbeat_s=settings.heartbeat_s)
+                        batch=settings.batch, heartbeat_s=settings.heartbeat_s,
+                        credentials=credentials)

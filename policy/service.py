@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .fleet_registry import FleetRegistry
+from .fleet_registry import FleetRegistry, IssuedRecord
 from .fleet_wire import (
     PeerIdentity,
     ReportBatch,
@@ -60,6 +60,11 @@ API_VERSION = "v1"
 log = logging.getLogger("certescrow.service")
 
 ForwardedParser = Callable[[bytes, datetime], "PeerIdentity | None"]
+Renewer = Callable[[bytes, str, datetime], tuple[IssuedRecord, bytes]]
+"""Signs a CSR (PEM) as the given host at the given instant: the registry record and the
+certificate PEM. Built by the shell (it holds the fleet CA key); raises ``ValueError`` with our
+own text for a CSR it refuses."""
+MAX_CSR = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,7 +91,8 @@ class _Refused(Exception):  # noqa: N818 - a control-flow signal carrying a resp
 class _Service:
     def __init__(self, *, intake: Intake, registry: FleetRegistry,
                  clock: Callable[[], datetime], settings: ServiceSettings,
-                 forwarded: ForwardedParser | None) -> None:
+                 forwarded: ForwardedParser | None, renewer: Renewer | None) -> None:
+        self.renewer = renewer
         self.intake = intake
         self.registry = registry
         self.clock = clock
@@ -202,6 +208,30 @@ class _Service:
             inventory=beat.inventory)
         return web.json_response({"host": identity.host, "ok": True})
 
+    async def renew(self, request: web.Request) -> web.Response:
+        """A new client certificate for the caller's host, from a CSR: the agent renews its
+        own certificate before it expires, with the one it still has (never after)."""
+        identity = await self._identify(request)
+        if self.renewer is None:
+            return _error(501, "certificate renewal is not enabled on this service "
+                               "([serve] ca_key)")
+        body = await self._body(request)
+        if not isinstance(body, dict) or set(body) != {"host", "csr"} \
+                or not isinstance(body["csr"], str) or len(body["csr"]) > MAX_CSR:
+            return _error(400, "body: expected exactly {host, csr} with a PEM CSR")
+        if body["host"] != identity.host:
+            return _error(403, "a host renews only its own certificate")
+        try:
+            record, pem = await asyncio.to_thread(
+                self.renewer, body["csr"].encode("ascii", "replace"), identity.host,
+                self.clock())
+        except ValueError as exc:
+            return _error(400, str(exc))
+        await asyncio.to_thread(self.registry.record_certificate, record, at=self.clock())
+        log.info("renewed the client certificate of %r (serial %s)", identity.host,
+                 record.serial)
+        return web.json_response({"host": identity.host, "certificate": pem.decode("ascii")})
+
     async def bindings(self, request: web.Request) -> web.Response:
         identity = await self._identify(request)
         rows = await asyncio.to_thread(self.registry.bindings, identity.host)
@@ -227,14 +257,16 @@ async def _refusals(request: web.Request, handler: Handler) -> web.StreamRespons
 
 def build_app(*, intake: Intake, registry: FleetRegistry, clock: Callable[[], datetime],
               settings: ServiceSettings | None = None,
-              forwarded: ForwardedParser | None = None) -> web.Application:
+              forwarded: ForwardedParser | None = None,
+              renewer: Renewer | None = None) -> web.Application:
     """The service's application; the shell runs it with its TLS context."""
     settings = settings or ServiceSettings()
     service = _Service(intake=intake, registry=registry, clock=clock, settings=settings,
-                       forwarded=forwarded)
+                       forwarded=forwarded, renewer=renewer)
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[_refusals])
     app.router.add_post(f"/{API_VERSION}/report", service.report)
     app.router.add_post(f"/{API_VERSION}/heartbeat", service.heartbeat)
     app.router.add_get(f"/{API_VERSION}/bindings", service.bindings)
+    app.router.add_post(f"/{API_VERSION}/renew", service.renew)
     return app

@@ -45,6 +45,7 @@ class Fleet:
     ledger: str
     server_cert: Path
     server_key_id: str
+    ca_key_id: str
     vault_path: Path
     vault_key: Path
     process: subprocess.Popen[bytes] | None = None
@@ -152,10 +153,12 @@ def make_fleet(root: Path, *, ledger: str | None = None) -> Fleet:
     vault_path, vault_key = root / "vault.sqlite3", root / "vault.key"
     with open_vault(vault_path, KeyFileSource(vault_key), create=True) as vault:
         key_id = vault.put("private-key", server_key).entry_id
+        ca_key_id = vault.put("private-key", ca_key).entry_id
     ledger = ledger or str(root / "ledger.sqlite3")
     Ledger.open(ledger).close()
     return Fleet(root=root, ca_key=ca_key, ca_cert=ca_cert, ledger=ledger,
-                 server_cert=root / "server.pem", server_key_id=key_id, vault_path=vault_path,
+                 server_cert=root / "server.pem", server_key_id=key_id, ca_key_id=ca_key_id,
+                 vault_path=vault_path,
                  vault_key=vault_key)
 
 

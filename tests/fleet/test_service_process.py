@@ -226,3 +226,10 @@ def test_too_many_observations_is_413(fleet: Fleet) -> None:
     just_enough = report("many-host", 1, [observation(f"/{i}", SHA_A) for i in range(50)])
     assert fleet.connect(client).request("POST", "/v1/report", just_enough).status == 200
 
+
+
+def test_renewal_is_off_without_the_ca_key(fleet: Fleet) -> None:
+    client = fleet.client("no-renew-host")
+    answer = fleet.connect(client).request("POST", "/v1/renew",
+                                           {"host": "no-renew-host", "csr": "x"})
+    assert answer.status == 501
