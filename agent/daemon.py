@@ -379,7 +379,7 @@ class Daemon:
             self.read_index.flush()
             self.read_index.file.close()
         close = getattr(self.intake, "close", None)
-        if callable(close):
+        if callable(close) and not self.writer.busy_at_stop:  # never under the writer's feet
             close()
         self.escrow.close()
         self.notifier.close()

@@ -154,6 +154,8 @@ class LedgerWriter:
         self._fault: str | None = None
         self._stall_logged = False
         self._reopened = False
+        self.busy_at_stop = False
+        """:meth:`stop` left the thread inside a ledger call: do not close the ledger."""
         self._must_reopen = False
         """The file was deleted or replaced and no reopen has succeeded yet (the old inode's
         number may be reused by the next file at the path: identity alone cannot say)."""
@@ -260,6 +262,9 @@ class LedgerWriter:
             lost = sum(op.observations for op in self._queue)
             self._cond.notify_all()
         self._thread.join(timeout=2.0)
+        # Still inside SQLite (waiting for another process's lock): the connection is in use,
+        # so the caller must not close it; the process is exiting anyway.
+        self.busy_at_stop = self._thread.is_alive()
         self._thread = None
         if lost:
             self.log.error("ledger-pending-lost",
