@@ -243,6 +243,7 @@ class LedgerWriter:
             if waited < self.stalled_after_s:
                 return
             self._stall_logged = True
+            self._fault = "ledger-locked"  # one episode: said once, recovered once
             kept = sum(op.observations for op in self._queue)
         self.log.error("ledger-locked",
                        f"{self.path or 'ledger'}: a write has waited {waited:.0f} s for the "

@@ -201,6 +201,7 @@ def test_a_lock_held_by_another_process_does_not_starve_the_watchdog(
     assert locked[0]["fault"] == "ledger-locked"
     assert locked[0]["path"] == str(running.ledger_path)
     assert _wait(lambda: running.in_ledger() == running.on_disk(), 10)
+    assert _wait(lambda: bool(running.log.events("ledger-recovered")), 5)
 
 
 def _on_connection(daemon: Daemon, sql: str) -> None:
