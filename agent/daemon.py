@@ -36,7 +36,7 @@ from .escrow import Escrow, EscrowRecord, VaultLike
 from .index import FileIndex
 from .ledgerwriter import LedgerWriter
 from .logs import EventLog, configure_logging
-from .readindex import PersistentIndex, ReadIndexFile
+from .readindex import PersistentIndex, ReadIndexFile, binding_fingerprint
 from .records import FileResult
 from .sdnotify import Notifier, watchdog_interval_s
 from .storesync import Lister, Reader, StoreSync
@@ -169,9 +169,17 @@ class Daemon:
     def process_due(self) -> int:
         """Process every path whose quiet period has elapsed; returns how many."""
         done = self.sync.process_due()
-        if self.read_index is not None:
-            self.read_index.flush()
+        self._flush_read_index()
         return done
+
+    def _flush_read_index(self) -> None:
+        """Write what was read; the stores' bindings only once the ledger has every write
+        before them (else a restart re-checks them: agent/readindex.py)."""
+        if self.read_index is not None:
+            bindings = ({str(s.path): binding_fingerprint(s.binding)
+                         for s in self.config.agent.stores}
+                        if self.writer.pending() == 0 else None)
+            self.read_index.flush(bindings)
 
     def full_scan(self, *, collect: bool = False) -> ScanSummary:
         """Walk every store; read only what changed; report; mark what is gone."""
@@ -187,9 +195,13 @@ class Daemon:
                 keys = key_lookup(unit)
                 for result in unit:
                     self.sync.sets.accepted(result, keys)
+            if self.read_index.loaded > 0:
+                # The ledger re-checks only the stores whose binding changed while stopped.
+                known = self.read_index.file.bindings
+                self.sync.rebind = {s.path for s in self.config.agent.stores
+                                    if known.get(str(s.path)) != binding_fingerprint(s.binding)}
         summary = self.sync.full_scan(collect=collect)
-        if self.read_index is not None:
-            self.read_index.flush()
+        self._flush_read_index()
         self.last_resync = self.monotonic()
         return summary
 
@@ -376,7 +388,7 @@ class Daemon:
         self.stop_watching()
         self.writer.stop(drain_s=LEDGER_DRAIN_S)
         if self.read_index is not None:
-            self.read_index.flush()
+            self._flush_read_index()
             self.read_index.file.close()
         close = getattr(self.intake, "close", None)
         if callable(close) and not self.writer.busy_at_stop:  # never under the writer's feet

@@ -48,6 +48,7 @@ __all__ = [
     "PersistentIndex",
     "ReadIndexFile",
     "UntrustedIndexError",
+    "binding_fingerprint",
     "schema_fingerprint",
 ]
 
@@ -223,6 +224,10 @@ class ReadIndexFile:
         self._db: sqlite3.Connection | None = None
         self._decode = _decoder(FileResult, {})
         self._fingerprint = schema_fingerprint()
+        self.bindings: dict[str, str] = {}
+        """Store root -> :func:`binding_fingerprint` of its binding when its certificates
+        last reached the ledger (a binding changed while the daemon was stopped must be
+        re-checked by the ledger; an unchanged one need not)."""
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -259,6 +264,9 @@ class ReadIndexFile:
             for name, want in self._expected_meta().items():
                 if meta.get(name) != want:
                     raise UntrustedIndexError(f"not this daemon's index ({name} differs)")
+            self.bindings = {name[len(_BINDING):]: value for name, value in meta.items()
+                             if isinstance(name, str) and name.startswith(_BINDING)
+                             and isinstance(value, str)}
             for row in db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
                                   "digest, result FROM files"):
                 yield self._row(row)
@@ -301,8 +309,8 @@ class ReadIndexFile:
         self._db = db
 
     def write(self, puts: Iterable[tuple[str, StatKey, str, FileResult]],
-              removes: Iterable[str]) -> None:
-        """Apply changes in one transaction."""
+              removes: Iterable[str], bindings: dict[str, str] | None = None) -> None:
+        """Apply changes in one transaction (``bindings``: replace the stores' bindings)."""
         if self._db is None:
             self.reset()
         db = self._db
@@ -317,15 +325,30 @@ class ReadIndexFile:
             db.executemany("INSERT OR REPLACE INTO files (path, dev, ino, size, mtime_ns, "
                            "ctime_ns, target, digest, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            rows)
+            if bindings is not None:
+                db.execute("DELETE FROM meta WHERE name LIKE ? ESCAPE '\\'",
+                           (_BINDING.replace("_", "\\_") + "%",))
+                db.executemany("INSERT INTO meta (name, value) VALUES (?, ?)",
+                               ((_BINDING + root, value) for root, value in bindings.items()))
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        if bindings is not None:
+            self.bindings = dict(bindings)
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+_BINDING = "binding:"
+
+
+def binding_fingerprint(binding: object) -> str:
+    """A store's binding as the index remembers it (its frozen dataclass ``repr``)."""
+    return hashlib.sha256(repr(binding).encode()).hexdigest()
 
 
 def _digest(path: str, key: StatKey, target: str, blob: bytes) -> str:
@@ -392,9 +415,12 @@ class PersistentIndex(FileIndex[FileResult]):
     def pending(self) -> int:
         return len(self._dirty)
 
-    def flush(self) -> None:
-        """Write what changed since the last flush (one transaction)."""
-        if not self._dirty:
+    def flush(self, bindings: dict[str, str] | None = None) -> None:
+        """Write what changed since the last flush (one transaction), and ``bindings`` when
+        they differ from those on file."""
+        if bindings == self.file.bindings:
+            bindings = None
+        if not self._dirty and bindings is None:
             return
         dirty, self._dirty = self._dirty, {}
         puts = []
@@ -406,7 +432,7 @@ class PersistentIndex(FileIndex[FileResult]):
             else:
                 removes.append(path)
         try:
-            self.file.write(puts, removes)
+            self.file.write(puts, removes, bindings)
         except (OSError, sqlite3.Error, TypeError) as exc:
             self._dirty = {**dirty, **self._dirty}  # try again at the next flush
             self._write_failed(exc)
