@@ -236,6 +236,39 @@ def revoke_command(ctx: click.Context, host: str, at: datetime | None,
     click.echo(f"revoked {count} client certificate(s) of {host}")
 
 
+@fleet_group.command("assign")
+@click.argument("host")
+@click.argument("store")
+@click.option("--contract", "contract_id", default=None, help="The contract the store's "
+              "certificates belong to.")
+@click.option("--item", default=None, help="Catalogue item handle.")
+@click.option("--tier", default=None, help="Validity tier (e.g. 1y).")
+@click.option("--category", default=None, type=click.Choice(["I", "II", "III"]))
+@click.option("--match-by-san", is_flag=True, help="Attribute by SAN to the one contract "
+              "whose certificate shares one.")
+@_ledger_option
+@click.pass_context
+def assign_command(ctx: click.Context, host: str, store: str, contract_id: str | None,
+                   item: str | None, tier: str | None, category: str | None,
+                   match_by_san: bool, ledger_option: Path | None) -> None:
+    """Assign a binding to HOST's STORE (served to the agent at GET /v1/bindings)."""
+    from policy.category import Category
+    from policy.tiers import Tier
+
+    check_host_name(host)
+    if tier is not None:
+        try:
+            Tier(tier)
+        except ValueError:
+            raise FleetCAError(f"unknown tier {tier!r}") from None
+    binding = {"contract_id": contract_id, "item": item, "tier": tier,
+               "category": None if category is None else Category(category).value,
+               "match_by_san": match_by_san}
+    with _registry(ctx, ledger_option) as registry:
+        registry.assign(host=host, store=store, binding=binding)
+    click.echo(f"{host}: {store} assigned")
+
+
 @fleet_group.command("hosts")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--silent-after", type=click.IntRange(1), default=DEFAULT_SILENT_AFTER_S,

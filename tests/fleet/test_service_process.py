@@ -233,3 +233,19 @@ def test_renewal_is_off_without_the_ca_key(fleet: Fleet) -> None:
     answer = fleet.connect(client).request("POST", "/v1/renew",
                                            {"host": "no-renew-host", "csr": "x"})
     assert answer.status == 501
+
+
+def test_the_desk_assigns_bindings_the_host_fetches(fleet: Fleet) -> None:
+    client = fleet.client("bound-host")
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.main", "fleet", "assign", "bound-host", "/etc/ssl/shop",
+         "--contract", "C-7", "--tier", "1y", "--ledger", str(fleet.ledger)],
+        capture_output=True, text=True, cwd=Path(__file__).parents[2], check=False)
+    assert done.returncode == 0, done.stderr
+    answer = fleet.connect(client).request("GET", "/v1/bindings")
+    assert answer.body == {"host": "bound-host", "stores": [{"store": "/etc/ssl/shop", "binding": {
+        "category": None, "contract_id": "C-7", "item": None, "match_by_san": False,
+        "tier": "1y"}}]}
+    # Another host sees none of it.
+    other = fleet.connect(fleet.client("unbound-host")).request("GET", "/v1/bindings")
+    assert other.body["stores"] == []
