@@ -296,7 +296,9 @@ def inspect_command(ctx: click.Context, target: str, category: str | None, item:
     catalogue = _catalogue(ctx)
     binding = _binding(catalogue, category, item, tier)
     settings = _settings(ctx)
-    live = None if Path(target).exists() else parse_target(target)
+    # os.path.lexists never raises: a file under a directory this user may not search is read
+    # (and reported as permission-denied), not taken for a HOST:PORT or a traceback.
+    live = None if os.path.lexists(target) else parse_target(target)
     if live is None:
         limits = ReadLimits(max_size=_max_size(ctx))
         passwords = _passwords(password_file)
