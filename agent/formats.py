@@ -789,6 +789,10 @@ def _try_passwords(load: _KeyLoader, data: bytes, passwords: Sequence[bytes],
     return None
 
 
+def _key_block(label: str) -> str:
+    return "a DER private key" if label == "DER" else f"the '{label}' PEM block"
+
+
 def _load_private(load: _KeyLoader, data: bytes, ctx: _Context, *, label: str,
                   header_encrypted: bool, pem: bytes | None) -> None:
     encrypted = header_encrypted or "ENCRYPTED" in label
@@ -799,12 +803,12 @@ def _load_private(load: _KeyLoader, data: bytes, ctx: _Context, *, label: str,
         except TypeError:
             encrypted = True  # "password was not given but private key is encrypted"
         except UnsupportedAlgorithm:
-            ctx.add_problem("unsupported-format", f"private key ({label}) uses an algorithm "
-                            "the agent cannot read", slot="key")
+            ctx.add_problem("unsupported-format", f"{_key_block(label)} uses an algorithm the "
+                            "agent cannot read", slot="key")
             return
         except ValueError:
-            ctx.add_problem("garbage", f"private key ({label}) is malformed: its encoding "
-                            "cannot be read (the key's bytes are not repeated here)", slot="key")
+            ctx.add_problem("garbage", f"{_key_block(label)} is malformed: its encoding cannot "
+                            "be read (the key's bytes are not repeated here)", slot="key")
             return
     if encrypted:
         loaded = _try_passwords(load, data, ctx.passwords)
