@@ -223,7 +223,7 @@ def _echo_state(state: ContractState) -> None:
     if state.terminated_on is not None:
         click.echo(f"  terminates on {state.terminated_on} ({state.termination_clause})")
     if state.locations:
-        click.echo(f"  seen at       {', '.join(state.locations)}")
+        click.echo(terminal_text(f"  seen at       {', '.join(state.locations)}"))
 
 
 # ---------------------------------------------------------------------- the group
@@ -266,7 +266,8 @@ def _echo_result(as_json: bool, headline: str, state: ContractState,
     if as_json:
         echo_json({**extra, "contract": state, "actions": list(decisions)})
         return
-    click.echo(headline)
+    for line in headline.split("\n"):
+        click.echo(terminal_text(line))
     click.echo("Due actions:")
     _echo_actions(decisions, at=at, with_contract=False)
 
@@ -451,7 +452,8 @@ def show_command(contract_id: str, as_json: bool, at: datetime | None,
         click.echo("Journal (happened / recorded, UTC):")
         for entry in journal:
             click.echo(f"  #{entry.seq:<5} {_instant(entry.event.at_utc)}  "
-                       f"{_instant(entry.recorded)}  {entry.event.KIND:<21} {_summary(entry)}")
+                       f"{_instant(entry.recorded)}  {entry.event.KIND:<21} "
+                       f"{terminal_text(_summary(entry))}")
         click.echo("Fees (Art.10):")
         _echo_actions(fees, at=now, with_contract=False, history=True)
         click.echo("Due actions:")

@@ -167,3 +167,20 @@ def test_unbound_renders_a_file_name_that_is_not_utf8(tmp_path: Path, lg: list[s
     assert out[0]["location"] == name  # \udce9 in the JSON, decoded back exactly
     assert os.fsencode(out[0]["location"]) == b"/srv/caf\xe9.pem"
     assert "web1:/srv/caf\\xe9.pem[0]" in _ok(["contract", "unbound", *lg]).stdout
+
+
+def test_a_bound_file_name_that_is_not_utf8_is_shown_escaped(tmp_path: Path,
+                                                              lg: list[str]) -> None:
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9\x1b[2J.pem")
+    with open(raw, "wb") as out:
+        out.write(make_cert(not_before=datetime(2026, 5, 1, tzinfo=UTC),
+                            lifetime=timedelta(days=200)).pem)
+    name = os.fsdecode(raw)
+    _ok(["contract", "add", "U1", "--item", "byo", "--tier", "1y", "--at", "2026-01-05", *lg])
+    _ok(["contract", "bind", "U1", name, "--at", "2026-06-01", *lg])
+    text = _ok(["contract", "show", "U1", "--at", "2026-06-02", *lg]).stdout
+    assert "source=" in text
+    assert "caf\\xe9\\u001b[2J.pem" in text  # no raw byte, no escape sequence
+    assert "\x1b" not in text
+    shown = _json(["contract", "show", "U1", "--json", "--at", "2026-06-02", *lg])
+    assert shown["journal"][-1]["source"] == name  # exact, through the JSON escape
