@@ -162,7 +162,7 @@ class FleetClient:
     def request(self, method: str, path: str, body: Mapping[str, Any] | None = None
                 ) -> SendResult:
         data = None if body is None else json.dumps(
-            dict(body), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            dict(body), ensure_ascii=True, separators=(",", ":")).encode("ascii")
         headers = {"Content-Type": "application/json"} if data is not None else {}
         try:
             conn = self._connection()

@@ -145,7 +145,9 @@ class Outbox:
     def add(self, body: Mapping[str, Any], *, size: int) -> int:
         """Commit one batch (``size`` observations/places); returns its sequence number.
         Raises :class:`OutboxFullError` when it would not fit."""
-        text = json.dumps(dict(body), ensure_ascii=False, separators=(",", ":"))
+        # ASCII JSON: a file name that is not UTF-8 (a lone surrogate after os.fsdecode) is
+        # kept as a \udcXX escape, which SQLite text and the HTTP body can carry.
+        text = json.dumps(dict(body), ensure_ascii=True, separators=(",", ":"))
         with self._lock:
             if self._pending + size > self.capacity:
                 raise OutboxFullError(

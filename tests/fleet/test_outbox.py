@@ -128,3 +128,19 @@ def test_report_settings_are_checked(tmp_path: Path) -> None:
                 {**base, "heartbeat_s": 0}, {k: v for k, v in base.items() if k != "ca_bundle"}):
         with pytest.raises(ConfigError):
             report_settings({"report": bad}, source="x.toml", default_outbox=tmp_path)
+
+
+def test_a_file_name_that_is_not_utf8_round_trips_through_the_outbox(tmp_path: Path) -> None:
+    # os.fsdecode(b"/etc/ssl/caf\xe9.pem"): a lone surrogate, which UTF-8 text cannot hold.
+    import os
+
+    location = os.fsdecode(b"/etc/ssl/caf\xe9.pem")
+    with Outbox.open(tmp_path / "o.sqlite3") as outbox:
+        intake = OutboxIntake(outbox=outbox, client=_unreachable_client(), host="h1",
+                              clock=lambda: AT)
+        sent = _observation(location)
+        intake.report([sent], at=AT)
+        batch = outbox.oldest()
+        assert batch is not None
+        parsed = read_report(intake._body(batch), max_observations=10)
+    assert parsed.observations[0].location == location

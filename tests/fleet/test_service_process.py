@@ -249,3 +249,15 @@ def test_the_desk_assigns_bindings_the_host_fetches(fleet: Fleet) -> None:
     # Another host sees none of it.
     other = fleet.connect(fleet.client("unbound-host")).request("GET", "/v1/bindings")
     assert other.body["stores"] == []
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_exactly(fleet: Fleet) -> None:
+    import os
+
+    location = os.fsdecode(b"/etc/ssl/caf\xe9.pem")
+    client = fleet.client("latin1-host")
+    answer = fleet.connect(client).request("POST", "/v1/report", report(
+        "latin1-host", 1, [observation(location, "e" * 64)]))
+    assert answer.status == 200, answer.body
+    [stored] = [o for o in fleet.observations() if o.host == "latin1-host"]
+    assert stored.location == location
