@@ -184,3 +184,20 @@ def test_agent_killed_with_a_full_outbox_delivers_after_restart(fleet: Fleet,
             eventually(lambda: outbox.status().pending_batches == 0, timeout=30)
     finally:
         agent.stop()
+
+
+def test_agent_run_once_delivers_before_it_exits(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.start()
+    agent = Agent(tmp_path / "web4", fleet, "web4", port=fleet.port)
+    agent.add_certificates(5, "e")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CERTESCROW_", "NOTIFY_", "WATCHDOG_"))}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.main", "agent", "run", "--once", "--config",
+         str(agent.config)], env=env, cwd=REPO, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert done.returncode == 0, done.stderr
+    assert _all_once(fleet, agent)
+    with Outbox.open(agent.outbox) as outbox:
+        assert outbox.status().pending_batches == 0
