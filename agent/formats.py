@@ -150,6 +150,8 @@ def sniff(data: bytes) -> str:
         oid = data[header + inner_header : header + inner_header + inner_length]
         return "pkcs7" if oid == _SIGNED_DATA_OID else "garbage"
     if inner_tag == 0x02 and inner_length == 1:
+        if header + inner_header >= len(data):
+            return "der"  # cut inside the version: the certificate path says "truncated"
         version = data[header + inner_header]
         if version == 3:
             return "pkcs12"

@@ -429,3 +429,12 @@ def test_pem_blocks_are_exactly_what_the_plain_lazy_pattern_finds(pieces: list[b
     data = b"".join(pieces)
     got = [(b.label, b.body) for b in _pem_items(data) if isinstance(b, _PemBlock)]
     assert got == _blocks_by_lazy_pattern(data)
+
+
+@pytest.mark.parametrize("data", [b"\x30\x03\x02\x01", b"\x30\x80\x02\x01"])
+def test_der_cut_inside_its_version_is_truncated_not_a_crash(data: bytes) -> None:
+    # sniff() indexed one byte past the end here (found by the fuzz corpus): an IndexError
+    # that escaped the reader and took `scan` down.
+    parsed = parse_content(data, path="cut.der")
+    assert parsed.error is not None
+    assert parsed.error.code in ("truncated", "garbage")
