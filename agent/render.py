@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -65,6 +66,11 @@ __all__ = [
 
 # ---------------------------------------------------------------- JSON
 
+_JSON_UNSAFE_UTF8 = re.compile(
+    b"\x7f|\xc2[\x80-\x9f]|\xe2\x80[\x8e\x8f\xa8-\xae]|\xe2\x81[\xa6-\xa9]")
+"""The UTF-8 of what :func:`agent.untrusted.json_text` escapes (a lone surrogate never comes out
+of orjson, which refuses it)."""
+
 
 def dumps(obj: Any) -> bytes:
     """One compact JSON object as UTF-8. orjson writes it about five times faster than the
@@ -75,9 +81,15 @@ def dumps(obj: Any) -> bytes:
         try:
             # orjson's result sits in a buffer of ~8 KB whatever its length; a scan keeps
             # 100,000 rows to sort them, so each is copied into an object of its own size.
-            return bytes(memoryview(orjson.dumps(obj, default=to_jsonable)))
+            line = bytes(memoryview(orjson.dumps(obj, default=to_jsonable)))
         except orjson.JSONEncodeError:
             pass
+        else:
+            # orjson writes DEL, C1 controls, U+2028/2029 and bidirectional controls as they
+            # are; the report escapes them as the json module's path does (json_text)
+            if _JSON_UNSAFE_UTF8.search(line) is None:
+                return line
+            return json_utf8(line.decode("utf-8"))
     return json_utf8(json.dumps(obj, ensure_ascii=False, default=to_jsonable,
                                 separators=(",", ":")))
 

@@ -33,7 +33,14 @@ from .render import (
     render_csv,
     render_table,
 )
-from .rows import CertificateRow, FileRow, certificate_row, pair_key, place_certificates
+from .rows import (
+    CertificateRow,
+    FileRow,
+    KeysBeside,
+    certificate_row,
+    pair_key,
+    place_certificates,
+)
 
 __all__ = [
     "EXIT_STATUS",
@@ -188,7 +195,7 @@ def iter_report(
 def _classify_directory(batch: Sequence[FileResult], catalogue: Catalogue, binding: Binding,
                         at: datetime, settings: PolicySettings, elsewhere: frozenset[str],
                         windows: ExpiryWindows) -> Iterator[ReportItem]:
-    dir_keys = [k for r in batch for k in r.keys]
+    dir_keys = KeysBeside.of(k for r in batch for k in r.keys)
     placements = place_certificates(batch)
     for result in batch:
         if result.error is not None:

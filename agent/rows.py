@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -37,6 +37,7 @@ __all__ = [
     "CertificateRow",
     "FileRow",
     "KeyPairing",
+    "KeysBeside",
     "Placement",
     "Role",
     "certificate_row",
@@ -160,8 +161,33 @@ class KeyPairing:
     """``key-mismatch`` (critical) when a leaf's keys are there and none matches."""
 
 
+@dataclass(frozen=True, slots=True)
+class KeysBeside:
+    """The private keys of a directory, indexed once: pairing a certificate is then a lookup,
+    never a scan of the directory's keys (a flat store of 20,000 sites must not pair in
+    quadratic time)."""
+
+    spkis: frozenset[str]
+    names: tuple[str, ...]
+    """File names holding a comparable key, sorted (the first few go into a mismatch message)."""
+
+    @classmethod
+    def of(cls, keys: Iterable[KeyRecord], elsewhere: AbstractSet[str] = frozenset()
+           ) -> KeysBeside:
+        spkis = set(elsewhere)
+        names: set[str] = set()
+        for key in keys:
+            if key.spki_sha256:
+                spkis.add(key.spki_sha256)
+                names.add(os.path.basename(key.path))
+        return cls(spkis=frozenset(spkis), names=tuple(sorted(names)))
+
+
+_NAMES_SHOWN = 3
+
+
 def pair_key(record: CertificateRecord, *, role: Role, file_keys: Sequence[KeyRecord],
-             dir_keys: Sequence[KeyRecord],
+             dir_keys: KeysBeside | Sequence[KeyRecord],
              elsewhere: AbstractSet[str] = frozenset()) -> KeyPairing:
     """The one key-pairing rule (scan, inspect, the daemon).
 
@@ -170,28 +196,35 @@ def pair_key(record: CertificateRecord, *, role: Role, file_keys: Sequence[KeyRe
     SHA-256; an encrypted key nobody could open has none and is not compared. A leaf with keys
     around and none matching is critical: a server configured with that pair cannot serve the
     certificate. A CA certificate beside a key (``chain.pem``) is not expected to match: it is
-    ``True`` when it does, else ``None``. ``elsewhere``: SPKI SHA-256 of the directory's keys
-    read in another batch (a directory split over the scan's workers).
+    ``True`` when it does, else ``None``. ``dir_keys``: the directory's keys (pass a
+    :class:`KeysBeside` built once per directory when pairing many certificates);
+    ``elsewhere``: SPKI SHA-256 of the directory's keys read in another batch (a directory
+    split over the scan's workers).
     """
     if record.spki_sha256 is None:
         return KeyPairing(matches=None)
-    keys = [k for k in file_keys if k.spki_sha256]
-    others: AbstractSet[str] = frozenset()
-    if not keys:
-        keys = [k for k in dir_keys if k.spki_sha256]
-        others = elsewhere
-    if not keys and not others:
+    beside = KeysBeside.of(file_keys)
+    if not beside.spkis:
+        if not isinstance(dir_keys, KeysBeside):
+            beside = KeysBeside.of(dir_keys, elsewhere)
+        elif elsewhere:
+            beside = KeysBeside(spkis=dir_keys.spkis | elsewhere, names=dir_keys.names)
+        else:
+            beside = dir_keys
+    if not beside.spkis:
         return KeyPairing(matches=None)
-    if record.spki_sha256 in others or any(k.spki_sha256 == record.spki_sha256 for k in keys):
+    if record.spki_sha256 in beside.spkis:
         return KeyPairing(matches=True)
     if role is not Role.LEAF:
         return KeyPairing(matches=None)
-    names = sorted({os.path.basename(k.path) for k in keys}) or ["its directory"]
+    names = list(beside.names[:_NAMES_SHOWN]) or ["its directory"]
+    more = len(beside.names) - _NAMES_SHOWN
+    shown = ", ".join(names) + (f" and {more} other file(s)" if more > 0 else "")
     where = f"{os.path.basename(record.path)}#{record.index}"
     return KeyPairing(matches=False, finding=Finding(
         code="key-mismatch", clause="", severity=Severity.CRITICAL,
         message=f"the certificate in {where} does not match the private key in "
-                f"{', '.join(names)}: a server configured with them cannot serve it"))
+                f"{shown}: a server configured with them cannot serve it"))
 
 
 # ---------------------------------------------------------------- the row
