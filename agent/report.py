@@ -70,13 +70,6 @@ ReportItem = CertificateRow | FileRow | FileError | FileSkip
 skipped as plainly not a store entry."""
 
 
-def exit_status_for(worst: Severity, *, has_errors: bool) -> int:
-    """Deprecated shim for the streaming scan until it carries a :class:`MonitorTally`: counts
-    ``worst`` in every mode. Use :func:`tally_item` and :func:`agent.monitoring.exit_status`."""
-    return exit_status(MonitorTally(host=worst, contract=worst, errors=int(has_errors)),
-                       ExitMode.ALL)
-
-
 def tally_item(tally: MonitorTally, item: ReportItem) -> None:
     """Count one report item for the exit status (the daemon's summary counts the same way)."""
     if isinstance(item, FileError):
