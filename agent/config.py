@@ -90,7 +90,7 @@ def _first_existing(paths: Sequence[Path]) -> Path | None:
 def _first_unsearchable(path: Path) -> Path:
     """The outermost directory of ``path`` this process may not search (or ``path``)."""
     for parent in reversed(path.parents):
-        if parent.is_dir() and not os.access(parent, os.X_OK):
+        if os.path.isdir(parent) and not os.access(parent, os.X_OK):
             return parent
     return path
 

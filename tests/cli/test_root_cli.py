@@ -152,20 +152,15 @@ def test_a_configuration_directory_that_loops_is_a_clear_error(
     assert "--config" in err
 
 
-def test_an_unreadable_home_config_is_a_clear_error_in_a_real_process(tmp_path: Path) -> None:
+def test_an_unreadable_home_config_is_a_clear_error_in_a_real_process() -> None:
     import os
     import pwd
+    import shutil
+    import tempfile
 
     if os.geteuid() != 0:
         pytest.skip("needs root to run the command as another user")
     nobody = pwd.getpwnam("nobody")
-    home = tmp_path / "home"
-    (home / ".config" / "certescrow").mkdir(parents=True)
-    (home / ".config" / "certescrow" / "config.toml").write_text("[agent]\n")
-    (home / ".config").chmod(0o700)  # root's, not searchable by nobody
-    tmp_path.chmod(0o755)
-    home.chmod(0o755)
-    (tmp_path / "store").mkdir(mode=0o755)
 
     def as_nobody() -> None:
         os.setgid(nobody.pw_gid)
@@ -173,15 +168,29 @@ def test_an_unreadable_home_config_is_a_clear_error_in_a_real_process(tmp_path: 
 
     environ = {k: v for k, v in os.environ.items()
                if not k.startswith(("CERTESCROW_", "XDG_"))}
-    environ["HOME"] = str(home)
     try:
-        done = subprocess.run([str(CERTESCROW), "scan", str(tmp_path / "store")],
-                              capture_output=True, text=True, env=environ, timeout=120,
-                              check=False, preexec_fn=as_nobody, cwd="/")
+        probe = subprocess.run([str(CERTESCROW), "--version"], capture_output=True, text=True,
+                               env=environ, timeout=120, check=False, preexec_fn=as_nobody,
+                               cwd="/")
     except PermissionError:
         pytest.skip("the test interpreter is not executable by nobody here")
-    if "Permission denied" in done.stderr and "python" in done.stderr.lower():
+    if probe.returncode != 0:
         pytest.skip("the test interpreter is not readable by nobody here")
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # pytest's own directories are 0700
+    try:
+        base.chmod(0o755)
+        home = base / "home"
+        (home / ".config" / "certescrow").mkdir(parents=True)
+        (home / ".config" / "certescrow" / "config.toml").write_text("[agent]\n")
+        (home / ".config").chmod(0o700)  # root's, not searchable by nobody
+        home.chmod(0o755)
+        (base / "store").mkdir(mode=0o755)
+        environ["HOME"] = str(home)
+        done = subprocess.run([str(CERTESCROW), "scan", str(base / "store")],
+                              capture_output=True, text=True, env=environ, timeout=120,
+                              check=False, preexec_fn=as_nobody, cwd="/")
+    finally:
+        shutil.rmtree(base)
     assert done.returncode == 31, done.stderr
     assert done.stderr.startswith(f"Error: {home / '.config'}: cannot look for the "
                                   "configuration file")
