@@ -132,7 +132,7 @@ def spki_sha256(public_key: object) -> str | None:
 
 
 def key_description(public_key: object) -> tuple[str, int | None]:
-    """(``rsa``/``ec``/``ed25519``/``ed448``/``dsa``/``unknown``, size in bits)."""
+    """(``rsa``/``ec``/``ed25519``/``ed448``/``dsa``/``dh``/``unknown``, size in bits)."""
     if isinstance(public_key, rsa.RSAPublicKey | rsa.RSAPrivateKey):
         return "rsa", public_key.key_size
     if isinstance(public_key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey):
@@ -143,6 +143,9 @@ def key_description(public_key: object) -> tuple[str, int | None]:
         return "ed448", 456
     if isinstance(public_key, dsa.DSAPublicKey | dsa.DSAPrivateKey):
         return "dsa", public_key.key_size
+    if type(public_key).__name__ in ("DHPrivateKey", "DHPublicKey"):
+        # by name: touching cryptography's dh classes raises its FFDH deprecation warning
+        return "dh", getattr(public_key, "key_size", None)
     return "unknown", None
 
 
