@@ -202,7 +202,9 @@ def say_unknown(tally: MonitorTally, mode: ExitMode) -> None:
 
 
 @click.command("scan", cls=ExitStatusCommand)
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+# readable=False: an unreadable path is that path's permission-denied, not a usage error
+@click.argument("paths", nargs=-1, required=True,
+                type=click.Path(readable=False, path_type=Path))
 @_binding_options
 @click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
 @click.option("--json", "as_json", is_flag=True,
