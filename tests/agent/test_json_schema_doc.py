@@ -53,6 +53,8 @@ def emitted(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     bad = (b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(malformed_san_der())
            + b"-----END CERTIFICATE-----\n")
     write(other / "mixed.pem", make_cert().pem + bad)  # an error with its index
+    write(other / "keyed.pem", make_cert().pem + b"-----BEGIN PRIVATE KEY-----\nAAAA\n"
+          b"-----END PRIVATE KEY-----\n", 0o600)  # an error with its key_index
     results = scan_paths([store.live, other], limits=ReadLimits())
     report = build_report(results, load_catalogue(), binding=Binding(), at=AT)
     return report.to_json()
