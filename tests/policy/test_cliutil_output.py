@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from policy.category import Category
 from policy.cliutil import echo_json, echo_json_array, echo_lines, to_jsonable
 
 DOCUMENTS: list[list[Any]] = [
@@ -20,6 +21,8 @@ DOCUMENTS: list[list[Any]] = [
      {"text": "line\nbreak \"quoted\" \\ back", "n": None, "f": 1.5, "b": True}] * 700,
     [{"location": "/srv/caf\udce9.pem"}],
     [1, "two", [3]],
+    [{"floats": [0.1, 1e16, 1e-07, -0.0, 123456789.125, float("inf")], "big": 2**70,
+      "control": "\x00\x1f\x7f\u2028 \"\\/", "keys": {1: "int key", None: "none key"}}],
 ]
 
 
@@ -40,3 +43,24 @@ def test_batched_lines_are_the_same_lines(capsys: pytest.CaptureFixture[str]) ->
     assert capsys.readouterr().out == "".join(f"{line}\n" for line in lines)
     echo_lines(iter([]))
     assert capsys.readouterr().out == ""
+
+
+def test_the_decisions_of_a_real_sweep_stream_as_the_whole_document(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from policy.catalogue import load_catalogue
+    from policy.evaluate import evaluate_contract
+    from policy.settings import PolicySettings
+    from policy.state import fold
+    from tests.policy.ledger_fixtures import T0, accepted, bound, facts
+
+    at = T0 + timedelta(days=10)
+    decisions = [d for item, category in (("byo", "III"), ("globalsign-ov", "I"))
+                 for d in evaluate_contract(
+                     fold("c1", [accepted(item=item, category=Category(category)),
+                                 bound(cert=facts(lifetime=timedelta(days=90)))], at=at),
+                     load_catalogue(), PolicySettings(), at=at)]
+    assert len(decisions) > 3
+    echo_json(decisions)
+    whole = capsys.readouterr().out
+    echo_json_array(decisions)
+    assert capsys.readouterr().out == whole
