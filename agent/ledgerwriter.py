@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 from policy.errors import LedgerError
 from policy.intake import Intake
 
+from .bugreport import bug_fields
 from .logs import EventLog
 
 __all__ = ["LedgerWriter", "fault_of"]
@@ -318,9 +319,9 @@ class LedgerWriter:
             if op.on_done is not None:
                 try:
                     op.on_done(result)
-                except Exception:
+                except Exception as exc:
                     self.log.error("process-failed", "after a ledger write: unexpected error",
-                                   exc_info=True)
+                                   **bug_fields(exc))
 
     def _sleep(self, seconds: float) -> bool:
         """Pause between retries; True when asked to stop meanwhile."""
@@ -337,7 +338,7 @@ class LedgerWriter:
         self.log.error("ledger-refused",
                        f"{self.path or 'ledger'}: the ledger refused a write "
                        f"({type(exc).__name__}); {op.observations} observation(s) not recorded",
-                       path=str(self.path or ""), error=type(exc).__name__, exc_info=True)
+                       path=str(self.path or ""), **bug_fields(exc))
 
     def _faulted(self, fault: str, exc: Exception) -> None:
         if fault == self._fault:

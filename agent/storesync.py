@@ -25,6 +25,7 @@ from policy.decisions import Finding, Severity
 from policy.facts import CertificateFacts
 from policy.intake import Intake, IntakeReceipt, Observation
 
+from .bugreport import bug_fields
 from .certset import MAX_SET_ATTEMPTS, SetState, key_lookup
 from .config import Config, StoreConfig
 from .errors import AgentError
@@ -212,10 +213,11 @@ class StoreSync:
                                                       summary=None))
             except AgentError as exc:
                 self.log.error("process-failed", f"{path}: {exc}", path=path)
-            except Exception:
-                # A bug in one path must not stop the daemon; it is logged with its traceback.
-                self.log.error("process-failed", f"{path}: unexpected error", exc_info=True,
-                               path=path)
+            except Exception as exc:
+                # A bug in one path must not stop the daemon; it is logged with where it
+                # happened (never the exception's text: agent/bugreport.py).
+                self.log.error("process-failed", f"{path}: unexpected error", path=path,
+                               **bug_fields(exc))
         self.report(observations, at=at)
         return len(due)
 
@@ -485,9 +487,9 @@ class StoreSync:
             return classify_certificate(record.facts, self._catalogue, binding=store.binding,
                                         at=at, previous=previous,
                                         settings=self.config.policy.settings)
-        except Exception:
+        except Exception as exc:
             self.log.error("classify-failed", f"{record.path}#{record.index}: cannot classify",
-                           exc_info=True, path=record.path)
+                           path=record.path, **bug_fields(exc))
             return None
 
     # ------------------------------------------------------------------ scans

@@ -289,3 +289,32 @@ def test_a_directory_removed_while_the_scan_walks_to_it_is_gone_not_an_error(
     assert intake.gone == [str(store / "sub" / "a.pem")]
     assert {loc for loc, _, _ in intake.ledger.open_sightings("web1")} == {str(store / "b.pem")}
     daemon.shutdown()
+
+
+def test_a_bug_is_logged_with_where_it_happened_never_with_its_text(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 9: a library's exception text may quote key bytes; the log names the exception's
+    type and its frames only."""
+    from tests.agent.daemon_helpers import SteppingClock
+
+    store = tmp_path / "certs"
+    store.mkdir()
+    clock = SteppingClock()
+
+    def exploding_reader(path: Path, **kwargs: Any) -> Any:
+        raise ValueError("bad key MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg")
+
+    daemon, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path, clock=clock,
+                            reader=exploding_reader)
+    daemon.full_scan()
+    (store / "k.pem").write_bytes(b"anything")
+    daemon.enqueue(str(store / "k.pem"))
+    clock.advance(1)
+    with caplog.at_level(logging.DEBUG, logger="certescrow.agent"):
+        daemon.process_due()
+    (failed,) = _events(caplog, "process-failed")
+    assert failed.fields["error"] == "ValueError"  # type: ignore[attr-defined]
+    assert "exploding_reader" in failed.fields["where"]  # type: ignore[attr-defined]
+    assert not failed.exc_info
+    assert "MIGHAgEA" not in caplog.text
+    daemon.shutdown()
