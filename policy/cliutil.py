@@ -239,7 +239,7 @@ def _indented(item: Any) -> str:
     it is installed (the standard library's indenting encoder is pure Python: most of a
     100,000-contract ``policy actions --json``). Text orjson refuses (a lone surrogate from a
     file name that is not UTF-8) goes the standard library's way."""
-    if orjson is not None:
+    if orjson is not None and hasattr(orjson, "Fragment"):  # Fragment: orjson >= 3.10
         try:
             return orjson.dumps(_fast_jsonable(item), option=orjson.OPT_INDENT_2).decode()
         except orjson.JSONEncodeError:
