@@ -212,11 +212,12 @@ class LedgerWriter:
             return sum(op.observations for op in self._queue)
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for every submitted operation to be written."""
-        deadline = self._monotonic() + timeout
+        """Wait up to ``timeout`` (real seconds: this is a real wait, whatever clock the
+        daemon was given) for every submitted operation to be written."""
+        deadline = time.monotonic() + timeout
         with self._cond:
             while self._queue:
-                left = deadline - self._monotonic()
+                left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._cond.wait(min(left, 0.05))
