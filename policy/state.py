@@ -262,11 +262,21 @@ class _Acc:
     locations: dict[str, str] = field(default_factory=dict)
     last_observed: datetime | None = None
     count: int = 0
+    settings: PolicySettings | None = None
+    ended_by_proviso: date | None = None
+    """The last day of a certificate that could not be renewed and was still the contract's
+    when that day ended: the Art.6(3) proviso termination, which no later certificate undoes."""
 
-    def new_certificate(self, facts: CertificateFacts, source: str) -> None:
+    def new_certificate(self, facts: CertificateFacts, source: str, day: date) -> None:
         if self.certificate is not None and self.certificate.sha256 == facts.sha256:
             self.source = source if source == "bound" else self.source
             return
+        old = self.certificate
+        if old is not None and self.ended_by_proviso is None and self.accepted is not None \
+                and self.accepted.category is Category.III and not never_expires(old) \
+                and day > end_of_validity(old.not_after_utc) \
+                and renewal_blocked_under(old, self.settings):
+            self.ended_by_proviso = end_of_validity(old.not_after_utc)
         self.previous = self.certificate
         self.certificate = facts
         self.source = source
@@ -296,7 +306,7 @@ def fold(contract_id: str, events: Iterable[Event], *, at: datetime,
     carries the period rule of the Art.6(3) proviso. With ``problems``, an event that cannot be
     applied is skipped and described there instead of failing the whole contract.
     """
-    acc = _Acc()
+    acc = _Acc(settings=settings)
     for event in events:
         if event.at_utc > at:
             continue
@@ -322,12 +332,12 @@ def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
         case CertificateBound() | CertificateObserved() if not facts_evaluable(event.facts):
             raise ValueError("a certificate the rules cannot evaluate")
         case CertificateBound():
-            acc.new_certificate(event.facts, "bound")
+            acc.new_certificate(event.facts, "bound", day)
         case CertificateObserved():
             acc.locations[f"{event.host}:{event.location}"] = event.facts.sha256
             acc.last_observed = event.at_utc
             if _observed_is_newer(acc, event.facts):
-                acc.new_certificate(event.facts, "observed")
+                acc.new_certificate(event.facts, "observed", day)
         case CertificateGone():
             acc.locations.pop(f"{event.host}:{event.location}", None)
         case NoticeSent():
@@ -380,6 +390,8 @@ def _finish(acc: _Acc, contract_id: str, at: datetime,
         candidates.append((acc.cancellation.effective, "Art.9(2)"))
     if acc.recorded is not None:
         candidates.append(acc.recorded)
+    if acc.ended_by_proviso is not None:
+        candidates.append((acc.ended_by_proviso, PROVISO))
     cert = acc.certificate
     renewable: bool | None = None
     if cert is not None:

@@ -341,3 +341,21 @@ def test_the_non_renewable_contracts_termination_explains_the_proviso(ledger: Le
     assert "90" in end.explanation_en
     assert "not refunded" not in end.explanation_en  # that sentence is Art.9(2)'s alone
     assert Action.RENEWAL_BLOCKED in {d.action for d in decisions}
+
+
+def test_a_certificate_the_agent_sees_after_the_last_day_does_not_revive_the_contract(
+        ledger: Ledger) -> None:
+    """Observations are always recorded, but the contract ended with its non-renewable
+    certificate: a successor seen the day after changes nothing about that."""
+    from policy.intake import Binding, Observation
+
+    _contract(ledger, LE_90)
+    after = tokyo_date(LE_90.not_after_utc) + timedelta(days=1)
+    successor = facts(tag="seen-late", not_before=at_day(after), lifetime=timedelta(days=200))
+    ledger.report([Observation(facts=successor, host="web1", location="/srv/site.pem", index=0,
+                               observed_at_utc=at_day(after), binding=Binding(contract_id="c1"))],
+                  at=at_day(after))
+    state = ledger.state("c1", at=at_day(after + timedelta(days=1)))
+    assert state.certificate == successor  # what is deployed is recorded
+    assert (state.terminated_on, state.termination_clause) == (date(2026, 5, 1), PROVISO)
+    assert state.status is ContractStatus.TERMINATED
