@@ -25,10 +25,11 @@ import os
 import sqlite3
 import types
 import typing
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 try:
     import orjson
@@ -38,7 +39,7 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for
 from policy.decisions import Finding
 from policy.facts import CertificateFacts
 
-from .index import FileIndex, StatKey
+from .index import FileIndex, StatKey, _Entry
 from .logs import EventLog
 from .records import CertificateRecord, FileError, FileResult, FileSkip, KeyRecord
 
@@ -47,11 +48,17 @@ __all__ = [
     "READ_INDEX_NAME",
     "PersistentIndex",
     "ReadIndexFile",
+    "Stored",
     "UntrustedIndexError",
     "binding_fingerprint",
+    "certificate_ids",
     "schema_fingerprint",
 ]
 
+FLUSH_EVERY = 2000
+"""Changes kept in memory before they are written (the first scan of a large store)."""
+RECENT = 256
+"""Results read back and kept, so that one unit sees the same objects."""
 READ_INDEX_NAME = "read-index.sqlite3"
 """Its name in the state directory (beside the ledger)."""
 FORMAT = "certescrow-read-index"
@@ -194,6 +201,60 @@ _dumps: Callable[[Any], bytes] = orjson.dumps if orjson is not None else _json_d
 _loads: Callable[[bytes], Any] = orjson.loads if orjson is not None else json.loads
 
 
+# ---------------------------------------------------------------- what stays in memory
+
+class Stored:
+    """What the index keeps in memory of a result already on disk: the certificates it holds
+    (position -> SHA-256, what reconciling with the ledger compares) and whether it holds a
+    key. The result itself is read back from the file when asked for (~1.5 KB a file that
+    100,000 files would keep in memory for nothing)."""
+
+    __slots__ = ("certificates", "has_keys")
+
+    def __init__(self, certificates: tuple[tuple[int, str], ...], has_keys: bool) -> None:
+        self.certificates = certificates
+        self.has_keys = has_keys
+
+    @classmethod
+    def of(cls, result: FileResult) -> Stored:
+        return cls(tuple((c.index, c.facts.sha256) for c in result.certificates),
+                   bool(result.keys))
+
+
+def _position(cls: type[Any], name: str) -> int:
+    return [f.name for f in _fields(cls)].index(name)
+
+
+_RESULT_WIDTH = len(_fields(FileResult))
+_RESULT_CERTS = _position(FileResult, "certificates")
+_RESULT_KEYS = _position(FileResult, "keys")
+_RECORD_WIDTH = len(_fields(CertificateRecord))
+_RECORD_INDEX = _position(CertificateRecord, "index")
+_RECORD_FACTS = _position(CertificateRecord, "facts")
+_FACTS_SHA256 = _position(CertificateFacts, "sha256")
+
+
+def _stored(value: Any) -> Stored:
+    """:class:`Stored` from an encoded result, its shape checked."""
+    if type(value) is not list or len(value) != _RESULT_WIDTH:
+        raise UntrustedIndexError("a result of the wrong shape")
+    records, keys = value[_RESULT_CERTS], value[_RESULT_KEYS]
+    if type(records) is not list or type(keys) is not list:
+        raise UntrustedIndexError("a result of the wrong shape")
+    certificates = []
+    for record in records:
+        if type(record) is not list or len(record) != _RECORD_WIDTH:
+            raise UntrustedIndexError("a certificate of the wrong shape")
+        index, facts = record[_RECORD_INDEX], record[_RECORD_FACTS]
+        if type(index) is not int or type(facts) is not list or len(facts) <= _FACTS_SHA256:
+            raise UntrustedIndexError("a certificate of the wrong shape")
+        sha256 = facts[_FACTS_SHA256]
+        if type(sha256) is not str or len(sha256) != 64:
+            raise UntrustedIndexError("a certificate of the wrong shape")
+        certificates.append((index, sha256))
+    return Stored(tuple(certificates), bool(keys))
+
+
 # ---------------------------------------------------------------- the file
 
 _SCHEMA = """
@@ -245,9 +306,10 @@ class ReadIndexFile:
         return {"format": FORMAT, "version": str(VERSION), "host": self.host,
                 "schema": self._fingerprint}
 
-    def load(self) -> Iterator[tuple[str, StatKey, str, FileResult]]:
-        """Every row, checked. Raises :class:`UntrustedIndexError` at the first doubt (the caller
-        discards everything it got so far)."""
+    def load(self) -> Iterator[tuple[str, StatKey, str, Stored]]:
+        """Every row, checked (shape, digest, the certificates it lists), not yet decoded
+        (:meth:`fetch` does, when a result is asked for). Raises :class:`UntrustedIndexError`
+        at the first doubt (the caller discards everything it got so far)."""
         if not self.path.exists():
             return
         try:
@@ -269,11 +331,16 @@ class ReadIndexFile:
                              and isinstance(value, str)}
             for row in db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
                                   "digest, result FROM files"):
-                yield self._row(row)
+                path, key, target, blob = self._checked(row)
+                try:
+                    stored = _stored(_loads(blob))
+                except ValueError:
+                    raise UntrustedIndexError("a row that is not JSON") from None
+                yield path, key, target, stored
         except sqlite3.Error as exc:
             raise UntrustedIndexError(f"unreadable ({type(exc).__name__})") from None
 
-    def _row(self, row: tuple[Any, ...]) -> tuple[str, StatKey, str, FileResult]:
+    def _checked(self, row: tuple[Any, ...]) -> tuple[str, StatKey, str, bytes]:
         path, dev, ino, size, mtime_ns, ctime_ns, target, digest, blob = row
         if not (type(path) is str and type(target) is str and type(blob) is bytes
                 and all(type(v) is int for v in (dev, ino, size, mtime_ns, ctime_ns))):
@@ -281,6 +348,21 @@ class ReadIndexFile:
         key: StatKey = (dev, ino, size, mtime_ns, ctime_ns)
         if digest != _digest(path, key, target, blob):
             raise UntrustedIndexError("a row whose digest does not match")
+        return path, key, target, blob
+
+    def fetch(self, path: str) -> FileResult:
+        """The result stored for ``path``, decoded and type-checked."""
+        if self._db is None:
+            raise UntrustedIndexError("the index is not open")
+        try:
+            row = self._db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
+                                   "digest, result FROM files WHERE path = ?",
+                                   (path,)).fetchone()
+        except sqlite3.Error as exc:
+            raise UntrustedIndexError(f"unreadable ({type(exc).__name__})") from None
+        if row is None:
+            raise UntrustedIndexError("a row went missing")
+        _, _, _, blob = self._checked(row)
         try:
             result = self._decode(_loads(blob))
         except UntrustedIndexError:
@@ -288,9 +370,9 @@ class ReadIndexFile:
         except (ValueError, TypeError) as exc:
             raise UntrustedIndexError(
                 f"a row that does not decode ({type(exc).__name__})") from None
-        if result.path != path:
+        if not isinstance(result, FileResult) or result.path != path:
             raise UntrustedIndexError("a row about another path")
-        return path, key, target, result
+        return result
 
     def reset(self) -> None:
         """Start a new, empty index (the old file, if any, is removed)."""
@@ -361,55 +443,108 @@ def _digest(path: str, key: StatKey, target: str, blob: bytes) -> str:
 # ---------------------------------------------------------------- the index that remembers
 
 class PersistentIndex(FileIndex[FileResult]):
-    """A :class:`~agent.index.FileIndex` of file results that notes what changed since the
-    last :meth:`flush` and writes it to its :class:`ReadIndexFile` then."""
+    """A :class:`~agent.index.FileIndex` of file results that writes what changed to its
+    :class:`ReadIndexFile` (at :meth:`flush`, and every :data:`FLUSH_EVERY` changes) and then
+    keeps in memory only a :class:`Stored` summary; :meth:`get` reads a result back."""
 
     def __init__(self, store: ReadIndexFile) -> None:
         super().__init__()
         self.file = store
         self._dirty: dict[str, bool] = {}
         """Path -> True (written) or False (removed) since the last flush."""
+        self._recent: OrderedDict[str, FileResult] = OrderedDict()
+        """Results read back lately: the same object while a unit (a certbot set) is handled."""
         self.loaded = -1
         """Files restored by :meth:`load`; -1 until it ran."""
 
     def load(self) -> int:
         """Fill the index from the file; an index that cannot be trusted is discarded whole,
         with one log line. Returns how many files were restored."""
-        restored: list[tuple[str, StatKey, str, FileResult]] = []
+        restored: list[tuple[str, StatKey, str, Stored]] = []
         try:
             restored = list(self.file.load())
         except UntrustedIndexError as exc:
-            self.file.log.warning("read-index-discarded",
-                                  f"{self.file.path}: read index discarded: {exc}; every file "
-                                  "is read again", path=str(self.file.path))
+            self._discarded(str(exc))
             restored = []
             try:
                 self.file.reset()
             except (OSError, sqlite3.Error) as err:
                 self._write_failed(err)
-        for path, key, target, result in restored:
-            FileIndex.put(self, path, key, result, target=target)
+        for path, key, target, stored in restored:
+            FileIndex.put(self, path, key, cast(FileResult, stored), target=target)
         self.loaded = len(restored)
         return self.loaded
 
+    def _discarded(self, why: str) -> None:
+        self.file.log.warning("read-index-discarded",
+                              f"{self.file.path}: read index discarded: {why}; every file "
+                              "is read again", path=str(self.file.path))
+
+    def get(self, path: Path | str) -> FileResult | None:
+        name = str(path)
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        held: object = entry.result
+        if not isinstance(held, Stored):
+            return entry.result
+        recent = self._recent.get(name)
+        if recent is not None:
+            self._recent.move_to_end(name)
+            return recent
+        try:
+            result = self.file.fetch(name)
+        except UntrustedIndexError as exc:
+            # Forget it: the next scan reads the file again.
+            self.file.log.warning("read-index-row-discarded",
+                                  f"{self.file.path}: entry discarded ({exc}); the file is "
+                                  "read again", path=name)
+            FileIndex.remove(self, name)
+            self._dirty[name] = False
+            return None
+        self._recent[name] = result
+        if len(self._recent) > RECENT:
+            self._recent.popitem(last=False)
+        return result
+
     def put(self, path: Path | str, key: StatKey | None, result: FileResult,
             target: Path | str | None = None) -> None:
-        super().put(path, key, result, target)
-        self._dirty[str(path)] = key is not None
+        name = str(path)
+        self._recent.pop(name, None)
+        super().put(name, key, result, target)
+        self._dirty[name] = key is not None
+        if len(self._dirty) >= FLUSH_EVERY:
+            self.flush()
 
     def remove(self, path: Path | str) -> FileResult | None:
-        result = super().remove(path)
-        if result is not None:
-            self._dirty[str(path)] = False
+        name = str(path)
+        if name not in self._entries:
+            return None
+        result = self.get(name)  # what was there (the caller reports it gone)
+        self._recent.pop(name, None)
+        FileIndex.remove(self, name)
+        self._dirty[name] = False
         return result
+
+    def certificate_ids(self) -> dict[str, dict[int, str]]:
+        """Path -> certificate position -> SHA-256, for every indexed file, without reading
+        any result back."""
+        out: dict[str, dict[int, str]] = {}
+        for name, entry in self._entries.items():
+            held: object = entry.result
+            if isinstance(held, Stored):
+                out[name] = dict(held.certificates)
+            else:
+                out[name] = {c.index: c.facts.sha256 for c in entry.result.certificates}
+        return out
 
     def units_with_keys(self) -> Iterator[list[FileResult]]:
         """The results of each directory that holds a private key (to restore which leaves
         paired with a key, :mod:`agent.certset`)."""
-        for names in self._by_dir.values():
-            unit = [self._entries[name].result for name in names]
-            if any(result.keys for result in unit):
-                yield unit
+        for names in list(self._by_dir.values()):
+            if any(_has_keys(self._entries[name].result) for name in names):
+                unit = [self.get(name) for name in sorted(names)]
+                yield [result for result in unit if result is not None]
 
     @property
     def pending(self) -> int:
@@ -417,28 +552,49 @@ class PersistentIndex(FileIndex[FileResult]):
 
     def flush(self, bindings: dict[str, str] | None = None) -> None:
         """Write what changed since the last flush (one transaction), and ``bindings`` when
-        they differ from those on file."""
+        they differ from those on file; then keep only summaries of what was written."""
         if bindings == self.file.bindings:
             bindings = None
         if not self._dirty and bindings is None:
             return
         dirty, self._dirty = self._dirty, {}
-        puts = []
+        puts: list[tuple[str, StatKey, str, FileResult]] = []
         removes = []
         for path, present in dirty.items():
             entry = self._entries.get(path)
-            if present and entry is not None and entry.key is not None:
+            if (present and entry is not None and entry.key is not None
+                    and not isinstance(cast(object, entry.result), Stored)):
                 puts.append((path, entry.key, entry.target, entry.result))
-            else:
+            elif entry is None or entry.key is None:
                 removes.append(path)
         try:
             self.file.write(puts, removes, bindings)
         except (OSError, sqlite3.Error, TypeError) as exc:
             self._dirty = {**dirty, **self._dirty}  # try again at the next flush
             self._write_failed(exc)
+            return
+        for path, key, target, result in puts:
+            self._entries[path] = _Entry(key, cast(FileResult, Stored.of(result)), target)
 
     def _write_failed(self, exc: BaseException) -> None:
         self.file.log.error("read-index-write-failed",
                             f"{self.file.path}: cannot write the read index "
                             f"({type(exc).__name__}); a restart will read every file again",
                             path=str(self.file.path))
+
+
+def _has_keys(held: object) -> bool:
+    return held.has_keys if isinstance(held, Stored) else bool(getattr(held, "keys", ()))
+
+
+def certificate_ids(index: FileIndex[FileResult]) -> dict[str, dict[int, str]]:
+    """Path -> certificate position -> SHA-256 of every file ``index`` holds (what the daemon
+    compares with the ledger's sightings); a :class:`PersistentIndex` answers from memory."""
+    if isinstance(index, PersistentIndex):
+        return index.certificate_ids()
+    out: dict[str, dict[int, str]] = {}
+    for name in index.paths():
+        result = index.get(name)
+        if result is not None:
+            out[name] = {c.index: c.facts.sha256 for c in result.certificates}
+    return out

@@ -34,6 +34,7 @@ from .findinglog import FindingLog
 from .index import FileIndex, stat_key
 from .ledgerwriter import LedgerWriter
 from .logs import EventLog
+from .readindex import certificate_ids
 from .readpool import MIN_FILES as READ_AHEAD_MIN_FILES
 from .readpool import ReadAhead, read_ahead_workers
 from .reconcile import Reconciliation, SightingSource, plan_reconciliation
@@ -515,8 +516,9 @@ class StoreSync:
                    else self.read_ahead_workers)
         if workers < 1 or store.escrow or self.reader is not read_file:
             return
+        # Files not in the index (a file that changed is read here when the scan meets it).
         paths = [name for parent, names in by_dir.items() if not self._is_set(parent)
-                 for name in names if not self.index.unchanged(name, stat_key(name))]
+                 for name in names if name not in self.index]
         if len(paths) >= READ_AHEAD_MIN_FILES:
             self._read_ahead = ReadAhead(paths, limits=self.limits_for(store),
                                          passwords=self.escrow.passwords(store),
@@ -619,11 +621,7 @@ class StoreSync:
             self.reconcile_due = True  # the ledger is busy or faulty: the loop tries again
             return nothing
         self.reconcile_due = False
-        current: dict[str, dict[int, str]] = {}
-        for name in self.index.paths():
-            result = self.index.get(name)
-            if result is not None:
-                current[name] = {c.index: c.facts.sha256 for c in result.certificates}
+        current = certificate_ids(self.index)  # from memory: no result is read back
         attempts = self.sets.attempts
 
         def pending(location: str) -> bool:

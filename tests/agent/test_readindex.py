@@ -78,7 +78,7 @@ def _index_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["garbage", "another-database", "another-host",
-                                    "edited-row", "wrong-type"])
+                                    "edited-row", "not-a-result"])
 def test_an_index_that_cannot_be_trusted_is_discarded_with_a_log_line(
         tmp_path: Path, damage: str) -> None:
     store = _store(tmp_path / "certs")
@@ -101,14 +101,8 @@ def test_an_index_that_cannot_be_trusted_is_discarded_with_a_log_line(
         elif damage == "edited-row":
             db.execute("UPDATE files SET result = replace(result, 's3.example.jp', "
                        "'evil.example') WHERE path LIKE '%site003.pem'")
-        else:  # a value of the wrong type, digest recomputed: the codec refuses it
-            from agent.readindex import _digest
-
-            row = db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, result "
-                             "FROM files WHERE path LIKE '%site003.pem'").fetchone()
-            blob = row[7].replace(b'"s3.example.jp"', b"3")
-            db.execute("UPDATE files SET result = ?, digest = ? WHERE path = ?",
-                       (blob, _digest(row[0], tuple(row[1:6]), row[6], blob), row[0]))
+        else:  # digest recomputed, but not the shape of a result
+            _forge(db, b'"not a result"')
         db.commit()
         db.close()
     log, stream = _log()
@@ -120,6 +114,41 @@ def test_an_index_that_cannot_be_trusted_is_discarded_with_a_log_line(
     # and a fresh index was written: the next restart reads nothing
     _, reader = _start(tmp_path, store)
     assert reader.calls == []
+
+
+def _forge(db: sqlite3.Connection, blob: bytes | None = None) -> str:
+    """Rewrite site003.pem's row with its digest recomputed (what only someone who can
+    write the state directory could do): a wrong type inside, or ``blob``."""
+    from agent.readindex import _digest
+
+    row = db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, result "
+                     "FROM files WHERE path LIKE '%site003.pem'").fetchone()
+    if blob is None:
+        blob = row[7].replace(b'"s3.example.jp"', b"3")
+    db.execute("UPDATE files SET result = ?, digest = ? WHERE path = ?",
+               (blob, _digest(row[0], tuple(row[1:6]), row[6], blob), row[0]))
+    return str(row[0])
+
+
+def test_a_row_with_a_value_of_the_wrong_type_is_never_served(tmp_path: Path) -> None:
+    store = _store(tmp_path / "certs")
+    _start(tmp_path, store)
+    db = sqlite3.connect(_index_file(tmp_path))
+    forged = _forge(db)
+    db.commit()
+    db.close()
+    log, stream = _log()
+    reader = CountingReader()
+    daemon, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path,
+                            clock=SteppingClock(), reader=reader, log=log,
+                            read_index_path=_index_file(tmp_path))
+    daemon.full_scan()  # reads back the entries of small directories (is it a key set?)
+    assert "entry discarded" in stream.getvalue()  # refused when read back, not served
+    assert reader.calls == [forged]  # and that file alone is read again
+    result = daemon.index.get(forged)
+    assert result is not None
+    assert result.certificates[0].facts.sans == ("s3.example.jp",)
+    daemon.shutdown()
 
 
 def test_every_kind_of_result_round_trips(tmp_path: Path) -> None:
