@@ -15,6 +15,7 @@ import click
 
 from policy.certsource import READER_KEY
 from policy.cli import contract_group, policy_group
+from policy.cliutil import SETTINGS_KEY
 from policy.errors import PolicyError
 from vault.cli import vault_group
 from vault.errors import VaultError
@@ -70,6 +71,8 @@ def certescrow(ctx: click.Context, config_path: Path | None) -> None:
     # policy package itself never parses X.509.
     obj: dict[str, Any] = {"config": raw, "config_path": used, CONFIG_KEY: config,
                            READER_KEY: read_certificate_file}
+    if config is not None:
+        obj[SETTINGS_KEY] = config.policy.settings
     ctx.obj = obj
 
 

@@ -30,6 +30,7 @@ from .timeparse import format_instant, parse_date, parse_instant
 
 __all__ = [
     "AT_OPTION_HELP",
+    "SETTINGS_KEY",
     "TESTONLY_NOW_ENV",
     "DateType",
     "InstantType",
@@ -128,8 +129,18 @@ def config_section(ctx: click.Context | None, name: str) -> dict[str, Any]:
     return section if isinstance(section, dict) else {}
 
 
+SETTINGS_KEY = "policy_settings"
+"""Where the root command puts the :class:`PolicySettings` it validated (``ctx.obj``)."""
+
+
 def settings_from(ctx: click.Context | None) -> PolicySettings:
-    """The provider's settings from ``[policy]`` (defaults without configuration)."""
+    """The provider's settings from ``[policy]`` (defaults without configuration): the ones the
+    root command read and validated once for every command, when it ran."""
+    root = ctx.find_root() if ctx is not None else None
+    obj = root.obj if root is not None else None
+    if isinstance(obj, dict) and isinstance(obj.get(SETTINGS_KEY), PolicySettings):
+        validated: PolicySettings = obj[SETTINGS_KEY]
+        return validated
     try:
         return PolicySettings.from_mapping(config_section(ctx, "policy"))
     except ValueError as exc:
