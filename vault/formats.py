@@ -208,9 +208,20 @@ def _check_pkcs12_structure(data: bytes) -> None:
             raise
 
 
+_LONG_RUN = re.compile(r"[A-Za-z0-9+/=]{16,}")
+_PLAIN_SENTENCE = re.compile(r"[A-Za-z0-9 .,:;()'_/#-]{1,160}")
+
+
 def _reason(exc: Exception) -> str:
-    text = str(exc).split("\n")[0]
-    return text or type(exc).__name__
+    """cryptography quotes its input in some errors (``InvalidHeader("MC4CAQAw…")`` is a
+    private key's first base64 line): its text is used only when it is plainly a fixed
+    sentence, never when it could carry key bytes or a parser's debug dump."""
+    text = str(exc).split("\n")[0].strip()
+    if "ParseError" in text:
+        return "a malformed ASN.1 (DER) structure"
+    if not text or _LONG_RUN.search(text) or not _PLAIN_SENTENCE.fullmatch(text):
+        return f"a malformed encoding ({type(exc).__name__})"
+    return text
 
 
 def _pkcs8_pem(key: PrivateKeyTypes) -> bytes:
