@@ -339,8 +339,10 @@ def _file_row(file_row: FileRow) -> _TableRow:
 
 def _render_table_row(row: _TableRow, columns: Sequence[_Column], name_width: int,
                       width: int) -> list[str]:
-    values = {"SEVERITY": row.severity.name.lower(),
-              "DAYS": "-" if row.days is None else str(row.days), **row.cells}
+    # more days than the column holds: a certificate "valid until 9999" (RFC 5280's no
+    # well-defined expiration) shows no count rather than breaking the columns
+    days = "-" if row.days is None or abs(row.days) > 99_999 else str(row.days)
+    values = {"SEVERITY": row.severity.name.lower(), "DAYS": days, **row.cells}
     head = " ".join(_pad(for_terminal(_shorten(values[c.title], c.width)) if c.optional
                          else values[c.title], c.width, right=c.right) for c in columns)
     lines = [f"{head} {_shorten(for_terminal(row.name), name_width)}".rstrip()]

@@ -439,6 +439,8 @@ _ADVICE: dict[str, str] = {
     "public-max-validity-exceeded": "reissue within the CA/B Forum maximum validity: browsers "
                                     "may reject it",
     "malformed-certificate": "replace the file with a well-formed copy from the CA",
+    "dates-out-of-range": "ask the CA to reissue: its dates lie at the ends of what the rules "
+                          "can evaluate",
     "trailing-data": "remove the data after the last certificate block",
     "parser-warning": "ask the CA to reissue: the certificate's encoding is not standard",
     "non-positive-serial": "ask the CA to reissue: a serial number must be positive "
