@@ -5,6 +5,12 @@ DER certificates (one or several concatenated), PKCS#7 (PEM or DER), PKCS#12 (tr
 password, the empty password, then the configured ones) and private keys. Java KeyStores are
 recognised by their magic number and refused as ``unsupported-format`` rather than called
 garbage. Nothing here touches the filesystem: :func:`parse_content` takes bytes.
+
+The content is hostile: reading is linear in its size and never recursive on its structure
+(PEM in one pass over its markers, DER, PKCS#7 and PKCS#12 walked as loops over fixed
+schemas), messages are the agent's own sentences (a library's error text can quote the input,
+key bytes included), and a file that is plainly not a store entry (text, binary without DER
+structure, only CSRs or public keys) is *skipped*, not an error.
 """
 
 from __future__ import annotations
