@@ -354,7 +354,8 @@ class Daemon:
                 self.writer.check()
                 if self.writer.take_reopened():
                     self.sync.reconcile_due = True  # the new file learns what is seen now
-                if self.sync.reconcile_due and self.writer.pending() == 0:
+                if self.sync.reconcile_due and (self.writer.pending() == 0
+                                                or self.sync.awaiting_ledger):
                     self.sync.reconcile(at=self.sync.clock())
                 interval = self.config.agent.resync_interval_s
                 if self._resync.is_set():

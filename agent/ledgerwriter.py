@@ -48,7 +48,7 @@ from policy.intake import Intake
 from .bugreport import bug_fields
 from .logs import EventLog
 
-__all__ = ["LedgerWriter", "fault_of"]
+__all__ = ["LedgerOp", "LedgerWriter", "fault_of"]
 
 T = TypeVar("T")
 
@@ -125,10 +125,14 @@ def _identity(path: Path | None) -> tuple[int, int] | None:
 
 
 @dataclass(slots=True)
-class _Op:
+class LedgerOp:
+    """One queued operation (a write, or a read :meth:`LedgerWriter.request` asked for)."""
+
     run: Callable[[Intake], Any]
     observations: int
     on_done: Callable[[Any], None] | None = None
+    number: int = 0
+    """Its place in the order of submission."""
     result: list[Any] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -147,7 +151,8 @@ class LedgerWriter:
         self._identity = _identity(path)
         self.stalled_after_s = stalled_after_s
         self._monotonic = monotonic
-        self._queue: deque[_Op] = deque()
+        self._queue: deque[LedgerOp] = deque()
+        self._submitted = 0
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -185,22 +190,35 @@ class LedgerWriter:
                 on_done(result)
             return
         with self._cond:
-            self._queue.append(_Op(run=run, observations=observations, on_done=on_done))
+            self._submitted += 1
+            self._queue.append(LedgerOp(run=run, observations=observations, on_done=on_done,
+                                   number=self._submitted))
             self._cond.notify_all()
 
-    def call(self, run: Callable[[Intake], T], *, timeout: float) -> tuple[bool, T | None]:
-        """Apply ``run(intake)`` after everything before it and wait up to ``timeout`` for its
-        result: ``(True, result)``, or ``(False, None)`` when the ledger did not answer in time
-        (it still runs later; its result is then dropped)."""
-        if self._thread is None:
-            return True, run(self.intake)
-        op = _Op(run=run, observations=0)
+    def request(self, run: Callable[[Intake], Any]) -> LedgerOp:
+        """Queue a read of the ledger after everything before it; :meth:`answer` collects it.
+        Unthreaded: answered at once."""
         with self._cond:
-            self._queue.append(op)
-            self._cond.notify_all()
+            self._submitted += 1
+            op = LedgerOp(run=run, observations=0, number=self._submitted)
+            if self._thread is not None:
+                self._queue.append(op)
+                self._cond.notify_all()
+                return op
+        op.result.append(run(self.intake))
+        op.done.set()
+        return op
+
+    def answer(self, op: LedgerOp, *, timeout: float) -> tuple[bool, Any]:
+        """``(True, result)`` once ``op`` ran, waiting up to ``timeout``; else ``(False, None)``."""
         if op.done.wait(timeout):
             return True, op.result[0] if op.result else None
         return False, None
+
+    def submitted_after(self, op: LedgerOp) -> bool:
+        """Whether anything was queued after ``op`` (its answer may then be out of date)."""
+        with self._cond:
+            return self._submitted > op.number
 
     def pending(self) -> int:
         """Operations not yet written."""
@@ -331,7 +349,7 @@ class LedgerWriter:
                 self._cond.wait(seconds)
             return self._stop
 
-    def _drop(self, op: _Op, exc: Exception) -> None:
+    def _drop(self, op: LedgerOp, exc: Exception) -> None:
         with self._cond:
             self._queue.popleft()
             self._cond.notify_all()

@@ -32,7 +32,7 @@ from .errors import AgentError
 from .escrow import Escrow
 from .findinglog import FindingLog
 from .index import FileIndex, stat_key
-from .ledgerwriter import LedgerWriter
+from .ledgerwriter import LedgerOp, LedgerWriter
 from .logs import EventLog
 from .readindex import certificate_ids
 from .readpool import MIN_FILES as READ_AHEAD_MIN_FILES
@@ -123,6 +123,8 @@ class StoreSync:
         """Every ledger write goes through it, in order (:mod:`agent.ledgerwriter`)."""
         self.reconcile_due = False
         """A reconciliation could not run (the ledger was busy): the watch loop retries it."""
+        self._sightings: LedgerOp | None = None
+        """The question to the ledger a reconciliation is waiting for (its open sightings)."""
         self.ledger_patience_s = 1.0
         """How long a read of the ledger may hold up the caller (the watch loop pings the
         systemd watchdog between two)."""
@@ -614,12 +616,18 @@ class StoreSync:
         if getattr(self.writer.intake, "open_sightings", None) is None:
             return nothing  # an intake that cannot list what it holds: nothing to compare
         host = self.config.agent.host
-        answered, rows = self.writer.call(
-            lambda intake: list(cast(SightingSource, intake).open_sightings(host)),
-            timeout=self.ledger_patience_s)
+        # The ledger's answer is used only if nothing was queued after the question (else it
+        # could miss what was queued since); a slow answer is collected by a later call, so a
+        # store large enough to need longer than the patience is still reconciled.
+        op = self._sightings
+        if op is None or self.writer.submitted_after(op):
+            op = self._sightings = self.writer.request(
+                lambda intake: list(cast(SightingSource, intake).open_sightings(host)))
+        answered, rows = self.writer.answer(op, timeout=self.ledger_patience_s)
         if not answered or rows is None:
             self.reconcile_due = True  # the ledger is busy or faulty: the loop tries again
             return nothing
+        self._sightings = None
         self.reconcile_due = False
         current = certificate_ids(self.index)  # from memory: no result is read back
         attempts = self.sets.attempts
@@ -680,6 +688,11 @@ class StoreSync:
                     self.findings.certificate(row)
         if not counting:
             self.findings.flush()
+
+    @property
+    def awaiting_ledger(self) -> bool:
+        """A reconciliation asked the ledger and waits for the answer."""
+        return self._sightings is not None
 
     def _observations_of(self, path: str, *, at: datetime) -> list[Observation]:
         """Observations of what the index holds for ``path`` (as :meth:`_accept` made them)."""

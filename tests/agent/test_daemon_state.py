@@ -318,3 +318,38 @@ def test_a_bug_is_logged_with_where_it_happened_never_with_its_text(
     assert not failed.exc_info
     assert "MIGHAgEA" not in caplog.text
     daemon.shutdown()
+
+
+def test_a_ledger_slower_to_answer_than_the_loop_waits_is_still_reconciled(
+        tmp_path: Path) -> None:
+    """The watch loop waits at most a moment for the ledger (the watchdog ping); a store whose
+    open sightings take longer to read is reconciled all the same, from the later answer."""
+    store = tmp_path / "certs"
+    store.mkdir()
+    for name in ("kept", "deleted"):
+        (store / f"{name}.pem").write_bytes(make_cert(sans=(f"{name}.example.jp",)).pem)
+    first, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path)
+    first.full_scan()
+    first.shutdown()
+    (store / "deleted.pem").unlink()  # while nothing watches
+
+    class SlowToAnswer(RecordingIntake):
+        def open_sightings(self, host: str) -> list[tuple[str, int, str]]:
+            time.sleep(0.4)
+            return super().open_sightings(host)
+
+    ledger_path = tmp_path / "state" / "ledger.sqlite3"
+    slow = SlowToAnswer(Ledger.open(ledger_path))
+    daemon = Daemon(store_config([{"path": str(store)}], observer="polling"), intake=slow,
+                    clock=lambda: datetime(2026, 2, 1, 3, tzinfo=UTC))
+    daemon.sync.ledger_patience_s = 0.05
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        with Ledger.open(ledger_path) as reader:
+            assert _wait(lambda: {loc for loc, _, _ in reader.open_sightings("web1")}
+                         == {str(store / "kept.pem")}, 10)
+    finally:
+        daemon.request_stop()
+        thread.join(15)
+    assert slow.gone == [str(store / "deleted.pem")]
