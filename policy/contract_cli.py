@@ -141,8 +141,6 @@ def _ledger(env: _Env, *, create: bool) -> Iterator[Ledger | None]:
         ledger.close()
 
 
-
-
 def _times(at: datetime | None, as_recorded: datetime | None) -> tuple[datetime, datetime | None]:
     """A reading command's instant: ``--at``, else ``--as-recorded``, else now."""
     return resolve_at(at if at is not None else as_recorded), as_recorded
