@@ -103,7 +103,8 @@ def evaluate_contract(state: ContractState, catalogue: Catalogue, settings: Poli
         else:
             renewal = renewal_decisions(
                 category=state.category, facts=cert, contract_id=cid,
-                notice_sent=state.notice_sent, answer=state.answer, at=at, settings=settings)
+                notice_sent=state.notice_sent, answer=state.answer, at=at, settings=settings,
+                bound_on=state.certificate_since)
             out.extend(renewal)
             for decision in renewal:
                 if decision.action in _RENEWING and decision.due is not None:

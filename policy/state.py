@@ -153,6 +153,8 @@ class ContractState:
     category: Category
     tier: Tier | None
     accepted_on: date
+    accepted_utc: datetime | None = None
+    """The instant the application was accepted (the contract's first event)."""
     organisation_country: str = "JP"
     service: str | None = None
     """The designated service in use (from the application, then from contract changes)."""
@@ -160,6 +162,9 @@ class ContractState:
     previous_certificate: CertificateFacts | None = None
     certificate_source: str | None = None
     """``"bound"`` (an operator bound it) or ``"observed"`` (the agent saw it)."""
+    certificate_since: date | None = None
+    """The Tokyo day the current certificate became the contract's (bound or first observed):
+    its Art.6(1) notice is never due before it."""
     notice_sent: date | None = None
     answer: Answer | None = None
     answered_on: date | None = None
@@ -248,6 +253,7 @@ class _Acc:
     certificate: CertificateFacts | None = None
     previous: CertificateFacts | None = None
     source: str | None = None
+    certificate_since: date | None = None
     notice_sent: date | None = None
     answer: Answer | None = None
     answered_on: date | None = None
@@ -280,6 +286,7 @@ class _Acc:
         self.previous = self.certificate
         self.certificate = facts
         self.source = source
+        self.certificate_since = day
         # A notice and an answer concern one validity period: a new certificate starts anew.
         self.notice_sent = None
         self.answer = None
@@ -408,11 +415,13 @@ def _finish(acc: _Acc, contract_id: str, at: datetime,
         category=base.category,
         tier=base.tier,
         accepted_on=tokyo_date(base.at_utc),
+        accepted_utc=base.at_utc,
         organisation_country=base.organisation_country,
         service=acc.service,
         certificate=acc.certificate,
         previous_certificate=acc.previous,
         certificate_source=acc.source,
+        certificate_since=acc.certificate_since,
         notice_sent=acc.notice_sent,
         answer=acc.answer,
         answered_on=acc.answered_on,

@@ -385,3 +385,23 @@ def test_evaluate_art3_counts_the_tier_by_the_configured_rule() -> None:
         state, CATALOGUE, PolicySettings(period_rule=PeriodRule.ELAPSED), at=at)]
     assert Action.NON_COMPLIANT not in civil
     assert Action.NON_COMPLIANT in elapsed
+
+
+def test_evaluate_art6_1_notice_never_due_before_the_certificate_was_bound() -> None:
+    """A 47-day certificate issued at T0 and bound ten days later: its notice is due the day it
+    was bound, not overdue from the day it was issued (nor 43 days before it existed)."""
+    cert = facts(tag="47d", lifetime=timedelta(days=47))
+    bound_at = T0 + timedelta(days=10)
+    state = _fold(accepted(item="globalsign-ov", category=Category.I, tier=Tier.ONE_YEAR),
+                  bound(cert=cert, at=bound_at), at=bound_at)
+    assert state.certificate_since == tokyo_date(bound_at)
+    (notify,) = [d for d in evaluate_contract(state, CATALOGUE, SETTINGS, at=bound_at)
+                 if d.action is Action.NOTIFY]
+    assert notify.due == tokyo_date(bound_at)
+    assert notify.computed["overdue"] is False
+    later = bound_at + timedelta(days=1)
+    state_later = _fold(accepted(item="globalsign-ov", category=Category.I, tier=Tier.ONE_YEAR),
+                        bound(cert=cert, at=bound_at), at=later)
+    (overdue,) = [d for d in evaluate_contract(state_later, CATALOGUE, SETTINGS, at=later)
+                  if d.action is Action.NOTIFY]
+    assert overdue.computed["overdue"] is True  # once past that day, it is overdue
