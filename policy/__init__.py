@@ -18,7 +18,7 @@ from .errors import (
     UnknownItemError,
 )
 from .evaluate import evaluate_contract
-from .facts import CertificateFacts
+from .facts import CertificateFacts, unevaluable
 from .forecast import (
     ContractOutlook,
     MaxValiditySchedule,
@@ -31,7 +31,8 @@ from .intake import Binding, Intake, IntakeReceipt, Observation
 from .ledger import JournalEntry, Ledger
 from .matchers import ItemMatch, match_item
 from .paths import default_ledger_path
-from .rules.art6 import Answer, renewal_decisions
+from .periods import Period, PeriodRule
+from .rules.art6 import Answer, art6_3_cannot_renew, renewal_decisions
 from .rules.art7 import Application, application_refusals
 from .settings import PolicySettings, PriceList
 from .state import ContractState, ContractStatus
@@ -64,6 +65,8 @@ __all__ = [
     "LedgerError",
     "MaxValiditySchedule",
     "Observation",
+    "Period",
+    "PeriodRule",
     "PolicyError",
     "PolicySettings",
     "PriceList",
@@ -74,6 +77,7 @@ __all__ = [
     "UnknownItemError",
     "admits",
     "application_refusals",
+    "art6_3_cannot_renew",
     "classify",
     "classify_certificate",
     "contract_outlook",
@@ -84,5 +88,6 @@ __all__ = [
     "match_item",
     "renewal_decisions",
     "tier_outlooks",
+    "unevaluable",
     "validity_period",
 ]
