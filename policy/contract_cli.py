@@ -618,11 +618,16 @@ def cancel_command(contract_id: str, arrived: date, requested: date | None, as_j
     """Record a cancellation form (Art.9(2)) and print the day the termination takes effect.
 
     The event happened when the form arrived: on ``--arrived`` (at ``--at`` when that falls on
-    the arrival day, else at its start, 00:00 JST), however late it is entered, so that the
-    contract as of any later day knows of it."""
+    the arrival day, else at its start, 00:00 JST, or at the acceptance when the contract was
+    accepted that same day), however late it is entered, so that the contract as of any later
+    day knows of it."""
     env = _env(ledger_opt)
     now, clock = _when(at)
     happened = _arrival_instant(arrived, at, clock)
+    if ledger_exists(env.ledger_path) and tokyo_date(happened) == arrived:
+        accepted = _current(env, contract_id, clock).accepted_utc
+        if accepted is not None and tokyo_date(accepted) == arrived:
+            happened = max(happened, accepted)
     state, decisions = _record(env, CancellationArrived(
         contract_id=contract_id, at_utc=happened, arrived=arrived, requested=requested),
         now, clock)

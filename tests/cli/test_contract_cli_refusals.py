@@ -184,3 +184,15 @@ def test_a_bound_file_name_that_is_not_utf8_is_shown_escaped(tmp_path: Path,
     assert "\x1b" not in text
     shown = _json(["contract", "show", "U1", "--json", "--at", "2026-06-02", *lg])
     assert shown["journal"][-1]["source"] == name  # exact, through the JSON escape
+
+
+def test_a_form_that_arrived_on_the_day_the_contract_was_accepted_is_recorded(
+        lg: list[str]) -> None:
+    """Entered the next day without --at, the form is dated the arrival day, never before the
+    acceptance it follows."""
+    _ok(["contract", "add", "S1", "--item", "byo", "--tier", "1y",
+         "--at", "2026-04-24T15:00", *lg])
+    out = _json(["contract", "cancel", "S1", "--arrived", "2026-04-24", "--json", *lg])
+    assert out["effective"] == "2026-05-24"
+    shown = _json(["contract", "show", "S1", "--json", "--at", "2026-04-25", *lg])
+    assert shown["journal"][-1]["at"] == "2026-04-24T06:00:00.000000Z"  # the acceptance
