@@ -22,7 +22,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -53,6 +54,9 @@ __all__ = [
 
 SUPERVISE_EVERY_S = 30.0
 """How often a dead or unstartable observer is restarted."""
+MAX_WAIT_S = 600.0
+"""How long a call that waits for another process's lock (the vault's) may keep the watchdog
+pinged from the side; past this the daemon counts as stuck and systemd may restart it."""
 LEDGER_DRAIN_S = 10.0
 """At a stop, how long pending ledger writes may take (inside the unit's TimeoutStopSec=30s);
 what is left is caught up by the next start's reconciliation."""
@@ -109,6 +113,10 @@ class Daemon:
             # A ledger read may hold up the loop this long: well inside one ping interval.
             self.sync.ledger_patience_s = min(1.0, self._ping_every / 4)
         self._next_ping = monotonic()
+        self._ping_lock = threading.Lock()
+        self._waiting_since: float | None = None
+        self._pinger: threading.Thread | None = None
+        self.escrow.waiting = self.waiting
         self._next_supervise = monotonic()
         self.log_format_override: str | None = None
         self.last_resync = monotonic()
@@ -234,10 +242,32 @@ class Daemon:
         scan of a large store can outlast ``WatchdogSec=``)."""
         if self._ping_every is None:
             return
-        now = self.monotonic()
-        if now >= self._next_ping:
+        with self._ping_lock:
+            now = self.monotonic()
+            if now < self._next_ping:
+                return
             self._next_ping = now + self._ping_every
-            self.heartbeat()
+        self.heartbeat()
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around a call that may wait for another process's lock (a vault put): meanwhile the
+        watchdog keeps being pinged from another thread, for up to :data:`MAX_WAIT_S`, since
+        a daemon waiting for a lock is not stuck."""
+        self._waiting_since = self.monotonic()
+        try:
+            yield
+        finally:
+            self._waiting_since = None
+
+    def _ping_while_waiting(self) -> None:
+        """The side thread of :meth:`waiting`: pings only while the loop waits in such a call
+        (and every observer thread lives); otherwise the loop pings itself."""
+        step = min(1.0, (self._ping_every or 4.0) / 4)
+        while not self._stop.wait(step):
+            since = self._waiting_since
+            if since is not None and self.monotonic() - since < MAX_WAIT_S:
+                self.tick()
 
     def supervise(self) -> None:
         """Restart a watcher whose threads died (at most every ``SUPERVISE_EVERY_S``), then
@@ -338,6 +368,10 @@ class Daemon:
         next_status = self.monotonic() + status_every
         try:
             self.writer.start()  # from now on the ledger never holds up this loop
+            if self._ping_every is not None:
+                self._pinger = threading.Thread(target=self._ping_while_waiting,
+                                                name="watchdog-while-waiting", daemon=True)
+                self._pinger.start()
             self.notifier.status("initial scan")
             self.start_watching()  # before the scan, so nothing changed during it is lost
             self.full_scan()
@@ -388,6 +422,10 @@ class Daemon:
         self.log.info("stopping", "observers stopped; ledger and vault closed")
         self.stop_watching()
         self.writer.stop(drain_s=LEDGER_DRAIN_S)
+        if self._pinger is not None:
+            self._stop.set()
+            self._pinger.join(timeout=2.0)
+            self._pinger = None
         if self.read_index is not None:
             self._flush_read_index()
             self.read_index.file.close()

@@ -9,7 +9,9 @@ twice. Entry ids are remembered; key material never is.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,7 +21,7 @@ from policy.decisions import Finding, Severity
 from .config import StoreConfig
 from .errors import AgentError
 from .logs import EventLog
-from .records import FileResult
+from .records import CertificateRecord, FileResult, KeyRecord
 
 __all__ = ["Escrow", "EscrowRecord", "VaultLike"]
 
@@ -63,6 +65,9 @@ class Escrow:
         self._escrowed_keys: dict[str, str] = {}
         """SPKI SHA-256 -> vault entry id of private keys already escrowed."""
         self._password_cache: dict[Path, tuple[bytes, ...]] = {}
+        self.waiting: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+        """Wraps every call into the vault, which may wait for another process's lock (the
+        daemon keeps its watchdog pinged meanwhile: waiting is not being stuck)."""
 
     def handle(self) -> VaultLike:
         if self.vault is None:
@@ -91,7 +96,8 @@ class Escrow:
         passwords = [p.encode() for p in store.pkcs12_passwords]
         for entry_id in store.pkcs12_password_vault_ids:
             try:
-                passwords.append(self.handle().get(entry_id).rstrip(b"\r\n"))
+                with self.waiting():
+                    passwords.append(self.handle().get(entry_id).rstrip(b"\r\n"))
             except Exception as exc:
                 self.log.error("password-unavailable",
                                f"{store.path}: PKCS#12 password from vault entry {entry_id} "
@@ -118,36 +124,8 @@ class Escrow:
             return out
         meta = {"host": host, "path": result.path}
         try:
-            vault = self.handle()
-            for key in own_keys:
-                if key.pem is not None:
-                    put = vault.put("private-key", key.pem, contract_id=store.contract,
-                                    label=f"{result.path}#key{key.index}", meta=meta)
-                    self._record(result.path, "private-key", put)
-                    if key.spki_sha256:
-                        self._escrowed_keys[key.spki_sha256] = str(put.entry_id)
-            for record in paired:
-                spki = record.spki_sha256 or ""
-                key_id = self._escrowed_keys.get(spki)
-                if key_id is None:
-                    key = keys[spki]
-                    if key.pem is None:
-                        continue
-                    key_put = vault.put("private-key", key.pem, contract_id=store.contract,
-                                        label=f"{key.path}#key{key.index}",
-                                        meta={"host": host, "path": key.path})
-                    self._record(key.path, "private-key", key_put)
-                    key_id = self._escrowed_keys[spki] = str(key_put.entry_id)
-                if record.der is None:
-                    raise AgentError(f"{result.path}: certificate bytes were not kept")
-                cert_put = vault.put("certificate", record.der, contract_id=store.contract,
-                                     label=f"{result.path}#{record.index}", meta=meta)
-                self._record(result.path, "certificate", cert_put)
-                out.setdefault(record.index, []).append(Finding(
-                    code="escrowed", clause="Art.4(7)",
-                    message=f"certificate and its private key escrowed into the vault "
-                    f"(certificate {cert_put.entry_id}, key {key_id})",
-                    severity=Severity.INFO))
+            with self.waiting():
+                self._put_all(store, result, own_keys, paired, keys, meta, out, host=host)
         except Exception as exc:  # a vault failure must not stop the watching
             why = _reason(exc)
             self.log.error("escrow-failed", f"{result.path}: escrow into the vault failed: "
@@ -157,6 +135,41 @@ class Escrow:
                     code="escrow-failed", clause="Art.4(7)",
                     message=f"escrow into the vault failed: {why}", severity=Severity.CRITICAL))
         return out
+
+    def _put_all(self, store: StoreConfig, result: FileResult, own_keys: list[KeyRecord],
+                 paired: list[CertificateRecord], keys: dict[str, KeyRecord],
+                 meta: dict[str, str], out: dict[int, list[Finding]], *, host: str) -> None:
+        """The puts of :meth:`escrow`: keys of ``result``, then its certificates with theirs."""
+        vault = self.handle()
+        for key in own_keys:
+            if key.pem is not None:
+                put = vault.put("private-key", key.pem, contract_id=store.contract,
+                                label=f"{result.path}#key{key.index}", meta=meta)
+                self._record(result.path, "private-key", put)
+                if key.spki_sha256:
+                    self._escrowed_keys[key.spki_sha256] = str(put.entry_id)
+        for record in paired:
+            spki = record.spki_sha256 or ""
+            key_id = self._escrowed_keys.get(spki)
+            if key_id is None:
+                key = keys[spki]
+                if key.pem is None:
+                    continue
+                key_put = vault.put("private-key", key.pem, contract_id=store.contract,
+                                    label=f"{key.path}#key{key.index}",
+                                    meta={"host": host, "path": key.path})
+                self._record(key.path, "private-key", key_put)
+                key_id = self._escrowed_keys[spki] = str(key_put.entry_id)
+            if record.der is None:
+                raise AgentError(f"{result.path}: certificate bytes were not kept")
+            cert_put = vault.put("certificate", record.der, contract_id=store.contract,
+                                 label=f"{result.path}#{record.index}", meta=meta)
+            self._record(result.path, "certificate", cert_put)
+            out.setdefault(record.index, []).append(Finding(
+                code="escrowed", clause="Art.4(7)",
+                message=f"certificate and its private key escrowed into the vault "
+                f"(certificate {cert_put.entry_id}, key {key_id})",
+                severity=Severity.INFO))
 
     def _record(self, path: str, kind: str, put: Any) -> None:
         record = EscrowRecord(path=path, kind=kind, entry_id=str(put.entry_id),

@@ -271,3 +271,60 @@ def test_a_ledger_replaced_under_the_daemon_is_refused_until_a_ledger_is_back(
     Ledger.open(fresh).close()
     os.replace(fresh, running.ledger_path)
     assert _wait(lambda: running.in_ledger() == running.on_disk(), 20)
+
+
+@pytest.mark.slow
+def test_a_vault_locked_by_another_process_does_not_starve_the_watchdog(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Escrow writes to the vault from the watch loop: while a put waits for another
+    process's lock, the watchdog is pinged from the side (waiting is not being stuck)."""
+    from vault import KeyFileSource, open_vault
+
+    store = tmp_path / "certs"
+    store.mkdir()
+    key_file = tmp_path / "keys" / "vault.key"
+    key_file.parent.mkdir(mode=0o700)
+    vault_path = tmp_path / "vault" / "vault.sqlite3"
+    open_vault(vault_path, KeyFileSource(key_file), create=True).close()
+    systemd = FakeSystemd(tmp_path / "notify.sock")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+    logger = logging.getLogger("certescrow.agent.faults-vault")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    handler = JsonLines()
+    logger.addHandler(handler)
+    config = store_config([{"path": str(store), "escrow": True}], quiet_period_ms=100,
+                          observer="inotify")
+    daemon = Daemon(config, intake=Ledger.open(tmp_path / "state" / "ledger.sqlite3"),
+                    clock=lambda: AT, notifier=Notifier(str(systemd.path)),
+                    log=EventLog(logger),
+                    vault_factory=lambda: open_vault(vault_path, KeyFileSource(key_file)))
+    thread = threading.Thread(target=daemon.run, name="daemon-under-test")
+    thread.start()
+    try:
+        assert _wait(lambda: bool(handler.events("ready")), 20)
+        assert _wait(lambda: len(systemd.pings()) >= 2, 5)
+        with subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(vault_path), "5"],
+                              stdout=subprocess.PIPE, text=True) as holder:
+            try:
+                assert holder.stdout is not None
+                assert holder.stdout.readline().strip() == "locked"
+                locked_at = time.monotonic()
+                issued = make_cert(sans=("escrowed.example.jp",))
+                (store / "site.pem").write_bytes(issued.pem + issued.key_pem())
+                assert holder.wait(20) == 0
+            finally:
+                if holder.poll() is None:
+                    holder.kill()
+        released_at = time.monotonic()
+        assert _wait(lambda: bool(handler.events("escrowed")), 20)
+        pings = [t for t in systemd.pings() if locked_at - 1 <= t <= released_at + 1]
+        gaps = [b - a for a, b in itertools.pairwise(pings)]
+        assert len(pings) >= 4
+        assert max(gaps) < 2.0, gaps
+    finally:
+        daemon.request_stop()
+        thread.join(15)
+        systemd.close()
+    assert not thread.is_alive()
