@@ -221,40 +221,6 @@ class Stored:
                    bool(result.keys))
 
 
-def _position(cls: type[Any], name: str) -> int:
-    return [f.name for f in _fields(cls)].index(name)
-
-
-_RESULT_WIDTH = len(_fields(FileResult))
-_RESULT_CERTS = _position(FileResult, "certificates")
-_RESULT_KEYS = _position(FileResult, "keys")
-_RECORD_WIDTH = len(_fields(CertificateRecord))
-_RECORD_INDEX = _position(CertificateRecord, "index")
-_RECORD_FACTS = _position(CertificateRecord, "facts")
-_FACTS_SHA256 = _position(CertificateFacts, "sha256")
-
-
-def _stored(value: Any) -> Stored:
-    """:class:`Stored` from an encoded result, its shape checked."""
-    if type(value) is not list or len(value) != _RESULT_WIDTH:
-        raise UntrustedIndexError("a result of the wrong shape")
-    records, keys = value[_RESULT_CERTS], value[_RESULT_KEYS]
-    if type(records) is not list or type(keys) is not list:
-        raise UntrustedIndexError("a result of the wrong shape")
-    certificates = []
-    for record in records:
-        if type(record) is not list or len(record) != _RECORD_WIDTH:
-            raise UntrustedIndexError("a certificate of the wrong shape")
-        index, facts = record[_RECORD_INDEX], record[_RECORD_FACTS]
-        if type(index) is not int or type(facts) is not list or len(facts) <= _FACTS_SHA256:
-            raise UntrustedIndexError("a certificate of the wrong shape")
-        sha256 = facts[_FACTS_SHA256]
-        if type(sha256) is not str or len(sha256) != 64:
-            raise UntrustedIndexError("a certificate of the wrong shape")
-        certificates.append((index, sha256))
-    return Stored(tuple(certificates), bool(keys))
-
-
 # ---------------------------------------------------------------- the file
 
 _SCHEMA = """
@@ -264,6 +230,8 @@ CREATE TABLE IF NOT EXISTS files (
     dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
     target TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    result_sha256 TEXT NOT NULL,
     digest TEXT NOT NULL,
     result BLOB NOT NULL
 );
@@ -330,25 +298,22 @@ class ReadIndexFile:
                              if isinstance(name, str) and name.startswith(_BINDING)
                              and isinstance(value, str)}
             for row in db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
-                                  "digest, result FROM files"):
-                path, key, target, blob = self._checked(row)
-                try:
-                    stored = _stored(_loads(blob))
-                except ValueError:
-                    raise UntrustedIndexError("a row that is not JSON") from None
-                yield path, key, target, stored
+                                  "summary, result_sha256, digest FROM files"):
+                path, key, target, summary, _ = self._checked(row)
+                yield path, key, target, _parse_summary(summary)
         except sqlite3.Error as exc:
             raise UntrustedIndexError(f"unreadable ({type(exc).__name__})") from None
 
-    def _checked(self, row: tuple[Any, ...]) -> tuple[str, StatKey, str, bytes]:
-        path, dev, ino, size, mtime_ns, ctime_ns, target, digest, blob = row
-        if not (type(path) is str and type(target) is str and type(blob) is bytes
+    def _checked(self, row: tuple[Any, ...]) -> tuple[str, StatKey, str, str, str]:
+        path, dev, ino, size, mtime_ns, ctime_ns, target, summary, result_sha256, digest = row
+        if not (type(path) is str and type(target) is str and type(summary) is str
+                and type(result_sha256) is str
                 and all(type(v) is int for v in (dev, ino, size, mtime_ns, ctime_ns))):
             raise UntrustedIndexError("a row of the wrong shape")
         key: StatKey = (dev, ino, size, mtime_ns, ctime_ns)
-        if digest != _digest(path, key, target, blob):
+        if digest != _digest(path, key, target, summary, result_sha256):
             raise UntrustedIndexError("a row whose digest does not match")
-        return path, key, target, blob
+        return path, key, target, summary, result_sha256
 
     def fetch(self, path: str) -> FileResult:
         """The result stored for ``path``, decoded and type-checked."""
@@ -356,13 +321,16 @@ class ReadIndexFile:
             raise UntrustedIndexError("the index is not open")
         try:
             row = self._db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
-                                   "digest, result FROM files WHERE path = ?",
-                                   (path,)).fetchone()
+                                   "summary, result_sha256, digest, result FROM files "
+                                   "WHERE path = ?", (path,)).fetchone()
         except sqlite3.Error as exc:
             raise UntrustedIndexError(f"unreadable ({type(exc).__name__})") from None
         if row is None:
             raise UntrustedIndexError("a row went missing")
-        _, _, _, blob = self._checked(row)
+        _, _, _, summary, result_sha256 = self._checked(row[:10])
+        blob = row[10]
+        if type(blob) is not bytes or hashlib.sha256(blob).hexdigest() != result_sha256:
+            raise UntrustedIndexError("a result whose digest does not match")
         try:
             result = self._decode(_loads(blob))
         except UntrustedIndexError:
@@ -372,6 +340,8 @@ class ReadIndexFile:
                 f"a row that does not decode ({type(exc).__name__})") from None
         if not isinstance(result, FileResult) or result.path != path:
             raise UntrustedIndexError("a row about another path")
+        if _summary_text(Stored.of(result)) != summary:
+            raise UntrustedIndexError("a result that does not match its summary")
         return result
 
     def reset(self) -> None:
@@ -400,13 +370,16 @@ class ReadIndexFile:
         rows = []
         for path, key, target, result in puts:
             blob = _dumps(_encode(result))
-            rows.append((path, *key, target, _digest(path, key, target, blob), blob))
+            summary = _summary_text(Stored.of(result))
+            result_sha256 = hashlib.sha256(blob).hexdigest()
+            rows.append((path, *key, target, summary, result_sha256,
+                         _digest(path, key, target, summary, result_sha256), blob))
         db.execute("BEGIN")
         try:
             db.executemany("DELETE FROM files WHERE path = ?", ((p,) for p in removes))
             db.executemany("INSERT OR REPLACE INTO files (path, dev, ino, size, mtime_ns, "
-                           "ctime_ns, target, digest, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           rows)
+                           "ctime_ns, target, summary, result_sha256, digest, result) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             if bindings is not None:
                 db.execute("DELETE FROM meta WHERE name LIKE ? ESCAPE '\\'",
                            (_BINDING.replace("_", "\\_") + "%",))
@@ -433,11 +406,32 @@ def binding_fingerprint(binding: object) -> str:
     return hashlib.sha256(repr(binding).encode()).hexdigest()
 
 
-def _digest(path: str, key: StatKey, target: str, blob: bytes) -> str:
+def _digest(path: str, key: StatKey, target: str, summary: str, result_sha256: str) -> str:
     """Catches a torn or edited row (not an attacker who can write the state directory: they
-    can write the ledger too). Paths cannot hold NUL, so the fields cannot run together."""
-    head = f"{path}\0{key[0]}\0{key[1]}\0{key[2]}\0{key[3]}\0{key[4]}\0{target}\0"
-    return hashlib.sha256(head.encode("utf-8", "surrogateescape") + blob).hexdigest()
+    can write the ledger too). Paths cannot hold NUL, so the fields cannot run together. The
+    result is covered through its own SHA-256, so a start checks rows without reading them."""
+    text = (f"{path}\0{key[0]}\0{key[1]}\0{key[2]}\0{key[3]}\0{key[4]}\0{target}\0"
+            f"{summary}\0{result_sha256}")
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _summary_text(stored: Stored) -> str:
+    """``1`` or ``0`` (holds a key), then ``;position:sha256`` per certificate."""
+    return ("1" if stored.has_keys else "0") + "".join(
+        f";{index}:{sha256}" for index, sha256 in stored.certificates)
+
+
+def _parse_summary(text: str) -> Stored:
+    head, *parts = text.split(";")
+    if head not in ("0", "1"):
+        raise UntrustedIndexError("a summary of the wrong shape")
+    certificates = []
+    for part in parts:
+        index, _, sha256 = part.partition(":")
+        if not index.isdigit() or len(index) > 9 or len(sha256) != 64:
+            raise UntrustedIndexError("a summary of the wrong shape")
+        certificates.append((int(index), sha256))
+    return Stored(tuple(certificates), head == "1")
 
 
 # ---------------------------------------------------------------- the index that remembers
@@ -461,6 +455,8 @@ class PersistentIndex(FileIndex[FileResult]):
         """Fill the index from the file; an index that cannot be trusted is discarded whole,
         with one log line. Returns how many files were restored."""
         restored: list[tuple[str, StatKey, str, Stored]] = []
+        if self._entries:
+            raise RuntimeError("the read index is loaded into an empty index only")
         try:
             restored = list(self.file.load())
         except UntrustedIndexError as exc:
@@ -470,8 +466,17 @@ class PersistentIndex(FileIndex[FileResult]):
                 self.file.reset()
             except (OSError, sqlite3.Error) as err:
                 self._write_failed(err)
+        # Straight into the maps (the index is empty: nothing to replace or unlink).
+        entries, by_dir, by_target = self._entries, self._by_dir, self._by_target
         for path, key, target, stored in restored:
-            FileIndex.put(self, path, key, cast(FileResult, stored), target=target)
+            entries[path] = _Entry(key, cast(FileResult, stored), target)
+            parent = os.path.dirname(path)
+            siblings = by_dir.get(parent)
+            if siblings is None:
+                by_dir[parent] = siblings = set()
+            siblings.add(path)
+            if target != path:
+                by_target.setdefault(target, set()).add(path)
         self.loaded = len(restored)
         return self.loaded
 

@@ -26,6 +26,7 @@ __all__ = [
     "directory_batches",
     "iter_scan",
     "iter_store_files",
+    "iter_store_paths",
     "iter_targets",
     "read_target",
     "scan_paths",
@@ -47,6 +48,12 @@ def iter_store_files(root: Path, *, limits: ReadLimits) -> Iterator[Path | FileE
     like are yielded as paths, and :func:`~agent.reader.read_file` reports them."""
     for item in _walk(root, limits=limits):
         yield Path(item) if isinstance(item, str) else item
+
+
+def iter_store_paths(root: Path, *, limits: ReadLimits) -> Iterator[str | FileError]:
+    """:func:`iter_store_files` with paths as ``str`` (the daemon's walk of 100,000 files:
+    no ``Path`` objects it would turn back into text)."""
+    return _walk(root, limits=limits)
 
 
 def _walk(root: Path, *, limits: ReadLimits) -> Iterator[str | FileError]:

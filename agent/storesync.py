@@ -50,7 +50,7 @@ REPORT_BATCH = 2000
 _TRANSIENT = frozenset({"vanished", "not-found"})
 
 Reader = Callable[..., FileResult]
-Lister = Callable[..., Iterator[Path | FileError]]
+Lister = Callable[..., Iterator[Path | str | FileError]]
 
 
 def _predecessor(previous: FileResult | None, record: CertificateRecord) -> CertificateFacts | None:
@@ -88,9 +88,9 @@ def _default_reader() -> Reader:
 
 
 def _default_lister() -> Lister:
-    from .scan import iter_store_files
+    from .scan import iter_store_paths
 
-    return iter_store_files
+    return iter_store_paths
 
 
 class StoreSync:
@@ -292,7 +292,8 @@ class StoreSync:
         if summary is not None:
             summary.files += 1
         if self.index.unchanged(path, key):
-            cached = self.index.get(path)
+            # (the result is read back from the read index only when a summary needs it)
+            cached = self.index.get(path) if summary is not None else None
             if summary is not None and cached is not None:
                 self._summarise(store, cached, key_lookup([cached]), summary)
             return []

@@ -98,11 +98,16 @@ def test_an_index_that_cannot_be_trusted_is_discarded_with_a_log_line(
         db = sqlite3.connect(path)
         if damage == "another-host":
             db.execute("UPDATE meta SET value = 'web2' WHERE name = 'host'")
-        elif damage == "edited-row":
-            db.execute("UPDATE files SET result = replace(result, 's3.example.jp', "
-                       "'evil.example') WHERE path LIKE '%site003.pem'")
-        else:  # digest recomputed, but not the shape of a result
-            _forge(db, b'"not a result"')
+        elif damage == "edited-row":  # the row's digest catches it at the start
+            db.execute("UPDATE files SET summary = replace(summary, ';0:', ';1:') "
+                       "WHERE path LIKE '%site003.pem'")
+        else:  # digests recomputed, but a summary that is not one
+            from agent.readindex import _digest
+
+            row = db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
+                             "result_sha256 FROM files LIMIT 1").fetchone()
+            db.execute("UPDATE files SET summary = 'x', digest = ? WHERE path = ?",
+                       (_digest(row[0], tuple(row[1:6]), row[6], "x", row[7]), row[0]))
         db.commit()
         db.close()
     log, stream = _log()
@@ -117,24 +122,37 @@ def test_an_index_that_cannot_be_trusted_is_discarded_with_a_log_line(
 
 
 def _forge(db: sqlite3.Connection, blob: bytes | None = None) -> str:
-    """Rewrite site003.pem's row with its digest recomputed (what only someone who can
+    """Rewrite site003.pem's row with its digests recomputed (what only someone who can
     write the state directory could do): a wrong type inside, or ``blob``."""
+    import hashlib
+
     from agent.readindex import _digest
 
-    row = db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, result "
-                     "FROM files WHERE path LIKE '%site003.pem'").fetchone()
+    row = db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, summary, "
+                     "result FROM files WHERE path LIKE '%site003.pem'").fetchone()
     if blob is None:
-        blob = row[7].replace(b'"s3.example.jp"', b"3")
-    db.execute("UPDATE files SET result = ?, digest = ? WHERE path = ?",
-               (blob, _digest(row[0], tuple(row[1:6]), row[6], blob), row[0]))
+        blob = row[8].replace(b'"s3.example.jp"', b"3")
+    result_sha256 = hashlib.sha256(blob).hexdigest()
+    db.execute("UPDATE files SET result = ?, result_sha256 = ?, digest = ? WHERE path = ?",
+               (blob, result_sha256,
+                _digest(row[0], tuple(row[1:6]), row[6], row[7], result_sha256), row[0]))
     return str(row[0])
 
 
-def test_a_row_with_a_value_of_the_wrong_type_is_never_served(tmp_path: Path) -> None:
+@pytest.mark.parametrize("forgery", ["edited-result", "wrong-type"])
+def test_a_result_that_does_not_check_out_is_never_served(tmp_path: Path,
+                                                         forgery: str) -> None:
+    """Results are checked when they are read back (a start reads none): an edited one, or
+    a forged one of the wrong type, is refused then, and its file read again."""
     store = _store(tmp_path / "certs")
     _start(tmp_path, store)
     db = sqlite3.connect(_index_file(tmp_path))
-    forged = _forge(db)
+    if forgery == "edited-result":
+        forged = str(store / "d0" / "site003.pem")
+        db.execute("UPDATE files SET result = replace(result, 's3.example.jp', "
+                   "'evil.example') WHERE path = ?", (forged,))
+    else:
+        forged = _forge(db)
     db.commit()
     db.close()
     log, stream = _log()
@@ -144,6 +162,7 @@ def test_a_row_with_a_value_of_the_wrong_type_is_never_served(tmp_path: Path) ->
                             read_index_path=_index_file(tmp_path))
     daemon.full_scan()  # reads back the entries of small directories (is it a key set?)
     assert "entry discarded" in stream.getvalue()  # refused when read back, not served
+    assert "evil" not in stream.getvalue()
     assert reader.calls == [forged]  # and that file alone is read again
     result = daemon.index.get(forged)
     assert result is not None
