@@ -47,9 +47,7 @@ from watchdog.observers.inotify import InotifyObserver  # noqa: E402
 from agent.config import config_from_raw  # noqa: E402
 from agent.daemon import Daemon  # noqa: E402
 from agent.logs import EventLog, configure_logging  # noqa: E402
-from agent.reader import read_file  # noqa: E402
 from agent.readindex import READ_INDEX_NAME  # noqa: E402
-from agent.records import FileResult  # noqa: E402
 from agent.sdnotify import Notifier  # noqa: E402
 from agent.watch import inotify_limits  # noqa: E402
 from policy.intake import IntakeReceipt, Observation  # noqa: E402
@@ -187,15 +185,6 @@ class ReadyNotifier(Notifier):
         return False
 
 
-class CountingReader:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self, path: Path, **kwargs: object) -> FileResult:
-        self.calls += 1
-        return read_file(path, **kwargs)  # type: ignore[arg-type]
-
-
 def daemon_phase(root: Path, state: Path, files: list[Path], variants: list[bytes],
                  changes: int, quiet_ms: int) -> dict[str, object]:
     """One daemon process's life: start to READY, then ``changes`` changes, then stop."""
@@ -204,11 +193,10 @@ def daemon_phase(root: Path, state: Path, files: list[Path], variants: list[byte
                                         "stores": [{"path": str(root)}]}})
     intake = TimedIntake(Ledger.open(state / "ledger.sqlite3"))
     configure_logging("text", level=40)  # errors only
-    reader = CountingReader()
     notifier = ReadyNotifier()
     t0 = time.perf_counter()
     daemon = Daemon(config, intake=intake, clock=lambda: NOT_BEFORE + timedelta(days=20),
-                    log=EventLog(), notifier=notifier, reader=reader,
+                    log=EventLog(), notifier=notifier,
                     read_index_path=state / READ_INDEX_NAME)
     thread = threading.Thread(target=daemon.run, name="daemon", daemon=True)
     thread.start()
@@ -216,7 +204,7 @@ def daemon_phase(root: Path, state: Path, files: list[Path], variants: list[byte
         if not thread.is_alive():
             raise SystemExit("the daemon stopped before READY")
     ready_s = notifier.ready_at - t0
-    parsed = reader.calls
+    parsed = daemon.sync.files_read
     indexed = len(daemon.index)
     samples: list[float] = []
     try:

@@ -7,6 +7,7 @@ This script counts, per certificate, in one run:
 
 * floor         - read each file and ``x509.load_pem_x509_certificate`` it (the issue's floor);
 * floor-fields  - the floor plus reading, with cryptography, every field a scan reports;
+* DIY           - ``bench/diy_scan.py``, the scan a user would write (issue 12's baseline);
 * scan --json   - the real ``certescrow scan --json --jobs 1`` process, output to /dev/null.
 
 Each is run twice, on ``--files`` certificates and on ``--base`` of them; the difference divided
@@ -102,16 +103,21 @@ def main() -> None:
                                           env) for n in (args.base, args.files))
             rows.append((name, (large - small) / (args.files - args.base)))
         stores = {n: _subset(files, n, where) for n in (args.base, args.files)}
+        small, large = (_instructions([sys.executable, str(ROOT / "bench" / "diy_scan.py"),
+                                       str(stores[n])], env)
+                        for n in (args.base, args.files))
+        rows.append(("DIY script (bench/diy_scan.py)", (large - small) / (args.files - args.base)))
         small, large = (_instructions([sys.executable, "-c", _CLI, "scan", "--json", "--jobs",
                                        "1", str(stores[n])], env)
                         for n in (args.base, args.files))
         rows.append(("scan --json --jobs 1 (CLI)", (large - small) / (args.files - args.base)))
-    floor, fields = rows[0][1], rows[1][1]
+    floor, fields, diy = rows[0][1], rows[1][1], rows[2][1]
     print(f"# callgrind, marginal instructions per certificate ({args.files} - {args.base} "
           f"files), python {sys.version.split()[0]}")
-    print(f"{'what':<34} {'instr/cert':>11} {'vs floor':>9} {'vs fields':>10}")
+    print(f"{'what':<34} {'instr/cert':>11} {'vs floor':>9} {'vs fields':>10} {'vs DIY':>8}")
     for name, per in rows:
-        print(f"{name:<34} {per:>11,.0f} {per / floor:>8.2f}x {per / fields:>9.2f}x")
+        print(f"{name:<34} {per:>11,.0f} {per / floor:>8.2f}x {per / fields:>9.2f}x "
+              f"{per / diy:>7.2f}x")
 
 
 if __name__ == "__main__":
