@@ -62,7 +62,7 @@ RECENT = 256
 READ_INDEX_NAME = "read-index.sqlite3"
 """Its name in the state directory (beside the ledger)."""
 FORMAT = "certescrow-read-index"
-VERSION = 1
+VERSION = 2
 _RECORD_TYPES: tuple[type[Any], ...] = (FileResult, CertificateRecord, KeyRecord, FileError,
                                         FileSkip, Finding, CertificateFacts)
 
@@ -163,12 +163,13 @@ def _decoder(tp: Any, memo: dict[Any, Decoder]) -> Decoder:
         memo[tp] = lambda value: inner_decoder(value)  # placeholder for nested self-reference
         hints = typing.get_type_hints(cls)
         names = [f.name for f in _fields(cls)]
-        parts = [_decoder(hints[name], memo) for name in names]
+        parts = [(name, _decoder(hints[name], memo)) for name in names]
+        expected = set(names)
 
         def inner_decoder(value: Any) -> Any:
-            if type(value) is not list or len(value) != len(parts):
+            if type(value) is not dict or value.keys() != expected:
                 raise UntrustedIndexError(f"malformed {cls.__name__}")
-            return cls(**{n: d(v) for n, d, v in zip(names, parts, value, strict=True)})
+            return cls(**{name: decode(value[name]) for name, decode in parts})
 
         decoder = inner_decoder
     else:
@@ -178,8 +179,9 @@ def _decoder(tp: Any, memo: dict[Any, Decoder]) -> Decoder:
 
 
 def _encode(value: Any) -> Any:
-    """Records as lists of their fields in order, tuples as lists, instants as ISO text,
-    enums as numbers, key material as null."""
+    """Records as objects of their fields, tuples as lists, instants as ISO text, enums as
+    numbers, key material as null: what orjson writes of them natively (about ten times
+    faster), for when orjson is not there or refuses a value."""
     if isinstance(value, str | bool | int) or value is None:
         return int(value) if isinstance(value, enum.IntEnum) else value
     if isinstance(value, tuple):
@@ -189,7 +191,7 @@ def _encode(value: Any) -> Any:
     if isinstance(value, bytes):
         return None
     if dataclasses.is_dataclass(value) and type(value) in _RECORD_TYPES:
-        return [_encode(getattr(value, f.name)) for f in _fields(type(value))]
+        return {f.name: _encode(getattr(value, f.name)) for f in _fields(type(value))}
     raise TypeError(f"read index: cannot write a {type(value).__name__}")
 
 
@@ -197,8 +199,22 @@ def _json_dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-_dumps: Callable[[Any], bytes] = orjson.dumps if orjson is not None else _json_dumps
 _loads: Callable[[bytes], Any] = orjson.loads if orjson is not None else json.loads
+
+
+def _no_material(value: Any) -> None:
+    if isinstance(value, bytes):
+        return None  # key material is never written
+    raise TypeError(f"read index: cannot write a {type(value).__name__}")
+
+
+def _dump_result(result: FileResult) -> bytes:
+    if orjson is not None:
+        try:
+            return orjson.dumps(result, default=_no_material)
+        except orjson.JSONEncodeError:
+            pass  # an integer beyond 64 bits: the json module writes it
+    return _json_dumps(_encode(result))
 
 
 # ---------------------------------------------------------------- what stays in memory
@@ -369,7 +385,7 @@ class ReadIndexFile:
         assert db is not None  # noqa: S101 - reset() opened it
         rows = []
         for path, key, target, result in puts:
-            blob = _dumps(_encode(result))
+            blob = _dump_result(result)
             summary = _summary_text(Stored.of(result))
             result_sha256 = hashlib.sha256(blob).hexdigest()
             rows.append((path, *key, target, summary, result_sha256,

@@ -263,3 +263,19 @@ def test_a_first_scan_read_ahead_by_workers_reports_what_one_process_does(
                                    key=lambda pair: pair[0])
     assert reported[1] == reported[0]
     assert len(reported[1]) == readpool.MIN_FILES + 100
+
+
+def test_without_orjson_the_json_module_writes_a_result_that_reads_back_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.readindex as readindex
+
+    issued = make_cert(sans=("a.example.jp",))
+    write(tmp_path / "both.pem", issued.pem + issued.key_pem(), 0o600)
+    result = read_file(tmp_path / "both.pem", limits=ReadLimits(), keep_key_pem=True)
+    decode = readindex._decoder(FileResult, {})
+    fast = readindex._dump_result(result)
+    monkeypatch.setattr(readindex, "orjson", None)
+    slow = readindex._dump_result(result)
+    assert b"PRIVATE KEY" not in fast + slow  # key material is never written
+    assert decode(readindex._loads(fast)) == decode(readindex._loads(slow))
+    assert decode(readindex._loads(slow)).keys[0].pem is None
