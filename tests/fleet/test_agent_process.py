@@ -186,6 +186,7 @@ def test_agent_killed_with_a_full_outbox_delivers_after_restart(fleet: Fleet,
         agent.stop()
 
 
+@pytest.mark.slow
 def test_agent_run_once_delivers_before_it_exits(fleet: Fleet, tmp_path: Path) -> None:
     fleet.start()
     agent = Agent(tmp_path / "web4", fleet, "web4", port=fleet.port)

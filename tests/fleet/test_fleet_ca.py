@@ -116,6 +116,7 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
                           capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_enrolment_commands_end_to_end_without_a_plaintext_key_on_disk(tmp_path: Path) -> None:
     desk, host = tmp_path / "desk", tmp_path / "host"
     desk.mkdir(mode=0o700)

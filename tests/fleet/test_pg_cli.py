@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.pgdb import postgres_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,6 +20,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, cwd=REPO, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_contract_commands_on_a_postgres_ledger() -> None:
     with postgres_schema() as dsn:
         # Trust authentication ignores the password: it is there to be kept out of output.
