@@ -57,7 +57,7 @@ def observations(draw: st.DrawFn) -> Observation:
                        binding=binding, key_matches=draw(st.none() | st.booleans()))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(observations(), min_size=1, max_size=5))
 def test_what_the_agent_sends_the_service_reads_back_exactly(sent: list[Observation]) -> None:
     body = report_body(host="web01", outbox="o", sequence=7, at=AT,
