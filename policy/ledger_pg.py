@@ -260,7 +260,34 @@ class PostgresLedger(Ledger):
         try:
             return super().report(observations, at=at)
         finally:
+            # Queued writes stay queued (flushed before the next read or the commit); the
+            # batch's cached rows are this call's only.
             self._local.batch_of = None
+            self._local.batch = None
+
+    def record_batch(self, *, host: str, outbox: str, sequence: int,
+                     observations: Sequence[Observation], gone: Sequence[tuple[str, datetime]],
+                     at: datetime, now: datetime) -> tuple[int, bool]:
+        """A fleet agent's batch, exactly once: the places found empty, the observations and
+        the batch's marker (``fleet_batches``, see :mod:`policy.fleet_registry`) in ONE
+        transaction, under the writers' lock. A batch already marked records nothing:
+        ``(0, True)``. Returns ``(recorded, replay)``."""
+
+        def run() -> tuple[int, bool]:
+            if self._q("SELECT 1 FROM fleet_batches WHERE host = ? AND outbox = ? AND seq = ?",
+                       [host, outbox, sequence]):
+                return 0, True
+            recorded = 0
+            for location, gone_at in gone:
+                recorded += min(1, self.report_gone(host, location, at=gone_at))
+            if observations:
+                recorded += self.report(observations, at=at).recorded
+            self._q("INSERT INTO fleet_batches (host, outbox, seq, recorded, received_utc) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [host, outbox, sequence, recorded, instant_to_text(now)])
+            return recorded, False
+
+        return self._write(run)
 
     def _batch(self) -> dict[tuple[bytes, bytes, int], tuple[str, str | None, str]] | None:
         """The batch's sightings ``(sha256, contract, payload)`` by place, read on first use;

@@ -180,6 +180,13 @@ class _Service:
         now = self.clock()
         self.registry.seen(host=host, serial=identity.serial,
                            client_not_after=identity.not_after_utc, at=now)
+        atomic = getattr(self.intake, "record_batch", None)
+        if atomic is not None:  # PostgreSQL: batch and marker in one transaction
+            result: tuple[int, bool] = atomic(
+                host=host, outbox=batch.outbox, sequence=batch.sequence,
+                observations=batch.observations,
+                gone=[(g.location, g.at_utc) for g in batch.gone], at=batch.at_utc, now=now)
+            return result
         if self.registry.batch_recorded(host=host, outbox=batch.outbox,
                                         sequence=batch.sequence):
             return 0, True

@@ -4,6 +4,7 @@ starts, and afterwards every observation is in the ledger exactly once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from agent.outbox import Outbox
 from tests.certfactory import make_cert
 from tests.fleet.fleetkit import Fleet, make_fleet
+from tests.pgdb import postgres_schema
 from vault import KeyFileSource, open_vault
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,8 +105,17 @@ def _all_once(fleet: Fleet, agent: Agent) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_service_killed_mid_stream_and_restarted_every_observation_once(
-        fleet: Fleet, tmp_path: Path) -> None:
+        tmp_path: Path, backend: str) -> None:
+    with contextlib.ExitStack() as stack:
+        dsn = stack.enter_context(postgres_schema()) if backend == "postgresql" else None
+        fleet = make_fleet(tmp_path / "desk", ledger=dsn)
+        stack.callback(fleet.stop, signal.SIGKILL)
+        _killed_mid_stream(fleet, tmp_path)
+
+
+def _killed_mid_stream(fleet: Fleet, tmp_path: Path) -> None:
     fleet.start()
     port = fleet.port
     agent = Agent(tmp_path / "web1", fleet, "web1", port=port)
