@@ -84,7 +84,7 @@ def test_scan_prints_no_key_material(tmp_path: Path, fmt: str) -> None:
     store = _store(tmp_path)
     done = _run("scan", *([fmt] if fmt != "--table" else []), str(store), home=tmp_path)
     output = done.stdout + done.stderr
-    assert "Traceback" not in output
+    assert "Traceback" not in output, done.stderr[-4000:]
     assert "Warning" not in done.stderr  # library warnings are findings, never stderr
     assert not leaked_windows(output, _windows())
     assert "ok.example" in done.stdout
@@ -99,7 +99,7 @@ def test_agent_run_once_prints_and_logs_no_key_material(tmp_path: Path, log_form
                       f'[[agent.stores]]\npath = "{store}"\n')
     done = _run("--config", str(config), "agent", "run", "--once", home=tmp_path)
     output = done.stdout + done.stderr
-    assert "Traceback" not in output
+    assert "Traceback" not in output, done.stderr[-4000:]
     assert "file-error" in done.stderr  # the log lines under test were written
     assert not leaked_windows(output, _windows())
 
