@@ -30,6 +30,8 @@ from agent.records import ERROR_CODES, SKIP_CODES, FileResult, ReadLimits
 from tests.agent.hostile_keys import key_material_windows, leaked_windows
 from tests.certfactory import fresh_key, make_ca, make_cert, shared_key
 
+pytestmark = pytest.mark.slow  # ~25 s on two busy cores; still run by .ci/run
+
 SEED = 20260914
 CORPUS_SIZE = 3000
 CLI_SUBSET = 400

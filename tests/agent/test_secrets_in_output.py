@@ -104,6 +104,7 @@ def test_agent_run_once_prints_and_logs_no_key_material(tmp_path: Path, log_form
     assert not leaked_windows(output, _windows())
 
 
+@pytest.mark.slow
 def test_the_daemon_file_error_log_holds_no_key_material(tmp_path: Path) -> None:
     # The running daemon reads a key file that appears after start-up (the watch path) and
     # logs file-error for it.
