@@ -204,14 +204,14 @@ class Sandbox:
         words = iter(segment[1:])
         for word in words:
             if word == ">":
-                out_file = Path(self.map(next(words)))
+                out_file = self.work / self.map(next(words))  # an absolute path stays one
                 continue
             args.append(self.map(word))
         if "ID" in args and self.last_list:
             args[args.index("ID")] = str(self.last_list[0]["id"])
         done = subprocess.run([str(CERTESCROW), *args], capture_output=True, text=True,
                               env=self.env, cwd=self.work, timeout=60, check=False)
-        if out_file is not None and out_file != Path(self.map("/dev/null")):
+        if out_file is not None and out_file != self.work / self.map("/dev/null"):
             out_file.parent.mkdir(parents=True, exist_ok=True)
             out_file.write_text(done.stdout, encoding="utf-8")
         if args[:2] == ["vault", "list"] and "--json" in args and done.returncode == 0:
