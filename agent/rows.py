@@ -34,6 +34,7 @@ from .records import CertificateRecord, FileResult, KeyRecord
 
 __all__ = [
     "CONTRACT_ROLES",
+    "MAX_CHAIN",
     "CertificateRow",
     "FileRow",
     "KeyPairing",
@@ -81,6 +82,11 @@ class Placement:
     chain: tuple[CertificateRecord, ...] = ()
 
 
+MAX_CHAIN = 8
+"""CA certificates followed up from a leaf. Real chains have two or three; a hostile directory
+of thousands of CA certificates chaining to each other must not make pairing quadratic."""
+
+
 def place_certificates(results: Sequence[FileResult]) -> dict[tuple[str, int], Placement]:
     """The placement of every certificate of ``results``, the files of one directory.
 
@@ -89,63 +95,74 @@ def place_certificates(results: Sequence[FileResult]) -> dict[tuple[str, int], P
     certificate no leaf chains to is lone: in a directory that holds leaves it is a CA
     certificate in a store of server certificates (the only case that keeps ``ca-certificate``);
     in a directory of CA certificates only it is a trust anchor (self-signed) or a CA.
-    Linear in the number of certificates; no recursion (chains are walked with a bound).
+    Linear in the number of certificates: each issuer name's chain is walked once (at most
+    :data:`MAX_CHAIN` steps, no recursion) and shared by the leaves it issued.
     """
-    by_subject: dict[str, list[CertificateRecord]] = {}
+    first: dict[str, CertificateRecord] = {}
+    in_file: dict[tuple[str, str], CertificateRecord] = {}
+    cas: list[CertificateRecord] = []
     leaves: list[CertificateRecord] = []
     leaf_files: set[str] = set()
     for result in results:
         for record in result.certificates:
             if record.facts.is_ca:
-                by_subject.setdefault(record.facts.subject, []).append(record)
+                cas.append(record)
+                first.setdefault(record.facts.subject, record)
+                in_file.setdefault((record.path, record.facts.subject), record)
             else:
                 leaves.append(record)
                 leaf_files.add(record.path)
+    memo: dict[str, tuple[CertificateRecord, ...]] = {}
     out: dict[tuple[str, int], Placement] = {}
     chained: set[tuple[str, int]] = set()
-    bound = sum(len(v) for v in by_subject.values()) + 1
     for leaf in leaves:
-        chain = _walk_chain(leaf, by_subject, bound)
+        # fullchain.pem: the issuer in the leaf's own file first
+        nearest = in_file.get((leaf.path, leaf.facts.issuer)) or first.get(leaf.facts.issuer)
+        chain: tuple[CertificateRecord, ...] = ()
+        if nearest is not None:
+            above = () if nearest.facts.self_signed else _chain_above(
+                nearest.facts.issuer, first, memo)
+            chain = tuple(c for n, c in enumerate((nearest, *above))
+                          if n == 0 or c.facts.sha256 != nearest.facts.sha256)[:MAX_CHAIN]
         chained.update((c.path, c.index) for c in chain)
         out[(leaf.path, leaf.index)] = Placement(role=Role.LEAF, contract_view=True,
-                                                 chain=tuple(chain))
+                                                 chain=chain)
     # The same CA certificate in chain.pem as in fullchain.pem after the leaf is the chain too.
-    chain_shas = {record.facts.sha256 for records in by_subject.values() for record in records
+    chain_shas = {record.facts.sha256 for record in cas
                   if (record.path, record.index) in chained or record.path in leaf_files}
-    for records in by_subject.values():
-        for record in records:
-            key = (record.path, record.index)
-            if key in chained or record.facts.sha256 in chain_shas:
-                role = Role.ROOT if record.facts.self_signed else Role.INTERMEDIATE
-                out[key] = Placement(role=role, contract_view=False)
-            elif leaves:
-                out[key] = Placement(role=Role.CA, contract_view=True)
-            else:
-                role = Role.TRUST_ANCHOR if record.facts.self_signed else Role.CA
-                out[key] = Placement(role=role, contract_view=False)
+    for record in cas:
+        key = (record.path, record.index)
+        if key in chained or record.facts.sha256 in chain_shas:
+            role = Role.ROOT if record.facts.self_signed else Role.INTERMEDIATE
+            out[key] = Placement(role=role, contract_view=False)
+        elif leaves:
+            out[key] = Placement(role=Role.CA, contract_view=True)
+        else:
+            role = Role.TRUST_ANCHOR if record.facts.self_signed else Role.CA
+            out[key] = Placement(role=role, contract_view=False)
     return out
 
 
-def _walk_chain(leaf: CertificateRecord, by_subject: dict[str, list[CertificateRecord]],
-                bound: int) -> list[CertificateRecord]:
-    """The leaf's issuers found among the directory's CA certificates, nearest first; a
-    candidate in the leaf's own file is preferred (``fullchain.pem``)."""
+def _chain_above(name: str, first: dict[str, CertificateRecord],
+                 memo: dict[str, tuple[CertificateRecord, ...]]) -> tuple[CertificateRecord, ...]:
+    """The CA certificates issuing ``name`` upwards (at most :data:`MAX_CHAIN`), computed once
+    per name."""
+    if name in memo:
+        return memo[name]
     chain: list[CertificateRecord] = []
     seen: set[str] = set()
-    name = leaf.facts.issuer
-    for _ in range(bound):
-        candidates = by_subject.get(name)
-        if not candidates:
-            break
-        issuer = next((c for c in candidates if c.path == leaf.path), candidates[0])
-        if issuer.facts.sha256 in seen:
+    current = name
+    for _ in range(MAX_CHAIN):
+        issuer = first.get(current)
+        if issuer is None or issuer.facts.sha256 in seen:
             break
         seen.add(issuer.facts.sha256)
         chain.append(issuer)
         if issuer.facts.self_signed:
             break
-        name = issuer.facts.issuer
-    return chain
+        current = issuer.facts.issuer
+    memo[name] = tuple(chain)
+    return memo[name]
 
 
 # ---------------------------------------------------------------- key pairing

@@ -464,3 +464,32 @@ def test_without_orjson_the_json_module_writes_the_same_bytes(
     assert without.lines == with_orjson.lines
     assert [o["kind"] for o in json.loads(b"[" + b",".join(without.lines) + b"]")] == [
         "certificate", "error"]
+
+
+def test_a_hostile_chain_of_ca_certificates_is_followed_at_most_max_chain_steps() -> None:
+    import hashlib
+
+    from agent.records import CertificateRecord, FileResult
+    from agent.rows import MAX_CHAIN, Role, place_certificates
+    from policy.facts import CertificateFacts
+
+    def facts(n: int, subject: str, issuer: str, *, ca: bool) -> CertificateFacts:
+        return CertificateFacts(sha256=hashlib.sha256(str(n).encode()).hexdigest(),
+                                not_before_utc=NB, not_after_utc=NB + timedelta(days=90),
+                                subject=subject, issuer=issuer, is_ca=ca)
+
+    # CA n is issued by CA n+1, 2,000 deep, and 2,000 leaves issued by CA 0 (no recursion,
+    # nothing quadratic: each leaf's chain is shared and cut at MAX_CHAIN)
+    cas = [CertificateRecord(path="/d/cas.pem", index=n, fmt="pem",
+                             facts=facts(n, f"CN=ca{n}", f"CN=ca{n + 1}", ca=True))
+           for n in range(2000)]
+    leaves = [CertificateRecord(path=f"/d/leaf{n}.pem", index=0, fmt="pem",
+                                facts=facts(10_000 + n, f"CN=leaf{n}", "CN=ca0", ca=False))
+              for n in range(2000)]
+    results = [FileResult(path="/d/cas.pem", certificates=tuple(cas)),
+               *(FileResult(path=leaf.path, certificates=(leaf,)) for leaf in leaves)]
+    placed = place_certificates(results)
+    chain = placed[("/d/leaf0.pem", 0)].chain
+    assert [c.index for c in chain] == list(range(MAX_CHAIN))
+    assert placed[("/d/cas.pem", 0)].role is Role.INTERMEDIATE
+    assert placed[("/d/cas.pem", 1999)].role is Role.CA  # no leaf reaches it: lone
