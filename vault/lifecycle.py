@@ -181,8 +181,12 @@ def _check_backup(backup: Path, staging: Path, source: MasterKeySource, *,
                         settle_pending_key=False) as candidate:
             report = candidate.verify()
     except VaultLockedError as exc:
+        # The message names the staging copy as "vault STAGING": the user knows the backup.
+        message = str(exc).replace(f"vault {staging}", "this backup").replace(
+            "the vault was last keyed", "the backup was last keyed").replace(
+            str(staging), str(backup))
         raise VaultLockedError(
-            f"backup {backup}: " + str(exc).replace(str(staging), "it")
+            f"backup {backup}: {message}"
             + "; a backup opens only with the master key that was current when it was taken "
             "(after `vault rotate-key`, the old key: see `vault rotate-key --keep-old-key`)"
         ) from None

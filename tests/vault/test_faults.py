@@ -324,6 +324,10 @@ def test_rotation_can_keep_the_old_key_which_still_opens_older_backups(
     assert message.startswith(f"backup {backup}:")
     assert ".restore-" not in message
     assert "the master key that was current when it was taken" in message
+    # A readable sentence that names the backup, not "does not open vault it".
+    assert f"key file {key_file} does not open this backup (wrong key" in message
+    assert "vault it" not in message
+    assert "the backup was last keyed with a key-file source" in message
     with open_vault(vault_path, KeyFileSource(key_file)) as live:
         assert live.get(entry) == b"before rotation"
         assert live.verify().ok
