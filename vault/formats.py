@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -72,7 +72,7 @@ class ImportedItem:
 
     kind: str
     data: bytes
-    source: str  # "file.pem", "file.pem#2" for the second object in a bundle
+    source: str  # "file.pem"; in a bundle "file.pem#1" (2nd certificate), "#key0", "#csr0"
     meta: dict[str, str] = field(default_factory=dict)
 
 
@@ -324,29 +324,48 @@ def _recognise_pem(data: bytes, source: str,
     if not blocks:
         raise VaultInputError(f"{source}: looks like PEM but holds no complete "
                               "-----BEGIN/END----- block (truncated?)")
-    items: list[ImportedItem] = []
+    # Objects of a bundle are numbered as `scan` numbers them and as the daemon labels what it
+    # escrows: certificates 0-based in file order (a PKCS#7 block's certificates included),
+    # `#N`; keys `#keyN`; CSRs `#csrN`. A file holding one object keeps its bare name.
+    found: list[tuple[ImportedItem, str]] = []
+    counts = {"certificate": 0, "private-key": 0, "csr": 0}
     many = len(blocks) > 1
-    for index, match in enumerate(blocks, start=1):
+
+    def position(kind: str) -> str:
+        prefix = {"certificate": "", "private-key": "key", "csr": "csr"}[kind]
+        return f"#{prefix}{counts[kind]}"
+
+    def take(item: ImportedItem, kind: str) -> None:
+        found.append((item, position(kind)))
+        counts[kind] += 1
+
+    for match in blocks:
         label, block = match.group(1), match.group(0)
-        where = f"{source}#{index}" if many else source
         try:
             if label in _KEY_LABELS:
-                items.append(_key_item(block, where, ask))
+                where = source + position("private-key") if many else source
+                take(_key_item(block, where, ask), "private-key")
             elif label in _CERT_LABELS:
-                items.append(_cert_item(x509.load_pem_x509_certificate(block), where))
+                where = source + position("certificate") if many else source
+                take(_cert_item(x509.load_pem_x509_certificate(block), where), "certificate")
             elif label in _CSR_LABELS:
-                items.append(_csr_item(x509.load_pem_x509_csr(block), where))
+                where = source + position("csr") if many else source
+                take(_csr_item(x509.load_pem_x509_csr(block), where), "csr")
             elif label in _PKCS7_LABELS:
-                certs = pkcs7.load_pem_pkcs7_certificates(block)
-                items.extend(_cert_item(c, f"{where}/{i}") for i, c in enumerate(certs, 1))
+                where = f"{source} (PKCS#7 from certificate {position('certificate')})"
+                for cert in pkcs7.load_pem_pkcs7_certificates(block):
+                    take(_cert_item(cert, source), "certificate")
             elif label in _IGNORED_LABELS:
                 continue
             else:
+                where = source
                 raise VaultInputError(f"{where}: unsupported PEM block "
                                       f"{label.decode('ascii', 'replace')!r}")
         except ValueError as exc:
             raise VaultInputError(f"{where}: malformed {label.decode('ascii', 'replace')}: "
                                   f"{_reason(exc)}") from None
+    many = len(found) > 1
+    items = [replace(item, source=source + suffix if many else source) for item, suffix in found]
     if not items:
         raise VaultInputError(f"{source}: no key, CSR or certificate in this PEM file")
     return items
@@ -372,7 +391,9 @@ def _recognise_der(data: bytes, source: str, ask: PasswordCallback | None) -> li
         try:
             certs = pkcs7.load_der_pkcs7_certificates(data)
             if certs:
-                return [_cert_item(c, f"{source}/{i}") for i, c in enumerate(certs, 1)]
+                if len(certs) == 1:
+                    return [_cert_item(certs[0], source)]
+                return [_cert_item(c, f"{source}#{i}") for i, c in enumerate(certs)]
         except ValueError:
             pass
         if _looks_like_pkcs12(data):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs7
 
 from tests.vault.helpers import PDF, csr_pem, issued, key_pem, p7, p12
 from vault import formats
@@ -19,7 +20,8 @@ def test_a_pem_bundle_yields_one_certificate_per_block() -> None:
     leaf, other = issued("a.example"), issued("b.example")
     items = formats.recognise(leaf.pem + other.pem, source="fullchain.pem", ask=never_asked)
     assert [i.kind for i in items] == ["certificate", "certificate"]
-    assert [i.source for i in items] == ["fullchain.pem#1", "fullchain.pem#2"]
+    # 0-based, as `scan` numbers the certificates of a file (fullchain.pem#0 is the leaf)
+    assert [i.source for i in items] == ["fullchain.pem#0", "fullchain.pem#1"]
     assert items[0].data == leaf.pem
     assert items[1].meta["subject"] == "CN=b.example"
 
@@ -28,6 +30,20 @@ def test_key_and_certificate_in_one_pem_file() -> None:
     item = issued()
     items = formats.recognise(key_pem(item) + item.pem, source="combined.pem", ask=never_asked)
     assert [i.kind for i in items] == ["private-key", "certificate"]
+    # numbered per kind like scan and the daemon's escrow labels: the certificate is #0
+    assert [i.source for i in items] == ["combined.pem#key0", "combined.pem#0"]
+
+
+def test_bundle_numbering_matches_scan_for_pkcs7_csrs_and_single_objects() -> None:
+    leaf, other = issued("a.example"), issued("b.example")
+    p7_pem = pkcs7.serialize_certificates([leaf.cert, other.cert], serialization.Encoding.PEM)
+    items = formats.recognise(leaf.pem + p7_pem + csr_pem(leaf), source="b.pem",
+                              ask=never_asked)
+    assert [i.source for i in items] == ["b.pem#0", "b.pem#1", "b.pem#2", "b.pem#csr0"]
+    der = formats.recognise(p7(leaf, other), source="chain.p7b", ask=never_asked)
+    assert [i.source for i in der] == ["chain.p7b#0", "chain.p7b#1"]
+    assert [i.source for i in formats.recognise(leaf.pem, source="one.pem",
+                                                ask=never_asked)] == ["one.pem"]
 
 
 def test_an_encrypted_key_asks_for_its_password_and_is_kept_decrypted() -> None:
