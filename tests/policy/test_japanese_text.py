@@ -193,3 +193,20 @@ def test_period_explanations_in_japanese_are_clean() -> None:
             for period in (days_period(start, 90, rule=rule), months_period(start, 6, rule=rule),
                            months_period(start, 12, rule=rule)):
                 assert problems(period.explain_ja()) == []
+
+
+def test_every_decision_that_used_a_period_names_the_rule_and_its_last_day() -> None:
+    """Issue 10: the proviso (category III Art.6 decisions, the proviso termination) and the
+    contracted tier (non-compliance) are periods; each such decision carries
+    ``computed.period_rule`` and ``computed.period_last_day``, and the decisions that turn on
+    the period say its last day in both languages."""
+    used = [d for d in _rendered()
+            if d.clause.startswith("Art.6(3)") or d.action.value == "non-compliant"]
+    assert used
+    for decision in used:
+        assert decision.computed["period_rule"] in ("civil-code", "elapsed"), decision
+        last = decision.computed["period_last_day"]
+        assert isinstance(last, str)
+        if decision.action.value in ("renewal-blocked", "non-compliant", "terminate"):
+            assert last in decision.explanation_en
+            assert last in decision.explanation_ja
