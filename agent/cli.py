@@ -97,7 +97,8 @@ def _passwords(password_file: Path | None) -> tuple[bytes, ...]:
     from vault.secretfile import SecretFileError, read_secret_file  # a FIFO must not hang us
 
     try:
-        text = read_secret_file(password_file, what="password file", max_bytes=64 * 1024)
+        text = read_secret_file(password_file, what="password file", max_bytes=64 * 1024,
+                                private=True)  # refused when others can read it
     except SecretFileError as exc:
         raise AgentError(str(exc)) from None
     return tuple(line.rstrip(b"\r") for line in text.split(b"\n") if line.rstrip(b"\r"))

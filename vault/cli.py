@@ -23,6 +23,7 @@ from .errors import (
     VaultConflictError,
     VaultInputError,
     VaultIntegrityError,
+    VaultPermissionError,
 )
 from .keysource import (
     KeyFileSource,
@@ -120,8 +121,10 @@ def _read_password_file(path: Path) -> bytes:
     """The first line of ``path`` (a regular file; a FIFO is refused, never waited on)."""
     try:
         data = read_secret_file(path.expanduser(), what="password file",
-                                max_bytes=PASSWORD_FILE_MAX)
+                                max_bytes=PASSWORD_FILE_MAX, private=True)
     except SecretFileError as exc:
+        if exc.problem == "exposed":
+            raise VaultPermissionError(str(exc)) from None
         raise VaultInputError(str(exc)) from None
     return data.split(b"\n", 1)[0].rstrip(b"\r")
 

@@ -65,13 +65,27 @@ def _kind_of(mode: int) -> str:
     return "not a regular file"
 
 
+def _exposed_to(st: os.stat_result) -> str | None:
+    """Who besides the owner can read a password file: others, or a group this process does
+    not run as (``root:certescrow 0640`` is how a service user is given a secret, the same rule
+    as for passwords written in the configuration)."""
+    mode = st.st_mode & 0o777
+    if mode & 0o004:
+        return "others"
+    if mode & 0o040 and st.st_gid != os.getegid():
+        return f"group {st.st_gid}, which this process does not run as"
+    return None
+
+
 def read_secret_file(path: Path, *, what: str, max_bytes: int = 4096,
-                     refuse_mode: int = 0, follow_symlinks: bool = True) -> bytes:
+                     refuse_mode: int = 0, follow_symlinks: bool = True,
+                     private: bool = False) -> bytes:
     """The bytes of the regular file ``path`` (at most ``max_bytes``), never blocking.
 
     ``refuse_mode``: permission bits that must be clear (``0o077``: only the owner may read it;
     ``0o007``: others may not); checked on the open descriptor, so what is checked is what is
-    read.
+    read. ``private``: the file holds passwords, so refuse it when others can read it, or a
+    group other than this process's own (``exposed``), with the ``chmod`` that fixes it.
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC | (0 if follow_symlinks else _NOFOLLOW)
     try:
@@ -98,6 +112,12 @@ def read_secret_file(path: Path, *, what: str, max_bytes: int = 4096,
             raise SecretFileError(
                 f"{what} {path} has mode {stat.S_IMODE(st.st_mode):04o}: {who} can read it",
                 problem="exposed")
+        who = _exposed_to(st) if private else None
+        if who is not None:
+            raise SecretFileError(
+                f"{what} {path} holds passwords but is readable by {who} (mode "
+                f"{stat.S_IMODE(st.st_mode):04o}): run `chmod 600 {path}` (or `chmod 640` "
+                "with the service's own group)", problem="exposed")
         if st.st_size > max_bytes:
             raise SecretFileError(f"{what} {path} is too large ({st.st_size} bytes; at most "
                                   f"{max_bytes})", problem="too-large")

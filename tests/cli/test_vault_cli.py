@@ -23,6 +23,7 @@ from vault.errors import (
     VaultInputError,
     VaultIntegrityError,
     VaultLockedError,
+    VaultPermissionError,
 )
 
 
@@ -147,6 +148,12 @@ def test_import_recognises_every_kind_and_asks_passwords_from_a_file(
     (tmp / "enc.key").write_bytes(key_pem(item, b"key-pass"))
     (tmp / "approval.pdf").write_bytes(PDF)
     (tmp / "pass").write_text("key-pass\n")
+    (tmp / "pass").chmod(0o644)
+    exposed = run(["import", *common(initialised), "--password-file", str(tmp / "pass"),
+                   str(tmp / "enc.key")])
+    assert isinstance(exposed.exception, VaultPermissionError)
+    assert "readable by others (mode 0644): run `chmod 600" in str(exposed.exception)
+    (tmp / "pass").chmod(0o600)
     result = ok(["import", *common(initialised), "--contract", "C-1", "--password-file",
                  str(tmp / "pass"), str(tmp / "fullchain.pem"), str(tmp / "enc.key"),
                  str(tmp / "approval.pdf"), "--json"])
@@ -207,6 +214,7 @@ def test_export_formats_and_p12_with_a_password(initialised: dict[str, Path]) ->
     der = ok(["export", *common(initialised), cert_id, "--format", "der"]).stdout_bytes
     assert der == item.der
     (tmp / "p12pass").write_text("export-pass\n")
+    (tmp / "p12pass").chmod(0o600)
     ok(["export", *common(initialised), key_id, "--format", "p12", "--out", str(tmp / "s.p12"),
         "--password-file", str(tmp / "p12pass")])
     key, cert, _ = pkcs12.load_key_and_certificates((tmp / "s.p12").read_bytes(), b"export-pass")

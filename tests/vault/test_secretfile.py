@@ -127,7 +127,50 @@ def test_scan_password_file_that_is_a_fifo_is_an_error_not_a_hang(tmp_path: Path
         _passwords(fifo)
     regular = tmp_path / "pw"
     regular.write_bytes(b"one\r\ntwo\n\n")
+    regular.chmod(0o600)
     assert _passwords(regular) == (b"one", b"two")
+
+
+def test_scan_password_file_readable_by_others_is_refused_like_passwords_in_the_config(
+        tmp_path: Path) -> None:
+    from agent.cli import _passwords
+    from agent.errors import AgentError
+
+    passwords = tmp_path / "passwords"
+    passwords.write_bytes(b"open sesame\n")
+    passwords.chmod(0o644)
+    with pytest.raises(AgentError) as caught:
+        _passwords(passwords)
+    message = str(caught.value)
+    assert message == (f"password file {passwords} holds passwords but is readable by others "
+                       f"(mode 0644): run `chmod 600 {passwords}` (or `chmod 640` with the "
+                       "service's own group)")
+    assert "sesame" not in message
+    passwords.chmod(0o604)
+    with pytest.raises(AgentError, match="readable by others"):
+        _passwords(passwords)
+    # the other side of the boundary: owner only, or the process's own group, is accepted
+    passwords.chmod(0o600)
+    assert _passwords(passwords) == (b"open sesame",)
+    os.chown(passwords, -1, os.getegid())
+    passwords.chmod(0o640)
+    assert _passwords(passwords) == (b"open sesame",)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to a foreign group needs root")
+def test_scan_password_file_readable_by_a_foreign_group_is_refused(tmp_path: Path) -> None:
+    from agent.cli import _passwords
+    from agent.errors import AgentError
+
+    passwords = tmp_path / "passwords"
+    passwords.write_bytes(b"open sesame\n")
+    os.chown(passwords, -1, os.getegid() + 4242)
+    passwords.chmod(0o640)
+    with pytest.raises(AgentError, match=r"readable by group \d+, which this process does "
+                                         r"not run as \(mode 0640\)"):
+        _passwords(passwords)
+    passwords.chmod(0o600)
+    assert _passwords(passwords) == (b"open sesame",)
 
 
 # ------------------------------------------------------------------ kill loop
