@@ -452,6 +452,17 @@ def _parse_summary(text: str) -> Stored:
 
 # ---------------------------------------------------------------- the index that remembers
 
+def _storable(name: str) -> bool:
+    """SQLite's TEXT holds UTF-8 only: a file name that is not (``os.fsdecode``'s surrogate
+    escapes) is kept in memory, never written, and its file read again after a restart
+    (a start-up crash before: H6, issue 9)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class PersistentIndex(FileIndex[FileResult]):
     """A :class:`~agent.index.FileIndex` of file results that writes what changed to its
     :class:`ReadIndexFile` (at :meth:`flush`, and every :data:`FLUSH_EVERY` changes) and then
@@ -583,6 +594,8 @@ class PersistentIndex(FileIndex[FileResult]):
         removes = []
         for path, present in dirty.items():
             entry = self._entries.get(path)
+            if not _storable(path) or (entry is not None and not _storable(entry.target)):
+                continue  # kept in memory only (H6, issue 9): read again after a restart
             if (present and entry is not None and entry.key is not None
                     and not isinstance(cast(object, entry.result), Stored)):
                 puts.append((path, entry.key, entry.target, entry.result))
@@ -590,7 +603,7 @@ class PersistentIndex(FileIndex[FileResult]):
                 removes.append(path)
         try:
             self.file.write(puts, removes, bindings)
-        except (OSError, sqlite3.Error, TypeError) as exc:
+        except (OSError, sqlite3.Error, TypeError, ValueError) as exc:
             self._dirty = {**dirty, **self._dirty}  # try again at the next flush
             self._write_failed(exc)
             return
