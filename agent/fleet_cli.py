@@ -481,6 +481,12 @@ async def _serve(app: Any, config: ServeConfig, context: Any) -> None:
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Handlers wait on the database in worker threads; the default pool (CPUs + 4) is too few
+    # for a fleet's requests waiting on round trips, and each storage pools 8 connections.
+    from concurrent.futures import ThreadPoolExecutor
+
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=16,
+                                                 thread_name_prefix="certescrow-db"))
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     scheme = "https" if context is not None else "http"

@@ -89,8 +89,12 @@ class PostgresStorage:
             raise LedgerError(f"{self.where}: {_describe(exc)}") from None
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.transaction() as tx:
-            return tx.run(sql, params)
+        """One statement, autocommitted: one round trip (no BEGIN/COMMIT around it)."""
+        try:
+            with self._pool.connection() as conn:
+                return _Tx(conn).run(sql, params)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise LedgerError(f"{self.where}: {_describe(exc)}") from None
 
 
 def _describe(exc: BaseException) -> str:
