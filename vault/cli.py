@@ -347,6 +347,15 @@ def _write_private(path: Path, data: bytes, *, force: bool) -> None:
         raise VaultInputError(str(exc)) from None
 
 
+def _refuse_private_key_on_terminal(holds_key: bool) -> None:
+    """A private key printed on a terminal stays in its scrollback, its logs and in view of
+    whoever stands behind: only a pipe, --out or an explicit --force writes it there."""
+    if holds_key:
+        raise VaultInputError("refusing to print a private key on a terminal (its scrollback "
+                              "and logs would keep it): use --out FILE (mode 0600) or a pipe, "
+                              "or --force to print it all the same")
+
+
 @vault_group.command("export")
 @_vault_options
 @click.argument("entry_id")
@@ -354,7 +363,8 @@ def _write_private(path: Path, data: bytes, *, force: bool) -> None:
               help="Output format (default: as stored).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write here (mode 0600) instead of standard output.")
-@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists; without --out, "
+              "print a private key on a terminal all the same.")
 @click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Password for a p12 export (else asked twice on the terminal).")
 @click.pass_context
@@ -375,10 +385,16 @@ def export_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
                                  confirmation_prompt=True, err=True)
         return text.encode()
 
+    to_terminal = out is None and sys.stdout.isatty()
     with _open(ctx, vault_path, key_file) as vault:
+        if to_terminal and not force:  # refused before anything is decrypted
+            _refuse_private_key_on_terminal(formats.holds_private_key(
+                vault.info(entry_id).kind, fmt))
         data = vault.export(entry_id, fmt, p12_password=p12_password)
-    if out is None and sys.stdout.isatty() and not _is_text(data):
+    if to_terminal and not _is_text(data):
         raise VaultInputError("refusing to write binary data to a terminal; use --out FILE")
+    if to_terminal and not force:
+        _refuse_private_key_on_terminal(formats.holds_private_key("document", fmt, data))
     if out is None:
         stdout: BinaryIO = sys.stdout.buffer
         stdout.write(data)

@@ -39,6 +39,7 @@ __all__ = [
     "build_csr",
     "convert",
     "generate_key",
+    "holds_private_key",
     "public_key_der",
     "recognise",
     "validate_kind",
@@ -413,6 +414,16 @@ def _looks_like_pkcs12(data: bytes) -> bool:
 
 
 # ------------------------------------------------------------------------------ export
+
+def holds_private_key(kind: str, fmt: str | None, data: bytes | None = None) -> bool:
+    """Whether an export of an entry of ``kind`` in ``fmt`` carries private-key material: a
+    key, a PKCS#12 (or a p12 export, which bundles the key), or a document holding a PEM
+    private key block. ``data=None`` answers from kind and format alone (before decrypting)."""
+    if kind in ("private-key", "pkcs12") or fmt == "p12":
+        return True
+    return data is not None and b"PRIVATE KEY-----" in data
+
+
 
 def convert(kind: str, data: bytes, fmt: str | None, *, entry_id: str,
             p12_password: Callable[[], bytes] | None = None,

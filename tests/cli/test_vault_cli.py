@@ -394,6 +394,36 @@ def test_encrypted_key_import_and_p12_export_ask_on_the_terminal(env: dict[str, 
     assert (out.stat().st_mode & 0o777) == 0o600
 
 
+def test_export_refuses_to_print_a_private_key_on_a_terminal_unless_forced(
+        env: dict[str, Path]) -> None:
+    opts = ["--vault", str(env["vault"]), "--key-file", str(env["key"])]
+    assert certescrow("vault", "init", *opts).returncode == 0
+    item = issued()
+    (env["tmp"] / "site.pem").write_bytes(key_pem(item) + item.pem)
+    (env["tmp"] / "notes.txt").write_bytes(b"backup of the key:\n" + key_pem(item))
+    imported = certescrow("vault", "import", *opts, "--json", str(env["tmp"] / "site.pem"))
+    rows = json.loads(imported.stdout)
+    key_id, cert_id = rows[0]["id"], rows[1]["id"]
+    doc = certescrow("vault", "import", *opts, "--json", "--kind", "document",
+                     str(env["tmp"] / "notes.txt"))
+    doc_id = json.loads(doc.stdout)[0]["id"]
+    for entry, fmt in ((key_id, []), (key_id, ["--format", "pem"]), (doc_id, [])):
+        code, screen = run_on_terminal(["vault", "export", *opts, entry, *fmt], [])
+        assert code == VaultInputError.exit_code, screen
+        assert b"refusing to print a private key on a terminal" in screen
+        assert b"PRIVATE KEY-----" not in screen
+    # the other side: a certificate prints; --force prints the key; a pipe is not a terminal
+    code, screen = run_on_terminal(["vault", "export", *opts, cert_id], [])
+    assert code == 0
+    assert b"BEGIN CERTIFICATE" in screen
+    code, screen = run_on_terminal(["vault", "export", *opts, key_id, "--force"], [])
+    assert code == 0
+    assert b"BEGIN PRIVATE KEY" in screen
+    piped = certescrow("vault", "export", *opts, key_id)
+    assert piped.returncode == 0
+    assert piped.stdout.startswith(b"-----BEGIN PRIVATE KEY-----")
+
+
 def test_label_changes_label_and_contract_as_a_new_version(initialised: dict[str, Path]) -> None:
     entry = ok(["put", *common(initialised), "--kind", "document", "--label", "old",
                 "--contract", "C-1"], input=b"x").stdout.strip()
