@@ -23,6 +23,7 @@ __all__ = [
     "AuditHead",
     "AuditRecord",
     "append",
+    "backups_under_current_key",
     "count",
     "genesis_hash",
     "head_mac",
@@ -127,17 +128,27 @@ def last_action(conn: sqlite3.Connection, entry_id: str) -> tuple[str, int] | No
     return str(row[0]), int(row[1]) if row[1] is not None else -1
 
 
+def backups_under_current_key(conn: sqlite3.Connection) -> list[AuditRecord]:
+    """The ``backup`` records since the last ``rotate-key`` (oldest first): backups that open
+    only with the master key the vault has now."""
+    since = conn.execute("SELECT coalesce(max(seq), 0) FROM audit "
+                         "WHERE action = 'rotate-key'").fetchone()[0]
+    return _records(conn, " WHERE action = 'backup' AND seq > ?", (int(since),))
+
+
 def count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
 
 
 def read_records(conn: sqlite3.Connection, *, entry_id: str | None = None) -> list[AuditRecord]:
-    sql = ("SELECT seq, at, actor, action, entry_id, kind, version, detail, prev_hash, hash "
-           "FROM audit")
-    args: tuple[Any, ...] = ()
     if entry_id is not None:
-        sql += " WHERE entry_id = ?"
-        args = (entry_id,)
+        return _records(conn, " WHERE entry_id = ?", (entry_id,))
+    return _records(conn, "", ())
+
+
+def _records(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> list[AuditRecord]:
+    sql = ("SELECT seq, at, actor, action, entry_id, kind, version, detail, prev_hash, hash "
+           "FROM audit" + where)
     records = []
     for row in conn.execute(sql + " ORDER BY seq", args):
         try:

@@ -499,10 +499,15 @@ def _new_passphrase(confirm: bool) -> str:
               help="Before an in-place rotation, keep a dated copy of the old key (beside the "
                    "key file as FILE.retired-<UTC time>, mode 0600, or as a keyring entry): "
                    "backups made before the rotation open only with it. Asked on a terminal.")
+@click.option("--discard-old-key", is_flag=True,
+              help="Let an in-place rotation destroy the old key even though the audit log "
+                   "records backups made with it (without a terminal, one of --keep-old-key "
+                   "and --discard-old-key is then required).")
 @_json_option
 @click.pass_context
 def rotate_key_command(ctx: click.Context, vault_path: Path | None, key_file: Path | None,
-                       new_key_file: Path | None, keep_old_key: bool, as_json: bool) -> None:
+                       new_key_file: Path | None, keep_old_key: bool, discard_old_key: bool,
+                       as_json: bool) -> None:
     """Re-wrap every data key under a new master key, in one transaction.
 
     Backups made before the rotation stay wrapped under the old key: keep it
@@ -515,13 +520,16 @@ def rotate_key_command(ctx: click.Context, vault_path: Path | None, key_file: Pa
         elif isinstance(current, PassphraseSource):
             target = PassphraseSource(get_passphrase=_new_passphrase)
         in_place_key = target is None and isinstance(current, (KeyFileSource, KeyringSource))
-        if in_place_key and not keep_old_key and sys.stdin.isatty() and not as_json:
+        if in_place_key and not keep_old_key and not discard_old_key and sys.stdin.isatty() \
+                and not as_json:
             keep_old_key = click.confirm(
                 "Backups made before this rotation open only with the old key, which the "
                 "rotation replaces. Keep a dated copy of the old key (mode 0600)?",
                 default=True, err=True)
+            discard_old_key = not keep_old_key  # answered on the terminal: an explicit choice
         with _progress("re-wrapping") as progress:
-            result = vault.rotate_key(target, progress=progress, keep_old_key=keep_old_key)
+            result = vault.rotate_key(target, progress=progress, keep_old_key=keep_old_key,
+                                      discard_old_key=discard_old_key)
     if as_json:
         _echo_json(result.to_json())
         return

@@ -112,10 +112,10 @@ def read_secret_file(path: Path, *, what: str, max_bytes: int = 4096,
             raise SecretFileError(
                 f"{what} {path} has mode {stat.S_IMODE(st.st_mode):04o}: {who} can read it",
                 problem="exposed")
-        who = _exposed_to(st) if private else None
-        if who is not None:
+        reader = _exposed_to(st) if private else None
+        if reader is not None:
             raise SecretFileError(
-                f"{what} {path} holds passwords but is readable by {who} (mode "
+                f"{what} {path} holds passwords but is readable by {reader} (mode "
                 f"{stat.S_IMODE(st.st_mode):04o}): run `chmod 600 {path}` (or `chmod 640` "
                 "with the service's own group)", problem="exposed")
         if st.st_size > max_bytes:

@@ -600,7 +600,8 @@ class Vault:
                                 problems=tuple(problems))
 
     def rotate_key(self, new_source: MasterKeySource | None = None, *,
-                   progress: Progress | None = None, keep_old_key: bool = False) -> RotateResult:
+                   progress: Progress | None = None, keep_old_key: bool = False,
+                   discard_old_key: bool = False) -> RotateResult:
         """Re-wrap every data key and the vault secret under a new master key, in ONE
         transaction: an interruption leaves the old key working, or the new one.
 
@@ -609,13 +610,30 @@ class Vault:
         promotion a crash interrupted. An in-place rotation destroys the old key, which every
         backup taken before it still needs: ``keep_old_key`` first writes a dated copy beside
         it (``<key file>.retired-<UTC time>``, 0600, or keyring user
-        ``<username>.retired-<UTC time>``), before anything changes.
+        ``<username>.retired-<UTC time>``), before anything changes. When the audit log records
+        a backup made with the current key, an in-place rotation needs one of ``keep_old_key``
+        or ``discard_old_key``: silently destroying the only key to a backup taken minutes ago
+        is the mistake this refuses (:class:`VaultConflictError`).
         """
+        if keep_old_key and discard_old_key:
+            raise VaultInputError("keep the old key or discard it, not both")
         with self._lock:
             keys = self._need_keys()
             source = self._source
             kept: str | None = None
             keeper = _as_keeper(source)
+            if new_source is None and _as_staged(source) is not None \
+                    and not keep_old_key and not discard_old_key:
+                with self._snapshot() as conn:
+                    backups = audit_log.backups_under_current_key(conn)
+                if backups:
+                    last = backups[-1]
+                    raise VaultConflictError(
+                        f"{len(backups)} backup(s) of this vault were made with the current key "
+                        f"(the last to {last.detail.get('to', '?')} at {last.at}), and this "
+                        "rotation replaces that key: those backups would open with nothing. "
+                        "Keep a dated copy of the old key (--keep-old-key), or say that it may "
+                        "go (--discard-old-key)")
             if keep_old_key and new_source is None and keeper is not None:
                 label = "retired-" + self._clock().astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
                 kept = keeper.keep_copy(keys.master, label)

@@ -535,12 +535,39 @@ def test_rotate_key_offers_to_keep_the_old_key_for_older_backups(
     assert copy.name.startswith("master.key.retired-")
 
 
+def test_rotate_key_without_a_terminal_refuses_to_destroy_the_key_of_a_recent_backup(
+        initialised: dict[str, Path]) -> None:
+    backup = initialised["tmp"] / "minutes-ago.sqlite3"
+    ok(["backup", *common(initialised), str(backup)])
+    old = initialised["key"].read_bytes()
+    refused = certescrow("vault", "rotate-key", *common(initialised))
+    assert refused.returncode == VaultConflictError.exit_code
+    stderr = refused.stderr.decode()
+    assert stderr.startswith("Error: 1 backup(s) of this vault were made with the current key")
+    assert str(backup) in stderr
+    assert "--keep-old-key" in stderr
+    assert "--discard-old-key" in stderr
+    assert initialised["key"].read_bytes() == old
+    both = run(["rotate-key", *common(initialised), "--keep-old-key", "--discard-old-key"])
+    assert isinstance(both.exception, VaultInputError)
+    # the explicit answers rotate
+    kept = json.loads(ok(["rotate-key", *common(initialised), "--keep-old-key", "--json"])
+                      .stdout)
+    assert Path(kept["old_key_kept"]).read_bytes() == old
+    ok(["backup", *common(initialised), str(backup), "--force"])
+    discarded = json.loads(ok(["rotate-key", *common(initialised), "--discard-old-key",
+                               "--json"]).stdout)
+    assert discarded["old_key_kept"] is None
+    # no backup since the last rotation: nothing to protect, no answer needed
+    ok(["rotate-key", *common(initialised)])
+
+
 def test_restore_with_a_key_that_does_not_open_the_backup_names_it_and_replaces_nothing(
         initialised: dict[str, Path]) -> None:
     entry = ok(["put", *common(initialised), "--kind", "document"], input=b"x").stdout.strip()
     backup = initialised["tmp"] / "old-backup.sqlite3"
     ok(["backup", *common(initialised), str(backup)])
-    ok(["rotate-key", *common(initialised)])
+    ok(["rotate-key", *common(initialised), "--discard-old-key"])
     ok(["rm", *common(initialised), entry])
     failed = certescrow("vault", "restore", *common(initialised), str(backup), "--force")
     assert failed.returncode == VaultLockedError.exit_code

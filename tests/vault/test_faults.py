@@ -22,6 +22,7 @@ from vault import (
     KeyringSource,
     Vault,
     VaultConflictError,
+    VaultInputError,
     VaultIntegrityError,
     VaultLockedError,
     VaultNotFoundError,
@@ -336,6 +337,36 @@ def test_rotation_can_keep_the_old_key_which_still_opens_older_backups(
     restore_vault(backup, restored, KeyFileSource(kept))
     with open_vault(restored, KeyFileSource(kept)) as old:
         assert old.get(entry) == b"before rotation"
+
+
+def test_rotation_refuses_to_destroy_the_only_key_to_a_backup_made_with_it(
+        vault: Vault, key_file: Path, tmp_path: Path) -> None:
+    vault.put("document", b"x")
+    backup = vault.backup(tmp_path / "minutes-ago.sqlite3")
+    old_key = key_file.read_bytes()
+    with pytest.raises(VaultConflictError) as caught:
+        vault.rotate_key()
+    message = str(caught.value)
+    assert f"made with the current key (the last to {backup} at " in message
+    assert "--keep-old-key" in message
+    assert "--discard-old-key" in message
+    assert key_file.read_bytes() == old_key  # nothing changed
+    assert vault.verify().ok
+    with pytest.raises(VaultInputError, match="not both"):
+        vault.rotate_key(keep_old_key=True, discard_old_key=True)
+    # Either explicit answer rotates.
+    assert vault.rotate_key(keep_old_key=True).old_key_kept is not None
+    vault.backup(tmp_path / "after-first.sqlite3")
+    assert vault.rotate_key(discard_old_key=True).old_key_kept is None
+    # The other side: backups made before the last rotation are not under the current key.
+    assert vault.rotate_key().old_key_kept is None
+
+
+def test_rotation_to_a_new_key_file_leaves_the_old_key_and_needs_no_answer(
+        vault: Vault, key_file: Path, tmp_path: Path) -> None:
+    vault.backup(tmp_path / "b.sqlite3")
+    vault.rotate_key(KeyFileSource(tmp_path / "new.key"))
+    assert key_file.exists()
 
 
 def test_rotation_without_keeping_says_what_older_backups_need(vault: Vault) -> None:
