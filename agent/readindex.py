@@ -26,7 +26,7 @@ import sqlite3
 import types
 import typing
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -196,10 +196,18 @@ def _encode(value: Any) -> Any:
 
 
 def _json_dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    # ASCII: a file name that is not UTF-8 holds lone surrogates (os.fsdecode), which only an
+    # escape carries
+    return json.dumps(value, ensure_ascii=True, separators=(",", ":")).encode()
 
 
-_loads: Callable[[bytes], Any] = orjson.loads if orjson is not None else json.loads
+def _loads(data: bytes) -> Any:
+    if orjson is not None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # a lone surrogate escaped (a file name that is not UTF-8)
+    return json.loads(data)
 
 
 def _no_material(value: Any) -> None:
@@ -242,10 +250,10 @@ class Stored:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY,
+    path BLOB PRIMARY KEY,
     dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
-    target TEXT NOT NULL,
+    target BLOB NOT NULL,
     summary TEXT NOT NULL,
     result_sha256 TEXT NOT NULL,
     digest TEXT NOT NULL,
@@ -310,7 +318,8 @@ class ReadIndexFile:
             for name, want in self._expected_meta().items():
                 if meta.get(name) != want:
                     raise UntrustedIndexError(f"not this daemon's index ({name} differs)")
-            self.bindings = {name[len(_BINDING):]: value for name, value in meta.items()
+            self.bindings = {_unhex_path(name[len(_BINDING):]): value
+                             for name, value in meta.items()
                              if isinstance(name, str) and name.startswith(_BINDING)
                              and isinstance(value, str)}
             for row in db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
@@ -321,11 +330,13 @@ class ReadIndexFile:
             raise UntrustedIndexError(f"unreadable ({type(exc).__name__})") from None
 
     def _checked(self, row: tuple[Any, ...]) -> tuple[str, StatKey, str, str, str]:
-        path, dev, ino, size, mtime_ns, ctime_ns, target, summary, result_sha256, digest = row
-        if not (type(path) is str and type(target) is str and type(summary) is str
+        (raw_path, dev, ino, size, mtime_ns, ctime_ns, raw_target, summary, result_sha256,
+         digest) = row
+        if not (type(raw_path) is bytes and type(raw_target) is bytes and type(summary) is str
                 and type(result_sha256) is str
                 and all(type(v) is int for v in (dev, ino, size, mtime_ns, ctime_ns))):
             raise UntrustedIndexError("a row of the wrong shape")
+        path, target = os.fsdecode(raw_path), os.fsdecode(raw_target)
         key: StatKey = (dev, ino, size, mtime_ns, ctime_ns)
         if digest != _digest(path, key, target, summary, result_sha256):
             raise UntrustedIndexError("a row whose digest does not match")
@@ -338,7 +349,7 @@ class ReadIndexFile:
         try:
             row = self._db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
                                    "summary, result_sha256, digest, result FROM files "
-                                   "WHERE path = ?", (path,)).fetchone()
+                                   "WHERE path = ?", (os.fsencode(path),)).fetchone()
         except sqlite3.Error as exc:
             raise UntrustedIndexError(f"unreadable ({type(exc).__name__})") from None
         if row is None:
@@ -388,11 +399,12 @@ class ReadIndexFile:
             blob = _dump_result(result)
             summary = _summary_text(Stored.of(result))
             result_sha256 = hashlib.sha256(blob).hexdigest()
-            rows.append((path, *key, target, summary, result_sha256,
+            rows.append((os.fsencode(path), *key, os.fsencode(target), summary, result_sha256,
                          _digest(path, key, target, summary, result_sha256), blob))
         db.execute("BEGIN")
         try:
-            db.executemany("DELETE FROM files WHERE path = ?", ((p,) for p in removes))
+            db.executemany("DELETE FROM files WHERE path = ?",
+                           ((os.fsencode(p),) for p in removes))
             db.executemany("INSERT OR REPLACE INTO files (path, dev, ino, size, mtime_ns, "
                            "ctime_ns, target, summary, result_sha256, digest, result) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -400,7 +412,8 @@ class ReadIndexFile:
                 db.execute("DELETE FROM meta WHERE name LIKE ? ESCAPE '\\'",
                            (_BINDING.replace("_", "\\_") + "%",))
                 db.executemany("INSERT INTO meta (name, value) VALUES (?, ?)",
-                               ((_BINDING + root, value) for root, value in bindings.items()))
+                               ((_BINDING + os.fsencode(root).hex(), value)
+                                for root, value in bindings.items()))
         except BaseException:
             db.execute("ROLLBACK")
             raise
@@ -415,6 +428,13 @@ class ReadIndexFile:
 
 
 _BINDING = "binding:"
+
+
+def _unhex_path(text: str) -> str:
+    try:
+        return os.fsdecode(bytes.fromhex(text))
+    except ValueError:
+        raise UntrustedIndexError("a binding of the wrong shape") from None
 
 
 def binding_fingerprint(binding: object) -> str:
@@ -452,17 +472,6 @@ def _parse_summary(text: str) -> Stored:
 
 # ---------------------------------------------------------------- the index that remembers
 
-def _storable(name: str) -> bool:
-    """SQLite's TEXT holds UTF-8 only: a file name that is not (``os.fsdecode``'s surrogate
-    escapes) is kept in memory, never written, and its file read again after a restart
-    (a start-up crash before: H6, issue 9)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 class PersistentIndex(FileIndex[FileResult]):
     """A :class:`~agent.index.FileIndex` of file results that writes what changed to its
     :class:`ReadIndexFile` (at :meth:`flush`, and every :data:`FLUSH_EVERY` changes) and then
@@ -481,30 +490,33 @@ class PersistentIndex(FileIndex[FileResult]):
     def load(self) -> int:
         """Fill the index from the file; an index that cannot be trusted is discarded whole,
         with one log line. Returns how many files were restored."""
-        restored: list[tuple[str, StatKey, str, Stored]] = []
         if self._entries:
             raise RuntimeError("the read index is loaded into an empty index only")
+        # Straight into the maps as the rows come (the index is empty: nothing to replace or
+        # unlink); undone whole if a row does not check out.
+        entries, by_dir, by_target = self._entries, self._by_dir, self._by_target
         try:
-            restored = list(self.file.load())
+            for path, key, target, stored in self.file.load():
+                if target == path:
+                    target = path  # one string, not two
+                entries[path] = _Entry(key, cast(FileResult, stored), target)
+                parent = os.path.dirname(path)
+                siblings = by_dir.get(parent)
+                if siblings is None:
+                    by_dir[parent] = siblings = set()
+                siblings.add(path)
+                if target is not path:
+                    by_target.setdefault(target, set()).add(path)
         except UntrustedIndexError as exc:
+            entries.clear()
+            by_dir.clear()
+            by_target.clear()
             self._discarded(str(exc))
-            restored = []
             try:
                 self.file.reset()
             except (OSError, sqlite3.Error) as err:
                 self._write_failed(err)
-        # Straight into the maps (the index is empty: nothing to replace or unlink).
-        entries, by_dir, by_target = self._entries, self._by_dir, self._by_target
-        for path, key, target, stored in restored:
-            entries[path] = _Entry(key, cast(FileResult, stored), target)
-            parent = os.path.dirname(path)
-            siblings = by_dir.get(parent)
-            if siblings is None:
-                by_dir[parent] = siblings = set()
-            siblings.add(path)
-            if target != path:
-                by_target.setdefault(target, set()).add(path)
-        self.loaded = len(restored)
+        self.loaded = len(entries)
         return self.loaded
 
     def _discarded(self, why: str) -> None:
@@ -558,17 +570,10 @@ class PersistentIndex(FileIndex[FileResult]):
         self._dirty[name] = False
         return result
 
-    def certificate_ids(self) -> dict[str, dict[int, str]]:
+    def certificate_ids(self) -> Mapping[str, Mapping[int, str]]:
         """Path -> certificate position -> SHA-256, for every indexed file, without reading
-        any result back."""
-        out: dict[str, dict[int, str]] = {}
-        for name, entry in self._entries.items():
-            held: object = entry.result
-            if isinstance(held, Stored):
-                out[name] = dict(held.certificates)
-            else:
-                out[name] = {c.index: c.facts.sha256 for c in entry.result.certificates}
-        return out
+        any result back: a view, so that 100,000 files are not copied to be compared."""
+        return _CertificateIds(self._entries)
 
     def units_with_keys(self) -> Iterator[list[FileResult]]:
         """The results of each directory that holds a private key (to restore which leaves
@@ -594,8 +599,6 @@ class PersistentIndex(FileIndex[FileResult]):
         removes = []
         for path, present in dirty.items():
             entry = self._entries.get(path)
-            if not _storable(path) or (entry is not None and not _storable(entry.target)):
-                continue  # kept in memory only (H6, issue 9): read again after a restart
             if (present and entry is not None and entry.key is not None
                     and not isinstance(cast(object, entry.result), Stored)):
                 puts.append((path, entry.key, entry.target, entry.result))
@@ -617,11 +620,28 @@ class PersistentIndex(FileIndex[FileResult]):
                             path=str(self.file.path))
 
 
+class _CertificateIds(Mapping[str, Mapping[int, str]]):
+    def __init__(self, entries: dict[str, _Entry[FileResult]]) -> None:
+        self._entries = entries
+
+    def __getitem__(self, name: str) -> Mapping[int, str]:
+        held: object = self._entries[name].result
+        if isinstance(held, Stored):
+            return dict(held.certificates)
+        return {c.index: c.facts.sha256 for c in self._entries[name].result.certificates}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 def _has_keys(held: object) -> bool:
     return held.has_keys if isinstance(held, Stored) else bool(getattr(held, "keys", ()))
 
 
-def certificate_ids(index: FileIndex[FileResult]) -> dict[str, dict[int, str]]:
+def certificate_ids(index: FileIndex[FileResult]) -> Mapping[str, Mapping[int, str]]:
     """Path -> certificate position -> SHA-256 of every file ``index`` holds (what the daemon
     compares with the ledger's sightings); a :class:`PersistentIndex` answers from memory."""
     if isinstance(index, PersistentIndex):

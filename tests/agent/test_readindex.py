@@ -100,14 +100,15 @@ def test_an_index_that_cannot_be_trusted_is_discarded_with_a_log_line(
             db.execute("UPDATE meta SET value = 'web2' WHERE name = 'host'")
         elif damage == "edited-row":  # the row's digest catches it at the start
             db.execute("UPDATE files SET summary = replace(summary, ';0:', ';1:') "
-                       "WHERE path LIKE '%site003.pem'")
+                       "WHERE CAST(path AS TEXT) LIKE '%site003.pem'")
         else:  # digests recomputed, but a summary that is not one
             from agent.readindex import _digest
 
             row = db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
                              "result_sha256 FROM files LIMIT 1").fetchone()
             db.execute("UPDATE files SET summary = 'x', digest = ? WHERE path = ?",
-                       (_digest(row[0], tuple(row[1:6]), row[6], "x", row[7]), row[0]))
+                       (_digest(os.fsdecode(row[0]), tuple(row[1:6]), os.fsdecode(row[6]), "x",
+                                row[7]), row[0]))
         db.commit()
         db.close()
     log, stream = _log()
@@ -129,14 +130,15 @@ def _forge(db: sqlite3.Connection, blob: bytes | None = None) -> str:
     from agent.readindex import _digest
 
     row = db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, summary, "
-                     "result FROM files WHERE path LIKE '%site003.pem'").fetchone()
+                     "result FROM files WHERE CAST(path AS TEXT) LIKE '%site003.pem'").fetchone()
     if blob is None:
         blob = row[8].replace(b'"s3.example.jp"', b"3")
     result_sha256 = hashlib.sha256(blob).hexdigest()
+    path, target = os.fsdecode(row[0]), os.fsdecode(row[6])
     db.execute("UPDATE files SET result = ?, result_sha256 = ?, digest = ? WHERE path = ?",
                (blob, result_sha256,
-                _digest(row[0], tuple(row[1:6]), row[6], row[7], result_sha256), row[0]))
-    return str(row[0])
+                _digest(path, tuple(row[1:6]), target, row[7], result_sha256), row[0]))
+    return path
 
 
 @pytest.mark.parametrize("forgery", ["edited-result", "wrong-type"])
@@ -150,7 +152,7 @@ def test_a_result_that_does_not_check_out_is_never_served(tmp_path: Path,
     if forgery == "edited-result":
         forged = str(store / "d0" / "site003.pem")
         db.execute("UPDATE files SET result = replace(result, 's3.example.jp', "
-                   "'evil.example') WHERE path = ?", (forged,))
+                   "'evil.example') WHERE path = ?", (os.fsencode(forged),))
     else:
         forged = _forge(db)
     db.commit()
@@ -279,3 +281,13 @@ def test_without_orjson_the_json_module_writes_a_result_that_reads_back_the_same
     assert b"PRIVATE KEY" not in fast + slow  # key material is never written
     assert decode(readindex._loads(fast)) == decode(readindex._loads(slow))
     assert decode(readindex._loads(slow)).keys[0].pem is None
+
+
+def test_a_file_name_that_is_not_utf8_is_remembered_too(tmp_path: Path) -> None:
+    store = tmp_path / "certs"
+    name = os.fsdecode(b"caf\xe9.pem")  # Latin-1 on disk: a lone surrogate in Python
+    write(store / name, make_cert(sans=("cafe.example.jp",)).pem)
+    _, first = _start(tmp_path, store)
+    assert first.calls == [str(store / name)]
+    _, again = _start(tmp_path, store)
+    assert again.calls == []
