@@ -35,6 +35,7 @@ from policy.cliutil import (
     echo_json,
     resolve_at,
     settings_from,
+    terminal_text,
 )
 from policy.errors import LedgerError
 from policy.facts import CertificateFacts
@@ -193,7 +194,7 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool,
             errors.extend(failures)
             if not show_progress:
                 for failure in failures:
-                    click.echo(f"Error: {failure} [{failure.code}]", err=True)
+                    click.echo(terminal_text(f"Error: {failure} [{failure.code}]"), err=True)
             for entry in entries:
                 result = classify_certificate(entry.facts, catalogue, binding=binding, at=now,
                                               previous=previous, settings=settings)
@@ -201,7 +202,7 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool,
                                  read_findings=entry.findings))
     if show_progress:
         for failure in errors:
-            click.echo(f"Error: {failure} [{failure.code}]", err=True)
+            click.echo(terminal_text(f"Error: {failure} [{failure.code}]"), err=True)
     if as_json:
         out: list[Any] = [row.to_json() for row in rows]
         out += [{"path": e.path, **({} if e.index is None else {"index": e.index}),
@@ -224,7 +225,7 @@ def _echo_classifications(rows: Sequence[_Row], now: datetime) -> None:
         if r.by_allowance:
             compliant = "yes*"
         table.append([
-            f"{row.path}#{row.index}" if row.index else row.path,
+            terminal_text(f"{row.path}#{row.index}" if row.index else row.path),
             r.item or ("?" if r.candidates else "-"),
             r.category.value,
             r.tier.value,
@@ -241,11 +242,13 @@ def _echo_classifications(rows: Sequence[_Row], now: datetime) -> None:
         if not notes and not row.result.actions:
             continue
         label = f"{row.path}#{row.index}" if row.index else row.path
-        click.echo(f"\n{label} ({row.result.facts.subject_cn or row.result.facts.sha256[:16]}):")
+        # path, CN and finding texts are the certificate maker's: escaped (terminal_text)
+        click.echo("\n" + terminal_text(
+            f"{label} ({row.result.facts.subject_cn or row.result.facts.sha256[:16]}):"))
         for finding in notes:
             clause = f" [{finding.clause}]" if finding.clause else ""
-            click.echo(f"  {finding.severity.name.lower():8} {finding.code}{clause}: "
-                       f"{finding.message}")
+            click.echo(terminal_text(f"  {finding.severity.name.lower():8} {finding.code}"
+                                     f"{clause}: {finding.message}"))
         for action in row.result.actions:
             click.echo(f"  {action.action.value:8} due {action.due} [{action.clause}]: "
                        f"{action.explanation_en}")

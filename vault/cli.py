@@ -37,6 +37,7 @@ from .results import PutRequest
 from .secretfile import SecretFileError, read_secret_file, write_secret_file
 from .service import Vault
 from .store import default_vault_path
+from .untrusted import for_terminal, json_text
 
 __all__ = ["default_vault_path", "vault_group"]
 
@@ -84,7 +85,16 @@ def _json_option(func: F) -> F:
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+    """Exact JSON: a file name's bytes that are not UTF-8 (lone surrogates) and control
+    characters are JSON escapes that decode back to the same text."""
+    click.echo(json_text(json.dumps(value, ensure_ascii=False, indent=2)))
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """One line of text output. Labels, subjects, SANs and file names in it are written by
+    whoever made the file: escaped so none can move the cursor, retitle or clear the terminal,
+    ring it, or forge a line."""
+    click.echo(for_terminal(text), err=err)
 
 
 def _open(ctx: click.Context, vault_path: Path | None, key_file: Path | None, *,
@@ -130,6 +140,7 @@ def _read_password_file(path: Path) -> bytes:
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> None:
+    rows = [[for_terminal(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(headers)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
@@ -156,7 +167,7 @@ def init_command(ctx: click.Context, vault_path: Path | None, key_file: Path | N
     source = _source(ctx, key_file)
     with open_vault(path, source, create=True) as vault:
         status = vault.status()
-    click.echo(f"Created vault {path} (vault id {status.vault_id}, key: {source.describe()})")
+    _say(f"Created vault {path} (vault id {status.vault_id}, key: {source.describe()})")
 
 
 @vault_group.command("status")
@@ -172,15 +183,15 @@ def status_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
     if as_json:
         _echo_json(status.to_json())
         return
-    click.echo(f"vault:          {status.path}")
+    _say(f"vault:          {status.path}")
     click.echo(f"format version: {status.format_version}")
     click.echo(f"vault id:       {status.vault_id}")
-    click.echo(f"created:        {status.created_at}")
-    click.echo(f"key source:     {status.key_source} (last keyed with: {status.keyed_with})")
-    click.echo("state:          " + (f"LOCKED - {status.lock_reason}" if status.locked
-                                     else "unlocked (the key opens the vault)"))
+    _say(f"created:        {status.created_at}")
+    _say(f"key source:     {status.key_source} (last keyed with: {status.keyed_with})")
+    _say("state:          " + (f"LOCKED - {status.lock_reason}" if status.locked
+                               else "unlocked (the key opens the vault)"))
     counts = ", ".join(f"{k} {n}" for k, n in status.counts.items()) or "none"
-    click.echo(f"entries:        {sum(status.counts.values())} ({counts})")
+    _say(f"entries:        {sum(status.counts.values())} ({counts})")
     click.echo(f"audit records:  {status.audit_records}")
 
 
@@ -215,7 +226,8 @@ def _password_asker(password_file: Path | None) -> Callable[[str], bytes | None]
         if not sys.stdin.isatty():
             raise VaultInputError(f"{what} is encrypted: give --password-file, or run on a "
                                   "terminal to be asked")
-        text: str = click.prompt(f"Password for {what}", hide_input=True, err=True)
+        text: str = click.prompt(for_terminal(f"Password for {what}"), hide_input=True,
+                                 err=True)
         return text.encode()
 
     return ask
@@ -261,7 +273,7 @@ def import_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
         return
     for row in rows:
         state = "imported" if row["created"] else "already in the vault"
-        click.echo(f"{row['id']}  {row['kind']:<11}  {row['source']}  ({state})")
+        _say(f"{row['id']}  {row['kind']:<11}  {row['source']}  ({state})")
 
 
 @vault_group.command("put")
@@ -320,12 +332,12 @@ def show_command(ctx: click.Context, vault_path: Path | None, key_file: Path | N
         return
     for name, value in info.to_json().items():
         if name != "meta":
-            click.echo(f"{name + ':':<13} {'' if value is None else value}")
+            _say(f"{name + ':':<13} {'' if value is None else value}")
     for name, value in info.meta.items():
-        click.echo(f"  {name + ':':<18} {value}")
+        _say(f"  {name + ':':<18} {value}")
     click.echo("history:")
     for record in history:
-        click.echo(f"  {record.at}  {record.action:<7} v{record.version}  {record.actor}")
+        _say(f"  {record.at}  {record.action:<7} v{record.version}  {record.actor}")
 
 
 def _is_text(data: bytes) -> bool:
@@ -401,7 +413,7 @@ def export_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
         stdout.flush()
         return
     _write_private(out, data, force=force)
-    click.echo(f"wrote {out} ({len(data)} bytes, mode 0600)", err=True)
+    _say(f"wrote {out} ({len(data)} bytes, mode 0600)", err=True)
 
 
 @vault_group.command("rm")
@@ -415,7 +427,8 @@ def rm_command(ctx: click.Context, vault_path: Path | None, key_file: Path | Non
     with _open(ctx, vault_path, key_file) as vault:
         info = vault.info(entry_id)
         if not yes and sys.stdin.isatty():
-            click.confirm(f"Remove {info.kind} {info.entry_id} ({info.label or 'no label'})?",
+            click.confirm(for_terminal(f"Remove {info.kind} {info.entry_id} "
+                                       f"({info.label or 'no label'})?"),
                           abort=True, err=True)
         vault.remove(info.entry_id)
     click.echo(f"removed {info.kind} {info.entry_id}")
@@ -444,8 +457,8 @@ def label_command(ctx: click.Context, vault_path: Path | None, key_file: Path | 
     if as_json:
         _echo_json(info.to_json())
     else:
-        click.echo(f"{info.entry_id} is now version {info.version} (label {info.label!r}, "
-                   f"contract {info.contract_id!r})")
+        _say(f"{info.entry_id} is now version {info.version} (label {info.label!r}, "
+             f"contract {info.contract_id!r})")
 
 
 @vault_group.command("match")
@@ -467,15 +480,15 @@ def match_command(ctx: click.Context, vault_path: Path | None, key_file: Path | 
         return f"{entry_id} ({entry.label})" if entry and entry.label else entry_id
 
     for group in report.groups:
-        click.echo("key " + ", ".join(name(k) for k in group.keys + group.pkcs12))
+        _say("key " + ", ".join(name(k) for k in group.keys + group.pkcs12))
         for cert in group.certificates:
-            click.echo(f"  certificate {name(cert)}")
+            _say(f"  certificate {name(cert)}")
         for csr in group.csrs:
-            click.echo(f"  csr         {name(csr)}")
+            _say(f"  csr         {name(csr)}")
     for key in report.keys_without_certificate:
-        click.echo(f"key {name(key)}: no certificate or CSR")
+        _say(f"key {name(key)}: no certificate or CSR")
     for cert in report.certificates_without_key:
-        click.echo(f"certificate {name(cert)}: no key in the vault")
+        _say(f"certificate {name(cert)}: no key in the vault")
 
 
 def _new_passphrase(confirm: bool) -> str:
@@ -533,12 +546,12 @@ def rotate_key_command(ctx: click.Context, vault_path: Path | None, key_file: Pa
     if as_json:
         _echo_json(result.to_json())
         return
-    click.echo(f"re-wrapped {result.entries_rewrapped} data keys; the vault now opens with the "
-               f"{result.key_source}")
-    click.echo(f"note: {result.old_key_note}", err=True)
+    _say(f"re-wrapped {result.entries_rewrapped} data keys; the vault now opens with the "
+         f"{result.key_source}")
+    _say(f"note: {result.old_key_note}", err=True)
     if new_key_file is not None:
-        click.echo(f"update [vault] key_source/key_file (or pass --key-file {new_key_file})",
-                   err=True)
+        _say(f"update [vault] key_source/key_file (or pass --key-file {new_key_file})",
+             err=True)
 
 
 @vault_group.command("verify")
@@ -554,7 +567,7 @@ def verify_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
         _echo_json(report.to_json())
     else:
         for problem in report.problems:
-            click.echo(f"PROBLEM: {problem}")
+            _say(f"PROBLEM: {problem}")
         click.echo(f"{report.entries_checked} entries, {report.audit_records} audit records: "
                    + ("OK" if report.ok else f"{len(report.problems)} problem(s)"))
     if not report.ok:
@@ -572,7 +585,7 @@ def backup_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
     """Write a consistent, still-encrypted copy of the vault to DEST (0600)."""
     with _open(ctx, vault_path, key_file) as vault:
         written = vault.backup(dest, force=force)
-    click.echo(f"backup written to {written}")
+    _say(f"backup written to {written}")
 
 
 @vault_group.command("restore")
@@ -585,7 +598,7 @@ def restore_command(ctx: click.Context, vault_path: Path | None, key_file: Path 
     """Replace the vault with BACKUP, after verifying BACKUP with the key."""
     path = _vault_path(ctx, vault_path)
     result = restore_vault(backup, path, _source(ctx, key_file), force=force)
-    click.echo(f"restored {result.entries} entries from {backup} into {result.path}")
+    _say(f"restored {result.entries} entries from {backup} into {result.path}")
 
 
 @vault_group.command("audit")
