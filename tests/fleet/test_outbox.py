@@ -144,3 +144,24 @@ def test_a_file_name_that_is_not_utf8_round_trips_through_the_outbox(tmp_path: P
         assert batch is not None
         parsed = read_report(intake._body(batch), max_observations=10)
     assert parsed.observations[0].location == location
+
+
+def test_filling_past_the_warning_level_is_logged_once_and_full_refuses(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    outbox = Outbox.open(tmp_path / "o.sqlite3", capacity=10, warning_ratio=0.8)
+    intake = OutboxIntake(outbox=outbox, client=_unreachable_client(), host="h1",
+                          clock=lambda: AT, batch=1)
+    with caplog.at_level(logging.WARNING, logger="certescrow.agent"):
+        intake.report([_observation(f"/{i}") for i in range(7)], at=AT)
+        assert [r.event for r in caplog.records] == []  # type: ignore[attr-defined]
+        intake.report([_observation("/7"), _observation("/8")], at=AT)
+        events = [r.event for r in caplog.records]  # type: ignore[attr-defined]
+        assert events == ["outbox-filling"]  # said once, not once per batch
+        intake.report([_observation("/9")], at=AT)
+        with pytest.raises(OutboxFullError):
+            intake.report([_observation("/10")], at=AT)
+        events = [r.event for r in caplog.records]  # type: ignore[attr-defined]
+        assert events == ["outbox-filling", "outbox-full", "outbox-full"]
+    outbox.close()
