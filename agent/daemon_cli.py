@@ -99,7 +99,8 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                     read_index_path=config.policy.ledger.parent / READ_INDEX_NAME)
     ref.append(daemon)
     if remote is not None:
-        remote.inventory = lambda: inventory_of(daemon.index)
+        remote.inventory = lambda: inventory_of(daemon.index, at=resolve_at(at),
+                                                windows=daemon.config.agent.windows)
         remote.start()
     return daemon
 

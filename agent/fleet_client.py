@@ -442,12 +442,20 @@ class OutboxIntake:
         self.outbox.close()
 
 
-def inventory_of(index: Any) -> dict[str, Any]:
+def inventory_of(index: Any, *, at: datetime, windows: Any = None) -> dict[str, Any]:
     """The heartbeat's snapshot of a :class:`agent.index.FileIndex` of file results: files,
-    certificates, files that could not be read, and certificates by the worst severity of
-    their findings (file-level findings included)."""
+    certificates, files that could not be read, and certificates by severity at ``at``: the
+    worst of their findings (file-level ones included) and of their expiry (the
+    ``expires-soon`` windows, :class:`agent.monitoring.ExpiryWindows`; expired is critical).
+    The contract's view (actions due) is the desk's, from the ledger."""
     from policy.decisions import Severity
+    from policy.rules.art6 import end_of_validity
+    from policy.tokyo import tokyo_date
 
+    from .monitoring import ExpiryWindows
+
+    expiry = windows if windows is not None else ExpiryWindows()
+    today = tokyo_date(at)
     files = certificates = errors = 0
     by_severity: dict[str, int] = {}
     for path in index.paths():
@@ -460,7 +468,9 @@ def inventory_of(index: Any) -> dict[str, Any]:
         file_worst = max((f.severity for f in result.findings), default=Severity.OK)
         for record in result.certificates:
             certificates += 1
-            worst = max([file_worst, *(f.severity for f in record.findings)])
+            days_left = (end_of_validity(record.facts.not_after_utc) - today).days
+            ends = Severity.CRITICAL if days_left < 0 else expiry.severity(days_left)
+            worst = max([file_worst, ends, *(f.severity for f in record.findings)])
             name = worst.name.lower()
             by_severity[name] = by_severity.get(name, 0) + 1
     return {"files": files, "certificates": certificates, "errors": errors,

@@ -165,3 +165,32 @@ def test_filling_past_the_warning_level_is_logged_once_and_full_refuses(
         events = [r.event for r in caplog.records]  # type: ignore[attr-defined]
         assert events == ["outbox-filling", "outbox-full", "outbox-full"]
     outbox.close()
+
+
+def test_the_heartbeat_inventory_counts_certificates_by_severity(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from agent.fleet_client import inventory_of
+    from agent.index import FileIndex
+    from agent.monitoring import ExpiryWindows
+    from agent.reader import read_file
+    from agent.records import ReadLimits
+
+    now = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)  # 12:00 JST
+    ends = {"ok": timedelta(days=200), "warning": timedelta(days=20),
+            "critical": timedelta(days=10), "expired": timedelta(days=-1)}
+    index: FileIndex[object] = FileIndex()
+    for name, left in ends.items():
+        path = tmp_path / f"{name}.pem"
+        path.write_bytes(make_cert(not_before=now - timedelta(days=30),
+                                   not_after=now + left).pem)
+        index.put(path, None, read_file(path, limits=ReadLimits()))
+    (tmp_path / "broken.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n")
+    index.put(tmp_path / "broken.pem", None,
+              read_file(tmp_path / "broken.pem", limits=ReadLimits()))
+    inventory = inventory_of(index, at=now, windows=ExpiryWindows(warning_days=28,
+                                                                  critical_days=14))
+    assert inventory["files"] == 5
+    assert inventory["certificates"] == 4
+    assert inventory["errors"] == 1
+    assert inventory["by_severity"] == {"ok": 1, "warning": 1, "critical": 2}
