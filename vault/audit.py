@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from .envelope import hmac_tag, integrity_error
+from .untrusted import json_storable
 
 __all__ = [
     "AuditHead",
@@ -66,7 +67,9 @@ def genesis_hash(vault_id: bytes) -> str:
 
 
 def _canonical_detail(detail: Mapping[str, Any]) -> str:
-    return json.dumps(dict(detail), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # A label or path from a file name that is not UTF-8 holds lone surrogates: JSON escapes.
+    return json_storable(json.dumps(dict(detail), sort_keys=True, separators=(",", ":"),
+                                    ensure_ascii=False))
 
 
 def record_hash(*, seq: int, at: str, actor: str, action: str, entry_id: str | None,

@@ -457,8 +457,10 @@ def label_command(ctx: click.Context, vault_path: Path | None, key_file: Path | 
     if as_json:
         _echo_json(info.to_json())
     else:
-        _say(f"{info.entry_id} is now version {info.version} (label {info.label!r}, "
-             f"contract {info.contract_id!r})")
+        label_text = "none" if info.label is None else f"'{info.label}'"
+        contract_text = "none" if info.contract_id is None else f"'{info.contract_id}'"
+        _say(f"{info.entry_id} is now version {info.version} (label {label_text}, "
+             f"contract {contract_text})")
 
 
 @vault_group.command("match")

@@ -113,11 +113,15 @@ def metadata_digest(fields: list[tuple[str, str]]) -> bytes:
     """SHA-256 over length-prefixed ``name, value`` pairs in the given (fixed) order.
 
     A hash, not a MAC: it only needs to be collision resistant, the AEAD does the authenticating.
+    Values are UTF-8; a file name's byte that is not UTF-8 (a lone surrogate ``U+DCNN`` of
+    ``os.fsdecode``) is that byte (``surrogateescape``), as the file name has it. Text that is
+    valid UTF-8 encodes exactly as before, so no stored digest changes.
     """
     h = hashlib.sha256(b"certescrow-vault meta v1\x00")
     for name, value in fields:
         h.update(_lp(name.encode()))
-        h.update(struct.pack(">I", len(value.encode())) + value.encode())
+        raw = value.encode("utf-8", "surrogateescape")
+        h.update(struct.pack(">I", len(raw)) + raw)
     return h.digest()
 
 

@@ -69,6 +69,7 @@ from .store import (
     Store,
     translate_sqlite_error,
 )
+from .untrusted import json_storable
 
 __all__ = ["Clock", "Progress", "Vault", "default_actor"]
 
@@ -139,8 +140,21 @@ def _printable(text: str, limit: int = 200) -> str:
 
 
 def _canonical_meta(meta: Mapping[str, str]) -> str:
-    return json.dumps({str(k): str(v) for k, v in meta.items()}, sort_keys=True,
-                      separators=(",", ":"), ensure_ascii=False)
+    # `imported_from` is a file name: its bytes that are not UTF-8 become \udcNN escapes.
+    return json_storable(json.dumps({str(k): str(v) for k, v in meta.items()}, sort_keys=True,
+                                    separators=(",", ":"), ensure_ascii=False))
+
+
+def _check_name(value: str | None, what: str) -> None:
+    """A label or contract id is text, or a file name's bytes (``os.fsdecode``'s lone
+    surrogates U+DC80..U+DCFF, stored as those bytes): any other lone surrogate is no text."""
+    if value is None:
+        return
+    try:
+        value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise VaultInputError(f"the {what} is not text (it holds a lone UTF-16 surrogate that "
+                              "is no byte of a file name)") from None
 
 
 def _row_digest(row: Mapping[str, Any]) -> bytes:
@@ -360,6 +374,8 @@ class Vault:
                    analysis: formats.Analysis | None = None) -> PutResult:
         if analysis is None:
             analysis = formats.analyse(request.kind, request.data)
+        _check_name(request.label, "label")
+        _check_name(request.contract_id, "contract id")
         fingerprint = hmac_tag(keys.fingerprint, request.kind.encode(), request.data)
         existing = storage.entry_id_by_fingerprint(conn, fingerprint)
         if existing is not None:
@@ -385,6 +401,8 @@ class Vault:
 
     def update(self, entry_id: str, *, label: str | None, contract_id: str | None) -> EntryInfo:
         """New label/contract id: a new entry version, re-sealed under a fresh data key."""
+        _check_name(label, "label")
+        _check_name(contract_id, "contract id")
         with self._lock:
             self._need_keys()
             with self._tx() as conn:

@@ -50,6 +50,7 @@ __all__ = [
     "list_entries",
     "make_private_dir",
     "match_tags",
+    "name_param",
     "rows_with_invalid_text",
     "set_wrapped_key",
     "translate_sqlite_error",
@@ -354,10 +355,39 @@ _COLUMNS_SQL = ", ".join(ENTRY_COLUMNS)
 
 EntryRow = dict[str, Any]
 
+# Labels and contract ids may be file names, which are bytes: `vault import` labels an entry
+# with its file's name, and a name that is not UTF-8 reaches us as `os.fsdecode` text holding
+# lone surrogates (PEP 383), which SQLite's TEXT cannot hold. Such a value is stored as a BLOB
+# of the name's bytes and read back as the same text: it round-trips exactly.
+_NAME_COLUMNS = ("label", "contract_id")
+
+
+def name_param(value: str | None) -> str | bytes | None:
+    """``value`` as stored in a name column: TEXT when it is UTF-8, else a BLOB of its bytes
+    (``surrogateescape``; a surrogate that is not an escaped byte raises ``UnicodeError``)."""
+    if value is None:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape")
+    return value
+
+
+def _name_value(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
 
 def _rows(cursor: sqlite3.Cursor) -> list[EntryRow]:
     names = [d[0] for d in cursor.description]
-    return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    for row in rows:
+        for column in _NAME_COLUMNS:
+            if isinstance(row.get(column), bytes):
+                row[column] = _name_value(row[column])
+    return rows
 
 
 def find_entry(conn: sqlite3.Connection, entry_id: str) -> list[EntryRow]:
@@ -392,7 +422,7 @@ def list_entries(conn: sqlite3.Connection, *, kind: str | None = None,
         args.append(kind)
     if contract_id is not None:
         sql += " AND contract_id = ?"
-        args.append(contract_id)
+        args.append(name_param(contract_id))
     return _rows(conn.execute(sql + " ORDER BY created_at, id", args))
 
 
@@ -429,7 +459,8 @@ def insert_entry(conn: sqlite3.Connection, row: EntryRow, *, wrapped_key: bytes,
                  ciphertext: bytes) -> None:
     conn.execute(f"INSERT INTO entries({_COLUMNS_SQL}, wrapped_key, ciphertext) "  # noqa: S608 - constant column list
                  f"VALUES ({', '.join('?' * (len(ENTRY_COLUMNS) + 2))})",
-                 (*(row[c] for c in ENTRY_COLUMNS), wrapped_key, ciphertext))
+                 (*(name_param(row[c]) if c in _NAME_COLUMNS else row[c]
+                    for c in ENTRY_COLUMNS), wrapped_key, ciphertext))
 
 
 def update_entry(conn: sqlite3.Connection, row: EntryRow, *, wrapped_key: bytes,
@@ -437,7 +468,8 @@ def update_entry(conn: sqlite3.Connection, row: EntryRow, *, wrapped_key: bytes,
     """A new version of an entry: label, contract id, version, time and both blobs."""
     conn.execute("UPDATE entries SET label = ?, contract_id = ?, version = ?, updated_at = ?, "
                  "wrapped_key = ?, ciphertext = ? WHERE id = ?",
-                 (row["label"], row["contract_id"], row["version"], row["updated_at"],
+                 (name_param(row["label"]), name_param(row["contract_id"]), row["version"],
+                  row["updated_at"],
                   wrapped_key, ciphertext, row["id"]))
 
 

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["for_csv", "for_log", "for_terminal", "json_text", "json_utf8", "unescape"]
+__all__ = ["for_csv", "for_log", "for_terminal", "json_storable", "json_text", "json_utf8",
+           "unescape"]
 
 _CONTROLS = (
     "\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
@@ -47,6 +48,7 @@ _UNSAFE_TERMINAL = re.compile(f"[{_CONTROLS}{_SURROGATES}]")
 _UNSAFE_ROUND_TRIP = re.compile(f"[{_CONTROLS}{_SURROGATES}\\\\]")
 _JSON_UNSAFE = re.compile(f"[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
                           f"{_SURROGATES}]")
+_LONE_SURROGATE = re.compile(f"[{_SURROGATES}]")
 _ESCAPE = re.compile(r"\\(?:x([0-9a-f]{2})|u([0-9a-f]{4})|([nrt\\]))")
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 _SHORT_BACK = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\"}
@@ -110,6 +112,16 @@ def json_text(document: str) -> str:
     if not _JSON_UNSAFE.search(document):
         return document
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
+
+
+def json_storable(document: str) -> str:
+    """A JSON document (``json.dumps(..., ensure_ascii=False)``) with only its lone surrogates
+    written as ``\\udcNN`` escapes: what the vault stores as canonical JSON (entry metadata,
+    audit details). Any other text stays exactly as ``json.dumps`` wrote it, so the canonical
+    form of text that is valid UTF-8 does not change."""
+    if not _LONE_SURROGATE.search(document):
+        return document
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
 
 
 def json_utf8(document: str) -> bytes:
