@@ -326,6 +326,7 @@ def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
 
 # ---------------------------------------------------------------------- certescrow policy serve
 _SERVE_KEYS = ("listen", "port", "ledger", "ca_certificate", "certificate", "key", "ca_key",
+               "workers",
                "max_body_bytes", "max_observations", "trusted_proxies", "proxy_header", "tls")
 
 
@@ -344,6 +345,8 @@ class ServeConfig:
     tls: bool
     max_body_bytes: int
     max_observations: int
+    workers: int
+    """Processes serving the port together (``SO_REUSEPORT``); the service is stateless."""
     trusted_proxies: tuple[str, ...]
     proxy_header: str
     vault: Mapping[str, Any]
@@ -389,10 +392,16 @@ def load_serve_config(path: Path) -> ServeConfig:
     if not tls and not proxies:
         raise ConfigError(f"{path}: [serve] tls = false needs trusted_proxies")
     vault = raw.get("vault", {})
+    workers = get("workers", int, 1)
+    if not 1 <= workers <= 64:
+        raise ConfigError(f"{path}: [serve] workers: 1 to 64")
+    port = get("port", int, 8443)
+    if workers > 1 and port == 0:
+        raise ConfigError(f"{path}: [serve] workers > 1 needs a fixed port (they share it)")
     from policy.paths import default_ledger_path
 
     return ServeConfig(
-        listen=get("listen", str, "127.0.0.1"), port=get("port", int, 8443),
+        listen=get("listen", str, "127.0.0.1"), port=port, workers=workers,
         ledger=ledger_text if is_postgres_dsn(ledger_text)
         else str(Path(ledger_text).expanduser() if ledger_text else default_ledger_path()),
         ca_certificate=Path(ca).expanduser(),
@@ -410,7 +419,9 @@ def load_serve_config(path: Path) -> ServeConfig:
               help="The service's configuration ([serve] and [vault]).")
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
               envvar="CERTESCROW_VAULT_KEY_FILE", help="The vault's master key file.")
-def serve_command(config_file: Path, key_file: Path | None) -> None:
+@click.option("--worker", is_flag=True, hidden=True,
+              help="Internal: one of the [serve] workers processes, started by the first.")
+def serve_command(config_file: Path, key_file: Path | None, worker: bool) -> None:
     """Serve the policy core to the fleet over HTTPS with mutual TLS (until SIGTERM)."""
     import logging
 
@@ -418,6 +429,9 @@ def serve_command(config_file: Path, key_file: Path | None) -> None:
     from policy.service import ServiceSettings, build_app
 
     config = load_serve_config(config_file)
+    children: list[Any] = []
+    if config.workers > 1 and not worker:
+        children = _start_workers(config_file, key_file, config.workers - 1)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         ca_pem = config.ca_certificate.read_bytes()
@@ -450,10 +464,27 @@ def serve_command(config_file: Path, key_file: Path | None) -> None:
                                              proxy_header=config.proxy_header),
                     forwarded=forwarded if config.trusted_proxies else None, renewer=renewer)
     try:
-        asyncio.run(_serve(app, config, context))
+        asyncio.run(_serve(app, config, context, parent=os.getppid() if worker else None))
     finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(timeout=30)
         registry.close()
         ledger.close()
+
+
+def _start_workers(config_file: Path, key_file: Path | None, count: int) -> list[Any]:
+    """The other ``[serve] workers``: the same command, each its own process and event loop,
+    sharing the port through ``SO_REUSEPORT`` (the kernel spreads connections over them)."""
+    import subprocess
+
+    argv = [sys.executable, "-m", "agent.main", "policy", "serve", "--config",
+            str(config_file), "--worker"]
+    if key_file is not None:
+        argv += ["--key-file", str(key_file)]
+    return [subprocess.Popen(argv, stdin=subprocess.DEVNULL)  # noqa: S603 - our own argv
+            for _ in range(count)]
 
 
 def _renewer(ca_key_pem: bytes, ca_cert_pem: bytes) -> Callable[..., Any]:
@@ -472,12 +503,13 @@ def _renewer(ca_key_pem: bytes, ca_cert_pem: bytes) -> Callable[..., Any]:
     return renew
 
 
-async def _serve(app: Any, config: ServeConfig, context: Any) -> None:
+async def _serve(app: Any, config: ServeConfig, context: Any, *, parent: int | None) -> None:
     from aiohttp import web
 
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.listen, config.port, ssl_context=context)
+    site = web.TCPSite(runner, config.listen, config.port, ssl_context=context,
+                       reuse_port=config.workers > 1 or None)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -493,7 +525,17 @@ async def _serve(app: Any, config: ServeConfig, context: Any) -> None:
     for address in runner.addresses:
         host, port = address[0], address[1]
         print(f"listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
+    if parent is not None:
+        # A worker ends with the process that started it, even one killed without a word.
+        async def orphaned() -> None:
+            while os.getppid() == parent:
+                await asyncio.sleep(1)
+            stop.set()
+
+        watcher = asyncio.create_task(orphaned())
     try:
         await stop.wait()
     finally:
+        if parent is not None:
+            watcher.cancel()
         await runner.cleanup()

@@ -126,7 +126,7 @@ def _database(backend: str, root: Path) -> Iterator[str]:
 
 
 class Service:
-    def __init__(self, root: Path, ledger: str, ca: tuple[bytes, bytes]) -> None:
+    def __init__(self, root: Path, ledger: str, ca: tuple[bytes, bytes], workers: int) -> None:
         server_key, server = issue_server_certificate(ca_key_pem=ca[0], ca_cert_pem=ca[1],
                                                       names=["127.0.0.1"],
                                                       at=NOW - timedelta(hours=1))
@@ -135,9 +135,17 @@ class Service:
         with open_vault(root / "vault.sqlite3", KeyFileSource(root / "vault.key"),
                         create=True) as vault:
             key_id = vault.put("private-key", server_key).entry_id
+        port = 0
+        if workers > 1:  # they share one fixed port
+            import socket
+
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
         config = root / "serve.toml"
         config.write_text(
-            f'[serve]\nlisten = "127.0.0.1"\nport = 0\nledger = "{ledger}"\n'
+            f'[serve]\nlisten = "127.0.0.1"\nport = {port}\nworkers = {workers}\n'
+            f'ledger = "{ledger}"\n'
             f'ca_certificate = "{root / "ca.pem"}"\ncertificate = "{root / "server.pem"}"\n'
             f'key = "{key_id}"\nmax_observations = 1000\n'
             f'[vault]\npath = "{root / "vault.sqlite3"}"\nkey_source = "key-file"\n'
@@ -154,6 +162,19 @@ class Service:
                 break
         if not self.port:
             raise SystemExit("policy serve did not start")
+
+    def pids(self) -> list[int]:
+        """The service and its worker processes."""
+        pids = [self.process.pid]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(stat[1]) == self.process.pid:
+                    pids.append(int(entry.name))
+        return pids
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -246,6 +267,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--beat-every", type=float, default=10.0)
     parser.add_argument("--beat-for", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=1, help="[serve] workers")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         root = Path(tmp)
@@ -269,12 +291,15 @@ def main() -> None:
                                                        ca_cert_pem=ca[1]))
             print(f"setup: {args.agents} client certificates in "
                   f"{time.perf_counter() - made:.1f} s; backend {args.backend}")
-            service = Service(root, ledger, ca)
+            service = Service(root, ledger, ca, args.workers)
             try:
-                service_cpu = _cpu_of([service.process.pid])
+                time.sleep(2 if args.workers > 1 else 0)  # the workers start
+                pids = service.pids()
+                service_cpu = _cpu_of(pids)
                 pg_before = _cpu_of(_postgres_pids())
                 asyncio.run(_run_agents(service.port, contexts, args))
-                print(f"CPU: service {_cpu_of([service.process.pid]) - service_cpu:.1f} s, "
+                print(f"CPU: service ({len(pids)} process(es)) "
+                      f"{_cpu_of(pids) - service_cpu:.1f} s, "
                       f"PostgreSQL server {_cpu_of(_postgres_pids()) - pg_before:.1f} s "
                       "(whole server)")
             finally:
