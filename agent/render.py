@@ -143,6 +143,8 @@ def _csv_value(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)  # the agent's own number: -3 days left is no formula to neutralise
     return for_csv(str(value))
 
 

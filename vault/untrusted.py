@@ -26,6 +26,12 @@ The escapes, shared by every function here:
 ``\\\\``
     a backslash, in the outputs that must round-trip (CSV, log lines). The terminal rendering
     leaves backslashes alone: it is for eyes, and RFC 4514 names (``CN=a\\,b``) are full of them.
+``'`` (a leading single quote, CSV only)
+    a cell whose text would start with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+    is prefixed with ``'`` (OWASP's CSV injection defence): a spreadsheet opening the file
+    would otherwise run a SAN ``=1+1`` (or ``=HYPERLINK(...)``) as a formula. So that
+    :func:`unescape` can drop that quote, a single quote that truly starts a CSV cell or a log
+    value is written ``\\u0027``.
 
 Everything else, East Asian text included, passes through unchanged. JSON is different: its
 escapes are the format's own, and :func:`json_text` only has to give lone surrogates the
@@ -49,6 +55,9 @@ _UNSAFE_ROUND_TRIP = re.compile(f"[{_CONTROLS}{_SURROGATES}\\\\]")
 _JSON_UNSAFE = re.compile(f"[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
                           f"{_SURROGATES}]")
 _LONE_SURROGATE = re.compile(f"[{_SURROGATES}]")
+_FORMULA_START = frozenset("=+-@\t\r")
+"""What makes a spreadsheet read a CSV cell as a formula (OWASP, CSV injection). A tab or CR
+is already escaped by then; listed so the rule stands on its own."""
 _ESCAPE = re.compile(r"\\(?:x([0-9a-f]{2})|u([0-9a-f]{4})|([nrt\\]))")
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 _SHORT_BACK = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\"}
@@ -73,25 +82,39 @@ def for_terminal(text: str) -> str:
     return _UNSAFE_TERMINAL.sub(_escape_one, text)
 
 
+def _round_trip(text: str) -> str:
+    if _UNSAFE_ROUND_TRIP.search(text):
+        text = _UNSAFE_ROUND_TRIP.sub(_escape_one, text)
+    if text.startswith("'"):  # a leading quote of :func:`for_csv` is the neutraliser
+        return "\\u0027" + text[1:]
+    return text
+
+
 def for_csv(text: str) -> str:
-    """``text`` as one CSV cell's content: one physical line, valid UTF-8, and reversible with
-    :func:`unescape` (a backslash is doubled). The ``csv`` module still does the quoting."""
-    if not _UNSAFE_ROUND_TRIP.search(text):
-        return text
-    return _UNSAFE_ROUND_TRIP.sub(_escape_one, text)
+    """``text`` as one CSV cell's content: one physical line, valid UTF-8, never a formula to
+    a spreadsheet (a leading ``=``, ``+``, ``-``, ``@``, tab or CR gets a ``'`` before it), and
+    reversible with :func:`unescape` (a backslash is doubled). The ``csv`` module still does
+    the quoting. For text only: a number of the agent's own (``days_left`` ``-3``) is no
+    formula and must stay a number."""
+    escaped = _round_trip(text)
+    if escaped[:1] in _FORMULA_START:
+        return "'" + escaped
+    return escaped
 
 
 def for_log(text: str) -> str:
-    """``text`` inside a log line (message or field): the same reversible escape as CSV, so a
-    line never splits, never carries a terminal control, and names a file exactly."""
-    if not _UNSAFE_ROUND_TRIP.search(text):
-        return text
-    return _UNSAFE_ROUND_TRIP.sub(_escape_one, text)
+    """``text`` inside a log line (message or field): the same reversible escape as CSV
+    (without the formula neutraliser), so a line never splits, never carries a terminal
+    control, and names a file exactly."""
+    return _round_trip(text)
 
 
 def unescape(text: str) -> str:
     """The inverse of :func:`for_csv` and :func:`for_log` (``os.fsencode`` of the result is a
-    path's original bytes)."""
+    path's original bytes). A leading ``'`` is :func:`for_csv`'s formula neutraliser, dropped
+    (a quote that was the text's own is ``\\u0027``)."""
+    if text.startswith("'"):
+        text = text[1:]
 
     def one(match: re.Match[str]) -> str:
         if match.group(1) is not None:
