@@ -8,10 +8,13 @@ on and a stable exit code the CLI returns.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 __all__ = [
     "ApplicationRefusedError",
     "CatalogueError",
     "ContractStateError",
+    "FutureEventError",
     "LedgerError",
     "PolicyError",
     "UnknownContractError",
@@ -54,6 +57,16 @@ class ContractStateError(PolicyError):
     contract)."""
 
     exit_code = 15
+
+
+class FutureEventError(ContractStateError):
+    """An event dated after the time of recording: the ledger records what happened. Carries
+    the instants so that a CLI can name the option that dated the event, in the user's terms."""
+
+    def __init__(self, message: str, *, at_utc: datetime, now_utc: datetime) -> None:
+        super().__init__(message)
+        self.at_utc = at_utc
+        self.now_utc = now_utc
 
 
 class ApplicationRefusedError(PolicyError):

@@ -23,7 +23,7 @@ from .category import Category
 from .facts import CertificateFacts
 from .rules.art6 import Answer
 from .tiers import Tier
-from .tokyo import require_aware
+from .tokyo import require_aware, tokyo_wall
 
 __all__ = [
     "ANSWER_TIMINGS",
@@ -45,6 +45,8 @@ __all__ = [
     "facts_from_json",
     "facts_to_json",
     "instant_to_text",
+    "instant_to_tokyo_text",
+    "kind_phrase",
     "text_to_instant",
 ]
 
@@ -54,6 +56,25 @@ def instant_to_text(instant: datetime) -> str:
     order: the ledger compares these strings in SQL."""
     utc = require_aware(instant).astimezone(UTC).replace(tzinfo=None)
     return utc.isoformat(timespec="microseconds") + "Z"
+
+
+def instant_to_tokyo_text(instant: datetime) -> str:
+    """An instant as a person reads it in a message: Asia/Tokyo wall time to the second, no
+    microseconds (``2027-01-01 00:00 JST``; seconds only when there are some). The storage
+    form (:func:`instant_to_text`, UTC) is for the journal, never for a user."""
+    try:
+        wall = tokyo_wall(require_aware(instant))
+    except OverflowError:  # the ends of the range: say the instant as it was given
+        return instant.isoformat(sep=" ", timespec="seconds")
+    text = wall.strftime("%Y-%m-%d %H:%M:%S" if wall.second else "%Y-%m-%d %H:%M")
+    return f"{text} JST"
+
+
+def kind_phrase(event: Event | type[Event]) -> str:
+    """``"an application-accepted event"``, ``"a notice-sent event"``: the kind with its
+    article, for messages."""
+    kind = event.KIND
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind} event"
 
 
 def text_to_instant(text: str) -> datetime:

@@ -50,7 +50,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from .errors import ContractStateError, LedgerError, UnknownContractError
+from .errors import ContractStateError, FutureEventError, LedgerError, UnknownContractError
 from .events import (
     ApplicationAccepted,
     CertificateBound,
@@ -61,11 +61,21 @@ from .events import (
     event_from_json,
     event_to_json,
     instant_to_text,
+    instant_to_tokyo_text,
+    kind_phrase,
     text_to_instant,
 )
 from .intake import Binding, IntakeReceipt, Observation
 from .settings import PolicySettings
-from .state import ContractState, FoldProblem, check_event, facts_evaluable, fold
+from .state import (
+    ContractState,
+    FoldProblem,
+    check_event,
+    check_history,
+    facts_evaluable,
+    fold,
+    needs_history_check,
+)
 from .storage import StorageConflictError, is_postgres_dsn, normalise_dsn
 from .tokyo import require_aware, tokyo_date
 
@@ -406,10 +416,11 @@ class Ledger:
         """The event as it is to be recorded, or a :class:`ContractStateError` saying why the
         terms rule it out. Runs inside the write transaction."""
         if now is not None and event.at_utc > now:
-            raise ContractStateError(
-                f"a {event.KIND} event dated {instant_to_text(event.at_utc)} is in the future "
-                f"(now {instant_to_text(now)}): the ledger records what happened; a future "
-                "--at is for questions (contract show/list, policy actions), not for records")
+            raise FutureEventError(
+                f"{kind_phrase(event)} dated {instant_to_tokyo_text(event.at_utc)} is in the "
+                f"future (now {instant_to_tokyo_text(now)}): the ledger records what happened; "
+                "a future time is for questions (contract show/list, policy actions --at), not "
+                "for records", at_utc=event.at_utc, now_utc=now)
         if isinstance(event, CertificateBound) and not facts_evaluable(event.facts):
             raise ContractStateError(
                 f"the certificate {event.facts.sha256[:16]}… has validity dates the contract "
@@ -417,22 +428,27 @@ class Ledger:
         cid = event.contract_id
         if cid is None or isinstance(event, (CertificateObserved, CertificateGone)):
             return event
-        state = self._state_or_none(cid, at=event.at_utc)
+        journal = [e.event for e in self.journal(cid)]
+        state = self._state_or_none(cid, at=event.at_utc, events=journal)
         if state is None and not isinstance(event, ApplicationAccepted):
             accepted = self._sql_accepted_at(cid)
             if accepted is not None:
                 raise ContractStateError(
-                    f"a {event.KIND} event dated {tokyo_date(event.at_utc).isoformat()} is "
+                    f"{kind_phrase(event)} dated {tokyo_date(event.at_utc).isoformat()} is "
                     f"before contract {cid!r} was accepted "
                     f"({tokyo_date(accepted).isoformat()}, Asia/Tokyo): a contract's events "
                     "begin with its acceptance (Art.2)")
         renewed: frozenset[str | None] = frozenset()
         if isinstance(event, RenewalMade):
             # Every renewal the journal holds, later-dated ones included: one renewal, one fee.
-            everything = self._state_or_none(cid, at=_END_OF_TIME)
+            everything = self._state_or_none(cid, at=_END_OF_TIME, events=journal)
             renewed = frozenset(r.certificate_sha256 for r in everything.renewals) \
                 if everything is not None else frozenset()
-        return check_event(state, event, settings=self.settings, renewed=renewed)
+        admitted = check_event(state, event, settings=self.settings, renewed=renewed)
+        if state is not None and needs_history_check(journal, admitted):
+            # Back-dated: the events already recorded after it must still be admissible.
+            check_history(cid, journal, admitted, settings=self.settings)
+        return admitted
 
     def _insert(self, event: Event, dedup_key: str | None,
                 recorded: datetime | None = None) -> int:
@@ -679,8 +695,12 @@ class Ledger:
                 out.append(JournalEntry(seq=int(seq), event=event, recorded_utc=str(recorded)))
         return out
 
-    def _state_or_none(self, contract_id: str, *, at: datetime) -> ContractState | None:
-        events = [e.event for e in self.journal(contract_id, at=at)]
+    def _state_or_none(self, contract_id: str, *, at: datetime,
+                       events: list[Event] | None = None) -> ContractState | None:
+        """The contract as of ``at`` (``None``: not accepted by then); ``events``: its whole
+        journal when the caller already read it (events after ``at`` are ignored)."""
+        if events is None:
+            events = [e.event for e in self.journal(contract_id, at=at)]
         try:
             # An unreadable old event must not block new ones: it is skipped (and reported by
             # the readers), as everywhere else.

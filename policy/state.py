@@ -45,6 +45,7 @@ from .events import (
     NoticeSent,
     RenewalMade,
     Terminated,
+    kind_phrase,
 )
 from .facts import CertificateFacts, unevaluable
 from .rules.art6 import (
@@ -72,8 +73,10 @@ __all__ = [
     "FoldProblem",
     "Renewal",
     "check_event",
+    "check_history",
     "facts_evaluable",
     "fold",
+    "needs_history_check",
     "renewal_blocked_under",
 ]
 
@@ -269,6 +272,8 @@ class _Acc:
     last_observed: datetime | None = None
     count: int = 0
     settings: PolicySettings | None = None
+    renewable_cache: tuple[str, bool] | None = None
+    """(sha256, renewable) of the last certificate asked about (see :func:`_renewable`)."""
     ended_by_proviso: date | None = None
     """The last day of a certificate that could not be renewed and was still the contract's
     when that day ended: the Art.6(3) proviso termination, which no later certificate undoes."""
@@ -318,6 +323,17 @@ def fold(contract_id: str, events: Iterable[Event], *, at: datetime,
         if event.at_utc > at:
             continue
         acc.count += 1
+        if isinstance(event, _NEEDS_LIVE_CONTRACT) and acc.accepted is not None:
+            ended = _after_termination(acc, event)
+            if ended is not None:
+                # Only a journal written before the ledger checked back-dated events against
+                # later ones can hold this: the contract had ended, the event cannot apply.
+                if problems is not None:
+                    problems.append(FoldProblem(
+                        contract_id=contract_id, kind=event.KIND, at_utc=event.at_utc,
+                        message=f"ignored: the contract had terminated on {ended[0].isoformat()}"
+                                f" ({ended[1]}) before it"))
+                continue
         if problems is None:
             _apply(acc, event, contract_id)
             continue
@@ -382,6 +398,49 @@ def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
                 acc.recorded = (event.effective, event.clause)
 
 
+def _renewable(acc: _Acc, cert: CertificateFacts) -> bool:
+    """Whether ``cert`` can be renewed (not the Art.6(3) proviso's), remembered per certificate:
+    the fold asks it for every event that needs a live contract."""
+    if acc.renewable_cache is not None and acc.renewable_cache[0] == cert.sha256:
+        return acc.renewable_cache[1]
+    assert acc.accepted is not None  # noqa: S101 - checked by the callers
+    renewable = not (acc.accepted.category is Category.III and not never_expires(cert)
+                     and renewal_blocked_under(cert, acc.settings))
+    acc.renewable_cache = (cert.sha256, renewable)
+    return renewable
+
+
+def _termination(acc: _Acc) -> tuple[date, str] | None:
+    """The day (and clause) the events folded so far end the contract on: the earliest of
+    every termination they fix, or ``None``."""
+    candidates: list[tuple[date, str]] = []
+    if acc.non_renewal is not None:
+        candidates.append((acc.non_renewal, "Art.9(1)"))
+    if acc.cancellation is not None:
+        candidates.append((acc.cancellation.effective, "Art.9(2)"))
+    if acc.recorded is not None:
+        candidates.append(acc.recorded)
+    if acc.ended_by_proviso is not None:
+        candidates.append((acc.ended_by_proviso, PROVISO))
+    cert = acc.certificate
+    if cert is not None and not _renewable(acc, cert):
+        candidates.append((end_of_validity(cert.not_after_utc), PROVISO))
+    return min(candidates) if candidates else None
+
+
+def _after_termination(acc: _Acc, event: Event) -> tuple[date, str] | None:
+    """The termination (day, clause) that ``event`` comes on or after, or ``None`` when the
+    contract was still in force on its day. The Art.6(3) proviso ends the contract at the end
+    of the certificate's last day, so a certificate bound on that day still saves it."""
+    ended = _termination(acc)
+    if ended is None:
+        return None
+    day = tokyo_date(event.at_utc)
+    if ended[1] == PROVISO and isinstance(event, CertificateBound) and day <= ended[0]:
+        return None
+    return ended if day >= ended[0] else None
+
+
 def _finish(acc: _Acc, contract_id: str, at: datetime,
             settings: PolicySettings | None) -> ContractState:
     base = acc.accepted
@@ -402,8 +461,7 @@ def _finish(acc: _Acc, contract_id: str, at: datetime,
     cert = acc.certificate
     renewable: bool | None = None
     if cert is not None:
-        renewable = not (base.category is Category.III and not never_expires(cert)
-                         and renewal_blocked_under(cert, settings))
+        renewable = _renewable(acc, cert)
         if not renewable:
             candidates.append((end_of_validity(cert.not_after_utc), PROVISO))
     terminated_on, clause = min(candidates) if candidates else (None, None)
@@ -499,6 +557,80 @@ def check_event(state: ContractState | None, event: Event, *,
     return event
 
 
+def needs_history_check(journal: Iterable[Event], event: Event) -> bool:
+    """Whether :func:`check_history` has anything to check: a termination record, or an event
+    dated before one already recorded that needs a live contract (the usual case, an event
+    entered as it happens, needs no second pass)."""
+    return isinstance(event, Terminated) or any(
+        old.at_utc > event.at_utc and isinstance(old, _NEEDS_LIVE_CONTRACT) for old in journal)
+
+
+def check_history(contract_id: str, journal: Iterable[Event], event: Event, *,
+                  settings: PolicySettings | None = None) -> None:
+    """Refuse ``event`` (already admitted at its own instant by :func:`check_event`) when an
+    event the journal already holds dated after it would no longer be admitted.
+
+    A back-dated event changes the state every later event was admitted in: a cancellation
+    form entered last but dated April ends the contract before the notice recorded for
+    November. Whether an event is accepted must not depend on the order it was typed in, so
+    each later event is checked again, in journal order, against the state with ``event``
+    folded in, exactly as :func:`check_event` checked it when it came. ``journal`` is the
+    contract's events in journal order (``at_utc``, then sequence) without ``event``. One pass:
+    the state is folded once, incrementally. A :class:`Terminated` record is also refused when
+    it fixes a day on or before an event already recorded that needs a live contract, whatever
+    that event's place in the journal.
+    """
+    settings = settings or _DEFAULT_SETTINGS
+    later: list[Event] = []
+    acc = _Acc(settings=settings)
+    for old in journal:
+        if old.at_utc > event.at_utc:
+            later.append(old)
+        else:
+            _apply_quietly(acc, old, contract_id)
+        if isinstance(event, Terminated) and isinstance(old, _NEEDS_LIVE_CONTRACT):
+            _check_termination_after(event, old)
+    _apply_quietly(acc, event, contract_id)
+    for old in later:
+        if isinstance(old, _NEEDS_LIVE_CONTRACT):
+            state = _finish(acc, contract_id, old.at_utc, settings)
+            try:
+                check_event(state, old, settings=settings)
+            except ContractStateError as exc:
+                raise ContractStateError(
+                    f"{kind_phrase(event)} dated {tokyo_date(event.at_utc).isoformat()} "
+                    f"(Asia/Tokyo) is refused: the journal already holds "
+                    f"{kind_phrase(old)} dated {tokyo_date(old.at_utc).isoformat()} that it "
+                    f"would rule out ({exc}); nothing was recorded") from None
+        _apply_quietly(acc, old, contract_id)
+
+
+def _check_termination_after(event: Terminated, old: Event) -> None:
+    """A termination cannot take effect on or before the day of an event already recorded
+    that needs a live contract (the proviso's certificate bound on its last day excepted)."""
+    day = tokyo_date(old.at_utc)
+    if day < event.effective or (event.clause == PROVISO and isinstance(old, CertificateBound)
+                                 and day <= event.effective):
+        return
+    raise ContractStateError(
+        f"a termination effective {event.effective.isoformat()} ({event.clause}) is refused: "
+        f"the journal already holds {kind_phrase(old)} dated {day.isoformat()} (Asia/Tokyo), "
+        "on or after that day, and no event can apply to a contract after its termination has "
+        "taken effect; nothing was recorded")
+
+
+def _apply_quietly(acc: _Acc, event: Event, contract_id: str) -> None:
+    """Apply ``event`` as :func:`fold` does, skipping what it skips."""
+    acc.count += 1
+    if isinstance(event, _NEEDS_LIVE_CONTRACT) and acc.accepted is not None \
+            and _after_termination(acc, event) is not None:
+        return
+    try:
+        _apply(acc, event, contract_id)
+    except (OverflowError, ValueError):
+        return
+
+
 def _check_live(state: ContractState, event: Event, when: str) -> None:
     """Any event after the termination took effect is refused. The Art.6(3) proviso ends the
     contract at the end of the certificate's last day, so a renewable certificate bound on that
@@ -513,7 +645,7 @@ def _check_live(state: ContractState, event: Event, when: str) -> None:
     if day >= ended:
         raise ContractStateError(
             f"contract {event.contract_id!r} terminated on {ended.isoformat()} "
-            f"({state.termination_clause}); a {event.KIND} event on {when} cannot apply to it")
+            f"({state.termination_clause}); {kind_phrase(event)} on {when} cannot apply to it")
 
 
 def _deadline(state: ContractState, settings: PolicySettings) -> date | None:
@@ -564,7 +696,17 @@ def _check_cancellation(state: ContractState, event: CancellationArrived, when: 
             f"{state.cancellation.arrived.isoformat()}, effective "
             f"{state.cancellation.effective.isoformat()})")
     cert = state.certificate
-    check_cancellation_admissible(event.arrived, None if cert is None else cert.not_after_utc)
+    if cert is None:
+        # 第9条第2項: 「SSL サーバ証明書の有効期間中に」 - the form counts under Art.9(2) only
+        # when it arrives during a certificate's validity period. Before any certificate is
+        # the contract's there is no validity period: the terms fix no day for such a form.
+        raise ContractStateError(
+            f"contract {cid!r} had no certificate on {event.arrived.isoformat()} "
+            "(Asia/Tokyo), the day the cancellation form arrived: Art.9(2) applies only to a "
+            "form received during the certificate's validity period, and there was none; if "
+            "a certificate was the contract's by then, bind it first (`certescrow contract bind "
+            "--at`)")
+    check_cancellation_admissible(event.arrived, cert.not_after_utc)
 
 
 def _check_renewal(state: ContractState, event: RenewalMade, when: str,

@@ -269,6 +269,8 @@ def test_contract_renew_records_the_renewal_and_its_fees(tmp_path: Path, ledger:
 def test_contract_cancel_json_key_effective(tmp_path: Path, ledger: Path) -> None:
     lg = ["--ledger", str(ledger)]
     _ok(["contract", "add", "Q1", "--item", "byo", "--tier", "1y", "--at", "2026-01-05", *lg])
+    cert = _cert_file(tmp_path, not_before=datetime(2026, 1, 1, tzinfo=UTC), days=365)
+    _ok(["contract", "bind", "Q1", str(cert), "--at", "2026-01-05", *lg])
     out = _json(["contract", "cancel", "Q1", "--arrived", "2026-01-31", "--json",
                  "--at", "2026-02-01", *lg])
     assert out["effective"] == "2026-03-02"
@@ -276,9 +278,12 @@ def test_contract_cancel_json_key_effective(tmp_path: Path, ledger: Path) -> Non
     assert out["refund"] is False
 
 
-def test_contract_cancel_requested_later_is_honoured_and_printed(ledger: Path) -> None:
+def test_contract_cancel_requested_later_is_honoured_and_printed(tmp_path: Path,
+                                                                ledger: Path) -> None:
     lg = ["--ledger", str(ledger)]
     _ok(["contract", "add", "Q2", "--item", "byo", "--tier", "1y", "--at", "2026-01-05", *lg])
+    cert = _cert_file(tmp_path, not_before=datetime(2026, 1, 1, tzinfo=UTC), days=365)
+    _ok(["contract", "bind", "Q2", str(cert), "--at", "2026-01-05", *lg])
     result = _ok(["contract", "cancel", "Q2", "--arrived", "2026-02-01", "--requested",
                   "2026-06-30", "--at", "2026-02-02", *lg])
     assert result.stdout.splitlines()[0] == "effective 2026-06-30"
@@ -361,6 +366,8 @@ def test_real_subprocess_contract_add_and_cancel_json(tmp_path: Path) -> None:
 
     added = run("contract", "add", "C100", "--item", "byo", "--tier", "1y")
     assert added.returncode == 0, added.stderr
+    cert = _cert_file(tmp_path, not_before=datetime(2026, 11, 1, tzinfo=UTC), days=365)
+    assert run("contract", "bind", "C100", str(cert)).returncode == 0
     cancelled = run("contract", "cancel", "C100", "--arrived", "2026-11-24", "--json")
     assert cancelled.returncode == 0, cancelled.stderr
     assert json.loads(cancelled.stdout)["effective"] == "2026-12-24"

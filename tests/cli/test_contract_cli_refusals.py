@@ -67,11 +67,13 @@ def test_a_late_answer_is_recorded_and_show_says_so(tmp_path: Path, lg: list[str
 
 
 def test_a_cancellation_entered_late_counts_from_its_arrival(
-        lg: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, lg: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The form arrived on 03-01 and was entered in November: as of 04-01 it had taken effect
     (03-31); the ledger only learned of it in November."""
     monkeypatch.setenv(TESTONLY_NOW_ENV, "2026-01-05T10:00:00+09:00")  # the recording clock
     _ok(["contract", "add", "Q1", "--item", "byo", "--tier", "1y", *lg])
+    cert = _cert(tmp_path, not_before=datetime(2026, 1, 1, tzinfo=UTC), days=365)
+    _ok(["contract", "bind", "Q1", str(cert), *lg])
     monkeypatch.setenv(TESTONLY_NOW_ENV, "2026-11-10T10:00:00+09:00")
     _ok(["contract", "cancel", "Q1", "--arrived", "2026-03-01", *lg])
     monkeypatch.delenv(TESTONLY_NOW_ENV)
@@ -81,7 +83,8 @@ def test_a_cancellation_entered_late_counts_from_its_arrival(
     known = _json(["contract", "show", "Q1", "--json", "--at", "2026-04-01",
                    "--as-recorded", "2026-04-01", *lg])
     assert known["state"]["status"] == "active"
-    assert [e["kind"] for e in known["journal"]] == ["application-accepted"]
+    assert [e["kind"] for e in known["journal"]] == ["application-accepted",
+                                                     "certificate-bound"]
     text = _ok(["contract", "show", "Q1", "--at", "2026-04-01", *lg]).stdout
     [line] = [ln for ln in text.splitlines() if "cancellation-arrived" in ln]
     happened, recorded = line.split()[1:3]
@@ -187,11 +190,13 @@ def test_a_bound_file_name_that_is_not_utf8_is_shown_escaped(tmp_path: Path,
 
 
 def test_a_form_that_arrived_on_the_day_the_contract_was_accepted_is_recorded(
-        lg: list[str]) -> None:
+        tmp_path: Path, lg: list[str]) -> None:
     """Entered the next day without --at, the form is dated the arrival day, never before the
     acceptance it follows."""
     _ok(["contract", "add", "S1", "--item", "byo", "--tier", "1y",
          "--at", "2026-04-24T15:00", *lg])
+    cert = _cert(tmp_path, not_before=datetime(2026, 4, 1, tzinfo=UTC), days=365)
+    _ok(["contract", "bind", "S1", str(cert), "--at", "2026-04-24T15:00", *lg])
     out = _json(["contract", "cancel", "S1", "--arrived", "2026-04-24", "--json", *lg])
     assert out["effective"] == "2026-05-24"
     shown = _json(["contract", "show", "S1", "--json", "--at", "2026-04-25", *lg])

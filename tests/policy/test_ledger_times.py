@@ -31,6 +31,8 @@ ENTERED = utc(2026, 11, 10, 3)
 def _late_entered_cancellation(path: str) -> None:
     with Ledger.open(path) as ledger:
         ledger.append(accepted(at=ACCEPTED), now=ACCEPTED)
+        # Art.9(2) needs a certificate in its validity period when the form arrives.
+        ledger.append(bound(at=ACCEPTED, cert=facts(not_before=ACCEPTED)), now=ACCEPTED)
         ledger.append(CancellationArrived(contract_id="c1", at_utc=tokyo_midnight_utc(ARRIVED),
                                           arrived=ARRIVED), now=ENTERED)
 
@@ -59,7 +61,7 @@ def test_as_recorded_answers_what_the_ledger_knew_then(ledger_location: str) -> 
         assert ledger.state("c1", at=just_before, as_recorded=just_before).cancellation is None
         assert ledger.state("c1", at=ENTERED, as_recorded=ENTERED).cancellation is not None
         assert [e.event.KIND for e in ledger.journal("c1", as_recorded=utc(2026, 4, 1))] == [
-            "application-accepted"]
+            "application-accepted", "certificate-bound"]
         states = list(ledger.states(at=utc(2026, 4, 1, 3), as_recorded=utc(2026, 4, 1, 3)))
         assert [s.status for s in states] == [ContractStatus.ACTIVE]
 
