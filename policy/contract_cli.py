@@ -49,6 +49,7 @@ from policy.decisions import Decision
 from policy.errors import (
     ApplicationRefusedError,
     ContractStateError,
+    FutureEventError,
     LedgerError,
     PolicyError,
     UnknownContractError,
@@ -68,6 +69,7 @@ from policy.events import (
     RenewalMade,
     Terminated,
     event_to_json,
+    instant_to_tokyo_text,
 )
 from policy.facts import CertificateFacts
 from policy.ledger import JournalEntry, JournalProblem, Ledger
@@ -241,11 +243,23 @@ def _when(at: datetime | None) -> tuple[datetime, datetime]:
     return (at if at is not None else now), now
 
 
-def _record(env: _Env, event: Event, at: datetime,
-            now: datetime) -> tuple[ContractState, tuple[Decision, ...]]:
+def _record(env: _Env, event: Event, at: datetime, now: datetime, *,
+            dated_by: str = "--at",
+            given: str | None = None) -> tuple[ContractState, tuple[Decision, ...]]:
+    """Append ``event`` and return the state and due actions. ``dated_by`` is the option that
+    dated the event and ``given`` its value as the user wrote it (default: the event's instant
+    in Tokyo time): a refusal of a future date names them, not the ledger's storage form."""
     with _ledger(env, create=True) as ledger:
         assert ledger is not None  # noqa: S101 - create=True always yields a ledger
-        ledger.append(event, now=now)
+        try:
+            ledger.append(event, now=now)
+        except FutureEventError as exc:
+            shown = given if given is not None else instant_to_tokyo_text(exc.at_utc)
+            raise ContractStateError(
+                f"{dated_by} {shown} is in the future (now {instant_to_tokyo_text(exc.now_utc)})"
+                ": the ledger records what happened; a future time is for questions (contract "
+                "show/list, policy actions --at), not for records; nothing was recorded"
+            ) from None
         state = ledger.state(str(event.contract_id), at=max(at, event.at_utc))
     return state, _evaluate(env, state, max(at, event.at_utc))
 
@@ -628,9 +642,11 @@ def cancel_command(contract_id: str, arrived: date, requested: date | None, as_j
         accepted = _current(env, contract_id, clock).accepted_utc
         if accepted is not None and tokyo_date(accepted) == arrived:
             happened = max(happened, accepted)
+    future_day = arrived > tokyo_date(clock)
     state, decisions = _record(env, CancellationArrived(
         contract_id=contract_id, at_utc=happened, arrived=arrived, requested=requested),
-        now, clock)
+        now, clock, dated_by="--arrived" if future_day else "--at",
+        given=arrived.isoformat() if future_day else None)
     assert state.cancellation is not None  # noqa: S101 - just recorded
     effective = state.cancellation.effective
     if as_json:
