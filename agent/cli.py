@@ -164,7 +164,12 @@ class ExitStatusCommand(click.Command):
                 rewritten.extend(args[n:])
                 break
             if arg.startswith("--exit-status="):
-                rewritten.extend(["--exit-status", "--exit-mode", arg.split("=", 1)[1]])
+                mode = arg.split("=", 1)[1]
+                if mode not in {m.value for m in ExitMode}:  # named as typed, not --exit-mode
+                    modes = ", ".join(repr(m.value) for m in ExitMode)
+                    raise click.UsageError(f"Invalid value for '--exit-status': {mode!r} is "
+                                           f"not one of {modes}.", ctx=ctx)
+                rewritten.extend(["--exit-status", "--exit-mode", mode])
             else:
                 rewritten.append(arg)
         return super().parse_args(ctx, rewritten)

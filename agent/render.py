@@ -312,10 +312,14 @@ def _merge(rows: Sequence[CertificateRow]) -> list[_TableRow]:
         worst = max(group, key=lambda r: (int(r.severity), -r.classification.days_left))
         c = worst.classification
         f = worst.record.facts
-        findings: dict[tuple[str, str], Finding] = {}
+        # One finding per code: the places' messages differ only by the place named
+        # (fullchain.pem#1, cert.pem), and the row lists codes ("chain-expired" once).
+        findings: dict[str, Finding] = {}
         for row in group:
             for finding in row.findings:
-                findings.setdefault((finding.code, finding.message), finding)
+                kept = findings.get(finding.code)
+                if kept is None or finding.severity > kept.severity:
+                    findings[finding.code] = finding
         name = f.sans[0] if f.sans else (f.subject_cn or f.subject)
         if len(f.sans) > 1:
             name += f" +{len(f.sans) - 1}"

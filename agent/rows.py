@@ -340,7 +340,7 @@ def certificate_row(
         findings.extend(classification.findings)
         actions = classification.actions
     if placement.role is Role.LEAF or (placement.role is Role.CA and placement.contract_view):
-        findings.extend(_expiry(record, classification, windows))
+        findings.extend(_expiry(record, classification, windows, at))
     if pairing.finding is not None:
         findings.append(pairing.finding)
     findings.extend(_chain_findings(record, placement.chain, at))
@@ -351,10 +351,13 @@ def certificate_row(
 
 
 def _expiry(record: CertificateRecord, classification: CertificateClassification,
-            windows: ExpiryWindows) -> list[Finding]:
+            windows: ExpiryWindows, at: datetime) -> list[Finding]:
     facts = record.facts
     days = classification.days_left
-    if days < 0 or never_expires(facts) or facts.not_after_utc < facts.not_before_utc:
+    # Expired is the instant, not the Tokyo day: a certificate that ended at 02:44 JST is
+    # expired all of that day (days_left 0), never also "expires in 0 day(s)".
+    if (at > facts.not_after_utc or days < 0 or never_expires(facts)
+            or facts.not_after_utc < facts.not_before_utc):
         return []  # expired (the policy core's `expired`) or never valid: said already
     severity = windows.severity(days)
     if severity is Severity.OK:
