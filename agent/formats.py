@@ -241,31 +241,39 @@ def _where(problem: FileError) -> str:
 
 
 def _more_problems(parsed: Parsed) -> str:
-    return (f"reading stopped after {_MAX_LISTED_PROBLEMS + parsed.unlisted_problems} "
-            f"problems; the last {parsed.unread_bytes} byte(s) of the file were not read")
+    """How many problems there were (the listed ones included) and what was left unread: the
+    reader stops at the first problem past :data:`_MAX_LISTED_PROBLEMS`, unless it was the
+    last thing in the file."""
+    total = len(parsed.problems) + parsed.unlisted_problems
+    if parsed.unread_bytes:
+        return (f"reading stopped after {total} problems; the last {parsed.unread_bytes} "
+                "byte(s) of the file were not read")
+    return f"{total} problems; only the first {len(parsed.problems)} are listed"
 
 
 def _finish(parsed: Parsed) -> Parsed:
     if parsed.error is not None:
         return parsed
-    unlisted = parsed.unlisted_problems
+    stopped = bool(parsed.unlisted_problems or parsed.unread_bytes)
     if not parsed.certificates and not parsed.keys and parsed.problems:
         first = parsed.problems[0]
         message = first.message
-        more = len(parsed.problems) - 1
+        more = len(parsed.problems) - 1 + parsed.unlisted_problems
         if more:
             message += f" (and {more} more problem(s))"
-        if unlisted or parsed.unread_bytes:
+        if parsed.unread_bytes:  # (else "and N more" has said it all)
             message += f"; {_more_problems(parsed)}"
         parsed.problems.clear()
         return parsed.fail(first.code, message)
+    if stopped:
+        # A part of the file left unread is a read failure of the file, like the listed ones:
+        # an error (exit status UNKNOWN), never a finding that pages as CRITICAL on the healthy
+        # certificates read before it.
+        parsed.problems.append(FileError(path=parsed.path, code="more-problems",
+                                         message=_more_problems(parsed)))
     for problem in parsed.problems:
         parsed.findings.append(Finding(
             code=problem.code, clause="", message=f"{_where(problem)}: {problem.message}",
-            severity=Severity.CRITICAL))
-    if unlisted or parsed.unread_bytes:
-        parsed.findings.append(Finding(
-            code="more-problems", clause="", message=_more_problems(parsed),
             severity=Severity.CRITICAL))
     if not parsed.certificates and not parsed.keys and not parsed.problems:
         held = ", ".join(dict.fromkeys(parsed.others)) or "nothing the agent reads"
