@@ -39,6 +39,8 @@ ERROR_CODES: dict[str, str] = {
     "unsupported-format": "a recognised container the agent does not read (Java KeyStore)",
     "pkcs12-password": "a PKCS#12 file that none of the configured passwords opens",
     "malformed-certificate": "a certificate that cryptography cannot parse",
+    "more-problems": "beside the certificates read, a file with more than 64 problems: how many "
+                     "there were and how many bytes were left unread",
     "io-error": "any other operating-system error while reading",
     "worker-died": "the scan worker process reading the file died (killed, or out of memory)",
 }
