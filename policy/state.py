@@ -26,7 +26,7 @@ there, and the rest of the contract is still derived.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
@@ -430,15 +430,9 @@ def _termination(acc: _Acc) -> tuple[date, str] | None:
 
 def _after_termination(acc: _Acc, event: Event) -> tuple[date, str] | None:
     """The termination (day, clause) that ``event`` comes on or after, or ``None`` when the
-    contract was still in force on its day. The Art.6(3) proviso ends the contract at the end
-    of the certificate's last day, so a certificate bound on that day still saves it."""
+    contract was still in force on its day (see :func:`_is_after`)."""
     ended = _termination(acc)
-    if ended is None:
-        return None
-    day = tokyo_date(event.at_utc)
-    if ended[1] == PROVISO and isinstance(event, CertificateBound) and day <= ended[0]:
-        return None
-    return ended if day >= ended[0] else None
+    return ended if ended is not None and _is_after(ended, event) else None
 
 
 def _finish(acc: _Acc, contract_id: str, at: datetime,
@@ -502,6 +496,7 @@ def _finish(acc: _Acc, contract_id: str, at: datetime,
 
 _NEEDS_LIVE_CONTRACT = (NoticeSent, AnswerReceived, CancellationArrived, ContractChanged,
                         CertificateBound, RenewalMade)
+_AGENT_EVENTS = (CertificateObserved, CertificateGone)
 
 
 def check_event(state: ContractState | None, event: Event, *,
@@ -557,28 +552,36 @@ def check_event(state: ContractState | None, event: Event, *,
     return event
 
 
+_FIXES_TERMINATION = (Terminated, AnswerReceived, CancellationArrived, CertificateBound)
+"""Events that may fix a termination day earlier than their own (a "don't renew" answer after
+the certificate's last day, a termination record, a certificate the proviso ends)."""
+
+
 def needs_history_check(journal: Iterable[Event], event: Event) -> bool:
-    """Whether :func:`check_history` has anything to check: a termination record, or an event
-    dated before one already recorded that needs a live contract (the usual case, an event
-    entered as it happens, needs no second pass)."""
-    return isinstance(event, Terminated) or any(
-        old.at_utc > event.at_utc and isinstance(old, _NEEDS_LIVE_CONTRACT) for old in journal)
+    """Whether :func:`check_history` has anything to check: an event that may fix a
+    termination day, or one dated before an event already recorded (the usual case, a notice
+    or a change entered as it happens, needs no second pass)."""
+    return isinstance(event, _FIXES_TERMINATION) or any(
+        old.at_utc > event.at_utc and not isinstance(old, _AGENT_EVENTS) for old in journal)
 
 
-def check_history(contract_id: str, journal: Iterable[Event], event: Event, *,
+def check_history(contract_id: str, journal: Sequence[Event], event: Event, *,
                   settings: PolicySettings | None = None) -> None:
-    """Refuse ``event`` (already admitted at its own instant by :func:`check_event`) when an
-    event the journal already holds dated after it would no longer be admitted.
+    """Refuse ``event`` (already admitted at its own instant by :func:`check_event`) when,
+    with it, an event the journal holds would no longer be admitted.
 
     A back-dated event changes the state every later event was admitted in: a cancellation
     form entered last but dated April ends the contract before the notice recorded for
     November. Whether an event is accepted must not depend on the order it was typed in, so
-    each later event is checked again, in journal order, against the state with ``event``
-    folded in, exactly as :func:`check_event` checked it when it came. ``journal`` is the
-    contract's events in journal order (``at_utc``, then sequence) without ``event``. One pass:
-    the state is folded once, incrementally. A :class:`Terminated` record is also refused when
-    it fixes a day on or before an event already recorded that needs a live contract, whatever
-    that event's place in the journal.
+
+    * each later event is checked again, in journal order, against the state with ``event``
+      folded in, exactly as :func:`check_event` checked it when it came;
+    * and the contract's final termination day with ``event`` must come after every event
+      that needs a live contract, wherever it stands in the journal (a termination recorded
+      today but effective in February, before a certificate bound in April, is refused).
+
+    ``journal`` is the contract's events in journal order (``at_utc``, then sequence) without
+    ``event``. One incremental fold; the second pass only runs to word a refusal.
     """
     settings = settings or _DEFAULT_SETTINGS
     later: list[Event] = []
@@ -588,9 +591,8 @@ def check_history(contract_id: str, journal: Iterable[Event], event: Event, *,
             later.append(old)
         else:
             _apply_quietly(acc, old, contract_id)
-        if isinstance(event, Terminated) and isinstance(old, _NEEDS_LIVE_CONTRACT):
-            _check_termination_after(event, old)
     _apply_quietly(acc, event, contract_id)
+    when = tokyo_date(event.at_utc).isoformat()
     for old in later:
         if isinstance(old, _NEEDS_LIVE_CONTRACT):
             state = _finish(acc, contract_id, old.at_utc, settings)
@@ -598,25 +600,54 @@ def check_history(contract_id: str, journal: Iterable[Event], event: Event, *,
                 check_event(state, old, settings=settings)
             except ContractStateError as exc:
                 raise ContractStateError(
-                    f"{kind_phrase(event)} dated {tokyo_date(event.at_utc).isoformat()} "
-                    f"(Asia/Tokyo) is refused: the journal already holds "
-                    f"{kind_phrase(old)} dated {tokyo_date(old.at_utc).isoformat()} that it "
-                    f"would rule out ({exc}); nothing was recorded") from None
+                    f"{kind_phrase(event)} dated {when} (Asia/Tokyo) is refused: the journal "
+                    f"already holds {kind_phrase(old)} dated "
+                    f"{tokyo_date(old.at_utc).isoformat()} that it would rule out ({exc}); "
+                    "nothing was recorded") from None
         _apply_quietly(acc, old, contract_id)
-
-
-def _check_termination_after(event: Terminated, old: Event) -> None:
-    """A termination cannot take effect on or before the day of an event already recorded
-    that needs a live contract (the proviso's certificate bound on its last day excepted)."""
-    day = tokyo_date(old.at_utc)
-    if day < event.effective or (event.clause == PROVISO and isinstance(old, CertificateBound)
-                                 and day <= event.effective):
+    ended = _termination(acc)
+    if ended is None:
         return
+    offenders = [e for e in (*journal, event) if _is_after(ended, e)]
+    if not offenders:
+        return
+    # Events already after the end without ``event`` (a journal from before these checks,
+    # which the fold skips) are not this event's doing.
+    before = _Acc(settings=settings)
+    for old in journal:
+        _apply_quietly(before, old, contract_id)
+    ended_before = _termination(before)
+    offenders = [e for e in offenders if e is event or ended_before is None
+                 or not _is_after(ended_before, e)]
+    if not offenders:
+        return
+    old = offenders[0]
+    day, clause = ended
+    if old is event:
+        raise ContractStateError(
+            f"{kind_phrase(event)} dated {when} (Asia/Tokyo) is refused: with it the contract "
+            f"would have terminated on {day.isoformat()} ({clause}), on or before its own day, "
+            "and no event can apply to a contract after its termination has taken effect; "
+            "nothing was recorded")
+    what = (f"a termination effective {event.effective.isoformat()} ({event.clause})"
+            if isinstance(event, Terminated)
+            else f"{kind_phrase(event)} dated {when} (Asia/Tokyo)")
     raise ContractStateError(
-        f"a termination effective {event.effective.isoformat()} ({event.clause}) is refused: "
-        f"the journal already holds {kind_phrase(old)} dated {day.isoformat()} (Asia/Tokyo), "
-        "on or after that day, and no event can apply to a contract after its termination has "
-        "taken effect; nothing was recorded")
+        f"{what} is refused: with it the contract terminates on {day.isoformat()} ({clause}), "
+        f"but the journal already holds {kind_phrase(old)} dated "
+        f"{tokyo_date(old.at_utc).isoformat()}, on or after that day, and no event can apply "
+        "to a contract after its termination has taken effect; nothing was recorded")
+
+
+def _is_after(ended: tuple[date, str], event: Event) -> bool:
+    """Whether ``event`` needs a live contract and comes on or after the termination ``ended``
+    (the proviso's certificate bound on the certificate's last day still saves it)."""
+    if not isinstance(event, _NEEDS_LIVE_CONTRACT):
+        return False
+    day = tokyo_date(event.at_utc)
+    if ended[1] == PROVISO and isinstance(event, CertificateBound):
+        return day > ended[0]
+    return day >= ended[0]
 
 
 def _apply_quietly(acc: _Acc, event: Event, contract_id: str) -> None:
