@@ -189,3 +189,12 @@ def test_a_bad_exit_status_mode_names_exit_status(tmp_path: Path, mode: str) -> 
     assert code == 2
     assert f"Invalid value for '--exit-status': '{mode}'" in err
     assert "--exit-mode" not in err
+
+
+@pytest.mark.parametrize("text", ["=1+1", "'", "'=1", "''", "-", "a'b", "\\u0027", "\t=x", ""])
+def test_unescape_inverts_csv_and_log_escapes_around_a_leading_quote(text: str) -> None:
+    from agent.untrusted import for_csv, for_log, unescape
+
+    assert unescape(for_csv(text)) == text
+    assert unescape(for_log(text)) == text
+    assert not for_log(text).startswith("'")  # a log value never carries the CSV neutraliser
