@@ -82,7 +82,8 @@ def test_a_cancellation_entered_last_cannot_end_the_contract_before_events_alrea
     assert "a notice-sent event dated 2026-11-02" in message
     assert "terminated on 2026-06-30 (Art.9(2))" in message
     state = ledger.state("c1", at=NOW)
-    assert state.terminated_on is None and state.cancellation is None
+    assert state.terminated_on is None
+    assert state.cancellation is None
 
 
 def test_entered_the_other_way_round_the_later_event_is_the_one_refused(
@@ -179,7 +180,8 @@ def test_a_cancellation_form_with_no_certificate_is_not_an_art_9_2_cancellation(
     there is no validity period, and the terms fix no day for the form."""
     ledger.append(accepted(at=ADDED), now=NOW)
     message = _refused(ledger, _cancellation(None), "had no certificate on 2026-04-24")
-    assert "Art.9(2)" in message and "validity period" in message
+    assert "Art.9(2)" in message
+    assert "validity period" in message
 
 
 def test_a_cancellation_form_after_the_certificate_was_bound_is_recorded(
@@ -201,7 +203,8 @@ def test_a_future_event_is_refused_in_tokyo_time_with_its_article(ledger: Ledger
     message = str(caught.value)
     assert "an application-accepted event dated 2027-01-01 00:00 JST" in message
     assert "now 2026-11-27 10:00 JST" in message
-    assert "T15:00" not in message and "000000" not in message
+    assert "T15:00" not in message
+    assert "000000" not in message
     assert caught.value.exit_code == 15
 
 
