@@ -22,25 +22,25 @@ from .logs import EventLog, configure_logging
 from .monitoring import ExitMode, MonitorTally, exit_status
 from .readindex import READ_INDEX_NAME
 from .render import render_table
-from .report import ScanReport, tally_item
+from .report import ScanReport
 from .sdnotify import Notifier
 
-__all__ = ["check_config_command", "run_command", "summary_tally"]
+__all__ = ["check_config_command", "run_command", "summary_report", "summary_tally"]
 
 
-def summary_tally(summary: ScanSummary, config: Config) -> MonitorTally:
-    """What ``agent run --once --exit-status`` decides from: every certificate and unreadable
-    file of the scan, counted as ``scan`` counts them (:func:`agent.report.tally_item`), and a
-    configured store that does not exist, or holds no certificate, as UNKNOWN with the reason:
-    nothing monitored is never OK."""
-    tally = MonitorTally()
-    seen_in: set[str] = set()
-    for row in summary.certificates:
-        tally_item(tally, row)
-        if row.store is not None:
-            seen_in.add(row.store)
-    for error in summary.errors:
-        tally_item(tally, error)
+def summary_report(summary: ScanSummary, *, at: datetime) -> ScanReport:
+    """The scan's rows as ``certescrow scan``'s report: what ``--once`` renders and counts."""
+    return ScanReport(rows=tuple(summary.certificates), files=tuple(summary.key_files),
+                      errors=tuple(summary.errors), skipped=tuple(summary.skipped), at=at)
+
+
+def summary_tally(summary: ScanSummary, config: Config, *, at: datetime) -> MonitorTally:
+    """What ``agent run --once --exit-status`` decides from: the report ``scan`` would make of
+    the same files, counted as ``scan`` counts it (:meth:`agent.report.ScanReport.tally`:
+    certificates, key files, errors), and a configured store that does not exist, or holds no
+    certificate, as UNKNOWN with the reason: nothing monitored is never OK."""
+    tally = summary_report(summary, at=at).tally(nothing_read=None)
+    seen_in = {row.store for row in summary.certificates if row.store is not None}
     missing = set(summary.missing_stores)
     for store in config.agent.stores:
         where = str(store.path)
@@ -142,11 +142,12 @@ def run_command(ctx: click.Context, config_option: Path | None, once: bool,
             summary = daemon.full_scan(collect=True)
         finally:
             daemon.shutdown()
-        tally = summary_tally(summary, config)
+        when = resolve_at(at)
+        tally = summary_tally(summary, config, at=when)
         if as_json:
             echo_json(summary)
         else:
-            _print_summary(summary, tally, at=resolve_at(at), mode=mode or ExitMode.HOST)
+            _print_summary(summary, tally, at=when, mode=mode or ExitMode.HOST)
         if mode is not None:
             say_unknown(tally, mode)
             ctx.exit(exit_status(tally, mode))
@@ -161,8 +162,7 @@ def _print_summary(summary: ScanSummary, tally: MonitorTally, *, at: datetime,
                    mode: ExitMode) -> None:
     """The same table as ``certescrow scan`` (agent/render.py), then what only the daemon
     knows: escrow puts and sightings gone."""
-    report = ScanReport(rows=tuple(summary.certificates), files=(),
-                        errors=tuple(summary.errors), at=at)
+    report = summary_report(summary, at=at)
     click.echo(render_table(report, mode=mode, tally=tally))
     click.echo(f"{summary.files} file(s) read; {len(summary.escrowed)} escrow put(s); "
                f"{summary.gone} gone")

@@ -10,19 +10,19 @@ and keeps the streaming render path of the one-shot scan.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, NamedTuple
 
 from policy.catalogue import Catalogue
-from policy.classification import classify_certificate
-from policy.decisions import Severity
+from policy.classification import CertificateClassification, classify_certificate
+from policy.decisions import Finding, Severity
 from policy.intake import Binding
 from policy.settings import PolicySettings
 
 from .monitoring import EXIT_STATUS, ExitMode, ExpiryWindows, MonitorTally, exit_status
-from .records import FileError, FileResult, FileSkip
+from .records import CertificateRecord, FileError, FileResult, FileSkip
 from .render import (
     CSV_COLUMNS,
     csv_line,
@@ -52,6 +52,7 @@ __all__ = [
     "ScanReport",
     "assemble",
     "build_report",
+    "classify_directory",
     "csv_header",
     "group_by_directory",
     "iter_json",
@@ -64,6 +65,8 @@ __all__ = [
     "tally_item",
     "urgency_key",
 ]
+
+NOTHING_READ = "no certificate was read: nothing is monitored"
 
 ReportItem = CertificateRow | FileRow | FileError | FileSkip
 """What :func:`iter_report` yields: a classified certificate, a key file, a failure, or a file
@@ -103,7 +106,11 @@ class ScanReport:
     def has_errors(self) -> bool:
         return bool(self.errors)
 
-    def tally(self) -> MonitorTally:
+    def tally(self, *, nothing_read: str | None = NOTHING_READ) -> MonitorTally:
+        """What the exit status is decided from: every row, key file and error counted by
+        :func:`tally_item`. ``nothing_read``: the UNKNOWN reason when the report has no
+        certificate and no error (``None``: the caller says why itself, e.g. the daemon per
+        store)."""
         tally = MonitorTally()
         for row in self.rows:
             tally_item(tally, row)
@@ -111,8 +118,8 @@ class ScanReport:
             tally_item(tally, file_row)
         for error in self.errors:
             tally_item(tally, error)
-        if not self.rows and not self.errors:
-            tally.unknown("no certificate was read: nothing is monitored")
+        if not self.rows and not self.errors and nothing_read is not None:
+            tally.unknown(nothing_read)
         return tally
 
     def exit_status(self, mode: ExitMode = ExitMode.HOST) -> int:
@@ -188,6 +195,34 @@ def iter_report(
 def _classify_directory(batch: Sequence[FileResult], catalogue: Catalogue, binding: Binding,
                         at: datetime, settings: PolicySettings, elsewhere: frozenset[str],
                         windows: ExpiryWindows) -> Iterator[ReportItem]:
+    def classify(record: CertificateRecord) -> CertificateClassification:
+        return classify_certificate(record.facts, catalogue, binding=binding, at=at,
+                                    settings=settings)
+
+    return classify_directory(batch, classify=classify, at=at, windows=windows,
+                              elsewhere=elsewhere)
+
+
+def classify_directory(
+    batch: Sequence[FileResult],
+    *,
+    classify: Callable[[CertificateRecord], CertificateClassification | None],
+    at: datetime,
+    windows: ExpiryWindows,
+    elsewhere: frozenset[str] = frozenset(),
+    extra: Callable[[CertificateRecord], Sequence[Finding]] = lambda record: (),
+    store: str | None = None,
+) -> Iterator[ReportItem]:
+    """The report items of one directory's files: the one place that turns reading results
+    into rows, for ``scan``, ``inspect`` and ``agent run --once`` alike.
+
+    Each file is its error, its skip, its position errors, then its certificates (placed among
+    the whole directory: ``chain.pem`` beside ``cert.pem``; paired with the directory's keys),
+    or -- without certificates -- a key file row when it has keys or findings (a 0644
+    ``privkey.pem``). ``classify``: the policy core's classification (``None``: the caller
+    could not classify it and said so; no row); ``extra``: findings the caller adds to a
+    certificate (the daemon's escrow); ``store``: the daemon's store root.
+    """
     dir_keys = KeysBeside.of(k for r in batch for k in r.keys)
     placements = place_certificates(batch)
     for result in batch:
@@ -205,14 +240,16 @@ def _classify_directory(batch: Sequence[FileResult], catalogue: Catalogue, bindi
                 yield FileRow(path=result.path, keys=result.keys, findings=file_findings)
             continue
         for record in result.certificates:
+            classification = classify(record)
+            if classification is None:
+                continue
             placement = placements[(record.path, record.index)]
-            classification = classify_certificate(record.facts, catalogue, binding=binding,
-                                                  at=at, settings=settings)
             yield certificate_row(
                 record, classification, placement=placement,
                 pairing=pair_key(record, role=placement.role, file_keys=result.keys,
                                  dir_keys=dir_keys, elsewhere=elsewhere),
-                at=at, windows=windows, file_findings=file_findings)
+                at=at, windows=windows, file_findings=file_findings,
+                extra_findings=extra(record), store=store)
 
 
 def build_report(
@@ -337,7 +374,7 @@ def assemble(lines: list[RenderedLine], fmt: str) -> RenderedReport:
                          contract=Severity(max((line.contract for line in lines), default=0)),
                          errors=errors, certificates=certificates)
     if not certificates and not errors:
-        tally.unknown("no certificate was read: nothing is monitored")
+        tally.unknown(NOTHING_READ)
     texts = [line.text for line in lines]
     if fmt == "json":
         header, separator, footer = (b"[\n", b",\n", b"\n]\n") if texts else (b"[", b"", b"]\n")

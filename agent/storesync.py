@@ -407,13 +407,14 @@ class StoreSync:
             if result.error is not None:
                 self.log.warning("file-error", f"{path}: {result.error.message}",
                                  path=path, code=result.error.code)
-                if summary is not None:
-                    summary.errors.append(result.error)
             for error in result.cert_errors:
                 self.log.warning("certificate-error", f"{path}: {error.message}", path=path,
                                  code=error.code, index=error.index)
-                if summary is not None:
-                    summary.errors.append(error)
+            if summary is not None:
+                # the rows are made after the scan, a directory at a time (as scan makes them)
+                summary.collect(store, _without_material(result), extra=escrow_findings,
+                                previous={r.index: old for r in result.certificates
+                                          if (old := _predecessor(previous, r)) is not None})
             if previous is not None and len(previous.certificates) > len(result.certificates):
                 # Fewer certificates than before (or none: the file turned to garbage): the
                 # ledger forgets the place, and what is still there is reported afresh below.
@@ -432,8 +433,6 @@ class StoreSync:
                 if seen is None:
                     continue
                 self.findings.certificate(seen)
-                if summary is not None:
-                    summary.certificates.append(seen)
             for finding in result.findings:
                 if finding.severity >= Severity.WARNING:
                     self.log.warning("finding", f"{path}: {finding.message}", path=path,
@@ -442,14 +441,49 @@ class StoreSync:
 
     def _summarise(self, store: StoreConfig, result: FileResult, keys: set[str],
                    summary: ScanSummary) -> None:
-        at = self.clock()
-        if result.error is not None:
-            summary.errors.append(result.error)
-        summary.errors.extend(result.cert_errors)
-        for record in result.certificates:
-            seen = self._row(store, record, result, (result,), at=at, elsewhere=keys)
-            if seen is not None:
-                summary.certificates.append(seen)
+        """An unchanged file, for the summary: its rows are made with the others'
+        (:meth:`_summary_rows`)."""
+        del keys  # paired among the whole directory there
+        summary.collect(store, result)
+
+    def _summary_rows(self, summary: ScanSummary, *, at: datetime) -> None:
+        """The summary's rows, made as ``certescrow scan`` makes them (one row model, issue
+        11): every file the scan accounted for, a directory at a time, through
+        :func:`agent.report.classify_directory` (placement among the directory, key pairing
+        with its keys, key file rows, errors, skipped files)."""
+        from .report import CertificateRow as Row
+        from .report import FileRow, classify_directory, group_by_directory, urgency_key
+
+        by_path = summary.read
+        results = group_by_directory(result for _, result in by_path.values())
+        batches: list[list[FileResult]] = []
+        for result in results:
+            if batches and (os.path.dirname(batches[-1][0].path) == os.path.dirname(result.path)
+                            and by_path[batches[-1][0].path][0] is by_path[result.path][0]):
+                batches[-1].append(result)
+            else:
+                batches.append([result])
+        items: list[Any] = []
+        for batch in batches:
+            store = by_path[batch[0].path][0]
+
+            def classify(record: CertificateRecord, store: StoreConfig = store) -> Any:
+                return self._classify(store, record, at=at,
+                                      previous=summary.previous.get((record.path, record.index)))
+
+            items.extend(classify_directory(
+                batch, classify=classify, at=at, windows=self.config.agent.windows,
+                extra=lambda r: summary.extra.get((r.path, r.index), ()),
+                store=str(store.path)))
+        for _, item in sorted(enumerate(items), key=lambda x: urgency_key(x[1], x[0])):
+            if isinstance(item, Row):
+                summary.certificates.append(item)
+            elif isinstance(item, FileRow):
+                summary.key_files.append(item)
+            elif isinstance(item, FileError):
+                summary.errors.append(item)
+            else:
+                summary.skipped.append(item)
 
     @staticmethod
     def _matches(record: CertificateRecord, result: FileResult, keys: set[str]) -> bool | None:
@@ -601,6 +635,8 @@ class StoreSync:
                 self.index.remove(name)
         if not self.stopping():
             self.reconcile(at=at, summary=summary)
+        if collect:
+            self._summary_rows(summary, at=at)
         self.findings.flush()
         self._scanned_once = True
         summary.escrowed = self.escrow.records[escrowed_before:]
