@@ -201,3 +201,82 @@ def test_a_form_that_arrived_on_the_day_the_contract_was_accepted_is_recorded(
     assert out["effective"] == "2026-05-24"
     shown = _json(["contract", "show", "S1", "--json", "--at", "2026-04-25", *lg])
     assert shown["journal"][-1]["at"] == "2026-04-24T06:00:00.000000Z"  # the acceptance
+
+
+# ---------------------------------------------------------------- back-dated events, dates
+
+
+def _desk(tmp_path: Path, lg: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """README's desk block: added and bound 2026-04-01; notice and answer in November."""
+    monkeypatch.setenv(TESTONLY_NOW_ENV, "2026-11-27T10:00:00+09:00")
+    cert = _cert(tmp_path, not_before=datetime(2026, 3, 31, 15, tzinfo=UTC), days=365)
+    _ok(["contract", "add", "D1", "--item", "byo", "--tier", "1y", "--at", "2026-04-01", *lg])
+    _ok(["contract", "bind", "D1", str(cert), "--at", "2026-04-01", *lg])
+
+
+def test_a_cancellation_back_dated_before_the_notice_and_answer_is_refused(
+        tmp_path: Path, lg: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Art.9(2) effective 2026-06-30 would end the contract before November's notice and
+    answer: refused (exit 15), nothing recorded, `show` still in force."""
+    _desk(tmp_path, lg, monkeypatch)
+    _ok(["contract", "notify", "D1", "--at", "2026-11-02", *lg])
+    _ok(["contract", "answer", "D1", "renew", "--at", "2026-11-05", *lg])
+    code, result = _run(["contract", "cancel", "D1", "--arrived", "2026-04-24",
+                         "--requested", "2026-06-30", *lg])
+    assert code == 15
+    assert "terminated on 2026-06-30 (Art.9(2))" in str(result.exception)
+    assert "a notice-sent event dated 2026-11-02" in str(result.exception)
+    shown = _json(["contract", "show", "D1", "--json", *lg])
+    assert shown["state"]["status"] == "active"
+    assert "cancellation-arrived" not in [e["kind"] for e in shown["journal"]]
+
+
+def test_the_other_order_refuses_the_notice_so_both_orders_agree(
+        tmp_path: Path, lg: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    _desk(tmp_path, lg, monkeypatch)
+    _ok(["contract", "cancel", "D1", "--arrived", "2026-04-24", "--requested", "2026-06-30",
+         *lg])
+    code, result = _run(["contract", "notify", "D1", "--at", "2026-11-02", *lg])
+    assert code == 15
+    assert "terminated on 2026-06-30 (Art.9(2))" in str(result.exception)
+    shown = _json(["contract", "show", "D1", "--json", *lg])
+    assert shown["state"]["terminated_on"] == "2026-06-30"
+    assert [e["kind"] for e in shown["journal"]] == [
+        "application-accepted", "certificate-bound", "cancellation-arrived"]
+
+
+def test_a_cancellation_with_no_certificate_bound_is_refused_under_art_9_2(
+        tmp_path: Path, lg: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TESTONLY_NOW_ENV, "2026-11-27T10:00:00+09:00")
+    _ok(["contract", "add", "N1", "--item", "byo", "--tier", "1y", "--at", "2026-04-01", *lg])
+    code, result = _run(["contract", "cancel", "N1", "--arrived", "2026-04-24", *lg])
+    assert code == 15
+    assert "had no certificate on 2026-04-24" in str(result.exception)
+    assert "Art.9(2)" in str(result.exception)
+    cert = _cert(tmp_path, not_before=datetime(2026, 3, 31, 15, tzinfo=UTC), days=365)
+    _ok(["contract", "bind", "N1", str(cert), "--at", "2026-04-23", *lg])
+    _ok(["contract", "cancel", "N1", "--arrived", "2026-04-24", *lg])  # now in its validity
+
+
+def test_a_future_arrival_is_refused_naming_arrived_in_tokyo_time(
+        lg: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TESTONLY_NOW_ENV, "2026-11-27T10:00:00+09:00")
+    _ok(["contract", "add", "F2", "--item", "byo", "--tier", "1y", "--at", "2026-04-01", *lg])
+    code, result = _run(["contract", "cancel", "F2", "--arrived", "2027-01-01", *lg])
+    assert code == 15
+    message = str(result.exception)
+    assert message.startswith("--arrived 2027-01-01 is in the future (now 2026-11-27 10:00 JST)")
+    assert "2026-12-31" not in message
+    assert "000000" not in message
+
+
+def test_a_future_at_is_refused_naming_at_in_tokyo_time(
+        lg: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TESTONLY_NOW_ENV, "2026-11-27T10:00:00+09:00")
+    code, result = _run(["contract", "add", "F3", "--item", "byo", "--tier", "1y",
+                         "--at", "2026-11-27T10:30:15+09:00", *lg])
+    assert code == 15
+    message = str(result.exception)
+    assert message.startswith("--at 2026-11-27 10:30:15 JST is in the future (now 2026-11-27 "
+                              "10:00 JST)")
+    assert "application-accepted" not in message or "an application-accepted" in message
