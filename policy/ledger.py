@@ -672,7 +672,8 @@ class Ledger:
         state = fold(contract_id, events, at=at, settings=self.settings, problems=problems)
         for p in problems:
             self._problem(None, contract_id,
-                          f"the {p.kind} event of {instant_to_text(p.at_utc)} was {p.message}")
+                          f"the {p.kind} event of {instant_to_tokyo_text(p.at_utc)} was "
+                          f"{p.message}")
         return state
 
     def contract_ids(self) -> list[str]:
