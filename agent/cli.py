@@ -11,6 +11,7 @@ import itertools
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -32,7 +33,7 @@ from .errors import AgentError
 from .livechain import ChainVerdict, fetch_chain, parse_target, verify_chain
 from .monitoring import EXIT_STATUS, ExitMode, ExpiryWindows, MonitorTally, exit_status
 from .records import FileResult, ReadLimits
-from .render import render_detail, render_table
+from .render import item_json, render_detail, render_table
 from .report import ScanReport, build_report
 from .scan import iter_scan, scan_paths
 from .scanpool import MIN_FILES_PER_JOB, ScanOutcome, default_jobs, stream_scan
@@ -311,22 +312,22 @@ def inspect_command(ctx: click.Context, target: str, category: str | None, item:
         limits = ReadLimits(max_size=_max_size(ctx))
         passwords = _passwords(password_file)
         results = scan_paths([Path(target)], limits=limits, passwords=passwords)
-        neighbours = _neighbour_keys(Path(target), limits, passwords)
+        neighbours = _neighbours(Path(target), limits, passwords)
         report = build_report([*results, *neighbours], catalogue, binding=binding, at=when,
                               settings=settings, windows=_windows(ctx))
-        # the neighbours lent their keys for pairing; what is shown is the target's
-        report = replace(report, files=tuple(f for f in report.files
-                                             if f.path not in {n.path for n in neighbours}))
+        # the neighbours placed the target's certificates and lent their keys, as the
+        # directory does in scan; what is shown is the target's
+        report = _only(report, {r.path for r in results})
         result = results[0] if len(results) == 1 else None
         if as_json:
             echo_json({
                 "path": target,
                 "certificates": [r.to_json() for r in
                                  sorted(report.rows, key=lambda r: r.record.index)],
-                "files": [f.to_json() for f in report.files],
-                "errors": [e.to_json() for e in report.errors],
-                "skipped": [s.to_json() for s in report.skipped],
-                "severity": report.severity.name.lower(),
+                "files": [item_json(f) for f in report.files],
+                "errors": [item_json(e) for e in report.errors],
+                "skipped": [item_json(s) for s in report.skipped],
+                "severity": _inspect_severity(report),
             })
         else:
             click.echo(render_detail(report, result))
@@ -354,8 +355,8 @@ def inspect_command(ctx: click.Context, target: str, category: str | None, item:
             "verify_problem": verdict.problem if verdict is not None else None,
             "verify_error": verdict.message if verdict is not None else None,
             "certificates": [r.to_json() for r in rows],
-            "errors": [e.to_json() for e in report.errors],
-            "severity": report.severity.name.lower(),
+            "errors": [item_json(e) for e in report.errors],
+            "severity": _inspect_severity(report),
         })
     else:
         click.echo(for_terminal(
@@ -374,27 +375,46 @@ NEIGHBOURS_MAX = 64
 nginx directory): enough to pair, never a walk of a flat store."""
 
 
-def _neighbour_keys(target: Path, limits: ReadLimits,
-                    passwords: Sequence[bytes]) -> list[FileResult]:
-    """The private keys in the files beside ``target`` (certbot's ``privkey.pem`` beside
-    ``cert.pem``), as key-only results, so that ``inspect`` pairs a certificate with its key
-    exactly as ``scan`` and the daemon do."""
+def _neighbours(target: Path, limits: ReadLimits,
+                passwords: Sequence[bytes]) -> list[FileResult]:
+    """The readings of the files beside ``target`` (certbot's ``chain.pem`` and
+    ``privkey.pem`` beside ``cert.pem``), so that ``inspect`` places a certificate among its
+    directory (its chain, whose expiry is a finding on the leaf) and pairs it with its key
+    exactly as ``scan`` does for the directory. Their paths are spelt as ``target``'s
+    directory is, so that they group with it."""
     if not target.is_file():
         return []
     try:
         with os.scandir(target.parent) as entries:
-            names = [e.path for e in itertools.islice(entries, NEIGHBOURS_MAX + 1)]
+            names = [e.name for e in itertools.islice(entries, NEIGHBOURS_MAX + 1)]
     except OSError:
         return []
     if len(names) > NEIGHBOURS_MAX:
         return []
     here = os.path.realpath(target)
-    others = [Path(n) for n in sorted(names) if os.path.realpath(n) != here]
-    out: list[FileResult] = []
-    for result in scan_paths(others, limits=limits, passwords=passwords):
-        if result.keys:
-            out.append(FileResult(path=result.path, keys=result.keys))
-    return out
+    others = [target.parent / n for n in sorted(names)
+              if os.path.realpath(target.parent / n) != here
+              and not os.path.isdir(target.parent / n)]
+    return [r for r in scan_paths(others, limits=limits, passwords=passwords)
+            if r.error is None and r.skipped is None]
+
+
+def _only(report: ScanReport, paths: AbstractSet[str]) -> ScanReport:
+    """``report`` restricted to the rows, key files, errors and skips of ``paths``."""
+    return replace(report, rows=tuple(r for r in report.rows if r.record.path in paths),
+                   files=tuple(f for f in report.files if f.path in paths),
+                   errors=tuple(e for e in report.errors if e.path in paths),
+                   skipped=tuple(s for s in report.skipped if s.path in paths))
+
+
+def _inspect_severity(report: ScanReport) -> str:
+    """``inspect --json``'s ``severity``: the worst of the certificates and keys, or
+    ``unknown`` when something could not be read and nothing critical is known (the
+    precedence of ``--exit-status``): a file nobody could read is never ``ok``."""
+    worst = report.severity
+    if report.errors and worst < Severity.CRITICAL:
+        return "unknown"
+    return worst.name.lower()
 
 
 def _with_unverified_chain(report: ScanReport, verdict: ChainVerdict) -> ScanReport:
