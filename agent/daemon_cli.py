@@ -164,8 +164,9 @@ def _print_summary(summary: ScanSummary, tally: MonitorTally, *, at: datetime,
     knows: escrow puts and sightings gone."""
     report = summary_report(summary, at=at)
     click.echo(render_table(report, mode=mode, tally=tally))
-    click.echo(f"{summary.files} file(s) read; {len(summary.escrowed)} escrow put(s); "
-               f"{summary.gone} gone")
+    # files met once each; read: parsed now (unchanged files come from the read index)
+    click.echo(f"{summary.files} file(s) scanned, {summary.files_read} read; "
+               f"{len(summary.escrowed)} escrow put(s); {summary.gone} gone")
 
 
 @click.command("check-config")

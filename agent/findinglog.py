@@ -4,10 +4,16 @@ A start reads every certificate again, so the first scan does not log one warnin
 certificate: it counts them by kind (event, code, clause) and logs one line per kind with the
 count and an example path (the per-certificate lines go to debug level). From then on a
 certificate that changes is logged on its own.
+
+The count is of certificates, not of the places they were found: certbot keeps one certificate
+in four files (``live/cert.pem``, ``live/fullchain.pem`` and their ``archive/`` generations), and
+"4 certificate(s)" for one would send an operator looking for three that do not exist. The
+places are counted apart ("in N file(s)").
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from policy.decisions import Severity
@@ -18,12 +24,22 @@ from .rows import CertificateRow
 __all__ = ["FindingLog"]
 
 
+@dataclass(slots=True)
+class _Kind:
+    """One kind of finding counted by the first scan: the distinct certificates (SHA-256)
+    and the files they were found in."""
+
+    example: str
+    certificates: set[str] = field(default_factory=set)
+    places: set[str] = field(default_factory=set)
+
+
 class FindingLog:
     """Logs what the contract says about each certificate the daemon accepts."""
 
     def __init__(self, log: EventLog) -> None:
         self.log = log
-        self._tally: dict[tuple[str, str, str], list[Any]] | None = None
+        self._tally: dict[tuple[str, str, str], _Kind] | None = None
 
     @property
     def counting(self) -> bool:
@@ -62,18 +78,23 @@ class FindingLog:
             self.log.warning(kind[0], message, **fields)
             return
         self.log.debug(kind[0], message, **fields)
-        entry = self._tally.setdefault(kind, [0, seen.record.path])
-        entry[0] += 1
+        entry = self._tally.get(kind)
+        if entry is None:
+            entry = self._tally[kind] = _Kind(example=seen.record.path)
+        entry.certificates.add(seen.record.facts.sha256)
+        entry.places.add(seen.record.path)
 
     def flush(self) -> None:
         """One line per kind of finding or action counted; back to one line per certificate."""
         tally, self._tally = self._tally, None
-        for (event, code, clause), (count, example) in sorted((tally or {}).items()):
+        for (event, code, clause), kind in sorted((tally or {}).items()):
+            count, files, example = len(kind.certificates), len(kind.places), kind.example
             self.log.warning(
                 event,
                 f"initial scan: {count} certificate(s) with {code}"
                 + (f" [{clause}]" if clause else "")
-                + f", e.g. {example}; `certescrow scan` or `certescrow policy actions` lists them",
-                count=count, example=example, clause=clause,
+                + f" in {files} file(s), e.g. {example}; `certescrow scan` or "
+                "`certescrow policy actions` lists them",
+                count=count, files=files, example=example, clause=clause,
                 **({"code": code} if event == "finding" else {"action": code}),
             )

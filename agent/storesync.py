@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -79,6 +79,21 @@ def _gone_op(intake: Intake, *, host: str, location: str, at: datetime) -> int:
 def _report_op(intake: Intake, *, observations: list[Observation],
                at: datetime) -> IntakeReceipt:
     return intake.report(observations, at=at)
+
+
+def _nothing(intake: Intake) -> None:
+    """A write that writes nothing: its ``on_done`` runs once every write before it ran."""
+    del intake
+
+
+@dataclass(slots=True)
+class _ScanReports:
+    """What one full scan reported, batch by batch (added up in the ledger writer's thread,
+    read there too: the line is logged by a write queued after the scan's last)."""
+
+    batches: int = 0
+    observations: int = 0
+    recorded: int = 0
 
 
 def _default_reader() -> Reader:
@@ -150,6 +165,8 @@ class StoreSync:
         self.reports = 0
         self.files_read = 0
         """Files read (parsed) since start, by this process or read ahead by workers."""
+        self._scan_reports: _ScanReports | None = None
+        """While a full scan runs: its reports, logged as one line at its end."""
         self.files_read_ahead = 0
         """Of which read by the workers of :mod:`agent.readpool`."""
         self.read_ahead_workers: int | None = None
@@ -289,8 +306,6 @@ class StoreSync:
     def _process_file(self, store: StoreConfig, path: str, *, at: datetime,
                       summary: ScanSummary | None) -> list[Observation]:
         key = stat_key(path)
-        if summary is not None:
-            summary.files += 1
         if self.index.unchanged(path, key):
             # (the result is read back from the read index only when a summary needs it)
             cached = self.index.get(path) if summary is not None else None
@@ -348,8 +363,6 @@ class StoreSync:
         for gone in set(self.index.paths_under(directory)) - set(paths):
             if os.path.dirname(gone) == directory:
                 self.gone(gone, at=at, summary=summary)
-        if summary is not None:
-            summary.files += len(results)
         if not changed:
             if summary is not None:
                 for result in results:
@@ -608,9 +621,17 @@ class StoreSync:
     def full_scan(self, *, collect: bool = False) -> ScanSummary:
         """Walk every store; read only what changed since the last read; report; mark what is
         no longer there as gone. ``collect`` fills the summary with every certificate."""
+        self._scan_reports = _ScanReports()
+        try:
+            return self._full_scan(collect=collect)
+        finally:
+            self._scan_reports = None  # (an exception: later reports are logged one by one)
+
+    def _full_scan(self, *, collect: bool) -> ScanSummary:
         at = self.clock()
         summary = ScanSummary()
         handled: set[str] = set()
+        read_before = self.files_read
         if not self._scanned_once:
             self.findings.start_counting()
         escrowed_before = len(self.escrow.records)
@@ -637,12 +658,31 @@ class StoreSync:
             self.reconcile(at=at, summary=summary)
         if collect:
             self._summary_rows(summary, at=at)
+            # each file once, however often it was met (a set re-read while it settled)
+            summary.files = len(summary.read)
         self.findings.flush()
         self._scanned_once = True
         summary.escrowed = self.escrow.records[escrowed_before:]
+        summary.files_read = self.files_read - read_before
         count = len(self.index)
-        self.log.info("scanned", f"full scan done: {count} file(s) indexed", files=count)
+        self.log.info("scanned", f"full scan done: {count} file(s) indexed, "
+                      f"{summary.files_read} read", files=count, read=summary.files_read)
+        self._log_scan_reports()
         return summary
+
+    def _log_scan_reports(self) -> None:
+        """One line for what the scan reported, once the ledger took it all (its writes are
+        applied in order, so after the scan's last): a scan reports per store and per
+        :data:`REPORT_BATCH`, and one line per batch read as several reports."""
+        tally, self._scan_reports = self._scan_reports, None
+        if tally is None or tally.batches == 0:
+            return
+
+        def said(_: object) -> None:
+            self.log.info("reported", f"{tally.observations} observation(s) reported",
+                          observations=tally.observations, recorded=tally.recorded)
+
+        self.writer.submit(_nothing, on_done=said)
 
     def reconcile(self, *, at: datetime, summary: ScanSummary | None = None) -> Reconciliation:
         """Make the ledger's open sightings for this host and these stores say what the index
@@ -765,10 +805,21 @@ class StoreSync:
         for start in range(0, len(observations), REPORT_BATCH):
             batch = list(observations[start:start + REPORT_BATCH])
 
-            def said(receipt: IntakeReceipt, size: int = len(batch)) -> None:
+            def said(receipt: IntakeReceipt, size: int = len(batch),
+                     tally: _ScanReports | None = self._scan_reports) -> None:
                 self.reports += size
-                self.log.info("reported", f"{size} observation(s) reported",
-                              observations=size, recorded=receipt.recorded)
+                if tally is None:
+                    self.log.info("reported", f"{size} observation(s) reported",
+                                  observations=size, recorded=receipt.recorded)
+                    return
+                # a full scan's batch: counted into the scan's one line (_log_scan_reports)
+                tally.observations += size
+                tally.recorded += receipt.recorded
+                self.log.debug("reported", f"{size} observation(s) reported",
+                               observations=size, recorded=receipt.recorded)
+
+            if self._scan_reports is not None:
+                self._scan_reports.batches += 1
 
             self.writer.submit(partial(_report_op, observations=batch, at=at),
                                observations=len(batch), on_done=said)

@@ -26,6 +26,11 @@ class ScanSummary:
     (a 0644 ``privkey.pem``), errors and skipped files; the daemon has no row of its own."""
 
     files: int = 0
+    """Files the scan accounted for (read now, or unchanged since the read index read them),
+    each once."""
+    files_read: int = 0
+    """Of all files met, those read (parsed) by this scan: a set re-read while it settled
+    counts each time it was read; unchanged files are not read again."""
     certificates: list[CertificateRow] = field(default_factory=list)
     key_files: list[FileRow] = field(default_factory=list)
     """Readable files without certificates that have keys or findings (scan's ``file``)."""
@@ -58,6 +63,7 @@ class ScanSummary:
     def to_json(self) -> dict[str, Any]:
         return {
             "files": self.files,
+            "files_read": self.files_read,
             "certificates": [c.to_json() for c in self.certificates],
             "key_files": [item_json(f) for f in self.key_files],
             "errors": [item_json(e) for e in self.errors],

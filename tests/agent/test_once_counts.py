@@ -1,0 +1,161 @@
+"""What ``agent run --once`` says it did, and that a warm run says the same as a cold one.
+
+Real certbot stores, real ``certescrow`` processes, the real persisted read index. The
+operator reads the journal's counts literally: "2 certificate(s) with notify" must be two
+certificates (certbot keeps each in four files), "reported" one line per run, "read" the files
+parsed (none when nothing changed) beside the files scanned, each counted once. And a second
+``--once``, whose unchanged files come from the read index, must give the same answer as the
+first: rows depend on the rest of their directory (chain placement, key pairing), so a file
+served from the index must be placed with its directory exactly as a freshly read one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from tests.agent.certbot_store import AT, certbot_store, make_intermediate
+from tests.certfactory import make_cert, shared_key
+
+CERTESCROW = Path(sys.executable).with_name("certescrow")
+AT_TEXT = AT.isoformat().replace("+00:00", "Z")
+
+
+def _run(config: Path, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTESCROW_", "XDG_"))}
+    env.update(HOME=str(home), CERTESCROW_TESTONLY_NOW=AT_TEXT, COLUMNS="100")
+    return subprocess.run([str(CERTESCROW), "--config", str(config), "agent", "run", "--once",
+                           "--log-format", "json", *args],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def _log(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+
+
+def _config(tmp_path: Path, *roots: Path) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[policy]\nledger = "{tmp_path}/state/ledger.sqlite3"\n'
+                      '[agent]\nquiet_period_ms = 1\n'
+                      + "".join(f'[[agent.stores]]\npath = "{root}"\n' for root in roots))
+    return config
+
+
+def _expired_intermediate_beside_leaf(base: Path) -> Path:
+    """Only ``cert.pem`` and ``chain.pem``, the intermediate expired (the reviewer's store)."""
+    intermediate = make_intermediate(not_after=datetime(2026, 1, 20, tzinfo=UTC), slot=43)
+    leaf = make_cert(not_before=AT - timedelta(days=30), lifetime=timedelta(days=90),
+                     sans=("example.jp",), issuer=intermediate)
+    site = base / "site"
+    site.mkdir()
+    (site / "cert.pem").write_bytes(leaf.pem)
+    (site / "chain.pem").write_bytes(intermediate.cert.public_bytes(Encoding.PEM))
+    return site
+
+
+def _certbot_expired_intermediate(base: Path) -> Path:
+    intermediate = make_intermediate(not_after=datetime(2026, 1, 20, tzinfo=UTC), slot=44)
+    leaf = make_cert(not_before=AT - timedelta(days=30), lifetime=timedelta(days=90),
+                     sans=("example.jp",), issuer=intermediate)
+    return certbot_store(base, leaf=leaf, intermediate=intermediate).root  # with fullchain.pem
+
+
+def _certbot_mismatched_key(base: Path) -> Path:
+    return certbot_store(base, key_pem=make_cert(key=shared_key("ec", 12)).key_pem()).root
+
+
+STORES: dict[str, Callable[[Path], Path]] = {
+    "expired-intermediate-beside-leaf": _expired_intermediate_beside_leaf,
+    "certbot-expired-intermediate-with-fullchain": _certbot_expired_intermediate,
+    "certbot-mismatched-key": _certbot_mismatched_key,
+}
+
+
+def _answer(summary: dict[str, Any]) -> dict[str, Any]:
+    """Everything the operator reads in the summary but the read counts."""
+    return {k: v for k, v in summary.items() if k != "files_read"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(STORES))
+def test_a_warm_once_answers_as_the_first(tmp_path: Path, name: str) -> None:
+    root = STORES[name](tmp_path)
+    config = _config(tmp_path, root)
+    first = _run(config, "--json", "--exit-status", home=tmp_path)
+    assert (tmp_path / "state" / "read-index.sqlite3").exists()
+    warm = _run(config, "--json", "--exit-status", home=tmp_path)
+    cold, again = json.loads(first.stdout), json.loads(warm.stdout)
+    assert again["files_read"] == 0  # every file came from the read index
+    assert cold["files_read"] >= cold["files"] > 0
+    assert warm.returncode == first.returncode, (first.stdout, warm.stdout)
+    assert _answer(again) == _answer(cold)
+    if "expired-intermediate" in name:
+        assert first.returncode == 2  # CRITICAL, both times
+        roles = {(c["path"].rsplit("/", 1)[-1], c["role"]) for c in again["certificates"]}
+        assert ("chain.pem", "intermediate") in roles
+        assert any(f["code"] == "chain-expired"
+                   for c in again["certificates"] for f in c["findings"])
+
+
+@pytest.mark.slow
+def test_the_journal_counts_certificates_files_and_reports_once(tmp_path: Path) -> None:
+    """Two stores: a certbot store (two generations: two certificates in six certificate files
+    besides their chains, keys and READMEs) and a site with one certificate."""
+    letsencrypt = certbot_store(tmp_path).root
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "site.pem").write_bytes(
+        make_cert(not_before=AT - timedelta(days=30), lifetime=timedelta(days=90),
+                  sans=("site.example.jp",)).pem)
+    config = _config(tmp_path, letsencrypt, site)
+    first = _run(config, home=tmp_path)
+    assert first.returncode == 0, first.stderr
+    log = _log(first)
+    files = sum(1 for p in [*letsencrypt.rglob("*"), site / "site.pem"] if not p.is_dir())
+    assert files == 15  # archive 8, live 4 links, 2 READMEs, the site
+    notify = [e for e in log if e.get("action") == "notify"]
+    assert len(notify) == 1  # one line per kind
+    # the two certbot generations and the site: three certificates, found in seven files
+    assert (notify[0]["count"], notify[0]["files"]) == (3, 7)
+    assert notify[0]["message"].startswith("initial scan: 3 certificate(s) with notify")
+    assert "in 7 file(s)" in notify[0]["message"]
+    expired = [e for e in log if e.get("code") == "expired"]
+    assert [(e["count"], e["files"]) for e in expired] == [(1, 2)]  # generation 1
+    # 2 generations x (cert, chain, fullchain x 2) + live's 4 (cert, chain, fullchain x 2) + site
+    reported = [e for e in log if e["event"] == "reported"]
+    assert [e["observations"] for e in reported] == [2 * 4 + 4 + 1]  # once, both stores
+    (scanned,) = [e for e in log if e["event"] == "scanned"]
+    assert (scanned["files"], scanned["read"]) == (files, files)
+    assert f"{files} file(s) scanned, {files} read;" in first.stdout
+
+    warm = _run(config, home=tmp_path)
+    log = _log(warm)
+    (scanned,) = [e for e in log if e["event"] == "scanned"]
+    assert (scanned["files"], scanned["read"]) == (files, 0)
+    assert not [e for e in log if e["event"] == "reported"]  # nothing new to report
+    assert f"{files} file(s) scanned, 0 read;" in warm.stdout
+
+
+@pytest.mark.slow
+def test_a_set_read_again_while_it_settles_is_scanned_once(tmp_path: Path) -> None:
+    """A key that never matches its certificate: ``--once`` re-reads the set after each quiet
+    period; its files are still scanned once each (the reviewer saw 74 "read" for 24)."""
+    root = _certbot_mismatched_key(tmp_path)
+    first = _run(_config(tmp_path, root), "--json", home=tmp_path)
+    summary = json.loads(first.stdout)
+    files = sum(1 for p in root.rglob("*") if not p.is_dir())
+    assert summary["files"] == files == 14
+    live = root / "live" / "example.jp"
+    re_read = sum(1 for _ in live.iterdir()) * 10  # the set, after each of 10 quiet periods
+    assert summary["files_read"] == files + re_read
+    (scanned,) = [e for e in _log(first) if e["event"] == "scanned"]
+    assert (scanned["files"], scanned["read"]) == (files, files + re_read)
