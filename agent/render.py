@@ -388,27 +388,35 @@ def render_table(report: ScanReport, *, width: int | None = None,
         for row in table:
             lines.extend(_render_table_row(row, columns, name_width, width))
     if report.errors:
-        lines.append("")
+        _separate(lines)
         lines.append("Errors (could not be read):")
         for error in report.errors:
             where = error.path if error.index is None else f"{error.path}#{error.index}"
             lines.extend(_wrap("", _words(for_terminal(
                 f"{where}: {error.code}: {error.message}")), width, joiner=" ", indent="  "))
     if report.skipped:
-        lines.append("")
+        _separate(lines)
         lines.append("Skipped (not certificate store entries, info):")
         for skip in report.skipped:
             lines.extend(_wrap("", _words(for_terminal(
                 f"{skip.path}: {skip.code}: {skip.message}")), width, joiner=" ", indent="  "))
-    lines.append("")
+    _separate(lines)
     lines.extend(_wrap("", summary_pieces(
         tally if tally is not None else report.tally(), mode=mode, at=report.at,
         certificates=len(report.rows), skipped=len(report.skipped)), width, joiner=" ",
         indent=""))
     if chain or quiet_keys:
-        lines.append(f"({chain} chain certificate(s) shown with their leaves, {quiet_keys} key "
-                     "file(s) without a problem; --json lists them)")
+        lines.extend(_wrap("", _words(
+            f"({chain} chain certificate(s) shown with their leaves, {quiet_keys} key "
+            "file(s) without a problem; --json lists them)"), width, joiner=" ", indent=""))
     return "\n".join(lines)
+
+
+def _separate(lines: list[str]) -> None:
+    """A blank line between two sections, never before the first (an empty table must not
+    start the output with a blank line)."""
+    if lines:
+        lines.append("")
 
 
 def _status_pieces(report: ScanReport, mode: ExitMode) -> list[str]:
