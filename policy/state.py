@@ -301,6 +301,24 @@ class _Acc:
             self.renewal_made_for = None
 
 
+def _answer_timing(acc: _Acc, day: date) -> str | None:
+    """The answer's mark as the journal now stands: early (no notice for this certificate),
+    on-time or late (after the deadline). Derived at fold time, not taken from the record, so
+    that a notice entered after the answer but dated before it marks it as if entered in order
+    (``None``: not derivable here; the recorded mark is kept)."""
+    cert = acc.certificate
+    if cert is None:
+        return None
+    if acc.notice_sent is None:
+        return "early"
+    try:
+        deadline = answer_deadline(acc.notice_sent, cert.not_after_utc, deadline_days=(
+            acc.settings or _DEFAULT_SETTINGS).answer_deadline_days)
+    except (OverflowError, ValueError):
+        return None
+    return "late" if day > deadline else "on-time"
+
+
 def _observed_is_newer(acc: _Acc, facts: CertificateFacts) -> bool:
     if facts.is_ca:
         return False
@@ -373,7 +391,7 @@ def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
                 effective_on_non_renewal(acc.certificate.not_after_utc)  # may not overflow
             acc.answer = event.answer
             acc.answered_on = day
-            acc.answer_timing = event.timing
+            acc.answer_timing = _answer_timing(acc, day) or event.timing
             if event.answer is Answer.DONT_RENEW and acc.certificate is not None:
                 acc.non_renewal = effective_on_non_renewal(acc.certificate.not_after_utc)
             elif event.answer is Answer.RENEW:

@@ -152,6 +152,25 @@ def test_an_event_dated_now_after_the_journal_is_checked_only_at_its_own_day(
     assert ledger.state("c1", at=NOW).terminated_on == date(2026, 12, 20)
 
 
+@pytest.mark.parametrize(("notice_day", "timing"), [
+    (date(2026, 10, 5), "on-time"),  # deadline 2026-11-04: the answer of 11-04 is in time
+    (date(2026, 10, 4), "late"),     # deadline 2026-11-03: the answer of 11-04 is after it
+])
+def test_an_answer_is_marked_by_the_notice_dated_before_it_whenever_that_was_entered(
+        ledger: Ledger, notice_day: date, timing: str) -> None:
+    """Recorded first, the answer was "early" (no notice yet); the notice entered afterwards
+    but dated before it marks it as if they had been entered in date order."""
+    ledger.append(accepted(at=ADDED, item="globalsign-ov", category=Category.I,
+                           tier=Tier.ONE_YEAR), now=NOW)
+    ledger.append(CertificateBound(contract_id="c1", at_utc=ADDED, facts=CERT), now=NOW)
+    answer = AnswerReceived(contract_id="c1", at_utc=at_day(date(2026, 11, 4)),
+                            answer=Answer.RENEW)
+    ledger.append(answer, now=NOW)
+    assert ledger.state("c1", at=NOW).answer_timing == "early"
+    ledger.append(NoticeSent(contract_id="c1", at_utc=at_day(notice_day)), now=NOW)
+    assert ledger.state("c1", at=NOW).answer_timing == timing
+
+
 # ------------------------------------------------ the fold's rule for an older journal
 
 
