@@ -73,8 +73,9 @@ def check_cancellation_admissible(arrived: date, not_after_utc: datetime | None)
     Art.9(2) speaks only of a form sent "during the validity period" (有効期間中). After the
     validity ended without renewal there is nothing left for the form to cancel, and silently
     computing a date for it would invent a rule the terms do not contain, so it is refused
-    with a clear error. A contract with no bound certificate yet has no validity period to be
-    outside of; its form is accepted.
+    with a clear error. ``not_after_utc`` is ``None`` for a contract with no certificate: this
+    check then has nothing to compare, and the ledger (``state._check_cancellation``) refuses
+    the form itself, since without a certificate there is no validity period (有効期間中).
     """
     if not_after_utc is None:
         return
