@@ -626,7 +626,12 @@ def check_history(contract_id: str, journal: Sequence[Event], event: Event, *,
     ended = _termination(acc)
     if ended is None:
         return
-    offenders = [e for e in (*journal, event) if _is_after(ended, e)]
+    offenders = [e for e in journal if _is_after(ended, e)]
+    if _is_after(ended, event) and not (isinstance(event, AnswerReceived)
+                                        and tokyo_date(event.at_utc) == ended[0]):
+        # A "don't renew" on the certificate's last day fixes that very day (Art.9(1)): it came
+        # while the contract was in force. One after the last day could not have.
+        offenders.append(event)
     if not offenders:
         return
     # Events already after the end without ``event`` (a journal from before these checks,

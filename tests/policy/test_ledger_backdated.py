@@ -171,6 +171,27 @@ def test_an_answer_is_marked_by_the_notice_dated_before_it_whenever_that_was_ent
     assert ledger.state("c1", at=NOW).answer_timing == timing
 
 
+@pytest.mark.parametrize(("answered", "admitted"), [
+    (date(2027, 3, 31), True),   # the certificate's last day: the contract is still in force
+    (date(2027, 4, 1), False),   # the day after: Art.9(1) would end it before the answer came
+])
+def test_a_dont_renew_answer_is_admitted_up_to_the_certificates_last_day(
+        ledger: Ledger, answered: date, admitted: bool) -> None:
+    now = utc(2027, 5, 1)
+    ledger.append(accepted(at=ADDED, item="globalsign-ov", category=Category.I,
+                           tier=Tier.ONE_YEAR), now=now)
+    ledger.append(CertificateBound(contract_id="c1", at_utc=ADDED, facts=CERT), now=now)
+    answer = AnswerReceived(contract_id="c1", at_utc=at_day(answered), answer=Answer.DONT_RENEW)
+    if admitted:
+        ledger.append(answer, now=now)
+        assert ledger.state("c1", at=now).terminated_on == date(2027, 3, 31)
+        return
+    before = ledger.count()
+    with pytest.raises(ContractStateError, match=r"terminated on 2027-03-31 \(Art.9\(1\)\)"):
+        ledger.append(answer, now=now)
+    assert ledger.count() == before
+
+
 # ------------------------------------------------ the fold's rule for an older journal
 
 
@@ -290,6 +311,9 @@ def test_no_accepted_event_is_dated_after_the_termination_took_effect_whatever_t
             if isinstance(event, Terminated) or entry.seq == 1:
                 continue
             day = tokyo_date(event.at_utc)
+            if isinstance(event, AnswerReceived) and state.termination_clause == "Art.9(1)" \
+                    and day == ended:
+                continue  # the "don't renew" on the last day that fixed it
             if state.termination_clause == PROVISO and isinstance(event, CertificateBound):
                 assert day <= ended
             else:
