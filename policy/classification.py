@@ -69,11 +69,14 @@ class CertificateClassification:
         return max(worst, default=Severity.OK)
 
     def to_json(self, *, findings: Sequence[Finding] | None = None,
-                severity: Severity | None = None) -> dict[str, Any]:
-        """``findings``/``severity`` replace the classification's own, for a caller (the scan
-        report) that adds findings of its own and would otherwise render these twice."""
+                severity: Severity | None = None,
+                actions: Sequence[Decision] | None = None) -> dict[str, Any]:
+        """``findings``/``severity``/``actions`` replace the classification's own, for a caller
+        (the scan report) that adds findings of its own or shows other actions and would
+        otherwise render these twice."""
         f = self.facts
         shown = self.findings if findings is None else findings
+        acts = self.actions if actions is None else actions
         worst = self.severity if severity is None else severity
         return {
             "sha256": f.sha256,
@@ -97,7 +100,7 @@ class CertificateClassification:
             "days_left": self.days_left,
             "severity": worst.name.lower(),
             "findings": [x.to_json() for x in shown],
-            "actions": [x.to_json() for x in self.actions],
+            "actions": [x.to_json() for x in acts],
         }
 
 
@@ -340,9 +343,10 @@ def classify_certificate(
         if beyond is not None:
             findings.append(beyond)
 
-    proviso = art6_3_period(facts, rule)
-    blocked = category is Category.III and proviso.admits(na)
-    if blocked:
+    # The proviso's period matters to category III only; reckoned once, shared with Art.6.
+    proviso = art6_3_period(facts, rule) if category is Category.III else None
+    blocked = proviso is not None and proviso.admits(na)
+    if blocked and proviso is not None:
         findings.append(Finding(
             code="renewal-blocked", clause="Art.6(3) proviso", severity=Severity.WARNING,
             message=f"validity period {duration_en(period)} is within 90 days "
@@ -352,7 +356,7 @@ def classify_certificate(
     if not facts.is_ca:
         actions.extend(renewal_decisions(
             category=category, facts=facts, contract_id=contract_id, notice_sent=None,
-            answer=None, at=at, settings=settings))
+            answer=None, at=at, settings=settings, proviso=proviso))
     if item is not None:
         actions.extend(abolition_decisions(item, contract_id=contract_id, at=at))
     actions.sort(key=lambda d: (d.due is None, d.due or today, d.action.value))

@@ -158,8 +158,13 @@ def renewal_decisions(
     at: datetime,
     settings: PolicySettings,
     bound_on: date | None = None,
+    proviso: Period | None = None,
 ) -> tuple[Decision, ...]:
     """What Art.6 calls for about the certificate ``facts`` as of ``at``.
+
+    ``proviso``: :func:`art6_3_period` of ``facts`` under ``settings.period_rule`` when the
+    caller already computed it (the classification does, for its finding): the same period,
+    not reckoned twice per certificate.
 
     * no notice sent yet: ``NOTIFY`` due on :func:`renewal_notice_due` (never before the
       certificate was issued or ``bound_on``; upcoming until then, overdue — severity warning —
@@ -185,7 +190,10 @@ def renewal_decisions(
     used = _facts(facts, period)
     decisions: list[Decision] = []
     byo = category is Category.III
-    proviso = art6_3_period(facts, settings.period_rule) if byo else None
+    if not byo:
+        proviso = None
+    elif proviso is None:
+        proviso = art6_3_period(facts, settings.period_rule)
     blocked = proviso is not None and art6_3_cannot_renew(facts, settings.period_rule)
     period_fields: dict[str, Any] = proviso.to_json() if proviso is not None else {}
 
