@@ -297,8 +297,8 @@ class CertificateRow:
             "role": self.role.value,
             "store": self.store,
         }
-        out.update(c.to_json(findings=self.findings, severity=self.severity))
-        out["actions"] = [a.to_json() for a in self.actions]
+        out.update(c.to_json(findings=self.findings, severity=self.severity,
+                             actions=self.actions))
         if not self.contract_view:
             out.update(item=None, candidates=[], category=None, contracted_tier=None,
                        compliant=None, by_allowance=False, renewable=None)
