@@ -25,6 +25,7 @@ from .config import CONFIG_KEY, config_from_raw, load_raw_config, refuse_readabl
 from .errors import AgentError
 from .fleet_cli import enroll_command, fleet_group, serve_command
 from .policy_reader import read_certificate_file
+from .untrusted import for_terminal
 
 __all__ = ["certescrow", "main"]
 
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KNOWN_ERRORS as exc:
-        click.echo(f"Error: {exc}", err=True)
+        # Our messages quote file names and other text an attacker may have written.
+        click.echo(f"Error: {for_terminal(str(exc))}", err=True)
         sys.exit(int(getattr(exc, "exit_code", 1)))
     except BrokenPipeError:
         # `certescrow ... | head`: the reader went away; that is not an error of ours.

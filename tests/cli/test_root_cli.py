@@ -195,3 +195,17 @@ def test_an_unreadable_home_config_is_a_clear_error_in_a_real_process() -> None:
     assert done.stderr.startswith(f"Error: {home / '.config'}: cannot look for the "
                                   "configuration file")
     assert "Traceback" not in done.stderr
+
+
+def test_an_error_naming_a_hostile_file_name_reaches_the_terminal_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A file name is attacker-controlled: it must not clear the screen or retitle the terminal
+    # when an error quotes it.
+    bad = tmp_path / "x\x1b[2J\x1b]0;pwned\x07.toml"
+    bad.write_text("[agent\nhost = 1\n")
+    code, _, err = _run_main(["--config", str(bad), "policy", "--help"], capsys)
+    assert code == 31
+    assert err.startswith("Error: ")
+    assert not any((ord(c) < 0x20 and c != "\n") or c == "\x7f" for c in err)
+    assert err.count("\n") == 1
