@@ -79,6 +79,7 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
     from policy.ledger import Ledger
 
     from .fleet_client import inventory_of, open_reporting
+    from .inventory import InventorySlot
 
     # [report] server = "https://…" (issue 13): report to the policy service through the
     # outbox instead of the local ledger.
@@ -99,8 +100,12 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                     read_index_path=config.policy.ledger.parent / READ_INDEX_NAME)
     ref.append(daemon)
     if remote is not None:
-        remote.inventory = lambda: inventory_of(daemon.index, at=resolve_at(at),
-                                                windows=daemon.config.agent.windows)
+        # Built by the main thread, which owns the read index; the sender thread only reads
+        # the published snapshot (agent/inventory.py).
+        slot = InventorySlot(lambda: inventory_of(daemon.index, at=resolve_at(at),
+                                                  windows=daemon.config.agent.windows))
+        daemon.sync.inventory_slot = slot
+        remote.inventory = slot
         remote.start()
     return daemon
 

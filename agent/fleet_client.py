@@ -37,6 +37,7 @@ from policy.fleet_wire import heartbeat_body, observation_to_wire, report_body
 from policy.intake import IntakeReceipt, Observation
 
 from .errors import ConfigError
+from .inventory import InventorySlot
 from .logs import EventLog
 from .outbox import Outbox, OutboxBatch, OutboxFullError
 
@@ -278,7 +279,7 @@ class OutboxIntake:
     def __init__(self, *, outbox: Outbox, client: FleetClient, host: str,
                  clock: Callable[[], datetime], log: EventLog | None = None,
                  batch: int = DEFAULT_BATCH, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
-                 inventory: Callable[[], Mapping[str, Any]] | None = None,
+                 inventory: InventorySlot | None = None,
                  rng: random.Random | None = None,
                  credentials: ClientCredentials | None = None) -> None:
         self.credentials = credentials
@@ -290,6 +291,8 @@ class OutboxIntake:
         self.batch = batch
         self.heartbeat_s = heartbeat_s
         self.inventory = inventory
+        """Filled by the daemon's main thread (agent/inventory.py): this class's thread never
+        touches the read index."""
         self.rng = rng if rng is not None else random.Random()  # noqa: S311 - jitter, not secrets
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -394,7 +397,10 @@ class OutboxIntake:
         return self.credentials.renew(self.client, self.clock())
 
     def heartbeat(self) -> bool:
-        inventory = dict(self.inventory()) if self.inventory is not None else {}
+        snapshot = self.inventory.request() if self.inventory is not None else None
+        inventory: dict[str, Any] = {
+            key: dict(value) if isinstance(value, Mapping) else value
+            for key, value in (snapshot or {}).items()}
         inventory["outbox_pending"] = self.outbox.status().pending_observations
         result = self.client.request("POST", "/v1/heartbeat", heartbeat_body(
             host=self.host, at=self.clock(), inventory=inventory))

@@ -32,6 +32,7 @@ from .errors import AgentError
 from .escrow import Escrow
 from .findinglog import FindingLog
 from .index import FileIndex, stat_key
+from .inventory import InventorySlot
 from .ledgerwriter import LedgerOp, LedgerWriter
 from .logs import EventLog
 from .readindex import certificate_ids
@@ -163,6 +164,9 @@ class StoreSync:
         self.sets = SetState()
         self.findings = FindingLog(log)
         self.reports = 0
+        self.inventory_slot: InventorySlot | None = None
+        """The fleet heartbeat's inventory: built here, in the thread that owns the index,
+        when the sender asked for one (agent/inventory.py)."""
         self.files_read = 0
         """Files read (parsed) since start, by this process or read ahead by workers."""
         self._scan_reports: _ScanReports | None = None
@@ -221,6 +225,8 @@ class StoreSync:
 
     def process_due(self) -> int:
         """Process every path whose quiet period has elapsed; returns how many."""
+        if self.inventory_slot is not None:
+            self.inventory_slot.serve()
         due = self.queue.take_due(self.quiet_s)
         if not due:
             return 0
@@ -626,6 +632,8 @@ class StoreSync:
             return self._full_scan(collect=collect)
         finally:
             self._scan_reports = None  # (an exception: later reports are logged one by one)
+            if self.inventory_slot is not None:
+                self.inventory_slot.serve()  # a heartbeat that asked during the scan
 
     def _full_scan(self, *, collect: bool) -> ScanSummary:
         at = self.clock()
