@@ -46,7 +46,7 @@ from .events import (
     text_to_instant,
 )
 from .intake import IntakeReceipt, Observation
-from .ledger import SCHEMA_VERSION, Ledger, _key, _payload, _unkey
+from .ledger import SCHEMA_VERSION, Ledger, _key, _payload, _time_filters, _unkey
 from .settings import PolicySettings
 from .storage import StorageConflictError, redact_dsn
 from .storage_pg import CONNECT_TIMEOUT_S, POOL_MAX, _describe, translate
@@ -474,14 +474,3 @@ class PostgresLedger(Ledger):
 def _rows(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> list[Any]:
     cur = conn.execute(translate(sql), tuple(params))
     return cur.fetchall() if cur.description is not None else []
-
-
-def _time_filters(sql: str, params: list[Any], at: datetime | None,
-                  as_recorded: datetime | None) -> tuple[str, list[Any]]:
-    if at is not None:
-        sql += " AND at_utc <= ?"
-        params.append(instant_to_text(at))
-    if as_recorded is not None:
-        sql += " AND recorded_utc <= ?"
-        params.append(instant_to_text(as_recorded))
-    return sql, params

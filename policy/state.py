@@ -428,9 +428,10 @@ def _renewable(acc: _Acc, cert: CertificateFacts) -> bool:
     return renewable
 
 
-def _termination(acc: _Acc) -> tuple[date, str] | None:
+def _termination(acc: _Acc, *, renewable: bool | None = None) -> tuple[date, str] | None:
     """The day (and clause) the events folded so far end the contract on: the earliest of
-    every termination they fix, or ``None``."""
+    every termination they fix, or ``None``. ``renewable`` is the certificate's Art.6(3)
+    standing when the caller has already worked it out."""
     candidates: list[tuple[date, str]] = []
     if acc.non_renewal is not None:
         candidates.append((acc.non_renewal, "Art.9(1)"))
@@ -441,7 +442,7 @@ def _termination(acc: _Acc) -> tuple[date, str] | None:
     if acc.ended_by_proviso is not None:
         candidates.append((acc.ended_by_proviso, PROVISO))
     cert = acc.certificate
-    if cert is not None and not _renewable(acc, cert):
+    if cert is not None and not (_renewable(acc, cert) if renewable is None else renewable):
         candidates.append((end_of_validity(cert.not_after_utc), PROVISO))
     return min(candidates) if candidates else None
 
@@ -461,22 +462,10 @@ def _finish(acc: _Acc, contract_id: str, at: datetime,
             f"no contract {contract_id!r} in the ledger as of {tokyo_date(at).isoformat()} "
             "(Asia/Tokyo): add it with `certescrow contract add`, or check the id and --at"
         )
-    candidates: list[tuple[date, str]] = []
-    if acc.non_renewal is not None:
-        candidates.append((acc.non_renewal, "Art.9(1)"))
-    if acc.cancellation is not None:
-        candidates.append((acc.cancellation.effective, "Art.9(2)"))
-    if acc.recorded is not None:
-        candidates.append(acc.recorded)
-    if acc.ended_by_proviso is not None:
-        candidates.append((acc.ended_by_proviso, PROVISO))
     cert = acc.certificate
-    renewable: bool | None = None
-    if cert is not None:
-        renewable = _renewable(acc, cert)
-        if not renewable:
-            candidates.append((end_of_validity(cert.not_after_utc), PROVISO))
-    terminated_on, clause = min(candidates) if candidates else (None, None)
+    renewable = _renewable(acc, cert) if cert is not None else None
+    ended = _termination(acc, renewable=renewable)
+    terminated_on, clause = ended if ended is not None else (None, None)
     # Built once, directly: this runs for every contract of a 100,000-contract sweep.
     return ContractState(
         contract_id=contract_id,
