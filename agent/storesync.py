@@ -13,6 +13,7 @@ Everything is injected (reader, lister, intake, clocks, escrow), so tests drive
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -52,6 +53,11 @@ _TRANSIENT = frozenset({"vanished", "not-found"})
 
 Reader = Callable[..., FileResult]
 Lister = Callable[..., Iterator[Path | str | FileError]]
+
+
+MAX_PLACEMENT_SIBLINGS = 64
+"""How many entries a changed file's directory may hold for its logged row to be placed among
+them (a certbot ``live/NAME`` holds five)."""
 
 
 def _predecessor(previous: FileResult | None, record: CertificateRecord) -> CertificateFacts | None:
@@ -440,13 +446,14 @@ class StoreSync:
                 self.writer.submit(partial(_gone_op, host=host, location=path, at=at))
             if self._reported_since_start is not None:
                 self._reported_since_start.add(path)
+            placed_among = self._directory_unit(result, results)
             for record in result.certificates:
                 matches = self._matches(record, result, keys)
                 observations.append(Observation(
                     facts=record.facts, host=host, location=path,
                     index=record.index, observed_at_utc=at, binding=store.binding,
                     key_matches=matches))
-                seen = self._row(store, record, result, results, at=at,
+                seen = self._row(store, record, result, placed_among, at=at,
                                  previous=_predecessor(previous, record),
                                  extra=tuple(escrow_findings.get(record.index, ())))
                 if seen is None:
@@ -503,6 +510,29 @@ class StoreSync:
                 summary.errors.append(item)
             else:
                 summary.skipped.append(item)
+
+    def _directory_unit(self, result: FileResult,
+                        unit: Sequence[FileResult]) -> Sequence[FileResult]:
+        """``unit`` and, when it is one changed file, the other files of its directory that the
+        index holds: a row logged for ``cert.pem`` alone is placed as ``scan`` places it, with
+        ``chain.pem`` and the key beside it (issue 11: an expired intermediate is a finding on
+        the leaf's row). A directory of more than :data:`MAX_PLACEMENT_SIBLINGS` entries (a
+        trust store) places the file alone rather than reading the index back per change."""
+        if len(unit) != 1:
+            return unit
+        directory = os.path.dirname(result.path)
+        try:
+            with os.scandir(directory) as entries:
+                names = [entry.name for entry in
+                         itertools.islice(entries, MAX_PLACEMENT_SIBLINGS + 1)]
+        except OSError:  # the directory went away meanwhile: the file stands alone
+            return unit
+        if len(names) > MAX_PLACEMENT_SIBLINGS:
+            return unit
+        siblings = [sibling for name in sorted(names)
+                    if (path := os.path.join(directory, name)) != result.path
+                    and (sibling := self.index.get(path)) is not None]
+        return (result, *siblings)
 
     @staticmethod
     def _matches(record: CertificateRecord, result: FileResult, keys: set[str]) -> bool | None:
@@ -767,8 +797,9 @@ class StoreSync:
             store = self.store_for(location)
             if result is None or store is None:
                 continue
+            unit = self._directory_unit(result, (result,))
             for record in result.certificates:
-                row = self._row(store, record, result, (result,), at=at)
+                row = self._row(store, record, result, unit, at=at)
                 if row is not None:
                     self.findings.certificate(row)
         if not counting:
