@@ -49,7 +49,7 @@ from .intake import IntakeReceipt, Observation
 from .ledger import SCHEMA_VERSION, Ledger, _key, _payload, _time_filters, _unkey
 from .settings import PolicySettings
 from .storage import StorageConflictError, redact_dsn
-from .storage_pg import CONNECT_TIMEOUT_S, POOL_MAX, _describe, translate
+from .storage_pg import _describe, open_pool, translate
 
 __all__ = ["PostgresLedger"]
 
@@ -156,18 +156,7 @@ class PostgresLedger(Ledger):
     @classmethod
     def open_dsn(cls, dsn: str, *, create: bool = True,
                  settings: PolicySettings | None = None) -> PostgresLedger:
-        where = redact_dsn(dsn)
-        try:
-            # One direct connection first: a refused or misnamed database fails at once, where
-            # the pool would keep retrying until its timeout.
-            psycopg.connect(dsn, connect_timeout=int(CONNECT_TIMEOUT_S)).close()
-            pool: ConnectionPool[Any] = ConnectionPool(
-                dsn, min_size=1, max_size=POOL_MAX, open=False,
-                kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT_S)})
-            pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-        except (psycopg.Error, PoolTimeout):
-            raise LedgerError(f"{where}: cannot connect to PostgreSQL (is it running, and does "
-                              "the DSN name a database this user may use?)") from None
+        pool = open_pool(dsn)
         ledger = cls(pool, dsn, settings)
         try:
             ledger._initialise_pg(create=create)

@@ -39,6 +39,23 @@ def translate(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+def open_pool(dsn: str, *, max_size: int = POOL_MAX) -> ConnectionPool[Any]:
+    """An open connection pool on ``dsn`` (autocommit), or a :class:`LedgerError` that names
+    the database without its password."""
+    try:
+        # One direct connection first: a refused or misnamed database fails at once, where
+        # the pool would keep retrying until its timeout.
+        psycopg.connect(dsn, connect_timeout=int(CONNECT_TIMEOUT_S)).close()
+        pool: ConnectionPool[Any] = ConnectionPool(
+            dsn, min_size=1, max_size=max_size, open=False,
+            kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT_S)})
+        pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+    except (psycopg.Error, PoolTimeout):
+        raise LedgerError(f"{redact_dsn(dsn)}: cannot connect to PostgreSQL (is it running, and "
+                          "does the DSN name a database this user may use?)") from None
+    return pool
+
+
 class _Tx:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
@@ -60,19 +77,7 @@ class PostgresStorage:
 
     @classmethod
     def open(cls, dsn: str, *, max_size: int = POOL_MAX) -> Self:
-        where = redact_dsn(dsn)
-        try:
-            # One direct connection first: a refused or misnamed database fails at once, where
-            # the pool would keep retrying until its timeout.
-            psycopg.connect(dsn, connect_timeout=int(CONNECT_TIMEOUT_S)).close()
-            pool: ConnectionPool[Any] = ConnectionPool(
-                dsn, min_size=1, max_size=max_size, open=False,
-                kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT_S)})
-            pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-        except (psycopg.Error, PoolTimeout):
-            raise LedgerError(f"{where}: cannot connect to PostgreSQL (is it running, and does "
-                              "the DSN name a database this user may use?)") from None
-        return cls(pool, dsn)
+        return cls(open_pool(dsn, max_size=max_size), dsn)
 
     def close(self) -> None:
         self._pool.close()
