@@ -25,6 +25,7 @@ __all__ = [
     "CertbotStore",
     "certbot_store",
     "commercial_store",
+    "leaf_beside_expired_chain",
     "make_intermediate",
 ]
 
@@ -142,3 +143,18 @@ def commercial_store(base: Path) -> Path:
     key.write_bytes(leaf.key_pem())
     key.chmod(0o600)
     return ssl
+
+
+def leaf_beside_expired_chain(base: Path, *, slot: int) -> Path:
+    """``site/cert.pem`` beside ``site/chain.pem`` and no key, the intermediate expired before
+    ``AT``: not a certbot set, so the daemon reads the files one by one while scan reads the
+    directory; the expired chain is the leaf's all the same. ``slot`` picks the intermediate's
+    key, so that stores of one test run do not share it."""
+    intermediate = make_intermediate(not_after=datetime(2026, 1, 20, tzinfo=UTC), slot=slot)
+    leaf = make_cert(not_before=AT - timedelta(days=30), lifetime=timedelta(days=90),
+                     sans=("example.jp",), issuer=intermediate)
+    site = base / "site"
+    site.mkdir()
+    (site / "cert.pem").write_bytes(leaf.pem)
+    (site / "chain.pem").write_bytes(_pem(intermediate.cert))
+    return site

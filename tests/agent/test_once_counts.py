@@ -12,54 +12,40 @@ served from the index must be placed with its directory exactly as a freshly rea
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.agent.certbot_store import AT, certbot_store, make_intermediate
+from tests.agent.certbot_store import (
+    AT,
+    certbot_store,
+    leaf_beside_expired_chain,
+    make_intermediate,
+)
 from tests.certfactory import make_cert, shared_key
+from tests.clirun import agent_config, certescrow
 
-CERTESCROW = Path(sys.executable).with_name("certescrow")
 AT_TEXT = AT.isoformat().replace("+00:00", "Z")
+_config = agent_config
 
 
 def _run(config: Path, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTESCROW_", "XDG_"))}
-    env.update(HOME=str(home), CERTESCROW_TESTONLY_NOW=AT_TEXT, COLUMNS="100")
-    return subprocess.run([str(CERTESCROW), "--config", str(config), "agent", "run", "--once",
-                           "--log-format", "json", *args],
-                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    return certescrow("--config", str(config), "agent", "run", "--once", "--log-format", "json",
+                      *args, home=home, at=AT_TEXT, COLUMNS="100")
 
 
 def _log(done: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
 
 
-def _config(tmp_path: Path, *roots: Path) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(f'[policy]\nledger = "{tmp_path}/state/ledger.sqlite3"\n'
-                      '[agent]\nquiet_period_ms = 1\n'
-                      + "".join(f'[[agent.stores]]\npath = "{root}"\n' for root in roots))
-    return config
-
 
 def _expired_intermediate_beside_leaf(base: Path) -> Path:
     """Only ``cert.pem`` and ``chain.pem``, the intermediate expired (the reviewer's store)."""
-    intermediate = make_intermediate(not_after=datetime(2026, 1, 20, tzinfo=UTC), slot=43)
-    leaf = make_cert(not_before=AT - timedelta(days=30), lifetime=timedelta(days=90),
-                     sans=("example.jp",), issuer=intermediate)
-    site = base / "site"
-    site.mkdir()
-    (site / "cert.pem").write_bytes(leaf.pem)
-    (site / "chain.pem").write_bytes(intermediate.cert.public_bytes(Encoding.PEM))
-    return site
+    return leaf_beside_expired_chain(base, slot=43)
 
 
 def _certbot_expired_intermediate(base: Path) -> Path:

@@ -7,29 +7,30 @@ index (files unchanged since the first run are not read again) and must still ag
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.agent.certbot_store import AT, certbot_store, make_intermediate
+from tests.agent.certbot_store import (
+    AT,
+    certbot_store,
+    leaf_beside_expired_chain,
+    make_intermediate,
+)
 from tests.certfactory import make_cert, shared_key
+from tests.clirun import agent_config
+from tests.clirun import certescrow as _certescrow
 
-CERTESCROW = Path(sys.executable).with_name("certescrow")
 AT_TEXT = AT.isoformat().replace("+00:00", "Z")
+_config = agent_config
 
 
 def certescrow(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTESCROW_", "XDG_"))}
-    env.update(HOME=str(home), CERTESCROW_TESTONLY_NOW=AT_TEXT, COLUMNS="100")
-    return subprocess.run([str(CERTESCROW), *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    return _certescrow(*args, home=home, at=AT_TEXT, COLUMNS="100")
 
 
 def healthy(base: Path) -> Path:
@@ -56,14 +57,7 @@ def expired_intermediate(base: Path) -> Path:
 def keyless_directory_with_expired_chain(base: Path) -> Path:
     """``cert.pem`` beside ``chain.pem`` and no key: the daemon reads the files one by one
     (not a certbot set), scan by directory; the chain is still the leaf's."""
-    intermediate = make_intermediate(not_after=datetime(2026, 1, 20, tzinfo=UTC), slot=42)
-    leaf = make_cert(not_before=AT - timedelta(days=30), lifetime=timedelta(days=90),
-                     sans=("example.jp",), issuer=intermediate)
-    site = base / "site"
-    site.mkdir()
-    (site / "cert.pem").write_bytes(leaf.pem)
-    (site / "chain.pem").write_bytes(intermediate.cert.public_bytes(Encoding.PEM))
-    return site
+    return leaf_beside_expired_chain(base, slot=42)
 
 
 def unreadable_certificate(base: Path) -> Path:
@@ -114,13 +108,6 @@ def _once_objects(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return [*summary["certificates"], *summary["key_files"], *summary["errors"],
             *summary["skipped"]]
 
-
-def _config(tmp_path: Path, root: Path) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(f'[policy]\nledger = "{tmp_path}/state/ledger.sqlite3"\n'
-                      f'[agent]\nquiet_period_ms = 1\n'
-                      f'[[agent.stores]]\npath = "{root}"\n')
-    return config
 
 
 def _compare(tmp_path: Path, root: Path, config: Path, mode: str, *,
