@@ -10,10 +10,8 @@ through each output and look for any 16-character run of their base64 or hex.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,8 +21,8 @@ from agent.reader import read_file
 from agent.records import ReadLimits
 from tests.agent.hostile_keys import hostile_key_files, key_material_windows, leaked_windows
 from tests.certfactory import make_cert
+from tests.clirun import CERTESCROW, clean_env
 
-CERTESCROW = Path(sys.executable).with_name("certescrow")
 AT = "2026-03-01T00:00:00Z"
 
 
@@ -40,9 +38,7 @@ def _store(tmp_path: Path) -> Path:
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTESCROW_", "XDG_"))}
-    env.update(HOME=str(home), CERTESCROW_TESTONLY_NOW=AT, PYTHONWARNINGS="error")
-    return env
+    return clean_env(home, at=AT, PYTHONWARNINGS="error")
 
 
 def _run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:

@@ -6,9 +6,7 @@ an ``error`` object and never ``"severity": "ok"``. Real certbot-style store, re
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,17 +15,14 @@ import pytest
 
 from tests.agent.certbot_store import AT, certbot_store, make_intermediate
 from tests.certfactory import make_cert
+from tests.clirun import certescrow as run_certescrow
 
-CERTESCROW = Path(sys.executable).with_name("certescrow")
 AT_TEXT = AT.isoformat().replace("+00:00", "Z")
 
 
 def certescrow(*args: str, home: Path, cwd: Path | None = None
                ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTESCROW_", "XDG_"))}
-    env.update(HOME=str(home), CERTESCROW_TESTONLY_NOW=AT_TEXT)
-    return subprocess.run([str(CERTESCROW), *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False, cwd=cwd)
+    return run_certescrow(*args, home=home, at=AT_TEXT, cwd=cwd)
 
 
 def _codes(obj: dict[str, Any]) -> dict[str, str]:

@@ -5,9 +5,7 @@ processes: ``live/NAME/{cert,chain,fullchain,privkey}.pem`` as links into ``arch
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,17 +18,14 @@ from tests.agent.certbot_store import (
     make_intermediate,
 )
 from tests.certfactory import make_cert, shared_key
+from tests.clirun import certescrow as run_certescrow
 from tests.clockhook import without_clock_warning
 
-CERTESCROW = Path(sys.executable).with_name("certescrow")
 AT_TEXT = AT.isoformat().replace("+00:00", "Z")
 
 
 def certescrow(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTESCROW_", "XDG_"))}
-    env.update(HOME=str(home), CERTESCROW_TESTONLY_NOW=AT_TEXT)
-    return subprocess.run([str(CERTESCROW), *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)
+    return run_certescrow(*args, home=home, at=AT_TEXT)
 
 
 @pytest.mark.parametrize("tier", [None, "1y"])
