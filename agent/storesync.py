@@ -729,7 +729,16 @@ class StoreSync:
         ledger does not show (a ledger replaced under the daemon) are reported again."""
         nothing = Reconciliation(gone=(), refresh=(), report=())
         if getattr(self.writer.intake, "open_sightings", None) is None:
-            return nothing  # an intake that cannot list what it holds: nothing to compare
+            # An intake that cannot list what it holds (the fleet outbox): nothing to compare,
+            # but a store whose binding changed (a reload, the desk's assignment) is reported
+            # again under the new one, which the ledger records as news.
+            roots, self.rebind = self.rebind, False
+            if isinstance(roots, set) and roots:
+                rebound = [name for root in sorted(roots) for name in self.index.paths_under(root)]
+                self.report([o for name in rebound for o in self._observations_of(name, at=at)],
+                            at=at)
+                self._log_rebound(rebound, at=at)
+            return nothing
         host = self.config.agent.host
         # The ledger's answer is used only if nothing was queued after the question (else it
         # could miss what was queued since); a slow answer is collected by a later call, so a
