@@ -13,19 +13,21 @@ from pathlib import Path
 import click
 
 from policy.cliutil import AT_OPTION_HELP, InstantType, echo_json, resolve_at
+from policy.decisions import Finding, Severity
 from policy.intake import Intake
 
 from .cli import ExitStatusCommand, exit_status_options, say_unknown
 from .config import Config, load_config, load_raw_config, root_config
 from .daemon import Daemon, ScanSummary, VaultLike
 from .logs import EventLog, configure_logging
-from .monitoring import ExitMode, MonitorTally, exit_status
+from .monitoring import ExitMode, MonitorTally, counts_in, exit_status
 from .readindex import READ_INDEX_NAME
 from .render import render_table
 from .report import ScanReport
 from .sdnotify import Notifier
 
-__all__ = ["check_config_command", "run_command", "summary_report", "summary_tally"]
+__all__ = ["agent_findings", "check_config_command", "run_command", "summary_report",
+           "summary_tally"]
 
 
 def summary_report(summary: ScanSummary, *, at: datetime) -> ScanReport:
@@ -34,12 +36,19 @@ def summary_report(summary: ScanSummary, *, at: datetime) -> ScanReport:
                       errors=tuple(summary.errors), skipped=tuple(summary.skipped), at=at)
 
 
-def summary_tally(summary: ScanSummary, config: Config, *, at: datetime) -> MonitorTally:
+def summary_tally(summary: ScanSummary, config: Config, *, at: datetime,
+                  agent_findings: tuple[Finding, ...] = ()) -> MonitorTally:
     """What ``agent run --once --exit-status`` decides from: the report ``scan`` would make of
     the same files, counted as ``scan`` counts it (:meth:`agent.report.ScanReport.tally`:
     certificates, key files, errors), and a configured store that does not exist, or holds no
-    certificate, as UNKNOWN with the reason: nothing monitored is never OK."""
+    certificate, as UNKNOWN with the reason: nothing monitored is never OK. ``agent_findings``
+    are the agent's own (the fleet outbox filling up: ``outbox-filling``), counted in the mode
+    their code belongs to (:func:`agent.monitoring.counts_in`: the host operator's)."""
     tally = summary_report(summary, at=at).tally(nothing_read=None)
+    for finding in agent_findings:
+        host = counts_in(finding.code) is ExitMode.HOST
+        tally.add(host=finding.severity if host else Severity.OK,
+                  contract=Severity.OK if host else finding.severity)
     seen_in = {row.store for row in summary.certificates if row.store is not None}
     missing = set(summary.missing_stores)
     for store in config.agent.stores:
@@ -78,6 +87,7 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                  notifier: Notifier, log: EventLog) -> Daemon:
     from policy.ledger import Ledger
 
+    from .fleet_bindings import apply_assigned
     from .fleet_client import inventory_of, open_reporting
     from .inventory import InventorySlot
 
@@ -89,6 +99,14 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                             vault_settings=config.vault.as_settings(),
                             clock=lambda: resolve_at(at), log=log)
     intake: Intake = remote if remote is not None else Ledger.open(config.policy.ledger)
+    assigned = remote.bindings if remote is not None else None
+
+    def with_assigned(loaded: Config) -> Config:
+        # The desk's bindings (fetched, else the saved set) over the configuration's, at start
+        # and at every reload: agent/fleet_bindings.py.
+        return loaded if assigned is None else apply_assigned(loaded, assigned.current(), log)
+
+    config = with_assigned(config)
     ref: list[Daemon] = []
     # A local ledger deleted or replaced under the daemon is opened again at its path.
     local = remote is None
@@ -97,7 +115,8 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                     notifier=notifier, log=log,
                     ledger_path=config.policy.ledger if local else None,
                     reopen_intake=(lambda: Ledger.open(config.policy.ledger)) if local else None,
-                    read_index_path=config.policy.ledger.parent / READ_INDEX_NAME)
+                    read_index_path=config.policy.ledger.parent / READ_INDEX_NAME,
+                    config_loader=lambda path: with_assigned(load_config(path)))
     ref.append(daemon)
     if remote is not None:
         # Built by the main thread, which owns the read index; the sender thread only reads
@@ -106,6 +125,8 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                                                   windows=daemon.config.agent.windows))
         daemon.sync.inventory_slot = slot
         remote.inventory = slot
+        # New bindings from the desk are applied as a SIGHUP applies an edited binding.
+        remote.on_bindings = daemon.request_reload
         remote.start()
     return daemon
 
@@ -148,11 +169,15 @@ def run_command(ctx: click.Context, config_option: Path | None, once: bool,
         finally:
             daemon.shutdown()
         when = resolve_at(at)
-        tally = summary_tally(summary, config, at=when)
+        findings = agent_findings(daemon)
+        tally = summary_tally(summary, daemon.config, at=when, agent_findings=findings)
         if as_json:
-            echo_json(summary)
+            echo_json(summary if not findings else
+                      {**summary.to_json(), "agent_findings": [f.to_json() for f in findings]})
         else:
             _print_summary(summary, tally, at=when, mode=mode or ExitMode.HOST)
+            for finding in findings:
+                click.echo(f"{finding.severity.name.lower()}: {finding.code}: {finding.message}")
         if mode is not None:
             say_unknown(tally, mode)
             ctx.exit(exit_status(tally, mode))
@@ -161,6 +186,13 @@ def run_command(ctx: click.Context, config_option: Path | None, once: bool,
     daemon.log_format_override = log_format
     daemon.install_signal_handlers()
     ctx.exit(daemon.run())
+
+
+def agent_findings(daemon: Daemon) -> tuple[Finding, ...]:
+    """The agent's own findings after a run: the fleet outbox past its warning level."""
+    finding = getattr(daemon.intake, "finding", None)
+    found = finding() if callable(finding) else None
+    return (found,) if isinstance(found, Finding) else ()
 
 
 def _print_summary(summary: ScanSummary, tally: MonitorTally, *, at: datetime,

@@ -32,11 +32,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from policy.decisions import Finding
 from policy.events import instant_to_text
-from policy.fleet_wire import heartbeat_body, observation_to_wire, report_body
+from policy.fleet_wire import WireError, heartbeat_body, observation_to_wire, report_body
 from policy.intake import IntakeReceipt, Observation
 
 from .errors import ConfigError
+from .fleet_bindings import BINDINGS_NAME, AssignedBindings
 from .inventory import InventorySlot
 from .logs import EventLog
 from .outbox import Outbox, OutboxBatch, OutboxFullError
@@ -53,6 +55,8 @@ DEFAULT_HEARTBEAT_S = 60.0
 DEFAULT_BATCH = 500
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0
+STARTUP_FETCH_S = 5.0
+"""How long a starting agent waits for its bindings from the service."""
 _REPORT_KEYS = ("server", "client_certificate", "client_key", "ca_bundle", "heartbeat_s",
                 "outbox", "outbox_capacity", "batch", "timeout_s")
 
@@ -281,8 +285,14 @@ class OutboxIntake:
                  batch: int = DEFAULT_BATCH, heartbeat_s: float = DEFAULT_HEARTBEAT_S,
                  inventory: InventorySlot | None = None,
                  rng: random.Random | None = None,
-                 credentials: ClientCredentials | None = None) -> None:
+                 credentials: ClientCredentials | None = None,
+                 bindings: AssignedBindings | None = None) -> None:
         self.credentials = credentials
+        self.bindings = bindings
+        """The desk's bindings for this host, fetched with every heartbeat."""
+        self.on_bindings: Callable[[], None] | None = None
+        """Called (from the sender thread) when the fetched bindings changed: the daemon's
+        reload, which applies them in its main thread."""
         self.outbox = outbox
         self.client = client
         self.host = host
@@ -299,6 +309,8 @@ class OutboxIntake:
         self._thread: threading.Thread | None = None
         self._failures = 0
         self._warned_level = "ok"
+        self._closed_finding: Finding | None = None
+        self._closed = False
         self.acknowledged = 0
 
     # ------------------------------------------------------------------ Intake
@@ -327,9 +339,11 @@ class OutboxIntake:
         except OutboxFullError as exc:
             self.log.error("outbox-full", str(exc))
             raise
-        self._check_level()
+        self.check_level()
 
-    def _check_level(self) -> None:
+    def check_level(self) -> None:
+        """Log the outbox's finding when its level changed (and once at start when it is past
+        the warning level)."""
         level = self.outbox.status().level
         if level != self._warned_level and level != "ok":
             finding = self.outbox.finding()
@@ -350,7 +364,7 @@ class OutboxIntake:
             self.outbox.acknowledge(batch.sequence)
             self.acknowledged += 1
             self._failures = 0
-            self._check_level()
+            self.check_level()
             return True
         self._failures += 1
         if result.status == 0:
@@ -409,11 +423,34 @@ class OutboxIntake:
                            f"{result.message}", status=result.status)
         return result.ok
 
+    def fetch_bindings(self, client: FleetClient | None = None) -> bool:
+        """Fetch the desk's bindings for this host (``GET /v1/bindings``); ``True`` when they
+        changed (saved, logged, and :attr:`on_bindings` called). Unreachable: the last set
+        stays in force."""
+        if self.bindings is None:
+            return False
+        result = (client or self.client).request("GET", "/v1/bindings")
+        if not result.ok:
+            if result.status != 0:
+                self.log.error("bindings-refused", "the policy service refused to list this "
+                               f"host's bindings: {result.message}", status=result.status)
+            return False
+        try:
+            changed = self.bindings.update(result.body)
+        except WireError as exc:
+            self.log.error("bindings-refused", "the policy service's bindings are not the "
+                           f"documented shape ({exc}); keeping the last set")
+            return False
+        if changed and self.on_bindings is not None:
+            self.on_bindings()
+        return changed
+
     def _run(self, monotonic: Callable[[], float]) -> None:
         next_beat = monotonic()
         while not self._stop.is_set():
             if monotonic() >= next_beat:
                 self.heartbeat()
+                self.fetch_bindings()
                 self.renew_if_due()
                 next_beat = monotonic() + self.heartbeat_s
             outcome = self.send_one()
@@ -444,8 +481,15 @@ class OutboxIntake:
         if self._thread is not None:
             self._thread.join(timeout=self.client.timeout_s + 5)
         self.drain(attempts=1)
+        self._closed_finding = self.outbox.finding()
+        self._closed = True
         self.client.close()
         self.outbox.close()
+
+    def finding(self) -> Finding | None:
+        """The outbox's finding (past its warning level; ``None`` below it), as it stands now
+        or, once closed, as it was left (``agent run --once`` counts it in its exit status)."""
+        return self._closed_finding if self._closed else self.outbox.finding()
 
 
 def inventory_of(index: Any, *, at: datetime, windows: Any = None) -> dict[str, Any]:
@@ -509,6 +553,18 @@ def open_reporting(raw: Mapping[str, Any], *, source: str, host: str, state_dir:
     assert settings.outbox is not None  # noqa: S101 - report_settings fills it in
     outbox = Outbox.open(settings.outbox, capacity=settings.outbox_capacity)
     client = FleetClient(settings.server, context, timeout_s=settings.timeout_s)
-    return OutboxIntake(outbox=outbox, client=client, host=host, clock=clock, log=log,
-                        batch=settings.batch, heartbeat_s=settings.heartbeat_s,
-                        credentials=credentials)
+    bindings = AssignedBindings(state_dir / BINDINGS_NAME, host=host, log=log)
+    bindings.load()
+    intake = OutboxIntake(outbox=outbox, client=client, host=host, clock=clock, log=log,
+                          batch=settings.batch, heartbeat_s=settings.heartbeat_s,
+                          credentials=credentials, bindings=bindings)
+    # The desk's bindings before the first scan, so it reports under them; briefly: a
+    # service that does not answer leaves the saved set in force.
+    first = FleetClient(settings.server, context, timeout_s=min(settings.timeout_s,
+                                                               STARTUP_FETCH_S))
+    try:
+        intake.fetch_bindings(first)
+    finally:
+        first.close()
+    intake.check_level()
+    return intake

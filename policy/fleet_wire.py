@@ -32,9 +32,12 @@ __all__ = [
     "PeerIdentity",
     "ReportBatch",
     "WireError",
+    "binding_to_wire",
+    "bindings_body",
     "heartbeat_body",
     "identity_from_peercert",
     "observation_to_wire",
+    "read_bindings",
     "read_heartbeat",
     "read_report",
     "report_body",
@@ -45,6 +48,8 @@ MAX_STRING = 4096
 MAX_LIST = 1000
 """Longest list inside one observation (SANs, policy OIDs, extra pairs)."""
 MAX_SEVERITIES = 16
+MAX_BINDINGS = 10_000
+"""Most store bindings one host is assigned (``GET /v1/bindings``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,7 +111,7 @@ class Heartbeat:
 
 
 # ---------------------------------------------------------------------- writing (agent side)
-def _binding_to_wire(binding: Binding) -> dict[str, Any]:
+def binding_to_wire(binding: Binding) -> dict[str, Any]:
     return {"contract_id": binding.contract_id,
             "category": None if binding.category is None else binding.category.value,
             "item": binding.item,
@@ -119,7 +124,7 @@ def observation_to_wire(obs: Observation) -> dict[str, Any]:
     certificate)."""
     return {"location": obs.location, "index": obs.index,
             "observed_at": instant_to_text(obs.observed_at_utc),
-            "key_matches": obs.key_matches, "binding": _binding_to_wire(obs.binding),
+            "key_matches": obs.key_matches, "binding": binding_to_wire(obs.binding),
             "facts": facts_to_json(obs.facts)}
 
 
@@ -132,6 +137,12 @@ def report_body(*, host: str, outbox: str, sequence: int, at: datetime,
 
 def heartbeat_body(*, host: str, at: datetime, inventory: Mapping[str, Any]) -> dict[str, Any]:
     return {"host": host, "at": instant_to_text(at), "inventory": dict(inventory)}
+
+
+def bindings_body(*, host: str, stores: Mapping[str, Binding]) -> dict[str, Any]:
+    """``GET /v1/bindings``'s answer (the service's side), by store path."""
+    return {"host": host, "stores": [{"store": store, "binding": binding_to_wire(binding)}
+                                     for store, binding in sorted(stores.items())]}
 
 
 # ---------------------------------------------------------------------- reading (service side)
@@ -295,6 +306,27 @@ def _gone(value: Any, where: str) -> Gone:
     raw = _object(value, where, ("location", "at"))
     return Gone(location=_string(raw["location"], f"{where}.location"),
                 at_utc=_instant(raw["at"], f"{where}.at"))
+
+
+def read_bindings(value: Any, *, host: str) -> dict[str, Binding]:
+    """``GET /v1/bindings``'s answer as the agent reads it (the service is trusted no more
+    than an agent is): store path -> binding; raises :class:`WireError`. A body for another
+    host than ``host`` is refused too."""
+    raw = _object(value, "body", ("host", "stores"))
+    if _string(raw["host"], "body.host", limit=253) != host:
+        raise WireError("body.host: the bindings of another host")
+    stores = raw["stores"]
+    if not isinstance(stores, list) or len(stores) > MAX_BINDINGS:
+        raise WireError(f"body.stores: expected a list of at most {MAX_BINDINGS} entries")
+    out: dict[str, Binding] = {}
+    for i, entry in enumerate(stores):
+        where = f"body.stores[{i}]"
+        item = _object(entry, where, ("store", "binding"))
+        store = _string(item["store"], f"{where}.store")
+        if store in out:
+            raise WireError(f"{where}.store: listed twice")
+        out[store] = _binding(item["binding"], f"{where}.binding")
+    return out
 
 
 _INVENTORY_COUNTS = ("certificates", "files", "errors", "stores", "outbox_pending")
