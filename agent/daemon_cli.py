@@ -169,7 +169,7 @@ def run_command(ctx: click.Context, config_option: Path | None, once: bool,
         finally:
             daemon.shutdown()
         when = resolve_at(at)
-        findings = agent_findings(daemon)
+        findings = agent_findings(daemon, at=when)
         tally = summary_tally(summary, daemon.config, at=when, agent_findings=findings)
         if as_json:
             echo_json(summary if not findings else
@@ -188,11 +188,11 @@ def run_command(ctx: click.Context, config_option: Path | None, once: bool,
     ctx.exit(daemon.run())
 
 
-def agent_findings(daemon: Daemon) -> tuple[Finding, ...]:
-    """The agent's own findings after a run: the fleet outbox past its warning level."""
-    finding = getattr(daemon.intake, "finding", None)
-    found = finding() if callable(finding) else None
-    return (found,) if isinstance(found, Finding) else ()
+def agent_findings(daemon: Daemon, *, at: datetime) -> tuple[Finding, ...]:
+    """The agent's own findings after a run (reporting to a fleet service): the outbox past
+    its warning level, the client certificate's overdue renewal."""
+    found = getattr(daemon.intake, "agent_findings", None)
+    return tuple(f for f in found(at) if isinstance(f, Finding)) if callable(found) else ()
 
 
 def _print_summary(summary: ScanSummary, tally: MonitorTally, *, at: datetime,

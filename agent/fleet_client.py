@@ -28,16 +28,16 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from policy.decisions import Finding
+from policy.decisions import Finding, Severity
 from policy.events import instant_to_text
 from policy.fleet_wire import WireError, heartbeat_body, observation_to_wire, report_body
 from policy.intake import IntakeReceipt, Observation
 
-from .errors import ConfigError
+from .errors import AgentError, ConfigError
 from .fleet_bindings import BINDINGS_NAME, AssignedBindings
 from .inventory import InventorySlot
 from .logs import EventLog
@@ -195,6 +195,36 @@ CLIENT_LABEL = "certescrow fleet client"
 """The vault label of an agent's fleet keys (``agent enroll`` and renewals)."""
 RENEW_FRACTION = 3
 """Renew when less than a third of the certificate's lifetime is left (10 of 30 days)."""
+CRITICAL_FRACTION = 6
+"""A client certificate with less than a sixth of its lifetime left (5 of 30 days), still not
+renewed, is critical: the host is days from dropping out of the fleet."""
+
+
+def client_certificate_finding(*, not_before_utc: datetime, not_after_utc: datetime,
+                               at: datetime, where: str) -> Finding | None:
+    """The agent's own client certificate, watched like a certificate in a store but on its
+    own clock: it lives 30 days and renews itself when a third is left, so the stores'
+    ``expires-soon`` windows (28 days) would flag it for its whole life. It is a finding when
+    its renewal is overdue: a warning with less than a third of its lifetime left (the agent
+    tries to renew at every heartbeat from then on, so it failed), critical with less than a
+    sixth left or once expired (the service refuses it then). Both bounds are exclusive."""
+    lifetime = not_after_utc - not_before_utc
+    left = not_after_utc - at
+    if left >= lifetime / RENEW_FRACTION:
+        return None
+    until = instant_to_text(not_after_utc)
+    if left <= timedelta(0):
+        return Finding(code="client-certificate-expired", clause="", severity=Severity.CRITICAL,
+                       message=f"the fleet client certificate {where} expired at {until}: the "
+                       "policy service refuses this host; sign a new CSR at the desk "
+                       "(certescrow agent enroll, fleet sign)")
+    severity = (Severity.CRITICAL if left < lifetime / CRITICAL_FRACTION
+                else Severity.WARNING)
+    return Finding(code="client-certificate-expires-soon", clause="", severity=severity,
+                   message=f"the fleet client certificate {where} ends at {until} "
+                   f"({left.days} day(s) left) and was not renewed (it renews itself when a "
+                   "third of its lifetime is left: is [serve] ca_key set on the service? "
+                   "else sign a new CSR at the desk)")
 
 
 class ClientCredentials:
@@ -236,6 +266,20 @@ class ClientCredentials:
                                               ca_cert_pem=self.ca_pem)
         raise ConfigError(f"[report]: no key in the vault matches the client certificate "
                           f"{self.certificate} (run `certescrow agent enroll` again)")
+
+    def finding(self, at: datetime) -> Finding | None:
+        """:func:`client_certificate_finding` of the certificate in use (``None`` before it
+        was loaded, or when it cannot be parsed: the TLS context refused it then)."""
+        from .fleet_ca import certificate_validity
+
+        if not self.cert_pem:
+            return None
+        try:
+            not_before, not_after = certificate_validity(self.cert_pem)
+        except AgentError:
+            return None
+        return client_certificate_finding(not_before_utc=not_before, not_after_utc=not_after,
+                                          at=at, where=str(self.certificate))
 
     def renewal_due(self, at: datetime) -> bool:
         from .fleet_ca import certificate_validity
@@ -311,6 +355,7 @@ class OutboxIntake:
         self._warned_level = "ok"
         self._closed_finding: Finding | None = None
         self._closed = False
+        self._client_level = "ok"
         self.acknowledged = 0
 
     # ------------------------------------------------------------------ Intake
@@ -452,6 +497,7 @@ class OutboxIntake:
                 self.heartbeat()
                 self.fetch_bindings()
                 self.renew_if_due()
+                self.check_client_certificate()
                 next_beat = monotonic() + self.heartbeat_s
             outcome = self.send_one()
             if outcome is True:
@@ -490,6 +536,25 @@ class OutboxIntake:
         """The outbox's finding (past its warning level; ``None`` below it), as it stands now
         or, once closed, as it was left (``agent run --once`` counts it in its exit status)."""
         return self._closed_finding if self._closed else self.outbox.finding()
+
+    def agent_findings(self, at: datetime) -> tuple[Finding, ...]:
+        """The agent's own findings at ``at``: the outbox past its warning level, the client
+        certificate's overdue renewal (``agent run --once`` counts them)."""
+        found = (self.finding(),
+                 self.credentials.finding(at) if self.credentials is not None else None)
+        return tuple(f for f in found if f is not None)
+
+    def check_client_certificate(self) -> None:
+        """Log the client certificate's finding when its severity changed (the daemon's
+        sender thread, after each heartbeat's renewal attempt)."""
+        if self.credentials is None:
+            return
+        finding = self.credentials.finding(self.clock())
+        level = "ok" if finding is None else f"{finding.code}/{finding.severity.name}"
+        if level != self._client_level and finding is not None:
+            log = self.log.error if finding.severity >= Severity.CRITICAL else self.log.warning
+            log(finding.code, finding.message, path=str(self.credentials.certificate))
+        self._client_level = level
 
 
 def inventory_of(index: Any, *, at: datetime, windows: Any = None) -> dict[str, Any]:
