@@ -38,7 +38,9 @@ __all__ = [
     "config_section",
     "echo_json",
     "echo_json_array",
+    "echo_json_texts",
     "echo_lines",
+    "json_element",
     "resolve_at",
     "settings_from",
     "terminal_text",
@@ -258,15 +260,19 @@ def _indented(item: Any) -> str:
     return json.dumps(to_jsonable(item), ensure_ascii=False, indent=2)
 
 
-def echo_json_array(items: Iterable[Any]) -> None:
-    """Write the JSON array of ``items`` exactly as :func:`echo_json` writes the list, one
-    element at a time: no document-sized string or structure is ever built (``policy
-    actions --json`` over 100,000 contracts), and writes go out in batches."""
+def json_element(item: Any) -> str:
+    """``item`` as :func:`echo_json_array` writes one element (before the array's own
+    indentation): the ledger's projection keeps each due action in this form, so that
+    ``policy actions --json`` writes stored text."""
+    return _indented(item)
+
+
+def echo_json_texts(texts: Iterable[str]) -> None:
+    """:func:`echo_json_array` of elements already rendered by :func:`json_element`."""
     out = sys.stdout
     batch: list[str] = []
     first = True
-    for item in items:
-        text = _indented(item)
+    for text in texts:
         # Indent the element one level, as json.dumps(list, indent=2) does: its strings hold
         # no raw newline (JSON escapes them), so every newline is the layout's own.
         batch.append(("[\n  " if first else ",\n  ") + text.replace("\n", "\n  "))
@@ -277,6 +283,13 @@ def echo_json_array(items: Iterable[Any]) -> None:
     batch.append("[]\n" if first else "\n]\n")
     out.write(_utf8_safe("".join(batch)))
     out.flush()
+
+
+def echo_json_array(items: Iterable[Any]) -> None:
+    """Write the JSON array of ``items`` exactly as :func:`echo_json` writes the list, one
+    element at a time: no document-sized string or structure is ever built (``policy
+    actions --json`` over 100,000 contracts), and writes go out in batches."""
+    echo_json_texts(_indented(item) for item in items)
 
 
 def echo_lines(lines: Iterable[str]) -> None:

@@ -45,11 +45,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+from .catalogue import Catalogue
+from .decisions import Severity
 from .errors import ContractStateError, FutureEventError, LedgerError, UnknownContractError
 from .events import (
     ApplicationAccepted,
@@ -58,7 +60,6 @@ from .events import (
     CertificateObserved,
     Event,
     RenewalMade,
-    event_from_json,
     event_to_json,
     instant_to_text,
     instant_to_tokyo_text,
@@ -66,6 +67,16 @@ from .events import (
     text_to_instant,
 )
 from .intake import Binding, IntakeReceipt, Observation
+from .projection import (
+    NO_DUE,
+    ActionRow,
+    ProjectionRow,
+    build_row,
+    decode_event,
+    eval_key,
+    fold_key,
+    fold_problem_text,
+)
 from .settings import PolicySettings
 from .state import (
     ContractState,
@@ -75,6 +86,7 @@ from .state import (
     facts_evaluable,
     fold,
     needs_history_check,
+    state_from_json,
 )
 from .storage import StorageConflictError, is_postgres_dsn, normalise_dsn
 from .tokyo import require_aware, tokyo_date
@@ -89,12 +101,48 @@ __all__ = [
 
 APPLICATION_ID = 0x43455254
 """``PRAGMA application_id`` of a certescrow ledger ("CERT")."""
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """1: the first format. 2: ``recorded_utc`` is the caller's ``now`` in the fixed-width
 microsecond form of ``at_utc`` (version 1 let SQLite's clock fill it in milliseconds), and the
-``sightings`` keys are bytes so that any file name round-trips."""
+``sightings`` keys are bytes so that any file name round-trips. 3: the projection
+(``projection``, ``projection_actions``: each contract's folded state and due actions,
+:mod:`policy.projection`), back-filled from the journal by the migration."""
 BUSY_TIMEOUT_S = 30.0
 _RETRIES = 50
+
+PROJECTION_SCHEMA = (
+    # Derived, rebuilt from the journal at will (policy verify --repair): no history here.
+    """CREATE TABLE IF NOT EXISTS projection (
+    contract_id  TEXT PRIMARY KEY,
+    state        TEXT NOT NULL,
+    last_at      TEXT NOT NULL,
+    fold_key     TEXT NOT NULL,
+    eval_key     TEXT NOT NULL,
+    evaluated_on TEXT NOT NULL,
+    fresh_until  TEXT NOT NULL,
+    next_due     TEXT,
+    decisions    TEXT NOT NULL,
+    problems     TEXT
+)""",
+    """CREATE TABLE IF NOT EXISTS projection_actions (
+    contract_id TEXT NOT NULL,
+    ordinal     INTEGER NOT NULL,
+    due         TEXT,
+    due_key     TEXT NOT NULL,
+    sev_key     INTEGER NOT NULL,
+    action      TEXT NOT NULL,
+    clause      TEXT NOT NULL,
+    explanation TEXT NOT NULL,
+    unpriced    TEXT,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (contract_id, ordinal)
+)""",
+    "CREATE INDEX IF NOT EXISTS projection_actions_order ON projection_actions "
+    "(due_key, sev_key, contract_id, action, ordinal)",
+)
+"""The projection's tables (version 3). ``projection``: one row per accepted contract (see
+:mod:`policy.projection`); ``projection_actions``: its cached due actions, one row each,
+indexed in ``policy actions``' order so that the sweep streams them sorted."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -135,7 +183,7 @@ CREATE TABLE IF NOT EXISTS bound_sans (
     PRIMARY KEY (contract_id, san)
 );
 CREATE INDEX IF NOT EXISTS bound_sans_by_san ON bound_sans (san);
-"""
+""" + "\n".join(s + ";" for s in PROJECTION_SCHEMA) + "\n"
 
 _APPEND_ONLY_UPDATE = """
 CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
@@ -154,7 +202,7 @@ _MIGRATE_1_TO_2 = [
     "UPDATE sightings SET host = CAST(host AS BLOB), location = CAST(location AS BLOB) "
     "WHERE typeof(location) = 'text' OR typeof(host) = 'text'",
 ]
-_MIGRATIONS: dict[int, list[str]] = {1: _MIGRATE_1_TO_2}
+_MIGRATIONS: dict[int, list[str]] = {1: _MIGRATE_1_TO_2, 2: list(PROJECTION_SCHEMA)}
 """Statements taking a ledger from version ``key`` to ``key + 1``."""
 
 T = TypeVar("T")
@@ -225,11 +273,17 @@ class Ledger:
     """The embedded :class:`policy.intake.Intake`: contract events in one SQLite file."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path,
-                 settings: PolicySettings | None = None) -> None:
+                 settings: PolicySettings | None = None,
+                 catalogue: Catalogue | None = None) -> None:
         self._conn = conn
         self.path = path
         self.settings = settings or PolicySettings()
         """The provider's settings the admission checks use (answer deadline, period rule)."""
+        self._catalogue = catalogue
+        self._keys: tuple[str, str] | None = None
+        # The contracts a write transaction touched (their projection rows are rebuilt before
+        # it commits) and the latest recording time among its rows, per thread.
+        self._tx = threading.local()
         self.problems: list[JournalProblem] = []
         """Events skipped while reading (each once), for the caller to report."""
         self._problem_keys: set[tuple[int | None, str | None, str]] = set()
@@ -240,9 +294,12 @@ class Ledger:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, path: Path | str, *, create: bool = True,
-             settings: PolicySettings | None = None) -> Ledger:
+             settings: PolicySettings | None = None,
+             catalogue: Catalogue | None = None) -> Ledger:
         """Open (and with ``create``, create) the ledger at ``path``; an older schema version is
-        migrated. ``settings`` are the provider's settings the admission checks apply.
+        migrated. ``settings`` are the provider's settings the admission checks apply;
+        ``settings`` and ``catalogue`` (default: the embedded one) are those the projection's
+        cached decisions are evaluated with (a reader with others evaluates again).
 
         Raises :class:`LedgerError` when the file is not a certescrow ledger, was written by a
         newer certescrow, or cannot be created or read (the message names the file and why).
@@ -251,7 +308,7 @@ class Ledger:
             from .ledger_pg import PostgresLedger
 
             return PostgresLedger.open_dsn(normalise_dsn(path), create=create,
-                                           settings=settings)
+                                           settings=settings, catalogue=catalogue)
         path = Path(path).expanduser()
         if path.is_dir():
             raise LedgerError(f"{path}: is a directory, expected a ledger file")
@@ -267,7 +324,7 @@ class Ledger:
                                    check_same_thread=False)
         except sqlite3.Error as exc:
             raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
-        ledger = cls(conn, path, settings)
+        ledger = cls(conn, path, settings, catalogue)
         try:
             ledger._initialise()
         except sqlite3.OperationalError as exc:  # permissions, read-only medium, locks…
@@ -321,6 +378,8 @@ class Ledger:
             for step in range(version, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[step]:
                     self._conn.execute(statement)
+            if version < 3:
+                self._backfill_projection()
         else:
             for statement in _split_sql(_SCHEMA):
                 self._conn.execute(statement)
@@ -362,12 +421,15 @@ class Ledger:
 
     def _write(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction, retrying while another writer
-        holds the lock; any exception rolls everything back."""
+        holds the lock; any exception rolls everything back. The projection rows of the
+        contracts it touched are rebuilt in the same transaction."""
 
         def attempt() -> T:
             self._conn.execute("BEGIN IMMEDIATE")
+            self._begin_projection()
             try:
                 result = fn()
+                self._project_touched()
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
@@ -455,6 +517,7 @@ class Ledger:
         key = dedup_key
         if isinstance(event, ApplicationAccepted):
             key = f"accepted|{event.contract_id}"
+        self._touch(event.contract_id, recorded or event.at_utc)
         try:
             seq = self._sql_insert(event, key, recorded or event.at_utc)
         except (sqlite3.IntegrityError, StorageConflictError):
@@ -495,6 +558,166 @@ class Ledger:
         self._conn.executemany(
             "INSERT OR IGNORE INTO bound_sans (contract_id, san) VALUES (?, ?)",
             [(contract_id, san.lower()) for san in sans])
+
+    # ------------------------------------------------------------------ projection
+    @property
+    def catalogue(self) -> Catalogue:
+        """The catalogue the projection's cached decisions are evaluated with."""
+        if self._catalogue is None:
+            from .catalogue import load_catalogue
+
+            self._catalogue = load_catalogue()
+        return self._catalogue
+
+    def projection_keys(self) -> tuple[str, str]:
+        """This ledger's ``(fold_key, eval_key)`` (:mod:`policy.projection`)."""
+        if self._keys is None:
+            self._keys = (fold_key(self.settings), eval_key(self.settings, self.catalogue))
+        return self._keys
+
+    def _begin_projection(self) -> None:
+        self._tx.touched = set()
+        self._tx.recorded = None
+
+    def _touch(self, contract_id: str | None, recorded: datetime) -> None:
+        touched: set[str] | None = getattr(self._tx, "touched", None)
+        if touched is None or contract_id is None:
+            return
+        touched.add(contract_id)
+        if self._tx.recorded is None or recorded > self._tx.recorded:
+            self._tx.recorded = recorded
+
+    def _project_touched(self) -> None:
+        """Rebuild the projection rows of the contracts this transaction touched (one each,
+        however many events it wrote for them: a batch of observations is one upsert per
+        contract)."""
+        touched: set[str] | None = getattr(self._tx, "touched", None)
+        if not touched:
+            return
+        recorded: datetime | None = self._tx.recorded
+        self._tx.touched = set()
+        today = _day_of(recorded) if recorded is not None else None
+        for contract_id in sorted(touched):
+            self._project(contract_id, today)
+
+    def _project(self, contract_id: str, today: date | None) -> ProjectionRow | None:
+        journal = self._sql_projection_source(contract_id)
+        if today is None:
+            latest = max((str(at) for _, _, at in journal), default=None)
+            today = _day_of(text_to_instant(latest)) if latest else date(1970, 1, 1)
+        row = build_row(contract_id, journal, settings=self.settings,
+                        catalogue=self.catalogue, today=today, keys=self.projection_keys())
+        if row is None:
+            self._sql_drop_projection(contract_id)
+        else:
+            self._sql_put_projection(row)
+        return row
+
+    def _backfill_projection(self) -> None:
+        """Migration to version 3: a row for every contract, its decisions evaluated for the
+        day the ledger last recorded something (the ledger has no clock of its own)."""
+        latest = self._sql_latest_recorded()
+        today = _day_of(text_to_instant(latest)) if latest else None
+        for contract_id in self._sql_accepted_ids():
+            self._project(contract_id, today)
+
+    def rebuild_projection(self, *, at: datetime) -> int:
+        """Rewrite every contract's projection row from its journal, decisions for ``at``'s
+        Tokyo day (``policy verify --repair``). Returns the number of rows written."""
+        require_aware(at, "at")
+        today = _day_of(at)
+
+        def run() -> int:
+            self._sql_clear_projection()
+            return sum(1 for cid in self._sql_accepted_ids()
+                       if self._project(cid, today) is not None)
+
+        return self._write(run)
+
+    def verify_projection(self, *, at: datetime) -> tuple[list[tuple[str, str]], int, int]:
+        """Refold every contract's journal and compare with its projection row: the
+        mismatches ``(contract, what differs)``, how many contracts were checked, and how many
+        rows were written under other settings or rules (not compared beyond the state; readers
+        evaluate those again). The cached decisions are compared with an evaluation for the
+        day they were computed for."""
+        require_aware(at, "at")
+        mine_fold, mine_eval = self.projection_keys()
+        mismatches: list[tuple[str, str]] = []
+        checked = foreign = 0
+        ids = self._retry(self._sql_accepted_ids)
+        stored_ids = set(self._retry(self._sql_projection_ids))
+        for contract_id in ids:
+            checked += 1
+            stored_ids.discard(contract_id)
+            actual = self._retry(lambda c=contract_id: self._sql_projection_row(c))
+            if actual is None:
+                mismatches.append((contract_id, "no projection row"))
+                continue
+            journal = self._retry(lambda c=contract_id: self._sql_projection_source(c))
+            day = _parse_day(actual.get("evaluated_on")) or _day_of(at)
+            expected = build_row(contract_id, journal, settings=self.settings,
+                                 catalogue=self.catalogue, today=day,
+                                 keys=self.projection_keys())
+            if expected is None:
+                mismatches.append((contract_id, "a row for a contract the journal does not hold"))
+                continue
+            if actual.get("fold_key") != mine_fold or actual.get("eval_key") != mine_eval:
+                foreign += 1
+            differs = _row_differences(expected, actual, compare_decisions=(
+                actual.get("fold_key") == mine_fold and actual.get("eval_key") == mine_eval),
+                compare_state=actual.get("fold_key") == mine_fold)
+            if differs:
+                mismatches.append((contract_id, "differs from the fold: " + ", ".join(differs)))
+        for contract_id in sorted(stored_ids):
+            mismatches.append((contract_id, "a row for a contract the journal does not hold"))
+        return mismatches, checked, foreign
+
+    # --- SQL (projection)
+    def _sql_projection_source(self, contract_id: str) -> list[tuple[int, Any, str]]:
+        return self._conn.execute(
+            "SELECT seq, payload, at_utc FROM journal WHERE contract_id = ? "
+            "ORDER BY at_utc, seq", (contract_id,)).fetchall()
+
+    def _sql_accepted_ids(self) -> list[str]:
+        rows = self._conn.execute(
+            "SELECT DISTINCT contract_id FROM journal WHERE kind = ? ORDER BY contract_id",
+            (ApplicationAccepted.KIND,)).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def _sql_projection_ids(self) -> list[str]:
+        return [str(r[0]) for r in self._conn.execute(
+            "SELECT contract_id FROM projection").fetchall()]
+
+    def _sql_latest_recorded(self) -> str | None:
+        row = self._conn.execute("SELECT max(recorded_utc) FROM journal").fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def _sql_projection_row(self, contract_id: str) -> dict[str, Any] | None:
+        cur = self._conn.execute(f"SELECT {_ROW_COLUMNS} FROM projection "  # noqa: S608
+                                 "WHERE contract_id = ?", (contract_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        out = dict(zip(_ROW_COLUMNS.split(", "), row, strict=True))
+        out["actions"] = [tuple(r) for r in self._conn.execute(
+            f"SELECT {_ACTION_COLUMNS} FROM projection_actions "  # noqa: S608
+            "WHERE contract_id = ? ORDER BY ordinal", (contract_id,)).fetchall()]
+        return out
+
+    def _sql_put_projection(self, row: ProjectionRow) -> None:
+        self._conn.execute("DELETE FROM projection_actions WHERE contract_id = ?",
+                           (row.contract_id,))
+        self._conn.execute(_UPSERT_PROJECTION, _projection_values(row))
+        self._conn.executemany(_INSERT_ACTION, _action_values(row))
+
+    def _sql_drop_projection(self, contract_id: str) -> None:
+        self._conn.execute("DELETE FROM projection_actions WHERE contract_id = ?",
+                           (contract_id,))
+        self._conn.execute("DELETE FROM projection WHERE contract_id = ?", (contract_id,))
+
+    def _sql_clear_projection(self) -> None:
+        self._conn.execute("DELETE FROM projection_actions")
+        self._conn.execute("DELETE FROM projection")
 
     # ------------------------------------------------------------------ intake
     def report(self, observations: Sequence[Observation], *, at: datetime) -> IntakeReceipt:
@@ -659,21 +882,17 @@ class Ledger:
     def _decode(self, seq: int, payload: Any, contract_id: str | None = None) -> Event | None:
         """The event of journal row ``seq``, or ``None`` (and a problem noted) when it cannot
         be read: one bad row never makes the journal unreadable."""
-        try:
-            return event_from_json(json.loads(payload))
-        except (ValueError, TypeError, RecursionError) as exc:
-            reason = str(exc) if isinstance(exc, ValueError) and str(exc).startswith(
-                ("malformed ", "unknown event kind", "an event is")) else "not valid JSON"
-            self._problem(seq, contract_id, f"cannot be read ({reason[:160]}); skipped")
+        event = decode_event(payload)
+        if isinstance(event, str):
+            self._problem(seq, contract_id, event)
             return None
+        return event
 
     def _fold(self, contract_id: str, events: list[Event], at: datetime) -> ContractState:
         problems: list[FoldProblem] = []
         state = fold(contract_id, events, at=at, settings=self.settings, problems=problems)
         for p in problems:
-            self._problem(None, contract_id,
-                          f"the {p.kind} event of {instant_to_tokyo_text(p.at_utc)} was "
-                          f"{p.message}")
+            self._problem(None, contract_id, fold_problem_text(p))
         return state
 
     def contract_ids(self) -> list[str]:
@@ -720,9 +939,123 @@ class Ledger:
 
     def states(self, *, at: datetime,
                as_recorded: datetime | None = None) -> Iterator[ContractState]:
-        """Every contract accepted by ``at``, folded in one pass over the journal (the sweep
-        ``policy actions`` and the benchmark use), in contract-id order. Unreadable events are
-        skipped and noted in :attr:`problems`."""
+        """Every contract accepted by ``at``, in contract-id order: from the projection when
+        it can answer (no ``as_recorded``, see :meth:`projection_answers`), else folded
+        (:meth:`folded_states`). Unreadable events are skipped and noted in
+        :attr:`problems`."""
+        require_aware(at, "at")
+        if as_recorded is None and self.projection_answers(at):
+            for state, _ in self.projected(at=at):
+                yield state
+            return
+        yield from self.folded_states(at=at, as_recorded=as_recorded)
+
+    def projection_answers(self, at: datetime) -> bool:
+        """Whether the projection answers a question about ``at`` (current knowledge): every
+        contract's row holds the fold of all its events, so it answers for an ``at`` on or
+        after the contract's latest event, folded with the reader's fold settings. When more
+        than a few contracts have events after ``at`` (a question about the past) or rows of
+        other settings, one pass over the journal is cheaper than a query per contract."""
+        rows = self._retry(lambda: self._sql_projection_unusable(at))
+        return rows <= _FOLD_PER_CONTRACT_MAX
+
+    def projected(self, *, at: datetime) -> Iterator[tuple[ContractState, str | None]]:
+        """Every contract accepted by ``at``, from the projection, in contract-id order, with
+        its cached decisions (the JSON array ``evaluate_contract`` gave) when they hold for
+        ``at``'s Tokyo day under this ledger's settings and catalogue, else ``None`` (evaluate
+        the state). A contract the projection cannot answer for is folded."""
+        require_aware(at, "at")
+        at_text = instant_to_text(at)
+        today = _day_of(at).isoformat()
+        mine_fold, mine_eval = self.projection_keys()
+        for chunk in self._sql_projection_stream(
+                f"SELECT {_ROW_COLUMNS} FROM projection WHERE 1 = 1", []):  # noqa: S608
+            for (cid, text, last_at, fkey, ekey, evaluated_on, until, _due, decisions,
+                 problems) in chunk:
+                state = None
+                if fkey == mine_fold and last_at <= at_text:
+                    state = self._state_of_row(cid, text, at, problems)
+                if state is None:
+                    try:
+                        yield self.state(cid, at=at), None
+                    except UnknownContractError:
+                        pass
+                    continue
+                fresh = ekey == mine_eval and evaluated_on <= today < until
+                yield state, decisions if fresh else None
+
+    def _state_of_row(self, contract_id: str, text: str, at: datetime,
+                      problems: str | None) -> ContractState | None:
+        try:
+            state = state_from_json(json.loads(text), at=at)
+        except (KeyError, ValueError, TypeError, IndexError):
+            return None  # a damaged row: the fold answers (policy verify reports it)
+        if problems:
+            try:
+                for seq, message in json.loads(problems):
+                    self._problem(seq, contract_id, str(message))
+            except (ValueError, TypeError):
+                pass
+        return state
+
+    def projected_actions(self, *, at: datetime, within: int | None = None
+                          ) -> tuple[list[ContractState], Iterator[ActionRow]]:
+        """``policy actions`` from the projection: the contracts whose cached decisions do
+        not hold for ``at``'s day (their states, to evaluate), and the cached actions of all
+        the others, streamed in ``evaluate.sort_key`` order (``within``: due by ``at``'s day
+        + ``within`` days, or without a due day). Call only when :meth:`projection_answers`.
+        """
+        require_aware(at, "at")
+        at_text = instant_to_text(at)
+        day = _day_of(at)
+        today = day.isoformat()
+        mine_fold, mine_eval = self.projection_keys()
+        fresh = ("p.eval_key = ? AND p.fold_key = ? AND p.evaluated_on <= ? "
+                 "AND p.fresh_until > ? AND p.last_at <= ?")
+        params: list[Any] = [mine_eval, mine_fold, today, today, at_text]
+        stale: list[ContractState] = []
+        for chunk in self._sql_projection_stream(
+                f"SELECT {_ROW_COLUMNS} FROM projection p WHERE NOT ({fresh})",  # noqa: S608
+                params):
+            for (cid, text, last_at, fkey, _e, _o, _u, _d, _j, problems) in chunk:
+                state = None
+                if fkey == mine_fold and last_at <= at_text:
+                    state = self._state_of_row(cid, text, at, problems)
+                if state is None:
+                    try:
+                        state = self.state(cid, at=at)
+                    except UnknownContractError:
+                        continue
+                stale.append(state)
+        for chunk in self._sql_projection_stream(
+                f"SELECT contract_id, problems FROM projection p WHERE ({fresh}) "  # noqa: S608
+                "AND problems IS NOT NULL", params):
+            for cid, problems in chunk:
+                self._state_of_row(cid, "null", at, problems)
+        sql = ("SELECT a.due, a.sev_key, a.contract_id, a.action, a.ordinal, a.clause, "  # noqa: S608
+               "a.explanation, a.unpriced, a.body FROM projection_actions a "
+               f"JOIN projection p ON p.contract_id = a.contract_id WHERE {fresh}")
+        action_params = list(params)
+        if within is not None:
+            sql += " AND (a.due IS NULL OR a.due <= ?)"
+            action_params.append((day + timedelta(days=within)).isoformat())
+        sql += " ORDER BY a.due_key, a.sev_key, a.contract_id, a.action, a.ordinal"
+
+        def rows() -> Iterator[ActionRow]:
+            for chunk in self._sql_stream(sql, action_params):
+                for due, sev, cid, action, ordinal, clause, text, unpriced, body in chunk:
+                    yield ActionRow(due=None if due is None else date.fromisoformat(due),
+                                    severity=Severity(-sev), contract_id=cid, action=action,
+                                    ordinal=ordinal, clause=clause, explanation_en=text,
+                                    unpriced=unpriced, body=body)
+
+        return stale, rows()
+
+    def folded_states(self, *, at: datetime,
+                      as_recorded: datetime | None = None) -> Iterator[ContractState]:
+        """Every contract accepted by ``at``, folded in one pass over the journal (the
+        reference the projection is checked against), in contract-id order. Unreadable events
+        are skipped and noted in :attr:`problems`."""
         require_aware(at, "at")
         with self._lock:
             cursor = self._sql_sweep(at, as_recorded)
@@ -772,6 +1105,28 @@ class Ledger:
             lambda: self._conn.execute("SELECT count(*) FROM journal").fetchone()[0]))
 
     # --- SQL (reading)
+    def _sql_projection_unusable(self, at: datetime) -> int:
+        row = self._conn.execute(
+            "SELECT count(*) FROM projection WHERE last_at > ? OR fold_key != ?",
+            (instant_to_text(at), self.projection_keys()[0])).fetchone()
+        return int(row[0])
+
+    def _sql_stream(self, sql: str, params: Sequence[Any]) -> Iterator[list[Any]]:
+        """The rows of a query in chunks, without holding them all (SQLite: one cursor)."""
+        with self._lock:
+            cursor = self._conn.execute(sql, tuple(params))
+        while True:
+            with self._lock:
+                chunk = cursor.fetchmany(2048)
+            if not chunk:
+                return
+            yield chunk
+
+    def _sql_projection_stream(self, sql: str, params: Sequence[Any]) -> Iterator[list[Any]]:
+        """Projection rows (``sql`` selects from ``projection`` with a ``WHERE``) in
+        contract-id order, in chunks."""
+        return self._sql_stream(sql + " ORDER BY contract_id", params)
+
     def _sql_journal(self, contract_id: str, at: datetime | None,
                      as_recorded: datetime | None) -> list[Any]:
         sql = "SELECT seq, payload, recorded_utc FROM journal WHERE contract_id = ?"
@@ -791,6 +1146,70 @@ class Ledger:
         # Intake order (seq), as the sightings table applies them: an observation's own time
         # may trail a later gone report's.
         return self._conn.execute(sql + " ORDER BY seq", params).fetchall()
+
+
+_FOLD_PER_CONTRACT_MAX = 256
+"""Above this many contracts the projection cannot answer for, a sweep folds the journal in one
+pass rather than query each of them."""
+_ROW_COLUMNS = ("contract_id, state, last_at, fold_key, eval_key, evaluated_on, fresh_until, "
+                "next_due, decisions, problems")
+_ACTION_COLUMNS = ("ordinal, due, due_key, sev_key, action, clause, explanation, unpriced, "
+                   "body")
+_UPSERT_PROJECTION = (
+    f"INSERT INTO projection ({_ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
+    "ON CONFLICT (contract_id) DO UPDATE SET state = excluded.state, "
+    "last_at = excluded.last_at, fold_key = excluded.fold_key, eval_key = excluded.eval_key, "
+    "evaluated_on = excluded.evaluated_on, fresh_until = excluded.fresh_until, "
+    "next_due = excluded.next_due, decisions = excluded.decisions, "
+    "problems = excluded.problems")
+_INSERT_ACTION = (
+    f"INSERT INTO projection_actions (contract_id, {_ACTION_COLUMNS}) "  # noqa: S608
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _projection_values(row: ProjectionRow) -> tuple[Any, ...]:
+    return (row.contract_id, row.state, row.last_at, row.fold_key, row.eval_key,
+            row.evaluated_on, row.fresh_until, row.next_due, row.decisions, row.problems)
+
+
+def _action_values(row: ProjectionRow) -> list[tuple[Any, ...]]:
+    return [(row.contract_id, *_action_tuple(a)) for a in row.actions]
+
+
+def _action_tuple(a: Any) -> tuple[Any, ...]:
+    due = a.due.isoformat() if a.due else None
+    return (a.ordinal, due, due or NO_DUE, -int(a.severity), a.action, a.clause,
+            a.explanation_en, a.unpriced, a.body)
+
+
+def _row_differences(expected: ProjectionRow, actual: dict[str, Any], *,
+                     compare_decisions: bool, compare_state: bool) -> list[str]:
+    """The columns of ``actual`` that differ from the row the fold gives."""
+    want = dict(zip(_ROW_COLUMNS.split(", "), _projection_values(expected), strict=True))
+    names = ["last_at", "problems"]
+    if compare_state:
+        names.append("state")
+    if compare_decisions:
+        names += ["evaluated_on", "fresh_until", "next_due", "decisions"]
+    out = [name for name in names if want[name] != actual.get(name)]
+    if compare_decisions and [_action_tuple(a) for a in expected.actions] != [
+            tuple(r) for r in actual.get("actions", [])]:
+        out.append("actions")
+    return out
+
+
+def _day_of(instant: datetime) -> date:
+    try:
+        return tokyo_date(instant)
+    except OverflowError:
+        return date.max if instant.year > 5000 else date.min
+
+
+def _parse_day(text: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(text))
+    except ValueError:
+        return None
 
 
 def _time_filters(sql: str, params: list[Any], at: datetime | None,

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from .catalogue import Catalogue
 from .errors import LedgerError
 from .events import (
     ApplicationAccepted,
@@ -46,7 +47,21 @@ from .events import (
     text_to_instant,
 )
 from .intake import IntakeReceipt, Observation
-from .ledger import SCHEMA_VERSION, Ledger, _key, _payload, _time_filters, _unkey
+from .ledger import (
+    _ACTION_COLUMNS,
+    _INSERT_ACTION,
+    _ROW_COLUMNS,
+    _UPSERT_PROJECTION,
+    SCHEMA_VERSION,
+    Ledger,
+    _action_values,
+    _key,
+    _payload,
+    _projection_values,
+    _time_filters,
+    _unkey,
+)
+from .projection import ProjectionRow
 from .settings import PolicySettings
 from .storage import StorageConflictError, redact_dsn
 from .storage_pg import _describe, open_pool, translate
@@ -109,7 +124,39 @@ _UPSERT_SIGHTING_OF_LAST_INSERT = (
 """The sighting of the journal row this session inserted last (its number is not known yet
 when the statement is queued)."""
 
-_MIGRATIONS: dict[int, list[str]] = {}
+_PROJECTION_SCHEMA = [
+    """CREATE TABLE projection (
+        contract_id  TEXT COLLATE "C" PRIMARY KEY,
+        state        TEXT NOT NULL,
+        last_at      TEXT COLLATE "C" NOT NULL,
+        fold_key     TEXT COLLATE "C" NOT NULL,
+        eval_key     TEXT COLLATE "C" NOT NULL,
+        evaluated_on TEXT COLLATE "C" NOT NULL,
+        fresh_until  TEXT COLLATE "C" NOT NULL,
+        next_due     TEXT COLLATE "C",
+        decisions    TEXT NOT NULL,
+        problems     TEXT
+    )""",
+    """CREATE TABLE projection_actions (
+        contract_id TEXT COLLATE "C" NOT NULL,
+        ordinal     INTEGER NOT NULL,
+        due         TEXT COLLATE "C",
+        due_key     TEXT COLLATE "C" NOT NULL,
+        sev_key     INTEGER NOT NULL,
+        action      TEXT COLLATE "C" NOT NULL,
+        clause      TEXT NOT NULL,
+        explanation TEXT NOT NULL,
+        unpriced    TEXT,
+        body        TEXT NOT NULL,
+        PRIMARY KEY (contract_id, ordinal)
+    )""",
+    "CREATE INDEX projection_actions_order ON projection_actions "
+    "(due_key, sev_key, contract_id, action, ordinal)",
+]
+"""Version 3: the projection (``policy.ledger.PROJECTION_SCHEMA``, with the ``"C"`` collation
+on what is compared or sorted)."""
+
+_MIGRATIONS: dict[int, list[str]] = {2: _PROJECTION_SCHEMA}
 """Statements taking a PostgreSQL ledger from version ``key`` to ``key + 1`` (PostgreSQL
 ledgers began at version 2)."""
 _FIRST_VERSION = 2
@@ -146,8 +193,10 @@ class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database (see the module docstring)."""
 
     def __init__(self, pool: ConnectionPool[Any], dsn: str,
-                 settings: PolicySettings | None = None) -> None:
-        super().__init__(None, Path(redact_dsn(dsn)), settings)  # type: ignore[arg-type]
+                 settings: PolicySettings | None = None,
+                 catalogue: Catalogue | None = None) -> None:
+        super().__init__(None, Path(redact_dsn(dsn)), settings,  # type: ignore[arg-type]
+                         catalogue)
         self._pool = pool
         self.where = redact_dsn(dsn)
         self._local = threading.local()
@@ -155,9 +204,10 @@ class PostgresLedger(Ledger):
     # ------------------------------------------------------------------ opening
     @classmethod
     def open_dsn(cls, dsn: str, *, create: bool = True,
-                 settings: PolicySettings | None = None) -> PostgresLedger:
+                 settings: PolicySettings | None = None,
+                 catalogue: Catalogue | None = None) -> PostgresLedger:
         pool = open_pool(dsn)
-        ledger = cls(pool, dsn, settings)
+        ledger = cls(pool, dsn, settings, catalogue)
         try:
             ledger._initialise_pg(create=create)
         except BaseException:
@@ -198,6 +248,8 @@ class PostgresLedger(Ledger):
             for step in range(version, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[step]:
                     self._q(statement)
+            if version < 3:
+                self._backfill_projection()
             if version < SCHEMA_VERSION:
                 self._q("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                         [str(SCHEMA_VERSION)])
@@ -321,7 +373,9 @@ class PostgresLedger(Ledger):
             with self._connection_for_transaction() as conn:
                 if lock is not None:
                     self._q("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [lock])
+                self._begin_projection()
                 result = fn()
+                self._project_touched()
                 self._flush(conn)
                 return result
         except (psycopg.Error, PoolTimeout) as exc:
@@ -431,6 +485,68 @@ class PostgresLedger(Ledger):
         rows = self._q("SELECT location, idx, sha256 FROM sightings WHERE host = ? "
                        "ORDER BY location, idx", [_key(host)])
         return [(_unkey(bytes(loc)), int(idx), str(sha)) for loc, idx, sha in rows]
+
+    # --- SQL (projection)
+    def _sql_projection_source(self, contract_id: str) -> list[tuple[int, Any, str]]:
+        return self._q("SELECT seq, payload, at_utc FROM journal WHERE contract_id = ? "
+                       "ORDER BY at_utc, seq", [contract_id])
+
+    def _sql_accepted_ids(self) -> list[str]:
+        return self.contract_ids()
+
+    def _sql_projection_ids(self) -> list[str]:
+        return [str(r[0]) for r in self._q("SELECT contract_id FROM projection")]
+
+    def _sql_latest_recorded(self) -> str | None:
+        rows = self._q("SELECT max(recorded_utc) FROM journal")
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
+
+    def _sql_projection_row(self, contract_id: str) -> dict[str, Any] | None:
+        rows = self._q(f"SELECT {_ROW_COLUMNS} FROM projection "  # noqa: S608
+                       "WHERE contract_id = ?", [contract_id])
+        if not rows:
+            return None
+        out = dict(zip(_ROW_COLUMNS.split(", "), rows[0], strict=True))
+        out["actions"] = [tuple(r) for r in self._q(
+            f"SELECT {_ACTION_COLUMNS} FROM projection_actions "  # noqa: S608
+            "WHERE contract_id = ? ORDER BY ordinal", [contract_id])]
+        return out
+
+    def _sql_put_projection(self, row: ProjectionRow) -> None:
+        # Queued with the transaction's other writes: sent in one pipeline before the next
+        # read or the commit.
+        self._defer("DELETE FROM projection_actions WHERE contract_id = ?", [row.contract_id])
+        self._defer(_UPSERT_PROJECTION, _projection_values(row))
+        for values in _action_values(row):
+            self._defer(_INSERT_ACTION, values)
+
+    def _sql_drop_projection(self, contract_id: str) -> None:
+        self._defer("DELETE FROM projection_actions WHERE contract_id = ?", [contract_id])
+        self._defer("DELETE FROM projection WHERE contract_id = ?", [contract_id])
+
+    def _sql_clear_projection(self) -> None:
+        self._q("DELETE FROM projection_actions")
+        self._q("DELETE FROM projection")
+
+    def _sql_projection_unusable(self, at: datetime) -> int:
+        rows = self._q("SELECT count(*) FROM projection WHERE last_at > ? OR fold_key != ?",
+                       [instant_to_text(at), self.projection_keys()[0]])
+        return int(rows[0][0])
+
+    def _sql_stream(self, sql: str, params: Sequence[Any]) -> Iterator[list[Any]]:
+        """The rows of a query in chunks through a server-side cursor: memory stays flat
+        however many rows there are (one pool connection held while it is read)."""
+        try:
+            with self._pool.connection() as conn, conn.transaction(), \
+                    conn.cursor(name="certescrow_stream") as cur:
+                cur.execute(translate(sql), tuple(params))
+                while True:
+                    chunk = cur.fetchmany(_SWEEP_PAGE)
+                    if not chunk:
+                        return
+                    yield chunk
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise LedgerError(f"{self.where}: {_describe(exc)}") from None
 
     # --- SQL (reading)
     def contract_ids(self) -> list[str]:

@@ -66,6 +66,7 @@ from .tokyo import tokyo_date
 
 __all__ = [
     "PROVISO",
+    "STATE_FORMAT",
     "Cancellation",
     "ContractChange",
     "ContractState",
@@ -78,6 +79,8 @@ __all__ = [
     "fold",
     "needs_history_check",
     "renewal_blocked_under",
+    "state_from_json",
+    "state_to_json",
 ]
 
 PROVISO = "Art.6(3) proviso"
@@ -802,3 +805,112 @@ def _check_default_renewal(state: ContractState, event: RenewalMade, when: str,
             f"{state.answered_on.isoformat()}, by the deadline {deadline.isoformat()}; there is "
             "no renewal by default after a timely answer (Art.6(2)); the contract ends under "
             "Art.9(1)")
+
+
+# ---------------------------------------------------------------------- the projection's form
+STATE_FORMAT = 1
+"""Version of :func:`state_to_json`'s form (the ledger's projection stores it; a change of form
+is a schema migration that rebuilds the projection)."""
+
+
+def state_to_json(state: ContractState) -> dict[str, object]:
+    """Every field of ``state`` except ``at_utc`` (the instant asked about is the reader's),
+    in a form :func:`state_from_json` reads back exactly: the ledger's projection keeps each
+    contract's folded state in it, so that a sweep need not refold every journal."""
+    from .events import facts_to_json, instant_to_text
+
+    def day(value: date | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    c = state.cancellation
+    return {
+        "contract": state.contract_id,
+        "item": state.item,
+        "category": state.category.value,
+        "tier": state.tier.value if state.tier else None,
+        "accepted_on": state.accepted_on.isoformat(),
+        "accepted_utc": None if state.accepted_utc is None
+        else instant_to_text(state.accepted_utc),
+        "country": state.organisation_country,
+        "service": state.service,
+        "certificate": None if state.certificate is None
+        else facts_to_json(state.certificate),
+        "previous": None if state.previous_certificate is None
+        else facts_to_json(state.previous_certificate),
+        "source": state.certificate_source,
+        "since": day(state.certificate_since),
+        "notice_sent": day(state.notice_sent),
+        "answer": state.answer.value if state.answer else None,
+        "answered_on": day(state.answered_on),
+        "cancellation": None if c is None else [c.arrived.isoformat(), day(c.requested),
+                                                c.effective.isoformat()],
+        "non_renewal": day(state.non_renewal_effective),
+        "recorded": day(state.termination_recorded),
+        "recorded_clause": state.termination_recorded_clause,
+        "terminated_on": day(state.terminated_on),
+        "clause": state.termination_clause,
+        "timing": state.answer_timing,
+        "renewable": state.renewable,
+        "renewals": [[r.on.isoformat(), r.by_default, day(r.designated), r.certificate_sha256]
+                     for r in state.renewals],
+        "changes": [[ch.service, ch.accepted_on.isoformat()] for ch in state.changes],
+        "renewal_made_for": state.renewal_made_for,
+        "locations": list(state.locations),
+        "last_observed": None if state.last_observed_utc is None
+        else instant_to_text(state.last_observed_utc),
+        "events": state.events,
+    }
+
+
+def state_from_json(raw: dict[str, object], *, at: datetime) -> ContractState:
+    """The state :func:`state_to_json` wrote, as of ``at`` (the caller knows no event of the
+    contract is dated after ``at``). Raises ``KeyError``/``ValueError``/``TypeError`` on a
+    damaged form."""
+    from typing import Any, cast
+
+    from .events import facts_from_json, text_to_instant
+
+    r = cast(dict[str, Any], raw)
+
+    def day(value: Any) -> date | None:
+        return None if value is None else date.fromisoformat(value)
+
+    c = r["cancellation"]
+    return ContractState(
+        contract_id=str(r["contract"]),
+        at_utc=at,
+        item=str(r["item"]),
+        category=Category(r["category"]),
+        tier=None if r["tier"] is None else Tier(r["tier"]),
+        accepted_on=date.fromisoformat(r["accepted_on"]),
+        accepted_utc=None if r["accepted_utc"] is None else text_to_instant(r["accepted_utc"]),
+        organisation_country=str(r["country"]),
+        service=r["service"],
+        certificate=None if r["certificate"] is None else facts_from_json(r["certificate"]),
+        previous_certificate=None if r["previous"] is None else facts_from_json(r["previous"]),
+        certificate_source=r["source"],
+        certificate_since=day(r["since"]),
+        notice_sent=day(r["notice_sent"]),
+        answer=None if r["answer"] is None else Answer(r["answer"]),
+        answered_on=day(r["answered_on"]),
+        cancellation=None if c is None else Cancellation(
+            arrived=date.fromisoformat(c[0]), requested=day(c[1]),
+            effective=date.fromisoformat(c[2])),
+        non_renewal_effective=day(r["non_renewal"]),
+        termination_recorded=day(r["recorded"]),
+        termination_recorded_clause=r["recorded_clause"],
+        terminated_on=day(r["terminated_on"]),
+        termination_clause=r["clause"],
+        answer_timing=r["timing"],
+        renewable=r["renewable"],
+        renewals=tuple(Renewal(on=date.fromisoformat(on), by_default=bool(by_default),
+                               designated=day(designated), certificate_sha256=sha)
+                       for on, by_default, designated, sha in r["renewals"]),
+        changes=tuple(ContractChange(service=str(service), accepted_on=date.fromisoformat(on))
+                      for service, on in r["changes"]),
+        renewal_made_for=r["renewal_made_for"],
+        locations=tuple(str(x) for x in r["locations"]),
+        last_observed_utc=None if r["last_observed"] is None
+        else text_to_instant(r["last_observed"]),
+        events=int(r["events"]),
+    )

@@ -154,7 +154,9 @@ def test_a_version_1_ledger_is_migrated_and_stays_readable(tmp_path: Path) -> No
                       now=utc(2026, 2, 2))
         assert ledger.journal("c1")[-1].recorded == utc(2026, 2, 2)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    # version 3: the projection, back-filled by the migration and kept up by the append
+    assert conn.execute("SELECT contract_id FROM projection").fetchall() == [("c1",)]
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         conn.execute("UPDATE journal SET kind = 'x'")
     conn.close()
@@ -179,10 +181,10 @@ def test_a_failed_migration_changes_nothing(tmp_path: Path,
     conn.close()
 
 
-def test_a_bound_contract_in_a_new_ledger_uses_version_2(tmp_path: Path) -> None:
+def test_a_bound_contract_in_a_new_ledger_uses_the_current_version(tmp_path: Path) -> None:
     with Ledger.open(tmp_path / "new.sqlite3") as ledger:
         ledger.append(accepted(), now=utc(2026, 2, 1))
         ledger.append(bound(), now=utc(2026, 2, 1))
     conn = sqlite3.connect(tmp_path / "new.sqlite3")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()
