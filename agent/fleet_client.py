@@ -412,10 +412,11 @@ class OutboxIntake:
             self.check_level()
             return True
         self._failures += 1
-        if result.status == 0:
-            self.log.warning("report-unreachable", "the policy service is unreachable; "
+        if result.status in (0, 503):
+            self.log.warning("report-unreachable", "the policy service is unreachable"
+                             f"{' (its ledger is unavailable)' if result.status else ''}; "
                              f"{self.outbox.status().pending_batches} batch(es) wait in the "
-                             "outbox", failures=self._failures)
+                             "outbox", failures=self._failures, status=result.status)
         else:
             self.log.error("report-refused", f"the policy service refused batch "
                            f"{batch.sequence}: {result.message}", status=result.status)
@@ -463,7 +464,10 @@ class OutboxIntake:
         inventory["outbox_pending"] = self.outbox.status().pending_observations
         result = self.client.request("POST", "/v1/heartbeat", heartbeat_body(
             host=self.host, at=self.clock(), inventory=inventory))
-        if not result.ok and result.status != 0:
+        if result.status == 503:
+            self.log.warning("heartbeat-unavailable", "the policy service's ledger is "
+                             "unavailable; the next heartbeat tries again", status=503)
+        elif not result.ok and result.status != 0:
             self.log.error("heartbeat-refused", f"the policy service refused the heartbeat: "
                            f"{result.message}", status=result.status)
         return result.ok

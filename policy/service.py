@@ -36,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .errors import LedgerError
 from .fleet_registry import FleetRegistry, IssuedRecord
 from .fleet_wire import (
     PeerIdentity,
@@ -65,6 +66,8 @@ Renewer = Callable[[bytes, str, datetime], tuple[IssuedRecord, bytes]]
 certificate PEM. Built by the shell (it holds the fleet CA key); raises ``ValueError`` with our
 own text for a CSR it refuses."""
 MAX_CSR = 16 * 1024
+RETRY_AFTER_S = 5
+"""What a 503 asks the client to wait (agents back off with jitter on their own as well)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,6 +258,14 @@ async def _refusals(request: web.Request, handler: Handler) -> web.StreamRespons
         return await handler(request)
     except _Refused as refused:
         return refused.response
+    except LedgerError as exc:
+        # The database is down or restarting: nothing was written (a transaction either
+        # committed or not, and a committed batch is a replay when resent). The agent keeps
+        # the batch in its outbox and resends it; the service itself keeps running.
+        log.warning("the ledger is unavailable serving %s: %s", request.path, exc)
+        response = _error(503, "the ledger is unavailable; retry later")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
     except web.HTTPException as exc:
         return _error(exc.status, exc.reason)
     except Exception:
