@@ -33,10 +33,10 @@ from .errors import AgentError
 from .livechain import ChainVerdict, fetch_chain, parse_target, verify_chain
 from .monitoring import EXIT_STATUS, ExitMode, ExpiryWindows, MonitorTally, exit_status
 from .records import FileResult, ReadLimits
-from .render import item_json, render_detail, render_table
+from .render import item_json, iter_table, render_detail
 from .report import ScanReport, build_report
-from .scan import iter_scan, scan_paths
-from .scanpool import MIN_FILES_PER_JOB, ScanOutcome, default_jobs, stream_scan
+from .scan import scan_paths
+from .scanpool import MIN_FILES_PER_JOB, default_jobs, stream_scan
 from .untrusted import for_terminal
 from .x509facts import MalformedCertificateError, parse_der_certificate
 
@@ -221,7 +221,7 @@ def say_unknown(tally: MonitorTally, mode: ExitMode) -> None:
 @click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
               help="PKCS#12/encrypted-key passwords, one per line.")
 @click.option("--jobs", "-j", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Worker processes for --json/--csv (0 = one per CPU). Used from "
+              help="Worker processes (0 = one per CPU). Used from "
                    f"{MIN_FILES_PER_JOB} files per worker.")
 @click.pass_context
 def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | None,
@@ -244,33 +244,32 @@ def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | No
     limits = ReadLimits(max_size=_max_size(ctx))
     progress = _Progress(sys.stderr)
     passwords = _passwords(password_file)
-    outcome: ScanOutcome | ScanReport
     with _gc_paused():
         try:
-            if as_json or as_csv:
-                # written as classified, batch by batch: memory does not grow with the store
-                sys.stdout.flush()
-                outcome = stream_scan(
-                    list(paths), catalogue, binding=binding, at=when, settings=settings,
-                    limits=limits, fmt="json" if as_json else "csv",
-                    jobs=jobs or default_jobs(), out=sys.stdout.buffer, passwords=passwords,
-                    progress=progress if progress.enabled else None, windows=_windows(ctx))
-                sys.stdout.buffer.flush()
-            else:
-                results = iter_scan(list(paths), limits=limits, passwords=passwords,
-                                    progress=progress, group_directories=True)
-                outcome = build_report(results, catalogue, binding=binding, at=when,
-                                       settings=settings, windows=_windows(ctx))
+            # written as classified, batch by batch: memory does not grow with the store; the
+            # table keeps only what it prints (agent.render.TableEntry) until it sorts
+            sys.stdout.flush()
+            outcome = stream_scan(
+                list(paths), catalogue, binding=binding, at=when, settings=settings,
+                limits=limits, fmt="json" if as_json else "csv" if as_csv else "table",
+                jobs=jobs or default_jobs(), out=sys.stdout.buffer, passwords=passwords,
+                progress=progress if progress.enabled else None, windows=_windows(ctx))
+            sys.stdout.buffer.flush()
         finally:
             progress.close()
-        if isinstance(outcome, ScanReport):
-            click.echo(render_table(outcome, mode=mode or ExitMode.HOST))
+        if outcome.table is not None:
+            _echo_lines(iter_table(outcome.table, mode=mode or ExitMode.HOST))
     if mode is not None:
-        tally = outcome.tally() if isinstance(outcome, ScanReport) else outcome.tally
-        say_unknown(tally, mode)
-        ctx.exit(exit_status(tally, mode))
+        say_unknown(outcome.tally, mode)
+        ctx.exit(exit_status(outcome.tally, mode))
     if outcome.has_errors:
         ctx.exit(1)
+
+
+def _echo_lines(lines: Iterator[str], chunk: int = 2000) -> None:
+    """``click.echo("\\n".join(lines))`` without the whole text in memory at once."""
+    for piece in iter(lambda: list(itertools.islice(lines, chunk)), []):
+        click.echo("\n".join(piece))
 
 
 # ---------------------------------------------------------------- inspect

@@ -24,8 +24,8 @@ import re
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from wcwidth import wcswidth
 
@@ -35,13 +35,13 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for (se
     orjson = None  # type: ignore[assignment]
 
 from policy.cliutil import to_jsonable
-from policy.decisions import Decision, Finding, Severity
+from policy.decisions import Severity
 from policy.timeparse import format_instant
 from policy.tokyo import TOKYO
 
 from .monitoring import ExitMode, MonitorTally, exit_status
 from .records import FileError, FileResult, FileSkip
-from .rows import CertificateRow, FileRow, Role, what_to_do
+from .rows import CertificateRow, FileRow, Role, advice_for, what_to_do
 from .untrusted import for_csv, for_terminal, json_utf8
 
 if TYPE_CHECKING:
@@ -49,19 +49,26 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CSV_COLUMNS",
+    "TableEntry",
+    "TableFile",
+    "TableReport",
     "csv_line",
     "csv_row",
     "display_width",
     "dumps",
     "item_json",
     "iter_json",
+    "iter_table",
     "json_line",
     "render_csv",
     "render_detail",
     "render_table",
     "status_line",
     "summary_pieces",
+    "table_entry",
+    "table_file",
     "tokyo_time",
+    "urgency",
 ]
 
 # ---------------------------------------------------------------- JSON
@@ -288,59 +295,163 @@ def _fit_columns(width: int) -> tuple[list[_Column], int]:
         columns.pop(last)
 
 
-@dataclass(frozen=True, slots=True)
-class _TableRow:
+class TableEntry(NamedTuple):
+    """What the human table keeps of one certificate row: its sort key and the few short
+    fields and codes it prints, not the row (the reading, the classification and its
+    explanations in two languages: ~5 KB a certificate). A named tuple of plain ``str`` and
+    ``int`` because the scan's workers send it to the parent (cheapest to pickle)."""
+
+    severity: int
+    days: int
+    path: str
+    position: int
+    """The certificate's index in its file."""
+    sha256: bytes
+    role: str
+    name: str
+    not_after: int
+    """The Asia/Tokyo day it ends on, as :meth:`datetime.date.toordinal`."""
+    tier: str
+    category: str
+    item: str
+    findings: tuple[tuple[str, int], ...]
+    """(code, severity) of every finding, in the row's order."""
+    actions: tuple[tuple[str, int | None, int], ...]
+    """(action, due day as an ordinal or ``None``, severity) of every action."""
+
+    @property
+    def location(self) -> str:
+        return f"{self.path}#{self.position}"
+
+
+_SHARED: dict[Any, Any] = {}
+_SHARED_MAX = 4096
+
+
+def _shared(value: Any) -> Any:
+    """One object for equal small values (a row's findings are mostly the same few codes):
+    the scan's workers pickle it once a batch, and the table holds it once. Bounded: a hostile
+    store of many different combinations only empties the cache."""
+    kept = _SHARED.get(value)
+    if kept is not None:
+        return kept
+    if len(_SHARED) >= _SHARED_MAX:
+        _SHARED.clear()
+    _SHARED[value] = value
+    return value
+
+
+def table_entry(row: CertificateRow) -> TableEntry:
+    """The table's record of ``row``."""
+    c = row.classification
+    f = row.record.facts
+    name = f.sans[0] if f.sans else (f.subject_cn or f.subject)
+    if len(f.sans) > 1:
+        name += f" +{len(f.sans) - 1}"
+    contract = row.contract_view
+    return TableEntry(
+        severity=int(row.severity), days=c.days_left, path=row.record.path,
+        position=row.record.index, sha256=bytes.fromhex(f.sha256), role=row.role.value,
+        name=name, not_after=row.not_after_day.toordinal(),
+        tier=c.tier.value if contract else row.role.value,
+        category=c.category.value if contract else "-",
+        item=_shared((c.item or " or ".join(c.candidates) or "?") if contract else "-"),
+        findings=_shared(tuple((x.code, int(x.severity)) for x in row.findings)),
+        actions=tuple((a.action.value, a.due.toordinal() if a.due else None, int(a.severity))
+                      for a in row.actions))
+
+
+class TableFile(NamedTuple):
+    """What the human table keeps of a key file's row (:func:`table_file`)."""
+
+    path: str
+    severity: int
+    keys: int
+    findings: tuple[tuple[str, int], ...]
+
+
+def table_file(file_row: FileRow) -> TableFile:
+    return TableFile(path=file_row.path, severity=int(file_row.severity),
+                     keys=len(file_row.keys),
+                     findings=_shared(tuple((x.code, int(x.severity))
+                                            for x in file_row.findings)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableReport:
+    """Everything the human table prints, and nothing more: what ``scan`` (no ``--json``)
+    holds until it sorts, instead of every classified row (issue 12: 145 MiB at 20,000
+    certificates against 51 MiB for ``--json``)."""
+
+    entries: Sequence[TableEntry]
+    """In the order rows are merged (:func:`_merge`): by urgency for ``scan``."""
+    files: Sequence[TableFile]
+    """Key files at warning or worse (the others are only counted: ``quiet_files``)."""
+    quiet_files: int
+    errors: Sequence[FileError]
+    skipped: Sequence[FileSkip]
+    at: datetime
+    tally: MonitorTally
+
+    @classmethod
+    def of(cls, report: ScanReport, tally: MonitorTally | None = None) -> TableReport:
+        """The table's view of a report of classified rows (``inspect``, ``agent run``)."""
+        loud = [f for f in report.files if f.severity >= Severity.WARNING]
+        return cls(entries=[table_entry(r) for r in report.rows],
+                   files=[table_file(f) for f in loud],
+                   quiet_files=len(report.files) - len(loud), errors=report.errors,
+                   skipped=report.skipped, at=report.at,
+                   tally=tally if tally is not None else report.tally())
+
+
+def urgency(entry: TableEntry) -> tuple[int, int, str, int]:
+    """Most urgent first: worst severity, then fewest days left (then the place)."""
+    return (-entry.severity, entry.days, entry.path, entry.position)
+
+
+class _TableRow(NamedTuple):
     """One line of the table: a certificate (all its places) or a key file."""
 
-    severity: Severity
+    severity: int
     days: int | None
-    cells: dict[str, str]
-    name: str
-    findings: tuple[Finding, ...]
-    actions: tuple[Decision, ...]
-    places: tuple[str, ...]
+    first: str
+    """The first place (the last sort key)."""
+    shown: TableEntry | TableFile
+    """The place whose fields are shown: the worst (a key file: itself)."""
+    findings: tuple[tuple[str, int], ...]
+    places: tuple[TableEntry, ...] | None
+    """Every place of a certificate, ``None`` for a key file."""
 
 
-def _merge(rows: Sequence[CertificateRow]) -> list[_TableRow]:
+def _merge(rows: Sequence[TableEntry]) -> list[_TableRow]:
     """One table row per certificate (SHA-256) and role: ``cert.pem`` and ``fullchain.pem#0``
     are one row listing both places, shown with the worst of their findings."""
-    groups: dict[tuple[str, Role], list[CertificateRow]] = {}
+    groups: dict[tuple[bytes, str], list[TableEntry]] = {}
     for row in rows:
-        groups.setdefault((row.record.facts.sha256, row.role), []).append(row)
+        groups.setdefault((row.sha256, row.role), []).append(row)
     out: list[_TableRow] = []
     for group in groups.values():
-        worst = max(group, key=lambda r: (int(r.severity), -r.classification.days_left))
-        c = worst.classification
-        f = worst.record.facts
+        if len(group) == 1:
+            (one,) = group
+            out.append(_TableRow(one.severity, one.days, one.location, one, one.findings,
+                                 (one,)))
+            continue
+        worst = max(group, key=lambda r: (r.severity, -r.days))
         # One finding per code: the places' messages differ only by the place named
         # (fullchain.pem#1, cert.pem), and the row lists codes ("chain-expired" once).
-        findings: dict[str, Finding] = {}
+        findings: dict[str, int] = {}
         for row in group:
-            for finding in row.findings:
-                kept = findings.get(finding.code)
-                if kept is None or finding.severity > kept.severity:
-                    findings[finding.code] = finding
-        name = f.sans[0] if f.sans else (f.subject_cn or f.subject)
-        if len(f.sans) > 1:
-            name += f" +{len(f.sans) - 1}"
-        contract = worst.contract_view
-        out.append(_TableRow(
-            severity=max(r.severity for r in group), days=c.days_left,
-            cells={"NOT AFTER": worst.not_after_day.isoformat(),
-                   "TIER": c.tier.value if contract else worst.role.value,
-                   "CAT": c.category.value if contract else "-",
-                   "ITEM": (c.item or " or ".join(c.candidates) or "?") if contract else "-"},
-            name=name, findings=tuple(findings.values()), actions=worst.actions,
-            places=tuple(r.location for r in group)))
+            for code, severity in row.findings:
+                kept = findings.get(code)
+                if kept is None or severity > kept:
+                    findings[code] = severity
+        out.append(_TableRow(max(r.severity for r in group), worst.days, group[0].location,
+                             worst, tuple(findings.items()), tuple(group)))
     return out
 
 
-def _file_row(file_row: FileRow) -> _TableRow:
-    keys = len(file_row.keys)
-    return _TableRow(severity=file_row.severity, days=None,
-                     cells={"NOT AFTER": "-", "TIER": "key", "CAT": "-", "ITEM": "-"},
-                     name=f"private key file ({keys} key(s))" if keys else "file",
-                     findings=file_row.findings, actions=(), places=(file_row.path,))
+def _file_row(file_row: TableFile) -> _TableRow:
+    return _TableRow(file_row.severity, None, file_row.path, file_row, file_row.findings, None)
 
 
 def _render_table_row(row: _TableRow, columns: Sequence[_Column], name_width: int,
@@ -348,75 +459,101 @@ def _render_table_row(row: _TableRow, columns: Sequence[_Column], name_width: in
     # more days than the column holds: a certificate "valid until 9999" (RFC 5280's no
     # well-defined expiration) shows no count rather than breaking the columns
     days = "-" if row.days is None or abs(row.days) > 99_999 else str(row.days)
-    values = {"SEVERITY": row.severity.name.lower(), "DAYS": days, **row.cells}
+    shown = row.shown
+    actions: tuple[tuple[str, int | None, int], ...] = ()
+    if isinstance(shown, TableEntry):
+        cells = {"NOT AFTER": date.fromordinal(shown.not_after).isoformat(),
+                 "TIER": shown.tier, "CAT": shown.category, "ITEM": shown.item}
+        name = shown.name
+        actions = shown.actions
+        places = [p.location for p in row.places or ()]
+    else:
+        cells = {"NOT AFTER": "-", "TIER": "key", "CAT": "-", "ITEM": "-"}
+        name = f"private key file ({shown.keys} key(s))" if shown.keys else "file"
+        places = [shown.path]
+    severity = Severity(row.severity)
+    values = {"SEVERITY": severity.name.lower(), "DAYS": days, **cells}
     head = " ".join(_pad(for_terminal(_shorten(values[c.title], c.width)) if c.optional
                          else values[c.title], c.width, right=c.right) for c in columns)
-    lines = [f"{head} {_shorten(for_terminal(row.name), name_width)}".rstrip()]
-    notes = [x.code for x in row.findings if x.severity >= Severity.WARNING]
-    notes += [f"{a.action.value}@{a.due.isoformat()}" if a.due else a.action.value
-              for a in row.actions]
+    lines = [f"{head} {_shorten(for_terminal(name), name_width)}".rstrip()]
+    dues = [(action, date.fromordinal(due).isoformat() if due is not None else None, sev)
+            for action, due, sev in actions]
+    notes = [code for code, sev in row.findings if sev >= Severity.WARNING]
+    notes += [f"{action}@{due}" if due else action for action, due, _ in dues]
     if notes:
         lines.extend(_wrap("findings/actions: ", notes, width))
-    if row.severity >= Severity.WARNING:
-        advice = what_to_do(row.findings, row.actions)
+    if severity >= Severity.WARNING:
+        advice = advice_for(row.findings, dues)
         if advice:
             lines.extend(_wrap("what to do: ", _words("; ".join(advice)), width, joiner=" "))
-    lines.extend(_wrap("in: ", [for_terminal(p) for p in row.places], width))
+    lines.extend(_wrap("in: ", [for_terminal(p) for p in places], width))
     return lines
 
 
-def render_table(report: ScanReport, *, width: int | None = None,
+def render_table(report: ScanReport | TableReport, *, width: int | None = None,
                  mode: ExitMode = ExitMode.HOST, tally: MonitorTally | None = None) -> str:
     """The human table: most urgent first (key files among the certificates), each row with
     its findings, what to do and where it was found; then errors and skipped files. ``tally``:
     what the summary line says (default: the report's own; the daemon's knows its stores)."""
+    return "\n".join(iter_table(report, width=width, mode=mode, tally=tally))
+
+
+def iter_table(report: ScanReport | TableReport, *, width: int | None = None,
+               mode: ExitMode = ExitMode.HOST, tally: MonitorTally | None = None
+               ) -> Iterator[str]:
+    """:func:`render_table` line by line: a table of 100,000 certificates is ~25 MB of text,
+    which ``scan`` writes as it goes instead of joining it first."""
+    table_report = report if isinstance(report, TableReport) else TableReport.of(report, tally)
+    if tally is None:
+        tally = table_report.tally
     width = width if width is not None else shutil.get_terminal_size().columns
     width = max(width, 40)
     columns, name_width = _fit_columns(width)
-    shown = [r for r in report.rows
-             if r.role not in (Role.INTERMEDIATE, Role.ROOT) or r.severity >= Severity.WARNING]
-    chain = len(report.rows) - len(shown)
-    quiet_keys = sum(1 for f in report.files if f.severity < Severity.WARNING)
-    table = _merge(shown) + [_file_row(f) for f in report.files
-                             if f.severity >= Severity.WARNING]
-    table.sort(key=lambda r: (-int(r.severity), r.days is None,
-                              r.days if r.days is not None else 0, r.places[0]))
-    lines: list[str] = []
+    entries = table_report.entries
+    shown = [r for r in entries
+             if r.role not in _CHAIN_ROLES or r.severity >= Severity.WARNING]
+    chain = len(entries) - len(shown)
+    table = _merge(shown) + [_file_row(f) for f in table_report.files]
+    del shown
+    table.sort(key=lambda r: (-r.severity, r.days is None,
+                              r.days if r.days is not None else 0, r.first))
+    started = False
     if table:
         header = " ".join(_pad(c.title, c.width, right=c.right) for c in columns)
-        lines.append(f"{header} NAME")
+        yield f"{header} NAME"
+        started = True
         for row in table:
-            lines.extend(_render_table_row(row, columns, name_width, width))
-    if report.errors:
-        _separate(lines)
-        lines.append("Errors (could not be read):")
-        for error in report.errors:
+            yield from _render_table_row(row, columns, name_width, width)
+    if table_report.errors:
+        if started:
+            yield ""  # a blank line between two sections, never before the first
+        started = True
+        yield "Errors (could not be read):"
+        for error in table_report.errors:
             where = error.path if error.index is None else f"{error.path}#{error.index}"
-            lines.extend(_wrap("", _words(for_terminal(
-                f"{where}: {error.code}: {error.message}")), width, joiner=" ", indent="  "))
-    if report.skipped:
-        _separate(lines)
-        lines.append("Skipped (not certificate store entries, info):")
-        for skip in report.skipped:
-            lines.extend(_wrap("", _words(for_terminal(
-                f"{skip.path}: {skip.code}: {skip.message}")), width, joiner=" ", indent="  "))
-    _separate(lines)
-    lines.extend(_wrap("", summary_pieces(
-        tally if tally is not None else report.tally(), mode=mode, at=report.at,
-        certificates=len(report.rows), skipped=len(report.skipped)), width, joiner=" ",
-        indent=""))
+            yield from _wrap("", _words(for_terminal(
+                f"{where}: {error.code}: {error.message}")), width, joiner=" ", indent="  ")
+    if table_report.skipped:
+        if started:
+            yield ""
+        started = True
+        yield "Skipped (not certificate store entries, info):"
+        for skip in table_report.skipped:
+            yield from _wrap("", _words(for_terminal(
+                f"{skip.path}: {skip.code}: {skip.message}")), width, joiner=" ", indent="  ")
+    if started:
+        yield ""
+    yield from _wrap("", summary_pieces(
+        tally, mode=mode, at=table_report.at, certificates=len(entries),
+        skipped=len(table_report.skipped)), width, joiner=" ", indent="")
+    quiet_keys = table_report.quiet_files
     if chain or quiet_keys:
-        lines.extend(_wrap("", _words(
+        yield from _wrap("", _words(
             f"({chain} chain certificate(s) shown with their leaves, {quiet_keys} key "
-            "file(s) without a problem; --json lists them)"), width, joiner=" ", indent=""))
-    return "\n".join(lines)
+            "file(s) without a problem; --json lists them)"), width, joiner=" ", indent="")
 
 
-def _separate(lines: list[str]) -> None:
-    """A blank line between two sections, never before the first (an empty table must not
-    start the output with a blank line)."""
-    if lines:
-        lines.append("")
+_CHAIN_ROLES = frozenset({Role.INTERMEDIATE.value, Role.ROOT.value})
 
 
 def _status_pieces(report: ScanReport, mode: ExitMode) -> list[str]:

@@ -41,6 +41,7 @@ __all__ = [
     "KeysBeside",
     "Placement",
     "Role",
+    "advice_for",
     "certificate_row",
     "key_json",
     "pair_key",
@@ -493,21 +494,33 @@ _ACTION_ADVICE: dict[Action, str] = {
 }
 
 
+_ADVICE_BY_VALUE: dict[str, str] = {action.value: text for action, text in _ACTION_ADVICE.items()}
+
+
 def what_to_do(findings: Sequence[Finding], actions: Sequence[Decision], *,
                limit: int = 2) -> list[str]:
     """Advice for the warning and critical findings and actions, worst first, at most
     ``limit`` distinct sentences (a row's "what to do" line)."""
+    return advice_for([(f.code, int(f.severity)) for f in findings],
+                      [(a.action.value, a.due.isoformat() if a.due is not None else None,
+                        int(a.severity)) for a in actions], limit=limit)
+
+
+def advice_for(findings: Sequence[tuple[str, int]],
+               actions: Sequence[tuple[str, str | None, int]], *, limit: int = 2) -> list[str]:
+    """:func:`what_to_do` of findings as (code, severity) and actions as (action, due day,
+    severity): what the human table keeps of a row (:class:`agent.render.TableEntry`)."""
     ranked: list[tuple[int, int, str]] = []
-    for n, finding in enumerate(findings):
-        if finding.severity >= Severity.WARNING:
-            text = _ADVICE.get(finding.code, f"see `certescrow inspect` ({finding.code})")
-            ranked.append((-int(finding.severity), n, text))
-    for n, action in enumerate(actions, start=len(findings)):
-        if action.severity >= Severity.WARNING:
-            text = _ACTION_ADVICE.get(action.action, f"contract desk: {action.action.value}")
-            if action.due is not None:
-                text += f" (due {action.due.isoformat()})"
-            ranked.append((-int(action.severity), n, text))
+    for n, (code, severity) in enumerate(findings):
+        if severity >= Severity.WARNING:
+            text = _ADVICE.get(code, f"see `certescrow inspect` ({code})")
+            ranked.append((-severity, n, text))
+    for n, (action, due, severity) in enumerate(actions, start=len(findings)):
+        if severity >= Severity.WARNING:
+            text = _ADVICE_BY_VALUE.get(action, f"contract desk: {action}")
+            if due is not None:
+                text += f" (due {due})"
+            ranked.append((-severity, n, text))
     out: list[str] = []
     for _, _, text in sorted(ranked):
         if text not in out:

@@ -41,12 +41,15 @@ from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
 from policy.catalogue import Catalogue
+from policy.decisions import Severity
 from policy.intake import Binding
 from policy.settings import PolicySettings
 
 from .monitoring import ExitMode, ExpiryWindows, MonitorTally, exit_status
-from .records import FileError, ReadLimits
-from .report import csv_header, iter_report, render_line, tally_item
+from .records import FileError, FileSkip, ReadLimits
+from .render import TableEntry, TableFile, TableReport, table_entry, table_file, urgency
+from .report import ReportItem, csv_header, iter_report, render_line, tally_item
+from .rows import CertificateRow, FileRow
 from .scan import Batch, ProgressCallback, directory_batches, iter_targets, read_target
 
 __all__ = [
@@ -83,6 +86,18 @@ class _Job:
 _JOB: _Job | None = None  # set in the parent just before the workers are forked
 
 
+class _TablePart(NamedTuple):
+    """One batch for the human table: only what it prints (:class:`agent.render.TableEntry`),
+    never the rows."""
+
+    entries: list[TableEntry]
+    files: list[TableFile]
+    """Key files at warning or worse."""
+    quiet_files: int
+    errors: list[FileError]
+    skipped: list[FileSkip]
+
+
 class _Rendered(NamedTuple):
     """One batch, rendered: the lines joined by the format's separator, and what they count.
     A named tuple because it crosses from a worker to the parent (cheapest to pickle)."""
@@ -94,6 +109,8 @@ class _Rendered(NamedTuple):
     """What of the batch a row elsewhere in its directory depends on (:data:`_KEYS`,
     :data:`_LEAVES`, :data:`_CAS`), or :data:`_DIED`."""
     files: int
+    table: _TablePart | None = None
+    """``fmt == "table"``: the table's records instead of text."""
 
 
 _KEYS, _LEAVES, _CAS, _DIED = 1, 2, 4, 8
@@ -107,6 +124,8 @@ class ScanOutcome:
     """What a streamed scan wrote: enough for the exit status."""
 
     tally: MonitorTally
+    table: TableReport | None = None
+    """``fmt == "table"``: what the human table prints, sorted by urgency."""
 
     @property
     def has_errors(self) -> bool:
@@ -140,14 +159,40 @@ def _render(job: _Job, targets: Sequence[str | FileError]) -> _Rendered:
             context |= _KEYS
         for record in result.certificates:
             context |= _CAS if record.facts.is_ca else _LEAVES
-    lines: list[bytes] = []
+    items = iter_report(results, job.catalogue, binding=job.binding, at=job.at,
+                        settings=job.settings, windows=job.windows)
     tally = MonitorTally()
-    for item in iter_report(results, job.catalogue, binding=job.binding, at=job.at,
-                            settings=job.settings, windows=job.windows):
-        lines.append(render_line(item, job.fmt))
+    if job.fmt == "table":
+        table = _table_part(items, tally)
+        return _Rendered(text=b"", lines=0, tally=tally, context=context, files=len(targets),
+                         table=table)
+    lines: list[bytes] = []
+    fmt = job.fmt
+    for item in items:
+        lines.append(render_line(item, fmt))
         tally_item(tally, item)
     return _Rendered(text=_separator(job.fmt).join(lines), lines=len(lines), tally=tally,
                      context=context, files=len(targets))
+
+
+def _table_part(items: Iterator[ReportItem], tally: MonitorTally) -> _TablePart:
+    """What the human table keeps of a batch's items; each row is dropped once recorded."""
+    part = _TablePart(entries=[], files=[], quiet_files=0, errors=[], skipped=[])
+    quiet = 0
+    for item in items:
+        tally_item(tally, item)
+        if isinstance(item, CertificateRow):
+            part.entries.append(table_entry(item))
+        elif isinstance(item, FileRow):
+            if item.severity >= Severity.WARNING:
+                part.files.append(table_file(item))
+            else:
+                quiet += 1
+        elif isinstance(item, FileSkip):
+            part.skipped.append(item)
+        else:
+            part.errors.append(item)
+    return part._replace(quiet_files=quiet)
 
 
 def _run_batch(targets: list[str | FileError]) -> _Rendered:
@@ -165,6 +210,10 @@ def _died(job: _Job, targets: Sequence[str | FileError]) -> _Rendered:
     tally = MonitorTally()
     for error in errors:
         tally_item(tally, error)
+    if job.fmt == "table":
+        return _Rendered(text=b"", lines=0, tally=tally, context=_DIED, files=len(targets),
+                         table=_TablePart(entries=[], files=[], quiet_files=0, errors=errors,
+                                          skipped=[]))
     return _Rendered(text=_separator(job.fmt).join(render_line(e, job.fmt) for e in errors),
                      lines=len(errors), tally=tally, context=_DIED, files=len(targets))
 
@@ -220,12 +269,16 @@ class _Forked:
 
 @dataclass(slots=True)
 class _Writer:
-    """Frames the document and counts what it wrote."""
+    """Frames the document and counts what it wrote; for the human table, gathers the
+    records."""
 
     out: IO[bytes]
     fmt: str
+    at: datetime
     wrote_lines: bool = False
     tally: MonitorTally = field(default_factory=MonitorTally)
+    table: _TablePart = field(default_factory=lambda: _TablePart([], [], 0, [], []))
+    quiet_files: int = 0
 
     def start(self) -> None:
         if self.fmt == "csv":
@@ -237,6 +290,12 @@ class _Writer:
         self.tally.errors += part.errors
         self.tally.certificates += part.certificates
         self.tally.unknown_reasons.extend(part.unknown_reasons)
+        if rendered.table is not None:
+            self.table.entries.extend(rendered.table.entries)
+            self.table.files.extend(rendered.table.files)
+            self.table.errors.extend(rendered.table.errors)
+            self.table.skipped.extend(rendered.table.skipped)
+            self.quiet_files += rendered.table.quiet_files
         if not rendered.lines:
             return
         if self.fmt == "json":
@@ -249,7 +308,14 @@ class _Writer:
             self.out.write(b"\n]\n" if self.wrote_lines else b"[]\n")
         if not self.tally.certificates and not self.tally.errors:
             self.tally.unknown("no certificate was read: nothing is monitored")
-        return ScanOutcome(tally=self.tally)
+        if self.fmt != "table":
+            return ScanOutcome(tally=self.tally)
+        self.table.entries.sort(key=urgency)
+        self.table.files.sort(key=lambda f: (-f.severity, f.path))
+        return ScanOutcome(tally=self.tally, table=TableReport(
+            entries=self.table.entries, files=self.table.files, quiet_files=self.quiet_files,
+            errors=self.table.errors, skipped=self.table.skipped, at=self.at,
+            tally=self.tally))
 
 
 @dataclass(slots=True)
@@ -366,8 +432,9 @@ def stream_scan(
     windows: ExpiryWindows | None = None,
 ) -> ScanOutcome:
     """Scan ``paths`` with up to ``jobs`` worker processes and write the report as ``fmt``
-    (``json`` or ``csv``) to ``out`` as it is produced. One process when there is too little to
-    share, or when threads are running.
+    (``json`` or ``csv``) to ``out`` as it is produced; ``table``: write nothing, and return
+    what the human table prints (:attr:`ScanOutcome.table`). One process when there is too
+    little to share, or when threads are running.
 
     With ``progress``, the store is walked once more first, only to count its files (~1 s for
     a million), so that the total is known."""
@@ -387,7 +454,7 @@ def stream_scan(
         seen += len(batch.targets)
     workers = min(jobs, max(1, seen // MIN_FILES_PER_JOB))
     everything = _chain(ahead, batches)
-    writer = _Writer(out, fmt)
+    writer = _Writer(out, fmt, at=at)
     writer.start()
     pool: _Pool
     if workers <= 1 or threading.active_count() > 1:
