@@ -19,12 +19,15 @@ someone named that does not exist is an error naming it (a mistyped path must ne
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import json
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ from policy.cliutil import (
     config_section,
     echo_json,
     echo_json_array,
+    echo_json_texts,
     echo_lines,
     resolve_at,
     settings_from,
@@ -55,7 +59,7 @@ from policy.errors import (
     UnknownContractError,
     UnknownItemError,
 )
-from policy.evaluate import due_actions, evaluate_contract, fee_history
+from policy.evaluate import decision_from_json, due_actions, evaluate_contract, fee_history
 from policy.events import (
     TERMINATION_CLAUSES,
     AnswerReceived,
@@ -74,6 +78,7 @@ from policy.events import (
 from policy.facts import CertificateFacts
 from policy.ledger import JournalEntry, JournalProblem, Ledger
 from policy.paths import ledger_display, ledger_exists, ledger_is_explicit, ledger_path
+from policy.projection import ActionRow, action_rows, unpriced_text
 from policy.rules.art6 import Answer, answer_deadline, end_of_validity
 from policy.rules.art7 import Application, application_refusals
 from policy.settings import PolicySettings
@@ -81,7 +86,11 @@ from policy.state import ContractState
 from policy.tiers import Tier
 from policy.tokyo import tokyo_date, tokyo_midnight_utc
 
-__all__ = ["actions_command", "contract_group"]
+__all__ = ["PROJECTION_MISMATCH_EXIT", "actions_command", "contract_group", "verify_command"]
+
+PROJECTION_MISMATCH_EXIT = 18
+"""``policy verify``: the projection differs from the fold of the journal (the policy family's
+next code after 17)."""
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}")
 
@@ -135,7 +144,8 @@ def _ledger(env: _Env, *, create: bool) -> Iterator[Ledger | None]:
             raise _no_ledger_error(env.ledger_path)
         yield None
         return
-    ledger = Ledger.open(env.ledger_path, create=create, settings=env.settings)
+    ledger = Ledger.open(env.ledger_path, create=create, settings=env.settings,
+                         catalogue=env.catalogue)
     try:
         yield ledger
     finally:
@@ -358,7 +368,11 @@ def list_command(as_json: bool, at: datetime | None, as_recorded: datetime | Non
     rows: list[tuple[ContractState, tuple[Decision, ...]]] = []
     failures: list[tuple[str, PolicyError]] = []
     with _ledger(env, create=False) as ledger:
-        if ledger is not None:
+        if ledger is not None and known is None and ledger.projection_answers(now):
+            # Current knowledge: the projection's states, and its cached decisions where they
+            # hold for today (docs/ledger.md "The projection").
+            rows = _evaluate_projected(env, ledger.projected(at=now), now, failures)
+        elif ledger is not None:
             states = ledger.states(at=now, as_recorded=known)
             if sys.stderr.isatty() and not as_json:
                 total = len(ledger.contract_ids())
@@ -391,6 +405,20 @@ def _evaluate_all(env: _Env, states: Any, now: datetime,
         except (OverflowError, ValueError):
             failures.append((state.contract_id, _unevaluable(state)))
             rows.append((state, ()))
+    return rows
+
+
+def _evaluate_projected(env: _Env, projected: Iterable[tuple[ContractState, str | None]],
+                        now: datetime, failures: list[tuple[str, PolicyError]]
+                        ) -> list[tuple[ContractState, tuple[Decision, ...]]]:
+    """:func:`_evaluate_all` over the projection: a contract whose cached decisions hold is
+    not evaluated again."""
+    rows = []
+    for state, cached in projected:
+        if cached is None:
+            rows.extend(_evaluate_all(env, [state], now, failures))
+        else:
+            rows.append((state, tuple(decision_from_json(d) for d in json.loads(cached))))
     return rows
 
 
@@ -765,6 +793,12 @@ def actions_command(as_json: bool, at: datetime | None, within: int | None,
     decisions: list[Decision] = []
     failures: list[tuple[str, PolicyError]] = []
     with _ledger(env, create=False) as ledger:
+        if ledger is not None and known is None and ledger.projection_answers(now):
+            _projected_actions(env, ledger, now, within, as_json, failures)
+            ledger = None  # answered: nothing more to sweep
+            answered = True
+        else:
+            answered = False
         if ledger is not None:
             show_progress = sys.stderr.isatty() and not as_json
             states = ledger.states(at=now, as_recorded=known)
@@ -775,6 +809,9 @@ def actions_command(as_json: bool, at: datetime | None, within: int | None,
                     _sweep(env, bar, now, decisions, failures)
             else:
                 _sweep(env, states, now, decisions, failures)
+    if answered:
+        _finish(env, failures)
+        return
     due = due_actions(decisions, at=now, within=within)
     decisions.clear()  # the sorted copy is all that is needed now
     if as_json:
@@ -788,13 +825,112 @@ def actions_command(as_json: bool, at: datetime | None, within: int | None,
     _finish(env, failures)
 
 
+def _projected_actions(env: _Env, ledger: Ledger, now: datetime, within: int | None,
+                       as_json: bool, failures: list[tuple[str, PolicyError]]) -> None:
+    """``policy actions`` from the projection: the cached actions streamed from the ledger in
+    order, merged with those of the contracts whose cache does not hold for today (evaluated
+    here, from their stored states). Memory grows with those contracts only."""
+    stale, cached = ledger.projected_actions(at=now, within=within)
+    horizon = None if within is None else tokyo_date(now) + timedelta(days=within)
+    fresh: list[ActionRow] = []
+    for state in stale:
+        try:
+            decided = _evaluate(env, state, now)
+        except PolicyError as exc:
+            failures.append((state.contract_id, exc))
+            continue
+        except (OverflowError, ValueError):
+            failures.append((state.contract_id, _unevaluable(state)))
+            continue
+        fresh.extend(r for r in action_rows(decided)
+                     if horizon is None or r.due is None or r.due <= horizon)
+    fresh.sort(key=lambda r: r.sort_key)
+    merged = heapq.merge(cached, fresh, key=lambda r: r.sort_key)
+    if as_json:
+        echo_json_texts(r.body for r in merged)
+        return
+    first = next(merged, None)
+    if first is None:
+        click.echo("Nothing due.")
+        return
+    today = tokyo_date(now)
+    unpriced: set[str] = set()
+    count = 0
+    click.echo(f"{ledger.projected_action_count(at=now, within=within) + len(fresh)} "
+               f"action(s) as of {today} (Asia/Tokyo):")
+
+    def lines() -> Iterator[str]:
+        nonlocal count
+        for row in itertools.chain((first,), merged):
+            count += 1
+            if row.unpriced is not None:
+                unpriced.add(row.unpriced)
+            when = row.due.isoformat() if row.due else "-"
+            mark = " overdue" if row.due is not None and row.due < today else ""
+            yield (f"  {when}{mark:<8} {row.contract_id:<16} {row.action:<20} {row.clause:<18} "
+                   f"{row.severity.name.lower():<8} {row.explanation_en}")
+
+    echo_lines(lines())
+    _echo_missing_prices(sorted(unpriced))
+
+
+@click.command("verify")
+@json_option
+@click.option("--repair", is_flag=True,
+              help="Rewrite the whole projection from the journal (decisions as of --at).")
+@at_option
+@ledger_option
+def verify_command(as_json: bool, repair: bool, at: datetime | None,
+                   ledger_opt: Path | None) -> None:
+    """Refold every contract's journal and compare it with the ledger's projection.
+
+    Each mismatch is listed and the exit status is 18; with --repair the projection is
+    rewritten from the journal (and checked again). The fold is the reference: a mismatch
+    never changes what the journal says, only what sweeps read."""
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    with _ledger(env, create=False) as ledger:
+        if ledger is None:
+            raise _no_ledger_error(env.ledger_path)
+        mismatches, checked, foreign = ledger.verify_projection(at=now)
+        written: int | None = None
+        left = mismatches
+        if repair:
+            written = ledger.rebuild_projection(at=now)
+            left, _, _ = ledger.verify_projection(at=now)
+    where = ledger_display(env.ledger_path)
+    if as_json:
+        echo_json({"ledger": where, "checked": checked, "other_settings": foreign,
+                   "mismatches": [{"contract": c, "problem": p} for c, p in mismatches],
+                   "repaired": written is not None, "rows_written": written,
+                   "mismatches_after_repair": None if written is None else [
+                       {"contract": c, "problem": p} for c, p in left]})
+    else:
+        click.echo(f"{where}: {checked} contract(s) refolded from the journal and compared "
+                   f"with the projection: {len(mismatches)} mismatch(es).")
+        for contract_id, problem in mismatches:
+            click.echo(terminal_text(f"  {contract_id}: {problem}"))
+        if foreign:
+            click.echo(f"Note: {foreign} row(s) were written with other settings or another "
+                       "catalogue (their cached actions are evaluated again by readers).")
+        if written is not None:
+            click.echo(f"Repaired: the projection was rewritten from the journal ({written} "
+                       f"row(s), actions as of {tokyo_date(now)}); "
+                       + ("it now matches the fold." if not left
+                          else f"{len(left)} mismatch(es) remain."))
+    _finish(env)
+    if left:
+        sys.exit(PROJECTION_MISMATCH_EXIT)
+
+
 def _echo_unpriced(decisions: Sequence[Decision]) -> None:
     """Prices missing from ``[policy.prices]``, said once per run as information: a fee is
     still owed, its amount is shown to the customer separately (Art.10)."""
-    missing = sorted({" ".join(str(part) for part in (
-        d.facts.get("item") or "contract change", d.facts.get("tier") or "",
-        d.computed.get("fee")) if part)
-        for d in decisions if d.computed.get("amount_configured") is False})
+    _echo_missing_prices(sorted({text for d in decisions
+                                 if (text := unpriced_text(d)) is not None}))
+
+
+def _echo_missing_prices(missing: Sequence[str]) -> None:
     if not missing:
         return
     shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")

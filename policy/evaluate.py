@@ -18,8 +18,9 @@ the prospective fees of a renewal the rules call for.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from policy.catalogue import Catalogue
 from policy.classification import contract_compliance
@@ -34,7 +35,7 @@ from policy.settings import PolicySettings, PriceList
 from policy.state import PROVISO, ContractState
 from policy.tokyo import tokyo_date
 
-__all__ = ["due_actions", "evaluate_contract", "fee_history", "sort_key"]
+__all__ = ["decision_from_json", "due_actions", "evaluate_contract", "fee_history", "sort_key"]
 
 _RENEWING = (Action.RENEW, Action.RENEW_BY_DEFAULT, Action.CUSTOMER_RENEWS)
 
@@ -165,3 +166,15 @@ def due_actions(decisions: Iterable[Decision], *, at: datetime,
         return sorted(decisions, key=sort_key)
     horizon = tokyo_date(at) + timedelta(days=within)
     return sorted((d for d in decisions if d.due is None or d.due <= horizon), key=sort_key)
+
+
+def decision_from_json(raw: Mapping[str, Any]) -> Decision:
+    """The decision :meth:`Decision.to_json` wrote (the ledger's projection caches decisions
+    in that form): the same decision, its ``computed`` and ``facts`` as JSON scalars."""
+    explanation = raw["explanation"]
+    due = raw["due"]
+    return Decision(action=Action(raw["action"]), clause=str(raw["clause"]),
+                    due=None if due is None else date.fromisoformat(due),
+                    explanation_en=str(explanation["en"]), explanation_ja=str(explanation["ja"]),
+                    contract_id=raw["contract"], severity=Severity[str(raw["severity"]).upper()],
+                    computed=dict(raw["computed"]), facts=dict(raw["facts"]))

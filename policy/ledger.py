@@ -383,6 +383,7 @@ class Ledger:
         else:
             for statement in _split_sql(_SCHEMA):
                 self._conn.execute(statement)
+            self._sql_set_watermark()
         self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('format', 'certescrow-ledger')")
         self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -578,10 +579,19 @@ class Ledger:
     def _begin_projection(self) -> None:
         self._tx.touched = set()
         self._tx.recorded = None
+        self._tx.inserted = False
+        self._tx.watermark = None
 
     def _touch(self, contract_id: str | None, recorded: datetime) -> None:
         touched: set[str] | None = getattr(self._tx, "touched", None)
-        if touched is None or contract_id is None:
+        if touched is None:
+            return
+        if not self._tx.inserted:
+            # Whether the projection was in step with the journal before this transaction's
+            # first row (read under the write lock): only then does it stay so after it.
+            self._tx.inserted = True
+            self._tx.watermark = self._sql_projection_in_step()
+        if contract_id is None:
             return
         touched.add(contract_id)
         if self._tx.recorded is None or recorded > self._tx.recorded:
@@ -590,15 +600,19 @@ class Ledger:
     def _project_touched(self) -> None:
         """Rebuild the projection rows of the contracts this transaction touched (one each,
         however many events it wrote for them: a batch of observations is one upsert per
-        contract)."""
+        contract), and move the projection's watermark to the journal's last row when it was
+        in step before."""
         touched: set[str] | None = getattr(self._tx, "touched", None)
-        if not touched:
+        if not getattr(self._tx, "inserted", False):
             return
         recorded: datetime | None = self._tx.recorded
         self._tx.touched = set()
+        self._tx.inserted = False
         today = _day_of(recorded) if recorded is not None else None
-        for contract_id in sorted(touched):
+        for contract_id in sorted(touched or ()):
             self._project(contract_id, today)
+        if self._tx.watermark:
+            self._sql_set_watermark()
 
     def _project(self, contract_id: str, today: date | None) -> ProjectionRow | None:
         journal = self._sql_projection_source(contract_id)
@@ -620,6 +634,7 @@ class Ledger:
         today = _day_of(text_to_instant(latest)) if latest else None
         for contract_id in self._sql_accepted_ids():
             self._project(contract_id, today)
+        self._sql_set_watermark()
 
     def rebuild_projection(self, *, at: datetime) -> int:
         """Rewrite every contract's projection row from its journal, decisions for ``at``'s
@@ -629,8 +644,10 @@ class Ledger:
 
         def run() -> int:
             self._sql_clear_projection()
-            return sum(1 for cid in self._sql_accepted_ids()
-                       if self._project(cid, today) is not None)
+            written = sum(1 for cid in self._sql_accepted_ids()
+                          if self._project(cid, today) is not None)
+            self._sql_set_watermark()
+            return written
 
         return self._write(run)
 
@@ -644,6 +661,9 @@ class Ledger:
         mine_fold, mine_eval = self.projection_keys()
         mismatches: list[tuple[str, str]] = []
         checked = foreign = 0
+        if not self._retry(self._sql_projection_in_step):
+            mismatches.append(("*", "the journal holds events written without the projection "
+                                    "(readers fold the journal until it is repaired)"))
         ids = self._retry(self._sql_accepted_ids)
         stored_ids = set(self._retry(self._sql_projection_ids))
         for contract_id in ids:
@@ -691,6 +711,17 @@ class Ledger:
     def _sql_latest_recorded(self) -> str | None:
         row = self._conn.execute("SELECT max(recorded_utc) FROM journal").fetchone()
         return None if row is None or row[0] is None else str(row[0])
+
+    def _sql_projection_in_step(self) -> bool:
+        row = self._conn.execute(
+            "SELECT (SELECT coalesce(max(seq), 0) FROM journal), "
+            "(SELECT value FROM meta WHERE key = 'projected_seq')").fetchone()
+        return row is not None and str(row[0]) == str(row[1])
+
+    def _sql_set_watermark(self) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('projected_seq', "
+            "(SELECT CAST(coalesce(max(seq), 0) AS TEXT) FROM journal))")
 
     def _sql_projection_row(self, contract_id: str) -> dict[str, Any] | None:
         cur = self._conn.execute(f"SELECT {_ROW_COLUMNS} FROM projection "  # noqa: S608
@@ -955,9 +986,14 @@ class Ledger:
         contract's row holds the fold of all its events, so it answers for an ``at`` on or
         after the contract's latest event, folded with the reader's fold settings. When more
         than a few contracts have events after ``at`` (a question about the past) or rows of
-        other settings, one pass over the journal is cheaper than a query per contract."""
-        rows = self._retry(lambda: self._sql_projection_unusable(at))
-        return rows <= _FOLD_PER_CONTRACT_MAX
+        other settings, one pass over the journal is cheaper than a query per contract. A
+        journal row written without the projection (by hand, by a tool that is not the
+        ledger) puts it out of step: readers then fold until ``policy verify --repair``."""
+        def check() -> bool:
+            return self._sql_projection_in_step() and \
+                self._sql_projection_unusable(at) <= _FOLD_PER_CONTRACT_MAX
+
+        return self._retry(check)
 
     def projected(self, *, at: datetime) -> Iterator[tuple[ContractState, str | None]]:
         """Every contract accepted by ``at``, from the projection, in contract-id order, with
@@ -1007,12 +1043,8 @@ class Ledger:
         """
         require_aware(at, "at")
         at_text = instant_to_text(at)
-        day = _day_of(at)
-        today = day.isoformat()
-        mine_fold, mine_eval = self.projection_keys()
-        fresh = ("p.eval_key = ? AND p.fold_key = ? AND p.evaluated_on <= ? "
-                 "AND p.fresh_until > ? AND p.last_at <= ?")
-        params: list[Any] = [mine_eval, mine_fold, today, today, at_text]
+        fresh, params = self._fresh_filter(at)
+        mine_fold = self.projection_keys()[0]
         stale: list[ContractState] = []
         for chunk in self._sql_projection_stream(
                 f"SELECT {_ROW_COLUMNS} FROM projection p WHERE NOT ({fresh})",  # noqa: S608
@@ -1032,14 +1064,11 @@ class Ledger:
                 "AND problems IS NOT NULL", params):
             for cid, problems in chunk:
                 self._state_of_row(cid, "null", at, problems)
+        where, action_params = self._fresh_actions_filter(at, within)
         sql = ("SELECT a.due, a.sev_key, a.contract_id, a.action, a.ordinal, a.clause, "  # noqa: S608
                "a.explanation, a.unpriced, a.body FROM projection_actions a "
-               f"JOIN projection p ON p.contract_id = a.contract_id WHERE {fresh}")
-        action_params = list(params)
-        if within is not None:
-            sql += " AND (a.due IS NULL OR a.due <= ?)"
-            action_params.append((day + timedelta(days=within)).isoformat())
-        sql += " ORDER BY a.due_key, a.sev_key, a.contract_id, a.action, a.ordinal"
+               f"JOIN projection p ON p.contract_id = a.contract_id WHERE {where} "
+               "ORDER BY a.due_key, a.sev_key, a.contract_id, a.action, a.ordinal")
 
         def rows() -> Iterator[ActionRow]:
             for chunk in self._sql_stream(sql, action_params):
@@ -1050,6 +1079,32 @@ class Ledger:
                                     unpriced=unpriced, body=body)
 
         return stale, rows()
+
+    def projected_action_count(self, *, at: datetime, within: int | None = None) -> int:
+        """How many actions :meth:`projected_actions` streams from the projection."""
+        where, params = self._fresh_actions_filter(at, within)
+        sql = ("SELECT count(*) FROM projection_actions a JOIN projection p "  # noqa: S608
+               f"ON p.contract_id = a.contract_id WHERE {where}")
+        return int(self._retry(lambda: self._sql_rows(sql, params))[0][0])
+
+    def _fresh_filter(self, at: datetime) -> tuple[str, list[Any]]:
+        """SQL (on ``projection p``) for a row whose cached decisions hold for ``at``."""
+        today = _day_of(at).isoformat()
+        mine_fold, mine_eval = self.projection_keys()
+        return ("p.eval_key = ? AND p.fold_key = ? AND p.evaluated_on <= ? "
+                "AND p.fresh_until > ? AND p.last_at <= ?",
+                [mine_eval, mine_fold, today, today, instant_to_text(at)])
+
+    def _fresh_actions_filter(self, at: datetime,
+                              within: int | None) -> tuple[str, list[Any]]:
+        where, params = self._fresh_filter(at)
+        if within is not None:
+            where += " AND (a.due IS NULL OR a.due <= ?)"
+            params.append((_day_of(at) + timedelta(days=within)).isoformat())
+        return where, params
+
+    def _sql_rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return self._conn.execute(sql, tuple(params)).fetchall()
 
     def folded_states(self, *, at: datetime,
                       as_recorded: datetime | None = None) -> Iterator[ContractState]:

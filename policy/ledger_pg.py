@@ -501,6 +501,16 @@ class PostgresLedger(Ledger):
         rows = self._q("SELECT max(recorded_utc) FROM journal")
         return None if not rows or rows[0][0] is None else str(rows[0][0])
 
+    def _sql_projection_in_step(self) -> bool:
+        rows = self._q("SELECT (SELECT coalesce(max(seq), 0) FROM journal), "
+                       "(SELECT value FROM meta WHERE key = 'projected_seq')")
+        return bool(rows) and str(rows[0][0]) == str(rows[0][1])
+
+    def _sql_set_watermark(self) -> None:
+        self._q("INSERT INTO meta (key, value) SELECT 'projected_seq', "
+                "CAST(coalesce(max(seq), 0) AS TEXT) FROM journal "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+
     def _sql_projection_row(self, contract_id: str) -> dict[str, Any] | None:
         rows = self._q(f"SELECT {_ROW_COLUMNS} FROM projection "  # noqa: S608
                        "WHERE contract_id = ?", [contract_id])
@@ -532,6 +542,9 @@ class PostgresLedger(Ledger):
         rows = self._q("SELECT count(*) FROM projection WHERE last_at > ? OR fold_key != ?",
                        [instant_to_text(at), self.projection_keys()[0]])
         return int(rows[0][0])
+
+    def _sql_rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return self._q(sql, params)
 
     def _sql_stream(self, sql: str, params: Sequence[Any]) -> Iterator[list[Any]]:
         """The rows of a query in chunks through a server-side cursor: memory stays flat

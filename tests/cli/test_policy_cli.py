@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -298,3 +299,123 @@ def test_policy_classify_json_in_a_real_process(certs: dict[str, Path]) -> None:
     assert le["days_left"] == 73
     assert bad["error"]["code"] == "malformed-certificate"
     assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------ verify (issue 13)
+
+def _projection_ledger(backend: str, tmp_path: Path) -> Any:
+    """A ledger with two contracts, as a location for ``--ledger``: an SQLite path, or a DSN
+    in a fresh PostgreSQL schema (a context manager either way)."""
+    from contextlib import contextmanager
+
+    from policy.category import Category
+    from policy.events import CertificateBound, NoticeSent
+    from policy.ledger import Ledger
+    from tests.pgdb import postgres_schema
+    from tests.policy.ledger_fixtures import accepted, facts
+
+    @contextmanager
+    def made() -> Any:
+        if backend == "sqlite":
+            location = str(tmp_path / "ledger.sqlite3")
+            yield location
+            return
+        with postgres_schema() as dsn:
+            yield dsn
+
+    @contextmanager
+    def filled() -> Any:
+        with made() as location:
+            with Ledger.open(location) as ledger:
+                ledger.append(accepted("c1", at=NB), now=NB)
+                ledger.append(accepted("c2", at=NB, item="globalsign-ov",
+                                       category=Category.I), now=NB)
+                cert = facts(not_before=NB, lifetime=timedelta(days=199), tag="v")
+                ledger.append(CertificateBound(contract_id="c2", at_utc=NB, facts=cert), now=NB)
+                ledger.append(NoticeSent(contract_id="c2", at_utc=NB + timedelta(days=100)),
+                              now=NB + timedelta(days=100))
+            yield location
+
+    return filled()
+
+
+def _sql(location: str, statement: str) -> None:
+    if location.startswith("postgresql:"):
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute(statement)
+        return
+    import sqlite3
+
+    conn = sqlite3.connect(location)
+    conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_policy_verify_finds_a_corrupted_projection_row_and_repairs_it(
+        backend: str, tmp_path: Path) -> None:
+    with _projection_ledger(backend, tmp_path) as location:
+        at = "2026-06-01"
+        code, out, _ = run("policy", "verify", "--at", at, "--ledger", location)
+        assert code == 0
+        assert "2 contract(s) refolded from the journal" in out
+        assert "0 mismatch(es)" in out
+        _sql(location, "UPDATE projection SET state = replace(state, '\"item\":\"byo\"', "
+                       "'\"item\":\"globalsign-dv\"') WHERE contract_id = 'c1'")
+        # The sweep reads the projection: the damaged row is what `contract list` shows...
+        code, out, _ = run("contract", "list", "--at", at, "--ledger", location)
+        assert "globalsign-dv" in out
+        # ...and verify, which refolds the journal, finds it.
+        code, out, _ = run("policy", "verify", "--at", at, "--ledger", location)
+        assert code == 18
+        assert "1 mismatch(es)" in out
+        assert "c1: differs from the fold: state" in out
+        code, out, _ = run("policy", "verify", "--json", "--at", at, "--ledger", location)
+        assert code == 18
+        body = json.loads(out)
+        assert body["mismatches"] == [{"contract": "c1",
+                                       "problem": "differs from the fold: state"}]
+        assert body["repaired"] is False
+        code, out, _ = run("policy", "verify", "--repair", "--at", at, "--ledger", location)
+        assert code == 0
+        assert "c1: differs from the fold: state" in out
+        assert "Repaired: the projection was rewritten from the journal (2 row(s)" in out
+        assert "it now matches the fold" in out
+        code, out, _ = run("policy", "verify", "--at", at, "--ledger", location)
+        assert code == 0
+        code, out, _ = run("contract", "list", "--at", at, "--ledger", location)
+        assert "globalsign-dv" not in out
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_policy_verify_finds_a_missing_row_and_a_stale_cached_action(
+        backend: str, tmp_path: Path) -> None:
+    with _projection_ledger(backend, tmp_path) as location:
+        _sql(location, "DELETE FROM projection WHERE contract_id = 'c1'")
+        _sql(location, "UPDATE projection_actions SET explanation = 'tampered' "
+                       "WHERE contract_id = 'c2'")
+        code, out, _ = run("policy", "verify", "--at", "2026-06-01", "--ledger", location)
+        assert code == 18
+        assert "c1: no projection row" in out
+        assert "c2: differs from the fold: actions" in out
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("at", ["2026-06-01", "2026-09-30", "2027-03-01"])
+def test_policy_actions_from_the_projection_equal_the_fold(backend: str, at: str,
+                                                           tmp_path: Path) -> None:
+    """`--as-recorded` always folds the journal: with a time after everything recorded it
+    asks the same question, so both paths must print the same bytes."""
+    with _projection_ledger(backend, tmp_path) as location:
+        for form in ([], ["--json"], ["--within", "30"]):
+            for command in (["policy", "actions"], ["contract", "list"]):
+                if form == ["--within", "30"] and command[0] == "contract":
+                    continue
+                args = [*command, *form, "--at", at, "--ledger", location]
+                projected = run(*args)
+                folded = run(*args, "--as-recorded", "2030-01-01")
+                assert projected == folded
+                assert projected[0] == 0
