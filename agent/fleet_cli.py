@@ -326,7 +326,7 @@ def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
 
 # ---------------------------------------------------------------------- certescrow policy serve
 _SERVE_KEYS = ("listen", "port", "ledger", "ca_certificate", "certificate", "key", "ca_key",
-               "workers",
+               "workers", "max_pending_batches",
                "max_body_bytes", "max_observations", "trusted_proxies", "proxy_header", "tls")
 
 
@@ -347,6 +347,8 @@ class ServeConfig:
     max_observations: int
     workers: int
     """Processes serving the port together (``SO_REUSEPORT``); the service is stateless."""
+    max_pending_batches: int
+    """Report batches admitted at a time per process; more get 503 + Retry-After."""
     trusted_proxies: tuple[str, ...]
     proxy_header: str
     vault: Mapping[str, Any]
@@ -395,6 +397,9 @@ def load_serve_config(path: Path) -> ServeConfig:
     workers = get("workers", int, 1)
     if not 1 <= workers <= 64:
         raise ConfigError(f"{path}: [serve] workers: 1 to 64")
+    pending = get("max_pending_batches", int, 4)
+    if not 1 <= pending <= 10_000:
+        raise ConfigError(f"{path}: [serve] max_pending_batches: 1 to 10000")
     port = get("port", int, 8443)
     if workers > 1 and port == 0:
         raise ConfigError(f"{path}: [serve] workers > 1 needs a fixed port (they share it)")
@@ -402,6 +407,7 @@ def load_serve_config(path: Path) -> ServeConfig:
 
     return ServeConfig(
         listen=get("listen", str, "127.0.0.1"), port=port, workers=workers,
+        max_pending_batches=pending,
         ledger=ledger_text if is_postgres_dsn(ledger_text)
         else str(Path(ledger_text).expanduser() if ledger_text else default_ledger_path()),
         ca_certificate=Path(ca).expanduser(),
@@ -460,6 +466,7 @@ def serve_command(config_file: Path, key_file: Path | None, worker: bool) -> Non
     app = build_app(intake=ledger, registry=registry, clock=lambda: resolve_at(None),
                     settings=ServiceSettings(max_body_bytes=config.max_body_bytes,
                                              max_observations=config.max_observations,
+                                             max_pending_batches=config.max_pending_batches,
                                              trusted_proxies=config.trusted_proxies,
                                              proxy_header=config.proxy_header),
                     forwarded=forwarded if config.trusted_proxies else None, renewer=renewer)

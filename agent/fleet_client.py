@@ -127,6 +127,8 @@ class SendResult:
 
     status: int
     body: Mapping[str, Any]
+    retry_after_s: float | None = None
+    """A 503's ``Retry-After`` (seconds), when it gave one."""
 
     @property
     def ok(self) -> bool:
@@ -175,6 +177,7 @@ class FleetClient:
             response = conn.getresponse()
             raw = response.read(1 << 20)
             status = response.status
+            retry_after = response.getheader("Retry-After")
         except (OSError, http.client.HTTPException):
             # Connection refused, reset, TLS refused, timeout: the service is unreachable for
             # now. The library's text is not ours to log; the status 0 says it.
@@ -184,7 +187,11 @@ class FleetClient:
             parsed = json.loads(raw) if raw else {}
         except ValueError:
             parsed = {}
-        return SendResult(status=status, body=parsed if isinstance(parsed, dict) else {})
+        wait = (float(min(int(retry_after), int(BACKOFF_CAP_S)))
+                if retry_after is not None and retry_after.isdigit() and len(retry_after) < 7
+                else None)
+        return SendResult(status=status, body=parsed if isinstance(parsed, dict) else {},
+                          retry_after_s=wait)
 
 
 def _chunks(items: Sequence[Observation], size: int) -> list[Sequence[Observation]]:
@@ -356,6 +363,7 @@ class OutboxIntake:
         self._closed_finding: Finding | None = None
         self._closed = False
         self._client_level = "ok"
+        self._retry_after: float | None = None
         self.acknowledged = 0
 
     # ------------------------------------------------------------------ Intake
@@ -412,6 +420,7 @@ class OutboxIntake:
             self.check_level()
             return True
         self._failures += 1
+        self._retry_after = result.retry_after_s
         if result.status in (0, 503):
             self.log.warning("report-unreachable", "the policy service is unreachable"
                              f"{' (its ledger is unavailable)' if result.status else ''}; "
@@ -445,7 +454,11 @@ class OutboxIntake:
         return sent
 
     def backoff_s(self) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**failures)]."""
+        """Full jitter: uniform in [0, min(cap, base * 2**failures)]; after a 503 that said
+        when to come back, uniform in [1, 2] times that (a busy service spreads its agents
+        over the next moments instead of doubling their wait)."""
+        if self._retry_after is not None:
+            return self.rng.uniform(self._retry_after, 2 * self._retry_after)
         ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** min(self._failures, 20)))
         return self.rng.uniform(0, ceiling)
 

@@ -1,0 +1,67 @@
+"""A real ``policy serve`` admits a bounded number of report batches at a time: while the
+ledger's writer is held up, the next batch gets 503 with ``Retry-After`` at once (nothing
+written) instead of queueing without bound, heartbeats still answer, and the held batch is
+recorded once the ledger is free."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.fleet_client import SendResult
+from policy.ledger_pg import _WRITE_LOCK
+from tests.fleet.fleetkit import Fleet, make_fleet, observation, report
+from tests.pgdb import postgres_schema
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    # PostgreSQL: the writers' lock can be held from outside while the registry still answers
+    # (an SQLite service is one connection: a held writer stops it whole).
+    with postgres_schema() as dsn:
+        made = make_fleet(tmp_path / "desk", ledger=dsn)
+        made.start(extra="max_pending_batches = 1")
+        try:
+            yield made
+        finally:
+            made.stop(signal.SIGKILL)
+            made.close_clients()
+
+
+def test_a_batch_past_the_admitted_ones_gets_503_with_retry_after(fleet: Fleet) -> None:
+    first_client, second_client = fleet.client("busy-1"), fleet.client("busy-2")
+    first_conn, second_conn = fleet.connect(first_client), fleet.connect(second_client)
+    beat_conn = fleet.connect(second_client)
+    before = fleet.journal_count()
+    import psycopg
+
+    held = psycopg.connect(fleet.ledger, autocommit=True)
+    # the ledger's writers' lock, taken from outside
+    held.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (_WRITE_LOCK,))
+    answers: list[SendResult] = []
+    try:
+        sender = threading.Thread(target=lambda: answers.append(first_conn.request(
+            "POST", "/v1/report",
+            report("busy-1", 1, [observation("/etc/ssl/a.pem", "a" * 64)], outbox="o1"))))
+        sender.start()
+        time.sleep(1.0)  # the first batch is admitted and waits for the lock
+        busy = second_conn.request(
+            "POST", "/v1/report",
+            report("busy-2", 1, [observation("/etc/ssl/b.pem", "b" * 64)], outbox="o2"))
+        beat = beat_conn.request("POST", "/v1/heartbeat", {
+            "host": "busy-2", "at": "2026-11-27T00:00:00Z", "inventory": {"certificates": 1}})
+    finally:
+        held.close()  # releases the lock
+    sender.join(timeout=60)
+    assert busy.status == 503
+    assert busy.retry_after_s is not None
+    assert busy.retry_after_s >= 1
+    assert beat.status == 200  # heartbeats do not queue behind batches
+    assert [a.status for a in answers] == [200]
+    assert answers[0].body["recorded"] == 1
+    assert fleet.journal_count() == before + 1  # the refused batch wrote nothing
