@@ -29,7 +29,7 @@ from policy.classification import CertificateClassification
 from policy.decisions import Action, Decision, Finding, Severity
 from policy.rules.art6 import end_of_validity, never_expires
 
-from .monitoring import ExitMode, ExpiryWindows, worst_counted
+from .monitoring import CONTRACT_FINDINGS, ExitMode, ExpiryWindows, worst_counted
 from .records import CertificateRecord, FileResult, KeyRecord
 
 __all__ = [
@@ -202,6 +202,8 @@ class KeysBeside:
 
 
 _NAMES_SHOWN = 3
+_NO_KEYS = KeysBeside(spkis=frozenset(), names=())
+_NO_PAIRING = KeyPairing(matches=None)
 
 
 def pair_key(record: CertificateRecord, *, role: Role, file_keys: Sequence[KeyRecord],
@@ -221,7 +223,7 @@ def pair_key(record: CertificateRecord, *, role: Role, file_keys: Sequence[KeyRe
     """
     if record.spki_sha256 is None:
         return KeyPairing(matches=None)
-    beside = KeysBeside.of(file_keys)
+    beside = KeysBeside.of(file_keys) if file_keys else _NO_KEYS
     if not beside.spkis:
         if not isinstance(dir_keys, KeysBeside):
             beside = KeysBeside.of(dir_keys, elsewhere)
@@ -230,7 +232,7 @@ def pair_key(record: CertificateRecord, *, role: Role, file_keys: Sequence[KeyRe
         else:
             beside = dir_keys
     if not beside.spkis:
-        return KeyPairing(matches=None)
+        return _NO_PAIRING
     if record.spki_sha256 in beside.spkis:
         return KeyPairing(matches=True)
     if role is not Role.LEAF:
@@ -271,11 +273,18 @@ class CertificateRow:
     contract_severity: Severity = field(init=False)
 
     def __post_init__(self) -> None:
-        host = worst_counted(self.findings, self.actions, ExitMode.HOST)
-        contract = worst_counted(self.findings, self.actions, ExitMode.CONTRACT)
-        object.__setattr__(self, "host_severity", host)
-        object.__setattr__(self, "contract_severity", contract)
-        object.__setattr__(self, "severity", max(host, contract))
+        # worst_counted() for HOST and for CONTRACT, in one pass over the findings
+        host = contract = 0
+        for finding in self.findings:
+            if finding.code in CONTRACT_FINDINGS:
+                contract = max(contract, finding.severity)
+            else:
+                host = max(host, finding.severity)
+        for action in self.actions:
+            contract = max(contract, action.severity)
+        object.__setattr__(self, "host_severity", Severity(host))
+        object.__setattr__(self, "contract_severity", Severity(contract))
+        object.__setattr__(self, "severity", Severity(max(host, contract)))
 
     @property
     def location(self) -> str:

@@ -9,6 +9,7 @@ Prints, in one run, per store size (issue 12):
 * scan --json, ``--jobs 1`` and the default (one worker per CPU): the real command
                (``agent.main:main``) in a child process, output to a file, with its own peak
                memory (VmHWM) and the largest worker's;
+* scan (table) - the human table, default jobs: it sorts, so it keeps a record per row;
 * openssl    - ``openssl x509 -noout -enddate`` once per file on a sample, extrapolated (what
                shell scripts do), for context.
 
@@ -158,6 +159,12 @@ def cli_run(store: Path, jobs: int) -> Measure:
                    str(store)], _env())
 
 
+def table_run(store: Path) -> Measure:
+    """``certescrow scan STORE > file``: the human table, which keeps a small record per row
+    until it sorts (its peak memory is the row to watch)."""
+    return _child([sys.executable, "-c", _CLI, "scan", str(store)], _env())
+
+
 def diy_run(store: Path) -> Measure:
     return _child([sys.executable, "-c", _DIY, str(ROOT / "bench"), str(store)], _env())
 
@@ -238,6 +245,7 @@ def main() -> None:
                 ("scan --json --jobs 1", best_of(args.runs, cli_run, store, 1))]
         m_scan = best_of(args.runs, cli_run, store, 0)
         rows.append(("scan --json (default jobs)", m_scan))
+        rows.append(("scan, table (default jobs)", best_of(args.runs, table_run, store)))
         per = openssl_sample(files, args.openssl_sample)
         rows.append((f"openssl x509/file (x{size}, sampled)",
                      Measure(wall=per.wall * size, cpu=per.cpu * size)))

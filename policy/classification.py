@@ -23,7 +23,7 @@ from policy.intake import Binding
 from policy.matchers import ItemMatch, bound_item_mismatch, match_item
 from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule, duration_en
 from policy.rules.art3 import Compliance, compliance, compliance_decisions
-from policy.rules.art6 import art6_3_period, end_of_validity, renewal_decisions
+from policy.rules.art6 import art6_3_period, end_of_validity, instant_text, renewal_decisions
 from policy.rules.art8 import abolition_decisions
 from policy.settings import PolicySettings
 from policy.tiers import TIERS_ASCENDING, Tier, classify, validity_period
@@ -84,8 +84,8 @@ class CertificateClassification:
             "subject_cn": f.subject_cn,
             "issuer": f.issuer,
             "sans": list(f.sans),
-            "not_before": format_instant(f.not_before_utc),
-            "not_after": format_instant(f.not_after_utc),
+            "not_before": instant_text(f.not_before_utc),
+            "not_after": instant_text(f.not_after_utc),
             "validity_seconds": self.validity_seconds,
             "tier": self.tier.value,
             "renewable": self.renewable,
