@@ -105,6 +105,7 @@ class Daemon:
                                       else 60.0)
         self.writer = LedgerWriter(intake, log=self.log, path=ledger_path, reopen=reopen_intake,
                                    stalled_after_s=ledger_stalled_after_s, monotonic=monotonic)
+        self.writer.on_wait = self.tick  # a scan waiting for the ledger is not stuck
         self.sync = StoreSync(config, intake=self.writer, clock=clock, escrow=self.escrow,
                               log=self.log, queue=self.queue, reader=reader, lister=lister,
                               sleep=sleep, classify=classify, tick=self.tick,
@@ -193,12 +194,13 @@ class Daemon:
         """Walk every store; read only what changed; report; mark what is gone."""
         if self.read_index is not None and self.read_index.loaded < 0:
             self.read_index.load()
-            for name in self.read_index.paths():
-                store = self.sync.store_for(name)
-                if store is not None and store.escrow:
-                    # Read again: escrow is idempotent, and a vault replaced while the
-                    # daemon was down gets its keys back.
-                    self.read_index.remove(name)
+            if any(store.escrow for store in self.config.agent.stores):
+                for name in self.read_index.paths():
+                    store = self.sync.store_for(name)
+                    if store is not None and store.escrow:
+                        # Read again: escrow is idempotent, and a vault replaced while the
+                        # daemon was down gets its keys back.
+                        self.read_index.remove(name)
             for unit in self.read_index.units_with_keys():
                 keys = key_lookup(unit)
                 for result in unit:

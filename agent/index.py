@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-__all__ = ["FileIndex", "StatKey", "stat_key"]
+__all__ = ["FileIndex", "StatKey", "parent_of", "stat_key"]
 
 StatKey = tuple[int, int, int, int, int]
 """``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)``."""
@@ -31,6 +31,15 @@ def stat_key(path: Path | str) -> StatKey | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def parent_of(path: str) -> str:
+    """``os.path.dirname(path)``, without its function call for the usual ``/dir/name``
+    (an index of 100,000 files asks it for each)."""
+    head, _, _ = path.rpartition("/")
+    if head and not head.endswith("/"):
+        return head
+    return os.path.dirname(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,12 @@ class FileIndex(Generic[R]):
         entry = self._entries.get(str(path))
         return entry is not None and key is not None and entry.key == key
 
+    def unchanged_now(self, path: str) -> bool:
+        """Whether ``path`` is indexed and what it names now has the identity it was read at:
+        :meth:`unchanged` with :func:`stat_key`, the stat made only for an indexed path."""
+        entry = self._entries.get(path)
+        return entry is not None and entry.key is not None and entry.key == stat_key(path)
+
     def get(self, path: Path | str) -> R | None:
         entry = self._entries.get(str(path))
         return None if entry is None else entry.result
@@ -78,27 +93,47 @@ class FileIndex(Generic[R]):
         self.remove(name)
         resolved = str(target) if target is not None else name
         self._entries[name] = _Entry(key, result, resolved)
-        self._by_dir.setdefault(os.path.dirname(name), set()).add(name)
-        if resolved != name:
-            self._by_target.setdefault(resolved, set()).add(name)
+        self._place(name, resolved)
 
     def remove(self, path: Path | str) -> R | None:
         name = str(path)
         entry = self._entries.pop(name, None)
         if entry is None:
             return None
-        siblings = self._by_dir.get(os.path.dirname(name))
+        self._unplace(name, entry.target)
+        return entry.result
+
+    def _place(self, name: str, target: str) -> None:
+        """Enter ``name`` among its directory's children (and its link target's names)."""
+        parent = parent_of(name)
+        siblings = self._by_dir.get(parent)
+        if siblings is None:
+            self._by_dir[parent] = siblings = set()
+        siblings.add(name)
+        if target != name:
+            self._by_target.setdefault(target, set()).add(name)
+
+    def _unplace(self, name: str, target: str) -> None:
+        parent = parent_of(name)
+        siblings = self._by_dir.get(parent)
         if siblings is not None:
             siblings.discard(name)
             if not siblings:
-                del self._by_dir[os.path.dirname(name)]
-        if entry.target != name:
-            names = self._by_target.get(entry.target)
+                del self._by_dir[parent]
+        if target != name:
+            names = self._by_target.get(target)
             if names is not None:
                 names.discard(name)
                 if not names:
-                    del self._by_target[entry.target]
-        return entry.result
+                    del self._by_target[target]
+
+    def directories(self) -> list[str]:
+        """The directories that hold indexed paths."""
+        return list(self._by_dir)
+
+    def names_in(self, directory: str) -> frozenset[str]:
+        """The indexed paths directly in ``directory``."""
+        return frozenset(self._by_dir.get(directory, ()))
 
     def linked_from(self, target: Path | str) -> tuple[str, ...]:
         """Indexed paths that resolved to ``target`` when they were read."""

@@ -22,7 +22,10 @@ lost the observations in hand. Now:
 * an operation the ledger refuses for its content (not a fault: retrying cannot help) is logged
   (``ledger-refused``) and dropped, so one bad observation cannot block all the others;
 * the thread's death is a stuck daemon: :meth:`LedgerWriter.alive` is false and the watchdog
-  ping is withheld.
+  ping is withheld;
+* the queue is bounded while the ledger is healthy (:data:`MAX_QUEUED_OBSERVATIONS`): a scan
+  that produces faster than the ledger writes waits for it instead of holding every
+  observation in memory; a faulted or stalled ledger is never waited for.
 
 Without :meth:`LedgerWriter.start` (``agent run --once``, most tests) every operation runs at
 once in the caller's thread and a failure raises, as a one-shot command should.
@@ -55,6 +58,13 @@ T = TypeVar("T")
 FIRST_PAUSE_S = 0.5
 MAX_PAUSE_S = 5.0
 """Retrying a failing write this often costs nothing and brings a repaired ledger back soon."""
+MAX_QUEUED_OBSERVATIONS = 6000
+"""Back-pressure: while this many observations wait for a healthy ledger, a caller submitting
+more waits (the first scan of 100,000 certificates reads faster than the ledger writes, and
+every waiting observation holds its certificate's facts: ~2 KB each). Never while the ledger
+is faulted or stalled: then the queue grows, as watching must go on (see :meth:`submit`)."""
+WAIT_SLICE_S = 0.25
+"""While a caller waits for room, ``on_wait`` (the watchdog ping) runs this often."""
 
 _FAULT_MESSAGES = {
     "ledger-disk-full": "the disk holding the ledger is full",
@@ -143,8 +153,16 @@ class LedgerWriter:
     def __init__(self, intake: Intake, *, log: EventLog, path: Path | None = None,
                  reopen: Callable[[], Intake] | None = None,
                  stalled_after_s: float = 30.0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 max_queued_observations: int = MAX_QUEUED_OBSERVATIONS) -> None:
         self.intake = intake
+        self.max_queued_observations = max_queued_observations
+        self.on_wait: Callable[[], None] = lambda: None
+        """Called between slices of a wait for room in the queue (the daemon pings the
+        systemd watchdog there)."""
+        self._queued_observations = 0
+        self.waited_s = 0.0
+        """Time callers spent waiting for room (back-pressure), in total."""
         self.log = log
         self.path = path
         self._reopen = reopen
@@ -190,10 +208,39 @@ class LedgerWriter:
                 on_done(result)
             return
         with self._cond:
+            if observations and self._thread is not threading.current_thread():
+                self._wait_for_room()
             self._submitted += 1
+            self._queued_observations += observations
             self._queue.append(LedgerOp(run=run, observations=observations, on_done=on_done,
                                    number=self._submitted))
             self._cond.notify_all()
+
+    def _wait_for_room(self) -> None:
+        """(Holding the lock.) Wait while the queue is full and the ledger healthy: it is
+        writing, so room comes; a faulted or stalled ledger, or a stopping writer, is not
+        waited for."""
+        started: float | None = None
+        while (self._queued_observations >= self.max_queued_observations
+               and self._healthy()):
+            if started is None:
+                started = time.monotonic()
+            self._cond.wait(WAIT_SLICE_S)
+            self._cond.release()
+            try:
+                self.on_wait()
+            finally:
+                self._cond.acquire()
+        if started is not None:
+            self.waited_s += time.monotonic() - started
+
+    def _healthy(self) -> bool:
+        """(Holding the lock.) Writing, and not for longer than ``stalled_after_s`` on one
+        operation (SQLite waiting for another process's lock)."""
+        thread, since = self._thread, self._busy_since
+        return (self._fault is None and not self._stall_logged and not self._stop
+                and thread is not None and thread.is_alive()
+                and (since is None or self._monotonic() - since < self.stalled_after_s))
 
     def request(self, run: Callable[[Intake], Any]) -> LedgerOp:
         """Queue a read of the ledger after everything before it; :meth:`answer` collects it.
@@ -227,7 +274,7 @@ class LedgerWriter:
 
     def pending_observations(self) -> int:
         with self._cond:
-            return sum(op.observations for op in self._queue)
+            return self._queued_observations
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` (real seconds: this is a real wait, whatever clock the
@@ -327,6 +374,7 @@ class LedgerWriter:
                 self._busy_since = None
                 self._stall_logged = False
                 self._queue.popleft()
+                self._queued_observations -= op.observations
                 op.result.append(result)
                 self._cond.notify_all()
             op.done.set()
@@ -352,6 +400,7 @@ class LedgerWriter:
     def _drop(self, op: LedgerOp, exc: Exception) -> None:
         with self._cond:
             self._queue.popleft()
+            self._queued_observations -= op.observations
             self._cond.notify_all()
         op.done.set()
         self.log.error("ledger-refused",

@@ -1,11 +1,14 @@
 """The daemon's read index on disk: what it read, at which stat identity, so that a restart
 reads nothing that did not change (issue 12).
 
-One SQLite file in the state directory (beside the ledger). A row per file: its path, the stat
-identity it was read at (device, inode, size, mtime, ctime; :mod:`agent.index`), the file a link
-resolved to, the SHA-256 of the row's content, and what reading it produced (a
-:class:`~agent.records.FileResult`, without key material, as compact JSON). SQLite transactions
-make every write crash-safe: a crash loses at most the last batch, whose files are read again.
+One SQLite file in the state directory (beside the ledger). A row per file: its path, a packed
+entry (the stat identity it was read at — device, inode, size, mtime, ctime; :mod:`agent.index`
+— whether it holds a key, and the position and SHA-256 of each certificate), the file a link
+resolved to, the row's digest, and, in a table apart, what reading it produced (a
+:class:`~agent.records.FileResult`, without key material, as compact JSON) with its SHA-256.
+SQLite transactions make every write crash-safe: a crash loses at most the last batch, whose
+files are read again. A start reads only the small rows and keeps their packed entries as they
+are: a restart of 100,000 files checks 100,000 digests, decodes no result and builds no record.
 
 The file is input like any other. A file that is not an SQLite database, another program's
 database, an index of another host or of another version of the records (a schema fingerprint
@@ -23,6 +26,8 @@ import hashlib
 import json
 import os
 import sqlite3
+import struct
+import sys
 import types
 import typing
 from collections import OrderedDict
@@ -39,7 +44,7 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for
 from policy.decisions import Finding
 from policy.facts import CertificateFacts
 
-from .index import FileIndex, StatKey, _Entry
+from .index import FileIndex, StatKey, parent_of
 from .logs import EventLog
 from .records import CertificateRecord, FileError, FileResult, FileSkip, KeyRecord
 
@@ -52,6 +57,8 @@ __all__ = [
     "UntrustedIndexError",
     "binding_fingerprint",
     "certificate_ids",
+    "certificate_rows",
+    "row_digest",
     "schema_fingerprint",
 ]
 
@@ -62,7 +69,8 @@ RECENT = 256
 READ_INDEX_NAME = "read-index.sqlite3"
 """Its name in the state directory (beside the ledger)."""
 FORMAT = "certescrow-read-index"
-VERSION = 2
+VERSION = 3
+"""3: the packed entry per file and the results in a table apart (issue 12)."""
 _RECORD_TYPES: tuple[type[Any], ...] = (FileResult, CertificateRecord, KeyRecord, FileError,
                                         FileSkip, Finding, CertificateFacts)
 
@@ -226,12 +234,53 @@ def _dump_result(result: FileResult) -> bytes:
 
 
 # ---------------------------------------------------------------- what stays in memory
+#
+# A file whose result is on disk is kept in memory as one ``bytes`` (~110 bytes for a file of
+# one certificate): its stat identity, whether it holds a key, and per certificate its position
+# and SHA-256, packed. 100,000 files of dataclasses, tuples of ints and hex strings took ~1 KB
+# each. The same bytes are the row's ``entry`` on disk, so a start copies them as they come.
+
+_HEAD = struct.Struct("<QQQqqB")
+"""``st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns``, flags (1: the file holds a key)."""
+_STAT = struct.Struct("<QQQqq")
+"""The stat identity: the head's first 40 bytes."""
+_CERT = struct.Struct("<I32s")
+"""A certificate: its position in the file, its SHA-256."""
+_HAS_KEYS = 1
+
+
+def _pack(key: StatKey, result: FileResult) -> bytes | None:
+    """The packed summary of ``result`` read at ``key``; ``None`` when it does not pack (a
+    value out of range, a SHA-256 that is not 64 lowercase hex digits): such a file is kept in
+    full and read again after a restart."""
+    try:
+        parts = [_HEAD.pack(*key, _HAS_KEYS if result.keys else 0)]
+        for record in result.certificates:
+            digest = bytes.fromhex(record.facts.sha256)
+            if len(digest) != 32 or digest.hex() != record.facts.sha256:
+                return None
+            parts.append(_CERT.pack(record.index, digest))
+    except (struct.error, ValueError, TypeError):
+        return None
+    return b"".join(parts)
+
+
+def _entry_shape_ok(entry: bytes) -> bool:
+    size = len(entry)
+    return (size >= _HEAD.size and (size - _HEAD.size) % _CERT.size == 0
+            and entry[_HEAD.size - 1] in (0, _HAS_KEYS))
+
+
+def _certificates_of(entry: bytes) -> Iterator[tuple[int, str]]:
+    """``(position, sha256 hex)`` of each certificate a packed entry lists."""
+    for index, digest in _CERT.iter_unpack(memoryview(entry)[_HEAD.size:]):
+        yield index, digest.hex()
+
 
 class Stored:
-    """What the index keeps in memory of a result already on disk: the certificates it holds
-    (position -> SHA-256, what reconciling with the ledger compares) and whether it holds a
-    key. The result itself is read back from the file when asked for (~1.5 KB a file that
-    100,000 files would keep in memory for nothing)."""
+    """What :meth:`PersistentIndex.summary` tells of a file without reading its result back:
+    the certificates it holds (position -> SHA-256, what reconciling with the ledger compares)
+    and whether it holds a key."""
 
     __slots__ = ("certificates", "has_keys")
 
@@ -244,6 +293,10 @@ class Stored:
         return cls(tuple((c.index, c.facts.sha256) for c in result.certificates),
                    bool(result.keys))
 
+    @classmethod
+    def unpack(cls, entry: bytes) -> Stored:
+        return cls(tuple(_certificates_of(entry)), bool(entry[_HEAD.size - 1] & _HAS_KEYS))
+
 
 # ---------------------------------------------------------------- the file
 
@@ -251,15 +304,16 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     path BLOB PRIMARY KEY,
-    dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+    entry BLOB NOT NULL,
     target BLOB NOT NULL,
-    summary TEXT NOT NULL,
-    result_sha256 TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    result BLOB NOT NULL
+    result_sha256 BLOB NOT NULL,
+    digest BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS results (path BLOB PRIMARY KEY, result BLOB NOT NULL);
 """
+# ``files`` is what a start reads, ~150 bytes a row; the results (~1.5 KB each) are apart in
+# ``results``, read one at a time when asked for. ``target`` is empty when the path is not a
+# link (the file is its own target).
 
 
 class ReadIndexFile:
@@ -298,10 +352,11 @@ class ReadIndexFile:
         return {"format": FORMAT, "version": str(VERSION), "host": self.host,
                 "schema": self._fingerprint}
 
-    def load(self) -> Iterator[tuple[str, StatKey, str, Stored]]:
-        """Every row, checked (shape, digest, the certificates it lists), not yet decoded
-        (:meth:`fetch` does, when a result is asked for). Raises :class:`UntrustedIndexError`
-        at the first doubt (the caller discards everything it got so far)."""
+    def load(self) -> Iterator[tuple[str, bytes, str]]:
+        """Every row as ``(path, packed entry, target)``, checked (its digest, the entry's
+        shape); the results are not read (:meth:`fetch` reads one when asked for). Raises
+        :class:`UntrustedIndexError` at the first doubt (the caller discards everything it
+        got so far)."""
         if not self.path.exists():
             return
         try:
@@ -312,7 +367,7 @@ class ReadIndexFile:
         try:
             tables = {row[0] for row in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not {"meta", "files"} <= tables:
+            if not {"meta", "files", "results"} <= tables:
                 raise UntrustedIndexError("not a certescrow read index (tables missing)")
             meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
             for name, want in self._expected_meta().items():
@@ -322,41 +377,56 @@ class ReadIndexFile:
                              for name, value in meta.items()
                              if isinstance(name, str) and name.startswith(_BINDING)
                              and isinstance(value, str)}
-            for row in db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
-                                  "summary, result_sha256, digest FROM files"):
-                path, key, target, summary, _ = self._checked(row)
-                yield path, key, target, _parse_summary(summary)
+            # The loop a start spends per file: one digest in C, the shape by length, nothing
+            # decoded but the path.
+            digest_of = _ROW_HASH
+            encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+            for raw_path, entry, raw_target, result_sha256, digest in db.execute(
+                    "SELECT path, entry, target, result_sha256, digest FROM files"):
+                try:
+                    ok = digest_of(_digest_input(raw_path, raw_target, entry,
+                                              result_sha256)).digest() == digest
+                except TypeError:  # a value that is not a BLOB
+                    raise UntrustedIndexError("a row of the wrong shape") from None
+                if not ok:
+                    raise UntrustedIndexError("a row whose digest does not match")
+                if not _entry_shape_ok(entry):
+                    raise UntrustedIndexError("an entry of the wrong shape")
+                try:
+                    path = raw_path.decode(encoding, errors)
+                    target = raw_target.decode(encoding, errors) if raw_target else path
+                except UnicodeDecodeError:
+                    raise UntrustedIndexError("a path that does not decode") from None
+                yield path, entry, target
         except sqlite3.Error as exc:
             raise UntrustedIndexError(f"unreadable ({type(exc).__name__})") from None
 
-    def _checked(self, row: tuple[Any, ...]) -> tuple[str, StatKey, str, str, str]:
-        (raw_path, dev, ino, size, mtime_ns, ctime_ns, raw_target, summary, result_sha256,
-         digest) = row
-        if not (type(raw_path) is bytes and type(raw_target) is bytes and type(summary) is str
-                and type(result_sha256) is str
-                and all(type(v) is int for v in (dev, ino, size, mtime_ns, ctime_ns))):
-            raise UntrustedIndexError("a row of the wrong shape")
-        path, target = os.fsdecode(raw_path), os.fsdecode(raw_target)
-        key: StatKey = (dev, ino, size, mtime_ns, ctime_ns)
-        if digest != _digest(path, key, target, summary, result_sha256):
-            raise UntrustedIndexError("a row whose digest does not match")
-        return path, key, target, summary, result_sha256
-
-    def fetch(self, path: str) -> FileResult:
-        """The result stored for ``path``, decoded and type-checked."""
+    def fetch(self, path: str, entry: bytes, target: str) -> FileResult:
+        """The result stored for ``path``, checked against the row the start loaded (``entry``
+        and ``target``: a row replaced since is refused) and its own digest, decoded and
+        type-checked."""
         if self._db is None:
             raise UntrustedIndexError("the index is not open")
+        raw_path = os.fsencode(path)
         try:
-            row = self._db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
-                                   "summary, result_sha256, digest, result FROM files "
-                                   "WHERE path = ?", (os.fsencode(path),)).fetchone()
+            row = self._db.execute(
+                "SELECT f.entry, f.target, f.result_sha256, f.digest, r.result FROM files f "
+                "JOIN results r ON r.path = f.path WHERE f.path = ?", (raw_path,)).fetchone()
         except sqlite3.Error as exc:
             raise UntrustedIndexError(f"unreadable ({type(exc).__name__})") from None
         if row is None:
             raise UntrustedIndexError("a row went missing")
-        _, _, _, summary, result_sha256 = self._checked(row[:10])
-        blob = row[10]
-        if type(blob) is not bytes or hashlib.sha256(blob).hexdigest() != result_sha256:
+        stored_entry, raw_target, result_sha256, digest, blob = row
+        want_target = b"" if target == path else os.fsencode(target)
+        if stored_entry != entry or raw_target != want_target:
+            raise UntrustedIndexError("a row that changed since the start")
+        try:
+            ok = (_ROW_HASH(_digest_input(raw_path, raw_target, entry,
+                                               result_sha256)).digest() == digest
+                  and hashlib.sha256(blob).digest() == result_sha256)
+        except TypeError:
+            ok = False
+        if not ok:
             raise UntrustedIndexError("a result whose digest does not match")
         try:
             result = self._decode(_loads(blob))
@@ -367,7 +437,7 @@ class ReadIndexFile:
                 f"a row that does not decode ({type(exc).__name__})") from None
         if not isinstance(result, FileResult) or result.path != path:
             raise UntrustedIndexError("a row about another path")
-        if _summary_text(Stored.of(result)) != summary:
+        if _pack(cast(StatKey, _STAT.unpack_from(entry)), result) != entry:
             raise UntrustedIndexError("a result that does not match its summary")
         return result
 
@@ -387,27 +457,34 @@ class ReadIndexFile:
                            self._expected_meta().items())
         self._db = db
 
-    def write(self, puts: Iterable[tuple[str, StatKey, str, FileResult]],
+    def write(self, puts: Iterable[tuple[str, bytes, str, FileResult]],
               removes: Iterable[str], bindings: dict[str, str] | None = None) -> None:
-        """Apply changes in one transaction (``bindings``: replace the stores' bindings)."""
+        """Apply changes in one transaction: ``puts`` as ``(path, packed entry, target,
+        result)``; ``bindings``: replace the stores' bindings."""
         if self._db is None:
             self.reset()
         db = self._db
         assert db is not None  # noqa: S101 - reset() opened it
-        rows = []
-        for path, key, target, result in puts:
+        files = []
+        results = []
+        for path, entry, target, result in puts:
+            raw_path = os.fsencode(path)
+            raw_target = b"" if target == path else os.fsencode(target)
             blob = _dump_result(result)
-            summary = _summary_text(Stored.of(result))
-            result_sha256 = hashlib.sha256(blob).hexdigest()
-            rows.append((os.fsencode(path), *key, os.fsencode(target), summary, result_sha256,
-                         _digest(path, key, target, summary, result_sha256), blob))
+            result_sha256 = hashlib.sha256(blob).digest()
+            digest = _ROW_HASH(_digest_input(raw_path, raw_target, entry,
+                                                  result_sha256)).digest()
+            files.append((raw_path, entry, raw_target, result_sha256, digest))
+            results.append((raw_path, blob))
+        gone = [(os.fsencode(p),) for p in removes]
         db.execute("BEGIN")
         try:
-            db.executemany("DELETE FROM files WHERE path = ?",
-                           ((os.fsencode(p),) for p in removes))
-            db.executemany("INSERT OR REPLACE INTO files (path, dev, ino, size, mtime_ns, "
-                           "ctime_ns, target, summary, result_sha256, digest, result) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany("DELETE FROM files WHERE path = ?", gone)
+            db.executemany("DELETE FROM results WHERE path = ?", gone)
+            db.executemany("INSERT OR REPLACE INTO files (path, entry, target, result_sha256, "
+                           "digest) VALUES (?, ?, ?, ?, ?)", files)
+            db.executemany("INSERT OR REPLACE INTO results (path, result) VALUES (?, ?)",
+                           results)
             if bindings is not None:
                 db.execute("DELETE FROM meta WHERE name LIKE ? ESCAPE '\\'",
                            (_BINDING.replace("_", "\\_") + "%",))
@@ -442,32 +519,26 @@ def binding_fingerprint(binding: object) -> str:
     return hashlib.sha256(repr(binding).encode()).hexdigest()
 
 
-def _digest(path: str, key: StatKey, target: str, summary: str, result_sha256: str) -> str:
-    """Catches a torn or edited row (not an attacker who can write the state directory: they
-    can write the ledger too). Paths cannot hold NUL, so the fields cannot run together. The
-    result is covered through its own SHA-256, so a start checks rows without reading them."""
-    text = (f"{path}\0{key[0]}\0{key[1]}\0{key[2]}\0{key[3]}\0{key[4]}\0{target}\0"
-            f"{summary}\0{result_sha256}")
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+_ROW_HASH = hashlib.blake2s
+"""A row's digest: BLAKE2s, half the cost of SHA-256 on a ~200-byte row (OpenSSL's setup per
+call dominates there), and a start checks one per file."""
 
 
-def _summary_text(stored: Stored) -> str:
-    """``1`` or ``0`` (holds a key), then ``;position:sha256`` per certificate."""
-    return ("1" if stored.has_keys else "0") + "".join(
-        f";{index}:{sha256}" for index, sha256 in stored.certificates)
+def _digest_input(raw_path: bytes, raw_target: bytes, entry: bytes,
+                  result_sha256: bytes) -> bytes:
+    """What a row's digest covers. It catches a torn or edited row (not an attacker who can
+    write the state directory: they can write the ledger too). Paths cannot hold NUL, and the
+    result's SHA-256 is the last 32 bytes, so the fields cannot run together; the result is
+    covered through its SHA-256, so a start checks rows without reading results. (``%b``
+    refuses anything but bytes: a value of another type is a row of the wrong shape.)"""
+    return b"%b\0%b\0%b%b" % (raw_path, raw_target, entry, result_sha256)
 
 
-def _parse_summary(text: str) -> Stored:
-    head, *parts = text.split(";")
-    if head not in ("0", "1"):
-        raise UntrustedIndexError("a summary of the wrong shape")
-    certificates = []
-    for part in parts:
-        index, _, sha256 = part.partition(":")
-        if not index.isdigit() or len(index) > 9 or len(sha256) != 64:
-            raise UntrustedIndexError("a summary of the wrong shape")
-        certificates.append((int(index), sha256))
-    return Stored(tuple(certificates), head == "1")
+def row_digest(path: str, entry: bytes, target: str, result_sha256: bytes) -> bytes:
+    """The digest of a row (for tests that forge one)."""
+    raw_path = os.fsencode(path)
+    raw_target = b"" if target == path else os.fsencode(target)
+    return _ROW_HASH(_digest_input(raw_path, raw_target, entry, result_sha256)).digest()
 
 
 # ---------------------------------------------------------------- the index that remembers
@@ -475,11 +546,20 @@ def _parse_summary(text: str) -> Stored:
 class PersistentIndex(FileIndex[FileResult]):
     """A :class:`~agent.index.FileIndex` of file results that writes what changed to its
     :class:`ReadIndexFile` (at :meth:`flush`, and every :data:`FLUSH_EVERY` changes) and then
-    keeps in memory only a :class:`Stored` summary; :meth:`get` reads a result back."""
+    keeps in memory only its packed summary; :meth:`get` reads a result back.
+
+    A path is in one of two maps: ``_entries`` (the base class's: held in full, not yet written
+    or not packable) or ``_packed`` (written: path -> packed entry; its link target, when it is
+    a link, in ``_links``)."""
 
     def __init__(self, store: ReadIndexFile) -> None:
         super().__init__()
         self.file = store
+        self._packed: dict[str, bytes] = {}
+        self._links: dict[str, str] = {}
+        self._keyed: set[str] = set()
+        """Paths whose file holds a private key (to restore which leaves paired with a key,
+        and to answer :meth:`has_keys` without reading a result back)."""
         self._dirty: dict[str, bool] = {}
         """Path -> True (written) or False (removed) since the last flush."""
         self._recent: OrderedDict[str, FileResult] = OrderedDict()
@@ -490,33 +570,42 @@ class PersistentIndex(FileIndex[FileResult]):
     def load(self) -> int:
         """Fill the index from the file; an index that cannot be trusted is discarded whole,
         with one log line. Returns how many files were restored."""
-        if self._entries:
+        if self._entries or self._packed:
             raise RuntimeError("the read index is loaded into an empty index only")
         # Straight into the maps as the rows come (the index is empty: nothing to replace or
         # unlink); undone whole if a row does not check out.
-        entries, by_dir, by_target = self._entries, self._by_dir, self._by_target
+        packed, links, keyed, by_dir = self._packed, self._links, self._keyed, self._by_dir
+        flag = _HEAD.size - 1
+        # Rows come a directory after another: its parent is worked out once per directory
+        # (``cut``: where the last "/" of a path in the directory before is; -2: none).
+        parent, cut = "", -2
+        siblings: set[str] = set()
         try:
-            for path, key, target, stored in self.file.load():
-                if target == path:
-                    target = path  # one string, not two
-                entries[path] = _Entry(key, cast(FileResult, stored), target)
-                parent = os.path.dirname(path)
-                siblings = by_dir.get(parent)
-                if siblings is None:
-                    by_dir[parent] = siblings = set()
+            for path, entry, target in self.file.load():
+                packed[path] = entry
+                if entry[flag]:
+                    keyed.add(path)
+                if path.rfind("/") != cut or not path.startswith(parent):
+                    parent = parent_of(path)
+                    found = by_dir.get(parent)
+                    if found is None:
+                        by_dir[parent] = found = set()
+                    siblings = found
+                    cut = len(parent) if parent and not parent.endswith("/") else -2
                 siblings.add(path)
                 if target is not path:
-                    by_target.setdefault(target, set()).add(path)
+                    links[path] = target
+                    self._by_target.setdefault(target, set()).add(path)
         except UntrustedIndexError as exc:
-            entries.clear()
-            by_dir.clear()
-            by_target.clear()
+            self._packed, self._links, self._keyed = {}, {}, set()
+            self._by_dir.clear()
+            self._by_target.clear()
             self._discarded(str(exc))
             try:
                 self.file.reset()
             except (OSError, sqlite3.Error) as err:
                 self._write_failed(err)
-        self.loaded = len(entries)
+        self.loaded = len(self._packed)
         return self.loaded
 
     def _discarded(self, why: str) -> None:
@@ -524,26 +613,69 @@ class PersistentIndex(FileIndex[FileResult]):
                               f"{self.file.path}: read index discarded: {why}; every file "
                               "is read again", path=str(self.file.path))
 
+    # -- what FileIndex answers, from both maps
+
+    def __len__(self) -> int:
+        return len(self._packed) + len(self._entries)
+
+    def __contains__(self, path: object) -> bool:
+        name = str(path)
+        return name in self._packed or name in self._entries
+
+    def unchanged(self, path: Path | str, key: StatKey | None) -> bool:
+        name = str(path)
+        entry = self._packed.get(name)
+        if entry is None:
+            return FileIndex.unchanged(self, name, key)
+        if key is None:
+            return False
+        try:
+            return entry.startswith(_STAT.pack(*key))
+        except struct.error:
+            return False
+
+    def unchanged_now(self, path: str) -> bool:
+        entry = self._packed.get(path)
+        if entry is None:
+            return FileIndex.unchanged_now(self, path)
+        try:
+            st = os.stat(path)
+            return entry.startswith(_STAT.pack(st.st_dev, st.st_ino, st.st_size,
+                                               st.st_mtime_ns, st.st_ctime_ns))
+        except (OSError, struct.error):
+            return False
+
+    def key_of(self, path: Path | str) -> StatKey | None:
+        name = str(path)
+        entry = self._packed.get(name)
+        if entry is None:
+            return FileIndex.key_of(self, name)
+        return cast(StatKey, _STAT.unpack_from(entry))
+
+    def has_keys(self, path: str) -> bool:
+        """Whether the file indexed at ``path`` holds a private key (no result read back)."""
+        return path in self._keyed
+
+    def paths(self) -> Iterator[str]:
+        return iter([*self._packed, *self._entries])
+
     def get(self, path: Path | str) -> FileResult | None:
         name = str(path)
-        entry = self._entries.get(name)
+        entry = self._packed.get(name)
         if entry is None:
-            return None
-        held: object = entry.result
-        if not isinstance(held, Stored):
-            return entry.result
+            return FileIndex.get(self, name)
         recent = self._recent.get(name)
         if recent is not None:
             self._recent.move_to_end(name)
             return recent
         try:
-            result = self.file.fetch(name)
+            result = self.file.fetch(name, entry, self._links.get(name, name))
         except UntrustedIndexError as exc:
             # Forget it: the next scan reads the file again.
             self.file.log.warning("read-index-row-discarded",
                                   f"{self.file.path}: entry discarded ({exc}); the file is "
                                   "read again", path=name)
-            FileIndex.remove(self, name)
+            self._forget(name)
             self._dirty[name] = False
             return None
         self._recent[name] = result
@@ -555,33 +687,71 @@ class PersistentIndex(FileIndex[FileResult]):
             target: Path | str | None = None) -> None:
         name = str(path)
         self._recent.pop(name, None)
-        super().put(name, key, result, target)
+        self._forget(name)
+        FileIndex.put(self, name, key, result, target)
+        if result.keys:
+            self._keyed.add(name)
         self._dirty[name] = key is not None
         if len(self._dirty) >= FLUSH_EVERY:
             self.flush()
 
     def remove(self, path: Path | str) -> FileResult | None:
         name = str(path)
-        if name not in self._entries:
+        if name not in self:
             return None
         result = self.get(name)  # what was there (the caller reports it gone)
         self._recent.pop(name, None)
-        FileIndex.remove(self, name)
+        self._forget(name)
         self._dirty[name] = False
         return result
+
+    def _forget(self, name: str) -> None:
+        """Drop ``name`` from whichever map holds it."""
+        entry = self._packed.pop(name, None)
+        if entry is not None:
+            self._unplace(name, self._links.pop(name, name))
+        else:
+            FileIndex.remove(self, name)
+        self._keyed.discard(name)
+
+    # -- what the daemon asks of the whole index
+
+    def summary(self, path: str) -> Stored | None:
+        """The certificates and whether a key is held at ``path``, without reading back."""
+        entry = self._packed.get(path)
+        if entry is not None:
+            return Stored.unpack(entry)
+        result = FileIndex.get(self, path)
+        return None if result is None else Stored.of(result)
 
     def certificate_ids(self) -> Mapping[str, Mapping[int, str]]:
         """Path -> certificate position -> SHA-256, for every indexed file, without reading
         any result back: a view, so that 100,000 files are not copied to be compared."""
-        return _CertificateIds(self._entries)
+        return _CertificateIds(self)
+
+    def certificate_rows(self) -> Iterator[tuple[str, int, str]]:
+        """``(path, position, sha256)`` of every certificate indexed, as the ledger lists its
+        sightings (what reconciling compares, row against row)."""
+        cert = _CERT
+        head = _HEAD.size
+        one = head + cert.size
+        for path, entry in self._packed.items():
+            if len(entry) == one:  # the usual file: one certificate
+                index, digest = cert.unpack_from(entry, head)
+                yield path, index, digest.hex()
+            elif len(entry) > head:
+                for index, sha in _certificates_of(entry):
+                    yield path, index, sha
+        for path, held in list(self._entries.items()):
+            for record in held.result.certificates:
+                yield path, record.index, record.facts.sha256
 
     def units_with_keys(self) -> Iterator[list[FileResult]]:
         """The results of each directory that holds a private key (to restore which leaves
         paired with a key, :mod:`agent.certset`)."""
-        for names in list(self._by_dir.values()):
-            if any(_has_keys(self._entries[name].result) for name in names):
-                unit = [self.get(name) for name in sorted(names)]
-                yield [result for result in unit if result is not None]
+        for parent in sorted({parent_of(name) for name in self._keyed}):
+            unit = [self.get(name) for name in sorted(self._by_dir.get(parent, ()))]
+            yield [result for result in unit if result is not None]
 
     @property
     def pending(self) -> int:
@@ -589,29 +759,35 @@ class PersistentIndex(FileIndex[FileResult]):
 
     def flush(self, bindings: dict[str, str] | None = None) -> None:
         """Write what changed since the last flush (one transaction), and ``bindings`` when
-        they differ from those on file; then keep only summaries of what was written."""
+        they differ from those on file; then keep only the packed summaries of what was
+        written."""
         if bindings == self.file.bindings:
             bindings = None
         if not self._dirty and bindings is None:
             return
         dirty, self._dirty = self._dirty, {}
-        puts: list[tuple[str, StatKey, str, FileResult]] = []
+        puts: list[tuple[str, bytes, str, FileResult]] = []
         removes = []
         for path, present in dirty.items():
-            entry = self._entries.get(path)
-            if (present and entry is not None and entry.key is not None
-                    and not isinstance(cast(object, entry.result), Stored)):
-                puts.append((path, entry.key, entry.target, entry.result))
-            elif entry is None or entry.key is None:
-                removes.append(path)
+            held = self._entries.get(path)
+            if present and held is not None and held.key is not None:
+                entry = _pack(held.key, held.result)
+                if entry is not None:
+                    puts.append((path, entry, held.target, held.result))
+                    continue
+            if path not in self._packed:
+                removes.append(path)  # gone, or kept in full in memory only
         try:
             self.file.write(puts, removes, bindings)
         except (OSError, sqlite3.Error, TypeError, ValueError) as exc:
             self._dirty = {**dirty, **self._dirty}  # try again at the next flush
             self._write_failed(exc)
             return
-        for path, key, target, result in puts:
-            self._entries[path] = _Entry(key, cast(FileResult, Stored.of(result)), target)
+        for path, entry, target, _ in puts:
+            del self._entries[path]
+            self._packed[path] = entry
+            if target != path:
+                self._links[path] = target
 
     def _write_failed(self, exc: BaseException) -> None:
         self.file.log.error("read-index-write-failed",
@@ -621,24 +797,20 @@ class PersistentIndex(FileIndex[FileResult]):
 
 
 class _CertificateIds(Mapping[str, Mapping[int, str]]):
-    def __init__(self, entries: dict[str, _Entry[FileResult]]) -> None:
-        self._entries = entries
+    def __init__(self, index: PersistentIndex) -> None:
+        self._index = index
 
     def __getitem__(self, name: str) -> Mapping[int, str]:
-        held: object = self._entries[name].result
-        if isinstance(held, Stored):
-            return dict(held.certificates)
-        return {c.index: c.facts.sha256 for c in self._entries[name].result.certificates}
+        stored = self._index.summary(name)
+        if stored is None:
+            raise KeyError(name)
+        return dict(stored.certificates)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
+        return self._index.paths()
 
     def __len__(self) -> int:
-        return len(self._entries)
-
-
-def _has_keys(held: object) -> bool:
-    return held.has_keys if isinstance(held, Stored) else bool(getattr(held, "keys", ()))
+        return len(self._index)
 
 
 def certificate_ids(index: FileIndex[FileResult]) -> Mapping[str, Mapping[int, str]]:
@@ -652,3 +824,15 @@ def certificate_ids(index: FileIndex[FileResult]) -> Mapping[str, Mapping[int, s
         if result is not None:
             out[name] = {c.index: c.facts.sha256 for c in result.certificates}
     return out
+
+
+def certificate_rows(index: FileIndex[FileResult]) -> Iterator[tuple[str, int, str]]:
+    """``(path, position, sha256)`` of every certificate ``index`` holds."""
+    if isinstance(index, PersistentIndex):
+        yield from index.certificate_rows()
+        return
+    for name in index.paths():
+        result = index.get(name)
+        if result is not None:
+            for record in result.certificates:
+                yield name, record.index, record.facts.sha256

@@ -32,11 +32,11 @@ from .config import Config, StoreConfig
 from .errors import AgentError
 from .escrow import Escrow
 from .findinglog import FindingLog
-from .index import FileIndex, stat_key
+from .index import FileIndex, parent_of, stat_key
 from .inventory import InventorySlot
 from .ledgerwriter import LedgerOp, LedgerWriter
 from .logs import EventLog
-from .readindex import certificate_ids
+from .readindex import certificate_ids, certificate_rows
 from .readpool import MIN_FILES as READ_AHEAD_MIN_FILES
 from .readpool import ReadAhead, read_ahead_workers
 from .reconcile import Reconciliation, SightingSource, plan_reconciliation
@@ -183,6 +183,8 @@ class StoreSync:
         """Workers that read ahead of a full scan (:mod:`agent.readpool`); ``None``: one
         fewer than the CPUs, 0: none."""
         self._read_ahead: ReadAhead | None = None
+        self._listed: dict[str, list[str]] = {}
+        """While a full scan walks a store: directory -> the files it listed there."""
         self._catalogue: Any = None
         self._classify_enabled = classify
         # The first scan after start reads every certificate again (the index lives in
@@ -309,6 +311,10 @@ class StoreSync:
         if self.store_for(directory) is None:
             return False
 
+        known = getattr(self.index, "has_keys", None)  # the read index knows, from memory
+        if callable(known):
+            return self.sets.is_set(directory, has_keys=known)
+
         def has_keys(path: str) -> bool:
             cached = self.index.get(path)
             return cached is not None and bool(cached.keys)
@@ -317,7 +323,8 @@ class StoreSync:
 
     def _process_file(self, store: StoreConfig, path: str, *, at: datetime,
                       summary: ScanSummary | None) -> list[Observation]:
-        key = stat_key(path)
+        # (a file not in the index is read whatever its identity: the reader stats it)
+        key = stat_key(path) if path in self.index else None
         if self.index.unchanged(path, key):
             # (the result is read back from the read index only when a summary needs it)
             cached = self.index.get(path) if summary is not None else None
@@ -521,6 +528,11 @@ class StoreSync:
         if len(unit) != 1:
             return unit
         directory = os.path.dirname(result.path)
+        listed = self._listed.get(directory)
+        if listed is not None and len(listed) > MAX_PLACEMENT_SIBLINGS:
+            # A full scan listed it: a trust store, placed alone without listing it again
+            # for each of its files.
+            return unit
         try:
             with os.scandir(directory) as entries:
                 names = [entry.name for entry in
@@ -588,12 +600,14 @@ class StoreSync:
             return self._scan_directory_once(store, directory, at=at, summary=summary,
                                              handled_sets=handled_sets)
         finally:
+            self._listed = {}
             if self._read_ahead is not None:
                 self._read_ahead.close()
                 self.files_read_ahead += self._read_ahead.read
                 self._read_ahead = None
 
-    def _start_read_ahead(self, store: StoreConfig, by_dir: dict[str, list[str]]) -> None:
+    def _start_read_ahead(self, store: StoreConfig, by_dir: dict[str, list[str]],
+                          sets: set[str]) -> None:
         """Have worker processes read, ahead of this scan, the files it will read (not for
         escrow stores, whose key material stays in this process)."""
         from .reader import read_file
@@ -603,8 +617,9 @@ class StoreSync:
         if workers < 1 or store.escrow or self.reader is not read_file:
             return
         # Files not in the index (a file that changed is read here when the scan meets it).
-        paths = [name for parent, names in by_dir.items() if not self._is_set(parent)
-                 for name in names if name not in self.index]
+        index = self.index
+        paths = [name for parent, names in by_dir.items() if parent not in sets
+                 for name in names if name not in index]
         if len(paths) >= READ_AHEAD_MIN_FILES:
             self._read_ahead = ReadAhead(paths, limits=self.limits_for(store),
                                          passwords=self.escrow.passwords(store),
@@ -628,20 +643,28 @@ class StoreSync:
                 continue
             name = str(item)
             seen.add(name)
-            by_dir.setdefault(os.path.dirname(name), []).append(name)
-        self._start_read_ahead(store, by_dir)
+            by_dir.setdefault(parent_of(name), []).append(name)
+        self._listed = by_dir
+        sets = {parent for parent in by_dir if self._is_set(parent)}
+        self._start_read_ahead(store, by_dir, sets)
+        index = self.index
+        # A restart's usual file: one stat, compared with the index, nothing else (with a
+        # summary to fill, --once, every file goes through _process_file).
+        unchanged_now = index.unchanged_now if summary is None else lambda name: False
         for parent, names in by_dir.items():
             self.tick()
             if self.stopping():
                 # SIGTERM during a long scan: stop now; nothing unseen is taken for gone.
                 return observations
-            if self._is_set(parent):
+            if parent in sets:
                 if parent not in handled_sets:
                     handled_sets.add(parent)
                     observations.extend(self._process_set(store, parent, at=at,
                                                           summary=summary))
                 continue
             for name in names:
+                if unchanged_now(name):
+                    continue
                 self.tick()
                 if self.stopping():
                     return observations
@@ -649,8 +672,13 @@ class StoreSync:
             if len(observations) >= REPORT_BATCH:
                 self.report(observations, at=at)
                 observations = []
-        for name in self.index.paths_under(directory):
-            if name not in seen and not os.path.lexists(name):
+        top = str(directory).rstrip("/")
+        prefix = top + "/"
+        unseen = sorted(name for parent in index.directories()
+                        if parent == top or parent.startswith(prefix)
+                        for name in index.names_in(parent) if name not in seen)
+        for name in unseen:
+            if not os.path.lexists(name):
                 observations.extend(self.gone(name, at=at, summary=summary))
         return observations
 
@@ -688,10 +716,13 @@ class StoreSync:
                                                 summary=summary if collect else None,
                                                 handled_sets=handled)
             self.report(observations, at=at)
-        # Forget stores that are no longer configured (after a reload).
-        for name in list(self.index.paths()):
-            if self.store_for(name) is None:
-                self.index.remove(name)
+        # Forget stores that are no longer configured (after a reload): asked per directory
+        # (a file is in a store when its directory is), then per file where it is not.
+        for parent in self.index.directories():
+            if self.store_for(parent) is None:
+                for name in sorted(self.index.names_in(parent)):
+                    if self.store_for(name) is None:
+                        self.index.remove(name)
         if not self.stopping():
             self.reconcile(at=at, summary=summary)
         if collect:
@@ -768,9 +799,13 @@ class StoreSync:
             store = self.store_for(location)
             return store is not None and rebind_roots is not False and store.path in rebind_roots
 
+        may_rebind = rebind_roots is True or (isinstance(rebind_roots, set) and bool(rebind_roots))
         plan = plan_reconciliation(rows, current=current,
+                                   current_rows=certificate_rows(self.index),
                                    in_scope=lambda loc: self.store_for(loc) is not None,
-                                   pending=pending, rebind=rebind)
+                                   pending=pending, rebind=rebind if may_rebind else None)
+        del rows
+        op.result.clear()  # the ledger's 100,000 rows: freed now, not at the next question
         relog = isinstance(rebind_roots, set) and bool(plan.rebind)
         self.rebind = False
         self._reported_since_start = None

@@ -99,16 +99,20 @@ def test_an_index_that_cannot_be_trusted_is_discarded_with_a_log_line(
         if damage == "another-host":
             db.execute("UPDATE meta SET value = 'web2' WHERE name = 'host'")
         elif damage == "edited-row":  # the row's digest catches it at the start
-            db.execute("UPDATE files SET summary = replace(summary, ';0:', ';1:') "
-                       "WHERE CAST(path AS TEXT) LIKE '%site003.pem'")
-        else:  # digests recomputed, but a summary that is not one
-            from agent.readindex import _digest
+            raw, entry = db.execute("SELECT path, entry FROM files WHERE CAST(path AS TEXT) "
+                                    "LIKE '%site003.pem'").fetchone()
+            edited = bytearray(entry)
+            edited[-1] ^= 1  # one bit of the certificate's SHA-256
+            db.execute("UPDATE files SET entry = ? WHERE path = ?", (bytes(edited), raw))
+        else:  # digests recomputed, but an entry that is not one
+            from agent.readindex import row_digest
 
-            row = db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, "
-                             "result_sha256 FROM files LIMIT 1").fetchone()
-            db.execute("UPDATE files SET summary = 'x', digest = ? WHERE path = ?",
-                       (_digest(os.fsdecode(row[0]), tuple(row[1:6]), os.fsdecode(row[6]), "x",
-                                row[7]), row[0]))
+            raw, raw_target, result_sha256 = db.execute(
+                "SELECT path, target, result_sha256 FROM files LIMIT 1").fetchone()
+            path = os.fsdecode(raw)
+            target = os.fsdecode(raw_target) if raw_target else path
+            db.execute("UPDATE files SET entry = ?, digest = ? WHERE path = ?",
+                       (b"x", row_digest(path, b"x", target, result_sha256), raw))
         db.commit()
         db.close()
     log, stream = _log()
@@ -127,17 +131,19 @@ def _forge(db: sqlite3.Connection, blob: bytes | None = None) -> str:
     write the state directory could do): a wrong type inside, or ``blob``."""
     import hashlib
 
-    from agent.readindex import _digest
+    from agent.readindex import row_digest
 
-    row = db.execute("SELECT path, dev, ino, size, mtime_ns, ctime_ns, target, summary, "
-                     "result FROM files WHERE CAST(path AS TEXT) LIKE '%site003.pem'").fetchone()
+    raw, entry, raw_target, old = db.execute(
+        "SELECT f.path, f.entry, f.target, r.result FROM files f JOIN results r "
+        "ON r.path = f.path WHERE CAST(f.path AS TEXT) LIKE '%site003.pem'").fetchone()
     if blob is None:
-        blob = row[8].replace(b'"s3.example.jp"', b"3")
-    result_sha256 = hashlib.sha256(blob).hexdigest()
-    path, target = os.fsdecode(row[0]), os.fsdecode(row[6])
-    db.execute("UPDATE files SET result = ?, result_sha256 = ?, digest = ? WHERE path = ?",
-               (blob, result_sha256,
-                _digest(path, tuple(row[1:6]), target, row[7], result_sha256), row[0]))
+        blob = old.replace(b'"s3.example.jp"', b"3")
+    result_sha256 = hashlib.sha256(blob).digest()
+    path = os.fsdecode(raw)
+    target = os.fsdecode(raw_target) if raw_target else path
+    db.execute("UPDATE results SET result = ? WHERE path = ?", (blob, raw))
+    db.execute("UPDATE files SET result_sha256 = ?, digest = ? WHERE path = ?",
+               (result_sha256, row_digest(path, entry, target, result_sha256), raw))
     return path
 
 
@@ -151,7 +157,7 @@ def test_a_result_that_does_not_check_out_is_never_served(tmp_path: Path,
     db = sqlite3.connect(_index_file(tmp_path))
     if forgery == "edited-result":
         forged = str(store / "d0" / "site003.pem")
-        db.execute("UPDATE files SET result = replace(result, 's3.example.jp', "
+        db.execute("UPDATE results SET result = replace(result, 's3.example.jp', "
                    "'evil.example') WHERE path = ?", (os.fsencode(forged),))
     else:
         forged = _forge(db)
@@ -162,9 +168,13 @@ def test_a_result_that_does_not_check_out_is_never_served(tmp_path: Path,
     daemon, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path,
                             clock=SteppingClock(), reader=reader, log=log,
                             read_index_path=_index_file(tmp_path))
-    daemon.full_scan()  # reads back the entries of small directories (is it a key set?)
+    daemon.full_scan()
+    assert reader.calls == []  # a start reads no result back
+    # read back when asked for (a change beside it, a gone file, the heartbeat's inventory)
+    assert daemon.index.get(forged) is None
     assert "entry discarded" in stream.getvalue()  # refused when read back, not served
     assert "evil" not in stream.getvalue()
+    daemon.full_scan()
     assert reader.calls == [forged]  # and that file alone is read again
     result = daemon.index.get(forged)
     assert result is not None
