@@ -1,25 +1,44 @@
-"""`certescrow policy actions` over a large ledger, as a user runs it: text and --json.
+"""`certescrow policy actions` over a large ledger, as a user runs it: the projection against the
+fold, text and --json, on SQLite and on PostgreSQL, in one run.
 
-Issue 13 measured 8.5 s (text) and 12.5 s / 1.09 GiB (--json) over 100,000 contracts, the JSON
-cost being a whole-document string. The command now streams the JSON array element by element
-and writes terminal lines in batches; this script keeps that honest. It builds (or reuses,
-``--ledger PATH``) the ledger ``bench_policy.py`` builds, runs the real command in a child
-process for each output form, and prints wall time, CPU time (user + system of the child: the
-steadier number on a shared machine), peak resident memory (the child's ``ru_maxrss``) and the
-output's size. Usage:
+Issue 13 measured 8.5 s (text) and 12.5 s / 1.09 GiB (--json) over 100,000 contracts by
+refolding every journal; the target is under 1 s on both backends with memory flat in the
+number of contracts. This script builds the ledger ``bench_policy.py`` builds, as it stood at
+its ``AT`` (the events dated by then, recorded then: the projection's cached actions are those
+of the day asked about, as for a ledger written up to that day), in an SQLite file and in a PostgreSQL schema of its own,
+then runs the real command in a child process for each backend, path and output form:
 
-    .venv/bin/python bench/bench_actions_cli.py [--contracts 100000] [--ledger PATH] [--keep]
+* projection: ``policy actions --at AT`` (current knowledge: the projection answers);
+* fold:       ``policy actions --at AT --as-recorded AT`` (``--as-recorded`` always folds
+              the journal; every event was recorded by ``AT``, so it asks the same question).
+
+It prints wall time, CPU time (user + system of the child: the steadier number on a shared
+machine), the child's own peak resident memory (``wait4``), the output's size, the ratio of
+the fold's wall time to the projection's, and whether both paths printed the same bytes; and,
+as the floor under every row, the same command on an empty ledger (the interpreter and the
+``certescrow`` imports).
+Usage:
+
+    .venv/bin/python bench/bench_actions_cli.py [--contracts 100000] [--ledger PATH]
+        [--postgres DSN | --no-postgres] [--keep]
+
+PostgreSQL: ``--postgres DSN`` (default ``$CERTESCROW_TEST_POSTGRES``, else the local test
+server); a schema is created for the run and dropped afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import os
-import resource
+import secrets
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,46 +47,108 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_policy import AT, build  # noqa: E402
 
 CERTESCROW = Path(sys.executable).with_name("certescrow")
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def run(args: list[str], out: Path) -> tuple[float, float, float, int]:
-    """Wall s, CPU s, peak RSS MiB and output bytes of one ``certescrow`` run."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Wall s, CPU s, the child's own peak RSS MiB and output bytes of one ``certescrow`` run."""
     start = time.perf_counter()
     with out.open("wb") as sink:
-        done = subprocess.run([str(CERTESCROW), *args], stdout=sink, stderr=subprocess.PIPE,
-                              check=False, env={**os.environ, "COLUMNS": "200"})
+        child = subprocess.Popen([str(CERTESCROW), *args], stdout=sink,
+                                 stderr=subprocess.PIPE,
+                                 env={**os.environ, "COLUMNS": "200"})
+        assert child.stderr is not None
+        err = child.stderr.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        sys.exit(f"certescrow {' '.join(args)}: exit {done.returncode}: "
-                 f"{done.stderr.decode(errors='replace')[:500]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    # ru_maxrss of RUSAGE_CHILDREN is the largest child so far: run the smaller form first.
-    return wall, cpu, after.ru_maxrss / 1024, out.stat().st_size
+    if child.returncode != 0:
+        sys.exit(f"certescrow {' '.join(args)}: exit {child.returncode}: "
+                 f"{err.decode(errors='replace')[:500]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.stat().st_size
+
+
+@contextmanager
+def postgres_schema(dsn: str) -> Iterator[str]:
+    import psycopg
+
+    schema = f"certescrow_bench_{secrets.token_hex(4)}"
+    admin = psycopg.connect(dsn, autocommit=True)
+    try:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        parts = urllib.parse.urlsplit(dsn)
+        query = [*urllib.parse.parse_qsl(parts.query), ("options", f"-csearch_path={schema}")]
+        yield urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+    finally:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.close()
+
+
+def measure(label: str, ledger: str, workdir: Path) -> None:
+    at = AT.isoformat()
+    base = ["policy", "actions", "--at", at, "--ledger", ledger]
+    for form, extra in (("text", []), ("--json", ["--json"])):
+        results = {}
+        for path, more in (("projection", []), ("fold", ["--as-recorded", at])):
+            out = workdir / f"{label}-{path}-{form.strip('-')}.out"
+            results[path] = (run(base + extra + more, out), out)
+        same = filecmp.cmp(results["projection"][1], results["fold"][1], shallow=False)
+        ratio = results["fold"][0][0] / results["projection"][0][0]
+        for path in ("projection", "fold"):
+            (wall, cpu, rss, size), out = results[path]
+            print(f"| {label} | {path} | {form} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | "
+                  f"{size / 2**20:.1f} | "
+                  + (f"{ratio:.1f}x | {'yes' if same else 'NO'} |" if path == "projection"
+                     else "1.0x | |"))
+            if path == "fold":
+                out.unlink()
+        results["projection"][1].unlink()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contracts", type=int, default=100_000)
     parser.add_argument("--ledger", type=Path, default=None,
-                        help="reuse this ledger when it exists (else build it here)")
-    parser.add_argument("--keep", action="store_true", help="keep the ledger and outputs")
+                        help="reuse this SQLite ledger when it exists (else build it here)")
+    parser.add_argument("--postgres", default=os.environ.get("CERTESCROW_TEST_POSTGRES")
+                        or DEFAULT_DSN, help="PostgreSQL server for the second backend")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--keep", action="store_true", help="keep the SQLite ledger")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-actions-"))
     ledger = args.ledger or workdir / "ledger.sqlite3"
+    builds: list[str] = []
     if not ledger.exists():
         print(f"building {args.contracts:,} contracts in {ledger} …", file=sys.stderr)
-        build(ledger, args.contracts)
-    at = AT.isoformat()
-    base = ["policy", "actions", "--at", at, "--ledger", str(ledger)]
-    print(f"certescrow policy actions over {ledger} ({ledger.stat().st_size / 2**20:.0f} MiB), "
-          f"--at {at}, python {sys.version.split()[0]}")
-    print("| output | wall s | CPU s | peak RSS MiB | output MiB |")
-    print("|--------|--------|-------|--------------|------------|")
-    for label, extra in (("text", []), ("--json", ["--json"])):
-        wall, cpu, rss, size = run(base + extra, workdir / f"actions-{label.strip('-')}.out")
-        print(f"| {label} | {wall:.1f} | {cpu:.1f} | {rss:.0f} | {size / 2**20:.0f} |")
+        start = time.perf_counter()
+        build(ledger, args.contracts, recorded=AT)
+        builds.append(f"SQLite {time.perf_counter() - start:.0f} s")
+    print(f"certescrow policy actions, {args.contracts:,} contracts, --at {AT.isoformat()}, "
+          f"python {sys.version.split()[0]}, cpus {os.cpu_count()}, "
+          f"loadavg {os.getloadavg()[0]:.1f}")
+    print("| backend | path | output | wall s | CPU s | peak RSS MiB | output MiB "
+          "| fold/projection wall | same bytes |")
+    print("|---------|------|--------|--------|-------|--------------|------------"
+          "|---------------------|------------|")
+    empty = workdir / "empty.sqlite3"
+    build(empty, 0)
+    wall, cpu, rss, _ = run(["policy", "actions", "--at", AT.isoformat(), "--ledger",
+                             str(empty)], workdir / "empty.out")
+    print(f"| (startup: an empty ledger) | - | text | {wall:.2f} | {cpu:.2f} | {rss:.0f} | 0.0 "
+          "| | |")
+    (workdir / "empty.out").unlink()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{empty}{suffix}").unlink(missing_ok=True)
+    measure("SQLite", str(ledger), workdir)
+    if not args.no_postgres:
+        with postgres_schema(args.postgres) as dsn:
+            print(f"building {args.contracts:,} contracts in PostgreSQL …", file=sys.stderr)
+            start = time.perf_counter()
+            build(dsn, args.contracts, recorded=AT)
+            builds.append(f"PostgreSQL {time.perf_counter() - start:.0f} s")
+            measure("PostgreSQL", dsn, workdir)
+    if builds:
+        print(f"(ledger builds, projection included: {', '.join(builds)})")
     if args.keep:
         print(f"kept in {workdir}", file=sys.stderr)
     else:

@@ -5,8 +5,8 @@ certificate lifetimes and contract states (new, notified, answered renew / don't
 cancelled, changed, renewed, no certificate yet), then measures, in the same run:
 
 * baseline 1 — read:  the journal rows through SQLite + JSON decoding, nothing else;
-* baseline 2 — fold:  ``Ledger.states(at=)``: read + decode + fold every contract's state;
-* full sweep:         ``Ledger.states`` + ``evaluate_contract`` for every contract (what
+* baseline 2 — fold:  ``Ledger.folded_states(at=)``: read + decode + fold every contract;
+* full sweep:         ``Ledger.folded_states`` + ``evaluate_contract`` for every contract (what
                       ``certescrow policy actions`` does);
 * evaluate only:      ``evaluate_contract`` over states already in memory, with the default
                       ``period_rule = "civil-code"`` and again with ``"elapsed"``, so the cost
@@ -119,16 +119,23 @@ def contract_events(n: int, items: list[Any]) -> list[Event]:
     return events
 
 
-def build(path: Path, count: int) -> int:
+def build(path: Path | str, count: int, *, recorded: datetime | None = None) -> int:
+    """Build the ledger at ``path`` (a file, or a ``postgresql://`` DSN). With ``recorded``,
+    the ledger as it stood then: events dated after it are left out and every other one is
+    recorded at it (the projection's cached actions are then those of that day, as for a
+    ledger written up to it); without, every event, each recorded when it happened."""
     items = list(load_catalogue().items.values())
     total = 0
     with Ledger.open(path) as ledger:
         batch: list[Event] = []
         for n in range(count):
-            batch.extend(contract_events(n, items))
+            batch.extend(e for e in contract_events(n, items)
+                         if recorded is None or e.at_utc <= recorded)
             if len(batch) >= 20_000 or n == count - 1:
-                # The ledger's own insert path, one transaction per batch (private on purpose).
-                ledger._write(lambda b=batch: [ledger._insert(e, None) for e in b])  # type: ignore[misc]
+                # The ledger's own insert path, one transaction per batch (private on purpose);
+                # the projection rows of the batch's contracts are rebuilt before it commits.
+                ledger._write(lambda b=batch: [  # type: ignore[misc]
+                    ledger._insert(e, None, recorded) for e in b])
                 total += len(batch)
                 batch = []
                 print(f"\r  building: {n + 1:,}/{count:,} contracts", end="", file=sys.stderr)
@@ -178,13 +185,13 @@ def main() -> None:
             return rows
 
         def fold_only() -> int:
-            return sum(1 for _ in ledger.states(at=AT))
+            return sum(1 for _ in ledger.folded_states(at=AT))
 
         decided = {"decisions": 0}
 
         def full_sweep() -> int:
             contracts = 0
-            for state in ledger.states(at=AT):
+            for state in ledger.folded_states(at=AT):
                 decided["decisions"] += len(evaluate_contract(state, catalogue, settings, at=AT))
                 contracts += 1
             return contracts
@@ -192,7 +199,7 @@ def main() -> None:
         phases = [timed("read", read_only), timed("fold", fold_only)]
         rss_after_fold = peak_rss_mib()
         phases.append(timed("fold+evaluate", full_sweep))
-        states = list(ledger.states(at=AT))
+        states = list(ledger.folded_states(at=AT))
 
     def evaluate_only() -> int:
         for state in states:
