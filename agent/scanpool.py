@@ -51,6 +51,7 @@ from .render import TableEntry, TableFile, TableReport, table_entry, table_file,
 from .report import ReportItem, csv_header, iter_report, render_line, tally_item
 from .rows import CertificateRow, FileRow
 from .scan import Batch, ProgressCallback, directory_batches, iter_targets, read_target
+from .x509facts import recording_warnings
 
 __all__ = [
     "BATCH_FILES",
@@ -152,7 +153,8 @@ def _separator(fmt: str) -> bytes:
 
 
 def _render(job: _Job, targets: Sequence[str | FileError]) -> _Rendered:
-    results = [read_target(t, limits=job.limits, passwords=job.passwords) for t in targets]
+    with recording_warnings():
+        results = [read_target(t, limits=job.limits, passwords=job.passwords) for t in targets]
     context = 0
     for result in results:
         if result.keys:

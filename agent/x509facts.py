@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -37,6 +39,7 @@ __all__ = [
     "facts_from_certificate",
     "key_description",
     "parse_der_certificate",
+    "recording_warnings",
     "safe_library_text",
     "spki_sha256",
     "warning_findings",
@@ -64,12 +67,48 @@ class ParsedCertificate:
     der: bytes
 
 
+_RECORDING: list[warnings.WarningMessage] | None = None
+"""Where warnings go inside :func:`recording_warnings` (``None`` outside)."""
+_RECORDING_THREAD = 0
+
+
 def capture_warnings(func: Callable[[], T]) -> tuple[T, tuple[warnings.WarningMessage, ...]]:
     """Run ``func`` with every warning recorded instead of shown (or raised)."""
-    with warnings.catch_warnings(record=True) as caught:
+    recording = _RECORDING
+    if recording is not None and threading.get_ident() == _RECORDING_THREAD:
+        # inside recording_warnings(): the filter is set already; keep what func adds
+        mark = len(recording)
+        try:
+            result = func()
+            caught = tuple(recording[mark:])
+        finally:
+            del recording[mark:]
+        return result, caught
+    with warnings.catch_warnings(record=True) as log:
         warnings.simplefilter("always")
         result = func()
-    return result, tuple(caught)
+    return result, tuple(log)
+
+
+@contextmanager
+def recording_warnings() -> Iterator[None]:
+    """Record warnings once for a whole batch of files instead of once per certificate
+    (``warnings.catch_warnings`` and its filter cost about as much as reading a name): inside,
+    :func:`capture_warnings` only notes what its function added. Only in a process with one
+    thread, since the filter is process-global (a scan's worker, or the one-shot scan in its
+    own process); with other threads running it does nothing and each capture sets its own.
+    A warning from outside any capture is dropped with the batch, never printed."""
+    global _RECORDING, _RECORDING_THREAD
+    if _RECORDING is not None or threading.active_count() > 1:
+        yield
+        return
+    with warnings.catch_warnings(record=True) as log:
+        warnings.simplefilter("always")
+        _RECORDING, _RECORDING_THREAD = log, threading.get_ident()
+        try:
+            yield
+        finally:
+            _RECORDING, _RECORDING_THREAD = None, 0
 
 
 def warning_findings(caught: Iterable[warnings.WarningMessage], *,
