@@ -13,6 +13,7 @@ places are counted apart ("in N file(s)").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from policy.decisions import Severity
 from .logs import EventLog
 from .rows import CertificateRow
 
-__all__ = ["FindingLog"]
+__all__ = ["FindingLog", "LoggedWarning", "warnings_of"]
 
 
 @dataclass(slots=True)
@@ -30,8 +31,46 @@ class _Kind:
     and the files they were found in."""
 
     example: str
-    certificates: set[str] = field(default_factory=set)
+    certificates: set[int] = field(default_factory=set)
+    """The first 64 bits of each one's SHA-256 (a number: a first scan of 100,000
+    certificates would otherwise keep 100,000 hex strings, 11 MiB, for a count)."""
     places: set[str] = field(default_factory=set)
+
+
+LoggedWarning = tuple[tuple[str, str, str], str, dict[str, str]]
+"""``((event, code, clause), message, fields)``: one warning about one certificate."""
+
+
+def warnings_of(seen: CertificateRow) -> tuple[LoggedWarning, ...]:
+    """What the contract says about a certificate that is worth a warning: its findings of
+    warning severity or worse, then what it calls for (a non-compliant certificate, a notice
+    due) unless a finding already said it. Pure: a read-ahead worker computes it too."""
+    # The row (agent/rows.py) already left the contract view out of a chain certificate
+    # (certbot's chain.pem) and put its validity on its leaf's row.
+    where = seen.location
+    found: list[LoggedWarning] = []
+    logged: set[str] = set()
+    for finding in seen.findings:
+        if finding.severity >= Severity.WARNING:
+            logged.add(finding.code)
+            found.append((("finding", finding.code, finding.clause),
+                          f"{where}: {finding.message}",
+                          {"code": finding.code, "clause": finding.clause}))
+    for action in seen.actions:
+        if action.severity >= Severity.WARNING and action.action.value not in logged:
+            due = action.due.isoformat() if action.due else ""
+            found.append((("action", action.action.value, action.clause),
+                          f"{where}: {action.explanation_en}",
+                          {"action": action.action.value, "clause": action.clause,
+                           "due": due}))
+    return tuple(found)
+
+
+def _certificate_id(sha256: str) -> int:
+    try:
+        return int(sha256[:16], 16)
+    except ValueError:  # not hex (facts made by hand): still one number per certificate
+        return hash(sha256)
 
 
 class FindingLog:
@@ -50,39 +89,28 @@ class FindingLog:
         self._tally = {}
 
     def certificate(self, seen: CertificateRow) -> None:
-        # The row (agent/rows.py) already left the contract view out of a chain certificate
-        # (certbot's chain.pem) and put its validity on its leaf's row.
-        where = seen.location
-        logged: set[str] = set()
-        for finding in seen.findings:
-            if finding.severity >= Severity.WARNING:
-                logged.add(finding.code)
-                self._warn(("finding", finding.code, finding.clause), seen,
-                           f"{where}: {finding.message}", code=finding.code,
-                           clause=finding.clause)
-        # What the contract now calls for (a non-compliant certificate, a notice due), unless a
-        # finding above already said it.
-        for action in seen.actions:
-            if action.severity >= Severity.WARNING and action.action.value not in logged:
-                due = action.due.isoformat() if action.due else ""
-                self._warn(("action", action.action.value, action.clause), seen,
-                           f"{where}: {action.explanation_en}", action=action.action.value,
-                           clause=action.clause, due=due)
+        self.warnings(seen.record.path, seen.record.facts.sha256, warnings_of(seen))
 
-    def _warn(self, kind: tuple[str, str, str], seen: CertificateRow, message: str,
+    def warnings(self, path: str, sha256: str, warnings: Sequence[LoggedWarning]) -> None:
+        """Log (or, while counting, count) the warnings :func:`warnings_of` found for the
+        certificate ``sha256`` at ``path`` (a read-ahead worker may have found them)."""
+        for kind, message, fields in warnings:
+            self._warn(kind, path, sha256, message, **fields)
+
+    def _warn(self, kind: tuple[str, str, str], path: str, sha256: str, message: str,
               **fields: Any) -> None:
         """A per-certificate warning; while counting it is counted (and logged at debug
         level) for :meth:`flush`."""
-        fields.update(path=seen.record.path, sha256=seen.record.facts.sha256)
+        fields.update(path=path, sha256=sha256)
         if self._tally is None:
             self.log.warning(kind[0], message, **fields)
             return
         self.log.debug(kind[0], message, **fields)
         entry = self._tally.get(kind)
         if entry is None:
-            entry = self._tally[kind] = _Kind(example=seen.record.path)
-        entry.certificates.add(seen.record.facts.sha256)
-        entry.places.add(seen.record.path)
+            entry = self._tally[kind] = _Kind(example=path)
+        entry.certificates.add(_certificate_id(sha256))
+        entry.places.add(path)
 
     def flush(self) -> None:
         """One line per kind of finding or action counted; back to one line per certificate."""

@@ -11,7 +11,7 @@ link, and what matters is the file it points to now.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -78,6 +78,10 @@ class FileIndex(Generic[R]):
         :meth:`unchanged` with :func:`stat_key`, the stat made only for an indexed path."""
         entry = self._entries.get(path)
         return entry is not None and entry.key is not None and entry.key == stat_key(path)
+
+    def changed_among(self, paths: Iterable[str]) -> list[str]:
+        """Those of ``paths`` that are not :meth:`unchanged_now` (not indexed, or changed)."""
+        return [path for path in paths if not self.unchanged_now(path)]
 
     def get(self, path: Path | str) -> R | None:
         entry = self._entries.get(str(path))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import itertools
 import json
 import os
 import sqlite3
@@ -265,12 +266,6 @@ def _pack(key: StatKey, result: FileResult) -> bytes | None:
     return b"".join(parts)
 
 
-def _entry_shape_ok(entry: bytes) -> bool:
-    size = len(entry)
-    return (size >= _HEAD.size and (size - _HEAD.size) % _CERT.size == 0
-            and entry[_HEAD.size - 1] in (0, _HAS_KEYS))
-
-
 def _certificates_of(entry: bytes) -> Iterator[tuple[int, str]]:
     """``(position, sha256 hex)`` of each certificate a packed entry lists."""
     for index, digest in _CERT.iter_unpack(memoryview(entry)[_HEAD.size:]):
@@ -352,13 +347,16 @@ class ReadIndexFile:
         return {"format": FORMAT, "version": str(VERSION), "host": self.host,
                 "schema": self._fingerprint}
 
-    def load(self) -> Iterator[tuple[str, bytes, str]]:
-        """Every row as ``(path, packed entry, target)``, checked (its digest, the entry's
-        shape); the results are not read (:meth:`fetch` reads one when asked for). Raises
-        :class:`UntrustedIndexError` at the first doubt (the caller discards everything it
-        got so far)."""
+    def load(self) -> tuple[list[str], list[bytes], dict[str, str]]:
+        """Every row, checked (its digest, the entry's shape), as three collections: the paths,
+        their packed entries (in the same order) and path -> target for the links; the results
+        are not read (:meth:`fetch` reads one when asked for). Raises
+        :class:`UntrustedIndexError` at the first doubt."""
+        paths: list[str] = []
+        entries: list[bytes] = []
+        links: dict[str, str] = {}
         if not self.path.exists():
-            return
+            return paths, entries, links
         try:
             db = self._connect()
         except (OSError, sqlite3.Error) as exc:
@@ -377,27 +375,32 @@ class ReadIndexFile:
                              for name, value in meta.items()
                              if isinstance(name, str) and name.startswith(_BINDING)
                              and isinstance(value, str)}
-            # The loop a start spends per file: one digest in C, the shape by length, nothing
-            # decoded but the path.
+            # The loop a start spends per file (100,000 times): one digest in C, the entry's
+            # shape by its length, the path decoded; nothing else.
             digest_of = _ROW_HASH
             encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-            for raw_path, entry, raw_target, result_sha256, digest in db.execute(
-                    "SELECT path, entry, target, result_sha256, digest FROM files"):
-                try:
-                    ok = digest_of(_digest_input(raw_path, raw_target, entry,
-                                              result_sha256)).digest() == digest
-                except TypeError:  # a value that is not a BLOB
-                    raise UntrustedIndexError("a row of the wrong shape") from None
-                if not ok:
-                    raise UntrustedIndexError("a row whose digest does not match")
-                if not _entry_shape_ok(entry):
-                    raise UntrustedIndexError("an entry of the wrong shape")
-                try:
+            head, cert, flag = _HEAD.size, _CERT.size, _HEAD.size - 1
+            add_path, add_entry = paths.append, entries.append
+            rows = db.execute("SELECT path, entry, target, result_sha256, digest FROM files")
+            try:
+                for raw_path, entry, raw_target, result_sha256, digest in rows:
+                    # (%b refuses anything but bytes: a TEXT or a number is a TypeError)
+                    if digest_of(b"%b\0%b\0%b%b" % (raw_path, raw_target, entry,
+                                                      result_sha256)).digest() != digest:
+                        raise UntrustedIndexError("a row whose digest does not match")
+                    size = len(entry)
+                    if size < head or (size - head) % cert or entry[flag] > _HAS_KEYS:
+                        raise UntrustedIndexError("an entry of the wrong shape")
                     path = raw_path.decode(encoding, errors)
-                    target = raw_target.decode(encoding, errors) if raw_target else path
-                except UnicodeDecodeError:
-                    raise UntrustedIndexError("a path that does not decode") from None
-                yield path, entry, target
+                    add_path(path)
+                    add_entry(entry)
+                    if raw_target:
+                        links[path] = raw_target.decode(encoding, errors)
+            except TypeError:
+                raise UntrustedIndexError("a row of the wrong shape") from None
+            except UnicodeDecodeError:
+                raise UntrustedIndexError("a path that does not decode") from None
+            return paths, entries, links
         except sqlite3.Error as exc:
             raise UntrustedIndexError(f"unreadable ({type(exc).__name__})") from None
 
@@ -572,39 +575,31 @@ class PersistentIndex(FileIndex[FileResult]):
         with one log line. Returns how many files were restored."""
         if self._entries or self._packed:
             raise RuntimeError("the read index is loaded into an empty index only")
-        # Straight into the maps as the rows come (the index is empty: nothing to replace or
-        # unlink); undone whole if a row does not check out.
-        packed, links, keyed, by_dir = self._packed, self._links, self._keyed, self._by_dir
-        flag = _HEAD.size - 1
-        # Rows come a directory after another: its parent is worked out once per directory
-        # (``cut``: where the last "/" of a path in the directory before is; -2: none).
-        parent, cut = "", -2
-        siblings: set[str] = set()
         try:
-            for path, entry, target in self.file.load():
-                packed[path] = entry
-                if entry[flag]:
-                    keyed.add(path)
-                if path.rfind("/") != cut or not path.startswith(parent):
-                    parent = parent_of(path)
-                    found = by_dir.get(parent)
-                    if found is None:
-                        by_dir[parent] = found = set()
-                    siblings = found
-                    cut = len(parent) if parent and not parent.endswith("/") else -2
-                siblings.add(path)
-                if target is not path:
-                    links[path] = target
-                    self._by_target.setdefault(target, set()).add(path)
+            paths, entries, links = self.file.load()
         except UntrustedIndexError as exc:
-            self._packed, self._links, self._keyed = {}, {}, set()
-            self._by_dir.clear()
-            self._by_target.clear()
             self._discarded(str(exc))
             try:
                 self.file.reset()
             except (OSError, sqlite3.Error) as err:
                 self._write_failed(err)
+            self.loaded = 0
+            return 0
+        # The maps built in bulk: rows come a directory after another, so the parents are
+        # worked out once per run of paths that share one.
+        self._packed = dict(zip(paths, entries, strict=True))
+        flag = _HEAD.size - 1
+        self._keyed = {path for path, entry in zip(paths, entries, strict=True) if entry[flag]}
+        by_dir = self._by_dir
+        for parent, names in itertools.groupby(paths, parent_of):
+            siblings = by_dir.get(parent)
+            if siblings is None:
+                by_dir[parent] = set(names)
+            else:
+                siblings.update(names)
+        self._links = links
+        for path, target in links.items():
+            self._by_target.setdefault(target, set()).add(path)
         self.loaded = len(self._packed)
         return self.loaded
 
@@ -644,6 +639,26 @@ class PersistentIndex(FileIndex[FileResult]):
                                                st.st_mtime_ns, st.st_ctime_ns))
         except (OSError, struct.error):
             return False
+
+    def changed_among(self, paths: Iterable[str]) -> list[str]:
+        # (:meth:`unchanged_now` inlined: a restart asks it of every file)
+        packed, fresh, stat, pack = self._packed.get, self._entries, os.stat, _STAT.pack
+        changed = []
+        for path in paths:
+            entry = packed(path)
+            if entry is None:
+                if path not in fresh or not FileIndex.unchanged_now(self, path):
+                    changed.append(path)
+                continue
+            try:
+                st = stat(path)
+                if entry.startswith(pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                                         st.st_ctime_ns)):
+                    continue
+            except (OSError, struct.error):
+                pass
+            changed.append(path)
+        return changed
 
     def key_of(self, path: Path | str) -> StatKey | None:
         name = str(path)

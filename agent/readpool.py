@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+import types
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.reduction import ForkingPickler
+from typing import Any
 
+from .findinglog import LoggedWarning, warnings_of
 from .records import FileResult, ReadLimits
 
-__all__ = ["MIN_FILES", "ReadAhead", "read_ahead_workers"]
+__all__ = ["MIN_FILES", "ReadAhead", "RowJob", "Warnings", "read_ahead_workers"]
 
 MIN_FILES = 500
 """Below this many files to read, starting workers costs more than it saves."""
@@ -43,39 +49,127 @@ def read_ahead_workers() -> int:
     return max(0, cpus - 1)
 
 
-def _read_batch(paths: list[str], limits: ReadLimits,
-                passwords: tuple[bytes, ...]) -> list[FileResult]:
+@dataclass(frozen=True, slots=True)
+class RowJob:
+    """What a worker needs to classify what it read as the daemon would, for a file alone
+    in its unit (a directory too large to place a file among: a trust store), read for the
+    first time (no predecessor), outside an escrow store (no escrow findings)."""
+
+    catalogue: tuple[str, str] | None
+    """The catalogue's TOML text and source, exactly as the daemon parsed it; ``None``: the
+    embedded one."""
+    binding: Any
+    settings: Any
+    windows: Any
+    at: datetime
+    store: str
+
+
+Warnings = tuple[tuple[LoggedWarning, ...], ...]
+"""Per certificate of a file, what :func:`agent.findinglog.warnings_of` found."""
+
+_job: RowJob | None = None
+_catalogue: Any = None
+
+
+def _mappingproxy(items: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
+    return types.MappingProxyType(items)
+
+
+def _reduce_mappingproxy(proxy: types.MappingProxyType[Any, Any]) -> tuple[Any, ...]:
+    return _mappingproxy, (dict(proxy),)
+
+
+# The policy settings a job carries hold read-only mappings (a price list): sent to our own
+# workers as the dict they show (only multiprocessing's pickler is taught this).
+ForkingPickler.register(types.MappingProxyType, _reduce_mappingproxy)
+
+
+def _start_worker(job: RowJob | None) -> None:
+    """In each worker, once: the catalogue parsed from the daemon's own text."""
+    global _job, _catalogue
+    _job = job
+    if job is not None:
+        from policy.catalogue import load_catalogue, parse_catalogue
+
+        _catalogue = (load_catalogue(None) if job.catalogue is None
+                      else parse_catalogue(job.catalogue[0], source=job.catalogue[1]))
+
+
+def _warnings_of(result: FileResult, job: RowJob) -> Warnings | None:
+    """The rows the daemon would make of ``result``'s certificates, alone in their unit,
+    reduced to their warnings (``None``: the daemon classifies it itself, and says why it
+    cannot). Kept in step with :meth:`agent.storesync.StoreSync._row`."""
+    from policy.classification import classify_certificate
+
+    from .rows import certificate_row, pair_key, place_certificates
+
+    try:
+        placements = place_certificates((result,))
+        found = []
+        for record in result.certificates:
+            classification = classify_certificate(record.facts, _catalogue,
+                                                  binding=job.binding, at=job.at,
+                                                  previous=None, settings=job.settings)
+            placement = placements[(record.path, record.index)]
+            pairing = pair_key(record, role=placement.role, file_keys=result.keys,
+                               dir_keys=list(result.keys), elsewhere=frozenset())
+            row = certificate_row(record, classification, placement=placement,
+                                  pairing=pairing, at=job.at, windows=job.windows,
+                                  extra_findings=(), store=job.store)
+            found.append(warnings_of(row))
+    except Exception:  # the daemon's own classification logs it
+        return None
+    return tuple(found)
+
+
+def _read_batch(paths: list[str], limits: ReadLimits, passwords: tuple[bytes, ...],
+                classify: list[bool]) -> list[tuple[FileResult, Warnings | None]]:
     from .reader import read_file
 
-    return [read_file(path, limits=limits, passwords=passwords) for path in paths]
+    job = _job
+    out: list[tuple[FileResult, Warnings | None]] = []
+    for path, wanted in zip(paths, classify, strict=True):
+        result = read_file(path, limits=limits, passwords=passwords)
+        out.append((result, _warnings_of(result, job) if job is not None and wanted else None))
+    return out
 
 
 class ReadAhead:
     """The results of reading ``paths`` (in this order), taken one by one with :meth:`take`."""
 
     def __init__(self, paths: Sequence[str], *, limits: ReadLimits,
-                 passwords: tuple[bytes, ...], workers: int) -> None:
+                 passwords: tuple[bytes, ...], workers: int, job: RowJob | None = None,
+                 classify: Callable[[str], bool] = lambda path: False) -> None:
         self._batches = [list(paths[i:i + BATCH]) for i in range(0, len(paths), BATCH)]
         self._where = {path: n for n, batch in enumerate(self._batches) for path in batch}
         self._limits = limits
         self._passwords = passwords
-        self._futures: dict[int, Future[list[FileResult]]] = {}
+        self._futures: dict[int, Future[list[tuple[FileResult, Warnings | None]]]] = {}
         self._ready: dict[str, FileResult] = {}
+        self._warned: dict[str, tuple[FileResult, Warnings]] = {}
+        """Path -> the result read ahead and the warnings its worker found in it."""
+        self.job = job
+        self._classify = classify
+        """Whether a worker classifies this file too (see :class:`RowJob`)."""
         self._next = 0
         self.read = 0
         """Files read by the workers."""
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["agent.reader"])
+        context.set_forkserver_preload(["agent.reader", "agent.rows", "policy.classification"])
         self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context)
+            max_workers=workers, mp_context=context, initializer=_start_worker,
+            initargs=(job,))
         self._fill(0)
 
     def _fill(self, current: int) -> None:
         if self._pool is None:
             return
         while self._next < len(self._batches) and self._next <= current + WINDOW:
+            batch, self._batches[self._next] = self._batches[self._next], []  # (not kept)
+            flags = [self.job is not None and self._classify(path) for path in batch]
             self._futures[self._next] = self._pool.submit(
-                _read_batch, self._batches[self._next], self._limits, self._passwords)
+                _read_batch, batch, self._limits, self._passwords, flags)
             self._next += 1
 
     def take(self, path: str) -> FileResult | None:
@@ -92,16 +186,23 @@ class ReadAhead:
         if future is None:
             return None
         try:
-            results = future.result()
+            batch = future.result()
         except BrokenProcessPool:
             self.close()
             return None
-        self.read += len(results)
-        for result in results:
+        self.read += len(batch)
+        for result, warnings in batch:
+            if warnings is not None:
+                self._warned[result.path] = (result, warnings)
             if result.path != path and result.path in self._where:
                 self._where.pop(result.path, None)
                 self._ready[result.path] = result
-        return next((r for r in results if r.path == path), None)
+        return next((r for r, _ in batch if r.path == path), None)
+
+    def warnings(self, result: FileResult) -> Warnings | None:
+        """The warnings the worker found in ``result`` (this very result, read ahead), once."""
+        held = self._warned.pop(result.path, None)
+        return held[1] if held is not None and held[0] is result else None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -110,3 +211,4 @@ class ReadAhead:
         self._futures.clear()
         self._ready.clear()
         self._where.clear()
+        self._warned.clear()

@@ -38,7 +38,7 @@ from .ledgerwriter import LedgerOp, LedgerWriter
 from .logs import EventLog
 from .readindex import certificate_ids, certificate_rows
 from .readpool import MIN_FILES as READ_AHEAD_MIN_FILES
-from .readpool import ReadAhead, read_ahead_workers
+from .readpool import ReadAhead, RowJob, read_ahead_workers
 from .reconcile import Reconciliation, SightingSource, plan_reconciliation
 from .records import CertificateRecord, FileError, FileResult, ReadLimits
 from .rows import CertificateRow, Role, certificate_row, pair_key, place_certificates
@@ -183,9 +183,12 @@ class StoreSync:
         """Workers that read ahead of a full scan (:mod:`agent.readpool`); ``None``: one
         fewer than the CPUs, 0: none."""
         self._read_ahead: ReadAhead | None = None
-        self._listed: dict[str, list[str]] = {}
-        """While a full scan walks a store: directory -> the files it listed there."""
+        self._listed: dict[str, int] = {}
+        """While a full scan walks a store: directory -> how many files it listed there."""
         self._catalogue: Any = None
+        self._catalogue_source: tuple[str, str] | bool | None = False
+        """The catalogue read-ahead workers classify with: its text and source, ``None`` for
+        the embedded one, ``False``: none (they only read)."""
         self._classify_enabled = classify
         # The first scan after start reads every certificate again (the index lives in
         # memory): its findings are counted and logged as one line per kind, not one line per
@@ -198,10 +201,23 @@ class StoreSync:
     def configure_policy(self) -> None:
         if not self._classify_enabled:
             self._catalogue = None
+            self._catalogue_source = False
             return
-        from policy.catalogue import load_catalogue
+        from policy.catalogue import load_catalogue, parse_catalogue
 
-        self._catalogue = load_catalogue(self.config.policy.catalogue)
+        path = self.config.policy.catalogue
+        self._catalogue = load_catalogue(path)
+        # What read-ahead workers parse to classify as this process does: the embedded
+        # catalogue, or the file's text if it still parses to what was just loaded (else,
+        # edited meanwhile, this process classifies alone until the next reload).
+        self._catalogue_source = None
+        if path is not None:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+                same = parse_catalogue(text, source=str(path)) == self._catalogue
+            except Exception:  # (any doubt: no sharing)
+                same = False
+            self._catalogue_source = (text, str(path)) if same else False
 
     @property
     def classify_enabled(self) -> bool:
@@ -454,12 +470,21 @@ class StoreSync:
             if self._reported_since_start is not None:
                 self._reported_since_start.add(path)
             placed_among = self._directory_unit(result, results)
-            for record in result.certificates:
+            # Classified by the worker that read it ahead, as _row would here: alone in its
+            # unit, no predecessor, no escrow findings, at the same instant.
+            ahead = self._read_ahead
+            warned = (ahead.warnings(result) if ahead is not None and ahead.job is not None
+                      and ahead.job.at == at and previous is None and not escrow_findings
+                      and len(placed_among) == 1 else None)
+            for n, record in enumerate(result.certificates):
                 matches = self._matches(record, result, keys)
                 observations.append(Observation(
                     facts=record.facts, host=host, location=path,
                     index=record.index, observed_at_utc=at, binding=store.binding,
                     key_matches=matches))
+                if warned is not None:
+                    self.findings.warnings(record.path, record.facts.sha256, warned[n])
+                    continue
                 seen = self._row(store, record, result, placed_among, at=at,
                                  previous=_predecessor(previous, record),
                                  extra=tuple(escrow_findings.get(record.index, ())))
@@ -528,8 +553,7 @@ class StoreSync:
         if len(unit) != 1:
             return unit
         directory = os.path.dirname(result.path)
-        listed = self._listed.get(directory)
-        if listed is not None and len(listed) > MAX_PLACEMENT_SIBLINGS:
+        if self._listed.get(directory, 0) > MAX_PLACEMENT_SIBLINGS:
             # A full scan listed it: a trust store, placed alone without listing it again
             # for each of its files.
             return unit
@@ -607,9 +631,11 @@ class StoreSync:
                 self._read_ahead = None
 
     def _start_read_ahead(self, store: StoreConfig, by_dir: dict[str, list[str]],
-                          sets: set[str]) -> None:
+                          sets: set[str], *, at: datetime) -> None:
         """Have worker processes read, ahead of this scan, the files it will read (not for
-        escrow stores, whose key material stays in this process)."""
+        escrow stores, whose key material stays in this process), and classify those that
+        are placed alone (in a directory too large to place a file among): the warnings the
+        first scan counts come back with them (:class:`~agent.readpool.RowJob`)."""
         from .reader import read_file
 
         workers = (read_ahead_workers() if self.read_ahead_workers is None
@@ -621,37 +647,58 @@ class StoreSync:
         paths = [name for parent, names in by_dir.items() if parent not in sets
                  for name in names if name not in index]
         if len(paths) >= READ_AHEAD_MIN_FILES:
+            job = None
+            source = self._catalogue_source
+            if self._catalogue is not None and source is not False:
+                job = RowJob(catalogue=source if isinstance(source, tuple) else None,
+                             binding=store.binding, settings=self.config.policy.settings,
+                             windows=self.config.agent.windows, at=at, store=str(store.path))
+            alone = {parent for parent, names in by_dir.items()
+                     if len(names) > MAX_PLACEMENT_SIBLINGS}
             self._read_ahead = ReadAhead(paths, limits=self.limits_for(store),
                                          passwords=self.escrow.passwords(store),
-                                         workers=workers)
+                                         workers=workers, job=job,
+                                         classify=lambda path: parent_of(path) in alone)
 
     def _scan_directory_once(self, store: StoreConfig, directory: Path, *, at: datetime,
                              summary: ScanSummary | None,
                              handled_sets: set[str]) -> list[Observation]:
         observations: list[Observation] = []
-        seen: set[str] = set()
+        erred: set[str] = set()
+        """Paths the walk could not take (a per-file error): there, so not gone."""
         by_dir: dict[str, list[str]] = {}
+        # The walk yields a directory's files one after another: the parent is worked out
+        # once per directory (``cut``: where the last "/" of its paths is; -2: none).
+        names: list[str] = []
+        parent, cut = "", -2
         for item in self.lister(directory, limits=self.limits_for(store)):
-            if isinstance(item, FileError):
-                if item.code in _TRANSIENT and not os.path.lexists(item.path):
-                    continue  # vanished while the walk reached it: gone, below, not an error
-                seen.add(item.path)
-                if summary is not None:
-                    summary.errors.append(item)
-                self.log.warning("file-error", f"{item.path}: {item.message}", path=item.path,
-                                 code=item.code)
-                continue
-            name = str(item)
-            seen.add(name)
-            by_dir.setdefault(parent_of(name), []).append(name)
-        self._listed = by_dir
+            if type(item) is not str:
+                if isinstance(item, FileError):
+                    if item.code in _TRANSIENT and not os.path.lexists(item.path):
+                        continue  # vanished while the walk reached it: gone, below
+                    erred.add(item.path)
+                    if summary is not None:
+                        summary.errors.append(item)
+                    self.log.warning("file-error", f"{item.path}: {item.message}",
+                                     path=item.path, code=item.code)
+                    continue
+                item = str(item)
+            if item.rfind("/") != cut or not item.startswith(parent):
+                parent = parent_of(item)
+                names = by_dir.setdefault(parent, [])
+                cut = len(parent) if parent and not parent.endswith("/") else -2
+            names.append(item)
+        del names
+        self._listed = {parent: len(names) for parent, names in by_dir.items()}
         sets = {parent for parent in by_dir if self._is_set(parent)}
-        self._start_read_ahead(store, by_dir, sets)
+        self._start_read_ahead(store, by_dir, sets, at=at)
         index = self.index
-        # A restart's usual file: one stat, compared with the index, nothing else (with a
-        # summary to fill, --once, every file goes through _process_file).
-        unchanged_now = index.unchanged_now if summary is None else lambda name: False
-        for parent, names in by_dir.items():
+        unseen: list[str] = []
+        """Indexed paths the walk did not find (gone, unless they are there after all)."""
+        for parent in list(by_dir):
+            # Each directory's list is let go once done: the walk's 100,000 path strings are
+            # not all held to the end of a first scan beside the index's own.
+            listed = by_dir.pop(parent)
             self.tick()
             if self.stopping():
                 # SIGTERM during a long scan: stop now; nothing unseen is taken for gone.
@@ -661,24 +708,27 @@ class StoreSync:
                     handled_sets.add(parent)
                     observations.extend(self._process_set(store, parent, at=at,
                                                           summary=summary))
-                continue
-            for name in names:
-                if unchanged_now(name):
-                    continue
-                self.tick()
-                if self.stopping():
-                    return observations
-                observations.extend(self._process_file(store, name, at=at, summary=summary))
+            else:
+                # A restart's usual file: one stat, compared with the index, nothing else
+                # (with a summary to fill, --once, every file goes through _process_file).
+                for name in index.changed_among(listed) if summary is None else listed:
+                    self.tick()
+                    if self.stopping():
+                        return observations
+                    observations.extend(self._process_file(store, name, at=at,
+                                                           summary=summary))
+            unseen.extend(index.names_in(parent).difference(listed, erred))
             if len(observations) >= REPORT_BATCH:
                 self.report(observations, at=at)
                 observations = []
         top = str(directory).rstrip("/")
         prefix = top + "/"
-        unseen = sorted(name for parent in index.directories()
-                        if parent == top or parent.startswith(prefix)
-                        for name in index.names_in(parent) if name not in seen)
-        for name in unseen:
-            if not os.path.lexists(name):
+        walked = self._listed
+        for parent in index.directories():
+            if parent not in walked and (parent == top or parent.startswith(prefix)):
+                unseen.extend(index.names_in(parent).difference(erred))
+        for name in sorted(unseen):
+            if name in index and not os.path.lexists(name):
                 observations.extend(self.gone(name, at=at, summary=summary))
         return observations
 
