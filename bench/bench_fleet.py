@@ -236,7 +236,11 @@ async def _agent_heartbeats(session: aiohttp.ClientSession, url: str, agent: int
 async def _run_agents(port: int, contexts: list[ssl.SSLContext], args: argparse.Namespace
                       ) -> None:
     url = f"https://127.0.0.1:{port}"
-    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=1))
+    # A loaded machine takes long to accept a thousand TLS handshakes at once: the bench
+    # measures it rather than giving up after aiohttp's default 30 s connect timeout.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=300)
+    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=1),
+                                      timeout=timeout)
                 for ctx in contexts]
     try:
         stats: dict[str, list[float]] = {"request": [], "accepted": [], "batch": [],

@@ -31,6 +31,7 @@ proxy mode, the parser of a forwarded certificate are built by the shell and inj
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -40,7 +41,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -48,13 +49,19 @@ from aiohttp import web
 from .errors import LedgerError
 from .fleet_registry import FleetRegistry, IssuedRecord
 from .fleet_wire import (
+    UNBOUND,
     PeerIdentity,
     ReportBatch,
     TooManyError,
+    Unassigned,
     WireError,
+    assigned_only,
+    assignments,
     identity_from_peercert,
     read_heartbeat,
+    read_renewal,
     read_report,
+    time_refusal,
 )
 from .intake import Intake
 
@@ -92,6 +99,9 @@ class ServiceSettings:
     """Addresses (or networks) whose forwarded client certificate header is believed."""
     proxy_header: str = "X-Client-Cert"
     """nginx: ``proxy_set_header X-Client-Cert $ssl_client_escaped_cert;``"""
+    clock_skew: timedelta = timedelta(minutes=5)
+    """How far an agent's clock may run ahead of the service's: an observation dated later
+    than now plus this is refused (400), as is one dated before its host was enrolled."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -182,11 +192,13 @@ class _Service:
 
     # ------------------------------------------------------------------ endpoints
     async def report(self, request: web.Request) -> web.Response:
-        identity = await self._identify(request)
+        # Busy is said before anything else: a 503 writes nothing and tells nothing, so it
+        # costs no registry query (the TLS layer has checked the certificate already).
         if self.admitted >= self.settings.max_pending_batches:
             return self._busy()
         self.admitted += 1
         try:
+            identity = await self._identify(request)
             body = await self._body(request)
             try:
                 batch = read_report(body, max_observations=self.settings.max_observations)
@@ -198,13 +210,33 @@ class _Service:
                 log.warning("refused a report of %r for another host", identity.host)
                 return _error(403, "a host reports only for itself (the client certificate "
                                    "names another host)")
+            refusal = await self._time_refusal(identity, batch, self.clock())
+            if refusal is not None:
+                log.warning("refused a report of %r: %s", identity.host, refusal)
+                return _error(400, refusal)
             loop = asyncio.get_running_loop()
-            recorded, replay = await loop.run_in_executor(self.writer, self._timed_record,
-                                                          identity, batch)
+            recorded, replay, unassigned = await loop.run_in_executor(
+                self.writer, self._timed_record, identity, batch)
         finally:
             self.admitted -= 1
-        return web.json_response({"outbox": batch.outbox, "sequence": batch.sequence,
-                                  "recorded": recorded, "replay": replay})
+        answer: dict[str, Any] = {"outbox": batch.outbox, "sequence": batch.sequence,
+                                  "recorded": recorded, "replay": replay}
+        if unassigned:
+            answer["unassigned"] = [u.to_json() for u in unassigned]
+        return web.json_response(answer)
+
+    async def _time_refusal(self, identity: PeerIdentity, batch: ReportBatch,
+                            now: datetime) -> str | None:
+        """Why the batch's instants cannot be what its host saw, or ``None``. The host's first
+        enrolment is looked up only for an instant older than the certificate it calls with
+        (a renewed certificate is younger than what its outbox may still hold)."""
+        skew = self.settings.clock_skew
+        refusal = time_refusal(batch, now=now, skew=skew, enrolled=identity.not_before_utc)
+        if refusal is not None and refusal.too_early:
+            enrolled = await asyncio.to_thread(self.registry.enrolled, identity.host)
+            refusal = time_refusal(batch, now=now, skew=skew,
+                                   enrolled=enrolled or identity.not_before_utc)
+        return None if refusal is None else refusal.message
 
     def _busy(self) -> web.Response:
         """503: the ledger's writer is busy with as many batches as may wait for it."""
@@ -213,13 +245,30 @@ class _Service:
         response.headers["Retry-After"] = str(wait)
         return response
 
-    def _timed_record(self, identity: PeerIdentity, batch: ReportBatch) -> tuple[int, bool]:
+    def _timed_record(self, identity: PeerIdentity, batch: ReportBatch
+                      ) -> tuple[int, bool, tuple[Unassigned, ...]]:
         began = time.monotonic()
         try:
-            return self._record(identity, batch)
+            batch, unassigned = self._assigned_only(identity.host, batch)
+            return (*self._record(identity, batch), unassigned)
         finally:
             # a float store: no lock needed, and an estimate is all it feeds
             self.batch_s = 0.8 * self.batch_s + 0.2 * (time.monotonic() - began)
+
+    def _assigned_only(self, host: str, batch: ReportBatch
+                       ) -> tuple[ReportBatch, tuple[Unassigned, ...]]:
+        """The batch with every binding the desk did not assign to ``host`` made unbound
+        (:func:`policy.fleet_wire.assigned_only`); the registry is asked only when an
+        observation claims a binding at all."""
+        if all(o.binding == UNBOUND for o in batch.observations):
+            return batch, ()
+        observations, unassigned = assigned_only(
+            batch.observations, assignments(self.registry.bindings(host)))
+        for item in unassigned:
+            log.warning("recorded unbound an observation of %r claiming contract %r the desk "
+                        "did not assign to its store (%r)", host, item.contract_id,
+                        item.location)
+        return dataclasses.replace(batch, observations=observations), unassigned
 
     def _record(self, identity: PeerIdentity, batch: ReportBatch) -> tuple[int, bool]:
         host = identity.host
