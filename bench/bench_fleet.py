@@ -267,6 +267,37 @@ async def _run_agents(port: int, contexts: list[ssl.SSLContext], args: argparse.
             await session.close()
 
 
+def _split(ledger: str, args: argparse.Namespace, batches: int = 20) -> None:
+    """Where a batch's time goes in the service, in this process, without HTTP: the wire
+    checks (``json.loads`` + :func:`policy.fleet_wire.read_report`) against the ledger's write
+    (``record_batch`` on PostgreSQL, under the writers' lock; ``report`` + marker on SQLite)."""
+    import json
+
+    from policy.fleet_wire import read_report
+
+    bodies = [json.dumps({"host": "split", "outbox": "split", "sequence": n + 1,
+                          "at": instant_to_text(NOW), "gone": [],
+                          "observations": [_wire(10_000_000 + n, i)
+                                           for i in range(args.batch)]}).encode()
+              for n in range(batches)]
+    began = time.perf_counter()
+    parsed = [read_report(json.loads(b), max_observations=10_000) for b in bodies]
+    wire = (time.perf_counter() - began) / batches
+    with Ledger.open(ledger) as target:
+        record = getattr(target, "record_batch", None)
+        began = time.perf_counter()
+        for batch in parsed:
+            if record is not None:
+                record(host="split", outbox=batch.outbox, sequence=batch.sequence,
+                       observations=batch.observations, gone=[], at=batch.at_utc, now=NOW)
+            else:
+                target.report(batch.observations, at=batch.at_utc)
+        write = (time.perf_counter() - began) / batches
+    print(f"per batch of {args.batch}, in process: wire checks {wire * 1000:.1f} ms, ledger "
+          f"write {write * 1000:.1f} ms ({args.batch / write:,.0f} observations/s: the "
+          "ceiling of one writer at a time)")
+
+
 def _baseline(root: Path, args: argparse.Namespace) -> None:
     with Ledger.open(root / "baseline.sqlite3") as ledger:
         began = time.perf_counter()
@@ -329,6 +360,7 @@ def main() -> None:
                       "(whole server)")
             finally:
                 service.stop()
+            _split(ledger, args)
         _baseline(root, args)
 
 
