@@ -274,17 +274,20 @@ class CertificateRow:
 
     def __post_init__(self) -> None:
         # worst_counted() for HOST and for CONTRACT, in one pass over the findings
-        host = contract = 0
+        host = contract = Severity.OK
         for finding in self.findings:
+            severity = finding.severity
             if finding.code in CONTRACT_FINDINGS:
-                contract = max(contract, finding.severity)
-            else:
-                host = max(host, finding.severity)
+                if severity > contract:
+                    contract = severity
+            elif severity > host:
+                host = severity
         for action in self.actions:
-            contract = max(contract, action.severity)
-        object.__setattr__(self, "host_severity", Severity(host))
-        object.__setattr__(self, "contract_severity", Severity(contract))
-        object.__setattr__(self, "severity", Severity(max(host, contract)))
+            if action.severity > contract:
+                contract = action.severity
+        object.__setattr__(self, "host_severity", host)
+        object.__setattr__(self, "contract_severity", contract)
+        object.__setattr__(self, "severity", contract if contract > host else host)
 
     @property
     def location(self) -> str:
