@@ -40,13 +40,16 @@ WINDOW = 8
 
 
 def read_ahead_workers() -> int:
-    """Workers beside the daemon's own process, which classifies and writes the ledger: one
-    fewer than the CPUs it may use (none on one CPU)."""
+    """Workers beside the daemon's own process: as many as the CPUs it may use (none on one
+    CPU, where they could only add the cost of sending results). The workers read and
+    classify, about two thirds of a first scan's work; the daemon's process indexes and
+    writes the ledger, the rest: one worker per CPU keeps both CPUs of a two-CPU host busy
+    (with one fewer, the lone worker was the bottleneck and a CPU idled a third of the time)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
-    return max(0, cpus - 1)
+    return cpus if cpus >= 2 else 0
 
 
 @dataclass(frozen=True, slots=True)
