@@ -19,6 +19,7 @@ Why it looks like this:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -44,6 +45,7 @@ __all__ = [
     "FleetCAError",
     "IssuedCertificate",
     "certificate_validity",
+    "check_ca_certificate",
     "client_ssl_context",
     "identity_from_pem",
     "issue_ca",
@@ -51,6 +53,7 @@ __all__ = [
     "issue_server_certificate",
     "key_matches_certificate",
     "make_agent_csr",
+    "public_key_sha256",
     "server_ssl_context",
 ]
 
@@ -78,6 +81,16 @@ class IssuedCertificate:
     not_before_utc: datetime
     not_after_utc: datetime
     pem: bytes
+    key_sha256: str
+    """SHA-256 of its SubjectPublicKeyInfo (DER), lowercase hex: the registry refuses a key
+    whose certificate was revoked, and a renewal that keeps its key."""
+
+
+def public_key_sha256(key: ec.EllipticCurvePublicKey | x509.Certificate) -> str:
+    """The registry's name of a public key: SHA-256 of its SubjectPublicKeyInfo (DER)."""
+    public = key.public_key() if isinstance(key, x509.Certificate) else key
+    return hashlib.sha256(public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
 
 
 def check_host_name(host: str) -> str:
@@ -183,7 +196,8 @@ def _issued(cert: x509.Certificate, host: str) -> IssuedCertificate:
     return IssuedCertificate(host=host, serial=_serial_text(cert.serial_number),
                              not_before_utc=cert.not_valid_before_utc,
                              not_after_utc=cert.not_valid_after_utc,
-                             pem=cert.public_bytes(serialization.Encoding.PEM))
+                             pem=cert.public_bytes(serialization.Encoding.PEM),
+                             key_sha256=public_key_sha256(cert))
 
 
 def issue_client_certificate(*, ca_key_pem: bytes, ca_cert_pem: bytes, csr_pem: bytes,
@@ -232,6 +246,28 @@ def issue_server_certificate(*, ca_key_pem: bytes, ca_cert_pem: bytes, names: li
     return _key_pem(key), _issued(cert, names[0])
 
 
+def check_ca_certificate(pem: bytes, where: str) -> x509.Certificate:
+    """The fleet CA certificate ``policy serve`` trusts, refused at start unless it is one: a
+    CA certificate (basicConstraints CA:TRUE, allowed to sign certificates). A leaf given by
+    mistake would make the service refuse every agent, with nothing in its log to say why."""
+    cert = _load_cert(pem, where)
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        is_ca = constraints.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        signs = usage.key_cert_sign
+    except x509.ExtensionNotFound:
+        signs = True
+    if not is_ca or not signs:
+        raise FleetCAError(f"{where}: not a CA certificate (no basicConstraints CA:TRUE with "
+                           "keyCertSign): [serve] ca_certificate is the fleet CA's certificate "
+                           "(`certescrow fleet ca init --out`)")
+    return cert
+
+
 def identity_from_pem(pem: bytes, *, ca_cert_pem: bytes, at: datetime) -> PeerIdentity | None:
     """The identity in a client certificate a trusted proxy forwarded, or ``None`` when it was
     not issued by the fleet CA, is not valid at ``at``, or is not a client certificate.
@@ -258,7 +294,8 @@ def identity_from_pem(pem: bytes, *, ca_cert_pem: bytes, at: datetime) -> PeerId
             or HOST_NAME.fullmatch(names[0].value) is None:
         return None
     return PeerIdentity(host=names[0].value, serial=_serial_text(cert.serial_number),
-                        not_after_utc=cert.not_valid_after_utc)
+                        not_after_utc=cert.not_valid_after_utc,
+                        not_before_utc=cert.not_valid_before_utc)
 
 
 @contextlib.contextmanager

@@ -25,15 +25,16 @@ from typing import Any, TypeVar
 import click
 
 from policy.cliutil import AT_OPTION_HELP, InstantType, config_section, echo_json, resolve_at
-from policy.fleet_registry import FleetRegistry, IssuedRecord
+from policy.fleet_registry import RENEWAL_GRACE, FleetRegistry, IssuedRecord
 from policy.paths import ledger_path
 from policy.storage import is_postgres_dsn
 from policy.timeparse import format_instant
 
-from .errors import ConfigError
+from .errors import AgentError, ConfigError
 from .fleet_ca import (
     CLIENT_LIFETIME,
     FleetCAError,
+    check_ca_certificate,
     check_host_name,
     identity_from_pem,
     issue_ca,
@@ -189,9 +190,14 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
     issued = issue_client_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert, csr_pem=csr_pem,
                                       host=host, at=now, lifetime=timedelta(days=days))
     with _registry(ctx, ledger_option) as registry:
+        if registry.key_revoked(issued.key_sha256):  # issue 13: a leaked key stays out
+            raise FleetCAError("this CSR's key belongs to a revoked (or superseded) client "
+                               "certificate: the agent makes a new key with `certescrow "
+                               "agent enroll`")
         registry.record_certificate(IssuedRecord(
             host=issued.host, serial=issued.serial, not_before_utc=issued.not_before_utc,
-            not_after_utc=issued.not_after_utc), at=now)
+            not_after_utc=issued.not_after_utc, key_sha256=issued.key_sha256), at=now,
+            supersede_after=RENEWAL_GRACE)
     _write_public(out, issued.pem)
     if out is not None:
         click.echo(f"client certificate for {host} (serial {issued.serial}) valid until "
@@ -327,7 +333,14 @@ def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
 # ---------------------------------------------------------------------- certescrow policy serve
 _SERVE_KEYS = ("listen", "port", "ledger", "ca_certificate", "certificate", "key", "ca_key",
                "workers", "max_pending_batches",
-               "max_body_bytes", "max_observations", "trusted_proxies", "proxy_header", "tls")
+               "max_body_bytes", "max_observations", "trusted_proxies", "proxy_header", "tls",
+               "unix_socket", "proxy_secret_file", "renewal_grace_s", "clock_skew_s")
+
+
+class ServeStartError(AgentError):
+    """``policy serve`` could not start listening (address in use, no permission)."""
+
+    exit_code = 43
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -352,6 +365,44 @@ class ServeConfig:
     trusted_proxies: tuple[str, ...]
     proxy_header: str
     vault: Mapping[str, Any]
+    unix_socket: Path | None = None
+    """Proxy mode: listen on this Unix socket (mode 0660) instead of a TCP port."""
+    proxy_secret_file: Path | None = None
+    """Proxy mode: a file holding the secret the proxy sends with every request."""
+    renewal_grace_s: int = 3600
+    clock_skew_s: int = 300
+
+
+def _dsn_has_password(dsn: str) -> bool:
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        return parts.password is not None or "password" in urllib.parse.parse_qs(parts.query)
+    except ValueError:
+        return True  # unreadable: assume the worst
+
+
+def _refuse_readable_secret(path: Path, key: str, what: str, holds: bool = True) -> None:
+    """A file holding a secret is refused while others can read it, or a group other than this
+    process's own: the rule :func:`agent.config.refuse_readable_secrets` applies to PKCS#12
+    passwords (``root:certescrow 0640`` is accepted for the service's group)."""
+    if not holds:
+        return
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    mode = st.st_mode & 0o777
+    if mode & 0o007:
+        who = "others"
+    elif mode & 0o070 and st.st_gid != os.getegid():
+        who = f"group {st.st_gid}, which this process does not run as"
+    else:
+        return
+    raise ConfigError(f"{path}: [serve] {key} holds {what} but the file is readable by {who} "
+                      f"(mode {mode:04o}): run `chmod 600 {path}` (or `chmod 640` with the "
+                      "service's own group)")
 
 
 def load_serve_config(path: Path) -> ServeConfig:
@@ -391,8 +442,17 @@ def load_serve_config(path: Path) -> ServeConfig:
     if tls and (not certificate or not key):
         raise ConfigError(f"{path}: [serve] certificate and key (a vault entry id) are needed "
                           "for TLS (tls = false only behind a TLS-terminating proxy)")
-    if not tls and not proxies:
-        raise ConfigError(f"{path}: [serve] tls = false needs trusted_proxies")
+    unix_socket = get("unix_socket", str, None)
+    if not tls and not proxies and not unix_socket:
+        raise ConfigError(f"{path}: [serve] tls = false needs unix_socket or trusted_proxies")
+    if tls and unix_socket:
+        raise ConfigError(f"{path}: [serve] unix_socket is for tls = false (behind a proxy)")
+    secret_file = get("proxy_secret_file", str, None)
+    grace = get("renewal_grace_s", int, 3600)
+    skew = get("clock_skew_s", int, 300)
+    if not 0 <= grace <= 7 * 86400 or not 0 <= skew <= 86400:
+        raise ConfigError(f"{path}: [serve] renewal_grace_s: 0 to 604800, clock_skew_s: 0 to "
+                          "86400")
     vault = raw.get("vault", {})
     workers = get("workers", int, 1)
     if not 1 <= workers <= 64:
@@ -405,6 +465,9 @@ def load_serve_config(path: Path) -> ServeConfig:
         raise ConfigError(f"{path}: [serve] workers > 1 needs a fixed port (they share it)")
     from policy.paths import default_ledger_path
 
+    if is_postgres_dsn(ledger_text):
+        _refuse_readable_secret(path, "ledger", "a PostgreSQL password",
+                                _dsn_has_password(ledger_text))
     return ServeConfig(
         listen=get("listen", str, "127.0.0.1"), port=port, workers=workers,
         max_pending_batches=pending,
@@ -416,7 +479,10 @@ def load_serve_config(path: Path) -> ServeConfig:
         max_body_bytes=get("max_body_bytes", int, 4 * 1024 * 1024),
         max_observations=get("max_observations", int, 1000),
         trusted_proxies=tuple(proxies), proxy_header=get("proxy_header", str, "X-Client-Cert"),
-        vault=vault if isinstance(vault, dict) else {})
+        vault=vault if isinstance(vault, dict) else {},
+        unix_socket=Path(unix_socket).expanduser() if unix_socket else None,
+        proxy_secret_file=Path(secret_file).expanduser() if secret_file else None,
+        renewal_grace_s=grace, clock_skew_s=skew)
 
 
 @click.command("serve")
@@ -443,6 +509,14 @@ def serve_command(config_file: Path, key_file: Path | None, worker: bool) -> Non
         ca_pem = config.ca_certificate.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{config.ca_certificate}: cannot read: {exc.strerror}") from None
+    check_ca_certificate(ca_pem, str(config.ca_certificate))
+    proxy_secret: bytes | None = None
+    if config.proxy_secret_file is not None:
+        _refuse_readable_secret(config.proxy_secret_file, "proxy_secret_file", "a secret")
+        proxy_secret = config.proxy_secret_file.read_bytes().strip()
+        if len(proxy_secret) < 16:
+            raise ConfigError(f"{config.proxy_secret_file}: [serve] proxy_secret_file: at "
+                              "least 16 characters of secret")
     context = None
     ca_key_pem: bytes | None = None
     if config.tls and config.certificate is not None and config.key is not None:
@@ -468,8 +542,13 @@ def serve_command(config_file: Path, key_file: Path | None, worker: bool) -> Non
                                              max_observations=config.max_observations,
                                              max_pending_batches=config.max_pending_batches,
                                              trusted_proxies=config.trusted_proxies,
-                                             proxy_header=config.proxy_header),
-                    forwarded=forwarded if config.trusted_proxies else None, renewer=renewer)
+                                             proxy_header=config.proxy_header,
+                                             proxy_secret=proxy_secret,
+                                             renewal_grace=timedelta(
+                                                 seconds=config.renewal_grace_s),
+                                             clock_skew=timedelta(seconds=config.clock_skew_s)),
+                    forwarded=forwarded if config.trusted_proxies or config.unix_socket
+                    else None, renewer=renewer)
     try:
         asyncio.run(_serve(app, config, context, parent=os.getppid() if worker else None))
     finally:
@@ -505,19 +584,15 @@ def _renewer(ca_key_pem: bytes, ca_cert_pem: bytes) -> Callable[..., Any]:
             raise ValueError(str(exc)) from None
         return IssuedRecord(host=issued.host, serial=issued.serial,
                             not_before_utc=issued.not_before_utc,
-                            not_after_utc=issued.not_after_utc), issued.pem
+                            not_after_utc=issued.not_after_utc,
+                            key_sha256=issued.key_sha256), issued.pem
 
     return renew
 
 
 async def _serve(app: Any, config: ServeConfig, context: Any, *, parent: int | None) -> None:
-    from aiohttp import web
+    from policy.service import StartError, serve
 
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, config.listen, config.port, ssl_context=context,
-                       reuse_port=config.workers > 1 or None)
-    await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Handlers wait on the database in worker threads; the default pool (CPUs + 4) is too few
@@ -528,10 +603,11 @@ async def _serve(app: Any, config: ServeConfig, context: Any, *, parent: int | N
                                                  thread_name_prefix="certescrow-db"))
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    scheme = "https" if context is not None else "http"
-    for address in runner.addresses:
-        host, port = address[0], address[1]
-        print(f"listening on {scheme}://{host}:{port}", file=sys.stderr, flush=True)
+
+    def started(addresses: list[str]) -> None:
+        for address in addresses:
+            print(f"listening on {address}", file=sys.stderr, flush=True)
+
     if parent is not None:
         # A worker ends with the process that started it, even one killed without a word.
         async def orphaned() -> None:
@@ -541,8 +617,11 @@ async def _serve(app: Any, config: ServeConfig, context: Any, *, parent: int | N
 
         watcher = asyncio.create_task(orphaned())
     try:
-        await stop.wait()
+        await serve(app, listen=config.listen, port=config.port, ssl_context=context,
+                    unix_socket=None if config.unix_socket is None else str(config.unix_socket),
+                    reuse_port=config.workers > 1, started=started, stop=stop)
+    except StartError as exc:
+        raise ServeStartError(str(exc)) from None
     finally:
         if parent is not None:
             watcher.cancel()
-        await runner.cleanup()

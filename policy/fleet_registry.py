@@ -19,6 +19,14 @@ Why each table:
 * ``fleet_hosts`` — the last heartbeat: when, the inventory snapshot, the client certificate's
   expiry. ``certescrow fleet hosts`` reads it.
 * ``fleet_bindings`` — the store bindings the desk assigned to a host (``GET /v1/bindings``).
+* ``fleet_cert_keys`` — the public key (SHA-256 of its SubjectPublicKeyInfo) of each
+  certificate: a renewal must bring a new key, and a key whose certificate was revoked (or
+  superseded) is never signed again, so a key that may have leaked cannot come back.
+
+**Superseded certificates.** A new certificate for a host (a renewal, or ``fleet sign`` again)
+supersedes the host's older ones: they are revoked as of a short grace later (``revoked_utc`` in
+the future, default one hour), long enough for the agent to switch connections, and refused from
+then on. ``fleet revoke`` revokes them at once, grace or not.
 """
 
 from __future__ import annotations
@@ -36,7 +44,10 @@ from .events import instant_to_text, text_to_instant
 from .storage import Storage, is_postgres_dsn, open_storage
 from .tokyo import require_aware
 
-__all__ = ["FleetRegistry", "HostStatus", "IssuedRecord"]
+__all__ = ["RENEWAL_GRACE", "FleetRegistry", "HostStatus", "IssuedRecord"]
+
+RENEWAL_GRACE = timedelta(hours=1)
+"""How long a superseded client certificate stays valid (its agent switches connections)."""
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS fleet_certs (
@@ -70,6 +81,11 @@ _SCHEMA = (
         binding  TEXT NOT NULL,
         PRIMARY KEY (host, store)
     )""",
+    """CREATE TABLE IF NOT EXISTS fleet_cert_keys (
+        serial      TEXT PRIMARY KEY,
+        key_sha256  TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS fleet_cert_keys_by_key ON fleet_cert_keys (key_sha256)",
 )
 
 
@@ -81,6 +97,8 @@ class IssuedRecord:
     serial: str
     not_before_utc: datetime
     not_after_utc: datetime
+    key_sha256: str | None = None
+    """SHA-256 of the certificate's SubjectPublicKeyInfo (DER), lowercase hex."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,30 +164,71 @@ class FleetRegistry:
         return self._storage.run(sql, params)
 
     # ------------------------------------------------------------------ certificates
-    def record_certificate(self, issued: IssuedRecord, *, at: datetime) -> None:
+    def record_certificate(self, issued: IssuedRecord, *, at: datetime,
+                           supersede_after: timedelta | None = None,
+                           new_key_only: bool = False) -> str | None:
+        """Register a certificate the fleet CA issued. With ``supersede_after``, the host's
+        other live certificates are revoked as of ``at + supersede_after`` (a renewal, or the
+        desk signing again). With ``new_key_only`` (a renewal), a key already known
+        (``issued.key_sha256``) is refused: returns why (nothing is recorded then), else
+        ``None``."""
         require_aware(at, "at")
-        self._run("INSERT INTO fleet_certs (serial, host, not_before, not_after, issued_utc) "
-                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING",
-                  (issued.serial, issued.host, instant_to_text(issued.not_before_utc),
-                   instant_to_text(issued.not_after_utc), instant_to_text(at)))
+        with self._storage.transaction(lock="certescrow-fleet-certs") as tx:
+            if new_key_only and issued.key_sha256 is not None:
+                used = tx.run("SELECT k.serial FROM fleet_cert_keys k WHERE k.key_sha256 = ? "
+                              "AND k.serial <> ?", (issued.key_sha256, issued.serial))
+                if used:
+                    return ("this key already had a client certificate: a new certificate "
+                            "needs a new key")
+            tx.run("INSERT INTO fleet_certs (serial, host, not_before, not_after, issued_utc) "
+                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING",
+                   (issued.serial, issued.host, instant_to_text(issued.not_before_utc),
+                    instant_to_text(issued.not_after_utc), instant_to_text(at)))
+            if issued.key_sha256 is not None:
+                tx.run("INSERT INTO fleet_cert_keys (serial, key_sha256) VALUES (?, ?) "
+                       "ON CONFLICT (serial) DO NOTHING", (issued.serial, issued.key_sha256))
+            if supersede_after is not None:
+                until = instant_to_text(at + supersede_after)
+                tx.run("UPDATE fleet_certs SET revoked_utc = ? WHERE host = ? AND serial <> ? "
+                       "AND (revoked_utc IS NULL OR revoked_utc > ?)",
+                       (until, issued.host, issued.serial, until))
+        return None
+
+    def key_revoked(self, key_sha256: str) -> bool:
+        """Whether a certificate of this public key was revoked or superseded: ``fleet sign``
+        refuses to let such a key (possibly compromised) back in."""
+        rows = self._run("SELECT 1 FROM fleet_cert_keys k JOIN fleet_certs c ON "
+                         "c.serial = k.serial WHERE k.key_sha256 = ? AND "
+                         "c.revoked_utc IS NOT NULL", (key_sha256,))
+        return bool(rows)
+
+    def enrolled(self, host: str) -> datetime | None:
+        """When ``host`` was first enrolled: the earliest notBefore of its certificates."""
+        rows = self._run("SELECT min(not_before) FROM fleet_certs WHERE host = ?", (host,))
+        return None if not rows or rows[0][0] is None else text_to_instant(str(rows[0][0]))
 
     def revoke_host(self, host: str, *, at: datetime) -> int:
-        """Revoke every certificate issued to ``host`` so far; returns how many were live."""
+        """Revoke every certificate issued to ``host`` so far, superseded ones in their grace
+        included, as of ``at``; returns how many were live."""
         require_aware(at, "at")
+        now = instant_to_text(at)
         rows = self._run("UPDATE fleet_certs SET revoked_utc = ? WHERE host = ? AND "
-                         "revoked_utc IS NULL RETURNING serial", (instant_to_text(at), host))
+                         "(revoked_utc IS NULL OR revoked_utc > ?) RETURNING serial",
+                         (now, host, now))
         return len(rows)
 
-    def refusal(self, *, host: str, serial: str) -> str | None:
-        """Why a client certificate the TLS layer accepted is still refused, or ``None``."""
+    def refusal(self, *, host: str, serial: str, at: datetime | None = None) -> str | None:
+        """Why a client certificate the TLS layer accepted is still refused at ``at``, or
+        ``None`` (without ``at``, any revocation counts, a future one too)."""
         rows = self._run("SELECT host, revoked_utc FROM fleet_certs WHERE serial = ?",
                          (serial,))
         if not rows:
             return "this client certificate was not issued by `certescrow fleet sign`"
         if rows[0][0] != host:
             return "this client certificate was issued to another host"
-        if rows[0][1] is not None:
-            return "this client certificate was revoked"
+        revoked = rows[0][1]
+        if revoked is not None and (at is None or text_to_instant(str(revoked)) <= at):
+            return "this client certificate was revoked (or superseded by a newer one)"
         return None
 
     # ------------------------------------------------------------------ batches

@@ -7,16 +7,25 @@ never recurses on the input (the nesting is fixed), and every bound is checked b
 is used. Strings are otherwise kept verbatim: the ledger stores them as SQL parameters, never
 as SQL.
 
+**Text is Unicode, file names are bytes.** JSON's ``\\ud800`` escapes decode to lone surrogates,
+which no database column and no UTF-8 encoder takes. A file name that is not UTF-8 reaches the
+agent as ``os.fsdecode`` text (each byte that is not UTF-8 a lone surrogate U+DC80..U+DCFF) and is
+sent as such; so a *location* may hold those surrogates, and only when the text is exactly what
+``os.fsdecode`` gives for some bytes (it round-trips through ``surrogateescape``). Every other
+string (certificate facts, bindings, host, inventory) must be valid Unicode text. Anything else
+is refused here, with the field's name, before it reaches the ledger.
+
 Both directions live here so the agent and the service cannot drift: ``report_body`` /
 ``heartbeat_body`` build what :func:`read_report` / :func:`read_heartbeat` accept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .category import Category
@@ -27,11 +36,16 @@ from .tiers import Tier
 
 __all__ = [
     "MAX_STRING",
+    "UNBOUND",
     "Gone",
     "Heartbeat",
     "PeerIdentity",
     "ReportBatch",
+    "TimeRefusal",
+    "Unassigned",
     "WireError",
+    "assigned_only",
+    "assignments",
     "binding_to_wire",
     "bindings_body",
     "heartbeat_body",
@@ -39,8 +53,10 @@ __all__ = [
     "observation_to_wire",
     "read_bindings",
     "read_heartbeat",
+    "read_renewal",
     "read_report",
     "report_body",
+    "time_refusal",
 ]
 
 MAX_STRING = 4096
@@ -60,6 +76,9 @@ class PeerIdentity:
     serial: str
     """Lowercase hex, no leading zeros."""
     not_after_utc: datetime
+    not_before_utc: datetime | None = None
+    """When the desk (or a renewal) issued it: the host observed nothing before it was
+    enrolled, so an observation dated earlier is refused (:func:`observation_time_refusal`)."""
 
 
 def identity_from_peercert(peercert: Mapping[str, Any] | None) -> PeerIdentity | None:
@@ -71,14 +90,18 @@ def identity_from_peercert(peercert: Mapping[str, Any] | None) -> PeerIdentity |
              if key == "commonName"]
     serial = peercert.get("serialNumber")
     not_after = peercert.get("notAfter")
-    if len(names) != 1 or not isinstance(serial, str) or not isinstance(not_after, str):
+    not_before = peercert.get("notBefore")
+    if len(names) != 1 or not isinstance(serial, str) or not isinstance(not_after, str) \
+            or not isinstance(not_before, str):
         return None
     try:
         expiry = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), tz=UTC)
+        start = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_before), tz=UTC)
         serial_text = format(int(serial, 16), "x")
     except ValueError:
         return None
-    return PeerIdentity(host=str(names[0]), serial=serial_text, not_after_utc=expiry)
+    return PeerIdentity(host=str(names[0]), serial=serial_text, not_after_utc=expiry,
+                        not_before_utc=start)
 
 
 class WireError(ValueError):
@@ -159,8 +182,8 @@ def _object(value: Any, where: str, required: Sequence[str],
     return value
 
 
-def _string(value: Any, where: str, *, null: bool = False, limit: int = MAX_STRING
-            ) -> Any:
+def _string(value: Any, where: str, *, null: bool = False, limit: int = MAX_STRING,
+            file_name: bool = False) -> Any:
     if value is None and null:
         return None
     if not isinstance(value, str):
@@ -169,7 +192,27 @@ def _string(value: Any, where: str, *, null: bool = False, limit: int = MAX_STRI
         raise WireError(f"{where}: longer than {limit} characters")
     if "\x00" in value:
         raise WireError(f"{where}: contains a NUL character")
+    if not value.isascii() and not _text_ok(value, file_name=file_name):
+        raise WireError(f"{where}: not valid Unicode text (a lone surrogate)"
+                        if not file_name else
+                        f"{where}: a lone surrogate that is not a byte of a file name")
     return value
+
+
+def _text_ok(value: str, *, file_name: bool) -> bool:
+    """Whether ``value`` holds no lone surrogate, or (a file name) only those ``os.fsdecode``
+    makes of bytes that are not UTF-8, in a sequence it would make."""
+    try:
+        value.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        if not file_name:
+            return False
+    try:
+        raw = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return raw.decode("utf-8", "surrogateescape") == value
 
 
 def _integer(value: Any, where: str, *, low: int, high: int, null: bool = False) -> Any:
@@ -271,7 +314,7 @@ def _observation(value: Any, where: str, host: str) -> Observation:
                   ("key_matches", "binding"))
     return Observation(
         facts=_facts(raw["facts"], f"{where}.facts"), host=host,
-        location=_string(raw["location"], f"{where}.location"),
+        location=_string(raw["location"], f"{where}.location", file_name=True),
         index=_integer(raw["index"], f"{where}.index", low=0, high=1 << 20),
         observed_at_utc=_instant(raw["observed_at"], f"{where}.observed_at"),
         binding=_binding(raw.get("binding", {}), f"{where}.binding"),
@@ -304,7 +347,7 @@ class TooManyError(WireError):
 
 def _gone(value: Any, where: str) -> Gone:
     raw = _object(value, where, ("location", "at"))
-    return Gone(location=_string(raw["location"], f"{where}.location"),
+    return Gone(location=_string(raw["location"], f"{where}.location", file_name=True),
                 at_utc=_instant(raw["at"], f"{where}.at"))
 
 
@@ -322,7 +365,7 @@ def read_bindings(value: Any, *, host: str) -> dict[str, Binding]:
     for i, entry in enumerate(stores):
         where = f"body.stores[{i}]"
         item = _object(entry, where, ("store", "binding"))
-        store = _string(item["store"], f"{where}.store")
+        store = _string(item["store"], f"{where}.store", file_name=True)
         if store in out:
             raise WireError(f"{where}.store: listed twice")
         out[store] = _binding(item["binding"], f"{where}.binding")
@@ -354,3 +397,109 @@ def read_heartbeat(value: Any) -> Heartbeat:
             for k, v in severities.items()}
     return Heartbeat(host=_string(raw["host"], "body.host", limit=253),
                      at_utc=_instant(raw["at"], "body.at"), inventory=clean)
+
+
+def read_renewal(value: Any, *, max_csr: int) -> tuple[str, str]:
+    """``POST /v1/renew``'s body: ``(host, csr_pem)``; raises :class:`WireError`."""
+    raw = _object(value, "body", ("host", "csr"))
+    return (_string(raw["host"], "body.host", limit=253),
+            _string(raw["csr"], "body.csr", limit=max_csr))
+
+
+# ---------------------------------------------------------------------- what a host may claim
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeRefusal:
+    """Why a batch's instants are refused: the message names the field."""
+
+    message: str
+    too_early: bool
+    """Earlier than the enrolment given: the caller may look the host's first enrolment up
+    (a certificate renewed since is younger than what its outbox still holds) and ask again."""
+
+
+def time_refusal(batch: ReportBatch, *, now: datetime, skew: timedelta,
+                 enrolled: datetime | None) -> TimeRefusal | None:
+    """Whether ``batch`` dates anything outside what its host can have seen: later than the
+    service's ``now`` (plus ``skew`` for clocks that differ a little), or earlier than the host
+    was enrolled (``enrolled``: its first client certificate's notBefore; minus ``skew``).
+    A host dating events in 1970 or 2099 would otherwise move contract deadlines at will."""
+    latest = now + skew
+    earliest = None if enrolled is None else enrolled - skew
+    instants = [("body.at", batch.at_utc)]
+    instants += [(f"body.observations[{i}].observed_at", o.observed_at_utc)
+                 for i, o in enumerate(batch.observations)]
+    instants += [(f"body.gone[{i}].at", g.at_utc) for i, g in enumerate(batch.gone)]
+    for where, instant in instants:
+        if instant > latest:
+            return TimeRefusal(message=f"{where}: {instant_to_text(instant)} is later than the "
+                                       f"service's clock ({instant_to_text(now)}) allows",
+                               too_early=False)
+        if earliest is not None and instant < earliest:
+            return TimeRefusal(message=f"{where}: {instant_to_text(instant)} is earlier than "
+                                       f"this host was enrolled ({instant_to_text(enrolled)})"
+                                       if enrolled is not None else where, too_early=True)
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unassigned:
+    """An observation whose binding the desk did not assign to its host's store."""
+
+    location: str
+    contract_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"location": self.location, "contract_id": self.contract_id}
+
+
+UNBOUND = Binding()
+
+
+def _store_of(location: str, stores: Sequence[str]) -> str | None:
+    """The innermost assigned store holding ``location`` (the store itself, or under it)."""
+    best: str | None = None
+    best_length = -1
+    for store in stores:
+        root = store.rstrip("/") or "/"
+        prefix = "/" if root == "/" else root + "/"
+        if (location == root or location.startswith(prefix)) and len(root) > best_length:
+            best, best_length = store, len(root)
+    return best
+
+
+def assigned_only(observations: Sequence[Observation], assigned: Mapping[str, Binding]
+                  ) -> tuple[tuple[Observation, ...], tuple[Unassigned, ...]]:
+    """The observations with every binding the desk did not assign made unbound, and which.
+
+    The contract desk decides which store of which host belongs to which contract
+    (``certescrow fleet assign``); an agent only repeats it. A binding an agent claims for a
+    store the desk did not assign it (another customer's contract, say) would let any enrolled
+    host attach certificates to, and terminate, any contract. Such an observation is still
+    recorded, unbound (the certificate was seen), and named in the acknowledgement: refusing
+    the batch would only leave it at the head of the agent's outbox."""
+    kept: list[Observation] = []
+    refused: list[Unassigned] = []
+    stores = tuple(assigned)
+    for obs in observations:
+        if obs.binding == UNBOUND:
+            kept.append(obs)
+            continue
+        store = _store_of(obs.location, stores)
+        if store is not None and assigned[store] == obs.binding:
+            kept.append(obs)
+            continue
+        refused.append(Unassigned(location=obs.location, contract_id=obs.binding.contract_id))
+        kept.append(dataclasses.replace(obs, binding=UNBOUND))
+    return tuple(kept), tuple(refused)
+
+
+def assignments(rows: Sequence[Mapping[str, Any]]) -> dict[str, Binding]:
+    """The registry's rows of one host's assigned bindings, read as bindings (a row that is not
+    a binding any more assigns nothing)."""
+    out: dict[str, Binding] = {}
+    for row in rows:
+        try:
+            out[str(row["store"])] = _binding(row["binding"], "binding")
+        except (WireError, KeyError):
+            continue
+    return out

@@ -32,10 +32,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import ipaddress
 import json
 import logging
 import math
+import os
+import re
+import socket
+import stat
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -47,7 +52,7 @@ from typing import Any
 from aiohttp import web
 
 from .errors import LedgerError
-from .fleet_registry import FleetRegistry, IssuedRecord
+from .fleet_registry import RENEWAL_GRACE, FleetRegistry, IssuedRecord
 from .fleet_wire import (
     UNBOUND,
     PeerIdentity,
@@ -99,6 +104,13 @@ class ServiceSettings:
     """Addresses (or networks) whose forwarded client certificate header is believed."""
     proxy_header: str = "X-Client-Cert"
     """nginx: ``proxy_set_header X-Client-Cert $ssl_client_escaped_cert;``"""
+    renewal_grace: timedelta = RENEWAL_GRACE
+    """How long a client certificate stays valid once its host renewed it (its connections
+    switch over); then it is refused as superseded."""
+    proxy_secret: bytes | None = None
+    """A secret only the proxy knows, sent in ``proxy_secret_header`` with every request: with
+    it, reaching the port is not enough to name a host (a forwarded certificate is public)."""
+    proxy_secret_header: str = "X-Certescrow-Proxy-Secret"  # noqa: S105 - a header's name
     clock_skew: timedelta = timedelta(minutes=5)
     """How far an agent's clock may run ahead of the service's: an observation dated later
     than now plus this is refused (400), as is one dated before its host was enrolled."""
@@ -136,6 +148,10 @@ class _Service:
 
     # ------------------------------------------------------------------ identity
     def _from_proxy(self, request: web.Request) -> bool:
+        """Whether the request came through the proxy: over the Unix socket (only the proxy's
+        group can connect to it), or from a configured proxy address."""
+        if request.transport is not None and _on_unix_socket(request.transport):
+            return True
         if not self.proxies or request.remote is None:
             return False
         try:
@@ -149,6 +165,15 @@ class _Service:
         now = self.clock()
         identity: PeerIdentity | None = None
         if self._from_proxy(request) and self.forwarded is not None:
+            secret = self.settings.proxy_secret
+            if secret is not None:
+                given = request.headers.get(self.settings.proxy_secret_header, "")
+                if not hmac.compare_digest(given.encode("utf-8", "replace"), secret):
+                    log.warning("refused a request from %s: the proxy's shared secret header is "
+                                "missing or wrong", _address_text(request.remote))
+                    raise _Refused(_error(403, "this service takes requests only from its "
+                                               "proxy (the shared secret header is missing "
+                                               "or wrong)"))
             header = request.headers.get(self.settings.proxy_header)
             if header:
                 pem = urllib.parse.unquote(header[:65536]).encode("ascii", "replace")
@@ -166,7 +191,8 @@ class _Service:
 
     def _check(self, identity: PeerIdentity) -> PeerIdentity:
         """Revocation, asked of the database on every request (runs in a worker thread)."""
-        refusal = self.registry.refusal(host=identity.host, serial=identity.serial)
+        refusal = self.registry.refusal(host=identity.host, serial=identity.serial,
+                                        at=self.clock())
         if refusal is not None:
             log.warning("refused a client certificate of %r: %s", identity.host, refusal)
             raise _Refused(_error(403, refusal))
@@ -318,18 +344,27 @@ class _Service:
             return _error(501, "certificate renewal is not enabled on this service "
                                "([serve] ca_key)")
         body = await self._body(request)
-        if not isinstance(body, dict) or set(body) != {"host", "csr"} \
-                or not isinstance(body["csr"], str) or len(body["csr"]) > MAX_CSR:
-            return _error(400, "body: expected exactly {host, csr} with a PEM CSR")
-        if body["host"] != identity.host:
+        try:
+            host, csr = read_renewal(body, max_csr=MAX_CSR)
+        except WireError as exc:
+            return _error(400, f"{exc} (expected exactly {{host, csr}} with a PEM CSR)")
+        if host != identity.host:
             return _error(403, "a host renews only its own certificate")
+        now = self.clock()
         try:
             record, pem = await asyncio.to_thread(
-                self.renewer, body["csr"].encode("ascii", "replace"), identity.host,
-                self.clock())
+                self.renewer, csr.encode("ascii", "replace"), identity.host, now)
         except ValueError as exc:
             return _error(400, str(exc))
-        await asyncio.to_thread(self.registry.record_certificate, record, at=self.clock())
+        # The certificate it renews (and any older) stays valid for a short grace only, and
+        # the new one must carry a new key: a renewal that keeps a key that may have leaked
+        # renews nothing.
+        refused = await asyncio.to_thread(self.registry.record_certificate, record, at=now,
+                                          supersede_after=self.settings.renewal_grace,
+                                          new_key_only=True)
+        if refused is not None:
+            log.warning("refused a renewal of %r: %s", identity.host, refused)
+            return _error(409, refused)
         log.info("renewed the client certificate of %r (serial %s)", identity.host,
                  record.serial)
         return web.json_response({"host": identity.host, "certificate": pem.decode("ascii")})
@@ -386,3 +421,187 @@ def build_app(*, intake: Intake, registry: FleetRegistry, clock: Callable[[], da
 
     app.cleanup_ctx.append(writer_pool)
     return app
+
+
+# ---------------------------------------------------------------------- listening
+class StartError(Exception):
+    """The service could not start listening; the message is one line, in our words."""
+
+
+def _on_unix_socket(transport: asyncio.BaseTransport) -> bool:
+    sock = transport.get_extra_info("socket")
+    return sock is not None and getattr(sock, "family", None) == socket.AF_UNIX
+
+
+def _address_text(address: Any) -> str:
+    """A peer address for a log line: ``host:port`` (the kernel's, never the client's text)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return "the Unix socket" if address in ("", None) else re.sub(r"[^0-9A-Za-z.:_-]", "?",
+                                                                   str(address))[:64]
+
+
+def handshake_reason(exc: BaseException) -> str:
+    """Why a TLS handshake failed, in a few words: OpenSSL's own reason (``certificate has
+    expired``, ``unable to get local issuer certificate`` for another CA's certificate,
+    ``peer did not return a certificate``), reduced to plain characters and bounded."""
+    if isinstance(exc, TimeoutError):
+        return "no TLS handshake within the time allowed"
+    text = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
+    if not text:
+        return ("the client closed the connection during the handshake"
+                if isinstance(exc, ConnectionError) else type(exc).__name__)
+    return re.sub(r"[^0-9A-Za-z ._-]", "?", str(text).replace("_", " ").lower())[:120]
+
+
+class HandshakeLog:
+    """One warning a refused TLS handshake, at most ``burst`` in a ``window_s`` window; past
+    that, one line counting the rest when the window ends (a scanner must not flood the log).
+    ``clock`` is monotonic seconds."""
+
+    def __init__(self, *, burst: int = 20, window_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst, self.window_s, self.clock = burst, window_s, clock
+        self.window_start = clock()
+        self.logged = 0
+        self.suppressed = 0
+
+    def refused(self, peer: Any, exc: BaseException) -> None:
+        now = self.clock()
+        if now - self.window_start >= self.window_s:
+            if self.suppressed:
+                log.warning("refused %d more TLS handshake(s) in %d s, not logged one by one",
+                            self.suppressed, int(self.window_s))
+            self.window_start, self.logged, self.suppressed = now, 0, 0
+        if self.logged >= self.burst:
+            self.suppressed += 1
+            return
+        self.logged += 1
+        log.warning("refused a TLS handshake from %s: %s", _address_text(peer),
+                    handshake_reason(exc))
+
+
+class _TLSGate(asyncio.Protocol):
+    """A TCP connection whose TLS handshake is made here before aiohttp sees it. The standard
+    library's TLS server drops a failed handshake without a word outside debug mode; doing
+    the handshake with ``loop.start_tls`` lets the service log each refusal (another CA's
+    certificate, an expired one, none) with its reason and peer."""
+
+    def __init__(self, site: _GatedTLSSite) -> None:
+        self.site = site
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not isinstance(transport, asyncio.Transport):  # pragma: no cover - TCP always is
+            transport.close()
+            return
+        transport.pause_reading()  # the ClientHello waits for the TLS layer
+        task = asyncio.get_running_loop().create_task(self.site.handshake(transport))
+        self.site.handshakes.add(task)
+        task.add_done_callback(self.site.handshakes.discard)
+
+    def data_received(self, data: bytes) -> None:  # pragma: no cover - reading is paused
+        pass
+
+
+class _GatedTLSSite(web.BaseSite):
+    """aiohttp's TCP site with the TLS handshake made by :class:`_TLSGate`."""
+
+    __slots__ = (
+        "_host",
+        "_port",
+        "_reuse_port",
+        "bound",
+        "context",
+        "handshake_timeout_s",
+        "handshakes",
+        "refusals",
+    )
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *,
+                 ssl_context: Any, reuse_port: bool | None, refusals: HandshakeLog,
+                 handshake_timeout_s: float = 30.0) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host, self._port, self._reuse_port = host, port, reuse_port
+        self.bound: list[tuple[str, int]] = []
+        self.handshakes: set[asyncio.Task[None]] = set()
+        self.refusals = refusals
+        self.handshake_timeout_s = handshake_timeout_s
+        self.context = ssl_context
+
+    @property
+    def name(self) -> str:
+        return f"https://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _TLSGate(self), self._host, self._port, backlog=self._backlog,
+            reuse_port=self._reuse_port)
+        self.bound = [sock.getsockname()[:2] for sock in self._server.sockets]
+
+    async def stop(self) -> None:
+        for task in list(self.handshakes):
+            task.cancel()
+        await super().stop()
+
+    async def handshake(self, transport: asyncio.Transport) -> None:
+        server = self._runner.server
+        if transport.is_closing() or server is None:
+            transport.close()
+            return
+        protocol = server()
+        peer = transport.get_extra_info("peername")
+        try:
+            tls = await asyncio.get_running_loop().start_tls(
+                transport, protocol, self.context, server_side=True,
+                ssl_handshake_timeout=self.handshake_timeout_s)
+        except asyncio.CancelledError:
+            transport.close()
+            raise
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
+            self.refusals.refused(peer, exc)
+            transport.close()
+            return
+        if tls is None:  # pragma: no cover - the transport closed under the handshake
+            transport.close()
+            return
+        protocol.connection_made(tls)
+
+
+async def serve(app: web.Application, *, listen: str, port: int, ssl_context: Any,
+                unix_socket: str | None = None, reuse_port: bool = False,
+                started: Callable[[list[str]], None], stop: asyncio.Event) -> None:
+    """Run ``app`` until ``stop`` is set: on ``listen:port`` with TLS (each refused handshake
+    logged), or plain HTTP on a Unix socket (proxy mode: file mode 0660, so only the proxy's
+    group can connect), or plain HTTP on TCP behind a proxy. ``started`` gets the addresses.
+    Raises :class:`StartError` when the address cannot be listened on."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site: web.BaseSite
+    try:
+        if unix_socket is not None:
+            site = web.UnixSite(runner, unix_socket)
+            await site.start()
+            os.chmod(unix_socket, stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IWGRP)
+            addresses = [f"http+unix://{unix_socket}"]
+        elif ssl_context is not None:
+            site = _GatedTLSSite(runner, listen, port, ssl_context=ssl_context,
+                                 reuse_port=reuse_port or None, refusals=HandshakeLog())
+            await site.start()
+            addresses = [f"https://{h}:{p}" for h, p in site.bound]
+        else:
+            site = web.TCPSite(runner, listen, port, reuse_port=reuse_port or None)
+            await site.start()
+            addresses = [f"http://{a[0]}:{a[1]}" for a in runner.addresses]
+    except OSError as exc:
+        await runner.cleanup()
+        where = unix_socket if unix_socket is not None else f"{listen}:{port}"
+        reason = exc.strerror or type(exc).__name__
+        raise StartError(f"cannot listen on {where}: {reason}") from None
+    started(addresses)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await runner.cleanup()

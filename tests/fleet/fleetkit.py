@@ -22,6 +22,7 @@ from agent.fleet_ca import (
     make_agent_csr,
 )
 from agent.fleet_client import FleetClient
+from policy.events import instant_to_text
 from policy.fleet_registry import FleetRegistry, IssuedRecord
 from policy.ledger import Ledger
 from vault import KeyFileSource, open_vault
@@ -172,9 +173,9 @@ def report(host: str, sequence: int, observations: list[dict[str, Any]], *,
            outbox: str = "test-outbox", gone: list[dict[str, Any]] | None = None
            ) -> dict[str, Any]:
     return {"host": host, "outbox": outbox, "sequence": sequence,
-            "at": "2026-11-27T00:00:00Z", "observations": observations, "gone": gone or []}
+            "at": instant_to_text(NOW), "observations": observations, "gone": gone or []}
 
 
 def observation(location: str, sha: str, *, index: int = 0, **facts: Any) -> dict[str, Any]:
-    return {"location": location, "index": index, "observed_at": "2026-11-27T00:00:00Z",
+    return {"location": location, "index": index, "observed_at": instant_to_text(NOW),
             "facts": facts_json(sha, **facts)}
