@@ -305,6 +305,8 @@ def _binding(value: Any, where: str) -> Binding:
             item=_string(raw.get("item"), f"{where}.item", null=True, limit=256),
             tier=None if tier is None else Tier(tier),
             match_by_san=_boolean(raw.get("match_by_san", False), f"{where}.match_by_san"))
+    except WireError:
+        raise
     except ValueError:
         raise WireError(f"{where}: unknown category or tier") from None
 

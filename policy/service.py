@@ -266,7 +266,9 @@ class _Service:
 
     def _busy(self) -> web.Response:
         """503: the ledger's writer is busy with as many batches as may wait for it."""
-        wait = max(1, math.ceil(self.admitted * self.batch_s))
+        # A slot frees when the batch being written is done: about one batch's time (waiting
+        # longer leaves the writer idle; HTTP says whole seconds).
+        wait = max(1, math.ceil(self.batch_s))
         response = _error(503, "the service is busy writing other batches; retry later")
         response.headers["Retry-After"] = str(wait)
         return response
@@ -436,9 +438,9 @@ def _on_unix_socket(transport: asyncio.BaseTransport) -> bool:
 def _address_text(address: Any) -> str:
     """A peer address for a log line: ``host:port`` (the kernel's, never the client's text)."""
     if isinstance(address, tuple) and len(address) >= 2:
-        return f"{address[0]}:{address[1]}"
-    return "the Unix socket" if address in ("", None) else re.sub(r"[^0-9A-Za-z.:_-]", "?",
-                                                                   str(address))[:64]
+        address = f"{address[0]}:{address[1]}"
+    return "the Unix socket" if address in ("", None) else re.sub(r"[^0-9A-Za-z.:%_-]", "?",
+                                                                   str(address))[:80]
 
 
 def handshake_reason(exc: BaseException) -> str:

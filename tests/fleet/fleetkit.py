@@ -66,7 +66,7 @@ class Fleet:
             with FleetRegistry.open(self.ledger) as registry:
                 registry.record_certificate(IssuedRecord(
                     host=host, serial=issued.serial, not_before_utc=issued.not_before_utc,
-                    not_after_utc=issued.not_after_utc), at=NOW)
+                    not_after_utc=issued.not_after_utc, key_sha256=issued.key_sha256), at=NOW)
         return Client(host=host, key_pem=key_pem, cert_pem=issued.pem, serial=issued.serial)
 
     def connect(self, client: Client | None, *, ca_cert: bytes | None = None,

@@ -1,0 +1,231 @@
+"""``policy serve`` as an operator starts, stops and deploys it, a real process each time: a
+one-line error for what keeps it from starting, ``stopping`` on SIGTERM, a log line for each
+refused TLS handshake, and proxy mode that reaching the port is not enough to get through
+(a Unix socket only the proxy's group can open, or a shared secret) (issue 13)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.fleet_ca import issue_ca, issue_client_certificate, make_agent_csr
+from tests.fleet.fleetkit import NOW, Client, Fleet, make_fleet, observation, report
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _serve(fleet: Fleet, extra: str, *, port: int = 0) -> subprocess.Popen[bytes]:
+    config = fleet.config(port=port, extra=extra)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTESCROW_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent.main", "policy", "serve", "--config", str(config)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, cwd=REPO)
+
+
+def _started(process: subprocess.Popen[bytes], pattern: str) -> str:
+    assert process.stderr is not None
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stderr.readline().decode(errors="replace")
+        if not line:
+            break
+        lines.append(line)
+        found = re.search(pattern, line)
+        if found:
+            return found.group(1)
+    process.kill()
+    raise AssertionError(f"policy serve did not start: {''.join(lines)}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    return process.returncode, err.decode(errors="replace")
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    made = make_fleet(tmp_path / "desk")
+    yield made
+    made.stop()
+    made.close_clients()
+
+
+# ---------------------------------------------------------------------- 5. start and stop
+def test_a_port_in_use_is_a_one_line_error(fleet: Fleet) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = _serve(fleet, "", port=port)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 43, err
+    assert "Traceback" not in err.decode()
+    [line] = [line for line in err.decode().splitlines() if "127.0.0.1" in line]
+    assert f"cannot listen on 127.0.0.1:{port}" in line
+
+
+def test_a_ca_certificate_that_is_not_a_ca_is_refused_at_start(fleet: Fleet) -> None:
+    (fleet.root / "ca.pem").write_bytes(fleet.server_cert.read_bytes())  # a leaf
+    process = _serve(fleet, "")
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 41, err
+    assert b"not a CA certificate" in err
+    assert b"Traceback" not in err
+
+
+def test_a_dsn_password_in_a_readable_config_is_refused(fleet: Fleet) -> None:
+    config = fleet.config()
+    text = config.read_text().replace(f'ledger = "{fleet.ledger}"',
+                                      'ledger = "postgresql://desk:s3cr3t-pw@127.0.0.1/test"')
+    config.write_text(text)
+    os.chmod(config, 0o644)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTESCROW_")}
+    done = subprocess.run([sys.executable, "-m", "agent.main", "policy", "serve", "--config",
+                           str(config)], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=60, check=False)
+    assert done.returncode == 31, done.stderr
+    assert "readable by others" in done.stderr
+    assert "0644" in done.stderr
+    assert "s3cr3t-pw" not in done.stderr
+
+
+def test_sigterm_logs_stopping_and_refused_handshakes_are_logged(fleet: Fleet) -> None:
+    process = _serve(fleet, "")
+    fleet.port = int(_started(process, r"listening on https://127\.0\.0\.1:(\d+)"))
+    fleet.process = None  # stopped here
+    other_key, other_cert = issue_ca(name="another CA", at=NOW - timedelta(days=1))
+    key_pem, csr_pem = make_agent_csr(host="intruder")
+    foreign = issue_client_certificate(ca_key_pem=other_key, ca_cert_pem=other_cert,
+                                       csr_pem=csr_pem, host="intruder",
+                                       at=NOW - timedelta(minutes=1))
+    intruder = Client(host="intruder", key_pem=key_pem, cert_pem=foreign.pem,
+                      serial=foreign.serial)
+    expired = fleet.client("expired-host", at=NOW - timedelta(days=40),
+                           lifetime=timedelta(days=30))
+    body = report("x", 1, [observation("/a", "a" * 64)])
+    for client in (intruder, expired, None):
+        assert fleet.connect(client).request("POST", "/v1/report", body).status == 0
+    good = fleet.client("good-host")
+    assert fleet.connect(good).request("GET", "/v1/bindings").status == 200
+    fleet.close_clients()
+    code, err = _stop(process)
+    assert code == 0, err
+    refusals = [line for line in err.splitlines() if "refused a TLS handshake" in line]
+    assert len(refusals) == 3, err
+    assert all(re.search(r"from 127\.0\.0\.1:\d+: ", line) for line in refusals)
+    assert "unable to get local issuer certificate" in refusals[0]
+    assert "certificate has expired" in refusals[1]
+    assert "certificate" in refusals[2]
+    assert "stopping" in err
+    assert "Traceback" not in err
+
+
+def test_refused_handshakes_are_rate_limited() -> None:
+    from policy.service import HandshakeLog
+
+    now = [0.0]
+    records: list[str] = []
+
+    class Capture:
+        def warning(self, message: str, *args: Any) -> None:
+            records.append(message % args)
+
+    import policy.service as service
+
+    saved = service.log
+    service.log = Capture()  # type: ignore[assignment]
+    try:
+        limiter = HandshakeLog(burst=3, window_s=60, clock=lambda: now[0])
+        for _ in range(10):
+            limiter.refused(("192.0.2.1", 4000), TimeoutError())
+        now[0] = 61.0
+        limiter.refused(("192.0.2.1\x1b[31m", 4001), ConnectionResetError())
+    finally:
+        service.log = saved
+    assert len(records) == 5
+    assert records[3] == "refused 7 more TLS handshake(s) in 60 s, not logged one by one"
+    assert "\x1b" not in records[4]
+
+
+# ---------------------------------------------------------------------- 4. proxy mode
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(self.path)
+
+
+def _post(conn: http.client.HTTPConnection, body: object, cert_pem: bytes,
+          headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    sent = {"Content-Type": "application/json",
+            "X-Client-Cert": urllib.parse.quote(cert_pem.decode()), **(headers or {})}
+    try:
+        conn.request("POST", "/v1/report", body=json.dumps(body), headers=sent)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_proxy_mode_on_a_unix_socket_only_the_proxys_group_can_open(fleet: Fleet,
+                                                                     tmp_path: Path) -> None:
+    path = tmp_path / "run" / "serve.sock"
+    path.parent.mkdir()
+    process = _serve(fleet, f'tls = false\nunix_socket = "{path}"')
+    assert _started(process, r"listening on (http\+unix://\S+)") == f"http+unix://{path}"
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o660
+        client = fleet.client("socket-host")
+        status, body = _post(_UnixHTTP(str(path)), report("socket-host", 1, [
+            observation("/a.pem", "a" * 64)]), client.cert_pem)
+        assert status == 200, body
+        assert [o.host for o in fleet.observations()] == ["socket-host"]
+    finally:
+        assert _stop(process)[0] == 0
+
+
+def test_proxy_mode_over_tcp_with_a_shared_secret(fleet: Fleet, tmp_path: Path) -> None:
+    secret = tmp_path / "proxy-secret"
+    secret.write_text("correct horse battery staple 42\n")
+    os.chmod(secret, 0o600)
+    process = _serve(fleet, f'tls = false\ntrusted_proxies = ["127.0.0.1"]\n'
+                            f'proxy_secret_file = "{secret}"')
+    port = int(_started(process, r"listening on http://127\.0\.0\.1:(\d+)"))
+    try:
+        client = fleet.client("proxied-host")
+        body = report("proxied-host", 1, [observation("/a.pem", "a" * 64)])
+
+        def post(headers: dict[str, str] | None) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            return _post(conn, body, client.cert_pem, headers)[0]
+
+        # Anyone who reaches the port with a (public) client certificate: refused.
+        assert post(None) == 403
+        assert post({"X-Certescrow-Proxy-Secret": "guess"}) == 403
+        assert fleet.journal_count() == 0
+        assert post({"X-Certescrow-Proxy-Secret": "correct horse battery staple 42"}) == 200
+    finally:
+        code, err = _stop(process)
+    assert code == 0
+    assert "correct horse" not in err
