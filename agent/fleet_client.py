@@ -10,8 +10,17 @@ snapshot, so the desk sees a host that went silent or whose certificates disappe
 
 What happens when the service is down: reports accumulate in the outbox (bounded, see
 :mod:`agent.outbox`), the daemon goes on watching, and everything is sent in order once the
-service answers again. A batch the service refuses as malformed (400/413) stays at the head of
+service answers again. A batch the service refuses as too large (413: nothing of it was
+written) is split in the outbox into halves under new sequence numbers, down to single
+observations; one that is still refused, or refused as malformed (400), stays at the head of
 the outbox and is logged on every attempt: it is a bug to fix, never something to drop quietly.
+
+What the operator sees (:meth:`OutboxIntake.agent_findings`, counted by ``agent run --once
+--exit-status``): a service that refuses this host (401/403: revoked, not registered, another
+host's certificate; or a batch it refuses for good) is the critical ``report-refused``; a service
+that cannot be reached is logged with the reason in our words (:func:`unreachable_reason`) and
+becomes the warning ``report-unreachable`` once it lasted ``[report] unreachable_after_s``, or
+when ``--once`` could not deliver its report.
 
 The HTTP client is the standard library's ``http.client`` over the ``ssl`` context built by
 :func:`agent.fleet_ca.client_ssl_context` (the daemon is threaded; one request at a time).
@@ -19,12 +28,15 @@ The HTTP client is the standard library's ``http.client`` over the ``ssl`` conte
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import os
 import random
+import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,8 +69,11 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0
 STARTUP_FETCH_S = 5.0
 """How long a starting agent waits for its bindings from the service."""
+DEFAULT_UNREACHABLE_AFTER_S = 900.0
+"""An unreachable service becomes the host's warning after this long (``[report]
+unreachable_after_s``): a restart of the service is not a page, a quarter of an hour is."""
 _REPORT_KEYS = ("server", "client_certificate", "client_key", "ca_bundle", "heartbeat_s",
-                "outbox", "outbox_capacity", "batch", "timeout_s")
+                "outbox", "outbox_capacity", "batch", "timeout_s", "unreachable_after_s")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +91,7 @@ class ReportSettings:
     outbox_capacity: int = 200_000
     batch: int = DEFAULT_BATCH
     timeout_s: float = 30.0
+    unreachable_after_s: float = DEFAULT_UNREACHABLE_AFTER_S
 
 
 def report_settings(raw: Mapping[str, Any], *, source: str, default_outbox: Path
@@ -118,7 +134,8 @@ def report_settings(raw: Mapping[str, Any], *, source: str, default_outbox: Path
         outbox=Path(outbox).expanduser() if outbox else default_outbox,
         outbox_capacity=int(number("outbox_capacity", 200_000, 1)),
         batch=int(number("batch", DEFAULT_BATCH, 1)),
-        timeout_s=number("timeout_s", 30.0, 0.1))
+        timeout_s=number("timeout_s", 30.0, 0.1),
+        unreachable_after_s=number("unreachable_after_s", DEFAULT_UNREACHABLE_AFTER_S, 0))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,10 +146,19 @@ class SendResult:
     body: Mapping[str, Any]
     retry_after_s: float | None = None
     """A 503's ``Retry-After`` (seconds), when it gave one."""
+    client_refused: bool = False
+    """Status 0 because the service ended the TLS handshake over this host's certificate
+    (expired, not of the fleet CA): refused, not unreachable."""
 
     @property
     def ok(self) -> bool:
         return self.status == 200
+
+    @property
+    def refused(self) -> bool:
+        """The service answered and will not take this request as it is (401, 403, 400, or a
+        client certificate refused in the handshake): retrying the same thing will not help."""
+        return self.client_refused or self.status in (400, 401, 403)
 
     @property
     def message(self) -> str:
@@ -140,11 +166,58 @@ class SendResult:
         return str(error)[:300] if isinstance(error, str) else f"HTTP {self.status}"
 
 
+_VERIFY_WORDS = {
+    62: "TLS verification failed: the server's certificate does not name {host} "
+        "(hostname mismatch: [report] server must be one of the names given to "
+        "`certescrow fleet server-cert`)",
+    10: "TLS verification failed: the server's certificate has expired (issue a new one with "
+        "`certescrow fleet server-cert`)",
+    9: "TLS verification failed: the server's certificate is not valid yet (check the clocks)",
+}
+_NOT_OUR_CA = ("TLS verification failed: the server's certificate is not signed by the "
+               "configured ca_bundle ({bundle}; it must be the fleet CA's certificate)")
+
+
+def unreachable_reason(exc: BaseException, *, host: str, port: int, timeout_s: float,
+                       bundle: str = "[report] ca_bundle") -> tuple[str, bool]:
+    """Why a request did not reach the service, in our words (never the library's text, which
+    may change between versions and is not written for an operator), and whether the service
+    refused this host's own certificate in the handshake (then it is refused, not unreachable).
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = getattr(exc, "verify_code", 0) or 0
+        if code in _VERIFY_WORDS:
+            return _VERIFY_WORDS[code].format(host=host), False
+        if code in (2, 18, 19, 20, 21):  # no issuer in the bundle, self-signed, chain
+            return _NOT_OUR_CA.format(bundle=bundle), False
+        return "TLS verification failed: the server's certificate was not accepted", False
+    if isinstance(exc, ssl.SSLError):
+        reason = str(getattr(exc, "reason", "") or "").upper()
+        if "CERTIFICATE" in reason and "ALERT" in reason:
+            return ("the service refused this host's client certificate in the TLS handshake "
+                    "(expired, or not issued by the fleet CA the service trusts)"), True
+        return "the TLS handshake with the service failed (is it policy serve, over TLS?)", False
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {host}:{port} (is policy serve running there?)", False
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"no answer from {host}:{port} within {timeout_s:g} s (timeout)", False
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name {host!r}", False
+    if isinstance(exc, ConnectionError):
+        return f"the connection to {host}:{port} was closed by the other side", False
+    if isinstance(exc, http.client.HTTPException):
+        return f"the answer of {host}:{port} is not HTTP", False
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"network error reaching {host}:{port} ({name})", False
+    return f"network error reaching {host}:{port}", False
+
+
 class FleetClient:
     """One HTTPS connection to the service (reopened after any failure)."""
 
-    def __init__(self, server: str, context: ssl.SSLContext, *, timeout_s: float = 30.0
-                 ) -> None:
+    def __init__(self, server: str, context: ssl.SSLContext, *, timeout_s: float = 30.0,
+                 ca_bundle: str = "[report] ca_bundle") -> None:
         parsed = urllib.parse.urlsplit(server)
         if parsed.scheme != "https" or parsed.hostname is None:
             raise ConfigError(f"{server!r}: the policy service is an https:// URL")
@@ -153,6 +226,7 @@ class FleetClient:
         self.prefix = parsed.path.rstrip("/")
         self.context = context
         self.timeout_s = timeout_s
+        self.ca_bundle = ca_bundle
         self._conn: http.client.HTTPSConnection | None = None
 
     def _connection(self) -> http.client.HTTPSConnection:
@@ -178,11 +252,14 @@ class FleetClient:
             raw = response.read(1 << 20)
             status = response.status
             retry_after = response.getheader("Retry-After")
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as exc:
             # Connection refused, reset, TLS refused, timeout: the service is unreachable for
-            # now. The library's text is not ours to log; the status 0 says it.
+            # now. The library's text is not ours to log: the reason is said in our words.
             self.close()
-            return SendResult(status=0, body={"error": "the policy service is unreachable"})
+            reason, client_refused = unreachable_reason(
+                exc, host=self.host, port=self.port, timeout_s=self.timeout_s,
+                bundle=self.ca_bundle)
+            return SendResult(status=0, body={"error": reason}, client_refused=client_refused)
         try:
             parsed = json.loads(raw) if raw else {}
         except ValueError:
@@ -328,6 +405,33 @@ class ClientCredentials:
         return True
 
 
+def refusal_message(what: str, result: SendResult, *, batch: OutboxBatch | None = None
+                    ) -> str:
+    """The ``report-refused`` finding's message: what was refused, the service's reason, and
+    the fix."""
+    reason = result.message
+    if result.client_refused or result.status in (401, 403):
+        lowered = reason.lower()
+        if "revoked" in lowered:
+            fix = ("the desk revoked it: make a new key and CSR (certescrow agent enroll) and "
+                   "have the desk sign it (certescrow fleet sign --config SERVICE.toml)")
+        elif "registered" in lowered or "not issued" in lowered:
+            fix = ("the desk signed it into another ledger: sign again into the service's "
+                   "(certescrow fleet sign --config SERVICE.toml, the service's own config)")
+        else:
+            fix = ("check [report] client_certificate and the host name it was signed for; "
+                   "else enroll again (certescrow agent enroll, certescrow fleet sign)")
+        return (f"the policy service refuses this host's {what}: {reason}; nothing this host "
+                f"sees reaches the desk. Fix: {fix}")
+    if result.status == 413:
+        return (f"the policy service refuses batch {batch.sequence if batch else '?'} as too "
+                f"large even with one observation: {reason}. Fix: raise the service's [serve] "
+                "max_body_bytes (or max_observations); later reports wait behind it")
+    where = f"batch {batch.sequence}" if batch is not None else f"the {what}"
+    return (f"the policy service refuses {where} (HTTP {result.status}): {reason}; later "
+            "reports wait behind it. Fix: report it as a bug with the outbox file")
+
+
 class OutboxIntake:
     """The daemon's :class:`policy.intake.Intake` when it reports to a service."""
 
@@ -337,7 +441,9 @@ class OutboxIntake:
                  inventory: InventorySlot | None = None,
                  rng: random.Random | None = None,
                  credentials: ClientCredentials | None = None,
-                 bindings: AssignedBindings | None = None) -> None:
+                 bindings: AssignedBindings | None = None,
+                 unreachable_after_s: float = DEFAULT_UNREACHABLE_AFTER_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.credentials = credentials
         self.bindings = bindings
         """The desk's bindings for this host, fetched with every heartbeat."""
@@ -365,6 +471,19 @@ class OutboxIntake:
         self._client_level = "ok"
         self._retry_after: float | None = None
         self.acknowledged = 0
+        self.unreachable_after_s = unreachable_after_s
+        self.monotonic = monotonic
+        self._refusals: dict[str, str] = {}
+        """What the service refuses for good (``report``, ``heartbeat``, ``bindings``) and the
+        finding's message; cleared when that request succeeds again."""
+        self._unreachable_since: float | None = None
+        self._unreachable_reason = ""
+        self._unreachable_logged = ""
+        self._unreachable_warned = False
+        self._outage_sent: int | None = None
+        """Batches acknowledged since the last failure (``None``: no failure pending)."""
+        self._closed_unreachable = False
+        self._closed_reachability: Finding | None = None
 
     # ------------------------------------------------------------------ Intake
     def report(self, observations: Sequence[Observation], *, at: datetime) -> IntakeReceipt:
@@ -406,10 +525,12 @@ class OutboxIntake:
 
     # ------------------------------------------------------------------ sending
     def send_one(self) -> bool | None:
-        """Send the oldest batch. ``True``: acknowledged and deleted; ``False``: not
-        (unreachable or refused; it stays); ``None``: the outbox is empty."""
+        """Send the oldest batch. ``True``: acknowledged and deleted, or split because the
+        service said it is too large (send again at once); ``False``: not (unreachable or
+        refused; it stays); ``None``: the outbox is empty."""
         batch = self.outbox.oldest()
         if batch is None:
+            self._recovered()
             return None
         result = self.client.request("POST", "/v1/report", self._body(batch))
         if result.ok and result.body.get("sequence") == batch.sequence \
@@ -417,19 +538,101 @@ class OutboxIntake:
             self.outbox.acknowledge(batch.sequence)
             self.acknowledged += 1
             self._failures = 0
+            self._reached("report")
+            if self._outage_sent is not None:
+                self._outage_sent += 1
             self.check_level()
+            if self.outbox.status().pending_batches == 0:
+                self._recovered()
             return True
+        if result.status == 413 and batch.size > 1:
+            # 413 is answered before anything of the batch is written (body or observation
+            # cap), and the halves get sequence numbers never sent: no replay can record
+            # the original twice. Down to one observation a batch.
+            halves = self.outbox.split(batch.sequence)
+            if halves is not None:
+                self.log.warning("batch-split", f"the policy service refused batch "
+                                 f"{batch.sequence} ({batch.size} observations) as too large: "
+                                 f"{result.message}; split in the outbox into batches "
+                                 f"{halves[0]} and {halves[1]}", status=413)
+                return True
         self._failures += 1
         self._retry_after = result.retry_after_s
-        if result.status in (0, 503):
+        self._outage_started()
+        if result.status in (0, 503) and not result.client_refused:
+            self._unreachable(result)
             self.log.warning("report-unreachable", "the policy service is unreachable"
-                             f"{' (its ledger is unavailable)' if result.status else ''}; "
+                             f"{' (its ledger is unavailable)' if result.status else ''}: "
+                             f"{result.message}; "
                              f"{self.outbox.status().pending_batches} batch(es) wait in the "
                              "outbox", failures=self._failures, status=result.status)
         else:
+            self._refuse("report", result, batch=batch)
             self.log.error("report-refused", f"the policy service refused batch "
                            f"{batch.sequence}: {result.message}", status=result.status)
         return False
+
+    # ------------------------------------------------------------------ what the operator sees
+    def _reached(self, what: str) -> None:
+        """A request succeeded: the service is reachable and takes this host's ``what``."""
+        if self._refusals.pop(what, None) is not None:
+            self.log.info(f"{what}-accepted", f"the policy service accepts this host's {what} "
+                          "again")
+        if self._unreachable_since is not None:
+            self.log.info("report-reachable", "the policy service answers again")
+        self._unreachable_since = None
+        self._unreachable_logged = ""
+        self._unreachable_warned = False
+
+    def _outage_started(self) -> None:
+        if self._outage_sent is None:
+            self._outage_sent = 0
+
+    def _recovered(self) -> None:
+        """The outbox is empty after a failure: say so, with what it took."""
+        if self._outage_sent is not None and not self._refusals \
+                and self._unreachable_since is None:
+            self.log.info("report-recovered", "the outbox is empty again: "
+                          f"{self._outage_sent} batch(es) sent since the policy service "
+                          "stopped taking reports", batches=self._outage_sent)
+            self._outage_sent = None
+
+    def _unreachable(self, result: SendResult) -> None:
+        """The service did not answer (or answered 503): the reason is kept for the finding;
+        it is logged when it changed (heartbeats and bindings would repeat it every beat)."""
+        if self._unreachable_since is None:
+            self._unreachable_since = self.monotonic()
+        self._unreachable_reason = result.message
+        finding = self._unreachable_finding()
+        if finding is not None and not self._unreachable_warned:
+            self._unreachable_warned = True
+            self.log.warning(finding.code, finding.message)
+
+    def _log_unreachable(self, what: str, result: SendResult) -> None:
+        self._unreachable(result)
+        if result.message != self._unreachable_logged:
+            self._unreachable_logged = result.message
+            self.log.warning(f"{what}-unreachable", f"the policy service is unreachable: "
+                             f"{result.message}", status=result.status)
+
+    def _refuse(self, what: str, result: SendResult, *, batch: OutboxBatch | None = None
+                ) -> None:
+        self._refusals[what] = refusal_message(what, result, batch=batch)
+
+    def _unreachable_finding(self, *, once: bool = False) -> Finding | None:
+        since = self._unreachable_since
+        if since is None:
+            return None
+        lasted = self.monotonic() - since
+        if not once and lasted < self.unreachable_after_s:
+            return None
+        pending = self.outbox.status().pending_batches if not self._closed else None
+        waiting = f"; {pending} batch(es) wait in the outbox" if pending else ""
+        how_long = ("this run could not report" if once
+                    else f"for {int(lasted // 60)} minute(s)")
+        return Finding(code="report-unreachable", clause="", severity=Severity.WARNING,
+                       message=f"the policy service is unreachable ({how_long}): "
+                       f"{self._unreachable_reason}{waiting}")
 
     def _body(self, batch: OutboxBatch) -> dict[str, Any]:
         from policy.events import text_to_instant
@@ -455,10 +658,10 @@ class OutboxIntake:
 
     def backoff_s(self) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**failures)]; after a 503 that said
-        when to come back, uniform in [1, 2] times that (a busy service spreads its agents
+        when to come back, uniform in [0.5, 1.5] times that (a busy service spreads its agents
         over the next moments instead of doubling their wait)."""
         if self._retry_after is not None:
-            return self.rng.uniform(self._retry_after, 2 * self._retry_after)
+            return self.rng.uniform(0.5 * self._retry_after, 1.5 * self._retry_after)
         ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** min(self._failures, 20)))
         return self.rng.uniform(0, ceiling)
 
@@ -477,10 +680,16 @@ class OutboxIntake:
         inventory["outbox_pending"] = self.outbox.status().pending_observations
         result = self.client.request("POST", "/v1/heartbeat", heartbeat_body(
             host=self.host, at=self.clock(), inventory=inventory))
-        if result.status == 503:
+        if result.ok:
+            self._reached("heartbeat")
+        elif result.status == 503:
+            self._unreachable(result)
             self.log.warning("heartbeat-unavailable", "the policy service's ledger is "
                              "unavailable; the next heartbeat tries again", status=503)
-        elif not result.ok and result.status != 0:
+        elif result.status == 0 and not result.client_refused:
+            self._log_unreachable("heartbeat", result)
+        else:
+            self._refuse("heartbeat", result)
             self.log.error("heartbeat-refused", f"the policy service refused the heartbeat: "
                            f"{result.message}", status=result.status)
         return result.ok
@@ -493,7 +702,10 @@ class OutboxIntake:
             return False
         result = (client or self.client).request("GET", "/v1/bindings")
         if not result.ok:
-            if result.status != 0:
+            if result.status == 0 and not result.client_refused:
+                self._log_unreachable("bindings", result)
+            elif result.status != 503:
+                self._refuse("bindings", result)
                 self.log.error("bindings-refused", "the policy service refused to list this "
                                f"host's bindings: {result.message}", status=result.status)
             return False
@@ -545,6 +757,12 @@ class OutboxIntake:
             self._thread.join(timeout=self.client.timeout_s + 5)
         self.drain(attempts=1)
         self._closed_finding = self.outbox.finding()
+        # --once: a run that ends with its report undelivered because the service could not
+        # be reached says so, however short the outage (the next run may be an hour away).
+        self._closed_unreachable = (self._unreachable_since is not None
+                                    and self.outbox.status().pending_batches > 0)
+        self._closed_reachability = (self._unreachable_finding(once=True)
+                                     if self._closed_unreachable else None)
         self._closed = True
         self.client.close()
         self.outbox.close()
@@ -557,9 +775,25 @@ class OutboxIntake:
     def agent_findings(self, at: datetime) -> tuple[Finding, ...]:
         """The agent's own findings at ``at``: the outbox past its warning level, the client
         certificate's overdue renewal (``agent run --once`` counts them)."""
-        found = (self.finding(),
+        found = (self.refused_finding(), self.unreachable_finding(), self.finding(),
                  self.credentials.finding(at) if self.credentials is not None else None)
         return tuple(f for f in found if f is not None)
+
+    def refused_finding(self) -> Finding | None:
+        """``report-refused`` (critical) while the service refuses this host or a batch: the
+        host is cut off from the desk however healthy its certificates are."""
+        if not self._refusals:
+            return None
+        first = next(iter(self._refusals.values()))
+        return Finding(code="report-refused", clause="", severity=Severity.CRITICAL,
+                       message=first)
+
+    def unreachable_finding(self) -> Finding | None:
+        """``report-unreachable`` (warning): unreachable for longer than
+        ``unreachable_after_s``, or a ``--once`` run whose report stayed in the outbox."""
+        if self._closed:
+            return self._closed_reachability
+        return self._unreachable_finding()
 
     def check_client_certificate(self) -> None:
         """Log the client certificate's finding when its severity changed (the daemon's
@@ -634,16 +868,19 @@ def open_reporting(raw: Mapping[str, Any], *, source: str, host: str, state_dir:
     context = credentials.context()
     assert settings.outbox is not None  # noqa: S101 - report_settings fills it in
     outbox = Outbox.open(settings.outbox, capacity=settings.outbox_capacity)
-    client = FleetClient(settings.server, context, timeout_s=settings.timeout_s)
+    client = FleetClient(settings.server, context, timeout_s=settings.timeout_s,
+                         ca_bundle=str(settings.ca_bundle))
     bindings = AssignedBindings(state_dir / BINDINGS_NAME, host=host, log=log)
     bindings.load()
     intake = OutboxIntake(outbox=outbox, client=client, host=host, clock=clock, log=log,
                           batch=settings.batch, heartbeat_s=settings.heartbeat_s,
-                          credentials=credentials, bindings=bindings)
+                          credentials=credentials, bindings=bindings,
+                          unreachable_after_s=settings.unreachable_after_s)
     # The desk's bindings before the first scan, so it reports under them; briefly: a
     # service that does not answer leaves the saved set in force.
     first = FleetClient(settings.server, context, timeout_s=min(settings.timeout_s,
-                                                               STARTUP_FETCH_S))
+                                                               STARTUP_FETCH_S),
+                        ca_bundle=str(settings.ca_bundle))
     try:
         intake.fetch_bindings(first)
     finally:

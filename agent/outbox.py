@@ -13,6 +13,11 @@ new batches are refused (:class:`OutboxFullError`) rather than growing the disk 
 Nothing is lost for good then: the daemon's next full resync reports what is current again,
 and the ledger's intake is idempotent.
 
+A batch the service refuses as too large (413) is split in place (:meth:`Outbox.split`): its
+halves take new sequence numbers (never sent before, so the service cannot mistake them for a
+replay, nor record the original under them) but keep its place in the queue (``position``), so
+what was seen after it is still sent after it.
+
 ``outbox`` (the id sent with every batch) is random and made with the file: an agent whose
 outbox was deleted starts again at sequence 1 under a new id, and is not mistaken for a replay.
 """
@@ -86,6 +91,7 @@ _SCHEMA = (
 )
 
 
+
 class Outbox:
     """The outbox file. Thread-safe: the daemon's worker adds, the sender thread removes."""
 
@@ -115,6 +121,9 @@ class Outbox:
             conn.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 conn.execute(statement)
+            columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(pending)")}
+            if "position" not in columns:  # outboxes made before batches were split
+                conn.execute("ALTER TABLE pending ADD COLUMN position REAL")
             row = conn.execute("SELECT value FROM meta WHERE key = 'outbox'").fetchone()
             if row is None:
                 outbox_id = secrets.token_hex(16)
@@ -165,7 +174,9 @@ class Outbox:
     def oldest(self) -> OutboxBatch | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT seq, size, body FROM pending ORDER BY seq LIMIT 1").fetchone()
+                # queue order: a split batch's halves (position set) stand where it stood
+                "SELECT seq, size, body FROM pending ORDER BY coalesce(position, seq), seq "
+                "LIMIT 1").fetchone()
         if row is None:
             return None
         return OutboxBatch(sequence=int(row[0]), size=int(row[1]), body=json.loads(row[2]))
@@ -179,6 +190,48 @@ class Outbox:
                 return
             self._conn.execute("DELETE FROM pending WHERE seq = ?", (sequence,))
             self._pending -= int(row[0])
+
+    def split(self, sequence: int) -> tuple[int, int] | None:
+        """Replace batch ``sequence`` by two halves (its places found empty first, then its
+        observations, in order), in one transaction; returns their sequence numbers, or
+        ``None`` when it holds one item or is gone. The service answered 413 for it, which it
+        does before writing anything: the original's sequence is never sent again."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT size, body, coalesce(position, seq) FROM pending WHERE seq = ?",
+                (sequence,)).fetchone()
+            if row is None:
+                return None
+            body = json.loads(row[1])
+            items = [("gone", g) for g in body.get("gone", [])] + \
+                [("observations", o) for o in body.get("observations", [])]
+            if len(items) < 2:
+                return None
+            place = float(row[2])
+            after = self._conn.execute(
+                "SELECT min(coalesce(position, seq)) FROM pending "
+                "WHERE coalesce(position, seq) > ?", (place,)).fetchone()[0]
+            second_place = (place + float(after)) / 2 if after is not None else place + 0.5
+            middle = len(items) // 2
+            made: list[int] = []
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for part, position in ((items[:middle], place), (items[middle:], second_place)):
+                    half = {"at": body.get("at"),
+                            "observations": [v for k, v in part if k == "observations"],
+                            "gone": [v for k, v in part if k == "gone"]}
+                    text = json.dumps(half, ensure_ascii=True, separators=(",", ":"))
+                    cur = self._conn.execute(
+                        "INSERT INTO pending (size, body, position) VALUES (?, ?, ?)",
+                        (len(part), text, position))
+                    made.append(int(cur.lastrowid or 0))
+                self._conn.execute("DELETE FROM pending WHERE seq = ?", (sequence,))
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                raise OutboxError(f"{self.path}: cannot split batch {sequence}: {exc}") from None
+            self._pending += len(items) - int(row[0])
+            return made[0], made[1]
 
     def status(self) -> OutboxStatus:
         with self._lock:

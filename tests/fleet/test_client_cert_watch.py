@@ -16,7 +16,7 @@ from policy.decisions import Severity
 from tests.certfactory import make_cert
 from tests.fleet.fleetkit import make_fleet
 from tests.fleet.test_agent_process import Agent
-from tests.fleet.test_outbox_exit_status import _closed_port, _run_once
+from tests.fleet.test_outbox_exit_status import _run_once
 from vault import KeyFileSource, open_vault
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -43,7 +43,8 @@ def test_client_certificate_finding_bounds(left: timedelta, expected: Severity |
 def test_agent_run_once_counts_its_own_client_certificate(
         tmp_path: Path, issued_days_ago: int, status: int) -> None:
     fleet = make_fleet(tmp_path / "desk")
-    agent = Agent(tmp_path / "web1", fleet, "web1", port=_closed_port())  # no renewal
+    fleet.start()  # no [serve] ca_key: no renewal (an unreachable service is its own warning)
+    agent = Agent(tmp_path / "web1", fleet, "web1", port=fleet.port)
     now = datetime.now(UTC)  # noqa: TID251 - the run and OpenSSL read the real clock
     client = fleet.client("web1", at=now - timedelta(days=issued_days_ago), lifetime=LIFE)
     with open_vault(agent.root / "vault.sqlite3", KeyFileSource(agent.root / "vault.key")) \
@@ -55,6 +56,9 @@ def test_agent_run_once_counts_its_own_client_certificate(
     healthy = make_cert(not_before=now - timedelta(days=10), lifetime=timedelta(days=200))
     (agent.store / "cert.pem").write_bytes(healthy.pem)
 
-    done = _run_once(agent, "--exit-status")
+    try:
+        done = _run_once(agent, "--exit-status")
+    finally:
+        fleet.stop()
     assert done.returncode == status, done.stdout + done.stderr
     assert ("client-certificate-expires-soon" in done.stdout) is (status != 0)
