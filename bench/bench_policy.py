@@ -119,6 +119,13 @@ def contract_events(n: int, items: list[Any]) -> list[Event]:
     return events
 
 
+def _insert_unprojected(ledger: Ledger, events: list[Event], recorded: datetime | None) -> None:
+    for event in events:
+        ledger._insert(event, None, recorded)
+    # The projection is rebuilt in one pass at the end (``build``), not contract by contract.
+    ledger._tx.touched.clear()
+
+
 def build(path: Path | str, count: int, *, recorded: datetime | None = None) -> int:
     """Build the ledger at ``path`` (a file, or a ``postgresql://`` DSN). With ``recorded``,
     the ledger as it stood then: events dated after it are left out and every other one is
@@ -132,13 +139,13 @@ def build(path: Path | str, count: int, *, recorded: datetime | None = None) -> 
             batch.extend(e for e in contract_events(n, items)
                          if recorded is None or e.at_utc <= recorded)
             if len(batch) >= 20_000 or n == count - 1:
-                # The ledger's own insert path, one transaction per batch (private on purpose);
-                # the projection rows of the batch's contracts are rebuilt before it commits.
-                ledger._write(lambda b=batch: [  # type: ignore[misc]
-                    ledger._insert(e, None, recorded) for e in b])
+                # The ledger's own insert path, one transaction per batch (private on purpose).
+                ledger._write(lambda b=batch: _insert_unprojected(ledger, b, recorded))
                 total += len(batch)
                 batch = []
                 print(f"\r  building: {n + 1:,}/{count:,} contracts", end="", file=sys.stderr)
+        # The projection (issue 13) in one ordered pass, as `policy verify --repair` writes it.
+        ledger.rebuild_projection(at=recorded or AT)
     print(file=sys.stderr)
     return total
 

@@ -49,7 +49,7 @@ from policy.cliutil import (
     settings_from,
     terminal_text,
 )
-from policy.decisions import Decision
+from policy.decisions import Decision, Severity
 from policy.errors import (
     ApplicationRefusedError,
     ContractStateError,
@@ -78,7 +78,7 @@ from policy.events import (
 from policy.facts import CertificateFacts
 from policy.ledger import JournalEntry, JournalProblem, Ledger
 from policy.paths import ledger_display, ledger_exists, ledger_is_explicit, ledger_path
-from policy.projection import ActionRow, action_rows, unpriced_text
+from policy.projection import action_rows, unpriced_text
 from policy.rules.art6 import Answer, answer_deadline, end_of_validity
 from policy.rules.art7 import Application, application_refusals
 from policy.settings import PolicySettings
@@ -830,9 +830,9 @@ def _projected_actions(env: _Env, ledger: Ledger, now: datetime, within: int | N
     """``policy actions`` from the projection: the cached actions streamed from the ledger in
     order, merged with those of the contracts whose cache does not hold for today (evaluated
     here, from their stored states). Memory grows with those contracts only."""
-    stale, cached = ledger.projected_actions(at=now, within=within)
+    stale, cached = ledger.projected_actions(at=now, within=within, json_body=as_json)
     horizon = None if within is None else tokyo_date(now) + timedelta(days=within)
-    fresh: list[ActionRow] = []
+    fresh: list[tuple[Any, ...]] = []
     for state in stale:
         try:
             decided = _evaluate(env, state, now)
@@ -842,33 +842,33 @@ def _projected_actions(env: _Env, ledger: Ledger, now: datetime, within: int | N
         except (OverflowError, ValueError):
             failures.append((state.contract_id, _unevaluable(state)))
             continue
-        fresh.extend(r for r in action_rows(decided)
+        fresh.extend(r.as_tuple(json_body=as_json) for r in action_rows(decided)
                      if horizon is None or r.due is None or r.due <= horizon)
-    fresh.sort(key=lambda r: r.sort_key)
-    merged = heapq.merge(cached, fresh, key=lambda r: r.sort_key)
+    fresh.sort()
+    # Rows are (due_key, sev_key, contract, action, ordinal, due, body, clause, explanation,
+    # unpriced): the first five are unique and in policy actions' order.
+    merged = heapq.merge(cached, fresh)
     if as_json:
-        echo_json_texts(r.body for r in merged)
+        echo_json_texts(row[6] for row in merged)
         return
     first = next(merged, None)
     if first is None:
         click.echo("Nothing due.")
         return
-    today = tokyo_date(now)
+    today = tokyo_date(now).isoformat()
     unpriced: set[str] = set()
-    count = 0
     click.echo(f"{ledger.projected_action_count(at=now, within=within) + len(fresh)} "
                f"action(s) as of {today} (Asia/Tokyo):")
+    severities = {-int(s): s.name.lower() for s in Severity}
 
     def lines() -> Iterator[str]:
-        nonlocal count
-        for row in itertools.chain((first,), merged):
-            count += 1
-            if row.unpriced is not None:
-                unpriced.add(row.unpriced)
-            when = row.due.isoformat() if row.due else "-"
-            mark = " overdue" if row.due is not None and row.due < today else ""
-            yield (f"  {when}{mark:<8} {row.contract_id:<16} {row.action:<20} {row.clause:<18} "
-                   f"{row.severity.name.lower():<8} {row.explanation_en}")
+        for _, sev, cid, action, _, due, _, clause, text, missing in itertools.chain(
+                (first,), merged):
+            if missing is not None:
+                unpriced.add(missing)
+            mark = " overdue" if due is not None and due < today else ""
+            yield (f"  {due or '-'}{mark:<8} {cid:<16} {action:<20} {clause:<18} "
+                   f"{severities[sev]:<8} {text}")
 
     echo_lines(lines())
     _echo_missing_prices(sorted(unpriced))

@@ -38,6 +38,7 @@ backend can implement the same methods.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -51,7 +52,6 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from .catalogue import Catalogue
-from .decisions import Severity
 from .errors import ContractStateError, FutureEventError, LedgerError, UnknownContractError
 from .events import (
     ApplicationAccepted,
@@ -69,7 +69,6 @@ from .events import (
 from .intake import Binding, IntakeReceipt, Observation
 from .projection import (
     NO_DUE,
-    ActionRow,
     ProjectionRow,
     build_row,
     decode_event,
@@ -124,21 +123,27 @@ PROJECTION_SCHEMA = (
     decisions    TEXT NOT NULL,
     problems     TEXT
 )""",
+    # Stored in policy actions' order (WITHOUT ROWID: clustered on the key), each row with
+    # its contract's freshness, so the sweep is one sequential scan with no join.
     """CREATE TABLE IF NOT EXISTS projection_actions (
-    contract_id TEXT NOT NULL,
-    ordinal     INTEGER NOT NULL,
-    due         TEXT,
-    due_key     TEXT NOT NULL,
-    sev_key     INTEGER NOT NULL,
-    action      TEXT NOT NULL,
-    clause      TEXT NOT NULL,
-    explanation TEXT NOT NULL,
-    unpriced    TEXT,
-    body        TEXT NOT NULL,
-    PRIMARY KEY (contract_id, ordinal)
-)""",
-    "CREATE INDEX IF NOT EXISTS projection_actions_order ON projection_actions "
-    "(due_key, sev_key, contract_id, action, ordinal)",
+    due_key      TEXT NOT NULL,
+    sev_key      INTEGER NOT NULL,
+    contract_id  TEXT NOT NULL,
+    action       TEXT NOT NULL,
+    ordinal      INTEGER NOT NULL,
+    due          TEXT,
+    keys         TEXT NOT NULL,
+    evaluated_on TEXT NOT NULL,
+    fresh_until  TEXT NOT NULL,
+    last_at      TEXT NOT NULL,
+    clause       TEXT NOT NULL,
+    explanation  TEXT NOT NULL,
+    unpriced     TEXT,
+    body         TEXT NOT NULL,
+    PRIMARY KEY (due_key, sev_key, contract_id, action, ordinal)
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS projection_actions_by_contract ON projection_actions "
+    "(contract_id)",
 )
 """The projection's tables (version 3). ``projection``: one row per accepted contract (see
 :mod:`policy.projection`); ``projection_actions``: its cached due actions, one row each,
@@ -631,10 +636,36 @@ class Ledger:
         """Migration to version 3: a row for every contract, its decisions evaluated for the
         day the ledger last recorded something (the ledger has no clock of its own)."""
         latest = self._sql_latest_recorded()
-        today = _day_of(text_to_instant(latest)) if latest else None
-        for contract_id in self._sql_accepted_ids():
-            self._project(contract_id, today)
+        today = _day_of(text_to_instant(latest)) if latest else date(1970, 1, 1)
+        self._project_all(today)
         self._sql_set_watermark()
+
+    def _project_all(self, today: date) -> int:
+        """A row for every contract, from one ordered pass over the journal (not a query per
+        contract: a 100,000-contract back-fill or repair). Returns the rows written."""
+        written = 0
+        current: str | None = None
+        rows: list[tuple[int, Any, str]] = []
+
+        def flush() -> int:
+            if current is None:
+                return 0
+            row = build_row(current, rows, settings=self.settings, catalogue=self.catalogue,
+                            today=today, keys=self.projection_keys())
+            if row is None:
+                return 0
+            self._sql_put_projection(row)
+            return 1
+
+        for chunk in self._sql_stream(
+                "SELECT contract_id, seq, payload, at_utc FROM journal "
+                "WHERE contract_id IS NOT NULL ORDER BY contract_id, at_utc, seq", []):
+            for contract_id, seq, payload, at_utc in chunk:
+                if contract_id != current:
+                    written += flush()
+                    current, rows = contract_id, []
+                rows.append((seq, payload, at_utc))
+        return written + flush()
 
     def rebuild_projection(self, *, at: datetime) -> int:
         """Rewrite every contract's projection row from its journal, decisions for ``at``'s
@@ -644,8 +675,7 @@ class Ledger:
 
         def run() -> int:
             self._sql_clear_projection()
-            written = sum(1 for cid in self._sql_accepted_ids()
-                          if self._project(cid, today) is not None)
+            written = self._project_all(today)
             self._sql_set_watermark()
             return written
 
@@ -669,11 +699,11 @@ class Ledger:
         for contract_id in ids:
             checked += 1
             stored_ids.discard(contract_id)
-            actual = self._retry(lambda c=contract_id: self._sql_projection_row(c))
+            actual = self._retry(functools.partial(self._sql_projection_row, contract_id))
             if actual is None:
                 mismatches.append((contract_id, "no projection row"))
                 continue
-            journal = self._retry(lambda c=contract_id: self._sql_projection_source(c))
+            journal = self._retry(functools.partial(self._sql_projection_source, contract_id))
             day = _parse_day(actual.get("evaluated_on")) or _day_of(at)
             expected = build_row(contract_id, journal, settings=self.settings,
                                  catalogue=self.catalogue, today=day,
@@ -1034,12 +1064,15 @@ class Ledger:
                 pass
         return state
 
-    def projected_actions(self, *, at: datetime, within: int | None = None
-                          ) -> tuple[list[ContractState], Iterator[ActionRow]]:
+    def projected_actions(self, *, at: datetime, within: int | None = None,
+                          json_body: bool = False
+                          ) -> tuple[list[ContractState], Iterator[tuple[Any, ...]]]:
         """``policy actions`` from the projection: the contracts whose cached decisions do
         not hold for ``at``'s day (their states, to evaluate), and the cached actions of all
         the others, streamed in ``evaluate.sort_key`` order (``within``: due by ``at``'s day
-        + ``within`` days, or without a due day). Call only when :meth:`projection_answers`.
+        + ``within`` days, or without a due day), each as
+        :meth:`policy.projection.ActionRow.as_tuple` (``json_body``: the element ``--json``
+        prints, else the text line's parts). Call only when :meth:`projection_answers`.
         """
         require_aware(at, "at")
         at_text = instant_to_text(at)
@@ -1065,26 +1098,23 @@ class Ledger:
             for cid, problems in chunk:
                 self._state_of_row(cid, "null", at, problems)
         where, action_params = self._fresh_actions_filter(at, within)
-        sql = ("SELECT a.due, a.sev_key, a.contract_id, a.action, a.ordinal, a.clause, "  # noqa: S608
-               "a.explanation, a.unpriced, a.body FROM projection_actions a "
-               f"JOIN projection p ON p.contract_id = a.contract_id WHERE {where} "
+        # The text needs the line's parts, --json the element: read only what is printed.
+        shown = "NULL, a.clause, a.explanation, a.unpriced" if not json_body \
+            else "a.body, NULL, NULL, NULL"
+        sql = ("SELECT a.due_key, a.sev_key, a.contract_id, a.action, a.ordinal, "  # noqa: S608
+               f"a.due, {shown} FROM projection_actions a WHERE {where} "
                "ORDER BY a.due_key, a.sev_key, a.contract_id, a.action, a.ordinal")
 
-        def rows() -> Iterator[ActionRow]:
+        def rows() -> Iterator[tuple[Any, ...]]:
             for chunk in self._sql_stream(sql, action_params):
-                for due, sev, cid, action, ordinal, clause, text, unpriced, body in chunk:
-                    yield ActionRow(due=None if due is None else date.fromisoformat(due),
-                                    severity=Severity(-sev), contract_id=cid, action=action,
-                                    ordinal=ordinal, clause=clause, explanation_en=text,
-                                    unpriced=unpriced, body=body)
+                yield from chunk
 
         return stale, rows()
 
     def projected_action_count(self, *, at: datetime, within: int | None = None) -> int:
         """How many actions :meth:`projected_actions` streams from the projection."""
         where, params = self._fresh_actions_filter(at, within)
-        sql = ("SELECT count(*) FROM projection_actions a JOIN projection p "  # noqa: S608
-               f"ON p.contract_id = a.contract_id WHERE {where}")
+        sql = f"SELECT count(*) FROM projection_actions a WHERE {where}"  # noqa: S608
         return int(self._retry(lambda: self._sql_rows(sql, params))[0][0])
 
     def _fresh_filter(self, at: datetime) -> tuple[str, list[Any]]:
@@ -1097,7 +1127,11 @@ class Ledger:
 
     def _fresh_actions_filter(self, at: datetime,
                               within: int | None) -> tuple[str, list[Any]]:
-        where, params = self._fresh_filter(at)
+        today = _day_of(at).isoformat()
+        where = ("a.keys = ? AND a.evaluated_on <= ? AND a.fresh_until > ? "
+                 "AND a.last_at <= ?")
+        params: list[Any] = ["|".join(self.projection_keys()), today, today,
+                             instant_to_text(at)]
         if within is not None:
             where += " AND (a.due IS NULL OR a.due <= ?)"
             params.append((_day_of(at) + timedelta(days=within)).isoformat())
@@ -1208,8 +1242,8 @@ _FOLD_PER_CONTRACT_MAX = 256
 pass rather than query each of them."""
 _ROW_COLUMNS = ("contract_id, state, last_at, fold_key, eval_key, evaluated_on, fresh_until, "
                 "next_due, decisions, problems")
-_ACTION_COLUMNS = ("ordinal, due, due_key, sev_key, action, clause, explanation, unpriced, "
-                   "body")
+_ACTION_COLUMNS = ("ordinal, due, due_key, sev_key, action, keys, evaluated_on, fresh_until, "
+                   "last_at, clause, explanation, unpriced, body")
 _UPSERT_PROJECTION = (
     f"INSERT INTO projection ({_ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
     "ON CONFLICT (contract_id) DO UPDATE SET state = excluded.state, "
@@ -1219,7 +1253,7 @@ _UPSERT_PROJECTION = (
     "problems = excluded.problems")
 _INSERT_ACTION = (
     f"INSERT INTO projection_actions (contract_id, {_ACTION_COLUMNS}) "  # noqa: S608
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def _projection_values(row: ProjectionRow) -> tuple[Any, ...]:
@@ -1228,13 +1262,14 @@ def _projection_values(row: ProjectionRow) -> tuple[Any, ...]:
 
 
 def _action_values(row: ProjectionRow) -> list[tuple[Any, ...]]:
-    return [(row.contract_id, *_action_tuple(a)) for a in row.actions]
+    return [(row.contract_id, *_action_tuple(row, a)) for a in row.actions]
 
 
-def _action_tuple(a: Any) -> tuple[Any, ...]:
+def _action_tuple(row: ProjectionRow, a: Any) -> tuple[Any, ...]:
     due = a.due.isoformat() if a.due else None
-    return (a.ordinal, due, due or NO_DUE, -int(a.severity), a.action, a.clause,
-            a.explanation_en, a.unpriced, a.body)
+    return (a.ordinal, due, due or NO_DUE, -int(a.severity), a.action,
+            f"{row.fold_key}|{row.eval_key}", row.evaluated_on, row.fresh_until, row.last_at,
+            a.clause, a.explanation_en, a.unpriced, a.body)
 
 
 def _row_differences(expected: ProjectionRow, actual: dict[str, Any], *,
@@ -1247,7 +1282,7 @@ def _row_differences(expected: ProjectionRow, actual: dict[str, Any], *,
     if compare_decisions:
         names += ["evaluated_on", "fresh_until", "next_due", "decisions"]
     out = [name for name in names if want[name] != actual.get(name)]
-    if compare_decisions and [_action_tuple(a) for a in expected.actions] != [
+    if compare_decisions and [_action_tuple(expected, a) for a in expected.actions] != [
             tuple(r) for r in actual.get("actions", [])]:
         out.append("actions")
     return out

@@ -138,20 +138,23 @@ _PROJECTION_SCHEMA = [
         problems     TEXT
     )""",
     """CREATE TABLE projection_actions (
-        contract_id TEXT COLLATE "C" NOT NULL,
-        ordinal     INTEGER NOT NULL,
-        due         TEXT COLLATE "C",
-        due_key     TEXT COLLATE "C" NOT NULL,
-        sev_key     INTEGER NOT NULL,
-        action      TEXT COLLATE "C" NOT NULL,
-        clause      TEXT NOT NULL,
-        explanation TEXT NOT NULL,
-        unpriced    TEXT,
-        body        TEXT NOT NULL,
-        PRIMARY KEY (contract_id, ordinal)
+        due_key      TEXT COLLATE "C" NOT NULL,
+        sev_key      INTEGER NOT NULL,
+        contract_id  TEXT COLLATE "C" NOT NULL,
+        action       TEXT COLLATE "C" NOT NULL,
+        ordinal      INTEGER NOT NULL,
+        due          TEXT COLLATE "C",
+        keys         TEXT COLLATE "C" NOT NULL,
+        evaluated_on TEXT COLLATE "C" NOT NULL,
+        fresh_until  TEXT COLLATE "C" NOT NULL,
+        last_at      TEXT COLLATE "C" NOT NULL,
+        clause       TEXT NOT NULL,
+        explanation  TEXT NOT NULL,
+        unpriced     TEXT,
+        body         TEXT NOT NULL,
+        PRIMARY KEY (due_key, sev_key, contract_id, action, ordinal)
     )""",
-    "CREATE INDEX projection_actions_order ON projection_actions "
-    "(due_key, sev_key, contract_id, action, ordinal)",
+    "CREATE INDEX projection_actions_by_contract ON projection_actions (contract_id)",
 ]
 """Version 3: the projection (``policy.ledger.PROJECTION_SCHEMA``, with the ``"C"`` collation
 on what is compared or sorted)."""
@@ -549,6 +552,16 @@ class PostgresLedger(Ledger):
     def _sql_stream(self, sql: str, params: Sequence[Any]) -> Iterator[list[Any]]:
         """The rows of a query in chunks through a server-side cursor: memory stays flat
         however many rows there are (one pool connection held while it is read)."""
+        own: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if own is not None:  # inside this thread's transaction: read what it sees
+            self._flush(own)
+            with own.cursor(name=f"certescrow_stream_{id(sql)}") as cur:
+                cur.execute(translate(sql), tuple(params))
+                while True:
+                    chunk = cur.fetchmany(_SWEEP_PAGE)
+                    if not chunk:
+                        return
+                    yield chunk
         try:
             with self._pool.connection() as conn, conn.transaction(), \
                     conn.cursor(name="certescrow_stream") as cur:

@@ -127,6 +127,14 @@ class ActionRow:
         return (self.due.isoformat() if self.due else NO_DUE, -int(self.severity),
                 self.contract_id, self.action, self.ordinal)
 
+    def as_tuple(self, *, json_body: bool) -> tuple[Any, ...]:
+        """The row as the ledger streams it: the sort key (tuples compare in
+        ``policy actions``' order), the due day's text, then ``(body, None, None, None)``
+        or ``(None, clause, explanation, unpriced)``."""
+        shown = (self.body, None, None, None) if json_body else (
+            None, self.clause, self.explanation_en, self.unpriced)
+        return (*self.sort_key, self.due.isoformat() if self.due else None, *shown)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProjectionRow:

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from policy.catalogue import load_catalogue
 from policy.category import Category
 from policy.cliutil import json_element
+from policy.decisions import Severity
 from policy.errors import ContractStateError, PolicyError, UnknownContractError
 from policy.evaluate import due_actions, evaluate_contract
 from policy.events import (
@@ -144,7 +145,7 @@ def _projected_actions(ledger: Ledger, at: datetime,
     """What ``policy actions`` reads (contract_cli._projected_actions, without the output)."""
     import heapq
 
-    stale, cached = ledger.projected_actions(at=at, within=within)
+    stale, cached = ledger.projected_actions(at=at, within=within, json_body=True)
     horizon = None if within is None else (at + timedelta(hours=9)).date() + timedelta(
         days=within)
     fresh = []
@@ -153,11 +154,11 @@ def _projected_actions(ledger: Ledger, at: datetime,
             decided = evaluate_contract(state, CATALOGUE, ledger.settings, at=at)
         except (PolicyError, OverflowError, ValueError):
             continue
-        fresh.extend(r for r in action_rows(decided)
+        fresh.extend(r.as_tuple(json_body=True) for r in action_rows(decided)
                      if horizon is None or r.due is None or r.due <= horizon)
-    fresh.sort(key=lambda r: r.sort_key)
-    return [(r.contract_id, r.action, r.due, r.severity, r.body)
-            for r in heapq.merge(cached, fresh, key=lambda r: r.sort_key)]
+    fresh.sort()
+    return [(cid, action, None if due is None else date.fromisoformat(due), Severity(-sev),
+             body) for _, sev, cid, action, _, due, body, *_ in heapq.merge(cached, fresh)]
 
 
 def check_projection_is_the_fold(ledger: Ledger, queries: list[int]) -> None:
