@@ -223,7 +223,9 @@ class FleetRegistry:
         rows = self._run("SELECT host, revoked_utc FROM fleet_certs WHERE serial = ?",
                          (serial,))
         if not rows:
-            return "this client certificate was not issued by `certescrow fleet sign`"
+            return ("this client certificate is not registered in this service's ledger "
+                    "(`certescrow fleet sign` registers it in the ledger it is given: "
+                    "--serve-config with the service's configuration)")
         if rows[0][0] != host:
             return "this client certificate was issued to another host"
         revoked = rows[0][1]
