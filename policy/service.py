@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import hmac
 import ipaddress
 import json
@@ -602,6 +603,10 @@ async def serve(app: web.Application, *, listen: str, port: int, ssl_context: An
         reason = exc.strerror or type(exc).__name__
         raise StartError(f"cannot listen on {where}: {reason}") from None
     started(addresses)
+    # What the start made (modules, the TLS context, pools) lives until the process ends:
+    # frozen, the collector walks none of it while serving, nor at exit (that last walk took
+    # about a second of a SIGTERM's stop).
+    gc.freeze()
     try:
         await stop.wait()
     finally:
