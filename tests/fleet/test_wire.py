@@ -105,3 +105,66 @@ def test_heartbeat_inventory_is_checked() -> None:
                       {"by_severity": {"ok": "many"}}, {"by_severity": [1]}):
         with pytest.raises(WireError):
             read_heartbeat({"host": "h", "at": "2026-11-27T00:00:00Z", "inventory": inventory})
+
+
+# ---------------------------------------------------------------------- issue 13 review
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=1, max_size=40).filter(lambda b: b"\x00" not in b))
+def test_any_file_name_round_trips_as_the_agent_sends_it(name: bytes) -> None:
+    import json
+    import os
+
+    location = os.fsdecode(b"/" + name)
+    body = _body()
+    body["observations"][0]["location"] = location  # type: ignore[index]
+    wire = json.loads(json.dumps(body, ensure_ascii=True))  # what the agent sends
+    read = read_report(wire, max_observations=5)
+    assert os.fsencode(read.observations[0].location) == b"/" + name
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=8), st.integers(0xD800, 0xDFFF), st.text(max_size=8))
+def test_a_lone_surrogate_outside_a_file_name_is_refused(before: str, code: int,
+                                                         after: str) -> None:
+    body = _body()
+    body["observations"][0]["facts"]["subject"] = before + chr(code) + after  # type: ignore[index]
+    with pytest.raises(WireError, match=r"body\.observations\[0\]\.facts\.subject"):
+        read_report(body, max_observations=5)
+
+
+def test_time_refusal_is_bounded_by_now_and_enrolment() -> None:
+    from policy.fleet_wire import time_refusal
+
+    skew = timedelta(minutes=5)
+    batch = read_report(_body(), max_observations=5)  # everything at AT
+    assert time_refusal(batch, now=AT, skew=skew, enrolled=AT) is None
+    assert time_refusal(batch, now=AT - timedelta(minutes=4), skew=skew, enrolled=None) is None
+    late = time_refusal(batch, now=AT - timedelta(minutes=6), skew=skew, enrolled=None)
+    assert late is not None
+    assert not late.too_early
+    assert "body.at" in late.message
+    early = time_refusal(batch, now=AT, skew=skew, enrolled=AT + timedelta(minutes=6))
+    assert early is not None
+    assert early.too_early
+
+
+def test_only_the_desks_binding_for_the_innermost_store_is_kept() -> None:
+    from policy.fleet_wire import UNBOUND, assigned_only
+
+    def obs(location: str, contract: str | None) -> Observation:
+        return Observation(facts=CertificateFacts(sha256="a" * 64, not_before_utc=AT,
+                                                  not_after_utc=AT), host="web01",
+                           location=location, index=0, observed_at_utc=AT,
+                           binding=Binding(contract_id=contract))
+
+    assigned = {"/srv/": Binding(contract_id="C-SRV"), "/srv/shop": Binding(contract_id="C-SHOP"),
+                "/": Binding(contract_id="C-ROOT")}
+    sent = [obs("/srv/shop/a.pem", "C-SHOP"), obs("/srv/shop/b.pem", "C-SRV"),
+            obs("/srv/x.pem", "C-SRV"), obs("/etc/y.pem", "C-ROOT"), obs("/srv/z.pem", None),
+            obs("/srv/shopping/c.pem", "C-SHOP")]
+    kept, refused = assigned_only(sent, assigned)
+    assert [o.binding.contract_id for o in kept] == ["C-SHOP", None, "C-SRV", "C-ROOT", None,
+                                                     None]
+    assert [(r.location, r.contract_id) for r in refused] == [
+        ("/srv/shop/b.pem", "C-SRV"), ("/srv/shopping/c.pem", "C-SHOP")]
+    assert assigned_only(sent[:1], {})[0][0].binding == UNBOUND
