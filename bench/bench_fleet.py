@@ -204,7 +204,7 @@ async def _agent_reports(session: aiohttp.ClientSession, url: str, agent: int, p
                 if response.status == 503:
                     stats["busy"].append(1.0)
                     wait = float(response.headers.get("Retry-After", "1"))
-                    await asyncio.sleep(random.uniform(wait, 2 * wait))
+                    await asyncio.sleep(random.uniform(0.5 * wait, 1.5 * wait))
                     continue
                 if response.status != 200:
                     raise SystemExit(f"{host}: HTTP {response.status}: {answer}")

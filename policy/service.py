@@ -145,7 +145,9 @@ class _Service:
         self.admitted = 0
         """Batches admitted and not yet answered (touched by the event loop only)."""
         self.batch_s = 0.1
-        """A moving average of one batch's write, for ``Retry-After``."""
+        """A moving average of the time between two batches written (the ledger writes one
+        at a time, so this is one batch's write, without the wait for the lock)."""
+        self._last_done = time.monotonic()
 
     # ------------------------------------------------------------------ identity
     def _from_proxy(self, request: web.Request) -> bool:
@@ -267,9 +269,9 @@ class _Service:
 
     def _busy(self) -> web.Response:
         """503: the ledger's writer is busy with as many batches as may wait for it."""
-        # A slot frees when the batch being written is done: about one batch's time (waiting
-        # longer leaves the writer idle; HTTP says whole seconds).
-        wait = max(1, math.ceil(self.batch_s))
+        # The admitted batches are written one after another: this one's turn would come
+        # after them (HTTP says whole seconds; the agent adds jitter).
+        wait = max(1, math.ceil(self.admitted * self.batch_s))
         response = _error(503, "the service is busy writing other batches; retry later")
         response.headers["Retry-After"] = str(wait)
         return response
@@ -281,8 +283,12 @@ class _Service:
             batch, unassigned = self._assigned_only(identity.host, batch)
             return (*self._record(identity, batch), unassigned)
         finally:
-            # a float store: no lock needed, and an estimate is all it feeds
-            self.batch_s = 0.8 * self.batch_s + 0.2 * (time.monotonic() - began)
+            # Since the later of this batch's start and the previous batch's end: the write
+            # itself when batches queue, not the wait for the lock. Float stores from the
+            # writer threads: no lock needed, an estimate is all it feeds.
+            done = time.monotonic()
+            self.batch_s = 0.8 * self.batch_s + 0.2 * (done - max(began, self._last_done))
+            self._last_done = done
 
     def _assigned_only(self, host: str, batch: ReportBatch
                        ) -> tuple[ReportBatch, tuple[Unassigned, ...]]:
