@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,7 +26,7 @@ import click
 
 from policy.cliutil import AT_OPTION_HELP, InstantType, config_section, echo_json, resolve_at
 from policy.fleet_registry import RENEWAL_GRACE, FleetRegistry, IssuedRecord
-from policy.paths import ledger_path
+from policy.paths import catalogue_path, ledger_path
 from policy.storage import is_postgres_dsn
 from policy.timeparse import format_instant
 
@@ -62,8 +62,34 @@ def _root_config(ctx: click.Context) -> dict[str, Any]:
 
 
 def _vault_settings(ctx: click.Context) -> dict[str, Any]:
+    served = _serve_config(ctx)
+    if served is not None:  # --serve-config: the service's own vault
+        return dict(served.vault)
     section = _root_config(ctx).get("vault", {})
     return section if isinstance(section, dict) else {}
+
+
+def _serve_config(ctx: click.Context) -> ServeConfig | None:
+    value = ctx.meta.get("certescrow.serve_config")
+    return value if isinstance(value, ServeConfig) else None
+
+
+def _remember_serve_config(ctx: click.Context, _param: click.Parameter,
+                           value: Path | None) -> None:
+    if value is not None:
+        ctx.meta["certescrow.serve_config"] = load_serve_config(value)
+
+
+def _host_name(host: str) -> str:
+    """A fleet host name as the registry keeps it: lowercase (``WEB01`` and ``web01`` are one
+    host, as in DNS), dot-separated labels of 1-63 letters, digits, ``-`` and ``_``."""
+    name = host.strip().lower()
+    labels = name.split(".")
+    if not all(0 < len(label) <= 63 and label[0].isalnum() and label.isascii()
+               and all(c.isalnum() or c in "-_" for c in label) for label in labels):
+        raise FleetCAError(f"{host!r} is not a host name: dot-separated labels of 1-63 "
+                           "letters, digits, '-' and '_', each starting with a letter or digit")
+    return check_host_name(name)
 
 
 def _open_vault(settings: Mapping[str, Any], vault_path: Path | None,
@@ -73,6 +99,38 @@ def _open_vault(settings: Mapping[str, Any], vault_path: Path | None,
     path = vault_path or (Path(str(settings["path"])).expanduser() if settings.get("path")
                           else default_vault_path())
     return open_vault(path, key_source_from_settings(settings, key_file=key_file), create=True)
+
+
+def _vault_file(settings: Mapping[str, Any], vault_path: Path | None) -> Path:
+    from vault import default_vault_path
+
+    return vault_path or (Path(str(settings["path"])).expanduser() if settings.get("path")
+                          else default_vault_path())
+
+
+@contextlib.contextmanager
+def _cleaned_up_on_failure(path: Path) -> Iterator[None]:
+    """A command that fails (no keyring, no key file) leaves no vault file nor directories it
+    made behind: the next attempt, or the daemon, must not find a half-made vault."""
+    made: list[Path] = []
+    probe = path.parent
+    while not probe.exists():
+        made.append(probe)
+        probe = probe.parent
+    existed = path.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            for leftover in (path, path.with_name(path.name + "-wal"),
+                             path.with_name(path.name + "-shm"),
+                             path.with_name(path.name + "-journal")):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+        for directory in made:  # deepest first
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
 
 
 def _vault_options(func: F) -> F:
@@ -86,17 +144,46 @@ def _vault_options(func: F) -> F:
 
 
 def _ledger_option(func: F) -> F:
+    func = click.option("--serve-config", type=click.Path(exists=True, dir_okay=False,
+                                                          path_type=Path),
+                        callback=_remember_serve_config, expose_value=False, is_eager=True,
+                        help="The service's configuration file: its [serve] ledger and its "
+                             "[vault] (the desk cannot pick the wrong ledger).")(func)
     return click.option("--ledger", "ledger_option",
                         type=click.Path(dir_okay=False, path_type=Path),
-                        help="The ledger (and fleet registry): default [policy].ledger, else "
-                             "the per-user ledger.")(func)
+                        help="The ledger (and fleet registry): default the --serve-config's "
+                             "[serve] ledger, else [policy].ledger, else the per-user "
+                             "ledger.")(func)
+
+
+def _ledger_location(ctx: click.Context, option: Path | None) -> tuple[Path, bool]:
+    """The ledger a fleet command uses, and whether someone named it."""
+    from policy.paths import ledger_is_explicit
+
+    served = _serve_config(ctx)
+    if option is None and served is not None:
+        return Path(served.ledger), True
+    section = config_section(ctx, "policy")
+    return ledger_path(option, section), ledger_is_explicit(option, section)
 
 
 @contextlib.contextmanager
-def _registry(ctx: click.Context, option: Path | None) -> Iterator[FleetRegistry]:
+def _registry(ctx: click.Context, option: Path | None, *, must_exist: bool = False,
+              create: bool = False) -> Iterator[FleetRegistry]:
+    """The fleet registry of the ledger. A ledger named (``--ledger``, the configuration,
+    ``--serve-config``) that does not exist is refused, never made empty: a mistyped path
+    must not answer with an empty fleet. ``must_exist``: the per-user default too (read-only
+    listings). ``create``: ``fleet sign``, which may come before the service's first start
+    (it says which ledger it registered in)."""
+    from policy.errors import LedgerError
     from policy.ledger import Ledger
+    from policy.paths import ledger_display, ledger_exists
 
-    path = ledger_path(option, config_section(ctx, "policy"))
+    path, named = _ledger_location(ctx, option)
+    if (named or must_exist) and not create and not ledger_exists(path):
+        raise LedgerError(f"{ledger_display(path)}: no ledger here (check --ledger, "
+                          "--serve-config or [policy].ledger; the service's ledger is its "
+                          "[serve] ledger)")
     with Ledger.open(path), FleetRegistry.open(path) as registry:
         yield registry
 
@@ -152,11 +239,13 @@ def ca_init_command(ctx: click.Context, name: str, out: Path | None, at: datetim
             raise FleetCAError("this vault already holds a fleet CA (one CA per vault; "
                                "its certificate: `certescrow vault list`)")
         key_pem, cert_pem = issue_ca(name=name, at=now)
-        vault.put_many(_put_requests([("private-key", key_pem), ("certificate", cert_pem)],
-                                     CA_LABEL))
+        made = vault.put_many(_put_requests([("private-key", key_pem),
+                                             ("certificate", cert_pem)], CA_LABEL))
     _write_public(out, cert_pem)
     if out is not None:
         click.echo(f"fleet CA {name!r} made; its key is in the vault, its certificate in {out}")
+    click.echo(f'ca_key = "{made[0].entry_id}"   # [serve] ca_key (agents renew through the '
+               "service): the vault entry of the CA key", err=out is None)
 
 
 def _put_requests(items: list[tuple[str, bytes]], label: str) -> list[Any]:
@@ -181,15 +270,20 @@ def _put_requests(items: list[tuple[str, bytes]], label: str) -> list[Any]:
 def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path | None,
                  at: datetime | None, ledger_option: Path | None, vault_path: Path | None,
                  key_file: Path | None) -> None:
-    """Issue an agent's short-lived client certificate from its CSR, and register it."""
+    """Issue an agent's short-lived client certificate from its CSR, and register it in the
+    service's ledger (give the service's --serve-config, or its [serve] ledger as --ledger)."""
     now = resolve_at(at)
-    check_host_name(host)
+    host = _host_name(host)
+    if now + timedelta(days=days) <= resolve_at(None):
+        raise FleetCAError(f"a certificate from {format_instant(now)} for {days} day(s) has "
+                           "already expired: the service would refuse it (drop --at, or "
+                           "give more --days)")
     csr_pem = csr.read_bytes()[:65537]
     with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
         ca_key, ca_cert = _ca_material(vault)
     issued = issue_client_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert, csr_pem=csr_pem,
                                       host=host, at=now, lifetime=timedelta(days=days))
-    with _registry(ctx, ledger_option) as registry:
+    with _registry(ctx, ledger_option, create=True) as registry:
         if registry.key_revoked(issued.key_sha256):  # issue 13: a leaked key stays out
             raise FleetCAError("this CSR's key belongs to a revoked (or superseded) client "
                                "certificate: the agent makes a new key with `certescrow "
@@ -199,9 +293,15 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
             not_after_utc=issued.not_after_utc, key_sha256=issued.key_sha256), at=now,
             supersede_after=RENEWAL_GRACE)
     _write_public(out, issued.pem)
+    from policy.paths import ledger_display
+
+    registered = ledger_display(_ledger_location(ctx, ledger_option)[0])
     if out is not None:
         click.echo(f"client certificate for {host} (serial {issued.serial}) valid until "
-                   f"{format_instant(issued.not_after_utc)}: {out}")
+                   f"{format_instant(issued.not_after_utc)}: {out}; registered in the ledger "
+                   f"{registered} (the service must use this ledger)")
+    else:
+        click.echo(f"registered in the ledger {registered}", err=True)
 
 
 @fleet_group.command("server-cert")
@@ -235,6 +335,7 @@ def revoke_command(ctx: click.Context, host: str, at: datetime | None,
                    ledger_option: Path | None) -> None:
     """Revoke every client certificate of HOST; the service refuses it from its next request."""
     now = resolve_at(at)
+    host = _host_name(host)
     with _registry(ctx, ledger_option) as registry:
         count = registry.revoke_host(host, at=now)
     if count == 0:
@@ -246,33 +347,126 @@ def revoke_command(ctx: click.Context, host: str, at: datetime | None,
 @click.argument("host")
 @click.argument("store")
 @click.option("--contract", "contract_id", default=None, help="The contract the store's "
-              "certificates belong to.")
+              "certificates belong to (one the ledger holds).")
 @click.option("--item", default=None, help="Catalogue item handle.")
 @click.option("--tier", default=None, help="Validity tier (e.g. 1y).")
 @click.option("--category", default=None, type=click.Choice(["I", "II", "III"]))
 @click.option("--match-by-san", is_flag=True, help="Attribute by SAN to the one contract "
               "whose certificate shares one.")
+@click.option("--force", is_flag=True, help="Assign to a host the desk has not enrolled yet.")
 @_ledger_option
 @click.pass_context
 def assign_command(ctx: click.Context, host: str, store: str, contract_id: str | None,
                    item: str | None, tier: str | None, category: str | None,
-                   match_by_san: bool, ledger_option: Path | None) -> None:
-    """Assign a binding to HOST's STORE (served to the agent at GET /v1/bindings)."""
+                   match_by_san: bool, force: bool, ledger_option: Path | None) -> None:
+    """Assign a binding to HOST's STORE (an absolute path on the host; served to the agent at
+    GET /v1/bindings). `fleet unassign` removes one; `fleet assignments` lists them."""
+    from policy.catalogue import load_catalogue
     from policy.category import Category
+    from policy.errors import UnknownItemError
+    from policy.ledger import Ledger
     from policy.tiers import Tier
 
-    check_host_name(host)
+    host = _host_name(host)
+    _check_store(store)
+    if contract_id is None and item is None and tier is None and category is None \
+            and not match_by_san:
+        raise FleetCAError("an empty binding: give --contract, --item, --tier, --category or "
+                           "--match-by-san (to remove an assignment: certescrow fleet "
+                           "unassign HOST STORE)")
     if tier is not None:
         try:
             Tier(tier)
         except ValueError:
-            raise FleetCAError(f"unknown tier {tier!r}") from None
+            raise UnknownItemError(f"unknown tier {tier!r}") from None
+    if item is not None:
+        load_catalogue(catalogue_path(None, config_section(ctx, "policy"))).item(item)
     binding = {"contract_id": contract_id, "item": item, "tier": tier,
                "category": None if category is None else Category(category).value,
                "match_by_san": match_by_san}
-    with _registry(ctx, ledger_option) as registry:
+    path, _named = _ledger_location(ctx, ledger_option)
+    with _registry(ctx, ledger_option, must_exist=True) as registry:
+        if contract_id is not None:
+            with Ledger.open(path) as ledger:
+                if contract_id not in ledger.contract_ids():
+                    raise FleetCAError(f"no contract {contract_id!r} in this ledger "
+                                       "(certescrow contract list)")
+        if not force and registry.enrolled(host) is None:
+            raise FleetCAError(f"no host {host!r} in the fleet (fleet hosts lists them; "
+                               "--force assigns ahead of its enrolment)")
         registry.assign(host=host, store=store, binding=binding)
     click.echo(f"{host}: {store} assigned")
+
+
+def _check_store(store: str) -> None:
+    if not store.startswith("/") or "\x00" in store:
+        raise FleetCAError(f"{store!r}: a store is an absolute path on the host (the path "
+                           "in its [[agent.stores]])")
+
+
+@fleet_group.command("unassign")
+@click.argument("host")
+@click.argument("store")
+@_ledger_option
+@click.pass_context
+def unassign_command(ctx: click.Context, host: str, store: str,
+                     ledger_option: Path | None) -> None:
+    """Remove HOST's assignment for STORE (the host's own binding applies again)."""
+    host = _host_name(host)
+    _check_store(store)
+    with _registry(ctx, ledger_option, must_exist=True) as registry:
+        if not any(b["store"] == store for b in registry.bindings(host)):
+            raise FleetCAError(f"{host}: no assignment for {store}")
+        registry.assign(host=host, store=store, binding={})
+    click.echo(f"{host}: {store} unassigned")
+
+
+@fleet_group.command("assignments")
+@click.argument("host", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_ledger_option
+@click.pass_context
+def assignments_command(ctx: click.Context, host: str | None, as_json: bool,
+                        ledger_option: Path | None) -> None:
+    """The desk's assignments: every host's (or HOST's) stores and their bindings."""
+    from .untrusted import for_terminal
+
+    with _registry(ctx, ledger_option, must_exist=True) as registry:
+        names = [_host_name(host)] if host is not None else sorted(
+            {h.host for h in registry.hosts(at=resolve_at(None), silent_after=timedelta(0))})
+        rows = [{"host": name, **entry} for name in names for entry in registry.bindings(name)
+                if _live(entry["binding"])]
+    if as_json:
+        echo_json({"assignments": rows})
+        return
+    table = [(for_terminal(r["host"]), for_terminal(r["store"]), ", ".join(
+        f"{k}={v}" for k, v in sorted(r["binding"].items()) if v not in (None, False)))
+        for r in rows]
+    _columns(("HOST", "STORE", "BINDING"), table)
+
+
+def _live(binding: Mapping[str, Any]) -> bool:
+    """An assignment that binds something (``fleet unassign`` leaves an empty one)."""
+    return any(v not in (None, False) for v in binding.values())
+
+
+def _columns(headers: Sequence[str], rows: Sequence[Sequence[str]], *,
+             right: frozenset[int] = frozenset()) -> None:
+    """An aligned table by display width (wide characters count double), as the project's
+    other listings."""
+    from .render import display_width
+
+    widths = [max([display_width(h)] + [display_width(r[i]) for r in rows])
+              for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(" " * (w - display_width(c)) + c if i in right
+                         else c + " " * (w - display_width(c))
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    click.echo(line(headers))
+    for row in rows:
+        click.echo(line(row))
 
 
 @fleet_group.command("hosts")
@@ -284,27 +478,54 @@ def assign_command(ctx: click.Context, host: str, store: str, contract_id: str |
 @click.pass_context
 def hosts_command(ctx: click.Context, as_json: bool, silent_after: int, at: datetime | None,
                   ledger_option: Path | None) -> None:
-    """Every host: last seen, certificates by severity, errors, client certificate expiry."""
+    """Every host: last seen, certificates by severity, errors, client certificate expiry,
+    state (REVOKED, EXPIRED, SILENT, ok). With --at: hosts enrolled after it are left out,
+    and a host seen only after it shows LATER (the registry keeps the last request only)."""
     from .untrusted import for_terminal
 
     now = resolve_at(at)
-    with _registry(ctx, ledger_option) as registry:
+    with _registry(ctx, ledger_option, must_exist=True) as registry:
         hosts = registry.hosts(at=now, silent_after=timedelta(seconds=silent_after))
+        enrolled = {h.host: registry.enrolled(h.host) for h in hosts}
+        assigned = {h.host: [b for b in registry.bindings(h.host) if _live(b["binding"])]
+                    for h in hosts} if as_json else {}
+    def existed(host: Any) -> bool:  # enrolled by --at, or heard from by then
+        since = enrolled[host.host]
+        return since is None or since <= now or (
+            host.last_seen_utc is not None and host.last_seen_utc <= now)
+
+    shown = [h for h in hosts if existed(h)]
+    states = {h.host: _host_state(h, now) for h in shown}
     if as_json:
-        echo_json({"at": format_instant(now), "hosts": [h.to_json() for h in hosts]})
+        echo_json({"at": format_instant(now), "hosts": [
+            {**h.to_json(), "state": states[h.host], "assignments": assigned[h.host]}
+            for h in shown]})
         return
-    click.echo(f"{'HOST':<24} {'LAST SEEN':<20} {'CERTS':>6} {'CRIT':>5} {'WARN':>5} "
-               f"{'ERRORS':>6} {'CLIENT CERT UNTIL':<20} STATE")
-    for host in hosts:
-        inventory = host.inventory
+    rows = []
+    for host in shown:
+        later = host.last_seen_utc is not None and host.last_seen_utc > now
+        inventory = {} if later else host.inventory
         by = inventory.get("by_severity", {}) if isinstance(inventory, dict) else {}
-        state = "revoked" if host.revoked else "SILENT" if host.silent else "ok"
-        seen = format_instant(host.last_seen_utc) if host.last_seen_utc else "never"
+        seen = ("after --at" if later else format_instant(host.last_seen_utc)
+                if host.last_seen_utc else "never")
         until = format_instant(host.client_not_after_utc) if host.client_not_after_utc else "-"
-        click.echo(f"{for_terminal(host.host):<24} {seen:<20} "
-                   f"{inventory.get('certificates', '-')!s:>6} {by.get('critical', 0)!s:>5} "
-                   f"{by.get('warning', 0)!s:>5} {inventory.get('errors', '-')!s:>6} "
-                   f"{until:<20} {state}")
+        rows.append((for_terminal(host.host), seen, str(inventory.get("certificates", "-")),
+                     str(by.get("critical", 0)), str(by.get("warning", 0)),
+                     str(inventory.get("errors", "-")), until, states[host.host]))
+    _columns(("HOST", "LAST SEEN", "CERTS", "CRIT", "WARN", "ERRORS", "CLIENT CERT UNTIL",
+              "STATE"), rows, right=frozenset({2, 3, 4, 5}))
+
+
+def _host_state(host: Any, at: datetime) -> str:
+    """REVOKED, EXPIRED (its client certificate: the service refuses it), LATER (seen only
+    after ``at``), SILENT, or ok: what the desk acts on first."""
+    if host.revoked:
+        return "REVOKED"
+    if host.client_not_after_utc is not None and host.client_not_after_utc <= at:
+        return "EXPIRED"
+    if host.last_seen_utc is not None and host.last_seen_utc > at:
+        return "LATER"
+    return "SILENT" if host.silent else "ok"
 
 
 # ---------------------------------------------------------------------- certescrow agent enroll
@@ -317,13 +538,19 @@ def hosts_command(ctx: click.Context, as_json: bool, silent_after: int, at: date
 @click.pass_context
 def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
                    vault_path: Path | None, key_file: Path | None) -> None:
-    """Make this agent's fleet key (kept in its vault) and a CSR for the desk to sign."""
+    """Make this agent's fleet key (kept in its vault) and a CSR for the desk to sign.
+
+    The key goes into the vault of the configuration in use: for the daemon's, name its file
+    (`certescrow --config /etc/certescrow/config.toml agent enroll`), so the key is where the
+    daemon looks ([vault] path and key source), not in the per-user vault."""
     if host is None:
         agent = _root_config(ctx).get("agent", {})
         configured = agent.get("host") if isinstance(agent, dict) else None
         host = configured if isinstance(configured, str) and configured else os.uname().nodename
+    host = _host_name(host)
     key_pem, csr_pem = make_agent_csr(host=host)
-    with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
+    with _cleaned_up_on_failure(_vault_file(_vault_settings(ctx), vault_path)), \
+            _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
         result = vault.put_many(_put_requests([("private-key", key_pem)], CLIENT_LABEL))[0]
     _write_public(csr_out, csr_pem)
     click.echo(f'client_key = "{result.entry_id}"   # [report]: the vault entry of the key',

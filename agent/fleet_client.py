@@ -851,6 +851,9 @@ def open_reporting(raw: Mapping[str, Any], *, source: str, host: str, state_dir:
     settings = report_settings(raw, source=source, default_outbox=state_dir / "outbox.sqlite3")
     if settings is None:
         return None
+    # The fleet's host names are lowercase (fleet sign, enroll): [agent] host = "WEB01" is the
+    # host the desk signed as web01.
+    host = host.strip().lower()
     from vault import key_source_from_settings, open_vault
 
     def read(path: Path) -> bytes:
