@@ -810,35 +810,58 @@ class OutboxIntake:
 
 def inventory_of(index: Any, *, at: datetime, windows: Any = None) -> dict[str, Any]:
     """The heartbeat's snapshot of a :class:`agent.index.FileIndex` of file results: files,
-    certificates, files that could not be read, and certificates by severity at ``at``: the
-    worst of their findings (file-level ones included) and of their expiry (the
-    ``expires-soon`` windows, :class:`agent.monitoring.ExpiryWindows`; expired is critical).
-    The contract's view (actions due) is the desk's, from the ledger."""
+    certificates, files that could not be read, and certificates by severity at ``at``.
+
+    A certificate's severity is the one ``certescrow scan`` and ``agent run --once`` give its
+    row for the host operator (``host_severity``): its host-mode findings and its file's, and
+    its expiry only where a row has one (:func:`agent.rows.certificate_row`: a leaf, or a lone
+    CA certificate among server certificates; never a trust anchor or a chain's CA), from the
+    placement of the certificates of its directory (:func:`agent.rows.place_certificates`).
+    One source: ``fleet hosts`` must not say WARN where the host's own check says OK. The
+    contract's view (actions due) is the desk's, from the ledger."""
+    from itertools import groupby
+
     from policy.decisions import Severity
-    from policy.rules.art6 import end_of_validity
+    from policy.rules.art6 import end_of_validity, never_expires
     from policy.tokyo import tokyo_date
 
-    from .monitoring import ExpiryWindows
+    from .monitoring import ExitMode, ExpiryWindows, counts_in
+    from .rows import Role, place_certificates
 
     expiry = windows if windows is not None else ExpiryWindows()
     today = tokyo_date(at)
     files = certificates = errors = 0
     by_severity: dict[str, int] = {}
-    for path in index.paths():
-        result = index.get(path)
-        if result is None:
-            continue
-        files += 1
-        if result.error is not None:
-            errors += 1
-        file_worst = max((f.severity for f in result.findings), default=Severity.OK)
-        for record in result.certificates:
-            certificates += 1
-            days_left = (end_of_validity(record.facts.not_after_utc) - today).days
-            ends = Severity.CRITICAL if days_left < 0 else expiry.severity(days_left)
-            worst = max([file_worst, ends, *(f.severity for f in record.findings)])
-            name = worst.name.lower()
-            by_severity[name] = by_severity.get(name, 0) + 1
+
+    def host_worst(findings: Any) -> Severity:
+        return max((f.severity for f in findings if counts_in(f.code) is ExitMode.HOST),
+                   default=Severity.OK)
+
+    # one directory at a time (placement is per directory), not the whole index in memory
+    for _directory, names in groupby(sorted(index.paths(), key=lambda p: os.path.split(p)),
+                                     key=lambda p: os.path.split(p)[0]):
+        results = [r for r in (index.get(name) for name in names) if r is not None]
+        placements = place_certificates(results)
+        for result in results:
+            files += 1
+            if result.error is not None:
+                errors += 1
+            file_worst = host_worst(result.findings)
+            for record in result.certificates:
+                certificates += 1
+                placement = placements.get((record.path, record.index))
+                worst = max(file_worst, host_worst(record.findings))
+                facts = record.facts
+                if placement is not None and (
+                        placement.role is Role.LEAF
+                        or (placement.role is Role.CA and placement.contract_view)) \
+                        and not never_expires(facts):
+                    days_left = (end_of_validity(facts.not_after_utc) - today).days
+                    ends = (Severity.CRITICAL if at > facts.not_after_utc or days_left < 0
+                            else expiry.severity(days_left))
+                    worst = max(worst, ends)
+                name = worst.name.lower()
+                by_severity[name] = by_severity.get(name, 0) + 1
     return {"files": files, "certificates": certificates, "errors": errors,
             "by_severity": by_severity}
 
