@@ -164,6 +164,10 @@ def test_service_down_when_the_agent_starts_then_back(fleet: Fleet, tmp_path: Pa
         fleet.start(port=port)
         eventually(lambda: _all_once(fleet, agent), timeout=90)
         assert all(n == 1 for n in _ledger_counts(fleet, "web2").values())
+        # the operator reads why it waited, and that it is over (issue 13)
+        log = agent.root / "agent.log"
+        eventually(lambda: "report-recovered" in log.read_text(), timeout=30)
+        assert "connection refused by 127.0.0.1" in log.read_text()
     finally:
         agent.stop()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from agent.outbox import Outbox
 from policy.fleet_registry import FleetRegistry
 from tests.certfactory import make_cert
 from tests.fleet.fleetkit import Fleet, make_fleet
-from tests.fleet.test_agent_process import Agent
+from tests.fleet.test_agent_process import Agent, eventually
 from tests.fleet.test_outbox_exit_status import _run_once
 
 NOW = datetime.now(UTC)  # noqa: TID251 - the runs read the real clock
@@ -90,3 +91,26 @@ def test_a_batch_past_the_services_cap_is_split_until_it_goes(tmp_path: Path) ->
     assert counts == Counter(agent.shas.items())  # each once
     with Outbox.open(agent.outbox) as outbox:
         assert outbox.status().pending_batches == 0
+
+
+def test_the_daemon_says_why_it_cannot_reach_the_service(tmp_path: Path) -> None:
+    """heartbeat_s = 1 and another CA in ca_bundle: the daemon logged `ready` and nothing
+    else; it says why now, once (not at every heartbeat)."""
+    fleet = _started(tmp_path)
+    agent = Agent(tmp_path / "web1", fleet, "web1", port=fleet.port)
+    try:
+        other = tmp_path / "other-ca.pem"
+        other.write_bytes(issue_ca(name="another CA", at=NOW - timedelta(days=1))[1])
+        agent.config.write_text(agent.config.read_text().replace(
+            str(fleet.root / "ca.pem"), str(other)))
+        agent.start()
+        log = agent.root / "agent.log"
+        eventually(lambda: "not signed by the configured ca_bundle" in log.read_text(),
+                   timeout=60)
+        time.sleep(3)  # three more heartbeats
+    finally:
+        agent.stop()
+        fleet.stop(signal.SIGKILL)
+    text = log.read_text()
+    # said once by the start's bindings fetch; the heartbeats do not repeat the same reason
+    assert text.count("heartbeat-unreachable") + text.count("bindings-unreachable") == 1, text
