@@ -155,6 +155,8 @@ _PROJECTION_SCHEMA = [
         PRIMARY KEY (due_key, sev_key, contract_id, action, ordinal)
     )""",
     "CREATE INDEX projection_actions_by_contract ON projection_actions (contract_id)",
+    "CREATE INDEX projection_fresh ON projection "
+    "(eval_key, fold_key, evaluated_on, fresh_until, last_at, contract_id, problems)",
 ]
 """Version 3: the projection (``policy.ledger.PROJECTION_SCHEMA``, with the ``"C"`` collation
 on what is compared or sorted)."""
@@ -514,12 +516,15 @@ class PostgresLedger(Ledger):
                 "CAST(coalesce(max(seq), 0) AS TEXT) FROM journal "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
 
-    def _sql_projection_row(self, contract_id: str) -> dict[str, Any] | None:
+    def _sql_projection_row(self, contract_id: str,
+                            actions: bool = True) -> dict[str, Any] | None:
         rows = self._q(f"SELECT {_ROW_COLUMNS} FROM projection "  # noqa: S608
                        "WHERE contract_id = ?", [contract_id])
         if not rows:
             return None
         out = dict(zip(_ROW_COLUMNS.split(", "), rows[0], strict=True))
+        if not actions:
+            return out
         out["actions"] = [tuple(r) for r in self._q(
             f"SELECT {_ACTION_COLUMNS} FROM projection_actions "  # noqa: S608
             "WHERE contract_id = ? ORDER BY ordinal", [contract_id])]
