@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ import pytest
 from agent.config import config_from_raw
 from agent.fleet_bindings import AssignedBindings, apply_assigned
 from agent.outbox import Outbox
-from policy.events import CertificateObserved
+from policy.category import Category
+from policy.events import ApplicationAccepted, CertificateObserved
 from policy.fleet_wire import WireError, read_bindings
 from policy.intake import Binding
 from policy.ledger import Ledger
@@ -34,6 +36,11 @@ def _observed(fleet: Fleet, contract: str) -> set[str]:
 
 
 def _assign(fleet: Fleet, host: str, store: Path, contract: str) -> None:
+    with Ledger.open(fleet.ledger) as ledger:  # the desk assigns only a contract it knows
+        if contract not in ledger.contract_ids():
+            ledger.append(ApplicationAccepted(
+                contract_id=contract, at_utc=datetime(2026, 11, 1, tzinfo=UTC), item="byo",
+                category=Category.III, tier=None))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CERTESCROW_")}
     done = subprocess.run(
         [sys.executable, "-m", "agent.main", "fleet", "assign", host, str(store),
