@@ -774,6 +774,11 @@ class StoreSync:
                     if self.store_for(name) is None:
                         self.index.remove(name)
         if not self.stopping():
+            if not (isinstance(self.rebind, set) and self.rebind):
+                # No rebound certificate can join the first scan's count: its lines are
+                # logged now, and its tally (~19 MiB at 100,000 certificates) is gone before
+                # the ledger's open sightings come in (~44 MiB while it builds them).
+                self.findings.flush()
             self.reconcile(at=at, summary=summary)
         if collect:
             self._summary_rows(summary, at=at)
