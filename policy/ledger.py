@@ -669,7 +669,12 @@ class Ledger:
                     written += flush()
                     current, rows = contract_id, []
                 rows.append((seq, payload, at_utc))
+            self._send_queued()  # memory stays flat: queued writes go out chunk by chunk
         return written + flush()
+
+    def _send_queued(self) -> None:
+        """Send the transaction's queued writes now (PostgreSQL queues them; SQLite has
+        none)."""
 
     def rebuild_projection(self, *, at: datetime) -> int:
         """Rewrite every contract's projection row from its journal, decisions for ``at``'s

@@ -355,6 +355,11 @@ class PostgresLedger(Ledger):
         self._local.payloads = {}
         return batch
 
+    def _send_queued(self) -> None:
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._flush(conn)
+
     def _defer(self, sql: str, params: Sequence[Any]) -> None:
         self._local.pending.append((translate(sql), tuple(params)))
 
