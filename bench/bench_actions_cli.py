@@ -14,7 +14,8 @@ path and output form:
               the journal; every event was recorded by ``AT``, so it asks the same question).
 
 It prints wall time, CPU time (user + system of the child: the steadier number on a shared
-machine), the child's own peak resident memory (``wait4``), the output's size, the ratio of
+machine), the child's own peak resident memory (``wait4`` in a runner started before any
+ledger is built), the output's size, the ratio of
 the fold's wall time to the projection's, and whether both paths printed the same bytes; and,
 as the floor under every row, the same command on an empty ledger (the interpreter and the
 ``certescrow`` imports).
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import json
 import os
 import secrets
 import subprocess
@@ -53,22 +55,43 @@ CERTESCROW = Path(sys.executable).with_name("certescrow")
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def run(args: list[str], out: Path) -> tuple[float, float, float, int]:
-    """Wall s, CPU s, the child's own peak RSS MiB and output bytes of one ``certescrow`` run."""
+_RUNNER = r"""
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    argv, out = json.loads(line)
     start = time.perf_counter()
-    with out.open("wb") as sink:
-        child = subprocess.Popen([str(CERTESCROW), *args], stdout=sink,
-                                 stderr=subprocess.PIPE,
+    with open(out, "wb") as sink:
+        child = subprocess.Popen(argv, stdout=sink, stderr=subprocess.PIPE,
                                  env={**os.environ, "COLUMNS": "200"})
-        assert child.stderr is not None
         err = child.stderr.read()
         _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - start
-    if child.returncode != 0:
-        sys.exit(f"certescrow {' '.join(args)}: exit {child.returncode}: "
-                 f"{err.decode(errors='replace')[:500]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.stat().st_size
+    print(json.dumps([time.perf_counter() - start, os.waitstatus_to_exitcode(status),
+                      usage.ru_utime + usage.ru_stime, usage.ru_maxrss,
+                      err.decode(errors="replace")[:500]]), flush=True)
+"""
+"""Runs each measured command. Started while this script is small: a child's ``ru_maxrss``
+counts the image it was forked from, so children forked from this process after it built a
+ledger would report its size, not theirs."""
+_runner: subprocess.Popen[str] | None = None
+
+
+def start_runner() -> None:
+    global _runner
+    _runner = subprocess.Popen([sys.executable, "-c", _RUNNER], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+
+
+def run(args: list[str], out: Path) -> tuple[float, float, float, int]:
+    """Wall s, CPU s, the child's own peak RSS MiB and output bytes of one ``certescrow`` run."""
+    assert _runner is not None
+    assert _runner.stdin is not None
+    assert _runner.stdout is not None
+    _runner.stdin.write(json.dumps([[str(CERTESCROW), *args], str(out)]) + "\n")
+    _runner.stdin.flush()
+    wall, code, cpu, maxrss, err = json.loads(_runner.stdout.readline())
+    if code != 0:
+        sys.exit(f"certescrow {' '.join(args)}: exit {code}: {err}")
+    return wall, cpu, maxrss / 1024, out.stat().st_size
 
 
 @contextmanager
@@ -141,6 +164,7 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--keep", action="store_true", help="keep the SQLite ledger")
     args = parser.parse_args()
+    start_runner()
     workdir = Path(tempfile.mkdtemp(prefix="bench-actions-"))
     ledger = args.ledger or workdir / "ledger.sqlite3"
     builds: list[str] = []
