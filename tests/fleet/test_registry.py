@@ -22,7 +22,7 @@ def test_only_registered_live_certificates_of_their_own_host_pass(ledger_locatio
         registry.record_certificate(_issued("web01", "a1"), at=AT)
         registry.record_certificate(_issued("web01", "a2"), at=AT)
         assert registry.refusal(host="web01", serial="a1") is None
-        assert "not issued" in (registry.refusal(host="web01", serial="ff") or "")
+        assert "not registered" in (registry.refusal(host="web01", serial="ff") or "")
         assert "another host" in (registry.refusal(host="web02", serial="a1") or "")
         assert registry.revoke_host("web01", at=AT) == 2
         assert registry.revoke_host("web01", at=AT) == 0

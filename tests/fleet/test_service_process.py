@@ -237,6 +237,11 @@ def test_renewal_is_off_without_the_ca_key(fleet: Fleet) -> None:
 
 def test_the_desk_assigns_bindings_the_host_fetches(fleet: Fleet) -> None:
     client = fleet.client("bound-host")
+    added = subprocess.run(
+        [sys.executable, "-m", "agent.main", "contract", "add", "C-7", "--item", "byo", "--tier",
+         "1y", "--ledger", str(fleet.ledger)],
+        capture_output=True, text=True, cwd=Path(__file__).parents[2], check=False)
+    assert added.returncode == 0, added.stderr  # fleet assign names an existing contract
     done = subprocess.run(
         [sys.executable, "-m", "agent.main", "fleet", "assign", "bound-host", "/etc/ssl/shop",
          "--contract", "C-7", "--tier", "1y", "--ledger", str(fleet.ledger)],
