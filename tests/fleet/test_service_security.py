@@ -68,7 +68,7 @@ def test_a_binding_the_desk_did_not_assign_is_recorded_unbound(fleet: Fleet) -> 
     with FleetRegistry.open(fleet.ledger) as registry:
         registry.assign(host="shop-web01", store="/etc/ssl/shop/",
                         binding={"contract_id": "C-SHOP"})
-    web01 = fleet.connect(fleet.client("shop-web01"))
+    web01 = fleet.connect(fleet.client("shop-web01"), timeout_s=60)  # a loaded machine
     answer = web01.request("POST", "/v1/report", report("shop-web01", 1, [
         _bound("/etc/ssl/shop/a.pem", "C-SHOP"),          # assigned: bound
         _bound("/etc/ssl/shop/b.pem", "C-2026-0042"),     # another customer's contract
@@ -86,7 +86,7 @@ def test_a_binding_the_desk_did_not_assign_is_recorded_unbound(fleet: Fleet) -> 
     assert _unbound(fleet, "shop-web01") == {"/etc/ssl/shop/b.pem", "/etc/ssl/other/c.pem",
                                              "/etc/ssl/shopping/d.pem"}
     # Another host claiming the store's contract for the same path: not its assignment.
-    web02 = fleet.connect(fleet.client("shop-web02"))
+    web02 = fleet.connect(fleet.client("shop-web02"), timeout_s=60)
     other = web02.request("POST", "/v1/report", report("shop-web02", 1, [
         _bound("/etc/ssl/shop/a.pem", "C-SHOP", sha="6" * 64)], outbox="o-bind2"))
     assert other.status == 200
