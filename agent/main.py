@@ -7,32 +7,107 @@ stable code; anything else is a bug and is shown with its traceback.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from policy.certsource import READER_KEY
-from policy.cli import contract_group, policy_group
 from policy.cliutil import SETTINGS_KEY
 from policy.errors import PolicyError
-from vault.cli import vault_group
 from vault.errors import VaultError
 
-from .cli import agent_group, inspect_command, scan_command
 from .config import CONFIG_KEY, config_from_raw, load_raw_config, refuse_readable_secrets
 from .errors import AgentError
-from .fleet_cli import enroll_command, fleet_group, serve_command
-from .policy_reader import read_certificate_file
 from .untrusted import for_terminal
+
+if TYPE_CHECKING:
+    from policy.certsource import CertificateFile
 
 __all__ = ["certescrow", "main"]
 
 KNOWN_ERRORS: tuple[type[Exception], ...] = (PolicyError, VaultError, AgentError)
 
 
-class _Root(click.Group):
+_COMMANDS: dict[str, str] = {
+    "policy": "policy.cli:policy_group",
+    "contract": "policy.cli:contract_group",
+    "vault": "vault.cli:vault_group",
+    "scan": "agent.cli:scan_command",
+    "inspect": "agent.cli:inspect_command",
+    "agent": "agent.cli:agent_group",
+    # The fleet (issue 13): these need cryptography and the vault, so they live in agent/.
+    "fleet": "agent.fleet_cli:fleet_group",
+}
+"""Each command and where it lives. Imported when the command line names it (``--help``
+lists them all): ``policy actions`` needs neither the X.509 reader nor aiohttp, and importing
+every command group cost each command about 0.4 s of CPU before it did anything."""
+_SUBCOMMANDS: dict[str, dict[str, str]] = {
+    "policy": {"serve": "agent.fleet_cli:serve_command"},
+    "agent": {"enroll": "agent.fleet_cli:enroll_command"},
+}
+"""Commands of the fleet that sit in another package's group (also imported when named)."""
+
+
+def _load(spec: str) -> click.Command:
+    module, _, name = spec.partition(":")
+    command = getattr(importlib.import_module(module), name)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{spec} is not a click command")
+    return command
+
+
+class _LazyGroup(click.Group):
+    """A group whose commands in ``lazy`` are imported the first time they are asked for."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = self.lazy.pop(cmd_name, None)
+        if spec is not None:
+            command = _load(spec)
+            for sub_name, sub_spec in _SUBCOMMANDS.get(cmd_name, {}).items():
+                if isinstance(command, click.Group):
+                    command.add_command(_LazyCommand(sub_name, sub_spec), sub_name)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+class _LazyCommand(click.Command):
+    """A subcommand of another package's group, imported only when it runs or shows help."""
+
+    def __init__(self, name: str, spec: str) -> None:
+        super().__init__(name)
+        self._spec = spec
+        self._real: click.Command | None = None
+
+    def _command(self) -> click.Command:
+        if self._real is None:
+            self._real = _load(self._spec)
+        return self._real
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return self._command().get_short_help_str(limit)
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        return self._command().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return self._command().invoke(ctx)
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return self._command().get_params(ctx)
+
+
+class _Root(_LazyGroup):
     """The root group; it remembers the command line so that its callback can tell
     ``agent check-config FILE`` and ``--help`` apart from every other command."""
 
@@ -41,10 +116,18 @@ class _Root(click.Group):
         return super().parse_args(ctx, args)
 
 
+def _read_certificate_file(path: Path) -> CertificateFile:
+    """The agent's reader for policy commands that take certificate files, imported only by
+    them (it brings cryptography's X.509 in)."""
+    from .policy_reader import read_certificate_file
+
+    return read_certificate_file(path)
+
+
 _ARGV_KEY = "certescrow.argv"
 
 
-@click.group(cls=_Root,
+@click.group(cls=_Root, lazy=_COMMANDS,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--config",
@@ -71,7 +154,7 @@ def certescrow(ctx: click.Context, config_path: Path | None) -> None:
     # Policy commands that take certificate files read them with the agent's reader: the
     # policy package itself never parses X.509.
     obj: dict[str, Any] = {"config": raw, "config_path": used, CONFIG_KEY: config,
-                           READER_KEY: read_certificate_file}
+                           READER_KEY: _read_certificate_file}
     if config is not None:
         obj[SETTINGS_KEY] = config.policy.settings
     ctx.obj = obj
@@ -90,17 +173,6 @@ def _checks_another_file(ctx: click.Context) -> bool:
     after = argv[argv.index("check-config") + 1:]
     return any(not arg.startswith("-") for arg in after)
 
-
-certescrow.add_command(policy_group)
-certescrow.add_command(contract_group)
-certescrow.add_command(vault_group)
-certescrow.add_command(scan_command)
-certescrow.add_command(inspect_command)
-certescrow.add_command(agent_group)
-# The fleet (issue 13): these need cryptography and the vault, so they live in agent/.
-certescrow.add_command(fleet_group)
-policy_group.add_command(serve_command)
-agent_group.add_command(enroll_command)
 
 
 def main(argv: list[str] | None = None) -> None:
