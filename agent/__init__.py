@@ -1,13 +1,11 @@
 """The agent: reads certificate stores, classifies with the policy core, reports, escrows."""
 
-# The names below are imported when first used (PEP 562), not with the package: every
-# ``certescrow`` command imports some module of this package, and importing all of them
-# (the reader, the ledger, the live-chain client ...) cost every command, ``policy actions``
-# included, a large share of its start.
+# Re-exported names are imported when first used (vault/lazyexports.py says why).
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from vault.lazyexports import lazy_exports
 
 if TYPE_CHECKING:
     from .errors import AgentError, ConfigError
@@ -48,17 +46,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [

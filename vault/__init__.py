@@ -4,13 +4,12 @@
 The daemon escrows through :func:`open_vault` and :meth:`Vault.put`; the CLI drives the rest.
 """
 
-# The names below are imported when first used (PEP 562), not with the package: a command
-# that only needs the vault's default path (every command reads the configuration) should not
-# import cryptography's X.509 and PKCS#12 parsers with it.
+# Re-exported names are imported when first used (vault/lazyexports.py says why).
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazyexports import lazy_exports
 
 if TYPE_CHECKING:
     from .errors import (
@@ -70,17 +69,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [
