@@ -629,6 +629,18 @@ def root_config(obj: Any) -> Config:
     return config_from_raw({})
 
 
+def secret_readers(st: os.stat_result) -> str | None:
+    """Who, besides this process, may read a file holding a secret: others, or a group this
+    process does not run as (``root:certescrow 0640`` gives the service's own group the file
+    and is accepted); ``None`` when nobody else."""
+    mode = st.st_mode & 0o777
+    if mode & 0o007:
+        return "others"
+    if mode & 0o070 and st.st_gid != os.getegid():
+        return f"group {st.st_gid}, which this process does not run as"
+    return None
+
+
 def refuse_readable_secrets(config: Config, path: Path) -> None:
     """PKCS#12 passwords written into the configuration make it a secret: refuse to use it while
     others can read it, or a group other than this process's own (``root:certescrow 0640`` is
@@ -639,11 +651,8 @@ def refuse_readable_secrets(config: Config, path: Path) -> None:
         return
     st = path.stat()
     mode = st.st_mode & 0o777
-    if mode & 0o007:
-        who = "others"
-    elif mode & 0o070 and st.st_gid != os.getegid():
-        who = f"group {st.st_gid}, which this process does not run as"
-    else:
+    who = secret_readers(st)
+    if who is None:
         return
     raise ConfigError(
         f"{path}: {holders[0]} holds passwords but the file is readable by {who} "

@@ -30,6 +30,7 @@ from policy.paths import catalogue_path, ledger_path
 from policy.storage import is_postgres_dsn
 from policy.timeparse import format_instant
 
+from .config import secret_readers
 from .errors import AgentError, ConfigError
 from .fleet_ca import (
     CLIENT_LIFETIME,
@@ -621,11 +622,8 @@ def _refuse_readable_secret(path: Path, key: str, what: str, holds: bool = True)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     mode = st.st_mode & 0o777
-    if mode & 0o007:
-        who = "others"
-    elif mode & 0o070 and st.st_gid != os.getegid():
-        who = f"group {st.st_gid}, which this process does not run as"
-    else:
+    who = secret_readers(st)
+    if who is None:
         return
     raise ConfigError(f"{path}: [serve] {key} holds {what} but the file is readable by {who} "
                       f"(mode {mode:04o}): run `chmod 600 {path}` (or `chmod 640` with the "

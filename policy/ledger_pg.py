@@ -567,20 +567,13 @@ class PostgresLedger(Ledger):
             self._flush(own)
             with own.cursor(name=f"certescrow_stream_{id(sql)}") as cur:
                 cur.execute(translate(sql), tuple(params))
-                while True:
-                    chunk = cur.fetchmany(_SWEEP_PAGE)
-                    if not chunk:
-                        return
-                    yield chunk
+                yield from iter(lambda: cur.fetchmany(_SWEEP_PAGE), [])
+                return
         try:
             with self._pool.connection() as conn, conn.transaction(), \
                     conn.cursor(name="certescrow_stream") as cur:
                 cur.execute(translate(sql), tuple(params))
-                while True:
-                    chunk = cur.fetchmany(_SWEEP_PAGE)
-                    if not chunk:
-                        return
-                    yield chunk
+                yield from iter(lambda: cur.fetchmany(_SWEEP_PAGE), [])
         except (psycopg.Error, PoolTimeout) as exc:
             raise LedgerError(f"{self.where}: {_describe(exc)}") from None
 
