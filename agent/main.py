@@ -70,9 +70,10 @@ class _LazyGroup(click.Group):
         return sorted({*super().list_commands(ctx), *self.lazy})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        spec = self.lazy.pop(cmd_name, None)
+        spec = self.lazy.get(cmd_name)
         if spec is not None:
-            command = _load(spec)
+            command = _load(spec)  # an import error propagates; the name stays lazy
+            del self.lazy[cmd_name]
             for sub_name, sub_spec in _SUBCOMMANDS.get(cmd_name, {}).items():
                 if isinstance(command, click.Group):
                     command.add_command(_LazyCommand(sub_name, sub_spec), sub_name)
