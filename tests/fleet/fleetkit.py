@@ -3,12 +3,14 @@ them (and registered), and a real ``certescrow policy serve`` process on 127.0.0
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +27,7 @@ from agent.fleet_client import FleetClient
 from policy.events import instant_to_text
 from policy.fleet_registry import FleetRegistry, IssuedRecord
 from policy.ledger import Ledger
+from tests.pgdb import postgres_schema
 from vault import KeyFileSource, open_vault
 
 NOW = datetime.now(UTC)  # noqa: TID251 - OpenSSL checks validity against the real clock
@@ -179,3 +182,19 @@ def report(host: str, sequence: int, observations: list[dict[str, Any]], *,
 def observation(location: str, sha: str, *, index: int = 0, **facts: Any) -> dict[str, Any]:
     return {"location": location, "index": index, "observed_at": instant_to_text(NOW),
             "facts": facts_json(sha, **facts)}
+
+
+@contextlib.contextmanager
+def served_fleet(root: Path, *, backend: str,
+                 extra: Callable[[Fleet], str] = lambda _: "") -> Iterator[Fleet]:
+    """A fleet whose service runs for the block, its ledger an SQLite file or (``backend``
+    ``"postgresql"``) a PostgreSQL schema of its own, dropped afterwards; ``extra`` gives the
+    ``[serve]`` lines of the made fleet (its CA key's vault id, say)."""
+    with contextlib.ExitStack() as stack:
+        dsn = stack.enter_context(postgres_schema()) if backend == "postgresql" else None
+        made = make_fleet(root, ledger=dsn)
+        made.start(extra=extra(made))
+        try:
+            yield made
+        finally:
+            made.stop()

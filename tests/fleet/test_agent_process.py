@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -85,14 +85,6 @@ class Agent:
             self.process = None
             self.log.close()
 
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    made = make_fleet(tmp_path / "desk")
-    try:
-        yield made
-    finally:
-        made.stop(signal.SIGKILL)
 
 
 def _ledger_counts(fleet: Fleet, host: str) -> Counter[tuple[str, str]]:

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from policy.fleet_wire import WireError, read_bindings
 from policy.intake import Binding
 from policy.ledger import Ledger
 from policy.tiers import Tier
-from tests.fleet.fleetkit import Fleet, make_fleet
+from tests.fleet.fleetkit import Fleet
 from tests.fleet.test_agent_process import REPO, Agent, eventually
 
 
@@ -48,14 +46,6 @@ def _assign(fleet: Fleet, host: str, store: Path, contract: str) -> None:
         env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
 
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    made = make_fleet(tmp_path / "desk")
-    try:
-        yield made
-    finally:
-        made.stop(signal.SIGKILL)
 
 
 @pytest.mark.slow

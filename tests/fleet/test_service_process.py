@@ -4,7 +4,6 @@ anything."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
@@ -15,8 +14,14 @@ from pathlib import Path
 import pytest
 
 from agent.fleet_ca import issue_ca, issue_client_certificate, make_agent_csr
-from tests.fleet.fleetkit import NOW, Client, Fleet, make_fleet, observation, report
-from tests.pgdb import postgres_schema
+from tests.fleet.fleetkit import (
+    NOW,
+    Client,
+    Fleet,
+    observation,
+    report,
+    served_fleet,
+)
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -26,14 +31,9 @@ SHA_B = "b" * 64
 def fleet(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """One real service per backend: its ledger an SQLite file, or a PostgreSQL schema."""
-    with contextlib.ExitStack() as stack:
-        dsn = stack.enter_context(postgres_schema()) if request.param == "postgresql" else None
-        made = make_fleet(tmp_path_factory.mktemp("fleet") / "desk", ledger=dsn)
-        made.start(extra="max_body_bytes = 200000\nmax_observations = 50")
-        try:
-            yield made
-        finally:
-            made.stop()
+    with served_fleet(tmp_path_factory.mktemp("fleet") / "desk", backend=request.param,
+                      extra=lambda _: "max_body_bytes = 200000\nmax_observations = 50") as made:
+        yield made
 
 
 @pytest.fixture(autouse=True)

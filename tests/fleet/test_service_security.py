@@ -5,7 +5,6 @@ certificate it renews (issue 13, a reviewer's findings at 255159c)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -20,8 +19,14 @@ from agent.fleet_ca import make_agent_csr
 from policy.events import instant_to_text
 from policy.fleet_registry import FleetRegistry
 from policy.ledger import Ledger
-from tests.fleet.fleetkit import NOW, Client, Fleet, make_fleet, observation, report
-from tests.pgdb import postgres_schema
+from tests.fleet.fleetkit import (
+    NOW,
+    Client,
+    Fleet,
+    observation,
+    report,
+    served_fleet,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SHA = "5" * 64
@@ -30,14 +35,10 @@ SHA = "5" * 64
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def fleet(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    with contextlib.ExitStack() as stack:
-        dsn = stack.enter_context(postgres_schema()) if request.param == "postgresql" else None
-        made = make_fleet(tmp_path_factory.mktemp("security") / "desk", ledger=dsn)
-        made.start(extra=f'ca_key = "{made.ca_key_id}"\nrenewal_grace_s = 0')
-        try:
-            yield made
-        finally:
-            made.stop()
+    with served_fleet(tmp_path_factory.mktemp("security") / "desk", backend=request.param,
+                      extra=lambda made: f'ca_key = "{made.ca_key_id}"\nrenewal_grace_s = 0'
+                      ) as made:
+        yield made
 
 
 @pytest.fixture(autouse=True)
