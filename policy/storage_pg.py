@@ -26,7 +26,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .errors import LedgerError
 from .storage import StorageConflictError, redact_dsn
 
-__all__ = ["PostgresStorage", "translate"]
+__all__ = ["PostgresStorage", "describe_sqlstate", "translate"]
 
 POOL_MAX = 8
 CONNECT_TIMEOUT_S = 10.0
@@ -102,12 +102,47 @@ class PostgresStorage:
             raise LedgerError(f"{self.where}: {_describe(exc)}") from None
 
 
+# What a misconfigured deployment most often meets, in words an operator can act on. The
+# driver's own text is never printed: it may quote values (a row, a role, a password hint).
+_SQLSTATE_WORDS: dict[str, str] = {
+    "3F000": "the schema named in search_path does not exist: check the DSN's options",
+    "3D000": "the database named in the DSN does not exist",
+    "28000": "PostgreSQL refused the authentication: check the DSN's user and pg_hba.conf",
+    "28P01": "PostgreSQL refused the password: check the DSN's user and password",
+    "42P01": "a table the ledger needs does not exist: is this the right database and schema?",
+    "42501": "the DSN's user lacks a privilege the ledger needs: GRANT it, or connect as the "
+             "ledger's owner",
+    "53300": "PostgreSQL has too many connections: raise max_connections or lower the number "
+             "of clients",
+    "57P01": "PostgreSQL is shutting down (an administrator stopped the server)",
+    "57P02": "PostgreSQL is shutting down for crash recovery",
+    "57P03": "PostgreSQL is starting up or recovering and cannot accept connections yet",
+}
+
+# A whole class, when the exact state is not one of the above (SQLSTATE's first two
+# characters, PostgreSQL manual, Appendix A).
+_SQLSTATE_CLASS_WORDS: dict[str, str] = {
+    "08": "the connection to PostgreSQL failed or was lost",
+    "28": "PostgreSQL refused the authentication",
+    "53": "PostgreSQL ran out of a resource (connections, memory or disk)",
+    "57": "an administrator or the server interrupted the statement",
+}
+
+
+def describe_sqlstate(state: str) -> str:
+    """Our words for ``state`` (a five-character SQLSTATE), the state after them in
+    parentheses so that it can still be looked up."""
+    words = (_SQLSTATE_WORDS.get(state) or _SQLSTATE_CLASS_WORDS.get(state[:2])
+             or "PostgreSQL refused the statement")
+    return f"{words} (SQLSTATE {state})"
+
+
 def _describe(exc: BaseException) -> str:
-    """Our words for a driver error: its SQLSTATE class, never its text (which may quote
+    """Our words for a driver error: its SQLSTATE, never its text (which may quote
     values)."""
     if isinstance(exc, PoolTimeout):
         return "no database connection became free in time"
     state = getattr(exc, "sqlstate", None)
     if isinstance(state, str) and state:
-        return f"PostgreSQL refused the statement (SQLSTATE {state})"
+        return describe_sqlstate(state)
     return "the connection to PostgreSQL failed"
