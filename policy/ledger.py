@@ -51,6 +51,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a platform orjson has no wheel for (see pyproject)
+    orjson = None  # type: ignore[assignment]
+
 from .catalogue import Catalogue
 from .errors import ContractStateError, FutureEventError, LedgerError, UnknownContractError
 from .events import (
@@ -264,12 +269,21 @@ def _unkey(raw: bytes | str) -> str:
 
 def _payload(event: Event) -> str:
     """The event's JSON. Lone surrogates (a non-UTF-8 file name) cannot be stored as SQLite
-    TEXT: such a payload is written with ``\\u`` escapes, which ``json.loads`` reverses."""
-    text = json.dumps(event_to_json(event), ensure_ascii=False, separators=(",", ":"))
+    TEXT: such a payload is written with ``\\u`` escapes, which ``json.loads`` reverses.
+    orjson writes the same text as the json module (``ensure_ascii=False``, compact) in a
+    fifth of the time, which is most of an observation's cost at intake; it refuses lone
+    surrogates and integers beyond 64 bits, which take the json module's path."""
+    document = event_to_json(event)
+    if orjson is not None:
+        try:
+            return orjson.dumps(document).decode("utf-8")
+        except orjson.JSONEncodeError:
+            pass
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(event_to_json(event), ensure_ascii=True, separators=(",", ":"))
+        text = json.dumps(document, ensure_ascii=True, separators=(",", ":"))
     return text
 
 

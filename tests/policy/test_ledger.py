@@ -194,6 +194,35 @@ def test_intake_same_observation_twice_changes_nothing(ledger: Ledger) -> None:
     assert ledger.count() == count
 
 
+def test_intake_one_batch_is_numbered_in_intake_order_and_the_last_at_a_place_wins(
+        ledger: Ledger) -> None:
+    """A batch's rows are written a table at a time (PostgreSQL: one statement each): the
+    journal keeps intake order, and a place seen twice in one batch holds the later one, as
+    if each observation had been written on its own."""
+    ledger.append(accepted())
+    seen = [_obs("a", location="/etc/ssl/x.pem"), _obs("b", location="/etc/ssl/y.pem"),
+            _obs("c", location="/etc/ssl/x.pem"),
+            _obs("d", location="/etc/ssl/z.pem", binding=Binding(contract_id="c1"),
+                 sans=("batch.example.jp",))]
+    receipt = ledger.report(seen, at=T0)
+    assert receipt.recorded == 4
+    current = {(e.event.location, e.event.facts.sha256): e.seq  # type: ignore[union-attr]
+               for e in ledger.unbound_observations()}
+    assert current == {("/etc/ssl/y.pem", seen[1].facts.sha256): 3,
+                       ("/etc/ssl/x.pem", seen[2].facts.sha256): 4}
+    assert sorted(ledger.open_sightings("web1")) == [
+        ("/etc/ssl/x.pem", 0, seen[2].facts.sha256), ("/etc/ssl/y.pem", 0, seen[1].facts.sha256),
+        ("/etc/ssl/z.pem", 0, seen[3].facts.sha256)]
+    assert [e.seq for e in ledger.journal("c1")] == [1, 5]
+    # The SAN of the bound observation was recorded with it: a later match_by_san finds c1.
+    later = ledger.report([_obs("e", location="/etc/ssl/w.pem", sans=("batch.example.jp",),
+                                binding=Binding(match_by_san=True))], at=T0)
+    assert later.contracts == ("c1",)
+    # The next write continues the numbering.
+    assert ledger.append(NoticeSent(contract_id="c1", at_utc=T0,
+                                    certificate_sha256=seen[3].facts.sha256)) == 7
+
+
 def test_intake_new_certificate_at_the_same_place_is_recorded(ledger: Ledger) -> None:
     ledger.report([_obs("a")], at=T0)
     receipt = ledger.report([_obs("b")], at=T0 + timedelta(days=1))
