@@ -334,14 +334,23 @@ def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
 @click.pass_context
 def revoke_command(ctx: click.Context, host: str, at: datetime | None,
                    ledger_option: Path | None) -> None:
-    """Revoke every client certificate of HOST; the service refuses it from its next request."""
+    """Revoke every client certificate of HOST; the service refuses it from its next request.
+    Revoking a host whose certificates are all revoked already changes nothing and succeeds."""
     now = resolve_at(at)
     host = _host_name(host)
     with _registry(ctx, ledger_option) as registry:
         count = registry.revoke_host(host, at=now)
-    if count == 0:
-        raise FleetCAError(f"no live client certificate of host {host!r} to revoke")
-    click.echo(f"revoked {count} client certificate(s) of {host}")
+        last_revoked_utc = registry.last_revoked(host) if count == 0 else None
+    if count:
+        click.echo(f"revoked {count} client certificate(s) of {host}")
+    elif last_revoked_utc is not None:
+        # Idempotent: the outcome asked for (nothing of HOST accepted) already holds.
+        click.echo(f"{host}: every client certificate was already revoked (the last as of "
+                   f"{format_instant(last_revoked_utc)}); nothing to do")
+    else:
+        raise FleetCAError(f"no host {host!r} in the fleet: no client certificate was ever "
+                           "signed for it in this ledger (fleet hosts lists them; check the "
+                           "name and --ledger)")
 
 
 @fleet_group.command("assign")

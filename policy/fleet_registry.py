@@ -217,6 +217,13 @@ class FleetRegistry:
                          (now, host, now))
         return len(rows)
 
+    def last_revoked(self, host: str) -> datetime | None:
+        """When the latest revocation of ``host``'s certificates takes effect (a supersession
+        included, so possibly after now), or ``None`` when none of them is revoked or the
+        registry has no certificate of ``host``."""
+        rows = self._run("SELECT max(revoked_utc) FROM fleet_certs WHERE host = ?", (host,))
+        return None if not rows or rows[0][0] is None else text_to_instant(str(rows[0][0]))
+
     def refusal(self, *, host: str, serial: str, at: datetime | None = None) -> str | None:
         """Why a client certificate the TLS layer accepted is still refused at ``at``, or
         ``None`` (without ``at``, any revocation counts, a future one too)."""

@@ -154,9 +154,15 @@ def test_enrolment_commands_end_to_end_without_a_plaintext_key_on_disk(tmp_path:
     assert web01["revoked"] is False
 
     assert _run(["fleet", "revoke", "web01", "--ledger", ledger], env, tmp_path).returncode == 0
+    # Revocation is idempotent: again on a revoked host says so and succeeds; a host never
+    # signed in this ledger stays an error (exit 41).
     twice = _run(["fleet", "revoke", "web01", "--ledger", ledger], env, tmp_path)
-    assert twice.returncode != 0
-    assert "no live client certificate" in twice.stderr
+    assert twice.returncode == 0, twice.stderr
+    assert "web01: every client certificate was already revoked (the last as of " \
+        in twice.stdout
+    unknown = _run(["fleet", "revoke", "web99", "--ledger", ledger], env, tmp_path)
+    assert unknown.returncode == 41
+    assert "no host 'web99' in the fleet" in unknown.stderr
     [revoked] = json.loads(_run(["fleet", "hosts", "--json", "--ledger", ledger], env,
                                 tmp_path).stdout)["hosts"]
     assert revoked["revoked"] is True

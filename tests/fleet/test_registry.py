@@ -31,6 +31,18 @@ def test_only_registered_live_certificates_of_their_own_host_pass(ledger_locatio
         assert registry.refusal(host="web01", serial="a3") is None
 
 
+def test_last_revoked_is_the_latest_revocation_of_the_host(ledger_location: str) -> None:
+    with FleetRegistry.open(ledger_location) as registry:
+        assert registry.last_revoked("web01") is None  # never signed
+        registry.record_certificate(_issued("web01", "b1"), at=AT)
+        assert registry.last_revoked("web01") is None  # signed, live
+        registry.revoke_host("web01", at=AT + timedelta(minutes=1))
+        registry.record_certificate(_issued("web01", "b2"), at=AT + timedelta(minutes=2))
+        registry.revoke_host("web01", at=AT + timedelta(minutes=3))
+        assert registry.last_revoked("web01") == AT + timedelta(minutes=3)
+        assert registry.last_revoked("web02") is None
+
+
 def test_batches_are_remembered_per_host_and_outbox(ledger_location: str) -> None:
     with FleetRegistry.open(ledger_location) as registry:
         assert not registry.batch_recorded(host="h", outbox="o", sequence=1)
