@@ -68,6 +68,8 @@ DEFAULT_BATCH = 500
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0
 STARTUP_FETCH_S = 5.0
+UNASSIGNED_NAMED = 10
+"""How many locations a ``report-unassigned`` line names (the rest are counted)."""
 """How long a starting agent waits for its bindings from the service."""
 DEFAULT_UNREACHABLE_AFTER_S = 900.0
 """An unreachable service becomes the host's warning after this long (``[report]
@@ -432,6 +434,39 @@ def refusal_message(what: str, result: SendResult, *, batch: OutboxBatch | None 
             "reports wait behind it. Fix: report it as a bug with the outbox file")
 
 
+def unassigned_message(sequence: int, acknowledgement: Mapping[str, Any]) -> str | None:
+    """The ``report-unassigned`` warning for an acknowledgement that lists observations the
+    service recorded unbound (a binding the desk did not assign to this host's store), or
+    ``None`` when it lists none. Locations are file names, so attacker-controlled: they go into
+    the message as they are, and the log's formatter escapes them (:mod:`agent.logs`); escaping
+    them here too would escape twice. The service's answer is input as well: an entry that is
+    not ``{location, contract_id}`` is counted, not shown."""
+    entries = acknowledgement.get("unassigned")
+    if not isinstance(entries, list) or not entries:
+        return None
+    by_contract: dict[str, list[str]] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("location"), str):
+            continue
+        contract = entry.get("contract_id")
+        claimed = f"contract {contract}" if isinstance(contract, str) else "no contract"
+        by_contract.setdefault(claimed, []).append(entry["location"])
+    named = 0
+    groups = []
+    for claimed, locations in by_contract.items():
+        shown = locations[:max(0, UNASSIGNED_NAMED - named)]
+        named += len(shown)
+        if shown:
+            groups.append(f"{claimed}: {', '.join(shown)}")
+    more = len(entries) - named
+    listing = "; ".join([*groups, f"{more} more" if groups else "locations not named"]
+                        if more else groups)
+    return (f"the policy service recorded {len(entries)} observation(s) of batch {sequence} "
+            "unbound: the desk did not assign this host's store the binding they claim "
+            f"({listing}). The desk's assignment decides: have the desk assign the store "
+            "(certescrow fleet assign HOST STORE --contract ID), or remove the local binding")
+
+
 class OutboxIntake:
     """The daemon's :class:`policy.intake.Intake` when it reports to a service."""
 
@@ -537,6 +572,11 @@ class OutboxIntake:
                 and result.body.get("outbox") == self.outbox.outbox_id:
             self.outbox.acknowledge(batch.sequence)
             self.acknowledged += 1
+            unassigned = unassigned_message(batch.sequence, result.body)
+            if unassigned is not None:
+                # Recorded, so acknowledged: only the binding was dropped, and only the
+                # operator (or the desk) can fix that. Once per batch, not once per location.
+                self.log.warning("report-unassigned", unassigned, batch=batch.sequence)
             self._failures = 0
             self._reached("report")
             if self._outage_sent is not None:

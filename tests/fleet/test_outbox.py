@@ -194,3 +194,19 @@ def test_the_heartbeat_inventory_counts_certificates_by_severity(tmp_path: Path)
     assert inventory["certificates"] == 4
     assert inventory["errors"] == 1
     assert inventory["by_severity"] == {"ok": 1, "warning": 1, "critical": 2}
+
+
+def test_the_unassigned_warning_names_a_bounded_number_of_locations() -> None:
+    from agent.fleet_client import UNASSIGNED_NAMED, unassigned_message
+
+    many = [{"location": f"/etc/ssl/{i}.pem", "contract_id": "C-1"} for i in range(25)]
+    message = unassigned_message(4, {"unassigned": [*many, {"location": "/x", "contract_id":
+                                                            None}, 7, {"location": 8}]})
+    assert message is not None
+    assert message.startswith("the policy service recorded 28 observation(s) of batch 4 "
+                              "unbound")
+    assert message.count("/etc/ssl/") == UNASSIGNED_NAMED
+    assert f"; {28 - UNASSIGNED_NAMED} more)" in message  # the rest, malformed ones included
+    assert unassigned_message(4, {"unassigned": [7]}) is not None
+    for silent in ({}, {"unassigned": []}, {"unassigned": "x"}):
+        assert unassigned_message(4, silent) is None

@@ -5,6 +5,8 @@ certificate it renews (issue 13, a reviewer's findings at 255159c)."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -16,9 +18,15 @@ from typing import Any
 import pytest
 
 from agent.fleet_ca import make_agent_csr
+from agent.fleet_client import OutboxIntake
+from agent.logs import EventLog, _Formatter
+from agent.outbox import Outbox
+from agent.x509facts import facts_from_certificate
 from policy.events import instant_to_text
 from policy.fleet_registry import FleetRegistry
+from policy.intake import Binding, Observation
 from policy.ledger import Ledger
+from tests.certfactory import make_cert
 from tests.fleet.fleetkit import (
     NOW,
     Client,
@@ -93,6 +101,42 @@ def test_a_binding_the_desk_did_not_assign_is_recorded_unbound(fleet: Fleet) -> 
     assert other.status == 200
     assert [u["contract_id"] for u in other.body["unassigned"]] == ["C-SHOP"]
     assert _journal(fleet, "C-SHOP") == [("shop-web01", "/etc/ssl/shop/a.pem")]
+
+
+def test_the_agent_logs_once_a_batch_what_the_service_recorded_unbound(
+        fleet: Fleet, tmp_path: Path) -> None:
+    # The agent's side of the test above: its outbox, its client, its log formatter. A local
+    # binding on a store the desk did not assign is named in the acknowledgement; the agent
+    # says so once for the batch, the file names escaped (they are whoever made the file's).
+    host = "unassigned-web01"
+    hostile = "/etc/ssl/local/\x1b[2Jevil\n.pem"
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_Formatter("text", journal=False))
+    logger = logging.getLogger("certescrow.agent.test-unassigned")
+    logger.addHandler(handler)
+    logger.propagate = False
+    facts = facts_from_certificate(make_cert().cert).facts
+    try:
+        with Outbox.open(tmp_path / "outbox.sqlite3") as outbox:
+            intake = OutboxIntake(outbox=outbox, host=host, clock=lambda: NOW,
+                                  client=fleet.connect(fleet.client(host), timeout_s=60),
+                                  log=EventLog(logger))
+            intake.report([Observation(facts=facts, host=host, location=location, index=0,
+                                       observed_at_utc=NOW,
+                                       binding=Binding(contract_id="C-LOCAL"))
+                           for location in (hostile, "/etc/ssl/local/b.pem")], at=NOW)
+            assert intake.drain() == 1
+    finally:
+        logger.removeHandler(handler)
+    written = stream.getvalue()
+    [line] = [line for line in written.splitlines() if "report-unassigned" in line]
+    assert line.startswith("warning report-unassigned: the policy service recorded 2 "
+                           "observation(s) of batch 1 unbound")
+    assert ("(contract C-LOCAL: /etc/ssl/local/\\u001b[2Jevil\\n.pem, /etc/ssl/local/b.pem)"
+            in line)
+    assert "\x1b" not in written
+    assert _unbound(fleet, host) == {hostile, "/etc/ssl/local/b.pem"}
 
 
 @pytest.mark.parametrize(("field", "instant"), [
