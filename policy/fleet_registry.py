@@ -15,7 +15,8 @@ Why each table:
 * ``fleet_batches`` — ``(host, outbox, sequence)`` of every batch recorded. An agent resends a
   batch it got no acknowledgement for; the service finds it here and acknowledges without
   recording anything. ``outbox`` is a random id an agent's outbox is created with, so an agent
-  whose outbox was lost and restarts at sequence 1 is not mistaken for a replay.
+  whose outbox was lost and restarts at sequence 1 is not mistaken for a replay. The ledger
+  writes and reads it (``Ledger.record_batch``), in the batch's own transaction.
 * ``fleet_hosts`` — the last heartbeat: when, the inventory snapshot, the client certificate's
   expiry. ``certescrow fleet hosts`` reads it.
 * ``fleet_bindings`` — the store bindings the desk assigned to a host (``GET /v1/bindings``).
@@ -239,18 +240,6 @@ class FleetRegistry:
         if revoked is not None and (at is None or text_to_instant(str(revoked)) <= at):
             return "this client certificate was revoked (or superseded by a newer one)"
         return None
-
-    # ------------------------------------------------------------------ batches
-    def batch_recorded(self, *, host: str, outbox: str, sequence: int) -> bool:
-        rows = self._run("SELECT 1 FROM fleet_batches WHERE host = ? AND outbox = ? AND seq = ?",
-                         (host, outbox, sequence))
-        return bool(rows)
-
-    def mark_batch(self, *, host: str, outbox: str, sequence: int, recorded: int,
-                   at: datetime) -> None:
-        self._run("INSERT INTO fleet_batches (host, outbox, seq, recorded, received_utc) "
-                  "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                  (host, outbox, sequence, recorded, instant_to_text(at)))
 
     # ------------------------------------------------------------------ hosts
     def seen(self, *, host: str, serial: str, client_not_after: datetime, at: datetime,

@@ -22,11 +22,17 @@ Both directions live here so the agent and the service cannot drift: ``report_bo
 from __future__ import annotations
 
 import dataclasses
+import json
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a platform orjson has no wheel for (see pyproject)
+    orjson = None  # type: ignore[assignment]
 
 from .category import Category
 from .events import facts_to_json, instant_to_text, text_to_instant
@@ -51,6 +57,7 @@ __all__ = [
     "heartbeat_body",
     "identity_from_peercert",
     "observation_to_wire",
+    "parse_body",
     "read_bindings",
     "read_heartbeat",
     "read_renewal",
@@ -169,6 +176,38 @@ def bindings_body(*, host: str, stores: Mapping[str, Binding]) -> dict[str, Any]
 
 
 # ---------------------------------------------------------------------- reading (service side)
+def parse_body(raw: bytes) -> Any:
+    """A request body's JSON, exactly as ``json.loads`` reads it; ``ValueError`` (or
+    ``RecursionError``) when it is not JSON. orjson reads a report of 100 observations in a
+    fifth of the time; what it refuses (a lone surrogate escape, which a file name that is
+    not UTF-8 needs; NaN; a byte order mark) or reads otherwise (an integer beyond 64 bits,
+    which it makes a float) goes to the json module, so the answer is the json module's."""
+    if orjson is not None:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if not _has_float(value):
+                return value
+    return json.loads(raw)
+
+
+def _has_float(value: Any) -> bool:
+    """Whether a float is anywhere in ``value`` (no recursion: a stack of containers). The
+    wire has no floats; one here is an integer orjson could not hold, or a real float."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _object(value: Any, where: str, required: Sequence[str],
             optional: Sequence[str] = ()) -> Mapping[str, Any]:
     if not isinstance(value, dict):

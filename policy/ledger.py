@@ -448,9 +448,13 @@ class Ledger:
         holds the lock; any exception rolls everything back. The projection rows of the
         contracts it touched are rebuilt in the same transaction."""
 
+        if getattr(self._tx, "writing", False):
+            return fn()  # already inside this thread's write transaction (record_batch)
+
         def attempt() -> T:
             self._conn.execute("BEGIN IMMEDIATE")
             self._begin_projection()
+            self._tx.writing = True
             try:
                 result = fn()
                 self._project_touched()
@@ -458,6 +462,8 @@ class Ledger:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._tx.writing = False
             self._conn.execute("COMMIT")
             return result
 
@@ -856,6 +862,28 @@ class Ledger:
 
         return self._write(run)
 
+    def record_batch(self, *, host: str, outbox: str, sequence: int,
+                     observations: Sequence[Observation], gone: Sequence[tuple[str, datetime]],
+                     at: datetime, now: datetime) -> tuple[int, bool]:
+        """A fleet agent's batch, exactly once: the places found empty, the observations and
+        the batch's marker (``fleet_batches``, created by :mod:`policy.fleet_registry`) in ONE
+        write transaction. A batch already marked records nothing: ``(0, True)``. Returns
+        ``(recorded, replay)``."""
+        require_aware(now, "now")
+
+        def run() -> tuple[int, bool]:
+            if self._sql_batch_marked(host, outbox, sequence):
+                return 0, True
+            recorded = 0
+            for location, gone_at in gone:
+                recorded += min(1, self.report_gone(host, location, at=gone_at))
+            if observations:
+                recorded += self.report(observations, at=at).recorded
+            self._sql_mark_batch(host, outbox, sequence, recorded, now)
+            return recorded, False
+
+        return self._write(run)
+
     def _attribute(self, binding: Binding, sans: Sequence[str]) -> str | None:
         """The contract an observation belongs to: the binding's id, else (``match_by_san``)
         the one contract whose bound certificate shares a SAN. Several candidates are
@@ -905,6 +933,17 @@ class Ledger:
         return self._retry(run)
 
     # --- SQL (intake)
+    def _sql_batch_marked(self, host: str, outbox: str, sequence: int) -> bool:
+        return self._conn.execute(
+            "SELECT 1 FROM fleet_batches WHERE host = ? AND outbox = ? AND seq = ?",
+            (host, outbox, sequence)).fetchone() is not None
+
+    def _sql_mark_batch(self, host: str, outbox: str, sequence: int, recorded: int,
+                        now: datetime) -> None:
+        self._conn.execute(
+            "INSERT INTO fleet_batches (host, outbox, seq, recorded, received_utc) "
+            "VALUES (?, ?, ?, ?, ?)", (host, outbox, sequence, recorded, instant_to_text(now)))
+
     def _sql_sighting(self, host: str, location: str, index: int) -> tuple[str, str | None] | None:
         row = self._conn.execute(
             "SELECT sha256, contract_id FROM sightings WHERE host = ? AND location = ? AND idx = ?",

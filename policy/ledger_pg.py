@@ -355,30 +355,6 @@ class PostgresLedger(Ledger):
             self._local.batch_of = None
             self._local.batch = None
 
-    def record_batch(self, *, host: str, outbox: str, sequence: int,
-                     observations: Sequence[Observation], gone: Sequence[tuple[str, datetime]],
-                     at: datetime, now: datetime) -> tuple[int, bool]:
-        """A fleet agent's batch, exactly once: the places found empty, the observations and
-        the batch's marker (``fleet_batches``, see :mod:`policy.fleet_registry`) in ONE
-        transaction, under the writers' lock. A batch already marked records nothing:
-        ``(0, True)``. Returns ``(recorded, replay)``."""
-
-        def run() -> tuple[int, bool]:
-            if self._q("SELECT 1 FROM fleet_batches WHERE host = ? AND outbox = ? AND seq = ?",
-                       [host, outbox, sequence]):
-                return 0, True
-            recorded = 0
-            for location, gone_at in gone:
-                recorded += min(1, self.report_gone(host, location, at=gone_at))
-            if observations:
-                recorded += self.report(observations, at=at).recorded
-            self._q("INSERT INTO fleet_batches (host, outbox, seq, recorded, received_utc) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [host, outbox, sequence, recorded, instant_to_text(now)])
-            return recorded, False
-
-        return self._write(run)
-
     def _batch(self) -> dict[tuple[bytes, bytes, int], tuple[str, str | None, str]] | None:
         """The batch's sightings ``(sha256, contract, payload)`` by place, read on first use;
         ``None`` outside ``report``."""
@@ -497,6 +473,15 @@ class PostgresLedger(Ledger):
                 self._q(_INSERT_SAN, [contract_id, san.lower()])
 
     # --- SQL (intake)
+    def _sql_batch_marked(self, host: str, outbox: str, sequence: int) -> bool:
+        return bool(self._q("SELECT 1 FROM fleet_batches WHERE host = ? AND outbox = ? "
+                            "AND seq = ?", [host, outbox, sequence]))
+
+    def _sql_mark_batch(self, host: str, outbox: str, sequence: int, recorded: int,
+                        now: datetime) -> None:
+        self._q("INSERT INTO fleet_batches (host, outbox, seq, recorded, received_utc) "
+                "VALUES (?, ?, ?, ?, ?)", [host, outbox, sequence, recorded, instant_to_text(now)])
+
     def _sql_sighting(self, host: str, location: str, index: int) -> tuple[str, str | None] | None:
         batch = self._batch()
         if batch is not None:

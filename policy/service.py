@@ -35,7 +35,6 @@ import dataclasses
 import gc
 import hmac
 import ipaddress
-import json
 import logging
 import math
 import os
@@ -64,12 +63,13 @@ from .fleet_wire import (
     assigned_only,
     assignments,
     identity_from_peercert,
+    parse_body,
     read_heartbeat,
     read_renewal,
     read_report,
     time_refusal,
 )
-from .intake import Intake
+from .ledger import Ledger
 
 __all__ = [
     "API_VERSION",
@@ -129,7 +129,7 @@ class _Refused(Exception):  # noqa: N818 - a control-flow signal carrying a resp
 
 
 class _Service:
-    def __init__(self, *, intake: Intake, registry: FleetRegistry,
+    def __init__(self, *, intake: Ledger, registry: FleetRegistry,
                  clock: Callable[[], datetime], settings: ServiceSettings,
                  forwarded: ForwardedParser | None, renewer: Renewer | None) -> None:
         self.renewer = renewer
@@ -215,7 +215,7 @@ class _Service:
             raise _Refused(_error(413, f"the body is larger than "
                                        f"{self.settings.max_body_bytes} bytes")) from None
         try:
-            return json.loads(raw)
+            return parse_body(raw)
         except (ValueError, RecursionError):
             raise _Refused(_error(400, "the body is not JSON")) from None
 
@@ -310,24 +310,12 @@ class _Service:
         now = self.clock()
         self.registry.seen(host=host, serial=identity.serial,
                            client_not_after=identity.not_after_utc, at=now)
-        atomic = getattr(self.intake, "record_batch", None)
-        if atomic is not None:  # PostgreSQL: batch and marker in one transaction
-            result: tuple[int, bool] = atomic(
-                host=host, outbox=batch.outbox, sequence=batch.sequence,
-                observations=batch.observations,
-                gone=[(g.location, g.at_utc) for g in batch.gone], at=batch.at_utc, now=now)
-            return result
-        if self.registry.batch_recorded(host=host, outbox=batch.outbox,
-                                        sequence=batch.sequence):
-            return 0, True
-        recorded = 0
-        for gone in batch.gone:
-            recorded += min(1, self.intake.report_gone(host, gone.location, at=gone.at_utc))
-        if batch.observations:
-            recorded += self.intake.report(batch.observations, at=batch.at_utc).recorded
-        self.registry.mark_batch(host=host, outbox=batch.outbox, sequence=batch.sequence,
-                                 recorded=recorded, at=now)
-        return recorded, False
+        # The places found empty, the observations and the batch's marker in one
+        # transaction: a replay records nothing, a crash leaves none of it.
+        return self.intake.record_batch(
+            host=host, outbox=batch.outbox, sequence=batch.sequence,
+            observations=batch.observations,
+            gone=[(g.location, g.at_utc) for g in batch.gone], at=batch.at_utc, now=now)
 
     async def heartbeat(self, request: web.Request) -> web.Response:
         identity = await self._identify(request)
@@ -409,7 +397,7 @@ async def _refusals(request: web.Request, handler: Handler) -> web.StreamRespons
         return _error(500, "internal error (see the service's log)")
 
 
-def build_app(*, intake: Intake, registry: FleetRegistry, clock: Callable[[], datetime],
+def build_app(*, intake: Ledger, registry: FleetRegistry, clock: Callable[[], datetime],
               settings: ServiceSettings | None = None,
               forwarded: ForwardedParser | None = None,
               renewer: Renewer | None = None) -> web.Application:

@@ -44,14 +44,18 @@ def test_last_revoked_is_the_latest_revocation_of_the_host(ledger_location: str)
 
 
 def test_batches_are_remembered_per_host_and_outbox(ledger_location: str) -> None:
-    with FleetRegistry.open(ledger_location) as registry:
-        assert not registry.batch_recorded(host="h", outbox="o", sequence=1)
-        registry.mark_batch(host="h", outbox="o", sequence=1, recorded=3, at=AT)
-        registry.mark_batch(host="h", outbox="o", sequence=1, recorded=0, at=AT)  # no error
-        assert registry.batch_recorded(host="h", outbox="o", sequence=1)
-        assert not registry.batch_recorded(host="h", outbox="o2", sequence=1)
-        assert not registry.batch_recorded(host="h2", outbox="o", sequence=1)
-        assert not registry.batch_recorded(host="h", outbox="o", sequence=2)
+    from policy.ledger import Ledger
+
+    def batch(host: str, outbox: str, sequence: int) -> tuple[int, bool]:
+        return ledger.record_batch(host=host, outbox=outbox, sequence=sequence,
+                                   observations=[], gone=[], at=AT, now=AT)
+
+    with FleetRegistry.open(ledger_location), Ledger.open(ledger_location) as ledger:
+        assert batch("h", "o", 1) == (0, False)
+        assert batch("h", "o", 1) == (0, True)
+        assert batch("h", "o2", 1) == (0, False)
+        assert batch("h2", "o", 1) == (0, False)
+        assert batch("h", "o", 2) == (0, False)
 
 
 def test_hosts_last_seen_inventory_and_silence(ledger_location: str) -> None:

@@ -168,3 +168,45 @@ def test_only_the_desks_binding_for_the_innermost_store_is_kept() -> None:
     assert [(r.location, r.contract_id) for r in refused] == [
         ("/srv/shop/b.pem", "C-SRV"), ("/srv/shopping/c.pem", "C-SHOP")]
     assert assigned_only(sent[:1], {})[0][0].binding == UNBOUND
+
+
+# ---------------------------------------------------------------- the body's JSON
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(st.characters(), max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_a_body_reads_as_the_json_module_reads_it(value: object) -> None:
+    """orjson reads bodies for speed; whatever it refuses or reads otherwise (lone surrogates,
+    integers beyond 64 bits) must come out as the json module's answer."""
+    import json
+
+    from policy.fleet_wire import parse_body
+
+    raw = json.dumps(value).encode()
+    assert repr(parse_body(raw)) == repr(json.loads(raw))
+
+
+@pytest.mark.parametrize("raw", [b'{"location": "/etc/ssl/\\udcff.pem"}', b'{"index": NaN}',
+                                 b'{"index": 123456789012345678901234567890}',
+                                 b'\xef\xbb\xbf{"a": 1}', b'{"a": 1, "a": 2}'])
+def test_bodies_orjson_refuses_or_reads_otherwise_read_as_json_does(raw: bytes) -> None:
+    import json
+
+    from policy.fleet_wire import parse_body
+
+    assert repr(parse_body(raw)) == repr(json.loads(raw))
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b'{"a": [1, 2}', b"\xff", b"[" * 100_000])
+def test_a_body_that_is_not_json_is_a_value_error(raw: bytes) -> None:
+    from policy.fleet_wire import parse_body
+
+    with pytest.raises((ValueError, RecursionError)):
+        parse_body(raw)

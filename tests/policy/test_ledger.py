@@ -337,3 +337,49 @@ def test_ledger_file_mode_not_loosened_by_umask(tmp_path: Path) -> None:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+# ---------------------------------------------------------------- a fleet agent's batch
+
+
+def _refuse_batch_markers_from(location: str, sequence: int) -> None:
+    """Make writing the marker of batch ``sequence`` and later fail, as a fault would."""
+    if location.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(location, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE fleet_batches ADD CONSTRAINT fault CHECK (seq < {sequence})")
+        return
+    conn = sqlite3.connect(location)
+    with conn:  # a trigger calling a function that does not exist fails when it fires
+        conn.execute(f"CREATE TRIGGER fault BEFORE INSERT ON fleet_batches "
+                     f"WHEN NEW.seq >= {sequence} BEGIN SELECT no_such_function(); END")
+    conn.close()
+
+
+def test_a_fleet_batch_and_its_marker_are_one_transaction(ledger_location: str) -> None:
+    from policy.fleet_registry import FleetRegistry
+
+    seen = [_obs(str(i), location=f"/c/{i}.pem") for i in range(3)]
+    with Ledger.open(ledger_location) as ledger:
+        FleetRegistry.open(ledger_location).close()
+        first = ledger.record_batch(host="web1", outbox="o", sequence=1, observations=seen,
+                                    gone=[], at=T0, now=T0)
+        again = ledger.record_batch(host="web1", outbox="o", sequence=1, observations=seen,
+                                    gone=[], at=T0, now=T0)
+        gone = ledger.record_batch(host="web1", outbox="o", sequence=2, observations=[],
+                                   gone=[("/c/0.pem", T0)], at=T0, now=T0)
+        assert (first, again, gone) == ((3, False), (0, True), (1, False))
+        assert ledger.count() == 4
+        # A batch whose marker cannot be written records nothing at all: no event, no
+        # sighting, and the places it found empty are still occupied.
+        _refuse_batch_markers_from(ledger_location, 3)
+        with pytest.raises(LedgerError):
+            ledger.record_batch(host="web1", outbox="o", sequence=3,
+                                observations=[_obs("late", location="/c/late.pem")],
+                                gone=[("/c/1.pem", T0)], at=T0, now=T0)
+        assert ledger.count() == 4
+        assert [loc for loc, _, _ in ledger.open_sightings("web1")] == ["/c/1.pem", "/c/2.pem"]
+        # The ledger is still usable afterwards.
+        ledger.report([_obs("after", location="/c/after.pem")], at=T0)
+        assert ledger.count() == 5
