@@ -569,7 +569,7 @@ def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
 
 # ---------------------------------------------------------------------- certescrow policy serve
 _SERVE_KEYS = ("listen", "port", "ledger", "ca_certificate", "certificate", "key", "ca_key",
-               "workers", "max_pending_batches",
+               "workers", "max_pending_batches", "admission_wait_ms", "max_waiting_batches",
                "max_body_bytes", "max_observations", "trusted_proxies", "proxy_header", "tls",
                "unix_socket", "proxy_secret_file", "renewal_grace_s", "clock_skew_s")
 
@@ -598,7 +598,11 @@ class ServeConfig:
     workers: int
     """Processes serving the port together (``SO_REUSEPORT``); the service is stateless."""
     max_pending_batches: int
-    """Report batches admitted at a time per process; more get 503 + Retry-After."""
+    """Report batches admitted at a time per process; more wait for their turn."""
+    admission_wait_ms: int
+    """How long a batch past the admitted ones waits for its turn; then 503 + Retry-After."""
+    max_waiting_batches: int
+    """Batches waiting for their turn at most (per process); more get 503 at once."""
     trusted_proxies: tuple[str, ...]
     proxy_header: str
     vault: Mapping[str, Any]
@@ -694,6 +698,13 @@ def load_serve_config(path: Path) -> ServeConfig:
     pending = get("max_pending_batches", int, 4)
     if not 1 <= pending <= 10_000:
         raise ConfigError(f"{path}: [serve] max_pending_batches: 1 to 10000")
+    admission_wait_ms = get("admission_wait_ms", int, 10_000)
+    if not 0 <= admission_wait_ms <= 60_000:
+        raise ConfigError(f"{path}: [serve] admission_wait_ms: 0 to 60000 (keep it below "
+                          "the agents' [report] timeout_s, 30 s by default)")
+    waiting = get("max_waiting_batches", int, 256)
+    if not 0 <= waiting <= 100_000:
+        raise ConfigError(f"{path}: [serve] max_waiting_batches: 0 to 100000")
     port = get("port", int, 8443)
     if workers > 1 and port == 0:
         raise ConfigError(f"{path}: [serve] workers > 1 needs a fixed port (they share it)")
@@ -704,7 +715,8 @@ def load_serve_config(path: Path) -> ServeConfig:
                                 _dsn_has_password(ledger_text))
     return ServeConfig(
         listen=get("listen", str, "127.0.0.1"), port=port, workers=workers,
-        max_pending_batches=pending,
+        max_pending_batches=pending, admission_wait_ms=admission_wait_ms,
+        max_waiting_batches=waiting,
         ledger=ledger_text if is_postgres_dsn(ledger_text)
         else str(Path(ledger_text).expanduser() if ledger_text else default_ledger_path()),
         ca_certificate=Path(ca).expanduser(),
@@ -775,6 +787,9 @@ def serve_command(config_file: Path, key_file: Path | None, worker: bool) -> Non
                     settings=ServiceSettings(max_body_bytes=config.max_body_bytes,
                                              max_observations=config.max_observations,
                                              max_pending_batches=config.max_pending_batches,
+                                             admission_wait=timedelta(
+                                                 milliseconds=config.admission_wait_ms),
+                                             max_waiting_batches=config.max_waiting_batches,
                                              trusted_proxies=config.trusted_proxies,
                                              proxy_header=config.proxy_header,
                                              proxy_secret=proxy_secret,

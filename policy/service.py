@@ -19,8 +19,10 @@ Why it is built this way:
   acknowledged again and records nothing, so an agent can resend until it is acknowledged.
 * **Bounded queueing.** The ledger takes one writer at a time (its lock), so batches beyond a
   few only wait, and a thousand agents reporting at once would wait a minute each (measured).
-  At most ``max_pending_batches`` batches are admitted at a time; the next gets 503 with a
-  ``Retry-After`` at once, before its body is read, and its agent resends it from its outbox.
+  At most ``max_pending_batches`` batches are admitted at a time; the next waits for its turn
+  with its body unread, for at most ``admission_wait``, behind at most ``max_waiting_batches``
+  others (:mod:`policy.admission`); past either, it gets 503 with a ``Retry-After`` and its
+  agent resends it from its outbox.
   Batches are written by their own thread pool, so heartbeats and renewals never queue behind
   them.
 
@@ -51,6 +53,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .admission import Admission
 from .errors import LedgerError
 from .fleet_registry import RENEWAL_GRACE, FleetRegistry, IssuedRecord
 from .fleet_wire import (
@@ -98,7 +101,11 @@ class ServiceSettings:
     max_observations: int = 1000
     max_pending_batches: int = 4
     """Report batches admitted at a time (being written or waiting for the ledger's writer
-    lock); more get 503 with ``Retry-After`` at once."""
+    lock); more wait for their turn (below), then get 503 with ``Retry-After``."""
+    admission_wait: timedelta = timedelta(seconds=10)
+    """How long a batch past the admitted ones waits for its turn, its body unread."""
+    max_waiting_batches: int = 256
+    """Batches waiting for their turn at most; more get 503 at once."""
     writer_threads: int = 2
     """Threads writing batches (the ledger serialises writers: more only wait)."""
     trusted_proxies: tuple[str, ...] = ()
@@ -142,8 +149,9 @@ class _Service:
                              for p in settings.trusted_proxies)
         self.writer = ThreadPoolExecutor(max_workers=settings.writer_threads,
                                          thread_name_prefix="certescrow-batch-writer")
-        self.admitted = 0
-        """Batches admitted and not yet answered (touched by the event loop only)."""
+        self.admission = Admission(limit=settings.max_pending_batches,
+                                   wait_s=settings.admission_wait.total_seconds(),
+                                   max_waiting=settings.max_waiting_batches)
         self.batch_s = 0.1
         """A moving average of the time between two batches written (the ledger writes one
         at a time, so this is one batch's write, without the wait for the lock)."""
@@ -223,9 +231,8 @@ class _Service:
     async def report(self, request: web.Request) -> web.Response:
         # Busy is said before anything else: a 503 writes nothing and tells nothing, so it
         # costs no registry query (the TLS layer has checked the certificate already).
-        if self.admitted >= self.settings.max_pending_batches:
+        if not await self.admission.enter():
             return self._busy()
-        self.admitted += 1
         try:
             identity = await self._identify(request)
             body = await self._body(request)
@@ -247,7 +254,7 @@ class _Service:
             recorded, replay, unassigned = await loop.run_in_executor(
                 self.writer, self._timed_record, identity, batch)
         finally:
-            self.admitted -= 1
+            self.admission.leave()
         answer: dict[str, Any] = {"outbox": batch.outbox, "sequence": batch.sequence,
                                   "recorded": recorded, "replay": replay}
         if unassigned:
@@ -271,7 +278,8 @@ class _Service:
         """503: the ledger's writer is busy with as many batches as may wait for it."""
         # The admitted batches are written one after another: this one's turn would come
         # after them (HTTP says whole seconds; the agent adds jitter).
-        wait = max(1, math.ceil(self.admitted * self.batch_s))
+        queued = self.admission.admitted + self.admission.waiting
+        wait = max(1, math.ceil(queued * self.batch_s))
         response = _error(503, "the service is busy writing other batches; retry later")
         response.headers["Retry-After"] = str(wait)
         return response

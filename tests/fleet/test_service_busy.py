@@ -1,7 +1,8 @@
 """A real ``policy serve`` admits a bounded number of report batches at a time: while the
-ledger's writer is held up, the next batch gets 503 with ``Retry-After`` at once (nothing
-written) instead of queueing without bound, heartbeats still answer, and the held batch is
-recorded once the ledger is free."""
+ledger's writer is held up, the next batch waits for its turn (its body unread) and is
+recorded when the turn comes; past the wait, or with no room to wait, it gets 503 with
+``Retry-After`` (nothing written) instead of queueing without bound; heartbeats still
+answer, and the held batch is recorded once the ledger is free."""
 
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ from tests.fleet.fleetkit import Fleet, make_fleet, observation, report
 from tests.pgdb import postgres_schema
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
+@pytest.fixture(params=["admission_wait_ms = 0", "max_waiting_batches = 0"])
+def fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Fleet]:
     # PostgreSQL: the writers' lock can be held from outside while the registry still answers
     # (an SQLite service is one connection: a held writer stops it whole).
     with postgres_schema() as dsn:
         made = make_fleet(tmp_path / "desk", ledger=dsn)
-        made.start(extra="max_pending_batches = 1")
+        made.start(extra=f"max_pending_batches = 1\n{request.param}")
         try:
             yield made
         finally:
@@ -65,3 +66,38 @@ def test_a_batch_past_the_admitted_ones_gets_503_with_retry_after(fleet: Fleet) 
     assert [a.status for a in answers] == [200]
     assert answers[0].body["recorded"] == 1
     assert fleet.journal_count() == before + 1  # the refused batch wrote nothing
+
+
+def test_a_batch_past_the_admitted_ones_waits_for_its_turn_then_is_recorded(
+        tmp_path: Path) -> None:
+    with postgres_schema() as dsn:
+        fleet = make_fleet(tmp_path / "desk", ledger=dsn)
+        fleet.start(extra="max_pending_batches = 1\nadmission_wait_ms = 20000")
+        try:
+            first_client, second_client = fleet.client("wait-1"), fleet.client("wait-2")
+            first_conn, second_conn = fleet.connect(first_client), fleet.connect(second_client)
+            before = fleet.journal_count()
+            import psycopg
+
+            held = psycopg.connect(fleet.ledger, autocommit=True)
+            held.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (_WRITE_LOCK,))
+            answers: dict[str, SendResult] = {}
+            senders = [threading.Thread(target=lambda c=conn, h=host: answers.__setitem__(
+                h, c.request("POST", "/v1/report", report(
+                    h, 1, [observation(f"/etc/ssl/{h}.pem", h[-1] * 64)], outbox=h))))
+                for conn, host in ((first_conn, "wait-1"), (second_conn, "wait-2"))]
+            try:
+                senders[0].start()
+                time.sleep(1.0)  # the first batch is admitted and waits for the lock
+                senders[1].start()
+                time.sleep(1.0)  # the second waits for its turn
+                assert answers == {}
+            finally:
+                held.close()  # the lock is free: both are written, one after the other
+            for sender in senders:
+                sender.join(timeout=60)
+            assert {h: a.status for h, a in answers.items()} == {"wait-1": 200, "wait-2": 200}
+            assert fleet.journal_count() == before + 2
+        finally:
+            fleet.stop(signal.SIGKILL)
+            fleet.close_clients()
