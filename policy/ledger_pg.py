@@ -46,7 +46,7 @@ from .events import (
     instant_to_text,
     text_to_instant,
 )
-from .intake import IntakeReceipt, Observation
+from .intake import Observation
 from .ledger import (
     _ACTION_COLUMNS,
     _INSERT_ACTION,
@@ -113,13 +113,6 @@ _SCHEMA = [
     "CREATE INDEX bound_sans_by_san ON bound_sans (san)",
 ]
 
-_UPSERT_SIGHTING = (
-    "INSERT INTO sightings VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (host, location, idx) DO "
-    "UPDATE SET sha256 = excluded.sha256, contract_id = excluded.contract_id, seq = excluded.seq")
-
-_INSERT_JOURNAL = (
-    "INSERT INTO journal (contract_id, kind, at_utc, payload, dedup_key, recorded_utc) "
-    "VALUES (?, ?, ?, ?, NULL, ?)")
 _INSERT_JOURNAL_ROWS = (
     "INSERT INTO journal (seq, contract_id, kind, at_utc, payload, recorded_utc) "
     "OVERRIDING SYSTEM VALUE SELECT * FROM "
@@ -133,38 +126,9 @@ _INSERT_SAN_ROWS = ("INSERT INTO bound_sans SELECT * FROM unnest(%b::text[], %b:
                     "ON CONFLICT DO NOTHING")
 _INSERT_SAN = "INSERT INTO bound_sans (contract_id, san) VALUES (?, ?) ON CONFLICT DO NOTHING"
 
-# What a queued write is (``PostgresLedger._defer``): a statement sent as it is, or one of
-# intake's rows, which commute with each other and are sent a table at a time.
-_STATEMENT, _JOURNAL, _SIGHTING, _SAN = "statement", "journal", "sighting", "san"
-_INTAKE = frozenset({_JOURNAL, _SIGHTING, _SAN})
 
-
-def _send_intake(cur: psycopg.Cursor[Any],
-                 run: Sequence[tuple[str, str, tuple[Any, ...]]]) -> None:
-    """Journal rows, then the sightings with their rows' numbers in place of the stand-ins,
-    then the SANs: one statement a table, whatever the number of rows. The journal's numbers
-    are drawn first, one each in intake order (the writers' lock is held, so they are the
-    identity's next ones), and inserted explicitly."""
-    journal = [params for kind, _, params in run if kind == _JOURNAL]
-    numbers: dict[int, int] = {}
-    if journal:
-        cur.execute("SELECT nextval(pg_get_serial_sequence('journal', 'seq')) "
-                    "FROM generate_series(1, %s)", (len(journal),))
-        drawn = sorted(int(row[0]) for row in cur.fetchall())
-        numbers = {params[-1]: seq for params, seq in zip(journal, drawn, strict=True)}
-        cur.execute(_INSERT_JOURNAL_ROWS, [drawn, *(list(column) for column in
-                                                    zip(*(p[:-1] for p in journal), strict=True))])
-    # One row a place: the last one written wins, as statement after statement would.
-    places: dict[tuple[Any, Any, Any], tuple[Any, ...]] = {}
-    for kind, _, p in run:
-        if kind == _SIGHTING:
-            places[p[:3]] = (*p[:-1], numbers.get(p[-1], p[-1]))
-    if places:
-        cur.execute(_UPSERT_SIGHTING_ROWS,
-                    [list(column) for column in zip(*places.values(), strict=True)])
-    sans = [params for kind, _, params in run if kind == _SAN]
-    if sans:
-        cur.execute(_INSERT_SAN_ROWS, [list(column) for column in zip(*sans, strict=True)])
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 _PROJECTION_SCHEMA = [
@@ -337,58 +301,18 @@ class PostgresLedger(Ledger):
                 self._local.pending = []
                 self._local.batch = None
 
-    # --- intake in batches: a few statements per batch, not three per observation
-    #
-    # Inside ``report`` the rows of the batch's places are read once (``_batch``), and the
-    # writes that return nothing the transaction needs (journal rows, with stand-ins for their
-    # numbers; sightings; SANs) are queued and sent before any other read and before the
-    # commit, one ``unnest`` statement a table (``_send_intake``): the transaction sees the
-    # same rows, numbered in the same order, as if each statement had been sent on its own.
-    # Row by row through the pipeline, psycopg's own work was two thirds of a batch's time.
-    def report(self, observations: Sequence[Observation], *, at: datetime) -> IntakeReceipt:
-        self._local.batch_of = observations
-        try:
-            return super().report(observations, at=at)
-        finally:
-            # Queued writes stay queued (flushed before the next read or the commit); the
-            # batch's cached rows are this call's only.
-            self._local.batch_of = None
-            self._local.batch = None
-
-    def _batch(self) -> dict[tuple[bytes, bytes, int], tuple[str, str | None, str]] | None:
-        """The batch's sightings ``(sha256, contract, payload)`` by place, read on first use;
-        ``None`` outside ``report``."""
-        cached = getattr(self._local, "batch", None)
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        observations = getattr(self._local, "batch_of", None)
-        if not observations or getattr(self._local, "conn", None) is None:
-            return None
-        hosts = sorted({_key(o.host) for o in observations})
-        places = sorted({_key(o.location) for o in observations})
-        rows = self._q("SELECT s.host, s.location, s.idx, s.sha256, s.contract_id, j.payload "
-                       "FROM sightings s JOIN journal j ON j.seq = s.seq "
-                       "WHERE s.host = ANY(?) AND s.location = ANY(?)", [hosts, places])
-        batch = {(bytes(h), bytes(loc), int(i)): (str(sha), contract, str(payload))
-                 for h, loc, i, sha, contract, payload in rows}
-        self._local.batch = batch
-        self._local.payloads = {}
-        return batch
-
     def _send_queued(self) -> None:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is not None:
             self._flush(conn)
 
-    def _defer(self, sql: str, params: Sequence[Any], kind: str = _STATEMENT) -> None:
-        self._local.pending.append((kind, translate(sql), tuple(params)))
+    def _defer(self, sql: str, params: Sequence[Any]) -> None:
+        self._local.pending.append((translate(sql), tuple(params)))
 
     def _flush(self, conn: psycopg.Connection[Any]) -> None:
-        """Send the queued writes. Consecutive statements of one text go as one
-        ``executemany`` (one pipeline, no cursor per row); a run of intake rows (journal rows,
-        their sightings, bound SANs: writes that commute with each other) goes as one
-        ``executemany`` per table, journal rows first, so the sightings get their numbers."""
-        pending: list[tuple[str, str, tuple[Any, ...]]] = getattr(self._local, "pending", [])
+        """Send the queued writes (the projection's rows): consecutive statements of one text
+        as one ``executemany`` (one pipeline, no cursor a row)."""
+        pending: list[tuple[str, tuple[Any, ...]]] = getattr(self._local, "pending", [])
         if not pending:
             return
         self._local.pending = []
@@ -396,16 +320,11 @@ class PostgresLedger(Ledger):
             with conn.cursor() as cur:
                 start = 0
                 while start < len(pending):
-                    kind, sql, _ = pending[start]
+                    sql = pending[start][0]
                     end = start + 1
-                    if kind in _INTAKE:
-                        while end < len(pending) and pending[end][0] in _INTAKE:
-                            end += 1
-                        _send_intake(cur, pending[start:end])
-                    else:
-                        while end < len(pending) and pending[end][:2] == (kind, sql):
-                            end += 1
-                        cur.executemany(sql, [params for _, _, params in pending[start:end]])
+                    while end < len(pending) and pending[end][0] == sql:
+                        end += 1
+                    cur.executemany(sql, [params for _, params in pending[start:end]])
                     start = end
         except psycopg.errors.IntegrityError:
             raise StorageConflictError("a row with this key already exists") from None
@@ -437,17 +356,6 @@ class PostgresLedger(Ledger):
         return None if not rows else int(rows[0][0])
 
     def _sql_insert(self, event: Event, key: str | None, recorded: datetime) -> int:
-        if self._batch() is not None and key is None:
-            # Deferred: the row's number is the identity's next value when the queue is sent
-            # (``_send_intake``), so numbers stay dense and in intake order. The caller gets a
-            # stand-in that ``_sql_put_sighting`` queues in its place.
-            payload = _payload(event)
-            stand_in = -1 - len(self._local.payloads)
-            self._local.payloads[stand_in] = payload
-            self._defer(_INSERT_JOURNAL,
-                        [event.contract_id, event.KIND, instant_to_text(event.at_utc), payload,
-                         instant_to_text(recorded), stand_in], _JOURNAL)
-            return stand_in
         rows = self._q(
             "INSERT INTO journal (contract_id, kind, at_utc, payload, dedup_key, recorded_utc) "
             "VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
@@ -465,12 +373,8 @@ class PostgresLedger(Ledger):
         self._add_sans(contract_id, sans)
 
     def _add_sans(self, contract_id: str, sans: Sequence[str]) -> None:
-        batched = self._batch() is not None
         for san in sans:
-            if batched:
-                self._defer(_INSERT_SAN, [contract_id, san.lower()], _SAN)
-            else:
-                self._q(_INSERT_SAN, [contract_id, san.lower()])
+            self._q(_INSERT_SAN, [contract_id, san.lower()])
 
     # --- SQL (intake)
     def _sql_batch_marked(self, host: str, outbox: str, sequence: int) -> bool:
@@ -482,38 +386,39 @@ class PostgresLedger(Ledger):
         self._q("INSERT INTO fleet_batches (host, outbox, seq, recorded, received_utc) "
                 "VALUES (?, ?, ?, ?, ?)", [host, outbox, sequence, recorded, instant_to_text(now)])
 
-    def _sql_sighting(self, host: str, location: str, index: int) -> tuple[str, str | None] | None:
-        batch = self._batch()
-        if batch is not None:
-            found = batch.get((_key(host), _key(location), index))
-            return None if found is None else (found[0], found[1])
-        rows = self._q("SELECT sha256, contract_id FROM sightings WHERE host = ? AND "
-                       "location = ? AND idx = ?", [_key(host), _key(location), index])
-        return None if not rows else (str(rows[0][0]), rows[0][1])
+    def _sql_batch_rows(self, hosts: list[bytes], places: list[bytes]) -> list[tuple[Any, ...]]:
+        return self._q("SELECT s.host, s.location, s.idx, s.sha256, s.contract_id, j.payload "
+                       "FROM sightings s JOIN journal j ON j.seq = s.seq "
+                       "WHERE s.host = ANY(?) AND s.location = ANY(?)", [hosts, places])
 
-    def _sql_sighting_payload(self, host: str, location: str, index: int) -> str | None:
-        batch = self._batch()
-        if batch is not None:
-            found = batch.get((_key(host), _key(location), index))
-            return None if found is None else found[2]
-        rows = self._q("SELECT j.payload FROM sightings s JOIN journal j ON j.seq = s.seq "
-                       "WHERE s.host = ? AND s.location = ? AND s.idx = ?",
-                       [_key(host), _key(location), index])
-        return None if not rows else str(rows[0][0])
+    def _sql_send_journal(self, rows: list[tuple[Any, ...]]) -> list[int]:
+        """One statement for the rows, whatever their number. Their numbers are drawn first,
+        one each (the writers' lock is held, so they are the identity's next ones), sorted
+        into intake order and inserted explicitly."""
+        drawn = sorted(int(r[0]) for r in self._q(
+            "SELECT nextval(pg_get_serial_sequence('journal', 'seq')) "
+            "FROM generate_series(1, ?)", [len(rows)]))
+        self._bulk(_INSERT_JOURNAL_ROWS, [drawn, *_columns(rows)])
+        return drawn
 
-    def _sql_put_sighting(self, obs: Observation, contract: str | None, seq: int) -> None:
-        batch = self._batch()
-        if batch is not None:
-            payload = self._local.payloads.get(seq)
-            batch[(_key(obs.host), _key(obs.location), obs.index)] = (
-                obs.facts.sha256, contract, payload if payload is not None else "{}")
-        if batch is not None and seq < 0:
-            self._defer(_UPSERT_SIGHTING,
-                        [_key(obs.host), _key(obs.location), obs.index, obs.facts.sha256,
-                         contract, seq], _SIGHTING)
-            return
-        self._q(_UPSERT_SIGHTING,
-                [_key(obs.host), _key(obs.location), obs.index, obs.facts.sha256, contract, seq])
+    def _sql_send_rows(self, sightings: list[tuple[Any, ...]],
+                       sans: list[tuple[Any, ...]]) -> None:
+        if sightings:
+            self._bulk(_UPSERT_SIGHTING_ROWS, _columns(sightings))
+        if sans:
+            self._bulk(_INSERT_SAN_ROWS, _columns(sans))
+
+    def _bulk(self, sql: str, arrays: list[list[Any]]) -> None:
+        """One statement over whole columns (``unnest`` of binary arrays: psycopg's text
+        arrays escape every element through a regex, which cost more than the rows)."""
+        conn: psycopg.Connection[Any] = self._local.conn
+        self._flush(conn)
+        try:
+            conn.execute(sql, arrays)
+        except psycopg.errors.IntegrityError:
+            raise StorageConflictError("a row with this key already exists") from None
+        except psycopg.Error as exc:
+            raise LedgerError(f"{self.where}: {_describe(exc)}") from None
 
     def _sql_contract_elsewhere_at(self, obs: Observation, contract: str) -> bool:
         return bool(self._q(
