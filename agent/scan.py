@@ -38,6 +38,14 @@ ProgressCallback = Callable[[int, int], None]
 _MAX_DEPTH = 64
 
 
+class LinkedPath(str):
+    """A path the walk found to be a symbolic link (to a file, or dangling): the daemon traces
+    such a file back from its target (certbot's ``live/`` -> ``archive/``) and would otherwise
+    ask the file system again, one ``lstat`` a file of a first scan."""
+
+    __slots__ = ()
+
+
 def _error(path: Path | str, code: str, message: str) -> FileError:
     return FileError(path=str(path), code=code, message=message)
 
@@ -107,10 +115,10 @@ def _walk(root: Path, *, limits: ReadLimits) -> Iterator[str | FileError]:
                     yield _error(path, "symlink-loop",
                                  "too many levels of symbolic links (a loop)")
                 else:
-                    yield path  # dangling: the reader names it
+                    yield LinkedPath(path)  # dangling: the reader names it
                 continue
             if not statmod.S_ISDIR(target.st_mode):
-                yield path
+                yield LinkedPath(path)
                 continue
             key = (target.st_dev, target.st_ino)
             if key in ancestors:

@@ -42,6 +42,7 @@ from .readpool import ReadAhead, RowJob, read_ahead_workers
 from .reconcile import Reconciliation, SightingSource, plan_reconciliation
 from .records import CertificateRecord, FileError, FileResult, ReadLimits
 from .rows import CertificateRow, Role, certificate_row, pair_key, place_certificates
+from .scan import LinkedPath
 from .summary import ScanSummary
 from .watch import PathQueue
 
@@ -184,6 +185,8 @@ class StoreSync:
         fewer than the CPUs, 0: none."""
         self._read_ahead: ReadAhead | None = None
         self._listed: dict[str, int] = {}
+        self._walked_links: set[str] | None = None
+        """During a full scan, the paths its walk found to be links (``None``: ask)."""
         """While a full scan walks a store: directory -> how many files it listed there."""
         self._catalogue: Any = None
         self._catalogue_source: tuple[str, str] | bool | None = False
@@ -444,8 +447,11 @@ class StoreSync:
                 if summary is not None:
                     self._summarise(store, result, keys, summary)
                 continue
-            # Only a link needs tracing back from its target (certbot live/ -> archive/).
-            target = os.path.realpath(path) if os.path.islink(path) else path
+            # Only a link needs tracing back from its target (certbot live/ -> archive/). A
+            # full scan's walk said which paths are links; a single change asks.
+            walked = self._walked_links
+            linked = os.path.islink(path) if walked is None else path in walked
+            target = os.path.realpath(path) if linked else path
             escrow_findings = (self.escrow.escrow(store, result, results, host=host)
                                if store.escrow else {})
             # Key material is not kept past its escrow: the index holds no private keys.
@@ -625,6 +631,7 @@ class StoreSync:
                                              handled_sets=handled_sets)
         finally:
             self._listed = {}
+            self._walked_links = None
             if self._read_ahead is not None:
                 self._read_ahead.close()
                 self.files_read_ahead += self._read_ahead.read
@@ -667,6 +674,7 @@ class StoreSync:
         erred: set[str] = set()
         """Paths the walk could not take (a per-file error): there, so not gone."""
         by_dir: dict[str, list[str]] = {}
+        links: set[str] = set()
         # The walk yields a directory's files one after another: the parent is worked out
         # once per directory (``cut``: where the last "/" of its paths is; -2: none).
         names: list[str] = []
@@ -682,6 +690,8 @@ class StoreSync:
                     self.log.warning("file-error", f"{item.path}: {item.message}",
                                      path=item.path, code=item.code)
                     continue
+                if type(item) is LinkedPath:
+                    links.add(str(item))
                 item = str(item)
             if item.rfind("/") != cut or not item.startswith(parent):
                 parent = parent_of(item)
@@ -690,6 +700,7 @@ class StoreSync:
             names.append(item)
         del names
         self._listed = {parent: len(names) for parent, names in by_dir.items()}
+        self._walked_links = links
         sets = {parent for parent in by_dir if self._is_set(parent)}
         self._start_read_ahead(store, by_dir, sets, at=at)
         index = self.index
