@@ -247,7 +247,8 @@ def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | No
     with _gc_paused():
         try:
             # written as classified, batch by batch: memory does not grow with the store; the
-            # table keeps only what it prints (agent.render.TableEntry) until it sorts
+            # table spills what it prints to a temporary database (agent.tablespill) and
+            # SQLite sorts it
             sys.stdout.flush()
             outcome = stream_scan(
                 list(paths), catalogue, binding=binding, at=when, settings=settings,
@@ -258,7 +259,10 @@ def scan_command(ctx: click.Context, paths: tuple[Path, ...], category: str | No
         finally:
             progress.close()
         if outcome.table is not None:
-            _echo_lines(iter_table(outcome.table, mode=mode or ExitMode.HOST))
+            try:
+                _echo_lines(iter_table(outcome.table, mode=mode or ExitMode.HOST))
+            finally:
+                outcome.table.close()
     if mode is not None:
         say_unknown(outcome.tally, mode)
         ctx.exit(exit_status(outcome.tally, mode))

@@ -25,7 +25,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from wcwidth import wcswidth
 
@@ -42,6 +42,7 @@ from policy.tokyo import TOKYO
 from .monitoring import ExitMode, MonitorTally, exit_status
 from .records import FileError, FileResult, FileSkip
 from .rows import CertificateRow, FileRow, Role, advice_for, what_to_do
+from .tablespill import Spilled, TableEntry, TableFile, TableRow, TableSpill
 from .untrusted import for_csv, for_terminal, json_utf8
 
 if TYPE_CHECKING:
@@ -298,35 +299,6 @@ def _fit_columns(width: int) -> tuple[list[_Column], int]:
         columns.pop(last)
 
 
-class TableEntry(NamedTuple):
-    """What the human table keeps of one certificate row: its sort key and the few short
-    fields and codes it prints, not the row (the reading, the classification and its
-    explanations in two languages: ~5 KB a certificate). A named tuple of plain ``str`` and
-    ``int`` because the scan's workers send it to the parent (cheapest to pickle)."""
-
-    severity: int
-    days: int
-    path: str
-    position: int
-    """The certificate's index in its file."""
-    sha256: bytes
-    role: str
-    name: str
-    not_after: int
-    """The Asia/Tokyo day it ends on, as :meth:`datetime.date.toordinal`."""
-    tier: str
-    category: str
-    item: str
-    findings: tuple[tuple[str, int], ...]
-    """(code, severity) of every finding, in the row's order."""
-    actions: tuple[tuple[str, int | None, int], ...]
-    """(action, due day as an ordinal or ``None``, severity) of every action."""
-
-    @property
-    def location(self) -> str:
-        return f"{self.path}#{self.position}"
-
-
 _SHARED: dict[Any, Any] = {}
 _SHARED_MAX = 4096
 
@@ -364,15 +336,6 @@ def table_entry(row: CertificateRow) -> TableEntry:
                       for a in row.actions))
 
 
-class TableFile(NamedTuple):
-    """What the human table keeps of a key file's row (:func:`table_file`)."""
-
-    path: str
-    severity: int
-    keys: int
-    findings: tuple[tuple[str, int], ...]
-
-
 def table_file(file_row: FileRow) -> TableFile:
     return TableFile(path=file_row.path, severity=int(file_row.severity),
                      keys=len(file_row.keys),
@@ -384,26 +347,53 @@ def table_file(file_row: FileRow) -> TableFile:
 class TableReport:
     """Everything the human table prints, and nothing more: what ``scan`` (no ``--json``)
     holds until it sorts, instead of every classified row (issue 12: 145 MiB at 20,000
-    certificates against 51 MiB for ``--json``)."""
+    certificates against 51 MiB for ``--json``), and that spilled to a private temporary
+    database (:mod:`agent.tablespill`), so that memory does not grow with the store. Close it
+    when the table is written."""
 
-    entries: Sequence[TableEntry]
-    """In the order rows are merged (:func:`_merge`): by urgency for ``scan``."""
-    files: Sequence[TableFile]
-    """Key files at warning or worse (the others are only counted: ``quiet_files``)."""
+    records: TableSpill
+    """The certificates, key files at warning or worse, errors and skipped files, which
+    also merges and orders the table's rows (:meth:`TableSpill.rows`)."""
     quiet_files: int
-    errors: Sequence[FileError]
-    skipped: Sequence[FileSkip]
+    """Key files without a problem: only counted."""
     at: datetime
     tally: MonitorTally
 
+    @property
+    def entries(self) -> Spilled[TableEntry]:
+        """Every certificate's record, in arrival order."""
+        return Spilled(lambda: self.records.entries, self.records.iter_entries)
+
+    @property
+    def files(self) -> Spilled[TableFile]:
+        """Key files at warning or worse (the others are only counted: ``quiet_files``)."""
+        return Spilled(lambda: self.records.files, self.records.iter_files)
+
+    @property
+    def errors(self) -> Spilled[FileError]:
+        return Spilled(lambda: self.records.errors, self.records.iter_errors)
+
+    @property
+    def skipped(self) -> Spilled[FileSkip]:
+        return Spilled(lambda: self.records.skipped, self.records.iter_skipped)
+
+    def close(self) -> None:
+        self.records.close()
+
     @classmethod
     def of(cls, report: ScanReport, tally: MonitorTally | None = None) -> TableReport:
-        """The table's view of a report of classified rows (``inspect``, ``agent run``)."""
+        """The table's view of a report of classified rows (``inspect``, ``agent run``): its
+        rows are merged in the report's order (already by urgency)."""
         loud = [f for f in report.files if f.severity >= Severity.WARNING]
-        return cls(entries=[table_entry(r) for r in report.rows],
-                   files=[table_file(f) for f in loud],
-                   quiet_files=len(report.files) - len(loud), errors=report.errors,
-                   skipped=report.skipped, at=report.at,
+        records = TableSpill(by_urgency=False)
+        try:
+            records.add_entries(table_entry(r) for r in report.rows)
+            records.add_files(table_file(f) for f in loud)
+            records.add_problems(report.errors, report.skipped)
+        except BaseException:
+            records.close()
+            raise
+        return cls(records=records, quiet_files=len(report.files) - len(loud), at=report.at,
                    tally=tally if tally is not None else report.tally())
 
 
@@ -412,52 +402,7 @@ def urgency(entry: TableEntry) -> tuple[int, int, str, int]:
     return (-entry.severity, entry.days, entry.path, entry.position)
 
 
-class _TableRow(NamedTuple):
-    """One line of the table: a certificate (all its places) or a key file."""
-
-    severity: int
-    days: int | None
-    first: str
-    """The first place (the last sort key)."""
-    shown: TableEntry | TableFile
-    """The place whose fields are shown: the worst (a key file: itself)."""
-    findings: tuple[tuple[str, int], ...]
-    places: tuple[TableEntry, ...] | None
-    """Every place of a certificate, ``None`` for a key file."""
-
-
-def _merge(rows: Sequence[TableEntry]) -> list[_TableRow]:
-    """One table row per certificate (SHA-256) and role: ``cert.pem`` and ``fullchain.pem#0``
-    are one row listing both places, shown with the worst of their findings."""
-    groups: dict[tuple[bytes, str], list[TableEntry]] = {}
-    for row in rows:
-        groups.setdefault((row.sha256, row.role), []).append(row)
-    out: list[_TableRow] = []
-    for group in groups.values():
-        if len(group) == 1:
-            (one,) = group
-            out.append(_TableRow(one.severity, one.days, one.location, one, one.findings,
-                                 (one,)))
-            continue
-        worst = max(group, key=lambda r: (r.severity, -r.days))
-        # One finding per code: the places' messages differ only by the place named
-        # (fullchain.pem#1, cert.pem), and the row lists codes ("chain-expired" once).
-        findings: dict[str, int] = {}
-        for row in group:
-            for code, severity in row.findings:
-                kept = findings.get(code)
-                if kept is None or severity > kept:
-                    findings[code] = severity
-        out.append(_TableRow(max(r.severity for r in group), worst.days, group[0].location,
-                             worst, tuple(findings.items()), tuple(group)))
-    return out
-
-
-def _file_row(file_row: TableFile) -> _TableRow:
-    return _TableRow(file_row.severity, None, file_row.path, file_row, file_row.findings, None)
-
-
-def _render_table_row(row: _TableRow, columns: Sequence[_Column], name_width: int,
+def _render_table_row(row: TableRow, columns: Sequence[_Column], name_width: int,
                       width: int) -> list[str]:
     # more days than the column holds: a certificate "valid until 9999" (RFC 5280's no
     # well-defined expiration) shows no count rather than breaking the columns
@@ -506,27 +451,31 @@ def iter_table(report: ScanReport | TableReport, *, width: int | None = None,
                ) -> Iterator[str]:
     """:func:`render_table` line by line: a table of 100,000 certificates is ~25 MB of text,
     which ``scan`` writes as it goes instead of joining it first."""
-    table_report = report if isinstance(report, TableReport) else TableReport.of(report, tally)
+    if isinstance(report, TableReport):
+        yield from _iter_table(report, width=width, mode=mode, tally=tally)
+        return
+    table_report = TableReport.of(report, tally)
+    try:
+        yield from _iter_table(table_report, width=width, mode=mode, tally=tally)
+    finally:
+        table_report.close()
+
+
+def _iter_table(table_report: TableReport, *, width: int | None, mode: ExitMode,
+                tally: MonitorTally | None) -> Iterator[str]:
     if tally is None:
         tally = table_report.tally
     width = width if width is not None else shutil.get_terminal_size().columns
     width = max(width, 40)
     columns, name_width = _fit_columns(width)
-    entries = table_report.entries
-    shown = [r for r in entries
-             if r.role not in _CHAIN_ROLES or r.severity >= Severity.WARNING]
-    chain = len(entries) - len(shown)
-    table = _merge(shown) + [_file_row(f) for f in table_report.files]
-    del shown
-    table.sort(key=lambda r: (-r.severity, r.days is None,
-                              r.days if r.days is not None else 0, r.first))
+    records = table_report.records
     started = False
-    if table:
-        header = " ".join(_pad(c.title, c.width, right=c.right) for c in columns)
-        yield f"{header} NAME"
-        started = True
-        for row in table:
-            yield from _render_table_row(row, columns, name_width, width)
+    for row in records.rows():
+        if not started:
+            header = " ".join(_pad(c.title, c.width, right=c.right) for c in columns)
+            yield f"{header} NAME"
+            started = True
+        yield from _render_table_row(row, columns, name_width, width)
     if table_report.errors:
         if started:
             yield ""  # a blank line between two sections, never before the first
@@ -547,16 +496,14 @@ def iter_table(report: ScanReport | TableReport, *, width: int | None = None,
     if started:
         yield ""
     yield from _wrap("", summary_pieces(
-        tally, mode=mode, at=table_report.at, certificates=len(entries),
-        skipped=len(table_report.skipped)), width, joiner=" ", indent="")
+        tally, mode=mode, at=table_report.at, certificates=records.entries,
+        skipped=records.skipped), width, joiner=" ", indent="")
+    chain = records.hidden
     quiet_keys = table_report.quiet_files
     if chain or quiet_keys:
         yield from _wrap("", _words(
             f"({chain} chain certificate(s) shown with their leaves, {quiet_keys} key "
             "file(s) without a problem; --json lists them)"), width, joiner=" ", indent="")
-
-
-_CHAIN_ROLES = frozenset({Role.INTERMEDIATE.value, Role.ROOT.value})
 
 
 def _status_pieces(report: ScanReport, mode: ExitMode) -> list[str]:

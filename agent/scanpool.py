@@ -47,10 +47,11 @@ from policy.settings import PolicySettings
 
 from .monitoring import ExitMode, ExpiryWindows, MonitorTally, exit_status
 from .records import FileError, FileSkip, ReadLimits
-from .render import TableEntry, TableFile, TableReport, table_entry, table_file, urgency
+from .render import TableEntry, TableFile, TableReport, table_entry, table_file
 from .report import ReportItem, csv_header, iter_report, render_line, tally_item
 from .rows import CertificateRow, FileRow
 from .scan import Batch, ProgressCallback, directory_batches, iter_targets, read_target
+from .tablespill import TableSpill
 from .x509facts import recording_warnings
 
 __all__ = [
@@ -126,7 +127,7 @@ class ScanOutcome:
 
     tally: MonitorTally
     table: TableReport | None = None
-    """``fmt == "table"``: what the human table prints, sorted by urgency."""
+    """``fmt == "table"``: what the human table prints, spilled to disk (close it)."""
 
     @property
     def has_errors(self) -> bool:
@@ -271,15 +272,16 @@ class _Forked:
 
 @dataclass(slots=True)
 class _Writer:
-    """Frames the document and counts what it wrote; for the human table, gathers the
-    records."""
+    """Frames the document and counts what it wrote; for the human table, spills the records
+    batch by batch (:mod:`agent.tablespill`: none is kept here)."""
 
     out: IO[bytes]
     fmt: str
     at: datetime
     wrote_lines: bool = False
     tally: MonitorTally = field(default_factory=MonitorTally)
-    table: _TablePart = field(default_factory=lambda: _TablePart([], [], 0, [], []))
+    spill: TableSpill | None = None
+    """Opened at the first batch for the table (after the workers are forked)."""
     quiet_files: int = 0
 
     def start(self) -> None:
@@ -293,10 +295,10 @@ class _Writer:
         self.tally.certificates += part.certificates
         self.tally.unknown_reasons.extend(part.unknown_reasons)
         if rendered.table is not None:
-            self.table.entries.extend(rendered.table.entries)
-            self.table.files.extend(rendered.table.files)
-            self.table.errors.extend(rendered.table.errors)
-            self.table.skipped.extend(rendered.table.skipped)
+            spill = self._spill()
+            spill.add_entries(rendered.table.entries)
+            spill.add_files(rendered.table.files)
+            spill.add_problems(rendered.table.errors, rendered.table.skipped)
             self.quiet_files += rendered.table.quiet_files
         if not rendered.lines:
             return
@@ -305,6 +307,17 @@ class _Writer:
         self.wrote_lines = True
         self.out.write(rendered.text)
 
+    def _spill(self) -> TableSpill:
+        if self.spill is None:
+            # scan merges places by urgency: the workers send them in walk order
+            self.spill = TableSpill(by_urgency=True)
+        return self.spill
+
+    def close(self) -> None:
+        """Drop the spilled records of a scan that did not finish."""
+        if self.spill is not None:
+            self.spill.close()
+
     def finish(self) -> ScanOutcome:
         if self.fmt == "json":
             self.out.write(b"\n]\n" if self.wrote_lines else b"[]\n")
@@ -312,11 +325,8 @@ class _Writer:
             self.tally.unknown("no certificate was read: nothing is monitored")
         if self.fmt != "table":
             return ScanOutcome(tally=self.tally)
-        self.table.entries.sort(key=urgency)
-        self.table.files.sort(key=lambda f: (-f.severity, f.path))
         return ScanOutcome(tally=self.tally, table=TableReport(
-            entries=self.table.entries, files=self.table.files, quiet_files=self.quiet_files,
-            errors=self.table.errors, skipped=self.table.skipped, at=self.at,
+            records=self._spill(), quiet_files=self.quiet_files, at=self.at,
             tally=self.tally))
 
 
@@ -466,6 +476,9 @@ def stream_scan(
         pool, window = _Forked(workers), workers * WINDOW_PER_WORKER
     try:
         _drive(everything, pool, job, writer, window, progress, total)
+    except BaseException:
+        writer.close()
+        raise
     finally:
         pool.close()
         _JOB = None
