@@ -40,6 +40,7 @@ ordered as its code points are, a shorter prefix first, so sort keys are stored 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sqlite3
@@ -164,9 +165,25 @@ def _text(blob: bytes) -> str:
     return blob.decode("utf-8", "surrogatepass")
 
 
-def _codes(findings: Iterable[Iterable[object]], actions: Iterable[Iterable[object]]) -> str:
+_Findings = tuple[tuple[str, int], ...]
+_Actions = tuple[tuple[str, int | None, int], ...]
+
+
+@functools.lru_cache(maxsize=4096)
+def _codes(findings: _Findings, actions: _Actions) -> str:
+    """The codes of a row as JSON. Cached: most rows carry the same few combinations, and a
+    hostile store of many different ones only turns the cache over (it is bounded)."""
     # json escapes lone surrogates (ensure_ascii) and reads them back
     return json.dumps([findings, actions], separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_codes(codes: str) -> tuple[_Findings, _Actions]:
+    """:func:`_codes` read back (tuples again). Cached as :func:`_codes` is."""
+    findings, actions = json.loads(codes)
+    return (tuple((str(code), int(severity)) for code, severity in findings),
+            tuple((str(action), None if due is None else int(due), int(severity))
+                  for action, due, severity in actions))
 
 
 _INSERT_ENTRY = """
@@ -381,7 +398,7 @@ class TableSpill:
         for _, severity, path, keys, codes in self._db.execute(
                 "SELECT * FROM keyfile ORDER BY seq"):
             yield TableFile(path=_text(path), severity=severity, keys=keys,
-                            findings=_pairs(json.loads(codes)[0]))
+                            findings=_parse_codes(codes)[0])
 
     def iter_errors(self) -> Iterator[FileError]:
         for path, code, message, position, key_position in self._db.execute(
@@ -400,28 +417,23 @@ class TableSpill:
         self._db.close()
 
 
-def _pairs(items: list[list[object]]) -> tuple[tuple[str, int], ...]:
-    return tuple((str(code), int(str(severity))) for code, severity in items)
-
-
 def _table_entry(record: tuple[object, ...]) -> TableEntry:
     (_, _, severity, days, path, position, _, sha256, role, name, not_after, tier, category,
      item, codes) = record
-    findings, actions = json.loads(str(codes))
+    findings, actions = _parse_codes(str(codes))
     return TableEntry(
         severity=_int(severity), days=_int(days), path=_text(_blob(path)),
         position=_int(position), sha256=_blob(sha256), role=_text(_blob(role)),
         name=_text(_blob(name)), not_after=_int(not_after), tier=_text(_blob(tier)),
-        category=_text(_blob(category)), item=_text(_blob(item)), findings=_pairs(findings),
-        actions=tuple((str(action), None if due is None else int(due), int(sev))
-                      for action, due, sev in actions))
+        category=_text(_blob(category)), item=_text(_blob(item)), findings=findings,
+        actions=actions)
 
 
 def _table_file(record: tuple[object, ...]) -> TableFile:
     """A key file from a row of :data:`_ROWS` (its columns in the entry's places)."""
     _, _, severity, _, path, keys, *_, codes = record
     return TableFile(path=_text(_blob(path)), severity=_int(severity), keys=_int(keys),
-                     findings=_pairs(json.loads(str(codes))[0]))
+                     findings=_parse_codes(str(codes))[0])
 
 
 def _int(value: object) -> int:
