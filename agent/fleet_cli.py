@@ -702,7 +702,7 @@ def load_serve_config(path: Path) -> ServeConfig:
     if not 0 <= admission_wait_ms <= 60_000:
         raise ConfigError(f"{path}: [serve] admission_wait_ms: 0 to 60000 (keep it below "
                           "the agents' [report] timeout_s, 30 s by default)")
-    waiting = get("max_waiting_batches", int, 256)
+    waiting = get("max_waiting_batches", int, 1024)
     if not 0 <= waiting <= 100_000:
         raise ConfigError(f"{path}: [serve] max_waiting_batches: 0 to 100000")
     port = get("port", int, 8443)

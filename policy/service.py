@@ -104,7 +104,7 @@ class ServiceSettings:
     lock); more wait for their turn (below), then get 503 with ``Retry-After``."""
     admission_wait: timedelta = timedelta(seconds=10)
     """How long a batch past the admitted ones waits for its turn, its body unread."""
-    max_waiting_batches: int = 256
+    max_waiting_batches: int = 1024
     """Batches waiting for their turn at most; more get 503 at once."""
     writer_threads: int = 2
     """Threads writing batches (the ledger serialises writers: more only wait)."""

@@ -229,3 +229,19 @@ def test_proxy_mode_over_tcp_with_a_shared_secret(fleet: Fleet, tmp_path: Path) 
         code, err = _stop(process)
     assert code == 0
     assert "correct horse" not in err
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    ("admission_wait_ms = 60001", "admission_wait_ms: 0 to 60000"),
+    ("admission_wait_ms = -1", "admission_wait_ms: 0 to 60000"),
+    ("max_waiting_batches = -1", "max_waiting_batches: 0 to 100000"),
+    ("max_waiting_batches = 100001", "max_waiting_batches: 0 to 100000"),
+    ('max_waiting_batches = "many"', "max_waiting_batches: wrong type"),
+])
+def test_the_admission_settings_out_of_range_are_refused_by_name(fleet: Fleet, extra: str,
+                                                                 says: str) -> None:
+    process = _serve(fleet, extra)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 31, err
+    assert says.encode() in err
+    assert b"Traceback" not in err
