@@ -341,6 +341,7 @@ def revoke_command(ctx: click.Context, host: str, at: datetime | None,
     with _registry(ctx, ledger_option) as registry:
         count = registry.revoke_host(host, at=now)
         last_revoked_utc = registry.last_revoked(host) if count == 0 else None
+        where = registry.where
     if count:
         click.echo(f"revoked {count} client certificate(s) of {host}")
     elif last_revoked_utc is not None:
@@ -349,8 +350,8 @@ def revoke_command(ctx: click.Context, host: str, at: datetime | None,
                    f"{format_instant(last_revoked_utc)}); nothing to do")
     else:
         raise FleetCAError(f"no host {host!r} in the fleet: no client certificate was ever "
-                           "signed for it in this ledger (fleet hosts lists them; check the "
-                           "name and --ledger)")
+                           f"signed for it in the ledger {where} (fleet hosts lists them; "
+                           "check the name and --ledger)")
 
 
 @fleet_group.command("assign")
@@ -570,6 +571,7 @@ def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
 # ---------------------------------------------------------------------- certescrow policy serve
 _SERVE_KEYS = ("listen", "port", "ledger", "ca_certificate", "certificate", "key", "ca_key",
                "workers", "max_pending_batches", "admission_wait_ms", "max_waiting_batches",
+               "body_timeout_ms",
                "max_body_bytes", "max_observations", "trusted_proxies", "proxy_header", "tls",
                "unix_socket", "proxy_secret_file", "renewal_grace_s", "clock_skew_s")
 
@@ -603,6 +605,8 @@ class ServeConfig:
     """How long a batch past the admitted ones waits for its turn; then 503 + Retry-After."""
     max_waiting_batches: int
     """Batches waiting for their turn at most (per process); more get 503 at once."""
+    body_timeout_ms: int = 30_000
+    """How long a request's body may take to arrive (then 408)."""
     trusted_proxies: tuple[str, ...]
     proxy_header: str
     vault: Mapping[str, Any]
@@ -705,6 +709,15 @@ def load_serve_config(path: Path) -> ServeConfig:
     waiting = get("max_waiting_batches", int, 1024)
     if not 0 <= waiting <= 100_000:
         raise ConfigError(f"{path}: [serve] max_waiting_batches: 0 to 100000")
+    body_timeout_ms = get("body_timeout_ms", int, 30_000)
+    if not 1_000 <= body_timeout_ms <= 600_000:
+        raise ConfigError(f"{path}: [serve] body_timeout_ms: 1000 to 600000")
+    max_body = get("max_body_bytes", int, 4 * 1024 * 1024)
+    if not 1024 <= max_body <= 1 << 30:
+        raise ConfigError(f"{path}: [serve] max_body_bytes: 1024 to 1073741824")
+    max_observations = get("max_observations", int, 1000)
+    if not 1 <= max_observations <= 100_000:
+        raise ConfigError(f"{path}: [serve] max_observations: 1 to 100000")
     port = get("port", int, 8443)
     if workers > 1 and port == 0:
         raise ConfigError(f"{path}: [serve] workers > 1 needs a fixed port (they share it)")
@@ -716,14 +729,13 @@ def load_serve_config(path: Path) -> ServeConfig:
     return ServeConfig(
         listen=get("listen", str, "127.0.0.1"), port=port, workers=workers,
         max_pending_batches=pending, admission_wait_ms=admission_wait_ms,
-        max_waiting_batches=waiting,
+        max_waiting_batches=waiting, body_timeout_ms=body_timeout_ms,
         ledger=ledger_text if is_postgres_dsn(ledger_text)
         else str(Path(ledger_text).expanduser() if ledger_text else default_ledger_path()),
         ca_certificate=Path(ca).expanduser(),
         certificate=Path(certificate).expanduser() if certificate else None, key=key,
         ca_key=get("ca_key", str, None), tls=tls,
-        max_body_bytes=get("max_body_bytes", int, 4 * 1024 * 1024),
-        max_observations=get("max_observations", int, 1000),
+        max_body_bytes=max_body, max_observations=max_observations,
         trusted_proxies=tuple(proxies), proxy_header=get("proxy_header", str, "X-Client-Cert"),
         vault=vault if isinstance(vault, dict) else {},
         unix_socket=Path(unix_socket).expanduser() if unix_socket else None,
@@ -790,6 +802,8 @@ def serve_command(config_file: Path, key_file: Path | None, worker: bool) -> Non
                                              admission_wait=timedelta(
                                                  milliseconds=config.admission_wait_ms),
                                              max_waiting_batches=config.max_waiting_batches,
+                                             body_timeout=timedelta(
+                                                 milliseconds=config.body_timeout_ms),
                                              trusted_proxies=config.trusted_proxies,
                                              proxy_header=config.proxy_header,
                                              proxy_secret=proxy_secret,

@@ -599,11 +599,11 @@ class OutboxIntake:
         self._failures += 1
         self._retry_after = result.retry_after_s
         self._outage_started()
-        if result.status in (0, 503) and not result.client_refused:
+        if result.status in (0, 429, 503) and not result.client_refused:
             self._unreachable(result)
-            self.log.warning("report-unreachable", "the policy service is unreachable"
-                             f"{' (its ledger is unavailable)' if result.status else ''}: "
-                             f"{result.message}; "
+            what = ("the policy service is unreachable" if not result.status else
+                    f"the policy service cannot take the batch now (HTTP {result.status})")
+            self.log.warning("report-unreachable", f"{what}: {result.message}; "
                              f"{self.outbox.status().pending_batches} batch(es) wait in the "
                              "outbox", failures=self._failures, status=result.status)
         else:

@@ -106,6 +106,9 @@ class ServiceSettings:
     """How long a batch past the admitted ones waits for its turn, its body unread."""
     max_waiting_batches: int = 1024
     """Batches waiting for their turn at most; more get 503 at once."""
+    body_timeout: timedelta = timedelta(seconds=30)
+    """How long a request's body may take to arrive once it is read (then 408): a client
+    that sends headers and then trickles, or nothing, holds no place for longer."""
     writer_threads: int = 2
     """Threads writing batches (the ledger serialises writers: more only wait)."""
     trusted_proxies: tuple[str, ...] = ()
@@ -149,6 +152,8 @@ class _Service:
                              for p in settings.trusted_proxies)
         self.writer = ThreadPoolExecutor(max_workers=settings.writer_threads,
                                          thread_name_prefix="certescrow-batch-writer")
+        self.reporting: set[str] = set()
+        """Hosts with a report batch in this process now (the event loop's only)."""
         self.admission = Admission(limit=settings.max_pending_batches,
                                    wait_s=settings.admission_wait.total_seconds(),
                                    max_waiting=settings.max_waiting_batches)
@@ -218,7 +223,12 @@ class _Service:
             raise _Refused(_error(413, f"the body is larger than "
                                        f"{self.settings.max_body_bytes} bytes"))
         try:
-            raw = await request.read()
+            async with asyncio.timeout(self.settings.body_timeout.total_seconds()):
+                raw = await request.read()
+        except TimeoutError:
+            log.warning("gave up reading a request body after %.0f s (%s)",
+                        self.settings.body_timeout.total_seconds(), request.path)
+            raise _Refused(_error(408, "the body did not arrive in time")) from None
         except web.HTTPRequestEntityTooLarge:
             raise _Refused(_error(413, f"the body is larger than "
                                        f"{self.settings.max_body_bytes} bytes")) from None
@@ -229,12 +239,27 @@ class _Service:
 
     # ------------------------------------------------------------------ endpoints
     async def report(self, request: web.Request) -> web.Response:
-        # Busy is said before anything else: a 503 writes nothing and tells nothing, so it
-        # costs no registry query (the TLS layer has checked the certificate already).
+        # Who is asking comes first (revocation included): a revoked certificate completes
+        # the TLS handshake, and must not take a place in the queue. Then one batch at a time
+        # per host (an agent sends its batches one after another; a second at once is a
+        # resend of one still in the queue, or a host trying to hold every place).
+        identity = await self._identify(request)
+        if identity.host in self.reporting:
+            response = _error(429, "this host already has a report batch in progress; an "
+                                   "agent sends one at a time")
+            response.headers["Retry-After"] = "1"
+            return response
+        self.reporting.add(identity.host)
+        try:
+            return await self._admitted_report(request, identity)
+        finally:
+            self.reporting.discard(identity.host)
+
+    async def _admitted_report(self, request: web.Request,
+                               identity: PeerIdentity) -> web.Response:
         if not await self.admission.enter():
             return self._busy()
         try:
-            identity = await self._identify(request)
             body = await self._body(request)
             try:
                 batch = read_report(body, max_observations=self.settings.max_observations)
@@ -307,10 +332,11 @@ class _Service:
             return batch, ()
         observations, unassigned = assigned_only(
             batch.observations, assignments(self.registry.bindings(host)))
-        for item in unassigned:
-            log.warning("recorded unbound an observation of %r claiming contract %r the desk "
-                        "did not assign to its store (%r)", host, item.contract_id,
-                        item.location)
+        if unassigned:
+            first = unassigned[0]
+            log.warning("recorded unbound %d observation(s) of %r claiming a contract the desk "
+                        "did not assign to its store (the first: contract %r at %r)",
+                        len(unassigned), host, first.contract_id, first.location)
         return dataclasses.replace(batch, observations=observations), unassigned
 
     def _record(self, identity: PeerIdentity, batch: ReportBatch) -> tuple[int, bool]:
@@ -400,6 +426,11 @@ async def _refusals(request: web.Request, handler: Handler) -> web.StreamRespons
         return response
     except web.HTTPException as exc:
         return _error(exc.status, exc.reason)
+    except ConnectionError:
+        # The client went away mid-request (an agent past its timeout_s): nothing was
+        # written for it, and nobody is left to answer.
+        log.info("the client went away during %s", request.path)
+        return _error(400, "the connection was lost")
     except Exception:
         log.exception("internal error serving %s", request.path)
         return _error(500, "internal error (see the service's log)")

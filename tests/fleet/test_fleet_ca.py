@@ -163,6 +163,7 @@ def test_enrolment_commands_end_to_end_without_a_plaintext_key_on_disk(tmp_path:
     unknown = _run(["fleet", "revoke", "web99", "--ledger", ledger], env, tmp_path)
     assert unknown.returncode == 41
     assert "no host 'web99' in the fleet" in unknown.stderr
+    assert f"in the ledger {ledger} " in unknown.stderr  # says where it looked
     [revoked] = json.loads(_run(["fleet", "hosts", "--json", "--ledger", ledger], env,
                                 tmp_path).stdout)["hosts"]
     assert revoked["revoked"] is True

@@ -237,8 +237,12 @@ def test_proxy_mode_over_tcp_with_a_shared_secret(fleet: Fleet, tmp_path: Path) 
     ("max_waiting_batches = -1", "max_waiting_batches: 0 to 100000"),
     ("max_waiting_batches = 100001", "max_waiting_batches: 0 to 100000"),
     ('max_waiting_batches = "many"', "max_waiting_batches: wrong type"),
+    ("body_timeout_ms = 999", "body_timeout_ms: 1000 to 600000"),
+    ("max_body_bytes = -1", "max_body_bytes: 1024 to 1073741824"),
+    ("max_observations = 0", "max_observations: 1 to 100000"),
+    ("max_observations = -5", "max_observations: 1 to 100000"),
 ])
-def test_the_admission_settings_out_of_range_are_refused_by_name(fleet: Fleet, extra: str,
+def test_serve_settings_out_of_range_are_refused_by_name(fleet: Fleet, extra: str,
                                                                  says: str) -> None:
     process = _serve(fleet, extra)
     _, err = process.communicate(timeout=60)
