@@ -64,7 +64,7 @@ from .ledger import (
 from .projection import ProjectionRow
 from .settings import PolicySettings
 from .storage import StorageConflictError, redact_dsn
-from .storage_pg import _describe, open_pool, translate
+from .storage_pg import _describe, describe_sqlstate, open_pool, translate
 
 __all__ = ["PostgresLedger"]
 
@@ -238,6 +238,11 @@ class PostgresLedger(Ledger):
                 raise LedgerError(f"{self.where}: the database holds tables of another "
                                   "application, not a certescrow ledger; refusing to touch it")
             if not has_meta:
+                # No table may also mean no schema: a search_path naming only schemas that do
+                # not exist leaves current_schema() NULL, and that is a mistyped DSN, not an
+                # empty ledger (CREATE would fail with the same SQLSTATE).
+                if self._q("SELECT current_schema()")[0][0] is None:
+                    raise LedgerError(f"{self.where}: {describe_sqlstate('3F000')}")
                 if not create:
                     raise LedgerError(f"{self.where}: no ledger here (nothing has been "
                                       "recorded yet)")

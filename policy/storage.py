@@ -79,7 +79,10 @@ def normalise_dsn(location: str | Path) -> str:
 
 
 def redact_dsn(dsn: str) -> str:
-    """``dsn`` without a password (for messages and logs)."""
+    """``dsn`` without a password (for messages and logs): the userinfo's password and the
+    ``password`` and ``sslpassword`` query parameters go; the rest of the query stays, so the
+    schema (``options=-csearch_path=…``) and the TLS settings show which ledger is meant.
+    ``passfile`` stays: it names a file, it is not a secret."""
     import urllib.parse
 
     try:
@@ -90,7 +93,14 @@ def redact_dsn(dsn: str) -> str:
     if "@" in netloc:
         user, host = netloc.rsplit("@", 1)
         netloc = f"{user.split(':', 1)[0]}@{host}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    # Each kept parameter as it was written (its escaping included); a key is compared
+    # decoded, so ``pass%77ord=`` is still a password.
+    kept = [pair for pair in parts.query.split("&") if pair and urllib.parse.unquote_plus(
+        pair.split("=", 1)[0]).strip().lower() not in _SECRET_DSN_PARAMETERS]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "&".join(kept), ""))
+
+
+_SECRET_DSN_PARAMETERS = frozenset({"password", "sslpassword"})
 
 
 def open_storage(location: str | Path, *, create: bool = True) -> Storage:

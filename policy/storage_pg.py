@@ -16,7 +16,10 @@ errors become :class:`LedgerError` with our text and the DSN without its passwor
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
+import re
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any, Self
 
@@ -26,7 +29,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from .errors import LedgerError
 from .storage import StorageConflictError, redact_dsn
 
-__all__ = ["PostgresStorage", "describe_sqlstate", "translate"]
+__all__ = ["ConnectFailure", "PostgresStorage", "classify_connect_failure",
+           "describe_connect_failure", "describe_sqlstate", "translate"]
 
 POOL_MAX = 8
 CONNECT_TIMEOUT_S = 10.0
@@ -50,9 +54,10 @@ def open_pool(dsn: str, *, max_size: int = POOL_MAX) -> ConnectionPool[Any]:
             dsn, min_size=1, max_size=max_size, open=False,
             kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT_S)})
         pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
-    except (psycopg.Error, PoolTimeout):
-        raise LedgerError(f"{redact_dsn(dsn)}: cannot connect to PostgreSQL (is it running, and "
-                          "does the DSN name a database this user may use?)") from None
+    except psycopg.Error as exc:
+        raise LedgerError(f"{redact_dsn(dsn)}: {_describe_connect_error(exc, dsn)}") from None
+    except PoolTimeout:
+        raise LedgerError(f"{redact_dsn(dsn)}: {_CANNOT_CONNECT}") from None
     return pool
 
 
@@ -105,7 +110,7 @@ class PostgresStorage:
 # What a misconfigured deployment most often meets, in words an operator can act on. The
 # driver's own text is never printed: it may quote values (a row, a role, a password hint).
 _SQLSTATE_WORDS: dict[str, str] = {
-    "3F000": "the schema named in search_path does not exist: check the DSN's options",
+    "3F000": "the schema named in the DSN's search_path does not exist: check its options",
     "3D000": "the database named in the DSN does not exist",
     "28000": "PostgreSQL refused the authentication: check the DSN's user and pg_hba.conf",
     "28P01": "PostgreSQL refused the password: check the DSN's user and password",
@@ -146,3 +151,75 @@ def _describe(exc: BaseException) -> str:
     if isinstance(state, str) and state:
         return describe_sqlstate(state)
     return "the connection to PostgreSQL failed"
+
+
+# ------------------------------------------------------------------ failures at connect time
+# psycopg reports no SQLSTATE when the connection itself fails (the server's FATAL arrives
+# before a session exists), so libpq's message is all there is to tell a misnamed database
+# from a stopped server. We read it only to pick one of these causes, and print our own
+# sentence: the message quotes the database, the role and the host, which we do not repeat.
+class ConnectFailure(enum.Enum):
+    NO_DATABASE = "the database named in the DSN does not exist"
+    USER_REFUSED = ("PostgreSQL refused this user (no such role, or its password or "
+                    "pg_hba.conf rule refused it)")
+    NOTHING_LISTENING = "nothing accepts connections at {where} (is PostgreSQL running?)"
+    UNKNOWN_HOST = "the host named in the DSN cannot be resolved (check its spelling and DNS)"
+    TIMED_OUT = "no answer from {where} within {timeout} s (a firewall, or the wrong host?)"
+    TOO_MANY_CLIENTS = ("PostgreSQL has too many connections: raise max_connections or lower "
+                        "the number of clients")
+    STARTING_UP = "PostgreSQL is starting up or recovering and cannot accept connections yet"
+    SHUTTING_DOWN = "PostgreSQL is shutting down"
+    UNKNOWN = ("cannot connect to PostgreSQL (is it running, and does the DSN name a database "
+               "this user may use?)")
+
+
+_CANNOT_CONNECT = ConnectFailure.UNKNOWN.value
+
+# libpq's phrasings (PostgreSQL 12-17, English messages), first match wins. The server's own
+# answers come before the transport's: libpq tries each address of a host in turn and joins
+# the failures, and "database does not exist" from one says more than "refused" from another.
+# A server with another lc_messages matches none of them and gets the generic sentence.
+_CONNECT_PHRASINGS: tuple[tuple[re.Pattern[str], ConnectFailure], ...] = (
+    (re.compile(r'FATAL:\s+database ".*" does not exist'), ConnectFailure.NO_DATABASE),
+    (re.compile(r'FATAL:\s+role ".*" does not exist'), ConnectFailure.USER_REFUSED),
+    (re.compile(r"password authentication failed|no pg_hba\.conf entry|"
+                r"(peer|ident|SSPI|GSSAPI|LDAP|RADIUS|PAM|certificate) authentication failed|"
+                r"fe_sendauth: no password supplied"), ConnectFailure.USER_REFUSED),
+    (re.compile(r"too many clients|remaining connection slots are reserved"),
+     ConnectFailure.TOO_MANY_CLIENTS),
+    (re.compile(r"the database system is (starting up|in recovery mode|not yet accepting)"),
+     ConnectFailure.STARTING_UP),
+    (re.compile(r"the database system is shutting down"), ConnectFailure.SHUTTING_DOWN),
+    (re.compile(r"could not translate host name"), ConnectFailure.UNKNOWN_HOST),
+    (re.compile(r"Connection refused|No such file or directory"),
+     ConnectFailure.NOTHING_LISTENING),
+    (re.compile(r"timeout expired"), ConnectFailure.TIMED_OUT),
+)
+
+
+def classify_connect_failure(libpq_text: str) -> ConnectFailure:
+    """The cause libpq's connect-time message names, or :attr:`ConnectFailure.UNKNOWN`."""
+    for pattern, cause in _CONNECT_PHRASINGS:
+        if pattern.search(libpq_text):
+            return cause
+    return ConnectFailure.UNKNOWN
+
+
+def describe_connect_failure(cause: ConnectFailure, dsn: str) -> str:
+    """Our sentence for ``cause``; the server's address comes from the DSN, not from the
+    driver's text."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        host = parts.hostname or query.get("host") or "localhost"
+        port = parts.port or int(query.get("port") or 5432)
+    except ValueError:
+        host, port = "the DSN's host", 5432
+    return cause.value.format(where=f"{host}:{port}", timeout=int(CONNECT_TIMEOUT_S))
+
+
+def _describe_connect_error(exc: psycopg.Error, dsn: str) -> str:
+    state = getattr(exc, "sqlstate", None)
+    if isinstance(state, str) and state:
+        return describe_sqlstate(state)
+    return describe_connect_failure(classify_connect_failure(str(exc)), dsn)

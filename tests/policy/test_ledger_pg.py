@@ -58,3 +58,13 @@ def test_an_unreachable_database_error_carries_no_password() -> None:
         Ledger.open("postgresql://desk:s3cret-pw@127.0.0.1:9/ledger")
     assert "s3cret-pw" not in str(caught.value)
     assert "postgresql://desk@127.0.0.1:9/ledger" in str(caught.value)
+
+
+def test_a_password_in_the_dsns_query_never_appears() -> None:
+    with pytest.raises(LedgerError) as caught:
+        Ledger.open("postgresql://desk@127.0.0.1:9/ledger?password=s3cret-pw"
+                    "&options=-csearch_path%3Dtenant_a&sslpassword=k3y-pw")
+    assert "s3cret-pw" not in str(caught.value)
+    assert "k3y-pw" not in str(caught.value)
+    assert ("postgresql://desk@127.0.0.1:9/ledger?options=-csearch_path%3Dtenant_a"
+            in str(caught.value))

@@ -6,19 +6,28 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from policy.storage_pg import _describe, describe_sqlstate
+from policy.storage import redact_dsn
+from policy.storage_pg import (
+    ConnectFailure,
+    _describe,
+    classify_connect_failure,
+    describe_connect_failure,
+    describe_sqlstate,
+)
+from tests.clirun import certescrow
 from tests.pgdb import base_dsn, postgres_schema, with_schema
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(("state", "words"), [
-    ("3F000", "the schema named in search_path does not exist"),
+    ("3F000", "the schema named in the DSN's search_path does not exist"),
     ("3D000", "the database named in the DSN does not exist"),
     ("28000", "PostgreSQL refused the authentication"),
     ("28P01", "PostgreSQL refused the password"),
@@ -54,5 +63,122 @@ def test_a_search_path_naming_no_schema_is_said_so_by_the_command() -> None:
              "--tier", "1y", "--at", "2026-04-01", "--ledger", absent],
             capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     assert added.returncode == 13, added.stderr
-    assert "the schema named in search_path does not exist" in added.stderr
+    assert "the schema named in the DSN's search_path does not exist" in added.stderr
     assert "(SQLSTATE 3F000)" in added.stderr
+
+
+# --------------------------------------------------------------- failures at connect time
+# psycopg reports no SQLSTATE when the connection itself fails; libpq's message is all there
+# is. These are its phrasings (PostgreSQL 12-17), each with a quoted value that must not leak.
+@pytest.mark.parametrize(("libpq_text", "cause"), [
+    ('connection to server at "127.0.0.1", port 5432 failed: FATAL:  database '
+     '"leak-me" does not exist', ConnectFailure.NO_DATABASE),
+    ('connection to server at "127.0.0.1", port 5432 failed: FATAL:  role "leak-me" does '
+     'not exist', ConnectFailure.USER_REFUSED),
+    ('connection to server at "db", port 5432 failed: FATAL:  password authentication failed '
+     'for user "leak-me"', ConnectFailure.USER_REFUSED),
+    ('connection to server at "db", port 5432 failed: FATAL:  no pg_hba.conf entry for host '
+     '"10.0.0.1", user "leak-me", database "x", no encryption', ConnectFailure.USER_REFUSED),
+    ('connection to server at "db", port 5432 failed: fe_sendauth: no password supplied',
+     ConnectFailure.USER_REFUSED),
+    ('connection to server at "127.0.0.1", port 9 failed: Connection refused\n\tIs the server '
+     'running on that host and accepting TCP/IP connections?', ConnectFailure.NOTHING_LISTENING),
+    ('connection to server at "10.9.9.9", port 5432 failed: timeout expired',
+     ConnectFailure.TIMED_OUT),
+    ('connection to server at "db", port 5432 failed: FATAL:  sorry, too many clients already',
+     ConnectFailure.TOO_MANY_CLIENTS),
+    ('connection to server at "db", port 5432 failed: FATAL:  the database system is starting '
+     'up', ConnectFailure.STARTING_UP),
+    ('connection to server at "db", port 5432 failed: FATAL:  the database system is shutting '
+     'down', ConnectFailure.SHUTTING_DOWN),
+    ('could not translate host name "leak-me" to address: Name or service not known',
+     ConnectFailure.UNKNOWN_HOST),
+    ("something libpq has never said", ConnectFailure.UNKNOWN),
+    # A refusal on ::1 then a server's answer on 127.0.0.1: the server's answer says more.
+    ('connection to server at "::1", port 5432 failed: Connection refused\n\tIs the server '
+     'running?\nconnection to server at "127.0.0.1", port 5432 failed: FATAL:  database '
+     '"leak-me" does not exist', ConnectFailure.NO_DATABASE),
+])
+def test_a_connect_failure_is_classified_by_libpqs_phrasing(
+        libpq_text: str, cause: ConnectFailure) -> None:
+    assert classify_connect_failure(libpq_text) is cause
+    described = describe_connect_failure(cause, "postgresql://u:pw@db.example:6543/x")
+    assert "leak-me" not in described
+    assert "pw" not in described
+
+
+def test_nothing_listening_names_the_host_and_port() -> None:
+    described = describe_connect_failure(ConnectFailure.NOTHING_LISTENING,
+                                         "postgresql://u:pw@db.example:6543/x")
+    assert described == "nothing accepts connections at db.example:6543 (is PostgreSQL running?)"
+    assert "localhost:5432" in describe_connect_failure(ConnectFailure.NOTHING_LISTENING,
+                                                        "postgresql:///x")
+
+
+def _with_netloc(dsn: str, netloc: str) -> str:
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(dsn)._replace(netloc=netloc))
+
+
+def _with_database(dsn: str, database: str) -> str:
+    return urllib.parse.urlunsplit(urllib.parse.urlsplit(dsn)._replace(path=f"/{database}"))
+
+
+def _drivers_text(dsn: str) -> str:
+    try:
+        psycopg.connect(dsn, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        return str(exc)
+    pytest.fail(f"{dsn} unexpectedly accepted a connection")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mistake", "words"), [
+    ("database", "the database named in the DSN does not exist"),
+    ("role", "PostgreSQL refused this user (no such role, or its password or pg_hba.conf "
+             "rule refused it)"),
+    ("port", "nothing accepts connections at 127.0.0.1:9 (is PostgreSQL running?)"),
+])
+def test_a_connect_failure_is_named_by_the_command(mistake: str, words: str,
+                                                   tmp_path: Path) -> None:
+    with postgres_schema():  # only to skip (or fail when required) without a server
+        base = urllib.parse.urlsplit(base_dsn())
+        absent = f"certescrow_absent_{secrets.token_hex(4)}"
+        if mistake == "database":
+            dsn = _with_database(base_dsn(), absent)
+        elif mistake == "role":
+            dsn = _with_netloc(base_dsn(), f"{absent}:pw-never-shown@{base.hostname}:"
+                                           f"{base.port or 5432}")
+        else:
+            dsn = _with_netloc(base_dsn(), f"{base.username}:pw-never-shown@127.0.0.1:9")
+        drivers_text = _drivers_text(dsn)
+        listed = certescrow("contract", "list", "--ledger", dsn, home=tmp_path)
+    assert listed.returncode == 13, listed.stderr
+    assert f"{redact_dsn(dsn)}: {words}" in listed.stderr
+    assert "pw-never-shown" not in listed.stderr
+    assert drivers_text not in listed.stderr
+    assert "FATAL" not in listed.stderr
+    assert f'"{absent}"' not in listed.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [("contract", "list"), ("policy", "actions"),
+                                     ("policy", "verify")])
+def test_a_search_path_naming_no_schema_is_not_an_empty_ledger(command: tuple[str, str],
+                                                               tmp_path: Path) -> None:
+    with postgres_schema():  # only to skip (or fail when required) without a server
+        absent = with_schema(base_dsn(), f"certescrow_absent_{secrets.token_hex(4)}")
+        ran = certescrow(*command, "--ledger", absent, home=tmp_path)
+    assert ran.returncode == 13, ran.stderr
+    assert "the schema named in the DSN's search_path does not exist" in ran.stderr
+    assert "no ledger here" not in ran.stderr
+    assert redact_dsn(absent) in ran.stderr
+
+
+def test_a_printed_dsn_keeps_its_schema_and_drops_every_password() -> None:
+    dsn = ("postgresql://desk:pw-one@db:5432/ledger?sslmode=require&password=pw-two"
+           "&options=-csearch_path%3Dtenant_a&sslpassword=pw-three&passfile=/etc/pgpass")
+    shown = redact_dsn(dsn)
+    assert shown == ("postgresql://desk@db:5432/ledger?sslmode=require"
+                     "&options=-csearch_path%3Dtenant_a&passfile=/etc/pgpass")
+    assert redact_dsn(with_schema("postgresql://db/l", "a")) != redact_dsn(
+        with_schema("postgresql://db/l", "b"))
