@@ -10,7 +10,9 @@ The daemon already runs threads (observers, the ledger writer) when it scans, so
 are not forked from it: they come from a fork server (a fresh interpreter that imported the
 reader once), which is safe whatever the daemon's threads hold. Results come back pickled
 (``FileResult`` is plain frozen data; pickling between our own processes trusts nothing from
-outside). A file that changes after it was read ahead is read again by the next event, as with
+outside). The workers end with the daemon, however it ends: they are the fork server's
+children, so each follows the daemon through a pipe of its own (:mod:`agent.workerlife`). A
+file that changes after it was read ahead is read again by the next event, as with
 any read; a worker that dies makes the scan read the rest of the plan itself.
 """
 
@@ -29,6 +31,7 @@ from typing import Any
 
 from .findinglog import LoggedWarning, warnings_of
 from .records import FileResult, ReadLimits
+from .workerlife import ParentLink, Tether, follow_parent
 
 __all__ = ["MIN_FILES", "ReadAhead", "RowJob", "Warnings", "read_ahead_workers"]
 
@@ -88,9 +91,11 @@ def _reduce_mappingproxy(proxy: types.MappingProxyType[Any, Any]) -> tuple[Any, 
 ForkingPickler.register(types.MappingProxyType, _reduce_mappingproxy)
 
 
-def _start_worker(job: RowJob | None) -> None:
-    """In each worker, once: the catalogue parsed from the daemon's own text."""
+def _start_worker(link: ParentLink, job: RowJob | None) -> None:
+    """In each worker, once: end it when the daemon ends; the catalogue parsed from the
+    daemon's own text."""
     global _job, _catalogue
+    follow_parent(link)
     _job = job
     if job is not None:
         from policy.catalogue import load_catalogue, parse_catalogue
@@ -160,9 +165,10 @@ class ReadAhead:
         """Files read by the workers."""
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["agent.reader", "agent.rows", "policy.classification"])
+        self._tether = Tether(context)
         self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_start_worker,
-            initargs=(job,))
+            initargs=(self._tether.link, job))
         self._fill(0)
 
     def _fill(self, current: int) -> None:
@@ -211,6 +217,7 @@ class ReadAhead:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._tether.close()
         self._futures.clear()
         self._ready.clear()
         self._where.clear()

@@ -20,6 +20,9 @@ rows depend on (keys; leaves and CA certificates in different parts) the directo
 again as one piece. A flat store of leaves, or of CA certificates only (``/etc/ssl/certs``),
 never needs it.
 
+A worker ends with the scan, however the scan ends (:mod:`agent.workerlife`: a killed scan
+left its workers running with parent 1, waiting on pipes nobody would use again).
+
 A worker that dies (killed, out of memory) breaks the pool. The batches that were in flight
 are then run again one at a time in a new pool; a batch that kills its worker on its own is
 reported as one ``worker-died`` error per file, so every file is still accounted for.
@@ -52,6 +55,7 @@ from .report import ReportItem, csv_header, iter_report, render_line, tally_item
 from .rows import CertificateRow, FileRow
 from .scan import Batch, ProgressCallback, directory_batches, iter_targets, read_target
 from .tablespill import TableSpill
+from .workerlife import ParentLink, Tether, follow_parent
 from .x509facts import recording_warnings
 
 __all__ = [
@@ -198,6 +202,11 @@ def _table_part(items: Iterator[ReportItem], tally: MonitorTally) -> _TablePart:
     return part._replace(quiet_files=quiet)
 
 
+def _start_worker(link: ParentLink) -> None:
+    """In each worker, once: end it when the scan ends."""
+    follow_parent(link)
+
+
 def _run_batch(targets: list[str | FileError]) -> _Rendered:
     job = _JOB
     if job is None:  # pragma: no cover - only reachable if forked without a job
@@ -252,11 +261,13 @@ class _Forked:
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
+        self.context = multiprocessing.get_context("fork")
+        self.tether = Tether(self.context)
         self.pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers,
-                                   mp_context=multiprocessing.get_context("fork"))
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self.context,
+                                   initializer=_start_worker, initargs=(self.tether.link,))
 
     def submit(self, targets: list[str | FileError]) -> Future[_Rendered]:
         return self.pool.submit(_run_batch, targets)
@@ -268,6 +279,7 @@ class _Forked:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.tether.close()
 
 
 @dataclass(slots=True)
