@@ -599,7 +599,7 @@ class OutboxIntake:
         self._failures += 1
         self._retry_after = result.retry_after_s
         self._outage_started()
-        if result.status in (0, 429, 503) and not result.client_refused:
+        if result.status in (0, 408, 429, 503) and not result.client_refused:
             self._unreachable(result)
             what = ("the policy service is unreachable" if not result.status else
                     f"the policy service cannot take the batch now (HTTP {result.status})")

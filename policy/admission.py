@@ -4,11 +4,11 @@ The ledger has one writer at a time, so a burst of agents (a thousand hosts star
 same timer) cannot all be written at once. Answering each batch past the admitted ones with
 503 at once made every agent resend its whole body every second or two: under a burst the
 service spent more time reading batches it refused than writing the ones it took. A batch
-past the admitted ones now waits for its turn first, *before its body is read* (it stays in
-the socket, not in this process), for at most ``wait_s``; only then, or when the queue is
-full, is it answered 503. The queue's bound keeps memory bounded: aiohttp reads at most its
-buffer's high-water mark of an unread body (about 128 KiB), so ``max_waiting`` waiting batches
-hold at most that each.
+past the admitted ones now waits for its turn first, for at most ``wait_s``; only then, or when
+the queue is full, is it answered 503. The service reads a batch's body (within its deadline)
+before it asks for a place, so a client that trickles its body holds no place; a waiting batch
+holds its raw body (a batch of 100 observations is ~50 KB), and the queue's bound keeps that
+bounded.
 
 Touched by the event loop only: no locks.
 """

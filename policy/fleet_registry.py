@@ -42,7 +42,7 @@ from typing import Any, Self
 
 from .errors import LedgerError
 from .events import instant_to_text, text_to_instant
-from .storage import Storage, is_postgres_dsn, open_storage
+from .storage import Storage, is_postgres_dsn, open_storage, refuse_conninfo
 from .tokyo import require_aware
 
 __all__ = ["RENEWAL_GRACE", "FleetRegistry", "HostStatus", "IssuedRecord"]
@@ -137,6 +137,7 @@ class FleetRegistry:
         DSN). An SQLite ledger must exist: open the :class:`policy.ledger.Ledger` first, it
         creates and checks the file."""
         if not is_postgres_dsn(location):
+            refuse_conninfo(location)
             path = Path(location).expanduser()
             if not path.is_file():
                 raise LedgerError(f"{path}: no ledger here (open the ledger first)")

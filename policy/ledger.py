@@ -92,7 +92,7 @@ from .state import (
     needs_history_check,
     state_from_json,
 )
-from .storage import StorageConflictError, is_postgres_dsn, normalise_dsn
+from .storage import StorageConflictError, is_postgres_dsn, normalise_dsn, refuse_conninfo
 from .tokyo import require_aware, tokyo_date
 
 __all__ = [
@@ -352,6 +352,7 @@ class Ledger:
 
             return PostgresLedger.open_dsn(normalise_dsn(path), create=create,
                                            settings=settings, catalogue=catalogue)
+        refuse_conninfo(path)
         path = Path(path).expanduser()
         if path.is_dir():
             raise LedgerError(f"{path}: is a directory, expected a ledger file")

@@ -40,12 +40,16 @@ def default_ledger_path() -> Path:
 def ledger_path(option: Path | None, section: Mapping[str, Any]) -> Path:
     """The ledger to use: ``--ledger``, else ``[policy].ledger`` (``~`` expanded; ``""`` means
     the default), else :func:`default_ledger_path`."""
+    from .storage import refuse_conninfo
+
     if option is not None:
+        refuse_conninfo(option)
         return Path(option).expanduser()
     configured = section.get("ledger", "")
     if not isinstance(configured, str):
         raise LedgerError(f"policy.ledger: expected a path string, got {configured!r}")
     if configured.strip():
+        refuse_conninfo(configured)
         return Path(configured.strip()).expanduser()
     return default_ledger_path()
 

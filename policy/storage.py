@@ -14,6 +14,7 @@ serialises conflicting writers with a transaction-scoped advisory lock.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ __all__ = [
     "normalise_dsn",
     "open_storage",
     "redact_dsn",
+    "refuse_conninfo",
 ]
 
 
@@ -69,6 +71,20 @@ def is_postgres_dsn(location: str | Path) -> bool:
     return text.startswith(("postgresql:/", "postgres:/"))
 
 
+_CONNINFO = re.compile(r"(?:^|\s)(?:host|hostaddr|dbname|user|password|port|service)\s*=",
+                       re.IGNORECASE)
+
+
+def refuse_conninfo(location: str | Path) -> None:
+    """A libpq ``key=value`` connection string is not a ledger file name: refuse it without
+    repeating it (it may hold a password), instead of creating a file of that name."""
+    if _CONNINFO.search(str(location)) and not is_postgres_dsn(location):
+        raise LedgerError("the ledger (--ledger or [policy].ledger): a key=value connection "
+                          "string is not supported; "
+                          "write it as postgresql://user@host:port/database, and keep the "
+                          "password out of it (~/.pgpass or a pg_service.conf entry)")
+
+
 def normalise_dsn(location: str | Path) -> str:
     """The DSN with the ``//`` a :class:`pathlib.Path` collapsed restored."""
     text = str(location)
@@ -85,6 +101,7 @@ def redact_dsn(dsn: str) -> str:
     ``passfile`` stays: it names a file, it is not a secret."""
     import urllib.parse
 
+    dsn = _without_userinfo_password(dsn)
     try:
         parts = urllib.parse.urlsplit(dsn)
     except ValueError:
@@ -97,10 +114,30 @@ def redact_dsn(dsn: str) -> str:
     # decoded, so ``pass%77ord=`` is still a password.
     kept = [pair for pair in parts.query.split("&") if pair and urllib.parse.unquote_plus(
         pair.split("=", 1)[0]).strip().lower() not in _SECRET_DSN_PARAMETERS]
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "&".join(kept), ""))
+    query = "&".join(kept)
+    # Written out (urlunsplit drops the // of an empty host: a socket DSN, postgresql:///db).
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 _SECRET_DSN_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
+def _without_userinfo_password(dsn: str) -> str:
+    """The URI without the password of its ``user:password@``, split where libpq splits it:
+    at the last ``@`` before the first ``/`` after the scheme, so that a ``?`` or ``#`` in a
+    password (which libpq takes as part of it, and :func:`urllib.parse.urlsplit` as the start
+    of the query) never leaves any of it in the text."""
+    start = dsn.find("://")
+    if start < 0:
+        return dsn
+    rest = dsn[start + 3:]
+    slash = rest.find("/")
+    head = rest if slash < 0 else rest[:slash]
+    at = head.rfind("@")
+    if at < 0:
+        return dsn
+    user = head[:at].split(":", 1)[0].replace("?", "%3F").replace("#", "%23")
+    return f"{dsn[:start + 3]}{user}@{rest[at + 1:]}"
 
 
 def open_storage(location: str | Path, *, create: bool = True) -> Storage:

@@ -210,3 +210,33 @@ def test_the_unassigned_warning_names_a_bounded_number_of_locations() -> None:
     assert unassigned_message(4, {"unassigned": [7]}) is not None
     for silent in ({}, {"unassigned": []}, {"unassigned": "x"}):
         assert unassigned_message(4, silent) is None
+
+
+class _Answering:
+    """A client whose every request gets ``status`` (the service's own words as the body)."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def request(self, method: str, path: str, body: object = None) -> object:
+        from agent.fleet_client import SendResult
+
+        return SendResult(status=self.status, body={"error": "the service's words"},
+                          retry_after_s=1)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("status", [408, 429, 503])
+def test_a_busy_or_slow_answer_is_transient_not_a_refusal(tmp_path: Path, status: int) -> None:
+    """408 (the body arrived too slowly), 429 (this host's previous batch still in progress)
+    and 503 (busy, or the ledger unavailable) keep the batch and retry: never the critical
+    'report-refused' that tells the operator to file a bug."""
+    with Outbox.open(tmp_path / "o.sqlite3") as outbox:
+        intake = OutboxIntake(outbox=outbox, client=_Answering(status),  # type: ignore[arg-type]
+                              host="h1", clock=lambda: AT)
+        intake.report([_observation("/etc/ssl/x.pem")], at=AT)
+        assert intake.send_one() is False
+        assert outbox.status().pending_batches == 1
+        assert intake.refused_finding() is None

@@ -182,3 +182,45 @@ def test_a_printed_dsn_keeps_its_schema_and_drops_every_password() -> None:
                      "&options=-csearch_path%3Dtenant_a&passfile=/etc/pgpass")
     assert redact_dsn(with_schema("postgresql://db/l", "a")) != redact_dsn(
         with_schema("postgresql://db/l", "b"))
+
+
+@pytest.mark.parametrize("password", ["SE?CRET-never-shown", "SE#CRET-never-shown",
+                                      "a@b/c?d#e-never-shown"])
+def test_a_password_with_url_delimiters_is_never_printed(password: str, tmp_path: Path) -> None:
+    """libpq reads everything up to the last ``@`` before the host as the user and password,
+    ``?`` and ``#`` included; the redaction must split the same way (a reviewer saw
+    ``SE?CRET`` printed whole, and ``SE#CRET`` cut to ``SE`` with the host lost)."""
+    quoted = password.replace("/", "%2F")  # a / would end the userinfo for libpq too
+    dsn = f"postgresql://desk:{quoted}@127.0.0.1:9/test?options=-csearch_path%3Dtenant_a"
+    shown = redact_dsn(dsn)
+    assert shown == "postgresql://desk@127.0.0.1:9/test?options=-csearch_path%3Dtenant_a"
+    ran = certescrow("contract", "list", "--ledger", dsn, home=tmp_path)
+    assert ran.returncode == 13, ran.stderr
+    assert "never-shown" not in ran.stderr + ran.stdout
+    assert shown in ran.stderr
+
+
+def test_a_socket_dsn_prints_its_empty_host() -> None:
+    assert redact_dsn("postgresql:///ledger?host=/run/postgresql") == \
+        "postgresql:///ledger?host=/run/postgresql"
+
+
+def test_an_unresolvable_host_is_named() -> None:
+    from policy.storage_pg import ConnectFailure, classify_connect_failure
+
+    assert classify_connect_failure(
+        'failed to resolve host "nosuch.invalid": [Errno -2] Name or service not known'
+    ) is ConnectFailure.UNKNOWN_HOST
+
+
+@pytest.mark.parametrize("command", [("contract", "list"), ("fleet", "revoke", "web01"),
+                                     ("policy", "actions")])
+def test_a_key_value_connection_string_is_refused_without_repeating_it(
+        command: tuple[str, ...], tmp_path: Path) -> None:
+    ran = certescrow(*command, "--ledger",
+                     "host=127.0.0.1 dbname=test user=desk password=kv-never-shown",
+                     home=tmp_path, cwd=tmp_path)
+    assert ran.returncode == 13, ran.stderr
+    assert "key=value connection string is not supported" in ran.stderr
+    assert "kv-never-shown" not in ran.stderr + ran.stdout
+    assert list(tmp_path.glob("host=*")) == []  # no file of that name was made
