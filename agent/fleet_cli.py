@@ -696,28 +696,21 @@ def load_serve_config(path: Path) -> ServeConfig:
         raise ConfigError(f"{path}: [serve] renewal_grace_s: 0 to 604800, clock_skew_s: 0 to "
                           "86400")
     vault = raw.get("vault", {})
-    workers = get("workers", int, 1)
-    if not 1 <= workers <= 64:
-        raise ConfigError(f"{path}: [serve] workers: 1 to 64")
-    pending = get("max_pending_batches", int, 4)
-    if not 1 <= pending <= 10_000:
-        raise ConfigError(f"{path}: [serve] max_pending_batches: 1 to 10000")
-    admission_wait_ms = get("admission_wait_ms", int, 10_000)
-    if not 0 <= admission_wait_ms <= 60_000:
-        raise ConfigError(f"{path}: [serve] admission_wait_ms: 0 to 60000 (keep it below "
-                          "the agents' [report] timeout_s, 30 s by default)")
-    waiting = get("max_waiting_batches", int, 1024)
-    if not 0 <= waiting <= 100_000:
-        raise ConfigError(f"{path}: [serve] max_waiting_batches: 0 to 100000")
-    body_timeout_ms = get("body_timeout_ms", int, 30_000)
-    if not 1_000 <= body_timeout_ms <= 600_000:
-        raise ConfigError(f"{path}: [serve] body_timeout_ms: 1000 to 600000")
-    max_body = get("max_body_bytes", int, 4 * 1024 * 1024)
-    if not 1024 <= max_body <= 1 << 30:
-        raise ConfigError(f"{path}: [serve] max_body_bytes: 1024 to 1073741824")
-    max_observations = get("max_observations", int, 1000)
-    if not 1 <= max_observations <= 100_000:
-        raise ConfigError(f"{path}: [serve] max_observations: 1 to 100000")
+
+    def number(key: str, default: int, low: int, high: int, hint: str = "") -> int:
+        value: int = get(key, int, default)
+        if not low <= value <= high:
+            raise ConfigError(f"{path}: [serve] {key}: {low} to {high}{hint}")
+        return value
+
+    workers = number("workers", 1, 1, 64)
+    pending = number("max_pending_batches", 4, 1, 10_000)
+    admission_wait_ms = number("admission_wait_ms", 10_000, 0, 60_000,
+                               " (keep it below the agents' [report] timeout_s, 30 s by default)")
+    waiting = number("max_waiting_batches", 1024, 0, 100_000)
+    body_timeout_ms = number("body_timeout_ms", 30_000, 1_000, 600_000)
+    max_body = number("max_body_bytes", 4 * 1024 * 1024, 1024, 1 << 30)
+    max_observations = number("max_observations", 1000, 1, 100_000)
     port = get("port", int, 8443)
     if workers > 1 and port == 0:
         raise ConfigError(f"{path}: [serve] workers > 1 needs a fixed port (they share it)")
