@@ -198,3 +198,4 @@ def served_fleet(root: Path, *, backend: str,
             yield made
         finally:
             made.stop()
+            made.close_clients()

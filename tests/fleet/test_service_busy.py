@@ -6,7 +6,6 @@ answer, and the held batch is recorded once the ledger is free."""
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -16,22 +15,16 @@ import pytest
 
 from agent.fleet_client import SendResult
 from policy.ledger_pg import _WRITE_LOCK
-from tests.fleet.fleetkit import Fleet, make_fleet, observation, report
-from tests.pgdb import postgres_schema
+from tests.fleet.fleetkit import Fleet, observation, report, served_fleet
 
 
 @pytest.fixture(params=["admission_wait_ms = 0", "max_waiting_batches = 0"])
 def fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Fleet]:
     # PostgreSQL: the writers' lock can be held from outside while the registry still answers
     # (an SQLite service is one connection: a held writer stops it whole).
-    with postgres_schema() as dsn:
-        made = make_fleet(tmp_path / "desk", ledger=dsn)
-        made.start(extra=f"max_pending_batches = 1\n{request.param}")
-        try:
-            yield made
-        finally:
-            made.stop(signal.SIGKILL)
-            made.close_clients()
+    with served_fleet(tmp_path / "desk", backend="postgresql",
+                      extra=lambda _: f"max_pending_batches = 1\n{request.param}") as made:
+        yield made
 
 
 def test_a_batch_past_the_admitted_ones_gets_503_with_retry_after(fleet: Fleet) -> None:
@@ -70,34 +63,30 @@ def test_a_batch_past_the_admitted_ones_gets_503_with_retry_after(fleet: Fleet) 
 
 def test_a_batch_past_the_admitted_ones_waits_for_its_turn_then_is_recorded(
         tmp_path: Path) -> None:
-    with postgres_schema() as dsn:
-        fleet = make_fleet(tmp_path / "desk", ledger=dsn)
-        fleet.start(extra="max_pending_batches = 1\nadmission_wait_ms = 20000")
-        try:
-            first_client, second_client = fleet.client("wait-1"), fleet.client("wait-2")
-            first_conn, second_conn = fleet.connect(first_client), fleet.connect(second_client)
-            before = fleet.journal_count()
-            import psycopg
+    with served_fleet(tmp_path / "desk", backend="postgresql",
+                      extra=lambda _: "max_pending_batches = 1\nadmission_wait_ms = 20000"
+                      ) as fleet:
+        first_client, second_client = fleet.client("wait-1"), fleet.client("wait-2")
+        first_conn, second_conn = fleet.connect(first_client), fleet.connect(second_client)
+        before = fleet.journal_count()
+        import psycopg
 
-            held = psycopg.connect(fleet.ledger, autocommit=True)
-            held.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (_WRITE_LOCK,))
-            answers: dict[str, SendResult] = {}
-            senders = [threading.Thread(target=lambda c=conn, h=host: answers.__setitem__(
-                h, c.request("POST", "/v1/report", report(
-                    h, 1, [observation(f"/etc/ssl/{h}.pem", h[-1] * 64)], outbox=h))))
-                for conn, host in ((first_conn, "wait-1"), (second_conn, "wait-2"))]
-            try:
-                senders[0].start()
-                time.sleep(1.0)  # the first batch is admitted and waits for the lock
-                senders[1].start()
-                time.sleep(1.0)  # the second waits for its turn
-                assert answers == {}
-            finally:
-                held.close()  # the lock is free: both are written, one after the other
-            for sender in senders:
-                sender.join(timeout=60)
-            assert {h: a.status for h, a in answers.items()} == {"wait-1": 200, "wait-2": 200}
-            assert fleet.journal_count() == before + 2
+        held = psycopg.connect(fleet.ledger, autocommit=True)
+        held.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (_WRITE_LOCK,))
+        answers: dict[str, SendResult] = {}
+        senders = [threading.Thread(target=lambda c=conn, h=host: answers.__setitem__(
+            h, c.request("POST", "/v1/report", report(
+                h, 1, [observation(f"/etc/ssl/{h}.pem", h[-1] * 64)], outbox=h))))
+            for conn, host in ((first_conn, "wait-1"), (second_conn, "wait-2"))]
+        try:
+            senders[0].start()
+            time.sleep(1.0)  # the first batch is admitted and waits for the lock
+            senders[1].start()
+            time.sleep(1.0)  # the second waits for its turn
+            assert answers == {}
         finally:
-            fleet.stop(signal.SIGKILL)
-            fleet.close_clients()
+            held.close()  # the lock is free: both are written, one after the other
+        for sender in senders:
+            sender.join(timeout=60)
+        assert {h: a.status for h, a in answers.items()} == {"wait-1": 200, "wait-2": 200}
+        assert fleet.journal_count() == before + 2

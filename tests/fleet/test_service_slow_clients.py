@@ -16,18 +16,14 @@ from pathlib import Path
 import pytest
 
 from agent.fleet_ca import client_ssl_context
-from tests.fleet.fleetkit import Client, Fleet, make_fleet, observation, report
+from tests.fleet.fleetkit import Client, Fleet, observation, report, served_fleet
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    made = make_fleet(tmp_path / "desk")
-    made.start(extra="max_pending_batches = 1\nbody_timeout_ms = 2000")
-    try:
+    with served_fleet(tmp_path / "desk", backend="sqlite",
+                      extra=lambda _: "max_pending_batches = 1\nbody_timeout_ms = 2000") as made:
         yield made
-    finally:
-        made.stop(signal.SIGKILL)
-        made.close_clients()
 
 
 def _hold(fleet: Fleet, client: Client, *, send: bytes = b"{") -> ssl.SSLSocket:
