@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from policy.category import Category
+from policy.errors import LedgerError
 from policy.intake import Binding
-from policy.paths import default_ledger_path
+from policy.paths import LedgerLocation, default_ledger_path, ledger_display, ledger_location
 from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule
 from policy.settings import PolicySettings
 from policy.tiers import Tier
@@ -215,14 +216,22 @@ class AgentConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyConfig:
-    ledger: Path
+    ledger: LedgerLocation
     catalogue: Path | None
     settings: PolicySettings
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the daemon keeps its own state (read index, outbox): beside an SQLite
+        ledger; with a PostgreSQL ledger, the per-user state directory."""
+        if isinstance(self.ledger, Path):
+            return self.ledger.parent
+        return default_ledger_path().parent
 
     def to_json(self) -> dict[str, Any]:
         prices = self.settings.prices
         return {
-            "ledger": str(self.ledger),
+            "ledger": ledger_display(self.ledger),
             "catalogue": str(self.catalogue) if self.catalogue else "",
             "notice_lead_days": self.settings.notice_lead_days,
             "answer_deadline_days": self.settings.answer_deadline_days,
@@ -451,8 +460,12 @@ def _policy(check: _Checker, raw: Any) -> PolicyConfig:
     try:
         settings = PolicySettings.from_mapping(table)
     except ValueError as exc:  # PolicySettings names the key in its message
-        raise ConfigError(f"{check.source}: {exc}") from None
-    return PolicyConfig(ledger=_path(ledger) if ledger else default_ledger_path(),
+        raise ConfigError(f"{check.source}: policy.ledger: {exc}") from None
+    try:
+        location = ledger_location(ledger) if ledger else default_ledger_path()
+    except LedgerError as exc:  # its message names the key and never repeats the value
+        raise ConfigError(f"{check.source}: policy.ledger: {exc}") from None
+    return PolicyConfig(ledger=location,
                         catalogue=_path(catalogue) if catalogue else None,
                         settings=settings)
 

@@ -95,7 +95,7 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
     # outbox instead of the local ledger.
     raw = load_raw_config(config.source)[0] if config.source is not None else {}
     remote = open_reporting(raw, source=str(config.source), host=config.agent.host,
-                            state_dir=config.policy.ledger.parent,
+                            state_dir=config.policy.state_dir,
                             vault_settings=config.vault.as_settings(),
                             clock=lambda: resolve_at(at), log=log)
     intake: Intake = remote if remote is not None else Ledger.open(config.policy.ledger)
@@ -113,9 +113,10 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
     daemon = Daemon(config, intake=intake, clock=lambda: resolve_at(at),
                     config_path=config_path, vault_factory=_vault_factory(ref),
                     notifier=notifier, log=log,
-                    ledger_path=config.policy.ledger if local else None,
+                    ledger_path=(config.policy.ledger
+                                 if local and isinstance(config.policy.ledger, Path) else None),
                     reopen_intake=(lambda: Ledger.open(config.policy.ledger)) if local else None,
-                    read_index_path=config.policy.ledger.parent / READ_INDEX_NAME,
+                    read_index_path=config.policy.state_dir / READ_INDEX_NAME,
                     config_loader=lambda path: with_assigned(load_config(path)))
     ref.append(daemon)
     if remote is not None:

@@ -24,9 +24,16 @@ from typing import Any, TypeVar
 
 import click
 
-from policy.cliutil import AT_OPTION_HELP, InstantType, config_section, echo_json, resolve_at
+from policy.cliutil import (
+    AT_OPTION_HELP,
+    InstantType,
+    LedgerType,
+    config_section,
+    echo_json,
+    resolve_at,
+)
 from policy.fleet_registry import RENEWAL_GRACE, FleetRegistry, IssuedRecord
-from policy.paths import catalogue_path, ledger_path
+from policy.paths import LedgerLocation, catalogue_path, ledger_path
 from policy.storage import is_postgres_dsn
 from policy.timeparse import format_instant
 
@@ -150,26 +157,26 @@ def _ledger_option(func: F) -> F:
                         callback=_remember_serve_config, expose_value=False, is_eager=True,
                         help="The service's configuration file: its [serve] ledger and its "
                              "[vault] (the desk cannot pick the wrong ledger).")(func)
-    return click.option("--ledger", "ledger_option",
-                        type=click.Path(dir_okay=False, path_type=Path),
+    return click.option("--ledger", "ledger_option", type=LedgerType(),
                         help="The ledger (and fleet registry): default the --serve-config's "
                              "[serve] ledger, else [policy].ledger, else the per-user "
                              "ledger.")(func)
 
 
-def _ledger_location(ctx: click.Context, option: Path | None) -> tuple[Path, bool]:
+def _ledger_location(ctx: click.Context,
+                     option: LedgerLocation | None) -> tuple[LedgerLocation, bool]:
     """The ledger a fleet command uses, and whether someone named it."""
-    from policy.paths import ledger_is_explicit
+    from policy.paths import ledger_is_explicit, ledger_location
 
     served = _serve_config(ctx)
     if option is None and served is not None:
-        return Path(served.ledger), True
+        return ledger_location(served.ledger), True
     section = config_section(ctx, "policy")
     return ledger_path(option, section), ledger_is_explicit(option, section)
 
 
 @contextlib.contextmanager
-def _registry(ctx: click.Context, option: Path | None, *, must_exist: bool = False,
+def _registry(ctx: click.Context, option: LedgerLocation | None, *, must_exist: bool = False,
               create: bool = False) -> Iterator[FleetRegistry]:
     """The fleet registry of the ledger. A ledger named (``--ledger``, the configuration,
     ``--serve-config``) that does not exist is refused, never made empty: a mistyped path
@@ -269,7 +276,7 @@ def _put_requests(items: list[tuple[str, bytes]], label: str) -> list[Any]:
 @_vault_options
 @click.pass_context
 def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path | None,
-                 at: datetime | None, ledger_option: Path | None, vault_path: Path | None,
+                 at: datetime | None, ledger_option: LedgerLocation | None, vault_path: Path | None,
                  key_file: Path | None) -> None:
     """Issue an agent's short-lived client certificate from its CSR, and register it in the
     service's ledger (give the service's --serve-config, or its [serve] ledger as --ledger)."""
@@ -333,7 +340,7 @@ def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
 @_ledger_option
 @click.pass_context
 def revoke_command(ctx: click.Context, host: str, at: datetime | None,
-                   ledger_option: Path | None) -> None:
+                   ledger_option: LedgerLocation | None) -> None:
     """Revoke every client certificate of HOST; the service refuses it from its next request.
     Revoking a host whose certificates are all revoked already changes nothing and succeeds."""
     now = resolve_at(at)
@@ -369,7 +376,7 @@ def revoke_command(ctx: click.Context, host: str, at: datetime | None,
 @click.pass_context
 def assign_command(ctx: click.Context, host: str, store: str, contract_id: str | None,
                    item: str | None, tier: str | None, category: str | None,
-                   match_by_san: bool, force: bool, ledger_option: Path | None) -> None:
+                   match_by_san: bool, force: bool, ledger_option: LedgerLocation | None) -> None:
     """Assign a binding to HOST's STORE (an absolute path on the host; served to the agent at
     GET /v1/bindings). `fleet unassign` removes one; `fleet assignments` lists them."""
     from policy.catalogue import load_catalogue
@@ -421,7 +428,7 @@ def _check_store(store: str) -> None:
 @_ledger_option
 @click.pass_context
 def unassign_command(ctx: click.Context, host: str, store: str,
-                     ledger_option: Path | None) -> None:
+                     ledger_option: LedgerLocation | None) -> None:
     """Remove HOST's assignment for STORE (the host's own binding applies again)."""
     host = _host_name(host)
     _check_store(store)
@@ -438,7 +445,7 @@ def unassign_command(ctx: click.Context, host: str, store: str,
 @_ledger_option
 @click.pass_context
 def assignments_command(ctx: click.Context, host: str | None, as_json: bool,
-                        ledger_option: Path | None) -> None:
+                        ledger_option: LedgerLocation | None) -> None:
     """The desk's assignments: every host's (or HOST's) stores and their bindings."""
     from .untrusted import for_terminal
 
@@ -488,7 +495,7 @@ def _columns(headers: Sequence[str], rows: Sequence[Sequence[str]], *,
 @_ledger_option
 @click.pass_context
 def hosts_command(ctx: click.Context, as_json: bool, silent_after: int, at: datetime | None,
-                  ledger_option: Path | None) -> None:
+                  ledger_option: LedgerLocation | None) -> None:
     """Every host: last seen, certificates by severity, errors, client certificate expiry,
     state (REVOKED, EXPIRED, SILENT, ok). With --at: hosts enrolled after it are left out,
     and a host seen only after it shows LATER (the registry keeps the last request only)."""

@@ -30,6 +30,7 @@ from policy.classification import CertificateClassification, classify_certificat
 from policy.cliutil import (
     AT_OPTION_HELP,
     InstantType,
+    LedgerType,
     catalogue_from,
     config_section,
     echo_json,
@@ -46,7 +47,13 @@ from policy.forecast import (
     tier_outlooks,
 )
 from policy.intake import Binding
-from policy.paths import ledger_display, ledger_exists, ledger_is_explicit, ledger_path
+from policy.paths import (
+    LedgerLocation,
+    ledger_display,
+    ledger_exists,
+    ledger_is_explicit,
+    ledger_path,
+)
 from policy.settings import PolicySettings
 from policy.state import PROVISO
 from policy.tiers import Tier
@@ -259,12 +266,12 @@ def _echo_classifications(rows: Sequence[_Row], now: datetime) -> None:
 @policy_group.command("forecast")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--at", type=InstantType(), help=AT_OPTION_HELP)
-@click.option("--ledger", "ledger_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Ledger file. Default: [policy].ledger, else "
+@click.option("--ledger", "ledger_file", type=LedgerType(),
+              help="Ledger file or postgresql:// DSN. Default: [policy].ledger, else "
                    "$XDG_STATE_HOME/certescrow/ledger.sqlite3.")
 @click.pass_context
 def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
-                     ledger_file: Path | None) -> None:
+                     ledger_file: LedgerLocation | None) -> None:
     """The CA/B Forum maximum-validity outlook (SC-081) per tier and per ledger contract.
 
     For each tier: the longest public certificate issuable now, from which date a new public
@@ -282,7 +289,8 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
     contracts: list[ContractOutlook] = []
     ledger_used: str | None = None
     if not ledger_exists(path) and ledger_is_explicit(ledger_file, section):
-        raise LedgerError(f"{path}: no ledger here (check the path given with --ledger or "
+        raise LedgerError(f"{ledger_display(path)}: no ledger here (check the path given with "
+                          "--ledger or "
                           "[policy].ledger)")
     problems: list[str] = []
     if ledger_exists(path):
@@ -332,7 +340,7 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
     _report_problems(problems)
 
 
-def _contract_outlooks(path: Path, now: datetime, settings: PolicySettings,
+def _contract_outlooks(path: LedgerLocation, now: datetime, settings: PolicySettings,
                        problems: list[str]) -> list[ContractOutlook]:
     """Each contract's outlook; events the ledger could not read are skipped and described in
     ``problems`` (reported once the output is complete)."""
@@ -350,7 +358,7 @@ def _contract_outlooks(path: Path, now: datetime, settings: PolicySettings,
                 terminated_on=(None if state.termination_clause == PROVISO
                                else state.terminated_on),
                 schedule=schedule, at=now, rule=settings.period_rule))
-        problems.extend(f"{path}: {problem}" for problem in ledger.problems)
+        problems.extend(f"{ledger_display(path)}: {problem}" for problem in ledger.problems)
     return out
 
 

@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - a platform orjson ships no wheel for (
 
 from .catalogue import Catalogue, load_catalogue
 from .errors import PolicyError
-from .paths import catalogue_path
+from .paths import LedgerLocation, catalogue_path, ledger_location
 from .settings import PolicySettings
 from .timeparse import format_instant, parse_date, parse_instant
 
@@ -81,6 +81,25 @@ class DateType(click.ParamType[date]):
             return parse_date(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class LedgerType(click.ParamType[LedgerLocation]):
+    """``--ledger``: an SQLite file's path or a ``postgresql://`` DSN, the DSN kept as text
+    (``click.Path`` would collapse the ``//`` of ``postgresql:///ledger``, the local socket)."""
+
+    name = "PATH|DSN"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> LedgerLocation:
+        if isinstance(value, Path):
+            return value
+        try:
+            location = ledger_location(str(value))
+        except PolicyError as exc:
+            self.fail(str(exc), param, ctx)
+        if isinstance(location, Path) and location.is_dir():
+            self.fail(f"{location}: is a directory, not a ledger file", param, ctx)
+        return location
 
 
 def resolve_at(at: datetime | None) -> datetime:

@@ -39,6 +39,7 @@ from policy.cliutil import (
     AT_OPTION_HELP,
     DateType,
     InstantType,
+    LedgerType,
     catalogue_from,
     config_section,
     echo_json,
@@ -77,7 +78,13 @@ from policy.events import (
 )
 from policy.facts import CertificateFacts
 from policy.ledger import JournalEntry, JournalProblem, Ledger
-from policy.paths import ledger_display, ledger_exists, ledger_is_explicit, ledger_path
+from policy.paths import (
+    LedgerLocation,
+    ledger_display,
+    ledger_exists,
+    ledger_is_explicit,
+    ledger_path,
+)
 from policy.projection import action_rows, unpriced_text
 from policy.rules.art6 import Answer, answer_deadline, end_of_validity
 from policy.rules.art7 import Application, application_refusals
@@ -95,8 +102,8 @@ next code after 17)."""
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}")
 
 ledger_option = click.option(
-    "--ledger", "ledger_opt", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="Ledger file. Default: [policy].ledger from the configuration, else "
+    "--ledger", "ledger_opt", type=LedgerType(), default=None,
+    help="Ledger file or postgresql:// DSN. Default: [policy].ledger from the configuration, else "
          "$XDG_STATE_HOME/certescrow/ledger.sqlite3.")
 at_option = click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
 record_at_option = click.option(
@@ -114,14 +121,14 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 class _Env:
     settings: PolicySettings
     catalogue: Catalogue
-    ledger_path: Path
+    ledger_path: LedgerLocation
     ledger_named: bool
     """``--ledger`` or ``[policy].ledger`` named it (a missing one is then an error)."""
     problems: list[JournalProblem] = field(default_factory=list)
     """Journal events the ledger skipped while reading, reported by :func:`_finish`."""
 
 
-def _env(ledger_opt: Path | None) -> _Env:
+def _env(ledger_opt: LedgerLocation | None) -> _Env:
     ctx = click.get_current_context(silent=True)
     section = config_section(ctx, "policy")
     return _Env(settings=settings_from(ctx), catalogue=catalogue_from(ctx),
@@ -129,9 +136,9 @@ def _env(ledger_opt: Path | None) -> _Env:
                 ledger_named=ledger_is_explicit(ledger_opt, section))
 
 
-def _no_ledger_error(path: Path) -> LedgerError:
-    return LedgerError(f"{path}: no ledger here (check the path given with --ledger or "
-                       "[policy].ledger; a command that records creates it)")
+def _no_ledger_error(path: LedgerLocation) -> LedgerError:
+    return LedgerError(f"{ledger_display(path)}: no ledger here (check the path given with "
+                       "--ledger or [policy].ledger; a command that records creates it)")
 
 
 @contextmanager
@@ -277,7 +284,8 @@ def _record(env: _Env, event: Event, at: datetime, now: datetime, *,
 def _current(env: _Env, contract_id: str, at: datetime) -> ContractState:
     if not ledger_exists(env.ledger_path):
         raise UnknownContractError(
-            f"no contract {contract_id!r}: the ledger {env.ledger_path} does not exist yet")
+            f"no contract {contract_id!r}: the ledger {ledger_display(env.ledger_path)} "
+            "does not exist yet")
     with _ledger(env, create=False) as ledger:
         assert ledger is not None  # noqa: S101 - it exists
         return ledger.state(contract_id, at=at)
@@ -477,7 +485,8 @@ def show_command(contract_id: str, as_json: bool, at: datetime | None,
     with _ledger(env, create=False) as ledger:
         if ledger is None:
             raise UnknownContractError(
-                f"no contract {contract_id!r}: the ledger {env.ledger_path} does not exist yet")
+                f"no contract {contract_id!r}: the ledger {ledger_display(env.ledger_path)} "
+            "does not exist yet")
         state = ledger.state(contract_id, at=now, as_recorded=known)
         journal = ledger.journal(contract_id, at=now, as_recorded=known)
     failures: list[tuple[str, PolicyError]] = []

@@ -92,7 +92,7 @@ from .state import (
     needs_history_check,
     state_from_json,
 )
-from .storage import StorageConflictError, is_postgres_dsn, normalise_dsn, refuse_conninfo
+from .storage import StorageConflictError, is_postgres_dsn, refuse_conninfo
 from .tokyo import require_aware, tokyo_date
 
 __all__ = [
@@ -350,7 +350,7 @@ class Ledger:
         if is_postgres_dsn(path):  # --ledger postgresql://… (issue 13): policy/ledger_pg.py
             from .ledger_pg import PostgresLedger
 
-            return PostgresLedger.open_dsn(normalise_dsn(path), create=create,
+            return PostgresLedger.open_dsn(path, create=create,
                                            settings=settings, catalogue=catalogue)
         refuse_conninfo(path)
         path = Path(path).expanduser()

@@ -15,12 +15,19 @@ from typing import Any
 from policy.errors import CatalogueError, LedgerError
 
 __all__ = [
+    "LedgerLocation",
     "catalogue_path",
     "default_ledger_path",
     "ledger_is_explicit",
+    "ledger_location",
     "ledger_path",
     "state_home",
 ]
+
+LedgerLocation = Path | str
+"""Where a ledger is: a :class:`~pathlib.Path` to an SQLite file, or a ``postgresql://`` DSN
+kept as the text it was written as (a :class:`~pathlib.Path` collapses ``//``: the socket DSN
+``postgresql:///ledger`` would become host ``ledger``)."""
 
 
 def state_home() -> Path:
@@ -37,24 +44,32 @@ def default_ledger_path() -> Path:
     return state_home() / "certescrow" / "ledger.sqlite3"
 
 
-def ledger_path(option: Path | None, section: Mapping[str, Any]) -> Path:
-    """The ledger to use: ``--ledger``, else ``[policy].ledger`` (``~`` expanded; ``""`` means
-    the default), else :func:`default_ledger_path`."""
-    from .storage import refuse_conninfo
+def ledger_location(text: str) -> LedgerLocation:
+    """``--ledger`` or ``[policy].ledger`` as written: a DSN stays text, anything else is a
+    path (``~`` expanded). A ``key=value`` connection string or a mangled URI is refused
+    without repeating it (it may hold a password)."""
+    from .storage import is_postgres_dsn, refuse_conninfo
 
+    if is_postgres_dsn(text):
+        return text
+    refuse_conninfo(text)
+    return Path(text).expanduser()
+
+
+def ledger_path(option: LedgerLocation | None, section: Mapping[str, Any]) -> LedgerLocation:
+    """The ledger to use: ``--ledger`` (already a :func:`ledger_location`), else
+    ``[policy].ledger`` (``""`` means the default), else :func:`default_ledger_path`."""
     if option is not None:
-        refuse_conninfo(option)
-        return Path(option).expanduser()
+        return option
     configured = section.get("ledger", "")
     if not isinstance(configured, str):
         raise LedgerError(f"policy.ledger: expected a path string, got {configured!r}")
     if configured.strip():
-        refuse_conninfo(configured)
-        return Path(configured.strip()).expanduser()
+        return ledger_location(configured.strip())
     return default_ledger_path()
 
 
-def ledger_is_explicit(option: Path | None, section: Mapping[str, Any]) -> bool:
+def ledger_is_explicit(option: LedgerLocation | None, section: Mapping[str, Any]) -> bool:
     """Whether someone named the ledger (``--ledger`` or ``[policy].ledger``): a named ledger
     that does not exist is a mistake to report, not an empty ledger (a mistyped path must never
     answer "Nothing due"); the per-user default not existing yet just means nothing was
@@ -74,16 +89,14 @@ def catalogue_path(option: Path | None, section: Mapping[str, Any]) -> Path | No
     return Path(configured.strip()).expanduser() if configured.strip() else None
 
 
-def ledger_exists(path: Path) -> bool:
-    """Whether there is a ledger at ``path``: a file, or (``postgresql://…``) a database,
-    which the ledger itself checks when it opens it."""
-    from .storage import is_postgres_dsn
-
-    return is_postgres_dsn(path) or path.exists()
+def ledger_exists(location: LedgerLocation) -> bool:
+    """Whether there is a ledger at ``location``: a file, or (a DSN) a database, which the
+    ledger itself checks when it opens it."""
+    return isinstance(location, str) or location.exists()
 
 
-def ledger_display(path: Path) -> str:
-    """``path`` for messages and output: a PostgreSQL DSN without its password."""
-    from .storage import is_postgres_dsn, normalise_dsn, redact_dsn
+def ledger_display(location: LedgerLocation) -> str:
+    """``location`` for messages and output: a PostgreSQL DSN without its password."""
+    from .storage import redact_dsn
 
-    return redact_dsn(normalise_dsn(path)) if is_postgres_dsn(path) else str(path)
+    return redact_dsn(location) if isinstance(location, str) else str(location)

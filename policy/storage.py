@@ -17,7 +17,7 @@ import contextlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from .errors import LedgerError
 
@@ -26,7 +26,6 @@ __all__ = [
     "StorageConflictError",
     "Transaction",
     "is_postgres_dsn",
-    "normalise_dsn",
     "open_storage",
     "redact_dsn",
     "refuse_conninfo",
@@ -64,11 +63,11 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
-def is_postgres_dsn(location: str | Path) -> bool:
-    """Whether ``location`` names a PostgreSQL database rather than an SQLite file. A DSN that
-    went through :class:`pathlib.Path` (a click path option) lost one ``/``; it still counts."""
-    text = str(location)
-    return text.startswith(("postgresql:/", "postgres:/"))
+def is_postgres_dsn(location: str | Path) -> TypeGuard[str]:
+    """Whether ``location`` names a PostgreSQL database rather than an SQLite file: a
+    ``postgresql://`` or ``postgres://`` URI, as libpq reads them. A :class:`~pathlib.Path` is
+    always a file (a DSN never goes through one: it would lose a ``/``)."""
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
 
 
 _CONNINFO = re.compile(r"(?:^|\s)(?:host|hostaddr|dbname|user|password|port|service)\s*=",
@@ -76,22 +75,20 @@ _CONNINFO = re.compile(r"(?:^|\s)(?:host|hostaddr|dbname|user|password|port|serv
 
 
 def refuse_conninfo(location: str | Path) -> None:
-    """A libpq ``key=value`` connection string is not a ledger file name: refuse it without
-    repeating it (it may hold a password), instead of creating a file of that name."""
-    if _CONNINFO.search(str(location)) and not is_postgres_dsn(location):
-        raise LedgerError("the ledger (--ledger or [policy].ledger): a key=value connection "
-                          "string is not supported; "
+    """A libpq ``key=value`` connection string, or a URI with one ``/`` too few, is not a
+    ledger file name: refuse it without repeating it (it may hold a password), instead of
+    creating a file of that name."""
+    if is_postgres_dsn(location):
+        return
+    text = str(location)
+    if text.startswith(("postgresql:", "postgres:")):
+        raise LedgerError("a ledger location that is not a PostgreSQL URI; write it as "
+                          "postgresql://user@host:port/database, or postgresql:///database "
+                          "for the local socket")
+    if _CONNINFO.search(text):
+        raise LedgerError("a key=value connection string is not supported as a ledger; "
                           "write it as postgresql://user@host:port/database, and keep the "
                           "password out of it (~/.pgpass or a pg_service.conf entry)")
-
-
-def normalise_dsn(location: str | Path) -> str:
-    """The DSN with the ``//`` a :class:`pathlib.Path` collapsed restored."""
-    text = str(location)
-    for scheme in ("postgresql:", "postgres:"):
-        if text.startswith(scheme + "/") and not text.startswith(scheme + "//"):
-            return scheme + "/" + text[len(scheme):]
-    return text
 
 
 def redact_dsn(dsn: str) -> str:
@@ -145,7 +142,7 @@ def open_storage(location: str | Path, *, create: bool = True) -> Storage:
     if is_postgres_dsn(location):
         from .storage_pg import PostgresStorage
 
-        return PostgresStorage.open(normalise_dsn(location))
+        return PostgresStorage.open(location)
     from .storage_sqlite import SqliteStorage
 
     return SqliteStorage.open(Path(location), create=create)

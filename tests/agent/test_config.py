@@ -130,6 +130,10 @@ def test_misspelt_key_is_an_error_not_silently_ignored(tmp_path: Path) -> None:
         ("[vault]\nkeyring = \"x\"\n", "vault.keyring: unknown key"),
         ("[policy]\nnotice_lead_days = -1\n", "policy.notice_lead_days: must be at least 0"),
         ("[policy]\nledger = 3\n", "policy.ledger: expected a string, got an integer"),
+        ("[policy]\nledger = \"host=db password=kv\"\n",
+         "policy.ledger: a key=value connection string is not supported"),
+        ("[policy]\nledger = \"postgresql:/db\"\n", "policy.ledger: a ledger location that is "
+         "not a PostgreSQL URI"),
         ("[policy.prices]\nchange_fee = 1.5\n",
          "policy.prices.change_fee: expected an integer, got a number"),
         ("[policy.prices]\ncurrency = \"JPY\"\n", "policy.prices.currency: unknown key"),
@@ -144,6 +148,13 @@ def test_bad_values_are_errors_naming_the_key(tmp_path: Path, text: str, expecte
     message = error_of(tmp_path, text)
     assert message.startswith(f"{tmp_path / 'config.toml'}: ")
     assert expected in message
+
+
+def test_a_postgres_ledger_keeps_its_dsn_and_the_daemon_state_stays_on_disk(
+        tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[policy]\nledger = "postgresql:///ledger"\n'))
+    assert config.policy.ledger == "postgresql:///ledger"  # no Path collapsed its //
+    assert config.policy.state_dir == default_ledger_path().parent
 
 
 def test_not_toml_is_an_error_naming_the_file(tmp_path: Path) -> None:

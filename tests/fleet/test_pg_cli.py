@@ -40,3 +40,57 @@ def test_contract_commands_on_a_postgres_ledger() -> None:
         assert json.loads(forecast.stdout)["ledger"].startswith("postgresql://postgres@")
         actions = _run("policy", "actions", "--json", "--at", "2026-05-01", "--ledger", secret)
         assert actions.returncode == 0, actions.stderr
+
+
+def _socket_dsn(dsn: str) -> str:
+    """The same database through the server's local socket, written with an empty host
+    (``postgresql:///db?host=…``): the form a ``click.Path`` option collapsed into host
+    ``db`` and no database."""
+    import urllib.parse
+
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SHOW unix_socket_directories").fetchone()
+    assert row is not None
+    socket_dir = str(row[0]).split(",")[0].strip()
+    parts = urllib.parse.urlsplit(dsn)
+    query = [*urllib.parse.parse_qsl(parts.query), ("host", socket_dir),
+             ("user", parts.username or "postgres")]
+    return f"postgresql://{parts.path}?{urllib.parse.urlencode(query)}"
+
+
+@pytest.mark.slow
+def test_a_socket_dsn_with_an_empty_host_reaches_its_database(tmp_path: Path) -> None:
+    with postgres_schema() as dsn:
+        socket = _socket_dsn(dsn)
+        assert socket.startswith("postgresql:///")
+        added = _run("contract", "add", "C-7", "--item", "byo", "--tier", "1y",
+                     "--at", "2026-04-01", "--ledger", socket)
+        assert added.returncode == 0, added.stderr
+        # The same ledger through the TCP DSN: the socket one reached this schema.
+        listed = _run("contract", "list", "--json", "--at", "2026-05-01", "--ledger", dsn)
+        assert [c["contract"] for c in json.loads(listed.stdout)] == ["C-7"]
+        # Each of the --ledger options (contract, policy, fleet commands) and [policy] ledger.
+        forecast = _run("policy", "forecast", "--json", "--at", "2026-05-01", "--ledger", socket)
+        assert forecast.returncode == 0, forecast.stderr
+        assert [c["contract"] for c in json.loads(forecast.stdout)["contracts"]] == ["C-7"]
+        hosts = _run("fleet", "hosts", "--json", "--ledger", socket)
+        assert hosts.returncode == 0, hosts.stderr
+        config = tmp_path / "config.toml"
+        config.write_text(f'[policy]\nledger = "{socket}"\n', encoding="utf-8")
+        configured = _run("--config", str(config), "contract", "list", "--json",
+                          "--at", "2026-05-01")
+        assert configured.returncode == 0, configured.stderr
+        assert [c["contract"] for c in json.loads(configured.stdout)] == ["C-7"]
+
+
+@pytest.mark.parametrize("mangled", ["postgresql:/test", "postgres:test?user=x&password=s3"])
+def test_a_mangled_uri_is_refused_without_being_repeated(mangled: str) -> None:
+    result = _run("contract", "list", "--ledger", mangled)
+    assert result.returncode == 2
+    assert "Invalid value for '--ledger': a ledger location that is not a PostgreSQL URI" \
+        in result.stderr
+    assert "s3" not in result.stderr
+    assert mangled not in result.stderr
+    assert not (REPO / "postgresql:").exists()  # no directory made of the scheme
