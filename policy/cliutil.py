@@ -6,6 +6,7 @@ takes ``at`` as an argument.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -286,22 +287,42 @@ def json_element(item: Any) -> str:
     return _indented(item)
 
 
-def echo_json_texts(texts: Iterable[str]) -> None:
-    """:func:`echo_json_array` of elements already rendered by :func:`json_element`."""
+def echo_json_texts(texts: Iterable[str | bytes]) -> None:
+    """:func:`echo_json_array` of elements already rendered by :func:`json_element` (text, or
+    its UTF-8 bytes as the ledger stores them), a batch at a time: each element is indented
+    one level as ``json.dumps(list, indent=2)`` does (its strings hold no raw newline, JSON
+    escapes them, so every newline is the layout's own). Bytes go out as they are read: a
+    100,000-contract ``policy actions --json`` is 126 MB, which decoding, indenting and
+    encoding again element by element made a third of the command's time."""
     out = sys.stdout
-    batch: list[str] = []
-    first = True
-    for text in texts:
-        # Indent the element one level, as json.dumps(list, indent=2) does: its strings hold
-        # no raw newline (JSON escapes them), so every newline is the layout's own.
-        batch.append(("[\n  " if first else ",\n  ") + text.replace("\n", "\n  "))
-        first = False
-        if len(batch) >= _BATCH:
-            out.write(_utf8_safe("".join(batch)))
-            batch = []
-    batch.append("[]\n" if first else "\n]\n")
-    out.write(_utf8_safe("".join(batch)))
+    binary = getattr(out, "buffer", None)
+    if binary is None:  # a text-only stream
+        out.write(_json_array_text(texts))
+        out.flush()
+        return
     out.flush()
+    first = True
+    items = iter(texts)
+    for batch in iter(lambda: list(itertools.islice(items, _BATCH)), []):
+        binary.write(b"[\n  " if first else b",\n  ")
+        binary.write(b",\n".join([_utf8(t) for t in batch]).replace(b"\n", b"\n  "))
+        first = False
+    binary.write(b"[]\n" if first else b"\n]\n")
+    binary.flush()
+
+
+def _utf8(text: str | bytes) -> bytes:
+    if isinstance(text, bytes):
+        return text
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _utf8_safe(text).encode("utf-8")
+
+
+def _json_array_text(texts: Iterable[str | bytes]) -> str:
+    parts = [_utf8(t).decode("utf-8").replace("\n", "\n  ") for t in texts]
+    return "[]\n" if not parts else "[\n  " + ",\n  ".join(parts) + "\n]\n"
 
 
 def echo_json_array(items: Iterable[Any]) -> None:

@@ -26,6 +26,7 @@ What differs from SQLite, and why:
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -72,6 +73,9 @@ T = TypeVar("T")
 _WRITE_LOCK = "certescrow-ledger-write"
 _SCHEMA_LOCK = "certescrow-ledger-schema"
 _SWEEP_PAGE = 2048
+_CHUNKED_ROWS = psycopg.pq.version() >= 170000
+"""libpq 17's chunked rows mode (``Cursor.stream(size=…)``): rows in pages without a
+server-side cursor; an older libpq (a system psycopg) pages through a cursor instead."""
 
 _SCHEMA = [
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -203,6 +207,8 @@ class _Pager:
 
 class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database (see the module docstring)."""
+
+    _BODY_BYTES = "convert_to(a.body, 'UTF8')"  # bytea: raw bytes in binary results
 
     def __init__(self, pool: ConnectionPool[Any], dsn: str,
                  settings: PolicySettings | None = None,
@@ -518,15 +524,23 @@ class PostgresLedger(Ledger):
         own: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if own is not None:  # inside this thread's transaction: read what it sees
             self._flush(own)
-            with own.cursor(name=f"certescrow_stream_{id(sql)}") as cur:
+            with own.cursor(name=f"certescrow_stream_{id(sql)}", binary=True) as cur:
                 cur.execute(translate(sql), tuple(params))
                 yield from iter(lambda: cur.fetchmany(_SWEEP_PAGE), [])
                 return
         try:
-            with self._pool.connection() as conn, conn.transaction(), \
-                    conn.cursor(name="certescrow_stream") as cur:
-                cur.execute(translate(sql), tuple(params))
-                yield from iter(lambda: cur.fetchmany(_SWEEP_PAGE), [])
+            with self._pool.connection() as conn, conn.transaction():
+                if _CHUNKED_ROWS:
+                    # The server sends every row without waiting for a FETCH: it reads and
+                    # sends the next rows while this process renders the last ones (a
+                    # server-side cursor's round trip a page made the two take turns).
+                    rows = conn.cursor().stream(translate(sql), tuple(params),
+                                                binary=True, size=_SWEEP_PAGE)
+                    yield from iter(lambda: list(itertools.islice(rows, _SWEEP_PAGE)), [])
+                    return
+                with conn.cursor(name="certescrow_stream", binary=True) as cur:
+                    cur.execute(translate(sql), tuple(params))
+                    yield from iter(lambda: cur.fetchmany(_SWEEP_PAGE), [])
         except (psycopg.Error, PoolTimeout) as exc:
             raise LedgerError(f"{self.where}: {_describe(exc)}") from None
 

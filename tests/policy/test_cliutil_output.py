@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from policy.category import Category
-from policy.cliutil import echo_json, echo_json_array, echo_lines, to_jsonable
+from policy.cliutil import (
+    echo_json,
+    echo_json_array,
+    echo_json_texts,
+    echo_lines,
+    json_element,
+    to_jsonable,
+)
 
 DOCUMENTS: list[list[Any]] = [
     [],
@@ -35,6 +42,33 @@ def test_the_streamed_json_array_is_byte_for_byte_the_whole_document(
     streamed = capsys.readouterr().out
     assert streamed == whole
     assert json.loads(streamed) == to_jsonable(doc)
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda d: f"{len(d)} items")
+def test_stored_elements_as_bytes_or_text_write_the_whole_document(
+        doc: list[Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """``policy actions --json`` writes the projection's stored elements (UTF-8 bytes, as
+    the ledger hands them over) merged with fresh ones (text): the same bytes as the whole
+    document, on a binary stdout and on a text-only one."""
+    import io
+    import sys
+
+    echo_json(doc)
+    whole = capsys.readouterr().out
+    elements = [json_element(item) for item in doc]
+    # Alternate bytes and text (a lone surrogate cannot be stored: it stays text).
+    mixed: list[str | bytes] = [
+        text.encode() if i % 2 and "\udce9" not in text else text
+        for i, text in enumerate(elements)]
+    echo_json_texts(iter(mixed))
+    assert capsys.readouterr().out == whole
+    text_only = io.StringIO()
+    real, sys.stdout = sys.stdout, text_only
+    try:
+        echo_json_texts(iter(mixed))
+    finally:
+        sys.stdout = real
+    assert text_only.getvalue() == whole
 
 
 def test_batched_lines_are_the_same_lines(capsys: pytest.CaptureFixture[str]) -> None:

@@ -157,8 +157,10 @@ def _projected_actions(ledger: Ledger, at: datetime,
         fresh.extend(r.as_tuple(json_body=True) for r in action_rows(decided)
                      if horizon is None or r.due is None or r.due <= horizon)
     fresh.sort()
+    # The cached elements come as the UTF-8 bytes --json writes, the fresh ones as text.
     return [(cid, action, None if due is None else date.fromisoformat(due), Severity(-sev),
-             body) for _, sev, cid, action, _, due, body, *_ in heapq.merge(cached, fresh)]
+             body.decode() if isinstance(body, bytes) else body)
+            for _, sev, cid, action, _, due, body, *_ in heapq.merge(cached, fresh)]
 
 
 def check_projection_is_the_fold(ledger: Ledger, queries: list[int]) -> None:
