@@ -9,17 +9,22 @@ One run, on this machine (service and database on it too):
 3. **ingest**: every agent (its own TLS session and client certificate; asyncio + aiohttp, in
    this one process) reports ``--per-agent`` certificate observations in batches of
    ``--batch``, all agents at once; prints observations/second, request latency p50/p95/p99;
-4. **heartbeat**: every agent heartbeats every ``--beat-every`` seconds for ``--beat-for``
+4. **sustained**: every agent reports one more batch, at a fixed pace that totals ``--rate``
+   observations/s (agent ``n`` at ``n * batch / rate`` s, whatever the answers before: an open
+   loop); prints the rate reached and each batch's latency from the moment it was due, so a
+   queue building up shows in it;
+5. **heartbeat**: every agent heartbeats every ``--beat-every`` seconds for ``--beat-for``
    seconds (each at its own random offset); prints latency p50/p95/p99;
-5. the CPU seconds the service process and the PostgreSQL server processes used meanwhile
+6. the CPU seconds the service process and the PostgreSQL server processes used meanwhile
    (``/proc``; PostgreSQL's figure is the whole server's, other users included);
-6. the baseline: the same observations through ``Ledger.report`` on a local SQLite ledger, in
+7. the baseline: the same observations through ``Ledger.report`` on a local SQLite ledger, in
    this process, batch by batch (what a lone agent does with no service).
 
 Usage::
 
     .venv/bin/python bench/bench_fleet.py [--agents 1000] [--per-agent 100] [--batch 100]
-        [--backend postgresql|sqlite] [--beat-every 10] [--beat-for 30] [--max-pending 4]
+        [--backend postgresql|sqlite] [--rate 5000] [--beat-every 10] [--beat-for 30]
+        [--max-pending 4] [--workers 1]
 
 Targets (issue 13): >= 5,000 observations/s sustained ingest with p95 < 250 ms; heartbeats of
 1,000 agents every 10 s at p95 < 50 ms.
@@ -191,16 +196,37 @@ class Service:
         self.process.wait(timeout=30)
 
 
-def _bodies(agent: int, per_agent: int, batch: int) -> list[bytes]:
-    """One agent's batches, serialised before the clock starts: a real agent's outbox holds
-    its batches serialised already (the bench's client shares the machine's two cores with
-    the service and PostgreSQL; its JSON encoding is not the service's cost)."""
+def _bodies(agent: int, per_agent: int, batch: int, first: int = 0) -> list[bytes]:
+    """One agent's batches of certificates ``first`` to ``first + per_agent``, serialised
+    before the clock starts: a real agent's outbox holds its batches serialised already (the
+    bench's client shares the machine's two cores with the service and PostgreSQL; its JSON
+    encoding is not the service's cost)."""
     host = f"bench-{agent:05d}"
-    return [json.dumps({"host": host, "outbox": f"bench-{agent}", "sequence": sequence,
+    return [json.dumps({"host": host, "outbox": f"bench-{agent}",
+                        "sequence": 1 + (first + start) // batch,
                         "at": instant_to_text(NOW), "gone": [],
                         "observations": [_wire(agent, i) for i in range(
-                            start, min(per_agent, start + batch))]}).encode()
-            for sequence, start in enumerate(range(0, per_agent, batch), start=1)]
+                            first + start, first + min(per_agent, start + batch))]}).encode()
+            for start in range(0, per_agent, batch)]
+
+
+async def _paced_report(session: aiohttp.ClientSession, url: str, host: str, body: bytes,
+                        due: float, latencies: list[float]) -> float:
+    """One batch sent at ``due`` (a ``perf_counter`` time); its latency counts from ``due``,
+    not from when the connection was free (no coordinated omission). Returns its end."""
+    await asyncio.sleep(max(0.0, due - time.perf_counter()))
+    while True:
+        async with session.post(url + "/v1/report", data=body,
+                                headers={"Content-Type": "application/json"}) as response:
+            answer = await response.json()
+            if response.status == 503:
+                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                continue
+            if response.status != 200 or not answer.get("recorded"):
+                raise SystemExit(f"{host}: HTTP {response.status}: {answer}")
+        end = time.perf_counter()
+        latencies.append(end - due)
+        return end
 
 
 async def _agent_reports(session: aiohttp.ClientSession, url: str, host: str,
@@ -276,6 +302,21 @@ async def _run_agents(port: int, contexts: list[ssl.SSLContext], args: argparse.
         print(f"  latency, every request: {_percentiles(stats['request'])}")
         print(f"  latency, accepted requests: {_percentiles(stats['accepted'])}")
         print(f"  batch, first send to acknowledgement: {_percentiles(stats['batch'])}")
+        if args.rate > 0:
+            paced = [_bodies(n, args.batch, args.batch, first=args.per_agent)[0]
+                     for n in range(len(sessions))]
+            latencies: list[float] = []
+            began = time.perf_counter() + 0.5
+            step = args.batch / args.rate
+            ends = await asyncio.gather(*(
+                _paced_report(s, url, f"bench-{n:05d}", paced[n], began + n * step, latencies)
+                for n, s in enumerate(sessions)))
+            total = args.agents * args.batch
+            wall = max(ends) - began
+            print(f"sustained: {total} observations offered at {args.rate:,} observations/s "
+                  f"(a batch of {args.batch} every {step * 1000:.0f} ms) took {wall:.1f} s = "
+                  f"{total / wall:,.0f} observations/s; latency from due "
+                  f"{_percentiles(latencies)}")
         beats: list[float] = []
         await asyncio.gather(*(_agent_heartbeats(s, url, n, args.beat_every, args.beat_for,
                                                  beats) for n, s in enumerate(sessions)))
@@ -337,6 +378,8 @@ def main() -> None:
     parser.add_argument("--per-agent", type=int, default=100)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--rate", type=int, default=5000,
+                        help="observations/s offered in the sustained phase (0: none)")
     parser.add_argument("--beat-every", type=float, default=10.0)
     parser.add_argument("--beat-for", type=float, default=30.0)
     parser.add_argument("--workers", type=int, default=1, help="[serve] workers")
