@@ -68,3 +68,26 @@ def test_a_password_in_the_dsns_query_never_appears() -> None:
     assert "k3y-pw" not in str(caught.value)
     assert ("postgresql://desk@127.0.0.1:9/ledger?options=-csearch_path%3Dtenant_a"
             in str(caught.value))
+
+
+def test_the_sweep_reads_the_same_rows_through_a_server_side_cursor(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a libpq older than 17 (a system psycopg) the sweep pages through a server-side
+    cursor instead of chunked rows: the same rows, the ``--json`` elements as bytes."""
+    from datetime import timedelta
+
+    import policy.ledger_pg as ledger_pg
+    from tests.policy.ledger_fixtures import T0
+
+    with postgres_schema() as dsn, Ledger.open(dsn) as ledger:
+        for n in range(5):
+            ledger.append(accepted(f"c{n}", at=T0 + timedelta(minutes=n)))
+        at = T0 + timedelta(hours=1)  # the day the projection evaluated: its rows answer
+        chunked = [list(ledger.projected_actions(at=at, json_body=json)[1])
+                   for json in (False, True)]
+        monkeypatch.setattr(ledger_pg, "_CHUNKED_ROWS", False)
+        paged = [list(ledger.projected_actions(at=at, json_body=json)[1])
+                 for json in (False, True)]
+    assert paged == chunked
+    assert len(chunked[0]) >= 5
+    assert all(isinstance(row[6], bytes) for row in chunked[1])
