@@ -578,7 +578,8 @@ def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
 # ---------------------------------------------------------------------- certescrow policy serve
 _SERVE_KEYS = ("listen", "port", "ledger", "ca_certificate", "certificate", "key", "ca_key",
                "workers", "max_pending_batches", "admission_wait_ms", "max_waiting_batches",
-               "body_timeout_ms",
+               "body_timeout_ms", "header_timeout_ms", "max_connections_per_host",
+               "max_handshakes",
                "max_body_bytes", "max_observations", "trusted_proxies", "proxy_header", "tls",
                "unix_socket", "proxy_secret_file", "renewal_grace_s", "clock_skew_s")
 
@@ -614,6 +615,13 @@ class ServeConfig:
     """Batches waiting for their turn at most (per process); more get 503 at once."""
     body_timeout_ms: int = 30_000
     """How long a request's body may take to arrive (then 408)."""
+    header_timeout_ms: int = 10_000
+    """From a connection's accept (TLS handshake included), or a later request's first byte,
+    to the request's complete headers; then the connection is closed."""
+    max_connections_per_host: int = 8
+    """One host's open connections (per process); more get 429."""
+    max_handshakes: int = 1024
+    """Connections in their TLS handshake at once (per process); more are closed at once."""
     trusted_proxies: tuple[str, ...]
     proxy_header: str
     vault: Mapping[str, Any]
@@ -716,6 +724,9 @@ def load_serve_config(path: Path) -> ServeConfig:
                                " (keep it below the agents' [report] timeout_s, 30 s by default)")
     waiting = number("max_waiting_batches", 1024, 0, 100_000)
     body_timeout_ms = number("body_timeout_ms", 30_000, 1_000, 600_000)
+    header_timeout_ms = number("header_timeout_ms", 10_000, 100, 600_000)
+    per_host = number("max_connections_per_host", 8, 1, 10_000)
+    handshakes = number("max_handshakes", 1024, 1, 100_000)
     max_body = number("max_body_bytes", 4 * 1024 * 1024, 1024, 1 << 30)
     max_observations = number("max_observations", 1000, 1, 100_000)
     port = get("port", int, 8443)
@@ -730,6 +741,8 @@ def load_serve_config(path: Path) -> ServeConfig:
         listen=get("listen", str, "127.0.0.1"), port=port, workers=workers,
         max_pending_batches=pending, admission_wait_ms=admission_wait_ms,
         max_waiting_batches=waiting, body_timeout_ms=body_timeout_ms,
+        header_timeout_ms=header_timeout_ms, max_connections_per_host=per_host,
+        max_handshakes=handshakes,
         ledger=ledger_text if is_postgres_dsn(ledger_text)
         else str(Path(ledger_text).expanduser() if ledger_text else default_ledger_path()),
         ca_certificate=Path(ca).expanduser(),
@@ -804,6 +817,11 @@ def serve_command(config_file: Path, key_file: Path | None, worker: bool) -> Non
                                              max_waiting_batches=config.max_waiting_batches,
                                              body_timeout=timedelta(
                                                  milliseconds=config.body_timeout_ms),
+                                             header_timeout=timedelta(
+                                                 milliseconds=config.header_timeout_ms),
+                                             max_connections_per_host=(
+                                                 config.max_connections_per_host),
+                                             max_handshakes=config.max_handshakes,
                                              trusted_proxies=config.trusted_proxies,
                                              proxy_header=config.proxy_header,
                                              proxy_secret=proxy_secret,

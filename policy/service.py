@@ -27,6 +27,10 @@ Why it is built this way:
   trickles holds its own connection, never a place.
   Batches are written by their own thread pool, so heartbeats and renewals never queue behind
   them.
+* **Bounded connections.** A connection's TLS handshake and request headers must be done
+  within ``header_timeout``; one host (its client certificate) holds at most
+  ``max_connections_per_host`` connections, more get 429; at most ``max_handshakes``
+  connections may be in their handshake at once (:mod:`policy.connections`).
 
 This module imports no crypto library (the policy layer never does): the TLS context and, in
 proxy mode, the parser of a forwarded certificate are built by the shell and injected.
@@ -56,6 +60,13 @@ from typing import Any
 from aiohttp import web
 
 from .admission import Admission
+from .connections import (
+    Connection,
+    ConnectionGuard,
+    LogBudget,
+    address_text,
+    connection_middleware,
+)
 from .errors import LedgerError
 from .fleet_registry import RENEWAL_GRACE, FleetRegistry, IssuedRecord
 from .fleet_wire import (
@@ -127,6 +138,13 @@ class ServiceSettings:
     clock_skew: timedelta = timedelta(minutes=5)
     """How far an agent's clock may run ahead of the service's: an observation dated later
     than now plus this is refused (400), as is one dated before its host was enrolled."""
+    header_timeout: timedelta = timedelta(seconds=10)
+    """From a connection's accept to its first request's headers, TLS handshake included;
+    from a later request's first byte to its headers. Then the connection is closed."""
+    max_connections_per_host: int = 8
+    """A host's open connections (per process); more get 429 and are closed."""
+    max_handshakes: int = 1024
+    """Connections in their TLS handshake at once (per process); more are closed at once."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -195,7 +213,7 @@ class _Service:
                 given = request.headers.get(self.settings.proxy_secret_header, "")
                 if not hmac.compare_digest(given.encode("utf-8", "replace"), secret):
                     log.warning("refused a request from %s: the proxy's shared secret header is "
-                                "missing or wrong", _address_text(request.remote))
+                                "missing or wrong", address_text(request.remote))
                     raise _Refused(_error(403, "this service takes requests only from its "
                                                "proxy (the shared secret header is missing "
                                                "or wrong)"))
@@ -460,7 +478,10 @@ def build_app(*, intake: Ledger, registry: FleetRegistry, clock: Callable[[], da
     service = _Service(intake=intake, registry=registry, clock=clock, settings=settings,
                        forwarded=forwarded, renewer=renewer)
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[_refusals])
+                          middlewares=[connection_middleware, _refusals])
+    app[CONNECTIONS] = ConnectionGuard(
+        header_timeout_s=settings.header_timeout.total_seconds(),
+        max_per_host=settings.max_connections_per_host, max_handshakes=settings.max_handshakes)
     app.router.add_post(f"/{API_VERSION}/report", service.report)
     app.router.add_post(f"/{API_VERSION}/heartbeat", service.heartbeat)
     app.router.add_get(f"/{API_VERSION}/bindings", service.bindings)
@@ -474,6 +495,10 @@ def build_app(*, intake: Ledger, registry: FleetRegistry, clock: Callable[[], da
     return app
 
 
+CONNECTIONS = web.AppKey("connections", ConnectionGuard)
+"""The application's :class:`ConnectionGuard`: its middleware and its TLS site share it."""
+
+
 # ---------------------------------------------------------------------- listening
 class StartError(Exception):
     """The service could not start listening; the message is one line, in our words."""
@@ -484,20 +509,10 @@ def _on_unix_socket(transport: asyncio.BaseTransport) -> bool:
     return sock is not None and getattr(sock, "family", None) == socket.AF_UNIX
 
 
-def _address_text(address: Any) -> str:
-    """A peer address for a log line: ``host:port`` (the kernel's, never the client's text)."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        address = f"{address[0]}:{address[1]}"
-    return "the Unix socket" if address in ("", None) else re.sub(r"[^0-9A-Za-z.:%_-]", "?",
-                                                                   str(address))[:80]
-
-
 def handshake_reason(exc: BaseException) -> str:
     """Why a TLS handshake failed, in a few words: OpenSSL's own reason (``certificate has
     expired``, ``unable to get local issuer certificate`` for another CA's certificate,
     ``peer did not return a certificate``), reduced to plain characters and bounded."""
-    if isinstance(exc, TimeoutError):
-        return "no TLS handshake within the time allowed"
     text = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
     if not text:
         return ("the client closed the connection during the handshake"
@@ -512,31 +527,24 @@ class HandshakeLog:
 
     def __init__(self, *, burst: int = 20, window_s: float = 60.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.burst, self.window_s, self.clock = burst, window_s, clock
-        self.window_start = clock()
-        self.logged = 0
-        self.suppressed = 0
+        self.budget = LogBudget(burst=burst, window_s=window_s, clock=clock)
 
     def refused(self, peer: Any, exc: BaseException) -> None:
-        now = self.clock()
-        if now - self.window_start >= self.window_s:
-            if self.suppressed:
-                log.warning("refused %d more TLS handshake(s) in %d s, not logged one by one",
-                            self.suppressed, int(self.window_s))
-            self.window_start, self.logged, self.suppressed = now, 0, 0
-        if self.logged >= self.burst:
-            self.suppressed += 1
-            return
-        self.logged += 1
-        log.warning("refused a TLS handshake from %s: %s", _address_text(peer),
-                    handshake_reason(exc))
+        allowed, held_back = self.budget.spend()
+        if held_back:
+            log.warning("refused %d more TLS handshake(s) in %d s, not logged one by one",
+                        held_back, int(self.budget.window_s))
+        if allowed:
+            log.warning("refused a TLS handshake from %s: %s", address_text(peer),
+                        handshake_reason(exc))
 
 
 class _TLSGate(asyncio.Protocol):
     """A TCP connection whose TLS handshake is made here before aiohttp sees it. The standard
     library's TLS server drops a failed handshake without a word outside debug mode; doing
     the handshake with ``loop.start_tls`` lets the service log each refusal (another CA's
-    certificate, an expired one, none) with its reason and peer."""
+    certificate, an expired one, none) with its reason and peer. A connection's header
+    deadline starts here, at its accept, and the cap on handshakes is applied here."""
 
     def __init__(self, site: _GatedTLSSite) -> None:
         self.site = site
@@ -545,8 +553,15 @@ class _TLSGate(asyncio.Protocol):
         if not isinstance(transport, asyncio.Transport):  # pragma: no cover - TCP always is
             transport.close()
             return
+        server = self.site.http_server()
+        connection = None if server is None else self.site.guard.accepted(
+            transport.get_extra_info("peername"), server)
+        if connection is None:
+            transport.abort()
+            return
         transport.pause_reading()  # the ClientHello waits for the TLS layer
-        task = asyncio.get_running_loop().create_task(self.site.handshake(transport))
+        task = asyncio.get_running_loop().create_task(
+            self.site.handshake(transport, connection))
         self.site.handshakes.add(task)
         task.add_done_callback(self.site.handshakes.discard)
 
@@ -563,20 +578,20 @@ class _GatedTLSSite(web.BaseSite):
         "_reuse_port",
         "bound",
         "context",
-        "handshake_timeout_s",
+        "guard",
         "handshakes",
         "refusals",
     )
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *,
                  ssl_context: Any, reuse_port: bool | None, refusals: HandshakeLog,
-                 handshake_timeout_s: float = 30.0) -> None:
+                 guard: ConnectionGuard) -> None:
         super().__init__(runner, ssl_context=ssl_context)
         self._host, self._port, self._reuse_port = host, port, reuse_port
         self.bound: list[tuple[str, int]] = []
         self.handshakes: set[asyncio.Task[None]] = set()
         self.refusals = refusals
-        self.handshake_timeout_s = handshake_timeout_s
+        self.guard = guard
         self.context = ssl_context
 
     @property
@@ -596,28 +611,41 @@ class _GatedTLSSite(web.BaseSite):
             task.cancel()
         await super().stop()
 
-    async def handshake(self, transport: asyncio.Transport) -> None:
-        server = self._runner.server
-        if transport.is_closing() or server is None:
+    def http_server(self) -> web.Server | None:
+        """aiohttp's server: it makes the HTTP protocol of each connection (``None`` once
+        the runner is cleaned up)."""
+        return self._runner.server
+
+    async def handshake(self, transport: asyncio.Transport,
+                        connection: Connection) -> None:
+        if transport.is_closing():
+            self.guard.handshake_failed(connection, timed_out=False)
             transport.close()
             return
-        protocol = server()
         peer = transport.get_extra_info("peername")
+        loop = asyncio.get_running_loop()
         try:
-            tls = await asyncio.get_running_loop().start_tls(
-                transport, protocol, self.context, server_side=True,
-                ssl_handshake_timeout=self.handshake_timeout_s)
+            tls = await loop.start_tls(
+                transport, connection, self.context, server_side=True,
+                ssl_handshake_timeout=self.guard.handshake_timeout_s(connection))
         except asyncio.CancelledError:
+            self.guard.handshake_failed(connection, timed_out=False)
             transport.close()
             raise
         except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
-            self.refusals.refused(peer, exc)
+            # asyncio says a handshake past its timeout with a ConnectionAbortedError, the
+            # word a client's own abort has: the deadline tells them apart.
+            timed_out = self.guard.past_deadline(connection)
+            self.guard.handshake_failed(connection, timed_out=timed_out)
+            if not timed_out:
+                self.refusals.refused(peer, exc)
             transport.close()
             return
         if tls is None:  # pragma: no cover - the transport closed under the handshake
+            self.guard.handshake_failed(connection, timed_out=False)
             transport.close()
             return
-        protocol.connection_made(tls)
+        self.guard.admit(connection, tls)
 
 
 async def serve(app: web.Application, *, listen: str, port: int, ssl_context: Any,
@@ -638,7 +666,8 @@ async def serve(app: web.Application, *, listen: str, port: int, ssl_context: An
             addresses = [f"http+unix://{unix_socket}"]
         elif ssl_context is not None:
             site = _GatedTLSSite(runner, listen, port, ssl_context=ssl_context,
-                                 reuse_port=reuse_port or None, refusals=HandshakeLog())
+                                 reuse_port=reuse_port or None, refusals=HandshakeLog(),
+                                 guard=app[CONNECTIONS])
             await site.start()
             addresses = [f"https://{h}:{p}" for h, p in site.bound]
         else:

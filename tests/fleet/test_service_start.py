@@ -241,6 +241,13 @@ def test_proxy_mode_over_tcp_with_a_shared_secret(fleet: Fleet, tmp_path: Path) 
     ("max_body_bytes = -1", "max_body_bytes: 1024 to 1073741824"),
     ("max_observations = 0", "max_observations: 1 to 100000"),
     ("max_observations = -5", "max_observations: 1 to 100000"),
+    ("header_timeout_ms = 99", "header_timeout_ms: 100 to 600000"),
+    ("header_timeout_ms = 600001", "header_timeout_ms: 100 to 600000"),
+    ('header_timeout_ms = "10s"', "header_timeout_ms: wrong type"),
+    ("max_connections_per_host = 0", "max_connections_per_host: 1 to 10000"),
+    ("max_connections_per_host = 10001", "max_connections_per_host: 1 to 10000"),
+    ("max_handshakes = 0", "max_handshakes: 1 to 100000"),
+    ("max_handshakes = true", "max_handshakes: wrong type"),
 ])
 def test_serve_settings_out_of_range_are_refused_by_name(fleet: Fleet, extra: str,
                                                                  says: str) -> None:

@@ -1,0 +1,314 @@
+"""Deadlines and caps on ``policy serve``'s TLS connections: what aiohttp leaves open.
+
+aiohttp bounds what a request may hold (a body's size) but neither how long a connection may
+take to say what it wants nor who holds how many. Its only clock before a request is
+``keepalive_timeout`` (3630 s by default, and it starts only once the TLS handshake is done),
+so a client that connected and sent nothing, or trickled a request line, held a connection
+for an hour; and one enrolled host could open connections without end. asyncio's
+``create_server`` has no cap on connections either. Both are decided here, below aiohttp:
+
+* **A deadline on request headers** (``header_timeout_s``). From the connection's accept, the
+  TLS handshake and the first request's headers must be done within it (the handshake's own
+  timeout is what is left of it); on a kept-alive connection, a later request's headers must
+  be done within it of that request's first byte. Past it the connection is aborted (no TLS
+  goodbye to wait for) and one info line logged: the peer's address and the host of its
+  certificate, filtered, never a byte it sent. A kept-alive connection that is merely idle
+  stays aiohttp's ``keepalive_timeout``: an agent keeps one connection between heartbeats and
+  ``http.client`` does not retry a request on a connection the service closed, so closing
+  idle connections at this deadline would fail every agent's next request. The cap per host
+  bounds how many idle connections a host keeps. (A request sent while the one before it is
+  still being answered, pipelined, has its bytes taken for the earlier body: it waits under
+  ``keepalive_timeout`` too, as an idle connection would.)
+* **A cap per host** (``max_per_host``). The host is the verified client certificate's, read
+  as the service reads it for every request (:func:`policy.fleet_wire.identity_from_peercert`),
+  counted from the end of the handshake until the connection is lost. A host's connection past
+  the cap is answered 429 with ``Retry-After`` and closed (the agent takes 429 as transient);
+  while as many of its connections wait for that answer as it may have open, more are closed
+  right after the handshake, so a host that opens connections in a loop holds at most twice
+  its cap, and never anyone else's room.
+* **A cap on handshakes** (``max_handshakes``): TCP connections accepted and not yet through
+  the TLS handshake, the only ones no certificate names. Past it a connection is closed as
+  soon as it is accepted, before any TLS. A flood of connections that never handshake then
+  costs at most this many sockets, each for at most the deadline; it does shut out everyone
+  else meanwhile, which only a firewall in front can prevent.
+
+Logging is bounded too (:class:`LogBudget`): a flood of connections must not become a flood
+of log lines. All of it is touched by the event loop only: no locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import StreamReader, web
+
+from .fleet_wire import identity_from_peercert
+
+__all__ = ["Connection", "ConnectionGuard", "LogBudget", "address_text", "connection_middleware"]
+
+log = logging.getLogger("certescrow.service")
+
+RETRY_AFTER_S = 1
+"""What a 429 for a host past its cap asks: its own connections end within seconds."""
+
+
+def address_text(address: Any) -> str:
+    """A peer address for a log line: ``host:port`` (the kernel's, never the client's text)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        address = f"{address[0]}:{address[1]}"
+    return "the Unix socket" if address in ("", None) else re.sub(r"[^0-9A-Za-z.:%_-]", "?",
+                                                                   str(address))[:80]
+
+
+def _host_text(host: str) -> str:
+    """A certificate's host for a log line: the CA signed it, the agent's operator chose it."""
+    return re.sub(r"[^0-9a-z._-]", "?", host)[:80]
+
+
+class LogBudget:
+    """At most ``burst`` lines in a ``window_s`` window, the rest counted. ``clock`` is
+    monotonic seconds."""
+
+    def __init__(self, *, burst: int = 20, window_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst, self.window_s, self.clock = burst, window_s, clock
+        self.window_start = clock()
+        self.logged = 0
+        self.suppressed = 0
+
+    def spend(self) -> tuple[bool, int]:
+        """Whether one more line may be logged now, and how many lines the window that just
+        ended held back (to be said in one line first; 0 when none ended)."""
+        now = self.clock()
+        held_back = 0
+        if now - self.window_start >= self.window_s:
+            held_back = self.suppressed
+            self.window_start, self.logged, self.suppressed = now, 0, 0
+        if self.logged >= self.burst:
+            self.suppressed += 1
+            return False, held_back
+        self.logged += 1
+        return True, held_back
+
+
+class Connection(asyncio.Protocol):
+    """One accepted connection: aiohttp's protocol behind it sees every event unchanged; this
+    keeps the connection's header deadline and its place under its host's cap."""
+
+    def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol, *, peer: str,
+                 deadline: float) -> None:
+        self.guard = guard
+        self.peer = peer
+        self.deadline = deadline
+        """Loop time by which the first request's headers must be done."""
+        self.inner = inner
+        """aiohttp's protocol. asyncio may hand it the bytes that came with the handshake's
+        end before the handshake's caller resumes (and calls :meth:`connection_made`)."""
+        self.transport: asyncio.Transport | None = None
+        self.host: str | None = None
+        """The certificate's host, once through the handshake."""
+        self.counted = False
+        """Whether it holds one of its host's places (else it waits for its 429)."""
+        self.refused = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.in_request = False
+        self.payload: StreamReader | None = None
+        """The last request's body (aiohttp's stream): bytes after its end begin the next
+        request, bytes before it are the body."""
+        self.lost = False
+
+    # ------------------------------------------------------------------ asyncio's protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.timer is None and not self.in_request and self.payload is not None \
+                and self.payload.is_eof():
+            self.arm(asyncio.get_running_loop().time() + self.guard.header_timeout_s)
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._disarm()
+        self.guard.release(self)
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    # ------------------------------------------------------------------ the deadline
+    def arm(self, when: float) -> None:
+        self.timer = asyncio.get_running_loop().call_at(when, self._expire)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expire(self) -> None:
+        self.timer = None
+        transport = self.transport
+        if self.lost or self.in_request or transport is None or transport.is_closing():
+            return
+        self.guard.passed(self, "complete request headers")
+        transport.abort()
+
+    def request_began(self, payload: StreamReader) -> None:
+        self._disarm()
+        self.in_request = True
+        self.payload = payload
+
+    def request_ended(self) -> None:
+        self.in_request = False
+
+
+class ConnectionGuard:
+    """The deadline and the caps of one service process (see the module's docstring)."""
+
+    def __init__(self, *, header_timeout_s: float, max_per_host: int,
+                 max_handshakes: int) -> None:
+        self.header_timeout_s = header_timeout_s
+        self.max_per_host = max_per_host
+        self.max_handshakes = max_handshakes
+        self.handshaking = 0
+        self.open: dict[str, int] = {}
+        """Connections of each host holding a place under its cap."""
+        self.refused: dict[str, int] = {}
+        """Connections of each host past its cap, waiting for their 429."""
+        self.deadlines = LogBudget()
+        self.refusals = LogBudget()
+
+    def accepted(self, peer: Any, inner: Callable[[], asyncio.Protocol]) -> Connection | None:
+        """A TCP connection just accepted, for the protocol ``inner`` makes (aiohttp's): its
+        deadline starts now. ``None``: too many are in their handshake already; close it."""
+        if self.handshaking >= self.max_handshakes:
+            self._refusal("closed a connection from %s at once: %d TLS handshakes are in "
+                          "progress already ([serve] max_handshakes)", address_text(peer),
+                          self.handshaking)
+            return None
+        self.handshaking += 1
+        deadline = asyncio.get_running_loop().time() + self.header_timeout_s
+        return Connection(self, inner(), peer=address_text(peer), deadline=deadline)
+
+    def past_deadline(self, connection: Connection) -> bool:
+        """Whether the connection's deadline has come (asyncio's timers may fire a clock tick
+        early, and the handshake's was set a little after the deadline was taken)."""
+        return asyncio.get_running_loop().time() + 0.05 >= connection.deadline
+
+    def handshake_timeout_s(self, connection: Connection) -> float:
+        """What is left of the deadline for the TLS handshake (asyncio wants more than 0)."""
+        return max(0.001, connection.deadline - asyncio.get_running_loop().time())
+
+    def handshake_failed(self, connection: Connection, *, timed_out: bool) -> None:
+        """The handshake did not complete (refused, abandoned, or past the deadline: then
+        the one line logged is said here)."""
+        self.handshaking -= 1
+        connection.lost = True
+        if timed_out:
+            self.passed(connection, "TLS handshake")
+
+    def admit(self, connection: Connection, transport: asyncio.Transport) -> None:
+        """Through the handshake: the connection is its certificate's host's from now on.
+        Hands it to aiohttp's protocol, or closes it when its host holds twice its cap."""
+        self.handshaking -= 1
+        identity = identity_from_peercert(transport.get_extra_info("peercert"))
+        # A certificate naming no single host is refused at its first request (401); until
+        # then its connections share one count.
+        host = identity.host if identity is not None else ""
+        connection.host, connection.transport = host, transport
+        if connection.lost or transport.is_closing():
+            connection.lost = True
+            transport.abort()
+            return
+        if self.open.get(host, 0) < self.max_per_host:
+            self.open[host] = self.open.get(host, 0) + 1
+            connection.counted = True
+        elif self.refused.get(host, 0) < self.max_per_host:
+            self.refused[host] = self.refused.get(host, 0) + 1
+            connection.refused = True
+            self._refusal("refusing a connection of %s from %s: it has %d open already "
+                          "([serve] max_connections_per_host); its request gets 429",
+                          _host_text(host), connection.peer, self.open[host])
+        else:
+            self._refusal("closed a connection of %s from %s at once: %d of its connections "
+                          "are open and %d more wait for their 429 "
+                          "([serve] max_connections_per_host)", _host_text(host),
+                          connection.peer, self.open[host], self.refused[host])
+            connection.lost = True
+            transport.abort()
+            return
+        connection.arm(connection.deadline)
+        connection.connection_made(transport)
+
+    def release(self, connection: Connection) -> None:
+        """The connection is gone: its place (or its wait for a 429) is free (once)."""
+        host = connection.host
+        if host is None:
+            return
+        table = self.open if connection.counted else self.refused if connection.refused \
+            else None
+        connection.counted = connection.refused = False
+        if table is None:
+            return
+        left = table.get(host, 1) - 1
+        if left > 0:
+            table[host] = left
+        else:
+            table.pop(host, None)
+
+    def passed(self, connection: Connection, what: str) -> None:
+        """The deadline passed: one info line (budgeted)."""
+        allowed, held_back = self.deadlines.spend()
+        if held_back:
+            log.info("closed %d more connection(s) past [serve] header_timeout_ms in %d s, "
+                     "not logged one by one", held_back, int(self.deadlines.window_s))
+        if allowed:
+            whose = f" ({_host_text(connection.host)})" if connection.host else ""
+            log.info("closed a connection from %s%s: no %s within %d ms "
+                     "([serve] header_timeout_ms)", connection.peer, whose, what,
+                     round(self.header_timeout_s * 1000))
+
+    def _refusal(self, message: str, *args: Any) -> None:
+        allowed, held_back = self.refusals.spend()
+        if held_back:
+            log.warning("refused %d more connection(s) past [serve] max_handshakes or "
+                        "max_connections_per_host in %d s, not logged one by one", held_back,
+                        int(self.refusals.window_s))
+        if allowed:
+            log.warning(message, *args)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def connection_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request's headers are complete: its connection's deadline is met. A connection
+    past its host's cap gets 429 here (closed after it), before anything else is asked."""
+    transport = request.transport
+    connection = transport.get_protocol() if transport is not None else None
+    if not isinstance(connection, Connection):  # proxy mode: the proxy's limits apply
+        return await handler(request)
+    connection.request_began(request.content)
+    try:
+        if connection.refused:
+            response = web.json_response(
+                {"error": "this host has as many connections open as the service allows; "
+                          "retry on one of them, or later"}, status=429)
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            response.force_close()
+            return response
+        return await handler(request)
+    finally:
+        connection.request_ended()
