@@ -735,7 +735,13 @@ class Ledger:
             self._sql_set_watermark()
             return written
 
-        return self._write(run)
+        written = self._write(run)
+        self._sql_after_rewrite()
+        return written
+
+    def _sql_after_rewrite(self) -> None:
+        """After the projection was written anew: nothing to do on SQLite (its sweep reads a
+        clustered table, with no visibility map to bring up to date)."""
 
     def verify_projection(self, *, at: datetime) -> tuple[list[tuple[str, str]], int, int]:
         """Refold every contract's journal and compare with its projection row: the

@@ -234,7 +234,7 @@ class PostgresLedger(Ledger):
         return ledger
 
     def _initialise_pg(self, *, create: bool) -> None:
-        def run() -> None:
+        def run() -> bool:  # whether it back-filled the projection
             self._q("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [_SCHEMA_LOCK])
             meta = self._q("SELECT to_regclass('meta') IS NOT NULL, "
                            "to_regclass('journal') IS NOT NULL")[0]
@@ -276,8 +276,10 @@ class PostgresLedger(Ledger):
             if version < SCHEMA_VERSION:
                 self._q("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                         [str(SCHEMA_VERSION)])
+            return version < 3
 
-        self._transaction(run, lock=None)
+        if self._transaction(run, lock=None):
+            self._sql_after_rewrite()  # the back-filled projection
 
     def close(self) -> None:
         self._pool.close()
@@ -505,6 +507,20 @@ class PostgresLedger(Ledger):
     def _sql_drop_projection(self, contract_id: str) -> None:
         self._defer("DELETE FROM projection_actions WHERE contract_id = ?", [contract_id])
         self._defer("DELETE FROM projection WHERE contract_id = ?", [contract_id])
+
+    def _sql_after_rewrite(self) -> None:
+        """``VACUUM (ANALYZE)`` the projection once it was rewritten: the sweep's questions
+        (in step? stale? how many?) are index-only scans only where the visibility map says
+        the pages are all-visible, and the planner needs statistics of the new rows.
+        Autovacuum would get there within a minute or so; the desk's next ``policy actions``
+        should not wait for it (100,000 contracts: 0.6 s of scans, 0.1 s after). It is an
+        optimisation: a role that does not own the tables gets a warning from the server,
+        and an error here leaves the repaired ledger as it is."""
+        try:
+            with self._pool.connection() as conn:  # autocommit: VACUUM runs outside one
+                conn.execute("VACUUM (ANALYZE) projection, projection_actions")
+        except (psycopg.Error, PoolTimeout):
+            pass
 
     def _sql_clear_projection(self) -> None:
         self._q("DELETE FROM projection_actions")

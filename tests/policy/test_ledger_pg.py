@@ -91,3 +91,23 @@ def test_the_sweep_reads_the_same_rows_through_a_server_side_cursor(
     assert paged == chunked
     assert len(chunked[0]) >= 5
     assert all(isinstance(row[6], bytes) for row in chunked[1])
+
+
+def test_a_rewritten_projection_is_vacuumed_and_analysed() -> None:
+    """``policy verify --repair`` (and the migration's back-fill) rewrite the projection in
+    bulk: the sweep's scans are index-only only once the visibility map is up to date, which
+    a server with autovacuum off (or not yet round) would leave undone."""
+    from datetime import timedelta
+
+    from tests.policy.ledger_fixtures import T0
+
+    with postgres_schema() as dsn:
+        with Ledger.open(dsn) as ledger:
+            ledger.append(accepted("c1", at=T0))
+            ledger.rebuild_projection(at=T0 + timedelta(hours=1))
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT relname, last_vacuum IS NOT NULL, last_analyze IS NOT NULL "
+                "FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+                "AND relname LIKE 'projection%' ORDER BY relname").fetchall()
+    assert rows == [("projection", True, True), ("projection_actions", True, True)]
