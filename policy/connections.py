@@ -33,7 +33,9 @@ for an hour; and one enrolled host could open connections without end. asyncio's
   else meanwhile, which only a firewall in front can prevent.
 
 Logging is bounded too (:class:`LogBudget`): a flood of connections must not become a flood
-of log lines. All of it is touched by the event loop only: no locks.
+of log lines. aiohttp's own log of a request it cannot parse (an ERROR with a traceback whose
+message quotes the client's bytes, escape sequences and all) becomes one budgeted info line in
+our words (:func:`http_log`). All of it is touched by the event loop only: no locks.
 """
 
 from __future__ import annotations
@@ -46,10 +48,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import StreamReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .fleet_wire import identity_from_peercert
 
-__all__ = ["Connection", "ConnectionGuard", "LogBudget", "address_text", "connection_middleware"]
+__all__ = [
+    "Connection",
+    "ConnectionGuard",
+    "LogBudget",
+    "address_text",
+    "connection_middleware",
+    "http_log",
+]
 
 log = logging.getLogger("certescrow.service")
 
@@ -312,3 +322,40 @@ async def connection_middleware(request: web.Request, handler: Handler) -> web.S
         return await handler(request)
     finally:
         connection.request_ended()
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp answers a request it cannot parse with 400 and closes the connection, which is
+    right, then logs it at ERROR with a traceback of its parser's exception, whose message
+    quotes the request line or header the client sent. Each such record becomes one info
+    line naming the peer and the exception's class (``InvalidURLError``, ``LineTooLong``),
+    within a :class:`LogBudget`; aiohttp's other records pass unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.budget = LogBudget()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        allowed, held_back = self.budget.spend()
+        peer = address_text(record.args[0]) if isinstance(record.args, tuple) and record.args \
+            else "an unknown peer"
+        if held_back:
+            peer += f" (and {held_back} more in {int(self.budget.window_s)} s, not logged " \
+                    "one by one)"
+        record.msg, record.args = "refused a malformed request from %s (400, %s)", (
+            peer, type(exc).__name__)
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        return allowed
+
+
+def http_log() -> logging.Logger:
+    """The logger aiohttp's request handler is given (``AppRunner(logger=…)``): a child of
+    the service's, with its parser errors in our words (:class:`_MalformedRequests`)."""
+    logger = logging.getLogger("certescrow.service.http")
+    if not any(isinstance(f, _MalformedRequests) for f in logger.filters):
+        logger.addFilter(_MalformedRequests())
+    return logger

@@ -66,6 +66,7 @@ from .connections import (
     LogBudget,
     address_text,
     connection_middleware,
+    http_log,
 )
 from .errors import LedgerError
 from .fleet_registry import RENEWAL_GRACE, FleetRegistry, IssuedRecord
@@ -655,7 +656,7 @@ async def serve(app: web.Application, *, listen: str, port: int, ssl_context: An
     logged), or plain HTTP on a Unix socket (proxy mode: file mode 0660, so only the proxy's
     group can connect), or plain HTTP on TCP behind a proxy. ``started`` gets the addresses.
     Raises :class:`StartError` when the address cannot be listened on."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0, logger=http_log())
     await runner.setup()
     site: web.BaseSite
     try:

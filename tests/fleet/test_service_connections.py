@@ -200,3 +200,24 @@ def test_connections_past_max_handshakes_are_closed_at_once(tmp_path: Path) -> N
         log = _stopped_log(fleet)
     assert "TLS handshakes are in progress already ([serve] max_handshakes)" in log
     assert "Traceback" not in log
+
+
+def test_a_malformed_request_is_one_line_in_our_words(tmp_path: Path) -> None:
+    with served_fleet(tmp_path / "desk", backend="sqlite") as fleet:
+        client = fleet.client("garbling-host")
+        for request in (b"GET /v1/\x1b[31mEVIL-MARKER HTTP/1.1\r\nHost: x\r\n\r\n",
+                        b"GET /v1/bindings HTTP/1.1\r\nX-Note: \x1b]0;EVIL-MARKER\x07\r\n\r\n"):
+            tls = _tls(fleet, client)
+            tls.sendall(request)
+            assert tls.recv(4096).split(b" ", 2)[1] == b"400"
+            assert _closed_within(tls, BOUND_S)
+            tls.close()
+        assert fleet.connect(client).request("GET", "/v1/bindings").status == 200
+        log = _stopped_log(fleet)
+    lines = [line for line in log.splitlines() if "refused a malformed request" in line]
+    assert len(lines) == 2, log
+    assert all(line.startswith("INFO certescrow.service.http: refused a malformed request "
+                               "from 127.0.0.1") for line in lines), lines
+    assert "EVIL-MARKER" not in log
+    assert "\x1b" not in log
+    assert "Traceback" not in log
