@@ -19,6 +19,7 @@ drive :meth:`Daemon.process_due` and :meth:`Daemon.full_scan` with no observer.
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -376,6 +377,11 @@ class Daemon:
                 self._pinger.start()
             self.notifier.status("initial scan")
             self.start_watching()  # before the scan, so nothing changed during it is lost
+            # What the start built (modules, the catalogue, observers) lives as long as the
+            # daemon: out of the collector's sight, so that its full collections, frequent
+            # while a first scan allocates, stop walking it (~9 % of the process's CPU in a
+            # first start of 100,000 files).
+            gc.freeze()
             self.full_scan()
             self.notifier.ready(self.status_line())
             self.log.info("ready", self.status_line())

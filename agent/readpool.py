@@ -18,7 +18,10 @@ any read; a worker that dies makes the scan read the rest of the plan itself.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import multiprocessing
+import operator
 import os
 import types
 from collections.abc import Callable, Sequence
@@ -29,8 +32,12 @@ from datetime import datetime
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
+from policy.decisions import Finding
+from policy.facts import CertificateFacts
+
 from .findinglog import LoggedWarning, warnings_of
-from .records import FileResult, ReadLimits
+from .readindex import PreparedRow, prepare_row
+from .records import CertificateRecord, FileError, FileResult, FileSkip, KeyRecord, ReadLimits
 from .workerlife import ParentLink, Tether, follow_parent
 
 __all__ = ["MIN_FILES", "ReadAhead", "RowJob", "Warnings", "read_ahead_workers"]
@@ -69,10 +76,19 @@ class RowJob:
     windows: Any
     at: datetime
     store: str
+    kinds_only: bool = False
+    """Send back only each warning's kind (its message and fields left out, ``""`` and ``{}``):
+    what the first scan's tally counts when the daemon does not log at debug level
+    (:meth:`agent.findinglog.FindingLog.counts_kinds_only`). Half the bytes a result crosses
+    with, in a scan whose every certificate has two warnings."""
 
 
 Warnings = tuple[tuple[LoggedWarning, ...], ...]
 """Per certificate of a file, what :func:`agent.findinglog.warnings_of` found."""
+
+_NO_FIELDS: dict[str, str] = {}
+"""The fields of a warning sent back as its kind only (one object: pickled once a batch; the
+daemon's process never writes to it)."""
 
 _job: RowJob | None = None
 _catalogue: Any = None
@@ -90,6 +106,37 @@ def _reduce_mappingproxy(proxy: types.MappingProxyType[Any, Any]) -> tuple[Any, 
 # workers as the dict they show (only multiprocessing's pickler is taught this).
 ForkingPickler.register(types.MappingProxyType, _reduce_mappingproxy)
 
+# What a worker sends back, field values in order rather than pickle's default for a slotted
+# dataclass (a dict of field names per object, built by a Python function): about a third of
+# the bytes' cost to write and half to read, in the worker and in the daemon's process, for
+# the same objects. Rebuilt as the default rebuilds them (slots set, no ``__init__``); only
+# between our own processes (only multiprocessing's pickler is taught this).
+_RECORDS: tuple[type[Any], ...] = (FileResult, CertificateRecord, KeyRecord, FileError, FileSkip,
+                                   CertificateFacts, Finding)
+_SETTERS: dict[type[Any], tuple[Callable[[Any, Any], None], ...]] = {}
+
+
+def _rebuild(cls: type[Any], values: tuple[Any, ...]) -> Any:
+    record = object.__new__(cls)
+    for put, value in zip(_SETTERS[cls], values, strict=True):
+        put(record, value)
+    return record
+
+
+def _record_reducer(cls: type[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    names = [f.name for f in dataclasses.fields(cls)]
+    _SETTERS[cls] = tuple(getattr(cls, name).__set__ for name in names)  # slot descriptors
+    values = operator.attrgetter(*names)
+
+    def reduce(record: Any) -> tuple[Any, ...]:
+        return _rebuild, (cls, values(record))
+
+    return reduce
+
+
+for _cls in _RECORDS:
+    ForkingPickler.register(_cls, _record_reducer(_cls))
+
 
 def _start_worker(link: ParentLink, job: RowJob | None) -> None:
     """In each worker, once: end it when the daemon ends; the catalogue parsed from the
@@ -102,6 +149,7 @@ def _start_worker(link: ParentLink, job: RowJob | None) -> None:
 
         _catalogue = (load_catalogue(None) if job.catalogue is None
                       else parse_catalogue(job.catalogue[0], source=job.catalogue[1]))
+    gc.freeze()  # the modules and the catalogue, out of the collector's walks (as the daemon)
 
 
 def _warnings_of(result: FileResult, job: RowJob) -> Warnings | None:
@@ -125,21 +173,30 @@ def _warnings_of(result: FileResult, job: RowJob) -> Warnings | None:
             row = certificate_row(record, classification, placement=placement,
                                   pairing=pairing, at=job.at, windows=job.windows,
                                   extra_findings=(), store=job.store)
-            found.append(warnings_of(row))
+            warnings = warnings_of(row)
+            if job.kinds_only:
+                warnings = tuple((kind, "", _NO_FIELDS) for kind, _, _ in warnings)
+            found.append(warnings)
     except Exception:  # the daemon's own classification logs it
         return None
     return tuple(found)
 
 
+Read = tuple[FileResult, Warnings | None, PreparedRow | None]
+"""What a worker sends back per file: the result, the warnings it found in it (if asked), its
+read index row (if asked)."""
+
+
 def _read_batch(paths: list[str], limits: ReadLimits, passwords: tuple[bytes, ...],
-                classify: list[bool]) -> list[tuple[FileResult, Warnings | None]]:
+                classify: list[bool], rows: bool = False) -> list[Read]:
     from .reader import read_file
 
     job = _job
-    out: list[tuple[FileResult, Warnings | None]] = []
+    out: list[Read] = []
     for path, wanted in zip(paths, classify, strict=True):
         result = read_file(path, limits=limits, passwords=passwords)
-        out.append((result, _warnings_of(result, job) if job is not None and wanted else None))
+        out.append((result, _warnings_of(result, job) if job is not None and wanted else None,
+                    prepare_row(result) if rows else None))
     return out
 
 
@@ -148,15 +205,20 @@ class ReadAhead:
 
     def __init__(self, paths: Sequence[str], *, limits: ReadLimits,
                  passwords: tuple[bytes, ...], workers: int, job: RowJob | None = None,
-                 classify: Callable[[str], bool] = lambda path: False) -> None:
+                 classify: Callable[[str], bool] = lambda path: False,
+                 rows: bool = False) -> None:
         self._batches = [list(paths[i:i + BATCH]) for i in range(0, len(paths), BATCH)]
         self._where = {path: n for n, batch in enumerate(self._batches) for path in batch}
         self._limits = limits
         self._passwords = passwords
-        self._futures: dict[int, Future[list[tuple[FileResult, Warnings | None]]]] = {}
+        self._futures: dict[int, Future[list[Read]]] = {}
         self._ready: dict[str, FileResult] = {}
         self._warned: dict[str, tuple[FileResult, Warnings]] = {}
         """Path -> the result read ahead and the warnings its worker found in it."""
+        self._rows = rows
+        """Whether the workers make each result's read index row (:func:`prepare_row`)."""
+        self._prepared: dict[str, tuple[FileResult, PreparedRow]] = {}
+        """Path -> the result read ahead and the read index row its worker made of it."""
         self.job = job
         self._classify = classify
         """Whether a worker classifies this file too (see :class:`RowJob`)."""
@@ -178,7 +240,7 @@ class ReadAhead:
             batch, self._batches[self._next] = self._batches[self._next], []  # (not kept)
             flags = [self.job is not None and self._classify(path) for path in batch]
             self._futures[self._next] = self._pool.submit(
-                _read_batch, batch, self._limits, self._passwords, flags)
+                _read_batch, batch, self._limits, self._passwords, flags, self._rows)
             self._next += 1
 
     def take(self, path: str) -> FileResult | None:
@@ -200,17 +262,24 @@ class ReadAhead:
             self.close()
             return None
         self.read += len(batch)
-        for result, warnings in batch:
+        for result, warnings, row in batch:
             if warnings is not None:
                 self._warned[result.path] = (result, warnings)
+            if row is not None:
+                self._prepared[result.path] = (result, row)
             if result.path != path and result.path in self._where:
                 self._where.pop(result.path, None)
                 self._ready[result.path] = result
-        return next((r for r, _ in batch if r.path == path), None)
+        return next((r for r, _, _ in batch if r.path == path), None)
 
     def warnings(self, result: FileResult) -> Warnings | None:
         """The warnings the worker found in ``result`` (this very result, read ahead), once."""
         held = self._warned.pop(result.path, None)
+        return held[1] if held is not None and held[0] is result else None
+
+    def row(self, result: FileResult) -> PreparedRow | None:
+        """The read index row the worker made of ``result`` (this very result), once."""
+        held = self._prepared.pop(result.path, None)
         return held[1] if held is not None and held[0] is result else None
 
     def close(self) -> None:
@@ -222,3 +291,4 @@ class ReadAhead:
         self._ready.clear()
         self._where.clear()
         self._warned.clear()
+        self._prepared.clear()

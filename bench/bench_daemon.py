@@ -19,6 +19,7 @@ N certificate files in directories of 100, then measures, each daemon phase in i
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -220,13 +221,18 @@ def daemon_phase(root: Path, state: Path, count: int, variants: list[bytes],
         target = _profiled(daemon.run, profile, "daemon")
         writer_run = daemon.writer._run
         daemon.writer._run = _profiled(writer_run, profile, "writer")  # type: ignore[method-assign]
+    gc_time = _GcTime()
     thread = threading.Thread(target=target, name="daemon", daemon=True)
     thread.start()
-    while not notifier.is_ready.wait(0.2):
+    usage = _CpuUsage()
+    while not notifier.is_ready.wait(0.1):
+        usage.sample()
         if not thread.is_alive():
             raise SystemExit("the daemon stopped before READY")
     ready_s = notifier.ready_at - t0
     cpu_s = time.process_time() - cpu0  # (read a little after READY: an upper bound)
+    usage.sample()
+    gc_s, gc_runs = gc_time.stop()
     # The start's reconciliation with the ledger runs inside the scan unless the ledger takes
     # longer than the loop's patience to answer; then the loop finishes it after READY.
     while daemon.sync.reconcile_due or daemon.sync.awaiting_ledger:
@@ -253,7 +259,89 @@ def daemon_phase(root: Path, state: Path, count: int, variants: list[bytes],
         daemon.request_stop()
         thread.join(timeout=60)
     return {"ready_s": ready_s, "cpu_s": cpu_s, "reconciled_s": reconciled_s, "parsed": parsed,
-            "indexed": indexed, "latencies": samples, "peak_kib": _peak_rss_kib()}
+            "indexed": indexed, "latencies": samples, "peak_kib": _peak_rss_kib(),
+            "threads": usage.threads(), "workers_cpu_s": usage.descendants(),
+            "gc_s": gc_s, "gc_runs": gc_runs}
+
+
+class _GcTime:
+    """Time the daemon's process spends in the cyclic garbage collector, to READY."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.runs = 0
+        self._t0 = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._t0
+            self.runs += 1
+
+    def stop(self) -> tuple[float, int]:
+        gc.callbacks.remove(self._callback)
+        return self.seconds, self.runs
+
+
+class _CpuUsage:
+    """CPU seconds to READY of each thread of this process and of its descendant processes
+    (the read-ahead workers, children of the fork server), sampled while waiting: a thread or
+    worker that ended between two samples (every 0.1 s) loses at most its last 0.1 s."""
+
+    def __init__(self) -> None:
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._threads: dict[int, float] = {}
+        self._names: dict[int, str] = {}
+        self._procs: dict[int, float] = {}
+
+    def _cpu(self, stat: str) -> float:
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / self._tick
+
+    def sample(self) -> None:
+        for thread in threading.enumerate():
+            if thread.native_id is not None:
+                self._names.setdefault(thread.native_id, thread.name)
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    self._threads[int(tid)] = self._cpu(f.read())
+            except OSError:
+                continue
+        # descendants through /proc/PID/task/TID/children (no scan of every process)
+        todo = [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            try:
+                tids = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/children") as f:
+                        children = [int(c) for c in f.read().split()]
+                except OSError:
+                    continue
+                for child in children:
+                    todo.append(child)
+                    try:
+                        with open(f"/proc/{child}/stat") as f:
+                            seconds = self._cpu(f.read())
+                    except OSError:
+                        continue
+                    self._procs[child] = max(self._procs.get(child, 0.0), seconds)
+
+    def threads(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for tid, seconds in self._threads.items():
+            name = self._names.get(tid, "other")
+            out[name] = out.get(name, 0.0) + seconds
+        return out
+
+    def descendants(self) -> float:
+        return sum(self._procs.values())
 
 
 def _profiled(run: Any, where: Path, name: str) -> Any:
@@ -352,6 +440,13 @@ def main(argv: list[str] | None = None) -> None:
               f"{phase['parsed']:>10} {phase['peak_kib'] / mib:>5.0f} MiB")
     print("(CPU s: the daemon's own process, all its threads, to READY, not its read-ahead "
           "workers; the scan's: its process and its workers.)")
+    for label, phase in (("first start", first), ("restart", restart)):
+        threads = ", ".join(f"{name} {seconds:.2f}" for name, seconds in
+                            sorted(phase["threads"].items(), key=lambda x: -x[1])
+                            if seconds >= 0.01)
+        print(f"({label}: CPU s by thread: {threads}; its child processes (fork server, "
+              f"read-ahead workers): {phase['workers_cpu_s']:.2f}; garbage collector: "
+              f"{phase['gc_s']:.2f} s in {phase['gc_runs']} runs)")
     print(f"(the start's reconciliation with the ledger done at {first['reconciled_s']:.2f} s "
           f"and {restart['reconciled_s']:.2f} s: within READY unless the ledger took longer "
           "than the loop's patience to answer)")

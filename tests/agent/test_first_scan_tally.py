@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from agent.logs import EventLog, configure_logging
 from agent.readindex import READ_INDEX_NAME
@@ -41,3 +44,51 @@ def test_the_count_is_logged_before_what_reconciliation_finds(tmp_path: Path) ->
     assert counted, stream.getvalue()
     assert gone, stream.getvalue()
     assert max(counted) < min(gone)
+
+
+def test_workers_send_only_kinds_when_the_count_is_all_that_is_logged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not logging at debug level, the first scan only counts the warnings by kind: the read-ahead
+    workers send back their kinds only, and the lines are those one process logs."""
+    from agent import readpool
+    from agent.storesync import MAX_PLACEMENT_SIBLINGS, StoreSync
+
+    store = tmp_path / "certs"
+    per_dir = MAX_PLACEMENT_SIBLINGS + 36  # placed alone: classified by the workers
+    pems = [make_cert(sans=(f"k{k}.example.jp",), serial=700 + k).pem for k in range(3)]
+    for i in range(per_dir * 6):
+        write(store / f"d{i // per_dir}" / f"c{i:04}.pem", pems[i % 3])
+    jobs: list[readpool.RowJob | None] = []
+    original = readpool.ReadAhead.__init__
+
+    def noting(self: readpool.ReadAhead, *args: Any, **kwargs: Any) -> None:
+        jobs.append(kwargs.get("job"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(readpool.ReadAhead, "__init__", noting)
+    rows = 0
+    row = StoreSync._row
+
+    def counting(self: StoreSync, *args: Any, **kwargs: Any) -> Any:
+        nonlocal rows
+        rows += 1
+        return row(self, *args, **kwargs)
+
+    monkeypatch.setattr(StoreSync, "_row", counting)
+    said = {}
+    for workers in (0, 1):
+        stream = io.StringIO()
+        log = EventLog(configure_logging("text", stream=stream))  # info: no debug lines
+        daemon, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path / str(workers),
+                                clock=SteppingClock(), log=log)
+        daemon.sync.read_ahead_workers = workers
+        daemon.full_scan()
+        daemon.shutdown()
+        said[workers] = [line.split(" ", 2)[2] for line in stream.getvalue().splitlines()
+                         if "initial scan:" in line]
+    assert rows == per_dir * 6  # all by this process without workers, none with them
+    assert len(jobs) == 1
+    assert jobs[0] is not None
+    assert jobs[0].kinds_only
+    assert said[0]
+    assert said[1] == said[0]
