@@ -11,7 +11,9 @@ path and output form:
 
 * projection: ``policy actions --at AT`` (current knowledge: the projection answers);
 * fold:       ``policy actions --at AT --as-recorded AT`` (``--as-recorded`` always folds
-              the journal; every event was recorded by ``AT``, so it asks the same question).
+              the journal; every event was recorded by ``AT``, so it asks the same question);
+* ``contract list --at AT`` through the projection, text and ``--json`` (no target; its
+  memory must stay flat too).
 
 It prints wall time, CPU time (user + system of the child: the steadier number on a shared
 machine), the child's own peak resident memory (``wait4`` in a runner started before any
@@ -154,6 +156,19 @@ def measure(label: str, ledger: str, workdir: Path) -> None:
         results["projection"][1].unlink()
 
 
+def measure_list(label: str, ledger: str, workdir: Path) -> None:
+    """``contract list`` (text and ``--json``) through the projection: no target of its own
+    in issue 13, but memory must stay flat as well (it streams its rows)."""
+    at = AT.isoformat()
+    for form, extra in (("text", []), ("--json", ["--json"])):
+        out = workdir / f"{label}-list-{form.strip('-')}.out"
+        wall, cpu, rss, size = run(["contract", "list", "--at", at, "--ledger", ledger, *extra],
+                                   out)
+        print(f"| {label} | contract list | {form} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | "
+              f"{size / 2**20:.1f} | | |")
+        out.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contracts", type=int, default=100_000)
@@ -190,6 +205,7 @@ def main() -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{empty}{suffix}").unlink(missing_ok=True)
     measure("SQLite", str(ledger), workdir)
+    measure_list("SQLite", str(ledger), workdir)
     if not args.no_postgres:
         with postgres_schema(args.postgres) as dsn:
             print("copying the journal to PostgreSQL, rebuilding its projection …",
@@ -199,6 +215,7 @@ def main() -> None:
             builds.append(f"PostgreSQL: journal copied and projection rebuilt "
                           f"(policy verify --repair's path) {time.perf_counter() - start:.0f} s")
             measure("PostgreSQL", dsn, workdir)
+            measure_list("PostgreSQL", dsn, workdir)
     if builds:
         print(f"(ledger builds, projection included: {', '.join(builds)})")
     if args.keep:
