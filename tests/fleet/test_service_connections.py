@@ -221,3 +221,50 @@ def test_a_malformed_request_is_one_line_in_our_words(tmp_path: Path) -> None:
     assert "EVIL-MARKER" not in log
     assert "\x1b" not in log
     assert "Traceback" not in log
+
+
+def test_many_connections_without_a_certificate_are_refused_or_closed_at_the_deadline(
+        tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with served_fleet(tmp_path / "desk", backend="sqlite",
+                      extra=lambda _: "header_timeout_ms = 300") as fleet:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(cadata=fleet.ca_cert.decode())
+
+        def anonymous(_: int) -> bool:
+            """Whether the service refused a client with no certificate (TLS 1.3: the
+            client's handshake ends first, the refusal is the next read)."""
+            raw = socket.create_connection(("127.0.0.1", fleet.port), timeout=BOUND_S)
+            try:
+                tls = context.wrap_socket(raw, server_hostname="127.0.0.1")
+            except OSError:
+                raw.close()
+                return True
+            with tls:
+                try:
+                    tls.sendall(b"GET /v1/bindings HTTP/1.1\r\nHost: x\r\n\r\n")
+                    return not tls.recv(4096)
+                except OSError:
+                    return True
+
+        # Thirty more stop after their ClientHello, holding their handshakes open.
+        stalled = [socket.create_connection(("127.0.0.1", fleet.port), timeout=30)
+                   for _ in range(30)]
+        for sock in stalled:
+            sock.sendall(_client_hello())
+        began = time.monotonic()
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            refused = list(pool.map(anonymous, range(100)))
+        assert all(refused)
+        assert fleet.connect(fleet.client("honest-host")).request(
+            "GET", "/v1/bindings").status == 200
+        for sock in stalled:
+            assert _closed_within(sock, BOUND_S - (time.monotonic() - began))
+            sock.close()
+        log = _stopped_log(fleet)
+    # The refusals and the deadlines are logged at most 20 a minute each (the rest are
+    # counted in one line once the minute is over).
+    assert 1 <= log.count("refused a TLS handshake from 127.0.0.1:") <= 20, log
+    assert log.count("no TLS handshake within 300 ms") == 20, log
+    assert "Traceback" not in log
