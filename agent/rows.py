@@ -26,7 +26,7 @@ from datetime import date, datetime
 from typing import Any
 
 from policy.classification import CertificateClassification
-from policy.decisions import Action, Decision, Finding, Severity
+from policy.decisions import SEVERITY_TEXT, Action, Decision, Finding, Severity
 from policy.rules.art6 import end_of_validity, never_expires
 
 from .monitoring import CONTRACT_FINDINGS, ExitMode, ExpiryWindows, worst_counted
@@ -307,7 +307,7 @@ class CertificateRow:
             "path": self.record.path,
             "index": self.record.index,
             "format": self.record.fmt,
-            "role": self.role.value,
+            "role": self.role._value_,  # the enum's value without its Python property
             "store": self.store,
         }
         out.update(c.to_json(findings=self.findings, severity=self.severity,
@@ -316,8 +316,8 @@ class CertificateRow:
             out.update(item=None, candidates=[], category=None, contracted_tier=None,
                        compliant=None, by_allowance=False, renewable=None)
         out.update({
-            "host_severity": self.host_severity.name.lower(),
-            "contract_severity": self.contract_severity.name.lower(),
+            "host_severity": SEVERITY_TEXT[self.host_severity],
+            "contract_severity": SEVERITY_TEXT[self.contract_severity],
             "serial": f.serial,
             "issuer_org": f.issuer_org,
             "issuer_cn": f.issuer_cn,
@@ -356,7 +356,8 @@ def certificate_row(
         findings.extend(_expiry(record, classification, windows, at))
     if pairing.finding is not None:
         findings.append(pairing.finding)
-    findings.extend(_chain_findings(record, placement.chain, at))
+    if placement.chain:
+        findings.extend(_chain_findings(record, placement.chain, at))
     findings.extend(extra_findings)
     return CertificateRow(record=record, classification=classification, role=placement.role,
                           contract_view=placement.contract_view, findings=tuple(findings),

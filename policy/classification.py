@@ -16,7 +16,7 @@ from typing import Any
 
 from policy.catalogue import Catalogue, CertificateAuthority, Item
 from policy.category import Category
-from policy.decisions import Decision, Finding, Severity
+from policy.decisions import SEVERITY_TEXT, Decision, Finding, Severity
 from policy.facts import CertificateFacts, unevaluable
 from policy.forecast import MaxValiditySchedule, br_days, embedded_schedule
 from policy.intake import Binding
@@ -87,18 +87,19 @@ class CertificateClassification:
             "not_before": instant_text(f.not_before_utc),
             "not_after": instant_text(f.not_after_utc),
             "validity_seconds": self.validity_seconds,
-            "tier": self.tier.value,
+            "tier": self.tier._value_,  # the enum's value without its Python property
             "renewable": self.renewable,
             "item": self.item,
             "candidates": list(self.candidates),
-            "category": self.category.value,
+            "category": self.category._value_,
             "ca": self.ca,
             "validation": self.validation,
-            "contracted_tier": self.contracted_tier.value if self.contracted_tier else None,
+            "contracted_tier": (self.contracted_tier._value_ if self.contracted_tier
+                                else None),
             "compliant": self.compliant,
             "by_allowance": self.by_allowance,
             "days_left": self.days_left,
-            "severity": worst.name.lower(),
+            "severity": SEVERITY_TEXT[worst],
             "findings": [x.to_json() for x in shown],
             "actions": [x.to_json() for x in acts],
         }
@@ -176,18 +177,19 @@ def _beyond_every_offered_period(facts: CertificateFacts, item: Item | None,
                                  candidates: tuple[str, ...], catalogue: Catalogue,
                                  category: Category, *, ca: CertificateAuthority | None,
                                  previous: CertificateFacts | None,
-                                 rule: PeriodRule) -> Finding | None:
+                                 rule: PeriodRule, tier: Tier) -> Finding | None:
     """With no contracted tier: a certificate longer than every period its item offers (the
     longest of Appx1.1's rows for it, the CA's carry-over allowance included) cannot comply with
     any contract for the item, whichever tier is bound later. For an item that is still
-    ambiguous, the longest period any candidate offers."""
+    ambiguous, the longest period any candidate offers. ``tier``: the certificate's strict
+    tier."""
     offered = item.tiers if item is not None else tuple(
         t for handle in candidates for t in catalogue.items[handle].tiers)
-    if not offered:
-        return None
+    if not offered or Tier.UNLIMITED in offered:
+        return None  # unlimited admits everything
     longest = max(offered, key=TIERS_ASCENDING.index)
-    if longest is Tier.UNLIMITED:
-        return None
+    if tier <= longest:
+        return None  # the strict tier fits: compliance() says compliant without an allowance
     result = compliance(facts, longest, category=category, ca=ca, previous=previous,
                         rule=rule)
     if result.compliant:
@@ -204,7 +206,7 @@ def _beyond_every_offered_period(facts: CertificateFacts, item: Item | None,
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)  # internal and short-lived: no frozen init per certificate
 class _Resolved:
     """What the certificate is to the contract: item, category, contracted tier, CA."""
 
@@ -217,12 +219,13 @@ class _Resolved:
 
 
 def _resolve(facts: CertificateFacts, catalogue: Catalogue, binding: Binding,
-             findings: list[Finding]) -> _Resolved:
+             findings: list[Finding], issuer_ca: CertificateAuthority | None) -> _Resolved:
+    """``issuer_ca``: ``catalogue.ca_for_issuer(facts.issuer_org)`` (the caller needs it too)."""
     match = match_item(facts, catalogue)
     findings.extend(match.findings)
     item, category, candidates = _resolve_item(facts, match, binding, catalogue, findings)
     contracted = _contracted_tier(binding, item, candidates, catalogue, findings)
-    ca: CertificateAuthority | None = match.ca or catalogue.ca_for_issuer(facts.issuer_org)
+    ca: CertificateAuthority | None = match.ca or issuer_ca
     if ca is None and item is not None and item.ca in catalogue.cas and item.ca != "any":
         ca = catalogue.ca_of(item)
     if ca is not None and not ca.organisations:
@@ -236,7 +239,8 @@ def contract_compliance(facts: CertificateFacts, catalogue: Catalogue, *, bindin
                         rule: PeriodRule = DEFAULT_PERIOD_RULE) -> Compliance | None:
     """Art.3 compliance exactly as :func:`classify_certificate` judges it, without the rest of
     the classification: what a contract sweep needs (``None`` when no tier is contracted)."""
-    resolved = _resolve(facts, catalogue, binding, [])
+    resolved = _resolve(facts, catalogue, binding, [],
+                        catalogue.ca_for_issuer(facts.issuer_org))
     if resolved.contracted is None:
         return None
     return compliance(facts, resolved.contracted, category=resolved.category, ca=resolved.ca,
@@ -269,7 +273,8 @@ def classify_certificate(
     end_day = end_of_validity(na)
     days_left = (end_day - today).days
 
-    resolved = _resolve(facts, catalogue, binding, findings)
+    issuer_ca = catalogue.ca_for_issuer(facts.issuer_org)
+    resolved = _resolve(facts, catalogue, binding, findings, issuer_ca)
     match, item, category = resolved.match, resolved.item, resolved.category
     candidates, contracted, ca = resolved.candidates, resolved.contracted, resolved.ca
 
@@ -315,8 +320,7 @@ def classify_certificate(
             message="no subjectAltName: browsers ignore the CN, so the certificate names no "
                     "server (BR §7.1.2.7.12)",
         ))
-    public = catalogue.ca_for_issuer(facts.issuer_org) is not None or \
-        sched.is_public_issuer(facts.issuer_org)
+    public = issuer_ca is not None or sched.is_public_issuer(facts.issuer_org)
     if not facts.is_ca and public and sched.exceeds(facts):
         limit = sched.max_days_at(nb)
         findings.append(Finding(
@@ -339,7 +343,7 @@ def classify_certificate(
         actions.extend(compliance_decisions(result, facts, contract_id=contract_id))
     else:
         beyond = _beyond_every_offered_period(facts, item, candidates, catalogue, category,
-                                              ca=ca, previous=previous, rule=rule)
+                                              ca=ca, previous=previous, rule=rule, tier=tier)
         if beyond is not None:
             findings.append(beyond)
 
@@ -359,7 +363,8 @@ def classify_certificate(
             answer=None, at=at, settings=settings, proviso=proviso))
     if item is not None:
         actions.extend(abolition_decisions(item, contract_id=contract_id, at=at))
-    actions.sort(key=lambda d: (d.due is None, d.due or today, d.action.value))
+    if len(actions) > 1:
+        actions.sort(key=lambda d: (d.due is None, d.due or today, d.action.value))
 
     return CertificateClassification(
         facts=facts, validity_seconds=seconds, tier=tier,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import calendar
 import enum
+import functools
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -124,32 +125,18 @@ class Period:
 
     @property
     def label_en(self) -> str:
-        if self.unit == "months" and self.length % 12 == 0:
-            years = self.length // 12
-            return f"{years} year" + ("s" if years != 1 else "")
-        return f"{self.length} {self.unit if self.length != 1 else self.unit[:-1]}"
+        return _label_en(self.length, self.unit)
 
     @property
     def label_ja(self) -> str:
-        if self.unit == "months":
-            if self.length % 12 == 0:
-                return f"{self.length // 12} 年"
-            return f"{self.length} ヶ月"
-        return f"{self.length} 日"
+        return _label_ja(self.length, self.unit)
 
     def explain_en(self) -> str:
         """The period in words: which rule, from when, and its last day."""
-        last = self.last_day.isoformat() if self.last_day is not None else "after 9999-12-31"
         if self.rule is PeriodRule.CIVIL_CODE:
-            if self.reckoning_day is None:
-                return (f"{self.label_en} counted by the Civil Code, reckoned from after "
-                        "9999-12-31: nothing representable lies beyond them")
-            first = ("the period starts at 00:00 JST, so its first day counts (Civil Code "
-                     "Art.140 proviso)" if self._starts_at_midnight()
-                     else "the first day is not counted, Civil Code Art.140")
-            calendar_note = " by the calendar (Art.143)" if self.unit == "months" else ""
-            return (f"reckoning day {self.reckoning_day} ({first}); {self.label_en}"
-                    f"{calendar_note}, ending at the end of {last} (Art.141)")
+            return _civil_text(self.unit, self.length, self.reckoning_day, self.last_day,
+                               self._starts_at_midnight())[0]
+        last = self.last_day.isoformat() if self.last_day is not None else "after 9999-12-31"
         start = _jst_text(self.start_utc)
         end = _jst_text(self.end_utc) if self.end_utc is not None else "after 9999-12-31"
         how = ("× 86,400 s" if self.unit == "days" else "calendar months, clamped at month ends")
@@ -159,15 +146,10 @@ class Period:
     def explain_ja(self) -> str:
         """The same in Japanese, e.g.
         「起算日 2026-05-11（初日不算入、民法第140条）から 90 日、2026-08-08 満了」."""
-        last = self.last_day.isoformat() if self.last_day is not None else "9999-12-31 より後"
         if self.rule is PeriodRule.CIVIL_CODE:
-            if self.reckoning_day is None:
-                return f"起算日が 9999-12-31 より後のため、{self.label_ja}の期間は満了しません"
-            first = ("午前零時に始まるため初日算入、民法第140条ただし書"
-                     if self._starts_at_midnight() else "初日不算入、民法第140条")
-            calendar_note = "（暦に従って計算、民法第143条）" if self.unit == "months" else ""
-            return (f"起算日 {self.reckoning_day}（{first}）から {self.label_ja}{calendar_note}、"
-                    f"{last} 満了")
+            return _civil_text(self.unit, self.length, self.reckoning_day, self.last_day,
+                               self._starts_at_midnight())[1]
+        last = self.last_day.isoformat() if self.last_day is not None else "9999-12-31 より後"
         start = _jst_text(self.start_utc, ja=True)
         end = _jst_text(self.end_utc, ja=True) if self.end_utc is not None else "9999-12-31 より後"
         return (f"経過時間による計算で {start} から {self.label_ja}、{end} の直前に満了"
@@ -181,13 +163,63 @@ class Period:
 
     def to_json(self) -> dict[str, Any]:
         """The ``computed`` fields every decision that used a period carries."""
-        return {
-            "period_rule": self.rule.value,
-            "period_length": f"{self.length} {self.unit}",
-            "period_reckoning_day": (self.reckoning_day.isoformat()
-                                     if self.reckoning_day is not None else None),
-            "period_last_day": self.last_day.isoformat() if self.last_day is not None else None,
-        }
+        return dict(_period_fields(self.rule is PeriodRule.CIVIL_CODE, self.length, self.unit,
+                                   self.reckoning_day, self.last_day))
+
+
+@functools.lru_cache(maxsize=4096)
+def _period_fields(civil: bool, length: int, unit: str, reckoning_day: date | None,
+                   last_day: date | None) -> tuple[tuple[str, Any], ...]:
+    """:meth:`Period.to_json`'s items, by the values they are made of: a store's certificates
+    issued on the same Tokyo day share them (bounded; the caller copies them into a dict;
+    ``civil``: the rule, as a bool, which hashes without a Python call)."""
+    rule = PeriodRule.CIVIL_CODE if civil else PeriodRule.ELAPSED
+    return (("period_rule", rule.value),
+            ("period_length", f"{length} {unit}"),
+            ("period_reckoning_day",
+             reckoning_day.isoformat() if reckoning_day is not None else None),
+            ("period_last_day", last_day.isoformat() if last_day is not None else None))
+
+
+def _label_en(length: int, unit: str) -> str:
+    if unit == "months" and length % 12 == 0:
+        years = length // 12
+        return f"{years} year" + ("s" if years != 1 else "")
+    return f"{length} {unit if length != 1 else unit[:-1]}"
+
+
+def _label_ja(length: int, unit: str) -> str:
+    if unit == "months":
+        if length % 12 == 0:
+            return f"{length // 12} 年"
+        return f"{length} ヶ月"
+    return f"{length} 日"
+
+
+@functools.lru_cache(maxsize=4096)
+def _civil_text(unit: str, length: int, reckoning_day: date | None, last_day: date | None,
+                midnight: bool) -> tuple[str, str]:
+    """A civil-code period in words, English and Japanese: a function of its days alone (not of
+    the instant it starts at), so the certificates issued on one Tokyo day share the text
+    (bounded; every argument is a plain value)."""
+    label_en, label_ja = _label_en(length, unit), _label_ja(length, unit)
+    if reckoning_day is None:
+        return (f"{label_en} counted by the Civil Code, reckoned from after "
+                "9999-12-31: nothing representable lies beyond them",
+                f"起算日が 9999-12-31 より後のため、{label_ja}の期間は満了しません")
+    last_en = last_day.isoformat() if last_day is not None else "after 9999-12-31"
+    last_ja = last_day.isoformat() if last_day is not None else "9999-12-31 より後"
+    first_en = ("the period starts at 00:00 JST, so its first day counts (Civil Code "
+                "Art.140 proviso)" if midnight
+                else "the first day is not counted, Civil Code Art.140")
+    first_ja = ("午前零時に始まるため初日算入、民法第140条ただし書" if midnight
+                else "初日不算入、民法第140条")
+    months = unit == "months"
+    return (f"reckoning day {reckoning_day} ({first_en}); {label_en}"
+            f"{' by the calendar (Art.143)' if months else ''}, ending at the end of {last_en} "
+            "(Art.141)",
+            f"起算日 {reckoning_day}（{first_ja}）から {label_ja}"
+            f"{'（暦に従って計算、民法第143条）' if months else ''}、{last_ja} 満了")
 
 
 def duration_en(delta: timedelta) -> str:
@@ -243,21 +275,41 @@ def _last_touched(end_utc: datetime | None) -> date | None:
         return None
 
 
+_MIDNIGHT = time(0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _civil_days(local_day: date, midnight: bool, days: int
+                ) -> tuple[date | None, date | None, datetime | None]:
+    """(reckoning day, last day, exclusive end) of a civil-code period of ``days`` days that
+    starts on Tokyo day ``local_day`` (``midnight``: at 00:00 JST): a function of the day, not
+    of the instant, so the certificates issued on one day share it (bounded)."""
+    reckoning = local_day if midnight else (None if local_day == date.max
+                                            else local_day + _DAY)
+    last: date | None = None
+    if reckoning is not None:
+        try:
+            last = reckoning + timedelta(days=days - 1)
+        except OverflowError:
+            last = None
+    return reckoning, last, _civil_end(last)
+
+
 def days_period(start_utc: datetime, days: int, *, rule: PeriodRule) -> Period:
     """A period of ``days`` days (``days >= 1``) that starts at ``start_utc``."""
     require_aware(start_utc, "start_utc")
     if days < 1:
         raise ValueError(f"a period has at least one day, got {days}")
     if rule is PeriodRule.CIVIL_CODE:
-        reckoning = _reckoning_day(start_utc)
-        last: date | None = None
-        if reckoning is not None:
-            try:
-                last = reckoning + timedelta(days=days - 1)
-            except OverflowError:
-                last = None
+        try:
+            local = tokyo_wall(start_utc)
+        except OverflowError:
+            reckoning, last, civil_end = None, None, None
+        else:
+            reckoning, last, civil_end = _civil_days(local.date(), local.time() == _MIDNIGHT,
+                                                     days)
         return Period(rule=rule, start_utc=start_utc, length=days, unit="days",
-                      reckoning_day=reckoning, last_day=last, end_utc=_civil_end(last))
+                      reckoning_day=reckoning, last_day=last, end_utc=civil_end)
     try:
         end: datetime | None = start_utc + timedelta(days=days)
     except OverflowError:

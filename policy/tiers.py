@@ -68,12 +68,12 @@ class Tier(enum.Enum):
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, Tier):
             return NotImplemented
-        return TIERS_ASCENDING.index(self) < TIERS_ASCENDING.index(other)
+        return _RANK[self._value_] < _RANK[other._value_]
 
     def __le__(self, other: object) -> bool:
         if not isinstance(other, Tier):
             return NotImplemented
-        return self == other or self < other
+        return _RANK[self._value_] <= _RANK[other._value_]
 
 
 _MONTHS: dict[Tier, int | None] = {
@@ -97,6 +97,9 @@ TIERS_ASCENDING: tuple[Tier, ...] = (
     Tier.THREE_YEARS,
     Tier.UNLIMITED,
 )
+_RANK: dict[str, int] = {tier.value: n for n, tier in enumerate(TIERS_ASCENDING)}
+"""A tier's place in :data:`TIERS_ASCENDING`, by its value (hashing a ``str`` is done in C;
+an ``Enum`` member hashes in Python): what ordering tiers compares."""
 
 
 def validity_period(not_before_utc: datetime, not_after_utc: datetime) -> timedelta:
@@ -175,17 +178,34 @@ def classify(not_before_utc: datetime, not_after_utc: datetime, *,
     """
     period = validity_period(not_before_utc, not_after_utc)
     fixed_offset = not_before_utc >= _FIXED_OFFSET_SINCE
-    slack = _DAY if rule is PeriodRule.CIVIL_CODE else timedelta(0)
-    for tier in TIERS_ASCENDING:
-        months = tier.months
-        if months is None:
+    civil = rule is PeriodRule.CIVIL_CODE
+    for tier, shortest, longest, longest_civil in _SPANS:
+        if shortest is None:
             return tier
         if fixed_offset:
-            shortest, longest = MONTH_SPAN_DAYS[months]
-            if period <= timedelta(days=shortest):
+            if period <= shortest:
                 return tier
-            if period > timedelta(days=longest) + slack:
+            if period > (longest_civil if civil else longest):
                 continue
         if admits(tier, not_before_utc, not_after_utc, rule=rule):
             return tier
     return Tier.UNLIMITED  # pragma: no cover - unlimited admits everything
+
+
+def _spans() -> tuple[tuple[Tier, timedelta | None, timedelta, timedelta], ...]:
+    """Per tier, ascending: its shortest span, its longest (elapsed) and its longest plus the
+    civil code's day of slack (:data:`MONTH_SPAN_DAYS`), built once rather than per
+    certificate; ``None`` for unlimited."""
+    out: list[tuple[Tier, timedelta | None, timedelta, timedelta]] = []
+    for tier in TIERS_ASCENDING:
+        months = tier.months
+        if months is None:
+            out.append((tier, None, timedelta(0), timedelta(0)))
+            continue
+        shortest, longest = MONTH_SPAN_DAYS[months]
+        out.append((tier, timedelta(days=shortest), timedelta(days=longest),
+                    timedelta(days=longest) + _DAY))
+    return tuple(out)
+
+
+_SPANS = _spans()

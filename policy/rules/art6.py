@@ -14,6 +14,7 @@ Days are Asia/Tokyo calendar days (``policy.tokyo``); the validity period is Art
 from __future__ import annotations
 
 import enum
+import functools
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -89,11 +90,19 @@ def renewal_notice_due(not_after_utc: datetime, *, lead_days: int,
     (``notBefore``'s Tokyo day) nor before it was bound to the contract or first observed
     (``bound_on``): a 47-day certificate is not "overdue" 43 days before it existed, its notice
     is due the day it arrives."""
+    return _notice_due(end_of_validity(not_after_utc), lead_days,
+                       tokyo_date(not_before_utc) if not_before_utc is not None else None,
+                       bound_on)
+
+
+def _notice_due(end_day: date, lead_days: int, issued_day: date | None,
+                bound_on: date | None) -> date:
+    """:func:`renewal_notice_due` in days (``issued_day``: ``notBefore``'s Tokyo day)."""
     if lead_days < 0:
         raise ValueError(f"lead_days must not be negative, got {lead_days}")
-    due = add_days(end_of_validity(not_after_utc), -lead_days)
-    if not_before_utc is not None:
-        due = max(due, tokyo_date(not_before_utc))
+    due = add_days(end_day, -lead_days)
+    if issued_day is not None:
+        due = max(due, issued_day)
     if bound_on is not None:
         due = max(due, bound_on)
     return due
@@ -168,6 +177,32 @@ def _facts(facts: CertificateFacts, period: timedelta) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=4096)
+def _notice(end_day: date, issued_day: date, bound_on: date | None, lead_days: int,
+            today: date) -> tuple[date, bool, str, str, dict[str, Any]]:
+    """Art.6(1)'s notice when none was sent yet: (due, overdue, English, Japanese, computed
+    fields). A function of days alone, so the certificates that end on one Tokyo day share it
+    (bounded; every argument is a plain value). The fields are shared: copy, never change."""
+    due = _notice_due(end_day, lead_days, issued_day, bound_on)
+    nominal = add_days(end_day, -lead_days)
+    overdue = today > due
+    late_start_en = late_start_ja = ""
+    if due > nominal:
+        late_start_en = (f"; the certificate is shorter than the lead time, so the notice is "
+                         f"due from the day it was {'bound' if due == bound_on else 'issued'}")
+        late_start_ja = ("。証明書の有効期間が通知期間より短いため、"
+                         + ("契約に紐付けた日" if due == bound_on else "発行日")
+                         + "を期日とします")
+    text_en = (f"Send the renewal notice by {due} ({lead_days} days before the validity period "
+               f"ends on {end_day}{late_start_en})" + (": it is overdue." if overdue else "."))
+    text_ja = (f"{due} までに更新に係る通知を行ってください（有効期間の末日 {end_day} の "
+               f"{lead_days} 日前{late_start_ja}）"
+               + ("。期限を過ぎています。" if overdue else "。"))
+    fields = {"notice_due": due.isoformat(), "lead_days": lead_days,
+              "end_of_validity": end_day.isoformat(), "overdue": overdue, "is_due": today >= due}
+    return due, overdue, text_en, text_ja, fields
+
+
 def renewal_decisions(
     *,
     category: Category,
@@ -214,7 +249,8 @@ def renewal_decisions(
         proviso = None
     elif proviso is None:
         proviso = art6_3_period(facts, settings.period_rule)
-    blocked = proviso is not None and art6_3_cannot_renew(facts, settings.period_rule)
+    # art6_3_cannot_renew's shortcuts decide what the proviso's period decides
+    blocked = proviso is not None and proviso.admits(facts.not_after_utc)
     period_fields: dict[str, Any] = proviso.to_json() if proviso is not None else {}
 
     if blocked and proviso is not None:
@@ -241,34 +277,18 @@ def renewal_decisions(
         return tuple(decisions)
 
     if notice_sent is None:
-        due = renewal_notice_due(facts.not_after_utc, lead_days=settings.notice_lead_days,
-                                 not_before_utc=facts.not_before_utc, bound_on=bound_on)
-        nominal = add_days(end_day, -settings.notice_lead_days)
-        overdue = today > due
-        late_start_en = late_start_ja = ""
-        if due > nominal:
-            late_start_en = (f"; the certificate is shorter than the lead time, so the notice is "
-                             f"due from the day it was {'bound' if due == bound_on else 'issued'}")
-            late_start_ja = ("。証明書の有効期間が通知期間より短いため、"
-                             + ("契約に紐付けた日" if due == bound_on else "発行日")
-                             + "を期日とします")
+        due, overdue, text_en, text_ja, notice_fields = _notice(
+            end_day, tokyo_date(facts.not_before_utc), bound_on, settings.notice_lead_days,
+            today)
         decisions.append(Decision(
             action=Action.NOTIFY,
             clause="Art.6(1)",
             due=due,
             contract_id=contract_id,
             severity=Severity.WARNING if overdue else Severity.INFO,
-            explanation_en=(
-                f"Send the renewal notice by {due} ({settings.notice_lead_days} days before "
-                f"the validity period ends on {end_day}{late_start_en})"
-                + (": it is overdue." if overdue else ".")),
-            explanation_ja=(
-                f"{due} までに更新に係る通知を行ってください（有効期間の末日 {end_day} の "
-                f"{settings.notice_lead_days} 日前{late_start_ja}）"
-                + ("。期限を過ぎています。" if overdue else "。")),
-            computed={"notice_due": due.isoformat(), "lead_days": settings.notice_lead_days,
-                      "end_of_validity": end_day.isoformat(), "overdue": overdue,
-                      "is_due": today >= due, **period_fields},
+            explanation_en=text_en,
+            explanation_ja=text_ja,
+            computed={**notice_fields, **period_fields},
             facts=used,
         ))
         return tuple(decisions)
