@@ -370,7 +370,7 @@ _MARKER = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 #]+)-----")
 _AFTER_BEGIN = re.compile(rb"[ \t]*\r?\n")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # internal, never changed: a frozen init costs a setattr a field
 class _PemBlock:
     start: int
     label: bytes
@@ -378,7 +378,7 @@ class _PemBlock:
     whole: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _PemFault:
     start: int
     label: bytes

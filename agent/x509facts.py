@@ -205,8 +205,8 @@ def parse_der_certificate(der: bytes) -> ParsedCertificate:
         (facts, spki, der_bytes), caught = capture_warnings(load_and_read)
     except Exception as exc:  # the boundary: any parse failure is one error
         raise MalformedCertificateError(_describe(exc)) from None
-    return ParsedCertificate(facts=facts, findings=warning_findings(caught), spki_sha256=spki,
-                             der=der_bytes)
+    return ParsedCertificate(facts=facts, findings=warning_findings(caught) if caught else (),
+                             spki_sha256=spki, der=der_bytes)
 
 
 def facts_from_certificate(
@@ -344,6 +344,24 @@ def _key_from_spki(spki: bytes) -> tuple[str, int | None] | None:
     return None
 
 
+_KEY_CACHE: dict[bytes, tuple[str, int | None, str] | None] = {}
+_KEY_CACHE_MAX = 4096
+
+
+def _key_info(spki: bytes) -> tuple[str, int | None, str] | None:
+    """(key type, size, SPKI SHA-256) of an encoded SubjectPublicKeyInfo, ``None`` when
+    :func:`_key_from_spki` does not know it; remembered by the encoding (bounded): a leaf
+    appears in ``cert.pem`` and ``fullchain.pem``, and a renewal may keep its key."""
+    if spki in _KEY_CACHE:
+        return _KEY_CACHE[spki]
+    key = _key_from_spki(spki)
+    info = None if key is None else (*key, hashlib.sha256(spki).hexdigest())
+    if len(_KEY_CACHE) >= _KEY_CACHE_MAX:
+        _KEY_CACHE.clear()
+    _KEY_CACHE[spki] = info
+    return info
+
+
 # RFC 4514 short names exactly as cryptography renders them (x509/name.py _NAMEOID_TO_NAME);
 # any other attribute type sends the name down cryptography's own path.
 _SHORT_NAMES = {
@@ -447,7 +465,7 @@ def _read_all(
         der = cert.public_bytes(serialization.Encoding.DER)
     try:
         raw_issuer, raw_subject, raw_spki = _tbs_fields(der)
-        key = _key_from_spki(raw_spki)
+        key = _key_info(raw_spki)
     except (IndexError, ValueError):
         raw_issuer = raw_subject = raw_spki = b""
         key = None
@@ -460,20 +478,23 @@ def _read_all(
     is_ca = False
     for extension in cert.extensions:
         value = extension.value
-        if isinstance(value, x509.SubjectAlternativeName):
+        # by exact type: isinstance against cryptography's ABCs costs an ABC check each, and
+        # cryptography builds these classes itself, never subclasses
+        kind = type(value)
+        if kind is x509.SubjectAlternativeName:
             for general_name in value:
-                if isinstance(general_name, x509.DNSName):
+                name_kind = type(general_name)
+                if name_kind is x509.DNSName:
                     sans.append(general_name.value)
-                elif isinstance(general_name, x509.IPAddress):
+                elif name_kind is x509.IPAddress:
                     sans.append(str(general_name.value))
-        elif isinstance(value, x509.CertificatePolicies):
+        elif kind is x509.CertificatePolicies:
             policy_oids.extend(p.policy_identifier.dotted_string for p in value)
-        elif isinstance(value, x509.BasicConstraints):
+        elif kind is x509.BasicConstraints:
             is_ca = value.ca
     spki: str | None
     if key is not None:
-        key_type, key_size = key
-        spki = hashlib.sha256(raw_spki).hexdigest()
+        key_type, key_size, spki = key
     else:
         try:
             public_key: object = cert.public_key()
