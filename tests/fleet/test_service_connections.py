@@ -18,7 +18,8 @@ from agent.fleet_ca import client_ssl_context
 from tests.fleet.fleetkit import Client, Fleet, served_fleet
 
 BOUND_S = 5.0
-"""Generous: the deadlines tested are 300 ms, the service's old ones 30 s and an hour."""
+"""Generous: the deadline tested is 1 s (an honest client's handshake and request fit in it
+on a loaded machine), the service's old ones were 30 s and an hour."""
 
 
 def _tls(fleet: Fleet, client: Client) -> ssl.SSLSocket:
@@ -81,7 +82,7 @@ def _client_hello() -> bytes:
 
 def test_a_trickled_request_line_is_closed_at_the_header_deadline(tmp_path: Path) -> None:
     with served_fleet(tmp_path / "desk", backend="sqlite",
-                      extra=lambda _: "header_timeout_ms = 300") as fleet:
+                      extra=lambda _: "header_timeout_ms = 1000") as fleet:
         slow = fleet.client("slow-host")
         honest = fleet.client("honest-host")
         held = [_tls(fleet, slow) for _ in range(3)]
@@ -97,7 +98,7 @@ def test_a_trickled_request_line_is_closed_at_the_header_deadline(tmp_path: Path
         log = _stopped_log(fleet)
     lines = [line for line in log.splitlines() if "no complete request headers" in line]
     assert len(lines) == 3, log
-    assert all("within 300 ms ([serve] header_timeout_ms)" in line for line in lines)
+    assert all("within 1000 ms ([serve] header_timeout_ms)" in line for line in lines)
     assert all("from 127.0.0.1:" in line and "(slow-host)" in line for line in lines)
     assert "EVIL-MARKER" not in log
     assert "\x1b" not in log
@@ -106,7 +107,7 @@ def test_a_trickled_request_line_is_closed_at_the_header_deadline(tmp_path: Path
 
 def test_connections_that_never_handshake_or_stall_in_it_are_closed(tmp_path: Path) -> None:
     with served_fleet(tmp_path / "desk", backend="sqlite",
-                      extra=lambda _: "header_timeout_ms = 300") as fleet:
+                      extra=lambda _: "header_timeout_ms = 1000") as fleet:
         silent = [socket.create_connection(("127.0.0.1", fleet.port), timeout=30)
                   for _ in range(3)]
         # A ClientHello and nothing more: the service answers it, then waits in the middle
@@ -122,7 +123,7 @@ def test_connections_that_never_handshake_or_stall_in_it_are_closed(tmp_path: Pa
             assert _closed_within(sock, BOUND_S - (time.monotonic() - began))
             sock.close()
         log = _stopped_log(fleet)
-    lines = [line for line in log.splitlines() if "no TLS handshake within 300 ms" in line]
+    lines = [line for line in log.splitlines() if "no TLS handshake within 1000 ms" in line]
     assert len(lines) == 4, log
     assert "refused a TLS handshake from 127.0.0.1" in log  # the one without a certificate
     assert "Traceback" not in log
@@ -130,18 +131,18 @@ def test_connections_that_never_handshake_or_stall_in_it_are_closed(tmp_path: Pa
 
 def test_a_kept_alive_connection_may_idle_but_not_trickle(tmp_path: Path) -> None:
     with served_fleet(tmp_path / "desk", backend="sqlite",
-                      extra=lambda _: "header_timeout_ms = 300") as fleet:
+                      extra=lambda _: "header_timeout_ms = 1000") as fleet:
         client = fleet.client("keepalive-host")
         conn = _https(fleet, client)
         assert _get(conn) == 200
-        time.sleep(1.0)  # idle past the deadline: an agent between two heartbeats
+        time.sleep(1.5)  # idle past the deadline: an agent between two heartbeats
         assert _get(conn) == 200
         assert conn.sock is not None
         conn.sock.sendall(b"GET /v1/bind")  # the next request, trickled
         assert _closed_within(conn.sock, BOUND_S)
         conn.close()
         log = _stopped_log(fleet)
-    assert log.count("no complete request headers within 300 ms") == 1, log
+    assert log.count("no complete request headers within 1000 ms") == 1, log
 
 
 def test_a_host_past_its_connection_cap_gets_429_while_another_is_served(
@@ -228,7 +229,7 @@ def test_many_connections_without_a_certificate_are_refused_or_closed_at_the_dea
     from concurrent.futures import ThreadPoolExecutor
 
     with served_fleet(tmp_path / "desk", backend="sqlite",
-                      extra=lambda _: "header_timeout_ms = 300") as fleet:
+                      extra=lambda _: "header_timeout_ms = 1000") as fleet:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.load_verify_locations(cadata=fleet.ca_cert.decode())
 
@@ -266,5 +267,5 @@ def test_many_connections_without_a_certificate_are_refused_or_closed_at_the_dea
     # The refusals and the deadlines are logged at most 20 a minute each (the rest are
     # counted in one line once the minute is over).
     assert 1 <= log.count("refused a TLS handshake from 127.0.0.1:") <= 20, log
-    assert log.count("no TLS handshake within 300 ms") == 20, log
+    assert log.count("no TLS handshake within 1000 ms") == 20, log
     assert "Traceback" not in log
