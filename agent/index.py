@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 __all__ = ["FileIndex", "StatKey", "parent_of", "stat_key"]
 
@@ -92,10 +92,7 @@ class FileIndex(Generic[R]):
         return None if entry is None else entry.key
 
     def put(self, path: Path | str, key: StatKey | None, result: R,
-            target: Path | str | None = None, row: Any = None) -> None:
-        """Index ``result``, read at ``key``; ``row``: what a persistent index would write of
-        it, made elsewhere (:func:`agent.readindex.prepare_row`; unused here)."""
-        del row
+            target: Path | str | None = None) -> None:
         name = str(path)
         self.remove(name)
         resolved = str(target) if target is not None else name

@@ -53,14 +53,12 @@ __all__ = [
     "FORMAT",
     "READ_INDEX_NAME",
     "PersistentIndex",
-    "PreparedRow",
     "ReadIndexFile",
     "Stored",
     "UntrustedIndexError",
     "binding_fingerprint",
     "certificate_ids",
     "certificate_rows",
-    "prepare_row",
     "row_digest",
     "schema_fingerprint",
 ]
@@ -268,25 +266,6 @@ def _pack(key: StatKey, result: FileResult) -> bytes | None:
     return b"".join(parts)
 
 
-PreparedRow = tuple[bytes, bytes, bytes]
-"""``(packed entry, result as written, SHA-256 of that)``: a file's row, made by the worker that
-read it (:func:`prepare_row`), so that the daemon's process only writes it."""
-
-
-def prepare_row(result: FileResult) -> PreparedRow | None:
-    """The row of ``result`` at the stat identity it was read at (``result.stat``, the
-    ``fstat`` of what was read: never a later ``stat`` of the path, which could name other
-    content), or ``None`` (nothing was read, or it does not pack). The result must hold no
-    key material (it is written as null either way)."""
-    if result.stat is None:
-        return None
-    entry = _pack(result.stat, result)
-    if entry is None:
-        return None
-    blob = _dump_result(result)
-    return entry, blob, hashlib.sha256(blob).digest()
-
-
 def _certificates_of(entry: bytes) -> Iterator[tuple[int, str]]:
     """``(position, sha256 hex)`` of each certificate a packed entry lists."""
     for index, digest in _CERT.iter_unpack(memoryview(entry)[_HEAD.size:]):
@@ -481,25 +460,21 @@ class ReadIndexFile:
                            self._expected_meta().items())
         self._db = db
 
-    def write(self, puts: Iterable[tuple[str, bytes, str, FileResult, PreparedRow | None]],
+    def write(self, puts: Iterable[tuple[str, bytes, str, FileResult]],
               removes: Iterable[str], bindings: dict[str, str] | None = None) -> None:
         """Apply changes in one transaction: ``puts`` as ``(path, packed entry, target,
-        result, its prepared row or None)`` (a prepared row's entry is the one given);
-        ``bindings``: replace the stores' bindings."""
+        result)``; ``bindings``: replace the stores' bindings."""
         if self._db is None:
             self.reset()
         db = self._db
         assert db is not None  # noqa: S101 - reset() opened it
         files = []
         results = []
-        for path, entry, target, result, prepared in puts:
+        for path, entry, target, result in puts:
             raw_path = os.fsencode(path)
             raw_target = b"" if target == path else os.fsencode(target)
-            if prepared is None:
-                blob = _dump_result(result)
-                result_sha256 = hashlib.sha256(blob).digest()
-            else:
-                _, blob, result_sha256 = prepared
+            blob = _dump_result(result)
+            result_sha256 = hashlib.sha256(blob).digest()
             digest = _ROW_HASH(_digest_input(raw_path, raw_target, entry,
                                                   result_sha256)).digest()
             files.append((raw_path, entry, raw_target, result_sha256, digest))
@@ -592,9 +567,6 @@ class PersistentIndex(FileIndex[FileResult]):
         """Path -> True (written) or False (removed) since the last flush."""
         self._recent: OrderedDict[str, FileResult] = OrderedDict()
         """Results read back lately: the same object while a unit (a certbot set) is handled."""
-        self._prepared: dict[str, tuple[FileResult, PreparedRow]] = {}
-        """Path -> the result held in full and the row a worker made of that very result
-        (:func:`prepare_row`), until it is written."""
         self.loaded = -1
         """Files restored by :meth:`load`; -1 until it ran."""
 
@@ -727,13 +699,11 @@ class PersistentIndex(FileIndex[FileResult]):
         return result
 
     def put(self, path: Path | str, key: StatKey | None, result: FileResult,
-            target: Path | str | None = None, row: PreparedRow | None = None) -> None:
+            target: Path | str | None = None) -> None:
         name = str(path)
         self._recent.pop(name, None)
         self._forget(name)
         FileIndex.put(self, name, key, result, target)
-        if row is not None:
-            self._prepared[name] = (result, row)
         if result.keys:
             self._keyed.add(name)
         self._dirty[name] = key is not None
@@ -752,7 +722,6 @@ class PersistentIndex(FileIndex[FileResult]):
 
     def _forget(self, name: str) -> None:
         """Drop ``name`` from whichever map holds it."""
-        self._prepared.pop(name, None)
         entry = self._packed.pop(name, None)
         if entry is not None:
             self._unplace(name, self._links.pop(name, name))
@@ -812,26 +781,14 @@ class PersistentIndex(FileIndex[FileResult]):
         if not self._dirty and bindings is None:
             return
         dirty, self._dirty = self._dirty, {}
-        puts: list[tuple[str, bytes, str, FileResult, PreparedRow | None]] = []
+        puts: list[tuple[str, bytes, str, FileResult]] = []
         removes = []
-        prepared_rows = self._prepared
-        stat = _STAT
         for path, present in dirty.items():
             held = self._entries.get(path)
-            prepared = prepared_rows.pop(path, None)
             if present and held is not None and held.key is not None:
-                row = None
-                if prepared is not None and prepared[0] is held.result:
-                    # A worker's row of this very result, used only if it was made at the
-                    # identity this index records (else the result is packed here, below).
-                    try:
-                        if prepared[1][0].startswith(stat.pack(*held.key)):
-                            row = prepared[1]
-                    except struct.error:
-                        pass
-                entry = row[0] if row is not None else _pack(held.key, held.result)
+                entry = _pack(held.key, held.result)
                 if entry is not None:
-                    puts.append((path, entry, held.target, held.result, row))
+                    puts.append((path, entry, held.target, held.result))
                     continue
             if path not in self._packed:
                 removes.append(path)  # gone, or kept in full in memory only
@@ -841,7 +798,7 @@ class PersistentIndex(FileIndex[FileResult]):
             self._dirty = {**dirty, **self._dirty}  # try again at the next flush
             self._write_failed(exc)
             return
-        for path, entry, target, _, _ in puts:
+        for path, entry, target, _ in puts:
             del self._entries[path]
             self._packed[path] = entry
             if target != path:

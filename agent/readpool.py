@@ -36,7 +36,6 @@ from policy.decisions import Finding
 from policy.facts import CertificateFacts
 
 from .findinglog import LoggedWarning, warnings_of
-from .readindex import PreparedRow, prepare_row
 from .records import CertificateRecord, FileError, FileResult, FileSkip, KeyRecord, ReadLimits
 from .workerlife import ParentLink, Tether, follow_parent
 
@@ -182,21 +181,15 @@ def _warnings_of(result: FileResult, job: RowJob) -> Warnings | None:
     return tuple(found)
 
 
-Read = tuple[FileResult, Warnings | None, PreparedRow | None]
-"""What a worker sends back per file: the result, the warnings it found in it (if asked), its
-read index row (if asked)."""
-
-
 def _read_batch(paths: list[str], limits: ReadLimits, passwords: tuple[bytes, ...],
-                classify: list[bool], rows: bool = False) -> list[Read]:
+                classify: list[bool]) -> list[tuple[FileResult, Warnings | None]]:
     from .reader import read_file
 
     job = _job
-    out: list[Read] = []
+    out: list[tuple[FileResult, Warnings | None]] = []
     for path, wanted in zip(paths, classify, strict=True):
         result = read_file(path, limits=limits, passwords=passwords)
-        out.append((result, _warnings_of(result, job) if job is not None and wanted else None,
-                    prepare_row(result) if rows else None))
+        out.append((result, _warnings_of(result, job) if job is not None and wanted else None))
     return out
 
 
@@ -205,20 +198,15 @@ class ReadAhead:
 
     def __init__(self, paths: Sequence[str], *, limits: ReadLimits,
                  passwords: tuple[bytes, ...], workers: int, job: RowJob | None = None,
-                 classify: Callable[[str], bool] = lambda path: False,
-                 rows: bool = False) -> None:
+                 classify: Callable[[str], bool] = lambda path: False) -> None:
         self._batches = [list(paths[i:i + BATCH]) for i in range(0, len(paths), BATCH)]
         self._where = {path: n for n, batch in enumerate(self._batches) for path in batch}
         self._limits = limits
         self._passwords = passwords
-        self._futures: dict[int, Future[list[Read]]] = {}
+        self._futures: dict[int, Future[list[tuple[FileResult, Warnings | None]]]] = {}
         self._ready: dict[str, FileResult] = {}
         self._warned: dict[str, tuple[FileResult, Warnings]] = {}
         """Path -> the result read ahead and the warnings its worker found in it."""
-        self._rows = rows
-        """Whether the workers make each result's read index row (:func:`prepare_row`)."""
-        self._prepared: dict[str, tuple[FileResult, PreparedRow]] = {}
-        """Path -> the result read ahead and the read index row its worker made of it."""
         self.job = job
         self._classify = classify
         """Whether a worker classifies this file too (see :class:`RowJob`)."""
@@ -240,7 +228,7 @@ class ReadAhead:
             batch, self._batches[self._next] = self._batches[self._next], []  # (not kept)
             flags = [self.job is not None and self._classify(path) for path in batch]
             self._futures[self._next] = self._pool.submit(
-                _read_batch, batch, self._limits, self._passwords, flags, self._rows)
+                _read_batch, batch, self._limits, self._passwords, flags)
             self._next += 1
 
     def take(self, path: str) -> FileResult | None:
@@ -262,24 +250,17 @@ class ReadAhead:
             self.close()
             return None
         self.read += len(batch)
-        for result, warnings, row in batch:
+        for result, warnings in batch:
             if warnings is not None:
                 self._warned[result.path] = (result, warnings)
-            if row is not None:
-                self._prepared[result.path] = (result, row)
             if result.path != path and result.path in self._where:
                 self._where.pop(result.path, None)
                 self._ready[result.path] = result
-        return next((r for r, _, _ in batch if r.path == path), None)
+        return next((r for r, _ in batch if r.path == path), None)
 
     def warnings(self, result: FileResult) -> Warnings | None:
         """The warnings the worker found in ``result`` (this very result, read ahead), once."""
         held = self._warned.pop(result.path, None)
-        return held[1] if held is not None and held[0] is result else None
-
-    def row(self, result: FileResult) -> PreparedRow | None:
-        """The read index row the worker made of ``result`` (this very result), once."""
-        held = self._prepared.pop(result.path, None)
         return held[1] if held is not None and held[0] is result else None
 
     def close(self) -> None:
@@ -291,4 +272,3 @@ class ReadAhead:
         self._ready.clear()
         self._where.clear()
         self._warned.clear()
-        self._prepared.clear()

@@ -36,7 +36,7 @@ from .index import FileIndex, parent_of, stat_key
 from .inventory import InventorySlot
 from .ledgerwriter import LedgerOp, LedgerWriter
 from .logs import EventLog
-from .readindex import PersistentIndex, certificate_ids, certificate_rows
+from .readindex import certificate_ids, certificate_rows
 from .readpool import MIN_FILES as READ_AHEAD_MIN_FILES
 from .readpool import ReadAhead, RowJob, read_ahead_workers
 from .reconcile import Reconciliation, SightingSource, plan_reconciliation
@@ -455,13 +455,8 @@ class StoreSync:
             escrow_findings = (self.escrow.escrow(store, result, results, host=host)
                                if store.escrow else {})
             # Key material is not kept past its escrow: the index holds no private keys.
-            # (A file read ahead comes with its read index row, made by its worker from this
-            # very result: the index checks it was made at ``key`` before it writes it.)
-            ahead = self._read_ahead
             self.index.put(path, key, _without_material(result) if store.escrow else result,
-                           target=target,
-                           row=ahead.row(result) if ahead is not None and not store.escrow
-                           else None)
+                           target=target)
             self.sets.accepted(result, keys)
             if result.error is not None:
                 self.log.warning("file-error", f"{path}: {result.error.message}",
@@ -483,6 +478,7 @@ class StoreSync:
             placed_among = self._directory_unit(result, results)
             # Classified by the worker that read it ahead, as _row would here: alone in its
             # unit, no predecessor, no escrow findings, at the same instant.
+            ahead = self._read_ahead
             # (kinds only: usable while the finding log only counts, as it did at the start)
             warned = (ahead.warnings(result) if ahead is not None and ahead.job is not None
                       and ahead.job.at == at and previous is None and not escrow_findings
@@ -673,8 +669,7 @@ class StoreSync:
             self._read_ahead = ReadAhead(paths, limits=self.limits_for(store),
                                          passwords=self.escrow.passwords(store),
                                          workers=workers, job=job,
-                                         classify=lambda path: parent_of(path) in alone,
-                                         rows=isinstance(index, PersistentIndex))
+                                         classify=lambda path: parent_of(path) in alone)
 
     def _scan_directory_once(self, store: StoreConfig, directory: Path, *, at: datetime,
                              summary: ScanSummary | None,

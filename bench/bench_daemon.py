@@ -268,8 +268,8 @@ class _GcTime:
     """Time the daemon's process spends in the cyclic garbage collector, to READY."""
 
     def __init__(self) -> None:
-        self.seconds = 0.0
-        self.runs = 0
+        self.seconds = [0.0, 0.0, 0.0]
+        self.runs = [0, 0, 0]
         self._t0 = 0.0
         gc.callbacks.append(self._callback)
 
@@ -277,10 +277,12 @@ class _GcTime:
         if phase == "start":
             self._t0 = time.perf_counter()
         else:
-            self.seconds += time.perf_counter() - self._t0
-            self.runs += 1
+            generation = info["generation"]
+            self.seconds[generation] += time.perf_counter() - self._t0
+            self.runs[generation] += 1
 
-    def stop(self) -> tuple[float, int]:
+    def stop(self) -> tuple[list[float], list[int]]:
+        """Seconds and runs of each generation's collections."""
         gc.callbacks.remove(self._callback)
         return self.seconds, self.runs
 
@@ -446,7 +448,10 @@ def main(argv: list[str] | None = None) -> None:
                             if seconds >= 0.01)
         print(f"({label}: CPU s by thread: {threads}; its child processes (fork server, "
               f"read-ahead workers): {phase['workers_cpu_s']:.2f}; garbage collector: "
-              f"{phase['gc_s']:.2f} s in {phase['gc_runs']} runs)")
+              f"{sum(phase['gc_s']):.2f} s in {sum(phase['gc_runs'])} runs, by generation "
+              + ", ".join(f"{s:.2f} s/{n}" for s, n in zip(phase["gc_s"], phase["gc_runs"],
+                                                          strict=True))
+              + ")")
     print(f"(the start's reconciliation with the ledger done at {first['reconciled_s']:.2f} s "
           f"and {restart['reconciled_s']:.2f} s: within READY unless the ledger took longer "
           "than the loop's patience to answer)")
