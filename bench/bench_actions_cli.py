@@ -12,8 +12,8 @@ path and output form:
 * projection: ``policy actions --at AT`` (current knowledge: the projection answers);
 * fold:       ``policy actions --at AT --as-recorded AT`` (``--as-recorded`` always folds
               the journal; every event was recorded by ``AT``, so it asks the same question);
-* ``contract list --at AT`` through the projection, text and ``--json`` (no target; its
-  memory must stay flat too).
+* ``contract list --at AT`` (text and ``--json``) and ``policy forecast --json`` through the
+  projection (no target; their memory must stay flat too).
 
 It prints wall time, CPU time (user + system of the child: the steadier number on a shared
 machine), the child's own peak resident memory (``wait4`` in a runner started before any
@@ -157,14 +157,17 @@ def measure(label: str, ledger: str, workdir: Path) -> None:
 
 
 def measure_list(label: str, ledger: str, workdir: Path) -> None:
-    """``contract list`` (text and ``--json``) through the projection: no target of its own
-    in issue 13, but memory must stay flat as well (it streams its rows)."""
+    """``contract list`` (text and ``--json``) and ``policy forecast --json`` through the
+    projection: no target of their own in issue 13, but memory must stay flat as well (they
+    stream their rows)."""
     at = AT.isoformat()
-    for form, extra in (("text", []), ("--json", ["--json"])):
-        out = workdir / f"{label}-list-{form.strip('-')}.out"
-        wall, cpu, rss, size = run(["contract", "list", "--at", at, "--ledger", ledger, *extra],
+    for command, form, extra in (("contract list", "text", []),
+                                 ("contract list", "--json", ["--json"]),
+                                 ("policy forecast", "--json", ["--json"])):
+        out = workdir / f"{label}-{command.split()[1]}-{form.strip('-')}.out"
+        wall, cpu, rss, size = run([*command.split(), "--at", at, "--ledger", ledger, *extra],
                                    out)
-        print(f"| {label} | contract list | {form} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | "
+        print(f"| {label} | {command} | {form} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | "
               f"{size / 2**20:.1f} | | |")
         out.unlink()
 

@@ -8,11 +8,12 @@ through ``resolve_at``; ``--at`` replaces it.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ from policy.cliutil import (
     catalogue_from,
     config_section,
     echo_json,
+    echo_json_with_array,
+    echo_lines,
     resolve_at,
     settings_from,
     terminal_text,
@@ -42,6 +45,8 @@ from policy.errors import LedgerError
 from policy.facts import CertificateFacts
 from policy.forecast import (
     ContractOutlook,
+    MaxValiditySchedule,
+    TierOutlook,
     contract_outlook,
     embedded_schedule,
     tier_outlooks,
@@ -55,7 +60,7 @@ from policy.paths import (
     ledger_path,
 )
 from policy.settings import PolicySettings
-from policy.state import PROVISO
+from policy.state import PROVISO, ContractState
 from policy.tiers import Tier
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
@@ -81,8 +86,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
     click.echo(line(headers).rstrip())
     click.echo("  ".join("-" * w for w in widths))
-    for row in rows:
-        click.echo(line(row).rstrip())
+    echo_lines(line(row).rstrip() for row in rows)
 
 
 @click.group("policy")
@@ -286,23 +290,30 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
     tiers = tier_outlooks(schedule, at=now, rule=settings.period_rule)
     section = config_section(ctx, "policy")
     path = ledger_path(ledger_file, section)
-    contracts: list[ContractOutlook] = []
-    ledger_used: str | None = None
     if not ledger_exists(path) and ledger_is_explicit(ledger_file, section):
         raise LedgerError(f"{ledger_display(path)}: no ledger here (check the path given with "
-                          "--ledger or "
-                          "[policy].ledger)")
+                          "--ledger or [policy].ledger)")
     problems: list[str] = []
-    if ledger_exists(path):
-        contracts = _contract_outlooks(path, now, settings, problems)
-        ledger_used = ledger_display(path)
-    if as_json:
-        echo_json({"at": now, "schedule": schedule, "tiers": list(tiers),
-                   "ledger": ledger_used, "contracts": contracts})
-        _report_problems(problems)
-        return
-    click.echo(f"Public TLS maximum validity ({schedule.ballot}, BR §6.3.2), as of "
-               f"{tokyo_date(now)}:")
+    with contextlib.ExitStack() as stack:
+        contracts: Iterable[ContractOutlook] = ()
+        ledger_used: str | None = None
+        if ledger_exists(path):
+            contracts = _contract_outlooks(stack, path, now, settings, problems)
+            ledger_used = ledger_display(path)
+        if as_json:
+            # Written as the contracts are read: a 100,000-contract ledger's forecast is
+            # 131 MB of JSON, which held as one document took a gigabyte.
+            echo_json_with_array({"at": now, "schedule": schedule, "tiers": list(tiers),
+                                  "ledger": ledger_used}, "contracts", contracts)
+        else:
+            _forecast_table(path, schedule, tiers, ledger_used, contracts, tokyo_date(now))
+    _report_problems(problems)
+
+
+def _forecast_table(path: LedgerLocation, schedule: MaxValiditySchedule,
+                    tiers: Sequence[TierOutlook], ledger_used: str | None,
+                    contracts: Iterable[ContractOutlook], today: date) -> None:
+    click.echo(f"Public TLS maximum validity ({schedule.ballot}, BR §6.3.2), as of {today}:")
     _table(["ISSUED FROM (UTC)", "MAX DAYS"],
            [[str(s.start_utc.date()) if s.start_utc else "(before)", str(s.max_days)]
             for s in schedule.steps])
@@ -313,53 +324,58 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
              "never could" if t.never_fillable else str(t.cannot_fill_from or "-"),
              str(t.non_renewable_from or "-")] for t in tiers])
     if ledger_used is None:
-        click.echo(f"\nNo ledger at {path}: no contracts to forecast.")
+        click.echo(f"\nNo ledger at {ledger_display(path)}: no contracts to forecast.")
         return
-    if not contracts:
-        click.echo(f"\nNo contracts in {path}.")
-        _report_problems(problems)
+    # The table's columns fit their widest cell: every row is kept, as its nine short cells
+    # only (not the contract's outlook with its renewals).
+    rows = [_forecast_row(c) for c in contracts]
+    if not rows:
+        click.echo(f"\nNo contracts in {ledger_used}.")
         return
     click.echo("")
-    rows = []
-    for c in contracts:
-        nxt = c.renewals[0] if c.renewals else None
-        rows.append([
-            c.contract_id, c.item or "-", c.category.value if c.category else "-",
-            c.tier.value if c.tier else "-",
-            str(nxt.renewal_day) if nxt else ("terminated" if c.terminated_on else "-"),
-            f"{nxt.longest_days} d ({nxt.longest_tier.value})" if nxt else "-",
-            "-" if nxt is None or nxt.fills_contracted is None
-            else ("yes" if nxt.fills_contracted else "no"),
-            str(c.first_unfilled_renewal or "-"),
-            "NOW" if c.currently_blocked else str(c.first_blocked_renewal or "-"),
-        ])
     _table(["CONTRACT", "ITEM", "CAT", "TIER", "NEXT RENEWAL", "LONGEST THEN", "FILLS TIER",
             "TIER UNFILLED FROM", "BLOCKED FROM"], rows)
     click.echo("\nRenewals are projected the second after each certificate ends, with the longest "
                "public certificate then issuable; BLOCKED = Art.6(3) proviso (category III).")
-    _report_problems(problems)
 
 
-def _contract_outlooks(path: LedgerLocation, now: datetime, settings: PolicySettings,
-                       problems: list[str]) -> list[ContractOutlook]:
-    """Each contract's outlook; events the ledger could not read are skipped and described in
-    ``problems`` (reported once the output is complete)."""
+def _forecast_row(c: ContractOutlook) -> list[str]:
+    nxt = c.renewals[0] if c.renewals else None
+    return [
+        c.contract_id, c.item or "-", c.category.value if c.category else "-",
+        c.tier.value if c.tier else "-",
+        str(nxt.renewal_day) if nxt else ("terminated" if c.terminated_on else "-"),
+        f"{nxt.longest_days} d ({nxt.longest_tier.value})" if nxt else "-",
+        "-" if nxt is None or nxt.fills_contracted is None
+        else ("yes" if nxt.fills_contracted else "no"),
+        str(c.first_unfilled_renewal or "-"),
+        "NOW" if c.currently_blocked else str(c.first_blocked_renewal or "-"),
+    ]
+
+
+def _contract_outlooks(stack: contextlib.ExitStack, path: LedgerLocation, now: datetime,
+                       settings: PolicySettings, problems: list[str]
+                       ) -> Iterator[ContractOutlook]:
+    """Each contract's outlook, as its state is read (from the projection when it answers
+    for ``now``, else folded from the journal); events the ledger could not read are skipped
+    and described in ``problems`` (reported once the output is complete)."""
     from policy.ledger import Ledger  # the ledger is only needed when one exists
 
     schedule = embedded_schedule()
-    out: list[ContractOutlook] = []
-    with Ledger.open(path, create=False, settings=settings) as ledger:
-        for state in ledger.states(at=now):
-            out.append(contract_outlook(
-                contract_id=state.contract_id, item=state.item, category=state.category,
-                tier=state.tier, certificate=state.certificate,
-                # A contract ending only by the Art.6(3) proviso is what the forecast is for:
-                # its renewals are projected, and shown blocked.
-                terminated_on=(None if state.termination_clause == PROVISO
-                               else state.terminated_on),
-                schedule=schedule, at=now, rule=settings.period_rule))
-        problems.extend(f"{ledger_display(path)}: {problem}" for problem in ledger.problems)
-    return out
+    ledger = stack.enter_context(Ledger.open(path, create=False, settings=settings))
+    states: Iterable[ContractState] = (
+        (state for state, _ in ledger.projected(at=now)) if ledger.projection_answers(now)
+        else ledger.states(at=now))
+    for state in states:
+        yield contract_outlook(
+            contract_id=state.contract_id, item=state.item, category=state.category,
+            tier=state.tier, certificate=state.certificate,
+            # A contract ending only by the Art.6(3) proviso is what the forecast is for:
+            # its renewals are projected, and shown blocked.
+            terminated_on=(None if state.termination_clause == PROVISO
+                           else state.terminated_on),
+            schedule=schedule, at=now, rule=settings.period_rule)
+    problems.extend(f"{ledger_display(path)}: {problem}" for problem in ledger.problems)
 
 
 def _report_problems(problems: Sequence[str]) -> None:

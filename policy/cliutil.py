@@ -40,6 +40,7 @@ __all__ = [
     "echo_json",
     "echo_json_array",
     "echo_json_texts",
+    "echo_json_with_array",
     "echo_lines",
     "json_element",
     "resolve_at",
@@ -289,26 +290,58 @@ def json_element(item: Any) -> str:
 
 def echo_json_texts(texts: Iterable[str | bytes]) -> None:
     """:func:`echo_json_array` of elements already rendered by :func:`json_element` (text, or
-    its UTF-8 bytes as the ledger stores them), a batch at a time: each element is indented
-    one level as ``json.dumps(list, indent=2)`` does (its strings hold no raw newline, JSON
-    escapes them, so every newline is the layout's own). Bytes go out as they are read: a
-    100,000-contract ``policy actions --json`` is 126 MB, which decoding, indenting and
-    encoding again element by element made a third of the command's time."""
+    its UTF-8 bytes as the ledger stores them), a batch at a time. Bytes go out as they are
+    read: a 100,000-contract ``policy actions --json`` is 126 MB, which decoding, indenting
+    and encoding again element by element made a third of the command's time."""
+    _write_json_array(texts, prefix=b"", depth=1)
+
+
+def echo_json_with_array(document: dict[str, Any], key: str, items: Iterable[Any]) -> None:
+    """:func:`echo_json` of ``{**document, key: list(items)}`` (``key`` last), the array
+    written element by element as ``items`` are produced: the same bytes, with neither the
+    list nor the document held."""
+    head = _utf8(_indented({**document, key: []}))
+    closing = b"[]\n}"
+    if not head.endswith(closing):  # pragma: no cover - json.dumps' layout
+        raise AssertionError("unexpected layout of the document")
+    _write_json_array((_indented(item) for item in items), prefix=head[:-len(closing)],
+                      depth=2)
+
+
+def _write_json_array(texts: Iterable[str | bytes], *, prefix: bytes, depth: int) -> None:
+    """``prefix``, then the array of ``texts`` (each one element rendered at the top level) as
+    ``json.dumps(..., indent=2)`` lays it out ``depth`` levels deep (its strings hold no raw
+    newline, JSON escapes them, so every newline is the layout's own), then whatever closes
+    the enclosing objects; a batch at a time, as bytes."""
     out = sys.stdout
     binary = getattr(out, "buffer", None)
-    if binary is None:  # a text-only stream
-        out.write(_json_array_text(texts))
-        out.flush()
-        return
-    out.flush()
+    inner = b"\n" + b"  " * depth
+    parts: list[bytes] = [prefix]
     first = True
+    out.flush()
+
+    def write(data: bytes) -> None:
+        if binary is None:  # a text-only stream
+            out.write(data.decode("utf-8"))
+        else:
+            binary.write(data)
+
     items = iter(texts)
     for batch in iter(lambda: list(itertools.islice(items, _BATCH)), []):
-        binary.write(b"[\n  " if first else b",\n  ")
-        binary.write(b",\n".join([_utf8(t) for t in batch]).replace(b"\n", b"\n  "))
+        parts.append(b"[" + inner if first else b"," + inner)
+        parts.append(b",\n".join([_utf8(t) for t in batch]).replace(b"\n", inner))
+        write(b"".join(parts))
+        parts = []
         first = False
-    binary.write(b"[]\n" if first else b"\n]\n")
-    binary.flush()
+    parts.append(b"[]" if first else b"\n" + b"  " * (depth - 1) + b"]")
+    for level in range(depth - 1, 0, -1):
+        parts.append(b"\n" + b"  " * (level - 1) + b"}")
+    parts.append(b"\n")
+    write(b"".join(parts))
+    if binary is not None:
+        binary.flush()
+    else:
+        out.flush()
 
 
 def _utf8(text: str | bytes) -> bytes:
@@ -318,11 +351,6 @@ def _utf8(text: str | bytes) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         return _utf8_safe(text).encode("utf-8")
-
-
-def _json_array_text(texts: Iterable[str | bytes]) -> str:
-    parts = [_utf8(t).decode("utf-8").replace("\n", "\n  ") for t in texts]
-    return "[]\n" if not parts else "[\n  " + ",\n  ".join(parts) + "\n]\n"
 
 
 def echo_json_array(items: Iterable[Any]) -> None:

@@ -119,16 +119,23 @@ class MaxValiditySchedule:
     def non_renewable_from(self, rule: PeriodRule = DEFAULT_PERIOD_RULE) -> date | None:
         """First day from which every new public certificate is within 90 days (Art.6(3)
         proviso, counted by ``rule``); ``None`` when the schedule never gets there."""
-        for index, step in enumerate(self.steps):
-            start = _probe(self, index)
-            longest = timedelta(seconds=step.max_days * self.day_seconds)
-            if _blocked(start, longest, rule):
-                return step.start_utc.date() if step.start_utc else None
-        return None
+        return _non_renewable_from(self, rule)
 
     def to_json(self) -> dict[str, Any]:
         return {"ballot": self.ballot, "passed": self.passed, "day_seconds": self.day_seconds,
                 "steps": [s.to_json() for s in self.steps], "source": self.source}
+
+
+@functools.lru_cache(maxsize=64)
+def _non_renewable_from(schedule: MaxValiditySchedule, rule: PeriodRule) -> date | None:
+    """:meth:`MaxValiditySchedule.non_renewable_from`, once per schedule and rule (the forecast
+    asks it for every category III contract)."""
+    for index, step in enumerate(schedule.steps):
+        start = _probe(schedule, index)
+        longest = timedelta(seconds=step.max_days * schedule.day_seconds)
+        if _blocked(start, longest, rule):
+            return step.start_utc.date() if step.start_utc else None
+    return None
 
 
 def load_schedule(path: Path | None = None) -> MaxValiditySchedule:
@@ -290,10 +297,12 @@ class TierOutlook:
         }
 
 
+@functools.lru_cache(maxsize=256)
 def tier_outlook(tier: Tier, schedule: MaxValiditySchedule, *, at: datetime,
                  rule: PeriodRule = DEFAULT_PERIOD_RULE) -> TierOutlook:
     """Whether public certificates can span ``tier`` (counted by ``rule``) now and from when
-    they no longer can."""
+    they no longer can. Cached by its values: the forecast asks it again for every contract
+    of the tier, with the same ``at``."""
     longest = schedule.longest_validity_at(at)
     cannot: date | None = None
     never = False

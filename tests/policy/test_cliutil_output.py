@@ -13,6 +13,7 @@ from policy.cliutil import (
     echo_json,
     echo_json_array,
     echo_json_texts,
+    echo_json_with_array,
     echo_lines,
     json_element,
     to_jsonable,
@@ -66,6 +67,29 @@ def test_stored_elements_as_bytes_or_text_write_the_whole_document(
     real, sys.stdout = sys.stdout, text_only
     try:
         echo_json_texts(iter(mixed))
+    finally:
+        sys.stdout = real
+    assert text_only.getvalue() == whole
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda d: f"{len(d)} items")
+def test_a_document_ending_in_a_streamed_array_is_the_whole_document(
+        doc: list[Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """``policy forecast --json``: the document's last key an array written as its elements
+    are produced, byte for byte what ``echo_json`` writes of the whole, on a binary stdout
+    and on a text-only one."""
+    import io
+    import sys
+
+    head = {"at": datetime(2026, 5, 1, tzinfo=UTC), "tiers": [{"tier": "1y"}], "ledger": None}
+    echo_json({**head, "contracts": doc})
+    whole = capsys.readouterr().out
+    echo_json_with_array(head, "contracts", iter(doc))
+    assert capsys.readouterr().out == whole
+    text_only = io.StringIO()
+    real, sys.stdout = sys.stdout, text_only
+    try:
+        echo_json_with_array(head, "contracts", iter(doc))
     finally:
         sys.stdout = real
     assert text_only.getvalue() == whole
