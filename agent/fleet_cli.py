@@ -619,7 +619,8 @@ class ServeConfig:
     """From a connection's accept (TLS handshake included), or a later request's first byte,
     to the request's complete headers; then the connection is closed."""
     max_connections_per_host: int = 8
-    """One host's open connections (per process); more get 429."""
+    """One host's open connections (per process); one more replaces its longest idle one,
+    or gets 429 when all are in a request."""
     max_handshakes: int = 1024
     """Connections in their TLS handshake at once (per process); more are closed at once."""
     trusted_proxies: tuple[str, ...]

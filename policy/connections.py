@@ -22,10 +22,14 @@ for an hour; and one enrolled host could open connections without end. asyncio's
 * **A cap per host** (``max_per_host``). The host is the verified client certificate's, read
   as the service reads it for every request (:func:`policy.fleet_wire.identity_from_peercert`),
   counted from the end of the handshake until the connection is lost. A host's connection past
-  the cap is answered 429 with ``Retry-After`` and closed (the agent takes 429 as transient);
-  while as many of its connections wait for that answer as it may have open, more are closed
-  right after the handshake, so a host that opens connections in a loop holds at most twice
-  its cap, and never anyone else's room.
+  the cap takes the place of the host's connection idle the longest (between requests, or not
+  yet through its first request's headers), which is closed: an agent that crashed, or whose
+  NAT forgot it, leaves connections the service sees as idle until its keep-alive timeout (an
+  hour), and with a plain refusal a host restarted a few times would be locked out that long.
+  Only when every one of its connections is in a request is the new one refused: answered 429
+  with ``Retry-After`` and closed (the agent takes 429 as transient); while as many wait for
+  that answer as it may have open, more are closed right after the handshake. A host that opens
+  connections in a loop churns its own and holds at most twice its cap, never another's room.
 * **A cap on handshakes** (``max_handshakes``): TCP connections accepted and not yet through
   the TLS handshake, the only ones no certificate names. Past it a connection is closed as
   soon as it is accepted, before any TLS. A flood of connections that never handshake then
@@ -124,6 +128,9 @@ class Connection(asyncio.Protocol):
         """The certificate's host, once through the handshake."""
         self.counted = False
         """Whether it holds one of its host's places (else it waits for its 429)."""
+        self.idle_since = 0.0
+        """Loop time its last request ended (or it was admitted): the longest idle is the
+        one a new connection of its host replaces."""
         self.refused = False
         self.timer: asyncio.TimerHandle | None = None
         self.in_request = False
@@ -181,6 +188,7 @@ class Connection(asyncio.Protocol):
 
     def request_ended(self) -> None:
         self.in_request = False
+        self.idle_since = asyncio.get_running_loop().time()
 
 
 class ConnectionGuard:
@@ -192,8 +200,8 @@ class ConnectionGuard:
         self.max_per_host = max_per_host
         self.max_handshakes = max_handshakes
         self.handshaking = 0
-        self.open: dict[str, int] = {}
-        """Connections of each host holding a place under its cap."""
+        self.open: dict[str, set[Connection]] = {}
+        """Connections of each host holding a place under its cap (none empty)."""
         self.refused: dict[str, int] = {}
         """Connections of each host past its cap, waiting for their 429."""
         self.deadlines = LogBudget()
@@ -230,7 +238,8 @@ class ConnectionGuard:
 
     def admit(self, connection: Connection, transport: asyncio.Transport) -> None:
         """Through the handshake: the connection is its certificate's host's from now on.
-        Hands it to aiohttp's protocol, or closes it when its host holds twice its cap."""
+        Hands it to aiohttp's protocol (in the place of its host's longest idle connection
+        when the host is at its cap), or closes it when its host holds twice its cap busy."""
         self.handshaking -= 1
         identity = identity_from_peercert(transport.get_extra_info("peercert"))
         # A certificate naming no single host is refused at its first request (401); until
@@ -241,53 +250,77 @@ class ConnectionGuard:
             connection.lost = True
             transport.abort()
             return
-        if self.open.get(host, 0) < self.max_per_host:
-            self.open[host] = self.open.get(host, 0) + 1
+        if len(self.open.get(host, ())) >= self.max_per_host:
+            self._replace_idle(self.open[host], connection)
+        mine = self.open.setdefault(host, set())
+        if len(mine) < self.max_per_host:
+            mine.add(connection)
             connection.counted = True
+            connection.idle_since = asyncio.get_running_loop().time()
         elif self.refused.get(host, 0) < self.max_per_host:
             self.refused[host] = self.refused.get(host, 0) + 1
             connection.refused = True
-            self._refusal("refusing a connection of %s from %s: it has %d open already "
-                          "([serve] max_connections_per_host); its request gets 429",
-                          _host_text(host), connection.peer, self.open[host])
+            self._refusal("refusing a connection of %s from %s: its %d open connections are "
+                          "all in a request ([serve] max_connections_per_host); its request "
+                          "gets 429", _host_text(host), connection.peer, len(mine))
         else:
-            self._refusal("closed a connection of %s from %s at once: %d of its connections "
-                          "are open and %d more wait for their 429 "
+            self._refusal("closed a connection of %s from %s at once: its %d open connections "
+                          "are all in a request and %d more wait for their 429 "
                           "([serve] max_connections_per_host)", _host_text(host),
-                          connection.peer, self.open[host], self.refused[host])
+                          connection.peer, len(mine), self.refused[host])
             connection.lost = True
             transport.abort()
             return
         connection.arm(connection.deadline)
         connection.connection_made(transport)
 
+    def _replace_idle(self, mine: set[Connection], newcomer: Connection) -> None:
+        """Close the host's connection idle the longest, if any is not in a request: its
+        place is the newcomer's."""
+        idle = [c for c in mine if not c.in_request]
+        if not idle:
+            return
+        oldest = min(idle, key=lambda c: c.idle_since)
+        self.release(oldest)
+        self._note("closed an idle connection of %s from %s: a new one from %s takes its place "
+                   "([serve] max_connections_per_host)", _host_text(newcomer.host or ""),
+                   oldest.peer, newcomer.peer)
+        if oldest.transport is not None:
+            oldest.transport.abort()
+
     def release(self, connection: Connection) -> None:
-        """The connection is gone: its place (or its wait for a 429) is free (once)."""
+        """The connection is gone (or replaced): its place, or its wait for a 429, is free
+        (once)."""
         host = connection.host
         if host is None:
             return
-        table = self.open if connection.counted else self.refused if connection.refused \
-            else None
+        if connection.counted:
+            mine = self.open.get(host, set())
+            mine.discard(connection)
+            if not mine:
+                self.open.pop(host, None)
+        elif connection.refused:
+            left = self.refused.get(host, 1) - 1
+            if left > 0:
+                self.refused[host] = left
+            else:
+                self.refused.pop(host, None)
         connection.counted = connection.refused = False
-        if table is None:
-            return
-        left = table.get(host, 1) - 1
-        if left > 0:
-            table[host] = left
-        else:
-            table.pop(host, None)
 
     def passed(self, connection: Connection, what: str) -> None:
         """The deadline passed: one info line (budgeted)."""
+        whose = f" ({_host_text(connection.host)})" if connection.host else ""
+        self._note("closed a connection from %s%s: no %s within %d ms ([serve] "
+                   "header_timeout_ms)", connection.peer, whose, what,
+                   round(self.header_timeout_s * 1000))
+
+    def _note(self, message: str, *args: Any) -> None:
         allowed, held_back = self.deadlines.spend()
         if held_back:
-            log.info("closed %d more connection(s) past [serve] header_timeout_ms in %d s, "
-                     "not logged one by one", held_back, int(self.deadlines.window_s))
+            log.info("closed %d more connection(s) past [serve] header_timeout_ms or replaced "
+                     "in %d s, not logged one by one", held_back, int(self.deadlines.window_s))
         if allowed:
-            whose = f" ({_host_text(connection.host)})" if connection.host else ""
-            log.info("closed a connection from %s%s: no %s within %d ms "
-                     "([serve] header_timeout_ms)", connection.peer, whose, what,
-                     round(self.header_timeout_s * 1000))
+            log.info(message, *args)
 
     def _refusal(self, message: str, *args: Any) -> None:
         allowed, held_back = self.refusals.spend()

@@ -29,7 +29,8 @@ Why it is built this way:
   them.
 * **Bounded connections.** A connection's TLS handshake and request headers must be done
   within ``header_timeout``; one host (its client certificate) holds at most
-  ``max_connections_per_host`` connections, more get 429; at most ``max_handshakes``
+  ``max_connections_per_host`` connections (one more replaces its longest idle one, or gets
+  429 when all are in a request); at most ``max_handshakes``
   connections may be in their handshake at once (:mod:`policy.connections`).
 
 This module imports no crypto library (the policy layer never does): the TLS context and, in
@@ -143,7 +144,8 @@ class ServiceSettings:
     """From a connection's accept to its first request's headers, TLS handshake included;
     from a later request's first byte to its headers. Then the connection is closed."""
     max_connections_per_host: int = 8
-    """A host's open connections (per process); more get 429 and are closed."""
+    """A host's open connections (per process); one more replaces the host's longest idle
+    one, or gets 429 when all are in a request."""
     max_handshakes: int = 1024
     """Connections in their TLS handshake at once (per process); more are closed at once."""
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -145,21 +145,28 @@ def test_a_kept_alive_connection_may_idle_but_not_trickle(tmp_path: Path) -> Non
     assert log.count("no complete request headers within 1000 ms") == 1, log
 
 
+def _busy(fleet: Fleet, client: Client) -> ssl.SSLSocket:
+    """A connection in a request: a heartbeat's headers and the start of its body."""
+    tls = _tls(fleet, client)
+    tls.sendall(b"POST /v1/heartbeat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                b"application/json\r\nContent-Length: 1000\r\n\r\n{")
+    return tls
+
+
 def test_a_host_past_its_connection_cap_gets_429_while_another_is_served(
         tmp_path: Path) -> None:
     with served_fleet(tmp_path / "desk", backend="sqlite",
                       extra=lambda _: "max_connections_per_host = 2") as fleet:
         greedy, other = fleet.client("greedy-host"), fleet.client("other-host")
-        first, second = fleet.connect(greedy), fleet.connect(greedy)
-        assert first.request("GET", "/v1/bindings").status == 200  # both stay open
-        assert second.request("GET", "/v1/bindings").status == 200
+        busy = [_busy(fleet, greedy) for _ in range(2)]
+        time.sleep(0.3)  # both in their request
         third = fleet.connect(greedy).request("GET", "/v1/bindings")
         assert third.status == 429, third
         assert third.retry_after_s == 1.0
         assert "connections" in third.message
         assert fleet.connect(other).request("GET", "/v1/bindings").status == 200
-        # Both of its places taken, and both waits for a 429: the next is closed right
-        # after its handshake, not at the header deadline (10 s by default).
+        # Both of its places in a request, and both waits for a 429 taken: the next is
+        # closed right after its handshake, not at the header deadline (10 s by default).
         waiting = [_tls(fleet, greedy) for _ in range(2)]
         began = time.monotonic()
         fifth = _tls(fleet, greedy)
@@ -169,16 +176,39 @@ def test_a_host_past_its_connection_cap_gets_429_while_another_is_served(
             sock.close()
         # A place freed is taken again (once the service has seen these closes: until then
         # a connection gets 429, or is closed after its handshake, status 0).
-        first.close()
+        busy[0].close()
         deadline = time.monotonic() + BOUND_S
         while (status := fleet.connect(greedy).request("GET", "/v1/bindings").status) != 200:
             assert status in (0, 429)
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        busy[1].close()
         log = _stopped_log(fleet)
     assert "refusing a connection of greedy-host from 127.0.0.1:" in log
     assert "([serve] max_connections_per_host)" in log
     assert "Traceback" not in log
+
+
+def test_a_hosts_connection_past_its_cap_replaces_its_longest_idle_one(
+        tmp_path: Path) -> None:
+    """An agent that crashed (or whose NAT forgot it) leaves connections the service sees as
+    idle for an hour: they must not lock its host out once it is back."""
+    with served_fleet(tmp_path / "desk", backend="sqlite",
+                      extra=lambda _: "max_connections_per_host = 2") as fleet:
+        host = fleet.client("restarted-host")
+        stale, recent = _https(fleet, host), _https(fleet, host)
+        assert _get(stale) == 200
+        time.sleep(0.1)
+        assert _get(recent) == 200
+        assert fleet.connect(host).request("GET", "/v1/bindings").status == 200
+        assert stale.sock is not None
+        assert _closed_within(stale.sock, BOUND_S)
+        assert _get(recent) == 200  # the other stays
+        stale.close()
+        recent.close()
+        log = _stopped_log(fleet)
+    assert log.count("closed an idle connection of restarted-host from 127.0.0.1:") == 1, log
+    assert "refusing a connection" not in log
 
 
 def test_connections_past_max_handshakes_are_closed_at_once(tmp_path: Path) -> None:
