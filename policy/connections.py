@@ -27,8 +27,9 @@ for an hour; and one enrolled host could open connections without end. asyncio's
   NAT forgot it, leaves connections the service sees as idle until its keep-alive timeout (an
   hour), and with a plain refusal a host restarted a few times would be locked out that long.
   Only when every one of its connections is in a request is the new one refused: answered 429
-  with ``Retry-After`` and closed (the agent takes 429 as transient); while as many wait for
-  that answer as it may have open, more are closed right after the handshake. A host that opens
+  with ``Retry-After`` and closed (the agent resends a report answered 429; a heartbeat or a
+  bindings fetch answered 429 it logs as refused); while as many wait for that answer as it
+  may have open, more are closed right after the handshake. A host that opens
   connections in a loop churns its own and holds at most twice its cap, never another's room.
 * **A cap on handshakes** (``max_handshakes``): TCP connections accepted and not yet through
   the TLS handshake, the only ones no certificate names. Past it a connection is closed as
