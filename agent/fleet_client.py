@@ -157,6 +157,13 @@ class SendResult:
         return self.status == 200
 
     @property
+    def transient(self) -> bool:
+        """Worth trying again later as it is: the service could not be reached, or answered
+        that it cannot take the request now (408 its body deadline, 429 this host's
+        connections or reports in progress, 503 busy or its ledger unavailable)."""
+        return self.status in (0, 408, 429, 503) and not self.client_refused
+
+    @property
     def refused(self) -> bool:
         """The service answered and will not take this request as it is (401, 403, 400, or a
         client certificate refused in the handshake): retrying the same thing will not help."""
@@ -599,7 +606,7 @@ class OutboxIntake:
         self._failures += 1
         self._retry_after = result.retry_after_s
         self._outage_started()
-        if result.status in (0, 408, 429, 503) and not result.client_refused:
+        if result.transient:
             self._unreachable(result)
             what = ("the policy service is unreachable" if not result.status else
                     f"the policy service cannot take the batch now (HTTP {result.status})")
@@ -722,12 +729,13 @@ class OutboxIntake:
             host=self.host, at=self.clock(), inventory=inventory))
         if result.ok:
             self._reached("heartbeat")
-        elif result.status == 503:
-            self._unreachable(result)
-            self.log.warning("heartbeat-unavailable", "the policy service's ledger is "
-                             "unavailable; the next heartbeat tries again", status=503)
         elif result.status == 0 and not result.client_refused:
             self._log_unreachable("heartbeat", result)
+        elif result.transient:
+            self._unreachable(result)
+            self.log.warning("heartbeat-unavailable", "the policy service cannot take the "
+                             f"heartbeat now (HTTP {result.status}); the next heartbeat tries "
+                             "again", status=result.status)
         else:
             self._refuse("heartbeat", result)
             self.log.error("heartbeat-refused", f"the policy service refused the heartbeat: "
@@ -744,7 +752,7 @@ class OutboxIntake:
         if not result.ok:
             if result.status == 0 and not result.client_refused:
                 self._log_unreachable("bindings", result)
-            elif result.status != 503:
+            elif not result.transient:
                 self._refuse("bindings", result)
                 self.log.error("bindings-refused", "the policy service refused to list this "
                                f"host's bindings: {result.message}", status=result.status)

@@ -240,3 +240,28 @@ def test_a_busy_or_slow_answer_is_transient_not_a_refusal(tmp_path: Path, status
         assert intake.send_one() is False
         assert outbox.status().pending_batches == 1
         assert intake.refused_finding() is None
+
+
+@pytest.mark.parametrize("status", [408, 429, 503])
+def test_a_busy_answer_to_a_heartbeat_or_bindings_is_not_a_refusal(
+        tmp_path: Path, status: int, caplog: pytest.LogCaptureFixture) -> None:
+    """The same answers to a heartbeat or a bindings fetch (429: all of this host's
+    connections busy) wait for the next beat: no 'heartbeat-refused' or 'bindings-refused'
+    error, no critical finding."""
+    import logging
+
+    from agent.fleet_bindings import AssignedBindings
+    from agent.logs import EventLog
+
+    log = EventLog()
+    caplog.set_level(logging.DEBUG)
+    with Outbox.open(tmp_path / "o.sqlite3") as outbox:
+        intake = OutboxIntake(outbox=outbox, client=_Answering(status),  # type: ignore[arg-type]
+                              host="h1", clock=lambda: AT, log=log,
+                              bindings=AssignedBindings(tmp_path / "b.json", host="h1", log=log))
+        assert intake.heartbeat() is False
+        assert intake.fetch_bindings() is False
+        assert intake.refused_finding() is None
+    assert [r.levelno for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert "refused" not in caplog.text
+    assert f"cannot take the heartbeat now (HTTP {status})" in caplog.text
