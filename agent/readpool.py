@@ -184,13 +184,15 @@ def _warnings_of(result: FileResult, job: RowJob) -> Warnings | None:
 def _read_batch(paths: list[str], limits: ReadLimits, passwords: tuple[bytes, ...],
                 classify: list[bool]) -> list[tuple[FileResult, Warnings | None]]:
     from .reader import read_file
+    from .x509facts import recording_warnings
 
     job = _job
-    out: list[tuple[FileResult, Warnings | None]] = []
-    for path, wanted in zip(paths, classify, strict=True):
-        result = read_file(path, limits=limits, passwords=passwords)
-        out.append((result, _warnings_of(result, job) if job is not None and wanted else None))
-    return out
+    # The parser's warnings recorded once for the batch, as the one-shot scan's workers do
+    # (a worker runs one thread: agent/workerlife.py), not captured once per certificate.
+    with recording_warnings():
+        results = [read_file(path, limits=limits, passwords=passwords) for path in paths]
+    return [(result, _warnings_of(result, job) if job is not None and wanted else None)
+            for result, wanted in zip(results, classify, strict=True)]
 
 
 class ReadAhead:

@@ -367,3 +367,43 @@ def test_what_workers_send_back_is_rebuilt_equal_to_what_they_read(tmp_path: Pat
     assert [type(r) for r in back] == [type(r) for r in results]
     assert type(back[0].certificates[0].facts) is type(results[0].certificates[0].facts)
     assert readpool._SETTERS  # (the reducers are registered)
+
+
+def test_a_read_ahead_worker_records_a_parser_warning_on_its_certificate_only(
+        tmp_path: Path) -> None:
+    """Read-ahead workers record the parser's warnings once per batch, as the one-shot scan's
+    do (issue 12): a worker counts as running one thread (its parent lifeline is a bare
+    thread, agent/workerlife.py), and each warning is still a finding on the certificate that
+    caused it, and on no other."""
+    import threading
+
+    from agent import readpool
+    from tests.agent.scan_fixtures import nonpositive_serial_der
+
+    ahead = readpool.ReadAhead([], limits=ReadLimits(), passwords=(), workers=1)
+    try:
+        assert ahead._pool is not None
+        assert ahead._pool.submit(threading.active_count).result(timeout=60) == 1
+    finally:
+        ahead.close()
+    store = tmp_path / "certs"
+    good = make_cert(sans=("good.example",)).der
+    count = readpool.MIN_FILES + 100
+    for i in range(count):
+        write(store / f"{i:04}.der", nonpositive_serial_der(-1) if i in (3, 450) else good)
+    daemon, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path,
+                            clock=SteppingClock())
+    daemon.sync.read_ahead_workers = 1
+    daemon.full_scan()
+    try:
+        assert daemon.sync.files_read_ahead == count
+        flagged = set()
+        for i in range(count):
+            result = daemon.index.get(str(store / f"{i:04}.der"))
+            assert result is not None
+            assert len(result.certificates) == 1
+            if any(f.code == "non-positive-serial" for f in result.certificates[0].findings):
+                flagged.add(i)
+    finally:
+        daemon.shutdown()
+    assert flagged == {3, 450}
