@@ -206,7 +206,7 @@ def _beyond_every_offered_period(facts: CertificateFacts, item: Item | None,
     )
 
 
-@dataclass(slots=True, kw_only=True)  # internal and short-lived: no frozen init per certificate
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Resolved:
     """What the certificate is to the contract: item, category, contracted tier, CA."""
 
@@ -232,6 +232,32 @@ def _resolve(facts: CertificateFacts, catalogue: Catalogue, binding: Binding,
         ca = None
     return _Resolved(match=match, item=item, category=category, candidates=candidates,
                      contracted=contracted, ca=ca)
+
+
+_RESOLVED: dict[tuple[Any, ...], tuple[Catalogue, Binding, _Resolved, tuple[Finding, ...]]] = {}
+_RESOLVED_MAX = 1024
+
+
+def _resolve_shared(facts: CertificateFacts, catalogue: Catalogue, binding: Binding,
+                    issuer_ca: CertificateAuthority | None
+                    ) -> tuple[_Resolved, tuple[Finding, ...]]:
+    """:func:`_resolve` and the findings it adds, remembered: a store's certificates come from a
+    handful of issuers, and what the certificate is to the contract depends on nothing else
+    about it. The key holds every fact :func:`~policy.matchers.match_item`,
+    :func:`~policy.matchers.bound_item_mismatch` and the binding rules read (policy OIDs,
+    issuer O and CN, CA flag, wildcard SAN); the catalogue and binding are compared by identity
+    (kept in the entry, so an id is never reused while it is cached). Bounded."""
+    key = (id(catalogue), id(binding), facts.policy_oids, facts.issuer_org, facts.issuer_cn,
+           facts.is_ca, facts.is_wildcard)
+    hit = _RESOLVED.get(key)
+    if hit is not None and hit[0] is catalogue and hit[1] is binding:
+        return hit[2], hit[3]
+    findings: list[Finding] = []
+    resolved = _resolve(facts, catalogue, binding, findings, issuer_ca)
+    if len(_RESOLVED) >= _RESOLVED_MAX:
+        _RESOLVED.clear()
+    _RESOLVED[key] = (catalogue, binding, resolved, tuple(findings))
+    return resolved, tuple(findings)
 
 
 def contract_compliance(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding,
@@ -274,7 +300,8 @@ def classify_certificate(
     days_left = (end_day - today).days
 
     issuer_ca = catalogue.ca_for_issuer(facts.issuer_org)
-    resolved = _resolve(facts, catalogue, binding, findings, issuer_ca)
+    resolved, resolve_findings = _resolve_shared(facts, catalogue, binding, issuer_ca)
+    findings.extend(resolve_findings)
     match, item, category = resolved.match, resolved.item, resolved.category
     candidates, contracted, ca = resolved.candidates, resolved.contracted, resolved.ca
 

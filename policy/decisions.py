@@ -62,10 +62,6 @@ class Action(enum.Enum):
     """The bound certificate has expired or is about to, and no successor has been observed."""
 
 
-def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(mapping or {}))
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Finding:
     """Something true about a certificate or contract that a person should know.
@@ -108,8 +104,10 @@ class Decision:
     facts: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "computed", _frozen(self.computed))
-        object.__setattr__(self, "facts", _frozen(self.facts))
+        # read-only copies: the caller's dicts may change later
+        setattr_ = object.__setattr__
+        setattr_(self, "computed", MappingProxyType(dict(self.computed or {})))
+        setattr_(self, "facts", MappingProxyType(dict(self.facts or {})))
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -178,6 +178,19 @@ def _facts(facts: CertificateFacts, period: timedelta) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=4096)
+def _blocked_texts(period: timedelta, proviso_en: str, proviso_ja: str,
+                   end_day: date) -> tuple[str, str]:
+    """The proviso decision's sentences: a function of the validity period, the proviso's
+    words and the last day, shared by the certificates of one length that end on one day."""
+    return ((f"The certificate's validity period ({duration_en(period)}) is within 90 days "
+             f"({proviso_en}), so the service cannot be renewed; it ends with the certificate "
+             f"on {end_day}."),
+            (f"SSL サーバ証明書の有効期間（{duration_ja(period)}）が 90 日以内"
+             f"（{proviso_ja}）のため、サービスを更新することはできません"
+             f"（有効期間の末日 {end_day}）。"))
+
+
+@functools.lru_cache(maxsize=4096)
 def _notice(end_day: date, issued_day: date, bound_on: date | None, lead_days: int,
             today: date) -> tuple[date, bool, str, str, dict[str, Any]]:
     """Art.6(1)'s notice when none was sent yet: (due, overdue, English, Japanese, computed
@@ -254,21 +267,17 @@ def renewal_decisions(
     period_fields: dict[str, Any] = proviso.to_json() if proviso is not None else {}
 
     if blocked and proviso is not None:
+        text_en, text_ja = _blocked_texts(period, proviso.explain_en(), proviso.explain_ja(),
+                                          end_day)
         decisions.append(Decision(
             action=Action.RENEWAL_BLOCKED,
             clause="Art.6(3) proviso",
             due=end_day,
             contract_id=contract_id,
             severity=Severity.CRITICAL if today >= end_day else Severity.WARNING,
-            explanation_en=(
-                f"The certificate's validity period ({duration_en(period)}) is within 90 days "
-                f"({proviso.explain_en()}), so the service cannot be renewed; it ends with the "
-                f"certificate on {end_day}."),
-            explanation_ja=(
-                f"SSL サーバ証明書の有効期間（{duration_ja(period)}）が 90 日以内"
-                f"（{proviso.explain_ja()}）のため、サービスを更新することはできません"
-                f"（有効期間の末日 {end_day}）。"),
-            computed={"validity_seconds": int(period.total_seconds()),
+            explanation_en=text_en,
+            explanation_ja=text_ja,
+            computed={"validity_seconds": used["validity_seconds"],
                       "end_of_validity": end_day.isoformat(), **period_fields},
             facts=used,
         ))
