@@ -319,3 +319,34 @@ def test_art3_is_cited_for_category_iii_only_even_for_an_inverted_validity() -> 
     (finding,) = [f for f in ov.findings if f.code == "inverted-validity"]
     assert finding.clause == "Appx1.1"
     assert not [f for f in ov.findings if f.clause.startswith("Art.3")]
+
+
+_ISSUERS = [("DigiCert Inc", "DigiCert Global G2 TLS RSA SHA256 2020 CA1"),
+            ("DigiCert Inc", "Unknown Intermediate"), ("GlobalSign nv-sa",
+                                                       "GlobalSign GCC R3 DV TLS CA 2020"),
+            ("Cybertrust Japan Co., Ltd.", "Cybertrust Japan SureServer CA G4"),
+            ("Let's Encrypt", "R11"), (None, None)]
+_OIDS = [(), (OV,), (DV,), (OV, DV), ("1.3.6.1.4.1.4146.1.10", DV),
+         ("2.16.840.1.114412.1.1", DV)]
+_BINDINGS = [UNBOUND, Binding(category=Category.III), Binding(category=Category.I),
+             Binding(item="globalsign-dv", tier=Tier.SIX_MONTHS), Binding(tier=Tier.ONE_YEAR)]
+
+
+def test_what_a_certificate_is_to_the_contract_is_remembered_exactly() -> None:
+    """Classifying with the remembered item/category/tier (policy.classification._RESOLVED)
+    gives what a fresh classification gives, whatever came before it: every combination of
+    the facts it is keyed on, each classified right after its neighbours that differ in one."""
+    from policy import classification
+
+    at = utc(2026, 3, 1)
+    made = [(facts(utc(2026, 1, 1), lifetime=199 * DAY, issuer_org=org, issuer_cn=cn,
+                   policy_oids=oids, is_ca=is_ca,
+                   sans=("*.example.jp",) if wildcard else ("www.example.jp",)), binding)
+            for binding in _BINDINGS for (org, cn) in _ISSUERS for oids in _OIDS
+            for is_ca in (False, True) for wildcard in (False, True)]
+    for order in (made, made[::-1]):
+        classification._RESOLVED.clear()
+        warm = [classify_certificate(f, CATALOGUE, binding=b, at=at) for f, b in order]
+        for (f, b), remembered in zip(order, warm, strict=True):
+            classification._RESOLVED.clear()
+            assert classify_certificate(f, CATALOGUE, binding=b, at=at) == remembered
