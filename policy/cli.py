@@ -65,7 +65,7 @@ from policy.tiers import Tier
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
 
-from .contract_cli import actions_command, contract_group, verify_command
+from .contract_cli import actions_command, contract_group, refresh_command, verify_command
 
 __all__ = ["contract_group", "policy_group"]
 
@@ -96,6 +96,7 @@ def policy_group() -> None:
 
 policy_group.add_command(actions_command)
 policy_group.add_command(verify_command)
+policy_group.add_command(refresh_command)
 
 
 # --------------------------------------------------------------------------- catalogue

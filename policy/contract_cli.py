@@ -93,7 +93,8 @@ from policy.state import ContractState
 from policy.tiers import Tier
 from policy.tokyo import tokyo_date, tokyo_midnight_utc
 
-__all__ = ["PROJECTION_MISMATCH_EXIT", "actions_command", "contract_group", "verify_command"]
+__all__ = ["PROJECTION_MISMATCH_EXIT", "actions_command", "contract_group", "refresh_command",
+           "verify_command"]
 
 PROJECTION_MISMATCH_EXIT = 18
 """``policy verify``: the projection differs from the fold of the journal (the policy family's
@@ -933,6 +934,34 @@ def verify_command(as_json: bool, repair: bool, at: datetime | None,
     _finish(env)
     if left:
         sys.exit(PROJECTION_MISMATCH_EXIT)
+
+
+@click.command("refresh")
+@json_option
+@at_option
+@ledger_option
+def refresh_command(as_json: bool, at: datetime | None, ledger_opt: LedgerLocation | None
+                    ) -> None:
+    """Evaluate again the contracts whose cached actions expired by --at's day.
+
+    `policy actions` evaluates such contracts itself on every run; after this it reads them
+    from the projection again. Run it once a day (a cron job or systemd timer after midnight
+    Asia/Tokyo); `policy serve` does it by itself every hour. Writers wait for a chunk of 200
+    contracts at most."""
+    env = _env(ledger_opt)
+    now = resolve_at(at)
+    with _ledger(env, create=False) as ledger:
+        if ledger is None:
+            raise _no_ledger_error(env.ledger_path)
+        refreshed = ledger.refresh_projection(at=now)
+    where = ledger_display(env.ledger_path)
+    day = tokyo_date(now)
+    if as_json:
+        echo_json({"ledger": where, "day": day, "refreshed": refreshed})
+    else:
+        click.echo(f"{where}: {refreshed} contract(s) evaluated again for {day} "
+                   "(Asia/Tokyo).")
+    _finish(env)
 
 
 def _echo_unpriced(decisions: Sequence[Decision]) -> None:

@@ -112,6 +112,7 @@ microsecond form of ``at_utc`` (version 1 let SQLite's clock fill it in millisec
 (``projection``, ``projection_actions``: each contract's folded state and due actions,
 :mod:`policy.projection`), back-filled from the journal by the migration."""
 BUSY_TIMEOUT_S = 30.0
+_REFRESH_CHUNK = 200
 _RETRIES = 50
 
 PROJECTION_SCHEMA = (
@@ -738,6 +739,35 @@ class Ledger:
         written = self._write(run)
         self._sql_after_rewrite()
         return written
+
+    def refresh_projection(self, *, at: datetime) -> int:
+        """Evaluate again, for ``at``'s Tokyo day, the rows whose cached actions no longer hold
+        for it (their ``fresh_until`` has come) and store them: ``policy actions`` then reads
+        them instead of evaluating them on every run (100,000 contracts three months after
+        their last events: 14 % stale, +1.4 s a run). Only rows of this ledger's settings and
+        catalogue, evaluated before that day and holding every event up to ``at``, are
+        rewritten (a row of other settings is its own readers' to evaluate; one for a later
+        day is not moved back). Returns the number of rows rewritten."""
+        require_aware(at, "at")
+        today = _day_of(at)
+        mine_fold, mine_eval = self.projection_keys()
+
+        stale = [str(r[0]) for chunk in self._retry(lambda: list(self._sql_stream(
+            "SELECT contract_id FROM projection WHERE fold_key = ? AND eval_key = ? "
+            "AND evaluated_on < ? AND fresh_until <= ? AND last_at <= ? ORDER BY contract_id",
+            [mine_fold, mine_eval, today.isoformat(), today.isoformat(),
+             instant_to_text(at)]))) for r in chunk]
+        # A transaction per 200 contracts: the writers (intake, the service) wait for one
+        # chunk at most, never for the whole refresh. Each row is refolded from its journal
+        # in its own transaction, so an event that came in between is in it.
+        for start in range(0, len(stale), _REFRESH_CHUNK):
+            self._write(functools.partial(self._project_each, stale[start:start + _REFRESH_CHUNK],
+                                          today))
+        return len(stale)
+
+    def _project_each(self, contract_ids: Sequence[str], today: date) -> None:
+        for contract_id in contract_ids:
+            self._project(contract_id, today)
 
     def _sql_after_rewrite(self) -> None:
         """After the projection was written anew: nothing to do on SQLite (its sweep reads a

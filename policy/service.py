@@ -40,7 +40,9 @@ proxy mode, the parser of a forwarded certificate are built by the shell and inj
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import gc
 import hmac
 import ipaddress
@@ -495,7 +497,35 @@ def build_app(*, intake: Ledger, registry: FleetRegistry, clock: Callable[[], da
         service.writer.shutdown(wait=True)  # batches being written finish first
 
     app.cleanup_ctx.append(writer_pool)
+    app.cleanup_ctx.append(functools.partial(_refresher, service))
     return app
+
+
+REFRESH_EVERY_S = 3600.0
+"""How often the service evaluates again the projection rows whose cached actions expired
+(``Ledger.refresh_projection``): at its start, then hourly, so the desk's ``policy actions``
+reads a day's changes from the projection soon after Tokyo's midnight."""
+
+
+async def _refresher(service: _Service, app: web.Application) -> AsyncIterator[None]:
+    async def every_hour() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                done = await loop.run_in_executor(
+                    service.writer, functools.partial(service.intake.refresh_projection,
+                                                      at=service.clock()))
+                if done:
+                    log.info("projection refreshed: %d contract(s) evaluated again", done)
+            except LedgerError as exc:  # the ledger's own words, no secret in them
+                log.warning("projection refresh failed: %s; trying again in an hour", exc)
+            await asyncio.sleep(REFRESH_EVERY_S)
+
+    task = asyncio.get_running_loop().create_task(every_hour())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 CONNECTIONS = web.AppKey("connections", ConnectionGuard)

@@ -419,3 +419,32 @@ def test_policy_actions_from_the_projection_equal_the_fold(backend: str, at: str
                 folded = run(*args, "--as-recorded", "2030-01-01")
                 assert projected == folded
                 assert projected[0] == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_policy_refresh_stores_expired_actions_and_changes_no_answer(
+        backend: str, tmp_path: Path) -> None:
+    """`policy refresh --at` evaluates again what expired by that day; `policy actions`
+    answers exactly as before (and as the fold), now from the projection; a second run has
+    nothing to do."""
+    with _projection_ledger(backend, tmp_path) as location:
+        at = "2027-03-01"
+        before = run("policy", "actions", "--json", "--at", at, "--ledger", location)
+        code, out, _ = run("policy", "refresh", "--json", "--at", at, "--ledger", location)
+        assert code == 0
+        body = json.loads(out)
+        assert body["day"] == at
+        assert body["refreshed"] == 2
+        assert run("policy", "actions", "--json", "--at", at, "--ledger", location) == before
+        code, out, _ = run("policy", "refresh", "--at", at, "--ledger", location)
+        assert code == 0
+        assert out.endswith(f": 0 contract(s) evaluated again for {at} (Asia/Tokyo).\n")
+
+
+def test_policy_refresh_of_a_ledger_that_is_not_there_is_an_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(capsys, "policy", "refresh", "--ledger",
+                            str(tmp_path / "nope.sqlite3"))
+    assert code == 13
+    assert "no ledger here" in err
+    assert not (tmp_path / "nope.sqlite3").exists()

@@ -256,3 +256,36 @@ def test_serve_settings_out_of_range_are_refused_by_name(fleet: Fleet, extra: st
     assert process.returncode == 31, err
     assert says.encode() in err
     assert b"Traceback" not in err
+
+
+def test_the_service_refreshes_expired_cached_actions_when_it_starts(fleet: Fleet) -> None:
+    """A contract recorded long ago has cached actions that expired: the service evaluates
+    it again at its start (then hourly), so the desk's ``policy actions`` reads it from the
+    projection instead of evaluating it on every run."""
+    from datetime import UTC, datetime
+
+    from policy.ledger import Ledger
+    from policy.tokyo import tokyo_date
+    from tests.policy.ledger_fixtures import accepted
+
+    long_ago = datetime(2025, 6, 1, 3, tzinfo=UTC)
+    with Ledger.open(fleet.ledger) as ledger:
+        ledger.append(accepted("C-1", at=long_ago), now=long_ago)
+    days = {tokyo_date(datetime.now(UTC)).isoformat()}  # noqa: TID251 - the service's clock
+    process = _serve(fleet, "")
+    try:
+        _started(process, r"listening on https://127\.0\.0\.1:(\d+)")
+        deadline = time.monotonic() + 30
+        evaluated = ""
+        while time.monotonic() < deadline:
+            with Ledger.open(fleet.ledger) as ledger:
+                row = ledger._retry(lambda: ledger._sql_projection_row("C-1"))
+            evaluated = row["evaluated_on"] if row else ""
+            if evaluated != "2025-06-01":
+                break
+            time.sleep(0.2)
+    finally:
+        _, err = _stop(process)
+    days.add(tokyo_date(datetime.now(UTC)).isoformat())  # noqa: TID251 - midnight may pass
+    assert evaluated in days
+    assert "projection refreshed: 1 contract(s) evaluated again" in err

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import tempfile
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from policy.projection import action_rows
 from policy.rules.art6 import Answer
 from policy.settings import PolicySettings
 from policy.tiers import Tier
-from policy.tokyo import tokyo_midnight_utc
+from policy.tokyo import tokyo_date, tokyo_midnight_utc
 from tests.policy.ledger_fixtures import accepted, facts
 
 START = date(2026, 1, 5)
@@ -312,3 +312,32 @@ def test_a_journal_row_written_without_the_ledger_makes_readers_fold(tmp_path: P
         ledger.rebuild_projection(at=_at(10))
         assert ledger.projection_answers(_at(10))
         assert ledger.verify_projection(at=_at(10))[0] == []
+
+
+def test_a_refresh_stores_what_expired_and_answers_as_the_fold(ledger: Ledger) -> None:
+    """Days after the last event, contracts whose cached actions expired are evaluated by
+    every ``policy actions``; ``refresh_projection`` stores them for that day (the same
+    answers as the fold), leaves alone what still holds, and never moves a row back."""
+    ledger.append(accepted("c1", at=_at(0), item="globalsign-ov", category=Category.I),
+                  now=_at(0))
+    ledger.append(CertificateBound(contract_id="c1", at_utc=_at(1), facts=CERTS["long"]),
+                  now=_at(1))
+    ledger.append(accepted("c2", at=_at(1)), now=_at(1))
+    until = {cid: date.fromisoformat(
+        ledger._retry(lambda c=cid: ledger._sql_projection_row(c))["fresh_until"])
+        for cid in ("c1", "c2")}
+    first = min(until, key=lambda cid: until[cid])
+    # The last day every row's cached actions hold: nothing to refresh; the next: one stale.
+    last_day = datetime.combine(until[first] - timedelta(days=1), time(3), tzinfo=UTC)
+    assert ledger.refresh_projection(at=last_day) == 0
+    expired = last_day + timedelta(days=1)
+    stale, _ = ledger.projected_actions(at=expired)
+    assert first in [s.contract_id for s in stale]
+    assert ledger.refresh_projection(at=expired) == len(stale)
+    assert ledger.projected_actions(at=expired)[0] == []  # nothing left to evaluate
+    assert _projected_actions(ledger, expired, None) == _fold_actions(ledger, expired, None)
+    assert ledger.refresh_projection(at=expired) == 0  # done once
+    # An earlier day does not move the rows back.
+    assert ledger.refresh_projection(at=_at(2)) == 0
+    assert ledger._retry(lambda: ledger._sql_projection_row(first))["evaluated_on"] == \
+        tokyo_date(expired).isoformat()
