@@ -232,7 +232,7 @@ def daemon_phase(root: Path, state: Path, count: int, variants: list[bytes],
     ready_s = notifier.ready_at - t0
     cpu_s = time.process_time() - cpu0  # (read a little after READY: an upper bound)
     usage.sample()
-    gc_s, gc_runs = gc_time.stop()
+    gc_s, gc_runs, gc_freed = gc_time.stop()
     # The start's reconciliation with the ledger runs inside the scan unless the ledger takes
     # longer than the loop's patience to answer; then the loop finishes it after READY.
     while daemon.sync.reconcile_due or daemon.sync.awaiting_ledger:
@@ -261,7 +261,7 @@ def daemon_phase(root: Path, state: Path, count: int, variants: list[bytes],
     return {"ready_s": ready_s, "cpu_s": cpu_s, "reconciled_s": reconciled_s, "parsed": parsed,
             "indexed": indexed, "latencies": samples, "peak_kib": _peak_rss_kib(),
             "threads": usage.threads(), "workers_cpu_s": usage.descendants(),
-            "gc_s": gc_s, "gc_runs": gc_runs}
+            "gc_s": gc_s, "gc_runs": gc_runs, "gc_freed": gc_freed}
 
 
 class _GcTime:
@@ -270,6 +270,8 @@ class _GcTime:
     def __init__(self) -> None:
         self.seconds = [0.0, 0.0, 0.0]
         self.runs = [0, 0, 0]
+        self.collected = 0
+        """Objects the collector freed (cyclic garbage): what only it would free."""
         self._t0 = 0.0
         gc.callbacks.append(self._callback)
 
@@ -280,11 +282,12 @@ class _GcTime:
             generation = info["generation"]
             self.seconds[generation] += time.perf_counter() - self._t0
             self.runs[generation] += 1
+            self.collected += info["collected"]
 
-    def stop(self) -> tuple[list[float], list[int]]:
-        """Seconds and runs of each generation's collections."""
+    def stop(self) -> tuple[list[float], list[int], int]:
+        """Seconds and runs of each generation's collections, and the objects they freed."""
         gc.callbacks.remove(self._callback)
-        return self.seconds, self.runs
+        return self.seconds, self.runs, self.collected
 
 
 class _CpuUsage:
@@ -451,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{sum(phase['gc_s']):.2f} s in {sum(phase['gc_runs'])} runs, by generation "
               + ", ".join(f"{s:.2f} s/{n}" for s, n in zip(phase["gc_s"], phase["gc_runs"],
                                                           strict=True))
-              + ")")
+              + f", {phase['gc_freed']} object(s) freed)")
     print(f"(the start's reconciliation with the ledger done at {first['reconciled_s']:.2f} s "
           f"and {restart['reconciled_s']:.2f} s: within READY unless the ledger took longer "
           "than the loop's patience to answer)")
