@@ -96,8 +96,11 @@ def _signal_on_parent_death() -> None:
 
 
 def _await_end_of_file(lifeline: Connection) -> None:
+    # (a bare thread: nothing would report an exception here, so whatever ends the read ends
+    # the worker)
     try:
         lifeline.recv_bytes()  # the parent never writes: this returns only at its end
     except (EOFError, OSError):
         pass
-    os._exit(_ORPHANED_EXIT)
+    finally:
+        os._exit(_ORPHANED_EXIT)
