@@ -106,11 +106,12 @@ class FindingLog:
         if tally is not None and not self.log.logger.isEnabledFor(logging.DEBUG):
             # The first scan's usual case (100,000 certificates, two warnings each): counted,
             # with no debug line built to be thrown away.
+            certificate = _certificate_id(sha256) if warnings else 0
             for kind, _, _ in warnings:
                 entry = tally.get(kind)
                 if entry is None:
                     entry = tally[kind] = _Kind(example=path)
-                entry.certificates.add(_certificate_id(sha256))
+                entry.certificates.add(certificate)
                 entry.places.add(path)
             return
         for kind, message, fields in warnings:

@@ -113,8 +113,10 @@ def plan_reconciliation(
     if rebind is not None and holding is not None:
         # What agrees row for row (the ledger shows it as it is), for the ledger to compare
         # the binding it was seen with.
+        # (``rebind`` first: after a first start it is false for every location the start
+        # just reported, which is all of them, and it is the cheapest of the three)
         for location in holding - candidates:
-            if in_scope(location) and not pending(location) and rebind(location):
+            if rebind(location) and in_scope(location) and not pending(location):
                 again.append(location)
     return Reconciliation(gone=tuple(sorted(gone)), refresh=tuple(sorted(refresh)),
                           report=tuple(sorted(report)), rebind=tuple(sorted(again)))

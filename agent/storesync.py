@@ -561,7 +561,7 @@ class StoreSync:
         trust store) places the file alone rather than reading the index back per change."""
         if len(unit) != 1:
             return unit
-        directory = os.path.dirname(result.path)
+        directory = parent_of(result.path)
         if self._listed.get(directory, 0) > MAX_PLACEMENT_SIBLINGS:
             # A full scan listed it: a trust store, placed alone without listing it again
             # for each of its files.
