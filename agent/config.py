@@ -460,7 +460,7 @@ def _policy(check: _Checker, raw: Any) -> PolicyConfig:
     try:
         settings = PolicySettings.from_mapping(table)
     except ValueError as exc:  # PolicySettings names the key in its message
-        raise ConfigError(f"{check.source}: policy.ledger: {exc}") from None
+        raise ConfigError(f"{check.source}: {exc}") from None
     try:
         location = ledger_location(ledger) if ledger else default_ledger_path()
     except LedgerError as exc:  # its message names the key and never repeats the value

@@ -214,6 +214,8 @@ def _print_summary(summary: ScanSummary, tally: MonitorTally, *, at: datetime,
 def check_config_command(ctx: click.Context, file: Path | None, as_json: bool) -> None:
     """Validate a configuration file and print the effective configuration (defaults filled
     in). Exits 31 with the file and the key on the first error."""
+    from policy.paths import ledger_display
+
     config = load_config(_config_path(ctx, file))
     data = config.to_json()
     missing = [s["path"] for s in data["agent"]["stores"] if not Path(s["path"]).is_dir()]
@@ -222,7 +224,12 @@ def check_config_command(ctx: click.Context, file: Path | None, as_json: bool) -
         echo_json(data)
         return
     click.echo(f"# configuration: {config.source or 'built-in defaults'} (valid)")
-    click.echo("# printed in full: read back, this text is the same configuration")
+    if isinstance(config.policy.ledger, str) and \
+            ledger_display(config.policy.ledger) != config.policy.ledger:
+        click.echo("# printed in full but for the ledger DSN's password (left out): read "
+                   "back, this text is the same configuration once it is put back")
+    else:
+        click.echo("# printed in full: read back, this text is the same configuration")
     click.echo(config.to_toml(), nl=False)
     for path in missing:
         click.echo(f"warning: store {path} does not exist (watched once it appears)", err=True)

@@ -99,7 +99,11 @@ class LedgerType(click.ParamType[LedgerLocation]):
             location = ledger_location(str(value))
         except PolicyError as exc:
             self.fail(str(exc), param, ctx)
-        if isinstance(location, Path) and location.is_dir():
+        try:
+            directory = isinstance(location, Path) and location.is_dir()
+        except OSError as exc:  # a name too long, a component that is not a directory
+            self.fail(f"{location}: {exc.strerror or 'cannot be used'}", param, ctx)
+        if directory:
             self.fail(f"{location}: is a directory, not a ledger file", param, ctx)
         return location
 

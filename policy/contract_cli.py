@@ -870,7 +870,9 @@ def _projected_actions(env: _Env, ledger: Ledger, now: datetime, within: int | N
         return
     today = tokyo_date(now).isoformat()
     unpriced: set[str] = set()
-    click.echo(f"{ledger.projected_action_count(at=now, within=within) + len(fresh)} "
+    counted = ledger.projected_action_count(
+        at=now, within=within, excluding={state.contract_id for state in stale})
+    click.echo(f"{counted + len(fresh)} "
                f"action(s) as of {today} (Asia/Tokyo):")
     severities = {-int(s): s.name.lower() for s in Severity}
 

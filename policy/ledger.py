@@ -44,7 +44,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -1317,9 +1317,14 @@ class Ledger:
                f"a.due, {shown} FROM projection_actions a WHERE {where} "
                "ORDER BY a.due_key, a.sev_key, a.contract_id, a.action, a.ordinal")
 
+        evaluated = frozenset(state.contract_id for state in stale)
+
         def rows() -> Iterator[tuple[Any, ...]]:
+            # A contract is evaluated again or read from the cache, never both: the two
+            # queries are not one snapshot (a write in between), and a row's freshness and
+            # its actions' copies of it can disagree (edited by hand).
             for chunk in self._sql_stream(sql, action_params):
-                yield from chunk
+                yield from (row for row in chunk if row[2] not in evaluated)
 
         return stale, rows()
 
@@ -1336,11 +1341,21 @@ class Ledger:
             for row in self._retry(functools.partial(self._sql_rows, sql, chunk)):
                 yield str(row[0]), dict(zip(names, row, strict=True))
 
-    def projected_action_count(self, *, at: datetime, within: int | None = None) -> int:
-        """How many actions :meth:`projected_actions` streams from the projection."""
+    def projected_action_count(self, *, at: datetime, within: int | None = None,
+                               excluding: Collection[str] = ()) -> int:
+        """How many actions :meth:`projected_actions` streams from the projection: those
+        cached for the contracts not ``excluding`` (the ones it returned to evaluate again,
+        whose cached actions it leaves out)."""
         where, params = self._fresh_actions_filter(at, within)
         sql = f"SELECT count(*) FROM projection_actions a WHERE {where}"  # noqa: S608
-        return int(self._retry(lambda: self._sql_rows(sql, params))[0][0])
+        total = int(self._retry(lambda: self._sql_rows(sql, params))[0][0])
+        ids = sorted(excluding)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            among = (f"{sql} AND a.contract_id IN ({','.join('?' * len(chunk))})")
+            total -= int(self._retry(functools.partial(
+                self._sql_rows, among, [*params, *chunk]))[0][0])
+        return total
 
     def _fresh_filter(self, at: datetime) -> tuple[str, list[Any]]:
         """SQL (on ``projection p``) for a row whose cached decisions hold for ``at``."""

@@ -552,7 +552,13 @@ class PostgresLedger(Ledger):
                     # server-side cursor's round trip a page made the two take turns).
                     rows = conn.cursor().stream(translate(sql), tuple(params),
                                                 binary=True, size=_SWEEP_PAGE)
-                    yield from iter(lambda: list(itertools.islice(rows, _SWEEP_PAGE)), [])
+                    try:
+                        yield from iter(lambda: list(itertools.islice(rows, _SWEEP_PAGE)), [])
+                    finally:
+                        # A reader that stops early (`| head`, Ctrl-C): the stream holds the
+                        # connection's lock until it is closed (it cancels the query), and
+                        # leaving the transaction takes that lock: closed first, or it hangs.
+                        rows.close()
                     return
                 with conn.cursor(name="certescrow_stream", binary=True) as cur:
                     cur.execute(translate(sql), tuple(params))

@@ -51,6 +51,10 @@ def ledger_location(text: str) -> LedgerLocation:
     from .storage import is_postgres_dsn, refuse_conninfo
 
     if is_postgres_dsn(text):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # bytes of the command line that are not UTF-8
+            raise LedgerError("a PostgreSQL URI that is not UTF-8 text") from None
         return text
     refuse_conninfo(text)
     return Path(text).expanduser()

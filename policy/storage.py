@@ -70,22 +70,31 @@ def is_postgres_dsn(location: str | Path) -> TypeGuard[str]:
     return isinstance(location, str) and location.startswith(("postgresql://", "postgres://"))
 
 
-_CONNINFO = re.compile(r"(?:^|\s)(?:host|hostaddr|dbname|user|password|port|service)\s*=",
-                       re.IGNORECASE)
+_CONNINFO = re.compile(
+    r"(?:^|\s)(?:host|hostaddr|dbname|user|password|port|service|passfile|options|sslmode|"
+    r"sslpassword|sslcert|sslkey|sslrootcert|sslcrl|requiressl|connect_timeout|"
+    r"application_name|target_session_attrs|gssencmode|krbsrvname|keepalives)\s*=",
+    re.IGNORECASE)
+_URI_LIKE = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*:/")
+"""A URI's scheme (``POSTGRESQL://``, ``postgresql+psycopg://``, ``pgsql://``, one ``/``
+short…), after any blank: never a file someone meant."""
 
 
 def refuse_conninfo(location: str | Path) -> None:
-    """A libpq ``key=value`` connection string, or a URI with one ``/`` too few, is not a
-    ledger file name: refuse it without repeating it (it may hold a password), instead of
-    creating a file of that name."""
-    if is_postgres_dsn(location):
+    """What looks like a connection string but is not a ``postgresql://`` DSN is not a ledger
+    file name: a libpq ``key=value`` string, or any ``scheme:/`` (another case, another
+    scheme, a ``/`` too few, a blank before it). Refused without repeating it (it may hold a
+    password), instead of creating a file or directory of that name (a file whose name starts
+    so can be named as ``./NAME``). A :class:`~pathlib.Path` is a file already."""
+    if isinstance(location, Path) or is_postgres_dsn(location):
         return
-    text = str(location)
-    if text.startswith(("postgresql:", "postgres:")):
+    if not location.strip():
+        raise LedgerError("an empty ledger location")
+    if _URI_LIKE.match(location) or location.startswith(("postgresql:", "postgres:")):
         raise LedgerError("a ledger location that is not a PostgreSQL URI; write it as "
                           "postgresql://user@host:port/database, or postgresql:///database "
-                          "for the local socket")
-    if _CONNINFO.search(text):
+                          "for the local socket (a file of such a name: ./NAME)")
+    if _CONNINFO.search(location):
         raise LedgerError("a key=value connection string is not supported as a ledger; "
                           "write it as postgresql://user@host:port/database, and keep the "
                           "password out of it (~/.pgpass or a pg_service.conf entry)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import logging
 import re
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -41,6 +42,14 @@ def translate(sql: str) -> str:
     """``?`` placeholders to psycopg's ``%s`` (and a literal ``%`` to ``%%``). The project's
     SQL never has a ``?`` inside a string literal."""
     return sql.replace("%", "%%").replace("?", "%s")
+
+
+_POOL_LOG = logging.getLogger("psycopg.pool")
+# The pool's own lines (`discarding closed connection: <psycopg.Connection [BAD] at 0x…>`)
+# are the library's words on the user's stderr: what failed is said by the error the
+# command reports, in ours.
+_POOL_LOG.addHandler(logging.NullHandler())
+_POOL_LOG.propagate = False
 
 
 def open_pool(dsn: str, *, max_size: int = POOL_MAX) -> ConnectionPool[Any]:
@@ -119,7 +128,8 @@ _SQLSTATE_WORDS: dict[str, str] = {
              "ledger's owner",
     "53300": "PostgreSQL has too many connections: raise max_connections or lower the number "
              "of clients",
-    "57P01": "PostgreSQL is shutting down (an administrator stopped the server)",
+    "57P01": "the server ended this session (an administrator stopped the server or "
+             "terminated the session)",
     "57P02": "PostgreSQL is shutting down for crash recovery",
     "57P03": "PostgreSQL is starting up or recovering and cannot accept connections yet",
 }

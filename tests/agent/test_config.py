@@ -134,6 +134,8 @@ def test_misspelt_key_is_an_error_not_silently_ignored(tmp_path: Path) -> None:
          "policy.ledger: a key=value connection string is not supported"),
         ("[policy]\nledger = \"postgresql:/db\"\n", "policy.ledger: a ledger location that is "
          "not a PostgreSQL URI"),
+        ("[policy]\nledger = \"POSTGRESQL://u:pw@db/l\"\n", "policy.ledger: a ledger location "
+         "that is not a PostgreSQL URI"),
         ("[policy.prices]\nchange_fee = 1.5\n",
          "policy.prices.change_fee: expected an integer, got a number"),
         ("[policy.prices]\ncurrency = \"JPY\"\n", "policy.prices.currency: unknown key"),
@@ -148,6 +150,7 @@ def test_bad_values_are_errors_naming_the_key(tmp_path: Path, text: str, expecte
     message = error_of(tmp_path, text)
     assert message.startswith(f"{tmp_path / 'config.toml'}: ")
     assert expected in message
+    assert ("policy.ledger" in message) == ("policy.ledger" in expected)  # the key at fault
 
 
 def test_a_postgres_ledger_keeps_its_dsn_and_the_daemon_state_stays_on_disk(

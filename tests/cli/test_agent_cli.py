@@ -67,6 +67,17 @@ def test_check_config_prints_the_effective_configuration(
     assert again.splitlines()[1:] == out.splitlines()[1:]
 
 
+def test_check_config_says_when_it_left_a_dsn_password_out(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, '[policy]\nledger = "postgresql://desk:pw-secret@db/l"\n')
+    config.chmod(0o600)
+    code, out, _ = run(["agent", "check-config", str(config)], capsys)
+    assert code == 0
+    assert "pw-secret" not in out
+    assert 'ledger = "postgresql://desk@db/l"' in out
+    assert "but for the ledger DSN's password (left out)" in out.splitlines()[1]
+
+
 def test_check_config_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, '[agent]\nobserver = "polling"\n')
     code, out, _ = run(["agent", "check-config", "--json", str(config)], capsys)

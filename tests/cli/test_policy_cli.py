@@ -448,3 +448,22 @@ def test_policy_refresh_of_a_ledger_that_is_not_there_is_an_error(
     assert code == 13
     assert "no ledger here" in err
     assert not (tmp_path / "nope.sqlite3").exists()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_contract_both_stale_and_cached_is_listed_once(backend: str, tmp_path: Path) -> None:
+    """A projection row whose freshness disagrees with its cached actions' copies (a write
+    between the sweep's two queries, or an edit by hand): the contract is evaluated again and
+    its cached actions are not listed as well (--json crashed mixing the two; text listed
+    them twice)."""
+    with _projection_ledger(backend, tmp_path) as location:
+        at = "2026-04-25T18:00"  # the day c2's actions were cached for (its notice was sent)
+        _sql(location, "UPDATE projection SET fresh_until = '2000-01-01' "
+                       "WHERE contract_id = 'c2'")  # c2 has actions due that day
+        for form in ([], ["--json"]):
+            code, out, _ = run("policy", "actions", *form, "--at", at, "--ledger", location)
+            assert code == 0
+            assert (out, code) == run("policy", "actions", *form, "--at", at, "--ledger",
+                                      location, "--as-recorded", "2030-01-01")[1::-1]
+        assert json.loads(run("policy", "actions", "--json", "--at", at, "--ledger",
+                              location)[1])

@@ -4,6 +4,7 @@ process; the DSN's password never appears in what they print."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,12 +86,51 @@ def test_a_socket_dsn_with_an_empty_host_reaches_its_database(tmp_path: Path) ->
         assert [c["contract"] for c in json.loads(configured.stdout)] == ["C-7"]
 
 
-@pytest.mark.parametrize("mangled", ["postgresql:/test", "postgres:test?user=x&password=s3"])
-def test_a_mangled_uri_is_refused_without_being_repeated(mangled: str) -> None:
-    result = _run("contract", "list", "--ledger", mangled)
-    assert result.returncode == 2
-    assert "Invalid value for '--ledger': a ledger location that is not a PostgreSQL URI" \
-        in result.stderr
-    assert "s3" not in result.stderr
-    assert mangled not in result.stderr
-    assert not (REPO / "postgresql:").exists()  # no directory made of the scheme
+@pytest.mark.parametrize("mangled", [
+    "postgresql:/test", "postgres:test?user=x&password=s3",
+    "POSTGRESQL://postgres:s3@127.0.0.1:5432/test", " postgresql://postgres:s3@127.0.0.1/test",
+    "postgresql+psycopg://postgres:s3@127.0.0.1/test", "pgsql://u:s3@db/ledger",
+    "sslpassword=s3 host=db", ""])
+@pytest.mark.parametrize("command", [("contract", "add", "C-1", "--item", "byo", "--tier", "1y",
+                                      "--at", "2026-04-01"), ("contract", "list")])
+def test_a_mangled_uri_is_refused_without_being_repeated(
+        mangled: str, command: tuple[str, ...], tmp_path: Path) -> None:
+    """Anything that looks like a connection string but is not a postgresql:// DSN (another
+    case or scheme, a blank first, a / short, key=value) is a usage error that repeats none
+    of it; nothing is made of it on disk (a contract was recorded in a directory named after
+    the DSN, password and all)."""
+    result = subprocess.run([sys.executable, "-m", "agent.main", *command, "--ledger", mangled],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2, result.stderr
+    assert "Invalid value for '--ledger'" in result.stderr
+    assert "s3" not in result.stderr + result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("location", ["a" * 5000, "postgresql://u:pw\udcffs3@127.0.0.1/db"])
+def test_an_unusable_ledger_location_is_a_usage_error_without_traceback(
+        location: str) -> None:
+    """A name too long for the file system; bytes of the command line that are not UTF-8
+    in a DSN (a traceback from the file system or psycopg before)."""
+    import os as os_module
+
+    result = subprocess.run([sys.executable, "-m", "agent.main", "contract", "list",
+                             "--ledger", os_module.fsencode(location)], capture_output=True,
+                            cwd=REPO, timeout=120, check=False)
+    err = result.stderr.decode(errors="replace")
+    assert result.returncode == 2, err
+    assert "Traceback" not in err
+    assert "s3" not in err
+
+
+def test_a_file_named_like_a_scheme_is_reached_as_dot_slash_name(tmp_path: Path) -> None:
+    """The way out the refusal names: ./postgresql:x is a file (it was refused again when
+    the ledger opened it)."""
+    result = subprocess.run([sys.executable, "-m", "agent.main", "contract", "add", "C-1",
+                             "--item", "byo", "--tier", "1y", "--at", "2026-04-01",
+                             "--ledger", "./postgresql:x"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120, check=False,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "postgresql:x").is_file()

@@ -111,3 +111,28 @@ def test_a_rewritten_projection_is_vacuumed_and_analysed() -> None:
                 "FROM pg_stat_user_tables WHERE schemaname = current_schema() "
                 "AND relname LIKE 'projection%' ORDER BY relname").fetchall()
     assert rows == [("projection", True, True), ("projection_actions", True, True)]
+
+
+def test_a_sweep_its_reader_stops_early_ends_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`policy actions | head -1`, or Ctrl-C: the reader closes the stream after its first
+    page; the query is cancelled and the connection goes back to the pool (it hung for ever:
+    the open stream held the connection's lock that leaving the transaction waits for).
+    Pages of 2 rows stand in for pages of 2,048."""
+    import threading
+    from datetime import timedelta
+
+    import policy.ledger_pg as ledger_pg
+    from tests.policy.ledger_fixtures import T0
+
+    monkeypatch.setattr(ledger_pg, "_SWEEP_PAGE", 2)
+    with postgres_schema() as dsn, Ledger.open(dsn) as ledger:
+        ledger.append_many([accepted(f"c{n}", at=T0) for n in range(6)],
+                           now=T0 + timedelta(minutes=1))
+        at = T0 + timedelta(hours=1)
+        _, rows = ledger.projected_actions(at=at)
+        assert next(rows)
+        closer = threading.Thread(target=rows.close, daemon=True)
+        closer.start()
+        closer.join(timeout=20)
+        assert not closer.is_alive(), "closing the stream hung"
+        assert ledger.projected_action_count(at=at) >= 6  # the pool's connection works

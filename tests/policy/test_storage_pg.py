@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
     ("42P01", "a table the ledger needs does not exist"),
     ("42501", "the DSN's user lacks a privilege"),
     ("53300", "PostgreSQL has too many connections"),
-    ("57P01", "PostgreSQL is shutting down"),
+    ("57P01", "the server ended this session"),
     ("57P03", "PostgreSQL is starting up"),
     ("08006", "the connection to PostgreSQL failed or was lost"),
     ("08P01", "the connection to PostgreSQL failed or was lost"),
