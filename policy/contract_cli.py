@@ -19,12 +19,15 @@ someone named that does not exist is an error naming it (a mistyped path must ne
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import heapq
 import itertools
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -844,6 +847,21 @@ def _projected_actions(env: _Env, ledger: Ledger, now: datetime, within: int | N
     order, merged with those of the contracts whose cache does not hold for today (evaluated
     here, from their stored states). Memory grows with those contracts only."""
     stale, cached = ledger.projected_actions(at=now, within=within, json_body=as_json)
+    with contextlib.ExitStack() as stack:
+        counted: Callable[[], int] = functools.partial(
+            ledger.projected_action_count, at=now, within=within,
+            excluding={state.contract_id for state in stale})
+        if not as_json and ledger.concurrent_reads:
+            # The text's first line says how many: counted by the server on another
+            # connection while this process evaluates the stale contracts.
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+            counted = pool.submit(counted).result
+        _merge_projected(env, now, within, as_json, failures, stale, cached, counted)
+
+
+def _merge_projected(env: _Env, now: datetime, within: int | None, as_json: bool,
+                     failures: list[tuple[str, PolicyError]], stale: list[ContractState],
+                     cached: Iterator[tuple[Any, ...]], counted: Callable[[], int]) -> None:
     horizon = None if within is None else tokyo_date(now) + timedelta(days=within)
     fresh: list[tuple[Any, ...]] = []
     for state in stale:
@@ -870,9 +888,7 @@ def _projected_actions(env: _Env, ledger: Ledger, now: datetime, within: int | N
         return
     today = tokyo_date(now).isoformat()
     unpriced: set[str] = set()
-    counted = ledger.projected_action_count(
-        at=now, within=within, excluding={state.contract_id for state in stale})
-    click.echo(f"{counted + len(fresh)} "
+    click.echo(f"{counted() + len(fresh)} "
                f"action(s) as of {today} (Asia/Tokyo):")
     severities = {-int(s): s.name.lower() for s in Severity}
 

@@ -316,6 +316,9 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class Ledger:
     """The embedded :class:`policy.intake.Intake`: contract events in one SQLite file."""
 
+    concurrent_reads = False
+    """Whether reads may run in several threads at once (an SQLite connection is one
+    thread's)."""
     _BODY_BYTES = "CAST(a.body AS BLOB)"
     """A cached action's ``--json`` element as the UTF-8 bytes the command writes (no decoding
     and encoding again of 126 MB over 100,000 contracts)."""

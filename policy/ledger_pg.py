@@ -209,6 +209,7 @@ class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database (see the module docstring)."""
 
     _BODY_BYTES = "convert_to(a.body, 'UTF8')"  # bytea: raw bytes in binary results
+    concurrent_reads = True  # each read takes a connection of the pool
 
     def __init__(self, pool: ConnectionPool[Any], dsn: str,
                  settings: PolicySettings | None = None,
