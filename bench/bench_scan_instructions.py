@@ -12,12 +12,18 @@ This script counts, per certificate, in one run:
 
 Each is run twice, on ``--files`` certificates and on ``--base`` of them; the difference divided
 by the difference in files is the marginal cost of one certificate (interpreter start, imports
-and the catalogue cancel out). Instructions are not seconds (a syscall counts for little, a
-cache miss for nothing), so this complements ``bench_scan.py``; it does not replace it.
+and the catalogue cancel out).
+
+``--stages`` counts instead where a scan's instructions go: the scan's own pipeline, in one
+process, in batches of 250 files as ``agent.scanpool`` runs it, stopped after each stage (walk;
+read the bytes; parse and read the fields; classify; build the rows; render the JSON lines).
+
+Instructions are not seconds (a syscall counts for little, a cache miss for nothing), so this
+complements ``bench_scan.py``; it does not replace it.
 
 Usage::
 
-    .venv/bin/python bench/bench_scan_instructions.py [--files 2000] [--base 100]
+    .venv/bin/python bench/bench_scan_instructions.py [--files 2000] [--base 100] [--stages]
 """
 
 from __future__ import annotations
@@ -54,6 +60,47 @@ for path in open(sys.argv[2]).read().split("\\n"):
 
 _CLI = "import sys\nfrom agent.main import main\nmain(sys.argv[1:])\n"
 
+_STAGE_NAMES = ("walk", "bytes", "parse", "classify", "rows", "render")
+_STAGES = """
+import gc, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from agent.records import ReadLimits
+from agent.report import iter_report, render_line
+from agent.safeio import read_bytes
+from agent.scan import directory_batches, read_target
+from agent.x509facts import recording_warnings
+from policy.catalogue import load_catalogue
+from policy.classification import classify_certificate
+from policy.intake import Binding
+from policy.settings import PolicySettings
+gc.disable()  # as the scan does (agent.cli._gc_paused)
+root, stage = Path(sys.argv[1]), sys.argv[2]
+at = datetime(2026, 3, 1, tzinfo=UTC)
+catalogue, binding = load_catalogue(None), Binding()
+settings, limits = PolicySettings(), ReadLimits()
+for batch in directory_batches([root], limits=limits, max_files=250):
+    if stage == "walk":
+        continue
+    if stage == "bytes":
+        for target in batch.targets:
+            read_bytes(target, limits=limits)
+        continue
+    with recording_warnings():
+        results = [read_target(t, limits=limits) for t in batch.targets]
+    if stage == "classify":
+        for result in results:
+            for record in result.certificates:
+                classify_certificate(record.facts, catalogue, binding=binding, at=at,
+                                     settings=settings)
+    elif stage in ("rows", "render"):
+        items = iter_report(results, catalogue, binding=binding, at=at, settings=settings)
+        if stage == "render":
+            b",\\n".join(render_line(item, "json") for item in items)
+        else:
+            list(items)
+"""
+
 
 def _instructions(argv: list[str], env: dict[str, str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,6 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--base", type=int, default=100)
+    parser.add_argument("--stages", action="store_true",
+                        help="where scan --json's instructions go, stage by stage, instead")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -89,6 +138,9 @@ def main() -> None:
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: compiled bytecode
     subprocess.run([sys.executable, "-c", _CLI, "--help"], env=env, check=True,
                    stdout=subprocess.DEVNULL)
+    if args.stages:
+        _stages(files, args.files, args.base, env)
+        return
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(tmp)
@@ -118,6 +170,22 @@ def main() -> None:
     for name, per in rows:
         print(f"{name:<34} {per:>11,.0f} {per / floor:>8.2f}x {per / fields:>9.2f}x "
               f"{per / diy:>7.2f}x")
+
+
+def _stages(files: list[Path], count: int, base: int, env: dict[str, str]) -> None:
+    env = {**env, "PYTHONPATH": str(ROOT)}
+    print(f"# callgrind, marginal instructions per certificate ({count} - {base} files), "
+          f"the scan's pipeline stopped after each stage, python {sys.version.split()[0]}")
+    print(f"{'after':<10} {'instr/cert':>11} {'this stage':>11}")
+    before = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = {n: _subset(files, n, Path(tmp)) for n in (base, count)}
+        for stage in _STAGE_NAMES:
+            small, large = (_instructions([sys.executable, "-c", _STAGES, str(stores[n]), stage],
+                                          env) for n in (base, count))
+            per = (large - small) / (count - base)
+            print(f"{stage:<10} {per:>11,.0f} {per - before:>11,.0f}")
+            before = per
 
 
 if __name__ == "__main__":
