@@ -239,6 +239,11 @@ def main() -> None:
         store = stores[size]
         files = store_files(store)
         assert len(files) == size, (len(files), size)
+        # The store's pages in the page cache before anything is timed: with --runs 1 the
+        # first command measured (the DIY script) read a cold store, its CPU doubled by the
+        # kernel's reads (one run: DIY 150 us a certificate, the scan after it 0.67x; warm,
+        # 64-67 us and 1.6x).
+        floor(files)
         m_diy = best_of(args.runs, diy_run, store)
         rows = [("DIY script (bench/diy_scan.py)", m_diy),
                 ("floor (read + load_pem)", best_of(args.runs, floor, files)),
