@@ -52,6 +52,7 @@ import os
 import re
 import socket
 import stat
+import threading
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -511,13 +512,16 @@ reads a day's changes from the projection soon after Tokyo's midnight."""
 
 
 async def _refresher(service: _Service, app: web.Application) -> AsyncIterator[None]:
+    stopping = threading.Event()  # asked between the refresh's chunks, in the writer thread
+
     async def every_hour() -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
                 done = await loop.run_in_executor(
                     service.writer, functools.partial(service.intake.refresh_projection,
-                                                      at=service.clock()))
+                                                      at=service.clock(),
+                                                      stop=stopping.is_set))
                 if done:
                     log.info("projection refreshed: %d contract(s) evaluated again", done)
             except LedgerError as exc:  # the ledger's own words, no secret in them
@@ -526,6 +530,7 @@ async def _refresher(service: _Service, app: web.Application) -> AsyncIterator[N
 
     task = asyncio.get_running_loop().create_task(every_hour())
     yield
+    stopping.set()  # a refresh under way ends after its chunk; the writer pool waits for that
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -341,3 +341,24 @@ def test_a_refresh_stores_what_expired_and_answers_as_the_fold(ledger: Ledger) -
     assert ledger.refresh_projection(at=_at(2)) == 0
     assert ledger._retry(lambda: ledger._sql_projection_row(first))["evaluated_on"] == \
         tokyo_date(expired).isoformat()
+
+
+def test_a_refresh_asked_to_stop_ends_between_chunks(ledger: Ledger,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopping service does not wait for the whole refresh: it ends after the chunk under
+    way, and what is left stays for the next one."""
+    import policy.ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "_REFRESH_CHUNK", 1)
+    for cid in ("c1", "c2"):
+        ledger.append(accepted(cid, at=_at(0)), now=_at(0))
+    later = _at(200)
+    asked: list[int] = []
+
+    def stop() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # the first chunk runs, then it is asked to stop
+
+    assert ledger.refresh_projection(at=later, stop=stop) == 1
+    assert len(ledger.projected_actions(at=later)[0]) == 1  # one left for the next refresh
+    assert ledger.refresh_projection(at=later) == 1
