@@ -758,26 +758,31 @@ class Ledger:
         today = _day_of(at)
         mine_fold, mine_eval = self.projection_keys()
 
+        expired = ("SELECT contract_id FROM projection WHERE fold_key = ? AND eval_key = ? "
+                   "AND evaluated_on < ? AND fresh_until <= ? AND last_at <= ?")
+        params = [mine_fold, mine_eval, today.isoformat(), today.isoformat(),
+                  instant_to_text(at)]
         stale = [str(r[0]) for chunk in self._retry(lambda: list(self._sql_stream(
-            "SELECT contract_id FROM projection WHERE fold_key = ? AND eval_key = ? "
-            "AND evaluated_on < ? AND fresh_until <= ? AND last_at <= ? ORDER BY contract_id",
-            [mine_fold, mine_eval, today.isoformat(), today.isoformat(),
-             instant_to_text(at)]))) for r in chunk]
+            expired + " ORDER BY contract_id", params))) for r in chunk]
         # A transaction per 200 contracts: the writers (intake, the service) wait for one
-        # chunk at most, never for the whole refresh. Each row is refolded from its journal
-        # in its own transaction, so an event that came in between is in it.
+        # chunk at most, never for the whole refresh. In it, the chunk's rows still expired
+        # are refolded from their journals: an event that came in between is in them, and a
+        # row another refresher (a second service process) stored meanwhile is left alone.
+
+        def run(chunk: list[str]) -> int:
+            still = [str(r[0]) for r in self._sql_rows(
+                f"{expired} AND contract_id IN ({','.join('?' * len(chunk))})",
+                [*params, *chunk])]
+            for contract_id in still:
+                self._project(contract_id, today)
+            return len(still)
+
         done = 0
         for start in range(0, len(stale), _REFRESH_CHUNK):
             if stop():
                 break
-            chunk = stale[start:start + _REFRESH_CHUNK]
-            self._write(functools.partial(self._project_each, chunk, today))
-            done += len(chunk)
+            done += self._write(functools.partial(run, stale[start:start + _REFRESH_CHUNK]))
         return done
-
-    def _project_each(self, contract_ids: Sequence[str], today: date) -> None:
-        for contract_id in contract_ids:
-            self._project(contract_id, today)
 
     def _sql_after_rewrite(self) -> None:
         """After the projection was written anew: nothing to do on SQLite (its sweep reads a

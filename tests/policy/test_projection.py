@@ -362,3 +362,26 @@ def test_a_refresh_asked_to_stop_ends_between_chunks(ledger: Ledger,
     assert ledger.refresh_projection(at=later, stop=stop) == 1
     assert len(ledger.projected_actions(at=later)[0]) == 1  # one left for the next refresh
     assert ledger.refresh_projection(at=later) == 1
+
+
+def test_two_refreshers_do_each_row_once(ledger_location: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two service processes refresh at their start: a row the other stored meanwhile is left
+    alone (each chunk asks again which of its rows are still expired, under the write lock)."""
+    import policy.ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "_REFRESH_CHUNK", 1)
+    later = _at(200)
+    with Ledger.open(ledger_location) as first, Ledger.open(ledger_location) as second:
+        for cid in ("c1", "c2"):
+            first.append(accepted(cid, at=_at(0)), now=_at(0))
+        other: list[int] = []
+
+        def meanwhile() -> bool:
+            if not other:  # before the first chunk, the other process refreshes everything
+                other.append(second.refresh_projection(at=later))
+            return False
+
+        assert first.refresh_projection(at=later, stop=meanwhile) == 0
+        assert other == [2]
+        assert first.projected_actions(at=later)[0] == []
