@@ -145,6 +145,15 @@ class LedgerOp:
     """Its place in the order of submission."""
     result: list[Any] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
+    split: Callable[[], list[Part]] | None = None
+    """The same write as one part per observation: applied instead when the ledger refuses
+    this one for its content, so what is dropped is the observation refused, not its batch."""
+    label: str = ""
+    """What the write is about (a location), for the log line of a refusal."""
+
+
+Part = tuple[Callable[[Intake], Any], str, Callable[[Any], None] | None]
+"""One observation's share of a split write: what to run, its location, what to call after."""
 
 
 class LedgerWriter:
@@ -199,9 +208,10 @@ class LedgerWriter:
             self._thread.start()
 
     def submit(self, run: Callable[[Intake], T], *, observations: int = 0,
-               on_done: Callable[[T], None] | None = None) -> None:
+               on_done: Callable[[T], None] | None = None,
+               split: Callable[[], list[Part]] | None = None) -> None:
         """Apply ``run(intake)`` after everything submitted before it. Unthreaded: now, and a
-        failure raises."""
+        failure raises. ``split``: see :attr:`LedgerOp.split`."""
         if self._thread is None:
             result = run(self.intake)
             if on_done is not None:
@@ -213,7 +223,7 @@ class LedgerWriter:
             self._submitted += 1
             self._queued_observations += observations
             self._queue.append(LedgerOp(run=run, observations=observations, on_done=on_done,
-                                   number=self._submitted))
+                                        number=self._submitted, split=split))
             self._cond.notify_all()
 
     def _wait_for_room(self) -> None:
@@ -362,7 +372,10 @@ class LedgerWriter:
                     self._busy_since = None
                     self._stall_logged = False
                 if fault is None:
-                    self._drop(op, exc)
+                    if op.split is not None and op.observations > 1:
+                        self._split(op)
+                    else:
+                        self._drop(op, exc)
                     continue
                 self._faulted(fault, exc)
                 if self._sleep(pause):
@@ -397,16 +410,28 @@ class LedgerWriter:
                 self._cond.wait(seconds)
             return self._stop
 
+    def _split(self, op: LedgerOp) -> None:
+        """Replace the refused ``op`` at the head of the queue by its parts, in order."""
+        parts = [LedgerOp(run=run, observations=1, on_done=on_done, number=op.number,
+                          label=label) for run, label, on_done in op.split()] if op.split else []
+        with self._cond:
+            self._queue.popleft()
+            self._queued_observations += len(parts) - op.observations
+            self._queue.extendleft(reversed(parts))
+            self._cond.notify_all()
+        op.done.set()
+
     def _drop(self, op: LedgerOp, exc: Exception) -> None:
         with self._cond:
             self._queue.popleft()
             self._queued_observations -= op.observations
             self._cond.notify_all()
         op.done.set()
+        where: dict[str, Any] = {"location": op.label} if op.label else {}
         self.log.error("ledger-refused",
                        f"{self.path or 'ledger'}: the ledger refused a write "
                        f"({type(exc).__name__}); {op.observations} observation(s) not recorded",
-                       path=str(self.path or ""), **bug_fields(exc))
+                       path=str(self.path or ""), **where, **bug_fields(exc))
 
     def _faulted(self, fault: str, exc: Exception) -> None:
         if fault == self._fault:

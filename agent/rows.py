@@ -476,6 +476,8 @@ _ADVICE: dict[str, str] = {
     "dates-out-of-range": "ask the CA to reissue: its dates lie at the ends of what the rules "
                           "can evaluate",
     "trailing-data": "remove the data after the last certificate block",
+    "certificate-text-altered": "find where the certificate came from: a name with a NUL "
+                                "character or oversized fields is a crafted certificate",
     "parser-warning": "ask the CA to reissue: the certificate's encoding is not standard",
     "non-positive-serial": "ask the CA to reissue: a serial number must be positive "
                            "(RFC 5280)",

@@ -34,7 +34,7 @@ from .escrow import Escrow
 from .findinglog import FindingLog
 from .index import FileIndex, parent_of, stat_key
 from .inventory import InventorySlot
-from .ledgerwriter import LedgerOp, LedgerWriter
+from .ledgerwriter import LedgerOp, LedgerWriter, Part
 from .logs import EventLog
 from .readindex import certificate_ids, certificate_rows
 from .readpool import MIN_FILES as READ_AHEAD_MIN_FILES
@@ -974,5 +974,11 @@ class StoreSync:
             if self._scan_reports is not None:
                 self._scan_reports.batches += 1
 
+            def parts(batch: list[Observation] = batch,
+                      said: Callable[..., None] = said) -> list[Part]:
+                # a batch the ledger refused for its content, again an observation at a time
+                return [(partial(_report_op, observations=[one], at=at), one.location,
+                         partial(said, size=1)) for one in batch]
+
             self.writer.submit(partial(_report_op, observations=batch, at=at),
-                               observations=len(batch), on_done=said)
+                               observations=len(batch), on_done=said, split=parts)

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import NameOID
 
 from policy.decisions import Finding, Severity
-from policy.facts import CertificateFacts
+from policy.facts import FACT_LIST_LIMIT, SAN_LIMIT, CertificateFacts, storable
 
 __all__ = [
     "MalformedCertificateError",
@@ -205,8 +205,23 @@ def parse_der_certificate(der: bytes) -> ParsedCertificate:
         (facts, spki, der_bytes), caught = capture_warnings(load_and_read)
     except Exception as exc:  # the boundary: any parse failure is one error
         raise MalformedCertificateError(_describe(exc)) from None
-    return ParsedCertificate(facts=facts, findings=warning_findings(caught) if caught else (),
-                             spki_sha256=spki, der=der_bytes)
+    findings = warning_findings(caught) if caught else ()
+    facts, altered = storable(facts)
+    if altered:
+        findings = (*findings, _altered(altered))
+    return ParsedCertificate(facts=facts, findings=findings, spki_sha256=spki, der=der_bytes)
+
+
+def _altered(fields: tuple[str, ...]) -> Finding:
+    """Said of a certificate whose text :func:`policy.facts.storable` had to change: the fields
+    by name only (their text is the attacker's)."""
+    return Finding(
+        code="certificate-text-altered", clause="", severity=Severity.WARNING,
+        message=f"{', '.join(fields)}: a NUL character, an invalid character or a value longer "
+                f"than a ledger stores (a SAN over {SAN_LIMIT} characters, more than "
+                f"{FACT_LIST_LIMIT} entries): recorded escaped (NUL as \\00) or shortened "
+                "(ending in \u2026); the SHA-256 and dates are exact. A legitimate CA issues "
+                "no such certificate")
 
 
 def facts_from_certificate(
@@ -222,6 +237,9 @@ def facts_from_certificate(
     except Exception as exc:  # the boundary: any lazy parse failure
         raise MalformedCertificateError(_describe(exc)) from None
     findings = warning_findings((*caught, *more))
+    facts, altered = storable(facts)
+    if altered:
+        findings = (*findings, _altered(altered))
     return ParsedCertificate(facts=facts, findings=findings, spki_sha256=spki, der=der_bytes)
 
 

@@ -7,8 +7,9 @@ rules see it, so the rules stay pure and the policy package never imports a cryp
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from .decisions import Finding, Severity
 from .tokyo import require_aware
@@ -16,8 +17,12 @@ from .tokyo import require_aware
 __all__ = [
     "EVALUABLE_FROM_UTC",
     "EVALUABLE_UNTIL_UTC",
+    "FACT_LIST_LIMIT",
+    "FACT_TEXT_LIMIT",
     "NO_WELL_DEFINED_EXPIRATION_UTC",
+    "SAN_LIMIT",
     "CertificateFacts",
+    "storable",
     "unevaluable",
 ]
 
@@ -102,3 +107,87 @@ def unevaluable(facts: CertificateFacts) -> Finding | None:
                 "0002-01-01 … 9997-12-31): the contract's periods, notice and termination "
                 "days cannot be counted from it",
     )
+
+
+FACT_TEXT_LIMIT = 4096
+"""Longest text of a fact (a subject, an issuer's organisation) the ledger and the fleet's wire
+take: a certificate's field is attacker-controlled and may be megabytes."""
+SAN_LIMIT = 253
+"""Longest subjectAltName kept as it is: the longest DNS name. A SAN is an index key of the
+ledger (PostgreSQL refuses a B-tree entry over ~2.7 kB), and a longer one names no host."""
+FACT_LIST_LIMIT = 1000
+"""Most SANs, policy OIDs or extra pairs kept of one certificate."""
+_SHORT_LIMITS = {"serial": 256, "key_type": 64, "signature_algorithm": 256}
+_TEXTS = ("subject", "subject_cn", "issuer", "issuer_org", "issuer_cn", "serial", "key_type",
+          "signature_algorithm")
+
+
+def _fit(text: str, limit: int) -> str:
+    """``text`` with NUL written as RFC 4514 writes it in a name (``\\00``), lone surrogates as
+    U+FFFD, cut to ``limit`` characters with a final "…" (no DNS name ends with it)."""
+    if "\0" in text:
+        text = text.replace("\0", "\\00")
+    if not text.isascii() and _has_surrogate(text):
+        text = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _fits(text: str, limit: int) -> bool:
+    return len(text) <= limit and "\0" not in text and (text.isascii()
+                                                          or not _has_surrogate(text))
+
+
+def _plain(facts: CertificateFacts) -> bool:
+    """The common case, checked at once (a scan asks for every certificate)."""
+    sans, oids = facts.sans, facts.policy_oids
+    if (facts.extra or len(sans) > FACT_LIST_LIMIT or len(oids) > FACT_LIST_LIMIT
+            or len(facts.serial) > 256 or len(facts.key_type) > 64
+            or len(facts.signature_algorithm) > 256):
+        return False
+    named = (facts.subject, facts.issuer, facts.subject_cn or "", facts.issuer_org or "",
+             facts.issuer_cn or "", *oids)
+    if max(map(len, named)) > FACT_TEXT_LIMIT or (sans and max(map(len, sans)) > SAN_LIMIT):
+        return False
+    text = "".join((*named, *sans, facts.serial, facts.key_type, facts.signature_algorithm))
+    return "\0" not in text and (text.isascii() or not _has_surrogate(text))
+
+
+def storable(facts: CertificateFacts) -> tuple[CertificateFacts, tuple[str, ...]]:
+    """The facts as every ledger backend and the fleet's wire take them, and the names of the
+    fields that had to change (empty: ``facts`` itself).
+
+    PostgreSQL's text holds no NUL, UTF-8 no lone surrogate, an index entry a few kilobytes: a
+    certificate crafted with any of those in a name would otherwise be refused by the ledger or
+    the service, and with it every observation reported beside it. Its identity (``sha256``)
+    and dates are exact; only descriptive text is escaped or shortened, and the caller says so
+    (the reader's ``certificate-text-altered`` finding)."""
+    if _plain(facts):
+        return facts, ()
+    changed: dict[str, Any] = {}
+    for name in _TEXTS:
+        value = getattr(facts, name)
+        limit = _SHORT_LIMITS.get(name, FACT_TEXT_LIMIT)
+        if value is not None and not _fits(value, limit):
+            changed[name] = _fit(value, limit)
+    if len(facts.sans) > FACT_LIST_LIMIT or not all(_fits(s, SAN_LIMIT) for s in facts.sans):
+        changed["sans"] = tuple(_fit(s, SAN_LIMIT) for s in facts.sans[:FACT_LIST_LIMIT])
+    if (len(facts.policy_oids) > FACT_LIST_LIMIT
+            or not all(_fits(o, FACT_TEXT_LIMIT) for o in facts.policy_oids)):
+        changed["policy_oids"] = tuple(_fit(o, FACT_TEXT_LIMIT)
+                                       for o in facts.policy_oids[:FACT_LIST_LIMIT])
+    if (len(facts.extra) > FACT_LIST_LIMIT
+            or not all(_fits(k, FACT_TEXT_LIMIT) and _fits(v, FACT_TEXT_LIMIT)
+                       for k, v in facts.extra)):
+        changed["extra"] = tuple((_fit(k, FACT_TEXT_LIMIT), _fit(v, FACT_TEXT_LIMIT))
+                                 for k, v in facts.extra[:FACT_LIST_LIMIT])
+    if not changed:
+        return facts, ()
+    return replace(facts, **changed), tuple(changed)

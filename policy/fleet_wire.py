@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for (se
 
 from .category import Category
 from .events import facts_to_json, instant_to_text, text_to_instant
-from .facts import CertificateFacts
+from .facts import FACT_LIST_LIMIT, FACT_TEXT_LIMIT, SAN_LIMIT, CertificateFacts
 from .intake import Binding, Observation
 from .tiers import Tier
 
@@ -66,9 +66,9 @@ __all__ = [
     "time_refusal",
 ]
 
-MAX_STRING = 4096
-"""Longest string anywhere in a body (a path, a subject)."""
-MAX_LIST = 1000
+MAX_STRING = FACT_TEXT_LIMIT
+"""Longest string anywhere in a body (a path, a subject): what the ledger stores of a fact."""
+MAX_LIST = FACT_LIST_LIMIT
 """Longest list inside one observation (SANs, policy OIDs, extra pairs)."""
 MAX_SEVERITIES = 16
 MAX_BINDINGS = 10_000
@@ -280,12 +280,12 @@ def _instant(value: Any, where: str) -> datetime:
         raise WireError(f"{where}: not an ISO 8601 instant") from None
 
 
-def _strings(value: Any, where: str) -> tuple[str, ...]:
+def _strings(value: Any, where: str, *, limit: int = MAX_STRING) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise WireError(f"{where}: expected a list")
     if len(value) > MAX_LIST:
         raise WireError(f"{where}: more than {MAX_LIST} entries")
-    return tuple(_string(v, f"{where}[{i}]") for i, v in enumerate(value))
+    return tuple(_string(v, f"{where}[{i}]", limit=limit) for i, v in enumerate(value))
 
 
 _FACT_FIELDS = ("sha256", "not_before", "not_after", "subject", "subject_cn", "issuer",
@@ -315,7 +315,7 @@ def _facts(value: Any, where: str) -> CertificateFacts:
             issuer_org=_string(raw.get("issuer_org"), f"{where}.issuer_org", null=True),
             issuer_cn=_string(raw.get("issuer_cn"), f"{where}.issuer_cn", null=True),
             serial=_string(raw.get("serial", ""), f"{where}.serial", limit=256),
-            sans=_strings(raw.get("sans", []), f"{where}.sans"),
+            sans=_strings(raw.get("sans", []), f"{where}.sans", limit=SAN_LIMIT),
             policy_oids=_strings(raw.get("policy_oids", []), f"{where}.policy_oids"),
             is_ca=_boolean(raw.get("is_ca", False), f"{where}.is_ca"),
             self_signed=_boolean(raw.get("self_signed", False), f"{where}.self_signed"),

@@ -71,6 +71,7 @@ from .events import (
     kind_phrase,
     text_to_instant,
 )
+from .facts import storable
 from .intake import Binding, IntakeReceipt, Observation
 from .projection import (
     NO_DUE,
@@ -546,6 +547,14 @@ class Ledger:
             raise ContractStateError(
                 f"the certificate {event.facts.sha256[:16]}… has validity dates the contract "
                 "rules cannot evaluate (at the ends of the representable range); not recorded")
+        if isinstance(event, (CertificateBound, CertificateObserved)):
+            altered = storable(event.facts)[1]
+            if altered:
+                raise ContractStateError(
+                    f"the certificate {event.facts.sha256[:16]}…'s {', '.join(altered)} hold a "
+                    "NUL character, an invalid character or more than a ledger stores; not "
+                    "recorded (certescrow's reader records such a certificate escaped and "
+                    "shortened, with a certificate-text-altered finding)")
         cid = event.contract_id
         if cid is None or isinstance(event, (CertificateObserved, CertificateGone)):
             return event
@@ -913,7 +922,9 @@ class Ledger:
             recorded = unchanged = refused = 0
             contracts: list[str | None] = []
             for obs in observations:
-                if not facts_evaluable(obs.facts):
+                # refused, alone: dates the rules cannot count from, or text no backend stores
+                # as it is (the agent's reader makes it storable and says so; policy.facts)
+                if not facts_evaluable(obs.facts) or storable(obs.facts)[1]:
                     refused += 1
                     contracts.append(None)
                     continue

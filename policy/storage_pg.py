@@ -160,6 +160,10 @@ def _describe(exc: BaseException) -> str:
     state = getattr(exc, "sqlstate", None)
     if isinstance(state, str) and state:
         return describe_sqlstate(state)
+    if isinstance(exc, psycopg.DataError):
+        # psycopg's own refusal before sending (a NUL in a text value): the content, not the
+        # connection
+        return "PostgreSQL cannot store a value as given (a NUL character in a text value?)"
     return "the connection to PostgreSQL failed"
 
 
