@@ -34,7 +34,7 @@ from policy.cliutil import (
 )
 from policy.fleet_registry import RENEWAL_GRACE, FleetRegistry, IssuedRecord
 from policy.paths import LedgerLocation, catalogue_path, ledger_path
-from policy.storage import is_postgres_dsn
+from policy.storage import dsn_has_password, is_postgres_dsn
 from policy.timeparse import format_instant
 
 from .config import secret_readers
@@ -634,16 +634,6 @@ class ServeConfig:
     clock_skew_s: int = 300
 
 
-def _dsn_has_password(dsn: str) -> bool:
-    import urllib.parse
-
-    try:
-        parts = urllib.parse.urlsplit(dsn)
-        return parts.password is not None or "password" in urllib.parse.parse_qs(parts.query)
-    except ValueError:
-        return True  # unreadable: assume the worst
-
-
 def _refuse_readable_secret(path: Path, key: str, what: str, holds: bool = True) -> None:
     """A file holding a secret is refused while others can read it, or a group other than this
     process's own: the rule :func:`agent.config.refuse_readable_secrets` applies to PKCS#12
@@ -737,7 +727,7 @@ def load_serve_config(path: Path) -> ServeConfig:
 
     if is_postgres_dsn(ledger_text):
         _refuse_readable_secret(path, "ledger", "a PostgreSQL password",
-                                _dsn_has_password(ledger_text))
+                                dsn_has_password(ledger_text))
     return ServeConfig(
         listen=get("listen", str, "127.0.0.1"), port=port, workers=workers,
         max_pending_batches=pending, admission_wait_ms=admission_wait_ms,

@@ -102,10 +102,26 @@ class LedgerType(click.ParamType[LedgerLocation]):
         try:
             directory = isinstance(location, Path) and location.is_dir()
         except OSError as exc:  # a name too long, a component that is not a directory
-            self.fail(f"{location}: {exc.strerror or 'cannot be used'}", param, ctx)
+            self.fail(f"{_name_for_message(location)}: {exc.strerror or 'cannot be used'}",
+                      param, ctx)
         if directory:
-            self.fail(f"{location}: is a directory, not a ledger file", param, ctx)
+            self.fail(f"{_name_for_message(location)}: is a directory, not a ledger file",
+                      param, ctx)
         return location
+
+
+_NAME_SHOWN = 200
+"""Most characters of a file name a message repeats: its start and its end."""
+
+
+def _name_for_message(path: Path | str) -> str:
+    """A name the user typed, as an error repeats it: control characters and bytes that are
+    not UTF-8 escaped (:func:`terminal_text`), a name of thousands of characters shortened in
+    the middle."""
+    text = str(path)
+    if len(text) > _NAME_SHOWN:
+        text = f"{text[:_NAME_SHOWN // 2]}…{text[-_NAME_SHOWN // 2:]} ({len(text)} characters)"
+    return terminal_text(text)
 
 
 def resolve_at(at: datetime | None) -> datetime:

@@ -25,6 +25,7 @@ __all__ = [
     "Storage",
     "StorageConflictError",
     "Transaction",
+    "dsn_has_password",
     "is_postgres_dsn",
     "open_storage",
     "redact_dsn",
@@ -128,22 +129,52 @@ def redact_dsn(dsn: str) -> str:
 _SECRET_DSN_PARAMETERS = frozenset({"password", "sslpassword"})
 
 
+def _userinfo_end(rest: str) -> int:
+    """Where, in a URI after its ``://``, the ``@`` that ends a ``user:password`` is (-1: none).
+
+    libpq splits at the last ``@`` before the first ``/``. A password holding a ``/`` (which
+    libpq then reads as a host and a path, and fails) is still a password the user wrote: for
+    what is printed and for the file-permission rule, the last ``@`` after a ``:`` ends it."""
+    slash = rest.find("/")
+    at = (rest if slash < 0 else rest[:slash]).rfind("@")
+    if at >= 0:
+        return at
+    at = rest.rfind("@")
+    return at if at >= 0 and ":" in rest[:at] else -1
+
+
 def _without_userinfo_password(dsn: str) -> str:
-    """The URI without the password of its ``user:password@``, split where libpq splits it:
-    at the last ``@`` before the first ``/`` after the scheme, so that a ``?`` or ``#`` in a
-    password (which libpq takes as part of it, and :func:`urllib.parse.urlsplit` as the start
-    of the query) never leaves any of it in the text."""
+    """The URI without the password of its ``user:password@`` (:func:`_userinfo_end`), so that
+    a ``?``, ``#`` or ``/`` in a password (which :func:`urllib.parse.urlsplit` takes for the
+    start of the query, fragment or path) never leaves any of it in the text."""
     start = dsn.find("://")
     if start < 0:
         return dsn
     rest = dsn[start + 3:]
-    slash = rest.find("/")
-    head = rest if slash < 0 else rest[:slash]
-    at = head.rfind("@")
+    at = _userinfo_end(rest)
     if at < 0:
         return dsn
-    user = head[:at].split(":", 1)[0].replace("?", "%3F").replace("#", "%23")
+    user = rest[:at].split(":", 1)[0].replace("?", "%3F").replace("#", "%23").replace("/", "%2F")
     return f"{dsn[:start + 3]}{user}@{rest[at + 1:]}"
+
+
+def dsn_has_password(dsn: str) -> bool:
+    """Whether ``dsn`` holds a secret :func:`redact_dsn` removes: a file holding it must not be
+    readable by others. The same reading as that function's, so the two never disagree."""
+    import urllib.parse
+
+    start = dsn.find("://")
+    if start < 0:
+        return False
+    rest = dsn[start + 3:]
+    at = _userinfo_end(rest)
+    if at >= 0 and ":" in rest[:at]:
+        return True
+    tail = rest[at + 1:]
+    query = tail.find("?")
+    return query >= 0 and any(
+        urllib.parse.unquote_plus(pair.split("=", 1)[0]).strip().lower()
+        in _SECRET_DSN_PARAMETERS for pair in tail[query + 1:].split("&"))
 
 
 def open_storage(location: str | Path, *, create: bool = True) -> Storage:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from .facts import EVALUABLE_FROM_UTC, EVALUABLE_UNTIL_UTC
 from .tokyo import TOKYO
 
 __all__ = ["format_instant", "parse_date", "parse_instant"]
@@ -32,7 +33,15 @@ def parse_instant(text: str) -> datetime:
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=TOKYO)
-    return parsed.astimezone(UTC)
+    try:
+        instant = parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 at +09:00 is before anything UTC holds
+        instant = None
+    if instant is None or not EVALUABLE_FROM_UTC <= instant <= EVALUABLE_UNTIL_UTC:
+        raise ValueError(
+            f"{text!r} lies outside {EVALUABLE_FROM_UTC.date()} … {EVALUABLE_UNTIL_UTC.date()} "
+            "(UTC), the range the contract's periods, notices and terms are counted in")
+    return instant
 
 
 def format_instant(value: datetime) -> str:

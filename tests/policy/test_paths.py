@@ -43,3 +43,20 @@ def test_catalogue_option_beats_configuration_and_empty_means_embedded(tmp_path:
     assert catalogue_path(None, {}) is None
     with pytest.raises(CatalogueError, match=r"policy\.catalogue"):
         catalogue_path(None, {"catalogue": ["a"]})
+
+
+def test_a_ledger_name_is_repeated_escaped_and_shortened(tmp_path: Path) -> None:
+    """A name the user typed (or a script built from a file name) comes back in the error
+    without its control characters acting on the terminal, and 5,000 characters as 200."""
+    from tests.clirun import certescrow
+
+    directory = tmp_path / "d\x1b[31m"
+    directory.mkdir()
+    ran = certescrow("policy", "actions", "--ledger", str(directory), home=tmp_path)
+    assert ran.returncode == 2
+    assert "d\\u001b[31m: is a directory, not a ledger file" in ran.stderr
+    assert "\x1b" not in ran.stderr
+    ran = certescrow("policy", "actions", "--ledger", "n" * 5000, home=tmp_path)
+    assert ran.returncode == 2
+    assert "(5000 characters)" in ran.stderr
+    assert "n" * 201 not in ran.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from policy.storage import redact_dsn
+from policy.storage import dsn_has_password, redact_dsn
 from policy.storage_pg import (
     ConnectFailure,
     _describe,
@@ -198,6 +198,34 @@ def test_a_password_with_url_delimiters_is_never_printed(password: str, tmp_path
     assert ran.returncode == 13, ran.stderr
     assert "never-shown" not in ran.stderr + ran.stdout
     assert shown in ran.stderr
+
+
+@pytest.mark.parametrize("dsn", [
+    "postgresql://postgres:S3C/RET-never-shown@127.0.0.1:9/test",
+    "postgresql://desk:a/b?c#d-never-shown@127.0.0.1:9/test?sslmode=disable",
+])
+def test_a_password_with_a_raw_slash_is_never_printed(dsn: str, tmp_path: Path) -> None:
+    """libpq stops a userinfo at the first ``/`` (and then fails on a host it cannot resolve);
+    the password the user wrote was still printed whole in that error (review 3)."""
+    assert "never-shown" not in redact_dsn(dsn)
+    assert dsn_has_password(dsn)
+    ran = certescrow("contract", "list", "--ledger", dsn, home=tmp_path)
+    assert ran.returncode != 0
+    assert "never-shown" not in ran.stderr + ran.stdout
+
+
+@pytest.mark.parametrize(("dsn", "secret"), [
+    ("postgresql://desk@db/ledger", False),
+    ("postgresql:///ledger?host=/run/postgresql", False),
+    ("postgresql://db:5432/ledger?options=-csearch_path%3Dx", False),
+    ("postgresql://desk:pw@db/ledger", True),
+    ("postgresql://db/ledger?sslpassword=x", True),
+    ("postgresql://db/ledger?PASS%57ORD=x", True),
+    ("postgresql://desk:a/b@db/ledger", True),
+])
+def test_a_password_is_found_where_the_redaction_finds_one(dsn: str, secret: bool) -> None:
+    assert dsn_has_password(dsn) is secret
+    assert (redact_dsn(dsn) != dsn) is secret
 
 
 def test_a_socket_dsn_prints_its_empty_host() -> None:

@@ -33,3 +33,17 @@ def test_dates_parse_and_reject_with_the_expected_form() -> None:
     assert parse_date("2024-02-29") == date(2024, 2, 29)
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
         parse_date("2025-02-29")
+
+
+@pytest.mark.parametrize(("text", "ok"), [
+    ("0002-01-01T00:00:00Z", True), ("0001-12-31T23:59:59Z", False),
+    ("9997-12-31T00:00:00Z", True), ("9997-12-31T00:00:01Z", False),
+    ("0001-01-01T00:00:00+09:00", False),  # before anything UTC holds: was OverflowError
+    ("9999-12-31T23:59:59-12:00", False),  # after it
+])
+def test_instants_outside_the_contracts_range_are_refused_in_words(text: str, ok: bool) -> None:
+    if ok:
+        assert parse_instant(text).tzinfo is UTC
+        return
+    with pytest.raises(ValueError, match=r"lies outside 0002-01-01 … 9997-12-31"):
+        parse_instant(text)
