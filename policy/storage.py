@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard
 
+from .dsn import dsn_has_password, redact_dsn
 from .errors import LedgerError
 
 __all__ = [
@@ -99,82 +100,6 @@ def refuse_conninfo(location: str | Path) -> None:
         raise LedgerError("a key=value connection string is not supported as a ledger; "
                           "write it as postgresql://user@host:port/database, and keep the "
                           "password out of it (~/.pgpass or a pg_service.conf entry)")
-
-
-def redact_dsn(dsn: str) -> str:
-    """``dsn`` without a password (for messages and logs): the userinfo's password and the
-    ``password`` and ``sslpassword`` query parameters go; the rest of the query stays, so the
-    schema (``options=-csearch_path=…``) and the TLS settings show which ledger is meant.
-    ``passfile`` stays: it names a file, it is not a secret."""
-    import urllib.parse
-
-    dsn = _without_userinfo_password(dsn)
-    try:
-        parts = urllib.parse.urlsplit(dsn)
-    except ValueError:
-        return "postgresql://…"
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, host = netloc.rsplit("@", 1)
-        netloc = f"{user.split(':', 1)[0]}@{host}"
-    # Each kept parameter as it was written (its escaping included); a key is compared
-    # decoded, so ``pass%77ord=`` is still a password.
-    kept = [pair for pair in parts.query.split("&") if pair and urllib.parse.unquote_plus(
-        pair.split("=", 1)[0]).strip().lower() not in _SECRET_DSN_PARAMETERS]
-    query = "&".join(kept)
-    # Written out (urlunsplit drops the // of an empty host: a socket DSN, postgresql:///db).
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
-
-
-_SECRET_DSN_PARAMETERS = frozenset({"password", "sslpassword"})
-
-
-def _userinfo_end(rest: str) -> int:
-    """Where, in a URI after its ``://``, the ``@`` that ends a ``user:password`` is (-1: none).
-
-    libpq splits at the last ``@`` before the first ``/``. A password holding a ``/`` (which
-    libpq then reads as a host and a path, and fails) is still a password the user wrote: for
-    what is printed and for the file-permission rule, the last ``@`` after a ``:`` ends it."""
-    slash = rest.find("/")
-    at = (rest if slash < 0 else rest[:slash]).rfind("@")
-    if at >= 0:
-        return at
-    at = rest.rfind("@")
-    return at if at >= 0 and ":" in rest[:at] else -1
-
-
-def _without_userinfo_password(dsn: str) -> str:
-    """The URI without the password of its ``user:password@`` (:func:`_userinfo_end`), so that
-    a ``?``, ``#`` or ``/`` in a password (which :func:`urllib.parse.urlsplit` takes for the
-    start of the query, fragment or path) never leaves any of it in the text."""
-    start = dsn.find("://")
-    if start < 0:
-        return dsn
-    rest = dsn[start + 3:]
-    at = _userinfo_end(rest)
-    if at < 0:
-        return dsn
-    user = rest[:at].split(":", 1)[0].replace("?", "%3F").replace("#", "%23").replace("/", "%2F")
-    return f"{dsn[:start + 3]}{user}@{rest[at + 1:]}"
-
-
-def dsn_has_password(dsn: str) -> bool:
-    """Whether ``dsn`` holds a secret :func:`redact_dsn` removes: a file holding it must not be
-    readable by others. The same reading as that function's, so the two never disagree."""
-    import urllib.parse
-
-    start = dsn.find("://")
-    if start < 0:
-        return False
-    rest = dsn[start + 3:]
-    at = _userinfo_end(rest)
-    if at >= 0 and ":" in rest[:at]:
-        return True
-    tail = rest[at + 1:]
-    query = tail.find("?")
-    return query >= 0 and any(
-        urllib.parse.unquote_plus(pair.split("=", 1)[0]).strip().lower()
-        in _SECRET_DSN_PARAMETERS for pair in tail[query + 1:].split("&"))
 
 
 def open_storage(location: str | Path, *, create: bool = True) -> Storage:

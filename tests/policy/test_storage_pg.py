@@ -214,6 +214,32 @@ def test_a_password_with_a_raw_slash_is_never_printed(dsn: str, tmp_path: Path) 
     assert "never-shown" not in ran.stderr + ran.stdout
 
 
+@pytest.mark.parametrize("dsn", [
+    "postgresql://127.0.0.1:9/test?user=admin@myserver&password=S3cretPW-never-shown",
+    "postgresql://127.0.0.1:9/test?password=Sec:ret-never-shown&application_name=a@b",
+    "postgresql://127.0.0.1:9/test?sslpassword=Key:Pass@word-never-shown",
+    "postgresql://127.0.0.1?user=a@b&password=never-shown",
+    "postgresql://[::1]:9/test?user=a@b&password=never-shown",
+    "postgresql://u:never/shown@127.0.0.1:9/test?user=x@y&password=also-never-shown",
+    "postgresql://u:never/sh?own@127.0.0.1:9/test?user=x@y&password=also-never-shown",
+])
+def test_an_at_sign_in_the_query_never_shows_a_password(dsn: str, tmp_path: Path) -> None:
+    """An ``@`` in a query parameter (an Azure-style ``user=admin@server``) was taken for the
+    end of a userinfo holding a ``/``: the cut swallowed the ``?`` and the ``password``
+    parameter after it was printed whole (review 4)."""
+    assert "never" not in redact_dsn(dsn)
+    assert "shown" not in redact_dsn(dsn)
+    assert dsn_has_password(dsn)
+    ran = certescrow("contract", "list", "--ledger", dsn, home=tmp_path)
+    assert ran.returncode != 0
+    assert "never" not in ran.stderr + ran.stdout
+
+
+def test_an_at_sign_in_the_query_keeps_the_host_shown() -> None:
+    assert redact_dsn("postgresql://127.0.0.1:5432/test?user=admin@myserver&password=pw") == \
+        "postgresql://127.0.0.1:5432/test?user=admin@myserver"
+
+
 @pytest.mark.parametrize(("dsn", "secret"), [
     ("postgresql://desk@db/ledger", False),
     ("postgresql:///ledger?host=/run/postgresql", False),
@@ -222,6 +248,9 @@ def test_a_password_with_a_raw_slash_is_never_printed(dsn: str, tmp_path: Path) 
     ("postgresql://db/ledger?sslpassword=x", True),
     ("postgresql://db/ledger?PASS%57ORD=x", True),
     ("postgresql://desk:a/b@db/ledger", True),
+    ("postgresql://db:5432/ledger?user=admin@server", False),
+    ("postgresql://db?user=admin@server", False),
+    ("postgresql://db:5432?user=admin@server", True),  # libpq: user db, password 5432?user=admin
 ])
 def test_a_password_is_found_where_the_redaction_finds_one(dsn: str, secret: bool) -> None:
     assert dsn_has_password(dsn) is secret
