@@ -686,7 +686,8 @@ class OutboxIntake:
 
         return report_body(host=self.host, outbox=self.outbox.outbox_id,
                            sequence=batch.sequence, at=text_to_instant(str(batch.body["at"])),
-                           observations=batch.body.get("observations", []),
+                           observations=[_storable_wire(o)
+                                         for o in batch.body.get("observations", [])],
                            gone=batch.body.get("gone", []))
 
     def drain(self, *, attempts: int = 1) -> int:
@@ -961,3 +962,14 @@ def open_reporting(raw: Mapping[str, Any], *, source: str, host: str, state_dir:
         first.close()
     intake.check_level()
     return intake
+
+
+def _storable_wire(observation: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An outbox observation with its facts as :func:`policy.facts.storable` makes them: an
+    outbox written before the reader applied that rule may hold a NUL or a megabyte in a
+    name, which the service refuses (400) with the whole batch, for ever at the outbox's head."""
+    from policy.events import facts_from_json, facts_to_json
+    from policy.facts import storable
+
+    fitted, changed = storable(facts_from_json(observation["facts"]))
+    return {**observation, "facts": facts_to_json(fitted)} if changed else observation

@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for
     orjson = None  # type: ignore[assignment]
 
 from policy.decisions import Finding
-from policy.facts import CertificateFacts
+from policy.facts import CertificateFacts, storable
 
 from .index import FileIndex, StatKey, parent_of
 from .logs import EventLog
@@ -70,8 +70,10 @@ RECENT = 256
 READ_INDEX_NAME = "read-index.sqlite3"
 """Its name in the state directory (beside the ledger)."""
 FORMAT = "certescrow-read-index"
-VERSION = 3
-"""3: the packed entry per file and the results in a table apart (issue 12)."""
+VERSION = 4
+"""3: the packed entry per file and the results in a table apart (issue 12). 4: certificate
+text as :func:`policy.facts.storable` makes it (an index of 3 may hold a NUL or a megabyte in a
+name, which the ledger refuses: its files are read again)."""
 _RECORD_TYPES: tuple[type[Any], ...] = (FileResult, CertificateRecord, KeyRecord, FileError,
                                         FileSkip, Finding, CertificateFacts)
 
@@ -178,7 +180,12 @@ def _decoder(tp: Any, memo: dict[Any, Decoder]) -> Decoder:
         def inner_decoder(value: Any) -> Any:
             if type(value) is not dict or value.keys() != expected:
                 raise UntrustedIndexError(f"malformed {cls.__name__}")
-            return cls(**{name: decode(value[name]) for name, decode in parts})
+            built = cls(**{name: decode(value[name]) for name, decode in parts})
+            if cls is CertificateFacts and storable(built)[1]:
+                # The reader stores only what every ledger takes: anything else was not
+                # written by it.
+                raise UntrustedIndexError("certificate text no reading produces")
+            return built
 
         decoder = inner_decoder
     else:

@@ -102,6 +102,7 @@ class _ScanReports:
     batches: int = 0
     observations: int = 0
     recorded: int = 0
+    refused: int = 0
 
 
 def _default_reader() -> Reader:
@@ -819,7 +820,8 @@ class StoreSync:
 
         def said(_: object) -> None:
             self.log.info("reported", f"{tally.observations} observation(s) reported",
-                          observations=tally.observations, recorded=tally.recorded)
+                          observations=tally.observations, recorded=tally.recorded,
+                          refused=tally.refused)
 
         self.writer.submit(_nothing, on_done=said)
 
@@ -961,15 +963,20 @@ class StoreSync:
             def said(receipt: IntakeReceipt, size: int = len(batch),
                      tally: _ScanReports | None = self._scan_reports) -> None:
                 self.reports += size
+                # refused: what the ledger cannot evaluate or store (the agent's own finding
+                # says why), counted so that a line never says reported for it unseen
                 if tally is None:
                     self.log.info("reported", f"{size} observation(s) reported",
-                                  observations=size, recorded=receipt.recorded)
+                                  observations=size, recorded=receipt.recorded,
+                                  refused=receipt.refused)
                     return
                 # a full scan's batch: counted into the scan's one line (_log_scan_reports)
                 tally.observations += size
                 tally.recorded += receipt.recorded
+                tally.refused += receipt.refused
                 self.log.debug("reported", f"{size} observation(s) reported",
-                               observations=size, recorded=receipt.recorded)
+                               observations=size, recorded=receipt.recorded,
+                               refused=receipt.refused)
 
             if self._scan_reports is not None:
                 self._scan_reports.batches += 1

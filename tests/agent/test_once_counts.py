@@ -145,3 +145,24 @@ def test_a_set_read_again_while_it_settles_is_scanned_once(tmp_path: Path) -> No
     assert summary["files_read"] == files + re_read
     (scanned,) = [e for e in _log(first) if e["event"] == "scanned"]
     assert (scanned["files"], scanned["read"]) == (files, files + re_read)
+
+
+def test_the_reported_line_counts_what_the_ledger_refused(tmp_path: Path) -> None:
+    """A certificate the ledger refuses (dates where the contract cannot count) was counted
+    as reported, with nothing saying it was not recorded (review 4)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "ok.pem").write_bytes(
+        make_cert(not_before=AT - timedelta(days=30), lifetime=timedelta(days=90),
+                  sans=("ok.example.jp",)).pem)
+    (site / "endless.pem").write_bytes(
+        make_cert(not_before=AT - timedelta(days=30),  # a notAfter in the year 9998
+                  lifetime=datetime(9998, 6, 1, tzinfo=UTC) - (AT - timedelta(days=30)),
+                  sans=("ancient.example.jp",)).pem)
+    done = _run(_config(tmp_path, site), home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (reported,) = [e for e in _log(done) if e["event"] == "reported"]
+    # the refused one is reported twice: by the scan, and again by the reconciliation, which
+    # finds no sighting of it in the ledger; both times refused
+    assert (reported["recorded"], reported["refused"]) == (1, reported["observations"] - 1)
+    assert reported["refused"] >= 1

@@ -78,7 +78,7 @@ def _index_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["garbage", "another-database", "another-host",
-                                    "edited-row", "not-a-result"])
+                                    "edited-row", "not-a-result", "version-3"])
 def test_an_index_that_cannot_be_trusted_is_discarded_with_a_log_line(
         tmp_path: Path, damage: str) -> None:
     store = _store(tmp_path / "certs")
@@ -98,6 +98,8 @@ def test_an_index_that_cannot_be_trusted_is_discarded_with_a_log_line(
         db = sqlite3.connect(path)
         if damage == "another-host":
             db.execute("UPDATE meta SET value = 'web2' WHERE name = 'host'")
+        elif damage == "version-3":  # its facts were stored before policy.facts.storable
+            db.execute("UPDATE meta SET value = '3' WHERE name = 'version'")
         elif damage == "edited-row":  # the row's digest catches it at the start
             raw, entry = db.execute("SELECT path, entry FROM files WHERE CAST(path AS TEXT) "
                                     "LIKE '%site003.pem'").fetchone()
@@ -147,7 +149,7 @@ def _forge(db: sqlite3.Connection, blob: bytes | None = None) -> str:
     return path
 
 
-@pytest.mark.parametrize("forgery", ["edited-result", "wrong-type"])
+@pytest.mark.parametrize("forgery", ["edited-result", "wrong-type", "unstorable-text"])
 def test_a_result_that_does_not_check_out_is_never_served(tmp_path: Path,
                                                          forgery: str) -> None:
     """Results are checked when they are read back (a start reads none): an edited one, or
@@ -159,6 +161,10 @@ def test_a_result_that_does_not_check_out_is_never_served(tmp_path: Path,
         forged = str(store / "d0" / "site003.pem")
         db.execute("UPDATE results SET result = replace(result, 's3.example.jp', "
                    "'evil.example') WHERE path = ?", (os.fsencode(forged),))
+    elif forgery == "unstorable-text":  # what an index of version 3 could hold (review 4)
+        old = db.execute("SELECT result FROM results WHERE CAST(path AS TEXT) "
+                         "LIKE '%site003.pem'").fetchone()[0]
+        forged = _forge(db, old.replace(b'"s3.example.jp"', b'"s3\\u0000evil.example.jp"'))
     else:
         forged = _forge(db)
     db.commit()

@@ -102,6 +102,29 @@ def test_outbox_bodies_are_what_the_service_accepts(tmp_path: Path) -> None:
     assert parsed.observations[0] == sent
 
 
+def test_an_outbox_batch_from_before_storable_text_is_sent_storable(tmp_path: Path) -> None:
+    """An outbox written by an agent before its reader made certificate text storable may
+    hold a NUL in a name or an oversized SAN: the service refused such a batch (400) and it
+    stayed at the outbox's head for ever (review 4). It is sent as the reader now writes it."""
+    from dataclasses import replace
+
+    with Outbox.open(tmp_path / "o.sqlite3") as outbox:
+        intake = OutboxIntake(outbox=outbox, client=_unreachable_client(), host="h1",
+                              clock=lambda: AT)
+        sent = _observation("/etc/ssl/x.pem")
+        raw = replace(sent, facts=replace(sent.facts, issuer_org="Evil\0Org",
+                                          sans=("a" * 300 + ".example.jp",)))
+        intake.report([raw], at=AT)  # what the old reader handed over, stored as it was
+        batch = outbox.oldest()
+        assert batch is not None
+        assert "\0" in batch.body["observations"][0]["facts"]["issuer_org"]
+        parsed = read_report(intake._body(batch), max_observations=10)
+    (got,) = parsed.observations
+    assert got.facts.issuer_org == "Evil\\00Org"
+    assert got.facts.sha256 == sent.facts.sha256
+    assert len(got.facts.sans[0]) == 253
+
+
 def test_backoff_has_full_jitter_and_a_cap(tmp_path: Path) -> None:
     with Outbox.open(tmp_path / "o.sqlite3") as outbox:
         intake = OutboxIntake(outbox=outbox, client=_unreachable_client(), host="h1",
