@@ -592,17 +592,27 @@ class OutboxIntake:
             if self.outbox.status().pending_batches == 0:
                 self._recovered()
             return True
-        if result.status == 413 and batch.size > 1:
-            # 413 is answered before anything of the batch is written (body or observation
-            # cap), and the halves get sequence numbers never sent: no replay can record
-            # the original twice. Down to one observation a batch.
+        if result.status in (413, 422) and batch.size > 1:
+            # 413 (body or observation cap) and 422 (the ledger refused a value) are answered
+            # with nothing of the batch written, and the halves get sequence numbers never
+            # sent: no replay can record the original twice. Down to one observation a batch.
             halves = self.outbox.split(batch.sequence)
             if halves is not None:
+                why = "as too large" if result.status == 413 else "for a value of it"
                 self.log.warning("batch-split", f"the policy service refused batch "
-                                 f"{batch.sequence} ({batch.size} observations) as too large: "
+                                 f"{batch.sequence} ({batch.size} observations) {why}: "
                                  f"{result.message}; split in the outbox into batches "
-                                 f"{halves[0]} and {halves[1]}", status=413)
+                                 f"{halves[0]} and {halves[1]}", status=result.status)
                 return True
+        if result.status == 422:
+            # One observation the ledger cannot store (its location too long for PostgreSQL's
+            # index): kept, it would hold every later report behind it for ever.
+            self.outbox.acknowledge(batch.sequence)
+            self.log.error("report-dropped", f"the policy service's ledger cannot store batch "
+                           f"{batch.sequence} ({batch.size} observation(s)): "
+                           f"{result.message}; dropped from the outbox, later reports go on",
+                           batch=batch.sequence, status=422)
+            return True
         self._failures += 1
         self._retry_after = result.retry_after_s
         self._outage_started()

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from policy.errors import LedgerError
+from policy.errors import LedgerContentError, LedgerError
 from policy.intake import Intake
 
 from .bugreport import bug_fields
@@ -88,7 +88,7 @@ def fault_of(exc: BaseException, *, path: Path | None = None) -> str | None:
         if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             return "ledger-read-only"
         return "ledger-failed"
-    if not isinstance(exc, (LedgerError, sqlite3.Error)):
+    if not isinstance(exc, (LedgerError, sqlite3.Error)) or isinstance(exc, LedgerContentError):
         return None
     cause = exc if isinstance(exc, sqlite3.Error) else exc.__context__
     name = getattr(cause, "sqlite_errorname", None) if isinstance(cause, sqlite3.Error) else None
@@ -213,7 +213,13 @@ class LedgerWriter:
         """Apply ``run(intake)`` after everything submitted before it. Unthreaded: now, and a
         failure raises. ``split``: see :attr:`LedgerOp.split`."""
         if self._thread is None:
-            result = run(self.intake)
+            try:
+                result = run(self.intake)
+            except Exception as exc:
+                if split is None or observations <= 1 or fault_of(exc, path=self.path):
+                    raise
+                self._apply_parts_now(split())
+                return
             if on_done is not None:
                 on_done(result)
             return
@@ -225,6 +231,20 @@ class LedgerWriter:
             self._queue.append(LedgerOp(run=run, observations=observations, on_done=on_done,
                                         number=self._submitted, split=split))
             self._cond.notify_all()
+
+    def _apply_parts_now(self, parts: list[Part]) -> None:
+        """Unthreaded (``agent run --once``): a write refused for its content, again an
+        observation at a time, as the writer thread does (a part refused is logged)."""
+        for run, label, on_done in parts:
+            try:
+                result = run(self.intake)
+            except Exception as exc:
+                if fault_of(exc, path=self.path):
+                    raise
+                self._log_refused(exc, observations=1, label=label)
+                continue
+            if on_done is not None:
+                on_done(result)
 
     def _wait_for_room(self) -> None:
         """(Holding the lock.) Wait while the queue is full and the ledger healthy: it is
@@ -427,10 +447,15 @@ class LedgerWriter:
             self._queued_observations -= op.observations
             self._cond.notify_all()
         op.done.set()
-        where: dict[str, Any] = {"location": op.label} if op.label else {}
+        self._log_refused(exc, observations=op.observations, label=op.label)
+
+    def _log_refused(self, exc: Exception, *, observations: int, label: str) -> None:
+        where: dict[str, Any] = {"location": label} if label else {}
+        # the database's refusal in our words (policy.storage_pg: never the driver's text)
+        why = str(exc) if isinstance(exc, LedgerContentError) else type(exc).__name__
         self.log.error("ledger-refused",
                        f"{self.path or 'ledger'}: the ledger refused a write "
-                       f"({type(exc).__name__}); {op.observations} observation(s) not recorded",
+                       f"({why}); {observations} observation(s) not recorded",
                        path=str(self.path or ""), **where, **bug_fields(exc))
 
     def _faulted(self, fault: str, exc: Exception) -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "CatalogueError",
     "ContractStateError",
     "FutureEventError",
+    "LedgerContentError",
     "LedgerError",
     "PolicyError",
     "UnknownContractError",
@@ -44,6 +45,11 @@ class LedgerError(PolicyError):
     """The ledger file cannot be opened, is not a certescrow ledger, or is of a newer format."""
 
     exit_code = 13
+
+
+class LedgerContentError(LedgerError):
+    """The ledger's database refused a value of the write (its size, its text), not the write
+    for a fault of its own: the same write fails the same way however often it is retried."""
 
 
 class UnknownContractError(PolicyError):

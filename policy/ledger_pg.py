@@ -65,7 +65,7 @@ from .ledger import (
 from .projection import ProjectionRow
 from .settings import PolicySettings
 from .storage import StorageConflictError, redact_dsn
-from .storage_pg import _describe, describe_sqlstate, open_pool, translate
+from .storage_pg import describe_sqlstate, ledger_error, open_pool, translate
 
 __all__ = ["PostgresLedger"]
 
@@ -301,7 +301,7 @@ class PostgresLedger(Ledger):
         except psycopg.errors.IntegrityError:
             raise StorageConflictError("a row with this key already exists") from None
         except (psycopg.Error, PoolTimeout) as exc:
-            raise LedgerError(f"{self.where}: {_describe(exc)}") from None
+            raise ledger_error(self.where, exc) from None
 
     @contextmanager
     def _connection_for_transaction(self) -> Iterator[psycopg.Connection[Any]]:
@@ -356,7 +356,7 @@ class PostgresLedger(Ledger):
                 self._flush(conn)
                 return result
         except (psycopg.Error, PoolTimeout) as exc:
-            raise LedgerError(f"{self.where}: {_describe(exc)}") from None
+            raise ledger_error(self.where, exc) from None
 
     def _retry(self, fn: Callable[[], T]) -> T:
         return self._transaction(fn, lock=None)
@@ -432,7 +432,7 @@ class PostgresLedger(Ledger):
         except psycopg.errors.IntegrityError:
             raise StorageConflictError("a row with this key already exists") from None
         except psycopg.Error as exc:
-            raise LedgerError(f"{self.where}: {_describe(exc)}") from None
+            raise ledger_error(self.where, exc) from None
 
     def _sql_contract_elsewhere_at(self, obs: Observation, contract: str) -> bool:
         return bool(self._q(
@@ -565,7 +565,7 @@ class PostgresLedger(Ledger):
                     cur.execute(translate(sql), tuple(params))
                     yield from iter(lambda: cur.fetchmany(_SWEEP_PAGE), [])
         except (psycopg.Error, PoolTimeout) as exc:
-            raise LedgerError(f"{self.where}: {_describe(exc)}") from None
+            raise ledger_error(self.where, exc) from None
 
     # --- SQL (reading)
     def contract_ids(self) -> list[str]:

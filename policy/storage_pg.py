@@ -27,11 +27,11 @@ from typing import Any, Self
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .errors import LedgerError
+from .errors import LedgerContentError, LedgerError
 from .storage import StorageConflictError, redact_dsn
 
 __all__ = ["ConnectFailure", "PostgresStorage", "classify_connect_failure",
-           "describe_connect_failure", "describe_sqlstate", "translate"]
+           "describe_connect_failure", "describe_sqlstate", "ledger_error", "translate"]
 
 POOL_MAX = 8
 CONNECT_TIMEOUT_S = 10.0
@@ -105,7 +105,7 @@ class PostgresStorage:
                                  (lock,))
                 yield _Tx(conn)
         except (psycopg.Error, PoolTimeout) as exc:
-            raise LedgerError(f"{self.where}: {_describe(exc)}") from None
+            raise ledger_error(self.where, exc) from None
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """One statement, autocommitted: one round trip (no BEGIN/COMMIT around it)."""
@@ -113,7 +113,7 @@ class PostgresStorage:
             with self._pool.connection() as conn:
                 return _Tx(conn).run(sql, params)
         except (psycopg.Error, PoolTimeout) as exc:
-            raise LedgerError(f"{self.where}: {_describe(exc)}") from None
+            raise ledger_error(self.where, exc) from None
 
 
 # What a misconfigured deployment most often meets, in words an operator can act on. The
@@ -138,8 +138,11 @@ _SQLSTATE_WORDS: dict[str, str] = {
 # characters, PostgreSQL manual, Appendix A).
 _SQLSTATE_CLASS_WORDS: dict[str, str] = {
     "08": "the connection to PostgreSQL failed or was lost",
+    "22": "PostgreSQL cannot store a value as given (its text or its size)",
     "28": "PostgreSQL refused the authentication",
     "53": "PostgreSQL ran out of a resource (connections, memory or disk)",
+    "54": "a value exceeds a PostgreSQL limit (an index entry holds a few KB at most: a "
+          "location that long cannot be recorded)",
     "57": "an administrator or the server interrupted the statement",
 }
 
@@ -150,6 +153,21 @@ def describe_sqlstate(state: str) -> str:
     words = (_SQLSTATE_WORDS.get(state) or _SQLSTATE_CLASS_WORDS.get(state[:2])
              or "PostgreSQL refused the statement")
     return f"{words} (SQLSTATE {state})"
+
+
+_CONTENT_CLASSES = ("22", "54")
+"""SQLSTATE classes of a value the database will not take (data exception; program limit
+exceeded: an index entry over a B-tree page's third, a location of a few KB), not a fault."""
+
+
+def ledger_error(where: str, exc: BaseException) -> LedgerError:
+    """The ledger's error for a driver error: :class:`LedgerContentError` when the database
+    refused a value (the caller drops that write; retrying cannot help), else a fault."""
+    state = getattr(exc, "sqlstate", None)
+    content = isinstance(exc, psycopg.DataError) or (
+        isinstance(state, str) and state.startswith(_CONTENT_CLASSES))
+    kind = LedgerContentError if content else LedgerError
+    return kind(f"{where}: {_describe(exc)}")
 
 
 def _describe(exc: BaseException) -> str:

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from agent.ledgerwriter import LedgerWriter
 from agent.logs import EventLog
@@ -108,3 +111,52 @@ def test_a_batch_refused_for_its_content_is_written_again_an_observation_at_a_ti
     assert len(refused) == 1
     assert refused[0]["location"] == "bad"
     assert writer.pending_observations() == 0
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["daemon", "once"])
+def test_a_location_postgresql_cannot_index_drops_that_observation_only(
+        threaded: bool) -> None:
+    """A file path of a few KB (a deep tree) overflows PostgreSQL's index on sightings: the
+    writer took that refusal for a ledger fault and retried the batch for ever, and ``agent
+    run --once`` failed (review 4). It is a refusal of that observation; the rest of its batch
+    is recorded, in both the daemon's writer thread and ``--once``."""
+    import secrets
+    from datetime import timedelta
+
+    from agent.x509facts import facts_from_certificate
+    from policy.ledger import Ledger
+    from tests.pgdb import postgres_schema
+
+    at = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+    deep = "/srv/" + "/".join(secrets.token_hex(16) for _ in range(150)) + "/cert.pem"
+    places = ["/srv/a.pem", deep, "/srv/b.pem"]
+    observations = [Observation(
+        facts=facts_from_certificate(make_cert(sans=(f"s{n}.example.jp",),
+                                               lifetime=timedelta(days=90)).cert).facts,
+        host="web1", location=place, index=0, observed_at_utc=at)
+        for n, place in enumerate(places)]
+    with postgres_schema() as dsn, Ledger.open(dsn) as ledger:
+        log = _Lines()
+        writer = LedgerWriter(ledger, log=log)
+        if threaded:
+            writer.start()
+        recorded: list[int] = []
+
+        def one(intake: Any, obs: Observation) -> Any:
+            return intake.report([obs], at=at)
+
+        writer.submit(lambda i: i.report(observations, at=at), observations=3,
+                      on_done=lambda r: recorded.append(r.recorded),
+                      split=lambda: [(partial(one, obs=o), o.location,
+                                      lambda r: recorded.append(r.recorded))
+                                     for o in observations])
+        if threaded:
+            assert writer.wait_idle(30)
+            writer.stop(drain_s=1)
+        assert sorted(loc for loc, _, _ in ledger.open_sightings("web1")) == \
+            ["/srv/a.pem", "/srv/b.pem"]
+        assert recorded == [1, 1]
+        (refused,) = [fields for event, fields in log.lines if event == "ledger-refused"]
+        assert refused["location"] == deep
+        assert not [event for event, _ in log.lines if event.startswith("ledger-") and
+                    event != "ledger-refused"]  # no fault, no retry

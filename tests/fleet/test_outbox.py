@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -288,3 +289,46 @@ def test_a_busy_answer_to_a_heartbeat_or_bindings_is_not_a_refusal(
     assert [r.levelno for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert "refused" not in caplog.text
     assert f"cannot take the heartbeat now (HTTP {status})" in caplog.text
+
+
+class _RefusingOne:
+    """A service whose ledger refuses any batch holding ``/deep``: 422, nothing written."""
+
+    def __init__(self) -> None:
+        self.recorded: list[str] = []
+
+    def request(self, method: str, path: str, body: Any = None) -> object:
+        from agent.fleet_client import SendResult
+
+        places = [o["location"] for o in body["observations"]]
+        if "/deep" in places:
+            return SendResult(status=422, body={"error": "the ledger cannot store a value"})
+        self.recorded += places
+        return SendResult(status=200, body={"sequence": body["sequence"],
+                                            "outbox": body["outbox"], "recorded": len(places)})
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_batch_the_service_cannot_store_drops_only_the_observation_refused(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A location the service's PostgreSQL cannot index made it answer 503 for ever, and the
+    batch stayed at the outbox's head, holding every later report (review 4). Now 422: the
+    agent splits the batch down to the observation refused and drops that one alone."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    service = _RefusingOne()
+    with Outbox.open(tmp_path / "o.sqlite3") as outbox:
+        intake = OutboxIntake(outbox=outbox, client=service,  # type: ignore[arg-type]
+                              host="h1", clock=lambda: AT)
+        intake.report([_observation(p) for p in ("/a", "/b", "/deep", "/c")], at=AT)
+        intake.report([_observation("/later")], at=AT)
+        while intake.send_one():
+            pass
+        assert outbox.status().pending_batches == 0
+    assert service.recorded == ["/a", "/b", "/c", "/later"]  # in order, /deep alone dropped
+    dropped = [r for r in caplog.records if "dropped from the outbox" in r.getMessage()]
+    assert len(dropped) == 1
+    assert dropped[0].levelno == logging.ERROR

@@ -327,3 +327,29 @@ def test_fleet_sign_refuses_the_key_of_a_revoked_certificate(tmp_path: Path) -> 
     _, fresh = make_agent_csr(host="web01")
     (host / "web01.csr").write_bytes(fresh)
     assert run(*sign, "--out", str(desk / "3.pem")).returncode == 0
+
+
+def test_a_location_the_ledger_cannot_index_is_422_and_writes_nothing(fleet: Fleet) -> None:
+    """A file path of a few KB overflows PostgreSQL's index on sightings: the service answered
+    503 ("the ledger is unavailable") for ever, so the agent resent the batch for ever
+    (review 4). It is 422 now, nothing of the batch written, and the agent sends the batch's
+    observations apart (tests/fleet/test_outbox.py). SQLite stores such a path."""
+    import secrets
+
+    client = fleet.client("deep-host")
+    deep = "/srv/" + "/".join(secrets.token_hex(16) for _ in range(120)) + "/cert.pem"
+    assert len(deep) <= 4096  # within the wire's limit: a path a host can have
+    body = report("deep-host", 1, [observation("/ok.pem", SHA), observation(deep, SHA)],
+                  outbox="o-deep")
+    before = fleet.journal_count()
+    answer = fleet.connect(client).request("POST", "/v1/report", body)
+    if fleet.ledger.startswith("postgresql://"):
+        assert answer.status == 422, answer.body
+        assert "nothing of it was written" in answer.body["error"]
+        assert fleet.journal_count() == before
+        alone = fleet.connect(client).request("POST", "/v1/report", report(
+            "deep-host", 2, [observation("/ok.pem", SHA)], outbox="o-deep"))
+        assert alone.status == 200, alone.body
+    else:
+        assert answer.status == 200, answer.body
+        assert answer.body["recorded"] == 2
