@@ -128,9 +128,32 @@ def _serial_text(serial: int) -> str:
     return format(serial, "x")
 
 
+_X509_FROM = datetime(1950, 1, 1, tzinfo=UTC)
+_X509_UNTIL = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def _check_start(at: datetime) -> None:
+    if at < _X509_FROM:
+        raise FleetCAError(f"--at {at:%Y-%m-%d} is before 1950: an X.509 certificate cannot "
+                           "start then")
+
+
+def _validity(at: datetime, lifetime: timedelta) -> datetime:
+    """The notAfter of a certificate made at ``at`` for ``lifetime``, checked against what
+    X.509 times can say (RFC 5280: from 1950 to the end of 9999), in words for ``--at``."""
+    _check_start(at)
+    end = at + lifetime if _X509_UNTIL - at >= lifetime else None
+    if end is None:
+        raise FleetCAError(f"--at {at:%Y-%m-%d}: a certificate made then for "
+                           f"{lifetime.days} days would end after 9999-12-31, which X.509 "
+                           "cannot express")
+    return end
+
+
 def issue_ca(*, name: str, at: datetime, lifetime: timedelta = CA_LIFETIME
              ) -> tuple[bytes, bytes]:
     """A new fleet CA: ``(key_pem, certificate_pem)``. ``at`` is its notBefore."""
+    until = _validity(at, lifetime)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
                          x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME,
@@ -141,7 +164,7 @@ def issue_ca(*, name: str, at: datetime, lifetime: timedelta = CA_LIFETIME
         .subject_name(subject).issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(at).not_valid_after(at + lifetime)
+        .not_valid_before(at).not_valid_after(until)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(
             digital_signature=False, content_commitment=False, key_encipherment=False,
@@ -168,6 +191,7 @@ def _leaf(*, ca_key_pem: bytes, ca_cert_pem: bytes, public_key: ec.EllipticCurve
           usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> x509.Certificate:
     ca_key = _load_key(ca_key_pem)
     ca_cert = _load_cert(ca_cert_pem, "fleet CA certificate")
+    _check_start(at)  # the end is the CA's at the latest
     if at + lifetime > ca_cert.not_valid_after_utc:
         lifetime = ca_cert.not_valid_after_utc - at
     if lifetime <= timedelta(0):

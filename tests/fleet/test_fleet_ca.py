@@ -182,3 +182,44 @@ def test_the_cli_starts_without_the_fleet_extra(tmp_path: Path) -> None:
                           cwd=REPO, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert "revoke" in done.stdout
+
+
+@pytest.mark.parametrize(("command", "at", "words"), [
+    (["fleet", "ca", "init"], "9997-12-31T00:00:00Z", "would end after 9999-12-31"),
+    (["fleet", "ca", "init"], "1949-12-31T23:59:59Z", "is before 1950"),
+    (["fleet", "ca", "init"], "0002-01-01T00:00:00Z", "is before 1950"),
+])
+def test_an_at_x509_cannot_express_is_an_error_in_words(
+        tmp_path: Path, command: list[str], at: str, words: str) -> None:
+    """``--at`` at the ends of what the CLI takes ended in an OverflowError or cryptography's
+    ValueError traceback (review 4)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTESCROW_")}
+    env["PYTHONPATH"] = str(REPO)
+    env["CERTESCROW_VAULT_KEY_FILE"] = str(tmp_path / "vault.key")
+    done = _run([*command, "--vault", str(tmp_path / "vault.sqlite3"), "--at", at], env,
+                tmp_path)
+    assert done.returncode != 0
+    assert words in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "OverflowError" not in done.stderr
+    assert "ValueError" not in done.stderr
+
+
+def test_certificates_at_the_ends_x509_can_express_are_made() -> None:
+    start = datetime(1950, 1, 1, tzinfo=UTC)
+    key, cert = issue_ca(name="edge", at=start)
+    made = x509.load_pem_x509_certificate(cert)
+    assert made.not_valid_before_utc == start
+    late = datetime(9989, 12, 31, tzinfo=UTC)  # ten years of CA life end within 9999
+    assert x509.load_pem_x509_certificate(issue_ca(name="late", at=late)[1]) \
+        .not_valid_before_utc == late
+    _, csr = make_agent_csr(host="web01")
+    leaf = issue_client_certificate(ca_key_pem=key, ca_cert_pem=cert, csr_pem=csr,
+                                    host="web01", at=start)
+    assert leaf.not_before_utc == start
+    with pytest.raises(FleetCAError, match="is before 1950"):
+        issue_client_certificate(ca_key_pem=key, ca_cert_pem=cert, csr_pem=csr, host="web01",
+                                 at=start - timedelta(seconds=1))
+    with pytest.raises(FleetCAError, match="is before 1950"):
+        issue_server_certificate(ca_key_pem=key, ca_cert_pem=cert, names=["policy"],
+                                 at=start - timedelta(days=1))
