@@ -37,7 +37,7 @@ from typing import Any
 import click
 
 from policy.catalogue import Catalogue
-from policy.certsource import CertificateReader, entries_or_raise, require_reader
+from policy.certsource import CertificateEntry, CertificateReader, entries_or_raise, require_reader
 from policy.cliutil import (
     AT_OPTION_HELP,
     DateType,
@@ -53,7 +53,7 @@ from policy.cliutil import (
     settings_from,
     terminal_text,
 )
-from policy.decisions import Decision, Severity
+from policy.decisions import SEVERITY_TEXT, Decision, Severity
 from policy.errors import (
     ApplicationRefusedError,
     ContractStateError,
@@ -594,12 +594,16 @@ def bind_command(contract_id: str, certfile: Path, index: int | None, at: dateti
     """Bind the certificate in CERTFILE (PEM, DER, PKCS#7 or PKCS#12) to contract ID."""
     env = _env(ledger_opt)
     now, clock = _when(at)
-    facts = _pick_certificate(require_reader(click.get_current_context().find_root().obj),
+    entry = _pick_certificate(require_reader(click.get_current_context().find_root().obj),
                               certfile, index)
+    facts = entry.facts
     state, decisions = _record(env, CertificateBound(contract_id=contract_id, at_utc=now,
                                                      facts=facts, source=str(certfile)),
                                now, clock)
-    findings = _validity_findings(facts, now)
+    # what the reader said of the certificate (its text recorded escaped or shortened, a
+    # parser's complaint), then its validity against the day it was bound
+    findings = [{"code": f.code, "severity": SEVERITY_TEXT[f.severity], "message": f.message}
+                for f in entry.findings] + _validity_findings(facts, now)
     headline = (f"Certificate {facts.sha256} bound to {contract_id} "
                 f"(ends {end_of_validity(facts.not_after_utc)} Asia/Tokyo).")
     for finding in findings:
@@ -625,8 +629,8 @@ def _validity_findings(facts: CertificateFacts, at: datetime) -> list[dict[str, 
 
 
 def _pick_certificate(read: CertificateReader, path: Path,
-                      index: int | None) -> CertificateFacts:
-    certificates = [entry.facts for entry in entries_or_raise(read(path))]
+                      index: int | None) -> CertificateEntry:
+    certificates = list(entries_or_raise(read(path)))
     if not certificates:
         raise ContractStateError(f"{path}: contains no certificate")
     if index is not None:
@@ -634,9 +638,9 @@ def _pick_certificate(read: CertificateReader, path: Path,
             raise ContractStateError(
                 f"{path}: has {len(certificates)} certificate(s); --index {index} is out of range")
         return certificates[index]
-    for facts in certificates:
-        if not facts.is_ca:
-            return facts
+    for entry in certificates:
+        if not entry.facts.is_ca:
+            return entry
     raise ContractStateError(
         f"{path}: holds only CA certificates; a contract binds a server certificate "
         "(use --index to force one)")

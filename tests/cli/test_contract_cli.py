@@ -440,3 +440,27 @@ def test_policy_actions_reports_a_broken_contract_and_lists_the_others(
     listed = json.loads(result.stdout)
     assert {a["contract"] for a in listed} == {"OK1"}
     assert "contract DV1" in result.stderr
+
+
+def test_binding_a_crafted_certificate_says_its_text_was_altered(tmp_path: Path,
+                                                                 ledger: Path) -> None:
+    """The scan and the daemon say when a certificate's text was recorded escaped or
+    shortened; ``contract bind`` recorded the same altered text silently (review 4)."""
+    issued = make_cert(sans=("good.example.jp", "x" * 400 + ".example.jp"),
+                       issuer_org="Evil\x00Org", cn="good.example.jp",
+                       not_before=datetime(2026, 3, 1, tzinfo=UTC))
+    cert = tmp_path / "crafted.pem"
+    cert.write_bytes(issued.pem)
+    lg = ["--ledger", str(ledger)]
+    _ok(["contract", "add", "C1", "--item", "globalsign-ov", "--tier", "1y",
+         "--at", "2026-02-20", *lg])
+    bound = _json(["contract", "bind", "C1", str(cert), "--at", "2026-03-01T12:00", "--json",
+                   *lg])
+    (altered,) = [f for f in bound["findings"] if f["code"] == "certificate-text-altered"]
+    assert altered["severity"] == "warning"
+    assert "issuer_org" in altered["message"]
+    assert "Evil" not in json.dumps(bound["findings"])  # the fields named, never their text
+    assert bound["contract"]["certificate"]["issuer_org"] == "Evil\\00Org"
+    _, text = _run(["contract", "bind", "C1", str(cert), "--at", "2026-03-01T12:00", *lg])
+    assert "Warning: " in text.output
+    assert "issuer_org, sans" in text.output
