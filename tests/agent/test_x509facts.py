@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import warnings
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,13 +13,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import NameOID
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agent.reader import read_file
 from agent.records import ReadLimits
 from agent.x509facts import MalformedCertificateError, parse_der_certificate
 from policy.decisions import Severity
+from policy.facts import storable
 from tests.agent.scan_fixtures import malformed_san_der, nonpositive_serial_der, write
 from tests.certfactory import OV_OID, fresh_key, make_ca, make_cert
 
@@ -154,6 +156,8 @@ _TYPES = [_ASN1Type.UTF8String, _ASN1Type.PrintableString, _ASN1Type.IA5String,
                       min_size=1, max_size=12),
               st.booleans()),
     min_size=1, max_size=5))
+@example([(NameOID.ORGANIZATION_NAME, _ASN1Type.UTF8String, "\x00", False)])
+@example([(NameOID.COMMON_NAME, _ASN1Type.UTF8String, "a\x00b", True)])
 def test_names_read_from_raw_der_match_cryptography(
     attrs: list[tuple[x509.ObjectIdentifier, _ASN1Type, str, bool]],
 ) -> None:
@@ -173,11 +177,16 @@ def test_names_read_from_raw_der_match_cryptography(
     name = x509.Name(rdns)
     parsed = parse_der_certificate(_issued_by_name(name))
     reference = x509.load_der_x509_certificate(_issued_by_name(name)).issuer
-    assert parsed.facts.issuer == reference.rfc4514_string()
-    assert parsed.facts.issuer_org == next(
-        (a.value for a in reference.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)), None)
-    assert parsed.facts.issuer_cn == next(
-        (a.value for a in reference.get_attributes_for_oid(NameOID.COMMON_NAME)), None)
+    # what cryptography renders, made storable as every reading is (a NUL as \00)
+    expected, _ = storable(replace(
+        parsed.facts, issuer=reference.rfc4514_string(),
+        issuer_org=next((str(a.value) for a in
+                         reference.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)), None),
+        issuer_cn=next((str(a.value) for a in
+                        reference.get_attributes_for_oid(NameOID.COMMON_NAME)), None)))
+    assert parsed.facts.issuer == expected.issuer
+    assert parsed.facts.issuer_org == expected.issuer_org
+    assert parsed.facts.issuer_cn == expected.issuer_cn
 
 
 def test_fast_path_handles_the_common_shape_and_escapes_like_cryptography() -> None:
