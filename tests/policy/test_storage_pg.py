@@ -38,7 +38,9 @@ REPO = Path(__file__).resolve().parents[2]
     ("57P03", "PostgreSQL is starting up"),
     ("08006", "the connection to PostgreSQL failed or was lost"),
     ("08P01", "the connection to PostgreSQL failed or was lost"),
-    ("22012", "PostgreSQL refused the statement"),
+    ("22021", "PostgreSQL cannot store a value as given"),
+    ("54000", "a value exceeds a PostgreSQL limit"),
+    ("XX000", "PostgreSQL refused the statement"),
 ])
 def test_a_sqlstate_is_described_in_our_words_with_the_state_after_them(
         state: str, words: str) -> None:
