@@ -209,16 +209,20 @@ class LedgerWriter:
 
     def submit(self, run: Callable[[Intake], T], *, observations: int = 0,
                on_done: Callable[[T], None] | None = None,
-               split: Callable[[], list[Part]] | None = None) -> None:
+               split: Callable[[], list[Part]] | None = None, label: str = "") -> None:
         """Apply ``run(intake)`` after everything submitted before it. Unthreaded: now, and a
-        failure raises. ``split``: see :attr:`LedgerOp.split`."""
+        fault raises (a write refused for its content is logged and dropped, as the thread
+        does). ``split``, ``label``: see :class:`LedgerOp`."""
         if self._thread is None:
             try:
                 result = run(self.intake)
             except Exception as exc:
-                if split is None or observations <= 1 or fault_of(exc, path=self.path):
+                if observations == 0 or fault_of(exc, path=self.path):
                     raise
-                self._apply_parts_now(split())
+                if split is not None and observations > 1:
+                    self._apply_parts_now(split())
+                else:
+                    self._log_refused(exc, observations=observations, label=label)
                 return
             if on_done is not None:
                 on_done(result)
@@ -229,7 +233,7 @@ class LedgerWriter:
             self._submitted += 1
             self._queued_observations += observations
             self._queue.append(LedgerOp(run=run, observations=observations, on_done=on_done,
-                                        number=self._submitted, split=split))
+                                        number=self._submitted, split=split, label=label))
             self._cond.notify_all()
 
     def _apply_parts_now(self, parts: list[Part]) -> None:

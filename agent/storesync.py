@@ -988,4 +988,5 @@ class StoreSync:
                          partial(said, size=1)) for one in batch]
 
             self.writer.submit(partial(_report_op, observations=batch, at=at),
-                               observations=len(batch), on_done=said, split=parts)
+                               observations=len(batch), on_done=said, split=parts,
+                               label=batch[0].location if len(batch) == 1 else "")
