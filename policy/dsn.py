@@ -16,8 +16,8 @@ __all__ = ["dsn_has_password", "redact_dsn"]
 
 _SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 
-_HOSTS = re.compile(r"(?:\[[^\]]*\]|[^:,\[\]/?#@]*)(?::\d*)?"
-                    r"(?:,(?:\[[^\]]*\]|[^:,\[\]/?#@]*)(?::\d*)?)*")
+_HOSTS = re.compile(r"(?:\[[^\]]*\]|[^:,\[\]/?#@]*)(?::\d+)?"
+                    r"(?:,(?:\[[^\]]*\]|[^:,\[\]/?#@]*)(?::\d+)?)*")
 """``host[:port][,host[:port]…]``: text that can only be hosts, not a ``user:password``
 (a port is digits)."""
 
@@ -76,7 +76,40 @@ def _secrets(dsn: str) -> list[str]:
     query = tail.find("?")
     if query >= 0:
         found += _secret_pairs(tail[query + 1:])
+    found += _libpq_secrets(dsn)
     return found
+
+
+def _libpq_secrets(dsn: str) -> list[str]:
+    """The passwords libpq itself reads in ``dsn`` (the reading that connects), when psycopg
+    can parse it."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        parsed = conninfo_to_dict(dsn)
+    except Exception:  # unparseable: the other readings still apply
+        return []
+    return [str(parsed[key]) for key in _SECRET_PARAMETERS if parsed.get(key) is not None]
+
+
+_WINDOW = 3
+"""A password is withheld if any run of this many of its characters would be printed."""
+
+
+def _shows(secret: str, shown: str) -> bool:
+    """Whether ``shown`` holds any part of ``secret``: a run of :data:`_WINDOW` characters, or
+    all of a shorter one. urlsplit drops tabs and line ends and cuts at a ``#``, so a password
+    can reach the text in pieces; a run of a few characters is what any piece holds."""
+    if not secret:
+        return False
+    for text in {secret, secret.replace("\t", "").replace("\r", "").replace("\n", "")}:
+        if len(text) <= _WINDOW:
+            if text and text in shown:
+                return True
+            continue
+        if any(text[i:i + _WINDOW] in shown for i in range(len(text) - _WINDOW + 1)):
+            return True
+    return False
 
 
 def dsn_has_password(dsn: str) -> bool:
@@ -89,8 +122,9 @@ def redact_dsn(dsn: str) -> str:
     """``dsn`` without a password (for messages and logs): the userinfo's password and the
     ``password`` and ``sslpassword`` query parameters go; the rest of the query stays, so the
     schema (``options=-csearch_path=…``) and the TLS settings show which ledger is meant.
-    ``passfile`` stays: it names a file, it is not a secret. When a password's text would
-    still be in what is left (the readings disagree), only :data:`UNSHOWN` is printed."""
+    ``passfile`` stays: it names a file, it is not a secret. When any part of a password
+    would still be in what is left (the readings disagree), only :data:`UNSHOWN` is
+    printed."""
     start = dsn.find("://")
     if start < 0:
         return dsn
@@ -111,6 +145,6 @@ def redact_dsn(dsn: str) -> str:
     query = "&".join(kept)
     # Written out (urlunsplit drops the // of an empty host: a socket DSN, postgresql:///db).
     shown = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
-    if any(secret and secret in shown for secret in _secrets(dsn)):
+    if any(_shows(secret, shown) for secret in _secrets(dsn)):
         return UNSHOWN
     return shown

@@ -27,6 +27,7 @@ from typing import Any, Self
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from .dsn import UNSHOWN
 from .errors import LedgerContentError, LedgerError
 from .storage import StorageConflictError, redact_dsn
 
@@ -239,10 +240,13 @@ def classify_connect_failure(libpq_text: str) -> ConnectFailure:
 
 
 def describe_connect_failure(cause: ConnectFailure, dsn: str) -> str:
-    """Our sentence for ``cause``; the server's address comes from the DSN, not from the
-    driver's text."""
+    """Our sentence for ``cause``; the server's address comes from the DSN as it is printed
+    (:func:`redact_dsn`: no part of a password), not from the driver's text."""
+    shown = redact_dsn(dsn)
+    if shown == UNSHOWN:
+        return cause.value.format(where="the DSN's host", timeout=int(CONNECT_TIMEOUT_S))
     try:
-        parts = urllib.parse.urlsplit(dsn)
+        parts = urllib.parse.urlsplit(shown)
         query = dict(urllib.parse.parse_qsl(parts.query))
         host = parts.hostname or query.get("host") or "localhost"
         port = parts.port or int(query.get("port") or 5432)

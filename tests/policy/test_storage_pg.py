@@ -224,6 +224,14 @@ def test_a_password_with_a_raw_slash_is_never_printed(dsn: str, tmp_path: Path) 
     "postgresql://[::1]:9/test?user=a@b&password=never-shown",
     "postgresql://u:never/shown@127.0.0.1:9/test?user=x@y&password=also-never-shown",
     "postgresql://u:never/sh?own@127.0.0.1:9/test?user=x@y&password=also-never-shown",
+    # review 5: a password opening with ? (or digits and ?) and holding a #, which urlsplit
+    # cut at; a TAB, which urlsplit drops; the "where" of a connection failure
+    "postgresql://admin:?never#shown@127.0.0.1:9/nodb",
+    "postgresql://admin:1234?never#shown@127.0.0.1:9/nodb",
+    "postgresql://admin:?never\tshown@127.0.0.1:9/nodb",
+    "postgresql://admin:4242?nevershown@127.0.0.1:9/db",
+    "postgresql://admin@127.0.0.1:9?password=never:shown&user=x@corp",
+    "postgres://u@127.0.0.1:9,127.0.0.2:9?password=59117never@60576&user=",
 ])
 def test_an_at_sign_in_the_query_never_shows_a_password(dsn: str, tmp_path: Path) -> None:
     """An ``@`` in a query parameter (an Azure-style ``user=admin@server``) was taken for the
@@ -284,3 +292,13 @@ def test_a_key_value_connection_string_is_refused_without_repeating_it(
         in ran.stderr
     assert "kv-never-shown" not in ran.stderr + ran.stdout
     assert list(tmp_path.glob("host=*")) == []  # no file of that name was made
+
+
+def test_a_connection_failure_names_no_part_of_a_password(tmp_path: Path) -> None:
+    """libpq reads ``4242?nevershown`` as the password; the connection failure's "nothing
+    accepts connections at …" took its host from the DSN as urlsplit reads it, and printed
+    ``admin:4242`` (review 5)."""
+    dsn = "postgresql://admin:4242?nevershown@127.0.0.1:9/db"
+    ran = certescrow("contract", "list", "--ledger", dsn, home=tmp_path)
+    assert ran.returncode != 0
+    assert "4242" not in ran.stderr + ran.stdout
