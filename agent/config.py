@@ -30,6 +30,7 @@ from policy.intake import Binding
 from policy.paths import LedgerLocation, default_ledger_path, ledger_display, ledger_location
 from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule
 from policy.settings import PolicySettings
+from policy.storage import dsn_has_password
 from policy.tiers import Tier
 from vault.store import default_vault_path
 
@@ -655,11 +656,15 @@ def secret_readers(st: os.stat_result) -> str | None:
 
 
 def refuse_readable_secrets(config: Config, path: Path) -> None:
-    """PKCS#12 passwords written into the configuration make it a secret: refuse to use it while
-    others can read it, or a group other than this process's own (``root:certescrow 0640`` is
-    how the service user is given it, and is accepted for that user)."""
+    """PKCS#12 passwords, or a PostgreSQL ledger's password, written into the configuration
+    make it a secret: refuse to use it while others can read it, or a group other than this
+    process's own (``root:certescrow 0640`` is how the service user is given it, and is
+    accepted for that user)."""
     holders = [f"agent.stores[{index}].pkcs12_passwords"
                for index, store in enumerate(config.agent.stores) if store.pkcs12_passwords]
+    ledger = config.policy.ledger
+    if isinstance(ledger, str) and dsn_has_password(ledger):
+        holders.append("policy.ledger")
     if not holders:
         return
     st = path.stat()
@@ -670,5 +675,6 @@ def refuse_readable_secrets(config: Config, path: Path) -> None:
     raise ConfigError(
         f"{path}: {holders[0]} holds passwords but the file is readable by {who} "
         f"(mode {mode:04o}): run `chmod 600 {path}` (or `chmod 640` with the service's own "
-        "group), or keep the passwords in the vault with pkcs12_password_vault_ids"
+        "group), or keep the passwords out of it (pkcs12_password_vault_ids; for PostgreSQL, "
+        "~/.pgpass or a pg_service.conf entry)"
     )

@@ -259,6 +259,31 @@ def test_a_config_holding_pkcs12_passwords_must_not_be_readable_by_others(
     assert load_config(path).agent.stores[0].pkcs12_passwords == ("hunter2",)
 
 
+@pytest.mark.parametrize("ledger", [
+    "postgresql://desk:hunter2@db/ledger",
+    "postgresql://db/ledger?sslmode=require&password=hunter2",
+])
+def test_a_config_holding_a_ledger_password_must_not_be_readable_by_others(
+    tmp_path: Path, ledger: str,
+) -> None:
+    """The agent accepted a world-readable configuration whose PostgreSQL ledger DSN holds a
+    password; only ``policy serve``'s configuration was checked (review 5)."""
+    path = tmp_path / "config.toml"
+    path.write_text(f'[policy]\nledger = "{ledger}"\n')
+    path.chmod(0o644)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "policy.ledger" in message
+    assert "readable by others (mode 0644)" in message
+    assert "hunter2" not in message
+    path.chmod(0o600)
+    assert load_config(path).policy.ledger == ledger
+    path.write_text('[policy]\nledger = "postgresql://desk@db/ledger"\n')  # no password
+    path.chmod(0o644)
+    assert load_config(path).policy.ledger == "postgresql://desk@db/ledger"
+
+
 def test_a_secret_config_may_be_group_readable_by_the_service_s_own_group_only(
     tmp_path: Path,
 ) -> None:
