@@ -129,6 +129,7 @@ class Daemon:
             self.read_index = PersistentIndex(ReadIndexFile(
                 read_index_path, host=config.agent.host, log=self.log))
             self.sync.index = self.read_index
+            self.read_index.on_discard = self.sync.queue.put
 
     # ------------------------------------------------------------------ the parts
 

@@ -574,6 +574,9 @@ class PersistentIndex(FileIndex[FileResult]):
         """Path -> True (written) or False (removed) since the last flush."""
         self._recent: OrderedDict[str, FileResult] = OrderedDict()
         """Results read back lately: the same object while a unit (a certbot set) is handled."""
+        self.on_discard: Callable[[str], None] | None = None
+        """Told the path whose stored result was discarded when read back (the daemon queues
+        it, to read the file again)."""
         self.loaded = -1
         """Files restored by :meth:`load`; -1 until it ran."""
 
@@ -699,6 +702,8 @@ class PersistentIndex(FileIndex[FileResult]):
                                   "read again", path=name)
             self._forget(name)
             self._dirty[name] = False
+            if self.on_discard is not None:
+                self.on_discard(name)
             return None
         self._recent[name] = result
         if len(self._recent) > RECENT:

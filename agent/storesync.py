@@ -347,10 +347,14 @@ class StoreSync:
         key = stat_key(path) if path in self.index else None
         if self.index.unchanged(path, key):
             # (the result is read back from the read index only when a summary needs it)
-            cached = self.index.get(path) if summary is not None else None
-            if summary is not None and cached is not None:
+            if summary is None:
+                return []
+            cached = self.index.get(path)
+            if cached is not None:
                 self._summarise(store, cached, key_lookup([cached]), summary)
-            return []
+                return []
+            # its stored result did not check out and was discarded: read the file now, or
+            # the reconciliation after this scan takes it for gone
         result = self._read(store, path)
         attempts_by_path = self.sets.attempts
         if result.error is not None and result.error.code in _TRANSIENT:

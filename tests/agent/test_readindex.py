@@ -179,6 +179,7 @@ def test_a_result_that_does_not_check_out_is_never_served(tmp_path: Path,
     # read back when asked for (a change beside it, a gone file, the heartbeat's inventory)
     assert daemon.index.get(forged) is None
     assert "entry discarded" in stream.getvalue()  # refused when read back, not served
+    assert len(daemon.sync.queue) == 1  # and queued to be read again, not forgotten
     assert "evil" not in stream.getvalue()
     daemon.full_scan()
     assert reader.calls == [forged]  # and that file alone is read again
@@ -413,3 +414,30 @@ def test_a_read_ahead_worker_records_a_parser_warning_on_its_certificate_only(
     finally:
         daemon.shutdown()
     assert flagged == {3, 450}
+
+
+def test_a_result_discarded_during_a_collecting_scan_is_read_again_not_reported_gone(
+        tmp_path: Path) -> None:
+    """``agent run --once`` collects a summary, which reads stored results back: one that did
+    not check out was discarded and its file taken for gone by the reconciliation after the
+    scan (the ledger recorded it gone; the summary left it out) instead of being read again
+    (review 5)."""
+    store = _store(tmp_path / "certs")
+    _start(tmp_path, store)
+    db = sqlite3.connect(_index_file(tmp_path))
+    forged = _forge(db)
+    db.commit()
+    db.close()
+    log, stream = _log()
+    reader = CountingReader()
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path,
+                                 clock=SteppingClock(), reader=reader, log=log,
+                                 read_index_path=_index_file(tmp_path))
+    summary = daemon.full_scan(collect=True)
+    daemon.shutdown()
+    assert reader.calls == [forged]  # read again, and only it
+    assert "entry discarded" in stream.getvalue()
+    assert intake.gone == []  # type: ignore[attr-defined]
+    assert forged in summary.read  # accounted for: its certificate is in the summary
+    assert summary.files_read == 1
+    assert len(summary.read) == 12
