@@ -132,9 +132,15 @@ _X509_FROM = datetime(1950, 1, 1, tzinfo=UTC)
 _X509_UNTIL = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
+def _utc(at: datetime) -> str:
+    """``at`` as X.509 counts it (a naive ``--at`` is Tokyo time: the UTC day may differ)."""
+    utc = at.astimezone(UTC)
+    return f"{utc.year:04d}-{utc:%m-%d %H:%M:%S} UTC"
+
+
 def _check_start(at: datetime) -> None:
     if at < _X509_FROM:
-        raise FleetCAError(f"--at {at:%Y-%m-%d} is before 1950: an X.509 certificate cannot "
+        raise FleetCAError(f"--at is {_utc(at)}, before 1950: an X.509 certificate cannot "
                            "start then")
 
 
@@ -144,7 +150,7 @@ def _validity(at: datetime, lifetime: timedelta) -> datetime:
     _check_start(at)
     end = at + lifetime if _X509_UNTIL - at >= lifetime else None
     if end is None:
-        raise FleetCAError(f"--at {at:%Y-%m-%d}: a certificate made then for "
+        raise FleetCAError(f"--at is {_utc(at)}: a certificate made then for "
                            f"{lifetime.days} days would end after 9999-12-31, which X.509 "
                            "cannot express")
     return end
