@@ -148,12 +148,11 @@ def _validity(at: datetime, lifetime: timedelta) -> datetime:
     """The notAfter of a certificate made at ``at`` for ``lifetime``, checked against what
     X.509 times can say (RFC 5280: from 1950 to the end of 9999), in words for ``--at``."""
     _check_start(at)
-    end = at + lifetime if _X509_UNTIL - at >= lifetime else None
-    if end is None:
+    if _X509_UNTIL - at < lifetime:  # (at + lifetime itself may overflow)
         raise FleetCAError(f"--at is {_utc(at)}: a certificate made then for "
                            f"{lifetime.days} days would end after 9999-12-31, which X.509 "
                            "cannot express")
-    return end
+    return at + lifetime
 
 
 def issue_ca(*, name: str, at: datetime, lifetime: timedelta = CA_LIFETIME

@@ -49,12 +49,15 @@ def _userinfo_end(rest: str) -> int:
     return -1
 
 
-def _secret_pairs(query: str) -> list[str]:
-    """The values of the query's password parameters (a key is compared decoded, so
+def _is_secret_pair(pair: str) -> bool:
+    """Whether a query's ``key=value`` gives a password (a key is compared decoded, so
     ``pass%77ord=`` is still a password)."""
-    return [pair.partition("=")[2] for pair in query.split("&")
-            if urllib.parse.unquote_plus(pair.split("=", 1)[0]).strip().lower()
-            in _SECRET_PARAMETERS]
+    return urllib.parse.unquote_plus(pair.split("=", 1)[0]).strip().lower() in _SECRET_PARAMETERS
+
+
+def _secret_pairs(query: str) -> list[str]:
+    """The values of the query's password parameters."""
+    return [pair.partition("=")[2] for pair in query.split("&") if _is_secret_pair(pair)]
 
 
 def _secrets(dsn: str) -> list[str]:
@@ -66,13 +69,14 @@ def _secrets(dsn: str) -> list[str]:
     rest = dsn[start + 3:]
     found: list[str] = []
     slash = rest.find("/")
-    for at in {_userinfo_end(rest), rest.rfind("@", 0, slash if slash >= 0 else len(rest))}:
+    userinfo_end = _userinfo_end(rest)
+    for at in {userinfo_end, rest.rfind("@", 0, slash if slash >= 0 else len(rest))}:
         if at >= 0 and ":" in rest[:at]:
             found.append(rest[:at].split(":", 1)[1])
     query = rest.find("?")
     if query >= 0:
         found += _secret_pairs(rest[query + 1:])
-    tail = rest[_userinfo_end(rest) + 1:]
+    tail = rest[userinfo_end + 1:]
     query = tail.find("?")
     if query >= 0:
         found += _secret_pairs(tail[query + 1:])
@@ -140,8 +144,7 @@ def redact_dsn(dsn: str) -> str:
         parts = urllib.parse.urlsplit(f"{dsn[:start]}://{rest}")
     except ValueError:
         return UNSHOWN
-    kept = [pair for pair in parts.query.split("&") if pair and urllib.parse.unquote_plus(
-        pair.split("=", 1)[0]).strip().lower() not in _SECRET_PARAMETERS]
+    kept = [pair for pair in parts.query.split("&") if pair and not _is_secret_pair(pair)]
     query = "&".join(kept)
     # Written out (urlunsplit drops the // of an empty host: a socket DSN, postgresql:///db).
     shown = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
