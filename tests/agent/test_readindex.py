@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,6 +150,17 @@ def _forge(db: sqlite3.Connection, blob: bytes | None = None) -> str:
     return path
 
 
+def _restart(tmp_path: Path, store: Path) -> tuple[Any, Any, CountingReader, io.StringIO]:
+    """A daemon over the index a first start left (not started yet): it, its intake, its
+    reader counting what it reads, and its log."""
+    log, stream = _log()
+    reader = CountingReader()
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path,
+                                 clock=SteppingClock(), reader=reader, log=log,
+                                 read_index_path=_index_file(tmp_path))
+    return daemon, intake, reader, stream
+
+
 @pytest.mark.parametrize("forgery", ["edited-result", "wrong-type", "unstorable-text"])
 def test_a_result_that_does_not_check_out_is_never_served(tmp_path: Path,
                                                          forgery: str) -> None:
@@ -169,11 +181,7 @@ def test_a_result_that_does_not_check_out_is_never_served(tmp_path: Path,
         forged = _forge(db)
     db.commit()
     db.close()
-    log, stream = _log()
-    reader = CountingReader()
-    daemon, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path,
-                            clock=SteppingClock(), reader=reader, log=log,
-                            read_index_path=_index_file(tmp_path))
+    daemon, _, reader, stream = _restart(tmp_path, store)
     daemon.full_scan()
     assert reader.calls == []  # a start reads no result back
     # read back when asked for (a change beside it, a gone file, the heartbeat's inventory)
@@ -428,11 +436,7 @@ def test_a_result_discarded_during_a_collecting_scan_is_read_again_not_reported_
     forged = _forge(db)
     db.commit()
     db.close()
-    log, stream = _log()
-    reader = CountingReader()
-    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path,
-                                 clock=SteppingClock(), reader=reader, log=log,
-                                 read_index_path=_index_file(tmp_path))
+    daemon, intake, reader, stream = _restart(tmp_path, store)
     summary = daemon.full_scan(collect=True)
     daemon.shutdown()
     assert reader.calls == [forged]  # read again, and only it
