@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -30,7 +30,6 @@ from policy.tiers import Tier
 
 from .config import Config, root_config
 from .errors import AgentError
-from .livechain import ChainVerdict, fetch_chain, parse_target, verify_chain
 from .monitoring import EXIT_STATUS, ExitMode, ExpiryWindows, MonitorTally, exit_status
 from .records import FileResult, ReadLimits
 from .render import item_json, iter_table, render_detail
@@ -40,7 +39,10 @@ from .scanpool import MIN_FILES_PER_JOB, default_jobs, stream_scan
 from .untrusted import for_terminal
 from .x509facts import MalformedCertificateError, parse_der_certificate
 
-__all__ = ["agent_group", "inspect_command", "scan_command"]
+if TYPE_CHECKING:
+    from .livechain import ChainVerdict
+
+__all__ = ["inspect_command", "scan_command"]
 
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 PROGRESS_THRESHOLD = 200
@@ -304,6 +306,9 @@ def inspect_command(ctx: click.Context, target: str, category: str | None, item:
     fetched as presented (no verification needed to read it); whether it verifies is reported
     separately. Exit status 1 when the file or a certificate in it could not be read.
     """
+    # the live client (ssl, sockets) is imported here, not with scan: ~8 ms of its start
+    from .livechain import fetch_chain, parse_target, verify_chain
+
     when = resolve_at(at)
     catalogue = _catalogue(ctx)
     binding = _binding(catalogue, category, item, tier)
@@ -448,19 +453,3 @@ def _chain_result(location: str, ders: Sequence[bytes]) -> FileResult:
                                          spki_sha256=parsed.spki_sha256))
     return FileResult(path=location, certificates=tuple(records), cert_errors=tuple(errors))
 
-
-# ---------------------------------------------------------------- agent group
-
-@click.group("agent")
-def agent_group() -> None:
-    """The daemon that watches certificate stores."""
-
-
-def _register_daemon_commands() -> None:
-    from .daemon_cli import check_config_command, run_command
-
-    agent_group.add_command(run_command)
-    agent_group.add_command(check_config_command)
-
-
-_register_daemon_commands()

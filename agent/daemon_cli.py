@@ -26,8 +26,8 @@ from .render import render_table
 from .report import ScanReport
 from .sdnotify import Notifier
 
-__all__ = ["agent_findings", "check_config_command", "run_command", "summary_report",
-           "summary_tally"]
+__all__ = ["agent_findings", "agent_group", "check_config_command", "run_command",
+           "summary_report", "summary_tally"]
 
 
 def summary_report(summary: ScanSummary, *, at: datetime) -> ScanReport:
@@ -233,3 +233,12 @@ def check_config_command(ctx: click.Context, file: Path | None, as_json: bool) -
     click.echo(config.to_toml(), nl=False)
     for path in missing:
         click.echo(f"warning: store {path} does not exist (watched once it appears)", err=True)
+
+
+@click.group("agent")
+def agent_group() -> None:
+    """The daemon that watches certificate stores."""
+
+
+agent_group.add_command(run_command)
+agent_group.add_command(check_config_command)

@@ -37,7 +37,7 @@ _COMMANDS: dict[str, str] = {
     "vault": "vault.cli:vault_group",
     "scan": "agent.cli:scan_command",
     "inspect": "agent.cli:inspect_command",
-    "agent": "agent.cli:agent_group",
+    "agent": "agent.daemon_cli:agent_group",
     # The fleet (issue 13): these need cryptography and the vault, so they live in agent/.
     "fleet": "agent.fleet_cli:fleet_group",
 }
