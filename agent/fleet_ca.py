@@ -196,17 +196,23 @@ def _leaf(*, ca_key_pem: bytes, ca_cert_pem: bytes, public_key: ec.EllipticCurve
           usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> x509.Certificate:
     ca_key = _load_key(ca_key_pem)
     ca_cert = _load_cert(ca_cert_pem, "fleet CA certificate")
-    _check_start(at)  # the end is the CA's at the latest
-    if at + lifetime > ca_cert.not_valid_after_utc:
-        lifetime = ca_cert.not_valid_after_utc - at
-    if lifetime <= timedelta(0):
+    _check_start(at)
+    # Within the CA's own validity at both ends: a chain verifies only while every certificate
+    # in it is valid, so a leaf's time before its CA starts or after it ends is never usable.
+    ca_start, ca_end = ca_cert.not_valid_before_utc, ca_cert.not_valid_after_utc
+    if at >= ca_end:
         raise FleetCAError("the fleet CA certificate has expired; make a new CA")
+    start = max(at, ca_start)
+    end = at + lifetime if ca_end - at > lifetime else ca_end  # (at + lifetime may overflow)
+    if end <= start:
+        raise FleetCAError(f"--at is {_utc(at)}: a certificate made then would end before "
+                           f"the fleet CA starts ({_utc(ca_start)})")
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject).issuer_name(ca_cert.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(at).not_valid_after(at + lifetime)
+        .not_valid_before(start).not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(
             digital_signature=True, content_commitment=False, key_encipherment=False,

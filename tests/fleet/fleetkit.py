@@ -148,7 +148,9 @@ def make_fleet(root: Path, *, ledger: str | None = None) -> Fleet:
     """A fleet whose ledger is ``ledger`` (a ``postgresql://`` DSN) or an SQLite file."""
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
-    ca_key, ca_cert = issue_ca(name="test fleet CA", at=NOW - timedelta(days=1))
+    # A year old: the tests issue certificates dated weeks back (expired, due for renewal),
+    # and a certificate starts no earlier than its CA.
+    ca_key, ca_cert = issue_ca(name="test fleet CA", at=NOW - timedelta(days=365))
     (root / "ca.pem").write_bytes(ca_cert)
     server_key, server = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
                                                   names=["127.0.0.1", "localhost"],

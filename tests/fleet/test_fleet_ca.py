@@ -225,3 +225,43 @@ def test_certificates_at_the_ends_x509_can_express_are_made() -> None:
     with pytest.raises(FleetCAError, match="before 1950"):
         issue_server_certificate(ca_key_pem=key, ca_cert_pem=cert, names=["policy"],
                                  at=start - timedelta(days=1))
+
+
+def test_a_certificate_never_starts_before_its_ca() -> None:
+    """``fleet server-cert --at`` earlier than the CA's own start made a certificate valid
+    before its issuer; it now starts with the CA (its end, counted from ``--at``, unchanged),
+    and one that would end before the CA starts is an error in words."""
+    ca_start = AT
+    key_pem, ca_pem = issue_ca(name="fleet CA", at=ca_start)
+    for at, expected_start in ((ca_start - timedelta(days=10), ca_start),
+                               (ca_start - timedelta(seconds=1), ca_start),
+                               (ca_start, ca_start),
+                               (ca_start + timedelta(seconds=1), ca_start + timedelta(seconds=1))):
+        _, issued = issue_server_certificate(ca_key_pem=key_pem, ca_cert_pem=ca_pem,
+                                             names=["policy.example.jp"], at=at)
+        assert issued.not_before_utc == expected_start, at
+        assert issued.not_after_utc == at + timedelta(days=397), at
+        _, csr = make_agent_csr(host="web01")
+        client = issue_client_certificate(ca_key_pem=key_pem, ca_cert_pem=ca_pem, csr_pem=csr,
+                                          host="web01", at=at)
+        assert client.not_before_utc == expected_start, at
+    with pytest.raises(FleetCAError, match="would end before the fleet CA starts"):
+        issue_server_certificate(ca_key_pem=key_pem, ca_cert_pem=ca_pem,
+                                 names=["policy.example.jp"], at=ca_start - timedelta(days=397))
+    _, issued = issue_server_certificate(ca_key_pem=key_pem, ca_cert_pem=ca_pem,
+                                         names=["policy.example.jp"],
+                                         at=ca_start - timedelta(days=396))
+    assert issued.not_before_utc == ca_start
+    assert issued.not_after_utc == ca_start + timedelta(days=1)
+
+
+def test_a_certificate_made_near_9999_ends_with_its_ca_not_an_overflow() -> None:
+    """``at + lifetime`` past the year 9999 was an OverflowError traceback even when the CA
+    ends earlier and the certificate would have ended with it."""
+    ca_start = datetime(9999, 1, 1, tzinfo=UTC)
+    key_pem, ca_pem = issue_ca(name="fleet CA", at=ca_start, lifetime=timedelta(days=300))
+    ca_end = x509.load_pem_x509_certificate(ca_pem).not_valid_after_utc
+    _, issued = issue_server_certificate(ca_key_pem=key_pem, ca_cert_pem=ca_pem,
+                                         names=["policy.example.jp"],
+                                         at=datetime(9999, 10, 1, tzinfo=UTC))
+    assert issued.not_after_utc == ca_end
