@@ -43,9 +43,15 @@ __all__ = ["MIN_FILES", "ReadAhead", "RowJob", "Warnings", "read_ahead_workers"]
 
 MIN_FILES = 500
 """Below this many files to read, starting workers costs more than it saves."""
-BATCH = 50
-WINDOW = 8
-"""Batches read ahead of the scan: ~400 results in memory at most."""
+BATCH = 250
+"""Files a worker reads per request: ~25 ms of its work. With 50 (5 ms, the interpreter's
+switch interval) the workers idled: the pool's result thread, which hands them work and takes
+their results, shares the daemon's interpreter lock with the scan and the ledger writer, and
+waited for it longer than a batch took (a first start of 20,000 files: 2.14-2.24 -> 1.95-2.04
+s to READY, bench/bench_daemon.py)."""
+WINDOW = 3
+"""Batches read ahead of the scan beyond the one it waits for: ~1,000 results in memory at
+most (~3 MB)."""
 
 
 def read_ahead_workers() -> int:
