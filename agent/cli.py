@@ -1,4 +1,5 @@
-"""``certescrow scan``, ``certescrow inspect`` and the ``certescrow agent`` group.
+"""``certescrow scan`` and ``certescrow inspect`` (the ``agent`` group is in ``daemon_cli``:
+a scan need not import the daemon).
 
 Thin on purpose: each command parses options, calls the reader/scan and
 :func:`agent.report.build_report`, and renders. No decision lives here.

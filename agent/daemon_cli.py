@@ -1,4 +1,5 @@
-"""``certescrow agent run`` and ``certescrow agent check-config``: the daemon's thin shell.
+"""The ``certescrow agent`` group (``agent run``, ``agent check-config`` and the commands
+added to it): the daemon's thin shell.
 
 This is the outermost layer: the only place the daemon reads the real clock (through
 ``policy.cliutil.resolve_at``), opens the ledger and the vault, and installs signal handlers.

@@ -60,6 +60,8 @@ __all__ = [
 CLIENT_LIFETIME = timedelta(days=30)
 SERVER_LIFETIME = timedelta(days=397)
 CA_LIFETIME = timedelta(days=3650)
+MIN_LEAF_LIFETIME = timedelta(days=1)
+"""The least a certificate cut short by its CA's validity may keep (less is refused)."""
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 """What a fleet host may be called: it ends up in logs, SQL parameters and the subject CN."""
 _MAX_PEM = 64 * 1024
@@ -84,6 +86,9 @@ class IssuedCertificate:
     key_sha256: str
     """SHA-256 of its SubjectPublicKeyInfo (DER), lowercase hex: the registry refuses a key
     whose certificate was revoked, and a renewal that keeps its key."""
+    adjusted: str | None = None
+    """Why its validity is not the one asked for (it starts or ends with the fleet CA), in
+    words for the operator; None when it is."""
 
 
 def public_key_sha256(key: ec.EllipticCurvePublicKey | x509.Certificate) -> str:
@@ -191,22 +196,61 @@ def make_agent_csr(*, host: str) -> tuple[bytes, bytes]:
     return _key_pem(key), csr.public_bytes(serialization.Encoding.PEM)
 
 
+def _span(length: timedelta) -> str:
+    """A lifetime in the unit an operator reads it in (a short one is the warning's point)."""
+    seconds = int(length.total_seconds())
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds // 3600} hours"
+    return f"{seconds // 60} minute(s)" if seconds >= 60 else f"{seconds} second(s)"
+
+
+def _leaf_validity(at: datetime, lifetime: timedelta, ca_start: datetime, ca_end: datetime
+                   ) -> tuple[datetime, datetime, str | None]:
+    """A leaf's ``(notBefore, notAfter, why it differs from what was asked or None)``.
+
+    Within the CA's own validity at both ends: a chain verifies only while every certificate
+    in it is valid, so a leaf's time before its CA starts or after it ends is never usable.
+    Compared in whole seconds, as X.509 writes them (a fractional ``--at`` made a certificate
+    whose notBefore equalled its notAfter). What is left of a cut lifetime must be at least
+    :data:`MIN_LEAF_LIFETIME`: a certificate that lapses within the day would replace the
+    host's good one in the registry and leave the host unable to report by morning."""
+    at = at.replace(microsecond=0)
+    if at >= ca_end:
+        raise FleetCAError(f"the fleet CA certificate expired at {_utc(ca_end)}: at "
+                           f"{_utc(at)} it signs nothing; make a new CA")
+    start = max(at, ca_start)
+    _check_start(start)
+    end = at + lifetime if ca_end - at > lifetime else ca_end  # (at + lifetime may overflow)
+    asked = _span(lifetime)
+    if end <= start:
+        raise FleetCAError(f"the fleet CA is not valid until {_utc(ca_start)}: a certificate "
+                           f"made at {_utc(at)} for {asked} would end before it starts")
+    changes = []
+    if start > at:
+        changes.append(f"starts at {_utc(start)} with the fleet CA, not at {_utc(at)}")
+    cut = ca_end - at < lifetime
+    if cut:
+        changes.append(f"ends at {_utc(end)} with the fleet CA")
+    if not changes:
+        return start, end, None
+    why = (f"the certificate {' and '.join(changes)}: valid for {_span(end - start)} "
+           f"instead of {asked}")
+    if end - start < MIN_LEAF_LIFETIME:
+        raise FleetCAError(f"refused: {why}, less than {_span(MIN_LEAF_LIFETIME)}; "
+                           + ("make a new CA" if cut else f"give an --at from {_utc(ca_start)}"))
+    return start, end, why + (" (make a new CA before it ends)" if cut else "")
+
+
 def _leaf(*, ca_key_pem: bytes, ca_cert_pem: bytes, public_key: ec.EllipticCurvePublicKey,
           subject: x509.Name, at: datetime, lifetime: timedelta,
-          usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]) -> x509.Certificate:
+          usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
+          ) -> tuple[x509.Certificate, str | None]:
     ca_key = _load_key(ca_key_pem)
     ca_cert = _load_cert(ca_cert_pem, "fleet CA certificate")
-    _check_start(at)
-    # Within the CA's own validity at both ends: a chain verifies only while every certificate
-    # in it is valid, so a leaf's time before its CA starts or after it ends is never usable.
-    ca_start, ca_end = ca_cert.not_valid_before_utc, ca_cert.not_valid_after_utc
-    if at >= ca_end:
-        raise FleetCAError("the fleet CA certificate has expired; make a new CA")
-    start = max(at, ca_start)
-    end = at + lifetime if ca_end - at > lifetime else ca_end  # (at + lifetime may overflow)
-    if end <= start:
-        raise FleetCAError(f"--at is {_utc(at)}: a certificate made then would end before "
-                           f"the fleet CA starts ({_utc(ca_start)})")
+    start, end, adjusted = _leaf_validity(at, lifetime, ca_cert.not_valid_before_utc,
+                                          ca_cert.not_valid_after_utc)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject).issuer_name(ca_cert.subject)
@@ -224,11 +268,12 @@ def _leaf(*, ca_key_pem: bytes, ca_cert_pem: bytes, public_key: ec.EllipticCurve
     )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return builder.sign(ca_key, hashes.SHA256())
+    return builder.sign(ca_key, hashes.SHA256()), adjusted
 
 
-def _issued(cert: x509.Certificate, host: str) -> IssuedCertificate:
+def _issued(cert: x509.Certificate, host: str, adjusted: str | None) -> IssuedCertificate:
     return IssuedCertificate(host=host, serial=_serial_text(cert.serial_number),
+                             adjusted=adjusted,
                              not_before_utc=cert.not_valid_before_utc,
                              not_after_utc=cert.not_valid_after_utc,
                              pem=cert.public_bytes(serialization.Encoding.PEM),
@@ -252,10 +297,10 @@ def issue_client_certificate(*, ca_key_pem: bytes, ca_cert_pem: bytes, csr_pem: 
     public_key = csr.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise FleetCAError("the CSR's key must be an EC key (certescrow agent enroll makes one)")
-    cert = _leaf(ca_key_pem=ca_key_pem, ca_cert_pem=ca_cert_pem, public_key=public_key,
+    cert, adjusted = _leaf(ca_key_pem=ca_key_pem, ca_cert_pem=ca_cert_pem, public_key=public_key,
                  subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]), at=at,
                  lifetime=lifetime, usage=ExtendedKeyUsageOID.CLIENT_AUTH, sans=[])
-    return _issued(cert, host)
+    return _issued(cert, host, adjusted)
 
 
 def issue_server_certificate(*, ca_key_pem: bytes, ca_cert_pem: bytes, names: list[str],
@@ -275,10 +320,11 @@ def issue_server_certificate(*, ca_key_pem: bytes, ca_cert_pem: bytes, names: li
             check_host_name(name)
             sans.append(x509.DNSName(name))
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = _leaf(ca_key_pem=ca_key_pem, ca_cert_pem=ca_cert_pem, public_key=key.public_key(),
+    cert, adjusted = _leaf(ca_key_pem=ca_key_pem, ca_cert_pem=ca_cert_pem,
+                           public_key=key.public_key(),
                  subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]),
                  at=at, lifetime=lifetime, usage=ExtendedKeyUsageOID.SERVER_AUTH, sans=sans)
-    return _key_pem(key), _issued(cert, names[0])
+    return _key_pem(key), _issued(cert, names[0], adjusted)
 
 
 def check_ca_certificate(pem: bytes, where: str) -> x509.Certificate:

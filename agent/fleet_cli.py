@@ -42,6 +42,7 @@ from .errors import AgentError, ConfigError
 from .fleet_ca import (
     CLIENT_LIFETIME,
     FleetCAError,
+    IssuedCertificate,
     check_ca_certificate,
     check_host_name,
     identity_from_pem,
@@ -291,6 +292,7 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
         ca_key, ca_cert = _ca_material(vault)
     issued = issue_client_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert, csr_pem=csr_pem,
                                       host=host, at=now, lifetime=timedelta(days=days))
+    _warn_adjusted(issued)
     with _registry(ctx, ledger_option, create=True) as registry:
         if registry.key_revoked(issued.key_sha256):  # issue 13: a leaked key stays out
             raise FleetCAError("this CSR's key belongs to a revoked (or superseded) client "
@@ -312,6 +314,11 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
         click.echo(f"registered in the ledger {registered}", err=True)
 
 
+def _warn_adjusted(issued: IssuedCertificate) -> None:
+    if issued.adjusted is not None:
+        click.echo(f"warning: {issued.adjusted}", err=True)
+
+
 @fleet_group.command("server-cert")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -328,6 +335,7 @@ def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
         ca_key, ca_cert = _ca_material(vault)
         key_pem, issued = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
                                                    names=list(names), at=now)
+        _warn_adjusted(issued)
         results = vault.put_many(_put_requests([("private-key", key_pem),
                                                 ("certificate", issued.pem)], SERVER_LABEL))
     _write_public(out, issued.pem)

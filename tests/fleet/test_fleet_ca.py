@@ -17,6 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from agent.fleet_ca import (
     FleetCAError,
+    IssuedCertificate,
     identity_from_pem,
     issue_ca,
     issue_client_certificate,
@@ -219,12 +220,12 @@ def test_certificates_at_the_ends_x509_can_express_are_made() -> None:
     leaf = issue_client_certificate(ca_key_pem=key, ca_cert_pem=cert, csr_pem=csr,
                                     host="web01", at=start)
     assert leaf.not_before_utc == start
-    with pytest.raises(FleetCAError, match="before 1950"):
-        issue_client_certificate(ca_key_pem=key, ca_cert_pem=cert, csr_pem=csr, host="web01",
-                                 at=start - timedelta(seconds=1))
-    with pytest.raises(FleetCAError, match="before 1950"):
-        issue_server_certificate(ca_key_pem=key, ca_cert_pem=cert, names=["policy"],
-                                 at=start - timedelta(days=1))
+    # An --at before 1950 under a CA that starts in 1950 starts with the CA (it was refused
+    # as "before 1950" though the certificate would not have started then: review 9).
+    early = issue_client_certificate(ca_key_pem=key, ca_cert_pem=cert, csr_pem=csr,
+                                     host="web01", at=start - timedelta(seconds=1))
+    assert early.not_before_utc == start
+    assert early.not_after_utc == start + timedelta(days=30, seconds=-1)
 
 
 def test_a_certificate_never_starts_before_its_ca() -> None:
@@ -245,14 +246,128 @@ def test_a_certificate_never_starts_before_its_ca() -> None:
         client = issue_client_certificate(ca_key_pem=key_pem, ca_cert_pem=ca_pem, csr_pem=csr,
                                           host="web01", at=at)
         assert client.not_before_utc == expected_start, at
-    with pytest.raises(FleetCAError, match="would end before the fleet CA starts"):
+    with pytest.raises(FleetCAError, match=r"the fleet CA is not valid until 2026-11-27 "
+                       r"03:00:00 UTC: a certificate made at .* would end before it starts"):
         issue_server_certificate(ca_key_pem=key_pem, ca_cert_pem=ca_pem,
                                  names=["policy.example.jp"], at=ca_start - timedelta(days=397))
+    # What is left must be a day at least: exactly a day is made, a second less refused.
     _, issued = issue_server_certificate(ca_key_pem=key_pem, ca_cert_pem=ca_pem,
                                          names=["policy.example.jp"],
                                          at=ca_start - timedelta(days=396))
     assert issued.not_before_utc == ca_start
     assert issued.not_after_utc == ca_start + timedelta(days=1)
+    with pytest.raises(FleetCAError, match=r"refused: .* valid for 23 hours instead of 397 "
+                       r"days, less than 24 hours; give an --at from 2026-11-27 03:00:00 UTC"):
+        issue_server_certificate(ca_key_pem=key_pem, ca_cert_pem=ca_pem,
+                                 names=["policy.example.jp"],
+                                 at=ca_start - timedelta(days=396, seconds=1))
+
+
+def test_a_fractional_at_counts_in_the_whole_seconds_x509_writes() -> None:
+    """Half a second of validity passed the ``end > start`` check and X.509, which writes
+    whole seconds, made a certificate whose notBefore equalled its notAfter (review 9)."""
+    key_pem, ca_pem = issue_ca(name="fleet CA", at=AT)
+    _, csr = make_agent_csr(host="web01")
+    with pytest.raises(FleetCAError, match="would end before it starts"):
+        issue_client_certificate(ca_key_pem=key_pem, ca_cert_pem=ca_pem, csr_pem=csr,
+                                 host="web01",
+                                 at=AT - timedelta(days=30) + timedelta(milliseconds=500))
+    fractional = AT + timedelta(hours=1, microseconds=700_000)
+    issued = issue_client_certificate(ca_key_pem=key_pem, ca_cert_pem=ca_pem, csr_pem=csr,
+                                      host="web01", at=fractional)
+    assert issued.not_before_utc == AT + timedelta(hours=1)
+    assert issued.not_after_utc - issued.not_before_utc == timedelta(days=30)
+    assert issued.adjusted is None
+
+
+def test_a_certificate_cut_short_by_its_ca_says_so_and_is_refused_under_a_day() -> None:
+    """A CA near its end signed certificates of a second's life in silence, and ``fleet sign``
+    registered them over the host's good one (review 9): what is cut is said in words, and
+    less than a day left is refused."""
+    key_pem, ca_pem = issue_ca(name="fleet CA", at=AT, lifetime=timedelta(days=40))
+    ca_end = AT + timedelta(days=40)
+    _, csr = make_agent_csr(host="web01")
+
+    def client(at: datetime) -> object:
+        return issue_client_certificate(ca_key_pem=key_pem, ca_cert_pem=ca_pem, csr_pem=csr,
+                                        host="web01", at=at)
+
+    whole = client(ca_end - timedelta(days=30))  # ends with the CA exactly: nothing cut
+    assert isinstance(whole, IssuedCertificate)
+    assert whole.adjusted is None
+    cut = client(ca_end - timedelta(days=12))
+    assert isinstance(cut, IssuedCertificate)
+    assert cut.not_after_utc == ca_end
+    assert cut.adjusted == ("the certificate ends at 2027-01-06 03:00:00 UTC with the fleet "
+                            "CA: valid for 12 days instead of 30 days (make a new CA before "
+                            "it ends)")
+    last = client(ca_end - timedelta(days=1))
+    assert isinstance(last, IssuedCertificate)
+    assert last.not_after_utc - last.not_before_utc == timedelta(days=1)
+    with pytest.raises(FleetCAError, match=r"refused: the certificate ends at 2027-01-06 "
+                       r"03:00:00 UTC with the fleet CA: valid for 1 second\(s\) instead of "
+                       r"30 days, less than 24 hours; make a new CA"):
+        client(ca_end - timedelta(seconds=1))
+    with pytest.raises(FleetCAError, match="23 hours"):
+        client(ca_end - timedelta(days=1) + timedelta(seconds=1))
+    with pytest.raises(FleetCAError, match=r"^the fleet CA certificate expired at 2027-01-06 "
+                       r"03:00:00 UTC: at 2027-01-07 03:00:00 UTC it signs nothing; make a "
+                       r"new CA$"):
+        client(ca_end + timedelta(days=1))
+    moved = client(AT - timedelta(days=2))
+    assert isinstance(moved, IssuedCertificate)
+    assert moved.adjusted == ("the certificate starts at 2026-11-27 03:00:00 UTC with the "
+                              "fleet CA, not at 2026-11-25 03:00:00 UTC: valid for 28 days "
+                              "instead of 30 days")
+
+
+@pytest.mark.slow
+def test_the_commands_say_when_a_certificate_is_cut_and_register_none_under_a_day(
+        tmp_path: Path) -> None:
+    """``fleet sign`` printed "valid until" and ``fleet server-cert`` only the key's entry
+    whatever the CA did to the validity asked for; a certificate of a few hours replaced
+    the host's good one in the registry (review 9)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTESCROW_")}
+    env["PYTHONPATH"] = str(REPO)
+    env["CERTESCROW_VAULT_KEY_FILE"] = str(tmp_path / "vault.key")
+    vault, ledger = str(tmp_path / "vault.sqlite3"), str(tmp_path / "ledger.sqlite3")
+    # fleet sign refuses a certificate already expired by the real clock: the CA is placed
+    # against it.
+    now = datetime.now(UTC).replace(microsecond=0)  # noqa: TID251
+    # The CA (ten years) ends 5 days from now; a host's key and CSR.
+    ca_at = now - timedelta(days=3650) + timedelta(days=5)
+    done = _run(["fleet", "ca", "init", "--vault", vault, "--at", ca_at.isoformat()], env,
+                tmp_path)
+    assert done.returncode == 0, done.stderr
+    done = _run(["agent", "enroll", "--host", "web01", "--vault", str(tmp_path / "h.sqlite3"),
+                 "--csr-out", str(tmp_path / "web01.csr")], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+
+    signed = _run(["fleet", "sign", str(tmp_path / "web01.csr"), "--host", "web01",
+                   "--vault", vault, "--ledger", ledger, "--out", str(tmp_path / "web01.pem")],
+                  env, tmp_path)
+    assert signed.returncode == 0, signed.stderr
+    assert "warning: the certificate ends at " in signed.stderr
+    assert "with the fleet CA: valid for 4 days instead of 30 days (make a new CA" \
+        in signed.stderr
+    served = _run(["fleet", "server-cert", "policy.example.jp", "--vault", vault, "--out",
+                   str(tmp_path / "server.pem"), "--at", (ca_at - timedelta(days=2)).isoformat()],
+                  env, tmp_path)
+    assert served.returncode == 0, served.stderr
+    assert f"warning: the certificate starts at {ca_at:%Y-%m-%d %H:%M:%S} UTC with the " \
+        "fleet CA" in served.stderr
+
+    late = _run(["fleet", "sign", str(tmp_path / "web01.csr"), "--host", "web01",
+                 "--vault", vault, "--ledger", ledger, "--out", str(tmp_path / "late.pem"),
+                 "--at", (now + timedelta(days=4, hours=12)).isoformat()], env, tmp_path)
+    assert late.returncode == 41
+    assert "less than 24 hours; make a new CA" in late.stderr
+    assert not (tmp_path / "late.pem").exists()
+    [web01] = json.loads(_run(["fleet", "hosts", "--json", "--ledger", ledger], env,
+                              tmp_path).stdout)["hosts"]
+    first = x509.load_pem_x509_certificate((tmp_path / "web01.pem").read_bytes())
+    assert web01["client_certificate_not_after"] == \
+        f"{first.not_valid_after_utc:%Y-%m-%dT%H:%M:%S}.000000Z"  # the good one stays
 
 
 def test_a_certificate_made_near_9999_ends_with_its_ca_not_an_overflow() -> None:
