@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for (se
 from policy.cliutil import to_jsonable
 from policy.decisions import Severity
 from policy.timeparse import format_instant
-from policy.tokyo import TOKYO
+from policy.tokyo import tokyo_text
 
 from .monitoring import ExitMode, MonitorTally, exit_status
 from .records import FileError, FileResult, FileSkip
@@ -265,7 +265,7 @@ def _words(text: str) -> list[str]:
 
 def tokyo_time(at: datetime) -> str:
     """An instant as Asia/Tokyo wall time, to the minute."""
-    return at.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M JST")
+    return tokyo_text(at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -518,7 +518,7 @@ def show_command(contract_id: str, as_json: bool, at: datetime | None,
 
 
 def _instant(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 @contract_group.command("notify")

@@ -23,7 +23,7 @@ from .category import Category
 from .facts import CertificateFacts
 from .rules.art6 import Answer
 from .tiers import Tier
-from .tokyo import require_aware, tokyo_wall
+from .tokyo import require_aware, tokyo_text, tokyo_wall
 
 __all__ = [
     "ANSWER_TIMINGS",
@@ -68,8 +68,7 @@ def instant_to_tokyo_text(instant: datetime) -> str:
         wall = tokyo_wall(require_aware(instant))
     except OverflowError:  # the ends of the range: say the instant as it was given
         return instant.isoformat(sep=" ", timespec="seconds")
-    text = wall.strftime("%Y-%m-%d %H:%M:%S" if wall.second else "%Y-%m-%d %H:%M")
-    return f"{text} JST"
+    return tokyo_text(instant, timespec="seconds" if wall.second else "minutes")
 
 
 def kind_phrase(event: Event | type[Event]) -> str:

@@ -37,7 +37,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from .tokyo import add_calendar_months, require_aware, tokyo_midnight_utc, tokyo_wall
+from .tokyo import (
+    add_calendar_months,
+    require_aware,
+    tokyo_midnight_utc,
+    tokyo_text,
+    tokyo_wall,
+)
 
 __all__ = [
     "DEFAULT_PERIOD_RULE",
@@ -239,10 +245,10 @@ def _jst_text(instant: datetime | None, *, ja: bool = False) -> str:
     if instant is None:
         return "9999-12-31"
     try:
-        local = tokyo_wall(instant).strftime("%Y-%m-%d %H:%M:%S")
+        local = tokyo_text(instant, timespec="seconds", label=not ja)
     except OverflowError:  # the ends of the range: say the instant as it was given
         return instant.isoformat(sep=" ")
-    return f"{local}（日本時間）" if ja else f"{local} JST"
+    return f"{local}（日本時間）" if ja else local
 
 
 def _reckoning_day(start_utc: datetime) -> date | None:

@@ -39,8 +39,9 @@ def parse_instant(text: str) -> datetime:
         instant = None
     if instant is None or not EVALUABLE_FROM_UTC <= instant <= EVALUABLE_UNTIL_UTC:
         raise ValueError(
-            f"{text!r} lies outside {EVALUABLE_FROM_UTC.date()} … {EVALUABLE_UNTIL_UTC.date()} "
-            "(UTC), the range the contract's periods, notices and terms are counted in")
+            f"{text!r} lies outside {format_instant(EVALUABLE_FROM_UTC)} … "
+            f"{format_instant(EVALUABLE_UNTIL_UTC)}, the range the contract's periods, notices "
+            "and terms are counted in (a time without an offset is Tokyo's)")
     return instant
 
 

@@ -92,6 +92,12 @@ def test_scan_human_table_is_sorted_by_urgency(store: Path) -> None:
     assert "(as of 2026-02-01 12:00 JST)" in out
 
 
+def test_the_as_of_line_of_a_year_two_scan_says_local_mean_time(store: Path) -> None:
+    # was "(as of 2-01-01 09:18 JST)": strftime's year, and a label Tokyo did not keep then
+    _code, out, _ = _scan(str(store), "--at", "0002-01-01T00:00:00Z")
+    assert "(as of 0002-01-01 09:18 LMT)" in out, out
+
+
 @pytest.mark.parametrize(
     ("extra", "option", "status"),
     [({}, "--exit-status", 0),

@@ -34,7 +34,7 @@ from policy.rules.art9 import (
 from policy.settings import PolicySettings
 from policy.tiers import TIERS_ASCENDING, Tier, classify, tier_end_utc
 from policy.timeparse import format_instant
-from policy.tokyo import tokyo_date, tokyo_midnight_utc
+from policy.tokyo import tokyo_date, tokyo_midnight_utc, tokyo_text
 
 CATALOGUE = load_catalogue()
 SCHEDULE = embedded_schedule()
@@ -175,3 +175,19 @@ def test_art6_3_length_shortcut_agrees_with_the_period(nb: datetime, seconds: in
     f = certificate(nb, nb + timedelta(seconds=seconds - 1))
     assert art6_3_cannot_renew(f, rule) is days_period(nb, 90, rule=rule).admits(
         f.not_after_utc)
+
+
+@pytest.mark.parametrize(("instant", "text"), [
+    ("2026-11-24T00:00:00+00:00", "2026-11-24 09:00:00 JST"),
+    ("1951-12-31T15:00:00+00:00", "1952-01-01 00:00:00 JST"),  # the fixed offset's first second
+    ("1951-12-31T14:59:59+00:00", "1951-12-31 23:59:59 JST"),  # ... and the zone's before it
+    ("1949-07-01T00:00:00+00:00", "1949-07-01 10:00:00 JDT"),  # summer time, 1948-1951
+    ("1887-12-31T14:59:59+00:00", "1888-01-01 00:18:58 LMT"),  # local mean time before 1888
+    ("0002-01-01T00:00:00+00:00", "0002-01-01 09:18:59 LMT"),
+])
+def test_tokyo_time_in_words_has_four_digit_years_and_the_zone_tokyo_kept(
+        instant: str, text: str) -> None:
+    """A certificate or an --at in year 2 was written "2-01-01 09:18 JST": strftime drops the
+    year's zeros, and local mean time (+09:18:59) is not JST."""
+    assert tokyo_text(datetime.fromisoformat(instant).astimezone(UTC), timespec="seconds") \
+        == text
