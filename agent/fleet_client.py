@@ -605,8 +605,8 @@ class OutboxIntake:
                                  f"{halves[0]} and {halves[1]}", status=result.status)
                 return True
         if result.status == 422:
-            # One observation the ledger cannot store (its location too long for PostgreSQL's
-            # index): kept, it would hold every later report behind it for ever.
+            # One observation the ledger cannot store (a value past one of PostgreSQL's
+            # limits): kept, it would hold every later report behind it for ever.
             self.outbox.acknowledge(batch.sequence)
             self.log.error("report-dropped", f"the policy service's ledger cannot store batch "
                            f"{batch.sequence} ({batch.size} observation(s)): "

@@ -26,6 +26,7 @@ What differs from SQLite, and why:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -53,7 +54,6 @@ from .ledger import (
     _INSERT_ACTION,
     _ROW_COLUMNS,
     _UPSERT_PROJECTION,
-    SCHEMA_VERSION,
     Ledger,
     _action_values,
     _key,
@@ -67,7 +67,7 @@ from .settings import PolicySettings
 from .storage import StorageConflictError, redact_dsn
 from .storage_pg import describe_sqlstate, ledger_error, open_pool, translate
 
-__all__ = ["PostgresLedger"]
+__all__ = ["PG_SCHEMA_VERSION", "PostgresLedger"]
 
 T = TypeVar("T")
 _WRITE_LOCK = "certescrow-ledger-write"
@@ -124,7 +124,7 @@ _INSERT_JOURNAL_ROWS = (
 _UPSERT_SIGHTING_ROWS = (
     "INSERT INTO sightings SELECT * FROM "
     "unnest(%b::bytea[], %b::bytea[], %b::int[], %b::text[], %b::text[], %b::bigint[]) "
-    "ON CONFLICT (host, location, idx) DO UPDATE SET sha256 = excluded.sha256, "
+    "ON CONFLICT (host, sha256(location), idx) DO UPDATE SET sha256 = excluded.sha256, "
     "contract_id = excluded.contract_id, seq = excluded.seq")
 _INSERT_SAN_ROWS = ("INSERT INTO bound_sans SELECT * FROM unnest(%b::text[], %b::text[]) "
                     "ON CONFLICT DO NOTHING")
@@ -172,10 +172,27 @@ _PROJECTION_SCHEMA = [
 """Version 3: the projection (``policy.ledger.PROJECTION_SCHEMA``, with the ``"C"`` collation
 on what is compared or sorted)."""
 
-_MIGRATIONS: dict[int, list[str]] = {2: _PROJECTION_SCHEMA}
+_SIGHTINGS_BY_DIGEST = [
+    "ALTER TABLE sightings DROP CONSTRAINT sightings_pkey",
+    "CREATE UNIQUE INDEX sightings_key ON sightings (host, sha256(location), idx)",
+]
+"""Version 4: sightings are keyed by the SHA-256 of their location, not the location itself.
+A B-tree entry holds at most ~2,700 bytes, and a file path may be 4,096: a certificate at the
+end of a deep enough tree (anyone who can make directories in a store can make one) could
+never be recorded on PostgreSQL. Every query by location also compares the location itself."""
+
+_MIGRATIONS: dict[int, list[str]] = {2: _PROJECTION_SCHEMA, 3: _SIGHTINGS_BY_DIGEST}
 """Statements taking a PostgreSQL ledger from version ``key`` to ``key + 1`` (PostgreSQL
 ledgers began at version 2)."""
 _FIRST_VERSION = 2
+PG_SCHEMA_VERSION = 4
+"""The PostgreSQL ledger's own numbering (SQLite's is :data:`policy.ledger.SCHEMA_VERSION`):
+2 and 3 as on SQLite, 4 the sightings keyed by digest (:data:`_SIGHTINGS_BY_DIGEST`)."""
+
+
+def _digest(location: bytes) -> bytes:
+    """A sightings key's digest, as ``sha256(location)`` computes it in the server."""
+    return hashlib.sha256(location).digest()
 
 
 class _Pager:
@@ -264,19 +281,19 @@ class PostgresLedger(Ledger):
                 except ValueError:
                     raise LedgerError(f"{self.where}: the ledger's schema version is not a "
                                       "number; refusing to touch it") from None
-            if version > SCHEMA_VERSION:
+            if version > PG_SCHEMA_VERSION:
                 raise LedgerError(
                     f"{self.where}: ledger schema version {version} was written by a newer "
-                    f"certescrow (this one reads up to version {SCHEMA_VERSION}); upgrade "
+                    f"certescrow (this one reads up to version {PG_SCHEMA_VERSION}); upgrade "
                     "certescrow")
-            for step in range(version, SCHEMA_VERSION):
+            for step in range(version, PG_SCHEMA_VERSION):
                 for statement in _MIGRATIONS[step]:
                     self._q(statement)
             if version < 3:
                 self._backfill_projection()
-            if version < SCHEMA_VERSION:
+            if version < PG_SCHEMA_VERSION:
                 self._q("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                        [str(SCHEMA_VERSION)])
+                        [str(PG_SCHEMA_VERSION)])
             return version < 3
 
         if self._transaction(run, lock=None):
@@ -403,7 +420,9 @@ class PostgresLedger(Ledger):
     def _sql_batch_rows(self, hosts: list[bytes], places: list[bytes]) -> list[tuple[Any, ...]]:
         return self._q("SELECT s.host, s.location, s.idx, s.sha256, s.contract_id, j.payload "
                        "FROM sightings s JOIN journal j ON j.seq = s.seq "
-                       "WHERE s.host = ANY(?) AND s.location = ANY(?)", [hosts, places])
+                       "WHERE s.host = ANY(?) AND sha256(s.location) = ANY(?) "
+                       "AND s.location = ANY(?)",
+                       [hosts, [_digest(place) for place in places], places])
 
     def _sql_send_journal(self, rows: list[tuple[Any, ...]]) -> list[int]:
         """One statement for the rows, whatever their number. Their numbers are drawn first,
@@ -436,8 +455,9 @@ class PostgresLedger(Ledger):
 
     def _sql_contract_elsewhere_at(self, obs: Observation, contract: str) -> bool:
         return bool(self._q(
-            "SELECT 1 FROM sightings WHERE host = ? AND location = ? AND contract_id = ? "
-            "AND idx != ?", [_key(obs.host), _key(obs.location), contract, obs.index]))
+            "SELECT 1 FROM sightings WHERE host = ? AND sha256(location) = ? AND location = ? "
+            "AND contract_id = ? AND idx != ?",
+            [_key(obs.host), _digest(place := _key(obs.location)), place, contract, obs.index]))
 
     def _sql_contracts_by_san(self, sans: Sequence[str]) -> list[str]:
         rows = self._q("SELECT DISTINCT contract_id FROM bound_sans WHERE san = ANY(?)",
@@ -445,13 +465,16 @@ class PostgresLedger(Ledger):
         return [str(r[0]) for r in rows]
 
     def _sql_sightings_at(self, host: str, location: str) -> list[tuple[str, str | None]]:
+        place = _key(location)
         rows = self._q("SELECT sha256, contract_id FROM sightings WHERE host = ? AND "
-                       "location = ? ORDER BY idx", [_key(host), _key(location)])
+                       "sha256(location) = ? AND location = ? ORDER BY idx",
+                       [_key(host), _digest(place), place])
         return [(str(sha), contract) for sha, contract in rows]
 
     def _sql_drop_sightings(self, host: str, location: str) -> None:
-        self._q("DELETE FROM sightings WHERE host = ? AND location = ?",
-                [_key(host), _key(location)])
+        place = _key(location)
+        self._q("DELETE FROM sightings WHERE host = ? AND sha256(location) = ? "
+                "AND location = ?", [_key(host), _digest(place), place])
 
     def open_sightings(self, host: str) -> list[tuple[str, int, str]]:
         rows = self._q("SELECT location, idx, sha256 FROM sightings WHERE host = ? "

@@ -456,13 +456,13 @@ async def _refusals(request: web.Request, handler: Handler) -> web.StreamRespons
     except _Refused as refused:
         return refused.response
     except LedgerContentError as exc:
-        # The database refused a value of the batch (a location too long for its index):
-        # nothing was written, and the same batch would be refused again. 422, so that the
-        # agent sends its observations apart and drops only the one refused.
+        # The database refused a value of the batch for what it is (SQLSTATE classes 22 and
+        # 54: a program limit, a value it cannot convert): nothing was written, and the same
+        # batch would be refused again. 422, so that the agent sends its observations apart
+        # and drops only the one refused.
         log.warning("the ledger refused a value serving %s: %s", request.path, exc)
-        return _error(422, "the ledger cannot store a value of this batch as given (a "
-                           "location too long for its index, say); nothing of it was "
-                           "written: send its observations apart")
+        return _error(422, "the ledger cannot store a value of this batch as given; "
+                           "nothing of it was written: send its observations apart")
     except LedgerError as exc:
         # The database is down or restarting: nothing was written (a transaction either
         # committed or not, and a committed batch is a replay when resent). The agent keeps

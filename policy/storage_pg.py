@@ -142,8 +142,7 @@ _SQLSTATE_CLASS_WORDS: dict[str, str] = {
     "22": "PostgreSQL cannot store a value as given (its text or its size)",
     "28": "PostgreSQL refused the authentication",
     "53": "PostgreSQL ran out of a resource (connections, memory or disk)",
-    "54": "a value exceeds a PostgreSQL limit (an index entry holds a few KB at most: a "
-          "location that long cannot be recorded)",
+    "54": "a value exceeds a PostgreSQL limit (an index entry holds a few KB at most)",
     "57": "an administrator or the server interrupted the statement",
 }
 
@@ -158,7 +157,7 @@ def describe_sqlstate(state: str) -> str:
 
 _CONTENT_CLASSES = ("22", "54")
 """SQLSTATE classes of a value the database will not take (data exception; program limit
-exceeded: an index entry over a B-tree page's third, a location of a few KB), not a fault."""
+exceeded: an index entry over a B-tree page's third), not a fault."""
 
 
 def ledger_error(where: str, exc: BaseException) -> LedgerError:

@@ -61,3 +61,24 @@ def postgres_schema() -> Iterator[str]:
     finally:
         admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         admin.close()
+
+
+def refuse_locations_containing(dsn: str, marker: str) -> None:
+    """Make the ledger at ``dsn`` refuse, as PostgreSQL refuses a value past one of its limits
+    (SQLSTATE 54000), every sighting whose location holds ``marker``: what a file path too
+    long for the sightings index did before the ledger keyed them by digest. No real value
+    is refused that way now, and the refusal's handling (the writer drops that observation
+    alone, the service answers 422) must still hold for the next limit."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION certescrow_test_refuse() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ "
+            "BEGIN IF position(convert_to(TG_ARGV[0], 'UTF8') in NEW.location) > 0 THEN "
+            "RAISE EXCEPTION 'index row size exceeds btree maximum' USING ERRCODE = '54000'; "
+            "END IF; RETURN NEW; END $$")
+        conn.execute(sql.SQL("CREATE OR REPLACE TRIGGER certescrow_test_refuse BEFORE INSERT "
+                             "ON sightings FOR EACH ROW EXECUTE FUNCTION "
+                             "certescrow_test_refuse({})").format(sql.Literal(marker)))

@@ -114,28 +114,73 @@ def test_a_batch_refused_for_its_content_is_written_again_an_observation_at_a_ti
 
 
 @pytest.mark.parametrize("threaded", [True, False], ids=["daemon", "once"])
-def test_a_location_postgresql_cannot_index_drops_that_observation_only(
-        threaded: bool) -> None:
-    """A file path of a few KB (a deep tree) overflows PostgreSQL's index on sightings: the
-    writer took that refusal for a ledger fault and retried the batch for ever, and ``agent
-    run --once`` failed (review 4). It is a refusal of that observation; the rest of its batch
-    is recorded, in both the daemon's writer thread and ``--once``."""
-    import secrets
-    from datetime import timedelta
-
-    from agent.x509facts import facts_from_certificate
+def test_a_location_of_4_kb_is_recorded_on_postgresql(threaded: bool) -> None:
+    """A file path of a few KB (a deep tree: anyone who can make directories in a store can
+    make one) overflowed PostgreSQL's index on sightings, so the certificate there was never
+    recorded (session 10: sightings are keyed by the location's digest)."""
     from policy.ledger import Ledger
     from tests.pgdb import postgres_schema
 
-    at = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
-    deep = "/srv/" + "/".join(secrets.token_hex(16) for _ in range(150)) + "/cert.pem"
-    places = ["/srv/a.pem", deep, "/srv/b.pem"]
-    observations = [Observation(
+    deep = _deep_path()
+    assert len(deep.encode()) > 4000
+    observations = _observations(["/srv/a.pem", deep, "/srv/b.pem"])
+    with postgres_schema() as dsn, Ledger.open(dsn) as ledger:
+        log = _Lines()
+        writer = LedgerWriter(ledger, log=log)
+        if threaded:
+            writer.start()
+        recorded: list[int] = []
+        writer.submit(lambda i: i.report(observations, at=_AT), observations=3,
+                      on_done=lambda r: recorded.append(r.recorded))
+        if threaded:
+            assert writer.wait_idle(30)
+            writer.stop(drain_s=1)
+        assert recorded == [3]
+        assert sorted(loc for loc, _, _ in ledger.open_sightings("web1")) == \
+            sorted(["/srv/a.pem", deep, "/srv/b.pem"])
+        assert not [event for event, _ in log.lines if event.startswith("ledger-")]
+        # Seen again, unchanged: nothing new (the sighting is found by its digest and path).
+        assert ledger.report(observations[1:2], at=_AT).recorded == 0
+        ledger.report_gone("web1", deep, at=_AT)
+        assert deep not in [loc for loc, _, _ in ledger.open_sightings("web1")]
+
+
+_AT = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+
+
+def _deep_path() -> str:
+    import secrets
+
+    return "/srv/" + "/".join(secrets.token_hex(16) for _ in range(150)) + "/cert.pem"
+
+
+def _observations(places: list[str]) -> list[Observation]:
+    from datetime import timedelta
+
+    from agent.x509facts import facts_from_certificate
+
+    return [Observation(
         facts=facts_from_certificate(make_cert(sans=(f"s{n}.example.jp",),
                                                lifetime=timedelta(days=90)).cert).facts,
-        host="web1", location=place, index=0, observed_at_utc=at)
+        host="web1", location=place, index=0, observed_at_utc=_AT)
         for n, place in enumerate(places)]
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["daemon", "once"])
+def test_a_value_postgresql_refuses_drops_that_observation_only(threaded: bool) -> None:
+    """A value PostgreSQL refuses for what it is (SQLSTATE 54000: before session 10, a path
+    too long for the sightings index): the writer took that refusal for a ledger fault and
+    retried the batch for ever, and ``agent run --once`` failed (review 4). It is a refusal of
+    that observation; the rest of its batch is recorded, in both the daemon's writer thread
+    and ``--once``. The refusal is made by a trigger (tests/pgdb.py): no real value has it."""
+    from policy.ledger import Ledger
+    from tests.pgdb import postgres_schema, refuse_locations_containing
+
+    refused_place = "/srv/refused/cert.pem"
+    places = ["/srv/a.pem", refused_place, "/srv/b.pem"]
+    observations = _observations(places)
     with postgres_schema() as dsn, Ledger.open(dsn) as ledger:
+        refuse_locations_containing(dsn, "/refused/")
         log = _Lines()
         writer = LedgerWriter(ledger, log=log)
         if threaded:
@@ -143,17 +188,17 @@ def test_a_location_postgresql_cannot_index_drops_that_observation_only(
         recorded: list[int] = []
 
         def one(intake: Any, obs: Observation) -> Any:
-            return intake.report([obs], at=at)
+            return intake.report([obs], at=_AT)
 
-        writer.submit(lambda i: i.report(observations, at=at), observations=3,
+        writer.submit(lambda i: i.report(observations, at=_AT), observations=3,
                       on_done=lambda r: recorded.append(r.recorded),
                       split=lambda: [(partial(one, obs=o), o.location,
                                       lambda r: recorded.append(r.recorded))
                                      for o in observations])
         # a batch of that one observation alone (the start's reconciliation reports it again
         # each run): refused and logged, never raised (agent run --once failed on it: review 5)
-        writer.submit(lambda i: i.report(observations[1:2], at=at), observations=1,
-                      on_done=lambda r: recorded.append(r.recorded), label=deep)
+        writer.submit(lambda i: i.report(observations[1:2], at=_AT), observations=1,
+                      on_done=lambda r: recorded.append(r.recorded), label=refused_place)
         if threaded:
             assert writer.wait_idle(30)
             writer.stop(drain_s=1)
@@ -161,6 +206,6 @@ def test_a_location_postgresql_cannot_index_drops_that_observation_only(
             ["/srv/a.pem", "/srv/b.pem"]
         assert recorded == [1, 1]
         refused = [fields for event, fields in log.lines if event == "ledger-refused"]
-        assert [fields["location"] for fields in refused] == [deep, deep]
+        assert [fields["location"] for fields in refused] == [refused_place, refused_place]
         assert not [event for event, _ in log.lines if event.startswith("ledger-") and
                     event != "ledger-refused"]  # no fault, no retry

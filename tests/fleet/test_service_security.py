@@ -329,27 +329,43 @@ def test_fleet_sign_refuses_the_key_of_a_revoked_certificate(tmp_path: Path) -> 
     assert run(*sign, "--out", str(desk / "3.pem")).returncode == 0
 
 
-def test_a_location_the_ledger_cannot_index_is_422_and_writes_nothing(fleet: Fleet) -> None:
-    """A file path of a few KB overflows PostgreSQL's index on sightings: the service answered
-    503 ("the ledger is unavailable") for ever, so the agent resent the batch for ever
-    (review 4). It is 422 now, nothing of the batch written, and the agent sends the batch's
-    observations apart (tests/fleet/test_outbox.py). SQLite stores such a path."""
+def test_a_location_of_4_kb_is_recorded(fleet: Fleet) -> None:
+    """A file path of a few KB overflowed PostgreSQL's index on sightings: the certificate
+    there was never recorded (session 10: sightings are keyed by the location's digest)."""
     import secrets
 
     client = fleet.client("deep-host")
     deep = "/srv/" + "/".join(secrets.token_hex(16) for _ in range(120)) + "/cert.pem"
-    assert len(deep) <= 4096  # within the wire's limit: a path a host can have
+    assert 2800 < len(deep) <= 4096  # past a B-tree entry, within the wire's limit
     body = report("deep-host", 1, [observation("/ok.pem", SHA), observation(deep, SHA)],
                   outbox="o-deep")
+    answer = fleet.connect(client).request("POST", "/v1/report", body)
+    assert answer.status == 200, answer.body
+    assert answer.body["recorded"] == 2
+    with Ledger.open(fleet.ledger) as ledger:
+        assert deep in [loc for loc, _, _ in ledger.open_sightings("deep-host")]
+
+
+def test_a_value_the_ledger_refuses_is_422_and_writes_nothing(fleet: Fleet) -> None:
+    """A value PostgreSQL refuses for what it is (SQLSTATE 54000; before session 10, a path too
+    long for the sightings index): the service answered 503 ("the ledger is unavailable") for
+    ever, so the agent resent the batch for ever (review 4). It is 422, nothing of the batch
+    written, and the agent sends the batch's observations apart (tests/fleet/test_outbox.py).
+    The refusal is made by a trigger (tests/pgdb.py): no real value has it now."""
+    if not fleet.ledger.startswith("postgresql://"):
+        pytest.skip("a PostgreSQL refusal")
+    from tests.pgdb import refuse_locations_containing
+
+    refuse_locations_containing(fleet.ledger, "/refused-by-test/")
+    client = fleet.client("refused-host")
+    body = report("refused-host", 1, [observation("/ok.pem", SHA),
+                                      observation("/refused-by-test/c.pem", SHA)],
+                  outbox="o-refused")
     before = fleet.journal_count()
     answer = fleet.connect(client).request("POST", "/v1/report", body)
-    if fleet.ledger.startswith("postgresql://"):
-        assert answer.status == 422, answer.body
-        assert "nothing of it was written" in answer.body["error"]
-        assert fleet.journal_count() == before
-        alone = fleet.connect(client).request("POST", "/v1/report", report(
-            "deep-host", 2, [observation("/ok.pem", SHA)], outbox="o-deep"))
-        assert alone.status == 200, alone.body
-    else:
-        assert answer.status == 200, answer.body
-        assert answer.body["recorded"] == 2
+    assert answer.status == 422, answer.body
+    assert "nothing of it was written" in answer.body["error"]
+    assert fleet.journal_count() == before
+    alone = fleet.connect(client).request("POST", "/v1/report", report(
+        "refused-host", 2, [observation("/ok.pem", SHA)], outbox="o-refused"))
+    assert alone.status == 200, alone.body

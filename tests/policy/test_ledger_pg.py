@@ -7,7 +7,8 @@ import psycopg
 import pytest
 
 from policy.errors import LedgerError
-from policy.ledger import SCHEMA_VERSION, Ledger
+from policy.ledger import Ledger
+from policy.ledger_pg import PG_SCHEMA_VERSION
 from tests.pgdb import postgres_schema
 from tests.policy.ledger_fixtures import accepted
 
@@ -17,9 +18,46 @@ def test_a_ledger_newer_than_the_code_is_refused() -> None:
         Ledger.open(dsn).close()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'",
-                         (str(SCHEMA_VERSION + 1),))
+                         (str(PG_SCHEMA_VERSION + 1),))
         with pytest.raises(LedgerError, match="newer certescrow"):
             Ledger.open(dsn)
+
+
+def test_a_version_3_ledger_is_migrated_to_sightings_keyed_by_digest() -> None:
+    """Version 3 keyed sightings by their location: a path of a few KB overflowed the B-tree
+    and its certificate was never recorded. The migration keeps every sighting and the one
+    key per (host, location, index)."""
+    from datetime import UTC, datetime
+
+    from policy.intake import Observation
+    from tests.policy.ledger_fixtures import facts
+
+    at = datetime(2026, 11, 27, 3, tzinfo=UTC)
+    deep = "/srv/" + "/".join(f"{n:032x}" for n in range(150)) + "/cert.pem"
+
+    def seen(location: str, index: int = 0) -> Observation:
+        return Observation(facts=facts(), host="web1", location=location, index=index,
+                           observed_at_utc=at)
+
+    with postgres_schema() as dsn:
+        with Ledger.open(dsn) as ledger:
+            ledger.report([seen("/srv/a.pem"), seen("/srv/b.pem", 1)], at=at)
+        with psycopg.connect(dsn, autocommit=True) as conn:  # as version 3 made it
+            conn.execute("DROP INDEX sightings_key")
+            conn.execute("ALTER TABLE sightings ADD PRIMARY KEY (host, location, idx)")
+            conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        with Ledger.open(dsn) as ledger:
+            assert ledger.open_sightings("web1") == [
+                ("/srv/a.pem", 0, facts().sha256), ("/srv/b.pem", 1, facts().sha256)]
+            assert ledger.report([seen("/srv/a.pem"), seen(deep)], at=at).recorded == 1
+            assert ledger.report([seen(deep)], at=at).recorded == 0  # found again: one key
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'"
+                                ).fetchone() == (str(PG_SCHEMA_VERSION),)
+            assert conn.execute("SELECT count(*) FROM sightings").fetchone() == (3,)
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute("INSERT INTO sightings SELECT host, location, idx, sha256, "
+                             "contract_id, seq FROM sightings LIMIT 1")
 
 
 def test_tables_of_another_application_are_refused_untouched() -> None:

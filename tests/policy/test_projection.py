@@ -268,6 +268,7 @@ def test_a_version_2_ledger_is_back_filled_when_opened(tmp_path: Path) -> None:
 
 
 def test_a_version_2_postgresql_ledger_is_back_filled_when_opened() -> None:
+    from policy.ledger_pg import PG_SCHEMA_VERSION
     from tests.pgdb import postgres_schema
 
     with postgres_schema() as dsn:
@@ -278,6 +279,8 @@ def test_a_version_2_postgresql_ledger_is_back_filled_when_opened() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("DROP TABLE projection; DROP TABLE projection_actions")
             conn.execute("DELETE FROM meta WHERE key = 'projected_seq'")
+            conn.execute("DROP INDEX sightings_key")  # sightings as version 2 keyed them
+            conn.execute("ALTER TABLE sightings ADD PRIMARY KEY (host, location, idx)")
             conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
         with Ledger.open(dsn, create=False) as ledger:
             assert ledger.projection_answers(_at(10))
@@ -286,7 +289,7 @@ def test_a_version_2_postgresql_ledger_is_back_filled_when_opened() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             version = conn.execute(
                 "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            assert version == ("3",)
+            assert version == (str(PG_SCHEMA_VERSION),)  # 2 -> 3 -> 4 in one opening
 
 
 def test_a_journal_row_written_without_the_ledger_makes_readers_fold(tmp_path: Path) -> None:
