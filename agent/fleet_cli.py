@@ -283,7 +283,7 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
     service's ledger (give the service's --serve-config, or its [serve] ledger as --ledger)."""
     now = resolve_at(at)
     host = _host_name(host)
-    if now + timedelta(days=days) <= resolve_at(None):
+    if now + timedelta(days=days) <= resolve_at(None):  # before the vault is opened
         raise FleetCAError(f"a certificate from {format_instant(now)} for {days} day(s) has "
                            "already expired: the service would refuse it (drop --at, or "
                            "give more --days)")
@@ -292,7 +292,11 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
         ca_key, ca_cert = _ca_material(vault)
     issued = issue_client_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert, csr_pem=csr_pem,
                                       host=host, at=now, lifetime=timedelta(days=days))
-    _warn_adjusted(issued)
+    if issued.not_after_utc <= resolve_at(None):  # cut short by the CA's end
+        raise FleetCAError(
+            f"a certificate from {format_instant(issued.not_before_utc)} until "
+            f"{format_instant(issued.not_after_utc)} has already expired: the service would "
+            "refuse it (it ends with the fleet CA: make a new CA)")
     with _registry(ctx, ledger_option, create=True) as registry:
         if registry.key_revoked(issued.key_sha256):  # issue 13: a leaked key stays out
             raise FleetCAError("this CSR's key belongs to a revoked (or superseded) client "
@@ -302,6 +306,7 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
             host=issued.host, serial=issued.serial, not_before_utc=issued.not_before_utc,
             not_after_utc=issued.not_after_utc, key_sha256=issued.key_sha256), at=now,
             supersede_after=RENEWAL_GRACE)
+    _warn_adjusted(issued)
     _write_public(out, issued.pem)
     from policy.paths import ledger_display
 
@@ -335,9 +340,9 @@ def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
         ca_key, ca_cert = _ca_material(vault)
         key_pem, issued = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
                                                    names=list(names), at=now)
-        _warn_adjusted(issued)
         results = vault.put_many(_put_requests([("private-key", key_pem),
                                                 ("certificate", issued.pem)], SERVER_LABEL))
+    _warn_adjusted(issued)
     _write_public(out, issued.pem)
     click.echo(f"key = \"{results[0].entry_id}\"   # [serve] key: the vault entry of its key")
 
@@ -856,7 +861,8 @@ def _start_workers(config_file: Path, key_file: Path | None, count: int) -> list
 def _renewer(ca_key_pem: bytes, ca_cert_pem: bytes) -> Callable[..., Any]:
     """``POST /v1/renew``'s signer: the same issuance as ``fleet sign``, same lifetime."""
 
-    def renew(csr_pem: bytes, host: str, at: datetime) -> tuple[IssuedRecord, bytes]:
+    def renew(csr_pem: bytes, host: str, at: datetime
+              ) -> tuple[IssuedRecord, bytes, str | None]:
         try:
             issued = issue_client_certificate(ca_key_pem=ca_key_pem, ca_cert_pem=ca_cert_pem,
                                               csr_pem=csr_pem, host=host, at=at)
@@ -865,7 +871,7 @@ def _renewer(ca_key_pem: bytes, ca_cert_pem: bytes) -> Callable[..., Any]:
         return IssuedRecord(host=issued.host, serial=issued.serial,
                             not_before_utc=issued.not_before_utc,
                             not_after_utc=issued.not_after_utc,
-                            key_sha256=issued.key_sha256), issued.pem
+                            key_sha256=issued.key_sha256), issued.pem, issued.adjusted
 
     return renew
 

@@ -215,7 +215,7 @@ def _civil_text(unit: str, length: int, reckoning_day: date | None, last_day: da
                 f"起算日が 9999-12-31 より後のため、{label_ja}の期間は満了しません")
     last_en = last_day.isoformat() if last_day is not None else "after 9999-12-31"
     last_ja = last_day.isoformat() if last_day is not None else "9999-12-31 より後"
-    first_en = ("the period starts at 00:00 JST, so its first day counts (Civil Code "
+    first_en = ("the period starts at 00:00 Tokyo time, so its first day counts (Civil Code "
                 "Art.140 proviso)" if midnight
                 else "the first day is not counted, Civil Code Art.140")
     first_ja = ("午前零時に始まるため初日算入、民法第140条ただし書" if midnight
@@ -241,14 +241,21 @@ def duration_ja(delta: timedelta) -> str:
     return f"{days}日" + (f"と{seconds}秒" if seconds else "")
 
 
+_ZONE_JA = {"JST": "（日本時間）", "JDT": "（日本夏時間）", "LMT": "（東京の地方平均時）"}
+"""The Japanese words for the abbreviations :func:`policy.tokyo.tokyo_text` writes."""
+
+
 def _jst_text(instant: datetime | None, *, ja: bool = False) -> str:
     if instant is None:
         return "9999-12-31"
     try:
-        local = tokyo_text(instant, timespec="seconds", label=not ja)
+        local = tokyo_text(instant, timespec="seconds")
     except OverflowError:  # the ends of the range: say the instant as it was given
         return instant.isoformat(sep=" ")
-    return f"{local}（日本時間）" if ja else local
+    if not ja:
+        return local
+    wall, zone = local.rsplit(" ", 1)
+    return wall + _ZONE_JA.get(zone, f"（{zone}）")
 
 
 def _reckoning_day(start_utc: datetime) -> date | None:

@@ -104,10 +104,11 @@ API_VERSION = "v1"
 log = logging.getLogger("certescrow.service")
 
 ForwardedParser = Callable[[bytes, datetime], "PeerIdentity | None"]
-Renewer = Callable[[bytes, str, datetime], tuple[IssuedRecord, bytes]]
-"""Signs a CSR (PEM) as the given host at the given instant: the registry record and the
-certificate PEM. Built by the shell (it holds the fleet CA key); raises ``ValueError`` with our
-own text for a CSR it refuses."""
+Renewer = Callable[[bytes, str, datetime], tuple[IssuedRecord, bytes, str | None]]
+"""Signs a CSR (PEM) as the given host at the given instant: the registry record, the
+certificate PEM, and why its validity is not the one asked for (the fleet CA's own validity
+cut it) or ``None``. Built by the shell (it holds the fleet CA key); raises ``ValueError`` with
+our own text for a CSR it refuses (a CA too near its end among them)."""
 MAX_CSR = 16 * 1024
 RETRY_AFTER_S = 5
 """What a 503 asks the client to wait (agents back off with jitter on their own as well)."""
@@ -422,9 +423,12 @@ class _Service:
             return _error(403, "a host renews only its own certificate")
         now = self.clock()
         try:
-            record, pem = await asyncio.to_thread(
+            record, pem, cut = await asyncio.to_thread(
                 self.renewer, csr.encode("ascii", "replace"), identity.host, now)
         except ValueError as exc:
+            # The operator's line too: a CA about to end refuses every host's renewal, and
+            # the agents' logs are on other machines.
+            log.warning("refused a renewal of %r: %s", identity.host, exc)
             return _error(400, str(exc))
         # The certificate it renews (and any older) stays valid for a short grace only, and
         # the new one must carry a new key: a renewal that keeps a key that may have leaked
@@ -437,6 +441,8 @@ class _Service:
             return _error(409, refused)
         log.info("renewed the client certificate of %r (serial %s)", identity.host,
                  record.serial)
+        if cut is not None:
+            log.warning("renewed %r short: %s", identity.host, cut)
         return web.json_response({"host": identity.host, "certificate": pem.decode("ascii")})
 
     async def bindings(self, request: web.Request) -> web.Response:

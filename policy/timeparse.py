@@ -38,8 +38,9 @@ def parse_instant(text: str) -> datetime:
     except OverflowError:  # 0001-01-01 at +09:00 is before anything UTC holds
         instant = None
     if instant is None or not EVALUABLE_FROM_UTC <= instant <= EVALUABLE_UNTIL_UTC:
+        read = "" if instant is None else f" (read as {format_instant(instant)})"
         raise ValueError(
-            f"{text!r} lies outside {format_instant(EVALUABLE_FROM_UTC)} … "
+            f"{text!r}{read} lies outside {format_instant(EVALUABLE_FROM_UTC)} … "
             f"{format_instant(EVALUABLE_UNTIL_UTC)}, the range the contract's periods, notices "
             "and terms are counted in (a time without an offset is Tokyo's)")
     return instant

@@ -62,15 +62,13 @@ def tokyo_wall(instant: datetime) -> datetime:
     return require_aware(instant).astimezone(TOKYO).replace(tzinfo=None)
 
 
-def tokyo_text(instant: datetime, *, timespec: str = "minutes", label: bool = True) -> str:
+def tokyo_text(instant: datetime, *, timespec: str = "minutes") -> str:
     """``instant`` as a person reads Tokyo time: ``2026-11-24 09:00 JST``. The year is always
     four digits (``strftime`` writes year 2 as ``2``) and the label is what Tokyo kept then:
     ``JST``, ``JDT`` in the summers of 1948-1951, ``LMT`` (+09:18:59) before 1888, never
     "JST" on a wall time that is not. ``timespec`` as :meth:`datetime.isoformat`. Raises
     ``OverflowError`` where :func:`tokyo_wall` does."""
     text = tokyo_wall(instant).isoformat(sep=" ", timespec=timespec)
-    if not label:
-        return text
     if instant.tzinfo is UTC and _FIXED_FROM_UTC <= instant < _FIXED_UNTIL_UTC:
         return f"{text} JST"
     return f"{text} {instant.astimezone(TOKYO).tzname()}"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.fleet_ca import (
+    CA_LIFETIME,
     client_ssl_context,
     issue_ca,
     issue_client_certificate,
@@ -131,6 +132,9 @@ class Fleet:
             self.process.wait(timeout=15)
         finally:
             if self.process.stderr is not None:
+                if self.process.returncode is not None:  # what it logged while serving
+                    self.stderr += self.process.stderr.read().decode(
+                        errors="replace").splitlines(keepends=True)
                 self.process.stderr.close()
             self.process = None
 
@@ -144,13 +148,16 @@ class Fleet:
             return [e.event for e in ledger.unbound_observations()]
 
 
-def make_fleet(root: Path, *, ledger: str | None = None) -> Fleet:
-    """A fleet whose ledger is ``ledger`` (a ``postgresql://`` DSN) or an SQLite file."""
+def make_fleet(root: Path, *, ledger: str | None = None,
+               ca_lifetime: timedelta = CA_LIFETIME) -> Fleet:
+    """A fleet whose ledger is ``ledger`` (a ``postgresql://`` DSN) or an SQLite file, and
+    whose CA, made a year ago, lives ``ca_lifetime``."""
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     # A year old: the tests issue certificates dated weeks back (expired, due for renewal),
     # and a certificate starts no earlier than its CA.
-    ca_key, ca_cert = issue_ca(name="test fleet CA", at=NOW - timedelta(days=365))
+    ca_key, ca_cert = issue_ca(name="test fleet CA", at=NOW - timedelta(days=365),
+                               lifetime=ca_lifetime)
     (root / "ca.pem").write_bytes(ca_cert)
     server_key, server = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
                                                   names=["127.0.0.1", "localhost"],

@@ -369,6 +369,26 @@ def test_the_commands_say_when_a_certificate_is_cut_and_register_none_under_a_da
     assert web01["client_certificate_not_after"] == \
         f"{first.not_valid_after_utc:%Y-%m-%dT%H:%M:%S}.000000Z"  # the good one stays
 
+    # A CA that ended ten days ago, asked for 30 days from twenty days ago: cut to the CA's
+    # end, the certificate has already expired. It was registered over the good one, the
+    # "already expired" check counting --days rather than the end the CA left (review 10);
+    # no warning is printed for a certificate refused.
+    old_vault = str(tmp_path / "old.sqlite3")
+    done = _run(["fleet", "ca", "init", "--vault", old_vault, "--at",
+                 (now - timedelta(days=3660)).isoformat()], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    dead = _run(["fleet", "sign", str(tmp_path / "web01.csr"), "--host", "web01",
+                 "--vault", old_vault, "--ledger", ledger, "--out", str(tmp_path / "dead.pem"),
+                 "--at", (now - timedelta(days=20)).isoformat()], env, tmp_path)
+    assert dead.returncode == 41, dead.stderr
+    assert "has already expired: the service would refuse it (it ends with the fleet CA: " \
+        "make a new CA)" in dead.stderr
+    assert "warning:" not in dead.stderr
+    assert not (tmp_path / "dead.pem").exists()
+    [still] = json.loads(_run(["fleet", "hosts", "--json", "--ledger", ledger], env,
+                              tmp_path).stdout)["hosts"]
+    assert still["client_certificate_not_after"] == web01["client_certificate_not_after"]
+
 
 def test_a_certificate_made_near_9999_ends_with_its_ca_not_an_overflow() -> None:
     """``at + lifetime`` past the year 9999 was an OverflowError traceback even when the CA

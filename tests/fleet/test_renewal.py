@@ -103,6 +103,40 @@ def test_renewal_for_another_host_or_without_a_ca_key_is_refused(renewing: Fleet
         client.close()
 
 
+@pytest.mark.parametrize(("ca_left", "renewed"), [(timedelta(days=10), True),
+                                                  (timedelta(hours=12), False)],
+                         ids=["cut", "refused"])
+def test_a_renewal_the_fleet_ca_cuts_short_or_refuses_is_in_the_services_log(
+        tmp_path: Path, ca_left: timedelta, renewed: bool) -> None:
+    """A CA near its end renews every host's certificate short, then refuses them all: the
+    operator of the service must read that in its log, not in the agents' (review 10)."""
+    fleet = make_fleet(tmp_path / "desk", ca_lifetime=timedelta(days=365) + ca_left)
+    fleet.start(extra=f'ca_key = "{fleet.ca_key_id}"')
+    try:
+        credentials = _agent(fleet, tmp_path / "agent", "late-host", age=timedelta(days=25))
+        client = FleetClient(f"https://127.0.0.1:{fleet.port}", credentials.context())
+        try:
+            from agent.fleet_ca import make_agent_csr
+
+            _, csr = make_agent_csr(host="late-host")
+            answer = client.request("POST", "/v1/renew",
+                                    {"host": "late-host", "csr": csr.decode()})
+        finally:
+            client.close()
+    finally:
+        fleet.stop()
+    log = "".join(fleet.stderr)
+    if renewed:
+        assert answer.status == 200, answer.body
+        assert "renewed 'late-host' short: the certificate ends at " in log
+        assert "with the fleet CA: valid for 9 days instead of 30 days (make a new CA" in log
+    else:
+        assert answer.status == 400, answer.body
+        assert "make a new CA" in answer.body["error"]
+        assert "refused a renewal of 'late-host': refused: the certificate ends at " in log
+        assert "less than 24 hours; make a new CA" in log
+
+
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)

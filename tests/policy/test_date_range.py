@@ -191,3 +191,21 @@ def test_tokyo_time_in_words_has_four_digit_years_and_the_zone_tokyo_kept(
     year's zeros, and local mean time (+09:18:59) is not JST."""
     assert tokyo_text(datetime.fromisoformat(instant).astimezone(UTC), timespec="seconds") \
         == text
+
+
+def test_period_texts_name_the_zone_tokyo_kept_in_both_languages() -> None:
+    """A period starting at midnight in the 1949 summer said "00:00 JST" (it was 00:00 JDT),
+    and the Japanese elapsed-time text called local mean time 日本時間."""
+    from policy.periods import PeriodRule, days_period
+
+    summer_midnight = datetime(1949, 5, 31, 14, tzinfo=UTC)  # 1949-06-01 00:00 JDT
+    civil = days_period(summer_midnight, 90, rule=PeriodRule.CIVIL_CODE)
+    assert "starts at 00:00 Tokyo time, so its first day counts" in civil.explain_en()
+    assert "JST" not in civil.explain_en()
+    elapsed = days_period(summer_midnight, 90, rule=PeriodRule.ELAPSED)
+    assert "from 1949-06-01 00:00:00 JDT" in elapsed.explain_en()
+    assert "1949-06-01 00:00:00（日本夏時間） から" in elapsed.explain_ja()
+    lmt = days_period(datetime(2, 1, 1, tzinfo=UTC), 90, rule=PeriodRule.ELAPSED)
+    assert "0002-01-01 09:18:59（東京の地方平均時） から" in lmt.explain_ja()
+    today = days_period(datetime(2026, 5, 10, 15, tzinfo=UTC), 90, rule=PeriodRule.ELAPSED)
+    assert "2026-05-11 00:00:00（日本時間） から" in today.explain_ja()

@@ -49,3 +49,11 @@ def test_instants_outside_the_contracts_range_are_refused_in_words(text: str, ok
     with pytest.raises(ValueError, match=r"lies outside 0002-01-01T00:00:00Z … "
                        r"9997-12-31T00:00:00Z, "):
         parse_instant(text)
+
+
+def test_a_date_refused_as_out_of_range_says_which_instant_it_was_read_as() -> None:
+    # A bare date is Tokyo's midnight, local mean time before 1888: 0002-01-01 is refused
+    # although it looks like the lower bound itself.
+    with pytest.raises(ValueError, match=r"^'0002-01-01' \(read as 0001-12-31T14:41:01Z\) "
+                       r"lies outside 0002-01-01T00:00:00Z … 9997-12-31T00:00:00Z, "):
+        parse_instant("0002-01-01")
