@@ -475,13 +475,20 @@ def main(argv: list[str] | None = None) -> None:
           f"and {restart['reconciled_s']:.2f} s: within READY unless the ledger took longer "
           "than the loop's patience to answer)")
     print()
-    print(f"{'change -> report':<44} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
-    print(f"{'baseline: raw inotify event (watchdog)':<44} {len(base):>5} "
-          f"{b50 * ms:>8.1f} {b95 * ms:>8.1f} {b99 * ms:>8.1f}")
-    print(f"{'daemon: change -> reported (quiet ' + str(args.quiet_ms) + ' ms)':<44} "
-          f"{len(first['latencies']):>5} {d50 * ms:>8.1f} {d95 * ms:>8.1f} {d99 * ms:>8.1f}")
-    print(f"{'daemon minus quiet period (processing)':<44} {len(first['latencies']):>5} "
-          f"{(d50 - quiet) * ms:>8.1f} {(d95 - quiet) * ms:>8.1f} {(d99 - quiet) * ms:>8.1f}")
+    measured = bool(first["latencies"])
+    if not measured:  # --changes 0: no row of zeros that would read as 0 ms
+        print("change -> report: not measured (--changes 0)")
+    else:
+        print(f"{'change -> report':<44} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+        if base:
+            print(f"{'baseline: raw inotify event (watchdog)':<44} {len(base):>5} "
+                  f"{b50 * ms:>8.1f} {b95 * ms:>8.1f} {b99 * ms:>8.1f}")
+        print(f"{'daemon: change -> reported (quiet ' + str(args.quiet_ms) + ' ms)':<44} "
+              f"{len(first['latencies']):>5} {d50 * ms:>8.1f} {d95 * ms:>8.1f} "
+              f"{d99 * ms:>8.1f}")
+        print(f"{'daemon minus quiet period (processing)':<44} {len(first['latencies']):>5} "
+              f"{(d50 - quiet) * ms:>8.1f} {(d95 - quiet) * ms:>8.1f} "
+              f"{(d99 - quiet) * ms:>8.1f}")
     print()
     if scan is not None:
         ratio = first["ready_s"] / scan.wall
@@ -493,8 +500,9 @@ def main(argv: list[str] | None = None) -> None:
     peak = max(first["peak_kib"], restart["peak_kib"]) / mib
     print(f"# daemon peak memory: {peak:.0f} MiB; target <= 150 MiB: "
           f"{'met' if peak <= 150 else 'NOT met'}")
-    print(f"# latency p95 {d95 * ms:.1f} ms; target < 200 ms: "
-          f"{'met' if d95 < 0.2 else 'NOT met'}")
+    if measured:
+        print(f"# latency p95 {d95 * ms:.1f} ms; target < 200 ms: "
+              f"{'met' if d95 < 0.2 else 'NOT met'}")
 
 
 if __name__ == "__main__":
