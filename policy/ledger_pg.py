@@ -20,6 +20,9 @@ What differs from SQLite, and why:
   application's and is refused untouched.
 * **Byte order.** Text columns compared or sorted by the ledger use the ``"C"`` collation, so
   the fixed-width instants sort as time and contract ids sort as on SQLite.
+* **Sightings keyed by digest.** A B-tree entry holds ~2,700 bytes and a file path 4,096, so
+  ``sightings`` is unique on ``(host, sha256(location), idx)`` (schema version 4, this backend
+  only) and every query by location compares the digest and the location.
 * **The sweep streams.** ``states()`` reads the journal in keyset pages, so memory stays flat
   and no connection is held between pages.
 """
