@@ -20,9 +20,10 @@ What differs from SQLite, and why:
   application's and is refused untouched.
 * **Byte order.** Text columns compared or sorted by the ledger use the ``"C"`` collation, so
   the fixed-width instants sort as time and contract ids sort as on SQLite.
-* **Sightings keyed by digest.** A B-tree entry holds ~2,700 bytes and a file path 4,096, so
-  ``sightings`` is unique on ``(host, sha256(location), idx)`` (schema version 4, this backend
-  only) and every query by location compares the digest and the location.
+* **No unbounded text in an index key.** A B-tree entry holds ~2,700 bytes and a file path
+  4,096, so ``sightings`` is unique on ``(host, sha256(location), idx)`` (schema version 4,
+  this backend only) and every query by location compares the digest and the location; a
+  projection row's ``problems`` has a partial index of its own.
 * **The sweep streams.** ``states()`` reads the journal in keyset pages, so memory stays flat
   and no connection is held between pages.
 """
@@ -175,22 +176,30 @@ _PROJECTION_SCHEMA = [
 """Version 3: the projection (``policy.ledger.PROJECTION_SCHEMA``, with the ``"C"`` collation
 on what is compared or sorted)."""
 
-_SIGHTINGS_BY_DIGEST = [
+_VERSION_4 = [
     "ALTER TABLE sightings DROP CONSTRAINT sightings_pkey",
     "CREATE UNIQUE INDEX sightings_key ON sightings (host, sha256(location), idx)",
+    "DROP INDEX projection_fresh",
+    "CREATE INDEX projection_fresh ON projection "
+    "(eval_key, fold_key, evaluated_on, fresh_until, last_at, contract_id)",
+    "CREATE INDEX projection_problems ON projection (contract_id) WHERE problems IS NOT NULL",
 ]
-"""Version 4: sightings are keyed by the SHA-256 of their location, not the location itself.
-A B-tree entry holds at most ~2,700 bytes, and a file path may be 4,096: a certificate at the
-end of a deep enough tree (anyone who can make directories in a store can make one) could
-never be recorded on PostgreSQL. Every query by location also compares the location itself."""
+"""Version 4: no text of unbounded length in a B-tree key, where an entry holds at most ~2,700
+bytes. Sightings are keyed by the SHA-256 of their location, not the location itself: a file
+path may be 4,096 bytes, and a certificate at the end of a deep enough tree (anyone who can
+make directories in a store can make one) could never be recorded. Every query by location
+also compares the location itself. The projection's covering index no longer holds a
+contract's ``problems`` (one text for all its unreadable events: a contract with a few dozen
+made every write of its projection row fail); the few rows with problems have an index of
+their own."""
 
-_MIGRATIONS: dict[int, list[str]] = {2: _PROJECTION_SCHEMA, 3: _SIGHTINGS_BY_DIGEST}
+_MIGRATIONS: dict[int, list[str]] = {2: _PROJECTION_SCHEMA, 3: _VERSION_4}
 """Statements taking a PostgreSQL ledger from version ``key`` to ``key + 1`` (PostgreSQL
 ledgers began at version 2)."""
 _FIRST_VERSION = 2
 PG_SCHEMA_VERSION = 4
 """The PostgreSQL ledger's own numbering (SQLite's is :data:`policy.ledger.SCHEMA_VERSION`):
-2 and 3 as on SQLite, 4 the sightings keyed by digest (:data:`_SIGHTINGS_BY_DIGEST`)."""
+2 and 3 as on SQLite, 4 no unbounded text in an index key (:data:`_VERSION_4`)."""
 
 
 def _digest(location: bytes) -> bytes:

@@ -174,3 +174,31 @@ def test_a_sweep_its_reader_stops_early_ends_at_once(monkeypatch: pytest.MonkeyP
         closer.join(timeout=20)
         assert not closer.is_alive(), "closing the stream hung"
         assert ledger.projected_action_count(at=at) >= 6  # the pool's connection works
+
+
+def test_a_contract_with_thousands_of_unreadable_events_keeps_its_projection_row() -> None:
+    """A contract's ``problems`` (one text naming each of its unreadable events) was a column
+    of the projection's covering index: with enough of them (a damaged journal) the row
+    outgrew a B-tree entry and every write of it failed (SQLSTATE 54000), so no batch
+    touching that contract could be recorded (review 10)."""
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    with postgres_schema() as dsn:
+        with Ledger.open(dsn) as ledger:
+            ledger.append(accepted("bad"), now=at)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            # each a problem of ~50 characters: 100 KB in all, which PostgreSQL's compression
+            # of an index entry cannot bring under ~2,700 bytes
+            conn.execute(
+                "INSERT INTO journal (contract_id, kind, at_utc, payload, recorded_utc) "
+                "SELECT 'bad', 'notice-sent', t, '{not json', t FROM (SELECT to_char("
+                "timestamp '2026-01-16' + n * interval '1 second', "
+                "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS t "
+                "FROM generate_series(1, 2000) AS n) AS s")
+        with Ledger.open(dsn, create=False) as ledger:
+            assert ledger.rebuild_projection(at=at) == 1
+            assert ledger.verify_projection(at=at)[0] == []
+            [(state, _)] = list(ledger.projected(at=at))
+            assert state.contract_id == "bad"
+            assert sum("not valid JSON" in str(p) for p in ledger.problems) == 2000
