@@ -177,12 +177,14 @@ _PROJECTION_SCHEMA = [
 on what is compared or sorted)."""
 
 _VERSION_4 = [
-    "ALTER TABLE sightings DROP CONSTRAINT sightings_pkey",
-    "CREATE UNIQUE INDEX sightings_key ON sightings (host, sha256(location), idx)",
-    "DROP INDEX projection_fresh",
+    "ALTER TABLE sightings DROP CONSTRAINT IF EXISTS sightings_pkey",
+    "CREATE UNIQUE INDEX IF NOT EXISTS sightings_key ON sightings "
+    "(host, sha256(location), idx)",
+    "DROP INDEX IF EXISTS projection_fresh",
     "CREATE INDEX projection_fresh ON projection "
     "(eval_key, fold_key, evaluated_on, fresh_until, last_at, contract_id)",
-    "CREATE INDEX projection_problems ON projection (contract_id) WHERE problems IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS projection_problems ON projection (contract_id) "
+    "WHERE problems IS NOT NULL",
 ]
 """Version 4: no text of unbounded length in a B-tree key, where an entry holds at most ~2,700
 bytes. Sightings are keyed by the SHA-256 of their location, not the location itself: a file

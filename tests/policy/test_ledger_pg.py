@@ -45,6 +45,9 @@ def test_a_version_3_ledger_is_migrated_to_sightings_keyed_by_digest() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:  # as version 3 made it
             conn.execute("DROP INDEX sightings_key")
             conn.execute("ALTER TABLE sightings ADD PRIMARY KEY (host, location, idx)")
+            conn.execute("DROP INDEX projection_problems; DROP INDEX projection_fresh")
+            conn.execute("CREATE INDEX projection_fresh ON projection (eval_key, fold_key, "
+                         "evaluated_on, fresh_until, last_at, contract_id, problems)")
             conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
         with Ledger.open(dsn) as ledger:
             assert ledger.open_sightings("web1") == [
