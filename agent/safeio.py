@@ -179,12 +179,13 @@ def _open_root(absolute: str, roots: tuple[str, ...]) -> tuple[int, list[str], l
     return None
 
 
-def resolve_within(path: Path | str, limits: ReadLimits) -> tuple[int, str, str]:
+def resolve_within(path: Path | str, limits: ReadLimits
+                   ) -> tuple[int, str, str, os.stat_result]:
     """Resolve ``path`` component by component from held directory descriptors.
 
-    Returns ``(parent_dir_fd, final_name, real_path)`` where ``final_name`` is not a symbolic
-    link (at the moment it was checked) and ``real_path`` lies inside the allowed roots. The
-    caller owns ``parent_dir_fd``. Raises :class:`ReadError`.
+    Returns ``(parent_dir_fd, final_name, real_path, final_lstat)`` where ``final_name`` is not
+    a symbolic link (at the moment it was checked: ``final_lstat``) and ``real_path`` lies
+    inside the allowed roots. The caller owns ``parent_dir_fd``. Raises :class:`ReadError`.
     """
     if limits.root is None:
         raise ValueError("resolve_within needs a store root")
@@ -205,6 +206,20 @@ def resolve_within(path: Path | str, limits: ReadLimits) -> tuple[int, str, str]
             if not pending:
                 raise ReadError("not-regular-file", "is a directory, not a file")
             name = pending.pop(0)
+            if pending and name != "..":
+                # The common case first: a real directory, opened without following a link
+                # (one call where a stat and an open were two). Anything else (a link, a file,
+                # an error) is looked at below as before.
+                try:
+                    child = os.open(name, os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC,
+                                    dir_fd=dir_fd)
+                except OSError:
+                    pass
+                else:
+                    os.close(dir_fd)
+                    dir_fd = child
+                    real.append(name)
+                    continue
             if name == "..":
                 if real:
                     real.pop()
@@ -255,7 +270,7 @@ def resolve_within(path: Path | str, limits: ReadLimits) -> tuple[int, str, str]
                     "not followed",
                 )
             result_fd, dir_fd = dir_fd, -1
-            return result_fd, name, real_path
+            return result_fd, name, real_path, st
     finally:
         if dir_fd >= 0:
             os.close(dir_fd)
@@ -302,11 +317,10 @@ def _read_unrooted(path: Path | str, limits: ReadLimits) -> SafeRead:
 
 def _read_rooted(path: Path | str, limits: ReadLimits) -> SafeRead:
     for _attempt in range(3):
-        dir_fd, name, real_path = resolve_within(path, limits)
+        # ``st`` is the walk's own lstat of the last component (not a link then); a swap since
+        # is caught by O_NOFOLLOW (a link) or by _read_fd's identity check (another file).
+        dir_fd, name, real_path, st = resolve_within(path, limits)
         try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-            if statmod.S_ISLNK(st.st_mode):
-                continue  # swapped for a link after we looked: resolve again
             failure = _type_failure(st)
             if failure is not None:
                 raise failure

@@ -248,6 +248,29 @@ def test_store_root_refuses_a_link_through_a_linked_directory(tmp_path: Path) ->
     assert result.error.code == "link-outside-root"
 
 
+def test_store_root_follows_a_linked_directory_inside_it_and_names_the_real_path(
+        tmp_path: Path, cert_pem: bytes) -> None:
+    """A directory component that is a link (the walk opens each directory without following
+    links, and looks again at one it could not open) is followed when it stays in the store,
+    and the certificate is named by its real path; a file where a directory should be is an
+    error in words."""
+    store = tmp_path / "store"
+    write(store / "archive" / "x" / "cert.pem", cert_pem)
+    os.symlink("archive/x", store / "live")
+    result = read_file(store / "live" / "cert.pem", limits=ReadLimits(root=store))
+    assert result.error is None
+    assert [r.facts.sha256 for r in result.certificates]
+    from agent.safeio import read_bytes
+
+    read = read_bytes(store / "live" / "cert.pem", limits=ReadLimits(root=store))
+    assert read.real_path == str((store / "archive" / "x" / "cert.pem").resolve())
+    write(store / "plain", b"not a directory")
+    wrong = read_file(store / "plain" / "cert.pem", limits=ReadLimits(root=store))
+    assert wrong.error is not None
+    assert wrong.error.code == "not-found"
+    assert "not a directory" in wrong.error.message
+
+
 def test_store_root_reads_through_a_link_nothing_it_would_refuse_directly(
     tmp_path: Path,
 ) -> None:
