@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -41,7 +41,11 @@ from .errors import AgentError
 
 __all__ = [
     "CLIENT_LIFETIME",
+    "COMMON_NAME_MAX",
     "HOST_NAME",
+    "MAX_CSR_BYTES",
+    "MIN_LEAF_LIFETIME",
+    "CSRError",
     "FleetCAError",
     "IssuedCertificate",
     "certificate_validity",
@@ -61,16 +65,29 @@ CLIENT_LIFETIME = timedelta(days=30)
 SERVER_LIFETIME = timedelta(days=397)
 CA_LIFETIME = timedelta(days=3650)
 MIN_LEAF_LIFETIME = timedelta(days=1)
-"""The least a certificate cut short by its CA's validity may keep (less is refused)."""
-HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
-"""What a fleet host may be called: it ends up in logs, SQL parameters and the subject CN."""
+"""The least a certificate the fleet CA issues may have left, on the real clock, when it is
+registered or stored (less is refused): it would replace the host's good one and leave the host
+unable to report by morning."""
+COMMON_NAME_MAX = 64
+"""RFC 5280's ub-common-name: the longest subject CN a certificate may carry."""
+HOST_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{COMMON_NAME_MAX - 1}}}")
+"""What a fleet host may be called: it ends up in logs, SQL parameters and the client
+certificate's subject CN, which is how the service knows the host (so at most 64 characters)."""
+DNS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+"""A name the service's certificate may carry as a SAN: up to 253 characters (DNS's limit)."""
 _MAX_PEM = 64 * 1024
+MAX_CSR_BYTES = _MAX_PEM
+"""The largest CSR read (``agent enroll`` makes one of under 1 KB)."""
 
 
 class FleetCAError(AgentError):
     """Enrolment input refused (bad CSR, bad host name, a certificate of another CA)."""
 
     exit_code = 41
+
+
+class CSRError(FleetCAError):
+    """The CSR itself is refused: the command names the file it came from."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,8 +117,10 @@ def public_key_sha256(key: ec.EllipticCurvePublicKey | x509.Certificate) -> str:
 
 def check_host_name(host: str) -> str:
     if HOST_NAME.fullmatch(host) is None:
-        raise FleetCAError("a host name is 1-253 characters of letters, digits, '.', '_' and "
-                           "'-', starting with a letter or digit")
+        raise FleetCAError(f"a fleet host name is 1-{COMMON_NAME_MAX} characters of letters, "
+                           "digits, '.', '_' and '-', starting with a letter or digit (it is "
+                           "the client certificate's subject CN, which RFC 5280 limits to "
+                           f"{COMMON_NAME_MAX}): give a shorter --host")
     return host
 
 
@@ -163,6 +182,9 @@ def _validity(at: datetime, lifetime: timedelta) -> datetime:
 def issue_ca(*, name: str, at: datetime, lifetime: timedelta = CA_LIFETIME
              ) -> tuple[bytes, bytes]:
     """A new fleet CA: ``(key_pem, certificate_pem)``. ``at`` is its notBefore."""
+    if not 0 < len(name) <= COMMON_NAME_MAX or not name.isprintable():
+        raise FleetCAError(f"the CA's name is its certificate's common name: 1-{COMMON_NAME_MAX} "
+                           "printable characters (RFC 5280)")
     until = _validity(at, lifetime)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
@@ -285,18 +307,23 @@ def issue_client_certificate(*, ca_key_pem: bytes, ca_cert_pem: bytes, csr_pem: 
                              lifetime: timedelta = CLIENT_LIFETIME) -> IssuedCertificate:
     """Sign an agent's CSR as host ``host`` (the CSR's own subject is ignored)."""
     check_host_name(host)
-    if len(csr_pem) > _MAX_PEM:
-        raise FleetCAError(f"the CSR is larger than {_MAX_PEM} bytes")
+    if len(csr_pem) > MAX_CSR_BYTES:
+        raise CSRError(f"the CSR is larger than {MAX_CSR_BYTES} bytes")
     try:
         csr = x509.load_pem_x509_csr(csr_pem)
     except ValueError:
-        raise FleetCAError("not a PEM certificate signing request") from None
-    if not csr.is_signature_valid:
-        raise FleetCAError("the CSR's signature does not verify (altered, or not made with "
-                           "the key it carries)")
-    public_key = csr.public_key()
+        raise CSRError("not a PEM certificate signing request") from None
+    try:
+        verified = csr.is_signature_valid
+        public_key = csr.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise CSRError("the CSR's key or signature cannot be read (an unsupported or "
+                       "malformed algorithm)") from None
+    if not verified:
+        raise CSRError("the CSR's signature does not verify (altered, or not made with "
+                       "the key it carries)")
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise FleetCAError("the CSR's key must be an EC key (certescrow agent enroll makes one)")
+        raise CSRError("the CSR's key must be an EC key (certescrow agent enroll makes one)")
     cert, adjusted = _leaf(ca_key_pem=ca_key_pem, ca_cert_pem=ca_cert_pem, public_key=public_key,
                  subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]), at=at,
                  lifetime=lifetime, usage=ExtendedKeyUsageOID.CLIENT_AUTH, sans=[])
@@ -317,12 +344,18 @@ def issue_server_certificate(*, ca_key_pem: bytes, ca_cert_pem: bytes, names: li
         try:
             sans.append(x509.IPAddress(ipaddress.ip_address(name)))
         except ValueError:
-            check_host_name(name)
+            if len(name) > 253 or DNS_NAME.fullmatch(name) is None:
+                raise FleetCAError(f"{name!r} is not a DNS name or IP address the service "
+                                   "can be reached at (1-253 characters of letters, digits, "
+                                   "'.', '_' and '-')") from None
             sans.append(x509.DNSName(name))
     key = ec.generate_private_key(ec.SECP256R1())
+    # Clients check the SANs; the CN is only a label, and RFC 5280 limits it to 64 characters
+    # (a longer DNS name is a valid SAN).
+    label = names[0] if len(names[0]) <= COMMON_NAME_MAX else "certescrow fleet service"
     cert, adjusted = _leaf(ca_key_pem=ca_key_pem, ca_cert_pem=ca_cert_pem,
                            public_key=key.public_key(),
-                 subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]),
+                 subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)]),
                  at=at, lifetime=lifetime, usage=ExtendedKeyUsageOID.SERVER_AUTH, sans=sans)
     return _key_pem(key), _issued(cert, names[0], adjusted)
 

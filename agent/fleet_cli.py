@@ -15,7 +15,6 @@ import contextlib
 import os
 import signal
 import sys
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -37,10 +36,13 @@ from policy.paths import LedgerLocation, catalogue_path, ledger_path
 from policy.storage import dsn_has_password, is_postgres_dsn
 from policy.timeparse import format_instant
 
-from .config import secret_readers
+from .config import read_config_file, secret_readers
 from .errors import AgentError, ConfigError
 from .fleet_ca import (
     CLIENT_LIFETIME,
+    MAX_CSR_BYTES,
+    MIN_LEAF_LIFETIME,
+    CSRError,
     FleetCAError,
     IssuedCertificate,
     check_ca_certificate,
@@ -265,7 +267,7 @@ def _put_requests(items: list[tuple[str, bytes]], label: str) -> list[Any]:
 
 
 @fleet_group.command("sign")
-@click.argument("csr", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("csr", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--host", required=True, help="The host this certificate identifies (the CSR's "
               "own subject is ignored).")
 @click.option("--days", type=click.IntRange(1, 397), default=CLIENT_LIFETIME.days,
@@ -282,30 +284,38 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
     """Issue an agent's short-lived client certificate from its CSR, and register it in the
     service's ledger (give the service's --serve-config, or its [serve] ledger as --ledger)."""
     now = resolve_at(at)
+    real = resolve_at(None).replace(microsecond=0)  # what the service will compare it with
     host = _host_name(host)
-    if now + timedelta(days=days) <= resolve_at(None):  # before the vault is opened
-        raise FleetCAError(f"a certificate from {format_instant(now)} for {days} day(s) has "
-                           "already expired: the service would refuse it (drop --at, or "
-                           "give more --days)")
-    csr_pem = csr.read_bytes()[:65537]
+    left = now + timedelta(days=days) - real
+    if left < MIN_LEAF_LIFETIME:  # before the vault is opened
+        state = ("has already expired" if left <= timedelta(0) else
+                 f"would have less than {_day_text(MIN_LEAF_LIFETIME)} left now "
+                 f"({format_instant(real)})")
+        raise FleetCAError(f"a certificate from {format_instant(now)} for {days} day(s) "
+                           f"{state}: the host would be locked out when it lapses; nothing was "
+                           "registered (drop --at, or give more --days)")
+    csr_pem = _read_csr(csr)
     with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
         ca_key, ca_cert = _ca_material(vault)
-    issued = issue_client_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert, csr_pem=csr_pem,
-                                      host=host, at=now, lifetime=timedelta(days=days))
-    if issued.not_after_utc <= resolve_at(None):  # cut short by the CA's end
-        raise FleetCAError(
-            f"a certificate from {format_instant(issued.not_before_utc)} until "
-            f"{format_instant(issued.not_after_utc)} has already expired: the service would "
-            "refuse it (it ends with the fleet CA: make a new CA)")
+    try:
+        issued = issue_client_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
+                                          csr_pem=csr_pem, host=host, at=now,
+                                          lifetime=timedelta(days=days))
+    except CSRError as exc:
+        raise CSRError(f"{csr}: {exc}") from None
+    _refuse_short_lived(issued, real)
     with _registry(ctx, ledger_option, create=True) as registry:
         if registry.key_revoked(issued.key_sha256):  # issue 13: a leaked key stays out
             raise FleetCAError("this CSR's key belongs to a revoked (or superseded) client "
                                "certificate: the agent makes a new key with `certescrow "
                                "agent enroll`")
+        # The host's other certificates stay valid for the grace from now on the real clock
+        # as well as from --at: a back-dated --at revoked them in the past, locking the host
+        # out before the new certificate could reach it.
         registry.record_certificate(IssuedRecord(
             host=issued.host, serial=issued.serial, not_before_utc=issued.not_before_utc,
             not_after_utc=issued.not_after_utc, key_sha256=issued.key_sha256), at=now,
-            supersede_after=RENEWAL_GRACE)
+            supersede_at=max(now, real) + RENEWAL_GRACE)
     _warn_adjusted(issued)
     _write_public(out, issued.pem)
     from policy.paths import ledger_display
@@ -317,6 +327,36 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
                    f"{registered} (the service must use this ledger)")
     else:
         click.echo(f"registered in the ledger {registered}", err=True)
+
+
+def _read_csr(path: Path) -> bytes:
+    """A CSR file as the vault reads its small files: a regular file only, never more than the
+    cap (``/dev/zero`` was read to the end before being cut, a FIFO blocked)."""
+    from vault.secretfile import SecretFileError, read_secret_file
+
+    try:
+        return read_secret_file(path, what="CSR", max_bytes=MAX_CSR_BYTES)
+    except SecretFileError as exc:
+        raise CSRError(str(exc)) from None
+
+
+def _day_text(length: timedelta) -> str:
+    return f"{length.days} day" if length.days == 1 else f"{length.days} days"
+
+
+def _refuse_short_lived(issued: IssuedCertificate, real: datetime) -> None:
+    """Nothing the fleet CA issued is registered or stored with less than a day left on the
+    real clock, whatever shortened it (the CA's end, a back-dated --at): it would replace a
+    good certificate and lapse before anyone looks."""
+    left = issued.not_after_utc - real
+    if left >= MIN_LEAF_LIFETIME:
+        return
+    state = ("has already expired" if left <= timedelta(0) else
+             f"has less than {_day_text(MIN_LEAF_LIFETIME)} left now ({format_instant(real)})")
+    raise FleetCAError(f"a certificate from {format_instant(issued.not_before_utc)} until "
+                       f"{format_instant(issued.not_after_utc)} {state}: refused, nothing "
+                       "was stored or registered (drop --at, or give more --days; one cut "
+                       "short by the fleet CA's end needs a new CA)")
 
 
 def _warn_adjusted(issued: IssuedCertificate) -> None:
@@ -336,10 +376,12 @@ def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
                         key_file: Path | None) -> None:
     """Issue the service's TLS certificate for NAMES (DNS names or IP addresses)."""
     now = resolve_at(at)
+    real = resolve_at(None).replace(microsecond=0)
     with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
         ca_key, ca_cert = _ca_material(vault)
         key_pem, issued = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
                                                    names=list(names), at=now)
+        _refuse_short_lived(issued, real)  # every agent would fail TLS against it
         results = vault.put_many(_put_requests([("private-key", key_pem),
                                                 ("certificate", issued.pem)], SERVER_LABEL))
     _warn_adjusted(issued)
@@ -668,12 +710,7 @@ def _refuse_readable_secret(path: Path, key: str, what: str, holds: bool = True)
 
 def load_serve_config(path: Path) -> ServeConfig:
     """The service's configuration file: ``[serve]`` and ``[vault]``."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw = read_config_file(path)  # a regular file only, capped: a FIFO must not hang us
     serve = raw.get("serve")
     if not isinstance(serve, dict):
         raise ConfigError(f"{path}: needs a [serve] table")
@@ -762,7 +799,8 @@ def load_serve_config(path: Path) -> ServeConfig:
 
 @click.command("serve")
 @click.option("--config", "config_file", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              # refused, if it is not a regular file, by load_serve_config (exit 31)
+              type=click.Path(path_type=Path),
               help="The service's configuration ([serve] and [vault]).")
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
               envvar="CERTESCROW_VAULT_KEY_FILE", help="The vault's master key file.")

@@ -167,14 +167,17 @@ class FleetRegistry:
 
     # ------------------------------------------------------------------ certificates
     def record_certificate(self, issued: IssuedRecord, *, at: datetime,
-                           supersede_after: timedelta | None = None,
+                           supersede_at: datetime | None = None,
                            new_key_only: bool = False) -> str | None:
-        """Register a certificate the fleet CA issued. With ``supersede_after``, the host's
-        other live certificates are revoked as of ``at + supersede_after`` (a renewal, or the
-        desk signing again). With ``new_key_only`` (a renewal), a key already known
-        (``issued.key_sha256``) is refused: returns why (nothing is recorded then), else
-        ``None``."""
+        """Register a certificate the fleet CA issued. With ``supersede_at``, the host's other
+        live certificates are revoked as of that instant (a renewal, or the desk signing again:
+        the caller's instant plus a grace, never in the real past, or the host is locked out
+        until the new certificate reaches it). With ``new_key_only`` (a renewal), a key
+        already known (``issued.key_sha256``) is refused: returns why (nothing is recorded
+        then), else ``None``."""
         require_aware(at, "at")
+        if supersede_at is not None:
+            require_aware(supersede_at, "supersede_at")
         with self._storage.transaction(lock="certescrow-fleet-certs") as tx:
             if new_key_only and issued.key_sha256 is not None:
                 used = tx.run("SELECT k.serial FROM fleet_cert_keys k WHERE k.key_sha256 = ? "
@@ -189,8 +192,8 @@ class FleetRegistry:
             if issued.key_sha256 is not None:
                 tx.run("INSERT INTO fleet_cert_keys (serial, key_sha256) VALUES (?, ?) "
                        "ON CONFLICT (serial) DO NOTHING", (issued.serial, issued.key_sha256))
-            if supersede_after is not None:
-                until = instant_to_text(at + supersede_after)
+            if supersede_at is not None:
+                until = instant_to_text(supersede_at)
                 tx.run("UPDATE fleet_certs SET revoked_utc = ? WHERE host = ? AND serial <> ? "
                        "AND (revoked_utc IS NULL OR revoked_utc > ?)",
                        (until, issued.host, issued.serial, until))

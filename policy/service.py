@@ -433,9 +433,9 @@ class _Service:
         # The certificate it renews (and any older) stays valid for a short grace only, and
         # the new one must carry a new key: a renewal that keeps a key that may have leaked
         # renews nothing.
-        refused = await asyncio.to_thread(self.registry.record_certificate, record, at=now,
-                                          supersede_after=self.settings.renewal_grace,
-                                          new_key_only=True)
+        refused = await asyncio.to_thread(
+            self.registry.record_certificate, record, at=now,
+            supersede_at=now + self.settings.renewal_grace, new_key_only=True)
         if refused is not None:
             log.warning("refused a renewal of %r: %s", identity.host, refused)
             return _error(409, refused)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -348,13 +349,19 @@ def test_the_commands_say_when_a_certificate_is_cut_and_register_none_under_a_da
                   env, tmp_path)
     assert signed.returncode == 0, signed.stderr
     assert "warning: the certificate ends at " in signed.stderr
-    assert "with the fleet CA: valid for 4 days instead of 30 days (make a new CA" \
-        in signed.stderr
-    served = _run(["fleet", "server-cert", "policy.example.jp", "--vault", vault, "--out",
-                   str(tmp_path / "server.pem"), "--at", (ca_at - timedelta(days=2)).isoformat()],
-                  env, tmp_path)
+    # (5 days when the sign ran within the second the CA's end was counted from)
+    assert re.search(r"with the fleet CA: valid for [45] days instead of 30 days \(make a new "
+                     "CA", signed.stderr), signed.stderr
+    # A CA that starts in an hour: a service certificate asked for now starts with it.
+    soon = now + timedelta(hours=1)
+    soon_vault = str(tmp_path / "soon.sqlite3")
+    done = _run(["fleet", "ca", "init", "--vault", soon_vault, "--at", soon.isoformat()], env,
+                tmp_path)
+    assert done.returncode == 0, done.stderr
+    served = _run(["fleet", "server-cert", "policy.example.jp", "--vault", soon_vault, "--out",
+                   str(tmp_path / "server.pem"), "--at", now.isoformat()], env, tmp_path)
     assert served.returncode == 0, served.stderr
-    assert f"warning: the certificate starts at {ca_at:%Y-%m-%d %H:%M:%S} UTC with the " \
+    assert f"warning: the certificate starts at {soon:%Y-%m-%d %H:%M:%S} UTC with the " \
         "fleet CA" in served.stderr
 
     late = _run(["fleet", "sign", str(tmp_path / "web01.csr"), "--host", "web01",
@@ -381,8 +388,8 @@ def test_the_commands_say_when_a_certificate_is_cut_and_register_none_under_a_da
                  "--vault", old_vault, "--ledger", ledger, "--out", str(tmp_path / "dead.pem"),
                  "--at", (now - timedelta(days=20)).isoformat()], env, tmp_path)
     assert dead.returncode == 41, dead.stderr
-    assert "has already expired: the service would refuse it (it ends with the fleet CA: " \
-        "make a new CA)" in dead.stderr
+    assert "has already expired: refused, nothing was stored or registered" in dead.stderr
+    assert "needs a new CA" in dead.stderr
     assert "warning:" not in dead.stderr
     assert not (tmp_path / "dead.pem").exists()
     [still] = json.loads(_run(["fleet", "hosts", "--json", "--ledger", ledger], env,

@@ -283,7 +283,7 @@ def test_the_grace_of_a_superseded_certificate_ends(fleet: Fleet) -> None:
         record = IssuedRecord(host="grace-host", serial=second.serial,
                               not_before_utc=NOW, not_after_utc=NOW + timedelta(days=30))
         assert registry.record_certificate(record, at=NOW,
-                                           supersede_after=timedelta(hours=1)) is None
+                                           supersede_at=NOW + timedelta(hours=1)) is None
         assert registry.refusal(host="grace-host", serial=first.serial,
                                 at=NOW + timedelta(minutes=59)) is None
         assert "superseded" in (registry.refusal(host="grace-host", serial=first.serial,
