@@ -26,7 +26,7 @@ from policy.category import Category
 from policy.decisions import Action, Decision, Finding, Severity
 from policy.facts import CertificateFacts
 from policy.periods import DEFAULT_PERIOD_RULE, Period, PeriodRule, duration_en, duration_ja
-from policy.tiers import ONE_SECOND, Tier, admits, classify, tier_period, validity_period
+from policy.tiers import Tier, admits, classify, tier_period, validity_period
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
 
@@ -72,13 +72,15 @@ class Compliance:
 
 
 def _overlap(facts: CertificateFacts, previous: CertificateFacts | None) -> timedelta:
-    """The time both certificates cover, counted inclusively like every other period (RFC 5280:
-    both ``notBefore`` and ``notAfter`` are inside the validity): ``previous.notAfter −
-    new.notBefore + 1 s`` when positive. A successor starting the second after its predecessor
-    ends overlaps by nothing; one starting at the predecessor's last second overlaps by 1 s."""
+    """``previous.notAfter − new.notBefore`` when positive, exactly as CONTRACT.md's Art.3
+    computation writes it (not inclusively, unlike a validity period): a CA carrying over the
+    previous certificate's remaining time gives ``notAfter = notBefore + its days − 1 s +
+    (previous.notAfter − notBefore)``, which this admits to the second and one second more
+    does not. A successor starting at its predecessor's ``notAfter`` or later overlaps by
+    nothing."""
     if previous is None:
         return timedelta(0)
-    return max(previous.not_after_utc - facts.not_before_utc + ONE_SECOND, timedelta(0))
+    return max(previous.not_after_utc - facts.not_before_utc, timedelta(0))
 
 
 def transition_allowance(facts: CertificateFacts, previous: CertificateFacts | None,

@@ -168,16 +168,33 @@ def test_appx1_provider_issued_items_cite_the_appendix() -> None:
     assert result.clause == "Appx1.1"
 
 
-def test_art3_overlap_is_counted_inclusively() -> None:
-    """A successor starting the second after its predecessor's notAfter overlaps by nothing;
-    one starting at that very second overlaps by one second (both ends are inside)."""
+def test_art3_overlap_is_previous_not_after_minus_new_not_before() -> None:
+    """CONTRACT.md's formula to the second, ``previous.notAfter − new.notBefore`` (review 11:
+    it was counted inclusively, one second more, which flipped compliance at the edge). A
+    successor starting at its predecessor's notAfter overlaps by nothing."""
     new = facts(NB, lifetime=397 * DAY)
-    adjacent = facts(NB - 300 * DAY, not_after=NB - timedelta(seconds=1))
     same_second = facts(NB - 300 * DAY, not_after=NB)
-    assert transition_allowance(new, adjacent, GLOBALSIGN) == timedelta(0)
-    assert transition_allowance(new, same_second, GLOBALSIGN) == timedelta(seconds=1)
-    assert transition_allowance(new, previous_ending(30 * DAY), GLOBALSIGN) == \
-        30 * DAY + timedelta(seconds=1)
+    one_more = facts(NB - 300 * DAY, not_after=NB + timedelta(seconds=1))
+    assert transition_allowance(new, same_second, GLOBALSIGN) == timedelta(0)
+    assert transition_allowance(new, one_more, GLOBALSIGN) == timedelta(seconds=1)
+    assert transition_allowance(new, previous_ending(30 * DAY), GLOBALSIGN) == 30 * DAY
+
+
+def test_art3_proviso_edge_of_the_carry_over_to_the_second() -> None:
+    """GlobalSign "1 year" (366 days in a leap span) plus the previous certificate's remaining
+    time: 397 days inclusive complies with an overlap of exactly 31 days and not with 31 days
+    less one second (the reviewer's certificates: the previous ends 09:59:59, the new starts
+    10:00:00 thirty-one days before; by CONTRACT.md that is 30 d 23:59:59)."""
+    nb = utc(2025, 5, 31, 10)  # 19:00 in Tokyo: the calendar year gives no slack here
+    new = facts(nb, lifetime=397 * DAY)
+    assert new.not_after_utc == utc(2026, 7, 2, 9, 59, 59)
+    exact = facts(nb - 300 * DAY, not_after=nb + 31 * DAY)
+    short = facts(nb - 300 * DAY, not_after=utc(2025, 7, 1, 9, 59, 59))
+    assert exact.not_after_utc - short.not_after_utc == timedelta(seconds=1)
+    assert compliance(new, Tier.ONE_YEAR, category=Category.III, ca=GLOBALSIGN,
+                      previous=exact).compliant
+    assert not compliance(new, Tier.ONE_YEAR, category=Category.III, ca=GLOBALSIGN,
+                          previous=short).compliant
 
 
 @pytest.mark.parametrize("category", [Category.I, Category.II])
