@@ -32,6 +32,7 @@ from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule
 from policy.settings import PolicySettings
 from policy.storage import dsn_has_password
 from policy.tiers import Tier
+from vault.secretfile import SecretFileError, read_secret_file
 from vault.store import default_vault_path
 
 from .errors import ConfigError
@@ -40,6 +41,7 @@ from .monitoring import ExpiryWindows
 __all__ = [
     "CONFIG_KEY",
     "DEFAULT_STORES",
+    "MAX_CONFIG_BYTES",
     "OBSERVERS",
     "AgentConfig",
     "Config",
@@ -52,14 +54,20 @@ __all__ = [
     "default_vault_path",
     "load_config",
     "load_raw_config",
+    "nested_stores",
+    "read_config_file",
     "refuse_readable_secrets",
     "root_config",
+    "within_store",
 ]
 
 LOG_FORMATS = ("text", "json")
 OBSERVERS = ("auto", "inotify", "polling")
 KEY_SOURCES = ("keyring", "credential", "key-file", "passphrase")
 DEFAULT_MAX_FILE_SIZE = 10 * 1024 * 1024
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A configuration file larger than this is refused, not read: one is a few KiB, and a bound
+keeps a wrong ``--config`` (a log file, a disk image) from being read whole into memory."""
 
 
 def default_config_paths() -> tuple[Path, ...]:
@@ -68,12 +76,14 @@ def default_config_paths() -> tuple[Path, ...]:
 
 
 def _first_existing(paths: Sequence[Path]) -> Path | None:
-    """The first of ``paths`` that is a file. A directory on the way that cannot be searched
-    (an unreadable ``~/.config``) is an error naming it: silently falling through to
-    ``/etc/certescrow`` would run with another configuration than the one the user wrote."""
+    """The first of ``paths`` that exists, whatever it is: a FIFO or a directory where the
+    configuration belongs is refused when it is read (:func:`read_config_file`), not passed
+    over, or the agent would run with another configuration than the one meant to be there.
+    A directory on the way that cannot be searched (an unreadable ``~/.config``) is an error
+    naming it, for the same reason."""
     for candidate in paths:
         try:
-            os.stat(candidate)
+            os.stat(candidate)  # (a FIFO is only looked at here, never opened)
         except FileNotFoundError:
             continue
         except NotADirectoryError:
@@ -84,8 +94,7 @@ def _first_existing(paths: Sequence[Path]) -> Path | None:
                 f"{blocked}: cannot look for the configuration file {candidate}: "
                 f"{exc.strerror}; make it readable (and searchable) for this user, or name a "
                 "file with --config or $CERTESCROW_CONFIG") from None
-        if candidate.is_file():
-            return candidate
+        return candidate
     return None
 
 
@@ -97,20 +106,20 @@ def _first_unsearchable(path: Path) -> Path:
     return path
 
 
-def load_raw_config(path: Path | None) -> tuple[dict[str, Any], Path | None]:
-    """The parsed TOML of ``path`` (or of the first default path that exists) and the path used;
-    ``({}, None)`` when there is no configuration file at all. Every failure is a
-    :class:`ConfigError` naming the file: unreadable, not UTF-8 (TOML is UTF-8; a Shift_JIS file
-    is a realistic mistake here), not TOML."""
-    if path is None:
-        path = _first_existing(default_config_paths())
-        if path is None:
-            return {}, None
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The parsed TOML of the configuration file ``path``: the agent's (``--config``, the
+    default locations) and the policy service's (``policy serve --config``) alike.
+
+    Read as the vault reads its small files (:func:`vault.secretfile.read_secret_file`): opened
+    without blocking and checked on the open descriptor, so ``/dev/zero`` is not read until
+    memory runs out and a FIFO does not hang the command; a regular file only, at most
+    :data:`MAX_CONFIG_BYTES`. Every failure is a :class:`ConfigError` naming the file:
+    unreadable, not a regular file, too large, not UTF-8 (TOML is UTF-8; a Shift_JIS file is a
+    realistic mistake here), not TOML."""
     try:
-        with path.open("rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read configuration: {exc.strerror}") from None
+        data = read_secret_file(path, what="configuration file", max_bytes=MAX_CONFIG_BYTES)
+    except SecretFileError as exc:  # its message names the file, never its content
+        raise ConfigError(str(exc)) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -119,9 +128,20 @@ def load_raw_config(path: Path | None) -> tuple[dict[str, Any], Path | None]:
             f"{path}: not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}): a configuration "
             "file must be UTF-8; convert it, e.g. `iconv -f SHIFT_JIS -t UTF-8`") from None
     try:
-        return tomllib.loads(text), path
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_raw_config(path: Path | None) -> tuple[dict[str, Any], Path | None]:
+    """The parsed TOML of ``path`` (or of the first default path that exists) and the path used;
+    ``({}, None)`` when there is no configuration file at all. Failures as
+    :func:`read_config_file`."""
+    if path is None:
+        path = _first_existing(default_config_paths())
+        if path is None:
+            return {}, None
+    return read_config_file(path), path
 
 
 # ------------------------------------------------------------------------------ typed values
@@ -175,6 +195,28 @@ def _certbot_store(path: str) -> StoreConfig:
 
 
 DEFAULT_STORES: tuple[StoreConfig, ...] = (_certbot_store("/etc/letsencrypt/live"),)
+
+
+def within_store(root: Path | str, path: str) -> bool:
+    """Whether ``path`` is ``root`` or lies below it, on a path-component boundary
+    (``/srv/live`` holds ``/srv/live/a.pem``, not ``/srv/live2/a.pem``)."""
+    top = str(root).rstrip("/")
+    return path == top or path.startswith(top + "/")
+
+
+def nested_stores(stores: Sequence[StoreConfig]) -> tuple[tuple[StoreConfig, StoreConfig], ...]:
+    """Each ``(outer, inner)`` pair of stores whose ``inner`` root lies inside ``outer``'s.
+
+    A file belongs to the innermost store holding it (the longest root), whatever the order of
+    the ``[[agent.stores]]`` blocks: the inner store's binding, escrow and passwords apply to
+    the files under it, and the outer store's walk leaves them to it, so each file is observed
+    once. Nesting is legitimate (a contract for one directory of a larger store) but easy to
+    write by accident, so ``agent check-config`` names every pair. Outermost first for each
+    inner store; found through each root's parents, not by comparing every pair."""
+    by_path = {store.path: store for store in stores}
+    return tuple((outer, inner) for inner in stores
+                 for parent in reversed(inner.path.parents)
+                 if (outer := by_path.get(parent)) is not None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

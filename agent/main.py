@@ -133,7 +133,9 @@ _ARGV_KEY = "certescrow.argv"
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    # Not click's checks: the file is refused as every configuration file is (a directory,
+    # FIFO or device included), by agent.config.read_config_file, exit 31.
+    type=click.Path(path_type=Path),
     envvar="CERTESCROW_CONFIG",
     help="Configuration file (TOML). Default: $CERTESCROW_CONFIG, then "
     "~/.config/certescrow/config.toml, then /etc/certescrow/config.toml, else built-in defaults.",
