@@ -7,18 +7,20 @@ This is the outermost layer: the only place the daemon reads the real clock (thr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
-from policy.cliutil import AT_OPTION_HELP, InstantType, echo_json, resolve_at
+from policy.cliutil import InstantType, echo_json, resolve_at
 from policy.decisions import Finding, Severity
-from policy.intake import Intake
+from policy.events import instant_to_tokyo_text
+from policy.intake import Intake, IntakeReceipt, Observation
 
 from .cli import ExitStatusCommand, exit_status_options, say_unknown
-from .config import Config, load_config, load_raw_config, root_config
+from .config import Config, load_config, load_raw_config, nested_stores, root_config
 from .daemon import Daemon, ScanSummary, VaultLike
 from .logs import EventLog, configure_logging
 from .monitoring import ExitMode, MonitorTally, counts_in, exit_status
@@ -26,6 +28,7 @@ from .readindex import READ_INDEX_NAME
 from .render import render_table
 from .report import ScanReport
 from .sdnotify import Notifier
+from .untrusted import for_terminal
 
 __all__ = ["agent_findings", "agent_group", "check_config_command", "run_command",
            "summary_report", "summary_tally"]
@@ -84,6 +87,45 @@ def _vault_factory(daemon_ref: list[Daemon]) -> Callable[[], VaultLike]:
     return open_configured_vault
 
 
+class _RecordedNow:
+    """The agent's intake with the real clock as every row's recording time, for a run whose
+    clock is pinned by ``--at``: an observation stays dated as the agent saw it (``--at``),
+    but the ledger learned of it now (``recorded``; docs/ledger.md "Two meanings of --at"), so
+    ``--as-recorded`` never answers with what the ledger had not been told yet. A place found
+    empty (``report_gone``: one instant for both) is dated and recorded now. Everything else
+    is the wrapped intake's."""
+
+    def __init__(self, intake: Intake, clock: Callable[[], datetime]) -> None:
+        self.wrapped = intake
+        self._clock = clock
+
+    def report(self, observations: Sequence[Observation], *, at: datetime) -> IntakeReceipt:
+        del at  # the agent's pinned clock: the observations carry it
+        return self.wrapped.report(observations, at=self._clock())
+
+    def report_gone(self, host: str, location: str, *, at: datetime) -> int:
+        del at
+        return self.wrapped.report_gone(host, location, at=self._clock())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+def _refuse_a_future_at(at: datetime | None) -> None:
+    """``agent run`` always writes what it sees (the ledger, or the fleet's outbox), and the
+    ledger records what happened: an ``--at`` after the real clock is a usage error (exit 2),
+    refused before anything is opened. A question about a future day is ``certescrow scan
+    --at`` (which writes nothing) or ``policy actions --at``."""
+    now = resolve_at(None)
+    if at is not None and at > now:
+        raise click.UsageError(
+            f"--at {instant_to_tokyo_text(at)} is in the future (now "
+            f"{instant_to_tokyo_text(now)}): agent run reports what it sees to the ledger, "
+            "which records what happened; ask about a future time with `certescrow scan "
+            "--at` (it writes nothing) or `certescrow policy actions --at`; nothing was "
+            "recorded")
+
+
 def build_daemon(config: Config, *, config_path: Path | None, at: datetime | None,
                  notifier: Notifier, log: EventLog) -> Daemon:
     from policy.ledger import Ledger
@@ -99,7 +141,12 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                             state_dir=config.policy.state_dir,
                             vault_settings=config.vault.as_settings(),
                             clock=lambda: resolve_at(at), log=log)
-    intake: Intake = remote if remote is not None else Ledger.open(config.policy.ledger)
+
+    def recorded_now(opened: Intake) -> Intake:
+        # The clock pinned by --at dates what the agent sees, never when a row was recorded.
+        return opened if at is None else _RecordedNow(opened, lambda: resolve_at(None))
+
+    intake = recorded_now(remote if remote is not None else Ledger.open(config.policy.ledger))
     assigned = remote.bindings if remote is not None else None
 
     def with_assigned(loaded: Config) -> Config:
@@ -116,7 +163,8 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                     notifier=notifier, log=log,
                     ledger_path=(config.policy.ledger
                                  if local and isinstance(config.policy.ledger, Path) else None),
-                    reopen_intake=(lambda: Ledger.open(config.policy.ledger)) if local else None,
+                    reopen_intake=((lambda: recorded_now(Ledger.open(config.policy.ledger)))
+                                   if local else None),
                     read_index_path=config.policy.state_dir / READ_INDEX_NAME,
                     config_loader=lambda path: with_assigned(load_config(path)))
     ref.append(daemon)
@@ -139,7 +187,12 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
               "per-user file, /etc/certescrow/config.toml, else built-in defaults).")
 @click.option("--once", is_flag=True,
               help="Initial full scan, report to the ledger, print a summary, exit.")
-@click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+@click.option("--at", type=InstantType(), default=None,
+              help="Run as of this time (ISO 8601; no offset = Asia/Tokyo; a bare date = 00:00 "
+                   "JST): observations are dated then and evaluated as of then; the ledger "
+                   "stamps them with the real clock as their recording time. Never in the "
+                   "future (usage error, exit 2): the ledger records what happened. Default: "
+                   "now.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
               help="Log lines on stderr (default: [agent].log_format).")
 @click.option("--json", "as_json", is_flag=True, help="With --once: print the summary as JSON.")
@@ -158,6 +211,7 @@ def run_command(ctx: click.Context, config_option: Path | None, once: bool,
     mode = (ExitMode(exit_mode) if exit_mode else ExitMode.HOST) if want_exit_status else None
     if mode is not None and not once:
         raise click.UsageError("--exit-status goes with --once")
+    _refuse_a_future_at(at)
     # The root command read and validated the configuration; --config here names another file.
     config = (load_config(config_option) if config_option is not None
               else root_config(ctx.find_root().obj))
@@ -220,8 +274,15 @@ def check_config_command(ctx: click.Context, file: Path | None, as_json: bool) -
     config = load_config(_config_path(ctx, file))
     data = config.to_json()
     missing = [s["path"] for s in data["agent"]["stores"] if not Path(s["path"]).is_dir()]
+    # Nested stores are allowed (a contract for one directory of a larger store), but the
+    # outer store's settings silently not applying below the inner root surprises whoever
+    # wrote them by accident: say so, as a note.
+    notes = [f"store {inner.path} is inside store {outer.path}: the settings of "
+             f"{inner.path} apply to the files under it (the innermost store wins)"
+             for outer, inner in nested_stores(config.agent.stores)]
     if as_json:
         data["warnings"] = [f"store {p} does not exist" for p in missing]
+        data["notes"] = notes
         echo_json(data)
         return
     click.echo(f"# configuration: {config.source or 'built-in defaults'} (valid)")
@@ -234,6 +295,8 @@ def check_config_command(ctx: click.Context, file: Path | None, as_json: bool) -
     click.echo(config.to_toml(), nl=False)
     for path in missing:
         click.echo(f"warning: store {path} does not exist (watched once it appears)", err=True)
+    for note in notes:
+        click.echo(f"note: {for_terminal(note)}", err=True)
 
 
 @click.group("agent")

@@ -51,6 +51,9 @@ SKIP_CODES: dict[str, str] = {
                                 "PEM marker and no DER structure: not a certificate store entry",
     "no-certificate": "PEM or DER holding only objects that are not certificates or private keys "
                       "(a certificate signing request, a public key, a CRL, parameters)",
+    "vanished": "listed by the one-shot scan's walk, removed before it could be read, and "
+                "still gone when looked at again (a deploy tool replacing a link): nothing to "
+                "read, not an error (the daemon reads it again on its next event instead)",
 }
 """Why a file was skipped: it is plainly not a store entry. A skip is information (severity
 info), never an error; a file that looks like a certificate and cannot be read is an error."""

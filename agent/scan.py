@@ -11,16 +11,19 @@ from __future__ import annotations
 import errno
 import os
 import stat as statmod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 
 from .reader import read_file
-from .records import FileError, FileResult, ReadLimits
+from .records import FileError, FileResult, FileSkip, ReadLimits
 from .safeio import error_for_os_error, within_roots
 
 __all__ = [
+    "VANISHED",
     "Batch",
+    "DirectoryLinkHook",
+    "GivenPath",
     "ProgressCallback",
     "collect_targets",
     "directory_batches",
@@ -29,19 +32,36 @@ __all__ = [
     "iter_store_paths",
     "iter_targets",
     "read_target",
+    "refused_directory_link",
     "scan_paths",
 ]
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` after each file is read."""
 
+DirectoryLinkHook = Callable[[str, str], None]
+"""Called as ``hook(link, target)`` for each directory link a walk follows: the link's path as
+the walk names it, and its fully resolved target (the daemon maps events in the target back to
+the link's path: :class:`agent.watch.DirectoryLinks`)."""
+
+VANISHED = "vanished"
+"""The skip code of a file that was listed and then removed while the one-shot scan ran."""
+
 _MAX_DEPTH = 64
+_TRANSIENT = frozenset({"vanished", "not-found"})
 
 
 class LinkedPath(str):
     """A path the walk found to be a symbolic link (to a file, or dangling): the daemon traces
     such a file back from its target (certbot's ``live/`` -> ``archive/``) and would otherwise
     ask the file system again, one ``lstat`` a file of a first scan."""
+
+    __slots__ = ()
+
+
+class GivenPath(str):
+    """A file named on the command line (not found by a walk): when it is not there, that is
+    an error the caller must see (``not-found``), never a file that merely came and went."""
 
     __slots__ = ()
 
@@ -58,13 +78,41 @@ def iter_store_files(root: Path, *, limits: ReadLimits) -> Iterator[Path | FileE
         yield Path(item) if isinstance(item, str) else item
 
 
-def iter_store_paths(root: Path, *, limits: ReadLimits) -> Iterator[str | FileError]:
+def iter_store_paths(root: Path | str, *, limits: ReadLimits,
+                     on_directory_link: DirectoryLinkHook | None = None,
+                     above: Set[tuple[int, int]] = frozenset()) -> Iterator[str | FileError]:
     """:func:`iter_store_files` with paths as ``str`` (the daemon's walk of 100,000 files:
-    no ``Path`` objects it would turn back into text)."""
-    return _walk(root, limits=limits)
+    no ``Path`` objects it would turn back into text).
+
+    ``on_directory_link`` hears of every directory link followed. ``above`` holds the
+    ``(st_dev, st_ino)`` of the directories between the store root and ``root`` (a rescan of
+    one directory of a store): a link back to one of them is a loop there as it is in a walk
+    of the whole store, so both walks take the same files."""
+    return _walk(root, limits=limits, on_directory_link=on_directory_link, above=above)
 
 
-def _walk(root: Path, *, limits: ReadLimits) -> Iterator[str | FileError]:
+def refused_directory_link(path: str, *, key: tuple[int, int],
+                           ancestors: Set[tuple[int, int]], real: str | None,
+                           limits: ReadLimits) -> FileError | None:
+    """Why the directory link ``path`` (to the directory identified by ``key``, resolved to
+    ``real``; ``None`` when no root limits the walk) is not followed below the directories
+    ``ancestors``, or ``None`` when it is followed."""
+    if key in ancestors:
+        return _error(path, "symlink-loop",
+                      "link to a directory that contains it (a loop); not followed")
+    if real is not None and not within_roots(real, limits):
+        return _error(path, "link-outside-root",
+                      f"directory link resolves to {real}, outside the store's "
+                      "allowed roots; not followed")
+    if len(ancestors) >= _MAX_DEPTH:
+        return _error(path, "symlink-loop",
+                      f"directories nested deeper than {_MAX_DEPTH} levels; not followed")
+    return None
+
+
+def _walk(root: Path | str, *, limits: ReadLimits,
+          on_directory_link: DirectoryLinkHook | None = None,
+          above: Set[tuple[int, int]] = frozenset()) -> Iterator[str | FileError]:
     """:func:`iter_store_files` with paths as ``str``: building 100,000 ``Path`` objects takes
     four times as long as the walk itself, and the one-shot scan walks before it can share the
     work among its processes."""
@@ -81,7 +129,7 @@ def _walk(root: Path, *, limits: ReadLimits) -> Iterator[str | FileError]:
         yield str(root)
         return
     stack: list[tuple[str, frozenset[tuple[int, int]]]] = [
-        (str(root), frozenset({(st.st_dev, st.st_ino)}))
+        (str(root), frozenset({(st.st_dev, st.st_ino), *above}))
     ]
     while stack:
         directory, ancestors = stack.pop()
@@ -121,21 +169,16 @@ def _walk(root: Path, *, limits: ReadLimits) -> Iterator[str | FileError]:
                 yield LinkedPath(path)
                 continue
             key = (target.st_dev, target.st_ino)
-            if key in ancestors:
-                yield _error(path, "symlink-loop",
-                             "link to a directory that contains it (a loop); not followed")
+            real = (os.path.realpath(path)
+                    if limits.root is not None or on_directory_link is not None else None)
+            refused = refused_directory_link(path, key=key, ancestors=ancestors,
+                                             real=real if limits.root is not None else None,
+                                             limits=limits)
+            if refused is not None:
+                yield refused
                 continue
-            if limits.root is not None:
-                real = os.path.realpath(path)
-                if not within_roots(real, limits):
-                    yield _error(path, "link-outside-root",
-                                 f"directory link resolves to {real}, outside the store's "
-                                 "allowed roots; not followed")
-                    continue
-            if len(ancestors) >= _MAX_DEPTH:
-                yield _error(path, "symlink-loop",
-                             f"directories nested deeper than {_MAX_DEPTH} levels; not followed")
-                continue
+            if on_directory_link is not None and real is not None:
+                on_directory_link(path, real)
             subdirs.append((path, ancestors | {key}))
         stack.extend(reversed(subdirs))
 
@@ -154,7 +197,7 @@ def iter_targets(paths: Sequence[Path], *, limits: ReadLimits) -> Iterator[str |
         if _is_dir(path):
             yield from _walk(path, limits=limits)
         else:
-            yield str(path)
+            yield GivenPath(path)
 
 
 def collect_targets(paths: Sequence[Path], *, limits: ReadLimits) -> list[str | FileError]:
@@ -201,10 +244,10 @@ def _tagged_targets(paths: Sequence[Path], *,
     """Every target with the number of its run (one directory of one walk, or the file
     arguments of one directory, gathered at the place of the first)."""
     is_dir = [_is_dir(path) for path in paths]
-    explicit: dict[str, list[str]] = {}
+    explicit: dict[str, list[GivenPath]] = {}
     for path, directory in zip(paths, is_dir, strict=True):
         if not directory:
-            explicit.setdefault(os.path.dirname(str(path)), []).append(str(path))
+            explicit.setdefault(os.path.dirname(str(path)), []).append(GivenPath(path))
     run = 0
     for path, directory in zip(paths, is_dir, strict=True):
         if not directory:
@@ -278,10 +321,25 @@ def directory_batches(paths: Sequence[Path], *, limits: ReadLimits,
 
 def read_target(target: str | FileError, *, limits: ReadLimits,
                 passwords: Sequence[bytes] = (), keep_key_pem: bool = False) -> FileResult:
-    """Read one target of :func:`collect_targets`; a walk failure is already its result."""
+    """Read one target of :func:`collect_targets`; a walk failure is already its result.
+
+    A file the walk listed may be gone when its turn comes (certbot relinks ``live/`` with
+    ``rm x; ln -s ...``). It is looked at once more: there again, it is read again (whatever
+    that gives is its result); gone, it is skipped as :data:`VANISHED`, information rather than
+    an error, so the run is not UNKNOWN for it. A file named on the command line
+    (:class:`GivenPath`) that is not there stays an error."""
     if isinstance(target, FileError):
         return FileResult(path=target.path, error=target)
-    return read_file(target, limits=limits, passwords=passwords, keep_key_pem=keep_key_pem)
+    result = read_file(target, limits=limits, passwords=passwords, keep_key_pem=keep_key_pem)
+    if result.error is None or result.error.code not in _TRANSIENT:
+        return result
+    if os.path.lexists(target):
+        return read_file(target, limits=limits, passwords=passwords, keep_key_pem=keep_key_pem)
+    if isinstance(target, GivenPath):
+        return result
+    return FileResult(path=str(target),
+                      skipped=FileSkip(path=str(target), code=VANISHED,
+                                       message="removed while the scan ran"))
 
 
 def scan_paths(

@@ -28,7 +28,7 @@ from policy.intake import Intake, IntakeReceipt, Observation
 
 from .bugreport import bug_fields
 from .certset import MAX_SET_ATTEMPTS, SetState, key_lookup
-from .config import Config, StoreConfig
+from .config import Config, StoreConfig, within_store
 from .errors import AgentError
 from .escrow import Escrow
 from .findinglog import FindingLog
@@ -42,15 +42,18 @@ from .readpool import ReadAhead, RowJob, read_ahead_workers
 from .reconcile import Reconciliation, SightingSource, plan_reconciliation
 from .records import CertificateRecord, FileError, FileResult, ReadLimits
 from .rows import CertificateRow, Role, certificate_row, pair_key, place_certificates
-from .scan import LinkedPath
+from .safeio import within_roots
+from .scan import LinkedPath, refused_directory_link
 from .summary import ScanSummary
-from .watch import PathQueue
+from .watch import DirectoryLinks, PathQueue
 
 __all__ = ["REPORT_BATCH", "Lister", "Reader", "StoreSync"]
 
 REPORT_BATCH = 2000
 """Observations per intake transaction during full scans."""
 _TRANSIENT = frozenset({"vanished", "not-found"})
+_UNFOLLOWED = frozenset({"link-outside-root", "symlink-loop"})
+"""A walk's errors for a link it did not follow: nothing below it is in the store (any more)."""
 
 Reader = Callable[..., FileResult]
 Lister = Callable[..., Iterator[Path | str | FileError]]
@@ -78,6 +81,19 @@ def _without_material(result: FileResult) -> FileResult:
     return replace(result,
                    keys=tuple(replace(k, pem=None) for k in result.keys),
                    certificates=tuple(replace(c, der=None) for c in result.certificates))
+
+
+def _below_any(path: str, directories: set[str]) -> bool:
+    """Whether ``path`` lies strictly below one of ``directories``."""
+    if not directories:
+        return False
+    head = path
+    while True:
+        head, _, _ = head.rpartition("/")
+        if not head:
+            return False
+        if head in directories:
+            return True
 
 
 def _gone_op(intake: Intake, *, host: str, location: str, at: datetime) -> int:
@@ -169,6 +185,9 @@ class StoreSync:
         self.tick = tick
         self.stopping = stopping
         self.index: FileIndex[FileResult] = FileIndex()
+        self.links = DirectoryLinks()
+        """The directory links the walks followed, so that an event in a link's target (in
+        ``archive/``) reaches the path the store shows it under (:meth:`process_due`)."""
         self.sets = SetState()
         self.findings = FindingLog(log)
         self.reports = 0
@@ -236,7 +255,8 @@ class StoreSync:
         return self.config.agent.quiet_period_ms / 1000
 
     def store_for(self, path: str) -> StoreConfig | None:
-        """The store a path belongs to (the deepest store root containing it)."""
+        """The store a path belongs to: the deepest store root containing it, whatever the
+        order of the stores (:func:`agent.config.nested_stores`)."""
         best: StoreConfig | None = None
         for store in self.config.agent.stores:
             root = str(store.path).rstrip("/")
@@ -244,6 +264,12 @@ class StoreSync:
                     best is None or len(root) > len(str(best.path))):
                 best = store
         return best
+
+    def stores_inside(self, store: StoreConfig, directory: Path | str) -> list[StoreConfig]:
+        """The other stores whose roots lie in ``directory`` (of ``store``): their files are
+        theirs, not ``store``'s, so a walk of ``directory`` leaves them out."""
+        return [other for other in self.config.agent.stores
+                if other is not store and within_store(directory, str(other.path))]
 
     # ------------------------------------------------------------------ events
 
@@ -261,17 +287,25 @@ class StoreSync:
         at = self.clock()
         observations: list[Observation] = []
         handled_sets: set[str] = set()
-        for path in due:
-            try:
-                observations.extend(self._handle_path(path, at=at, handled_sets=handled_sets,
-                                                      summary=None))
-            except AgentError as exc:
-                self.log.error("process-failed", f"{path}: {exc}", path=path)
-            except Exception as exc:
-                # A bug in one path must not stop the daemon; it is logged with where it
-                # happened (never the exception's text: agent/bugreport.py).
-                self.log.error("process-failed", f"{path}: unexpected error", path=path,
-                               **bug_fields(exc))
+        handled: set[str] = set()
+        for event in due:
+            # The event's path, and the paths the stores show it under through directory links
+            # (inotify names a file copied into archive/ex/ by that path, never by the link's).
+            for path in (event, *self.links.aliases(event)):
+                if path in handled:
+                    continue
+                handled.add(path)
+                try:
+                    observations.extend(self._handle_path(path, at=at,
+                                                          handled_sets=handled_sets,
+                                                          summary=None))
+                except AgentError as exc:
+                    self.log.error("process-failed", f"{path}: {exc}", path=path)
+                except Exception as exc:
+                    # A bug in one path must not stop the daemon; it is logged with where it
+                    # happened (never the exception's text: agent/bugreport.py).
+                    self.log.error("process-failed", f"{path}: unexpected error", path=path,
+                                   **bug_fields(exc))
         self.report(observations, at=at)
         return len(due)
 
@@ -287,33 +321,116 @@ class StoreSync:
             return []
         if not os.path.lexists(path):
             return self.gone(path, at=at, summary=summary)
-        if os.path.isdir(path) and not os.path.islink(path):
-            return self._scan_directory(store, Path(path), at=at, summary=summary,
-                                        handled_sets=handled_sets)
         directory = os.path.dirname(path)
+        root = str(store.path).rstrip("/")
+        if path != root and not within_roots(os.path.realpath(directory),
+                                             self.limits_for(store)):
+            # Below a directory link that now leads out of the allowed roots (an event that
+            # was waiting when the link changed): not in the store any more. The link's own
+            # event says so, once.
+            return self.gone(path, at=at, summary=summary)
+        if os.path.isdir(path):
+            found = self._directory_changed(store, path, at=at, summary=summary,
+                                            handled_sets=handled_sets)
+            for inner in self.stores_inside(store, path):
+                # moved in with a store inside it: the walk above left that store's files to it
+                if inner.path.is_dir():
+                    found += self._scan_directory(inner, inner.path, at=at, summary=summary,
+                                                  handled_sets=handled_sets)
+            return found
+        observations: list[Observation] = []
+        if path in self.links:
+            # A directory link turned into a file, a link to one, or a dangling link: what was
+            # seen through it is gone; the path itself is read as a file.
+            observations = self._gone_below(path, at=at, summary=summary)
         if self._is_set(directory):
             if directory in handled_sets:
-                return []
+                return observations
             handled_sets.add(directory)
-            return self._process_set(store, directory, at=at, summary=summary)
-        return self._process_file(store, path, at=at, summary=summary)
+            return observations + self._process_set(store, directory, at=at, summary=summary)
+        return observations + self._process_file(store, path, at=at, summary=summary)
+
+    def _directory_changed(self, store: StoreConfig, path: str, *, at: datetime,
+                           summary: ScanSummary | None,
+                           handled_sets: set[str]) -> list[Observation]:
+        """``path`` is a directory now: a real one (created, moved here) or a link to one
+        (created, retargeted). It is walked as the walk of the whole store would walk it: a link
+        that walk would not follow (out of the allowed roots, a loop) is a per-file error, and
+        what was seen below it is gone; otherwise what the walk no longer finds is gone."""
+        observations: list[Observation] = []
+        if path in self.index:  # a file before: it is a directory now
+            observations.extend(self.gone(path, at=at, summary=summary))
+        if os.path.islink(path) and path != str(store.path).rstrip("/"):
+            refused = self._refused_link(store, path)
+            if refused is not None:
+                self.log.warning("file-error", f"{path}: {refused.message}", path=path,
+                                 code=refused.code)
+                return observations + self._gone_below(path, at=at, summary=summary)
+            self.links.add(path, os.path.realpath(path))
+        else:
+            self.links.forget(path, below=False)  # a link before, perhaps: a directory now
+        return observations + self._scan_directory(store, Path(path), at=at, summary=summary,
+                                                   handled_sets=handled_sets)
+
+    def _above(self, store: StoreConfig, path: str) -> frozenset[tuple[int, int]]:
+        """``(st_dev, st_ino)`` of the directories from the store root down to ``path``'s
+        parent: the ancestors the walk of the whole store has when it meets ``path``."""
+        root = str(store.path).rstrip("/")
+        found: set[tuple[int, int]] = set()
+        parent = os.path.dirname(path)
+        while len(parent) >= len(root):
+            try:
+                st = os.stat(parent)
+            except OSError:
+                break
+            found.add((st.st_dev, st.st_ino))
+            if parent == root:
+                break
+            parent = os.path.dirname(parent)
+        return frozenset(found)
+
+    def _refused_link(self, store: StoreConfig, path: str) -> FileError | None:
+        """Why the walk of the whole store would not follow the directory link ``path``."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None  # gone meanwhile: the walk of it finds nothing
+        return refused_directory_link(path, key=(st.st_dev, st.st_ino),
+                                      ancestors=self._above(store, path),
+                                      real=os.path.realpath(path),
+                                      limits=self.limits_for(store))
+
+    def _gone_below(self, path: str, *, at: datetime,
+                    summary: ScanSummary | None) -> list[Observation]:
+        """Everything indexed below ``path`` (a directory link that no longer leads there) is
+        gone; ``path`` itself is left to its own reading."""
+        self.links.forget(path)
+        self._forget(self.index.paths_under(path), at=at, summary=summary)
+        return []
 
     def gone(self, path: str, *, at: datetime, summary: ScanSummary | None) -> list[Observation]:
         """``path`` (and everything indexed under it) is no longer there: report it gone."""
-        gone = [p for p in (path, *self.index.paths_under(path)) if p in self.index]
-        for name in gone:
-            self.sets.paired.discard(name)
-            previous = self.index.remove(name)
-            if previous is not None and previous.certificates:
-                self._report_gone(name, at=at, why="")
-                if summary is not None:
-                    summary.gone += 1
+        if self.links:
+            self.links.forget(path)
+        self._forget((path, *self.index.paths_under(path)), at=at, summary=summary)
         directory = os.path.dirname(path)
         if self._is_set(directory):
             # certbot unlinks before it re-links: re-check the rest of the set later.
             for sibling in self.index.paths_under(directory):
                 self.queue.put(sibling)
         return []
+
+    def _forget(self, names: Sequence[str], *, at: datetime, summary: ScanSummary | None) -> None:
+        """Take ``names`` out of the index; report gone those that held certificates."""
+        for name in names:
+            if name not in self.index:
+                continue
+            self.sets.paired.discard(name)
+            previous = self.index.remove(name)
+            if previous is not None and previous.certificates:
+                self._report_gone(name, at=at, why="")
+                if summary is not None:
+                    summary.gone += 1
 
     # ------------------------------------------------------------------ reading
 
@@ -682,18 +799,44 @@ class StoreSync:
         observations: list[Observation] = []
         erred: set[str] = set()
         """Paths the walk could not take (a per-file error): there, so not gone."""
+        unfollowed: set[str] = set()
+        """Of which links it did not follow: whatever was seen below one is gone."""
         by_dir: dict[str, list[str]] = {}
         links: set[str] = set()
+        # The directory links below ``directory`` are learnt again from this walk.
+        known_links = self.links.under(str(directory))
+        followed: set[str] = set()
+
+        def on_directory_link(link: str, target: str) -> None:
+            followed.add(link)
+            self.links.add(link, target)
+
         # The walk yields a directory's files one after another: the parent is worked out
         # once per directory (``cut``: where the last "/" of its paths is; -2: none).
         names: list[str] = []
         parent, cut = "", -2
-        for item in self.lister(directory, limits=self.limits_for(store)):
+        walk = self.lister(directory, limits=self.limits_for(store),
+                           on_directory_link=on_directory_link,
+                           above=self._above(store, str(directory))
+                           if str(directory).rstrip("/") != str(store.path).rstrip("/")
+                           else frozenset())
+        # Stores nested in this one are walked as themselves (their binding): each file is
+        # observed once, under its innermost store, whatever the order of the stores.
+        inner = tuple(str(s.path) for s in self.stores_inside(store, directory))
+
+        def elsewhere(path: str) -> bool:
+            return any(within_store(root, path) for root in inner)
+
+        for item in walk:
             if type(item) is not str:
                 if isinstance(item, FileError):
+                    if inner and elsewhere(item.path):
+                        continue
                     if item.code in _TRANSIENT and not os.path.lexists(item.path):
                         continue  # vanished while the walk reached it: gone, below
                     erred.add(item.path)
+                    if item.code in _UNFOLLOWED:
+                        unfollowed.add(item.path)
                     if summary is not None:
                         summary.errors.append(item)
                     self.log.warning("file-error", f"{item.path}: {item.message}",
@@ -702,12 +845,18 @@ class StoreSync:
                 if type(item) is LinkedPath:
                     links.add(str(item))
                 item = str(item)
+            if inner and elsewhere(item):
+                continue
             if item.rfind("/") != cut or not item.startswith(parent):
                 parent = parent_of(item)
                 names = by_dir.setdefault(parent, [])
                 cut = len(parent) if parent and not parent.endswith("/") else -2
             names.append(item)
         del names
+        kept = erred - unfollowed  # (a directory that could not be listed keeps what it had)
+        for link in known_links:
+            if link not in followed and not _below_any(link, kept):
+                self.links.forget(link, below=False)
         self._listed = {parent: len(names) for parent, names in by_dir.items()}
         self._walked_links = links
         sets = {parent for parent in by_dir if self._is_set(parent)}
@@ -745,10 +894,13 @@ class StoreSync:
         prefix = top + "/"
         walked = self._listed
         for parent in index.directories():
-            if parent not in walked and (parent == top or parent.startswith(prefix)):
+            if parent not in walked and (parent == top or parent.startswith(prefix)) \
+                    and not (inner and elsewhere(parent)):
                 unseen.extend(index.names_in(parent).difference(erred))
         for name in sorted(unseen):
-            if name in index and not os.path.lexists(name):
+            # (below a link the walk no longer follows, a name may well exist: in the place
+            # the link leads to now, which is not the store's)
+            if name in index and (not os.path.lexists(name) or _below_any(name, unfollowed)):
                 observations.extend(self.gone(name, at=at, summary=summary))
         return observations
 
@@ -781,6 +933,7 @@ class StoreSync:
                                  path=str(store.path))
                 for name in self.index.paths_under(store.path):
                     self.gone(name, at=at, summary=summary)
+                self.links.forget(str(store.path))
                 continue
             observations = self._scan_directory(store, store.path, at=at,
                                                 summary=summary if collect else None,
@@ -793,6 +946,9 @@ class StoreSync:
                 for name in sorted(self.index.names_in(parent)):
                     if self.store_for(name) is None:
                         self.index.remove(name)
+        for link in self.links.under("/"):
+            if self.store_for(link) is None:
+                self.links.forget(link)
         if not self.stopping():
             if not (isinstance(self.rebind, set) and self.rebind):
                 # No rebound certificate can join the first scan's count: its lines are

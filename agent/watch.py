@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,14 @@ from watchdog.observers.polling import PollingObserver
 
 from .logs import EventLog
 
-__all__ = ["EnqueueHandler", "OverflowHook", "PathQueue", "StoreWatcher", "inotify_limits"]
+__all__ = [
+    "DirectoryLinks",
+    "EnqueueHandler",
+    "OverflowHook",
+    "PathQueue",
+    "StoreWatcher",
+    "inotify_limits",
+]
 
 _WATCH_EXHAUSTED = (errno.ENOSPC, errno.EMFILE)
 
@@ -110,6 +118,103 @@ class PathQueue:
     def wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
+
+
+def _prefixes(path: str) -> Iterator[tuple[str, str]]:
+    """``(prefix, rest)`` for ``path`` itself (rest ``""``) and each directory above it, the
+    nearest first: ``/a/b`` gives ``("/a/b", "")``, ``("/a", "/b")``."""
+    head = path.rstrip("/") or "/"
+    cut = len(head)
+    while True:
+        yield head[:cut], head[cut:]
+        cut = head.rfind("/", 0, cut)
+        if cut <= 0:
+            return
+
+
+class DirectoryLinks:
+    """The directory links a store's walk followed: link path -> resolved target, and back.
+
+    inotify never follows a link: a certificate copied into ``archive/ex/`` raises its event
+    there, not under ``live/linked/arch/`` (a link to ``../../archive/ex``) where the store
+    shows it. Every directory a link may lead to is watched already (a link is followed only
+    into the store root or a ``follow_links_into`` root, and the watcher watches all of them,
+    recursively), so no watch is added for a link: an event's path is mapped back to the
+    paths the store shows it under (:meth:`aliases`). Several links may reach one target,
+    and a target may hold links of its own (the walk names those below the first link, so
+    one step of mapping reaches them). Nothing here touches the file system except
+    :meth:`aliases` (one ``realpath`` of the event's directory, only while links are known).
+    """
+
+    def __init__(self) -> None:
+        self._targets: dict[str, str] = {}
+        """link path -> resolved target directory."""
+        self._links: dict[str, set[str]] = {}
+        """resolved target directory -> the link paths that reach it."""
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    def __contains__(self, link: object) -> bool:
+        return link in self._targets
+
+    def target_of(self, link: str) -> str | None:
+        return self._targets.get(link)
+
+    def add(self, link: str, target: str) -> None:
+        """``link`` (a path as the store shows it) leads to the directory ``target``."""
+        self.forget(link, below=False)
+        self._targets[link] = target
+        self._links.setdefault(target, set()).add(link)
+
+    def forget(self, path: str, *, below: bool = True) -> list[str]:
+        """Forget the link at ``path`` and (``below``) every link under it; returns them."""
+        top = path.rstrip("/") or "/"
+        prefix = top if top == "/" else top + "/"
+        gone = [link for link in self._targets
+                if link == top or (below and link.startswith(prefix))]
+        for link in gone:
+            target = self._targets.pop(link)
+            links = self._links.get(target)
+            if links is not None:
+                links.discard(link)
+                if not links:
+                    del self._links[target]
+        return gone
+
+    def under(self, path: str) -> dict[str, str]:
+        """The links strictly below ``path``, with their targets."""
+        top = path.rstrip("/") or "/"
+        prefix = top if top == "/" else top + "/"
+        return {link: target for link, target in self._targets.items()
+                if link.startswith(prefix)}
+
+    def link_above(self, path: str) -> str | None:
+        """The nearest known link that ``path`` lies beneath (not ``path`` itself)."""
+        if not self._targets:
+            return None
+        for prefix, rest in _prefixes(path):
+            if rest and prefix in self._targets:
+                return prefix
+        return None
+
+    def aliases(self, path: str) -> list[str]:
+        """The paths the stores show ``path`` under through the known links (``path`` itself
+        excluded), sorted. ``path`` is taken as given and with its directory resolved (a root
+        watched through a link of its own names events by the unresolved path)."""
+        if not self._links:
+            return []
+        candidates = {path}
+        parent, name = os.path.split(path)
+        if parent:
+            candidates.add(os.path.join(os.path.realpath(parent), name))
+        found: set[str] = set()
+        for candidate in candidates:
+            for prefix, rest in _prefixes(candidate):
+                for link in self._links.get(prefix, ()):
+                    found.add(link + rest)
+        found.discard(path)
+        return sorted(found)
 
 
 class OverflowHook(logging.Handler):
