@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         key_source_from_settings,
     )
     from .lifecycle import open_vault, restore_vault
-    from .results import EntryInfo, PutRequest, PutResult, VerifyReport
+    from .results import EntryInfo, ExportResult, PutRequest, PutResult, VerifyReport
     from .service import Vault
     from .store import default_vault_path
 
@@ -61,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     "open_vault": ".lifecycle",
     "restore_vault": ".lifecycle",
     "EntryInfo": ".results",
+    "ExportResult": ".results",
     "PutRequest": ".results",
     "PutResult": ".results",
     "VerifyReport": ".results",
@@ -76,6 +77,7 @@ __all__ = [
     "KINDS",
     "CredentialSource",
     "EntryInfo",
+    "ExportResult",
     "KeyFileSource",
     "KeyringSource",
     "MasterKeySource",

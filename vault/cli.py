@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -95,6 +95,14 @@ def _say(text: str, *, err: bool = False) -> None:
     whoever made the file: escaped so none can move the cursor, retitle or clear the terminal,
     ring it, or forge a line."""
     click.echo(for_terminal(text), err=err)
+
+
+def _say_notes(name: str, notes: Iterable[str]) -> None:
+    """What the cryptography library warned about an object (:mod:`vault.boundary`), one
+    ``note:`` line each on stderr: standard output stays the command's (rows a script reads,
+    an export's bytes). ``--json`` carries them as ``notes``."""
+    for note in notes:
+        _say(f"note: {name}: {note}", err=True)
 
 
 def _open(ctx: click.Context, vault_path: Path | None, key_file: Path | None, *,
@@ -266,14 +274,17 @@ def import_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
                     kind=item.kind, data=item.data, contract_id=contract_id,
                     label=label or path.name, meta={**item.meta, "imported_from": item.source})))
         results = vault.put_many([r for _, r in requests])
-    rows = [{"id": res.entry_id, "kind": item.kind, "source": item.source,
-             "created": res.created} for (item, _), res in zip(requests, results, strict=True)]
+    done = [(item, res, tuple(dict.fromkeys(item.notes + res.notes)))
+            for (item, _), res in zip(requests, results, strict=True)]
     if as_json:
-        _echo_json(rows)
+        _echo_json([{"id": res.entry_id, "kind": item.kind, "source": item.source,
+                     "created": res.created, "notes": list(notes)}
+                    for item, res, notes in done])
         return
-    for row in rows:
-        state = "imported" if row["created"] else "already in the vault"
-        _say(f"{row['id']}  {row['kind']:<11}  {row['source']}  ({state})")
+    for item, res, notes in done:
+        state = "imported" if res.created else "already in the vault"
+        _say(f"{res.entry_id}  {item.kind:<11}  {item.source}  ({state})")
+        _say_notes(item.source, notes)
 
 
 @vault_group.command("put")
@@ -291,9 +302,11 @@ def put_command(ctx: click.Context, vault_path: Path | None, key_file: Path | No
     with _open(ctx, vault_path, key_file) as vault:
         result = vault.put(kind, data, contract_id=contract_id, label=label)
     if as_json:
-        _echo_json({"id": result.entry_id, "created": result.created})
+        _echo_json({"id": result.entry_id, "created": result.created,
+                    "notes": list(result.notes)})
     else:
         click.echo(result.entry_id)
+        _say_notes(f"entry {result.entry_id}", result.notes)
 
 
 @vault_group.command("list")
@@ -402,7 +415,9 @@ def export_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
         if to_terminal and not force:  # refused before anything is decrypted
             _refuse_private_key_on_terminal(formats.holds_private_key(
                 vault.info(entry_id).kind, fmt))
-        data = vault.export(entry_id, fmt, p12_password=p12_password)
+        exported = vault.export(entry_id, fmt, p12_password=p12_password)
+    data = exported.data
+    _say_notes(f"entry {exported.entry_id}", exported.notes)
     if to_terminal and not _is_text(data):
         raise VaultInputError("refusing to write binary data to a terminal; use --out FILE")
     if to_terminal and not force:
@@ -570,6 +585,8 @@ def verify_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
     else:
         for problem in report.problems:
             _say(f"PROBLEM: {problem}")
+        for note in report.notes:
+            _say(f"note: {note}", err=True)
         click.echo(f"{report.entries_checked} entries, {report.audit_records} audit records: "
                    + ("OK" if report.ok else f"{len(report.problems)} problem(s)"))
     if not report.ok:

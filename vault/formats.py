@@ -5,6 +5,12 @@ This module parses and generates *asymmetric* objects through ``cryptography``'s
 serialization APIs; it never touches a cipher, MAC or KDF (those live in :mod:`vault.envelope`
 alone). Passwords of encrypted inputs come through a callback so the library never prompts: the
 CLI passes one that asks on the terminal or reads ``--password-file``.
+
+Every parse of what came from outside, and every read of an attribute of what was parsed (the
+library decodes extensions, names and keys lazily), runs inside :func:`vault.boundary.guarded`:
+the library's exceptions become :class:`VaultInputError`, its warnings the ``notes`` of the
+object read. Sniffing a DER file tries one structure after another; a structure that loads is
+what the file is, and an error reading it then is the file's error, never a "document".
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,7 +32,9 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import NameOID
 
+from .boundary import LIBRARY_ERRORS, guarded, reason
 from .errors import VaultInputError
+from .results import ExportResult
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -36,11 +45,11 @@ __all__ = [
     "ImportedItem",
     "PasswordCallback",
     "analyse",
+    "analyse_public_key",
     "build_csr",
     "convert",
     "generate_key",
     "holds_private_key",
-    "public_key_der",
     "recognise",
     "validate_kind",
 ]
@@ -53,6 +62,8 @@ KEY_SPECS = ("rsa:2048", "rsa:3072", "rsa:4096", "ec:p256", "ec:p384", "ed25519"
 
 # (description of what needs a password) -> password, or None to give up
 PasswordCallback = Callable[[str], bytes | None]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # A body runs to the next BEGIN or END marker, never past it: a lazy ``.*?`` looked for the END
 # from every BEGIN, quadratic in a file of BEGIN lines (64 KiB: 3 s). Unrolled, unambiguous, no
@@ -65,6 +76,9 @@ _CERT_LABELS = {b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"}
 _CSR_LABELS = {b"CERTIFICATE REQUEST", b"NEW CERTIFICATE REQUEST"}
 _PKCS7_LABELS = {b"PKCS7", b"CMS"}
 _IGNORED_LABELS = {b"EC PARAMETERS"}  # `openssl ecparam -genkey` writes these next to the key
+_KIND_OF_LABEL = {**dict.fromkeys(_KEY_LABELS, "private-key"),
+                  **dict.fromkeys(_CERT_LABELS, "certificate"),
+                  **dict.fromkeys(_CSR_LABELS, "csr")}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,6 +89,7 @@ class ImportedItem:
     data: bytes
     source: str  # "file.pem"; in a bundle "file.pem#1" (2nd certificate), "#key0", "#csr0"
     meta: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what the library warned about it, in the vault's words
 
 
 def _spki(public_key: PublicKeyTypes) -> bytes:
@@ -129,6 +144,11 @@ def _sans(ext_owner: x509.Certificate | x509.CertificateSigningRequest) -> str:
     return ",".join(names)
 
 
+def _csr_meta(csr: x509.CertificateSigningRequest) -> dict[str, str]:
+    return {"subject": _name(csr.subject), "sans": _sans(csr),
+            "key": _key_description(csr.public_key())}
+
+
 def _cert_meta(cert: x509.Certificate) -> dict[str, str]:
     return {
         "subject": _name(cert.subject),
@@ -141,22 +161,18 @@ def _cert_meta(cert: x509.Certificate) -> dict[str, str]:
     }
 
 
-def public_key_der(kind: str, data: bytes, *, pkcs12_password: bytes | None = None) -> bytes | None:
-    """The SubjectPublicKeyInfo an object holds or certifies (what ``match`` pairs on)."""
-    try:
-        if kind == "private-key":
-            return _spki(_load_key(data).public_key())
-        if kind == "certificate":
-            return _spki(_load_cert(data).public_key())
-        if kind == "csr":
-            return _spki(_load_csr(data).public_key())
-        if kind == "pkcs12":
-            key, cert, _ = pkcs12.load_key_and_certificates(data, pkcs12_password)
-            if key is not None:
-                return _spki(key.public_key())
-            return _spki(cert.public_key()) if cert is not None else None
-    except (ValueError, TypeError, x509.UnsupportedGeneralNameType):
-        return None
+def _public_key_der(kind: str, data: bytes) -> bytes | None:
+    if kind == "private-key":
+        return _spki(_load_key(data).public_key())
+    if kind == "certificate":
+        return _spki(_load_cert(data).public_key())
+    if kind == "csr":
+        return _spki(_load_csr(data).public_key())
+    if kind == "pkcs12":
+        key, cert, _ = pkcs12.load_key_and_certificates(data, None)
+        if key is not None:
+            return _spki(key.public_key())
+        return _spki(cert.public_key()) if cert is not None else None
     return None
 
 
@@ -166,32 +182,49 @@ class Analysis:
 
     spki: bytes | None  # SubjectPublicKeyInfo DER, for the match tag
     meta: dict[str, str]  # public facts kept as unencrypted metadata
+    notes: tuple[str, ...] = ()  # what the library warned about it, in the vault's words
+
+
+def analyse_public_key(kind: str, data: bytes) -> Analysis:
+    """The SubjectPublicKeyInfo an object holds or certifies (what ``match`` pairs on, and
+    ``verify`` checks the tag of): ``spki`` is ``None`` when there is none or it cannot be
+    read (a PKCS#12 that needs a password), never an exception."""
+    try:
+        spki, notes = guarded(kind, _public_key_der, kind, data)
+    except VaultInputError:
+        return Analysis(spki=None, meta={})
+    return Analysis(spki=spki, meta={}, notes=notes)
 
 
 def analyse(kind: str, data: bytes) -> Analysis:
     """Validate ``data`` as ``kind`` and describe it (:class:`VaultInputError` when invalid)."""
     validate_kind(kind, data)
-    try:
-        if kind == "private-key":
+    analysis, notes = guarded(f"not a valid {kind}", _analyse, kind, data)
+    return replace(analysis, notes=notes)
+
+
+def _analyse(kind: str, data: bytes) -> Analysis:
+    if kind == "private-key":
+        try:
             key = _load_key(data)
-            return Analysis(spki=_spki(key.public_key()), meta={"key": _key_description(key)})
-        if kind == "certificate":
-            cert = _load_cert(data)
-            return Analysis(spki=_spki(cert.public_key()), meta=_cert_meta(cert))
-        if kind == "csr":
-            csr = _load_csr(data)
-            return Analysis(spki=_spki(csr.public_key()),
-                            meta={"subject": _name(csr.subject), "sans": _sans(csr),
-                                  "key": _key_description(csr.public_key())})
-        if kind == "pkcs12":
-            _check_pkcs12_structure(data)
-            return Analysis(spki=public_key_der(kind, data), meta={})
-    except TypeError:
-        raise VaultInputError("the private key is encrypted: store it with `vault import`, "
-                              "which asks for its password and keeps it decrypted under the "
-                              "vault's own encryption") from None
-    except ValueError as exc:
-        raise VaultInputError(f"not a valid {kind}: {_reason(exc)}") from None
+        except TypeError:
+            raise VaultInputError("the private key is encrypted: store it with `vault import`, "
+                                  "which asks for its password and keeps it decrypted under "
+                                  "the vault's own encryption") from None
+        return Analysis(spki=_spki(key.public_key()), meta={"key": _key_description(key)})
+    if kind == "certificate":
+        cert = _load_cert(data)
+        return Analysis(spki=_spki(cert.public_key()), meta=_cert_meta(cert))
+    if kind == "csr":
+        csr = _load_csr(data)
+        return Analysis(spki=_spki(csr.public_key()), meta=_csr_meta(csr))
+    if kind == "pkcs12":
+        _check_pkcs12_structure(data)
+        try:
+            spki = _public_key_der(kind, data)
+        except LIBRARY_ERRORS:  # needs its password: no tag, `match` cannot pair it
+            spki = None
+        return Analysis(spki=spki, meta={})
     return Analysis(spki=None, meta={})
 
 
@@ -211,22 +244,6 @@ def _check_pkcs12_structure(data: bytes) -> None:
     except ValueError as exc:
         if "password" not in str(exc).lower() and "mac" not in str(exc).lower():
             raise
-
-
-_LONG_RUN = re.compile(r"[A-Za-z0-9+/=]{16,}")
-_PLAIN_SENTENCE = re.compile(r"[A-Za-z0-9 .,:;()'_/#-]{1,160}")
-
-
-def _reason(exc: Exception) -> str:
-    """cryptography quotes its input in some errors (``InvalidHeader("MC4CAQAw…")`` is a
-    private key's first base64 line): its text is used only when it is plainly a fixed
-    sentence, never when it could carry key bytes or a parser's debug dump."""
-    text = str(exc).split("\n")[0].strip()
-    if "ParseError" in text:
-        return "a malformed ASN.1 (DER) structure"
-    if not text or _LONG_RUN.search(text) or not _PLAIN_SENTENCE.fullmatch(text):
-        return f"a malformed encoding ({type(exc).__name__})"
-    return text
 
 
 def _pkcs8_pem(key: PrivateKeyTypes) -> bytes:
@@ -251,7 +268,7 @@ def _key_item(data: bytes, source: str, ask: PasswordCallback | None) -> Importe
             raise VaultInputError(f"{source}: wrong password for the encrypted private "
                                   "key") from None
     except ValueError as exc:
-        raise VaultInputError(f"{source}: not a readable private key: {_reason(exc)}") from None
+        raise VaultInputError(f"{source}: not a readable private key: {reason(exc)}") from None
     # Stored decrypted (as PKCS#8): the vault's encryption protects it, and an escrowed key
     # whose password is forgotten would be worthless.
     return ImportedItem(kind="private-key", data=_pkcs8_pem(key), source=source,
@@ -265,9 +282,40 @@ def _cert_item(cert: x509.Certificate, source: str) -> ImportedItem:
 
 def _csr_item(csr: x509.CertificateSigningRequest, source: str) -> ImportedItem:
     return ImportedItem(kind="csr", data=csr.public_bytes(serialization.Encoding.PEM),
-                        source=source,
-                        meta={"subject": _name(csr.subject), "sans": _sans(csr),
-                              "key": _key_description(csr.public_key())})
+                        source=source, meta=_csr_meta(csr))
+
+
+def _read_item(failure: str, read: Callable[P, ImportedItem], /, *args: P.args,
+               **kwargs: P.kwargs) -> ImportedItem:
+    """``read`` inside the boundary, its warnings the item's notes."""
+    item, notes = guarded(failure, read, *args, **kwargs)
+    return _noted(item, notes)
+
+
+def _noted(item: ImportedItem, notes: tuple[str, ...]) -> ImportedItem:
+    new = tuple(note for note in notes if note not in item.notes)
+    return replace(item, notes=item.notes + new) if new else item
+
+
+def _loaded(load: Callable[[bytes], T], data: bytes) -> T | None:
+    """``load(data)``, or ``None`` when the library refuses it: sniffing, not yet an error."""
+    try:
+        return load(data)
+    except LIBRARY_ERRORS:
+        return None
+
+
+def _certificate_items(certs: list[x509.Certificate], names: list[str],
+                       load_notes: tuple[str, ...]) -> list[ImportedItem]:
+    """The certificates of a PKCS#7 (named ``names``), each read inside the boundary. Loading
+    the container warned about all of them at once; reading each warns again about its own,
+    so a note of the load that no certificate repeats goes on the first."""
+    items = [_read_item(f"{name}: not a readable certificate", _cert_item, cert, name)
+             for cert, name in zip(certs, names, strict=True)]
+    left = tuple(note for note in load_notes if not any(note in i.notes for i in items))
+    if items and left:
+        items[0] = _noted(items[0], left)
+    return items
 
 
 def _pkcs12_item(data: bytes, source: str, ask: PasswordCallback | None) -> ImportedItem:
@@ -342,29 +390,24 @@ def _recognise_pem(data: bytes, source: str,
 
     for match in blocks:
         label, block = match.group(1), match.group(0)
-        try:
-            if label in _KEY_LABELS:
-                where = source + position("private-key") if many else source
-                take(_key_item(block, where, ask), "private-key")
-            elif label in _CERT_LABELS:
-                where = source + position("certificate") if many else source
-                take(_cert_item(x509.load_pem_x509_certificate(block), where), "certificate")
-            elif label in _CSR_LABELS:
-                where = source + position("csr") if many else source
-                take(_csr_item(x509.load_pem_x509_csr(block), where), "csr")
-            elif label in _PKCS7_LABELS:
-                where = f"{source} (PKCS#7 from certificate {position('certificate')})"
-                for cert in pkcs7.load_pem_pkcs7_certificates(block):
-                    take(_cert_item(cert, source), "certificate")
-            elif label in _IGNORED_LABELS:
-                continue
-            else:
-                where = source
-                raise VaultInputError(f"{where}: unsupported PEM block "
-                                      f"{label.decode('ascii', 'replace')!r}")
-        except ValueError as exc:
-            raise VaultInputError(f"{where}: malformed {label.decode('ascii', 'replace')}: "
-                                  f"{_reason(exc)}") from None
+        name = label.decode("ascii", "replace")
+        if label in _IGNORED_LABELS:
+            continue
+        if label in _PKCS7_LABELS:
+            where = f"{source} (PKCS#7 from certificate {position('certificate')})"
+            certs, notes = guarded(f"{where}: malformed {name}",
+                                   pkcs7.load_pem_pkcs7_certificates, block)
+            first = counts["certificate"]
+            names = [f"{source}#{first + i}" for i in range(len(certs))]
+            for item in _certificate_items(certs, names, notes):
+                take(item, "certificate")
+            continue
+        kind = _KIND_OF_LABEL.get(label)
+        if kind is None:
+            raise VaultInputError(f"{source}: unsupported PEM block {name!r}")
+        where = source + position(kind) if many else source
+        take(_read_item(f"{where}: malformed {name}", _PEM_READERS[kind], block, where, ask),
+             kind)
     many = len(found) > 1
     items = [replace(item, source=source + suffix if many else source) for item, suffix in found]
     if not items:
@@ -372,34 +415,53 @@ def _recognise_pem(data: bytes, source: str,
     return items
 
 
+def _pem_key(block: bytes, where: str, ask: PasswordCallback | None) -> ImportedItem:
+    return _key_item(block, where, ask)
+
+
+def _pem_cert(block: bytes, where: str, ask: PasswordCallback | None) -> ImportedItem:
+    return _cert_item(x509.load_pem_x509_certificate(block), where)
+
+
+def _pem_csr(block: bytes, where: str, ask: PasswordCallback | None) -> ImportedItem:
+    return _csr_item(x509.load_pem_x509_csr(block), where)
+
+
+_PEM_READERS = {"private-key": _pem_key, "certificate": _pem_cert, "csr": _pem_csr}
+
+
 def _recognise_der(data: bytes, source: str, ask: PasswordCallback | None) -> list[ImportedItem]:
-    if data[:1] == b"\x30":  # an ASN.1 SEQUENCE: try the DER structures we know
-        try:
-            return [_cert_item(x509.load_der_x509_certificate(data), source)]
-        except ValueError:
-            pass
-        try:
-            return [_csr_item(x509.load_der_x509_csr(data), source)]
-        except ValueError:
-            pass
-        try:
-            serialization.load_der_private_key(data, password=None)
-            return [_key_item(data, source, ask)]
-        except TypeError:
-            return [_key_item(data, source, ask)]
-        except (ValueError, x509.UnsupportedGeneralNameType):
-            pass
-        try:
-            certs = pkcs7.load_der_pkcs7_certificates(data)
-            if certs:
-                if len(certs) == 1:
-                    return [_cert_item(certs[0], source)]
-                return [_cert_item(c, f"{source}#{i}") for i, c in enumerate(certs)]
-        except ValueError:
-            pass
-        if _looks_like_pkcs12(data):
-            return [_pkcs12_item(data, source, ask)]
+    if data[:1] != b"\x30":  # not an ASN.1 SEQUENCE: no DER structure we know
+        return [ImportedItem(kind="document", data=data, source=source)]
+    unreadable = f"{source}: not a readable"
+    cert, notes = guarded(source, _loaded, x509.load_der_x509_certificate, data)
+    if cert is not None:
+        item = _read_item(f"{unreadable} certificate", _cert_item, cert, source)
+        return [_noted(item, notes)]
+    csr, notes = guarded(source, _loaded, x509.load_der_x509_csr, data)
+    if csr is not None:
+        return [_noted(_read_item(f"{unreadable} CSR", _csr_item, csr, source), notes)]
+    is_key, _ = guarded(source, _is_der_key, data)
+    if is_key:
+        return [_read_item(f"{unreadable} private key", _key_item, data, source, ask)]
+    certs, notes = guarded(source, _loaded, pkcs7.load_der_pkcs7_certificates, data)
+    if certs:
+        names = [source] if len(certs) == 1 else [f"{source}#{i}" for i in range(len(certs))]
+        return _certificate_items(certs, names, notes)
+    is_pkcs12, _ = guarded(source, _looks_like_pkcs12, data)
+    if is_pkcs12:
+        return [_read_item(f"{unreadable} PKCS#12 file", _pkcs12_item, data, source, ask)]
     return [ImportedItem(kind="document", data=data, source=source)]
+
+
+def _is_der_key(data: bytes) -> bool:
+    try:
+        serialization.load_der_private_key(data, password=None)
+    except TypeError:  # encrypted: a key all the same
+        return True
+    except LIBRARY_ERRORS:
+        return False
+    return True
 
 
 def _looks_like_pkcs12(data: bytes) -> bool:
@@ -409,7 +471,7 @@ def _looks_like_pkcs12(data: bytes) -> bool:
     except ValueError as exc:
         text = str(exc).lower()
         return "password" in text or "mac" in text
-    except TypeError:
+    except LIBRARY_ERRORS:
         return False
 
 
@@ -427,16 +489,28 @@ def holds_private_key(kind: str, fmt: str | None, data: bytes | None = None) -> 
 
 def convert(kind: str, data: bytes, fmt: str | None, *, entry_id: str,
             p12_password: Callable[[], bytes] | None = None,
-            key_pem: bytes | None = None, certificates: tuple[bytes, ...] = ()) -> bytes:
-    """``data`` (as stored) in ``fmt``; ``None`` = as stored.
+            key_pem: bytes | None = None,
+            certificates: tuple[bytes, ...] = ()) -> ExportResult:
+    """``data`` (as stored) in ``fmt``; ``None`` = as stored, nothing parsed.
 
     For ``p12`` the bundle is key + certificate: a key entry brings its matching certificate
-    (``certificates``), a certificate brings its matching key (``key_pem``).
+    (``certificates``), a certificate brings its matching key (``key_pem``). What was stored
+    passed :func:`analyse`, but the library reading it may still warn (its ``notes``) or, in
+    a later release, refuse it.
     """
     if fmt is None:
-        return data
+        return ExportResult(entry_id=entry_id, data=data)
     if fmt not in EXPORT_FORMATS:
         raise VaultInputError(f"unknown format {fmt!r}; formats are {', '.join(EXPORT_FORMATS)}")
+    converted, notes = guarded(f"entry {entry_id} cannot be converted to {fmt}", _convert, kind,
+                               data, fmt, entry_id=entry_id, p12_password=p12_password,
+                               key_pem=key_pem, certificates=certificates)
+    return ExportResult(entry_id=entry_id, data=converted, notes=notes)
+
+
+def _convert(kind: str, data: bytes, fmt: str, *, entry_id: str,
+             p12_password: Callable[[], bytes] | None, key_pem: bytes | None,
+             certificates: tuple[bytes, ...]) -> bytes:
     pem = fmt == "pem"
     enc = serialization.Encoding.PEM if pem else serialization.Encoding.DER
     if kind == "private-key" and fmt in ("pem", "der"):

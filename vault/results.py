@@ -1,5 +1,10 @@
 """What the vault's operations return: frozen values the CLI renders (``--json`` from the same
-objects) and the daemon reads. Nothing here touches a file or a key."""
+objects) and the daemon reads. Nothing here touches a file or a key.
+
+``notes`` are what the cryptography library warned about while the vault read an object (a
+serial number that is not positive), in the vault's words (:mod:`vault.boundary`): the object
+was taken, and the command says so instead of letting Python print the library's warning. The
+notes of one object's result are about that object; a whole-vault report's name their entry."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "EntryInfo",
+    "ExportResult",
     "GenCsrResult",
     "MatchGroup",
     "MatchReport",
@@ -27,6 +33,14 @@ __all__ = [
 class PutResult:
     entry_id: str
     created: bool  # False: identical bytes of that kind were already in the vault
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportResult:
+    entry_id: str  # in full (the command may have named it by a prefix)
+    data: bytes  # the entry as stored, or converted
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,6 +143,7 @@ class VerifyReport:
     entries_checked: int
     audit_records: int
     problems: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # "entry ID: ...": read all the same, not a problem
 
     @property
     def ok(self) -> bool:
@@ -136,7 +151,8 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "entries_checked": self.entries_checked,
-                "audit_records": self.audit_records, "problems": list(self.problems)}
+                "audit_records": self.audit_records, "problems": list(self.problems),
+                "notes": list(self.notes)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

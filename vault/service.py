@@ -56,6 +56,7 @@ from .errors import (
 from .keysource import KdfParams, KeepsOldKey, MasterKeySource, StagedRotation
 from .results import (
     EntryInfo,
+    ExportResult,
     GenCsrResult,
     MatchReport,
     PutRequest,
@@ -379,7 +380,7 @@ class Vault:
         fingerprint = hmac_tag(keys.fingerprint, request.kind.encode(), request.data)
         existing = storage.entry_id_by_fingerprint(conn, fingerprint)
         if existing is not None:
-            return PutResult(entry_id=existing, created=False)
+            return PutResult(entry_id=existing, created=False, notes=analysis.notes)
         spki = analysis.spki
         meta = dict(analysis.meta)
         meta.update({str(k): str(v) for k, v in (request.meta or {}).items()})
@@ -397,7 +398,7 @@ class Vault:
         self._audit(conn, "put", entry_id=row["id"], kind=request.kind, version=1,
                     detail={"label": request.label, "contract_id": request.contract_id,
                             "size": len(request.data)})
-        return PutResult(entry_id=str(row["id"]), created=True)
+        return PutResult(entry_id=str(row["id"]), created=True, notes=analysis.notes)
 
     def update(self, entry_id: str, *, label: str | None, contract_id: str | None) -> EntryInfo:
         """New label/contract id: a new entry version, re-sealed under a fresh data key."""
@@ -460,11 +461,9 @@ class Vault:
         return rows[0]
 
     def _open_row(self, conn: sqlite3.Connection, keys: VaultKeys,
-                  row: Mapping[str, Any], *, deep: bool = False) -> bytes:
+                  row: Mapping[str, Any]) -> bytes:
         """Decrypt and check the bindings of one row: ids, kind, version and metadata through
-        the AEAD, the version against the audit log. ``deep`` (verify) also recomputes the
-        fingerprint and public-key tag from the plaintext; both are already bound by the AEAD,
-        so this only catches a row sealed wrongly *with* the key, and it costs a key parse."""
+        the AEAD, the version against the audit log."""
         blobs = storage.entry_blobs(conn, str(row["id"]))
         where = f"entry {row['id']}"
         if blobs is None:
@@ -477,15 +476,22 @@ class Vault:
         if audited is None or audited[0] not in ("put", "update") \
                 or audited[1] != int(row["version"]):
             raise integrity_error(where)
-        if not deep:
-            return data
+        return data
+
+    @staticmethod
+    def _check_derived(keys: VaultKeys, row: Mapping[str, Any], data: bytes) -> tuple[str, ...]:
+        """What ``verify`` adds to :meth:`_open_row`: the fingerprint and public-key tag
+        recomputed from the plaintext. Both are already bound by the AEAD, so this only catches
+        a row sealed wrongly *with* the key, and it costs a key parse. Returns the notes of
+        reading the object."""
+        where = f"entry {row['id']}"
         if hmac_tag(keys.fingerprint, str(row["kind"]).encode(), data) != row["fingerprint"]:
             raise integrity_error(where)
-        spki = formats.public_key_der(str(row["kind"]), data)
-        tag = hmac_tag(keys.match, spki) if spki is not None else None
+        analysis = formats.analyse_public_key(str(row["kind"]), data)
+        tag = hmac_tag(keys.match, analysis.spki) if analysis.spki is not None else None
         if tag != row["match_tag"]:
             raise integrity_error(where)
-        return data
+        return tuple(f"{where}: {note}" for note in analysis.notes)
 
     def get(self, entry_id: str) -> bytes:
         """The bytes as stored, after every integrity check (see :meth:`_open_row`)."""
@@ -516,7 +522,7 @@ class Vault:
                                                                    contract_id=contract_id)]
 
     def export(self, entry_id: str, fmt: str | None = None, *,
-               p12_password: Callable[[], bytes] | None = None) -> bytes:
+               p12_password: Callable[[], bytes] | None = None) -> ExportResult:
         """The entry converted to ``fmt`` (``None`` = as stored); ``p12`` bundles key and
         certificate found through ``match``."""
         with self._lock:
@@ -578,6 +584,7 @@ class Vault:
         with self._lock:
             self._need_keys()
             problems: list[str] = []
+            notes: list[str] = []
             with self._snapshot() as conn:
                 keys = self._need_keys()
                 check = storage.integrity_check(conn)
@@ -600,7 +607,8 @@ class Vault:
                 total = len(rows)
                 for done, row in enumerate(rows, start=1):
                     try:
-                        self._open_row(conn, keys, row, deep=True)
+                        notes.extend(self._check_derived(keys, row,
+                                                         self._open_row(conn, keys, row)))
                     except (VaultIntegrityError, VaultFormatError) as exc:
                         problems.append(str(exc))
                     if progress is not None:
@@ -615,7 +623,7 @@ class Vault:
                         problems.append(f"entry {entry_id}: missing (deleted outside the vault; "
                                         "the audit log says it is live)")
             return VerifyReport(entries_checked=total, audit_records=len(records),
-                                problems=tuple(problems))
+                                problems=tuple(problems), notes=tuple(notes))
 
     def rotate_key(self, new_source: MasterKeySource | None = None, *,
                    progress: Progress | None = None, keep_old_key: bool = False,

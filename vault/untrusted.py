@@ -18,11 +18,15 @@ The escapes, shared by every function here:
     unescaped text gives the original bytes back.
 ``\\n``, ``\\r``, ``\\t``
     a line feed, carriage return or tab;
-``\\u00NN`` (or ``\\uNNNN``)
-    any other control character: C0 (``U+0000``..``U+001F``), DEL (``U+007F``), C1 (``U+0080``..
-    ``U+009F``), the line and paragraph separators (``U+2028``, ``U+2029``) and the
-    bidirectional controls (``U+200E``, ``U+200F``, ``U+202A``..``U+202E``,
-    ``U+2066``..``U+2069``) that reorder what a reader sees.
+``\\u00NN`` (or ``\\uNNNN``, ``\\UNNNNNNNN`` above the BMP)
+    any other control character, that is every character of the Unicode general categories
+    Cc (C0 ``U+0000``..``U+001F``, DEL ``U+007F``, C1 ``U+0080``..``U+009F``), Zl and Zp (the
+    line and paragraph separators ``U+2028``, ``U+2029``) and Cf, the *format* characters: the
+    bidirectional controls (``U+200E``, ``U+200F``, ``U+061C``, ``U+202A``..``U+202E``,
+    ``U+2066``..``U+2069``) that reorder what a reader sees, and the invisible ones
+    (``U+200B`` zero width space, ``U+2060`` word joiner, ``U+FEFF``, ``U+00AD`` soft
+    hyphen, the tag characters ``U+E0001``, ``U+E0020``..``U+E007F``...) that make
+    ``a\\u200bb.com`` look like ``ab.com``.
 ``\\\\``
     a backslash, in the outputs that must round-trip (CSV, log lines). The terminal rendering
     leaves backslashes alone: it is for eyes, and RFC 4514 names (``CN=a\\,b``) are full of them.
@@ -35,8 +39,9 @@ The escapes, shared by every function here:
 
 Everything else, East Asian text included, passes through unchanged. JSON is different: its
 escapes are the format's own, and :func:`json_text` only has to give lone surrogates the
-``\\udcNN`` escape a JSON decoder turns back into the same string (and C1, DEL and the
-separators the ``\\uNNNN`` escape that ``json.dumps(ensure_ascii=False)`` leaves out).
+``\\udcNN`` escape a JSON decoder turns back into the same string (and every other control
+character above, which ``json.dumps(ensure_ascii=False)`` leaves raw, the ``\\uNNNN`` escape,
+or its surrogate pair above the BMP).
 """
 
 from __future__ import annotations
@@ -46,21 +51,41 @@ import re
 __all__ = ["for_csv", "for_log", "for_terminal", "json_storable", "json_text", "json_utf8",
            "unescape"]
 
-_CONTROLS = (
-    "\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_NON_ASCII_CONTROLS = (
+    # C1 controls (Cc), then Unicode's categories Cf (format), Zl and Zp (separators) as of
+    # Unicode 15 (U+2065 is unassigned, and U+13439..U+1343F in Python 3.11's Unicode 14:
+    # escaped all the same). A literal, not computed: reading unicodedata's 1.1 million code
+    # points at import would cost every command 0.17 s. tests/agent/test_untrusted.py checks
+    # that it covers these categories in the running Python's Unicode database.
+    "\x80-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f"
 )
+_CONTROLS = f"\x00-\x1f\x7f{_NON_ASCII_CONTROLS}"
 _SURROGATES = "\ud800-\udfff"
 _UNSAFE_TERMINAL = re.compile(f"[{_CONTROLS}{_SURROGATES}]")
 _UNSAFE_ROUND_TRIP = re.compile(f"[{_CONTROLS}{_SURROGATES}\\\\]")
-_JSON_UNSAFE = re.compile(f"[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
-                          f"{_SURROGATES}]")
+# json.dumps escapes C0 itself, and the document's own layout is C0 (newlines, indentation).
+_JSON_UNSAFE = re.compile(f"[\x7f{_NON_ASCII_CONTROLS}{_SURROGATES}]")
 _LONE_SURROGATE = re.compile(f"[{_SURROGATES}]")
 _FORMULA_START = frozenset("=+-@\t\r")
 """What makes a spreadsheet read a CSV cell as a formula (OWASP, CSV injection). A tab or CR
 is already escaped by then; listed so the rule stands on its own."""
-_ESCAPE = re.compile(r"\\(?:x([0-9a-f]{2})|u([0-9a-f]{4})|([nrt\\]))")
+_ESCAPE = re.compile(r"\\(?:x([0-9a-f]{2})|u([0-9a-f]{4})|U([0-9a-f]{8})|([nrt\\]))")
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 _SHORT_BACK = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\"}
+
+
+def _plain(text: str) -> bool:
+    """Whether ``text`` holds no character escaped here (backslashes aside, which only the
+    round-trip escapes double): the fast path for every field of every certificate of a
+    scan. :meth:`str.isprintable` scans in C and is false for every character of the Unicode
+    categories Cc, Cf, Cs (surrogates), Cn (unassigned), Zl, Zp and Zs but the space, a
+    superset of what is escaped here (tests/agent/test_untrusted.py checks that); a search
+    with the escapes' own character class costs 4 to 5 times more, as the class holds
+    characters above the BMP."""
+    return text.isprintable()
 
 
 def _escape_one(match: re.Match[str]) -> str:
@@ -71,19 +96,22 @@ def _escape_one(match: re.Match[str]) -> str:
     code = ord(char)
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the byte that was not UTF-8
         return f"\\x{code - 0xDC00:02x}"
+    if code > 0xFFFF:  # above the BMP (tag characters): four hex digits would read back wrong
+        return f"\\U{code:08x}"
     return f"\\u{code:04x}"
 
 
 def for_terminal(text: str) -> str:
     """``text`` safe to print on a terminal (table, ``inspect``): no control character reaches
-    it, no byte that is not UTF-8. Backslashes stay as they are (display only)."""
-    if not _UNSAFE_TERMINAL.search(text):
+    it, no invisible character, no byte that is not UTF-8. Backslashes stay as they are
+    (display only)."""
+    if _plain(text):
         return text
     return _UNSAFE_TERMINAL.sub(_escape_one, text)
 
 
 def _round_trip(text: str) -> str:
-    if _UNSAFE_ROUND_TRIP.search(text):
+    if not _plain(text) or "\\" in text:
         text = _UNSAFE_ROUND_TRIP.sub(_escape_one, text)
     if text.startswith("'"):  # a leading quote of :func:`for_csv` is the neutraliser
         return "\\u0027" + text[1:]
@@ -119,22 +147,35 @@ def unescape(text: str) -> str:
     def one(match: re.Match[str]) -> str:
         if match.group(1) is not None:
             return chr(0xDC00 + int(match.group(1), 16))
-        if match.group(2) is not None:
-            return chr(int(match.group(2), 16))
-        return _SHORT_BACK[match.group(3)]
+        hex_digits = match.group(2) or match.group(3)
+        if hex_digits is not None:
+            return chr(int(hex_digits, 16))
+        return _SHORT_BACK[match.group(4)]
 
     return _ESCAPE.sub(one, text)
 
 
 def json_text(document: str) -> str:
     """A JSON document (``json.dumps(..., ensure_ascii=False)``) with every lone surrogate,
-    C1 control, DEL, line/paragraph separator and bidirectional control written as the
-    ``\\uNNNN`` escape that decodes back to it. Such characters can only stand inside a JSON
-    string, where that escape is exactly what they mean; a lone surrogate otherwise makes the
-    UTF-8 encode fail (and orjson refuses such strings outright)."""
-    if not _JSON_UNSAFE.search(document):
+    C1 control, DEL, line/paragraph separator and format character (bidirectional controls,
+    invisible characters) written as the ``\\uNNNN`` escape that decodes back to it. Such
+    characters can only stand inside a JSON string, where that escape is exactly what they
+    mean; a lone surrogate otherwise makes the UTF-8 encode fail (and orjson refuses such
+    strings outright)."""
+    if document.isascii():  # all a report's text usually is: DEL is the one to look for
+        if "\x7f" not in document:
+            return document
+    elif document.replace("\n", "").isprintable():  # the fast path of :func:`_plain`
         return document
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
+    return _JSON_UNSAFE.sub(_json_escape_one, document)
+
+
+def _json_escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code > 0xFFFF:  # JSON's \\u takes four digits: a surrogate pair (RFC 8259, section 7)
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 def json_storable(document: str) -> str:

@@ -67,7 +67,7 @@ def test_certificates_in_der_round_trip_as_given(vault: Vault) -> None:
     item = issued()
     entry = vault.put("certificate", item.der).entry_id
     assert vault.get(entry) == item.der
-    assert vault.export(entry, "pem") == item.pem
+    assert vault.export(entry, "pem").data == item.pem
 
 
 def test_exports_convert_between_pem_der_and_p12(vault: Vault) -> None:
@@ -75,19 +75,19 @@ def test_exports_convert_between_pem_der_and_p12(vault: Vault) -> None:
     key_id = vault.put("private-key", key_pem(item)).entry_id
     cert_id = vault.put("certificate", item.pem).entry_id
     csr_id = vault.put("csr", csr_pem(item)).entry_id
-    der_key = vault.export(key_id, "der")
+    der_key = vault.export(key_id, "der").data
     assert serialization.load_der_private_key(der_key, None).public_key() == item.key.public_key()
-    assert vault.export(cert_id, "der") == item.der
-    assert x509.load_der_x509_csr(vault.export(csr_id, "der")).public_key() \
+    assert vault.export(cert_id, "der").data == item.der
+    assert x509.load_der_x509_csr(vault.export(csr_id, "der").data).public_key() \
         == item.key.public_key()
-    bundle = vault.export(key_id, "p12", p12_password=lambda: b"export-pass")
+    bundle = vault.export(key_id, "p12", p12_password=lambda: b"export-pass").data
     key, cert, _ = pkcs12.load_key_and_certificates(bundle, b"export-pass")
     assert cert is not None
     assert cert.public_bytes(serialization.Encoding.DER) == item.der
     assert key is not None
     assert key.public_key() == item.key.public_key()
     # From the certificate side, the matching key comes along too.
-    bundle = vault.export(cert_id, "p12", p12_password=lambda: b"pw2")
+    bundle = vault.export(cert_id, "p12", p12_password=lambda: b"pw2").data
     key, cert, _ = pkcs12.load_key_and_certificates(bundle, b"pw2")
     assert key is not None
     assert cert is not None
@@ -100,7 +100,7 @@ def test_export_refuses_conversions_that_make_no_sense(vault: Vault) -> None:
     csr = vault.put("csr", csr_pem(issued())).entry_id
     with pytest.raises(VaultInputError, match="cannot be exported as p12"):
         vault.export(csr, "p12", p12_password=lambda: b"x")
-    assert vault.export(doc) == PDF
+    assert vault.export(doc).data == PDF
 
 
 def test_put_is_idempotent_for_identical_bytes_of_the_same_kind(vault: Vault) -> None:
