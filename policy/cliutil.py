@@ -219,24 +219,37 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+# vault.untrusted's table, which policy may not import (tests/agent/test_untrusted.py checks
+# that the two escape every character alike): C0, DEL, C1 and Unicode's categories Cf (format:
+# bidirectional controls, invisible characters such as U+200B), Zl and Zp, and surrogates.
 _UNSAFE_TERMINAL = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
-    "\ud800-\udfff]")
+    "[\x00-\x1f\x7f\x80-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
+    "\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\U000110bd"
+    "\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f\ud800-\udfff]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _escape_one(match: re.Match[str]) -> str:
-    code = ord(match.group())
+    char = match.group()
+    short = _SHORT.get(char)
+    if short is not None:
+        return short
+    code = ord(char)
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the byte that was not UTF-8
         return f"\\x{code - 0xDC00:02x}"
+    if code > 0xFFFF:  # above the BMP (tag characters): four hex digits would read back wrong
+        return f"\\U{code:08x}"
     return f"\\u{code:04x}"
 
 
 def terminal_text(text: str) -> str:
-    """Attacker-controlled text (file names, SANs) safe for a terminal: control characters and
-    the bytes of a file name that are not UTF-8 (lone surrogates) escaped, exactly as the
-    agent's ``agent.untrusted.for_terminal`` does (the policy package cannot import it)."""
-    if not _UNSAFE_TERMINAL.search(text):
+    """Attacker-controlled text (file names, SANs) safe for a terminal: control, format and
+    invisible characters and the bytes of a file name that are not UTF-8 (lone surrogates)
+    escaped, exactly as the agent's ``agent.untrusted.for_terminal`` does (the policy package
+    cannot import it)."""
+    if text.isprintable():  # false for every character escaped here: the common case
         return text
     return _UNSAFE_TERMINAL.sub(_escape_one, text)
 

@@ -6,12 +6,22 @@ import io
 import json
 import logging
 import os
+import sys
+import unicodedata
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 
 from agent.logs import LOGGER_NAME, EventLog, configure_logging
+from agent.main import certescrow
 from agent.untrusted import for_csv, for_log, for_terminal, json_text, json_utf8, unescape
+from tests.certfactory import shared_key
 
 HOSTILE = [
     "plain.example.jp",
@@ -25,6 +35,10 @@ HOSTILE = [
     "c1\x85\x9b31m",
     "bidi\u202eexe.pem",
     "sep\u2028line",
+    "zero\u200bwidth.example",
+    "arabic\u061cletter mark",
+    "bom\ufeff word\u2060joiner soft\xadhyphen",
+    "tag\U000e0041\U000e007f.example",
     "back\\slash \\x41 \\u0041 \\\\",
     os.fsdecode(b"bad-\xff\xfe-utf8.pem"),
     "",
@@ -36,9 +50,78 @@ def test_no_control_character_or_surrogate_reaches_any_output(text: str) -> None
     for rendered in (for_terminal(text), for_csv(text), for_log(text)):
         assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in rendered)
         assert not any(0xD800 <= ord(c) <= 0xDFFF for c in rendered)
-        assert "\u202e" not in rendered
-        assert "\u2028" not in rendered
+        assert not any(unicodedata.category(c) in ("Cf", "Zl", "Zp") for c in rendered)
         rendered.encode("utf-8")  # never raises
+
+
+def test_invisible_and_bidi_format_characters_are_escaped_not_shown() -> None:
+    # "a\u200bb.com" printed raw reads "ab.com"; U+061C reorders like U+200F does.
+    assert for_terminal("a\u200bb.com") == "a\\u200bb.com"
+    assert for_terminal("x\u061cy") == "x\\u061cy"
+    assert for_terminal("\ufeffbom") == "\\ufeffbom"
+    assert for_terminal("tag\U000e0041") == "tag\\U000e0041"  # above the BMP: 8 digits
+    assert for_log("a\u200bb.com") == "a\\u200bb.com"
+    assert for_csv("\u2066=1+1") == "\\u2066=1+1"
+
+
+def test_every_character_of_the_categories_cc_cf_zl_zp_is_escaped_in_every_output() -> None:
+    """The escapes' table is a literal: this holds it to the running Python's Unicode
+    database (a newer Unicode with new format characters fails here, not in a terminal)."""
+    missed = []
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        if unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp"):
+            continue
+        text = f"a{char}b.example"  # plain around it: the fast path must not skip it
+        if char in for_terminal(text) or char in for_csv(text) or char in for_log(text) \
+                or unescape(for_log(text)) != text:
+            missed.append(f"U+{code:04X}")
+    assert missed == []
+
+
+def test_the_policy_commands_escape_every_character_the_agent_does() -> None:
+    """``policy.cliutil.terminal_text`` keeps its own copy of the table (policy may not import
+    the vault): `contract show` printed a SAN ``a\u200bb.com`` as ``ab.com`` after the agent
+    stopped doing so (review 11). The two agree on every code point."""
+    from policy.cliutil import terminal_text
+
+    differ = [f"U+{code:04X}" for code in range(sys.maxunicode + 1)
+              if terminal_text(f"a{chr(code)}b") != for_terminal(f"a{chr(code)}b")]
+    assert differ == []
+
+
+def test_json_text_escapes_format_characters_and_still_decodes_the_same() -> None:
+    value = "a\u200bb \u061c \ufeff tag\U000e0041"
+    document = json_text(json.dumps({"san": value}, ensure_ascii=False))
+    assert all(ord(c) < 0x7F for c in document)
+    assert "\\udb40\\udc41" in document  # a surrogate pair: JSON's \u takes four digits
+    assert json.loads(document)["san"] == value
+
+
+def _zero_width_san_cert(path: Path) -> Path:
+    """A certificate whose SAN is ``a<U+200B>b.com``: cryptography builds it only without
+    its own validation, as a hostile CA would."""
+    key = shared_key("ec", 0)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "a\u200bb.com")])
+    not_before = datetime(2026, 1, 15, tzinfo=UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(77)
+            .not_valid_before(not_before).not_valid_after(not_before + timedelta(days=90))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName._init_without_validation("a\u200bb.com")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@pytest.mark.parametrize("command", ["inspect", "scan"])
+def test_a_zero_width_space_in_a_san_is_visible_in_inspect_and_the_scan_table(
+        tmp_path: Path, command: str) -> None:
+    path = _zero_width_san_cert(tmp_path / "zw.pem")
+    result = CliRunner().invoke(certescrow, [command, str(path), "--at", "2026-02-01"],
+                                catch_exceptions=False)
+    assert "\u200b" not in result.output
+    assert "a\\u200bb.com" in result.output
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -70,7 +153,7 @@ def test_json_utf8_escapes_lone_surrogates_so_json_decodes_them_back() -> None:
 
 
 def test_json_text_escapes_what_json_dumps_leaves_raw_and_still_decodes_the_same() -> None:
-    value = "c1\x9b31m del\x7f sep\u2028 bidi\u202e " + os.fsdecode(b"\xfe")
+    value = "c1\x9b31m del\x7f sep\u2028 bidi\u202e zw\u200b " + os.fsdecode(b"\xfe")
     document = json_text(json.dumps({"cn": value}, ensure_ascii=False))
     assert all(ord(c) < 0x7F for c in document)
     assert json.loads(document)["cn"] == value
