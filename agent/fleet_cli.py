@@ -180,12 +180,13 @@ def _ledger_location(ctx: click.Context,
 
 @contextlib.contextmanager
 def _registry(ctx: click.Context, option: LedgerLocation | None, *, must_exist: bool = False,
-              create: bool = False) -> Iterator[FleetRegistry]:
+              create: bool = False, read_only: bool = False) -> Iterator[FleetRegistry]:
     """The fleet registry of the ledger. A ledger named (``--ledger``, the configuration,
     ``--serve-config``) that does not exist is refused, never made empty: a mistyped path
     must not answer with an empty fleet. ``must_exist``: the per-user default too (read-only
     listings). ``create``: ``fleet sign``, which may come before the service's first start
-    (it says which ledger it registered in)."""
+    (it says which ledger it registered in). ``read_only``: the listings, which change
+    nothing (no migration, no table made where they exist) and need only SELECT."""
     from policy.errors import LedgerError
     from policy.ledger import Ledger
     from policy.paths import ledger_display, ledger_exists
@@ -195,7 +196,8 @@ def _registry(ctx: click.Context, option: LedgerLocation | None, *, must_exist: 
         raise LedgerError(f"{ledger_display(path)}: no ledger here (check --ledger, "
                           "--serve-config or [policy].ledger; the service's ledger is its "
                           "[serve] ledger)")
-    with Ledger.open(path), FleetRegistry.open(path) as registry:
+    with (Ledger.open(path, read_only=read_only),
+          FleetRegistry.open(path, read_only=read_only) as registry):
         yield registry
 
 
@@ -504,7 +506,7 @@ def assignments_command(ctx: click.Context, host: str | None, as_json: bool,
     """The desk's assignments: every host's (or HOST's) stores and their bindings."""
     from .untrusted import for_terminal
 
-    with _registry(ctx, ledger_option, must_exist=True) as registry:
+    with _registry(ctx, ledger_option, must_exist=True, read_only=True) as registry:
         names = [_host_name(host)] if host is not None else sorted(
             {h.host for h in registry.hosts(at=resolve_at(None), silent_after=timedelta(0))})
         rows = [{"host": name, **entry} for name in names for entry in registry.bindings(name)
@@ -557,7 +559,7 @@ def hosts_command(ctx: click.Context, as_json: bool, silent_after: int, at: date
     from .untrusted import for_terminal
 
     now = resolve_at(at)
-    with _registry(ctx, ledger_option, must_exist=True) as registry:
+    with _registry(ctx, ledger_option, must_exist=True, read_only=True) as registry:
         hosts = registry.hosts(at=now, silent_after=timedelta(seconds=silent_after))
         enrolled = {h.host: registry.enrolled(h.host) for h in hosts}
         assigned = {h.host: [b for b in registry.bindings(h.host) if _live(b["binding"])]

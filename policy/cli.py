@@ -47,8 +47,8 @@ from policy.forecast import (
     ContractOutlook,
     MaxValiditySchedule,
     TierOutlook,
-    contract_outlook,
     embedded_schedule,
+    state_outlook,
     tier_outlooks,
 )
 from policy.intake import Binding
@@ -60,12 +60,18 @@ from policy.paths import (
     ledger_path,
 )
 from policy.settings import PolicySettings
-from policy.state import PROVISO, ContractState
+from policy.state import ContractState
 from policy.tiers import Tier
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
 
-from .contract_cli import actions_command, contract_group, refresh_command, verify_command
+from .contract_cli import (
+    actions_command,
+    contract_group,
+    migrate_command,
+    refresh_command,
+    verify_command,
+)
 
 __all__ = ["contract_group", "policy_group"]
 
@@ -97,6 +103,7 @@ def policy_group() -> None:
 policy_group.add_command(actions_command)
 policy_group.add_command(verify_command)
 policy_group.add_command(refresh_command)
+policy_group.add_command(migrate_command)
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -327,15 +334,15 @@ def _forecast_table(path: LedgerLocation, schedule: MaxValiditySchedule,
     if ledger_used is None:
         click.echo(f"\nNo ledger at {ledger_display(path)}: no contracts to forecast.")
         return
-    # The table's columns fit their widest cell: every row is kept, as its nine short cells
+    # The table's columns fit their widest cell: every row is kept, as its ten short cells
     # only (not the contract's outlook with its renewals).
     rows = [_forecast_row(c) for c in contracts]
     if not rows:
         click.echo(f"\nNo contracts in {ledger_used}.")
         return
     click.echo("")
-    _table(["CONTRACT", "ITEM", "CAT", "TIER", "NEXT RENEWAL", "LONGEST THEN", "FILLS TIER",
-            "TIER UNFILLED FROM", "BLOCKED FROM"], rows)
+    _table(["CONTRACT", "ITEM", "CAT", "TIER", "STATUS", "NEXT RENEWAL", "LONGEST THEN",
+            "FILLS TIER", "TIER UNFILLED FROM", "BLOCKED FROM"], rows)
     click.echo("\nRenewals are projected the second after each certificate ends, with the longest "
                "public certificate then issuable; BLOCKED = Art.6(3) proviso (category III).")
 
@@ -344,8 +351,12 @@ def _forecast_row(c: ContractOutlook) -> list[str]:
     nxt = c.renewals[0] if c.renewals else None
     return [
         c.contract_id, c.item or "-", c.category.value if c.category else "-",
-        c.tier.value if c.tier else "-",
-        str(nxt.renewal_day) if nxt else ("terminated" if c.terminated_on else "-"),
+        c.tier.value if c.tier else "-", c.status,
+        # a contract whose termination is fixed has no renewal: the day and clause instead,
+        # in `contract show`'s words
+        str(nxt.renewal_day) if nxt else (
+            f"none: terminates on {c.terminated_on} ({c.termination_clause})"
+            if c.terminated_on else "-"),
         f"{nxt.longest_days} d ({nxt.longest_tier.value})" if nxt else "-",
         "-" if nxt is None or nxt.fills_contracted is None
         else ("yes" if nxt.fills_contracted else "no"),
@@ -363,19 +374,13 @@ def _contract_outlooks(stack: contextlib.ExitStack, path: LedgerLocation, now: d
     from policy.ledger import Ledger  # the ledger is only needed when one exists
 
     schedule = embedded_schedule()
-    ledger = stack.enter_context(Ledger.open(path, create=False, settings=settings))
+    ledger = stack.enter_context(Ledger.open(path, create=False, read_only=True,
+                                             settings=settings))
     states: Iterable[ContractState] = (
         (state for state, _ in ledger.projected(at=now)) if ledger.projection_answers(now)
         else ledger.states(at=now))
     for state in states:
-        yield contract_outlook(
-            contract_id=state.contract_id, item=state.item, category=state.category,
-            tier=state.tier, certificate=state.certificate,
-            # A contract ending only by the Art.6(3) proviso is what the forecast is for:
-            # its renewals are projected, and shown blocked.
-            terminated_on=(None if state.termination_clause == PROVISO
-                           else state.terminated_on),
-            schedule=schedule, at=now, rule=settings.period_rule)
+        yield state_outlook(state, schedule=schedule, at=now, rule=settings.period_rule)
     problems.extend(f"{ledger_display(path)}: {problem}" for problem in ledger.problems)
 
 

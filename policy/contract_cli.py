@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import click
 
@@ -92,7 +92,7 @@ from policy.projection import action_rows, unpriced_text
 from policy.rules.art6 import Answer, answer_deadline, end_of_validity
 from policy.rules.art7 import Application, application_refusals
 from policy.settings import PolicySettings
-from policy.state import ContractState
+from policy.state import PROVISO, ContractState
 from policy.tiers import Tier
 from policy.tokyo import tokyo_date, tokyo_midnight_utc
 
@@ -102,6 +102,8 @@ __all__ = ["PROJECTION_MISMATCH_EXIT", "actions_command", "contract_group", "ref
 PROJECTION_MISMATCH_EXIT = 18
 """``policy verify``: the projection differs from the fold of the journal (the policy family's
 next code after 17)."""
+
+_P = ParamSpec("_P")
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}")
 
@@ -146,17 +148,18 @@ def _no_ledger_error(path: LedgerLocation) -> LedgerError:
 
 
 @contextmanager
-def _ledger(env: _Env, *, create: bool) -> Iterator[Ledger | None]:
+def _ledger(env: _Env, *, create: bool, read_only: bool = False) -> Iterator[Ledger | None]:
     """The ledger, or ``None`` for a read-only command when the per-user default does not
     exist yet. A named ledger that does not exist is an error naming it. Events the ledger
-    could not read are kept in ``env.problems`` for :func:`_finish`."""
+    could not read are kept in ``env.problems`` for :func:`_finish`. ``read_only``: a command
+    that only reads (:meth:`Ledger.open`: it never migrates the schema)."""
     if not create and not ledger_exists(env.ledger_path):
         if env.ledger_named:
             raise _no_ledger_error(env.ledger_path)
         yield None
         return
-    ledger = Ledger.open(env.ledger_path, create=create, settings=env.settings,
-                         catalogue=env.catalogue)
+    ledger = Ledger.open(env.ledger_path, create=create, read_only=read_only,
+                         settings=env.settings, catalogue=env.catalogue)
     try:
         yield ledger
     finally:
@@ -229,8 +232,13 @@ def _echo_state(state: ContractState) -> None:
     else:
         click.echo("  certificate   (none bound or observed)")
     if state.renewable is False:
+        # The proviso's end stands when a later certificate that cannot be renewed either was
+        # bound (review 11): the contract ends on that day, not with the current certificate.
+        ends = (state.terminated_on.isoformat()
+                if state.terminated_on is not None and state.termination_clause == PROVISO
+                else _cert_end(state))
         click.echo(f"  renewable     no: validity within 90 days (Art.6(3) proviso); the "
-                   f"contract ends with the certificate on {_cert_end(state)}")
+                   f"contract ends on {ends}")
     click.echo(f"  notice sent   {_day(state.notice_sent)}")
     answer = state.answer.value if state.answer else "-"
     timing = f" ({state.answer_timing})" if state.answer and state.answer_timing in (
@@ -290,7 +298,7 @@ def _current(env: _Env, contract_id: str, at: datetime) -> ContractState:
         raise UnknownContractError(
             f"no contract {contract_id!r}: the ledger {ledger_display(env.ledger_path)} "
             "does not exist yet")
-    with _ledger(env, create=False) as ledger:
+    with _ledger(env, create=False, read_only=True) as ledger:
         assert ledger is not None  # noqa: S101 - it exists
         return ledger.state(contract_id, at=at)
 
@@ -304,6 +312,37 @@ def _echo_result(as_json: bool, headline: str, state: ContractState,
         click.echo(terminal_text(line))
     click.echo("Due actions:")
     _echo_actions(decisions, at=at, with_contract=False)
+
+
+_REFUSAL_DETAILS = "certescrow.refusal_details"
+"""``ctx.meta`` key: what a command knows of its refusal beyond the error (``add``'s
+``refusals``), for :func:`_refusal_as_json`."""
+
+
+def _refusal_as_json(**always: Any) -> Callable[[Callable[_P, None]], Callable[_P, None]]:
+    """A recording command whose record is refused (any :class:`PolicyError`: the terms, an
+    unknown contract, an unreadable certificate file, the ledger) prints, with ``--json``, the
+    refusal as JSON on stdout: ``{"contract", "recorded": false, "error": {"exit_code",
+    "message"}}``, plus ``always`` (``add``: ``"accepted": false``) and what the command put
+    under ``ctx.meta[_REFUSAL_DETAILS]`` (``add``: its ``refusals``). The error is raised on:
+    the ``Error:`` line on stderr and the exit status are the same as without ``--json``."""
+
+    def wrap(command: Callable[_P, None]) -> Callable[_P, None]:
+        @functools.wraps(command)
+        def run(*args: _P.args, **kwargs: _P.kwargs) -> None:
+            try:
+                command(*args, **kwargs)
+            except PolicyError as exc:
+                if kwargs.get("as_json"):
+                    details = click.get_current_context().meta.get(_REFUSAL_DETAILS, {})
+                    echo_json({"contract": kwargs.get("contract_id"), "recorded": False,
+                               **always, **details,
+                               "error": {"exit_code": exc.exit_code, "message": str(exc)}})
+                raise
+
+        return run
+
+    return wrap
 
 
 @contract_group.command("add")
@@ -322,6 +361,7 @@ def _echo_result(as_json: bool, headline: str, state: ContractState,
               help="The designated provider service (required for category II, Art.4(1)).")
 @json_option
 @ledger_option
+@_refusal_as_json(accepted=False)
 def add_command(contract_id: str, handle: str, tier: str | None, at: datetime | None,
                 country: str, migrating: bool, designated_service: str | None, as_json: bool,
                 ledger_opt: Path | None) -> None:
@@ -336,8 +376,7 @@ def add_command(contract_id: str, handle: str, tier: str | None, at: datetime | 
                     migrating_from_outside=migrating, designated_service=designated_service),
         env.catalogue, at=now)
     if refusals:
-        if as_json:
-            echo_json({"contract": contract_id, "accepted": False, "refusals": list(refusals)})
+        click.get_current_context().meta[_REFUSAL_DETAILS] = {"refusals": list(refusals)}
         reasons = "; ".join(f"{d.clause}: {d.explanation_en}" for d in refusals)
         raise ApplicationRefusedError(
             f"application for contract {contract_id!r} ({item.handle}) refused, nothing "
@@ -378,7 +417,7 @@ def list_command(as_json: bool, at: datetime | None, as_recorded: datetime | Non
     env = _env(ledger_opt)
     now, known = _times(at, as_recorded)
     failures: list[tuple[str, PolicyError]] = []
-    with _ledger(env, create=False) as ledger:
+    with _ledger(env, create=False, read_only=True) as ledger:
         rows: Iterable[tuple[ContractState, tuple[Decision, ...]]] = ()
         if ledger is not None and known is None and ledger.projection_answers(now):
             # Current knowledge: the projection's states, and its cached decisions where they
@@ -489,7 +528,7 @@ def show_command(contract_id: str, as_json: bool, at: datetime | None,
     and the actions due, as of --at (by what was recorded by --as-recorded)."""
     env = _env(ledger_opt)
     now, known = _times(at, as_recorded)
-    with _ledger(env, create=False) as ledger:
+    with _ledger(env, create=False, read_only=True) as ledger:
         if ledger is None:
             raise UnknownContractError(
                 f"no contract {contract_id!r}: the ledger {ledger_display(env.ledger_path)} "
@@ -526,6 +565,7 @@ def _instant(value: datetime) -> str:
 @record_at_option
 @json_option
 @ledger_option
+@_refusal_as_json()
 def notify_command(contract_id: str, at: datetime | None, as_json: bool,
                    ledger_opt: Path | None) -> None:
     """Record that the renewal notice (Art.6(1)) was sent."""
@@ -555,6 +595,7 @@ def notify_command(contract_id: str, at: datetime | None, as_json: bool,
 @record_at_option
 @json_option
 @ledger_option
+@_refusal_as_json()
 def answer_command(contract_id: str, answer: str, at: datetime | None, as_json: bool,
                    ledger_opt: Path | None) -> None:
     """Record the customer's answer to the renewal notice: renew or dont-renew."""
@@ -589,6 +630,7 @@ def answer_command(contract_id: str, answer: str, at: datetime | None, as_json: 
 @record_at_option
 @json_option
 @ledger_option
+@_refusal_as_json()
 def bind_command(contract_id: str, certfile: Path, index: int | None, at: datetime | None,
                  as_json: bool, ledger_opt: Path | None) -> None:
     """Bind the certificate in CERTFILE (PEM, DER, PKCS#7 or PKCS#12) to contract ID."""
@@ -653,6 +695,7 @@ def _pick_certificate(read: CertificateReader, path: Path,
 @record_at_option
 @json_option
 @ledger_option
+@_refusal_as_json()
 def change_command(contract_id: str, service: str, at: datetime | None, as_json: bool,
                    ledger_opt: Path | None) -> None:
     """Record an accepted contract change (Art.5); the one-time fee is owed (Art.10)."""
@@ -673,24 +716,32 @@ def change_command(contract_id: str, service: str, at: datetime | None, as_json:
 @click.option("--requested", type=DateType(), default=None,
               help="Day the customer named for the termination to take effect.")
 @json_option
-@record_at_option
+@click.option("--at", type=InstantType(), default=None,
+              help="When the form arrived, if the time is known: an instant on the --arrived "
+                   "day (ISO 8601; no offset = Asia/Tokyo). Default, and for a later day: 00:00 "
+                   "JST of --arrived (now, when it arrived today). Never in the future nor "
+                   "before --arrived: refused, nothing recorded.")
 @ledger_option
+@_refusal_as_json()
 def cancel_command(contract_id: str, arrived: date, requested: date | None, as_json: bool,
                    at: datetime | None, ledger_opt: Path | None) -> None:
     """Record a cancellation form (Art.9(2)) and print the day the termination takes effect.
 
-    The event happened when the form arrived: on ``--arrived`` (at ``--at`` when that falls on
-    the arrival day, else at its start, 00:00 JST, or at the acceptance when the contract was
-    accepted that same day), however late it is entered, so that the contract as of any later
-    day knows of it."""
+    The event happened when the form arrived: on ``--arrived``, at ``--at`` when that falls on
+    the arrival day, else at its start, 00:00 JST (now when it arrived today; the acceptance
+    when the contract was accepted that same day), however late it is entered, so that the
+    contract as of any later day knows of it. An ``--at`` in the future or before the arrival
+    day is refused."""
     env = _env(ledger_opt)
     now, clock = _when(at)
-    happened = _arrival_instant(arrived, at, clock)
-    if ledger_exists(env.ledger_path) and tokyo_date(happened) == arrived:
+    future_day = arrived > tokyo_date(clock)
+    # a form arriving in the future is the ledger's refusal, naming --arrived
+    happened = (tokyo_midnight_utc(arrived) if future_day
+                else _arrival_instant(arrived, at, clock))
+    if at is None and ledger_exists(env.ledger_path) and tokyo_date(happened) == arrived:
         accepted = _current(env, contract_id, clock).accepted_utc
         if accepted is not None and tokyo_date(accepted) == arrived:
             happened = max(happened, accepted)
-    future_day = arrived > tokyo_date(clock)
     state, decisions = _record(env, CancellationArrived(
         contract_id=contract_id, at_utc=happened, arrived=arrived, requested=requested),
         now, clock, dated_by="--arrived" if future_day else "--at",
@@ -699,24 +750,45 @@ def cancel_command(contract_id: str, arrived: date, requested: date | None, as_j
     effective = state.cancellation.effective
     if as_json:
         echo_json({"contract": contract_id, "arrived": arrived, "requested": requested,
-                   "effective": effective, "clause": "Art.9(2)", "refund": False,
-                   "terminated_on": state.terminated_on, "actions": list(decisions)})
+                   "dated": happened, "effective": effective, "clause": "Art.9(2)",
+                   "refund": False, "terminated_on": state.terminated_on,
+                   "actions": list(decisions)})
         return
     click.echo(f"effective {effective.isoformat()}")
     click.echo(f"Cancellation of {contract_id}: form arrived {arrived}, requested "
                f"{_day(requested)}; the termination takes effect on {effective} (Art.9(2)). "
                "Fees already paid are not refunded.")
+    if at is not None and happened != at:
+        click.echo(f"Note: --at {instant_to_tokyo_text(at)} is after the arrival day: the form "
+                   f"is dated when it arrived, {instant_to_tokyo_text(happened)} (--arrived).")
     if state.terminated_on is not None and state.terminated_on != effective:
         click.echo(f"Note: an earlier termination is already fixed for {state.terminated_on} "
                    f"({state.termination_clause}).")
 
 
 def _arrival_instant(arrived: date, at: datetime | None, clock: datetime) -> datetime:
-    """When the cancellation form arrived, as precisely as we know it."""
-    for candidate in (at, clock):
-        if candidate is not None and tokyo_date(candidate) == arrived:
-            return candidate
-    return tokyo_midnight_utc(arrived)
+    """When the cancellation form arrived, as precisely as we know it: ``--at`` when it falls
+    on the arrival day; else now when it arrived today; else 00:00 JST of the arrival day (an
+    ``--at`` on a later day too: dated then, the contract would not know of the form on the
+    days between). An ``--at`` ahead of the real clock (the ledger records what happened) or
+    before the arrival day (a form dated before it arrived, CONTRACT.md "What the ledger
+    refuses") is refused, naming both options."""
+    if at is None:
+        return clock if tokyo_date(clock) == arrived else tokyo_midnight_utc(arrived)
+    given = instant_to_tokyo_text(at)
+    if at > clock:
+        raise ContractStateError(
+            f"--at {given} is in the future (now {instant_to_tokyo_text(clock)}): --at is when "
+            f"the form arrived, on --arrived {arrived}, and the ledger records what happened; "
+            "nothing was recorded")
+    if tokyo_date(at) < arrived:
+        raise ContractStateError(
+            f"--at {given} is before the arrival day --arrived {arrived}: a form is never dated "
+            "before it arrived (give --at on that day, or leave it out to date the form 00:00 "
+            "JST of --arrived); nothing was recorded")
+    if tokyo_date(at) > arrived:  # entered later: dated when it arrived (the output says so)
+        return tokyo_midnight_utc(arrived)
+    return at
 
 
 @contract_group.command("renew")
@@ -729,6 +801,7 @@ def _arrival_instant(arrived: date, at: datetime | None, clock: datetime) -> dat
 @record_at_option
 @json_option
 @ledger_option
+@_refusal_as_json()
 def renew_command(contract_id: str, by_default: bool, designated: date | None,
                   at: datetime | None, as_json: bool, ledger_opt: Path | None) -> None:
     """Record that the renewal of the current certificate's validity period was made."""
@@ -755,6 +828,7 @@ def renew_command(contract_id: str, by_default: bool, designated: date | None,
 @record_at_option
 @json_option
 @ledger_option
+@_refusal_as_json()
 def terminate_command(contract_id: str, effective: date, clause: str, reason: str,
                       at: datetime | None, as_json: bool, ledger_opt: Path | None) -> None:
     """Record a termination the provider fixed (e.g. the item's abolition under Art.8)."""
@@ -780,7 +854,7 @@ def unbound_command(as_json: bool, at: datetime | None, as_recorded: datetime | 
     env = _env(ledger_opt)
     now, known = _times(at, as_recorded)
     entries: list[JournalEntry] = []
-    with _ledger(env, create=False) as ledger:
+    with _ledger(env, create=False, read_only=True) as ledger:
         if ledger is not None:
             entries = ledger.unbound_observations(at=now, as_recorded=known)
     if as_json:
@@ -812,7 +886,7 @@ def actions_command(as_json: bool, at: datetime | None, within: int | None,
     now, known = _times(at, as_recorded)
     decisions: list[Decision] = []
     failures: list[tuple[str, PolicyError]] = []
-    with _ledger(env, create=False) as ledger:
+    with _ledger(env, create=False, read_only=True) as ledger:
         if ledger is not None and known is None and ledger.projection_answers(now):
             _projected_actions(env, ledger, now, within, as_json, failures)
             ledger = None  # answered: nothing more to sweep
@@ -924,7 +998,7 @@ def verify_command(as_json: bool, repair: bool, at: datetime | None,
     never changes what the journal says, only what sweeps read."""
     env = _env(ledger_opt)
     now = resolve_at(at)
-    with _ledger(env, create=False) as ledger:
+    with _ledger(env, create=False, read_only=not repair) as ledger:
         if ledger is None:
             raise _no_ledger_error(env.ledger_path)
         mismatches, checked, foreign = ledger.verify_projection(at=now)
@@ -983,6 +1057,33 @@ def refresh_command(as_json: bool, at: datetime | None, ledger_opt: LedgerLocati
     else:
         click.echo(f"{where}: {refreshed} contract(s) evaluated again for {day} "
                    "(Asia/Tokyo).")
+    _finish(env)
+
+
+@click.command("migrate")
+@json_option
+@ledger_option
+def migrate_command(as_json: bool, ledger_opt: LedgerLocation | None) -> None:
+    """Bring the ledger's schema up to this certescrow's version.
+
+    Every write does it first; this does it alone, as the ledger's owner, when this version's
+    writers are about to start (docs/fleet.md, "Upgrading a PostgreSQL ledger"). Commands that
+    only read never migrate: they read an older ledger as it is, or refuse one too old,
+    naming this command."""
+    env = _env(ledger_opt)
+    with _ledger(env, create=False) as ledger:
+        if ledger is None:
+            raise _no_ledger_error(env.ledger_path)
+        ledger.migrate()
+        before, after = ledger.opened_version, ledger.schema_version
+    where = ledger_display(env.ledger_path)
+    if as_json:
+        echo_json({"ledger": where, "schema_version_before": before, "schema_version": after,
+                   "migrated": before != after})
+    elif before == after:
+        click.echo(f"{where}: schema version {after}, up to date: nothing to migrate.")
+    else:
+        click.echo(f"{where}: migrated from schema version {before} to {after}.")
     _finish(env)
 
 

@@ -106,6 +106,11 @@ def evaluate_contract(state: ContractState, catalogue: Catalogue, settings: Poli
                 category=state.category, facts=cert, contract_id=cid,
                 notice_sent=state.notice_sent, answer=state.answer, at=at, settings=settings,
                 bound_on=state.certificate_since)
+            if item.product_end is not None:
+                # Art.8: the ledger refuses renewing an abolished item from its product end
+                # on, so no renewal (nor its fee) is due on or after that day.
+                renewal = tuple(d for d in renewal if d.action not in _RENEWING
+                                or d.due is None or d.due < item.product_end)
             out.extend(renewal)
             for decision in renewal:
                 if decision.action in _RENEWING and decision.due is not None:

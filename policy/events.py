@@ -269,7 +269,10 @@ class RenewalMade(_EventBase):
 class Terminated(_EventBase):
     """The provider recorded a termination taking effect on ``effective`` (e.g. Art.8
     abolition, or an Art.9 termination confirmed by hand). ``clause`` is one of
-    :data:`TERMINATION_CLAUSES`."""
+    :data:`TERMINATION_CLAUSES`, and the ledger admits the record only when that clause's own
+    conditions hold (``policy.state.check_event``). ``effective`` is the termination day: the
+    contract runs through it and is terminated from the next Tokyo day, as under every
+    clause."""
 
     KIND: ClassVar[str] = "terminated"
     contract_id: str

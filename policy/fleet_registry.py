@@ -88,6 +88,7 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS fleet_cert_keys_by_key ON fleet_cert_keys (key_sha256)",
 )
+_TABLES = ("fleet_certs", "fleet_batches", "fleet_hosts", "fleet_bindings", "fleet_cert_keys")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,6 +125,17 @@ class HostStatus:
                 "revoked": self.revoked, "silent": self.silent}
 
 
+def _has_tables(storage: Storage) -> bool:
+    """Whether every table the registry reads exists (asked without needing any privilege)."""
+    if storage.dialect == "postgresql":
+        rows = storage.run("SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = "
+                           "current_schema() AND tablename = ANY(?)", (list(_TABLES),))
+    else:
+        rows = storage.run("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                           "name IN (SELECT value FROM json_each(?))", (json.dumps(_TABLES),))
+    return bool(rows) and int(rows[0][0]) == len(_TABLES)
+
+
 class FleetRegistry:
     """The ``fleet_*`` tables of one ledger database (SQLite or PostgreSQL). Thread-safe."""
 
@@ -132,10 +144,12 @@ class FleetRegistry:
         self.where = storage.where
 
     @classmethod
-    def open(cls, location: str | Path) -> FleetRegistry:
+    def open(cls, location: str | Path, *, read_only: bool = False) -> FleetRegistry:
         """Open the registry in the ledger at ``location`` (a path or a ``postgresql://``
         DSN). An SQLite ledger must exist: open the :class:`policy.ledger.Ledger` first, it
-        creates and checks the file."""
+        creates and checks the file. ``read_only`` (the listings): the tables are made only
+        when missing, so a role that may only SELECT lists the fleet of a ledger that has them;
+        one without them lists no host rather than failing."""
         if not is_postgres_dsn(location):
             refuse_conninfo(location)
             path = Path(location).expanduser()
@@ -144,9 +158,10 @@ class FleetRegistry:
             location = path
         storage = open_storage(location)
         try:
-            with storage.transaction(lock="certescrow-fleet-schema") as tx:
-                for statement in _SCHEMA:
-                    tx.run(statement)
+            if not read_only or not _has_tables(storage):
+                with storage.transaction(lock="certescrow-fleet-schema") as tx:
+                    for statement in _SCHEMA:
+                        tx.run(statement)
         except BaseException:
             storage.close()
             raise

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from policy.category import Category
 from policy.errors import CatalogueError
@@ -34,6 +34,9 @@ from policy.rules.art6 import (
 from policy.tiers import TIERS_ASCENDING, Tier, classify, tier_period, validity_period
 from policy.tokyo import tokyo_date
 
+if TYPE_CHECKING:  # the fold is not needed to classify a certificate (scan stays light)
+    from policy.state import ContractState
+
 __all__ = [
     "EMBEDDED_SCHEDULE",
     "ContractOutlook",
@@ -45,6 +48,7 @@ __all__ = [
     "contract_outlook",
     "embedded_schedule",
     "load_schedule",
+    "state_outlook",
     "tier_outlook",
     "tier_outlooks",
 ]
@@ -358,6 +362,8 @@ class ContractOutlook:
     certificate_sha256: str | None
     certificate_not_after: datetime | None
     terminated_on: date | None
+    """The day a fixed termination takes effect (any clause, the Art.6(3) proviso's
+    included): the contract has no renewal to project."""
     currently_blocked: bool
     """Category III whose current certificate is already <= 90 days (Art.6(3) proviso)."""
     renewals: tuple[RenewalOutlook, ...]
@@ -373,10 +379,15 @@ class ContractOutlook:
     """For category III: the first day from which a renewal is blocked (today's day when the
     current certificate already is); ``None`` for I/II."""
     period_rule: PeriodRule = DEFAULT_PERIOD_RULE
+    status: str = "active"
+    """The contract's own status at ``at``, in its words (``active``, ``terminating``,
+    ``terminated``: :attr:`policy.state.ContractState.status`)."""
+    termination_clause: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "contract": self.contract_id,
+            "status": self.status,
             "period_rule": self.period_rule.value,
             "item": self.item,
             "category": self.category.value if self.category else None,
@@ -384,6 +395,7 @@ class ContractOutlook:
             "certificate": self.certificate_sha256,
             "not_after": self.certificate_not_after,
             "terminated_on": self.terminated_on,
+            "termination_clause": self.termination_clause,
             "currently_blocked": self.currently_blocked,
             "cannot_fill_from": self.cannot_fill_from,
             "never_fillable": self.never_fillable,
@@ -398,9 +410,12 @@ def contract_outlook(*, contract_id: str, item: str | None, category: Category |
                      tier: Tier | None, certificate: CertificateFacts | None,
                      terminated_on: date | None, schedule: MaxValiditySchedule,
                      at: datetime, horizon: int = RENEWAL_HORIZON,
-                     rule: PeriodRule = DEFAULT_PERIOD_RULE) -> ContractOutlook:
+                     rule: PeriodRule = DEFAULT_PERIOD_RULE,
+                     status: str = "active",
+                     termination_clause: str | None = None) -> ContractOutlook:
     """The schedule's effect on one contract at its next ``horizon`` renewals, each assumed to
-    use the longest public certificate issuable then; periods counted by ``rule``."""
+    use the longest public certificate issuable then; periods counted by ``rule``. A contract
+    with a termination fixed (``terminated_on``, whatever its clause) has none: it ends."""
     is_byo = category is Category.III
     blocked_now = bool(is_byo and certificate is not None
                        and art6_3_cannot_renew(certificate, rule))
@@ -448,5 +463,20 @@ def contract_outlook(*, contract_id: str, item: str | None, category: Category |
         first_unfilled_renewal=first_unfilled, first_blocked_renewal=first_blocked,
         cannot_fill_from=outlook.cannot_fill_from if outlook else None,
         never_fillable=outlook.never_fillable if outlook else False,
-        non_renewable_from=non_renewable, period_rule=rule,
+        non_renewable_from=non_renewable, period_rule=rule, status=status,
+        termination_clause=termination_clause,
     )
+
+
+def state_outlook(state: ContractState, *, schedule: MaxValiditySchedule, at: datetime,
+                  rule: PeriodRule = DEFAULT_PERIOD_RULE) -> ContractOutlook:
+    """:func:`contract_outlook` of a contract's folded state (``state`` as of ``at``): its
+    status and termination are the state's own, so the forecast says what ``contract list`` and
+    ``contract show`` say. A termination fixed by the Art.6(3) proviso ends the contract like
+    any other (CONTRACT.md Art.6(3): it terminates with the certificate unless a renewable one
+    is bound first): no renewal is projected, ``currently_blocked`` says why."""
+    return contract_outlook(
+        contract_id=state.contract_id, item=state.item, category=state.category,
+        tier=state.tier, certificate=state.certificate, terminated_on=state.terminated_on,
+        schedule=schedule, at=at, rule=rule, status=state.status.value,
+        termination_clause=state.termination_clause)

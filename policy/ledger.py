@@ -24,8 +24,12 @@ Why it is built the way it is:
   dated after ``now`` is refused too: the ledger records what happened.
 * **Reading never fails because of one event.** An event that cannot be decoded or applied is
   skipped and described in :attr:`Ledger.problems`; every other event is still read.
-* **Versioned.** ``PRAGMA user_version`` is the schema version; an older ledger is migrated on
-  open, one version step at a time, in the same transaction that stamps the new version.
+* **Versioned.** ``PRAGMA user_version`` is the schema version. An older ledger is migrated
+  by the first write (or ``certescrow policy migrate``), one version step at a time, in the
+  transaction that stamps the new version; opening never migrates. A reader (``read_only``)
+  reads it as it is from :data:`READABLE_FROM` on and refuses an older one: a reader that
+  migrated would break a still-running older writer (on PostgreSQL it fails every write once
+  the keys changed under it) and would need the owner's privileges to read.
 * **Paths round-trip.** A location is ``os.fsdecode``'d text and may hold lone surrogates
   (SQLite TEXT cannot): the ``sightings`` keys store the bytes (``surrogateescape``), and the
   JSON payload escapes them (``\\udcXX``), both exact inverses.
@@ -41,6 +45,7 @@ import contextlib
 import functools
 import json
 import os
+import shlex
 import sqlite3
 import threading
 import time
@@ -57,7 +62,13 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for (se
     orjson = None  # type: ignore[assignment]
 
 from .catalogue import Catalogue
-from .errors import ContractStateError, FutureEventError, LedgerError, UnknownContractError
+from .errors import (
+    ContractStateError,
+    FutureEventError,
+    LedgerError,
+    PolicyError,
+    UnknownContractError,
+)
 from .events import (
     ApplicationAccepted,
     CertificateBound,
@@ -65,6 +76,7 @@ from .events import (
     CertificateObserved,
     Event,
     RenewalMade,
+    Terminated,
     event_to_json,
     instant_to_text,
     instant_to_tokyo_text,
@@ -98,6 +110,7 @@ from .tokyo import require_aware, tokyo_date
 
 __all__ = [
     "APPLICATION_ID",
+    "READABLE_FROM",
     "SCHEMA_VERSION",
     "JournalEntry",
     "JournalProblem",
@@ -112,6 +125,11 @@ microsecond form of ``at_utc`` (version 1 let SQLite's clock fill it in millisec
 ``sightings`` keys are bytes so that any file name round-trips. 3: the projection
 (``projection``, ``projection_actions``: each contract's folded state and due actions,
 :mod:`policy.projection`), back-filled from the journal by the migration."""
+READABLE_FROM = 3
+"""The oldest schema version a reader reads as it is, on both backends: the readers query the
+projection (version 3); what came after (PostgreSQL's version 4) changed only index keys, and
+each query by location names both the digest and the location, which an older key serves as
+well. A reader refuses an older ledger, naming ``certescrow policy migrate``."""
 BUSY_TIMEOUT_S = 30.0
 _REFRESH_CHUNK = 200
 _RETRIES = 50
@@ -323,12 +341,25 @@ class Ledger:
     _BODY_BYTES = "CAST(a.body AS BLOB)"
     """A cached action's ``--json`` element as the UTF-8 bytes the command writes (no decoding
     and encoding again of 126 MB over 100,000 contracts)."""
+    target_version = SCHEMA_VERSION
+    """The schema version this certescrow writes: a write first migrates an older ledger."""
+    upgrading_doc = 'docs/ledger.md, "Format and safety"'
+    """Where the refusal of a ledger too old to read sends its reader."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path,
                  settings: PolicySettings | None = None,
                  catalogue: Catalogue | None = None) -> None:
         self._conn = conn
         self.path = path
+        self.where = str(path)
+        """The ledger as messages name it (a DSN without its password)."""
+        self.read_only = False
+        """Opened by a command that only reads (:meth:`open`): it never writes or migrates."""
+        self.opened_version = 0
+        """The ledger's schema version as :meth:`open` found it (0: it made a new ledger)."""
+        self.schema_version = 0
+        """The ledger's schema version now: :attr:`opened_version` until a write (or
+        :meth:`migrate`) brought it up to :attr:`target_version`."""
         self.settings = settings or PolicySettings()
         """The provider's settings the admission checks use (answer deadline, period rule)."""
         self._catalogue = catalogue
@@ -345,21 +376,31 @@ class Ledger:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: Path | str, *, create: bool = True,
+    def open(cls, path: Path | str, *, create: bool = True, read_only: bool = False,
              settings: PolicySettings | None = None,
              catalogue: Catalogue | None = None) -> Ledger:
-        """Open (and with ``create``, create) the ledger at ``path``; an older schema version is
-        migrated. ``settings`` are the provider's settings the admission checks apply;
-        ``settings`` and ``catalogue`` (default: the embedded one) are those the projection's
-        cached decisions are evaluated with (a reader with others evaluates again).
+        """Open (and with ``create``, create) the ledger at ``path``. ``settings`` are the
+        provider's settings the admission checks apply; ``settings`` and ``catalogue``
+        (default: the embedded one) are those the projection's cached decisions are evaluated
+        with (a reader with others evaluates again).
+
+        Opening never migrates a ledger this certescrow reads as it is (version
+        :data:`READABLE_FROM` on): its first write does (:meth:`migrate`). A command that only
+        reads must not change the schema under an older writer still running (on PostgreSQL
+        that writer then fails every write), nor need the owner's privileges. ``read_only`` is
+        such a command: it never creates (whatever ``create`` says), writes or migrates, and a
+        ledger older than :data:`READABLE_FROM` is refused, naming the command that migrates
+        it; a writer migrates that one as it opens it (it could not read it otherwise).
 
         Raises :class:`LedgerError` when the file is not a certescrow ledger, was written by a
-        newer certescrow, or cannot be created or read (the message names the file and why).
+        newer certescrow, is too old for a reader, or cannot be created or read (the message
+        names the file and why).
         """
+        create = create and not read_only
         if is_postgres_dsn(path):  # --ledger postgresql://… (issue 13): policy/ledger_pg.py
             from .ledger_pg import PostgresLedger
 
-            return PostgresLedger.open_dsn(path, create=create,
+            return PostgresLedger.open_dsn(path, create=create, read_only=read_only,
                                            settings=settings, catalogue=catalogue)
         refuse_conninfo(path)
         path = Path(path).expanduser()
@@ -378,6 +419,7 @@ class Ledger:
         except sqlite3.Error as exc:
             raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
         ledger = cls(conn, path, settings, catalogue)
+        ledger.read_only = read_only
         try:
             ledger._initialise()
         except sqlite3.OperationalError as exc:  # permissions, read-only medium, locks…
@@ -401,9 +443,7 @@ class Ledger:
                 f"{self.path}: not a certescrow ledger (SQLite application_id "
                 f"{app_id:#x}, expected {APPLICATION_ID:#x}); refusing to touch it")
         if version > SCHEMA_VERSION:
-            raise LedgerError(
-                f"{self.path}: ledger schema version {version} was written by a newer certescrow"
-                f" (this one reads up to version {SCHEMA_VERSION}); upgrade certescrow")
+            raise self._newer(version)
         if app_id == 0:
             tables = conn.execute(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
@@ -411,22 +451,65 @@ class Ledger:
                 raise LedgerError(
                     f"{self.path}: an SQLite database of another application, not a certescrow "
                     "ledger; refusing to touch it")
+            if self.read_only:  # an empty file: a reader makes nothing of it
+                raise LedgerError(f"{self.path}: no ledger here (nothing has been recorded yet)")
         self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
-        if app_id == 0 or version < SCHEMA_VERSION:
-            self._write(self._create_schema)
+        self.opened_version = self.schema_version = version if app_id else 0
+        self._opened_at_version()
+
+    def _opened_at_version(self) -> None:
+        """What opening does with the version found (both backends): nothing from
+        :data:`READABLE_FROM` on (a write migrates); before it, a reader refuses and a writer
+        migrates (a new ledger, version 0, is made)."""
+        if self.schema_version >= READABLE_FROM:
+            return
+        if self.read_only:
+            raise LedgerError(
+                f"the ledger at {self.where} is schema {self.schema_version}; this certescrow "
+                f"uses {self.target_version} (it reads schema {READABLE_FROM} and later without "
+                "migrating them): run "
+                f"`certescrow policy migrate --ledger {shlex.quote(self.where)}` as the "
+                f"ledger's owner (see {self.upgrading_doc})")
+        self.migrate()
+
+    def _newer(self, version: int) -> LedgerError:
+        return LedgerError(
+            f"{self.where}: ledger schema version {version} was written by a newer certescrow "
+            f"(this one reads up to version {self.target_version}); upgrade certescrow")
+
+    def migrate(self) -> int:
+        """Bring the schema up to :attr:`target_version`, as every write does first
+        (``certescrow policy migrate`` alone: the owner, before the new version's writers
+        start): one version step at a time, in the one transaction that stamps the new
+        version, so a failed migration changes nothing. Returns the version found (the target:
+        there was nothing to do; 0: a new ledger). Refused on a ledger opened ``read_only``."""
+        if self.read_only:
+            raise LedgerError(f"{self.where}: opened for reading only: nothing is written to "
+                              "it, its schema is not migrated")
+        if self.schema_version >= self.target_version:
+            return self.schema_version
+        found = self._migrate_locked()
+        self.schema_version = self.target_version
+        return found
+
+    def _migrate_locked(self) -> int:
+        """:meth:`migrate`'s work, in the backend's transaction under its lock."""
+        return self._transact(self._create_schema)
 
     def _header(self) -> tuple[int, int]:
         app_id = int(self._conn.execute("PRAGMA application_id").fetchone()[0])
         version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
         return app_id, version
 
-    def _create_schema(self) -> None:
+    def _create_schema(self) -> int:
         # Re-checked inside the write lock: two processes may create or migrate it at once.
         app_id, version = self._header()
-        if app_id == APPLICATION_ID and version >= SCHEMA_VERSION:
-            return
+        if version > SCHEMA_VERSION:
+            raise self._newer(version)
+        if app_id == APPLICATION_ID and version == SCHEMA_VERSION:
+            return version
         if app_id == APPLICATION_ID:
             for step in range(version, SCHEMA_VERSION):
                 for statement in _MIGRATIONS[step]:
@@ -440,6 +523,7 @@ class Ledger:
         self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('format', 'certescrow-ledger')")
         self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return version if app_id == APPLICATION_ID else 0
 
     def close(self) -> None:
         self._conn.close()
@@ -474,12 +558,17 @@ class Ledger:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _write(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in one write transaction (:meth:`_transact`), the schema migrated first
+        (:meth:`migrate`: refused when opened ``read_only``)."""
+        if getattr(self._tx, "writing", False):
+            return fn()  # already inside this thread's write transaction (record_batch)
+        self.migrate()
+        return self._transact(fn)
+
+    def _transact(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction, retrying while another writer
         holds the lock; any exception rolls everything back. The projection rows of the
         contracts it touched are rebuilt in the same transaction."""
-
-        if getattr(self._tx, "writing", False):
-            return fn()  # already inside this thread's write transaction (record_batch)
 
         def attempt() -> T:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -574,7 +663,14 @@ class Ledger:
             everything = self._state_or_none(cid, at=_END_OF_TIME, events=journal)
             renewed = frozenset(r.certificate_sha256 for r in everything.renewals) \
                 if everything is not None else frozenset()
-        admitted = check_event(state, event, settings=self.settings, renewed=renewed)
+        item = None
+        if state is not None and isinstance(event, (RenewalMade, Terminated)):
+            # Art.8: the item's product end, from the catalogue this ledger was opened with
+            # (an item an amended catalogue no longer holds has none known).
+            with contextlib.suppress(PolicyError):
+                item = self.catalogue.item(state.item)
+        admitted = check_event(state, event, settings=self.settings, renewed=renewed,
+                               item=item)
         if state is not None and needs_history_check(journal, admitted):
             # Back-dated: the events already recorded after it must still be admissible.
             check_history(cid, journal, admitted, settings=self.settings)

@@ -15,9 +15,10 @@ What differs from SQLite, and why:
   journal, whoever issues them.
 * **Versioned.** PostgreSQL has no ``user_version``: the ``meta`` table holds ``format`` and
   ``schema_version``. A database whose version is newer than this code is refused; an older
-  one is migrated step by step inside one transaction (DDL is transactional here), which also
-  stamps the new version; a database with a ``journal`` but no certescrow ``meta`` is another
-  application's and is refused untouched.
+  one is migrated by the first write (never by opening, see :meth:`Ledger.open`: a reader
+  reads version 3 as it is) step by step inside one transaction under the schema lock (DDL is
+  transactional here), which also stamps the new version; a database with a ``journal`` but
+  no certescrow ``meta`` is another application's and is refused untouched.
 * **Byte order.** Text columns compared or sorted by the ledger use the ``"C"`` collation, so
   the fixed-width instants sort as time and contract ids sort as on SQLite.
 * **No unbounded text in an index key.** A B-tree entry holds ~2,700 bytes and a file path
@@ -241,6 +242,8 @@ class PostgresLedger(Ledger):
 
     _BODY_BYTES = "convert_to(a.body, 'UTF8')"  # bytea: raw bytes in binary results
     concurrent_reads = True  # each read takes a connection of the pool
+    target_version = PG_SCHEMA_VERSION
+    upgrading_doc = 'docs/fleet.md, "Upgrading a PostgreSQL ledger"'
 
     def __init__(self, pool: ConnectionPool[Any], dsn: str,
                  settings: PolicySettings | None = None,
@@ -253,20 +256,26 @@ class PostgresLedger(Ledger):
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open_dsn(cls, dsn: str, *, create: bool = True,
+    def open_dsn(cls, dsn: str, *, create: bool = True, read_only: bool = False,
                  settings: PolicySettings | None = None,
                  catalogue: Catalogue | None = None) -> PostgresLedger:
+        """:meth:`Ledger.open` on PostgreSQL (its ``create`` and ``read_only``)."""
         pool = open_pool(dsn)
         ledger = cls(pool, dsn, settings, catalogue)
+        ledger.read_only = read_only
         try:
-            ledger._initialise_pg(create=create)
+            ledger._initialise_pg(create=create and not read_only)
         except BaseException:
             pool.close()
             raise
         return ledger
 
     def _initialise_pg(self, *, create: bool) -> None:
-        def run() -> bool:  # whether it back-filled the projection
+        """Check what the database holds, and make a new ledger there with ``create``; an
+        existing one is left at its version (:meth:`Ledger.open`: a write migrates it). Reads
+        only, under the schema lock (a migration's transaction holds it until it commits), so
+        a role with nothing but ``SELECT`` on the tables can open it."""
+        def run() -> bool:  # whether it made a new ledger
             self._q("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [_SCHEMA_LOCK])
             meta = self._q("SELECT to_regclass('meta') IS NOT NULL, "
                            "to_regclass('journal') IS NOT NULL")[0]
@@ -275,43 +284,64 @@ class PostgresLedger(Ledger):
             if (has_meta or has_journal) and values.get("format") != "certescrow-ledger":
                 raise LedgerError(f"{self.where}: the database holds tables of another "
                                   "application, not a certescrow ledger; refusing to touch it")
-            if not has_meta:
-                # No table may also mean no schema: a search_path naming only schemas that do
-                # not exist leaves current_schema() NULL, and that is a mistyped DSN, not an
-                # empty ledger (CREATE would fail with the same SQLSTATE).
-                if self._q("SELECT current_schema()")[0][0] is None:
-                    raise LedgerError(f"{self.where}: {describe_sqlstate('3F000')}")
-                if not create:
-                    raise LedgerError(f"{self.where}: no ledger here (nothing has been "
-                                      "recorded yet)")
-                for statement in _SCHEMA:
-                    self._q(statement)
-                self._q("INSERT INTO meta VALUES ('format', 'certescrow-ledger')")
-                self._q("INSERT INTO meta VALUES ('schema_version', ?)", [str(_FIRST_VERSION)])
-                version = _FIRST_VERSION
-            else:
-                try:
-                    version = int(values.get("schema_version", ""))
-                except ValueError:
-                    raise LedgerError(f"{self.where}: the ledger's schema version is not a "
-                                      "number; refusing to touch it") from None
-            if version > PG_SCHEMA_VERSION:
-                raise LedgerError(
-                    f"{self.where}: ledger schema version {version} was written by a newer "
-                    f"certescrow (this one reads up to version {PG_SCHEMA_VERSION}); upgrade "
-                    "certescrow")
-            for step in range(version, PG_SCHEMA_VERSION):
-                for statement in _MIGRATIONS[step]:
-                    self._q(statement)
-            if version < 3:
-                self._backfill_projection()
-            if version < PG_SCHEMA_VERSION:
-                self._q("UPDATE meta SET value = ? WHERE key = 'schema_version'",
-                        [str(PG_SCHEMA_VERSION)])
-            return version < 3
+            if has_meta:
+                self.opened_version = self.schema_version = self._version_of(values)
+                return False
+            # No table may also mean no schema: a search_path naming only schemas that do
+            # not exist leaves current_schema() NULL, and that is a mistyped DSN, not an
+            # empty ledger (CREATE would fail with the same SQLSTATE).
+            if self._q("SELECT current_schema()")[0][0] is None:
+                raise LedgerError(f"{self.where}: {describe_sqlstate('3F000')}")
+            if not create:
+                raise LedgerError(f"{self.where}: no ledger here (nothing has been "
+                                  "recorded yet)")
+            for statement in _SCHEMA:
+                self._q(statement)
+            self._q("INSERT INTO meta VALUES ('format', 'certescrow-ledger')")
+            self._q("INSERT INTO meta VALUES ('schema_version', ?)", [str(_FIRST_VERSION)])
+            # brought up to date in the transaction that made it: no reader sees it older
+            self._upgrade_from(_FIRST_VERSION)
+            return True
 
         if self._transaction(run, lock=None):
+            self.schema_version = PG_SCHEMA_VERSION
             self._sql_after_rewrite()  # the back-filled projection
+        self._opened_at_version()
+
+    def _version_of(self, meta: dict[str, str]) -> int:
+        try:
+            version = int(meta.get("schema_version", ""))
+        except ValueError:
+            raise LedgerError(f"{self.where}: the ledger's schema version is not a "
+                              "number; refusing to touch it") from None
+        if version > PG_SCHEMA_VERSION:
+            raise self._newer(version)
+        return version
+
+    def _migrate_locked(self) -> int:
+        def run() -> int:
+            self._q("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [_SCHEMA_LOCK])
+            # read again under the lock: another writer may have migrated it since it opened
+            version = self._version_of(dict(self._q("SELECT key, value FROM meta")))
+            self._upgrade_from(version)
+            return version
+
+        found = self._transaction(run, lock=None)
+        if found < 3:
+            self._sql_after_rewrite()  # the back-filled projection
+        return found
+
+    def _upgrade_from(self, version: int) -> None:
+        """The steps from ``version`` to :data:`PG_SCHEMA_VERSION` and the new stamp, in the
+        caller's transaction (it holds the schema lock; DDL is transactional here)."""
+        for step in range(version, PG_SCHEMA_VERSION):
+            for statement in _MIGRATIONS[step]:
+                self._q(statement)
+        if version < 3:
+            self._backfill_projection()
+        if version < PG_SCHEMA_VERSION:
+            self._q("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                    [str(PG_SCHEMA_VERSION)])
 
     def close(self) -> None:
         self._pool.close()
@@ -393,6 +423,7 @@ class PostgresLedger(Ledger):
         return self._transaction(fn, lock=None)
 
     def _write(self, fn: Callable[[], T]) -> T:
+        self.migrate()  # the schema first (refused when opened read_only)
         return self._transaction(fn, lock=_WRITE_LOCK)
 
     # --- SQL (writing)

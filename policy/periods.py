@@ -19,7 +19,10 @@ unless a statute, court order or juristic act provides otherwise). CONTRACT.md A
 durations: a period of N days is N × 86,400 s from ``notBefore``, a period of N months ends at
 ``notBefore`` plus N calendar months in Tokyo wall time (day of month clamped at month ends), and
 a certificate is within it when ``notBefore + validity <= end``. Its end is never later than the
-civil-code end and at most one day earlier, so ``elapsed`` is never the more lenient reading.
+civil-code end, so ``elapsed`` is never the more lenient reading: for a period of days at most
+one day earlier, for months up to about three and a half (a start late on a short month's last
+day: elapsed clamps the day of the month, the civil code runs to the end of the final month;
+docs/policy.md).
 
 Both readings reduce to one comparison, ``notAfter < end_utc`` with ``end_utc`` the period's
 exclusive end (the civil code's is the Tokyo midnight after the last day), which is what

@@ -12,11 +12,13 @@ Derivation rules (documented in ``docs/ledger.md``):
 * a new certificate starts a new renewal cycle: notice and answer belong to one validity period;
 * a "don't renew" answer fixes the Art.9(1) termination day (that certificate's ``notAfter``);
   a cancellation form fixes the Art.9(2) day; a ``terminated`` event fixes its own; the
-  contract terminates on the earliest of them (``terminated_on``), and is ``terminated`` from
-  that Tokyo day on;
+  contract terminates on the earliest of them (``terminated_on``): it runs through that Tokyo
+  day (Art.9(1) "the contract runs through that day", Art.6(3) "at the end of the last day of
+  validity"; one rule for every clause) and is ``terminated`` from the next day on;
 * a category III certificate whose validity is within 90 days cannot be renewed (Art.6(3)
   proviso): the contract ends with it, on the last day of its validity, unless a certificate
-  that can be renewed becomes the contract's before then (``renewable`` says which it is).
+  that can be renewed becomes the contract's before then (``renewable`` says which it is); a
+  successor that cannot be renewed either neither lifts nor moves that end.
 
 Reading never stops at one bad event: with a ``problems`` list, :func:`fold` skips an event it
 cannot apply (a certificate at the ends of ``datetime``'s range in an old journal) and says so
@@ -30,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
+from .catalogue import Item
 from .category import Category
 from .errors import ContractStateError, UnknownContractError
 from .events import (
@@ -55,14 +58,16 @@ from .rules.art6 import (
     end_of_validity,
     never_expires,
 )
+from .rules.art8 import abolished
 from .rules.art9 import (
+    CANCELLATION_NOTICE_DAYS,
     check_cancellation_admissible,
     effective_on_cancellation,
     effective_on_non_renewal,
 )
 from .settings import PolicySettings
 from .tiers import Tier
-from .tokyo import tokyo_date
+from .tokyo import add_days, tokyo_date
 
 __all__ = [
     "PROVISO",
@@ -119,7 +124,8 @@ class ContractStatus(enum.Enum):
     TERMINATING = "terminating"
     """In force, a termination day is fixed and still ahead."""
     TERMINATED = "terminated"
-    """The termination day has come (inclusive)."""
+    """The termination day is over: from the Tokyo day after ``terminated_on`` on (the contract
+    runs through its termination day, whatever the clause)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -200,7 +206,7 @@ class ContractState:
     def status(self) -> ContractStatus:
         if self.terminated_on is None:
             return ContractStatus.ACTIVE
-        if tokyo_date(self.at_utc) >= self.terminated_on:
+        if tokyo_date(self.at_utc) > self.terminated_on:
             return ContractStatus.TERMINATED
         return ContractStatus.TERMINATING
 
@@ -277,20 +283,28 @@ class _Acc:
     settings: PolicySettings | None = None
     renewable_cache: tuple[str, bool] | None = None
     """(sha256, renewable) of the last certificate asked about (see :func:`_renewable`)."""
-    ended_by_proviso: date | None = None
-    """The last day of a certificate that could not be renewed and was still the contract's
-    when that day ended: the Art.6(3) proviso termination, which no later certificate undoes."""
+    proviso_end: date | None = None
+    """The Art.6(3) proviso termination an earlier certificate fixed: the last day of a
+    certificate that could not be renewed, kept when it was replaced by one that cannot be
+    renewed either, or by any certificate after that day had ended. Only a certificate that can
+    be renewed, becoming the contract's on or before that day, lifts it (CONTRACT.md Art.6(3):
+    "unless a certificate that can be renewed is bound before then")."""
 
     def new_certificate(self, facts: CertificateFacts, source: str, day: date) -> None:
         if self.certificate is not None and self.certificate.sha256 == facts.sha256:
             self.source = source if source == "bound" else self.source
             return
         old = self.certificate
-        if old is not None and self.ended_by_proviso is None and self.accepted is not None \
-                and self.accepted.category is Category.III and not never_expires(old) \
-                and day > end_of_validity(old.not_after_utc) \
-                and renewal_blocked_under(old, self.settings):
-            self.ended_by_proviso = end_of_validity(old.not_after_utc)
+        if self.accepted is not None:
+            if old is not None and not _renewable(self, old):
+                # The contract ends with this certificate (Art.6(3) proviso): its replacement
+                # does not move that end, it can only lift it (below).
+                old_end = end_of_validity(old.not_after_utc)
+                self.proviso_end = old_end if self.proviso_end is None \
+                    else min(self.proviso_end, old_end)
+            if self.proviso_end is not None and day <= self.proviso_end \
+                    and _renewable(self, facts):
+                self.proviso_end = None  # a renewable certificate, bound in time, lifts it
         self.previous = self.certificate
         self.certificate = facts
         self.source = source
@@ -442,8 +456,8 @@ def _termination(acc: _Acc, *, renewable: bool | None = None) -> tuple[date, str
         candidates.append((acc.cancellation.effective, "Art.9(2)"))
     if acc.recorded is not None:
         candidates.append(acc.recorded)
-    if acc.ended_by_proviso is not None:
-        candidates.append((acc.ended_by_proviso, PROVISO))
+    if acc.proviso_end is not None:
+        candidates.append((acc.proviso_end, PROVISO))
     cert = acc.certificate
     if cert is not None and not (_renewable(acc, cert) if renewable is None else renewable):
         candidates.append((end_of_validity(cert.not_after_utc), PROVISO))
@@ -451,7 +465,7 @@ def _termination(acc: _Acc, *, renewable: bool | None = None) -> tuple[date, str
 
 
 def _after_termination(acc: _Acc, event: Event) -> tuple[date, str] | None:
-    """The termination (day, clause) that ``event`` comes on or after, or ``None`` when the
+    """The termination (day, clause) that ``event`` comes after, or ``None`` when the
     contract was still in force on its day (see :func:`_is_after`)."""
     ended = _termination(acc)
     return ended if ended is not None and _is_after(ended, event) else None
@@ -511,14 +525,20 @@ _AGENT_EVENTS = (CertificateObserved, CertificateGone)
 
 def check_event(state: ContractState | None, event: Event, *,
                 settings: PolicySettings | None = None,
-                renewed: frozenset[str | None] = frozenset()) -> Event:
+                renewed: frozenset[str | None] = frozenset(),
+                item: Item | None = None) -> Event:
     """Refuse an event the contract's state at the event's instant does not admit; return the
     event as it is to be recorded (an answer gets its ``timing`` mark).
 
+    This is the one place an event is checked against the contract's state (the ledger calls
+    it for every event it is asked to record, and :func:`check_history` again for the events
+    a back-dated one precedes); the CLI decides nothing.
+
     ``state`` is the fold up to the event's instant (``None``: no such contract yet).
     ``renewed`` holds the certificates (sha256) whose renewal the whole journal records, later
-    entries included: one renewal, one fee. Agent observations are always admitted: the agent
-    reports what it sees, whatever the contract. Each refusal is a
+    entries included: one renewal, one fee. ``item`` is the contract's catalogue item (its
+    Art.8 product end), ``None`` when the catalogue does not know it. Agent observations are
+    always admitted: the agent reports what it sees, whatever the contract. Each refusal is a
     :class:`ContractStateError` that cites the clause it rests on.
     """
     if isinstance(event, (CertificateObserved, CertificateGone)):
@@ -541,7 +561,10 @@ def check_event(state: ContractState | None, event: Event, *,
             raise ContractStateError(
                 f"a termination rests on one of the clauses that end a contract "
                 f"({', '.join(TERMINATION_CLAUSES)}); {event.clause[:40]!r} is not one of them")
-        return event  # the record that it ended is admitted even after it took effect
+        # The record that it ended is admitted even after it took effect, but only when the
+        # clause it cites does end this contract on that day.
+        _check_termination(state, event, when, item)
+        return event
     _check_live(state, event, when)
     if isinstance(event, (NoticeSent, AnswerReceived, RenewalMade)) \
             and state.certificate is None:
@@ -553,12 +576,14 @@ def check_event(state: ContractState | None, event: Event, *,
         raise ContractStateError(
             f"the certificate {event.facts.sha256[:16]}… has validity dates the contract rules "
             "cannot evaluate (at the ends of the representable range); it is not recorded")
+    if isinstance(event, NoticeSent):
+        _check_notice(state, event, when)
     if isinstance(event, AnswerReceived):
         return _check_answer(state, event, settings)
     if isinstance(event, CancellationArrived):
         _check_cancellation(state, event, when)
     if isinstance(event, RenewalMade):
-        return _check_renewal(state, event, when, settings, renewed)
+        return _check_renewal(state, event, when, settings, renewed, item)
     return event
 
 
@@ -586,9 +611,10 @@ def check_history(contract_id: str, journal: Sequence[Event], event: Event, *,
 
     * each later event is checked again, in journal order, against the state with ``event``
       folded in, exactly as :func:`check_event` checked it when it came;
-    * and the contract's final termination day with ``event`` must come after every event
-      that needs a live contract, wherever it stands in the journal (a termination recorded
-      today but effective in February, before a certificate bound in April, is refused).
+    * and the contract's final termination day with ``event`` must not come before the day of
+      any event that needs a live contract, wherever it stands in the journal (a termination
+      recorded today but effective in February, before a certificate bound in April, is
+      refused; one effective on the day of the bind is not: the contract runs through it).
 
     ``journal`` is the contract's events in journal order (``at_utc``, then sequence) without
     ``event``. One incremental fold; the second pass only runs to word a refusal.
@@ -619,8 +645,7 @@ def check_history(contract_id: str, journal: Sequence[Event], event: Event, *,
     if ended is None:
         return
     offenders = [e for e in journal if _is_after(ended, e)]
-    if _is_after(ended, event) and not (isinstance(event, AnswerReceived)
-                                        and tokyo_date(event.at_utc) == ended[0]):
+    if _is_after(ended, event):
         # A "don't renew" on the certificate's last day fixes that very day (Art.9(1)): it came
         # while the contract was in force. One after the last day could not have.
         offenders.append(event)
@@ -641,7 +666,7 @@ def check_history(contract_id: str, journal: Sequence[Event], event: Event, *,
     if old is event:
         raise ContractStateError(
             f"{kind_phrase(event)} dated {when} (Asia/Tokyo) is refused: with it the contract "
-            f"would have terminated on {day.isoformat()} ({clause}), on or before its own day, "
+            f"would have terminated on {day.isoformat()} ({clause}), before its own day, "
             "and no event can apply to a contract after its termination has taken effect; "
             "nothing was recorded")
     what = (f"a termination effective {event.effective.isoformat()} ({event.clause})"
@@ -650,19 +675,19 @@ def check_history(contract_id: str, journal: Sequence[Event], event: Event, *,
     raise ContractStateError(
         f"{what} is refused: with it the contract terminates on {day.isoformat()} ({clause}), "
         f"but the journal already holds {kind_phrase(old)} dated "
-        f"{tokyo_date(old.at_utc).isoformat()}, on or after that day, and no event can apply "
+        f"{tokyo_date(old.at_utc).isoformat()}, after that day, and no event can apply "
         "to a contract after its termination has taken effect; nothing was recorded")
 
 
 def _is_after(ended: tuple[date, str], event: Event) -> bool:
-    """Whether ``event`` needs a live contract and comes on or after the termination ``ended``
-    (the proviso's certificate bound on the certificate's last day still saves it)."""
+    """Whether ``event`` needs a live contract and comes after the termination ``ended`` took
+    effect. The contract runs through its termination day, whatever the clause (Art.9(1) "runs
+    through that day", Art.6(3) "at the end of the last day of validity"), so an event on that
+    day still applies; from the next Tokyo day on, nothing does. This is the one place the rule
+    is written (:func:`_check_live` and :attr:`ContractState.status` say the same)."""
     if not isinstance(event, _NEEDS_LIVE_CONTRACT):
         return False
-    day = tokyo_date(event.at_utc)
-    if ended[1] == PROVISO and isinstance(event, CertificateBound):
-        return day > ended[0]
-    return day >= ended[0]
+    return tokyo_date(event.at_utc) > ended[0]
 
 
 def _apply_quietly(acc: _Acc, event: Event, contract_id: str) -> None:
@@ -678,17 +703,14 @@ def _apply_quietly(acc: _Acc, event: Event, contract_id: str) -> None:
 
 
 def _check_live(state: ContractState, event: Event, when: str) -> None:
-    """Any event after the termination took effect is refused. The Art.6(3) proviso ends the
-    contract at the end of the certificate's last day, so a renewable certificate bound on that
-    day still saves it."""
+    """Any event after the termination took effect is refused: from the Tokyo day after the
+    termination day (:func:`_is_after`). The termination day itself is still the contract's,
+    so a renewable certificate bound on the last day of one the Art.6(3) proviso ends still
+    saves it."""
     ended = state.terminated_on
-    if not isinstance(event, _NEEDS_LIVE_CONTRACT) or ended is None:
+    if ended is None or state.termination_clause is None:
         return
-    day = tokyo_date(event.at_utc)
-    if state.termination_clause == PROVISO and isinstance(event, CertificateBound) \
-            and day <= ended:
-        return
-    if day >= ended:
+    if _is_after((ended, state.termination_clause), event):
         raise ContractStateError(
             f"contract {event.contract_id!r} terminated on {ended.isoformat()} "
             f"({state.termination_clause}); {kind_phrase(event)} on {when} cannot apply to it")
@@ -752,11 +774,20 @@ def _check_cancellation(state: ContractState, event: CancellationArrived, when: 
             "form received during the certificate's validity period, and there was none; if "
             "a certificate was the contract's by then, bind it first (`certescrow contract bind "
             "--at`)")
-    check_cancellation_admissible(event.arrived, cert.not_after_utc)
+    prev = state.previous_certificate
+    if prev is not None and event.arrived < tokyo_date(cert.not_before_utc) \
+            and tokyo_date(prev.not_before_utc) <= event.arrived \
+            <= end_of_validity(prev.not_after_utc):
+        # A successor bound before its validity starts: the form arrived during the validity
+        # period of the certificate it succeeds, which is what Art.9(2) asks.
+        return
+    check_cancellation_admissible(event.arrived, cert.not_after_utc,
+                                  not_before_utc=cert.not_before_utc)
 
 
 def _check_renewal(state: ContractState, event: RenewalMade, when: str,
-                   settings: PolicySettings, renewed: frozenset[str | None]) -> RenewalMade:
+                   settings: PolicySettings, renewed: frozenset[str | None],
+                   item: Item | None) -> RenewalMade:
     cid = event.contract_id
     cert = state.certificate
     assert cert is not None  # noqa: S101 - checked by the caller
@@ -769,9 +800,22 @@ def _check_renewal(state: ContractState, event: RenewalMade, when: str,
         raise ContractStateError(
             f"contract {cid!r} cannot be renewed: its certificate's validity period is within "
             f"90 days (Art.6(3) proviso); the contract ends with the certificate on "
-            f"{end_of_validity(cert.not_after_utc).isoformat()}")
+            f"{end_of_validity(cert.not_after_utc).isoformat()}, unless a certificate that can "
+            "be renewed (validity longer than 90 days) is bound by then "
+            "(`certescrow contract bind`); nothing was recorded")
+    if item is not None and state.category.provider_issued and abolished(item,
+                                                                         at=event.at_utc):
+        assert item.product_end is not None  # noqa: S101 - abolished() checked it
+        raise ContractStateError(
+            f"contract {cid!r} cannot be renewed on {when}: its item {item.handle!r} is "
+            f"abolished, the CA ended the product on {item.product_end.isoformat()} (Art.8); "
+            "a renewal would bill a service that no longer exists; nothing was recorded. For "
+            "the customer to keep a certificate, a new contract for an item the catalogue "
+            "still offers is the way (`certescrow contract add`)")
     if event.by_default:
         _check_default_renewal(state, event, when, settings)
+    if state.terminated_on is not None:
+        raise ContractStateError(_fixed_end_refusal(state, when))
     if event.designated is not None and event.designated < tokyo_date(event.at_utc):
         raise ContractStateError(
             f"the designated billing day {event.designated.isoformat()} is before the day the "
@@ -793,6 +837,18 @@ def _check_default_renewal(state: ContractState, event: RenewalMade, when: str,
             f"contract {cid!r}: no renewal notice was recorded for this certificate, so no "
             "renewal can be taken as made by default (Art.6(2): the default follows the notice "
             "and an unanswered deadline); record the notice with `certescrow contract notify`")
+    notice = state.notice_sent
+    assert notice is not None  # noqa: S101 - _deadline found it
+    if deadline <= notice:
+        # Art.6(2): the default follows a notice and a deadline the customer let pass after
+        # it. A deadline on (or, in a journal from before notices were checked, before) the
+        # notice's own day left no day to answer in.
+        raise ContractStateError(
+            f"contract {cid!r}: the answer deadline {deadline.isoformat()} is not after the "
+            f"renewal notice of {notice.isoformat()} (it is capped by the end of validity, "
+            "Art.6(2)), so the customer had no day to answer and no renewal can be taken as "
+            "made by default (Art.6(2)); ask the customer for their answer, and record a "
+            "renewal (not by default) if they answer renew; nothing was recorded")
     if tokyo_date(event.at_utc) <= deadline:
         raise ContractStateError(
             f"contract {cid!r}: the answer deadline {deadline.isoformat()} has not passed on "
@@ -804,13 +860,162 @@ def _check_default_renewal(state: ContractState, event: RenewalMade, when: str,
             f"contract {cid!r}: the customer answered \"don't renew\" on "
             f"{state.answered_on.isoformat()}, by the deadline {deadline.isoformat()}; there is "
             "no renewal by default after a timely answer (Art.6(2)); the contract ends under "
-            "Art.9(1)")
+            "Art.9(1). If the customer has changed their mind, record their \"renew\" answer "
+            f"(`certescrow contract answer {cid} renew`), then the renewal (not by default)")
+
+
+def _fixed_end_refusal(state: ContractState, when: str) -> str:
+    """Why a renewal is refused when the contract's termination is already fixed on the
+    renewal's day, in the words of the clause that fixed it, and what the desk can do."""
+    cid = state.contract_id
+    day = state.terminated_on
+    clause = state.termination_clause
+    assert day is not None  # noqa: S101 - the caller checked
+    assert clause is not None  # noqa: S101 - set with the day
+    new_contract = ("for the customer to keep the service, a new contract is the way "
+                    "(`certescrow contract add`)")
+    if clause == "Art.9(1)" and state.non_renewal_effective == day:
+        why = "the customer answered \"don't renew\"" + (
+            f" on {state.answered_on.isoformat()}"
+            if state.answer is Answer.DONT_RENEW and state.answered_on is not None else "")
+        way = ("if the customer has changed their mind, record their \"renew\" answer first "
+               f"(`certescrow contract answer {cid} renew --at TIME`, on or before "
+               f"{day.isoformat()}): it withdraws the \"don't renew\" and lifts the Art.9(1) "
+               "termination; then record the renewal")
+    elif clause == "Art.9(2)" and state.cancellation is not None \
+            and state.cancellation.effective == day:
+        why = f"a cancellation form arrived on {state.cancellation.arrived.isoformat()}"
+        way = f"a cancellation form cannot be withdrawn in the ledger: {new_contract}"
+    elif clause == PROVISO:
+        why = "its certificate's validity period is within 90 days and it ends with it"
+        way = ("only a certificate that can be renewed (validity longer than 90 days), bound "
+               f"on or before {day.isoformat()}, lifts it (`certescrow contract bind`); "
+               f"otherwise {new_contract}")
+    else:
+        why = "a termination was recorded"
+        way = new_contract
+    return (f"contract {cid!r} cannot be renewed on {when}: its termination is already fixed "
+            f"for {day.isoformat()} ({clause}: {why}); a renewal would bill a certificate the "
+            f"customer is leaving, and nothing was recorded; {way}")
+
+
+def _check_notice(state: ContractState, event: NoticeSent, when: str) -> None:
+    """Art.6(1): the notice goes out by the day the validity period ends (第6条第1項「有効期間が
+    経過する日までに」: "by" that day, the last day itself included; the Tokyo date of
+    ``notAfter``, as in Art.9(1)). One dated after it is refused: its answer deadline would
+    fall before it, and a default renewal could rest on it."""
+    cert = state.certificate
+    assert cert is not None  # noqa: S101 - checked by the caller
+    if never_expires(cert):
+        return
+    last_day = end_of_validity(cert.not_after_utc)
+    if tokyo_date(event.at_utc) > last_day:
+        raise ContractStateError(
+            f"contract {event.contract_id!r}: a renewal notice dated {when} (Asia/Tokyo) is "
+            f"refused: the certificate's validity period ended on {last_day.isoformat()}, and "
+            "Art.6(1) has the notice sent by the day the validity period ends (that day "
+            "included); nothing was recorded. If the customer has a successor certificate, "
+            "bind it (`certescrow contract bind`) and send the notice about it")
+
+
+def _check_termination(state: ContractState, event: Terminated, when: str,
+                       item: Item | None) -> None:
+    """A termination record is admitted only when its clause's own conditions hold on its
+    day: it states a fact in that clause's words (CONTRACT.md "What the ledger refuses"), and a
+    record that no clause supports would end (and stop billing) a contract the terms keep.
+
+    * never before the contract was accepted (Art.2: its events begin with acceptance);
+    * ``Art.9(2)``: a cancellation form is recorded, and the day is no earlier than the day it
+      takes effect (the later of arrival + 30 days and the day the customer named);
+    * ``Art.9(1)``: a "don't renew" answer fixed the termination, and the day is the one it
+      fixed, the last day of the certificate's validity;
+    * ``Art.6(3) proviso``: category III with a certificate whose validity is within 90 days
+      (or an earlier such certificate that fixed the end), and the day is its last day;
+    * ``Art.8``: category I/II, the catalogue knows the item's product end, and the day is no
+      earlier than it (the provider abolishes an item once the CA has ended the product).
+    """
+    cid = state.contract_id
+    effective = event.effective
+    clause = event.clause
+    said = f"a termination effective {effective.isoformat()} ({clause}) is refused"
+    if effective < state.accepted_on:
+        raise ContractStateError(
+            f"{said}: contract {cid!r} was accepted on {state.accepted_on.isoformat()}, and "
+            "a contract's life begins with its acceptance (Art.2); nothing was recorded")
+    if clause == "Art.9(2)":
+        form = state.cancellation
+        if form is None:
+            raise ContractStateError(
+                f"{said}: Art.9(2) ends a contract on a cancellation form, and none is "
+                f"recorded for contract {cid!r} by {when}; record the form with `certescrow "
+                "contract cancel ID --arrived DATE`, which fixes the day itself; nothing was "
+                "recorded")
+        if effective < form.effective:
+            raise ContractStateError(
+                f"{said}: under Art.9(2) the form that arrived on {form.arrived.isoformat()} "
+                f"takes effect on the later of the day 30 days have passed from its arrival "
+                f"({add_days(form.arrived, CANCELLATION_NOTICE_DAYS).isoformat()}) and the day "
+                f"the customer named ({form.requested.isoformat() if form.requested else '-'})"
+                f": {form.effective.isoformat()}, not earlier; nothing was recorded")
+    elif clause == "Art.9(1)":
+        fixed = state.non_renewal_effective
+        if fixed is None:
+            raise ContractStateError(
+                f"{said}: Art.9(1) ends a contract after the customer answered \"don't "
+                f"renew\" (Art.6(2)/(3)), and no such answer stands for contract {cid!r} by "
+                f"{when}; record it with `certescrow contract answer ID dont-renew`, which fixes "
+                "the day itself; nothing was recorded")
+        if effective != fixed:
+            raise ContractStateError(
+                f"{said}: under Art.9(1) the termination takes effect on the day the "
+                f"certificate's validity period ends, {fixed.isoformat()} (Asia/Tokyo), not "
+                "another day; nothing was recorded")
+    elif clause == PROVISO:
+        cert = state.certificate
+        proviso_day = state.terminated_on if state.termination_clause == PROVISO else (
+            end_of_validity(cert.not_after_utc)
+            if cert is not None and state.renewable is False else None)
+        if state.category is not Category.III or proviso_day is None:
+            what = (f"contract {cid!r} is category {state.category.value}"
+                    if state.category is not Category.III else
+                    f"contract {cid!r} has no certificate whose validity is within 90 days"
+                    + (" (its certificate can be renewed)" if cert is not None else ""))
+            raise ContractStateError(
+                f"{said}: the Art.6(3) proviso ends a category III contract whose "
+                f"certificate's validity period is within 90 days, and {what} by {when}; "
+                "nothing was recorded")
+        if effective != proviso_day:
+            raise ContractStateError(
+                f"{said}: under the Art.6(3) proviso the contract ends with its certificate, at "
+                f"the end of its last day of validity, {proviso_day.isoformat()}, not another "
+                "day; nothing was recorded")
+    elif clause == "Art.8":
+        if not state.category.provider_issued:
+            raise ContractStateError(
+                f"{said}: Art.8 abolishes category I/II items when their CA ends the product, "
+                f"and contract {cid!r} is category {state.category.value} (its certificate is "
+                "the customer's own); nothing was recorded")
+        end = item.product_end if item is not None else None
+        if end is None:
+            raise ContractStateError(
+                f"{said}: Art.8 applies when the CA ends the product the item corresponds to, "
+                f"and the catalogue knows no product end for {state.item!r}; nothing was "
+                "recorded")
+        if effective < end:
+            raise ContractStateError(
+                f"{said}: the CA ends the product behind {state.item!r} on {end.isoformat()}, "
+                "and Art.8 abolishes the item once it has; the termination cannot take effect "
+                "before that day; nothing was recorded")
 
 
 # ---------------------------------------------------------------------- the projection's form
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 """Version of :func:`state_to_json`'s form (the ledger's projection stores it; a change of form
-is a schema migration that rebuilds the projection)."""
+is a schema migration that rebuilds the projection), and of the fold's rules that fill it: it
+is part of the projection's ``fold_key``, so rows folded by other rules are never read as they
+are (readers fold those contracts from the journal until a write or ``policy verify --repair``
+rewrites them). 2: the Art.6(3) proviso's end, fixed by a certificate that cannot be renewed,
+is neither lifted nor moved by a successor that cannot be renewed either."""
 
 
 def state_to_json(state: ContractState) -> dict[str, object]:

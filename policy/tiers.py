@@ -171,10 +171,10 @@ def classify(not_before_utc: datetime, not_after_utc: datetime, *,
 
     A period no longer than a tier's shortest possible span is admitted and one longer than its
     longest is not, without any calendar arithmetic; only a period in between (a day or three
-    wide) needs the calendar. That is what makes classifying 100,000 certificates cheap. The
-    civil code's end is at most one day later than the elapsed end (a non-midnight start adds
-    the rest of its first day, and the month-end proviso at most a day), so its upper bound is
-    one day wider.
+    wide) needs the calendar. That is what makes classifying 100,000 certificates cheap. A
+    civil-code period spans at most one day more than the longest span of N calendar months
+    (a non-midnight start adds the rest of its first day; the final month ends at its last day),
+    so its upper bound is one day wider.
     """
     period = validity_period(not_before_utc, not_after_utc)
     fixed_offset = not_before_utc >= _FIXED_OFFSET_SINCE

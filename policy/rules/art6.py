@@ -1,7 +1,8 @@
 """Art.6 — renewal of the validity period (有効期間の更新).
 
-* (1) the provider notifies the customer before the day the validity period ends; the lead time
-  is the provider's choice (``PolicySettings.notice_lead_days``, default 90 days).
+* (1) the provider notifies the customer by the day the validity period ends (「有効期間が経過
+  する日までに」: that last day included; the ledger refuses a notice dated after it); the lead
+  time is the provider's choice (``PolicySettings.notice_lead_days``, default 90 days).
 * (2) category I/II: the customer answers renew / don't renew; **no answer is "renew"**.
 * (3) category III: the customer renews the certificate themselves; **proviso: a certificate
   whose validity period is 90 days or less cannot be renewed**; no answer is never a renewal.
@@ -239,7 +240,9 @@ def renewal_decisions(
       once ``at``'s Tokyo day is past it);
     * notice sent, no answer, deadline not passed: ``AWAIT_ANSWER`` due on the deadline;
     * deadline passed without an answer: I/II ``RENEW_BY_DEFAULT`` (due the day after the
-      deadline), III ``ANSWER_OVERDUE`` (never automatic);
+      deadline), III ``ANSWER_OVERDUE`` (never automatic); I/II ``ANSWER_OVERDUE`` too when
+      the deadline is not after the notice (a notice on the last day of validity: the customer
+      had no day to answer, and the ledger refuses a default renewal resting on it);
     * answered renew: I/II ``RENEW``, III ``CUSTOMER_RENEWS``, both due by the last day of
       validity;
     * category III whose validity period is within 90 days (counted by
@@ -348,6 +351,19 @@ def renewal_decisions(
             explanation_ja=(f"{notice_sent} に通知済みです。更新を行うか否かの回答期限は "
                             f"{deadline} です。"),
             computed=computed, facts=used,
+        ))
+    elif not byo and deadline <= notice_sent:
+        decisions.append(Decision(
+            action=Action.ANSWER_OVERDUE, clause="Art.6(2)", due=deadline,
+            contract_id=contract_id, severity=Severity.WARNING,
+            explanation_en=(f"No answer by {deadline}, but the notice went out on {notice_sent}"
+                            ", leaving no day after it to answer in: no renewal can be taken as "
+                            "made by default; ask the customer for their answer."),
+            explanation_ja=(f"{notice_sent} の通知から回答期限 {deadline} までに回答の機会が"
+                            "無かったため、更新をするものとしては取り扱いません。契約者に回答を"
+                            "催促してください。"),
+            computed={**computed, "no_default": True},
+            facts=used,
         ))
     elif byo:
         decisions.append(Decision(

@@ -3,6 +3,10 @@
 Category I/II: when DigiCert, Cybertrust or GlobalSign ends the product an item corresponds to,
 the provider abolishes the item. The catalogue holds each product's end date when known
 (``Item.product_end``, an Asia/Tokyo day, inclusive: abolished *on* that day).
+
+The ledger (``policy.state.check_event``) refuses a renewal of an abolished item (from that
+day on), and admits an ``Art.8`` termination record only for a category I/II item whose
+product end is known, effective no earlier than it.
 """
 
 from __future__ import annotations

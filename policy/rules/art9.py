@@ -47,8 +47,9 @@ _PROVISO = "Art.6(3) proviso"
 def effective_on_non_renewal(not_after_utc: datetime) -> date:
     """Art.9(1): the Tokyo calendar date of ``notAfter`` — the day the validity period ends.
 
-    The contract is terminated *on* that day (inclusive): it is the last day of the validity
-    period and the day the termination takes effect.
+    The termination takes effect on that day, the last day of the validity period, and the
+    contract runs through it (CONTRACT.md Art.9(1)): it is terminated from the next Tokyo day
+    on, as under every clause (``policy.state``).
     """
     return tokyo_date(not_after_utc)
 
@@ -67,18 +68,27 @@ def effective_on_cancellation(arrived: date, requested: date | None) -> date:
     return requested
 
 
-def check_cancellation_admissible(arrived: date, not_after_utc: datetime | None) -> None:
-    """Refuse a cancellation form that arrived after the certificate's validity ended.
+def check_cancellation_admissible(arrived: date, not_after_utc: datetime | None, *,
+                                  not_before_utc: datetime | None = None) -> None:
+    """Refuse a cancellation form that arrived outside the certificate's validity period.
 
-    Art.9(2) speaks only of a form sent "during the validity period" (有効期間中). After the
-    validity ended without renewal there is nothing left for the form to cancel, and silently
-    computing a date for it would invent a rule the terms do not contain, so it is refused
-    with a clear error. ``not_after_utc`` is ``None`` for a contract with no certificate: this
-    check then has nothing to compare, and the ledger (``state._check_cancellation``) refuses
-    the form itself, since without a certificate there is no validity period (有効期間中).
+    Art.9(2) speaks only of a form sent "during the validity period" (有効期間中), counted in
+    Asia/Tokyo days like every contract day: the day ``notBefore`` falls on through the day
+    ``notAfter`` falls on, both included. Before the validity starts (a certificate bound
+    ahead of its ``notBefore``) or after it ended without renewal there is no validity period
+    for the form to fall in, and silently computing a date for it would invent a rule the terms
+    do not contain, so it is refused with a clear error. ``not_after_utc`` is ``None`` for a
+    contract with no certificate: this check then has nothing to compare, and the ledger
+    (``state._check_cancellation``) refuses the form itself, since without a certificate there
+    is no validity period (有効期間中).
     """
     if not_after_utc is None:
         return
+    if not_before_utc is not None and arrived < tokyo_date(not_before_utc):
+        raise ContractStateError(
+            f"the cancellation form arrived on {arrived.isoformat()}, before the certificate's "
+            f"validity period starts on {tokyo_date(not_before_utc).isoformat()} (Asia/Tokyo); "
+            "Art.9(2) applies only to a form received during the validity period")
     last_day = tokyo_date(not_after_utc)
     if arrived > last_day:
         raise ContractStateError(
@@ -143,6 +153,17 @@ def termination_decisions(
         why_en = ("the CA ended the product the item corresponds to, so the provider abolishes "
                   "the item")
         why_ja = ("認証機関が対応するサービスの提供を終了したため、当社は当該品目を廃止します")
+    elif clause == _PROVISO and not_after_utc is not None \
+            and tokyo_date(not_after_utc) != effective:
+        # The end was fixed by an earlier certificate: its successor could not be renewed
+        # either, and only one that can be renewed, bound by then, lifts it (Art.6(3)).
+        why_en = ("an earlier certificate's validity period was within 90 days, so the service "
+                  "could not be renewed and the contract ends with that certificate at the end "
+                  "of its last day of validity, unless a certificate that can be renewed is "
+                  "bound by then")
+        why_ja = ("以前の SSL サーバ証明書の有効期間が 90 日以内のためサービスを更新することは"
+                  "できず、その有効期間の末日の終了をもって契約が終了します（それまでに更新できる"
+                  "証明書が紐付けられた場合を除きます）")
     elif clause == _PROVISO:
         why_en = ("the certificate's validity period is within 90 days, so the service cannot "
                   "be renewed and the contract ends with the certificate at the end of its last "

@@ -407,15 +407,30 @@ def test_contract_commands_refuse_a_file_that_is_not_a_ledger(tmp_path: Path) ->
     assert bogus.read_bytes().startswith(b"\x00not sqlite")
 
 
-def test_contract_terminate_records_the_providers_termination(ledger: Path) -> None:
+def test_contract_terminate_records_the_providers_termination(
+        tmp_path: Path, ledger: Path) -> None:
+    """Art.8: the CA ends the product on 2026-03-31 (an amended catalogue says so), and the
+    provider records the item's abolition ahead. The contract runs through its termination day
+    (one rule for every clause) and is terminated from the next."""
+    text = (Path(__file__).resolve().parents[2] / "policy" / "data" / "catalogue.toml").read_text(
+        encoding="utf-8")
+    amended = tmp_path / "amended.toml"
+    amended.write_text(text.replace('handle = "globalsign-ov"\n',
+                                    'handle = "globalsign-ov"\nproduct_end = 2026-03-31\n', 1),
+                       encoding="utf-8")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[policy]\ncatalogue = "{amended}"\n', encoding="utf-8")
     lg = ["--ledger", str(ledger)]
     _ok(["contract", "add", "T1", "--item", "globalsign-ov", "--tier", "1y",
-         "--at", "2026-01-05", *lg])
+         "--at", "2026-01-05", *lg], config=config)
     out = _json(["contract", "terminate", "T1", "--effective", "2026-03-31", "--clause", "Art.8",
-                 "--reason", "product ended", "--at", "2026-02-01", "--json", *lg])
+                 "--reason", "product ended", "--at", "2026-02-01", "--json", *lg],
+                config=config)
     assert out["terminated_on"] == "2026-03-31"
     assert [a["action"] for a in out["actions"] if a["action"] == "terminate"] == ["terminate"]
-    assert _json(["contract", "show", "T1", "--json", "--at", "2026-03-31", *lg])["state"][
+    assert _json(["contract", "show", "T1", "--json", "--at", "2026-03-31T23:59:59", *lg])[
+        "state"]["status"] == "terminating"
+    assert _json(["contract", "show", "T1", "--json", "--at", "2026-04-01", *lg])["state"][
         "status"] == "terminated"
     code, result = _run(["contract", "notify", "T1", "--at", "2026-04-01", *lg])
     assert code == 15

@@ -46,6 +46,12 @@ def test_terminate_offers_only_the_clauses_that_end_a_contract(lg: list[str]) ->
     assert code == 2
     assert "Art.6(3) proviso" in result.output
     assert "Art.9(2)" in result.output
+    # Art.9(2) ends a contract on a cancellation form: one is recorded (arrived 02-01, so it
+    # takes effect on 03-03) before the termination that cites it
+    cert = _cert(Path(lg[1]).parent, not_before=datetime(2026, 1, 5, tzinfo=UTC), days=365)
+    _ok(["contract", "bind", "T1", str(cert), "--at", "2026-01-06", *lg])
+    _ok(["contract", "cancel", "T1", "--arrived", "2026-02-01", "--requested", "2026-03-31",
+         "--at", "2026-02-01", *lg])
     out = _json(["contract", "terminate", "T1", "--effective", "2026-03-31", "--clause",
                  "Art.9(2)", "--at", "2026-02-01", "--json", *lg])
     assert out["terminated_on"] == "2026-03-31"

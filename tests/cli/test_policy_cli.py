@@ -258,8 +258,10 @@ def test_policy_forecast_per_contract_from_the_ledger(tmp_path: Path,
     byo = contracts["BYO-1"]
     assert byo["currently_blocked"] is True  # a Let's Encrypt 90-day certificate
     assert byo["non_renewable_from"] == "2026-02-01"
-    assert byo["renewals"][0]["renewal"] == "2026-04-15T03:00:00Z"
-    assert byo["renewals"][0]["longest_days"] == 200
+    # it therefore ends with that certificate (Art.6(3) proviso): no renewal is projected
+    assert (byo["status"], byo["terminated_on"], byo["termination_clause"]) == (
+        "terminating", "2026-04-15", "Art.6(3) proviso")
+    assert byo["renewals"] == []
     gs = contracts["GS-1"]
     assert gs["certificate"] is None
     assert gs["non_renewable_from"] is None

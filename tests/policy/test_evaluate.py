@@ -100,10 +100,14 @@ def test_state_after_answer_dont_renew_terminates_at_end_of_validity_art9_1() ->
     assert before.terminated_on == END
     assert before.termination_clause == "Art.9(1)"
     assert before.status is ContractStatus.TERMINATING
+    # CONTRACT.md Art.9(1): "the contract runs through that day": still in force all of its
+    # last day, terminated from 00:00 JST of the next.
     on_day = _fold(*events, at=tokyo_midnight_utc(END))
-    assert on_day.status is ContractStatus.TERMINATED
-    one_second_earlier = _fold(*events, at=tokyo_midnight_utc(END) - timedelta(seconds=1))
-    assert one_second_earlier.status is ContractStatus.TERMINATING
+    assert on_day.status is ContractStatus.TERMINATING
+    day_after = tokyo_midnight_utc(END + timedelta(days=1))
+    last_second = _fold(*events, at=day_after - timedelta(seconds=1))
+    assert last_second.status is ContractStatus.TERMINATING
+    assert _fold(*events, at=day_after).status is ContractStatus.TERMINATED
 
 
 def test_state_after_cancellation_form_art9_2() -> None:

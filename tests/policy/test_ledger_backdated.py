@@ -9,6 +9,7 @@ was entered in.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from policy.catalogue import load_catalogue
 from policy.category import Category
 from policy.errors import ContractStateError, FutureEventError
 from policy.events import (
@@ -35,6 +37,7 @@ from policy.tiers import Tier
 from policy.tokyo import tokyo_date, tokyo_midnight_utc
 from tests.policy.ledger_fixtures import accepted, facts, utc
 
+CATALOGUE = load_catalogue()
 NOW = utc(2026, 11, 27, 1)
 """The recording clock: 2026-11-27 10:00 JST, after every event below."""
 ADDED = tokyo_midnight_utc(date(2026, 4, 1))
@@ -99,31 +102,45 @@ def test_entered_the_other_way_round_the_later_event_is_the_one_refused(
 
 
 @pytest.mark.parametrize(("requested", "admitted"), [
-    (date(2026, 11, 5), False),  # effective on the answer's day: the answer is after it
-    (date(2026, 11, 6), True),   # the day after the last recorded event: nothing is after it
+    (date(2026, 11, 4), False),  # effective the day before the answer's: the answer is after it
+    # effective on the answer's day: the contract runs through its termination day (CONTRACT.md
+    # Art.9(1), Art.6(3); one rule for every clause), so the answer is not after it
+    (date(2026, 11, 5), True),
 ])
 def test_a_back_dated_cancellation_taking_effect_after_every_recorded_event_is_recorded(
         ledger: Ledger, requested: date, admitted: bool) -> None:
     _desk_block(ledger)
     if not admitted:
-        _refused(ledger, _cancellation(requested), "an answer-received event dated 2026-11-05")
+        message = _refused(ledger, _cancellation(requested),
+                           "an answer-received event dated 2026-11-05")
+        assert "terminated on 2026-11-04 (Art.9(2))" in message
         return
     ledger.append(_cancellation(requested), now=NOW)
     assert ledger.state("c1", at=NOW).terminated_on == requested
 
 
 @pytest.mark.parametrize(("effective", "admitted"), [
-    (date(2026, 11, 5), False),
-    (date(2026, 11, 6), True),
+    (date(2026, 11, 4), False),
+    (date(2026, 11, 5), True),  # the contract runs through its termination day
 ])
 def test_a_termination_record_cannot_take_effect_before_events_already_recorded(
-        ledger: Ledger, effective: date, admitted: bool) -> None:
-    """Recorded today, effective earlier (Art.8): not on or before an event the journal holds,
-    even one dated before the record itself."""
+        ledger_location: str, effective: date, admitted: bool) -> None:
+    """Recorded today, effective earlier (Art.8): not before an event the journal holds, even
+    one dated before the record itself. The CA ended the product on 2026-10-01 (an amended
+    catalogue), so Art.8's own conditions hold on both days."""
+    items = dict(CATALOGUE.items)
+    items["globalsign-ov"] = dataclasses.replace(items["globalsign-ov"],
+                                                 product_end=date(2026, 10, 1))
+    amended = dataclasses.replace(CATALOGUE, items=items)
+    with Ledger.open(ledger_location, catalogue=amended) as ledger:
+        _check_termination_record(ledger, effective, admitted)
+
+
+def _check_termination_record(ledger: Ledger, effective: date, admitted: bool) -> None:
     _desk_block(ledger)
     ended = Terminated(contract_id="c1", at_utc=NOW, effective=effective, clause="Art.8")
     if not admitted:
-        message = _refused(ledger, ended, "a termination effective 2026-11-05")
+        message = _refused(ledger, ended, "a termination effective 2026-11-04")
         assert "an answer-received event dated 2026-11-05" in message
         return
     ledger.append(ended, now=NOW)

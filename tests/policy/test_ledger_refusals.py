@@ -16,6 +16,7 @@ from policy.errors import ContractStateError
 from policy.events import (
     TERMINATION_CLAUSES,
     AnswerReceived,
+    CancellationArrived,
     CertificateBound,
     ContractChanged,
     Event,
@@ -188,15 +189,18 @@ def test_an_event_dated_before_acceptance_is_refused(ledger: Ledger) -> None:
 
 def test_an_event_after_the_termination_took_effect_is_refused_but_its_record_is_not(
         ledger: Ledger) -> None:
+    """A form that arrived on 08-31 takes effect on 09-30 (Art.9(2)): the contract runs through
+    that day (one rule for every clause), so a change on 09-30 is admitted and one on 10-01 is
+    not; the record that it ended is admitted after it."""
     _yearly_category_i(ledger)
-    ledger.append(Terminated(contract_id="c1", at_utc=NOTICE, effective=date(2026, 9, 30),
-                             clause="Art.8"), now=NOW)
-    ledger.append(ContractChanged(contract_id="c1", at_utc=at_day(date(2026, 9, 29)),
-                                  service="last day before"), now=NOW)
-    _refused(ledger, ContractChanged(contract_id="c1", at_utc=at_day(date(2026, 9, 30)),
-                                     service="too late"), r"terminated on 2026-09-30 \(Art\.8\)")
+    ledger.append(CancellationArrived(contract_id="c1", at_utc=at_day(date(2026, 8, 31)),
+                                      arrived=date(2026, 8, 31)), now=NOW)
+    ledger.append(ContractChanged(contract_id="c1", at_utc=at_day(date(2026, 9, 30), 23),
+                                  service="on the termination day"), now=NOW)
+    _refused(ledger, ContractChanged(contract_id="c1", at_utc=tokyo_midnight_utc(
+        date(2026, 10, 1)), service="too late"), r"terminated on 2026-09-30 \(Art\.9\(2\)\)")
     ledger.append(Terminated(contract_id="c1", at_utc=at_day(date(2026, 10, 2)),
-                             effective=date(2026, 9, 30), clause="Art.8",
+                             effective=date(2026, 9, 30), clause="Art.9(2)",
                              reason="the record that it ended"), now=NOW)
 
 
@@ -261,12 +265,29 @@ def test_a_termination_under_an_unknown_clause_is_refused(ledger: Ledger) -> Non
         assert clause in message
 
 
-@pytest.mark.parametrize("clause", TERMINATION_CLAUSES)
-def test_each_clause_that_ends_a_contract_is_admitted(ledger: Ledger, clause: str) -> None:
-    _yearly_category_i(ledger)
-    ledger.append(Terminated(contract_id="c1", at_utc=NOTICE, effective=date(2026, 9, 30),
-                             clause=clause), now=NOW)
-    assert ledger.state("c1", at=NOW).termination_clause == clause
+@pytest.mark.parametrize("clause", ["Art.6(3) proviso", "Art.9(1)", "Art.9(2)"])
+def test_each_clause_that_ends_a_contract_is_admitted_when_its_conditions_hold(
+        ledger: Ledger, clause: str) -> None:
+    """A termination record states a fact in its clause's words, so each clause's own
+    conditions must hold (Art.8's, which need the catalogue's product end, are in
+    tests/policy/test_ledger_fixed_end.py)."""
+    if clause == PROVISO:
+        _contract(ledger, LE_90)  # category III, 90 days: ends 2026-05-01
+        effective = date(2026, 5, 1)
+    else:
+        _yearly_category_i(ledger)
+        if clause == "Art.9(1)":
+            ledger.append(AnswerReceived(contract_id="c1", at_utc=NOTICE,
+                                         answer=Answer.DONT_RENEW), now=NOW)
+            effective = tokyo_date(YEARLY.not_after_utc)
+        else:
+            ledger.append(CancellationArrived(contract_id="c1", at_utc=NOTICE,
+                                              arrived=date(2026, 9, 1)), now=NOW)
+            effective = date(2026, 10, 1)
+    ledger.append(Terminated(contract_id="c1", at_utc=at_day(date(2026, 9, 2)),
+                             effective=effective, clause=clause), now=NOW)
+    state = ledger.state("c1", at=at_day(date(2026, 4, 1)) if clause == PROVISO else NOW)
+    assert (state.terminated_on, state.termination_clause) == (effective, clause)
 
 
 # ---------------------------------------------------------------- cannot be renewed (proviso)
