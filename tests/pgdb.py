@@ -82,3 +82,17 @@ def refuse_locations_containing(dsn: str, marker: str) -> None:
         conn.execute(sql.SQL("CREATE OR REPLACE TRIGGER certescrow_test_refuse BEFORE INSERT "
                              "ON sightings FOR EACH ROW EXECUTE FUNCTION "
                              "certescrow_test_refuse({})").format(sql.Literal(marker)))
+
+
+def as_pg_version_3(dsn: str) -> None:
+    """Turn the version-4 ledger at ``dsn`` back into what version 3 made: sightings keyed by
+    their location, the projection's covering index with ``problems``."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP INDEX sightings_key")
+        conn.execute("ALTER TABLE sightings ADD PRIMARY KEY (host, location, idx)")
+        conn.execute("DROP INDEX projection_problems; DROP INDEX projection_fresh")
+        conn.execute("CREATE INDEX projection_fresh ON projection (eval_key, fold_key, "
+                     "evaluated_on, fresh_until, last_at, contract_id, problems)")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")

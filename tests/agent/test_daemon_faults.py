@@ -28,6 +28,7 @@ from agent.logs import EventLog, _Formatter
 from agent.sdnotify import Notifier
 from policy.ledger import Ledger
 from tests.agent.daemon_helpers import store_config
+from tests.agent.polling import wait_until
 from tests.certfactory import make_cert
 
 AT = datetime(2026, 2, 1, 3, tzinfo=UTC)
@@ -83,13 +84,6 @@ class FakeSystemd:
         self.sock.close()
 
 
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @dataclass
@@ -146,7 +140,7 @@ def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[
                           systemd=systemd, thread=thread)
         running.add("first")
         thread.start()
-        assert _wait(lambda: bool(handler.events("ready")), 20)
+        assert wait_until(lambda: bool(handler.events("ready")), 20)
         runs.append(running)
         return running
 
@@ -175,7 +169,7 @@ def test_a_lock_held_by_another_process_does_not_starve_the_watchdog(
     # WATCHDOG_USEC=2 s: systemd would kill a daemon silent for 2 s; it pings every second.
     running = start(watchdog_usec=2_000_000)
     assert running.systemd is not None
-    assert _wait(lambda: len(running.systemd.pings()) >= 2, 5)  # type: ignore[union-attr]
+    assert wait_until(lambda: len(running.systemd.pings()) >= 2, 5)  # type: ignore[union-attr]
     with subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(running.ledger_path), "5"],
                           stdout=subprocess.PIPE, text=True) as holder:
         try:
@@ -200,8 +194,8 @@ def test_a_lock_held_by_another_process_does_not_starve_the_watchdog(
     assert locked[0]["level"] == "error"
     assert locked[0]["fault"] == "ledger-locked"
     assert locked[0]["path"] == str(running.ledger_path)
-    assert _wait(lambda: running.in_ledger() == running.on_disk(), 10)
-    assert _wait(lambda: bool(running.log.events("ledger-recovered")), 5)
+    assert wait_until(lambda: running.in_ledger() == running.on_disk(), 10)
+    assert wait_until(lambda: bool(running.log.events("ledger-recovered")), 5)
 
 
 def _on_connection(daemon: Daemon, sql: str) -> None:
@@ -227,7 +221,7 @@ def test_disk_full_and_read_only_keep_the_observations_and_retry(
     _on_connection(running.daemon, inject.format(pages=pages))
     for n in range(12):  # more than the free room left in the ledger's pages
         running.add(f"while-{n}")
-    assert _wait(lambda: bool(running.log.events(fault)), 10)
+    assert wait_until(lambda: bool(running.log.events(fault)), 10)
     said = running.log.events(fault)
     assert len(said) == 1
     assert said[0]["level"] == "error"
@@ -235,42 +229,42 @@ def test_disk_full_and_read_only_keep_the_observations_and_retry(
     assert running.in_ledger() != running.on_disk()  # not written yet ...
     _on_connection(running.daemon, repair)
     # ... and not dropped: written once the ledger takes writes again.
-    assert _wait(lambda: running.in_ledger() == running.on_disk(), 15)
+    assert wait_until(lambda: running.in_ledger() == running.on_disk(), 15)
     assert running.log.events("ledger-recovered")
 
 
 def test_a_ledger_deleted_under_the_daemon_is_created_again_with_what_is_seen(
         start: Callable[..., Running]) -> None:
     running = start()
-    assert _wait(lambda: running.in_ledger() == running.on_disk(), 10)
+    assert wait_until(lambda: running.in_ledger() == running.on_disk(), 10)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{running.ledger_path}{suffix}").unlink(missing_ok=True)
     running.add("after-delete")
-    assert _wait(lambda: bool(running.log.events("ledger-deleted")), 10)
+    assert wait_until(lambda: bool(running.log.events("ledger-deleted")), 10)
     deleted = running.log.events("ledger-deleted")
     assert deleted[0]["level"] == "error"
     assert deleted[0]["path"] == str(running.ledger_path)
     # The new file holds everything currently seen, not only what changed after.
-    assert _wait(lambda: running.ledger_path.exists()
+    assert wait_until(lambda: running.ledger_path.exists()
                  and running.in_ledger() == running.on_disk(), 15)
 
 
 def test_a_ledger_replaced_under_the_daemon_is_refused_until_a_ledger_is_back(
         start: Callable[..., Running], tmp_path: Path) -> None:
     running = start()
-    assert _wait(lambda: running.in_ledger() == running.on_disk(), 10)
+    assert wait_until(lambda: running.in_ledger() == running.on_disk(), 10)
     garbage = tmp_path / "garbage"
     garbage.write_bytes(b"not a ledger at all\n" * 100)
     os.replace(garbage, running.ledger_path)
     running.add("after-replace")
-    assert _wait(lambda: bool(running.log.events("ledger-unusable")), 10)
+    assert wait_until(lambda: bool(running.log.events("ledger-unusable")), 10)
     assert running.ledger_path.read_bytes() == b"not a ledger at all\n" * 100  # untouched
     assert running.log.events("ledger-replaced")[0]["level"] == "error"
     # An operator puts a (new, empty) ledger back: the daemon fills it.
     fresh = tmp_path / "fresh.sqlite3"
     Ledger.open(fresh).close()
     os.replace(fresh, running.ledger_path)
-    assert _wait(lambda: running.in_ledger() == running.on_disk(), 20)
+    assert wait_until(lambda: running.in_ledger() == running.on_disk(), 20)
 
 
 @pytest.mark.slow
@@ -303,8 +297,8 @@ def test_a_vault_locked_by_another_process_does_not_starve_the_watchdog(
     thread = threading.Thread(target=daemon.run, name="daemon-under-test")
     thread.start()
     try:
-        assert _wait(lambda: bool(handler.events("ready")), 20)
-        assert _wait(lambda: len(systemd.pings()) >= 2, 5)
+        assert wait_until(lambda: bool(handler.events("ready")), 20)
+        assert wait_until(lambda: len(systemd.pings()) >= 2, 5)
         with subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(vault_path), "5"],
                               stdout=subprocess.PIPE, text=True) as holder:
             try:
@@ -318,7 +312,7 @@ def test_a_vault_locked_by_another_process_does_not_starve_the_watchdog(
                 if holder.poll() is None:
                     holder.kill()
         released_at = time.monotonic()
-        assert _wait(lambda: bool(handler.events("escrowed")), 20)
+        assert wait_until(lambda: bool(handler.events("escrowed")), 20)
         pings = [t for t in systemd.pings() if locked_at - 1 <= t <= released_at + 1]
         gaps = [b - a for a, b in itertools.pairwise(pings)]
         assert len(pings) >= 4

@@ -17,22 +17,19 @@ import pytest
 from agent.daemon import Daemon
 from policy.ledger import Ledger
 from tests.agent.daemon_helpers import RecordingIntake, make_daemon, store_config
+from tests.agent.polling import logged_events, wait_until
 from tests.certfactory import make_cert
+
+
+def _wait_fast(predicate: Callable[[], bool], timeout: float) -> bool:
+    return wait_until(predicate, timeout, interval=0.02)
+
 
 QUIET_MS = 200
 
 
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
-def _events(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
-    return [r for r in list(caplog.records) if getattr(r, "event", None) == event]
 
 
 @pytest.fixture
@@ -51,7 +48,7 @@ def running(tmp_path: Path, caplog: pytest.LogCaptureFixture
         started.append((daemon, thread))
         with caplog.at_level(logging.DEBUG, logger="certescrow.agent"):
             thread.start()
-            assert _wait(lambda: bool(_events(caplog, "ready")), 20)
+            assert _wait_fast(lambda: bool(logged_events(caplog, "ready")), 20)
         return daemon
 
     caplog.set_level(logging.DEBUG, logger="certescrow.agent")
@@ -74,16 +71,16 @@ def test_a_watched_key_turned_world_readable_is_a_critical_finding_within_the_qu
     key.write_bytes(issued.key_pem())
     key.chmod(0o600)
     running(store)
-    assert not [r for r in _events(caplog, "finding")
+    assert not [r for r in logged_events(caplog, "finding")
                 if r.fields.get("code") == "private-key-world-readable"]  # type: ignore[attr-defined]
 
     changed = time.monotonic()
     key.chmod(0o644)  # an attribute event only: no write, no close
-    assert _wait(lambda: any(r.fields.get("code") == "private-key-world-readable"  # type: ignore[attr-defined]
-                             for r in _events(caplog, "finding")), QUIET_MS / 1000 + 2.0)
+    assert _wait_fast(lambda: any(r.fields.get("code") == "private-key-world-readable"  # type: ignore[attr-defined]
+                             for r in logged_events(caplog, "finding")), QUIET_MS / 1000 + 2.0)
     latency = time.monotonic() - changed
     assert latency < QUIET_MS / 1000 + 2.0
-    record = next(r for r in _events(caplog, "finding")
+    record = next(r for r in logged_events(caplog, "finding")
                   if r.fields.get("code") == "private-key-world-readable")  # type: ignore[attr-defined]
     assert record.fields["path"] == str(key)  # type: ignore[attr-defined]
 
@@ -174,7 +171,7 @@ def test_a_set_directory_removed_between_seen_and_listed_is_reported_gone_not_a_
         daemon.process_due()
     monkeypatch.undo()
     assert calls["n"] >= 2
-    assert not _events(caplog, "process-failed")
+    assert not logged_events(caplog, "process-failed")
     assert sorted(intake.gone) == sorted(str(certbot.live / f"{k}.pem")
                                          for k in ("cert", "fullchain", "chain"))
     assert intake.ledger.open_sightings("web1") == []
@@ -254,7 +251,7 @@ def test_a_library_error_from_the_vault_never_reaches_the_log_or_the_findings(
                             vault_factory=Broken)
     with caplog.at_level(logging.DEBUG, logger="certescrow.agent"):
         summary = daemon.full_scan(collect=True)
-    failed = _events(caplog, "escrow-failed")
+    failed = logged_events(caplog, "escrow-failed")
     assert failed
     assert "ValueError" in failed[0].getMessage()
     assert "MIGHAgEA" not in caplog.text
@@ -284,7 +281,7 @@ def test_a_directory_removed_while_the_scan_walks_to_it_is_gone_not_an_error(
     with caplog.at_level(logging.DEBUG, logger="certescrow.agent"):
         summary = daemon.full_scan(collect=True)
     monkeypatch.undo()
-    assert not _events(caplog, "file-error")
+    assert not logged_events(caplog, "file-error")
     assert summary.errors == []
     assert intake.gone == [str(store / "sub" / "a.pem")]
     assert {loc for loc, _, _ in intake.ledger.open_sightings("web1")} == {str(store / "b.pem")}
@@ -312,7 +309,7 @@ def test_a_bug_is_logged_with_where_it_happened_never_with_its_text(
     clock.advance(1)
     with caplog.at_level(logging.DEBUG, logger="certescrow.agent"):
         daemon.process_due()
-    (failed,) = _events(caplog, "process-failed")
+    (failed,) = logged_events(caplog, "process-failed")
     assert failed.fields["error"] == "ValueError"  # type: ignore[attr-defined]
     assert "exploding_reader" in failed.fields["where"]  # type: ignore[attr-defined]
     assert not failed.exc_info
@@ -347,7 +344,7 @@ def test_a_ledger_slower_to_answer_than_the_loop_waits_is_still_reconciled(
     thread.start()
     try:
         with Ledger.open(ledger_path) as reader:
-            assert _wait(lambda: {loc for loc, _, _ in reader.open_sightings("web1")}
+            assert _wait_fast(lambda: {loc for loc, _, _ in reader.open_sightings("web1")}
                          == {str(store / "kept.pem")}, 10)
     finally:
         daemon.request_stop()

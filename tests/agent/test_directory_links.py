@@ -31,23 +31,18 @@ from tests.agent.daemon_helpers import (
     make_daemon,
     store_config,
 )
+from tests.agent.polling import logged_events, wait_until
 from tests.certfactory import Issued, make_cert
 
 QUIET_MS = 100
 WAIT_S = 15.0
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+def _wait_s(predicate: Callable[[], bool], timeout: float = WAIT_S) -> bool:
+    return wait_until(predicate, timeout)
 
 
-def _events(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
-    return [r for r in list(caplog.records) if getattr(r, "event", None) == event]
+
 
 
 def _cert(name: str) -> Issued:
@@ -121,7 +116,7 @@ def watching(tmp_path: Path, caplog: pytest.LogCaptureFixture
         thread = threading.Thread(target=daemon.run, name="daemon-under-test")
         started.append((daemon, thread))
         thread.start()
-        assert _wait(lambda: bool(_events(caplog, "ready")))
+        assert _wait_s(lambda: bool(logged_events(caplog, "ready")))
         return Watching(daemon, ledger_path)
 
     caplog.set_level(logging.DEBUG, logger="certescrow.agent")
@@ -146,7 +141,7 @@ def test_a_certificate_copied_into_a_linked_directory_is_observed_under_the_link
 
     new = _cert("new")
     (layout.archive / "ex" / "new.pem").write_bytes(new.pem)
-    assert _wait(lambda: run.sees(layout.link / "new.pem", new.sha256))
+    assert _wait_s(lambda: run.sees(layout.link / "new.pem", new.sha256))
     # observed where the store shows it, never at the target's own path
     assert not [loc for loc, _, _ in run.open_sightings() if "/archive/" in loc]
 
@@ -159,7 +154,7 @@ def test_a_directory_created_in_a_linked_directory_is_walked_under_the_link(
     deep = _cert("deep")
     (staged / "deep.pem").write_bytes(deep.pem)
     staged.rename(layout.archive / "ex" / "sub")  # a whole directory appears at once
-    assert _wait(lambda: run.sees(layout.link / "sub" / "deep.pem", deep.sha256))
+    assert _wait_s(lambda: run.sees(layout.link / "sub" / "deep.pem", deep.sha256))
 
 
 @pytest.mark.parametrize("observer", ["inotify", "polling"])
@@ -177,11 +172,11 @@ def test_a_directory_link_retargeted_out_of_the_allowed_roots_reports_its_files_
 
     layout.link.unlink()
     os.symlink("../../outside", layout.link)
-    assert _wait(lambda: not run.locations_under(layout.link))
-    assert _wait(lambda: any(r.fields.get("path") == str(layout.link)  # type: ignore[attr-defined]
+    assert _wait_s(lambda: not run.locations_under(layout.link))
+    assert _wait_s(lambda: any(r.fields.get("path") == str(layout.link)  # type: ignore[attr-defined]
                              and r.fields.get("code") == "link-outside-root"  # type: ignore[attr-defined]
-                             for r in _events(caplog, "file-error")))
-    gone = {r.fields["path"] for r in _events(caplog, "gone")}  # type: ignore[attr-defined]
+                             for r in logged_events(caplog, "file-error")))
+    gone = {r.fields["path"] for r in logged_events(caplog, "gone")}  # type: ignore[attr-defined]
     assert {str(layout.link / "cert1.pem"), str(layout.link / "cert2.pem")} <= gone
     # nothing is read through the link any more, not even on its target's events
     (layout.outside / "more.pem").write_bytes(_cert("more").pem)
@@ -199,7 +194,7 @@ def test_a_removed_directory_link_reports_everything_seen_under_it_gone(
     assert run.sees(layout.link / "sub" / "cert1.pem", first.sha256)
 
     layout.link.unlink()
-    assert _wait(lambda: not run.locations_under(layout.link))
+    assert _wait_s(lambda: not run.locations_under(layout.link))
     assert (layout.archive / "ex" / "sub" / "cert1.pem").exists()  # only the link went
 
 
@@ -218,13 +213,13 @@ def test_a_directory_link_retargeted_inside_the_allowed_roots_swaps_what_it_show
     os.rename(layout.live / "linked" / ".tmp", layout.link)
     want = {(str(layout.link / "cert1.pem"), 0, same_name.sha256),
             (str(layout.link / "cert9.pem"), 0, other.sha256)}
-    assert _wait(lambda: {s for s in run.open_sightings()
+    assert _wait_s(lambda: {s for s in run.open_sightings()
                           if s[0].startswith(str(layout.link) + "/")} == want)
     # and the new target is followed from now on, the old one no longer
     newer = _cert("newer")
     (layout.archive / "ex2" / "cert10.pem").write_bytes(newer.pem)
     (layout.archive / "ex" / "late.pem").write_bytes(_cert("late").pem)
-    assert _wait(lambda: run.sees(layout.link / "cert10.pem", newer.sha256))
+    assert _wait_s(lambda: run.sees(layout.link / "cert10.pem", newer.sha256))
     assert str(layout.link / "late.pem") not in run.locations_under(layout.link)
 
 
@@ -235,14 +230,14 @@ def test_two_links_to_one_directory_both_show_a_new_file_and_one_removed_leaves_
     run = watching(layout)
     new = _cert("new")
     (layout.archive / "ex" / "new.pem").write_bytes(new.pem)
-    assert _wait(lambda: run.sees(layout.link / "new.pem", new.sha256)
+    assert _wait_s(lambda: run.sees(layout.link / "new.pem", new.sha256)
                  and run.sees(twin / "new.pem", new.sha256))
 
     twin.unlink()
-    assert _wait(lambda: not run.locations_under(twin))
+    assert _wait_s(lambda: not run.locations_under(twin))
     later = _cert("later")
     (layout.archive / "ex" / "later.pem").write_bytes(later.pem)
-    assert _wait(lambda: run.sees(layout.link / "later.pem", later.sha256))
+    assert _wait_s(lambda: run.sees(layout.link / "later.pem", later.sha256))
     assert not run.locations_under(twin)
 
 
@@ -254,10 +249,10 @@ def test_a_directory_link_created_while_watching_is_followed(
     run = watching(layout)
     fresh = layout.live / "fresh"
     os.symlink("../archive/site", fresh)
-    assert _wait(lambda: run.sees(fresh / "cert1.pem", first.sha256))
+    assert _wait_s(lambda: run.sees(fresh / "cert1.pem", first.sha256))
     new = _cert("new")
     (layout.archive / "site" / "cert2.pem").write_bytes(new.pem)
-    assert _wait(lambda: run.sees(fresh / "cert2.pem", new.sha256))
+    assert _wait_s(lambda: run.sees(fresh / "cert2.pem", new.sha256))
 
 
 def test_a_directory_link_that_loops_is_refused_as_the_full_scan_refuses_it(
@@ -267,9 +262,9 @@ def test_a_directory_link_that_loops_is_refused_as_the_full_scan_refuses_it(
     (layout.live / "top.pem").write_bytes(top.pem)
     run = watching(layout)
     os.symlink("..", layout.live / "linked" / "up")  # back to the store root
-    assert _wait(lambda: any(r.fields.get("path") == str(layout.live / "linked" / "up")  # type: ignore[attr-defined]
+    assert _wait_s(lambda: any(r.fields.get("path") == str(layout.live / "linked" / "up")  # type: ignore[attr-defined]
                              and r.fields.get("code") == "symlink-loop"  # type: ignore[attr-defined]
-                             for r in _events(caplog, "file-error")))
+                             for r in logged_events(caplog, "file-error")))
     time.sleep(3 * QUIET_MS / 1000)
     assert not run.locations_under(layout.live / "linked" / "up")
 
@@ -282,7 +277,7 @@ def test_certbot_file_links_renewed_while_watching_are_still_observed(
     run = watching(le)
     assert run.sees(certbot.live / "cert.pem", first.sha256)
     second = certbot.install()  # new archive files, then the links one at a time
-    assert _wait(lambda: run.sees(certbot.live / "cert.pem", second.sha256))
+    assert _wait_s(lambda: run.sees(certbot.live / "cert.pem", second.sha256))
     assert not run.sees(certbot.live / "cert.pem", first.sha256)
 
 
@@ -336,7 +331,7 @@ def test_events_queued_under_a_link_that_left_are_not_read_through_it(
     daemon.writer.check()
     assert not [s for s in intake.ledger.open_sightings("web1")
                 if s[0].startswith(str(layout.link) + "/")]
-    errors = [r.fields for r in _events(caplog, "file-error")]  # type: ignore[attr-defined]
+    errors = [r.fields for r in logged_events(caplog, "file-error")]  # type: ignore[attr-defined]
     assert errors == [{"path": str(layout.link), "code": "link-outside-root"}]
     daemon.shutdown()
 

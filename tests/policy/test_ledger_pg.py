@@ -9,7 +9,7 @@ import pytest
 from policy.errors import LedgerError
 from policy.ledger import Ledger
 from policy.ledger_pg import PG_SCHEMA_VERSION
-from tests.pgdb import postgres_schema
+from tests.pgdb import as_pg_version_3, postgres_schema
 from tests.policy.ledger_fixtures import accepted
 
 
@@ -42,13 +42,7 @@ def test_a_version_3_ledger_is_migrated_to_sightings_keyed_by_digest() -> None:
     with postgres_schema() as dsn:
         with Ledger.open(dsn) as ledger:
             ledger.report([seen("/srv/a.pem"), seen("/srv/b.pem", 1)], at=at)
-        with psycopg.connect(dsn, autocommit=True) as conn:  # as version 3 made it
-            conn.execute("DROP INDEX sightings_key")
-            conn.execute("ALTER TABLE sightings ADD PRIMARY KEY (host, location, idx)")
-            conn.execute("DROP INDEX projection_problems; DROP INDEX projection_fresh")
-            conn.execute("CREATE INDEX projection_fresh ON projection (eval_key, fold_key, "
-                         "evaluated_on, fresh_until, last_at, contract_id, problems)")
-            conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        as_pg_version_3(dsn)
         with Ledger.open(dsn) as ledger:
             assert ledger.open_sightings("web1") == [
                 ("/srv/a.pem", 0, facts().sha256), ("/srv/b.pem", 1, facts().sha256)]

@@ -27,7 +27,7 @@ from policy.errors import LedgerError
 from policy.intake import Observation
 from policy.ledger import SCHEMA_VERSION, Ledger
 from policy.ledger_pg import PG_SCHEMA_VERSION
-from tests.pgdb import postgres_schema
+from tests.pgdb import as_pg_version_3, postgres_schema
 from tests.policy.ledger_fixtures import T0, accepted, bound, facts, utc
 
 AT = "2026-12-01"
@@ -81,21 +81,11 @@ def _pg_version(dsn: str) -> int:
     return int(row[0])
 
 
-def _as_pg_version_3(dsn: str) -> None:
-    """The ledger as version 3 made it: sightings keyed by their location, the projection's
-    covering index with `problems`."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP INDEX sightings_key")
-        conn.execute("ALTER TABLE sightings ADD PRIMARY KEY (host, location, idx)")
-        conn.execute("DROP INDEX projection_problems; DROP INDEX projection_fresh")
-        conn.execute("CREATE INDEX projection_fresh ON projection (eval_key, fold_key, "
-                     "evaluated_on, fresh_until, last_at, contract_id, problems)")
-        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
 
 
 def _as_pg_version_2(dsn: str) -> None:
     """Before the projection (tests/policy/test_projection.py builds it the same way)."""
-    _as_pg_version_3(dsn)
+    as_pg_version_3(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DROP TABLE projection; DROP TABLE projection_actions")
         conn.execute("DELETE FROM meta WHERE key = 'projected_seq'")
@@ -137,7 +127,7 @@ def test_readers_leave_a_version_3_postgresql_ledger_at_3_and_answer_as_on_4() -
         on_4 = _answers(dsn)
         assert json.loads(on_4[0][1])  # actions are due: the answers say something
         assert _pg_version(dsn) == PG_SCHEMA_VERSION == 4
-        _as_pg_version_3(dsn)
+        as_pg_version_3(dsn)
         assert _answers(dsn) == on_4
         assert _pg_version(dsn) == 3
         assert _still_keyed_by_location(dsn)  # an older writer's ON CONFLICT still matches
@@ -154,7 +144,7 @@ def test_a_select_only_role_reads_a_version_4_and_a_version_3_ledger() -> None:
                         for code, out in _answers(reader, READERS)]
 
             assert answers() == as_owner
-            _as_pg_version_3(dsn)
+            as_pg_version_3(dsn)
             assert answers() == as_owner
             assert _pg_version(dsn) == 3
             # migrating needs the owner, and says so
@@ -167,7 +157,7 @@ def test_a_select_only_role_reads_a_version_4_and_a_version_3_ledger() -> None:
 def test_a_writer_migrates_the_version_3_ledger_its_readers_left_alone() -> None:
     with postgres_schema() as dsn:
         _fill(dsn)
-        _as_pg_version_3(dsn)
+        as_pg_version_3(dsn)
         assert run("policy", "actions", "--at", AT, "--ledger", dsn)[0] == 0
         assert _pg_version(dsn) == 3
         code, _, err = run("contract", "add", "c3", "--item", "globalsign-ov", "--tier", "1y",
@@ -181,7 +171,7 @@ def test_policy_migrate_takes_a_postgresql_ledger_to_the_current_version() -> No
     with postgres_schema() as dsn:
         _fill(dsn)
         on_4 = _answers(dsn)
-        _as_pg_version_3(dsn)
+        as_pg_version_3(dsn)
         code, out, _ = run("policy", "migrate", "--json", "--ledger", dsn)
         assert code == 0
         body = json.loads(out)
