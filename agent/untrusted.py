@@ -4,6 +4,15 @@ import the agent) renders certificate names and file names with the very same fu
 
 from __future__ import annotations
 
-from vault.untrusted import for_csv, for_log, for_terminal, json_text, json_utf8, unescape
+from vault.untrusted import (
+    for_csv,
+    for_log,
+    for_terminal,
+    json_text,
+    json_utf8,
+    json_utf8_checked,
+    unescape,
+)
 
-__all__ = ["for_csv", "for_log", "for_terminal", "json_text", "json_utf8", "unescape"]
+__all__ = ["for_csv", "for_log", "for_terminal", "json_text", "json_utf8", "json_utf8_checked",
+           "unescape"]

@@ -229,6 +229,30 @@ _UNSAFE_TERMINAL = re.compile(
     "\U000e0001\U000e0020-\U000e007f\ud800-\udfff]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# What a JSON document must escape beyond json.dumps' own C0 escapes: the table above less C0
+# (json.dumps escapes it, and the document's layout is C0): as vault.untrusted.json_text.
+_JSON_UNSAFE = re.compile("[" + _UNSAFE_TERMINAL.pattern[len("[\x00-\x1f"):])
+
+
+def _json_escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code > 0xFFFF:  # JSON's \u takes four digits: a surrogate pair (RFC 8259, section 7)
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def json_safe(document: str) -> str:
+    """A JSON document (``json.dumps(..., ensure_ascii=False)``) with every lone surrogate, DEL,
+    C1 control, line/paragraph separator and format character (bidirectional controls, U+200B
+    and the other invisible ones) written as the ``\\uNNNN`` escape that decodes back to it:
+    a SAN ``a\\u200bb.com`` must not read ``ab.com`` in a desk's JSON either."""
+    if document.isascii():
+        return document if "\x7f" not in document else _JSON_UNSAFE.sub(_json_escape_one,
+                                                                          document)
+    if document.replace("\n", "").isprintable():  # false for every character escaped here
+        return document
+    return _JSON_UNSAFE.sub(_json_escape_one, document)
 
 
 def _escape_one(match: re.Match[str]) -> str:
@@ -255,14 +279,10 @@ def terminal_text(text: str) -> str:
 
 
 def echo_json(value: Any) -> None:
-    """``value`` as indented JSON. A lone surrogate (a file name that is not UTF-8) is written
-    as the ``\\udcNN`` escape that decodes back to it, instead of failing to encode."""
-    text = json.dumps(to_jsonable(value), ensure_ascii=False, indent=2)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    click.echo(text)
+    """``value`` as indented JSON, through :func:`json_safe`: a lone surrogate (a file name
+    that is not UTF-8) is written as the ``\\udcNN`` escape that decodes back to it instead of
+    failing to encode, a format character as its escape instead of invisibly."""
+    click.echo(json_safe(json.dumps(to_jsonable(value), ensure_ascii=False, indent=2)))
 
 
 _BATCH = 512
@@ -308,10 +328,11 @@ def _indented(item: Any) -> str:
     file name that is not UTF-8) goes the standard library's way."""
     if orjson is not None and hasattr(orjson, "Fragment"):  # Fragment: orjson >= 3.10
         try:
-            return orjson.dumps(_fast_jsonable(item), option=orjson.OPT_INDENT_2).decode()
+            return json_safe(orjson.dumps(_fast_jsonable(item),
+                                          option=orjson.OPT_INDENT_2).decode())
         except orjson.JSONEncodeError:
             pass
-    return json.dumps(to_jsonable(item), ensure_ascii=False, indent=2)
+    return json_safe(json.dumps(to_jsonable(item), ensure_ascii=False, indent=2))
 
 
 def json_element(item: Any) -> str:

@@ -124,6 +124,49 @@ def test_a_zero_width_space_in_a_san_is_visible_in_inspect_and_the_scan_table(
     assert "a\\u200bb.com" in result.output
 
 
+def test_a_zero_width_space_in_a_san_is_escaped_in_scan_json(tmp_path: Path) -> None:
+    """`scan --json` wrote U+200B, U+061C and tag characters raw when orjson (installed: the
+    fast path) wrote the row: its check knew only the bidirectional controls (review 11)."""
+    path = _zero_width_san_cert(tmp_path / "zw.pem")
+    result = CliRunner().invoke(certescrow, ["scan", "--json", str(path), "--at",
+                                             "2026-02-01"], catch_exceptions=False)
+    assert "\u200b" not in result.output
+    assert "a\\u200bb.com" in result.output
+    [row] = [r for r in json.loads(result.output) if r["kind"] == "certificate"]
+    assert row["subject_cn"] == "a\u200bb.com"
+
+
+def test_every_escaped_character_is_escaped_on_the_fast_json_path() -> None:
+    """agent.render.dumps (orjson, checked on the bytes) against the standard library's path
+    (json_text) for every character of the categories and a few that must stay raw."""
+    from agent.render import dumps
+
+    differ = []
+    for code in [*range(0x80, 0x3100), *range(0xFE00, 0x10000), *range(0x110B0, 0x110D0),
+                 *range(0x13420, 0x13450), *range(0x1BC90, 0x1BCB0), *range(0x1D170, 0x1D180),
+                 *range(0xE0000, 0xE0090)]:
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        value = {"san": f"a{chr(code)}b", "ja": "日本（時間）"}
+        expected = json_text(json.dumps(value, ensure_ascii=False,
+                                        separators=(",", ":"))).encode("utf-8")
+        if dumps(value) != expected:
+            differ.append(f"U+{code:04X}")
+    assert differ == []
+
+
+def test_the_desks_json_escapes_format_characters() -> None:
+    """`contract show --json` (policy.cliutil.echo_json) escaped lone surrogates only: a SAN
+    with U+202E or U+200B came out raw (review 11)."""
+    from policy.cliutil import json_safe
+
+    for value in ("a\u200bb.com", "\u202egnp.exe", "tag\U000e0041", "x\x7f", "\udcff"):
+        document = json_safe(json.dumps({"san": value}, ensure_ascii=False, indent=2))
+        assert document.isascii() or document.replace("\n", "").isprintable()
+        assert json.loads(document)["san"] == value
+    assert json_safe('{"ja": "日本（時間）"}') == '{"ja": "日本（時間）"}'
+
+
 @pytest.mark.parametrize("text", HOSTILE)
 def test_csv_and_log_escapes_round_trip(text: str) -> None:
     assert unescape(for_csv(text)) == text
