@@ -73,8 +73,9 @@ COMMON_NAME_MAX = 64
 HOST_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{COMMON_NAME_MAX - 1}}}")
 """What a fleet host may be called: it ends up in logs, SQL parameters and the client
 certificate's subject CN, which is how the service knows the host (so at most 64 characters)."""
-DNS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
-"""A name the service's certificate may carry as a SAN: up to 253 characters (DNS's limit)."""
+DNS_NAME = re.compile(r"(?!.*[^.]{64})[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
+"""A name the service's certificate may carry as a SAN: up to 253 characters, labels of at
+most 63 (DNS's limits)."""
 _MAX_PEM = 64 * 1024
 MAX_CSR_BYTES = _MAX_PEM
 """The largest CSR read (``agent enroll`` makes one of under 1 KB)."""
@@ -182,9 +183,12 @@ def _validity(at: datetime, lifetime: timedelta) -> datetime:
 def issue_ca(*, name: str, at: datetime, lifetime: timedelta = CA_LIFETIME
              ) -> tuple[bytes, bytes]:
     """A new fleet CA: ``(key_pem, certificate_pem)``. ``at`` is its notBefore."""
-    if not 0 < len(name) <= COMMON_NAME_MAX or not name.isprintable():
+    # cryptography counts a UTF8String's bytes against the 64 of RFC 5280's ub-common-name
+    if not name.strip() or len(name.encode("utf-8")) > COMMON_NAME_MAX \
+            or not name.isprintable():
         raise FleetCAError(f"the CA's name is its certificate's common name: 1-{COMMON_NAME_MAX} "
-                           "printable characters (RFC 5280)")
+                           "printable characters (bytes, in UTF-8: 21 of 証, 32 of é), not "
+                           "only spaces (RFC 5280)")
     until = _validity(at, lifetime)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
@@ -347,7 +351,7 @@ def issue_server_certificate(*, ca_key_pem: bytes, ca_cert_pem: bytes, names: li
             if len(name) > 253 or DNS_NAME.fullmatch(name) is None:
                 raise FleetCAError(f"{name!r} is not a DNS name or IP address the service "
                                    "can be reached at (1-253 characters of letters, digits, "
-                                   "'.', '_' and '-')") from None
+                                   "'.', '_' and '-', labels of at most 63)") from None
             sans.append(x509.DNSName(name))
     key = ec.generate_private_key(ec.SECP256R1())
     # Clients check the SANs; the CN is only a label, and RFC 5280 limits it to 64 characters

@@ -155,11 +155,13 @@ def test_host_and_ca_names_a_certificate_cannot_carry_are_refused_in_words(
     cert = x509.load_pem_x509_certificate((tmp_path / "64.pem").read_bytes())
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == exactly
 
-    for name in ("x" * 65, ""):
+    # cryptography counts UTF-8 bytes: 33 "é" are 66 (it crashed with a traceback, review 11
+    # re-review); a name of spaces only is no name
+    for name in ("x" * 65, "", "\u00e9" * 33, "\u8a3c" * 22, "   "):
         made = _run(["fleet", "ca", "init", "--name", name, "--vault",
                      str(tmp_path / f"ca{len(name)}.sqlite3")], tmp_path)
         assert made.returncode == 41, made.stderr
-        assert "1-64 printable characters" in made.stderr
+        assert "1-64 printable characters" in made.stderr, made.stderr
         assert "Traceback" not in made.stderr
 
 
@@ -174,6 +176,12 @@ def test_a_service_name_longer_than_a_common_name_is_a_san(tmp_path: Path,
     cert = x509.load_pem_x509_certificate((tmp_path / "s.pem").read_bytes())
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.DNSName) == [name]
+    label = _run(["fleet", "server-cert", "a" * 64 + ".example.jp", "--out",
+                  str(tmp_path / "l.pem"), "--vault", desk["vault"]], tmp_path)
+    assert label.returncode == 41
+    assert "labels of at most 63" in label.stderr
+    _ok(_run(["fleet", "server-cert", "a" * 63 + ".example.jp", "--out",
+              str(tmp_path / "l.pem"), "--vault", desk["vault"]], tmp_path))
 
 
 def test_a_csr_file_must_be_a_small_regular_file_and_its_errors_name_it(
