@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from policy.catalogue import Catalogue
 from policy.category import Category
 from policy.certsource import (
     CertificateEntry,
@@ -306,7 +307,8 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
         contracts: Iterable[ContractOutlook] = ()
         ledger_used: str | None = None
         if ledger_exists(path):
-            contracts = _contract_outlooks(stack, path, now, settings, problems)
+            contracts = _contract_outlooks(stack, path, now, settings, problems,
+                                           catalogue_from(ctx))
             ledger_used = ledger_display(path)
         if as_json:
             # Written as the contracts are read: a 100,000-contract ledger's forecast is
@@ -366,7 +368,7 @@ def _forecast_row(c: ContractOutlook) -> list[str]:
 
 
 def _contract_outlooks(stack: contextlib.ExitStack, path: LedgerLocation, now: datetime,
-                       settings: PolicySettings, problems: list[str]
+                       settings: PolicySettings, problems: list[str], catalogue: Catalogue
                        ) -> Iterator[ContractOutlook]:
     """Each contract's outlook, as its state is read (from the projection when it answers
     for ``now``, else folded from the journal); events the ledger could not read are skipped
@@ -380,7 +382,9 @@ def _contract_outlooks(stack: contextlib.ExitStack, path: LedgerLocation, now: d
         (state for state, _ in ledger.projected(at=now)) if ledger.projection_answers(now)
         else ledger.states(at=now))
     for state in states:
-        yield state_outlook(state, schedule=schedule, at=now, rule=settings.period_rule)
+        item = catalogue.items.get(state.item) if state.item is not None else None
+        yield state_outlook(state, schedule=schedule, at=now, rule=settings.period_rule,
+                            product_end=item.product_end if item is not None else None)
     problems.extend(f"{ledger_display(path)}: {problem}" for problem in ledger.problems)
 
 

@@ -412,10 +412,13 @@ def contract_outlook(*, contract_id: str, item: str | None, category: Category |
                      at: datetime, horizon: int = RENEWAL_HORIZON,
                      rule: PeriodRule = DEFAULT_PERIOD_RULE,
                      status: str = "active",
-                     termination_clause: str | None = None) -> ContractOutlook:
+                     termination_clause: str | None = None,
+                     product_end: date | None = None) -> ContractOutlook:
     """The schedule's effect on one contract at its next ``horizon`` renewals, each assumed to
     use the longest public certificate issuable then; periods counted by ``rule``. A contract
-    with a termination fixed (``terminated_on``, whatever its clause) has none: it ends."""
+    with a termination fixed (``terminated_on``, whatever its clause) has none: it ends. Nor
+    is a renewal projected on or after the item's ``product_end`` (Art.8: the ledger refuses
+    renewing an abolished item)."""
     is_byo = category is Category.III
     blocked_now = bool(is_byo and certificate is not None
                        and art6_3_cannot_renew(certificate, rule))
@@ -439,6 +442,8 @@ def contract_outlook(*, contract_id: str, item: str | None, category: Category |
                 longest_tier = classify(start, end - timedelta(seconds=1), rule=rule)
                 renewal_day = tokyo_date(start)
             except OverflowError:
+                break
+            if product_end is not None and renewal_day >= product_end:
                 break
             renewals.append(RenewalOutlook(
                 renewal_utc=start, renewal_day=renewal_day,
@@ -469,7 +474,8 @@ def contract_outlook(*, contract_id: str, item: str | None, category: Category |
 
 
 def state_outlook(state: ContractState, *, schedule: MaxValiditySchedule, at: datetime,
-                  rule: PeriodRule = DEFAULT_PERIOD_RULE) -> ContractOutlook:
+                  rule: PeriodRule = DEFAULT_PERIOD_RULE,
+                  product_end: date | None = None) -> ContractOutlook:
     """:func:`contract_outlook` of a contract's folded state (``state`` as of ``at``): its
     status and termination are the state's own, so the forecast says what ``contract list`` and
     ``contract show`` say. A termination fixed by the Art.6(3) proviso ends the contract like
@@ -479,4 +485,4 @@ def state_outlook(state: ContractState, *, schedule: MaxValiditySchedule, at: da
         contract_id=state.contract_id, item=state.item, category=state.category,
         tier=state.tier, certificate=state.certificate, terminated_on=state.terminated_on,
         schedule=schedule, at=at, rule=rule, status=state.status.value,
-        termination_clause=state.termination_clause)
+        termination_clause=state.termination_clause, product_end=product_end)

@@ -222,6 +222,22 @@ def test_art8_a_default_renewal_after_the_product_end_is_refused(
         ("D4", "abolish", "Art.8")]
 
 
+@pytest.mark.parametrize(("product_end", "renewal_days"), [
+    ("2026-06-30", []),              # abolished before the certificate ends: none
+    ("2026-12-01", []),              # the day of the first renewal: refused, so none
+    ("2026-12-02", ["2026-12-01"]),  # the day after: that one, and none after the end
+])
+def test_art8_the_forecast_projects_no_renewal_on_or_after_the_product_end(
+        tmp_path: Path, lg: list[str], product_end: str, renewal_days: list[str]) -> None:
+    """`policy forecast` projected renewals of an item the CA ends, which the ledger refuses
+    and `policy actions` no longer offers (review 11 re-review)."""
+    config = _abolished_config(tmp_path, product_end)
+    _ov(tmp_path, lg, "D5", config=config)
+    body = _json(["policy", "forecast", "--json", "--at", "2026-07-01", *lg], config=config)
+    [outlook] = [c for c in body["contracts"] if c["contract"] == "D5"]
+    assert [r["renewal_day"] for r in outlook["renewals"]] == renewal_days
+
+
 # ------------------------------------------------ 2. the Art.6(3) proviso's end stands
 
 
