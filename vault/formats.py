@@ -332,6 +332,11 @@ def _pkcs12_item(data: bytes, source: str, ask: PasswordCallback | None) -> Impo
             key, cert, extra = pkcs12.load_key_and_certificates(data, password)
         except ValueError:
             raise VaultInputError(f"{source}: wrong password for the PKCS#12 file") from None
+    for held in (cert, *extra):
+        if held is not None:
+            # cryptography parses extensions on first use: a certificate it cannot read (an
+            # extension twice) is refused here as it is in a PEM or DER file
+            held.extensions  # noqa: B018 - read for its failure
     meta = {"contains": f"{'key, ' if key is not None else ''}"
                         f"{(1 if cert is not None else 0) + len(extra)} certificate(s)"}
     if cert is not None:

@@ -115,6 +115,21 @@ def test_a_certificate_with_two_subject_alt_names_is_refused_in_the_vaults_words
     assert refused.value.exit_code == 27
 
 
+def test_a_pkcs12_holding_a_certificate_with_two_subject_alt_names_is_refused() -> None:
+    """The PKCS#12 path read only the certificate's subject and end, so the duplicated
+    extension went unseen and the file was imported (review 11 re-review)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import NoEncryption, pkcs12
+
+    cert = x509.load_der_x509_certificate(duplicated_san_der())
+    data = pkcs12.serialize_key_and_certificates(
+        b"dup", ec.generate_private_key(ec.SECP256R1()), None, [cert], NoEncryption())
+    with pytest.raises(VaultInputError) as refused:
+        formats.recognise(data, source="dup.p12")
+    assert str(refused.value).startswith("dup.p12: ")
+    assert "extension 2.5.29.17 appears more than once" in str(refused.value)
+
+
 def test_put_of_a_certificate_with_two_subject_alt_names_is_refused(vault: Vault) -> None:
     with pytest.raises(VaultInputError, match=r"not a valid certificate: extension 2\.5\.29\.17"):
         vault.put("certificate", duplicated_san_der())
