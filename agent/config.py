@@ -204,7 +204,9 @@ def within_store(root: Path | str, path: str) -> bool:
     return path == top or path.startswith(top + "/")
 
 
-def nested_stores(stores: Sequence[StoreConfig]) -> tuple[tuple[StoreConfig, StoreConfig], ...]:
+def nested_stores(stores: Sequence[StoreConfig], *,
+                  resolve: Callable[[Path], Path] = lambda path: path,
+                  ) -> tuple[tuple[StoreConfig, StoreConfig], ...]:
     """Each ``(outer, inner)`` pair of stores whose ``inner`` root lies inside ``outer``'s.
 
     A file belongs to the innermost store holding it (the longest root), whatever the order of
@@ -213,10 +215,24 @@ def nested_stores(stores: Sequence[StoreConfig]) -> tuple[tuple[StoreConfig, Sto
     once. Nesting is legitimate (a contract for one directory of a larger store) but easy to
     write by accident, so ``agent check-config`` names every pair. Outermost first for each
     inner store; found through each root's parents, not by comparing every pair."""
-    by_path = {store.path: store for store in stores}
-    return tuple((outer, inner) for inner in stores
-                 for parent in reversed(inner.path.parents)
-                 if (outer := by_path.get(parent)) is not None)
+    by_path: dict[Path, StoreConfig] = {}
+    for store in stores:
+        by_path.setdefault(store.path, store)
+    pairs = {(id(outer), id(inner)): (outer, inner) for inner in stores
+             for parent in reversed(inner.path.parents)
+             if (outer := by_path.get(parent)) is not None}
+    # ``resolve`` (the daemon's check: os.path.realpath) finds a store whose root is a link
+    # into another one's, which the daemon treats as nested too
+    real = {id(store): resolve(store.path) for store in stores}
+    by_real: dict[Path, StoreConfig] = {}
+    for store in stores:
+        by_real.setdefault(real[id(store)], store)
+    for inner in stores:
+        for parent in reversed(real[id(inner)].parents):
+            outer = by_real.get(parent)
+            if outer is not None and outer is not inner:
+                pairs.setdefault((id(outer), id(inner)), (outer, inner))
+    return tuple(pairs.values())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,6 +7,7 @@ This is the outermost layer: the only place the daemon reads the real clock (thr
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -279,7 +280,8 @@ def check_config_command(ctx: click.Context, file: Path | None, as_json: bool) -
     # wrote them by accident: say so, as a note.
     notes = [f"store {inner.path} is inside store {outer.path}: the settings of "
              f"{inner.path} apply to the files under it (the innermost store wins)"
-             for outer, inner in nested_stores(config.agent.stores)]
+             for outer, inner in nested_stores(config.agent.stores,
+                                               resolve=lambda p: Path(os.path.realpath(p)))]
     if as_json:
         data["warnings"] = [f"store {p} does not exist" for p in missing]
         data["notes"] = notes

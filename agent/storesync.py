@@ -217,6 +217,8 @@ class StoreSync:
         # memory): its findings are counted and logged as one line per kind, not one line per
         # certificate, so a restart does not flood the journal with what it already said.
         self._scanned_once = False
+        self._shadows: dict[Path, tuple[str, ...]] = {}
+        """By store root: :meth:`shadowed` (resolved once, at the first question)."""
         self.configure_policy()
 
     # ------------------------------------------------------------------ configuration
@@ -256,14 +258,38 @@ class StoreSync:
 
     def store_for(self, path: str) -> StoreConfig | None:
         """The store a path belongs to: the deepest store root containing it, whatever the
-        order of the stores (:func:`agent.config.nested_stores`)."""
+        order of the stores (:func:`agent.config.nested_stores`); ``None`` outside every store,
+        and under a path :meth:`shadowed` gives another store."""
         best: StoreConfig | None = None
         for store in self.config.agent.stores:
             root = str(store.path).rstrip("/")
             if (path == root or path.startswith(root + "/")) and (
                     best is None or len(root) > len(str(best.path))):
                 best = store
+        if best is not None and any(within_store(shadow, path)
+                                    for shadow in self.shadowed(best)):
+            return None  # another store's, under that store's own path
         return best
+
+    def shadowed(self, store: StoreConfig) -> tuple[str, ...]:
+        """Where, in ``store``'s own paths, the root of another store lies that is reached by a
+        link from outside it (a store ``/srv/shop`` that is a link to ``/srv/certs/shop``, in
+        a store ``/srv/certs``): those files are the other store's, observed under its path,
+        and ``store`` leaves them to it (review 11: they were observed twice, once unbound).
+        Resolved once; a store root relinked while the daemon runs is seen at its restart."""
+        known = self._shadows.get(store.path)
+        if known is not None:
+            return known
+        real = os.path.realpath(store.path)
+        found = []
+        for other in self.config.agent.stores:
+            if other is store or within_store(store.path, str(other.path)):
+                continue
+            other_real = os.path.realpath(other.path)
+            if other_real != real and within_store(real, other_real):
+                found.append(str(store.path).rstrip("/") + other_real[len(real.rstrip("/")):])
+        self._shadows[store.path] = shadows = tuple(found)
+        return shadows
 
     def stores_inside(self, store: StoreConfig, directory: Path | str) -> list[StoreConfig]:
         """The other stores whose roots lie in ``directory`` (of ``store``): their files are
@@ -822,7 +848,8 @@ class StoreSync:
                            else frozenset())
         # Stores nested in this one are walked as themselves (their binding): each file is
         # observed once, under its innermost store, whatever the order of the stores.
-        inner = tuple(str(s.path) for s in self.stores_inside(store, directory))
+        inner = (*(str(s.path) for s in self.stores_inside(store, directory)),
+                 *self.shadowed(store))
 
         def elsewhere(path: str) -> bool:
             return any(within_store(root, path) for root in inner)

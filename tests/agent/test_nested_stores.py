@@ -129,3 +129,26 @@ def test_check_config_is_quiet_without_nesting(tmp_path: Path) -> None:
                                                         home=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+def test_a_store_whose_root_links_into_another_store_is_nested_in_it(tmp_path: Path) -> None:
+    """`/n/shoplink` -> `/n/certs/shop`, a store bound to C-9, beside the unbound `/n/certs`:
+    the file was observed twice, once bound and once not, and check-config said nothing
+    (review 11 re-review). It is the linked store's, observed once, under its own path."""
+    certs = tmp_path / "certs"
+    (certs / "shop").mkdir(parents=True)
+    (certs / "outer.pem").write_bytes(make_cert(sans=("outer.example.jp",)).pem)
+    (certs / "shop" / "s.pem").write_bytes(make_cert(sans=("shop.example.jp",)).pem)
+    link = tmp_path / "shoplink"
+    link.symlink_to(certs / "shop", target_is_directory=True)
+    config = _config(tmp_path, certs, link, inner_first=False)
+    done = certescrow("--config", str(config), "agent", "run", "--once", "--json",
+                      home=tmp_path, at=AT_TEXT)
+    assert done.returncode == 0, done.stderr
+    assert _observed(tmp_path / "state" / "ledger.sqlite3") == [
+        (str(certs / "outer.pem"), None),
+        (str(link / "s.pem"), "C-9"),
+    ]
+    checked = certescrow("agent", "check-config", str(config), home=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert f"note: store {link} is inside store {certs}" in checked.stderr
