@@ -1074,7 +1074,16 @@ def migrate_command(as_json: bool, ledger_opt: LedgerLocation | None) -> None:
     with _ledger(env, create=False) as ledger:
         if ledger is None:
             raise _no_ledger_error(env.ledger_path)
-        ledger.migrate()
+        try:
+            ledger.migrate()
+        except LedgerError as exc:
+            if "SQLSTATE 42501" not in str(exc):
+                raise
+            # No GRANT makes a role able to change tables it does not own.
+            raise LedgerError(f"{ledger_display(env.ledger_path)}: migrating changes the "
+                              "ledger's tables, which only their owner may do: run `certescrow "
+                              "policy migrate` connected as the ledger's owner (SQLSTATE "
+                              "42501)") from None
         before, after = ledger.opened_version, ledger.schema_version
     where = ledger_display(env.ledger_path)
     if as_json:

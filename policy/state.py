@@ -845,8 +845,10 @@ def _check_default_renewal(state: ContractState, event: RenewalMade, when: str,
         # notice's own day left no day to answer in.
         raise ContractStateError(
             f"contract {cid!r}: the answer deadline {deadline.isoformat()} is not after the "
-            f"renewal notice of {notice.isoformat()} (it is capped by the end of validity, "
-            "Art.6(2)), so the customer had no day to answer and no renewal can be taken as "
+            f"renewal notice of {notice.isoformat()} ({settings.answer_deadline_days} day(s) "
+            "after the notice, and never later than the end of validity: Art.6(2) and "
+            "answer_deadline_days), so the customer had no day to answer and no renewal can be "
+            "taken as "
             "made by default (Art.6(2)); ask the customer for their answer, and record a "
             "renewal (not by default) if they answer renew; nothing was recorded")
     if tokyo_date(event.at_utc) <= deadline:

@@ -361,6 +361,7 @@ def test_art6_2_a_default_renewal_needs_a_deadline_after_its_notice(
     message = _refused(args)
     assert "is not after the renewal notice of 2026-10-31" in message
     assert "Art.6(2)" in message
+    assert "30 day(s) after the notice, and never later than the end of validity" in message
 
 
 # ------------------------------------------------ 4. the contract runs through its last day
