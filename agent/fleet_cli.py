@@ -313,10 +313,11 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
                                "agent enroll`")
         # The host's other certificates stay valid for the grace from now on the real clock
         # as well as from --at: a back-dated --at revoked them in the past, locking the host
-        # out before the new certificate could reach it.
+        # out before the new certificate could reach it. The registry records when it was
+        # told (the real clock), as the ledger does.
         registry.record_certificate(IssuedRecord(
             host=issued.host, serial=issued.serial, not_before_utc=issued.not_before_utc,
-            not_after_utc=issued.not_after_utc, key_sha256=issued.key_sha256), at=now,
+            not_after_utc=issued.not_after_utc, key_sha256=issued.key_sha256), at=real,
             supersede_at=max(now, real) + RENEWAL_GRACE)
     _warn_adjusted(issued)
     _write_public(out, issued.pem)

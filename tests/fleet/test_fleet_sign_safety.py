@@ -105,6 +105,13 @@ def test_a_back_dated_sign_keeps_the_previous_certificate_for_the_grace_from_now
         assert "superseded" in refused
         assert registry.refusal(host="web03", serial=_serial(tmp_path / "new.pem"),
                                 at=_now()) is None
+    # ... and the registry says when it was told, not the back-dated --at
+    import sqlite3
+
+    with sqlite3.connect(desk["ledger"]) as conn:
+        [(issued,)] = conn.execute("SELECT issued_utc FROM fleet_certs WHERE serial = ?",
+                                   (_serial(tmp_path / "new.pem"),)).fetchall()
+    assert issued >= f"{before:%Y-%m-%dT%H:%M:%S}"
 
 
 def test_a_service_certificate_already_expired_is_refused_and_nothing_is_stored(
