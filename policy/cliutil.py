@@ -247,9 +247,8 @@ def json_safe(document: str) -> str:
     C1 control, line/paragraph separator and format character (bidirectional controls, U+200B
     and the other invisible ones) written as the ``\\uNNNN`` escape that decodes back to it:
     a SAN ``a\\u200bb.com`` must not read ``ab.com`` in a desk's JSON either."""
-    if document.isascii():
-        return document if "\x7f" not in document else _JSON_UNSAFE.sub(_json_escape_one,
-                                                                          document)
+    if document.isascii() and "\x7f" not in document:
+        return document
     if document.replace("\n", "").isprintable():  # false for every character escaped here
         return document
     return _JSON_UNSAFE.sub(_json_escape_one, document)
