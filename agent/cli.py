@@ -28,6 +28,7 @@ from policy.decisions import Finding, Severity
 from policy.intake import Binding
 from policy.settings import PolicySettings
 from policy.tiers import Tier
+from untrusted.text import for_terminal
 
 from .config import Config, root_config
 from .errors import AgentError
@@ -37,7 +38,6 @@ from .render import item_json, iter_table, render_detail
 from .report import ScanReport, build_report
 from .scan import scan_paths
 from .scanpool import MIN_FILES_PER_JOB, default_jobs, stream_scan
-from .untrusted import for_terminal
 from .x509facts import MalformedCertificateError, parse_der_certificate
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ from policy.cliutil import InstantType, echo_json, resolve_at
 from policy.decisions import Finding, Severity
 from policy.events import instant_to_tokyo_text
 from policy.intake import Intake, IntakeReceipt, Observation
+from untrusted.text import for_terminal
 
 from .cli import ExitStatusCommand, exit_status_options, say_unknown
 from .config import Config, load_config, load_raw_config, nested_stores, root_config
@@ -29,7 +30,6 @@ from .readindex import READ_INDEX_NAME
 from .render import render_table
 from .report import ScanReport
 from .sdnotify import Notifier
-from .untrusted import for_terminal
 
 __all__ = ["agent_findings", "agent_group", "check_config_command", "run_command",
            "summary_report", "summary_tally"]

@@ -505,7 +505,7 @@ def unassign_command(ctx: click.Context, host: str, store: str,
 def assignments_command(ctx: click.Context, host: str | None, as_json: bool,
                         ledger_option: LedgerLocation | None) -> None:
     """The desk's assignments: every host's (or HOST's) stores and their bindings."""
-    from .untrusted import for_terminal
+    from untrusted.text import for_terminal
 
     with _registry(ctx, ledger_option, must_exist=True, read_only=True) as registry:
         names = [_host_name(host)] if host is not None else sorted(
@@ -557,7 +557,7 @@ def hosts_command(ctx: click.Context, as_json: bool, silent_after: int, at: date
     """Every host: last seen, certificates by severity, errors, client certificate expiry,
     state (REVOKED, EXPIRED, SILENT, ok). With --at: hosts enrolled after it are left out,
     and a host seen only after it shows LATER (the registry keeps the last request only)."""
-    from .untrusted import for_terminal
+    from untrusted.text import for_terminal
 
     now = resolve_at(at)
     with _registry(ctx, ledger_option, must_exist=True, read_only=True) as registry:

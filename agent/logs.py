@@ -5,7 +5,7 @@ prefix (sd-daemon(3)) then gives each line its syslog priority, so ``journalctl 
 works. ``json`` prints one JSON object a line for log shippers. Whatever the format, a line never
 spans two lines (a traceback is folded into one field), carries no terminal control character
 and no byte that is not UTF-8 (file names and subjects are attacker-controlled: text lines use
-:func:`agent.untrusted.for_log`, which round-trips, JSON lines :func:`agent.untrusted.json_text`),
+:func:`untrusted.text.for_log`, which round-trips, JSON lines :func:`untrusted.text.json_text`),
 and a PEM private key that somehow reaches a message is replaced, never printed.
 """
 
@@ -19,7 +19,7 @@ import sys
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from .untrusted import for_log, json_text
+from untrusted.text import for_log, json_text
 
 __all__ = ["EventLog", "configure_logging", "journal_attached"]
 
@@ -93,7 +93,7 @@ class _Formatter(logging.Formatter):
 
 def _quote(value: str) -> str:
     """A field value, quoted when it holds a space or a quote. ``value`` is already escaped by
-    :func:`for_log`, so a quote inside becomes ``\\u0022``: :func:`agent.untrusted.unescape`
+    :func:`for_log`, so a quote inside becomes ``\\u0022``: :func:`untrusted.text.unescape`
     of what is between the quotes is the original value."""
     if value and " " not in value and '"' not in value:
         return value

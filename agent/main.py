@@ -17,11 +17,11 @@ import click
 from policy.certsource import READER_KEY
 from policy.cliutil import SETTINGS_KEY
 from policy.errors import PolicyError
+from untrusted.text import for_terminal
 from vault.errors import VaultError
 
 from .config import CONFIG_KEY, config_from_raw, load_raw_config, refuse_readable_secrets
 from .errors import AgentError
-from .untrusted import for_terminal
 
 if TYPE_CHECKING:
     from policy.certsource import CertificateFile

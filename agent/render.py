@@ -2,10 +2,10 @@
 detail, for ``scan``, ``inspect`` and ``agent run --once`` alike.
 
 Every string a certificate or a file name supplies is written by whoever made the file, so each
-output escapes it with its own function from :mod:`agent.untrusted`: the table and ``inspect``
-with :func:`~agent.untrusted.for_terminal` (a CN cannot clear the screen, retitle the terminal
-or forge a row), CSV with :func:`~agent.untrusted.for_csv`; JSON is safe by construction
-(:func:`~agent.untrusted.json_utf8` keeps a file name that is not UTF-8 exact).
+output escapes it with its own function from :mod:`untrusted.text`: the table and ``inspect``
+with :func:`~untrusted.text.for_terminal` (a CN cannot clear the screen, retitle the terminal
+or forge a row), CSV with :func:`~untrusted.text.for_csv`; JSON is safe by construction
+(:func:`~untrusted.text.json_utf8` keeps a file name that is not UTF-8 exact).
 
 The human table shows dates as Asia/Tokyo calendar days (NOT AFTER is the day DAYS counts to),
 fits the terminal width (columns that do not fit are dropped, a name is shortened, but a date,
@@ -35,12 +35,12 @@ from policy.cliutil import to_jsonable
 from policy.decisions import Severity
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_text
+from untrusted.text import for_csv, for_terminal, json_utf8, json_utf8_checked
 
 from .monitoring import ExitMode, MonitorTally, exit_status
 from .records import FileError, FileResult, FileSkip
 from .rows import CertificateRow, FileRow, Role, advice_for, what_to_do
 from .tablespill import Spilled, TableEntry, TableFile, TableRow, TableSpill
-from .untrusted import for_csv, for_terminal, json_utf8, json_utf8_checked
 
 if TYPE_CHECKING:
     from .report import ReportItem, ScanReport

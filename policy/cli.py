@@ -40,7 +40,6 @@ from policy.cliutil import (
     echo_lines,
     resolve_at,
     settings_from,
-    terminal_text,
 )
 from policy.errors import LedgerError
 from policy.facts import CertificateFacts
@@ -65,6 +64,7 @@ from policy.state import ContractState
 from policy.tiers import Tier
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
+from untrusted.text import for_terminal
 
 from .contract_cli import (
     actions_command,
@@ -215,7 +215,7 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool,
             errors.extend(failures)
             if not show_progress:
                 for failure in failures:
-                    click.echo(terminal_text(f"Error: {failure} [{failure.code}]"), err=True)
+                    click.echo(for_terminal(f"Error: {failure} [{failure.code}]"), err=True)
             for entry in entries:
                 result = classify_certificate(entry.facts, catalogue, binding=binding, at=now,
                                               previous=previous, settings=settings)
@@ -223,7 +223,7 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool,
                                  read_findings=entry.findings))
     if show_progress:
         for failure in errors:
-            click.echo(terminal_text(f"Error: {failure} [{failure.code}]"), err=True)
+            click.echo(for_terminal(f"Error: {failure} [{failure.code}]"), err=True)
     if as_json:
         out: list[Any] = [row.to_json() for row in rows]
         out += [{"path": e.path, **({} if e.index is None else {"index": e.index}),
@@ -246,7 +246,7 @@ def _echo_classifications(rows: Sequence[_Row], now: datetime) -> None:
         if r.by_allowance:
             compliant = "yes*"
         table.append([
-            terminal_text(f"{row.path}#{row.index}" if row.index else row.path),
+            for_terminal(f"{row.path}#{row.index}" if row.index else row.path),
             r.item or ("?" if r.candidates else "-"),
             r.category.value,
             r.tier.value,
@@ -263,12 +263,12 @@ def _echo_classifications(rows: Sequence[_Row], now: datetime) -> None:
         if not notes and not row.result.actions:
             continue
         label = f"{row.path}#{row.index}" if row.index else row.path
-        # path, CN and finding texts are the certificate maker's: escaped (terminal_text)
-        click.echo("\n" + terminal_text(
+        # path, CN and finding texts are the certificate maker's: escaped (for_terminal)
+        click.echo("\n" + for_terminal(
             f"{label} ({row.result.facts.subject_cn or row.result.facts.sha256[:16]}):"))
         for finding in notes:
             clause = f" [{finding.clause}]" if finding.clause else ""
-            click.echo(terminal_text(f"  {finding.severity.name.lower():8} {finding.code}"
+            click.echo(for_terminal(f"  {finding.severity.name.lower():8} {finding.code}"
                                      f"{clause}: {finding.message}"))
         for action in row.result.actions:
             click.echo(f"  {action.action.value:8} due {action.due} [{action.clause}]: "

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from untrusted.text import for_terminal, json_storable, json_text
 
 try:
     import orjson
@@ -45,7 +46,6 @@ __all__ = [
     "json_element",
     "resolve_at",
     "settings_from",
-    "terminal_text",
     "to_jsonable",
 ]
 
@@ -116,12 +116,12 @@ _NAME_SHOWN = 200
 
 def _name_for_message(path: Path | str) -> str:
     """A name the user typed, as an error repeats it: control characters and bytes that are
-    not UTF-8 escaped (:func:`terminal_text`), a name of thousands of characters shortened in
+    not UTF-8 escaped (:func:`for_terminal`), a name of thousands of characters shortened in
     the middle."""
     text = str(path)
     if len(text) > _NAME_SHOWN:
         text = f"{text[:_NAME_SHOWN // 2]}…{text[-_NAME_SHOWN // 2:]} ({len(text)} characters)"
-    return terminal_text(text)
+    return for_terminal(text)
 
 
 def resolve_at(at: datetime | None) -> datetime:
@@ -219,80 +219,14 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-# vault.untrusted's table, which policy may not import (tests/agent/test_untrusted.py checks
-# that the two escape every character alike): C0, DEL, C1 and Unicode's categories Cf (format:
-# bidirectional controls, invisible characters such as U+200B), Zl and Zp, and surrogates.
-_UNSAFE_TERMINAL = re.compile(
-    "[\x00-\x1f\x7f\x80-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
-    "\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb\U000110bd"
-    "\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
-    "\U000e0001\U000e0020-\U000e007f\ud800-\udfff]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-# What a JSON document must escape beyond json.dumps' own C0 escapes: the table above less C0
-# (json.dumps escapes it, and the document's layout is C0): as vault.untrusted.json_text.
-_JSON_UNSAFE = re.compile("[" + _UNSAFE_TERMINAL.pattern[len("[\x00-\x1f"):])
-
-
-def _json_escape_one(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code > 0xFFFF:  # JSON's \u takes four digits: a surrogate pair (RFC 8259, section 7)
-        code -= 0x10000
-        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-    return f"\\u{code:04x}"
-
-
-def json_safe(document: str) -> str:
-    """A JSON document (``json.dumps(..., ensure_ascii=False)``) with every lone surrogate, DEL,
-    C1 control, line/paragraph separator and format character (bidirectional controls, U+200B
-    and the other invisible ones) written as the ``\\uNNNN`` escape that decodes back to it:
-    a SAN ``a\\u200bb.com`` must not read ``ab.com`` in a desk's JSON either."""
-    if document.isascii() and "\x7f" not in document:
-        return document
-    if document.replace("\n", "").isprintable():  # false for every character escaped here
-        return document
-    return _JSON_UNSAFE.sub(_json_escape_one, document)
-
-
-def _escape_one(match: re.Match[str]) -> str:
-    char = match.group()
-    short = _SHORT.get(char)
-    if short is not None:
-        return short
-    code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape: the byte that was not UTF-8
-        return f"\\x{code - 0xDC00:02x}"
-    if code > 0xFFFF:  # above the BMP (tag characters): four hex digits would read back wrong
-        return f"\\U{code:08x}"
-    return f"\\u{code:04x}"
-
-
-def terminal_text(text: str) -> str:
-    """Attacker-controlled text (file names, SANs) safe for a terminal: control, format and
-    invisible characters and the bytes of a file name that are not UTF-8 (lone surrogates)
-    escaped, exactly as the agent's ``agent.untrusted.for_terminal`` does (the policy package
-    cannot import it)."""
-    if text.isprintable():  # false for every character escaped here: the common case
-        return text
-    return _UNSAFE_TERMINAL.sub(_escape_one, text)
-
-
 def echo_json(value: Any) -> None:
-    """``value`` as indented JSON, through :func:`json_safe`: a lone surrogate (a file name
+    """``value`` as indented JSON, through :func:`json_text`: a lone surrogate (a file name
     that is not UTF-8) is written as the ``\\udcNN`` escape that decodes back to it instead of
     failing to encode, a format character as its escape instead of invisibly."""
-    click.echo(json_safe(json.dumps(to_jsonable(value), ensure_ascii=False, indent=2)))
+    click.echo(json_text(json.dumps(to_jsonable(value), ensure_ascii=False, indent=2)))
 
 
 _BATCH = 512
-
-
-def _utf8_safe(text: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    return text
 
 
 def _fast_jsonable(value: Any) -> Any:
@@ -327,11 +261,11 @@ def _indented(item: Any) -> str:
     file name that is not UTF-8) goes the standard library's way."""
     if orjson is not None and hasattr(orjson, "Fragment"):  # Fragment: orjson >= 3.10
         try:
-            return json_safe(orjson.dumps(_fast_jsonable(item),
+            return json_text(orjson.dumps(_fast_jsonable(item),
                                           option=orjson.OPT_INDENT_2).decode())
         except orjson.JSONEncodeError:
             pass
-    return json_safe(json.dumps(to_jsonable(item), ensure_ascii=False, indent=2))
+    return json_text(json.dumps(to_jsonable(item), ensure_ascii=False, indent=2))
 
 
 def json_element(item: Any) -> str:
@@ -403,7 +337,7 @@ def _utf8(text: str | bytes) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        return _utf8_safe(text).encode("utf-8")
+        return json_storable(text).encode("utf-8")
 
 
 def echo_json_array(items: Iterable[Any]) -> None:

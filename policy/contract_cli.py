@@ -51,7 +51,6 @@ from policy.cliutil import (
     echo_lines,
     resolve_at,
     settings_from,
-    terminal_text,
 )
 from policy.decisions import SEVERITY_TEXT, Decision, Severity
 from policy.errors import (
@@ -95,6 +94,7 @@ from policy.settings import PolicySettings
 from policy.state import PROVISO, ContractState
 from policy.tiers import Tier
 from policy.tokyo import tokyo_date, tokyo_midnight_utc
+from untrusted.text import for_terminal
 
 __all__ = ["PROJECTION_MISMATCH_EXIT", "actions_command", "contract_group", "refresh_command",
            "verify_command"]
@@ -252,7 +252,7 @@ def _echo_state(state: ContractState) -> None:
     if state.terminated_on is not None:
         click.echo(f"  terminates on {state.terminated_on} ({state.termination_clause})")
     if state.locations:
-        click.echo(terminal_text(f"  seen at       {', '.join(state.locations)}"))
+        click.echo(for_terminal(f"  seen at       {', '.join(state.locations)}"))
 
 
 # ---------------------------------------------------------------------- the group
@@ -309,7 +309,7 @@ def _echo_result(as_json: bool, headline: str, state: ContractState,
         echo_json({**extra, "contract": state, "actions": list(decisions)})
         return
     for line in headline.split("\n"):
-        click.echo(terminal_text(line))
+        click.echo(for_terminal(line))
     click.echo("Due actions:")
     _echo_actions(decisions, at=at, with_contract=False)
 
@@ -548,7 +548,7 @@ def show_command(contract_id: str, as_json: bool, at: datetime | None,
         for entry in journal:
             click.echo(f"  #{entry.seq:<5} {_instant(entry.event.at_utc)}  "
                        f"{_instant(entry.recorded)}  {entry.event.KIND:<21} "
-                       f"{terminal_text(_summary(entry))}")
+                       f"{for_terminal(_summary(entry))}")
         click.echo("Fees (Art.10):")
         _echo_actions(fees, at=now, with_contract=False, history=True)
         click.echo("Due actions:")
@@ -864,7 +864,7 @@ def unbound_command(as_json: bool, at: datetime | None, as_recorded: datetime | 
     for entry in entries if not as_json else ():
         event = entry.event
         assert isinstance(event, CertificateObserved)  # noqa: S101 - selected by kind
-        click.echo(terminal_text(
+        click.echo(for_terminal(
             f"#{entry.seq:<5} {_instant(event.at_utc)} {event.host}:{event.location}"
             f"[{event.index}] {event.facts.sha256} ends "
             f"{end_of_validity(event.facts.not_after_utc)} {','.join(event.facts.sans)}"))
@@ -1018,7 +1018,7 @@ def verify_command(as_json: bool, repair: bool, at: datetime | None,
         click.echo(f"{where}: {checked} contract(s) refolded from the journal and compared "
                    f"with the projection: {len(mismatches)} mismatch(es).")
         for contract_id, problem in mismatches:
-            click.echo(terminal_text(f"  {contract_id}: {problem}"))
+            click.echo(for_terminal(f"  {contract_id}: {problem}"))
         if foreign:
             click.echo(f"Note: {foreign} row(s) were written with other settings or another "
                        "catalogue (their cached actions are evaluated again by readers).")

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from untrusted.text import json_storable
+
 from .envelope import hmac_tag, integrity_error
-from .untrusted import json_storable
 
 __all__ = [
     "AuditHead",

@@ -18,6 +18,8 @@ from typing import Any, BinaryIO, TypeVar
 
 import click
 
+from untrusted.text import for_terminal, json_text
+
 from . import formats
 from .errors import (
     VaultConflictError,
@@ -37,7 +39,6 @@ from .results import PutRequest
 from .secretfile import SecretFileError, read_secret_file, write_secret_file
 from .service import Vault
 from .store import default_vault_path
-from .untrusted import for_terminal, json_text
 
 __all__ = ["default_vault_path", "vault_group"]
 

@@ -25,6 +25,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from untrusted.text import json_storable
+
 from . import audit as audit_log
 from . import formats
 from . import store as storage
@@ -70,7 +72,6 @@ from .store import (
     Store,
     translate_sqlite_error,
 )
-from .untrusted import json_storable
 
 __all__ = ["Clock", "Progress", "Vault", "default_actor"]
 

@@ -3,7 +3,7 @@
 The walk and the reader carry paths as ``os.fsdecode`` text (a byte that is not UTF-8 is a
 lone surrogate); ``scan --json`` used to crash on it (orjson refuses lone surrogates: empty
 output) and ``--csv`` likewise. Each output now escapes it in a way that round-trips: JSON's
-``\\udcXX``, CSV's ``\\xXX`` (:func:`agent.untrusted.unescape`).
+``\\udcXX``, CSV's ``\\xXX`` (:func:`untrusted.text.unescape`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 
 from agent.records import ReadLimits
 from agent.scan import scan_paths
-from agent.untrusted import unescape
 from tests.certfactory import make_cert
+from untrusted.text import unescape
 
 CERTESCROW = Path(sys.executable).with_name("certescrow")
 NAMES = [b"\xff\xfe-latin1.pem", b"clear\x1b[2J.pem", b"new\nline,critical.pem",

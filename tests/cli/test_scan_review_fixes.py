@@ -117,7 +117,7 @@ def test_a_csv_cell_never_starts_a_formula(tmp_path: Path, san: str) -> None:
 
 def test_a_neutralised_csv_cell_unescapes_to_the_name(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.untrusted import unescape
+    from untrusted.text import unescape
 
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "=cmd.pem", make_cert(not_before=NB, sans=("=1+1", "'quoted")).pem)
@@ -193,7 +193,7 @@ def test_a_bad_exit_status_mode_names_exit_status(tmp_path: Path, mode: str) -> 
 
 @pytest.mark.parametrize("text", ["=1+1", "'", "'=1", "''", "-", "a'b", "\\u0027", "\t=x", ""])
 def test_unescape_inverts_csv_and_log_escapes_around_a_leading_quote(text: str) -> None:
-    from agent.untrusted import for_csv, for_log, unescape
+    from untrusted.text import for_csv, for_log, unescape
 
     assert unescape(for_csv(text)) == text
     assert unescape(for_log(text)) == text

@@ -1,9 +1,5 @@
 """Text written by whoever made a file, rendered safely for each output: one function each.
 
-It lives in the vault package because every layer that prints needs it and the vault is the
-lowest layer the agent and the vault's own CLI may both import (``agent.untrusted`` re-exports
-it; ``policy`` may import neither, and keeps its terminal escape in ``policy.cliutil``).
-
 Certificate subjects, SANs, issuer names and file names are attacker-controlled. A CN holding
 ``ESC ] 0 ;`` retitles a terminal, one holding ``ESC [ 2 J`` clears it, a newline in a file
 name forges a row of a table, a log line or a naive CSV reader's record. And a file name is
