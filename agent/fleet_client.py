@@ -423,10 +423,10 @@ def refusal_message(what: str, result: SendResult, *, batch: OutboxBatch | None 
         lowered = reason.lower()
         if "revoked" in lowered:
             fix = ("the desk revoked it: make a new key and CSR (certescrow agent enroll) and "
-                   "have the desk sign it (certescrow fleet sign --config SERVICE.toml)")
+                   "have the desk sign it (certescrow fleet sign --serve-config SERVICE.toml)")
         elif "registered" in lowered or "not issued" in lowered:
             fix = ("the desk signed it into another ledger: sign again into the service's "
-                   "(certescrow fleet sign --config SERVICE.toml, the service's own config)")
+                   "(certescrow fleet sign --serve-config SERVICE.toml, the service's own config)")
         else:
             fix = ("check [report] client_certificate and the host name it was signed for; "
                    "else enroll again (certescrow agent enroll, certescrow fleet sign)")

@@ -114,3 +114,29 @@ def test_the_daemon_says_why_it_cannot_reach_the_service(tmp_path: Path) -> None
     text = log.read_text()
     # said once by the start's bindings fetch; the heartbeats do not repeat the same reason
     assert text.count("heartbeat-unreachable") + text.count("bindings-unreachable") == 1, text
+
+
+def test_every_command_a_refusal_names_exists_with_its_options() -> None:
+    """The revoked host's fix said ``certescrow fleet sign --config SERVICE.toml``: the option
+    is ``--serve-config``, and the operator following the hint got "No such option" (review
+    12). Every command line a refusal suggests parses."""
+    import re
+    import shlex
+
+    from click.testing import CliRunner
+
+    from agent.fleet_client import SendResult, refusal_message
+    from agent.main import certescrow as cli
+
+    suggested = set()
+    for reason in ("host revoked", "certificate not registered", "refused"):
+        message = refusal_message("the report", SendResult(status=403, body={"error": reason}))
+        suggested.update(re.findall(r"\((certescrow [^,)]*)", message))
+    assert any("fleet sign" in s for s in suggested)
+    for line in suggested:
+        argv = shlex.split(line)[1:]
+        options = [w for w in argv if w.startswith("--")]
+        result = CliRunner().invoke(cli, [*argv[:2], "--help"])  # the group and command
+        assert result.exit_code == 0, line
+        for option in options:
+            assert option in result.output, f"{line}: {option} is not an option"
