@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from policy.decisions import Finding, Severity
+from vault.pkcs12cost import MAX_ROUNDS, key_derivation_rounds
 
 from .records import CertificateRecord, FileError, FileSkip, KeyRecord
 from .x509facts import (
@@ -745,6 +746,15 @@ def _pkcs12_refused(data: bytes, ctx: _Context, tried: int, damaged: bool) -> No
 
 
 def _parse_pkcs12(data: bytes, ctx: _Context) -> None:
+    rounds = key_derivation_rounds(data)
+    if rounds > MAX_ROUNDS:
+        # OpenSSL runs whatever count the file names, for every password tried: a 563-byte
+        # file asking for 2**31 - 1 MAC rounds held the daemon for a quarter of an hour.
+        ctx.parsed.fail("pkcs12-too-costly",
+                        f"PKCS#12 asks for {rounds:,} key-derivation rounds for every password "
+                        f"tried (OpenSSL writes 2,048; the agent runs {MAX_ROUNDS:,} at most): "
+                        "not opened")
+        return
     candidates = _password_candidates(ctx.passwords)
     damaged = False
     for password in candidates:
