@@ -139,6 +139,10 @@ CSV_COLUMNS = (
 def _csv_value(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, tuple):
+        # A multi-valued cell of attacker text (SANs): each value escaped on its own, its ";"
+        # too, so a SAN "evil.example;www.bank.example" stays one value (review 12).
+        return ";".join(for_csv(str(v)).replace(";", "\\u003b") for v in value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -155,7 +159,7 @@ def _csv_cells(item: ReportItem) -> list[str]:
         cells = {
             "kind": "certificate", "path": item.record.path, "index": item.record.index,
             "sha256": f.sha256, "subject": f.subject, "issuer": f.issuer,
-            "sans": ";".join(f.sans), "not_before": format_instant(f.not_before_utc),
+            "sans": f.sans, "not_before": format_instant(f.not_before_utc),
             "not_after": format_instant(f.not_after_utc), "validity_seconds": c.validity_seconds,
             "tier": c.tier.value, "renewable": c.renewable if contract else None,
             "days_left": c.days_left, "item": c.item if contract else None,

@@ -97,6 +97,19 @@ def test_an_unreadable_file_counts_its_problems_exactly(tmp_path: Path, blocks: 
 
 # ---------------------------------------------------------------- CSV formula injection
 
+
+def test_a_semicolon_in_a_san_cannot_forge_another_san_in_csv(tmp_path: Path) -> None:
+    """SANs were joined with ";" unescaped: one SAN ``evil.example;www.bank.example`` read as
+    two, one of them a bank's (review 12)."""
+    from untrusted.text import unescape
+
+    sans = ("evil.example;www.bank.example", "a.example", "back\\slash;x")
+    write(tmp_path / "s" / "semi.pem", make_cert(not_before=NB, sans=sans).pem)
+    code, out, err = _scan(str(tmp_path / "s"), "--csv", "--at", AT)
+    assert code == 0, err
+    [row] = _csv_rows(out)
+    assert [unescape(v) for v in row["sans"].split(";")] == list(sans)
+
 FORMULAS = ("=1+1", "+1+1", "-1+1", "@SUM(1)", "\t=1+1", "\r=1+1")
 
 
@@ -125,7 +138,8 @@ def test_a_neutralised_csv_cell_unescapes_to_the_name(tmp_path: Path,
     _code, out, _err = _scan("=cmd.pem", "'q.pem", "--csv", "--at", AT)
     rows = {unescape(r["path"]): r for r in _csv_rows(out)}
     assert rows["=cmd.pem"]["path"] == "'=cmd.pem"
-    assert rows["=cmd.pem"]["sans"] == "'=1+1;'quoted"  # only the cell's start matters
+    assert rows["=cmd.pem"]["sans"] == "'=1+1;\\u0027quoted"  # each value neutralised
+    assert [unescape(v) for v in rows["=cmd.pem"]["sans"].split(";")] == ["=1+1", "'quoted"]
     assert rows["'q.pem"]["path"] == "\\u0027q.pem"
     assert unescape(rows["'q.pem"]["sans"]) == "'=1"
 
