@@ -35,7 +35,7 @@ from .certset import MAX_SET_ATTEMPTS, key_lookup
 from .config import Config, StoreConfig, load_config
 from .errors import AgentError, ConfigError
 from .escrow import Escrow, EscrowRecord, VaultLike
-from .index import FileIndex
+from .index import FileIndex, parent_of
 from .ledgerwriter import LedgerWriter
 from .logs import EventLog, configure_logging
 from .readindex import PersistentIndex, ReadIndexFile, binding_fingerprint
@@ -197,11 +197,15 @@ class Daemon:
         if self.read_index is not None and self.read_index.loaded < 0:
             self.read_index.load()
             if any(store.escrow for store in self.config.agent.stores):
+                # The directories of an escrow store that hold a key are read again (a key and
+                # the certificates it pairs with share one): escrow is idempotent, and a vault
+                # replaced while the daemon was down gets its keys back. Nothing else is: a
+                # store of 100,000 certificates and one key is not re-read for that key.
+                keyed = {parent_of(name) for name in self.read_index.paths()
+                         if self.read_index.has_keys(name)}
                 for name in self.read_index.paths():
                     store = self.sync.store_for(name)
-                    if store is not None and store.escrow:
-                        # Read again: escrow is idempotent, and a vault replaced while the
-                        # daemon was down gets its keys back.
+                    if store is not None and store.escrow and parent_of(name) in keyed:
                         self.read_index.remove(name)
             for unit in self.read_index.units_with_keys():
                 keys = key_lookup(unit)

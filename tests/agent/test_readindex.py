@@ -445,3 +445,39 @@ def test_a_result_discarded_during_a_collecting_scan_is_read_again_not_reported_
     assert forged in summary.read  # accounted for: its certificate is in the summary
     assert summary.files_read == 1
     assert len(summary.read) == 12
+
+
+def test_a_restart_rereads_only_the_escrow_directories_that_hold_a_key(tmp_path: Path) -> None:
+    """Every file of an escrow store was read again at every start (so that a vault replaced
+    while the daemon was down gets its keys back), against what the docs promise: only the
+    directories holding a key are (review 12). The replaced vault still gets its key."""
+    from vault import KeyFileSource, open_vault
+
+    store = _store(tmp_path / "certs")  # d0, d1, d2: certificates only
+    issued = make_cert(sans=("keyed.example.jp",))
+    write(store / "d0" / "keyed.pem", issued.pem)
+    write(store / "d0" / "keyed.key", issued.key_pem())
+    key_file = tmp_path / "keys" / "vault.key"
+    key_file.parent.mkdir(mode=0o700)
+    vault_path = tmp_path / "vault" / "vault.sqlite3"
+
+    def start() -> CountingReader:
+        reader = CountingReader()
+
+        def factory() -> Any:
+            return open_vault(vault_path, KeyFileSource(key_file), create=True)
+
+        daemon, _ = make_daemon(store_config([{"path": str(store), "escrow": True}]), tmp_path,
+                                clock=SteppingClock(), reader=reader, vault_factory=factory,
+                                read_index_path=tmp_path / "state" / READ_INDEX_NAME)
+        daemon.full_scan()
+        daemon.shutdown()
+        return reader
+
+    assert len(start().calls) == 14
+    for leftover in vault_path.parent.iterdir():  # the vault replaced while the daemon was down
+        leftover.unlink()
+    again = start()
+    assert sorted(again.calls) == sorted(str(p) for p in (store / "d0").iterdir())
+    with open_vault(vault_path, KeyFileSource(key_file)) as vault:
+        assert [entry.kind for entry in vault.entries(kind="private-key")] == ["private-key"]
