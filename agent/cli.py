@@ -316,7 +316,10 @@ def inspect_command(ctx: click.Context, target: str, category: str | None, item:
     settings = _settings(ctx)
     # os.path.lexists never raises: a file under a directory this user may not search is read
     # (and reported as permission-denied), not taken for a HOST:PORT or a traceback.
-    live = None if os.path.lexists(target) else parse_target(target)
+    try:
+        live = None if os.path.lexists(target) else parse_target(target)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="TARGET") from None
     if live is None:
         limits = ReadLimits(max_size=_max_size(ctx))
         passwords = _passwords(password_file)

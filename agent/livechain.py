@@ -56,7 +56,8 @@ class LiveChain:
 
 
 def parse_target(text: str) -> tuple[str, int] | None:
-    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); ``None`` if it does not look like one."""
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); ``None`` if it does not look like one.
+    Raises ``ValueError`` for one whose port is out of range."""
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]:")
         if not sep:
@@ -65,8 +66,11 @@ def parse_target(text: str) -> tuple[str, int] | None:
         host, sep, rest = text.rpartition(":")
         if not sep or not host or ":" in host or "/" in host:
             return None
-    if not rest.isdigit() or not 0 < int(rest) < 65536:
+    if not rest.isascii() or not rest.isdigit():
         return None
+    if not 0 < int(rest) < 65536:
+        # HOST:PORT in all but the port: "no such file" would send the operator looking for one
+        raise ValueError(f"port {rest[:10]} is out of range (1-65535)")
     return host, int(rest)
 
 

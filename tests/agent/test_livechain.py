@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from agent.livechain import LiveChainError, fetch_chain, parse_target, verify_chain
+from agent.main import certescrow
 from tests.agent.scan_fixtures import TlsServer, serve_tls
 
 AT = datetime(2026, 2, 1, tzinfo=UTC)
@@ -145,7 +147,18 @@ def test_plain_http_server_is_not_tls() -> None:
     ("text", "expected"),
     [("example.jp:443", ("example.jp", 443)), ("[2001:db8::1]:8443", ("2001:db8::1", 8443)),
      ("127.0.0.1:1", ("127.0.0.1", 1)), ("cert.pem", None), ("dir/x:443", None),
-     ("host:0", None), ("host:70000", None), ("2001:db8::1", None)],
+     ("host:x443", None), ("host:４４３", None), ("2001:db8::1", None)],
 )
 def test_parse_target(text: str, expected: tuple[str, int] | None) -> None:
     assert parse_target(text) == expected
+
+
+@pytest.mark.parametrize("text", ["host:0", "host:70000", "localhost:99999", "[::1]:65536"])
+def test_a_port_out_of_range_is_said_so_not_taken_for_a_missing_file(text: str) -> None:
+    """``inspect localhost:99999`` said "not-found: no such file" (review 12)."""
+    with pytest.raises(ValueError, match="out of range"):
+        parse_target(text)
+    result = CliRunner().invoke(certescrow, ["inspect", text])
+    assert result.exit_code == 2
+    assert "out of range (1-65535)" in result.output
+    assert "no such file" not in result.output
