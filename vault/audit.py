@@ -20,6 +20,8 @@ from typing import Any
 from untrusted.text import json_storable
 
 from .envelope import hmac_tag, integrity_error
+from .errors import VaultIntegrityError
+from .store import AUDIT_SHAPE, META_SHAPE
 
 __all__ = [
     "AuditHead",
@@ -85,11 +87,12 @@ def head_mac(audit_key: bytes, vault_id: bytes, seq: int, hash_: str) -> str:
 
 
 def read_head(conn: sqlite3.Connection) -> AuditHead | None:
-    row = conn.execute("SELECT value FROM meta WHERE name = 'audit_head'").fetchone()
+    row = conn.execute("SELECT rowid, value FROM meta WHERE name = 'audit_head'").fetchone()
     if row is None:
         return None
+    (value,) = META_SHAPE.checked(row, ("value",))
     try:
-        data = json.loads(bytes(row[0]).decode() if not isinstance(row[0], str) else row[0])
+        data = json.loads(value)  # type: ignore[arg-type]  # str or bytes, as checked
         return AuditHead(seq=int(data["seq"]), hash=str(data["hash"]), mac=str(data["mac"]))
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise integrity_error("audit log head") from None
@@ -101,12 +104,20 @@ def write_head(conn: sqlite3.Connection, head: AuditHead) -> None:
                  "ON CONFLICT(name) DO UPDATE SET value = excluded.value", (value,))
 
 
+_LAST = ("seq", "hash")
+
+
 def append(conn: sqlite3.Connection, *, audit_key: bytes, vault_id: bytes, at: datetime,
            actor: str, action: str, entry_id: str | None = None, kind: str | None = None,
            version: int | None = None, detail: Mapping[str, Any] | None = None) -> AuditRecord:
     """Append one record inside the caller's write transaction and move the MAC'd head."""
-    last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, genesis_hash(vault_id))
+    last = conn.execute(f"SELECT {AUDIT_SHAPE.select(_LAST)} FROM audit "  # noqa: S608 - constant column list
+                        "ORDER BY seq DESC LIMIT 1").fetchone()
+    if last is None:
+        seq, prev = 1, genesis_hash(vault_id)
+    else:
+        last_seq, last_hash = AUDIT_SHAPE.checked(last, _LAST)
+        seq, prev = int(last_seq) + 1, str(last_hash)  # type: ignore[call-overload]
     at_text = at.isoformat().replace("+00:00", "Z")
     detail_text = _canonical_detail(detail or {})
     digest = record_hash(seq=seq, at=at_text, actor=actor, action=action, entry_id=entry_id,
@@ -125,47 +136,87 @@ def append(conn: sqlite3.Connection, *, audit_key: bytes, vault_id: bytes, at: d
 
 def last_action(conn: sqlite3.Connection, entry_id: str) -> tuple[str, int] | None:
     """``(action, version)`` of the last record of ``entry_id``, or None."""
-    row = conn.execute("SELECT action, version FROM audit WHERE entry_id = ? "
-                       "ORDER BY seq DESC LIMIT 1", (entry_id,)).fetchone()
+    names = ("action", "version")
+    row = conn.execute(f"SELECT {AUDIT_SHAPE.select(names)} FROM audit "  # noqa: S608 - constant column list
+                       "WHERE entry_id = ? ORDER BY seq DESC LIMIT 1", (entry_id,)).fetchone()
     if row is None:
         return None
-    return str(row[0]), int(row[1]) if row[1] is not None else -1
+    action, version = AUDIT_SHAPE.checked(row, names)
+    return str(action), version if isinstance(version, int) else -1
 
 
 def backups_under_current_key(conn: sqlite3.Connection) -> list[AuditRecord]:
     """The ``backup`` records since the last ``rotate-key`` (oldest first): backups that open
     only with the master key the vault has now."""
-    since = conn.execute("SELECT coalesce(max(seq), 0) FROM audit "
-                         "WHERE action = 'rotate-key'").fetchone()[0]
-    return _records(conn, " WHERE action = 'backup' AND seq > ?", (int(since),))
+    row = conn.execute("SELECT NULL, coalesce(max(seq), 0) FROM audit "
+                       "WHERE action = 'rotate-key'").fetchone()
+    (since,) = AUDIT_SHAPE.checked(row, ("seq",))
+    return _records(conn, " WHERE action = 'backup' AND seq > ?", (since,))
 
 
 def count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
 
 
-def read_records(conn: sqlite3.Connection, *, entry_id: str | None = None) -> list[AuditRecord]:
+def read_records(conn: sqlite3.Connection, *, entry_id: str | None = None,
+                 damaged: list[str] | None = None) -> list[AuditRecord]:
+    """The records (of ``entry_id``), oldest first. A record with a value of the wrong type
+    raises :class:`~vault.errors.VaultIntegrityError`; given a ``damaged`` list (``verify``),
+    it is described there and left out."""
     if entry_id is not None:
-        return _records(conn, " WHERE entry_id = ?", (entry_id,))
-    return _records(conn, "", ())
+        return _records(conn, " WHERE entry_id = ?", (entry_id,), damaged=damaged)
+    return _records(conn, "", (), damaged=damaged)
 
 
-def _records(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> list[AuditRecord]:
-    sql = ("SELECT seq, at, actor, action, entry_id, kind, version, detail, prev_hash, hash "
-           "FROM audit" + where)
-    records = []
-    for row in conn.execute(sql + " ORDER BY seq", args):
+_COLUMNS = ("seq", "at", "actor", "action", "entry_id", "kind", "version", "detail",
+            "prev_hash", "hash")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _StoredRecord:
+    """One audit row as stored, its types checked: what the chain's hashes are computed over
+    (``detail`` as the JSON text, not parsed)."""
+
+    seq: int
+    at: str
+    actor: str
+    action: str
+    entry_id: str | None
+    kind: str | None
+    version: int | None
+    detail: str
+    prev_hash: str
+    hash: str
+
+    def record(self) -> AuditRecord:
         try:
-            detail = json.loads(row[7])
-        except (ValueError, TypeError):
+            detail = json.loads(self.detail)
+        except ValueError:
             detail = {"unreadable": True}
-        records.append(AuditRecord(
-            seq=int(row[0]), at=str(row[1]), actor=str(row[2]), action=str(row[3]),
-            entry_id=row[4], kind=row[5], version=row[6],
-            detail=detail if isinstance(detail, dict) else {"value": detail},
-            prev_hash=str(row[8]), hash=str(row[9]),
-        ))
-    return records
+        return AuditRecord(seq=self.seq, at=self.at, actor=self.actor, action=self.action,
+                           entry_id=self.entry_id, kind=self.kind, version=self.version,
+                           detail=detail if isinstance(detail, dict) else {"value": detail},
+                           prev_hash=self.prev_hash, hash=self.hash)
+
+
+def _stored(conn: sqlite3.Connection, where: str, args: tuple[Any, ...], *,
+            damaged: list[str] | None = None) -> list[_StoredRecord]:
+    sql = f"SELECT {AUDIT_SHAPE.select(_COLUMNS)} FROM audit" + where  # noqa: S608 - constant column list
+    stored = []
+    for row in conn.execute(sql + " ORDER BY seq", args):
+        if damaged is not None:
+            problem = AUDIT_SHAPE.damage(row, _COLUMNS)
+            if problem is not None:
+                damaged.append(problem)
+                continue
+        values = dict(zip(_COLUMNS, AUDIT_SHAPE.checked(row, _COLUMNS), strict=True))
+        stored.append(_StoredRecord(**values))  # type: ignore[arg-type]  # types checked
+    return stored
+
+
+def _records(conn: sqlite3.Connection, where: str, args: tuple[Any, ...], *,
+             damaged: list[str] | None = None) -> list[AuditRecord]:
+    return [s.record() for s in _stored(conn, where, args, damaged=damaged)]
 
 
 def verify_chain(conn: sqlite3.Connection, *, audit_key: bytes, vault_id: bytes) -> list[str]:
@@ -174,23 +225,31 @@ def verify_chain(conn: sqlite3.Connection, *, audit_key: bytes, vault_id: bytes)
     prev = genesis_hash(vault_id)
     expected_seq = 1
     last_seq, last_hash = 0, prev
-    for row in conn.execute("SELECT seq, at, actor, action, entry_id, kind, version, detail, "
-                            "prev_hash, hash FROM audit ORDER BY seq"):
-        seq = int(row[0])
+    damaged: list[str] = []
+    for row in _stored(conn, "", (), damaged=damaged):
+        seq = row.seq
         if seq != expected_seq:
             problems.append(f"audit record {expected_seq}"
                             + (f"..{seq - 1}" if seq - 1 > expected_seq else "")
                             + " missing (deleted)")
-        if row[8] != prev:
+        if row.prev_hash != prev:
             problems.append(f"audit record {seq}: does not follow its predecessor")
-        digest = record_hash(seq=seq, at=row[1], actor=row[2], action=row[3], entry_id=row[4],
-                             kind=row[5], version=row[6], detail=row[7], prev_hash=row[8])
-        if digest != row[9]:
+        digest = record_hash(seq=seq, at=row.at, actor=row.actor, action=row.action,
+                             entry_id=row.entry_id, kind=row.kind, version=row.version,
+                             detail=row.detail, prev_hash=row.prev_hash)
+        if digest != row.hash:
             problems.append(f"audit record {seq}: content does not match its hash (edited)")
-        prev = str(row[9])
+        prev = row.hash
         expected_seq = seq + 1
         last_seq, last_hash = seq, prev
-    head = read_head(conn)
+    if damaged:
+        # A record that cannot be read breaks the chain where it stood: say what it is, not
+        # the "missing" and "does not follow" that follow from it.
+        return [*damaged[:20], "audit log: chain not checked (damaged records)"]
+    try:
+        head = read_head(conn)
+    except VaultIntegrityError as exc:
+        return [*problems, str(exc)]
     if head is None:
         problems.append("audit log head is missing")
     elif head.mac != head_mac(audit_key, vault_id, head.seq, head.hash):

@@ -69,14 +69,16 @@ class EntryInfo:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> EntryInfo:
-        """From a row of the entries table (a damaged ``meta`` column reads as empty)."""
+        """From a row of the entries table, its types checked by :mod:`vault.store` (a
+        ``meta`` column that is not a JSON object reads as empty)."""
         try:
             meta = json.loads(row["meta"])
         except (ValueError, TypeError):
             meta = {}
         return cls(entry_id=str(row["id"]), kind=str(row["kind"]), version=int(row["version"]),
                    label=row["label"], contract_id=row["contract_id"],
-                   meta=meta if isinstance(meta, dict) else {},
+                   meta={str(k): str(v) for k, v in meta.items()}
+                   if isinstance(meta, dict) else {},
                    created_at=str(row["created_at"]), updated_at=str(row["updated_at"]),
                    size=int(row["size"]), matchable=row["match_tag"] is not None)
 

@@ -126,7 +126,10 @@ def _read_header(store: Store) -> _Header | None:
             raise VaultFormatError(f"vault {store.path} has header format version {version}; "
                                    f"this release reads version {FORMAT_VERSION}")
         kdf_raw = store.get_meta("kdf")
-        kdf = KdfParams.from_json(json.loads(kdf_raw)) if kdf_raw else None
+        kdf_json = json.loads(kdf_raw) if kdf_raw else None
+        if kdf_raw and not isinstance(kdf_json, dict):
+            raise ValueError("kdf is not an object")
+        kdf = KdfParams.from_json(kdf_json) if isinstance(kdf_json, dict) else None
         return _Header(vault_id=vault_id, wrapped_secret=wrapped,
                        created_at=(store.get_meta("created_at") or b"").decode(),
                        keyed_with=(store.get_meta("key_source") or b"?").decode(), kdf=kdf)
@@ -540,8 +543,8 @@ class Vault:
                         key_pem = self._open_row(conn, keys, partner[0]) if partner else None
                     elif row["kind"] == "private-key":
                         partners = self._partners(conn, row, "certificate")
-                        partners.sort(key=lambda r: json.loads(r["meta"]).get("not_after", ""),
-                                      reverse=True)
+                        partners.sort(key=lambda r: EntryInfo.from_row(r).meta.get(
+                            "not_after", ""), reverse=True)
                         certificates = tuple(self._open_row(conn, keys, p)
                                              for p in partners[:1])
                 kind = str(row["kind"])
@@ -592,6 +595,7 @@ class Vault:
                 if check != ["ok"]:
                     problems.append("SQLite structure: " + "; ".join(
                         _printable(line) for line in check[:5]))
+                problems.extend(storage.schema_differences(conn))
                 bad_text = storage.rows_with_invalid_text(conn)
                 for table, rowids in sorted(bad_text.items()):
                     problems.extend(f"{table} row {rowid}: a stored text value is not valid "
@@ -601,10 +605,16 @@ class Vault:
                     records = []
                     problems.append("audit log: not checked (damaged text in the file)")
                 else:
-                    records = audit_log.read_records(conn)
                     problems.extend(audit_log.verify_chain(conn, audit_key=keys.audit,
                                                            vault_id=self._header.vault_id))
-                rows = storage.entries_except(conn, bad_text.get("entries", []))
+                    damaged_records: list[str] = []  # verify_chain has reported them
+                    records = audit_log.read_records(conn, damaged=damaged_records)
+                    if damaged_records:
+                        records = []  # "missing" below needs the whole log
+                damaged_rows: list[str] = []
+                rows = storage.entries_except(conn, bad_text.get("entries", []),
+                                              damaged=damaged_rows)
+                problems.extend(damaged_rows[:20])
                 total = len(rows)
                 for done, row in enumerate(rows, start=1):
                     try:

@@ -13,7 +13,8 @@ import contextlib
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,14 @@ from .errors import (
 )
 
 __all__ = [
+    "AUDIT_SHAPE",
     "ENTRY_COLUMNS",
+    "ENTRY_SHAPE",
     "FORMAT_VERSION",
+    "META_SHAPE",
     "SCHEMA",
     "EntryRow",
+    "RowShape",
     "Store",
     "check_private_dir",
     "check_private_file",
@@ -50,8 +55,10 @@ __all__ = [
     "list_entries",
     "make_private_dir",
     "match_tags",
+    "meta_value",
     "name_param",
     "rows_with_invalid_text",
+    "schema_differences",
     "set_wrapped_key",
     "translate_sqlite_error",
     "update_entry",
@@ -101,6 +108,80 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
+
+
+# ------------------------------------------------------------------ reading rows back
+# Every value read back from the file is hostile input. SQLite's columns are not typed: one
+# flipped bit in a record header turns an integer into NULL or text, and one in the schema
+# (`INTEGER PBIMARY KEY`) stops a column from being the rowid, so it reads NULL in every row.
+# `int(None)` is a TypeError, and `int("a478…")` a ValueError whose traceback prints the stored
+# value. So every read checks the Python type of each value it takes against the table's shape
+# below, in one place, and damage is one VaultIntegrityError that names the table, the row and
+# the column, and what kind of value it found: never the value.
+
+_INT: tuple[type, ...] = (int,)
+_TEXT: tuple[type, ...] = (str,)
+_BLOB: tuple[type, ...] = (bytes,)
+_NONE: type = type(None)
+_CLASS_NAMES: Mapping[type, str] = {int: "an integer", str: "text", bytes: "a blob",
+                                    float: "a real number", _NONE: "NULL"}
+_DAMAGE_ADVICE = ("`certescrow vault verify` lists the damage; restore the vault from a backup "
+                  "(`certescrow vault restore`)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RowShape:
+    """The Python types each column of ``table`` may read back as (SQLite's storage classes:
+    ``int``, ``str``, ``bytes``, ``None``). A value of any other type is damage."""
+
+    table: str
+    columns: Mapping[str, tuple[type, ...]]
+
+    def select(self, names: Sequence[str]) -> str:
+        """``rowid, NAME, …``: the column list of a checked read (the rowid names the row)."""
+        unknown = [n for n in names if n not in self.columns]
+        if unknown:
+            raise ValueError(f"{self.table} has no column {unknown[0]}")  # a bug of ours
+        return ", ".join(("rowid", *names))
+
+    def damage(self, row: Sequence[object], names: Sequence[str]) -> str | None:
+        """What is wrong with ``row`` (``rowid`` first, as :meth:`select` reads it; a leading
+        None for an aggregate, which has no row), or None when each of the columns ``names``
+        holds a type its column may hold. Names the row and column, never the value."""
+        rowid, values = row[0], row[1:]
+        for name, value in zip(names, values, strict=True):
+            if type(value) in self.columns[name]:
+                continue
+            where = (f"{self.table} row {rowid}" if type(rowid) is int
+                     else f"table {self.table}")
+            expected = " or ".join(_CLASS_NAMES[t] for t in self.columns[name])
+            found = _CLASS_NAMES.get(type(value), "a value of another type")
+            return (f"{where}: column {name} holds {found} where {expected} belongs (the "
+                    "file was damaged or altered)")
+        return None
+
+    def checked(self, row: Sequence[object], names: Sequence[str]) -> tuple[object, ...]:
+        """The values of ``row`` after the rowid, or :class:`VaultIntegrityError` when
+        :meth:`damage` finds any: the read of every command but ``verify``, which reports
+        each damaged row with :meth:`damage` and goes on."""
+        problem = self.damage(row, names)
+        if problem is not None:
+            raise VaultIntegrityError(f"{problem}; {_DAMAGE_ADVICE}")
+        return tuple(row[1:])
+
+
+META_SHAPE = RowShape(table="meta", columns={"name": _TEXT, "value": (bytes, str)})
+# Label and contract id: text, or a file name's bytes that are not UTF-8 (see name_param).
+ENTRY_SHAPE = RowShape(table="entries", columns={
+    "id": _TEXT, "kind": _TEXT, "version": _INT, "label": (str, bytes, _NONE),
+    "contract_id": (str, bytes, _NONE), "meta": _TEXT, "created_at": _TEXT,
+    "updated_at": _TEXT, "size": _INT, "fingerprint": _TEXT, "match_tag": (str, _NONE),
+    "wrapped_key": _BLOB, "ciphertext": _BLOB})
+AUDIT_SHAPE = RowShape(table="audit", columns={
+    "seq": _INT, "at": _TEXT, "actor": _TEXT, "action": _TEXT, "entry_id": (str, _NONE),
+    "kind": (str, _NONE), "version": (int, _NONE), "detail": _TEXT, "prev_hash": _TEXT,
+    "hash": _TEXT})
+
 
 
 def default_vault_path() -> Path:
@@ -176,6 +257,13 @@ def translate_sqlite_error(path: Path, exc: sqlite3.Error) -> VaultError:
         return VaultIntegrityError(f"vault {path} is damaged or was altered (a stored text "
                                    "value is not valid UTF-8); run `certescrow vault verify`, "
                                    "and restore it from a backup (`certescrow vault restore`)")
+    if isinstance(exc, sqlite3.OperationalError) and text.startswith(("no such column",
+                                                                    "no such table")):
+        # The format check passed, so the schema was ours: a damaged or altered one. The
+        # message quotes the (stored) schema's name, so it is not repeated.
+        return VaultIntegrityError(f"vault {path} is damaged or was altered (its schema is not "
+                                   "the vault format's); run `certescrow vault verify`, and "
+                                   "restore it from a backup (`certescrow vault restore`)")
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return VaultBusyError(f"vault {path} is busy: another process held its write lock too "
                               "long; try again")
@@ -315,11 +403,7 @@ class Store:
                 self.conn.execute("COMMIT")
 
     def get_meta(self, name: str) -> bytes | None:
-        row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            return None
-        value = row[0]
-        return value.encode() if isinstance(value, str) else bytes(value)
+        return meta_value(self.conn, name)
 
     @staticmethod
     def set_meta(conn: sqlite3.Connection, name: str, value: bytes) -> None:
@@ -352,6 +436,7 @@ def _make_private_dir(directory: Path) -> None:
 ENTRY_COLUMNS = ("id", "kind", "version", "label", "contract_id", "meta", "created_at",
                  "updated_at", "size", "fingerprint", "match_tag")
 _COLUMNS_SQL = ", ".join(ENTRY_COLUMNS)
+_SELECT_SQL = ENTRY_SHAPE.select(ENTRY_COLUMNS)  # rowid first: a damaged row is named by it
 
 EntryRow = dict[str, Any]
 
@@ -380,42 +465,59 @@ def _name_value(value: object) -> object:
     return value
 
 
-def _rows(cursor: sqlite3.Cursor) -> list[EntryRow]:
-    names = [d[0] for d in cursor.description]
-    rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-    for row in rows:
+def _rows(cursor: sqlite3.Cursor, *, damaged: list[str] | None = None) -> list[EntryRow]:
+    """The rows of a cursor over ``rowid`` and entry columns, each checked against
+    :data:`ENTRY_SHAPE`; a damaged one raises, or with a ``damaged`` list is described there
+    and left out (``verify``)."""
+    names = [d[0] for d in cursor.description][1:]
+    rows = []
+    for raw in cursor.fetchall():
+        if damaged is not None:
+            problem = ENTRY_SHAPE.damage(raw, names)
+            if problem is not None:
+                damaged.append(problem)
+                continue
+        row = dict(zip(names, ENTRY_SHAPE.checked(raw, names), strict=True))
         for column in _NAME_COLUMNS:
             if isinstance(row.get(column), bytes):
                 row[column] = _name_value(row[column])
+        rows.append(row)
     return rows
 
 
 def find_entry(conn: sqlite3.Connection, entry_id: str) -> list[EntryRow]:
     """The row with id ``entry_id``; else the rows (at most two) whose id starts with it, when
     it is a hex prefix of at least four characters. The caller decides on ambiguity."""
-    rows = _rows(conn.execute(f"SELECT {_COLUMNS_SQL} FROM entries WHERE id = ?", (entry_id,)))  # noqa: S608 - constant column list
+    rows = _rows(conn.execute(f"SELECT {_SELECT_SQL} FROM entries WHERE id = ?", (entry_id,)))  # noqa: S608 - constant column list
     if not rows and 4 <= len(entry_id) < 16 and all(c in "0123456789abcdef" for c in entry_id):
-        rows = _rows(conn.execute(f"SELECT {_COLUMNS_SQL} FROM entries WHERE id LIKE ? "  # noqa: S608 - constant column list
+        rows = _rows(conn.execute(f"SELECT {_SELECT_SQL} FROM entries WHERE id LIKE ? "  # noqa: S608 - constant column list
                                   "LIMIT 2", (entry_id + "%",)))
     return rows
 
 
 def entry_id_by_fingerprint(conn: sqlite3.Connection, fingerprint: str) -> str | None:
-    row = conn.execute("SELECT id FROM entries WHERE fingerprint = ?", (fingerprint,)).fetchone()
-    return None if row is None else str(row[0])
+    row = conn.execute("SELECT rowid, id FROM entries WHERE fingerprint = ?",
+                       (fingerprint,)).fetchone()
+    return None if row is None else str(ENTRY_SHAPE.checked(row, ("id",))[0])
+
+
+_BLOB_COLUMNS = ("wrapped_key", "ciphertext")
 
 
 def entry_blobs(conn: sqlite3.Connection, entry_id: str) -> tuple[bytes, bytes] | None:
     """``(wrapped_key, ciphertext)`` of an entry."""
-    row = conn.execute("SELECT wrapped_key, ciphertext FROM entries WHERE id = ?",
+    row = conn.execute(f"SELECT {ENTRY_SHAPE.select(_BLOB_COLUMNS)} FROM entries WHERE id = ?",  # noqa: S608 - constant column list
                        (entry_id,)).fetchone()
-    return None if row is None else (bytes(row[0]), bytes(row[1]))
+    if row is None:
+        return None
+    wrapped_key, ciphertext = ENTRY_SHAPE.checked(row, _BLOB_COLUMNS)
+    return bytes(wrapped_key), bytes(ciphertext)  # type: ignore[call-overload]  # checked: bytes
 
 
 def list_entries(conn: sqlite3.Connection, *, kind: str | None = None,
                  contract_id: str | None = None) -> list[EntryRow]:
     """Metadata rows, oldest first."""
-    sql = f"SELECT {_COLUMNS_SQL} FROM entries WHERE 1 = 1"  # noqa: S608 - constant column list
+    sql = f"SELECT {_SELECT_SQL} FROM entries WHERE 1 = 1"  # noqa: S608 - constant column list
     args: list[Any] = []
     if kind is not None:
         sql += " AND kind = ?"
@@ -426,33 +528,50 @@ def list_entries(conn: sqlite3.Connection, *, kind: str | None = None,
     return _rows(conn.execute(sql + " ORDER BY created_at, id", args))
 
 
-def entries_except(conn: sqlite3.Connection, rowids: list[int]) -> list[EntryRow]:
-    """Every row but the given row ids (rows ``verify`` already found unreadable), by id."""
+def entries_except(conn: sqlite3.Connection, rowids: list[int], *,
+                   damaged: list[str] | None = None) -> list[EntryRow]:
+    """Every row but the given row ids (rows ``verify`` already found unreadable), by id; with
+    a ``damaged`` list, rows with a value of the wrong type are described there and left out."""
     skip = ",".join(str(int(r)) for r in rowids)
-    return _rows(conn.execute(f"SELECT {_COLUMNS_SQL} FROM entries "  # noqa: S608 - constant columns, integer row ids
-                              f"WHERE rowid NOT IN ({skip}) ORDER BY id"))
+    return _rows(conn.execute(f"SELECT {_SELECT_SQL} FROM entries "  # noqa: S608 - constant columns, integer row ids
+                              f"WHERE rowid NOT IN ({skip}) ORDER BY id"), damaged=damaged)
 
 
 def entries_with_wrapped_keys(conn: sqlite3.Connection) -> list[EntryRow]:
-    return _rows(conn.execute(f"SELECT {_COLUMNS_SQL}, wrapped_key FROM entries"))  # noqa: S608 - constant column list
+    return _rows(conn.execute(f"SELECT {_SELECT_SQL}, wrapped_key FROM entries"))  # noqa: S608 - constant column list
 
 
 def entries_sharing_key(conn: sqlite3.Connection, match_tag: str, kind: str) -> list[EntryRow]:
     """Rows of ``kind`` with the same public-key tag, oldest first."""
-    return _rows(conn.execute(f"SELECT {_COLUMNS_SQL} FROM entries WHERE match_tag = ? AND "  # noqa: S608 - constant column list
+    return _rows(conn.execute(f"SELECT {_SELECT_SQL} FROM entries WHERE match_tag = ? AND "  # noqa: S608 - constant column list
                               "kind = ? ORDER BY created_at", (match_tag, kind)))
 
 
 def match_tags(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
     """``(id, kind, match_tag)`` of every row that has a tag, oldest first."""
-    return [(str(i), str(k), str(t)) for i, k, t in conn.execute(
-        "SELECT id, kind, match_tag FROM entries WHERE match_tag IS NOT NULL "
-        "ORDER BY created_at, id")]
+    names = ("id", "kind", "match_tag")
+    return [(str(i), str(k), str(t)) for i, k, t in (
+        ENTRY_SHAPE.checked(row, names) for row in conn.execute(
+            f"SELECT {ENTRY_SHAPE.select(names)} FROM entries "  # noqa: S608 - constant column list
+            "WHERE match_tag IS NOT NULL ORDER BY created_at, id"))]
 
 
 def count_by_kind(conn: sqlite3.Connection) -> dict[str, int]:
-    return {str(k): int(n) for k, n in conn.execute(
-        "SELECT kind, count(*) FROM entries GROUP BY kind ORDER BY kind")}
+    counts: dict[str, int] = {}
+    for row in conn.execute("SELECT NULL, kind, count(*) FROM entries GROUP BY kind "
+                            "ORDER BY kind"):
+        (kind,) = ENTRY_SHAPE.checked(row[:2], ("kind",))
+        counts[str(kind)] = int(row[2])  # count(*) is SQLite's, not stored
+    return counts
+
+
+def meta_value(conn: sqlite3.Connection, name: str) -> bytes | None:
+    """The header value ``name`` as bytes (None when there is none)."""
+    row = conn.execute("SELECT rowid, value FROM meta WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return None
+    (value,) = META_SHAPE.checked(row, ("value",))
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def insert_entry(conn: sqlite3.Connection, row: EntryRow, *, wrapped_key: bytes,
@@ -516,3 +635,30 @@ def rows_with_invalid_text(conn: sqlite3.Connection) -> dict[str, list[int]]:
                     found.setdefault(table, []).append(int(row[0]))
                     break
     return found
+
+
+def _expected_schema() -> dict[bytes, bytes]:
+    """Name → SQL of each object in :data:`SCHEMA`, as SQLite stores it (from ``CREATE`` to
+    the end of the statement, without the comment lines before it)."""
+    expected: dict[bytes, bytes] = {}
+    for statement in SCHEMA.split(";\n"):
+        lines = [line for line in statement.strip().splitlines() if not line.startswith("--")]
+        if lines:
+            text = "\n".join(lines)
+            expected[text.split()[2].encode()] = text.encode()
+    return expected
+
+
+def schema_differences(conn: sqlite3.Connection) -> list[str]:
+    """The vault's tables, indexes and triggers whose stored definition is missing or differs
+    from this format's :data:`SCHEMA`. The schema is stored text like any other: one flipped
+    bit (``INTEGER PBIMARY KEY``) silently turns the audit log's sequence number into NULL in
+    every row. Names the object, never the stored text (read as bytes, so text that is not
+    UTF-8 cannot stop the check)."""
+    stored = {bytes(name): bytes(sql) for name, sql in conn.execute(
+        "SELECT CAST(name AS BLOB), CAST(sql AS BLOB) FROM sqlite_schema "
+        "WHERE sql IS NOT NULL AND name IS NOT NULL")}
+    return [f"SQLite schema: the definition of {name.decode()} "
+            + ("is missing" if name not in stored else "differs from the vault format's")
+            + " (the file was damaged or altered)"
+            for name, sql in _expected_schema().items() if stored.get(name) != sql]
