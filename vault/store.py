@@ -257,8 +257,8 @@ def translate_sqlite_error(path: Path, exc: sqlite3.Error) -> VaultError:
         return VaultIntegrityError(f"vault {path} is damaged or was altered (a stored text "
                                    "value is not valid UTF-8); run `certescrow vault verify`, "
                                    "and restore it from a backup (`certescrow vault restore`)")
-    if isinstance(exc, sqlite3.OperationalError) and text.startswith(("no such column",
-                                                                    "no such table")):
+    if isinstance(exc, sqlite3.OperationalError) and any(
+            words in text for words in ("no such column", "no such table", "has no column")):
         # The format check passed, so the schema was ours: a damaged or altered one. The
         # message quotes the (stored) schema's name, so it is not repeated.
         return VaultIntegrityError(f"vault {path} is damaged or was altered (its schema is not "
@@ -338,6 +338,13 @@ class Store:
             except sqlite3.Error as exc:
                 conn.close()
                 raise translate_sqlite_error(path, exc) from None
+            except UnicodeDecodeError:
+                # SQLite's message about a damaged schema quotes the schema's bytes, and
+                # sqlite3 fails to decode them: the message is lost, the damage is not.
+                conn.close()
+                raise VaultIntegrityError(
+                    f"vault {path} is damaged or was altered (its schema cannot be read); "
+                    "restore it from a backup (`certescrow vault restore`)") from None
             except BaseException:
                 conn.close()
                 raise
