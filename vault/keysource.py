@@ -83,8 +83,9 @@ class KdfParams:
     def from_json(cls, data: Mapping[str, Any]) -> KdfParams:
         try:
             if data.get("kdf") != "scrypt":
-                raise VaultFormatError(f"unknown key derivation {data.get('kdf')!r} in the "
-                                       "vault header (this release knows scrypt)")
+                # the header is stored content: named by what it is not, never quoted
+                raise VaultFormatError("the vault header names a key derivation other than "
+                                       "scrypt, the one this release knows")
             params = cls(salt=base64.b64decode(data["salt"]), n=int(data["n"]),
                          r=int(data["r"]), p=int(data["p"]))
         except (KeyError, TypeError, ValueError, binascii.Error):

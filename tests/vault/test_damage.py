@@ -80,6 +80,17 @@ def test_a_one_bit_flip_in_the_audit_schema_is_reported_by_verify_and_refused_by
         assert "audit row 1" in output
 
 
+def test_a_header_naming_an_unknown_key_derivation_is_not_quoted(
+        filled: Path, key_file: Path) -> None:
+    """The header's ``kdf`` name went into the error as stored (review 12's follow-up)."""
+    sql(filled, "INSERT OR REPLACE INTO meta (name, value) VALUES ('kdf', ?)",
+        (('{"kdf": "' + SECRET + '"}').encode(),))
+    code, output = run(filled, key_file, "list")
+    assert code in KNOWN_EXITS - {0}, output
+    assert "Traceback" not in output
+    assert SECRET not in output
+
+
 # ------------------------------------------------------------------ a value of the wrong type
 
 def test_text_where_the_size_belongs_makes_list_exit_23_without_quoting_it(
