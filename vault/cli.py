@@ -148,6 +148,22 @@ def _read_password_file(path: Path) -> bytes:
     return data.split(b"\n", 1)[0].rstrip(b"\r")
 
 
+SUMMARY_SHOWN = 80
+"""Characters of an entry's summary (a certificate's subject: the CA's or the customer's
+text, of any length) a ``vault list`` row shows."""
+META_SHOWN = 512
+"""Characters of a metadata value ``vault show`` prints (``--json`` gives all of it)."""
+
+
+def _shortened(text: str, limit: int, *, note: bool = False) -> str:
+    """``text`` cut to ``limit`` characters: a 60,000-character subject made a 60,000-column
+    row (review 12)."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1] + "\u2026"
+    return f"{cut} ({len(text):,} characters; --json shows them all)" if note else cut
+
+
 def _table(rows: list[list[str]], headers: list[str]) -> None:
     rows = [[for_terminal(cell) for cell in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
@@ -326,7 +342,8 @@ def list_command(ctx: click.Context, vault_path: Path | None, key_file: Path | N
         return
     _table([[e.entry_id, e.kind, str(e.version), e.label or "", e.contract_id or "",
              e.created_at[:19] + "Z", str(e.size),
-             e.meta.get("subject") or e.meta.get("key") or ""] for e in entries],
+             _shortened(e.meta.get("subject") or e.meta.get("key") or "", SUMMARY_SHOWN)]
+            for e in entries],
            ["ID", "KIND", "V", "LABEL", "CONTRACT", "CREATED", "SIZE", "SUMMARY"])
 
 
@@ -348,7 +365,7 @@ def show_command(ctx: click.Context, vault_path: Path | None, key_file: Path | N
         if name != "meta":
             _say(f"{name + ':':<13} {'' if value is None else value}")
     for name, value in info.meta.items():
-        _say(f"  {name + ':':<18} {value}")
+        _say(f"  {name + ':':<18} {_shortened(str(value), META_SHOWN, note=True)}")
     click.echo("history:")
     for record in history:
         _say(f"  {record.at}  {record.action:<7} v{record.version}  {record.actor}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import hashes
 
 from agent.main import main
 from tests.vault.conftest import StepClock
@@ -176,3 +177,35 @@ def test_single_bit_flips_end_every_command_with_a_known_exit_and_no_traceback(
             assert "Traceback" not in output, (offset, argv)
             codes.add(code)
     assert INTEGRITY in codes  # the sample does reach damage that matters
+
+
+def test_a_subject_of_any_length_keeps_list_and_show_to_a_screen(
+        vault_path: Path, key_file: Path, source: KeyFileSource, clock: StepClock) -> None:
+    """A certificate whose subject is 500 OUs of 100 characters made `vault list` print a
+    60,000-column row and `vault show` as long a line (review 12). The table cuts the summary,
+    `show` cuts each value and says how long it is; `--json` keeps everything."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    from tests.certfactory import make_cert
+
+    issued = make_cert()
+    huge = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, f"{i:03}" + "u" * 97)
+                      for i in range(500)])
+    cert = (x509.CertificateBuilder().subject_name(huge).issuer_name(issued.cert.issuer)
+            .public_key(issued.key.public_key()).serial_number(9)
+            .not_valid_before(issued.cert.not_valid_before_utc)
+            .not_valid_after(issued.cert.not_valid_after_utc)
+            .sign(issued.key, hashes.SHA256()))
+    with open_vault(vault_path, source, create=True, clock=clock, actor="t@h") as vault:
+        entry = vault.put("certificate", cert.public_bytes(serialization.Encoding.PEM))
+    code, listing = run(vault_path, key_file, "list")
+    assert code == 0, listing
+    assert max(len(line) for line in listing.splitlines()) < 200
+    code, shown = run(vault_path, key_file, "show", str(entry.entry_id))
+    assert code == 0, shown
+    assert max(len(line) for line in shown.splitlines()) < 700
+    assert "characters; --json shows them all" in shown
+    code, document = run(vault_path, key_file, "list", "--json")
+    assert "499" + "u" * 97 in document
