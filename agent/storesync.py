@@ -208,6 +208,11 @@ class StoreSync:
         self._walked_links: set[str] | None = None
         """During a full scan, the paths its walk found to be links (``None``: ask)."""
         """While a full scan walks a store: directory -> how many files it listed there."""
+        self._walk_errors: dict[str, tuple[str, tuple[int, int, int] | None]] = {}
+        """Paths a walk could not take (a link it does not follow: a loop, out of the roots),
+        by the error's code and the path's identity when it was logged: logged again only when
+        either changes, as an unchanged unreadable file is (review 12: every event in a
+        directory re-logged its loops)."""
         self._catalogue: Any = None
         self._catalogue_source: tuple[str, str] | bool | None = False
         """The catalogue read-ahead workers classify with: its text and source, ``None`` for
@@ -389,8 +394,7 @@ class StoreSync:
         if os.path.islink(path) and path != str(store.path).rstrip("/"):
             refused = self._refused_link(store, path)
             if refused is not None:
-                self.log.warning("file-error", f"{path}: {refused.message}", path=path,
-                                 code=refused.code)
+                self._walk_error(path, refused.code, refused.message)
                 return observations + self._gone_below(path, at=at, summary=summary)
             self.links.add(path, os.path.realpath(path))
         else:
@@ -774,6 +778,19 @@ class StoreSync:
 
     # ------------------------------------------------------------------ scans
 
+    def _walk_error(self, path: str, code: str, message: str) -> None:
+        """Log a path the walk could not take, unless it was logged as it is (see
+        :attr:`_walk_errors`)."""
+        try:
+            st = os.lstat(path)
+            identity: tuple[int, int, int] | None = (st.st_dev, st.st_ino, st.st_ctime_ns)
+        except OSError:
+            identity = None
+        if self._walk_errors.get(path) == (code, identity) and identity is not None:
+            return
+        self._walk_errors[path] = (code, identity)
+        self.log.warning("file-error", f"{path}: {message}", path=path, code=code)
+
     def _scan_directory(self, store: StoreConfig, directory: Path, *, at: datetime,
                         summary: ScanSummary | None,
                         handled_sets: set[str]) -> list[Observation]:
@@ -866,8 +883,7 @@ class StoreSync:
                         unfollowed.add(item.path)
                     if summary is not None:
                         summary.errors.append(item)
-                    self.log.warning("file-error", f"{item.path}: {item.message}",
-                                     path=item.path, code=item.code)
+                    self._walk_error(item.path, item.code, item.message)
                     continue
                 if type(item) is LinkedPath:
                     links.add(str(item))
@@ -880,6 +896,9 @@ class StoreSync:
                 cut = len(parent) if parent and not parent.endswith("/") else -2
             names.append(item)
         del names
+        root = str(directory).rstrip("/") + "/"
+        for path in [p for p in self._walk_errors if p.startswith(root) and p not in erred]:
+            del self._walk_errors[path]  # taken by this walk: logged again if it errs again
         kept = erred - unfollowed  # (a directory that could not be listed keeps what it had)
         for link in known_links:
             if link not in followed and not _below_any(link, kept):

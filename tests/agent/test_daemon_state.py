@@ -16,8 +16,9 @@ import pytest
 
 from agent.daemon import Daemon
 from policy.ledger import Ledger
-from tests.agent.daemon_helpers import RecordingIntake, make_daemon, store_config
+from tests.agent.daemon_helpers import RecordingIntake, SteppingClock, make_daemon, store_config
 from tests.agent.polling import logged_events, wait_until
+from tests.agent.scan_fixtures import write
 from tests.certfactory import make_cert
 
 
@@ -350,3 +351,44 @@ def test_a_ledger_slower_to_answer_than_the_loop_waits_is_still_reconciled(
         daemon.request_stop()
         thread.join(15)
     assert slow.gone == [str(store / "deleted.pem")]
+
+
+def test_a_symlink_loop_is_logged_once_not_at_every_event_beside_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Each event in a directory holding a link loop logged the loop again (two lines per
+    `touch`), and the first scan logged it twice: anyone who can make links in a store could
+    multiply the log for every honest change (review 12). Logged once, and again once the
+    loop is made anew after it was fixed."""
+    store = tmp_path / "store"
+    store.mkdir()
+    write(store / "site.pem", make_cert(sans=("site.example.jp",)).pem)
+    (store / "loop1").symlink_to("loop2")
+    (store / "loop2").symlink_to("loop1")
+    clock = SteppingClock()
+    daemon, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path, clock=clock)
+
+    def loop_lines() -> list[str]:
+        return sorted(r.getMessage().split(":")[0] for r in logged_events(caplog, "file-error")
+                      if "loop" in r.getMessage())
+
+    with caplog.at_level(logging.DEBUG, logger="certescrow.agent"):
+        daemon.full_scan()
+        assert loop_lines() == [str(store / "loop1"), str(store / "loop2")]
+        for serial in (2, 3, 4):
+            write(store / "site.pem", make_cert(sans=("site.example.jp",), serial=serial).pem)
+            daemon.enqueue(str(store / "site.pem"))
+            daemon.enqueue(str(store))
+            clock.advance(0.31)
+            daemon.process_due()
+        daemon.full_scan()  # the periodic resync
+        assert loop_lines() == [str(store / "loop1"), str(store / "loop2")]
+
+        caplog.clear()
+        (store / "loop1").unlink()  # fixed ...
+        write(store / "loop1", make_cert(sans=("l.example.jp",)).pem)
+        daemon.full_scan()
+        (store / "loop1").unlink()  # ... and made again
+        (store / "loop1").symlink_to("loop2")
+        daemon.full_scan()  # loop2 led to a file meanwhile: a loop again, both said again
+        assert loop_lines() == [str(store / "loop1"), str(store / "loop2")]
+    daemon.shutdown()
