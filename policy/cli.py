@@ -143,7 +143,7 @@ class _Row:
     def to_json(self) -> dict[str, Any]:
         body = self.result.to_json()
         body["findings"] = [f.to_json() for f in self.read_findings] + body["findings"]
-        return {"path": self.path, "index": self.index, **body}
+        return {"kind": "certificate", "path": self.path, "index": self.index, **body}
 
 
 def _read_previous(read: CertificateReader, path: Path) -> CertificateFacts:
@@ -158,7 +158,9 @@ def _read_previous(read: CertificateReader, path: Path) -> CertificateFacts:
 @policy_group.command("classify")
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(path_type=Path, dir_okay=True))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per certificate.")
+@click.option("--json", "as_json", is_flag=True,
+              help="A JSON array: an object per certificate (kind \"certificate\") and per "
+                   "file without one or that could not be read (kind \"error\").")
 @click.option("--category", type=click.Choice(["I", "II", "III"], case_sensitive=False),
               help="Bind the certificates to this category (overrides what they show).")
 @click.option("--item", "handle", metavar="HANDLE",
@@ -181,9 +183,10 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool,
     """Tier, renewability, item and findings for each certificate in FILE...
 
     Files may hold several PEM certificates, DER, PKCS#7 or unencrypted PKCS#12. A file that
-    cannot be read is reported with its error code and the others are still classified; the
-    exit status is then 17. A certificate that matches no catalogue item is BYO (category III)
-    unless --category/--item says otherwise.
+    cannot be read, or holds no certificate (a key, a CSR: what `scan` lists as a file row or
+    a skip, since a store holds them), is reported with its error code and the others are
+    still classified; the exit status is then 17. A certificate that matches no catalogue
+    item is BYO (category III) unless --category/--item says otherwise.
     """
     now = resolve_at(at)
     catalogue = catalogue_from(ctx, catalogue_file)
@@ -226,7 +229,8 @@ def classify_command(ctx: click.Context, files: tuple[Path, ...], as_json: bool,
             click.echo(for_terminal(f"Error: {failure} [{failure.code}]"), err=True)
     if as_json:
         out: list[Any] = [row.to_json() for row in rows]
-        out += [{"path": e.path, **({} if e.index is None else {"index": e.index}),
+        out += [{"kind": "error", "path": e.path,
+                 **({} if e.index is None else {"index": e.index}),
                  "error": {"code": e.code, "message": e.reason}} for e in errors]
         echo_json(out)
     else:

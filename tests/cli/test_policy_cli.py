@@ -122,6 +122,9 @@ def test_policy_classify_json_one_object_per_certificate_and_per_failed_file(
     assert [(r["path"], r.get("index")) for r in rows] == [
         (str(certs["bundle"]), 0), (str(certs["bundle"]), 1), (str(certs["der"]), 0),
         (str(certs["bad"]), None), (str(certs["empty"]), None)]
+    # each object says what it is, as scan --json's rows do (review 12: errors were mixed in
+    # shapeless, under a help text promising "one object per certificate")
+    assert [r["kind"] for r in rows] == ["certificate"] * 3 + ["error"] * 2
     gs, le, dc, bad, empty = rows
     for row in (gs, le, dc):
         for key in ("path", "sha256", "not_before", "not_after", "validity_seconds", "tier",
