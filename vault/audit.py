@@ -202,16 +202,9 @@ class _StoredRecord:
 def _stored(conn: sqlite3.Connection, where: str, args: tuple[Any, ...], *,
             damaged: list[str] | None = None) -> list[_StoredRecord]:
     sql = f"SELECT {AUDIT_SHAPE.select(_COLUMNS)} FROM audit" + where  # noqa: S608 - constant column list
-    stored = []
-    for row in conn.execute(sql + " ORDER BY seq", args):
-        if damaged is not None:
-            problem = AUDIT_SHAPE.damage(row, _COLUMNS)
-            if problem is not None:
-                damaged.append(problem)
-                continue
-        values = dict(zip(_COLUMNS, AUDIT_SHAPE.checked(row, _COLUMNS), strict=True))
-        stored.append(_StoredRecord(**values))  # type: ignore[arg-type]  # types checked
-    return stored
+    rows = conn.execute(sql + " ORDER BY seq", args)
+    return [_StoredRecord(**values)  # type: ignore[arg-type]  # types checked
+            for values in AUDIT_SHAPE.records(rows, _COLUMNS, damaged=damaged)]
 
 
 def _records(conn: sqlite3.Connection, where: str, args: tuple[Any, ...], *,

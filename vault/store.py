@@ -13,7 +13,7 @@ import contextlib
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,18 @@ class RowShape:
         if problem is not None:
             raise VaultIntegrityError(f"{problem}; {_DAMAGE_ADVICE}")
         return tuple(row[1:])
+
+    def records(self, rows: Iterable[Sequence[object]], names: Sequence[str], *,
+                damaged: list[str] | None = None) -> Iterator[dict[str, object]]:
+        """Each of ``rows`` as ``{name: value}``, checked: a damaged row raises, or with a
+        ``damaged`` list is described there and left out (``verify``)."""
+        for row in rows:
+            if damaged is not None:
+                problem = self.damage(row, names)
+                if problem is not None:
+                    damaged.append(problem)
+                    continue
+            yield dict(zip(names, self.checked(row, names), strict=True))
 
 
 META_SHAPE = RowShape(table="meta", columns={"name": _TEXT, "value": (bytes, str)})
@@ -478,13 +490,7 @@ def _rows(cursor: sqlite3.Cursor, *, damaged: list[str] | None = None) -> list[E
     and left out (``verify``)."""
     names = [d[0] for d in cursor.description][1:]
     rows = []
-    for raw in cursor.fetchall():
-        if damaged is not None:
-            problem = ENTRY_SHAPE.damage(raw, names)
-            if problem is not None:
-                damaged.append(problem)
-                continue
-        row = dict(zip(names, ENTRY_SHAPE.checked(raw, names), strict=True))
+    for row in ENTRY_SHAPE.records(cursor.fetchall(), names, damaged=damaged):
         for column in _NAME_COLUMNS:
             if isinstance(row.get(column), bytes):
                 row[column] = _name_value(row[column])
