@@ -23,7 +23,6 @@ import contextlib
 import functools
 import heapq
 import itertools
-import json
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -62,7 +61,7 @@ from policy.errors import (
     UnknownContractError,
     UnknownItemError,
 )
-from policy.evaluate import decision_from_json, due_actions, evaluate_contract, fee_history
+from policy.evaluate import due_actions, evaluate_contract, fee_history
 from policy.events import (
     TERMINATION_CLAUSES,
     AnswerReceived,
@@ -457,7 +456,8 @@ def _evaluate_each(env: _Env, states: Iterable[ContractState], now: datetime,
             yield state, ()
 
 
-def _evaluate_projected(env: _Env, projected: Iterable[tuple[ContractState, str | None]],
+def _evaluate_projected(env: _Env,
+                        projected: Iterable[tuple[ContractState, tuple[Decision, ...] | None]],
                         now: datetime, failures: list[tuple[str, PolicyError]]
                         ) -> Iterator[tuple[ContractState, tuple[Decision, ...]]]:
     """:func:`_evaluate_each` over the projection: a contract whose cached decisions hold is
@@ -466,7 +466,7 @@ def _evaluate_projected(env: _Env, projected: Iterable[tuple[ContractState, str 
         if cached is None:
             yield from _evaluate_each(env, [state], now, failures)
         else:
-            yield state, tuple(decision_from_json(d) for d in json.loads(cached))
+            yield state, cached
 
 
 def _unevaluable(state: ContractState) -> PolicyError:

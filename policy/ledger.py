@@ -62,6 +62,7 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for (se
     orjson = None  # type: ignore[assignment]
 
 from .catalogue import Catalogue
+from .decisions import Decision
 from .errors import (
     ContractStateError,
     FutureEventError,
@@ -69,6 +70,7 @@ from .errors import (
     PolicyError,
     UnknownContractError,
 )
+from .evaluate import decision_from_json
 from .events import (
     ApplicationAccepted,
     CertificateBound,
@@ -341,6 +343,10 @@ class Ledger:
     _BODY_BYTES = "CAST(a.body AS BLOB)"
     """A cached action's ``--json`` element as the UTF-8 bytes the command writes (no decoding
     and encoding again of 126 MB over 100,000 contracts)."""
+    _RAW = "CAST({} AS BLOB)"
+    """A projection column as it is stored, for :func:`_stored_row` to decode: SQLite decodes
+    TEXT as UTF-8 while a cursor is fetched, so one damaged byte in one row would stop the
+    whole read with an error that quotes the row (a derived row is never worth that)."""
     target_version = SCHEMA_VERSION
     """The schema version this certescrow writes: a write first migrates an older ledger."""
     upgrading_doc = 'docs/ledger.md, "Format and safety"'
@@ -863,12 +869,14 @@ class Ledger:
         today = _day_of(at)
         mine_fold, mine_eval = self.projection_keys()
 
-        expired = ("SELECT contract_id FROM projection WHERE fold_key = ? AND eval_key = ? "
+        expired = ("SELECT {} FROM projection WHERE fold_key = ? AND eval_key = ? "
                    "AND evaluated_on < ? AND fresh_until <= ? AND last_at <= ?")
         params = [mine_fold, mine_eval, today.isoformat(), today.isoformat(),
                   instant_to_text(at)]
-        stale = [str(r[0]) for chunk in self._retry(lambda: list(self._sql_stream(
-            expired + " ORDER BY contract_id", params))) for r in chunk]
+        # A row whose id is not text is no contract's: policy verify --repair removes it.
+        stale = [cid for chunk in self._retry(lambda: list(self._sql_stream(
+            expired.format(self._RAW.format("contract_id")) + " ORDER BY contract_id",
+            params))) for r in chunk if (cid := _stored_text(r[0])) is not None]
         # A transaction per 200 contracts: the writers (intake, the service) wait for one
         # chunk at most, never for the whole refresh. In it, the chunk's rows still expired
         # are refolded from their journals: an event that came in between is in them, and a
@@ -876,7 +884,8 @@ class Ledger:
 
         def run(chunk: list[str]) -> int:
             still = [str(r[0]) for r in self._sql_rows(
-                f"{expired} AND contract_id IN ({','.join('?' * len(chunk))})",
+                f"{expired.format('contract_id')} "
+                f"AND contract_id IN ({','.join('?' * len(chunk))})",
                 [*params, *chunk])]
             for contract_id in still:
                 self._project(contract_id, today)
@@ -907,27 +916,38 @@ class Ledger:
             mismatches.append(("*", "the journal holds events written without the projection "
                                     "(readers fold the journal until it is repaired)"))
         ids = self._retry(self._sql_accepted_ids)
-        stored_ids = set(self._retry(self._sql_projection_ids))
+        stored = self._retry(self._sql_projection_ids)
+        stored_ids = {cid for cid in stored if cid is not None}
+        if len(stored_ids) < len(stored):
+            mismatches.append(("*", f"{len(stored) - len(stored_ids)} projection row(s) whose "
+                                    "contract id cannot be read"))
         for contract_id in ids:
             checked += 1
             stored_ids.discard(contract_id)
-            actual = self._retry(functools.partial(self._sql_projection_row, contract_id))
-            if actual is None:
+            found = self._retry(functools.partial(self._sql_projection_row, contract_id))
+            if found is None:
                 mismatches.append((contract_id, "no projection row"))
                 continue
+            actual, actions = found
+            if not actual.readable:
+                # Named, never quoted: the stored bytes are whatever the damage made of them.
+                mismatches.append((contract_id, "its projection row cannot be read ("
+                                   + ", ".join(actual.unreadable)
+                                   + "): readers fold the journal until it is repaired"))
+                continue
             journal = self._retry(functools.partial(self._sql_projection_source, contract_id))
-            day = _parse_day(actual.get("evaluated_on")) or _day_of(at)
+            day = _parse_day(actual.evaluated_on) or _day_of(at)
             expected = build_row(contract_id, journal, settings=self.settings,
                                  catalogue=self.catalogue, today=day,
                                  keys=self.projection_keys())
             if expected is None:
                 mismatches.append((contract_id, "a row for a contract the journal does not hold"))
                 continue
-            if actual.get("fold_key") != mine_fold or actual.get("eval_key") != mine_eval:
+            if actual.fold_key != mine_fold or actual.eval_key != mine_eval:
                 foreign += 1
-            differs = _row_differences(expected, actual, compare_decisions=(
-                actual.get("fold_key") == mine_fold and actual.get("eval_key") == mine_eval),
-                compare_state=actual.get("fold_key") == mine_fold)
+            differs = _row_differences(expected, actual, actions, compare_decisions=(
+                actual.fold_key == mine_fold and actual.eval_key == mine_eval),
+                compare_state=actual.fold_key == mine_fold)
             if differs:
                 mismatches.append((contract_id, "differs from the fold: " + ", ".join(differs)))
         for contract_id in sorted(stored_ids):
@@ -946,9 +966,10 @@ class Ledger:
             (ApplicationAccepted.KIND,)).fetchall()
         return [str(r[0]) for r in rows]
 
-    def _sql_projection_ids(self) -> list[str]:
-        return [str(r[0]) for r in self._conn.execute(
-            "SELECT contract_id FROM projection").fetchall()]
+    def _sql_projection_ids(self) -> list[str | None]:
+        """Every projection row's contract id (``None``: one that is not text)."""
+        return [_stored_text(r[0]) for r in self._sql_rows(
+            f"SELECT {self._RAW.format('contract_id')} FROM projection", [])]  # noqa: S608
 
     def _sql_latest_recorded(self) -> str | None:
         row = self._conn.execute("SELECT max(recorded_utc) FROM journal").fetchone()
@@ -965,20 +986,22 @@ class Ledger:
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('projected_seq', "
             "(SELECT CAST(coalesce(max(seq), 0) AS TEXT) FROM journal))")
 
-    def _sql_projection_row(self, contract_id: str,
-                            actions: bool = True) -> dict[str, Any] | None:
-        cur = self._conn.execute(f"SELECT {_ROW_COLUMNS} FROM projection "  # noqa: S608
-                                 "WHERE contract_id = ?", (contract_id,))
-        row = cur.fetchone()
-        if row is None:
+    def _sql_projection_row(self, contract_id: str
+                            ) -> tuple[_StoredRow, list[tuple[Any, ...]]] | None:
+        """The contract's projection row and its cached actions (``policy verify``), each
+        column as :func:`_stored_row` reads it (an action's text that cannot be read is
+        :data:`_UNREADABLE`, which no fold writes)."""
+        rows = self._sql_rows(f"SELECT {self._row_select()} FROM projection "  # noqa: S608
+                              "WHERE contract_id = ?", [contract_id])
+        if not rows:
             return None
-        out = dict(zip(_ROW_COLUMNS.split(", "), row, strict=True))
-        if not actions:
-            return out
-        out["actions"] = [tuple(r) for r in self._conn.execute(
-            f"SELECT {_ACTION_COLUMNS} FROM projection_actions "  # noqa: S608
-            "WHERE contract_id = ? ORDER BY ordinal", (contract_id,)).fetchall()]
-        return out
+        columns = ", ".join(c if c in _ACTION_NUMBERS else self._RAW.format(c)
+                            for c in _ACTION_COLUMNS.split(", "))
+        sql = (f"SELECT {columns} FROM projection_actions "  # noqa: S608
+               "WHERE contract_id = ? ORDER BY ordinal")
+        actions = [tuple(_action_value(v) for v in r)
+                   for r in self._sql_rows(sql, [contract_id])]
+        return _stored_row(rows[0]), actions
 
     def _sql_put_projection(self, row: ProjectionRow) -> None:
         self._conn.execute("DELETE FROM projection_actions WHERE contract_id = ?",
@@ -1357,42 +1380,55 @@ class Ledger:
 
         return self._retry(check)
 
-    def projected(self, *, at: datetime) -> Iterator[tuple[ContractState, str | None]]:
+    def projected(self, *, at: datetime
+                  ) -> Iterator[tuple[ContractState, tuple[Decision, ...] | None]]:
         """Every contract accepted by ``at``, from the projection, in contract-id order, with
-        its cached decisions (the JSON array ``evaluate_contract`` gave) when they hold for
-        ``at``'s Tokyo day under this ledger's settings and catalogue, else ``None`` (evaluate
-        the state). A contract the projection cannot answer for is folded."""
+        its cached decisions when they hold for ``at``'s Tokyo day under this ledger's
+        settings and catalogue, else ``None`` (evaluate the state). A contract the projection
+        cannot answer for is folded, and so is one whose row cannot be read (a damaged row is
+        a cache miss: ``policy verify`` reports it, ``--repair`` rewrites it)."""
         require_aware(at, "at")
         at_text = instant_to_text(at)
         today = _day_of(at).isoformat()
         mine_fold, mine_eval = self.projection_keys()
         for chunk in self._sql_projection_stream(
-                f"SELECT {_ROW_COLUMNS} FROM projection WHERE 1 = 1", []):  # noqa: S608
-            for (cid, text, last_at, fkey, ekey, evaluated_on, until, _due, decisions,
-                 problems) in chunk:
+                f"SELECT {self._row_select()} FROM projection WHERE 1 = 1", []):  # noqa: S608
+            for raw in chunk:
+                row = _stored_row(raw)
+                cid = row.contract_id
+                if cid is None:
+                    continue  # no contract of the journal has an id that is not text
                 state = None
-                if fkey == mine_fold and last_at <= at_text:
-                    state = self._state_of_row(cid, text, at, problems)
+                if row.readable and row.fold_key == mine_fold and row.last_at <= at_text:
+                    state = self._state_of_row(cid, row.state, at, row.problems)
                 if state is None:
                     try:
                         yield self.state(cid, at=at), None
                     except UnknownContractError:
                         pass
                     continue
-                fresh = ekey == mine_eval and evaluated_on <= today < until
-                yield state, decisions if fresh else None
+                fresh = row.eval_key == mine_eval and row.evaluated_on <= today < row.fresh_until
+                yield state, _cached_decisions(row.decisions, cid) if fresh else None
+
+    def _row_select(self) -> str:
+        """The projection's columns (:data:`_ROW_COLUMNS`) as :func:`_stored_row` reads them."""
+        return ", ".join(self._RAW.format(c) for c in _ROW_COLUMNS.split(", "))
 
     def _state_of_row(self, contract_id: str, text: str, at: datetime,
                       problems: str | None) -> ContractState | None:
         try:
             state = state_from_json(json.loads(text), at=at)
-        except (KeyError, ValueError, TypeError, IndexError):
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError,
+                RecursionError, OverflowError):
             return None  # a damaged row: the fold answers (policy verify reports it)
+        if state.contract_id != contract_id:
+            return None  # another contract's state in this row: damaged too
         if problems:
             try:
                 for seq, message in json.loads(problems):
-                    self._problem(seq, contract_id, str(message))
-            except (ValueError, TypeError):
+                    self._problem(seq if isinstance(seq, int) else None, contract_id,
+                                  str(message))
+            except (ValueError, TypeError, RecursionError):
                 pass
         return state
 
@@ -1413,13 +1449,14 @@ class Ledger:
         mine_fold = self.projection_keys()[0]
         stale: list[ContractState] = []
         # The stale ids from the covering index first (few, usually), then their rows.
-        stale_ids = sorted(str(r[0]) for chunk in self._sql_stream(
-            f"SELECT contract_id FROM projection p WHERE NOT ({fresh})", params)  # noqa: S608
-            for r in chunk)
+        raw_id = self._RAW.format("contract_id")
+        stale_ids = sorted(cid for chunk in self._sql_stream(
+            f"SELECT {raw_id} FROM projection p WHERE NOT ({fresh})", params)  # noqa: S608
+            for r in chunk if (cid := _stored_text(r[0])) is not None)
         for cid, row in self._projection_rows(stale_ids):
             state = None
-            if row["fold_key"] == mine_fold and row["last_at"] <= at_text:
-                state = self._state_of_row(cid, row["state"], at, row["problems"])
+            if row.readable and row.fold_key == mine_fold and row.last_at <= at_text:
+                state = self._state_of_row(cid, row.state, at, row.problems)
             if state is None:
                 try:
                     state = self.state(cid, at=at)
@@ -1427,10 +1464,13 @@ class Ledger:
                     continue
             stale.append(state)
         for chunk in self._sql_stream(
-                f"SELECT contract_id, problems FROM projection p WHERE ({fresh}) "  # noqa: S608
+                f"SELECT {raw_id}, {self._RAW.format('problems')} "  # noqa: S608
+                f"FROM projection p WHERE ({fresh}) "
                 "AND problems IS NOT NULL ORDER BY contract_id", params):
-            for cid, problems in chunk:
-                self._state_of_row(cid, "null", at, problems)
+            for raw_cid, raw_problems in chunk:
+                cid, problems = _stored_text(raw_cid), _stored_text(raw_problems)
+                if cid is not None and problems is not None:
+                    self._state_of_row(cid, "null", at, problems)
         where, action_params = self._fresh_actions_filter(at, within)
         # The text needs the line's parts, --json the element: read only what is printed.
         shown = "NULL, a.clause, a.explanation, a.unpriced" if not json_body \
@@ -1451,17 +1491,18 @@ class Ledger:
         return stale, rows()
 
     def _projection_rows(self, contract_ids: Sequence[str]
-                         ) -> Iterator[tuple[str, dict[str, Any]]]:
+                         ) -> Iterator[tuple[str, _StoredRow]]:
         """The projection rows of ``contract_ids`` (sorted), without their actions: a query
         per 500, not one per contract (on PostgreSQL each query is a round trip; a
         100,000-contract ledger asked about a new day has thousands of stale rows)."""
-        names = _ROW_COLUMNS.split(", ")
         for start in range(0, len(contract_ids), 500):
             chunk = list(contract_ids[start:start + 500])
-            sql = (f"SELECT {_ROW_COLUMNS} FROM projection "  # noqa: S608
+            sql = (f"SELECT {self._row_select()} FROM projection "  # noqa: S608
                    f"WHERE contract_id IN ({','.join('?' * len(chunk))}) ORDER BY contract_id")
-            for row in self._retry(functools.partial(self._sql_rows, sql, chunk)):
-                yield str(row[0]), dict(zip(names, row, strict=True))
+            for raw in self._retry(functools.partial(self._sql_rows, sql, chunk)):
+                row = _stored_row(raw)
+                if row.contract_id is not None:
+                    yield row.contract_id, row
 
     def projected_action_count(self, *, at: datetime, within: int | None = None,
                                excluding: Collection[str] = ()) -> int:
@@ -1604,8 +1645,13 @@ _FOLD_PER_CONTRACT_MAX = 256
 pass rather than query each of them."""
 _ROW_COLUMNS = ("contract_id, state, last_at, fold_key, eval_key, evaluated_on, fresh_until, "
                 "next_due, decisions, problems")
+_ROW_NULLABLE = frozenset({"next_due", "problems"})
 _ACTION_COLUMNS = ("ordinal, due, due_key, sev_key, action, keys, evaluated_on, fresh_until, "
                    "last_at, clause, explanation, unpriced, body")
+_ACTION_NUMBERS = frozenset({"ordinal", "sev_key"})
+"""The cached actions' INTEGER columns (the others are TEXT)."""
+_UNREADABLE = "\x00unreadable"
+"""A cached action's text that is not UTF-8, as ``policy verify`` compares it."""
 _UPSERT_PROJECTION = (
     f"INSERT INTO projection ({_ROW_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "  # noqa: S608
     "ON CONFLICT (contract_id) DO UPDATE SET state = excluded.state, "
@@ -1634,20 +1680,100 @@ def _action_tuple(row: ProjectionRow, a: Any) -> tuple[Any, ...]:
             a.clause, a.explanation_en, a.unpriced, a.body)
 
 
-def _row_differences(expected: ProjectionRow, actual: dict[str, Any], *,
+def _row_differences(expected: ProjectionRow, actual: _StoredRow,
+                     actions: list[tuple[Any, ...]], *,
                      compare_decisions: bool, compare_state: bool) -> list[str]:
-    """The columns of ``actual`` that differ from the row the fold gives."""
+    """The columns of ``actual`` (and its cached ``actions``) that differ from the row the
+    fold gives."""
     want = dict(zip(_ROW_COLUMNS.split(", "), _projection_values(expected), strict=True))
     names = ["last_at", "problems"]
     if compare_state:
         names.append("state")
     if compare_decisions:
         names += ["evaluated_on", "fresh_until", "next_due", "decisions"]
-    out = [name for name in names if want[name] != actual.get(name)]
-    if compare_decisions and [_action_tuple(expected, a) for a in expected.actions] != [
-            tuple(r) for r in actual.get("actions", [])]:
+    out = [name for name in names if want[name] != getattr(actual, name)]
+    if compare_decisions and [_action_tuple(expected, a) for a in expected.actions] != actions:
         out.append("actions")
     return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _StoredRow:
+    """A projection row as read back: each column's text, or ``None`` where it has none
+    (a nullable column, or one named in ``unreadable``). A row is a cache of the journal, so
+    one that cannot be read is a cache miss (the fold answers), never an error."""
+
+    contract_id: str | None
+    """``None``: the id is not text (no contract of the journal has it)."""
+    state: str
+    last_at: str
+    fold_key: str
+    eval_key: str
+    evaluated_on: str
+    fresh_until: str
+    next_due: str | None
+    decisions: str
+    problems: str | None
+    unreadable: tuple[str, ...]
+    """The columns that are not text: bad UTF-8 (SQLite stores the bytes it is given), NULL
+    where the ledger always writes text. Named in ``policy verify``'s report, never quoted."""
+
+    @property
+    def readable(self) -> bool:
+        return self.contract_id is not None and not self.unreadable
+
+
+def _stored_text(value: Any) -> str | None:
+    """A stored column's text: ``None`` for NULL or bytes that are not UTF-8."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+def _stored_row(raw: Sequence[Any]) -> _StoredRow:
+    """The row ``Ledger._row_select`` read (the columns of :data:`_ROW_COLUMNS`)."""
+    names = _ROW_COLUMNS.split(", ")
+    texts = dict(zip(names, (_stored_text(v) for v in raw), strict=True))
+    unreadable = tuple(name for name, value in zip(names, raw, strict=True)
+                       if name != "contract_id" and texts[name] is None
+                       and (value is not None or name not in _ROW_NULLABLE))
+    return _StoredRow(
+        contract_id=texts["contract_id"], state=texts["state"] or "",
+        last_at=texts["last_at"] or "", fold_key=texts["fold_key"] or "",
+        eval_key=texts["eval_key"] or "", evaluated_on=texts["evaluated_on"] or "",
+        fresh_until=texts["fresh_until"] or "", next_due=texts["next_due"],
+        decisions=texts["decisions"] or "", problems=texts["problems"],
+        unreadable=unreadable)
+
+
+def _action_value(value: Any) -> Any:
+    """A cached action's column as ``policy verify`` compares it with the fold's."""
+    if value is None or isinstance(value, int):
+        return value
+    text = _stored_text(value)
+    return _UNREADABLE if text is None else text
+
+
+def _cached_decisions(text: str, contract_id: str) -> tuple[Decision, ...] | None:
+    """A row's cached decisions (``evaluate_contract``'s, as JSON), or ``None`` when they do
+    not read back as the contract's decisions (a damaged row: the reader evaluates the
+    state)."""
+    try:
+        raw = json.loads(text)
+        if not isinstance(raw, list):
+            return None
+        decisions = tuple(decision_from_json(d) for d in raw)
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, RecursionError,
+            OverflowError):
+        return None
+    if any(d.contract_id != contract_id for d in decisions):
+        return None
+    return decisions
 
 
 def _day_of(instant: datetime) -> date:

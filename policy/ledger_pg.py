@@ -55,9 +55,7 @@ from .events import (
 )
 from .intake import Observation
 from .ledger import (
-    _ACTION_COLUMNS,
     _INSERT_ACTION,
-    _ROW_COLUMNS,
     _UPSERT_PROJECTION,
     Ledger,
     _action_values,
@@ -241,6 +239,9 @@ class PostgresLedger(Ledger):
     """The ledger in a PostgreSQL database (see the module docstring)."""
 
     _BODY_BYTES = "convert_to(a.body, 'UTF8')"  # bytea: raw bytes in binary results
+    _RAW = "{}"
+    """PostgreSQL's TEXT is valid UTF-8 by construction: read as it is. (What it holds may
+    still not decode to the shape the ledger wrote; readers check that on both backends.)"""
     concurrent_reads = True  # each read takes a connection of the pool
     target_version = PG_SCHEMA_VERSION
     upgrading_doc = 'docs/fleet.md, "Upgrading a PostgreSQL ledger"'
@@ -534,9 +535,6 @@ class PostgresLedger(Ledger):
     def _sql_accepted_ids(self) -> list[str]:
         return self.contract_ids()
 
-    def _sql_projection_ids(self) -> list[str]:
-        return [str(r[0]) for r in self._q("SELECT contract_id FROM projection")]
-
     def _sql_latest_recorded(self) -> str | None:
         rows = self._q("SELECT max(recorded_utc) FROM journal")
         return None if not rows or rows[0][0] is None else str(rows[0][0])
@@ -550,20 +548,6 @@ class PostgresLedger(Ledger):
         self._q("INSERT INTO meta (key, value) SELECT 'projected_seq', "
                 "CAST(coalesce(max(seq), 0) AS TEXT) FROM journal "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-
-    def _sql_projection_row(self, contract_id: str,
-                            actions: bool = True) -> dict[str, Any] | None:
-        rows = self._q(f"SELECT {_ROW_COLUMNS} FROM projection "  # noqa: S608
-                       "WHERE contract_id = ?", [contract_id])
-        if not rows:
-            return None
-        out = dict(zip(_ROW_COLUMNS.split(", "), rows[0], strict=True))
-        if not actions:
-            return out
-        out["actions"] = [tuple(r) for r in self._q(
-            f"SELECT {_ACTION_COLUMNS} FROM projection_actions "  # noqa: S608
-            "WHERE contract_id = ? ORDER BY ordinal", [contract_id])]
-        return out
 
     def _sql_put_projection(self, row: ProjectionRow) -> None:
         # Queued with the transaction's other writes: sent in one pipeline before the next

@@ -282,7 +282,7 @@ def test_the_service_refreshes_expired_cached_actions_when_it_starts(fleet: Flee
         while time.monotonic() < deadline:
             with Ledger.open(fleet.ledger) as ledger:
                 row = ledger._retry(lambda: ledger._sql_projection_row("C-1"))
-            evaluated = row["evaluated_on"] if row else ""
+            evaluated = row[0].evaluated_on if row else ""
             if evaluated != "2025-06-01":
                 break
             time.sleep(0.2)
