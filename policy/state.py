@@ -726,16 +726,21 @@ def _deadline(state: ContractState, settings: PolicySettings) -> date | None:
 
 def _check_answer(state: ContractState, event: AnswerReceived,
                   settings: PolicySettings) -> AnswerReceived:
-    """A "don't renew" after a default renewal is refused (the way out is Art.9(2)); any other
-    answer is recorded, marked early (no notice yet) or late (after the deadline)."""
+    """A "don't renew" after a renewal of the current certificate, by default or explicit, is
+    refused: the renewal is recorded and billed (Appx1.1), and an Art.9(1) end at the close of
+    this certificate would leave it never taking effect; the way out is Art.9(2). A renewal of
+    an earlier certificate does not count: once the next one is bound, an answer belongs to
+    the new cycle. Any other answer is recorded, marked early (no notice yet) or late (after
+    the deadline)."""
     cert = state.certificate
     assert cert is not None  # noqa: S101 - checked by the caller
-    if event.answer is Answer.DONT_RENEW and any(
-            r.by_default and r.certificate_sha256 in (None, cert.sha256)
-            for r in state.renewals):
+    made = [r for r in state.renewals if r.certificate_sha256 in (None, cert.sha256)]
+    if event.answer is Answer.DONT_RENEW and made:
+        how = ("taken as made by default (Art.6(2))" if made[0].by_default
+               else f"recorded on {made[0].on.isoformat()} and its fee is owed (Appx1.1)")
         raise ContractStateError(
-            f"contract {event.contract_id!r}: the renewal was already taken as made by default "
-            "(Art.6(2)), so a \"don't renew\" answer can no longer end the contract under "
+            f"contract {event.contract_id!r}: the renewal of the current certificate was "
+            f"already {how}, so a \"don't renew\" answer can no longer end the contract under "
             "Art.9(1); the customer's way out is a cancellation form under Art.9(2): record it "
             "with `certescrow contract cancel ID --arrived DATE`")
     deadline = _deadline(state, settings)

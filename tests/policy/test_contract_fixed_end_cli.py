@@ -117,18 +117,21 @@ def test_art9_1_a_renewal_after_a_timely_dont_renew_is_refused_and_says_the_way_
     assert _state("B2", lg, "2026-09-14")["status"] == "active"
 
 
-@pytest.mark.parametrize(("renewed_at", "admitted"), [
+@pytest.mark.parametrize(("renewed_at", "before_answer"), [
     (jst(2026, 9, 4, 23, 59, 59), True),   # the last second before the answer
     (jst(2026, 9, 5), False),              # the answer's instant: the end is fixed
 ])
 def test_art9_1_the_dont_renew_answer_fixes_the_end_from_its_instant(
-        tmp_path: Path, lg: list[str], renewed_at: datetime, admitted: bool) -> None:
+        tmp_path: Path, lg: list[str], renewed_at: datetime, before_answer: bool) -> None:
     _ov(tmp_path, lg, "B2")
     _ok(["contract", "notify", "B2", "--at", "2026-09-01", *lg])
     _ok(["contract", "answer", "B2", "dont-renew", "--at", at(jst(2026, 9, 5)), *lg])
     args = ["contract", "renew", "B2", "--at", at(renewed_at), *lg]
-    if admitted:
-        _ok(args)
+    if before_answer:
+        # Back-dated before the answer: the renewal comes first, so the answer already
+        # recorded after it is the one the terms rule out (review 12, defect 5: as for a
+        # default renewal, the journal never holds both).
+        assert "cancellation form under Art.9(2)" in _refused(args)
         return
     assert "(Art.9(1)" in _refused(args)
 

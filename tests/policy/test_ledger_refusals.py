@@ -232,6 +232,45 @@ def test_dont_renew_after_a_default_renewal_is_refused_pointing_to_art9_2(
     assert "certescrow contract cancel" in message
 
 
+def test_dont_renew_after_an_explicit_renewal_of_the_certificate_is_refused_too(
+        ledger: Ledger) -> None:
+    """Review 12, defect 5: the explicit renewal is recorded and billed like a default one; an
+    Art.9(1) end at the close of this certificate would leave it never taking effect."""
+    _yearly_category_i(ledger)
+    ledger.append(_renewal(at_day(date(2026, 9, 20))), now=NOW)
+    message = _refused(ledger, AnswerReceived(contract_id="c1", at_utc=at_day(date(2026, 9, 20),
+                                                                                 13),
+                                              answer=Answer.DONT_RENEW), r"Art\.9\(1\)")
+    assert "recorded on 2026-09-20" in message
+    assert "cancellation form under Art.9(2)" in message
+    assert ledger.state("c1", at=NOW).terminated_on is None  # the renewal stands
+
+
+def test_a_renew_answer_after_an_explicit_renewal_is_still_recorded(ledger: Ledger) -> None:
+    _yearly_category_i(ledger)
+    ledger.append(_renewal(at_day(date(2026, 9, 20))), now=NOW)
+    ledger.append(AnswerReceived(contract_id="c1", at_utc=at_day(date(2026, 9, 21)),
+                                 answer=Answer.RENEW), now=NOW)
+    assert ledger.state("c1", at=NOW).answer is Answer.RENEW
+
+
+def test_dont_renew_for_the_next_cycle_after_a_renewal_and_a_new_certificate_is_recorded(
+        ledger: Ledger) -> None:
+    """The refusal is about the renewal of the *current* certificate: once the renewed one is
+    bound, an early "don't renew" answers the new cycle and ends it under Art.9(1)."""
+    _yearly_category_i(ledger)
+    ledger.append(_renewal(at_day(date(2026, 9, 20))), now=NOW)
+    successor = facts(tag="next", not_before=tokyo_midnight_utc(date(2026, 11, 20)),
+                      lifetime=timedelta(days=300))
+    ledger.append(CertificateBound(contract_id="c1", at_utc=at_day(date(2026, 11, 20)),
+                                   facts=successor), now=NOW)
+    ledger.append(AnswerReceived(contract_id="c1", at_utc=at_day(date(2026, 11, 21)),
+                                 answer=Answer.DONT_RENEW), now=NOW)
+    state = ledger.state("c1", at=NOW)
+    assert state.answer is Answer.DONT_RENEW
+    assert state.answer_timing == "early"
+
+
 @pytest.mark.parametrize(("day", "timing"), [
     (DEADLINE, "on-time"),
     (DEADLINE + timedelta(days=1), "late"),
