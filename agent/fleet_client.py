@@ -584,6 +584,17 @@ class OutboxIntake:
                 # Recorded, so acknowledged: only the binding was dropped, and only the
                 # operator (or the desk) can fix that. Once per batch, not once per location.
                 self.log.warning("report-unassigned", unassigned, batch=batch.sequence)
+            refused = result.body.get("refused")
+            if type(refused) is int and refused > 0:
+                # As the local ledger: a certificate whose dates the contract cannot count
+                # from is not recorded; its critical dates-out-of-range finding is this
+                # agent's own (logged with the certificate). Acknowledged: a retry would be
+                # refused the same.
+                self.log.warning("report-refused-observations",
+                                 f"the policy service did not record {refused} observation(s) "
+                                 f"of batch {batch.sequence}: certificates whose dates lie at "
+                                 "the ends of the calendar (see their dates-out-of-range "
+                                 "finding)", batch=batch.sequence, refused=refused)
             self._failures = 0
             self._reached("report")
             if self._outage_sent is not None:

@@ -114,6 +114,7 @@ __all__ = [
     "APPLICATION_ID",
     "READABLE_FROM",
     "SCHEMA_VERSION",
+    "BatchReceipt",
     "JournalEntry",
     "JournalProblem",
     "Ledger",
@@ -243,6 +244,18 @@ _MIGRATIONS: dict[int, list[str]] = {1: _MIGRATE_1_TO_2, 2: list(PROJECTION_SCHE
 
 T = TypeVar("T")
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReceipt:
+    """What :meth:`Ledger.record_batch` did with a fleet agent's batch."""
+
+    recorded: int
+    replay: bool
+    """Already recorded: nothing was (exactly once)."""
+    refused: int = 0
+    """Observations refused because the rules cannot evaluate their certificate (dates at
+    the ends of the calendar; ``IntakeReceipt.refused``): never recorded."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1083,23 +1096,24 @@ class Ledger:
 
     def record_batch(self, *, host: str, outbox: str, sequence: int,
                      observations: Sequence[Observation], gone: Sequence[tuple[str, datetime]],
-                     at: datetime, now: datetime) -> tuple[int, bool]:
+                     at: datetime, now: datetime) -> BatchReceipt:
         """A fleet agent's batch, exactly once: the places found empty, the observations and
         the batch's marker (``fleet_batches``, created by :mod:`policy.fleet_registry`) in ONE
-        write transaction. A batch already marked records nothing: ``(0, True)``. Returns
-        ``(recorded, replay)``."""
+        write transaction. A batch already marked records nothing (``replay``)."""
         require_aware(now, "now")
 
-        def run() -> tuple[int, bool]:
+        def run() -> BatchReceipt:
             if self._sql_batch_marked(host, outbox, sequence):
-                return 0, True
-            recorded = 0
+                return BatchReceipt(recorded=0, replay=True)
+            recorded = refused = 0
             for location, gone_at in gone:
                 recorded += min(1, self.report_gone(host, location, at=gone_at))
             if observations:
-                recorded += self.report(observations, at=at).recorded
+                receipt = self.report(observations, at=at)
+                recorded += receipt.recorded
+                refused = receipt.refused
             self._sql_mark_batch(host, outbox, sequence, recorded, now)
-            return recorded, False
+            return BatchReceipt(recorded=recorded, replay=False, refused=refused)
 
         return self._write(run)
 

@@ -90,7 +90,7 @@ from .fleet_wire import (
     read_report,
     time_refusal,
 )
-from .ledger import Ledger
+from .ledger import BatchReceipt, Ledger
 
 __all__ = [
     "API_VERSION",
@@ -316,12 +316,19 @@ class _Service:
                 log.warning("refused a report of %r: %s", identity.host, refusal)
                 return _error(400, refusal)
             loop = asyncio.get_running_loop()
-            recorded, replay, unassigned = await loop.run_in_executor(
+            receipt, unassigned = await loop.run_in_executor(
                 self.writer, self._timed_record, identity, batch)
         finally:
             self.admission.leave()
         answer: dict[str, Any] = {"outbox": batch.outbox, "sequence": batch.sequence,
-                                  "recorded": recorded, "replay": replay}
+                                  "recorded": receipt.recorded, "replay": receipt.replay}
+        if receipt.refused:
+            # The ledger keeps no certificate whose dates it cannot count from (its agent
+            # reports the critical dates-out-of-range finding itself): said, not silent.
+            log.warning("refused %d observation(s) of %r: a certificate whose dates lie at "
+                        "the ends of the calendar, which the contract's periods cannot be "
+                        "counted from", receipt.refused, identity.host)
+            answer["refused"] = receipt.refused
         if unassigned:
             answer["unassigned"] = [u.to_json() for u in unassigned]
         return web.json_response(answer)
@@ -350,11 +357,11 @@ class _Service:
         return response
 
     def _timed_record(self, identity: PeerIdentity, batch: ReportBatch
-                      ) -> tuple[int, bool, tuple[Unassigned, ...]]:
+                      ) -> tuple[BatchReceipt, tuple[Unassigned, ...]]:
         began = time.monotonic()
         try:
             batch, unassigned = self._assigned_only(identity.host, batch)
-            return (*self._record(identity, batch), unassigned)
+            return self._record(identity, batch), unassigned
         finally:
             # Since the later of this batch's start and the previous batch's end: the write
             # itself when batches queue, not the wait for the lock. Float stores from the
@@ -379,7 +386,7 @@ class _Service:
                         len(unassigned), host, first.contract_id, first.location)
         return dataclasses.replace(batch, observations=observations), unassigned
 
-    def _record(self, identity: PeerIdentity, batch: ReportBatch) -> tuple[int, bool]:
+    def _record(self, identity: PeerIdentity, batch: ReportBatch) -> BatchReceipt:
         host = identity.host
         now = self.clock()
         self.registry.seen(host=host, serial=identity.serial,

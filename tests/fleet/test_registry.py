@@ -47,8 +47,9 @@ def test_batches_are_remembered_per_host_and_outbox(ledger_location: str) -> Non
     from policy.ledger import Ledger
 
     def batch(host: str, outbox: str, sequence: int) -> tuple[int, bool]:
-        return ledger.record_batch(host=host, outbox=outbox, sequence=sequence,
-                                   observations=[], gone=[], at=AT, now=AT)
+        receipt = ledger.record_batch(host=host, outbox=outbox, sequence=sequence,
+                                      observations=[], gone=[], at=AT, now=AT)
+        return receipt.recorded, receipt.replay
 
     with FleetRegistry.open(ledger_location), Ledger.open(ledger_location) as ledger:
         assert batch("h", "o", 1) == (0, False)

@@ -139,6 +139,52 @@ def test_the_agent_logs_once_a_batch_what_the_service_recorded_unbound(
     assert _unbound(fleet, host) == {hostile, "/etc/ssl/local/b.pem"}
 
 
+def test_an_observation_the_ledger_cannot_count_from_is_said_refused_not_dropped_silently(
+        fleet: Fleet, tmp_path: Path) -> None:
+    """A certificate dated 0001-01-01 passed the wire checks; the ledger refused it (as the
+    local ledger does: no period can be counted from it) and the service answered
+    ``recorded: 0`` and nothing else, so the agent deleted the batch in silence (review 12).
+    The answer counts it, the service logs it, the agent says so once for the batch."""
+    from dataclasses import replace as replaced
+    from datetime import UTC, datetime
+
+    host = "refused-web01"
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_Formatter("text", journal=False))
+    logger = logging.getLogger("certescrow.agent.test-refused")
+    logger.addHandler(handler)
+    logger.propagate = False
+    good = facts_from_certificate(make_cert().cert).facts
+    ancient = replaced(good, sha256="6" * 64,
+                       not_before_utc=datetime(1, 1, 1, tzinfo=UTC),
+                       not_after_utc=datetime(1, 1, 1, tzinfo=UTC))
+    client = fleet.connect(fleet.client(host), timeout_s=60)
+    try:
+        with Outbox.open(tmp_path / "outbox.sqlite3") as outbox:
+            intake = OutboxIntake(outbox=outbox, host=host, clock=lambda: NOW, client=client,
+                                  log=EventLog(logger))
+            intake.report([Observation(facts=facts, host=host, location=f"/etc/ssl/{n}.pem",
+                                       index=0, observed_at_utc=NOW)
+                           for n, facts in (("good", good), ("ancient", ancient))], at=NOW)
+            assert intake.drain() == 1
+            assert outbox.status().pending_batches == 0  # a retry would be refused the same
+    finally:
+        logger.removeHandler(handler)
+    [line] = [line for line in stream.getvalue().splitlines()
+              if "report-refused-observations" in line]
+    assert "did not record 1 observation(s) of batch 1" in line
+    assert "dates-out-of-range" in line
+    assert _unbound(fleet, host) == {"/etc/ssl/good.pem"}
+    answer = client.request("POST", "/v1/report", report(host, 1, [observation(
+        "/etc/ssl/ancient.pem", "7" * 64)], outbox="direct") | {"observations": [
+            {**observation("/etc/ssl/ancient.pem", "7" * 64),
+             "facts": {"sha256": "7" * 64, "not_before": "0001-01-01T00:00:00Z",
+                       "not_after": "0001-01-01T00:00:00Z"}}]})
+    assert answer.status == 200
+    assert (answer.body["recorded"], answer.body["refused"]) == (0, 1)
+
+
 @pytest.mark.parametrize(("field", "instant"), [
     ("observed_at", "1970-01-01T00:00:00Z"),
     ("observed_at", "2099-01-01T00:00:00Z"),
