@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from policy.decisions import Finding, Severity
-from vault.pkcs12cost import MAX_ROUNDS, key_derivation_rounds
+from vault.bounded import CPU_SECONDS, TooCostlyError, first_that_opens
 
 from .records import CertificateRecord, FileError, FileSkip, KeyRecord
 from .x509facts import (
@@ -633,6 +633,11 @@ def _parse_pkcs7_der(der: bytes, ctx: _Context, *, fmt: str) -> None:
         ctx.add_certificate(parsed_cert, fmt)
 
 
+_TOO_COSTLY = ("{what}: the passwords could not be tried within " + str(CPU_SECONDS)
+               + " s of CPU; it asks for more key-derivation work (iteration counts) than any "
+               "honest file (OpenSSL writes 2,048); not read")
+
+
 def _password_candidates(passwords: Sequence[bytes]) -> list[bytes | None]:
     out: list[bytes | None] = [None, b""]
     for password in passwords:
@@ -746,32 +751,24 @@ def _pkcs12_refused(data: bytes, ctx: _Context, tried: int, damaged: bool) -> No
 
 
 def _parse_pkcs12(data: bytes, ctx: _Context) -> None:
-    rounds = key_derivation_rounds(data)
-    if rounds > MAX_ROUNDS:
-        # OpenSSL runs whatever count the file names, for every password tried: a 563-byte
-        # file asking for 2**31 - 1 MAC rounds held the daemon for a quarter of an hour.
-        ctx.parsed.fail("pkcs12-too-costly",
-                        f"PKCS#12 asks for {rounds:,} key-derivation rounds for every password "
-                        f"tried (OpenSSL writes 2,048; the agent runs {MAX_ROUNDS:,} at most): "
-                        "not opened")
-        return
     candidates = _password_candidates(ctx.passwords)
-    damaged = False
-    for password in candidates:
-        try:
-            bundle, caught = capture_warnings(
-                lambda password=password: pkcs12.load_pkcs12(data, password))  # type: ignore[misc]
-        except UnsupportedAlgorithm:
-            ctx.parsed.fail("unsupported-format",
-                            "PKCS#12 uses an algorithm the agent cannot read")
-            return
-        except Exception as exc:  # wrong password and corrupt data look alike
-            # "Could not deserialize" is a structure the library refused whatever the password
-            damaged = damaged or "password" not in str(exc).lower()
-            continue
-        break
-    else:
-        _pkcs12_refused(data, ctx, len(candidates) - 2, damaged)
+    try:
+        probe = first_that_opens(lambda password: pkcs12.load_pkcs12(data, password),
+                                 candidates, unsupported=(UnsupportedAlgorithm,))
+    except TooCostlyError:
+        ctx.parsed.fail("too-costly", _TOO_COSTLY.format(what="PKCS#12"))
+        return
+    if probe.unsupported:
+        ctx.parsed.fail("unsupported-format", "PKCS#12 uses an algorithm the agent cannot read")
+        return
+    if probe.opened is None:
+        _pkcs12_refused(data, ctx, len(candidates) - 2, probe.damaged)
+        return
+    password = candidates[probe.opened]
+    try:
+        bundle, caught = capture_warnings(lambda: pkcs12.load_pkcs12(data, password))
+    except Exception:  # opened in the child: only a library that changes its mind gets here
+        ctx.parsed.fail("garbage", "PKCS#12 the library could not read a second time")
         return
     protected = password not in (None, b"")
     if bundle.key is not None:
@@ -808,14 +805,21 @@ def _load(load: _KeyLoader, data: bytes, password: bytes | None,
 
 def _try_passwords(load: _KeyLoader, data: bytes, passwords: Sequence[bytes],
                    ) -> tuple[object, tuple[warnings.WarningMessage, ...]] | None:
-    for password in passwords:
-        if not password:
-            continue
-        try:
-            return _load(load, data, password)
-        except (TypeError, ValueError, UnsupportedAlgorithm):
-            continue
-    return None
+    """The key opened with the first of ``passwords`` that does, found in a bounded child
+    (:mod:`vault.bounded`: an encrypted key names its own PBKDF2 or scrypt cost). Raises
+    :class:`~vault.bounded.TooCostlyError`."""
+    candidates = [password for password in passwords if password]
+    if not candidates:
+        return None
+    probe = first_that_opens(
+        lambda password: load(data, password, unsafe_skip_rsa_key_validation=True),
+        candidates)
+    if probe.opened is None:
+        return None
+    try:
+        return _load(load, data, candidates[probe.opened])
+    except (TypeError, ValueError, UnsupportedAlgorithm):
+        return None
 
 
 def _key_block(label: str) -> str:
@@ -840,7 +844,12 @@ def _load_private(load: _KeyLoader, data: bytes, ctx: _Context, *, label: str,
                             "be read (the key's bytes are not repeated here)", slot="key")
             return
     if encrypted:
-        loaded = _try_passwords(load, data, ctx.passwords)
+        try:
+            loaded = _try_passwords(load, data, ctx.passwords)
+        except TooCostlyError:
+            ctx.add_problem("too-costly", _TOO_COSTLY.format(what=_key_block(label)),
+                            slot="key")
+            return
     if loaded is None:
         guessed = {"RSA PRIVATE KEY": "rsa", "EC PRIVATE KEY": "ec",
                    "DSA PRIVATE KEY": "dsa"}.get(label, "unknown")

@@ -38,8 +38,8 @@ ERROR_CODES: dict[str, str] = {
     "garbage": "neither PEM nor a DER structure the agent knows",
     "unsupported-format": "a recognised container the agent does not read (Java KeyStore)",
     "pkcs12-password": "a PKCS#12 file that none of the configured passwords opens",
-    "pkcs12-too-costly": "a PKCS#12 file asking for more key-derivation rounds than the agent "
-                         "runs (1,000,000 in all; OpenSSL writes 2,048): not opened",
+    "too-costly": "a PKCS#12 file or encrypted key whose passwords could not be tried within 3 "
+                  "s of CPU: it asks for more key-derivation work than any honest file",
     "malformed-certificate": "a certificate that cryptography cannot parse",
     "more-problems": "beside the certificates read, a file with more than 64 problems: how many "
                      "there were and how many bytes were left unread",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -33,8 +34,8 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import NameOID
 
 from .boundary import LIBRARY_ERRORS, guarded, reason
+from .bounded import CPU_SECONDS, TooCostlyError, first_that_opens
 from .errors import VaultInputError
-from .pkcs12cost import MAX_ROUNDS, key_derivation_rounds, looks_like_pfx
 from .results import ExportResult
 
 __all__ = [
@@ -264,6 +265,14 @@ def _key_item(data: bytes, source: str, ask: PasswordCallback | None) -> Importe
             raise VaultInputError(f"{source}: the private key is encrypted; no password "
                                   "given") from None
         try:
+            probe = first_that_opens(lambda pw: _load_key(data, pw), [password])
+        except TooCostlyError:
+            raise VaultInputError(f"{source}: " + _TOO_COSTLY.format(
+                what="the encrypted private key")) from None
+        if probe.opened is None:
+            raise VaultInputError(f"{source}: wrong password for the encrypted private "
+                                  "key") from None
+        try:
             key = _load_key(data, password)
         except (ValueError, TypeError):
             raise VaultInputError(f"{source}: wrong password for the encrypted private "
@@ -320,16 +329,50 @@ def _certificate_items(certs: list[x509.Certificate], names: list[str],
 
 
 def _load_pkcs12(data: bytes, password: bytes | None) -> tuple[Any, Any, list[Any]]:
-    """The one way the vault opens a PKCS#12: its key-derivation cost read first. OpenSSL runs
-    whatever count the file names, for every password tried: a 563-byte file asking for
-    200,000,000 MAC rounds held ``vault import`` for 48 seconds (review 12)."""
-    rounds = key_derivation_rounds(data)
-    if rounds > MAX_ROUNDS:
-        raise VaultInputError(
-            f"the PKCS#12 file asks for {rounds:,} key-derivation rounds for every password "
-            f"tried (OpenSSL writes 2,048; the vault runs {MAX_ROUNDS:,} at most): not opened")
+    """The one way the vault opens a PKCS#12: ``password`` tried in a bounded child first
+    (:mod:`vault.bounded`: the file names its own key-derivation work, which OpenSSL runs as
+    written; a 563-byte file held ``vault import`` for 48 seconds, review 12). The failures
+    are the library's kinds in our words: ``ValueError`` (naming the password when it is the
+    password), ``UnsupportedAlgorithm``; :class:`VaultInputError` when it costs too much."""
+    try:
+        probe = first_that_opens(lambda pw: pkcs12.load_key_and_certificates(data, pw),
+                                 [password], unsupported=(UnsupportedAlgorithm,))
+    except TooCostlyError:
+        raise VaultInputError(_TOO_COSTLY.format(what="the PKCS#12 file")) from None
+    if probe.unsupported:
+        raise UnsupportedAlgorithm("the PKCS#12 file uses an algorithm the library cannot read")
+    if probe.opened is None:
+        raise ValueError("the PKCS#12 structure is damaged" if probe.damaged
+                         else "wrong password for the PKCS#12 file")
     key, cert, extra = pkcs12.load_key_and_certificates(data, password)
     return key, cert, list(extra)
+
+
+_TOO_COSTLY = ("{what} could not be opened within " + str(CPU_SECONDS) + " s of CPU: it asks "
+               "for more key-derivation work (iteration counts) than any honest file (OpenSSL "
+               "writes 2,048); not opened")
+_PFX_DATA_OIDS = (bytes.fromhex("06092a864886f70d010701"),  # pkcs7-data
+                  bytes.fromhex("06092a864886f70d010702"))  # pkcs7-signedData
+
+
+def looks_like_pfx(data: bytes) -> bool:
+    """Whether ``data`` begins as a PKCS#12 PFX does (SEQUENCE { INTEGER 3, SEQUENCE { OID of
+    data or signedData ...} ...}), whole or not: what tells a truncated PKCS#12 from a
+    document."""
+    pos = 0
+    for expected in (0x30, None, 0x30):  # the PFX, its version, the authSafe ContentInfo
+        if pos + 2 > len(data):
+            return False
+        if expected is None:
+            if data[pos:pos + 3] != b"\x02\x01\x03":
+                return False
+            pos += 3
+            continue
+        if data[pos] != expected:
+            return False
+        first = data[pos + 1]
+        pos += 2 + (first & 0x7F if first > 0x80 else 0)  # into the content
+    return data[pos:pos + 11] in _PFX_DATA_OIDS
 
 
 def _pkcs12_item(data: bytes, source: str, ask: PasswordCallback | None) -> ImportedItem:

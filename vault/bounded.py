@@ -1,0 +1,133 @@
+"""Trying passwords on a file in a child process that cannot run for long.
+
+A PKCS#12 or an encrypted PKCS#8 key names its own key-derivation work (iteration counts, scrypt
+costs), and OpenSSL runs it as written, for every password tried: a 563-byte PKCS#12 asking for
+2**31 - 1 MAC rounds held a scan, the daemon and ``vault import`` for a quarter of an hour
+(review 12). Reading the counts first does not bound it: a key bag inside an encrypted part
+shows its count only once decrypted, and OpenSSL reads encodings (leading zero length octets,
+negative counts kept in an ``int``) a reader of our own would have to match byte for byte.
+
+So the passwords are tried where the time they take is bounded by the kernel: a forked child
+whose CPU time is capped (``RLIMIT_CPU``: the kernel ends it) and which the parent kills at a
+wall-clock deadline too (a child that waits on a lock another thread of the parent held when it
+forked uses no CPU). The child answers which password opens the file, as a few ASCII bytes;
+the parent then opens it with that one password, so nothing but an index crosses back. An
+honest file opens in well under a second (OpenSSL's 2,048 rounds: a millisecond; 1,000,000
+PBKDF2 rounds: 0.4 s).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["CPU_SECONDS", "Probe", "TooCostlyError", "first_that_opens"]
+
+CPU_SECONDS = 3
+"""CPU time the child may spend trying every password on one file."""
+WALL_SECONDS = 15.0
+"""Its deadline in real time (a loaded machine stretches the CPU seconds)."""
+
+
+class TooCostlyError(Exception):
+    """Trying the passwords took more than :data:`CPU_SECONDS` of CPU (or the deadline)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What trying the passwords found: the index of the first that opens the file (``None``:
+    none), whether any failure was not about the password (the structure is damaged), and
+    whether the library does not support what the file uses."""
+
+    opened: int | None
+    damaged: bool = False
+    unsupported: bool = False
+
+
+def _try(open_with: Callable[[bytes | None], object], candidates: Sequence[bytes | None],
+         unsupported: tuple[type[BaseException], ...]) -> bytes:
+    """The child's work, answered as ``b"<index>"``, ``b"-1 <damaged 0|1>"`` or ``b"u"``."""
+    damaged = False
+    for index, password in enumerate(candidates):
+        try:
+            open_with(password)
+        except unsupported:
+            return b"u"
+        except Exception as exc:  # wrong password and damaged data look alike
+            text = str(exc).lower()
+            damaged = damaged or ("password" not in text and "mac" not in text)
+            continue
+        return str(index).encode()
+    return b"-1 1" if damaged else b"-1 0"
+
+
+def first_that_opens(open_with: Callable[[bytes | None], object],
+                     candidates: Sequence[bytes | None], *,
+                     unsupported: tuple[type[BaseException], ...] = ()) -> Probe:
+    """Which of ``candidates`` ``open_with`` accepts, tried in a bounded child. Raises
+    :class:`TooCostlyError` when the child ran out of time or was killed for it."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no return, no cleanup of the parent's objects
+        answer = b"!"
+        try:
+            os.close(read_end)
+            resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS + 1))
+            answer = _try(open_with, candidates, unsupported)
+        finally:
+            try:
+                os.write(write_end, answer)
+            finally:
+                os._exit(0)
+    os.close(write_end)
+    try:
+        answer = _answer(read_end, pid)
+    finally:
+        os.close(read_end)
+        _reap(pid)
+    if answer == b"u":
+        return Probe(opened=None, unsupported=True)
+    if answer.startswith(b"-1 "):
+        return Probe(opened=None, damaged=answer.endswith(b"1"))
+    if answer.isdigit() and int(answer) < len(candidates):
+        return Probe(opened=int(answer))
+    raise TooCostlyError  # ended by the CPU limit (SIGXCPU), or nothing sensible said
+
+
+def _answer(fd: int, pid: int) -> bytes:
+    deadline = time.monotonic() + WALL_SECONDS
+    chunks: list[bytes] = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            os.kill(pid, signal.SIGKILL)
+            raise TooCostlyError
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 64)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        if sum(map(len, chunks)) > 64:
+            return b""
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)  # done already, or to be stopped: either way, gone
+    except ProcessLookupError:
+        pass
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return
