@@ -610,7 +610,11 @@ class StoreSync:
             self.index.put(path, key, _without_material(result) if store.escrow else result,
                            target=target)
             self.sets.accepted(result, keys)
-            if result.error is not None:
+            if result.error is not None and result.error.code in _UNFOLLOWED:
+                # a link that cannot be stat'd is read again with its unit at every event:
+                # said once, as when the walk meets it (the re-review)
+                self._walk_error(path, result.error.code, result.error.message)
+            elif result.error is not None:
                 self.log.warning("file-error", f"{path}: {result.error.message}",
                                  path=path, code=result.error.code)
             for error in result.cert_errors:

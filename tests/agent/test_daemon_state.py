@@ -362,6 +362,7 @@ def test_a_symlink_loop_is_logged_once_not_at_every_event_beside_it(
     store = tmp_path / "store"
     store.mkdir()
     write(store / "site.pem", make_cert(sans=("site.example.jp",)).pem)
+    write(store / "key.pem", make_cert(sans=("k.example.jp",)).key_pem())  # the unit is read
     (store / "loop1").symlink_to("loop2")
     (store / "loop2").symlink_to("loop1")
     clock = SteppingClock()
@@ -378,6 +379,8 @@ def test_a_symlink_loop_is_logged_once_not_at_every_event_beside_it(
             write(store / "site.pem", make_cert(sans=("site.example.jp",), serial=serial).pem)
             daemon.enqueue(str(store / "site.pem"))
             daemon.enqueue(str(store))
+            os.utime(store / "key.pem")  # the re-review's `touch key.pem`
+            daemon.enqueue(str(store / "key.pem"))
             clock.advance(0.31)
             daemon.process_due()
         daemon.full_scan()  # the periodic resync
