@@ -56,6 +56,7 @@ from .events import (
 from .intake import Observation
 from .ledger import (
     _INSERT_ACTION,
+    _MEMBERSHIP_SQL,
     _UPSERT_PROJECTION,
     Ledger,
     _action_values,
@@ -542,7 +543,10 @@ class PostgresLedger(Ledger):
     def _sql_projection_in_step(self) -> bool:
         rows = self._q("SELECT (SELECT coalesce(max(seq), 0) FROM journal), "
                        "(SELECT value FROM meta WHERE key = 'projected_seq')")
-        return bool(rows) and str(rows[0][0]) == str(rows[0][1])
+        if not rows or str(rows[0][0]) != str(rows[0][1]):
+            return False
+        members = self._q(_MEMBERSHIP_SQL)
+        return bool(members) and tuple(members[0]) == (0, 0)
 
     def _sql_set_watermark(self) -> None:
         self._q("INSERT INTO meta (key, value) SELECT 'projected_seq', "

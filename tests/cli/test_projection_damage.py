@@ -140,3 +140,27 @@ def test_a_projection_row_of_the_wrong_shape_is_folded_reported_and_repaired(
         assert _answers(location) == healthy
         _verify_then_repair(location, problem)
         assert _answers(location) == healthy
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("damage", [
+    "UPDATE projection SET contract_id = 'c9' WHERE contract_id = 'c2'",
+    "DELETE FROM projection WHERE contract_id = 'c2'",
+    "UPDATE projection SET contract_id = 'c2x' WHERE contract_id = 'c2'",
+])
+def test_a_contract_whose_row_is_renamed_or_gone_does_not_drop_out_of_what_the_desk_reads(
+        backend: str, damage: str, tmp_path: Path) -> None:
+    """The readers listed the projection's rows: a row whose key was rewritten, or deleted,
+    made its contract vanish from `contract list` and `policy actions` (an overdue notice
+    with it), exit 0 (the re-review of review 12). The projection is then out of step: the
+    readers fold the journal until `policy verify --repair`."""
+    with _projection_ledger(backend, tmp_path) as location:
+        healthy = _answers(location)
+        _sql(location, damage)
+        assert _answers(location) == healthy
+        code, out, _ = run("policy", "verify", "--at", TIMES[1], "--ledger", location)
+        assert code == 18, out
+        code, out, err = run("policy", "verify", "--repair", "--at", TIMES[1],
+                             "--ledger", location)
+        assert code == 0, out + err
+        assert _answers(location) == healthy
