@@ -227,3 +227,29 @@ def test_a_ber_pkcs12_the_library_warns_about_still_opens() -> None:
     data = outer_ber(_bundle(_pbes2(2048)))
     probe = first_that_opens(lambda pw: pkcs12.load_pkcs12(data, pw), [None, b"", b"pw"])
     assert probe.opened == 2
+
+
+def test_a_child_that_waits_instead_of_computing_is_killed_at_the_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child that uses no CPU (a lock another thread held when the parent forked) is not
+    stopped by the CPU limit: the parent's deadline kills it, and no child is left behind."""
+    import os
+
+    from vault import bounded
+
+    monkeypatch.setattr(bounded, "WALL_SECONDS", 0.5)
+    began = time.monotonic()
+    with pytest.raises(bounded.TooCostlyError):
+        bounded.first_that_opens(lambda _pw: time.sleep(60), [None])
+    assert time.monotonic() - began < 10
+    zombies = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == "Z" and int(fields[1]) == os.getpid():
+                zombies.append(entry)
+    assert zombies == []  # reaped: no child of this process is left unwaited
