@@ -34,7 +34,7 @@ from policy.intake import Intake
 from .certset import MAX_SET_ATTEMPTS, key_lookup
 from .config import Config, StoreConfig, load_config
 from .errors import AgentError, ConfigError
-from .escrow import Escrow, EscrowRecord, VaultLike
+from .escrow import Escrow, EscrowRecord, VaultLike, same_file_now
 from .index import FileIndex, parent_of
 from .ledgerwriter import LedgerWriter
 from .logs import EventLog, configure_logging
@@ -61,6 +61,11 @@ pinged from the side; past this the daemon counts as stuck and systemd may resta
 LEDGER_DRAIN_S = 10.0
 """At a stop, how long pending ledger writes may take (inside the unit's TimeoutStopSec=30s);
 what is left is caught up by the next start's reconciliation."""
+
+
+_VAULT = "\0vault"
+"""The read index's record of the vault escrowed into, kept with the stores' bindings (a key no
+store path can be: it holds a NUL)."""
 
 
 class Daemon:
@@ -190,6 +195,12 @@ class Daemon:
             bindings = ({str(s.path): binding_fingerprint(s.binding)
                          for s in self.config.agent.stores}
                         if self.writer.pending() == 0 else None)
+            if bindings is not None:
+                # Beside the stores' bindings, what the index was written against: the vault
+                # escrowed into (the one of the last run that opened it, else the one known).
+                mark = self.escrow.vault_mark() or self.read_index.file.bindings.get(_VAULT)
+                if mark is not None:
+                    bindings[_VAULT] = mark
             self.read_index.flush(bindings)
 
     def full_scan(self, *, collect: bool = False) -> ScanSummary:
@@ -198,14 +209,20 @@ class Daemon:
             self.read_index.load()
             if any(store.escrow for store in self.config.agent.stores):
                 # The directories of an escrow store that hold a key are read again (a key and
-                # the certificates it pairs with share one): escrow is idempotent, and a vault
-                # replaced while the daemon was down gets its keys back. Nothing else is: a
-                # store of 100,000 certificates and one key is not re-read for that key.
+                # the certificates it pairs with share one; an escrow that failed last time is
+                # tried again): escrow is idempotent. Nothing else is, unless the vault is not
+                # the file it was (replaced or removed while the daemon was down): then every
+                # escrow store is, so that a certificate paired with a key elsewhere goes back
+                # into it too. A store of 100,000 certificates and one key is not re-read for
+                # that key.
+                mark = self.read_index.file.bindings.get(_VAULT)
+                everything = mark is not None and not same_file_now(mark)
                 keyed = {parent_of(name) for name in self.read_index.paths()
                          if self.read_index.has_keys(name)}
                 for name in self.read_index.paths():
                     store = self.sync.store_for(name)
-                    if store is not None and store.escrow and parent_of(name) in keyed:
+                    if store is not None and store.escrow and (
+                            everything or parent_of(name) in keyed):
                         self.read_index.remove(name)
             for unit in self.read_index.units_with_keys():
                 keys = key_lookup(unit)

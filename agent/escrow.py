@@ -10,6 +10,7 @@ twice. Entry ids are remembered; key material never is.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from .errors import AgentError
 from .logs import EventLog
 from .records import CertificateRecord, FileResult, KeyRecord
 
-__all__ = ["Escrow", "EscrowRecord", "VaultLike"]
+__all__ = ["Escrow", "EscrowRecord", "VaultLike", "file_mark", "same_file_now"]
 
 
 class VaultLike(Protocol):
@@ -80,6 +81,13 @@ class Escrow:
         if self.vault is not None:
             self.vault.close()
             self.vault = None
+
+    def vault_mark(self) -> str | None:
+        """The vault this daemon escrowed into, as the file it is (its path and identity):
+        ``None`` when it has not opened one. A start that finds another file there (the vault
+        replaced or removed while the daemon was down) reads every escrow store again."""
+        path = getattr(self.vault, "path", None)
+        return None if path is None else file_mark(Path(path))
 
     # ------------------------------------------------------------------ PKCS#12 passwords
 
@@ -178,3 +186,23 @@ class Escrow:
         if record.created:
             self.log.info("escrowed", f"{path}: {kind} escrowed into the vault (Art.4(7))",
                           path=path, kind=kind, entry=record.entry_id)
+
+
+def file_mark(path: Path) -> str:
+    """``path`` and the identity of the file there now (``absent`` when there is none)."""
+    try:
+        st = os.stat(path)
+        identity = f"{st.st_dev}:{st.st_ino}"
+    except OSError:
+        identity = "absent"
+    return f"{os.fsencode(path).hex()} {identity}"
+
+
+def same_file_now(mark: str) -> bool:
+    """Whether the file a :func:`file_mark` named is still the one there."""
+    hex_path, _, _identity = mark.partition(" ")
+    try:
+        path = Path(os.fsdecode(bytes.fromhex(hex_path)))
+    except ValueError:
+        return False
+    return file_mark(path) == mark

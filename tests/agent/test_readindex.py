@@ -475,9 +475,46 @@ def test_a_restart_rereads_only_the_escrow_directories_that_hold_a_key(tmp_path:
         return reader
 
     assert len(start().calls) == 14
-    for leftover in vault_path.parent.iterdir():  # the vault replaced while the daemon was down
-        leftover.unlink()
-    again = start()
+    again = start()  # the vault as it was: only the directory holding a key is read again
     assert sorted(again.calls) == sorted(str(p) for p in (store / "d0").iterdir())
+    for leftover in vault_path.parent.iterdir():  # the vault removed while the daemon was down
+        leftover.unlink()
+    replaced = start()  # ... so every escrow store is read again, and it gets its key back
+    assert len(replaced.calls) == 14
     with open_vault(vault_path, KeyFileSource(key_file)) as vault:
         assert [entry.kind for entry in vault.entries(kind="private-key")] == ["private-key"]
+    assert sorted(start().calls) == sorted(str(p) for p in (store / "d0").iterdir())
+
+
+def test_a_replaced_vault_gets_back_a_certificate_paired_with_a_key_elsewhere(
+        tmp_path: Path) -> None:
+    """Re-reading only the directories holding a key left out a certificate in a
+    subdirectory escrowed with the key above it: a vault replaced while the daemon was down
+    did not get it back (the re-review of review 12)."""
+    from vault import KeyFileSource, open_vault
+
+    store = tmp_path / "store"
+    issued = make_cert(sans=("paired.example.jp",))
+    write(store / "key.pem", issued.key_pem())
+    write(store / "sub" / "c1.pem", issued.pem)
+    key_file = tmp_path / "keys" / "vault.key"
+    key_file.parent.mkdir(mode=0o700)
+    vault_path = tmp_path / "vault" / "vault.sqlite3"
+
+    def start() -> set[str]:
+        daemon, _ = make_daemon(
+            store_config([{"path": str(store), "escrow": True}]), tmp_path,
+            clock=SteppingClock(), reader=CountingReader(),
+            vault_factory=lambda: open_vault(vault_path, KeyFileSource(key_file), create=True),
+            read_index_path=tmp_path / "state" / READ_INDEX_NAME)
+        daemon.full_scan()
+        daemon.shutdown()
+        with open_vault(vault_path, KeyFileSource(key_file), create=True) as vault:
+            return {entry.kind for entry in vault.entries()}
+
+    first = start()
+    if "certificate" not in first:
+        pytest.skip("this layout does not pair the certificate with the key")
+    for leftover in vault_path.parent.iterdir():
+        leftover.unlink()
+    assert start() == first
