@@ -78,7 +78,11 @@ def first_that_opens(open_with: Callable[[bytes | None], object],
         answer = b"!"
         try:
             os.close(read_end)
-            resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS + 1))
+            try:
+                resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS + 1))
+            except (OSError, ValueError):
+                pass  # a sandbox that denies setrlimit (systemd's ~@resources): the deadline
+                # alone bounds the child then
             # The library's warnings are the caller's to record when it opens the file itself;
             # here one must not turn into an exception (a filter of "error") and a failure.
             warnings.simplefilter("ignore")

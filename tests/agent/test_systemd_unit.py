@@ -80,6 +80,11 @@ def test_unit_has_what_the_daemon_relies_on() -> None:
     assert d["ProtectSystem"] == ["strict"]
     assert d["ReadOnlyPaths"] == ["-/etc/letsencrypt"]  # "-": a host without certbot starts
     assert d["CapabilityBoundingSet"] == ["CAP_DAC_READ_SEARCH"]
+    # The child trying passwords on a PKCS#12 caps its own CPU (vault/bounded.py): setrlimit,
+    # denied with @resources, is allowed again after it (systemd applies the lines in order).
+    filters = d["SystemCallFilter"]
+    assert any("~@resources" in f or "@resources" in f.split() for f in filters)
+    assert filters[-1].split() == ["setrlimit", "prlimit64"]
 
 
 def test_sysusers_declares_the_service_user(tmp_path: Path) -> None:

@@ -253,3 +253,20 @@ def test_a_child_that_waits_instead_of_computing_is_killed_at_the_deadline(
             if fields[0] == "Z" and int(fields[1]) == os.getpid():
                 zombies.append(entry)
     assert zombies == []  # reaped: no child of this process is left unwaited
+
+
+def test_a_sandbox_that_denies_setrlimit_still_tries_the_passwords(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemd's `SystemCallFilter=~@resources` with `SystemCallErrorNumber=EPERM` makes
+    setrlimit fail: the child answered nothing and every PKCS#12 was "too costly" (found
+    reading the shipped unit). The deadline alone bounds the child then."""
+    import resource
+
+    from vault.bounded import first_that_opens
+
+    def denied(*_args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(resource, "setrlimit", denied)
+    data = _bundle(_pbes2(2048))
+    assert first_that_opens(lambda pw: pkcs12.load_pkcs12(data, pw), [None, b"pw"]).opened == 1
