@@ -78,6 +78,7 @@ def first_that_opens(open_with: Callable[[bytes | None], object],
         answer = b"!"
         try:
             os.close(read_end)
+            _no_core()
             try:
                 resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS + 1))
             except (OSError, ValueError):
@@ -105,6 +106,24 @@ def first_that_opens(open_with: Callable[[bytes | None], object],
     if answer.isdigit() and int(answer) < len(candidates):
         return Probe(opened=int(answer))
     raise TooCostlyError  # ended by the CPU limit (SIGXCPU), or nothing sensible said
+
+
+def _no_core() -> None:
+    """The child is a copy of its parent: the daemon's vault key, the configured passwords,
+    keys read so far. SIGXCPU's default action dumps core (a hostile file put the vault key on
+    disk, the second re-review): ignored, so the hard limit's SIGKILL ends the child; and no
+    core, whatever else ends it."""
+    signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError):
+        pass
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0: no core, no ptrace
+    except (OSError, AttributeError):
+        pass
 
 
 def _answer(fd: int, pid: int) -> bytes:

@@ -270,3 +270,29 @@ def test_a_sandbox_that_denies_setrlimit_still_tries_the_passwords(
     monkeypatch.setattr(resource, "setrlimit", denied)
     data = _bundle(_pbes2(2048))
     assert first_that_opens(lambda pw: pkcs12.load_pkcs12(data, pw), [None, b"pw"]).opened == 1
+
+
+def test_a_child_over_its_cpu_limit_leaves_no_core_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGXCPU's default action dumps core, and the child is a copy of the daemon: its vault
+    key and passwords went to disk beside a 564-byte hostile file (the second re-review)."""
+    import os
+    import resource
+
+    from vault import bounded
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(bounded, "CPU_SECONDS", 1)
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))  # as a shell with `ulimit -c`
+
+        def spin(_password: bytes | None) -> None:
+            while True:
+                pass
+
+        with pytest.raises(bounded.TooCostlyError):
+            bounded.first_that_opens(spin, [None])
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+    assert [p for p in os.listdir(tmp_path) if p.startswith("core")] == []
