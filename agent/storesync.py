@@ -319,7 +319,15 @@ class StoreSync:
         observations: list[Observation] = []
         handled_sets: set[str] = set()
         handled: set[str] = set()
-        for event in due:
+        for position, event in enumerate(due):
+            # Between two paths: the watchdog pinged and SIGTERM heard, however long each took
+            # (a PKCS#12 may take seconds: vault/bounded.py); what is left is put back, and a
+            # restart's scan reads it anyway (the second re-review).
+            self.tick()
+            if self.stopping():
+                for left in due[position:]:
+                    self.queue.put(left)
+                break
             # The event's path, and the paths the stores show it under through directory links
             # (inotify names a file copied into archive/ex/ by that path, never by the link's).
             for path in (event, *self.links.aliases(event)):
@@ -543,9 +551,12 @@ class StoreSync:
                 results.append(cached)
                 continue
             changed = True
+            self.tick()  # a set's files may each take seconds (a PKCS#12: vault/bounded.py)
             result = self._read(store, path)
             if (result.error is not None and result.error.code in _TRANSIENT
+                    and not (result.error.code == "not-found" and os.path.islink(path))
                     and attempts_by_dir.get(directory, 0) < MAX_SET_ATTEMPTS):
+                # (a dangling link is there, and stays: not a file that vanished mid-read)
                 return self._retry_set(store, directory,
                                        f"{os.path.basename(path)} vanished while the set was "
                                        "read", at=at, summary=summary)

@@ -395,3 +395,49 @@ def test_a_symlink_loop_is_logged_once_not_at_every_event_beside_it(
         daemon.full_scan()  # loop2 led to a file meanwhile: a loop again, both said again
         assert loop_lines() == [str(store / "loop1"), str(store / "loop2")]
     daemon.shutdown()
+
+
+def test_events_ping_the_watchdog_between_paths_and_stop_on_sigterm(tmp_path: Path) -> None:
+    """The event path read every due file without a watchdog ping or a look at SIGTERM:
+    11 hostile PKCS#12 files (3 s each) kept the daemon silent for 42 s, 19 past
+    WatchdogSec=60s (the second re-review)."""
+    store = tmp_path / "store"
+    for i in range(3):
+        write(store / f"c{i}.pem", make_cert(sans=(f"c{i}.example.jp",)).pem)
+    clock = SteppingClock()
+    daemon, intake = make_daemon(store_config([{"path": str(store)}]), tmp_path, clock=clock)
+    daemon.full_scan()
+    ticks: list[int] = []
+    daemon.sync.tick = lambda: ticks.append(1)
+    for i in range(3):
+        write(store / f"c{i}.pem", make_cert(sans=(f"c{i}.example.jp",), serial=50 + i).pem)
+        daemon.enqueue(str(store / f"c{i}.pem"))
+    clock.advance(0.31)
+    daemon.sync.stopping = lambda: len(ticks) >= 2  # SIGTERM while the second is due
+    intake.clear()
+    daemon.process_due()
+    assert len(ticks) >= 2
+    assert [o.location for o in intake.reported] == [str(store / "c0.pem")]
+    daemon.sync.stopping = lambda: False
+    clock.advance(0.31)
+    daemon.process_due()  # what was left was put back, not lost
+    assert sorted(o.location for o in intake.reported) == [str(store / f"c{i}.pem")
+                                                          for i in range(3)]
+    daemon.shutdown()
+
+
+def test_a_dangling_link_in_a_set_is_not_taken_for_a_file_that_vanished(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """It was read again ten times as "vanished while the set was read", at every event
+    (the second re-review)."""
+    store = tmp_path / "store"
+    issued = make_cert(sans=("set.example.jp",))
+    write(store / "c1.pem", issued.pem)
+    write(store / "key.pem", issued.key_pem())
+    (store / "d.pem").symlink_to("nowhere.pem")
+    daemon, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path,
+                            clock=SteppingClock())
+    with caplog.at_level(logging.DEBUG, logger="certescrow.agent"):
+        daemon.full_scan()
+    assert logged_events(caplog, "set-unsettled") == []
+    daemon.shutdown()
