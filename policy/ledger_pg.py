@@ -61,6 +61,7 @@ from .ledger import (
     Ledger,
     _action_values,
     _key,
+    _members_in_step,
     _payload,
     _projection_values,
     _time_filters,
@@ -546,12 +547,13 @@ class PostgresLedger(Ledger):
         if not rows or str(rows[0][0]) != str(rows[0][1]):
             return False
         members = self._q(_MEMBERSHIP_SQL)
-        return bool(members) and tuple(members[0]) == (0, 0)
+        return _members_in_step(members[0] if members else None)
 
     def _sql_set_watermark(self) -> None:
         self._q("INSERT INTO meta (key, value) SELECT 'projected_seq', "
                 "CAST(coalesce(max(seq), 0) AS TEXT) FROM journal "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+
 
     def _sql_put_projection(self, row: ProjectionRow) -> None:
         # Queued with the transaction's other writes: sent in one pipeline before the next

@@ -164,3 +164,15 @@ def test_a_contract_whose_row_is_renamed_or_gone_does_not_drop_out_of_what_the_d
                              "--ledger", location)
         assert code == 0, out + err
         assert _answers(location) == healthy
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_cached_actions_under_another_contract_id_do_not_stand_for_a_contract(
+        backend: str, tmp_path: Path) -> None:
+    """A cached action's contract id rewritten: `policy actions` showed a phantom contract
+    and left out the real one (the second re-review). The projection is then out of step."""
+    with _projection_ledger(backend, tmp_path) as location:
+        healthy = _answers(location)
+        _sql(location, "UPDATE projection_actions SET contract_id = 'c9' "
+                       "WHERE contract_id = 'c2'")
+        assert _answers(location) == healthy
