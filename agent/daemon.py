@@ -221,8 +221,13 @@ class Daemon:
                          if self.read_index.has_keys(name)}
                 for name in self.read_index.paths():
                     store = self.sync.store_for(name)
-                    if store is not None and store.escrow and (
+                    if store is None or not store.escrow or not (
                             everything or parent_of(name) in keyed):
+                        continue
+                    held = self.read_index.summary(name)
+                    if held is not None and (held.certificates or held.has_keys):
+                        # (a file with neither escrows nothing: an error such as a PKCS#12
+                        # too costly to open is not paid for again at every start)
                         self.read_index.remove(name)
             for unit in self.read_index.units_with_keys():
                 keys = key_lookup(unit)

@@ -15,6 +15,7 @@ what the file is, and an error reading it then is the file's error, never a "doc
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import NameOID
 
 from .boundary import LIBRARY_ERRORS, guarded, reason
-from .bounded import CPU_SECONDS, TooCostlyError, first_that_opens
+from .bounded import CPU_SECONDS, Probe, TooCostlyError, first_that_opens
 from .errors import VaultInputError
 from .results import ExportResult
 
@@ -334,11 +335,19 @@ def _load_pkcs12(data: bytes, password: bytes | None) -> tuple[Any, Any, list[An
     written; a 563-byte file held ``vault import`` for 48 seconds, review 12). The failures
     are the library's kinds in our words: ``ValueError`` (naming the password when it is the
     password), ``UnsupportedAlgorithm``; :class:`VaultInputError` when it costs too much."""
-    try:
-        probe = first_that_opens(lambda pw: pkcs12.load_key_and_certificates(data, pw),
-                                 [password], unsupported=(UnsupportedAlgorithm,))
-    except TooCostlyError:
-        raise VaultInputError(_TOO_COSTLY.format(what="the PKCS#12 file")) from None
+    probed = (hashlib.sha256(data).digest(), password)
+    probe = _PROBED.get(probed)
+    if probe is None:
+        try:
+            probe = first_that_opens(lambda pw: pkcs12.load_key_and_certificates(data, pw),
+                                     [password], unsupported=(UnsupportedAlgorithm,))
+        except TooCostlyError:
+            probe = _TOO_COSTLY_PROBE
+        if len(_PROBED) >= 64:
+            _PROBED.clear()
+        _PROBED[probed] = probe
+    if probe is _TOO_COSTLY_PROBE:
+        raise VaultInputError(_TOO_COSTLY.format(what="the PKCS#12 file"))
     if probe.unsupported:
         raise UnsupportedAlgorithm("the PKCS#12 file uses an algorithm the library cannot read")
     if probe.opened is None:
@@ -348,6 +357,12 @@ def _load_pkcs12(data: bytes, password: bytes | None) -> tuple[Any, Any, list[An
     return key, cert, list(extra)
 
 
+_PROBED: dict[tuple[bytes, bytes | None], Probe] = {}
+"""What trying a password on a PKCS#12 found, by its bytes' digest and the password: one
+import reads a file several times (is it a PKCS#12, its key, its structure) and must not pay
+the bounded child each time (the second re-review: three probes, 6.7 s)."""
+_TOO_COSTLY_PROBE = Probe(opened=None)
+"""The probe that ran out of time (by identity)."""
 _TOO_COSTLY = ("{what} could not be opened within " + str(CPU_SECONDS) + " s of CPU: it asks "
                "for more key-derivation work (iteration counts) than any honest file (OpenSSL "
                "writes 2,048); not opened")

@@ -296,3 +296,23 @@ def test_a_child_over_its_cpu_limit_leaves_no_core_behind(
     finally:
         resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
     assert [p for p in os.listdir(tmp_path) if p.startswith("core")] == []
+
+
+def test_one_import_tries_a_password_on_a_pkcs12_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import read the file as a PKCS#12 several times (is it one, its key, its
+    structure), each time in a new bounded child: a file opening in just under the limit
+    cost several times the limit (the second re-review)."""
+    from vault import bounded
+
+    forks: list[int] = []
+    real = bounded.first_that_opens
+
+    def counted(*args: object, **kwargs: object) -> object:
+        forks.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(formats, "first_that_opens", counted)
+    data = _bundle(_pbes2(4096), with_cert=True)
+    items = formats.recognise(data, source="one.p12", ask=lambda _what: b"pw")
+    formats.analyse("pkcs12", items[0].data)
+    assert len(forks) <= 2  # without a password, then with it
