@@ -34,7 +34,7 @@ from policy.intake import Intake
 from .certset import MAX_SET_ATTEMPTS, key_lookup
 from .config import Config, StoreConfig, load_config
 from .errors import AgentError, ConfigError
-from .escrow import Escrow, EscrowRecord, VaultLike, same_file_now
+from .escrow import Escrow, EscrowRecord, VaultLike
 from .index import FileIndex, parent_of
 from .ledgerwriter import LedgerWriter
 from .logs import EventLog, configure_logging
@@ -203,6 +203,21 @@ class Daemon:
                     bindings[_VAULT] = mark
             self.read_index.flush(bindings)
 
+    def _vault_changed(self) -> bool:
+        """Whether the vault holds other content than when the read index was last written
+        (:meth:`Escrow.vault_mark`); ``False`` when that is not known (no mark yet, or the
+        vault cannot be opened: its escrow failures are logged when they happen)."""
+        assert self.read_index is not None  # noqa: S101 - the caller checked
+        known = self.read_index.file.bindings.get(_VAULT)
+        if known is None:
+            return False
+        try:
+            self.escrow.handle()
+        except Exception:  # escrow reports the vault's failure itself
+            return False
+        now = self.escrow.vault_mark()
+        return now is not None and now != known
+
     def full_scan(self, *, collect: bool = False) -> ScanSummary:
         """Walk every store; read only what changed; report; mark what is gone."""
         if self.read_index is not None and self.read_index.loaded < 0:
@@ -215,8 +230,7 @@ class Daemon:
                 # escrow store is, so that a certificate paired with a key elsewhere goes back
                 # into it too. A store of 100,000 certificates and one key is not re-read for
                 # that key.
-                mark = self.read_index.file.bindings.get(_VAULT)
-                everything = mark is not None and not same_file_now(mark)
+                everything = self._vault_changed()
                 keyed = {parent_of(name) for name in self.read_index.paths()
                          if self.read_index.has_keys(name)}
                 for name in self.read_index.paths():

@@ -10,7 +10,6 @@ twice. Entry ids are remembered; key material never is.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from .errors import AgentError
 from .logs import EventLog
 from .records import CertificateRecord, FileResult, KeyRecord
 
-__all__ = ["Escrow", "EscrowRecord", "VaultLike", "file_mark", "same_file_now"]
+__all__ = ["Escrow", "EscrowRecord", "VaultLike"]
 
 
 class VaultLike(Protocol):
@@ -83,11 +82,21 @@ class Escrow:
             self.vault = None
 
     def vault_mark(self) -> str | None:
-        """The vault this daemon escrowed into, as the file it is (its path and identity):
-        ``None`` when it has not opened one. A start that finds another file there (the vault
-        replaced or removed while the daemon was down) reads every escrow store again."""
-        path = getattr(self.vault, "path", None)
-        return None if path is None else file_mark(Path(path))
+        """The vault this daemon escrows into, as what it holds: its id and how many audit
+        records it has (every put, removal and restore adds one). ``None`` when none is open.
+        A start that finds another mark (the vault replaced, re-created or restored from a
+        backup while the daemon was down) reads every escrow store again. By content, not by
+        file: a restore copies into the same inode, and a re-created file may get the old
+        one (the second re-review)."""
+        status = getattr(self.vault, "status", None)
+        if status is None:
+            return None
+        try:
+            with self.waiting():
+                held = status()
+        except Exception:  # a vault that cannot say: no mark, nothing forced
+            return None
+        return f"{held.vault_id}:{held.audit_records}"
 
     # ------------------------------------------------------------------ PKCS#12 passwords
 
@@ -186,23 +195,3 @@ class Escrow:
         if record.created:
             self.log.info("escrowed", f"{path}: {kind} escrowed into the vault (Art.4(7))",
                           path=path, kind=kind, entry=record.entry_id)
-
-
-def file_mark(path: Path) -> str:
-    """``path`` and the identity of the file there now (``absent`` when there is none)."""
-    try:
-        st = os.stat(path)
-        identity = f"{st.st_dev}:{st.st_ino}"
-    except OSError:
-        identity = "absent"
-    return f"{os.fsencode(path).hex()} {identity}"
-
-
-def same_file_now(mark: str) -> bool:
-    """Whether the file a :func:`file_mark` named is still the one there."""
-    hex_path, _, _identity = mark.partition(" ")
-    try:
-        path = Path(os.fsdecode(bytes.fromhex(hex_path)))
-    except ValueError:
-        return False
-    return file_mark(path) == mark

@@ -515,9 +515,18 @@ def test_a_replaced_vault_gets_back_a_certificate_paired_with_a_key_elsewhere(
         with open_vault(vault_path, KeyFileSource(key_file), create=True) as vault:
             return {entry.kind for entry in vault.entries()}
 
+    vault_path.parent.mkdir(mode=0o700)
+    with open_vault(vault_path, KeyFileSource(key_file), create=True) as vault:
+        empty = vault.backup(tmp_path / "empty.bak")
     first = start()
     if "certificate" not in first:
         pytest.skip("this layout does not pair the certificate with the key")
     for leftover in vault_path.parent.iterdir():
         leftover.unlink()
+    assert start() == first
+    # restored from a backup made before: the same file (SQLite's backup API copies into
+    # it), other content; the daemon's check by inode missed it (the second re-review)
+    from vault.lifecycle import restore_vault
+
+    restore_vault(empty, vault_path, KeyFileSource(key_file), force=True)
     assert start() == first
