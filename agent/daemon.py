@@ -225,8 +225,9 @@ class Daemon:
             if any(store.escrow for store in self.config.agent.stores):
                 # The directories of an escrow store that hold a key are read again (a key and
                 # the certificates it pairs with share one; an escrow that failed last time is
-                # tried again): escrow is idempotent. Nothing else is, unless the vault is not
-                # the file it was (replaced or removed while the daemon was down): then every
+                # tried again): escrow is idempotent. Nothing else is, unless the vault holds
+                # other content than when the index was written (replaced, re-created or
+                # restored while the daemon was down: :meth:`_vault_changed`): then every
                 # escrow store is, so that a certificate paired with a key elsewhere goes back
                 # into it too. A store of 100,000 certificates and one key is not re-read for
                 # that key.

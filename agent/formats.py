@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from policy.decisions import Finding, Severity
-from vault.bounded import CPU_SECONDS, TooCostlyError, first_that_opens
+from vault.bounded import TooCostlyError, first_that_opens, too_costly
 
 from .records import CertificateRecord, FileError, FileSkip, KeyRecord
 from .x509facts import (
@@ -633,11 +633,6 @@ def _parse_pkcs7_der(der: bytes, ctx: _Context, *, fmt: str) -> None:
         ctx.add_certificate(parsed_cert, fmt)
 
 
-_TOO_COSTLY = ("{what}: the passwords could not be tried within " + str(CPU_SECONDS)
-               + " s of CPU; it asks for more key-derivation work (iteration counts) than any "
-               "honest file (OpenSSL writes 2,048); not read")
-
-
 def _password_candidates(passwords: Sequence[bytes]) -> list[bytes | None]:
     out: list[bytes | None] = [None, b""]
     for password in passwords:
@@ -756,7 +751,7 @@ def _parse_pkcs12(data: bytes, ctx: _Context) -> None:
         probe = first_that_opens(lambda password: pkcs12.load_pkcs12(data, password),
                                  candidates, unsupported=(UnsupportedAlgorithm,))
     except TooCostlyError:
-        ctx.parsed.fail("too-costly", _TOO_COSTLY.format(what="PKCS#12"))
+        ctx.parsed.fail("too-costly", too_costly("PKCS#12"))
         return
     if probe.unsupported:
         ctx.parsed.fail("unsupported-format", "PKCS#12 uses an algorithm the agent cannot read")
@@ -847,7 +842,7 @@ def _load_private(load: _KeyLoader, data: bytes, ctx: _Context, *, label: str,
         try:
             loaded = _try_passwords(load, data, ctx.passwords)
         except TooCostlyError:
-            ctx.add_problem("too-costly", _TOO_COSTLY.format(what=_key_block(label)),
+            ctx.add_problem("too-costly", too_costly(_key_block(label)),
                             slot="key")
             return
     if loaded is None:

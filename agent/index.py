@@ -24,10 +24,11 @@ StatKey = tuple[int, int, int, int, int]
 R = TypeVar("R")
 
 
-def stat_key(path: Path | str) -> StatKey | None:
-    """The identity of what ``path`` names now, ``None`` if nothing is there."""
+def stat_key(path: Path | str, *, follow: bool = True) -> StatKey | None:
+    """The identity of what ``path`` names now, ``None`` if nothing is there (``follow``:
+    through a link; else the link itself)."""
     try:
-        st = os.stat(path)
+        st = os.stat(path, follow_symlinks=follow)
     except OSError:
         return None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

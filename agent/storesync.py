@@ -32,7 +32,7 @@ from .config import Config, StoreConfig, within_store
 from .errors import AgentError
 from .escrow import Escrow
 from .findinglog import FindingLog
-from .index import FileIndex, parent_of, stat_key
+from .index import FileIndex, StatKey, parent_of, stat_key
 from .inventory import InventorySlot
 from .ledgerwriter import LedgerOp, LedgerWriter, Part
 from .logs import EventLog
@@ -208,7 +208,7 @@ class StoreSync:
         self._walked_links: set[str] | None = None
         """During a full scan, the paths its walk found to be links (``None``: ask)."""
         """While a full scan walks a store: directory -> how many files it listed there."""
-        self._walk_errors: dict[str, tuple[str, tuple[int, int, int] | None]] = {}
+        self._walk_errors: dict[str, tuple[str, StatKey | None]] = {}
         """Paths a walk could not take (a link it does not follow: a loop, out of the roots),
         by the error's code and the path's identity when it was logged: logged again only when
         either changes, as an unchanged unreadable file is (review 12: every event in a
@@ -796,11 +796,7 @@ class StoreSync:
     def _walk_error(self, path: str, code: str, message: str) -> None:
         """Log a path the walk could not take, unless it was logged as it is (see
         :attr:`_walk_errors`)."""
-        try:
-            st = os.lstat(path)
-            identity: tuple[int, int, int] | None = (st.st_dev, st.st_ino, st.st_ctime_ns)
-        except OSError:
-            identity = None
+        identity = stat_key(path, follow=False)
         if self._walk_errors.get(path) == (code, identity) and identity is not None:
             return
         self._walk_errors[path] = (code, identity)

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["CPU_SECONDS", "Probe", "TooCostlyError", "first_that_opens"]
+__all__ = ["CPU_SECONDS", "Probe", "TooCostlyError", "first_that_opens", "too_costly"]
 
 CPU_SECONDS = 3
 """CPU time the child may spend trying every password on one file."""
@@ -37,6 +37,13 @@ WALL_SECONDS = 15.0
 
 class TooCostlyError(Exception):
     """Trying the passwords took more than :data:`CPU_SECONDS` of CPU (or the deadline)."""
+
+
+def too_costly(what: str) -> str:
+    """What the agent and the vault say of such a file (``what``: the file or its part)."""
+    return (f"{what} could not be opened within {CPU_SECONDS} s of CPU: it asks for more "
+            "key-derivation work (iteration counts) than any honest file (OpenSSL writes "
+            "2,048); not opened")
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import NameOID
 
 from .boundary import LIBRARY_ERRORS, guarded, reason
-from .bounded import CPU_SECONDS, Probe, TooCostlyError, first_that_opens
+from .bounded import Probe, TooCostlyError, first_that_opens, too_costly
 from .errors import VaultInputError
 from .results import ExportResult
 
@@ -268,8 +268,8 @@ def _key_item(data: bytes, source: str, ask: PasswordCallback | None) -> Importe
         try:
             probe = first_that_opens(lambda pw: _load_key(data, pw), [password])
         except TooCostlyError:
-            raise VaultInputError(f"{source}: " + _TOO_COSTLY.format(
-                what="the encrypted private key")) from None
+            raise VaultInputError(f"{source}: {too_costly('the encrypted private key')}"
+                                  ) from None
         if probe.opened is None:
             raise VaultInputError(f"{source}: wrong password for the encrypted private "
                                   "key") from None
@@ -347,7 +347,7 @@ def _load_pkcs12(data: bytes, password: bytes | None) -> tuple[Any, Any, list[An
             _PROBED.clear()
         _PROBED[probed] = probe
     if probe is _TOO_COSTLY_PROBE:
-        raise VaultInputError(_TOO_COSTLY.format(what="the PKCS#12 file"))
+        raise VaultInputError(too_costly("the PKCS#12 file"))
     if probe.unsupported:
         raise UnsupportedAlgorithm("the PKCS#12 file uses an algorithm the library cannot read")
     if probe.opened is None:
@@ -363,9 +363,6 @@ import reads a file several times (is it a PKCS#12, its key, its structure) and 
 the bounded child each time (the second re-review: three probes, 6.7 s)."""
 _TOO_COSTLY_PROBE = Probe(opened=None)
 """The probe that ran out of time (by identity)."""
-_TOO_COSTLY = ("{what} could not be opened within " + str(CPU_SECONDS) + " s of CPU: it asks "
-               "for more key-derivation work (iteration counts) than any honest file (OpenSSL "
-               "writes 2,048); not opened")
 _PFX_DATA_OIDS = (bytes.fromhex("06092a864886f70d010701"),  # pkcs7-data
                   bytes.fromhex("06092a864886f70d010702"))  # pkcs7-signedData
 
