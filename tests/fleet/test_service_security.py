@@ -5,6 +5,7 @@ certificate it renews (issue 13, a reviewer's findings at 255159c)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -68,6 +69,21 @@ def _journal(fleet: Fleet, contract: str) -> list[tuple[str, str]]:
                 if hasattr(e.event, "location")]
 
 
+@contextlib.contextmanager
+def _agent_log(name: str) -> Iterator[tuple[EventLog, io.StringIO]]:
+    """An agent event log written as the daemon writes its text lines, into a string."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(_Formatter("text", journal=False))
+    logger = logging.getLogger(f"certescrow.agent.{name}")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield EventLog(logger), stream
+    finally:
+        logger.removeHandler(handler)
+
+
 def _unbound(fleet: Fleet, host: str) -> set[str]:
     return {o.location for o in fleet.observations() if o.host == host}
 
@@ -110,25 +126,15 @@ def test_the_agent_logs_once_a_batch_what_the_service_recorded_unbound(
     # says so once for the batch, the file names escaped (they are whoever made the file's).
     host = "unassigned-web01"
     hostile = "/etc/ssl/local/\x1b[2Jevil\n.pem"
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(_Formatter("text", journal=False))
-    logger = logging.getLogger("certescrow.agent.test-unassigned")
-    logger.addHandler(handler)
-    logger.propagate = False
     facts = facts_from_certificate(make_cert().cert).facts
-    try:
-        with Outbox.open(tmp_path / "outbox.sqlite3") as outbox:
-            intake = OutboxIntake(outbox=outbox, host=host, clock=lambda: NOW,
-                                  client=fleet.connect(fleet.client(host), timeout_s=60),
-                                  log=EventLog(logger))
-            intake.report([Observation(facts=facts, host=host, location=location, index=0,
-                                       observed_at_utc=NOW,
-                                       binding=Binding(contract_id="C-LOCAL"))
-                           for location in (hostile, "/etc/ssl/local/b.pem")], at=NOW)
-            assert intake.drain() == 1
-    finally:
-        logger.removeHandler(handler)
+    with _agent_log("test-unassigned") as (log, stream), \
+            Outbox.open(tmp_path / "outbox.sqlite3") as outbox:
+        intake = OutboxIntake(outbox=outbox, host=host, clock=lambda: NOW,
+                              client=fleet.connect(fleet.client(host), timeout_s=60), log=log)
+        intake.report([Observation(facts=facts, host=host, location=location, index=0,
+                                   observed_at_utc=NOW, binding=Binding(contract_id="C-LOCAL"))
+                       for location in (hostile, "/etc/ssl/local/b.pem")], at=NOW)
+        assert intake.drain() == 1
     written = stream.getvalue()
     [line] = [line for line in written.splitlines() if "report-unassigned" in line]
     assert line.startswith("warning report-unassigned: the policy service recorded 2 "
@@ -149,28 +155,20 @@ def test_an_observation_the_ledger_cannot_count_from_is_said_refused_not_dropped
     from datetime import UTC, datetime
 
     host = "refused-web01"
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(_Formatter("text", journal=False))
-    logger = logging.getLogger("certescrow.agent.test-refused")
-    logger.addHandler(handler)
-    logger.propagate = False
     good = facts_from_certificate(make_cert().cert).facts
     ancient = replaced(good, sha256="6" * 64,
                        not_before_utc=datetime(1, 1, 1, tzinfo=UTC),
                        not_after_utc=datetime(1, 1, 1, tzinfo=UTC))
     client = fleet.connect(fleet.client(host), timeout_s=60)
-    try:
-        with Outbox.open(tmp_path / "outbox.sqlite3") as outbox:
-            intake = OutboxIntake(outbox=outbox, host=host, clock=lambda: NOW, client=client,
-                                  log=EventLog(logger))
-            intake.report([Observation(facts=facts, host=host, location=f"/etc/ssl/{n}.pem",
-                                       index=0, observed_at_utc=NOW)
-                           for n, facts in (("good", good), ("ancient", ancient))], at=NOW)
-            assert intake.drain() == 1
-            assert outbox.status().pending_batches == 0  # a retry would be refused the same
-    finally:
-        logger.removeHandler(handler)
+    with _agent_log("test-refused") as (log, stream), \
+            Outbox.open(tmp_path / "outbox.sqlite3") as outbox:
+        intake = OutboxIntake(outbox=outbox, host=host, clock=lambda: NOW, client=client,
+                              log=log)
+        intake.report([Observation(facts=facts, host=host, location=f"/etc/ssl/{n}.pem",
+                                   index=0, observed_at_utc=NOW)
+                       for n, facts in (("good", good), ("ancient", ancient))], at=NOW)
+        assert intake.drain() == 1
+        assert outbox.status().pending_batches == 0  # a retry would be refused the same
     [line] = [line for line in stream.getvalue().splitlines()
               if "report-refused-observations" in line]
     assert "did not record 1 observation(s) of batch 1" in line
