@@ -39,6 +39,7 @@ from .index import FileIndex, parent_of
 from .ledgerwriter import LedgerWriter
 from .logs import EventLog, configure_logging
 from .readindex import PersistentIndex, ReadIndexFile, binding_fingerprint
+from .readpool import fork_server
 from .records import FileResult
 from .sdnotify import Notifier, watchdog_interval_s
 from .storesync import Lister, Reader, StoreSync
@@ -93,6 +94,7 @@ class Daemon:
         ledger_stalled_after_s: float | None = None,
         read_index_path: Path | None = None,
     ) -> None:
+        fork_server()  # before any thread or child can start it (agent.readpool)
         self.config_path = config_path
         self.notifier = notifier if notifier is not None else Notifier("")
         self.log = log if log is not None else EventLog()

@@ -16,6 +16,7 @@ structure, only CSRs or public keys) is *skipped*, not an error.
 from __future__ import annotations
 
 import binascii
+import functools
 import os
 import re
 import warnings
@@ -745,11 +746,17 @@ def _pkcs12_refused(data: bytes, ctx: _Context, tried: int, damaged: bool) -> No
         ctx.parsed.fail("pkcs12-password", message)
 
 
+def _open_pkcs12(data: bytes, password: bytes | None) -> object:
+    """The PKCS#12 loader as a function of ours: the bounded child may need to pickle it
+    (cryptography's own are Rust functions, which do not pickle)."""
+    return pkcs12.load_pkcs12(data, password)
+
+
 def _parse_pkcs12(data: bytes, ctx: _Context) -> None:
     candidates = _password_candidates(ctx.passwords)
     try:
-        probe = first_that_opens(lambda password: pkcs12.load_pkcs12(data, password),
-                                 candidates, unsupported=(UnsupportedAlgorithm,))
+        probe = first_that_opens(functools.partial(_open_pkcs12, data), candidates,
+                                 unsupported=(UnsupportedAlgorithm,))
     except TooCostlyError:
         ctx.parsed.fail("too-costly", too_costly("PKCS#12"))
         return
@@ -790,6 +797,19 @@ def _parse_pkcs12(data: bytes, ctx: _Context) -> None:
 # text is ever used here: each failure is one of our own sentences.
 
 _KeyLoader = Callable[..., object]
+"""One of the three below: functions of ours, so that the bounded child can pickle them."""
+
+
+def _pem_private_key(data: bytes, password: bytes | None, **options: bool) -> object:
+    return serialization.load_pem_private_key(data, password, **options)
+
+
+def _der_private_key(data: bytes, password: bytes | None, **options: bool) -> object:
+    return serialization.load_der_private_key(data, password, **options)
+
+
+def _ssh_private_key(data: bytes, password: bytes | None, **_options: bool) -> object:
+    return serialization.load_ssh_private_key(data, password)
 
 
 def _load(load: _KeyLoader, data: bytes, password: bytes | None,
@@ -807,8 +827,7 @@ def _try_passwords(load: _KeyLoader, data: bytes, passwords: Sequence[bytes],
     if not candidates:
         return None
     probe = first_that_opens(
-        lambda password: load(data, password, unsafe_skip_rsa_key_validation=True),
-        candidates)
+        functools.partial(load, data, unsafe_skip_rsa_key_validation=True), candidates)
     if probe.opened is None:
         return None
     try:
@@ -865,18 +884,16 @@ def _load_private(load: _KeyLoader, data: bytes, ctx: _Context, *, label: str,
 def _pem_key(label: bytes, whole: bytes, header_encrypted: bool, ctx: _Context) -> None:
     text = _label_text(label)
     if label == b"OPENSSH PRIVATE KEY":
-        def load_ssh(data: bytes, password: bytes | None, **_: object) -> object:
-            return serialization.load_ssh_private_key(data, password)
-
-        _load_private(load_ssh, whole, ctx, label=text, header_encrypted=False, pem=whole)
+        _load_private(_ssh_private_key, whole, ctx, label=text, header_encrypted=False,
+                      pem=whole)
         return
-    _load_private(serialization.load_pem_private_key, whole, ctx, label=text,
+    _load_private(_pem_private_key, whole, ctx, label=text,
                   header_encrypted=header_encrypted, pem=whole)
 
 
 def _parse_key_der(data: bytes, ctx: _Context) -> None:
     before = len(ctx.parsed.keys)
-    _load_private(serialization.load_der_private_key, data, ctx, label="DER",
+    _load_private(_der_private_key, data, ctx, label="DER",
                   header_encrypted=False, pem=None)
     if len(ctx.parsed.keys) == before and not ctx.parsed.problems:
         ctx.parsed.fail("garbage", "a DER structure that is neither a certificate nor a key")

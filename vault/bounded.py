@@ -14,18 +14,29 @@ forked uses no CPU). The child answers which password opens the file, as a few A
 the parent then opens it with that one password, so nothing but an index crosses back. An
 honest file opens in well under a second (OpenSSL's 2,048 rounds: a millisecond; 1,000,000
 PBKDF2 rounds: 0.4 s).
+
+A process that runs other threads (the daemon: observers, the ledger writer) is not forked:
+the child would hold forever any lock one of them held at that instant (OpenSSL's, taken by a
+hash on the ledger writer's thread), wait out the deadline and call an honest file too costly.
+Its child comes from multiprocessing's fork server instead (a fresh, single-threaded
+interpreter), so there ``open_with`` must pickle: a module-level function, or a
+``functools.partial`` of one (cryptography's loaders are Rust functions, which do not pickle:
+wrap them). The file's bytes and the passwords reach that child through a pipe, never a file.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import resource
 import select
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 __all__ = ["CPU_SECONDS", "Probe", "TooCostlyError", "first_that_opens", "too_costly"]
 
@@ -78,34 +89,12 @@ def first_that_opens(open_with: Callable[[bytes | None], object],
                      candidates: Sequence[bytes | None], *,
                      unsupported: tuple[type[BaseException], ...] = ()) -> Probe:
     """Which of ``candidates`` ``open_with`` accepts, tried in a bounded child. Raises
-    :class:`TooCostlyError` when the child ran out of time or was killed for it."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: no return, no cleanup of the parent's objects
-        answer = b"!"
-        try:
-            os.close(read_end)
-            _no_core()
-            try:
-                resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS + 1))
-            except (OSError, ValueError):
-                pass  # a sandbox that denies setrlimit (systemd's ~@resources): the deadline
-                # alone bounds the child then
-            # The library's warnings are the caller's to record when it opens the file itself;
-            # here one must not turn into an exception (a filter of "error") and a failure.
-            warnings.simplefilter("ignore")
-            answer = _try(open_with, candidates, unsupported)
-        finally:
-            try:
-                os.write(write_end, answer)
-            finally:
-                os._exit(0)
-    os.close(write_end)
-    try:
-        answer = _answer(read_end, pid)
-    finally:
-        os.close(read_end)
-        _reap(pid)
+    :class:`TooCostlyError` when the child ran out of time or was killed for it. With other
+    threads running, ``open_with`` must pickle (see the module's docstring)."""
+    if threading.active_count() > 1:
+        answer = _from_fork_server(open_with, candidates, unsupported)
+    else:
+        answer = _from_fork(open_with, candidates, unsupported)
     if answer == b"u":
         return Probe(opened=None, unsupported=True)
     if answer.startswith(b"-1 "):
@@ -113,6 +102,83 @@ def first_that_opens(open_with: Callable[[bytes | None], object],
     if answer.isdigit() and int(answer) < len(candidates):
         return Probe(opened=int(answer))
     raise TooCostlyError  # ended by the CPU limit (SIGXCPU), or nothing sensible said
+
+
+def _bounded_try(open_with: Callable[[bytes | None], object],
+                 candidates: Sequence[bytes | None],
+                 unsupported: tuple[type[BaseException], ...]) -> bytes:
+    """The child's work, under its limits."""
+    _no_core()
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS + 1))
+    except (OSError, ValueError):
+        pass  # a sandbox that denies setrlimit (systemd's ~@resources): the deadline
+        # alone bounds the child then
+    # The library's warnings are the caller's to record when it opens the file itself;
+    # here one must not turn into an exception (a filter of "error") and a failure.
+    warnings.simplefilter("ignore")
+    return _try(open_with, candidates, unsupported)
+
+
+def _from_fork(open_with: Callable[[bytes | None], object], candidates: Sequence[bytes | None],
+               unsupported: tuple[type[BaseException], ...]) -> bytes:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no return, no cleanup of the parent's objects
+        answer = b"!"
+        try:
+            os.close(read_end)
+            answer = _bounded_try(open_with, candidates, unsupported)
+        finally:
+            try:
+                os.write(write_end, answer)
+            finally:
+                os._exit(0)
+    os.close(write_end)
+    try:
+        return _answer(read_end, pid)
+    finally:
+        os.close(read_end)
+        _reap(pid)
+
+
+def _served_child(open_with: Callable[[bytes | None], object],
+                  candidates: Sequence[bytes | None],
+                  unsupported: tuple[type[BaseException], ...], answer_to: Connection) -> None:
+    """The fork server's child: the same work, answered on the pipe it was handed."""
+    answer = b"!"
+    try:
+        answer = _bounded_try(open_with, candidates, unsupported)
+    finally:
+        try:
+            answer_to.send_bytes(answer)
+        finally:
+            os._exit(0)
+
+
+def _from_fork_server(open_with: Callable[[bytes | None], object],
+                      candidates: Sequence[bytes | None],
+                      unsupported: tuple[type[BaseException], ...]) -> bytes:
+    context = multiprocessing.get_context("forkserver")
+    reader, writer = context.Pipe(duplex=False)
+    try:
+        process = context.Process(target=_served_child, daemon=True,
+                                  args=(open_with, candidates, unsupported, writer))
+        process.start()
+    finally:
+        writer.close()
+    try:
+        if not reader.poll(WALL_SECONDS):
+            raise TooCostlyError
+        try:
+            return reader.recv_bytes(64)
+        except (EOFError, OSError):  # ended without answering (SIGKILL at the CPU limit)
+            return b""
+    finally:
+        reader.close()
+        process.kill()  # done already, or to be stopped: either way, gone
+        process.join()
+        process.close()
 
 
 def _no_core() -> None:

@@ -15,6 +15,7 @@ what the file is, and an error reading it then is the file's error, never a "doc
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -266,7 +267,7 @@ def _key_item(data: bytes, source: str, ask: PasswordCallback | None) -> Importe
             raise VaultInputError(f"{source}: the private key is encrypted; no password "
                                   "given") from None
         try:
-            probe = first_that_opens(lambda pw: _load_key(data, pw), [password])
+            probe = first_that_opens(functools.partial(_load_key, data), [password])
         except TooCostlyError:
             raise VaultInputError(f"{source}: {too_costly('the encrypted private key')}"
                                   ) from None
@@ -329,6 +330,12 @@ def _certificate_items(certs: list[x509.Certificate], names: list[str],
     return items
 
 
+def _open_pkcs12(data: bytes, password: bytes | None) -> object:
+    """The PKCS#12 loader as a function of ours: the bounded child may need to pickle it
+    (cryptography's own are Rust functions, which do not pickle)."""
+    return pkcs12.load_key_and_certificates(data, password)
+
+
 def _load_pkcs12(data: bytes, password: bytes | None) -> tuple[Any, Any, list[Any]]:
     """The one way the vault opens a PKCS#12: ``password`` tried in a bounded child first
     (:mod:`vault.bounded`: the file names its own key-derivation work, which OpenSSL runs as
@@ -339,8 +346,8 @@ def _load_pkcs12(data: bytes, password: bytes | None) -> tuple[Any, Any, list[An
     probe = _PROBED.get(probed)
     if probe is None:
         try:
-            probe = first_that_opens(lambda pw: pkcs12.load_key_and_certificates(data, pw),
-                                     [password], unsupported=(UnsupportedAlgorithm,))
+            probe = first_that_opens(functools.partial(_open_pkcs12, data), [password],
+                                     unsupported=(UnsupportedAlgorithm,))
         except TooCostlyError:
             probe = _TOO_COSTLY_PROBE
         if len(_PROBED) >= 64:

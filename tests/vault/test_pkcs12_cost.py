@@ -7,9 +7,13 @@ the passwords are now tried in a child whose CPU time the kernel caps (vault/bou
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -316,3 +320,91 @@ def test_one_import_tries_a_password_on_a_pkcs12_once(monkeypatch: pytest.Monkey
     items = formats.recognise(data, source="one.p12", ask=lambda _what: b"pw")
     formats.analyse("pkcs12", items[0].data)
     assert len(forks) <= 2  # without a password, then with it
+
+
+# ------------------------------------------------------------------ a process with threads
+
+_HELD = threading.Lock()
+"""A lock another thread holds while a file is probed: as OpenSSL's may be, taken by a hash on
+the daemon's ledger writer when the event path forks."""
+
+
+def _opens_under_the_lock(data: bytes, password: bytes | None) -> object:
+    with _HELD:
+        return pkcs12.load_pkcs12(data, password)
+
+
+@contextmanager
+def _another_thread_holding(lock: threading.Lock) -> Iterator[None]:
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            done.wait(30)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert taken.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(10)
+
+
+def test_a_lock_another_thread_holds_does_not_make_an_honest_file_too_costly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon runs threads; a forked child kept whatever lock one of them held at that
+    instant, waited out the deadline and called an honest PKCS#12 too costly (a known limit of
+    session 12). With threads running the child comes from the fork server: a fresh process."""
+    from vault import bounded
+
+    monkeypatch.setattr(bounded, "WALL_SECONDS", 5.0)
+    data = _bundle(_pbes2(2048))
+    with _another_thread_holding(_HELD):
+        probe = bounded.first_that_opens(functools.partial(_opens_under_the_lock, data),
+                                         [None, b"", b"pw"])
+    assert probe.opened == 2
+
+
+def test_with_threads_running_the_cpu_limit_and_the_deadline_still_hold(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault import bounded
+
+    monkeypatch.setattr(bounded, "WALL_SECONDS", 2.0)
+    data = with_mac_iterations(_bundle(NoEncryption()), HUGE)
+    began = time.monotonic()
+    with _another_thread_holding(threading.Lock()), pytest.raises(bounded.TooCostlyError):
+        bounded.first_that_opens(functools.partial(_opens_under_the_lock, data), [None])
+    assert time.monotonic() - began < CPU_SECONDS + 8
+
+
+def test_the_agent_and_the_vault_open_protected_files_with_threads_running(
+        tmp_path: Path) -> None:
+    """Every loader the agent and the vault hand the bounded child pickles (the fork server's
+    child needs it): PKCS#12, an encrypted PEM key, an encrypted DER key; a lambda here was a
+    crash of the daemon's event path. (An encrypted OpenSSH key needs bcrypt, not installed.)"""
+    from agent.formats import parse_content
+
+    key = shared_key("ec", 3)
+    p12 = _bundle(_pbes2(2048))
+    locked = BestAvailableEncryption(b"pw")
+    pem_key = key.private_bytes(serialization.Encoding.PEM, PrivateFormat.PKCS8, locked)
+    der_key = key.private_bytes(serialization.Encoding.DER, PrivateFormat.PKCS8, locked)
+    with _another_thread_holding(threading.Lock()):
+        assert threading.active_count() > 1
+        parsed = parse_content(p12, path="site.p12", passwords=[b"pw"])
+        assert parsed.error is None
+        assert len(parsed.certificates) == 1
+        for data, name in ((pem_key, "key.pem"), (der_key, "key.der")):
+            parsed = parse_content(data, path=name, passwords=[b"pw"])
+            assert parsed.error is None, name
+            assert not parsed.problems, name
+            assert [k.key_type for k in parsed.keys] == ["ec"], name
+            assert parsed.keys[0].spki_sha256 is not None, name
+        items = formats.recognise(p12, source="site.p12", ask=lambda _what: b"pw")
+        assert [item.kind for item in items] == ["pkcs12"]
+        assert items[0].meta["subject"].startswith("CN=")  # opened with the password
+        items = formats.recognise(pem_key, source="key.pem", ask=lambda _what: b"pw")
+        assert [item.kind for item in items] == ["private-key"]
