@@ -25,6 +25,10 @@ from .records import CertificateRecord, FileResult, KeyRecord
 
 __all__ = ["Escrow", "EscrowRecord", "VaultLike"]
 
+WAITING_MAX = 2_000
+"""Certificates held for a key not seen yet, at most (each its DER, ~1-2 KB, public; CA
+certificates never wait: a host holds no key of theirs)."""
+
 
 class VaultLike(Protocol):
     def put(self, kind: str, data: bytes, *, contract_id: str | None = None,
@@ -33,6 +37,15 @@ class VaultLike(Protocol):
     def get(self, entry_id: str) -> bytes: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A certificate of an escrow store whose key was not in its unit nor escrowed yet."""
+
+    store: StoreConfig
+    record: CertificateRecord
+    host: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +78,14 @@ class Escrow:
         self._escrowed_keys: dict[str, str] = {}
         """SPKI SHA-256 -> vault entry id of private keys already escrowed."""
         self._password_cache: dict[Path, tuple[bytes, ...]] = {}
+        self._waiting: dict[str, dict[tuple[str, int], _Waiting]] = {}
+        """SPKI SHA-256 -> the certificates waiting for that key, by (path, index): a key in
+        another directory (``/etc/ssl/private`` beside ``/etc/ssl/certs``) may be read after
+        its certificate; they are escrowed with it when it is."""
+        self._waiting_count = 0
+        self._waiting_in: dict[str, set[tuple[str, int]]] = {}
+        """Path -> (SPKI, certificate index) of its certificates that wait (dropped when the
+        file is read again or gone)."""
         self.waiting: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
         """Wraps every call into the vault, which may wait for another process's lock (the
         daemon keeps its watchdog pinged meanwhile: waiting is not being stuck)."""
@@ -128,15 +149,21 @@ class Escrow:
     def escrow(self, store: StoreConfig, result: FileResult, unit: Sequence[FileResult], *,
                host: str) -> dict[int, list[Finding]]:
         """Art.4(7): put each private key of ``result`` into the vault, and each certificate of
-        ``result`` whose key is in the same unit (file or certbot set) together with that key.
+        ``result`` whose key is in the same unit (file or certbot set) together with that key;
+        a certificate whose key is elsewhere waits for it (escrowed when that key is).
         Returns the findings saying so, by certificate index. ``put`` is idempotent, so a
         re-read or a resync escrows nothing twice."""
         out: dict[int, list[Finding]] = {}
         keys = {k.spki_sha256: k for r in unit for k in r.keys
                 if k.pem is not None and k.spki_sha256}
         own_keys = [k for k in result.keys if k.pem is not None]
-        paired = [c for c in result.certificates
-                  if c.spki_sha256 in keys or c.spki_sha256 in self._escrowed_keys]
+        paired: list[CertificateRecord] = []
+        self.forget(result.path)
+        for record in result.certificates:
+            if record.spki_sha256 in keys or record.spki_sha256 in self._escrowed_keys:
+                paired.append(record)
+            else:
+                self._wait(store, record, host)
         if not own_keys and not paired:
             return out
         meta = {"host": host, "path": result.path}
@@ -165,6 +192,7 @@ class Escrow:
                 self._record(result.path, "private-key", put)
                 if key.spki_sha256:
                     self._escrowed_keys[key.spki_sha256] = str(put.entry_id)
+                    self._put_waiting(vault, key.spki_sha256, str(put.entry_id))
         for record in paired:
             spki = record.spki_sha256 or ""
             key_id = self._escrowed_keys.get(spki)
@@ -187,6 +215,49 @@ class Escrow:
                 message=f"certificate and its private key escrowed into the vault "
                 f"(certificate {cert_put.entry_id}, key {key_id})",
                 severity=Severity.INFO))
+
+    def _wait(self, store: StoreConfig, record: CertificateRecord, host: str) -> None:
+        spki = record.spki_sha256
+        if not spki or record.der is None or record.facts.is_ca:
+            return
+        if self._waiting_count >= WAITING_MAX:
+            return  # a store of keyless certificates: they are what they are
+        held = self._waiting.setdefault(spki, {})
+        if (record.path, record.index) not in held:
+            self._waiting_count += 1
+        held[(record.path, record.index)] = _Waiting(store, record, host)
+        self._waiting_in.setdefault(record.path, set()).add((spki, record.index))
+
+    def forget(self, path: str) -> None:
+        """``path`` was read again or is gone: its certificates wait no more (as they were)."""
+        for spki, index in self._waiting_in.pop(path, ()):
+            self._unwait(spki, path, index)
+
+    def _unwait(self, spki: str, path: str, index: int) -> None:
+        held = self._waiting.get(spki)
+        if held is not None and held.pop((path, index), None) is not None:
+            self._waiting_count -= 1
+            if not held:
+                del self._waiting[spki]
+
+    def _put_waiting(self, vault: VaultLike, spki: str, key_id: str) -> None:
+        """The certificates read before their key, escrowed now that it is (each stops
+        waiting once its put succeeded)."""
+        for (path, index), waiting in list(self._waiting.get(spki, {}).items()):
+            der = waiting.record.der
+            if der is None:  # pragma: no cover - _wait holds only certificates with DER
+                continue
+            put = vault.put("certificate", der, contract_id=waiting.store.contract,
+                            label=f"{path}#{index}", meta={"host": waiting.host, "path": path})
+            self._record(path, "certificate", put)
+            self.log.info("escrow-paired", f"{path}: certificate escrowed with its key, read "
+                          f"later from another file (key {key_id})", path=path, key=key_id)
+            self._unwait(spki, path, index)
+            others = self._waiting_in.get(path)
+            if others is not None:
+                others.discard((spki, index))
+                if not others:
+                    del self._waiting_in[path]
 
     def _record(self, path: str, kind: str, put: Any) -> None:
         record = EscrowRecord(path=path, kind=kind, entry_id=str(put.entry_id),

@@ -464,6 +464,7 @@ class StoreSync:
             if name not in self.index:
                 continue
             self.sets.paired.discard(name)
+            self.escrow.forget(name)
             previous = self.index.remove(name)
             if previous is not None and previous.certificates:
                 self._report_gone(name, at=at, why="")

@@ -593,3 +593,78 @@ def test_watchdog_is_pinged_during_a_long_initial_scan(tmp_path: Path) -> None:
     daemon._next_ping = clock.now
     daemon.full_scan()
     assert len(pings) >= 2  # 2.4 s of scanning, a ping at least every second
+
+
+def test_art4_7_escrow_pairs_a_certificate_with_a_key_in_another_directory_read_later(
+        tmp_path: Path) -> None:
+    """Debian's layout: /etc/ssl/certs/site.pem and /etc/ssl/private/site.key. ``certs`` is
+    read before ``private``: the certificate had no escrowed key yet and was never escrowed
+    (a known limit of session 12: pairing across directories depended on the walk order)."""
+    from vault import KeyFileSource, open_vault
+
+    store = tmp_path / "ssl"
+    (store / "certs").mkdir(parents=True)
+    (store / "private").mkdir(mode=0o700)
+    issued = make_cert(sans=("site.example.jp",))
+    (store / "certs" / "site.pem").write_bytes(issued.pem)
+    key_path = store / "private" / "site.key"
+    key_path.write_bytes(issued.key_pem())
+    key_path.chmod(0o600)
+    key_file = tmp_path / "keys" / "vault.key"
+    key_file.parent.mkdir(mode=0o700)
+    opened: list[Any] = []
+
+    def factory() -> Any:
+        vault = open_vault(tmp_path / "vault.sqlite3", KeyFileSource(key_file), create=True)
+        opened.append(vault)
+        return vault
+
+    config = store_config([{"path": str(store), "escrow": True, "contract": "C-7"}])
+    daemon, _ = make_daemon(config, tmp_path, vault_factory=factory)
+    summary = daemon.full_scan(collect=True)
+    escrowed = {(e.kind, e.path): e.entry_id for e in summary.escrowed}
+    assert ("private-key", str(key_path)) in escrowed
+    cert_entry = escrowed[("certificate", str(store / "certs" / "site.pem"))]
+    assert opened[0].get(cert_entry) == issued.der
+    daemon.shutdown()
+
+
+def test_art4_7_a_key_that_arrives_later_brings_its_waiting_certificate_not_a_removed_one(
+        tmp_path: Path) -> None:
+    from vault import KeyFileSource, open_vault
+
+    from tests.agent.daemon_helpers import SteppingClock
+
+    store = tmp_path / "ssl"
+    (store / "certs").mkdir(parents=True)
+    (store / "private").mkdir(mode=0o700)
+    kept, removed = make_cert(sans=("kept.example.jp",)), make_cert(sans=("gone.example.jp",))
+    (store / "certs" / "kept.pem").write_bytes(kept.pem)
+    (store / "certs" / "gone.pem").write_bytes(removed.pem)
+    key_file = tmp_path / "keys" / "vault.key"
+    key_file.parent.mkdir(mode=0o700)
+    opened: list[Any] = []
+
+    def factory() -> Any:
+        vault = open_vault(tmp_path / "vault.sqlite3", KeyFileSource(key_file), create=True)
+        opened.append(vault)
+        return vault
+
+    clock = SteppingClock()
+    config = store_config([{"path": str(store), "escrow": True}])
+    daemon, _ = make_daemon(config, tmp_path, clock=clock, vault_factory=factory)
+    assert daemon.full_scan(collect=True).escrowed == []  # no key anywhere yet
+    (store / "certs" / "gone.pem").unlink()
+    daemon.enqueue(str(store / "certs" / "gone.pem"))
+    for name, issued in (("kept.key", kept), ("gone.key", removed)):
+        key_path = store / "private" / name
+        key_path.write_bytes(issued.key_pem())
+        key_path.chmod(0o600)
+        daemon.enqueue(str(key_path))
+    clock.advance(1.0)
+    daemon.process_due()
+    escrowed = {(r.kind, r.path) for r in daemon.escrow.records}
+    assert ("certificate", str(store / "certs" / "kept.pem")) in escrowed
+    assert ("private-key", str(store / "private" / "gone.key")) in escrowed
+    assert ("certificate", str(store / "certs" / "gone.pem")) not in escrowed
+    daemon.shutdown()
