@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from policy.catalogue import Catalogue, CertificateAuthority, Item
@@ -282,11 +282,15 @@ def classify_certificate(
     previous: CertificateFacts | None = None,
     settings: PolicySettings = PolicySettings(),  # noqa: B008 - frozen, immutable default
     schedule: MaxValiditySchedule | None = None,
+    first_observed: date | None = None,
 ) -> CertificateClassification:
     """Tier, item, compliance, renewability, findings and due actions for one certificate.
 
     ``previous`` is the contract's previous certificate (for the Art.3 proviso's transition
-    allowance). ``schedule`` defaults to the embedded SC-081 schedule.
+    allowance). ``schedule`` defaults to the embedded SC-081 schedule. ``first_observed``:
+    the Tokyo day the certificate was first seen, when the caller remembers it; otherwise
+    ``at``'s day -- a classification without a ledger observes the certificate now, and
+    Art.6(1) puts no notice before that day (the ledger's own dates are ``policy actions``').
     """
     sched = schedule if schedule is not None else embedded_schedule()
     findings: list[Finding] = []
@@ -387,7 +391,8 @@ def classify_certificate(
     if not facts.is_ca:
         actions.extend(renewal_decisions(
             category=category, facts=facts, contract_id=contract_id, notice_sent=None,
-            answer=None, at=at, settings=settings, proviso=proviso))
+            answer=None, at=at, settings=settings, proviso=proviso,
+            first_observed=first_observed if first_observed is not None else today))
     if item is not None:
         actions.extend(abolition_decisions(item, contract_id=contract_id, at=at))
     if len(actions) > 1:

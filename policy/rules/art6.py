@@ -191,22 +191,39 @@ def _blocked_texts(period: timedelta, proviso_en: str, proviso_ja: str,
              f"（有効期間の末日 {end_day}）。"))
 
 
+_SINCE_EN = {"bound": "bound to the contract", "observed": "first observed"}
+_SINCE_JA = {"bound": "契約に紐付けた日", "observed": "初めて確認した日"}
+
+
 @functools.lru_cache(maxsize=4096)
 def _notice(end_day: date, issued_day: date, bound_on: date | None, lead_days: int,
-            today: date) -> tuple[date, bool, str, str, dict[str, Any]]:
+            today: date, since: str) -> tuple[date, bool, str, str, dict[str, Any]]:
     """Art.6(1)'s notice when none was sent yet: (due, overdue, English, Japanese, computed
     fields). A function of days alone, so the certificates that end on one Tokyo day share it
-    (bounded; every argument is a plain value). The fields are shared: copy, never change."""
-    due = _notice_due(end_day, lead_days, issued_day, bound_on)
+    (bounded; every argument is a plain value). ``since`` says what ``bound_on`` is: the day
+    the certificate was ``"bound"`` or ``"observed"`` first. The fields are shared: copy,
+    never change."""
     nominal = add_days(end_day, -lead_days)
+    if since == "observed" and bound_on is not None:
+        # First observed (no contract yet): Art.6(1) moves the notice of a certificate that is
+        # no longer than the lead time only (a longer one's notice day came before, seen or
+        # not), and not one first seen after it ended (the notice comes before the end: moot).
+        if issued_day < nominal or bound_on > end_day:
+            bound_on = None
+    due = _notice_due(end_day, lead_days, issued_day, bound_on)
     overdue = today > due
     late_start_en = late_start_ja = ""
     if due > nominal:
-        late_start_en = (f"; the certificate is shorter than the lead time, so the notice is "
-                         f"due from the day it was {'bound' if due == bound_on else 'issued'}")
-        late_start_ja = ("。証明書の有効期間が通知期間より短いため、"
-                         + ("契約に紐付けた日" if due == bound_on else "発行日")
-                         + "を期日とします")
+        # Art.6(1): never before the certificate was issued, bound or first observed
+        kind = since if bound_on is not None and due == bound_on and due > issued_day \
+            else "issued"
+        if kind == "issued":
+            late_start_en = ("; the certificate is shorter than the lead time, so the notice is "
+                             "due from the day it was issued")
+            late_start_ja = "。証明書の有効期間が通知期間より短いため、発行日を期日とします"
+        else:
+            late_start_en = f"; not before the day the certificate was {_SINCE_EN[kind]}"
+            late_start_ja = f"、ただし{_SINCE_JA[kind]}より前にはなりません"
     text_en = (f"Send the renewal notice by {due} ({lead_days} days before the validity period "
                f"ends on {end_day}{late_start_en})" + (": it is overdue." if overdue else "."))
     text_ja = (f"{due} までに更新に係る通知を行ってください（有効期間の末日 {end_day} の "
@@ -227,6 +244,7 @@ def renewal_decisions(
     at: datetime,
     settings: PolicySettings,
     bound_on: date | None = None,
+    first_observed: date | None = None,
     proviso: Period | None = None,
 ) -> tuple[Decision, ...]:
     """What Art.6 calls for about the certificate ``facts`` as of ``at``.
@@ -236,8 +254,9 @@ def renewal_decisions(
     not reckoned twice per certificate.
 
     * no notice sent yet: ``NOTIFY`` due on :func:`renewal_notice_due` (never before the
-      certificate was issued or ``bound_on``; upcoming until then, overdue — severity warning —
-      once ``at``'s Tokyo day is past it);
+      certificate was issued, nor before ``bound_on`` -- the day a contract took it -- or,
+      without one, ``first_observed``; upcoming until then, overdue — severity warning — once
+      ``at``'s Tokyo day is past it);
     * notice sent, no answer, deadline not passed: ``AWAIT_ANSWER`` due on the deadline;
     * deadline passed without an answer: I/II ``RENEW_BY_DEFAULT`` (due the day after the
       deadline), III ``ANSWER_OVERDUE`` (never automatic); I/II ``ANSWER_OVERDUE`` too when
@@ -289,9 +308,11 @@ def renewal_decisions(
         return tuple(decisions)
 
     if notice_sent is None:
+        since, since_kind = (bound_on, "bound") if bound_on is not None \
+            else (first_observed, "observed")
         due, overdue, text_en, text_ja, notice_fields = _notice(
-            end_day, tokyo_date(facts.not_before_utc), bound_on, settings.notice_lead_days,
-            today)
+            end_day, tokyo_date(facts.not_before_utc), since, settings.notice_lead_days,
+            today, since_kind)
         decisions.append(Decision(
             action=Action.NOTIFY,
             clause="Art.6(1)",

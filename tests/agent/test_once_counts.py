@@ -108,12 +108,16 @@ def test_the_journal_counts_certificates_files_and_reports_once(tmp_path: Path) 
     log = _log(first)
     files = sum(1 for p in [*letsencrypt.rglob("*"), site / "site.pem"] if not p.is_dir())
     assert files == 15  # archive 8, live 4 links, 2 READMEs, the site
-    notify = [e for e in log if e.get("action") == "notify"]
-    assert len(notify) == 1  # one line per kind
+    blocked = [e for e in log if e.get("code") == "renewal-blocked"]
+    assert len(blocked) == 1  # one line per kind
     # the two certbot generations and the site: three certificates, found in seven files
-    assert (notify[0]["count"], notify[0]["files"]) == (3, 7)
-    assert notify[0]["message"].startswith("initial scan: 3 certificate(s) with notify")
-    assert "in 7 file(s)" in notify[0]["message"]
+    assert (blocked[0]["count"], blocked[0]["files"]) == (3, 7)
+    assert blocked[0]["message"].startswith("initial scan: 3 certificate(s) with "
+                                            "renewal-blocked")
+    assert "in 7 file(s)" in blocked[0]["message"]
+    # 90-day certificates: Art.6(1) puts their notice on the day they are first observed,
+    # due today and not overdue, so no warning (it was "overdue" from their second day)
+    assert [e for e in log if e.get("action") == "notify"] == []
     expired = [e for e in log if e.get("code") == "expired"]
     assert [(e["count"], e["files"]) for e in expired] == [(1, 2)]  # generation 1
     # 2 generations x (cert, chain, fullchain x 2) + live's 4 (cert, chain, fullchain x 2) + site

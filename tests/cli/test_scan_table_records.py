@@ -28,6 +28,8 @@ CERTESCROW = Path(sys.executable).with_name("certescrow")
 # What `certescrow scan store` printed for this store (COLUMNS=100) before the table kept
 # records instead of rows (commit 423bad7): expired, category III (renewal-blocked), a chain
 # that expired, a certificate in two files, key files, trust anchors, errors, skipped files.
+# Since session 13 a 90-day certificate's notice is due on the day the scan first observes it
+# (Art.6(1)), 2026-02-01 here, not on the day it was issued: four notify@ dates changed.
 BEFORE = """SEVERITY  DAYS NOT AFTER  TIER      CAT ITEM             NAME
 critical  -210 2025-07-06 6m        III byo              old.example.jp
     findings/actions: expired, renewal-blocked, key-mismatch, notify@2025-04-07,
@@ -37,7 +39,7 @@ critical  -210 2025-07-06 6m        III byo              old.example.jp
       reissue) before the server reloads
     in: store/expired/cert.pem#0
 critical     0 2026-02-01 6m        III byo              example.jp
-    findings/actions: expired, renewal-blocked, chain-expired, notify@2025-11-03,
+    findings/actions: expired, renewal-blocked, chain-expired, notify@2026-02-01,
       renewal-blocked@2026-02-01
     what to do: renew the certificate now and deploy it (certbot: `certbot renew`, then reload the
       server); install the CA's current intermediate certificate with this one (certbot: `certbot
@@ -45,13 +47,13 @@ critical     0 2026-02-01 6m        III byo              example.jp
     in: store/letsencrypt/archive/example.jp/cert1.pem#0,
       store/letsencrypt/archive/example.jp/fullchain1.pem#0
 critical    10 2026-02-11 6m        III byo              critical.example.jp
-    findings/actions: renewal-blocked, expires-soon, notify@2025-11-13, renewal-blocked@2026-02-11
+    findings/actions: renewal-blocked, expires-soon, notify@2026-02-01, renewal-blocked@2026-02-11
     what to do: renew and deploy before it ends; if certbot manages it, check that its timer runs
       (`systemctl list-timers 'certbot*'`); contract desk: a category III contract cannot be renewed
       with a certificate of 90 days or less (Art.6(3) proviso)
     in: store/critical/cert.pem#0
 critical    60 2026-04-02 6m        III byo              example.jp +1
-    findings/actions: renewal-blocked, chain-expired, notify@2026-01-02, renewal-blocked@2026-04-02
+    findings/actions: renewal-blocked, chain-expired, notify@2026-02-01, renewal-blocked@2026-04-02
     what to do: install the CA's current intermediate certificate with this one (certbot: `certbot
       renew --force-renewal` fetches it); contract desk: a category III contract cannot be renewed
       with a certificate of 90 days or less (Art.6(3) proviso)
@@ -65,7 +67,7 @@ critical     - -          key       -   -                private key file (1 key
       exposed: reissue with a new key
     in: store/keys/loose.key
 warning     20 2026-02-21 6m        III byo              soon.example.jp +2
-    findings/actions: renewal-blocked, expires-soon, notify@2025-11-23, renewal-blocked@2026-02-21
+    findings/actions: renewal-blocked, expires-soon, notify@2026-02-01, renewal-blocked@2026-02-21
     what to do: contract desk: a category III contract cannot be renewed with a certificate of 90
       days or less (Art.6(3) proviso); renew and deploy before it ends; if certbot manages it, check
       that its timer runs (`systemctl list-timers 'certbot*'`)

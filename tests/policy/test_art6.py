@@ -321,3 +321,73 @@ def test_art6_3_blocked_decision_names_the_rule_and_last_day_in_both_languages()
     assert notify.computed["period_rule"] == "civil-code"
     assert "period_rule" not in actions(Category.I, facts(nb, lifetime=200 * DAY),
                                         at=nb)[Action.NOTIFY].computed
+
+
+# ---------------------------------------------------------------- session 13: first observed
+
+def _observed_notify(f, *, at: datetime, first_observed: date | None = None):  # type: ignore[no-untyped-def]
+    (notify,) = [d for d in renewal_decisions(
+        category=Category.III, facts=f, contract_id=None, notice_sent=None, answer=None, at=at,
+        settings=SETTINGS, first_observed=first_observed) if d.action is Action.NOTIFY]
+    return notify
+
+
+def test_art6_1_a_90_day_certificate_first_observed_later_is_due_that_day_not_overdue() -> None:
+    """A healthy certbot host's 90-day certificate, issued 10 days before a scan that has no
+    ledger: its notice was "overdue" from its second day (a warning on every healthy host),
+    while the ledger dates it from the day it is observed (the review of session 13)."""
+    nb = utc(2026, 11, 19, 3)
+    f = facts(nb, lifetime=90 * DAY - ONE_SECOND)
+    at = utc(2026, 11, 29, 3)
+    seen_now = _observed_notify(f, at=at, first_observed=date(2026, 11, 29))
+    assert seen_now.due == date(2026, 11, 29)
+    assert seen_now.severity is Severity.INFO
+    assert seen_now.computed["overdue"] is False
+    assert seen_now.computed["is_due"] is True
+    assert "first observed" in seen_now.explanation_en
+    assert "初めて確認した日" in seen_now.explanation_ja
+    # remembered from the day after its issue: overdue since then
+    seen_before = _observed_notify(f, at=at, first_observed=date(2026, 11, 20))
+    assert seen_before.due == date(2026, 11, 20)
+    assert seen_before.severity is Severity.WARNING
+
+
+def test_art6_1_first_observed_moves_only_a_certificate_no_longer_than_the_lead_time() -> None:
+    """Both sides of the boundary: validity ending the day after its nominal notice day is the
+    issue day (within the lead time: moved) against one a day longer (not moved: its notice day
+    came before it was seen, seen or not)."""
+    nb = utc(2026, 1, 1, 3)  # 12:00 JST
+    at = utc(2026, 3, 1, 3)
+    within = facts(nb, lifetime=90 * DAY)  # ends 2026-04-01, nominal notice 2026-01-01
+    assert renewal_notice_due(within.not_after_utc, lead_days=90,
+                              not_before_utc=nb) == date(2026, 1, 1)
+    assert _observed_notify(within, at=at, first_observed=date(2026, 3, 1)).due == \
+        date(2026, 3, 1)
+    longer = facts(nb, lifetime=91 * DAY)  # nominal notice 2026-01-02, the day after issue
+    assert _observed_notify(longer, at=at, first_observed=date(2026, 3, 1)).due == \
+        date(2026, 1, 2)
+
+
+def test_art6_1_a_certificate_first_observed_after_it_ended_keeps_its_notice_day() -> None:
+    nb = utc(2025, 4, 7, 3)
+    f = facts(nb, lifetime=90 * DAY - ONE_SECOND)
+    got = _observed_notify(f, at=utc(2026, 2, 1, 3), first_observed=date(2026, 2, 1))
+    assert got.due == date(2025, 4, 7)  # the notice comes before the end: moot, not moved
+
+
+def test_the_classification_without_a_ledger_observes_the_certificate_at_its_instant() -> None:
+    from policy.catalogue import load_catalogue
+    from policy.classification import classify_certificate
+    from policy.intake import Binding
+
+    f = facts(utc(2026, 11, 19, 3), lifetime=90 * DAY - ONE_SECOND)
+    got = classify_certificate(f, load_catalogue(None), binding=Binding(),
+                               at=utc(2026, 11, 29, 3))
+    (notify,) = [d for d in got.actions if d.action is Action.NOTIFY]
+    assert notify.due == date(2026, 11, 29)
+    assert notify.severity is Severity.INFO
+    remembered = classify_certificate(f, load_catalogue(None), binding=Binding(),
+                                      at=utc(2026, 11, 29, 3), first_observed=date(2026, 11, 21))
+    (notify,) = [d for d in remembered.actions if d.action is Action.NOTIFY]
+    assert notify.due == date(2026, 11, 21)
+    assert notify.severity is Severity.WARNING
