@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from policy.cliutil import InstantType, echo_json, resolve_at
+from policy.cliutil import FILE_THE_COMMAND_READS, InstantType, echo_json, resolve_at
 from policy.decisions import Finding, Severity
 from policy.events import instant_to_tokyo_text
 from policy.intake import Intake, IntakeReceipt, Observation
@@ -183,7 +183,7 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
 
 
 @click.command("run", cls=ExitStatusCommand)
-@click.option("--config", "config_option", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--config", "config_option", type=FILE_THE_COMMAND_READS,
               help="Configuration file (default: the root --config, $CERTESCROW_CONFIG, the "
               "per-user file, /etc/certescrow/config.toml, else built-in defaults).")
 @click.option("--once", is_flag=True,
@@ -264,7 +264,7 @@ def _print_summary(summary: ScanSummary, tally: MonitorTally, *, at: datetime,
 
 
 @click.command("check-config")
-@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", required=False, type=FILE_THE_COMMAND_READS)
 @click.option("--json", "as_json", is_flag=True, help="Print the effective configuration as JSON.")
 @click.pass_context
 def check_config_command(ctx: click.Context, file: Path | None, as_json: bool) -> None:

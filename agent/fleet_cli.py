@@ -25,6 +25,7 @@ import click
 
 from policy.cliutil import (
     AT_OPTION_HELP,
+    FILE_THE_COMMAND_READS,
     InstantType,
     LedgerType,
     config_section,
@@ -155,8 +156,7 @@ def _vault_options(func: F) -> F:
 
 
 def _ledger_option(func: F) -> F:
-    func = click.option("--serve-config", type=click.Path(exists=True, dir_okay=False,
-                                                          path_type=Path),
+    func = click.option("--serve-config", type=FILE_THE_COMMAND_READS,
                         callback=_remember_serve_config, expose_value=False, is_eager=True,
                         help="The service's configuration file: its [serve] ledger and its "
                              "[vault] (the desk cannot pick the wrong ledger).")(func)
@@ -803,7 +803,7 @@ def load_serve_config(path: Path) -> ServeConfig:
 @click.command("serve")
 @click.option("--config", "config_file", required=True,
               # refused, if it is not a regular file, by load_serve_config (exit 31)
-              type=click.Path(path_type=Path),
+              type=FILE_THE_COMMAND_READS,
               help="The service's configuration ([serve] and [vault]).")
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
               envvar="CERTESCROW_VAULT_KEY_FILE", help="The vault's master key file.")

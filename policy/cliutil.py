@@ -32,6 +32,7 @@ from .timeparse import format_instant, parse_date, parse_instant
 
 __all__ = [
     "AT_OPTION_HELP",
+    "FILE_THE_COMMAND_READS",
     "SETTINGS_KEY",
     "TESTONLY_NOW_ENV",
     "DateType",
@@ -53,6 +54,15 @@ AT_OPTION_HELP = (
     "Evaluate as of this time (ISO 8601; no offset = Asia/Tokyo; a bare date = 00:00 JST). "
     "Default: now."
 )
+
+
+FILE_THE_COMMAND_READS: click.Path[Path] = click.Path(path_type=Path, readable=False)
+"""The type of a file argument the command's own reader refuses: a configuration file
+(:func:`agent.config.read_config_file`, exit 31), a certificate (the reader, exit 17). click
+checks nothing of it (``exists``, ``readable`` and ``dir_okay`` are left off): its checks made
+each of those a usage error (exit 2) in click's words ("Invalid value for '--config': … is not
+readable."), naming ``--config`` even when the path came from ``$CERTESCROW_CONFIG``, where the
+documentation promises the command's own code and message."""
 
 
 class InstantType(click.ParamType[datetime]):

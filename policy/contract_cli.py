@@ -39,6 +39,7 @@ from policy.catalogue import Catalogue
 from policy.certsource import CertificateEntry, CertificateReader, entries_or_raise, require_reader
 from policy.cliutil import (
     AT_OPTION_HELP,
+    FILE_THE_COMMAND_READS,
     DateType,
     InstantType,
     LedgerType,
@@ -623,7 +624,8 @@ def answer_command(contract_id: str, answer: str, at: datetime | None, as_json: 
 
 @contract_group.command("bind")
 @click.argument("contract_id", metavar="ID")
-@click.argument("certfile", type=click.Path(dir_okay=False, path_type=Path))
+# refused by the certificate reader (exit 17), as `policy classify` refuses its files
+@click.argument("certfile", type=FILE_THE_COMMAND_READS)
 @click.option("--index", type=click.IntRange(min=0), default=None,
               help="Which certificate of the file (0-based); default: the first that is not "
                    "a CA certificate.")
