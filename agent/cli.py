@@ -23,7 +23,13 @@ import click
 
 from policy.catalogue import Catalogue, load_catalogue
 from policy.category import Category
-from policy.cliutil import AT_OPTION_HELP, InstantType, echo_json, resolve_at
+from policy.cliutil import (
+    AT_OPTION_HELP,
+    FILE_THE_COMMAND_READS,
+    InstantType,
+    echo_json,
+    resolve_at,
+)
 from policy.decisions import Finding, Severity
 from policy.intake import Binding
 from policy.settings import PolicySettings
@@ -221,7 +227,7 @@ def say_unknown(tally: MonitorTally, mode: ExitMode) -> None:
               help="One JSON object per certificate, key file and failed file.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, one line per certificate/file/error.")
 @exit_status_options
-@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--password-file", type=FILE_THE_COMMAND_READS,  # refused by _passwords: 30
               help="PKCS#12/encrypted-key passwords, one per line.")
 @click.option("--jobs", "-j", type=click.IntRange(min=0), default=0, show_default=True,
               help="Worker processes (0 = one per CPU). Used from "
@@ -294,7 +300,7 @@ def _echo_lines(lines: Iterator[str], chunk: int = 2000) -> None:
 @click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="For HOST:PORT: trust anchors (PEM) to verify the chain against. "
                    "Default: the system store.")
-@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--password-file", type=FILE_THE_COMMAND_READS,  # refused by _passwords: 30
               help="PKCS#12/encrypted-key passwords, one per line.")
 @click.pass_context
 def inspect_command(ctx: click.Context, target: str, category: str | None, item: str | None,
