@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - a platform orjson ships no wheel for (
 
 from .catalogue import Catalogue, load_catalogue
 from .errors import PolicyError
-from .paths import LedgerLocation, catalogue_path, ledger_location
+from .paths import LedgerLocation, catalogue_path, ledger_is_explicit, ledger_location
 from .settings import PolicySettings
 from .timeparse import format_instant, parse_date, parse_instant
 
@@ -45,6 +45,7 @@ __all__ = [
     "echo_json_with_array",
     "echo_lines",
     "json_element",
+    "ledger_named_by",
     "resolve_at",
     "settings_from",
     "to_jsonable",
@@ -180,6 +181,19 @@ def config_section(ctx: click.Context | None, name: str) -> dict[str, Any]:
         return {}
     section = obj.get("config", {}).get(name, {})
     return section if isinstance(section, dict) else {}
+
+
+def ledger_named_by(ctx: click.Context | None, option: LedgerLocation | None) -> str | None:
+    """Who named the ledger: ``--ledger``, ``[policy].ledger in FILE`` (the configuration the
+    root command read), or ``None`` for the per-user default."""
+    if option is not None:
+        return "--ledger"
+    if not ledger_is_explicit(None, config_section(ctx, "policy")):
+        return None
+    root = ctx.find_root() if ctx is not None else None
+    source = root.obj.get("config_path") if root is not None and isinstance(root.obj, dict) \
+        else None
+    return f"[policy].ledger in {source}" if source is not None else "[policy].ledger"
 
 
 SETTINGS_KEY = "policy_settings"
