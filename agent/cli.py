@@ -25,6 +25,7 @@ from policy.catalogue import Catalogue, load_catalogue
 from policy.category import Category
 from policy.cliutil import (
     AT_OPTION_HELP,
+    CATEGORY_CHOICE,
     FILE_THE_COMMAND_READS,
     InstantType,
     echo_json,
@@ -64,7 +65,7 @@ def _binding_options(func: Any) -> Any:
     func = click.option("--item", metavar="HANDLE",
                         help="Catalogue item the certificates belong to (e.g. byo, "
                              "globalsign-ov); see `certescrow policy catalogue`.")(func)
-    func = click.option("--category", type=click.Choice(["I", "II", "III"]),
+    func = click.option("--category", type=CATEGORY_CHOICE,
                         help="Item category (Art.1); III = bring-your-own.")(func)
     return func
 

@@ -25,6 +25,7 @@ import click
 
 from policy.cliutil import (
     AT_OPTION_HELP,
+    CATEGORY_CHOICE,
     FILE_THE_COMMAND_READS,
     InstantType,
     LedgerType,
@@ -426,7 +427,8 @@ def revoke_command(ctx: click.Context, host: str, at: datetime | None,
               "certificates belong to (one the ledger holds).")
 @click.option("--item", default=None, help="Catalogue item handle.")
 @click.option("--tier", default=None, help="Validity tier (e.g. 1y).")
-@click.option("--category", default=None, type=click.Choice(["I", "II", "III"]))
+@click.option("--category", default=None, type=CATEGORY_CHOICE,
+              help="Item category (Art.1): I, II or III (either case).")
 @click.option("--match-by-san", is_flag=True, help="Attribute by SAN to the one contract "
               "whose certificate shares one.")
 @click.option("--force", is_flag=True, help="Assign to a host the desk has not enrolled yet.")

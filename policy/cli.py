@@ -31,6 +31,7 @@ from policy.certsource import (
 from policy.classification import CertificateClassification, classify_certificate
 from policy.cliutil import (
     AT_OPTION_HELP,
+    CATEGORY_CHOICE,
     InstantType,
     LedgerType,
     catalogue_from,
@@ -162,7 +163,7 @@ def _read_previous(read: CertificateReader, path: Path) -> CertificateFacts:
 @click.option("--json", "as_json", is_flag=True,
               help="A JSON array: an object per certificate (kind \"certificate\") and per "
                    "file without one or that could not be read (kind \"error\").")
-@click.option("--category", type=click.Choice(["I", "II", "III"], case_sensitive=False),
+@click.option("--category", type=CATEGORY_CHOICE,
               help="Bind the certificates to this category (overrides what they show).")
 @click.option("--item", "handle", metavar="HANDLE",
               help="Bind the certificates to this catalogue item.")

@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - a platform orjson ships no wheel for (
     orjson = None  # type: ignore[assignment]
 
 from .catalogue import Catalogue, load_catalogue
+from .category import Category
 from .errors import PolicyError
 from .paths import LedgerLocation, catalogue_path, ledger_is_explicit, ledger_location
 from .settings import PolicySettings
@@ -32,6 +33,7 @@ from .timeparse import format_instant, parse_date, parse_instant
 
 __all__ = [
     "AT_OPTION_HELP",
+    "CATEGORY_CHOICE",
     "FILE_THE_COMMAND_READS",
     "SETTINGS_KEY",
     "TESTONLY_NOW_ENV",
@@ -56,6 +58,12 @@ AT_OPTION_HELP = (
     "Default: now."
 )
 
+
+CATEGORY_CHOICE = click.Choice([c.value for c in Category], case_sensitive=False)
+"""``--category`` of every command (``scan``, ``inspect``, ``policy classify``, ``fleet
+assign``): ``I``, ``II`` or ``III`` in either case (``iii`` is what the configuration's
+``category`` and :meth:`Category.parse` accept too), given to the command as written in the
+terms (``III``)."""
 
 FILE_THE_COMMAND_READS: click.Path[Path] = click.Path(path_type=Path, readable=False)
 """The type of a file argument the command's own reader refuses: a configuration file
