@@ -288,10 +288,18 @@ def check_config_command(ctx: click.Context, file: Path | None, as_json: bool) -
         echo_json(data)
         return
     click.echo(f"# configuration: {config.source or 'built-in defaults'} (valid)")
+    # Secrets are never printed, and the header must not claim a complete copy without them:
+    # an operator who installs this text in place of the file would lose the passwords.
+    left_out = []
     if isinstance(config.policy.ledger, str) and \
             ledger_display(config.policy.ledger) != config.policy.ledger:
-        click.echo("# printed in full but for the ledger DSN's password (left out): read "
-                   "back, this text is the same configuration once it is put back")
+        left_out.append("the ledger DSN's password")
+    if any(store.pkcs12_passwords for store in config.agent.stores):
+        left_out.append("the PKCS#12 passwords")
+    if left_out:
+        click.echo(f"# printed in full but for {' and '.join(left_out)} (left out): read "
+                   "back, this text is the same configuration once "
+                   f"{'it is' if len(left_out) == 1 else 'they are'} put back")
     else:
         click.echo("# printed in full: read back, this text is the same configuration")
     click.echo(config.to_toml(), nl=False)
