@@ -23,7 +23,14 @@ import click
 
 from policy.catalogue import Catalogue, load_catalogue
 from policy.category import Category
-from policy.cliutil import AT_OPTION_HELP, InstantType, echo_json, resolve_at
+from policy.cliutil import (
+    AT_OPTION_HELP,
+    CATEGORY_CHOICE,
+    FILE_THE_COMMAND_READS,
+    InstantType,
+    echo_json,
+    resolve_at,
+)
 from policy.decisions import Finding, Severity
 from policy.intake import Binding
 from policy.settings import PolicySettings
@@ -58,7 +65,7 @@ def _binding_options(func: Any) -> Any:
     func = click.option("--item", metavar="HANDLE",
                         help="Catalogue item the certificates belong to (e.g. byo, "
                              "globalsign-ov); see `certescrow policy catalogue`.")(func)
-    func = click.option("--category", type=click.Choice(["I", "II", "III"]),
+    func = click.option("--category", type=CATEGORY_CHOICE,
                         help="Item category (Art.1); III = bring-your-own.")(func)
     return func
 
@@ -221,7 +228,7 @@ def say_unknown(tally: MonitorTally, mode: ExitMode) -> None:
               help="One JSON object per certificate, key file and failed file.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV, one line per certificate/file/error.")
 @exit_status_options
-@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--password-file", type=FILE_THE_COMMAND_READS,  # refused by _passwords: 30
               help="PKCS#12/encrypted-key passwords, one per line.")
 @click.option("--jobs", "-j", type=click.IntRange(min=0), default=0, show_default=True,
               help="Worker processes (0 = one per CPU). Used from "
@@ -294,18 +301,20 @@ def _echo_lines(lines: Iterator[str], chunk: int = 2000) -> None:
 @click.option("--ca-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="For HOST:PORT: trust anchors (PEM) to verify the chain against. "
                    "Default: the system store.")
-@click.option("--password-file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--password-file", type=FILE_THE_COMMAND_READS,  # refused by _passwords: 30
               help="PKCS#12/encrypted-key passwords, one per line.")
 @click.pass_context
 def inspect_command(ctx: click.Context, target: str, category: str | None, item: str | None,
                     tier: str | None, at: datetime | None, as_json: bool,
                     servername: str | None, timeout: float, ca_file: Path | None,
                     password_file: Path | None) -> None:
-    """Everything about one certificate file, or the whole chain a live server presents.
+    """Everything about one certificate file, a directory's files, or the whole chain a
+    live server presents.
 
-    TARGET is a file (PEM, DER, PKCS#7, PKCS#12) or HOST:PORT ([IPv6]:PORT). The chain is
-    fetched as presented (no verification needed to read it); whether it verifies is reported
-    separately. Exit status 1 when the file or a certificate in it could not be read.
+    TARGET is a file (PEM, DER, PKCS#7, PKCS#12), a directory (every file in it, walked,
+    placed and paired as `scan` does, shown file by file) or HOST:PORT ([IPv6]:PORT). The
+    chain is fetched as presented (no verification needed to read it); whether it verifies is
+    reported separately. Exit status 1 when a file or a certificate in one could not be read.
     """
     # the live client (ssl, sockets) is imported here, not with scan: ~8 ms of its start
     from .livechain import fetch_chain, parse_target, verify_chain
@@ -329,13 +338,13 @@ def inspect_command(ctx: click.Context, target: str, category: str | None, item:
                               settings=settings, windows=_windows(ctx))
         # the neighbours placed the target's certificates and lent their keys, as the
         # directory does in scan; what is shown is the target's
-        report = _only(report, {r.path for r in results})
+        report = _in_file_order(_only(report, {r.path for r in results}),
+                                [r.path for r in results])
         result = results[0] if len(results) == 1 else None
         if as_json:
             echo_json({
                 "path": target,
-                "certificates": [r.to_json() for r in
-                                 sorted(report.rows, key=lambda r: r.record.index)],
+                "certificates": [r.to_json() for r in report.rows],
                 "files": [item_json(f) for f in report.files],
                 "errors": [item_json(e) for e in report.errors],
                 "skipped": [item_json(s) for s in report.skipped],
@@ -355,7 +364,8 @@ def inspect_command(ctx: click.Context, target: str, category: str | None, item:
                           windows=_windows(ctx))
     if verdict is not None:
         report = _with_unverified_chain(report, verdict)
-    rows = sorted(report.rows, key=lambda r: r.record.index)
+    report = _in_file_order(report, [chain.location])
+    rows = report.rows
     if as_json:
         echo_json({
             "target": chain.location,
@@ -417,6 +427,16 @@ def _only(report: ScanReport, paths: AbstractSet[str]) -> ScanReport:
                    files=tuple(f for f in report.files if f.path in paths),
                    errors=tuple(e for e in report.errors if e.path in paths),
                    skipped=tuple(s for s in report.skipped if s.path in paths))
+
+
+def _in_file_order(report: ScanReport, walked: Sequence[str]) -> ScanReport:
+    """``report``'s certificates as ``inspect`` shows them: file by file in the order the
+    files were read (``inspect DIR`` walks as ``scan`` does), each file's in file order (the
+    report itself ranks them by urgency)."""
+    position = {path: n for n, path in enumerate(walked)}
+    return replace(report, rows=tuple(sorted(
+        report.rows, key=lambda r: (position.get(r.record.path, len(position)),
+                                    r.record.index))))
 
 
 def _inspect_severity(report: ScanReport) -> str:

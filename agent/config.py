@@ -18,7 +18,6 @@ import json
 import os
 import re
 import socket
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule
 from policy.settings import PolicySettings
 from policy.storage import dsn_has_password
 from policy.tiers import Tier
+from policy.tomlparse import TomlSyntaxError, parse_toml
 from vault.secretfile import SecretFileError, read_secret_file
 from vault.store import default_vault_path
 
@@ -128,9 +128,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
             f"{path}: not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}): a configuration "
             "file must be UTF-8; convert it, e.g. `iconv -f SHIFT_JIS -t UTF-8`") from None
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        return parse_toml(text)
+    except TomlSyntaxError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def load_raw_config(path: Path | None) -> tuple[dict[str, Any], Path | None]:

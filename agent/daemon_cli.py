@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from policy.cliutil import InstantType, echo_json, resolve_at
+from policy.cliutil import FILE_THE_COMMAND_READS, InstantType, echo_json, resolve_at
 from policy.decisions import Finding, Severity
 from policy.events import instant_to_tokyo_text
 from policy.intake import Intake, IntakeReceipt, Observation
@@ -183,7 +183,7 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
 
 
 @click.command("run", cls=ExitStatusCommand)
-@click.option("--config", "config_option", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--config", "config_option", type=FILE_THE_COMMAND_READS,
               help="Configuration file (default: the root --config, $CERTESCROW_CONFIG, the "
               "per-user file, /etc/certescrow/config.toml, else built-in defaults).")
 @click.option("--once", is_flag=True,
@@ -264,7 +264,7 @@ def _print_summary(summary: ScanSummary, tally: MonitorTally, *, at: datetime,
 
 
 @click.command("check-config")
-@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", required=False, type=FILE_THE_COMMAND_READS)
 @click.option("--json", "as_json", is_flag=True, help="Print the effective configuration as JSON.")
 @click.pass_context
 def check_config_command(ctx: click.Context, file: Path | None, as_json: bool) -> None:
@@ -288,10 +288,18 @@ def check_config_command(ctx: click.Context, file: Path | None, as_json: bool) -
         echo_json(data)
         return
     click.echo(f"# configuration: {config.source or 'built-in defaults'} (valid)")
+    # Secrets are never printed, and the header must not claim a complete copy without them:
+    # an operator who installs this text in place of the file would lose the passwords.
+    left_out = []
     if isinstance(config.policy.ledger, str) and \
             ledger_display(config.policy.ledger) != config.policy.ledger:
-        click.echo("# printed in full but for the ledger DSN's password (left out): read "
-                   "back, this text is the same configuration once it is put back")
+        left_out.append("the ledger DSN's password")
+    if any(store.pkcs12_passwords for store in config.agent.stores):
+        left_out.append("the PKCS#12 passwords")
+    if left_out:
+        click.echo(f"# printed in full but for {' and '.join(left_out)} (left out): read "
+                   "back, this text is the same configuration once "
+                   f"{'it is' if len(left_out) == 1 else 'they are'} put back")
     else:
         click.echo("# printed in full: read back, this text is the same configuration")
     click.echo(config.to_toml(), nl=False)

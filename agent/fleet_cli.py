@@ -25,6 +25,8 @@ import click
 
 from policy.cliutil import (
     AT_OPTION_HELP,
+    CATEGORY_CHOICE,
+    FILE_THE_COMMAND_READS,
     InstantType,
     LedgerType,
     config_section,
@@ -155,8 +157,7 @@ def _vault_options(func: F) -> F:
 
 
 def _ledger_option(func: F) -> F:
-    func = click.option("--serve-config", type=click.Path(exists=True, dir_okay=False,
-                                                          path_type=Path),
+    func = click.option("--serve-config", type=FILE_THE_COMMAND_READS,
                         callback=_remember_serve_config, expose_value=False, is_eager=True,
                         help="The service's configuration file: its [serve] ledger and its "
                              "[vault] (the desk cannot pick the wrong ledger).")(func)
@@ -426,7 +427,8 @@ def revoke_command(ctx: click.Context, host: str, at: datetime | None,
               "certificates belong to (one the ledger holds).")
 @click.option("--item", default=None, help="Catalogue item handle.")
 @click.option("--tier", default=None, help="Validity tier (e.g. 1y).")
-@click.option("--category", default=None, type=click.Choice(["I", "II", "III"]))
+@click.option("--category", default=None, type=CATEGORY_CHOICE,
+              help="Item category (Art.1): I, II or III (either case).")
 @click.option("--match-by-san", is_flag=True, help="Attribute by SAN to the one contract "
               "whose certificate shares one.")
 @click.option("--force", is_flag=True, help="Assign to a host the desk has not enrolled yet.")
@@ -803,7 +805,7 @@ def load_serve_config(path: Path) -> ServeConfig:
 @click.command("serve")
 @click.option("--config", "config_file", required=True,
               # refused, if it is not a regular file, by load_serve_config (exit 31)
-              type=click.Path(path_type=Path),
+              type=FILE_THE_COMMAND_READS,
               help="The service's configuration ([serve] and [vault]).")
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
               envvar="CERTESCROW_VAULT_KEY_FILE", help="The vault's master key file.")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from policy.certsource import READER_KEY
-from policy.cliutil import SETTINGS_KEY
+from policy.cliutil import FILE_THE_COMMAND_READS, SETTINGS_KEY
 from policy.errors import PolicyError
 from untrusted.text import for_terminal
 from vault.errors import VaultError
@@ -135,7 +135,7 @@ _ARGV_KEY = "certescrow.argv"
     "config_path",
     # Not click's checks: the file is refused as every configuration file is (a directory,
     # FIFO or device included), by agent.config.read_config_file, exit 31.
-    type=click.Path(path_type=Path),
+    type=FILE_THE_COMMAND_READS,
     envvar="CERTESCROW_CONFIG",
     help="Configuration file (TOML). Default: $CERTESCROW_CONFIG, then "
     "~/.config/certescrow/config.toml, then /etc/certescrow/config.toml, else built-in defaults.",

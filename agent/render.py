@@ -597,11 +597,13 @@ def render_certificate(row: CertificateRow, heading: str) -> list[str]:
 
 
 def render_detail(report: ScanReport, result: FileResult | None) -> str:
-    """``inspect FILE``: every certificate in file order, the keys, the file's own findings
-    and the failures, all escaped for the terminal."""
+    """``inspect FILE|DIR``: every certificate in the order of ``report.rows`` (the caller's:
+    file by file, each in file order), the keys of ``result`` (one file), each key file's
+    findings under its name (a directory has several) and the failures, all escaped for the
+    terminal."""
     t = for_terminal
     lines: list[str] = []
-    for row in sorted(report.rows, key=lambda r: r.record.index):
+    for row in report.rows:
         if lines:
             lines.append("")
         lines.extend(render_certificate(
@@ -615,6 +617,8 @@ def render_detail(report: ScanReport, result: FileResult | None) -> str:
                          f"{'encrypted' if key.encrypted else 'unencrypted'}, mode "
                          f"{key.mode:04o}, owner uid {key.owner_uid}")
     for file_row in report.files:
+        if file_row.findings:
+            lines.append(t(f"Key file {file_row.path}:"))
         for finding in file_row.findings:
             lines.append(f"  [{finding.severity.name.lower()}] {finding.code}: "
                          f"{t(finding.message)}")

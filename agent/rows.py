@@ -469,6 +469,11 @@ _ADVICE: dict[str, str] = {
                      "(certbot: `certbot renew --force-renewal` fetches it)",
     "chain-expires-first": "install the CA's current chain: the one deployed ends before the "
                            "certificate",
+    # inspect HOST:PORT only; its message says which problem (verify_problem) and its fix
+    "chain-unverified": "fix what the chain-unverified finding names (the chain the server "
+                        "sends, the name or dates of its certificate, or the trust anchors: "
+                        "--ca-file), reload the server, then check again with `certescrow "
+                        "inspect HOST:PORT`",
     "no-san": "reissue with a subjectAltName naming the server",
     "public-max-validity-exceeded": "reissue within the CA/B Forum maximum validity: browsers "
                                     "may reject it",
@@ -515,20 +520,28 @@ _ADVICE_BY_VALUE: dict[str, str] = {action.value: text for action, text in _ACTI
 def what_to_do(findings: Sequence[Finding], actions: Sequence[Decision], *,
                limit: int = 2) -> list[str]:
     """Advice for the warning and critical findings and actions, worst first, at most
-    ``limit`` distinct sentences (a row's "what to do" line)."""
+    ``limit`` distinct sentences: ``inspect``'s "what to do", below the findings themselves,
+    so a finding without advice of its own is left to its message (pointing at ``certescrow
+    inspect`` from inside its output is no advice)."""
     return advice_for([(f.code, int(f.severity)) for f in findings],
                       [(a.action.value, a.due.isoformat() if a.due is not None else None,
-                        int(a.severity)) for a in actions], limit=limit)
+                        int(a.severity)) for a in actions], limit=limit, detailed=True)
 
 
 def advice_for(findings: Sequence[tuple[str, int]],
-               actions: Sequence[tuple[str, str | None, int]], *, limit: int = 2) -> list[str]:
+               actions: Sequence[tuple[str, str | None, int]], *, limit: int = 2,
+               detailed: bool = False) -> list[str]:
     """:func:`what_to_do` of findings as (code, severity) and actions as (action, due day,
-    severity): what the human table keeps of a row (:class:`agent.render.TableEntry`)."""
+    severity): what the human table keeps of a row (:class:`agent.render.TableEntry`). The
+    table shows codes only, so there a finding without advice points at ``certescrow
+    inspect``, which prints its message; ``detailed`` (inspect itself) leaves it out."""
     ranked: list[tuple[int, int, str]] = []
     for n, (code, severity) in enumerate(findings):
         if severity >= Severity.WARNING:
-            text = _ADVICE.get(code, f"see `certescrow inspect` ({code})")
+            advice = _ADVICE.get(code)
+            if advice is None and detailed:
+                continue
+            text = advice or f"see `certescrow inspect` ({code})"
             ranked.append((-severity, n, text))
     for n, (action, due, severity) in enumerate(actions, start=len(findings)):
         if severity >= Severity.WARNING:

@@ -10,7 +10,6 @@ every certificate after it.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -22,6 +21,7 @@ from typing import Any
 from .category import Category
 from .errors import CatalogueError, UnknownItemError
 from .tiers import TIERS_ASCENDING, Tier
+from .tomlparse import TomlSyntaxError, parse_toml
 
 __all__ = [
     "EMBEDDED_CATALOGUE",
@@ -253,9 +253,9 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
 def parse_catalogue(text: str, *, source: str) -> Catalogue:
     """Validate catalogue TOML ``text``; ``source`` names it in errors."""
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogueError(f"{source}: not valid TOML: {exc}") from None
+        raw = parse_toml(text)
+    except TomlSyntaxError as exc:
+        raise CatalogueError(f"{source}: {exc}") from None
     return _Parser(source).catalogue(raw)
 
 

@@ -31,6 +31,7 @@ from policy.certsource import (
 from policy.classification import CertificateClassification, classify_certificate
 from policy.cliutil import (
     AT_OPTION_HELP,
+    CATEGORY_CHOICE,
     InstantType,
     LedgerType,
     catalogue_from,
@@ -38,6 +39,7 @@ from policy.cliutil import (
     echo_json,
     echo_json_with_array,
     echo_lines,
+    ledger_named_by,
     resolve_at,
     settings_from,
 )
@@ -56,8 +58,8 @@ from policy.paths import (
     LedgerLocation,
     ledger_display,
     ledger_exists,
-    ledger_is_explicit,
     ledger_path,
+    missing_ledger_error,
 )
 from policy.settings import PolicySettings
 from policy.state import ContractState
@@ -161,7 +163,7 @@ def _read_previous(read: CertificateReader, path: Path) -> CertificateFacts:
 @click.option("--json", "as_json", is_flag=True,
               help="A JSON array: an object per certificate (kind \"certificate\") and per "
                    "file without one or that could not be read (kind \"error\").")
-@click.option("--category", type=click.Choice(["I", "II", "III"], case_sensitive=False),
+@click.option("--category", type=CATEGORY_CHOICE,
               help="Bind the certificates to this category (overrides what they show).")
 @click.option("--item", "handle", metavar="HANDLE",
               help="Bind the certificates to this catalogue item.")
@@ -301,11 +303,10 @@ def forecast_command(ctx: click.Context, as_json: bool, at: datetime | None,
     settings = settings_from(ctx)
     schedule = embedded_schedule()
     tiers = tier_outlooks(schedule, at=now, rule=settings.period_rule)
-    section = config_section(ctx, "policy")
-    path = ledger_path(ledger_file, section)
-    if not ledger_exists(path) and ledger_is_explicit(ledger_file, section):
-        raise LedgerError(f"{ledger_display(path)}: no ledger here (check the path given with "
-                          "--ledger or [policy].ledger)")
+    path = ledger_path(ledger_file, config_section(ctx, "policy"))
+    named_by = ledger_named_by(ctx, ledger_file)
+    if not ledger_exists(path) and named_by is not None:
+        raise missing_ledger_error(path, named_by=named_by)
     problems: list[str] = []
     with contextlib.ExitStack() as stack:
         contracts: Iterable[ContractOutlook] = ()

@@ -25,13 +25,16 @@ except ImportError:  # pragma: no cover - a platform orjson ships no wheel for (
     orjson = None  # type: ignore[assignment]
 
 from .catalogue import Catalogue, load_catalogue
+from .category import Category
 from .errors import PolicyError
-from .paths import LedgerLocation, catalogue_path, ledger_location
+from .paths import LedgerLocation, catalogue_path, ledger_is_explicit, ledger_location
 from .settings import PolicySettings
 from .timeparse import format_instant, parse_date, parse_instant
 
 __all__ = [
     "AT_OPTION_HELP",
+    "CATEGORY_CHOICE",
+    "FILE_THE_COMMAND_READS",
     "SETTINGS_KEY",
     "TESTONLY_NOW_ENV",
     "DateType",
@@ -44,6 +47,7 @@ __all__ = [
     "echo_json_with_array",
     "echo_lines",
     "json_element",
+    "ledger_named_by",
     "resolve_at",
     "settings_from",
     "to_jsonable",
@@ -53,6 +57,21 @@ AT_OPTION_HELP = (
     "Evaluate as of this time (ISO 8601; no offset = Asia/Tokyo; a bare date = 00:00 JST). "
     "Default: now."
 )
+
+
+CATEGORY_CHOICE = click.Choice([c.value for c in Category], case_sensitive=False)
+"""``--category`` of every command (``scan``, ``inspect``, ``policy classify``, ``fleet
+assign``): ``I``, ``II`` or ``III`` in either case (``iii`` is what the configuration's
+``category`` and :meth:`Category.parse` accept too), given to the command as written in the
+terms (``III``)."""
+
+FILE_THE_COMMAND_READS: click.Path[Path] = click.Path(path_type=Path, readable=False)
+"""The type of a file argument the command's own reader refuses: a configuration file
+(:func:`agent.config.read_config_file`, exit 31), a certificate (the reader, exit 17). click
+checks nothing of it (``exists``, ``readable`` and ``dir_okay`` are left off): its checks made
+each of those a usage error (exit 2) in click's words ("Invalid value for '--config': … is not
+readable."), naming ``--config`` even when the path came from ``$CERTESCROW_CONFIG``, where the
+documentation promises the command's own code and message."""
 
 
 class InstantType(click.ParamType[datetime]):
@@ -170,6 +189,19 @@ def config_section(ctx: click.Context | None, name: str) -> dict[str, Any]:
         return {}
     section = obj.get("config", {}).get(name, {})
     return section if isinstance(section, dict) else {}
+
+
+def ledger_named_by(ctx: click.Context | None, option: LedgerLocation | None) -> str | None:
+    """Who named the ledger: ``--ledger``, ``[policy].ledger in FILE`` (the configuration the
+    root command read), or ``None`` for the per-user default."""
+    if option is not None:
+        return "--ledger"
+    if not ledger_is_explicit(None, config_section(ctx, "policy")):
+        return None
+    root = ctx.find_root() if ctx is not None else None
+    source = root.obj.get("config_path") if root is not None and isinstance(root.obj, dict) \
+        else None
+    return f"[policy].ledger in {source}" if source is not None else "[policy].ledger"
 
 
 SETTINGS_KEY = "policy_settings"

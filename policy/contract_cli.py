@@ -39,6 +39,7 @@ from policy.catalogue import Catalogue
 from policy.certsource import CertificateEntry, CertificateReader, entries_or_raise, require_reader
 from policy.cliutil import (
     AT_OPTION_HELP,
+    FILE_THE_COMMAND_READS,
     DateType,
     InstantType,
     LedgerType,
@@ -48,6 +49,7 @@ from policy.cliutil import (
     echo_json_array,
     echo_json_texts,
     echo_lines,
+    ledger_named_by,
     resolve_at,
     settings_from,
 )
@@ -83,8 +85,9 @@ from policy.paths import (
     LedgerLocation,
     ledger_display,
     ledger_exists,
-    ledger_is_explicit,
     ledger_path,
+    missing_ledger_error,
+    no_ledger_yet,
 )
 from policy.projection import action_rows, unpriced_text
 from policy.rules.art6 import Answer, answer_deadline, end_of_validity
@@ -127,8 +130,9 @@ class _Env:
     settings: PolicySettings
     catalogue: Catalogue
     ledger_path: LedgerLocation
-    ledger_named: bool
-    """``--ledger`` or ``[policy].ledger`` named it (a missing one is then an error)."""
+    ledger_named_by: str | None
+    """``--ledger`` or ``[policy].ledger in FILE`` named it (a missing one is then an error);
+    ``None``: the per-user default."""
     problems: list[JournalProblem] = field(default_factory=list)
     """Journal events the ledger skipped while reading, reported by :func:`_finish`."""
 
@@ -138,12 +142,7 @@ def _env(ledger_opt: LedgerLocation | None) -> _Env:
     section = config_section(ctx, "policy")
     return _Env(settings=settings_from(ctx), catalogue=catalogue_from(ctx),
                 ledger_path=ledger_path(ledger_opt, section),
-                ledger_named=ledger_is_explicit(ledger_opt, section))
-
-
-def _no_ledger_error(path: LedgerLocation) -> LedgerError:
-    return LedgerError(f"{ledger_display(path)}: no ledger here (check the path given with "
-                       "--ledger or [policy].ledger; a command that records creates it)")
+                ledger_named_by=ledger_named_by(ctx, ledger_opt))
 
 
 @contextmanager
@@ -153,8 +152,8 @@ def _ledger(env: _Env, *, create: bool, read_only: bool = False) -> Iterator[Led
     could not read are kept in ``env.problems`` for :func:`_finish`. ``read_only``: a command
     that only reads (:meth:`Ledger.open`: it never migrates the schema)."""
     if not create and not ledger_exists(env.ledger_path):
-        if env.ledger_named:
-            raise _no_ledger_error(env.ledger_path)
+        if env.ledger_named_by is not None:
+            raise missing_ledger_error(env.ledger_path, named_by=env.ledger_named_by)
         yield None
         return
     ledger = Ledger.open(env.ledger_path, create=create, read_only=read_only,
@@ -623,7 +622,8 @@ def answer_command(contract_id: str, answer: str, at: datetime | None, as_json: 
 
 @contract_group.command("bind")
 @click.argument("contract_id", metavar="ID")
-@click.argument("certfile", type=click.Path(dir_okay=False, path_type=Path))
+# refused by the certificate reader (exit 17), as `policy classify` refuses its files
+@click.argument("certfile", type=FILE_THE_COMMAND_READS)
 @click.option("--index", type=click.IntRange(min=0), default=None,
               help="Which certificate of the file (0-based); default: the first that is not "
                    "a CA certificate.")
@@ -995,12 +995,17 @@ def verify_command(as_json: bool, repair: bool, at: datetime | None,
 
     Each mismatch is listed and the exit status is 18; with --repair the projection is
     rewritten from the journal (and checked again). The fold is the reference: a mismatch
-    never changes what the journal says, only what sweeps read."""
+    never changes what the journal says, only what sweeps read. The per-user default ledger
+    not existing yet is nothing to verify (exit 0); a ledger named that does not exist is
+    an error (exit 13)."""
     env = _env(ledger_opt)
     now = resolve_at(at)
     with _ledger(env, create=False, read_only=not repair) as ledger:
         if ledger is None:
-            raise _no_ledger_error(env.ledger_path)
+            _say_no_ledger_yet(env, as_json, "verify", {
+                "checked": 0, "other_settings": 0, "mismatches": [], "repaired": False,
+                "rows_written": None, "mismatches_after_repair": None})
+            return
         mismatches, checked, foreign = ledger.verify_projection(at=now)
         written: int | None = None
         left = mismatches
@@ -1009,7 +1014,8 @@ def verify_command(as_json: bool, repair: bool, at: datetime | None,
             left, _, _ = ledger.verify_projection(at=now)
     where = ledger_display(env.ledger_path)
     if as_json:
-        echo_json({"ledger": where, "checked": checked, "other_settings": foreign,
+        echo_json({"ledger": where, "ledger_exists": True, "checked": checked,
+                   "other_settings": foreign,
                    "mismatches": [{"contract": c, "problem": p} for c, p in mismatches],
                    "repaired": written is not None, "rows_written": written,
                    "mismatches_after_repair": None if written is None else [
@@ -1043,17 +1049,20 @@ def refresh_command(as_json: bool, at: datetime | None, ledger_opt: LedgerLocati
     `policy actions` evaluates such contracts itself on every run; after this it reads them
     from the projection again. Run it once a day (a cron job or systemd timer after midnight
     Asia/Tokyo); `policy serve` does it by itself every hour. Writers wait for a chunk of 200
-    contracts at most."""
+    contracts at most. Before the first contract is recorded the per-user default ledger does
+    not exist: nothing to refresh (exit 0, so the daily job does not fail); a ledger named
+    that does not exist is an error (exit 13)."""
     env = _env(ledger_opt)
     now = resolve_at(at)
+    day = tokyo_date(now)
     with _ledger(env, create=False) as ledger:
         if ledger is None:
-            raise _no_ledger_error(env.ledger_path)
+            _say_no_ledger_yet(env, as_json, "refresh", {"day": day, "refreshed": 0})
+            return
         refreshed = ledger.refresh_projection(at=now)
     where = ledger_display(env.ledger_path)
-    day = tokyo_date(now)
     if as_json:
-        echo_json({"ledger": where, "day": day, "refreshed": refreshed})
+        echo_json({"ledger": where, "ledger_exists": True, "day": day, "refreshed": refreshed})
     else:
         click.echo(f"{where}: {refreshed} contract(s) evaluated again for {day} "
                    "(Asia/Tokyo).")
@@ -1069,11 +1078,14 @@ def migrate_command(as_json: bool, ledger_opt: LedgerLocation | None) -> None:
     Every write does it first; this does it alone, as the ledger's owner, when this version's
     writers are about to start (docs/fleet.md, "Upgrading a PostgreSQL ledger"). Commands that
     only read never migrate: they read an older ledger as it is, or refuse one too old,
-    naming this command."""
+    naming this command. The per-user default ledger not existing yet is nothing to migrate
+    (exit 0); a ledger named that does not exist is an error (exit 13)."""
     env = _env(ledger_opt)
     with _ledger(env, create=False) as ledger:
         if ledger is None:
-            raise _no_ledger_error(env.ledger_path)
+            _say_no_ledger_yet(env, as_json, "migrate", {
+                "schema_version_before": None, "schema_version": None, "migrated": False})
+            return
         try:
             ledger.migrate()
         except LedgerError as exc:
@@ -1087,13 +1099,24 @@ def migrate_command(as_json: bool, ledger_opt: LedgerLocation | None) -> None:
         before, after = ledger.opened_version, ledger.schema_version
     where = ledger_display(env.ledger_path)
     if as_json:
-        echo_json({"ledger": where, "schema_version_before": before, "schema_version": after,
-                   "migrated": before != after})
+        echo_json({"ledger": where, "ledger_exists": True, "schema_version_before": before,
+                   "schema_version": after, "migrated": before != after})
     elif before == after:
         click.echo(f"{where}: schema version {after}, up to date: nothing to migrate.")
     else:
         click.echo(f"{where}: migrated from schema version {before} to {after}.")
     _finish(env)
+
+
+def _say_no_ledger_yet(env: _Env, as_json: bool, nothing_to: str,
+                       empty: dict[str, Any]) -> None:
+    """A maintenance command's answer when the per-user default ledger does not exist yet:
+    where it looked and how the ledger comes to be; with ``--json``, the command's object
+    with ``ledger_exists`` false and ``empty``'s values."""
+    if as_json:
+        echo_json({"ledger": ledger_display(env.ledger_path), "ledger_exists": False, **empty})
+    else:
+        click.echo(no_ledger_yet(env.ledger_path, nothing_to=nothing_to))
 
 
 def _echo_unpriced(decisions: Sequence[Decision]) -> None:

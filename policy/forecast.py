@@ -14,7 +14,6 @@ period (inclusive, as Art.3 counts it). Step dates are UTC days compared with ``
 from __future__ import annotations
 
 import functools
-import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
@@ -33,6 +32,7 @@ from policy.rules.art6 import (
 )
 from policy.tiers import TIERS_ASCENDING, Tier, classify, tier_period, validity_period
 from policy.tokyo import tokyo_date
+from policy.tomlparse import TomlSyntaxError, parse_toml
 
 if TYPE_CHECKING:  # the fold is not needed to classify a certificate (scan stays light)
     from policy.state import ContractState
@@ -154,9 +154,9 @@ def load_schedule(path: Path | None = None) -> MaxValiditySchedule:
             raise CatalogueError(f"{path}: cannot read the schedule: {exc.strerror}") from None
         source = str(path)
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CatalogueError(f"{source}: not valid TOML: {exc}") from None
+        raw = parse_toml(text)
+    except TomlSyntaxError as exc:
+        raise CatalogueError(f"{source}: {exc}") from None
 
     def fail(key: str, reason: str) -> CatalogueError:
         return CatalogueError(f"{source}: {key}: {reason}")

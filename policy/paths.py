@@ -21,6 +21,8 @@ __all__ = [
     "ledger_is_explicit",
     "ledger_location",
     "ledger_path",
+    "missing_ledger_error",
+    "no_ledger_yet",
     "state_home",
 ]
 
@@ -80,6 +82,26 @@ def ledger_is_explicit(option: LedgerLocation | None, section: Mapping[str, Any]
     recorded."""
     configured = section.get("ledger", "")
     return option is not None or (isinstance(configured, str) and bool(configured.strip()))
+
+
+def missing_ledger_error(location: LedgerLocation, *, named_by: str) -> LedgerError:
+    """A ledger someone named (``named_by``: ``--ledger``, ``[policy].ledger in FILE``) that
+    does not exist: exit 13, never an empty answer (a mistyped path must not say "Nothing
+    due"). The message says where the name came from, so the operator knows what to fix."""
+    return LedgerError(f"{ledger_display(location)}: no ledger here (named by {named_by}: "
+                       "check the path; a command that records, e.g. `certescrow contract "
+                       "add`, creates it)")
+
+
+def no_ledger_yet(location: LedgerLocation, *, nothing_to: str) -> str:
+    """What a command says of the per-user default ledger not existing yet, a fresh desk's
+    state: where it looked, that there is ``nothing_to`` do, and how the ledger comes to be.
+    Not an error (exit 0), as ``contract list`` and ``policy actions`` answer it: a daily
+    ``policy refresh`` must not fail before the first contract is recorded."""
+    return (f"No ledger yet at {ledger_display(location)} (the per-user default: nothing has "
+            f"been recorded): nothing to {nothing_to}. The first command that records creates "
+            "it (`certescrow contract add`); to use another ledger, give --ledger or set "
+            "[policy].ledger.")
 
 
 def catalogue_path(option: Path | None, section: Mapping[str, Any]) -> Path | None:

@@ -176,7 +176,7 @@ def test_policy_migrate_takes_a_postgresql_ledger_to_the_current_version() -> No
         code, out, _ = run("policy", "migrate", "--json", "--ledger", dsn)
         assert code == 0
         body = json.loads(out)
-        assert body == {"ledger": body["ledger"], "schema_version_before": 3,
+        assert body == {"ledger": body["ledger"], "ledger_exists": True, "schema_version_before": 3,
                         "schema_version": PG_SCHEMA_VERSION, "migrated": True}
         assert "postgresql://" in body["ledger"]
         assert _pg_version(dsn) == PG_SCHEMA_VERSION
