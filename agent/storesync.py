@@ -105,6 +105,16 @@ def _report_op(intake: Intake, *, observations: list[Observation],
     return intake.report(observations, at=at)
 
 
+def _unknown_contracts_op(intake: Intake, *, named: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of ``named`` a ledger of this host does not hold (a fleet's intake is not asked:
+    its service checks the desk's assignments itself, ``report-unassigned``)."""
+    held = getattr(intake, "contract_ids", None)
+    if held is None:
+        return ()
+    known = set(held())
+    return tuple(n for n in named if n not in known)
+
+
 def _nothing(intake: Intake) -> None:
     """A write that writes nothing: its ``on_done`` runs once every write before it ran."""
     del intake
@@ -198,6 +208,8 @@ class StoreSync:
         """Files read (parsed) since start, by this process or read ahead by workers."""
         self._scan_reports: _ScanReports | None = None
         """While a full scan runs: its reports, logged as one line at its end."""
+        self._unknown_contracts: tuple[str, ...] = ()
+        """The contracts last said to be missing from the ledger (:meth:`_check_contracts`)."""
         self.files_read_ahead = 0
         """Of which read by the workers of :mod:`agent.readpool`."""
         self.read_ahead_workers: int | None = None
@@ -973,9 +985,37 @@ class StoreSync:
             if self.inventory_slot is not None:
                 self.inventory_slot.serve()  # a heartbeat that asked during the scan
 
+    def _check_contracts(self) -> None:
+        """A store bound to a contract the ledger does not hold (``contract = "C-1O01"``) puts
+        its certificates in no contract listing: said once, at the first full scan and again
+        when the answer changes, not every resync."""
+        named = tuple(sorted({s.contract for s in self.config.agent.stores
+                              if s.contract is not None}))
+        if not named:
+            self._unknown_contracts = ()
+            return
+
+        def said(unknown: tuple[str, ...]) -> None:
+            if unknown == self._unknown_contracts:
+                return
+            self._unknown_contracts = unknown
+            for contract in unknown:
+                stores = ", ".join(str(s.path) for s in self.config.agent.stores
+                                   if s.contract == contract)
+                self.log.warning(
+                    "contract-unknown",
+                    f"{stores}: bound to contract {contract}, which the ledger does not hold: "
+                    "its certificates are in no contract listing (`certescrow contract "
+                    f"unbound` lists them) until the contract is added (`certescrow contract "
+                    f"add {contract} ...`) or the store's `contract` corrected",
+                    contract=contract, stores=stores)
+
+        self.writer.submit(partial(_unknown_contracts_op, named=named), on_done=said)
+
     def _full_scan(self, *, collect: bool) -> ScanSummary:
         at = self.clock()
         summary = ScanSummary()
+        self._check_contracts()
         handled: set[str] = set()
         read_before = self.files_read
         if not self._scanned_once:

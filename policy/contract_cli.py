@@ -864,10 +864,14 @@ def unbound_command(as_json: bool, at: datetime | None, as_recorded: datetime | 
     for entry in entries if not as_json else ():
         event = entry.event
         assert isinstance(event, CertificateObserved)  # noqa: S101 - selected by kind
+        claimed = (f" (its agent binds it to {event.contract_id}, which is no contract: "
+                   "a typo in the store's contract, or a contract not added yet)"
+                   if event.contract_id is not None else "")
         click.echo(for_terminal(
             f"#{entry.seq:<5} {_instant(event.at_utc)} {event.host}:{event.location}"
             f"[{event.index}] {event.facts.sha256} ends "
-            f"{end_of_validity(event.facts.not_after_utc)} {','.join(event.facts.sans)}"))
+            f"{end_of_validity(event.facts.not_after_utc)} {','.join(event.facts.sans)}"
+            f"{claimed}"))
     _finish(env)
 
 

@@ -1614,20 +1614,33 @@ class Ledger:
                              as_recorded: datetime | None = None) -> list[JournalEntry]:
         """Certificates the agent sees, as of ``at``, that no contract claims: every
         observation not since replaced at its place (host, location, index) or reported gone
-        from it. Sightings gone or replaced are history (the journal keeps them)."""
+        from it. Sightings gone or replaced are history (the journal keeps them).
+
+        Claimed by no contract includes an observation its agent bound to a contract id the
+        ledger does not hold (a typo in the store's ``contract``): no contract listing shows
+        it, so this one must (its ``contract_id`` says which id was given)."""
         rows = self._retry(lambda: self._sql_placements(at, as_recorded))
-        current: dict[tuple[str, str, int], JournalEntry] = {}
+        # by place, then index: a gone event drops its place's entries without a pass over
+        # every other place (which made a journal of many gone events quadratic)
+        current: dict[tuple[str, str], dict[int, JournalEntry]] = {}
         for seq, payload, recorded in rows:
             event = self._decode(seq, payload)
             if isinstance(event, CertificateObserved):
-                current[(event.host, event.location, event.index)] = JournalEntry(
+                current.setdefault((event.host, event.location), {})[event.index] = JournalEntry(
                     seq=int(seq), event=event, recorded_utc=str(recorded))
             elif isinstance(event, CertificateGone):
                 place, shas = (event.host, event.location), set(event.sha256s)
-                for key in [k for k, e in current.items() if k[:2] == place and (
-                        not shas or e.event.facts.sha256 in shas)]:  # type: ignore[union-attr]
-                    del current[key]
-        unbound = [e for e in current.values() if e.event.contract_id is None]
+                held = current.get(place)
+                if held is None:
+                    continue
+                for index in [i for i, e in held.items() if not shas
+                              or e.event.facts.sha256 in shas]:  # type: ignore[union-attr]
+                    del held[index]
+                if not held:
+                    del current[place]
+        contracts = set(self.contract_ids())
+        unbound = [e for held in current.values() for e in held.values()
+                   if getattr(e.event, "contract_id", None) not in contracts]
         return sorted(unbound, key=lambda e: (e.event.at_utc, e.seq))
 
     def count(self) -> int:

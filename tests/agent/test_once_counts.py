@@ -170,3 +170,32 @@ def test_the_reported_line_counts_what_the_ledger_refused(tmp_path: Path) -> Non
     # finds no sighting of it in the ledger; both times refused
     assert (reported["recorded"], reported["refused"]) == (1, reported["observations"] - 1)
     assert reported["refused"] >= 1
+
+
+def test_a_store_bound_to_a_contract_the_ledger_does_not_hold_is_said_once(
+        tmp_path: Path) -> None:
+    """``contract = "C-1O01"`` (a letter O for a zero): the certificates were recorded under a
+    contract nobody can list, and nothing said so (the review of session 13)."""
+    root = certbot_store(tmp_path).root
+    config = tmp_path / "config.toml"
+    config.write_text(f'[policy]\nledger = "{tmp_path}/state/ledger.sqlite3"\n'
+                      '[agent]\nquiet_period_ms = 1\n'
+                      f'[[agent.stores]]\npath = "{root}"\ncontract = "C-1O01"\n')
+    done = _run(config, home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    unknown = [e for e in _log(done) if e["event"] == "contract-unknown"]
+    assert len(unknown) == 1
+    assert unknown[0]["level"] == "warning"
+    assert unknown[0]["contract"] == "C-1O01"
+    assert "certescrow contract unbound" in unknown[0]["message"]
+    listed = certescrow("contract", "unbound", "--json", "--ledger",
+                        str(tmp_path / "state" / "ledger.sqlite3"), home=tmp_path, at=AT_TEXT)
+    assert listed.returncode == 0, listed.stderr
+    assert {o["contract"] for o in json.loads(listed.stdout)} == {"C-1O01"}
+    # once the contract exists, nothing is said
+    added = certescrow("contract", "add", "C-1O01", "--item", "byo", "--tier", "6m",
+                       "--ledger", str(tmp_path / "state" / "ledger.sqlite3"), home=tmp_path,
+                       at=AT_TEXT)
+    assert added.returncode == 0, added.stderr
+    again = _run(config, home=tmp_path)
+    assert [e for e in _log(again) if e["event"] == "contract-unknown"] == []

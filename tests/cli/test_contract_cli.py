@@ -395,6 +395,30 @@ def test_contract_unbound_lists_what_no_contract_claims(tmp_path: Path, ledger: 
     assert "web9:/srv/x.pem" in _ok(["contract", "unbound", "--ledger", str(ledger)]).stdout
 
 
+def test_contract_unbound_lists_a_store_bound_to_a_contract_the_ledger_does_not_hold(
+        tmp_path: Path, ledger: Path) -> None:
+    """A store's ``contract = "C-1O01"`` (a letter O for a zero): its observations went to no
+    listing at all, neither a contract's nor the unbound ones (the review of session 13)."""
+    from policy.intake import Binding, Observation
+    from policy.ledger import Ledger
+    from tests.policy.ledger_fixtures import T0, accepted, facts
+
+    with Ledger.open(ledger) as led:
+        led.append(accepted("C-1001"))
+        led.report([Observation(facts=facts(tag="typo"), host="web1", location="/srv/a.pem",
+                                index=0, observed_at_utc=T0,
+                                binding=Binding(contract_id="C-1O01")),
+                    Observation(facts=facts(tag="right"), host="web1", location="/srv/b.pem",
+                                index=0, observed_at_utc=T0,
+                                binding=Binding(contract_id="C-1001"))], at=T0)
+    out = _json(["contract", "unbound", "--json", "--ledger", str(ledger)])
+    assert [(o["location"], o["contract"]) for o in out] == [("/srv/a.pem", "C-1O01")]
+    text = _ok(["contract", "unbound", "--ledger", str(ledger)]).stdout
+    assert "web1:/srv/a.pem" in text
+    assert "C-1O01, which is no contract" in text
+    assert "/srv/b.pem" not in text
+
+
 def test_contract_commands_refuse_a_file_that_is_not_a_ledger(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.sqlite3"
     bogus.write_bytes(b"\x00not sqlite at all" * 64)
