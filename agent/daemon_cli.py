@@ -24,6 +24,7 @@ from untrusted.text import for_terminal
 from .cli import ExitStatusCommand, exit_status_options, say_unknown
 from .config import Config, load_config, load_raw_config, nested_stores, root_config
 from .daemon import Daemon, ScanSummary, VaultLike
+from .errors import AgentError
 from .logs import EventLog, configure_logging
 from .monitoring import ExitMode, MonitorTally, counts_in, exit_status
 from .readindex import READ_INDEX_NAME
@@ -77,12 +78,34 @@ def _config_path(ctx: click.Context, option: Path | None) -> Path | None:
 
 
 def _vault_factory(daemon_ref: list[Daemon]) -> Callable[[], VaultLike]:
+    """The daemon's vault, opened at its first escrow. A vault that does not exist yet is
+    created only around a master key its source already holds (the unit's credential, an
+    existing key file or keyring entry): the daemon never makes a master key, which nobody
+    would know to back up (a mistyped ``key_file`` made a new key and vault in silence, the
+    review of session 13); ``vault init`` does, and says so."""
     def open_configured_vault() -> VaultLike:
-        from vault import key_source_from_settings, open_vault
+        from vault import VaultLockedError, key_source_from_settings, open_vault
 
-        config = daemon_ref[0].config
+        daemon = daemon_ref[0]
+        config = daemon.config
         source = key_source_from_settings(config.vault.as_settings())
-        vault: VaultLike = open_vault(config.vault.path, source, create=True)
+        path = config.vault.path.expanduser()
+        create = not (path.exists() or path.is_symlink())
+        if create:
+            try:
+                source.load(None)
+            except VaultLockedError:
+                raise AgentError(
+                    f"no vault at {path}, and no master key at {source.describe()}: the "
+                    "daemon makes no master key (nobody would know to back it up); create "
+                    "the vault and its key with `certescrow vault init`, keep a copy of the "
+                    "key offline, then reload") from None
+        vault: VaultLike = open_vault(path, source, create=create)
+        if create:
+            daemon.log.warning("vault-created", f"{path}: vault created for escrow around "
+                               f"the master key of {source.describe()}: keep a copy of that "
+                               "key offline (without it the escrowed keys are lost)",
+                               path=str(path))
         return vault
 
     return open_configured_vault
@@ -259,8 +282,10 @@ def _print_summary(summary: ScanSummary, tally: MonitorTally, *, at: datetime,
     report = summary_report(summary, at=at)
     click.echo(render_table(report, mode=mode, tally=tally))
     # files met once each; read: parsed now (unchanged files come from the read index)
+    # puts are idempotent: "new" is what this run added to the vault
+    new = sum(1 for record in summary.escrowed if record.created)
     click.echo(f"{summary.files} file(s) scanned, {summary.files_read} read; "
-               f"{len(summary.escrowed)} escrow put(s); {summary.gone} gone")
+               f"{len(summary.escrowed)} escrow put(s), {new} new; {summary.gone} gone")
 
 
 @click.command("check-config")

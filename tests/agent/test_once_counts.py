@@ -12,6 +12,7 @@ served from the index must be placed with its directory exactly as a freshly rea
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -199,3 +200,50 @@ def test_a_store_bound_to_a_contract_the_ledger_does_not_hold_is_said_once(
     assert added.returncode == 0, added.stderr
     again = _run(config, home=tmp_path)
     assert [e for e in _log(again) if e["event"] == "contract-unknown"] == []
+
+
+def _escrow_config(tmp_path: Path, root: Path, key_file: Path) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[policy]\nledger = "{tmp_path}/state/ledger.sqlite3"\n'
+                      f'[vault]\npath = "{tmp_path}/vault/vault.sqlite3"\n'
+                      f'key_source = "key-file"\nkey_file = "{key_file}"\n'
+                      '[agent]\nquiet_period_ms = 1\n'
+                      f'[[agent.stores]]\npath = "{root}"\nescrow = true\n')
+    return config
+
+
+def test_the_daemon_makes_no_master_key_for_a_key_file_that_is_not_there(
+        tmp_path: Path) -> None:
+    """A mistyped ``key_file``: the daemon wrote a new master key there and a vault around it,
+    in silence, and escrowed every key under a key nobody knew to back up (the review of
+    session 13). It refuses, naming ``vault init``; with the key there, it creates the vault
+    around it and says so."""
+    root = certbot_store(tmp_path).root
+    key_file = tmp_path / "keys" / "vault.key"
+    config = _escrow_config(tmp_path, root, key_file)
+    done = _run(config, home=tmp_path)
+    log = _log(done)
+    failed = [e for e in log if e["event"] == "escrow-failed"]
+    assert failed
+    assert "certescrow vault init" in failed[0]["message"]
+    assert "no master key at key file" in failed[0]["message"]
+    assert not key_file.exists()
+    assert not (tmp_path / "vault" / "vault.sqlite3").exists()
+    assert not [e for e in log if e["event"] == "escrowed"]
+
+    key_file.parent.mkdir(mode=0o700)
+    key_file.write_bytes(os.urandom(32).hex().encode())
+    key_file.chmod(0o600)
+    again = _run(config, home=tmp_path)
+    log = _log(again)
+    (created,) = [e for e in log if e["event"] == "vault-created"]
+    assert created["level"] == "warning"
+    assert str(key_file) in created["message"]
+    assert [e for e in log if e["event"] == "escrowed"]
+    assert (tmp_path / "vault" / "vault.sqlite3").exists()
+    # the summary counts what this run added: everything, then nothing (puts are idempotent)
+    new = len({e["entry"] for e in log if e["event"] == "escrowed"})
+    assert new > 0
+    assert f"escrow put(s), {new} new;" in again.stdout
+    third = _run(config, home=tmp_path)
+    assert "escrow put(s), 0 new;" in third.stdout
