@@ -31,6 +31,7 @@ from .readindex import READ_INDEX_NAME
 from .render import render_table
 from .report import ScanReport
 from .sdnotify import Notifier
+from .statelock import StateLock
 
 __all__ = ["agent_findings", "agent_group", "check_config_command", "run_command",
            "summary_report", "summary_tally"]
@@ -242,12 +243,16 @@ def run_command(ctx: click.Context, config_option: Path | None, once: bool,
     logger = configure_logging(log_format or config.agent.log_format)
     log = EventLog(logger)
     notifier = Notifier() if not once else Notifier("")
+    # held for the process's life (the kernel drops it at exit); --once lets it go when done
+    lock = StateLock(config.policy.state_dir)
+    lock.acquire()
     daemon = build_daemon(config, config_path=config.source, at=at, notifier=notifier, log=log)
     if once:
         try:
             summary = daemon.full_scan(collect=True)
         finally:
             daemon.shutdown()
+            lock.release()
         when = resolve_at(at)
         findings = agent_findings(daemon, at=when)
         tally = summary_tally(summary, daemon.config, at=when, agent_findings=findings)

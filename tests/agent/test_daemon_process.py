@@ -17,6 +17,7 @@ import pytest
 from policy.ledger import Ledger
 from tests.agent.daemon_helpers import Certbot
 from tests.certfactory import make_cert
+from tests.clockhook import without_clock_warning
 
 REPO = Path(__file__).resolve().parents[2]
 CERTESCROW = Path(sys.executable).parent / "certescrow"
@@ -158,3 +159,38 @@ def test_real_daemon_process_signals_and_reports(tmp_path: Path, manager: Manage
     assert "observers stopped; ledger and vault closed" in log
     assert "Traceback" not in log
     assert "PRIVATE KEY" not in log
+
+
+@pytest.mark.slow
+def test_a_second_agent_on_the_same_state_directory_is_refused_until_the_first_is_gone(
+        tmp_path: Path, manager: Manager) -> None:
+    """An operator trying ``agent run`` in the foreground while the unit runs: it started
+    without a word and both rewrote one read index (the review of session 13). The first
+    holds the state directory; killed, it holds nothing (no stale lock)."""
+    store = tmp_path / "plain"
+    store.mkdir()
+    (store / "a.pem").write_bytes(make_cert(sans=("a.example.jp",)).pem)
+    ledger = tmp_path / "state" / "ledger.sqlite3"
+    config = tmp_path / "config.toml"
+    config.write_text(config_text(ledger, store))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
+    env.update(CERTESCROW_TESTONLY_NOW="2026-02-01T12:00:00+09:00", PYTHONPATH=str(REPO))
+    first = subprocess.Popen([str(CERTESCROW), "agent", "run", "--config", str(config)],
+                             env={**env, "NOTIFY_SOCKET": str(manager.path)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        manager.wait_for("READY=1")
+        second = subprocess.run([str(CERTESCROW), "agent", "run", "--once", "--config",
+                                 str(config)], env=env, capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert second.returncode == 32, second.stderr
+        assert without_clock_warning(second.stderr).startswith("Error: ")
+        assert f"(pid {first.pid})" in second.stderr
+        assert "another certescrow agent" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    third = subprocess.run([str(CERTESCROW), "agent", "run", "--once", "--config", str(config)],
+                           env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert third.returncode == 0, third.stderr

@@ -19,6 +19,7 @@ from agent.fleet_ca import FleetCAError
 from agent.fleet_cli import ServeStartError
 from agent.main import main
 from agent.outbox import OutboxError
+from agent.statelock import StateBusyError
 from policy.errors import CatalogueError, LedgerError, PolicyError, UnknownItemError
 from vault.errors import VaultError, VaultPermissionError
 
@@ -30,6 +31,7 @@ AGENT_COMMAND_CODES = {
     LedgerError.exit_code,  # agent run opens the ledger
     *range(VaultError.exit_code, VaultPermissionError.exit_code + 5),  # the fleet's client key
     AgentError.exit_code, ConfigError.exit_code, LiveChainError.exit_code,
+    StateBusyError.exit_code,
     FleetCAError.exit_code, OutboxError.exit_code, ServeStartError.exit_code,
     130,  # interrupted
 }
