@@ -49,6 +49,7 @@ import shlex
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -268,6 +269,22 @@ def _members_in_step(row: Sequence[Any] | None) -> bool:
     return row is not None and tuple(row) == (0, 0, 0)
 
 
+def _sqlite_target(path: Path, read_only: bool) -> str:
+    """The URI SQLite opens ``path`` by. A reader that may not write the file (an auditor, a
+    ledger of another owner, mode 0644) opens it read-only, and SQLite writes nothing. A WAL
+    database needs its index (``-shm``) beside it: with no writer open (no ``-wal``: the last
+    close checkpointed it into the file) in a directory this reader cannot write, the file is
+    all there is and is opened as immutable; with a writer open its ``-wal`` and ``-shm``
+    are read as they are."""
+    target = f"file:{urllib.parse.quote(str(path))}"
+    if not read_only or os.access(path, os.W_OK):
+        return target
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists() and not os.access(path.parent, os.W_OK):
+        return f"{target}?mode=ro&immutable=1"
+    return f"{target}?mode=ro"
+
+
 @dataclass(frozen=True, slots=True)
 class BatchReceipt:
     """What :meth:`Ledger.record_batch` did with a fleet agent's batch."""
@@ -451,12 +468,16 @@ class Ledger:
             if not create:
                 raise LedgerError(f"{path}: no ledger here (nothing has been recorded yet)")
             _create_private_file(path)
-        elif not os.access(path, os.R_OK | os.W_OK):
-            raise LedgerError(f"{path}: cannot open the ledger: permission denied (it needs "
-                              "read and write access, also for the -wal/-shm files beside it)")
+        elif not os.access(path, os.R_OK):
+            raise LedgerError(f"{path}: cannot open the ledger: permission denied (reading it "
+                              "needs read access)")
+        elif not read_only and not os.access(path, os.W_OK):
+            raise LedgerError(f"{path}: cannot open the ledger: permission denied (recording "
+                              "needs read and write access, also for the -wal/-shm files "
+                              "beside it; the listing commands need only read access)")
         try:
-            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(_sqlite_target(path, read_only), timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, check_same_thread=False, uri=True)
         except sqlite3.Error as exc:
             raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
         ledger = cls(conn, path, settings, catalogue)
@@ -494,7 +515,8 @@ class Ledger:
                     "ledger; refusing to touch it")
             if self.read_only:  # an empty file: a reader makes nothing of it
                 raise LedgerError(f"{self.path}: no ledger here (nothing has been recorded yet)")
-        self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+        if not self.read_only:  # setting the journal mode is a write
+            self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         self.opened_version = self.schema_version = version if app_id else 0

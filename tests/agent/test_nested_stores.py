@@ -47,9 +47,10 @@ def _config(tmp_path: Path, live: Path, inner: Path, *, inner_first: bool) -> Pa
 def _observed(ledger: Path) -> list[tuple[str, str | None]]:
     """``(location, contract)`` of every observation the ledger recorded, in order."""
     with Ledger.open(ledger, create=False) as opened:
-        bound = [e.event for e in opened.journal("C-9")]
-        unbound = [e.event for e in opened.unbound_observations()]
-    return sorted((e.location, e.contract_id) for e in bound + unbound
+        # C-9 is no contract of this ledger: its observations are listed as unbound too
+        entries = {e.seq: e.event for e in opened.journal("C-9")}
+        entries.update((e.seq, e.event) for e in opened.unbound_observations())
+    return sorted((e.location, e.contract_id) for e in entries.values()
                   if isinstance(e, CertificateObserved))
 
 
