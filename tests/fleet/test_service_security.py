@@ -90,6 +90,10 @@ def _unbound(fleet: Fleet, host: str) -> set[str]:
 
 # ---------------------------------------------------------------------- 1. bindings and time
 def test_a_binding_the_desk_did_not_assign_is_recorded_unbound(fleet: Fleet) -> None:
+    from tests.policy.ledger_fixtures import accepted
+
+    with Ledger.open(fleet.ledger) as ledger:  # the desk's contract (one the ledger holds)
+        ledger.append(accepted("C-SHOP"))
     with FleetRegistry.open(fleet.ledger) as registry:
         registry.assign(host="shop-web01", store="/etc/ssl/shop/",
                         binding={"contract_id": "C-SHOP"})
