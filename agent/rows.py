@@ -504,7 +504,8 @@ _ADVICE: dict[str, str] = {
 }
 
 _ACTION_ADVICE: dict[Action, str] = {
-    Action.NOTIFY: "contract desk: send the renewal notice (`certescrow contract notify`)",
+    Action.NOTIFY: "contract desk: send the renewal notice (`certescrow contract notify ID`; "
+                   "a certificate no contract holds is bound first: `contract bind`)",
     Action.AWAIT_ANSWER: "contract desk: the customer's answer is awaited",
     Action.ANSWER_OVERDUE: "contract desk: the customer's answer is overdue; escalate",
     Action.RENEWAL_BLOCKED: "contract desk: the contract cannot be renewed with this "

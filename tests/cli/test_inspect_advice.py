@@ -41,3 +41,11 @@ def test_a_finding_without_advice_points_at_inspect_only_from_the_table() -> Non
     assert what_to_do([finding], []) == []
     assert advice_for([("some-new-finding", int(Severity.WARNING))], []) == [
         "see `certescrow inspect` (some-new-finding)"]
+
+
+def test_an_overdue_notice_says_how_to_record_it_even_with_no_contract_yet() -> None:
+    """`certescrow contract notify` needs a contract id, and the certificate a row shows may
+    be held by no contract yet (the review of session 13)."""
+    (advice,) = advice_for([], [("notify", "2026-01-01", 2)])
+    assert "certescrow contract notify ID" in advice
+    assert "contract bind" in advice
