@@ -631,9 +631,8 @@ def test_art4_7_escrow_pairs_a_certificate_with_a_key_in_another_directory_read_
 
 def test_art4_7_a_key_that_arrives_later_brings_its_waiting_certificate_not_a_removed_one(
         tmp_path: Path) -> None:
-    from vault import KeyFileSource, open_vault
-
     from tests.agent.daemon_helpers import SteppingClock
+    from vault import KeyFileSource, open_vault
 
     store = tmp_path / "ssl"
     (store / "certs").mkdir(parents=True)
