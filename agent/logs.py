@@ -140,6 +140,11 @@ class EventLog:
         self.logger.log(level, "%s", message, exc_info=exc_info,
                         extra={"event": event, "fields": fields})
 
+    def log(self, level: int, event: str, message: str, **fields: Any) -> None:
+        """At ``level``: for a line whose level depends on what it says (a finding is an
+        error when critical, a warning otherwise: agent/findinglog.py)."""
+        self._log(level, event, message, False, fields)
+
     def debug(self, event: str, message: str, **fields: Any) -> None:
         self._log(logging.DEBUG, event, message, False, fields)
 

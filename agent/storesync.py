@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
-from policy.decisions import Finding, Severity
+from policy.decisions import SEVERITY_TEXT, Finding, Severity
 from policy.facts import CertificateFacts
 from policy.intake import Intake, IntakeReceipt, Observation
 
@@ -31,7 +31,7 @@ from .certset import MAX_SET_ATTEMPTS, SetState, key_lookup
 from .config import Config, StoreConfig, within_store
 from .errors import AgentError
 from .escrow import Escrow
-from .findinglog import FindingLog
+from .findinglog import FindingLog, level_of
 from .index import FileIndex, StatKey, parent_of, stat_key
 from .inventory import InventorySlot
 from .ledgerwriter import LedgerOp, LedgerWriter, Part
@@ -577,10 +577,12 @@ class StoreSync:
                                    f"key and certificate disagree ({', '.join(mismatched)})",
                                    at=at, summary=summary)
         if mismatched:
-            self.log.warning("key-mismatch",
-                             f"{directory}: private key and certificate still disagree after "
-                             f"{attempts} quiet periods; reporting as mismatched",
-                             path=directory, files=",".join(mismatched))
+            # critical, as the rows' key-mismatch finding (agent/rows.py): the server would
+            # present a certificate its key cannot serve
+            self.log.error("key-mismatch",
+                           f"{directory}: private key and certificate still disagree after "
+                           f"{attempts} quiet periods; reporting as mismatched",
+                           path=directory, files=",".join(mismatched), severity="critical")
         attempts_by_dir.pop(directory, None)
         return self._accept(store, results, at=at, summary=summary)
 
@@ -670,8 +672,11 @@ class StoreSync:
                 self.findings.certificate(seen)
             for finding in result.findings:
                 if finding.severity >= Severity.WARNING:
-                    self.log.warning("finding", f"{path}: {finding.message}", path=path,
-                                     code=finding.code, clause=finding.clause)
+                    # (a 0644 private key is critical: an error, journalctl -p err shows it)
+                    self.log.log(level_of(finding.severity), "finding",
+                                 f"{path}: {finding.message}", path=path, code=finding.code,
+                                 clause=finding.clause,
+                                 severity=SEVERITY_TEXT[finding.severity])
         return observations
 
     def _summarise(self, store: StoreConfig, result: FileResult, keys: set[str],
