@@ -51,6 +51,9 @@ __all__ = ["REPORT_BATCH", "Lister", "Reader", "StoreSync"]
 
 REPORT_BATCH = 2000
 """Observations per intake transaction during full scans."""
+FOUND_AT_RECONCILIATION = " (found at reconciliation)"
+"""What a ``gone`` line adds when the place went while the daemon was not watching (stopped,
+killed, the host down): found by the start's walk or by the ledger's reconciliation."""
 _TRANSIENT = frozenset({"vanished", "not-found"})
 _UNFOLLOWED = frozenset({"link-outside-root", "symlink-loop"})
 """A walk's errors for a link it did not follow: nothing below it is in the store (any more)."""
@@ -222,6 +225,9 @@ class StoreSync:
         # memory): its findings are counted and logged as one line per kind, not one line per
         # certificate, so a restart does not flood the journal with what it already said.
         self._scanned_once = False
+        self._gone_why = ""
+        """What a ``gone`` line adds: :data:`FOUND_AT_RECONCILIATION` during the first scan,
+        whose walk compares the stores with the read index of the last run."""
         self._shadows: dict[Path, tuple[str, ...]] = {}
         """By store root: :meth:`shadowed` (resolved once, at the first question)."""
         self.configure_policy()
@@ -467,7 +473,7 @@ class StoreSync:
             self.escrow.forget(name)
             previous = self.index.remove(name)
             if previous is not None and previous.certificates:
-                self._report_gone(name, at=at, why="")
+                self._report_gone(name, at=at, why=self._gone_why)
                 if summary is not None:
                     summary.gone += 1
 
@@ -971,9 +977,13 @@ class StoreSync:
         """Walk every store; read only what changed since the last read; report; mark what is
         no longer there as gone. ``collect`` fills the summary with every certificate."""
         self._scan_reports = _ScanReports()
+        if not self._scanned_once:
+            # What the first walk finds gone went while the daemon was not watching.
+            self._gone_why = FOUND_AT_RECONCILIATION
         try:
             return self._full_scan(collect=collect)
         finally:
+            self._gone_why = ""
             self._scan_reports = None  # (an exception: later reports are logged one by one)
             if self.inventory_slot is not None:
                 self.inventory_slot.serve()  # a heartbeat that asked during the scan
@@ -1104,20 +1114,22 @@ class StoreSync:
         relog = isinstance(rebind_roots, set) and bool(plan.rebind)
         self.rebind = False
         self._reported_since_start = None
-        if not plan:
-            return plan
-        observations: list[Observation] = []
-        for location in plan.gone:
-            self._report_gone(location, at=at, why=" (found at reconciliation)")
-            if summary is not None:
-                summary.gone += 1
-        for location in plan.refresh:
-            self.writer.submit(partial(_gone_op, host=host, location=location, at=at))
-        for location in (*plan.refresh, *plan.report, *plan.rebind):
-            observations.extend(self._observations_of(location, at=at))
-        self.report(observations, at=at)
-        if relog:
-            self._log_rebound(plan.rebind, at=at)
+        if plan:
+            observations: list[Observation] = []
+            for location in plan.gone:
+                self._report_gone(location, at=at, why=FOUND_AT_RECONCILIATION)
+                if summary is not None:
+                    summary.gone += 1
+            for location in plan.refresh:
+                self.writer.submit(partial(_gone_op, host=host, location=location, at=at))
+            for location in (*plan.refresh, *plan.report, *plan.rebind):
+                observations.extend(self._observations_of(location, at=at))
+            self.report(observations, at=at)
+            if relog:
+                self._log_rebound(plan.rebind, at=at)
+        # Said after every reconciliation, nothing to do included: an operator reads that the
+        # ledger and the stores agree, rather than guess from a missing line whether the
+        # comparison ran (it waits for a busy ledger: reconcile_due).
         self.log.info("reconciled", f"ledger reconciled with the stores: {len(plan.gone)} "
                       f"gone, {len(plan.refresh)} shrunk, {len(plan.report)} re-reported, "
                       f"{len(plan.rebind)} re-checked for their binding",
@@ -1129,8 +1141,8 @@ class StoreSync:
         """A reload changed these certificates' binding: what the contract now says of them is
         news (one line per kind, as after a start)."""
         counting = self.findings.counting
-        if not counting:
-            self.findings.start_counting()
+        if not counting:  # (at a start, they join the first scan's count)
+            self.findings.start_counting("reload")
         for location in locations:
             result = self.index.get(location)
             store = self.store_for(location)
