@@ -464,6 +464,15 @@ class StoreSync:
                 self.queue.put(sibling)
         return []
 
+    def _pending_event(self, path: str, summary: ScanSummary | None) -> bool:
+        """Whether ``path``, not there now, has an event waiting for its quiet period: its own
+        reading says whether it is gone. certbot replaces a link by ``rm`` then ``ln -s``, one
+        file of the set after another: ``fullchain.pem`` is missing for a moment while the set
+        is read for ``cert.pem``'s event, and is back before its own event is due (it was
+        reported gone, and then again, at each renewal). A one-shot scan (``summary``) has no
+        events to wait for."""
+        return summary is None and path in self.queue
+
     def _forget(self, names: Sequence[str], *, at: datetime, summary: ScanSummary | None) -> None:
         """Take ``names`` out of the index; report gone those that held certificates."""
         for name in names:
@@ -569,7 +578,7 @@ class StoreSync:
                                        "read", at=at, summary=summary)
             results.append(result)
         for gone in set(self.index.paths_under(directory)) - set(paths):
-            if os.path.dirname(gone) == directory:
+            if os.path.dirname(gone) == directory and not self._pending_event(gone, summary):
                 self.gone(gone, at=at, summary=summary)
         if not changed:
             if summary is not None:
@@ -969,7 +978,8 @@ class StoreSync:
         for name in sorted(unseen):
             # (below a link the walk no longer follows, a name may well exist: in the place
             # the link leads to now, which is not the store's)
-            if name in index and (not os.path.lexists(name) or _below_any(name, unfollowed)):
+            if name in index and (not os.path.lexists(name) or _below_any(name, unfollowed)) \
+                    and not self._pending_event(name, summary):
                 observations.extend(self.gone(name, at=at, summary=summary))
         return observations
 

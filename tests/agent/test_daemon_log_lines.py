@@ -4,13 +4,16 @@ operator would: each of these differed):
 * one ``reconciled`` line after every full scan, nothing to do included;
 * a place that went while the daemon was stopped is ``gone … (found at reconciliation)``, also
   when the start's walk finds it (the read index of the last run knew it);
-* after SIGHUP the per-kind lines say ``scan after reload:``, not ``initial scan:``.
+* after SIGHUP the per-kind lines say ``scan after reload:``, not ``initial scan:``;
+* certbot replacing a link (``rm`` then ``ln -s``, while the set is read for another file's
+  event) is not a ``gone`` line: the link is back within its quiet period.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import pytest
 
 from agent.logs import LOGGER_NAME, EventLog, configure_logging
 from agent.readindex import READ_INDEX_NAME
-from tests.agent.daemon_helpers import make_daemon, store_config
+from tests.agent.daemon_helpers import Certbot, SteppingClock, make_daemon, store_config
 from tests.certfactory import make_cert
 
 
@@ -104,4 +107,65 @@ def test_after_a_reload_the_lines_per_kind_say_it_was_the_scan_after_reload(
     assert all(": scan after reload: " in line and " scan=reload" in line
                for line in counted), counted
     assert not [line for line in after if "initial scan" in line]
+    daemon.shutdown()
+
+
+def test_a_certbot_link_replaced_while_its_set_is_read_is_not_gone(tmp_path: Path) -> None:
+    certbot = Certbot(tmp_path / "le")
+    certbot.install()
+    clock = SteppingClock()
+    log, stream = _log()
+    daemon, intake = make_daemon(store_config([{"path": str(tmp_path / "le" / "live")}]),
+                                 tmp_path, clock=clock, log=log)
+    daemon.full_scan()
+    intake.clear()
+    # certbot relinks one file after another (rm, then ln -s): cert.pem's event comes due
+    # (quiet period 300 ms) while fullchain.pem is between its rm and its ln -s.
+    daemon.enqueue(str(certbot.link("cert")))
+    clock.advance(0.2)
+    fullchain = certbot.live / "fullchain.pem"
+    fullchain.unlink()
+    daemon.enqueue(str(fullchain))
+    clock.advance(0.15)
+    daemon.process_due()  # the set, read for cert.pem, has no fullchain.pem this instant
+    os.symlink(f"../../archive/{certbot.name}/fullchain{certbot.generation}.pem", fullchain)
+    daemon.enqueue(str(fullchain))
+    for _ in range(3):
+        clock.advance(0.31)
+        daemon.process_due()
+    assert intake.gone == []
+    assert _events(stream, "gone") == []
+    assert str(fullchain) in {location for location, _, _ in
+                              intake.ledger.open_sightings("web1")}
+    daemon.shutdown()
+
+
+def test_a_certbot_renewal_logs_no_gone_line(tmp_path: Path) -> None:
+    certbot = Certbot(tmp_path / "le")
+    certbot.install()
+    clock = SteppingClock()
+    log, stream = _log()
+    daemon, intake = make_daemon(store_config([{"path": str(tmp_path / "le" / "live")}]),
+                                 tmp_path, clock=clock, log=log)
+    daemon.full_scan()
+    intake.clear()
+    renewed = certbot.write_generation()
+    # rm + ln -s, 100 ms apart: cert.pem's event is due (300 ms after its ln -s) the instant
+    # fullchain.pem is removed
+    for kind in ("cert", "chain", "fullchain", "privkey"):
+        link = certbot.live / f"{kind}.pem"
+        link.unlink()
+        daemon.enqueue(str(link))
+        daemon.process_due()
+        clock.advance(0.1)
+        daemon.enqueue(str(certbot.link(kind)))
+        daemon.process_due()
+        clock.advance(0.1)
+    for _ in range(12):
+        clock.advance(0.31)
+        daemon.process_due()
+    assert intake.gone == []
+    assert _events(stream, "gone") == []
+    assert {o.location for o in intake.reported if o.facts.sha256 == renewed.sha256} == {
+        str(certbot.live / "cert.pem"), str(certbot.live / "fullchain.pem")}
     daemon.shutdown()
