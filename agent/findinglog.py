@@ -14,20 +14,24 @@ places are counted apart ("in N file(s)").
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from policy.decisions import SEVERITY_TEXT, Severity
 
+from .index import KindCount
 from .logs import EventLog
 from .rows import CertificateRow
 
 __all__ = ["SCANS", "FindingLog", "Kind", "LoggedWarning", "level_of", "warnings_of"]
 
-SCANS = {"initial": "initial scan", "reload": "scan after reload"}
+SCANS = {"initial": "initial scan", "reload": "scan after reload",
+         "restart": "scan after restart, each file as last read"}
 """What a scan whose warnings are counted was (the ``scan`` field), and how its lines begin: the
-first scan after a start, or the one after a SIGHUP that changed a store's binding."""
+first scan after a start that read every file, the one after a SIGHUP that changed a store's
+binding, or the first after a restart, whose unchanged files were not read again (what they
+said when they were read is counted from the read index: agent/readindex.py)."""
 
 
 def level_of(severity: Severity | str) -> int:
@@ -165,14 +169,25 @@ class FindingLog:
             entry = self._tally[kind[:3]] = _Kind(example=path)
         entry.count(_certificate_id(sha256), path, kind[3])
 
+    def stop_counting(self) -> None:
+        """Back to one line per certificate, forgetting what was counted (the caller logs the
+        count from elsewhere: :meth:`log_kinds`)."""
+        self._tally = None
+
     def flush(self) -> None:
         """One line per kind of finding or action counted, an error when one certificate of
         the kind was critical; back to one line per certificate."""
         tally, self._tally = self._tally, None
-        label = SCANS.get(self._scan, self._scan)
-        for (event, code, clause), kind in sorted((tally or {}).items()):
-            count, files, critical = len(kind.certificates), len(kind.places), len(kind.critical)
-            example = kind.critical_example or kind.example
+        self.log_kinds(self._scan, [
+            (event, code, clause, len(kind.certificates), len(kind.critical), len(kind.places),
+             kind.critical_example or kind.example)
+            for (event, code, clause), kind in sorted((tally or {}).items())])
+
+    def log_kinds(self, scan: str, kinds: Iterable[KindCount]) -> None:
+        """One line per kind: ``(event, code, clause, certificates, critical, files,
+        example)``, the example one of the critical ones when there are any."""
+        label = SCANS.get(scan, scan)
+        for event, code, clause, count, critical, files, example in kinds:
             severity = "critical" if critical else "warning"
             self.log.log(
                 level_of(severity),
@@ -184,5 +199,5 @@ class FindingLog:
                 "`certescrow policy actions` lists them",
                 count=count, files=files, example=example, clause=clause,
                 **({"code": code} if event == "finding" else {"action": code}),
-                severity=severity, critical=critical, scan=self._scan,
+                severity=severity, critical=critical, scan=scan,
             )

@@ -31,12 +31,12 @@ from .certset import MAX_SET_ATTEMPTS, SetState, key_lookup
 from .config import Config, StoreConfig, within_store
 from .errors import AgentError
 from .escrow import Escrow
-from .findinglog import FindingLog, level_of
-from .index import FileIndex, StatKey, parent_of, stat_key
+from .findinglog import FindingLog, level_of, warnings_of
+from .index import FileIndex, Problem, StatKey, parent_of, stat_key
 from .inventory import InventorySlot
 from .ledgerwriter import LedgerOp, LedgerWriter, Part
 from .logs import EventLog
-from .readindex import certificate_ids, certificate_rows
+from .readindex import PersistentIndex, certificate_ids, certificate_rows
 from .readpool import MIN_FILES as READ_AHEAD_MIN_FILES
 from .readpool import ReadAhead, RowJob, read_ahead_workers
 from .reconcile import Reconciliation, SightingSource, plan_reconciliation
@@ -228,6 +228,9 @@ class StoreSync:
         self._gone_why = ""
         """What a ``gone`` line adds: :data:`FOUND_AT_RECONCILIATION` during the first scan,
         whose walk compares the stores with the read index of the last run."""
+        self._read_at_restart: set[str] | None = None
+        """During the first scan after a restart (a read index restored): the files it read
+        again. What the others said when last read comes from the read index instead."""
         self._shadows: dict[Path, tuple[str, ...]] = {}
         """By store root: :meth:`shadowed` (resolved once, at the first question)."""
         self.configure_policy()
@@ -670,6 +673,7 @@ class StoreSync:
                       and len(placed_among) == 1
                       and (not ahead.job.kinds_only or self.findings.counts_kinds_only)
                       else None)
+            problems: list[Problem] = []
             for n, record in enumerate(result.certificates):
                 matches = self._matches(record, result, keys)
                 observations.append(Observation(
@@ -677,22 +681,39 @@ class StoreSync:
                     index=record.index, observed_at_utc=at, binding=store.binding,
                     key_matches=matches))
                 if warned is not None:
-                    self.findings.warnings(record.path, record.facts.sha256, warned[n])
-                    continue
-                seen = self._row(store, record, result, placed_among, at=at,
-                                 previous=_predecessor(previous, record),
-                                 extra=tuple(escrow_findings.get(record.index, ())))
-                if seen is None:
-                    continue
-                self.findings.certificate(seen)
-            for finding in result.findings:
-                if finding.severity >= Severity.WARNING:
-                    # (a 0644 private key is critical: an error, journalctl -p err shows it)
-                    self.log.log(level_of(finding.severity), "finding",
-                                 f"{path}: {finding.message}", path=path, code=finding.code,
-                                 clause=finding.clause,
-                                 severity=SEVERITY_TEXT[finding.severity])
+                    found = warned[n]
+                else:
+                    seen = self._row(store, record, result, placed_among, at=at,
+                                     previous=_predecessor(previous, record),
+                                     extra=tuple(escrow_findings.get(record.index, ())))
+                    if seen is None:
+                        continue
+                    found = warnings_of(seen)
+                self.findings.warnings(record.path, record.facts.sha256, found)
+                problems.extend((record.index, record.facts.sha256, *kind)
+                                for kind, _, _ in found)
+            problems.extend(self._log_file_findings(path, result))
+            if problems:
+                # kept by the read index, so that a restart that reads nothing again can say
+                # what is still wrong (agent/readindex.py)
+                self.index.set_problems(path, tuple(problems))
+            if self._read_at_restart is not None:
+                self._read_at_restart.add(path)
         return observations
+
+    def _log_file_findings(self, path: str, result: FileResult) -> list[Problem]:
+        """Log the warning and critical findings of the file itself (a private key others
+        can read); what was logged, as :class:`~agent.index.Problem` rows."""
+        logged: list[Problem] = []
+        for finding in result.findings:
+            if finding.severity >= Severity.WARNING:
+                severity = SEVERITY_TEXT[finding.severity]
+                # (a 0644 private key is critical: an error, journalctl -p err shows it)
+                self.log.log(level_of(finding.severity), "finding",
+                             f"{path}: {finding.message}", path=path, code=finding.code,
+                             clause=finding.clause, severity=severity)
+                logged.append((-1, "", "finding", finding.code, finding.clause, severity))
+        return logged
 
     def _summarise(self, store: StoreConfig, result: FileResult, keys: set[str],
                    summary: ScanSummary) -> None:
@@ -1004,7 +1025,9 @@ class StoreSync:
         handled: set[str] = set()
         read_before = self.files_read
         if not self._scanned_once:
-            self.findings.start_counting()
+            restored = isinstance(self.index, PersistentIndex) and self.index.loaded > 0
+            self.findings.start_counting("restart" if restored else "initial")
+            self._read_at_restart = set() if restored else None
         escrowed_before = len(self.escrow.records)
         for store in self.config.agent.stores:
             if self.stopping():
@@ -1037,13 +1060,13 @@ class StoreSync:
                 # No rebound certificate can join the first scan's count: its lines are
                 # logged now, and its tally (~19 MiB at 100,000 certificates) is gone before
                 # the ledger's open sightings come in (~44 MiB while it builds them).
-                self.findings.flush()
+                self._flush_findings()
             self.reconcile(at=at, summary=summary)
         if collect:
             self._summary_rows(summary, at=at)
             # each file once, however often it was met (a set re-read while it settled)
             summary.files = len(summary.read)
-        self.findings.flush()
+        self._flush_findings()
         self._scanned_once = True
         summary.escrowed = self.escrow.records[escrowed_before:]
         summary.files_read = self.files_read - read_before
@@ -1052,6 +1075,28 @@ class StoreSync:
                       f"{summary.files_read} read", files=count, read=summary.files_read)
         self._log_scan_reports()
         return summary
+
+    def _flush_findings(self) -> None:
+        """The first scan's lines per kind. After a restart, whose unchanged files were not
+        read again (so said nothing), they are counted from what every indexed file said when
+        it was last read, kept by the read index (the files read again included: written
+        first), and each file's own findings (a 0644 key) not said by this scan are said
+        again, as the first scan says them: what is still wrong is in the journal after every
+        start, at the cost of one SQL query, not of reading every file."""
+        read_again, self._read_at_restart = self._read_at_restart, None
+        if read_again is None or not self.findings.counting:
+            self.findings.flush()
+            return
+        self.findings.stop_counting()
+        index = cast(PersistentIndex, self.index)
+        index.flush()
+        self.findings.log_kinds("restart", index.file.stored_kinds())
+        for path in index.file.file_finding_paths():
+            if path in read_again:
+                continue
+            result = index.get(path)
+            if result is not None:
+                self._log_file_findings(path, result)
 
     def _log_scan_reports(self) -> None:
         """One line for what the scan reported, once the ledger took it all (its writes are
@@ -1159,10 +1204,17 @@ class StoreSync:
             if result is None or store is None:
                 continue
             unit = self._directory_unit(result, (result,))
+            problems: list[Problem] = [
+                (-1, "", "finding", f.code, f.clause, SEVERITY_TEXT[f.severity])
+                for f in result.findings if f.severity >= Severity.WARNING]
             for record in result.certificates:
                 row = self._row(store, record, result, unit, at=at)
                 if row is not None:
-                    self.findings.certificate(row)
+                    found = warnings_of(row)
+                    self.findings.warnings(record.path, record.facts.sha256, found)
+                    problems.extend((record.index, record.facts.sha256, *kind)
+                                    for kind, _, _ in found)
+            self.index.set_problems(location, tuple(problems))  # what it says now
         if not counting:
             self.findings.flush()
 
