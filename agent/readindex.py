@@ -496,7 +496,7 @@ class ReadIndexFile:
               problems: Mapping[str, tuple[Problem, ...]] | None = None) -> None:
         """Apply changes in one transaction: ``puts`` as ``(path, packed entry, target,
         result)``; ``bindings``: replace the stores' bindings; ``problems``: replace what these
-        paths said (a removed path's go with it)."""
+        paths said (``()``: nothing, as for a path removed)."""
         if self._db is None:
             self.reset()
         db = self._db
@@ -514,7 +514,7 @@ class ReadIndexFile:
             results.append((raw_path, blob))
         gone = [(os.fsencode(p),) for p in removes]
         said = problems or {}
-        unsaid = [*gone, *((os.fsencode(p),) for p in said)]
+        unsaid = [(os.fsencode(p),) for p in said]
         told = [(os.fsencode(path), position, _sha_bytes(sha256), event, code, clause,
                  int(severity == "critical"))
                 for path, rows in said.items()
@@ -802,12 +802,15 @@ class PersistentIndex(FileIndex[FileResult]):
             target: Path | str | None = None) -> None:
         name = str(path)
         self._recent.pop(name, None)
+        if name in self._packed or name in self._problems:
+            # what it said before is not what it says now (a file never written has no rows:
+            # a first start deletes none)
+            self._problems[name] = ()
         self._forget(name)
         FileIndex.put(self, name, key, result, target)
         if result.keys:
             self._keyed.add(name)
         self._dirty[name] = key is not None
-        self._problems[name] = ()  # what it said before is not what it says now
         if len(self._dirty) >= FLUSH_EVERY:
             self.flush()
 
@@ -820,9 +823,10 @@ class PersistentIndex(FileIndex[FileResult]):
             return None
         result = self.get(name)  # what was there (the caller reports it gone)
         self._recent.pop(name, None)
+        if name in self._packed or name in self._problems:
+            self._problems[name] = ()
         self._forget(name)
         self._dirty[name] = False
-        self._problems[name] = ()
         return result
 
     def _forget(self, name: str) -> None:
@@ -898,9 +902,10 @@ class PersistentIndex(FileIndex[FileResult]):
                     continue
             if path not in self._packed:
                 removes.append(path)  # gone, or kept in full in memory only
-        # (what a file not written says is not written either: a restart reads it again)
+        # (what a file not written says is not written either: a restart reads it again; and
+        # what a removed file said goes with it)
         removed = set(removes)
-        written = {path: rows for path, rows in problems.items() if path not in removed}
+        written = {path: () if path in removed else rows for path, rows in problems.items()}
         try:
             self.file.write(puts, removes, bindings, written)
         except (OSError, sqlite3.Error, TypeError, ValueError) as exc:
