@@ -472,8 +472,8 @@ class StoreSync:
         reading says whether it is gone. certbot replaces a link by ``rm`` then ``ln -s``, one
         file of the set after another: ``fullchain.pem`` is missing for a moment while the set
         is read for ``cert.pem``'s event, and is back before its own event is due (it was
-        reported gone, and then again, at each renewal). A one-shot scan (``summary``) has no
-        events to wait for."""
+        reported gone, then reported again, at each renewal). A one-shot scan (``summary``)
+        has no events to wait for."""
         return summary is None and path in self.queue
 
     def _forget(self, names: Sequence[str], *, at: datetime, summary: ScanSummary | None) -> None:
@@ -1082,7 +1082,8 @@ class StoreSync:
         it was last read, kept by the read index (the files read again included: written
         first), and each file's own findings (a 0644 key) not said by this scan are said
         again, as the first scan says them: what is still wrong is in the journal after every
-        start, at the cost of one SQL query, not of reading every file."""
+        start, at the cost of one pass over one row per file that said something, not of
+        reading every file."""
         read_again, self._read_at_restart = self._read_at_restart, None
         if read_again is None or not self.findings.counting:
             self.findings.flush()
@@ -1090,8 +1091,9 @@ class StoreSync:
         self.findings.stop_counting()
         index = cast(PersistentIndex, self.index)
         index.flush()
-        self.findings.log_kinds("restart", index.file.stored_kinds())
-        for path in index.file.file_finding_paths():
+        kinds, own = index.file.said()
+        self.findings.log_kinds("restart", kinds)
+        for path in own:
             if path in read_again:
                 continue
             result = index.get(path)
