@@ -34,7 +34,9 @@ LOGGER_NAME = "certescrow.agent"
 SERVICE_LOGGER_NAME = "certescrow.service"
 """The policy service's logger (``policy/service.py``): ``policy serve`` routes it here too, so
 both services' lines have one form (the ``<N>`` prefix, ``level event: message key=value``)."""
-SERVICE_LIBRARIES = ("aiohttp", "asyncio")
+SERVICE_LIBRARIES = ("aiohttp", "asyncio", "certescrow.vault")
+"""Whose warnings ``policy serve`` logs through its handler too: its web server's, its event
+loop's, and the vault's it opens for its TLS key (a plaintext keyring)."""
 
 # sd-daemon(3): <3> err, <4> warning, <5> notice, <6> info, <7> debug.
 _PRIORITY = {
@@ -131,8 +133,8 @@ def configure_logging(fmt: str = "text", *, stream: IO[str] | None = None,
     logger.setLevel(level)
     logger.propagate = False
     # The libraries' own warnings (watchdog's "Inotify queue overflowed", aiohttp's and
-    # asyncio's errors) go through the same handler: one format on stderr, never Python's bare
-    # last-resort output.
+    # asyncio's errors, the vault's) go through the same handler: one format on stderr, never
+    # Python's bare last-resort output.
     for library_name in libraries:
         library = logging.getLogger(library_name)
         for old in list(library.handlers):
