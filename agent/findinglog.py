@@ -14,16 +14,32 @@ places are counted apart ("in N file(s)").
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from policy.decisions import Severity
+from policy.decisions import SEVERITY_TEXT, Severity
 
+from .index import KindCount
 from .logs import EventLog
 from .rows import CertificateRow
 
-__all__ = ["FindingLog", "LoggedWarning", "warnings_of"]
+__all__ = ["SCANS", "FindingLog", "Kind", "LoggedWarning", "level_of", "warnings_of"]
+
+SCANS = {"initial": "initial scan", "reload": "scan after reload",
+         "restart": "scan after restart, each file as last read"}
+"""What a scan whose warnings are counted was (the ``scan`` field), and how its lines begin: the
+first scan after a start that read every file, the one after a SIGHUP that changed a store's
+binding, or the first after a restart, whose unchanged files were not read again (what they
+said when they were read is counted from the read index: agent/readindex.py)."""
+
+
+def level_of(severity: Severity | str) -> int:
+    """The log level of a finding or action of ``severity``: a critical one is an error, so
+    that ``journalctl -p err`` (the ``<3>`` prefix) shows it; a warning is a warning."""
+    critical = (severity == "critical" if isinstance(severity, str)
+                else severity >= Severity.CRITICAL)
+    return logging.ERROR if critical else logging.WARNING
 
 
 @dataclass(slots=True)
@@ -36,10 +52,27 @@ class _Kind:
     """The first 64 bits of each one's SHA-256 (a number: a first scan of 100,000
     certificates would otherwise keep 100,000 hex strings, 11 MiB, for a count)."""
     places: set[str] = field(default_factory=set)
+    critical: set[int] = field(default_factory=set)
+    """Of :attr:`certificates`, those for which it was critical (an ``expired`` is always,
+    a ``notify`` action when overdue): the kind's line is an error when there is one."""
+    critical_example: str = ""
+
+    def count(self, certificate: int, path: str, severity: str) -> None:
+        self.certificates.add(certificate)
+        self.places.add(path)
+        if severity == "critical":
+            self.critical.add(certificate)
+            if not self.critical_example:
+                self.critical_example = path
 
 
-LoggedWarning = tuple[tuple[str, str, str], str, dict[str, str]]
-"""``((event, code, clause), message, fields)``: one warning about one certificate."""
+Kind = tuple[str, str, str, str]
+"""``(event, code, clause, severity)``: ``finding`` or ``action``, its code (an action's name),
+its clause, and ``warning`` or ``critical``."""
+
+LoggedWarning = tuple[Kind, str, dict[str, str]]
+"""``((event, code, clause, severity), message, fields)``: one warning about one
+certificate."""
 
 
 def warnings_of(seen: CertificateRow) -> tuple[LoggedWarning, ...]:
@@ -54,16 +87,19 @@ def warnings_of(seen: CertificateRow) -> tuple[LoggedWarning, ...]:
     for finding in seen.findings:
         if finding.severity >= Severity.WARNING:
             logged.add(finding.code)
-            found.append((("finding", finding.code, finding.clause),
+            severity = SEVERITY_TEXT[finding.severity]
+            found.append((("finding", finding.code, finding.clause, severity),
                           f"{where}: {finding.message}",
-                          {"code": finding.code, "clause": finding.clause}))
+                          {"code": finding.code, "clause": finding.clause,
+                           "severity": severity}))
     for action in seen.actions:
         if action.severity >= Severity.WARNING and action.action.value not in logged:
             due = action.due.isoformat() if action.due else ""
-            found.append((("action", action.action.value, action.clause),
+            severity = SEVERITY_TEXT[action.severity]
+            found.append((("action", action.action.value, action.clause, severity),
                           f"{where}: {action.explanation_en}",
                           {"action": action.action.value, "clause": action.clause,
-                           "due": due}))
+                           "due": due, "severity": severity}))
     return tuple(found)
 
 
@@ -80,14 +116,17 @@ class FindingLog:
     def __init__(self, log: EventLog) -> None:
         self.log = log
         self._tally: dict[tuple[str, str, str], _Kind] | None = None
+        self._scan = "initial"
 
     @property
     def counting(self) -> bool:
         return self._tally is not None
 
-    def start_counting(self) -> None:
-        """From now until :meth:`flush`, count per kind instead of logging each certificate."""
+    def start_counting(self, scan: str = "initial") -> None:
+        """From now until :meth:`flush`, count per kind instead of logging each certificate;
+        ``scan`` (a key of :data:`SCANS`) says what the lines will say the scan was."""
         self._tally = {}
+        self._scan = scan
 
     @property
     def counts_kinds_only(self) -> bool:
@@ -108,41 +147,57 @@ class FindingLog:
             # with no debug line built to be thrown away.
             certificate = _certificate_id(sha256) if warnings else 0
             for kind, _, _ in warnings:
-                entry = tally.get(kind)
+                entry = tally.get(kind[:3])
                 if entry is None:
-                    entry = tally[kind] = _Kind(example=path)
-                entry.certificates.add(certificate)
-                entry.places.add(path)
+                    entry = tally[kind[:3]] = _Kind(example=path)
+                entry.count(certificate, path, kind[3])
             return
         for kind, message, fields in warnings:
             self._warn(kind, path, sha256, message, **fields)
 
-    def _warn(self, kind: tuple[str, str, str], path: str, sha256: str, message: str,
+    def _warn(self, kind: Kind, path: str, sha256: str, message: str,
               **fields: Any) -> None:
-        """A per-certificate warning; while counting it is counted (and logged at debug
-        level) for :meth:`flush`."""
+        """A per-certificate warning (an error when critical); while counting it is counted
+        (and logged at debug level) for :meth:`flush`."""
         fields.update(path=path, sha256=sha256)
         if self._tally is None:
-            self.log.warning(kind[0], message, **fields)
+            self.log.log(level_of(kind[3]), kind[0], message, **fields)
             return
         self.log.debug(kind[0], message, **fields)
-        entry = self._tally.get(kind)
+        entry = self._tally.get(kind[:3])
         if entry is None:
-            entry = self._tally[kind] = _Kind(example=path)
-        entry.certificates.add(_certificate_id(sha256))
-        entry.places.add(path)
+            entry = self._tally[kind[:3]] = _Kind(example=path)
+        entry.count(_certificate_id(sha256), path, kind[3])
+
+    def stop_counting(self) -> None:
+        """Back to one line per certificate, forgetting what was counted (the caller logs the
+        count from elsewhere: :meth:`log_kinds`)."""
+        self._tally = None
 
     def flush(self) -> None:
-        """One line per kind of finding or action counted; back to one line per certificate."""
+        """One line per kind of finding or action counted, an error when one certificate of
+        the kind was critical; back to one line per certificate."""
         tally, self._tally = self._tally, None
-        for (event, code, clause), kind in sorted((tally or {}).items()):
-            count, files, example = len(kind.certificates), len(kind.places), kind.example
-            self.log.warning(
+        self.log_kinds(self._scan, [
+            (event, code, clause, len(kind.certificates), len(kind.critical), len(kind.places),
+             kind.critical_example or kind.example)
+            for (event, code, clause), kind in sorted((tally or {}).items())])
+
+    def log_kinds(self, scan: str, kinds: Iterable[KindCount]) -> None:
+        """One line per kind: ``(event, code, clause, certificates, critical, files,
+        example)``, the example one of the critical ones when there are any."""
+        label = SCANS.get(scan, scan)
+        for event, code, clause, count, critical, files, example in kinds:
+            severity = "critical" if critical else "warning"
+            self.log.log(
+                level_of(severity),
                 event,
-                f"initial scan: {count} certificate(s) with {code}"
+                f"{label}: {count} certificate(s) with {code}"
                 + (f" [{clause}]" if clause else "")
+                + (f" ({critical} critical)" if 0 < critical < count else "")
                 + f" in {files} file(s), e.g. {example}; `certescrow scan` or "
                 "`certescrow policy actions` lists them",
                 count=count, files=files, example=example, clause=clause,
                 **({"code": code} if event == "finding" else {"action": code}),
+                severity=severity, critical=critical, scan=scan,
             )

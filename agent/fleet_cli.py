@@ -809,20 +809,27 @@ def load_serve_config(path: Path) -> ServeConfig:
               help="The service's configuration ([serve] and [vault]).")
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
               envvar="CERTESCROW_VAULT_KEY_FILE", help="The vault's master key file.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True,
+              help="Log lines on stderr, as the agent's (`<4>warning event: message key=value` "
+                   "under journald, or one JSON object a line).")
 @click.option("--worker", is_flag=True, hidden=True,
               help="Internal: one of the [serve] workers processes, started by the first.")
-def serve_command(config_file: Path, key_file: Path | None, worker: bool) -> None:
+def serve_command(config_file: Path, key_file: Path | None, log_format: str,
+                  worker: bool) -> None:
     """Serve the policy core to the fleet over HTTPS with mutual TLS (until SIGTERM)."""
-    import logging
-
     from policy.ledger import Ledger
     from policy.service import ServiceSettings, build_app
 
+    from .logs import SERVICE_LIBRARIES, SERVICE_LOGGER_NAME, configure_logging
+
     config = load_serve_config(config_file)
+    # The agent's log lines (agent/logs.py): the journald priority prefix, one form for both
+    # services; the service's records carry their event in `extra` (policy/logevents.py).
+    configure_logging(log_format, name=SERVICE_LOGGER_NAME, libraries=SERVICE_LIBRARIES)
     children: list[Any] = []
     if config.workers > 1 and not worker:
-        children = _start_workers(config_file, key_file, config.workers - 1)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        children = _start_workers(config_file, key_file, config.workers - 1, log_format)
     try:
         ca_pem = config.ca_certificate.read_bytes()
     except OSError as exc:
@@ -888,13 +895,14 @@ def serve_command(config_file: Path, key_file: Path | None, worker: bool) -> Non
         ledger.close()
 
 
-def _start_workers(config_file: Path, key_file: Path | None, count: int) -> list[Any]:
+def _start_workers(config_file: Path, key_file: Path | None, count: int,
+                   log_format: str) -> list[Any]:
     """The other ``[serve] workers``: the same command, each its own process and event loop,
     sharing the port through ``SO_REUSEPORT`` (the kernel spreads connections over them)."""
     import subprocess
 
     argv = [sys.executable, "-m", "agent.main", "policy", "serve", "--config",
-            str(config_file), "--worker"]
+            str(config_file), "--log-format", log_format, "--worker"]
     if key_file is not None:
         argv += ["--key-file", str(key_file)]
     return [subprocess.Popen(argv, stdin=subprocess.DEVNULL)  # noqa: S603 - our own argv
@@ -933,9 +941,15 @@ async def _serve(app: Any, config: ServeConfig, context: Any, *, parent: int | N
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    import logging
+
+    from .logs import SERVICE_LOGGER_NAME, EventLog
+
+    log = EventLog(logging.getLogger(SERVICE_LOGGER_NAME))
+
     def started(addresses: list[str]) -> None:
         for address in addresses:
-            print(f"listening on {address}", file=sys.stderr, flush=True)
+            log.info("listening", f"listening on {address}", address=address)
 
     if parent is not None:
         # A worker ends with the process that started it, even one killed without a word.

@@ -16,10 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-__all__ = ["FileIndex", "StatKey", "parent_of", "stat_key"]
+__all__ = ["FileIndex", "KindCount", "Problem", "StatKey", "parent_of", "stat_key"]
 
 StatKey = tuple[int, int, int, int, int]
 """``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)``."""
+
+Problem = tuple[int, str, str, str, str, str]
+"""What the daemon logged of a file when it read it, one kind at a time: ``(position, sha256,
+event, code, clause, severity)`` of a certificate's warning (:func:`agent.findinglog.
+warnings_of`), or ``(-1, "", "finding", code, clause, severity)`` of a finding on the file
+itself (a 0644 private key). A persistent index keeps them, so that a restart that reads
+nothing again can still say what is wrong (agent/readindex.py)."""
+
+KindCount = tuple[str, str, str, int, int, int, str]
+"""``(event, code, clause, certificates, critical, files, example)``: one kind of warning
+counted over many certificates (by the first scan, or from a read index), as
+:meth:`agent.findinglog.FindingLog.log_kinds` logs it."""
 
 R = TypeVar("R")
 
@@ -99,6 +111,11 @@ class FileIndex(Generic[R]):
         resolved = str(target) if target is not None else name
         self._entries[name] = _Entry(key, result, resolved)
         self._place(name, resolved)
+
+    def set_problems(self, path: str, problems: tuple[Problem, ...]) -> None:
+        """What was logged of the file just put at ``path``; kept only by a persistent index
+        (this one lives as long as the process, and so does what it logged)."""
+        del path, problems
 
     def remove(self, path: Path | str) -> R | None:
         name = str(path)

@@ -1,4 +1,5 @@
-"""The daemon's log: one event a line on stderr, in a form journald (or a machine) reads.
+"""The daemon's log (and ``policy serve``'s): one event a line on stderr, in a form journald
+(or a machine) reads.
 
 Under systemd, stderr is connected to the journal and ``$JOURNAL_STREAM`` is set; a ``<N>``
 prefix (sd-daemon(3)) then gives each line its syslog priority, so ``journalctl -p warning``
@@ -7,6 +8,11 @@ spans two lines (a traceback is folded into one field), carries no terminal cont
 and no byte that is not UTF-8 (file names and subjects are attacker-controlled: text lines use
 :func:`untrusted.text.for_log`, which round-trips, JSON lines :func:`untrusted.text.json_text`),
 and a PEM private key that somehow reaches a message is replaced, never printed.
+
+``policy`` may not import this module (tests/test_architecture.py): its service logs through
+the standard library, the event name and fields in a record's ``extra`` (``{"event": …,
+"fields": {…}}``, what :class:`EventLog` puts there), and the command that runs it
+(``agent/fleet_cli.py``, the shell) routes its logger here with :func:`configure_logging`.
 """
 
 from __future__ import annotations
@@ -21,9 +27,16 @@ from typing import IO, Any
 
 from untrusted.text import for_log, json_text
 
-__all__ = ["EventLog", "configure_logging", "journal_attached"]
+__all__ = ["LOGGER_NAME", "SERVICE_LIBRARIES", "SERVICE_LOGGER_NAME", "EventLog",
+           "configure_logging", "journal_attached"]
 
 LOGGER_NAME = "certescrow.agent"
+SERVICE_LOGGER_NAME = "certescrow.service"
+"""The policy service's logger (``policy/service.py``): ``policy serve`` routes it here too, so
+both services' lines have one form (the ``<N>`` prefix, ``level event: message key=value``)."""
+SERVICE_LIBRARIES = ("aiohttp", "asyncio", "certescrow.vault")
+"""Whose warnings ``policy serve`` logs through its handler too: its web server's, its event
+loop's, and the vault's it opens for its TLS key (a plaintext keyring)."""
 
 # sd-daemon(3): <3> err, <4> warning, <5> notice, <6> info, <7> debug.
 _PRIORITY = {
@@ -102,13 +115,16 @@ def _quote(value: str) -> str:
 
 
 def configure_logging(fmt: str = "text", *, stream: IO[str] | None = None,
-                      level: int = logging.INFO) -> logging.Logger:
-    """Route the agent's logger to ``stream`` (stderr) in ``fmt`` (``text`` or ``json``);
-    idempotent, so SIGHUP may call it again with a new format."""
+                      level: int = logging.INFO, name: str = LOGGER_NAME,
+                      libraries: tuple[str, ...] = ("watchdog",)) -> logging.Logger:
+    """Route the logger ``name`` (the agent's; ``policy serve`` gives
+    :data:`SERVICE_LOGGER_NAME`) to ``stream`` (stderr) in ``fmt`` (``text`` or ``json``), and
+    the warnings of the ``libraries`` it runs on through the same handler; idempotent, so
+    SIGHUP may call it again with a new format."""
     if fmt not in ("text", "json"):
         raise ValueError(f"unknown log format {fmt!r}: expected text or json")
     stream = stream if stream is not None else sys.stderr
-    logger = logging.getLogger(LOGGER_NAME)
+    logger = logging.getLogger(name)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
     handler = logging.StreamHandler(stream)
@@ -116,15 +132,17 @@ def configure_logging(fmt: str = "text", *, stream: IO[str] | None = None,
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
-    # watchdog's own warnings (e.g. "Inotify queue overflowed") go through the same handler:
-    # one format on stderr, never Python's bare last-resort output.
-    library = logging.getLogger("watchdog")
-    for old in list(library.handlers):
-        if isinstance(old, logging.StreamHandler):
-            library.removeHandler(old)
-    library.addHandler(handler)
-    library.setLevel(logging.WARNING)
-    library.propagate = False
+    # The libraries' own warnings (watchdog's "Inotify queue overflowed", aiohttp's and
+    # asyncio's errors, the vault's) go through the same handler: one format on stderr, never
+    # Python's bare last-resort output.
+    for library_name in libraries:
+        library = logging.getLogger(library_name)
+        for old in list(library.handlers):
+            if isinstance(old, logging.StreamHandler):
+                library.removeHandler(old)
+        library.addHandler(handler)
+        library.setLevel(logging.WARNING)
+        library.propagate = False
     return logger
 
 
@@ -139,6 +157,11 @@ class EventLog:
              fields: dict[str, Any]) -> None:
         self.logger.log(level, "%s", message, exc_info=exc_info,
                         extra={"event": event, "fields": fields})
+
+    def log(self, level: int, event: str, message: str, **fields: Any) -> None:
+        """At ``level``: for a line whose level depends on what it says (a finding is an
+        error when critical, a warning otherwise: agent/findinglog.py)."""
+        self._log(level, event, message, False, fields)
 
     def debug(self, event: str, message: str, **fields: Any) -> None:
         self._log(logging.DEBUG, event, message, False, fields)

@@ -10,12 +10,20 @@ SQLite transactions make every write crash-safe: a crash loses at most the last 
 files are read again. A start reads only the small rows and keeps their packed entries as they
 are: a restart of 100,000 files checks 100,000 digests, decodes no result and builds no record.
 
+Beside each file, what the daemon logged of it when it read it (``problems``: the kind of each
+warning or critical finding or action, per certificate, :data:`agent.index.Problem`), so that a
+restart that reads nothing again still says what is wrong: :meth:`ReadIndexFile.said` counts
+them by kind and names the files with a finding of their own (a 0644 key). They are what each
+file said when it was last read, not evaluated again as of now.
+
 The file is input like any other. A file that is not an SQLite database, another program's
 database, an index of another host or of another version of the records (a schema fingerprint
 of every field of every record type), a row whose digest does not match, or a value of the
 wrong type is discarded whole, with one log line, and the daemon reads every file again: a
 row is never half-trusted, and nothing is unpickled (the codec builds only the record types it
-knows, checking each value's type).
+knows, checking each value's type). The ``problems`` and ``kinds`` rows are not covered by
+the rows' digests: they are only ever counted into log lines (a row of another shape, a kind
+this daemon does not write, is left out), never acted on.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for
 from policy.decisions import Finding
 from policy.facts import CertificateFacts, storable
 
-from .index import FileIndex, StatKey, parent_of
+from .index import FileIndex, KindCount, Problem, StatKey, parent_of
 from .logs import EventLog
 from .records import CertificateRecord, FileError, FileResult, FileSkip, KeyRecord
 
@@ -70,10 +78,11 @@ RECENT = 256
 READ_INDEX_NAME = "read-index.sqlite3"
 """Its name in the state directory (beside the ledger)."""
 FORMAT = "certescrow-read-index"
-VERSION = 4
+VERSION = 5
 """3: the packed entry per file and the results in a table apart (issue 12). 4: certificate
 text as :func:`policy.facts.storable` makes it (an index of 3 may hold a NUL or a megabyte in a
-name, which the ledger refuses: its files are read again)."""
+name, which the ledger refuses: its files are read again). 5: the ``problems`` table (an index
+of 4 does not know what its files said: they are read again, once)."""
 _RECORD_TYPES: tuple[type[Any], ...] = (FileResult, CertificateRecord, KeyRecord, FileError,
                                         FileSkip, Finding, CertificateFacts)
 
@@ -312,10 +321,39 @@ CREATE TABLE IF NOT EXISTS files (
     digest BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS results (path BLOB PRIMARY KEY, result BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS problems (path BLOB PRIMARY KEY, said BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS kinds (
+    id INTEGER PRIMARY KEY,
+    event TEXT NOT NULL,
+    code TEXT NOT NULL,
+    clause TEXT NOT NULL,
+    UNIQUE (event, code, clause)
+);
 """
 # ``files`` is what a start reads, ~150 bytes a row; the results (~1.5 KB each) are apart in
 # ``results``, read one at a time when asked for. ``target`` is empty when the path is not a
-# link (the file is its own target).
+# link (the file is its own target). ``problems``: a row per file that said something when it
+# was read (most say nothing), its warnings packed (:data:`_SAID`), their kinds numbered in
+# ``kinds``. One row a file, not one a warning: a first start of 100,000 files with four
+# warnings each writes 100,000 rows, not 400,000 (2.0 -> 0.7 s here), and a restart decodes
+# them in ~0.35 s where SQL took 1.7 s to count the 400,000.
+
+_SAID = struct.Struct("<iQH")
+"""A warning of a file: the certificate's position in it (-1: the file's own finding), the first
+64 bits of its SHA-256 (what :class:`agent.findinglog.FindingLog` counts certificates by), and
+the kind's number in ``kinds``, with :data:`_CRITICAL` set when it was critical."""
+_CRITICAL = 0x8000
+_EVENTS = frozenset({"finding", "action"})
+
+
+def _certificate_number(sha256: str) -> int:
+    """The first 64 bits of a SHA-256 in hex (of its own SHA-256 for text that is not hex:
+    facts made by hand still count as one certificate each)."""
+    try:
+        return int(sha256[:16], 16)
+    except ValueError:
+        return int.from_bytes(hashlib.sha256(sha256.encode("utf-8", "surrogateescape"))
+                              .digest()[:8], "big")
 
 
 class ReadIndexFile:
@@ -333,6 +371,7 @@ class ReadIndexFile:
         self._db: sqlite3.Connection | None = None
         self._decode = _decoder(FileResult, {})
         self._fingerprint = schema_fingerprint()
+        self._kind_numbers: dict[tuple[str, str, str], int] | None = None
         self.bindings: dict[str, str] = {}
         """Store root -> :func:`binding_fingerprint` of its binding when its certificates
         last reached the ledger (a binding changed while the daemon was stopped must be
@@ -372,7 +411,7 @@ class ReadIndexFile:
         try:
             tables = {row[0] for row in db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not {"meta", "files", "results"} <= tables:
+            if not {"meta", "files", "results", "problems", "kinds"} <= tables:
                 raise UntrustedIndexError("not a certescrow read index (tables missing)")
             meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
             for name, want in self._expected_meta().items():
@@ -468,9 +507,11 @@ class ReadIndexFile:
         self._db = db
 
     def write(self, puts: Iterable[tuple[str, bytes, str, FileResult]],
-              removes: Iterable[str], bindings: dict[str, str] | None = None) -> None:
+              removes: Iterable[str], bindings: dict[str, str] | None = None,
+              problems: Mapping[str, tuple[Problem, ...]] | None = None) -> None:
         """Apply changes in one transaction: ``puts`` as ``(path, packed entry, target,
-        result)``; ``bindings``: replace the stores' bindings."""
+        result)``; ``bindings``: replace the stores' bindings; ``problems``: replace what these
+        paths said (``()``: nothing, as for a path removed)."""
         if self._db is None:
             self.reset()
         db = self._db
@@ -487,10 +528,37 @@ class ReadIndexFile:
             files.append((raw_path, entry, raw_target, result_sha256, digest))
             results.append((raw_path, blob))
         gone = [(os.fsencode(p),) for p in removes]
+        kinds = dict(self._kinds())
+        new_kinds: list[tuple[int, str, str, str]] = []
+        unsaid: list[tuple[bytes]] = []
+        told: list[tuple[bytes, bytes]] = []
+        for path, rows in (problems or {}).items():
+            raw_path = os.fsencode(path)
+            if not rows:
+                unsaid.append((raw_path,))
+                continue
+            packed = []
+            for position, sha256, event, code, clause, severity in rows:
+                number = kinds.get((event, code, clause))
+                if number is None:
+                    number = kinds[(event, code, clause)] = max(kinds.values(), default=0) + 1
+                    new_kinds.append((number, event, code, clause))
+                try:  # (32,767 kinds: more than there are; a position past 2**31: none)
+                    if number < _CRITICAL:
+                        packed.append(_SAID.pack(
+                            position, _certificate_number(sha256) if position >= 0 else 0,
+                            number | (_CRITICAL if severity == "critical" else 0)))
+                except struct.error:
+                    continue  # left out of what the restart says, never a failed write
+            told.append((raw_path, b"".join(packed)))
         db.execute("BEGIN")
         try:
             db.executemany("DELETE FROM files WHERE path = ?", gone)
             db.executemany("DELETE FROM results WHERE path = ?", gone)
+            db.executemany("INSERT INTO kinds (id, event, code, clause) VALUES (?, ?, ?, ?)",
+                           new_kinds)
+            db.executemany("DELETE FROM problems WHERE path = ?", unsaid)
+            db.executemany("INSERT OR REPLACE INTO problems (path, said) VALUES (?, ?)", told)
             db.executemany("INSERT OR REPLACE INTO files (path, entry, target, result_sha256, "
                            "digest) VALUES (?, ?, ?, ?, ?)", files)
             db.executemany("INSERT OR REPLACE INTO results (path, result) VALUES (?, ?)",
@@ -505,10 +573,72 @@ class ReadIndexFile:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        self._kind_numbers = kinds  # (only once they are on disk)
         if bindings is not None:
             self.bindings = dict(bindings)
 
+    def _kinds(self) -> dict[tuple[str, str, str], int]:
+        """``(event, code, clause)`` -> its number in ``kinds`` (read once per file)."""
+        if self._kind_numbers is None:
+            numbers: dict[tuple[str, str, str], int] = {}
+            if self._db is not None:
+                try:
+                    for number, event, code, clause in self._db.execute(
+                            "SELECT id, event, code, clause FROM kinds"):
+                        numbers[(str(event), str(code), str(clause))] = number
+                except sqlite3.Error:
+                    pass
+            self._kind_numbers = numbers
+        return self._kind_numbers
+
+    def said(self) -> tuple[list[KindCount], list[str]]:
+        """What the indexed files said when read: their certificates' warnings counted by
+        kind (distinct certificates, those it was critical for, files, and an example: a
+        critical one's file if any), and the files that had a warning or critical finding of
+        their own (a private key others can read), in path order. One pass over one row per
+        file that said something (~0.35 s for 100,000 files with four warnings each); a row or a
+        warning of another shape is left out. (Only files written have rows: :meth:`write`
+        removes a file's with the file, in the same transaction.)"""
+        if self._db is None:
+            return [], []
+        names = {number: kind for kind, number in self._kinds().items()
+                 if kind[0] in _EVENTS and number < _CRITICAL}
+        tally: dict[int, tuple[set[int], set[int], set[bytes], list[bytes]]] = {}
+        own: list[bytes] = []
+        size = _SAID.size
+        try:
+            for raw_path, blob in self._db.execute("SELECT path, said FROM problems"):
+                if type(raw_path) is not bytes or type(blob) is not bytes or len(blob) % size:
+                    continue
+                for position, certificate, number in _SAID.iter_unpack(blob):
+                    kind = number & ~_CRITICAL
+                    if kind not in names:
+                        continue
+                    if position < 0:
+                        if not own or own[-1] != raw_path:
+                            own.append(raw_path)
+                        continue
+                    entry = tally.get(kind)
+                    if entry is None:
+                        entry = tally[kind] = (set(), set(), set(), [raw_path, b""])
+                    entry[0].add(certificate)
+                    entry[2].add(raw_path)
+                    if number & _CRITICAL:
+                        entry[1].add(certificate)
+                        if not entry[3][1]:
+                            entry[3][1] = raw_path
+        except sqlite3.Error:
+            return [], []
+        kinds: list[KindCount] = []
+        for number, (certificates, critical, places, examples) in tally.items():
+            event, code, clause = names[number]
+            kinds.append((event, code, clause, len(certificates), len(critical), len(places),
+                          os.fsdecode(examples[1] or examples[0])))
+        kinds.sort()
+        return kinds, sorted({os.fsdecode(raw) for raw in own})
+
     def close(self) -> None:
+        self._kind_numbers = None
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -579,6 +709,8 @@ class PersistentIndex(FileIndex[FileResult]):
         it, to read the file again)."""
         self.loaded = -1
         """Files restored by :meth:`load`; -1 until it ran."""
+        self._problems: dict[str, tuple[Problem, ...]] = {}
+        """Path -> what it said (:meth:`set_problems`), to be written at the next flush."""
 
     def load(self) -> int:
         """Fill the index from the file; an index that cannot be trusted is discarded whole,
@@ -702,6 +834,7 @@ class PersistentIndex(FileIndex[FileResult]):
                                   "read again", path=name)
             self._forget(name)
             self._dirty[name] = False
+            self._problems[name] = ()  # what it said goes with it, until it is read again
             if self.on_discard is not None:
                 self.on_discard(name)
             return None
@@ -714,6 +847,10 @@ class PersistentIndex(FileIndex[FileResult]):
             target: Path | str | None = None) -> None:
         name = str(path)
         self._recent.pop(name, None)
+        if name in self._packed or name in self._problems:
+            # what it said before is not what it says now (a file never written has no rows:
+            # a first start deletes none)
+            self._problems[name] = ()
         self._forget(name)
         FileIndex.put(self, name, key, result, target)
         if result.keys:
@@ -722,12 +859,17 @@ class PersistentIndex(FileIndex[FileResult]):
         if len(self._dirty) >= FLUSH_EVERY:
             self.flush()
 
+    def set_problems(self, path: str, problems: tuple[Problem, ...]) -> None:
+        self._problems[path] = problems
+
     def remove(self, path: Path | str) -> FileResult | None:
         name = str(path)
         if name not in self:
             return None
         result = self.get(name)  # what was there (the caller reports it gone)
         self._recent.pop(name, None)
+        if name in self._packed or name in self._problems:
+            self._problems[name] = ()
         self._forget(name)
         self._dirty[name] = False
         return result
@@ -790,9 +932,10 @@ class PersistentIndex(FileIndex[FileResult]):
         written."""
         if bindings == self.file.bindings:
             bindings = None
-        if not self._dirty and bindings is None:
+        if not self._dirty and bindings is None and not self._problems:
             return
         dirty, self._dirty = self._dirty, {}
+        problems, self._problems = self._problems, {}
         puts: list[tuple[str, bytes, str, FileResult]] = []
         removes = []
         for path, present in dirty.items():
@@ -804,10 +947,15 @@ class PersistentIndex(FileIndex[FileResult]):
                     continue
             if path not in self._packed:
                 removes.append(path)  # gone, or kept in full in memory only
+        # (what a file not written says is not written either: a restart reads it again; and
+        # what a removed file said goes with it)
+        removed = set(removes)
+        written = {path: () if path in removed else rows for path, rows in problems.items()}
         try:
-            self.file.write(puts, removes, bindings)
+            self.file.write(puts, removes, bindings, written)
         except (OSError, sqlite3.Error, TypeError, ValueError) as exc:
             self._dirty = {**dirty, **self._dirty}  # try again at the next flush
+            self._problems = {**problems, **self._problems}
             self._write_failed(exc)
             return
         for path, entry, target, _ in puts:

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
-from policy.decisions import Finding, Severity
+from policy.decisions import SEVERITY_TEXT, Finding, Severity
 from policy.facts import CertificateFacts
 from policy.intake import Intake, IntakeReceipt, Observation
 
@@ -31,12 +31,12 @@ from .certset import MAX_SET_ATTEMPTS, SetState, key_lookup
 from .config import Config, StoreConfig, within_store
 from .errors import AgentError
 from .escrow import Escrow
-from .findinglog import FindingLog
-from .index import FileIndex, StatKey, parent_of, stat_key
+from .findinglog import FindingLog, level_of, warnings_of
+from .index import FileIndex, Problem, StatKey, parent_of, stat_key
 from .inventory import InventorySlot
 from .ledgerwriter import LedgerOp, LedgerWriter, Part
 from .logs import EventLog
-from .readindex import certificate_ids, certificate_rows
+from .readindex import PersistentIndex, certificate_ids, certificate_rows
 from .readpool import MIN_FILES as READ_AHEAD_MIN_FILES
 from .readpool import ReadAhead, RowJob, read_ahead_workers
 from .reconcile import Reconciliation, SightingSource, plan_reconciliation
@@ -51,6 +51,9 @@ __all__ = ["REPORT_BATCH", "Lister", "Reader", "StoreSync"]
 
 REPORT_BATCH = 2000
 """Observations per intake transaction during full scans."""
+FOUND_AT_RECONCILIATION = " (found at reconciliation)"
+"""What a ``gone`` line adds when the place went while the daemon was not watching (stopped,
+killed, the host down): found by the start's walk or by the ledger's reconciliation."""
 _TRANSIENT = frozenset({"vanished", "not-found"})
 _UNFOLLOWED = frozenset({"link-outside-root", "symlink-loop"})
 """A walk's errors for a link it did not follow: nothing below it is in the store (any more)."""
@@ -234,6 +237,12 @@ class StoreSync:
         # memory): its findings are counted and logged as one line per kind, not one line per
         # certificate, so a restart does not flood the journal with what it already said.
         self._scanned_once = False
+        self._gone_why = ""
+        """What a ``gone`` line adds: :data:`FOUND_AT_RECONCILIATION` during the first scan,
+        whose walk compares the stores with the read index of the last run."""
+        self._read_at_restart: set[str] | None = None
+        """During the first scan after a restart (a read index restored): the files it read
+        again. What the others said when last read comes from the read index instead."""
         self._shadows: dict[Path, tuple[str, ...]] = {}
         """By store root: :meth:`shadowed` (resolved once, at the first question)."""
         self.configure_policy()
@@ -470,6 +479,15 @@ class StoreSync:
                 self.queue.put(sibling)
         return []
 
+    def _pending_event(self, path: str, summary: ScanSummary | None) -> bool:
+        """Whether ``path``, not there now, has an event waiting for its quiet period: its own
+        reading says whether it is gone. certbot replaces a link by ``rm`` then ``ln -s``, one
+        file of the set after another: ``fullchain.pem`` is missing for a moment while the set
+        is read for ``cert.pem``'s event, and is back before its own event is due (it was
+        reported gone, then reported again, at each renewal). A one-shot scan (``summary``)
+        has no events to wait for."""
+        return summary is None and path in self.queue
+
     def _forget(self, names: Sequence[str], *, at: datetime, summary: ScanSummary | None) -> None:
         """Take ``names`` out of the index; report gone those that held certificates."""
         for name in names:
@@ -479,7 +497,7 @@ class StoreSync:
             self.escrow.forget(name)
             previous = self.index.remove(name)
             if previous is not None and previous.certificates:
-                self._report_gone(name, at=at, why="")
+                self._report_gone(name, at=at, why=self._gone_why)
                 if summary is not None:
                     summary.gone += 1
 
@@ -575,7 +593,7 @@ class StoreSync:
                                        "read", at=at, summary=summary)
             results.append(result)
         for gone in set(self.index.paths_under(directory)) - set(paths):
-            if os.path.dirname(gone) == directory:
+            if os.path.dirname(gone) == directory and not self._pending_event(gone, summary):
                 self.gone(gone, at=at, summary=summary)
         if not changed:
             if summary is not None:
@@ -589,10 +607,12 @@ class StoreSync:
                                    f"key and certificate disagree ({', '.join(mismatched)})",
                                    at=at, summary=summary)
         if mismatched:
-            self.log.warning("key-mismatch",
-                             f"{directory}: private key and certificate still disagree after "
-                             f"{attempts} quiet periods; reporting as mismatched",
-                             path=directory, files=",".join(mismatched))
+            # critical, as the rows' key-mismatch finding (agent/rows.py): the server would
+            # present a certificate its key cannot serve
+            self.log.error("key-mismatch",
+                           f"{directory}: private key and certificate still disagree after "
+                           f"{attempts} quiet periods; reporting as mismatched",
+                           path=directory, files=",".join(mismatched), severity="critical")
         attempts_by_dir.pop(directory, None)
         return self._accept(store, results, at=at, summary=summary)
 
@@ -665,6 +685,7 @@ class StoreSync:
                       and len(placed_among) == 1
                       and (not ahead.job.kinds_only or self.findings.counts_kinds_only)
                       else None)
+            problems: list[Problem] = []
             for n, record in enumerate(result.certificates):
                 matches = self._matches(record, result, keys)
                 observations.append(Observation(
@@ -672,19 +693,39 @@ class StoreSync:
                     index=record.index, observed_at_utc=at, binding=store.binding,
                     key_matches=matches))
                 if warned is not None:
-                    self.findings.warnings(record.path, record.facts.sha256, warned[n])
-                    continue
-                seen = self._row(store, record, result, placed_among, at=at,
-                                 previous=_predecessor(previous, record),
-                                 extra=tuple(escrow_findings.get(record.index, ())))
-                if seen is None:
-                    continue
-                self.findings.certificate(seen)
-            for finding in result.findings:
-                if finding.severity >= Severity.WARNING:
-                    self.log.warning("finding", f"{path}: {finding.message}", path=path,
-                                     code=finding.code, clause=finding.clause)
+                    found = warned[n]
+                else:
+                    seen = self._row(store, record, result, placed_among, at=at,
+                                     previous=_predecessor(previous, record),
+                                     extra=tuple(escrow_findings.get(record.index, ())))
+                    if seen is None:
+                        continue
+                    found = warnings_of(seen)
+                self.findings.warnings(record.path, record.facts.sha256, found)
+                problems.extend((record.index, record.facts.sha256, *kind)
+                                for kind, _, _ in found)
+            problems.extend(self._log_file_findings(path, result))
+            if problems:
+                # kept by the read index, so that a restart that reads nothing again can say
+                # what is still wrong (agent/readindex.py)
+                self.index.set_problems(path, tuple(problems))
+            if self._read_at_restart is not None:
+                self._read_at_restart.add(path)
         return observations
+
+    def _log_file_findings(self, path: str, result: FileResult) -> list[Problem]:
+        """Log the warning and critical findings of the file itself (a private key others
+        can read); what was logged, as :class:`~agent.index.Problem` rows."""
+        logged: list[Problem] = []
+        for finding in result.findings:
+            if finding.severity >= Severity.WARNING:
+                severity = SEVERITY_TEXT[finding.severity]
+                # (a 0644 private key is critical: an error, journalctl -p err shows it)
+                self.log.log(level_of(finding.severity), "finding",
+                             f"{path}: {finding.message}", path=path, code=finding.code,
+                             clause=finding.clause, severity=severity)
+                logged.append((-1, "", "finding", finding.code, finding.clause, severity))
+        return logged
 
     def _summarise(self, store: StoreConfig, result: FileResult, keys: set[str],
                    summary: ScanSummary) -> None:
@@ -970,7 +1011,8 @@ class StoreSync:
         for name in sorted(unseen):
             # (below a link the walk no longer follows, a name may well exist: in the place
             # the link leads to now, which is not the store's)
-            if name in index and (not os.path.lexists(name) or _below_any(name, unfollowed)):
+            if name in index and (not os.path.lexists(name) or _below_any(name, unfollowed)) \
+                    and not self._pending_event(name, summary):
                 observations.extend(self.gone(name, at=at, summary=summary))
         return observations
 
@@ -978,9 +1020,13 @@ class StoreSync:
         """Walk every store; read only what changed since the last read; report; mark what is
         no longer there as gone. ``collect`` fills the summary with every certificate."""
         self._scan_reports = _ScanReports()
+        if not self._scanned_once:
+            # What the first walk finds gone went while the daemon was not watching.
+            self._gone_why = FOUND_AT_RECONCILIATION
         try:
             return self._full_scan(collect=collect)
         finally:
+            self._gone_why = ""
             self._scan_reports = None  # (an exception: later reports are logged one by one)
             if self.inventory_slot is not None:
                 self.inventory_slot.serve()  # a heartbeat that asked during the scan
@@ -1019,7 +1065,9 @@ class StoreSync:
         handled: set[str] = set()
         read_before = self.files_read
         if not self._scanned_once:
-            self.findings.start_counting()
+            restored = isinstance(self.index, PersistentIndex) and self.index.loaded > 0
+            self.findings.start_counting("restart" if restored else "initial")
+            self._read_at_restart = set() if restored else None
         escrowed_before = len(self.escrow.records)
         for store in self.config.agent.stores:
             if self.stopping():
@@ -1052,13 +1100,13 @@ class StoreSync:
                 # No rebound certificate can join the first scan's count: its lines are
                 # logged now, and its tally (~19 MiB at 100,000 certificates) is gone before
                 # the ledger's open sightings come in (~44 MiB while it builds them).
-                self.findings.flush()
+                self._flush_findings()
             self.reconcile(at=at, summary=summary)
         if collect:
             self._summary_rows(summary, at=at)
             # each file once, however often it was met (a set re-read while it settled)
             summary.files = len(summary.read)
-        self.findings.flush()
+        self._flush_findings()
         self._scanned_once = True
         summary.escrowed = self.escrow.records[escrowed_before:]
         summary.files_read = self.files_read - read_before
@@ -1067,6 +1115,30 @@ class StoreSync:
                       f"{summary.files_read} read", files=count, read=summary.files_read)
         self._log_scan_reports()
         return summary
+
+    def _flush_findings(self) -> None:
+        """The first scan's lines per kind. After a restart, whose unchanged files were not
+        read again (so said nothing), they are counted from what every indexed file said when
+        it was last read, kept by the read index (the files read again included: written
+        first), and each file's own findings (a 0644 key) not said by this scan are said
+        again, as the first scan says them: what is still wrong is in the journal after every
+        start, at the cost of one pass over one row per file that said something, not of
+        reading every file."""
+        read_again, self._read_at_restart = self._read_at_restart, None
+        if read_again is None or not self.findings.counting:
+            self.findings.flush()
+            return
+        self.findings.stop_counting()
+        index = cast(PersistentIndex, self.index)
+        index.flush()
+        kinds, own = index.file.said()
+        self.findings.log_kinds("restart", kinds)
+        for path in own:
+            if path in read_again:
+                continue
+            result = index.get(path)
+            if result is not None:
+                self._log_file_findings(path, result)
 
     def _log_scan_reports(self) -> None:
         """One line for what the scan reported, once the ledger took it all (its writes are
@@ -1139,20 +1211,22 @@ class StoreSync:
         relog = isinstance(rebind_roots, set) and bool(plan.rebind)
         self.rebind = False
         self._reported_since_start = None
-        if not plan:
-            return plan
-        observations: list[Observation] = []
-        for location in plan.gone:
-            self._report_gone(location, at=at, why=" (found at reconciliation)")
-            if summary is not None:
-                summary.gone += 1
-        for location in plan.refresh:
-            self.writer.submit(partial(_gone_op, host=host, location=location, at=at))
-        for location in (*plan.refresh, *plan.report, *plan.rebind):
-            observations.extend(self._observations_of(location, at=at))
-        self.report(observations, at=at)
-        if relog:
-            self._log_rebound(plan.rebind, at=at)
+        if plan:
+            observations: list[Observation] = []
+            for location in plan.gone:
+                self._report_gone(location, at=at, why=FOUND_AT_RECONCILIATION)
+                if summary is not None:
+                    summary.gone += 1
+            for location in plan.refresh:
+                self.writer.submit(partial(_gone_op, host=host, location=location, at=at))
+            for location in (*plan.refresh, *plan.report, *plan.rebind):
+                observations.extend(self._observations_of(location, at=at))
+            self.report(observations, at=at)
+            if relog:
+                self._log_rebound(plan.rebind, at=at)
+        # Said after every reconciliation, nothing to do included: an operator reads that the
+        # ledger and the stores agree, rather than guess from a missing line whether the
+        # comparison ran (it waits for a busy ledger: reconcile_due).
         self.log.info("reconciled", f"ledger reconciled with the stores: {len(plan.gone)} "
                       f"gone, {len(plan.refresh)} shrunk, {len(plan.report)} re-reported, "
                       f"{len(plan.rebind)} re-checked for their binding",
@@ -1164,18 +1238,25 @@ class StoreSync:
         """A reload changed these certificates' binding: what the contract now says of them is
         news (one line per kind, as after a start)."""
         counting = self.findings.counting
-        if not counting:
-            self.findings.start_counting()
+        if not counting:  # (at a start, they join the first scan's count)
+            self.findings.start_counting("reload")
         for location in locations:
             result = self.index.get(location)
             store = self.store_for(location)
             if result is None or store is None:
                 continue
             unit = self._directory_unit(result, (result,))
+            problems: list[Problem] = [
+                (-1, "", "finding", f.code, f.clause, SEVERITY_TEXT[f.severity])
+                for f in result.findings if f.severity >= Severity.WARNING]
             for record in result.certificates:
                 row = self._row(store, record, result, unit, at=at)
                 if row is not None:
-                    self.findings.certificate(row)
+                    found = warnings_of(row)
+                    self.findings.warnings(record.path, record.facts.sha256, found)
+                    problems.extend((record.index, record.facts.sha256, *kind)
+                                    for kind, _, _ in found)
+            self.index.set_problems(location, tuple(problems))  # what it says now
         if not counting:
             self.findings.flush()
 

@@ -56,6 +56,7 @@ from aiohttp import StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .fleet_wire import identity_from_peercert
+from .logevents import event
 
 __all__ = [
     "Connection",
@@ -319,18 +320,20 @@ class ConnectionGuard:
         allowed, held_back = self.deadlines.spend()
         if held_back:
             log.info("closed %d more connection(s) past [serve] header_timeout_ms or replaced "
-                     "in %d s, not logged one by one", held_back, int(self.deadlines.window_s))
+                     "in %d s, not logged one by one", held_back, int(self.deadlines.window_s),
+                     extra=event("connection-closed", count=held_back))
         if allowed:
-            log.info(message, *args)
+            log.info(message, *args, extra=event("connection-closed"))
 
     def _refusal(self, message: str, *args: Any) -> None:
         allowed, held_back = self.refusals.spend()
         if held_back:
             log.warning("refused %d more connection(s) past [serve] max_handshakes or "
                         "max_connections_per_host in %d s, not logged one by one", held_back,
-                        int(self.refusals.window_s))
+                        int(self.refusals.window_s),
+                        extra=event("connection-refused", count=held_back))
         if allowed:
-            log.warning(message, *args)
+            log.warning(message, *args, extra=event("connection-refused"))
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -383,6 +386,7 @@ class _MalformedRequests(logging.Filter):
             peer, type(exc).__name__)
         record.exc_info, record.exc_text, record.stack_info = None, None, None
         record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        record.event = "request-malformed"  # (the formatter's event: policy/logevents.py)
         return allowed
 
 

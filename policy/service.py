@@ -91,6 +91,7 @@ from .fleet_wire import (
     time_refusal,
 )
 from .ledger import BatchReceipt, Ledger
+from .logevents import event
 
 __all__ = [
     "API_VERSION",
@@ -220,7 +221,9 @@ class _Service:
                 given = request.headers.get(self.settings.proxy_secret_header, "")
                 if not hmac.compare_digest(given.encode("utf-8", "replace"), secret):
                     log.warning("refused a request from %s: the proxy's shared secret header is "
-                                "missing or wrong", address_text(request.remote))
+                                "missing or wrong", address_text(request.remote),
+                                extra=event("request-refused",
+                                            peer=address_text(request.remote)))
                     raise _Refused(_error(403, "this service takes requests only from its "
                                                "proxy (the shared secret header is missing "
                                                "or wrong)"))
@@ -244,7 +247,8 @@ class _Service:
         refusal = self.registry.refusal(host=identity.host, serial=identity.serial,
                                         at=self.clock())
         if refusal is not None:
-            log.warning("refused a client certificate of %r: %s", identity.host, refusal)
+            log.warning("refused a client certificate of %r: %s", identity.host, refusal,
+                        extra=event("client-refused", host=identity.host))
             raise _Refused(_error(403, refusal))
         return identity
 
@@ -265,7 +269,8 @@ class _Service:
                 raw = await request.read()
         except TimeoutError:
             log.warning("gave up reading a request body after %.0f s (%s)",
-                        self.settings.body_timeout.total_seconds(), request.path)
+                        self.settings.body_timeout.total_seconds(), request.path,
+                        extra=event("body-timeout", path=request.path))
             raise _Refused(_error(408, "the body did not arrive in time")) from None
         except web.HTTPRequestEntityTooLarge:
             raise _Refused(_error(413, f"the body is larger than "
@@ -308,12 +313,14 @@ class _Service:
             except WireError as exc:
                 return _error(400, str(exc))
             if batch.host != identity.host:
-                log.warning("refused a report of %r for another host", identity.host)
+                log.warning("refused a report of %r for another host", identity.host,
+                            extra=event("report-refused", host=identity.host))
                 return _error(403, "a host reports only for itself (the client certificate "
                                    "names another host)")
             refusal = await self._time_refusal(identity, batch, self.clock())
             if refusal is not None:
-                log.warning("refused a report of %r: %s", identity.host, refusal)
+                log.warning("refused a report of %r: %s", identity.host, refusal,
+                            extra=event("report-refused", host=identity.host))
                 return _error(400, refusal)
             loop = asyncio.get_running_loop()
             receipt, unassigned = await loop.run_in_executor(
@@ -327,7 +334,9 @@ class _Service:
             # reports the critical dates-out-of-range finding itself): said, not silent.
             log.warning("refused %d observation(s) of %r: a certificate whose dates lie at "
                         "the ends of the calendar, which the contract's periods cannot be "
-                        "counted from", receipt.refused, identity.host)
+                        "counted from", receipt.refused, identity.host,
+                        extra=event("observations-refused", host=identity.host,
+                                    refused=receipt.refused))
             answer["refused"] = receipt.refused
         if unassigned:
             answer["unassigned"] = [u.to_json() for u in unassigned]
@@ -383,7 +392,9 @@ class _Service:
             first = unassigned[0]
             log.warning("recorded unbound %d observation(s) of %r claiming a contract the desk "
                         "did not assign to its store (the first: contract %r at %r)",
-                        len(unassigned), host, first.contract_id, first.location)
+                        len(unassigned), host, first.contract_id, first.location,
+                        extra=event("report-unassigned", host=host,
+                                    observations=len(unassigned)))
         return dataclasses.replace(batch, observations=observations), unassigned
 
     def _record(self, identity: PeerIdentity, batch: ReportBatch) -> BatchReceipt:
@@ -435,7 +446,8 @@ class _Service:
         except ValueError as exc:
             # The operator's line too: a CA about to end refuses every host's renewal, and
             # the agents' logs are on other machines.
-            log.warning("refused a renewal of %r: %s", identity.host, exc)
+            log.warning("refused a renewal of %r: %s", identity.host, exc,
+                        extra=event("renewal-refused", host=identity.host))
             return _error(400, str(exc))
         # The certificate it renews (and any older) stays valid for a short grace only, and
         # the new one must carry a new key: a renewal that keeps a key that may have leaked
@@ -444,12 +456,15 @@ class _Service:
             self.registry.record_certificate, record, at=now,
             supersede_at=now + self.settings.renewal_grace, new_key_only=True)
         if refused is not None:
-            log.warning("refused a renewal of %r: %s", identity.host, refused)
+            log.warning("refused a renewal of %r: %s", identity.host, refused,
+                        extra=event("renewal-refused", host=identity.host))
             return _error(409, refused)
         log.info("renewed the client certificate of %r (serial %s)", identity.host,
-                 record.serial)
+                 record.serial, extra=event("renewed", host=identity.host,
+                                            serial=str(record.serial)))
         if cut is not None:
-            log.warning("renewed %r short: %s", identity.host, cut)
+            log.warning("renewed %r short: %s", identity.host, cut,
+                        extra=event("renewed-short", host=identity.host))
         return web.json_response({"host": identity.host, "certificate": pem.decode("ascii")})
 
     async def bindings(self, request: web.Request) -> web.Response:
@@ -473,14 +488,16 @@ async def _refusals(request: web.Request, handler: Handler) -> web.StreamRespons
         # 54: a program limit, a value it cannot convert): nothing was written, and the same
         # batch would be refused again. 422, so that the agent sends its observations apart
         # and drops only the one refused.
-        log.warning("the ledger refused a value serving %s: %s", request.path, exc)
+        log.warning("the ledger refused a value serving %s: %s", request.path, exc,
+                    extra=event("ledger-refused", path=request.path))
         return _error(422, "the ledger cannot store a value of this batch as given; "
                            "nothing of it was written: send its observations apart")
     except LedgerError as exc:
         # The database is down or restarting: nothing was written (a transaction either
         # committed or not, and a committed batch is a replay when resent). The agent keeps
         # the batch in its outbox and resends it; the service itself keeps running.
-        log.warning("the ledger is unavailable serving %s: %s", request.path, exc)
+        log.warning("the ledger is unavailable serving %s: %s", request.path, exc,
+                    extra=event("ledger-unavailable", path=request.path))
         response = _error(503, "the ledger is unavailable; retry later")
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
@@ -489,10 +506,12 @@ async def _refusals(request: web.Request, handler: Handler) -> web.StreamRespons
     except ConnectionError:
         # The client went away mid-request (an agent past its timeout_s): nothing was
         # written for it, and nobody is left to answer.
-        log.info("the client went away during %s", request.path)
+        log.info("the client went away during %s", request.path,
+                 extra=event("client-gone", path=request.path))
         return _error(400, "the connection was lost")
     except Exception:
-        log.exception("internal error serving %s", request.path)
+        log.exception("internal error serving %s", request.path,
+                      extra=event("request-failed", path=request.path))
         return _error(500, "internal error (see the service's log)")
 
 
@@ -544,9 +563,11 @@ async def _refresher(service: _Service, app: web.Application) -> AsyncIterator[N
                                                       at=service.clock(),
                                                       stop=stopping.is_set))
                 if done:
-                    log.info("projection refreshed: %d contract(s) evaluated again", done)
+                    log.info("projection refreshed: %d contract(s) evaluated again", done,
+                             extra=event("projection-refreshed", contracts=done))
             except LedgerError as exc:  # the ledger's own words, no secret in them
-                log.warning("projection refresh failed: %s; trying again in an hour", exc)
+                log.warning("projection refresh failed: %s; trying again in an hour", exc,
+                            extra=event("projection-failed"))
             await asyncio.sleep(REFRESH_EVERY_S)
 
     task = asyncio.get_running_loop().create_task(every_hour())
@@ -595,10 +616,12 @@ class HandshakeLog:
         allowed, held_back = self.budget.spend()
         if held_back:
             log.warning("refused %d more TLS handshake(s) in %d s, not logged one by one",
-                        held_back, int(self.budget.window_s))
+                        held_back, int(self.budget.window_s),
+                        extra=event("handshake-refused", count=held_back))
         if allowed:
             log.warning("refused a TLS handshake from %s: %s", address_text(peer),
-                        handshake_reason(exc))
+                        handshake_reason(exc),
+                        extra=event("handshake-refused", peer=address_text(peer)))
 
 
 class _TLSGate(asyncio.Protocol):
@@ -756,5 +779,5 @@ async def serve(app: web.Application, *, listen: str, port: int, ssl_context: An
     try:
         await stop.wait()
     finally:
-        log.info("stopping")
+        log.info("stopping", extra=event("stopping"))
         await runner.cleanup()

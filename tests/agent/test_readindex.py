@@ -79,7 +79,7 @@ def _index_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage", ["garbage", "another-database", "another-host",
-                                    "edited-row", "not-a-result", "version-3"])
+                                    "edited-row", "not-a-result", "version-3", "version-4"])
 def test_an_index_that_cannot_be_trusted_is_discarded_with_a_log_line(
         tmp_path: Path, damage: str) -> None:
     store = _store(tmp_path / "certs")
@@ -101,6 +101,9 @@ def test_an_index_that_cannot_be_trusted_is_discarded_with_a_log_line(
             db.execute("UPDATE meta SET value = 'web2' WHERE name = 'host'")
         elif damage == "version-3":  # its facts were stored before policy.facts.storable
             db.execute("UPDATE meta SET value = '3' WHERE name = 'version'")
+        elif damage == "version-4":  # it does not know what its files said (no problems)
+            db.execute("UPDATE meta SET value = '4' WHERE name = 'version'")
+            db.execute("DROP TABLE problems")
         elif damage == "edited-row":  # the row's digest catches it at the start
             raw, entry = db.execute("SELECT path, entry FROM files WHERE CAST(path AS TEXT) "
                                     "LIKE '%site003.pem'").fetchone()

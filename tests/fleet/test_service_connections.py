@@ -247,7 +247,7 @@ def test_a_malformed_request_is_one_line_in_our_words(tmp_path: Path) -> None:
         log = _stopped_log(fleet)
     lines = [line for line in log.splitlines() if "refused a malformed request" in line]
     assert len(lines) == 2, log
-    assert all(line.startswith("INFO certescrow.service.http: refused a malformed request "
+    assert all(line.startswith("info    request-malformed: refused a malformed request "
                                "from 127.0.0.1") for line in lines), lines
     assert "EVIL-MARKER" not in log
     assert "\x1b" not in log

@@ -146,7 +146,7 @@ def test_refused_handshakes_are_rate_limited() -> None:
     records: list[str] = []
 
     class Capture:
-        def warning(self, message: str, *args: Any) -> None:
+        def warning(self, message: str, *args: Any, **kwargs: Any) -> None:
             records.append(message % args)
 
     import policy.service as service
