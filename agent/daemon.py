@@ -20,6 +20,7 @@ drive :meth:`Daemon.process_due` and :meth:`Daemon.full_scan` with no observer.
 from __future__ import annotations
 
 import gc
+import json
 import signal
 import threading
 import time
@@ -64,9 +65,23 @@ LEDGER_DRAIN_S = 10.0
 what is left is caught up by the next start's reconciliation."""
 
 
+_ESCROW_AGAIN = "\0escrow-again"
+"""The read index's record of :meth:`Escrow.to_read_again` (JSON), kept with the bindings."""
 _VAULT = "\0vault"
 """The read index's record of the vault escrowed into, kept with the stores' bindings (a key no
 store path can be: it holds a NUL)."""
+
+
+def _paths_of(text: str | None) -> list[str]:
+    """The paths a read index kept under :data:`_ESCROW_AGAIN` (only strings are taken: the
+    index is the daemon's own, but its content is checked all the same)."""
+    if not text:
+        return []
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 class Daemon:
@@ -203,6 +218,9 @@ class Daemon:
                 mark = self.escrow.vault_mark() or self.read_index.file.bindings.get(_VAULT)
                 if mark is not None:
                     bindings[_VAULT] = mark
+                again = self.escrow.to_read_again()
+                if again:
+                    bindings[_ESCROW_AGAIN] = json.dumps(again)
             self.read_index.flush(bindings)
 
     def _vault_changed(self) -> bool:
@@ -236,6 +254,9 @@ class Daemon:
                 everything = self._vault_changed()
                 keyed = {parent_of(name) for name in self.read_index.paths()
                          if self.read_index.has_keys(name)}
+                for name in _paths_of(self.read_index.file.bindings.get(_ESCROW_AGAIN)):
+                    # escrow failed there, or a certificate waited for a key elsewhere
+                    self.read_index.remove(name)
                 for name in self.read_index.paths():
                     store = self.sync.store_for(name)
                     if store is None or not store.escrow or not (
@@ -255,6 +276,11 @@ class Daemon:
                 known = self.read_index.file.bindings
                 self.sync.rebind = {s.path for s in self.config.agent.stores
                                     if known.get(str(s.path)) != binding_fingerprint(s.binding)}
+        for name in sorted(self.escrow.failed):
+            # an escrow that failed is tried again at every full scan (a reload after `vault
+            # init`, the resync): its file is read again
+            self.escrow.failed.discard(name)
+            self.sync.index.remove(name)
         summary = self.sync.full_scan(collect=collect)
         self._flush_read_index()
         self.last_resync = self.monotonic()
@@ -382,6 +408,8 @@ class Daemon:
                             if store.path in before and before[store.path] != store.binding}
         self.sync.config = new
         self.escrow.forget_passwords()
+        # a certificate waits for its key only in a store that still escrows
+        self.escrow.keep_waiting({store.path for store in new.agent.stores if store.escrow})
         self.sync.configure_policy()
         fmt = self.log_format_override or new.agent.log_format
         if fmt != (self.log_format_override or old.agent.log_format):

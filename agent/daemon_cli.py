@@ -277,7 +277,17 @@ def agent_findings(daemon: Daemon, *, at: datetime) -> tuple[Finding, ...]:
     """The agent's own findings after a run (reporting to a fleet service): the outbox past
     its warning level, the client certificate's overdue renewal."""
     found = getattr(daemon.intake, "agent_findings", None)
-    return tuple(f for f in found(at) if isinstance(f, Finding)) if callable(found) else ()
+    out = tuple(f for f in found(at) if isinstance(f, Finding)) if callable(found) else ()
+    failed = len(daemon.escrow.failed)
+    if failed:
+        # A key file holds no certificate for its escrow-failed finding to sit on, so the
+        # run itself says it (and --exit-status counts it): escrow is Art.4(7)'s duty.
+        out = (*out, Finding(
+            code="escrow-failed", clause="Art.4(7)", severity=Severity.CRITICAL,
+            message=f"{failed} file(s) of escrow stores could not be escrowed into the vault "
+                    "(the escrow-failed log lines say why); they are tried again at the next "
+                    "full scan"))
+    return out
 
 
 def _print_summary(summary: ScanSummary, tally: MonitorTally, *, at: datetime,

@@ -82,7 +82,11 @@ class Escrow:
         """SPKI SHA-256 -> the certificates waiting for that key, by (path, index): a key in
         another directory (``/etc/ssl/private`` beside ``/etc/ssl/certs``) may be read after
         its certificate; they are escrowed with it when it is."""
+        self.failed: set[str] = set()
+        """Paths whose escrow failed (the vault could not be opened or written): read again
+        at the next full scan (a reload after `vault init`, the hourly resync, a restart)."""
         self._waiting_count = 0
+        self._said_full = False
         self._waiting_in: dict[str, set[tuple[str, int]]] = {}
         """Path -> (SPKI, certificate index) of its certificates that wait (dropped when the
         file is read again or gone)."""
@@ -171,6 +175,7 @@ class Escrow:
             with self.waiting():
                 self._put_all(store, result, own_keys, paired, keys, meta, out, host=host)
         except Exception as exc:  # a vault failure must not stop the watching
+            self.failed.add(result.path)
             why = _reason(exc)
             self.log.error("escrow-failed", f"{result.path}: escrow into the vault failed: "
                            f"{why}", path=result.path, error=type(exc).__name__)
@@ -221,17 +226,43 @@ class Escrow:
         if not spki or record.der is None or record.facts.is_ca:
             return
         if self._waiting_count >= WAITING_MAX:
-            return  # a store of keyless certificates: they are what they are
+            if not self._said_full:  # a store of keyless certificates: said once
+                self._said_full = True
+                self.log.warning(
+                    "escrow-wait-full", f"{WAITING_MAX} certificates already wait for a key "
+                    "read in another file: certificates read after them are escrowed with their "
+                    "key only when it is in the same file or set (or read before them)",
+                    waiting=WAITING_MAX)
+            return
         held = self._waiting.setdefault(spki, {})
         if (record.path, record.index) not in held:
             self._waiting_count += 1
         held[(record.path, record.index)] = _Waiting(store, record, host)
         self._waiting_in.setdefault(record.path, set()).add((spki, record.index))
 
+    def to_read_again(self) -> list[str]:
+        """What a restart must read again for escrow, beyond the directories holding a key:
+        the files whose escrow failed, and the certificates waiting for a key elsewhere (they
+        wait in memory only). Kept in the read index (:class:`agent.daemon.Daemon`)."""
+        return sorted(self.failed | set(self._waiting_in))
+
     def forget(self, path: str) -> None:
         """``path`` was read again or is gone: its certificates wait no more (as they were)."""
+        self.failed.discard(path)
         for spki, index in self._waiting_in.pop(path, ()):
             self._unwait(spki, path, index)
+
+    def keep_waiting(self, escrow_stores: set[Path]) -> None:
+        """After a reload: only certificates of stores that still escrow wait for a key."""
+        for spki, held in list(self._waiting.items()):
+            for (path, index), waiting in list(held.items()):
+                if waiting.store.path not in escrow_stores:
+                    self._unwait(spki, path, index)
+                    left = self._waiting_in.get(path)
+                    if left is not None:
+                        left.discard((spki, index))
+                        if not left:
+                            del self._waiting_in[path]
 
     def _unwait(self, spki: str, path: str, index: int) -> None:
         held = self._waiting.get(spki)

@@ -667,3 +667,72 @@ def test_art4_7_a_key_that_arrives_later_brings_its_waiting_certificate_not_a_re
     assert ("private-key", str(store / "private" / "gone.key")) in escrowed
     assert ("certificate", str(store / "certs" / "gone.pem")) not in escrowed
     daemon.shutdown()
+
+
+def test_art4_7_an_escrow_that_failed_is_tried_again_at_the_next_full_scan(
+        tmp_path: Path) -> None:
+    """`vault init`, then a reload (or the hourly resync): the reload's scan read nothing
+    again, so the key whose escrow failed and the certificate waiting for it stayed out of the
+    vault until a restart (the re-review of session 13)."""
+    from agent.errors import AgentError
+    from vault import KeyFileSource, open_vault
+
+    store = tmp_path / "ssl"
+    (store / "certs").mkdir(parents=True)
+    (store / "private").mkdir(mode=0o700)
+    issued = make_cert(sans=("site.example.jp",))
+    (store / "certs" / "site.pem").write_bytes(issued.pem)
+    key_path = store / "private" / "site.key"
+    key_path.write_bytes(issued.key_pem())
+    key_path.chmod(0o600)
+    key_file = tmp_path / "keys" / "vault.key"
+    key_file.parent.mkdir(mode=0o700)
+    ready = [False]
+
+    def factory() -> Any:
+        if not ready[0]:
+            raise AgentError("no vault yet")
+        return open_vault(tmp_path / "vault.sqlite3", KeyFileSource(key_file), create=True)
+
+    config = store_config([{"path": str(store), "escrow": True}])
+    daemon, _ = make_daemon(config, tmp_path, vault_factory=factory)
+    assert daemon.full_scan(collect=True).escrowed == []
+    ready[0] = True
+    escrowed = {(e.kind, e.path) for e in daemon.full_scan(collect=True).escrowed}
+    assert escrowed == {("private-key", str(key_path)),
+                        ("certificate", str(store / "certs" / "site.pem"))}
+    daemon.shutdown()
+
+
+def test_art4_7_waiting_certificates_are_bounded_said_once_and_dropped_when_escrow_is_off(
+        tmp_path: Path, monkeypatch: Any, caplog: Any) -> None:
+    """The cap on certificates waiting for a key elsewhere was silent, and a reload that turned
+    a store's escrow off still escrowed its waiting certificate when the key came (the
+    re-review of session 13)."""
+    import logging
+
+    from agent import escrow as escrow_module
+    from vault import KeyFileSource, open_vault
+
+    monkeypatch.setattr(escrow_module, "WAITING_MAX", 1)
+    store = tmp_path / "ssl"
+    (store / "certs").mkdir(parents=True)
+    first, second = make_cert(sans=("a.example.jp",)), make_cert(sans=("b.example.jp",))
+    (store / "certs" / "a.pem").write_bytes(first.pem)
+    (store / "certs" / "b.pem").write_bytes(second.pem)
+    key_file = tmp_path / "keys" / "vault.key"
+    key_file.parent.mkdir(mode=0o700)
+
+    def factory() -> Any:
+        return open_vault(tmp_path / "vault.sqlite3", KeyFileSource(key_file), create=True)
+
+    config = store_config([{"path": str(store), "escrow": True}])
+    daemon, _ = make_daemon(config, tmp_path, vault_factory=factory)
+    with caplog.at_level(logging.WARNING, logger="certescrow"):
+        daemon.full_scan()
+    full = [r for r in caplog.records if getattr(r, "event", "") == "escrow-wait-full"]
+    assert len(full) == 1
+    assert daemon.escrow.to_read_again() == [str(store / "certs" / "a.pem")]
+    daemon.escrow.keep_waiting(set())  # the reload's new configuration: no store escrows
+    assert daemon.escrow.to_read_again() == []
+    daemon.shutdown()

@@ -247,3 +247,32 @@ def test_the_daemon_makes_no_master_key_for_a_key_file_that_is_not_there(
     assert f"escrow put(s), {new} new;" in again.stdout
     third = _run(config, home=tmp_path)
     assert "escrow put(s), 0 new;" in third.stdout
+
+
+def test_a_certificate_beside_its_key_elsewhere_is_escrowed_once_the_vault_exists(
+        tmp_path: Path) -> None:
+    """Escrow failed (no vault yet), `vault init`, run again: the certificate in `certs/`
+    whose key is in `private/` was never escrowed, since it waited in memory only and a restart
+    re-reads only the directories holding a key (the re-review of session 13)."""
+    store = tmp_path / "ssl"
+    (store / "certs").mkdir(parents=True)
+    (store / "private").mkdir(mode=0o700)
+    issued = make_cert(sans=("site.example.jp",))
+    (store / "certs" / "site.pem").write_bytes(issued.pem)
+    key_path = store / "private" / "site.key"
+    key_path.write_bytes(issued.key_pem())
+    key_path.chmod(0o600)
+    key_file = tmp_path / "keys" / "vault.key"
+    config = _escrow_config(tmp_path, store, key_file)
+    first = _run(config, "--exit-status=all", home=tmp_path)
+    assert [e for e in _log(first) if e["event"] == "escrow-failed"]
+    # a key file has no certificate row to carry it: the run says it, and monitoring counts it
+    assert first.returncode == 2, first.stdout
+    assert "critical: escrow-failed: 1 file(s) of escrow stores could not be escrowed" \
+        in first.stdout
+    init = certescrow("--config", str(config), "vault", "init", home=tmp_path, at=AT_TEXT)
+    assert init.returncode == 0, init.stderr
+    again = _run(config, home=tmp_path)
+    escrowed = {(e["kind"], e["path"]) for e in _log(again) if e["event"] == "escrowed"}
+    assert ("private-key", str(key_path)) in escrowed
+    assert ("certificate", str(store / "certs" / "site.pem")) in escrowed
