@@ -269,20 +269,32 @@ def _members_in_step(row: Sequence[Any] | None) -> bool:
     return row is not None and tuple(row) == (0, 0, 0)
 
 
-def _sqlite_target(path: Path, read_only: bool) -> str:
-    """The URI SQLite opens ``path`` by. A reader that may not write the file (an auditor, a
-    ledger of another owner, mode 0644) opens it read-only, and SQLite writes nothing. A WAL
-    database needs its index (``-shm``) beside it: with no writer open (no ``-wal``: the last
-    close checkpointed it into the file) in a directory this reader cannot write, the file is
-    all there is and is opened as immutable; with a writer open its ``-wal`` and ``-shm``
-    are read as they are."""
-    target = f"file:{urllib.parse.quote(str(path))}"
-    if not read_only or os.access(path, os.W_OK):
-        return target
-    wal = path.with_name(path.name + "-wal")
-    if not wal.exists() and not os.access(path.parent, os.W_OK):
-        return f"{target}?mode=ro&immutable=1"
-    return f"{target}?mode=ro"
+def _sqlite_target(path: Path, read_only: bool) -> tuple[str, bool]:
+    """What SQLite opens ``path`` by, and whether that is a URI. A writer, or a reader that
+    may write the file, opens the path itself. A reader that may not (an auditor, a ledger of
+    another owner, mode 0644) opens it ``mode=ro``, and SQLite writes nothing to it.
+
+    A WAL database is read through its index (``-shm``) beside the real file (links
+    resolved): while a writer has it open the index is there; with none, SQLite makes it, in
+    that directory. An opener that can do neither is refused in our words (never with
+    ``immutable=1``, which skips locking: a writer starting meanwhile gives torn pages)."""
+    real = Path(os.path.realpath(path))
+    directory_writable = os.access(real.parent, os.W_OK)
+    has_index = real.with_name(real.name + "-shm").exists()
+    if not directory_writable and not has_index:
+        if read_only:
+            raise LedgerError(
+                f"{path}: cannot read the ledger: no writer has it open, and SQLite keeps the "
+                f"index it reads it through beside it, in {real.parent}, which this user may "
+                "not write; read it as its owner (or while the daemon runs), or read a copy "
+                f"(`sqlite3 {shlex.quote(str(real))} \".backup COPY\"`)")
+        raise LedgerError(
+            f"{path}: cannot open the ledger for recording: its directory {real.parent} is "
+            "not writable (SQLite keeps its -wal and -shm files there)")
+    if not read_only or os.access(real, os.W_OK):
+        return str(path), False
+    # an absolute path: "file://" and an empty authority, so a path beginning "//" is a path
+    return f"file://{urllib.parse.quote(str(real))}?mode=ro", True
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,8 +488,9 @@ class Ledger:
                               "needs read and write access, also for the -wal/-shm files "
                               "beside it; the listing commands need only read access)")
         try:
-            conn = sqlite3.connect(_sqlite_target(path, read_only), timeout=BUSY_TIMEOUT_S,
-                                   isolation_level=None, check_same_thread=False, uri=True)
+            target, uri = _sqlite_target(path, read_only)
+            conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False, uri=uri)
         except sqlite3.Error as exc:
             raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
         ledger = cls(conn, path, settings, catalogue)
