@@ -288,9 +288,11 @@ def classify_certificate(
 
     ``previous`` is the contract's previous certificate (for the Art.3 proviso's transition
     allowance). ``schedule`` defaults to the embedded SC-081 schedule. ``first_observed``:
-    the Tokyo day the certificate was first seen, when the caller remembers it; otherwise
-    ``at``'s day -- a classification without a ledger observes the certificate now, and
-    Art.6(1) puts no notice before that day (the ledger's own dates are ``policy actions``').
+    the Tokyo day the certificate was first seen, when the caller remembers it; otherwise, for
+    a certificate no contract binds, ``at``'s day -- a classification without a ledger
+    observes it now, and Art.6(1) puts no notice before that day. A certificate its binding
+    gives to a contract keeps its own day: the ledger knows when that contract took it
+    (``policy actions``), and "due today" would hide a notice it has overdue.
     """
     sched = schedule if schedule is not None else embedded_schedule()
     findings: list[Finding] = []
@@ -392,7 +394,8 @@ def classify_certificate(
         actions.extend(renewal_decisions(
             category=category, facts=facts, contract_id=contract_id, notice_sent=None,
             answer=None, at=at, settings=settings, proviso=proviso,
-            first_observed=first_observed if first_observed is not None else today))
+            first_observed=(first_observed if first_observed is not None
+                            else today if binding.contract_id is None else None)))
     if item is not None:
         actions.extend(abolition_decisions(item, contract_id=contract_id, at=at))
     if len(actions) > 1:

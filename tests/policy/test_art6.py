@@ -391,3 +391,23 @@ def test_the_classification_without_a_ledger_observes_the_certificate_at_its_ins
     (notify,) = [d for d in remembered.actions if d.action is Action.NOTIFY]
     assert notify.due == date(2026, 11, 21)
     assert notify.severity is Severity.WARNING
+
+
+def test_a_certificate_bound_to_a_contract_is_not_first_observed_at_the_classification() -> None:
+    """A store bound to C-1 whose ledger has the notice overdue since the day it observed the
+    certificate: the agent said "due today" at every run, and `--exit-status=contract` missed
+    it (the re-review of session 13). Only a certificate no contract binds is observed now."""
+    from policy.catalogue import load_catalogue
+    from policy.classification import classify_certificate
+    from policy.intake import Binding
+
+    f = facts(utc(2026, 10, 31, 3), lifetime=90 * DAY - ONE_SECOND)
+    at = utc(2026, 11, 29, 3)
+    bound = classify_certificate(f, load_catalogue(None), binding=Binding(contract_id="C-1"),
+                                 at=at)
+    (notify,) = [d for d in bound.actions if d.action is Action.NOTIFY]
+    assert notify.due == date(2026, 10, 31)
+    assert notify.severity is Severity.WARNING
+    unbound = classify_certificate(f, load_catalogue(None), binding=Binding(), at=at)
+    (notify,) = [d for d in unbound.actions if d.action is Action.NOTIFY]
+    assert notify.due == date(2026, 11, 29)
