@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .category import Category
+from .datafile import DATA_FILE_MAX, DataFileError, read_data_file
 from .errors import CatalogueError, UnknownItemError
 from .tiers import TIERS_ASCENDING, Tier
 from .tomlparse import TomlSyntaxError, parse_toml
@@ -236,17 +237,9 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
         text = resources.files("policy").joinpath("data/catalogue.toml").read_text("utf-8")
         return parse_catalogue(text, source=EMBEDDED_CATALOGUE)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CatalogueError(f"{path}: catalogue file not found") from None
-    except IsADirectoryError:
-        raise CatalogueError(f"{path}: is a directory, expected a catalogue TOML file") from None
-    except PermissionError:
-        raise CatalogueError(f"{path}: permission denied reading the catalogue") from None
-    except UnicodeDecodeError:
-        raise CatalogueError(f"{path}: not UTF-8 text, expected a catalogue TOML file") from None
-    except OSError as exc:
-        raise CatalogueError(f"{path}: cannot read the catalogue: {exc.strerror}") from None
+        text = read_data_file(Path(path), max_bytes=DATA_FILE_MAX)
+    except DataFileError as exc:
+        raise CatalogueError(f"{path}: the catalogue file {exc}") from None
     return parse_catalogue(text, source=str(path))
 
 

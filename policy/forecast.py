@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from policy.category import Category
+from policy.datafile import DATA_FILE_MAX, DataFileError, read_data_file
 from policy.errors import CatalogueError
 from policy.facts import CertificateFacts
 from policy.periods import DEFAULT_PERIOD_RULE, Period, PeriodRule, days_period
@@ -149,9 +150,9 @@ def load_schedule(path: Path | None = None) -> MaxValiditySchedule:
         source = EMBEDDED_SCHEDULE
     else:
         try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CatalogueError(f"{path}: cannot read the schedule: {exc.strerror}") from None
+            text = read_data_file(Path(path), max_bytes=DATA_FILE_MAX)
+        except DataFileError as exc:
+            raise CatalogueError(f"{path}: the schedule file {exc}") from None
         source = str(path)
     try:
         raw = parse_toml(text)

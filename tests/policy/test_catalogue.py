@@ -167,3 +167,36 @@ def test_catalogue_json_lists_items_with_tiers() -> None:
     assert byo["tiers"] == [t.value for t in Tier]
     assert byo["fees"]["monthly_yen"] == 0
     assert byo["fees"]["agency"] is None
+
+
+def test_a_fifo_or_a_device_as_the_catalogue_or_schedule_is_refused_not_waited_on(
+        tmp_path: Path) -> None:
+    """``[policy] catalogue = "/tmp/fifo"`` hung scan, check-config and a daemon's reload;
+    ``/dev/zero`` was read until memory ran out (the re-review of session 13)."""
+    import os
+    import threading
+
+    from policy.forecast import load_schedule
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        for load in (load_catalogue, load_schedule):
+            for path in (fifo, Path("/dev/zero")):
+                try:
+                    load(path)
+                except CatalogueError as exc:
+                    outcomes.append(str(exc))
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "a FIFO or /dev/zero was waited on"
+    assert len(outcomes) == 4
+    assert all("is not a regular file" in text for text in outcomes)
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"#" * (2 << 20))
+    with pytest.raises(CatalogueError, match="over the"):
+        load_catalogue(big)
