@@ -95,12 +95,12 @@ def _vault_factory(daemon_ref: list[Daemon]) -> Callable[[], VaultLike]:
         if create:
             try:
                 source.load(None)
-            except VaultLockedError:
+            except VaultLockedError as exc:  # the vault's own words: never key material
                 raise AgentError(
-                    f"no vault at {path}, and no master key at {source.describe()}: the "
-                    "daemon makes no master key (nobody would know to back it up); create "
-                    "the vault and its key with `certescrow vault init`, keep a copy of the "
-                    "key offline, then reload") from None
+                    f"no vault at {path}, and no usable master key at {source.describe()} "
+                    f"({exc}): the daemon makes no master key (nobody would know to back it "
+                    "up); create the vault and its key with `certescrow vault init`, keep a "
+                    "copy of the key offline, then reload") from None
         vault: VaultLike = open_vault(path, source, create=create)
         if create:
             daemon.log.warning("vault-created", f"{path}: vault created for escrow around "

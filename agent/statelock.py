@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 from .errors import AgentError
@@ -37,8 +38,22 @@ class StateLock:
 
     def acquire(self) -> None:
         """Take the lock, or raise :class:`StateBusyError` naming the holder's pid."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                         | os.O_NONBLOCK, 0o600)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(errno.EINVAL, "not a regular file")
+        except OSError as exc:
+            why = {errno.ELOOP: "is a symbolic link (never followed)",
+                   errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                   errno.EISDIR: "is a directory", errno.EINVAL: "is not a regular file",
+                   errno.EROFS: "is on a read-only filesystem",
+                   errno.ENOTDIR: "a part of its path is not a directory"}.get(
+                       exc.errno or 0, errno.errorcode.get(exc.errno or 0, "error"))
+            raise AgentError(f"{self.path}: cannot take the state directory's lock: {why}; "
+                             "it must be a regular file the agent's user may write") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -50,8 +65,10 @@ class StateLock:
             raise StateBusyError(
                 f"{self.path.parent}: another certescrow agent{holder} is running with this "
                 "state directory (its read index, outbox and ledger are that agent's); stop "
-                "it first (`systemctl stop certescrow-agent`), or give this one a ledger "
-                "([policy] ledger) in another directory, which then holds its state") from None
+                "it first (`systemctl stop certescrow-agent`; to check a host the daemon "
+                "watches, `certescrow scan --exit-status` reads without writing), or give "
+                "this one its own state directory (that of its SQLite ledger; with PostgreSQL "
+                "the per-user one, $XDG_STATE_HOME/certescrow)") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd

@@ -167,17 +167,25 @@ def _from_fork_server(open_with: Callable[[bytes | None], object],
         process.start()
     finally:
         writer.close()
+    answered = False
     try:
         if not reader.poll(WALL_SECONDS):
             raise TooCostlyError
+        answered = True
         try:
             return reader.recv_bytes(64)
         except (EOFError, OSError):  # ended without answering (SIGKILL at the CPU limit)
             return b""
     finally:
         reader.close()
-        process.kill()  # done already, or to be stopped: either way, gone
-        process.join()
+        # The fork server, not this process, reaps the child: a kill after it did could reach
+        # another process given the same pid. One that answered (or ended) is let exit; only
+        # one still running at the deadline is killed, and it cannot be reaped meanwhile.
+        if answered:
+            process.join(WALL_SECONDS)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
         process.close()
 
 

@@ -194,3 +194,35 @@ def test_a_second_agent_on_the_same_state_directory_is_refused_until_the_first_i
     third = subprocess.run([str(CERTESCROW), "agent", "run", "--once", "--config", str(config)],
                            env=env, capture_output=True, text=True, timeout=60, check=False)
     assert third.returncode == 0, third.stderr
+
+
+def test_a_lock_file_that_is_a_link_or_a_directory_is_an_error_line_not_a_traceback(
+        tmp_path: Path) -> None:
+    """``agent.lock`` made a symbolic link (to a file the attacker wants written) or a
+    directory: O_NOFOLLOW left the target alone, but the agent died with a traceback (the
+    re-review of session 13)."""
+    store = tmp_path / "plain"
+    store.mkdir()
+    ledger = tmp_path / "state" / "ledger.sqlite3"
+    ledger.parent.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(config_text(ledger, store))
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
+    env.update(CERTESCROW_TESTONLY_NOW="2026-02-01T12:00:00+09:00", PYTHONPATH=str(REPO))
+    lock = ledger.parent / "agent.lock"
+    for make, why in ((lambda: lock.symlink_to(victim), "is a symbolic link"),
+                      (lambda: lock.mkdir(), "is a directory")):
+        make()
+        done = subprocess.run([str(CERTESCROW), "agent", "run", "--once", "--config",
+                               str(config)], env=env, capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 30, done.stderr
+        assert "Traceback" not in done.stderr
+        assert why in done.stderr
+        assert victim.read_text() == "untouched"
+        if lock.is_symlink():
+            lock.unlink()
+        else:
+            lock.rmdir()

@@ -226,7 +226,7 @@ def test_the_daemon_makes_no_master_key_for_a_key_file_that_is_not_there(
     failed = [e for e in log if e["event"] == "escrow-failed"]
     assert failed
     assert "certescrow vault init" in failed[0]["message"]
-    assert "no master key at key file" in failed[0]["message"]
+    assert "no usable master key at key file" in failed[0]["message"]
     assert not key_file.exists()
     assert not (tmp_path / "vault" / "vault.sqlite3").exists()
     assert not [e for e in log if e["event"] == "escrowed"]
