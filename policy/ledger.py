@@ -1658,9 +1658,12 @@ class Ledger:
         # by place, then index: a gone event drops its place's entries without a pass over
         # every other place (which made a journal of many gone events quadratic)
         current: dict[tuple[str, str], dict[int, JournalEntry]] = {}
+        contracts: set[str] = set()  # those accepted by then: a view of the past is its own
         for seq, payload, recorded in rows:
             event = self._decode(seq, payload)
-            if isinstance(event, CertificateObserved):
+            if isinstance(event, ApplicationAccepted):
+                contracts.add(event.contract_id)
+            elif isinstance(event, CertificateObserved):
                 current.setdefault((event.host, event.location), {})[event.index] = JournalEntry(
                     seq=int(seq), event=event, recorded_utc=str(recorded))
             elif isinstance(event, CertificateGone):
@@ -1673,7 +1676,6 @@ class Ledger:
                     del held[index]
                 if not held:
                     del current[place]
-        contracts = set(self.contract_ids())
         unbound = [e for held in current.values() for e in held.values()
                    if getattr(e.event, "contract_id", None) not in contracts]
         return sorted(unbound, key=lambda e: (e.event.at_utc, e.seq))
@@ -1718,8 +1720,9 @@ class Ledger:
         return self._conn.execute(sql + " ORDER BY contract_id, at_utc, seq", params)
 
     def _sql_placements(self, at: datetime | None, as_recorded: datetime | None) -> list[Any]:
-        sql = "SELECT seq, payload, recorded_utc FROM journal WHERE kind IN (?, ?)"
-        params: list[Any] = [CertificateObserved.KIND, CertificateGone.KIND]
+        sql = "SELECT seq, payload, recorded_utc FROM journal WHERE kind IN (?, ?, ?)"
+        params: list[Any] = [CertificateObserved.KIND, CertificateGone.KIND,
+                             ApplicationAccepted.KIND]
         sql, params = _time_filters(sql, params, at, as_recorded)
         # Intake order (seq), as the sightings table applies them: an observation's own time
         # may trail a later gone report's.

@@ -647,9 +647,9 @@ class PostgresLedger(Ledger):
         return _Pager(self, sql, params)
 
     def _sql_placements(self, at: datetime | None, as_recorded: datetime | None) -> list[Any]:
-        sql = "SELECT seq, payload, recorded_utc FROM journal WHERE kind IN (?, ?)"
-        sql, params = _time_filters(sql, [CertificateObserved.KIND, CertificateGone.KIND], at,
-                                    as_recorded)
+        sql = "SELECT seq, payload, recorded_utc FROM journal WHERE kind IN (?, ?, ?)"
+        sql, params = _time_filters(sql, [CertificateObserved.KIND, CertificateGone.KIND,
+                                          ApplicationAccepted.KIND], at, as_recorded)
         return self._q(sql + " ORDER BY seq", params)
 
 

@@ -261,6 +261,20 @@ def test_intake_binding_contract_id_attributes_the_observation(ledger: Ledger) -
     assert [e.event.KIND for e in ledger.journal("c1")][-1] == "certificate-observed"
 
 
+def test_intake_an_id_the_ledger_does_not_hold_is_unbound_until_that_contract_is_accepted(
+        ledger: Ledger) -> None:
+    """A store bound to C-9 before the desk added C-9: unbound until the contract's acceptance,
+    in a view of the past too (it used today's contracts: the re-review of session 13)."""
+    from datetime import timedelta
+
+    ledger.report([_obs(binding=Binding(contract_id="C-9"))], at=T0)
+    assert [e.event.contract_id for e in ledger.unbound_observations()] == ["C-9"]
+    ledger.append(accepted("C-9", at=T0 + timedelta(days=10)))
+    assert ledger.unbound_observations() == []
+    before = ledger.unbound_observations(at=T0 + timedelta(days=5))
+    assert [e.event.contract_id for e in before] == ["C-9"]
+
+
 def test_intake_match_by_san_attributes_to_the_contract_whose_bound_cert_shares_a_san(
         ledger: Ledger) -> None:
     ledger.append(accepted("c1"))
