@@ -398,3 +398,16 @@ def test_a_fleet_batch_and_its_marker_are_one_transaction(ledger_location: str) 
         # The ledger is still usable afterwards.
         ledger.report([_obs("after", location="/c/after.pem")], at=T0)
         assert ledger.count() == 5
+
+
+def test_verify_is_not_upset_by_an_observation_bound_to_an_id_no_contract_has(
+        ledger: Ledger) -> None:
+    """`policy verify` exited 18 ("events written without the projection") after one such
+    observation, and readers folded the whole journal until --repair (the re-review of
+    session 13)."""
+    ledger.append(accepted("c1"))
+    ledger.report([_obs(binding=Binding(contract_id="C-1O01"))], at=T0)
+    mismatches, checked, _foreign = ledger.verify_projection(at=T0)
+    assert mismatches == []
+    assert checked == 1
+    assert ledger.projection_answers(T0)
