@@ -117,8 +117,9 @@ def catalogue_path(option: Path | None, section: Mapping[str, Any]) -> Path | No
 
 def ledger_exists(location: LedgerLocation) -> bool:
     """Whether there is a ledger at ``location``: a file, or (a DSN) a database, which the
-    ledger itself checks when it opens it."""
-    return isinstance(location, str) or location.exists()
+    ledger itself checks when it opens it. A link counts even when it leads nowhere: a
+    default path linked to a ledger that is gone is a fault to report, not "no ledger yet"."""
+    return isinstance(location, str) or os.path.lexists(location)
 
 
 def ledger_display(location: LedgerLocation) -> str:

@@ -45,6 +45,21 @@ def test_no_default_ledger_yet_is_nothing_to_do_naming_where_it_looked(
     assert not default.parent.exists()
 
 
+@pytest.mark.parametrize("command", [*MAINTENANCE, "list"])
+def test_a_default_ledger_that_is_a_link_to_nothing_is_an_error_not_a_fresh_desk(
+        command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The default path linked to a ledger that is gone answered "No ledger yet", exit 0: a
+    daily job would then report success on a desk whose ledger vanished (the re-review of
+    session 13)."""
+    default = default_ledger_path()
+    default.parent.mkdir(parents=True)
+    default.symlink_to(default.parent / "gone.sqlite3")
+    argv = ["contract", "list"] if command == "list" else ["policy", command]
+    code, out, err = _run(argv, capsys)
+    assert code == 13, (out, err)
+    assert "No ledger yet" not in out
+
+
 @pytest.mark.parametrize("command", MAINTENANCE)
 def test_no_default_ledger_yet_in_json(command: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:
