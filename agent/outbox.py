@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from policy.decisions import Finding, Severity
+from policy.sqlitetext import sqlite_reason
 
 from .errors import AgentError
 
@@ -167,7 +168,8 @@ class Outbox:
                 cur = self._conn.execute("INSERT INTO pending (size, body) VALUES (?, ?)",
                                          (size, text))
             except sqlite3.Error as exc:
-                raise OutboxError(f"{self.path}: cannot write the outbox: {exc}") from None
+                raise OutboxError(f"{self.path}: cannot write the outbox: {sqlite_reason(exc)}"
+                                  ) from None
             self._pending += size
             return int(cur.lastrowid or 0)
 
@@ -229,7 +231,8 @@ class Outbox:
                 self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._conn.execute("ROLLBACK")
-                raise OutboxError(f"{self.path}: cannot split batch {sequence}: {exc}") from None
+                raise OutboxError(f"{self.path}: cannot split batch {sequence}: "
+                                  f"{sqlite_reason(exc)}") from None
             self._pending += len(items) - int(row[0])
             return made[0], made[1]
 

@@ -98,6 +98,7 @@ from .projection import (
     fold_problem_text,
 )
 from .settings import PolicySettings
+from .sqlitetext import sqlite_reason
 from .state import (
     ContractState,
     FoldProblem,
@@ -494,18 +495,18 @@ class Ledger:
             conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                    check_same_thread=False, uri=uri)
         except sqlite3.Error as exc:
-            raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
+            raise LedgerError(f"{path}: cannot open the ledger: {sqlite_reason(exc)}") from None
         ledger = cls(conn, path, settings, catalogue)
         ledger.read_only = read_only
         try:
             ledger._initialise()
         except sqlite3.OperationalError as exc:  # permissions, read-only medium, locks…
             conn.close()
-            raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
+            raise LedgerError(f"{path}: cannot open the ledger: {sqlite_reason(exc)}") from None
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise LedgerError(
-                f"{path}: not a certescrow ledger (SQLite says: {exc})") from None
+                f"{path}: not a certescrow ledger ({sqlite_reason(exc)})") from None
         except LedgerError:
             conn.close()
             raise
@@ -630,7 +631,7 @@ class Ledger:
                     return fn()
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or attempt == _RETRIES - 1:
-                    raise LedgerError(f"{self.path}: {exc}") from None
+                    raise LedgerError(f"{self.path}: {sqlite_reason(exc)}") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         raise AssertionError("unreachable")  # pragma: no cover

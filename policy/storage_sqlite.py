@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from .errors import LedgerError
+from .sqlitetext import sqlite_reason
 from .storage import StorageConflictError
 
 __all__ = ["SqliteStorage"]
@@ -62,7 +63,7 @@ class SqliteStorage:
                                    check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         except sqlite3.Error as exc:
-            raise LedgerError(f"{path}: cannot open the database: {exc}") from None
+            raise LedgerError(f"{path}: cannot open the database: {sqlite_reason(exc)}") from None
         return cls(conn, path)
 
     def close(self) -> None:
@@ -80,7 +81,7 @@ class SqliteStorage:
                     break
                 except sqlite3.OperationalError as exc:
                     if not _is_busy(exc) or attempt == _RETRIES - 1:
-                        raise LedgerError(f"{self.where}: {exc}") from None
+                        raise LedgerError(f"{self.where}: {sqlite_reason(exc)}") from None
                     time.sleep(delay)
                     delay = min(delay * 2, 0.5)
             try:
@@ -88,7 +89,7 @@ class SqliteStorage:
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
-                raise LedgerError(f"{self.where}: {exc}") from None
+                raise LedgerError(f"{self.where}: {sqlite_reason(exc)}") from None
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
@@ -98,11 +99,11 @@ class SqliteStorage:
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("ROLLBACK")
-                raise LedgerError(f"{self.where}: {exc}") from None
+                raise LedgerError(f"{self.where}: {sqlite_reason(exc)}") from None
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             with self._lock:
                 return self._conn.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
-            raise LedgerError(f"{self.where}: {exc}") from None
+            raise LedgerError(f"{self.where}: {sqlite_reason(exc)}") from None
