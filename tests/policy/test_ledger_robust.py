@@ -152,3 +152,25 @@ def test_a_place_taken_over_by_an_unbound_certificate_leaves_the_contracts_locat
     assert ledger.state("c1", at=NOW).locations == ()
     assert [e.event.facts.sha256 for e in ledger.unbound_observations()] == [  # type: ignore[union-attr]
         facts(tag="stray").sha256]
+
+
+def test_sqlite_messages_never_reach_a_ledger_error(tmp_path: Path) -> None:
+    """sqlite3 quotes stored bytes in some messages ("Could not decode to UTF-8 column …
+    with text '…'"), and a ledger error printed SQLite's text as it was ("SQLite says: file
+    is not a database")."""
+    import sqlite3
+
+    from policy.errors import LedgerError
+    from policy.ledger import Ledger
+    from policy.sqlitetext import sqlite_reason
+
+    leak = sqlite3.OperationalError(
+        "Could not decode to UTF-8 column 'payload' with text '\x1b[2Jevil'")
+    assert "evil" not in sqlite_reason(leak)
+    assert sqlite_reason(sqlite3.OperationalError("some new SQLite sentence")) == \
+        "an SQLite error (OperationalError)"
+    bogus = tmp_path / "bogus.sqlite3"
+    bogus.write_bytes(b"\x00not sqlite at all" * 64)
+    with pytest.raises(LedgerError) as info:
+        Ledger.open(bogus)
+    assert str(info.value) == f"{bogus}: not a certescrow ledger (it is not an SQLite database)"
