@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
 
 from .errors import LiveChainError
-from .x509facts import capture_warnings
+from .x509facts import capture_warnings, safe_library_text
 
 if TYPE_CHECKING:
     from OpenSSL import SSL
@@ -146,7 +146,9 @@ def _handshake(conn: SSL.Connection, sock: socket.socket, deadline: float, where
                 raise LiveChainError(
                     f"{where}: the connection was closed during the TLS handshake "
                     "(not a TLS server?)") from None
-            raise LiveChainError(f"{where}: TLS handshake failed: {exc}") from None
+            name = errno.errorcode.get(code, "an error") if isinstance(code, int) else "an error"
+            raise LiveChainError(f"{where}: TLS handshake failed: system call failed ({name})"
+                                 ) from None
         except SSL.Error as exc:
             reasons = "; ".join(str(part[2]) for part in exc.args[0]
                                 if isinstance(part, tuple) and len(part) > 2) \
@@ -154,7 +156,9 @@ def _handshake(conn: SSL.Connection, sock: socket.socket, deadline: float, where
             hint = ("not TLS: the server answered with something else"
                     if "wrong version number" in reasons or "record layer" in reasons
                     or "packet length" in reasons else "TLS handshake failed")
-            raise LiveChainError(f"{where}: {hint} ({reasons or 'no detail'})") from None
+            # OpenSSL's reason strings are fixed sentences; checked all the same (library text)
+            said = safe_library_text(reasons) if reasons else None
+            raise LiveChainError(f"{where}: {hint} ({said or 'no detail'})") from None
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise LiveChainError(f"{where}: no TLS handshake within {timeout:g} s (timeout)")
