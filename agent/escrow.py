@@ -258,18 +258,19 @@ class Escrow:
             for (path, index), waiting in list(held.items()):
                 if waiting.store.path not in escrow_stores:
                     self._unwait(spki, path, index)
-                    left = self._waiting_in.get(path)
-                    if left is not None:
-                        left.discard((spki, index))
-                        if not left:
-                            del self._waiting_in[path]
 
     def _unwait(self, spki: str, path: str, index: int) -> None:
+        """Certificate ``index`` of ``path`` waits for ``spki`` no more."""
         held = self._waiting.get(spki)
         if held is not None and held.pop((path, index), None) is not None:
             self._waiting_count -= 1
             if not held:
                 del self._waiting[spki]
+        left = self._waiting_in.get(path)
+        if left is not None:
+            left.discard((spki, index))
+            if not left:
+                del self._waiting_in[path]
 
     def _put_waiting(self, vault: VaultLike, spki: str, key_id: str) -> None:
         """The certificates read before their key, escrowed now that it is (each stops
@@ -284,11 +285,6 @@ class Escrow:
             self.log.info("escrow-paired", f"{path}: certificate escrowed with its key, read "
                           f"later from another file (key {key_id})", path=path, key=key_id)
             self._unwait(spki, path, index)
-            others = self._waiting_in.get(path)
-            if others is not None:
-                others.discard((spki, index))
-                if not others:
-                    del self._waiting_in[path]
 
     def _record(self, path: str, kind: str, put: Any) -> None:
         record = EscrowRecord(path=path, kind=kind, entry_id=str(put.entry_id),

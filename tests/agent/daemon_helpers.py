@@ -137,3 +137,29 @@ class Certbot:
         for kind in ("cert", "chain", "fullchain", "privkey"):
             self.link(kind)
         return issued
+
+
+@dataclass(frozen=True)
+class DebianSsl:
+    """Debian's layout, ``ssl/certs/site.pem`` with its key in ``ssl/private/site.key``
+    (``certs`` is walked first), and a directory for the vault's key file beside it."""
+
+    store: Path
+    issued: Issued
+    certificate: Path
+    key: Path
+    vault_key_file: Path
+
+
+def debian_ssl(base: Path) -> DebianSsl:
+    store = base / "ssl"
+    (store / "certs").mkdir(parents=True)
+    (store / "private").mkdir(mode=0o700)
+    issued = make_cert(sans=("site.example.jp",))
+    certificate = store / "certs" / "site.pem"
+    certificate.write_bytes(issued.pem)
+    key = store / "private" / "site.key"
+    key.write_bytes(issued.key_pem())
+    key.chmod(0o600)
+    return DebianSsl(store=store, issued=issued, certificate=certificate, key=key,
+                     vault_key_file=base / "keys" / "vault.key")

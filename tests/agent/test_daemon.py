@@ -14,6 +14,7 @@ from tests.agent.daemon_helpers import (
     Certbot,
     CountingReader,
     SteppingClock,
+    debian_ssl,
     make_daemon,
     store_config,
 )
@@ -602,15 +603,8 @@ def test_art4_7_escrow_pairs_a_certificate_with_a_key_in_another_directory_read_
     (a known limit of session 12: pairing across directories depended on the walk order)."""
     from vault import KeyFileSource, open_vault
 
-    store = tmp_path / "ssl"
-    (store / "certs").mkdir(parents=True)
-    (store / "private").mkdir(mode=0o700)
-    issued = make_cert(sans=("site.example.jp",))
-    (store / "certs" / "site.pem").write_bytes(issued.pem)
-    key_path = store / "private" / "site.key"
-    key_path.write_bytes(issued.key_pem())
-    key_path.chmod(0o600)
-    key_file = tmp_path / "keys" / "vault.key"
+    ssl = debian_ssl(tmp_path)
+    store, issued, key_path, key_file = ssl.store, ssl.issued, ssl.key, ssl.vault_key_file
     key_file.parent.mkdir(mode=0o700)
     opened: list[Any] = []
 
@@ -677,15 +671,8 @@ def test_art4_7_an_escrow_that_failed_is_tried_again_at_the_next_full_scan(
     from agent.errors import AgentError
     from vault import KeyFileSource, open_vault
 
-    store = tmp_path / "ssl"
-    (store / "certs").mkdir(parents=True)
-    (store / "private").mkdir(mode=0o700)
-    issued = make_cert(sans=("site.example.jp",))
-    (store / "certs" / "site.pem").write_bytes(issued.pem)
-    key_path = store / "private" / "site.key"
-    key_path.write_bytes(issued.key_pem())
-    key_path.chmod(0o600)
-    key_file = tmp_path / "keys" / "vault.key"
+    ssl = debian_ssl(tmp_path)
+    store, key_path, key_file = ssl.store, ssl.key, ssl.vault_key_file
     key_file.parent.mkdir(mode=0o700)
     ready = [False]
 

@@ -12,27 +12,17 @@ operator would: each of these differed):
 from __future__ import annotations
 
 import io
-import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agent.logs import LOGGER_NAME, EventLog, configure_logging
+from agent.logs import EventLog, configure_logging
 from agent.readindex import READ_INDEX_NAME
 from tests.agent.daemon_helpers import Certbot, SteppingClock, make_daemon, store_config
 from tests.certfactory import make_cert
 
-
-@pytest.fixture(autouse=True)
-def restore_logger() -> Iterator[None]:
-    yield
-    for name in (LOGGER_NAME, "watchdog"):
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        logger.propagate = True
+pytestmark = pytest.mark.usefixtures("restored_logger")
 
 
 def _log() -> tuple[EventLog, io.StringIO]:

@@ -17,19 +17,11 @@ from typing import IO
 import pytest
 
 from agent.certset import MAX_SET_ATTEMPTS
-from agent.logs import LOGGER_NAME, EventLog, configure_logging
+from agent.logs import EventLog, configure_logging
 from tests.agent.daemon_helpers import Certbot, SteppingClock, make_daemon, store_config
 from tests.certfactory import make_cert
 
-
-@pytest.fixture(autouse=True)
-def restore_logger() -> Iterator[None]:
-    yield
-    for name in (LOGGER_NAME, "watchdog"):
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        logger.propagate = True
+pytestmark = pytest.mark.usefixtures("restored_logger")
 
 
 @pytest.fixture

@@ -7,23 +7,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agent.logs import LOGGER_NAME, EventLog, configure_logging, journal_attached
+from agent.logs import EventLog, configure_logging, journal_attached
 from tests.certfactory import make_cert
 
-
-@pytest.fixture(autouse=True)
-def restore_logger() -> Iterator[None]:
-    yield
-    for name in (LOGGER_NAME, "watchdog"):
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        logger.propagate = True
+pytestmark = pytest.mark.usefixtures("restored_logger")
 
 
 def test_text_is_one_line_per_event_with_fields() -> None:

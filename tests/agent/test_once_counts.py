@@ -27,6 +27,7 @@ from tests.agent.certbot_store import (
     leaf_beside_expired_chain,
     make_intermediate,
 )
+from tests.agent.daemon_helpers import debian_ssl
 from tests.certfactory import make_cert, shared_key
 from tests.clirun import agent_config, certescrow
 
@@ -254,15 +255,8 @@ def test_a_certificate_beside_its_key_elsewhere_is_escrowed_once_the_vault_exist
     """Escrow failed (no vault yet), `vault init`, run again: the certificate in `certs/`
     whose key is in `private/` was never escrowed, since it waited in memory only and a restart
     re-reads only the directories holding a key (the re-review of session 13)."""
-    store = tmp_path / "ssl"
-    (store / "certs").mkdir(parents=True)
-    (store / "private").mkdir(mode=0o700)
-    issued = make_cert(sans=("site.example.jp",))
-    (store / "certs" / "site.pem").write_bytes(issued.pem)
-    key_path = store / "private" / "site.key"
-    key_path.write_bytes(issued.key_pem())
-    key_path.chmod(0o600)
-    key_file = tmp_path / "keys" / "vault.key"
+    ssl = debian_ssl(tmp_path)
+    store, key_path, key_file = ssl.store, ssl.key, ssl.vault_key_file
     config = _escrow_config(tmp_path, store, key_file)
     first = _run(config, "--exit-status=all", home=tmp_path)
     assert [e for e in _log(first) if e["event"] == "escrow-failed"]

@@ -8,16 +8,14 @@ journal said nothing of either, and ``ready`` gave no summary.
 from __future__ import annotations
 
 import io
-import logging
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.logs import LOGGER_NAME, EventLog, configure_logging
+from agent.logs import EventLog, configure_logging
 from agent.readindex import READ_INDEX_NAME
 from tests.agent.daemon_helpers import CountingReader, SteppingClock, make_daemon, store_config
 from tests.certfactory import make_cert
@@ -25,14 +23,7 @@ from tests.certfactory import make_cert
 RESTART = "finding: scan after restart, each file as last read: "
 
 
-@pytest.fixture(autouse=True)
-def restore_logger() -> Iterator[None]:
-    yield
-    for name in (LOGGER_NAME, "watchdog"):
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        logger.propagate = True
+pytestmark = pytest.mark.usefixtures("restored_logger")
 
 
 def _stores(root: Path) -> tuple[Path, Path]:

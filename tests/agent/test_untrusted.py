@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import sys
 import unicodedata
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from agent.logs import LOGGER_NAME, EventLog, configure_logging
+from agent.logs import EventLog, configure_logging
 from agent.main import certescrow
 from tests.certfactory import shared_key
 from untrusted.text import for_csv, for_log, for_terminal, json_text, json_utf8, unescape
@@ -191,16 +189,6 @@ def test_json_text_escapes_what_json_dumps_leaves_raw_and_still_decodes_the_same
     document = json_text(json.dumps({"cn": value}, ensure_ascii=False))
     assert all(ord(c) < 0x7F for c in document)
     assert json.loads(document)["cn"] == value
-
-
-@pytest.fixture
-def restored_logger() -> Iterator[None]:
-    yield
-    for name in (LOGGER_NAME, "watchdog"):
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        logger.propagate = True
 
 
 @pytest.mark.usefixtures("restored_logger")
