@@ -28,12 +28,14 @@ this daemon does not write, is left out), never acted on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
 import itertools
 import json
 import os
+import re
 import sqlite3
 import struct
 import sys
@@ -338,6 +340,33 @@ CREATE TABLE IF NOT EXISTS kinds (
 # warnings each writes 100,000 rows, not 400,000 (2.0 -> 0.7 s here), and a restart decodes
 # them in ~0.35 s where SQL took 1.7 s to count the 400,000.
 
+def _tables_as_stored() -> dict[str, str]:
+    """Each table of :data:`_SCHEMA` as SQLite keeps its ``CREATE`` statement (what a start
+    compares: a table of another shape is a foreign index)."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        db.executescript(_SCHEMA)
+        return dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+
+
+_TABLES = _tables_as_stored()
+
+
+def _said_text(value: object) -> str:
+    """A meta value for a message: short digits only (the file is not trusted)."""
+    return value if isinstance(value, str) and value.isdigit() and len(value) < 6 else "?"
+
+
+_KIND_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+_KIND_CLAUSE = re.compile(r"[A-Za-z0-9 .()/,-]{0,64}")
+_SAID_ROW_MAX = 1 << 20
+"""A file's row of what it said, at most (a bundle of 1,000 certificates with 8 warnings each
+is 112 KB): a larger one was not written by a daemon."""
+
+
+class _UntrustedSaidError(Exception):
+    """The ``kinds`` or ``problems`` tables hold what no daemon writes."""
+
+
 _SAID = struct.Struct("<iQH")
 """A warning of a file: the certificate's position in it (-1: the file's own finding), the first
 64 bits of its SHA-256 (what :class:`agent.findinglog.FindingLog` counts certificates by), and
@@ -409,11 +438,19 @@ class ReadIndexFile:
             raise UntrustedIndexError(f"cannot open it ({type(exc).__name__})") from None
         self._db = db
         try:
-            tables = {row[0] for row in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not {"meta", "files", "results", "problems", "kinds"} <= tables:
+            tables = dict(db.execute(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+            if "meta" not in tables:
                 raise UntrustedIndexError("not a certescrow read index (tables missing)")
             meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+            if meta.get("format") == FORMAT and meta.get("version") != str(VERSION):
+                # an earlier (or later) release's index: said as what it is, an upgrade
+                raise UntrustedIndexError(
+                    f"written by another release (index version {_said_text(meta.get('version'))}"
+                    f", this one reads {VERSION}): every file is read again once")
+            if any(tables.get(name) != sql for name, sql in _TABLES.items()):
+                raise UntrustedIndexError("not a certescrow read index (tables missing or of "
+                                          "another shape)")
             for name, want in self._expected_meta().items():
                 if meta.get(name) != want:
                     raise UntrustedIndexError(f"not this daemon's index ({name} differs)")
@@ -578,20 +615,46 @@ class ReadIndexFile:
             self.bindings = dict(bindings)
 
     def _kinds(self) -> dict[tuple[str, str, str], int]:
-        """``(event, code, clause)`` -> its number in ``kinds`` (read once per file)."""
+        """``(event, code, clause)`` -> its number in ``kinds`` (read once per file). A row no
+        daemon writes (a number out of range, a code or clause of other characters or length)
+        discards what the files said, with one line: they only feed the restart's summary."""
         if self._kind_numbers is None:
             numbers: dict[tuple[str, str, str], int] = {}
             if self._db is not None:
                 try:
-                    for number, event, code, clause in self._db.execute(
-                            "SELECT id, event, code, clause FROM kinds"):
-                        numbers[(str(event), str(code), str(clause))] = number
-                except sqlite3.Error:
-                    pass
+                    numbers = self._checked_kinds(self._db)
+                except (sqlite3.Error, _UntrustedSaidError):
+                    self._forget_said("its kinds of findings are not what a daemon writes")
+                    numbers = {}
             self._kind_numbers = numbers
         return self._kind_numbers
 
-    def said(self) -> tuple[list[KindCount], list[str]]:
+    @staticmethod
+    def _checked_kinds(db: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
+        numbers: dict[tuple[str, str, str], int] = {}
+        for number, event, code, clause in db.execute(
+                "SELECT id, event, code, clause FROM kinds"):
+            if (type(number) is not int or not 0 < number < _CRITICAL
+                    or event not in _EVENTS or type(code) is not str
+                    or type(clause) is not str or not _KIND_CODE.fullmatch(code)
+                    or not _KIND_CLAUSE.fullmatch(clause)):
+                raise _UntrustedSaidError
+            numbers[(event, code, clause)] = number
+        return numbers
+
+    def _forget_said(self, why: str) -> None:
+        """Drop what the files said (``problems`` and ``kinds``), said once: the next reads
+        write it again."""
+        self.log.warning("read-index-said-discarded", f"{self.path}: what the files said when "
+                         f"last read is discarded ({why}); the restart summary leaves it out",
+                         path=str(self.path))
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("DELETE FROM problems")
+                self._db.execute("DELETE FROM kinds")
+
+    def said(self, indexed: Callable[[str], bool] = lambda path: True,
+             ) -> tuple[list[KindCount], list[str]]:
         """What the indexed files said when read: their certificates' warnings counted by
         kind (distinct certificates, those it was critical for, files, and an example: a
         critical one's file if any), and the files that had a warning or critical finding of
@@ -610,6 +673,10 @@ class ReadIndexFile:
             for raw_path, blob in self._db.execute("SELECT path, said FROM problems"):
                 if type(raw_path) is not bytes or type(blob) is not bytes or len(blob) % size:
                     continue
+                if len(blob) > _SAID_ROW_MAX:
+                    raise _UntrustedSaidError
+                if not indexed(os.fsdecode(raw_path)):
+                    continue  # a row of a file the index does not hold: nobody's
                 for position, certificate, number in _SAID.iter_unpack(blob):
                     kind = number & ~_CRITICAL
                     if kind not in names:
@@ -628,6 +695,9 @@ class ReadIndexFile:
                         if not entry[3][1]:
                             entry[3][1] = raw_path
         except sqlite3.Error:
+            return [], []
+        except _UntrustedSaidError:
+            self._forget_said("a row larger than any daemon writes")
             return [], []
         kinds: list[KindCount] = []
         for number, (certificates, critical, places, examples) in tally.items():

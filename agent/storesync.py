@@ -1131,7 +1131,7 @@ class StoreSync:
         self.findings.stop_counting()
         index = cast(PersistentIndex, self.index)
         index.flush()
-        kinds, own = index.file.said()
+        kinds, own = index.file.said(indexed=index.__contains__)
         self.findings.log_kinds("restart", kinds)
         for path in own:
             if path in read_again:
