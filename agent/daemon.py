@@ -65,6 +65,8 @@ LEDGER_DRAIN_S = 10.0
 what is left is caught up by the next start's reconciliation."""
 
 
+PROGRESS_EVERY_S = 5.0
+"""How often a full scan says how far it got."""
 _ESCROW_AGAIN = "\0escrow-again"
 """The read index's record of :meth:`Escrow.to_read_again` (JSON), kept with the bindings."""
 _VAULT = "\0vault"
@@ -137,6 +139,8 @@ class Daemon:
             # A ledger read may hold up the loop this long: well inside one ping interval.
             self.sync.ledger_patience_s = min(1.0, self._ping_every / 4)
         self._next_ping = monotonic()
+        self._next_progress: float | None = None
+        """While a full scan runs: when to say next how far it got (:meth:`_progress`)."""
         self._ping_lock = threading.Lock()
         self._waiting_since: float | None = None
         self._pinger: threading.Thread | None = None
@@ -281,7 +285,11 @@ class Daemon:
             # init`, the resync): its file is read again
             self.escrow.failed.discard(name)
             self.sync.index.remove(name)
-        summary = self.sync.full_scan(collect=collect)
+        self._next_progress = self.monotonic() + PROGRESS_EVERY_S
+        try:
+            summary = self.sync.full_scan(collect=collect)
+        finally:
+            self._next_progress = None
         self._flush_read_index()
         self.last_resync = self.monotonic()
         return summary
@@ -312,7 +320,8 @@ class Daemon:
 
     def tick(self) -> None:
         """Send the watchdog ping when it is due (also from inside long scans: the initial
-        scan of a large store can outlast ``WatchdogSec=``)."""
+        scan of a large store can outlast ``WatchdogSec=``), and say how far a scan got."""
+        self._progress()
         if self._ping_every is None:
             return
         with self._ping_lock:
@@ -321,6 +330,21 @@ class Daemon:
                 return
             self._next_ping = now + self._ping_every
         self.heartbeat()
+
+    def _progress(self) -> None:
+        """Every :data:`PROGRESS_EVERY_S` of a full scan, one ``scan-progress`` line and the
+        unit's STATUS (`systemctl status`): a first scan of 100,000 files takes a while, and
+        an operator (or ``agent run --once`` on a terminal) should see it moving."""
+        due = self._next_progress
+        if due is None:
+            return
+        now = self.monotonic()
+        if now < due:
+            return
+        self._next_progress = now + PROGRESS_EVERY_S
+        read = self.sync.files_read
+        self.log.info("scan-progress", f"scanning: {read} file(s) read so far", read=read)
+        self.notifier.status(f"scanning: {read} file(s) read")
 
     @contextmanager
     def waiting(self) -> Iterator[None]:

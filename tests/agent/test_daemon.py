@@ -723,3 +723,42 @@ def test_art4_7_waiting_certificates_are_bounded_said_once_and_dropped_when_escr
     daemon.escrow.keep_waiting(set())  # the reload's new configuration: no store escrows
     assert daemon.escrow.to_read_again() == []
     daemon.shutdown()
+
+
+def test_a_long_full_scan_says_how_far_it_got(tmp_path: Path, caplog: Any) -> None:
+    """`agent run --once` on a large store drew nothing while it worked, and `systemctl
+    status` said only "initial scan" (the review of session 13): every few seconds of a full
+    scan, one `scan-progress` line with the files read so far."""
+    import logging
+
+    from agent.daemon import PROGRESS_EVERY_S
+    from tests.agent.daemon_helpers import SteppingClock
+
+    store = tmp_path / "certs"
+    store.mkdir()
+    for n in range(6):
+        (store / f"c{n}.pem").write_bytes(make_cert(sans=(f"c{n}.example.jp",)).pem)
+    clock = SteppingClock()
+
+    def slow_reader(path: Path, **kwargs: Any) -> FileResult:
+        clock.advance(PROGRESS_EVERY_S / 2)  # each file takes half the interval
+        from agent.reader import read_file
+
+        return read_file(path, **kwargs)
+
+    daemon, _ = make_daemon(store_config([{"path": str(store)}]), tmp_path, clock=clock,
+                            reader=slow_reader)
+    with caplog.at_level(logging.INFO, logger="certescrow"):
+        daemon.full_scan()
+    progress = [r for r in caplog.records if getattr(r, "event", "") == "scan-progress"]
+    assert 1 <= len(progress) <= 3
+    assert all(r.getMessage().startswith("scanning: ") for r in progress)
+    reads = [r.fields["read"] for r in progress]  # type: ignore[attr-defined]
+    assert reads == sorted(reads)
+    assert reads[-1] <= 6
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="certescrow"):
+        clock.advance(3 * PROGRESS_EVERY_S)
+        daemon.tick()  # no scan running: nothing to say
+    assert not [r for r in caplog.records if getattr(r, "event", "") == "scan-progress"]
+    daemon.shutdown()
