@@ -28,11 +28,11 @@ def read_data_file(path: Path, *, max_bytes: int) -> str:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise DataFileError("not found") from None
+        raise DataFileError("does not exist") from None
     except IsADirectoryError:
         raise DataFileError("is a directory, expected a TOML file") from None
     except PermissionError:
-        raise DataFileError("permission denied") from None
+        raise DataFileError("cannot be read: permission denied") from None
     except OSError as exc:
         raise DataFileError(f"cannot be opened ({errno.errorcode.get(exc.errno or 0, 'error')})"
                             ) from None

@@ -107,7 +107,7 @@ def test_policy_catalogue_path_from_configuration(tmp_path: Path,
     # the same configuration error (31), naming the file and the key, whatever the command.
     assert code == 31
     assert f"{config}: policy.catalogue:" in err
-    assert "catalogue file not found" in err
+    assert "catalogue file does not exist" in err
 
 
 # ------------------------------------------------------------------ classify

@@ -148,7 +148,7 @@ def test_catalogue_validation_errors_name_file_and_key(tmp_path: Path, text: str
 
 
 def test_catalogue_missing_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(CatalogueError, match="catalogue file not found"):
+    with pytest.raises(CatalogueError, match="catalogue file does not exist"):
         load_catalogue(tmp_path / "absent.toml")
     with pytest.raises(CatalogueError, match="is a directory"):
         load_catalogue(tmp_path)
