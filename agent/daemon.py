@@ -283,8 +283,8 @@ class Daemon:
         for name in sorted(self.escrow.failed):
             # an escrow that failed is tried again at every full scan (a reload after `vault
             # init`, the resync): its file is read again
-            self.escrow.failed.discard(name)
             self.sync.index.remove(name)
+        self.escrow.failed.clear()
         self._next_progress = self.monotonic() + PROGRESS_EVERY_S
         try:
             summary = self.sync.full_scan(collect=collect)
@@ -321,25 +321,24 @@ class Daemon:
     def tick(self) -> None:
         """Send the watchdog ping when it is due (also from inside long scans: the initial
         scan of a large store can outlast ``WatchdogSec=``), and say how far a scan got."""
-        self._progress()
+        if self._next_progress is None and self._ping_every is None:
+            return  # (called for every file of a scan: nothing to do costs no clock read)
+        now = self.monotonic()
+        self._progress(now)
         if self._ping_every is None:
             return
         with self._ping_lock:
-            now = self.monotonic()
             if now < self._next_ping:
                 return
             self._next_ping = now + self._ping_every
         self.heartbeat()
 
-    def _progress(self) -> None:
+    def _progress(self, now: float) -> None:
         """Every :data:`PROGRESS_EVERY_S` of a full scan, one ``scan-progress`` line and the
         unit's STATUS (`systemctl status`): a first scan of 100,000 files takes a while, and
         an operator (or ``agent run --once`` on a terminal) should see it moving."""
         due = self._next_progress
-        if due is None:
-            return
-        now = self.monotonic()
-        if now < due:
+        if due is None or now < due:
             return
         self._next_progress = now + PROGRESS_EVERY_S
         read = self.sync.files_read

@@ -31,7 +31,7 @@ from .certset import MAX_SET_ATTEMPTS, SetState, key_lookup
 from .config import Config, StoreConfig, within_store
 from .errors import AgentError
 from .escrow import Escrow
-from .findinglog import FindingLog, level_of, warnings_of
+from .findinglog import FindingLog, LoggedWarning, level_of, warnings_of
 from .index import FileIndex, Problem, StatKey, parent_of, stat_key
 from .inventory import InventorySlot
 from .ledgerwriter import LedgerOp, LedgerWriter, Part
@@ -75,6 +75,13 @@ def _predecessor(previous: FileResult | None, record: CertificateRecord) -> Cert
         if old.index == record.index and old.facts.sha256 != record.facts.sha256:
             return old.facts
     return None
+
+
+def _file_problems(result: FileResult) -> list[Problem]:
+    """The warning and critical findings of the file itself (a private key others can read),
+    as the read index keeps them (:class:`~agent.index.Problem`)."""
+    return [(-1, "", "finding", f.code, f.clause, SEVERITY_TEXT[f.severity])
+            for f in result.findings if f.severity >= Severity.WARNING]
 
 
 def _without_material(result: FileResult) -> FileResult:
@@ -701,9 +708,7 @@ class StoreSync:
                     if seen is None:
                         continue
                     found = warnings_of(seen)
-                self.findings.warnings(record.path, record.facts.sha256, found)
-                problems.extend((record.index, record.facts.sha256, *kind)
-                                for kind, _, _ in found)
+                self._count_warnings(record, found, problems)
             problems.extend(self._log_file_findings(path, result))
             if problems:
                 # kept by the read index, so that a restart that reads nothing again can say
@@ -713,19 +718,23 @@ class StoreSync:
                 self._read_at_restart.add(path)
         return observations
 
+    def _count_warnings(self, record: CertificateRecord, found: Sequence[LoggedWarning],
+                        problems: list[Problem]) -> None:
+        """A certificate's warnings, counted by the finding log and kept, as
+        :class:`~agent.index.Problem` rows, for the read index."""
+        self.findings.warnings(record.path, record.facts.sha256, found)
+        problems.extend((record.index, record.facts.sha256, *kind) for kind, _, _ in found)
+
     def _log_file_findings(self, path: str, result: FileResult) -> list[Problem]:
         """Log the warning and critical findings of the file itself (a private key others
         can read); what was logged, as :class:`~agent.index.Problem` rows."""
-        logged: list[Problem] = []
         for finding in result.findings:
             if finding.severity >= Severity.WARNING:
-                severity = SEVERITY_TEXT[finding.severity]
                 # (a 0644 private key is critical: an error, journalctl -p err shows it)
                 self.log.log(level_of(finding.severity), "finding",
                              f"{path}: {finding.message}", path=path, code=finding.code,
-                             clause=finding.clause, severity=severity)
-                logged.append((-1, "", "finding", finding.code, finding.clause, severity))
-        return logged
+                             clause=finding.clause, severity=SEVERITY_TEXT[finding.severity])
+        return _file_problems(result)
 
     def _summarise(self, store: StoreConfig, result: FileResult, keys: set[str],
                    summary: ScanSummary) -> None:
@@ -1246,16 +1255,11 @@ class StoreSync:
             if result is None or store is None:
                 continue
             unit = self._directory_unit(result, (result,))
-            problems: list[Problem] = [
-                (-1, "", "finding", f.code, f.clause, SEVERITY_TEXT[f.severity])
-                for f in result.findings if f.severity >= Severity.WARNING]
+            problems = _file_problems(result)
             for record in result.certificates:
                 row = self._row(store, record, result, unit, at=at)
                 if row is not None:
-                    found = warnings_of(row)
-                    self.findings.warnings(record.path, record.facts.sha256, found)
-                    problems.extend((record.index, record.facts.sha256, *kind)
-                                    for kind, _, _ in found)
+                    self._count_warnings(record, warnings_of(row), problems)
             self.index.set_problems(location, tuple(problems))  # what it says now
         if not counting:
             self.findings.flush()
