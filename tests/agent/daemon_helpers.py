@@ -163,3 +163,20 @@ def debian_ssl(base: Path) -> DebianSsl:
     key.chmod(0o600)
     return DebianSsl(store=store, issued=issued, certificate=certificate, key=key,
                      vault_key_file=base / "keys" / "vault.key")
+
+
+class OpeningVault:
+    """A daemon's ``vault_factory``: the real vault at ``path`` (created around the key file),
+    every one it opened kept in :attr:`opened` for the test to read back."""
+
+    def __init__(self, path: Path, key_file: Path) -> None:
+        self.path = path
+        self.key_file = key_file
+        self.opened: list[Any] = []
+
+    def __call__(self) -> Any:
+        from vault import KeyFileSource, open_vault
+
+        vault = open_vault(self.path, KeyFileSource(self.key_file), create=True)
+        self.opened.append(vault)
+        return vault

@@ -13,6 +13,7 @@ from agent.records import FileError, FileResult
 from tests.agent.daemon_helpers import (
     Certbot,
     CountingReader,
+    OpeningVault,
     SteppingClock,
     debian_ssl,
     make_daemon,
@@ -253,19 +254,14 @@ def test_reload_refuses_a_bad_configuration_and_keeps_the_old(tmp_path: Path) ->
 
 
 def test_art4_7_escrow_puts_key_and_certificate_into_a_real_vault(tmp_path: Path) -> None:
-    from vault import KeyFileSource, open_vault
 
     certbot = Certbot(tmp_path / "le")
     issued = certbot.install()
     key_file = tmp_path / "keys" / "vault.key"
     key_file.parent.mkdir(mode=0o700)
     vault_path = tmp_path / "vault" / "vault.sqlite3"
-    opened: list[Any] = []
-
-    def factory() -> Any:
-        vault = open_vault(vault_path, KeyFileSource(key_file), create=True)
-        opened.append(vault)
-        return vault
+    factory = OpeningVault(vault_path, key_file)
+    opened = factory.opened
 
     config = store_config([{"path": str(tmp_path / "le" / "live"), "escrow": True,
                             "contract": "C-42"}])
@@ -601,17 +597,12 @@ def test_art4_7_escrow_pairs_a_certificate_with_a_key_in_another_directory_read_
     """Debian's layout: /etc/ssl/certs/site.pem and /etc/ssl/private/site.key. ``certs`` is
     read before ``private``: the certificate had no escrowed key yet and was never escrowed
     (a known limit of session 12: pairing across directories depended on the walk order)."""
-    from vault import KeyFileSource, open_vault
 
     ssl = debian_ssl(tmp_path)
     store, issued, key_path, key_file = ssl.store, ssl.issued, ssl.key, ssl.vault_key_file
     key_file.parent.mkdir(mode=0o700)
-    opened: list[Any] = []
-
-    def factory() -> Any:
-        vault = open_vault(tmp_path / "vault.sqlite3", KeyFileSource(key_file), create=True)
-        opened.append(vault)
-        return vault
+    factory = OpeningVault(tmp_path / "vault.sqlite3", key_file)
+    opened = factory.opened
 
     config = store_config([{"path": str(store), "escrow": True, "contract": "C-7"}])
     daemon, _ = make_daemon(config, tmp_path, vault_factory=factory)
@@ -626,7 +617,6 @@ def test_art4_7_escrow_pairs_a_certificate_with_a_key_in_another_directory_read_
 def test_art4_7_a_key_that_arrives_later_brings_its_waiting_certificate_not_a_removed_one(
         tmp_path: Path) -> None:
     from tests.agent.daemon_helpers import SteppingClock
-    from vault import KeyFileSource, open_vault
 
     store = tmp_path / "ssl"
     (store / "certs").mkdir(parents=True)
@@ -636,12 +626,7 @@ def test_art4_7_a_key_that_arrives_later_brings_its_waiting_certificate_not_a_re
     (store / "certs" / "gone.pem").write_bytes(removed.pem)
     key_file = tmp_path / "keys" / "vault.key"
     key_file.parent.mkdir(mode=0o700)
-    opened: list[Any] = []
-
-    def factory() -> Any:
-        vault = open_vault(tmp_path / "vault.sqlite3", KeyFileSource(key_file), create=True)
-        opened.append(vault)
-        return vault
+    factory = OpeningVault(tmp_path / "vault.sqlite3", key_file)
 
     clock = SteppingClock()
     config = store_config([{"path": str(store), "escrow": True}])
@@ -699,7 +684,6 @@ def test_art4_7_waiting_certificates_are_bounded_said_once_and_dropped_when_escr
     import logging
 
     from agent import escrow as escrow_module
-    from vault import KeyFileSource, open_vault
 
     monkeypatch.setattr(escrow_module, "WAITING_MAX", 1)
     store = tmp_path / "ssl"
@@ -710,8 +694,7 @@ def test_art4_7_waiting_certificates_are_bounded_said_once_and_dropped_when_escr
     key_file = tmp_path / "keys" / "vault.key"
     key_file.parent.mkdir(mode=0o700)
 
-    def factory() -> Any:
-        return open_vault(tmp_path / "vault.sqlite3", KeyFileSource(key_file), create=True)
+    factory = OpeningVault(tmp_path / "vault.sqlite3", key_file)
 
     config = store_config([{"path": str(store), "escrow": True}])
     daemon, _ = make_daemon(config, tmp_path, vault_factory=factory)

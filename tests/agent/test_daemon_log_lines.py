@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,7 +101,8 @@ def test_after_a_reload_the_lines_per_kind_say_it_was_the_scan_after_reload(
     daemon.shutdown()
 
 
-def test_a_certbot_link_replaced_while_its_set_is_read_is_not_gone(tmp_path: Path) -> None:
+def _watched_certbot(tmp_path: Path) -> tuple[Certbot, SteppingClock, Any, Any, Any]:
+    """A certbot store, scanned by a daemon logging into a string, its ledger calls cleared."""
     certbot = Certbot(tmp_path / "le")
     certbot.install()
     clock = SteppingClock()
@@ -109,6 +111,11 @@ def test_a_certbot_link_replaced_while_its_set_is_read_is_not_gone(tmp_path: Pat
                                  tmp_path, clock=clock, log=log)
     daemon.full_scan()
     intake.clear()
+    return certbot, clock, stream, daemon, intake
+
+
+def test_a_certbot_link_replaced_while_its_set_is_read_is_not_gone(tmp_path: Path) -> None:
+    certbot, clock, stream, daemon, intake = _watched_certbot(tmp_path)
     # certbot relinks one file after another (rm, then ln -s): cert.pem's event comes due
     # (quiet period 300 ms) while fullchain.pem is between its rm and its ln -s.
     daemon.enqueue(str(certbot.link("cert")))
@@ -131,14 +138,7 @@ def test_a_certbot_link_replaced_while_its_set_is_read_is_not_gone(tmp_path: Pat
 
 
 def test_a_certbot_renewal_logs_no_gone_line(tmp_path: Path) -> None:
-    certbot = Certbot(tmp_path / "le")
-    certbot.install()
-    clock = SteppingClock()
-    log, stream = _log()
-    daemon, intake = make_daemon(store_config([{"path": str(tmp_path / "le" / "live")}]),
-                                 tmp_path, clock=clock, log=log)
-    daemon.full_scan()
-    intake.clear()
+    certbot, clock, stream, daemon, intake = _watched_certbot(tmp_path)
     renewed = certbot.write_generation()
     # rm + ln -s, 100 ms apart: cert.pem's event is due (300 ms after its ln -s) the instant
     # fullchain.pem is removed
