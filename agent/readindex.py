@@ -22,8 +22,8 @@ of every field of every record type), a row whose digest does not match, or a va
 wrong type is discarded whole, with one log line, and the daemon reads every file again: a
 row is never half-trusted, and nothing is unpickled (the codec builds only the record types it
 knows, checking each value's type). The ``problems`` and ``kinds`` rows are not covered by
-the rows' digests: they are only ever counted into log lines (a row of another shape, a kind
-this daemon does not write, is left out), never acted on.
+the rows' digests: they are only ever counted into log lines, never acted on (a row of another
+shape is left out; a kind no daemon writes, or a row larger than one writes, drops them all).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import hashlib
 import itertools
 import json
@@ -340,15 +341,14 @@ CREATE TABLE IF NOT EXISTS kinds (
 # warnings each writes 100,000 rows, not 400,000 (2.0 -> 0.7 s here), and a restart decodes
 # them in ~0.35 s where SQL took 1.7 s to count the 400,000.
 
+@functools.cache
 def _tables_as_stored() -> dict[str, str]:
     """Each table of :data:`_SCHEMA` as SQLite keeps its ``CREATE`` statement (what a start
-    compares: a table of another shape is a foreign index)."""
+    compares: a table of another shape is a foreign index); made once, when first asked."""
     with contextlib.closing(sqlite3.connect(":memory:")) as db:
         db.executescript(_SCHEMA)
         return dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
 
-
-_TABLES = _tables_as_stored()
 
 
 def _said_text(value: object) -> str:
@@ -448,7 +448,7 @@ class ReadIndexFile:
                 raise UntrustedIndexError(
                     f"written by another release (index version {_said_text(meta.get('version'))}"
                     f", this one reads {VERSION}): every file is read again once")
-            if any(tables.get(name) != sql for name, sql in _TABLES.items()):
+            if any(tables.get(name) != sql for name, sql in _tables_as_stored().items()):
                 raise UntrustedIndexError("not a certescrow read index (tables missing or of "
                                           "another shape)")
             for name, want in self._expected_meta().items():
