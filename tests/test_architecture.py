@@ -92,7 +92,8 @@ def test_the_layering_check_would_catch_a_violation(tmp_path: Path) -> None:
 
 def test_the_escapes_of_untrusted_text_stand_below_every_package() -> None:
     """``untrusted`` is what agent, policy and vault all print attacker-controlled text
-    through: one table of escapes, so it may import none of them (policy and vault could not
+    through (one table of escapes) and read small files of untrusted paths with (one reader),
+    so it may import none of them (policy and vault could not
     import it otherwise without breaking the rules above)."""
     assert _modules("untrusted")
     assert _offenders("untrusted", ("agent", "policy", "vault", "cryptography", "click")) == []

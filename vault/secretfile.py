@@ -3,11 +3,11 @@
 One place for the traps, because each of them has bitten a caller:
 
 * **Reading.** A FIFO given as ``--key-file`` would block ``open()`` forever, and ``/dev/zero``
-  would be read until memory runs out: the file is opened ``O_NONBLOCK`` (an open of a FIFO
-  then returns at once), checked with ``fstat`` on the descriptor it was opened as, and refused
-  unless it is a regular file. Reading stops at a size cap. ``follow_symlinks=False`` adds
-  ``O_NOFOLLOW`` for files the vault itself creates (a pending key), where a link can only be
-  someone else's doing.
+  would be read until memory runs out: :func:`untrusted.smallfile.read_small_file` (which the
+  policy's data files share) opens without blocking, checks the descriptor it opened and
+  stops at a size cap; the mode checks here run on that descriptor before a byte is read.
+  ``follow_symlinks=False`` refuses a link for files the vault itself creates (a pending
+  key), where a link can only be someone else's doing.
 * **Writing.** A plaintext secret written to a temporary file and renamed survives a
   ``SIGKILL`` between the two as a stray copy beside the destination. So a secret is written to
   an anonymous ``O_TMPFILE`` inode (which the kernel frees if the process dies) and linked to
@@ -28,6 +28,8 @@ import errno
 import os
 import stat
 from pathlib import Path
+
+from untrusted.smallfile import SmallFileError, kind_of, read_small_file
 
 __all__ = [
     "SecretFileError",
@@ -53,18 +55,6 @@ class SecretFileError(Exception):
         self.problem = problem
 
 
-def _kind_of(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    return "not a regular file"
-
-
 def _exposed_to(st: os.stat_result) -> str | None:
     """Who besides the owner can read a password file: others, or a group this process does
     not run as (``root:certescrow 0640`` is how a service user is given a secret, the same rule
@@ -87,25 +77,8 @@ def read_secret_file(path: Path, *, what: str, max_bytes: int = 4096,
     read. ``private``: the file holds passwords, so refuse it when others can read it, or a
     group other than this process's own (``exposed``), with the ``chmod`` that fixes it.
     """
-    flags = os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC | (0 if follow_symlinks else _NOFOLLOW)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise SecretFileError(f"{what} {path} does not exist", problem="missing") from None
-    except PermissionError:
-        raise SecretFileError(f"{what} {path}: permission denied", problem="permission") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP and not follow_symlinks:
-            raise SecretFileError(f"{what} {path} is a symbolic link; the vault wrote it as a "
-                                  "file and refuses to follow a link there",
-                                  problem="not-regular") from None
-        raise SecretFileError(f"{what} {path}: cannot open: {exc.strerror}",
-                              problem="io") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise SecretFileError(f"{what} {path} is {_kind_of(st.st_mode)}; it must be a "
-                                  "regular file", problem="not-regular")
+
+    def check(st: os.stat_result) -> None:
         loose = st.st_mode & refuse_mode
         if loose:
             who = "others" if loose & 0o007 else "its group"
@@ -118,26 +91,34 @@ def read_secret_file(path: Path, *, what: str, max_bytes: int = 4096,
                 f"{what} {path} holds passwords but is readable by {reader} (mode "
                 f"{stat.S_IMODE(st.st_mode):04o}): run `chmod 600 {path}` (or `chmod 640` "
                 "with the service's own group)", problem="exposed")
-        if st.st_size > max_bytes:
-            raise SecretFileError(f"{what} {path} is too large ({st.st_size} bytes; at most "
-                                  f"{max_bytes})", problem="too-large")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= max_bytes:  # stop at the cap should the file grow meanwhile
-            chunk = os.read(fd, max_bytes + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > max_bytes:
-            raise SecretFileError(f"{what} {path} is too large (more than {max_bytes} bytes)",
-                                  problem="too-large")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise SecretFileError(f"{what} {path}: cannot read: {exc.strerror}",
-                              problem="io") from None
-    finally:
-        os.close(fd)
+
+    try:
+        return read_small_file(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks,
+                               check=check)
+    except SmallFileError as exc:
+        raise SecretFileError(_said(exc, path, what=what, max_bytes=max_bytes),
+                              problem=_PROBLEMS.get(exc.problem, exc.problem)) from None
+
+
+_PROBLEMS = {"link": "not-regular"}
+
+
+def _said(exc: SmallFileError, path: Path, *, what: str, max_bytes: int) -> str:
+    """:class:`SmallFileError` in the words the vault's callers have always shown."""
+    if exc.problem == "missing":
+        return f"{what} {path} does not exist"
+    if exc.problem == "permission":
+        return f"{what} {path}: permission denied"
+    if exc.problem == "link":
+        return (f"{what} {path} is a symbolic link; the vault wrote it as a file and refuses "
+                "to follow a link there")
+    if exc.problem == "not-regular":
+        return f"{what} {path} is {kind_of(exc.mode)}; it must be a regular file"
+    if exc.problem == "too-large":
+        if exc.size is None:
+            return f"{what} {path} is too large (more than {max_bytes} bytes)"
+        return f"{what} {path} is too large ({exc.size} bytes; at most {max_bytes})"
+    return f"{what} {path}: cannot {'open' if exc.opening else 'read'}: {exc.strerror}"
 
 
 def fsync_dir(directory: Path) -> None:
