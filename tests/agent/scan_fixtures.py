@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -158,10 +158,12 @@ def _serve(listener: socket.socket, context: ssl.SSLContext, stop: threading.Eve
 def serve_tls(
     directory: Path,
     chain: tuple[tuple[x509.Certificate, ...], object, x509.Certificate] | None = None,
+    configure: Callable[[ssl.SSLContext], None] | None = None,
 ) -> Iterator[TlsServer]:
     """A real TLS server (the ``ssl`` module) on 127.0.0.1 presenting ``chain`` = (certificates
     in the order sent, leaf key, trust anchor); by default leaf + intermediate of
-    :func:`webpki_chain`, whose ``root_pem`` makes it verify."""
+    :func:`webpki_chain`, whose ``root_pem`` makes it verify. ``configure`` changes the
+    server's context before it listens (a server that demands a client certificate)."""
     if chain is None:
         root, mid, leaf, leaf_key = webpki_chain()
         presented: tuple[x509.Certificate, ...] = (leaf, mid)
@@ -184,6 +186,8 @@ def serve_tls(
         sni_seen.append(name)
 
     context.sni_callback = remember_sni  # type: ignore[assignment]
+    if configure is not None:
+        configure(context)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)

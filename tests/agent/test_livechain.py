@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -162,3 +164,61 @@ def test_a_port_out_of_range_is_said_so_not_taken_for_a_missing_file(text: str) 
     assert result.exit_code == 2
     assert "out of range (1-65535)" in result.output
     assert "no such file" not in result.output
+
+
+def _demands_a_client_certificate(context: ssl.SSLContext) -> None:
+    context.maximum_version = ssl.TLSVersion.TLSv1_2  # (TLS 1.3 refuses after the handshake)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=_a_root_pem())
+
+
+def _a_root_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.agent.scan_fixtures import webpki_chain
+
+    return webpki_chain()[0].public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_a_handshake_the_server_refuses_says_so_in_openssls_reason(tmp_path: Path) -> None:
+    with serve_tls(tmp_path, configure=_demands_a_client_certificate) as server:
+        with pytest.raises(LiveChainError) as caught:
+            fetch_chain("127.0.0.1", server.port, timeout=5)
+    message = str(caught.value)
+    assert message.startswith(f"127.0.0.1:{server.port}: TLS handshake failed (")
+    assert "alert" in message
+
+
+class _FailingHandshake:
+    """What pyOpenSSL raises from ``do_handshake`` in cases a test cannot provoke on demand
+    (a system call failing with another errno; a reason carrying terminal controls)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def do_handshake(self) -> None:
+        raise self.error
+
+
+def test_a_failed_system_call_is_named_by_its_errno_not_the_librarys_text() -> None:
+    from OpenSSL import SSL
+
+    from agent.livechain import _handshake
+
+    with socket.socket() as sock, pytest.raises(LiveChainError) as caught:
+        _handshake(_FailingHandshake(SSL.SysCallError(errno.EHOSTUNREACH, "No route to "
+                                                      "host \x1b[31m")),  # type: ignore[arg-type]
+                   sock, deadline=0, where="h:443", timeout=1)
+    assert str(caught.value) == "h:443: TLS handshake failed: system call failed (EHOSTUNREACH)"
+
+
+def test_openssls_reason_text_is_checked_before_it_is_shown() -> None:
+    from OpenSSL import SSL
+
+    from agent.livechain import _handshake
+
+    hostile = SSL.Error([("SSL routines", "", "handshake failure \x1b]0;owned\x07")])
+    with socket.socket() as sock, pytest.raises(LiveChainError) as caught:
+        _handshake(_FailingHandshake(hostile), sock,  # type: ignore[arg-type]
+                   deadline=0, where="h:443", timeout=1)
+    assert str(caught.value) == "h:443: TLS handshake failed (no detail)"
