@@ -620,3 +620,16 @@ def test_rotate_key_on_a_terminal_asks_whether_to_keep_the_old_key(env: dict[str
     assert len(kept) == 1
     assert kept[0].read_bytes() == old
     assert str(kept[0]).encode() in screen.replace(b"\r\n", b"")
+
+
+@pytest.mark.parametrize("option", ["--vault", "--key-file"])
+def test_a_directory_given_as_a_file_option_is_a_usage_error_naming_it(
+        initialised: dict[str, Path], tmp_path: Path, option: str) -> None:
+    """docs/vault.md: exit 2, click's words, the option and the path named."""
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    args = {"--vault": str(initialised["vault"]), "--key-file": str(initialised["key"]),
+            option: str(directory)}
+    result = run(["list", *(x for pair in args.items() for x in pair)])
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}': File '{directory}' is a directory." in result.output
