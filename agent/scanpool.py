@@ -352,7 +352,16 @@ class _Task:
 
 def _submit(queue: deque[_Task], pool: _Pool) -> None:
     """Submit what may run: everything, or while suspects remain, one batch at a time (a
-    suspect that breaks the pool while it runs alone is the one that kills its worker)."""
+    suspect that breaks the pool while it runs alone is the one that kills its worker). A
+    pool that broke meanwhile (a worker killed from outside, even an idle one) refuses: what
+    it did not take stays unsubmitted, and :func:`_drive` starts a new pool."""
+    try:
+        _submit_to(queue, pool)
+    except BrokenProcessPool:
+        return
+
+
+def _submit_to(queue: deque[_Task], pool: _Pool) -> None:
     if any(task.suspect for task in queue):
         if any(task.future is not None and not task.future.done() for task in queue):
             return
@@ -366,14 +375,8 @@ def _submit(queue: deque[_Task], pool: _Pool) -> None:
             task.future = pool.submit(task.batch.targets)
 
 
-def _failed(future: Future[_Rendered] | None) -> bool:
-    return future is None or (future.done() and future.exception() is not None)
-
-
-def _result(future: Future[_Rendered] | None) -> _Rendered:
-    if future is None:  # pragma: no cover - _submit always submits the head
-        raise RuntimeError("scan batch was never submitted")
-    return future.result()
+def _failed(future: Future[_Rendered]) -> bool:
+    return future.done() and future.exception() is not None
 
 
 def _drive(batches: Iterator[Batch], pool: _Pool, job: _Job, writer: _Writer, window: int,
@@ -414,13 +417,17 @@ def _drive(batches: Iterator[Batch], pool: _Pool, job: _Job, writer: _Writer, wi
             break
         _submit(queue, pool)
         head = queue[0]
+        if head.future is None:
+            # the pool broke with none of these batches on it (an idle worker killed)
+            pool.restart()
+            continue
         try:
-            rendered = _result(head.future)
+            rendered = head.future.result()
         except BrokenProcessPool:
             pool.restart()
             if not head.suspect:
                 for task in queue:
-                    if _failed(task.future):
+                    if task.future is not None and _failed(task.future):
                         task.future, task.suspect = None, True
                 continue
             print(f"certescrow: a scan worker died on a batch of {len(head.batch.targets)} "

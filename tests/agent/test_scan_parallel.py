@@ -236,3 +236,33 @@ def test_a_batch_that_kills_its_worker_is_accounted_for(
     assert [o for o in objs if o["path"] not in {d["path"] for d in died}] == others
     assert outcome.has_errors
     assert "worker died" in capsys.readouterr().err
+
+
+def test_a_worker_killed_between_batches_breaks_nothing(tmp_path: Path) -> None:
+    """A worker killed from outside (the OOM killer, an operator's ``kill -9``) while the
+    scan hands out its next batches: the pool it breaks refuses the next ``submit``, and the
+    scan starts a new one and writes every file (the attacker review of session 14: a raw
+    ``BrokenProcessPool`` traceback and JSON cut off mid-array)."""
+    import multiprocessing
+    import time
+
+    store = _store(tmp_path / "store", per_dir=400)
+    killed: list[int] = []
+
+    def kill_a_worker(done: int, _total: int) -> None:
+        if killed:
+            return
+        workers = multiprocessing.active_children()
+        assert workers, "the scan ran without workers"
+        killed.append(workers[0].pid or 0)
+        os.kill(killed[0], signal.SIGKILL)
+        # until the pool has seen it die: its next submit is refused
+        deadline = time.monotonic() + 10
+        while workers[0].is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+
+    text, outcome = _stream([store], jobs=2, progress=kill_a_worker)
+    assert killed
+    assert text == _serial([store], "json")
+    assert outcome.tally.errors == 1  # c/junk.pem's, as in one process: none for the kill
