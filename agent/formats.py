@@ -19,6 +19,7 @@ import binascii
 import functools
 import os
 import re
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from policy.decisions import Finding, Severity
-from vault.bounded import TooCostlyError, first_that_opens, too_costly
+from vault.bounded import CPU_SECONDS, TooCostlyError, first_that_opens, too_costly
 
 from .records import CertificateRecord, FileError, FileSkip, KeyRecord
 from .x509facts import (
@@ -283,6 +284,14 @@ def _finish(parsed: Parsed) -> Parsed:
     return parsed
 
 
+KEY_TRIALS_SECONDS: float = CPU_SECONDS
+"""What trying the passwords on the encrypted keys of ONE file may take together. Each key is
+tried in its own bounded child (:mod:`vault.bounded`: 3 s of CPU), but a file may hold
+thousands of key blocks: 30 scrypt-costly keys held a scan 30 s, a 10 MiB file of them hours,
+and the daemon's watchdog ping with it (the attacker review of session 14). An honest file
+holds one key that opens in milliseconds."""
+
+
 @dataclass(slots=True)
 class _Context:
     parsed: Parsed
@@ -291,6 +300,10 @@ class _Context:
     keep_der: bool
     mode: int
     owner_uid: int
+    trials_seconds: float = 0.0
+    """Time spent so far trying the passwords on this file's encrypted keys."""
+    trials_stopped: bool = False
+    """The file's budget is spent (or a key was too costly): no further key is tried."""
 
     def add_certificate(self, parsed_cert: ParsedCertificate, fmt: str) -> None:
         p = self.parsed
@@ -857,13 +870,24 @@ def _load_private(load: _KeyLoader, data: bytes, ctx: _Context, *, label: str,
             ctx.add_problem("garbage", f"{_key_block(label)} is malformed: its encoding cannot "
                             "be read (the key's bytes are not repeated here)", slot="key")
             return
+    if encrypted and ctx.passwords and ctx.trials_stopped:
+        ctx.add_problem("too-costly", f"{_key_block(label)} was not tried with the passwords: "
+                        f"trying them on the file's encrypted keys took {KEY_TRIALS_SECONDS:g} "
+                        "s already (no honest file needs that)", slot="key")
+        return
     if encrypted:
+        started = time.monotonic()
         try:
             loaded = _try_passwords(load, data, ctx.passwords)
         except TooCostlyError:
+            ctx.trials_stopped = True
             ctx.add_problem("too-costly", too_costly(_key_block(label)),
                             slot="key")
             return
+        finally:
+            ctx.trials_seconds += time.monotonic() - started
+            if ctx.trials_seconds >= KEY_TRIALS_SECONDS:
+                ctx.trials_stopped = True
     if loaded is None:
         guessed = {"RSA PRIVATE KEY": "rsa", "EC PRIVATE KEY": "ec",
                    "DSA PRIVATE KEY": "dsa"}.get(label, "unknown")

@@ -408,3 +408,35 @@ def test_the_agent_and_the_vault_open_protected_files_with_threads_running(
         assert items[0].meta["subject"].startswith("CN=")  # opened with the password
         items = formats.recognise(pem_key, source="key.pem", ask=lambda _what: b"pw")
         assert [item.kind for item in items] == ["private-key"]
+
+
+def _encrypted_pem(slot: int, password: bytes) -> bytes:
+    return shared_key("ec", slot).private_bytes(
+        serialization.Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(password))
+
+
+def test_a_files_encrypted_keys_share_one_budget_of_trials(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each key is tried in its own bounded child, but thousands of key blocks in one file
+    held a scan for hours and the daemon's watchdog ping with it (the attacker review of
+    session 14): once trying them has taken the file's budget, the rest are not tried, each
+    said so (and the problem cap ends the file's reading)."""
+    from agent import formats as agent_formats
+
+    data = b"".join(_encrypted_pem(30 + n, b"other") for n in range(10))
+    monkeypatch.setattr(agent_formats, "KEY_TRIALS_SECONDS", 0.0)  # spent by the first try
+    parsed = agent_formats.parse_content(data, path="many.pem", passwords=[b"s3cret"])
+    untried = [p for p in parsed.problems if p.code == "too-costly"]
+    assert len(untried) == 9
+    assert all("was not tried with the passwords" in p.message for p in untried)
+    assert [k.encrypted for k in parsed.keys] == [True]  # the one tried: no password opens it
+
+
+def test_honest_encrypted_keys_of_one_file_are_all_opened() -> None:
+    from agent import formats as agent_formats
+
+    data = _encrypted_pem(40, b"s3cret") + _encrypted_pem(41, b"s3cret")
+    parsed = agent_formats.parse_content(data, path="two.pem", passwords=[b"s3cret"])
+    assert not parsed.problems
+    assert len(parsed.keys) == 2
+    assert all(k.spki_sha256 for k in parsed.keys)  # opened: the public key is known
