@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AgentError", "ConfigError", "LiveChainError"]
+__all__ = ["AgentError", "ConfigError", "LiveChainError", "OutputError"]
 
 
 class AgentError(Exception):
@@ -23,3 +23,10 @@ class LiveChainError(AgentError):
     The message names ``host:port`` and the reason."""
 
     exit_code = 35
+
+
+class OutputError(AgentError):
+    """Standard output could not be written (a full disk, an I/O error): what was written is
+    incomplete, whichever command wrote it."""
+
+    exit_code = 36

@@ -7,7 +7,9 @@ stable code; anything else is a bug and is shown with its traceback.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,7 @@ from untrusted.text import for_terminal
 from vault.errors import VaultError
 
 from .config import CONFIG_KEY, config_from_raw, load_raw_config, refuse_readable_secrets
-from .errors import AgentError
+from .errors import AgentError, OutputError
 
 if TYPE_CHECKING:
     from policy.certsource import CertificateFile
@@ -179,25 +181,63 @@ def _checks_another_file(ctx: click.Context) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
+    sys.exit(_run(argv))
+
+
+def _run(argv: list[str] | None) -> int:
     try:
         rv = certescrow.main(args=argv, prog_name="certescrow", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
-        sys.exit(130)
+        return 130
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except KNOWN_ERRORS as exc:
         # Our messages quote file names and other text an attacker may have written.
         click.echo(f"Error: {for_terminal(str(exc))}", err=True)
-        sys.exit(int(getattr(exc, "exit_code", 1)))
-    except BrokenPipeError:
+        return int(getattr(exc, "exit_code", 1))
+    except OSError as exc:
+        return _output_failed(exc)
+    try:
+        sys.stdout.flush()  # what is still buffered fails here, not in the interpreter's exit
+    except OSError as exc:
+        return _output_failed(exc)
+    return code
+
+
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+"""Errors of a write to standard output (``scan --json > /dev/full``). An error of a file we
+read or write by name carries its name and is each command's own to report."""
+
+
+def _output_failed(exc: OSError) -> int:
+    if isinstance(exc, BrokenPipeError):
         # `certescrow ... | head`: the reader went away; that is not an error of ours.
+        _discard_stdout()
         sys.stderr.close()
-        sys.exit(0)
-    sys.exit(rv if isinstance(rv, int) else 0)
+        return 0
+    if exc.filename is not None or exc.errno not in _OUTPUT_ERRNOS:
+        raise exc
+    _discard_stdout()
+    name = errno.errorcode.get(exc.errno or 0, "error")
+    click.echo(f"Error: cannot write to standard output ({name}: {exc.strerror}); what "
+               "was written is incomplete", err=True)
+    return OutputError.exit_code
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null: what is still buffered would otherwise fail again
+    when the interpreter exits, as an unraisable traceback on stderr."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no standard output to redirect (closed, or not a file)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

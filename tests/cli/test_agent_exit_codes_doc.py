@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import AgentError, ConfigError, LiveChainError
+from agent.errors import AgentError, ConfigError, LiveChainError, OutputError
 from agent.fleet_ca import FleetCAError
 from agent.fleet_cli import ServeStartError
 from agent.main import main
@@ -31,7 +31,7 @@ AGENT_COMMAND_CODES = {
     LedgerError.exit_code,  # agent run opens the ledger
     *range(VaultError.exit_code, VaultPermissionError.exit_code + 5),  # the fleet's client key
     AgentError.exit_code, ConfigError.exit_code, LiveChainError.exit_code,
-    StateBusyError.exit_code,
+    StateBusyError.exit_code, OutputError.exit_code,
     FleetCAError.exit_code, OutboxError.exit_code, ServeStartError.exit_code,
     130,  # interrupted
 }
