@@ -29,6 +29,7 @@ from .category import Category
 from .errors import PolicyError
 from .paths import LedgerLocation, catalogue_path, ledger_is_explicit, ledger_location
 from .settings import PolicySettings
+from .storage import dsn_has_password
 from .timeparse import format_instant, parse_date, parse_instant
 
 __all__ = [
@@ -118,6 +119,12 @@ class LedgerType(click.ParamType[LedgerLocation]):
             location = ledger_location(str(value))
         except PolicyError as exc:
             self.fail(str(exc), param, ctx)
+        if isinstance(location, str) and dsn_has_password(location):
+            # (the URI is not repeated: it holds the password)
+            self.fail("the PostgreSQL URI holds a password, which every user of this host can "
+                      "read in the process list: give the URI without it and keep the password "
+                      "in ~/.pgpass (or $PGPASSFILE, mode 0600), a pg_service.conf entry, or "
+                      "the configuration file's [policy] ledger (mode 0600)", param, ctx)
         try:
             directory = isinstance(location, Path) and location.is_dir()
         except OSError as exc:  # a name too long, a component that is not a directory

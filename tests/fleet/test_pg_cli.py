@@ -22,25 +22,41 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_contract_commands_on_a_postgres_ledger() -> None:
+def test_contract_commands_on_a_postgres_ledger(tmp_path: Path) -> None:
     with postgres_schema() as dsn:
         # Trust authentication ignores the password: it is there to be kept out of output.
         secret = dsn.replace("postgres@", "postgres:pw-never-shown@")
-        empty = _run("contract", "list", "--ledger", secret)
+        config = tmp_path / "desk.toml"
+        config.write_text(f'[policy]\nledger = "{secret}"\n')
+        config.chmod(0o600)
+        desk = ("--config", str(config))
+        empty = _run(*desk, "contract", "list")
         assert empty.returncode == 13
         assert "no ledger here" in empty.stderr
         assert "pw-never-shown" not in empty.stderr
-        added = _run("contract", "add", "C-1", "--item", "byo", "--tier", "1y",
-                     "--at", "2026-04-01", "--ledger", secret)
+        added = _run(*desk, "contract", "add", "C-1", "--item", "byo", "--tier", "1y",
+                     "--at", "2026-04-01")
         assert added.returncode == 0, added.stderr
-        listed = _run("contract", "list", "--json", "--at", "2026-05-01", "--ledger", secret)
+        listed = _run(*desk, "contract", "list", "--json", "--at", "2026-05-01")
         assert [c["contract"] for c in json.loads(listed.stdout)] == ["C-1"]
-        forecast = _run("policy", "forecast", "--json", "--at", "2026-05-01", "--ledger", secret)
+        forecast = _run(*desk, "policy", "forecast", "--json", "--at", "2026-05-01")
         assert forecast.returncode == 0, forecast.stderr
         assert "pw-never-shown" not in forecast.stdout + forecast.stderr
         assert json.loads(forecast.stdout)["ledger"].startswith("postgresql://postgres@")
-        actions = _run("policy", "actions", "--json", "--at", "2026-05-01", "--ledger", secret)
+        actions = _run(*desk, "policy", "actions", "--json", "--at", "2026-05-01")
         assert actions.returncode == 0, actions.stderr
+
+
+@pytest.mark.parametrize("command", [("contract", "list"), ("policy", "actions"),
+                                     ("fleet", "hosts")])
+def test_a_password_on_the_command_line_is_refused_unrepeated(command: tuple[str, ...]) -> None:
+    """A password in ``--ledger`` is in the process list for every user of the host (the
+    attacker review of session 14): refused before anything connects, the URI not repeated."""
+    refused = _run(*command, "--ledger", "postgresql://desk:pw-never-shown@127.0.0.1:1/ledger")
+    assert refused.returncode == 2
+    assert "holds a password" in refused.stderr
+    assert "~/.pgpass" in refused.stderr
+    assert "pw-never-shown" not in refused.stderr + refused.stdout
 
 
 def _socket_dsn(dsn: str) -> str:
