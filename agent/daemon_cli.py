@@ -266,6 +266,8 @@ def run_command(ctx: click.Context, config_option: Path | None, once: bool,
         if mode is not None:
             say_unknown(tally, mode)
             ctx.exit(exit_status(tally, mode))
+        if tally.errors:
+            ctx.exit(1)  # as `certescrow scan` of the same files: one could not be read
         return
     # A SIGHUP reload keeps the log format the command line asked for.
     daemon.log_format_override = log_format

@@ -172,3 +172,17 @@ def test_a_world_readable_key_is_a_critical_key_file_row_in_once(tmp_path: Path)
     codes = {f["code"]: f["severity"] for f in key_file["findings"]}
     assert codes["private-key-world-readable"] == "critical"
     assert key_file["severity"] == "critical"
+
+
+@pytest.mark.parametrize("name", ["healthy", "unreadable-certificate"])
+def test_without_exit_status_once_exits_as_scan_does(tmp_path: Path, name: str) -> None:
+    """0 when every file was read, 1 when one could not be: ``--once`` exited 0 whatever it
+    could not read (the attacker review of session 14), where docs/daemon.md promises scan's
+    codes. Twice: the second run starts from the read index."""
+    root = STORES[name](tmp_path)
+    config = _config(tmp_path, root)
+    scan = certescrow("scan", str(root), home=tmp_path)
+    assert scan.returncode == {"healthy": 0, "unreadable-certificate": 1}[name]
+    for run in ("first", "from the read index"):
+        once = certescrow("--config", str(config), "agent", "run", "--once", home=tmp_path)
+        assert once.returncode == scan.returncode, (run, once.stdout, once.stderr)
