@@ -3,6 +3,7 @@ keep their SQLSTATE in parentheses, and never repeat the driver's text."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -117,6 +118,16 @@ def test_nothing_listening_names_the_host_and_port() -> None:
                                                         "postgresql:///x")
 
 
+def _desk(tmp_path: Path, dsn: str) -> list[str]:
+    """``--config FILE`` giving ``dsn`` as ``[policy] ledger`` in a 0600 file: a DSN with a
+    password is refused on the command line (every user of the host reads it there), so what
+    a command prints of such a DSN is tested as a desk writes it, in its configuration."""
+    config = tmp_path / "desk.toml"
+    config.write_text(f"[policy]\nledger = {json.dumps(dsn)}\n")
+    config.chmod(0o600)
+    return ["--config", str(config)]
+
+
 def _with_netloc(dsn: str, netloc: str) -> str:
     return urllib.parse.urlunsplit(urllib.parse.urlsplit(dsn)._replace(netloc=netloc))
 
@@ -153,7 +164,7 @@ def test_a_connect_failure_is_named_by_the_command(mistake: str, words: str,
         else:
             dsn = _with_netloc(base_dsn(), f"{base.username}:pw-never-shown@127.0.0.1:9")
         drivers_text = _drivers_text(dsn)
-        listed = certescrow("contract", "list", "--ledger", dsn, home=tmp_path)
+        listed = certescrow(*_desk(tmp_path, dsn), "contract", "list", home=tmp_path)
     assert listed.returncode == 13, listed.stderr
     assert f"{redact_dsn(dsn)}: {words}" in listed.stderr
     assert "pw-never-shown" not in listed.stderr
@@ -196,7 +207,7 @@ def test_a_password_with_url_delimiters_is_never_printed(password: str, tmp_path
     dsn = f"postgresql://desk:{quoted}@127.0.0.1:9/test?options=-csearch_path%3Dtenant_a"
     shown = redact_dsn(dsn)
     assert shown == "postgresql://desk@127.0.0.1:9/test?options=-csearch_path%3Dtenant_a"
-    ran = certescrow("contract", "list", "--ledger", dsn, home=tmp_path)
+    ran = certescrow(*_desk(tmp_path, dsn), "contract", "list", home=tmp_path)
     assert ran.returncode == 13, ran.stderr
     assert "never-shown" not in ran.stderr + ran.stdout
     assert shown in ran.stderr
@@ -211,7 +222,7 @@ def test_a_password_with_a_raw_slash_is_never_printed(dsn: str, tmp_path: Path) 
     the password the user wrote was still printed whole in that error (review 3)."""
     assert "never-shown" not in redact_dsn(dsn)
     assert dsn_has_password(dsn)
-    ran = certescrow("contract", "list", "--ledger", dsn, home=tmp_path)
+    ran = certescrow(*_desk(tmp_path, dsn), "contract", "list", home=tmp_path)
     assert ran.returncode != 0
     assert "never-shown" not in ran.stderr + ran.stdout
 
@@ -240,7 +251,7 @@ def test_an_at_sign_in_the_query_never_shows_a_password(dsn: str, tmp_path: Path
     assert "never" not in redact_dsn(dsn)
     assert "shown" not in redact_dsn(dsn)
     assert dsn_has_password(dsn)
-    ran = certescrow("contract", "list", "--ledger", dsn, home=tmp_path)
+    ran = certescrow(*_desk(tmp_path, dsn), "contract", "list", home=tmp_path)
     assert ran.returncode != 0
     assert "never" not in ran.stderr + ran.stdout
 
@@ -299,6 +310,6 @@ def test_a_connection_failure_names_no_part_of_a_password(tmp_path: Path) -> Non
     accepts connections at …" took its host from the DSN as urlsplit reads it, and printed
     ``admin:4242`` (review 5)."""
     dsn = "postgresql://admin:4242?nevershown@127.0.0.1:9/db"
-    ran = certescrow("contract", "list", "--ledger", dsn, home=tmp_path)
+    ran = certescrow(*_desk(tmp_path, dsn), "contract", "list", home=tmp_path)
     assert ran.returncode != 0
     assert "4242" not in ran.stderr + ran.stdout
