@@ -159,7 +159,7 @@ class _Patterns:
         """See :func:`_utf8_suspect`."""
         chars = {*_characters(_NON_ASCII_ESCAPED), *_characters(MARKS_BMP),
                  *_characters(MARKS_ASTRAL)}
-        return _utf8_leads(sorted(chars))
+        return _utf8_leads(chars)
 
 
 _PATTERNS = _Patterns()
@@ -331,28 +331,38 @@ def _byte_sequences(encoded: list[bytes]) -> bytes:
     return parts[0] if len(parts) == 1 else b"(?:" + b"|".join(parts) + b")"
 
 
-def _utf8_leads(chars: list[str]) -> tuple[tuple[int, re.Pattern[bytes]], ...]:
-    """The UTF-8 encodings of ``chars`` (none of them ASCII) by lead byte: a pattern each
-    that starts with its lead byte. A lead byte never occurs inside another character, so a
-    lead found in valid UTF-8 starts a character."""
-    leads: dict[int, list[bytes]] = {}
+def _utf8_leads(chars: set[str]) -> tuple[tuple[int, re.Pattern[bytes]], ...]:
+    """Patterns for the UTF-8 encodings of ``chars`` (none of them ASCII), one per lead byte
+    and starting with it. A lead byte never occurs inside another character, so a lead found
+    in valid UTF-8 starts a character. A character of the BMP is matched exactly (Japanese
+    text is full of the lead bytes ``E2``, ``E3`` and ``EF``). Above it, only the first two
+    bytes of four, which name the 4,096 code points a character is among: a character among
+    the same as one of ``chars`` is a candidate, and the escape decides (the emoji's
+    U+1F000.. and CJK extension B's U+20000.. are among none). Exact patterns for the 6,000
+    characters there would cost tens of milliseconds to build."""
+    leads: dict[int, set[bytes]] = {}
     for char in chars:
-        encoded = char.encode("utf-8")
-        leads.setdefault(encoded[0], []).append(encoded)
-    return tuple((lead, re.compile(_byte_sequences(encoded)))
+        code = ord(char)
+        encoded = (char.encode("utf-8") if code <= 0xFFFF
+                   else bytes((0xF0 | code >> 18, 0x80 | (code >> 12) & 0x3F)))
+        leads.setdefault(encoded[0], set()).add(encoded)
+    return tuple((lead, re.compile(_byte_sequences(sorted(encoded))))
                  for lead, encoded in sorted(leads.items()))
 
 
 def _utf8_suspect(document: bytes) -> bool:
     """Whether the UTF-8 ``document`` may hold a character :func:`json_text` escapes (lone
-    surrogates aside, which valid UTF-8 cannot hold): one escaped whatever its neighbours, or
-    a mark, which :func:`json_text` then counts. A report row is 2-3 KB of mostly Japanese,
-    in which Python's regex tries every byte (8-18 us a row) and a loop over each kana's lead
-    byte ``E3`` costs more: here each lead byte is looked for with ``memchr`` (an int needle),
-    and where one occurs a pattern that starts with it (the regex engine skips to that byte
-    in C) tells whether one of the characters follows."""
+    surrogates aside, which valid UTF-8 cannot hold): one escaped whatever its neighbours, a
+    mark, which :func:`json_text` then counts, or a character above the BMP near one of
+    those (:func:`_utf8_leads`). A report row is 2-3 KB of mostly Japanese, in which
+    Python's regex tries every byte (8-18 us a row) and a loop over each kana's lead byte
+    ``E3`` costs more: here each lead byte is looked for with ``memchr`` (an int needle), and
+    where one occurs a pattern that starts with it (the regex engine skips to that byte in C)
+    tells whether one of the characters follows."""
     if 0x7F in document:  # an int: memchr, several times faster than a bytes needle
         return True
+    if document.isascii():  # in C, a word at a time; and the patterns are not needed yet
+        return False
     return any(lead in document and pattern.search(document) is not None
                for lead, pattern in _PATTERNS.utf8_leads)
 
