@@ -4,8 +4,10 @@ detail, for ``scan``, ``inspect`` and ``agent run --once`` alike.
 Every string a certificate or a file name supplies is written by whoever made the file, so each
 output escapes it with its own function from :mod:`untrusted.text`: the table and ``inspect``
 with :func:`~untrusted.text.for_terminal` (a CN cannot clear the screen, retitle the terminal
-or forge a row), CSV with :func:`~untrusted.text.for_csv`; JSON is safe by construction
-(:func:`~untrusted.text.json_utf8` keeps a file name that is not UTF-8 exact).
+or forge a row, no invisible character hide part of a name), CSV with
+:func:`~untrusted.text.for_csv`; JSON is safe by construction, and
+:func:`~untrusted.text.json_utf8` keeps a file name that is not UTF-8 exact and writes what the
+table escapes as JSON's own ``\\uNNNN`` escapes.
 
 The human table shows dates as Asia/Tokyo calendar days (NOT AFTER is the day DAYS counts to),
 fits the terminal width (columns that do not fit are dropped, a name is shortened, but a date,
@@ -84,9 +86,10 @@ def dumps(obj: Any) -> bytes:
         except orjson.JSONEncodeError:
             pass
         else:
-            # orjson writes DEL, C1 controls, separators and format characters (bidirectional
-            # controls, U+200B...) as they are; the report escapes them as the json module's
-            # path does (json_text), checked on the bytes.
+            # orjson writes DEL, C1 controls, separators, format characters (bidirectional
+            # controls, U+200B...), the other invisible characters (U+3164...) and stacks of
+            # marks as they are; the report escapes them as the json module's path does
+            # (json_text), checked on the bytes.
             return json_utf8_checked(line)
     return json_utf8(json.dumps(obj, ensure_ascii=False, default=to_jsonable,
                                 separators=(",", ":")))

@@ -20,9 +20,24 @@ The escapes, shared by every function here:
     line and paragraph separators ``U+2028``, ``U+2029``) and Cf, the *format* characters: the
     bidirectional controls (``U+200E``, ``U+200F``, ``U+061C``, ``U+202A``..``U+202E``,
     ``U+2066``..``U+2069``) that reorder what a reader sees, and the invisible ones
-    (``U+200B`` zero width space, ``U+2060`` word joiner, ``U+FEFF``, ``U+00AD`` soft
-    hyphen, the tag characters ``U+E0001``, ``U+E0020``..``U+E007F``...) that make
-    ``a\\u200bb.com`` look like ``ab.com``.
+    (``U+200B`` zero width space, ``U+200D`` zero width joiner, ``U+2060`` word joiner,
+    ``U+FEFF``, ``U+00AD`` soft hyphen, the tag characters ``U+E0001``,
+    ``U+E0020``..``U+E007F``...) that make ``a\\u200bb.com`` look like ``ab.com``;
+    every other *default ignorable* code point (Unicode's ``Default_Ignorable_Code_Point``),
+    drawn as nothing or as a blank although :meth:`str.isprintable` calls several printable:
+    the Hangul fillers ``U+115F``, ``U+1160``, ``U+3164``, ``U+FFA0`` (``paypal.com`` and
+    twenty ``U+3164`` read as ``paypal.com`` and blanks, the ``.evil.example`` after them
+    pushed off a narrow table), the variation selectors ``U+FE00``..``U+FE0F`` and
+    ``U+E0100``..``U+E01EF``, ``U+034F`` combining grapheme joiner, ``U+17B4``, ``U+17B5``,
+    ``U+180B``..``U+180F`` and the code points Unicode reserves for more of them;
+    three characters drawn blank that are no space: ``U+2800`` braille pattern blank,
+    ``U+16FE4`` Khitan small script filler, ``U+1D159`` musical symbol null notehead;
+    and a nonspacing or enclosing mark (categories Mn, Me) past the fourth in a row: marks
+    stack on the character before them, and fifty ``U+0338`` draw over the neighbours, or
+    above and below the line. Four is what real text needs (Vietnamese two on one vowel,
+    ``ệ`` decomposed; Thai, Devanagari, Arabic and Hebrew points two or three; a Tibetan
+    stack such as ``ཧྲཱུྃ`` four); a spacing mark (Mc) takes a cell of its own and ends a
+    run, as does an escaped character.
 ``\\\\``
     a backslash, in the outputs that must round-trip (CSV, log lines). The terminal rendering
     leaves backslashes alone: it is for eyes, and RFC 4514 names (``CN=a\\,b``) are full of them.
@@ -33,19 +48,25 @@ The escapes, shared by every function here:
     :func:`unescape` can drop that quote, a single quote that truly starts a CSV cell or a log
     value is written ``\\u0027``.
 
-Everything else, East Asian text included, passes through unchanged. JSON is different: its
-escapes are the format's own, and :func:`json_text` only has to give lone surrogates the
-``\\udcNN`` escape a JSON decoder turns back into the same string (and every other control
-character above, which ``json.dumps(ensure_ascii=False)`` leaves raw, the ``\\uNNNN`` escape,
-or its surrogate pair above the BMP).
+Everything else, East Asian text included, passes through unchanged; spaces too (``U+3000``
+belongs in Japanese names, and a run of spaces shows as a gap, ASCII or not). JSON is
+different: its escapes are the format's own, and :func:`json_text` only has to give lone
+surrogates the ``\\udcNN`` escape a JSON decoder turns back into the same string (and every
+other character escaped above, marks past the fourth in a row included, which
+``json.dumps(ensure_ascii=False)`` leaves raw, the ``\\uNNNN`` escape, or its surrogate pair
+above the BMP): the decoded value is exact, the document read on a terminal shows what the
+table shows.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
-__all__ = ["for_csv", "for_log", "for_terminal", "json_storable", "json_text", "json_utf8",
-           "json_utf8_checked", "unescape"]
+from .marks import MARKS_ASTRAL, MARKS_BMP
+
+__all__ = ["MARK_RUN_LIMIT", "for_csv", "for_log", "for_terminal", "json_storable", "json_text",
+           "json_utf8", "json_utf8_checked", "unescape"]
 
 _NON_ASCII_CONTROLS = (
     # C1 controls (Cc), then Unicode's categories Cf (format), Zl and Zp (separators) as of
@@ -58,12 +79,42 @@ _NON_ASCII_CONTROLS = (
     "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
     "\U000e0020-\U000e007f"
 )
-_CONTROLS = f"\x00-\x1f\x7f{_NON_ASCII_CONTROLS}"
+# Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): what a renderer that
+# does not support a character draws as nothing, or a font as a blank. The same 4,174 code
+# points in these 17 ranges from Unicode 14.0 (which added U+180F) to 16.0; Python 3.11's
+# unicodedata (Unicode 14.0.0) has no such property, so they are written out here (those of
+# category Cf are in the table above as well). Split at the BMP for _Patterns.suspect.
+_DEFAULT_IGNORABLE_BMP = (
+    "\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+)
+_DEFAULT_IGNORABLE_ASTRAL = "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+# Drawn blank, yet neither default ignorable nor a space: what a search of unicodedata's
+# character names for BLANK, FILLER and NULL finds that has no visible glyph (the gap fillers,
+# EMPTY SET, SYMBOL FOR NULL... are visible and stay). Spaces (Zs) are no such trap: a run of
+# them shows as a gap, as ASCII spaces do, and U+3000 belongs in Japanese names.
+_BLANK_BMP = "\u2800"  # BRAILLE PATTERN BLANK
+_BLANK_ASTRAL = (
+    "\U00016fe4"  # KHITAN SMALL SCRIPT FILLER (Mn)
+    "\U0001d159"  # MUSICAL SYMBOL NULL NOTEHEAD
+)
+_INVISIBLE_BMP = f"{_DEFAULT_IGNORABLE_BMP}{_BLANK_BMP}"
+_NON_ASCII_ESCAPED = (f"{_NON_ASCII_CONTROLS}{_INVISIBLE_BMP}{_DEFAULT_IGNORABLE_ASTRAL}"
+                      f"{_BLANK_ASTRAL}")
+"""Every character above U+007F escaped whatever its neighbours (surrogates aside)."""
 _SURROGATES = "\ud800-\udfff"
-_UNSAFE_TERMINAL = re.compile(f"[{_CONTROLS}{_SURROGATES}]")
-_UNSAFE_ROUND_TRIP = re.compile(f"[{_CONTROLS}{_SURROGATES}\\\\]")
-# json.dumps escapes C0 itself, and the document's own layout is C0 (newlines, indentation).
-_JSON_UNSAFE = re.compile(f"[\x7f{_NON_ASCII_CONTROLS}{_SURROGATES}]")
+_ASTRAL = "\U00010000-\U0010ffff"
+MARK_RUN_LIMIT = 4
+"""How many nonspacing or enclosing marks (Mn, Me) may follow one another unescaped; the
+module's docstring says why four."""
+# A mark whose run, counting itself, is longer than the limit. The class that starts it holds
+# the BMP's marks and one range for the rest (CPython's re tests a class's ranges above the
+# BMP one by one, on every character it tries); the whole table only in the look-behind.
+_MARK_PAST_LIMIT = (f"[{MARKS_BMP}{_ASTRAL}]"
+                    f"(?<=[{MARKS_BMP}{MARKS_ASTRAL}]{{{MARK_RUN_LIMIT + 1}}})")
+# ASCII text (most text, and what a fast path can tell at once) needs only these two.
+_ASCII_UNSAFE_TERMINAL = re.compile("[\x00-\x1f\x7f]")
+_ASCII_UNSAFE_ROUND_TRIP = re.compile("[\x00-\x1f\x7f\\\\]")
 _LONE_SURROGATE = re.compile(f"[{_SURROGATES}]")
 _FORMULA_START = frozenset("=+-@\t\r")
 """What makes a spreadsheet read a CSV cell as a formula (OWASP, CSV injection). A tab or CR
@@ -73,15 +124,58 @@ _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 _SHORT_BACK = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\"}
 
 
+class _Patterns:
+    """The escapes of text that is not ASCII, compiled when such text first comes: the
+    marks' table makes each pattern cost milliseconds to compile, which a command that
+    prints only ASCII should not pay at import."""
+
+    @functools.cached_property
+    def suspect(self) -> re.Pattern[str]:
+        """In text :meth:`str.isprintable` passes, a character that may have to be escaped:
+        a printable one escaped whatever its neighbours (a Hangul filler, a variation
+        selector, U+2800), any character above the BMP (the escape itself looks closer), or
+        a run of more marks of the BMP than the limit. One class first, so that ``search``
+        skips to a candidate in C."""
+        return re.compile(f"[{_INVISIBLE_BMP}{MARKS_BMP}{_ASTRAL}]"
+                          f"(?:(?<=[{_INVISIBLE_BMP}{_ASTRAL}])|[{MARKS_BMP}]{{{MARK_RUN_LIMIT}}})")
+
+    @functools.cached_property
+    def terminal(self) -> re.Pattern[str]:
+        return re.compile(f"[\x00-\x1f\x7f{_NON_ASCII_ESCAPED}{_SURROGATES}]|{_MARK_PAST_LIMIT}")
+
+    @functools.cached_property
+    def round_trip(self) -> re.Pattern[str]:
+        return re.compile(
+            f"[\x00-\x1f\x7f{_NON_ASCII_ESCAPED}{_SURROGATES}\\\\]|{_MARK_PAST_LIMIT}")
+
+    @functools.cached_property
+    def json(self) -> re.Pattern[str]:
+        # json.dumps escapes C0 itself, and the document's own layout is C0 (newlines,
+        # indentation).
+        return re.compile(f"[\x7f{_NON_ASCII_ESCAPED}{_SURROGATES}]|{_MARK_PAST_LIMIT}")
+
+    @functools.cached_property
+    def utf8_leads(self) -> tuple[tuple[int, re.Pattern[bytes]], ...]:
+        """See :func:`_utf8_suspect`."""
+        chars = {*_characters(_NON_ASCII_ESCAPED), *_characters(MARKS_BMP),
+                 *_characters(MARKS_ASTRAL)}
+        return _utf8_leads(chars)
+
+
+_PATTERNS = _Patterns()
+
+
 def _plain(text: str) -> bool:
     """Whether ``text`` holds no character escaped here (backslashes aside, which only the
     round-trip escapes double): the fast path for every field of every certificate of a
     scan. :meth:`str.isprintable` scans in C and is false for every character of the Unicode
-    categories Cc, Cf, Cs (surrogates), Cn (unassigned), Zl, Zp and Zs but the space, a
-    superset of what is escaped here (tests/agent/test_untrusted.py checks that); a search
-    with the escapes' own character class costs 4 to 5 times more, as the class holds
-    characters above the BMP."""
-    return text.isprintable()
+    categories Cc, Cf, Cs (surrogates), Cn (unassigned), Zl and Zp, and Zs but the space
+    (tests/agent/test_untrusted.py checks that), which is all ASCII text needs. It is true for
+    a Hangul filler, a variation selector and marks, so text that is not ASCII is searched for
+    those too (``isascii`` costs nothing: CPython knows it of every string)."""
+    if text.isascii():
+        return text.isprintable()
+    return text.isprintable() and _PATTERNS.suspect.search(text) is None
 
 
 def _escape_one(match: re.Match[str]) -> str:
@@ -99,16 +193,19 @@ def _escape_one(match: re.Match[str]) -> str:
 
 def for_terminal(text: str) -> str:
     """``text`` safe to print on a terminal (table, ``inspect``): no control character reaches
-    it, no invisible character, no byte that is not UTF-8. Backslashes stay as they are
-    (display only)."""
+    it, no invisible character, no stack of marks past the limit, no byte that is not UTF-8.
+    Backslashes stay as they are (display only)."""
     if _plain(text):
         return text
-    return _UNSAFE_TERMINAL.sub(_escape_one, text)
+    if text.isascii():
+        return _ASCII_UNSAFE_TERMINAL.sub(_escape_one, text)
+    return _PATTERNS.terminal.sub(_escape_one, text)
 
 
 def _round_trip(text: str) -> str:
     if not _plain(text) or "\\" in text:
-        text = _UNSAFE_ROUND_TRIP.sub(_escape_one, text)
+        unsafe = _ASCII_UNSAFE_ROUND_TRIP if text.isascii() else _PATTERNS.round_trip
+        text = unsafe.sub(_escape_one, text)
     if text.startswith("'"):  # a leading quote of :func:`for_csv` is the neutraliser
         return "\\u0027" + text[1:]
     return text
@@ -153,17 +250,19 @@ def unescape(text: str) -> str:
 
 def json_text(document: str) -> str:
     """A JSON document (``json.dumps(..., ensure_ascii=False)``) with every lone surrogate,
-    C1 control, DEL, line/paragraph separator and format character (bidirectional controls,
-    invisible characters) written as the ``\\uNNNN`` escape that decodes back to it. Such
-    characters can only stand inside a JSON string, where that escape is exactly what they
-    mean; a lone surrogate otherwise makes the UTF-8 encode fail (and orjson refuses such
-    strings outright)."""
+    C1 control, DEL, line/paragraph separator, format character (bidirectional controls,
+    invisible characters), other default ignorable or blank character and mark past the
+    limit of a run written as the ``\\uNNNN`` escape that decodes back to it: what
+    :func:`for_terminal` escapes but C0, which ``json.dumps`` escapes itself. Such characters
+    can only stand inside a JSON string, where that escape is exactly what they mean; a lone
+    surrogate otherwise makes the UTF-8 encode fail (and orjson refuses such strings
+    outright)."""
     if document.isascii():  # all a report's text usually is: DEL is the one to look for
         if "\x7f" not in document:
             return document
-    elif document.replace("\n", "").isprintable():  # the fast path of :func:`_plain`
+    elif _plain(document.replace("\n", "")):
         return document
-    return _JSON_UNSAFE.sub(_json_escape_one, document)
+    return _PATTERNS.json.sub(_json_escape_one, document)
 
 
 def _json_escape_one(match: re.Match[str]) -> str:
@@ -203,50 +302,74 @@ def _characters(char_class: str) -> list[str]:
     return out
 
 
-_Tails = dict[int, tuple[bytes, ...]]
-"""By the byte after a lead byte: the rest of each sequence that continues so (an empty
-``bytes`` when those two bytes are the whole character)."""
+def _byte_class(values: list[int]) -> bytes:
+    """A regex class of these byte values (``\\xNN`` and ``\\xNN-\\xNN`` ranges)."""
+    ranges: list[list[int]] = []
+    for value in sorted(values):
+        if ranges and ranges[-1][1] + 1 == value:
+            ranges[-1][1] = value
+        else:
+            ranges.append([value, value])
+    body = b"".join(b"\\x%02x" % low if low == high else b"\\x%02x-\\x%02x" % (low, high)
+                    for low, high in ranges)
+    return body if len(ranges) == 1 and ranges[0][0] == ranges[0][1] else b"[" + body + b"]"
 
 
-def _utf8_leads(chars: list[str]) -> tuple[tuple[int, _Tails], ...]:
-    """The UTF-8 encodings of ``chars`` (none of them ASCII) by lead byte, then by the byte
-    after it. A lead byte never occurs inside another character, so a lead found in valid
-    UTF-8 starts a character."""
-    leads: dict[int, dict[int, list[bytes]]] = {}
+def _byte_sequences(encoded: list[bytes]) -> bytes:
+    """A regex matching exactly these byte strings, all of one length: by first byte, those
+    whose rests match alike share a class (U+E0000..U+E0FFF is ``\\xf3\\xa0[...][...]``).
+    Recursive in the length of a UTF-8 sequence, four at most, and over a table of our own."""
+    if len(encoded[0]) == 1:
+        return _byte_class([e[0] for e in encoded])
+    rests: dict[int, list[bytes]] = {}
+    for e in encoded:
+        rests.setdefault(e[0], []).append(e[1:])
+    by_rest: dict[bytes, list[int]] = {}
+    for first, rest in rests.items():
+        by_rest.setdefault(_byte_sequences(rest), []).append(first)
+    parts = [_byte_class(firsts) + rest for rest, firsts in by_rest.items()]
+    return parts[0] if len(parts) == 1 else b"(?:" + b"|".join(parts) + b")"
+
+
+def _utf8_leads(chars: set[str]) -> tuple[tuple[int, re.Pattern[bytes]], ...]:
+    """Patterns for the UTF-8 encodings of ``chars`` (none of them ASCII), one per lead byte
+    and starting with it. A lead byte never occurs inside another character, so a lead found
+    in valid UTF-8 starts a character. A character of the BMP is matched exactly (Japanese
+    text is full of the lead bytes ``E2``, ``E3`` and ``EF``). Above it, only the first two
+    bytes of four, which name the 4,096 code points a character is among: a character among
+    the same as one of ``chars`` is a candidate, and the escape decides (the emoji's
+    U+1F000.. and CJK extension B's U+20000.. are among none). Exact patterns for the 6,000
+    characters there would cost tens of milliseconds to build."""
+    leads: dict[int, set[bytes]] = {}
     for char in chars:
-        encoded = char.encode("utf-8")
-        leads.setdefault(encoded[0], {}).setdefault(encoded[1], []).append(encoded[2:])
-    return tuple((lead, {second: tuple(rests) for second, rests in seconds.items()})
-                 for lead, seconds in sorted(leads.items()))
+        code = ord(char)
+        encoded = (char.encode("utf-8") if code <= 0xFFFF
+                   else bytes((0xF0 | code >> 18, 0x80 | (code >> 12) & 0x3F)))
+        leads.setdefault(encoded[0], set()).add(encoded)
+    return tuple((lead, re.compile(_byte_sequences(sorted(encoded))))
+                 for lead, encoded in sorted(leads.items()))
 
 
-_UNSAFE_UTF8_LEADS = _utf8_leads(_characters(_NON_ASCII_CONTROLS))
-
-
-def _has_unsafe_utf8(document: bytes) -> bool:
-    """Whether the UTF-8 ``document`` holds a character :func:`json_text` escapes (lone
-    surrogates aside, which valid UTF-8 cannot hold). A report row is 2-3 KB of mostly
-    Japanese, where Python's regex tries every byte (8-18 us a row) and ``find`` of a two-byte
-    needle takes 4 us: here each lead byte is looked for with ``memchr`` (an int needle), and
-    where one occurs the byte after it rules out nearly everything (full-width forms begin
-    ``EF BC``, the escaped ``EF BB``/``EF BF``)."""
+def _utf8_suspect(document: bytes) -> bool:
+    """Whether the UTF-8 ``document`` may hold a character :func:`json_text` escapes (lone
+    surrogates aside, which valid UTF-8 cannot hold): one escaped whatever its neighbours, a
+    mark, which :func:`json_text` then counts, or a character above the BMP near one of
+    those (:func:`_utf8_leads`). A report row is 2-3 KB of mostly Japanese, in which
+    Python's regex tries every byte (8-18 us a row) and a loop over each kana's lead byte
+    ``E3`` costs more: here each lead byte is looked for with ``memchr`` (an int needle), and
+    where one occurs a pattern that starts with it (the regex engine skips to that byte in C)
+    tells whether one of the characters follows."""
     if 0x7F in document:  # an int: memchr, several times faster than a bytes needle
         return True
-    for lead, tails in _UNSAFE_UTF8_LEADS:
-        if lead not in document:
-            continue
-        at = document.find(lead)
-        while at != -1:
-            rests = tails.get(document[at + 1]) if at + 1 < len(document) else None
-            if rests is not None and any(document.startswith(rest, at + 2) for rest in rests):
-                return True
-            at = document.find(lead, at + 1)
-    return False
+    if document.isascii():  # in C, a word at a time; and the patterns are not needed yet
+        return False
+    return any(lead in document and pattern.search(document) is not None
+               for lead, pattern in _PATTERNS.utf8_leads)
 
 
 def json_utf8_checked(document: bytes) -> bytes:
     """A UTF-8 JSON document another encoder wrote (orjson, which refuses lone surrogates and
     leaves every other character raw) as :func:`json_utf8` would write it: unchanged, without
-    decoding it, when it holds nothing :func:`json_text` escapes (the common case a scan
+    decoding it, when it holds nothing :func:`json_text` may escape (the common case a scan
     checks on every row)."""
-    return json_utf8(document.decode("utf-8")) if _has_unsafe_utf8(document) else document
+    return json_utf8(document.decode("utf-8")) if _utf8_suspect(document) else document
