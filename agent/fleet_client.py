@@ -33,6 +33,7 @@ import http.client
 import json
 import os
 import random
+import re
 import socket
 import ssl
 import threading
@@ -187,12 +188,34 @@ _NOT_OUR_CA = ("TLS verification failed: the server's certificate is not signed 
                "configured ca_bundle ({bundle}; it must be the fleet CA's certificate)")
 
 
+_REFUSED_BY_ALERT = {
+    "TLSV1_ALERT_UNKNOWN_CA": "it is not issued by the fleet CA the service trusts (another "
+                              "CA's, or signed for another fleet)",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "it has expired (sign a new CSR at the desk: "
+                                       "certescrow agent enroll, fleet sign)",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "this host sent none",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the service cannot use it",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "the service cannot use it",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the service cannot use it",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "it is revoked",
+}
+"""The fatal TLS alerts (OpenSSL's reason names, as the ``ssl`` module gives them) a service
+sends when it refuses the client's certificate, and what each means for the operator. Under
+TLS 1.3 the client's side of the handshake is over before the service checks the certificate,
+so the alert arrives on the first read (or is read after the first write failed, see
+:meth:`FleetClient.request`), never as a failed handshake."""
+_NOT_TLS = {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE",
+            "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"}
+"""Reasons OpenSSL gives when what answers is not TLS at all (a plain-HTTP port)."""
+
+
 def unreachable_reason(exc: BaseException, *, host: str, port: int, timeout_s: float,
                        bundle: str = "[report] ca_bundle") -> tuple[str, bool]:
     """Why a request did not reach the service, in our words (never the library's text, which
     may change between versions and is not written for an operator), and whether the service
     refused this host's own certificate in the handshake (then it is refused, not unreachable).
-    """
+    Only an alert the service sent says that: a connection closed without one is a service
+    stopping or restarting as far as the agent can tell (see the closed-connection words)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         code = getattr(exc, "verify_code", 0) or 0
         if code in _VERIFY_WORDS:
@@ -200,12 +223,25 @@ def unreachable_reason(exc: BaseException, *, host: str, port: int, timeout_s: f
         if code in (2, 18, 19, 20, 21):  # no issuer in the bundle, self-signed, chain
             return _NOT_OUR_CA.format(bundle=bundle), False
         return "TLS verification failed: the server's certificate was not accepted", False
+    if isinstance(exc, ssl.SSLEOFError):
+        return (f"{host}:{port} closed the connection during the TLS handshake (the service "
+                "stopping or restarting, or past its [serve] max_handshakes)"), False
     if isinstance(exc, ssl.SSLError):
-        reason = str(getattr(exc, "reason", "") or "").upper()
-        if "CERTIFICATE" in reason and "ALERT" in reason:
-            return ("the service refused this host's client certificate in the TLS handshake "
-                    "(expired, or not issued by the fleet CA the service trusts)"), True
-        return "the TLS handshake with the service failed (is it policy serve, over TLS?)", False
+        reason = re.sub(r"[^A-Z0-9_]", "", str(getattr(exc, "reason", "") or "").upper())[:60]
+        if reason in _REFUSED_BY_ALERT:
+            return ("the service refused this host's client certificate in the TLS handshake: "
+                    f"{_REFUSED_BY_ALERT[reason]}"), True
+        if reason in _NOT_TLS:
+            return (f"{host}:{port} does not answer in TLS (is it policy serve, with TLS, and "
+                    "not a plain-HTTP port?)"), False
+        if "ALERT" in reason:
+            alert = reason.split("ALERT_", 1)[-1].replace("_", " ").lower()
+            return (f"the TLS handshake with {host}:{port} failed: the service sent the alert "
+                    f"'{alert}'"), False
+        if reason == "UNEXPECTED_EOF_WHILE_READING":
+            return (f"{host}:{port} closed the connection during the TLS handshake (the "
+                    "service stopping or restarting)"), False
+        return f"the TLS handshake with {host}:{port} failed", False
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused by {host}:{port} (is policy serve running there?)", False
     if isinstance(exc, TimeoutError | socket.timeout):
@@ -213,13 +249,44 @@ def unreachable_reason(exc: BaseException, *, host: str, port: int, timeout_s: f
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve the host name {host!r}", False
     if isinstance(exc, ConnectionError):
-        return f"the connection to {host}:{port} was closed by the other side", False
+        # No alert: a service stopping (or restarting) closes connections so. A policy serve
+        # older than this agent closed a refused handshake without its alert too.
+        return (f"the connection to {host}:{port} was closed by the other side before an "
+                "answer (the service stopping or restarting?)"), False
     if isinstance(exc, http.client.HTTPException):
         return f"the answer of {host}:{port} is not HTTP", False
     if isinstance(exc, OSError) and exc.errno is not None:
         name = errno.errorcode.get(exc.errno, str(exc.errno))
         return f"network error reaching {host}:{port} ({name})", False
     return f"network error reaching {host}:{port}", False
+
+
+ALERT_WAIT_S = 1.0
+"""How long a request whose sending failed waits to read what the service said (its alert)."""
+
+
+def _alert_after(conn: http.client.HTTPSConnection, exc: BaseException,
+                 wait_s: float) -> BaseException:
+    """The service's TLS alert, when sending a request failed on a connection through its
+    handshake; else ``exc``. Under TLS 1.3 a service that refuses the client's certificate
+    sends its alert and closes after the client's handshake is over: a request written in that
+    moment fails (a reset, or OpenSSL's EOF) with the alert unread in the socket. One short
+    read hears it; on a connection merely closed it reads nothing and ``exc`` stands."""
+    sock = conn.sock
+    if not isinstance(sock, ssl.SSLSocket):  # the handshake itself failed: exc says why
+        return exc
+    if isinstance(exc, TimeoutError) or (isinstance(exc, ssl.SSLError)
+                                         and not isinstance(exc, ssl.SSLEOFError)):
+        return exc
+    try:
+        sock.settimeout(wait_s)
+        sock.recv(1)
+    except ssl.SSLError as said:
+        reason = str(getattr(said, "reason", "") or "")
+        return said if reason in _REFUSED_BY_ALERT else exc
+    except OSError:
+        return exc
+    return exc
 
 
 class FleetClient:
@@ -254,9 +321,12 @@ class FleetClient:
         data = None if body is None else json.dumps(
             dict(body), ensure_ascii=True, separators=(",", ":")).encode("ascii")
         headers = {"Content-Type": "application/json"} if data is not None else {}
+        conn = self._connection()
         try:
-            conn = self._connection()
-            conn.request(method, self.prefix + path, body=data, headers=headers)
+            try:
+                conn.request(method, self.prefix + path, body=data, headers=headers)
+            except OSError as exc:
+                raise _alert_after(conn, exc, min(ALERT_WAIT_S, self.timeout_s)) from exc
             response = conn.getresponse()
             raw = response.read(1 << 20)
             status = response.status

@@ -92,6 +92,7 @@ from .fleet_wire import (
 )
 from .ledger import BatchReceipt, Ledger
 from .logevents import event
+from .tlsalert import start_tls
 
 __all__ = [
     "API_VERSION",
@@ -627,8 +628,9 @@ class HandshakeLog:
 class _TLSGate(asyncio.Protocol):
     """A TCP connection whose TLS handshake is made here before aiohttp sees it. The standard
     library's TLS server drops a failed handshake without a word outside debug mode; doing
-    the handshake with ``loop.start_tls`` lets the service log each refusal (another CA's
-    certificate, an expired one, none) with its reason and peer. A connection's header
+    the handshake with ``start_tls`` (:mod:`policy.tlsalert`: asyncio's, with the client sent
+    the alert that says why) lets the service log each refusal (another CA's certificate, an
+    expired one, none) with its reason and peer. A connection's header
     deadline starts here, at its accept, and the cap on handshakes is applied here."""
 
     def __init__(self, site: _GatedTLSSite) -> None:
@@ -708,11 +710,11 @@ class _GatedTLSSite(web.BaseSite):
             transport.close()
             return
         peer = transport.get_extra_info("peername")
-        loop = asyncio.get_running_loop()
         try:
-            tls = await loop.start_tls(
-                transport, connection, self.context, server_side=True,
-                ssl_handshake_timeout=self.guard.handshake_timeout_s(connection))
+            # asyncio's start_tls, sending the client the alert that says why its certificate
+            # was refused (asyncio's own drops it): policy/tlsalert.py.
+            tls = await start_tls(transport, connection, self.context,
+                                  handshake_timeout_s=self.guard.handshake_timeout_s(connection))
         except asyncio.CancelledError:
             self.guard.handshake_failed(connection, timed_out=False)
             transport.close()
