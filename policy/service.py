@@ -217,6 +217,7 @@ class _Service:
         now = self.clock()
         identity: PeerIdentity | None = None
         if self._from_proxy(request) and self.forwarded is not None:
+            self._refuse_repeated(request, self.settings.proxy_header)
             secret = self.settings.proxy_secret
             if secret is not None:
                 given = request.headers.get(self.settings.proxy_secret_header, "")
@@ -242,6 +243,22 @@ class _Service:
         if identity.not_after_utc < now:
             raise _Refused(_error(403, "the client certificate has expired"))
         return identity
+
+    @staticmethod
+    def _refuse_repeated(request: web.Request, name: str) -> None:
+        """Refuse a request from the proxy carrying the header ``name`` more than once (400).
+        A proxy that appends its header instead of replacing it (``add_header``-style, or a
+        chain of proxies) forwards the client's own copy too, and whichever one was read
+        would decide: a client that put another host's certificate (public: it is in logs and
+        on that host) first would be that host. Only nginx's ``proxy_set_header`` is safe,
+        and the service cannot tell which copy the proxy wrote, so it takes neither."""
+        if len(request.headers.getall(name, ())) > 1:
+            log.warning("refused a request from %s: it carries the %s header more than once "
+                        "(the proxy must replace a client's copy, not add its own)",
+                        address_text(request.remote), name,
+                        extra=event("request-refused", peer=address_text(request.remote)))
+            raise _Refused(_error(400, f"the request carries the {name} header more than "
+                                       "once; the proxy must replace it, not add to it"))
 
     def _check(self, identity: PeerIdentity) -> PeerIdentity:
         """Revocation, asked of the database on every request (runs in a worker thread)."""
