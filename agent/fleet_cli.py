@@ -852,7 +852,10 @@ def serve_command(config_file: Path, key_file: Path | None, log_format: str,
         with _open_vault(config.vault, None, key_file) as vault:
             key_pem = vault.get(config.key)
             ca_key_pem = vault.get(config.ca_key) if config.ca_key else None
-        context = server_ssl_context(cert_pem=cert_pem, key_pem=key_pem, ca_cert_pem=ca_pem)
+        context = server_ssl_context(
+            cert_pem=cert_pem, key_pem=key_pem, ca_cert_pem=ca_pem,
+            certificate=str(config.certificate), ca_certificate=str(config.ca_certificate),
+            key=f"[serve] key (vault entry {config.key})")
         del key_pem
     ledger = Ledger.open(config.ledger)
     registry = FleetRegistry.open(config.ledger)

@@ -400,9 +400,12 @@ class ClientCredentials:
     """
 
     def __init__(self, *, certificate: Path, ca_pem: bytes, host: str, client_key: str | None,
-                 open_vault: Callable[[], Any], log: EventLog | None = None) -> None:
+                 open_vault: Callable[[], Any], log: EventLog | None = None,
+                 ca_bundle: str = "[report] ca_bundle") -> None:
         self.certificate = certificate
         self.ca_pem = ca_pem
+        self.ca_bundle = ca_bundle
+        """Where ``ca_pem`` was read (for errors)."""
         self.host = host
         self.client_key = client_key
         self.open_vault = open_vault
@@ -411,13 +414,14 @@ class ClientCredentials:
 
     def context(self) -> ssl.SSLContext:
         """TLS context with the certificate on disk and its key from the vault."""
-        from .fleet_ca import client_ssl_context, key_matches_certificate
+        from .fleet_ca import certificate_validity, client_ssl_context, key_matches_certificate
 
+        where = f"[report] client_certificate {self.certificate}"
         try:
             self.cert_pem = self.certificate.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"[report] client_certificate {self.certificate}: "
-                              f"{exc.strerror}") from None
+            raise ConfigError(f"{where}: {exc.strerror}") from None
+        certificate_validity(self.cert_pem, what=where)  # not a certificate: said so, first
         with self.open_vault() as vault:
             candidates = [self.client_key] if self.client_key else []
             candidates += [e.entry_id for e in reversed(vault.entries(kind="private-key"))
@@ -425,8 +429,10 @@ class ClientCredentials:
             for entry in candidates:
                 key_pem = vault.get(entry)
                 if key_matches_certificate(key_pem, self.cert_pem):
-                    return client_ssl_context(cert_pem=self.cert_pem, key_pem=key_pem,
-                                              ca_cert_pem=self.ca_pem)
+                    return client_ssl_context(
+                        cert_pem=self.cert_pem, key_pem=key_pem, ca_cert_pem=self.ca_pem,
+                        certificate=where, key=f"the vault's key {entry}",
+                        ca_certificate=self.ca_bundle)
         raise ConfigError(f"[report]: no key in the vault matches the client certificate "
                           f"{self.certificate} (run `certescrow agent enroll` again)")
 
@@ -1030,7 +1036,7 @@ def open_reporting(raw: Mapping[str, Any], *, source: str, host: str, state_dir:
         certificate=settings.client_certificate, ca_pem=read(settings.ca_bundle), host=host,
         client_key=settings.client_key,
         open_vault=lambda: open_vault(vault_path, key_source_from_settings(vault_settings)),
-        log=log)
+        log=log, ca_bundle=f"[report] ca_bundle {settings.ca_bundle}")
     context = credentials.context()
     assert settings.outbox is not None  # noqa: S101 - report_settings fills it in
     outbox = Outbox.open(settings.outbox, capacity=settings.outbox_capacity)
