@@ -610,19 +610,63 @@ def _on_unix_socket(transport: asyncio.BaseTransport) -> bool:
     return sock is not None and getattr(sock, "family", None) == socket.AF_UNIX
 
 
-def handshake_reason(exc: BaseException) -> str:
-    """Why a TLS handshake failed, in a few words: OpenSSL's own reason (``certificate has
-    expired``, ``unable to get local issuer certificate`` for another CA's certificate,
-    ``peer did not return a certificate``), reduced to plain characters and bounded."""
-    text = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
-    if not text:
-        return ("the client closed the connection during the handshake"
-                if isinstance(exc, ConnectionError) else type(exc).__name__)
+_CERTIFICATE_ALERTS = ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN",
+                       "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED", "UNSUPPORTED_CERTIFICATE")
+
+
+def _words(text: object) -> str:
+    """OpenSSL's reason reduced to plain characters and bounded."""
     return re.sub(r"[^0-9A-Za-z ._-]", "?", str(text).replace("_", " ").lower())[:120]
 
 
+@dataclass(frozen=True, slots=True)
+class HandshakeFailure:
+    """Why a TLS handshake failed, and who refused whom: a log line must not read as the
+    service refusing an agent when it was the agent that refused the service's certificate
+    (a wrong ``ca_bundle``), which the operator fixes on the other machine."""
+
+    message: str
+    refused_by: str
+    """``service`` (it refused the client's certificate, or its lack of one), ``client``
+    (the client's alert ended the handshake), or ``""`` (neither said: the connection was
+    closed, or the two have no protocol in common)."""
+
+
+def handshake_failure(exc: BaseException, peer: str) -> HandshakeFailure:
+    """Why the TLS handshake with ``peer`` failed, in a few words: OpenSSL's own reason
+    (``certificate has expired``, ``unable to get local issuer certificate`` for another CA's
+    certificate, ``peer did not return a certificate``), reduced to plain characters and
+    bounded, and who refused. An alert is what the client sent (OpenSSL names an alert it
+    receives ``…_ALERT_…``); a verification failure is the service's own check."""
+    verified = getattr(exc, "verify_message", None)
+    if verified:
+        return HandshakeFailure(
+            message=f"refused a TLS handshake from {peer}: its client certificate: "
+                    f"{_words(verified)}", refused_by="service")
+    reason = str(getattr(exc, "reason", None) or "")
+    if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+        return HandshakeFailure(
+            message=f"refused a TLS handshake from {peer}: no client certificate (peer did "
+                    "not return a certificate)", refused_by="service")
+    if "_ALERT_" in reason:
+        if reason.endswith(_CERTIFICATE_ALERTS):
+            return HandshakeFailure(
+                message=f"the client at {peer} refused the service's certificate in the TLS "
+                        f"handshake ({_words(reason)}): its ca_bundle is not the fleet CA "
+                        "that signed [serve] certificate, or that certificate does not name "
+                        "the address the client connects to", refused_by="client")
+        return HandshakeFailure(message=f"the client at {peer} ended the TLS handshake "
+                                        f"({_words(reason)})", refused_by="client")
+    if reason:
+        return HandshakeFailure(message=f"a TLS handshake from {peer} failed: {_words(reason)}",
+                                refused_by="")
+    why = ("the client closed the connection during the handshake"
+           if isinstance(exc, ConnectionError) else type(exc).__name__)
+    return HandshakeFailure(message=f"a TLS handshake from {peer} failed: {why}", refused_by="")
+
+
 class HandshakeLog:
-    """One warning a refused TLS handshake, at most ``burst`` in a ``window_s`` window; past
+    """One warning a failed TLS handshake, at most ``burst`` in a ``window_s`` window; past
     that, one line counting the rest when the window ends (a scanner must not flood the log).
     ``clock`` is monotonic seconds."""
 
@@ -637,9 +681,10 @@ class HandshakeLog:
                         held_back, int(self.budget.window_s),
                         extra=event("handshake-refused", count=held_back))
         if allowed:
-            log.warning("refused a TLS handshake from %s: %s", address_text(peer),
-                        handshake_reason(exc),
-                        extra=event("handshake-refused", peer=address_text(peer)))
+            failure = handshake_failure(exc, address_text(peer))
+            fields = {"refused_by": failure.refused_by} if failure.refused_by else {}
+            log.warning("%s", failure.message,
+                        extra=event("handshake-refused", peer=address_text(peer), **fields))
 
 
 class _TLSGate(asyncio.Protocol):

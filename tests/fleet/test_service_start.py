@@ -174,15 +174,25 @@ def test_sigterm_logs_stopping_and_refused_handshakes_are_logged(fleet: Fleet) -
         assert fleet.connect(client).request("POST", "/v1/report", body).status == 0
     good = fleet.client("good-host")
     assert fleet.connect(good).request("GET", "/v1/bindings").status == 200
+    # The agent refuses the service: its ca_bundle is another CA's. The service's line must
+    # say it was the client that refused, not the service.
+    assert fleet.connect(good, ca_cert=other_cert).request("GET", "/v1/bindings").status == 0
     fleet.close_clients()
     code, err = _stop(process)
     assert code == 0, err
-    refusals = [line for line in err.splitlines() if "refused a TLS handshake" in line]
-    assert len(refusals) == 3, err
-    assert all(re.search(r"from 127\.0\.0\.1:\d+: ", line) for line in refusals)
+    refusals = [line for line in err.splitlines() if "handshake-refused" in line]
+    assert len(refusals) == 4, err
+    assert all(re.search(r"127\.0\.0\.1:\d+", line) for line in refusals)
+    assert "refused a TLS handshake from 127.0.0.1:" in refusals[0]
     assert "unable to get local issuer certificate" in refusals[0]
     assert "certificate has expired" in refusals[1]
-    assert "certificate" in refusals[2]
+    assert "no client certificate" in refusals[2]
+    assert all(line.endswith("refused_by=service") for line in refusals[:3])
+    assert "the client at 127.0.0.1:" in refusals[3]
+    assert "refused the service's certificate" in refusals[3]
+    assert "tlsv1 alert unknown ca" in refusals[3]
+    assert "refused a TLS handshake" not in refusals[3]
+    assert refusals[3].endswith("refused_by=client")
     assert "stopping" in err
     assert "Traceback" not in err
 
