@@ -72,6 +72,9 @@ STARTUP_FETCH_S = 5.0
 UNASSIGNED_NAMED = 10
 """How many locations a ``report-unassigned`` line names (the rest are counted)."""
 """How long a starting agent waits for its bindings from the service."""
+UNREACHABLE_REMINDER_S = 600.0
+"""``report-unreachable`` is logged when its reason changes, and with the same reason again
+after this long (docs/fleet.md)."""
 DEFAULT_UNREACHABLE_AFTER_S = 900.0
 """An unreachable service becomes the host's warning after this long (``[report]
 unreachable_after_s``): a restart of the service is not a page, a quarter of an hour is."""
@@ -597,6 +600,8 @@ class OutboxIntake:
         self._unreachable_since: float | None = None
         self._unreachable_reason = ""
         self._unreachable_logged = ""
+        self._report_unreachable_said: tuple[str, float] | None = None
+        """The reason ``report-unreachable`` last logged, and when (monotonic seconds)."""
         self._unreachable_warned = False
         self._outage_sent: int | None = None
         """Batches acknowledged since the last failure (``None``: no failure pending)."""
@@ -707,9 +712,7 @@ class OutboxIntake:
             self._unreachable(result)
             what = ("the policy service is unreachable" if not result.status else
                     f"the policy service cannot take the batch now (HTTP {result.status})")
-            self.log.warning("report-unreachable", f"{what}: {result.message}; "
-                             f"{self.outbox.status().pending_batches} batch(es) wait in the "
-                             "outbox", failures=self._failures, status=result.status)
+            self._say_unreachable(f"{what}: {result.message}", status=result.status)
         else:
             self._refuse("report", result, batch=batch)
             self.log.error("report-refused", f"the policy service refused batch "
@@ -726,6 +729,7 @@ class OutboxIntake:
             self.log.info("report-reachable", "the policy service answers again")
         self._unreachable_since = None
         self._unreachable_logged = ""
+        self._report_unreachable_said = None
         self._unreachable_warned = False
 
     def _outage_started(self) -> None:
@@ -751,6 +755,22 @@ class OutboxIntake:
         if finding is not None and not self._unreachable_warned:
             self._unreachable_warned = True
             self.log.warning(finding.code, finding.message)
+
+    def _say_unreachable(self, reason: str, *, status: int) -> None:
+        """``report-unreachable``, logged when its reason changed since it was last logged and
+        otherwise every :data:`UNREACHABLE_REMINDER_S` while it lasts: the sender tries again
+        every few seconds to five minutes, and a line per attempt saying the same thing
+        buried everything else in the journal."""
+        now = self.monotonic()
+        last = self._report_unreachable_said
+        if last is not None and last[0] == reason and now - last[1] < UNREACHABLE_REMINDER_S:
+            return
+        again = (f" (still: {self._failures} attempt(s) failed)"
+                 if last is not None and last[0] == reason else "")
+        self._report_unreachable_said = (reason, now)
+        self.log.warning("report-unreachable", f"{reason}; {self.outbox.status().pending_batches}"
+                         f" batch(es) wait in the outbox{again}", failures=self._failures,
+                         status=status)
 
     def _log_unreachable(self, what: str, result: SendResult) -> None:
         self._unreachable(result)
