@@ -607,6 +607,9 @@ class OutboxIntake:
         """Batches acknowledged since the last failure (``None``: no failure pending)."""
         self._closed_unreachable = False
         self._closed_reachability: Finding | None = None
+        self._delivered_since = [0, 0, 0]
+        """Batches, observations and new ledger rows delivered since the last ``delivered``
+        line at info level."""
 
     # ------------------------------------------------------------------ Intake
     def report(self, observations: Sequence[Observation], *, at: datetime) -> IntakeReceipt:
@@ -619,7 +622,7 @@ class OutboxIntake:
             self._add(body, len(chunk))
             queued += len(chunk)
         self._wake.set()
-        return IntakeReceipt(recorded=queued, unchanged=0, contracts=())
+        return IntakeReceipt(recorded=queued, unchanged=0, contracts=(), queued=True)
 
     def report_gone(self, host: str, location: str, *, at: datetime) -> int:
         body = {"at": instant_to_text(at), "observations": [],
@@ -681,6 +684,7 @@ class OutboxIntake:
             if self._outage_sent is not None:
                 self._outage_sent += 1
             self.check_level()
+            self._delivered(batch, result.body)
             if self.outbox.status().pending_batches == 0:
                 self._recovered()
             return True
@@ -735,6 +739,24 @@ class OutboxIntake:
     def _outage_started(self) -> None:
         if self._outage_sent is None:
             self._outage_sent = 0
+
+    def _delivered(self, batch: OutboxBatch, acknowledgement: Mapping[str, Any]) -> None:
+        """The ``delivered`` lines: one at debug level a batch, one at info level when the
+        outbox is empty again, counting what went since the last (the ``reported`` line only
+        says what was queued)."""
+        recorded = acknowledgement.get("recorded")
+        recorded = recorded if type(recorded) is int and recorded >= 0 else 0
+        self.log.debug("delivered", f"batch {batch.sequence} ({batch.size} observation(s)) "
+                       f"delivered to the policy service, {recorded} new to its ledger",
+                       batch=batch.sequence, observations=batch.size, recorded=recorded)
+        done = self._delivered_since
+        done[0], done[1], done[2] = done[0] + 1, done[1] + batch.size, done[2] + recorded
+        if self.outbox.status().pending_batches == 0:
+            self.log.info("delivered", f"{done[1]} observation(s) in {done[0]} batch(es) "
+                          f"delivered to the policy service ({done[2]} new to its ledger); "
+                          "the outbox is empty", batches=done[0], observations=done[1],
+                          recorded=done[2])
+            self._delivered_since = [0, 0, 0]
 
     def _recovered(self) -> None:
         """The outbox is empty after a failure: say so, with what it took."""
