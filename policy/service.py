@@ -71,6 +71,8 @@ from .connections import (
     address_text,
     connection_middleware,
     http_log,
+    quiet_handler,
+    server_header,
 )
 from .errors import LedgerContentError, LedgerError
 from .fleet_registry import RENEWAL_GRACE, FleetRegistry, IssuedRecord
@@ -543,6 +545,7 @@ def build_app(*, intake: Ledger, registry: FleetRegistry, clock: Callable[[], da
                        forwarded=forwarded, renewer=renewer)
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[connection_middleware, _refusals])
+    app.on_response_prepare.append(server_header)
     app[CONNECTIONS] = ConnectionGuard(
         header_timeout_s=settings.header_timeout.total_seconds(),
         max_per_host=settings.max_connections_per_host, max_handshakes=settings.max_handshakes)
@@ -704,7 +707,7 @@ class _TLSGate(asyncio.Protocol):
             return
         server = self.site.http_server()
         connection = None if server is None else self.site.guard.accepted(
-            transport.get_extra_info("peername"), server)
+            transport.get_extra_info("peername"), lambda: quiet_handler(server()))
         if connection is None:
             transport.abort()
             return
