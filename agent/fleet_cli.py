@@ -950,6 +950,17 @@ async def _serve(app: Any, config: ServeConfig, context: Any, *, parent: int | N
 
     log = EventLog(logging.getLogger(SERVICE_LOGGER_NAME))
 
+    def hangup() -> None:
+        # The agent reloads on SIGHUP, so `kill -HUP` (or `systemctl reload`) is an
+        # operator's habit; its default action killed the service silently (exit 129).
+        # The service reads its configuration, certificate and keys once, at its start: it
+        # says so and keeps serving.
+        log.warning("reload-ignored", "SIGHUP: policy serve does not reload; it keeps running "
+                    "with the configuration, certificate and keys it started with (restart it "
+                    "to read them again)")
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
+
     def started(addresses: list[str]) -> None:
         for address in addresses:
             log.info("listening", f"listening on {address}", address=address)

@@ -363,3 +363,22 @@ def test_an_agents_client_certificate_that_is_no_certificate_is_named(fleet: Fle
     assert (f"Error: [report] client_certificate {agent.root / 'client.pem'}: not a PEM "
             "certificate") in done.stderr
     assert "no key in the vault matches" not in done.stderr
+
+
+def test_sighup_is_logged_and_the_service_keeps_serving(fleet: Fleet) -> None:
+    # SIGHUP's default action ended the service silently (exit 129, no stopping line).
+    process = _serve(fleet, "")
+    fleet.port = int(_started(process, r"listening on https://127\.0\.0\.1:(\d+)"))
+    try:
+        process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert process.poll() is None
+        good = fleet.client("good-host")
+        assert fleet.connect(good).request("GET", "/v1/bindings").status == 200
+        fleet.close_clients()
+    finally:
+        code, err = _stop(process)
+    assert code == 0, err
+    assert "warning reload-ignored: SIGHUP: policy serve does not reload; it keeps running" \
+        in err, err
+    assert "stopping" in err
