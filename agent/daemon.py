@@ -529,7 +529,6 @@ class Daemon:
 
     def shutdown(self) -> None:
         self.notifier.stopping()
-        self.log.info("stopping", "observers stopped; ledger and vault closed")
         self.stop_watching()
         self.writer.stop(drain_s=LEDGER_DRAIN_S)
         if self._pinger is not None:
@@ -541,6 +540,7 @@ class Daemon:
             self.read_index.file.close()
         close = getattr(self.intake, "close", None)
         if callable(close) and not self.writer.busy_at_stop:  # never under the writer's feet
-            close()
+            close()  # a fleet outbox's last delivery attempt logs first: said before this
         self.escrow.close()
+        self.log.info("stopping", "observers stopped; ledger and vault closed")
         self.notifier.close()

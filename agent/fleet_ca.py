@@ -450,40 +450,106 @@ def _cert_file(cert_pem: bytes) -> Iterator[str]:
         yield handle.name
 
 
-def _load_chain(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+_OPENSSL_REFUSALS = {
+    "EE_KEY_TOO_SMALL": "its key is too small for OpenSSL's security level",
+    "CA_MD_TOO_WEAK": "it is signed with a digest too weak for OpenSSL's security level",
+    "KEY_VALUES_MISMATCH": "its public key is not the private key's",
+    "UNSUPPORTED_ALGORITHM": "its key or signature algorithm is not supported",
+}
+"""What OpenSSL's refusal of a certificate and key pair that ``cryptography`` read means (its
+reason names, as the ``ssl`` module gives them); any other is named, filtered, not quoted."""
+
+
+def _openssl_refusal(exc: ssl.SSLError) -> str:
+    reason = re.sub(r"[^A-Z0-9_]", "", str(getattr(exc, "reason", "") or "").upper())[:60]
+    return _OPENSSL_REFUSALS.get(reason, f"OpenSSL refuses it ({reason.replace('_', ' ').lower()})"
+                                 if reason else "OpenSSL refuses it")
+
+
+def _load_trust(context: ssl.SSLContext, ca_cert_pem: bytes, ca_name: str) -> None:
+    """The fleet CA's certificate (or a bundle: a CA being replaced) as the context's trust
+    anchors."""
+    try:
+        context.load_verify_locations(cadata=ca_cert_pem.decode("ascii"))
+    except UnicodeDecodeError:
+        raise FleetCAError(f"{ca_name}: not a PEM certificate (not text)") from None
+    except (ssl.SSLError, ValueError):
+        raise FleetCAError(f"{ca_name}: holds no PEM certificate OpenSSL can load") from None
+
+
+def _load_chain(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes, *,
+                certificate: str, key: str) -> None:
+    """The certificate (from the file named ``certificate``) and its key (described by
+    ``key``) as the context's own. Each way it can be wrong is said with the file and the
+    reason, checked with ``cryptography`` first: OpenSSL's ``load_cert_chain`` has one
+    ``SSLError`` for all of them (a file that is no certificate, the fleet CA's certificate
+    given for the service's, a key of another certificate), and its text is not ours."""
+    cert = _load_cert(cert_pem, certificate)
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    except ValueError:
+        raise FleetCAError(f"{certificate}: the certificate's extensions cannot be read") \
+            from None
+    if constraints is not None and constraints.ca:
+        raise FleetCAError(f"{certificate}: a CA certificate (the fleet CA's?), not a TLS "
+                           "certificate of its own: give the file `certescrow fleet "
+                           "server-cert --out` (the service) or `fleet sign --out` (an agent) "
+                           "wrote")
+    try:
+        private = _load_key(key_pem)
+    except FleetCAError:
+        raise FleetCAError(f"{key}: cannot be read as an EC private key") from None
+    try:
+        public = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo)
+    except (ValueError, UnsupportedAlgorithm):
+        raise FleetCAError(f"{certificate}: the certificate's public key cannot be read") \
+            from None
+    if public != private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise FleetCAError(f"{certificate}: the certificate is not the one of the key {key} "
+                           "(another certificate's key, or another key's certificate)")
     with _key_file(key_pem) as (key_path, password), _cert_file(cert_pem) as cert_path:
         try:
             context.load_cert_chain(cert_path, key_path, password=password)
-        except ssl.SSLError:
-            raise FleetCAError("the TLS certificate does not match its key") from None
+        except ssl.SSLError as exc:
+            raise FleetCAError(f"{certificate}: {_openssl_refusal(exc)}") from None
 
 
-def server_ssl_context(*, cert_pem: bytes, key_pem: bytes, ca_cert_pem: bytes) -> ssl.SSLContext:
-    """TLS for ``policy serve``: TLS 1.2+, a client certificate from the fleet CA required."""
+def server_ssl_context(*, cert_pem: bytes, key_pem: bytes, ca_cert_pem: bytes,
+                       certificate: str = "[serve] certificate", key: str = "[serve] key",
+                       ca_certificate: str = "[serve] ca_certificate") -> ssl.SSLContext:
+    """TLS for ``policy serve``: TLS 1.2+, a client certificate from the fleet CA required.
+    ``certificate``, ``key`` and ``ca_certificate`` name where each came from, for errors."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(cadata=ca_cert_pem.decode("ascii"))
-    _load_chain(context, cert_pem, key_pem)
+    _load_trust(context, ca_cert_pem, ca_certificate)
+    _load_chain(context, cert_pem, key_pem, certificate=certificate, key=key)
     return context
 
 
-def client_ssl_context(*, cert_pem: bytes, key_pem: bytes, ca_cert_pem: bytes
-                       ) -> ssl.SSLContext:
+def client_ssl_context(*, cert_pem: bytes, key_pem: bytes, ca_cert_pem: bytes,
+                       certificate: str = "[report] client_certificate",
+                       key: str = "[report] client_key",
+                       ca_certificate: str = "[report] ca_bundle") -> ssl.SSLContext:
     """TLS for an agent: the service must present a certificate from the fleet CA bundle, for
     the name in the URL; the agent presents its client certificate."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
     context.check_hostname = True
-    context.load_verify_locations(cadata=ca_cert_pem.decode("ascii"))
-    _load_chain(context, cert_pem, key_pem)
+    _load_trust(context, ca_cert_pem, ca_certificate)
+    _load_chain(context, cert_pem, key_pem, certificate=certificate, key=key)
     return context
 
 
-def certificate_validity(cert_pem: bytes) -> tuple[datetime, datetime]:
-    """``(notBefore, notAfter)`` of a PEM certificate."""
-    cert = _load_cert(cert_pem, "client certificate")
+def certificate_validity(cert_pem: bytes, *, what: str = "client certificate"
+                         ) -> tuple[datetime, datetime]:
+    """``(notBefore, notAfter)`` of a PEM certificate (``what`` names it in the error)."""
+    cert = _load_cert(cert_pem, what)
     return cert.not_valid_before_utc, cert.not_valid_after_utc
 
 

@@ -852,7 +852,10 @@ def serve_command(config_file: Path, key_file: Path | None, log_format: str,
         with _open_vault(config.vault, None, key_file) as vault:
             key_pem = vault.get(config.key)
             ca_key_pem = vault.get(config.ca_key) if config.ca_key else None
-        context = server_ssl_context(cert_pem=cert_pem, key_pem=key_pem, ca_cert_pem=ca_pem)
+        context = server_ssl_context(
+            cert_pem=cert_pem, key_pem=key_pem, ca_cert_pem=ca_pem,
+            certificate=str(config.certificate), ca_certificate=str(config.ca_certificate),
+            key=f"[serve] key (vault entry {config.key})")
         del key_pem
     ledger = Ledger.open(config.ledger)
     registry = FleetRegistry.open(config.ledger)
@@ -946,6 +949,17 @@ async def _serve(app: Any, config: ServeConfig, context: Any, *, parent: int | N
     from .logs import SERVICE_LOGGER_NAME, EventLog
 
     log = EventLog(logging.getLogger(SERVICE_LOGGER_NAME))
+
+    def hangup() -> None:
+        # The agent reloads on SIGHUP, so `kill -HUP` (or `systemctl reload`) is an
+        # operator's habit; its default action killed the service silently (exit 129).
+        # The service reads its configuration, certificate and keys once, at its start: it
+        # says so and keeps serving.
+        log.warning("reload-ignored", "SIGHUP: policy serve does not reload; it keeps running "
+                    "with the configuration, certificate and keys it started with (restart it "
+                    "to read them again)")
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
 
     def started(addresses: list[str]) -> None:
         for address in addresses:

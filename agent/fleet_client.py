@@ -33,6 +33,7 @@ import http.client
 import json
 import os
 import random
+import re
 import socket
 import ssl
 import threading
@@ -71,6 +72,9 @@ STARTUP_FETCH_S = 5.0
 UNASSIGNED_NAMED = 10
 """How many locations a ``report-unassigned`` line names (the rest are counted)."""
 """How long a starting agent waits for its bindings from the service."""
+UNREACHABLE_REMINDER_S = 600.0
+"""``report-unreachable`` is logged when its reason changes, and with the same reason again
+after this long (docs/fleet.md)."""
 DEFAULT_UNREACHABLE_AFTER_S = 900.0
 """An unreachable service becomes the host's warning after this long (``[report]
 unreachable_after_s``): a restart of the service is not a page, a quarter of an hour is."""
@@ -187,12 +191,34 @@ _NOT_OUR_CA = ("TLS verification failed: the server's certificate is not signed 
                "configured ca_bundle ({bundle}; it must be the fleet CA's certificate)")
 
 
+_REFUSED_BY_ALERT = {
+    "TLSV1_ALERT_UNKNOWN_CA": "it is not issued by the fleet CA the service trusts (another "
+                              "CA's, or signed for another fleet)",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "it has expired (sign a new CSR at the desk: "
+                                       "certescrow agent enroll, fleet sign)",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "this host sent none",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the service cannot use it",
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": "the service cannot use it",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the service cannot use it",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "it is revoked",
+}
+"""The fatal TLS alerts (OpenSSL's reason names, as the ``ssl`` module gives them) a service
+sends when it refuses the client's certificate, and what each means for the operator. Under
+TLS 1.3 the client's side of the handshake is over before the service checks the certificate,
+so the alert arrives on the first read (or is read after the first write failed, see
+:meth:`FleetClient.request`), never as a failed handshake."""
+_NOT_TLS = {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "RECORD_LAYER_FAILURE",
+            "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL"}
+"""Reasons OpenSSL gives when what answers is not TLS at all (a plain-HTTP port)."""
+
+
 def unreachable_reason(exc: BaseException, *, host: str, port: int, timeout_s: float,
                        bundle: str = "[report] ca_bundle") -> tuple[str, bool]:
     """Why a request did not reach the service, in our words (never the library's text, which
     may change between versions and is not written for an operator), and whether the service
     refused this host's own certificate in the handshake (then it is refused, not unreachable).
-    """
+    Only an alert the service sent says that: a connection closed without one is a service
+    stopping or restarting as far as the agent can tell (see the closed-connection words)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         code = getattr(exc, "verify_code", 0) or 0
         if code in _VERIFY_WORDS:
@@ -200,12 +226,25 @@ def unreachable_reason(exc: BaseException, *, host: str, port: int, timeout_s: f
         if code in (2, 18, 19, 20, 21):  # no issuer in the bundle, self-signed, chain
             return _NOT_OUR_CA.format(bundle=bundle), False
         return "TLS verification failed: the server's certificate was not accepted", False
+    if isinstance(exc, ssl.SSLEOFError):
+        return (f"{host}:{port} closed the connection during the TLS handshake (the service "
+                "stopping or restarting, or past its [serve] max_handshakes)"), False
     if isinstance(exc, ssl.SSLError):
-        reason = str(getattr(exc, "reason", "") or "").upper()
-        if "CERTIFICATE" in reason and "ALERT" in reason:
-            return ("the service refused this host's client certificate in the TLS handshake "
-                    "(expired, or not issued by the fleet CA the service trusts)"), True
-        return "the TLS handshake with the service failed (is it policy serve, over TLS?)", False
+        reason = re.sub(r"[^A-Z0-9_]", "", str(getattr(exc, "reason", "") or "").upper())[:60]
+        if reason in _REFUSED_BY_ALERT:
+            return ("the service refused this host's client certificate in the TLS handshake: "
+                    f"{_REFUSED_BY_ALERT[reason]}"), True
+        if reason in _NOT_TLS:
+            return (f"{host}:{port} does not answer in TLS (is it policy serve, with TLS, and "
+                    "not a plain-HTTP port?)"), False
+        if "ALERT" in reason:
+            alert = reason.split("ALERT_", 1)[-1].replace("_", " ").lower()
+            return (f"the TLS handshake with {host}:{port} failed: the service sent the alert "
+                    f"'{alert}'"), False
+        if reason == "UNEXPECTED_EOF_WHILE_READING":
+            return (f"{host}:{port} closed the connection during the TLS handshake (the "
+                    "service stopping or restarting)"), False
+        return f"the TLS handshake with {host}:{port} failed", False
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused by {host}:{port} (is policy serve running there?)", False
     if isinstance(exc, TimeoutError | socket.timeout):
@@ -213,13 +252,44 @@ def unreachable_reason(exc: BaseException, *, host: str, port: int, timeout_s: f
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve the host name {host!r}", False
     if isinstance(exc, ConnectionError):
-        return f"the connection to {host}:{port} was closed by the other side", False
+        # No alert: a service stopping (or restarting) closes connections so. A policy serve
+        # older than this agent closed a refused handshake without its alert too.
+        return (f"the connection to {host}:{port} was closed by the other side before an "
+                "answer (the service stopping or restarting?)"), False
     if isinstance(exc, http.client.HTTPException):
         return f"the answer of {host}:{port} is not HTTP", False
     if isinstance(exc, OSError) and exc.errno is not None:
         name = errno.errorcode.get(exc.errno, str(exc.errno))
         return f"network error reaching {host}:{port} ({name})", False
     return f"network error reaching {host}:{port}", False
+
+
+ALERT_WAIT_S = 1.0
+"""How long a request whose sending failed waits to read what the service said (its alert)."""
+
+
+def _alert_after(conn: http.client.HTTPSConnection, exc: BaseException,
+                 wait_s: float) -> BaseException:
+    """The service's TLS alert, when sending a request failed on a connection through its
+    handshake; else ``exc``. Under TLS 1.3 a service that refuses the client's certificate
+    sends its alert and closes after the client's handshake is over: a request written in that
+    moment fails (a reset, or OpenSSL's EOF) with the alert unread in the socket. One short
+    read hears it; on a connection merely closed it reads nothing and ``exc`` stands."""
+    sock = conn.sock
+    if not isinstance(sock, ssl.SSLSocket):  # the handshake itself failed: exc says why
+        return exc
+    if isinstance(exc, TimeoutError) or (isinstance(exc, ssl.SSLError)
+                                         and not isinstance(exc, ssl.SSLEOFError)):
+        return exc
+    try:
+        sock.settimeout(wait_s)
+        sock.recv(1)
+    except ssl.SSLError as said:
+        reason = str(getattr(said, "reason", "") or "")
+        return said if reason in _REFUSED_BY_ALERT else exc
+    except OSError:
+        return exc
+    return exc
 
 
 class FleetClient:
@@ -254,9 +324,12 @@ class FleetClient:
         data = None if body is None else json.dumps(
             dict(body), ensure_ascii=True, separators=(",", ":")).encode("ascii")
         headers = {"Content-Type": "application/json"} if data is not None else {}
+        conn = self._connection()
         try:
-            conn = self._connection()
-            conn.request(method, self.prefix + path, body=data, headers=headers)
+            try:
+                conn.request(method, self.prefix + path, body=data, headers=headers)
+            except OSError as exc:
+                raise _alert_after(conn, exc, min(ALERT_WAIT_S, self.timeout_s)) from exc
             response = conn.getresponse()
             raw = response.read(1 << 20)
             status = response.status
@@ -330,9 +403,12 @@ class ClientCredentials:
     """
 
     def __init__(self, *, certificate: Path, ca_pem: bytes, host: str, client_key: str | None,
-                 open_vault: Callable[[], Any], log: EventLog | None = None) -> None:
+                 open_vault: Callable[[], Any], log: EventLog | None = None,
+                 ca_bundle: str = "[report] ca_bundle") -> None:
         self.certificate = certificate
         self.ca_pem = ca_pem
+        self.ca_bundle = ca_bundle
+        """Where ``ca_pem`` was read (for errors)."""
         self.host = host
         self.client_key = client_key
         self.open_vault = open_vault
@@ -341,13 +417,14 @@ class ClientCredentials:
 
     def context(self) -> ssl.SSLContext:
         """TLS context with the certificate on disk and its key from the vault."""
-        from .fleet_ca import client_ssl_context, key_matches_certificate
+        from .fleet_ca import certificate_validity, client_ssl_context, key_matches_certificate
 
+        where = f"[report] client_certificate {self.certificate}"
         try:
             self.cert_pem = self.certificate.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"[report] client_certificate {self.certificate}: "
-                              f"{exc.strerror}") from None
+            raise ConfigError(f"{where}: {exc.strerror}") from None
+        certificate_validity(self.cert_pem, what=where)  # not a certificate: said so, first
         with self.open_vault() as vault:
             candidates = [self.client_key] if self.client_key else []
             candidates += [e.entry_id for e in reversed(vault.entries(kind="private-key"))
@@ -355,8 +432,10 @@ class ClientCredentials:
             for entry in candidates:
                 key_pem = vault.get(entry)
                 if key_matches_certificate(key_pem, self.cert_pem):
-                    return client_ssl_context(cert_pem=self.cert_pem, key_pem=key_pem,
-                                              ca_cert_pem=self.ca_pem)
+                    return client_ssl_context(
+                        cert_pem=self.cert_pem, key_pem=key_pem, ca_cert_pem=self.ca_pem,
+                        certificate=where, key=f"the vault's key {entry}",
+                        ca_certificate=self.ca_bundle)
         raise ConfigError(f"[report]: no key in the vault matches the client certificate "
                           f"{self.certificate} (run `certescrow agent enroll` again)")
 
@@ -521,11 +600,16 @@ class OutboxIntake:
         self._unreachable_since: float | None = None
         self._unreachable_reason = ""
         self._unreachable_logged = ""
+        self._report_unreachable_said: tuple[str, float] | None = None
+        """The reason ``report-unreachable`` last logged, and when (monotonic seconds)."""
         self._unreachable_warned = False
         self._outage_sent: int | None = None
         """Batches acknowledged since the last failure (``None``: no failure pending)."""
         self._closed_unreachable = False
         self._closed_reachability: Finding | None = None
+        self._delivered_since = [0, 0, 0]
+        """Batches, observations and new ledger rows delivered since the last ``delivered``
+        line at info level."""
 
     # ------------------------------------------------------------------ Intake
     def report(self, observations: Sequence[Observation], *, at: datetime) -> IntakeReceipt:
@@ -538,7 +622,7 @@ class OutboxIntake:
             self._add(body, len(chunk))
             queued += len(chunk)
         self._wake.set()
-        return IntakeReceipt(recorded=queued, unchanged=0, contracts=())
+        return IntakeReceipt(recorded=queued, unchanged=0, contracts=(), queued=True)
 
     def report_gone(self, host: str, location: str, *, at: datetime) -> int:
         body = {"at": instant_to_text(at), "observations": [],
@@ -600,6 +684,7 @@ class OutboxIntake:
             if self._outage_sent is not None:
                 self._outage_sent += 1
             self.check_level()
+            self._delivered(batch, result.body)
             if self.outbox.status().pending_batches == 0:
                 self._recovered()
             return True
@@ -631,9 +716,7 @@ class OutboxIntake:
             self._unreachable(result)
             what = ("the policy service is unreachable" if not result.status else
                     f"the policy service cannot take the batch now (HTTP {result.status})")
-            self.log.warning("report-unreachable", f"{what}: {result.message}; "
-                             f"{self.outbox.status().pending_batches} batch(es) wait in the "
-                             "outbox", failures=self._failures, status=result.status)
+            self._say_unreachable(f"{what}: {result.message}", status=result.status)
         else:
             self._refuse("report", result, batch=batch)
             self.log.error("report-refused", f"the policy service refused batch "
@@ -650,11 +733,30 @@ class OutboxIntake:
             self.log.info("report-reachable", "the policy service answers again")
         self._unreachable_since = None
         self._unreachable_logged = ""
+        self._report_unreachable_said = None
         self._unreachable_warned = False
 
     def _outage_started(self) -> None:
         if self._outage_sent is None:
             self._outage_sent = 0
+
+    def _delivered(self, batch: OutboxBatch, acknowledgement: Mapping[str, Any]) -> None:
+        """The ``delivered`` lines: one at debug level a batch, one at info level when the
+        outbox is empty again, counting what went since the last (the ``reported`` line only
+        says what was queued)."""
+        recorded = acknowledgement.get("recorded")
+        recorded = recorded if type(recorded) is int and recorded >= 0 else 0
+        self.log.debug("delivered", f"batch {batch.sequence} ({batch.size} observation(s)) "
+                       f"delivered to the policy service, {recorded} new to its ledger",
+                       batch=batch.sequence, observations=batch.size, recorded=recorded)
+        done = self._delivered_since
+        done[0], done[1], done[2] = done[0] + 1, done[1] + batch.size, done[2] + recorded
+        if self.outbox.status().pending_batches == 0:
+            self.log.info("delivered", f"{done[1]} observation(s) in {done[0]} batch(es) "
+                          f"delivered to the policy service ({done[2]} new to its ledger); "
+                          "the outbox is empty", batches=done[0], observations=done[1],
+                          recorded=done[2])
+            self._delivered_since = [0, 0, 0]
 
     def _recovered(self) -> None:
         """The outbox is empty after a failure: say so, with what it took."""
@@ -675,6 +777,22 @@ class OutboxIntake:
         if finding is not None and not self._unreachable_warned:
             self._unreachable_warned = True
             self.log.warning(finding.code, finding.message)
+
+    def _say_unreachable(self, reason: str, *, status: int) -> None:
+        """``report-unreachable``, logged when its reason changed since it was last logged and
+        otherwise every :data:`UNREACHABLE_REMINDER_S` while it lasts: the sender tries again
+        every few seconds to five minutes, and a line per attempt saying the same thing
+        buried everything else in the journal."""
+        now = self.monotonic()
+        last = self._report_unreachable_said
+        if last is not None and last[0] == reason and now - last[1] < UNREACHABLE_REMINDER_S:
+            return
+        again = (f" (still: {self._failures} attempt(s) failed)"
+                 if last is not None and last[0] == reason else "")
+        self._report_unreachable_said = (reason, now)
+        self.log.warning("report-unreachable", f"{reason}; {self.outbox.status().pending_batches}"
+                         f" batch(es) wait in the outbox{again}", failures=self._failures,
+                         status=status)
 
     def _log_unreachable(self, what: str, result: SendResult) -> None:
         self._unreachable(result)
@@ -960,7 +1078,7 @@ def open_reporting(raw: Mapping[str, Any], *, source: str, host: str, state_dir:
         certificate=settings.client_certificate, ca_pem=read(settings.ca_bundle), host=host,
         client_key=settings.client_key,
         open_vault=lambda: open_vault(vault_path, key_source_from_settings(vault_settings)),
-        log=log)
+        log=log, ca_bundle=f"[report] ca_bundle {settings.ca_bundle}")
     context = credentials.context()
     assert settings.outbox is not None  # noqa: S101 - report_settings fills it in
     outbox = Outbox.open(settings.outbox, capacity=settings.outbox_capacity)

@@ -14,6 +14,7 @@ Everything is injected (reader, lister, intake, clocks, escrow), so tests drive
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -139,6 +140,22 @@ class _ScanReports:
     observations: int = 0
     recorded: int = 0
     refused: int = 0
+    queued: bool = False
+    """Only queued in a fleet agent's outbox: the policy service has not taken them yet."""
+
+
+def _log_reported(log: EventLog, observations: int, *, recorded: int, refused: int,
+                  queued: bool, level: int = logging.INFO) -> None:
+    """The ``reported`` line: what the ledger took, or, reporting to a fleet's service, what
+    was queued in the outbox (its delivery is the fleet client's ``delivered`` line, its
+    failure ``report-unreachable``): a line saying "reported" for a service that was down
+    told the operator the desk had what it did not."""
+    if queued:
+        log.log(level, "reported", f"{observations} observation(s) queued in the outbox for "
+                "the policy service", observations=observations, queued=observations)
+        return
+    log.log(level, "reported", f"{observations} observation(s) reported",
+            observations=observations, recorded=recorded, refused=refused)
 
 
 def _default_reader() -> Reader:
@@ -1158,9 +1175,8 @@ class StoreSync:
             return
 
         def said(_: object) -> None:
-            self.log.info("reported", f"{tally.observations} observation(s) reported",
-                          observations=tally.observations, recorded=tally.recorded,
-                          refused=tally.refused)
+            _log_reported(self.log, tally.observations, recorded=tally.recorded,
+                          refused=tally.refused, queued=tally.queued)
 
         self.writer.submit(_nothing, on_done=said)
 
@@ -1309,17 +1325,17 @@ class StoreSync:
                 # refused: what the ledger cannot evaluate or store (the agent's own finding
                 # says why), counted so that a line never says reported for it unseen
                 if tally is None:
-                    self.log.info("reported", f"{size} observation(s) reported",
-                                  observations=size, recorded=receipt.recorded,
-                                  refused=receipt.refused)
+                    _log_reported(self.log, size, recorded=receipt.recorded,
+                                  refused=receipt.refused, queued=receipt.queued)
                     return
                 # a full scan's batch: counted into the scan's one line (_log_scan_reports)
                 tally.observations += size
                 tally.recorded += receipt.recorded
                 tally.refused += receipt.refused
-                self.log.debug("reported", f"{size} observation(s) reported",
-                               observations=size, recorded=receipt.recorded,
-                               refused=receipt.refused)
+                tally.queued = tally.queued or receipt.queued
+                _log_reported(self.log, size, recorded=receipt.recorded,
+                              refused=receipt.refused, queued=receipt.queued,
+                              level=logging.DEBUG)
 
             if self._scan_reports is not None:
                 self._scan_reports.batches += 1

@@ -59,12 +59,15 @@ from .fleet_wire import identity_from_peercert
 from .logevents import event
 
 __all__ = [
+    "SERVER_HEADER",
     "Connection",
     "ConnectionGuard",
     "LogBudget",
     "address_text",
     "connection_middleware",
     "http_log",
+    "quiet_handler",
+    "server_header",
 ]
 
 log = logging.getLogger("certescrow.service")
@@ -388,6 +391,59 @@ class _MalformedRequests(logging.Filter):
         record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
         record.event = "request-malformed"  # (the formatter's event: policy/logevents.py)
         return allowed
+
+
+SERVER_HEADER = "certescrow"
+"""Every response's ``Server`` header: aiohttp's default names its version and Python's
+(``Python/3.11 aiohttp/3.x``), which tells a scanner which advisories to try."""
+
+_ERROR_WORDS = {
+    500: "internal error (see the service's log)",
+    504: "the request took too long",
+}
+
+
+class _QuietRequestHandler(web.RequestHandler):
+    """aiohttp's protocol for one connection, answering what it cannot parse in our words.
+
+    aiohttp answers a request it cannot parse (``Content-Length: -1``, a control byte in a
+    header) itself, before any middleware, with a text/plain body quoting the bytes the client
+    sent and its parser's message (``Invalid character in Content-Length: … b'Content-Length:
+    -1' ^``), and the ``Server`` header no ``on_response_prepare`` handler sees (that signal is
+    not sent for such a request). No library text is to reach a client (docs/fleet.md), and
+    aiohttp offers no public hook for these answers: this subclass overrides
+    :meth:`web.RequestHandler.handle_error`, whose signature it keeps, and is put in place by
+    :func:`quiet_handler`. aiohttp's own ``handle_error`` still runs first, for what it does
+    besides the body (its log record, which :class:`_MalformedRequests` words; its refusal
+    when part of a response was sent already; closing the connection).
+    tests/fleet/test_service_errors.py pins the answer."""
+
+    __slots__ = ()
+
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        theirs = super().handle_error(request, status, exc, message)
+        words = _ERROR_WORDS.get(theirs.status, "the request is not valid HTTP")
+        response = web.json_response({"error": words}, status=theirs.status)
+        response.headers["Server"] = SERVER_HEADER
+        response.force_close()
+        return response
+
+
+def quiet_handler(handler: asyncio.Protocol) -> asyncio.Protocol:
+    """``handler``, made by aiohttp's server for a connection, answering requests it cannot
+    parse in our words (:class:`_QuietRequestHandler`). Its class is swapped rather than a new
+    handler made, so that aiohttp builds it with its own arguments (no private attribute of its
+    server is read): the subclass adds no slot, so the layout is the same. Any other protocol
+    is returned as it is."""
+    if type(handler) is web.RequestHandler:
+        handler.__class__ = _QuietRequestHandler
+    return handler
+
+
+async def server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: our ``Server`` header in the place of aiohttp's."""
+    response.headers["Server"] = SERVER_HEADER
 
 
 def http_log() -> logging.Logger:

@@ -75,6 +75,9 @@ class IntakeReceipt:
     refused: int = 0
     """Observations refused because the rules cannot evaluate their certificate (dates at
     the ends of the representable range): never recorded, the agent reports them itself."""
+    queued: bool = False
+    """The observations were only queued for a ledger elsewhere (a fleet agent's outbox):
+    ``recorded`` then counts what was queued, and nothing is known yet of what is new."""
 
 
 class Intake(Protocol):

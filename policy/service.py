@@ -71,6 +71,8 @@ from .connections import (
     address_text,
     connection_middleware,
     http_log,
+    quiet_handler,
+    server_header,
 )
 from .errors import LedgerContentError, LedgerError
 from .fleet_registry import RENEWAL_GRACE, FleetRegistry, IssuedRecord
@@ -92,6 +94,7 @@ from .fleet_wire import (
 )
 from .ledger import BatchReceipt, Ledger
 from .logevents import event
+from .tlsalert import start_tls
 
 __all__ = [
     "API_VERSION",
@@ -216,6 +219,7 @@ class _Service:
         now = self.clock()
         identity: PeerIdentity | None = None
         if self._from_proxy(request) and self.forwarded is not None:
+            self._refuse_repeated(request, self.settings.proxy_header)
             secret = self.settings.proxy_secret
             if secret is not None:
                 given = request.headers.get(self.settings.proxy_secret_header, "")
@@ -241,6 +245,22 @@ class _Service:
         if identity.not_after_utc < now:
             raise _Refused(_error(403, "the client certificate has expired"))
         return identity
+
+    @staticmethod
+    def _refuse_repeated(request: web.Request, name: str) -> None:
+        """Refuse a request from the proxy carrying the header ``name`` more than once (400).
+        A proxy that appends its header instead of replacing it (``add_header``-style, or a
+        chain of proxies) forwards the client's own copy too, and whichever one was read
+        would decide: a client that put another host's certificate (public: it is in logs and
+        on that host) first would be that host. Only nginx's ``proxy_set_header`` is safe,
+        and the service cannot tell which copy the proxy wrote, so it takes neither."""
+        if len(request.headers.getall(name, ())) > 1:
+            log.warning("refused a request from %s: it carries the %s header more than once "
+                        "(the proxy must replace a client's copy, not add its own)",
+                        address_text(request.remote), name,
+                        extra=event("request-refused", peer=address_text(request.remote)))
+            raise _Refused(_error(400, f"the request carries the {name} header more than "
+                                       "once; the proxy must replace it, not add to it"))
 
     def _check(self, identity: PeerIdentity) -> PeerIdentity:
         """Revocation, asked of the database on every request (runs in a worker thread)."""
@@ -525,6 +545,7 @@ def build_app(*, intake: Ledger, registry: FleetRegistry, clock: Callable[[], da
                        forwarded=forwarded, renewer=renewer)
     app = web.Application(client_max_size=settings.max_body_bytes,
                           middlewares=[connection_middleware, _refusals])
+    app.on_response_prepare.append(server_header)
     app[CONNECTIONS] = ConnectionGuard(
         header_timeout_s=settings.header_timeout.total_seconds(),
         max_per_host=settings.max_connections_per_host, max_handshakes=settings.max_handshakes)
@@ -592,19 +613,63 @@ def _on_unix_socket(transport: asyncio.BaseTransport) -> bool:
     return sock is not None and getattr(sock, "family", None) == socket.AF_UNIX
 
 
-def handshake_reason(exc: BaseException) -> str:
-    """Why a TLS handshake failed, in a few words: OpenSSL's own reason (``certificate has
-    expired``, ``unable to get local issuer certificate`` for another CA's certificate,
-    ``peer did not return a certificate``), reduced to plain characters and bounded."""
-    text = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
-    if not text:
-        return ("the client closed the connection during the handshake"
-                if isinstance(exc, ConnectionError) else type(exc).__name__)
+_CERTIFICATE_ALERTS = ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_UNKNOWN",
+                       "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED", "UNSUPPORTED_CERTIFICATE")
+
+
+def _words(text: object) -> str:
+    """OpenSSL's reason reduced to plain characters and bounded."""
     return re.sub(r"[^0-9A-Za-z ._-]", "?", str(text).replace("_", " ").lower())[:120]
 
 
+@dataclass(frozen=True, slots=True)
+class HandshakeFailure:
+    """Why a TLS handshake failed, and who refused whom: a log line must not read as the
+    service refusing an agent when it was the agent that refused the service's certificate
+    (a wrong ``ca_bundle``), which the operator fixes on the other machine."""
+
+    message: str
+    refused_by: str
+    """``service`` (it refused the client's certificate, or its lack of one), ``client``
+    (the client's alert ended the handshake), or ``""`` (neither said: the connection was
+    closed, or the two have no protocol in common)."""
+
+
+def handshake_failure(exc: BaseException, peer: str) -> HandshakeFailure:
+    """Why the TLS handshake with ``peer`` failed, in a few words: OpenSSL's own reason
+    (``certificate has expired``, ``unable to get local issuer certificate`` for another CA's
+    certificate, ``peer did not return a certificate``), reduced to plain characters and
+    bounded, and who refused. An alert is what the client sent (OpenSSL names an alert it
+    receives ``…_ALERT_…``); a verification failure is the service's own check."""
+    verified = getattr(exc, "verify_message", None)
+    if verified:
+        return HandshakeFailure(
+            message=f"refused a TLS handshake from {peer}: its client certificate: "
+                    f"{_words(verified)}", refused_by="service")
+    reason = str(getattr(exc, "reason", None) or "")
+    if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+        return HandshakeFailure(
+            message=f"refused a TLS handshake from {peer}: no client certificate (peer did "
+                    "not return a certificate)", refused_by="service")
+    if "_ALERT_" in reason:
+        if reason.endswith(_CERTIFICATE_ALERTS):
+            return HandshakeFailure(
+                message=f"the client at {peer} refused the service's certificate in the TLS "
+                        f"handshake ({_words(reason)}): its ca_bundle is not the fleet CA "
+                        "that signed [serve] certificate, or that certificate does not name "
+                        "the address the client connects to", refused_by="client")
+        return HandshakeFailure(message=f"the client at {peer} ended the TLS handshake "
+                                        f"({_words(reason)})", refused_by="client")
+    if reason:
+        return HandshakeFailure(message=f"a TLS handshake from {peer} failed: {_words(reason)}",
+                                refused_by="")
+    why = ("the client closed the connection during the handshake"
+           if isinstance(exc, ConnectionError) else type(exc).__name__)
+    return HandshakeFailure(message=f"a TLS handshake from {peer} failed: {why}", refused_by="")
+
+
 class HandshakeLog:
-    """One warning a refused TLS handshake, at most ``burst`` in a ``window_s`` window; past
+    """One warning a failed TLS handshake, at most ``burst`` in a ``window_s`` window; past
     that, one line counting the rest when the window ends (a scanner must not flood the log).
     ``clock`` is monotonic seconds."""
 
@@ -619,16 +684,18 @@ class HandshakeLog:
                         held_back, int(self.budget.window_s),
                         extra=event("handshake-refused", count=held_back))
         if allowed:
-            log.warning("refused a TLS handshake from %s: %s", address_text(peer),
-                        handshake_reason(exc),
-                        extra=event("handshake-refused", peer=address_text(peer)))
+            failure = handshake_failure(exc, address_text(peer))
+            fields = {"refused_by": failure.refused_by} if failure.refused_by else {}
+            log.warning("%s", failure.message,
+                        extra=event("handshake-refused", peer=address_text(peer), **fields))
 
 
 class _TLSGate(asyncio.Protocol):
     """A TCP connection whose TLS handshake is made here before aiohttp sees it. The standard
     library's TLS server drops a failed handshake without a word outside debug mode; doing
-    the handshake with ``loop.start_tls`` lets the service log each refusal (another CA's
-    certificate, an expired one, none) with its reason and peer. A connection's header
+    the handshake with ``start_tls`` (:mod:`policy.tlsalert`: asyncio's, with the client sent
+    the alert that says why) lets the service log each refusal (another CA's certificate, an
+    expired one, none) with its reason and peer. A connection's header
     deadline starts here, at its accept, and the cap on handshakes is applied here."""
 
     def __init__(self, site: _GatedTLSSite) -> None:
@@ -640,7 +707,7 @@ class _TLSGate(asyncio.Protocol):
             return
         server = self.site.http_server()
         connection = None if server is None else self.site.guard.accepted(
-            transport.get_extra_info("peername"), server)
+            transport.get_extra_info("peername"), lambda: quiet_handler(server()))
         if connection is None:
             transport.abort()
             return
@@ -708,11 +775,11 @@ class _GatedTLSSite(web.BaseSite):
             transport.close()
             return
         peer = transport.get_extra_info("peername")
-        loop = asyncio.get_running_loop()
         try:
-            tls = await loop.start_tls(
-                transport, connection, self.context, server_side=True,
-                ssl_handshake_timeout=self.guard.handshake_timeout_s(connection))
+            # asyncio's start_tls, sending the client the alert that says why its certificate
+            # was refused (asyncio's own drops it): policy/tlsalert.py.
+            tls = await start_tls(transport, connection, self.context,
+                                  handshake_timeout_s=self.guard.handshake_timeout_s(connection))
         except asyncio.CancelledError:
             self.guard.handshake_failed(connection, timed_out=False)
             transport.close()

@@ -332,3 +332,44 @@ def test_a_batch_the_service_cannot_store_drops_only_the_observation_refused(
     dropped = [r for r in caplog.records if "dropped from the outbox" in r.getMessage()]
     assert len(dropped) == 1
     assert dropped[0].levelno == logging.ERROR
+
+
+def test_report_unreachable_is_logged_when_its_reason_changes_and_as_a_reminder(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import socket
+    import ssl
+
+    from agent.fleet_client import UNREACHABLE_REMINDER_S
+
+    now = [1000.0]
+    outbox = Outbox.open(tmp_path / "o.sqlite3")
+    intake = OutboxIntake(outbox=outbox, client=_unreachable_client(), host="h1",
+                          clock=lambda: AT, monotonic=lambda: now[0])
+    intake.report([_observation("/a")], at=AT)
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records
+                if getattr(r, "event", "") == "report-unreachable"]
+
+    with caplog.at_level(logging.WARNING, logger="certescrow.agent"):
+        for _ in range(7):  # the same reason every attempt: said once
+            assert intake.send_one() is False
+            now[0] += 30
+        assert len(said()) == 1, said()
+        assert "connection refused by 127.0.0.1:9" in said()[0]
+        now[0] += UNREACHABLE_REMINDER_S  # still down: a reminder, with the attempts
+        assert intake.send_one() is False
+        assert len(said()) == 2
+        assert said()[1].endswith("(still: 8 attempt(s) failed)")
+        # Another reason (a port that takes the connection and never answers): said at once.
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen()
+            intake.client = FleetClient(f"https://127.0.0.1:{silent.getsockname()[1]}",
+                                        ssl.create_default_context(), timeout_s=0.2)
+            now[0] += 30
+            assert intake.send_one() is False
+        assert len(said()) == 3
+        assert "no answer from 127.0.0.1:" in said()[2]
+    outbox.close()

@@ -63,3 +63,39 @@ def test_outbox_past_its_warning_level_is_a_host_warning(tmp_path: Path, waiting
 
     as_json = _run_once(agent, "--json")
     assert ('"outbox-filling"' in as_json.stdout) is filling
+
+
+@pytest.mark.parametrize("service_up", [False, True])
+def test_once_says_whether_its_report_was_queued_or_delivered(tmp_path: Path,
+                                                              service_up: bool) -> None:
+    # "reported: 3 observation(s) reported … recorded=3" was logged with the service down and
+    # nothing delivered; and a report-unreachable line came after "stopping".
+    fleet = make_fleet(tmp_path / "desk")
+    if service_up:
+        fleet.start()
+    try:
+        agent = Agent(tmp_path / "web1", fleet, "web1",
+                      port=fleet.port if service_up else _closed_port())
+        now = datetime.now(UTC)  # noqa: TID251 - the run reads the real clock
+        for i in range(3):
+            issued = make_cert(sans=(f"h{i}.example.jp",), not_before=now - timedelta(days=10),
+                               lifetime=timedelta(days=200))
+            (agent.store / f"c{i}.pem").write_bytes(issued.pem)
+        done = _run_once(agent)
+    finally:
+        fleet.stop()
+    lines = done.stderr.splitlines()
+    assert done.returncode == 0, done.stderr
+    assert "observation(s) reported" not in done.stderr
+    [reported] = [line for line in lines if " reported: " in line]
+    assert "3 observation(s) queued in the outbox for the policy service" in reported
+    assert "recorded=" not in reported
+    delivered = [line for line in lines if " delivered: " in line]
+    if service_up:
+        assert len(delivered) == 1, done.stderr
+        assert "3 observation(s) in 1 batch(es) delivered to the policy service" in delivered[0]
+        assert "report-unreachable" not in done.stderr
+    else:
+        assert delivered == []
+        assert len([line for line in lines if "report-unreachable:" in line]) == 1
+    assert lines[-1].startswith("info    stopping:"), done.stderr  # said last

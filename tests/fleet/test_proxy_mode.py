@@ -77,3 +77,43 @@ def test_the_header_from_an_untrusted_address_is_ignored(tmp_path: Path) -> None
         assert fleet.journal_count() == 0
     finally:
         fleet.stop()
+
+
+def _post_headers(port: int, body: object, headers: list[tuple[str, str]]
+                  ) -> tuple[int, dict[str, object]]:
+    """A POST carrying ``headers`` as given, repeated names included."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    data = json.dumps(body).encode()
+    try:
+        conn.putrequest("POST", "/v1/report")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(len(data)))
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.endheaders(data)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_a_client_certificate_header_given_twice_is_refused(proxied: Fleet) -> None:
+    # A proxy that adds its header to the client's instead of replacing it: the client puts
+    # another host's certificate (public) before the one the proxy verified, or after it.
+    victim = proxied.client("victim")
+    attacker = proxied.client("attacker")
+    body = report("victim", 1, [observation("/a.pem", "a" * 64)])
+    victims, attackers = (urllib.parse.quote(c.cert_pem.decode()) for c in (victim, attacker))
+    for headers in ([("X-Client-Cert", victims), ("X-Client-Cert", attackers)],
+                    [("X-Client-Cert", attackers), ("X-Client-Cert", victims)],
+                    [("X-Client-Cert", victims), ("x-client-cert", victims)]):
+        status, answer = _post_headers(proxied.port, body, headers)
+        assert status == 400, answer
+        assert "more than once" in str(answer["error"])
+    assert proxied.journal_count() == 0
+    # one header, as nginx's proxy_set_header sends it: taken
+    assert _post_headers(proxied.port, body, [("X-Client-Cert", victims)])[0] == 200
+    proxied.stop()
+    log = "".join(proxied.stderr)
+    assert log.count("request-refused: refused a request from 127.0.0.1: it carries the "
+                     "X-Client-Cert header more than once") == 3, log

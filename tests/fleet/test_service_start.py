@@ -90,6 +90,54 @@ def test_a_ca_certificate_that_is_not_a_ca_is_refused_at_start(fleet: Fleet) -> 
     assert b"Traceback" not in err
 
 
+@pytest.mark.parametrize(("given", "says"), [
+    ("config", "serve.toml: not a PEM certificate"),
+    ("ca", "ca.pem: a CA certificate (the fleet CA's?), not a TLS certificate of its own"),
+    ("other-key", "other.pem: the certificate is not the one of the key [serve] key "
+                  "(vault entry "),
+    ("garbage", "garbage.pem: not a PEM certificate"),
+])
+def test_a_server_certificate_that_cannot_be_used_is_named_with_the_reason(
+        fleet: Fleet, given: str, says: str) -> None:
+    # Each was "the TLS certificate does not match its key", naming no file.
+    from agent.fleet_ca import issue_server_certificate
+
+    _, other = issue_server_certificate(ca_key_pem=fleet.ca_key, ca_cert_pem=fleet.ca_cert,
+                                        names=["127.0.0.1"], at=NOW - timedelta(days=1))
+    (fleet.root / "other.pem").write_bytes(other.pem)  # its key is not the vault's
+    (fleet.root / "garbage.pem").write_bytes(
+        b"-----BEGIN CERTIFICATE-----\n\x1b[2Jnot base64\n-----END CERTIFICATE-----\n")
+    fleet.server_cert = {"config": fleet.root / "serve.toml", "ca": fleet.root / "ca.pem",
+                         "other-key": fleet.root / "other.pem",
+                         "garbage": fleet.root / "garbage.pem"}[given]
+    process = _serve(fleet, "")
+    _, err = process.communicate(timeout=60)
+    text = err.decode()
+    assert process.returncode == 41, text
+    [line] = text.splitlines()
+    assert line.startswith(f"Error: {fleet.root}/"), line
+    assert says in line, line
+    assert "does not match its key" not in line
+    assert "\x1b" not in text
+    assert "_ssl.c" not in text  # nothing of OpenSSL's text
+    assert "[SSL" not in text
+
+
+def test_a_ca_bundle_that_is_no_certificate_is_named() -> None:
+    from agent.fleet_ca import FleetCAError, client_ssl_context, issue_server_certificate
+
+    ca_key, ca_cert = issue_ca(name="test CA", at=NOW - timedelta(days=2))
+    key_pem, issued = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
+                                               names=["127.0.0.1"], at=NOW - timedelta(days=1))
+    for bundle in (b"not PEM at all", b"\xff\xfe"):
+        with pytest.raises(FleetCAError) as refused:
+            client_ssl_context(cert_pem=issued.pem, key_pem=key_pem, ca_cert_pem=bundle,
+                               ca_certificate="[report] ca_bundle /etc/fleet-ca.pem")
+        assert str(refused.value).startswith("[report] ca_bundle /etc/fleet-ca.pem: ")
+        assert "_ssl.c" not in str(refused.value)
+        assert "[X509" not in str(refused.value)
+
+
 @pytest.mark.parametrize("dsn", ["postgresql://desk:s3cr3t-pw@127.0.0.1/test",
                                  "postgresql://desk:s3cr3t/pw@127.0.0.1/test",
                                  "postgresql://127.0.0.1/test?sslpassword=s3cr3t-pw"])
@@ -126,15 +174,25 @@ def test_sigterm_logs_stopping_and_refused_handshakes_are_logged(fleet: Fleet) -
         assert fleet.connect(client).request("POST", "/v1/report", body).status == 0
     good = fleet.client("good-host")
     assert fleet.connect(good).request("GET", "/v1/bindings").status == 200
+    # The agent refuses the service: its ca_bundle is another CA's. The service's line must
+    # say it was the client that refused, not the service.
+    assert fleet.connect(good, ca_cert=other_cert).request("GET", "/v1/bindings").status == 0
     fleet.close_clients()
     code, err = _stop(process)
     assert code == 0, err
-    refusals = [line for line in err.splitlines() if "refused a TLS handshake" in line]
-    assert len(refusals) == 3, err
-    assert all(re.search(r"from 127\.0\.0\.1:\d+: ", line) for line in refusals)
+    refusals = [line for line in err.splitlines() if "handshake-refused" in line]
+    assert len(refusals) == 4, err
+    assert all(re.search(r"127\.0\.0\.1:\d+", line) for line in refusals)
+    assert "refused a TLS handshake from 127.0.0.1:" in refusals[0]
     assert "unable to get local issuer certificate" in refusals[0]
     assert "certificate has expired" in refusals[1]
-    assert "certificate" in refusals[2]
+    assert "no client certificate" in refusals[2]
+    assert all(line.endswith("refused_by=service") for line in refusals[:3])
+    assert "the client at 127.0.0.1:" in refusals[3]
+    assert "refused the service's certificate" in refusals[3]
+    assert "tlsv1 alert unknown ca" in refusals[3]
+    assert "refused a TLS handshake" not in refusals[3]
+    assert refusals[3].endswith("refused_by=client")
     assert "stopping" in err
     assert "Traceback" not in err
 
@@ -291,3 +349,36 @@ def test_the_service_refreshes_expired_cached_actions_when_it_starts(fleet: Flee
     days.add(tokyo_date(datetime.now(UTC)).isoformat())  # noqa: TID251 - midnight may pass
     assert evaluated in days
     assert "projection refreshed: 1 contract(s) evaluated again" in err
+
+
+def test_an_agents_client_certificate_that_is_no_certificate_is_named(fleet: Fleet,
+                                                                     tmp_path: Path) -> None:
+    from tests.fleet.test_agent_process import Agent
+    from tests.fleet.test_outbox_exit_status import _run_once
+
+    agent = Agent(tmp_path / "web1", fleet, "web1", port=1)
+    (agent.root / "client.pem").write_text("[report]\nnot a certificate\n")
+    done = _run_once(agent)
+    assert done.returncode == 41, done.stderr
+    assert (f"Error: [report] client_certificate {agent.root / 'client.pem'}: not a PEM "
+            "certificate") in done.stderr
+    assert "no key in the vault matches" not in done.stderr
+
+
+def test_sighup_is_logged_and_the_service_keeps_serving(fleet: Fleet) -> None:
+    # SIGHUP's default action ended the service silently (exit 129, no stopping line).
+    process = _serve(fleet, "")
+    fleet.port = int(_started(process, r"listening on https://127\.0\.0\.1:(\d+)"))
+    try:
+        process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert process.poll() is None
+        good = fleet.client("good-host")
+        assert fleet.connect(good).request("GET", "/v1/bindings").status == 200
+        fleet.close_clients()
+    finally:
+        code, err = _stop(process)
+    assert code == 0, err
+    assert "warning reload-ignored: SIGHUP: policy serve does not reload; it keeps running" \
+        in err, err
+    assert "stopping" in err
