@@ -105,13 +105,20 @@ def _host_name(host: str) -> str:
     return check_host_name(name)
 
 
-def _open_vault(settings: Mapping[str, Any], vault_path: Path | None,
-                key_file: Path | None) -> Any:
-    from vault import default_vault_path, key_source_from_settings, open_vault
+def _open_vault(settings: Mapping[str, Any], vault_path: Path | None, key_file: Path | None,
+                *, create: bool, named_by: str = "--vault or [vault] path") -> Any:
+    """The vault of the fleet command. ``create``: only for what makes new keys for a vault
+    that may not exist yet (``fleet ca init``, ``agent enroll``). Every other command opens
+    the vault that holds what it needs: a mistyped path must not answer with a new, empty
+    vault (and a new master key), nor with advice to make a second fleet CA."""
+    from vault import VaultNotFoundError, key_source_from_settings, open_vault
 
-    path = vault_path or (Path(str(settings["path"])).expanduser() if settings.get("path")
-                          else default_vault_path())
-    return open_vault(path, key_source_from_settings(settings, key_file=key_file), create=True)
+    path = _vault_file(settings, vault_path)
+    if not create and not (path.exists() or path.is_symlink()):
+        raise VaultNotFoundError(f"no vault at {path} (check {named_by}); nothing was "
+                                 "created")
+    return open_vault(path, key_source_from_settings(settings, key_file=key_file),
+                      create=create)
 
 
 def _vault_file(settings: Mapping[str, Any], vault_path: Path | None) -> Path:
@@ -206,11 +213,21 @@ def _labelled(vault: Any, kind: str, label: str) -> list[Any]:
     return [e for e in vault.entries(kind=kind) if e.label == label]
 
 
+def _desk_vault_hint(ctx: click.Context) -> str:
+    """Where the desk's vault was named, for an error that says the one used is wrong."""
+    return ("--vault or the --serve-config's [vault] path" if _serve_config(ctx) is not None
+            else "--vault, [vault] path or --serve-config")
+
+
 def _ca_material(vault: Any) -> tuple[bytes, bytes]:
     keys = _labelled(vault, "private-key", CA_LABEL)
     certs = _labelled(vault, "certificate", CA_LABEL)
     if not keys or not certs:
-        raise FleetCAError("this vault holds no fleet CA; run `certescrow fleet ca init` first")
+        # Most often the wrong vault (the per-user one, another desk's): a second CA made
+        # here would be one no host or service trusts, so the first advice is the vault.
+        raise FleetCAError(f"the vault {vault.path} holds no fleet CA: is it the desk's vault "
+                           "(--vault, [vault] path, --serve-config)? Only a desk that has "
+                           "none yet runs `certescrow fleet ca init`")
     return vault.get(keys[-1].entry_id), vault.get(certs[-1].entry_id)
 
 
@@ -248,7 +265,7 @@ def ca_init_command(ctx: click.Context, name: str, out: Path | None, at: datetim
                     vault_path: Path | None, key_file: Path | None) -> None:
     """Make the fleet CA: key and certificate into the vault, the certificate to --out."""
     now = resolve_at(at)
-    with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
+    with _open_vault(_vault_settings(ctx), vault_path, key_file, create=True) as vault:
         if _labelled(vault, "private-key", CA_LABEL):
             raise FleetCAError("this vault already holds a fleet CA (one CA per vault; "
                                "its certificate: `certescrow vault list`)")
@@ -298,7 +315,8 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
                            f"{state}: the host would be locked out when it lapses; nothing was "
                            "registered (drop --at, or give more --days)")
     csr_pem = _read_csr(csr)
-    with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
+    with _open_vault(_vault_settings(ctx), vault_path, key_file, create=False,
+                     named_by=_desk_vault_hint(ctx)) as vault:
         ca_key, ca_cert = _ca_material(vault)
     try:
         issued = issue_client_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
@@ -381,7 +399,8 @@ def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
     """Issue the service's TLS certificate for NAMES (DNS names or IP addresses)."""
     now = resolve_at(at)
     real = resolve_at(None).replace(microsecond=0)
-    with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
+    with _open_vault(_vault_settings(ctx), vault_path, key_file, create=False,
+                     named_by=_desk_vault_hint(ctx)) as vault:
         ca_key, ca_cert = _ca_material(vault)
         key_pem, issued = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
                                                    names=list(names), at=now)
@@ -628,7 +647,7 @@ def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
     host = _host_name(host)
     key_pem, csr_pem = make_agent_csr(host=host)
     with _cleaned_up_on_failure(_vault_file(_vault_settings(ctx), vault_path)), \
-            _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
+            _open_vault(_vault_settings(ctx), vault_path, key_file, create=True) as vault:
         result = vault.put_many(_put_requests([("private-key", key_pem)], CLIENT_LABEL))[0]
     _write_public(csr_out, csr_pem)
     click.echo(f'client_key = "{result.entry_id}"   # [report]: the vault entry of the key',
@@ -849,7 +868,8 @@ def serve_command(config_file: Path, key_file: Path | None, log_format: str,
             cert_pem = config.certificate.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{config.certificate}: cannot read: {exc.strerror}") from None
-        with _open_vault(config.vault, None, key_file) as vault:
+        with _open_vault(config.vault, None, key_file, create=False,
+                         named_by=f"[vault] path in {config_file}") as vault:
             key_pem = vault.get(config.key)
             ca_key_pem = vault.get(config.ca_key) if config.ca_key else None
         context = server_ssl_context(cert_pem=cert_pem, key_pem=key_pem, ca_cert_pem=ca_pem)
