@@ -214,32 +214,47 @@ def _labelled(vault: Any, kind: str, label: str) -> list[Any]:
 
 
 def _desk_vault_hint(ctx: click.Context) -> str:
-    """Where the desk's vault was named, for an error that says the one used is wrong."""
+    """Where a command that takes ``--serve-config`` was told its vault, for an error that
+    says the one used is wrong."""
     return ("--vault or the --serve-config's [vault] path" if _serve_config(ctx) is not None
             else "--vault, [vault] path or --serve-config")
 
 
-def _ca_material(vault: Any) -> tuple[bytes, bytes]:
+def _ca_material(vault: Any, named_by: str = "--vault or [vault] path") -> tuple[bytes, bytes]:
     keys = _labelled(vault, "private-key", CA_LABEL)
     certs = _labelled(vault, "certificate", CA_LABEL)
     if not keys or not certs:
         # Most often the wrong vault (the per-user one, another desk's): a second CA made
         # here would be one no host or service trusts, so the first advice is the vault.
         raise FleetCAError(f"the vault {vault.path} holds no fleet CA: is it the desk's vault "
-                           "(--vault, [vault] path, --serve-config)? Only a desk that has "
-                           "none yet runs `certescrow fleet ca init`")
+                           f"(check {named_by})? Only a desk that has none yet runs "
+                           "`certescrow fleet ca init`")
     return vault.get(keys[-1].entry_id), vault.get(certs[-1].entry_id)
 
 
-def _write_public(path: Path | None, data: bytes) -> None:
-    """Certificates and CSRs are public: written 0644 (or to stdout)."""
-    if path is None:
-        click.echo(data.decode("ascii"), nl=False)
-        return
+@contextlib.contextmanager
+def _published_after(path: Path | None, data: bytes, *, force: bool) -> Iterator[None]:
+    """Certificates and CSRs are public: written 0644 to ``path`` (or to stdout) once the body
+    (storing a key, registering a certificate) has committed, and staged before it, so that a
+    file that cannot be written leaves nothing stored or registered (agent/publicfile.py)."""
+    from .publicfile import stage_public_file
+
+    staged = None if path is None else stage_public_file(path, data, force=force)
     try:
-        path.write_bytes(data)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write: {exc.strerror}") from None
+        yield
+    except BaseException:
+        if staged is not None:
+            staged.discard()
+        raise
+    if staged is None:
+        click.echo(data.decode("ascii"), nl=False)
+    else:
+        staged.publish()
+
+
+def _force_option(what: str) -> Callable[[F], F]:
+    return click.option("--force", is_flag=True,
+                        help=f"Overwrite {what} if it exists (else refused, exit 29).")
 
 
 # ---------------------------------------------------------------------- certescrow fleet
@@ -259,20 +274,21 @@ def ca_group() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the CA certificate (public: for agents and the service) here.")
 @click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+@_force_option("--out")
 @_vault_options
 @click.pass_context
 def ca_init_command(ctx: click.Context, name: str, out: Path | None, at: datetime | None,
-                    vault_path: Path | None, key_file: Path | None) -> None:
+                    force: bool, vault_path: Path | None, key_file: Path | None) -> None:
     """Make the fleet CA: key and certificate into the vault, the certificate to --out."""
     now = resolve_at(at)
-    with _open_vault(_vault_settings(ctx), vault_path, key_file, create=True) as vault:
+    key_pem, cert_pem = issue_ca(name=name, at=now)
+    with _published_after(out, cert_pem, force=force), \
+            _open_vault(_vault_settings(ctx), vault_path, key_file, create=True) as vault:
         if _labelled(vault, "private-key", CA_LABEL):
             raise FleetCAError("this vault already holds a fleet CA (one CA per vault; "
                                "its certificate: `certescrow vault list`)")
-        key_pem, cert_pem = issue_ca(name=name, at=now)
         made = vault.put_many(_put_requests([("private-key", key_pem),
                                              ("certificate", cert_pem)], CA_LABEL))
-    _write_public(out, cert_pem)
     if out is not None:
         click.echo(f"fleet CA {name!r} made; its key is in the vault, its certificate in {out}")
     click.echo(f'ca_key = "{made[0].entry_id}"   # [serve] ca_key (agents renew through the '
@@ -295,12 +311,13 @@ def _put_requests(items: list[tuple[str, bytes]], label: str) -> list[Any]:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the certificate here (default: stdout).")
 @click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+@_force_option("--out")
 @_ledger_option
 @_vault_options
 @click.pass_context
 def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path | None,
-                 at: datetime | None, ledger_option: LedgerLocation | None, vault_path: Path | None,
-                 key_file: Path | None) -> None:
+                 at: datetime | None, force: bool, ledger_option: LedgerLocation | None,
+                 vault_path: Path | None, key_file: Path | None) -> None:
     """Issue an agent's short-lived client certificate from its CSR, and register it in the
     service's ledger (give the service's --serve-config, or its [serve] ledger as --ledger)."""
     now = resolve_at(at)
@@ -315,9 +332,10 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
                            f"{state}: the host would be locked out when it lapses; nothing was "
                            "registered (drop --at, or give more --days)")
     csr_pem = _read_csr(csr)
+    named_by = _desk_vault_hint(ctx)
     with _open_vault(_vault_settings(ctx), vault_path, key_file, create=False,
-                     named_by=_desk_vault_hint(ctx)) as vault:
-        ca_key, ca_cert = _ca_material(vault)
+                     named_by=named_by) as vault:
+        ca_key, ca_cert = _ca_material(vault, named_by)
     try:
         issued = issue_client_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
                                           csr_pem=csr_pem, host=host, at=now,
@@ -325,7 +343,8 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
     except CSRError as exc:
         raise CSRError(f"{csr}: {exc}") from None
     _refuse_short_lived(issued, real)
-    with _registry(ctx, ledger_option, create=True) as registry:
+    with _published_after(out, issued.pem, force=force), \
+            _registry(ctx, ledger_option, create=True) as registry:
         if registry.key_revoked(issued.key_sha256):  # issue 13: a leaked key stays out
             raise FleetCAError("this CSR's key belongs to a revoked (or superseded) client "
                                "certificate: the agent makes a new key with `certescrow "
@@ -339,7 +358,6 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
             not_after_utc=issued.not_after_utc, key_sha256=issued.key_sha256), at=real,
             supersede_at=max(now, real) + RENEWAL_GRACE)
     _warn_adjusted(issued)
-    _write_public(out, issued.pem)
     from policy.paths import ledger_display
 
     registered = ledger_display(_ledger_location(ctx, ledger_option)[0])
@@ -391,24 +409,25 @@ def _warn_adjusted(issued: IssuedCertificate) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Write the service's certificate here; its key goes into the vault.")
 @click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+@_force_option("--out")
 @_vault_options
 @click.pass_context
 def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
-                        at: datetime | None, vault_path: Path | None,
+                        at: datetime | None, force: bool, vault_path: Path | None,
                         key_file: Path | None) -> None:
     """Issue the service's TLS certificate for NAMES (DNS names or IP addresses)."""
     now = resolve_at(at)
     real = resolve_at(None).replace(microsecond=0)
-    with _open_vault(_vault_settings(ctx), vault_path, key_file, create=False,
-                     named_by=_desk_vault_hint(ctx)) as vault:
+    with _open_vault(_vault_settings(ctx), vault_path, key_file, create=False) as vault:
         ca_key, ca_cert = _ca_material(vault)
         key_pem, issued = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
                                                    names=list(names), at=now)
         _refuse_short_lived(issued, real)  # every agent would fail TLS against it
-        results = vault.put_many(_put_requests([("private-key", key_pem),
-                                                ("certificate", issued.pem)], SERVER_LABEL))
+        with _published_after(out, issued.pem, force=force):
+            results = vault.put_many(_put_requests([("private-key", key_pem),
+                                                    ("certificate", issued.pem)],
+                                                   SERVER_LABEL))
     _warn_adjusted(issued)
-    _write_public(out, issued.pem)
     click.echo(f"key = \"{results[0].entry_id}\"   # [serve] key: the vault entry of its key")
 
 
@@ -631,9 +650,10 @@ def _host_state(host: Any, at: datetime) -> str:
               "host, else the hostname).")
 @click.option("--csr-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the CSR here (default: stdout).")
+@_force_option("--csr-out")
 @_vault_options
 @click.pass_context
-def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
+def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None, force: bool,
                    vault_path: Path | None, key_file: Path | None) -> None:
     """Make this agent's fleet key (kept in its vault) and a CSR for the desk to sign.
 
@@ -646,10 +666,12 @@ def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
         host = configured if isinstance(configured, str) and configured else os.uname().nodename
     host = _host_name(host)
     key_pem, csr_pem = make_agent_csr(host=host)
-    with _cleaned_up_on_failure(_vault_file(_vault_settings(ctx), vault_path)), \
+    # The CSR is staged before the key is stored and named after: a CSR that cannot be
+    # written leaves no key in the vault, and no CSR ever names a key the vault lacks.
+    with _published_after(csr_out, csr_pem, force=force), \
+            _cleaned_up_on_failure(_vault_file(_vault_settings(ctx), vault_path)), \
             _open_vault(_vault_settings(ctx), vault_path, key_file, create=True) as vault:
         result = vault.put_many(_put_requests([("private-key", key_pem)], CLIENT_LABEL))[0]
-    _write_public(csr_out, csr_pem)
     click.echo(f'client_key = "{result.entry_id}"   # [report]: the vault entry of the key',
                err=csr_out is None)
 
