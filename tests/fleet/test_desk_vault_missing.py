@@ -77,3 +77,27 @@ def test_a_vault_without_a_fleet_ca_asks_whether_it_is_the_desks(tmp_path: Path)
     assert done.returncode == 41, done.stderr
     assert f"the vault {tmp_path / 'h.sqlite3'} holds no fleet CA: is it the desk's vault" \
         in done.stderr
+
+
+def test_the_services_file_given_to_the_root_config_names_the_options_that_take_it(
+        tmp_path: Path) -> None:
+    """docs/fleet.md said to give the service's file to the root --config for `fleet ca
+    init`; that was refused as "serve: unknown key" (its [vault] would be taken and its
+    [serve] ledger not). The refusal names the options that read it; those work."""
+    serve = tmp_path / "policy-serve.toml"
+    serve.write_text(f'[serve]\nledger = "{tmp_path / "ledger.sqlite3"}"\n'
+                     f'[vault]\npath = "{tmp_path / "desk.sqlite3"}"\nkey_source = "key-file"\n'
+                     f'key_file = "{tmp_path / "desk.key"}"\n')
+    serve.chmod(0o600)
+    before = _files(tmp_path)
+    refused = _run(["--config", str(serve), "fleet", "ca", "init", "--out",
+                    str(tmp_path / "fleet-ca.pem")], tmp_path)
+    assert refused.returncode == 31, refused.stderr
+    assert f"{serve}: serve: a [serve] table is the service's configuration" in refused.stderr
+    assert "--serve-config" in refused.stderr
+    assert "--vault and --key-file" in refused.stderr
+    assert _files(tmp_path) == before
+    made = _run(["fleet", "ca", "init", "--out", str(tmp_path / "fleet-ca.pem"), "--vault",
+                 str(tmp_path / "desk.sqlite3"), "--key-file", str(tmp_path / "desk.key")],
+                tmp_path)
+    assert made.returncode == 0, made.stderr
