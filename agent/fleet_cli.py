@@ -31,6 +31,7 @@ from policy.cliutil import (
     LedgerType,
     config_section,
     echo_json,
+    refuse_a_future_at,
     resolve_at,
 )
 from policy.fleet_registry import RENEWAL_GRACE, FleetRegistry, IssuedRecord
@@ -280,6 +281,7 @@ def ca_group() -> None:
 def ca_init_command(ctx: click.Context, name: str, out: Path | None, at: datetime | None,
                     force: bool, vault_path: Path | None, key_file: Path | None) -> None:
     """Make the fleet CA: key and certificate into the vault, the certificate to --out."""
+    _refuse_a_future_issue(at)
     now = resolve_at(at)
     key_pem, cert_pem = issue_ca(name=name, at=now)
     with _published_after(out, cert_pem, force=force), \
@@ -320,6 +322,7 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
                  vault_path: Path | None, key_file: Path | None) -> None:
     """Issue an agent's short-lived client certificate from its CSR, and register it in the
     service's ledger (give the service's --serve-config, or its [serve] ledger as --ledger)."""
+    _refuse_a_future_issue(at)
     now = resolve_at(at)
     real = resolve_at(None).replace(microsecond=0)  # what the service will compare it with
     host = _host_name(host)
@@ -380,6 +383,16 @@ def _read_csr(path: Path) -> bytes:
         raise CSRError(str(exc)) from None
 
 
+def _refuse_a_future_issue(at: datetime | None) -> None:
+    """A certificate dated ahead of the real clock is not valid yet: installed, it locks its
+    host (or every agent, for the service's or the CA's) out until then, and `fleet sign`
+    would supersede the host's working certificate with it."""
+    refuse_a_future_at(at, why=(
+        "a certificate issued from then is not valid yet (a host or service using it would "
+        "be refused until then); --at may only go back; nothing was issued, stored or "
+        "registered"))
+
+
 def _day_text(length: timedelta) -> str:
     return f"{length.days} day" if length.days == 1 else f"{length.days} days"
 
@@ -416,6 +429,7 @@ def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
                         at: datetime | None, force: bool, vault_path: Path | None,
                         key_file: Path | None) -> None:
     """Issue the service's TLS certificate for NAMES (DNS names or IP addresses)."""
+    _refuse_a_future_issue(at)
     now = resolve_at(at)
     real = resolve_at(None).replace(microsecond=0)
     with _open_vault(_vault_settings(ctx), vault_path, key_file, create=False) as vault:
@@ -440,6 +454,9 @@ def revoke_command(ctx: click.Context, host: str, at: datetime | None,
                    ledger_option: LedgerLocation | None) -> None:
     """Revoke every client certificate of HOST; the service refuses it from its next request.
     Revoking a host whose certificates are all revoked already changes nothing and succeeds."""
+    refuse_a_future_at(at, why=(
+        "the registry records a revocation when it is made, and the service refuses the host "
+        "from its next request; nothing was revoked"))
     now = resolve_at(at)
     host = _host_name(host)
     with _registry(ctx, ledger_option) as registry:
@@ -596,7 +613,8 @@ def hosts_command(ctx: click.Context, as_json: bool, silent_after: int, at: date
                   ledger_option: LedgerLocation | None) -> None:
     """Every host: last seen, certificates by severity, errors, client certificate expiry,
     state (REVOKED, EXPIRED, SILENT, ok). With --at: hosts enrolled after it are left out,
-    and a host seen only after it shows LATER (the registry keeps the last request only)."""
+    and a host seen only after it shows LATER (the registry keeps the last request only).
+    Without --at every host is listed: none is hidden from the desk's default view."""
     from untrusted.text import for_terminal
 
     now = resolve_at(at)
@@ -607,7 +625,7 @@ def hosts_command(ctx: click.Context, as_json: bool, silent_after: int, at: date
                     for h in hosts} if as_json else {}
     def existed(host: Any) -> bool:  # enrolled by --at, or heard from by then
         since = enrolled[host.host]
-        return since is None or since <= now or (
+        return at is None or since is None or since <= now or (
             host.last_seen_utc is not None and host.last_seen_utc <= now)
 
     shown = [h for h in hosts if existed(h)]
