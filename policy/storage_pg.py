@@ -265,10 +265,11 @@ def describe_connect_failure(cause: ConnectFailure, dsn: str, *, parameter: str 
     (:func:`redact_dsn`: no part of a password), not from the driver's text; ``parameter``
     is the name of the DSN parameter a refusal named, never its value."""
     shown = redact_dsn(dsn)
+    template: str = cause.value
     if cause in (ConnectFailure.UNKNOWN_PARAMETER, ConnectFailure.BAD_VALUE):
-        return cause.value.format(parameter=parameter)
+        return template.format(parameter=parameter)
     if shown == UNSHOWN:
-        return cause.value.format(where="the DSN's host", timeout=int(CONNECT_TIMEOUT_S))
+        return template.format(where="the DSN's host", timeout=int(CONNECT_TIMEOUT_S))
     try:
         parts = urllib.parse.urlsplit(shown)
         query = dict(urllib.parse.parse_qsl(parts.query))
@@ -276,7 +277,7 @@ def describe_connect_failure(cause: ConnectFailure, dsn: str, *, parameter: str 
         port = parts.port or int(query.get("port") or 5432)
     except ValueError:
         host, port = "the DSN's host", 5432
-    return cause.value.format(where=f"{host}:{port}", timeout=int(CONNECT_TIMEOUT_S))
+    return template.format(where=f"{host}:{port}", timeout=int(CONNECT_TIMEOUT_S))
 
 
 def _describe_connect_error(exc: psycopg.Error, dsn: str) -> str:
