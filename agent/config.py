@@ -666,6 +666,15 @@ def config_from_raw(raw: Mapping[str, Any], *, source: Path | None = None,
     """Validate a parsed TOML document into a :class:`Config`; raises :class:`ConfigError`
     naming ``source`` (or ``<defaults>``) and the offending key."""
     check = _Checker(str(source) if source is not None else "<defaults>")
+    if isinstance(raw, Mapping) and "serve" in raw:
+        # The service's file ([serve] and its [vault]) given where the agent's is read: its
+        # [vault] would be taken and its [serve] ledger not, so a desk command would sign
+        # into another ledger than the service's. Say which option takes it.
+        raise check.fail("serve", "a [serve] table is the service's configuration, which the "
+                         "root --config does not read: give this file to `policy serve "
+                         "--config`, or to a fleet command's --serve-config (its [serve] "
+                         "ledger and [vault]); `fleet ca init` and `fleet server-cert` take "
+                         "its vault as --vault and --key-file")
     top = check.table(raw, "", _TOP_KEYS)
     config = Config(
         policy=_policy(check, top.get("policy", {})),

@@ -15,9 +15,14 @@ from typing import Any
 
 import click
 
-from policy.cliutil import FILE_THE_COMMAND_READS, InstantType, echo_json, resolve_at
+from policy.cliutil import (
+    FILE_THE_COMMAND_READS,
+    InstantType,
+    echo_json,
+    refuse_a_future_at,
+    resolve_at,
+)
 from policy.decisions import Finding, Severity
-from policy.events import instant_to_tokyo_text
 from policy.intake import Intake, IntakeReceipt, Observation
 from untrusted.text import for_terminal
 
@@ -141,14 +146,10 @@ def _refuse_a_future_at(at: datetime | None) -> None:
     ledger records what happened: an ``--at`` after the real clock is a usage error (exit 2),
     refused before anything is opened. A question about a future day is ``certescrow scan
     --at`` (which writes nothing) or ``policy actions --at``."""
-    now = resolve_at(None)
-    if at is not None and at > now:
-        raise click.UsageError(
-            f"--at {instant_to_tokyo_text(at)} is in the future (now "
-            f"{instant_to_tokyo_text(now)}): agent run reports what it sees to the ledger, "
-            "which records what happened; ask about a future time with `certescrow scan "
-            "--at` (it writes nothing) or `certescrow policy actions --at`; nothing was "
-            "recorded")
+    refuse_a_future_at(at, why=(
+        "agent run reports what it sees to the ledger, which records what happened; ask "
+        "about a future time with `certescrow scan --at` (it writes nothing) or `certescrow "
+        "policy actions --at`; nothing was recorded"))
 
 
 def build_daemon(config: Config, *, config_path: Path | None, at: datetime | None,

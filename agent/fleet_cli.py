@@ -31,6 +31,7 @@ from policy.cliutil import (
     LedgerType,
     config_section,
     echo_json,
+    refuse_a_future_at,
     resolve_at,
 )
 from policy.fleet_registry import RENEWAL_GRACE, FleetRegistry, IssuedRecord
@@ -105,13 +106,20 @@ def _host_name(host: str) -> str:
     return check_host_name(name)
 
 
-def _open_vault(settings: Mapping[str, Any], vault_path: Path | None,
-                key_file: Path | None) -> Any:
-    from vault import default_vault_path, key_source_from_settings, open_vault
+def _open_vault(settings: Mapping[str, Any], vault_path: Path | None, key_file: Path | None,
+                *, create: bool, named_by: str = "--vault or [vault] path") -> Any:
+    """The vault of the fleet command. ``create``: only for what makes new keys for a vault
+    that may not exist yet (``fleet ca init``, ``agent enroll``). Every other command opens
+    the vault that holds what it needs: a mistyped path must not answer with a new, empty
+    vault (and a new master key), nor with advice to make a second fleet CA."""
+    from vault import VaultNotFoundError, key_source_from_settings, open_vault
 
-    path = vault_path or (Path(str(settings["path"])).expanduser() if settings.get("path")
-                          else default_vault_path())
-    return open_vault(path, key_source_from_settings(settings, key_file=key_file), create=True)
+    path = _vault_file(settings, vault_path)
+    if not create and not (path.exists() or path.is_symlink()):
+        raise VaultNotFoundError(f"no vault at {path} (check {named_by}); nothing was "
+                                 "created")
+    return open_vault(path, key_source_from_settings(settings, key_file=key_file),
+                      create=create)
 
 
 def _vault_file(settings: Mapping[str, Any], vault_path: Path | None) -> Path:
@@ -206,23 +214,48 @@ def _labelled(vault: Any, kind: str, label: str) -> list[Any]:
     return [e for e in vault.entries(kind=kind) if e.label == label]
 
 
-def _ca_material(vault: Any) -> tuple[bytes, bytes]:
+def _desk_vault_hint(ctx: click.Context) -> str:
+    """Where a command that takes ``--serve-config`` was told its vault, for an error that
+    says the one used is wrong."""
+    return ("--vault or the --serve-config's [vault] path" if _serve_config(ctx) is not None
+            else "--vault, [vault] path or --serve-config")
+
+
+def _ca_material(vault: Any, named_by: str = "--vault or [vault] path") -> tuple[bytes, bytes]:
     keys = _labelled(vault, "private-key", CA_LABEL)
     certs = _labelled(vault, "certificate", CA_LABEL)
     if not keys or not certs:
-        raise FleetCAError("this vault holds no fleet CA; run `certescrow fleet ca init` first")
+        # Most often the wrong vault (the per-user one, another desk's): a second CA made
+        # here would be one no host or service trusts, so the first advice is the vault.
+        raise FleetCAError(f"the vault {vault.path} holds no fleet CA: is it the desk's vault "
+                           f"(check {named_by})? Only a desk that has none yet runs "
+                           "`certescrow fleet ca init`")
     return vault.get(keys[-1].entry_id), vault.get(certs[-1].entry_id)
 
 
-def _write_public(path: Path | None, data: bytes) -> None:
-    """Certificates and CSRs are public: written 0644 (or to stdout)."""
-    if path is None:
-        click.echo(data.decode("ascii"), nl=False)
-        return
+@contextlib.contextmanager
+def _published_after(path: Path | None, data: bytes, *, force: bool) -> Iterator[None]:
+    """Certificates and CSRs are public: written 0644 to ``path`` (or to stdout) once the body
+    (storing a key, registering a certificate) has committed, and staged before it, so that a
+    file that cannot be written leaves nothing stored or registered (agent/publicfile.py)."""
+    from .publicfile import stage_public_file
+
+    staged = None if path is None else stage_public_file(path, data, force=force)
     try:
-        path.write_bytes(data)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write: {exc.strerror}") from None
+        yield
+    except BaseException:
+        if staged is not None:
+            staged.discard()
+        raise
+    if staged is None:
+        click.echo(data.decode("ascii"), nl=False)
+    else:
+        staged.publish()
+
+
+def _force_option(what: str) -> Callable[[F], F]:
+    return click.option("--force", is_flag=True,
+                        help=f"Overwrite {what} if it exists (else refused, exit 29).")
 
 
 # ---------------------------------------------------------------------- certescrow fleet
@@ -242,20 +275,22 @@ def ca_group() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the CA certificate (public: for agents and the service) here.")
 @click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+@_force_option("--out")
 @_vault_options
 @click.pass_context
 def ca_init_command(ctx: click.Context, name: str, out: Path | None, at: datetime | None,
-                    vault_path: Path | None, key_file: Path | None) -> None:
+                    force: bool, vault_path: Path | None, key_file: Path | None) -> None:
     """Make the fleet CA: key and certificate into the vault, the certificate to --out."""
+    _refuse_a_future_issue(at)
     now = resolve_at(at)
-    with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
+    key_pem, cert_pem = issue_ca(name=name, at=now)
+    with _published_after(out, cert_pem, force=force), \
+            _open_vault(_vault_settings(ctx), vault_path, key_file, create=True) as vault:
         if _labelled(vault, "private-key", CA_LABEL):
             raise FleetCAError("this vault already holds a fleet CA (one CA per vault; "
                                "its certificate: `certescrow vault list`)")
-        key_pem, cert_pem = issue_ca(name=name, at=now)
         made = vault.put_many(_put_requests([("private-key", key_pem),
                                              ("certificate", cert_pem)], CA_LABEL))
-    _write_public(out, cert_pem)
     if out is not None:
         click.echo(f"fleet CA {name!r} made; its key is in the vault, its certificate in {out}")
     click.echo(f'ca_key = "{made[0].entry_id}"   # [serve] ca_key (agents renew through the '
@@ -278,14 +313,16 @@ def _put_requests(items: list[tuple[str, bytes]], label: str) -> list[Any]:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the certificate here (default: stdout).")
 @click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+@_force_option("--out")
 @_ledger_option
 @_vault_options
 @click.pass_context
 def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path | None,
-                 at: datetime | None, ledger_option: LedgerLocation | None, vault_path: Path | None,
-                 key_file: Path | None) -> None:
+                 at: datetime | None, force: bool, ledger_option: LedgerLocation | None,
+                 vault_path: Path | None, key_file: Path | None) -> None:
     """Issue an agent's short-lived client certificate from its CSR, and register it in the
     service's ledger (give the service's --serve-config, or its [serve] ledger as --ledger)."""
+    _refuse_a_future_issue(at)
     now = resolve_at(at)
     real = resolve_at(None).replace(microsecond=0)  # what the service will compare it with
     host = _host_name(host)
@@ -298,8 +335,10 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
                            f"{state}: the host would be locked out when it lapses; nothing was "
                            "registered (drop --at, or give more --days)")
     csr_pem = _read_csr(csr)
-    with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
-        ca_key, ca_cert = _ca_material(vault)
+    named_by = _desk_vault_hint(ctx)
+    with _open_vault(_vault_settings(ctx), vault_path, key_file, create=False,
+                     named_by=named_by) as vault:
+        ca_key, ca_cert = _ca_material(vault, named_by)
     try:
         issued = issue_client_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
                                           csr_pem=csr_pem, host=host, at=now,
@@ -307,7 +346,8 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
     except CSRError as exc:
         raise CSRError(f"{csr}: {exc}") from None
     _refuse_short_lived(issued, real)
-    with _registry(ctx, ledger_option, create=True) as registry:
+    with _published_after(out, issued.pem, force=force), \
+            _registry(ctx, ledger_option, create=True) as registry:
         if registry.key_revoked(issued.key_sha256):  # issue 13: a leaked key stays out
             raise FleetCAError("this CSR's key belongs to a revoked (or superseded) client "
                                "certificate: the agent makes a new key with `certescrow "
@@ -321,7 +361,6 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
             not_after_utc=issued.not_after_utc, key_sha256=issued.key_sha256), at=real,
             supersede_at=max(now, real) + RENEWAL_GRACE)
     _warn_adjusted(issued)
-    _write_public(out, issued.pem)
     from policy.paths import ledger_display
 
     registered = ledger_display(_ledger_location(ctx, ledger_option)[0])
@@ -342,6 +381,16 @@ def _read_csr(path: Path) -> bytes:
         return read_secret_file(path, what="CSR", max_bytes=MAX_CSR_BYTES)
     except SecretFileError as exc:
         raise CSRError(str(exc)) from None
+
+
+def _refuse_a_future_issue(at: datetime | None) -> None:
+    """A certificate dated ahead of the real clock is not valid yet: installed, it locks its
+    host (or every agent, for the service's or the CA's) out until then, and `fleet sign`
+    would supersede the host's working certificate with it."""
+    refuse_a_future_at(at, why=(
+        "a certificate issued from then is not valid yet (a host or service using it would "
+        "be refused until then); --at may only go back; nothing was issued, stored or "
+        "registered"))
 
 
 def _day_text(length: timedelta) -> str:
@@ -373,23 +422,26 @@ def _warn_adjusted(issued: IssuedCertificate) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Write the service's certificate here; its key goes into the vault.")
 @click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
+@_force_option("--out")
 @_vault_options
 @click.pass_context
 def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
-                        at: datetime | None, vault_path: Path | None,
+                        at: datetime | None, force: bool, vault_path: Path | None,
                         key_file: Path | None) -> None:
     """Issue the service's TLS certificate for NAMES (DNS names or IP addresses)."""
+    _refuse_a_future_issue(at)
     now = resolve_at(at)
     real = resolve_at(None).replace(microsecond=0)
-    with _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
+    with _open_vault(_vault_settings(ctx), vault_path, key_file, create=False) as vault:
         ca_key, ca_cert = _ca_material(vault)
         key_pem, issued = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
                                                    names=list(names), at=now)
         _refuse_short_lived(issued, real)  # every agent would fail TLS against it
-        results = vault.put_many(_put_requests([("private-key", key_pem),
-                                                ("certificate", issued.pem)], SERVER_LABEL))
+        with _published_after(out, issued.pem, force=force):
+            results = vault.put_many(_put_requests([("private-key", key_pem),
+                                                    ("certificate", issued.pem)],
+                                                   SERVER_LABEL))
     _warn_adjusted(issued)
-    _write_public(out, issued.pem)
     click.echo(f"key = \"{results[0].entry_id}\"   # [serve] key: the vault entry of its key")
 
 
@@ -402,6 +454,9 @@ def revoke_command(ctx: click.Context, host: str, at: datetime | None,
                    ledger_option: LedgerLocation | None) -> None:
     """Revoke every client certificate of HOST; the service refuses it from its next request.
     Revoking a host whose certificates are all revoked already changes nothing and succeeds."""
+    refuse_a_future_at(at, why=(
+        "the registry records a revocation when it is made, and the service refuses the host "
+        "from its next request; nothing was revoked"))
     now = resolve_at(at)
     host = _host_name(host)
     with _registry(ctx, ledger_option) as registry:
@@ -558,7 +613,8 @@ def hosts_command(ctx: click.Context, as_json: bool, silent_after: int, at: date
                   ledger_option: LedgerLocation | None) -> None:
     """Every host: last seen, certificates by severity, errors, client certificate expiry,
     state (REVOKED, EXPIRED, SILENT, ok). With --at: hosts enrolled after it are left out,
-    and a host seen only after it shows LATER (the registry keeps the last request only)."""
+    and a host seen only after it shows LATER (the registry keeps the last request only).
+    Without --at every host is listed: none is hidden from the desk's default view."""
     from untrusted.text import for_terminal
 
     now = resolve_at(at)
@@ -569,7 +625,7 @@ def hosts_command(ctx: click.Context, as_json: bool, silent_after: int, at: date
                     for h in hosts} if as_json else {}
     def existed(host: Any) -> bool:  # enrolled by --at, or heard from by then
         since = enrolled[host.host]
-        return since is None or since <= now or (
+        return at is None or since is None or since <= now or (
             host.last_seen_utc is not None and host.last_seen_utc <= now)
 
     shown = [h for h in hosts if existed(h)]
@@ -612,9 +668,10 @@ def _host_state(host: Any, at: datetime) -> str:
               "host, else the hostname).")
 @click.option("--csr-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the CSR here (default: stdout).")
+@_force_option("--csr-out")
 @_vault_options
 @click.pass_context
-def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
+def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None, force: bool,
                    vault_path: Path | None, key_file: Path | None) -> None:
     """Make this agent's fleet key (kept in its vault) and a CSR for the desk to sign.
 
@@ -627,10 +684,12 @@ def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None,
         host = configured if isinstance(configured, str) and configured else os.uname().nodename
     host = _host_name(host)
     key_pem, csr_pem = make_agent_csr(host=host)
-    with _cleaned_up_on_failure(_vault_file(_vault_settings(ctx), vault_path)), \
-            _open_vault(_vault_settings(ctx), vault_path, key_file) as vault:
+    # The CSR is staged before the key is stored and named after: a CSR that cannot be
+    # written leaves no key in the vault, and no CSR ever names a key the vault lacks.
+    with _published_after(csr_out, csr_pem, force=force), \
+            _cleaned_up_on_failure(_vault_file(_vault_settings(ctx), vault_path)), \
+            _open_vault(_vault_settings(ctx), vault_path, key_file, create=True) as vault:
         result = vault.put_many(_put_requests([("private-key", key_pem)], CLIENT_LABEL))[0]
-    _write_public(csr_out, csr_pem)
     click.echo(f'client_key = "{result.entry_id}"   # [report]: the vault entry of the key',
                err=csr_out is None)
 
@@ -849,7 +908,8 @@ def serve_command(config_file: Path, key_file: Path | None, log_format: str,
             cert_pem = config.certificate.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{config.certificate}: cannot read: {exc.strerror}") from None
-        with _open_vault(config.vault, None, key_file) as vault:
+        with _open_vault(config.vault, None, key_file, create=False,
+                         named_by=f"[vault] path in {config_file}") as vault:
             key_pem = vault.get(config.key)
             ca_key_pem = vault.get(config.ca_key) if config.ca_key else None
         context = server_ssl_context(

@@ -404,7 +404,10 @@ class ClientCredentials:
 
     def __init__(self, *, certificate: Path, ca_pem: bytes, host: str, client_key: str | None,
                  open_vault: Callable[[], Any], log: EventLog | None = None,
-                 ca_bundle: str = "[report] ca_bundle") -> None:
+                 ca_bundle: str = "[report] ca_bundle",
+                 source: str = "the configuration") -> None:
+        self.source = source
+        """The configuration file that named ``client_key``, for the errors about it."""
         self.certificate = certificate
         self.ca_pem = ca_pem
         self.ca_bundle = ca_bundle
@@ -425,19 +428,42 @@ class ClientCredentials:
         except OSError as exc:
             raise ConfigError(f"{where}: {exc.strerror}") from None
         certificate_validity(self.cert_pem, what=where)  # not a certificate: said so, first
+        from vault import VaultEntryNotFoundError
+
+        missing: str | None = None  # client_key names no entry: a typo, or another vault
         with self.open_vault() as vault:
+            in_vault = f"the vault {vault.path}"
             candidates = [self.client_key] if self.client_key else []
             candidates += [e.entry_id for e in reversed(vault.entries(kind="private-key"))
                            if e.label == CLIENT_LABEL and e.entry_id not in candidates]
             for entry in candidates:
-                key_pem = vault.get(entry)
+                try:
+                    key_pem = vault.get(entry)
+                except VaultEntryNotFoundError:
+                    if entry != self.client_key:
+                        raise
+                    missing = entry
+                    continue
                 if key_matches_certificate(key_pem, self.cert_pem):
+                    if missing is not None:
+                        self.log.warning("client-key-missing", f"{self.source}: [report] "
+                                         f"client_key {missing!r} is not in "
+                                         f"{in_vault}; using {entry}, the key that matches the "
+                                         f"client certificate: set client_key = \"{entry}\"",
+                                         entry=entry)
                     return client_ssl_context(
                         cert_pem=self.cert_pem, key_pem=key_pem, ca_cert_pem=self.ca_pem,
                         certificate=where, key=f"the vault's key {entry}",
                         ca_certificate=self.ca_bundle)
-        raise ConfigError(f"[report]: no key in the vault matches the client certificate "
-                          f"{self.certificate} (run `certescrow agent enroll` again)")
+        if missing is not None:
+            raise ConfigError(f"{self.source}: [report] client_key {missing!r}"
+                              f": no such entry in {in_vault} (the daemon's [vault]), and no "
+                              f"key there matches the client certificate {self.certificate}: "
+                              "give the id `certescrow agent enroll` printed, enrolled into "
+                              "this vault")
+        raise ConfigError(f"{self.source}: [report]: no key in {in_vault} matches the client "
+                          f"certificate {self.certificate} (run `certescrow agent enroll` "
+                          "again)")
 
     def finding(self, at: datetime) -> Finding | None:
         """:func:`client_certificate_finding` of the certificate in use (``None`` before it
@@ -1078,7 +1104,7 @@ def open_reporting(raw: Mapping[str, Any], *, source: str, host: str, state_dir:
         certificate=settings.client_certificate, ca_pem=read(settings.ca_bundle), host=host,
         client_key=settings.client_key,
         open_vault=lambda: open_vault(vault_path, key_source_from_settings(vault_settings)),
-        log=log, ca_bundle=f"[report] ca_bundle {settings.ca_bundle}")
+        log=log, ca_bundle=f"[report] ca_bundle {settings.ca_bundle}", source=source)
     context = credentials.context()
     assert settings.outbox is not None  # noqa: S101 - report_settings fills it in
     outbox = Outbox.open(settings.outbox, capacity=settings.outbox_capacity)

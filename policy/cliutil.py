@@ -49,6 +49,7 @@ __all__ = [
     "echo_lines",
     "json_element",
     "ledger_named_by",
+    "refuse_a_future_at",
     "resolve_at",
     "settings_from",
     "to_jsonable",
@@ -171,6 +172,21 @@ def resolve_at(at: datetime | None) -> datetime:
         _warn_pinned_clock(pinned)
         return when
     return datetime.now(UTC)  # noqa: TID251 - outermost layer
+
+
+def refuse_a_future_at(at: datetime | None, *, why: str) -> None:
+    """A command that writes (the ledger, the fleet registry, a certificate) records what
+    happened: an ``--at`` after the real clock is a usage error (exit 2) naming both times,
+    refused before anything is opened. ``why`` says what the command writes and where a
+    question about a future time goes instead."""
+    if at is None:
+        return
+    now = resolve_at(None)
+    if at > now:
+        from .events import instant_to_tokyo_text
+
+        raise click.UsageError(f"--at {instant_to_tokyo_text(at)} is in the future (now "
+                               f"{instant_to_tokyo_text(now)}): {why}")
 
 
 TESTONLY_NOW_ENV = "CERTESCROW_TESTONLY_NOW"

@@ -201,6 +201,10 @@ class ConnectFailure(enum.Enum):
                         "the number of clients")
     STARTING_UP = "PostgreSQL is starting up or recovering and cannot accept connections yet"
     SHUTTING_DOWN = "PostgreSQL is shutting down"
+    UNKNOWN_PARAMETER = ("the DSN has a parameter libpq does not know, {parameter} (check its "
+                         "spelling against libpq's connection parameters)")
+    BAD_VALUE = ("the DSN's parameter {parameter} has a value PostgreSQL does not take (check "
+                 "it against libpq's connection parameters)")
     UNKNOWN = ("cannot connect to PostgreSQL (is it running, and does the DSN name a database "
                "this user may use?)")
 
@@ -211,7 +215,19 @@ _CANNOT_CONNECT = ConnectFailure.UNKNOWN.value
 # answers come before the transport's: libpq tries each address of a host in turn and joins
 # the failures, and "database does not exist" from one says more than "refused" from another.
 # A server with another lc_messages matches none of them and gets the generic sentence.
+# A parameter of the DSN itself comes first: libpq refuses it before any server answers (or
+# the server refuses a startup parameter's value). Only its name, a libpq keyword, is kept
+# (``parameter``); the value, which may be anything the DSN holds, is never repeated.
+_PARAMETER = r'"?(?P<parameter>[A-Za-z_][A-Za-z0-9_]{0,63})"?'
 _CONNECT_PHRASINGS: tuple[tuple[re.Pattern[str], ConnectFailure], ...] = (
+    (re.compile(rf"invalid URI query parameter: {_PARAMETER}"),
+     ConnectFailure.UNKNOWN_PARAMETER),
+    (re.compile(rf"invalid connection option {_PARAMETER}"), ConnectFailure.UNKNOWN_PARAMETER),
+    (re.compile(rf"for connection option {_PARAMETER}"), ConnectFailure.BAD_VALUE),
+    (re.compile(r"invalid (?P<parameter>port) number"), ConnectFailure.BAD_VALUE),
+    (re.compile(rf"FATAL:\s+invalid value for parameter {_PARAMETER}"),
+     ConnectFailure.BAD_VALUE),
+    (re.compile(rf"invalid {_PARAMETER} value: "), ConnectFailure.BAD_VALUE),
     (re.compile(r'FATAL:\s+database ".*" does not exist'), ConnectFailure.NO_DATABASE),
     (re.compile(r'FATAL:\s+role ".*" does not exist'), ConnectFailure.USER_REFUSED),
     (re.compile(r"password authentication failed|no pg_hba\.conf entry|"
@@ -232,18 +248,28 @@ _CONNECT_PHRASINGS: tuple[tuple[re.Pattern[str], ConnectFailure], ...] = (
 
 def classify_connect_failure(libpq_text: str) -> ConnectFailure:
     """The cause libpq's connect-time message names, or :attr:`ConnectFailure.UNKNOWN`."""
+    return _classify(libpq_text)[0]
+
+
+def _classify(libpq_text: str) -> tuple[ConnectFailure, str]:
+    """The cause, and the DSN parameter it names (a libpq keyword; ``?`` when none)."""
     for pattern, cause in _CONNECT_PHRASINGS:
-        if pattern.search(libpq_text):
-            return cause
-    return ConnectFailure.UNKNOWN
+        found = pattern.search(libpq_text)
+        if found:
+            return cause, found.groupdict().get("parameter") or "?"
+    return ConnectFailure.UNKNOWN, "?"
 
 
-def describe_connect_failure(cause: ConnectFailure, dsn: str) -> str:
+def describe_connect_failure(cause: ConnectFailure, dsn: str, *, parameter: str = "?") -> str:
     """Our sentence for ``cause``; the server's address comes from the DSN as it is printed
-    (:func:`redact_dsn`: no part of a password), not from the driver's text."""
+    (:func:`redact_dsn`: no part of a password), not from the driver's text; ``parameter``
+    is the name of the DSN parameter a refusal named, never its value."""
     shown = redact_dsn(dsn)
+    template: str = cause.value
+    if cause in (ConnectFailure.UNKNOWN_PARAMETER, ConnectFailure.BAD_VALUE):
+        return template.format(parameter=parameter)
     if shown == UNSHOWN:
-        return cause.value.format(where="the DSN's host", timeout=int(CONNECT_TIMEOUT_S))
+        return template.format(where="the DSN's host", timeout=int(CONNECT_TIMEOUT_S))
     try:
         parts = urllib.parse.urlsplit(shown)
         query = dict(urllib.parse.parse_qsl(parts.query))
@@ -251,11 +277,12 @@ def describe_connect_failure(cause: ConnectFailure, dsn: str) -> str:
         port = parts.port or int(query.get("port") or 5432)
     except ValueError:
         host, port = "the DSN's host", 5432
-    return cause.value.format(where=f"{host}:{port}", timeout=int(CONNECT_TIMEOUT_S))
+    return template.format(where=f"{host}:{port}", timeout=int(CONNECT_TIMEOUT_S))
 
 
 def _describe_connect_error(exc: psycopg.Error, dsn: str) -> str:
     state = getattr(exc, "sqlstate", None)
     if isinstance(state, str) and state:
         return describe_sqlstate(state)
-    return describe_connect_failure(classify_connect_failure(str(exc)), dsn)
+    cause, parameter = _classify(str(exc))
+    return describe_connect_failure(cause, dsn, parameter=parameter)

@@ -124,6 +124,26 @@ def test_status_reports_a_locked_vault_without_failing(initialised: dict[str, Pa
     assert "format version: 1" in text
 
 
+def test_status_with_the_key_settles_a_killed_rotations_pending_key_without_it_not(
+        initialised: dict[str, Path]) -> None:
+    """docs/vault.md: which commands remove the `KEY.next` a rotation killed before its
+    commit leaves (a reviewer saw `vault status` leave it: run without the key, or while
+    another process held the write lock, it cannot tell a dead rotation from a live one)."""
+    from vault import KeyFileSource
+    from vault.envelope import new_key
+
+    pending = initialised["key"].with_name(initialised["key"].name + ".next")
+    KeyFileSource(initialised["key"]).stage(new_key())  # what the killed rotation left
+    other = initialised["tmp"] / "other.key"
+    ok(["init", "--vault", str(initialised["tmp"] / "x" / "v.sqlite3"), "--key-file", str(other)])
+    ok(["status", "--vault", str(initialised["vault"]), "--key-file", str(other)])
+    assert pending.exists()  # opened with another key: not this key file's to settle
+    ok(["list", "--vault", str(initialised["vault"])])
+    assert pending.exists()  # opened without a key
+    ok(["status", *common(initialised)])
+    assert not pending.exists()
+
+
 def test_gen_csr_prints_the_csr_and_match_pairs_it_with_its_key(
         initialised: dict[str, Path]) -> None:
     result = ok(["gen-csr", *common(initialised), "--cn", "shop.example.jp", "--san",

@@ -173,6 +173,34 @@ def test_a_connect_failure_is_named_by_the_command(mistake: str, words: str,
     assert f'"{absent}"' not in listed.stderr
 
 
+@pytest.mark.parametrize(("query", "words"), [
+    ("sslmode=bogus-never-shown", "the DSN's parameter sslmode has a value PostgreSQL does "
+                                  "not take"),
+    ("sslmod=require", "the DSN has a parameter libpq does not know, sslmod"),
+    ("keepalives=x-never-shown", "the DSN's parameter keepalives has a value"),
+    ("target_session_attrs=x-never-shown", "the DSN's parameter target_session_attrs has"),
+    ("client_encoding=x-never-shown", "the DSN's parameter client_encoding has a value"),
+])
+def test_an_invalid_dsn_parameter_is_named_without_its_value_or_the_password(
+        query: str, words: str, tmp_path: Path) -> None:
+    """review 1 of the fleet desk: `fleet hosts --ledger "…?sslmode=bogus"` said "cannot
+    connect to PostgreSQL (is it running, …)": libpq refused the parameter before any server
+    answered (psycopg's OperationalError or, for a name libpq does not know,
+    ProgrammingError), and its text is all there is to name it. The value is the DSN's as
+    printed (without a password), never the driver's text."""
+    with postgres_schema():  # only to skip (or fail when required) without a server
+        base = urllib.parse.urlsplit(base_dsn())
+        dsn = urllib.parse.urlunsplit(base._replace(
+            netloc=f"{base.username}:pw-secret@{base.hostname}:{base.port or 5432}",
+            query=query))
+        listed = certescrow("fleet", "hosts", "--ledger", dsn, home=tmp_path)
+    assert listed.returncode == 13, listed.stderr
+    assert f"{redact_dsn(dsn)}: {words}" in listed.stderr
+    assert "pw-secret" not in listed.stderr
+    assert "cannot connect" not in listed.stderr
+    assert listed.stderr.count("never-shown") <= 1  # the printed DSN's, not the driver's
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("command", [("contract", "list"), ("policy", "actions"),
                                      ("policy", "verify")])

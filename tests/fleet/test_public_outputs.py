@@ -1,0 +1,106 @@
+"""The public files the fleet's commands write (a CSR, a certificate) as the last step of a
+commit elsewhere (a key into the vault, a certificate into the ledger): a file that cannot be
+written leaves nothing committed, and an existing file is not replaced without --force, as
+`vault export --out` (review 1 of the fleet desk: `agent enroll --csr-out` into a missing
+directory left a key in the vault, and over an existing CSR replaced it in silence). Real
+processes, a real vault and ledger."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from policy.fleet_registry import FleetRegistry
+from vault import KeyFileSource, open_vault
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTESCROW_", "XDG_"))}
+    env.update(PYTHONPATH=str(REPO), HOME=str(cwd),
+               CERTESCROW_VAULT_KEY_FILE=str(cwd / "vault.key"))
+    return subprocess.run([sys.executable, "-m", "agent.main", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def _keys(tmp_path: Path, vault: str) -> list[str]:
+    with open_vault(tmp_path / vault, KeyFileSource(tmp_path / "vault.key")) as opened:
+        return [e.entry_id for e in opened.entries(kind="private-key")]
+
+
+def _enroll(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return _run(["agent", "enroll", "--host", "web05", "--vault", str(tmp_path / "h.sqlite3"),
+                 *extra], tmp_path)
+
+
+def test_enroll_stores_no_key_when_its_csr_cannot_be_written(tmp_path: Path) -> None:
+    assert _enroll(tmp_path, "--csr-out", str(tmp_path / "first.csr")).returncode == 0
+    keys = _keys(tmp_path, "h.sqlite3")
+    missing = tmp_path / "no-such-dir" / "web05.csr"
+    done = _enroll(tmp_path, "--csr-out", str(missing))
+    assert done.returncode == 31, done.stderr
+    assert f"{missing}: cannot write: directory {missing.parent} does not exist" in done.stderr
+    assert "nothing was stored" in done.stderr
+    assert "client_key" not in done.stdout + done.stderr
+    assert _keys(tmp_path, "h.sqlite3") == keys  # no orphan key
+
+
+def test_enroll_into_a_missing_directory_makes_no_vault_either(tmp_path: Path) -> None:
+    done = _enroll(tmp_path, "--csr-out", str(tmp_path / "no-such-dir" / "web05.csr"))
+    assert done.returncode == 31, done.stderr
+    assert not (tmp_path / "h.sqlite3").exists()
+    assert not (tmp_path / "vault.key").exists()
+
+
+def test_enroll_never_replaces_a_csr_without_force(tmp_path: Path) -> None:
+    csr = tmp_path / "web05.csr"
+    assert _enroll(tmp_path, "--csr-out", str(csr)).returncode == 0
+    first, keys = csr.read_bytes(), _keys(tmp_path, "h.sqlite3")
+    again = _enroll(tmp_path, "--csr-out", str(csr))
+    assert again.returncode == 29, again.stderr
+    assert f"{csr} exists; use --force to overwrite it" in again.stderr
+    assert csr.read_bytes() == first
+    assert _keys(tmp_path, "h.sqlite3") == keys
+    forced = _enroll(tmp_path, "--csr-out", str(csr), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert csr.read_bytes() != first
+    assert len(_keys(tmp_path, "h.sqlite3")) == len(keys) + 1
+    assert oct(csr.stat().st_mode & 0o777) == oct(0o644)  # public
+    assert not [p for p in tmp_path.iterdir() if ".staged-" in p.name]
+
+
+def test_fleet_sign_registers_nothing_when_its_certificate_cannot_be_written(
+        tmp_path: Path) -> None:
+    """A registered certificate nobody can hand out supersedes the host's working one."""
+    made = _run(["fleet", "ca", "init", "--vault", str(tmp_path / "desk.sqlite3"), "--out",
+                 str(tmp_path / "ca.pem")], tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert _enroll(tmp_path, "--csr-out", str(tmp_path / "web05.csr")).returncode == 0
+    ledger = tmp_path / "ledger.sqlite3"
+    (tmp_path / "taken.pem").write_text("the host's certificate\n")
+    for out, code in ((tmp_path / "no-such-dir" / "web05.pem", 31),
+                      (tmp_path / "taken.pem", 29)):
+        done = _run(["fleet", "sign", str(tmp_path / "web05.csr"), "--host", "web05",
+                     "--vault", str(tmp_path / "desk.sqlite3"), "--ledger", str(ledger),
+                     "--out", str(out)], tmp_path)
+        assert done.returncode == code, done.stderr
+        assert "nothing was stored or registered" in done.stderr
+        if ledger.exists():
+            with FleetRegistry.open(str(ledger)) as registry:
+                assert registry.enrolled("web05") is None
+    assert (tmp_path / "taken.pem").read_text() == "the host's certificate\n"
+
+
+def test_fleet_ca_init_never_replaces_a_ca_certificate_file(tmp_path: Path) -> None:
+    """A CA made in the wrong vault must not overwrite the fleet's fleet-ca.pem, which the
+    service and every agent trust."""
+    ca = tmp_path / "fleet-ca.pem"
+    ca.write_text("the fleet's CA\n")
+    done = _run(["fleet", "ca", "init", "--vault", str(tmp_path / "other.sqlite3"), "--out",
+                 str(ca)], tmp_path)
+    assert done.returncode == 29, done.stderr
+    assert ca.read_text() == "the fleet's CA\n"
+    assert not (tmp_path / "other.sqlite3").exists()
