@@ -113,14 +113,18 @@ def _tls_server(fleet: Fleet, serve: Callable[[socket.socket, ssl.SSLContext], N
     context.load_verify_locations(cadata=fleet.ca_cert.decode())
     context.verify_mode = ssl.CERT_OPTIONAL
     listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)  # closing a socket does not wake an accept() waiting on it
     stop = threading.Event()
 
     def run() -> None:
         while not stop.is_set():
             try:
                 raw, _ = listener.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            raw.settimeout(5)
             with contextlib.suppress(OSError), raw:
                 serve(raw, context)
 
@@ -130,8 +134,11 @@ def _tls_server(fleet: Fleet, serve: Callable[[socket.socket, ssl.SSLContext], N
         yield int(listener.getsockname()[1])
     finally:
         stop.set()
-        listener.close()
         thread.join(timeout=5)
+        listener.close()
+        # a thread left behind makes vault/bounded.py take its fork server for every later
+        # test in this process (lambdas then cannot be sent to the child)
+        assert not thread.is_alive()
 
 
 def _request(fleet: Fleet, port: int) -> SendResult:

@@ -193,7 +193,7 @@ def test_an_invalid_dsn_parameter_is_named_without_its_value_or_the_password(
         dsn = urllib.parse.urlunsplit(base._replace(
             netloc=f"{base.username}:pw-secret@{base.hostname}:{base.port or 5432}",
             query=query))
-        listed = certescrow("fleet", "hosts", "--ledger", dsn, home=tmp_path)
+        listed = certescrow(*_desk(tmp_path, dsn), "fleet", "hosts", home=tmp_path)
     assert listed.returncode == 13, listed.stderr
     assert f"{redact_dsn(dsn)}: {words}" in listed.stderr
     assert "pw-secret" not in listed.stderr
