@@ -964,7 +964,9 @@ def _start_workers(config_file: Path, key_file: Path | None, count: int,
     sharing the port through ``SO_REUSEPORT`` (the kernel spreads connections over them)."""
     import subprocess
 
-    argv = [sys.executable, "-m", "agent.main", "policy", "serve", "--config",
+    # -P: not the working directory first on sys.path, as -m would put it (a policy/ or
+    # vault/ directory there, anyone's who can write to it, was imported by the workers)
+    argv = [sys.executable, "-P", "-m", "agent.main", "policy", "serve", "--config",
             str(config_file), "--log-format", log_format, "--worker"]
     if key_file is not None:
         argv += ["--key-file", str(key_file)]

@@ -103,13 +103,17 @@ class Fleet:
             f'key_file = "{self.vault_key}"\n')
         return path
 
-    def start(self, *, port: int = 0, extra: str = "") -> None:
+    def start(self, *, port: int = 0, extra: str = "", cwd: Path | None = None) -> None:
+        """``cwd``: run the installed ``certescrow`` from there (else ``-m`` from the
+        repository)."""
         config = self.config(port=port, extra=extra)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CERTESCROW_")}
+        command = ([str(Path(sys.executable).with_name("certescrow"))] if cwd is not None
+                   else [sys.executable, "-m", "agent.main"])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent.main", "policy", "serve", "--config", str(config)],
+            [*command, "policy", "serve", "--config", str(config)],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
-            cwd=Path(__file__).resolve().parents[2])
+            cwd=cwd if cwd is not None else Path(__file__).resolve().parents[2])
         assert self.process.stderr is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -12,13 +12,21 @@ from tests.fleet.fleetkit import make_fleet, observation, report
 
 @pytest.mark.slow
 def test_several_worker_processes_share_the_port(tmp_path: Path) -> None:
+    """Started from a directory others can write to, holding a ``policy`` package: the
+    workers ran ``python -m``, which put that directory first on ``sys.path`` and imported it
+    (the re-review of session 14)."""
     import socket
 
+    hostile = tmp_path / "cwd"
+    marker = tmp_path / "imported"
+    (hostile / "policy").mkdir(parents=True)
+    (hostile / "policy" / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').write('imported')\nraise SystemExit(99)\n")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     fleet = make_fleet(tmp_path / "desk")
-    fleet.start(port=port, extra="workers = 2")
+    fleet.start(port=port, extra="workers = 2", cwd=hostile)
     try:
         client = fleet.client("worker-host")
         for sequence in range(1, 9):  # a new connection each time: both workers serve
@@ -27,6 +35,7 @@ def test_several_worker_processes_share_the_port(tmp_path: Path) -> None:
                 "worker-host", sequence, [observation(f"/w{sequence}", "f" * 64)])).status == 200
             conn.close()
         assert fleet.journal_count() == 8
+        assert not marker.exists()
     finally:
         fleet.stop()
         fleet.close_clients()
