@@ -13,7 +13,9 @@ the commit, never a file for a key that is not there.
 
 An existing destination is never replaced without ``force``, as ``vault export --out``: a
 ``fleet-ca.pem`` overwritten by the certificate of a CA made in the wrong vault would make
-the service refuse every agent.
+the service refuse every agent. A destination that is not a regular file (a link, a device)
+is refused even with ``force``: replacing the name would turn ``/dev/null`` or the
+``/dev/stdout`` link into a file for everyone.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,7 +69,20 @@ class StagedFile:
 def stage_public_file(path: Path, data: bytes, *, force: bool) -> StagedFile:
     """Write ``data`` (public: mode 0644) to a staging file beside ``path``, refusing first a
     ``path`` that exists (unless ``force``) and a directory that cannot take the file."""
-    if (path.exists() or path.is_symlink()) and not force:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror} (nothing was stored or "
+                          "registered)") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        # --force replaces the name: a link (/dev/stdout, a path config management keeps)
+        # or a device (/dev/null) would become a regular file for everyone (the re-review)
+        what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise ConfigError(f"{path} is {what}; give the path of a regular file to write "
+                          "(nothing was stored or registered)")
+    if mode is not None and not force:
         raise VaultConflictError(f"{path} exists; use --force to overwrite it (nothing was "
                                  "stored or registered)")
     directory = path.parent

@@ -104,3 +104,25 @@ def test_fleet_ca_init_never_replaces_a_ca_certificate_file(tmp_path: Path) -> N
     assert done.returncode == 29, done.stderr
     assert ca.read_text() == "the fleet's CA\n"
     assert not (tmp_path / "other.sqlite3").exists()
+
+
+def test_force_never_replaces_a_link_or_a_device(tmp_path: Path) -> None:
+    """``--force`` replaced the name: ``--csr-out /dev/null --force`` as root would have made
+    /dev/null a regular file for the whole host, a link kept by configuration management lost
+    its target (the re-review of session 14). Refused, with or without --force."""
+    target = tmp_path / "kept.csr"
+    target.write_bytes(b"kept")
+    link = tmp_path / "managed.csr"
+    link.symlink_to(target)
+    fifo = tmp_path / "pipe.csr"
+    os.mkfifo(fifo)
+    assert _enroll(tmp_path, "--csr-out", str(tmp_path / "first.csr")).returncode == 0
+    keys = _keys(tmp_path, "h.sqlite3")
+    for destination, what in ((link, "a symbolic link"), (fifo, "not a regular file")):
+        done = _enroll(tmp_path, "--csr-out", str(destination), "--force")
+        assert done.returncode == 31, done.stderr
+        assert f"{destination} is {what}; give the path of a regular file" in done.stderr
+    assert link.is_symlink()
+    assert target.read_bytes() == b"kept"
+    assert fifo.is_fifo()
+    assert _keys(tmp_path, "h.sqlite3") == keys
