@@ -242,6 +242,17 @@ def write_secret_file(path: Path, data: bytes, *, what: str, replace: bool = Fal
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
+    if replace:
+        # Replacing takes the name: a link's target, or a device (/dev/null), would be left
+        # behind and the name made a file of secrets for everyone to find (the re-review)
+        try:
+            mode: int | None = os.lstat(path).st_mode
+        except OSError:
+            mode = None  # absent (or unreachable: the write says why)
+        if mode is not None and not stat.S_ISREG(mode):
+            what_it_is = "a symbolic link" if stat.S_ISLNK(mode) else kind_of(mode)
+            raise SecretFileError(f"cannot write {what} {path}: it is {what_it_is}; give the "
+                                  "path of a regular file", problem="not-regular")
     old_umask = os.umask(0o077)
     try:
         if not (anonymous and _link_anonymous(directory, path, data, replace=replace)):

@@ -653,3 +653,20 @@ def test_a_directory_given_as_a_file_option_is_a_usage_error_naming_it(
     result = run(["list", *(x for pair in args.items() for x in pair)])
     assert result.exit_code == 2
     assert f"Invalid value for '{option}': File '{directory}' is a directory." in result.output
+
+
+def test_export_force_never_replaces_a_link_with_a_file_of_secrets(
+        initialised: dict[str, Path]) -> None:
+    """``--out LINK --force`` took the link's name: the link's target was left as it was and a
+    0600 file of the export stood where a link was kept (the re-review of session 14)."""
+    entry = ok(["put", *common(initialised), "--kind", "document", "--label", "scan"],
+               input=PDF).stdout.strip()
+    target = initialised["tmp"] / "target.pdf"
+    target.write_bytes(b"old")
+    link = initialised["tmp"] / "link.pdf"
+    link.symlink_to(target)
+    refused = run(["export", *common(initialised), entry, "--out", str(link), "--force"])
+    assert refused.exit_code != 0
+    assert "is a symbolic link; give the path of a regular file" in str(refused.exception)
+    assert link.is_symlink()
+    assert target.read_bytes() == b"old"
