@@ -234,6 +234,7 @@ class _Service:
             header = request.headers.get(self.settings.proxy_header)
             if header:
                 pem = urllib.parse.unquote(header[:65536]).encode("ascii", "replace")
+                self._refuse_merged(request, header, pem)
                 identity = self.forwarded(pem, now)
                 if identity is None:
                     raise _Refused(_error(403, "the forwarded client certificate is not a "
@@ -261,6 +262,25 @@ class _Service:
                         extra=event("request-refused", peer=address_text(request.remote)))
             raise _Refused(_error(400, f"the request carries the {name} header more than "
                                        "once; the proxy must replace it, not add to it"))
+
+    def _refuse_merged(self, request: web.Request, header: str, pem: bytes) -> None:
+        """Refuse a header value that is not exactly one PEM certificate (400). Copies of a
+        field may be merged into one line, comma-separated (RFC 9110 §5.3), by the proxy or
+        one before it, and a certificate reader takes the first block it finds: the client's
+        copy first made the client that host again (the re-review of session 14)."""
+        text = pem.strip()
+        blocks = text.count(b"-----BEGIN")
+        if "," not in header and (blocks == 0 or (  # no block at all: not a certificate, 403
+                blocks == 1 and text.count(b"-----END") == 1
+                and text.startswith(b"-----BEGIN CERTIFICATE")
+                and text.endswith(b"-----END CERTIFICATE-----"))):
+            return
+        name = self.settings.proxy_header
+        log.warning("refused a request from %s: its %s header is not exactly one certificate "
+                    "(copies merged into one line?)", address_text(request.remote), name,
+                    extra=event("request-refused", peer=address_text(request.remote)))
+        raise _Refused(_error(400, f"the {name} header must hold exactly one certificate; the "
+                                   "proxy must replace a client's copy, not add to it"))
 
     def _check(self, identity: PeerIdentity) -> PeerIdentity:
         """Revocation, asked of the database on every request (runs in a worker thread)."""

@@ -117,3 +117,22 @@ def test_a_client_certificate_header_given_twice_is_refused(proxied: Fleet) -> N
     log = "".join(proxied.stderr)
     assert log.count("request-refused: refused a request from 127.0.0.1: it carries the "
                      "X-Client-Cert header more than once") == 3, log
+
+
+def test_copies_merged_into_one_header_value_are_refused(proxied: Fleet) -> None:
+    """Copies of a field may be merged into one comma-separated line (RFC 9110), and a
+    certificate reader takes the first block it finds: ``victim's, attacker's`` was taken as
+    the victim (the re-review of session 14). A value that is not exactly one certificate is
+    refused."""
+    victim = proxied.client("victim")
+    attacker = proxied.client("attacker")
+    body = report("victim", 1, [observation("/a.pem", "a" * 64)])
+    victims, attackers = (urllib.parse.quote(c.cert_pem.decode()) for c in (victim, attacker))
+    both_blocks = urllib.parse.quote((victim.cert_pem + attacker.cert_pem).decode())
+    for value in (f"{victims}, {attackers}", f"{victims},{attackers}", both_blocks,
+                  victims + urllib.parse.quote("trailing")):
+        status, answer = _post_headers(proxied.port, body, [("X-Client-Cert", value)])
+        assert status == 400, answer
+        assert "exactly one certificate" in str(answer["error"])
+    assert proxied.journal_count() == 0
+    assert _post_headers(proxied.port, body, [("X-Client-Cert", victims)])[0] == 200
