@@ -54,6 +54,7 @@ from .fleet_ca import (
     issue_ca,
     issue_client_certificate,
     issue_server_certificate,
+    key_matches_certificate,
     make_agent_csr,
     server_ssl_context,
 )
@@ -912,6 +913,13 @@ def serve_command(config_file: Path, key_file: Path | None, log_format: str,
                          named_by=f"[vault] path in {config_file}") as vault:
             key_pem = vault.get(config.key)
             ca_key_pem = vault.get(config.ca_key) if config.ca_key else None
+        if ca_key_pem is not None and not key_matches_certificate(ca_key_pem, ca_pem):
+            # (renewals signed with another key, [serve] key beside it a likely slip, would be
+            # certificates the service itself refuses: each host locked out as it renews)
+            raise ConfigError(f"{config_file}: [serve] ca_key (vault entry {config.ca_key}) is "
+                              f"not the key of ca_certificate {config.ca_certificate}: give the "
+                              "fleet CA's key entry (the one `certescrow fleet ca init` "
+                              "printed)")
         context = server_ssl_context(
             cert_pem=cert_pem, key_pem=key_pem, ca_cert_pem=ca_pem,
             certificate=str(config.certificate), ca_certificate=str(config.ca_certificate),

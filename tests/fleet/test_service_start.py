@@ -382,3 +382,22 @@ def test_sighup_is_logged_and_the_service_keeps_serving(fleet: Fleet) -> None:
     assert "warning reload-ignored: SIGHUP: policy serve does not reload; it keeps running" \
         in err, err
     assert "stopping" in err
+
+
+def test_a_ca_key_that_is_not_the_ca_certificates_is_refused_at_start(fleet: Fleet) -> None:
+    """``ca_key`` set to the service's own TLS key (it sits beside ``key``): the service
+    started, and every renewal it signed would be a certificate it refuses, each host locked
+    out as it renews (the re-review of session 14). Refused at start, naming both."""
+    process = _serve(fleet, f'ca_key = "{fleet.server_key_id}"')
+    _, err = process.communicate(timeout=60)
+    text = err.decode()
+    assert process.returncode == 31, text
+    [line] = text.splitlines()
+    assert (f"[serve] ca_key (vault entry {fleet.server_key_id}) is not the key of "
+            "ca_certificate") in line
+    # the fleet CA's own key entry starts as before
+    started = _serve(fleet, f'ca_key = "{fleet.ca_key_id}"')
+    try:
+        _started(started, r"listening on (\S+)")
+    finally:
+        _stop(started)
