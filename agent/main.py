@@ -181,7 +181,28 @@ def _checks_another_file(ctx: click.Context) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
+    _hold_standard_descriptors()
     sys.exit(_run(argv))
+
+
+def _hold_standard_descriptors() -> None:
+    """Started with standard output or error closed (``>&-``, a careless supervisor), Python
+    leaves ``sys.stdout`` ``None`` (every command then ended in a traceback) and the next file
+    opened takes descriptor 1 or 2, where a library's write would land in it (a ledger, a
+    vault). Such a descriptor is held open on /dev/null: the output is lost, as asked, and the
+    exit status still says what happened."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+        setattr(sys, name, open(fd, "r" if fd == 0 else "w",
+                                encoding="utf-8", errors="surrogateescape", closefd=False))
 
 
 def _run(argv: list[str] | None) -> int:

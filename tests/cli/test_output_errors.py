@@ -35,3 +35,19 @@ def test_a_full_disk_under_standard_output_is_one_error_line_and_exit_36(
     assert done.stderr.strip().splitlines() == [
         "Error: cannot write to standard output (ENOSPC: No space left on device); what was "
         "written is incomplete"]
+
+
+@pytest.mark.parametrize("args", [["--version"], ["scan"], ["policy", "catalogue"]])
+def test_a_command_started_with_standard_output_closed_runs_and_says_its_status(
+        tmp_path: Path, args: list[str]) -> None:
+    """``certescrow scan DIR >&-`` ended in ``AttributeError: 'NoneType' object has no
+    attribute 'flush'`` for every command (the re-review of session 14): the output is lost,
+    as asked, and the exit status is the command's."""
+    store = tmp_path / "store"
+    write(store / "a.pem", make_cert(sans=("a.example",)).pem)
+    argv = [*args, str(store)] if args[0] == "scan" else args
+    done = subprocess.run(["sh", "-c", '"$@" >&-', "sh", str(CERTESCROW), *argv],
+                          stderr=subprocess.PIPE, text=True, env=clean_env(tmp_path),
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
