@@ -293,6 +293,37 @@ holds one key that opens in milliseconds."""
 
 
 @dataclass(slots=True)
+class TrialBudget:
+    """What trying passwords may take in this process, across files: a bucket of ``burst``
+    seconds refilled at ``rate`` seconds a second. The budget of one file bounds one file; ten
+    thousand small files of one costly key each still held a scan (or the daemon's first
+    scan) for hours (the re-review of session 14). Past the bucket, a key is not tried until
+    it refills: the work password trials can take is bounded by ``burst`` plus ``rate`` of
+    the time the process runs. An honest store's keys open in milliseconds."""
+
+    burst: float = 60.0
+    rate: float = 0.1
+    tokens: float = 60.0
+    free: float = 0.05
+    """What one trial may take without drawing on the bucket: an honest file, the fork of its
+    child included (~4 ms), so that a store of honest PKCS#12 files never runs it dry."""
+    at: float = field(default_factory=time.monotonic)
+
+    def allows(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return self.tokens > 0
+
+    def spend(self, seconds: float) -> None:
+        self.tokens -= max(0.0, seconds - self.free)
+
+
+TRIALS = TrialBudget()
+"""This process's budget (a forked scan worker has its own copy)."""
+
+
+@dataclass(slots=True)
 class _Context:
     parsed: Parsed
     passwords: Sequence[bytes]
@@ -767,12 +798,18 @@ def _open_pkcs12(data: bytes, password: bytes | None) -> object:
 
 def _parse_pkcs12(data: bytes, ctx: _Context) -> None:
     candidates = _password_candidates(ctx.passwords)
+    if not TRIALS.allows():
+        ctx.parsed.fail("too-costly", _budget_spent("the PKCS#12"))
+        return
+    started = time.monotonic()
     try:
         probe = first_that_opens(functools.partial(_open_pkcs12, data), candidates,
                                  unsupported=(UnsupportedAlgorithm,))
     except TooCostlyError:
         ctx.parsed.fail("too-costly", too_costly("PKCS#12"))
         return
+    finally:
+        TRIALS.spend(time.monotonic() - started)
     if probe.unsupported:
         ctx.parsed.fail("unsupported-format", "PKCS#12 uses an algorithm the agent cannot read")
         return
@@ -849,6 +886,12 @@ def _try_passwords(load: _KeyLoader, data: bytes, passwords: Sequence[bytes],
         return None
 
 
+def _budget_spent(what: str) -> str:
+    return (f"{what} was not tried with the passwords: costly files have taken this run's "
+            f"budget for trying them ({TRIALS.burst:g} s, then {TRIALS.rate:.0%} of the time; "
+            "no honest store needs that)")
+
+
 def _key_block(label: str) -> str:
     return "a DER private key" if label == "DER" else f"the '{label}' PEM block"
 
@@ -875,6 +918,9 @@ def _load_private(load: _KeyLoader, data: bytes, ctx: _Context, *, label: str,
                         f"trying them on the file's encrypted keys took {KEY_TRIALS_SECONDS:g} "
                         "s already (no honest file needs that)", slot="key")
         return
+    if encrypted and ctx.passwords and not TRIALS.allows():
+        ctx.add_problem("too-costly", _budget_spent(_key_block(label)), slot="key")
+        return
     if encrypted:
         started = time.monotonic()
         try:
@@ -885,7 +931,9 @@ def _load_private(load: _KeyLoader, data: bytes, ctx: _Context, *, label: str,
                             slot="key")
             return
         finally:
-            ctx.trials_seconds += time.monotonic() - started
+            spent = time.monotonic() - started
+            ctx.trials_seconds += spent
+            TRIALS.spend(spent)
             if ctx.trials_seconds >= KEY_TRIALS_SECONDS:
                 ctx.trials_stopped = True
     if loaded is None:

@@ -440,3 +440,36 @@ def test_honest_encrypted_keys_of_one_file_are_all_opened() -> None:
     assert not parsed.problems
     assert len(parsed.keys) == 2
     assert all(k.spki_sha256 for k in parsed.keys)  # opened: the public key is known
+
+
+def test_costly_files_share_one_budget_across_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One file's budget bounds one file: ten thousand small files of one costly key each
+    held a scan for hours (the re-review of session 14). Past the run's budget, keys and
+    PKCS#12 files are not tried, each said so."""
+    from agent import formats as agent_formats
+
+    spent = agent_formats.TrialBudget(burst=1.0, tokens=1e-9, free=0.0)
+    monkeypatch.setattr(agent_formats, "TRIALS", spent)
+    first = agent_formats.parse_content(_encrypted_pem(50, b"other"), path="a.pem",
+                                        passwords=[b"s3cret"])
+    assert not first.problems  # tried (no password opens it): the budget is spent now
+    second = agent_formats.parse_content(_encrypted_pem(51, b"other"), path="b.pem",
+                                         passwords=[b"s3cret"])
+    assert second.error is not None  # its one key not tried: the file could not be read
+    assert second.error.code == "too-costly"
+    assert "costly files have taken this run's budget" in second.error.message
+    p12 = agent_formats.parse_content(_bundle(_pbes2(2048)), path="c.p12")
+    assert p12.error is not None
+    assert p12.error.code == "too-costly"
+
+
+def test_an_honest_trial_does_not_draw_on_the_runs_budget() -> None:
+    from agent.formats import TrialBudget
+
+    budget = TrialBudget(burst=60.0, tokens=60.0, free=0.05, rate=0.0)
+    for _ in range(10_000):  # a store of honest PKCS#12 files: a fork and milliseconds each
+        budget.spend(0.01)
+    assert budget.tokens == 60.0
+    budget.spend(3.05)  # a costly one draws what it took beyond an honest file's time
+    assert budget.tokens == pytest.approx(57.0)
+    assert budget.allows()
