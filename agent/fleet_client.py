@@ -226,7 +226,9 @@ def unreachable_reason(exc: BaseException, *, host: str, port: int, timeout_s: f
         if code in (2, 18, 19, 20, 21):  # no issuer in the bundle, self-signed, chain
             return _NOT_OUR_CA.format(bundle=bundle), False
         return "TLS verification failed: the server's certificate was not accepted", False
-    if isinstance(exc, ssl.SSLEOFError):
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        # (Python 3.11.2, Debian 12's, says a connection closed in the handshake with
+        # SSLZeroReturnError; later 3.11 releases with SSLEOFError)
         return (f"{host}:{port} closed the connection during the TLS handshake (the service "
                 "stopping or restarting, or past its [serve] max_handshakes)"), False
     if isinstance(exc, ssl.SSLError):
@@ -278,8 +280,9 @@ def _alert_after(conn: http.client.HTTPSConnection, exc: BaseException,
     sock = conn.sock
     if not isinstance(sock, ssl.SSLSocket):  # the handshake itself failed: exc says why
         return exc
-    if isinstance(exc, TimeoutError) or (isinstance(exc, ssl.SSLError)
-                                         and not isinstance(exc, ssl.SSLEOFError)):
+    if isinstance(exc, TimeoutError) or (
+            isinstance(exc, ssl.SSLError)
+            and not isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError)):
         return exc
     try:
         sock.settimeout(wait_s)
