@@ -8,21 +8,10 @@ to set. Real processes: enrolment, signing, `agent run --once`."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTESCROW_", "XDG_"))}
-    env.update(PYTHONPATH=str(REPO), HOME=str(cwd),
-               CERTESCROW_VAULT_KEY_FILE=str(cwd / "vault.key"))
-    return subprocess.run([sys.executable, "-m", "agent.main", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120, check=False)
+from tests.fleet.fleetkit import run_desk
 
 
 def _host(tmp_path: Path) -> dict[str, str]:
@@ -31,7 +20,7 @@ def _host(tmp_path: Path) -> dict[str, str]:
     tmp_path.chmod(0o700)
     ids = {}
     for name in ("a", "b"):
-        done = _run(["agent", "enroll", "--host", "web08", "--vault",
+        done = run_desk(["agent", "enroll", "--host", "web08", "--vault",
                      str(tmp_path / f"{name}.sqlite3"), "--csr-out",
                      str(tmp_path / f"{name}.csr")], tmp_path)
         assert done.returncode == 0, done.stderr
@@ -43,7 +32,7 @@ def _host(tmp_path: Path) -> dict[str, str]:
                  ["fleet", "sign", str(tmp_path / "a.csr"), "--host", "web08", "--vault",
                   str(tmp_path / "desk.sqlite3"), "--ledger", str(tmp_path / "fleet.sqlite3"),
                   "--out", str(tmp_path / "client.pem")]):
-        done = _run(args, tmp_path)
+        done = run_desk(args, tmp_path)
         assert done.returncode == 0, done.stderr
     (tmp_path / "store").mkdir()
     return ids
@@ -66,7 +55,7 @@ def _config(tmp_path: Path, vault: str, client_key: str) -> Path:
 def test_a_client_key_the_vault_lacks_is_the_configurations_error(tmp_path: Path) -> None:
     _host(tmp_path)
     config = _config(tmp_path, "b", "ffffffffffffffff")  # no key in b matches the certificate
-    done = _run(["--config", str(config), "agent", "run", "--once"], tmp_path)
+    done = run_desk(["--config", str(config), "agent", "run", "--once"], tmp_path)
     assert done.returncode == 31, done.stderr
     assert f"{config}: [report] client_key 'ffffffffffffffff': no such entry in the vault " \
         f"{tmp_path / 'b.sqlite3'}" in done.stderr
@@ -77,7 +66,7 @@ def test_a_client_key_the_vault_lacks_falls_back_to_the_matching_key_with_a_warn
         tmp_path: Path) -> None:
     ids = _host(tmp_path)
     config = _config(tmp_path, "a", "ffffffffffffffff")
-    done = _run(["--config", str(config), "agent", "run", "--once", "--log-format", "json"],
+    done = run_desk(["--config", str(config), "agent", "run", "--once", "--log-format", "json"],
                 tmp_path)
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]

@@ -8,29 +8,19 @@ written); the default listing hides no host. Real processes, a real vault and le
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from policy.fleet_registry import FleetRegistry, IssuedRecord
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.fleet.fleetkit import run_desk
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)  # noqa: TID251 - against the real clock
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTESCROW_", "XDG_"))}
-    env.update(PYTHONPATH=str(REPO), HOME=str(cwd),
-               CERTESCROW_VAULT_KEY_FILE=str(cwd / "vault.key"))
-    return subprocess.run([sys.executable, "-m", "agent.main", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.fixture
@@ -45,7 +35,7 @@ def desk(tmp_path: Path) -> Path:
                  ["fleet", "sign", str(tmp_path / "a.csr"), "--host", "web06", "--vault",
                   vault, "--ledger", str(tmp_path / "ledger.sqlite3"), "--out",
                   str(tmp_path / "good.pem")]):
-        done = _run(args, tmp_path)
+        done = run_desk(args, tmp_path)
         assert done.returncode == 0, done.stderr
     return tmp_path
 
@@ -68,7 +58,7 @@ def test_writers_refuse_a_future_at_and_write_nothing(desk: Path) -> None:
                  ["fleet", "server-cert", "127.0.0.1", "--out", str(desk / "s.pem"), *vault],
                  ["fleet", "revoke", "web06", "--ledger", str(ledger)],
                  ["fleet", "ca", "init", "--vault", str(desk / "other.sqlite3")]):
-        done = _run([*args, "--at", tomorrow], desk)
+        done = run_desk([*args, "--at", tomorrow], desk)
         assert done.returncode == 2, (args, done.stderr)
         assert "is in the future (now " in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
@@ -88,12 +78,12 @@ def test_the_default_hosts_listing_hides_no_host(desk: Path) -> None:
         registry.record_certificate(IssuedRecord(
             host="web07", serial="77", not_before_utc=ahead,
             not_after_utc=ahead + timedelta(days=30)), at=_now())
-    listed = _run(["fleet", "hosts", "--ledger", str(ledger), "--json"], desk)
+    listed = run_desk(["fleet", "hosts", "--ledger", str(ledger), "--json"], desk)
     assert listed.returncode == 0, listed.stderr
     assert [h["host"] for h in json.loads(listed.stdout)["hosts"]] == ["web06", "web07"]
-    table = _run(["fleet", "hosts", "--ledger", str(ledger)], desk)
+    table = run_desk(["fleet", "hosts", "--ledger", str(ledger)], desk)
     assert "web07" in table.stdout
-    earlier = _run(["fleet", "hosts", "--ledger", str(ledger), "--json", "--at",
+    earlier = run_desk(["fleet", "hosts", "--ledger", str(ledger), "--json", "--at",
                     (_now() + timedelta(days=1)).isoformat()], desk)
     assert earlier.returncode == 0, earlier.stderr
     assert [h["host"] for h in json.loads(earlier.stdout)["hosts"]] == ["web06"]

@@ -9,21 +9,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from policy.fleet_registry import FleetRegistry
+from tests.fleet.fleetkit import run_desk
 from vault import KeyFileSource, open_vault
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTESCROW_", "XDG_"))}
-    env.update(PYTHONPATH=str(REPO), HOME=str(cwd),
-               CERTESCROW_VAULT_KEY_FILE=str(cwd / "vault.key"))
-    return subprocess.run([sys.executable, "-m", "agent.main", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def _keys(tmp_path: Path, vault: str) -> list[str]:
@@ -32,7 +22,7 @@ def _keys(tmp_path: Path, vault: str) -> list[str]:
 
 
 def _enroll(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return _run(["agent", "enroll", "--host", "web05", "--vault", str(tmp_path / "h.sqlite3"),
+    return run_desk(["agent", "enroll", "--host", "web05", "--vault", str(tmp_path / "h.sqlite3"),
                  *extra], tmp_path)
 
 
@@ -75,7 +65,7 @@ def test_enroll_never_replaces_a_csr_without_force(tmp_path: Path) -> None:
 def test_fleet_sign_registers_nothing_when_its_certificate_cannot_be_written(
         tmp_path: Path) -> None:
     """A registered certificate nobody can hand out supersedes the host's working one."""
-    made = _run(["fleet", "ca", "init", "--vault", str(tmp_path / "desk.sqlite3"), "--out",
+    made = run_desk(["fleet", "ca", "init", "--vault", str(tmp_path / "desk.sqlite3"), "--out",
                  str(tmp_path / "ca.pem")], tmp_path)
     assert made.returncode == 0, made.stderr
     assert _enroll(tmp_path, "--csr-out", str(tmp_path / "web05.csr")).returncode == 0
@@ -83,7 +73,7 @@ def test_fleet_sign_registers_nothing_when_its_certificate_cannot_be_written(
     (tmp_path / "taken.pem").write_text("the host's certificate\n")
     for out, code in ((tmp_path / "no-such-dir" / "web05.pem", 31),
                       (tmp_path / "taken.pem", 29)):
-        done = _run(["fleet", "sign", str(tmp_path / "web05.csr"), "--host", "web05",
+        done = run_desk(["fleet", "sign", str(tmp_path / "web05.csr"), "--host", "web05",
                      "--vault", str(tmp_path / "desk.sqlite3"), "--ledger", str(ledger),
                      "--out", str(out)], tmp_path)
         assert done.returncode == code, done.stderr
@@ -99,7 +89,7 @@ def test_fleet_ca_init_never_replaces_a_ca_certificate_file(tmp_path: Path) -> N
     service and every agent trust."""
     ca = tmp_path / "fleet-ca.pem"
     ca.write_text("the fleet's CA\n")
-    done = _run(["fleet", "ca", "init", "--vault", str(tmp_path / "other.sqlite3"), "--out",
+    done = run_desk(["fleet", "ca", "init", "--vault", str(tmp_path / "other.sqlite3"), "--out",
                  str(ca)], tmp_path)
     assert done.returncode == 29, done.stderr
     assert ca.read_text() == "the fleet's CA\n"
