@@ -142,8 +142,14 @@ def _tls_server(fleet: Fleet, serve: Callable[[socket.socket, ssl.SSLContext], N
 
 
 def _request(fleet: Fleet, port: int) -> SendResult:
-    fleet.port = port  # fleet.connect's address; the module's service is not asked here
-    return fleet.connect(fleet.client("web1")).request("GET", "/v1/bindings")
+    """A request to ``port`` instead of the module's service (``fleet.port`` is
+    ``fleet.connect``'s address: set for this request only)."""
+    service = fleet.port
+    fleet.port = port
+    try:
+        return fleet.connect(fleet.client("web1")).request("GET", "/v1/bindings")
+    finally:
+        fleet.port = service
 
 
 def test_a_connection_closed_after_the_handshake_without_an_alert_is_unreachable(
@@ -152,12 +158,8 @@ def test_a_connection_closed_after_the_handshake_without_an_alert_is_unreachable
         with context.wrap_socket(raw, server_side=True) as tls:
             tls.recv(1)  # the request's first byte; then closed as a stopping service does
 
-    port = fleet.port
-    try:
-        with _tls_server(fleet, close_after_handshake) as closing:
-            result = _request(fleet, closing)
-    finally:
-        fleet.port = port
+    with _tls_server(fleet, close_after_handshake) as closing:
+        result = _request(fleet, closing)
     assert result.status == 0
     assert result.transient
     assert not result.client_refused
@@ -169,12 +171,8 @@ def test_a_connection_closed_during_the_handshake_is_unreachable(fleet: Fleet) -
     def close_at_once(raw: socket.socket, context: ssl.SSLContext) -> None:
         raw.recv(65536)  # the ClientHello (one segment on loopback); closed, no TLS
 
-    port = fleet.port
-    try:
-        with _tls_server(fleet, close_at_once) as closing:
-            result = _request(fleet, closing)
-    finally:
-        fleet.port = port
+    with _tls_server(fleet, close_at_once) as closing:
+        result = _request(fleet, closing)
     assert result.status == 0
     assert result.transient
     assert not result.client_refused
@@ -187,12 +185,8 @@ def test_a_plain_http_port_is_said_to_be_not_tls(fleet: Fleet) -> None:
         raw.recv(4096)
         raw.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
-    port = fleet.port
-    try:
-        with _tls_server(fleet, plain_http) as plain:
-            result = _request(fleet, plain)
-    finally:
-        fleet.port = port
+    with _tls_server(fleet, plain_http) as plain:
+        result = _request(fleet, plain)
     assert result.status == 0
     assert not result.client_refused
     assert "does not answer in TLS" in result.message
