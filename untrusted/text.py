@@ -363,8 +363,24 @@ def _utf8_suspect(document: bytes) -> bool:
         return True
     if document.isascii():  # in C, a word at a time; and the patterns are not needed yet
         return False
-    return any(lead in document and pattern.search(document) is not None
-               for lead, pattern in _PATTERNS.utf8_leads)
+    # Every pattern matches the bytes of one character that is not ASCII, so the verdict is
+    # the same on those bytes alone (valid UTF-8 keeps each character's bytes together). A
+    # scan's rows differ in their ASCII (names, dates, digits) and share their Japanese
+    # (the explanations): the verdict is remembered by the rest, a third of the row.
+    rest = document.translate(None, _ASCII_BYTES)
+    verdict = _SUSPECT_BY_REST.get(rest)
+    if verdict is None:
+        verdict = any(lead in rest and pattern.search(rest) is not None
+                      for lead, pattern in _PATTERNS.utf8_leads)
+        if len(_SUSPECT_BY_REST) >= _SUSPECT_BY_REST_MAX:
+            _SUSPECT_BY_REST.clear()
+        _SUSPECT_BY_REST[rest] = verdict
+    return verdict
+
+
+_ASCII_BYTES = bytes(range(0x80))
+_SUSPECT_BY_REST: dict[bytes, bool] = {}
+_SUSPECT_BY_REST_MAX = 4096
 
 
 def json_utf8_checked(document: bytes) -> bytes:

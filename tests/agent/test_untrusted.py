@@ -205,6 +205,28 @@ def test_a_japanese_row_without_escapes_is_written_as_orjson_wrote_it() -> None:
     assert json_utf8_checked(row) is row
 
 
+def test_a_remembered_verdict_is_never_another_rows() -> None:
+    """The check remembers its verdict by a row's characters that are not ASCII: rows that
+    differ only in ASCII share it, and a row that adds one escaped character is judged anew,
+    before and after the clean row was seen."""
+    from untrusted.text import json_utf8, json_utf8_checked
+
+    def row(host: str, extra: str = "") -> bytes:
+        return json.dumps({"san": host + extra, "ja": "までに更新に係る通知を行ってください"},
+                          ensure_ascii=False).encode("utf-8")
+
+    hidden = row("b.example.jp", "\u200b")
+    expected = json_utf8(hidden.decode("utf-8"))
+    assert expected != hidden
+    assert json_utf8_checked(hidden) == expected
+    for n in range(3):
+        clean = row(f"host{n}.example.jp")
+        assert json_utf8_checked(clean) is clean
+        assert json_utf8_checked(hidden) == expected
+        assert json_utf8_checked(row(f"c{n}.example.jp", "\u200b")) != row(
+            f"c{n}.example.jp", "\u200b")
+
+
 def test_the_desks_json_escapes_format_characters(capsys: pytest.CaptureFixture[str]) -> None:
     """`contract show --json` (policy.cliutil.echo_json) escaped lone surrogates only: a SAN
     with U+202E or U+200B came out raw (review 11)."""
