@@ -488,7 +488,33 @@ def _pem_body(body: bytes) -> tuple[bytes, bool]:
     return binascii.a2b_base64(body), encrypted
 
 
+_ONE_CERTIFICATE = (b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----")
+
+
+def _single_certificate(data: bytes) -> _PemBlock | None:
+    """The block of a file that holds one certificate and nothing else that looks like a
+    marker (most files of a store), found without the general walk: its BEGIN and END hold
+    the file's only four runs of five dashes, so :func:`_pem_items` would yield this block
+    and nothing else (every marker it matches holds two such runs)."""
+    if data.count(b"-----") != 4:
+        return None
+    begin, end = _ONE_CERTIFICATE
+    start = data.find(begin)
+    if start < 0:
+        return None
+    stop = data.find(end, start + len(begin))
+    after = _AFTER_BEGIN.match(data, start + len(begin))
+    if stop < 0 or after is None or after.end() > stop:
+        return None
+    return _PemBlock(start, b"CERTIFICATE", data[after.end() : stop],
+                     data[start : stop + len(end)])
+
+
 def _parse_pem(data: bytes, ctx: _Context) -> None:
+    single = _single_certificate(data)
+    if single is not None:
+        _pem_block(single.label, single.body, single.whole, ctx)
+        return
     blocks = 0
     for item in _pem_items(data):
         if ctx.parsed.unlisted_problems:

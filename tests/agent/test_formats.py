@@ -438,3 +438,40 @@ def test_der_cut_inside_its_version_is_truncated_not_a_crash(data: bytes) -> Non
     parsed = parse_content(data, path="cut.der")
     assert parsed.error is not None
     assert parsed.error.code in ("truncated", "garbage")
+
+
+def _variants(pem: bytes) -> list[bytes]:
+    """One certificate's PEM as stores and attackers write it: what the shortcut for a file
+    of one certificate takes, and what it must leave to the general walk."""
+    head, tail = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    body = pem[len(head) : pem.index(tail)]
+    return [
+        pem, pem.replace(b"\n", b"\r\n"), b"subject=CN=x\n" + pem + b"notes\n",
+        head + b"  \t\n" + body.lstrip(b"\n") + tail + b"\n",  # blanks after BEGIN
+        head + b" junk\n" + body.lstrip(b"\n") + tail,  # text after BEGIN
+        b"-" + pem, b"------" + pem[5:], pem + b"-----", b"-----" + pem, pem + pem,
+        pem.replace(tail, b"-----END X509 CERTIFICATE-----"),  # END of another label
+        pem[: pem.index(tail)],  # no END
+        head + tail + b"\n",  # empty body
+        head + b"\n" + tail + b"\n",
+        pem.replace(b"M", b"*", 3),  # base64 with junk characters
+        pem[: len(pem) // 2] + tail,  # cut body
+        pem.replace(head, b"-----BEGIN TRUSTED CERTIFICATE-----"),
+        tail + b"\n" + pem,  # an END before the block
+    ]
+
+
+def test_a_file_of_one_certificate_reads_as_the_general_walk_reads_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shortcut for the common file (one certificate, no other marker) must give exactly
+    what the general PEM walk gives, on everything near that shape."""
+    import agent.formats as formats
+
+    pem = make_cert(sans=("one.example",)).pem
+    variants = _variants(pem)
+    fast = [parse_content(data, path="x.pem", mode=0o644) for data in variants]
+    assert sum(formats._single_certificate(data) is not None for data in variants) >= 5
+    monkeypatch.setattr(formats, "_single_certificate", lambda data: None)
+    general = [parse_content(data, path="x.pem", mode=0o644) for data in variants]
+    for data, quick, walked in zip(variants, fast, general, strict=True):
+        assert quick == walked, data
