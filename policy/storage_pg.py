@@ -205,6 +205,12 @@ class ConnectFailure(enum.Enum):
                          "spelling against libpq's connection parameters)")
     BAD_VALUE = ("the DSN's parameter {parameter} has a value PostgreSQL does not take (check "
                  "it against libpq's connection parameters)")
+    UNKNOWN_SETTING = ("the DSN's options parameter sets {parameter}, a setting PostgreSQL does "
+                       "not know (check its -c settings' names)")
+    UNSETTABLE = ("the DSN's options parameter sets {parameter}, which PostgreSQL does not let "
+                  "a connection set")
+    BAD_OPTIONS = ("PostgreSQL refused the DSN's options parameter (each setting is "
+                   "-c name=value, separated by spaces, of a setting a connection may set)")
     UNKNOWN = ("cannot connect to PostgreSQL (is it running, and does the DSN name a database "
                "this user may use?)")
 
@@ -219,6 +225,8 @@ _CANNOT_CONNECT = ConnectFailure.UNKNOWN.value
 # the server refuses a startup parameter's value). Only its name, a libpq keyword, is kept
 # (``parameter``); the value, which may be anything the DSN holds, is never repeated.
 _PARAMETER = r'"?(?P<parameter>[A-Za-z_][A-Za-z0-9_]{0,63})"?'
+_SETTING = r'"(?P<parameter>[A-Za-z_][A-Za-z0-9_.]{0,63})"'
+"""A server setting's name as the server quotes it; any other name is not repeated."""
 _CONNECT_PHRASINGS: tuple[tuple[re.Pattern[str], ConnectFailure], ...] = (
     (re.compile(rf"invalid URI query parameter: {_PARAMETER}"),
      ConnectFailure.UNKNOWN_PARAMETER),
@@ -227,6 +235,16 @@ _CONNECT_PHRASINGS: tuple[tuple[re.Pattern[str], ConnectFailure], ...] = (
     (re.compile(r"invalid (?P<parameter>port) number"), ConnectFailure.BAD_VALUE),
     (re.compile(rf"FATAL:\s+invalid value for parameter {_PARAMETER}"),
      ConnectFailure.BAD_VALUE),
+    # The server's refusals of the startup options a DSN's ``options`` carries: they came as
+    # "cannot connect (is it running…)" (the re-review of session 14).
+    (re.compile(rf"FATAL:\s+unrecognized configuration parameter {_SETTING}"),
+     ConnectFailure.UNKNOWN_SETTING),
+    (re.compile(rf"FATAL:\s+(?:parameter {_SETTING} cannot be changed|permission denied to "
+                rf"set parameter {_SETTING.replace('<parameter>', '<parameter2>')})"),
+     ConnectFailure.UNSETTABLE),
+    (re.compile(r"FATAL:\s+(?:-c \S*|--\S*) requires a value|FATAL:\s+invalid command-line "
+                r"argument|FATAL:\s+(?:unrecognized configuration parameter|parameter .* cannot "
+                r"be changed|permission denied to set parameter)"), ConnectFailure.BAD_OPTIONS),
     (re.compile(rf"invalid {_PARAMETER} value: "), ConnectFailure.BAD_VALUE),
     (re.compile(r'FATAL:\s+database ".*" does not exist'), ConnectFailure.NO_DATABASE),
     (re.compile(r'FATAL:\s+role ".*" does not exist'), ConnectFailure.USER_REFUSED),
@@ -256,7 +274,8 @@ def _classify(libpq_text: str) -> tuple[ConnectFailure, str]:
     for pattern, cause in _CONNECT_PHRASINGS:
         found = pattern.search(libpq_text)
         if found:
-            return cause, found.groupdict().get("parameter") or "?"
+            named = found.groupdict()
+            return cause, named.get("parameter") or named.get("parameter2") or "?"
     return ConnectFailure.UNKNOWN, "?"
 
 
@@ -266,7 +285,9 @@ def describe_connect_failure(cause: ConnectFailure, dsn: str, *, parameter: str 
     is the name of the DSN parameter a refusal named, never its value."""
     shown = redact_dsn(dsn)
     template: str = cause.value
-    if cause in (ConnectFailure.UNKNOWN_PARAMETER, ConnectFailure.BAD_VALUE):
+    if cause in (ConnectFailure.UNKNOWN_PARAMETER, ConnectFailure.BAD_VALUE,
+                 ConnectFailure.UNKNOWN_SETTING, ConnectFailure.UNSETTABLE,
+                 ConnectFailure.BAD_OPTIONS):
         return template.format(parameter=parameter)
     if shown == UNSHOWN:
         return template.format(where="the DSN's host", timeout=int(CONNECT_TIMEOUT_S))

@@ -180,6 +180,16 @@ def test_a_connect_failure_is_named_by_the_command(mistake: str, words: str,
     ("keepalives=x-never-shown", "the DSN's parameter keepalives has a value"),
     ("target_session_attrs=x-never-shown", "the DSN's parameter target_session_attrs has"),
     ("client_encoding=x-never-shown", "the DSN's parameter client_encoding has a value"),
+    # the server's refusals of the options parameter (the re-review of session 14: "cannot
+    # connect to PostgreSQL (is it running…)")
+    ("options=-c%20nosuchsetting%3Dnever-shown", "the DSN's options parameter sets "
+                                                 "nosuchsetting, a setting PostgreSQL does "
+                                                 "not know"),
+    ("options=-c%20shared_buffers%3D1never-shown", "the DSN's options parameter sets "
+                                                   "shared_buffers, which PostgreSQL does not "
+                                                   "let a connection set"),
+    ("options=-cnever-shown", "PostgreSQL refused the DSN's options parameter"),
+    ("options=-c%20%22never-shown%22%3D1", "PostgreSQL refused the DSN's options parameter"),
 ])
 def test_an_invalid_dsn_parameter_is_named_without_its_value_or_the_password(
         query: str, words: str, tmp_path: Path) -> None:
