@@ -517,7 +517,7 @@ def summary_pieces(tally: MonitorTally, *, mode: ExitMode, at: datetime, certifi
     """The summary line in pieces that a narrow terminal may put on separate lines (a count, a
     verdict and the time are never split)."""
     verdict = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}[exit_status(tally, mode)]
-    pieces = [f"{certificates} certificate(s),", f"{tally.errors} error(s),",
+    pieces = [f"{certificates} certificate(s),", f"{tally.errors_text()},",
               f"{skipped} skipped;", f"{mode.value} status {verdict}"]
     pieces += [f"({for_terminal(reason)})" for reason in tally.unknown_reasons]
     pieces.append(f"(as of {tokyo_time(at)})")
