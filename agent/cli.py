@@ -213,8 +213,12 @@ def say_unknown(tally: MonitorTally, mode: ExitMode) -> None:
     if exit_status(tally, mode) != EXIT_STATUS["unknown"]:
         return
     reasons = list(tally.unknown_reasons)
-    if tally.errors:
+    if tally.errors and tally.errors == tally.error_files:
         reasons.insert(0, f"{tally.errors} file(s) or certificate(s) could not be read")
+    elif tally.errors:
+        # one file of many unreadable positions is one file to look at, not many
+        reasons.insert(0, f"{tally.error_files} file(s) could not be read in full "
+                          f"({tally.errors} error(s))")
     click.echo(f"UNKNOWN: {'; '.join(reasons)}", err=True)
 
 

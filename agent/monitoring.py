@@ -112,18 +112,50 @@ class ExpiryWindows:
 
 @dataclass(slots=True)
 class MonitorTally:
-    """What a run has seen, for its exit status: the worst severity counted in each mode, how
-    many files could not be read, and why nothing was monitored (if so)."""
+    """What a run has seen, for its exit status: the worst severity counted in each mode, what
+    could not be read (errors, and the files they are in), and why nothing was monitored (if
+    so)."""
 
     host: Severity = Severity.OK
     contract: Severity = Severity.OK
     errors: int = 0
+    """Error items: a file that could not be read, or one position (a certificate, a key) in
+    a file otherwise read."""
+    error_files: int = 0
+    """The files those errors are in: one file of 50 encrypted keys too costly to try is 50
+    errors and 1 file, and must not read as 50 broken files."""
     certificates: int = 0
     unknown_reasons: list[str] = field(default_factory=list)
+    last_error_path: str | None = field(default=None, repr=False, compare=False)
+    """The file of the last error counted (see :meth:`error`)."""
 
     def add(self, *, host: Severity, contract: Severity) -> None:
         self.host = max(self.host, host)
         self.contract = max(self.contract, contract)
+
+    def error(self, path: str) -> None:
+        """Count one error in the file at ``path``. A file's errors arrive one after another
+        (:func:`agent.report.classify_directory` yields a file's items together, and a file is
+        read in one batch), so the file is counted when its first error is."""
+        self.errors += 1
+        if path != self.last_error_path:
+            self.error_files += 1
+            self.last_error_path = path
+
+    def merge(self, part: MonitorTally) -> None:
+        """Count ``part`` (a batch of other files, e.g. a scan worker's) in this tally."""
+        self.add(host=part.host, contract=part.contract)
+        self.errors += part.errors
+        self.error_files += part.error_files
+        self.certificates += part.certificates
+        self.unknown_reasons.extend(part.unknown_reasons)
+
+    def errors_text(self) -> str:
+        """The errors for a summary line: ``3 error(s)``, and the files they are in when a file
+        holds several (``50 error(s) in 1 file(s)``)."""
+        if self.errors == self.error_files:
+            return f"{self.errors} error(s)"
+        return f"{self.errors} error(s) in {self.error_files} file(s)"
 
     def unknown(self, reason: str) -> None:
         """Record that something expected could not be monitored (a missing store, a run that

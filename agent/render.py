@@ -37,7 +37,14 @@ from policy.cliutil import to_jsonable
 from policy.decisions import Severity
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_text
-from untrusted.text import for_csv, for_terminal, json_utf8, json_utf8_checked
+from untrusted.text import (
+    SPACES,
+    edge_spaces_escaped,
+    for_csv,
+    for_terminal,
+    json_utf8,
+    json_utf8_checked,
+)
 
 from .monitoring import ExitMode, MonitorTally, exit_status
 from .records import FileError, FileResult, FileSkip
@@ -215,19 +222,36 @@ def display_width(text: str) -> int:
     return width if width >= 0 else len(text)
 
 
-def _shorten(text: str, width: int) -> str:
-    """``text`` cut to ``width`` display columns with an ellipsis (names only, never dates)."""
-    if display_width(text) <= width:
-        return text
+def _field(text: str) -> str:
+    """An untrusted name or path for a cell or the end of a line: :func:`for_terminal`, and
+    the spaces at its edges escaped, which a gap there does not show."""
+    return edge_spaces_escaped(for_terminal(text))
+
+
+def _cut(text: str, width: int) -> str:
     out: list[str] = []
     used = 0
     for char in text:
         w = max(display_width(char), 0)
-        if used + w > width - 1:
+        if used + w > width:
             break
         out.append(char)
         used += w
-    return "".join(out) + "…"
+    return "".join(out)
+
+
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` display columns with an ellipsis (names only, never dates).
+
+    A cut inside a run of spaces shows that run escaped: ``host.example.jp``, thirty spaces
+    and ``.evil.example`` cut to ``host.example.jp    …`` read as ``host.example.jp`` itself,
+    the part that matters cut off; ``host.example.jp\\u0020\\u0…`` does not."""
+    if display_width(text) <= width:
+        return text
+    kept = _cut(text, width - 1)
+    if kept.rstrip(SPACES) != kept:
+        kept = _cut(edge_spaces_escaped(kept), width - 1)
+    return kept + "…"
 
 
 def _pad(text: str, width: int, *, right: bool = False) -> str:
@@ -419,7 +443,7 @@ def _render_table_row(row: TableRow, columns: Sequence[_Column], name_width: int
     values = {"SEVERITY": severity.name.lower(), "DAYS": days, **cells}
     head = " ".join(_pad(for_terminal(_shorten(values[c.title], c.width)) if c.optional
                          else values[c.title], c.width, right=c.right) for c in columns)
-    lines = [f"{head} {_shorten(for_terminal(name), name_width)}".rstrip()]
+    lines = [f"{head} {_shorten(_field(name), name_width)}".rstrip()]
     dues = [(action, date.fromordinal(due).isoformat() if due is not None else None, sev)
             for action, due, sev in actions]
     notes = [code for code, sev in row.findings if sev >= Severity.WARNING]
@@ -430,7 +454,7 @@ def _render_table_row(row: TableRow, columns: Sequence[_Column], name_width: int
         advice = advice_for(row.findings, dues)
         if advice:
             lines.extend(_wrap("what to do: ", _words("; ".join(advice)), width, joiner=" "))
-    lines.extend(_wrap("in: ", [for_terminal(p) for p in places], width))
+    lines.extend(_wrap("in: ", [_field(p) for p in places], width))
     return lines
 
 
@@ -517,7 +541,7 @@ def summary_pieces(tally: MonitorTally, *, mode: ExitMode, at: datetime, certifi
     """The summary line in pieces that a narrow terminal may put on separate lines (a count, a
     verdict and the time are never split)."""
     verdict = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}[exit_status(tally, mode)]
-    pieces = [f"{certificates} certificate(s),", f"{tally.errors} error(s),",
+    pieces = [f"{certificates} certificate(s),", f"{tally.errors_text()},",
               f"{skipped} skipped;", f"{mode.value} status {verdict}"]
     pieces += [f"({for_terminal(reason)})" for reason in tally.unknown_reasons]
     pieces.append(f"(as of {tokyo_time(at)})")
@@ -552,7 +576,7 @@ def render_certificate(row: CertificateRow, heading: str) -> list[str]:
         f"  issuer:         {t(f.issuer)}",
         f"  serial:         {t(f.serial)}",
         f"  sha256:         {f.sha256}",
-        f"  SANs:           {t(', '.join(f.sans)) or '-'}",
+        f"  SANs:           {', '.join(_field(san) for san in f.sans) or '-'}",
         f"  not before:     {_instant(f.not_before_utc)}",
         f"  not after:      {row.not_after_day.isoformat()} ({c.days_left} day(s) left, "
         f"Asia/Tokyo; {format_instant(f.not_after_utc)})",

@@ -76,7 +76,7 @@ skipped as plainly not a store entry."""
 def tally_item(tally: MonitorTally, item: ReportItem) -> None:
     """Count one report item for the exit status (the daemon's summary counts the same way)."""
     if isinstance(item, FileError):
-        tally.errors += 1
+        tally.error(item.path)
     elif isinstance(item, FileSkip):
         return  # information: certbot's README beside the certificates is normal
     else:
@@ -331,6 +331,8 @@ class RenderedLine(NamedTuple):
     """The severity counted by ``--exit-status=host``."""
     contract: int = 0
     """The severity counted by ``--exit-status=contract``."""
+    path: str = ""
+    """An error's file (errors are counted by file too: :class:`MonitorTally`)."""
 
 
 def render_items(items: Iterable[ReportItem], fmt: str,
@@ -347,7 +349,8 @@ def render_items(items: Iterable[ReportItem], fmt: str,
 def _rendered(item: ReportItem, text: bytes, seq: Any) -> RenderedLine:
     if isinstance(item, FileError | FileSkip):
         kind = 2 if isinstance(item, FileError) else 3
-        return RenderedLine(key=urgency_key(item, seq), text=text, severity=0, kind=kind)
+        return RenderedLine(key=urgency_key(item, seq), text=text, severity=0, kind=kind,
+                            path=item.path)
     return RenderedLine(key=urgency_key(item, seq), text=text, severity=int(item.severity),
                         kind=0 if isinstance(item, CertificateRow) else 1,
                         host=int(item.host_severity), contract=int(item.contract_severity))
@@ -372,7 +375,8 @@ def assemble(lines: list[RenderedLine], fmt: str) -> RenderedReport:
     certificates = sum(1 for line in lines if line.kind == 0)
     tally = MonitorTally(host=Severity(max((line.host for line in lines), default=0)),
                          contract=Severity(max((line.contract for line in lines), default=0)),
-                         errors=errors, certificates=certificates)
+                         errors=errors, certificates=certificates,
+                         error_files=len({line.path for line in lines if line.kind == 2}))
     if not certificates and not errors:
         tally.unknown(NOTHING_READ)
     texts = [line.text for line in lines]

@@ -301,11 +301,7 @@ class _Writer:
             self.out.write(csv_header())
 
     def write(self, rendered: _Rendered) -> None:
-        part = rendered.tally
-        self.tally.add(host=part.host, contract=part.contract)
-        self.tally.errors += part.errors
-        self.tally.certificates += part.certificates
-        self.tally.unknown_reasons.extend(part.unknown_reasons)
+        self.tally.merge(rendered.tally)
         if rendered.table is not None:
             spill = self._spill()
             spill.add_entries(rendered.table.entries)

@@ -49,7 +49,9 @@ The escapes, shared by every function here:
     value is written ``\\u0027``.
 
 Everything else, East Asian text included, passes through unchanged; spaces too (``U+3000``
-belongs in Japanese names, and a run of spaces shows as a gap, ASCII or not). JSON is
+belongs in Japanese names, and a run of spaces shows as a gap, ASCII or not), but for the
+spaces that begin or end a field at the end of a line or in a table's cell, where a gap shows
+as nothing: :func:`edge_spaces_escaped` writes those as ``\\u0020``. JSON is
 different: its escapes are the format's own, and :func:`json_text` only has to give lone
 surrogates the ``\\udcNN`` escape a JSON decoder turns back into the same string (and every
 other character escaped above, marks past the fourth in a row included, which
@@ -65,8 +67,8 @@ import re
 
 from .marks import MARKS_ASTRAL, MARKS_BMP
 
-__all__ = ["MARK_RUN_LIMIT", "for_csv", "for_log", "for_terminal", "json_storable", "json_text",
-           "json_utf8", "json_utf8_checked", "unescape"]
+__all__ = ["MARK_RUN_LIMIT", "SPACES", "edge_spaces_escaped", "for_csv", "for_log", "for_terminal",
+           "json_storable", "json_text", "json_utf8", "json_utf8_checked", "unescape"]
 
 _NON_ASCII_CONTROLS = (
     # C1 controls (Cc), then Unicode's categories Cf (format), Zl and Zp (separators) as of
@@ -189,6 +191,30 @@ def _escape_one(match: re.Match[str]) -> str:
     if code > 0xFFFF:  # above the BMP (tag characters): four hex digits would read back wrong
         return f"\\U{code:08x}"
     return f"\\u{code:04x}"
+
+
+SPACES = (" \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+          "\u202f\u205f\u3000")
+"""Unicode's category Zs: drawn as a gap, which shows between two words but not at the end of
+a cell or a line (tests/agent/test_untrusted.py checks the list)."""
+
+
+def _escaped_spaces(spaces: str) -> str:
+    return "".join(f"\\u{ord(char):04x}" for char in spaces)
+
+
+def edge_spaces_escaped(text: str) -> str:
+    """``text`` (already :func:`for_terminal`) with the spaces that begin or end it escaped
+    (``\\u0020``, ``\\u3000``), for a field that ends a line or stands in a cell: there a gap
+    is drawn as nothing, so ``www.example.jp`` and three spaces read as ``www.example.jp``, and
+    a run of spaces before a name pushes it out of a narrow column. Spaces between words stay
+    a gap. Linear: ``str.strip``, no pattern that backtracks over a run of spaces."""
+    inner = text.strip(SPACES)
+    if len(inner) == len(text):
+        return text
+    lead = len(text) - len(text.lstrip(SPACES))
+    return (_escaped_spaces(text[:lead]) + inner
+            + _escaped_spaces(text[lead + len(inner):]))
 
 
 def for_terminal(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -21,9 +22,11 @@ from hypothesis import strategies as st
 from agent.logs import EventLog, configure_logging
 from agent.main import certescrow
 from tests.certfactory import shared_key
+from tests.clirun import certescrow as run_certescrow
 from untrusted.marks import MARKS_ASTRAL, MARKS_BMP
 from untrusted.text import (
     MARK_RUN_LIMIT,
+    SPACES,
     for_csv,
     for_log,
     for_terminal,
@@ -486,3 +489,93 @@ def test_the_hangul_filler_cn_and_a_stack_of_marks_are_escaped_in_scan_json(
     names = sorted(r["subject_cn"] for r in json.loads(result.output)
                    if r["kind"] == "certificate")
     assert names == sorted([REVIEWERS_CN, "x" + "\u0338" * 50 + ".example"])  # exact
+
+
+def test_the_spaces_are_unicodes_category_zs() -> None:
+    zs = {chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Zs"}
+    assert set(SPACES) == zs
+
+
+PADDED = {
+    "genuine.pem": "www.example.jp",
+    "trailing.pem": "www.example.jp   ",
+    "hidden.pem": "host.example.jp" + " " * 30 + ".evil.example",
+    "leading.pem": " " * 30 + "host.example.jp",
+    "ideographic.pem": "日本認証局\u3000\u3000",
+}
+"""Names padded with spaces, which a table shows as nothing at the end of a line, and a narrow
+table cut inside the run: ``hidden`` read ``host.example.jp    …`` (its ``.evil.example`` cut
+off), ``leading`` a blank cell and ``…``, ``trailing`` exactly as ``genuine``."""
+
+
+def _padded_store(directory: Path) -> Path:
+    directory.mkdir()
+    for name, cn in PADDED.items():
+        _make_leaf(directory / name, cn)
+    return directory
+
+
+def _name_cells(table: str) -> dict[str, str]:
+    """Each row's NAME cell, by the file of its ``in:`` line."""
+    lines = table.splitlines()
+    column = lines[0].index("NAME")
+    cells: dict[str, str] = {}
+    row = ""
+    for line in lines[1:]:
+        if line and not line.startswith(" "):
+            row = line
+        elif line.startswith("    in: "):
+            cells[Path(line.removeprefix("    in: ").split("#")[0]).name] = row[column:]
+    return cells
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+def test_a_space_padded_name_is_never_shown_as_if_it_were_whole_in_a_narrow_table(
+        tmp_path: Path) -> None:
+    from agent.render import display_width
+
+    store = _padded_store(tmp_path / "store")
+    done = run_certescrow("scan", str(store), home=tmp_path, at="2026-02-01T12:00:00",
+                          COLUMNS="60")
+    assert done.returncode == 0, done.stderr
+    cells = _name_cells(done.stdout)
+    assert cells["genuine.pem"] == "www.example.jp"
+    # the spaces the cut or the line's end would hide are shown escaped
+    assert cells["trailing.pem"].startswith("www.example.jp\\u0")
+    assert cells["hidden.pem"].startswith("host.example.jp\\u0")
+    assert cells["hidden.pem"].endswith("…")
+    assert cells["leading.pem"].startswith("\\u0020\\u0020")
+    assert cells["ideographic.pem"].startswith("日本認証局\\u3000")
+    assert all(display_width(line) <= 60 for line in done.stdout.splitlines()
+               if not line.startswith("    in: "))  # (a path is never cut)
+    wide = run_certescrow("scan", str(store), home=tmp_path, at="2026-02-01T12:00:00",
+                          COLUMNS="300")
+    cells = _name_cells(wide.stdout)
+    assert cells["trailing.pem"] == "www.example.jp" + "\\u0020" * 3
+    assert cells["hidden.pem"] == PADDED["hidden.pem"]  # spaces between words: a gap
+    assert cells["leading.pem"] == "\\u0020" * 30 + "host.example.jp"
+    assert cells["ideographic.pem"] == "日本認証局\\u3000\\u3000"
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+def test_inspect_shows_a_sans_trailing_spaces(tmp_path: Path) -> None:
+    path = _make_leaf(tmp_path / "trailing.pem", PADDED["trailing.pem"])
+    result = CliRunner().invoke(certescrow, ["inspect", str(path), "--at", "2026-02-01"],
+                                catch_exceptions=False)
+    assert "  SANs:           www.example.jp\\u0020\\u0020\\u0020\n" in result.output
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+def test_json_and_csv_carry_a_space_padded_name_exactly(tmp_path: Path) -> None:
+    store = _padded_store(tmp_path / "store")
+    as_json = CliRunner().invoke(certescrow, ["scan", "--json", str(store), "--at",
+                                              "2026-02-01"], catch_exceptions=False)
+    rows = {Path(r["path"]).name: r for r in json.loads(as_json.output)}
+    assert {name: (r["subject_cn"], r["sans"]) for name, r in rows.items()} == {
+        name: (cn, [cn]) for name, cn in PADDED.items()}
+    as_csv = CliRunner().invoke(certescrow, ["scan", "--csv", str(store), "--at",
+                                             "2026-02-01"], catch_exceptions=False)
+    cells = {Path(r["path"]).name: r for r in csv.DictReader(io.StringIO(as_csv.output))}
+    for name, cn in PADDED.items():
+        assert unescape(cells[name]["sans"]) == cn
+        assert unescape(cells[name]["subject"]) == rows[name]["subject"]

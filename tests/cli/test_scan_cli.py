@@ -126,6 +126,38 @@ def test_scan_exit_status_for_monitoring(tmp_path: Path, extra: dict[str, str], 
     assert ("UNKNOWN: 1 file(s) or certificate(s) could not be read" in err) == (status == 3)
 
 
+@pytest.mark.parametrize("fmt", ["--json", "--table"])
+def test_one_file_of_keys_too_costly_to_try_counts_as_one_file_not_fifty(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """A certificate and 50 encrypted keys in one PEM: past the file's budget for password
+    trials each key left untried is an error at its position, and the summary said "50
+    error(s)", the UNKNOWN line "50 file(s) or certificate(s) could not be read": one file read
+    like fifty broken ones. The same file without its certificate was already one error (its
+    problems folded into one message). The budget is the reader's (3 s of CPU, which a truly
+    costly key takes: tests/vault/test_pkcs12_cost.py); here the first trial spends it."""
+    from agent import formats
+
+    monkeypatch.setattr(formats, "KEY_TRIALS_SECONDS", 0.0)
+    leaf = make_cert(not_before=NB, lifetime=timedelta(days=300))
+    key = leaf.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.BestAvailableEncryption(b"not the password"))
+    write(tmp_path / "store" / "bundle.pem", leaf.pem + key * 50)
+    passwords = write(tmp_path / "passwords", b"s3cret\n", 0o600)
+    args = [str(tmp_path / "store"), "--exit-status", "--at", AT, "--password-file",
+            str(passwords)]
+    code, out, err = _scan(*args, *([fmt] if fmt == "--json" else []))
+    assert code == 3
+    assert "UNKNOWN: 1 file(s) could not be read in full (49 error(s))" in err
+    if fmt == "--json":  # every untried key is still listed, at its position
+        errors = [r for r in json.loads(out) if r["kind"] == "error"]
+        assert [e["key_index"] for e in errors] == list(range(1, 50))
+        assert {e["error"]["code"] for e in errors} == {"too-costly"}
+    else:
+        assert out.count("too-costly") == 49
+        assert "1 certificate(s), 49 error(s) in 1 file(s), 0 skipped; host status UNKNOWN" in (
+            " ".join(out.split()))
+
+
 def test_exit_status_before_a_path_is_the_flag_not_a_mode(tmp_path: Path) -> None:
     write(tmp_path / "ok.pem", make_cert(not_before=NB, lifetime=timedelta(days=300)).pem)
     code, out, err = _scan("--exit-status", str(tmp_path), "--at", AT)
