@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -59,6 +59,11 @@ from .fleet_ca import (
     server_ssl_context,
 )
 from .fleet_client import CLIENT_LABEL
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from .logs import EventLog
 
 __all__ = ["enroll_command", "fleet_group", "serve_command"]
 
@@ -710,6 +715,13 @@ class ServeStartError(AgentError):
     exit_code = 43
 
 
+class ServeWorkerError(AgentError):
+    """One of ``policy serve``'s ``[serve] workers`` processes ended while the service was
+    serving: the service stopped (its log's ``worker-ended`` line says which and how)."""
+
+    exit_code = 44
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServeConfig:
     listen: str
@@ -887,7 +899,7 @@ def serve_command(config_file: Path, key_file: Path | None, log_format: str,
     # The agent's log lines (agent/logs.py): the journald priority prefix, one form for both
     # services; the service's records carry their event in `extra` (policy/logevents.py).
     configure_logging(log_format, name=SERVICE_LOGGER_NAME, libraries=SERVICE_LIBRARIES)
-    children: list[Any] = []
+    children: list[subprocess.Popen[bytes]] = []
     if config.workers > 1 and not worker:
         children = _start_workers(config_file, key_file, config.workers - 1, log_format)
     try:
@@ -956,7 +968,9 @@ def serve_command(config_file: Path, key_file: Path | None, log_format: str,
                     forwarded=forwarded if config.trusted_proxies or config.unix_socket
                     else None, renewer=renewer)
     try:
-        asyncio.run(_serve(app, config, context, parent=os.getppid() if worker else None))
+        worker_ended = asyncio.run(_serve(app, config, context,
+                                          parent=os.getppid() if worker else None,
+                                          workers=children))
     finally:
         for child in children:
             child.terminate()
@@ -964,10 +978,13 @@ def serve_command(config_file: Path, key_file: Path | None, log_format: str,
             child.wait(timeout=30)
         registry.close()
         ledger.close()
+    if worker_ended:
+        raise ServeWorkerError("policy serve stopped because a worker process ended (the "
+                               "worker-ended line)")
 
 
 def _start_workers(config_file: Path, key_file: Path | None, count: int,
-                   log_format: str) -> list[Any]:
+                   log_format: str) -> list[subprocess.Popen[bytes]]:
     """The other ``[serve] workers``: the same command, each its own process and event loop,
     sharing the port through ``SO_REUSEPORT`` (the kernel spreads connections over them)."""
     import subprocess
@@ -1000,7 +1017,56 @@ def _renewer(ca_key_pem: bytes, ca_cert_pem: bytes) -> Callable[..., Any]:
     return renew
 
 
-async def _serve(app: Any, config: ServeConfig, context: Any, *, parent: int | None) -> None:
+def how_it_ended(returncode: int) -> str:
+    """A child's end in words, from :attr:`subprocess.Popen.returncode` (negative: the
+    signal that killed it)."""
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"was killed by {name}"
+
+
+def _watch_workers(workers: Sequence[subprocess.Popen[bytes]], stop: asyncio.Event,
+                   log: EventLog) -> Callable[[], bool]:
+    """Install a ``SIGCHLD`` handler that reaps an ended worker at once, logs which and how,
+    and stops the service; returns what says whether a worker's end stopped it.
+
+    Why stop rather than start another worker: a new worker would read the configuration,
+    the certificate and the vault's keys again, while the others keep what they started with
+    (the service does not reload), so one port could be served with two configurations; and a
+    worker that dies again at once (a key gone, memory short: the OOM killer sends SIGKILL)
+    needs the backoff and the start limit systemd's ``Restart=on-failure`` already has. So the
+    whole service stops and exits 44 (:class:`ServeWorkerError`), and systemd starts it again
+    whole, all workers reading the same files; the agents keep their batches meanwhile. A
+    worker's end once the service is stopping (SIGTERM, which systemd sends to every process
+    of the unit) is expected, not logged."""
+    ended: list[int] = []
+
+    def reap() -> None:
+        for child in workers:
+            if child.returncode is not None:  # reaped already
+                continue
+            returncode = child.poll()  # reaps it, if it ended
+            if returncode is None or stop.is_set():
+                continue
+            how = how_it_ended(returncode)
+            ended.append(child.pid)
+            log.error("worker-ended", f"worker process {child.pid} {how}; policy serve stops "
+                      f"(exit {ServeWorkerError.exit_code}) to be started again whole",
+                      pid=child.pid, returncode=returncode)
+            stop.set()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, reap)
+    reap()  # one that ended before the handler was in place sends no second SIGCHLD
+    return lambda: bool(ended)
+
+
+async def _serve(app: Any, config: ServeConfig, context: Any, *, parent: int | None,
+                 workers: Sequence[subprocess.Popen[bytes]] = ()) -> bool:
+    """Serve until stopped; returns whether one of ``workers`` ending is what stopped it."""
     from policy.service import StartError, serve
 
     stop = asyncio.Event()
@@ -1043,6 +1109,7 @@ async def _serve(app: Any, config: ServeConfig, context: Any, *, parent: int | N
             stop.set()
 
         watcher = asyncio.create_task(orphaned())
+    worker_ended = _watch_workers(workers, stop, log) if workers else (lambda: False)
     try:
         await serve(app, listen=config.listen, port=config.port, ssl_context=context,
                     unix_socket=None if config.unix_socket is None else str(config.unix_socket),
@@ -1052,3 +1119,10 @@ async def _serve(app: Any, config: ServeConfig, context: Any, *, parent: int | N
     finally:
         if parent is not None:
             watcher.cancel()
+        if workers:
+            # Now, not when asyncio.run closes the loop: that closes the signal's wake-up
+            # pipe first, and a worker ending meanwhile (systemd stops them all at once) made
+            # Python print an ignored exception for the write to it. The workers left are
+            # reaped by serve_command.
+            loop.remove_signal_handler(signal.SIGCHLD)
+    return worker_ended()

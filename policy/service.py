@@ -170,6 +170,19 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _closing_error(status: int, message: str) -> web.Response:
+    """An answer given with the body unread (413 past ``max_body_bytes``, 408): the
+    connection ends after it (``Connection: close``). Kept alive, aiohttp drained the rest of
+    the body and then held the connection for its keep-alive hour, though the request was
+    refused for that very body; closed outright, with the body still arriving, the kernel would
+    reset the connection and the client, still sending, could lose the 413 that tells an agent
+    to split its batch. So aiohttp drains what the client is sending for at most its lingering
+    time (10 s), then closes."""
+    response = _error(status, message)
+    response.force_close()
+    return response
+
+
 class _Refused(Exception):  # noqa: N818 - a control-flow signal carrying a response
     def __init__(self, response: web.Response) -> None:
         super().__init__(response.status)
@@ -302,8 +315,8 @@ class _Service:
         """The request's body, whole, within ``body_timeout`` (408) and the size cap (413)."""
         length = request.content_length
         if length is not None and length > self.settings.max_body_bytes:
-            raise _Refused(_error(413, f"the body is larger than "
-                                       f"{self.settings.max_body_bytes} bytes"))
+            raise _Refused(_closing_error(413, f"the body is larger than "
+                                               f"{self.settings.max_body_bytes} bytes"))
         try:
             async with asyncio.timeout(self.settings.body_timeout.total_seconds()):
                 raw = await request.read()
@@ -311,10 +324,10 @@ class _Service:
             log.warning("gave up reading a request body after %.0f s (%s)",
                         self.settings.body_timeout.total_seconds(), request.path,
                         extra=event("body-timeout", path=request.path))
-            raise _Refused(_error(408, "the body did not arrive in time")) from None
+            raise _Refused(_closing_error(408, "the body did not arrive in time")) from None
         except web.HTTPRequestEntityTooLarge:
-            raise _Refused(_error(413, f"the body is larger than "
-                                       f"{self.settings.max_body_bytes} bytes")) from None
+            raise _Refused(_closing_error(413, f"the body is larger than "
+                                               f"{self.settings.max_body_bytes} bytes")) from None
         return raw
 
     # ------------------------------------------------------------------ endpoints

@@ -16,7 +16,7 @@ import pytest
 
 from agent.errors import AgentError, ConfigError, LiveChainError, OutputError
 from agent.fleet_ca import FleetCAError
-from agent.fleet_cli import ServeStartError
+from agent.fleet_cli import ServeStartError, ServeWorkerError
 from agent.main import main
 from agent.outbox import OutboxError
 from agent.statelock import StateBusyError
@@ -33,6 +33,7 @@ AGENT_COMMAND_CODES = {
     AgentError.exit_code, ConfigError.exit_code, LiveChainError.exit_code,
     StateBusyError.exit_code, OutputError.exit_code,
     FleetCAError.exit_code, OutboxError.exit_code, ServeStartError.exit_code,
+    ServeWorkerError.exit_code,
     130,  # interrupted
 }
 

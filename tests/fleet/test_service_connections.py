@@ -3,19 +3,23 @@ yet"): a client that never handshakes, stalls in the handshake or trickles its r
 closed at ``header_timeout_ms`` while honest hosts are answered; a kept-alive connection may
 idle but not trickle its next request; one host's connections past
 ``max_connections_per_host`` get 429 while another host is served; connections past
-``max_handshakes`` are closed as soon as they are accepted."""
+``max_handshakes`` are closed as soon as they are accepted; a connection whose body was too
+large is closed after its 413."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import signal
 import socket
 import ssl
 import time
 from pathlib import Path
 
+import pytest
+
 from agent.fleet_ca import client_ssl_context
-from tests.fleet.fleetkit import Client, Fleet, served_fleet
+from tests.fleet.fleetkit import Client, Fleet, observation, report, served_fleet
 
 BOUND_S = 5.0
 """Generous: the deadline tested is 1 s (an honest client's handshake and request fit in it
@@ -299,3 +303,55 @@ def test_many_connections_without_a_certificate_are_refused_or_closed_at_the_dea
     assert 1 <= log.count("refused a TLS handshake from 127.0.0.1:") <= 20, log
     assert log.count("no TLS handshake within 1000 ms") == 20, log
     assert "Traceback" not in log
+
+
+def _answer_head(tls: ssl.SSLSocket) -> tuple[int, dict[str, str]]:
+    """The status and headers of the one answer on ``tls``, its body read (its length's)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = tls.recv(65536)
+        assert chunk, received
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
+    while len(body) < int(headers["content-length"]):
+        chunk = tls.recv(65536)
+        assert chunk, body
+        body += chunk
+    return int(status.split()[1]), headers
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_an_oversized_report_is_answered_413_and_its_connection_closed(
+        tmp_path: Path, framing: str) -> None:
+    """The 413 says ``Connection: close`` and the service closes the connection once the
+    client's oversized body is in: it used to drain the body and keep the connection for its
+    keep-alive hour, a client waiting for the end of it waiting that long. The client sends
+    all of its report, as an agent does (it reads the answer only then)."""
+    with served_fleet(tmp_path / "desk", backend="sqlite",
+                      extra=lambda _: "max_body_bytes = 200000") as fleet:
+        client = fleet.client("big-host")
+        body = json.dumps(report("big-host", 1, [
+            observation("/" + "x" * 4000, "a" * 64, index=i) for i in range(60)])).encode()
+        assert len(body) > 200_000
+        head = b"POST /v1/report HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        if framing == "content-length":  # refused before a byte of the body is read
+            request = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+        else:  # no length announced: refused once the cap is read
+            request = head + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(
+                b"%x\r\n%s\r\n" % (len(part), part)
+                for part in (body[i:i + 16384] for i in range(0, len(body), 16384))) + b"0\r\n\r\n"
+        tls = _tls(fleet, client)
+        tls.sendall(request)
+        status, headers = _answer_head(tls)
+        assert status == 413
+        assert headers["connection"] == "close"
+        assert _closed_within(tls, BOUND_S)
+        tls.close()
+        # The agent's own client hears the 413 (what tells it to split the batch), and its
+        # next request goes out on a new connection.
+        agent = fleet.connect(client)
+        assert agent.request("POST", "/v1/report", json.loads(body)).status == 413
+        assert agent.request("GET", "/v1/bindings").status == 200
+        assert "Traceback" not in _stopped_log(fleet)

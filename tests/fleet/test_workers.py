@@ -1,12 +1,18 @@
 """``[serve] workers``: several service processes share the port (SO_REUSEPORT) and end
-together."""
+together, a worker killed included."""
 
 from __future__ import annotations
 
+import os
+import select
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from agent.fleet_cli import how_it_ended
 from tests.fleet.fleetkit import make_fleet, observation, report
 
 
@@ -41,3 +47,126 @@ def test_several_worker_processes_share_the_port(tmp_path: Path) -> None:
         fleet.close_clients()
     with socket.socket() as after:  # every worker ended with the first
         assert after.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The ``--worker`` processes ``pid`` started (its children, from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"--worker" in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def _read_until(process: subprocess.Popen[bytes], needle: str, timeout_s: float) -> str:
+    """What ``process`` writes on stderr until a line holding ``needle`` (or the timeout, or
+    its end)."""
+    assert process.stderr is not None
+    fd = process.stderr.fileno()
+    text = ""
+    deadline = time.monotonic() + timeout_s
+    while needle not in text and (left := deadline - time.monotonic()) > 0:
+        if not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        text += chunk.decode(errors="replace")
+    return text
+
+
+@pytest.mark.slow
+def test_a_worker_killed_is_reaped_logged_and_the_service_exits_44(tmp_path: Path) -> None:
+    """A worker killed (SIGKILL: the OOM killer's) went unnoticed: no line, a zombie, a
+    service serving with fewer processes than configured. The first process reaps it at once,
+    says which and how in one line, and stops with exit 44 for systemd to start it again
+    whole (``Restart=on-failure``); its other workers end with it."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    fleet = make_fleet(tmp_path / "desk")
+    fleet.start(port=port, extra="workers = 3")
+    process = fleet.process
+    assert process is not None
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers := _workers_of(process.pid)) < 2:
+            assert time.monotonic() < deadline, workers
+            time.sleep(0.1)
+        victim, other = workers
+        os.kill(victim, signal.SIGKILL)
+        log = _read_until(process, f"worker process {victim} ", timeout_s=5)
+        lines = [line for line in log.splitlines() if f"worker process {victim} " in line]
+        assert lines == [f"error   worker-ended: worker process {victim} was killed by SIGKILL; "
+                         f"policy serve stops (exit 44) to be started again whole "
+                         f"pid={victim} returncode=-9"], log
+        # Reaped: the returncode logged is waitpid's, and the pid is gone (not a zombie).
+        assert _state(victim) == ""
+        assert process.wait(timeout=30) == 44
+        assert process.stderr is not None
+        log += process.stderr.read().decode(errors="replace")
+    finally:
+        fleet.stop(signal.SIGKILL)
+    assert log.count(f"worker process {victim} ") == 1, log
+    assert log.rstrip().endswith("Error: policy serve stopped because a worker process ended "
+                                 "(the worker-ended line)"), log
+    assert "Traceback" not in log
+    assert _state(other) == ""  # it ended with the service, reaped too
+    with socket.socket() as after:
+        assert after.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.slow
+def test_stopped_as_systemd_stops_it_the_workers_ending_is_no_failure(tmp_path: Path) -> None:
+    """``systemctl stop`` sends SIGTERM to the main process and then to every other process of
+    the unit: the workers ending then is the stop asked for, exit 0, no ``worker-ended``."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    fleet = make_fleet(tmp_path / "desk")
+    fleet.start(port=port, extra="workers = 3")
+    process = fleet.process
+    assert process is not None
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers := _workers_of(process.pid)) < 2:
+            assert time.monotonic() < deadline, workers
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        for worker in workers:
+            os.kill(worker, signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert process.stderr is not None
+        log = process.stderr.read().decode(errors="replace")
+    finally:
+        fleet.stop(signal.SIGKILL)
+    assert "worker-ended" not in log, log
+    assert "Error:" not in log, log
+    assert all(_state(worker) == "" for worker in workers)
+
+
+def _state(pid: int) -> str:
+    """The process's state letter (``Z``: a zombie, ended and not reaped); ``""`` once gone."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize(("returncode", "words"), [
+    (-9, "was killed by SIGKILL"), (-15, "was killed by SIGTERM"),
+    (0, "exited with status 0"), (22, "exited with status 22")])
+def test_how_a_worker_ended_in_words(returncode: int, words: str) -> None:
+    assert how_it_ended(returncode) == words
