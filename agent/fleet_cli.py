@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -40,7 +41,7 @@ from policy.storage import dsn_has_password, is_postgres_dsn
 from policy.timeparse import format_instant
 
 from .config import read_config_file, secret_readers
-from .errors import AgentError, ConfigError
+from .errors import AgentError, ConfigError, OutputError
 from .fleet_ca import (
     CLIENT_LIFETIME,
     MAX_CSR_BYTES,
@@ -136,28 +137,73 @@ def _vault_file(settings: Mapping[str, Any], vault_path: Path | None) -> Path:
 
 
 @contextlib.contextmanager
-def _cleaned_up_on_failure(path: Path) -> Iterator[None]:
-    """A command that fails (no keyring, no key file) leaves no vault file nor directories it
-    made behind: the next attempt, or the daemon, must not find a half-made vault."""
-    made: list[Path] = []
-    probe = path.parent
-    while not probe.exists():
-        made.append(probe)
-        probe = probe.parent
-    existed = path.exists()
+def _cleaned_up_on_failure(path: Path, key_file: Path | None = None) -> Iterator[None]:
+    """A command that makes a vault makes it whole or not at all: one that fails (no keyring,
+    a key file that cannot be written, a certificate or CSR that cannot be delivered) leaves
+    neither the vault file, nor the key file, nor the directories it made. A re-run would
+    otherwise find a vault whose CA or key nobody has the certificate or CSR of, and refuse
+    to make another. Only what did not exist before is removed; a vault that existed keeps
+    what was committed to it, and the command's error says what that is."""
+    made = [*_missing_directories(path)]
+    existed = path.exists() or path.is_symlink()
+    ours: list[Path] = []
+    if not existed:
+        ours = [path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))]
+        if key_file is not None and not (key_file.exists() or key_file.is_symlink()):
+            ours.append(key_file)
+            made += [d for d in _missing_directories(key_file) if d not in made]
     try:
         yield
     except BaseException:
-        if not existed:
-            for leftover in (path, path.with_name(path.name + "-wal"),
-                             path.with_name(path.name + "-shm"),
-                             path.with_name(path.name + "-journal")):
-                with contextlib.suppress(OSError):
-                    leftover.unlink()
-        for directory in made:  # deepest first
+        removed: list[str] = []
+        for leftover in ours:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+                if leftover in (path, key_file):
+                    removed.append(f"{'the vault' if leftover == path else 'the key file'} "
+                                   f"{leftover}")
+        for directory in sorted(made, key=lambda d: len(d.parts), reverse=True):
             with contextlib.suppress(OSError):
                 directory.rmdir()
+        if removed:
+            with contextlib.suppress(OSError):
+                click.echo(f"note: nothing this run made is kept: removed {' and '.join(removed)}",
+                           err=True)
         raise
+
+
+def _missing_directories(path: Path) -> list[Path]:
+    """The directories above ``path`` that do not exist yet, deepest first."""
+    missing: list[Path] = []
+    probe = path.parent
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    return missing
+
+
+def _key_file_of(settings: Mapping[str, Any], key_file: Path | None) -> Path | None:
+    """The master key file the vault of the command uses, if its key source is a file."""
+    from vault import KeyFileSource, key_source_from_settings
+
+    source = key_source_from_settings(settings, key_file=key_file)
+    return source.path if isinstance(source, KeyFileSource) else None
+
+
+def _refuse_out_over_own_files(out: Path | None, vault_file: Path, key_file: Path | None,
+                               ledger: LedgerLocation | None = None) -> None:
+    """An output naming the vault, its master key file or the ledger (a slip of ``--out`` for
+    ``--key-file`` or ``--ledger``) is refused before anything is made: published over one of
+    them with ``--force``, the certificate would replace it (a vault locked for good, a lost
+    registry), and without, the file this run made there stood in its way."""
+    if out is None:
+        return
+    own = {"the vault": vault_file, "the vault's master key file": key_file,
+           "the ledger": ledger if isinstance(ledger, Path) else None}
+    for what, path in own.items():
+        if path is not None and out.resolve() == path.resolve():
+            raise ConfigError(f"{out} is {what}; give another file to write the certificate "
+                              "or CSR to (nothing was stored or registered)")
 
 
 def _vault_options(func: F) -> F:
@@ -239,24 +285,59 @@ def _ca_material(vault: Any, named_by: str = "--vault or [vault] path") -> tuple
     return vault.get(keys[-1].entry_id), vault.get(certs[-1].entry_id)
 
 
+@dataclass(slots=True)
+class _Committed:
+    """What a command has committed (a key stored, a certificate registered), in words, and how
+    to get back what an output that fails after the commit loses: the error must not read as a
+    command that did nothing, or the operator runs it again."""
+
+    done: str | None = None
+    remedy: str = ""
+
+
 @contextlib.contextmanager
-def _published_after(path: Path | None, data: bytes, *, force: bool) -> Iterator[None]:
+def _published_after(path: Path | None, data: bytes, *, force: bool) -> Iterator[_Committed]:
     """Certificates and CSRs are public: written 0644 to ``path`` (or to stdout) once the body
     (storing a key, registering a certificate) has committed, and staged before it, so that a
-    file that cannot be written leaves nothing stored or registered (agent/publicfile.py)."""
+    file that cannot be written leaves nothing stored or registered (agent/publicfile.py).
+    The body says what it committed in the :class:`_Committed` it is given: a file or standard
+    output that fails after the commit then says that, and how to continue."""
+    from vault import VaultError
+
     from .publicfile import stage_public_file
 
     staged = None if path is None else stage_public_file(path, data, force=force)
+    committed = _Committed()
     try:
-        yield
+        yield committed
     except BaseException:
         if staged is not None:
             staged.discard()
         raise
     if staged is None:
-        click.echo(data.decode("ascii"), nl=False)
-    else:
+        _echo_committed(data.decode("ascii"), committed, nl=False)
+        return
+    try:
         staged.publish()
+    except (AgentError, VaultError) as exc:
+        if committed.done is None:
+            raise
+        raise type(exc)(f"{exc}; {committed.done}{committed.remedy}") from None
+
+
+def _echo_committed(text: str, committed: _Committed, *, nl: bool = True) -> None:
+    """Print ``text`` on standard output after a commit. Standard output that cannot be
+    written (``> /dev/full``, a reader that went away with the only copy of a certificate) is
+    still exit 36 (agent/main.py), but the error says what was committed: main's "what was
+    written is incomplete" read as a command that did nothing."""
+    try:
+        click.echo(text, nl=nl)
+    except OSError as exc:
+        if committed.done is None:
+            raise
+        name = errno.errorcode.get(exc.errno or 0, "error")
+        raise OutputError(f"{committed.done}, but standard output could not be written "
+                          f"({name}: {exc.strerror}){committed.remedy}") from None
 
 
 def _force_option(what: str) -> Callable[[F], F]:
@@ -290,17 +371,36 @@ def ca_init_command(ctx: click.Context, name: str, out: Path | None, at: datetim
     _refuse_a_future_issue(at)
     now = resolve_at(at)
     key_pem, cert_pem = issue_ca(name=name, at=now)
-    with _published_after(out, cert_pem, force=force), \
-            _open_vault(_vault_settings(ctx), vault_path, key_file, create=True) as vault:
+    settings = _vault_settings(ctx)
+    path = _vault_file(settings, vault_path)
+    key_path = _key_file_of(settings, key_file)
+    _refuse_out_over_own_files(out, path, key_path)
+    new_vault = not (path.exists() or path.is_symlink())
+    # A new vault is undone if the certificate cannot be delivered (nothing else knows it);
+    # a vault that existed keeps the CA, and the error names the entry to export.
+    with _cleaned_up_on_failure(path, key_path), \
+            _published_after(out, cert_pem, force=force) as committed, \
+            _open_vault(settings, vault_path, key_file, create=True) as vault:
         if _labelled(vault, "private-key", CA_LABEL):
             raise FleetCAError("this vault already holds a fleet CA (one CA per vault; "
                                "its certificate: `certescrow vault list`)")
         made = vault.put_many(_put_requests([("private-key", key_pem),
                                              ("certificate", cert_pem)], CA_LABEL))
+        ca_key_line = (f'ca_key = "{made[0].entry_id}"   # [serve] ca_key (agents renew '
+                       "through the service): the vault entry of the CA key")
+        where = (f'the fleet CA {name!r} was made in the vault {path} (ca_key = '
+                 f'"{made[0].entry_id}"; its certificate is entry {made[1].entry_id}')
+        if not new_vault:
+            committed.done = where + ")"
+            committed.remedy = (f"; `certescrow vault export {made[1].entry_id} --vault {path} "
+                                "--out FILE` writes the certificate")
+    done = _Committed(done=where + (f" and in {out})" if out is not None else ")"))
     if out is not None:
-        click.echo(f"fleet CA {name!r} made; its key is in the vault, its certificate in {out}")
-    click.echo(f'ca_key = "{made[0].entry_id}"   # [serve] ca_key (agents renew through the '
-               "service): the vault entry of the CA key", err=out is None)
+        _echo_committed(f"fleet CA {name!r} made; its key is in the vault, its certificate in "
+                        f"{out}", done)
+        _echo_committed(ca_key_line, done)
+    else:
+        click.echo(ca_key_line, err=True)
 
 
 def _put_requests(items: list[tuple[str, bytes]], label: str) -> list[Any]:
@@ -342,7 +442,11 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
                            "registered (drop --at, or give more --days)")
     csr_pem = _read_csr(csr)
     named_by = _desk_vault_hint(ctx)
-    with _open_vault(_vault_settings(ctx), vault_path, key_file, create=False,
+    settings = _vault_settings(ctx)
+    _refuse_out_over_own_files(out, _vault_file(settings, vault_path),
+                               _key_file_of(settings, key_file),
+                               _ledger_location(ctx, ledger_option)[0])
+    with _open_vault(settings, vault_path, key_file, create=False,
                      named_by=named_by) as vault:
         ca_key, ca_cert = _ca_material(vault, named_by)
     try:
@@ -352,7 +456,10 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
     except CSRError as exc:
         raise CSRError(f"{csr}: {exc}") from None
     _refuse_short_lived(issued, real)
-    with _published_after(out, issued.pem, force=force), \
+    from policy.paths import ledger_display
+
+    registered = ledger_display(_ledger_location(ctx, ledger_option)[0])
+    with _published_after(out, issued.pem, force=force) as committed, \
             _registry(ctx, ledger_option, create=True) as registry:
         if registry.key_revoked(issued.key_sha256):  # issue 13: a leaked key stays out
             raise FleetCAError("this CSR's key belongs to a revoked (or superseded) client "
@@ -366,14 +473,21 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
             host=issued.host, serial=issued.serial, not_before_utc=issued.not_before_utc,
             not_after_utc=issued.not_after_utc, key_sha256=issued.key_sha256), at=real,
             supersede_at=max(now, real) + RENEWAL_GRACE)
+        # The certificate itself is kept nowhere (the registry records its serial and key):
+        # lost on its way out, it is signed again, which supersedes this one after the grace.
+        committed.done = (f"the client certificate for {host} (serial {issued.serial}, valid "
+                          f"until {format_instant(issued.not_after_utc)}) was signed and "
+                          f"registered in the ledger {registered}")
+        committed.remedy = ("; it is kept nowhere else: sign the CSR again with --out FILE "
+                            f"(serial {issued.serial} is then superseded {_grace_text()} "
+                            "later; a key refused as superseded needs `certescrow agent "
+                            "enroll` on the host)")
     _warn_adjusted(issued)
-    from policy.paths import ledger_display
-
-    registered = ledger_display(_ledger_location(ctx, ledger_option)[0])
     if out is not None:
-        click.echo(f"client certificate for {host} (serial {issued.serial}) valid until "
-                   f"{format_instant(issued.not_after_utc)}: {out}; registered in the ledger "
-                   f"{registered} (the service must use this ledger)")
+        _echo_committed(f"client certificate for {host} (serial {issued.serial}) valid until "
+                        f"{format_instant(issued.not_after_utc)}: {out}; registered in the "
+                        f"ledger {registered} (the service must use this ledger)",
+                        _Committed(done=f"{committed.done} and written to {out}"))
     else:
         click.echo(f"registered in the ledger {registered}", err=True)
 
@@ -397,6 +511,11 @@ def _refuse_a_future_issue(at: datetime | None) -> None:
         "a certificate issued from then is not valid yet (a host or service using it would "
         "be refused until then); --at may only go back; nothing was issued, stored or "
         "registered"))
+
+
+def _grace_text() -> str:
+    hours = int(RENEWAL_GRACE.total_seconds()) // 3600
+    return "an hour" if hours == 1 else f"{hours} hours"
 
 
 def _day_text(length: timedelta) -> str:
@@ -438,7 +557,10 @@ def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
     _refuse_a_future_issue(at)
     now = resolve_at(at)
     real = resolve_at(None).replace(microsecond=0)
-    with _open_vault(_vault_settings(ctx), vault_path, key_file, create=False) as vault:
+    settings = _vault_settings(ctx)
+    _refuse_out_over_own_files(out, _vault_file(settings, vault_path),
+                               _key_file_of(settings, key_file))
+    with _open_vault(settings, vault_path, key_file, create=False) as vault:
         ca_key, ca_cert = _ca_material(vault)
         key_pem, issued = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
                                                    names=list(names), at=now)
@@ -690,14 +812,31 @@ def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None, f
         host = configured if isinstance(configured, str) and configured else os.uname().nodename
     host = _host_name(host)
     key_pem, csr_pem = make_agent_csr(host=host)
+    settings = _vault_settings(ctx)
+    path = _vault_file(settings, vault_path)
+    key_path = _key_file_of(settings, key_file)
+    _refuse_out_over_own_files(csr_out, path, key_path)
+    new_vault = not (path.exists() or path.is_symlink())
     # The CSR is staged before the key is stored and named after: a CSR that cannot be
-    # written leaves no key in the vault, and no CSR ever names a key the vault lacks.
-    with _published_after(csr_out, csr_pem, force=force), \
-            _cleaned_up_on_failure(_vault_file(_vault_settings(ctx), vault_path)), \
-            _open_vault(_vault_settings(ctx), vault_path, key_file, create=True) as vault:
+    # written leaves no key in the vault, and no CSR ever names a key the vault lacks. A new
+    # vault is undone if the CSR cannot be delivered; one that existed keeps the key.
+    with _cleaned_up_on_failure(path, key_path), \
+            _published_after(csr_out, csr_pem, force=force) as committed, \
+            _open_vault(settings, vault_path, key_file, create=True) as vault:
         result = vault.put_many(_put_requests([("private-key", key_pem)], CLIENT_LABEL))[0]
-    click.echo(f'client_key = "{result.entry_id}"   # [report]: the vault entry of the key',
-               err=csr_out is None)
+        if not new_vault:
+            committed.done = (f'the agent\'s key was stored in the vault {path} (client_key = '
+                              f'"{result.entry_id}")')
+            committed.remedy = ("; its CSR is kept nowhere: run `certescrow agent enroll "
+                                f"--csr-out FILE` again for a new key (`certescrow vault rm "
+                                f"--vault {path} {result.entry_id}` removes this one)")
+    line = f'client_key = "{result.entry_id}"   # [report]: the vault entry of the key'
+    if csr_out is None:
+        click.echo(line, err=True)
+    else:
+        _echo_committed(line, _Committed(
+            done=f"the agent's key was stored in the vault {path} (client_key = "
+                 f'"{result.entry_id}") and its CSR written to {csr_out}'))
 
 
 # ---------------------------------------------------------------------- certescrow policy serve

@@ -214,11 +214,14 @@ def served_fleet(root: Path, *, backend: str,
             made.close_clients()
 
 
-def run_desk(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_desk(args: list[str], cwd: Path, *, stdout: Any = subprocess.PIPE
+             ) -> subprocess.CompletedProcess[str]:
     """``certescrow ARGS`` in a real process at ``cwd`` (its home too), the vault key file
-    ``cwd/vault.key``, no CERTESCROW_ or XDG_ setting of the test's environment."""
+    ``cwd/vault.key``, no CERTESCROW_ or XDG_ setting of the test's environment. ``stdout``:
+    where its standard output goes (captured by default)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CERTESCROW_", "XDG_"))}
     env.update(PYTHONPATH=str(Path(__file__).resolve().parents[2]), HOME=str(cwd),
                CERTESCROW_VAULT_KEY_FILE=str(cwd / "vault.key"))
     return subprocess.run([sys.executable, "-m", "agent.main", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120, check=False)
+                          stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120,
+                          check=False)
