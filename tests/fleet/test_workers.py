@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.fleet_cli import how_it_ended
-from tests.fleet.fleetkit import make_fleet, observation, report
+from tests.fleet.fleetkit import Fleet, make_fleet, observation, report
 
 
 @pytest.mark.slow
@@ -21,8 +22,6 @@ def test_several_worker_processes_share_the_port(tmp_path: Path) -> None:
     """Started from a directory others can write to, holding a ``policy`` package: the
     workers ran ``python -m``, which put that directory first on ``sys.path`` and imported it
     (the re-review of session 14)."""
-    import socket
-
     hostile = tmp_path / "cwd"
     marker = tmp_path / "imported"
     (hostile / "policy").mkdir(parents=True)
@@ -66,6 +65,25 @@ def _workers_of(pid: int) -> list[int]:
     return found
 
 
+def _three_workers(tmp_path: Path) -> tuple[Fleet, subprocess.Popen[bytes], int, list[int]]:
+    """A service of ``workers = 3`` on a free port: the fleet, its first process, the port and
+    the two worker processes, once both are running."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    fleet = make_fleet(tmp_path / "desk")
+    fleet.start(port=port, extra="workers = 3")
+    process = fleet.process
+    assert process is not None
+    deadline = time.monotonic() + 30
+    while len(workers := _workers_of(process.pid)) < 2:
+        if time.monotonic() > deadline:
+            fleet.stop(signal.SIGKILL)
+            raise AssertionError(f"two workers never started: {workers}")
+        time.sleep(0.1)
+    return fleet, process, port, workers
+
+
 def _read_until(process: subprocess.Popen[bytes], needle: str, timeout_s: float) -> str:
     """What ``process`` writes on stderr until a line holding ``needle`` (or the timeout, or
     its end)."""
@@ -89,20 +107,8 @@ def test_a_worker_killed_is_reaped_logged_and_the_service_exits_44(tmp_path: Pat
     service serving with fewer processes than configured. The first process reaps it at once,
     says which and how in one line, and stops with exit 44 for systemd to start it again
     whole (``Restart=on-failure``); its other workers end with it."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    fleet = make_fleet(tmp_path / "desk")
-    fleet.start(port=port, extra="workers = 3")
-    process = fleet.process
-    assert process is not None
+    fleet, process, port, workers = _three_workers(tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while len(workers := _workers_of(process.pid)) < 2:
-            assert time.monotonic() < deadline, workers
-            time.sleep(0.1)
         victim, other = workers
         os.kill(victim, signal.SIGKILL)
         log = _read_until(process, f"worker process {victim} ", timeout_s=5)
@@ -130,20 +136,8 @@ def test_a_worker_killed_is_reaped_logged_and_the_service_exits_44(tmp_path: Pat
 def test_stopped_as_systemd_stops_it_the_workers_ending_is_no_failure(tmp_path: Path) -> None:
     """``systemctl stop`` sends SIGTERM to the main process and then to every other process of
     the unit: the workers ending then is the stop asked for, exit 0, no ``worker-ended``."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    fleet = make_fleet(tmp_path / "desk")
-    fleet.start(port=port, extra="workers = 3")
-    process = fleet.process
-    assert process is not None
+    fleet, process, _port, workers = _three_workers(tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while len(workers := _workers_of(process.pid)) < 2:
-            assert time.monotonic() < deadline, workers
-            time.sleep(0.1)
         process.send_signal(signal.SIGTERM)
         for worker in workers:
             os.kill(worker, signal.SIGTERM)
