@@ -179,6 +179,19 @@ def make_fleet(root: Path, *, ledger: str | None = None,
                  vault_key=vault_key)
 
 
+@contextlib.contextmanager
+def running_fleet(root: Path) -> Iterator[Fleet]:
+    """A fleet made under ``root`` whose service runs until the block ends (a module's shared
+    service: tests that each need only requests to it)."""
+    made = make_fleet(root)
+    made.start()
+    try:
+        yield made
+    finally:
+        made.stop()
+        made.close_clients()
+
+
 def facts_json(sha: str, *, subject: str = "CN=www.example.jp",
                sans: tuple[str, ...] = ("www.example.jp",)) -> dict[str, Any]:
     return {"sha256": sha, "not_before": "2026-01-01T00:00:00Z",

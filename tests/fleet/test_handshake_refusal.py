@@ -21,7 +21,7 @@ import pytest
 
 from agent.fleet_ca import issue_ca, issue_client_certificate, make_agent_csr
 from agent.fleet_client import SendResult
-from tests.fleet.fleetkit import NOW, Client, Fleet, make_fleet, observation, report
+from tests.fleet.fleetkit import NOW, Client, Fleet, observation, report, running_fleet
 from tests.fleet.test_agent_process import Agent
 from tests.fleet.test_outbox_exit_status import _run_once
 from vault import KeyFileSource, open_vault
@@ -33,13 +33,8 @@ the service's alert arrived is a race, and both orders must say the same."""
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    made = make_fleet(tmp_path_factory.mktemp("refusal") / "desk")
-    made.start()
-    try:
+    with running_fleet(tmp_path_factory.mktemp("refusal") / "desk") as made:
         yield made
-    finally:
-        made.stop()
-        made.close_clients()
 
 
 def _foreign(host: str) -> Client:

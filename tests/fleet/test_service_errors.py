@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.fleet_ca import client_ssl_context
-from tests.fleet.fleetkit import Fleet, make_fleet
+from tests.fleet.fleetkit import Fleet, running_fleet
 
 MALFORMED = [
     b"POST /v1/report HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
@@ -23,12 +23,8 @@ MALFORMED = [
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    made = make_fleet(tmp_path_factory.mktemp("errors") / "desk")
-    made.start()
-    try:
+    with running_fleet(tmp_path_factory.mktemp("errors") / "desk") as made:
         yield made
-    finally:
-        made.stop()
 
 
 def _exchange(fleet: Fleet, raw: bytes) -> tuple[str, dict[str, str], bytes]:
