@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AgentError", "ConfigError", "LiveChainError", "OutputError"]
+__all__ = ["AgentError", "ConfigError", "LiveChainError", "OutputError", "OutputFileError"]
 
 
 class AgentError(Exception):
@@ -30,3 +30,12 @@ class OutputError(AgentError):
     incomplete, whichever command wrote it."""
 
     exit_code = 36
+
+
+class OutputFileError(AgentError):
+    """A file named to be written (``--out``, ``--csr-out``) cannot be written or is refused: a
+    directory that does not exist, no permission, a directory, a link or a device, the vault,
+    its key file or the ledger. Nothing was stored or registered unless the message says so.
+    Not :class:`ConfigError`: its 31 sent the operator to a configuration file that is fine."""
+
+    exit_code = 37

@@ -28,6 +28,7 @@ from policy.cliutil import (
     AT_OPTION_HELP,
     CATEGORY_CHOICE,
     FILE_THE_COMMAND_READS,
+    FILE_THE_COMMAND_WRITES,
     InstantType,
     LedgerType,
     config_section,
@@ -41,7 +42,7 @@ from policy.storage import dsn_has_password, is_postgres_dsn
 from policy.timeparse import format_instant
 
 from .config import read_config_file, secret_readers
-from .errors import AgentError, ConfigError, OutputError
+from .errors import AgentError, ConfigError, OutputError, OutputFileError
 from .fleet_ca import (
     CLIENT_LIFETIME,
     MAX_CSR_BYTES,
@@ -201,9 +202,18 @@ def _refuse_out_over_own_files(out: Path | None, vault_file: Path, key_file: Pat
     own = {"the vault": vault_file, "the vault's master key file": key_file,
            "the ledger": ledger if isinstance(ledger, Path) else None}
     for what, path in own.items():
-        if path is not None and out.resolve() == path.resolve():
-            raise ConfigError(f"{out} is {what}; give another file to write the certificate "
-                              "or CSR to (nothing was stored or registered)")
+        if path is not None and _same_path(out, path):
+            raise OutputFileError(f"{out} is {what}; give another file to write the "
+                                  "certificate or CSR to (nothing was stored or registered)")
+
+
+def _same_path(one: Path, other: Path) -> bool:
+    """Whether two paths lead to the same place. A link loop leads nowhere (``resolve`` raised
+    RuntimeError, a traceback): it is not the vault, and the writer refuses it as a link."""
+    try:
+        return one.resolve() == other.resolve()
+    except (OSError, RuntimeError):
+        return False
 
 
 def _vault_options(func: F) -> F:
@@ -359,7 +369,7 @@ def ca_group() -> None:
 @ca_group.command("init")
 @click.option("--name", default="certescrow fleet CA", show_default=True,
               help="The CA certificate's common name.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", type=FILE_THE_COMMAND_WRITES, default=None,
               help="Write the CA certificate (public: for agents and the service) here.")
 @click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
 @_force_option("--out")
@@ -416,7 +426,7 @@ def _put_requests(items: list[tuple[str, bytes]], label: str) -> list[Any]:
               "own subject is ignored).")
 @click.option("--days", type=click.IntRange(1, 397), default=CLIENT_LIFETIME.days,
               show_default=True, help="Lifetime of the client certificate.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--out", type=FILE_THE_COMMAND_WRITES, default=None,
               help="Write the certificate here (default: stdout).")
 @click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
 @_force_option("--out")
@@ -544,7 +554,7 @@ def _warn_adjusted(issued: IssuedCertificate) -> None:
 
 @fleet_group.command("server-cert")
 @click.argument("names", nargs=-1, required=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--out", type=FILE_THE_COMMAND_WRITES, required=True,
               help="Write the service's certificate here; its key goes into the vault.")
 @click.option("--at", type=InstantType(), default=None, help=AT_OPTION_HELP)
 @_force_option("--out")
@@ -558,17 +568,24 @@ def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
     now = resolve_at(at)
     real = resolve_at(None).replace(microsecond=0)
     settings = _vault_settings(ctx)
-    _refuse_out_over_own_files(out, _vault_file(settings, vault_path),
-                               _key_file_of(settings, key_file))
+    path = _vault_file(settings, vault_path)
+    _refuse_out_over_own_files(out, path, _key_file_of(settings, key_file))
     with _open_vault(settings, vault_path, key_file, create=False) as vault:
         ca_key, ca_cert = _ca_material(vault)
         key_pem, issued = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
                                                    names=list(names), at=now)
         _refuse_short_lived(issued, real)  # every agent would fail TLS against it
-        with _published_after(out, issued.pem, force=force):
+        with _published_after(out, issued.pem, force=force) as committed:
             results = vault.put_many(_put_requests([("private-key", key_pem),
                                                     ("certificate", issued.pem)],
                                                    SERVER_LABEL))
+            # The vault existed and keeps both: a file that fails now must not read as a
+            # command that stored nothing (exit 37 says "unless the message says so").
+            committed.done = (f"the service's key and certificate were stored in the vault "
+                              f'{path} (key = "{results[0].entry_id}"; its certificate is '
+                              f"entry {results[1].entry_id})")
+            committed.remedy = (f"; `certescrow vault export {results[1].entry_id} --vault "
+                                f"{path} --out FILE` writes the certificate")
     _warn_adjusted(issued)
     click.echo(f"key = \"{results[0].entry_id}\"   # [serve] key: the vault entry of its key")
 
@@ -794,7 +811,7 @@ def _host_state(host: Any, at: datetime) -> str:
 @click.command("enroll")
 @click.option("--host", default=None, help="This host's name in the fleet (default: [agent] "
               "host, else the hostname).")
-@click.option("--csr-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--csr-out", type=FILE_THE_COMMAND_WRITES, default=None,
               help="Write the CSR here (default: stdout).")
 @_force_option("--csr-out")
 @_vault_options

@@ -30,7 +30,7 @@ from pathlib import Path
 from vault import VaultConflictError
 from vault.secretfile import fsync_dir
 
-from .errors import ConfigError
+from .errors import OutputFileError
 
 __all__ = ["StagedFile", "stage_public_file"]
 
@@ -58,7 +58,7 @@ class StagedFile:
                                      "(use --force to overwrite it)") from None
         except OSError as exc:
             self.discard()
-            raise ConfigError(f"{self.path}: cannot write: {exc.strerror}") from None
+            raise OutputFileError(f"{self.path}: cannot write: {exc.strerror}") from None
         fsync_dir(self.path.parent)
 
     def discard(self) -> None:
@@ -74,14 +74,16 @@ def stage_public_file(path: Path, data: bytes, *, force: bool) -> StagedFile:
     except FileNotFoundError:
         mode = None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot write: {exc.strerror} (nothing was stored or "
-                          "registered)") from None
+        raise OutputFileError(f"{path}: cannot write: {exc.strerror} (nothing was stored or "
+                              "registered)") from None
     if mode is not None and not stat.S_ISREG(mode):
         # --force replaces the name: a link (/dev/stdout, a path config management keeps)
-        # or a device (/dev/null) would become a regular file for everyone (the re-review)
-        what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-        raise ConfigError(f"{path} is {what}; give the path of a regular file to write "
-                          "(nothing was stored or registered)")
+        # or a device (/dev/null) would become a regular file for everyone (the re-review);
+        # a directory is said as such (click's own check made it a usage error, exit 2)
+        what = ("a symbolic link" if stat.S_ISLNK(mode) else "a directory" if stat.S_ISDIR(mode)
+                else "not a regular file")
+        raise OutputFileError(f"{path} is {what}; give the path of a regular file to write "
+                              "(nothing was stored or registered)")
     if mode is not None and not force:
         raise VaultConflictError(f"{path} exists; use --force to overwrite it (nothing was "
                                  "stored or registered)")
@@ -93,8 +95,8 @@ def stage_public_file(path: Path, data: bytes, *, force: bool) -> StagedFile:
     except OSError as exc:
         reason = (f"directory {directory} does not exist" if isinstance(exc, FileNotFoundError)
                   else exc.strerror)
-        raise ConfigError(f"{path}: cannot write: {reason} (nothing was stored or "
-                          "registered)") from None
+        raise OutputFileError(f"{path}: cannot write: {reason} (nothing was stored or "
+                              "registered)") from None
     try:
         os.fchmod(fd, 0o644)
         view = memoryview(data)
@@ -105,7 +107,7 @@ def stage_public_file(path: Path, data: bytes, *, force: bool) -> StagedFile:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(staged)
-        raise ConfigError(f"{path}: cannot write: {exc.strerror} (nothing was stored or "
-                          "registered)") from None
+        raise OutputFileError(f"{path}: cannot write: {exc.strerror} (nothing was stored or "
+                              "registered)") from None
     os.close(fd)
     return StagedFile(path=path, staged=staged, force=force)

@@ -36,6 +36,7 @@ __all__ = [
     "AT_OPTION_HELP",
     "CATEGORY_CHOICE",
     "FILE_THE_COMMAND_READS",
+    "FILE_THE_COMMAND_WRITES",
     "SETTINGS_KEY",
     "TESTONLY_NOW_ENV",
     "DateType",
@@ -74,6 +75,13 @@ checks nothing of it (``exists``, ``readable`` and ``dir_okay`` are left off): i
 each of those a usage error (exit 2) in click's words ("Invalid value for '--config': … is not
 readable."), naming ``--config`` even when the path came from ``$CERTESCROW_CONFIG``, where the
 documentation promises the command's own code and message."""
+
+FILE_THE_COMMAND_WRITES: click.Path[Path] = click.Path(path_type=Path, readable=False)
+"""The type of a file the command writes (``fleet sign --out``, ``agent enroll --csr-out``),
+which its writer refuses (agent/publicfile.py, exit 37). click checks nothing of it either:
+``dir_okay=False`` made a directory a usage error (exit 2) and the default ``readable`` made
+one an unreadable file given with ``--force``, in click's words, apart from every other
+output file that cannot be written."""
 
 
 class InstantType(click.ParamType[datetime]):

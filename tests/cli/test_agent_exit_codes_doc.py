@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import AgentError, ConfigError, LiveChainError, OutputError
+from agent.errors import AgentError, ConfigError, LiveChainError, OutputError, OutputFileError
 from agent.fleet_ca import FleetCAError
 from agent.fleet_cli import ServeStartError, ServeWorkerError
 from agent.main import main
@@ -31,7 +31,7 @@ AGENT_COMMAND_CODES = {
     LedgerError.exit_code,  # agent run opens the ledger
     *range(VaultError.exit_code, VaultPermissionError.exit_code + 5),  # the fleet's client key
     AgentError.exit_code, ConfigError.exit_code, LiveChainError.exit_code,
-    StateBusyError.exit_code, OutputError.exit_code,
+    StateBusyError.exit_code, OutputError.exit_code, OutputFileError.exit_code,
     FleetCAError.exit_code, OutboxError.exit_code, ServeStartError.exit_code,
     ServeWorkerError.exit_code,
     130,  # interrupted
@@ -92,3 +92,20 @@ def test_a_directory_as_the_password_file_is_the_same_error_30_not_a_usage_error
     assert info.value.code == 30
     assert capsys.readouterr().err == (f"Error: password file {tmp_path} is a directory; it "
                                        "must be a regular file\n")
+
+
+def test_an_out_into_a_missing_directory_exits_37_not_the_configurations_31(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It exited 31, which the table gives to the configuration file: the operator checked a
+    configuration that was fine."""
+    missing = tmp_path / "no-such-dir" / "web05.csr"
+    with pytest.raises(SystemExit) as info:
+        main(["agent", "enroll", "--host", "web05", "--vault", str(tmp_path / "h.sqlite3"),
+              "--key-file", str(tmp_path / "h.key"), "--csr-out", str(missing)])
+    assert info.value.code == 37
+    assert capsys.readouterr().err == (f"Error: {missing}: cannot write: directory "
+                                       f"{missing.parent} does not exist (nothing was stored "
+                                       "or registered)\n")
+    assert "--csr-out" in _exit_table()[37]
+    assert "configuration" not in _exit_table()[37]
+    assert not (tmp_path / "h.sqlite3").exists()

@@ -116,6 +116,43 @@ def test_fleet_sign_whose_out_file_appears_meanwhile_says_it_registered_the_cert
     assert out.read_text() == "another process's file\n"
 
 
+def test_fleet_server_cert_whose_out_fails_after_storing_says_what_the_vault_holds(
+        tmp_path: Path) -> None:
+    """The name becomes a directory between staging and publishing (`--force`: the rename
+    fails). The key and certificate stay in the vault, which existed: the error said only
+    "cannot write", and exit 37 means nothing was stored unless the message says so."""
+    sign = _desk(tmp_path)
+    vault = sign[sign.index("--vault") + 1]
+    out = tmp_path / "server.pem"
+    stop = threading.Event()
+
+    def take_the_name() -> None:  # as soon as the certificate is staged beside it
+        while not stop.is_set():
+            if any(p.name.startswith(".server.pem.staged-") for p in tmp_path.iterdir()):
+                out.mkdir()
+                return
+            time.sleep(0.001)
+
+    racer = threading.Thread(target=take_the_name)
+    racer.start()
+    try:
+        done = run_desk(["fleet", "server-cert", "127.0.0.1", "--vault", vault, "--out",
+                         str(out), "--force"], tmp_path)
+    finally:
+        stop.set()
+        racer.join()
+    assert done.returncode == 37, done.stderr
+    found = re.search(r"the service's key and certificate were stored in the vault \S+ \(key = "
+                      r'"([0-9a-f]+)"; its certificate is entry ([0-9a-f]+)\); `certescrow '
+                      r"vault export \2 --vault \S+ --out FILE` writes the certificate",
+                      done.stderr)
+    assert found is not None, done.stderr
+    assert out.is_dir()
+    with open_vault(Path(vault), KeyFileSource(tmp_path / "vault.key")) as opened:
+        assert opened.info(found.group(1)).kind == "private-key"
+        assert opened.info(found.group(2)).kind == "certificate"
+
+
 @needs_full
 def test_fleet_ca_init_that_fails_after_making_its_vault_leaves_nothing_it_made(
         tmp_path: Path) -> None:
@@ -213,12 +250,12 @@ def test_an_out_naming_the_vault_its_key_file_or_the_ledger_is_refused(
     assert run_desk([*sign, "--out", str(tmp_path / "first.pem")], tmp_path).returncode == 0
     before = (tmp_path / target).read_bytes()
     done = run_desk([*sign, "--out", str(tmp_path / target), "--force"], tmp_path)
-    assert done.returncode == 31, done.stderr
+    assert done.returncode == 37, done.stderr
     assert f"{tmp_path / target} is the " in done.stderr
     assert (tmp_path / target).read_bytes() == before
     fresh = tmp_path / "fresh"
     fresh.mkdir(mode=0o700)
     made = run_desk(["fleet", "ca", "init", "--vault", str(fresh / "v.sqlite3"), "--key-file",
                      str(fresh / "v.key"), "--out", str(fresh / "v.key")], tmp_path)
-    assert made.returncode == 31, made.stderr
+    assert made.returncode == 37, made.stderr
     assert list(fresh.iterdir()) == []

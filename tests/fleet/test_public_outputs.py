@@ -31,7 +31,7 @@ def test_enroll_stores_no_key_when_its_csr_cannot_be_written(tmp_path: Path) -> 
     keys = _keys(tmp_path, "h.sqlite3")
     missing = tmp_path / "no-such-dir" / "web05.csr"
     done = _enroll(tmp_path, "--csr-out", str(missing))
-    assert done.returncode == 31, done.stderr
+    assert done.returncode == 37, done.stderr
     assert f"{missing}: cannot write: directory {missing.parent} does not exist" in done.stderr
     assert "nothing was stored" in done.stderr
     assert "client_key" not in done.stdout + done.stderr
@@ -40,7 +40,7 @@ def test_enroll_stores_no_key_when_its_csr_cannot_be_written(tmp_path: Path) -> 
 
 def test_enroll_into_a_missing_directory_makes_no_vault_either(tmp_path: Path) -> None:
     done = _enroll(tmp_path, "--csr-out", str(tmp_path / "no-such-dir" / "web05.csr"))
-    assert done.returncode == 31, done.stderr
+    assert done.returncode == 37, done.stderr
     assert not (tmp_path / "h.sqlite3").exists()
     assert not (tmp_path / "vault.key").exists()
 
@@ -71,7 +71,7 @@ def test_fleet_sign_registers_nothing_when_its_certificate_cannot_be_written(
     assert _enroll(tmp_path, "--csr-out", str(tmp_path / "web05.csr")).returncode == 0
     ledger = tmp_path / "ledger.sqlite3"
     (tmp_path / "taken.pem").write_text("the host's certificate\n")
-    for out, code in ((tmp_path / "no-such-dir" / "web05.pem", 31),
+    for out, code in ((tmp_path / "no-such-dir" / "web05.pem", 37),
                       (tmp_path / "taken.pem", 29)):
         done = run_desk(["fleet", "sign", str(tmp_path / "web05.csr"), "--host", "web05",
                      "--vault", str(tmp_path / "desk.sqlite3"), "--ledger", str(ledger),
@@ -106,13 +106,45 @@ def test_force_never_replaces_a_link_or_a_device(tmp_path: Path) -> None:
     link.symlink_to(target)
     fifo = tmp_path / "pipe.csr"
     os.mkfifo(fifo)
+    loop = tmp_path / "loop.csr"  # resolving it, to compare with the vault, was a traceback
+    loop.symlink_to(loop)
     assert _enroll(tmp_path, "--csr-out", str(tmp_path / "first.csr")).returncode == 0
     keys = _keys(tmp_path, "h.sqlite3")
-    for destination, what in ((link, "a symbolic link"), (fifo, "not a regular file")):
+    for destination, what in ((link, "a symbolic link"), (fifo, "not a regular file"),
+                              (loop, "a symbolic link")):
         done = _enroll(tmp_path, "--csr-out", str(destination), "--force")
-        assert done.returncode == 31, done.stderr
+        assert done.returncode == 37, done.stderr
         assert f"{destination} is {what}; give the path of a regular file" in done.stderr
     assert link.is_symlink()
     assert target.read_bytes() == b"kept"
     assert fifo.is_fifo()
     assert _keys(tmp_path, "h.sqlite3") == keys
+
+
+def test_an_out_that_is_a_directory_is_an_output_file_error_not_a_usage_error(
+        tmp_path: Path) -> None:
+    """An `--out` that names a directory was click's usage error (exit 2, "Invalid value for
+    '--out'"), and every other output file that cannot be written exit 31, the configuration
+    file's code: both are 37 now, in the command's words, with nothing stored or registered."""
+    made = run_desk(["fleet", "ca", "init", "--vault", str(tmp_path / "desk.sqlite3"), "--out",
+                     str(tmp_path / "ca.pem")], tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert _enroll(tmp_path, "--csr-out", str(tmp_path / "web05.csr")).returncode == 0
+    keys = _keys(tmp_path, "h.sqlite3")
+    directory = tmp_path / "certs"
+    directory.mkdir()
+    ledger = tmp_path / "ledger.sqlite3"
+    for force in ([], ["--force"]):
+        done = run_desk(["fleet", "sign", str(tmp_path / "web05.csr"), "--host", "web05",
+                         "--vault", str(tmp_path / "desk.sqlite3"), "--ledger", str(ledger),
+                         "--out", str(directory), *force], tmp_path)
+        assert done.returncode == 37, done.stderr
+        assert done.stderr == (f"Error: {directory} is a directory; give the path of a regular "
+                               "file to write (nothing was stored or registered)\n")
+        if ledger.exists():
+            with FleetRegistry.open(str(ledger)) as registry:
+                assert registry.enrolled("web05") is None
+        enrolled = _enroll(tmp_path, "--csr-out", str(directory), *force)
+        assert enrolled.returncode == 37, enrolled.stderr
+        assert _keys(tmp_path, "h.sqlite3") == keys
+    assert list(directory.iterdir()) == []
