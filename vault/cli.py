@@ -390,6 +390,23 @@ def _write_private(path: Path, data: bytes, *, force: bool) -> None:
         raise VaultInputError(str(exc)) from None
 
 
+def _refuse_out_over_the_vault(out: Path, vault_file: Path, source: MasterKeySource) -> None:
+    """``--out`` naming the vault, one of its SQLite files or its master key file (a slip for
+    ``--vault`` or ``--key-file``) is refused, ``--force`` or not: written over, the vault
+    could not be opened again, or its master key would be a certificate, and every secret in
+    it lost with the key."""
+    own = [vault_file, *(vault_file.with_name(vault_file.name + suffix)
+                         for suffix in ("-wal", "-shm", "-journal"))]
+    if isinstance(source, KeyFileSource):
+        own += [source.path, source.path.with_name(source.path.name + ".next")]
+    target = out.expanduser().resolve()
+    for path in own:
+        if target == path.expanduser().resolve():
+            raise VaultConflictError(f"{out} is the vault's own file ({path}); --force never "
+                                     "writes over the vault or its master key: give another "
+                                     "file to --out")
+
+
 def _refuse_private_key_on_terminal(holds_key: bool) -> None:
     """A private key printed on a terminal stays in its scrollback, its logs and in view of
     whoever stands behind: only a pipe, --out or an explicit --force writes it there."""
@@ -415,6 +432,8 @@ def export_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
                    entry_id: str, fmt: str | None, out: Path | None, force: bool,
                    password_file: Path | None) -> None:
     """Write an entry out, optionally converted (pem, der, p12 with key + certificate)."""
+    if out is not None:
+        _refuse_out_over_the_vault(out, _vault_path(ctx, vault_path), _source(ctx, key_file))
     if out is not None and out.exists() and not force:
         raise VaultConflictError(f"{out} exists; use --force to overwrite it")
 

@@ -224,6 +224,32 @@ def test_put_from_stdin_and_export_to_a_private_file(initialised: dict[str, Path
     assert out.read_bytes() == PDF
 
 
+@pytest.mark.parametrize("own", ["vault", "vault-wal", "key", "key.next", "key-via-link"])
+def test_export_never_writes_over_the_vault_or_its_master_key(
+        initialised: dict[str, Path], own: str) -> None:
+    """`vault export ID --out <the vault> --force` exited 0 and wrote the certificate over
+    the vault (never opened again), and `--out <the key file> --force` replaced the master key
+    with a certificate (every secret lost): a slip for --vault or --key-file (the helper
+    review of session 15). Refused, --force or not, and both still open."""
+    tmp = initialised["tmp"]
+    entry = ok(["put", *common(initialised), "--kind", "document", "--label", "doc"],
+               input=PDF).stdout.strip()
+    targets = {"vault": initialised["vault"],
+               "vault-wal": initialised["vault"].with_name("vault.sqlite3-wal"),
+               "key": initialised["key"], "key.next": tmp / "master.key.next"}
+    if own == "key-via-link":
+        (tmp / "alias").symlink_to(initialised["key"])
+        target = tmp / "alias"
+    else:
+        target = targets[own]
+    before = {p: p.read_bytes() for p in (initialised["vault"], initialised["key"])}
+    refused = run(["export", *common(initialised), entry, "--out", str(target), "--force"])
+    assert isinstance(refused.exception, VaultConflictError), refused.output
+    assert "--force never writes over the vault or its master key" in str(refused.exception)
+    assert {p: p.read_bytes() for p in before} == before
+    assert ok(["export", *common(initialised), entry]).stdout_bytes == PDF
+
+
 def test_export_formats_and_p12_with_a_password(initialised: dict[str, Path]) -> None:
     tmp = initialised["tmp"]
     item = issued()
