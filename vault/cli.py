@@ -391,10 +391,10 @@ def _write_private(path: Path, data: bytes, *, force: bool) -> None:
 
 
 def _refuse_out_over_the_vault(out: Path, vault_file: Path, source: MasterKeySource) -> None:
-    """``--out`` naming the vault, one of its SQLite files or its master key file (a slip for
-    ``--vault`` or ``--key-file``) is refused, ``--force`` or not: written over, the vault
-    could not be opened again, or its master key would be a certificate, and every secret in
-    it lost with the key."""
+    """``export --out`` or ``backup DEST`` naming the vault, one of its SQLite files or its
+    master key file (a slip for ``--vault`` or ``--key-file``) is refused, ``--force`` or not:
+    written over, the vault could not be opened again, or its master key would be a
+    certificate or a backup, and every secret in it lost with the key."""
     own = [vault_file, *(vault_file.with_name(vault_file.name + suffix)
                          for suffix in ("-wal", "-shm", "-journal"))]
     if isinstance(source, KeyFileSource):
@@ -404,7 +404,7 @@ def _refuse_out_over_the_vault(out: Path, vault_file: Path, source: MasterKeySou
         if target == path.expanduser().resolve():
             raise VaultConflictError(f"{out} is the vault's own file ({path}); --force never "
                                      "writes over the vault or its master key: give another "
-                                     "file to --out")
+                                     "file to write to")
 
 
 def _refuse_private_key_on_terminal(holds_key: bool) -> None:
@@ -639,6 +639,7 @@ def verify_command(ctx: click.Context, vault_path: Path | None, key_file: Path |
 def backup_command(ctx: click.Context, vault_path: Path | None, key_file: Path | None,
                    dest: Path, force: bool) -> None:
     """Write a consistent, still-encrypted copy of the vault to DEST (0600)."""
+    _refuse_out_over_the_vault(dest, _vault_path(ctx, vault_path), _source(ctx, key_file))
     with _open(ctx, vault_path, key_file) as vault:
         written = vault.backup(dest, force=force)
     _say(f"backup written to {written}")

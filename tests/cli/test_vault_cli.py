@@ -225,12 +225,13 @@ def test_put_from_stdin_and_export_to_a_private_file(initialised: dict[str, Path
 
 
 @pytest.mark.parametrize("own", ["vault", "vault-wal", "key", "key.next", "key-via-link"])
-def test_export_never_writes_over_the_vault_or_its_master_key(
+def test_export_and_backup_never_write_over_the_vault_or_its_master_key(
         initialised: dict[str, Path], own: str) -> None:
     """`vault export ID --out <the vault> --force` exited 0 and wrote the certificate over
     the vault (never opened again), and `--out <the key file> --force` replaced the master key
     with a certificate (every secret lost): a slip for --vault or --key-file (the helper
-    review of session 15). Refused, --force or not, and both still open."""
+    review of session 15). `vault backup <the key file> --force` replaced the master key with
+    the backup. Refused, --force or not, and both still open."""
     tmp = initialised["tmp"]
     entry = ok(["put", *common(initialised), "--kind", "document", "--label", "doc"],
                input=PDF).stdout.strip()
@@ -246,6 +247,9 @@ def test_export_never_writes_over_the_vault_or_its_master_key(
     refused = run(["export", *common(initialised), entry, "--out", str(target), "--force"])
     assert isinstance(refused.exception, VaultConflictError), refused.output
     assert "--force never writes over the vault or its master key" in str(refused.exception)
+    assert {p: p.read_bytes() for p in before} == before
+    backup = run(["backup", *common(initialised), str(target), "--force"])
+    assert isinstance(backup.exception, VaultConflictError), backup.output
     assert {p: p.read_bytes() for p in before} == before
     assert ok(["export", *common(initialised), entry]).stdout_bytes == PDF
 
