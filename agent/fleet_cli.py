@@ -191,6 +191,19 @@ def _key_file_of(settings: Mapping[str, Any], key_file: Path | None) -> Path | N
     return source.path if isinstance(source, KeyFileSource) else None
 
 
+def _vault_to_fill(ctx: click.Context, vault_path: Path | None, key_file: Path | None,
+                   out: Path | None) -> tuple[Mapping[str, Any], Path, Path | None, bool]:
+    """For a command that stores a new key in a vault it may create (``fleet ca init``,
+    ``agent enroll``): the vault settings, the vault file, its master key file (when the key
+    source is one), and whether the vault is new (undone whole if the command fails); an
+    ``out`` over any of them is refused first."""
+    settings = _vault_settings(ctx)
+    path = _vault_file(settings, vault_path)
+    key_path = _key_file_of(settings, key_file)
+    _refuse_out_over_own_files(out, path, key_path)
+    return settings, path, key_path, not (path.exists() or path.is_symlink())
+
+
 def _refuse_out_over_own_files(out: Path | None, vault_file: Path, key_file: Path | None,
                                ledger: LedgerLocation | None = None) -> None:
     """An output naming the vault, its master key file or the ledger (a slip of ``--out`` for
@@ -381,11 +394,7 @@ def ca_init_command(ctx: click.Context, name: str, out: Path | None, at: datetim
     _refuse_a_future_issue(at)
     now = resolve_at(at)
     key_pem, cert_pem = issue_ca(name=name, at=now)
-    settings = _vault_settings(ctx)
-    path = _vault_file(settings, vault_path)
-    key_path = _key_file_of(settings, key_file)
-    _refuse_out_over_own_files(out, path, key_path)
-    new_vault = not (path.exists() or path.is_symlink())
+    settings, path, key_path, new_vault = _vault_to_fill(ctx, vault_path, key_file, out)
     # A new vault is undone if the certificate cannot be delivered (nothing else knows it);
     # a vault that existed keeps the CA, and the error names the entry to export.
     with _cleaned_up_on_failure(path, key_path), \
@@ -829,11 +838,7 @@ def enroll_command(ctx: click.Context, host: str | None, csr_out: Path | None, f
         host = configured if isinstance(configured, str) and configured else os.uname().nodename
     host = _host_name(host)
     key_pem, csr_pem = make_agent_csr(host=host)
-    settings = _vault_settings(ctx)
-    path = _vault_file(settings, vault_path)
-    key_path = _key_file_of(settings, key_file)
-    _refuse_out_over_own_files(csr_out, path, key_path)
-    new_vault = not (path.exists() or path.is_symlink())
+    settings, path, key_path, new_vault = _vault_to_fill(ctx, vault_path, key_file, csr_out)
     # The CSR is staged before the key is stored and named after: a CSR that cannot be
     # written leaves no key in the vault, and no CSR ever names a key the vault lacks. A new
     # vault is undone if the CSR cannot be delivered; one that existed keeps the key.
