@@ -796,8 +796,8 @@ def _arrival_instant(arrived: date, at: datetime | None, clock: datetime) -> dat
 @click.option("--default", "by_default", is_flag=True,
               help="The renewal was taken as made for lack of an answer (Art.6(2)).")
 @click.option("--designated", type=DateType(), default=None,
-              help="Day the provider designates for the default renewal's initial fee "
-                   "(Art.10; on or after the renewal day).")
+              help="With --default only: day the provider designates for the default "
+                   "renewal's initial fee (Art.10; on or after the renewal day).")
 @record_at_option
 @json_option
 @ledger_option
@@ -805,6 +805,13 @@ def _arrival_instant(arrived: date, at: datetime | None, clock: datetime) -> dat
 def renew_command(contract_id: str, by_default: bool, designated: date | None,
                   at: datetime | None, as_json: bool, ledger_opt: Path | None) -> None:
     """Record that the renewal of the current certificate's validity period was made."""
+    if designated is not None and not by_default:
+        # Art.10: an accepted renewal's fee is owed from its acceptance; only a default
+        # renewal's from a designated moment (the ledger refuses the event too).
+        raise click.UsageError(
+            "--designated goes with --default: only a default renewal's fee (Art.6(2)) is owed "
+            "from a day the provider designates (Art.10); an accepted renewal's is owed from "
+            "its acceptance, the renewal's --at")
     env = _env(ledger_opt)
     now, clock = _when(at)
     before = _current(env, contract_id, now)

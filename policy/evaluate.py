@@ -131,7 +131,8 @@ def _fee_may_arise_from(state: ContractState, today: date) -> bool:
     """Cheap pre-check for the sweep: whether any recorded fee moment is today or later (most
     contracts' fees are all history, and building their decisions would be wasted)."""
     return (state.accepted_on >= today
-            or any(r.on >= today or (r.designated is not None and r.designated >= today)
+            or any(r.on >= today or (r.by_default and r.designated is not None
+                                     and r.designated >= today)
                    for r in state.renewals)
             or any(c.accepted_on >= today for c in state.changes))
 

@@ -77,6 +77,7 @@ from .events import (
     CertificateBound,
     CertificateGone,
     CertificateObserved,
+    ContractChanged,
     Event,
     RenewalMade,
     Terminated,
@@ -743,7 +744,7 @@ class Ledger:
             renewed = frozenset(r.certificate_sha256 for r in everything.renewals) \
                 if everything is not None else frozenset()
         item = None
-        if state is not None and isinstance(event, (RenewalMade, Terminated)):
+        if state is not None and isinstance(event, (RenewalMade, Terminated, ContractChanged)):
             # Art.8: the item's product end, from the catalogue this ledger was opened with
             # (an item an amended catalogue no longer holds has none known).
             with contextlib.suppress(PolicyError):

@@ -582,6 +582,8 @@ def check_event(state: ContractState | None, event: Event, *,
         return _check_answer(state, event, settings)
     if isinstance(event, CancellationArrived):
         _check_cancellation(state, event, when)
+    if isinstance(event, ContractChanged):
+        _check_change(state, event, when, item)
     if isinstance(event, RenewalMade):
         return _check_renewal(state, event, when, settings, renewed, item)
     return event
@@ -790,6 +792,32 @@ def _check_cancellation(state: ContractState, event: CancellationArrived, when: 
                                   not_before_utc=cert.not_before_utc)
 
 
+def _check_change(state: ContractState, event: ContractChanged, when: str,
+                  item: Item | None) -> None:
+    """Art.5 is a change of the service that uses the certificate, and its acceptance owes the
+    one-time fee (Art.10): a "change" to the service already in use changes nothing and must
+    not bill it. An abolished item (Art.8, from its product end, as for an application or a
+    renewal) has no service left to change to."""
+    cid = event.contract_id
+    if item is not None and state.category.provider_issued and abolished(item,
+                                                                         at=event.at_utc):
+        assert item.product_end is not None  # noqa: S101 - abolished() checked it
+        raise ContractStateError(
+            f"contract {cid!r}: a change to service {event.service!r} on {when} is refused: "
+            f"its item {item.handle!r} is abolished, the CA ended the product on "
+            f"{item.product_end.isoformat()} (Art.8); a change would bill a service that no "
+            "longer exists; nothing was recorded")
+    if event.service == state.service:
+        since = next((c.accepted_on for c in reversed(state.changes)
+                      if c.service == event.service), None)
+        origin = (f"since the change accepted on {since.isoformat()}" if since is not None
+                  else "since its application")
+        raise ContractStateError(
+            f"contract {cid!r} already uses service {event.service!r} ({origin}): Art.5 is a "
+            "change of the service that uses the certificate, and a change to the service in "
+            "use changes nothing, so no one-time fee is owed (Art.10); nothing was recorded")
+
+
 def _check_renewal(state: ContractState, event: RenewalMade, when: str,
                    settings: PolicySettings, renewed: frozenset[str | None],
                    item: Item | None) -> RenewalMade:
@@ -817,6 +845,14 @@ def _check_renewal(state: ContractState, event: RenewalMade, when: str,
             "a renewal would bill a service that no longer exists; nothing was recorded. For "
             "the customer to keep a certificate, a new contract for an item the catalogue "
             "still offers is the way (`certescrow contract add`)")
+    if event.designated is not None and not event.by_default:
+        # Art.10: only the fee of a renewal taken as made by default (Art.6(2)) is owed from a
+        # moment the provider designates; an accepted renewal's is owed from its acceptance.
+        raise ContractStateError(
+            f"contract {cid!r}: a renewal not by default with a designated billing day "
+            f"({event.designated.isoformat()}) is refused: only a default renewal's fee is "
+            "owed from a designated moment (Art.10, Art.6(2)); an accepted renewal's is owed "
+            "from its acceptance; nothing was recorded")
     if event.by_default:
         _check_default_renewal(state, event, when, settings)
     if state.terminated_on is not None:
@@ -856,6 +892,23 @@ def _check_default_renewal(state: ContractState, event: RenewalMade, when: str,
             "taken as "
             "made by default (Art.6(2)); ask the customer for their answer, and record a "
             "renewal (not by default) if they answer renew; nothing was recorded")
+    # Art.6(2) takes the renewal as made only when no answer came (当該通知が無かった場合).
+    # An answer by the deadline rules the default out, whichever it was. One recorded before
+    # the notice (marked early) counts too: it concerns this certificate (a new one clears it),
+    # the customer gave it, and the ledger records it rather than discarding it (CONTRACT.md
+    # "answers before any notice are recorded and marked early"), so the provider cannot say
+    # no answer came. A late one (after the deadline) does not: the default was already due.
+    if state.answer is Answer.RENEW and state.answered_on is not None \
+            and state.answered_on <= deadline:
+        early = " (before the notice, an answer all the same)" \
+            if state.answer_timing == "early" else ""
+        raise ContractStateError(
+            f"contract {cid!r}: the customer answered \"renew\" on "
+            f"{state.answered_on.isoformat()}{early}, by the deadline {deadline.isoformat()}; "
+            "a renewal is taken as made by default only when no answer came (Art.6(2)), and "
+            "nothing was recorded. Record the renewal the customer asked for without --default "
+            f"(`certescrow contract renew {cid} --at TIME`): its fee is owed from the "
+            "acceptance of the renewal (Art.10), not from a designated day")
     if tokyo_date(event.at_utc) <= deadline:
         raise ContractStateError(
             f"contract {cid!r}: the answer deadline {deadline.isoformat()} has not passed on "
@@ -932,14 +985,16 @@ def _check_termination(state: ContractState, event: Terminated, when: str,
     record that no clause supports would end (and stop billing) a contract the terms keep.
 
     * never before the contract was accepted (Art.2: its events begin with acceptance);
-    * ``Art.9(2)``: a cancellation form is recorded, and the day is no earlier than the day it
-      takes effect (the later of arrival + 30 days and the day the customer named);
+    * ``Art.9(2)``: a cancellation form is recorded, and the day is the day it takes effect
+      (the later of arrival + 30 days and the day the customer named), no other;
     * ``Art.9(1)``: a "don't renew" answer fixed the termination, and the day is the one it
       fixed, the last day of the certificate's validity;
     * ``Art.6(3) proviso``: category III with a certificate whose validity is within 90 days
       (or an earlier such certificate that fixed the end), and the day is its last day;
     * ``Art.8``: category I/II, the catalogue knows the item's product end, and the day is no
-      earlier than it (the provider abolishes an item once the CA has ended the product).
+      earlier than the day before it: the item is abolished *on* its product end (the day the
+      ledger starts refusing applications, renewals and changes), so the product's last day is
+      the last day the contract can be made to run through under it.
     """
     cid = state.contract_id
     effective = event.effective
@@ -957,13 +1012,15 @@ def _check_termination(state: ContractState, event: Terminated, when: str,
                 f"recorded for contract {cid!r} by {when}; record the form with `certescrow "
                 "contract cancel ID --arrived DATE`, which fixes the day itself; nothing was "
                 "recorded")
-        if effective < form.effective:
+        if effective != form.effective:
+            # The form fixes the day; a record naming another would leave the journal saying
+            # one day and the state (the earliest termination) another.
             raise ContractStateError(
                 f"{said}: under Art.9(2) the form that arrived on {form.arrived.isoformat()} "
                 f"takes effect on the later of the day 30 days have passed from its arrival "
                 f"({add_days(form.arrived, CANCELLATION_NOTICE_DAYS).isoformat()}) and the day "
                 f"the customer named ({form.requested.isoformat() if form.requested else '-'})"
-                f": {form.effective.isoformat()}, not earlier; nothing was recorded")
+                f": {form.effective.isoformat()}, not another day; nothing was recorded")
     elif clause == "Art.9(1)":
         fixed = state.non_renewal_effective
         if fixed is None:
@@ -1008,11 +1065,17 @@ def _check_termination(state: ContractState, event: Terminated, when: str,
                 f"{said}: Art.8 applies when the CA ends the product the item corresponds to, "
                 f"and the catalogue knows no product end for {state.item!r}; nothing was "
                 "recorded")
-        if effective < end:
+        last = add_days(end, -1)
+        if effective < last:
+            # The item is abolished from its product end on (``rules.art8.abolished``, as for
+            # an application, a renewal or a change), and the contract runs through its
+            # termination day: the last day it can run under the item is the day before.
             raise ContractStateError(
                 f"{said}: the CA ends the product behind {state.item!r} on {end.isoformat()}, "
-                "and Art.8 abolishes the item once it has; the termination cannot take effect "
-                "before that day; nothing was recorded")
+                f"and Art.8 abolishes the item from that day on (abolished from "
+                f"{end.isoformat()}); the contract runs through its termination day, so the "
+                f"termination takes effect on {last.isoformat()} at the earliest, the "
+                "product's last day; nothing was recorded")
 
 
 # ---------------------------------------------------------------------- the projection's form

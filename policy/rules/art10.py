@@ -175,7 +175,12 @@ def fees_on_renewal(
     For an Art.6(2) default renewal the initial fee is owed from a moment the provider
     designates on or after ``renewed_on`` (the day it took the renewal as made): ``designated``
     when given (it may not be earlier), else ``renewed_on`` flagged as the earliest such day.
+    Any other renewal's fee is owed from its acceptance, ``renewed_on``: Art.10 gives the
+    designated moment to the default renewal alone, so ``designated`` is ignored there (the
+    ledger refuses recording one; a journal from before that check may hold it).
     """
+    if not by_default:
+        designated = None
     if designated is not None and designated < renewed_on:
         raise ValueError(
             f"the designated billing moment {designated.isoformat()} is before the day the "

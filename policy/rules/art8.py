@@ -4,9 +4,11 @@ Category I/II: when DigiCert, Cybertrust or GlobalSign ends the product an item 
 the provider abolishes the item. The catalogue holds each product's end date when known
 (``Item.product_end``, an Asia/Tokyo day, inclusive: abolished *on* that day).
 
-The ledger (``policy.state.check_event``) refuses a renewal of an abolished item (from that
-day on), and admits an ``Art.8`` termination record only for a category I/II item whose
-product end is known, effective no earlier than it.
+One day for every step: from that day on an application (``rules.art7``), a renewal and a
+contract change (``policy.state.check_event``) of the item are refused, through
+:func:`abolished`. An ``Art.8`` termination record is admitted only for a category I/II item
+whose product end is known, effective no earlier than the day before it: a contract runs
+through its termination day, and the product's last day is the last it can run through.
 """
 
 from __future__ import annotations

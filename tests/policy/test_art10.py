@@ -89,6 +89,20 @@ def test_art10_default_renewal_fee_arises_from_the_designated_moment() -> None:
     assert fees["initial"].computed["amount_yen"] == 36_000
 
 
+@pytest.mark.parametrize(("by_default", "due"), [
+    (True, date(2027, 1, 20)),   # by default (Art.6(2)): from the day the provider designated
+    (False, date(2027, 1, 10)),  # accepted: from the acceptance, whatever a journal holds
+])
+def test_art10_only_a_default_renewal_is_billed_from_a_designated_moment(
+        by_default: bool, due: date) -> None:
+    fees = _by_fee(fees_on_renewal(contract_id="c1", item="globalsign-ov", category=Category.I,
+                                   tier=Tier.ONE_YEAR, renewed_on=date(2027, 1, 10),
+                                   by_default=by_default, prices=PRICES,
+                                   designated=date(2027, 1, 20)))
+    assert (fees["initial"].due, fees["agency"].due) == (due, due)
+    assert fees["initial"].computed["provider_designates"] is False
+
+
 def test_art10_default_renewal_without_designation_is_earliest_day_provider_designates() -> None:
     fees = _by_fee(fees_on_renewal(contract_id="c1", item="globalsign-ov", category=Category.I,
                                    tier=Tier.ONE_YEAR, renewed_on=date(2027, 1, 10),

@@ -426,7 +426,7 @@ def _terminate(cid: str, effective: str, clause: str, lg: list[str], *,
 @pytest.mark.parametrize(("effective", "admitted"), [
     ("2026-08-30", False),  # arrival + 29
     ("2026-08-31", True),   # arrival + 30 (Art.9(2), 民法第140条)
-    ("2026-09-01", True),
+    ("2026-09-01", False),  # the form fixed 08-31: the record says that day (session 15)
 ])
 def test_art9_2_a_termination_record_needs_a_form_and_its_day(
         tmp_path: Path, lg: list[str], effective: str, admitted: bool) -> None:
@@ -438,7 +438,7 @@ def test_art9_2_a_termination_record_needs_a_form_and_its_day(
     if admitted:
         _ok(args)
         return
-    assert "2026-08-31, not earlier" in _refused(args)
+    assert "2026-08-31, not another day" in _refused(args)
 
 
 @pytest.mark.parametrize(("effective", "admitted"), [
@@ -473,8 +473,9 @@ def test_art6_3_proviso_a_termination_record_needs_category_iii_and_a_90_day_cer
 
 
 @pytest.mark.parametrize(("effective", "admitted"), [
-    ("2026-06-29", False),
-    ("2026-06-30", True),  # the product's end: Art.8 abolishes the item once it has ended
+    ("2026-06-28", False),
+    ("2026-06-29", True),  # the product's last day: the item is abolished on 06-30
+    ("2026-06-30", True),
 ])
 def test_art8_a_termination_record_needs_category_i_ii_and_the_product_end(
         tmp_path: Path, lg: list[str], effective: str, admitted: bool) -> None:
@@ -490,7 +491,7 @@ def test_art8_a_termination_record_needs_category_i_ii_and_the_product_end(
     if admitted:
         assert _json([*args, "--json"], config=config)["terminated_on"] == effective
         return
-    assert "cannot take effect before that day" in _refused(args, config=config)
+    assert "takes effect on 2026-06-29 at the earliest" in _refused(args, config=config)
 
 
 @pytest.mark.parametrize(("effective", "admitted"), [

@@ -6,6 +6,7 @@ is an argument, as the CLI passes the real clock: these tests fix it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -143,6 +144,39 @@ def test_a_renewal_by_default_after_a_timely_dont_renew_is_refused(ledger: Ledge
              r"answered \"don't renew\" on 2026-10-01, by the deadline")
 
 
+@pytest.mark.parametrize(("answer", "day", "refused"), [
+    (Answer.RENEW, date(2026, 8, 20), True),   # early: before the notice, an answer too
+    (Answer.RENEW, DEADLINE, True),            # on the deadline: timely
+    (Answer.RENEW, DEADLINE + timedelta(days=1), False),  # late: the default stands
+])
+def test_a_renewal_by_default_after_a_timely_renew_is_refused(
+        ledger: Ledger, answer: Answer, day: date, refused: bool) -> None:
+    """Art.6(2) takes a renewal as made only when no answer came: after a "renew" by the
+    deadline the desk records the renewal itself, billed from acceptance (Art.10)."""
+    _yearly_category_i(ledger)
+    ledger.append(AnswerReceived(contract_id="c1", at_utc=at_day(day, 9), answer=answer),
+                  now=NOW)
+    renewal = _renewal(at_day(date(2026, 10, 5)), by_default=True)
+    if not refused:
+        ledger.append(renewal, now=NOW)
+        assert ledger.state("c1", at=NOW).renewals[0].by_default
+        return
+    message = _refused(ledger, renewal, rf"answered \"renew\" on {day.isoformat()}.*Art\.6\(2\)")
+    assert "without --default" in message
+    ledger.append(_renewal(at_day(date(2026, 10, 5))), now=NOW)
+
+
+def test_a_renewal_not_by_default_with_a_designated_day_is_refused(ledger: Ledger) -> None:
+    """Art.10: only a default renewal's fee is owed from a designated moment (the CLI's usage
+    error is not the only guard: a script appending the event is refused too)."""
+    _yearly_category_i(ledger)
+    event = RenewalMade(contract_id="c1", at_utc=at_day(date(2026, 9, 10)),
+                        designated=date(2026, 12, 31))
+    _refused(ledger, event, r"only a default renewal's fee .*Art\.10")
+    ledger.append(RenewalMade(contract_id="c1", at_utc=at_day(date(2026, 10, 2)),
+                              by_default=True, designated=date(2026, 12, 31)), now=NOW)
+
+
 # ---------------------------------------------------------------- one renewal, one fee
 
 
@@ -175,6 +209,20 @@ def test_the_successors_renewal_is_a_new_renewal(ledger: Ledger) -> None:
 def test_a_renewal_without_a_certificate_is_refused(ledger: Ledger) -> None:
     ledger.append(accepted(at=MIDNIGHT), now=NOW)
     _refused(ledger, _renewal(at_day(date(2026, 3, 1))), r"no certificate yet.*Art\.6")
+
+
+def test_a_change_to_the_service_in_use_is_refused_even_back_dated(ledger: Ledger) -> None:
+    """Art.5 changes the service that uses the certificate: to the same one, nothing changes
+    and no one-time fee is owed. Entered late with an earlier date, a change to the service a
+    later change recorded would make that later one a change to the service in use."""
+    ledger.append(replace(accepted(at=MIDNIGHT), designated_service="svcA"), now=NOW)
+    _refused(ledger, ContractChanged(contract_id="c1", at_utc=at_day(date(2026, 3, 1)),
+                                     service="svcA"), r"already uses service 'svcA'.*Art\.5")
+    ledger.append(ContractChanged(contract_id="c1", at_utc=at_day(date(2026, 3, 10)),
+                                  service="svcB"), now=NOW)
+    _refused(ledger, ContractChanged(contract_id="c1", at_utc=at_day(date(2026, 3, 5)),
+                                     service="svcB"), "already uses service 'svcB'")
+    assert [c.service for c in ledger.state("c1", at=NOW).changes] == ["svcB"]
 
 
 # ---------------------------------------------------------------- when events may happen
