@@ -190,6 +190,10 @@ class ContractState:
     termination_clause: str | None = None
     answer_timing: str | None = None
     """The ledger's mark on the answer: ``"early"``, ``"on-time"``, ``"late"`` (or ``None``)."""
+    first_answer: Answer | None = None
+    """The first answer for the current certificate, and its day: an answer given by the
+    deadline rules a default renewal out (Art.6(2)) even when a later answer replaced it."""
+    first_answered_on: date | None = None
     renewable: bool | None = None
     """``False`` when the certificate cannot be renewed (Art.6(3) proviso: the contract ends
     with it), ``True`` when it can, ``None`` with no certificate."""
@@ -270,6 +274,8 @@ class _Acc:
     answer: Answer | None = None
     answered_on: date | None = None
     answer_timing: str | None = None
+    first_answer: Answer | None = None
+    first_answered_on: date | None = None
     cancellation: Cancellation | None = None
     non_renewal: date | None = None
     recorded: tuple[date, str] | None = None
@@ -314,6 +320,8 @@ class _Acc:
         self.answer = None
         self.answered_on = None
         self.answer_timing = None
+        self.first_answer = None
+        self.first_answered_on = None
         if self.renewal_made_for is not None and self.renewal_made_for != facts.sha256:
             self.renewal_made_for = None
 
@@ -408,6 +416,8 @@ def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
                 effective_on_non_renewal(acc.certificate.not_after_utc)  # may not overflow
             acc.answer = event.answer
             acc.answered_on = day
+            if acc.first_answered_on is None:
+                acc.first_answer, acc.first_answered_on = event.answer, day
             acc.answer_timing = _answer_timing(acc, day) or event.timing
             if event.answer is Answer.DONT_RENEW and acc.certificate is not None:
                 acc.non_renewal = effective_on_non_renewal(acc.certificate.not_after_utc)
@@ -508,6 +518,8 @@ def _finish(acc: _Acc, contract_id: str, at: datetime,
         terminated_on=terminated_on,
         termination_clause=clause,
         answer_timing=acc.answer_timing,
+        first_answer=acc.first_answer,
+        first_answered_on=acc.first_answered_on,
         renewable=renewable,
         renewals=tuple(acc.renewals),
         changes=tuple(acc.changes),
@@ -914,14 +926,28 @@ def _check_default_renewal(state: ContractState, event: RenewalMade, when: str,
             f"contract {cid!r}: the answer deadline {deadline.isoformat()} has not passed on "
             f"{when}; a renewal is taken as made by default only when no answer came by then "
             "(Art.6(2))")
-    if state.answer is Answer.DONT_RENEW and state.answered_on is not None \
-            and state.answered_on <= deadline:
+    first, first_on = state.first_answer, state.first_answered_on
+    if first is not None and first_on is not None and first_on <= deadline:
+        # The first answer, not only the last: a timely "don't renew" followed by a late
+        # "renew" is still an answer that came by the deadline (CONTRACT.md: no renewal by
+        # default after a timely "don't renew").
+        said = "renew" if first is Answer.RENEW else "don't renew"
+        later = ""
+        if state.answered_on is not None and state.answered_on != first_on:
+            later = (f" (and {state.answer.value if state.answer else '-'} on "
+                     f"{state.answered_on.isoformat()})")
+        if state.answer is Answer.RENEW:
+            way = ("record the renewal the customer asked for without --default "
+                   f"(`certescrow contract renew {cid} --at TIME`): its fee is owed from the "
+                   "acceptance of the renewal (Art.10)")
+        else:
+            way = ("the contract ends under Art.9(1). If the customer has changed their mind, "
+                   f"record their \"renew\" answer (`certescrow contract answer {cid} renew`), "
+                   "then the renewal (not by default)")
         raise ContractStateError(
-            f"contract {cid!r}: the customer answered \"don't renew\" on "
-            f"{state.answered_on.isoformat()}, by the deadline {deadline.isoformat()}; there is "
-            "no renewal by default after a timely answer (Art.6(2)); the contract ends under "
-            "Art.9(1). If the customer has changed their mind, record their \"renew\" answer "
-            f"(`certescrow contract answer {cid} renew`), then the renewal (not by default)")
+            f"contract {cid!r}: the customer answered \"{said}\" on {first_on.isoformat()}"
+            f"{later}, by the deadline {deadline.isoformat()}; there is no renewal by default "
+            f"after a timely answer (Art.6(2)); nothing was recorded; {way}")
 
 
 def _fixed_end_refusal(state: ContractState, when: str) -> str:
@@ -1079,13 +1105,15 @@ def _check_termination(state: ContractState, event: Terminated, when: str,
 
 
 # ---------------------------------------------------------------------- the projection's form
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 """Version of :func:`state_to_json`'s form (the ledger's projection stores it; a change of form
 is a schema migration that rebuilds the projection), and of the fold's rules that fill it: it
 is part of the projection's ``fold_key``, so rows folded by other rules are never read as they
 are (readers fold those contracts from the journal until a write or ``policy verify --repair``
 rewrites them). 2: the Art.6(3) proviso's end, fixed by a certificate that cannot be renewed,
-is neither lifted nor moved by a successor that cannot be renewed either."""
+is neither lifted nor moved by a successor that cannot be renewed either. 3: the first answer
+for the certificate is kept (``first_answer``): one given by the deadline rules a default
+renewal out, whatever answer came later."""
 
 
 def state_to_json(state: ContractState) -> dict[str, object]:
@@ -1125,6 +1153,8 @@ def state_to_json(state: ContractState) -> dict[str, object]:
         "terminated_on": day(state.terminated_on),
         "clause": state.termination_clause,
         "timing": state.answer_timing,
+        "first_answer": [state.first_answer.value, state.first_answered_on.isoformat()]
+        if state.first_answer is not None and state.first_answered_on is not None else None,
         "renewable": state.renewable,
         "renewals": [[r.on.isoformat(), r.by_default, day(r.designated), r.certificate_sha256]
                      for r in state.renewals],
@@ -1177,6 +1207,9 @@ def state_from_json(raw: dict[str, object], *, at: datetime) -> ContractState:
         terminated_on=day(r["terminated_on"]),
         termination_clause=r["clause"],
         answer_timing=r["timing"],
+        first_answer=None if r["first_answer"] is None else Answer(r["first_answer"][0]),
+        first_answered_on=None if r["first_answer"] is None
+        else date.fromisoformat(r["first_answer"][1]),
         renewable=r["renewable"],
         renewals=tuple(Renewal(on=date.fromisoformat(on), by_default=bool(by_default),
                                designated=day(designated), certificate_sha256=sha)

@@ -138,6 +138,24 @@ def test_art6_2_a_timely_dont_renew_still_rules_the_default_out(
     assert "answered \"don't renew\" on 2026-05-10, by the deadline 2026-05-31" in message
 
 
+def test_art6_2_a_timely_dont_renew_then_a_late_renew_still_rules_the_default_out(
+        tmp_path: Path, lg: list[str]) -> None:
+    """The state kept only the last answer: a timely "don't renew" followed by a late "renew"
+    let a default renewal through, which CONTRACT.md refuses after a timely "don't renew"
+    (session 15). The renewal the customer asked for, not by default, is still admitted."""
+    _r1(tmp_path, lg)
+    _ok(["contract", "answer", "R1", "dont-renew", "--at", "2026-05-10", *lg])
+    _ok(["contract", "answer", "R1", "renew", "--at", "2026-06-05", *lg])
+    message = _refused(["contract", "renew", "R1", "--default", "--at", "2026-06-06", *lg])
+    assert ("answered \"don't renew\" on 2026-05-10 (and renew on 2026-06-05), by the "
+            "deadline 2026-05-31") in message
+    assert "without --default" in message
+    assert _state("R1", lg, "2026-06-07")["renewals"] == []
+    _ok(["contract", "renew", "R1", "--at", "2026-06-06", *lg])
+    [renewal] = _state("R1", lg, "2026-06-07")["renewals"]
+    assert renewal["by_default"] is False
+
+
 # ------------------------------------------------ 2. Art.10: --designated is a default's
 
 
