@@ -165,6 +165,22 @@ def test_a_contract_without_a_tier_says_the_tier_is_missing_not_the_price(
     assert "未設定" not in initial["explanation"]["ja"]
 
 
+def test_a_refusal_comparing_instants_shows_both_in_tokyo_time(lg: list[str]) -> None:
+    """The desk's commands: accepted 2026-09-29 23:59, a termination dated 12:00 that day. Both
+    instants are shown as docs/ledger.md promises (`YYYY-MM-DD HH:MM JST`), not two equal
+    dates."""
+    _ok(["contract", "add", "D3", "--item", "globalsign-ov", "--tier", "1y",
+         "--at", "2026-09-29T23:59", *lg])
+    code, result = _run(["contract", "terminate", "D3", "--effective", "2026-10-31",
+                         "--clause", "Art.8", "--at", "2026-09-29T12:00", *lg])
+    assert code == 15
+    assert ("a terminated event dated 2026-09-29 12:00 JST is before contract 'D3' was "
+            "accepted (2026-09-29 23:59 JST)") in str(result.exception)
+    code, result = _run(["contract", "show", "D3", "--at", "2026-09-29T12:00", *lg])
+    assert code == 14
+    assert "as of 2026-09-29 12:00 JST" in str(result.exception)
+
+
 def _ledger_with_a_bad_event(path: Path) -> None:
     with Ledger.open(path) as ledger:
         from tests.policy.ledger_fixtures import accepted
