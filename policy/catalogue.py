@@ -62,9 +62,10 @@ class CertificateAuthority:
     """The CA's own policy OIDs → validation level; a cross-check only."""
     tier_days: Mapping[Tier, int] = field(default_factory=dict)
     """The CA's own length of a tier during its transition period, in days of 86,400 s
-    (GlobalSign: "6 months" = 183 days, "1 year" = 366 days). Inside the allowance window a
-    certificate of the CA also complies when its validity period is at most this plus the
-    carried-over allowance (366 + 31 = 397 days). Empty = calendar tiers only."""
+    (GlobalSign: "6 months" = 183 days, "1 year" = 366 days). A renewal carrying days over (an
+    allowance above 0, so inside the window) also complies when its validity period is at most
+    this plus that allowance (366 + 31 = 397 days); without a carry-over the tier's period alone
+    decides (CONTRACT.md Art.3). Empty = calendar tiers only."""
     _patterns: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
     _orgs: frozenset[str] = field(init=False, repr=False, compare=False)
 

@@ -89,7 +89,7 @@ from policy.paths import (
     missing_ledger_error,
     no_ledger_yet,
 )
-from policy.projection import action_rows, unpriced_text
+from policy.projection import NO_TIER, action_rows, unpriced_text
 from policy.rules.art6 import Answer, answer_deadline, end_of_validity
 from policy.rules.art7 import Application, application_refusals
 from policy.settings import PolicySettings
@@ -386,7 +386,8 @@ def add_command(contract_id: str, handle: str, tier: str | None, at: datetime | 
     state, decisions = _record(env, event, now, clock)
     if contracted is None and not as_json:
         click.echo("Warning: no --tier given and the item offers several; Art.3 compliance "
-                   "and the initial fee cannot be determined until a tier is known.", err=True)
+                   "and the initial fee's amount cannot be determined for this contract, and "
+                   "no command sets its tier later.", err=True)
     tier_text = contracted.value if contracted else "(none)"
     _echo_result(as_json, f"Contract {contract_id} accepted on {state.accepted_on}: "
                  f"{item.handle} (category {item.category.value}), tier {tier_text}.",
@@ -1138,12 +1139,23 @@ def _echo_unpriced(decisions: Sequence[Decision]) -> None:
 
 
 def _echo_missing_prices(missing: Sequence[str]) -> None:
-    if not missing:
-        return
-    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-    click.echo(f"Info: {len(missing)} fee amount(s) are not configured in [policy.prices] "
-               f"({shown}); the fees are owed, their amounts are shown to the customer "
-               "separately (Art.10).")
+    """``missing``: :func:`~policy.projection.unpriced_text`'s texts, sorted. Contracts with no
+    tier are said apart: no price list can price them, the tier is what is missing."""
+    no_tier = [m[len(NO_TIER):] for m in missing if m.startswith(NO_TIER)]
+    unset = [m for m in missing if not m.startswith(NO_TIER)]
+    if unset:
+        click.echo(f"Info: {len(unset)} fee amount(s) are not configured in [policy.prices] "
+                   f"({_first_five(unset)}); the fees are owed, their amounts are shown to the "
+                   "customer separately (Art.10).")
+    if no_tier:
+        click.echo(f"Info: {len(no_tier)} contract(s) have no tier ({_first_five(no_tier)}), so "
+                   "no initial fee in [policy.prices] applies to them; the fees are owed, their "
+                   "amounts are shown to the customer separately (Art.10). A tier is given "
+                   "only by `contract add --tier`; no command sets it later.")
+
+
+def _first_five(names: Sequence[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _sweep(env: _Env, states: Any, now: datetime, out: list[Decision],

@@ -148,11 +148,15 @@ def _replace_certificate(state: ContractState, *, today: date) -> Decision:
         due=end,
         contract_id=state.contract_id,
         severity=Severity.CRITICAL if late else Severity.WARNING,
+        # "by" the last day of validity, that day included: the due day is that day, as the
+        # Japanese 「までに」 says.
         explanation_en=(f"The renewal was made but no successor certificate has been bound or "
-                        f"observed; install it before {end.isoformat()}"
+                        f"observed; install it by {end.isoformat()}, the last day of the "
+                        "current one's validity"
                         + (" (the current one has expired)." if late else ".")),
-        explanation_ja=(f"更新済みですが後継の証明書が未確認です。{end.isoformat()} までに"
-                        "設置してください。"),
+        explanation_ja=(f"更新済みですが後継の証明書が紐付けも確認もされていません。現在の証明書の"
+                        f"有効期間の末日 {end.isoformat()} までに設置してください"
+                        + ("（現在の証明書は有効期間が終了しています）。" if late else "。")),
         computed={"end_of_validity": end.isoformat(), "expired": late},
         facts={"sha256": cert.sha256},
     )

@@ -732,10 +732,12 @@ class Ledger:
         if state is None and not isinstance(event, ApplicationAccepted):
             accepted = self._sql_accepted_at(cid)
             if accepted is not None:
+                # Instants, not days: on the acceptance day itself an event before its hour
+                # is refused, and two equal dates would not say why.
                 raise ContractStateError(
-                    f"{kind_phrase(event)} dated {tokyo_date(event.at_utc).isoformat()} is "
+                    f"{kind_phrase(event)} dated {instant_to_tokyo_text(event.at_utc)} is "
                     f"before contract {cid!r} was accepted "
-                    f"({tokyo_date(accepted).isoformat()}, Asia/Tokyo): a contract's events "
+                    f"({instant_to_tokyo_text(accepted)}): a contract's events "
                     "begin with its acceptance (Art.2)")
         renewed: frozenset[str | None] = frozenset()
         if isinstance(event, RenewalMade):

@@ -49,6 +49,7 @@ from .tokyo import tokyo_midnight_utc
 __all__ = [
     "FOREVER",
     "NO_DUE",
+    "NO_TIER",
     "PROJECTION_RULES",
     "ActionRow",
     "ProjectionRow",
@@ -62,7 +63,7 @@ __all__ = [
     "noon",
 ]
 
-PROJECTION_RULES = 1
+PROJECTION_RULES = 2
 """Bumped when ``evaluate_contract``'s output changes for the same state and day: rows written
 by another version of the rules are then evaluated again by readers (their ``eval_key``
 differs), never shown as they are."""
@@ -154,9 +155,18 @@ class ProjectionRow:
     actions: tuple[ActionRow, ...]
 
 
+NO_TIER = "no tier: "
+"""How :func:`unpriced_text` marks a fee missing because its contract has no tier (followed by
+the contract's id): the price list cannot help, so ``policy actions`` says so apart."""
+
+
 def unpriced_text(d: Decision) -> str | None:
+    """What ``policy actions``' Info line names for a fee without an amount: the item, tier and
+    fee whose price is missing, or :data:`NO_TIER` and the contract that has no tier."""
     if d.computed.get("amount_configured") is not False:
         return None
+    if d.computed.get("no_tier"):
+        return NO_TIER + (d.contract_id or "")
     return " ".join(str(part) for part in (
         d.facts.get("item") or "contract change", d.facts.get("tier") or "",
         d.computed.get("fee")) if part)

@@ -48,6 +48,7 @@ from .events import (
     NoticeSent,
     RenewalMade,
     Terminated,
+    instant_to_tokyo_text,
     kind_phrase,
 )
 from .facts import CertificateFacts, unevaluable
@@ -486,8 +487,8 @@ def _finish(acc: _Acc, contract_id: str, at: datetime,
     base = acc.accepted
     if base is None:
         raise UnknownContractError(
-            f"no contract {contract_id!r} in the ledger as of {tokyo_date(at).isoformat()} "
-            "(Asia/Tokyo): add it with `certescrow contract add`, or check the id and --at"
+            f"no contract {contract_id!r} in the ledger as of {instant_to_tokyo_text(at)}: add "
+            "it with `certescrow contract add`, or check the id and --at"
         )
     cert = acc.certificate
     renewable = _renewable(acc, cert) if cert is not None else None
@@ -565,8 +566,8 @@ def check_event(state: ContractState | None, event: Event, *,
         return event
     if state is None:
         raise UnknownContractError(
-            f"no contract {cid!r} in the ledger as of {when} (Asia/Tokyo): add it first "
-            "with `certescrow contract add`, or check the id and --at")
+            f"no contract {cid!r} in the ledger as of {instant_to_tokyo_text(event.at_utc)}: "
+            "add it first with `certescrow contract add`, or check the id and --at")
     settings = settings or _DEFAULT_SETTINGS
     if isinstance(event, Terminated):
         if event.clause not in TERMINATION_CLAUSES:
@@ -649,10 +650,11 @@ def check_history(contract_id: str, journal: Sequence[Event], event: Event, *,
             try:
                 check_event(state, old, settings=settings)
             except ContractStateError as exc:
+                # Instants: "later" is by the instant, and both may fall on one day.
                 raise ContractStateError(
-                    f"{kind_phrase(event)} dated {when} (Asia/Tokyo) is refused: the journal "
-                    f"already holds {kind_phrase(old)} dated "
-                    f"{tokyo_date(old.at_utc).isoformat()} that it would rule out ({exc}); "
+                    f"{kind_phrase(event)} dated {instant_to_tokyo_text(event.at_utc)} is "
+                    f"refused: the journal already holds {kind_phrase(old)} dated "
+                    f"{instant_to_tokyo_text(old.at_utc)} that it would rule out ({exc}); "
                     "nothing was recorded") from None
         _apply_quietly(acc, old, contract_id)
     ended = _termination(acc)

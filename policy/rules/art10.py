@@ -19,7 +19,9 @@ after the day it took the renewal as made, the monthly fee 「課金開始日に
 
 Amounts "shown to the customer separately" come from :class:`policy.settings.PriceList`. A
 missing amount stays ``None`` and the decision says it is not configured: inventing 0 yen would
-be a silent under-billing.
+be a silent under-billing. The initial fee is priced per tier, so a contract accepted without
+one (its item offers several, none was given) has no price row at all, however complete the
+price list: the decision says that instead, since configuring prices would not help.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def fee_decision(
     facts: dict[str, str | None] | None = None,
     provider_designates: bool = False,
     prospective: bool = False,
+    no_tier: bool = False,
 ) -> Decision:
     """One FEE_OWED decision: ``due`` is the Tokyo day the obligation arises (inclusive).
 
@@ -90,8 +93,18 @@ def fee_decision(
     ``provider_designates`` marks the Art.6(2) default-renewal case, where ``arises`` is the
     earliest day the provider may designate, not a fixed day. ``prospective`` marks a fee that
     will arise from a step still to come (a renewal the rules call for), not one recorded.
+    ``no_tier`` marks a per-tier fee of a contract that has no tier: no price can be chosen.
     """
-    if amount_yen is None:
+    if amount_yen is None and no_tier:
+        amount_en = ("amount shown to the customer separately; the contract has no tier, so no "
+                     "price in [policy.prices] applies (a tier is given only by `contract add "
+                     "--tier`; no command sets it later)")
+        amount_ja = ("金額は当社が別途契約者に示す金額です（契約に有効期間（tier）が定められて"
+                     "いないため、設定 policy.prices の金額を選べません。有効期間は "
+                     "`contract add --tier` でのみ指定でき、後から設定するコマンドは"
+                     "ありません）。")
+        severity = Severity.INFO
+    elif amount_yen is None:
         amount_en = "amount shown to the customer separately, not configured in [policy.prices]"
         amount_ja = "金額は当社が別途契約者に示す金額です（設定 policy.prices に未設定）。"
         # Information, not a warning: a missing price is said once per run by the CLI
@@ -119,6 +132,7 @@ def fee_decision(
             "arises": arises.isoformat(),
             "provider_designates": provider_designates,
             "prospective": prospective,
+            "no_tier": no_tier,
         },
         facts=facts or {},
     )
@@ -145,7 +159,7 @@ def fees_on_acceptance(
     out = [
         fee_decision(fee=Fee.INITIAL, amount_yen=prices.initial_fee(item, tier),
                      arises=accepted_on, contract_id=contract_id, moment_en=moment_en,
-                     moment_ja=moment_ja, facts=facts),
+                     moment_ja=moment_ja, facts=facts, no_tier=tier is None),
     ]
     if category.provider_issued:
         out.append(fee_decision(fee=Fee.AGENCY, amount_yen=prices.agency_fee(item),
@@ -199,7 +213,8 @@ def fees_on_renewal(
     out = [
         fee_decision(fee=Fee.INITIAL, amount_yen=prices.initial_fee(item, tier), arises=arises,
                      contract_id=contract_id, moment_en=moment_en, moment_ja=moment_ja,
-                     facts=facts, provider_designates=flag, prospective=prospective),
+                     facts=facts, provider_designates=flag, prospective=prospective,
+                     no_tier=tier is None),
     ]
     if category.provider_issued:
         out.append(fee_decision(fee=Fee.AGENCY, amount_yen=prices.agency_fee(item),

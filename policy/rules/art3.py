@@ -107,7 +107,8 @@ def compliance(facts: CertificateFacts, contracted: Tier, *, category: Category,
     carry-over allowance (Art.3 proviso for III; the same CA practice under Appx1.1 for I/II),
     when the contracted tier admits it once the allowance is added. A CA's own length of a tier
     (GlobalSign "1 year" = 366 days) is the CA's count, in seconds, as the CA defines its
-    transition period; the contract's tier is counted by ``rule``.
+    transition period, so it applies only when an allowance is granted (the certificate carries
+    days over from an overlapping previous one); the contract's tier is counted by ``rule``.
     """
     nb, na = facts.not_before_utc, facts.not_after_utc
     tier = classify(nb, na, rule=rule)
@@ -127,10 +128,13 @@ def compliance(facts: CertificateFacts, contracted: Tier, *, category: Category,
                           allowance=allowance, overlap=overlap, by_allowance=by_allowance,
                           clause=clause, findings=findings, tier_period=tier_window)
 
-    # The CA's own length of the tier (GlobalSign "1 year" = 366 days) applies only inside its
-    # transition window; with the allowance it makes 366 + 31 = 397 days comply in any year.
-    ca_days = (ca.tier_days.get(contracted)
-               if ca is not None and ca.allowance_open_on(tokyo_date(nb)) else None)
+    # The CA's own length of the tier (GlobalSign "1 year" = 366 days) is part of the transition
+    # period the proviso exempts, so it applies only to a renewal carrying days over (a granted
+    # allowance: an overlap inside the CA's window); with the allowance it makes 366 + 31 = 397
+    # days comply in any year. A first certificate, or one that overlaps nothing, has no
+    # transition: the tier's period alone decides (CONTRACT.md Art.3), so 366 days from
+    # 2025-04-01 00:00 JST, ending 2026-04-01, is not within 1 year (last day 2026-03-31).
+    ca_days = ca.tier_days.get(contracted) if ca is not None and allowance else None
     if tier <= contracted:
         return verdict(compliant=True, by_allowance=False, clause=clause, findings=())
     ca_name = ca.name if ca is not None else "the issuing CA"

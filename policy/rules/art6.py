@@ -187,8 +187,8 @@ def _blocked_texts(period: timedelta, proviso_en: str, proviso_ja: str,
              f"({proviso_en}), so the service cannot be renewed; it ends with the certificate "
              f"on {end_day}."),
             (f"SSL サーバ証明書の有効期間（{duration_ja(period)}）が 90 日以内"
-             f"（{proviso_ja}）のため、サービスを更新することはできません"
-             f"（有効期間の末日 {end_day}）。"))
+             f"（{proviso_ja}）のため、サービスを更新することはできず、サービスは証明書とともに"
+             f" {end_day}（有効期間の末日）に終了します。"))
 
 
 _SINCE_EN = {"bound": "bound to the contract", "observed": "first observed"}
@@ -345,21 +345,22 @@ def renewal_decisions(
                     contract_id=contract_id,
                     severity=Severity.WARNING if today > end_day else Severity.INFO,
                     explanation_en=(f"The customer answered renew: they renew the certificate "
-                                    f"themselves before it ends on {end_day} (its validity "
-                                    f"is longer than 90 days: {proviso.explain_en()})."),
-                    explanation_ja=(f"契約者が更新すると通知したため、契約者自ら {end_day} までに"
-                                    "更新手続きを行います（有効期間は 90 日を超えています。"
-                                    f"{proviso.explain_ja()}）。"),
+                                    f"themselves by {end_day}, the last day of its validity "
+                                    f"(its validity is longer than 90 days: "
+                                    f"{proviso.explain_en()})."),
+                    explanation_ja=(f"契約者が更新すると通知したため、契約者自ら有効期間の末日 "
+                                    f"{end_day} までに更新手続きを行います（有効期間は 90 日を"
+                                    f"超えています。{proviso.explain_ja()}）。"),
                     computed=computed, facts=used,
                 ))
         else:
             decisions.append(Decision(
                 action=Action.RENEW, clause="Art.6(2)", due=end_day, contract_id=contract_id,
                 severity=Severity.WARNING if today > end_day else Severity.INFO,
-                explanation_en=(f"The customer answered renew: renew the certificate before "
-                                f"it ends on {end_day}."),
-                explanation_ja=(f"契約者が更新すると通知したため、{end_day} までに有効期間を"
-                                "更新します。"),
+                explanation_en=(f"The customer answered renew: renew the certificate by "
+                                f"{end_day}, the last day of its validity."),
+                explanation_ja=(f"契約者が更新すると通知したため、有効期間の末日 {end_day} までに"
+                                "有効期間を更新します。"),
                 computed=computed, facts=used,
             ))
         return tuple(decisions)
@@ -380,9 +381,9 @@ def renewal_decisions(
             explanation_en=(f"No answer by {deadline}, but the notice went out on {notice_sent}"
                             ", leaving no day after it to answer in: no renewal can be taken as "
                             "made by default; ask the customer for their answer."),
-            explanation_ja=(f"{notice_sent} の通知から回答期限 {deadline} までに回答の機会が"
-                            "無かったため、更新をするものとしては取り扱いません。契約者に回答を"
-                            "催促してください。"),
+            explanation_ja=(f"{deadline} までに回答がありませんが、通知を {notice_sent} に"
+                            "行ったため通知後に回答できる日が無く、更新をするものとしては"
+                            "取り扱えません。契約者に回答を催促してください。"),
             computed={**computed, "no_default": True},
             facts=used,
         ))
@@ -405,8 +406,8 @@ def renewal_decisions(
             severity=Severity.WARNING if today > end_day else Severity.INFO,
             explanation_en=(f"No answer by {deadline}: the renewal is taken as requested "
                             f"(default renewal from {renew_on})."),
-            explanation_ja=(f"{deadline} までに通知が無かったため、有効期間の更新をするものとして"
-                            f"取り扱います（{renew_on} から）。"),
+            explanation_ja=(f"{deadline} までに契約者から更新を行うか否かの通知が無かったため、"
+                            f"有効期間の更新をするものとして取り扱います（{renew_on} から）。"),
             computed={**computed, "renewal_taken_as_made": renew_on.isoformat()},
             facts=used,
         ))

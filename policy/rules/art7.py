@@ -70,7 +70,8 @@ def application_refusals(application: Application, catalogue: Catalogue, *,
             explanation_en=(f"{item.handle} is category {item.category.value}: a certificate in "
                             "use on a server outside the provider's designated services cannot "
                             "be moved onto the provider's servers under this item."),
-            explanation_ja=("当社の提供するサービス且つ当社が指定するサービスに係るサーバではない"
+            explanation_ja=(f"{item.name_ja} は品目区分 {item.category.value} のため、"
+                            "当社の提供するサービス且つ当社が指定するサービスに係るサーバではない"
                             "サーバにおいて利用している SSL サーバ証明書を、当社の提供する"
                             "サービスに係るサーバへ移設し利用する態様で契約の申込を行うことは"
                             "できません。"),
@@ -83,7 +84,9 @@ def application_refusals(application: Application, catalogue: Catalogue, *,
             explanation_en=(f"{item.handle} is category {item.category.value}: an application "
                             f"for an organisation outside Japan ({country or 'unknown'}) "
                             "cannot be accepted."),
-            explanation_ja="日本国外に存する組織を対象とする申込はできません。",
+            explanation_ja=(f"{item.name_ja} は品目区分 {item.category.value} のため、"
+                            f"日本国外に存する組織（{country or '不明'}）を対象とする申込は"
+                            "できません。"),
             facts=facts,
         ))
     art4 = designated_service_refusal(item, application.designated_service, at=at)

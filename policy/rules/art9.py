@@ -147,8 +147,8 @@ def termination_decisions(
     elif clause == "Art.9(1)":
         why_en = ("the customer answered \"don't renew\" (Art.6(2)/(3)); the contract ends on "
                   "the day the validity period ends")
-        why_ja = ("契約者から更新を行わない旨の通知があったため、有効期間を経過する日に解除の"
-                  "効力が生じます")
+        why_ja = ("契約者から更新を行わない旨の通知（第6条第2項・第3項）があったため、有効期間を"
+                  "経過する日に解除の効力が生じます")
     elif clause == "Art.8":
         why_en = ("the CA ended the product the item corresponds to, so the provider abolishes "
                   "the item")

@@ -133,6 +133,54 @@ def test_prices_not_configured_are_said_once_per_run_as_information(lg: list[str
     assert all(a["severity"] == "info" for a in unpriced)
 
 
+@pytest.mark.parametrize("recorded", [[], ["--as-recorded", "2026-03-02"]])
+def test_a_contract_without_a_tier_says_the_tier_is_missing_not_the_price(
+        tmp_path: Path, lg: list[str], recorded: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prices for every tier of globalsign-dv, a contract added without --tier: no price row
+    can be chosen because the contract has no tier, and no command sets one later. It used to
+    say "not configured in [policy.prices] (globalsign-dv initial)". ``--as-recorded`` folds
+    the journal; without it the projection answers: both say the same."""
+    monkeypatch.setenv(TESTONLY_NOW_ENV, "2026-03-01T10:00:00+09:00")  # the recording clock
+    config = tmp_path / "config.toml"
+    config.write_text('[policy.prices.items.globalsign-dv]\n'
+                      'initial = { "6m" = 10000, "1y" = 18000 }\nagency = 3000\n')
+    _ok(["contract", "add", "T1", "--item", "globalsign-dv", "--at", "2026-03-01", *lg],
+        config=config)
+    monkeypatch.setenv(TESTONLY_NOW_ENV, "2026-03-02T10:00:00+09:00")
+    text = _ok(["policy", "actions", "--at", "2026-03-01T12:00", *recorded, *lg],
+               config=config).stdout
+    assert "not configured" not in text
+    assert "the contract has no tier, so no price in [policy.prices] applies" in text
+    assert text.splitlines()[-1] == (
+        "Info: 1 contract(s) have no tier (T1), so no initial fee in [policy.prices] applies "
+        "to them; the fees are owed, their amounts are shown to the customer separately "
+        "(Art.10). A tier is given only by `contract add --tier`; no command sets it later.")
+    actions = _json(["policy", "actions", "--json", "--at", "2026-03-01T12:00", *recorded,
+                     *lg], config=config)
+    (initial,) = [a for a in actions if a["computed"].get("fee") == "initial"]
+    assert initial["computed"]["no_tier"] is True
+    assert initial["computed"]["amount_yen"] is None
+    assert "有効期間（tier）が定められていない" in initial["explanation"]["ja"]
+    assert "未設定" not in initial["explanation"]["ja"]
+
+
+def test_a_refusal_comparing_instants_shows_both_in_tokyo_time(lg: list[str]) -> None:
+    """The desk's commands: accepted 2026-09-29 23:59, a termination dated 12:00 that day. Both
+    instants are shown as docs/ledger.md promises (`YYYY-MM-DD HH:MM JST`), not two equal
+    dates."""
+    _ok(["contract", "add", "D3", "--item", "globalsign-ov", "--tier", "1y",
+         "--at", "2026-09-29T23:59", *lg])
+    code, result = _run(["contract", "terminate", "D3", "--effective", "2026-10-31",
+                         "--clause", "Art.8", "--at", "2026-09-29T12:00", *lg])
+    assert code == 15
+    assert ("a terminated event dated 2026-09-29 12:00 JST is before contract 'D3' was "
+            "accepted (2026-09-29 23:59 JST)") in str(result.exception)
+    code, result = _run(["contract", "show", "D3", "--at", "2026-09-29T12:00", *lg])
+    assert code == 14
+    assert "as of 2026-09-29 12:00 JST" in str(result.exception)
+
+
 def _ledger_with_a_bad_event(path: Path) -> None:
     with Ledger.open(path) as ledger:
         from tests.policy.ledger_fixtures import accepted

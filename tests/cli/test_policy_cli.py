@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +202,62 @@ def test_policy_classify_previous_certificate_grants_the_globalsign_allowance(
     assert row["tier"] == "2y"
     assert row["compliant"] is True
     assert "transition-allowance" in [f["code"] for f in row["findings"]]
+
+
+JST = timezone(timedelta(hours=9))
+
+
+def _globalsign_ov(not_before: datetime, not_after: datetime) -> bytes:
+    return make_cert(not_before=not_before, not_after=not_after, sans=("gs.example.jp",),
+                     issuer_org="GlobalSign nv-sa", issuer_cn="GlobalSign GCC R3 OV TLS CA 2024",
+                     policy_oids=(OV_OID,)).pem
+
+
+def test_policy_classify_first_globalsign_certificate_gets_no_carry_over(
+        tmp_path: Path) -> None:
+    """The desk's command: a 366-day GlobalSign OV certificate from 2025-04-01 00:00 JST with no
+    previous certificate is outside 1 year (last day 2026-03-31); it used to comply "yes*",
+    "plus 0 days carried over from the previous certificate"."""
+    start = datetime(2025, 4, 1, tzinfo=JST)
+    (tmp_path / "g366.pem").write_bytes(
+        _globalsign_ov(start, datetime(2026, 4, 1, 23, 59, 59, tzinfo=JST)))
+    (tmp_path / "g365.pem").write_bytes(
+        _globalsign_ov(start, datetime(2026, 3, 31, 23, 59, 59, tzinfo=JST)))
+    args = ["policy", "classify", "--at", "2025-04-01", "--item", "globalsign-ov", "--tier",
+            "1y"]
+    _, out, _ = run(*args, "--json", str(tmp_path / "g366.pem"), str(tmp_path / "g365.pem"))
+    late, last_day = json.loads(out)
+    assert (late["tier"], late["compliant"]) == ("2y", False)
+    assert [f["code"] for f in late["findings"] if f["code"] == "non-compliant"]
+    assert (last_day["tier"], last_day["compliant"]) == ("1y", True)
+    _, text, _ = run(*args, str(tmp_path / "g366.pem"))
+    assert "carried over" not in text
+    assert "ending at the end of 2026-03-31" in text
+
+
+def test_contract_first_certificate_then_renewal_with_31_days_carried_over(
+        tmp_path: Path) -> None:
+    """Bound as a contract's first certificate the 366-day certificate does not comply; the
+    CA's renewal product (366 + 31 = 397 days, 31 days' overlap) bound next does."""
+    ledger = str(tmp_path / "ledger.sqlite3")
+    first = tmp_path / "first.pem"
+    first.write_bytes(_globalsign_ov(datetime(2025, 4, 1, tzinfo=JST),
+                                     datetime(2026, 4, 1, 23, 59, 59, tzinfo=JST)))
+    renewal_nb = datetime(2026, 3, 1, 23, 59, 59, tzinfo=JST)  # first's notAfter - 31 days
+    renewal = tmp_path / "renewal.pem"
+    renewal.write_bytes(_globalsign_ov(renewal_nb,
+                                       renewal_nb + timedelta(days=397, seconds=-1)))
+    assert run("contract", "add", "G1", "--item", "globalsign-ov", "--tier", "1y",
+               "--at", "2025-03-20", "--ledger", ledger)[0] == 0
+    _, out, _ = run("contract", "bind", "G1", str(first), "--at", "2025-04-01", "--json",
+                    "--ledger", ledger)
+    assert "non-compliant" in [a["action"] for a in json.loads(out)["actions"]]
+    _, out, _ = run("contract", "bind", "G1", str(renewal), "--at", "2026-03-02", "--json",
+                    "--ledger", ledger)
+    bound = json.loads(out)
+    assert bound["contract"]["previous_certificate"] is not None
+    assert bound["contract"]["certificate"]["not_after"] == "2027-04-02T14:59:58Z"
+    assert "non-compliant" not in [a["action"] for a in bound["actions"]]
 
 
 def test_policy_classify_unknown_item_is_exit_12(certs: dict[str, Path],

@@ -73,6 +73,26 @@ def test_art10_amount_not_configured_is_none_and_said_never_zero() -> None:
         assert decision.severity is Severity.INFO  # said once per run by the CLI (issue 11)
 
 
+def test_art10_initial_fee_of_a_contract_without_a_tier_says_the_tier_is_missing() -> None:
+    """Every tier of globalsign-ov is priced: without a tier none can be chosen, and the
+    decision says that (in both languages), not "not configured"; the agency fee is priced."""
+    accepted = _by_fee(fees_on_acceptance(contract_id="c1", item="globalsign-ov",
+                                          category=Category.I, tier=None,
+                                          accepted_on=ACCEPTED, prices=PRICES))
+    renewed = _by_fee(fees_on_renewal(contract_id="c1", item="globalsign-ov",
+                                      category=Category.I, tier=None, renewed_on=ACCEPTED,
+                                      by_default=False, prices=PRICES))
+    for initial in (accepted["initial"], renewed["initial"]):
+        assert initial.computed["amount_yen"] is None
+        assert initial.computed["no_tier"] is True
+        assert "the contract has no tier" in initial.explanation_en
+        assert "not configured" not in initial.explanation_en
+        assert "有効期間（tier）が定められていない" in initial.explanation_ja
+        assert "未設定" not in initial.explanation_ja
+    assert accepted["agency"].computed["amount_yen"] == 3_000
+    assert accepted["agency"].computed["no_tier"] is False
+
+
 def test_art10_initial_fee_for_a_tier_without_a_price_is_not_configured() -> None:
     fees = _by_fee(fees_on_acceptance(contract_id="c1", item="byo", category=Category.III,
                                       tier=Tier.TWO_YEARS, accepted_on=ACCEPTED, prices=PRICES))

@@ -107,22 +107,77 @@ def test_art3_proviso_globalsign_6m_is_183_plus_31_is_214_days() -> None:
                           category=Category.III, ca=GLOBALSIGN, previous=prev).compliant
 
 
-def test_art3_proviso_globalsign_366_day_year_without_overlap_is_its_own_1y() -> None:
-    nb = utc(2026, 4, 1, 3)  # a 365-day calendar year: 366 days is strictly 2y
-    result = compliance(facts(nb, lifetime=366 * DAY), Tier.ONE_YEAR, category=Category.III,
-                        ca=GLOBALSIGN)
-    assert result.tier is Tier.TWO_YEARS
-    assert result.compliant
-    assert result.findings[0].code == "transition-allowance"
-    assert not compliance(facts(nb, lifetime=367 * DAY), Tier.ONE_YEAR,
+JST_MIDNIGHT_2025_04_01 = utc(2025, 3, 31, 15)  # 2025-04-01 00:00 JST: 1 year ends 2026-03-31
+
+
+@pytest.mark.parametrize("category", [Category.I, Category.III])
+def test_art3_first_certificate_has_no_allowance_the_tiers_period_alone_decides(
+        category: Category) -> None:
+    """No previous certificate, no transition (CONTRACT.md Art.3): the allowance is 0 and
+    GlobalSign's own 366-day "1 year" (catalogue ``tier_days``) does not apply; the desk's
+    certificate from 2025-04-01 00:00 JST to 2026-04-01 23:59:59 JST is outside 1 year, whose
+    last day is 2026-03-31 (it used to comply, "plus 0 days carried over")."""
+    nb = JST_MIDNIGHT_2025_04_01
+    last_day = facts(nb, not_after=utc(2026, 3, 31, 14, 59, 59))   # 2026-03-31 23:59:59 JST
+    day_later = facts(nb, not_after=utc(2026, 4, 1, 14, 59, 59))   # 2026-04-01 23:59:59 JST
+    assert day_later.not_after_utc - nb + timedelta(seconds=1) == 366 * DAY
+    assert compliance(last_day, Tier.ONE_YEAR, category=category, ca=GLOBALSIGN).compliant
+    result = compliance(day_later, Tier.ONE_YEAR, category=category, ca=GLOBALSIGN)
+    assert not result.compliant
+    assert not result.by_allowance
+    (finding,) = result.findings
+    assert finding.code == "non-compliant"
+    assert "2026-03-31" in finding.message
+    assert "carried over" not in finding.message
+
+
+def test_art3_first_183_day_globalsign_6m_certificate_is_outside_a_181_day_6m() -> None:
+    nb = utc(2025, 8, 31, 15)  # 2025-09-01 00:00 JST: 6 months end 2026-02-28 (181 days)
+    last_day = facts(nb, lifetime=181 * DAY)
+    assert not compliance(facts(nb, lifetime=183 * DAY), Tier.SIX_MONTHS,
                           category=Category.III, ca=GLOBALSIGN).compliant
+    assert not compliance(facts(nb, lifetime=182 * DAY), Tier.SIX_MONTHS,
+                          category=Category.III, ca=GLOBALSIGN).compliant
+    assert compliance(last_day, Tier.SIX_MONTHS, category=Category.III, ca=GLOBALSIGN).compliant
+
+
+def test_art3_no_overlap_no_cas_own_tier_length() -> None:
+    """A previous certificate that ends when (or before) the new one starts carries nothing
+    over: overlap 0, so the calendar year decides, not GlobalSign's 366 days."""
+    nb = utc(2026, 4, 1, 3)  # a 365-day calendar year: 366 days is strictly 2y
+    ends_at_start = facts(nb - 300 * DAY, not_after=nb)
+    for previous in (ends_at_start, None):
+        result = compliance(facts(nb, lifetime=366 * DAY), Tier.ONE_YEAR,
+                            category=Category.III, ca=GLOBALSIGN, previous=previous)
+        assert result.overlap == timedelta(0)
+        assert not result.compliant
+        assert compliance(facts(nb, lifetime=365 * DAY), Tier.ONE_YEAR, category=Category.III,
+                          ca=GLOBALSIGN, previous=previous).compliant
+    assert not compliance(facts(nb, lifetime=397 * DAY), Tier.ONE_YEAR, category=Category.III,
+                          ca=GLOBALSIGN, previous=ends_at_start).compliant
+
+
+def test_art3_any_carry_over_brings_the_cas_own_tier_length() -> None:
+    """One second of overlap is a transition: GlobalSign's 366 days plus that second."""
+    nb = utc(2026, 4, 1, 3)
+    one_second = facts(nb - 300 * DAY, not_after=nb + timedelta(seconds=1))
+    result = compliance(facts(nb, lifetime=366 * DAY + timedelta(seconds=1)), Tier.ONE_YEAR,
+                        category=Category.III, ca=GLOBALSIGN, previous=one_second)
+    assert result.compliant
+    assert result.by_allowance
+    assert "own 1y of 366 d" in result.findings[0].message
+    assert not compliance(facts(nb, lifetime=366 * DAY + timedelta(seconds=2)), Tier.ONE_YEAR,
+                          category=Category.III, ca=GLOBALSIGN, previous=one_second).compliant
 
 
 def test_art3_the_cas_own_tier_length_needs_its_window_open() -> None:
     nb = utc(2026, 4, 1, 3)
+    prev = facts(nb - 300 * DAY, not_after=nb + DAY)
     closed = dataclasses.replace(GLOBALSIGN, allowance_until=date(2026, 3, 31))
+    assert compliance(facts(nb, lifetime=366 * DAY), Tier.ONE_YEAR, category=Category.III,
+                      ca=GLOBALSIGN, previous=prev).compliant
     assert not compliance(facts(nb, lifetime=366 * DAY), Tier.ONE_YEAR, category=Category.III,
-                          ca=closed).compliant
+                          ca=closed, previous=prev).compliant
 
 
 def test_art3_proviso_outside_the_cas_window_fails() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from policy.category import Category
-from policy.errors import ContractStateError
+from policy.errors import ContractStateError, UnknownContractError
 from policy.events import (
     TERMINATION_CLAUSES,
     AnswerReceived,
@@ -233,6 +233,37 @@ def test_an_event_dated_before_acceptance_is_refused(ledger: Ledger) -> None:
     _refused(ledger, ContractChanged(contract_id="c1", at_utc=MIDNIGHT - timedelta(seconds=1),
                                      service="x"), "before contract 'c1' was accepted")
     ledger.append(ContractChanged(contract_id="c1", at_utc=MIDNIGHT, service="x"), now=NOW)
+
+
+def test_an_event_before_acceptance_on_the_same_day_names_both_instants(
+        ledger: Ledger) -> None:
+    """Accepted at 23:59 JST, a change dated 12:00 the same day: the refusal used to read
+    "dated 2026-09-29 is before contract 'c1' was accepted (2026-09-29, Asia/Tokyo)"."""
+    accepted_at = at_day(date(2026, 9, 29), 0) + timedelta(hours=23, minutes=59)
+    ledger.append(accepted(at=accepted_at), now=NOW)
+    message = _refused(ledger, ContractChanged(contract_id="c1",
+                                               at_utc=at_day(date(2026, 9, 29)), service="x"),
+                       "before contract")
+    assert ("a contract-changed event dated 2026-09-29 12:00 JST is before contract 'c1' was "
+            "accepted (2026-09-29 23:59 JST)") in message
+    with pytest.raises(UnknownContractError,
+                       match="no contract 'c1' in the ledger as of 2026-09-29 12:00 JST"):
+        ledger.state("c1", at=at_day(date(2026, 9, 29)))
+
+
+def test_a_back_dated_event_refused_for_a_later_one_that_day_names_both_instants(
+        ledger: Ledger) -> None:
+    """A renewal recorded at 15:00, then a "don't renew" dated 10:00 the same day: the answer
+    would rule out the renewal after it. Both instants are shown (it read "dated 2026-11-05
+    (Asia/Tokyo) ... a renewal-made event dated 2026-11-05 that it would rule out")."""
+    _yearly_category_i(ledger)
+    ledger.append(_renewal(at_day(date(2026, 11, 5), 15)), now=NOW)
+    answer = AnswerReceived(contract_id="c1", at_utc=at_day(date(2026, 11, 5), 10),
+                            answer=Answer.DONT_RENEW)
+    message = _refused(ledger, answer, "would rule out")
+    assert message.startswith(
+        "an answer-received event dated 2026-11-05 10:00 JST is refused: the journal already "
+        "holds a renewal-made event dated 2026-11-05 15:00 JST that it would rule out (")
 
 
 def test_an_event_after_the_termination_took_effect_is_refused_but_its_record_is_not(
