@@ -429,6 +429,8 @@ class Daemon:
         before = {store.path: store.binding for store in old.agent.stores}
         self.sync.rebind = {store.path for store in new.agent.stores
                             if store.path in before and before[store.path] != store.binding}
+        self.sync.added_stores = {store.path for store in new.agent.stores
+                                  if store.path not in before}
         self.sync.config = new
         self.escrow.forget_passwords()
         # a certificate waits for its key only in a store that still escrows
