@@ -27,13 +27,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType
+from typing import cast
 
 from policy.intake import Intake
 
 from .certset import MAX_SET_ATTEMPTS, key_lookup
-from .config import Config, StoreConfig, load_config
+from .config import Config, StoreConfig, load_config, within_store
 from .errors import AgentError, ConfigError
 from .escrow import Escrow, EscrowRecord, VaultLike
 from .index import FileIndex, parent_of
@@ -41,6 +43,7 @@ from .ledgerwriter import LedgerWriter
 from .logs import EventLog, configure_logging
 from .readindex import PersistentIndex, ReadIndexFile, binding_fingerprint
 from .readpool import fork_server
+from .reconcile import SightingSource
 from .records import FileResult
 from .sdnotify import Notifier, watchdog_interval_s
 from .storesync import Lister, Reader, StoreSync
@@ -72,6 +75,18 @@ _ESCROW_AGAIN = "\0escrow-again"
 _VAULT = "\0vault"
 """The read index's record of the vault escrowed into, kept with the stores' bindings (a key no
 store path can be: it holds a NUL)."""
+
+
+def _former_sightings_op(intake: Intake, *, host: str, roots: tuple[str, ...], close: bool,
+                         at: datetime) -> int:
+    """How many sightings ``host`` has open under ``roots``; with ``close``, each of their
+    places is reported gone (one ``certificate-gone`` a place, as a file removed is)."""
+    held = [location for location, _, _ in cast(SightingSource, intake).open_sightings(host)
+            if any(within_store(root, location) for root in roots)]
+    if close:
+        for location in sorted(set(held)):
+            intake.report_gone(host, location, at=at)
+    return len(held)
 
 
 def _paths_of(text: str | None) -> list[str]:
@@ -110,9 +125,17 @@ class Daemon:
         reopen_intake: Callable[[], Intake] | None = None,
         ledger_stalled_after_s: float | None = None,
         read_index_path: Path | None = None,
+        former_host: str | None = None,
     ) -> None:
         fork_server()  # before any thread or child can start it (agent.readpool)
         self.config_path = config_path
+        self._own_ledger = ledger_path is not None
+        """The ledger is this machine's SQLite file (not a PostgreSQL one other machines may
+        write too): what its sightings say of this daemon's former host name is this
+        daemon's to close (:meth:`_former_host`)."""
+        self._close_former = former_host
+        """``agent run --former-host``: that host's open sightings under the stores are closed
+        at the first full scan, whatever the ledger."""
         self.notifier = notifier if notifier is not None else Notifier("")
         self.log = log if log is not None else EventLog()
         self.monotonic = monotonic
@@ -244,8 +267,16 @@ class Daemon:
 
     def full_scan(self, *, collect: bool = False) -> ScanSummary:
         """Walk every store; read only what changed; report; mark what is gone."""
+        asked, self._close_former = self._close_former, None
+        if asked is not None:
+            self._former_host(asked, close=True, why="as --former-host asked")
         if self.read_index is not None and self.read_index.loaded < 0:
             self.read_index.load()
+            former = self.read_index.file.former_host
+            if former is not None and former != asked:
+                self._former_host(former, close=self._own_ledger,
+                                  why=f"the state in {self.read_index.file.path.parent} was "
+                                  f"written for {former}")
             if any(store.escrow for store in self.config.agent.stores):
                 # The directories of an escrow store that hold a key are read again (a key and
                 # the certificates it pairs with share one; an escrow that failed last time is
@@ -293,6 +324,35 @@ class Daemon:
         self._flush_read_index()
         self.last_resync = self.monotonic()
         return summary
+
+    def _former_host(self, former: str, *, close: bool, why: str) -> None:
+        """This daemon reported as ``former`` before (``[agent] host`` changed while it was
+        stopped): the ledger's open sightings of ``former`` under the configured stores say
+        that certificates are on a host nothing reports for any more, and no reconciliation
+        asks about them (it asks for this host's). One warning says so; they are closed as
+        gone when ``close`` (the daemon owns those places: what is there now is reported under
+        the new name by this scan), else left for the operator, who knows whether another
+        machine of that name writes the same ledger."""
+        if getattr(self.writer.intake, "open_sightings", None) is None:
+            return  # a fleet's service keeps the ledger, and knows a host by its certificate
+        host = self.config.agent.host
+        roots = tuple(str(store.path) for store in self.config.agent.stores)
+
+        def said(count: int) -> None:
+            if close:
+                outcome = (f"its {count} open sighting(s) under the configured stores were "
+                           f"closed as gone; what is there is reported as seen on {host}")
+            else:
+                outcome = (f"its {count} open sighting(s) under the configured stores are left "
+                           f"open, since this ledger may be shared with another machine named "
+                           f"{former}; if none is, close them with `certescrow agent run "
+                           f"--once --former-host {former}`")
+            self.log.warning("host-changed", f"this daemon ran as host {former} and now runs "
+                             f"as {host} ({why}): {outcome}", former_host=former, host=host,
+                             sightings=count, closed=count if close else 0)
+
+        self.writer.submit(partial(_former_sightings_op, host=former, roots=roots, close=close,
+                                   at=self.sync.clock()), on_done=said)
 
     # ------------------------------------------------------------------ supervision
 
@@ -415,6 +475,14 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = self.config_loader(self.config_path)
+            if new.agent.host != self.config.agent.host:
+                # Every sighting is recorded under the host that reported it: renamed here,
+                # the old name's would stay open for good (no reconciliation asks for them).
+                # A restart closes them (:meth:`_former_host`).
+                raise ConfigError(
+                    f"[agent] host changed from {self.config.agent.host} to {new.agent.host}: "
+                    "a running daemon keeps its host name; restart it to change it "
+                    "(`systemctl restart certescrow-agent`)")
             if (new.policy.catalogue != self.config.policy.catalogue
                     and self.sync.classify_enabled):
                 from policy.catalogue import load_catalogue
@@ -429,6 +497,8 @@ class Daemon:
         before = {store.path: store.binding for store in old.agent.stores}
         self.sync.rebind = {store.path for store in new.agent.stores
                             if store.path in before and before[store.path] != store.binding}
+        self.sync.added_stores = {store.path for store in new.agent.stores
+                                  if store.path not in before}
         self.sync.config = new
         self.escrow.forget_passwords()
         # a certificate waits for its key only in a store that still escrows

@@ -153,7 +153,7 @@ def _refuse_a_future_at(at: datetime | None) -> None:
 
 
 def build_daemon(config: Config, *, config_path: Path | None, at: datetime | None,
-                 notifier: Notifier, log: EventLog) -> Daemon:
+                 notifier: Notifier, log: EventLog, former_host: str | None = None) -> Daemon:
     from policy.ledger import Ledger
 
     from .fleet_bindings import apply_assigned
@@ -192,6 +192,7 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                     reopen_intake=((lambda: recorded_now(Ledger.open(config.policy.ledger)))
                                    if local else None),
                     read_index_path=config.policy.state_dir / READ_INDEX_NAME,
+                    former_host=former_host,
                     config_loader=lambda path: with_assigned(load_config(path)))
     ref.append(daemon)
     if remote is not None:
@@ -222,11 +223,16 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
 @click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
               help="Log lines on stderr (default: [agent].log_format).")
 @click.option("--json", "as_json", is_flag=True, help="With --once: print the summary as JSON.")
+@click.option("--former-host", metavar="NAME", default=None,
+              help="This machine reported as host NAME before: close NAME's open sightings "
+                   "under the configured stores (gone), as a start does by itself with a "
+                   "SQLite ledger. For a shared ledger no other machine named NAME writes.")
 @exit_status_options
 @click.pass_context
 def run_command(ctx: click.Context, config_option: Path | None, once: bool,
                 at: datetime | None, log_format: str | None, as_json: bool,
-                want_exit_status: bool, exit_mode: str | None) -> None:
+                former_host: str | None, want_exit_status: bool,
+                exit_mode: str | None) -> None:
     """Watch the configured certificate stores and report to the ledger (until SIGTERM).
 
     SIGHUP reloads the configuration (a bad one is refused and the old one keeps running).
@@ -241,13 +247,17 @@ def run_command(ctx: click.Context, config_option: Path | None, once: bool,
     # The root command read and validated the configuration; --config here names another file.
     config = (load_config(config_option) if config_option is not None
               else root_config(ctx.find_root().obj))
+    if former_host is not None and former_host in ("", config.agent.host):
+        raise click.UsageError("--former-host names the host this machine reported as before, "
+                               f"not its host now ({config.agent.host})")
     logger = configure_logging(log_format or config.agent.log_format)
     log = EventLog(logger)
     notifier = Notifier() if not once else Notifier("")
     # held for the process's life (the kernel drops it at exit); --once lets it go when done
     lock = StateLock(config.policy.state_dir)
     lock.acquire()
-    daemon = build_daemon(config, config_path=config.source, at=at, notifier=notifier, log=log)
+    daemon = build_daemon(config, config_path=config.source, at=at, notifier=notifier, log=log,
+                          former_host=former_host)
     if once:
         try:
             summary = daemon.full_scan(collect=True)

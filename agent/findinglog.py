@@ -2,8 +2,9 @@
 
 A start reads every certificate again, so the first scan does not log one warning per
 certificate: it counts them by kind (event, code, clause) and logs one line per kind with the
-count and an example path (the per-certificate lines go to debug level). From then on a
-certificate that changes is logged on its own.
+count and an example path (the per-certificate lines go to debug level). So does the first scan
+of a store a reload added, for that store. From then on a certificate that changes is logged on
+its own.
 
 The count is of certificates, not of the places they were found: certbot keeps one certificate
 in four files (``live/cert.pem``, ``live/fullchain.pem`` and their ``archive/`` generations), and
@@ -117,16 +118,19 @@ class FindingLog:
         self.log = log
         self._tally: dict[tuple[str, str, str], _Kind] | None = None
         self._scan = "initial"
+        self._store: str | None = None
 
     @property
     def counting(self) -> bool:
         return self._tally is not None
 
-    def start_counting(self, scan: str = "initial") -> None:
+    def start_counting(self, scan: str = "initial", *, store: str | None = None) -> None:
         """From now until :meth:`flush`, count per kind instead of logging each certificate;
-        ``scan`` (a key of :data:`SCANS`) says what the lines will say the scan was."""
+        ``scan`` (a key of :data:`SCANS`) says what the lines will say the scan was, ``store``
+        the one store it was of (the first scan of a store a reload added), if not all."""
         self._tally = {}
         self._scan = scan
+        self._store = store
 
     @property
     def counts_kinds_only(self) -> bool:
@@ -181,12 +185,16 @@ class FindingLog:
         self.log_kinds(self._scan, [
             (event, code, clause, len(kind.certificates), len(kind.critical), len(kind.places),
              kind.critical_example or kind.example)
-            for (event, code, clause), kind in sorted((tally or {}).items())])
+            for (event, code, clause), kind in sorted((tally or {}).items())],
+            store=self._store)
 
-    def log_kinds(self, scan: str, kinds: Iterable[KindCount]) -> None:
+    def log_kinds(self, scan: str, kinds: Iterable[KindCount], *,
+                  store: str | None = None) -> None:
         """One line per kind: ``(event, code, clause, certificates, critical, files,
-        example)``, the example one of the critical ones when there are any."""
-        label = SCANS.get(scan, scan)
+        example)``, the example one of the critical ones when there are any; ``store``: the
+        one store counted (``initial scan of /srv/new: …``, field ``store``)."""
+        label = SCANS.get(scan, scan) + (f" of {store}" if store is not None else "")
+        where = {"store": store} if store is not None else {}
         for event, code, clause, count, critical, files, example in kinds:
             severity = "critical" if critical else "warning"
             self.log.log(
@@ -199,5 +207,5 @@ class FindingLog:
                 "`certescrow policy actions` lists them",
                 count=count, files=files, example=example, clause=clause,
                 **({"code": code} if event == "finding" else {"action": code}),
-                severity=severity, critical=critical, scan=scan,
+                severity=severity, critical=critical, scan=scan, **where,
             )

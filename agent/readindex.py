@@ -86,6 +86,9 @@ VERSION = 5
 text as :func:`policy.facts.storable` makes it (an index of 3 may hold a NUL or a megabyte in a
 name, which the ledger refuses: its files are read again). 5: the ``problems`` table (an index
 of 4 does not know what its files said: they are read again, once)."""
+MAX_HOST_NAME = 255
+"""The longest host name an index's ``meta`` is taken to name (the file is not trusted: a longer
+one is no host a daemon wrote, and is not said or asked about)."""
 _RECORD_TYPES: tuple[type[Any], ...] = (FileResult, CertificateRecord, KeyRecord, FileError,
                                         FileSkip, Finding, CertificateFacts)
 
@@ -405,6 +408,10 @@ class ReadIndexFile:
         """Store root -> :func:`binding_fingerprint` of its binding when its certificates
         last reached the ledger (a binding changed while the daemon was stopped must be
         re-checked by the ledger; an unchanged one need not)."""
+        self.former_host: str | None = None
+        """The host a read index found by :meth:`load` was written for, when it was another
+        (``[agent] host`` changed while the daemon was stopped): the sightings this state
+        directory's daemon reported were recorded under that name (docs/daemon.md)."""
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -443,6 +450,10 @@ class ReadIndexFile:
             if "meta" not in tables:
                 raise UntrustedIndexError("not a certescrow read index (tables missing)")
             meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+            written_for = meta.get("host")
+            if (meta.get("format") == FORMAT and isinstance(written_for, str)
+                    and written_for != self.host and 0 < len(written_for) <= MAX_HOST_NAME):
+                self.former_host = written_for  # (the index is discarded below all the same)
             if meta.get("format") == FORMAT and meta.get("version") != str(VERSION):
                 # an earlier (or later) release's index: said as what it is, an upgrade
                 raise UntrustedIndexError(

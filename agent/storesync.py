@@ -212,6 +212,10 @@ class StoreSync:
         while the daemon was stopped); after a reload, those of the rebound stores; then none."""
         self._reported_since_start: set[str] | None = set()
         """Paths reported since the start, until the first reconciliation."""
+        self.added_stores: set[Path] = set()
+        """Store roots a reload added (or added back): the next full scan is their first, and
+        counts their findings as the first scan after a start counts everyone's (one line per
+        kind, not one per certificate: 1,200 expired certificates were 1,200 error lines)."""
         self.clock = clock
         self.escrow = escrow
         self.log = log
@@ -1095,9 +1099,12 @@ class StoreSync:
             self.findings.start_counting("restart" if restored else "initial")
             self._read_at_restart = set() if restored else None
         escrowed_before = len(self.escrow.records)
+        added, self.added_stores = self.added_stores, set()
         for store in self.config.agent.stores:
             if self.stopping():
                 break
+            # (at the first scan every store is counted already, together)
+            first_of_store = self._scanned_once and store.path in added
             if not store.path.is_dir():
                 summary.missing_stores.append(str(store.path))
                 self.log.warning("store-missing", f"{store.path}: store root does not exist "
@@ -1107,9 +1114,15 @@ class StoreSync:
                     self.gone(name, at=at, summary=summary)
                 self.links.forget(str(store.path))
                 continue
-            observations = self._scan_directory(store, store.path, at=at,
-                                                summary=summary if collect else None,
-                                                handled_sets=handled)
+            if first_of_store:
+                self.findings.start_counting("initial", store=str(store.path))
+            try:
+                observations = self._scan_directory(store, store.path, at=at,
+                                                    summary=summary if collect else None,
+                                                    handled_sets=handled)
+            finally:
+                if first_of_store:
+                    self.findings.flush()  # its lines now, as a start says them after its scan
             self.report(observations, at=at)
         # Forget stores that are no longer configured (after a reload): asked per directory
         # (a file is in a store when its directory is), then per file where it is not.

@@ -1,0 +1,107 @@
+"""A store added to a running daemon by SIGHUP (or added back after a reload removed it) is
+first scanned as a start scans it: its findings are counted, one line per kind, said for that
+store; later changes in it are logged a certificate at a time. A real ``certescrow agent run``
+process, real inotify and signals: 40 expired certificates added by a reload were 40 error
+lines (`journalctl -p err` filled up with 1,200 of them in the operator's report)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.agent.test_daemon_process import CERTESCROW, REPO, Manager, eventually
+from tests.certfactory import make_cert
+
+EXPIRED = 40
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> Iterator[Manager]:
+    m = Manager(tmp_path / "notify.sock")
+    yield m
+    m.close()
+
+
+def _config(ledger: Path, *stores: Path) -> str:
+    body = (f'[policy]\nledger = "{ledger}"\n[agent]\nhost = "web1"\nquiet_period_ms = 100\n'
+            "resync_interval_s = 3600\n")
+    return body + "".join(f'[[agent.stores]]\npath = "{store}"\n' for store in stores)
+
+
+def _expired(serial: int) -> bytes:
+    return make_cert(not_before=datetime(2025, 1, 1, tzinfo=UTC), lifetime=timedelta(days=90),
+                     sans=(f"old{serial}.example.jp",), serial=9000 + serial).pem
+
+
+def _expired_lines(lines: list[str]) -> list[str]:
+    """The lines about the expired finding, per certificate (no ``count=``) or counted."""
+    return [line for line in lines if " code=expired " in line]
+
+
+@pytest.mark.slow
+def test_a_store_added_by_reload_is_counted_as_a_first_start_counts_it(
+        tmp_path: Path, manager: Manager) -> None:
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "a.pem").write_bytes(make_cert(sans=("a.example.jp",)).pem)
+    added = tmp_path / "added"
+    added.mkdir()
+    for n in range(EXPIRED):
+        (added / f"old{n:02}.pem").write_bytes(_expired(n))
+    ledger = tmp_path / "state" / "ledger.sqlite3"
+    config = tmp_path / "config.toml"
+    config.write_text(_config(ledger, first))
+    log = tmp_path / "daemon.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
+    env.update(NOTIFY_SOCKET=str(manager.path), PYTHONPATH=str(REPO),
+               CERTESCROW_TESTONLY_NOW="2026-02-01T12:00:00+09:00")
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([str(CERTESCROW), "agent", "run", "--config", str(config)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        manager.wait_for("READY=1")
+
+        def reload_with(*stores: Path) -> list[str]:
+            """SIGHUP with these stores; the lines the reload logged."""
+            start = len(log.read_text())
+            config.write_text(_config(ledger, *stores))
+            count = len(manager.messages)
+            proc.send_signal(signal.SIGHUP)
+            manager.wait_for("RELOADING=1", after=count)
+            manager.wait_for("READY=1", after=count)
+            eventually(lambda: "configuration reloaded" in log.read_text()[start:])
+            return log.read_text()[start:].splitlines()
+
+        for again in (False, True):  # added; then removed by a reload and added back
+            if again:
+                reload_with(first)
+            lines = reload_with(first, added)
+            said = _expired_lines(lines)
+            assert len(said) == 1, said  # one line for the 40, no line per certificate
+            assert f"initial scan of {added}: {EXPIRED} certificate(s) with expired " \
+                   f"in {EXPIRED} file(s)" in said[0]
+            assert " scan=initial " in said[0]
+            assert f" store={added}" in said[0]
+            assert len(lines) < 20, lines
+
+        # From now on a change in the store is said on its own, as after a start.
+        start = len(log.read_text())
+        (added / "old00.pem").write_bytes(_expired(EXPIRED))
+        eventually(lambda: _expired_lines(log.read_text()[start:].splitlines()) != [])
+        (line,) = _expired_lines(log.read_text()[start:].splitlines())
+        assert f"{added / 'old00.pem'}" in line
+        assert " count=" not in line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in log.read_text()
