@@ -36,6 +36,8 @@ class VaultLike(Protocol):
 
     def get(self, entry_id: str) -> bytes: ...
 
+    def private_key_for(self, kind: str, data: bytes) -> str | None: ...
+
     def close(self) -> None: ...
 
 
@@ -160,20 +162,24 @@ class Escrow:
         out: dict[int, list[Finding]] = {}
         keys = {k.spki_sha256: k for r in unit for k in r.keys
                 if k.pem is not None and k.spki_sha256}
-        own_keys = [k for k in result.keys if k.pem is not None]
+        own_keys = [k for k in result.keys if k.pem is not None and k.spki_sha256]
+        # an encrypted key no configured password opens: the vault cannot take it as it is
+        locked = [k for k in result.keys if k.pem is not None and not k.spki_sha256]
         paired: list[CertificateRecord] = []
         self.forget(result.path)
         for record in result.certificates:
-            if record.spki_sha256 in keys or record.spki_sha256 in self._escrowed_keys:
+            if record.spki_sha256 in keys or self._held(record):
                 paired.append(record)
             else:
                 self._wait(store, record, host)
-        if not own_keys and not paired:
+        if not own_keys and not paired and not locked:
             return out
         meta = {"host": host, "path": result.path}
         try:
             with self.waiting():
                 self._put_all(store, result, own_keys, paired, keys, meta, out, host=host)
+                if locked:
+                    self._check_locked(unit)
         except Exception as exc:  # a vault failure must not stop the watching
             self.failed.add(result.path)
             why = _reason(exc)
@@ -220,6 +226,56 @@ class Escrow:
                 message=f"certificate and its private key escrowed into the vault "
                 f"(certificate {cert_put.entry_id}, key {key_id})",
                 severity=Severity.INFO))
+
+    def _held(self, record: CertificateRecord) -> bool:
+        """Whether the private key of ``record`` is escrowed already (see :meth:`_key_held`).
+        A vault that cannot be opened or asked holds nothing here: the certificate waits for
+        its key, and the put of that key says why the vault failed."""
+        try:
+            with self.waiting():
+                return self._key_held(record)
+        except Exception:
+            return False
+
+    def _key_held(self, record: CertificateRecord) -> bool:
+        """Whether the vault holds the private key of certificate ``record``: escrowed by this
+        daemon, or found in the vault by the certificate's public key however it got there
+        (`vault import` of an encrypted key, an earlier run, another encoding)."""
+        spki = record.spki_sha256
+        if not spki:
+            return False
+        if spki in self._escrowed_keys:
+            return True
+        if record.der is None or record.facts.is_ca:  # a host holds no key of a CA's
+            return False
+        entry_id = self.handle().private_key_for("certificate", record.der)
+        if entry_id is None:
+            return False
+        self._escrowed_keys[spki] = entry_id
+        return True
+
+    def _check_locked(self, unit: Sequence[FileResult]) -> None:
+        """An encrypted key that no configured password opens cannot be escrowed, nor told
+        apart from any other key: its public key is inside the encryption. It counts as
+        escrowed when the vault holds the key of every certificate beside it (in its unit)
+        that no opened key pairs with, and there are at least as many of those as such keys:
+        whichever certificate it belongs to, its key is kept. Else raises, saying what to do."""
+        opened = {k.spki_sha256 for r in unit for k in r.keys if k.spki_sha256}
+        locked = sum(1 for r in unit for k in r.keys if k.pem is not None and not k.spki_sha256)
+        beside = {c.spki_sha256: c for r in unit for c in r.certificates
+                  if c.spki_sha256 and c.spki_sha256 not in opened and not c.facts.is_ca}
+        if len(beside) >= locked and all(self._key_held(c) for c in beside.values()):
+            return
+        todo = ("the private key is encrypted and none of the store's passwords opens it, so "
+                "the daemon cannot escrow it: add its password to the store's "
+                "pkcs12_passwords (or keep it in the vault and name that entry in "
+                "pkcs12_password_vault_ids)")
+        if len(beside) >= locked:
+            raise AgentError(f"{todo}, or import the key by hand (`certescrow vault import "
+                             "KEY_FILE --password-file FILE`): it counts as escrowed once the "
+                             "vault holds the key of the certificate beside it")
+        raise AgentError(f"{todo}: a key imported by hand is recognised only through a "
+                         "certificate in the same file or directory, and this key has none")
 
     def _wait(self, store: StoreConfig, record: CertificateRecord, host: str) -> None:
         spki = record.spki_sha256

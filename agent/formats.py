@@ -970,8 +970,11 @@ def _load_private(load: _KeyLoader, data: bytes, ctx: _Context, *, label: str,
     key, caught = loaded
     key_type, key_size = key_description(key)
     public = key.public_key()  # type: ignore[attr-defined]
-    if pem is None and ctx.keep_key_pem:
-        # DER keys are kept as PKCS#8 PEM so escrow stores one format
+    if ctx.keep_key_pem and (pem is None or encrypted):
+        # DER keys are kept as PKCS#8 PEM so escrow stores one format; a key opened with a
+        # configured password is kept decrypted, as a PKCS#12's is: the vault keeps keys
+        # under its own encryption and refuses one it cannot open (an escrowed key whose
+        # password is forgotten would be worthless). In memory only, until escrowed.
         pem = key.private_bytes(  # type: ignore[attr-defined]
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption())

@@ -114,7 +114,9 @@ class KeyRecord:
     """Permission bits of the file (``st_mode & 0o7777``)."""
     owner_uid: int
     pem: bytes | None = None
-    """The PEM block exactly as found, kept only with ``keep_key_pem=True`` (escrow)."""
+    """Kept only with ``keep_key_pem=True`` (escrow): the PEM block as found; a DER key, a
+    PKCS#12's key or an encrypted key opened with a configured password as decrypted PKCS#8
+    PEM (what the vault stores); an encrypted key no password opens as found."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

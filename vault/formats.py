@@ -187,6 +187,9 @@ class Analysis:
     spki: bytes | None  # SubjectPublicKeyInfo DER, for the match tag
     meta: dict[str, str]  # public facts kept as unencrypted metadata
     notes: tuple[str, ...] = ()  # what the library warned about it, in the vault's words
+    same_as: tuple[bytes, ...] = ()
+    """The other encodings of the same object that ``put`` may already hold: a certificate
+    escrowed by the daemon is DER, one brought in by ``vault import`` is PEM."""
 
 
 def analyse_public_key(kind: str, data: bytes) -> Analysis:
@@ -218,7 +221,9 @@ def _analyse(kind: str, data: bytes) -> Analysis:
         return Analysis(spki=_spki(key.public_key()), meta={"key": _key_description(key)})
     if kind == "certificate":
         cert = _load_cert(data)
-        return Analysis(spki=_spki(cert.public_key()), meta=_cert_meta(cert))
+        return Analysis(spki=_spki(cert.public_key()), meta=_cert_meta(cert),
+                        same_as=(cert.public_bytes(serialization.Encoding.DER),
+                                 cert.public_bytes(serialization.Encoding.PEM)))
     if kind == "csr":
         csr = _load_csr(data)
         return Analysis(spki=_spki(csr.public_key()), meta=_csr_meta(csr))

@@ -358,7 +358,9 @@ class Vault:
     # ------------------------------------------------------------------ writing
     def put(self, kind: str, data: bytes, *, contract_id: str | None = None,
             label: str | None = None, meta: Mapping[str, str] | None = None) -> PutResult:
-        """Store ``data``; identical bytes of the same kind return the existing entry."""
+        """Store ``data``; the same object already held returns the existing entry: identical
+        bytes of the same kind, a certificate in PEM or DER, a private key of the same public
+        key however it came in (see :meth:`private_key_for`)."""
         return self.put_many([PutRequest(kind=kind, data=data, contract_id=contract_id,
                                          label=label, meta=meta)])[0]
 
@@ -383,9 +385,17 @@ class Vault:
         _check_name(request.contract_id, "contract id")
         fingerprint = hmac_tag(keys.fingerprint, request.kind.encode(), request.data)
         existing = storage.entry_id_by_fingerprint(conn, fingerprint)
+        for form in analysis.same_as:
+            if existing is None and form != request.data:
+                existing = storage.entry_id_by_fingerprint(
+                    conn, hmac_tag(keys.fingerprint, request.kind.encode(), form))
+        spki = analysis.spki
+        if existing is None and request.kind == "private-key" and spki is not None:
+            # a key's other encoding (PKCS#8 from `import`, as found from the daemon's escrow)
+            # is the same key: a second entry would be a second copy to keep track of
+            existing = self._private_key_with(conn, keys, spki)
         if existing is not None:
             return PutResult(entry_id=existing, created=False, notes=analysis.notes)
-        spki = analysis.spki
         meta = dict(analysis.meta)
         meta.update({str(k): str(v) for k, v in (request.meta or {}).items()})
         now = _iso(self._clock())
@@ -551,6 +561,30 @@ class Vault:
                 entry = str(row["id"])
             return formats.convert(kind, data, fmt, entry_id=entry, p12_password=p12_password,
                                    key_pem=key_pem, certificates=certificates)
+
+    def private_key_for(self, kind: str, data: bytes) -> str | None:
+        """The id of the private key the vault holds for the public key ``data`` (a
+        certificate, CSR or private key of ``kind``) holds or certifies, however it came in
+        (``put``, ``import`` of an encrypted key, another encoding); ``None`` when it holds
+        none, or ``data`` has no public key to read. How an escrow tells that a certificate's
+        key is already kept."""
+        spki = formats.analyse_public_key(kind, data).spki
+        if spki is None:
+            return None
+        with self._lock:
+            self._need_keys()
+            with self._snapshot() as conn:
+                return self._private_key_with(conn, self._need_keys(), spki)
+
+    def _private_key_with(self, conn: sqlite3.Connection, keys: VaultKeys,
+                          spki: bytes) -> str | None:
+        """The oldest private key whose public key is ``spki``. It is opened, not taken on its
+        tag's word: a tag copied from another row would otherwise vouch for a key the vault
+        does not hold (opening checks the tag through the AEAD)."""
+        for row in storage.entries_sharing_key(conn, hmac_tag(keys.match, spki), "private-key"):
+            self._open_row(conn, keys, row)
+            return str(row["id"])
+        return None
 
     @staticmethod
     def _partners(conn: sqlite3.Connection, row: Mapping[str, Any],

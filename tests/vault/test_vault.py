@@ -117,6 +117,38 @@ def test_put_is_idempotent_for_identical_bytes_of_the_same_kind(vault: Vault) ->
     assert [r.action for r in vault.audit_records()].count("put") == 2
 
 
+def test_put_returns_the_certificate_or_key_held_in_another_encoding(vault: Vault) -> None:
+    """`vault import` keeps a certificate as PEM and a key as PKCS#8; the daemon escrows a
+    certificate as DER and a key as found (OpenSSL's traditional format): each was a second
+    entry of the same object."""
+    item = issued()
+    cert = vault.put("certificate", item.pem)
+    key = vault.put("private-key", key_pem(item))
+    traditional = item.key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.TraditionalOpenSSL,
+                                          serialization.NoEncryption())
+    assert vault.put("certificate", item.der).entry_id == cert.entry_id
+    again = vault.put("private-key", traditional)
+    assert (again.entry_id, again.created) == (key.entry_id, False)
+    assert len(vault.entries()) == 2
+
+
+def test_private_key_for_a_certificate_is_found_by_public_key_never_by_a_copied_tag(
+        vault: Vault, vault_path: Path) -> None:
+    held, other = issued("held.example.jp"), issued("other.example.jp")
+    key = vault.put("private-key", key_pem(held)).entry_id
+    vault.put("certificate", held.der)
+    stranger = vault.put("certificate", other.der).entry_id
+    assert vault.private_key_for("certificate", held.pem) == key
+    assert vault.private_key_for("certificate", other.der) is None
+    assert vault.private_key_for("certificate", b"not a certificate") is None
+    # the other certificate's tag copied onto the held key: it vouches for nothing
+    sql(vault_path, "UPDATE entries SET match_tag = (SELECT match_tag FROM entries WHERE id = ?) "
+        "WHERE id = ?", (stranger, key))
+    with pytest.raises(VaultIntegrityError):
+        vault.private_key_for("certificate", other.der)
+
+
 def test_the_fingerprint_is_keyed_never_a_plain_hash(vault: Vault, vault_path: Path) -> None:
     vault.put("document", b"guessable content")
     stored = sql(vault_path, "SELECT fingerprint FROM entries")[0][0]
