@@ -179,7 +179,7 @@ class Escrow:
             with self.waiting():
                 self._put_all(store, result, own_keys, paired, keys, meta, out, host=host)
                 if locked:
-                    self._check_locked(unit)
+                    _refuse_locked()
         except Exception as exc:  # a vault failure must not stop the watching
             self.failed.add(result.path)
             why = _reason(exc)
@@ -254,29 +254,6 @@ class Escrow:
         self._escrowed_keys[spki] = entry_id
         return True
 
-    def _check_locked(self, unit: Sequence[FileResult]) -> None:
-        """An encrypted key that no configured password opens cannot be escrowed, nor told
-        apart from any other key: its public key is inside the encryption. It counts as
-        escrowed when the vault holds the key of every certificate beside it (in its unit)
-        that no opened key pairs with, and there are at least as many of those as such keys:
-        whichever certificate it belongs to, its key is kept. Else raises, saying what to do."""
-        opened = {k.spki_sha256 for r in unit for k in r.keys if k.spki_sha256}
-        locked = sum(1 for r in unit for k in r.keys if k.pem is not None and not k.spki_sha256)
-        beside = {c.spki_sha256: c for r in unit for c in r.certificates
-                  if c.spki_sha256 and c.spki_sha256 not in opened and not c.facts.is_ca}
-        if len(beside) >= locked and all(self._key_held(c) for c in beside.values()):
-            return
-        todo = ("the private key is encrypted and none of the store's passwords opens it, so "
-                "the daemon cannot escrow it: add its password to the store's "
-                "pkcs12_passwords (or keep it in the vault and name that entry in "
-                "pkcs12_password_vault_ids)")
-        if len(beside) >= locked:
-            raise AgentError(f"{todo}, or import the key by hand (`certescrow vault import "
-                             "KEY_FILE --password-file FILE`): it counts as escrowed once the "
-                             "vault holds the key of the certificate beside it")
-        raise AgentError(f"{todo}: a key imported by hand is recognised only through a "
-                         "certificate in the same file or directory, and this key has none")
-
     def _wait(self, store: StoreConfig, record: CertificateRecord, host: str) -> None:
         spki = record.spki_sha256
         if not spki or record.der is None or record.facts.is_ca:
@@ -349,3 +326,17 @@ class Escrow:
         if record.created:
             self.log.info("escrowed", f"{path}: {kind} escrowed into the vault (Art.4(7))",
                           path=path, kind=kind, entry=record.entry_id)
+
+
+def _refuse_locked() -> None:
+    """An encrypted key that no configured password opens cannot be escrowed, nor told apart
+    from any other key: its public key is inside the encryption. So it is never taken as
+    escrowed, not even when the vault holds the key of a certificate beside it (the re-review
+    of session 15: the new key of a renewal in progress, beside the old certificate whose key
+    had been imported, passed for escrowed while no vault held it). Its password is the way
+    out: with it the daemon opens the key and escrows it."""
+    raise AgentError(
+        "the private key is encrypted and none of the store's passwords opens it, so the "
+        "daemon cannot escrow it, nor tell whether the vault holds it already (its public key "
+        "is inside the encryption): add its password to the store's pkcs12_passwords (or keep "
+        "it in the vault and name that entry in pkcs12_password_vault_ids)")
