@@ -572,8 +572,8 @@ def render_certificate(row: CertificateRow, heading: str) -> list[str]:
     lines = [
         t(heading),
         f"  role:           {row.role.value}",
-        f"  subject:        {t(f.subject)}",
-        f"  issuer:         {t(f.issuer)}",
+        f"  subject:        {_field(f.subject)}",
+        f"  issuer:         {_field(f.issuer)}",
         f"  serial:         {t(f.serial)}",
         f"  sha256:         {f.sha256}",
         f"  SANs:           {', '.join(_field(san) for san in f.sans) or '-'}",

@@ -207,6 +207,8 @@ class ConnectFailure(enum.Enum):
                  "it against libpq's connection parameters)")
     UNKNOWN_SETTING = ("the DSN's options parameter sets {parameter}, a setting PostgreSQL does "
                        "not know (check its -c settings' names)")
+    SETTING_VALUE = ("the DSN's options parameter gives {parameter} a value PostgreSQL does not "
+                     "take (check its -c settings' values)")
     UNSETTABLE = ("the DSN's options parameter sets {parameter}, which PostgreSQL does not let "
                   "a connection set")
     BAD_OPTIONS = ("PostgreSQL refused the DSN's options parameter (each setting is "
@@ -285,6 +287,8 @@ def describe_connect_failure(cause: ConnectFailure, dsn: str, *, parameter: str 
     is the name of the DSN parameter a refusal named, never its value."""
     shown = redact_dsn(dsn)
     template: str = cause.value
+    if cause is ConnectFailure.BAD_VALUE and _set_in_options(shown, parameter):
+        template = ConnectFailure.SETTING_VALUE.value
     if cause in (ConnectFailure.UNKNOWN_PARAMETER, ConnectFailure.BAD_VALUE,
                  ConnectFailure.UNKNOWN_SETTING, ConnectFailure.UNSETTABLE,
                  ConnectFailure.BAD_OPTIONS):
@@ -299,6 +303,18 @@ def describe_connect_failure(cause: ConnectFailure, dsn: str, *, parameter: str 
     except ValueError:
         host, port = "the DSN's host", 5432
     return template.format(where=f"{host}:{port}", timeout=int(CONNECT_TIMEOUT_S))
+
+
+def _set_in_options(shown: str, parameter: str) -> bool:
+    """Whether the server's "invalid value for parameter X" is about a setting of the DSN's
+    ``options`` (``-c work_mem=abc``) rather than a connection parameter of its own
+    (``client_encoding=x``, which libpq sends as a setting too): X is not among the DSN's
+    parameters and the DSN has ``options``."""
+    try:
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(shown).query))
+    except ValueError:
+        return False
+    return "options" in query and parameter not in query
 
 
 def _describe_connect_error(exc: psycopg.Error, dsn: str) -> str:

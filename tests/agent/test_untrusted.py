@@ -579,3 +579,15 @@ def test_json_and_csv_carry_a_space_padded_name_exactly(tmp_path: Path) -> None:
     for name, cn in PADDED.items():
         assert unescape(cells[name]["sans"]) == cn
         assert unescape(cells[name]["subject"]) == rows[name]["subject"]
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+def test_inspect_shows_a_subjects_trailing_no_break_spaces(tmp_path: Path) -> None:
+    """RFC 4514 escapes a trailing ASCII space (``\\ ``) but not U+00A0: `inspect`'s subject
+    and issuer lines showed ``CN=host.example.jp`` and three no-break spaces as the bare name
+    (the re-review of session 15)."""
+    path = _make_leaf(tmp_path / "nbsp.pem", "host.example.jp\u00a0\u00a0\u00a0")
+    result = CliRunner().invoke(certescrow, ["inspect", str(path), "--at", "2026-02-01"],
+                                catch_exceptions=False)
+    assert "  subject:        CN=host.example.jp\\u00a0\\u00a0\\u00a0\n" in result.output
+    assert "  issuer:         CN=host.example.jp\\u00a0\\u00a0\\u00a0\n" in result.output

@@ -188,6 +188,8 @@ def test_a_connect_failure_is_named_by_the_command(mistake: str, words: str,
     ("options=-c%20shared_buffers%3D1never-shown", "the DSN's options parameter sets "
                                                    "shared_buffers, which PostgreSQL does not "
                                                    "let a connection set"),
+    ("options=-c%20work_mem%3Dnever-shown", "the DSN's options parameter gives work_mem a "
+                                            "value PostgreSQL does not take"),
     ("options=-cnever-shown", "PostgreSQL refused the DSN's options parameter"),
     ("options=-c%20%22never-shown%22%3D1", "PostgreSQL refused the DSN's options parameter"),
 ])
