@@ -388,6 +388,13 @@ class StoreSync:
         file is in a store when its directory is)."""
         for parent, was in zip(directories, before, strict=True):
             now = self.store_for(parent)
+            if now is None and was is not None and any(
+                    within_store(store.path, parent) for store in self.config.agent.stores):
+                # in a store, but another's under its own path now (a store added that links
+                # here): observed there, so no longer here
+                self._forget(sorted(self.index.names_in(parent)), at=self.clock(),
+                             summary=None)
+                continue
             if now is None or now.path == was:
                 continue  # (out of every store now: forgotten by the next full scan)
             for name in sorted(self.index.names_in(parent)):

@@ -244,3 +244,26 @@ def test_a_store_removed_from_inside_another_while_stopped_gives_its_files_back(
         assert _reported(intake) == [(str(inner / "cert.pem"), "unbound")]
     finally:
         second.shutdown()
+
+
+def test_a_store_added_by_reload_that_links_into_another_takes_its_files_once(
+        tmp_path: Path) -> None:
+    """`certs` watched; SIGHUP adds `shoplink` -> `certs/shop`, bound to C-9. The links were
+    resolved once, at the start: `certs` kept reporting `certs/shop/s.pem` unbound beside the
+    new store's `shoplink/s.pem`. It is the linked store's now, and the old place is gone."""
+    certs = tmp_path / "certs"
+    (certs / "shop").mkdir(parents=True)
+    (certs / "shop" / "s.pem").write_bytes(make_cert(sans=("shop.example.jp",)).pem)
+    link = tmp_path / "shoplink"
+    link.symlink_to(certs / "shop", target_is_directory=True)
+    daemon, intake = _reloading(
+        tmp_path, store_config([{"path": str(certs)}]),
+        store_config([{"path": str(certs)}, {"path": str(link), "contract": "C-9"}]))
+    try:
+        assert daemon.reload() is True
+        daemon.full_scan()  # and the resync after it
+        assert _reported(intake) == [(str(link / "s.pem"), "C-9")]
+        assert intake.gone == [str(certs / "shop" / "s.pem")]
+        assert [s[0] for s in intake.ledger.open_sightings("web1")] == [str(link / "s.pem")]
+    finally:
+        daemon.shutdown()
