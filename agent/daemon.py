@@ -311,6 +311,9 @@ class Daemon:
                 known = self.read_index.file.bindings
                 self.sync.rebind = {s.path for s in self.config.agent.stores
                                     if known.get(str(s.path)) != binding_fingerprint(s.binding)}
+                roots = [root for root in known if "\0" not in root]
+                if roots:  # (none known: nothing to tell a moved file by)
+                    self.sync.restored(roots)
         for name in sorted(self.escrow.failed):
             # an escrow that failed is tried again at every full scan (a reload after `vault
             # init`, the resync): its file is read again
@@ -499,7 +502,7 @@ class Daemon:
                             if store.path in before and before[store.path] != store.binding}
         self.sync.added_stores = {store.path for store in new.agent.stores
                                   if store.path not in before}
-        self.sync.config = new
+        self.sync.reconfigure(new)  # files another store owns now are read again by its scan
         self.escrow.forget_passwords()
         # a certificate waits for its key only in a store that still escrows
         self.escrow.keep_waiting({store.path for store in new.agent.stores if store.escrow})

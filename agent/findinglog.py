@@ -3,7 +3,8 @@
 A start reads every certificate again, so the first scan does not log one warning per
 certificate: it counts them by kind (event, code, clause) and logs one line per kind with the
 count and an example path (the per-certificate lines go to debug level). So does the first scan
-of a store a reload added, for that store. From then on a certificate that changes is logged on
+of a store a reload added, for that store, and the scan of a store that takes over files another
+store read (one removed from inside it). From then on a certificate that changes is logged on
 its own.
 
 The count is of certificates, not of the places they were found: certbot keeps one certificate

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -211,11 +211,16 @@ class StoreSync:
         since (a persisted read index skips unchanged files, and the binding may have changed
         while the daemon was stopped); after a reload, those of the rebound stores; then none."""
         self._reported_since_start: set[str] | None = set()
-        """Paths reported since the start, until the first reconciliation."""
+        """Paths reported since the start or a reload, until the next reconciliation: reported
+        with their store's binding as it is now, so not re-checked for it."""
         self.added_stores: set[Path] = set()
         """Store roots a reload added (or added back): the next full scan is their first, and
         counts their findings as the first scan after a start counts everyone's (one line per
         kind, not one per certificate: 1,200 expired certificates were 1,200 error lines)."""
+        self.rehomed_stores: set[Path] = set()
+        """Store roots given files another store had read, by a reload or while stopped
+        (:meth:`_read_moved_again`): the next full scan reads those again, and after a reload
+        counts that store's findings per kind."""
         self.clock = clock
         self.escrow = escrow
         self.log = log
@@ -350,6 +355,53 @@ class StoreSync:
         theirs, not ``store``'s, so a walk of ``directory`` leaves them out."""
         return [other for other in self.config.agent.stores
                 if other is not store and within_store(directory, str(other.path))]
+
+    def reconfigure(self, config: Config) -> None:
+        """Take a reloaded configuration. A file whose store is another one now (a store added
+        inside the one that read it, or one removed from around it) was read with the old
+        store's settings and reported with its binding: it is read again by the next full scan
+        (:meth:`_read_moved_again`). A file whose store stays is left to :attr:`rebind`."""
+        directories = self.index.directories()
+        before = [None if (was := self.store_for(parent)) is None else was.path
+                  for parent in directories]
+        self.config = config
+        self._shadows = {}  # a store added or removed may lie under another's links
+        self._reported_since_start = set()
+        self._read_moved_again(directories, before)
+
+    def restored(self, former_roots: Collection[str]) -> None:
+        """A start with a read index of the last run, whose stores had ``former_roots``: a
+        file whose innermost store is another one now (a store added or removed inside
+        another while the daemon was stopped) is read again, as after a reload."""
+        directories = self.index.directories()
+        before = [max((Path(root) for root in former_roots if within_store(root, parent)),
+                      key=lambda root: len(str(root)), default=None)
+                  for parent in directories]
+        self._read_moved_again(directories, before)
+
+    def _read_moved_again(self, directories: Sequence[str],
+                          before: Sequence[Path | None]) -> None:
+        """Take out of the index the files of ``directories`` whose store's root is no longer
+        the one in ``before``: the next full scan reads them with their new store's settings
+        (binding, escrow, passwords, followed links) and reports each once; the stores that
+        gain them are counted at that scan (:attr:`rehomed_stores`). Asked per directory (a
+        file is in a store when its directory is)."""
+        for parent, was in zip(directories, before, strict=True):
+            now = self.store_for(parent)
+            if now is None and was is not None and any(
+                    within_store(store.path, parent) for store in self.config.agent.stores):
+                # in a store, but another's under its own path now (a store added that links
+                # here): observed there, so no longer here
+                self._forget(sorted(self.index.names_in(parent)), at=self.clock(),
+                             summary=None)
+                continue
+            if now is None or now.path == was:
+                continue  # (out of every store now: forgotten by the next full scan)
+            for name in sorted(self.index.names_in(parent)):
+                self.sets.forget(name)
+                self.escrow.forget(name)
+                self.index.remove(name)
+            self.rehomed_stores.add(now.path)
 
     # ------------------------------------------------------------------ events
 
@@ -1100,11 +1152,13 @@ class StoreSync:
             self._read_at_restart = set() if restored else None
         escrowed_before = len(self.escrow.records)
         added, self.added_stores = self.added_stores, set()
+        rehomed, self.rehomed_stores = self.rehomed_stores, set()
         for store in self.config.agent.stores:
             if self.stopping():
                 break
             # (at the first scan every store is counted already, together)
             first_of_store = self._scanned_once and store.path in added
+            counted = self._scanned_once and store.path in rehomed and not first_of_store
             if not store.path.is_dir():
                 summary.missing_stores.append(str(store.path))
                 self.log.warning("store-missing", f"{store.path}: store root does not exist "
@@ -1114,14 +1168,17 @@ class StoreSync:
                     self.gone(name, at=at, summary=summary)
                 self.links.forget(str(store.path))
                 continue
-            if first_of_store:
-                self.findings.start_counting("initial", store=str(store.path))
+            if first_of_store or counted:
+                # (a store that takes over files another store read: what they say under its
+                # settings is news, said as a first scan says it, for that store)
+                self.findings.start_counting("initial" if first_of_store else "reload",
+                                             store=str(store.path))
             try:
                 observations = self._scan_directory(store, store.path, at=at,
                                                     summary=summary if collect else None,
                                                     handled_sets=handled)
             finally:
-                if first_of_store:
+                if first_of_store or counted:
                     self.findings.flush()  # its lines now, as a start says them after its scan
             self.report(observations, at=at)
         # Forget stores that are no longer configured (after a reload): asked per directory
@@ -1204,8 +1261,10 @@ class StoreSync:
             # but a store whose binding changed (a reload, the desk's assignment) is reported
             # again under the new one, which the ledger records as news.
             roots, self.rebind = self.rebind, False
+            fresh, self._reported_since_start = self._reported_since_start, None
             if isinstance(roots, set) and roots:
-                rebound = [name for root in sorted(roots) for name in self.index.paths_under(root)]
+                rebound = [name for root in sorted(roots) for name in self.index.paths_under(root)
+                           if fresh is None or name not in fresh]
                 self.report([o for name in rebound for o in self._observations_of(name, at=at)],
                             at=at)
                 self._log_rebound(rebound, at=at)
@@ -1234,8 +1293,10 @@ class StoreSync:
         rebind_roots, fresh = self.rebind, self._reported_since_start
 
         def rebind(location: str) -> bool:
+            if fresh is not None and location in fresh:
+                return False  # reported since with the binding it has now
             if rebind_roots is True:
-                return fresh is None or location not in fresh
+                return True
             store = self.store_for(location)
             return store is not None and rebind_roots is not False and store.path in rebind_roots
 

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import config_from_raw, nested_stores
+from agent.config import Config, config_from_raw, nested_stores
+from agent.daemon import Daemon
+from agent.readindex import READ_INDEX_NAME
 from policy.events import CertificateObserved
 from policy.ledger import Ledger
-from tests.agent.daemon_helpers import SteppingClock, make_daemon, store_config
+from tests.agent.daemon_helpers import RecordingIntake, SteppingClock, make_daemon, store_config
 from tests.certfactory import make_cert
 from tests.clirun import certescrow
 
@@ -153,3 +155,115 @@ def test_a_store_whose_root_links_into_another_store_is_nested_in_it(tmp_path: P
     checked = certescrow("agent", "check-config", str(config), home=tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert f"note: store {link} is inside store {certs}" in checked.stderr
+
+
+def _reported(intake: RecordingIntake) -> list[tuple[str, str]]:
+    """``(location, contract)`` of what the daemon reported, ``unbound`` for no contract."""
+    return sorted((o.location, o.binding.contract_id or "unbound") for o in intake.reported)
+
+
+def _reloading(tmp_path: Path, first: Config,
+               *reloads: Config) -> tuple[Daemon, RecordingIntake]:
+    """A daemon started on ``first`` (its read index kept on disk), each SIGHUP loading the next
+    of ``reloads``, its first scan done and its ledger calls cleared."""
+    following = list(reloads)
+    daemon, intake = make_daemon(first, tmp_path, config_loader=lambda _: following.pop(0),
+                                 read_index_path=tmp_path / "state" / READ_INDEX_NAME)
+    daemon.full_scan()
+    intake.clear()
+    return daemon, intake
+
+
+def test_a_store_added_by_reload_inside_another_takes_the_files_already_read(
+        tmp_path: Path) -> None:
+    """`live` watched; SIGHUP adds `live/ex` bound to C-9. The file under it had been read as
+    `live`'s (unbound) and stayed so: not read again, not reported, the ledger kept it unbound
+    although the innermost store wins. It is reported once, with C-9."""
+    live, inner = _stores(tmp_path)
+    daemon, intake = _reloading(
+        tmp_path, store_config([{"path": str(live)}]),
+        store_config([{"path": str(live)}, {"path": str(inner), "contract": "C-9"}]))
+    try:
+        assert daemon.reload() is True
+        assert _reported(intake) == [(str(inner / "cert.pem"), "C-9")]
+        with Ledger.open(tmp_path / "state" / "ledger.sqlite3", create=False) as ledger:
+            observed = [(e.event.location, e.event.contract_id)
+                        for e in ledger.unbound_observations()
+                        if isinstance(e.event, CertificateObserved)]
+        # the ledger took the new binding: its last observation of the file is C-9's
+        assert observed[-1] == (str(inner / "cert.pem"), "C-9")
+        intake.clear()
+        daemon.full_scan()  # the next resync: nothing to say again
+        assert intake.reported == []
+    finally:
+        daemon.shutdown()
+
+
+def test_a_store_removed_by_reload_from_inside_another_gives_its_files_back(
+        tmp_path: Path) -> None:
+    """`live` and `live/ex` (C-9) watched; SIGHUP removes `live/ex`. Its file stayed bound to
+    C-9 for good (the outer store's walk found it unchanged in the index). It is reported once,
+    with the outer store's binding; so is it when that binding changed by the same reload (not
+    once by the scan and again as rebound)."""
+    live, inner = _stores(tmp_path)
+    both = store_config([{"path": str(live)}, {"path": str(inner), "contract": "C-9"}])
+    daemon, intake = _reloading(tmp_path, both, store_config([{"path": str(live)}]), both,
+                                store_config([{"path": str(live), "tier": "1y"}]))
+    try:
+        assert daemon.reload() is True
+        assert _reported(intake) == [(str(inner / "cert.pem"), "unbound")]
+        with Ledger.open(tmp_path / "state" / "ledger.sqlite3", create=False) as ledger:
+            (last,) = [e.event for e in ledger.unbound_observations()
+                       if isinstance(e.event, CertificateObserved)
+                       and e.event.location == str(inner / "cert.pem")][-1:]
+        assert last.contract_id is None
+        assert daemon.reload() is True  # back again: C-9 once more
+        assert _reported(intake) == [(str(inner / "cert.pem"), "C-9"),
+                                     (str(inner / "cert.pem"), "unbound")]
+        intake.clear()
+        assert daemon.reload() is True  # removed, and the outer store bound to a tier
+        assert sorted((o.location, o.binding.tier and o.binding.tier.value)
+                      for o in intake.reported) == [
+            (str(inner / "cert.pem"), "1y"), (str(live / "outer.pem"), "1y")]
+    finally:
+        daemon.shutdown()
+
+
+def test_a_store_removed_from_inside_another_while_stopped_gives_its_files_back(
+        tmp_path: Path) -> None:
+    """The same, between two runs: the read index skipped the unchanged file, and the outer
+    store's binding had not changed, so nothing re-checked it: it stayed C-9's."""
+    live, inner = _stores(tmp_path)
+    first, _ = _reloading(tmp_path, store_config([{"path": str(live)},
+                                                  {"path": str(inner), "contract": "C-9"}]))
+    first.shutdown()
+    second, intake = make_daemon(store_config([{"path": str(live)}]), tmp_path,
+                                 read_index_path=tmp_path / "state" / READ_INDEX_NAME)
+    try:
+        second.full_scan()
+        assert _reported(intake) == [(str(inner / "cert.pem"), "unbound")]
+    finally:
+        second.shutdown()
+
+
+def test_a_store_added_by_reload_that_links_into_another_takes_its_files_once(
+        tmp_path: Path) -> None:
+    """`certs` watched; SIGHUP adds `shoplink` -> `certs/shop`, bound to C-9. The links were
+    resolved once, at the start: `certs` kept reporting `certs/shop/s.pem` unbound beside the
+    new store's `shoplink/s.pem`. It is the linked store's now, and the old place is gone."""
+    certs = tmp_path / "certs"
+    (certs / "shop").mkdir(parents=True)
+    (certs / "shop" / "s.pem").write_bytes(make_cert(sans=("shop.example.jp",)).pem)
+    link = tmp_path / "shoplink"
+    link.symlink_to(certs / "shop", target_is_directory=True)
+    daemon, intake = _reloading(
+        tmp_path, store_config([{"path": str(certs)}]),
+        store_config([{"path": str(certs)}, {"path": str(link), "contract": "C-9"}]))
+    try:
+        assert daemon.reload() is True
+        daemon.full_scan()  # and the resync after it
+        assert _reported(intake) == [(str(link / "s.pem"), "C-9")]
+        assert intake.gone == [str(certs / "shop" / "s.pem")]
+        assert [s[0] for s in intake.ledger.open_sightings("web1")] == [str(link / "s.pem")]
+    finally:
+        daemon.shutdown()

@@ -6,6 +6,7 @@ lines (`journalctl -p err` filled up with 1,200 of them in the operator's report
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,8 +18,10 @@ import pytest
 
 from tests.agent.test_daemon_process import CERTESCROW, REPO, Manager, eventually
 from tests.certfactory import make_cert
+from tests.clirun import certescrow
 
 EXPIRED = 40
+NOW = "2026-02-01T12:00:00+09:00"
 
 
 @pytest.fixture
@@ -60,7 +63,7 @@ def test_a_store_added_by_reload_is_counted_as_a_first_start_counts_it(
     log = tmp_path / "daemon.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
     env.update(NOTIFY_SOCKET=str(manager.path), PYTHONPATH=str(REPO),
-               CERTESCROW_TESTONLY_NOW="2026-02-01T12:00:00+09:00")
+               CERTESCROW_TESTONLY_NOW=NOW)
     with log.open("w") as stderr:
         proc = subprocess.Popen([str(CERTESCROW), "agent", "run", "--config", str(config)],
                                 env=env, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -97,6 +100,83 @@ def test_a_store_added_by_reload_is_counted_as_a_first_start_counts_it(
         (line,) = _expired_lines(log.read_text()[start:].splitlines())
         assert f"{added / 'old00.pem'}" in line
         assert " count=" not in line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in log.read_text()
+
+
+def _unbound(ledger: Path, home: Path) -> list[str]:
+    """The places `certescrow contract unbound` lists, as the operator asks it."""
+    done = certescrow("contract", "unbound", "--json", "--ledger", str(ledger), home=home,
+                      at=NOW)
+    assert done.returncode == 0, done.stderr
+    return sorted(row["location"] for row in json.loads(done.stdout))
+
+
+@pytest.mark.slow
+def test_a_store_added_then_removed_by_reload_inside_another_binds_and_unbinds_its_files(
+        tmp_path: Path, manager: Manager) -> None:
+    """`certs` watched, unbound; SIGHUP adds `certs/shop`, bound to contract S-1, then removes
+    it. The files under `shop`, read as `certs`' at the start, were neither read again nor
+    reported: `contract unbound` kept listing them after the first reload (S-1 never saw them),
+    and once bound they would have stayed S-1's after the second. Each reload now reports them
+    once under their new store, their findings counted for that store, one line per kind."""
+    certs = tmp_path / "certs"
+    shop = certs / "shop"
+    shop.mkdir(parents=True)
+    (certs / "a.pem").write_bytes(make_cert(sans=("a.example.jp",)).pem)
+    for n in range(EXPIRED):
+        (shop / f"old{n:02}.pem").write_bytes(_expired(n))
+    ledger = tmp_path / "state" / "ledger.sqlite3"
+    ledger.parent.mkdir()
+    added = certescrow("contract", "add", "S-1", "--item", "globalsign-ov", "--tier", "1y",
+                       "--at", "2026-01-05", "--ledger", str(ledger), home=tmp_path, at=NOW)
+    assert added.returncode == 0, added.stderr
+    config = tmp_path / "config.toml"
+    bound = f'[[agent.stores]]\npath = "{shop}"\ncontract = "S-1"\n'
+    config.write_text(_config(ledger, certs))
+    log = tmp_path / "daemon.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
+    env.update(NOTIFY_SOCKET=str(manager.path), PYTHONPATH=str(REPO),
+               CERTESCROW_TESTONLY_NOW=NOW)
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([str(CERTESCROW), "agent", "run", "--config", str(config)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    in_shop = [str(shop / f"old{n:02}.pem") for n in range(EXPIRED)]
+    try:
+        manager.wait_for("READY=1")
+        assert _unbound(ledger, tmp_path) == sorted([str(certs / "a.pem"), *in_shop])
+
+        def reload_with(text: str) -> list[str]:
+            """SIGHUP with this configuration; the lines the reload logged."""
+            start = len(log.read_text())
+            config.write_text(text)
+            count = len(manager.messages)
+            proc.send_signal(signal.SIGHUP)
+            manager.wait_for("READY=1", after=count)
+            eventually(lambda: "configuration reloaded" in log.read_text()[start:])
+            try:  # (the ledger writer's line; without it the assertions below say what is not)
+                eventually(lambda: " reported: " in log.read_text()[start:], timeout=5)
+            except AssertionError:
+                pass
+            return log.read_text()[start:].splitlines()
+
+        lines = reload_with(_config(ledger, certs) + bound)
+        assert _unbound(ledger, tmp_path) == [str(certs / "a.pem")]
+        (said,) = _expired_lines(lines)  # one line for the 40, said for the added store
+        assert f"initial scan of {shop}: {EXPIRED} certificate(s) with expired" in said
+        assert f"{EXPIRED} observation(s) reported" in "\n".join(lines)
+
+        lines = reload_with(_config(ledger, certs))  # removed: back to the outer store's
+        assert _unbound(ledger, tmp_path) == sorted([str(certs / "a.pem"), *in_shop])
+        (said,) = _expired_lines(lines)
+        assert f"scan after reload of {certs}: {EXPIRED} certificate(s) with expired" in said
+        assert f"{EXPIRED} observation(s) reported" in "\n".join(lines)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
