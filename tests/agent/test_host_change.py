@@ -8,36 +8,23 @@ closes web1's sightings under its stores; with PostgreSQL, which other machines 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from policy.ledger import Ledger
-from tests.agent.test_daemon_process import CERTESCROW, REPO, Manager, eventually
+from tests.agent.agentprocess import agent_env, running_agent
+from tests.agent.test_daemon_process import CERTESCROW, Manager, eventually, manager
 from tests.certfactory import make_cert
 from tests.pgdb import postgres_schema
 
-
-@pytest.fixture
-def manager(tmp_path: Path) -> Iterator[Manager]:
-    m = Manager(tmp_path / "notify.sock")
-    yield m
-    m.close()
+__all__ = ["manager"]  # the fixture: systemd's notification socket
 
 
 def _config(ledger: str, store: Path, host: str) -> str:
     return (f'[policy]\nledger = "{ledger}"\n[agent]\nhost = "{host}"\nquiet_period_ms = 100\n'
             f'resync_interval_s = 3600\n[[agent.stores]]\npath = "{store}"\n')
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
-    env.update(PYTHONPATH=str(REPO), CERTESCROW_TESTONLY_NOW="2026-02-01T12:00:00+09:00")
-    return env
 
 
 def _store(root: Path) -> Path:
@@ -51,7 +38,7 @@ def _store(root: Path) -> Path:
 def _once(config: Path, *extra: str) -> list[str]:
     """``agent run --once``; its log lines."""
     done = subprocess.run([str(CERTESCROW), "agent", "run", "--once", "--config", str(config),
-                           *extra], env=_env(), capture_output=True, text=True, timeout=120,
+                           *extra], env=agent_env(), capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
@@ -75,34 +62,16 @@ def test_a_reload_that_changes_the_host_is_refused_and_the_daemon_reports_as_bef
     ledger = str(tmp_path / "state" / "ledger.sqlite3")
     config = tmp_path / "config.toml"
     config.write_text(_config(ledger, store, "web1"))
-    log = tmp_path / "daemon.log"
-    with log.open("w") as stderr:
-        proc = subprocess.Popen([str(CERTESCROW), "agent", "run", "--config", str(config)],
-                                env={**_env(), "NOTIFY_SOCKET": str(manager.path)},
-                                stdout=subprocess.DEVNULL, stderr=stderr)
-    try:
-        manager.wait_for("READY=1")
-        config.write_text(_config(ledger, store, "web2"))
-        count = len(manager.messages)
-        proc.send_signal(signal.SIGHUP)
-        manager.wait_for("RELOADING=1", after=count)
-        manager.wait_for("READY=1", after=count)
-        eventually(lambda: "reload-refused" in log.read_text())
-        (refused,) = [line for line in log.read_text().splitlines() if "reload-refused" in line]
+    with running_agent(config, manager) as agent:
+        lines = agent.reload(_config(ledger, store, "web2"), until="reload-refused")
+        (refused,) = [line for line in lines if "reload-refused" in line]
         assert "[agent] host changed from web1 to web2" in refused
         assert "restart" in refused
-        assert "configuration reloaded" not in log.read_text()
+        assert "configuration reloaded" not in agent.text()
         # Still web1: a new file is a sighting of web1's.
         (store / "new.pem").write_bytes(make_cert(sans=("new.example.jp",)).pem)
         eventually(lambda: _open(ledger, "web1") == [str(store / "new.pem")])
         assert _open(ledger, "web2") == []
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.slow
@@ -123,7 +92,7 @@ def test_a_start_as_another_host_closes_the_former_hosts_sightings_in_its_own_le
     assert _open(ledger, "web1") == []
     assert _open(ledger, "web2") == [str(store / "a.pem")]
     unbound = subprocess.run([str(CERTESCROW), "contract", "unbound", "--ledger", ledger],
-                             env=_env(), capture_output=True, text=True, timeout=60,
+                             env=agent_env(), capture_output=True, text=True, timeout=60,
                              check=True).stdout
     assert "web1:" not in unbound
     assert f"web2:{store / 'a.pem'}[0]" in unbound

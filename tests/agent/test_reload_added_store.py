@@ -7,34 +7,19 @@ lines (`journalctl -p err` filled up with 1,200 of them in the operator's report
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.agent.test_daemon_process import CERTESCROW, REPO, Manager, eventually
+from tests.agent.agentprocess import NOW, running_agent
+from tests.agent.test_daemon_process import Manager, config_text, eventually, manager
 from tests.certfactory import make_cert
 from tests.clirun import certescrow
 
+__all__ = ["manager"]  # the fixture: systemd's notification socket
+
 EXPIRED = 40
-NOW = "2026-02-01T12:00:00+09:00"
-
-
-@pytest.fixture
-def manager(tmp_path: Path) -> Iterator[Manager]:
-    m = Manager(tmp_path / "notify.sock")
-    yield m
-    m.close()
-
-
-def _config(ledger: Path, *stores: Path) -> str:
-    body = (f'[policy]\nledger = "{ledger}"\n[agent]\nhost = "web1"\nquiet_period_ms = 100\n'
-            "resync_interval_s = 3600\n")
-    return body + "".join(f'[[agent.stores]]\npath = "{store}"\n' for store in stores)
 
 
 def _expired(serial: int) -> bytes:
@@ -59,32 +44,12 @@ def test_a_store_added_by_reload_is_counted_as_a_first_start_counts_it(
         (added / f"old{n:02}.pem").write_bytes(_expired(n))
     ledger = tmp_path / "state" / "ledger.sqlite3"
     config = tmp_path / "config.toml"
-    config.write_text(_config(ledger, first))
-    log = tmp_path / "daemon.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
-    env.update(NOTIFY_SOCKET=str(manager.path), PYTHONPATH=str(REPO),
-               CERTESCROW_TESTONLY_NOW=NOW)
-    with log.open("w") as stderr:
-        proc = subprocess.Popen([str(CERTESCROW), "agent", "run", "--config", str(config)],
-                                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-    try:
-        manager.wait_for("READY=1")
-
-        def reload_with(*stores: Path) -> list[str]:
-            """SIGHUP with these stores; the lines the reload logged."""
-            start = len(log.read_text())
-            config.write_text(_config(ledger, *stores))
-            count = len(manager.messages)
-            proc.send_signal(signal.SIGHUP)
-            manager.wait_for("RELOADING=1", after=count)
-            manager.wait_for("READY=1", after=count)
-            eventually(lambda: "configuration reloaded" in log.read_text()[start:])
-            return log.read_text()[start:].splitlines()
-
+    config.write_text(config_text(ledger, first))
+    with running_agent(config, manager) as agent:
         for again in (False, True):  # added; then removed by a reload and added back
             if again:
-                reload_with(first)
-            lines = reload_with(first, added)
+                agent.reload(config_text(ledger, first))
+            lines = agent.reload(config_text(ledger, first, added))
             said = _expired_lines(lines)
             assert len(said) == 1, said  # one line for the 40, no line per certificate
             assert f"initial scan of {added}: {EXPIRED} certificate(s) with expired " \
@@ -94,20 +59,13 @@ def test_a_store_added_by_reload_is_counted_as_a_first_start_counts_it(
             assert len(lines) < 20, lines
 
         # From now on a change in the store is said on its own, as after a start.
-        start = len(log.read_text())
+        start = len(agent.text())
         (added / "old00.pem").write_bytes(_expired(EXPIRED))
-        eventually(lambda: _expired_lines(log.read_text()[start:].splitlines()) != [])
-        (line,) = _expired_lines(log.read_text()[start:].splitlines())
+        eventually(lambda: _expired_lines(agent.text()[start:].splitlines()) != [])
+        (line,) = _expired_lines(agent.text()[start:].splitlines())
         assert f"{added / 'old00.pem'}" in line
         assert " count=" not in line
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert "Traceback" not in log.read_text()
+    assert "Traceback" not in agent.text()
 
 
 def _unbound(ledger: Path, home: Path) -> list[str]:
@@ -139,49 +97,21 @@ def test_a_store_added_then_removed_by_reload_inside_another_binds_and_unbinds_i
     assert added.returncode == 0, added.stderr
     config = tmp_path / "config.toml"
     bound = f'[[agent.stores]]\npath = "{shop}"\ncontract = "S-1"\n'
-    config.write_text(_config(ledger, certs))
-    log = tmp_path / "daemon.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
-    env.update(NOTIFY_SOCKET=str(manager.path), PYTHONPATH=str(REPO),
-               CERTESCROW_TESTONLY_NOW=NOW)
-    with log.open("w") as stderr:
-        proc = subprocess.Popen([str(CERTESCROW), "agent", "run", "--config", str(config)],
-                                env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    config.write_text(config_text(ledger, certs))
     in_shop = [str(shop / f"old{n:02}.pem") for n in range(EXPIRED)]
-    try:
-        manager.wait_for("READY=1")
+    with running_agent(config, manager) as agent:
         assert _unbound(ledger, tmp_path) == sorted([str(certs / "a.pem"), *in_shop])
 
-        def reload_with(text: str) -> list[str]:
-            """SIGHUP with this configuration; the lines the reload logged."""
-            start = len(log.read_text())
-            config.write_text(text)
-            count = len(manager.messages)
-            proc.send_signal(signal.SIGHUP)
-            manager.wait_for("READY=1", after=count)
-            eventually(lambda: "configuration reloaded" in log.read_text()[start:])
-            try:  # (the ledger writer's line; without it the assertions below say what is not)
-                eventually(lambda: " reported: " in log.read_text()[start:], timeout=5)
-            except AssertionError:
-                pass
-            return log.read_text()[start:].splitlines()
-
-        lines = reload_with(_config(ledger, certs) + bound)
+        lines = agent.reload(config_text(ledger, certs) + bound, reported=True)
         assert _unbound(ledger, tmp_path) == [str(certs / "a.pem")]
         (said,) = _expired_lines(lines)  # one line for the 40, said for the added store
         assert f"initial scan of {shop}: {EXPIRED} certificate(s) with expired" in said
         assert f"{EXPIRED} observation(s) reported" in "\n".join(lines)
 
-        lines = reload_with(_config(ledger, certs))  # removed: back to the outer store's
+        # removed: back to the outer store's
+        lines = agent.reload(config_text(ledger, certs), reported=True)
         assert _unbound(ledger, tmp_path) == sorted([str(certs / "a.pem"), *in_shop])
         (said,) = _expired_lines(lines)
         assert f"scan after reload of {certs}: {EXPIRED} certificate(s) with expired" in said
         assert f"{EXPIRED} observation(s) reported" in "\n".join(lines)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert "Traceback" not in log.read_text()
+    assert "Traceback" not in agent.text()
