@@ -813,14 +813,9 @@ def _check_change(state: ContractState, event: ContractChanged, when: str,
     not bill it. An abolished item (Art.8, from its product end, as for an application or a
     renewal) has no service left to change to."""
     cid = event.contract_id
-    if item is not None and state.category.provider_issued and abolished(item,
-                                                                         at=event.at_utc):
-        assert item.product_end is not None  # noqa: S101 - abolished() checked it
-        raise ContractStateError(
-            f"contract {cid!r}: a change to service {event.service!r} on {when} is refused: "
-            f"its item {item.handle!r} is abolished, the CA ended the product on "
-            f"{item.product_end.isoformat()} (Art.8); a change would bill a service that no "
-            "longer exists; nothing was recorded")
+    _refuse_abolished(state, item, event.at_utc,
+                      f"contract {cid!r}: a change to service {event.service!r} on {when} is "
+                      "refused", "a change")
     if event.service == state.service:
         since = next((c.accepted_on for c in reversed(state.changes)
                       if c.service == event.service), None)
@@ -830,6 +825,20 @@ def _check_change(state: ContractState, event: ContractChanged, when: str,
             f"contract {cid!r} already uses service {event.service!r} ({origin}): Art.5 is a "
             "change of the service that uses the certificate, and a change to the service in "
             "use changes nothing, so no one-time fee is owed (Art.10); nothing was recorded")
+
+
+def _refuse_abolished(state: ContractState, item: Item | None, at_utc: datetime,
+                      refused: str, what: str, way: str = "") -> None:
+    """Art.8: from its product end an item of category I/II is abolished, and ``what`` (a
+    renewal, a change) would bill a service that no longer exists: refused, in ``refused``'s
+    words, with ``way`` out if there is one."""
+    if item is None or not state.category.provider_issued or not abolished(item, at=at_utc):
+        return
+    assert item.product_end is not None  # noqa: S101 - abolished() checked it
+    raise ContractStateError(
+        f"{refused}: its item {item.handle!r} is abolished, the CA ended the product on "
+        f"{item.product_end.isoformat()} (Art.8); {what} would bill a service that no longer "
+        f"exists; nothing was recorded{way}")
 
 
 def _check_renewal(state: ContractState, event: RenewalMade, when: str,
@@ -850,15 +859,10 @@ def _check_renewal(state: ContractState, event: RenewalMade, when: str,
             f"{end_of_validity(cert.not_after_utc).isoformat()}, unless a certificate that can "
             "be renewed (validity longer than 90 days) is bound by then "
             "(`certescrow contract bind`); nothing was recorded")
-    if item is not None and state.category.provider_issued and abolished(item,
-                                                                         at=event.at_utc):
-        assert item.product_end is not None  # noqa: S101 - abolished() checked it
-        raise ContractStateError(
-            f"contract {cid!r} cannot be renewed on {when}: its item {item.handle!r} is "
-            f"abolished, the CA ended the product on {item.product_end.isoformat()} (Art.8); "
-            "a renewal would bill a service that no longer exists; nothing was recorded. For "
-            "the customer to keep a certificate, a new contract for an item the catalogue "
-            "still offers is the way (`certescrow contract add`)")
+    _refuse_abolished(state, item, event.at_utc,
+                      f"contract {cid!r} cannot be renewed on {when}", "a renewal",
+                      ". For the customer to keep a certificate, a new contract for an item "
+                      "the catalogue still offers is the way (`certescrow contract add`)")
     if event.designated is not None and not event.by_default:
         # Art.10: only the fee of a renewal taken as made by default (Art.6(2)) is owed from a
         # moment the provider designates; an accepted renewal's is owed from its acceptance.
