@@ -1046,11 +1046,20 @@ def load_serve_config(path: Path) -> ServeConfig:
               show_default=True,
               help="Log lines on stderr, as the agent's (`<4>warning event: message key=value` "
                    "under journald, or one JSON object a line).")
-@click.option("--worker", is_flag=True, hidden=True,
-              help="Internal: one of the [serve] workers processes, started by the first.")
+@click.option("--worker", type=int, hidden=True, metavar="PID",
+              help="Internal: one of the [serve] workers processes, started by the first "
+                   "(its pid).")
 def serve_command(config_file: Path, key_file: Path | None, log_format: str,
-                  worker: bool) -> None:
+                  worker: int | None) -> None:
     """Serve the policy core to the fleet over HTTPS with mutual TLS (until SIGTERM)."""
+    if worker is not None:
+        # First thing: a first process killed (SIGKILL runs no `finally`) while this worker
+        # was still loading the vault and the ledger left it serving the port alone, parent 1,
+        # forever (its own getppid() was recorded too late to tell). The pid the first process
+        # passed is compared now, and the kernel ends the worker with it from here on.
+        from .workerlife import ParentLink, follow_parent
+
+        follow_parent(ParentLink(parent_pid=worker, lifeline=None))
     from policy.ledger import Ledger
     from policy.service import ServiceSettings, build_app
 
@@ -1061,7 +1070,7 @@ def serve_command(config_file: Path, key_file: Path | None, log_format: str,
     # services; the service's records carry their event in `extra` (policy/logevents.py).
     configure_logging(log_format, name=SERVICE_LOGGER_NAME, libraries=SERVICE_LIBRARIES)
     children: list[subprocess.Popen[bytes]] = []
-    if config.workers > 1 and not worker:
+    if config.workers > 1 and worker is None:
         children = _start_workers(config_file, key_file, config.workers - 1, log_format)
     try:
         ca_pem = config.ca_certificate.read_bytes()
@@ -1130,7 +1139,7 @@ def serve_command(config_file: Path, key_file: Path | None, log_format: str,
                     else None, renewer=renewer)
     try:
         worker_ended = asyncio.run(_serve(app, config, context,
-                                          parent=os.getppid() if worker else None,
+                                          parent=worker,
                                           workers=children))
     finally:
         for child in children:
@@ -1153,7 +1162,7 @@ def _start_workers(config_file: Path, key_file: Path | None, count: int,
     # -P: not the working directory first on sys.path, as -m would put it (a policy/ or
     # vault/ directory there, anyone's who can write to it, was imported by the workers)
     argv = [sys.executable, "-P", "-m", "agent.main", "policy", "serve", "--config",
-            str(config_file), "--log-format", log_format, "--worker"]
+            str(config_file), "--log-format", log_format, "--worker", str(os.getpid())]
     if key_file is not None:
         argv += ["--key-file", str(key_file)]
     return [subprocess.Popen(argv, stdin=subprocess.DEVNULL)  # noqa: S603 - our own argv

@@ -29,6 +29,10 @@ depends on who its parent is:
     thread, which is what lets it record the parser's warnings once per batch
     (:func:`agent.x509facts.recording_warnings`; a per-certificate capture cost the daemon's
     read-ahead workers about a fifth of their time).
+
+``policy serve``'s ``[serve] workers`` are no pool's but the same case as ``fork``: each is a
+child of the first process (``subprocess``, from its main thread), told that process's pid on
+its command line, and calls :func:`follow_parent` before it reads anything.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -149,6 +150,67 @@ def test_stopped_as_systemd_stops_it_the_workers_ending_is_no_failure(tmp_path: 
     assert "worker-ended" not in log, log
     assert "Error:" not in log, log
     assert all(_state(worker) == "" for worker in workers)
+
+
+@pytest.mark.slow
+def test_workers_end_when_the_first_process_is_killed_while_they_start(tmp_path: Path) -> None:
+    """The first process killed (SIGKILL) as its workers appeared: each worker, still loading
+    the vault and the ledger, recorded its parent only then (init by that time), so nothing
+    ever stopped it: both served the port, parent 1, minutes later. Each now ends at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    fleet = make_fleet(tmp_path / "desk")
+    config = fleet.config(port=port, extra="workers = 3")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTESCROW_")}
+    process = subprocess.Popen(  # not fleet.start: that waits for it to listen
+        [sys.executable, "-m", "agent.main", "policy", "serve", "--config", str(config)],
+        stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
+        cwd=Path(__file__).resolve().parents[2])
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers := _workers_of(process.pid)) < 2:
+            assert time.monotonic() < deadline, f"two workers never started: {workers}"
+            time.sleep(0.01)
+    finally:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 5
+    while any(_state(worker) not in ("", "Z") for worker in workers):
+        if time.monotonic() > deadline:
+            for worker in workers:  # (not left serving after a failure)
+                if _state(worker) not in ("", "Z"):
+                    os.kill(worker, signal.SIGKILL)
+            raise AssertionError("a worker outlived the first process killed")
+        time.sleep(0.1)
+    with socket.socket() as after:
+        assert after.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_worker_whose_first_process_is_already_gone_exits_at_once(tmp_path: Path) -> None:
+    """The same race made certain: the pid it is told is no longer its parent's."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    fleet = make_fleet(tmp_path / "desk")
+    config = fleet.config(port=port, extra="workers = 3")
+    gone = subprocess.Popen([sys.executable, "-c", ""])  # a pid that ended
+    gone.wait()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTESCROW_")}
+    worker = subprocess.Popen(
+        [sys.executable, "-P", "-m", "agent.main", "policy", "serve", "--config", str(config),
+         "--worker", str(gone.pid)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env,
+        cwd=Path(__file__).resolve().parents[2])
+    try:
+        _out, err = worker.communicate(timeout=10)
+    finally:
+        worker.kill()
+    assert worker.returncode == 1, err
+    assert b"listening" not in err
+    with socket.socket() as after:
+        assert after.connect_ex(("127.0.0.1", port)) != 0
 
 
 def _state(pid: int) -> str:
