@@ -269,7 +269,7 @@ class Daemon:
         """Walk every store; read only what changed; report; mark what is gone."""
         asked, self._close_former = self._close_former, None
         if asked is not None:
-            self._former_host(asked, close=True, why="as --former-host asked")
+            self._former_host(asked, close=True, why="as --former-host asked", named=True)
         if self.read_index is not None and self.read_index.loaded < 0:
             self.read_index.load()
             former = self.read_index.file.former_host
@@ -328,20 +328,30 @@ class Daemon:
         self.last_resync = self.monotonic()
         return summary
 
-    def _former_host(self, former: str, *, close: bool, why: str) -> None:
+    def _former_host(self, former: str, *, close: bool, why: str, named: bool = False) -> None:
         """This daemon reported as ``former`` before (``[agent] host`` changed while it was
         stopped): the ledger's open sightings of ``former`` under the configured stores say
         that certificates are on a host nothing reports for any more, and no reconciliation
         asks about them (it asks for this host's). One warning says so; they are closed as
         gone when ``close`` (the daemon owns those places: what is there now is reported under
         the new name by this scan), else left for the operator, who knows whether another
-        machine of that name writes the same ledger."""
+        machine of that name writes the same ledger. ``named``: ``former`` is the operator's
+        ``--former-host``, which may be a typo: none of its sightings open is said as such, not
+        as "ran as host nosuch … its 0 open sighting(s) … were closed", which read as done."""
         if getattr(self.writer.intake, "open_sightings", None) is None:
             return  # a fleet's service keeps the ledger, and knows a host by its certificate
         host = self.config.agent.host
         roots = tuple(str(store.path) for store in self.config.agent.stores)
 
         def said(count: int) -> None:
+            if named and not count:
+                # (the exit status stays 0, as for a store that does not exist: the scan was
+                # done, and a second run after a first that closed them finds none either)
+                self.log.warning("host-changed", f"--former-host: no open sighting recorded "
+                                 f"under host '{former}' under the configured stores: nothing "
+                                 "closed; check the name (`certescrow contract unbound` lists "
+                                 "hosts)", former_host=former, host=host, sightings=0, closed=0)
+                return
             if close:
                 outcome = (f"its {count} open sighting(s) under the configured stores were "
                            f"closed as gone; what is there is reported as seen on {host}")

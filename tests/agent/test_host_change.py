@@ -119,3 +119,26 @@ def test_with_a_postgresql_ledger_the_former_hosts_sightings_wait_for_former_hos
         assert "were closed as gone" in line
         assert _open(dsn, "web1") == []
         assert _open(dsn, "web2") == [str(store / "a.pem"), str(store / "b.pem")]
+
+
+@pytest.mark.slow
+def test_a_former_host_with_no_open_sighting_is_said_so_not_closed_as_done(
+        tmp_path: Path) -> None:
+    """``--former-host nosuch`` (a typo of web1) said "this daemon ran as host nosuch … its 0
+    open sighting(s) … were closed as gone", read as done while web1's stayed open. It now says
+    nothing was found under that name, and to check it; the exit status stays 0 (as for a store
+    that does not exist: a second run after one that closed them finds none either)."""
+    store = _store(tmp_path)
+    ledger = str(tmp_path / "state" / "ledger.sqlite3")
+    config = tmp_path / "config.toml"
+    config.write_text(_config(ledger, store, "web1"))
+    _once(config)
+    config.write_text(_config(ledger, store, "web2"))
+    lines = _host_changed(_once(config, "--former-host", "nosuch"))
+    (line,) = [line for line in lines if "nosuch" in line]  # (the other: the read index's web1)
+    assert line.startswith("warning host-changed: --former-host: no open sighting recorded "
+                           "under host 'nosuch' under the configured stores: nothing closed; "
+                           "check the name (`certescrow contract unbound` lists hosts)"), line
+    assert "closed as gone" not in line
+    assert "sightings=0 closed=0" in line
+    assert _open(ledger, "nosuch") == []
