@@ -1199,6 +1199,10 @@ def how_it_ended(returncode: int) -> str:
     return f"was killed by {name}"
 
 
+_ASKED_TO_STOP = (0, -signal.SIGTERM, -signal.SIGINT)
+"""How a worker asked to stop ends (:func:`_serve` exits 0 on either signal once serving)."""
+
+
 def _watch_workers(workers: Sequence[subprocess.Popen[bytes]], stop: asyncio.Event,
                    log: EventLog) -> Callable[[], bool]:
     """Install a ``SIGCHLD`` handler that reaps an ended worker at once, logs which and how,
@@ -1212,7 +1216,11 @@ def _watch_workers(workers: Sequence[subprocess.Popen[bytes]], stop: asyncio.Eve
     whole service stops and exits 44 (:class:`ServeWorkerError`), and systemd starts it again
     whole, all workers reading the same files; the agents keep their batches meanwhile. A
     worker's end once the service is stopping (SIGTERM, which systemd sends to every process
-    of the unit) is expected, not logged."""
+    of the unit) is expected, not logged. A worker stopped by SIGTERM or SIGINT (its handler's
+    clean exit 0, or the signal itself while it was starting) before the first process got its
+    own is that same stop, arriving in another order: the whole service stops, exit 0. The
+    kernel sends neither (the OOM killer's is SIGKILL), only someone asking the service to
+    stop, as SIGTERM to the first process does."""
     ended: list[int] = []
 
     def reap() -> None:
@@ -1223,6 +1231,11 @@ def _watch_workers(workers: Sequence[subprocess.Popen[bytes]], stop: asyncio.Eve
             if returncode is None or stop.is_set():
                 continue
             how = how_it_ended(returncode)
+            if returncode in _ASKED_TO_STOP:
+                log.info("worker-stopped", f"worker process {child.pid} {how}: a stop asked "
+                         "for; policy serve stops", pid=child.pid, returncode=returncode)
+                stop.set()
+                continue
             ended.append(child.pid)
             log.error("worker-ended", f"worker process {child.pid} {how}; policy serve stops "
                       f"(exit {ServeWorkerError.exit_code}) to be started again whole",

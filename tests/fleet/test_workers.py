@@ -153,6 +153,36 @@ def test_stopped_as_systemd_stops_it_the_workers_ending_is_no_failure(tmp_path: 
 
 
 @pytest.mark.slow
+def test_workers_stopped_before_the_first_process_is_a_stop_not_a_failure(
+        tmp_path: Path) -> None:
+    """The workers got SIGTERM a moment before the first process (a stop that reached the
+    processes in another order than systemd's): that turned the stop into exit 44 with
+    ``worker-ended … killed by SIGTERM`` (or ``exited with status 0``). It is the stop asked
+    for: one ``worker-stopped`` info line, and the first process stops, exit 0, whether its
+    own SIGTERM comes (a moment later) or not (here: not, so that its exit status is the
+    workers' doing; one arriving while it closes the ledger ends it by that signal, which
+    systemd counts as clean)."""
+    fleet, process, port, workers = _three_workers(tmp_path)
+    try:
+        for worker in workers:
+            os.kill(worker, signal.SIGTERM)
+        log = _read_until(process, "worker-stopped", timeout_s=10)
+        assert process.wait(timeout=30) == 0, log
+        assert process.stderr is not None
+        log += process.stderr.read().decode(errors="replace")
+    finally:
+        fleet.stop(signal.SIGKILL)
+    (line,) = [line for line in log.splitlines() if "worker-stopped" in line]
+    assert line.startswith("info    worker-stopped: worker process "), line
+    assert "a stop asked for; policy serve stops" in line
+    assert "worker-ended" not in log, log
+    assert "Error:" not in log, log
+    assert all(_state(worker) == "" for worker in workers)
+    with socket.socket() as after:
+        assert after.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.slow
 def test_workers_end_when_the_first_process_is_killed_while_they_start(tmp_path: Path) -> None:
     """The first process killed (SIGKILL) as its workers appeared: each worker, still loading
     the vault and the ledger, recorded its parent only then (init by that time), so nothing
