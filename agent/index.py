@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-__all__ = ["FileIndex", "KindCount", "Problem", "StatKey", "parent_of", "stat_key"]
+__all__ = ["ROOT_BOUND_ERRORS", "FileIndex", "KindCount", "Problem", "StatKey", "parent_of",
+           "stat_key"]
+
+ROOT_BOUND_ERRORS = frozenset({"link-outside-root"})
+"""Error codes whose answer depends on where the store's root resolves now, not only on the
+file: a root ``link -> d1`` retargeted to ``d2`` leaves each file's stat identity as it was, so
+such an indexed error is read again at every full scan (a start, a resync, a reload) instead of
+being kept until the file changes."""
 
 StatKey = tuple[int, int, int, int, int]
 """``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)``."""
@@ -163,6 +170,15 @@ class FileIndex(Generic[R]):
 
     def paths(self) -> Iterator[str]:
         return iter(list(self._entries))
+
+    def root_bound(self) -> list[str]:
+        """The paths whose indexed result is an error of :data:`ROOT_BOUND_ERRORS`."""
+        found = []
+        for path, entry in self._entries.items():
+            error = getattr(entry.result, "error", None)
+            if error is not None and getattr(error, "code", None) in ROOT_BOUND_ERRORS:
+                found.append(path)
+        return found
 
     def paths_under(self, directory: Path | str) -> tuple[str, ...]:
         """Indexed paths anywhere below ``directory``, sorted."""

@@ -56,7 +56,7 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for
 from policy.decisions import Finding
 from policy.facts import CertificateFacts, storable
 
-from .index import FileIndex, KindCount, Problem, StatKey, parent_of
+from .index import ROOT_BOUND_ERRORS, FileIndex, KindCount, Problem, StatKey, parent_of
 from .logs import EventLog
 from .records import CertificateRecord, FileError, FileResult, FileSkip, KeyRecord
 
@@ -81,11 +81,13 @@ RECENT = 256
 READ_INDEX_NAME = "read-index.sqlite3"
 """Its name in the state directory (beside the ledger)."""
 FORMAT = "certescrow-read-index"
-VERSION = 5
+VERSION = 6
 """3: the packed entry per file and the results in a table apart (issue 12). 4: certificate
 text as :func:`policy.facts.storable` makes it (an index of 3 may hold a NUL or a megabyte in a
 name, which the ledger refuses: its files are read again). 5: the ``problems`` table (an index
-of 4 does not know what its files said: they are read again, once)."""
+of 4 does not know what its files said: they are read again, once). 6: the entry's flag for an
+error that depends on the store root's resolution (an index of 5 may hold one checked against
+a root's former target, kept for good: its files are read again, once)."""
 MAX_HOST_NAME = 255
 """The longest host name an index's ``meta`` is taken to name (the file is not trusted: a longer
 one is no host a daemon wrote, and is not said or asked about)."""
@@ -270,6 +272,8 @@ _STAT = struct.Struct("<QQQqq")
 _CERT = struct.Struct("<I32s")
 """A certificate: its position in the file, its SHA-256."""
 _HAS_KEYS = 1
+_ROOT_BOUND = 2
+"""The file's error is one of :data:`agent.index.ROOT_BOUND_ERRORS`: read again at each scan."""
 
 
 def _pack(key: StatKey, result: FileResult) -> bytes | None:
@@ -277,7 +281,9 @@ def _pack(key: StatKey, result: FileResult) -> bytes | None:
     value out of range, a SHA-256 that is not 64 lowercase hex digits): such a file is kept in
     full and read again after a restart."""
     try:
-        parts = [_HEAD.pack(*key, _HAS_KEYS if result.keys else 0)]
+        root_bound = result.error is not None and result.error.code in ROOT_BOUND_ERRORS
+        parts = [_HEAD.pack(*key, (_HAS_KEYS if result.keys else 0)
+                            | (_ROOT_BOUND if root_bound else 0))]
         for record in result.certificates:
             digest = bytes.fromhex(record.facts.sha256)
             if len(digest) != 32 or digest.hex() != record.facts.sha256:
@@ -483,7 +489,7 @@ class ReadIndexFile:
                                                       result_sha256)).digest() != digest:
                         raise UntrustedIndexError("a row whose digest does not match")
                     size = len(entry)
-                    if size < head or (size - head) % cert or entry[flag] > _HAS_KEYS:
+                    if size < head or (size - head) % cert or entry[flag] > _HAS_KEYS | _ROOT_BOUND:
                         raise UntrustedIndexError("an entry of the wrong shape")
                     path = raw_path.decode(encoding, errors)
                     add_path(path)
@@ -812,7 +818,8 @@ class PersistentIndex(FileIndex[FileResult]):
         # worked out once per run of paths that share one.
         self._packed = dict(zip(paths, entries, strict=True))
         flag = _HEAD.size - 1
-        self._keyed = {path for path, entry in zip(paths, entries, strict=True) if entry[flag]}
+        self._keyed = {path for path, entry in zip(paths, entries, strict=True)
+                       if entry[flag] & _HAS_KEYS}
         by_dir = self._by_dir
         for parent, names in itertools.groupby(paths, parent_of):
             siblings = by_dir.get(parent)
@@ -896,6 +903,13 @@ class PersistentIndex(FileIndex[FileResult]):
 
     def paths(self) -> Iterator[str]:
         return iter([*self._packed, *self._entries])
+
+    def root_bound(self) -> list[str]:
+        """The paths whose indexed error depends on where their store's root resolves
+        (:data:`~agent.index.ROOT_BOUND_ERRORS`), from the packed flag: no result read back."""
+        flag = _HEAD.size - 1
+        return [*(path for path, entry in self._packed.items() if entry[flag] & _ROOT_BOUND),
+                *FileIndex.root_bound(self)]
 
     def get(self, path: Path | str) -> FileResult | None:
         name = str(path)

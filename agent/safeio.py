@@ -32,6 +32,7 @@ __all__ = [
     "ReadError",
     "SafeRead",
     "error_for_os_error",
+    "forget_resolved_roots",
     "read_bytes",
     "resolve_within",
     "within_roots",
@@ -102,7 +103,20 @@ def _os_failure(exc: OSError, *, what: str = "") -> ReadError:
 
 @lru_cache(maxsize=256)
 def _real_root(root: str) -> str:
+    # Cached because every read of a file asks it (a realpath is a readlink per component);
+    # a root that is a link can be retargeted, so the daemon calls forget_resolved_roots()
+    # before each full scan (start, resync, reload, observer restart).
     return os.path.realpath(root)
+
+
+def forget_resolved_roots() -> None:
+    """Resolve store roots (and their allowed roots) afresh from the next read on.
+
+    ``ln -sfn d2 link`` on a store root ``link`` keeps its path and moves every file under it:
+    checked against the cached ``d1``, each of ``d2``'s files read as a link outside the store,
+    until the process ended."""
+    _real_root.cache_clear()
+    _root_identity.cache_clear()
 
 
 def _within(path: str, roots: tuple[str, ...]) -> bool:

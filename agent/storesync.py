@@ -43,7 +43,7 @@ from .readpool import ReadAhead, RowJob, read_ahead_workers
 from .reconcile import Reconciliation, SightingSource, plan_reconciliation
 from .records import CertificateRecord, FileError, FileResult, ReadLimits
 from .rows import CertificateRow, Role, certificate_row, pair_key, place_certificates
-from .safeio import within_roots
+from .safeio import forget_resolved_roots, within_roots
 from .scan import LinkedPath, refused_directory_link
 from .summary import ScanSummary
 from .watch import DirectoryLinks, PathQueue
@@ -1143,6 +1143,12 @@ class StoreSync:
     def _full_scan(self, *, collect: bool) -> ScanSummary:
         at = self.clock()
         summary = ScanSummary()
+        # A store root that is a link may point elsewhere since the last scan (`ln -sfn`, while
+        # running or stopped): its resolution is taken afresh here, once per scan, not per
+        # file; and an error that answered for the old target is not kept for the new one.
+        forget_resolved_roots()
+        for name in self.index.root_bound():
+            self.index.remove(name)
         self._check_contracts()
         handled: set[str] = set()
         read_before = self.files_read
