@@ -315,6 +315,21 @@ class StoreSync:
     def quiet_s(self) -> float:
         return self.config.agent.quiet_period_ms / 1000
 
+    def _now_within_its_store(self, path: str) -> bool:
+        """Whether ``path``, indexed as a link resolving outside its store's allowed roots,
+        resolves inside them now (its store's root retargeted, ``follow_links_into`` widened):
+        then it is read again. One that still resolves outside (``/etc/ssl/certs`` links into
+        ``/usr/share/ca-certificates``) keeps its error and is neither read nor logged again at
+        every resync (the re-review of session 15: 1,000 such links, 1,000 warnings a resync)."""
+        store = self.store_for(path)
+        if store is None:
+            return True
+        try:
+            real = os.path.realpath(path, strict=True)
+        except OSError:
+            return True  # gone or a loop now: read it and say so
+        return within_roots(real, self.limits_for(store))
+
     def store_for(self, path: str) -> StoreConfig | None:
         """The store a path belongs to: the deepest store root containing it, whatever the
         order of the stores (:func:`agent.config.nested_stores`); ``None`` outside every store,
@@ -1148,7 +1163,8 @@ class StoreSync:
         # file; and an error that answered for the old target is not kept for the new one.
         forget_resolved_roots()
         for name in self.index.root_bound():
-            self.index.remove(name)
+            if self._now_within_its_store(name):
+                self.index.remove(name)
         self._check_contracts()
         handled: set[str] = set()
         read_before = self.files_read

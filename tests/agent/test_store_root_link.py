@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from agent.readindex import READ_INDEX_NAME
 from policy.ledger import Ledger
@@ -125,3 +126,45 @@ def test_a_restart_after_the_root_was_retargeted_while_stopped_reads_the_new_tar
     assert (tmp_path / "state" / READ_INDEX_NAME).exists()
     _retarget(link, tmp_path / "d2")
     assert run_once() == [(str(link / "cert.pem"), 0, two.sha256)]
+
+
+def test_links_that_still_resolve_outside_are_neither_read_nor_logged_again_at_a_resync(
+        tmp_path: Path, caplog: Any) -> None:
+    """`/etc/ssl/certs` links into `/usr/share/ca-certificates`, outside the store: a first cut
+    of the fix above read every such file again at every full scan, a warning each (1,000 links,
+    1,000 warnings a resync: the re-review of session 15). Only a file whose link now resolves
+    inside is read again."""
+    import logging
+
+    store = tmp_path / "certs"
+    outside = tmp_path / "outside"
+    store.mkdir()
+    outside.mkdir()
+    for n in range(5):
+        (outside / f"ca{n}.pem").write_bytes(make_cert(sans=(f"ca{n}.example.jp",)).pem)
+        (store / f"ca{n}.pem").symlink_to(outside / f"ca{n}.pem")
+    config = store_config([{"path": str(store)}])
+    daemon, _intake = make_daemon(config, tmp_path, config_loader=lambda _: config,
+                                  read_index_path=tmp_path / "state" / READ_INDEX_NAME)
+    try:
+        with caplog.at_level(logging.WARNING, logger="certescrow"):
+            daemon.full_scan()
+        first = [r for r in caplog.records if "outside the store's allowed roots" in
+                 r.getMessage()]
+        assert len(first) == 5
+        caplog.clear()
+        before = daemon.sync.files_read
+        with caplog.at_level(logging.WARNING, logger="certescrow"):
+            daemon.full_scan()  # a resync: nothing changed
+        assert daemon.sync.files_read == before
+        assert not [r for r in caplog.records if "outside the store's allowed roots" in
+                    r.getMessage()]
+        # One link retargeted inside the store: read again, observed.
+        inside = make_cert(sans=("inside.example.jp",))
+        (store / "real.pem").write_bytes(inside.pem)
+        os.replace(store / "ca0.pem", tmp_path / "old-link")
+        (store / "ca0.pem").symlink_to(store / "real.pem")
+        daemon.full_scan()
+        assert daemon.sync.files_read > before
+    finally:
+        daemon.shutdown()
