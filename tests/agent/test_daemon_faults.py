@@ -230,7 +230,8 @@ def test_disk_full_and_read_only_keep_the_observations_and_retry(
     _on_connection(running.daemon, repair)
     # ... and not dropped: written once the ledger takes writes again.
     assert wait_until(lambda: running.in_ledger() == running.on_disk(), 15)
-    assert running.log.events("ledger-recovered")
+    # (said by the writer thread after its commit, which this thread may see first)
+    assert wait_until(lambda: bool(running.log.events("ledger-recovered")), 5)
 
 
 def test_a_ledger_deleted_under_the_daemon_is_created_again_with_what_is_seen(
