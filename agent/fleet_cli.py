@@ -1059,6 +1059,13 @@ def serve_command(config_file: Path, key_file: Path | None, log_format: str,
         # passed is compared now, and the kernel ends the worker with it from here on.
         from .workerlife import ParentLink, follow_parent
 
+        if os.getppid() != worker:
+            # (said, not silent: an operator reading the log, or one who typed --worker, sees
+            # why a process started and ended at once)
+            click.echo(f"policy serve worker {os.getpid()}: its first process ({worker}) is not "
+                       "its parent (gone, or --worker given by hand: the option is internal); "
+                       "exiting", err=True)
+            sys.exit(1)
         follow_parent(ParentLink(parent_pid=worker, lifeline=None))
     from policy.ledger import Ledger
     from policy.service import ServiceSettings, build_app

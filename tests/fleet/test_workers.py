@@ -239,6 +239,7 @@ def test_a_worker_whose_first_process_is_already_gone_exits_at_once(tmp_path: Pa
         worker.kill()
     assert worker.returncode == 1, err
     assert b"listening" not in err
+    assert f"its first process ({gone.pid}) is not its parent".encode() in err
     with socket.socket() as after:
         assert after.connect_ex(("127.0.0.1", port)) != 0
 
