@@ -911,49 +911,52 @@ def _check_default_renewal(state: ContractState, event: RenewalMade, when: str,
             "made by default (Art.6(2)); ask the customer for their answer, and record a "
             "renewal (not by default) if they answer renew; nothing was recorded")
     # Art.6(2) takes the renewal as made only when no answer came (当該通知が無かった場合).
-    # An answer by the deadline rules the default out, whichever it was. One recorded before
-    # the notice (marked early) counts too: it concerns this certificate (a new one clears it),
-    # the customer gave it, and the ledger records it rather than discarding it (CONTRACT.md
-    # "answers before any notice are recorded and marked early"), so the provider cannot say
-    # no answer came. A late one (after the deadline) does not: the default was already due.
-    if state.answer is Answer.RENEW and state.answered_on is not None \
-            and state.answered_on <= deadline:
-        early = " (before the notice, an answer all the same)" \
-            if state.answer_timing == "early" else ""
-        raise ContractStateError(
-            f"contract {cid!r}: the customer answered \"renew\" on "
-            f"{state.answered_on.isoformat()}{early}, by the deadline {deadline.isoformat()}; "
-            "a renewal is taken as made by default only when no answer came (Art.6(2)), and "
-            "nothing was recorded. Record the renewal the customer asked for without --default "
-            f"(`certescrow contract renew {cid} --at TIME`): its fee is owed from the "
-            "acceptance of the renewal (Art.10), not from a designated day")
+    # An answer by the deadline rules the default out, whichever it was, and whatever came
+    # later (CONTRACT.md: no renewal by default after a timely "don't renew", even when a late
+    # "renew" followed). One recorded before the notice (marked early) counts too: it concerns
+    # this certificate (a new one clears it), the customer gave it, and the ledger records it
+    # rather than discarding it (CONTRACT.md "answers before any notice are recorded and marked
+    # early"), so the provider cannot say no answer came. A late one (after the deadline) does
+    # not: the default was already due. A "renew" is said before the deadline's own refusal
+    # (the renewal the customer asked for is the way), a "don't renew" after it.
+    timely = (state.first_answered_on is not None and state.first_answered_on <= deadline)
+    if timely and state.answer is Answer.RENEW:
+        raise _answered_in_time(state, deadline)
     if tokyo_date(event.at_utc) <= deadline:
         raise ContractStateError(
             f"contract {cid!r}: the answer deadline {deadline.isoformat()} has not passed on "
             f"{when}; a renewal is taken as made by default only when no answer came by then "
             "(Art.6(2))")
+    if timely:
+        raise _answered_in_time(state, deadline)
+
+
+def _answered_in_time(state: ContractState, deadline: date) -> ContractStateError:
+    """The refusal of a renewal by default when the customer's first answer came by
+    ``deadline``: what they answered (and answered last, if that differs), and the way on."""
+    cid = state.contract_id
     first, first_on = state.first_answer, state.first_answered_on
-    if first is not None and first_on is not None and first_on <= deadline:
-        # The first answer, not only the last: a timely "don't renew" followed by a late
-        # "renew" is still an answer that came by the deadline (CONTRACT.md: no renewal by
-        # default after a timely "don't renew").
-        said = "renew" if first is Answer.RENEW else "don't renew"
-        later = ""
-        if state.answered_on is not None and state.answered_on != first_on:
-            later = (f" (and {state.answer.value if state.answer else '-'} on "
-                     f"{state.answered_on.isoformat()})")
-        if state.answer is Answer.RENEW:
-            way = ("record the renewal the customer asked for without --default "
-                   f"(`certescrow contract renew {cid} --at TIME`): its fee is owed from the "
-                   "acceptance of the renewal (Art.10)")
-        else:
-            way = ("the contract ends under Art.9(1). If the customer has changed their mind, "
-                   f"record their \"renew\" answer (`certescrow contract answer {cid} renew`), "
-                   "then the renewal (not by default)")
-        raise ContractStateError(
-            f"contract {cid!r}: the customer answered \"{said}\" on {first_on.isoformat()}"
-            f"{later}, by the deadline {deadline.isoformat()}; there is no renewal by default "
-            f"after a timely answer (Art.6(2)); nothing was recorded; {way}")
+    assert first is not None  # noqa: S101 - the caller checked
+    assert first_on is not None  # noqa: S101 - set with it
+    said = "renew" if first is Answer.RENEW else "don't renew"
+    early = (" (before the notice, an answer all the same)"
+             if state.answer_timing == "early" and state.answered_on == first_on else "")
+    later = ""
+    if state.answered_on is not None and state.answered_on != first_on:
+        later = (f" (and {state.answer.value if state.answer else '-'} on "
+                 f"{state.answered_on.isoformat()})")
+    if state.answer is Answer.RENEW:
+        way = ("record the renewal the customer asked for without --default "
+               f"(`certescrow contract renew {cid} --at TIME`): its fee is owed from the "
+               "acceptance of the renewal (Art.10), not from a designated day")
+    else:
+        way = ("the contract ends under Art.9(1). If the customer has changed their mind, "
+               f"record their \"renew\" answer (`certescrow contract answer {cid} renew`), "
+               "then the renewal (not by default)")
+    return ContractStateError(
+        f"contract {cid!r}: the customer answered \"{said}\" on {first_on.isoformat()}{early}"
+        f"{later}, by the deadline {deadline.isoformat()}; there is no renewal by default after "
+        f"a timely answer (Art.6(2)); nothing was recorded; {way}")
 
 
 def _fixed_end_refusal(state: ContractState, when: str) -> str:
