@@ -369,14 +369,16 @@ def csv_header() -> bytes:
 
 def assemble(lines: list[RenderedLine], fmt: str) -> RenderedReport:
     """Sort rendered lines by urgency into one document."""
-    lines.sort(key=lambda line: line.key)
-    worst = Severity(max((line.severity for line in lines), default=0))
-    errors = sum(1 for line in lines if line.kind == 2)
     certificates = sum(1 for line in lines if line.kind == 0)
     tally = MonitorTally(host=Severity(max((line.host for line in lines), default=0)),
                          contract=Severity(max((line.contract for line in lines), default=0)),
-                         errors=errors, certificates=certificates,
-                         error_files=len({line.path for line in lines if line.kind == 2}))
+                         certificates=certificates)
+    for line in lines:  # in the order rendered, a file's errors together (MonitorTally.error)
+        if line.kind == 2:
+            tally.error(line.path)
+    errors = tally.errors
+    lines.sort(key=lambda line: line.key)
+    worst = Severity(max((line.severity for line in lines), default=0))
     if not certificates and not errors:
         tally.unknown(NOTHING_READ)
     texts = [line.text for line in lines]
