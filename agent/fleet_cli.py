@@ -191,16 +191,25 @@ def _key_file_of(settings: Mapping[str, Any], key_file: Path | None) -> Path | N
     return source.path if isinstance(source, KeyFileSource) else None
 
 
-def _vault_to_fill(ctx: click.Context, vault_path: Path | None, key_file: Path | None,
-                   out: Path | None) -> tuple[Mapping[str, Any], Path, Path | None, bool]:
-    """For a command that stores a new key in a vault it may create (``fleet ca init``,
-    ``agent enroll``): the vault settings, the vault file, its master key file (when the key
-    source is one), and whether the vault is new (undone whole if the command fails); an
-    ``out`` over any of them is refused first."""
+def _vault_beside(ctx: click.Context, vault_path: Path | None, key_file: Path | None,
+                  out: Path | None, ledger: LedgerLocation | None = None
+                  ) -> tuple[Mapping[str, Any], Path, Path | None]:
+    """The vault settings of a command that writes ``out``, its vault file and master key file
+    (when the key source is one); an ``out`` over any of them (or ``ledger``) is refused
+    before anything is made."""
     settings = _vault_settings(ctx)
     path = _vault_file(settings, vault_path)
     key_path = _key_file_of(settings, key_file)
-    _refuse_out_over_own_files(out, path, key_path)
+    _refuse_out_over_own_files(out, path, key_path, ledger)
+    return settings, path, key_path
+
+
+def _vault_to_fill(ctx: click.Context, vault_path: Path | None, key_file: Path | None,
+                   out: Path | None) -> tuple[Mapping[str, Any], Path, Path | None, bool]:
+    """:func:`_vault_beside` for a command that stores a new key in a vault it may create
+    (``fleet ca init``, ``agent enroll``), and whether the vault is new (undone whole if the
+    command fails)."""
+    settings, path, key_path = _vault_beside(ctx, vault_path, key_file, out)
     return settings, path, key_path, not (path.exists() or path.is_symlink())
 
 
@@ -461,10 +470,8 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
                            "registered (drop --at, or give more --days)")
     csr_pem = _read_csr(csr)
     named_by = _desk_vault_hint(ctx)
-    settings = _vault_settings(ctx)
-    _refuse_out_over_own_files(out, _vault_file(settings, vault_path),
-                               _key_file_of(settings, key_file),
-                               _ledger_location(ctx, ledger_option)[0])
+    ledger = _ledger_location(ctx, ledger_option)[0]
+    settings, _path, _key = _vault_beside(ctx, vault_path, key_file, out, ledger)
     with _open_vault(settings, vault_path, key_file, create=False,
                      named_by=named_by) as vault:
         ca_key, ca_cert = _ca_material(vault, named_by)
@@ -477,7 +484,7 @@ def sign_command(ctx: click.Context, csr: Path, host: str, days: int, out: Path 
     _refuse_short_lived(issued, real)
     from policy.paths import ledger_display
 
-    registered = ledger_display(_ledger_location(ctx, ledger_option)[0])
+    registered = ledger_display(ledger)
     with _published_after(out, issued.pem, force=force) as committed, \
             _registry(ctx, ledger_option, create=True) as registry:
         if registry.key_revoked(issued.key_sha256):  # issue 13: a leaked key stays out
@@ -576,9 +583,7 @@ def server_cert_command(ctx: click.Context, names: tuple[str, ...], out: Path,
     _refuse_a_future_issue(at)
     now = resolve_at(at)
     real = resolve_at(None).replace(microsecond=0)
-    settings = _vault_settings(ctx)
-    path = _vault_file(settings, vault_path)
-    _refuse_out_over_own_files(out, path, _key_file_of(settings, key_file))
+    settings, path, _key = _vault_beside(ctx, vault_path, key_file, out)
     with _open_vault(settings, vault_path, key_file, create=False) as vault:
         ca_key, ca_cert = _ca_material(vault)
         key_pem, issued = issue_server_certificate(ca_key_pem=ca_key, ca_cert_pem=ca_cert,
