@@ -221,21 +221,14 @@ def _refuse_out_over_own_files(out: Path | None, vault_file: Path, key_file: Pat
     registry), and without, the file this run made there stood in its way."""
     if out is None:
         return
+    from vault.secretfile import same_path
+
     own = {"the vault": vault_file, "the vault's master key file": key_file,
            "the ledger": ledger if isinstance(ledger, Path) else None}
     for what, path in own.items():
-        if path is not None and _same_path(out, path):
+        if path is not None and same_path(out, path):
             raise OutputFileError(f"{out} is {what}; give another file to write the "
                                   "certificate or CSR to (nothing was stored or registered)")
-
-
-def _same_path(one: Path, other: Path) -> bool:
-    """Whether two paths lead to the same place. A link loop leads nowhere (``resolve`` raised
-    RuntimeError, a traceback): it is not the vault, and the writer refuses it as a link."""
-    try:
-        return one.resolve() == other.resolve()
-    except (OSError, RuntimeError):
-        return False
 
 
 def _vault_options(func: F) -> F:

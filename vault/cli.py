@@ -36,7 +36,7 @@ from .keysource import (
 )
 from .lifecycle import open_vault, restore_vault
 from .results import PutRequest
-from .secretfile import SecretFileError, read_secret_file, write_secret_file
+from .secretfile import SecretFileError, read_secret_file, same_path, write_secret_file
 from .service import Vault
 from .store import default_vault_path
 
@@ -399,9 +399,8 @@ def _refuse_out_over_the_vault(out: Path, vault_file: Path, source: MasterKeySou
                          for suffix in ("-wal", "-shm", "-journal"))]
     if isinstance(source, KeyFileSource):
         own += [source.path, source.path.with_name(source.path.name + ".next")]
-    target = out.expanduser().resolve()
     for path in own:
-        if target == path.expanduser().resolve():
+        if same_path(out, path):
             raise VaultConflictError(f"{out} is the vault's own file ({path}); --force never "
                                      "writes over the vault or its master key: give another "
                                      "file to write to")

@@ -35,6 +35,7 @@ __all__ = [
     "SecretFileError",
     "fsync_dir",
     "read_secret_file",
+    "same_path",
     "write_secret_file",
 ]
 
@@ -119,6 +120,16 @@ def _said(exc: SmallFileError, path: Path, *, what: str, max_bytes: int) -> str:
             return f"{what} {path} is too large (more than {max_bytes} bytes)"
         return f"{what} {path} is too large ({exc.size} bytes; at most {max_bytes})"
     return f"{what} {path}: cannot {'open' if exc.opening else 'read'}: {exc.strerror}"
+
+
+def same_path(one: Path, other: Path) -> bool:
+    """Whether two paths lead to the same place (an output named over a file it must never
+    replace, by any path). A link loop leads nowhere (``resolve`` raised RuntimeError, a
+    traceback): it is not that file, and the writer refuses it as a link."""
+    try:
+        return one.expanduser().resolve() == other.expanduser().resolve()
+    except (OSError, RuntimeError):
+        return False
 
 
 def fsync_dir(directory: Path) -> None:

@@ -67,6 +67,7 @@ from .results import (
     VaultStatus,
     VerifyReport,
 )
+from .secretfile import same_path
 from .store import (
     FORMAT_VERSION,
     Store,
@@ -788,7 +789,7 @@ class Vault:
             self._need_keys()
             if dest.exists() and not force:
                 raise VaultConflictError(f"{dest} exists; use --force to overwrite it")
-            if dest.resolve() == self.path.resolve():
+            if same_path(dest, self.path):  # (a link loop is not the vault: no traceback)
                 raise VaultInputError("the backup cannot overwrite the vault itself")
             if not dest.parent.is_dir():
                 raise VaultInputError(f"directory {dest.parent} does not exist")

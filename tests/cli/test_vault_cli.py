@@ -254,6 +254,25 @@ def test_export_and_backup_never_write_over_the_vault_or_its_master_key(
     assert ok(["export", *common(initialised), entry]).stdout_bytes == PDF
 
 
+def test_export_and_backup_to_a_link_loop_are_no_traceback(initialised: dict[str, Path]) -> None:
+    """The check above resolved `--out`: a link to itself raised RuntimeError ("Symlink
+    loop"), a traceback, and `vault backup` did so on its own check of the vault's path.
+    The loop is not the vault: export refuses it as a link, backup writes the file."""
+    tmp = initialised["tmp"]
+    loop = tmp / "loop"
+    loop.symlink_to(loop)
+    entry = ok(["put", *common(initialised), "--kind", "document", "--label", "doc"],
+               input=PDF).stdout.strip()
+    exported = run(["export", *common(initialised), entry, "--out", str(loop), "--force"])
+    assert not isinstance(exported.exception, RuntimeError), exported.exception
+    assert exported.exit_code != 0
+    assert "symbolic link" in str(exported.exception)
+    backup = run(["backup", *common(initialised), str(loop)])
+    assert backup.exception is None, backup.exception
+    assert not loop.is_symlink()
+    assert loop.stat().st_mode & 0o777 == 0o600
+
+
 def test_export_formats_and_p12_with_a_password(initialised: dict[str, Path]) -> None:
     tmp = initialised["tmp"]
     item = issued()
