@@ -9,9 +9,9 @@ binding names none is category III ``byo``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from policy.catalogue import Catalogue, CertificateAuthority, Item
@@ -295,6 +295,97 @@ def classify_certificate(
     (``policy actions``), and "due today" would hide a notice it has overdue.
     """
     sched = schedule if schedule is not None else embedded_schedule()
+    key = _shape_key(facts, catalogue, binding, at, previous, settings, sched, first_observed)
+    if key is None:
+        return _classify(facts, catalogue, binding=binding, at=at, previous=previous,
+                         settings=settings, sched=sched, first_observed=first_observed)
+    hit = _SHAPES.get(key)
+    if hit is not None and hit[0] is catalogue and hit[1] is binding and hit[2] is settings \
+            and hit[3] is sched:
+        return _rebased(hit[4], facts)
+    result = _classify(facts, catalogue, binding=binding, at=at, previous=previous,
+                       settings=settings, sched=sched, first_observed=first_observed)
+    if all(_rebasable(d.facts) for d in result.actions):
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[key] = (catalogue, binding, settings, sched, result)
+    return result
+
+
+# ---------------------------------------------------------------- certificates of one shape
+# A store's certificates come from a few issuers, in a few lengths, issued on a few hundred
+# days; what the contract says of one is the same for every certificate of its shape, but for
+# its own SHA-256 and instants, which only the decisions' ``facts`` carry. The shape is what
+# the rules read, at the resolution they read it: Asia/Tokyo days (the Civil Code counts days,
+# and from the next day unless the period starts at 00:00 JST), the validity period to the
+# second (its words, the BR day count), the BR maximum of the day it was issued and its UTC
+# date (the BR finding names it), the issuer facts the matchers read, and the clock. Only a
+# certificate valid at ``at`` with no previous one, counted by the Civil Code, well inside the
+# calendar, has a shape: an expired or not-yet-valid one is told with its exact instants, a
+# carried-over allowance is counted in seconds, ``elapsed`` counts instants. The tests compare
+# every field of a rebased classification with one computed afresh, at the day boundaries.
+
+_SHAPES: dict[tuple[Any, ...], tuple[Catalogue, Binding, PolicySettings, MaxValiditySchedule,
+                                     CertificateClassification]] = {}
+_SHAPES_MAX = 4096
+_SHAPE_FROM = datetime(1953, 1, 1, tzinfo=UTC)
+_SHAPE_UNTIL = datetime(9990, 1, 1, tzinfo=UTC)
+_NINE_HOURS = timedelta(hours=9)
+_MIDNIGHT = time(0)
+_FACT_KEYS = frozenset(("sha256", "not_before", "not_after", "validity_seconds"))
+
+
+def _shape_key(facts: CertificateFacts, catalogue: Catalogue, binding: Binding, at: datetime,
+               previous: CertificateFacts | None, settings: PolicySettings,
+               sched: MaxValiditySchedule, first_observed: date | None
+               ) -> tuple[Any, ...] | None:
+    """The certificate's shape (see above), ``None`` when it has none."""
+    nb, na = facts.not_before_utc, facts.not_after_utc
+    if (previous is not None or settings.period_rule is not PeriodRule.CIVIL_CODE
+            or nb.tzinfo is not UTC or na.tzinfo is not UTC or at.tzinfo is not UTC
+            or not _SHAPE_FROM <= nb <= at <= na < _SHAPE_UNTIL):
+        return None
+    wall_nb, wall_na = nb + _NINE_HOURS, na + _NINE_HOURS  # Tokyo wall time, fixed since 1952
+    return (id(catalogue), id(binding), id(settings), id(sched), at, first_observed,
+            facts.policy_oids, facts.issuer_org, facts.issuer_cn, facts.is_ca,
+            facts.is_wildcard, not facts.sans, wall_nb.date(), wall_nb.time() == _MIDNIGHT,
+            wall_na.date(), wall_na.time() == _MIDNIGHT, (na - nb).total_seconds(),
+            nb.date(), sched.max_days_at(nb))
+
+
+def _rebasable(used: Mapping[str, Any]) -> bool:
+    """Whether a decision's ``facts`` are only what :func:`_rebased` rewrites."""
+    return set(used) <= _FACT_KEYS
+
+
+def _rebased(template: CertificateClassification,
+             facts: CertificateFacts) -> CertificateClassification:
+    """``template`` (a certificate of the same shape) told of ``facts``."""
+    actions = template.actions
+    if actions:
+        values = {"sha256": facts.sha256, "not_before": instant_text(facts.not_before_utc),
+                  "not_after": instant_text(facts.not_after_utc),
+                  "validity_seconds": template.validity_seconds}
+        actions = tuple(d.with_facts({k: values[k] for k in d.facts}) for d in actions)
+    new = _NEW(CertificateClassification)
+    for name in _SHARED:
+        _SET(new, name, getattr(template, name))
+    _SET(new, "facts", facts)
+    _SET(new, "actions", actions)
+    return new
+
+
+_NEW = object.__new__
+_SET = object.__setattr__
+_SHARED = tuple(name for name in CertificateClassification.__slots__
+                if name not in ("facts", "actions"))
+
+
+def _classify(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding,
+              at: datetime, previous: CertificateFacts | None, settings: PolicySettings,
+              sched: MaxValiditySchedule, first_observed: date | None
+              ) -> CertificateClassification:
+    """:func:`classify_certificate` computed."""
     findings: list[Finding] = []
     nb, na = facts.not_before_utc, facts.not_after_utc
     period = validity_period(nb, na)

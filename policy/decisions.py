@@ -109,6 +109,18 @@ class Decision:
         setattr_(self, "computed", MappingProxyType(dict(self.computed or {})))
         setattr_(self, "facts", MappingProxyType(dict(self.facts or {})))
 
+    def with_facts(self, facts: dict[str, Any]) -> Decision:
+        """This decision about another certificate of the same shape (see
+        :mod:`policy.classification`): the same action, texts and ``computed`` (read-only, so
+        shared), ``facts`` -- a dict no one else holds -- for the other certificate. Slots set
+        directly: a classification served from the memo makes two or three of these per
+        certificate, and the constructor's copies cost as much as the rest of it."""
+        new = _NEW(Decision)
+        for name in _COPIED:
+            _SET(new, name, getattr(self, name))
+        _SET(new, "facts", MappingProxyType(facts))
+        return new
+
     def to_json(self) -> dict[str, Any]:
         return {
             "action": self.action._value_,  # .value is a Python property, _value_ a slot
@@ -120,3 +132,8 @@ class Decision:
             "computed": dict(self.computed),
             "facts": dict(self.facts),
         }
+
+
+_NEW = object.__new__
+_SET = object.__setattr__
+_COPIED = tuple(name for name in Decision.__slots__ if name != "facts")
