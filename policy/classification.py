@@ -10,7 +10,7 @@ binding names none is category III ``byo``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class CertificateClassification:
     facts: CertificateFacts
     validity_seconds: int
@@ -62,6 +62,9 @@ class CertificateClassification:
     validation: str | None = None
     by_allowance: bool = False
     """Compliant only under the Art.3 proviso's CA transition allowance."""
+    _told: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    """What :meth:`to_json` says of the fields above but the certificate's own, made on first
+    use and shared by the classifications of its shape served after that (read-only)."""
 
     @property
     def severity(self) -> Severity:
@@ -78,6 +81,23 @@ class CertificateClassification:
         shown = self.findings if findings is None else findings
         acts = self.actions if actions is None else actions
         worst = self.severity if severity is None else severity
+        told = self._told
+        if told is None:
+            told = self.__dict__["_told"] = {
+                "validity_seconds": self.validity_seconds,
+                "tier": self.tier._value_,  # the enum's value without its Python property
+                "renewable": self.renewable,
+                "item": self.item,
+                "candidates": list(self.candidates),
+                "category": self.category._value_,
+                "ca": self.ca,
+                "validation": self.validation,
+                "contracted_tier": (self.contracted_tier._value_ if self.contracted_tier
+                                    else None),
+                "compliant": self.compliant,
+                "by_allowance": self.by_allowance,
+                "days_left": self.days_left,
+            }
         return {
             "sha256": f.sha256,
             "subject": f.subject,
@@ -86,19 +106,7 @@ class CertificateClassification:
             "sans": list(f.sans),
             "not_before": instant_text(f.not_before_utc),
             "not_after": instant_text(f.not_after_utc),
-            "validity_seconds": self.validity_seconds,
-            "tier": self.tier._value_,  # the enum's value without its Python property
-            "renewable": self.renewable,
-            "item": self.item,
-            "candidates": list(self.candidates),
-            "category": self.category._value_,
-            "ca": self.ca,
-            "validation": self.validation,
-            "contracted_tier": (self.contracted_tier._value_ if self.contracted_tier
-                                else None),
-            "compliant": self.compliant,
-            "by_allowance": self.by_allowance,
-            "days_left": self.days_left,
+            **told,
             "severity": SEVERITY_TEXT[worst],
             "findings": [x.to_json() for x in shown],
             "actions": [x.to_json() for x in acts],
@@ -367,18 +375,15 @@ def _rebased(template: CertificateClassification,
                   "not_after": instant_text(facts.not_after_utc),
                   "validity_seconds": template.validity_seconds}
         actions = tuple(d.with_facts({k: values[k] for k in d.facts}) for d in actions)
-    new = _NEW(CertificateClassification)
-    for name in _SHARED:
-        _SET(new, name, getattr(template, name))
-    _SET(new, "facts", facts)
-    _SET(new, "actions", actions)
+    new = _NEW(CertificateClassification)  # the template's fields in one step (no slots)
+    fields = new.__dict__
+    fields.update(template.__dict__)
+    fields["facts"] = facts
+    fields["actions"] = actions
     return new
 
 
 _NEW = object.__new__
-_SET = object.__setattr__
-_SHARED = tuple(name for name in CertificateClassification.__slots__
-                if name not in ("facts", "actions"))
 
 
 def _classify(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding,

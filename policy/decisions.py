@@ -84,7 +84,7 @@ class Finding:
         }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class Decision:
     """An action the contract calls for, with its clause and its reasons.
 
@@ -102,6 +102,9 @@ class Decision:
     severity: Severity = Severity.INFO
     computed: Mapping[str, Any] = field(default_factory=dict)
     facts: Mapping[str, Any] = field(default_factory=dict)
+    _told: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    """:meth:`to_json` but for ``facts``, made on first use and shared by the decisions
+    :meth:`with_facts` makes of this one after that (read-only)."""
 
     def __post_init__(self) -> None:
         # read-only copies: the caller's dicts may change later
@@ -112,28 +115,31 @@ class Decision:
     def with_facts(self, facts: dict[str, Any]) -> Decision:
         """This decision about another certificate of the same shape (see
         :mod:`policy.classification`): the same action, texts and ``computed`` (read-only, so
-        shared), ``facts`` -- a dict no one else holds -- for the other certificate. Slots set
-        directly: a classification served from the memo makes two or three of these per
-        certificate, and the constructor's copies cost as much as the rest of it."""
+        shared), ``facts`` -- a dict no one else holds -- for the other certificate. Copied
+        attribute dict and all, in one step (why the class has no ``__slots__``): a
+        classification served from the memo makes two or three of these per certificate,
+        and the constructor's copies cost as much as the rest of it."""
         new = _NEW(Decision)
-        for name in _COPIED:
-            _SET(new, name, getattr(self, name))
-        _SET(new, "facts", MappingProxyType(facts))
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields["facts"] = MappingProxyType(facts)
         return new
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "action": self.action._value_,  # .value is a Python property, _value_ a slot
-            "clause": self.clause,
-            "due": self.due.isoformat() if self.due else None,
-            "contract": self.contract_id,
-            "severity": SEVERITY_TEXT[self.severity],
-            "explanation": {"en": self.explanation_en, "ja": self.explanation_ja},
-            "computed": dict(self.computed),
-            "facts": dict(self.facts),
-        }
+        """The decision as JSON; the nested objects may be shared with other calls: read
+        them, never change them."""
+        told = self._told
+        if told is None:
+            told = self.__dict__["_told"] = {
+                "action": self.action._value_,  # .value is a Python property, _value_ a slot
+                "clause": self.clause,
+                "due": self.due.isoformat() if self.due else None,
+                "contract": self.contract_id,
+                "severity": SEVERITY_TEXT[self.severity],
+                "explanation": {"en": self.explanation_en, "ja": self.explanation_ja},
+                "computed": dict(self.computed),
+            }
+        return {**told, "facts": dict(self.facts)}
 
 
 _NEW = object.__new__
-_SET = object.__setattr__
-_COPIED = tuple(name for name in Decision.__slots__ if name != "facts")
