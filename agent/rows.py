@@ -83,6 +83,9 @@ class Placement:
     chain: tuple[CertificateRecord, ...] = ()
 
 
+_LEAF_ALONE = Placement(role=Role.LEAF, contract_view=True)
+"""A leaf without CA certificates beside it: most of a store's, one shared placement."""
+
 MAX_CHAIN = 8
 """CA certificates followed up from a leaf. Real chains have two or three; a hostile directory
 of thousands of CA certificates chaining to each other must not make pairing quadratic."""
@@ -118,13 +121,15 @@ def place_certificates(results: Sequence[FileResult]) -> dict[tuple[str, int], P
     chained: set[tuple[str, int]] = set()
     for leaf in leaves:
         # fullchain.pem: the issuer in the leaf's own file first
-        nearest = in_file.get((leaf.path, leaf.facts.issuer)) or first.get(leaf.facts.issuer)
-        chain: tuple[CertificateRecord, ...] = ()
-        if nearest is not None:
-            above = () if nearest.facts.self_signed else _chain_above(
-                nearest.facts.issuer, first, memo)
-            chain = tuple(c for n, c in enumerate((nearest, *above))
-                          if n == 0 or c.facts.sha256 != nearest.facts.sha256)[:MAX_CHAIN]
+        nearest = (in_file.get((leaf.path, leaf.facts.issuer)) or first.get(leaf.facts.issuer)
+                   if cas else None)
+        if nearest is None:
+            out[(leaf.path, leaf.index)] = _LEAF_ALONE
+            continue
+        above = () if nearest.facts.self_signed else _chain_above(
+            nearest.facts.issuer, first, memo)
+        chain = tuple(c for n, c in enumerate((nearest, *above))
+                      if n == 0 or c.facts.sha256 != nearest.facts.sha256)[:MAX_CHAIN]
         chained.update((c.path, c.index) for c in chain)
         out[(leaf.path, leaf.index)] = Placement(role=Role.LEAF, contract_view=True,
                                                  chain=chain)
@@ -300,7 +305,6 @@ class CertificateRow:
 
     def to_json(self) -> dict[str, Any]:
         """The one JSON object of a certificate (docs/agent.md lists every key)."""
-        c = self.classification
         f = self.record.facts
         out: dict[str, Any] = {
             "kind": "certificate",
@@ -309,9 +313,9 @@ class CertificateRow:
             "format": self.record.fmt,
             "role": self.role._value_,  # the enum's value without its Python property
             "store": self.store,
+            **self.classification.to_json(findings=self.findings, severity=self.severity,
+                                          actions=self.actions),
         }
-        out.update(c.to_json(findings=self.findings, severity=self.severity,
-                             actions=self.actions))
         if not self.contract_view:
             out.update(item=None, candidates=[], category=None, contracted_tier=None,
                        compliant=None, by_allowance=False, renewable=None)

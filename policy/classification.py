@@ -23,7 +23,7 @@ from policy.intake import Binding
 from policy.matchers import ItemMatch, bound_item_mismatch, match_item
 from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule, duration_en
 from policy.rules.art3 import Compliance, compliance, compliance_decisions
-from policy.rules.art6 import art6_3_period, end_of_validity, instant_text, renewal_decisions
+from policy.rules.art6 import art6_3_period, end_of_validity, renewal_decisions
 from policy.rules.art8 import abolition_decisions
 from policy.settings import PolicySettings
 from policy.tiers import TIERS_ASCENDING, Tier, classify, validity_period
@@ -104,8 +104,8 @@ class CertificateClassification:
             "subject_cn": f.subject_cn,
             "issuer": f.issuer,
             "sans": list(f.sans),
-            "not_before": instant_text(f.not_before_utc),
-            "not_after": instant_text(f.not_after_utc),
+            "not_before": format_instant(f.not_before_utc),
+            "not_after": format_instant(f.not_after_utc),
             **told,
             "severity": SEVERITY_TEXT[worst],
             "findings": [x.to_json() for x in shown],
@@ -357,8 +357,8 @@ def _shape_key(facts: CertificateFacts, catalogue: Catalogue, binding: Binding, 
     return (id(catalogue), id(binding), id(settings), id(sched), at, first_observed,
             facts.policy_oids, facts.issuer_org, facts.issuer_cn, facts.is_ca,
             facts.is_wildcard, not facts.sans, wall_nb.date(), wall_nb.time() == _MIDNIGHT,
-            wall_na.date(), wall_na.time() == _MIDNIGHT, (na - nb).total_seconds(),
-            nb.date(), sched.max_days_at(nb))
+            wall_na.date(), wall_na.time() == _MIDNIGHT, na - nb, nb.date(),
+            None if sched.steps_on_utc_days else sched.max_days_at(nb))
 
 
 def _rebasable(used: Mapping[str, Any]) -> bool:
@@ -371,8 +371,8 @@ def _rebased(template: CertificateClassification,
     """``template`` (a certificate of the same shape) told of ``facts``."""
     actions = template.actions
     if actions:
-        values = {"sha256": facts.sha256, "not_before": instant_text(facts.not_before_utc),
-                  "not_after": instant_text(facts.not_after_utc),
+        values = {"sha256": facts.sha256, "not_before": format_instant(facts.not_before_utc),
+                  "not_after": format_instant(facts.not_after_utc),
                   "validity_seconds": template.validity_seconds}
         actions = tuple(d.with_facts({k: values[k] for k in d.facts}) for d in actions)
     new = _NEW(CertificateClassification)  # the template's fields in one step (no slots)

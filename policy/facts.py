@@ -69,7 +69,10 @@ class CertificateFacts:
 
     @property
     def is_wildcard(self) -> bool:
-        return any(name.startswith("*.") for name in self.sans)
+        for name in self.sans:  # a loop, not any(genexpr): read twice per certificate a scan
+            if name.startswith("*."):
+                return True
+        return False
 
 
 EVALUABLE_FROM_UTC = datetime(2, 1, 1, tzinfo=UTC)

@@ -88,10 +88,16 @@ class MaxValiditySchedule:
     public_organisations: tuple[str, ...] = ()
     source: str = EMBEDDED_SCHEDULE
     _public: frozenset[str] = field(init=False, repr=False, compare=False)
+    steps_on_utc_days: bool = field(init=False, repr=False, compare=False)
+    """Whether every step starts at 00:00 UTC, so that a notBefore's UTC date alone tells its
+    step (what :mod:`policy.classification` keys certificates of one shape by)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_public",
                            frozenset(o.casefold() for o in self.public_organisations))
+        object.__setattr__(self, "steps_on_utc_days", all(
+            step.start_utc is None or step.start_utc.astimezone(UTC).time() == time(0)
+            for step in self.steps))
 
     def step_at(self, at: datetime) -> ScheduleStep:
         current = self.steps[0]

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+try:  # optional (no wheel on some platforms): the same text, three times faster
+    import orjson
+except ImportError:  # pragma: no cover - a platform orjson ships no wheel for (see pyproject)
+    orjson = None  # type: ignore[assignment]
+
 from .facts import EVALUABLE_FROM_UTC, EVALUABLE_UNTIL_UTC
 from .tokyo import TOKYO
 
@@ -54,7 +59,21 @@ def format_instant(value: datetime) -> str:
             value = value.astimezone(UTC)
         except OverflowError:  # 0001-01-01 with a +09:00 offset is before anything UTC holds
             return value.isoformat()
+    return _utc_text(value)
+
+
+def _isoformat_z(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
+
+
+def _orjson_z(value: datetime) -> str:
+    """:func:`_isoformat_z` in a third of the time: orjson writes a UTC datetime as
+    ``isoformat`` does, ``+00:00`` as ``Z`` (the tests compare both over the whole range,
+    microseconds included); a scan writes two per certificate."""
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode()
+
+
+_utc_text = _isoformat_z if orjson is None else _orjson_z
 
 
 def parse_date(text: str) -> date:

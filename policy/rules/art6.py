@@ -44,7 +44,6 @@ __all__ = [
     "art6_3_cannot_renew",
     "art6_3_period",
     "end_of_validity",
-    "instant_text",
     "never_expires",
     "renewal_blocked",
     "renewal_decisions",
@@ -150,30 +149,11 @@ def renewal_blocked(facts: CertificateFacts, rule: PeriodRule = DEFAULT_PERIOD_R
     return art6_3_cannot_renew(facts, rule)
 
 
-_INSTANT_TEXT: dict[datetime, str] = {}
-_INSTANT_TEXT_MAX = 4096
-
-
-def instant_text(value: datetime) -> str:
-    """:func:`~policy.timeparse.format_instant`, remembered for UTC instants: a certificate's
-    two instants are written by its decisions and again by its JSON row. Keyed by the instant
-    only when its zone is UTC itself (equal UTC datetimes have equal fields, so equal text);
-    bounded, since every certificate brings two new ones."""
-    if value.tzinfo is not UTC:
-        return format_instant(value)
-    text = _INSTANT_TEXT.get(value)
-    if text is None:
-        if len(_INSTANT_TEXT) >= _INSTANT_TEXT_MAX:
-            _INSTANT_TEXT.clear()
-        text = _INSTANT_TEXT[value] = format_instant(value)
-    return text
-
-
 def _facts(facts: CertificateFacts, period: timedelta) -> dict[str, Any]:
     return {
         "sha256": facts.sha256,
-        "not_before": instant_text(facts.not_before_utc),
-        "not_after": instant_text(facts.not_after_utc),
+        "not_before": format_instant(facts.not_before_utc),
+        "not_after": format_instant(facts.not_after_utc),
         "validity_seconds": int(period.total_seconds()),
     }
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from policy.timeparse import parse_date, parse_instant
+from policy import timeparse
+from policy.timeparse import format_instant, parse_date, parse_instant
 
 
 def test_naive_time_is_tokyo_wall_time() -> None:
@@ -57,3 +60,22 @@ def test_a_date_refused_as_out_of_range_says_which_instant_it_was_read_as() -> N
     with pytest.raises(ValueError, match=r"^'0002-01-01' \(read as 0001-12-31T14:41:01Z\) "
                        r"lies outside 0002-01-01T00:00:00Z … 9997-12-31T00:00:00Z, "):
         parse_instant("0002-01-01")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59,
+                                                                    999_999),
+                    timezones=st.just(UTC)))
+def test_orjson_writes_an_instant_exactly_as_isoformat_does(instant: datetime) -> None:
+    """format_instant takes orjson's text where orjson is installed: the same characters as
+    the standard library's, at the ends of the range and with microseconds."""
+    pytest.importorskip("orjson")
+    assert timeparse._orjson_z(instant) == timeparse._isoformat_z(instant)
+
+
+@pytest.mark.parametrize("instant", [datetime(1, 1, 1, tzinfo=UTC),
+                                     datetime(999, 12, 31, 23, 59, 59, tzinfo=UTC),
+                                     datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+                                     datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)])
+def test_format_instant_at_the_edges(instant: datetime) -> None:
+    assert format_instant(instant) == instant.isoformat().replace("+00:00", "Z")
