@@ -40,6 +40,10 @@ __all__ = [
 
 @dataclass(frozen=True, kw_only=True)
 class CertificateClassification:
+    """What the contract says of one certificate. Without ``__slots__`` (unlike the other
+    facts and decisions): the classifications of one shape are copies of the first, made by
+    copying its attribute dict in one step (:func:`_rebased`)."""
+
     facts: CertificateFacts
     validity_seconds: int
     tier: Tier
