@@ -339,7 +339,10 @@ def classify_certificate(
 
 _SHAPES: dict[tuple[Any, ...], tuple[Catalogue, Binding, PolicySettings, MaxValiditySchedule,
                                      CertificateClassification]] = {}
-_SHAPES_MAX = 4096
+_SHAPES_MAX = 1024
+"""~6 KB an entry (the first certificate's classification and its JSON): 6 MB at most, for
+stores of a few hundred shapes (a store of certificates whose lengths differ to the second has
+as many shapes as certificates, and the memo only costs a lookup and a store each)."""
 _SHAPE_FROM = datetime(1953, 1, 1, tzinfo=UTC)
 _SHAPE_UNTIL = datetime(9990, 1, 1, tzinfo=UTC)
 _NINE_HOURS = timedelta(hours=9)
