@@ -191,7 +191,8 @@ def test_certificates_of_one_shape_are_classified_once(monkeypatch: pytest.Monke
     assert computed == [certs[0].sha256]
     for cert, result in zip(certs, results, strict=True):
         assert result.facts is cert
-        assert result.actions and all(a.facts["sha256"] == cert.sha256 for a in result.actions)
+        assert result.actions
+        assert all(a.facts["sha256"] == cert.sha256 for a in result.actions)
         assert {a.facts["not_before"] for a in result.actions} == {
             cert.not_before_utc.isoformat().replace("+00:00", "Z")}
 
