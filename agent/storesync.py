@@ -730,6 +730,7 @@ class StoreSync:
         keys = key_lookup(results)
         observations: list[Observation] = []
         host = self.config.agent.host
+        binding = store.binding  # (made once a unit, not once a certificate)
         for result in results:
             path = result.path
             previous = self.index.get(path)
@@ -782,10 +783,12 @@ class StoreSync:
                       else None)
             problems: list[Problem] = []
             for n, record in enumerate(result.certificates):
-                matches = self._matches(record, result, keys)
+                # no key in the file nor in its unit: nothing to pair with (pair_key's answer)
+                matches = (None if not result.keys and not keys
+                           else self._matches(record, result, keys))
                 observations.append(Observation(
                     facts=record.facts, host=host, location=path,
-                    index=record.index, observed_at_utc=at, binding=store.binding,
+                    index=record.index, observed_at_utc=at, binding=binding,
                     key_matches=matches))
                 if warned is not None:
                     found = warned[n]

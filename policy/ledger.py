@@ -1118,6 +1118,8 @@ class Ledger:
         def intake() -> IntakeReceipt:
             recorded = unchanged = refused = 0
             contracts: list[str | None] = []
+            # (a batch's observations share one host, or a few: its key made once each)
+            host_keys: dict[str, bytes] = {}
             for obs in observations:
                 # refused, alone: dates the rules cannot count from, or text no backend stores
                 # as it is (the agent's reader makes it storable and says so; policy.facts)
@@ -1125,7 +1127,11 @@ class Ledger:
                     refused += 1
                     contracts.append(None)
                     continue
-                row = self._batch().get((_key(obs.host), _key(obs.location), obs.index))
+                host_key = host_keys.get(obs.host)
+                if host_key is None:
+                    host_key = host_keys[obs.host] = _key(obs.host)
+                place = (host_key, _key(obs.location), obs.index)
+                row = self._batch().get(place)
                 contract = self._attribute(obs.binding, obs.facts.sans)
                 # Unchanged only when the binding is the one it was seen with too: a store
                 # rebound (contract, item, tier) applies to certificates already seen (H6).
@@ -1147,7 +1153,7 @@ class Ledger:
                         contract_id=row[1], at_utc=obs.observed_at_utc, host=obs.host,
                         location=obs.location, sha256s=(row[0],)), None, at)
                 seq = self._insert(event, None, at)
-                self._queue_sighting(obs, contract, seq)
+                self._queue_sighting(obs, contract, seq, place)
                 if contract is not None and not obs.facts.is_ca:
                     self._tx.queued.extend((_SAN, (contract, san.lower()))
                                            for san in obs.facts.sans)
@@ -1268,8 +1274,9 @@ class Ledger:
                                            instant_to_text(recorded), stand_in)))
         return stand_in
 
-    def _queue_sighting(self, obs: Observation, contract: str | None, seq: int) -> None:
-        place = (_key(obs.host), _key(obs.location), obs.index)
+    def _queue_sighting(self, obs: Observation, contract: str | None, seq: int,
+                        place: tuple[bytes, bytes, int]) -> None:
+        """Queue the sighting of ``obs`` at ``place`` (its key, as the intake loop made it)."""
         self._batch()[place] = (obs.facts.sha256, contract, self._tx.payloads.get(seq, "{}"))
         self._tx.queued.append((_SIGHTING, (*place, obs.facts.sha256, contract, seq)))
 

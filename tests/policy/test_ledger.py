@@ -223,6 +223,39 @@ def test_intake_one_batch_is_numbered_in_intake_order_and_the_last_at_a_place_wi
                                     certificate_sha256=seen[3].facts.sha256)) == 7
 
 
+def test_intake_one_batch_of_several_hosts_writes_the_rows_of_one_at_a_time(
+        tmp_path: Path) -> None:
+    """A batch's place keys (each host's made once a batch) and its observations' payloads
+    (written as one literal) are the rows written an observation at a time: the same journal
+    and the same sightings, byte for byte."""
+    def seen() -> list[Observation]:
+        out = []
+        for n, (host, location) in enumerate([
+                ("web1", "/etc/ssl/x.pem"), ("web2", "/etc/ssl/x.pem"),
+                ("web1", "/etc/ssl/y.pem"), ("web2", "/srv/\udcff.pem"),
+                ("web1", "/etc/ssl/x.pem"), ("web3", "/etc/ssl/z.pem")]):
+            out.append(Observation(facts=facts(tag=f"t{n}"), host=host, location=location,
+                                   index=n % 2, observed_at_utc=T0, key_matches=n % 3 == 0,
+                                   binding=Binding(contract_id="c1") if n == 2 else UNBOUND))
+        return out
+
+    def rows(path: Path) -> list[list[tuple[object, ...]]]:
+        with sqlite3.connect(path) as db:
+            return [db.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()  # noqa: S608
+                    for table in ("journal", "sightings", "bound_sans")]
+
+    written = []
+    for name, batches in (("batch", [seen()]), ("alone", [[o] for o in seen()])):
+        with Ledger.open(tmp_path / f"{name}.sqlite3") as led:
+            led.append(accepted())
+            for batch in batches:
+                led.report(batch, at=T0)
+        written.append(rows(tmp_path / f"{name}.sqlite3"))
+    assert written[0] == written[1]
+    assert len(written[0][0]) == 1 + 6
+    assert len(written[0][1]) == 5  # web1's x.pem seen twice at two indexes: both kept
+
+
 def test_intake_new_certificate_at_the_same_place_is_recorded(ledger: Ledger) -> None:
     ledger.report([_obs("a")], at=T0)
     receipt = ledger.report([_obs("b")], at=T0 + timedelta(days=1))

@@ -103,3 +103,31 @@ def test_instant_text_sorts_like_time_and_round_trips(a: datetime, b: datetime) 
     assert text_to_instant(instant_to_text(a)) == a
     assert (instant_to_text(a) < instant_to_text(b)) == (a < b)
     assert len(instant_to_text(a)) == len(instant_to_text(b))
+
+
+@pytest.mark.parametrize("observed", [
+    *(e for e in EVERY_EVENT if isinstance(e, CertificateObserved)),
+    CertificateObserved(contract_id="c1", at_utc=utc(2026, 2, 1, 12, 0, 0), facts=RICH_FACTS,
+                        host="web2", location="/srv/\udcff.pem", index=0, key_matches=None),
+    CertificateObserved(contract_id=None, at_utc=T0, facts=facts(), host="web1",
+                        location="/etc/ssl/b.pem", index=1, key_matches=False,
+                        binding_category=Category.II, binding_tier=Tier.ONE_YEAR),
+])
+def test_an_observation_payload_is_the_generic_one_key_for_key(
+        observed: CertificateObserved) -> None:
+    # event_to_json writes an observation (intake's kind) as one literal ahead of its match:
+    # the same keys in the same order (the journal's payload text), as the generic path.
+    from policy.events import _enum_value, facts_to_json
+
+    generic: dict[str, object] = {"kind": observed.KIND, "contract": observed.contract_id,
+                                  "at": instant_to_text(observed.at_utc)}
+    generic.update(facts=facts_to_json(observed.facts), host=observed.host,
+                   location=observed.location, index=observed.index,
+                   key_matches=observed.key_matches,
+                   binding={"category": _enum_value(observed.binding_category),
+                            "item": observed.binding_item,
+                            "tier": _enum_value(observed.binding_tier),
+                            "match_by_san": observed.match_by_san})
+    written = event_to_json(observed)
+    assert list(written.items()) == list(generic.items())
+    assert json.dumps(written, ensure_ascii=False) == json.dumps(generic, ensure_ascii=False)
