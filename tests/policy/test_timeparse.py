@@ -81,3 +81,14 @@ def test_orjson_writes_an_instant_exactly_as_isoformat_does(instant: datetime) -
                                      datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)])
 def test_format_instant_at_the_edges(instant: datetime) -> None:
     assert format_instant(instant) == instant.isoformat().replace("+00:00", "Z")
+
+
+def test_format_instant_writes_a_datetime_subclass_too() -> None:
+    """A clock library's (or a test's) datetime subclass: orjson refuses it, the text is the
+    same."""
+
+    class Clock(datetime):
+        pass
+
+    instant = Clock(2026, 11, 24, 9, 30, 15, tzinfo=UTC)
+    assert format_instant(instant) == "2026-11-24T09:30:15Z"
