@@ -314,7 +314,7 @@ def classify_certificate(
     hit = _SHAPES.get(key)
     if hit is not None and hit[0] is catalogue and hit[1] is binding and hit[2] is settings \
             and hit[3] is sched:
-        return _rebased(hit[4], facts)
+        return _rebased(hit[4], facts, at)
     result = _classify(facts, catalogue, binding=binding, at=at, previous=previous,
                        settings=settings, sched=sched, first_observed=first_observed)
     if all(_rebasable(d.facts) for d in result.actions):
@@ -331,11 +331,12 @@ def classify_certificate(
 # the rules read, at the resolution they read it: Asia/Tokyo days (the Civil Code counts days,
 # and from the next day unless the period starts at 00:00 JST), the validity period to the
 # second (its words, the BR day count), the BR maximum of the day it was issued and its UTC
-# date (the BR finding names it), the issuer facts the matchers read, and the clock. Only a
-# certificate valid at ``at`` with no previous one, counted by the Civil Code, well inside the
-# calendar, has a shape: an expired or not-yet-valid one is told with its exact instants, a
-# carried-over allowance is counted in seconds, ``elapsed`` counts instants. The tests compare
-# every field of a rebased classification with one computed afresh, at the day boundaries.
+# date (the BR finding names it), the issuer facts the matchers read, the clock and whether
+# the certificate is expired or not yet valid at it (that finding, which names its instant, is
+# made for each certificate). Only a certificate with no previous one, counted by the Civil
+# Code, well inside the calendar and not ending before it starts, has a shape: a carried-over
+# allowance is counted in seconds, ``elapsed`` counts instants. The tests compare every field
+# of a rebased classification with one computed afresh, at the day boundaries.
 
 _SHAPES: dict[tuple[Any, ...], tuple[Catalogue, Binding, PolicySettings, MaxValiditySchedule,
                                      CertificateClassification]] = {}
@@ -358,14 +359,14 @@ def _shape_key(facts: CertificateFacts, catalogue: Catalogue, binding: Binding, 
     nb, na = facts.not_before_utc, facts.not_after_utc
     if (previous is not None or settings.period_rule is not PeriodRule.CIVIL_CODE
             or nb.tzinfo is not UTC or na.tzinfo is not UTC or at.tzinfo is not UTC
-            or not _SHAPE_FROM <= nb <= at <= na < _SHAPE_UNTIL):
+            or not _SHAPE_FROM <= nb <= na < _SHAPE_UNTIL):
         return None
     wall_nb, wall_na = nb + _NINE_HOURS, na + _NINE_HOURS  # Tokyo wall time, fixed since 1952
     return (id(catalogue), id(binding), id(settings), id(sched), at, first_observed,
             facts.policy_oids, facts.issuer_org, facts.issuer_cn, facts.is_ca,
             facts.is_wildcard, not facts.sans, wall_nb.date(), wall_nb.time() == _MIDNIGHT,
             wall_na.date(), wall_na.time() == _MIDNIGHT, na - nb, nb.date(),
-            None if sched.steps_on_utc_days else sched.max_days_at(nb))
+            None if sched.steps_on_utc_days else sched.max_days_at(nb), at < nb, at > na)
 
 
 def _rebasable(used: Mapping[str, Any]) -> bool:
@@ -373,8 +374,8 @@ def _rebasable(used: Mapping[str, Any]) -> bool:
     return set(used) <= _FACT_KEYS
 
 
-def _rebased(template: CertificateClassification,
-             facts: CertificateFacts) -> CertificateClassification:
+def _rebased(template: CertificateClassification, facts: CertificateFacts,
+             at: datetime) -> CertificateClassification:
     """``template`` (a certificate of the same shape) told of ``facts``."""
     actions = template.actions
     if actions:
@@ -387,10 +388,28 @@ def _rebased(template: CertificateClassification,
     fields.update(template.__dict__)
     fields["facts"] = facts
     fields["actions"] = actions
+    if template.facts.not_after_utc < at or at < template.facts.not_before_utc:
+        # an expired or not-yet-valid certificate's finding names its own instant
+        fields["findings"] = tuple(
+            _expired(facts.not_after_utc, template.days_left) if f.code == "expired"
+            else _not_yet_valid(facts.not_before_utc) if f.code == "not-yet-valid" else f
+            for f in template.findings)
     return new
 
 
 _NEW = object.__new__
+
+
+def _expired(not_after_utc: datetime, days_left: int) -> Finding:
+    return Finding(
+        code="expired", clause="", severity=Severity.CRITICAL,
+        message=f"expired on {format_instant(not_after_utc)} ({-days_left} day(s) ago, "
+                "Asia/Tokyo)")
+
+
+def _not_yet_valid(not_before_utc: datetime) -> Finding:
+    return Finding(code="not-yet-valid", clause="", severity=Severity.WARNING,
+                   message=f"not valid before {format_instant(not_before_utc)}")
 
 
 def _classify(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding,
@@ -441,15 +460,9 @@ def _classify(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding
                     "it cannot be the certificate of a contract",
         ))
     if at > na:
-        findings.append(Finding(
-            code="expired", clause="", severity=Severity.CRITICAL,
-            message=f"expired on {format_instant(na)} ({-days_left} day(s) ago, Asia/Tokyo)",
-        ))
+        findings.append(_expired(na, days_left))
     elif at < nb:
-        findings.append(Finding(
-            code="not-yet-valid", clause="", severity=Severity.WARNING,
-            message=f"not valid before {format_instant(nb)}",
-        ))
+        findings.append(_not_yet_valid(nb))
     if not facts.sans and not facts.is_ca:
         findings.append(Finding(
             code="no-san", clause="", severity=Severity.WARNING,

@@ -20,6 +20,7 @@ from policy.forecast import MaxValiditySchedule, ScheduleStep, embedded_schedule
 from policy.intake import Binding
 from policy.periods import PeriodRule
 from policy.tiers import Tier
+from policy.timeparse import format_instant
 from tests.policy.factsutil import ONE_SECOND, facts, utc
 
 CATALOGUE = load_catalogue()
@@ -103,7 +104,7 @@ def _fresh(cert: CertificateFacts, **kw: Any) -> dict[str, Any]:
     policy=st.sampled_from(SETTINGS),
     is_ca=st.booleans(),
     sans=st.sampled_from([("www.example.jp",), ("*.example.jp",), ()]),
-    at_fraction=st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0)),
+    at_fraction=st.one_of(st.sampled_from([0.0, 1.0, -0.5, 1.5]), st.floats(-1.0, 2.0)),
     first_observed=st.sampled_from([None, "at", "before"]),
 )
 def test_a_certificate_from_the_memo_is_classified_as_one_computed_afresh(
@@ -129,8 +130,9 @@ def test_a_certificate_from_the_memo_is_classified_as_one_computed_afresh(
               "wildcard": ("www.example.jp",) if sans == ("*.example.jp",)
               else ("*.example.jp",)}.get(change, sans))
     lo, hi = second.not_before_utc, second.not_after_utc
-    at = lo + (hi - lo) * at_fraction
-    at = at.replace(microsecond=0) if at_fraction < 1.0 else hi
+    at = lo + (hi - lo) * at_fraction  # before, within or after its validity
+    at = (at.replace(microsecond=0) if at_fraction != 1.0 else hi) + timedelta(
+        seconds=at_fraction > 1.0)
     observed = {None: None, "at": (at + NINE_HOURS).date(),
                 "before": (lo + NINE_HOURS).date()}[first_observed]
     kw: dict[str, Any] = dict(binding=binding, at=at, settings=policy, schedule=schedule,
@@ -197,27 +199,53 @@ def test_certificates_of_one_shape_are_classified_once(monkeypatch: pytest.Monke
             cert.not_before_utc.isoformat().replace("+00:00", "Z")}
 
 
-@pytest.mark.parametrize("case", ["expired", "not-yet-valid", "previous", "elapsed"])
-def test_what_is_told_by_its_instants_is_never_served_from_the_memo(
+@pytest.mark.parametrize("case", ["previous", "elapsed", "inverted"])
+def test_what_is_counted_in_seconds_is_never_served_from_the_memo(
         case: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An expired or not-yet-valid certificate's findings name its instants, a carried-over
-    allowance is counted in seconds, and ``elapsed`` counts instants: each is computed."""
+    """A carried-over allowance is counted in seconds, ``elapsed`` counts instants, and a
+    certificate that ends before it starts is told with both: each is computed."""
     classification._SHAPES.clear()
     calls: list[int] = []
     real = classification._classify
     monkeypatch.setattr(classification, "_classify",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     start = utc(2026, 1, 10, 1)
-    at = {"expired": utc(2026, 6, 1), "not-yet-valid": utc(2026, 1, 1)}.get(case,
-                                                                             utc(2026, 2, 1))
-    kw: dict[str, Any] = dict(binding=Binding(), at=at)
+    kw: dict[str, Any] = dict(binding=Binding(), at=utc(2026, 2, 1))
     if case == "elapsed":
         kw["settings"] = PolicySettings(period_rule=PeriodRule.ELAPSED)
     if case == "previous":
         kw["previous"] = facts(utc(2025, 11, 1), lifetime=90 * DAY)
-    certs = [facts(start + timedelta(minutes=n), lifetime=90 * DAY) for n in range(3)]
-    texts = [classify_certificate(c, CATALOGUE, **kw).to_json() for c in certs]
+    certs = [facts(start + timedelta(minutes=n),
+                   **({"not_after": start - DAY} if case == "inverted"
+                      else {"lifetime": 90 * DAY})) for n in range(3)]
+    for cert in certs:
+        classify_certificate(cert, CATALOGUE, **kw)
     assert len(calls) == 3
-    if case == "expired":  # each names its own notAfter
-        messages = [f["message"] for t in texts for f in t["findings"] if f["code"] == "expired"]
-        assert len(set(messages)) == 3
+
+
+@pytest.mark.parametrize(("case", "at"), [("expired", utc(2026, 6, 1)),
+                                          ("not-yet-valid", utc(2026, 1, 1))])
+def test_an_expired_or_not_yet_valid_certificate_names_its_own_instant(
+        case: str, at: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Certificates of one shape that expired (or are not yet valid) at ``at``: one is
+    computed, and each of the others says its own notAfter (notBefore) in that finding."""
+    classification._SHAPES.clear()
+    calls: list[int] = []
+    real = classification._classify
+    monkeypatch.setattr(classification, "_classify",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    unbound = Binding()
+    certs = [facts(utc(2026, 1, 10, 1) + timedelta(minutes=n), lifetime=90 * DAY)
+             for n in range(3)]
+    said = [[f for f in classify_certificate(c, CATALOGUE, binding=unbound, at=at).findings
+             if f.code == case] for c in certs]
+    assert len(calls) == 1
+    expected = []
+    for cert in certs:
+        if case == "expired":
+            ago = ((at + NINE_HOURS).date() - (cert.not_after_utc + NINE_HOURS).date()).days
+            expected.append([f"expired on {format_instant(cert.not_after_utc)} ({ago} day(s) "
+                             "ago, Asia/Tokyo)"])
+        else:
+            expected.append([f"not valid before {format_instant(cert.not_before_utc)}"])
+    assert [[f.message for f in found] for found in said] == expected
