@@ -80,23 +80,25 @@ def build_store(count: int) -> Path:
     """N certificate files, PER_DIR per directory; cached (a marker file says it is complete)."""
     root = OUT / f"daemon-store-{count}"
     marker = OUT / f"daemon-store-{count}.complete"
-    if marker.exists():
-        return root
-    print(f"building a store of {count} certificates under {root} (cached) ...", flush=True)
+    # Replacement contents for the changes (two variants per changed file, alternating).
+    alt = OUT / f"daemon-alt-{count}"
+    variants = [alt / f"v{variant}.pem" for variant in (1, 2)]
     key = ec.generate_private_key(ec.SECP256R1())
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Bench CA"),
                          x509.NameAttribute(NameOID.COMMON_NAME, "Bench Issuing CA")])
-    for i in range(count):
-        directory = root / f"d{i // PER_DIR:05}"
-        if i % PER_DIR == 0:
-            directory.mkdir(parents=True, exist_ok=True)
-        (directory / f"c{i:06}.pem").write_bytes(_cert_pem(key, ca_key, ca_name, i, 0))
-    # Replacement contents for the changes (two variants per changed file, alternating).
-    alt = OUT / f"daemon-alt-{count}"
-    alt.mkdir(parents=True, exist_ok=True)
-    for variant in (1, 2):
-        (alt / f"v{variant}.pem").write_bytes(_cert_pem(key, ca_key, ca_name, count, variant))
+    if not marker.exists():
+        print(f"building a store of {count} certificates under {root} (cached) ...", flush=True)
+        for i in range(count):
+            directory = root / f"d{i // PER_DIR:05}"
+            if i % PER_DIR == 0:
+                directory.mkdir(parents=True, exist_ok=True)
+            (directory / f"c{i:06}.pem").write_bytes(_cert_pem(key, ca_key, ca_name, i, 0))
+    if not marker.exists() or not all(path.exists() for path in variants):
+        # (made again on their own when removed from the cache: any key signs them)
+        alt.mkdir(parents=True, exist_ok=True)
+        for variant, path in enumerate(variants, start=1):
+            path.write_bytes(_cert_pem(key, ca_key, ca_name, count, variant))
     marker.write_text("ok\n")
     return root
 
