@@ -16,14 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
-__all__ = ["ROOT_BOUND_ERRORS", "FileIndex", "KindCount", "Problem", "StatKey", "parent_of",
-           "stat_key"]
+__all__ = ["ROOT_BOUND_ERRORS", "FileIndex", "KindCount", "Problem", "StatKey",
+           "is_root_bound", "parent_of", "stat_key"]
 
 ROOT_BOUND_ERRORS = frozenset({"link-outside-root"})
 """Error codes whose answer depends on where the store's root resolves now, not only on the
 file: a root ``link -> d1`` retargeted to ``d2`` leaves each file's stat identity as it was, so
 such an indexed error is read again at every full scan (a start, a resync, a reload) instead of
 being kept until the file changes."""
+
+
+def is_root_bound(result: object) -> bool:
+    """Whether ``result`` (a reading result; anything with an ``error``) is an error of
+    :data:`ROOT_BOUND_ERRORS`."""
+    error = getattr(result, "error", None)
+    return error is not None and getattr(error, "code", None) in ROOT_BOUND_ERRORS
 
 StatKey = tuple[int, int, int, int, int]
 """``(st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns)``."""
@@ -173,12 +180,7 @@ class FileIndex(Generic[R]):
 
     def root_bound(self) -> list[str]:
         """The paths whose indexed result is an error of :data:`ROOT_BOUND_ERRORS`."""
-        found = []
-        for path, entry in self._entries.items():
-            error = getattr(entry.result, "error", None)
-            if error is not None and getattr(error, "code", None) in ROOT_BOUND_ERRORS:
-                found.append(path)
-        return found
+        return [path for path, entry in self._entries.items() if is_root_bound(entry.result)]
 
     def paths_under(self, directory: Path | str) -> tuple[str, ...]:
         """Indexed paths anywhere below ``directory``, sorted."""

@@ -56,7 +56,7 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for
 from policy.decisions import Finding
 from policy.facts import CertificateFacts, storable
 
-from .index import ROOT_BOUND_ERRORS, FileIndex, KindCount, Problem, StatKey, parent_of
+from .index import FileIndex, KindCount, Problem, StatKey, is_root_bound, parent_of
 from .logs import EventLog
 from .records import CertificateRecord, FileError, FileResult, FileSkip, KeyRecord
 
@@ -281,9 +281,8 @@ def _pack(key: StatKey, result: FileResult) -> bytes | None:
     value out of range, a SHA-256 that is not 64 lowercase hex digits): such a file is kept in
     full and read again after a restart."""
     try:
-        root_bound = result.error is not None and result.error.code in ROOT_BOUND_ERRORS
         parts = [_HEAD.pack(*key, (_HAS_KEYS if result.keys else 0)
-                            | (_ROOT_BOUND if root_bound else 0))]
+                            | (_ROOT_BOUND if is_root_bound(result) else 0))]
         for record in result.certificates:
             digest = bytes.fromhex(record.facts.sha256)
             if len(digest) != 32 or digest.hex() != record.facts.sha256:
