@@ -38,11 +38,14 @@ __all__ = [
 ]
 
 
+_NEW = object.__new__
+
+
 @dataclass(frozen=True, kw_only=True)
 class CertificateClassification:
     """What the contract says of one certificate. Without ``__slots__`` (unlike the other
     facts and decisions): the classifications of one shape are copies of the first, made by
-    copying its attribute dict in one step (:func:`_rebased`)."""
+    copying its attribute dict in one step (:meth:`with_facts`)."""
 
     facts: CertificateFacts
     validity_seconds: int
@@ -69,6 +72,16 @@ class CertificateClassification:
     _told: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
     """What :meth:`to_json` says of the fields above but the certificate's own, made on first
     use and shared by the classifications of its shape served after that (read-only)."""
+
+    def with_facts(self, facts: CertificateFacts, *, actions: tuple[Decision, ...],
+                   findings: tuple[Finding, ...]) -> CertificateClassification:
+        """This classification of another certificate of the same shape (:func:`_rebased`):
+        every other field, and what :meth:`to_json` made of them, shared; copied in one step."""
+        new = _NEW(CertificateClassification)
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields.update(facts=facts, actions=actions, findings=findings)
+        return new
 
     @property
     def severity(self) -> Severity:
@@ -383,21 +396,14 @@ def _rebased(template: CertificateClassification, facts: CertificateFacts,
                   "not_after": format_instant(facts.not_after_utc),
                   "validity_seconds": template.validity_seconds}
         actions = tuple(d.with_facts({k: values[k] for k in d.facts}) for d in actions)
-    new = _NEW(CertificateClassification)  # the template's fields in one step (no slots)
-    fields = new.__dict__
-    fields.update(template.__dict__)
-    fields["facts"] = facts
-    fields["actions"] = actions
+    findings = template.findings
     if template.facts.not_after_utc < at or at < template.facts.not_before_utc:
         # an expired or not-yet-valid certificate's finding names its own instant
-        fields["findings"] = tuple(
+        findings = tuple(
             _expired(facts.not_after_utc, template.days_left) if f.code == "expired"
             else _not_yet_valid(facts.not_before_utc) if f.code == "not-yet-valid" else f
-            for f in template.findings)
-    return new
-
-
-_NEW = object.__new__
+            for f in findings)
+    return template.with_facts(facts, actions=actions, findings=findings)
 
 
 def _expired(not_after_utc: datetime, days_left: int) -> Finding:
