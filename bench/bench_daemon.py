@@ -83,6 +83,8 @@ def build_store(count: int) -> Path:
     # Replacement contents for the changes (two variants per changed file, alternating).
     alt = OUT / f"daemon-alt-{count}"
     variants = [alt / f"v{variant}.pem" for variant in (1, 2)]
+    if marker.exists() and all(path.exists() for path in variants):
+        return root
     key = ec.generate_private_key(ec.SECP256R1())
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Bench CA"),
@@ -94,11 +96,10 @@ def build_store(count: int) -> Path:
             if i % PER_DIR == 0:
                 directory.mkdir(parents=True, exist_ok=True)
             (directory / f"c{i:06}.pem").write_bytes(_cert_pem(key, ca_key, ca_name, i, 0))
-    if not marker.exists() or not all(path.exists() for path in variants):
-        # (made again on their own when removed from the cache: any key signs them)
-        alt.mkdir(parents=True, exist_ok=True)
-        for variant, path in enumerate(variants, start=1):
-            path.write_bytes(_cert_pem(key, ca_key, ca_name, count, variant))
+    # (made again on their own when removed from the cache: any key signs them)
+    alt.mkdir(parents=True, exist_ok=True)
+    for variant, path in enumerate(variants, start=1):
+        path.write_bytes(_cert_pem(key, ca_key, ca_name, count, variant))
     marker.write_text("ok\n")
     return root
 
