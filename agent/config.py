@@ -163,11 +163,15 @@ class StoreConfig:
     """Art.4(7): escrow private keys found here, with their certificates, into the vault."""
     pkcs12_passwords: tuple[str, ...] = field(default=(), repr=False)
     pkcs12_password_vault_ids: tuple[str, ...] = ()
+    binding: Binding = field(init=False, repr=False, compare=False)
+    """Made once: the classification remembers what it said of a certificate shape for one
+    binding *object* (policy/classification.py), so a binding made afresh for every file
+    never met what the store's last file taught it."""
 
-    @property
-    def binding(self) -> Binding:
-        return Binding(contract_id=self.contract, category=self.category, item=self.item,
-                       tier=self.tier, match_by_san=self.match_by_san)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "binding", Binding(
+            contract_id=self.contract, category=self.category, item=self.item,
+            tier=self.tier, match_by_san=self.match_by_san))
 
     @property
     def allowed_roots(self) -> tuple[Path, ...]:
