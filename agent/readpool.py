@@ -41,7 +41,7 @@ from .records import CertificateRecord, FileError, FileResult, FileSkip, KeyReco
 from .workerlife import ParentLink, Tether, follow_parent
 
 __all__ = ["FORK_SERVER_PRELOAD", "MIN_FILES", "ReadAhead", "RowJob", "Warnings", "fork_server",
-           "read_ahead_workers"]
+           "read_ahead_workers", "start_fork_server"]
 
 MIN_FILES = 500
 """Below this many files to read, starting workers costs more than it saves."""
@@ -216,6 +216,16 @@ def fork_server() -> BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(FORK_SERVER_PRELOAD))
     return context
+
+
+def start_fork_server() -> None:
+    """Start the fork server (:func:`fork_server`) now, without waiting for it: the first
+    worker it forks waits for its preload, and a scan that knows it will want workers has
+    other work to do meanwhile."""
+    from multiprocessing import forkserver
+
+    fork_server()  # (its preload set first, whoever starts it)
+    forkserver.ensure_running()
 
 
 class ReadAhead:

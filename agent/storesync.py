@@ -39,7 +39,7 @@ from .ledgerwriter import LedgerOp, LedgerWriter, Part
 from .logs import EventLog
 from .readindex import PersistentIndex, certificate_ids, certificate_rows
 from .readpool import MIN_FILES as READ_AHEAD_MIN_FILES
-from .readpool import ReadAhead, RowJob, read_ahead_workers
+from .readpool import ReadAhead, RowJob, read_ahead_workers, start_fork_server
 from .reconcile import Reconciliation, SightingSource, plan_reconciliation
 from .records import CertificateRecord, FileError, FileResult, ReadLimits
 from .rows import CertificateRow, Role, certificate_row, pair_key, place_certificates
@@ -249,13 +249,16 @@ class StoreSync:
         self.files_read_ahead = 0
         """Of which read by the workers of :mod:`agent.readpool`."""
         self.read_ahead_workers: int | None = None
-        """Workers that read ahead of a full scan (:mod:`agent.readpool`); ``None``: one
-        fewer than the CPUs, 0: none."""
+        """Workers that read ahead of a full scan (:mod:`agent.readpool`); ``None``: as
+        many as :func:`~agent.readpool.read_ahead_workers` says, 0: none."""
+        self.start_fork_server: Callable[[], None] = start_fork_server
+        """Called once, during a first walk that has met enough files to read ahead."""
+        self._fork_server_started = False
         self._read_ahead: ReadAhead | None = None
         self._listed: dict[str, int] = {}
+        """While a full scan walks a store: directory -> how many files it listed there."""
         self._walked_links: set[str] | None = None
         """During a full scan, the paths its walk found to be links (``None``: ask)."""
-        """While a full scan walks a store: directory -> how many files it listed there."""
         self._walk_errors: dict[str, tuple[str, StatKey | None]] = {}
         """Paths a walk could not take (a link it does not follow: a loop, out of the roots),
         by the error's code and the path's identity when it was logged: logged again only when
@@ -970,17 +973,24 @@ class StoreSync:
                 self.files_read_ahead += self._read_ahead.read
                 self._read_ahead = None
 
+    def _read_ahead_workers(self, store: StoreConfig) -> int:
+        """How many workers read ahead in ``store`` (0: none; never in an escrow store, whose
+        key material stays in this process, nor with a reader of the caller's own)."""
+        from .reader import read_file
+
+        if store.escrow or self.reader is not read_file:
+            return 0
+        return (read_ahead_workers() if self.read_ahead_workers is None
+                else self.read_ahead_workers)
+
     def _start_read_ahead(self, store: StoreConfig, by_dir: dict[str, list[str]],
                           sets: set[str], *, at: datetime) -> None:
         """Have worker processes read, ahead of this scan, the files it will read (not for
         escrow stores, whose key material stays in this process), and classify those that
         are placed alone (in a directory too large to place a file among): the warnings the
         first scan counts come back with them (:class:`~agent.readpool.RowJob`)."""
-        from .reader import read_file
-
-        workers = (read_ahead_workers() if self.read_ahead_workers is None
-                   else self.read_ahead_workers)
-        if workers < 1 or store.escrow or self.reader is not read_file:
+        workers = self._read_ahead_workers(store)
+        if workers < 1:
             return
         # Files not in the index (a file that changed is read here when the scan meets it).
         index = self.index
@@ -1023,6 +1033,13 @@ class StoreSync:
         # once per directory (``cut``: where the last "/" of its paths is; -2: none).
         names: list[str] = []
         parent, cut = "", -2
+        # A first start (nothing indexed) starts the workers' fork server once the walk has
+        # met enough files to read ahead: its preload (a fresh interpreter importing the
+        # reader, ~0.4 s) then runs beside the rest of the walk instead of in front of the
+        # first batch (agent/readpool.py).
+        met, warm_at = 0, (READ_AHEAD_MIN_FILES
+                           if not (self._fork_server_started or len(self.index))
+                           and self._read_ahead_workers(store) > 0 else -1)
         walk = self.lister(directory, limits=self.limits_for(store),
                            on_directory_link=on_directory_link,
                            above=self._above(store, str(directory))
@@ -1055,6 +1072,10 @@ class StoreSync:
                 item = str(item)
             if inner and elsewhere(item):
                 continue
+            met += 1
+            if met == warm_at:
+                self._fork_server_started = True
+                self.start_fork_server()
             if item.rfind("/") != cut or not item.startswith(parent):
                 parent = parent_of(item)
                 names = by_dir.setdefault(parent, [])
