@@ -179,6 +179,8 @@ class Daemon:
                 read_index_path, host=config.agent.host, log=self.log))
             self.sync.index = self.read_index
             self.read_index.on_discard = self.sync.queue.put
+            # written only once the ledger (or the fleet outbox) holds what was reported
+            self.read_index.gated = True
 
     # ------------------------------------------------------------------ the parts
 
@@ -248,6 +250,7 @@ class Daemon:
                 again = self.escrow.to_read_again()
                 if again:
                     bindings[_ESCROW_AGAIN] = json.dumps(again)
+            self.sync.seal_index()
             self.read_index.flush(bindings)
 
     def _vault_changed(self) -> bool:

@@ -124,6 +124,12 @@ _SQLITE_FAULTS = (
 )
 
 
+def _nothing(intake: Intake) -> None:
+    """An operation that writes nothing: its ``on_done`` runs once those before it are
+    written."""
+    del intake
+
+
 def _identity(path: Path | None) -> tuple[int, int] | None:
     if path is None:
         return None
@@ -289,6 +295,22 @@ class LedgerWriter:
         op.result.append(run(self.intake))
         op.done.set()
         return op
+
+    def when_written(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once every operation submitted before it has been applied:
+        at once when nothing is pending (unthreaded, or idle), else in the writer thread
+        after them. Never when a stopped writer left operations unwritten (the ledger was
+        faulted or locked at the stop): those writes did not happen."""
+        with self._cond:
+            now = not self._queue
+            if not now and self._thread is not None:
+                self._submitted += 1
+                self._queue.append(LedgerOp(run=_nothing, observations=0,
+                                            on_done=lambda _: callback(),
+                                            number=self._submitted))
+                self._cond.notify_all()
+        if now:
+            callback()
 
     def answer(self, op: LedgerOp, *, timeout: float) -> tuple[bool, Any]:
         """``(True, result)`` once ``op`` ran, waiting up to ``timeout``; else ``(False, None)``."""

@@ -797,6 +797,38 @@ class PersistentIndex(FileIndex[FileResult]):
         """Files restored by :meth:`load`; -1 until it ran."""
         self._problems: dict[str, tuple[Problem, ...]] = {}
         """Path -> what it said (:meth:`set_problems`), to be written at the next flush."""
+        self.gated = False
+        """Write a change only once the ledger (or the fleet outbox) holds what was reported
+        of it (:meth:`seal`, :meth:`written_through`). An index written ahead of its
+        observations lost them for good to a crash in between: the restart read nothing
+        again, and the fleet outbox, unlike the ledger, has no sightings to reconcile with."""
+        self._generation = 0
+        """The stamp of changes made since the last :meth:`seal`."""
+        self._changed_in: dict[str, int] = {}
+        """Path -> the generation of its latest change not yet written."""
+        self._written_through = -1
+        """The newest sealed generation whose reports the ledger holds (set by the ledger's
+        writer thread: an int, replaced whole)."""
+        self._flushed_through = -1
+        """:attr:`_written_through` at the last flush (a full index does not flush again
+        before more is written through)."""
+
+    def seal(self) -> int:
+        """End the current generation of changes; its number. The caller seals once what
+        it reported of every change so far is submitted to the ledger, and calls
+        :meth:`written_through` with the number once the ledger has written it."""
+        sealed = self._generation
+        self._generation += 1
+        return sealed
+
+    def written_through(self, generation: int) -> None:
+        """The ledger holds what was reported of every change up to ``generation`` (may be
+        called from another thread)."""
+        if generation > self._written_through:
+            self._written_through = generation
+
+    def _changed(self, name: str) -> None:
+        self._changed_in[name] = self._generation
 
     def load(self) -> int:
         """Fill the index from the file; an index that cannot be trusted is discarded whole,
@@ -929,6 +961,7 @@ class PersistentIndex(FileIndex[FileResult]):
             self._forget(name)
             self._dirty[name] = False
             self._problems[name] = ()  # what it said goes with it, until it is read again
+            self._changed(name)
             if self.on_discard is not None:
                 self.on_discard(name)
             return None
@@ -950,11 +983,14 @@ class PersistentIndex(FileIndex[FileResult]):
         if result.keys:
             self._keyed.add(name)
         self._dirty[name] = key is not None
-        if len(self._dirty) >= FLUSH_EVERY:
+        self._changed(name)
+        if len(self._dirty) >= FLUSH_EVERY and (not self.gated
+                                                or self._written_through > self._flushed_through):
             self.flush()
 
     def set_problems(self, path: str, problems: tuple[Problem, ...]) -> None:
         self._problems[path] = problems
+        self._changed(path)
 
     def remove(self, path: Path | str) -> FileResult | None:
         name = str(path)
@@ -966,6 +1002,7 @@ class PersistentIndex(FileIndex[FileResult]):
             self._problems[name] = ()
         self._forget(name)
         self._dirty[name] = False
+        self._changed(name)
         return result
 
     def _forget(self, name: str) -> None:
@@ -1023,13 +1060,25 @@ class PersistentIndex(FileIndex[FileResult]):
     def flush(self, bindings: dict[str, str] | None = None) -> None:
         """Write what changed since the last flush (one transaction), and ``bindings`` when
         they differ from those on file; then keep only the packed summaries of what was
-        written."""
+        written. Gated (:attr:`gated`), only the changes the ledger has written through:
+        the others wait for a later flush."""
         if bindings == self.file.bindings:
             bindings = None
         if not self._dirty and bindings is None and not self._problems:
             return
         dirty, self._dirty = self._dirty, {}
         problems, self._problems = self._problems, {}
+        changed_in = self._changed_in
+        if self.gated:
+            through = self._flushed_through = self._written_through
+            for held_back in [path for path in {**dirty, **problems}
+                              if changed_in.get(path, -1) > through]:
+                if held_back in dirty:
+                    self._dirty[held_back] = dirty.pop(held_back)
+                if held_back in problems:
+                    self._problems[held_back] = problems.pop(held_back)
+            if not dirty and bindings is None and not problems:
+                return
         puts: list[tuple[str, bytes, str, FileResult]] = []
         removes = []
         for path, present in dirty.items():
@@ -1057,6 +1106,9 @@ class PersistentIndex(FileIndex[FileResult]):
             self._packed[path] = entry
             if target != path:
                 self._links[path] = target
+        for path in dirty.keys() | problems.keys():
+            if path not in self._dirty and path not in self._problems:
+                changed_in.pop(path, None)
 
     def _write_failed(self, exc: BaseException) -> None:
         self.file.log.error("read-index-write-failed",

@@ -126,11 +126,6 @@ def _unknown_contracts_op(intake: Intake, *, named: tuple[str, ...]) -> tuple[st
     return tuple(n for n in named if n not in known)
 
 
-def _nothing(intake: Intake) -> None:
-    """A write that writes nothing: its ``on_done`` runs once every write before it ran."""
-    del intake
-
-
 @dataclass(slots=True)
 class _ScanReports:
     """What one full scan reported, batch by batch (added up in the ledger writer's thread,
@@ -1272,6 +1267,11 @@ class StoreSync:
             return
         self.findings.stop_counting()
         index = cast(PersistentIndex, self.index)
+        # What the files read again said is counted from the file too: written once the
+        # ledger has their reports (a ledger slower than its patience leaves them to be
+        # counted as they were last written, if at all).
+        self.seal_index()
+        self.writer.wait_idle(self.ledger_patience_s)
         index.flush()
         kinds, own = index.file.said(indexed=index.__contains__)
         self.findings.log_kinds("restart", kinds)
@@ -1290,11 +1290,11 @@ class StoreSync:
         if tally is None or tally.batches == 0:
             return
 
-        def said(_: object) -> None:
+        def said() -> None:
             _log_reported(self.log, tally.observations, recorded=tally.recorded,
                           refused=tally.refused, queued=tally.queued)
 
-        self.writer.submit(_nothing, on_done=said)
+        self.writer.when_written(said)
 
     def reconcile(self, *, at: datetime, summary: ScanSummary | None = None) -> Reconciliation:
         """Make the ledger's open sightings for this host and these stores say what the index
@@ -1469,3 +1469,13 @@ class StoreSync:
             self.writer.submit(partial(_report_op, observations=batch, at=at),
                                observations=len(batch), on_done=said, split=parts,
                                label=batch[0].location if len(batch) == 1 else "")
+        self.seal_index()
+
+    def seal_index(self) -> None:
+        """What the read index holds so far may be written once the ledger has what was
+        submitted to it so far (:attr:`agent.readindex.PersistentIndex.gated`). Called where
+        every change to the index has its reports submitted: after each report, and before
+        the daemon flushes the index."""
+        index = self.index
+        if isinstance(index, PersistentIndex) and index.gated:
+            self.writer.when_written(partial(index.written_through, index.seal()))
