@@ -651,6 +651,7 @@ def assign_command(ctx: click.Context, host: str, store: str, contract_id: str |
     from policy.errors import UnknownItemError
     from policy.ledger import Ledger
     from policy.tiers import Tier
+    from untrusted.text import for_terminal
 
     host = _host_name(host)
     _check_store(store)
@@ -680,7 +681,7 @@ def assign_command(ctx: click.Context, host: str, store: str, contract_id: str |
             raise FleetCAError(f"no host {host!r} in the fleet (fleet hosts lists them; "
                                "--force assigns ahead of its enrolment)")
         registry.assign(host=host, store=store, binding=binding)
-    click.echo(f"{host}: {store} assigned")
+    click.echo(f"{host}: {for_terminal(store)} assigned")  # as `fleet assignments` shows it
 
 
 def _check_store(store: str) -> None:
@@ -697,13 +698,15 @@ def _check_store(store: str) -> None:
 def unassign_command(ctx: click.Context, host: str, store: str,
                      ledger_option: LedgerLocation | None) -> None:
     """Remove HOST's assignment for STORE (the host's own binding applies again)."""
+    from untrusted.text import for_terminal
+
     host = _host_name(host)
     _check_store(store)
     with _registry(ctx, ledger_option, must_exist=True) as registry:
         if not any(b["store"] == store for b in registry.bindings(host)):
             raise FleetCAError(f"{host}: no assignment for {store}")
         registry.assign(host=host, store=store, binding={})
-    click.echo(f"{host}: {store} unassigned")
+    click.echo(f"{host}: {for_terminal(store)} unassigned")
 
 
 @fleet_group.command("assignments")
