@@ -651,6 +651,7 @@ def assign_command(ctx: click.Context, host: str, store: str, contract_id: str |
     from policy.errors import UnknownItemError
     from policy.ledger import Ledger
     from policy.tiers import Tier
+    from untrusted.text import for_terminal
 
     host = _host_name(host)
     _check_store(store)
@@ -680,7 +681,7 @@ def assign_command(ctx: click.Context, host: str, store: str, contract_id: str |
             raise FleetCAError(f"no host {host!r} in the fleet (fleet hosts lists them; "
                                "--force assigns ahead of its enrolment)")
         registry.assign(host=host, store=store, binding=binding)
-    click.echo(f"{host}: {store} assigned")
+    click.echo(f"{host}: {for_terminal(store)} assigned")  # as `fleet assignments` shows it
 
 
 def _check_store(store: str) -> None:
@@ -697,13 +698,15 @@ def _check_store(store: str) -> None:
 def unassign_command(ctx: click.Context, host: str, store: str,
                      ledger_option: LedgerLocation | None) -> None:
     """Remove HOST's assignment for STORE (the host's own binding applies again)."""
+    from untrusted.text import for_terminal
+
     host = _host_name(host)
     _check_store(store)
     with _registry(ctx, ledger_option, must_exist=True) as registry:
         if not any(b["store"] == store for b in registry.bindings(host)):
             raise FleetCAError(f"{host}: no assignment for {store}")
         registry.assign(host=host, store=store, binding={})
-    click.echo(f"{host}: {store} unassigned")
+    click.echo(f"{host}: {for_terminal(store)} unassigned")
 
 
 @fleet_group.command("assignments")
@@ -780,7 +783,9 @@ def hosts_command(ctx: click.Context, as_json: bool, silent_after: int, at: date
         return at is None or since is None or since <= now or (
             host.last_seen_utc is not None and host.last_seen_utc <= now)
 
-    shown = [h for h in hosts if existed(h)]
+    # Both outputs from one view: what the registry could tell at `now` (a value recorded
+    # after it is left out and named in `after_at`; docs/fleet.md).
+    shown = [h.known_at(now) for h in hosts if existed(h)]
     states = {h.host: _host_state(h, now) for h in shown}
     if as_json:
         echo_json({"at": format_instant(now), "hosts": [
@@ -789,17 +794,24 @@ def hosts_command(ctx: click.Context, as_json: bool, silent_after: int, at: date
         return
     rows = []
     for host in shown:
-        later = host.last_seen_utc is not None and host.last_seen_utc > now
-        inventory = {} if later else host.inventory
-        by = inventory.get("by_severity", {}) if isinstance(inventory, dict) else {}
-        seen = ("after --at" if later else format_instant(host.last_seen_utc)
-                if host.last_seen_utc else "never")
-        until = format_instant(host.client_not_after_utc) if host.client_not_after_utc else "-"
-        rows.append((for_terminal(host.host), seen, str(inventory.get("certificates", "-")),
-                     str(by.get("critical", 0)), str(by.get("warning", 0)),
-                     str(inventory.get("errors", "-")), until, states[host.host]))
+        inventory = host.inventory  # (empty when it came after `now`: "-" then, as null)
+        by = inventory.get("by_severity")
+        seen = ("after --at" if "last_seen" in host.after_at
+                else format_instant(host.last_seen_utc) if host.last_seen_utc else "never")
+        until = ("after --at" if "client_certificate_not_after" in host.after_at
+                 else format_instant(host.client_not_after_utc)
+                 if host.client_not_after_utc else "-")
+        rows.append((for_terminal(host.host), seen, _count(inventory, "certificates", "-"),
+                     _count(by, "critical", 0), _count(by, "warning", 0),
+                     _count(inventory, "errors", "-"), until, states[host.host]))
     _columns(("HOST", "LAST SEEN", "CERTS", "CRIT", "WARN", "ERRORS", "CLIENT CERT UNTIL",
               "STATE"), rows, right=frozenset({2, 3, 4, 5}))
+
+
+def _count(counts: Any, name: str, default: object) -> str:
+    """A count of a heartbeat's inventory for the table: ``-`` when there is no inventory (no
+    heartbeat, or only one after ``--at``) or it says nothing of ``name``."""
+    return str(counts.get(name, default)) if isinstance(counts, Mapping) else "-"
 
 
 def _host_state(host: Any, at: datetime) -> str:
@@ -809,7 +821,7 @@ def _host_state(host: Any, at: datetime) -> str:
         return "REVOKED"
     if host.client_not_after_utc is not None and host.client_not_after_utc <= at:
         return "EXPIRED"
-    if host.last_seen_utc is not None and host.last_seen_utc > at:
+    if "last_seen" in host.after_at:
         return "LATER"
     return "SILENT" if host.silent else "ok"
 

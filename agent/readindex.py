@@ -365,7 +365,13 @@ def _said_text(value: object) -> str:
 
 
 _KIND_CODE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-_KIND_CLAUSE = re.compile(r"[A-Za-z0-9 .()/,-]{0,64}")
+"""A finding's code or an action's name as the product writes them: kebab-case."""
+_KIND_CLAUSE = re.compile(r"[A-Za-z0-9 .()/,§-]{0,64}")
+"""The characters of every clause the product cites ("Art.6(3) proviso", "Art.10, Appx1.3",
+"BR §6.3.2"), and no others: a clause of other characters was not written by a daemon. Without
+the ``§`` every restart discarded what the files said when one certificate exceeded the BR
+maximum. tests/agent/test_readindex_kinds.py walks every clause and code the source can write
+and checks that these accept them: a clause with a new character fails there, not in the field."""
 _SAID_ROW_MAX = 1 << 20
 """A file's row of what it said, at most (a bundle of 1,000 certificates with 8 warnings each
 is 112 KB): a larger one was not written by a daemon."""

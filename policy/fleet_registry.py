@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -114,15 +114,42 @@ class HostStatus:
     client_not_after_utc: datetime | None
     revoked: bool
     silent: bool
+    after_at: tuple[str, ...] = ()
+    """The fields (by their JSON names) left out because the registry's value is newer than the
+    instant of the listing: see :meth:`known_at`."""
+
+    def known_at(self, at: datetime) -> HostStatus:
+        """This host as the registry could tell it at ``at``. It keeps only the last request
+        and the last heartbeat, so a value recorded after ``at`` says nothing of ``at``: the
+        last request (``last_seen``) and the client certificate it presented, the last
+        heartbeat and its inventory are each ``None`` / empty then, named in ``after_at``
+        (``fleet hosts`` shows ``after --at`` and ``-`` for them, its ``--json`` ``null``)."""
+        require_aware(at, "at")
+        after: list[str] = []
+        seen, beat = self.last_seen_utc, self.heartbeat_utc
+        inventory, client = self.inventory, self.client_not_after_utc
+        if seen is not None and seen > at:
+            # (the client certificate was the one that request presented)
+            seen, client = None, None
+            after += ["last_seen", "client_certificate_not_after"]
+        if beat is not None and beat > at:
+            beat, inventory = None, {}
+            after += ["heartbeat", "inventory"]
+        if not after:
+            return self
+        return replace(self, last_seen_utc=seen, heartbeat_utc=beat, inventory=inventory,
+                       client_not_after_utc=client, after_at=tuple(sorted(after)))
 
     def to_json(self) -> dict[str, Any]:
         def text(value: datetime | None) -> str | None:
             return None if value is None else instant_to_text(value)
 
         return {"host": self.host, "last_seen": text(self.last_seen_utc),
-                "heartbeat": text(self.heartbeat_utc), "inventory": dict(self.inventory),
+                "heartbeat": text(self.heartbeat_utc),
+                "inventory": None if "inventory" in self.after_at else dict(self.inventory),
                 "client_certificate_not_after": text(self.client_not_after_utc),
-                "revoked": self.revoked, "silent": self.silent}
+                "revoked": self.revoked, "silent": self.silent,
+                "after_at": list(self.after_at)}
 
 
 def _has_tables(storage: Storage) -> bool:

@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for (se
     orjson = None  # type: ignore[assignment]
 
 from .category import Category
+from .decisions import SEVERITY_TEXT
 from .events import facts_to_json, instant_to_text, text_to_instant
 from .facts import FACT_LIST_LIMIT, FACT_TEXT_LIMIT, SAN_LIMIT, CertificateFacts
 from .intake import Binding, Observation
@@ -70,7 +71,8 @@ MAX_STRING = FACT_TEXT_LIMIT
 """Longest string anywhere in a body (a path, a subject): what the ledger stores of a fact."""
 MAX_LIST = FACT_LIST_LIMIT
 """Longest list inside one observation (SANs, policy OIDs, extra pairs)."""
-MAX_SEVERITIES = 16
+MAX_COUNT = 1 << 40
+"""Largest count a heartbeat's inventory may claim (files, certificates, each severity's)."""
 MAX_BINDINGS = 10_000
 """Most store bindings one host is assigned (``GET /v1/bindings``)."""
 
@@ -424,20 +426,32 @@ def read_heartbeat(value: Any) -> Heartbeat:
     for name in _INVENTORY_COUNTS:
         if name in inventory:
             clean[name] = _integer(inventory[name], f"body.inventory.{name}", low=0,
-                                   high=1 << 40)
+                                   high=MAX_COUNT)
     if "agent_version" in inventory:
         clean["agent_version"] = _string(inventory["agent_version"],
                                          "body.inventory.agent_version", limit=64)
     if "by_severity" in inventory:
-        severities = inventory["by_severity"]
-        if not isinstance(severities, dict) or len(severities) > MAX_SEVERITIES:
-            raise WireError("body.inventory.by_severity: expected an object of counts")
-        clean["by_severity"] = {
-            _string(k, "body.inventory.by_severity", limit=32):
-                _integer(v, f"body.inventory.by_severity.{str(k)[:32]}", low=0, high=1 << 40)
-            for k, v in severities.items()}
+        clean["by_severity"] = _by_severity(inventory["by_severity"], clean.get("certificates"))
     return Heartbeat(host=_string(raw["host"], "body.host", limit=253),
                      at_utc=_instant(raw["at"], "body.at"), inventory=clean)
+
+
+def _by_severity(value: Any, certificates: int | None) -> dict[str, int]:
+    """A heartbeat's certificates counted by their worst severity, as the agent counts them
+    (``agent.fleet_client.inventory_of``): keys only the severities' names, each certificate
+    counted once, so the counts add up to no more than the ``certificates`` sent with them.
+    A key of any other text was stored and shown by ``fleet hosts`` (a terminal escape, say)."""
+    where = "body.inventory.by_severity"
+    if not isinstance(value, dict):
+        raise WireError(f"{where}: expected an object of counts")
+    for key in value:
+        if _string(key, where, limit=32) not in SEVERITY_TEXT:
+            raise WireError(f"{where}: a key other than {', '.join(SEVERITY_TEXT)}")
+    counts = {key: _integer(count, f"{where}.{key}", low=0, high=MAX_COUNT)
+              for key, count in value.items()}
+    if certificates is not None and sum(counts.values()) > certificates:
+        raise WireError(f"{where}: counts more certificates than body.inventory.certificates")
+    return counts
 
 
 def read_renewal(value: Any, *, max_csr: int) -> tuple[str, str]:

@@ -443,9 +443,13 @@ class _Service:
             batch.observations, assignments(self.registry.bindings(host)))
         if unassigned:
             first = unassigned[0]
-            log.warning("recorded unbound %d observation(s) of %r claiming a contract the desk "
-                        "did not assign to its store (the first: contract %r at %r)",
-                        len(unassigned), host, first.contract_id, first.location,
+            # A binding may claim a tier, an item or match_by_san and no contract: said so,
+            # as the agent's report-unassigned line says it, never "contract None".
+            claimed = ("no contract" if first.contract_id is None
+                       else f"contract {first.contract_id!r}")
+            log.warning("recorded unbound %d observation(s) of %r claiming a binding the desk "
+                        "did not assign to its store (the first: %s at %r)",
+                        len(unassigned), host, claimed, first.location,
                         extra=event("report-unassigned", host=host,
                                     observations=len(unassigned)))
         return dataclasses.replace(batch, observations=observations), unassigned

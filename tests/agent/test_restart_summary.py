@@ -187,3 +187,28 @@ def test_rows_of_files_the_index_does_not_hold_or_too_large_are_not_counted(
     lines, _, _ = _run(tmp_path, store)
     assert len([line for line in lines if "read-index-said-discarded" in line]) == 1
     assert not [line for line in lines if RESTART in line]
+
+
+def test_a_restart_still_says_a_br_clause_finding_and_the_rest(tmp_path: Path) -> None:
+    """A publicly trusted certificate longer than BR §6.3.2 allows: the read index refused
+    its own clause (no ``§`` in the characters it accepted), so the second start logged
+    read-index-said-discarded and no expired line, and the third said nothing at all (the
+    review of session 16)."""
+    store = tmp_path / "certs"
+    store.mkdir()
+    (store / "long.pem").write_bytes(
+        make_cert(not_before=datetime(2026, 1, 15, tzinfo=UTC), lifetime=timedelta(days=400),
+                  issuer_org="Sectigo Limited", sans=("long.example.jp",)).pem)
+    (store / "old.pem").write_bytes(
+        make_cert(not_before=datetime(2025, 1, 1, tzinfo=UTC), lifetime=timedelta(days=90),
+                  sans=("old.example.jp",)).pem)
+    first, _, _ = _run(tmp_path, store)
+    said = {code: _kind(first, code).split(": ", 2)[2].removesuffix(" scan=initial")
+            for code in ("expired", "public-max-validity-exceeded")}
+    assert "[BR §6.3.2]" in said["public-max-validity-exceeded"]
+    for _ in range(2):  # the second start, and the third
+        lines, reader, _ = _run(tmp_path, store)
+        assert reader.calls == []
+        assert not [line for line in lines if "read-index-said-discarded" in line]
+        for code, text in said.items():
+            assert _kind(lines, code).split(RESTART, 1)[1] == f"{text} scan=restart"

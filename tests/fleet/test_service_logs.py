@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.fleet.fleetkit import Fleet, make_fleet
+from tests.fleet.fleetkit import Fleet, make_fleet, observation, report
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,3 +69,27 @@ def test_json_lines_name_the_event_and_its_fields(tmp_path: Path) -> None:
     (refused,) = [e for e in events if e["event"] == "client-refused"]
     assert (refused["level"], refused["host"]) == ("warning", "stranger-host")
     assert refused["message"].startswith("refused a client certificate of 'stranger-host': ")
+
+
+def test_a_binding_with_no_contract_recorded_unbound_is_said_so_not_contract_none(
+        tmp_path: Path) -> None:
+    """A store bound by tier or ``match_by_san`` only claims no contract: the service's
+    ``report-unassigned`` line said ``contract None``."""
+    fleet = make_fleet(tmp_path / "desk")
+    fleet.start()
+    try:
+        claimed = [observation(f"/etc/ssl/local/{n}.pem", str(n) * 64) for n in (1, 2)]
+        claimed[0]["binding"] = {"match_by_san": True}
+        claimed[1]["binding"] = {"contract_id": "C-LOCAL"}
+        answer = fleet.connect(fleet.client("nocontract-web01"), timeout_s=60).request(
+            "POST", "/v1/report", report("nocontract-web01", 1, claimed))
+        assert answer.status == 200, answer.body
+        assert [u["contract_id"] for u in answer.body["unassigned"]] == [None, "C-LOCAL"]
+    finally:
+        fleet.close_clients()
+        fleet.stop()
+    (line,) = [line for line in fleet.stderr if "report-unassigned" in line]
+    assert "None" not in line
+    assert ("recorded unbound 2 observation(s) of 'nocontract-web01' claiming a binding the "
+            "desk did not assign to its store (the first: no contract at "
+            "'/etc/ssl/local/1.pem')") in line, line

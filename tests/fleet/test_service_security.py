@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import subprocess
@@ -34,6 +35,7 @@ from tests.fleet.fleetkit import (
     Fleet,
     observation,
     report,
+    run_desk,
     served_fleet,
 )
 
@@ -272,6 +274,39 @@ def test_lone_surrogates_in_heartbeats_and_renewals_are_400(fleet: Fleet) -> Non
     renew = conn.request("POST", "/v1/renew", {"host": "surrogate-beat\ud800", "csr": "x"})
     assert renew.status == 400
     assert "body.host" in renew.body["error"]
+
+
+def test_a_heartbeat_counts_only_the_severities_an_agent_sends(fleet: Fleet) -> None:
+    """``"\\u001b[2Jpwn\\u202e": 7`` was stored and shown by ``fleet hosts --json``: a key
+    other than a severity's name, or a count no agent sends, is a 400 that names the field,
+    and nothing of it is stored."""
+    client = fleet.client("severity-beat")
+    conn = fleet.connect(client)
+
+    def beat(**inventory: Any) -> Any:
+        return conn.request("POST", "/v1/heartbeat", {
+            "host": "severity-beat", "at": instant_to_text(NOW), "inventory": inventory})
+
+    good = beat(certificates=3, by_severity={"ok": 1, "critical": 2})
+    assert good.status == 200, good.body
+    for inventory, said in [
+            ({"certificates": 7, "by_severity": {"\x1b[2Jpwn\u202e": 7}},
+             "body.inventory.by_severity: a key other than ok, info, warning, critical"),
+            ({"by_severity": {"Warning": 1}}, "a key other than ok, info, warning, critical"),
+            ({"by_severity": {"critical": -1}}, "body.inventory.by_severity.critical: out of "
+                                                "range"),
+            ({"by_severity": {"critical": 1 << 41}}, "body.inventory.by_severity.critical"),
+            ({"by_severity": {"ok": "7"}}, "body.inventory.by_severity.ok: expected an integer"),
+            ({"certificates": 2, "by_severity": {"ok": 2, "warning": 1}},
+             "counts more certificates than body.inventory.certificates")]:
+        answer = beat(**inventory)
+        assert answer.status == 400, (inventory, answer.body)
+        assert said in answer.body["error"]
+        assert "pwn" not in answer.body["error"]
+    listed = run_desk(["fleet", "hosts", "--json", "--ledger", fleet.ledger], fleet.root)
+    assert listed.returncode == 0, listed.stderr
+    (host,) = [h for h in json.loads(listed.stdout)["hosts"] if h["host"] == "severity-beat"]
+    assert host["inventory"]["by_severity"] == {"ok": 1, "critical": 2}
 
 
 def test_a_file_name_that_is_not_utf8_still_round_trips(fleet: Fleet) -> None:
