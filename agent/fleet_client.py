@@ -654,6 +654,11 @@ class OutboxIntake:
         return IntakeReceipt(recorded=queued, unchanged=0, contracts=(), queued=True)
 
     def report_gone(self, host: str, location: str, *, at: datetime) -> int:
+        """Commit the place to the outbox, a batch of its own (on disk before this returns:
+        nothing is lost to a SIGKILL); the sender sends the places queued one after another
+        as one batch of up to ``batch`` places (:meth:`Outbox.oldest`). Returns 0: how many
+        certificates the service's ledger saw there is not known until it records the batch
+        (the daemon's ``gone`` line counts what its read index held there)."""
         body = {"at": instant_to_text(at), "observations": [],
                 "gone": [{"location": location, "at": instant_to_text(at)}]}
         self._add(body, 1)
@@ -683,7 +688,7 @@ class OutboxIntake:
         """Send the oldest batch. ``True``: acknowledged and deleted, or split because the
         service said it is too large (send again at once); ``False``: not (unreachable or
         refused; it stays); ``None``: the outbox is empty."""
-        batch = self.outbox.oldest()
+        batch = self.outbox.oldest(gone_up_to=self.batch)
         if batch is None:
             self._recovered()
             return None
