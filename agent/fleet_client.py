@@ -654,6 +654,11 @@ class OutboxIntake:
         return IntakeReceipt(recorded=queued, unchanged=0, contracts=(), queued=True)
 
     def report_gone(self, host: str, location: str, *, at: datetime) -> int:
+        """Commit the place to the outbox, a batch of its own (on disk before this returns:
+        nothing is lost to a SIGKILL); the sender sends the places queued one after another
+        as one batch of up to ``batch`` places (:meth:`Outbox.oldest`). Returns 0: how many
+        certificates the service's ledger saw there is not known until it records the batch
+        (the daemon's ``gone`` line counts what its read index held there)."""
         body = {"at": instant_to_text(at), "observations": [],
                 "gone": [{"location": location, "at": instant_to_text(at)}]}
         self._add(body, 1)
@@ -683,7 +688,7 @@ class OutboxIntake:
         """Send the oldest batch. ``True``: acknowledged and deleted, or split because the
         service said it is too large (send again at once); ``False``: not (unreachable or
         refused; it stays); ``None``: the outbox is empty."""
-        batch = self.outbox.oldest()
+        batch = self.outbox.oldest(gone_up_to=self.batch)
         if batch is None:
             self._recovered()
             return None
@@ -1029,24 +1034,24 @@ def inventory_of(index: Any, *, at: datetime, windows: Any = None) -> dict[str, 
     """The heartbeat's snapshot of a :class:`agent.index.FileIndex` of file results: files,
     certificates, files that could not be read, and certificates by severity at ``at``.
 
-    A certificate's severity is the one ``certescrow scan`` and ``agent run --once`` give its
-    row for the host operator (``host_severity``): its host-mode findings and its file's, and
-    its expiry only where a row has one (:func:`agent.rows.certificate_row`: a leaf, or a lone
-    CA certificate among server certificates; never a trust anchor or a chain's CA), from the
-    placement of the certificates of its directory (:func:`agent.rows.place_certificates`).
-    One source: ``fleet hosts`` must not say WARN where the host's own check says OK. The
-    contract's view (actions due) is the desk's, from the ledger."""
+    A certificate's severity is its row's for the host operator (``host_severity``, what
+    ``certescrow scan`` and ``agent run --once`` give it; :class:`agent.rows.CertificateRow`),
+    without making the row again: the host-mode findings the daemon's row gave it when it read
+    the file (kept with the file, ``FileIndex.worst_said``: a key that does not match, no
+    subjectAltName, past the public maximum, its file's own), but for those the clock alone
+    changes, which :func:`agent.rows.clock_severity` gives at ``at`` from the placement of the
+    certificates of its directory (expiry only where a row has one: a leaf, or a lone CA
+    certificate among server certificates; never a trust anchor or a chain's CA). One source:
+    ``fleet hosts`` must say what the host's own check says. The contract's view (actions due)
+    is the desk's, from the ledger."""
     from itertools import groupby
 
     from policy.decisions import Severity
-    from policy.rules.art6 import end_of_validity, never_expires
-    from policy.tokyo import tokyo_date
 
     from .monitoring import ExitMode, ExpiryWindows, counts_in
-    from .rows import Role, place_certificates
+    from .rows import CLOCK_FINDINGS, clock_severity, place_certificates
 
     expiry = windows if windows is not None else ExpiryWindows()
-    today = tokyo_date(at)
     files = certificates = errors = 0
     by_severity: dict[str, int] = {}
 
@@ -1054,6 +1059,11 @@ def inventory_of(index: Any, *, at: datetime, windows: Any = None) -> dict[str, 
         return max((f.severity for f in findings if counts_in(f.code) is ExitMode.HOST),
                    default=Severity.OK)
 
+    def as_read(event: str, code: str) -> bool:
+        return event == "finding" and counts_in(code) is ExitMode.HOST \
+            and code not in CLOCK_FINDINGS
+
+    said: dict[str, dict[int, str]] = index.worst_said(as_read)
     # one directory at a time (placement is per directory), not the whole index in memory
     for _directory, names in groupby(sorted(index.paths(), key=lambda p: os.path.split(p)),
                                      key=lambda p: os.path.split(p)[0]):
@@ -1063,20 +1073,17 @@ def inventory_of(index: Any, *, at: datetime, windows: Any = None) -> dict[str, 
             files += 1
             if result.error is not None:
                 errors += 1
-            file_worst = host_worst(result.findings)
+            noted = said.get(result.path, {})
+            file_worst = max(host_worst(result.findings),
+                             Severity[noted.get(-1, "ok").upper()])
             for record in result.certificates:
                 certificates += 1
+                worst = max(file_worst, host_worst(record.findings),
+                            Severity[noted.get(record.index, "ok").upper()])
                 placement = placements.get((record.path, record.index))
-                worst = max(file_worst, host_worst(record.findings))
-                facts = record.facts
-                if placement is not None and (
-                        placement.role is Role.LEAF
-                        or (placement.role is Role.CA and placement.contract_view)) \
-                        and not never_expires(facts):
-                    days_left = (end_of_validity(facts.not_after_utc) - today).days
-                    ends = (Severity.CRITICAL if at > facts.not_after_utc or days_left < 0
-                            else expiry.severity(days_left))
-                    worst = max(worst, ends)
+                if placement is not None:
+                    worst = max(worst, clock_severity(record, placement, at=at,
+                                                      windows=expiry))
                 name = worst.name.lower()
                 by_severity[name] = by_severity.get(name, 0) + 1
     return {"files": files, "certificates": certificates, "errors": errors,

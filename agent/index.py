@@ -11,13 +11,13 @@ link, and what matters is the file it points to now.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
 
 __all__ = ["ROOT_BOUND_ERRORS", "FileIndex", "KindCount", "Problem", "StatKey",
-           "is_root_bound", "parent_of", "stat_key"]
+           "is_root_bound", "parent_of", "stat_key", "worst_said_into"]
 
 ROOT_BOUND_ERRORS = frozenset({"link-outside-root"})
 """Error codes whose answer depends on where the store's root resolves now, not only on the
@@ -48,6 +48,22 @@ counted over many certificates (by the first scan, or from a read index), as
 :meth:`agent.findinglog.FindingLog.log_kinds` logs it."""
 
 R = TypeVar("R")
+
+
+def worst_said_into(out: dict[str, dict[int, str]], path: str,
+                    said: Iterable[tuple[int, str, str, str]],
+                    admits: Callable[[str, str], bool] | None = None) -> None:
+    """Add to ``out`` the worst severity per position of ``said``, a file's ``(position,
+    event, code, severity)``, among the kinds ``admits`` (all when ``None``; see
+    :meth:`FileIndex.worst_said`)."""
+    by_position: dict[int, str] | None = None
+    for position, event, code, severity in said:
+        if admits is not None and not admits(event, code):
+            continue
+        if by_position is None:
+            by_position = out.setdefault(path, {})
+        if by_position.get(position) != "critical":
+            by_position[position] = severity
 
 
 def stat_key(path: Path | str, *, follow: bool = True) -> StatKey | None:
@@ -88,6 +104,9 @@ class FileIndex(Generic[R]):
         self._by_target: dict[str, set[str]] = {}
         self._by_dir: dict[str, set[str]] = {}
         """Direct children per directory, so ``paths_under`` visits directories, not files."""
+        self._said: dict[str, tuple[Problem, ...]] = {}
+        """Path -> what it said when read (:meth:`set_problems`), for the files that said
+        something."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -127,12 +146,27 @@ class FileIndex(Generic[R]):
         self._place(name, resolved)
 
     def set_problems(self, path: str, problems: tuple[Problem, ...]) -> None:
-        """What was logged of the file just put at ``path``; kept only by a persistent index
-        (this one lives as long as the process, and so does what it logged)."""
-        del path, problems
+        """What was logged of the file just put at ``path`` (a persistent index keeps it on
+        disk; this one as long as the process, as it keeps the result)."""
+        if problems:
+            self._said[path] = problems
+        else:
+            self._said.pop(path, None)
+
+    def worst_said(self, admits: Callable[[str, str], bool]) -> dict[str, dict[int, str]]:
+        """Path -> position (-1: the file's own finding) -> the worst severity (``warning`` or
+        ``critical``) of what the file said when it was last read, of the kinds ``(event,
+        code)`` that ``admits``; files that said none are left out (most files)."""
+        out: dict[str, dict[int, str]] = {}
+        for path, problems in self._said.items():
+            worst_said_into(out, path, ((position, event, code, severity)
+                                        for position, _, event, code, _, severity in problems),
+                            admits)
+        return out
 
     def remove(self, path: Path | str) -> R | None:
         name = str(path)
+        self._said.pop(name, None)
         entry = self._entries.pop(name, None)
         if entry is None:
             return None

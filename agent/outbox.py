@@ -93,6 +93,12 @@ _SCHEMA = (
 
 
 
+def _gone_only(body: Mapping[str, Any]) -> bool:
+    """Whether a batch's body holds places found empty and no observation."""
+    return not body.get("observations") and isinstance(body.get("gone"), list) \
+        and bool(body["gone"])
+
+
 class Outbox:
     """The outbox file. Thread-safe: the daemon's worker adds, the sender thread removes."""
 
@@ -105,6 +111,12 @@ class Outbox:
         self.warning_level = max(1, int(capacity * warning_ratio))
         self._lock = threading.Lock()
         self._pending = self._count()
+        head = conn.execute("SELECT seq FROM pending ORDER BY coalesce(position, seq), seq "
+                            "LIMIT 1").fetchone()
+        self._handed_out: set[int] = {int(head[0])} if head is not None else set()
+        """Batches :meth:`oldest` gave the sender (and the head as found: a process before
+        this one may have sent it): the service may hold them under their sequence number,
+        so they are never merged into (only the head is ever sent)."""
 
     @classmethod
     def open(cls, path: Path, *, capacity: int = DEFAULT_CAPACITY,
@@ -173,15 +185,63 @@ class Outbox:
             self._pending += size
             return int(cur.lastrowid or 0)
 
-    def oldest(self) -> OutboxBatch | None:
+    def oldest(self, *, gone_up_to: int = 1) -> OutboxBatch | None:
+        """The batch to send next. ``gone_up_to``: a batch of places found empty only, never
+        sent, takes in the places of the such batches queued right after it, up to that many
+        in all (in one transaction, in queue order): each removed file is its own batch when
+        reported (crash-safe at once), yet 1,200 files removed while the agent was stopped go
+        as three requests, not 1,200. A batch once handed out, and the halves of a split one
+        (the service refused it as too large), are never merged: what the service may have
+        recorded under a sequence number is never sent again with more in it, and halves are
+        not put back together to be refused again."""
         with self._lock:
             row = self._conn.execute(
                 # queue order: a split batch's halves (position set) stand where it stood
-                "SELECT seq, size, body FROM pending ORDER BY coalesce(position, seq), seq "
-                "LIMIT 1").fetchone()
-        if row is None:
-            return None
-        return OutboxBatch(sequence=int(row[0]), size=int(row[1]), body=json.loads(row[2]))
+                "SELECT seq, size, body, position FROM pending "
+                "ORDER BY coalesce(position, seq), seq LIMIT 1").fetchone()
+            if row is None:
+                return None
+            sequence, size, body = int(row[0]), int(row[1]), json.loads(row[2])
+            if (gone_up_to > size and row[3] is None and sequence not in self._handed_out
+                    and _gone_only(body)):
+                size, body = self._merge_gone(sequence, size, body, gone_up_to)
+            self._handed_out.add(sequence)
+        return OutboxBatch(sequence=sequence, size=size, body=body)
+
+    def _merge_gone(self, sequence: int, size: int, body: dict[str, Any],
+                    limit: int) -> tuple[int, dict[str, Any]]:
+        """:meth:`oldest`'s merge (under the lock): the head ``sequence`` with the places of
+        the batches of places only right after it, at most ``limit`` places in all."""
+        taken: list[int] = []
+        gone = list(body["gone"])
+        rows = self._conn.execute(
+            "SELECT seq, size, body, position FROM pending WHERE coalesce(position, seq) > ? "
+            "ORDER BY coalesce(position, seq), seq LIMIT ?", (sequence, limit - size)
+        ).fetchall()  # (all read before the write transaction begins)
+        for seq, more, text, position in rows:
+            if position is not None or size + int(more) > limit:
+                break
+            following = json.loads(text)
+            if not _gone_only(following):
+                break  # an observation: what comes after it stays after it
+            gone.extend(following["gone"])
+            size += int(more)
+            taken.append(int(seq))
+        if not taken:
+            return size, body
+        merged = {**body, "gone": gone}
+        text = json.dumps(merged, ensure_ascii=True, separators=(",", ":"))
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("UPDATE pending SET size = ?, body = ? WHERE seq = ?",
+                               (size, text, sequence))
+            self._conn.executemany("DELETE FROM pending WHERE seq = ?", [(t,) for t in taken])
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._conn.execute("ROLLBACK")
+            raise OutboxError(f"{self.path}: cannot merge batch {sequence}: "
+                              f"{sqlite_reason(exc)}") from None
+        return size, merged
 
     def acknowledge(self, sequence: int) -> None:
         """The service recorded batch ``sequence``: forget it."""
@@ -192,6 +252,7 @@ class Outbox:
                 return
             self._conn.execute("DELETE FROM pending WHERE seq = ?", (sequence,))
             self._pending -= int(row[0])
+            self._handed_out.discard(sequence)
 
     def split(self, sequence: int) -> tuple[int, int] | None:
         """Replace batch ``sequence`` by two halves (its places found empty first, then its
@@ -229,6 +290,7 @@ class Outbox:
                     made.append(int(cur.lastrowid or 0))
                 self._conn.execute("DELETE FROM pending WHERE seq = ?", (sequence,))
                 self._conn.execute("COMMIT")
+                self._handed_out.discard(sequence)
             except sqlite3.Error as exc:
                 self._conn.execute("ROLLBACK")
                 raise OutboxError(f"{self.path}: cannot split batch {sequence}: "

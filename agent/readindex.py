@@ -56,7 +56,15 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for
 from policy.decisions import Finding
 from policy.facts import CertificateFacts, storable
 
-from .index import FileIndex, KindCount, Problem, StatKey, is_root_bound, parent_of
+from .index import (
+    FileIndex,
+    KindCount,
+    Problem,
+    StatKey,
+    is_root_bound,
+    parent_of,
+    worst_said_into,
+)
 from .logs import EventLog
 from .records import CertificateRecord, FileError, FileResult, FileSkip, KeyRecord
 
@@ -729,6 +737,33 @@ class ReadIndexFile:
         kinds.sort()
         return kinds, sorted({os.fsdecode(raw) for raw in own})
 
+    def worst_said(self, admits: Callable[[str, str], bool]) -> dict[str, dict[int, str]]:
+        """:meth:`agent.index.FileIndex.worst_said` of what is on file: one pass over the
+        rows of the files that said something, each kind asked of ``admits`` once, only the
+        admitted kept (the heartbeat's inventory, every minute: a few files' worth, not what
+        every file said). What it cannot trust is left out, as :meth:`said` leaves it."""
+        if self._db is None:
+            return {}
+        admitted = {number for (event, code, _), number in self._kinds().items()
+                    if number < _CRITICAL and admits(event, code)}
+        out: dict[str, dict[int, str]] = {}
+        if not admitted:
+            return out
+        size = _SAID.size
+        try:
+            for raw_path, blob in self._db.execute("SELECT path, said FROM problems"):
+                if (type(raw_path) is not bytes or type(blob) is not bytes or len(blob) % size
+                        or len(blob) > _SAID_ROW_MAX):
+                    continue
+                said = [(position, "", "", "critical" if number & _CRITICAL else "warning")
+                        for position, _, number in _SAID.iter_unpack(blob)
+                        if number & ~_CRITICAL in admitted]
+                if said:
+                    worst_said_into(out, os.fsdecode(raw_path), said)  # admitted above
+        except sqlite3.Error:
+            return {}
+        return out
+
     def close(self) -> None:
         self._kind_numbers = None
         if self._db is not None:
@@ -997,6 +1032,16 @@ class PersistentIndex(FileIndex[FileResult]):
     def set_problems(self, path: str, problems: tuple[Problem, ...]) -> None:
         self._problems[path] = problems
         self._changed(path)
+
+    def worst_said(self, admits: Callable[[str, str], bool]) -> dict[str, dict[int, str]]:
+        """What the file holds, with what changed since its last flush over it."""
+        out = self.file.worst_said(admits)
+        for path, problems in self._problems.items():
+            out.pop(path, None)
+            worst_said_into(out, path, ((position, event, code, severity) for
+                                        position, _, event, code, _, severity in problems),
+                            admits)
+        return out
 
     def remove(self, path: Path | str) -> FileResult | None:
         name = str(path)

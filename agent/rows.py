@@ -27,12 +27,15 @@ from typing import Any
 
 from policy.classification import CertificateClassification
 from policy.decisions import SEVERITY_TEXT, Action, Decision, Finding, Severity
+from policy.facts import unevaluable
 from policy.rules.art6 import end_of_validity, never_expires
+from policy.tokyo import tokyo_date
 
 from .monitoring import CONTRACT_FINDINGS, ExitMode, ExpiryWindows, worst_counted
 from .records import CertificateRecord, FileResult, KeyRecord
 
 __all__ = [
+    "CLOCK_FINDINGS",
     "CONTRACT_ROLES",
     "MAX_CHAIN",
     "CertificateRow",
@@ -43,6 +46,7 @@ __all__ = [
     "Role",
     "advice_for",
     "certificate_row",
+    "clock_severity",
     "key_json",
     "pair_key",
     "place_certificates",
@@ -356,8 +360,8 @@ def certificate_row(
     if placement.contract_view:
         findings.extend(classification.findings)
         actions = classification.actions
-    if placement.role is Role.LEAF or (placement.role is Role.CA and placement.contract_view):
-        findings.extend(_expiry(record, classification, windows, at))
+    if _has_expiry(placement):
+        findings.extend(_expiry(record, classification.days_left, windows, at))
     if pairing.finding is not None:
         findings.append(pairing.finding)
     if placement.chain:
@@ -368,10 +372,50 @@ def certificate_row(
                           actions=actions, key_matches=pairing.matches, store=store)
 
 
-def _expiry(record: CertificateRecord, classification: CertificateClassification,
-            windows: ExpiryWindows, at: datetime) -> list[Finding]:
+CLOCK_FINDINGS = frozenset({"expired", "not-yet-valid", "expires-soon", "chain-expired",
+                            "chain-expires-first"})
+"""The row's findings that the clock alone changes, the certificate and its place unchanged:
+what the daemon noted of a row when it read the file (agent/index.py ``Problem``) is current
+but for these, which :func:`clock_severity` gives at any instant."""
+
+
+def _has_expiry(placement: Placement) -> bool:
+    """Whether the row of a certificate so placed has an expiry (a leaf, or a lone CA
+    certificate among server certificates; never a trust anchor or a chain's CA)."""
+    return placement.role is Role.LEAF or (placement.role is Role.CA and placement.contract_view)
+
+
+def clock_severity(record: CertificateRecord, placement: Placement, *, at: datetime,
+                   windows: ExpiryWindows) -> Severity:
+    """The worst of the :data:`CLOCK_FINDINGS` the row of ``record`` would have at ``at``,
+    without classifying it again (the heartbeat's inventory asks it of every certificate a
+    minute): ``expired`` and ``not-yet-valid`` as the policy core decides them (contract view
+    only, and not for dates it cannot evaluate), ``expires-soon`` and the chain's findings by
+    the functions :func:`certificate_row` itself calls."""
     facts = record.facts
-    days = classification.days_left
+    worst = Severity.OK
+    if placement.contract_view and unevaluable(facts) is None:
+        # policy.classification: `expired` when at > notAfter (critical), else
+        # `not-yet-valid` when at < notBefore (a warning)
+        if at > facts.not_after_utc:
+            worst = Severity.CRITICAL
+        elif at < facts.not_before_utc:
+            worst = Severity.WARNING
+    if _has_expiry(placement):
+        days_left = (end_of_validity(facts.not_after_utc) - tokyo_date(at)).days
+        for finding in _expiry(record, days_left, windows, at):
+            worst = max(worst, finding.severity)
+    if placement.chain:
+        for finding in _chain_findings(record, placement.chain, at):
+            worst = max(worst, finding.severity)
+    return worst
+
+
+def _expiry(record: CertificateRecord, days: int, windows: ExpiryWindows,
+            at: datetime) -> list[Finding]:
+    """``expires-soon`` for a certificate with ``days`` Asia/Tokyo days left (the
+    classification's ``days_left``)."""
+    facts = record.facts
     # Expired is the instant, not the Tokyo day: a certificate that ended at 02:44 JST is
     # expired all of that day (days_left 0), never also "expires in 0 day(s)".
     if (at > facts.not_after_utc or days < 0 or never_expires(facts)

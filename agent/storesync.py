@@ -590,7 +590,8 @@ class StoreSync:
             self.escrow.forget(name)
             previous = self.index.remove(name)
             if previous is not None and previous.certificates:
-                self._report_gone(name, at=at, why=self._gone_why)
+                self._report_gone(name, at=at, why=self._gone_why,
+                                  certificates=len(previous.certificates))
                 if summary is not None:
                     summary.gone += 1
 
@@ -1423,12 +1424,17 @@ class StoreSync:
                             key_matches=self._matches(record, result, keys))
                 for record in result.certificates]
 
-    def _report_gone(self, location: str, *, at: datetime, why: str) -> None:
+    def _report_gone(self, location: str, *, at: datetime, why: str,
+                     certificates: int = 0) -> None:
+        """Report ``location`` gone, in order with every other write, and log its ``gone``
+        line with how many certificates were there: the ledger's answer, or what the read
+        index held there (``certificates``) when the intake cannot know yet (a fleet agent's
+        outbox, whose service records the place later; it answers 0)."""
         host = self.config.agent.host
 
         def said(count: int) -> None:
             self.log.info("gone", f"{location}: no longer there{why}", path=location,
-                          certificates=count)
+                          certificates=count or certificates)
 
         self.writer.submit(partial(_gone_op, host=host, location=location, at=at),
                            on_done=said)

@@ -373,3 +373,39 @@ def test_report_unreachable_is_logged_when_its_reason_changes_and_as_a_reminder(
         assert len(said()) == 3
         assert "no answer from 127.0.0.1:" in said()[2]
     outbox.close()
+
+
+def test_places_found_empty_one_after_another_go_as_one_batch_in_order(tmp_path: Path) -> None:
+    """Each place is committed alone (crash-safe); the sender merges those queued one after
+    another, up to the batch size, never across an observation (what was seen after it stays
+    after it) and never into a batch already handed out."""
+    sent: list[list[str]] = []
+
+    class _Recording:
+        timeout_s = 1.0
+
+        def request(self, method: str, path: str, body: Any = None) -> object:
+            from agent.fleet_client import SendResult
+
+            sent.append([g["location"] for g in body["gone"]]
+                        + [o["location"] for o in body["observations"]])
+            return SendResult(status=200, body={"sequence": body["sequence"],
+                                                "outbox": body["outbox"], "recorded": 0})
+
+        def close(self) -> None:
+            pass
+
+    with Outbox.open(tmp_path / "o.sqlite3") as outbox:
+        intake = OutboxIntake(outbox=outbox, client=_Recording(),  # type: ignore[arg-type]
+                              host="h1", clock=lambda: AT, batch=3)
+        for name in ("/a", "/b", "/c", "/d"):
+            intake.report_gone("h1", name, at=AT)
+        intake.report([_observation("/e")], at=AT)
+        intake.report_gone("h1", "/f", at=AT)
+        handed = outbox.oldest(gone_up_to=3)  # the sender took it: nothing joins it now
+        assert handed is not None
+        assert [g["location"] for g in handed.body["gone"]] == ["/a", "/b", "/c"]
+        intake.report_gone("h1", "/g", at=AT)
+        assert intake.drain() == 4
+        assert outbox.status().pending_batches == 0
+    assert sent == [["/a", "/b", "/c"], ["/d"], ["/e"], ["/f", "/g"]]
