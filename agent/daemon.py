@@ -126,9 +126,14 @@ class Daemon:
         ledger_stalled_after_s: float | None = None,
         read_index_path: Path | None = None,
         former_host: str | None = None,
+        reload_intake: Callable[[Config], None] | None = None,
     ) -> None:
         fork_server()  # before any thread or child can start it (agent.readpool)
         self.config_path = config_path
+        self.reload_intake = reload_intake
+        """The intake's part of a reload, given the configuration being loaded (a fleet
+        client reads its certificate, key and CA again): it raises, having changed nothing,
+        for what it cannot use, and the reload is refused."""
         self._own_ledger = ledger_path is not None
         """The ledger is this machine's SQLite file (not a PostgreSQL one other machines may
         write too): what its sightings say of this daemon's former host name is this
@@ -487,7 +492,9 @@ class Daemon:
         self.queue.wake()
 
     def reload(self) -> bool:
-        """SIGHUP: read the configuration again; a bad one is refused and the old one kept."""
+        """SIGHUP: read the configuration again, and the intake's own files (a fleet client's
+        certificate, key and CA: :attr:`reload_intake`); a bad one is refused and the old one
+        kept, whole."""
         self.notifier.reloading()
         try:
             new = self.config_loader(self.config_path)
@@ -504,6 +511,10 @@ class Daemon:
                 from policy.catalogue import load_catalogue
 
                 load_catalogue(new.policy.catalogue)  # refuse a broken catalogue too
+            if self.reload_intake is not None:
+                # Last: it applies what it read as it returns, when nothing can refuse the
+                # reload any more. A host re-signed after a revocation is let back in here.
+                self.reload_intake(new)
         except (AgentError, ConfigError, Exception) as exc:
             self.log.error("reload-refused", f"new configuration refused, still running the "
                            f"old one: {exc}")

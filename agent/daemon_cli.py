@@ -193,7 +193,10 @@ def build_daemon(config: Config, *, config_path: Path | None, at: datetime | Non
                                    if local else None),
                     read_index_path=config.policy.state_dir / READ_INDEX_NAME,
                     former_host=former_host,
-                    config_loader=lambda path: with_assigned(load_config(path)))
+                    config_loader=lambda path: with_assigned(load_config(path)),
+                    reload_intake=(None if remote is None else lambda new: (
+                        remote.reload_credentials(new.report, source=str(new.source),
+                                                  vault_settings=new.vault.as_settings()))))
     ref.append(daemon)
     if remote is not None:
         # Built by the main thread, which owns the read index; the sender thread only reads

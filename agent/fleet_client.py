@@ -23,7 +23,10 @@ becomes the warning ``report-unreachable`` once it lasted ``[report] unreachable
 when ``--once`` could not deliver its report.
 
 The HTTP client is the standard library's ``http.client`` over the ``ssl`` context built by
-:func:`agent.fleet_ca.client_ssl_context` (the daemon is threaded; one request at a time).
+:func:`agent.fleet_ca.client_ssl_context` (the daemon is threaded; one request at a time). The
+context is made again, and used from the next request on, by a renewal, by the daemon's reload
+(SIGHUP) and by a refusal of this host's certificate whose file was replaced since it was read
+(:class:`ClientCredentials`): a host re-signed at the desk needs no restart.
 """
 
 from __future__ import annotations
@@ -310,8 +313,23 @@ class FleetClient:
         self.timeout_s = timeout_s
         self.ca_bundle = ca_bundle
         self._conn: http.client.HTTPSConnection | None = None
+        self._swap = threading.Lock()
+        self._next_context: ssl.SSLContext | None = None
+
+    def use(self, context: ssl.SSLContext) -> None:
+        """Connect with ``context`` from the next request on (a reload or a renewal: new
+        client certificate, key or CA). Safe from another thread than the one sending: the
+        sender makes the switch itself when it starts its next request, so a request in
+        flight finishes on the connection it has."""
+        with self._swap:
+            self._next_context = context
 
     def _connection(self) -> http.client.HTTPSConnection:
+        with self._swap:
+            fresh, self._next_context = self._next_context, None
+        if fresh is not None:
+            self.close()  # the old connection presented the old certificate
+            self.context = fresh
         if self._conn is None:
             self._conn = http.client.HTTPSConnection(self.host, self.port, context=self.context,
                                                      timeout=self.timeout_s)
@@ -396,13 +414,53 @@ def client_certificate_finding(*, not_before_utc: datetime, not_after_utc: datet
                    "else sign a new CSR at the desk)")
 
 
+FileStamp = tuple[int, int, int, int]
+"""A file as :func:`_file_stamp` saw it: device, inode, size, modification time (ns)."""
+
+
+def _file_stamp(path: Path) -> FileStamp | None:
+    """Enough of ``path``'s status to tell that it was replaced or rewritten (``None``: it
+    cannot be read now). A symlink is followed: the file it names is the certificate."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _read_report_file(path: Path, *, source: str) -> bytes:
+    """A file ``[report]`` names (the CA bundle), or the configuration's error naming it."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{source}: [report]: {path}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ClientTLS:
+    """One reading of the client credentials: the context, and the certificate it presents
+    as read (``stamp``: the file when it was read, taken before reading it)."""
+
+    context: ssl.SSLContext
+    cert_pem: bytes
+    stamp: FileStamp | None
+
+
 class ClientCredentials:
     """The agent's client certificate (a public file) and its key (in the agent's vault).
 
     The key is the one in the vault whose public key is the certificate's: ``client_key`` is
     tried first, then every key labelled :data:`CLIENT_LABEL`, so after a renewal (new key in
     the vault first, then the new certificate file) a restarted agent finds the pair that goes
-    together whichever step a crash interrupted.
+    together whichever step a crash interrupted, and after a re-enrolment (`agent enroll`, a
+    new key) the key of the newly signed certificate is found though ``client_key`` still
+    names the old one.
+
+    The credentials are read again, and the :class:`FleetClient` switched to them, by a
+    renewal (the sender thread), a reload (the daemon's SIGHUP, main thread: :meth:`reload`)
+    and a refusal of this host's certificate with the file replaced since it was read
+    (:meth:`pick_up_replaced`). One lock orders them, so that the last to finish is the one
+    that read the file last: a reload never puts back a certificate a renewal just retired.
     """
 
     def __init__(self, *, certificate: Path, ca_pem: bytes, host: str, client_key: str | None,
@@ -420,17 +478,39 @@ class ClientCredentials:
         self.open_vault = open_vault
         self.log = log if log is not None else EventLog()
         self.cert_pem = b""
+        self.stamp: FileStamp | None = None
+        """The certificate file as it was when ``cert_pem`` was read from it."""
+        self._tried: FileStamp | None = None
+        """The replaced file :meth:`pick_up_replaced` last tried (each version is tried once)."""
+        self._lock = threading.Lock()
 
     def context(self) -> ssl.SSLContext:
         """TLS context with the certificate on disk and its key from the vault."""
+        loaded = self._read()
+        with self._lock:
+            self._install(loaded, None)
+        return loaded.context
+
+    def _install(self, loaded: _ClientTLS, client: FleetClient | None) -> None:
+        """Make ``loaded`` the credentials in use (and ``client``'s, from its next request).
+        The caller holds the lock."""
+        self.cert_pem = loaded.cert_pem
+        self.stamp = loaded.stamp
+        if client is not None:
+            client.use(loaded.context)
+
+    def _read(self) -> _ClientTLS:
+        """Read the certificate file, find its key in the vault, make the context; nothing of
+        ``self`` changes (a reload that fails keeps what is in use)."""
         from .fleet_ca import certificate_validity, client_ssl_context, key_matches_certificate
 
         where = f"[report] client_certificate {self.certificate}"
+        stamp = _file_stamp(self.certificate)
         try:
-            self.cert_pem = self.certificate.read_bytes()
+            cert_pem = self.certificate.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{where}: {exc.strerror}") from None
-        certificate_validity(self.cert_pem, what=where)  # not a certificate: said so, first
+        certificate_validity(cert_pem, what=where)  # not a certificate: said so, first
         from vault import VaultEntryNotFoundError
 
         missing: str | None = None  # client_key names no entry: a typo, or another vault
@@ -447,17 +527,18 @@ class ClientCredentials:
                         raise
                     missing = entry
                     continue
-                if key_matches_certificate(key_pem, self.cert_pem):
+                if key_matches_certificate(key_pem, cert_pem):
                     if missing is not None:
                         self.log.warning("client-key-missing", f"{self.source}: [report] "
                                          f"client_key {missing!r} is not in "
                                          f"{in_vault}; using {entry}, the key that matches the "
                                          f"client certificate: set client_key = \"{entry}\"",
                                          entry=entry)
-                    return client_ssl_context(
-                        cert_pem=self.cert_pem, key_pem=key_pem, ca_cert_pem=self.ca_pem,
+                    context = client_ssl_context(
+                        cert_pem=cert_pem, key_pem=key_pem, ca_cert_pem=self.ca_pem,
                         certificate=where, key=f"the vault's key {entry}",
                         ca_certificate=self.ca_bundle)
+                    return _ClientTLS(context=context, cert_pem=cert_pem, stamp=stamp)
         if missing is not None:
             raise ConfigError(f"{self.source}: [report] client_key {missing!r}"
                               f": no such entry in {in_vault} (the daemon's [vault]), and no "
@@ -467,6 +548,76 @@ class ClientCredentials:
         raise ConfigError(f"{self.source}: [report]: no key in {in_vault} matches the client "
                           f"certificate {self.certificate} (run `certescrow agent enroll` "
                           "again)")
+
+    def reload(self, client: FleetClient, *, certificate: Path, ca_bundle: Path,
+               client_key: str, open_vault: Callable[[], Any], source: str) -> None:
+        """SIGHUP: read the certificate, its key and the CA again, from the paths of the
+        configuration being loaded, and connect with them from ``client``'s next request (a
+        host re-signed at the desk after a revocation is let back in without a restart).
+        Anything that cannot be used (a file missing or unreadable, a certificate no key in
+        the vault matches, a CA bundle that is not one) raises :class:`ConfigError` or
+        :class:`AgentError`, the daemon refuses the reload, and what is in use stays."""
+        ca_pem = _read_report_file(ca_bundle, source=source)
+        candidate = ClientCredentials(certificate=certificate, ca_pem=ca_pem, host=self.host,
+                                      client_key=client_key, open_vault=open_vault,
+                                      log=self.log, ca_bundle=f"[report] ca_bundle {ca_bundle}",
+                                      source=source)
+        with self._lock:
+            loaded = candidate._read()
+            changed = loaded.cert_pem != self.cert_pem or ca_pem != self.ca_pem
+            self.certificate, self.ca_pem = candidate.certificate, candidate.ca_pem
+            self.ca_bundle, self.client_key = candidate.ca_bundle, candidate.client_key
+            self.open_vault, self.source = candidate.open_vault, candidate.source
+            self._install(loaded, client)
+            self._tried = None
+        if changed:
+            self._say_loaded("reloaded")
+
+    def pick_up_replaced(self, client: FleetClient) -> bool:
+        """The service refused this host's certificate: when the certificate file was replaced
+        since it was read (the host re-signed at the desk and the new certificate installed,
+        but no reload yet), use the new one from ``client``'s next request on; ``True`` when
+        it was. Each version of the file is tried once: one that cannot be used (its key not
+        in the vault yet, half copied) is logged once, and the certificate in use stays."""
+        from vault import VaultError
+
+        with self._lock:
+            stamp = _file_stamp(self.certificate)
+            if stamp is None or stamp == self.stamp or stamp == self._tried:
+                return False
+            self._tried = stamp
+            try:
+                loaded = self._read()
+            except (AgentError, VaultError) as exc:
+                reason = str(exc)
+            except Exception as exc:  # the sender thread must go on
+                reason = f"unexpected {type(exc).__name__}"  # a library's text is not ours
+            else:
+                if loaded.cert_pem == self.cert_pem:  # rewritten as it was (touched, copied)
+                    self.stamp = loaded.stamp
+                    return False
+                self._install(loaded, client)
+                reason = ""
+        if reason:
+            self.log.error("client-certificate-unusable", f"the client certificate "
+                           f"{self.certificate} was replaced but cannot be used: {reason}; "
+                           "still using the one read before (fix it, then reload: systemctl "
+                           "reload certescrow-agent)", path=str(self.certificate))
+            return False
+        self._say_loaded("replaced after the policy service refused the one in use; read "
+                         "again")
+        return True
+
+    def _say_loaded(self, how: str) -> None:
+        from .fleet_ca import certificate_validity
+
+        try:
+            until = f", valid until {instant_to_text(certificate_validity(self.cert_pem)[1])}"
+        except AgentError:
+            until = ""
+        self.log.info("client-certificate-reloaded", f"the client certificate "
+                      f"{self.certificate} {how}{until}: the next request presents it",
+                      path=str(self.certificate))
 
     def finding(self, at: datetime) -> Finding | None:
         """:func:`client_certificate_finding` of the certificate in use (``None`` before it
@@ -509,14 +660,15 @@ class ClientCredentials:
             return False
         from vault import PutRequest
 
-        with self.open_vault() as vault:  # the key first: see the class docstring
-            vault.put_many([PutRequest(kind="private-key", data=key_pem, label=CLIENT_LABEL,
-                                       meta={"origin": "certescrow fleet renewal"})])
-        tmp = self.certificate.with_name(self.certificate.name + ".new")
-        tmp.write_bytes(new_pem)
-        os.replace(tmp, self.certificate)
-        client.context = self.context()
-        client.close()
+        with self._lock:  # not while a reload reads the files (see the class docstring)
+            with self.open_vault() as vault:  # the key first: see the class docstring
+                vault.put_many([PutRequest(kind="private-key", data=key_pem,
+                                           label=CLIENT_LABEL,
+                                           meta={"origin": "certescrow fleet renewal"})])
+            tmp = self.certificate.with_name(self.certificate.name + ".new")
+            tmp.write_bytes(new_pem)
+            os.replace(tmp, self.certificate)
+            self._install(self._read(), client)
         self.log.info("renewed", "client certificate renewed, valid until "
                       f"{instant_to_text(certificate_validity(new_pem)[1])}")
         return True
@@ -538,8 +690,12 @@ def refusal_message(what: str, result: SendResult, *, batch: OutboxBatch | None 
         else:
             fix = ("check [report] client_certificate and the host name it was signed for; "
                    "else enroll again (certescrow agent enroll, certescrow fleet sign)")
+        # A new certificate helps only once the daemon reads it: it reads its credentials at
+        # start and at a reload, not at every request.
         return (f"the policy service refuses this host's {what}: {reason}; nothing this host "
-                f"sees reaches the desk. Fix: {fix}")
+                f"sees reaches the desk. Fix: {fix}; then install the new certificate as "
+                "[report] client_certificate and reload (systemctl reload certescrow-agent "
+                "/ kill -HUP)")
     if result.status == 413:
         return (f"the policy service refuses batch {batch.sequence if batch else '?'} as too "
                 f"large even with one observation: {reason}. Fix: raise the service's [serve] "
@@ -838,6 +994,41 @@ class OutboxIntake:
     def _refuse(self, what: str, result: SendResult, *, batch: OutboxBatch | None = None
                 ) -> None:
         self._refusals[what] = refusal_message(what, result, batch=batch)
+        if (self.credentials is not None
+                and (result.client_refused or result.status in (401, 403))
+                and self.credentials.pick_up_replaced(self.client)):
+            # The certificate was re-signed and installed, without a reload: the next attempt
+            # presents it, soon (not after the backoff the refusals built up).
+            self._failures = 0
+            self._retry_after = None
+
+    def reload_credentials(self, report: Mapping[str, Any], *, source: str,
+                           vault_settings: Mapping[str, Any]) -> None:
+        """The daemon's reload (SIGHUP): the client certificate, its key and the CA bundle are
+        read again, from the ``[report]`` and ``[vault]`` of the configuration being loaded,
+        and the next request presents them. Raises (:class:`ConfigError`,
+        :class:`AgentError`) for what cannot be used, with the credentials in use unchanged:
+        the daemon then refuses the reload as it refuses a bad configuration. The other
+        ``[report]`` settings (server, outbox, heartbeat, ...) apply at a restart."""
+        if self.credentials is None:
+            return
+        settings = report_settings({"report": report}, source=source,
+                                   default_outbox=Path("outbox.sqlite3"))  # (not read here)
+        if settings is None:
+            return  # [report] taken out: the daemon reports to the service until a restart
+        from vault import VaultError
+
+        try:
+            self.credentials.reload(
+                self.client, certificate=settings.client_certificate,
+                ca_bundle=settings.ca_bundle, client_key=settings.client_key,
+                open_vault=_vault_opener(vault_settings), source=source)
+        except (AgentError, VaultError) as exc:
+            raise ConfigError(f"the fleet client's new credentials cannot be used, it keeps "
+                              f"those it has: {exc}") from None
+        except Exception as exc:
+            raise ConfigError(f"the fleet client's new credentials cannot be used, it keeps "
+                              f"those it has (unexpected {type(exc).__name__})") from None
 
     def _unreachable_finding(self, *, once: bool = False) -> Finding | None:
         since = self._unreachable_since
@@ -1101,19 +1292,10 @@ def open_reporting(raw: Mapping[str, Any], *, source: str, host: str, state_dir:
     # The fleet's host names are lowercase (fleet sign, enroll): [agent] host = "WEB01" is the
     # host the desk signed as web01.
     host = host.strip().lower()
-    from vault import key_source_from_settings, open_vault
-
-    def read(path: Path) -> bytes:
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{source}: [report]: {path}: {exc.strerror}") from None
-
-    vault_path = Path(str(vault_settings["path"])).expanduser()
     credentials = ClientCredentials(
-        certificate=settings.client_certificate, ca_pem=read(settings.ca_bundle), host=host,
-        client_key=settings.client_key,
-        open_vault=lambda: open_vault(vault_path, key_source_from_settings(vault_settings)),
+        certificate=settings.client_certificate,
+        ca_pem=_read_report_file(settings.ca_bundle, source=source), host=host,
+        client_key=settings.client_key, open_vault=_vault_opener(vault_settings),
         log=log, ca_bundle=f"[report] ca_bundle {settings.ca_bundle}", source=source)
     context = credentials.context()
     assert settings.outbox is not None  # noqa: S101 - report_settings fills it in
@@ -1137,6 +1319,15 @@ def open_reporting(raw: Mapping[str, Any], *, source: str, host: str, state_dir:
         first.close()
     intake.check_level()
     return intake
+
+
+def _vault_opener(vault_settings: Mapping[str, Any]) -> Callable[[], Any]:
+    """Opens the daemon's vault (``[vault]``), where the client key is."""
+    from vault import key_source_from_settings, open_vault
+
+    vault_path = Path(str(vault_settings["path"])).expanduser()
+    settings = dict(vault_settings)
+    return lambda: open_vault(vault_path, key_source_from_settings(settings))
 
 
 def _storable_wire(observation: Mapping[str, Any]) -> Mapping[str, Any]:
