@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from policy.classification import CertificateClassification
+from policy.classification import CertificateClassification, clock_finding, days_left
 from policy.decisions import SEVERITY_TEXT, Action, Decision, Finding, Severity
 from policy.facts import unevaluable
 from policy.rules.art6 import end_of_validity, never_expires
-from policy.tokyo import tokyo_date
 
 from .monitoring import CONTRACT_FINDINGS, ExitMode, ExpiryWindows, worst_counted
 from .records import CertificateRecord, FileResult, KeyRecord
@@ -395,15 +394,11 @@ def clock_severity(record: CertificateRecord, placement: Placement, *, at: datet
     facts = record.facts
     worst = Severity.OK
     if placement.contract_view and unevaluable(facts) is None:
-        # policy.classification: `expired` when at > notAfter (critical), else
-        # `not-yet-valid` when at < notBefore (a warning)
-        if at > facts.not_after_utc:
-            worst = Severity.CRITICAL
-        elif at < facts.not_before_utc:
-            worst = Severity.WARNING
+        clock = clock_finding(facts, at)
+        if clock is not None:
+            worst = clock.severity
     if _has_expiry(placement):
-        days_left = (end_of_validity(facts.not_after_utc) - tokyo_date(at)).days
-        for finding in _expiry(record, days_left, windows, at):
+        for finding in _expiry(record, days_left(facts.not_after_utc, at), windows, at):
             worst = max(worst, finding.severity)
     if placement.chain:
         for finding in _chain_findings(record, placement.chain, at):

@@ -34,7 +34,9 @@ __all__ = [
     "CertificateClassification",
     "PolicySettings",
     "classify_certificate",
+    "clock_finding",
     "contract_compliance",
+    "days_left",
 ]
 
 
@@ -406,6 +408,23 @@ def _rebased(template: CertificateClassification, facts: CertificateFacts,
     return template.with_facts(facts, actions=actions, findings=findings)
 
 
+def days_left(not_after_utc: datetime, at: datetime) -> int:
+    """Days from ``at``'s Asia/Tokyo date to the last day of validity (negative: expired
+    that many days ago)."""
+    return (end_of_validity(not_after_utc) - tokyo_date(at)).days
+
+
+def clock_finding(facts: CertificateFacts, at: datetime) -> Finding | None:
+    """``expired`` (critical) after notAfter, else ``not-yet-valid`` (a warning) before
+    notBefore: what the clock alone changes of a classification. The agent's heartbeat asks
+    it of every certificate it holds, without classifying them again."""
+    if at > facts.not_after_utc:
+        return _expired(facts.not_after_utc, days_left(facts.not_after_utc, at))
+    if at < facts.not_before_utc:
+        return _not_yet_valid(facts.not_before_utc)
+    return None
+
+
 def _expired(not_after_utc: datetime, days_left: int) -> Finding:
     return Finding(
         code="expired", clause="", severity=Severity.CRITICAL,
@@ -430,8 +449,7 @@ def _classify(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding
     rule = settings.period_rule
     tier = classify(nb, na, rule=rule)
     today = tokyo_date(at)
-    end_day = end_of_validity(na)
-    days_left = (end_day - today).days
+    left = days_left(na, at)
 
     issuer_ca = catalogue.ca_for_issuer(facts.issuer_org)
     resolved, resolve_findings = _resolve_shared(facts, catalogue, binding, issuer_ca)
@@ -447,7 +465,7 @@ def _classify(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding
         return CertificateClassification(
             facts=facts, validity_seconds=seconds, tier=tier,
             item=item.handle if item is not None else None, category=category,
-            contracted_tier=contracted, compliant=None, renewable=True, days_left=days_left,
+            contracted_tier=contracted, compliant=None, renewable=True, days_left=left,
             findings=tuple(findings), actions=(), candidates=candidates,
             ca=ca.key if ca is not None else None, validation=match.validation)
 
@@ -465,10 +483,9 @@ def _classify(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding
             message="a CA certificate (basicConstraints CA:TRUE), not a server certificate: "
                     "it cannot be the certificate of a contract",
         ))
-    if at > na:
-        findings.append(_expired(na, days_left))
-    elif at < nb:
-        findings.append(_not_yet_valid(nb))
+    clock = clock_finding(facts, at)
+    if clock is not None:
+        findings.append(clock)
     if not facts.sans and not facts.is_ca:
         findings.append(Finding(
             code="no-san", clause="", severity=Severity.WARNING,
@@ -527,7 +544,7 @@ def _classify(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding
         facts=facts, validity_seconds=seconds, tier=tier,
         item=item.handle if item is not None else None, category=category,
         contracted_tier=contracted, compliant=compliant, renewable=not blocked,
-        days_left=days_left, findings=tuple(findings), actions=tuple(actions),
+        days_left=left, findings=tuple(findings), actions=tuple(actions),
         candidates=candidates, ca=ca.key if ca is not None else None,
         validation=match.validation, by_allowance=by_allowance,
     )
