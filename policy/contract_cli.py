@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ParamSpec
 
@@ -209,9 +209,11 @@ def _summary(entry: JournalEntry) -> str:
     payload = event_to_json(entry.event)
     skip = {"kind", "contract", "at", "facts"}
     parts = [f"{k}={v}" for k, v in payload.items() if k not in skip and v not in (None, "")]
-    facts = payload.get("facts")
-    if isinstance(facts, dict):
-        parts.insert(0, f"sha256={str(facts['sha256'])[:16]}… notAfter={facts['not_after']}")
+    event = entry.event
+    if isinstance(event, (CertificateBound, CertificateObserved)):
+        cert = event.facts
+        parts.insert(0, f"sha256={cert.sha256[:16]}… "
+                        f"notAfter={instant_to_tokyo_text(cert.not_after_utc)}")
     return " ".join(parts)
 
 
@@ -225,8 +227,9 @@ def _echo_state(state: ContractState) -> None:
     cert = state.certificate
     if cert is not None:
         click.echo(f"  certificate   {cert.sha256} ({state.certificate_source})")
-        click.echo(f"                valid {cert.not_before_utc.isoformat()} .. "
-                   f"{cert.not_after_utc.isoformat()} (ends {_cert_end(state)} Asia/Tokyo)")
+        click.echo(f"                valid {instant_to_tokyo_text(cert.not_before_utc)} .. "
+                   f"{instant_to_tokyo_text(cert.not_after_utc)} "
+                   f"(ends {_cert_end(state)} Asia/Tokyo)")
     else:
         click.echo("  certificate   (none bound or observed)")
     if state.renewable is False:
@@ -544,7 +547,7 @@ def show_command(contract_id: str, as_json: bool, at: datetime | None,
                    "problems": list(env.problems)})
     else:
         _echo_state(state)
-        click.echo("Journal (happened / recorded, UTC):")
+        click.echo("Journal (happened / recorded, Asia/Tokyo):")
         for entry in journal:
             click.echo(f"  #{entry.seq:<5} {_instant(entry.event.at_utc)}  "
                        f"{_instant(entry.recorded)}  {entry.event.KIND:<21} "
@@ -557,7 +560,10 @@ def show_command(contract_id: str, as_json: bool, at: datetime | None,
 
 
 def _instant(value: datetime) -> str:
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+    """An instant in a column of the desk's text: Tokyo time, as every refusal states it
+    (``instant_to_tokyo_text``; the journal's UTC is for ``--json``), padded to the widest
+    form, ``YYYY-MM-DD HH:MM:SS JST``, so the columns after it line up."""
+    return instant_to_tokyo_text(value).ljust(23)
 
 
 @contract_group.command("notify")
@@ -666,8 +672,8 @@ def _validity_findings(facts: CertificateFacts, at: datetime) -> list[dict[str, 
     if at < facts.not_before_utc:
         return [{"code": "certificate-not-yet-valid", "severity": "warning",
                  "message": f"the certificate is not valid until "
-                            f"{_instant(facts.not_before_utc)}; it was bound before its "
-                            f"validity starts"}]
+                            f"{instant_to_tokyo_text(facts.not_before_utc)}; it was bound "
+                            "before its validity starts"}]
     return []
 
 

@@ -205,7 +205,7 @@ def test_contract_life_bind_notify_answer_show(tmp_path: Path, ledger: Path) -> 
     assert {f["computed"]["fee"] for f in shown["fees"]} == {"initial", "agency", "monthly"}
     text = _ok(["contract", "show", "L1", "--at", "2026-11-26", *lg]).stdout
     assert "Contract L1: terminating" in text
-    assert "Journal (happened / recorded, UTC):" in text
+    assert "Journal (happened / recorded, Asia/Tokyo):" in text
     assert "Due actions:" in text
 
 
