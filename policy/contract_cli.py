@@ -378,7 +378,9 @@ def add_command(contract_id: str, handle: str, tier: str | None, at: datetime | 
         env.catalogue, at=now)
     if refusals:
         click.get_current_context().meta[_REFUSAL_DETAILS] = {"refusals": list(refusals)}
-        reasons = "; ".join(f"{d.clause}: {d.explanation_en}" for d in refusals)
+        # each explanation is a sentence: its full stop would stand before the "; "
+        reasons = "; ".join(f"{d.clause}: {d.explanation_en.removesuffix('.')}"
+                            for d in refusals)
         raise ApplicationRefusedError(
             f"application for contract {contract_id!r} ({item.handle}) refused, nothing "
             f"recorded — {reasons}")

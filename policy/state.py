@@ -783,7 +783,8 @@ def _check_cancellation(state: ContractState, event: CancellationArrived, when: 
         raise ContractStateError(
             f"contract {cid!r} already has a cancellation form (arrived "
             f"{state.cancellation.arrived.isoformat()}, effective "
-            f"{state.cancellation.effective.isoformat()})")
+            f"{state.cancellation.effective.isoformat()} under Art.9(2)): it fixed the "
+            "termination day, and a second form is not recorded")
     cert = state.certificate
     if cert is None:
         # 第9条第2項: 「SSL サーバ証明書の有効期間中に」 - the form counts under Art.9(2) only

@@ -12,7 +12,7 @@ import pytest
 from policy.intake import Observation
 from policy.ledger import Ledger
 from tests.certfactory import make_cert
-from tests.cli.test_contract_cli import _json, _ok
+from tests.cli.test_contract_cli import _json, _ok, _run
 from tests.policy.ledger_fixtures import facts
 
 APRIL_1_JST = datetime(2026, 3, 31, 15, tzinfo=UTC)
@@ -75,4 +75,29 @@ def test_contract_unbound_states_when_it_was_seen_in_tokyo_time(lg: list[str]) -
                                 index=0, observed_at_utc=APRIL_1_JST)], at=APRIL_1_JST)
     [line] = _ok(["contract", "unbound", *lg]).stdout.splitlines()
     assert line.split()[1:5] == ["2026-04-01", "00:00", "JST", "web1:/srv/u.pem[0]"]
+
+
+def test_a_second_cancellation_form_is_refused_citing_art9_2(
+        tmp_path: Path, lg: list[str]) -> None:
+    cert = _bound(tmp_path, lg)
+    _ok(["contract", "bind", "D1", str(cert), "--at", "2026-04-01", *lg])
+    _ok(["contract", "cancel", "D1", "--arrived", "2026-04-02", "--at", "2026-04-02", *lg])
+    code, result = _run(["contract", "cancel", "D1", "--arrived", "2026-04-03",
+                         "--at", "2026-04-03", *lg])
+    assert code == 15
+    message = str(result.exception)
+    assert "already has a cancellation form" in message
+    assert "Art.9(2)" in message
+    shown = _json(["contract", "show", "D1", "--json", *lg])
+    assert [e["kind"] for e in shown["journal"]].count("cancellation-arrived") == 1
+
+
+def test_an_application_refused_under_two_clauses_reads_as_one_sentence(
+        lg: list[str]) -> None:
+    code, result = _run(["contract", "add", "C2", "--item", "globalsign-ov", "--tier", "1y",
+                         "--country", "US", "--migrating", "--at", "2026-03-01", *lg])
+    assert code == 16
+    message = str(result.exception)
+    assert ".;" not in message
+    assert "under this item; Art.7(2): " in message
 
