@@ -36,7 +36,13 @@ from typing import Any, ParamSpec
 import click
 
 from policy.catalogue import Catalogue
-from policy.certsource import CertificateEntry, CertificateReader, entries_or_raise, require_reader
+from policy.certsource import (
+    CertificateEntry,
+    CertificateFileError,
+    CertificateReader,
+    entries_or_raise,
+    require_reader,
+)
 from policy.cliutil import (
     AT_OPTION_HELP,
     FILE_THE_COMMAND_READS,
@@ -681,20 +687,25 @@ def _validity_findings(facts: CertificateFacts, at: datetime) -> list[dict[str, 
 
 def _pick_certificate(read: CertificateReader, path: Path,
                       index: int | None) -> CertificateEntry:
+    """The certificate of ``path`` to bind: ``--index``'s, else the first that is not a CA
+    certificate. A file without it is a problem with bind's certificate file, exit 17 as the
+    reader's own refusals (docs/ledger.md), not 15, a refusal by the contract's state:
+    ``no-certificate``, the reader's code for a file holding none it was asked for."""
     certificates = list(entries_or_raise(read(path)))
     if not certificates:
-        raise ContractStateError(f"{path}: contains no certificate")
+        raise CertificateFileError(path, "no-certificate", "contains no certificate")
     if index is not None:
         if index >= len(certificates):
-            raise ContractStateError(
-                f"{path}: has {len(certificates)} certificate(s); --index {index} is out of range")
+            raise CertificateFileError(
+                path, "no-certificate",
+                f"has {len(certificates)} certificate(s); --index {index} is out of range")
         return certificates[index]
     for entry in certificates:
         if not entry.facts.is_ca:
             return entry
-    raise ContractStateError(
-        f"{path}: holds only CA certificates; a contract binds a server certificate "
-        "(use --index to force one)")
+    raise CertificateFileError(
+        path, "no-certificate", "holds only CA certificates; a contract binds a server "
+        "certificate (use --index to force one)")
 
 
 @contract_group.command("change")

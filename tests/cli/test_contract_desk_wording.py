@@ -4,14 +4,16 @@ docs/ledger.md gives a problem with `contract bind`'s certificate file (17)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from policy.intake import Observation
 from policy.ledger import Ledger
-from tests.certfactory import make_cert
+from tests.certfactory import make_ca, make_cert
 from tests.cli.test_contract_cli import _json, _ok, _run
 from tests.policy.ledger_fixtures import facts
 
@@ -90,6 +92,24 @@ def test_a_second_cancellation_form_is_refused_citing_art9_2(
     assert "Art.9(2)" in message
     shown = _json(["contract", "show", "D1", "--json", *lg])
     assert [e["kind"] for e in shown["journal"]].count("cancellation-arrived") == 1
+
+
+@pytest.mark.parametrize(("which", "index", "said"), [
+    ("server", ["--index", "3"], "--index 3 is out of range"),
+    ("ca", [], "holds only CA certificates"),
+])
+def test_bind_refuses_a_file_without_the_certificate_asked_for_with_17(
+        tmp_path: Path, lg: list[str], which: str, index: list[str], said: str) -> None:
+    """docs/ledger.md: 17 is `contract bind`'s certificate file; scripts tell it from 15, a
+    refusal by the contract's state."""
+    cert = _bound(tmp_path, lg)
+    if which == "ca":
+        cert.write_bytes(make_ca().cert.public_bytes(Encoding.PEM))
+    code, result = _run(["contract", "bind", "D1", str(cert), *index, "--at", "2026-04-01",
+                         "--json", *lg])
+    assert code == 17
+    assert said in str(result.exception)
+    assert json.loads(result.stdout)["error"]["exit_code"] == 17
 
 
 def test_an_application_refused_under_two_clauses_reads_as_one_sentence(
