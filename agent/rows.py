@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from types import MappingProxyType
 from typing import Any
 
 from policy.classification import CertificateClassification
@@ -35,6 +36,7 @@ from .records import CertificateRecord, FileResult, KeyRecord
 __all__ = [
     "CONTRACT_ROLES",
     "MAX_CHAIN",
+    "NO_CONTRACT_JSON",
     "CertificateRow",
     "FileRow",
     "KeyPairing",
@@ -255,6 +257,13 @@ def pair_key(record: CertificateRecord, *, role: Role, file_keys: Sequence[KeyRe
 # ---------------------------------------------------------------- the row
 
 
+NO_CONTRACT_JSON: Mapping[str, Any] = MappingProxyType({
+    "item": None, "candidates": [], "category": None, "contracted_tier": None,
+    "compliant": None, "by_allowance": False, "renewable": None})
+"""What the JSON of a row without the contract view (a chain certificate, a trust anchor)
+says instead of the classification's contract fields: each replaces its key in place."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateRow:
     """One certificate at one place, with what the contract and the host make of it."""
@@ -317,8 +326,7 @@ class CertificateRow:
                                           actions=self.actions),
         }
         if not self.contract_view:
-            out.update(item=None, candidates=[], category=None, contracted_tier=None,
-                       compliant=None, by_allowance=False, renewable=None)
+            out.update(NO_CONTRACT_JSON)
         out.update({
             "host_severity": SEVERITY_TEXT[self.host_severity],
             "contract_severity": SEVERITY_TEXT[self.contract_severity],
