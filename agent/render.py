@@ -25,7 +25,7 @@ import json
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for (se
     orjson = None  # type: ignore[assignment]
 
 from policy.cliutil import to_jsonable
-from policy.decisions import SEVERITY_TEXT, Severity
+from policy.decisions import SEVERITY_TEXT, Finding, Severity
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_text
 from untrusted.text import (
@@ -142,6 +142,10 @@ _ACTION_HEADS: _Remembered = {}
 """A decision's shape_json() as ``{"action":...,"computed":{...},"facts":``."""
 _FINDINGS: _Remembered = {}
 """A finding's whole object (a shape's findings are shared; a row's own are met once)."""
+_SHAPE_FINDINGS: _Remembered = {}
+"""A classification's findings tuple as the row's whole ``findings`` array (without its
+brackets), when the row shows exactly those (:func:`agent.rows.certificate_row` then holds
+the classification's tuple itself)."""
 _REMEMBERED_MAX = 4096
 """Entries per table; a table is emptied when full (a hostile store of as many shapes only
 makes the rows cost what they did before)."""
@@ -155,10 +159,8 @@ def _remember(table: _Remembered, source: Any, text: bytes) -> bytes:
 
 
 def _told_part(told: dict[str, Any], contract_view: bool) -> bytes:
+    """The classification's part (the caller has looked it up already: a call saved)."""
     table = _TOLD if contract_view else _TOLD_NO_CONTRACT
-    hit = table.get(id(told))
-    if hit is not None and hit[0] is told:
-        return hit[1]
     shown = told if contract_view else {**told, **NO_CONTRACT_JSON}
     return _remember(table, told, json_utf8_checked(
         orjson.dumps(shown, default=to_jsonable)[1:-1]))
@@ -170,6 +172,19 @@ _COMMA = b","
 _CLOSE = b"}"
 
 
+def _findings_array(findings: tuple[Finding, ...]) -> bytes:
+    """The JSON objects of ``findings``, comma-separated, each made and checked once."""
+    out = []
+    for finding in findings:
+        hit = _FINDINGS.get(id(finding))
+        if hit is not None and hit[0] is finding:
+            out.append(hit[1])
+        else:
+            out.append(_remember(_FINDINGS, finding, json_utf8_checked(
+                orjson.dumps(finding.to_json(), default=to_jsonable))))
+    return _COMMA.join(out)
+
+
 def _certificate_line(row: CertificateRow) -> bytes | None:
     """``dumps(item_json(row))``, written in parts (see above); ``None`` when orjson refuses a
     part (a lone surrogate, an integer beyond 64 bits): the caller's :func:`dumps` then writes
@@ -177,28 +192,32 @@ def _certificate_line(row: CertificateRow) -> bytes | None:
     record = row.record
     c = row.classification
     f = c.facts
+    # A UTC instant as orjson writes it with OPT_UTC_Z: format_instant's text (which is
+    # orjson's too); any other offset is converted by format_instant first.
+    before, after = f.not_before_utc, f.not_after_utc
     try:
         head = orjson.dumps({
             "kind": "certificate", "path": record.path, "index": record.index,
             "format": record.fmt, "role": row.role._value_, "store": row.store,
             "sha256": f.sha256, "subject": f.subject, "subject_cn": f.subject_cn,
-            "issuer": f.issuer, "sans": f.sans, "not_before": format_instant(f.not_before_utc),
-            "not_after": format_instant(f.not_after_utc),
-        }, default=to_jsonable)
+            "issuer": f.issuer, "sans": f.sans,
+            "not_before": before if before.tzinfo is UTC else format_instant(before),
+            "not_after": after if after.tzinfo is UTC else format_instant(after),
+        }, default=to_jsonable, option=orjson.OPT_UTC_Z)
+        told = c.shape_json()
+        hit = (_TOLD if row.contract_view else _TOLD_NO_CONTRACT).get(id(told))
         parts = [json_utf8_checked(head[:-1]), _COMMA,
-                 _told_part(c.shape_json(), row.contract_view),
+                 hit[1] if hit is not None and hit[0] is told
+                 else _told_part(told, row.contract_view),
                  _SEVERITY_FINDINGS[row.severity]]
-        first = True
-        for finding in row.findings:
-            if not first:
-                parts.append(_COMMA)
-            first = False
-            hit = _FINDINGS.get(id(finding))
-            if hit is not None and hit[0] is finding:
-                parts.append(hit[1])
-            else:
-                parts.append(_remember(_FINDINGS, finding, json_utf8_checked(
-                    orjson.dumps(finding.to_json(), default=to_jsonable))))
+        findings = row.findings
+        hit = _SHAPE_FINDINGS.get(id(findings))
+        if hit is not None and hit[0] is findings:
+            parts.append(hit[1])
+        else:
+            array = _findings_array(findings)
+            parts.append(array if findings is not c.findings
+                         else _remember(_SHAPE_FINDINGS, findings, array))
         parts.append(_FINDINGS_ACTIONS)
         first = True
         for action in row.actions:

@@ -359,20 +359,26 @@ def certificate_row(
     """Build the row of ``record``: the one place that decides which findings a certificate
     shows (``file_findings``: the file's own, e.g. trailing data; ``extra_findings``: the
     daemon's escrow findings)."""
-    findings: list[Finding] = [*record.findings, *file_findings]
+    shown: tuple[Finding, ...] = ()
     actions: tuple[Decision, ...] = ()
     if placement.contract_view:
-        findings.extend(classification.findings)
+        shown = classification.findings
         actions = classification.actions
+    added: list[Finding] = []
     if placement.role is Role.LEAF or (placement.role is Role.CA and placement.contract_view):
-        findings.extend(_expiry(record, classification, windows, at))
+        added.extend(_expiry(record, classification, windows, at))
     if pairing.finding is not None:
-        findings.append(pairing.finding)
+        added.append(pairing.finding)
     if placement.chain:
-        findings.extend(_chain_findings(record, placement.chain, at))
-    findings.extend(extra_findings)
+        added.extend(_chain_findings(record, placement.chain, at))
+    added.extend(extra_findings)
+    # Most rows show the classification's findings and nothing more: then the row holds the
+    # classification's tuple itself, which the certificates of one shape share (the JSON
+    # renderer writes it once: agent.render).
+    findings = (shown if not (record.findings or file_findings or added)
+                else (*record.findings, *file_findings, *shown, *added))
     return CertificateRow(record=record, classification=classification, role=placement.role,
-                          contract_view=placement.contract_view, findings=tuple(findings),
+                          contract_view=placement.contract_view, findings=findings,
                           actions=actions, key_matches=pairing.matches, store=store)
 
 

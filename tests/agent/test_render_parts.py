@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -37,6 +37,11 @@ CATALOGUE: Catalogue = load_catalogue()
 START = datetime(2026, 1, 1, tzinfo=UTC)
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 ISSUERS = ["CN=Issuer,O=Org", "CN=Root"]
+TOKYO = timezone(timedelta(hours=9))
+
+
+class _Instant(datetime):
+    """A datetime subclass: orjson does not write it, to_jsonable's format_instant does."""
 
 # Text a certificate's maker chooses: controls (C0, DEL, C1), bidirectional and invisible
 # format characters, a Hangul filler, a tag character, runs of marks past the limit, lone
@@ -57,12 +62,22 @@ plain_or_hostile = st.integers(0, 19).flatmap(
 def certificate(draw: st.DrawFn, n: int) -> CertificateFacts:
     """Few lengths and start days, so that shapes repeat within and across examples."""
     not_before = START + timedelta(days=draw(st.sampled_from([0, 1, 40, 70])),
-                                   minutes=draw(st.integers(0, 3)))
+                                   minutes=draw(st.integers(0, 3)),
+                                   microseconds=draw(st.sampled_from([0, 0, 0, 1, 999_999])))
     length = draw(st.sampled_from([timedelta(days=d) for d in (30, 90, 199, 365, 800)]))
+    not_after = not_before + length - timedelta(seconds=1)
+    # the same instants in Tokyo's offset, or as a datetime subclass (a test clock's): written
+    # by format_instant rather than by orjson, in both paths
+    zone = draw(st.sampled_from(["utc", "utc", "utc", "tokyo", "subclass"]))
+    if zone == "tokyo":
+        not_before, not_after = (t.astimezone(TOKYO) for t in (not_before, not_after))
+    elif zone == "subclass":
+        not_before, not_after = (_Instant.fromtimestamp(t.timestamp(), UTC)
+                                 for t in (not_before, not_after))
     is_ca = draw(st.booleans()) and draw(st.booleans())
     return CertificateFacts(
         sha256=hashlib.sha256(f"{n}".encode()).hexdigest(),
-        not_before_utc=not_before, not_after_utc=not_before + length - timedelta(seconds=1),
+        not_before_utc=not_before, not_after_utc=not_after,
         # a CA certificate names the issuer of the others (a chain), or not
         subject=draw(st.sampled_from(ISSUERS)) if is_ca and draw(st.booleans())
         else f"CN={draw(plain_or_hostile)}",
@@ -219,6 +234,7 @@ def test_a_remembered_part_is_never_another_objects() -> None:
     render._ACTION_HEADS[id(action)] = (dict(action), b'{"forged":')
     finding = row.findings[0]
     render._FINDINGS[id(finding)] = (Finding(code="x", clause="", message=""), b'{"forged":2}')
+    render._SHAPE_FINDINGS[id(row.findings)] = ((), b'{"forged":3}')
     line = render._certificate_line(row)
     assert line is not None
     assert b"forged" not in line
@@ -229,12 +245,13 @@ def test_the_tables_of_remembered_parts_are_bounded(monkeypatch: pytest.MonkeyPa
     """A store of many shapes (lengths that differ to the second) empties a table when it is
     full instead of growing it."""
     monkeypatch.setattr(render, "_REMEMBERED_MAX", 8)
-    for table in (render._TOLD, render._ACTION_HEADS, render._FINDINGS):
+    tables = (render._TOLD, render._ACTION_HEADS, render._FINDINGS, render._SHAPE_FINDINGS)
+    for table in tables:
         table.clear()
     for n in range(40):
         row = _ordinary_row(1000 + n * 997, at=AT + timedelta(seconds=n))  # a shape each
         assert json_line(row) == dumps(item_json(row))
-        for table in (render._TOLD, render._ACTION_HEADS, render._FINDINGS):
+        for table in tables:
             assert len(table) <= 8
 
 
@@ -257,3 +274,28 @@ def test_the_copies_of_a_shape_share_its_json_made_before_any_was_rendered() -> 
     assert second.shape_json() is third.shape_json() is first.shape_json()
     assert all(a.shape_json() is b.shape_json()
                for a, b in zip(second.actions, third.actions, strict=True))
+
+
+def test_a_row_lists_its_findings_in_order_and_shares_a_plain_shapes_tuple() -> None:
+    """certificate_row: the reader's findings, the file's, the classification's, then the
+    host's (expiry, key pairing); a row that adds none holds the classification's own tuple
+    (what the renderer remembers a shape's findings by)."""
+    plain = _ordinary_row(30)
+    assert plain.findings is plain.classification.findings
+
+    base = _ordinary_row(31)
+    reader = Finding(code="parser-warning", clause="", severity=Severity.WARNING, message="r")
+    trailing = Finding(code="trailing-data", clause="", severity=Severity.WARNING, message="t")
+    record = CertificateRecord(path="/s/k/cert.pem", index=0, fmt="pem",
+                               facts=base.record.facts, findings=(reader,), spki_sha256="a")
+    key = KeyRecord(path="/s/k/privkey.pem", index=0, key_type="ec", key_size=256,
+                    encrypted=False, spki_sha256="b", mode=0o600, owner_uid=0)
+    at = base.record.facts.not_after_utc - timedelta(days=3)  # inside the critical window
+    [row, _] = _rows([FileResult(path=record.path, certificates=(record,),
+                                 findings=(trailing,)),
+                      FileResult(path=key.path, keys=(key,))], BINDINGS[0], at, None)
+    assert isinstance(row, CertificateRow)
+    codes = [f.code for f in row.findings]
+    shape = [f.code for f in row.classification.findings]
+    assert codes == ["parser-warning", "trailing-data", *shape, "expires-soon", "key-mismatch"]
+    assert json_line(row) == dumps(item_json(row))
