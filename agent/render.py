@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - a platform orjson has no wheel for (se
 
 from policy.cliutil import to_jsonable
 from policy.decisions import SEVERITY_TEXT, Finding, Severity
+from policy.facts import CertificateFacts
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_text
 from untrusted.text import (
@@ -235,18 +236,44 @@ def _certificate_line(row: CertificateRow) -> bytes | None:
                                                         default=to_jsonable)))
             parts.append(_CLOSE)
         r = record.facts
-        tail = orjson.dumps({
-            "host_severity": SEVERITY_TEXT[row.host_severity],
-            "contract_severity": SEVERITY_TEXT[row.contract_severity],
-            "serial": r.serial, "issuer_org": r.issuer_org, "issuer_cn": r.issuer_cn,
-            "key_type": r.key_type, "key_size": r.key_size,
-            "signature_algorithm": r.signature_algorithm, "policy_oids": r.policy_oids,
-            "is_ca": r.is_ca, "self_signed": r.self_signed, "key_matches": row.key_matches,
-        }, default=to_jsonable)
+        parts.append(_SEVERITIES[row.host_severity][row.contract_severity])
+        parts.append(json_utf8_checked(orjson.dumps(r.serial, default=to_jsonable)))
+        parts.append(_issued_part(r))
+        matches = row.key_matches
+        parts.append(_KEY_MATCHES[matches] if matches is None or type(matches) is bool
+                     else b',"key_matches":' + orjson.dumps(matches, default=to_jsonable) + b"}")
     except orjson.JSONEncodeError:
         return None
-    parts.append(b"]," + json_utf8_checked(tail[1:]))
     return b"".join(parts)
+
+
+_SEVERITIES = tuple(tuple(f'],"host_severity":"{h}","contract_severity":"{c}","serial":'.encode()
+                          for c in SEVERITY_TEXT) for h in SEVERITY_TEXT)
+_KEY_MATCHES = {True: b',"key_matches":true}', False: b',"key_matches":false}',
+                None: b',"key_matches":null}'}
+_ISSUED: dict[tuple[Any, ...], bytes] = {}
+"""What a row says of its certificate's issuer and key, remembered by the values themselves
+(a store's certificates share a few issuers and key types) and their types where equal values
+of two types are written differently (``True == 1``, ``256 == 256.0``)."""
+
+
+def _issued_part(facts: CertificateFacts) -> bytes:
+    """``,"issuer_org":...,"self_signed":...`` of ``facts``, made and checked once per value."""
+    key_size, is_ca, self_signed = facts.key_size, facts.is_ca, facts.self_signed
+    issued = (facts.issuer_org, facts.issuer_cn, facts.key_type, key_size,
+              facts.signature_algorithm, facts.policy_oids, is_ca, self_signed,
+              type(key_size), type(is_ca), type(self_signed))
+    part = _ISSUED.get(issued)
+    if part is None:
+        if len(_ISSUED) >= _REMEMBERED_MAX:
+            _ISSUED.clear()
+        part = _ISSUED[issued] = b"," + json_utf8_checked(orjson.dumps({
+            "issuer_org": facts.issuer_org, "issuer_cn": facts.issuer_cn,
+            "key_type": facts.key_type, "key_size": key_size,
+            "signature_algorithm": facts.signature_algorithm,
+            "policy_oids": facts.policy_oids, "is_ca": is_ca, "self_signed": self_signed,
+        }, default=to_jsonable)[1:-1])
+    return part
 
 
 def iter_json(report: ScanReport) -> Iterator[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -166,14 +167,15 @@ def test_a_row_written_in_parts_is_the_reference_row(
     assert seen
 
 
-def _ordinary_row(n: int = 0, *, at: datetime = AT,
-                  binding: Binding = BINDINGS[0]) -> CertificateRow:
-    facts = CertificateFacts(
-        sha256=hashlib.sha256(f"ordinary{n}".encode()).hexdigest(),
-        not_before_utc=START + timedelta(minutes=n),
-        not_after_utc=START + timedelta(days=90, minutes=n, seconds=-1),
-        subject=f"CN=host{n}.example.jp", subject_cn=f"host{n}.example.jp",
-        sans=(f"host{n}.example.jp",), issuer="CN=Issuer", issuer_org="Org", serial="1")
+def _ordinary_row(n: int = 0, *, at: datetime = AT, binding: Binding = BINDINGS[0],
+                  **changes: Any) -> CertificateRow:
+    facts = CertificateFacts(**{
+        "sha256": hashlib.sha256(f"ordinary{n}".encode()).hexdigest(),
+        "not_before_utc": START + timedelta(minutes=n),
+        "not_after_utc": START + timedelta(days=90, minutes=n, seconds=-1),
+        "subject": f"CN=host{n}.example.jp", "subject_cn": f"host{n}.example.jp",
+        "sans": (f"host{n}.example.jp",), "issuer": "CN=Issuer", "issuer_org": "Org",
+        "serial": "1", **changes})
     record = CertificateRecord(path=f"/s/{n}.pem", index=0, fmt="pem", facts=facts)
     [row] = _rows([FileResult(path=record.path, certificates=(record,))], binding, at, None)
     assert isinstance(row, CertificateRow)
@@ -245,11 +247,13 @@ def test_the_tables_of_remembered_parts_are_bounded(monkeypatch: pytest.MonkeyPa
     """A store of many shapes (lengths that differ to the second) empties a table when it is
     full instead of growing it."""
     monkeypatch.setattr(render, "_REMEMBERED_MAX", 8)
-    tables = (render._TOLD, render._ACTION_HEADS, render._FINDINGS, render._SHAPE_FINDINGS)
+    tables = (render._TOLD, render._ACTION_HEADS, render._FINDINGS, render._SHAPE_FINDINGS,
+              render._ISSUED)
     for table in tables:
         table.clear()
     for n in range(40):
-        row = _ordinary_row(1000 + n * 997, at=AT + timedelta(seconds=n))  # a shape each
+        row = _ordinary_row(1000 + n * 997, at=AT + timedelta(seconds=n),  # a shape each
+                            issuer_cn=f"CA {n}")  # and an issuer
         assert json_line(row) == dumps(item_json(row))
         for table in tables:
             assert len(table) <= 8
@@ -299,3 +303,15 @@ def test_a_row_lists_its_findings_in_order_and_shares_a_plain_shapes_tuple() -> 
     shape = [f.code for f in row.classification.findings]
     assert codes == ["parser-warning", "trailing-data", *shape, "expires-soon", "key-mismatch"]
     assert json_line(row) == dumps(item_json(row))
+
+
+def test_equal_values_of_two_types_are_not_one_remembered_part() -> None:
+    """The issuer's part is remembered by its values: ``True == 1`` and ``256 == 256.0``, yet
+    JSON writes them differently, so their types are part of what it is remembered by."""
+    render._ISSUED.clear()
+    for changes in ({"self_signed": True, "key_size": 256}, {"self_signed": 1, "key_size": 256},
+                    {"self_signed": True, "key_size": 256.0}):
+        row = _ordinary_row(40, **changes)
+        line = render._certificate_line(row)
+        assert line is not None
+        assert line == dumps(item_json(row))
