@@ -232,9 +232,11 @@ def classify_directory(
         if result.skipped is not None:
             yield result.skipped
             continue
-        yield from result.cert_errors
-        position_codes = {e.code for e in result.cert_errors}
-        file_findings = tuple(f for f in result.findings if f.code not in position_codes)
+        file_findings = result.findings
+        if result.cert_errors:  # most files have none: no set, no copy
+            yield from result.cert_errors
+            position_codes = {e.code for e in result.cert_errors}
+            file_findings = tuple(f for f in file_findings if f.code not in position_codes)
         if not result.certificates:
             if file_findings or result.keys:
                 yield FileRow(path=result.path, keys=result.keys, findings=file_findings)

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from types import MappingProxyType
 from typing import Any
 
 from policy.classification import CertificateClassification, clock_finding, days_left
@@ -37,6 +38,7 @@ __all__ = [
     "CLOCK_FINDINGS",
     "CONTRACT_ROLES",
     "MAX_CHAIN",
+    "NO_CONTRACT_JSON",
     "CertificateRow",
     "FileRow",
     "KeyPairing",
@@ -258,6 +260,13 @@ def pair_key(record: CertificateRecord, *, role: Role, file_keys: Sequence[KeyRe
 # ---------------------------------------------------------------- the row
 
 
+NO_CONTRACT_JSON: Mapping[str, Any] = MappingProxyType({
+    "item": None, "candidates": [], "category": None, "contracted_tier": None,
+    "compliant": None, "by_allowance": False, "renewable": None})
+"""What the JSON of a row without the contract view (a chain certificate, a trust anchor)
+says instead of the classification's contract fields: each replaces its key in place."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CertificateRow:
     """One certificate at one place, with what the contract and the host make of it."""
@@ -320,8 +329,7 @@ class CertificateRow:
                                           actions=self.actions),
         }
         if not self.contract_view:
-            out.update(item=None, candidates=[], category=None, contracted_tier=None,
-                       compliant=None, by_allowance=False, renewable=None)
+            out.update(NO_CONTRACT_JSON)
         out.update({
             "host_severity": SEVERITY_TEXT[self.host_severity],
             "contract_severity": SEVERITY_TEXT[self.contract_severity],
@@ -354,20 +362,26 @@ def certificate_row(
     """Build the row of ``record``: the one place that decides which findings a certificate
     shows (``file_findings``: the file's own, e.g. trailing data; ``extra_findings``: the
     daemon's escrow findings)."""
-    findings: list[Finding] = [*record.findings, *file_findings]
+    shown: tuple[Finding, ...] = ()
     actions: tuple[Decision, ...] = ()
     if placement.contract_view:
-        findings.extend(classification.findings)
+        shown = classification.findings
         actions = classification.actions
+    added: list[Finding] = []
     if _has_expiry(placement):
-        findings.extend(_expiry(record, classification.days_left, windows, at))
+        added.extend(_expiry(record, classification.days_left, windows, at))
     if pairing.finding is not None:
-        findings.append(pairing.finding)
+        added.append(pairing.finding)
     if placement.chain:
-        findings.extend(_chain_findings(record, placement.chain, at))
-    findings.extend(extra_findings)
+        added.extend(_chain_findings(record, placement.chain, at))
+    added.extend(extra_findings)
+    # Most rows show the classification's findings and nothing more: then the row holds the
+    # classification's tuple itself, which the certificates of one shape share (the JSON
+    # renderer writes it once: agent.render).
+    findings = (shown if not (record.findings or file_findings or added)
+                else (*record.findings, *file_findings, *shown, *added))
     return CertificateRow(record=record, classification=classification, role=placement.role,
-                          contract_view=placement.contract_view, findings=tuple(findings),
+                          contract_view=placement.contract_view, findings=findings,
                           actions=actions, key_matches=pairing.matches, store=store)
 
 

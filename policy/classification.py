@@ -100,6 +100,25 @@ class CertificateClassification:
         shown = self.findings if findings is None else findings
         acts = self.actions if actions is None else actions
         worst = self.severity if severity is None else severity
+        return {
+            "sha256": f.sha256,
+            "subject": f.subject,
+            "subject_cn": f.subject_cn,
+            "issuer": f.issuer,
+            "sans": list(f.sans),
+            "not_before": format_instant(f.not_before_utc),
+            "not_after": format_instant(f.not_after_utc),
+            **self.shape_json(),
+            "severity": SEVERITY_TEXT[worst],
+            "findings": [x.to_json() for x in shown],
+            "actions": [x.to_json() for x in acts],
+        }
+
+    def shape_json(self) -> dict[str, Any]:
+        """What :meth:`to_json` says between ``not_after`` and ``severity``: the fields but the
+        certificate's own, in its order. Made once and shared (read it, never change it) by the
+        classifications :meth:`with_facts` copies from this one, so a renderer may remember
+        what it made of it by its identity (:func:`agent.render.json_line`)."""
         told = self._told
         if told is None:
             told = self.__dict__["_told"] = {
@@ -117,19 +136,7 @@ class CertificateClassification:
                 "by_allowance": self.by_allowance,
                 "days_left": self.days_left,
             }
-        return {
-            "sha256": f.sha256,
-            "subject": f.subject,
-            "subject_cn": f.subject_cn,
-            "issuer": f.issuer,
-            "sans": list(f.sans),
-            "not_before": format_instant(f.not_before_utc),
-            "not_after": format_instant(f.not_after_utc),
-            **told,
-            "severity": SEVERITY_TEXT[worst],
-            "findings": [x.to_json() for x in shown],
-            "actions": [x.to_json() for x in acts],
-        }
+        return told
 
 
 def _resolve_item(facts: CertificateFacts, match: ItemMatch, binding: Binding,
@@ -333,6 +340,11 @@ def classify_certificate(
     result = _classify(facts, catalogue, binding=binding, at=at, previous=previous,
                        settings=settings, sched=sched, first_observed=first_observed)
     if all(_rebasable(d.facts) for d in result.actions):
+        # Made before the first copy, so that every classification of the shape shares them
+        # (a caller that builds many rows before rendering one: the daemon's batches).
+        result.shape_json()
+        for decision in result.actions:
+            decision.shape_json()
         if len(_SHAPES) >= _SHAPES_MAX:
             _SHAPES.clear()
         _SHAPES[key] = (catalogue, binding, settings, sched, result)

@@ -128,6 +128,12 @@ class Decision:
     def to_json(self) -> dict[str, Any]:
         """The decision as JSON; the nested objects may be shared with other calls: read
         them, never change them."""
+        return {**self.shape_json(), "facts": dict(self.facts)}
+
+    def shape_json(self) -> dict[str, Any]:
+        """:meth:`to_json` but its last key, ``facts``: made once and shared (read it, never
+        change it) by the decisions :meth:`with_facts` copies from this one, so a renderer may
+        remember what it made of it by its identity (:func:`agent.render.json_line`)."""
         told = self._told
         if told is None:
             told = self.__dict__["_told"] = {
@@ -139,7 +145,7 @@ class Decision:
                 "explanation": {"en": self.explanation_en, "ja": self.explanation_ja},
                 "computed": dict(self.computed),
             }
-        return {**told, "facts": dict(self.facts)}
+        return told
 
 
 _NEW = object.__new__

@@ -414,4 +414,6 @@ def json_utf8_checked(document: bytes) -> bytes:
     leaves every other character raw) as :func:`json_utf8` would write it: unchanged, without
     decoding it, when it holds nothing :func:`json_text` may escape (the common case a scan
     checks on every row)."""
+    if document.isascii() and 0x7F not in document:  # _utf8_suspect's first answer, no call
+        return document
     return json_utf8(document.decode("utf-8")) if _utf8_suspect(document) else document
