@@ -569,10 +569,15 @@ _ACTION_ADVICE: dict[Action, str] = {
                             "certificate (Art.6(3) proviso)",
     Action.NON_COMPLIANT: "contract desk: the certificate does not comply with its tier (Art.3)",
     Action.REPLACE_CERTIFICATE: "renew the certificate and deploy it",
+    Action.NOTICE_MISSED: "contract desk: the renewal notice was not sent by the last day of "
+                          "validity and can no longer be (Art.6(1)); ask the customer whether "
+                          "they renew, and bind the successor certificate",
 }
 
 
 _ADVICE_BY_VALUE: dict[str, str] = {action.value: text for action, text in _ACTION_ADVICE.items()}
+# the action a finding puts before the desk gives that finding's advice (shown once)
+_ADVICE_BY_VALUE[Action.ITEM_MISMATCH.value] = _ADVICE["item-mismatch"]
 
 
 def what_to_do(findings: Sequence[Finding], actions: Sequence[Decision], *,

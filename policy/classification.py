@@ -16,13 +16,24 @@ from typing import Any
 
 from policy.catalogue import Catalogue, CertificateAuthority, Item
 from policy.category import Category
-from policy.decisions import SEVERITY_TEXT, Decision, Finding, Severity
+from policy.decisions import SEVERITY_TEXT, Action, Decision, Finding, Severity
 from policy.facts import CertificateFacts, unevaluable
 from policy.forecast import MaxValiditySchedule, br_days, embedded_schedule
 from policy.intake import Binding
-from policy.matchers import ItemMatch, bound_item_mismatch, match_item
+from policy.matchers import (
+    ItemMatch,
+    ItemMismatch,
+    bound_item_mismatch,
+    looks_like_other_items,
+    match_item,
+)
 from policy.periods import DEFAULT_PERIOD_RULE, PeriodRule, duration_en
-from policy.rules.art3 import Compliance, compliance, compliance_decisions
+from policy.rules.art3 import (
+    Compliance,
+    compliance,
+    compliance_decisions,
+    exceeds_offered_decisions,
+)
 from policy.rules.art6 import art6_3_period, end_of_validity, renewal_decisions
 from policy.rules.art8 import abolition_decisions
 from policy.settings import PolicySettings
@@ -32,10 +43,11 @@ from policy.tokyo import tokyo_date
 
 __all__ = [
     "CertificateClassification",
+    "ContractFit",
     "PolicySettings",
     "classify_certificate",
     "clock_finding",
-    "contract_compliance",
+    "contract_fit",
     "days_left",
 ]
 
@@ -140,9 +152,9 @@ class CertificateClassification:
 
 
 def _resolve_item(facts: CertificateFacts, match: ItemMatch, binding: Binding,
-                  catalogue: Catalogue,
-                  findings: list[Finding]) -> tuple[Item | None, Category, tuple[str, ...]]:
-    """Binding first, matchers second, BYO last."""
+                  catalogue: Catalogue, findings: list[Finding]
+                  ) -> tuple[Item | None, Category, tuple[str, ...], ItemMismatch | None]:
+    """Binding first, matchers second, BYO last; with the bound item's mismatch (Art.1)."""
     if binding.item:
         item = catalogue.item(binding.item)
         if binding.category is not None and binding.category is not item.category:
@@ -151,19 +163,14 @@ def _resolve_item(facts: CertificateFacts, match: ItemMatch, binding: Binding,
                 message=f"the binding says category {binding.category.value} but item "
                         f"{item.handle} is category {item.category.value}; the item decides",
             ))
-        mismatch = bound_item_mismatch(facts, item, catalogue, level=match.validation)
+        mismatch = (bound_item_mismatch(facts, item, catalogue, level=match.validation)
+                    or looks_like_other_items(item, match.candidates))
         if mismatch is not None:
-            findings.append(mismatch)
-        elif match.candidates and item.handle not in match.candidates:
-            findings.append(Finding(
-                code="item-mismatch", clause="Art.1", severity=Severity.WARNING,
-                message=f"bound to {item.handle} but the certificate looks like "
-                        f"{' or '.join(match.candidates)}",
-            ))
-        return item, item.category, ()
+            findings.append(mismatch.finding)
+        return item, item.category, (), mismatch
     candidates = [catalogue.items[h] for h in match.candidates]
     if binding.category is Category.III:
-        return catalogue.byo_item(), Category.III, ()
+        return catalogue.byo_item(), Category.III, (), None
     if binding.category is not None:
         candidates = [c for c in candidates if c.category is binding.category]
         if not candidates:
@@ -172,11 +179,11 @@ def _resolve_item(facts: CertificateFacts, match: ItemMatch, binding: Binding,
                 message=f"bound to category {binding.category.value} but the certificate "
                         "matches none of its items; bind an item to check it",
             ))
-            return None, binding.category, ()
+            return None, binding.category, (), None
     if not candidates:
-        return catalogue.byo_item(), Category.III, ()
+        return catalogue.byo_item(), Category.III, (), None
     if len(candidates) == 1:
-        return candidates[0], candidates[0].category, ()
+        return candidates[0], candidates[0].category, (), None
     handles = tuple(c.handle for c in candidates)
     categories = sorted({c.category for c in candidates}, key=lambda c: len(c.value))
     findings.append(Finding(
@@ -184,7 +191,7 @@ def _resolve_item(facts: CertificateFacts, match: ItemMatch, binding: Binding,
         message=f"the certificate fits {', '.join(handles)}; it cannot show which (nor category"
                 " I vs II): bind the contract's item to decide",
     ))
-    return None, categories[0], handles
+    return None, categories[0], handles, None
 
 
 def _contracted_tier(binding: Binding, item: Item | None,
@@ -211,12 +218,14 @@ def _beyond_every_offered_period(facts: CertificateFacts, item: Item | None,
                                  candidates: tuple[str, ...], catalogue: Catalogue,
                                  category: Category, *, ca: CertificateAuthority | None,
                                  previous: CertificateFacts | None,
-                                 rule: PeriodRule, tier: Tier) -> Finding | None:
+                                 rule: PeriodRule, tier: Tier, contract_id: str | None
+                                 ) -> tuple[Finding, tuple[Decision, ...]] | None:
     """With no contracted tier: a certificate longer than every period its item offers (the
     longest of Appx1.1's rows for it, the CA's carry-over allowance included) cannot comply with
-    any contract for the item, whichever tier is bound later. For an item that is still
-    ambiguous, the longest period any candidate offers. ``tier``: the certificate's strict
-    tier."""
+    any contract for the item, whichever tier is bound later (CONTRACT.md Art.3: "a finding even
+    with no contracted tier"). For an item that is still ambiguous, the longest period any
+    candidate offers. ``tier``: the certificate's strict tier. The finding, and the
+    ``NON_COMPLIANT`` decision that puts it before the desk."""
     offered = item.tiers if item is not None else tuple(
         t for handle in candidates for t in catalogue.items[handle].tiers)
     if not offered or Tier.UNLIMITED in offered:
@@ -237,7 +246,7 @@ def _beyond_every_offered_period(facts: CertificateFacts, item: Item | None,
         severity=Severity.CRITICAL if category is Category.III else Severity.WARNING,
         message=f"validity period {duration_en(period)} is longer than every period {name} "
                 f"offers (longest {longest.value}: {window}); no tier of the item admits it",
-    )
+    ), exceeds_offered_decisions(result, facts, offered_by=name, contract_id=contract_id)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,6 +259,8 @@ class _Resolved:
     candidates: tuple[str, ...]
     contracted: Tier | None
     ca: CertificateAuthority | None
+    mismatch: ItemMismatch | None
+    """The bound item cannot be the certificate's (Art.1), and why."""
 
 
 def _resolve(facts: CertificateFacts, catalogue: Catalogue, binding: Binding,
@@ -257,7 +268,8 @@ def _resolve(facts: CertificateFacts, catalogue: Catalogue, binding: Binding,
     """``issuer_ca``: ``catalogue.ca_for_issuer(facts.issuer_org)`` (the caller needs it too)."""
     match = match_item(facts, catalogue)
     findings.extend(match.findings)
-    item, category, candidates = _resolve_item(facts, match, binding, catalogue, findings)
+    item, category, candidates, mismatch = _resolve_item(facts, match, binding, catalogue,
+                                                         findings)
     contracted = _contracted_tier(binding, item, candidates, catalogue, findings)
     ca: CertificateAuthority | None = match.ca or issuer_ca
     if ca is None and item is not None and item.ca in catalogue.cas and item.ca != "any":
@@ -265,7 +277,7 @@ def _resolve(facts: CertificateFacts, catalogue: Catalogue, binding: Binding,
     if ca is not None and not ca.organisations:
         ca = None
     return _Resolved(match=match, item=item, category=category, candidates=candidates,
-                     contracted=contracted, ca=ca)
+                     contracted=contracted, ca=ca, mismatch=mismatch)
 
 
 _RESOLVED: dict[tuple[Any, ...], tuple[Catalogue, Binding, _Resolved, tuple[Finding, ...]]] = {}
@@ -294,17 +306,87 @@ def _resolve_shared(facts: CertificateFacts, catalogue: Catalogue, binding: Bind
     return resolved, tuple(findings)
 
 
-def contract_compliance(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding,
-                        previous: CertificateFacts | None = None,
-                        rule: PeriodRule = DEFAULT_PERIOD_RULE) -> Compliance | None:
-    """Art.3 compliance exactly as :func:`classify_certificate` judges it, without the rest of
-    the classification: what a contract sweep needs (``None`` when no tier is contracted)."""
-    resolved = _resolve(facts, catalogue, binding, [],
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContractFit:
+    """What the contract's item and tier make of its certificate: what ``policy classify``
+    reports of the binding and the periods, for the ledger's contracts."""
+
+    compliance: Compliance | None
+    """Art.3 / Appx1.1 against the contracted tier; ``None`` when no tier is contracted."""
+    findings: tuple[Finding, ...]
+    """``item-mismatch`` (Art.1), then ``non-compliant`` / ``transition-allowance`` against the
+    contracted tier, or ``exceeds-item-periods`` without one."""
+    decisions: tuple[Decision, ...]
+    """``ITEM_MISMATCH``, ``NON_COMPLIANT`` (against the contracted tier, or every tier the item
+    offers): the findings a desk acts on."""
+
+
+def _fit(facts: CertificateFacts, resolved: _Resolved, catalogue: Catalogue, *, tier: Tier,
+         previous: CertificateFacts | None, rule: PeriodRule,
+         contract_id: str | None) -> ContractFit:
+    """:class:`ContractFit` of a resolved certificate but the resolution's own findings (the
+    classification has them already). The one place both paths decide it."""
+    findings: list[Finding] = []
+    decisions: list[Decision] = []
+    if resolved.mismatch is not None:
+        decisions.append(_mismatch_decision(resolved.mismatch, facts, contract_id))
+    result: Compliance | None = None
+    if resolved.contracted is not None:
+        result = compliance(facts, resolved.contracted, category=resolved.category,
+                            ca=resolved.ca, previous=previous, rule=rule)
+        findings.extend(result.findings)
+        decisions.extend(compliance_decisions(result, facts, contract_id=contract_id))
+    else:
+        beyond = _beyond_every_offered_period(
+            facts, resolved.item, resolved.candidates, catalogue, resolved.category,
+            ca=resolved.ca, previous=previous, rule=rule, tier=tier, contract_id=contract_id)
+        if beyond is not None:
+            findings.append(beyond[0])
+            decisions.extend(beyond[1])
+    return ContractFit(compliance=result, findings=tuple(findings), decisions=tuple(decisions))
+
+
+def _mismatch_decision(mismatch: ItemMismatch, facts: CertificateFacts,
+                       contract_id: str | None) -> Decision:
+    """``ITEM_MISMATCH``: the desk's side of the finding, in catalogue words only (the
+    finding may quote the certificate's issuer; this is printed as it is). Due from the
+    certificate's first Tokyo day, like ``NON_COMPLIANT``: it was never the item's."""
+    return Decision(
+        action=Action.ITEM_MISMATCH,
+        clause="Art.1",
+        due=tokyo_date(facts.not_before_utc),
+        contract_id=contract_id,
+        severity=Severity.WARNING,
+        explanation_en=(f"The certificate cannot be a certificate of the bound item "
+                        f"{mismatch.item}: {mismatch.reason_en}. Bind a certificate of the "
+                        "item, or check the contract's item."),
+        explanation_ja=(f"SSL サーバ証明書は紐付けた品目 {mismatch.item} のものではありません"
+                        f"（{mismatch.reason_ja}）。品目に対応する証明書を紐付けるか、契約の品目を"
+                        "確認してください。"),
+        computed={"item": mismatch.item, "reason": mismatch.kind},
+        facts={"sha256": facts.sha256,
+               "not_before": format_instant(facts.not_before_utc),
+               "not_after": format_instant(facts.not_after_utc)},
+    )
+
+
+def contract_fit(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding,
+                 previous: CertificateFacts | None = None,
+                 rule: PeriodRule = DEFAULT_PERIOD_RULE) -> ContractFit:
+    """The item, tier and period findings and decisions exactly as
+    :func:`classify_certificate` makes them (the same :func:`_resolve` and :func:`_fit`),
+    without the rest of the classification: what a contract sweep needs. A contract with no
+    tier still hears of a certificate no tier of its item admits (``exceeds-item-periods``),
+    and every contract of one whose CA cannot have issued it (``item-mismatch``)."""
+    resolve_findings: list[Finding] = []
+    resolved = _resolve(facts, catalogue, binding, resolve_findings,
                         catalogue.ca_for_issuer(facts.issuer_org))
-    if resolved.contracted is None:
-        return None
-    return compliance(facts, resolved.contracted, category=resolved.category, ca=resolved.ca,
-                      previous=previous, rule=rule)
+    fit = _fit(facts, resolved, catalogue,
+               tier=classify(facts.not_before_utc, facts.not_after_utc, rule=rule),
+               previous=previous, rule=rule, contract_id=binding.contract_id)
+    mismatch = (resolved.mismatch.finding,) if resolved.mismatch is not None else ()
+    return ContractFit(compliance=fit.compliance, findings=mismatch + fit.findings,
+                       decisions=fit.decisions)
 
 
 def classify_certificate(
@@ -518,18 +600,13 @@ def _classify(facts: CertificateFacts, catalogue: Catalogue, *, binding: Binding
     by_allowance = False
     actions: list[Decision] = []
     contract_id = binding.contract_id
-    if contracted is not None:
-        result = compliance(facts, contracted, category=category, ca=ca, previous=previous,
-                            rule=rule)
-        compliant = result.compliant
-        by_allowance = result.by_allowance
-        findings.extend(result.findings)
-        actions.extend(compliance_decisions(result, facts, contract_id=contract_id))
-    else:
-        beyond = _beyond_every_offered_period(facts, item, candidates, catalogue, category,
-                                              ca=ca, previous=previous, rule=rule, tier=tier)
-        if beyond is not None:
-            findings.append(beyond)
+    fit = _fit(facts, resolved, catalogue, tier=tier, previous=previous, rule=rule,
+               contract_id=contract_id)
+    if fit.compliance is not None:
+        compliant = fit.compliance.compliant
+        by_allowance = fit.compliance.by_allowance
+    findings.extend(fit.findings)
+    actions.extend(fit.decisions)
 
     # The proviso's period matters to category III only; reckoned once, shared with Art.6.
     proviso = art6_3_period(facts, rule) if category is Category.III else None

@@ -60,6 +60,11 @@ class Action(enum.Enum):
     contracted tier."""
     REPLACE_CERTIFICATE = "replace-certificate"
     """The bound certificate has expired or is about to, and no successor has been observed."""
+    NOTICE_MISSED = "notice-missed"
+    """Art.6(1): the validity period ended with no renewal notice sent; it can no longer be
+    sent for this certificate, and no renewal follows by default (Art.6(2) follows a notice)."""
+    ITEM_MISMATCH = "item-mismatch"
+    """Art.1: the certificate bound to the contract cannot be one of the contract's item."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

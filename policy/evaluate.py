@@ -4,7 +4,8 @@
 enough to sweep 100,000 contracts: it touches no file and no clock, and it composes the article
 modules rather than re-deriving anything:
 
-* Art.3 (compliance of the certificate with the contracted tier) via ``contract_compliance``;
+* Art.1 and Art.3 / Appx1.1 (the certificate against the contract's item and tier) via
+  ``contract_fit``, the function ``policy classify`` decides them with;
 * Art.6 renewal (notice, answer, default renewal, the 90-day proviso) via ``renewal_decisions``;
 * Art.8 abolition; Art.9 termination; Art.10 fees;
 * a contract whose certificate cannot be renewed (Art.6(3) proviso) ends with it: its state
@@ -23,10 +24,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from policy.catalogue import Catalogue
-from policy.classification import contract_compliance
+from policy.classification import contract_fit
 from policy.decisions import Action, Decision, Severity
 from policy.intake import Binding
-from policy.rules.art3 import compliance_decisions
 from policy.rules.art6 import art6_3_period, renewal_decisions
 from policy.rules.art8 import abolition_decisions
 from policy.rules.art9 import termination_decisions
@@ -91,14 +91,15 @@ def evaluate_contract(state: ContractState, catalogue: Catalogue, settings: Poli
     # A contract that ends only because its certificate cannot be renewed (Art.6(3) proviso)
     # still shows the renewal side: the notice is due and the blocked renewal is the reason.
     if cert is not None and (ended is None or state.termination_clause == PROVISO):
-        # Art.3: the rule's own NON_COMPLIANT decision (it names any CA allowance it used).
-        result = contract_compliance(
+        # Art.1, Art.3 / Appx1.1: what `policy classify` says of the certificate against the
+        # contract's item and tier, decided by the same function (ITEM_MISMATCH; NON_COMPLIANT
+        # against the tier, naming any CA allowance it used, or, with no tier, against every
+        # period the item offers).
+        out.extend(contract_fit(
             cert, catalogue,
             binding=Binding(contract_id=cid, category=state.category, item=state.item,
                             tier=state.tier),
-            previous=state.previous_certificate, rule=settings.period_rule)
-        if result is not None:
-            out.extend(compliance_decisions(result, cert, contract_id=cid))
+            previous=state.previous_certificate, rule=settings.period_rule).decisions)
         if state.renewal_made_for == cert.sha256:
             out.append(_replace_certificate(state, today=today))
         else:

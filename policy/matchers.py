@@ -28,7 +28,9 @@ from policy.facts import CertificateFacts
 __all__ = [
     "CABF_VALIDATION_OIDS",
     "ItemMatch",
+    "ItemMismatch",
     "bound_item_mismatch",
+    "looks_like_other_items",
     "match_item",
     "validation_level",
 ]
@@ -128,31 +130,76 @@ def match_item(facts: CertificateFacts, catalogue: Catalogue) -> ItemMatch:
                      findings=tuple(findings))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemMismatch:
+    """Why the item a binding names cannot be the certificate's (Art.1): the finding
+    ``item-mismatch`` (its message may quote the certificate's issuer), and the reason again in
+    catalogue words only, for a decision that a desk's terminal prints."""
+
+    item: str
+    kind: str
+    """``issuer`` (not the item's CA), ``validation`` (the CA/B Forum OID contradicts the
+    item's level) or ``looks-like`` (the certificate matches other items of the catalogue)."""
+    reason_en: str
+    reason_ja: str
+    finding: Finding
+
+
 def bound_item_mismatch(facts: CertificateFacts, item: Item, catalogue: Catalogue, *,
-                        level: str | bool | None = False) -> Finding | None:
-    """An ``item-mismatch`` finding when the item a binding names (``--item``, a store's
-    ``item``) cannot be the certificate's: its CA cannot have issued it (the issuer ``O=`` is
-    not one of the CA's organisations), or its validation level contradicts the certificate's
-    single CA/B Forum OID. Category III takes a certificate from any CA, so nothing is checked
-    for it; ``None`` when the item can be the certificate's. ``level`` is the validation level
-    already read by :func:`match_item` (``None`` = unknown), to spare reading it twice."""
+                        level: str | bool | None = False) -> ItemMismatch | None:
+    """An ``item-mismatch`` when the item a binding names (``--item``, a store's ``item``, a
+    contract's item) cannot be the certificate's: its CA cannot have issued it (the issuer
+    ``O=`` is not one of the CA's organisations), or its validation level contradicts the
+    certificate's single CA/B Forum OID. Category III takes a certificate from any CA (Art.1:
+    持ち込み証明書, the certificate the customer obtained), so nothing is checked for it; ``None``
+    when the item can be the certificate's. ``level`` is the validation level already read by
+    :func:`match_item` (``None`` = unknown), to spare reading it twice."""
     if not item.category.provider_issued or item.ca not in catalogue.cas:
         return None
     ca = catalogue.cas[item.ca]
     if not ca.recognises_org(facts.issuer_org):
         issuer = facts.issuer_org or "no organisation"
-        return Finding(
-            code="item-mismatch", clause="Art.1", severity=Severity.WARNING,
-            message=f"bound to {item.handle}, a {ca.name} product, but the certificate was "
-                    f"issued by {issuer!r}: {ca.name} cannot have issued it",
-        )
+        return ItemMismatch(
+            item=item.handle, kind="issuer",
+            reason_en=f"{item.handle} is a {ca.name} product, and {ca.name} did not issue it",
+            reason_ja=f"{item.handle} は {ca.name} の製品ですが、証明書は {ca.name} が発行した"
+                      "ものではありません",
+            finding=Finding(
+                code="item-mismatch", clause="Art.1", severity=Severity.WARNING,
+                message=f"bound to {item.handle}, a {ca.name} product, but the certificate was "
+                        f"issued by {issuer!r}: {ca.name} cannot have issued it",
+            ))
     if level is False:  # not given: read it from the certificate
         level, _ = validation_level(facts)
     if isinstance(level, str) and item.validation is not None and level != item.validation:
-        return Finding(
-            code="item-mismatch", clause="Art.1", severity=Severity.WARNING,
-            message=f"bound to {item.handle} ({item.validation.upper()}) but the certificate's "
-                    f"CA/B Forum policy OID says {level.upper()}: {ca.name} does not issue it "
-                    "under that item",
-        )
+        return ItemMismatch(
+            item=item.handle, kind="validation",
+            reason_en=f"its CA/B Forum policy OID says {level.upper()}, and {item.handle} is "
+                      f"{item.validation.upper()}",
+            reason_ja=f"証明書の CA/B Forum ポリシー OID は {level.upper()} ですが、"
+                      f"{item.handle} は {item.validation.upper()} です",
+            finding=Finding(
+                code="item-mismatch", clause="Art.1", severity=Severity.WARNING,
+                message=f"bound to {item.handle} ({item.validation.upper()}) but the "
+                        f"certificate's CA/B Forum policy OID says {level.upper()}: {ca.name} "
+                        "does not issue it under that item",
+            ))
     return None
+
+
+def looks_like_other_items(item: Item, candidates: tuple[str, ...]) -> ItemMismatch | None:
+    """An ``item-mismatch`` when the certificate matches catalogue items (``candidates``) and
+    the bound one is not among them, e.g. a wildcard certificate bound to the item without the
+    wildcard option. Not for category III: a certificate from any CA is a BYO certificate, a
+    GlobalSign one included, so looking like a GlobalSign product contradicts nothing."""
+    if not item.category.provider_issued or not candidates or item.handle in candidates:
+        return None
+    return ItemMismatch(
+        item=item.handle, kind="looks-like",
+        reason_en=f"it looks like {' or '.join(candidates)}",
+        reason_ja=f"証明書は {'、'.join(candidates)} のものと見られます",
+        finding=Finding(
+            code="item-mismatch", clause="Art.1", severity=Severity.WARNING,
+            message=f"bound to {item.handle} but the certificate looks like "
+                    f"{' or '.join(candidates)}",
+        ))

@@ -63,7 +63,7 @@ __all__ = [
     "noon",
 ]
 
-PROJECTION_RULES = 2
+PROJECTION_RULES = 3
 """Bumped when ``evaluate_contract``'s output changes for the same state and day: rows written
 by another version of the rules are then evaluated again by readers (their ``eval_key``
 differs), never shown as they are."""

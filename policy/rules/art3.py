@@ -30,7 +30,8 @@ from policy.tiers import Tier, admits, classify, tier_period, validity_period
 from policy.timeparse import format_instant
 from policy.tokyo import tokyo_date
 
-__all__ = ["Compliance", "compliance", "compliance_decisions", "transition_allowance"]
+__all__ = ["Compliance", "compliance", "compliance_decisions", "exceeds_offered_decisions",
+           "transition_allowance"]
 
 DAY = timedelta(days=1)
 
@@ -206,6 +207,42 @@ def compliance_decisions(result: Compliance, facts: CertificateFacts, *,
                         f"{result.tier.label_ja}）が契約の有効期間（{result.contracted.label_ja}"
                         f"）を超えています{why_ja}。"),
         computed=result.to_json(),
+        facts={"sha256": facts.sha256,
+               "not_before": format_instant(facts.not_before_utc),
+               "not_after": format_instant(facts.not_after_utc)},
+    ),)
+
+
+def exceeds_offered_decisions(result: Compliance, facts: CertificateFacts, *, offered_by: str,
+                              contract_id: str | None) -> tuple[Decision, ...]:
+    """``NON_COMPLIANT`` for a contract with no tier (an item offering several, such as
+    ``globalsign-ov``'s 6 months and 1 year) whose certificate is longer than every period the
+    item offers: ``result`` is its compliance with the longest tier offered (``offered_by``
+    names the item, or the candidates of an ambiguous one), so no contract for the item can
+    admit it whichever tier it had. Nothing when ``result`` complies. ``computed.contracted`` is
+    ``null`` and ``computed.longest_offered`` the tier it was measured against."""
+    if result.compliant:
+        return ()
+    period = validity_period(facts.not_before_utc, facts.not_after_utc)
+    window = result.tier_period
+    why_en = f": {window.explain_en()}" if window is not None else ""
+    why_ja = f"。{window.explain_ja()}" if window is not None else ""
+    return (Decision(
+        action=Action.NON_COMPLIANT,
+        clause=result.clause,
+        due=tokyo_date(facts.not_before_utc),
+        contract_id=contract_id,
+        severity=Severity.CRITICAL if result.clause.startswith("Art.3") else Severity.WARNING,
+        explanation_en=(f"The certificate's validity period ({duration_en(period)}, tier "
+                        f"{result.tier.value}) is longer than every period {offered_by} offers "
+                        f"(longest {result.contracted.value}{why_en}), so no tier of the item "
+                        "admits it."),
+        explanation_ja=(f"SSL サーバ証明書の有効期間（{duration_ja(period)}、"
+                        f"{result.tier.label_ja}）が、品目 {offered_by} のいずれの有効期間"
+                        f"（最長 {result.contracted.label_ja}{why_ja}）も超えており、どの有効期間の"
+                        "契約にも適合しません。"),
+        computed={**result.to_json(), "contracted": None,
+                  "longest_offered": result.contracted.value},
         facts={"sha256": facts.sha256,
                "not_before": format_instant(facts.not_before_utc),
                "not_after": format_instant(facts.not_after_utc)},

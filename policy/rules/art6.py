@@ -45,6 +45,7 @@ __all__ = [
     "art6_3_period",
     "end_of_validity",
     "never_expires",
+    "notice_closed",
     "renewal_blocked",
     "renewal_decisions",
     "renewal_notice_due",
@@ -214,6 +215,52 @@ def _notice(end_day: date, issued_day: date, bound_on: date | None, lead_days: i
     return due, overdue, text_en, text_ja, fields
 
 
+def notice_closed(not_after_utc: datetime, day: date) -> bool:
+    """Art.6(1): whether the Asia/Tokyo ``day`` is after the last day a renewal notice can go
+    out for a certificate ending at ``not_after_utc``: the notice is sent *by* the day the
+    validity period ends (第6条第1項「有効期間が経過する日までに」, that day included), so it is
+    closed from the next Tokyo day. The ledger refuses a notice dated then, and the rules call
+    for ``NOTICE_MISSED`` instead of ``NOTIFY``. Never, for ``99991231235959Z`` (its Tokyo day
+    is clamped to ``date.max``)."""
+    return day > end_of_validity(not_after_utc)
+
+
+@functools.lru_cache(maxsize=1024)
+def _missed_texts(end_day: date, due: date, byo: bool) -> tuple[str, str]:
+    """``NOTICE_MISSED``'s sentences: what follows from Art.6 once the validity period ended
+    with no notice sent. Art.6(2)'s default renewal and Art.6(3)'s answer both follow "the
+    notice of the preceding paragraph" (前項の通知後 / 第1項の通知後), so neither can follow;
+    Art.9(1) needs a "don't renew" answer, so the contract does not end by itself either. What
+    the ledger still takes: a renewal the customer asks for, or a successor certificate."""
+    was_due_en = f" (it was due by {due})" if due < end_day else ""
+    was_due_ja = f"（期日 {due}）" if due < end_day else ""
+    missed_en = (f"No renewal notice was sent by {end_day}, the last day of the certificate's "
+                 f"validity period{was_due_en}; Art.6(1) has it sent by that day, so it can no "
+                 "longer be sent for this certificate")
+    missed_ja = (f"有効期間の末日 {end_day} までに更新に係る通知が行われませんでした{was_due_ja}。"
+                 "第6条第1項は通知をその日までに行うと定めているため、この証明書についての通知は"
+                 "もう行えません")
+    if byo:
+        return ((f"{missed_en}. Without it the customer was never asked whether they renew "
+                 "(Art.6(3)), and category III has no renewal by default; the contract does not "
+                 "end by itself either (Art.9(1) follows a \"don't renew\" answer). The "
+                 "customer renews the certificate themselves: bind the successor certificate "
+                 "when they have one."),
+                (f"{missed_ja}。通知が無いため契約者に更新を行うか否かを確認しておらず"
+                 "（第6条第3項）、品目区分 III では更新をするものとしては取り扱いません。"
+                 "更新を行わない旨の通知も無いため契約は自動では終了しません（第9条第1項）。"
+                 "契約者自ら更新手続きを行うため、後継の証明書を入手したら紐付けてください。"))
+    return ((f"{missed_en}. Without a notice there is no answer deadline, so no renewal can be "
+             "taken as made by default (Art.6(2)), and the contract does not end by itself "
+             "either (Art.9(1) follows a \"don't renew\" answer). Ask the customer whether "
+             "they renew: record the renewal if they ask for it, and bind the successor "
+             "certificate."),
+            (f"{missed_ja}。通知が無いため回答期限も無く、有効期間の更新をするものとして"
+             "取り扱うことはできません（第6条第2項）。更新を行わない旨の通知も無いため契約は"
+             "自動では終了しません（第9条第1項）。契約者に更新を行うか否かを確認し、更新する"
+             "場合は更新を記録して後継の証明書を紐付けてください。"))
+
+
 def renewal_decisions(
     *,
     category: Category,
@@ -233,6 +280,9 @@ def renewal_decisions(
     caller already computed it (the classification does, for its finding): the same period,
     not reckoned twice per certificate.
 
+    * no notice sent and the validity period over (:func:`notice_closed`): ``NOTICE_MISSED``
+      due on its last day (the notice can no longer go out, and no renewal follows by
+      default);
     * no notice sent yet: ``NOTIFY`` due on :func:`renewal_notice_due` (never before the
       certificate was issued, nor before ``bound_on`` -- the day a contract took it -- or,
       without one, ``first_observed``; upcoming until then, overdue — severity warning — once
@@ -293,6 +343,22 @@ def renewal_decisions(
         due, overdue, text_en, text_ja, notice_fields = _notice(
             end_day, tokyo_date(facts.not_before_utc), since, settings.notice_lead_days,
             today, since_kind)
+        if notice_closed(facts.not_after_utc, today):
+            # Art.6(1)'s "by" the last day of validity is over: the ledger refuses the notice
+            # from the next Tokyo day on, so a NOTIFY would be an action no record can clear.
+            text_en, text_ja = _missed_texts(end_day, due, byo)
+            decisions.append(Decision(
+                action=Action.NOTICE_MISSED,
+                clause="Art.6(1)",
+                due=end_day,
+                contract_id=contract_id,
+                severity=Severity.WARNING,
+                explanation_en=text_en,
+                explanation_ja=text_ja,
+                computed={**notice_fields, "notice_missed": True, **period_fields},
+                facts=used,
+            ))
+            return tuple(decisions)
         decisions.append(Decision(
             action=Action.NOTIFY,
             clause="Art.6(1)",

@@ -30,9 +30,11 @@ CERTESCROW = Path(sys.executable).with_name("certescrow")
 # that expired, a certificate in two files, key files, trust anchors, errors, skipped files.
 # Since session 13 a 90-day certificate's notice is due on the day the scan first observes it
 # (Art.6(1)), 2026-02-01 here, not on the day it was issued: four notify@ dates changed.
+# Since session 17 a certificate whose last day of validity is over has no notice to send
+# (the ledger refuses one): old.example.jp's notify@2025-04-07 is notice-missed@2025-07-06.
 BEFORE = """SEVERITY  DAYS NOT AFTER  TIER      CAT ITEM             NAME
 critical  -210 2025-07-06 6m        III byo              old.example.jp
-    findings/actions: expired, renewal-blocked, key-mismatch, notify@2025-04-07,
+    findings/actions: expired, renewal-blocked, key-mismatch, notice-missed@2025-07-06,
       renewal-blocked@2025-07-06
     what to do: renew the certificate now and deploy it (certbot: `certbot renew`, then reload the
       server); pair the certificate with its own private key (restore the key it was issued for, or

@@ -225,7 +225,17 @@ def test_art6_once_due_stays_due_as_time_advances(s1: int, s2: int, lifetime_day
     at2 = utc(2026, 1, 1) + timedelta(seconds=t2)
     first = actions(category, f, at=at1)
     later = actions(category, f, at=at2)
-    assert set(first) == set(later)  # without events, nothing appears or disappears
+    notice = {Action.NOTIFY, Action.NOTICE_MISSED}
+    # without events, nothing appears or disappears; the notice, once its last day (the end
+    # of validity) is over, is missed and stays missed
+    assert set(first) - notice == set(later) - notice
+    assert len(set(first) & notice) == len(set(later) & notice) == 1
+    if Action.NOTICE_MISSED in first:
+        assert Action.NOTICE_MISSED in later
+        return
+    if Action.NOTICE_MISSED in later:
+        assert later[Action.NOTICE_MISSED].severity >= first[Action.NOTIFY].severity
+        return
     if first[Action.NOTIFY].computed["is_due"]:
         assert later[Action.NOTIFY].computed["is_due"]
     if first[Action.NOTIFY].computed["overdue"]:
@@ -371,8 +381,72 @@ def test_art6_1_first_observed_moves_only_a_certificate_no_longer_than_the_lead_
 def test_art6_1_a_certificate_first_observed_after_it_ended_keeps_its_notice_day() -> None:
     nb = utc(2025, 4, 7, 3)
     f = facts(nb, lifetime=90 * DAY - ONE_SECOND)
-    got = _observed_notify(f, at=utc(2026, 2, 1, 3), first_observed=date(2026, 2, 1))
-    assert got.due == date(2025, 4, 7)  # the notice comes before the end: moot, not moved
+    (got,) = renewal_decisions(
+        category=Category.III, facts=f, contract_id=None, notice_sent=None, answer=None,
+        at=utc(2026, 2, 1, 3), settings=SETTINGS, first_observed=date(2026, 2, 1))[-1:]
+    # the notice comes before the end: moot, not moved -- and, the end being over, missed
+    assert got.action is Action.NOTICE_MISSED
+    assert got.computed["notice_due"] == "2025-04-07"
+    assert got.due == date(2025, 7, 6)  # the last day of validity, the notice's last day
+
+
+# ------------------------------------------- Art.6(1) once the validity period has ended
+
+# notAfter 2026-09-01T14:59:59Z is 23:59:59 JST, the last second of the last day of validity
+# (the ledger's notice is refused from the next Tokyo day: the same instant, one second on).
+_LAST_SECOND = utc(2026, 9, 1, 14, 59, 59)
+_ENDED = facts(utc(2025, 9, 2, 3), not_after=_LAST_SECOND)
+
+
+@pytest.mark.parametrize("category", list(Category))
+def test_art6_1_notify_is_listed_until_the_last_second_of_validity(category: Category) -> None:
+    got = actions(category, _ENDED, at=_LAST_SECOND)
+    assert Action.NOTICE_MISSED not in got
+    assert got[Action.NOTIFY].due == date(2026, 6, 3)
+    assert got[Action.NOTIFY].computed["overdue"] is True
+
+
+@pytest.mark.parametrize("category", list(Category))
+def test_art6_1_no_notify_once_the_validity_period_ended_without_a_notice(
+        category: Category) -> None:
+    """The reviewer's N2: an expired certificate showed `notify` forever, and the ledger
+    refuses that notice (Art.6(1): by the last day of validity). From the first second after
+    it: the notice was missed, and Art.6 says what follows (no default renewal, no automatic
+    end), citing the clauses."""
+    got = actions(category, _ENDED, at=_LAST_SECOND + ONE_SECOND)
+    assert Action.NOTIFY not in got
+    missed = got[Action.NOTICE_MISSED]
+    assert (missed.clause, missed.due, missed.severity) == (
+        "Art.6(1)", date(2026, 9, 1), Severity.WARNING)
+    assert missed.computed["notice_due"] == "2026-06-03"
+    assert missed.computed["notice_missed"] is True
+    assert "No renewal notice was sent by 2026-09-01" in missed.explanation_en
+    assert "2026-09-01 までに更新に係る通知が行われませんでした" in missed.explanation_ja
+    if category is Category.III:
+        assert "category III has no renewal by default" in missed.explanation_en
+        assert "(Art.6(3))" in missed.explanation_en
+    else:
+        assert "no renewal can be taken as made by default (Art.6(2))" in missed.explanation_en
+    # and it stays missed; a notice recorded in time is what the rules follow instead
+    later = actions(category, _ENDED, at=utc(2027, 3, 1))
+    assert set(later) & {Action.NOTIFY, Action.NOTICE_MISSED} == {Action.NOTICE_MISSED}
+    sent = actions(category, _ENDED, at=_LAST_SECOND + ONE_SECOND, notice=date(2026, 9, 1))
+    assert Action.NOTICE_MISSED not in sent
+
+
+def test_art6_1_notice_missed_on_the_tokyo_day_not_the_utc_instant() -> None:
+    """A notAfter at 12:00 JST: the notice may still go out that afternoon (the ledger takes
+    it all day, 「までに」), so the rule lists `notify` one second after notAfter too."""
+    f = facts(utc(2025, 9, 2, 3), not_after=utc(2026, 9, 1, 3))
+    assert Action.NOTIFY in actions(Category.I, f, at=utc(2026, 9, 1, 3) + ONE_SECOND)
+    assert Action.NOTICE_MISSED in actions(Category.I, f, at=utc(2026, 9, 1, 15))
+
+
+def test_art6_1_no_notice_is_missed_for_a_certificate_without_expiration() -> None:
+    from policy.facts import NO_WELL_DEFINED_EXPIRATION_UTC
+
+    f = facts(utc(2026, 1, 1), not_after=NO_WELL_DEFINED_EXPIRATION_UTC)
+    assert actions(Category.I, f, at=utc(9999, 12, 31, 23, 59, 59)) == {}
 
 
 def test_the_classification_without_a_ledger_observes_the_certificate_at_its_instant() -> None:

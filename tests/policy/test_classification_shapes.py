@@ -37,6 +37,8 @@ BINDINGS = (
     Binding(item="globalsign-ov", tier=Tier.SIX_MONTHS),
     Binding(item="secure-server-id", tier=Tier.ONE_YEAR, contract_id="C-1"),
     Binding(category=Category.I),
+    # no tier: exceeds-item-periods and its NON_COMPLIANT; item-mismatch (session 17)
+    Binding(item="globalsign-ov", contract_id="C-OV"),
 )
 SETTINGS = (PolicySettings(), PolicySettings(notice_lead_days=30, answer_deadline_days=10))
 ISSUERS = (
@@ -157,6 +159,10 @@ def test_a_certificate_from_the_memo_is_classified_as_one_computed_afresh(
     classification._SHAPES.clear()
     classify_certificate(first, CATALOGUE, **before)
     served = classify_certificate(second, CATALOGUE, **kw).to_json()
+    for action in served["actions"]:  # the decisions of session 17 are among those compared
+        if action["action"] in ("notice-missed", "item-mismatch") or (
+                action["action"] == "non-compliant" and action["computed"]["contracted"] is None):
+            event(f"{action['action']} ({'memo' if shape[0] == shape[1] else 'fresh'})")
     assert served == _fresh(second, **kw)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from policy.cliutil import TESTONLY_NOW_ENV
-from tests.certfactory import make_cert
+from tests.certfactory import OV_OID, make_cert
 from tests.cli.test_agent_cli import detach_log_handlers, write_config
 from tests.cli.test_agent_cli import run as run_main
 from tests.cli.test_contract_cli import _json, _ok, _run
@@ -58,9 +58,16 @@ def lg(tmp_path: Path) -> list[str]:
     return ["--ledger", str(tmp_path / "ledger.sqlite3")]
 
 
-def _pem(directory: Path, name: str, not_before: datetime, not_after: datetime) -> str:
+_GLOBALSIGN_OV: dict[str, Any] = {"issuer_org": "GlobalSign nv-sa",
+                                   "issuer_cn": "GlobalSign GCC R3 OV TLS CA 2024",
+                                   "policy_oids": (OV_OID,)}
+"""A certificate globalsign-ov's CA can have issued (a test CA's would be an item-mismatch)."""
+
+
+def _pem(directory: Path, name: str, not_before: datetime, not_after: datetime,
+         **issuer: Any) -> str:
     path = directory / name
-    path.write_bytes(make_cert(not_before=not_before, not_after=not_after).pem)
+    path.write_bytes(make_cert(not_before=not_before, not_after=not_after, **issuer).pem)
     return str(path)
 
 
@@ -90,7 +97,8 @@ def _abolished_config(tmp_path: Path, product_end: str) -> Path:
 
 def _ov(tmp_path: Path, lg: list[str], cid: str, *, config: Path | None = None) -> None:
     """Category I globalsign-ov 1y; certificate 2025-12-01 00:00 .. 2026-11-30 23:59:59 JST."""
-    cert = _pem(tmp_path, f"{cid}.pem", jst(2025, 12, 1), jst(2026, 11, 30, 23, 59, 59))
+    cert = _pem(tmp_path, f"{cid}.pem", jst(2025, 12, 1), jst(2026, 11, 30, 23, 59, 59),
+            **_GLOBALSIGN_OV)
     _ok(["contract", "add", cid, "--item", "globalsign-ov", "--tier", "1y",
          "--at", "2025-12-01", *lg], config=config)
     _ok(["contract", "bind", cid, cert, "--at", "2025-12-01", *lg], config=config)
@@ -317,7 +325,8 @@ def test_art6_3_an_observed_90_day_successor_does_not_move_the_end(
 
 def _y2(tmp_path: Path, lg: list[str]) -> None:
     """globalsign-ov 1y; certificate 2025-11-01 00:00 .. 2026-10-31 23:59:59 JST."""
-    cert = _pem(tmp_path, "y2.pem", jst(2025, 11, 1), jst(2026, 10, 31, 23, 59, 59))
+    cert = _pem(tmp_path, "y2.pem", jst(2025, 11, 1), jst(2026, 10, 31, 23, 59, 59),
+            **_GLOBALSIGN_OV)
     _ok(["contract", "add", "Y2", "--item", "globalsign-ov", "--tier", "1y",
          "--at", "2025-11-01", *lg])
     _ok(["contract", "bind", "Y2", cert, "--at", "2025-11-01", *lg])
@@ -371,8 +380,10 @@ def test_art6_2_a_default_renewal_needs_a_deadline_after_its_notice(
 
 
 def test_art9_1_the_contract_runs_through_its_last_day(tmp_path: Path, lg: list[str]) -> None:
-    cert = _pem(tmp_path, "d1.pem", jst(2025, 11, 1), jst(2026, 10, 31, 23, 59, 59))
-    successor = _pem(tmp_path, "d1b.pem", jst(2026, 10, 31), jst(2027, 10, 30, 23, 59, 59))
+    cert = _pem(tmp_path, "d1.pem", jst(2025, 11, 1), jst(2026, 10, 31, 23, 59, 59),
+            **_GLOBALSIGN_OV)
+    successor = _pem(tmp_path, "d1b.pem", jst(2026, 10, 31), jst(2027, 10, 30, 23, 59, 59),
+                 **_GLOBALSIGN_OV)
     _ok(["contract", "add", "D1", "--item", "globalsign-ov", "--tier", "1y",
          "--at", "2025-11-01", *lg])
     _ok(["contract", "bind", "D1", cert, "--at", "2025-11-01", *lg])
