@@ -864,9 +864,13 @@ def terminate_command(contract_id: str, effective: date, clause: str, reason: st
     state, decisions = _record(env, Terminated(contract_id=contract_id, at_utc=now,
                                                effective=effective, clause=clause.strip(),
                                                reason=reason), now, clock)
-    _echo_result(as_json, f"Termination of {contract_id} recorded: terminates on "
-                 f"{state.terminated_on} ({state.termination_clause}).", state, decisions, now,
-                 terminated_on=state.terminated_on)
+    # The record's own day and clause; then the contract's termination when it differs (the
+    # earliest day any clause fixed, and the one clause the state names for it).
+    headline = f"Termination of {contract_id} recorded: effective {effective} ({clause.strip()})."
+    if (state.terminated_on, state.termination_clause) != (effective, clause.strip()):
+        headline += (f" The contract terminates on {state.terminated_on} "
+                     f"({state.termination_clause}).")
+    _echo_result(as_json, headline, state, decisions, now, terminated_on=state.terminated_on)
 
 
 @contract_group.command("unbound")

@@ -105,6 +105,7 @@ from .state import (
     FoldProblem,
     check_event,
     check_history,
+    check_repeat,
     facts_evaluable,
     fold,
     needs_history_check,
@@ -727,7 +728,8 @@ class Ledger:
         cid = event.contract_id
         if cid is None or isinstance(event, (CertificateObserved, CertificateGone)):
             return event
-        journal = [e.event for e in self.journal(cid)]
+        entries = self.journal(cid)
+        journal = [e.event for e in entries]
         state = self._state_or_none(cid, at=event.at_utc, events=journal)
         if state is None and not isinstance(event, ApplicationAccepted):
             accepted = self._sql_accepted_at(cid)
@@ -753,6 +755,8 @@ class Ledger:
                 item = self.catalogue.item(state.item)
         admitted = check_event(state, event, settings=self.settings, renewed=renewed,
                                item=item)
+        # A repeated record is refused, naming the row that holds it (docs/ledger.md).
+        check_repeat([(e.seq, e.event) for e in entries], admitted)
         if state is not None and needs_history_check(journal, admitted):
             # Back-dated: the events already recorded after it must still be admissible.
             check_history(cid, journal, admitted, settings=self.settings)

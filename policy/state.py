@@ -3,13 +3,18 @@
 State is never stored; it is derived. :func:`fold` is a pure function of the events (in journal
 order, ``(at_utc, seq)``) and ``at``: events after ``at`` are ignored, so the state "as of last
 March" is the same computation as today's. :func:`check_event` is the other half: whether the
-state at an event's instant admits it (the ledger refuses what it does not).
+state at an event's instant admits it (the ledger refuses what it does not), :func:`check_history`
+whether the journal's later events still are with it, and :func:`check_repeat` whether it only
+repeats a record.
 
 Derivation rules (documented in ``docs/ledger.md``):
 
 * the contract's certificate is the last one bound by an operator, or a newer one (later
   ``notAfter``) the agent observed for the contract; CA certificates never become it;
-* a new certificate starts a new renewal cycle: notice and answer belong to one validity period;
+* a new certificate starts a new renewal cycle: notice and answer belong to one validity period,
+  that of the certificate they name (one about a certificate that is no longer the contract's
+  is not the current cycle's; its "don't renew" still ends the contract on that certificate's
+  last day);
 * a "don't renew" answer fixes the Art.9(1) termination day (that certificate's ``notAfter``);
   a cancellation form fixes the Art.9(2) day; a ``terminated`` event fixes its own; the
   contract terminates on the earliest of them (``terminated_on``): it runs through that Tokyo
@@ -81,6 +86,7 @@ __all__ = [
     "Renewal",
     "check_event",
     "check_history",
+    "check_repeat",
     "facts_evaluable",
     "fold",
     "needs_history_check",
@@ -290,6 +296,12 @@ class _Acc:
     settings: PolicySettings | None = None
     renewable_cache: tuple[str, bool] | None = None
     """(sha256, renewable) of the last certificate asked about (see :func:`_renewable`)."""
+    non_renewal_for: str | None = None
+    """sha256 of the certificate whose "don't renew" fixed ``non_renewal`` (Art.9(1) ends the
+    contract on *that* certificate's last day)."""
+    not_after_of: dict[str, datetime] = field(default_factory=dict)
+    """``notAfter`` of every certificate bound or observed so far, by sha256: an answer about a
+    certificate that is no longer the contract's still fixes Art.9(1) on its own last day."""
     proviso_end: date | None = None
     """The Art.6(3) proviso termination an earlier certificate fixed: the last day of a
     certificate that could not be renewed, kept when it was replaced by one that cannot be
@@ -399,8 +411,11 @@ def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
         case CertificateBound() | CertificateObserved() if not facts_evaluable(event.facts):
             raise ValueError("a certificate the rules cannot evaluate")
         case CertificateBound():
+            acc.not_after_of[event.facts.sha256] = event.facts.not_after_utc
             acc.new_certificate(event.facts, "bound", day)
         case CertificateObserved():
+            if not event.facts.is_ca:
+                acc.not_after_of[event.facts.sha256] = event.facts.not_after_utc
             acc.locations[f"{event.host}:{event.location}"] = event.facts.sha256
             acc.last_observed = event.at_utc
             if _observed_is_newer(acc, event.facts):
@@ -409,9 +424,13 @@ def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
             acc.locations.pop(f"{event.host}:{event.location}", None)
         case NoticeSent():
             # A repeated notice is a reminder: the first one of the cycle starts the answer
-            # deadline, and a reminder must not extend it.
-            if acc.notice_sent is None:
+            # deadline, and a reminder must not extend it. A notice about another certificate
+            # (one that is no longer the contract's: a newer one observed and dated before
+            # it) belongs to that certificate's cycle, not to this one's (Art.6(1)).
+            if acc.notice_sent is None and _concerns_current(acc, event.certificate_sha256):
                 acc.notice_sent = day
+        case AnswerReceived() if not _concerns_current(acc, event.certificate_sha256):
+            _apply_answer_about_another(acc, event)
         case AnswerReceived():
             if event.answer is Answer.DONT_RENEW and acc.certificate is not None:
                 effective_on_non_renewal(acc.certificate.not_after_utc)  # may not overflow
@@ -422,9 +441,11 @@ def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
             acc.answer_timing = _answer_timing(acc, day) or event.timing
             if event.answer is Answer.DONT_RENEW and acc.certificate is not None:
                 acc.non_renewal = effective_on_non_renewal(acc.certificate.not_after_utc)
+                acc.non_renewal_for = acc.certificate.sha256
             elif event.answer is Answer.RENEW:
                 # The customer changed their mind before the day: the renewal stands.
                 acc.non_renewal = None
+                acc.non_renewal_for = None
         case CancellationArrived():
             acc.cancellation = Cancellation(
                 arrived=event.arrived, requested=event.requested,
@@ -442,6 +463,30 @@ def _apply(acc: _Acc, event: Event, contract_id: str) -> None:
         case Terminated():
             if acc.recorded is None or event.effective < acc.recorded[0]:
                 acc.recorded = (event.effective, event.clause)
+
+
+def _concerns_current(acc: _Acc, sha256: str | None) -> bool:
+    """Whether a notice or answer naming certificate ``sha256`` concerns the contract's current
+    certificate (``None``: a journal from before events named it, taken as the current one).
+    A notice and an answer concern one validity period, that of the certificate they name."""
+    return sha256 is None or acc.certificate is None or acc.certificate.sha256 == sha256
+
+
+def _apply_answer_about_another(acc: _Acc, event: AnswerReceived) -> None:
+    """An answer about a certificate that is not the contract's current one: a newer one became
+    the contract's, dated before the answer (the agent observed it; a bind dated so is refused
+    when the journal holds the answer). It stays with the certificate it names: it is no answer
+    in the current certificate's cycle, but a "don't renew" still ends the contract on the last
+    day of the certificate the customer answered about (Art.9(1)), and a "renew" withdraws only
+    a "don't renew" about that same certificate."""
+    sha = event.certificate_sha256
+    not_after = acc.not_after_of.get(sha) if sha is not None else None
+    if event.answer is Answer.DONT_RENEW and not_after is not None:
+        acc.non_renewal = effective_on_non_renewal(not_after)
+        acc.non_renewal_for = sha
+    elif event.answer is Answer.RENEW and sha is not None and acc.non_renewal_for == sha:
+        acc.non_renewal = None
+        acc.non_renewal_for = None
 
 
 def _renewable(acc: _Acc, cert: CertificateFacts) -> bool:
@@ -589,6 +634,10 @@ def check_event(state: ContractState | None, event: Event, *,
         raise ContractStateError(
             f"the certificate {event.facts.sha256[:16]}… has validity dates the contract rules "
             "cannot evaluate (at the ends of the representable range); it is not recorded")
+    if isinstance(event, CertificateBound):
+        _check_bound_again(state, event)
+    if isinstance(event, (NoticeSent, AnswerReceived, RenewalMade)):
+        _check_names_current(state, event, when)
     if isinstance(event, NoticeSent):
         _check_notice(state, event, when)
     if isinstance(event, AnswerReceived):
@@ -599,6 +648,46 @@ def check_event(state: ContractState | None, event: Event, *,
         _check_change(state, event, when, item)
     if isinstance(event, RenewalMade):
         return _check_renewal(state, event, when, settings, renewed, item)
+    return event
+
+
+def check_repeat(journal: Sequence[tuple[int, Event]], event: Event) -> None:
+    """Refuse ``event`` (as :func:`check_event` admitted it) when it repeats an event the
+    journal already holds and would record nothing new (docs/ledger.md, "Repeated events"):
+    the same kind with the same content at the same instant (a command run twice), or a
+    termination record with the same day and clause, whenever dated (it states one fact, in
+    that clause's words, once). The refusal names the journal row that holds it.
+
+    ``journal`` is the contract's events with their sequence numbers. Agent observations have
+    their own idempotence (the ledger's sightings); the kinds whose second occurrence the
+    terms rule out anyway (an application, a cancellation form, a renewal of one certificate,
+    a change to the service in use, a bind of the bound certificate) are refused by
+    :func:`check_event` in their clause's words before this runs.
+    """
+    if isinstance(event, _AGENT_EVENTS):
+        return
+    key = _repeat_key(event)
+    for seq, old in journal:
+        if old.KIND != event.KIND or _repeat_key(old) != key:
+            continue
+        if isinstance(event, Terminated):
+            said = (f"a termination effective {event.effective.isoformat()} ({event.clause}) "
+                    f"is already recorded: journal event #{seq}, dated "
+                    f"{instant_to_tokyo_text(old.at_utc)}; the record says it once")
+        else:
+            said = (f"{kind_phrase(event)} dated {instant_to_tokyo_text(event.at_utc)} with "
+                    f"the same content is already recorded: journal event #{seq}")
+        raise ContractStateError(
+            f"contract {event.contract_id!r}: {said}; nothing was recorded")
+
+
+def _repeat_key(event: Event) -> object:
+    """What makes two events the same record: a termination's day and clause (its reason is
+    free text); any other event's every field, except the ledger's own mark on an answer."""
+    if isinstance(event, Terminated):
+        return (event.effective, event.clause)
+    if isinstance(event, AnswerReceived):
+        return replace(event, timing=None)
     return event
 
 
@@ -650,12 +739,19 @@ def check_history(contract_id: str, journal: Sequence[Event], event: Event, *,
             try:
                 check_event(state, old, settings=settings)
             except ContractStateError as exc:
-                # Instants: "later" is by the instant, and both may fall on one day.
+                if not _admitted_without(contract_id, journal, old, settings):
+                    # Already ruled out without ``event`` (a journal from before a check, or
+                    # a newer certificate the agent observed): not this event's doing.
+                    _apply_quietly(acc, old, contract_id)
+                    continue
+                # Instants: "later" is by the instant, and both may fall on one day. The
+                # reason is said once, and so is "nothing was recorded".
+                why = str(exc).removesuffix("; nothing was recorded")
                 raise ContractStateError(
                     f"{kind_phrase(event)} dated {instant_to_tokyo_text(event.at_utc)} is "
                     f"refused: the journal already holds {kind_phrase(old)} dated "
-                    f"{instant_to_tokyo_text(old.at_utc)} that it would rule out ({exc}); "
-                    "nothing was recorded") from None
+                    f"{instant_to_tokyo_text(old.at_utc)} that it would rule out ({why})"
+                    f"{_way_for_backdated(event, old, later)}; nothing was recorded") from None
         _apply_quietly(acc, old, contract_id)
     ended = _termination(acc)
     if ended is None:
@@ -693,6 +789,40 @@ def check_history(contract_id: str, journal: Sequence[Event], event: Event, *,
         f"but the journal already holds {kind_phrase(old)} dated "
         f"{tokyo_date(old.at_utc).isoformat()}, after that day, and no event can apply "
         "to a contract after its termination has taken effect; nothing was recorded")
+
+
+def _admitted_without(contract_id: str, journal: Sequence[Event], old: Event,
+                      settings: PolicySettings) -> bool:
+    """Whether ``old`` (a journal event) is admitted by the journal before it alone, as
+    :func:`check_event` checks it. Runs only to word a refusal."""
+    acc = _Acc(settings=settings)
+    for earlier in journal:
+        if earlier is old:
+            break
+        _apply_quietly(acc, earlier, contract_id)
+    try:
+        check_event(_finish(acc, contract_id, old.at_utc, settings), old, settings=settings)
+    except ContractStateError:
+        return False
+    return True
+
+
+def _way_for_backdated(event: Event, old: Event, later: Sequence[Event]) -> str:
+    """What the desk can do when a back-dated certificate would take a recorded notice, answer
+    or renewal (``old``) away from the certificate it names: bind it dated after the last event
+    of the journal that names another certificate."""
+    def names_another(e: Event) -> bool:
+        return isinstance(e, (NoticeSent, AnswerReceived, RenewalMade)) \
+            and isinstance(event, CertificateBound) \
+            and e.certificate_sha256 not in (None, event.facts.sha256)
+
+    if not names_another(old):
+        return ""
+    last = max((e.at_utc for e in later if names_another(e)), default=old.at_utc)
+    return (f". The recorded {old.KIND} stays with the certificate it names; if the customer "
+            "had a successor by then, bind it dated after the events about its predecessor "
+            f"(`certescrow contract bind ID FILE --at TIME`, TIME after "
+            f"{instant_to_tokyo_text(last)})")
 
 
 def _is_after(ended: tuple[date, str], event: Event) -> bool:
@@ -738,6 +868,50 @@ def _deadline(state: ContractState, settings: PolicySettings) -> date | None:
         return None
     return answer_deadline(state.notice_sent, cert.not_after_utc,
                            deadline_days=settings.answer_deadline_days)
+
+
+def _check_names_current(state: ContractState,
+                         event: NoticeSent | AnswerReceived | RenewalMade, when: str) -> None:
+    """A notice, an answer and a renewal concern the validity period of one certificate, the
+    one they name (Art.6(1)-(3)): that must be the contract's certificate on their day. The
+    ledger names the current one when it records them, so this refuses what would make an
+    event already recorded speak of another certificate than the contract's: a certificate
+    bound, back-dated, before a notice about its predecessor (:func:`check_history` checks the
+    later events again). Entered in date order, the notice would have been about the successor;
+    the journal keeps what was sent about which certificate, and is never rewritten."""
+    sha = event.certificate_sha256
+    cert = state.certificate
+    assert cert is not None  # noqa: S101 - checked by the caller
+    if sha is None or sha == cert.sha256:
+        return
+    if isinstance(event, NoticeSent):
+        what, clause = "a renewal notice", "Art.6(1)"
+    else:
+        what = "an answer to the renewal notice" if isinstance(event, AnswerReceived) \
+            else "a renewal"
+        clause = "Art.6(3)" if state.category is Category.III else "Art.6(2)"
+    since = state.certificate_since.isoformat() if state.certificate_since else "-"
+    raise ContractStateError(
+        f"contract {event.contract_id!r}: {kind_phrase(event)} dated {when} (Asia/Tokyo) is "
+        f"about certificate {sha[:16]}…, which is not the contract's certificate on that day "
+        f"({cert.sha256[:16]}… is, since {since}); {what} concerns the validity period of the "
+        f"contract's certificate ({clause}); nothing was recorded")
+
+
+def _check_bound_again(state: ContractState, event: CertificateBound) -> None:
+    """Binding the certificate that is already the contract's bound certificate changes
+    nothing (the same certificate starts no new renewal cycle): a repeated record, refused
+    rather than written twice (docs/ledger.md, "Repeated events"). A certificate the agent
+    observed may still be bound: the operator's declaration is news."""
+    cert = state.certificate
+    if cert is None or cert.sha256 != event.facts.sha256 or state.certificate_source != "bound":
+        return
+    since = state.certificate_since.isoformat() if state.certificate_since else "-"
+    raise ContractStateError(
+        f"contract {event.contract_id!r}: certificate {cert.sha256[:16]}… is already bound to "
+        f"it (its certificate since {since}, Asia/Tokyo): the journal already holds a "
+        "certificate-bound event for it, and binding it again changes nothing; nothing was "
+        "recorded")
 
 
 def _check_answer(state: ContractState, event: AnswerReceived,
@@ -1115,7 +1289,7 @@ def _check_termination(state: ContractState, event: Terminated, when: str,
 
 
 # ---------------------------------------------------------------------- the projection's form
-STATE_FORMAT = 3
+STATE_FORMAT = 4
 """Version of :func:`state_to_json`'s form (the ledger's projection stores it; a change of form
 is a schema migration that rebuilds the projection), and of the fold's rules that fill it: it
 is part of the projection's ``fold_key``, so rows folded by other rules are never read as they
@@ -1123,7 +1297,10 @@ are (readers fold those contracts from the journal until a write or ``policy ver
 rewrites them). 2: the Art.6(3) proviso's end, fixed by a certificate that cannot be renewed,
 is neither lifted nor moved by a successor that cannot be renewed either. 3: the first answer
 for the certificate is kept (``first_answer``): one given by the deadline rules a default
-renewal out, whatever answer came later."""
+renewal out, whatever answer came later. 4: a notice and an answer stay with the
+certificate they name: one about a certificate that is no longer the contract's is no notice or
+answer of the current certificate's cycle, and a "don't renew" about it ends the contract on
+that certificate's last day (Art.9(1))."""
 
 
 def state_to_json(state: ContractState) -> dict[str, object]:

@@ -491,8 +491,9 @@ def test_binding_a_crafted_certificate_says_its_text_was_altered(tmp_path: Path,
     cert = tmp_path / "crafted.pem"
     cert.write_bytes(issued.pem)
     lg = ["--ledger", str(ledger)]
-    _ok(["contract", "add", "C1", "--item", "globalsign-ov", "--tier", "1y",
-         "--at", "2026-02-20", *lg])
+    for cid in ("C1", "C2"):  # a second contract: binding the bound certificate is refused
+        _ok(["contract", "add", cid, "--item", "globalsign-ov", "--tier", "1y",
+             "--at", "2026-02-20", *lg])
     bound = _json(["contract", "bind", "C1", str(cert), "--at", "2026-03-01T12:00", "--json",
                    *lg])
     (altered,) = [f for f in bound["findings"] if f["code"] == "certificate-text-altered"]
@@ -500,6 +501,6 @@ def test_binding_a_crafted_certificate_says_its_text_was_altered(tmp_path: Path,
     assert "issuer_org" in altered["message"]
     assert "Evil" not in json.dumps(bound["findings"])  # the fields named, never their text
     assert bound["contract"]["certificate"]["issuer_org"] == "Evil\\00Org"
-    _, text = _run(["contract", "bind", "C1", str(cert), "--at", "2026-03-01T12:00", *lg])
+    _, text = _run(["contract", "bind", "C2", str(cert), "--at", "2026-03-01T12:00", *lg])
     assert "Warning: " in text.output
     assert "issuer_org, sans" in text.output

@@ -106,10 +106,12 @@ def test_binding_a_certificate_outside_its_validity_says_so(
         tmp_path: Path, lg: list[str], offset_days: int, code: str, word: str) -> None:
     bind_at = datetime(2026, 6, 1, 3, tzinfo=UTC)
     cert = _cert(tmp_path, not_before=bind_at + timedelta(days=offset_days), days=200)
-    _ok(["contract", "add", "B1", "--item", "byo", "--tier", "1y", "--at", "2026-01-05", *lg])
+    for cid in ("B1", "B1T"):  # a second contract: binding the bound certificate is refused
+        _ok(["contract", "add", cid, "--item", "byo", "--tier", "1y", "--at", "2026-01-05",
+             *lg])
     out = _json(["contract", "bind", "B1", str(cert), "--at", bind_at.isoformat(), "--json", *lg])
     assert [f["code"] for f in out["findings"]] == [code]
-    text = _ok(["contract", "bind", "B1", str(cert), "--at", bind_at.isoformat(), *lg]).stdout
+    text = _ok(["contract", "bind", "B1T", str(cert), "--at", bind_at.isoformat(), *lg]).stdout
     assert f"Warning: the certificate {word}" in text
 
 

@@ -276,6 +276,8 @@ step = st.tuples(
 )
 SHORT = facts(tag="short", not_before=tokyo_midnight_utc(START), lifetime=timedelta(days=60))
 LONG = facts(tag="long", not_before=tokyo_midnight_utc(START), lifetime=timedelta(days=400))
+NEXT = facts(tag="next", not_before=tokyo_midnight_utc(START), lifetime=timedelta(days=400))
+"""Another long certificate: binding the bound one again is a repeated record, refused."""
 LAST = utc(2027, 6, 1)
 
 
@@ -283,9 +285,9 @@ def _event(kind: str, day: int, extra: int) -> Event:
     when = START + timedelta(days=day)
     at = at_day(when)
     match kind:
-        case "bind" | "bind-short":
-            return CertificateBound(contract_id="c1", at_utc=at,
-                                    facts=SHORT if kind == "bind-short" else LONG)
+        case "bind" | "bind-short" | "bind-next":
+            return CertificateBound(contract_id="c1", at_utc=at, facts={
+                "bind-short": SHORT, "bind-next": NEXT}.get(kind, LONG))
         case "notify":
             return NoticeSent(contract_id="c1", at_utc=at)
         case "answer-dont" | "answer-renew":
@@ -346,7 +348,7 @@ def test_a_bind_on_the_day_a_cancellation_takes_effect_applies_the_next_day_none
         ledger.append(accepted(at=tokyo_midnight_utc(START), item="globalsign-ov",
                                category=Category.I, tier=Tier.ONE_YEAR), now=LAST)
         ledger.append(_event("bind", 0, 0), now=LAST)
-        steps = [("cancel", 210, 120), ("bind", 330, 0)]
+        steps = [("cancel", 210, 120), ("bind-next", 330, 0)]
         for kind, day, extra in (steps if cancel_first else steps[::-1]):
             ledger.append(_event(kind, day, extra), now=LAST)
         state = ledger.state("c1", at=LAST)
