@@ -557,10 +557,25 @@ class PassphraseSource:
         return "passphrase (scrypt)"
 
     def _passphrase(self, confirm: bool) -> bytes:
-        text = self.get_passphrase(confirm)
-        if not text:
+        """The passphrase's bytes: the bytes the user set, not a re-encoding that can fail.
+
+        An environment value reaches Python as text in which each byte that is not UTF-8 is a
+        lone surrogate (PEP 383: ``Pa55\\xffphrase`` is ``'Pa55\\udcffphrase'``); a strict
+        ``encode`` of it raised ``UnicodeEncodeError`` quoting the byte and its position.
+        ``surrogateescape`` turns each back into its byte, so such a passphrase works (and is
+        on a UTF-8 system exactly ``os.environb``'s bytes), and a UTF-8 one derives the same
+        key as it always did. Text that still cannot be bytes (a terminal's undecodable
+        input) is an error that shows none of it.
+        """
+        try:
+            secret = self.get_passphrase(confirm).encode("utf-8", "surrogateescape")
+        except UnicodeError:
+            raise VaultLockedError("the passphrase cannot be read as bytes (not valid text in "
+                                   f"this terminal's encoding); set it in {PASSPHRASE_ENV} "
+                                   "instead, where any bytes are taken as they are") from None
+        if not secret:
             raise VaultLockedError("an empty passphrase cannot lock a vault")
-        return text.encode("utf-8")
+        return secret
 
     def load(self, kdf: KdfParams | None) -> bytes:
         if kdf is None:
