@@ -53,6 +53,7 @@ __all__ = [
     "insert_entry",
     "integrity_check",
     "is_shared_or_system_dir",
+    "is_storable_id",
     "list_entries",
     "make_private_dir",
     "match_tags",
@@ -526,9 +527,23 @@ def _rows(cursor: sqlite3.Cursor, *, damaged: list[str] | None = None) -> list[E
     return rows
 
 
+def is_storable_id(entry_id: str) -> bool:
+    """Whether ``entry_id`` can be compared with stored ids at all. An id typed on the command
+    line is ``os.fsdecode``d: its bytes that are not UTF-8 are lone surrogates (PEP 383), which
+    SQLite cannot bind (``UnicodeEncodeError``, a traceback quoting them). Stored ids are
+    hexadecimal, so such an id names no entry and no audit record."""
+    try:
+        entry_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def find_entry(conn: sqlite3.Connection, entry_id: str) -> list[EntryRow]:
     """The row with id ``entry_id``; else the rows (at most two) whose id starts with it, when
     it is a hex prefix of at least four characters. The caller decides on ambiguity."""
+    if not is_storable_id(entry_id):
+        return []
     rows = _rows(conn.execute(f"SELECT {_SELECT_SQL} FROM entries WHERE id = ?", (entry_id,)))  # noqa: S608 - constant column list
     if not rows and 4 <= len(entry_id) < 16 and all(c in "0123456789abcdef" for c in entry_id):
         rows = _rows(conn.execute(f"SELECT {_SELECT_SQL} FROM entries WHERE id LIKE ? "  # noqa: S608 - constant column list
