@@ -20,6 +20,7 @@ from policy.certsource import READER_KEY
 from policy.cliutil import FILE_THE_COMMAND_READS, SETTINGS_KEY
 from policy.errors import PolicyError
 from untrusted.text import for_terminal
+from vault import nocore
 from vault.errors import VaultError
 
 from .config import CONFIG_KEY, config_from_raw, load_raw_config, refuse_readable_secrets
@@ -181,6 +182,9 @@ def _checks_another_file(ctx: click.Context) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # First, before any configuration, key or password is read: a core dump of any command
+    # (the daemon and `policy serve` hold keys for their whole life) would put them on disk.
+    nocore.forbid_core_dumps()
     _hold_standard_descriptors()
     sys.exit(_run(argv))
 

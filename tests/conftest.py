@@ -33,3 +33,14 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory,
     # A real keyring backend that stores under $HOME (keyrings.alt), never the desktop keyring.
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
     return home
+
+
+@pytest.fixture(autouse=True)
+def keep_the_test_process_dumpable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that call ``agent.main.main`` in-process would otherwise set the test process's
+    core limit to 0 for good (the hard limit cannot be raised again), and the tests that prove
+    a child leaves no core behind would then pass whatever the child did. ``certescrow``
+    processes the tests start forbid core dumps for real (tests/cli/test_no_core_dumps.py)."""
+    from vault import nocore
+
+    monkeypatch.setattr(nocore, "forbid_core_dumps", lambda: None)

@@ -21,7 +21,7 @@ from untrusted.text import json_storable
 
 from .envelope import hmac_tag, integrity_error
 from .errors import VaultIntegrityError
-from .store import AUDIT_SHAPE, META_SHAPE
+from .store import AUDIT_SHAPE, META_SHAPE, is_storable_id
 
 __all__ = [
     "AuditHead",
@@ -164,6 +164,8 @@ def read_records(conn: sqlite3.Connection, *, entry_id: str | None = None,
     raises :class:`~vault.errors.VaultIntegrityError`; given a ``damaged`` list (``verify``),
     it is described there and left out."""
     if entry_id is not None:
+        if not is_storable_id(entry_id):
+            return []
         return _records(conn, " WHERE entry_id = ?", (entry_id,), damaged=damaged)
     return _records(conn, "", (), damaged=damaged)
 

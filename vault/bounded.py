@@ -38,6 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+from .nocore import forbid_core_dumps
+
 __all__ = ["CPU_SECONDS", "Probe", "TooCostlyError", "first_that_opens", "too_costly"]
 
 CPU_SECONDS = 3
@@ -193,18 +195,10 @@ def _no_core() -> None:
     """The child is a copy of its parent: the daemon's vault key, the configured passwords,
     keys read so far. SIGXCPU's default action dumps core (a hostile file put the vault key on
     disk, the second re-review): ignored, so the hard limit's SIGKILL ends the child; and no
-    core, whatever else ends it."""
+    core, whatever else ends it (a parent started by ``certescrow`` forbade them already; a
+    library caller may not have)."""
     signal.signal(signal.SIGXCPU, signal.SIG_IGN)
-    try:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except (OSError, ValueError):
-        pass
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0: no core, no ptrace
-    except (OSError, AttributeError):
-        pass
+    forbid_core_dumps()
 
 
 def _answer(fd: int, pid: int) -> bytes:

@@ -34,10 +34,11 @@ from .errors import (
     VaultFormatError,
     VaultInputError,
     VaultLockedError,
+    VaultNotFoundError,
     VaultPermissionError,
 )
 from .secretfile import SecretFileError, fsync_dir, read_secret_file, write_secret_file
-from .store import make_private_dir
+from .store import check_private_dir, make_private_dir
 
 __all__ = [
     "ALLOW_PLAINTEXT_KEYRING_ENV",
@@ -52,6 +53,7 @@ __all__ = [
     "MasterKeySource",
     "PassphraseSource",
     "StagedRotation",
+    "check_key_file_place",
     "create_key_file",
     "key_source_from_settings",
     "read_key_file",
@@ -171,20 +173,50 @@ def _encode_key(key: bytes) -> str:
 
 def read_key_file(path: Path, *, what: str = "key file", strict_mode: bool = True,
                   follow_symlinks: bool = True) -> bytes:
-    """Read a key file, refusing one that group or others can read (checked on the open file),
-    and anything but a regular file (a FIFO would block the open forever)."""
+    """Read a key file, refusing anything but a regular file (a FIFO would block the open
+    forever) and, checked on the open file, one that group or others can read.
+
+    ``strict_mode`` (every key file the vault keeps; not a systemd credential, whose mode,
+    owner and directory systemd sets) also refuses a file another user owns and one in a
+    directory that others can write or that is not this user's or root's
+    (:func:`check_key_file_place`): a file planted there by someone else, 0600 or not, is a
+    key they hold a copy of (root reads it all the same, so its mode says nothing).
+    """
     try:
         raw = read_secret_file(path, what=what, max_bytes=4096,
                                refuse_mode=0o077 if strict_mode else 0o007,
-                               follow_symlinks=follow_symlinks)
+                               follow_symlinks=follow_symlinks, own=strict_mode)
     except SecretFileError as exc:
         if exc.problem == "exposed":
             raise VaultPermissionError(f"{exc}; the vault refuses it (chmod 600 {path}, and "
                                        "replace the key if it was exposed)") from None
+        if exc.problem == "foreign":
+            raise VaultPermissionError(
+                f"{exc}: its owner may hold a copy of the master key, so the vault refuses "
+                "it (run the command as that user, or use a key file of your own)") from None
         if exc.problem == "permission":
             raise VaultPermissionError(str(exc)) from None
         raise VaultLockedError(str(exc)) from None
+    if strict_mode:
+        check_key_file_place(path, what=what)
     return _decode_key(raw, f"{what} {path}")
+
+
+def check_key_file_place(path: Path, *, what: str = "key file") -> None:
+    """Refuse a key file whose directory (the one named, and the one a link leads to) others
+    can write or that belongs to someone but this user or root: the vault file's own rule
+    (:func:`vault.store.check_private_dir`), short of mode 0700."""
+    path = Path(path)
+    named = path.parent if str(path.parent) else Path(".")
+    directories = [named]
+    real = Path(os.path.realpath(path)).parent
+    if real != Path(os.path.realpath(named)):
+        directories.append(real)
+    for directory in directories:
+        try:
+            check_private_dir(directory, holds=f"{what} {path}")
+        except VaultNotFoundError:
+            raise VaultLockedError(f"{what} {path} does not exist") from None
 
 
 def _key_file_bytes(key: bytes) -> bytes:
@@ -210,6 +242,7 @@ def create_key_file(path: Path, key: bytes | None = None) -> bytes:
         except OSError as exc:
             raise VaultInputError(f"cannot create key file {path}: cannot create directory "
                                   f"{directory}: {exc.strerror}") from None
+    check_key_file_place(path)  # before the key exists: never write it where others can
     try:
         write_secret_file(path, _key_file_bytes(key), what="key file")
     except SecretFileError as exc:
@@ -249,6 +282,13 @@ class KeyFileSource:
         return read_key_file(self.path)
 
     def create(self) -> tuple[bytes, KdfParams | None]:
+        """A new key written to the file, or the key of a file that exists already.
+
+        An existing file is adopted (an operator may provision the key before ``init``, or
+        re-key two vaults to one file) only through :func:`read_key_file`'s checks: this
+        user's own file, 0600/0400, in a directory nobody else can write. One planted by
+        another user (``vault init --key-file /tmp/x.key``) would make a vault its planter
+        can open."""
         if self.path.exists():
             return read_key_file(self.path), None
         return create_key_file(self.path), None
@@ -517,10 +557,25 @@ class PassphraseSource:
         return "passphrase (scrypt)"
 
     def _passphrase(self, confirm: bool) -> bytes:
-        text = self.get_passphrase(confirm)
-        if not text:
+        """The passphrase's bytes: the bytes the user set, not a re-encoding that can fail.
+
+        An environment value reaches Python as text in which each byte that is not UTF-8 is a
+        lone surrogate (PEP 383: ``Pa55\\xffphrase`` is ``'Pa55\\udcffphrase'``); a strict
+        ``encode`` of it raised ``UnicodeEncodeError`` quoting the byte and its position.
+        ``surrogateescape`` turns each back into its byte, so such a passphrase works (and is
+        on a UTF-8 system exactly ``os.environb``'s bytes), and a UTF-8 one derives the same
+        key as it always did. Text that still cannot be bytes (a terminal's undecodable
+        input) is an error that shows none of it.
+        """
+        try:
+            secret = self.get_passphrase(confirm).encode("utf-8", "surrogateescape")
+        except UnicodeError:
+            raise VaultLockedError("the passphrase cannot be read as bytes (not valid text in "
+                                   f"this terminal's encoding); set it in {PASSPHRASE_ENV} "
+                                   "instead, where any bytes are taken as they are") from None
+        if not secret:
             raise VaultLockedError("an empty passphrase cannot lock a vault")
-        return text.encode("utf-8")
+        return secret
 
     def load(self, kdf: KdfParams | None) -> bytes:
         if kdf is None:

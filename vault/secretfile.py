@@ -33,6 +33,7 @@ from untrusted.smallfile import SmallFileError, kind_of, read_small_file
 
 __all__ = [
     "SecretFileError",
+    "describe_uid",
     "fsync_dir",
     "read_secret_file",
     "same_path",
@@ -48,8 +49,9 @@ _NO_ANONYMOUS_LINK: set[int] = set()
 
 class SecretFileError(Exception):
     """A secret file that cannot be used. ``problem`` is one of ``missing``, ``permission``,
-    ``not-regular``, ``too-large``, ``exposed`` (group/others can read it), ``exists`` (a write
-    that would overwrite), ``io``. The message names the file, never its content."""
+    ``not-regular``, ``too-large``, ``exposed`` (group/others can read it), ``foreign`` (another
+    user owns it), ``exists`` (a write that would overwrite), ``io``. The message names the
+    file, never its content."""
 
     def __init__(self, message: str, *, problem: str) -> None:
         super().__init__(message)
@@ -68,18 +70,35 @@ def _exposed_to(st: os.stat_result) -> str | None:
     return None
 
 
+def describe_uid(uid: int) -> str:
+    """``uid 65534 (nobody)`` for messages; the name is the system's, not the file maker's."""
+    try:
+        import pwd
+
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
 def read_secret_file(path: Path, *, what: str, max_bytes: int = 4096,
                      refuse_mode: int = 0, follow_symlinks: bool = True,
-                     private: bool = False) -> bytes:
+                     private: bool = False, own: bool = False) -> bytes:
     """The bytes of the regular file ``path`` (at most ``max_bytes``), never blocking.
 
     ``refuse_mode``: permission bits that must be clear (``0o077``: only the owner may read it;
     ``0o007``: others may not); checked on the open descriptor, so what is checked is what is
     read. ``private``: the file holds passwords, so refuse it when others can read it, or a
     group other than this process's own (``exposed``), with the ``chmod`` that fixes it.
+    ``own``: the file must belong to this process's user (``foreign`` otherwise): a key file
+    another user owns, however strict its mode, is a key that user holds a copy of (root
+    reads it all the same, so mode bits alone do not say it is ours).
     """
 
     def check(st: os.stat_result) -> None:
+        if own and st.st_uid != os.geteuid():
+            raise SecretFileError(
+                f"{what} {path} belongs to {describe_uid(st.st_uid)}, not to "
+                f"{describe_uid(os.geteuid())} that runs this command", problem="foreign")
         loose = st.st_mode & refuse_mode
         if loose:
             who = "others" if loose & 0o007 else "its group"

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from untrusted.text import json_storable
+from untrusted.text import for_terminal, json_storable
 
 from . import audit as audit_log
 from . import formats
@@ -467,11 +467,14 @@ class Vault:
     # ------------------------------------------------------------------ reading
     def _row(self, conn: sqlite3.Connection, entry_id: str) -> storage.EntryRow:
         rows = storage.find_entry(conn, entry_id)
+        # The id is what was typed: its control characters and bytes that are not UTF-8
+        # (`\xff`) escaped, as every terminal output shows them.
+        shown = for_terminal(entry_id)
         if len(rows) > 1:
-            raise VaultEntryNotFoundError(f"entry id prefix {entry_id!r} is ambiguous; "
+            raise VaultEntryNotFoundError(f"entry id prefix '{shown}' is ambiguous; "
                                           "give more characters")
         if not rows:
-            raise VaultEntryNotFoundError(f"no entry {entry_id!r} in vault {self.path} "
+            raise VaultEntryNotFoundError(f"no entry '{shown}' in vault {self.path} "
                                           "(see `certescrow vault list`)")
         return rows[0]
 

@@ -26,6 +26,7 @@ from .errors import (
     VaultNotFoundError,
     VaultPermissionError,
 )
+from .secretfile import describe_uid
 
 __all__ = [
     "AUDIT_SHAPE",
@@ -52,6 +53,7 @@ __all__ = [
     "insert_entry",
     "integrity_check",
     "is_shared_or_system_dir",
+    "is_storable_id",
     "list_entries",
     "make_private_dir",
     "match_tags",
@@ -229,25 +231,52 @@ def is_shared_or_system_dir(directory: Path, st: os.stat_result | None = None) -
     return False
 
 
-def check_private_dir(directory: Path) -> None:
+# Who can write a directory decides what is in it: they can put a file there before us, or
+# replace ours. So a directory that holds the vault or its master key must belong to this
+# process's user (or to root, who can do anything anyway) and be writable by nobody else:
+# OpenSSH's StrictModes rule. A sticky world-writable directory (/tmp) is writable by others.
+_WRITABLE_BY_OTHERS = 0o022
+
+
+def check_private_dir(directory: Path, *, holds: str | None = None) -> None:
+    """Refuse ``directory`` as the home of the vault or, given ``holds`` (``"key file PATH"``),
+    of a master key file. Both must belong to this process's user or root; the vault's must be
+    mode 0700 (its metadata are stored unencrypted), a key file's writable by its owner only
+    (the key file itself is 0600, so reading the directory reveals only its name).
+
+    The one check of where a vault secret may live: the vault file (:meth:`Store.open`), a
+    new vault (:mod:`vault.lifecycle`) and every key file read or written
+    (:mod:`vault.keysource`)."""
     try:
         st = directory.stat()
     except FileNotFoundError:
         raise VaultNotFoundError(f"directory {directory} does not exist") from None
-    if st.st_mode & 0o077:
-        mode = stat.S_IMODE(st.st_mode)
-        if is_shared_or_system_dir(directory, st):
-            raise VaultPermissionError(
-                f"vault directory {directory} has mode {mode:04o} and is a shared or system "
-                "directory: the vault needs a private directory of its own. Do not change the "
-                "mode of this one; choose a private directory instead (--vault PATH or "
-                f"[vault] path), such as the default {default_vault_path()}, whose directory "
-                "is created 0700"
-            )
+    mode = stat.S_IMODE(st.st_mode)
+    subject = f"vault directory {directory}" if holds is None \
+        else f"directory {directory} of {holds}"
+    if holds is None:
+        need = "the vault needs a private directory of its own"
+        elsewhere = ("(--vault PATH or [vault] path), such as the default "
+                     f"{default_vault_path()}, whose directory is created 0700")
+    else:
+        need = (f"whoever else can write there could have planted {holds} or could replace "
+                "it, and so hold a copy of the master key")
+        elsewhere = ("(--key-file FILE or [vault] key_file; `certescrow vault init` creates "
+                     "a missing directory 0700)")
+    loose = st.st_mode & (0o077 if holds is None else _WRITABLE_BY_OTHERS)
+    shared = is_shared_or_system_dir(directory, st)
+    if loose and shared:
         raise VaultPermissionError(
-            f"vault directory {directory} has mode {mode:04o}; the vault "
-            f"needs a private directory (chmod 700 {directory})"
-        )
+            f"{subject} has mode {mode:04o} and is a shared or system directory: {need}. Do "
+            f"not change the mode of this one; choose a private directory instead {elsewhere}")
+    if loose:
+        fix = f"chmod 700 {directory}" if holds is None else f"chmod go-w {directory}"
+        raise VaultPermissionError(f"{subject} has mode {mode:04o}; {need} ({fix})")
+    if st.st_uid not in (os.geteuid(), 0):
+        raise VaultPermissionError(
+            f"{subject} belongs to {describe_uid(st.st_uid)}, not to "
+            f"{describe_uid(os.geteuid())} that runs this command: {need}. Choose a private "
+            f"directory of your own instead {elsewhere}")
 
 
 def check_private_file(path: Path) -> None:
@@ -498,9 +527,23 @@ def _rows(cursor: sqlite3.Cursor, *, damaged: list[str] | None = None) -> list[E
     return rows
 
 
+def is_storable_id(entry_id: str) -> bool:
+    """Whether ``entry_id`` can be compared with stored ids at all. An id typed on the command
+    line is ``os.fsdecode``d: its bytes that are not UTF-8 are lone surrogates (PEP 383), which
+    SQLite cannot bind (``UnicodeEncodeError``, a traceback quoting them). Stored ids are
+    hexadecimal, so such an id names no entry and no audit record."""
+    try:
+        entry_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def find_entry(conn: sqlite3.Connection, entry_id: str) -> list[EntryRow]:
     """The row with id ``entry_id``; else the rows (at most two) whose id starts with it, when
     it is a hex prefix of at least four characters. The caller decides on ambiguity."""
+    if not is_storable_id(entry_id):
+        return []
     rows = _rows(conn.execute(f"SELECT {_SELECT_SQL} FROM entries WHERE id = ?", (entry_id,)))  # noqa: S608 - constant column list
     if not rows and 4 <= len(entry_id) < 16 and all(c in "0123456789abcdef" for c in entry_id):
         rows = _rows(conn.execute(f"SELECT {_SELECT_SQL} FROM entries WHERE id LIKE ? "  # noqa: S608 - constant column list
