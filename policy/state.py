@@ -63,6 +63,7 @@ from .rules.art6 import (
     art6_3_cannot_renew,
     end_of_validity,
     never_expires,
+    notice_closed,
 )
 from .rules.art8 import abolished
 from .rules.art9 import (
@@ -1179,7 +1180,7 @@ def _check_notice(state: ContractState, event: NoticeSent, when: str) -> None:
     if never_expires(cert):
         return
     last_day = end_of_validity(cert.not_after_utc)
-    if tokyo_date(event.at_utc) > last_day:
+    if notice_closed(cert.not_after_utc, tokyo_date(event.at_utc)):
         raise ContractStateError(
             f"contract {event.contract_id!r}: a renewal notice dated {when} (Asia/Tokyo) is "
             f"refused: the certificate's validity period ended on {last_day.isoformat()}, and "

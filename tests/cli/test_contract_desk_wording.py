@@ -46,8 +46,10 @@ def test_bind_warns_of_a_not_yet_valid_certificate_in_tokyo_time(
     text = _ok(["contract", "bind", "D1", str(cert), "--at", "2026-03-20", *lg]).stdout
     assert "Warning: the certificate is not valid until 2026-04-01 00:00 JST;" in text
     assert "2026-03-31" not in text
-    # --json keeps its documented form: the finding's code, instants in ISO 8601 UTC
-    out = _json(["contract", "bind", "D1", str(cert), "--at", "2026-03-20", "--json", *lg])
+    # --json keeps its documented form: the finding's code, instants in ISO 8601 UTC (a second
+    # contract: binding D1's certificate to D1 again is refused as a repeat)
+    _ok(["contract", "add", "D2", "--item", "byo", "--tier", "1y", "--at", "2026-03-01", *lg])
+    out = _json(["contract", "bind", "D2", str(cert), "--at", "2026-03-20", "--json", *lg])
     [finding] = out["findings"]
     assert finding["code"] == "certificate-not-yet-valid"
     assert out["contract"]["certificate"]["not_before"] == "2026-03-31T15:00:00Z"
