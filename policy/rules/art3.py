@@ -194,23 +194,15 @@ def compliance_decisions(result: Compliance, facts: CertificateFacts, *,
     window = result.tier_period
     why_en = f" ({window.explain_en()})" if window is not None else ""
     why_ja = f"（{window.explain_ja()}）" if window is not None else ""
-    return (Decision(
-        action=Action.NON_COMPLIANT,
-        clause=result.clause,
-        due=tokyo_date(facts.not_before_utc),
-        contract_id=contract_id,
-        severity=Severity.CRITICAL if result.clause.startswith("Art.3") else Severity.WARNING,
+    return _non_compliant(
+        result, facts, contract_id=contract_id,
         explanation_en=(f"The certificate's validity period ({duration_en(period)}, tier "
                         f"{result.tier.value}) exceeds the contracted {result.contracted.value}"
                         f"{why_en}."),
         explanation_ja=(f"SSL サーバ証明書の有効期間（{duration_ja(period)}、"
                         f"{result.tier.label_ja}）が契約の有効期間（{result.contracted.label_ja}"
                         f"）を超えています{why_ja}。"),
-        computed=result.to_json(),
-        facts={"sha256": facts.sha256,
-               "not_before": format_instant(facts.not_before_utc),
-               "not_after": format_instant(facts.not_after_utc)},
-    ),)
+        computed=result.to_json())
 
 
 def exceeds_offered_decisions(result: Compliance, facts: CertificateFacts, *, offered_by: str,
@@ -227,12 +219,8 @@ def exceeds_offered_decisions(result: Compliance, facts: CertificateFacts, *, of
     window = result.tier_period
     why_en = f": {window.explain_en()}" if window is not None else ""
     why_ja = f"。{window.explain_ja()}" if window is not None else ""
-    return (Decision(
-        action=Action.NON_COMPLIANT,
-        clause=result.clause,
-        due=tokyo_date(facts.not_before_utc),
-        contract_id=contract_id,
-        severity=Severity.CRITICAL if result.clause.startswith("Art.3") else Severity.WARNING,
+    return _non_compliant(
+        result, facts, contract_id=contract_id,
         explanation_en=(f"The certificate's validity period ({duration_en(period)}, tier "
                         f"{result.tier.value}) is longer than every period {offered_by} offers "
                         f"(longest {result.contracted.value}{why_en}), so no tier of the item "
@@ -242,7 +230,23 @@ def exceeds_offered_decisions(result: Compliance, facts: CertificateFacts, *, of
                         f"（最長 {result.contracted.label_ja}{why_ja}）も超えており、どの有効期間の"
                         "契約にも適合しません。"),
         computed={**result.to_json(), "contracted": None,
-                  "longest_offered": result.contracted.value},
+                  "longest_offered": result.contracted.value})
+
+
+def _non_compliant(result: Compliance, facts: CertificateFacts, *, contract_id: str | None,
+                   explanation_en: str, explanation_ja: str,
+                   computed: dict[str, Any]) -> tuple[Decision, ...]:
+    """The one ``NON_COMPLIANT`` decision both cases make: due on the certificate's first Tokyo
+    day, critical under Art.3 (category III), a warning under Appx1.1."""
+    return (Decision(
+        action=Action.NON_COMPLIANT,
+        clause=result.clause,
+        due=tokyo_date(facts.not_before_utc),
+        contract_id=contract_id,
+        severity=Severity.CRITICAL if result.clause.startswith("Art.3") else Severity.WARNING,
+        explanation_en=explanation_en,
+        explanation_ja=explanation_ja,
+        computed=computed,
         facts={"sha256": facts.sha256,
                "not_before": format_instant(facts.not_before_utc),
                "not_after": format_instant(facts.not_after_utc)},
