@@ -703,7 +703,8 @@ def unassign_command(ctx: click.Context, host: str, store: str,
     host = _host_name(host)
     _check_store(store)
     with _registry(ctx, ledger_option, must_exist=True) as registry:
-        if not any(b["store"] == store for b in registry.bindings(host)):
+        # (an assignment removed before is kept as an empty one: not an assignment)
+        if not any(b["store"] == store and _live(b["binding"]) for b in registry.bindings(host)):
             raise FleetCAError(f"{host}: no assignment for {store}")
         registry.assign(host=host, store=store, binding={})
     click.echo(f"{host}: {for_terminal(store)} unassigned")

@@ -33,5 +33,9 @@ def test_assign_and_unassign_escape_the_store_path(tmp_path: Path) -> None:
                      tmp_path)
     assert never.returncode != 0
     assert f"Error: web01: no assignment for {SHOWN}x" in never.stderr
+    # once removed, there is no assignment left to remove (it said "unassigned" again)
+    again = run_desk(["fleet", "unassign", "web01", STORE, "--ledger", ledger], tmp_path)
+    assert again.returncode == never.returncode
+    assert f"Error: web01: no assignment for {SHOWN}\n" in again.stderr
     for said in (assigned, table, unassigned, never):
         assert "\u202e" not in said.stdout + said.stderr
