@@ -1122,7 +1122,7 @@ class PersistentIndex(FileIndex[FileResult]):
         changed_in = self._changed_in
         if self.gated:
             through = self._flushed_through = self._written_through
-            for held_back in [path for path in {**dirty, **problems}
+            for held_back in [path for path in dirty.keys() | problems.keys()
                               if changed_in.get(path, -1) > through]:
                 if held_back in dirty:
                     self._dirty[held_back] = dirty.pop(held_back)
@@ -1157,9 +1157,8 @@ class PersistentIndex(FileIndex[FileResult]):
             self._packed[path] = entry
             if target != path:
                 self._links[path] = target
-        for path in dirty.keys() | problems.keys():
-            if path not in self._dirty and path not in self._problems:
-                changed_in.pop(path, None)
+        for path in dirty.keys() | problems.keys():  # (written: what was held back is not here)
+            changed_in.pop(path, None)
 
     def _write_failed(self, exc: BaseException) -> None:
         self.file.log.error("read-index-write-failed",
